@@ -1,0 +1,105 @@
+"""The core's own units, registered through the same hook as any third-party plugin.
+
+They are small and general: reading a directory of files, writing JSON lines, passing messages
+through unchanged. Tests, benchmarks and first pipelines use them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from asapo_pipelines.descriptor import Params, Port, Resources, UnitDescriptor
+from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
+
+
+class FilesParams(Params):
+    directory: Annotated[str, Field(description="Directory to read files from.")]
+    pattern: Annotated[str, Field(description="Glob pattern of the files to read.")] = "*"
+    recursive: Annotated[bool, Field(description="Also read files in subdirectories.")] = False
+    watch: Annotated[
+        bool,
+        Field(description="Keep running and emit each new file once it is complete."),
+    ] = False
+    settle_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="In watch mode, a file counts as complete once its size and "
+            "modification time have not changed for this long.",
+        ),
+    ] = 1.0
+    order: Annotated[
+        Literal["name", "mtime"], Field(description="Order in which present files are sent.")
+    ] = "name"
+
+
+class JsonLinesParams(Params):
+    path: Annotated[str, Field(description="File to append one JSON object per message to.")]
+    payload: Annotated[
+        Literal["omit", "text", "base64"],
+        Field(description="How to write each message's payload: left out, as UTF-8 text, or "
+        "base64-encoded."),
+    ] = "omit"
+
+
+class IdentityParams(Params):
+    """The identity processor takes no parameters."""
+
+
+FILES = UnitDescriptor(
+    name="core.files",
+    kind="connector",
+    status="beta",
+    summary="Reads the files of a directory, one message per file (optionally watching it).",
+    description=(
+        "A source that sends each file matching `pattern` in `directory` as one message: the "
+        "file's bytes as payload, its name, size and modification time as metadata. In watch "
+        "mode it keeps running and sends each new file once it has stopped changing."
+    ),
+    outputs=(
+        Port(
+            name="files",
+            content_type="application/octet-stream",
+            format="bytes",
+            description="One message per file: payload is the file content.",
+        ),
+    ),
+    params=FilesParams,
+    resources=Resources(cpu=200, memory=128),
+    runtime="asapo_pipelines.units.files:FilesSource",
+)
+
+JSONL_SINK = UnitDescriptor(
+    name="core.jsonl-sink",
+    kind="connector",
+    status="beta",
+    summary="Appends every message it receives to a JSON-lines file.",
+    description=(
+        "A sink that writes one JSON object per message: stream, id, metadata and provenance, "
+        "and optionally the payload. A message delivered twice is written once."
+    ),
+    inputs=(Port(name="messages", content_type="*/*", description="Any messages."),),
+    params=JsonLinesParams,
+    resources=Resources(cpu=200, memory=128),
+    runtime="asapo_pipelines.units.jsonl:JsonLinesSink",
+)
+
+IDENTITY = UnitDescriptor(
+    name="core.identity",
+    kind="processor",
+    status="stable",
+    summary="Passes each message through unchanged (for tests, benchmarks and fan-out).",
+    inputs=(Port(name="input", content_type="*/*", format="bytes"),),
+    outputs=(Port(name="output", content_type="*/*", format="bytes"),),
+    params=IdentityParams,
+    resources=Resources(cpu=100, memory=64),
+    runtime="asapo_pipelines.units.identity:Identity",
+)
+
+
+@hookimpl
+def register_units(register: RegisterUnit) -> None:
+    for descriptor in (FILES, JSONL_SINK, IDENTITY):
+        register(descriptor)

@@ -1,0 +1,233 @@
+"""The unit catalog: discovers plugins through entry points and collects their units.
+
+Each entry point is loaded on its own. A plugin that fails to import, registers an invalid
+descriptor, or claims a unit name another distribution also claims is kept as a record (name,
+distribution, version, reason) for `pipeline plugins`; every other unit still lists. Strict mode
+(tests, CI) turns any such problem into an error. Listing never imports a unit's runtime.
+
+Environment:
+- ``ASAPO_PIPELINES_PLUGINS``: comma-separated plugin (entry point) or distribution names; only
+  these are loaded (the built-in plugin always is).
+- ``ASAPO_PIPELINES_DISABLE_PLUGINS``: comma-separated names never loaded.
+- ``ASAPO_PIPELINES_STRICT=1``: raise on the first broken plugin.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Literal
+
+from asapo_pipelines import PROJECT, __version__
+from asapo_pipelines.descriptor import UnitDescriptor
+from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
+from asapo_pipelines.plugin_manager import PluginManager, describe_exception
+
+ENV_ONLY = "ASAPO_PIPELINES_PLUGINS"
+ENV_DISABLE = "ASAPO_PIPELINES_DISABLE_PLUGINS"
+ENV_STRICT = "ASAPO_PIPELINES_STRICT"
+
+BUILTIN_PLUGIN = "core"
+BUILTIN_MODULE = "asapo_pipelines.builtin"
+CORE_DISTRIBUTION = "asapo-pipelines"
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as `pipeline plugins` shows it."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    units: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> Literal["ok", "broken"]:
+        return "broken" if self.errors else "ok"
+
+    def label(self) -> str:
+        return f"plugin {self.name} ({self.distribution} {self.version})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "distribution": self.distribution,
+            "version": self.version,
+            "module": self.module,
+            "status": self.status,
+            "units": self.units,
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """Where a plugin comes from: an entry point to load, or an object already at hand."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    obj: ModuleType | object | None = None
+
+    def load(self) -> ModuleType | object:
+        if self.obj is not None:
+            return self.obj
+        import importlib
+
+        module_name, _, attr = self.module.partition(":")
+        loaded: Any = importlib.import_module(module_name)
+        for part in filter(None, attr.split(".")):
+            loaded = getattr(loaded, part)
+        return loaded
+
+
+def _split_env(value: str | None) -> set[str]:
+    return {item.strip() for item in (value or "").split(",") if item.strip()}
+
+
+def _normalize(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def _builtin_source() -> PluginSource:
+    return PluginSource(BUILTIN_PLUGIN, CORE_DISTRIBUTION, __version__, BUILTIN_MODULE)
+
+
+def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSource]:
+    """The installed plugins, filtered by the allow and block lists, in a stable order."""
+    from importlib.metadata import entry_points
+
+    env = os.environ if env is None else env
+    only = {_normalize(n) for n in _split_env(env.get(ENV_ONLY))}
+    disabled = {_normalize(n) for n in _split_env(env.get(ENV_DISABLE))}
+    sources = []
+    for ep in entry_points(group=PROJECT):
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.name if dist is not None else "unknown"
+        version = dist.version if dist is not None else "unknown"
+        keys = {_normalize(ep.name), _normalize(dist_name)}
+        if only and not keys & only:
+            continue
+        if keys & disabled:
+            continue
+        sources.append(PluginSource(ep.name, dist_name, version, ep.value))
+    return sorted(sources, key=lambda s: (s.name, s.distribution))
+
+
+class Catalog:
+    """The units available in this environment, and a record of every plugin looked at."""
+
+    def __init__(self, units: dict[str, UnitDescriptor], plugins: list[PluginRecord]) -> None:
+        self.units = units
+        self.plugins = plugins
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, *, strict: bool | None = None, env: Mapping[str, str] | None = None
+    ) -> Catalog:
+        """The catalog of installed plugins (entry points), plus the built-in plugin."""
+        env = os.environ if env is None else env
+        if strict is None:
+            strict = env.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
+        return cls.from_sources([_builtin_source(), *entry_point_sources(env)], strict=strict)
+
+    @classmethod
+    def from_sources(cls, sources: Iterable[PluginSource], *, strict: bool = False) -> Catalog:
+        manager = PluginManager()
+        records: list[PluginRecord] = []
+        claimed: dict[str, list[tuple[PluginRecord, UnitDescriptor]]] = {}
+        for source in sources:
+            record = PluginRecord(source.name, source.distribution, source.version, source.module)
+            records.append(record)
+            try:
+                plugin = source.load()
+            except BaseException as exc:  # a plugin's import may even call sys.exit
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                record.errors.append(f"import failed: {describe_exception(exc)}")
+                continue
+            try:
+                manager.register(plugin, source.name)
+            except PluginError as exc:
+                record.errors.append(str(exc))
+                continue
+            registration = manager.register_units(source.name)
+            record.errors.extend(registration.errors)
+            for descriptor in registration.units:
+                stamped = descriptor.model_copy(
+                    update={"version": source.version, "distribution": source.distribution}
+                )
+                claimed.setdefault(stamped.name, []).append((record, stamped))
+
+        units: dict[str, UnitDescriptor] = {}
+        for name, claims in claimed.items():
+            if len(claims) == 1:
+                record, descriptor = claims[0]
+                units[name] = descriptor
+                record.units.append(name)
+                continue
+            for record, _ in claims:
+                others = [r for r, _ in claims if r is not record]
+                who = ", ".join(f"{r.distribution} {r.version}" for r in others)
+                same = record.distribution in {r.distribution for r in others}
+                reason = (
+                    f"unit {name} is registered more than once by {record.distribution}"
+                    if same
+                    else f"unit {name} is also registered by {who}; neither is loaded"
+                )
+                if reason not in record.errors:
+                    record.errors.append(reason)
+        catalog = cls(dict(sorted(units.items())), records)
+        if strict and catalog.broken:
+            first = catalog.broken[0]
+            raise PluginError(f"{first.label()} is broken: {first.errors[0]}")
+        return catalog
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def broken(self) -> list[PluginRecord]:
+        return [p for p in self.plugins if p.errors]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.units
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def suggest(self, name: str) -> str | None:
+        matches = difflib.get_close_matches(name, list(self.units), n=1, cutoff=0.6)
+        return matches[0] if matches else None
+
+    def get(self, name: str) -> UnitDescriptor:
+        try:
+            return self.units[name]
+        except KeyError:
+            raise UnknownUnitError(name, self.suggest(name)) from None
+
+    def filter(
+        self,
+        *,
+        kind: str | None = None,
+        namespace: str | None = None,
+        status: str | None = None,
+    ) -> list[UnitDescriptor]:
+        return [
+            d
+            for d in self.units.values()
+            if (kind is None or d.kind == kind)
+            and (namespace is None or d.namespace == namespace)
+            and (status is None or d.status == status)
+        ]
+
+    def plugin(self, name: str) -> PluginRecord:
+        for record in self.plugins:
+            if name in (record.name, record.distribution):
+                return record
+        raise CatalogError(f"no plugin named {name}")

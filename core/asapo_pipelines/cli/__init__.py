@@ -1,0 +1,125 @@
+"""The `pipeline` command.
+
+Subcommands live in their own modules and are imported only when used (a lazy click group), so
+`pipeline list-units` does not pay for the transport, the YAML loader or the executors.
+Errors meant for users are printed as one sentence without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from asapo_pipelines import __version__
+
+#: command name -> "module:attribute"; each module holds what its name says.
+COMMANDS: dict[str, str] = {
+    "list-units": "asapo_pipelines.cli.units:list_units",
+    "show-unit": "asapo_pipelines.cli.units:show_unit",
+    "plugins": "asapo_pipelines.cli.units:plugins",
+}
+
+DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, _, attr = COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module_name), attr)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # Suggest the nearest command instead of click's bare "No such command".
+        name = args[0] if args else None
+        if name is not None and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            near = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            hint = f"; did you mean {near[0]}?" if near else "; see `pipeline --help`"
+            raise click.UsageError(f"unknown command {name}{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from asapo_pipelines.catalog import Catalog
+
+    click.echo(f"asapo-pipelines {__version__}")
+    catalog = Catalog.load()
+    for record in catalog.plugins:
+        if record.distribution == "asapo-pipelines":
+            continue
+        status = "" if record.status == "ok" else " (broken)"
+        click.echo(f"  {record.distribution} {record.version}{status}")
+    ctx.exit(0)
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the core's version and the installed plugins' versions.",
+)
+def cli() -> None:
+    """Build, check and run near-real-time data pipelines from one YAML file."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the console script: maps every failure to one sentence and an exit code."""
+    from asapo_pipelines.errors import PipelinesError
+
+    try:
+        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        # click's own usage errors: keep its one-line message and the usage hint
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PipelinesError as exc:
+        _error(exc.message)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted.", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        # `pipeline list-units | head`: the reader went away, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as exc:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        _error(
+            f"internal error ({describe_exception(exc)}); this is a bug, please report it "
+            f"with the output of the same command run with {DEBUG_ENV}=1"
+        )
+        sys.exit(70)
+    sys.exit(0)
+
+
+def _error(message: str) -> None:
+    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)

@@ -1,0 +1,35 @@
+"""Shared output helpers: JSON for tools, rich tables for people, warnings on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+
+    from asapo_pipelines.catalog import Catalog
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def console() -> Console:
+    """A rich console on stdout; imported lazily because rich costs start-up time."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=False)
+
+
+def warn(message: str) -> None:
+    click.echo(click.style("warning: ", fg="yellow", bold=True) + message, err=True)
+
+
+def warn_broken_plugins(catalog: Catalog) -> None:
+    for record in catalog.broken:
+        more = f" (and {len(record.errors) - 1} more)" if len(record.errors) > 1 else ""
+        warn(f"{record.label()} is broken: {record.errors[0]}{more}; see `pipeline plugins`")

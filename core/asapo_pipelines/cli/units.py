@@ -1,0 +1,171 @@
+"""`pipeline list-units`, `show-unit` and `plugins`: browsing what is installed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from asapo_pipelines.cli.options import json_option, strict_option
+from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins
+from asapo_pipelines.descriptor import KINDS, STATUSES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import Port, UnitDescriptor
+
+_KIND_TITLES = {"connector": "Connectors", "processor": "Processors", "agent": "Agents"}
+
+
+def _load(strict: bool) -> Catalog:
+    from asapo_pipelines.catalog import Catalog
+
+    catalog = Catalog.load(strict=strict)
+    warn_broken_plugins(catalog)
+    return catalog
+
+
+def _ports_text(ports: tuple[Port, ...]) -> str:
+    return ", ".join(f"{p.name}" + ("" if p.required else "?") for p in ports) or "-"
+
+
+@click.command("list-units")
+@click.option("--kind", type=click.Choice(KINDS), help="Only units of this kind.")
+@click.option("--namespace", "-n", help="Only units in this namespace (e.g. xas).")
+@click.option("--status", type=click.Choice(STATUSES), help="Only units with this status.")
+@json_option
+@strict_option
+def list_units(
+    kind: str | None, namespace: str | None, status: str | None, as_json: bool, strict: bool
+) -> None:
+    """List the installed units, grouped by kind.
+
+    Broken plugins are reported on stderr and the healthy units still list (exit 0), unless
+    --strict is given.
+    """
+    catalog = _load(strict)
+    units = catalog.filter(kind=kind, namespace=namespace, status=status)
+    if as_json:
+        print_json(
+            {
+                "units": [d.summary_dict() for d in units],
+                "broken_plugins": [p.to_dict() for p in catalog.broken],
+            }
+        )
+        return
+    if not units:
+        click.echo("no units match." if catalog.units else "no units installed.")
+        return
+    from rich.table import Table
+
+    out = console()
+    for group in KINDS:
+        members = [d for d in units if d.kind == group]
+        if not members:
+            continue
+        table = Table(title=_KIND_TITLES[group], title_justify="left", expand=False)
+        for column in ("name", "kind", "version", "status"):
+            table.add_column(column, no_wrap=True)
+        for column in ("summary", "inputs", "outputs"):
+            table.add_column(column, overflow="fold")
+        for d in members:
+            table.add_row(
+                d.name,
+                d.role,
+                d.version or "",
+                d.status,
+                d.summary,
+                _ports_text(d.inputs),
+                _ports_text(d.outputs),
+            )
+        out.print(table)
+
+
+def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
+    from rich.table import Table
+
+    if not ports:
+        return
+    table = Table(title=title, title_justify="left")
+    for column in ("port", "content type", "format", "required", "description"):
+        table.add_column(column, overflow="fold")
+    for p in ports:
+        table.add_row(p.name, p.content_type, p.format, "yes" if p.required else "no", p.description)
+    console().print(table)
+
+
+@click.command("show-unit")
+@click.argument("name")
+@json_option
+def show_unit(name: str, as_json: bool) -> None:
+    """Describe one unit: ports, parameters and a YAML snippet to paste into a pipeline."""
+    from asapo_pipelines.unit_docs import example_snippet, param_rows
+
+    catalog = _load(strict=False)
+    descriptor: UnitDescriptor = catalog.get(name)
+    rows = param_rows(descriptor)
+    snippet = example_snippet(descriptor)
+    if as_json:
+        data = descriptor.summary_dict()
+        data["description"] = descriptor.description
+        data["params"] = [r.to_dict() for r in rows]
+        data["params_schema"] = descriptor.params_schema()
+        data["example"] = snippet
+        print_json(data)
+        return
+    from rich.panel import Panel
+    from rich.syntax import Syntax
+    from rich.table import Table
+    from rich.text import Text
+
+    out = console()
+    head = Text()
+    head.append(descriptor.name, style="bold")
+    head.append(f"  {descriptor.role}, {descriptor.status}, ")
+    head.append(f"{descriptor.distribution} {descriptor.version}")
+    body = Text(descriptor.summary)
+    if descriptor.description:
+        body.append("\n\n" + descriptor.description)
+    out.print(Panel(body, title=head, title_align="left"))
+    _show_ports("Inputs", descriptor.inputs)
+    _show_ports("Outputs", descriptor.outputs)
+    if rows:
+        table = Table(title="Parameters", title_justify="left")
+        for column in ("name", "type", "default", "description"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            default = "(required)" if r.required else r.default_text()
+            table.add_row(r.name, r.type, default, r.description)
+        out.print(table)
+    res = descriptor.resources
+    out.print(f"Resources: cpu {res.cpu} MHz, memory {res.memory} MB, gpus {res.gpus}")
+    out.print("\nExample (paste under `units:`):")
+    out.print(Syntax(snippet, "yaml", theme="ansi_dark", background_color="default"))
+
+
+@click.command("plugins")
+@json_option
+@strict_option
+def plugins(as_json: bool, strict: bool) -> None:
+    """List the installed plugin packages, their units, and why a broken one failed."""
+    from asapo_pipelines.catalog import Catalog
+
+    catalog = Catalog.load(strict=False)
+    if as_json:
+        print_json({"plugins": [p.to_dict() for p in catalog.plugins]})
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title="Plugins", title_justify="left")
+        for column in ("plugin", "distribution", "version", "status", "units"):
+            table.add_column(column, overflow="fold")
+        for p in catalog.plugins:
+            # Text, not markup: error messages may contain brackets
+            status = Text(p.status, style="green" if p.status == "ok" else "bold red")
+            for error in p.errors:
+                status.append("\n" + error, style="red")
+            table.add_row(p.name, p.distribution, p.version, status, "\n".join(p.units) or "-")
+        console().print(table)
+    if strict and catalog.broken:
+        raise click.exceptions.Exit(1)

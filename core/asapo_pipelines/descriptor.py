@@ -1,0 +1,192 @@
+"""Unit descriptors: what a plugin tells the catalog about each unit it offers.
+
+A descriptor is plain data. It names the unit's runtime class only as an import string, so the
+catalog can list hundreds of units without importing the heavy libraries their runtimes need
+(xraylarch, torch, ...): the runtime is imported only inside a worker, by `load_runtime()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+Kind = Literal["connector", "processor", "agent"]
+Status = Literal["stable", "beta", "experimental", "deprecated"]
+
+KINDS: tuple[Kind, ...] = ("connector", "processor", "agent")
+STATUSES: tuple[Status, ...] = ("stable", "beta", "experimental", "deprecated")
+
+#: `<namespace>.<name>`: lower case, digits, `-` and `_`; the namespace is usually the plugin's.
+UNIT_NAME_PATTERN = r"^[a-z][a-z0-9_-]*\.[a-z0-9][a-z0-9_-]*$"
+PORT_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+RUNTIME_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
+#: `type/subtype` as in media types; `*` wildcards accept anything (`*/*`) or one family.
+CONTENT_TYPE_PATTERN = r"^([a-z0-9][a-z0-9.+_-]*|\*)/([a-z0-9][a-z0-9.+_-]*|\*)$"
+
+
+class Params(BaseModel):
+    """Base class for a unit's parameters.
+
+    Unknown keys are errors (a typo in a pipeline file must not pass silently), and the schema is
+    built lazily (`defer_build`), so that defining hundreds of params models costs nothing until a
+    pipeline actually uses one.
+    """
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+
+class NoParams(Params):
+    """A unit without parameters."""
+
+
+class Port(BaseModel):
+    """One named input or output of a unit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=PORT_NAME_PATTERN, description="Port name, snake_case.")]
+    content_type: Annotated[
+        str,
+        Field(
+            pattern=CONTENT_TYPE_PATTERN,
+            description="What flows through the port, as `type/subtype` (e.g. `xas/scan`); "
+            "`*/*` on an input accepts anything.",
+        ),
+    ] = "*/*"
+    format: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z][a-z0-9_-]*$",
+            description="Payload serialization on the wire: `json`, `bytes` or `seedee` (arrays).",
+        ),
+    ] = "json"
+    required: bool = True
+    description: str = ""
+
+
+class Resources(BaseModel):
+    """Default resources a unit asks for when it is scheduled (Nomad's units)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cpu: Annotated[int, Field(ge=1, description="CPU in MHz, as Nomad counts it.")] = 500
+    memory: Annotated[int, Field(ge=1, description="Memory in MB.")] = 256
+    gpus: Annotated[int, Field(ge=0, description="Number of NVIDIA GPUs.")] = 0
+
+
+class UnitDescriptor(BaseModel):
+    """Everything the catalog, the validator and the scheduler need to know about a unit."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: Annotated[
+        str, Field(pattern=UNIT_NAME_PATTERN, description="Qualified name `<namespace>.<name>`.")
+    ]
+    kind: Kind
+    summary: Annotated[str, Field(min_length=1, max_length=200)]
+    runtime: Annotated[
+        str,
+        Field(
+            pattern=RUNTIME_PATTERN,
+            description="`package.module:Class` of the runtime, imported only inside a worker.",
+        ),
+    ]
+    description: str = ""
+    status: Status = "experimental"
+    inputs: tuple[Port, ...] = ()
+    outputs: tuple[Port, ...] = ()
+    params: type[BaseModel] = NoParams
+    resources: Resources = Resources()
+    #: Filled in by the catalog from the distribution that registered the unit.
+    version: str | None = None
+    distribution: str | None = None
+
+    @field_validator("summary")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value.strip():
+            raise ValueError("summary must be one line; put details in description")
+        return value.strip()
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_is_model(cls, value: Any) -> Any:
+        if not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ValueError(
+                f"params must be a pydantic model class, not {type(value).__name__}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> UnitDescriptor:
+        for side, ports in (("input", self.inputs), ("output", self.outputs)):
+            seen: set[str] = set()
+            for port in ports:
+                if port.name in seen:
+                    raise ValueError(f"{side} port {port.name!r} is declared twice")
+                seen.add(port.name)
+        if self.kind in ("processor", "agent") and not self.inputs:
+            raise ValueError(f"a {self.kind} needs at least one input port")
+        if self.kind == "connector" and self.inputs and self.outputs:
+            raise ValueError(
+                "a connector is either a source (outputs only) or a sink (inputs only)"
+            )
+        return self
+
+    @property
+    def namespace(self) -> str:
+        return self.name.split(".", 1)[0]
+
+    @property
+    def role(self) -> str:
+        """`source`, `sink`, `processor` or `agent`: what the unit does in a graph."""
+        if self.kind == "connector":
+            return "sink" if self.inputs else "source"
+        return self.kind
+
+    def input(self, name: str) -> Port | None:
+        return next((p for p in self.inputs if p.name == name), None)
+
+    def output(self, name: str) -> Port | None:
+        return next((p for p in self.outputs if p.name == name), None)
+
+    def params_schema(self) -> dict[str, Any]:
+        """JSON Schema of the params (built on first use)."""
+        return self.params.model_json_schema()
+
+    def load_runtime(self) -> Any:
+        """Import and return the runtime class. Only workers call this."""
+        module_name, _, qualname = self.runtime.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def summary_dict(self) -> dict[str, Any]:
+        """JSON-ready description without the params schema (cheap: builds no schema)."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "role": self.role,
+            "version": self.version,
+            "distribution": self.distribution,
+            "status": self.status,
+            "summary": self.summary,
+            "inputs": [p.model_dump() for p in self.inputs],
+            "outputs": [p.model_dump() for p in self.outputs],
+            "resources": self.resources.model_dump(),
+            "runtime": self.runtime,
+        }
+
+
+def is_unit_name(name: str) -> bool:
+    return re.match(UNIT_NAME_PATTERN, name) is not None

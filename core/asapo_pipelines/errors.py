@@ -1,0 +1,39 @@
+"""The exceptions users see. Each carries one clear sentence; the CLI prints it without a
+traceback and exits with the exception's code."""
+
+from __future__ import annotations
+
+
+class PipelinesError(Exception):
+    """Base of every error meant for a user: the message is the whole story."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(PipelinesError):
+    """The command was called wrongly (missing file, bad option value)."""
+
+    exit_code = 2
+
+
+class PluginError(PipelinesError):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+class CatalogError(PipelinesError):
+    """The catalog is inconsistent (strict mode) or a unit cannot be found."""
+
+
+class UnknownUnitError(CatalogError):
+    def __init__(self, name: str, suggestion: str | None = None) -> None:
+        hint = f"; did you mean {suggestion}?" if suggestion else "; see `pipeline list-units`"
+        super().__init__(f"unknown unit {name}{hint}")
+        self.name = name
+        self.suggestion = suggestion

@@ -1,0 +1,115 @@
+"""A typed facade over pluggy, so core code never calls an untyped hook.
+
+Each plugin's hook implementations are called one plugin at a time, each call guarded, so that
+a plugin that raises is reported with its name and does not stop the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from asapo_pipelines import PROJECT, hookspecs
+from asapo_pipelines.descriptor import UnitDescriptor
+from asapo_pipelines.errors import PluginError
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception, pydantic validation errors condensed to their first problems."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        parts = []
+        for err in exc.errors()[:3]:
+            loc = ".".join(str(p) for p in err["loc"]) or "descriptor"
+            parts.append(f"{loc}: {err['msg']}")
+        more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
+        return "; ".join(parts) + more
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@dataclass
+class Registration:
+    """What one plugin registered: valid descriptors and one reason per rejected call."""
+
+    units: list[UnitDescriptor] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class PluginManager:
+    def __init__(self) -> None:
+        self._pm = pluggy.PluginManager(PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+
+    def register(self, plugin: ModuleType | object, name: str) -> None:
+        """Register a plugin object; raises PluginError when its hooks do not match the API."""
+        try:
+            self._pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            raise PluginError(describe_exception(exc)) from exc
+        unknown = [
+            hook_name
+            for hook_name in dir(plugin)
+            if self._pm.parse_hookimpl_opts(plugin, hook_name) is not None
+            and not hasattr(hookspecs, hook_name)
+        ]
+        if unknown:
+            self._pm.unregister(name=name)
+            raise PluginError(
+                f"implements unknown hook {unknown[0]}; known hooks: "
+                + ", ".join(sorted(self.hook_names()))
+            )
+
+    def hook_names(self) -> list[str]:
+        return [n for n in dir(hookspecs) if self._pm.parse_hookspec_opts(hookspecs, n)]
+
+    def _impls(self, hook_name: str, plugin_name: str) -> list[pluggy.HookImpl]:
+        hook = getattr(self._pm.hook, hook_name)
+        return [impl for impl in hook.get_hookimpls() if impl.plugin_name == plugin_name]
+
+    def _call_each(self, hook_name: str, plugin_name: str, **kwargs: Any) -> list[str]:
+        """Call one plugin's implementations of a hook; return one line per failure."""
+        errors = []
+        for impl in self._impls(hook_name, plugin_name):
+            try:
+                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+            except Exception as exc:
+                from pydantic import ValidationError
+
+                what = (
+                    "built an invalid descriptor:"
+                    if isinstance(exc, ValidationError)
+                    else "raised"
+                )
+                errors.append(f"{hook_name} {what} {describe_exception(exc)}")
+        return errors
+
+    def register_units(self, plugin_name: str) -> Registration:
+        """Collect the unit descriptors one plugin registers, each validated on its own."""
+        result = Registration()
+
+        def register(item: UnitDescriptor | Mapping[str, Any]) -> None:
+            try:
+                if isinstance(item, UnitDescriptor):
+                    descriptor = item
+                elif isinstance(item, Mapping):
+                    descriptor = UnitDescriptor.model_validate(dict(item))
+                else:
+                    raise PluginError(
+                        f"registered a {type(item).__name__}, not a UnitDescriptor"
+                    )
+            except Exception as exc:
+                label = item.get("name") if isinstance(item, Mapping) else None
+                prefix = f"invalid descriptor for {label}" if label else "invalid descriptor"
+                result.errors.append(f"{prefix}: {describe_exception(exc)}")
+                return
+            result.units.append(descriptor)
+
+        result.errors.extend(self._call_each("register_units", plugin_name, register=register))
+        return result
+
