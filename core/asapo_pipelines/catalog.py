@@ -129,9 +129,7 @@ class Catalog:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def load(
-        cls, *, strict: bool | None = None, env: Mapping[str, str] | None = None
-    ) -> Catalog:
+    def load(cls, *, strict: bool | None = None, env: Mapping[str, str] | None = None) -> Catalog:
         """The catalog of installed plugins (entry points), plus the built-in plugin."""
         env = os.environ if env is None else env
         if strict is None:
@@ -173,17 +171,15 @@ class Catalog:
                 units[name] = descriptor
                 record.units.append(name)
                 continue
-            for record, _ in claims:
-                others = [r for r, _ in claims if r is not record]
-                who = ", ".join(f"{r.distribution} {r.version}" for r in others)
-                same = record.distribution in {r.distribution for r in others}
-                reason = (
-                    f"unit {name} is registered more than once by {record.distribution}"
-                    if same
-                    else f"unit {name} is also registered by {who}; neither is loaded"
-                )
-                if reason not in record.errors:
-                    record.errors.append(reason)
+            claimants = list({id(r): r for r, _ in claims}.values())
+            for record in claimants:
+                others = [r for r in claimants if r is not record]
+                if others:
+                    who = ", ".join(f"{r.distribution} {r.version}" for r in others)
+                    reason = f"unit {name} is also registered by {who}; neither is loaded"
+                else:
+                    reason = f"unit {name} is registered more than once by {record.distribution}"
+                record.errors.append(reason)
         catalog = cls(dict(sorted(units.items())), records)
         if strict and catalog.broken:
             first = catalog.broken[0]

@@ -121,9 +121,7 @@ class UnitDescriptor(BaseModel):
     @classmethod
     def _params_is_model(cls, value: Any) -> Any:
         if not (isinstance(value, type) and issubclass(value, BaseModel)):
-            raise ValueError(
-                f"params must be a pydantic model class, not {type(value).__name__}"
-            )
+            raise ValueError(f"params must be a pydantic model class, not {type(value).__name__}")
         return value
 
     @model_validator(mode="after")

@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> Any:
     from asapo_pipelines.errors import PipelinesError
 
     try:
-        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+        # without standalone mode click returns the code of `ctx.exit(code)` instead of exiting
+        result = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> Any:
             f"with the output of the same command run with {DEBUG_ENV}=1"
         )
         sys.exit(70)
-    sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def _error(message: str) -> None:

@@ -90,7 +90,9 @@ def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
     for column in ("port", "content type", "format", "required", "description"):
         table.add_column(column, overflow="fold")
     for p in ports:
-        table.add_row(p.name, p.content_type, p.format, "yes" if p.required else "no", p.description)
+        table.add_row(
+            p.name, p.content_type, p.format, "yes" if p.required else "no", p.description
+        )
     console().print(table)
 
 
