@@ -55,15 +55,14 @@ class LazyGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.listing import load_listing
 
     click.echo(f"asapo-pipelines {__version__}")
-    catalog = Catalog.load()
-    for record in catalog.plugins:
-        if record.distribution == "asapo-pipelines":
+    for record in load_listing(strict=False).plugins:
+        if record["distribution"] == "asapo-pipelines":
             continue
-        status = "" if record.status == "ok" else " (broken)"
-        click.echo(f"  {record.distribution} {record.version}{status}")
+        status = "" if record["status"] == "ok" else " (broken)"
+        click.echo(f"  {record['distribution']} {record['version']}{status}")
     ctx.exit(0)
 
 
