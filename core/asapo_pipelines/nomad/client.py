@@ -260,16 +260,17 @@ class NomadClient:
             if isinstance(resp, BaseException):
                 raise self._unreachable(resp) from None
             raise NomadUnreachable(f"cannot reach Nomad at {address}: {resp}") from None
-        except requests.exceptions.Timeout:
-            raise self._timeout(action) from None
-        except requests.exceptions.RequestException as exc:
-            raise self._unreachable(exc) from None
         except ValueError:
-            # a body that is not JSON: not a Nomad agent, or a proxy's error page
+            # a body that is not JSON (requests' JSONDecodeError is a ValueError too): not a
+            # Nomad agent, or a proxy's error page
             raise NomadServerError(
                 f"the answer to {action} is not Nomad's JSON; is NOMAD_ADDR={address} a Nomad "
                 "agent?"
             ) from None
+        except requests.exceptions.Timeout:
+            raise self._timeout(action) from None
+        except requests.exceptions.RequestException as exc:
+            raise self._unreachable(exc) from None
 
     def _timeout(self, action: str) -> NomadTimeout:
         return NomadTimeout(

@@ -76,44 +76,45 @@ def explain(
     for constraint, count in sorted((metric.get("ConstraintFiltered") or {}).items()):
         if "missing drivers" in constraint:
             reasons.append(
-                f"{_nodes(count)} lack the {driver_text} driver; enable it in the clients' "
+                f"the {driver_text} driver is not enabled on {_nodes(count)}; enable it in the "
+                "clients' "
                 f'plugin "{drivers[0] if drivers else "raw_exec"}" configuration '
                 "(raw_exec is disabled by default)"
             )
         elif "missing devices" in constraint:
             reasons.append(
-                f"{_nodes(count)} have no {device_text} device; install the NVIDIA device "
-                "plugin on the GPU nodes or lower the unit's gpus"
+                f"no {device_text} device on {_nodes(count)}; install the NVIDIA device plugin "
+                "on the GPU nodes or lower the unit's gpus"
             )
         else:
-            reasons.append(f"{_nodes(count)} were excluded by the constraint {constraint!r}")
+            reasons.append(f"the constraint {constraint!r} excluded {_nodes(count)}")
     for node_class, count in sorted((metric.get("ClassFiltered") or {}).items()):
-        reasons.append(f"{_nodes(count)} of class {node_class!r} were excluded")
+        reasons.append(f"node class {node_class!r} excluded {_nodes(count)}")
 
     for dimension, count in sorted((metric.get("DimensionExhausted") or {}).items()):
         if dimension == "memory":
             need = _sum(group, "MemoryMB")
             asked = f" for {need} MB" if need else ""
             reasons.append(
-                f"{_nodes(count)} do not have enough free memory{asked}; lower the unit's "
-                "memory or add capacity"
+                f"not enough free memory{asked} on {_nodes(count)}; lower the unit's memory "
+                "or add capacity"
             )
         elif dimension == "cpu":
             need = _sum(group, "CPU")
             asked = f" for {need} MHz" if need else ""
-            reasons.append(f"{_nodes(count)} do not have enough free CPU{asked}")
+            reasons.append(f"not enough free CPU{asked} on {_nodes(count)}")
         elif dimension == "disk":
             size = (group.get("EphemeralDisk") or {}).get("SizeMB")
             asked = f" for the {size} MB ephemeral disk" if size else ""
-            reasons.append(f"{_nodes(count)} do not have enough free disk{asked}")
+            reasons.append(f"not enough free disk{asked} on {_nodes(count)}")
         elif dimension.startswith("devices"):
             detail = dimension.partition(":")[2].strip()
             reasons.append(
-                f"{_nodes(count)} have no free {device_text} device"
+                f"no free {device_text} device on {_nodes(count)}"
                 + (f" ({detail})" if detail else "")
             )
         else:
-            reasons.append(f"{_nodes(count)} ran out of {dimension}")
+            reasons.append(f"{dimension} exhausted on {_nodes(count)}")
 
     for quota in metric.get("QuotaExhausted") or []:
         reasons.append(f"the namespace's quota is exhausted ({quota})")
