@@ -91,7 +91,8 @@ def test_contract_nomad_api_deploy_waits_on_the_evaluation_with_blocking_queries
         evaluation("complete", ModifyIndex=45),
     ]
     result = client().deploy(compiled(), wait=30)
-    assert result.evaluation is not None and result.evaluation.status == "complete"
+    assert result.evaluation is not None
+    assert result.evaluation.status == "complete"
     reads = nomad_env.calls("GET", f"/v1/evaluation/{EVAL_ID}")
     assert len(reads) == 3
     # the first read learns the index, the next ones block on it (documented `index`/`wait`)
@@ -181,7 +182,8 @@ def test_contract_nomad_api_status_renders_the_documented_answers(nomad_env: Fak
     assert "OOM Killed" in scans_task.events[0]["message"]
     assert scans_task.events[2]["time"].startswith("2025-11-")
     old = next(t for t in by_id[ALLOC_OLD].tasks if t.name == "scans")
-    assert old.failed and "Exceeded allowed attempts" in old.events[-1]["message"]
+    assert old.failed
+    assert "Exceeded allowed attempts" in old.events[-1]["message"]
     [failure] = status.failures
     assert failure.group == "writer"
     assert failure.reasons == ["not enough free CPU on 2 nodes"]
@@ -218,7 +220,7 @@ def test_contract_nomad_api_logs_stderr_follow_and_plain(nomad_env: FakeNomad) -
 def test_contract_nomad_api_logs_of_an_unknown_unit_names_the_known_ones(
     nomad_env: FakeNomad,
 ) -> None:
-    with pytest.raises(NomadNotFound, match="no allocation of unit 'merge'; .* scans, writer"):
+    with pytest.raises(NomadNotFound, match=r"no allocation of unit 'merge'; .* scans, writer"):
         client().logs(JOB_ID, "merge", io.BytesIO())
 
 
@@ -234,7 +236,8 @@ def test_contract_nomad_api_stop_and_purge(nomad_env: FakeNomad) -> None:
 def test_contract_nomad_api_start_registers_the_stopped_job_again(nomad_env: FakeNomad) -> None:
     nomad_env.job_stopped = True
     result = client().start(JOB_ID)
-    assert result is not None and result.evaluation is not None
+    assert result is not None
+    assert result.evaluation is not None
     [register] = nomad_env.calls("POST", "/v1/jobs")
     assert register.body["Job"]["ID"] == JOB_ID
     assert register.body["Job"]["Stop"] is False
@@ -433,7 +436,7 @@ def tls_server(tmp_path: Path):
 def test_contract_nomad_api_tls_is_verified_by_default(
     tls_server, clean_nomad_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake, address, cert = tls_server
+    _fake, address, cert = tls_server
     monkeypatch.setenv("NOMAD_ADDR", address)
     with pytest.raises(NomadUnreachable) as info:
         client().status(JOB_ID)
@@ -451,7 +454,7 @@ def test_contract_nomad_api_tls_is_verified_by_default(
 def test_contract_nomad_api_plain_http_to_a_tls_port_is_explained(
     tls_server, clean_nomad_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake, address, _cert = tls_server
+    _fake, address, _cert = tls_server
     plain = address.replace("https://", "http://")
     monkeypatch.setenv("NOMAD_ADDR", plain)
     result: list[BaseException] = []
