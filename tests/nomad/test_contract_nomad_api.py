@@ -468,6 +468,7 @@ def test_contract_nomad_api_plain_http_to_a_tls_port_is_explained(
     thread = threading.Thread(target=go)
     thread.start()
     thread.join(30)
-    assert result and isinstance(result[0], NomadUnreachable), result
+    assert result
+    assert isinstance(result[0], NomadUnreachable), result
     assert str(result[0]).startswith(f"cannot reach Nomad at {plain} (")
     assert "\n" not in str(result[0])
