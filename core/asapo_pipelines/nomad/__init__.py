@@ -8,3 +8,20 @@
 
 Importing this package stays light: python-nomad and requests are imported by `client` only.
 """
+
+from pathlib import Path
+
+SCHEMA_NAME = "nomad-job.schema.json"
+
+
+def schema_path() -> Path | None:
+    """The strict JSON Schema of Nomad's job payload: packaged with the wheel when built so,
+    else the repository's `schemas/` copy (editable installs); None when neither is there."""
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parent.parent / "schemas" / SCHEMA_NAME,
+        here.parents[3] / "schemas" / SCHEMA_NAME if len(here.parents) > 3 else None,
+    ):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
