@@ -278,7 +278,12 @@ def test_contract_nomad_api_plan_renders_the_diff(nomad_env: FakeNomad) -> None:
             "Nomad refused to register the job (403 Permission denied): the token in NOMAD_TOKEN "
             "is not allowed to register the job in namespace 'beamline'",
         ),
-        (404, "Not Found", NomadNotFound, "Nomad found nothing to register the job (404"),
+        (
+            404,
+            "Not Found",
+            NomadNotFound,
+            "{addr} has no Nomad job API (404); is NOMAD_ADDR the agent's address, without a path?",
+        ),
         (
             500,
             "rpc error: No cluster leader",
@@ -299,7 +304,7 @@ def test_contract_nomad_api_error_statuses_give_one_sentence(
         client().deploy(compiled())
     assert isinstance(info.value, PipelinesError)
     text = str(info.value)
-    assert text.startswith(message)
+    assert text.startswith(message.format(addr=nomad_env.address))
     assert "\n" not in text
     assert TOKEN not in text
     assert "Traceback" not in text

@@ -331,7 +331,14 @@ class NomadClient:
         """POST /v1/jobs with `{"Job": ...}`; returns Nomad's answer (EvalID, Warnings...)."""
         if "Job" not in payload:
             raise NomadRejected('the job to register must be wrapped as {"Job": {...}}')
-        answer = self._json("register the job", self._api.jobs, method="post", body=dict(payload))
+        answer = self._json(
+            "register the job",
+            self._api.jobs,
+            method="post",
+            body=dict(payload),
+            not_found=f"{self.settings.address} has no Nomad job API (404); is NOMAD_ADDR the "
+            "agent's address, without a path?",
+        )
         if not isinstance(answer, dict):
             raise NomadServerError("Nomad's answer to registering the job is not an object")
         return answer
