@@ -537,6 +537,47 @@ def test_prestart_install_command_really_builds_a_working_venv(tmp_path: Path) -
     assert run.stdout == "pipeline from the installed env\n"
 
 
+def test_prestart_install_checks_wheels_on_a_shared_filesystem(tmp_path: Path) -> None:
+    """Wheels given as paths on the nodes are checked against their sha256 by the install task
+    itself; a wheel that changed since the job was compiled is not installed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    wheel = _build_wheel(shared, "tiny-pipeline", "0.4.0")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    job = compile_job(
+        plan(
+            python=InstallEnv(
+                requirements=("tiny-pipeline==0.4.0",),
+                wheels=(Wheel(url=str(wheel), sha256=sha),),
+                python=sys.executable,
+            )
+        )
+    )["Job"]
+    install, worker = job["TaskGroups"][0]["Tasks"]
+    assert "Artifacts" not in install
+    assert install["Config"]["args"][3] == json.dumps([[str(wheel), sha]], separators=(",", ":"))
+    args = install["Config"]["args"]
+    assert args[args.index("--find-links") + 1] == str(shared)
+    assert "--no-index" in args
+    env = {"NOMAD_ALLOC_DIR": str(tmp_path / "alloc"), "NOMAD_TASK_DIR": str(tmp_path / "t")}
+    argv = [_nomad_interpolate(a, env) for a in [install["Config"]["command"], *args]]
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    original = wheel.read_bytes()
+    wheel.write_bytes(original + b"tampered")
+    refused = subprocess.run(argv, env=clean_env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith(f"wheel {wheel} has sha256 ")
+    assert refused.stderr.strip().endswith(f"not {sha}; not installing")
+    assert not (tmp_path / "alloc" / "venv").exists()
+    wheel.write_bytes(original)
+    done = subprocess.run(argv, env=clean_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    command = _nomad_interpolate(worker["Config"]["command"], env)
+    assert subprocess.run([command], capture_output=True, text=True).stdout == (
+        "pipeline from the installed env\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -711,3 +752,80 @@ def test_compile_pipeline_installs_the_catalogs_pinned_distributions(tmp_path: P
     assert "embedded transport" in compiled.warnings[0]
     deep = copy.deepcopy(compiled.job)
     assert deep == compiled.job
+
+
+def test_compile_pipeline_reads_wheels_with_their_checksums(tmp_path: Path) -> None:
+    catalog = Catalog.load()
+    local = tmp_path / "asapo_pipelines-0.1.0-py3-none-any.whl"
+    local.write_bytes(b"wheel bytes")
+    url = "https://wheels.example/asapo_xas-1.2.0-py3-none-any.whl"
+    deploy = {
+        "nomad": {
+            "python": {
+                "install": {
+                    "wheels": [f"{url}#sha256={'C' * 64}", str(local)],
+                    "packages": ["numpy==2.1.0"],
+                }
+            }
+        }
+    }
+    compiled = compile_pipeline(_pipeline(tmp_path, deploy=deploy), catalog)
+    assert errors(compiled.job) == []
+    install = compiled.job["Job"]["TaskGroups"][0]["Tasks"][0]
+    [artifact] = install["Artifacts"]
+    assert artifact["GetterSource"] == url
+    assert artifact["GetterOptions"]["checksum"] == "sha256:" + "c" * 64
+    checks = json.loads(install["Config"]["args"][3])
+    assert checks == [[str(local), hashlib.sha256(b"wheel bytes").hexdigest()]]
+    assert install["Config"]["args"][-2:] == [f"asapo-pipelines=={__version__}", "numpy==2.1.0"]
+
+
+@pytest.mark.parametrize(
+    ("install", "message"),
+    [
+        ({"wheels": ["https://w.example/a-1.0-py3-none-any.whl"]}, "needs its checksum: write it"),
+        (
+            {"packages": [f"asapo-pipelines==0.0.0{__version__}"]},
+            f"but the pipeline's units need asapo-pipelines=={__version__}",
+        ),
+        ({"packages": ["numpy>=2"]}, "'numpy>=2' must be pinned as name==version"),
+    ],
+)
+def test_compile_pipeline_install_errors_are_one_sentence(
+    tmp_path: Path, install: dict, message: str
+) -> None:
+    deploy = {"nomad": {"python": {"install": install}}}
+    with pytest.raises(JobPlanError, match=re.escape(message)):
+        compile_pipeline(_pipeline(tmp_path, deploy=deploy), Catalog.load())
+
+
+def test_delivered_file_carries_absolute_transport_paths_and_the_base_dir(tmp_path: Path) -> None:
+    """Tasks read their copy in `local/`, so what was relative to the original file is made
+    absolute there, and the original folder is passed on for the units' relative params."""
+    store = tmp_path / ".pipeline-data"
+    embedded = SimpleNamespace(kind="embedded", spec=lambda: {"embedded": {"path": str(store)}})
+    pipe = _pipeline(tmp_path, transport=embedded)
+    pipe.path.write_text(
+        "# my pipeline, {{ not a template }}\n"
+        "pipeline: demo\n"
+        "transport:\n"
+        "  embedded: {path: .pipeline-data}   # next to this file\n"
+        "units: {}\n"
+    )
+    compiled = compile_pipeline(pipe, Catalog.load())
+    task = compiled.job["Job"]["TaskGroups"][0]["Tasks"][0]
+    delivered = task["Templates"][0]["EmbeddedTmpl"]
+    assert delivered == (
+        "# my pipeline, {{ not a template }}\n"
+        "pipeline: demo\n"
+        "transport:\n"
+        f"  embedded: {{path: {store}}} # next to this file\n"
+        "units: {}\n"
+    )
+    assert task["Env"]["ASAPO_PIPELINES_BASE_DIR"] == str(tmp_path)
+    # a file without a transport section gets the default store, spelled out
+    pipe.path.write_text("pipeline: demo\nunits: {}\n")
+    delivered = compile_pipeline(pipe, Catalog.load()).job["Job"]["TaskGroups"][0]["Tasks"][0][
+        "Templates"
+    ][0]["EmbeddedTmpl"]
+    assert delivered == f"pipeline: demo\nunits: {{}}\ntransport:\n  embedded:\n    path: {store}\n"

@@ -8,6 +8,9 @@ plain mapping both work.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +37,9 @@ from asapo_pipelines.nomad.jobspec import (
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
 
+#: Where the original pipeline file lives: relative paths in unit params mean "next to the
+#: pipeline file", and the task's copy is elsewhere (its `local/`).
+BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
 #: A source whose params set one of these to true keeps running, so its pipeline is a service.
 KEEPS_RUNNING = ("watch", "follow", "continuous", "forever")
 CORE_DISTRIBUTION = "asapo-pipelines"
@@ -81,6 +87,28 @@ def job_type(pipeline: Any, catalog: Catalog) -> JobType:
     return "batch"
 
 
+def _wheel(item: Any) -> Wheel:
+    """A wheel from the file: `URL#sha256=<hex>` (pip's hash fragment), `{url, sha256}`, or an
+    absolute path on the nodes, whose sha256 is taken now when the file is readable here."""
+    if isinstance(item, Mapping):
+        return Wheel(url=str(item.get("url") or ""), sha256=str(item.get("sha256") or "").lower())
+    text = str(item)
+    url, _, digest = text.partition("#sha256=")
+    if not digest and url.startswith("/") and Path(url).is_file():
+        digest = hashlib.sha256(Path(url).read_bytes()).hexdigest()
+    if not digest:
+        raise JobPlanError(
+            f"wheel {text!r} needs its checksum: write it as {url}#sha256=<hex> so that nodes "
+            "install exactly that file"
+        )
+    return Wheel(url=url, sha256=digest.lower())
+
+
+def _canonical(requirement: str) -> str:
+    name = re.split(r"[\[=<>!~ ;]", requirement, maxsplit=1)[0]
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def python_env(nomad: Any, pins: tuple[str, ...]) -> PythonEnv:
     spec = _dump(_get(nomad, "python"))
     if not spec:
@@ -88,19 +116,24 @@ def python_env(nomad: Any, pins: tuple[str, ...]) -> PythonEnv:
     if spec.get("venv"):
         return ExistingEnv(path=str(spec["venv"]))
     install = spec.get("install")
-    if install is not None:
-        wheels = tuple(
-            Wheel(url=str(w["url"]), sha256=str(w["sha256"]).lower())
-            for w in install.get("wheels") or ()
-        )
-        return InstallEnv(
-            requirements=pins,
-            index_url=install.get("index_url"),
-            extra_index_urls=tuple(install.get("extra_index_urls") or ()),
-            wheels=wheels,
-            python=str(install.get("python") or "python3"),
-        )
-    raise JobPlanError("deploy.nomad.python takes either venv: PATH or install: {...}")
+    if install is None:
+        raise JobPlanError("deploy.nomad.python takes either venv: PATH or install: {...}")
+    requirements = dict((_canonical(pin), pin) for pin in pins)
+    for package in install.get("packages") or ():
+        name = _canonical(str(package))
+        if name in requirements and requirements[name] != package:
+            raise JobPlanError(
+                f"python.install.packages asks for {package} but the pipeline's units need "
+                f"{requirements[name]} (the installed catalog's version)"
+            )
+        requirements[name] = str(package)
+    return InstallEnv(
+        requirements=tuple(requirements.values()),
+        index_url=install.get("index_url"),
+        extra_index_urls=tuple(install.get("extra_index_urls") or ()),
+        wheels=tuple(_wheel(w) for w in install.get("wheels") or ()),
+        python=str(install.get("python") or "python3"),
+    )
 
 
 def pinned_distributions(pipeline: Any, catalog: Catalog) -> tuple[str, ...]:
@@ -114,14 +147,55 @@ def pinned_distributions(pipeline: Any, catalog: Catalog) -> tuple[str, ...]:
     return tuple(f"{name}=={version}" for name, version in sorted(pins.items()))
 
 
-def _resources(unit: Any, descriptor: Any) -> Resources:
-    base = descriptor.resources
-    override = _get(unit, "resources")
+def _resources(pipeline: Any, instance: str, catalog: Catalog) -> Resources:
+    if hasattr(pipeline, "resources_for"):
+        res = pipeline.resources_for(instance, catalog)
+        return Resources(cpu=int(res.cpu), memory_mb=int(res.memory), gpus=int(res.gpus))
+    base = pipeline.descriptor(instance, catalog).resources
+    override = _get(pipeline.units[instance], "resources")
     return Resources(
         cpu=int(_get(override, "cpu") or base.cpu),
         memory_mb=int(_get(override, "memory") or base.memory),
         gpus=int(_get(override, "gpus") if _get(override, "gpus") is not None else base.gpus),
     )
+
+
+def delivered_file(pipeline: Any, text: str) -> str:
+    """The pipeline file as tasks get it (in their `local/`): the transport's paths, relative to
+    the original file, are made absolute; everything else is left exactly as written."""
+    transport = _get(pipeline, "transport")
+    spec = transport.spec() if hasattr(transport, "spec") else None
+    if not spec:
+        return text
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt")
+    yaml.preserve_quotes = True
+    yaml.width = 1 << 16  # never fold a long line the user did not fold
+    data = yaml.load(text)
+    if not isinstance(data, dict):
+        return text
+    section = data.get("transport")
+    changed = False
+    if "embedded" in spec:
+        wanted = spec["embedded"]["path"]
+        embedded = section.get("embedded") if isinstance(section, dict) else None
+        if not isinstance(section, dict) or not isinstance(embedded, dict):
+            data["transport"] = {"embedded": {"path": wanted}}
+            changed = True
+        elif embedded.get("path") != wanted:
+            embedded["path"] = wanted
+            changed = True
+    elif "asapo" in spec and spec["asapo"].get("token_file") and isinstance(section, dict):
+        asapo = section.get("asapo")
+        if isinstance(asapo, dict) and asapo.get("token_file") != spec["asapo"]["token_file"]:
+            asapo["token_file"] = spec["asapo"]["token_file"]
+            changed = True
+    if not changed:
+        return text
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
 
 
 def _secrets(pipeline: Any, nomad: Any, job_id: str) -> tuple[NomadVarSecret, ...]:
@@ -154,6 +228,13 @@ def plan_for(pipeline: Any, catalog: Catalog) -> tuple[JobPlan, list[str]]:
             "the embedded transport keeps its data on each node's disk; on a cluster use the "
             "asapo transport, or an absolute path on a filesystem all nodes share"
         )
+    path = _get(pipeline, "path")
+    if path is None:
+        raise JobPlanError(
+            "the pipeline was not loaded from a file, so there is nothing to deliver"
+        )
+    path = Path(path).resolve()
+    env = {BASE_DIR_ENV: str(path.parent)}
     groups = []
     for instance, unit in pipeline.units.items():
         descriptor = pipeline.descriptor(instance, catalog)
@@ -168,11 +249,11 @@ def plan_for(pipeline: Any, catalog: Catalog) -> tuple[JobPlan, list[str]]:
                     "--replica",
                     "${NOMAD_ALLOC_INDEX}",
                 ),
-                resources=_resources(unit, descriptor),
+                resources=_resources(pipeline, instance, catalog),
                 meta={"unit": descriptor.name, "instance": instance},
             )
         )
-    content = Path(pipeline.path).read_text(encoding="utf-8")
+    content = delivered_file(pipeline, path.read_text(encoding="utf-8"))
     datacenters = tuple(_get(nomad, "datacenters") or ("*",))
     plan = JobPlan(
         id=job_id,
@@ -187,6 +268,7 @@ def plan_for(pipeline: Any, catalog: Catalog) -> tuple[JobPlan, list[str]]:
         python=python_env(nomad, pinned_distributions(pipeline, catalog)),
         files=(FileTemplate(dest=PIPELINE_DEST, content=content),),
         secrets=_secrets(pipeline, nomad, job_id),
+        env=env,
     )
     return plan, warnings
 

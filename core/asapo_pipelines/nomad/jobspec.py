@@ -17,6 +17,7 @@ Rules that hold for every job produced here:
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -147,14 +148,21 @@ class CommandOnPath:
 
 @dataclass(frozen=True)
 class Wheel:
+    """A wheel and its sha256: a URL (`https://`, `s3::`...) Nomad downloads as an artifact and
+    checks, or an absolute path on the nodes' shared filesystem the install task checks."""
+
     url: str
     sha256: str
+
+    @property
+    def on_node(self) -> bool:
+        return self.url.startswith("/")
 
 
 @dataclass(frozen=True)
 class InstallEnv:
     """A prestart task creates a venv in the allocation directory and installs pinned
-    distributions, from an index or from wheel artifacts checked by Nomad against sha256."""
+    distributions, from an index and/or from wheels whose sha256 is checked before use."""
 
     requirements: tuple[str, ...]
     index_url: str | None = None
@@ -276,26 +284,31 @@ def _worker_task(plan: JobPlan, group: TaskGroupPlan) -> dict[str, Any]:
 
 
 def _install_task(plan: JobPlan, spec: InstallEnv) -> dict[str, Any]:
-    args = ["-c", INSTALL_SCRIPT, VENV_DIR, "--no-input", "--disable-pip-version-check"]
-    artifacts = []
-    if spec.wheels:
-        # Nomad's go-getter checks each wheel against its sha256 before the task starts; pip
-        # then installs only from those files.
-        artifacts = [
-            {
-                "GetterSource": wheel.url,
-                "GetterOptions": {"checksum": f"sha256:{wheel.sha256}"},
-                "GetterMode": "file",
-                "RelativeDest": f"local/wheels/{_wheel_filename(wheel.url)}",
-            }
-            for wheel in spec.wheels
-        ]
-        args += ["--no-index", "--find-links", "${NOMAD_TASK_DIR}/wheels"]
-    else:
-        if spec.index_url:
-            args += ["--index-url", spec.index_url]
-        for url in spec.extra_index_urls:
-            args += ["--extra-index-url", url]
+    node_wheels = [w for w in spec.wheels if w.on_node]
+    fetched = [w for w in spec.wheels if not w.on_node]
+    checks = json.dumps([[w.url, w.sha256] for w in node_wheels], separators=(",", ":"))
+    args = ["-c", INSTALL_SCRIPT, VENV_DIR, checks, "--no-input", "--disable-pip-version-check"]
+    # Nomad's go-getter checks each downloaded wheel against its sha256 before the task starts.
+    artifacts = [
+        {
+            "GetterSource": wheel.url,
+            "GetterOptions": {"checksum": f"sha256:{wheel.sha256}"},
+            "GetterMode": "file",
+            "RelativeDest": f"local/wheels/{_wheel_filename(wheel.url)}",
+        }
+        for wheel in fetched
+    ]
+    if fetched:
+        args += ["--find-links", "${NOMAD_TASK_DIR}/wheels"]
+    for directory in sorted({w.url.rsplit("/", 1)[0] or "/" for w in node_wheels}):
+        args += ["--find-links", directory]
+    if spec.index_url:
+        args += ["--index-url", spec.index_url]
+    elif spec.wheels:
+        # only the checked wheels: nothing else may come in
+        args += ["--no-index"]
+    for url in spec.extra_index_urls:
+        args += ["--extra-index-url", url]
     args += list(spec.requirements)
     task: dict[str, Any] = {
         "Name": INSTALL_TASK,
@@ -312,15 +325,22 @@ def _install_task(plan: JobPlan, spec: InstallEnv) -> dict[str, Any]:
     return task
 
 
-#: Run by the prestart task as `python -c INSTALL_SCRIPT <venv> <pip args...>`: argv only, no
-#: shell, and idempotent (a restarted prestart task reuses the venv and pip skips what is there).
+#: Run by the prestart task as `python -c INSTALL_SCRIPT <venv> <checks> <pip args...>`, where
+#: <checks> is a JSON list of [wheel path, sha256] on the node: argv only, no shell; a wheel
+#: that does not match its sha256 stops the install; idempotent (a restarted prestart task
+#: reuses the venv and pip skips what is installed).
 INSTALL_SCRIPT = (
-    "import os,subprocess,sys,venv\n"
+    "import hashlib,json,os,subprocess,sys,venv\n"
     "target=sys.argv[1]\n"
+    "for path,digest in json.loads(sys.argv[2]):\n"
+    "    try:\n"
+    "        with open(path,'rb') as f: got=hashlib.sha256(f.read()).hexdigest()\n"
+    "    except OSError as e: sys.exit(f'cannot read wheel {path}: {e.strerror}')\n"
+    "    if got!=digest: sys.exit(f'wheel {path} has sha256 {got}, not {digest}; not installing')\n"
     "if not os.path.exists(os.path.join(target,'bin','python')):\n"
     "    venv.EnvBuilder(with_pip=True,clear=True).create(target)\n"
     "sys.exit(subprocess.call([os.path.join(target,'bin','python'),'-m','pip','install',"
-    "*sys.argv[2:]]))\n"
+    "*sys.argv[3:]]))\n"
 )
 
 
@@ -517,8 +537,10 @@ def _check_python(python: PythonEnv) -> None:
             if not SHA256_PATTERN.match(wheel.sha256):
                 raise JobPlanError(f"wheel {wheel.url}: sha256 must be 64 lower-case hex digits")
             _wheel_filename(wheel.url)
-        if python.wheels and urls:
-            raise JobPlanError("install either from wheels or from an index, not both")
+            if not wheel.on_node and not re.match(r"^[a-z0-9]+(::[a-z0-9]+)?://", wheel.url):
+                raise JobPlanError(
+                    f"wheel {wheel.url!r} must be a URL or an absolute path on the nodes"
+                )
         if not re.match(r"^[A-Za-z0-9_./-]+$", python.python):
             raise JobPlanError(f"Python interpreter {python.python!r} is not a plain path")
 
