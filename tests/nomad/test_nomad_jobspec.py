@@ -829,3 +829,44 @@ def test_delivered_file_carries_absolute_transport_paths_and_the_base_dir(tmp_pa
         "Templates"
     ][0]["EmbeddedTmpl"]
     assert delivered == f"pipeline: demo\nunits: {{}}\ntransport:\n  embedded:\n    path: {store}\n"
+
+
+def test_redacted_copy_hides_secret_looking_values() -> None:
+    from asapo_pipelines.nomad.jobspec import REDACTED, redacted
+
+    payload = compile_job(VARIANTS["docker-install-wheels"])
+    task = payload["Job"]["TaskGroups"][0]["Tasks"][0]
+    task["Env"].update(ASAPO_TOKEN="abc", MY_PASSWORD="pw", DATA_DIR="/data")
+    task["Artifacts"][0]["GetterHeaders"] = {"Authorization": "Bearer xyz"}
+    task["Artifacts"][0]["GetterOptions"]["aws_access_key_secret"] = "s3cr3t"
+    shown = redacted(payload)
+    env = shown["Job"]["TaskGroups"][0]["Tasks"][0]["Env"]
+    assert (env["ASAPO_TOKEN"], env["MY_PASSWORD"], env["DATA_DIR"]) == (
+        REDACTED,
+        REDACTED,
+        "/data",
+    )
+    artifact = shown["Job"]["TaskGroups"][0]["Tasks"][0]["Artifacts"][0]
+    assert artifact["GetterHeaders"] == {"Authorization": REDACTED}
+    assert artifact["GetterOptions"]["aws_access_key_secret"] == REDACTED
+    assert artifact["GetterOptions"]["checksum"].startswith("sha256:")
+    assert "s3cr3t" not in json.dumps(shown)
+    # the original is untouched
+    assert task["Env"]["ASAPO_TOKEN"] == "abc"
+
+
+def test_model_defaults_leave_namespace_and_region_to_the_environment(tmp_path: Path) -> None:
+    from pydantic import BaseModel
+
+    class NomadSection(BaseModel):
+        datacenters: list[str] = ["*"]
+        namespace: str = "default"
+        region: str = "global"
+
+    implicit = {"nomad": NomadSection()}
+    job = compile_pipeline(_pipeline(tmp_path, deploy=implicit), Catalog.load()).job["Job"]
+    assert "Namespace" not in job
+    assert "Region" not in job
+    explicit = {"nomad": NomadSection(namespace="beamline", region="europe")}
+    job = compile_pipeline(_pipeline(tmp_path, deploy=explicit), Catalog.load()).job["Job"]
+    assert (job["Namespace"], job["Region"]) == ("beamline", "europe")

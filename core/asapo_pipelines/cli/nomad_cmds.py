@@ -276,10 +276,13 @@ def plan(file: str | None, as_json: bool) -> None:
         diff = _client(target).plan(target.payload).to_dict()
     except NomadError as exc:
         note = f"no comparison with the cluster: {exc}"
+    from asapo_pipelines.nomad.jobspec import redacted
+
+    shown = redacted(target.payload)
     if as_json:
-        print_json({"job": target.payload, "plan": diff, "note": note or None})
+        print_json({"job": shown, "plan": diff, "note": note or None})
         return
-    click.echo(json.dumps(target.payload, indent=2))
+    click.echo(json.dumps(shown, indent=2))
     if note:
         warn(note)
         return

@@ -52,6 +52,15 @@ class CompiledJob:
     warnings: list[str] = field(default_factory=list)
 
 
+def _explicit(obj: Any, key: str) -> Any:
+    """A value the file actually wrote: a model's defaults are left to NOMAD_* and the cluster
+    (`namespace: default` filled in by the model must not override NOMAD_NAMESPACE)."""
+    fields_set = getattr(obj, "model_fields_set", None)
+    if fields_set is not None and key not in fields_set:
+        return None
+    return _get(obj, key)
+
+
 def _get(obj: Any, key: str, default: Any = None) -> Any:
     if obj is None:
         return default
@@ -260,8 +269,8 @@ def plan_for(pipeline: Any, catalog: Catalog) -> tuple[JobPlan, list[str]]:
         type=kind,
         groups=tuple(groups),
         datacenters=datacenters,
-        namespace=_get(nomad, "namespace"),
-        region=_get(nomad, "region"),
+        namespace=_explicit(nomad, "namespace"),
+        region=_explicit(nomad, "region"),
         meta={"pipeline": job_id, "asapo-pipelines": __version__},
         driver=_get(nomad, "driver") or "raw_exec",
         image=_get(nomad, "image"),

@@ -550,3 +550,29 @@ def _wheel_filename(url: str) -> str:
     if not re.match(r"^[A-Za-z0-9_.+!-]+\.whl$", name):
         raise JobPlanError(f"wheel URL {url!r} must end in a .whl file name")
     return name
+
+
+_SECRET_NAME = re.compile(r"(?i)(token|secret|passw|credential|private|api_?key|access_?key)")
+REDACTED = "<redacted>"
+
+
+def redacted(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a job payload safe to print: values of secret-looking environment variables,
+    artifact headers and go-getter credentials are replaced. (The compiler puts no secret in a
+    job; this guards what people add by hand or what Nomad sends back.)"""
+    out = json.loads(json.dumps(payload))
+    for group in (out.get("Job") or {}).get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            env = task.get("Env") or {}
+            for key in env:
+                if _SECRET_NAME.search(key):
+                    env[key] = REDACTED
+            for artifact in task.get("Artifacts") or []:
+                headers = artifact.get("GetterHeaders") or {}
+                for key in headers:
+                    headers[key] = REDACTED
+                options = artifact.get("GetterOptions") or {}
+                for key in options:
+                    if key != "checksum" and _SECRET_NAME.search(key):
+                        options[key] = REDACTED
+    return dict(out)
