@@ -870,3 +870,15 @@ def test_model_defaults_leave_namespace_and_region_to_the_environment(tmp_path: 
     explicit = {"nomad": NomadSection(namespace="beamline", region="europe")}
     job = compile_pipeline(_pipeline(tmp_path, deploy=explicit), Catalog.load()).job["Job"]
     assert (job["Namespace"], job["Region"]) == ("beamline", "europe")
+
+
+def test_compiled_tasks_read_back_for_the_local_executor() -> None:
+    from asapo_pipelines.nomad.jobspec import TaskFile, VarRef, task_files, task_secrets
+
+    task = compile_job(VARIANTS["service-secrets"])["Job"]["TaskGroups"][0]["Tasks"][0]
+    assert task_files(task) == [TaskFile("local/pipeline.yaml", USER_FILE, "0644")]
+    assert task_secrets(task) == [VarRef("ASAPO_TOKEN", "nomad/jobs/p65-xas", "ASAPO_TOKEN")]
+    # a hand-written consul-template template cannot be rendered without Nomad
+    task["Templates"].append({"EmbeddedTmpl": '{{ env "HOME" }}', "DestPath": "local/x"})
+    with pytest.raises(JobPlanError, match="local/x of task scans needs consul-template"):
+        task_files(task)

@@ -576,3 +576,75 @@ def redacted(payload: Mapping[str, Any]) -> dict[str, Any]:
                     if key != "checksum" and _SECRET_NAME.search(key):
                         options[key] = REDACTED
     return dict(out)
+
+
+# -- reading a compiled task back (for the local executor) -------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A template of a compiled task whose text is literal: write `content` to `dest`."""
+
+    dest: str
+    content: str
+    perms: str
+
+
+@dataclass(frozen=True)
+class VarRef:
+    """An environment variable the task gets from a Nomad variable on a cluster."""
+
+    env: str
+    path: str
+    key: str
+
+
+_SECRET_LINE = re.compile(
+    r"^(?P<env>[A-Za-z_][A-Za-z0-9_]*)="
+    + re.escape(SECRETS_LEFT)
+    + r' with nomadVar "(?P<path>[^"]+)" '
+    + re.escape(SECRETS_RIGHT + SECRETS_LEFT)
+    + r" \.(?P<key>[A-Za-z_][A-Za-z0-9_]*) "
+    + re.escape(SECRETS_RIGHT + SECRETS_LEFT + " end " + SECRETS_RIGHT)
+    + "$"
+)
+
+
+def task_files(task: Mapping[str, Any]) -> list[TaskFile]:
+    """The files to put in a task's directory before it starts, without consul-template: the
+    compiler's file templates are literal by construction (their delimiters do not occur)."""
+    files = []
+    for template in task.get("Templates") or []:
+        if template.get("LeftDelim") == SECRETS_LEFT:
+            continue  # see task_secrets
+        text = str(template.get("EmbeddedTmpl") or "")
+        left = str(template.get("LeftDelim") or "{{")
+        right = str(template.get("RightDelim") or "}}")
+        if left in text or right in text:
+            raise JobPlanError(
+                f"template {template.get('DestPath')} of task {task.get('Name')} needs "
+                "consul-template; only Nomad can render it"
+            )
+        files.append(
+            TaskFile(
+                dest=str(template["DestPath"]),
+                content=text,
+                perms=str(template.get("Perms") or "0644"),
+            )
+        )
+    return files
+
+
+def task_secrets(task: Mapping[str, Any]) -> list[VarRef]:
+    """The environment variables a task reads from Nomad variables (the compiler's secrets
+    template); run locally, they come from the caller's environment instead."""
+    refs = []
+    for template in task.get("Templates") or []:
+        if template.get("LeftDelim") != SECRETS_LEFT:
+            continue
+        for line in str(template.get("EmbeddedTmpl") or "").splitlines():
+            match = _SECRET_LINE.match(line)
+            if match is None:
+                raise JobPlanError(f"task {task.get('Name')}: unreadable secrets template line")
+            refs.append(VarRef(env=match["env"], path=match["path"], key=match["key"]))
+    return refs
