@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 from asapo_pipelines import __version__
 from asapo_pipelines.catalog import Catalog
-from asapo_pipelines.nomad.compile import compile_pipeline
+from asapo_pipelines.nomad.compile import compile_pipeline, job_identity
 from asapo_pipelines.nomad.errors import JobPlanError
 from asapo_pipelines.nomad.jobspec import (
     INSTALL_SCRIPT,
@@ -870,6 +870,9 @@ def test_model_defaults_leave_namespace_and_region_to_the_environment(tmp_path: 
     explicit = {"nomad": NomadSection(namespace="beamline", region="europe")}
     job = compile_pipeline(_pipeline(tmp_path, deploy=explicit), Catalog.load()).job["Job"]
     assert (job["Namespace"], job["Region"]) == ("beamline", "europe")
+    # stop/start/status/logs need only the job's identity, not a compilation
+    assert job_identity(_pipeline(tmp_path, deploy=explicit)) == ("demo", "beamline")
+    assert job_identity(_pipeline(tmp_path, deploy=implicit)) == ("demo", None)
 
 
 def test_compiled_tasks_read_back_for_the_local_executor() -> None:

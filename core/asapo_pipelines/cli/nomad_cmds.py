@@ -55,7 +55,7 @@ def _load_job_file(path: Path) -> dict[str, Any]:
     return dict(payload)
 
 
-def _target(file: str | None, job: str | None) -> Target:
+def _target(file: str | None, job: str | None, *, compile_job: bool = False) -> Target:
     if bool(file) == bool(job):
         raise UsageError("give either a pipeline file or --job ID (not both)")
     if job:
@@ -87,6 +87,11 @@ def _target(file: str | None, job: str | None) -> Target:
 
     catalog = Catalog.load()
     pipeline = load_pipeline(path, catalog)
+    if not compile_job:
+        from asapo_pipelines.nomad.compile import job_identity
+
+        job_id, namespace = job_identity(pipeline)
+        return Target(job_id=job_id, namespace=namespace, payload=None, warnings=[])
     compiled = compile_pipeline(pipeline, catalog)
     job_json = compiled.job["Job"]
     return Target(
@@ -133,7 +138,7 @@ def _report_failures(result: DeployResult, as_json: bool) -> None:
 @json_option
 def deploy(file: str | None, wait: float, as_json: bool) -> None:
     """Register FILE's job on Nomad and report whether it could be placed."""
-    target = _target(file, None)
+    target = _target(file, None, compile_job=True)
     assert target.payload is not None
     for message in target.warnings:
         warn(message)
@@ -266,7 +271,7 @@ def plan(file: str | None, as_json: bool) -> None:
     """Show FILE's compiled Nomad job and what would change on the cluster."""
     from asapo_pipelines.nomad.errors import NomadError
 
-    target = _target(file, None)
+    target = _target(file, None, compile_job=True)
     assert target.payload is not None
     for message in target.warnings:
         warn(message)

@@ -282,6 +282,13 @@ def plan_for(pipeline: Any, catalog: Catalog) -> tuple[JobPlan, list[str]]:
     return plan, warnings
 
 
+def job_identity(pipeline: Any) -> tuple[str, str | None]:
+    """The job ID and the namespace the file asks for (None: NOMAD_NAMESPACE decides), without
+    compiling: enough to stop, start, or look at a deployed pipeline."""
+    nomad = _get(_get(pipeline, "deploy"), "nomad")
+    return str(pipeline.name), _explicit(nomad, "namespace")
+
+
 def compile_pipeline(pipeline: Any, catalog: Catalog) -> CompiledJob:
     """ONE Nomad job for the whole pipeline, as Nomad's HTTP API JSON."""
     plan, warnings = plan_for(pipeline, catalog)
