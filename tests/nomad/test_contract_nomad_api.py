@@ -477,3 +477,38 @@ def test_contract_nomad_api_plain_http_to_a_tls_port_is_explained(
     assert isinstance(result[0], NomadUnreachable), result
     assert str(result[0]).startswith(f"cannot reach Nomad at {plain} (")
     assert "\n" not in str(result[0])
+
+
+def test_contract_nomad_api_plan_of_an_unchanged_job_has_no_changes(nomad_env: FakeNomad) -> None:
+    unchanged = {
+        "Diff": {
+            "Type": "None",
+            "ID": JOB_ID,
+            "Fields": None,
+            "Objects": None,
+            "TaskGroups": [
+                {
+                    "Type": "None",
+                    "Name": "scans",
+                    "Fields": None,
+                    "Objects": None,
+                    "Tasks": [],
+                    "Updates": {"ignore": 1},
+                }
+            ],
+        },
+        "FailedTGAllocs": None,
+        "Warnings": "",
+        "Annotations": {"DesiredTGUpdates": {"scans": {"Ignore": 1, "Place": 0}}},
+    }
+    nomad_env.route("POST", rf"/v1/job/{JOB_ID}/plan", Reply(body=unchanged))
+    result = client().plan(compiled())
+    assert result.changes == []
+    assert result.failures == []
+    assert result.updates == {"scans": {"Ignore": 1}}
+
+
+def test_contract_nomad_api_register_refuses_an_unwrapped_job(nomad_env: FakeNomad) -> None:
+    with pytest.raises(NomadRejected, match=r'wrapped as \{"Job": \{\.\.\.\}\}'):
+        client().deploy(compiled()["Job"])
+    assert nomad_env.requests == []

@@ -356,8 +356,8 @@ class NomadClient:
 
     def deploy(self, payload: Mapping[str, Any], *, wait: float = 60.0) -> DeployResult:
         """Register the job, wait for its evaluation and explain placement failures."""
-        job = payload["Job"]
         answer = self.register(payload)
+        job = payload["Job"]
         warnings = [w.strip() for w in str(answer.get("Warnings") or "").splitlines() if w.strip()]
         eval_id = str(answer.get("EvalID") or "")
         evaluation = self.wait_for_evaluation(eval_id, job=job, wait=wait) if eval_id else None
