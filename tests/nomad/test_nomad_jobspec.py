@@ -30,6 +30,7 @@ from asapo_pipelines.nomad.jobspec import (
     InstallEnv,
     JobPlan,
     NomadVarSecret,
+    ReschedulePolicy,
     Resources,
     RestartPolicy,
     TaskGroupPlan,
@@ -613,6 +614,18 @@ def test_prestart_install_checks_wheels_on_a_shared_filesystem(tmp_path: Path) -
         ({"env": {"DATA": "${HOME}/data"}}, "environment variable DATA contains '${'"),
         ({"groups": (group(env={"X": "${attr.kernel.name}"}),)}, "unit scans: environment"),
         ({"groups": (group(), group())}, "task group 'scans' appears twice"),
+        (
+            {"groups": (group(restart=RestartPolicy(attempts=10, delay=60, interval=300)),)},
+            "unit scans: 10 restarts 60 s apart do not fit in the restart interval of 300 s",
+        ),
+        (
+            {"groups": (group(reschedule=ReschedulePolicy(attempts=2, unlimited=True)),)},
+            "rescheduling is either unlimited or limited to some attempts",
+        ),
+        (
+            {"groups": (group(reschedule=ReschedulePolicy(delay=1)),)},
+            "the reschedule delay must be at least 5 s",
+        ),
         ({"groups": ()}, "a job needs at least one task group"),
         ({"secrets": (NomadVarSecret("T", 'a" }}{{ evil', "k"),)}, "Nomad variable"),
         ({"files": (FileTemplate("../etc/passwd", "x"),)}, "must be under local/ or secrets/"),

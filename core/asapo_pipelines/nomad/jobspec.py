@@ -474,6 +474,7 @@ def _check_plan(plan: JobPlan) -> None:
             raise JobPlanError(
                 f"unit {group.name}: resources need cpu >= 1 MHz, memory >= 10 MB, gpus >= 0"
             )
+        _check_policies(group.name, group.restart, group.reschedule)
         for arg in group.args:
             _no_interpolation(f"unit {group.name}: argument {arg!r}", arg)
         _check_env(f"unit {group.name}", group.env)
@@ -498,6 +499,39 @@ def _check_plan(plan: JobPlan) -> None:
                 f"Nomad variable {secret.path!r} key {secret.key!r}: paths take letters, digits "
                 "and ./_-, keys letters, digits and _"
             )
+
+
+def _check_policies(
+    unit: str, restart: RestartPolicy | None, reschedule: ReschedulePolicy | None
+) -> None:
+    """Nomad's own rules for the two policies, checked before anything is submitted."""
+    if restart is not None:
+        if restart.interval < 5:
+            raise JobPlanError(f"unit {unit}: the restart interval must be at least 5 s")
+        if restart.attempts == 0 and restart.mode != "fail":
+            raise JobPlanError(f"unit {unit}: restart mode delay needs at least one attempt")
+        if restart.attempts * restart.delay > restart.interval:
+            raise JobPlanError(
+                f"unit {unit}: {restart.attempts} restarts {restart.delay:g} s apart do not fit "
+                f"in the restart interval of {restart.interval:g} s"
+            )
+    if reschedule is not None:
+        if reschedule.delay < 5:
+            raise JobPlanError(f"unit {unit}: the reschedule delay must be at least 5 s")
+        if reschedule.attempts > 0 and reschedule.unlimited:
+            raise JobPlanError(
+                f"unit {unit}: rescheduling is either unlimited or limited to some attempts"
+            )
+        if reschedule.delay_function != "constant" and reschedule.max_delay < reschedule.delay:
+            raise JobPlanError(f"unit {unit}: the reschedule max delay is below its delay")
+        if not reschedule.unlimited:
+            if reschedule.interval < 15:
+                raise JobPlanError(f"unit {unit}: the reschedule interval must be at least 15 s")
+            if reschedule.attempts * reschedule.delay > reschedule.interval:
+                raise JobPlanError(
+                    f"unit {unit}: {reschedule.attempts} reschedules {reschedule.delay:g} s apart "
+                    f"do not fit in the interval of {reschedule.interval:g} s"
+                )
 
 
 def _check_env(where: str, env: Mapping[str, str]) -> None:
