@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "list-units": "asapo_pipelines.cli.units:list_units",
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
+    "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
+    "start": "asapo_pipelines.cli.nomad_cmds:start",
+    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
