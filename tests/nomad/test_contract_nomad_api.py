@@ -15,6 +15,18 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import TOKEN
+from fake_nomad import (
+    ALLOC_OLD,
+    ALLOC_RUNNING,
+    EVAL_ID,
+    JOB_ID,
+    FakeNomad,
+    Reply,
+    evaluation,
+    metric,
+)
+
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.nomad.client import NomadClient
 from asapo_pipelines.nomad.errors import (
@@ -27,17 +39,6 @@ from asapo_pipelines.nomad.errors import (
 )
 from asapo_pipelines.nomad.jobspec import JobPlan, Resources, TaskGroupPlan, compile_job
 from asapo_pipelines.nomad.settings import NomadSettings
-from conftest import TOKEN
-from fake_nomad import (
-    ALLOC_OLD,
-    ALLOC_RUNNING,
-    EVAL_ID,
-    JOB_ID,
-    FakeNomad,
-    Reply,
-    evaluation,
-    metric,
-)
 
 
 def compiled(gpus: int = 0) -> dict:

@@ -10,9 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from asapo_pipelines.nomad.jobspec import JobPlan, Resources, TaskGroupPlan, compile_job
 from conftest import TOKEN
 from fake_nomad import ALLOC_RUNNING, JOB_ID, FakeNomad, evaluation, metric
+
+from asapo_pipelines.nomad.jobspec import JobPlan, Resources, TaskGroupPlan, compile_job
 
 # stop/status/logs share their names with the local executor's commands; the lead decides how
 # they are dispatched, so these tests register them the way the CLI's COMMANDS table does.

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-from asapo_pipelines.nomad.errors import NomadConfigError, NomadServerError
-from asapo_pipelines.nomad.frames import FrameDecoder, decode_frames
-from asapo_pipelines.nomad.settings import NomadSettings
 from fake_nomad import log_frames
 from hypothesis import given
 from hypothesis import strategies as st
+
+from asapo_pipelines.nomad.errors import NomadConfigError, NomadServerError
+from asapo_pipelines.nomad.frames import FrameDecoder, decode_frames
+from asapo_pipelines.nomad.settings import NomadSettings
 
 
 def test_frames_decode_whatever_the_chunking() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+
 from asapo_pipelines import __version__
 from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.nomad.compile import compile_pipeline, job_identity
