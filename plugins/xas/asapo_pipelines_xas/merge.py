@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from asapo_pipelines_xas.errors import SpectrumError
-from asapo_pipelines_xas.normalize import Spectrum, _json_array, _json_float, analyse
+from asapo_pipelines_xas.normalize import Spectrum, _json_array, _json_float, analyse, program
 from asapo_pipelines_xas.params import AutobkParams, MergeParams, NoiseParams, PreEdgeParams
 
 
@@ -43,6 +43,7 @@ class Merged:
     arrays: dict[str, np.ndarray]
     values: dict[str, float | None]
     scans: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latest_accepted(self) -> bool:
@@ -63,6 +64,7 @@ class Merged:
             ],
             "values": {k: _json_float(v) for k, v in self.values.items()},
             "arrays": {k: _json_array(v) for k, v in self.arrays.items()},
+            "settings": self.settings,
         }
 
 
@@ -194,8 +196,16 @@ class Merger:
         n = len(accepted)
         mean = stack.mean(axis=0)
         stderr = stack.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
-        arrays, values = analyse(grid, mean, *self._settings(accepted[0].spectrum))
+        pre, bkg, noise = self._settings(accepted[0].spectrum)
+        arrays, values = analyse(grid, mean, pre, bkg, noise)
         arrays["mu_stderr"] = stderr
+        settings = {
+            **program(),
+            "align": self.params.align,
+            "pre_edge": pre.model_dump(),
+            "autobk": bkg.model_dump(),
+            "noise": noise.model_dump(),
+        }
         return Merged(
             group,
             n,
@@ -205,6 +215,7 @@ class Merger:
             arrays,
             values,
             scans,
+            settings,
         )
 
 

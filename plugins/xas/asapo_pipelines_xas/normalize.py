@@ -184,6 +184,13 @@ def analyse(
     return arrays, values
 
 
+def program() -> dict[str, str]:
+    """Name and version of the library that did the numerics (for provenance)."""
+    from importlib.metadata import version
+
+    return {"program": "xraylarch", "version": version("xraylarch")}
+
+
 def tabulated_edge_energy(element: str, edge: str) -> float:
     """Edge energy in eV from xraylarch's tables (xraydb)."""
     from larch.xray import xray_edge
@@ -258,6 +265,9 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
     if i0 is not None:
         arrays["i0"] = np.asarray(i0, dtype=float)
     settings = {
+        **program(),
+        "mode": params.mode,
+        "calibrate": params.calibrate,
         "pre_edge": params.pre_edge.model_dump(),
         "autobk": params.autobk.model_dump(),
         "noise": params.noise.model_dump(),
