@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
 from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
-
 from asapo_pipelines_xas.params import (
     ConvergenceParams,
     MergeParams,
@@ -51,7 +50,7 @@ NORMALIZE = UnitDescriptor(
     name="xas.normalize",
     kind="processor",
     status="beta",
-    summary="Normalises one scan with xraylarch: E0, edge step, flat mu, background, chi(k), noise.",
+    summary="Normalises one scan with xraylarch: E0, edge step, flat mu, chi(k), noise.",
     description=(
         "Computes mu(E) (transmission, fluorescence, reference foil or the file's mu), "
         "optionally calibrates the energy on the reference foil against the tabulated edge, "

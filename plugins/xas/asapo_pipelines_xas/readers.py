@@ -8,6 +8,8 @@ naming the reason, which the scan-files unit sends to the error stream.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -33,10 +35,106 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
 
 #: Element symbols, to recognise `Fe_K` in file names such as `20K_GOE_Fe_K_240.00000.xdi`.
 ELEMENTS = frozenset(
-    """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As
-    Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd
-    Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am
-    Cm Bk Cf""".split()
+    [
+        "H",
+        "He",
+        "Li",
+        "Be",
+        "B",
+        "C",
+        "N",
+        "O",
+        "F",
+        "Ne",
+        "Na",
+        "Mg",
+        "Al",
+        "Si",
+        "P",
+        "S",
+        "Cl",
+        "Ar",
+        "K",
+        "Ca",
+        "Sc",
+        "Ti",
+        "V",
+        "Cr",
+        "Mn",
+        "Fe",
+        "Co",
+        "Ni",
+        "Cu",
+        "Zn",
+        "Ga",
+        "Ge",
+        "As",
+        "Se",
+        "Br",
+        "Kr",
+        "Rb",
+        "Sr",
+        "Y",
+        "Zr",
+        "Nb",
+        "Mo",
+        "Tc",
+        "Ru",
+        "Rh",
+        "Pd",
+        "Ag",
+        "Cd",
+        "In",
+        "Sn",
+        "Sb",
+        "Te",
+        "I",
+        "Xe",
+        "Cs",
+        "Ba",
+        "La",
+        "Ce",
+        "Pr",
+        "Nd",
+        "Pm",
+        "Sm",
+        "Eu",
+        "Gd",
+        "Tb",
+        "Dy",
+        "Ho",
+        "Er",
+        "Tm",
+        "Yb",
+        "Lu",
+        "Hf",
+        "Ta",
+        "W",
+        "Re",
+        "Os",
+        "Ir",
+        "Pt",
+        "Au",
+        "Hg",
+        "Tl",
+        "Pb",
+        "Bi",
+        "Po",
+        "At",
+        "Rn",
+        "Fr",
+        "Ra",
+        "Ac",
+        "Th",
+        "Pa",
+        "U",
+        "Np",
+        "Pu",
+        "Am",
+        "Cm",
+        "Bk",
+        "Cf",
+    ]
 )
 EDGES = frozenset({"K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5"})
 
@@ -150,7 +248,12 @@ def parse_scan(
     names, rows, first_line, meta = parser(name, lines)
     table = _to_table(name, names, rows, first_line)
     mapping = _map_columns(name, names, columns or {})
-    meta = {**meta, "format": fmt, "file": name, "columns": {r: names[i] for r, i in mapping.items()}}
+    meta = {
+        **meta,
+        "format": fmt,
+        "file": name,
+        "columns": {r: names[i] for r, i in mapping.items()},
+    }
     meta.update(_from_file_name(name))
     _finish_metadata(meta)
     for key, value in (("sample", sample), ("element", element), ("edge", edge)):
@@ -278,10 +381,8 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
             meta[target] = value
     edge_energy = pick("scan.edge_energy")
     if edge_energy:
-        try:
+        with contextlib.suppress(ValueError):
             meta["edge_energy"] = float(edge_energy.split()[0])
-        except ValueError:
-            pass
     return names, rows, start, meta
 
 
@@ -434,7 +535,7 @@ def _build_scan(
     order = np.argsort(energy, kind="stable")
     table, energy = table[order], energy[order]
     keep = np.concatenate([[True], np.diff(energy) > 0]) if len(energy) else np.array([], bool)
-    meta["points_read"] = int(len(finite))
+    meta["points_read"] = len(finite)
     meta["duplicates_dropped"] = int(len(energy) - keep.sum())
     table, energy = table[keep], energy[keep]
     if len(energy) < min_points:
@@ -457,7 +558,7 @@ def _from_file_name(name: str) -> dict[str, Any]:
     if number:
         info["file_base"], info["scan_number"] = number.group(1), int(number.group(2))
     tokens = re.split(r"[_.\-\s]+", info["file_base"])
-    for first, second in zip(tokens, tokens[1:], strict=False):
+    for first, second in itertools.pairwise(tokens):
         if first in ELEMENTS and second.upper() in EDGES:
             info["element_from_name"], info["edge_from_name"] = first, second.upper()
             break

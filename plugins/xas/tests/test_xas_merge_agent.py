@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+
 from asapo_pipelines_xas.agent import ConvergenceAgent
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import Spectrum
@@ -86,7 +87,8 @@ def test_edge_step_and_e0_outliers_are_rejected(p65_spectra):
     result = merger.add(shifted)
     reasons = {r["scan"]: " ".join(r["reasons"]) for r in result.rejected}
     assert set(reasons) == {"thin.xdi", "shifted.xdi"}
-    assert "edge step" in reasons["thin.xdi"] and "limit 10%" in reasons["thin.xdi"]
+    assert "edge step" in reasons["thin.xdi"]
+    assert "limit 10%" in reasons["thin.xdi"]
     # the group value is the median of the four scans, so the offset is close to +3 eV
     assert re.search(r"E0 [0-9.]+ eV is \+2\.[5-9]\d eV .*\(limit 1 eV\)", reasons["shifted.xdi"])
     assert result.n_merged == 2
@@ -98,7 +100,8 @@ def test_merge_groups_by_sample(p65_spectra):
     merger = Merger()
     merger.add(p65_spectra[0])
     result = merger.add(other)
-    assert result.n_merged == 1 and result.group["sample"] == "hematite"
+    assert result.n_merged == 1
+    assert result.group["sample"] == "hematite"
 
 
 # -- agent ----------------------------------------------------------------------------------------
@@ -124,7 +127,8 @@ def test_agent_asks_for_more_then_stops_at_the_target(merges, p65_spectra):
     assert "1/sqrt(N)" in more["reason"]
     assert 0 < more["confidence"] <= 1
     item = more["item"]
-    assert item["item_type"] == "plan" and item["name"] == "p65_xas_scan"
+    assert item["item_type"] == "plan"
+    assert item["name"] == "p65_xas_scan"
     assert item["args"] == []
     assert item["kwargs"]["repeats"] == more["arguments"]["scans"]
     assert item["kwargs"]["sample"] == "20K_GOE_Fe_K_240"
@@ -143,7 +147,8 @@ def test_agent_stops_at_max_scans(merges):
     assert agent.decide(merges[0])["action"] == "more_scans"
     assert agent.decide(merges[0])["arguments"]["scans"] == 1  # capped by max_scans
     decision = agent.decide(merges[1])
-    assert decision["action"] == "stop" and "maximum of 2 scans" in decision["reason"]
+    assert decision["action"] == "stop"
+    assert "maximum of 2 scans" in decision["reason"]
 
 
 def test_agent_caps_the_batch(merges):
@@ -159,7 +164,8 @@ def test_agent_stops_when_the_spectrum_is_stable(merges):
     )
     assert agent.decide(merges[0])["action"] == "more_scans"
     decision = agent.decide(merges[1])
-    assert decision["action"] == "stop" and "changed by" in decision["reason"]
+    assert decision["action"] == "stop"
+    assert "changed by" in decision["reason"]
     assert decision["metrics"]["change_since_previous"] < 0.05
 
 

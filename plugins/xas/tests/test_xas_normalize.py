@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from asapo_pipelines_xas.errors import SpectrumError
 from asapo_pipelines_xas.normalize import (
     Spectrum,
@@ -46,7 +47,8 @@ def test_spectrum_arrays_are_consistent(p65_spectra):
     assert np.mean(s.flat[(s.energy > s.e0 + 100) & (s.energy < s.e0 + 300)]) == pytest.approx(
         1.0, abs=0.05
     )
-    assert s.k.shape == s.chi.shape and s.k[-1] > 10
+    assert s.k.shape == s.chi.shape
+    assert s.k[-1] > 10
     assert 0 < s.epsilon_k < 1e-3
 
 
@@ -91,7 +93,9 @@ def test_calibration_without_reference_channel(data_dir):
 
 def test_missing_channel_names_the_mapping(data_dir):
     with pytest.raises(SpectrumError, match=r"needs the if channel.*columns"):
-        normalize_scan(read_scan(data_dir / "fe_metal_rt.xdi"), NormalizeParams(mode="fluorescence"))
+        normalize_scan(
+            read_scan(data_dir / "fe_metal_rt.xdi"), NormalizeParams(mode="fluorescence")
+        )
 
 
 def test_non_positive_counts_are_an_error(p65_scans):
@@ -112,8 +116,11 @@ def test_xraylarch_parameters_are_passed_through(p65_scans):
     )
     default = normalize_scan(p65_scans[0])
     assert short.edge_step != pytest.approx(default.edge_step, rel=1e-4)
-    no_bkg = normalize_scan(p65_scans[0], NormalizeParams.model_validate({"autobk": {"enabled": False}}))
-    assert "chi" not in no_bkg.arrays and "epsilon_k" not in no_bkg.values
+    no_bkg = normalize_scan(
+        p65_scans[0], NormalizeParams.model_validate({"autobk": {"enabled": False}})
+    )
+    assert "chi" not in no_bkg.arrays
+    assert "epsilon_k" not in no_bkg.values
 
 
 def test_unknown_parameter_is_rejected():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from xas_testdata import DATA, P65_SCANS
+
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines_xas.errors import ScanFileError
 from asapo_pipelines_xas.readers import Scan, detect_format, parse_scan, read_scan
-
-from xas_testdata import DATA, P65_SCANS
 
 
 def _p65_table(name: str = P65_SCANS[0]) -> tuple[list[str], np.ndarray]:
@@ -145,7 +145,10 @@ def test_scan_json_round_trip(p65_scans):
     [
         ("", "the file is empty"),
         ("# energy i0 it\n# only a header\n", "no data rows"),
-        ("# energy i0 it\n" + "1 2 3\n" * 5 + "1 2\n", "line 7 has 2 values where the columns say 3"),
+        (
+            "# energy i0 it\n" + "1 2 3\n" * 5 + "1 2\n",
+            "line 7 has 2 values where the columns say 3",
+        ),
         ("# energy i0 it\n7000 1 2\n7001 x 2\n", "line 3 holds 'x', which is not a number"),
         ("# temperature i0 it\n" + "1 2 3\n" * 30, "no energy column"),
         ("# energy i0 it\n" + "".join(f"{7000 + i} 2 3\n" for i in range(5)), "only 5 distinct"),
@@ -165,7 +168,7 @@ def test_unknown_mapped_column_names_the_available_ones(data_dir):
 
 
 def test_missing_file_is_a_scan_file_error(tmp_path):
-    with pytest.raises(ScanFileError, match="nothing.xdi"):
+    with pytest.raises(ScanFileError, match=r"nothing\.xdi"):
         read_scan(tmp_path / "nothing.xdi")
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from asapo_pipelines.catalog import Catalog
 
 UNITS = {
@@ -48,8 +49,9 @@ def test_params_expose_xraylarch_defaults():
     """Each exposed keyword has xraylarch's own default, read from the installed functions."""
     import inspect
 
-    from asapo_pipelines_xas.params import AutobkParams, NoiseParams, PreEdgeParams
     from larch.xafs import autobk, estimate_noise, pre_edge
+
+    from asapo_pipelines_xas.params import AutobkParams, NoiseParams, PreEdgeParams
 
     def real(func):
         # xraylarch's Make_CallArgs decorator wraps without functools.wraps: the decorated
