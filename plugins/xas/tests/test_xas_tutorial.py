@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-from asapo_pipelines.catalog import Catalog
 from ruamel.yaml import YAML
+
+from asapo_pipelines.catalog import Catalog
 
 
 def _tutorial() -> Path:
