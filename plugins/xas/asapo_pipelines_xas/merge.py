@@ -161,7 +161,7 @@ class Merger:
         return pre, bkg, noise
 
     def _merge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
-        group = dict(zip(self.params.group_by, key, strict=True))
+        group: dict[str, Any] = dict(zip(self.params.group_by, key, strict=True))
         accepted = [e for e in entries if not e.reasons]
         rejected = [{"scan": e.scan_id, "reasons": list(e.reasons)} for e in entries if e.reasons]
         scans = [

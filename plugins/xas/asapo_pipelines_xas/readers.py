@@ -376,9 +376,9 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         ("facility", ("facility.name",)),
         ("mono", ("mono.name",)),
     ):
-        value = pick(*keys)
-        if value:
-            meta[target] = value
+        found = pick(*keys)
+        if found:
+            meta[target] = found
     edge_energy = pick("scan.edge_energy")
     if edge_energy:
         with contextlib.suppress(ValueError):
@@ -440,9 +440,9 @@ def _parse_fio(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         ("element", ("element",)),
         ("edge", ("edge",)),
     ):
-        value = next((lower[k] for k in keys if lower.get(k)), None)
-        if value:
-            meta[target] = value
+        found = next((lower[k] for k in keys if lower.get(k)), None)
+        if found:
+            meta[target] = found
     return names, data_lines, first_row, meta
 
 

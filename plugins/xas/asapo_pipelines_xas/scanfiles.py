@@ -95,7 +95,7 @@ def read_for_params(path: str | Path, params: ScanFilesParams) -> Scan:
     return read_scan(
         path,
         format=params.format,
-        columns=params.columns,
+        columns={str(role): column for role, column in params.columns.items()},
         sample=params.sample,
         element=params.element,
         edge=params.edge,
