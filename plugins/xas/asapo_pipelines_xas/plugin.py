@@ -56,7 +56,14 @@ NORMALIZE = UnitDescriptor(
         "optionally calibrates the energy on the reference foil against the tabulated edge, "
         "then runs xraylarch's pre_edge, autobk and estimate_noise with every keyword exposed."
     ),
-    inputs=(Port(name="scans", content_type=SCAN, format="json"),),
+    inputs=(
+        Port(
+            name="scans",
+            content_type=SCAN,
+            format="json",
+            description="Raw scans with role-named channels (from xas.scan-files).",
+        ),
+    ),
     outputs=(
         Port(
             name="spectra",
@@ -81,7 +88,14 @@ MERGE = UnitDescriptor(
         "emits after every new scan the mean mu(E) with its standard error, re-analysed with "
         "xraylarch, and the number of scans merged."
     ),
-    inputs=(Port(name="spectra", content_type=SPECTRUM, format="json"),),
+    inputs=(
+        Port(
+            name="spectra",
+            content_type=SPECTRUM,
+            format="json",
+            description="Normalised scans (from xas.normalize).",
+        ),
+    ),
     outputs=(
         Port(
             name="merged",
@@ -107,7 +121,14 @@ CONVERGENCE_AGENT = UnitDescriptor(
         "spectrum no longer changes between merges or `max_scans` is reached; flags rejected "
         "scans. Suggestions carry a bluesky-queueserver plan item."
     ),
-    inputs=(Port(name="merged", content_type=MERGED, format="json"),),
+    inputs=(
+        Port(
+            name="merged",
+            content_type=MERGED,
+            format="json",
+            description="Merge results with their noise (from xas.merge).",
+        ),
+    ),
     outputs=(
         Port(
             name="plans",
