@@ -45,6 +45,7 @@ def chain(tmp_path_factory):
 
 def test_p65_chain_from_files_to_decision(chain):
     _, scans, spectra, merges = chain
+    assert [s["metadata"]["sample"] for s in scans] == ["20K_GOE_Fe_K_240"] * 2
     assert [m["n_merged"] for m in merges] == [1, 2]
     assert merges[1]["accepted"] == ["raw-scans/1", "raw-scans/2"]
     singles = [s["values"]["epsilon_k"] for s in spectra]
