@@ -24,7 +24,10 @@ class NexusWriterParams(Params):
     )
     monitor_preset: Annotated[
         float | None,
-        Field(description="NXmonitor/preset; the scan's counting time per point when unset."),
+        Field(
+            description="NXmonitor/preset; in timer mode the scan's counting time per point "
+            "(`count_time` in its metadata) when unset."
+        ),
     ] = None
     compression: Annotated[
         Literal["none", "gzip", "lzf"], Field(description="Compression of the arrays.")

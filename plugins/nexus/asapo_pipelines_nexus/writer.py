@@ -277,7 +277,9 @@ class NexusWriter:
 
         monitor = _group(entry, "monitor", "NXmonitor")
         _string(monitor, "mode", self.monitor_mode)
-        preset = self.monitor_preset if self.monitor_preset is not None else meta.get("preset")
+        preset = self.monitor_preset
+        if preset is None and self.monitor_mode == "timer":
+            preset = meta.get("count_time")  # seconds per point, from the scan file
         monitor.create_dataset("preset", data=float(preset) if preset is not None else np.nan)
         self._data(monitor, "data", channels["i0"], units="counts")
 

@@ -39,6 +39,7 @@ def p65_scan_message(name: str) -> dict[str, Any]:
             "element": "Fe",
             "edge": "K",
             "start_time": "2020-11-22T01:47:54",
+            "count_time": float(np.median(table[:, 9])),  # time_pp
             "beamline": "P65",
             "facility": "PETRA III",
         },

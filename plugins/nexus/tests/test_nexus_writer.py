@@ -96,7 +96,8 @@ def test_nxxas_required_fields_and_arrays(tmp_path, scans):
             assert entry["instrument/source/probe"].asstr()[()] == "x-ray"
             assert entry["start_time"].asstr()[()] == "2020-11-22T01:47:54"
             assert entry["sample/name"].asstr()[()] == "20K_GOE_Fe_K_240"
-            assert entry["monitor/mode"].asstr()[()] in ("monitor", "timer")
+            assert entry["monitor/mode"].asstr()[()] == "timer"
+            assert entry["monitor/preset"][()] == pytest.approx(0.1)  # P65's time_pp
             assert entry["instrument/absorbed_beam/data"].attrs["signal"] == 1
             assert entry["instrument/monochromator/energy"].attrs["units"] == "eV"
             # NXdata links to the instrument's arrays (the same objects, not copies)

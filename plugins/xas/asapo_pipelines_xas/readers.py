@@ -140,6 +140,10 @@ EDGES = frozenset({"K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5"})
 
 FORMATS = ("p65", "xdi", "fio")
 
+#: Columns holding the counting time per point (P65: time_pp); their median becomes
+#: `count_time` in the metadata (the NeXus monitor's preset in timer mode).
+COUNT_TIME_COLUMNS = ("time_pp", "count_time", "counttime", "integration_time", "dwell")
+
 
 @dataclass
 class Scan:
@@ -253,6 +257,7 @@ def parse_scan(
         "format": fmt,
         "file": name,
         "columns": {r: names[i] for r, i in mapping.items()},
+        "columns_all": names,
     }
     meta.update(_from_file_name(name))
     _finish_metadata(meta)
@@ -543,6 +548,11 @@ def _build_scan(
             name, f"only {len(energy)} distinct energies, fewer than the {min_points} required"
         )
     channels = {role: table[:, i].copy() for role, i in mapping.items() if role != "energy"}
+    names = [n.lower() for n in meta["columns_all"]]
+    timer = next((names.index(c) for c in COUNT_TIME_COLUMNS if c in names), None)
+    if timer is not None:
+        meta["count_time"] = float(np.median(table[:, timer]))
+    del meta["columns_all"]
     return Scan(energy.copy(), channels, meta)
 
 

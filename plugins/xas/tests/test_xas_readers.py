@@ -41,6 +41,7 @@ def test_p65_header_metadata(p65_scans):
     assert meta["end_time"] == "2020-11-22T01:52:57"
     assert meta["beamline"] == "P65"
     assert meta["facility"] == "PETRA III"
+    assert meta["count_time"] == 0.1  # the time_pp column: seconds per point
     # no element in the P65 header: taken from the file name
     assert (meta["element"], meta["edge"]) == ("Fe", "K")
     # repeats share a sample name (the file name without the scan number)
