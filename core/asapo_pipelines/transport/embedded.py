@@ -314,8 +314,9 @@ class EmbeddedProducer(Producer):
         offset = seg.offset
         end = offset + len(view)
         if end > seg.allocated:
-            # reserve blocks ahead in big steps; readers never look past recorded payloads
-            step = max(SEGMENT_STEP, len(view))
+            # reserve blocks ahead, doubling up to SEGMENT_STEP so small streams stay small;
+            # readers never look past the payloads the index records
+            step = max(len(view), min(SEGMENT_STEP, max(1 << 20, seg.allocated)))
             with contextlib.suppress(OSError):
                 os.posix_fallocate(seg.fd, seg.allocated, step)
             seg.allocated += step
