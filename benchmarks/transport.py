@@ -101,7 +101,8 @@ def run_embedded(size: int, count: int, batch: int) -> dict[str, float]:
 
         EmbeddedTransport(path)  # create the store before timing
         return _two_processes(
-            (_emb_producer, (path, size, count, batch)), (_emb_consumer, (path, count, batch)),
+            (_emb_producer, (path, size, count, batch)),
+            (_emb_consumer, (path, count, batch)),
             size,
             count,
         )

@@ -211,7 +211,9 @@ class _SourceDB:
         # Writers queue on an flock before BEGIN IMMEDIATE: the kernel wakes the next writer the
         # moment the lock is released, where SQLite's busy handler would sleep for milliseconds.
         # The lock goes away with its process, so a kill -9 never leaves it held.
-        self.lock_fd = os.open(self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.lock_fd = os.open(
+            self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
         self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -382,9 +384,7 @@ class EmbeddedProducer(Producer):
                     rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
             now = time.time()
             with self._src.write() as db:
-                alive = db.execute(
-                    "SELECT last_id FROM streams WHERE sid=?", (sid,)
-                ).fetchone()
+                alive = db.execute("SELECT last_id FROM streams WHERE sid=?", (sid,)).fetchone()
                 if alive is None:
                     # the stream was dropped (retention) since we cached its id: start over
                     self._src.forget(stream)
@@ -717,9 +717,13 @@ class EmbeddedConsumer(Consumer):
                 gone = db.execute(
                     "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid)
                 ).rowcount
-                if not gone and db.execute(
-                    "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
-                ).fetchone() is None:
+                if (
+                    not gone
+                    and db.execute(
+                        "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
+                    ).fetchone()
+                    is None
+                ):
                     raise MissingId(f"cannot acknowledge {self._where(stream, mid)}: no such id")
                 db.execute(
                     "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
@@ -776,8 +780,7 @@ class EmbeddedConsumer(Consumer):
                         f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, id)
                     ).fetchone()
                     state = self._src.db.execute(
-                        "SELECT last_id, finished, finish_id, next_stream FROM streams "
-                        "WHERE sid=?",
+                        "SELECT last_id, finished, finish_id, next_stream FROM streams WHERE sid=?",
                         (sid,),
                     ).fetchone()
             if row is not None:
@@ -939,7 +942,9 @@ class EmbeddedTransport(Transport):
                 tmp.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}))
                 os.replace(tmp, marker)
             except OSError as exc:
-                raise TransportConfigError(f"cannot create the store at {self.root}: {exc}") from None
+                raise TransportConfigError(
+                    f"cannot create the store at {self.root}: {exc}"
+                ) from None
         else:
             try:
                 info = json.loads(marker.read_text())
