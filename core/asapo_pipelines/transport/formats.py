@@ -76,9 +76,20 @@ _COMPRESSIONS = {
 }
 
 
+def _seedee() -> tuple[Any, Any]:
+    try:
+        import numpy
+        import seedee
+    except ImportError as exc:
+        raise TransportConfigError(
+            f"the seedee payload format needs numpy and seedee ({exc.name} is missing): "
+            "pip install numpy seedee"
+        ) from None
+    return numpy, seedee
+
+
 def _encode_seedee(value: Any, compression: str) -> tuple[bytes, dict]:
-    import numpy as np
-    import seedee
+    np, seedee = _seedee()
 
     if not isinstance(value, np.ndarray):
         raise TransportConfigError(
@@ -112,8 +123,7 @@ def _encode_seedee(value: Any, compression: str) -> tuple[bytes, dict]:
 
 
 def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
-    import numpy as np
-    import seedee
+    np, seedee = _seedee()
 
     seedee_meta = meta.get(SEEDEE_KEY)
     if not isinstance(seedee_meta, str):
