@@ -193,8 +193,13 @@ class _Waker:
 class _SourceDB:
     """One connection to a data source's index, with short write transactions."""
 
-    def __init__(self, root: Path, data_source: str, *, fsync: bool, create: bool) -> None:
+    def __init__(
+        self, root: Path, data_source: str, *, fsync: bool, create: bool, cache_sids: bool = True
+    ) -> None:
         self.data_source = data_source
+        # consumers look stream ids up each time: a stream dropped and written again by other
+        # processes gets a new id (producers notice that when they write)
+        self.cache_sids = cache_sids
         self.dir = root / data_source
         self.fsync = fsync
         path = self.dir / INDEX_NAME
@@ -262,7 +267,8 @@ class _SourceDB:
             sid = int(cur.lastrowid or 0)
         else:
             sid = int(row[0])
-        self._sids[stream] = sid
+        if self.cache_sids:
+            self._sids[stream] = sid
         return sid
 
     def forget(self, stream: str) -> None:
@@ -486,7 +492,9 @@ class EmbeddedConsumer(Consumer):
             raise TransportConfigError(f"lease_seconds must be positive, got {lease_seconds}")
         self.lease_seconds = float(lease_seconds)
         self.prefetch = max(1, int(prefetch))
-        self._src = _SourceDB(transport.root, data_source, fsync=transport.fsync, create=True)
+        self._src = _SourceDB(
+            transport.root, data_source, fsync=transport.fsync, create=True, cache_sids=False
+        )
         self._fds: dict[int, int] = {}
         self._seg_paths: dict[int, str] = {}
         # messages claimed in one transaction but not yet handed out, with their lease's due
@@ -673,7 +681,10 @@ class EmbeddedConsumer(Consumer):
                     return msg
             self._waker.drain()
             idle = self._idle.get(stream)
-            if idle is None or idle[0] != self._data_version() or time.time() >= idle[1]:
+            version = self._data_version()
+            if idle is None or idle[0] != version or time.time() >= idle[1]:
+                # the version is read before the claim: a commit racing with it changes the
+                # version and so is never mistaken for "nothing new"
                 claimed = self._claim(stream)
                 if claimed:
                     self._idle.pop(stream, None)
@@ -687,7 +698,7 @@ class EmbeddedConsumer(Consumer):
                         + (f"; next stream is {next_stream!r}" if next_stream else ""),
                         next_stream,
                     )
-                self._idle[stream] = (self._data_version(), next_due)
+                self._idle[stream] = (version, next_due)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise NoData(
