@@ -380,13 +380,14 @@ class EmbeddedProducer(Producer):
             # payloads first (outside the lock): a row is committed only after its bytes exist
             rows: list[tuple[int, str, bytes | None, int | None, int | None]] = []
             for payload, meta in items:
-                meta_text = _dumps(meta, "message metadata")
+                meta_text = "{}" if meta is None else _dumps(meta, "message metadata")
                 if payload is None:
                     rows.append((0, meta_text, None, None, None))
                     continue
                 size = memoryview(payload).nbytes
                 if size <= INLINE_MAX:
-                    rows.append((size, meta_text, bytes(payload), None, None))
+                    blob = payload if type(payload) is bytes else bytes(payload)
+                    rows.append((size, meta_text, blob, None, None))
                 else:
                     seg = self._segment(stream, sid)
                     rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
