@@ -220,3 +220,14 @@ def test_a_consumer_waiting_wakes_up_when_another_process_writes(tmp_path: Path)
         finally:
             child.wait(timeout=60)
     assert (msg.payload, msg.metadata) == (b"hello", {"from": "child"})
+
+
+def test_a_damaged_index_is_one_clear_error(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        producer.send("s", b"x", None)
+    for name in ("index.db-wal", "index.db-shm"):
+        (tmp_path / "src" / name).unlink(missing_ok=True)
+    (tmp_path / "src" / "index.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(TransportConfigError, match=r"index of data source 'src'.*unusable"):
+        store.consumer("src", "g")

@@ -219,15 +219,22 @@ class _SourceDB:
         self.lock_fd = os.open(
             self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
-        self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self.db.execute("PRAGMA cache_size=-16000")
-        with self.write():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self.db.execute("PRAGMA cache_size=-16000")
+            with self.write():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+        except (sqlite3.DatabaseError, TransportError) as exc:
+            self.db.close()
+            os.close(self.lock_fd)
+            raise TransportConfigError(
+                f"the index of data source {data_source!r} ({path}) is unusable: {exc}"
+            ) from None
         self._sids: dict[str, int] = {}
 
     @contextlib.contextmanager
@@ -244,11 +251,16 @@ class _SourceDB:
                     ) from None
                 try:
                     yield self.db
-                except BaseException:
+                    self.db.execute("COMMIT")
+                except BaseException as exc:
                     if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.DatabaseError):
+                        # e.g. a full disk or a damaged file: one sentence, not a traceback
+                        raise TransportError(
+                            f"the store of data source {self.data_source!r} failed to write: {exc}"
+                        ) from None
                     raise
-                self.db.execute("COMMIT")
             finally:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
@@ -329,10 +341,17 @@ class EmbeddedProducer(Producer):
                 os.posix_fallocate(seg.fd, seg.allocated, step)
             seg.allocated += step
         written = 0
-        while written < len(view):
-            written += os.pwrite(seg.fd, view[written:], offset + written)
-        if self._src.fsync:
-            os.fdatasync(seg.fd)
+        try:
+            while written < len(view):
+                written += os.pwrite(seg.fd, view[written:], offset + written)
+            if self._src.fsync:
+                os.fdatasync(seg.fd)
+        except OSError as exc:
+            # the bytes written so far are never referenced; the next payload goes after them
+            seg.offset += written
+            raise TransportError(
+                f"cannot write a payload of data source {self.data_source!r}: {exc.strerror}"
+            ) from None
         seg.offset += written
         return offset
 
