@@ -21,6 +21,10 @@ COMMANDS: dict[str, str] = {
     "list-units": "asapo_pipelines.cli.units:list_units",
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
+    "validate": "asapo_pipelines.cli.validate:validate",
+    "schema": "asapo_pipelines.cli.schema:schema",
+    "new": "asapo_pipelines.cli.new:new",
+    "graph": "asapo_pipelines.cli.graph:graph",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
