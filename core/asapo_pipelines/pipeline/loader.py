@@ -192,6 +192,10 @@ class _Builder:
                 f"{_TAG}timestamp",
             ):
                 kind = _KIND_NAMES.get(key_node.tag, "non-string value")
+                if kind == "null":
+                    self.problem(mark, "P004", "keys must be strings, not null; quote the key "
+                                 "if it is meant as text")
+                    continue
                 shown = (
                     f" {key_node.value}" if isinstance(key_node, ScalarNode) and key_node.value
                     else ""
@@ -208,10 +212,13 @@ class _Builder:
             here = Pos(mark.line + 1, mark.column + 1)
             if key in explicit:
                 first = explicit[key]
+                where = f"line {first.line}"
+                if first.line == here.line:
+                    where += f", column {first.column}"
                 self.problem(
                     mark,
                     "P003",
-                    f"duplicate key {key!r} (first defined at line {first.line}); "
+                    f"duplicate key {key!r} (first defined at {where}); "
                     "the second one would silently replace the first",
                 )
                 continue

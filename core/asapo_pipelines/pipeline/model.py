@@ -43,7 +43,9 @@ def _name_check(pattern: str, what: str, rule: str) -> Any:
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            raise PydanticCustomError("P104", f"{what} {{value!r}} is not valid: {rule}", {"value": value})
+            raise PydanticCustomError(
+                "P104", f"{what} '{{value}}' is not valid: {rule}", {"value": value}
+            )
         return value
 
     return AfterValidator(check)
@@ -336,7 +338,7 @@ class PythonEnv(_Section):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise PydanticCustomError(
-                "P406", "venv {value!r} is a path on the cluster's nodes and must be absolute",
+                "P406", "venv '{value}' is a path on the cluster's nodes and must be absolute",
                 {"value": value},
             )
         return value
