@@ -210,7 +210,11 @@ def _validate(text: str | bytes, directory: Path) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
+CHECKED = {"files": 0}
+
+
 def _check(text: str | bytes, tmp: Path) -> None:
+    CHECKED["files"] += 1
     code, output = _validate(text, tmp)
     assert code in (1, 2), (code, text, output)
     assert "Traceback" not in output and "internal error" not in output, output
@@ -244,3 +248,11 @@ def test_the_unmutated_base_is_valid() -> None:
     """The mutations start from a valid file, so each rejection is the mutation's doing."""
     code, output = _validate(_dump(BASE), _TMP)
     assert code == 0, output
+
+
+def test_at_least_a_thousand_malformed_files_were_checked() -> None:
+    if CHECKED["files"] == 0:
+        import pytest
+
+        pytest.skip("the generated-file tests did not run in this session")
+    assert CHECKED["files"] >= 1000
