@@ -13,6 +13,7 @@ import pytest
 from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.pipeline.loader import read_document
 from asapo_pipelines.schema import pipeline_schema, schema_files, unit_schema
+
 from helpers import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,8 @@ def test_committed_unit_schemas_are_current() -> None:
     catalog, _ = _repository_catalog()
     wanted = schema_files(catalog)
     stale = [
-        rel for rel in wanted
+        rel
+        for rel in wanted
         if rel.startswith("units/")
         and (not (SCHEMAS / rel).is_file() or (SCHEMAS / rel).read_text() != wanted[rel])
     ]
@@ -80,7 +82,8 @@ def test_snippets_carry_defaults_and_placeholders(catalog) -> None:
     snippet = next(s for s in entry["defaultSnippets"] if s["label"] == "xas.normalize")
     body = snippet["body"]
     assert body["unit"] == "xas.normalize"
-    assert body["params"]["method"] == "larch" and body["params"]["rebin"] == 1
+    assert body["params"]["method"] == "larch"
+    assert body["params"]["rebin"] == 1
     assert body["inputs"] == {"scans": "${1:scans}"}
     writer = next(s for s in entry["defaultSnippets"] if s["label"] == "nexus.writer")["body"]
     assert writer["params"]["file"] == "${1:file}"  # required: a placeholder to fill
@@ -102,7 +105,8 @@ def test_schema_accepts_the_valid_file_and_rejects_broken_params(catalog) -> Non
     assert "units.normalize.params.method" in errors
     assert "units.writer.params.file" in errors
     errors = _schema_errors(schema, HERE / "broken" / "P204-unknown-param.pipeline.yaml")
-    assert errors and all(e.startswith("units.normalize.params") for e in errors)
+    assert errors
+    assert all(e.startswith("units.normalize.params") for e in errors)
     errors = _schema_errors(schema, HERE / "broken" / "P201-unknown-unit.pipeline.yaml")
     assert "units.normalize.unit" in errors
 
@@ -122,7 +126,8 @@ def test_cli_schema_check_and_output(tmp_path: Path, plugin_env: dict[str, str])
     assert fresh.returncode == 0, fresh.stderr
     # without the plugin its unit files are left over, and regenerating removes them
     leftover = run_pipeline("schema", "--check", "--output", str(target))
-    assert leftover.returncode == 1 and "xas.normalize" in leftover.stderr
+    assert leftover.returncode == 1
+    assert "xas.normalize" in leftover.stderr
     assert run_pipeline("schema", "--output", str(target)).returncode == 0
     assert not (target / "units" / "xas.normalize.schema.json").exists()
 
@@ -130,8 +135,12 @@ def test_cli_schema_check_and_output(tmp_path: Path, plugin_env: dict[str, str])
 def test_cli_schema_prints_json_and_one_unit(plugin_env: dict[str, str]) -> None:
     whole = run_pipeline("schema", env=plugin_env)
     assert whole.returncode == 0
-    assert "xas.normalize" in json.loads(whole.stdout)["properties"]["units"][
-        "additionalProperties"]["properties"]["unit"]["enum"]
+    assert (
+        "xas.normalize"
+        in json.loads(whole.stdout)["properties"]["units"]["additionalProperties"]["properties"][
+            "unit"
+        ]["enum"]
+    )
     one = run_pipeline("schema", "--unit", "xas.normalize", env=plugin_env)
     data = json.loads(one.stdout)
     assert data["properties"]["unit"] == {
@@ -140,4 +149,6 @@ def test_cli_schema_prints_json_and_one_unit(plugin_env: dict[str, str]) -> None
     }
     unknown = run_pipeline("schema", "--unit", "xas.normalise", env=plugin_env)
     assert unknown.returncode == 1
-    assert unknown.stderr.strip() == "error: unknown unit xas.normalise; did you mean xas.normalize?"
+    assert (
+        unknown.stderr.strip() == "error: unknown unit xas.normalise; did you mean xas.normalize?"
+    )
