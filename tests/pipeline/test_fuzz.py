@@ -153,7 +153,7 @@ def structural(draw: st.DrawFn) -> str:
         kind = draw(st.sampled_from(["wrong", "missing", "unknown"]))
         if kind == "wrong":
             path, values = draw(st.sampled_from(WRONG))
-            _set(data, path, draw(values))
+            _set(data, path, copy.deepcopy(draw(values)))  # sampled values are shared objects
         elif kind == "missing":
             path = draw(st.sampled_from(REQUIRED))
             with contextlib.suppress(KeyError, TypeError):
