@@ -19,12 +19,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from asapo_pipelines import PROJECT, __version__
-from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
-from asapo_pipelines.plugin_manager import PluginManager, describe_exception
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.descriptor import UnitDescriptor
 
 ENV_ONLY = "ASAPO_PIPELINES_PLUGINS"
 ENV_DISABLE = "ASAPO_PIPELINES_DISABLE_PLUGINS"
@@ -74,6 +75,8 @@ class PluginSource:
     version: str
     module: str
     obj: ModuleType | object | None = None
+    #: the distribution's metadata directory (its change means a reinstall)
+    metadata_path: str | None = None
 
     def load(self) -> ModuleType | object:
         if self.obj is not None:
@@ -116,7 +119,10 @@ def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSour
             continue
         if keys & disabled:
             continue
-        sources.append(PluginSource(ep.name, dist_name, version, ep.value))
+        path = getattr(dist, "_path", None)  # importlib.metadata.PathDistribution
+        sources.append(
+            PluginSource(ep.name, dist_name, version, ep.value, metadata_path=path and str(path))
+        )
     return sorted(sources, key=lambda s: (s.name, s.distribution))
 
 
@@ -138,6 +144,10 @@ class Catalog:
 
     @classmethod
     def from_sources(cls, sources: Iterable[PluginSource], *, strict: bool = False) -> Catalog:
+        # pluggy and pydantic are imported here, not at module level: a cached listing needs
+        # neither
+        from asapo_pipelines.plugin_manager import PluginManager, describe_exception
+
         manager = PluginManager()
         records: list[PluginRecord] = []
         claimed: dict[str, list[tuple[PluginRecord, UnitDescriptor]]] = {}

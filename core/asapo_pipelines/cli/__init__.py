@@ -25,6 +25,11 @@ COMMANDS: dict[str, str] = {
     "schema": "asapo_pipelines.cli.schema:schema",
     "new": "asapo_pipelines.cli.new:new",
     "graph": "asapo_pipelines.cli.graph:graph",
+    "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
+    "start": "asapo_pipelines.cli.nomad_cmds:start",
+    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
+    "streams": "asapo_pipelines.cli.streams:streams",
+    "prune": "asapo_pipelines.cli.streams:prune",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
@@ -59,15 +64,14 @@ class LazyGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.listing import load_listing
 
     click.echo(f"asapo-pipelines {__version__}")
-    catalog = Catalog.load()
-    for record in catalog.plugins:
-        if record.distribution == "asapo-pipelines":
+    for record in load_listing(strict=False).plugins:
+        if record["distribution"] == "asapo-pipelines":
             continue
-        status = "" if record.status == "ok" else " (broken)"
-        click.echo(f"  {record.distribution} {record.version}{status}")
+        status = "" if record["status"] == "ok" else " (broken)"
+        click.echo(f"  {record['distribution']} {record['version']}{status}")
     ctx.exit(0)
 
 

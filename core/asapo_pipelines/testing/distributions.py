@@ -65,11 +65,15 @@ class PluginProject:
         return project
 
 
-def install(projects: Iterable[Path], target: Path, *, python: str = sys.executable) -> None:
-    """pip-install project directories into ``target`` (a directory to put on sys.path)."""
+def install(
+    projects: Iterable[Path], target: Path | None = None, *, python: str = sys.executable
+) -> None:
+    """pip-install project directories into ``target`` (a directory to put on sys.path), or
+    into ``python``'s own environment when no target is given. Needs setuptools there."""
     paths = [str(p) for p in projects]
     if not paths:
         return
+    where = ["--target", str(target)] if target is not None else []
     subprocess.run(
         [
             python,
@@ -81,8 +85,8 @@ def install(projects: Iterable[Path], target: Path, *, python: str = sys.executa
             "--no-build-isolation",
             "--no-deps",
             "--no-index",
-            "--target",
-            str(target),
+            "--upgrade",  # replace what an earlier call put in the same target
+            *where,
             *paths,
         ],
         check=True,
