@@ -123,7 +123,7 @@ def test_table_groups_units_by_kind_with_ports(env):
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (("--kind", "agent"), {"acme.good"}),
+        (("--kind", "agent", "--namespace", "acme"), {"acme.good"}),
         (("--namespace", "core"), {"core.files", "core.jsonl-sink", "core.identity"}),
         (("--namespace", "acme", "--status", "stable"), {"acme.denoise"}),
         (("--kind", "processor", "--namespace", "acme"), {"acme.denoise"}),
@@ -137,7 +137,8 @@ def test_list_units_filters(env, args, expected):
 def test_plugins_shows_status_and_reason(env):
     data = _json(run_pipeline("plugins", "--json", env=env))
     by_dist = {p["distribution"]: p for p in data["plugins"]}
-    assert ALL_PLUGINS | {"asapo-pipelines"} == set(by_dist)
+    # other plugins (the reference ones) may be installed beside the throwaway ones
+    assert ALL_PLUGINS | {"asapo-pipelines"} <= set(by_dist)
     assert by_dist["acme-healthy"]["status"] == "ok"
     assert by_dist["acme-healthy"]["units"] == ["acme.denoise", "acme.detector"]
     assert by_dist["acme-broken"]["status"] == "broken"
