@@ -8,7 +8,6 @@ error record. It never talks to a transport.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -283,7 +282,7 @@ class UnitRunner:
             if item.key is not None:
                 key: str | None = f"{self.unit_label}|{item.port}|key:{item.key}"
             elif inputs:
-                refs = json.dumps(inputs, sort_keys=True, separators=(",", ":"))
+                refs = ",".join(f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs)
                 key = f"{self.unit_label}|{item.port}|{refs}|{n}"
             elif marker is not None:
                 key = f"{self.unit_label}|{item.port}|{marker}|{n}"
