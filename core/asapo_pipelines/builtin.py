@@ -39,8 +39,10 @@ class JsonLinesParams(Params):
     path: Annotated[str, Field(description="File to append one JSON object per message to.")]
     payload: Annotated[
         Literal["omit", "text", "base64"],
-        Field(description="How to write each message's payload: left out, as UTF-8 text, or "
-        "base64-encoded."),
+        Field(
+            description="How to write each message's payload: left out, as UTF-8 text, or "
+            "base64-encoded."
+        ),
     ] = "omit"
 
 

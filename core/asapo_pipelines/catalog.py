@@ -19,12 +19,13 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from asapo_pipelines import PROJECT, __version__
-from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
-from asapo_pipelines.plugin_manager import PluginManager, describe_exception
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.descriptor import UnitDescriptor
 
 ENV_ONLY = "ASAPO_PIPELINES_PLUGINS"
 ENV_DISABLE = "ASAPO_PIPELINES_DISABLE_PLUGINS"
@@ -74,6 +75,8 @@ class PluginSource:
     version: str
     module: str
     obj: ModuleType | object | None = None
+    #: the distribution's metadata directory (its change means a reinstall)
+    metadata_path: str | None = None
 
     def load(self) -> ModuleType | object:
         if self.obj is not None:
@@ -116,7 +119,10 @@ def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSour
             continue
         if keys & disabled:
             continue
-        sources.append(PluginSource(ep.name, dist_name, version, ep.value))
+        path = getattr(dist, "_path", None)  # importlib.metadata.PathDistribution
+        sources.append(
+            PluginSource(ep.name, dist_name, version, ep.value, metadata_path=path and str(path))
+        )
     return sorted(sources, key=lambda s: (s.name, s.distribution))
 
 
@@ -129,9 +135,7 @@ class Catalog:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def load(
-        cls, *, strict: bool | None = None, env: Mapping[str, str] | None = None
-    ) -> Catalog:
+    def load(cls, *, strict: bool | None = None, env: Mapping[str, str] | None = None) -> Catalog:
         """The catalog of installed plugins (entry points), plus the built-in plugin."""
         env = os.environ if env is None else env
         if strict is None:
@@ -140,6 +144,10 @@ class Catalog:
 
     @classmethod
     def from_sources(cls, sources: Iterable[PluginSource], *, strict: bool = False) -> Catalog:
+        # pluggy and pydantic are imported here, not at module level: a cached listing needs
+        # neither
+        from asapo_pipelines.plugin_manager import PluginManager, describe_exception
+
         manager = PluginManager()
         records: list[PluginRecord] = []
         claimed: dict[str, list[tuple[PluginRecord, UnitDescriptor]]] = {}
@@ -173,17 +181,15 @@ class Catalog:
                 units[name] = descriptor
                 record.units.append(name)
                 continue
-            for record, _ in claims:
-                others = [r for r, _ in claims if r is not record]
-                who = ", ".join(f"{r.distribution} {r.version}" for r in others)
-                same = record.distribution in {r.distribution for r in others}
-                reason = (
-                    f"unit {name} is registered more than once by {record.distribution}"
-                    if same
-                    else f"unit {name} is also registered by {who}; neither is loaded"
-                )
-                if reason not in record.errors:
-                    record.errors.append(reason)
+            claimants = list({id(r): r for r, _ in claims}.values())
+            for record in claimants:
+                others = [r for r in claimants if r is not record]
+                if others:
+                    who = ", ".join(f"{r.distribution} {r.version}" for r in others)
+                    reason = f"unit {name} is also registered by {who}; neither is loaded"
+                else:
+                    reason = f"unit {name} is registered more than once by {record.distribution}"
+                record.errors.append(reason)
         catalog = cls(dict(sorted(units.items())), records)
         if strict and catalog.broken:
             first = catalog.broken[0]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -19,11 +19,19 @@ from pydantic import (
     model_validator,
 )
 
-Kind = Literal["connector", "processor", "agent"]
-Status = Literal["stable", "beta", "experimental", "deprecated"]
+from asapo_pipelines.kinds import KINDS, STATUSES, Kind, Status
 
-KINDS: tuple[Kind, ...] = ("connector", "processor", "agent")
-STATUSES: tuple[Status, ...] = ("stable", "beta", "experimental", "deprecated")
+__all__ = [
+    "KINDS",
+    "STATUSES",
+    "Kind",
+    "NoParams",
+    "Params",
+    "Port",
+    "Resources",
+    "Status",
+    "UnitDescriptor",
+]
 
 #: `<namespace>.<name>`: lower case, digits, `-` and `_`; the namespace is usually the plugin's.
 UNIT_NAME_PATTERN = r"^[a-z][a-z0-9_-]*\.[a-z0-9][a-z0-9_-]*$"
@@ -121,9 +129,7 @@ class UnitDescriptor(BaseModel):
     @classmethod
     def _params_is_model(cls, value: Any) -> Any:
         if not (isinstance(value, type) and issubclass(value, BaseModel)):
-            raise ValueError(
-                f"params must be a pydantic model class, not {type(value).__name__}"
-            )
+            raise ValueError(f"params must be a pydantic model class, not {type(value).__name__}")
         return value
 
     @model_validator(mode="after")

@@ -41,4 +41,3 @@ def register_units(register: RegisterUnit) -> None:
     ``distribution`` are filled in by the catalog from the plugin's distribution; its runtime
     is given as an import string and must not be imported here.
     """
-

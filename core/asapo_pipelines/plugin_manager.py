@@ -22,6 +22,10 @@ def describe_exception(exc: BaseException) -> str:
     """One line for an exception, pydantic validation errors condensed to their first problems."""
     from pydantic import ValidationError
 
+    from asapo_pipelines.errors import PipelinesError
+
+    if isinstance(exc, PipelinesError):
+        return exc.message
     if isinstance(exc, ValidationError):
         parts = []
         for err in exc.errors()[:3]:
@@ -82,9 +86,7 @@ class PluginManager:
                 from pydantic import ValidationError
 
                 what = (
-                    "built an invalid descriptor:"
-                    if isinstance(exc, ValidationError)
-                    else "raised"
+                    "built an invalid descriptor:" if isinstance(exc, ValidationError) else "raised"
                 )
                 errors.append(f"{hook_name} {what} {describe_exception(exc)}")
         return errors
@@ -100,9 +102,7 @@ class PluginManager:
                 elif isinstance(item, Mapping):
                     descriptor = UnitDescriptor.model_validate(dict(item))
                 else:
-                    raise PluginError(
-                        f"registered a {type(item).__name__}, not a UnitDescriptor"
-                    )
+                    raise PluginError(f"registered a {type(item).__name__}, not a UnitDescriptor")
             except Exception as exc:
                 label = item.get("name") if isinstance(item, Mapping) else None
                 prefix = f"invalid descriptor for {label}" if label else "invalid descriptor"
@@ -112,4 +112,3 @@ class PluginManager:
 
         result.errors.extend(self._call_each("register_units", plugin_name, register=register))
         return result
-

@@ -63,7 +63,7 @@ def type_text(schema: dict[str, Any], root: dict[str, Any] | None = None) -> str
             return f"dict[str, {type_text(extra, root)}]"
         return schema.get("title", "object") if "properties" in schema else "dict"
     if isinstance(kind, list):
-        return " | ".join(names.get(k, k) for k in kind)
+        return " | ".join(names.get(str(k), str(k)) for k in kind)
     if kind is None:
         return "any"
     return names.get(kind, kind)
@@ -114,5 +114,7 @@ def example_snippet(descriptor: UnitDescriptor) -> str:
         if ports:
             lines.append(f"  {side}:")
             for port in ports:
-                lines.append(f"    {port.name}: {port.name.replace('_', '-')}  # {port.content_type}")
+                lines.append(
+                    f"    {port.name}: {port.name.replace('_', '-')}  # {port.content_type}"
+                )
     return "\n".join(lines) + "\n"

@@ -55,15 +55,14 @@ class LazyGroup(click.Group):
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     if not value or ctx.resilient_parsing:
         return
-    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.listing import load_listing
 
     click.echo(f"asapo-pipelines {__version__}")
-    catalog = Catalog.load()
-    for record in catalog.plugins:
-        if record.distribution == "asapo-pipelines":
+    for record in load_listing(strict=False).plugins:
+        if record["distribution"] == "asapo-pipelines":
             continue
-        status = "" if record.status == "ok" else " (broken)"
-        click.echo(f"  {record.distribution} {record.version}{status}")
+        status = "" if record["status"] == "ok" else " (broken)"
+        click.echo(f"  {record['distribution']} {record['version']}{status}")
     ctx.exit(0)
 
 
@@ -88,7 +87,8 @@ def main(argv: list[str] | None = None) -> Any:
     from asapo_pipelines.errors import PipelinesError
 
     try:
-        cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
+        # without standalone mode click returns the code of `ctx.exit(code)` instead of exiting
+        result = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> Any:
             f"with the output of the same command run with {DEBUG_ENV}=1"
         )
         sys.exit(70)
-    sys.exit(0)
+    sys.exit(result if isinstance(result, int) else 0)
 
 
 def _error(message: str) -> None:

@@ -11,7 +11,7 @@ import click
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
 
-    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.listing import Listing
 
 
 def print_json(data: Any) -> None:
@@ -29,7 +29,11 @@ def warn(message: str) -> None:
     click.echo(click.style("warning: ", fg="yellow", bold=True) + message, err=True)
 
 
-def warn_broken_plugins(catalog: Catalog) -> None:
-    for record in catalog.broken:
-        more = f" (and {len(record.errors) - 1} more)" if len(record.errors) > 1 else ""
-        warn(f"{record.label()} is broken: {record.errors[0]}{more}; see `pipeline plugins`")
+def warn_broken_plugins(listing: Listing) -> None:
+    for p in listing.broken:
+        errors = p["errors"]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        warn(
+            f"plugin {p['name']} ({p['distribution']} {p['version']}) is broken: "
+            f"{errors[0]}{more}; see `pipeline plugins`"
+        )

@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from asapo_pipelines.cli.options import json_option, strict_option
 from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins
-from asapo_pipelines.descriptor import KINDS, STATUSES
+from asapo_pipelines.kinds import KINDS, STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.descriptor import Port, UnitDescriptor
+    from asapo_pipelines.listing import Listing
 
 _KIND_TITLES = {"connector": "Connectors", "processor": "Processors", "agent": "Agents"}
 
 
-def _load(strict: bool) -> Catalog:
-    from asapo_pipelines.catalog import Catalog
+def _listing(strict: bool) -> Listing:
+    from asapo_pipelines.listing import load_listing
 
-    catalog = Catalog.load(strict=strict)
-    warn_broken_plugins(catalog)
-    return catalog
+    listing = load_listing(strict=strict)
+    warn_broken_plugins(listing)
+    return listing
 
 
-def _ports_text(ports: tuple[Port, ...]) -> str:
-    return ", ".join(f"{p.name}" + ("" if p.required else "?") for p in ports) or "-"
+def _ports_text(ports: list[dict[str, Any]]) -> str:
+    return ", ".join(p["name"] + ("" if p["required"] else "?") for p in ports) or "-"
 
 
 @click.command("list-units")
@@ -43,24 +43,19 @@ def list_units(
     Broken plugins are reported on stderr and the healthy units still list (exit 0), unless
     --strict is given.
     """
-    catalog = _load(strict)
-    units = catalog.filter(kind=kind, namespace=namespace, status=status)
+    listing = _listing(strict)
+    units = listing.filter(kind=kind, namespace=namespace, status=status)
     if as_json:
-        print_json(
-            {
-                "units": [d.summary_dict() for d in units],
-                "broken_plugins": [p.to_dict() for p in catalog.broken],
-            }
-        )
+        print_json({"units": units, "broken_plugins": listing.broken})
         return
     if not units:
-        click.echo("no units match." if catalog.units else "no units installed.")
+        click.echo("no units match." if listing.units else "no units installed.")
         return
     from rich.table import Table
 
     out = console()
     for group in KINDS:
-        members = [d for d in units if d.kind == group]
+        members = [u for u in units if u["kind"] == group]
         if not members:
             continue
         table = Table(title=_KIND_TITLES[group], title_justify="left", expand=False)
@@ -68,15 +63,15 @@ def list_units(
             table.add_column(column, no_wrap=True)
         for column in ("summary", "inputs", "outputs"):
             table.add_column(column, overflow="fold")
-        for d in members:
+        for u in members:
             table.add_row(
-                d.name,
-                d.role,
-                d.version or "",
-                d.status,
-                d.summary,
-                _ports_text(d.inputs),
-                _ports_text(d.outputs),
+                u["name"],
+                u["role"],
+                u["version"] or "",
+                u["status"],
+                u["summary"],
+                _ports_text(u["inputs"]),
+                _ports_text(u["outputs"]),
             )
         out.print(table)
 
@@ -90,7 +85,9 @@ def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
     for column in ("port", "content type", "format", "required", "description"):
         table.add_column(column, overflow="fold")
     for p in ports:
-        table.add_row(p.name, p.content_type, p.format, "yes" if p.required else "no", p.description)
+        table.add_row(
+            p.name, p.content_type, p.format, "yes" if p.required else "no", p.description
+        )
     console().print(table)
 
 
@@ -99,9 +96,12 @@ def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
 @json_option
 def show_unit(name: str, as_json: bool) -> None:
     """Describe one unit: ports, parameters and a YAML snippet to paste into a pipeline."""
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.listing import Listing
     from asapo_pipelines.unit_docs import example_snippet, param_rows
 
-    catalog = _load(strict=False)
+    catalog = Catalog.load(strict=False)
+    warn_broken_plugins(Listing.from_catalog(catalog))
     descriptor: UnitDescriptor = catalog.get(name)
     rows = param_rows(descriptor)
     snippet = example_snippet(descriptor)
@@ -148,11 +148,11 @@ def show_unit(name: str, as_json: bool) -> None:
 @strict_option
 def plugins(as_json: bool, strict: bool) -> None:
     """List the installed plugin packages, their units, and why a broken one failed."""
-    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.listing import load_listing
 
-    catalog = Catalog.load(strict=False)
+    listing = load_listing(strict=False)
     if as_json:
-        print_json({"plugins": [p.to_dict() for p in catalog.plugins]})
+        print_json({"plugins": listing.plugins})
     else:
         from rich.table import Table
         from rich.text import Text
@@ -160,12 +160,13 @@ def plugins(as_json: bool, strict: bool) -> None:
         table = Table(title="Plugins", title_justify="left")
         for column in ("plugin", "distribution", "version", "status", "units"):
             table.add_column(column, overflow="fold")
-        for p in catalog.plugins:
+        for p in listing.plugins:
             # Text, not markup: error messages may contain brackets
-            status = Text(p.status, style="green" if p.status == "ok" else "bold red")
-            for error in p.errors:
+            status = Text(p["status"], style="green" if p["status"] == "ok" else "bold red")
+            for error in p["errors"]:
                 status.append("\n" + error, style="red")
-            table.add_row(p.name, p.distribution, p.version, status, "\n".join(p.units) or "-")
+            units = "\n".join(p["units"]) or "-"
+            table.add_row(p["name"], p["distribution"], p["version"], status, units)
         console().print(table)
-    if strict and catalog.broken:
+    if strict and listing.broken:
         raise click.exceptions.Exit(1)

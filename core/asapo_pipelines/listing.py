@@ -1,0 +1,163 @@
+"""What `list-units`, `plugins` and `--version` show, served from a cache when nothing changed.
+
+Listing needs only the units' summaries, but getting them means importing every plugin's
+registration module, and with it every params model (600 pydantic classes cost about 0.25 s).
+So the listing is cached per environment (interpreter, sys.path, allow and block lists) under
+a fingerprint of every plugin computed without importing anything: its distribution's name,
+version and metadata directory, and the size and mtime of each Python file next to its
+registration module (so an edit in an editable install is seen). A plugin whose module cannot
+be located without importing it disables the cache for that listing.
+
+``ASAPO_PIPELINES_NO_CACHE=1`` turns the cache off; ``ASAPO_PIPELINES_CACHE_DIR`` moves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.machinery import PathFinder
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines import __version__
+from asapo_pipelines.catalog import (
+    ENV_DISABLE,
+    ENV_ONLY,
+    ENV_STRICT,
+    Catalog,
+    PluginSource,
+    _builtin_source,
+    entry_point_sources,
+)
+from asapo_pipelines.errors import PluginError
+
+ENV_NO_CACHE = "ASAPO_PIPELINES_NO_CACHE"
+ENV_CACHE_DIR = "ASAPO_PIPELINES_CACHE_DIR"
+CACHE_FORMAT = 1
+
+
+@dataclass
+class Listing:
+    """Units as summary dicts (see UnitDescriptor.summary_dict) and plugin records as dicts."""
+
+    units: list[dict[str, Any]]
+    plugins: list[dict[str, Any]]
+    from_cache: bool = False
+
+    @classmethod
+    def from_catalog(cls, catalog: Catalog) -> Listing:
+        return cls(
+            [d.summary_dict() for d in catalog.units.values()],
+            [p.to_dict() for p in catalog.plugins],
+        )
+
+    @property
+    def broken(self) -> list[dict[str, Any]]:
+        return [p for p in self.plugins if p["errors"]]
+
+    def filter(
+        self, *, kind: str | None = None, namespace: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        return [
+            u
+            for u in self.units
+            if (kind is None or u["kind"] == kind)
+            and (namespace is None or u["name"].split(".", 1)[0] == namespace)
+            and (status is None or u["status"] == status)
+        ]
+
+
+def _module_files(module: str) -> list[str] | None:
+    """Paths of the registration module's file and its siblings, found without importing."""
+    parts = module.partition(":")[0].split(".")
+    spec = PathFinder.find_spec(parts[0])
+    for depth in range(1, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = PathFinder.find_spec(".".join(parts[: depth + 1]), spec.submodule_search_locations)
+    if spec is None or not spec.has_location or not spec.origin:
+        return None
+    folder = Path(spec.origin).parent
+    try:
+        return sorted(str(p) for p in folder.glob("*.py"))
+    except OSError:
+        return None
+
+
+def _stat(path: str) -> str:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}:missing"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def fingerprint(sources: list[PluginSource]) -> str | None:
+    """A hash that changes whenever any plugin could register something different."""
+    h = hashlib.sha256(f"{CACHE_FORMAT}:{__version__}".encode())
+    for source in sources:
+        files = _module_files(source.module)
+        if files is None:
+            return None
+        h.update(f"|{source.name}|{source.module}|{source.distribution}|{source.version}".encode())
+        if source.metadata_path:
+            h.update(_stat(source.metadata_path).encode())
+        for path in files:
+            h.update(_stat(path).encode())
+    return h.hexdigest()
+
+
+def _cache_file(env: Mapping[str, str]) -> Path:
+    base = env.get(ENV_CACHE_DIR) or os.path.join(
+        env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "asapo-pipelines",
+    )
+    where = json.dumps([sys.executable, sys.path, env.get(ENV_ONLY), env.get(ENV_DISABLE)])
+    return Path(base) / f"listing-{hashlib.sha256(where.encode()).hexdigest()[:16]}.json"
+
+
+def _read(path: Path, key: str) -> Listing | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("fingerprint") != key:
+        return None
+    return Listing(data["units"], data["plugins"], from_cache=True)
+
+
+def _write(path: Path, key: str, listing: Listing) -> None:
+    data = {"fingerprint": key, "units": listing.units, "plugins": listing.plugins}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, path)  # atomic: concurrent listings never read half a file
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def load_listing(*, strict: bool | None = None, env: Mapping[str, str] | None = None) -> Listing:
+    env = os.environ if env is None else env
+    if strict is None:
+        strict = env.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
+    sources = [_builtin_source(), *entry_point_sources(env)]
+    use_cache = env.get(ENV_NO_CACHE, "").lower() not in ("1", "true", "yes")
+    key = fingerprint(sources) if use_cache else None
+    path = _cache_file(env)
+    listing = _read(path, key) if key else None
+    if listing is None:
+        listing = Listing.from_catalog(Catalog.from_sources(sources, strict=False))
+        if key:
+            _write(path, key, listing)
+    if strict and listing.broken:
+        first = listing.broken[0]
+        raise PluginError(
+            f"plugin {first['name']} ({first['distribution']} {first['version']}) is broken: "
+            f"{first['errors'][0]}"
+        )
+    return listing

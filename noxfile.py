@@ -1,0 +1,144 @@
+"""Test, lint and build sessions. `nox` runs the default set (what CI runs); `nox -l` lists all.
+
+Each plugin under plugins/ is tested in its own fresh environment with only the core beside
+it (found by reading plugins/*/pyproject.toml), then everything is installed and tested together.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHON = "3.11"
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = False
+nox.options.sessions = ["lint", "types", "tests", "plugin", "all", "schemas", "docs"]
+
+
+def _plugins() -> dict[str, dict]:
+    """Plugin packages: directory name -> their [project] table."""
+    found = {}
+    for pyproject in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        found[pyproject.parent.name] = tomllib.loads(pyproject.read_text())["project"]
+    return found
+
+
+PLUGINS = _plugins()
+
+
+def _has_test_extra(project: dict) -> bool:
+    return "test" in project.get("optional-dependencies", {})
+
+
+def _plugin_spec(name: str) -> str:
+    project = PLUGINS[name]
+    return f"./plugins/{name}[test]" if _has_test_extra(project) else f"./plugins/{name}"
+
+
+def ensure_system_tools(session: nox.Session) -> None:
+    """Install the Debian packages the tests drive for real (Node.js for the YAML language
+    server, Graphviz for SVG graphs) when they are missing. CI runs as
+    root on a Debian machine; elsewhere, say what to install instead of failing later."""
+    wanted = {"node": "nodejs", "npm": "npm", "dot": "graphviz"}
+    missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
+    if not missing:
+        return
+    if sys.platform == "linux" and shutil.which("apt-get") and os.geteuid() == 0:
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            *missing,
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+    else:
+        session.warn(f"missing system packages for some tests: {' '.join(missing)}")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff==0.15.*")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def types(session: nox.Session) -> None:
+    """mypy on the core package."""
+    session.install("-e", ".[test]", "mypy==1.19.*")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The core's test suite, with the real ASAP::O client wheels."""
+    ensure_system_tools(session)
+    session.install("-e", ".[test,asapo]")
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("name", sorted(PLUGINS) or ["none"])
+def plugin(session: nox.Session, name: str) -> None:
+    """One plugin package in its own environment, with only the core beside it."""
+    if name not in PLUGINS:
+        session.skip("no plugin packages under plugins/")
+    session.install(".[test]", _plugin_spec(name))
+    session.chdir(ROOT / "plugins" / name)
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(name="all", python=PYTHON)
+def all_together(session: nox.Session) -> None:
+    """Core and every plugin installed together: the catalog and the whole test suite."""
+    ensure_system_tools(session)
+    session.install("-e", ".[test,asapo]", *(_plugin_spec(n) for n in PLUGINS))
+    session.run("pipeline", "plugins", "--strict")
+    session.run(
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "tests",
+        *(f"plugins/{n}/tests" for n in PLUGINS),
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def schemas(session: nox.Session) -> None:
+    """The committed schemas match what the installed catalog generates."""
+    session.install(".", *(f"./plugins/{n}" for n in PLUGINS))
+    if (ROOT / "core/asapo_pipelines/schema.py").exists():
+        session.run("pipeline", "schema", "--check")
+    else:
+        session.skip("no schema generator yet")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The CLI reference is current and the documentation builds without warnings."""
+    session.install(
+        ".", *(f"./plugins/{n}" for n in PLUGINS), "mkdocs==1.6.*", "pymdown-extensions>=10.8"
+    )
+    session.run("python", "docs/gen_cli_reference.py", "--check")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session(python=PYTHON)
+def benchmarks(session: nox.Session) -> None:
+    """Speed and memory, as ratios against peers measured in the same run (not run by CI)."""
+    session.install("-e", ".[test,bench]", *(_plugin_spec(n) for n in PLUGINS))
+    for script in sorted(ROOT.glob("benchmarks/*.py")):
+        session.run("python", str(script), *session.posargs)

@@ -1,0 +1,38 @@
+"""Helpers shared by the core tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+#: the listing cache of the commands run by the tests, away from the user's own
+CACHE_DIR = os.path.join(tempfile.gettempdir(), f"asapo-pipelines-test-cache-{os.getpid()}")
+
+
+def run_pipeline(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `pipeline` command as a user would, capturing its output."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    full_env["COLUMNS"] = "200"
+    full_env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    full_env.update(env or {})
+    return subprocess.run(
+        [PIPELINE, *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=timeout,
+        input=input,
+        check=False,
+    )

@@ -1,0 +1,75 @@
+"""The listing cache never shows a stale catalog: edits and new installs are seen at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from asapo_pipelines.testing.distributions import PluginProject, install
+
+from helpers import run_pipeline
+
+PLUGIN = """
+from asapo_pipelines import hookimpl
+
+UNITS = {units!r}
+
+
+@hookimpl
+def register_units(register):
+    for name in UNITS:
+        register({{"name": name, "kind": "connector", "summary": "A source.",
+                   "outputs": [{{"name": "out"}}], "runtime": "cachetest.rt:Source"}})
+"""
+
+
+def _names(env):
+    result = run_pipeline("list-units", "--json", "--namespace", "cache", env=env)
+    assert result.returncode == 0, result.stderr
+    return [u["name"] for u in json.loads(result.stdout)["units"]]
+
+
+def _project(tmp_path, units, version="1.0.0"):
+    return PluginProject(
+        "cachetest", version, {"plugin.py": PLUGIN.format(units=units)}, {"c": "cachetest.plugin"}
+    ).write(tmp_path / f"src-{version}")
+
+
+def test_an_edited_registration_module_is_seen(tmp_path):
+    site = tmp_path / "site"
+    cache = tmp_path / "cache"
+    install([_project(tmp_path, ["cache.one"])], site)
+    env = {"PYTHONPATH": str(site), "ASAPO_PIPELINES_CACHE_DIR": str(cache)}
+    assert _names(env) == ["cache.one"]
+    assert _names(env) == ["cache.one"]  # second run: from the cache
+    assert len(list(cache.glob("listing-*.json"))) == 1
+
+    module = site / "cachetest" / "plugin.py"
+    module.write_text(PLUGIN.format(units=["cache.one", "cache.two"]))
+    future = time.time() + 5  # a new mtime even on coarse-grained file systems
+    os.utime(module, (future, future))
+    assert _names(env) == ["cache.one", "cache.two"]
+
+
+def test_a_new_plugin_and_an_upgrade_are_seen(tmp_path):
+    site = tmp_path / "site"
+    env = {"PYTHONPATH": str(site), "ASAPO_PIPELINES_CACHE_DIR": str(tmp_path / "cache")}
+    assert _names(env) == []
+    install([_project(tmp_path, ["cache.one"])], site)
+    assert _names(env) == ["cache.one"]
+    install([_project(tmp_path, ["cache.three"], version="2.0.0")], site)
+    assert _names(env) == ["cache.three"]
+
+
+def test_cache_can_be_turned_off_and_a_broken_cache_file_is_ignored(tmp_path):
+    site = tmp_path / "site"
+    cache = tmp_path / "cache"
+    install([_project(tmp_path, ["cache.one"])], site)
+    env = {"PYTHONPATH": str(site), "ASAPO_PIPELINES_CACHE_DIR": str(cache)}
+    assert _names({**env, "ASAPO_PIPELINES_NO_CACHE": "1"}) == ["cache.one"]
+    assert not cache.exists()
+    assert _names(env) == ["cache.one"]
+    for path in cache.glob("listing-*.json"):
+        path.write_text("{not json")
+    assert _names(env) == ["cache.one"]
