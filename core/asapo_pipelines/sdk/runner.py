@@ -208,19 +208,33 @@ class UnitRunner:
         assert self.unit is not None
         unit = self.unit
         call: Callable[[], Any] = lambda: unit.process(message)  # type: ignore[attr-defined]  # noqa: E731
-        return self._call(call, message, "process", inputs=[self._ref(message)], stream=message.stream)
+        return self._call(
+            call, message, "process", inputs=[self._ref(message)], stream=message.stream
+        )
 
     def stream_start(self, stream: Stream) -> Outcome:
         assert self.unit is not None
         unit = self.unit
-        return self._call(lambda: unit.on_stream_start(stream), None, "on_stream_start",
-                          inputs=[], stream=stream.name, marker=f"start:{stream.port}:{stream.name}")
+        return self._call(
+            lambda: unit.on_stream_start(stream),
+            None,
+            "on_stream_start",
+            inputs=[],
+            stream=stream.name,
+            marker=f"start:{stream.port}:{stream.name}",
+        )
 
     def stream_end(self, stream: Stream) -> Outcome:
         assert self.unit is not None
         unit = self.unit
-        return self._call(lambda: unit.on_stream_end(stream), None, "on_stream_end",
-                          inputs=[], stream=stream.name, marker=f"end:{stream.port}:{stream.name}")
+        return self._call(
+            lambda: unit.on_stream_end(stream),
+            None,
+            "on_stream_end",
+            inputs=[],
+            stream=stream.name,
+            marker=f"end:{stream.port}:{stream.name}",
+        )
 
     def _call(
         self,
@@ -250,13 +264,19 @@ class UnitRunner:
                     self.retries += 1
                     self.context.logger.warning(
                         "%s failed (attempt %d of %d): %s",
-                        hook, outcome.attempts, self.retry.attempts, exc,
+                        hook,
+                        outcome.attempts,
+                        self.retry.attempts,
+                        exc,
                     )
                     if self.retry.delay:
                         self.sleep(self.retry.delay)
                     continue
                 outcome.error = error_record(
-                    exc, unit=self.unit_label, message=message, attempts=outcome.attempts,
+                    exc,
+                    unit=self.unit_label,
+                    message=message,
+                    attempts=outcome.attempts,
                     hook=hook,
                 )
                 outcome.outputs = []
@@ -288,12 +308,18 @@ class UnitRunner:
                 key = f"{self.unit_label}|{item.port}|{marker}|{n}"
             else:
                 key = None
-            outputs.append(self.make_output(item, stream=item.stream or stream, inputs=inputs,
-                                            seq=n, key=key))
+            outputs.append(
+                self.make_output(item, stream=item.stream or stream, inputs=inputs, seq=n, key=key)
+            )
         return outputs
 
     def make_output(
-        self, item: Emitted, *, stream: str, inputs: list[dict[str, Any]], seq: int,
+        self,
+        item: Emitted,
+        *,
+        stream: str,
+        inputs: list[dict[str, Any]],
+        seq: int,
         key: str | None,
     ) -> Output:
         if item.raw:
@@ -326,8 +352,9 @@ class UnitRunner:
                 # next_stream(): finish the port's current stream and move on
                 current = self.source_streams[item.port]
                 self.source_streams[item.port] = item.stream
-                send(Output(item.port, current, None, {}, None, finish=True,
-                            next_stream=item.stream))
+                send(
+                    Output(item.port, current, None, {}, None, finish=True, next_stream=item.stream)
+                )
                 return
             stream = item.stream or self.source_streams[item.port]
             n = seqs.get((item.port, stream), 0)

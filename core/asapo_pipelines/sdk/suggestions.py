@@ -26,7 +26,7 @@ SUGGESTION_CONTENT_TYPE = "plan/suggestion"
 Action = Literal["more_scans", "stop", "change_parameters"]
 
 
-class PlanItem(BaseModel):
+class PlanItem(BaseModel):  # type: ignore[no-redef]  # field `kwargs` vs. extra="allow"
     """One bluesky-queueserver queue item of type plan."""
 
     model_config = ConfigDict(extra="allow")
@@ -61,7 +61,7 @@ class Suggestion(BaseModel):
     ]
     arguments: dict[str, Any] = Field(
         default_factory=dict,
-        description="Action details: e.g. `{\"scans\": 3}` or `{\"exposure\": 2.0}`.",
+        description='Action details: e.g. `{"scans": 3}` or `{"exposure": 2.0}`.',
     )
     reason: Annotated[str, Field(min_length=1, description="Why, in one or two sentences.")]
     confidence: Annotated[float, Field(ge=0.0, le=1.0, description="How sure the agent is.")]
@@ -87,8 +87,13 @@ class Suggestion(BaseModel):
         meta = dict(item.get("meta") or {})
         meta.setdefault(
             "suggestion",
-            {"uid": self.uid, "agent": self.agent, "action": self.action, "reason": self.reason,
-             "confidence": self.confidence},
+            {
+                "uid": self.uid,
+                "agent": self.agent,
+                "action": self.action,
+                "reason": self.reason,
+                "confidence": self.confidence,
+            },
         )
         item["meta"] = meta
         return item

@@ -103,7 +103,11 @@ class UnitHarness:
         self.descriptor = unit
         policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy.from_config(retry)
         self.runner = UnitRunner(
-            unit, params, pipeline=pipeline, instance=instance, retry=policy,
+            unit,
+            params,
+            pipeline=pipeline,
+            instance=instance,
+            retry=policy,
             sleep=lambda _s: None,
         )
         self.result = HarnessResult()
@@ -144,10 +148,7 @@ class UnitHarness:
             payload, fmt_meta = encode(given.value, spec.format)
             meta = {**given.metadata, **fmt_meta}
         key = (port, given.stream)
-        if given.id is None:
-            msg_id = self._ids.get(key, 0) + 1
-        else:
-            msg_id = given.id
+        msg_id = self._ids.get(key, 0) + 1 if given.id is None else given.id
         self._ids[key] = max(self._ids.get(key, 0), msg_id)
         return Message(
             port=port,
@@ -166,8 +167,9 @@ class UnitHarness:
                 self._finish_output(out.port, out.stream, out.next_stream)
                 continue
             self._output_streams.add((out.port, out.stream))
-            self.result.outputs.append(OutputRecord(out.port, out.stream, out.payload,
-                                                    out.metadata))
+            self.result.outputs.append(
+                OutputRecord(out.port, out.stream, out.payload, out.metadata)
+            )
 
     def _finish_output(self, port: str, stream: str, next_stream: str | None) -> None:
         if (port, stream) not in self._finished_outputs:
@@ -196,8 +198,13 @@ class UnitHarness:
         if outcome.error is not None:
             self.result.errors.append(outcome.error)
 
-    def end_stream(self, stream: str = DEFAULT_STREAM, *, port: str | None = None,
-                   next_stream: str | None = None) -> HarnessResult:
+    def end_stream(
+        self,
+        stream: str = DEFAULT_STREAM,
+        *,
+        port: str | None = None,
+        next_stream: str | None = None,
+    ) -> HarnessResult:
         """Finish an input stream: `on_stream_end`, then the matching output streams finish."""
         self.start()
         port = self._input_port(port)

@@ -346,7 +346,10 @@ class Worker:
                 log.info(
                     "stream %s of %s is finished but %d of its %d messages have not arrived; "
                     "waiting for them",
-                    state.name, port.data_source, info.last_id - info.message_count, info.last_id,
+                    state.name,
+                    port.data_source,
+                    info.last_id - info.message_count,
+                    info.last_id,
                 )
                 state.holes_reported = True
             return False
@@ -369,8 +372,11 @@ class Worker:
         c.lag_seconds = max(0.0, c.last_message_time - msg.timestamp) if msg.timestamp else 0.0
         if not state.started:
             state.started = True
-            self._apply(self.runner.stream_start(Stream(port.name, port.data_source, state.name)),
-                        None, check=True)
+            self._apply(
+                self.runner.stream_start(Stream(port.name, port.data_source, state.name)),
+                None,
+                check=True,
+            )
         outcome = self.runner.handle(msg)
         self._apply(outcome, msg, check=msg.delivery_count > 1)
         c.retries = self.runner.retries
@@ -405,12 +411,12 @@ class Worker:
         known: dict[tuple[str, str], set[str]] = {}
         for out in outcome.outputs:
             if check and out.key is not None:
-                where = (out.port, out.stream)
-                if where not in known:
-                    known[where] = written_keys(
+                target = (out.port, out.stream)
+                if target not in known:
+                    known[target] = written_keys(
                         self.output_readers[out.port], out.stream, msg.timestamp if msg else None
                     )
-                if out.key in known[where]:
+                if out.key in known[target]:
                     self.counters.duplicates_skipped += 1
                     continue
             self.producers[out.port].send(out.stream, out.payload, out.metadata)
