@@ -21,6 +21,9 @@ COMMANDS: dict[str, str] = {
     "list-units": "asapo_pipelines.cli.units:list_units",
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
+    "worker": "asapo_pipelines.cli.worker:worker",
+    "status": "asapo_pipelines.cli.status:status",
+    "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
