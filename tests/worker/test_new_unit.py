@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
-from helpers import run_pipeline
-
 from asapo_pipelines.testing.distributions import install
+
+from helpers import run_pipeline
 
 
 def test_scaffold_installs_passes_its_tests_and_lists(tmp_path):
