@@ -113,8 +113,10 @@ def test_chain_with_failures_scans_and_status(tmp_path, sample_catalog):
     # the output streams follow the input scans and are finished with the same chain
     with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("tagged", "r") as c:
         infos = {i.name: i for i in c.streams()}
-    assert infos["default"].finished and infos["default"].next_stream == "scan-2"
-    assert infos["scan-3"].finished and infos["scan-3"].next_stream is None
+    assert infos["default"].finished
+    assert infos["default"].next_stream == "scan-2"
+    assert infos["scan-3"].finished
+    assert infos["scan-3"].next_stream is None
     status = read_all(store, status_source("demo"), "tag.0")
     final = status[-1].metadata
     assert final["state"] == "finished"
