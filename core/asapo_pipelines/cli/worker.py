@@ -33,6 +33,14 @@ import click
     help="Seconds to keep watching for late messages once every input is finished.",
 )
 @click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="How long a taken message stays with this worker before it is handed to another "
+    "(after a crash, unacknowledged messages come back after this).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -44,6 +52,7 @@ def worker(
     replica: int,
     status_interval: float,
     linger: float,
+    lease_seconds: float,
     log_level: str,
 ) -> None:
     """Run the unit UNIT_NAME of PIPELINE_FILE until its inputs are finished.
@@ -59,6 +68,11 @@ def worker(
         format=f"%(asctime)s {unit_name}[{replica}] %(levelname)s %(message)s",
     )
     code = run_worker(
-        pipeline_file, unit_name, replica=replica, status_interval=status_interval, linger=linger
+        pipeline_file,
+        unit_name,
+        replica=replica,
+        status_interval=status_interval,
+        linger=linger,
+        lease_seconds=lease_seconds,
     )
     raise click.exceptions.Exit(code)

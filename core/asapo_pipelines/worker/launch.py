@@ -30,6 +30,7 @@ def build_worker(
     replica: int = 0,
     status_interval: float = 2.0,
     linger: float = 0.5,
+    lease_seconds: float = 30.0,
 ) -> Any:
     from asapo_pipelines.sdk.runner import RetryPolicy
     from asapo_pipelines.transport import open_transport
@@ -67,6 +68,7 @@ def build_worker(
         retry=RetryPolicy.from_config(getattr(config, "retry", None)),
         status_interval=status_interval,
         linger=linger,
+        lease_seconds=lease_seconds,
     )
 
 
