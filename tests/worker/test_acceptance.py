@@ -139,3 +139,66 @@ def test_late_and_out_of_order_messages_reach_the_sink(tmp_path, env):
     assert sorted(sink_numbers(tmp_path)) == list(range(1, 13))
     producer.close()
     transport.close()
+
+
+def feed_numbers(store: Path, count: int) -> None:
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, count + 1):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+
+
+def test_sigterm_finishes_the_current_message_and_exits_zero(tmp_path, env):
+    count = 300
+    units = chain(0, {"sleep": 0.02})
+    del units["numbers"], units["sink"]
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    feed_numbers(store, count)
+    tag = spawn(pipeline, "tag", env, "--lease-seconds", "600")
+    assert wait_until(lambda: len(read_stream(store, "tagged")) >= 20)
+    tag.send_signal(signal.SIGTERM)
+    assert wait_ok(tag) == 0
+    written = len(read_stream(store, "tagged"))
+    assert written < count
+    final = read_stream(store, "accept.status", "tag.0")[-1].metadata
+    assert final["state"] == "stopped"
+    # everything taken was processed and acknowledged: with a lease of 600 s, a message left
+    # unacknowledged would not come back to the restarted worker and this would hang
+    assert final["processed"] == written
+    tag = spawn(pipeline, "tag", env, "--lease-seconds", "600")
+    assert wait_ok(tag) == 0
+    ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in read_stream(store, "tagged"))
+    assert ids == list(range(1, count + 1))
+
+
+@pytest.mark.parametrize(
+    ("unit", "params", "expected"),
+    [
+        (
+            "test.needs-file",
+            {"calibration": "missing-cal.h5"},
+            "error: unit test.needs-file failed to start: calibration file missing-cal.h5 is "
+            "missing",
+        ),
+        (
+            "test.broken",
+            {},
+            "error: cannot import the runtime no_such_module_anywhere.runtime:Missing of unit "
+            "test.broken: ModuleNotFoundError: No module named 'no_such_module_anywhere'",
+        ),
+    ],
+)
+def test_start_up_failure_is_one_sentence_and_non_zero(tmp_path, env, unit, params, expected):
+    units = {
+        "broken": {
+            "unit": unit,
+            "params": params,
+            "inputs": {"numbers": "numbers"},
+            "outputs": {"tagged": "tagged"},
+        },
+    }
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    result = run_pipeline("worker", str(pipeline), "broken", env={"PYTHONPATH": env["PYTHONPATH"]})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [expected]
