@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "worker": "asapo_pipelines.cli.worker:worker",
     "status": "asapo_pipelines.cli.status:status",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
+    "streams": "asapo_pipelines.cli.streams:streams",
+    "prune": "asapo_pipelines.cli.streams:prune",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

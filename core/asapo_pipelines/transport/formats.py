@@ -101,7 +101,8 @@ def _encode_seedee(value: Any, compression: str) -> tuple[bytes, dict]:
     except ValueError as exc:
         raise TransportConfigError(f"seedee cannot serialize this array: {exc}") from None
     extra: dict[str, Any] = {FORMAT_KEY: "seedee", SEEDEE_KEY: meta}
-    if value.dtype.kind == "b" or value.ndim == 0:
+    if value.dtype.kind == "b" or value.ndim == 0 or value.size == 0:
+        # what seedee cannot say itself (booleans, 0-d and empty arrays), for our decoder
         extra["_seedee_numpy"] = {"dtype": value.dtype.str, "shape": list(value.shape)}
     return buf.tobytes(), extra
 
@@ -113,6 +114,12 @@ def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
     seedee_meta = meta.get(SEEDEE_KEY)
     if not isinstance(seedee_meta, str):
         raise CorruptPayload(f"{where} is marked seedee but carries no seedee metadata")
+    restore = meta.get("_seedee_numpy")
+    if isinstance(restore, dict) and 0 in (restore.get("shape") or [1]):
+        try:
+            return np.empty(restore["shape"], dtype=np.dtype(restore["dtype"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
     try:
         info = json.loads(seedee_meta)["array"]
         expected = int(info["size"])
@@ -122,7 +129,6 @@ def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
         array = seedee.deserialize(payload, seedee_meta)
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
-    restore = meta.get("_seedee_numpy")
     if isinstance(restore, dict):
         try:
             array = array.view(np.dtype(restore["dtype"])).reshape(restore["shape"])
