@@ -26,6 +26,10 @@ COMMANDS: dict[str, str] = {
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
     "streams": "asapo_pipelines.cli.streams:streams",
     "prune": "asapo_pipelines.cli.streams:prune",
+    "validate": "asapo_pipelines.cli.validate:validate",
+    "schema": "asapo_pipelines.cli.schema:schema",
+    "new": "asapo_pipelines.cli.new:new",
+    "graph": "asapo_pipelines.cli.graph:graph",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
