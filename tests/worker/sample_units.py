@@ -42,6 +42,10 @@ class TagParams(Params):
     sleep: float = 0.0
 
 
+class TotalParams(Params):
+    fail_at_end: bool = False
+
+
 class StartParams(Params):
     calibration: str
 
@@ -78,6 +82,7 @@ TOTAL = describe(
     runtime=f"{__name__}:Total",
     inputs=[inp("numbers", "test/number")],
     outputs=[out("totals", "test/total")],
+    params=TotalParams,
 )
 NEEDS_FILE = describe(
     "test.needs-file",
@@ -154,6 +159,8 @@ class Total(Processor):
         self.sums[message.stream] = self.sums.get(message.stream, 0) + message.value["n"]
 
     def on_stream_end(self, stream: Stream) -> None:
+        if self.params.fail_at_end:
+            raise RuntimeError(f"cannot total {stream.name}")
         self.emit("totals", {"scan": stream.name, "total": self.sums.pop(stream.name, 0)})
 
 
