@@ -9,15 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from asapo_pipelines.transport.embedded import EmbeddedTransport
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "asapo_pipelines.cli", *args]
-        if False
-        else [sys.executable, "-c", "from asapo_pipelines.cli import main; main()", *args],
+        [sys.executable, "-c", "from asapo_pipelines.cli import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -55,7 +52,9 @@ def test_streams_json_lists_counts_sizes_and_lag(store: Path) -> None:
 
 def test_streams_table_and_pipeline_file(store: Path) -> None:
     pipeline = store.parent / "demo.pipeline.yaml"
-    pipeline.write_text("pipeline: demo\ntransport: {embedded: {path: .pipeline-data}}\nunits: {}\n")
+    pipeline.write_text(
+        "pipeline: demo\ntransport: {embedded: {path: .pipeline-data}}\nunits: {}\n"
+    )
     proc = run("streams", str(pipeline))
     assert proc.returncode == 0, proc.stderr
     for text in ("detector", "scan-1", "scan-2", "244.1 KiB", "finished -> scan-2", "viewer: 4"):
@@ -69,17 +68,23 @@ def test_streams_table_and_pipeline_file(store: Path) -> None:
 def test_streams_errors_are_one_sentence(tmp_path: Path) -> None:
     proc = run("streams", str(tmp_path / "missing"))
     assert proc.returncode == 2
-    assert "does not exist" in proc.stderr and "Traceback" not in proc.stderr
+    assert "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
     proc = run("streams", str(tmp_path))
-    assert proc.returncode == 2 and "no embedded transport store" in proc.stderr
-    (tmp_path / "p.pipeline.yaml").write_text("pipeline: p\ntransport: {embedded: {path: nowhere}}\n")
+    assert proc.returncode == 2
+    assert "no embedded transport store" in proc.stderr
+    (tmp_path / "p.pipeline.yaml").write_text(
+        "pipeline: p\ntransport: {embedded: {path: nowhere}}\n"
+    )
     proc = run("streams", str(tmp_path / "p.pipeline.yaml"))
-    assert proc.returncode == 2 and "does not exist yet" in proc.stderr
+    assert proc.returncode == 2
+    assert "does not exist yet" in proc.stderr
 
 
 def test_prune_drops_old_streams(store: Path) -> None:
     proc = run("prune", str(store), "--older-than", "bad")
-    assert proc.returncode == 2 and "cannot read the age" in proc.stderr
+    assert proc.returncode == 2
+    assert "cannot read the age" in proc.stderr
     proc = run("prune", str(store), "--older-than", "1d", "--json")
     assert json.loads(proc.stdout)["dropped_streams"] == []
     proc = run("prune", str(store), "--older-than", "0s", "--json")

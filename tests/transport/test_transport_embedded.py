@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from asapo_pipelines.transport import (
     CorruptPayload,
     DuplicateId,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from asapo_pipelines.transport import CorruptPayload, TransportConfigError
 from asapo_pipelines.transport.formats import decode, encode
 
@@ -64,12 +63,12 @@ def test_format_errors_are_clear() -> None:
         encode(1, "xml")
     with pytest.raises(TransportConfigError, match="needs a numpy array"):
         encode([1, 2], "seedee")
-    with pytest.raises(TransportConfigError, match="not JSON|cannot be written as JSON"):
+    with pytest.raises(TransportConfigError, match=r"cannot be written as JSON"):
         encode({"x": {1, 2}}, "json")
     with pytest.raises(TransportConfigError, match="cannot hold arrays of dtype"):
         encode(np.array(["a"]), "seedee")
     payload, meta = encode(np.arange(10), "seedee")
-    with pytest.raises(CorruptPayload, match="message 5 of stream 's'.*corrupt seedee"):
+    with pytest.raises(CorruptPayload, match=r"message 5 of stream 's'.*corrupt seedee"):
         decode(payload[:-3], meta, where="message 5 of stream 's'")
     with pytest.raises(CorruptPayload, match="no seedee metadata"):
         decode(payload, {"format": "seedee"})

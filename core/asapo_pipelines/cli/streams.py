@@ -59,9 +59,7 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         if not store.is_absolute():
             store = path.absolute().parent / store
         if not (store / "store.json").exists():
-            raise UsageError(
-                f"the pipeline's store {store} does not exist yet (nothing has run)"
-            )
+            raise UsageError(f"the pipeline's store {store} does not exist yet (nothing has run)")
         return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
     if kind == "asapo":
         return {"asapo": options}, f"ASAP::O at {options.get('endpoint')}"
@@ -85,9 +83,7 @@ def _collect(transport: Transport, only: str | None) -> list[dict[str, Any]]:
             raise UsageError(
                 f"no data source {only!r}; there are: {', '.join(sorted(described)) or 'none'}"
             )
-        return [
-            {"name": n, "streams": [s.to_dict() for s in described[n]]} for n in names
-        ]
+        return [{"name": n, "streams": [s.to_dict() for s in described[n]]} for n in names]
     out = []
     for name in [only] if only else transport.data_sources():
         with transport.consumer(name, "pipeline-streams") as consumer:
