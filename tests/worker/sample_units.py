@@ -101,6 +101,14 @@ BROKEN = describe(
     inputs=[inp("numbers")],
     outputs=[out("tagged")],
 )
+DOUBLE = describe(
+    "test.double",
+    kind="processor",
+    summary="Doubles each array.",
+    runtime=f"{__name__}:Double",
+    inputs=[inp("frames", "image/frame", format="seedee")],
+    outputs=[out("doubled", "image/frame", format="seedee")],
+)
 ADVISOR = describe(
     "test.advisor",
     kind="agent",
@@ -175,6 +183,11 @@ class NeedsFile(Processor):
         return message.value
 
 
+class Double(Processor):
+    def process(self, message: Message) -> Any:
+        return message.value * 2
+
+
 class Advisor(Agent):
     def process(self, message: Message) -> None:
         total = message.value["total"]
@@ -202,5 +215,5 @@ class Advisor(Agent):
 
 @hookimpl
 def register_units(register: Any) -> None:
-    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, ADVISOR):
+    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, DOUBLE, ADVISOR):
         register(descriptor)
