@@ -30,6 +30,9 @@ COMMANDS: dict[str, str] = {
     "schema": "asapo_pipelines.cli.schema:schema",
     "new": "asapo_pipelines.cli.new:new",
     "graph": "asapo_pipelines.cli.graph:graph",
+    "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
+    "start": "asapo_pipelines.cli.nomad_cmds:start",
+    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
