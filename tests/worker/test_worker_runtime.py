@@ -1,5 +1,8 @@
 """The worker loop against the real embedded transport, workers running in threads."""
 
+# fixtures are imported from worker_fixtures by name, and pytest passes them as arguments
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import json
@@ -8,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_fixtures import sample_catalog  # noqa: F401
 
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.formats import decode
