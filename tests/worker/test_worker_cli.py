@@ -114,3 +114,20 @@ def test_watching_source_sends_new_files_and_stops_on_sigterm(tmp_path):
     assert read_stream(store, "accept.status", "watch.0")[-1].metadata["state"] == "stopped"
     with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("raw", "r") as c:
         assert not c.stream_info("default").finished  # stopped, not done: more may come later
+
+
+def test_relative_params_resolve_next_to_the_original_pipeline_file(tmp_path):
+    """A Nomad task runs on a copy of the file and is told where the original lives."""
+    original = tmp_path / "beamline"
+    original.mkdir()
+    pipeline = core_pipeline(original)
+    copy = tmp_path / "task" / "local" / "pipeline.yaml"
+    copy.parent.mkdir(parents=True)
+    text = json.loads(pipeline.read_text())
+    text["transport"] = {"embedded": {"path": str(original / "store")}}
+    copy.write_text(json.dumps(text))
+    done = run_pipeline(
+        "worker", str(copy), "files", env={"ASAPO_PIPELINES_BASE_DIR": str(original)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(read_stream(original / "store", "raw")) == 3
