@@ -24,8 +24,6 @@ COMMANDS: dict[str, str] = {
     "worker": "asapo_pipelines.cli.worker:worker",
     "status": "asapo_pipelines.cli.status:status",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
-    "streams": "asapo_pipelines.cli.streams:streams",
-    "prune": "asapo_pipelines.cli.streams:prune",
     "validate": "asapo_pipelines.cli.validate:validate",
     "schema": "asapo_pipelines.cli.schema:schema",
     "new": "asapo_pipelines.cli.new:new",
@@ -33,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
     "start": "asapo_pipelines.cli.nomad_cmds:start",
     "plan": "asapo_pipelines.cli.nomad_cmds:plan",
+    "streams": "asapo_pipelines.cli.streams:streams",
+    "prune": "asapo_pipelines.cli.streams:prune",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
