@@ -1,0 +1,84 @@
+"""Recognising outputs already written, so a redelivered input does not produce them twice.
+
+Every output carries a provenance key derived from its inputs (or from the key a source gave).
+When an input comes back after a crash (delivery count > 1), the worker reads the output stream
+backwards from its end to the moment the input was written: an earlier attempt can only have
+written its outputs after that, so this bounded scan sees them, and the worker sends only the
+outputs whose keys it did not find.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asapo_pipelines.sdk.units import PROVENANCE_KEY
+from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished
+
+#: tolerance for clocks of different hosts writing one stream
+CLOCK_SLACK_SECONDS = 5.0
+
+
+def provenance_key(metadata: dict[str, Any]) -> str | None:
+    prov = metadata.get(PROVENANCE_KEY)
+    if isinstance(prov, dict):
+        key = prov.get("key")
+        return key if isinstance(key, str) else None
+    return None
+
+
+class KeyIndex:
+    """The keys of one output stream, read incrementally: after a crash many inputs come back
+    at once, and each check reads only what the previous checks have not read yet."""
+
+    def __init__(self, consumer: Any, stream: str) -> None:
+        self.consumer = consumer
+        self.stream = stream
+        self.keys: set[str] = set()
+        self.top = 0  # highest id read
+        self.bottom = 0  # lowest id read (0: nothing read yet)
+        self.reached = float("inf")  # timestamp of the oldest message read
+
+    def _read(self, msg_id: int) -> float | None:
+        try:
+            msg = self.consumer.get_by_id(self.stream, msg_id)
+        except (MissingId, EndOfStream, StreamFinished):
+            return None
+        key = provenance_key(msg.metadata)
+        if key is not None:
+            self.keys.add(key)
+        return float(msg.timestamp)
+
+    def contains(self, key: str, since: float | None) -> bool:
+        """Whether `key` was written, looking back to messages written before `since`."""
+        try:
+            last = self.consumer.get_last(self.stream).id
+        except (EndOfStream, StreamFinished):
+            return False
+        if self.top == 0:
+            self.top, self.bottom = last, last + 1  # first look: read back from the end
+        else:
+            for msg_id in range(last, self.top, -1):  # written since the last look
+                self._read(msg_id)
+            self.top = max(self.top, last)
+        limit = None if since is None else since - CLOCK_SLACK_SECONDS
+        while self.bottom > 1 and (limit is None or self.reached >= limit):
+            self.bottom -= 1
+            ts = self._read(self.bottom)
+            if ts is not None:
+                self.reached = min(self.reached, ts)
+        return key in self.keys
+
+
+def source_keys(consumer: Any, unit_label: str) -> set[str]:
+    """Every key a source unit already sent into any stream of a data source."""
+    keys: set[str] = set()
+    for info in consumer.streams():
+        for msg_id in range(1, info.last_id + 1):
+            try:
+                msg = consumer.get_by_id(info.name, msg_id)
+            except (MissingId, EndOfStream, StreamFinished):
+                continue
+            prov = msg.metadata.get(PROVENANCE_KEY)
+            if isinstance(prov, dict) and prov.get("unit") == unit_label and prov.get("key"):
+                keys.add(prov["key"])
+    return keys
