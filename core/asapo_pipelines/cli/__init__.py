@@ -21,6 +21,10 @@ COMMANDS: dict[str, str] = {
     "list-units": "asapo_pipelines.cli.units:list_units",
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
+    "run": "asapo_pipelines.cli.run:run",
+    "status": "asapo_pipelines.cli.run:status",
+    "logs": "asapo_pipelines.cli.run:logs",
+    "stop": "asapo_pipelines.cli.run:stop",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
