@@ -43,7 +43,8 @@ def test_batch_run_prints_a_summary_exits_0_and_its_rotated_logs_are_readable(
     done = pipeline("run", str(job_file))
     assert done.returncode == 0, done.stderr
     assert "job p1 completed: every task exited 0" in done.stdout
-    assert "chatty[0]" in done.stdout and "quiet[0]" in done.stdout  # the summary table
+    assert "chatty[0]" in done.stdout
+    assert "quiet[0]" in done.stdout
     logs_dir = tmp_path / ".pipeline-data" / "runs" / "p1" / "alloc" / "chatty-0" / "alloc" / "logs"
     kept = sorted(p.name for p in logs_dir.glob("chatty.stdout.*"))
     assert kept == ["chatty.stdout.1", "chatty.stdout.2"]  # MaxFiles 2: the oldest is gone
@@ -153,7 +154,8 @@ def test_ctrl_c_stops_every_task_and_leaves_no_process_behind(tmp_path: Path) ->
     for pid in pids:
         assert not alive(pid), pid
     state = read_state(run_dir)
-    assert state is not None and state["status"] == "stopped"
+    assert state is not None
+    assert state["status"] == "stopped"
     assert {u["state"] for u in state["units"]} == {"stopped"}
 
 
