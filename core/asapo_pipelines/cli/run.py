@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import json_option
-from asapo_pipelines.cli.output import print_json, warn
+from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,16 +35,15 @@ class Target:
 
 
 def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
+    """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
+    drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
     try:
         from asapo_pipelines.nomad.compile import compile_pipeline
     except ImportError:
         from asapo_pipelines.nomad import compile_job
 
         return dict(compile_job(pipeline, catalog))
-    compiled = compile_pipeline(pipeline, catalog)
-    for message in getattr(compiled, "warnings", []):
-        warn(message)
-    return dict(compiled.job)
+    return dict(compile_pipeline(pipeline, catalog).job)
 
 
 def _data_dir_of(pipeline: Any, path: Path) -> Path:
@@ -171,13 +170,15 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
     from asapo_pipelines.local.live import LiveView, status_table
 
     out = console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
     reader = status_reader(target.pipeline, target.payload) if target.pipeline else None
     with LiveView(out, reader) as view:
         options = ExecOptions(
             on_event=view.event, on_update=view.update, pipeline_file=target.pipeline_file
         )
         result = LocalExecutor(target.payload, target.run_dir, options).run()
-    out.print(status_table(result.state, view.counters))
+    out.print(status_table(result.state, view.read_counters(force=True)))
     if result.status == "failed":
         raise JobFailed(result.message)
     click.echo(result.message)
@@ -253,6 +254,8 @@ def status(
             except Exception:  # counters are a bonus; the state file is the status
                 counters = None
     out = console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
     out.print(status_table(state, counters))
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)

@@ -176,7 +176,7 @@ class TaskRun:
         self.state = "running"
         self.started_wall = time.time()
         if self.tracker is None:
-            policy = self.alloc.group.restart
+            policy = spec.restart or self.alloc.group.restart
             # Nomad restarts a service's main task and sidecars whatever their exit code;
             # batch tasks and non-sidecar lifecycle tasks are done when they exit 0.
             on_success = ex.job.type == "service" and (spec.is_main or spec.sidecar)
@@ -265,9 +265,10 @@ class TaskRun:
         else:
             self.state = "failed"
             plural = "" if self.restarts == 1 else "s"
+            policy = self.spec.restart or self.alloc.group.restart
             self.message = (
                 f"{self.label} failed for good: it {how} after {self.restarts} restart{plural} "
-                f"and {decision.reason} ({self.alloc.group.restart.describe()})"
+                f"and {decision.reason} ({policy.describe()})"
             )
             self.alloc.executor.event(self.message)
 
