@@ -30,16 +30,27 @@ def write_pipeline(tmp_path: Path) -> Path:
         (files / f"f{i:04d}.txt").write_text(f"file {i}\n")
     path = tmp_path / "e2e.pipeline.yaml"
     # absolute paths: the units resolve relative ones against the delivered copy of the file
-    path.write_text(
-        "pipeline: e2e\n"
-        "units:\n"
-        "  files: {unit: core.files, params: {directory: %s}, outputs: {files: raw}}\n"
-        "  copy: {unit: core.identity, inputs: {input: raw}, outputs: {output: copied}}\n"
-        "  sink:\n"
-        "    unit: core.jsonl-sink\n"
-        "    params: {path: %s, payload: text}\n"
-        "    inputs: {messages: copied}\n" % (files, tmp_path / "out" / "copied.jsonl")
-    )
+    doc = {
+        "pipeline": "e2e",
+        "units": {
+            "files": {
+                "unit": "core.files",
+                "params": {"directory": str(files)},
+                "outputs": {"files": "raw"},
+            },
+            "copy": {
+                "unit": "core.identity",
+                "inputs": {"input": "raw"},
+                "outputs": {"output": "copied"},
+            },
+            "sink": {
+                "unit": "core.jsonl-sink",
+                "params": {"path": str(tmp_path / "out" / "copied.jsonl"), "payload": "text"},
+                "inputs": {"messages": "copied"},
+            },
+        },
+    }
+    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
     return path
 
 
