@@ -59,7 +59,7 @@ def pid_alive(pid: int | None) -> bool:
 
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group `pgid`, read from /proc."""
-    members = []
+    members: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
