@@ -241,3 +241,18 @@ def test_stop_after_the_supervisor_was_killed_cleans_up_its_tasks(tmp_path: Path
     assert len(pids) == 6
     for pid in pids:  # the tasks and the children they started
         assert not alive(pid), pid
+
+
+def test_status_logs_stop_without_a_local_run_are_one_sentence(tmp_path: Path) -> None:
+    job_file = write_job(tmp_path / "never.json", job("never", group("u", task("u", "pass"))))
+    # no local run: the command hands over to the Nomad side when installed (which cannot
+    # reach a cluster here) or says there is no run; either way one sentence, no traceback
+    for args in (("status", str(job_file)), ("logs", str(job_file), "u"), ("stop", str(job_file))):
+        done = pipeline(*args, NOMAD_ADDR="http://127.0.0.1:9")
+        assert done.returncode != 0, args
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("error: "), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    missing = pipeline("status", "--run-dir", str(tmp_path / "nothing"))
+    assert missing.returncode == 2
+    assert missing.stderr.strip() == f"error: no local run recorded in {tmp_path / 'nothing'}"

@@ -9,6 +9,7 @@ for FILE and hand over to the Nomad commands otherwise (or with `--job ID`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,13 +198,25 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
     return None
 
 
-def _nomad(name: str) -> click.Command | None:
+def _command(module: str, name: str) -> click.Command | None:
+    """Another part's command when this installation has it (merged parts hand over)."""
+    import importlib
+
     try:
-        from asapo_pipelines.cli import nomad_cmds  # type: ignore[attr-defined]
-    except ImportError:
+        found = getattr(importlib.import_module(module), name, None)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
         return None
-    command = getattr(nomad_cmds, name, None)
-    return command if isinstance(command, click.Command) else None
+    return found if isinstance(found, click.Command) else None
+
+
+def _nomad(name: str) -> click.Command | None:
+    return _command("asapo_pipelines.cli.nomad_cmds", name)
+
+
+def _worker_status() -> click.Command | None:
+    return _command("asapo_pipelines.cli.status", "status")
 
 
 def _no_local_run(target_file: str | None) -> UsageError:
@@ -231,10 +244,16 @@ def status(
     """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job."""
     target = None if job else _local(file, run_dir, data_dir)
     if target is None:
+        # No local run recorded: a Nomad job when asked for one (--job, NOMAD_ADDR), else
+        # the counters the pipeline's workers published (workers started by other means).
         nomad = _nomad("status")
-        if nomad is None:
+        counters = _worker_status()
+        if nomad is not None and (job or os.environ.get("NOMAD_ADDR") or counters is None):
+            ctx.invoke(nomad, file=file, job=job, as_json=as_json)
+        elif counters is not None and file:
+            ctx.invoke(counters, pipeline_file=Path(file), as_json=as_json)
+        else:
             raise _no_local_run(file)
-        ctx.invoke(nomad, file=file, job=job, as_json=as_json)
         return
     from asapo_pipelines.local.control import run_status
 
