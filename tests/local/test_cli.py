@@ -256,3 +256,49 @@ def test_status_logs_stop_without_a_local_run_are_one_sentence(tmp_path: Path) -
     missing = pipeline("status", "--run-dir", str(tmp_path / "nothing"))
     assert missing.returncode == 2
     assert missing.stderr.strip() == f"error: no local run recorded in {tmp_path / 'nothing'}"
+
+
+def test_live_table_on_a_terminal(tmp_path: Path) -> None:
+    import pty
+    import select
+
+    ticker = task(
+        "ticker",
+        "import os, time\n"
+        "time.sleep(1.5)\n"
+        "open(os.path.join(os.environ['NOMAD_ALLOC_DIR'], 'data', 'done'), 'w')\n",
+    )
+    job_file = write_job(tmp_path / "t.json", job("live", group("ticker", ticker, count=2)))
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [PIPELINE, "run", str(job_file)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env=cli_env(TERM="xterm", COLUMNS="120", LINES="40"),
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        proc.wait(timeout=30)
+        os.close(leader)
+    assert proc.returncode == 0
+    text = seen.decode(errors="replace")
+    # redrawn in place while running (cursor movements), with the units' live state
+    assert "\x1b[" in text
+    assert "running" in text
+    assert "ticker[1]" in text
+    assert "job live completed: every task exited 0" in text

@@ -92,3 +92,20 @@ def test_core_pipeline_runs_to_completion_through_a_sigkill(tmp_path: Path) -> N
     assert shown.returncode == 0, shown.stderr
     status = pipeline("status", str(file), "--json", cwd=tmp_path)
     assert json.loads(status.stdout)["status"] == "complete"
+
+
+def test_foreground_run_summary_shows_the_workers_counters(tmp_path: Path) -> None:
+    file = write_pipeline(tmp_path)
+    done = pipeline("run", str(file), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "job e2e completed: every task exited 0" in done.stdout
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+        for line in done.stdout.splitlines()
+        if line.startswith("│")
+    }
+    # unit, task, state, pid, restarts, exit, processed, rate, errors
+    for unit in ("files[0]", "copy[0]", "sink[0]"):
+        assert rows[unit][2] == "complete"
+        assert rows[unit][6] == str(N_FILES)
+        assert rows[unit][8] == "0"
