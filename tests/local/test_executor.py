@@ -394,3 +394,38 @@ def test_nomad_variable_secrets_come_from_the_environment_and_stay_out_of_the_st
     secret_file = alloc / "u" / "secrets" / "pipeline.env"
     assert secret_file.stat().st_mode & 0o777 == 0o600
     assert "s3cr3t-value" not in (tmp_path / "r" / "state.json").read_text()
+
+
+def test_artifacts_are_fetched_and_checked_against_their_checksum(tmp_path: Path) -> None:
+    import hashlib
+
+    wheel = tmp_path / "acme-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    code = "import os; print(sorted(os.listdir(os.path.join(os.environ['NOMAD_TASK_DIR'], 'w'))))"
+
+    def artifact_job(checksum: str) -> dict[str, Any]:
+        fetched = task(
+            "u",
+            code,
+            Artifacts=[
+                {
+                    "GetterSource": str(wheel),
+                    "GetterOptions": {"checksum": f"sha256:{checksum}"},
+                    "GetterMode": "file",
+                    "RelativeDest": f"local/w/{wheel.name}",
+                }
+            ],
+        )
+        return job("art", group("u", fetched, Attempts=0))
+
+    good = run(artifact_job(digest), tmp_path / "good")
+    assert good.status == "complete", good.message
+    logs = tmp_path / "good" / "alloc" / "u-0" / "alloc" / "logs"
+    assert (logs / "u.stdout.0").read_text() == f"['{wheel.name}']\n"
+    bad = run(artifact_job("0" * 64), tmp_path / "bad")
+    assert bad.status == "failed"
+    assert bad.message == (
+        f"task u of group u: artifact {wheel} has sha256 {digest}, not {'0' * 64}"
+    )
+    assert not (tmp_path / "bad" / "alloc" / "u-0" / "u" / "local" / "w" / wheel.name).exists()
