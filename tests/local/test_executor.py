@@ -429,3 +429,37 @@ def test_artifacts_are_fetched_and_checked_against_their_checksum(tmp_path: Path
         f"task u of group u: artifact {wheel} has sha256 {digest}, not {'0' * 64}"
     )
     assert not (tmp_path / "bad" / "alloc" / "u-0" / "u" / "local" / "w" / wheel.name).exists()
+
+
+def test_sidecars_are_stopped_when_the_main_task_is_done_and_a_new_run_starts_fresh(
+    tmp_path: Path,
+) -> None:
+    sidecar = task(
+        "metrics",
+        "import time\nprint('sidecar up', flush=True)\ntime.sleep(600)\n",
+        Lifecycle={"Hook": "prestart", "Sidecar": True},
+    )
+    after = task("cleanup", "print('cleaned up')", Lifecycle={"Hook": "poststop"})
+    main = task("work", "import time; time.sleep(0.3); print('work done')")
+    payload = job("side", group("work", sidecar, main, after))
+    run_dir = tmp_path / "r"
+    events: list[str] = []
+    result = run(payload, run_dir, events=events)
+    assert result.status == "complete", result.message
+    states = {u["task"]: (u["state"], u["exit_codes"]) for u in result.state["units"]}
+    assert states == {
+        "metrics": ("stopped", [-signal.SIGTERM]),
+        "work": ("complete", [0]),
+        "cleanup": ("complete", [0]),
+    }
+    # the sidecar started before the main task, the poststop task after the sidecar stopped
+    starts = [e.split(" started")[0] for e in events if " started" in e]
+    assert starts == ["work[0]/metrics", "work[0]", "work[0]/cleanup"]
+    logs = run_dir / "alloc" / "work-0" / "alloc" / "logs"
+    assert (logs / "cleanup.stdout.0").read_text() == "cleaned up\n"
+    again = run(payload, run_dir)
+    assert again.status == "complete"
+    # a fresh allocation: one line per log, and the last run's logs kept aside
+    assert (logs / "work.stdout.0").read_text() == "work done\n"
+    previous = run_dir / "previous-alloc" / "work-0" / "alloc" / "logs" / "work.stdout.0"
+    assert previous.read_text() == "work done\n"

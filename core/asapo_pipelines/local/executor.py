@@ -488,7 +488,12 @@ class LocalExecutor:
                 self.options.handle_signals
                 and threading.current_thread() is threading.main_thread()
             ):
-                for sig in (signal.SIGINT, signal.SIGTERM):
+                # a closed terminal (SIGHUP) must not leave the tasks, each in its own session,
+                # running without their supervisor; a detached supervisor has no terminal
+                handled = [signal.SIGINT, signal.SIGTERM]
+                if not self.options.detached:
+                    handled.append(signal.SIGHUP)
+                for sig in handled:
                     previous[sig] = signal.signal(
                         sig, lambda s, _f: self.request_stop(signal.Signals(s).name)
                     )
@@ -501,11 +506,23 @@ class LocalExecutor:
                     pgids.extend(task.pgids)
             # what a task started in its process group was sent SIGKILL with it: wait for it
             wait_groups_gone(pgids)
+            for alloc in self.allocs:
+                for task in alloc.tasks:
+                    for thread in task.pumps:
+                        thread.join(timeout=2)
+                    for sink in task.sinks or ():
+                        sink.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._release()
 
     def _setup(self) -> None:
+        # A new run gets fresh allocation directories, as Nomad gives a new allocation; the
+        # last run's are kept beside them (logs to look back at), older ones go.
+        current, previous = self.run_dir / "alloc", self.run_dir / "previous-alloc"
+        if current.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            current.rename(previous)
         (self.run_dir / JOB_FILE).write_text(json.dumps(self.payload, indent=1))
         for group in self.job.groups:
             for index in range(group.count):
