@@ -190,6 +190,13 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
     """The local run for the arguments, or None when none is recorded (then Nomad's turn)."""
     from asapo_pipelines.local.layout import STATE_FILE
 
+    if not file and not run_dir:
+        try:
+            file = str(_find_file())
+        except UsageError:
+            if _nomad("status") is not None:
+                return None  # the Nomad commands say what they need
+            raise
     target = resolve(file, data_dir, run_dir)
     if (target.run_dir / STATE_FILE).is_file():
         return target
@@ -220,6 +227,8 @@ def _worker_status() -> click.Command | None:
 
 
 def _no_local_run(target_file: str | None) -> UsageError:
+    if not target_file:
+        return UsageError("give the pipeline file, or --job ID for a job on Nomad")
     return UsageError(
         f"no local run of {target_file or 'this pipeline'} is recorded; start one with "
         "`pipeline run`"
