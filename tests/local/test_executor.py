@@ -463,3 +463,36 @@ def test_sidecars_are_stopped_when_the_main_task_is_done_and_a_new_run_starts_fr
     assert (logs / "work.stdout.0").read_text() == "work done\n"
     previous = run_dir / "previous-alloc" / "work-0" / "alloc" / "logs" / "work.stdout.0"
     assert previous.read_text() == "work done\n"
+
+
+def test_asking_twice_kills_at_once_instead_of_waiting_for_the_kill_timeout(
+    tmp_path: Path,
+) -> None:
+    stubborn = task(
+        "slow",
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "open(os.path.join(os.environ['NOMAD_ALLOC_DIR'], 'data', 'up'), 'w')\n"
+        "time.sleep(600)\n",
+        KillTimeout=300 * NS,  # a drain that would take five minutes
+    )
+    run_dir = tmp_path / "r"
+    executor = LocalExecutor(
+        job("slow", group("slow", stubborn), type="service"),
+        run_dir,
+        ExecOptions(handle_signals=False),
+    )
+    results: list[RunResult] = []
+    thread = threading.Thread(target=lambda: results.append(executor.run()))
+    thread.start()
+    wait_for(lambda: (run_dir / "alloc/slow-0/alloc/data/up").exists(), what="the task")
+    executor.request_stop("SIGINT")
+    wait_for(
+        lambda: json.loads((run_dir / "state.json").read_text())["status"] == "stopping",
+        what="stopping",
+    )
+    assert thread.is_alive()  # still waiting for the task to drain
+    executor.request_stop("SIGINT")
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert results[0].state["units"][0]["exit_codes"] == [-signal.SIGKILL]

@@ -146,6 +146,9 @@ class TaskRun:
         except LocalRunError as exc:
             self._fail_now(now, exc.message)
             return
+        except OSError as exc:
+            self._fail_now(now, f"{where} cannot be prepared: {exc}")
+            return
         if self.sinks is None:
             self.sinks = (
                 RotatingLog(
@@ -408,6 +411,7 @@ class LocalExecutor:
         if bindir and bindir not in path.split(os.pathsep):
             self.environ["PATH"] = os.pathsep.join([bindir, path])
         self._stop_reason: str | None = None
+        self._force = False
         self._lock_fd: int | None = None
         self.allocs: list[Alloc] = []
         self.started_wall = time.time()
@@ -430,8 +434,12 @@ class LocalExecutor:
     # -- control -------------------------------------------------------------------------------
 
     def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop every task (KillSignal, then SIGKILL after KillTimeout); asked a second time,
+        SIGKILL at once (a second Ctrl-C when a task takes too long to drain)."""
         if self._stop_reason is None:
             self._stop_reason = reason
+        else:
+            self._force = True
 
     def event(self, message: str) -> None:
         if self.options.on_event is not None:
@@ -547,9 +555,16 @@ class LocalExecutor:
             now = time.monotonic()
             if self._stop_reason is not None and status == "running":
                 status, message = "stopping", f"stopping ({self._stop_reason})"
-                self.event(f"stopping all tasks ({self._stop_reason})")
+                self.event(
+                    f"stopping all tasks ({self._stop_reason}); ask again to kill them at once"
+                )
                 for alloc in self.allocs:
                     alloc.stop(now)
+            if self._force and status == "stopping":
+                for alloc in self.allocs:
+                    for task in alloc.tasks:
+                        if task.kill_deadline is not None:
+                            task.kill_deadline = now  # SIGKILL in this step
             for alloc in self.allocs:
                 alloc.step(now)
             failed = [a for a in self.allocs if a.status in ("failing", "failed")]
