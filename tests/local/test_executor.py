@@ -440,7 +440,7 @@ def test_sidecars_are_stopped_when_the_main_task_is_done_and_a_new_run_starts_fr
         Lifecycle={"Hook": "prestart", "Sidecar": True},
     )
     after = task("cleanup", "print('cleaned up')", Lifecycle={"Hook": "poststop"})
-    main = task("work", "import time; time.sleep(0.3); print('work done')")
+    main = task("work", "import time; time.sleep(0.3); print('work done')", Driver="exec")
     payload = job("side", group("work", sidecar, main, after))
     run_dir = tmp_path / "r"
     events: list[str] = []
