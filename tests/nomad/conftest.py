@@ -4,9 +4,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from fake_nomad import FakeNomad
-
-TOKEN = "3f1c2b9e-secret-token-0000-aaaabbbbcccc"
+from fake_nomad import TOKEN, FakeNomad
 
 
 @pytest.fixture

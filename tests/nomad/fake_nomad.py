@@ -19,6 +19,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+#: the ACL token the tests configure; it must never appear in any output
+TOKEN = "3f1c2b9e-secret-token-0000-aaaabbbbcccc"
+
 JOB_ID = "p65-xas"
 EVAL_ID = "5d1c9a3e-7b42-4f0e-9a61-2c7d8e9f0a11"
 BLOCKED_EVAL_ID = "8e2f0b4c-1a3d-4c5e-8f70-9b1a2c3d4e5f"

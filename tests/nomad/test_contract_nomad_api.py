@@ -15,12 +15,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN
 from fake_nomad import (
     ALLOC_OLD,
     ALLOC_RUNNING,
     EVAL_ID,
     JOB_ID,
+    TOKEN,
     FakeNomad,
     Reply,
     evaluation,

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import TOKEN
-from fake_nomad import ALLOC_RUNNING, JOB_ID, FakeNomad, evaluation, metric
+from fake_nomad import ALLOC_RUNNING, JOB_ID, TOKEN, FakeNomad, evaluation, metric
 
 from asapo_pipelines.nomad.jobspec import JobPlan, Resources, TaskGroupPlan, compile_job
 

@@ -232,3 +232,22 @@ def test_a_damaged_index_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "src" / "index.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(TransportConfigError, match=r"index of data source 'src'.*unusable"):
         store.consumer("src", "g")
+
+
+def test_acknowledging_the_last_message_shows_the_stream_finished_at_once(tmp_path):
+    """A consumer that found nothing while its own message was in flight must not keep
+    answering 'no data' until the lease expires once that message is acknowledged."""
+    from asapo_pipelines.transport import StreamFinished
+
+    transport = EmbeddedTransport(tmp_path)
+    producer = transport.producer("src")
+    consumer = transport.consumer("src", "g", lease_seconds=600)
+    producer.send("scan", b"x", {})
+    producer.finish_stream("scan")
+    message = consumer.get_next("scan")
+    with pytest.raises(NoData):
+        consumer.get_next("scan")
+    consumer.acknowledge_many("scan", [message.id])
+    with pytest.raises(StreamFinished):
+        consumer.get_next("scan", timeout=0.0)
+    transport.close()

@@ -21,16 +21,22 @@ COMMANDS: dict[str, str] = {
     "list-units": "asapo_pipelines.cli.units:list_units",
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
-    "worker": "asapo_pipelines.cli.worker:worker",
-    "status": "asapo_pipelines.cli.status:status",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
+    "new": "asapo_pipelines.cli.new:new",
     "validate": "asapo_pipelines.cli.validate:validate",
     "schema": "asapo_pipelines.cli.schema:schema",
-    "new": "asapo_pipelines.cli.new:new",
     "graph": "asapo_pipelines.cli.graph:graph",
+    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
+    # the local executor; status, logs and stop hand over to Nomad's when no local run is known
+    "run": "asapo_pipelines.cli.run:run",
+    "status": "asapo_pipelines.cli.run:status",
+    "logs": "asapo_pipelines.cli.run:logs",
+    "stop": "asapo_pipelines.cli.run:stop",
+    # the nomad executor
     "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
     "start": "asapo_pipelines.cli.nomad_cmds:start",
-    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
+    # what Nomad tasks run
+    "worker": "asapo_pipelines.cli.worker:worker",
     "streams": "asapo_pipelines.cli.streams:streams",
     "prune": "asapo_pipelines.cli.streams:prune",
 }

@@ -40,6 +40,10 @@ def catalog_from_plugins(
     return Catalog.from_sources(sources, strict=strict)
 
 
+# the in-process unit harness: run_unit, unit_harness, unit_message
+from asapo_pipelines.testing.fixtures import run_unit, unit_harness, unit_message  # noqa: E402, F401
+
+
 @pytest.fixture
 def make_catalog() -> MakeCatalog:
     """Factory fixture: ``make_catalog(my_plugin_module)`` returns a strict Catalog."""

@@ -775,6 +775,9 @@ class EmbeddedConsumer(Consumer):
                 "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
                 [(grp, sid, mid, now) for mid in ids],
             )
+        # what made this consumer idle (its own messages in flight) may be gone now: look again
+        # instead of waiting for the lease, so a drained stream is seen as finished at once
+        self._idle.pop(stream, None)
 
     def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
         self._check_open()
