@@ -38,12 +38,8 @@ class Target:
 def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
     """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
     drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
-    try:
-        from asapo_pipelines.nomad.compile import compile_pipeline
-    except ImportError:
-        from asapo_pipelines.nomad import compile_job
+    from asapo_pipelines.nomad.compile import compile_pipeline
 
-        return dict(compile_job(pipeline, catalog))
     return dict(compile_pipeline(pipeline, catalog).job)
 
 
