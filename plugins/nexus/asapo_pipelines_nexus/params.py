@@ -1,0 +1,30 @@
+"""Parameters of `nexus.writer`.
+
+Imported when the catalog registers the plugin: pydantic only, never h5py or numpy.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from asapo_pipelines.descriptor import Params
+from pydantic import Field
+
+
+class NexusWriterParams(Params):
+    """Where and how `nexus.writer` stores scans and results."""
+
+    file: Annotated[str, Field(description="HDF5/NeXus file to append to (created if missing).")]
+    source_name: Annotated[str, Field(description="NXsource/name.")] = "PETRA III"
+    source_type: Annotated[str, Field(description="NXsource/type.")] = "Synchrotron X-ray Source"
+    beamline: Annotated[str, Field(description="NXinstrument/name.")] = "P65"
+    monitor_mode: Annotated[
+        Literal["timer", "monitor"], Field(description="NXmonitor/mode.")
+    ] = "timer"
+    monitor_preset: Annotated[
+        float | None,
+        Field(description="NXmonitor/preset; the scan's counting time per point when unset."),
+    ] = None
+    compression: Annotated[
+        Literal["none", "gzip", "lzf"], Field(description="Compression of the arrays.")
+    ] = "none"

@@ -1,0 +1,365 @@
+"""Appending scans and results to a NeXus (HDF5) file that readers may open while it grows.
+
+Each raw scan (`xas/scan`) becomes an NXentry following the NXxas application definition:
+
+    /entryN                       NXentry   definition="NXxas", title, start_time
+        instrument                NXinstrument
+            source                NXsource        type, name, probe="x-ray"
+            monochromator         NXmonochromator energy [eV]
+            incoming_beam         NXdetector      data (I0)
+            absorbed_beam         NXdetector      data (It; If or mu without It), signal=1
+            reference_beam        NXdetector      data (Iref), when measured
+            fluorescence          NXdetector      data (If), when measured
+        sample                    NXsample        name (+ element, edge)
+        monitor                   NXmonitor       mode, preset, data (I0)
+        data                      NXdata          links: energy, absorbed_beam
+
+Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an NXprocess
+(program, version, parameters as an NXnote, scalar results) and NXdata groups: mu(E), norm and
+flat on the energy grid (with `mu_errors` for a merge) and chi(k).
+
+The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
+`h5py.File(path, "r", swmr=True)` while the writer holds it; every entry is flushed before the
+write returns. Each entry carries the message's provenance key (`asapo_key`); a key already in
+the file is not written again, so a message delivered twice appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from asapo_pipelines_nexus.errors import NexusWriterError
+
+KEY_ATTR = "asapo_key"
+CONTENT_ATTR = "asapo_content_type"
+_ENTRY = re.compile(r"entry(\d+)$")
+
+
+class NexusWriter:
+    """Appends entries to one NeXus file; one instance per running `nexus.writer` unit."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        source_name: str = "PETRA III",
+        source_type: str = "Synchrotron X-ray Source",
+        beamline: str = "P65",
+        monitor_mode: str = "timer",
+        monitor_preset: float | None = None,
+        compression: str = "none",
+    ) -> None:
+        self.path = Path(path)
+        self.source_name = source_name
+        self.source_type = source_type
+        self.beamline = beamline
+        self.monitor_mode = monitor_mode
+        self.monitor_preset = monitor_preset
+        self.compression = None if compression == "none" else compression
+        self._file: h5py.File | None = None
+        self._keys: dict[str, str] = {}
+        self._next = 1
+
+    @classmethod
+    def from_params(cls, params: Any, base: Path | None = None) -> NexusWriter:
+        """From a `NexusWriterParams`; a relative `file` is taken relative to `base`."""
+        path = Path(params.file)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        return cls(
+            path,
+            source_name=params.source_name,
+            source_type=params.source_type,
+            beamline=params.beamline,
+            monitor_mode=params.monitor_mode,
+            monitor_preset=params.monitor_preset,
+            compression=params.compression,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def open(self) -> NexusWriter:
+        if self._file is not None:
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = h5py.File(self.path, "a", libver="latest")
+        except OSError as exc:
+            text = str(exc)
+            hint = ""
+            if "lock" in text.lower() or "already open" in text.lower():
+                hint = (
+                    " (another process has it open for writing, or a writer was killed: "
+                    "`h5clear -s FILE` clears the stale flag)"
+                )
+            raise NexusWriterError(f"cannot open {self.path} for writing: {text}{hint}") from None
+        handle.attrs.setdefault("NX_class", "NXroot")
+        handle.attrs.setdefault("creator", "asapo-pipelines nexus.writer")
+        handle.attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
+        # an entry of ours without its key was cut short by a crash: drop it, it comes again
+        for name in [n for n, g in handle.items() if _incomplete(g)]:
+            del handle[name]
+        # the index of what is already there: provenance keys and the highest entry number
+        for name, group in handle.items():
+            match = _ENTRY.match(name)
+            if match:
+                self._next = max(self._next, int(match.group(1)) + 1)
+            key = group.attrs.get(KEY_ATTR) if isinstance(group, h5py.Group) else None
+            if key is not None:
+                self._keys[_text(key)] = name
+        handle.flush()
+        handle.swmr_mode = True
+        self._file = handle
+        return self
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> NexusWriter:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None:
+            self.open()
+        assert self._file is not None
+        return self._file
+
+    def has(self, key: str) -> bool:
+        return key in self._keys
+
+    def entry_for(self, key: str) -> str | None:
+        return self._keys.get(key)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, content_type: str, body: Mapping[str, Any], key: str) -> str | None:
+        """Write one message by content type; returns the entry name, None for a duplicate."""
+        if content_type == "xas/scan":
+            return self.write_scan(body, key)
+        if content_type in ("xas/spectrum", "xas/merged"):
+            return self.write_result(body, key, content_type)
+        raise NexusWriterError(
+            f"nexus.writer cannot store {content_type!r}; it stores xas/scan, xas/spectrum and "
+            "xas/merged"
+        )
+
+    def write_scan(self, scan: Mapping[str, Any], key: str) -> str | None:
+        """Append one raw scan as an NXxas entry."""
+        if key in self._keys:
+            return None
+        meta = dict(scan.get("metadata", {}))
+        channels = {k: _array(v, k) for k, v in dict(scan.get("channels", {})).items()}
+        energy = _array(scan.get("energy"), "energy")
+        for role, values in channels.items():
+            if values.shape != energy.shape:
+                raise NexusWriterError(
+                    f"scan {key}: channel {role} has {values.size} points but energy has "
+                    f"{energy.size}"
+                )
+        absorbed_role = next((r for r in ("it", "if", "mu") if r in channels), None)
+        if absorbed_role is None or "i0" not in channels:
+            raise NexusWriterError(
+                f"scan {key}: NXxas needs I0 and an absorbed beam (It, If or mu); the scan has "
+                f"{', '.join(channels) or 'no channels'}"
+            )
+        name, entry = self._new_entry(key, "xas/scan")
+        _string(entry, "definition", "NXxas")
+        title = meta.get("title") or f"{meta.get('sample', 'scan')} {meta.get('file', '')}".strip()
+        _string(entry, "title", str(title))
+        start = meta.get("start_time")
+        _string(entry, "start_time", str(start) if start else _now())
+        if not start:
+            entry["start_time"].attrs["note"] = "not in the scan file: time the entry was written"
+        if meta.get("end_time"):
+            _string(entry, "end_time", str(meta["end_time"]))
+
+        instrument = _group(entry, "instrument", "NXinstrument")
+        _string(instrument, "name", str(meta.get("beamline") or self.beamline))
+        source = _group(instrument, "source", "NXsource")
+        _string(source, "type", self.source_type)
+        _string(source, "name", str(meta.get("facility") or self.source_name))
+        _string(source, "probe", "x-ray")
+        mono = _group(instrument, "monochromator", "NXmonochromator")
+        self._data(mono, "energy", energy, units="eV")
+        if meta.get("mono"):
+            crystal = _group(mono, "crystal", "NXcrystal")
+            _string(crystal, "type", str(meta["mono"]))
+        incoming = _group(instrument, "incoming_beam", "NXdetector")
+        self._data(incoming, "data", channels["i0"], units="counts")
+        absorbed = _group(instrument, "absorbed_beam", "NXdetector")
+        dataset = self._data(absorbed, "data", channels[absorbed_role], units="counts")
+        dataset.attrs["signal"] = 1
+        absorbed.attrs["channel"] = absorbed_role
+        if "iref" in channels:
+            ref = _group(instrument, "reference_beam", "NXdetector")
+            self._data(ref, "data", channels["iref"], units="counts")
+        if "if" in channels and absorbed_role != "if":
+            fluo = _group(instrument, "fluorescence", "NXdetector")
+            self._data(fluo, "data", channels["if"], units="counts")
+        if "mu" in channels and absorbed_role != "mu":
+            self._data(instrument, "mu", channels["mu"])
+
+        sample = _group(entry, "sample", "NXsample")
+        _string(sample, "name", str(meta.get("sample", "unknown")))
+        for field in ("element", "edge"):
+            if meta.get(field):
+                _string(sample, field, str(meta[field]))
+
+        monitor = _group(entry, "monitor", "NXmonitor")
+        _string(monitor, "mode", self.monitor_mode)
+        preset = self.monitor_preset if self.monitor_preset is not None else meta.get("preset")
+        monitor.create_dataset("preset", data=float(preset) if preset is not None else np.nan)
+        self._data(monitor, "data", channels["i0"], units="counts")
+
+        data = _group(entry, "data", "NXdata")
+        data.attrs["signal"] = "absorbed_beam"
+        data.attrs["axes"] = "energy"
+        data["energy"] = mono["energy"]  # hard links, as NXxas asks
+        data["absorbed_beam"] = absorbed["data"]
+        entry.attrs["default"] = "data"
+        self._provenance(entry, meta)
+        return self._commit(name, key)
+
+    def write_result(
+        self, result: Mapping[str, Any], key: str, content_type: str = "xas/spectrum"
+    ) -> str | None:
+        """Append one processed result (spectrum or merge) as NXentry/NXprocess + NXdata."""
+        if key in self._keys:
+            return None
+        arrays = {k: _array(v, k) for k, v in dict(result.get("arrays", {})).items()}
+        values = dict(result.get("values", {}))
+        if "energy" not in arrays or "mu" not in arrays:
+            raise NexusWriterError(f"result {key}: it has no energy and mu arrays to store")
+        meta = dict(result.get("metadata", {}))
+        group = dict(result.get("group", {}))
+        merged = content_type == "xas/merged"
+        name, entry = self._new_entry(key, content_type)
+        label = meta.get("file") or ", ".join(str(v) for v in group.values()) or key
+        title = f"merge of {result.get('n_merged', 0)} scans: {label}" if merged else f"normalised {label}"
+        _string(entry, "title", title)
+        _string(entry, "start_time", str(meta.get("start_time") or _now()))
+
+        settings = dict(result.get("settings", {}))
+        process = _group(entry, "process", "NXprocess")
+        _string(process, "program", str(settings.get("program", "xraylarch")))
+        if settings.get("version"):
+            _string(process, "version", str(settings["version"]))
+        process.create_dataset("sequence_index", data=2 if merged else 1)
+        _string(process, "date", _now())
+        note = _group(process, "parameters", "NXnote")
+        _string(note, "type", "application/json")
+        _string(note, "data", json.dumps(settings, sort_keys=True, default=str))
+        for field, value in values.items():
+            if value is not None:
+                process.create_dataset(field, data=float(value))
+        if merged:
+            process.create_dataset("n_merged", data=int(result.get("n_merged", 0)))
+            _string(process, "accepted", json.dumps(list(result.get("accepted", []))))
+            _string(process, "rejected", json.dumps(list(result.get("rejected", []))))
+
+        data = _group(entry, "data", "NXdata")
+        data.attrs["signal"] = "mu"
+        data.attrs["axes"] = "energy"
+        self._data(data, "energy", arrays["energy"], units="eV")
+        self._data(data, "mu", arrays["mu"])
+        if "mu_stderr" in arrays:
+            self._data(data, "mu_errors", arrays["mu_stderr"])
+        auxiliary = []
+        for field in ("norm", "flat", "bkg", "pre_edge_line", "post_edge"):
+            if field in arrays and arrays[field].shape == arrays["energy"].shape:
+                self._data(data, field, arrays[field])
+                auxiliary.append(field)
+        if auxiliary:
+            data.attrs["auxiliary_signals"] = np.array(auxiliary, dtype=h5py.string_dtype())
+        if "k" in arrays and "chi" in arrays:
+            chi = _group(entry, "chi", "NXdata")
+            chi.attrs["signal"] = "chi"
+            chi.attrs["axes"] = "k"
+            self._data(chi, "k", arrays["k"], units="1/angstrom")
+            self._data(chi, "chi", arrays["chi"])
+        entry.attrs["default"] = "data"
+        self._provenance(entry, {**meta, **({"group": group} if group else {})})
+        return self._commit(name, key)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _new_entry(self, key: str, content_type: str) -> tuple[str, h5py.Group]:
+        name = f"entry{self._next}"
+        while name in self.file:
+            self._next += 1
+            name = f"entry{self._next}"
+        entry = _group(self.file, name, "NXentry")
+        entry.attrs[CONTENT_ATTR] = content_type
+        return name, entry
+
+    def _commit(self, name: str, key: str) -> str:
+        # the key goes on last: an entry interrupted half-way has no key and is rewritten
+        self.file[name].attrs[KEY_ATTR] = key
+        self.file.flush()
+        self._keys[key] = name
+        self._next += 1
+        return name
+
+    def _data(
+        self, group: h5py.Group, name: str, values: np.ndarray, *, units: str | None = None
+    ) -> h5py.Dataset:
+        kwargs: dict[str, Any] = {}
+        if self.compression and values.size > 1:
+            kwargs = {"compression": self.compression, "chunks": True}
+        dataset = group.create_dataset(name, data=values, **kwargs)
+        if units:
+            dataset.attrs["units"] = units
+        return dataset
+
+    def _provenance(self, entry: h5py.Group, meta: Mapping[str, Any]) -> None:
+        notes = _group(entry, "asapo", "NXcollection")
+        _string(notes, "metadata", json.dumps(dict(meta), sort_keys=True, default=str))
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
+    group = parent.create_group(name)
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def _string(group: h5py.Group, name: str, value: str) -> None:
+    group.create_dataset(name, data=value, dtype=h5py.string_dtype())
+
+
+def _incomplete(group: Any) -> bool:
+    return (
+        isinstance(group, h5py.Group)
+        and CONTENT_ATTR in group.attrs
+        and KEY_ATTR not in group.attrs
+    )
+
+
+def _array(values: Any, name: str) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(float)
+    if values is None:
+        raise NexusWriterError(f"{name} is missing")
+    try:
+        array = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+    except (TypeError, ValueError):
+        raise NexusWriterError(f"{name} is not a list of numbers") from None
+    return array
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

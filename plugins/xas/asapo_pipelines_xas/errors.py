@@ -1,0 +1,23 @@
+"""Errors of the XAS units: one clear sentence each (they derive from PipelinesError, so the CLI
+and the worker's error stream show the message without a traceback)."""
+
+from __future__ import annotations
+
+from asapo_pipelines.errors import PipelinesError
+
+
+class XasError(PipelinesError):
+    """Base of the errors the XAS units raise for bad input."""
+
+
+class ScanFileError(XasError):
+    """A scan file cannot be read: the message names the file and the reason."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"cannot read scan file {name}: {reason}")
+        self.name = name
+        self.reason = reason
+
+
+class SpectrumError(XasError):
+    """A scan cannot be normalised (missing channel, non-positive counts, bad calibration)."""

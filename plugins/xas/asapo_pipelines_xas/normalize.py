@@ -1,0 +1,275 @@
+"""Normalisation of one scan with xraylarch: mu(E), calibration, pre_edge, autobk, noise.
+
+The numerics are xraylarch's (`pre_edge`, `autobk`, `estimate_noise`, tabulated edges from
+`xray_edge`); this module computes mu from the detector channels, passes every parameter on
+unchanged, and packs the results into a `Spectrum`, the body of an `xas/spectrum` message.
+
+    mu_transmission = ln(I0 / It)     mu_fluorescence = If / I0     mu_reference = ln(It / Iref)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from asapo_pipelines_xas.errors import SpectrumError
+from asapo_pipelines_xas.params import AutobkParams, NoiseParams, NormalizeParams, PreEdgeParams
+from asapo_pipelines_xas.readers import Scan
+
+#: Arrays a spectrum carries (on the scan's energy grid unless named k/chi).
+ENERGY_ARRAYS = ("energy", "mu", "norm", "flat", "pre_edge_line", "post_edge", "bkg", "i0")
+K_ARRAYS = ("k", "chi")
+SCALARS = ("e0", "edge_step", "epsilon_k", "epsilon_r", "kmax_suggest", "e0_ref", "energy_shift")
+
+
+@dataclass
+class Spectrum:
+    """Results of normalising one scan (the `xas/spectrum` message body)."""
+
+    metadata: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    values: dict[str, float | None]
+    #: the xraylarch settings used, so that the merge can analyse its mean the same way
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        # spectrum.e0, spectrum.norm, ... read naturally; only called for missing attributes
+        if name in ("arrays", "values"):
+            raise AttributeError(name)
+        if name in self.arrays:
+            return self.arrays[name]
+        if name in self.values:
+            return self.values[name]
+        raise AttributeError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "metadata": dict(self.metadata),
+            "values": {k: _json_float(v) for k, v in self.values.items()},
+            "arrays": {k: _json_array(v) for k, v in self.arrays.items()},
+            "settings": self.settings,
+        }
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Spectrum:
+        try:
+            arrays = {k: np.asarray(v, dtype=float) for k, v in dict(body["arrays"]).items()}
+            values = {
+                k: (None if v is None else float(v)) for k, v in dict(body["values"]).items()
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SpectrumError(f"not an xas/spectrum message ({exc})") from None
+        return cls(dict(body.get("metadata", {})), arrays, values, dict(body.get("settings", {})))
+
+
+def _json_float(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _json_array(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+
+
+# -- mu ----------------------------------------------------------------------------------------
+
+
+def compute_mu(scan: Scan, mode: str) -> np.ndarray:
+    """mu(E) of a scan in the given mode, with a clear error for missing or bad channels."""
+    if mode == "mu":
+        return _need(scan, "mu", mode).copy()
+    if mode == "transmission":
+        return _log_ratio(scan, "i0", "it", mode)
+    if mode == "reference":
+        return _log_ratio(scan, "it", "iref", mode)
+    if mode == "fluorescence":
+        i0 = _need(scan, "i0", mode)
+        fluo = _need(scan, "if", mode)
+        if np.any(i0 == 0):
+            raise SpectrumError(
+                f"{_label(scan)}: I0 is zero at {int(np.sum(i0 == 0))} points, so If/I0 is "
+                "undefined there"
+            )
+        return fluo / i0
+    raise SpectrumError(f"unknown mode {mode!r}")
+
+
+def _label(scan: Scan) -> str:
+    return str(scan.metadata.get("file") or scan.metadata.get("sample") or "scan")
+
+
+def _need(scan: Scan, role: str, mode: str) -> np.ndarray:
+    values = scan.channel(role)
+    if values is None:
+        have = ", ".join(scan.channels) or "none"
+        raise SpectrumError(
+            f"{_label(scan)}: mode {mode} needs the {role} channel, which the scan does not have "
+            f"(channels: {have}); map it with `columns` in xas.scan-files"
+        )
+    return values
+
+
+def _log_ratio(scan: Scan, num: str, den: str, mode: str) -> np.ndarray:
+    a, b = _need(scan, num, mode), _need(scan, den, mode)
+    bad = ~((a > 0) & (b > 0))
+    if np.any(bad):
+        raise SpectrumError(
+            f"{_label(scan)}: ln({num}/{den}) needs positive counts, but {int(bad.sum())} points "
+            f"are zero or negative"
+        )
+    return np.log(a / b)
+
+
+# -- xraylarch ---------------------------------------------------------------------------------
+
+
+def _kwargs(model: PreEdgeParams | AutobkParams | NoiseParams) -> dict[str, Any]:
+    data = model.model_dump()
+    data.pop("enabled", None)
+    return data
+
+
+def analyse(
+    energy: np.ndarray,
+    mu: np.ndarray,
+    pre_edge: PreEdgeParams,
+    autobk: AutobkParams,
+    noise: NoiseParams,
+) -> tuple[dict[str, np.ndarray], dict[str, float | None]]:
+    """Run xraylarch's pre_edge, then autobk and estimate_noise if enabled."""
+    from larch import Group
+    from larch.xafs import autobk as larch_autobk
+    from larch.xafs import estimate_noise as larch_noise
+    from larch.xafs import pre_edge as larch_pre_edge
+
+    group = Group()
+    try:
+        larch_pre_edge(energy, mu, group=group, **_kwargs(pre_edge))
+    except Exception as exc:  # xraylarch raises bare ValueError/IndexError on unusable data
+        raise SpectrumError(f"pre_edge failed: {exc}") from None
+    arrays = {
+        "energy": np.asarray(energy, dtype=float),
+        "mu": np.asarray(mu, dtype=float),
+        "norm": np.asarray(group.norm, dtype=float),
+        "pre_edge_line": np.asarray(group.pre_edge, dtype=float),
+        "post_edge": np.asarray(group.post_edge, dtype=float),
+    }
+    if pre_edge.make_flat and getattr(group, "flat", None) is not None:
+        arrays["flat"] = np.asarray(group.flat, dtype=float)
+    values: dict[str, float | None] = {
+        "e0": float(group.e0),
+        "edge_step": float(group.edge_step),
+    }
+    if not math.isfinite(values["e0"] or math.nan) or not values["edge_step"]:
+        raise SpectrumError("pre_edge found no absorption edge in this spectrum")
+    if autobk.enabled:
+        try:
+            larch_autobk(energy, mu, group=group, **_kwargs(autobk))
+        except Exception as exc:
+            raise SpectrumError(f"autobk failed: {exc}") from None
+        arrays["bkg"] = np.asarray(group.bkg, dtype=float)
+        arrays["k"] = np.asarray(group.k, dtype=float)
+        arrays["chi"] = np.asarray(group.chi, dtype=float)
+        if noise.enabled:
+            try:
+                larch_noise(group.k, group.chi, group=group, **_kwargs(noise))
+            except Exception as exc:
+                raise SpectrumError(f"estimate_noise failed: {exc}") from None
+            values["epsilon_k"] = float(group.epsilon_k)
+            values["epsilon_r"] = float(group.epsilon_r)
+            values["kmax_suggest"] = float(group.kmax_suggest)
+    return arrays, values
+
+
+def program() -> dict[str, str]:
+    """Name and version of the library that did the numerics (for provenance)."""
+    from importlib.metadata import version
+
+    return {"program": "xraylarch", "version": version("xraylarch")}
+
+
+def tabulated_edge_energy(element: str, edge: str) -> float:
+    """Edge energy in eV from xraylarch's tables (xraydb)."""
+    from larch.xray import xray_edge
+
+    try:
+        return float(xray_edge(element, edge).energy)
+    except Exception:
+        raise SpectrumError(f"no tabulated {edge} edge for element {element!r}") from None
+
+
+def calibration_shift(
+    energy: np.ndarray, scan: Scan, params: NormalizeParams
+) -> tuple[float, float, float]:
+    """(shift, e0_ref before the shift, target) that moves the foil's E0 onto the target."""
+    target = params.calibration_energy
+    if target is None:
+        element, edge = scan.metadata.get("element"), scan.metadata.get("edge")
+        if not element or not edge:
+            raise SpectrumError(
+                f"{_label(scan)}: calibration needs the element and edge (set them in "
+                "xas.scan-files) or `calibration_energy`"
+            )
+        target = tabulated_edge_energy(str(element), str(edge))
+    e0_ref = reference_e0(energy, scan, params.pre_edge)
+    if e0_ref is None:
+        raise SpectrumError(f"{_label(scan)}: calibration needs the It and Iref channels")
+    shift = target - e0_ref
+    if abs(shift) > params.max_calibration_shift:
+        raise SpectrumError(
+            f"{_label(scan)}: the reference foil's E0 {e0_ref:.2f} eV is {shift:+.2f} eV from "
+            f"{target:.2f} eV, beyond max_calibration_shift {params.max_calibration_shift} eV"
+        )
+    return shift, e0_ref, target
+
+
+def reference_e0(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> float | None:
+    """E0 of the reference foil, ln(It/Iref), or None without those channels."""
+    if scan.channel("it") is None or scan.channel("iref") is None:
+        return None
+    mu_ref = compute_mu(scan, "reference")
+    # the foil's own edge: E0 and step are fitted, not taken from the sample's settings
+    settings = pre_edge.model_copy(update={"e0": None, "step": None})
+    from larch import Group
+    from larch.xafs import pre_edge as larch_pre_edge
+
+    group = Group()
+    try:
+        larch_pre_edge(energy, mu_ref, group=group, **_kwargs(settings))
+    except Exception as exc:
+        raise SpectrumError(f"{_label(scan)}: pre_edge on the reference foil failed: {exc}") from None
+    return float(group.e0)
+
+
+def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectrum:
+    """Normalise one scan: the whole of `xas.normalize` for one message."""
+    params = params or NormalizeParams()
+    mu = compute_mu(scan, params.mode)
+    energy = np.asarray(scan.energy, dtype=float)
+    values: dict[str, float | None] = {"energy_shift": 0.0}
+    metadata = {**scan.metadata, "mode": params.mode}
+    if params.calibrate:
+        shift, e0_ref_raw, target = calibration_shift(energy, scan, params)
+        energy = energy + shift
+        values["energy_shift"] = shift
+        values["e0_ref"] = e0_ref_raw + shift
+        metadata["calibration_energy"] = target
+    else:
+        values["e0_ref"] = reference_e0(energy, scan, params.pre_edge)
+    arrays, results = analyse(energy, mu, params.pre_edge, params.autobk, params.noise)
+    values.update(results)
+    i0 = scan.channel("i0")
+    if i0 is not None:
+        arrays["i0"] = np.asarray(i0, dtype=float)
+    settings = {
+        **program(),
+        "mode": params.mode,
+        "calibrate": params.calibrate,
+        "pre_edge": params.pre_edge.model_dump(),
+        "autobk": params.autobk.model_dump(),
+        "noise": params.noise.model_dump(),
+    }
+    return Spectrum(metadata, arrays, values, settings)

@@ -1,0 +1,283 @@
+"""Parameters of the XAS units, as pydantic models.
+
+This module is imported when the catalog registers the plugin, so it must stay light: pydantic
+only, never numpy or xraylarch. Every xraylarch keyword the units pass on is exposed here with
+xraylarch's own default, so that a pipeline file can set any of them and leaving one out means
+"what xraylarch would do".
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from asapo_pipelines.descriptor import Params
+from pydantic import Field
+
+#: Roles a scan's columns can play. `mu` is an already computed absorption (XDI files often
+#: carry one, e.g. `mutrans`).
+ROLES = ("energy", "i0", "it", "iref", "if", "mu")
+Role = Literal["energy", "i0", "it", "iref", "if", "mu"]
+
+
+class ScanFilesParams(Params):
+    """What `xas.scan-files` reads and how it maps the files' columns."""
+
+    directory: Annotated[str, Field(description="Directory holding the scan files.")]
+    pattern: Annotated[
+        str, Field(description="Glob pattern of the scan files, e.g. `*.xdi` or `*.fio`.")
+    ] = "*"
+    recursive: Annotated[bool, Field(description="Also read files in subdirectories.")] = False
+    watch: Annotated[
+        bool,
+        Field(
+            description="Keep running and read each new file once it is complete (the live "
+            "beamline case); otherwise read the files present and finish."
+        ),
+    ] = False
+    settle_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="In watch mode a file counts as complete once its size and modification "
+            "time have not changed for this long.",
+        ),
+    ] = 2.0
+    order: Annotated[
+        Literal["name", "mtime"], Field(description="Order in which present files are read.")
+    ] = "name"
+    format: Annotated[
+        Literal["auto", "p65", "xdi", "fio"],
+        Field(
+            description="File format: `p65` (`#` header, last header line names the columns), "
+            "`xdi` (XDI 1.0), `fio` (DESY FIO with %c/%p/%d blocks) or `auto` (from the content)."
+        ),
+    ] = "auto"
+    columns: Annotated[
+        dict[Role, str | int],
+        Field(
+            description="Column of each role (energy, i0, it, iref, if, mu) by name or 0-based "
+            "index; roles left out are found by the usual names of the format (P65: enc_energy, "
+            "VFC01..VFC04; XDI: energy, i0, itrans, irefer, ifluor, mutrans)."
+        ),
+    ] = {}
+    sample: Annotated[
+        str | None,
+        Field(
+            description="Sample name; overrides the header. Without either, the file name "
+            "without its scan number is used, so repeats of one sample share it."
+        ),
+    ] = None
+    element: Annotated[
+        str | None,
+        Field(description="Absorbing element (e.g. Fe); overrides the header and the file name."),
+    ] = None
+    edge: Annotated[
+        str | None, Field(description="Absorption edge (K, L3, ...); overrides the header.")
+    ] = None
+    min_points: Annotated[
+        int, Field(ge=2, description="Fewer distinct energies than this make a file malformed.")
+    ] = 20
+
+
+class PreEdgeParams(Params):
+    """xraylarch `pre_edge`: E0, pre-edge line, post-edge normalisation, edge step, flattening."""
+
+    e0: Annotated[
+        float | None, Field(description="Edge energy in eV; found from max d(mu)/dE when unset.")
+    ] = None
+    step: Annotated[float | None, Field(description="Edge step; fitted when unset.")] = None
+    pre1: Annotated[
+        float | None, Field(description="Start of the pre-edge fit range, eV relative to E0.")
+    ] = None
+    pre2: Annotated[
+        float | None, Field(description="End of the pre-edge fit range, eV relative to E0.")
+    ] = None
+    npre: Annotated[
+        int, Field(ge=0, le=1, description="Pre-edge degree: 1 for a line, 0 for a constant.")
+    ] = 1
+    nvict: Annotated[
+        int, Field(ge=0, description="Energy exponent (Victoreen) of the pre-edge fit.")
+    ] = 0
+    norm1: Annotated[
+        float | None, Field(description="Start of the post-edge fit range, eV relative to E0.")
+    ] = None
+    norm2: Annotated[
+        float | None, Field(description="End of the post-edge fit range, eV relative to E0.")
+    ] = None
+    nnorm: Annotated[
+        int | None,
+        Field(ge=0, le=3, description="Degree of the post-edge polynomial; from the range when unset."),
+    ] = None
+    make_flat: Annotated[bool, Field(description="Also compute the flattened spectrum.")] = True
+    iscalc: Annotated[
+        bool, Field(description="The spectrum is calculated (very short pre-edge).")
+    ] = False
+
+
+class AutobkParams(Params):
+    """xraylarch `autobk`: spline background mu0(E) and chi(k)."""
+
+    enabled: Annotated[bool, Field(description="Run autobk (background and chi(k)).")] = True
+    rbkg: Annotated[
+        float, Field(gt=0, description="R (Angstrom) below which chi(R) is background.")
+    ] = 1.0
+    nknots: Annotated[
+        int | None, Field(ge=2, description="Number of spline knots; from rbkg when unset.")
+    ] = None
+    kmin: Annotated[float, Field(ge=0, description="Minimum k (1/Angstrom) of the spline.")] = 0.0
+    kmax: Annotated[
+        float | None, Field(gt=0, description="Maximum k; the whole data range when unset.")
+    ] = None
+    kweight: Annotated[float, Field(ge=0, description="k-weight of the Fourier transform.")] = 1
+    dk: Annotated[float, Field(ge=0, description="Window taper of the Fourier transform.")] = 0.1
+    win: Annotated[
+        Literal["hanning", "parzen", "welch", "gaussian", "sine", "kaiser"],
+        Field(description="Fourier transform window."),
+    ] = "hanning"
+    nfft: Annotated[int, Field(ge=16, description="FFT size.")] = 2048
+    kstep: Annotated[float, Field(gt=0, description="k grid step (1/Angstrom).")] = 0.05
+    nclamp: Annotated[int, Field(ge=0, description="Points clamped at each end.")] = 3
+    clamp_lo: Annotated[float, Field(ge=0, description="Weight of the low-k clamp.")] = 0
+    clamp_hi: Annotated[float, Field(ge=0, description="Weight of the high-k clamp.")] = 1
+    calc_uncertainties: Annotated[
+        bool, Field(description="Also compute uncertainties of bkg and chi (slower).")
+    ] = False
+    err_sigma: Annotated[float, Field(gt=0, description="Sigma level of the uncertainties.")] = 1
+
+
+class NoiseParams(Params):
+    """xraylarch `estimate_noise`: noise in chi(k) from the high-R part of chi(R)."""
+
+    enabled: Annotated[bool, Field(description="Estimate the noise (needs autobk).")] = True
+    rmin: Annotated[float, Field(ge=0, description="Start of the high-R region (Angstrom).")] = 15.0
+    rmax: Annotated[float, Field(gt=0, description="End of the high-R region (Angstrom).")] = 30.0
+    kweight: Annotated[float, Field(ge=0, description="k-weight of the transform.")] = 1
+    kmin: Annotated[float, Field(ge=0, description="Start of the k window.")] = 0
+    kmax: Annotated[float, Field(gt=0, description="End of the k window.")] = 20
+    dk: Annotated[float, Field(ge=0, description="Window taper.")] = 4
+    dk2: Annotated[float | None, Field(ge=0, description="Second window taper.")] = None
+    kstep: Annotated[float, Field(gt=0, description="k grid step.")] = 0.05
+    kwindow: Annotated[
+        Literal["hanning", "parzen", "welch", "gaussian", "sine", "kaiser"],
+        Field(description="Window function."),
+    ] = "kaiser"
+    nfft: Annotated[int, Field(ge=16, description="FFT size.")] = 2048
+
+
+class NormalizeParams(Params):
+    """What `xas.normalize` computes from one scan."""
+
+    mode: Annotated[
+        Literal["transmission", "fluorescence", "reference", "mu"],
+        Field(
+            description="mu(E): transmission ln(I0/It), fluorescence If/I0, reference foil "
+            "ln(It/Iref), or `mu` to use the file's own mu column."
+        ),
+    ] = "transmission"
+    calibrate: Annotated[
+        bool,
+        Field(
+            description="Shift the energy so that the reference foil's E0 equals the tabulated "
+            "edge energy of the element (needs It and Iref)."
+        ),
+    ] = False
+    calibration_energy: Annotated[
+        float | None,
+        Field(description="Edge energy (eV) to calibrate to; the tabulated value when unset."),
+    ] = None
+    max_calibration_shift: Annotated[
+        float,
+        Field(gt=0, description="A larger calibration shift (eV) is an error, not a correction."),
+    ] = 20.0
+    pre_edge: PreEdgeParams = PreEdgeParams()
+    autobk: AutobkParams = AutobkParams()
+    noise: NoiseParams = NoiseParams()
+
+
+class MergeParams(Params):
+    """How `xas.merge` groups, aligns and screens repeats."""
+
+    group_by: Annotated[
+        list[Literal["sample", "element", "edge", "mode"]],
+        Field(min_length=1, description="Metadata that make scans repeats of one measurement."),
+    ] = ["sample", "element", "edge", "mode"]
+    align: Annotated[
+        Literal["reference", "none"],
+        Field(
+            description="`reference`: shift each scan so its reference-foil E0 matches the first "
+            "scan's; `none`: merge on the energies as measured."
+        ),
+    ] = "reference"
+    max_e0_shift: Annotated[
+        float,
+        Field(gt=0, description="Reject a scan whose E0 (after alignment) differs more (eV)."),
+    ] = 1.0
+    max_edge_step_deviation: Annotated[
+        float,
+        Field(gt=0, description="Reject a scan whose edge step differs more (fraction)."),
+    ] = 0.1
+    beam_dump_fraction: Annotated[
+        float,
+        Field(
+            gt=0,
+            lt=1,
+            description="I0 below this fraction of its median counts as a beam loss.",
+        ),
+    ] = 0.5
+    beam_dump_max_points: Annotated[
+        int, Field(ge=0, description="Reject a scan with more beam-loss points than this.")
+    ] = 2
+    pre_edge: Annotated[
+        PreEdgeParams | None,
+        Field(description="pre_edge settings for the merged spectrum; the spectra's own if unset."),
+    ] = None
+    autobk: Annotated[
+        AutobkParams | None,
+        Field(description="autobk settings for the merged spectrum; the spectra's own if unset."),
+    ] = None
+    noise: Annotated[
+        NoiseParams | None,
+        Field(description="estimate_noise settings for the merged spectrum; the spectra's own."),
+    ] = None
+
+
+class ConvergenceParams(Params):
+    """When `xas.convergence-agent` asks for more scans and when it says stop."""
+
+    target_noise: Annotated[
+        float,
+        Field(gt=0, description="Noise in chi(k) (epsilon_k) to reach; the agent stops below it."),
+    ]
+    max_scans: Annotated[
+        int, Field(ge=1, description="Never ask for more than this many scans in total.")
+    ] = 20
+    max_batch: Annotated[
+        int, Field(ge=1, description="At most this many scans in one suggestion.")
+    ] = 10
+    stability_tolerance: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="Stop when the normalised merged spectrum changes less than this (RMS) "
+            "between merges; 0 disables the test.",
+        ),
+    ] = 0.0
+    stability_min_scans: Annotated[
+        int, Field(ge=2, description="Apply the stability test only from this many scans on.")
+    ] = 3
+    max_rejected_fraction: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="Suggest changing parameters when more of the scans than this were "
+            "rejected (at least two).",
+        ),
+    ] = 0.5
+    plan_name: Annotated[
+        str, Field(min_length=1, description="Name of the scan plan the suggestion runs.")
+    ] = "xas_scan"
+    plan_kwargs: Annotated[
+        dict[str, object],
+        Field(description="Extra keyword arguments for the plan (e.g. detectors, ranges)."),
+    ] = {}

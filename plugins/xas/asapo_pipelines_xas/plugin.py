@@ -1,0 +1,131 @@
+"""Registration of the XAS units (the module the `asapo_pipelines` entry point names).
+
+Light on purpose: it imports pydantic and the core's descriptor types, never numpy or xraylarch.
+The runtimes are named by import string and imported only inside a worker.
+"""
+
+from __future__ import annotations
+
+from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
+from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
+
+from asapo_pipelines_xas.params import (
+    ConvergenceParams,
+    MergeParams,
+    NormalizeParams,
+    ScanFilesParams,
+)
+
+#: Content types on the wire; each is a JSON object described in the plugin's README.
+SCAN = "xas/scan"
+SPECTRUM = "xas/spectrum"
+MERGED = "xas/merged"
+SUGGESTION = "plan/suggestion"
+
+SCAN_FILES = UnitDescriptor(
+    name="xas.scan-files",
+    kind="connector",
+    status="beta",
+    summary="Reads XAS scan files (P65, XDI 1.0, DESY FIO), one message per scan.",
+    description=(
+        "A source that reads each scan file in `directory` (or, in watch mode, each new file "
+        "once it is complete) and sends one message with the energy and the detector channels "
+        "(I0, It, Iref, If or a ready mu) under role names, sorted by energy with duplicate "
+        "energies dropped, plus the header's sample, element, edge and start time and the file "
+        "name. A malformed file goes to the error stream with the reason."
+    ),
+    outputs=(
+        Port(
+            name="scans",
+            content_type=SCAN,
+            format="json",
+            description="One scan: {metadata, energy, channels: {i0, it, iref, if, mu}}.",
+        ),
+    ),
+    params=ScanFilesParams,
+    resources=Resources(cpu=200, memory=256),
+    runtime="asapo_pipelines_xas.units:ScanFiles",
+)
+
+NORMALIZE = UnitDescriptor(
+    name="xas.normalize",
+    kind="processor",
+    status="beta",
+    summary="Normalises one scan with xraylarch: E0, edge step, flat mu, background, chi(k), noise.",
+    description=(
+        "Computes mu(E) (transmission, fluorescence, reference foil or the file's mu), "
+        "optionally calibrates the energy on the reference foil against the tabulated edge, "
+        "then runs xraylarch's pre_edge, autobk and estimate_noise with every keyword exposed."
+    ),
+    inputs=(Port(name="scans", content_type=SCAN, format="json"),),
+    outputs=(
+        Port(
+            name="spectra",
+            content_type=SPECTRUM,
+            format="json",
+            description="E0, edge step, norm, flat, bkg, k, chi, epsilon_k and the scan's ids.",
+        ),
+    ),
+    params=NormalizeParams,
+    resources=Resources(cpu=1000, memory=512),
+    runtime="asapo_pipelines_xas.units:Normalize",
+)
+
+MERGE = UnitDescriptor(
+    name="xas.merge",
+    kind="processor",
+    status="beta",
+    summary="Merges repeats of one sample and edge, rejecting outliers, after each new scan.",
+    description=(
+        "Groups spectra by sample, element and edge, aligns them on the reference foil, rejects "
+        "scans whose E0 or edge step stray beyond limits or whose I0 shows a beam loss, and "
+        "emits after every new scan the mean mu(E) with its standard error, re-analysed with "
+        "xraylarch, and the number of scans merged."
+    ),
+    inputs=(Port(name="spectra", content_type=SPECTRUM, format="json"),),
+    outputs=(
+        Port(
+            name="merged",
+            content_type=MERGED,
+            format="json",
+            description="Merged mu, standard error, E0, edge step, chi(k), noise, accepted and "
+            "rejected scans with reasons.",
+        ),
+    ),
+    params=MergeParams,
+    resources=Resources(cpu=1000, memory=512),
+    runtime="asapo_pipelines_xas.units:Merge",
+)
+
+CONVERGENCE_AGENT = UnitDescriptor(
+    name="xas.convergence-agent",
+    kind="agent",
+    status="experimental",
+    summary="Decides from each merged result whether more scans are needed, and how many.",
+    description=(
+        "Extrapolates the noise of the merged spectrum as 1/sqrt(N) to the number of scans that "
+        "reaches `target_noise` and suggests that many more, or stop when the target is met, the "
+        "spectrum no longer changes between merges or `max_scans` is reached; flags rejected "
+        "scans. Suggestions carry a bluesky-queueserver plan item."
+    ),
+    inputs=(Port(name="merged", content_type=MERGED, format="json"),),
+    outputs=(
+        Port(
+            name="plans",
+            content_type=SUGGESTION,
+            format="json",
+            description="{action, target, arguments, reason, confidence, item, bad_scans}.",
+        ),
+    ),
+    params=ConvergenceParams,
+    resources=Resources(cpu=200, memory=128),
+    runtime="asapo_pipelines_xas.units:ConvergenceAgent",
+)
+
+UNITS = (SCAN_FILES, NORMALIZE, MERGE, CONVERGENCE_AGENT)
+
+
+@hookimpl
+def register_units(register: RegisterUnit) -> None:
+    for descriptor in UNITS:
+        register(descriptor)

@@ -1,0 +1,477 @@
+"""Readers of XAS scan files: P65 (`#` header), XDI 1.0 and DESY FIO.
+
+Each reader returns a `Scan`: the energy and the detector channels under role names (`i0`, `it`,
+`iref`, `if`, `mu`), sorted by energy with duplicate energies dropped (continuous scans at P65 go
+back and forth), plus the header's metadata. A file that cannot be read raises `ScanFileError`
+naming the reason, which the scan-files unit sends to the error stream.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asapo_pipelines_xas.errors import ScanFileError
+
+#: Usual column names of each role, lower case, in order of preference. The P65 VFC channels
+#: come first: VFC01..VFC04 are I0, It, Iref and If there (see examples/data/SOURCES.md).
+DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "energy": ("enc_energy", "energy", "mono_energy", "energyc", "energy_enc", "e"),
+    "i0": ("vfc01", "i0", "io", "monitor"),
+    "it": ("vfc02", "it", "itrans", "i1"),
+    "iref": ("vfc03", "iref", "irefer", "ir", "i2"),
+    "if": ("vfc04", "if", "ifluor", "ifl", "fluo", "fluorescence"),
+    "mu": ("mu", "mutrans", "mu_trans", "xmu", "mufluor"),
+}
+
+#: Element symbols, to recognise `Fe_K` in file names such as `20K_GOE_Fe_K_240.00000.xdi`.
+ELEMENTS = frozenset(
+    """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As
+    Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd
+    Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am
+    Cm Bk Cf""".split()
+)
+EDGES = frozenset({"K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5"})
+
+FORMATS = ("p65", "xdi", "fio")
+
+
+@dataclass
+class Scan:
+    """One scan: energy (eV, increasing, unique), channels by role, and metadata."""
+
+    energy: np.ndarray
+    channels: dict[str, np.ndarray]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.energy)
+
+    def channel(self, role: str) -> np.ndarray | None:
+        return self.channels.get(role)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `xas/scan` message body: plain JSON (non-finite numbers become null)."""
+        return {
+            "metadata": dict(self.metadata),
+            "energy": _json_array(self.energy),
+            "channels": {role: _json_array(values) for role, values in self.channels.items()},
+        }
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Scan:
+        try:
+            energy = np.asarray(body["energy"], dtype=float)
+            channels = {
+                str(role): np.asarray(values, dtype=float)
+                for role, values in dict(body.get("channels", {})).items()
+            }
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ScanFileError(
+                str(dict(body.get("metadata", {})).get("file", "message")),
+                f"not an xas/scan message ({exc})",
+            ) from None
+        return cls(energy, channels, dict(body.get("metadata", {})))
+
+
+def _json_array(values: np.ndarray) -> list[float | None]:
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+def read_scan(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    columns: Mapping[str, str | int] | None = None,
+    sample: str | None = None,
+    element: str | None = None,
+    edge: str | None = None,
+    min_points: int = 20,
+) -> Scan:
+    """Read one scan file; see `parse_scan` for the arguments."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ScanFileError(path.name, exc.strerror or str(exc)) from None
+    return parse_scan(
+        raw,
+        name=path.name,
+        format=format,
+        columns=columns,
+        sample=sample,
+        element=element,
+        edge=edge,
+        min_points=min_points,
+    )
+
+
+def parse_scan(
+    content: bytes | str,
+    *,
+    name: str,
+    format: str = "auto",
+    columns: Mapping[str, str | int] | None = None,
+    sample: str | None = None,
+    element: str | None = None,
+    edge: str | None = None,
+    min_points: int = 20,
+) -> Scan:
+    """Parse the content of a scan file.
+
+    `columns` maps roles to a column name (case-insensitive) or 0-based index; roles left out
+    are looked up under their usual names (`DEFAULT_COLUMNS`). `sample`, `element` and `edge`
+    override what the header or the file name say.
+    """
+    if isinstance(content, bytes):
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            text = content.decode("latin-1")
+    else:
+        text = content
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise ScanFileError(name, "the file is empty")
+    fmt = detect_format(lines) if format == "auto" else format
+    if fmt not in FORMATS:
+        raise ScanFileError(name, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    parser = {"p65": _parse_p65, "xdi": _parse_xdi, "fio": _parse_fio}[fmt]
+    names, rows, first_line, meta = parser(name, lines)
+    table = _to_table(name, names, rows, first_line)
+    mapping = _map_columns(name, names, columns or {})
+    meta = {**meta, "format": fmt, "file": name, "columns": {r: names[i] for r, i in mapping.items()}}
+    meta.update(_from_file_name(name))
+    _finish_metadata(meta)
+    for key, value in (("sample", sample), ("element", element), ("edge", edge)):
+        if value:
+            meta[key] = value
+    meta.setdefault("sample", meta["file_base"])
+    return _build_scan(name, table, mapping, meta, min_points)
+
+
+def detect_format(lines: list[str]) -> str:
+    """`xdi` when the first line says XDI, `fio` when it has %c/%p/%d blocks, else `p65`."""
+    first = next((line.strip() for line in lines if line.strip()), "")
+    if re.match(r"#\s*XDI/", first, re.IGNORECASE):
+        return "xdi"
+    if any(line.strip() in ("%c", "%p", "%d") for line in lines[:2000]):
+        return "fio"
+    return "p65"
+
+
+# -- format parsers: each returns (column names, data lines, first data line number, meta) ----
+
+
+def _split_header(lines: list[str], comment: str = "#") -> tuple[list[str], int]:
+    header: list[str] = []
+    for number, line in enumerate(lines):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if not stripped.startswith(comment):
+            return header, number
+        header.append(stripped[len(comment) :].strip())
+    return header, len(lines)
+
+
+def _parse_p65(name: str, lines: list[str]) -> tuple[list[str], list[str], int, dict[str, Any]]:
+    header, start = _split_header(lines)
+    rows = lines[start:]
+    first = next((r for r in rows if r.strip()), None)
+    if first is None:
+        raise ScanFileError(name, "no data rows after the header")
+    ncols = len(first.split())
+    names = header[-1].split() if header else []
+    if len(names) != ncols:
+        # no (usable) column line: name them col0, col1, ... so indices still work
+        names = [f"col{i}" for i in range(ncols)]
+    meta: dict[str, Any] = {"header": {}}
+    for line in header:
+        started = re.search(
+            r"started at\s+(\d{1,2}-\d{1,2}-\d{4} \d{1,2}:\d{2}:\d{2})"
+            r"(?:,\s*finished at\s+(\d{1,2}-\d{1,2}-\d{4} \d{1,2}:\d{2}:\d{2}))?",
+            line,
+        )
+        if started:
+            meta["start_time"] = _iso(started.group(1), "%d-%m-%Y %H:%M:%S")
+            if started.group(2):
+                meta["end_time"] = _iso(started.group(2), "%d-%m-%Y %H:%M:%S")
+            continue
+        beamline = re.match(r"(.*?)\s+(?:Extension\s+)?Beamline\s+(\S+)", line)
+        if beamline and "facility" not in meta:
+            meta["facility"], meta["beamline"] = beamline.group(1).strip(), beamline.group(2)
+            continue
+        key, sep, value = line.partition(" = ")
+        if not sep:
+            key, sep, value = line.partition(": ")
+        if sep and key.strip():
+            meta["header"][key.strip()] = value.strip()
+    crystal = meta["header"].get("DCM Crystal")
+    if crystal:
+        meta["mono"] = crystal
+    return names, rows, start, meta
+
+
+def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, dict[str, Any]]:
+    header, start = _split_header(lines)
+    fields: dict[str, str] = {}
+    labels: dict[int, str] = {}
+    in_fields = True
+    last_comment = ""
+    for line in header[1:]:
+        if line.startswith("///"):
+            in_fields = False
+            continue
+        if line.startswith("----"):
+            continue
+        if in_fields:
+            key, sep, value = line.partition(":")
+            if not sep:
+                raise ScanFileError(name, f"XDI header line {line!r} is not `Namespace.tag: value`")
+            key, value = key.strip(), value.strip()
+            fields[key] = value
+            column = re.fullmatch(r"column\.(\d+)", key, re.IGNORECASE)
+            if column:
+                labels[int(column.group(1))] = value.split()[0] if value.split() else ""
+        else:
+            last_comment = line
+    rows = lines[start:]
+    first = next((r for r in rows if r.strip()), None)
+    if first is None:
+        raise ScanFileError(name, "no data rows after the header")
+    ncols = len(first.split())
+    if labels:
+        names = [labels.get(i + 1, f"col{i}") for i in range(ncols)]
+    elif len(last_comment.split()) == ncols:
+        names = last_comment.split()
+    else:
+        names = [f"col{i}" for i in range(ncols)]
+    lower = {k.lower(): v for k, v in fields.items()}
+
+    def pick(*keys: str) -> str | None:
+        return next((lower[k] for k in keys if lower.get(k)), None)
+
+    meta: dict[str, Any] = {"header": fields}
+    for target, keys in (
+        ("element", ("element.symbol", "scan.element")),
+        ("edge", ("element.edge", "scan.edge")),
+        ("sample", ("sample.name",)),
+        ("start_time", ("scan.start_time",)),
+        ("end_time", ("scan.end_time",)),
+        ("beamline", ("beamline.name",)),
+        ("facility", ("facility.name",)),
+        ("mono", ("mono.name",)),
+    ):
+        value = pick(*keys)
+        if value:
+            meta[target] = value
+    edge_energy = pick("scan.edge_energy")
+    if edge_energy:
+        try:
+            meta["edge_energy"] = float(edge_energy.split()[0])
+        except ValueError:
+            pass
+    return names, rows, start, meta
+
+
+def _parse_fio(name: str, lines: list[str]) -> tuple[list[str], list[str], int, dict[str, Any]]:
+    section = ""
+    comments: list[str] = []
+    parameters: dict[str, str] = {}
+    names: list[str] = []
+    rows: list[str] = []
+    first_row = 0
+    for number, raw in enumerate(lines):
+        line = raw.strip()
+        if not line or line.startswith("!"):
+            continue
+        if line in ("%c", "%p", "%d"):
+            section = line[1]
+            continue
+        if section == "c":
+            comments.append(line)
+        elif section == "p":
+            key, sep, value = line.partition("=")
+            if not sep:
+                raise ScanFileError(name, f"FIO parameter line {number + 1} has no `=`: {line!r}")
+            parameters[key.strip()] = value.strip()
+        elif section == "d":
+            column = re.match(r"Col\s+(\d+)\s+(\S+)", line)
+            if column and not rows:
+                names.append(column.group(2))
+                continue
+            if not rows:
+                first_row = number
+            rows.append(raw)
+        else:
+            raise ScanFileError(name, f"line {number + 1} is outside any %c, %p or %d block")
+    if not names:
+        raise ScanFileError(name, "the FIO file has no %d block with `Col N name` lines")
+    # rows are kept contiguous from first_row so that error messages point at real lines
+    data_lines = [line if not line.strip().startswith("!") else "" for line in lines[first_row:]]
+    meta: dict[str, Any] = {"header": parameters, "comments": comments}
+    for line in comments:
+        started = re.search(r"started at\s+(.+)$", line)
+        if started:
+            text = started.group(1).strip()
+            for fmt in ("%a %b %d %H:%M:%S %Y", "%d-%m-%Y %H:%M:%S", "%Y-%m-%d %H:%M:%S"):
+                try:
+                    meta["start_time"] = _iso(text, fmt)
+                    break
+                except ValueError:
+                    continue
+            else:
+                meta["start_time"] = text
+    lower = {k.lower(): v for k, v in parameters.items()}
+    for target, keys in (
+        ("sample", ("sample", "sample_name", "samplename")),
+        ("element", ("element",)),
+        ("edge", ("edge",)),
+    ):
+        value = next((lower[k] for k in keys if lower.get(k)), None)
+        if value:
+            meta[target] = value
+    return names, data_lines, first_row, meta
+
+
+# -- table building ----------------------------------------------------------------------------
+
+
+def _to_table(name: str, names: list[str], rows: list[str], first_line: int) -> np.ndarray:
+    ncols = len(names)
+    values: list[list[float]] = []
+    for offset, line in enumerate(rows):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != ncols:
+            raise ScanFileError(
+                name,
+                f"line {first_line + offset + 1} has {len(parts)} values where the columns "
+                f"say {ncols}",
+            )
+        try:
+            values.append([float(p) for p in parts])
+        except ValueError:
+            bad = next(p for p in parts if not _is_float(p))
+            raise ScanFileError(
+                name, f"line {first_line + offset + 1} holds {bad!r}, which is not a number"
+            ) from None
+    if not values:
+        raise ScanFileError(name, "no data rows")
+    return np.asarray(values, dtype=float)
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _map_columns(name: str, names: list[str], columns: Mapping[str, str | int]) -> dict[str, int]:
+    lower = [n.lower() for n in names]
+    mapping: dict[str, int] = {}
+    for role, column in columns.items():
+        if role not in DEFAULT_COLUMNS:
+            raise ScanFileError(
+                name, f"unknown role {role!r}; roles are {', '.join(DEFAULT_COLUMNS)}"
+            )
+        if isinstance(column, int):
+            if not 0 <= column < len(names):
+                raise ScanFileError(
+                    name, f"column {column} for {role} does not exist (the file has {len(names)})"
+                )
+            mapping[role] = column
+        elif column.lower() in lower:
+            mapping[role] = lower.index(column.lower())
+        else:
+            raise ScanFileError(
+                name,
+                f"column {column!r} for {role} is not in the file; columns: {', '.join(names)}",
+            )
+    taken = set(mapping.values())
+    for role, candidates in DEFAULT_COLUMNS.items():
+        if role in mapping:
+            continue
+        for candidate in candidates:
+            if candidate in lower and lower.index(candidate) not in taken:
+                mapping[role] = lower.index(candidate)
+                taken.add(mapping[role])
+                break
+    if "energy" not in mapping:
+        raise ScanFileError(
+            name,
+            f"no energy column (looked for {', '.join(DEFAULT_COLUMNS['energy'])}); set "
+            f"`columns: {{energy: ...}}`; columns: {', '.join(names)}",
+        )
+    return mapping
+
+
+def _build_scan(
+    name: str,
+    table: np.ndarray,
+    mapping: dict[str, int],
+    meta: dict[str, Any],
+    min_points: int,
+) -> Scan:
+    energy = table[:, mapping["energy"]]
+    finite = np.isfinite(energy)
+    table = table[finite]
+    energy = energy[finite]
+    order = np.argsort(energy, kind="stable")
+    table, energy = table[order], energy[order]
+    keep = np.concatenate([[True], np.diff(energy) > 0]) if len(energy) else np.array([], bool)
+    meta["points_read"] = int(len(finite))
+    meta["duplicates_dropped"] = int(len(energy) - keep.sum())
+    table, energy = table[keep], energy[keep]
+    if len(energy) < min_points:
+        raise ScanFileError(
+            name, f"only {len(energy)} distinct energies, fewer than the {min_points} required"
+        )
+    channels = {role: table[:, i].copy() for role, i in mapping.items() if role != "energy"}
+    return Scan(energy.copy(), channels, meta)
+
+
+def _from_file_name(name: str) -> dict[str, Any]:
+    """Scan number, base name (repeats share it) and element/edge hints from the file name."""
+    stem = Path(name).name
+    for suffix in (".xdi", ".dat", ".fio", ".txt", ".csv", ".asc"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    info: dict[str, Any] = {"file_base": stem}
+    number = re.fullmatch(r"(.+?)[._-](\d{3,})", stem)
+    if number:
+        info["file_base"], info["scan_number"] = number.group(1), int(number.group(2))
+    tokens = re.split(r"[_.\-\s]+", info["file_base"])
+    for first, second in zip(tokens, tokens[1:], strict=False):
+        if first in ELEMENTS and second.upper() in EDGES:
+            info["element_from_name"], info["edge_from_name"] = first, second.upper()
+            break
+    return info
+
+
+def _iso(text: str, fmt: str) -> str:
+    return datetime.strptime(text, fmt).isoformat()
+
+
+def _finish_metadata(meta: dict[str, Any]) -> None:
+    """Fill element/edge from the file name where the header had none (kept separate so that a
+    header value always wins)."""
+    if "element" not in meta and "element_from_name" in meta:
+        meta["element"] = meta["element_from_name"]
+    if "edge" not in meta and "edge_from_name" in meta:
+        meta["edge"] = meta["edge_from_name"]
