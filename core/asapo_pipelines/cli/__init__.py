@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "list-units": "asapo_pipelines.cli.units:list_units",
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
+    "view": "asapo_pipelines.cli.view:view",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
