@@ -182,7 +182,7 @@ class UnitDescriptor(BaseModel):
                 seen.add(port.name)
         for hint in self.plots:
             if self.output(hint.port) is None:
-                raise ValueError(f"plot hint names output port {hint.port!r}, which is not declared")
+                raise ValueError(f"plot hint names undeclared output port {hint.port!r}")
         if self.kind in ("processor", "agent") and not self.inputs:
             raise ValueError(f"a {self.kind} needs at least one input port")
         if self.kind == "connector" and self.inputs and self.outputs:

@@ -136,8 +136,10 @@ class LivePipeline:
         self.store = self.view.transport["embedded"]["path"]
         self.logs = root / "logs"
         self.logs.mkdir()
-        self.params = {"waves": {k: values[k] for k in ("count", "delay", "sample")},
-                       "average": {"fail_every": values["fail_every"]}}
+        self.params = {
+            "waves": {k: values[k] for k in ("count", "delay", "sample")},
+            "average": {"fail_every": values["fail_every"]},
+        }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
 
@@ -147,10 +149,19 @@ class LivePipeline:
         n = self.starts[instance] = self.starts.get(instance, 0) + 1
         log = open(self.logs / f"{instance}.{n}.log", "wb")  # noqa: SIM115 (the process owns it)
         self.procs[instance] = subprocess.Popen(
-            [sys.executable, str(HERE / "run_worker.py"), self.store, self.view.name, instance,
-             unit.descriptor.name, json.dumps(dict(unit.inputs)), json.dumps(dict(unit.outputs)),
-             json.dumps(self.params.get(instance, {}))],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                str(HERE / "run_worker.py"),
+                self.store,
+                self.view.name,
+                instance,
+                unit.descriptor.name,
+                json.dumps(dict(unit.inputs)),
+                json.dumps(dict(unit.outputs)),
+                json.dumps(self.params.get(instance, {})),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def start_all(self) -> None:

@@ -36,8 +36,18 @@ WAVES = describe(
     runtime=f"{__name__}:Waves",
     outputs=[out("waves", "test/curve")],
     params=WavesParams,
-    plots=[PlotHint(port="waves", kind="xy", x="x", y="y", label="metadata.scan_name",
-                    figure="curves", title="each scan and the running mean", keep=10)],
+    plots=[
+        PlotHint(
+            port="waves",
+            kind="xy",
+            x="x",
+            y="y",
+            label="metadata.scan_name",
+            figure="curves",
+            title="each scan and the running mean",
+            keep=10,
+        )
+    ],
 )
 AVERAGE = describe(
     "live.average",
@@ -48,8 +58,7 @@ AVERAGE = describe(
     outputs=[out("mean", "test/mean")],
     params=WavesParams,
     plots=[
-        PlotHint(port="mean", kind="xy", x="x", y="mean", figure="curves", keep=1,
-                 label="label"),
+        PlotHint(port="mean", kind="xy", x="x", y="mean", figure="curves", keep=1, label="label"),
         PlotHint(port="mean", kind="scalar", x="n", y="noise", title="noise against scans"),
     ],
 )
@@ -61,8 +70,9 @@ JUDGE = describe(
     inputs=[inp("mean", "test/mean")],
     outputs=[out("decisions", "test/decision")],
     params=JudgeParams,
-    plots=[PlotHint(port="decisions", kind="scalar", y="action", label="reason",
-                    title="decisions")],
+    plots=[
+        PlotHint(port="decisions", kind="scalar", y="action", label="reason", title="decisions")
+    ],
 )
 
 
@@ -79,9 +89,12 @@ class Waves(Source):
                 return
             xs = list(range(POINTS))
             ys = [curve(x) + rng.gauss(0, 0.1) for x in xs]
-            self.emit("waves", {"x": xs, "y": ys, "scan": scan},
-                      metadata={"scan": scan, "scan_name": f"scan {scan}", "sample": p.sample},
-                      key=str(scan))
+            self.emit(
+                "waves",
+                {"x": xs, "y": ys, "scan": scan},
+                metadata={"scan": scan, "scan_name": f"scan {scan}", "sample": p.sample},
+                key=str(scan),
+            )
             if p.delay:
                 self.wait(p.delay)
 
@@ -102,16 +115,23 @@ class Average(Processor):
             self.sum = [a + b for a, b in zip(self.sum, value["y"], strict=True)]
         mean = [s / self.n for s in self.sum]
         noise = math.sqrt(sum((m - curve(x)) ** 2 for x, m in enumerate(mean)) / POINTS)
-        return {"x": value["x"], "mean": mean, "n": self.n, "noise": noise,
-                "label": f"mean of {self.n}"}
+        return {
+            "x": value["x"],
+            "mean": mean,
+            "n": self.n,
+            "noise": noise,
+            "label": f"mean of {self.n}",
+        }
 
 
 class Judge(Processor):
     def process(self, message: Message) -> Any:
         noise = message.value["noise"]
         more = noise > self.params.target_noise
-        return {"action": "more_scans" if more else "stop",
-                "reason": f"noise {noise:.3f} after {message.value['n']} scans"}
+        return {
+            "action": "more_scans" if more else "stop",
+            "reason": f"noise {noise:.3f} after {message.value['n']} scans",
+        }
 
 
 @hookimpl

@@ -10,11 +10,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import live_units  # noqa: E402
+import live_units
 
-from asapo_pipelines.testing import catalog_from_plugins  # noqa: E402
-from asapo_pipelines.transport.embedded import EmbeddedTransport  # noqa: E402
-from asapo_pipelines.worker.runtime import Worker  # noqa: E402
+from asapo_pipelines.testing import catalog_from_plugins
+from asapo_pipelines.transport.embedded import EmbeddedTransport
+from asapo_pipelines.worker.runtime import Worker
 
 
 def main() -> None:

@@ -36,8 +36,9 @@ def test_live_page_follows_a_running_pipeline(page, serve, live_pipeline):
 
         # the graph has a node for every unit and every stream, units drawn with their names
         page.wait_for_selector("#graph svg [data-node]")
-        keys = page.eval_on_selector_all("#graph [data-node]",
-                                         "nodes => nodes.map(n => n.getAttribute('data-node'))")
+        keys = page.eval_on_selector_all(
+            "#graph [data-node]", "nodes => nodes.map(n => n.getAttribute('data-node'))"
+        )
         assert sorted(keys) == sorted(
             [f"u:{u.instance}" for u in pipeline.view.units]
             + [f"s:{s}" for s in pipeline.view.streams]
@@ -46,19 +47,32 @@ def test_live_page_follows_a_running_pipeline(page, serve, live_pipeline):
 
         # counters increase without a reload: a marker set in the page survives
         page.evaluate("window.__sameDocument = true")
-        first = wait_for(page, lambda: int(unit_row(page, "average").get("processed") or 0),
-                         "processed messages of average")
-        wait_for(page, lambda: int(unit_row(page, "average")["processed"]) > first + 3,
-                 "the processed count rising")
+        first = wait_for(
+            page,
+            lambda: int(unit_row(page, "average").get("processed") or 0),
+            "processed messages of average",
+        )
+        wait_for(
+            page,
+            lambda: int(unit_row(page, "average")["processed"]) > first + 3,
+            "the processed count rising",
+        )
         assert page.evaluate("window.__sameDocument") is True
         line = page.locator('#graph [data-node="u:average"] [data-field="line1"]').text_content()
-        assert line.startswith("processed ") and line != "processed 0 \u00b7 0.0/s"
+        assert line.startswith("processed ")
+        assert line != "processed 0 \u00b7 0.0/s"
         assert "state-running" in page.get_attribute('#graph [data-node="u:average"]', "class")
 
         # the overlay of each scan and the running mean, plotted from the units' plot hints
-        wait_for(page, lambda: int(page.get_attribute('[data-plot="curves"]', "data-traces")
-                                   or 0) >= 3 if page.locator('[data-plot="curves"]').count()
-                 else False, "the curves plot with several scans")
+        wait_for(
+            page,
+            lambda: (
+                int(page.get_attribute('[data-plot="curves"]', "data-traces") or 0) >= 3
+                if page.locator('[data-plot="curves"]').count()
+                else False
+            ),
+            "the curves plot with several scans",
+        )
         legend = page.locator('[data-plot="curves"] .legendtext').all_text_contents()
         assert any(name.startswith("mean of ") for name in legend)
         assert any(name.startswith("scan ") for name in legend)
@@ -66,15 +80,23 @@ def test_live_page_follows_a_running_pipeline(page, serve, live_pipeline):
 
         # a unit killed on purpose shows as restarting, then as restarted once it is back
         pipeline.kill("average")
-        wait_for(page, lambda: unit_row(page, "average")["state"] == "restarting",
-                 "average as restarting")
+        wait_for(
+            page,
+            lambda: unit_row(page, "average")["state"] == "restarting",
+            "average as restarting",
+        )
         assert "state-restarting" in page.get_attribute('#graph [data-node="u:average"]', "class")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "viewer-restarting.png"), full_page=True)
         pipeline.start("average")
-        wait_for(page, lambda: unit_row(page, "average")["restarts"] == "1"
-                 and unit_row(page, "average")["state"] in ("running", "finished"),
-                 "average running again with one restart")
+        wait_for(
+            page,
+            lambda: (
+                unit_row(page, "average")["restarts"] == "1"
+                and unit_row(page, "average")["state"] in ("running", "finished")
+            ),
+            "average running again with one restart",
+        )
 
         # errors of the unit listed with their tracebacks; their HTML stays text
         wait_for(page, lambda: page.locator("#errors li").count() >= 1, "an error")

@@ -21,14 +21,30 @@ def _find_pipeline_file() -> Path:
 
 @click.command("view")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
-              help="TCP port (0: any free port).")
-@click.option("--bind", "host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; loopback unless --allow-remote.")
-@click.option("--allow-remote", is_flag=True,
-              help="Allow a non-loopback --bind (the page has no login).")
-@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
-              help="Seconds between reads of the transport.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free port).",
+)
+@click.option(
+    "--bind",
+    "host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; loopback unless --allow-remote.",
+)
+@click.option(
+    "--allow-remote", is_flag=True, help="Allow a non-loopback --bind (the page has no login)."
+)
+@click.option(
+    "--interval",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds between reads of the transport.",
+)
 def view(file: Path | None, port: int, host: str, allow_remote: bool, interval: float) -> None:
     """Serve a live web page of a running pipeline: graph, rates, streams, plots, errors.
 
@@ -43,8 +59,13 @@ def view(file: Path | None, port: int, host: str, allow_remote: bool, interval: 
     pipeline_view = load_view(file or _find_pipeline_file())
 
     def ready(url: str) -> None:
-        click.echo(f"viewer of pipeline {pipeline_view.name} at {url}  (Ctrl+C stops it)",
-                   err=True)
+        click.echo(f"viewer of pipeline {pipeline_view.name} at {url}  (Ctrl+C stops it)", err=True)
 
-    serve(pipeline_view, host=host, port=port, allow_remote=allow_remote,
-          poll_interval=interval, ready=ready)
+    serve(
+        pipeline_view,
+        host=host,
+        port=port,
+        allow_remote=allow_remote,
+        poll_interval=interval,
+        ready=ready,
+    )

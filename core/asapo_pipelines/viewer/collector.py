@@ -7,6 +7,7 @@ the previous one and returns the page's sections as JSON-ready dicts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ FINAL_STATES = ("finished", "stopped", "failed")
 class ReplicaState:
     last: dict[str, Any] | None = None
     seen_id: int = 0
-    lives: list[tuple[Any, Any]] = field(default_factory=list)  # (pid, started) per process
+    lives: list[tuple[Any, ...]] = field(default_factory=list)  # (pid, host, started) per life
     times: deque[float] = field(default_factory=lambda: deque(maxlen=5))
 
     def add(self, snap: dict[str, Any]) -> None:
@@ -139,10 +140,8 @@ class Collector:
 
     def close(self) -> None:
         for reader in self._consumers.values():
-            try:
+            with contextlib.suppress(TransportError):
                 reader.close()
-            except TransportError:
-                pass
         self._consumers.clear()
 
     def _new_messages(self, source: str, stream: str, last_id: int, seen: int) -> list[Any]:
@@ -195,9 +194,7 @@ class Collector:
             def total(key: str, snaps: list[dict[str, Any]] = snaps) -> float:
                 return sum(float(s.get(key) or 0) for s in snaps)
 
-            live = [
-                s.last for s in states if s.last and s.state(now) not in ("restarting",)
-            ]
+            live = [s.last for s in states if s.last and s.state(now) not in ("restarting",)]
             units[unit.instance] = {
                 "unit": unit.descriptor.name,
                 "state": state,
@@ -207,8 +204,9 @@ class Collector:
                 "outputs": int(total("outputs")),
                 "rate": round(sum(float(s.get("rate") or 0) for s in live), 2),
                 "backlog": int(total("backlog")),
-                "lag_seconds": round(max((float(s.get("lag_seconds") or 0) for s in snaps),
-                                         default=0.0), 3),
+                "lag_seconds": round(
+                    max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
+                ),
                 "restarts": sum(s.restarts for s in states),
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
@@ -225,7 +223,7 @@ class Collector:
                 for grp, n in info.group_lag.items():
                     if grp == VIEWER_GROUP:
                         continue
-                    unit = grp[len(prefix):] if grp.startswith(prefix) else grp
+                    unit = grp[len(prefix) :] if grp.startswith(prefix) else grp
                     lag[unit] = lag.get(unit, 0) + n
             rows.append(
                 {
@@ -263,8 +261,9 @@ class Collector:
                         "time": msg.timestamp,
                         "exception": str(record.get("exception") or meta.get("exception", "")),
                         "error": str(record.get("error") or meta.get("error", "")),
-                        "message": json.dumps(record.get("message") or meta.get("message"),
-                                              default=str),
+                        "message": json.dumps(
+                            record.get("message") or meta.get("message"), default=str
+                        ),
                         "traceback": str(record.get("traceback", "")),
                     }
                 )
@@ -318,8 +317,9 @@ class Collector:
                 return
             x = x if isinstance(x, list) and len(x) == len(y) else list(range(len(y)))
             x, y = _thin(x, y)
-            traces.append({"unit": instance, "name": name, "x": x, "y": y, "id": msg.id,
-                           "stream": msg.stream})
+            traces.append(
+                {"unit": instance, "name": name, "x": x, "y": y, "id": msg.id, "stream": msg.stream}
+            )
         elif hint.kind == "scalar":
             x = _plain(get_field(msg, value, hint.x)) if hint.x else msg.timestamp
             if y is None or isinstance(y, list | dict):
@@ -332,7 +332,7 @@ class Collector:
 
     def _plot_section(self, plot: PlotState) -> dict[str, Any]:
         series = []
-        for (instance, _source, hint) in plot.hints:
+        for instance, _source, hint in plot.hints:
             key = f"{instance}:{hint.port}:{hint.y}"
             points = list(plot.traces.get(key, ()))
             series.append(

@@ -81,7 +81,7 @@ def _layers(nodes: dict[str, Node], edges: list[tuple[str, str]]) -> None:
                 forward[key].append(nxt)
 
     indegree = {k: 0 for k in nodes}
-    for a, b in edges:
+    for _a, b in edges:
         indegree[b] += 1
     for key in [k for k in nodes if indegree[k] == 0] + list(nodes):
         if key not in state:
@@ -107,7 +107,9 @@ def _order(nodes: dict[str, Node], edges: list[tuple[str, str]]) -> list[list[No
         seq = layers[1:] if sweep % 2 == 0 else layers[-2::-1]
         for layer in seq:
             for node in layer:
-                near = [nodes[k].order for k in neighbours[node.key] if nodes[k].layer != node.layer]
+                near = [
+                    nodes[k].order for k in neighbours[node.key] if nodes[k].layer != node.layer
+                ]
                 node.order = sum(near) / len(near) if near else node.order
             layer.sort(key=lambda n: n.order)
             for i, node in enumerate(layer):
@@ -147,9 +149,9 @@ def render_svg(view: PipelineView) -> str:
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="graph" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" "
-        "markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">"
-        "<path d=\"M 0 0 L 10 5 L 0 10 z\" class=\"arrowhead\"/></marker></defs>",
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" '
+        'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+        '<path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/></marker></defs>',
     ]
     for a, b in edges:
         na, nb = nodes[a], nodes[b]
@@ -182,8 +184,11 @@ def render_svg(view: PipelineView) -> str:
             out.append(_text(tx + node.w - 20, node.y + 19, "waiting", "state end", "state"))
             out.append(_text(tx, node.y + 35, _short(node.sub), "sub"))
             out.append(_text(tx, node.y + 53, "processed 0 \u00b7 0.0/s", "counters", "line1"))
-            out.append(_text(tx, node.y + 69, "lag 0 \u00b7 errors 0 \u00b7 restarts 0",
-                             "counters", "line2"))
+            out.append(
+                _text(
+                    tx, node.y + 69, "lag 0 \u00b7 errors 0 \u00b7 restarts 0", "counters", "line2"
+                )
+            )
         else:
             out.append(
                 f'<rect x="{node.x:.0f}" y="{node.y:.0f}" width="{node.w}" height="{node.h}" '

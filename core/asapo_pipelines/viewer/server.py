@@ -160,7 +160,7 @@ def create_app(
         from starlette.middleware import Middleware
         from starlette.middleware.trustedhost import TrustedHostMiddleware
         from starlette.requests import Request
-        from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+        from starlette.responses import FileResponse, Response, StreamingResponse
         from starlette.routing import Route
     except ImportError:
         raise ViewerError(f"the viewer needs starlette and uvicorn; {EXTRA_HINT}") from None
@@ -184,8 +184,9 @@ def create_app(
     }
 
     def json_response(value: Any, status: int = 200) -> Response:
-        return Response(dumps(value), status_code=status, media_type="application/json",
-                        headers=headers)
+        return Response(
+            dumps(value), status_code=status, media_type="application/json", headers=headers
+        )
 
     async def index(_request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html", headers=headers)
@@ -311,8 +312,9 @@ def serve(
     sock = listen(host, port)
     transport = open_transport(view.transport)
     try:
-        app = create_app(view, transport, poll_interval=poll_interval,
-                         trusted_hosts=not allow_remote)
+        app = create_app(
+            view, transport, poll_interval=poll_interval, trusted_hosts=not allow_remote
+        )
         server = make_server(app, sock)
         bound = sock.getsockname()[1]
         shown = f"[{host}]" if ":" in host else host
