@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "show-unit": "asapo_pipelines.cli.units:show_unit",
     "plugins": "asapo_pipelines.cli.units:plugins",
     "view": "asapo_pipelines.cli.view:view",
+    "worker": "asapo_pipelines.cli.worker:worker",
+    "status": "asapo_pipelines.cli.status:status",
+    "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -42,17 +42,25 @@ class UnitStartError(PipelinesError):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a message is tried (in total) and how long to wait between tries."""
+    """How often a failing message is tried again, and how long to wait between tries.
 
-    attempts: int = 1
+    `retries` is what a pipeline file calls `retry: {attempts: N}`: the tries after the first.
+    """
+
+    retries: int = 0
     delay: float = 0.0
+
+    @property
+    def tries(self) -> int:
+        return 1 + self.retries
 
     @classmethod
     def from_config(cls, config: Any) -> RetryPolicy:
+        """From a pipeline file's `retry` section (a model or a dict `{attempts, delay}`)."""
         if config is None:
             return cls()
         if isinstance(config, dict):
-            return cls(int(config.get("attempts", 1)), float(config.get("delay", 0.0)))
+            return cls(int(config.get("attempts", 0)), float(config.get("delay", 0.0)))
         return cls(int(config.attempts), float(config.delay))
 
 
@@ -260,13 +268,13 @@ class UnitRunner:
                 outcome.outputs = self._outputs(emitted, inputs, stream, marker)
                 return outcome
             except Exception as exc:
-                if outcome.attempts < self.retry.attempts:
+                if outcome.attempts < self.retry.tries:
                     self.retries += 1
                     self.context.logger.warning(
                         "%s failed (attempt %d of %d): %s",
                         hook,
                         outcome.attempts,
-                        self.retry.attempts,
+                        self.retry.tries,
                         exc,
                     )
                     if self.retry.delay:

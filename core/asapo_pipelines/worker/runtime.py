@@ -385,9 +385,12 @@ class Worker:
         for producer in self.producers.values():
             producer.flush()
         self.errors.flush()
-        port.consumer.acknowledge(msg.stream, msg.id)
+        self._acknowledge(port, msg)
         if outcome.error is None:
             c.processed += 1
+
+    def _acknowledge(self, port: InputPort, msg: Message) -> None:
+        port.consumer.acknowledge(msg.stream, msg.id)
 
     def _apply(self, outcome: Outcome, msg: Message | None, *, check: bool) -> None:
         """Send an outcome's outputs (skipping those already written) or its error record."""
