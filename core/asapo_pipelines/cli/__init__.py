@@ -25,6 +25,10 @@ COMMANDS: dict[str, str] = {
     "worker": "asapo_pipelines.cli.worker:worker",
     "status": "asapo_pipelines.cli.status:status",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
+    "validate": "asapo_pipelines.cli.validate:validate",
+    "schema": "asapo_pipelines.cli.schema:schema",
+    "new": "asapo_pipelines.cli.new:new",
+    "graph": "asapo_pipelines.cli.graph:graph",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -26,7 +26,7 @@ from asapo_pipelines.pipeline.problems import Problem
 Path_ = tuple[str | int, ...]
 
 #: Values one file may expand to (after following aliases). A 500-unit pipeline is ~15,000.
-MAX_NODES = 250_000
+MAX_NODES = 100_000
 #: Deeper nesting than this is certainly a mistake (and would exhaust Python's stack).
 MAX_DEPTH = 64
 #: Larger files are refused before parsing (a pipeline file is a few hundred kB at most).
@@ -98,7 +98,6 @@ class _Builder:
         self.values: dict[Path_, Pos] = {}
         self.keys: dict[Path_, Pos] = {}
         self.problems: list[Problem] = []
-        self.count = 0
         self.active: set[int] = set()
 
     def problem(self, mark: Any, code: str, message: str) -> Problem:
@@ -110,17 +109,49 @@ class _Builder:
         self.problem(mark, code, message)
         return LoadFailed(self.problems)
 
+    def measure(self, node: Any, sizes: dict[int, int], depth: int = 0) -> int:
+        """How many values `node` expands to with every alias followed, without building them.
+
+        Memoized per node, so a "billion laughs" file is measured in microseconds; a cycle
+        (an alias inside its own anchor) and too deep nesting are reported here too.
+        """
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise self.fatal(
+                    node.start_mark, "P005", "an alias refers to the anchor that contains it"
+                )
+            return known
+        if depth > MAX_DEPTH:
+            raise self.fatal(
+                node.start_mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep"
+            )
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            sizes[id(node)] = 1
+            return 1
+        sizes[id(node)] = -1  # in progress
+        total = 1
+        for child in children:
+            total += self.measure(child, sizes, depth + 1)
+            if total > MAX_NODES:
+                raise self.fatal(
+                    node.start_mark,
+                    "P005",
+                    f"the file expands to more than {MAX_NODES:,} values through anchors and "
+                    "aliases; refusing to load it",
+                )
+        sizes[id(node)] = total
+        return total
+
     def build(self, node: Any, path: Path_, depth: int) -> Any:
         from ruamel.yaml.nodes import MappingNode, SequenceNode
 
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise self.fatal(
-                node.start_mark,
-                "P005",
-                f"the file expands to more than {MAX_NODES:,} values through anchors and "
-                "aliases; refusing to load it (is an alias repeated inside its own anchor?)",
-            )
         if depth > MAX_DEPTH:
             raise self.fatal(
                 node.start_mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep"
@@ -192,6 +223,10 @@ class _Builder:
                 f"{_TAG}timestamp",
             ):
                 kind = _KIND_NAMES.get(key_node.tag, "non-string value")
+                if kind == "null":
+                    self.problem(mark, "P004", "keys must be strings, not null; quote the key "
+                                 "if it is meant as text")
+                    continue
                 shown = (
                     f" {key_node.value}" if isinstance(key_node, ScalarNode) and key_node.value
                     else ""
@@ -208,10 +243,13 @@ class _Builder:
             here = Pos(mark.line + 1, mark.column + 1)
             if key in explicit:
                 first = explicit[key]
+                where = f"line {first.line}"
+                if first.line == here.line:
+                    where += f", column {first.column}"
                 self.problem(
                     mark,
                     "P003",
-                    f"duplicate key {key!r} (first defined at line {first.line}); "
+                    f"duplicate key {key!r} (first defined at {where}); "
                     "the second one would silently replace the first",
                 )
                 continue
@@ -267,6 +305,7 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
     if node is None:
         return Document(Path(name), None, {(): Pos(1, 1)}, {}), []
     try:
+        builder.measure(node, {})
         data = builder.build(node, (), 0)
     except RecursionError:
         raise builder.fatal(

@@ -43,7 +43,9 @@ def _name_check(pattern: str, what: str, rule: str) -> Any:
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            raise PydanticCustomError("P104", f"{what} {{value!r}} is not valid: {rule}", {"value": value})
+            raise PydanticCustomError(
+                "P104", f"{what} '{{value}}' is not valid: {rule}", {"value": value}
+            )
         return value
 
     return AfterValidator(check)
@@ -210,7 +212,7 @@ class StreamDecl(_Section):
 
     external: Annotated[
         bool,
-        Field(description="Fed from outside the pipeline (another program writes it)."),
+        Field(strict=True, description="Fed from outside the pipeline (another program writes it)."),
     ] = False
     content_type: Annotated[
         str,
@@ -233,9 +235,9 @@ class StreamDecl(_Section):
 class ResourcesOverride(_Section):
     """Overrides of the unit's default resources; fields left out keep the unit's defaults."""
 
-    cpu: Annotated[int | None, Field(ge=1, description="CPU in MHz.")] = None
-    memory: Annotated[int | None, Field(ge=1, description="Memory in MB.")] = None
-    gpus: Annotated[int | None, Field(ge=0, description="Number of NVIDIA GPUs.")] = None
+    cpu: Annotated[int | None, Field(ge=1, strict=True, description="CPU in MHz.")] = None
+    memory: Annotated[int | None, Field(ge=1, strict=True, description="Memory in MB.")] = None
+    gpus: Annotated[int | None, Field(ge=0, strict=True, description="Number of NVIDIA GPUs.")] = None
 
     def apply(self, defaults: Resources) -> Resources:
         return defaults.model_copy(update=self.model_dump(exclude_none=True))
@@ -246,11 +248,11 @@ class Retry(_Section):
 
     attempts: Annotated[
         int,
-        Field(ge=0, le=100, description="Retries of one message before it goes to the error "
+        Field(ge=0, le=100, strict=True, description="Retries of one message before it goes to the error "
               "stream."),
     ] = 3
     delay: Annotated[
-        float, Field(ge=0, le=3600, description="Seconds between retries.")
+        float, Field(ge=0, le=3600, strict=True, description="Seconds between retries.")
     ] = 1.0
 
 
@@ -277,7 +279,7 @@ class UnitConfig(_Section):
         Field(description="Output port -> the stream it writes."),
     ] = {}
     replicas: Annotated[
-        int, Field(ge=1, le=1000, description="Parallel copies sharing the inputs.")
+        int, Field(ge=1, le=1000, strict=True, description="Parallel copies sharing the inputs.")
     ] = 1
     resources: Annotated[
         ResourcesOverride | None, Field(description="Override of the unit's default resources.")
@@ -336,7 +338,7 @@ class PythonEnv(_Section):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise PydanticCustomError(
-                "P406", "venv {value!r} is a path on the cluster's nodes and must be absolute",
+                "P406", "venv '{value}' is a path on the cluster's nodes and must be absolute",
                 {"value": value},
             )
         return value

@@ -123,6 +123,8 @@ class Report:
 
     def summary(self) -> str:
         e, w = len(self.errors), len(self.warnings)
+        if self.exit_code == 2:
+            return f"{self.file}: could not be checked"
         if not e and not w:
             return f"{self.file}: valid"
         parts = [f"{e} error{'s' if e != 1 else ''}"] if e else []

@@ -124,6 +124,12 @@ def _problems_from(
         loc = tuple(p for p in raw_loc if p != "[key]")
         path = (*base, *loc)
         kind = err["type"]
+        if kind == "missing" and loc and isinstance(loc[-1], int):
+            # a tuple with too few items
+            parent = (*base, *loc[:-1])
+            message = f"{_dotted(parent)}: too few items (item {loc[-1] + 1} is missing)"
+            found.append(make(file, doc.locate(parent), codes["value"], message))
+            continue
         if kind == "missing":
             parent, field = loc[:-1], loc[-1]
             where = _dotted((*base, *parent)) if (base or parent) else "the file"
@@ -337,7 +343,7 @@ def _stage_graph(
                 hint = _suggest(stream, known_streams)
                 found.append(make(file, value_pos, "P303",
                     f"input {node.name}.{port} reads stream {stream!r}, which no unit produces "
-                    f"and which is not declared external under streams:{hint}"))
+                    f"and which is not declared external in streams{hint}"))
         if d is not None:
             missing = [p.name for p in d.inputs if p.required and p.name not in node.inputs]
             for port in missing:
@@ -407,6 +413,12 @@ def validate_document(
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
     report.problems.extend(_stage_deploy(doc, data.get("deploy")))
+    # a value the loader already rejected (a bad tag, a duplicate) is not reported again
+    loader_spots = {(p.line, p.column) for p in report.problems if p.code.startswith("P00")}
+    report.problems = [
+        p for p in report.problems
+        if p.code.startswith("P00") or (p.line, p.column) not in loader_spots
+    ]
     if pipeline is None or not report.ok:
         return report, None
     pipeline.bind(doc.path)
