@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from asapo_pipelines.descriptor import Params
 from pydantic import Field
+
+from asapo_pipelines.descriptor import Params
 
 
 class NexusWriterParams(Params):
@@ -18,12 +19,15 @@ class NexusWriterParams(Params):
     source_name: Annotated[str, Field(description="NXsource/name.")] = "PETRA III"
     source_type: Annotated[str, Field(description="NXsource/type.")] = "Synchrotron X-ray Source"
     beamline: Annotated[str, Field(description="NXinstrument/name.")] = "P65"
-    monitor_mode: Annotated[
-        Literal["timer", "monitor"], Field(description="NXmonitor/mode.")
-    ] = "timer"
+    monitor_mode: Annotated[Literal["timer", "monitor"], Field(description="NXmonitor/mode.")] = (
+        "timer"
+    )
     monitor_preset: Annotated[
         float | None,
-        Field(description="NXmonitor/preset; the scan's counting time per point when unset."),
+        Field(
+            description="NXmonitor/preset; in timer mode the scan's counting time per point "
+            "(`count_time` in its metadata) when unset."
+        ),
     ] = None
     compression: Annotated[
         Literal["none", "gzip", "lzf"], Field(description="Compression of the arrays.")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
 from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
-
 from asapo_pipelines_nexus.params import NexusWriterParams
 
 WRITER = UnitDescriptor(

@@ -26,7 +26,9 @@ the file is not written again, so a message delivered twice appears once.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,6 +39,7 @@ import h5py
 import numpy as np
 
 from asapo_pipelines_nexus.errors import NexusWriterError
+from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
 
 KEY_ATTR = "asapo_key"
 CONTENT_ATTR = "asapo_content_type"
@@ -67,6 +70,7 @@ class NexusWriter:
         self._file: h5py.File | None = None
         self._keys: dict[str, str] = {}
         self._next = 1
+        self._lock_fd: int | None = None
 
     @classmethod
     def from_params(cls, params: Any, base: Path | None = None) -> NexusWriter:
@@ -90,16 +94,14 @@ class NexusWriter:
             return self
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = h5py.File(self.path, "a", libver="latest")
         except OSError as exc:
-            text = str(exc)
-            hint = ""
-            if "lock" in text.lower() or "already open" in text.lower():
-                hint = (
-                    " (another process has it open for writing, or a writer was killed: "
-                    "`h5clear -s FILE` clears the stale flag)"
-                )
-            raise NexusWriterError(f"cannot open {self.path} for writing: {text}{hint}") from None
+            raise NexusWriterError(f"cannot create the folder of {self.path}: {exc}") from None
+        self._lock()
+        try:
+            handle = self._open_file()
+        except BaseException:
+            self._unlock()
+            raise
         handle.attrs.setdefault("NX_class", "NXroot")
         handle.attrs.setdefault("creator", "asapo-pipelines nexus.writer")
         handle.attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
@@ -123,6 +125,47 @@ class NexusWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._unlock()
+
+    def _lock(self) -> None:
+        # HDF5 gives up its own file lock in SWMR mode, so one writer per file is enforced here;
+        # the lock also tells a restarted writer that the previous one is really gone
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise NexusWriterError(f"cannot create the lock file {lock_path}: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise NexusWriterError(
+                f"another nexus.writer is writing {self.path}; one writer per file"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _open_file(self) -> h5py.File:
+        try:
+            return h5py.File(self.path, "a", libver="latest")
+        except OSError as exc:
+            first = str(exc)
+        if "already open for write" not in first:
+            raise NexusWriterError(f"cannot open {self.path} for writing: {first}")
+        # we hold the writers' lock, so the writer that left the mark is dead (killed): clear the
+        # mark as `h5clear -s` would, and open again
+        try:
+            clear_status_flags(self.path)
+            return h5py.File(self.path, "a", libver="latest")
+        except (OSError, RecoveryError) as exc:
+            raise NexusWriterError(
+                f"cannot reopen {self.path} after a writer crashed: {exc}"
+            ) from None
 
     def __enter__(self) -> NexusWriter:
         return self.open()
@@ -175,6 +218,21 @@ class NexusWriter:
                 f"{', '.join(channels) or 'no channels'}"
             )
         name, entry = self._new_entry(key, "xas/scan")
+        try:
+            self._fill_scan(entry, meta, energy, channels, absorbed_role)
+        except BaseException:
+            self._discard(name)
+            raise
+        return self._commit(name, key)
+
+    def _fill_scan(
+        self,
+        entry: h5py.Group,
+        meta: dict[str, Any],
+        energy: np.ndarray,
+        channels: dict[str, np.ndarray],
+        absorbed_role: str,
+    ) -> None:
         _string(entry, "definition", "NXxas")
         title = meta.get("title") or f"{meta.get('sample', 'scan')} {meta.get('file', '')}".strip()
         _string(entry, "title", str(title))
@@ -219,7 +277,9 @@ class NexusWriter:
 
         monitor = _group(entry, "monitor", "NXmonitor")
         _string(monitor, "mode", self.monitor_mode)
-        preset = self.monitor_preset if self.monitor_preset is not None else meta.get("preset")
+        preset = self.monitor_preset
+        if preset is None and self.monitor_mode == "timer":
+            preset = meta.get("count_time")  # seconds per point, from the scan file
         monitor.create_dataset("preset", data=float(preset) if preset is not None else np.nan)
         self._data(monitor, "data", channels["i0"], units="counts")
 
@@ -230,7 +290,6 @@ class NexusWriter:
         data["absorbed_beam"] = absorbed["data"]
         entry.attrs["default"] = "data"
         self._provenance(entry, meta)
-        return self._commit(name, key)
 
     def write_result(
         self, result: Mapping[str, Any], key: str, content_type: str = "xas/spectrum"
@@ -246,8 +305,30 @@ class NexusWriter:
         group = dict(result.get("group", {}))
         merged = content_type == "xas/merged"
         name, entry = self._new_entry(key, content_type)
+        try:
+            self._fill_result(entry, result, key, arrays, values, meta, group, merged)
+        except BaseException:
+            self._discard(name)
+            raise
+        return self._commit(name, key)
+
+    def _fill_result(
+        self,
+        entry: h5py.Group,
+        result: Mapping[str, Any],
+        key: str,
+        arrays: dict[str, np.ndarray],
+        values: dict[str, Any],
+        meta: dict[str, Any],
+        group: dict[str, Any],
+        merged: bool,
+    ) -> None:
         label = meta.get("file") or ", ".join(str(v) for v in group.values()) or key
-        title = f"merge of {result.get('n_merged', 0)} scans: {label}" if merged else f"normalised {label}"
+        title = (
+            f"merge of {result.get('n_merged', 0)} scans: {label}"
+            if merged
+            else f"normalised {label}"
+        )
         _string(entry, "title", title)
         _string(entry, "start_time", str(meta.get("start_time") or _now()))
 
@@ -291,7 +372,6 @@ class NexusWriter:
             self._data(chi, "chi", arrays["chi"])
         entry.attrs["default"] = "data"
         self._provenance(entry, {**meta, **({"group": group} if group else {})})
-        return self._commit(name, key)
 
     # -- helpers ---------------------------------------------------------------------------------
     def _new_entry(self, key: str, content_type: str) -> tuple[str, h5py.Group]:
@@ -302,6 +382,12 @@ class NexusWriter:
         entry = _group(self.file, name, "NXentry")
         entry.attrs[CONTENT_ATTR] = content_type
         return name, entry
+
+    def _discard(self, name: str) -> None:
+        # a failure half-way through an entry must not leave the half behind
+        if name in self.file:
+            del self.file[name]
+            self.file.flush()
 
     def _commit(self, name: str, key: str) -> str:
         # the key goes on last: an entry interrupted half-way has no key and is rewritten

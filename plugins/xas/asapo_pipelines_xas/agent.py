@@ -141,7 +141,9 @@ class ConvergenceAgent:
             f"target {p.target_noise:.3g} after {needed} scans"
         )
         if capped < more:
-            reason += f"; asking for {capped} now (max_batch {p.max_batch}, max_scans {p.max_scans})"
+            reason += (
+                f"; asking for {capped} now (max_batch {p.max_batch}, max_scans {p.max_scans})"
+            )
         return suggestion("more_scans", reason, self._confidence(merged, n, eps), capped)
 
     def _confidence(self, merged: Mapping[str, Any], n: int, eps: float) -> float:

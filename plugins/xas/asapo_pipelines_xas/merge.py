@@ -128,9 +128,7 @@ class Merger:
         )
         for entry in entries:
             ref = entry.spectrum.values.get("e0_ref")
-            entry.shift = (
-                float(anchor - ref) if p.align == "reference" and anchor and ref else 0.0
-            )
+            entry.shift = float(anchor - ref) if p.align == "reference" and anchor and ref else 0.0
         if not usable:
             return
         e0s = np.array([_e0(e) for e in usable])
@@ -155,9 +153,7 @@ class Merger:
                 )
 
     # -- merging -------------------------------------------------------------------------------
-    def _settings(
-        self, spectrum: Spectrum
-    ) -> tuple[PreEdgeParams, AutobkParams, NoiseParams]:
+    def _settings(self, spectrum: Spectrum) -> tuple[PreEdgeParams, AutobkParams, NoiseParams]:
         own = spectrum.settings or {}
         pre = self.params.pre_edge or PreEdgeParams.model_validate(own.get("pre_edge", {}))
         bkg = self.params.autobk or AutobkParams.model_validate(own.get("autobk", {}))
@@ -165,7 +161,7 @@ class Merger:
         return pre, bkg, noise
 
     def _merge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
-        group = dict(zip(self.params.group_by, key, strict=True))
+        group: dict[str, Any] = dict(zip(self.params.group_by, key, strict=True))
         accepted = [e for e in entries if not e.reasons]
         rejected = [{"scan": e.scan_id, "reasons": list(e.reasons)} for e in entries if e.reasons]
         scans = [
@@ -191,7 +187,10 @@ class Merger:
                 f"the scans of {group} share only {len(grid)} energies; they cannot be merged"
             )
         stack = np.vstack(
-            [np.interp(grid, g, e.spectrum.arrays["mu"]) for g, e in zip(grids, accepted, strict=True)]
+            [
+                np.interp(grid, g, e.spectrum.arrays["mu"])
+                for g, e in zip(grids, accepted, strict=True)
+            ]
         )
         n = len(accepted)
         mean = stack.mean(axis=0)

@@ -58,9 +58,7 @@ class Spectrum:
     def from_json(cls, body: Mapping[str, Any]) -> Spectrum:
         try:
             arrays = {k: np.asarray(v, dtype=float) for k, v in dict(body["arrays"]).items()}
-            values = {
-                k: (None if v is None else float(v)) for k, v in dict(body["values"]).items()
-            }
+            values = {k: (None if v is None else float(v)) for k, v in dict(body["values"]).items()}
         except (KeyError, TypeError, ValueError) as exc:
             raise SpectrumError(f"not an xas/spectrum message ({exc})") from None
         return cls(dict(body.get("metadata", {})), arrays, values, dict(body.get("settings", {})))
@@ -240,7 +238,9 @@ def reference_e0(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> flo
     try:
         larch_pre_edge(energy, mu_ref, group=group, **_kwargs(settings))
     except Exception as exc:
-        raise SpectrumError(f"{_label(scan)}: pre_edge on the reference foil failed: {exc}") from None
+        raise SpectrumError(
+            f"{_label(scan)}: pre_edge on the reference foil failed: {exc}"
+        ) from None
     return float(group.e0)
 
 

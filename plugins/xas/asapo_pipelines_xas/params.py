@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from asapo_pipelines.descriptor import Params
 from pydantic import Field
+
+from asapo_pipelines.descriptor import Params
 
 #: Roles a scan's columns can play. `mu` is an already computed absorption (XDI files often
 #: carry one, e.g. `mutrans`).
@@ -106,7 +107,9 @@ class PreEdgeParams(Params):
     ] = None
     nnorm: Annotated[
         int | None,
-        Field(ge=0, le=3, description="Degree of the post-edge polynomial; from the range when unset."),
+        Field(
+            ge=0, le=3, description="Degree of the post-edge polynomial; from the range when unset."
+        ),
     ] = None
     make_flat: Annotated[bool, Field(description="Also compute the flattened spectrum.")] = True
     iscalc: Annotated[

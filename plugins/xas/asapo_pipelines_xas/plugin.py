@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
 from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
-
 from asapo_pipelines_xas.params import (
     ConvergenceParams,
     MergeParams,
@@ -51,13 +50,20 @@ NORMALIZE = UnitDescriptor(
     name="xas.normalize",
     kind="processor",
     status="beta",
-    summary="Normalises one scan with xraylarch: E0, edge step, flat mu, background, chi(k), noise.",
+    summary="Normalises one scan with xraylarch: E0, edge step, flat mu, chi(k), noise.",
     description=(
         "Computes mu(E) (transmission, fluorescence, reference foil or the file's mu), "
         "optionally calibrates the energy on the reference foil against the tabulated edge, "
         "then runs xraylarch's pre_edge, autobk and estimate_noise with every keyword exposed."
     ),
-    inputs=(Port(name="scans", content_type=SCAN, format="json"),),
+    inputs=(
+        Port(
+            name="scans",
+            content_type=SCAN,
+            format="json",
+            description="Raw scans with role-named channels (from xas.scan-files).",
+        ),
+    ),
     outputs=(
         Port(
             name="spectra",
@@ -82,7 +88,14 @@ MERGE = UnitDescriptor(
         "emits after every new scan the mean mu(E) with its standard error, re-analysed with "
         "xraylarch, and the number of scans merged."
     ),
-    inputs=(Port(name="spectra", content_type=SPECTRUM, format="json"),),
+    inputs=(
+        Port(
+            name="spectra",
+            content_type=SPECTRUM,
+            format="json",
+            description="Normalised scans (from xas.normalize).",
+        ),
+    ),
     outputs=(
         Port(
             name="merged",
@@ -108,7 +121,14 @@ CONVERGENCE_AGENT = UnitDescriptor(
         "spectrum no longer changes between merges or `max_scans` is reached; flags rejected "
         "scans. Suggestions carry a bluesky-queueserver plan item."
     ),
-    inputs=(Port(name="merged", content_type=MERGED, format="json"),),
+    inputs=(
+        Port(
+            name="merged",
+            content_type=MERGED,
+            format="json",
+            description="Merge results with their noise (from xas.merge).",
+        ),
+    ),
     outputs=(
         Port(
             name="plans",

@@ -8,6 +8,8 @@ naming the reason, which the scan-files unit sends to the error stream.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -33,14 +35,114 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
 
 #: Element symbols, to recognise `Fe_K` in file names such as `20K_GOE_Fe_K_240.00000.xdi`.
 ELEMENTS = frozenset(
-    """H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As
-    Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd
-    Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am
-    Cm Bk Cf""".split()
+    [
+        "H",
+        "He",
+        "Li",
+        "Be",
+        "B",
+        "C",
+        "N",
+        "O",
+        "F",
+        "Ne",
+        "Na",
+        "Mg",
+        "Al",
+        "Si",
+        "P",
+        "S",
+        "Cl",
+        "Ar",
+        "K",
+        "Ca",
+        "Sc",
+        "Ti",
+        "V",
+        "Cr",
+        "Mn",
+        "Fe",
+        "Co",
+        "Ni",
+        "Cu",
+        "Zn",
+        "Ga",
+        "Ge",
+        "As",
+        "Se",
+        "Br",
+        "Kr",
+        "Rb",
+        "Sr",
+        "Y",
+        "Zr",
+        "Nb",
+        "Mo",
+        "Tc",
+        "Ru",
+        "Rh",
+        "Pd",
+        "Ag",
+        "Cd",
+        "In",
+        "Sn",
+        "Sb",
+        "Te",
+        "I",
+        "Xe",
+        "Cs",
+        "Ba",
+        "La",
+        "Ce",
+        "Pr",
+        "Nd",
+        "Pm",
+        "Sm",
+        "Eu",
+        "Gd",
+        "Tb",
+        "Dy",
+        "Ho",
+        "Er",
+        "Tm",
+        "Yb",
+        "Lu",
+        "Hf",
+        "Ta",
+        "W",
+        "Re",
+        "Os",
+        "Ir",
+        "Pt",
+        "Au",
+        "Hg",
+        "Tl",
+        "Pb",
+        "Bi",
+        "Po",
+        "At",
+        "Rn",
+        "Fr",
+        "Ra",
+        "Ac",
+        "Th",
+        "Pa",
+        "U",
+        "Np",
+        "Pu",
+        "Am",
+        "Cm",
+        "Bk",
+        "Cf",
+    ]
 )
 EDGES = frozenset({"K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5"})
 
 FORMATS = ("p65", "xdi", "fio")
+
+#: Columns holding the counting time per point (P65: time_pp); their median becomes
+#: `count_time` in the metadata (the NeXus monitor's preset in timer mode).
+COUNT_TIME_COLUMNS = ("time_pp", "count_time", "counttime", "integration_time", "dwell")
 
 
 @dataclass
@@ -150,7 +252,13 @@ def parse_scan(
     names, rows, first_line, meta = parser(name, lines)
     table = _to_table(name, names, rows, first_line)
     mapping = _map_columns(name, names, columns or {})
-    meta = {**meta, "format": fmt, "file": name, "columns": {r: names[i] for r, i in mapping.items()}}
+    meta = {
+        **meta,
+        "format": fmt,
+        "file": name,
+        "columns": {r: names[i] for r, i in mapping.items()},
+        "columns_all": names,
+    }
     meta.update(_from_file_name(name))
     _finish_metadata(meta)
     for key, value in (("sample", sample), ("element", element), ("edge", edge)):
@@ -273,15 +381,13 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         ("facility", ("facility.name",)),
         ("mono", ("mono.name",)),
     ):
-        value = pick(*keys)
-        if value:
-            meta[target] = value
+        found = pick(*keys)
+        if found:
+            meta[target] = found
     edge_energy = pick("scan.edge_energy")
     if edge_energy:
-        try:
+        with contextlib.suppress(ValueError):
             meta["edge_energy"] = float(edge_energy.split()[0])
-        except ValueError:
-            pass
     return names, rows, start, meta
 
 
@@ -339,9 +445,9 @@ def _parse_fio(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         ("element", ("element",)),
         ("edge", ("edge",)),
     ):
-        value = next((lower[k] for k in keys if lower.get(k)), None)
-        if value:
-            meta[target] = value
+        found = next((lower[k] for k in keys if lower.get(k)), None)
+        if found:
+            meta[target] = found
     return names, data_lines, first_row, meta
 
 
@@ -434,7 +540,7 @@ def _build_scan(
     order = np.argsort(energy, kind="stable")
     table, energy = table[order], energy[order]
     keep = np.concatenate([[True], np.diff(energy) > 0]) if len(energy) else np.array([], bool)
-    meta["points_read"] = int(len(finite))
+    meta["points_read"] = len(finite)
     meta["duplicates_dropped"] = int(len(energy) - keep.sum())
     table, energy = table[keep], energy[keep]
     if len(energy) < min_points:
@@ -442,6 +548,11 @@ def _build_scan(
             name, f"only {len(energy)} distinct energies, fewer than the {min_points} required"
         )
     channels = {role: table[:, i].copy() for role, i in mapping.items() if role != "energy"}
+    names = [n.lower() for n in meta["columns_all"]]
+    timer = next((names.index(c) for c in COUNT_TIME_COLUMNS if c in names), None)
+    if timer is not None:
+        meta["count_time"] = float(np.median(table[:, timer]))
+    del meta["columns_all"]
     return Scan(energy.copy(), channels, meta)
 
 
@@ -457,7 +568,7 @@ def _from_file_name(name: str) -> dict[str, Any]:
     if number:
         info["file_base"], info["scan_number"] = number.group(1), int(number.group(2))
     tokens = re.split(r"[_.\-\s]+", info["file_base"])
-    for first, second in zip(tokens, tokens[1:], strict=False):
+    for first, second in itertools.pairwise(tokens):
         if first in ELEMENTS and second.upper() in EDGES:
             info["element_from_name"], info["edge_from_name"] = first, second.upper()
             break

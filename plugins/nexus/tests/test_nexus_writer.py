@@ -1,0 +1,317 @@
+"""The NeXus writer on real P65 scans: NXxas fields, arrays, SWMR readers, no duplicates, crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from nexus_testdata import P65_SCANS, p65_scan_message, result_message, xdi_mu_message
+
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines_nexus.errors import NexusWriterError
+from asapo_pipelines_nexus.writer import KEY_ATTR, NexusWriter
+
+NXXAS_FIELDS = {
+    # path inside the entry -> NX_class of the group, or None for a field
+    "title": None,
+    "start_time": None,
+    "definition": None,
+    "instrument": "NXinstrument",
+    "instrument/source": "NXsource",
+    "instrument/source/type": None,
+    "instrument/source/name": None,
+    "instrument/source/probe": None,
+    "instrument/monochromator": "NXmonochromator",
+    "instrument/monochromator/energy": None,
+    "instrument/incoming_beam": "NXdetector",
+    "instrument/incoming_beam/data": None,
+    "instrument/absorbed_beam": "NXdetector",
+    "instrument/absorbed_beam/data": None,
+    "sample": "NXsample",
+    "sample/name": None,
+    "monitor": "NXmonitor",
+    "monitor/mode": None,
+    "monitor/preset": None,
+    "monitor/data": None,
+    "data": "NXdata",
+    "data/energy": None,
+    "data/absorbed_beam": None,
+}
+
+#: A reader in its own process: opens the file in SWMR mode and dumps what it finds.
+READER = textwrap.dedent(
+    """
+    import json, sys, h5py, numpy as np
+    out = {}
+    with h5py.File(sys.argv[1], "r", swmr=True) as f:
+        for name, entry in f.items():
+            item = {"key": entry.attrs["asapo_key"], "type": entry.attrs["asapo_content_type"]}
+            if "instrument" in entry:
+                item["energy_sum"] = float(np.sum(entry["instrument/monochromator/energy"][()]))
+                item["it_sum"] = float(np.sum(entry["instrument/absorbed_beam/data"][()]))
+            out[name] = item
+    print(json.dumps(out))
+    """
+)
+
+
+def read_in_other_process(path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", READER, str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def scans() -> list[dict]:
+    return [p65_scan_message(name) for name in P65_SCANS]
+
+
+def test_nxxas_required_fields_and_arrays(tmp_path, scans):
+    path = tmp_path / "p65.nxs"
+    with NexusWriter(path) as writer:
+        names = [
+            writer.write("xas/scan", scan, f"raw-scans/{i + 1}") for i, scan in enumerate(scans)
+        ]
+    assert names == ["entry1", "entry2"]
+    with h5py.File(path, "r") as f:
+        assert f.attrs["NX_class"] == "NXroot"
+        for name, scan in zip(names, scans, strict=True):
+            entry = f[name]
+            assert entry.attrs["NX_class"] == "NXentry"
+            for field, nx_class in NXXAS_FIELDS.items():
+                assert field in entry, f"{name}/{field} missing"
+                if nx_class:
+                    assert entry[field].attrs["NX_class"] == nx_class, field
+            assert entry["definition"].asstr()[()] == "NXxas"
+            assert entry["instrument/source/probe"].asstr()[()] == "x-ray"
+            assert entry["start_time"].asstr()[()] == "2020-11-22T01:47:54"
+            assert entry["sample/name"].asstr()[()] == "20K_GOE_Fe_K_240"
+            assert entry["monitor/mode"].asstr()[()] == "timer"
+            assert entry["monitor/preset"][()] == pytest.approx(0.1)  # P65's time_pp
+            assert entry["instrument/absorbed_beam/data"].attrs["signal"] == 1
+            assert entry["instrument/monochromator/energy"].attrs["units"] == "eV"
+            # NXdata links to the instrument's arrays (the same objects, not copies)
+            assert entry["data/energy"] == entry["instrument/monochromator/energy"]
+            assert entry["data/absorbed_beam"] == entry["instrument/absorbed_beam/data"]
+            assert entry["data"].attrs["signal"] == "absorbed_beam"
+            # arrays read back equal the inputs
+            np.testing.assert_array_equal(
+                entry["instrument/monochromator/energy"][()], scan["energy"]
+            )
+            for path_in_entry, role in (
+                ("instrument/incoming_beam/data", "i0"),
+                ("instrument/absorbed_beam/data", "it"),
+                ("instrument/reference_beam/data", "iref"),
+                ("instrument/fluorescence/data", "if"),
+                ("monitor/data", "i0"),
+            ):
+                np.testing.assert_array_equal(entry[path_in_entry][()], scan["channels"][role])
+
+
+def test_scan_with_only_mu_uses_it_as_absorbed_beam(tmp_path):
+    scan = xdi_mu_message("fe_metal_rt.xdi")
+    with NexusWriter(tmp_path / "fe.nxs") as writer:
+        writer.write_scan(scan, "foil/1")
+    with h5py.File(tmp_path / "fe.nxs", "r") as f:
+        absorbed = f["entry1/instrument/absorbed_beam"]
+        assert absorbed.attrs["channel"] == "mu"
+        np.testing.assert_array_equal(absorbed["data"][()], scan["channels"]["mu"])
+
+
+def test_each_message_is_written_once_even_when_delivered_again(tmp_path, scans):
+    path = tmp_path / "once.nxs"
+    keys = [f"raw-scans/{i + 1}" for i in range(len(scans))]
+    with NexusWriter(path) as writer:
+        for scan, key in zip(scans, keys, strict=True):
+            assert writer.write_scan(scan, key) is not None
+            assert writer.write_scan(scan, key) is None  # redelivered at once
+    # ... and again after a restart: the keys are read back from the file
+    with NexusWriter(path) as writer:
+        assert [writer.write_scan(s, k) for s, k in zip(scans, keys, strict=True)] == [None, None]
+        assert writer.write_scan(scans[0], "raw-scans/3") == "entry3"
+    with h5py.File(path, "r") as f:
+        assert sorted(f[n].attrs[KEY_ATTR] for n in f) == [*keys, "raw-scans/3"]
+
+
+def test_readers_open_the_file_while_the_writer_holds_it(tmp_path, scans):
+    path = tmp_path / "live.nxs"
+    writer = NexusWriter(path).open()
+    try:
+        writer.write_scan(scans[0], "raw-scans/1")
+        first = read_in_other_process(path)
+        assert list(first) == ["entry1"]
+        writer.write_scan(scans[1], "raw-scans/2")
+        writer.write_scan(scans[1], "raw-scans/2")
+        writer.write("xas/spectrum", result_message(scans[0]), "spectra/1")
+        second = read_in_other_process(path)
+        assert writer.file.swmr_mode  # still open for writing, in SWMR mode
+    finally:
+        writer.close()
+    assert [v["key"] for v in second.values()] == ["raw-scans/1", "raw-scans/2", "spectra/1"]
+    for name, scan in zip(("entry1", "entry2"), scans, strict=True):
+        assert second[name]["energy_sum"] == pytest.approx(float(np.sum(scan["energy"])))
+        assert second[name]["it_sum"] == pytest.approx(float(np.sum(scan["channels"]["it"])))
+
+
+def test_a_reader_polling_while_entries_are_added_always_sees_a_consistent_file(tmp_path, scans):
+    path = tmp_path / "polled.nxs"
+    poller = textwrap.dedent(
+        """
+        import sys, time, h5py
+        seen, errors = [], []
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with h5py.File(sys.argv[1], "r", swmr=True) as f:
+                    n = len(f)
+                    for name in f:
+                        f[name + "/title"][()]
+            except (OSError, KeyError) as exc:
+                errors.append(str(exc)); continue
+            if not seen or seen[-1] != n:
+                seen.append(n)
+            if n >= 6:
+                break
+            time.sleep(0.01)
+        print(seen, len(errors))
+        """
+    )
+    with NexusWriter(path) as writer:
+        writer.write_scan(scans[0], "raw/0")
+        reader = subprocess.Popen(
+            [sys.executable, "-c", poller, str(path)], stdout=subprocess.PIPE, text=True
+        )
+        for i in range(1, 6):
+            writer.write_scan(scans[i % 2], f"raw/{i}")
+        out, _ = reader.communicate(timeout=90)
+    seen_text, errors = out.rsplit(" ", 1)
+    seen = json.loads(seen_text)
+    assert seen[-1] == 6
+    assert seen == sorted(seen)
+    assert int(errors) == 0
+
+
+def test_processed_results_as_nxprocess_and_nxdata(tmp_path, scans):
+    path = tmp_path / "results.nxs"
+    spectrum = result_message(scans[0])
+    merged = result_message(scans[1], merged=True)
+    with NexusWriter(path) as writer:
+        assert writer.write("xas/spectrum", spectrum, "spectra/1") == "entry1"
+        assert writer.write("xas/merged", merged, "merged/1") == "entry2"
+        assert writer.write("xas/merged", merged, "merged/1") is None
+    with h5py.File(path, "r") as f:
+        one, two = f["entry1"], f["entry2"]
+        assert one["process"].attrs["NX_class"] == "NXprocess"
+        assert one["process/program"].asstr()[()] == "xraylarch"
+        assert one["process/e0"][()] == pytest.approx(7126.9)
+        settings = json.loads(one["process/parameters/data"].asstr()[()])
+        assert settings["autobk"]["kweight"] == 2
+        assert one["data"].attrs["NX_class"] == "NXdata"
+        assert one["data"].attrs["signal"] == "mu"
+        np.testing.assert_array_equal(one["data/energy"][()], spectrum["arrays"]["energy"])
+        np.testing.assert_array_equal(one["data/norm"][()], spectrum["arrays"]["norm"])
+        np.testing.assert_array_equal(one["chi/chi"][()], spectrum["arrays"]["chi"])
+        assert "kmax_suggest" not in one["process"]  # None values are left out
+        assert two["process/n_merged"][()] == 2
+        np.testing.assert_array_equal(two["data/mu_errors"][()], merged["arrays"]["mu_stderr"])
+        assert json.loads(two["process/accepted"].asstr()[()]) == list(P65_SCANS)
+
+
+def test_a_killed_writer_is_recovered_without_losing_or_repeating_entries(tmp_path, scans):
+    path = tmp_path / "killed.nxs"
+    scan_file = tmp_path / "scan.json"
+    scan_file.write_text(json.dumps(scans[0]))
+    code = textwrap.dedent(
+        f"""
+        import json, time
+        from asapo_pipelines_nexus.writer import NexusWriter
+        w = NexusWriter({str(path)!r}).open()
+        scan = json.load(open({str(scan_file)!r}))
+        w.write_scan(scan, "raw/1")
+        w.write_scan(scan, "raw/2")
+        print("written", flush=True)
+        time.sleep(120)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "written"
+        # while it lives, a second writer is refused with a clear message
+        with pytest.raises(NexusWriterError, match=r"another nexus\.writer is writing"):
+            NexusWriter(path).open()
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    # HDF5 itself now refuses a writer (the file is marked open for SWMR write)
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path, "a", libver="latest")
+    with NexusWriter(path) as writer:
+        assert writer.write_scan(scans[0], "raw/2") is None  # replayed after the restart
+        assert writer.write_scan(scans[1], "raw/3") == "entry3"
+    with h5py.File(path, "r") as f:
+        assert sorted(f[n].attrs[KEY_ATTR] for n in f) == ["raw/1", "raw/2", "raw/3"]
+        np.testing.assert_array_equal(
+            f["entry2/instrument/monochromator/energy"][()], scans[0]["energy"]
+        )
+
+
+def test_an_entry_cut_short_by_a_crash_is_rewritten(tmp_path, scans):
+    path = tmp_path / "cut.nxs"
+    with NexusWriter(path) as writer:
+        writer.write_scan(scans[0], "raw/1")
+    with h5py.File(path, "a", libver="latest") as f:  # what a crash mid-entry leaves behind
+        half = f.create_group("entry2")
+        half.attrs["asapo_content_type"] = "xas/scan"
+    with NexusWriter(path) as writer:
+        assert writer.write_scan(scans[1], "raw/2") == "entry2"
+    with h5py.File(path, "r") as f:
+        assert sorted(f) == ["entry1", "entry2"]
+        assert f["entry2"].attrs[KEY_ATTR] == "raw/2"
+        assert "instrument" in f["entry2"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "message"),
+    [
+        ("image/tiff", {}, "cannot store 'image/tiff'"),
+        (
+            "xas/scan",
+            {"energy": [1.0, 2.0], "channels": {"i0": [1.0, 2.0]}},
+            "needs I0 and an absorbed",
+        ),
+        (
+            "xas/scan",
+            {"energy": [1.0, 2.0], "channels": {"i0": [1.0], "it": [1.0]}},
+            "has 1 points",
+        ),
+        ("xas/scan", {"channels": {"i0": [1.0], "it": [1.0]}}, "energy is missing"),
+        ("xas/spectrum", {"arrays": {"energy": [1.0]}}, "no energy and mu arrays"),
+        ("xas/scan", {"energy": ["a"], "channels": {}}, "energy is not a list of numbers"),
+    ],
+)
+def test_bad_messages_are_clear_errors_and_write_nothing(tmp_path, content_type, body, message):
+    path = tmp_path / "bad.nxs"
+    with NexusWriter(path) as writer:
+        with pytest.raises(NexusWriterError, match=message) as info:
+            writer.write(content_type, body, "bad/1")
+        assert isinstance(info.value, PipelinesError)
+        assert not writer.has("bad/1")
+    with h5py.File(path, "r") as f:
+        assert list(f) == []
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file-not-dir"
+    blocker.write_text("")
+    with pytest.raises(NexusWriterError, match="cannot create the folder"):
+        NexusWriter(blocker / "out.nxs").open()

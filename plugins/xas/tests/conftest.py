@@ -1,0 +1,34 @@
+"""Shared fixtures: the bundled beamline data and the reference settings of its known values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def reference_params():
+    from asapo_pipelines_xas.params import NormalizeParams
+
+    return NormalizeParams.model_validate(REFERENCE_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def p65_scans():
+    from asapo_pipelines_xas.readers import read_scan
+
+    return [read_scan(DATA / name) for name in P65_SCANS]
+
+
+@pytest.fixture(scope="session")
+def p65_spectra(p65_scans, reference_params):
+    from asapo_pipelines_xas.normalize import normalize_scan
+
+    return [normalize_scan(scan, reference_params) for scan in p65_scans]
