@@ -92,8 +92,8 @@ class Resources(BaseModel):
     gpus: Annotated[int, Field(ge=0, description="Number of NVIDIA GPUs.")] = 0
 
 
-#: a field of a message: `metadata.<path>` reads its metadata, any other dotted path its decoded
-#: payload (`arrays.energy`); `id` and `time` are the message's id and time stamp.
+#: a field of a message: a dotted path into its decoded payload (`arrays.energy`), else into its
+#: metadata (a leading `metadata.` dropped); `id` and `time` are the message's id and time stamp.
 FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
 
 
@@ -104,8 +104,9 @@ class PlotHint(BaseModel):
     overlaid), `scalar` (each message gives one point: `y` against `x`, which defaults to the
     message's time, so a number over time; a `y` holding text gives a timeline of events) or
     `image` (`y` holds a 2-D array; the newest is shown). Fields are dotted paths into the
-    message: `metadata.<key>` for its metadata, otherwise into its decoded payload. Hints of
-    several units with the same `figure` share one plot (a merged spectrum over its scans).
+    decoded payload, or, when the payload has no such field, into the message's metadata
+    (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
+    plot (a merged spectrum over its scans).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

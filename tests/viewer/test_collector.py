@@ -165,3 +165,17 @@ def test_plot_hint_must_name_a_declared_output():
         name="x.y", kind="connector", summary="s", runtime="m:C", outputs=(Port(name="out"),)
     )
     assert plain.plots == ()
+
+
+def test_plot_fields_read_the_payload_then_the_metadata():
+    from asapo_pipelines.transport import Message
+    from asapo_pipelines.viewer.collector import get_field
+
+    msg = Message("s", "default", 7, None, {"scan_name": "scan 7", "file": "meta.xdi"}, 1, 5.0)
+    payload = {"metadata": {"file": "payload.xdi"}, "arrays": {"energy": [1, 2]}}
+    assert get_field(msg, payload, "arrays.energy") == [1, 2]
+    assert get_field(msg, payload, "metadata.file") == "payload.xdi"  # the payload's own
+    assert get_field(msg, payload, "metadata.scan_name") == "scan 7"  # the message's
+    assert get_field(msg, payload, "scan_name") == "scan 7"
+    assert get_field(msg, payload, "arrays.missing") is None
+    assert (get_field(msg, payload, "id"), get_field(msg, payload, "time")) == (7, 5.0)

@@ -69,22 +69,29 @@ class ReplicaState:
         return state
 
 
+def _walk(obj: Any, parts: list[str]) -> tuple[bool, Any]:
+    for part in parts:
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            return False, None
+    return True, obj
+
+
 def get_field(message: Any, value: Any, path: str) -> Any:
-    """A field of a message, as a plot hint names it."""
+    """A field of a message as a plot hint names it: the decoded payload first, then the
+    message's metadata (where a leading `metadata.` is dropped)."""
     if path == "id":
         return message.id
     if path == "time":
         return message.timestamp
     parts = path.split(".")
-    obj: Any = value
-    if parts[0] == "metadata":
-        obj, parts = message.metadata, parts[1:]
-    for part in parts:
-        if isinstance(obj, dict) and part in obj:
-            obj = obj[part]
-        else:
-            return None
-    return obj
+    found, obj = _walk(value, parts)
+    if found:
+        return obj
+    if parts[0] == "metadata" and len(parts) > 1:
+        parts = parts[1:]
+    return _walk(message.metadata, parts)[1]
 
 
 def _plain(value: Any) -> Any:
