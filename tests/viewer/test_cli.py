@@ -137,3 +137,15 @@ def test_serves_the_page_its_scripts_and_the_pipeline(core_pipeline):
     rest = proc.stderr.read() if proc.stderr else ""
     assert "Traceback" not in rest
     assert proc.returncode in (0, 130)
+
+
+def test_a_broken_or_missing_pipeline_file_is_reported_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.pipeline.yaml"
+    bad.write_text("pipeline: bad\nunits:\n  a: {unit: core.no-such-unit}\n", encoding="utf-8")
+    done = run_view(str(bad), cwd=tmp_path)
+    assert done.returncode != 0
+    assert "core.no-such-unit" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run_view("missing.pipeline.yaml", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "missing.pipeline.yaml does not exist" in done.stderr

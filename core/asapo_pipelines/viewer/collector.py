@@ -300,9 +300,8 @@ class Collector:
                     continue
                 for info in reader.streams():
                     key = (source, info.name)
-                    seen = plot.seen.get(key, 0)
-                    if hint.kind != "scalar":  # only the newest lines are ever shown
-                        seen = max(seen, info.last_id - hint.keep)
+                    # only the newest `keep` are ever shown: older ones are not read at all
+                    seen = max(plot.seen.get(key, 0), info.last_id - hint.keep)
                     for msg in self._new_messages(source, info.name, info.last_id, seen):
                         self._add_point(plot, instance, hint, msg)
                     plot.seen[key] = info.last_id

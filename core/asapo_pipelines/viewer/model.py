@@ -78,47 +78,6 @@ def load_view(path: str | Path, catalog: Any = None) -> PipelineView:
     path = Path(path)
     if not path.is_file():
         raise PipelinesError(f"pipeline file {path} does not exist")
-    try:
-        from asapo_pipelines.pipeline import load_pipeline
-    except ImportError:  # the pipeline file model is not in this build: read the few keys we use
-        return _read_minimal(path, catalog)
+    from asapo_pipelines.pipeline import load_pipeline
+
     return from_pipeline(load_pipeline(path, catalog), catalog)
-
-
-def _read_minimal(path: Path, catalog: Any) -> PipelineView:
-    from ruamel.yaml import YAML, YAMLError
-
-    try:
-        data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
-        raise PipelinesError(f"cannot read pipeline file {path}: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("pipeline"), str):
-        raise PipelinesError(f"{path} is not a pipeline file (no `pipeline:` name)")
-    transport = data.get("transport") or {"embedded": {"path": ".pipeline-data"}}
-    if "embedded" in transport:
-        store = Path((transport["embedded"] or {}).get("path", ".pipeline-data"))
-        if not store.is_absolute():
-            store = path.parent / store
-        transport = {"embedded": {"path": str(store.resolve())}}
-
-    class _Config:
-        def __init__(self, raw: dict[str, Any]) -> None:
-            self.unit = raw.get("unit")
-            self.inputs = raw.get("inputs") or {}
-            self.outputs = raw.get("outputs") or {}
-            self.replicas = raw.get("replicas", 1)
-
-    class _Transport:
-        def spec(self) -> Mapping[str, Any]:
-            return transport
-
-    class _Pipeline:
-        name = data["pipeline"]
-        units = {k: _Config(v or {}) for k, v in (data.get("units") or {}).items()}
-
-    _Pipeline.transport = _Transport()  # type: ignore[attr-defined]
-    _Pipeline.path = path  # type: ignore[attr-defined]
-    for instance, config in _Pipeline.units.items():
-        if config.unit not in catalog:
-            raise PipelinesError(f"unit {instance} names unknown unit {config.unit}")
-    return from_pipeline(_Pipeline, catalog)
