@@ -257,9 +257,7 @@ class NexusWriter:
         incoming = _group(instrument, "incoming_beam", "NXdetector")
         self._data(incoming, "data", channels["i0"], units="counts")
         absorbed = _group(instrument, "absorbed_beam", "NXdetector")
-        dataset = self._data(absorbed, "data", channels[absorbed_role], units="counts")
-        dataset.attrs["signal"] = 1
-        absorbed.attrs["channel"] = absorbed_role
+        self._data(absorbed, "data", channels[absorbed_role], units="counts")
         if "iref" in channels:
             ref = _group(instrument, "reference_beam", "NXdetector")
             self._data(ref, "data", channels["iref"], units="counts")
@@ -281,13 +279,17 @@ class NexusWriter:
         if preset is None and self.monitor_mode == "timer":
             preset = meta.get("count_time")  # seconds per point, from the scan file
         monitor.create_dataset("preset", data=float(preset) if preset is not None else np.nan)
+        monitor["preset"].attrs["units"] = "s" if self.monitor_mode == "timer" else "counts"
         self._data(monitor, "data", channels["i0"], units="counts")
 
         data = _group(entry, "data", "NXdata")
         data.attrs["signal"] = "absorbed_beam"
         data.attrs["axes"] = "energy"
-        data["energy"] = mono["energy"]  # hard links, as NXxas asks
-        data["absorbed_beam"] = absorbed["data"]
+        # links, as NXxas asks: HDF5 hard links, marked with NeXus's `target` attribute
+        for link, source in (("energy", mono["energy"]), ("absorbed_beam", absorbed["data"])):
+            source.attrs["target"] = source.name
+            data[link] = source
+        _string(data, "mode", detection_mode(meta, absorbed_role))
         entry.attrs["default"] = "data"
         self._provenance(entry, meta)
 
@@ -342,13 +344,18 @@ class NexusWriter:
         note = _group(process, "parameters", "NXnote")
         _string(note, "type", "application/json")
         _string(note, "data", json.dumps(settings, sort_keys=True, default=str))
+        # the scalar results: NXprocess defines no fields for them, NXcollection holds anything
+        results = _group(process, "results", "NXcollection")
         for field, value in values.items():
             if value is not None:
-                process.create_dataset(field, data=float(value))
+                results.create_dataset(field, data=float(value))
+        for field, unit in (("e0", "eV"), ("e0_ref", "eV"), ("energy_shift", "eV")):
+            if field in results:
+                results[field].attrs["units"] = unit
         if merged:
-            process.create_dataset("n_merged", data=int(result.get("n_merged", 0)))
-            _string(process, "accepted", json.dumps(list(result.get("accepted", []))))
-            _string(process, "rejected", json.dumps(list(result.get("rejected", []))))
+            results.create_dataset("n_merged", data=int(result.get("n_merged", 0)))
+            _string(results, "accepted", json.dumps(list(result.get("accepted", []))))
+            _string(results, "rejected", json.dumps(list(result.get("rejected", []))))
 
         data = _group(entry, "data", "NXdata")
         data.attrs["signal"] = "mu"
@@ -411,6 +418,30 @@ class NexusWriter:
     def _provenance(self, entry: h5py.Group, meta: Mapping[str, Any]) -> None:
         notes = _group(entry, "asapo", "NXcollection")
         _string(notes, "metadata", json.dumps(dict(meta), sort_keys=True, default=str))
+
+
+#: NXxas's enumeration of NXdata/mode, by the channel stored as the absorbed beam.
+DETECTION_MODES = {"it": "Transmission", "if": "Fluorescence Yield"}
+NXXAS_MODES = (
+    "Total Electron Yield",
+    "Partial Electron Yield",
+    "Auger Electron Yield",
+    "Fluorescence Yield",
+    "Transmission",
+)
+
+
+def detection_mode(meta: Mapping[str, Any], absorbed_role: str) -> str:
+    """NXxas's NXdata/mode: the scan's own `detection_mode` if it names one, else from the
+    channel (It: transmission, If: fluorescence; a ready mu: from its column name)."""
+    given = str(meta.get("detection_mode", ""))
+    for mode in NXXAS_MODES:
+        if given.lower() == mode.lower():
+            return mode
+    if absorbed_role in DETECTION_MODES:
+        return DETECTION_MODES[absorbed_role]
+    column = str(dict(meta.get("columns", {})).get("mu", "")).lower()
+    return "Fluorescence Yield" if "fl" in column else "Transmission"
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
