@@ -1,59 +1,20 @@
-"""The real yaml-language-server, installed from the npm registry by `npm ci` from the pinned
-tools/yaml-language-server/package-lock.json when it is not installed yet.
-
-Without Node.js or npm the editor tests are skipped on a developer's machine, but fail on CI
-(CI=true), where the project's set-up must have installed them.
-"""
+"""Fixtures of the editor tests: the real yaml-language-server (see lsp_setup.py) and a
+workspace holding the schema generated for the test catalog."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-TOOL = ROOT / "tools" / "yaml-language-server"
-SERVER = TOOL / "node_modules" / "yaml-language-server" / "bin" / "yaml-language-server"
-
 sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
 from lsp_client import LspClient  # noqa: E402
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason}; CI must install it (see tools/yaml-language-server)")
-    pytest.skip(reason)
-
-
-def ensure_server() -> Path:
-    """Install the pinned yaml-language-server with `npm ci` if needed; return its script."""
-    node = shutil.which("node")
-    if node is None:
-        _unavailable("Node.js (`node`) is not installed")
-    if SERVER.is_file():
-        return SERVER
-    npm = shutil.which("npm")
-    if npm is None:
-        _unavailable("npm is not installed, so yaml-language-server cannot be installed")
-    result = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=TOOL,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0 or not SERVER.is_file():
-        pytest.fail(f"`npm ci` in {TOOL} failed:\n{result.stdout}\n{result.stderr}")
-    return SERVER
-
+from lsp_setup import ensure_server  # noqa: E402
 
 @pytest.fixture(scope="session")
 def catalog():

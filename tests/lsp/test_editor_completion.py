@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from conftest import ROOT
+from lsp_setup import ROOT
 
 from lsp_client import LspClient
 

@@ -5,32 +5,32 @@ from __future__ import annotations
 
 import pytest
 
-import conftest
+import lsp_setup
 
 
 @pytest.fixture
 def no_tools(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # neither node nor npm on it
-    monkeypatch.setattr(conftest, "SERVER", tmp_path / "missing" / "yaml-language-server")
+    monkeypatch.setattr(lsp_setup, "SERVER", tmp_path / "missing" / "yaml-language-server")
 
 
 def test_missing_tools_fail_on_ci(no_tools, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="CI must install it"):
-        conftest.ensure_server()
+        lsp_setup.ensure_server()
 
 
 def test_missing_tools_skip_elsewhere(no_tools, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="not installed"):
-        conftest.ensure_server()
+        lsp_setup.ensure_server()
 
 
 def test_the_server_is_pinned_by_the_lock_file() -> None:
     import json
 
-    package = json.loads((conftest.TOOL / "package.json").read_text())
-    lock = json.loads((conftest.TOOL / "package-lock.json").read_text())
+    package = json.loads((lsp_setup.TOOL / "package.json").read_text())
+    lock = json.loads((lsp_setup.TOOL / "package-lock.json").read_text())
     pinned = package["dependencies"]["yaml-language-server"]
     assert pinned[0].isdigit(), "pin an exact version"
     assert lock["packages"]["node_modules/yaml-language-server"]["version"] == pinned

@@ -55,6 +55,20 @@ BASE: dict[str, Any] = {
     "deploy": {"nomad": {"datacenters": ["dc1"], "driver": "raw_exec"}},
 }
 
+def _known_fields() -> set[str]:
+    from asapo_pipelines.builtin import FilesParams, JsonLinesParams
+    from asapo_pipelines.pipeline import model
+
+    names: set[str] = set()
+    for obj in [*vars(model).values(), FilesParams, JsonLinesParams]:
+        if isinstance(obj, type) and issubclass(obj, model.BaseModel):
+            for name, info in obj.model_fields.items():
+                names |= {name, info.alias or name}
+    return names
+
+
+KNOWN_FIELDS = _known_fields()
+
 # (path, values that are certainly wrong there)
 WRONG: list[tuple[tuple[str, ...], st.SearchStrategy[Any]]] = [
     (("pipeline",), st.sampled_from(["Fuzz", "1abc", "", "has space", "a_b", 7, None, [1]])),
@@ -142,7 +156,9 @@ def structural(draw: st.DrawFn) -> str:
             with contextlib.suppress(KeyError, TypeError):
                 for part in where:
                     target = target[part]
-            if isinstance(target, dict) and key not in target and not key.startswith("x-"):
+            if key in KNOWN_FIELDS or key.startswith("x-"):
+                key += "?"  # certainly not a field: the mutation must make the file invalid
+            if isinstance(target, dict) and key not in target:
                 target[key] = draw(st.one_of(st.integers(), st.text(max_size=5), st.none()))
             else:
                 _set(data, ("units", "files", "unit"), "nope.nothing")
