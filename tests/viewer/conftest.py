@@ -3,8 +3,8 @@ of real worker processes on an embedded store."""
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -119,10 +119,31 @@ units:
 """
 
 
-class LivePipeline:
-    """The test pipeline's units as worker processes (what an executor would start)."""
+@pytest.fixture(scope="session")
+def live_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test units installed as a real plugin distribution (a directory for PYTHONPATH)."""
+    from asapo_pipelines.testing.distributions import PluginProject, install
 
-    def __init__(self, root: Path, **params: Any) -> None:
+    root = tmp_path_factory.mktemp("live-plugin")
+    project = PluginProject(
+        "viewer-live-units",
+        modules={"units.py": (HERE / "live_units.py").read_text(encoding="utf-8")},
+        entry_points={"viewer_live": "viewer_live_units.units"},
+    ).write(root / "src")
+    install([project], root / "site")
+    return root / "site"
+
+
+def pipeline_env(plugin: Path) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+class LivePipeline:
+    """The test pipeline: `pipeline worker` processes (what an executor starts) and
+    `pipeline view`, all real commands, with the units from an installed plugin."""
+
+    def __init__(self, root: Path, plugin: Path, **params: Any) -> None:
         import live_units
 
         from asapo_pipelines.testing import catalog_from_plugins
@@ -131,38 +152,34 @@ class LivePipeline:
         values = {"count": 40, "delay": 0.25, "sample": "foil", "fail_every": 0, **params}
         self.file = root / "live.pipeline.yaml"
         self.file.write_text(PIPELINE_YAML % values, encoding="utf-8")
-        self.catalog = catalog_from_plugins(live_units)
-        self.view = load_view(self.file, self.catalog)
-        self.store = self.view.transport["embedded"]["path"]
+        self.view = load_view(self.file, catalog_from_plugins(live_units))
+        self.env = pipeline_env(plugin)
         self.logs = root / "logs"
         self.logs.mkdir()
-        self.params = {
-            "waves": {k: values[k] for k in ("count", "delay", "sample")},
-            "average": {"fail_every": values["fail_every"]},
-        }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
+        self.viewer: subprocess.Popen[str] | None = None
 
     def start(self, instance: str) -> None:
-        unit = self.view.unit(instance)
-        assert unit is not None
         n = self.starts[instance] = self.starts.get(instance, 0) + 1
-        log = open(self.logs / f"{instance}.{n}.log", "wb")  # noqa: SIM115 (the process owns it)
-        self.procs[instance] = subprocess.Popen(
-            [
-                sys.executable,
-                str(HERE / "run_worker.py"),
-                self.store,
-                self.view.name,
-                instance,
-                unit.descriptor.name,
-                json.dumps(dict(unit.inputs)),
-                json.dumps(dict(unit.outputs)),
-                json.dumps(self.params.get(instance, {})),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.logs / f"{instance}.{n}.log", "wb") as log:
+            self.procs[instance] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "asapo_pipelines",
+                    "worker",
+                    str(self.file),
+                    instance,
+                    "--status-interval",
+                    "0.3",
+                    "--lease-seconds",
+                    "2",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
 
     def start_all(self) -> None:
         for unit in self.view.units:
@@ -173,11 +190,36 @@ class LivePipeline:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
+    def serve(self) -> str:
+        """`pipeline view FILE --port 0` in its own process; returns the page's address."""
+        self.viewer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "asapo_pipelines",
+                "view",
+                str(self.file),
+                "--port",
+                "0",
+                "--interval",
+                "0.3",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        assert self.viewer.stderr is not None
+        line = self.viewer.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert match, f"pipeline view said: {line}{self.viewer.stderr.read()}"
+        return match.group(1)
+
     def stop_all(self) -> None:
-        for proc in self.procs.values():
+        procs = list(self.procs.values()) + ([self.viewer] if self.viewer else [])
+        for proc in procs:
             if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
+                proc.send_signal(signal.SIGINT if proc is self.viewer else signal.SIGTERM)
+        for proc in procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -186,11 +228,11 @@ class LivePipeline:
 
 
 @pytest.fixture
-def live_pipeline(tmp_path: Path) -> Iterator[Any]:
+def live_pipeline(tmp_path: Path, live_plugin: Path) -> Iterator[Any]:
     pipelines: list[LivePipeline] = []
 
     def make(**params: Any) -> LivePipeline:
-        p = LivePipeline(tmp_path, **params)
+        p = LivePipeline(tmp_path, live_plugin, **params)
         pipelines.append(p)
         return p
 
