@@ -6,6 +6,7 @@
 const STATES = ['waiting', 'starting', 'running', 'restarting', 'failed', 'stopped', 'finished'];
 const graphNodes = new Map();
 const plotDivs = new Map();
+const plotSeen = new Map();  // plot id -> the JSON last drawn, to skip redrawing what is unchanged
 const errorItems = new Map();
 let streamCounts = {};
 
@@ -153,6 +154,9 @@ function showPlots(plots) {
   $('#no-plots').hidden = plots.length > 0;
   if (typeof Plotly === 'undefined') return;
   for (const plot of plots) {
+    const json = JSON.stringify(plot);
+    if (plotSeen.get(plot.id) === json) continue;
+    plotSeen.set(plot.id, json);
     let div = plotDivs.get(plot.id);
     if (!div) {
       div = el('div', null, 'plot');
