@@ -116,7 +116,7 @@ def _log_ratio(scan: Scan, num: str, den: str, mode: str) -> np.ndarray:
     if np.any(bad):
         raise SpectrumError(
             f"{_label(scan)}: ln({num}/{den}) needs positive counts, but {int(bad.sum())} points "
-            f"are zero or negative"
+            f"are zero, negative or missing"
         )
     return np.log(a / b)
 

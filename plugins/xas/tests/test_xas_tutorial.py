@@ -35,3 +35,33 @@ def test_tutorial_pipeline_matches_the_units():
         assert set(config.get("outputs", {})) == {p.name for p in unit.outputs}, instance
         checked += 1
     assert checked >= 4
+
+
+def test_tutorial_pipeline_does_what_the_tutorial_says():
+    """Its units' params on the bundled data: one more scan after the first, stop after two."""
+    from asapo_pipelines_xas.agent import ConvergenceAgent
+    from asapo_pipelines_xas.merge import Merger
+    from asapo_pipelines_xas.normalize import normalize_scan
+    from asapo_pipelines_xas.params import (
+        ConvergenceParams,
+        MergeParams,
+        NormalizeParams,
+        ScanFilesParams,
+    )
+    from asapo_pipelines_xas.scanfiles import list_scan_files, read_for_params
+
+    doc = _tutorial()
+    block = re.search(r"```yaml\n(# yaml-language-server.*?)```", doc.read_text(), re.DOTALL)
+    units = YAML(typ="safe").load(block.group(1))["units"]
+    files = ScanFilesParams.model_validate(units["scans"]["params"])
+    # relative to the pipeline file, which lives in examples/
+    directory = doc.parent.parent / "examples" / files.directory
+    normalize = NormalizeParams.model_validate(units["normalize"]["params"])
+    merger = Merger(MergeParams.model_validate(units["merge"].get("params", {})))
+    agent = ConvergenceAgent(ConvergenceParams.model_validate(units["advisor"]["params"]))
+    decisions = []
+    for path in list_scan_files(directory, files.pattern):
+        merged = merger.add(normalize_scan(read_for_params(path, files), normalize))
+        decisions.append(agent.decide(merged))
+    assert [d["action"] for d in decisions] == ["more_scans", "stop"]
+    assert decisions[0]["arguments"]["scans"] == 1
