@@ -149,3 +149,19 @@ def test_a_broken_or_missing_pipeline_file_is_reported_without_a_traceback(tmp_p
     done = run_view("missing.pipeline.yaml", cwd=tmp_path)
     assert done.returncode != 0
     assert "missing.pipeline.yaml does not exist" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("127.0.0.1:8765", "127.0.0.1"),
+        ("localhost", "localhost"),
+        ("[::1]:8765", "[::1]"),
+        ("LocalHost:1", "localhost"),
+        ("attacker.example:8765", "attacker.example"),
+    ],
+)
+def test_host_header_parsing(header, host):
+    from asapo_pipelines.viewer.server import host_of
+
+    assert host_of(header) == host

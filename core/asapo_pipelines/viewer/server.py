@@ -50,6 +50,39 @@ def check_bind(host: str, allow_remote: bool) -> None:
         )
 
 
+def host_of(header: str) -> str:
+    """The host part of a Host header, brackets kept on IPv6 literals (`[::1]:8765` -> `[::1]`)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[: header.find("]") + 1] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class LoopbackHostOnly:
+    """Refuses requests naming any host but ours, so a page on another site cannot reach the
+    viewer by pointing its own name at 127.0.0.1 (DNS rebinding)."""
+
+    def __init__(self, app: Any, allowed: set[str]) -> None:
+        self.app = app
+        self.allowed = allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = host_of(headers.get(b"host", b"").decode("latin-1"))
+            if host not in self.allowed:
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 400,
+                        "headers": [(b"content-type", b"text/plain")],
+                    }
+                )
+                await send({"type": "http.response.body", "body": b"invalid host header"})
+                return
+        await self.app(scope, receive, send)
+
+
 def plotly_js() -> Path:
     """Plotly.js as the installed `plotly` Python package bundles it (nothing is vendored)."""
     spec = importlib.util.find_spec("plotly")
@@ -152,13 +185,17 @@ class Hub:
 
 
 def create_app(
-    view: PipelineView, transport: Any, *, poll_interval: float = 1.0, trusted_hosts: bool = True
+    view: PipelineView,
+    transport: Any,
+    *,
+    poll_interval: float = 1.0,
+    trusted_hosts: bool = True,
+    host: str = "127.0.0.1",
 ) -> Any:
     """The Starlette application (tests serve it with uvicorn on 127.0.0.1)."""
     try:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
         from starlette.requests import Request
         from starlette.responses import FileResponse, Response, StreamingResponse
         from starlette.routing import Route
@@ -250,10 +287,10 @@ def create_app(
                 hub.collector.close()
 
     middleware = []
-    if trusted_hosts:  # a page on another site must not reach us by DNS rebinding
-        middleware.append(
-            Middleware(TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1", "[::1]"])
-        )
+    if trusted_hosts:
+        shown = f"[{host.strip('[]')}]" if ":" in host else host
+        allowed = {"localhost", "127.0.0.1", "[::1]", shown.lower()}
+        middleware.append(Middleware(LoopbackHostOnly, allowed=allowed))
     app = Starlette(
         routes=[
             Route("/", index),
@@ -313,7 +350,7 @@ def serve(
     transport = open_transport(view.transport)
     try:
         app = create_app(
-            view, transport, poll_interval=poll_interval, trusted_hosts=not allow_remote
+            view, transport, poll_interval=poll_interval, trusted_hosts=not allow_remote, host=host
         )
         server = make_server(app, sock)
         bound = sock.getsockname()[1]
