@@ -74,6 +74,7 @@ def test_live_page_follows_a_running_pipeline(page, live_pipeline):
     assert page.locator('[data-plot="judge-0"] .scatterlayer .point').count() >= 1
 
     # a unit killed on purpose shows as restarting, then as restarted once it is back
+    before_kill = int(unit_row(page, "average")["processed"])
     pipeline.kill("average")
     wait_for(
         page,
@@ -91,6 +92,12 @@ def test_live_page_follows_a_running_pipeline(page, live_pipeline):
             and unit_row(page, "average")["state"] in ("running", "finished")
         ),
         "average running again with one restart",
+    )
+    # the count goes on over the unit's processes instead of starting again from zero
+    wait_for(
+        page,
+        lambda: int(unit_row(page, "average")["processed"]) > before_kill,
+        "the processed count of average going on after its restart",
     )
 
     # errors of the unit listed with their tracebacks; their HTML stays text

@@ -49,8 +49,11 @@ def view(file: Path | None, port: int, host: str, allow_remote: bool, interval: 
     """Serve a live web page of a running pipeline: graph, rates, streams, plots, errors.
 
     It reads the pipeline's transport (embedded store or ASAP::O) and the status its workers
-    publish. On a cluster, run it on a node that reaches the transport and open it through an
-    SSH tunnel: ssh -L 8765:localhost:8765 NODE.
+    publish. It listens on loopback only: on a cluster, run it on a node that reaches the
+    transport and open it from your computer through an SSH tunnel:
+
+    \b
+        ssh -L 8765:localhost:8765 NODE    then open http://localhost:8765/
     """
     from asapo_pipelines.viewer.model import load_view
     from asapo_pipelines.viewer.server import check_bind, serve

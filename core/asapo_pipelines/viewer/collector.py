@@ -36,13 +36,12 @@ FINAL_STATES = ("finished", "stopped", "failed")
 class ReplicaState:
     last: dict[str, Any] | None = None
     seen_id: int = 0
-    lives: list[tuple[Any, ...]] = field(default_factory=list)  # (pid, host, started) per life
+    #: (pid, host, started) of each process of this replica -> its latest counters
+    lives: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     times: deque[float] = field(default_factory=lambda: deque(maxlen=5))
 
     def add(self, snap: dict[str, Any]) -> None:
-        life = (snap.get("pid"), snap.get("host"), snap.get("started"))
-        if life not in self.lives:
-            self.lives.append(life)
+        self.lives[(snap.get("pid"), snap.get("host"), snap.get("started"))] = snap
         self.last = snap
         t = snap.get("time")
         if isinstance(t, int | float):
@@ -51,6 +50,10 @@ class ReplicaState:
     @property
     def restarts(self) -> int:
         return max(0, len(self.lives) - 1)
+
+    def total(self, key: str) -> float:
+        """A counter over every process of the replica (each process counts from zero)."""
+        return sum(float(snap.get(key) or 0) for snap in self.lives.values())
 
     def interval(self) -> float:
         gaps = [b - a for a, b in zip(self.times, list(self.times)[1:], strict=False) if b > a]
@@ -198,19 +201,19 @@ class Collector:
             # a replica still running outweighs those done; among the others the worst shows
             state = min(names, key=order.index) if names else "waiting"
 
-            def total(key: str, snaps: list[dict[str, Any]] = snaps) -> float:
-                return sum(float(s.get(key) or 0) for s in snaps)
+            def total(key: str, states: list[ReplicaState] = states) -> int:
+                return int(sum(s.total(key) for s in states))
 
             live = [s.last for s in states if s.last and s.state(now) not in ("restarting",)]
             units[unit.instance] = {
                 "unit": unit.descriptor.name,
                 "state": state,
                 "replicas": len(states),
-                "processed": int(total("processed")),
-                "errors": int(total("errors")),
-                "outputs": int(total("outputs")),
+                "processed": total("processed"),
+                "errors": total("errors"),
+                "outputs": total("outputs"),
                 "rate": round(sum(float(s.get("rate") or 0) for s in live), 2),
-                "backlog": int(total("backlog")),
+                "backlog": int(sum(float(s.get("backlog") or 0) for s in snaps)),
                 "lag_seconds": round(
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),

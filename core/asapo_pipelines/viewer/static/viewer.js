@@ -136,8 +136,11 @@ function tracesFor(plot) {
       });
     } else if (series.kind === 'scalar') {
       const textual = series.items.some((item) => typeof item.y === 'string');
+      // join the points only while x only grows (a unit that restarted from scratch does not)
+      const xs = series.items.map((item) => item.x);
+      const growing = xs.every((x, i) => i === 0 || x >= xs[i - 1]);
       traces.push({
-        type: 'scatter', mode: textual ? 'markers' : 'lines+markers',
+        type: 'scatter', mode: textual || !growing ? 'markers' : 'lines+markers',
         x: series.items.map(xValue), y: series.items.map((item) => item.y),
         text: series.items.map((item) => plotText(item.text)), name: plotText(series.unit),
         marker: { size: textual ? 11 : 6 },
