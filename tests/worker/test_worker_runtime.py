@@ -124,7 +124,12 @@ def test_chain_with_failures_scans_and_status(tmp_path, sample_catalog):
     assert workers[1].counters.errors == 3
 
 
-def test_redelivered_message_does_not_produce_a_second_output(tmp_path, sample_catalog):
+@pytest.mark.parametrize(
+    ("ack_batch", "acked_before_crash", "redelivered"), [(1, [1, 2], 1), (4, [], 4)]
+)
+def test_redelivered_messages_do_not_produce_second_outputs(
+    tmp_path, sample_catalog, ack_batch, acked_before_crash, redelivered
+):
     store = tmp_path / "store"
     with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
         for n in range(1, 6):
@@ -133,11 +138,11 @@ def test_redelivered_message_does_not_produce_a_second_output(tmp_path, sample_c
     acked: list[int] = []
 
     class DiesBeforeAck(Worker):
-        def _acknowledge(self, port, msg):
-            if msg.id == 3:
+        def _acknowledge(self, port, stream, ids):
+            if 3 in ids:
                 raise Crash("killed between writing the outputs and acknowledging")
-            acked.append(msg.id)
-            super()._acknowledge(port, msg)
+            acked.extend(ids)
+            super()._acknowledge(port, stream, ids)
 
     first = make(
         store,
@@ -149,11 +154,13 @@ def test_redelivered_message_does_not_produce_a_second_output(tmp_path, sample_c
         {"tagged": "tagged"},
         lease_seconds=0.5,
         cls=DiesBeforeAck,
+        ack_batch=ack_batch,
     )
     with pytest.raises(Crash):
         first.run()
-    assert acked == [1, 2]
-    assert len(read_all(store, "tagged")) == 3  # message 3's output is written, not acked
+    assert acked == acked_before_crash
+    # the outputs of message 3 (and of the rest of its batch) are written, not acknowledged
+    assert len(read_all(store, "tagged")) == len(acked_before_crash) + redelivered
     second = make(
         store,
         sample_catalog,
@@ -170,7 +177,7 @@ def test_redelivered_message_does_not_produce_a_second_output(tmp_path, sample_c
     outputs = read_all(store, "tagged")
     ids = [m.metadata["provenance"]["inputs"][0]["id"] for m in outputs]
     assert sorted(ids) == [1, 2, 3, 4, 5]
-    assert second.counters.duplicates_skipped == 1
+    assert second.counters.duplicates_skipped == redelivered
 
 
 def test_late_and_out_of_order_messages_are_processed(tmp_path, sample_catalog):

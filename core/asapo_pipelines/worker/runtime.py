@@ -41,6 +41,10 @@ log = logging.getLogger("asapo_pipelines.worker")
 
 #: how many messages of one stream are taken in a row before looking at the others
 BURST = 64
+#: acknowledgements are committed in batches of at most this many messages, and at least every
+#: ACK_SECONDS: one flush and one transaction for many messages instead of one per message
+ACK_BATCH = 32
+ACK_SECONDS = 0.2
 
 
 class UnitFailed(PipelinesError):
@@ -96,6 +100,7 @@ class Worker:
         linger: float = 0.5,
         poll: float = 0.02,
         refresh: float = 0.5,
+        ack_batch: int = ACK_BATCH,
     ) -> None:
         self.transport = transport
         self.descriptor = descriptor
@@ -131,6 +136,12 @@ class Worker:
         self.finished_outputs: set[tuple[str, str]] = set()
         self.written_outputs: set[tuple[str, str]] = set()
         self.pending_finish: dict[str, str | None] = {}
+        self.ack_batch = max(1, ack_batch)
+        self.ack_seconds = min(ACK_SECONDS, lease_seconds / 4)
+        #: processed but not yet acknowledged: (input port, stream) -> ids
+        self.unacked: dict[tuple[str, str], list[int]] = {}
+        self.unacked_count = 0
+        self.unacked_since = 0.0
 
     # -- set-up --------------------------------------------------------------------------------
     def _check_wiring(self) -> None:
@@ -262,7 +273,9 @@ class Worker:
         for port in self.ports:
             infos = port.consumer.streams()
             for info in infos:
-                port.add(info.name)
+                state = port.add(info.name)
+                if not state.ended and self._drained(info):
+                    self._end_stream(port, state, info.next_stream)
                 if info.group_lag:
                     backlog += info.group_lag.get(self.group, info.message_count or 0)
                 elif info.message_count:
@@ -280,6 +293,17 @@ class Worker:
             if not port.streams:
                 port.add(FIRST_STREAM)
         self.counters.backlog = backlog
+
+    def _drained(self, info: Any) -> bool:
+        """Whether stream information alone shows a stream finished, complete and acknowledged
+        by this group (backends that count per group); otherwise `get_next` tells."""
+        if not info.finished or info.message_count is None:
+            return False
+        if info.message_count < info.last_id:
+            return False  # holes: late messages are still to come
+        if self.group in info.group_lag:
+            return bool(info.group_lag[self.group] == 0)
+        return bool(info.message_count == 0)
 
     def _run_consumer(self) -> str:
         last_refresh = 0.0
@@ -314,6 +338,7 @@ class Worker:
                 done_since = None
             if not progressed:
                 self.runner.context.stop_event.wait(self.poll)
+        self._commit()
         if self.stopping:
             return "stopped"
         self._finish_ready_outputs(final=True)
@@ -336,6 +361,7 @@ class Worker:
                 break
             self._process(port, state, msg)
             progressed = True
+        self._commit()
         return progressed
 
     def _complete(self, port: InputPort, state: StreamState) -> bool:
@@ -380,17 +406,35 @@ class Worker:
         outcome = self.runner.handle(msg)
         self._apply(outcome, msg, check=msg.delivery_count > 1)
         c.retries = self.runner.retries
+        if outcome.error is None:
+            c.processed += 1
+        if not self.unacked_count:
+            self.unacked_since = time.monotonic()
+        self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
+        self.unacked_count += 1
+        if (
+            self.unacked_count >= self.ack_batch
+            or time.monotonic() - self.unacked_since >= self.ack_seconds
+        ):
+            self._commit()
+
+    def _commit(self) -> None:
+        """Make every output durable, then acknowledge the inputs that produced them."""
+        if not self.unacked_count:
+            return
         # durable before acknowledged: the unit's own writes, then the transport's
         self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
         self.errors.flush()
-        self._acknowledge(port, msg)
-        if outcome.error is None:
-            c.processed += 1
+        consumers = {p.name: p for p in self.ports}
+        for (port, stream), ids in self.unacked.items():
+            self._acknowledge(consumers[port], stream, ids)
+        self.unacked.clear()
+        self.unacked_count = 0
 
-    def _acknowledge(self, port: InputPort, msg: Message) -> None:
-        port.consumer.acknowledge(msg.stream, msg.id)
+    def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
+        port.consumer.acknowledge_many(stream, ids)
 
     def _apply(self, outcome: Outcome, msg: Message | None, *, check: bool) -> None:
         """Send an outcome's outputs (skipping those already written) or its error record."""
