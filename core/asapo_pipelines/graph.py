@@ -110,7 +110,9 @@ def to_dot(pipeline: Pipeline, catalog: Catalog | None = None) -> str:
     ]
     for node in nodes:
         if node.shape == "unit":
-            attrs = f'shape=box, style="rounded", label={_dot_text(node.label + chr(10) + node.detail)}'
+            attrs = (
+                f'shape=box, style="rounded", label={_dot_text(node.label + chr(10) + node.detail)}'
+            )
         elif node.shape == "external":
             attrs = f"shape=cds, label={_dot_text(node.label)}"
         else:

@@ -105,7 +105,9 @@ def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, An
     verb = "reads" if side == "inputs" else "writes"
     props = {}
     for port in ports:
-        text = f"{'Input' if side == 'inputs' else 'Output'} port `{port.name}` ({port.content_type}"
+        text = (
+            f"{'Input' if side == 'inputs' else 'Output'} port `{port.name}` ({port.content_type}"
+        )
         text += f", {port.format}" + (", optional" if not port.required else "") + ")"
         if port.description:
             text += f": {port.description.rstrip('.')}"
@@ -191,9 +193,7 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
     if names:
         unit_prop["enum"] = names
         unit_prop["enumDescriptions"] = [catalog.units[n].summary for n in names]
-        unit_prop["markdownEnumDescriptions"] = [
-            _unit_description(catalog.units[n]) for n in names
-        ]
+        unit_prop["markdownEnumDescriptions"] = [_unit_description(catalog.units[n]) for n in names]
     unit_prop.pop("pattern", None)
     entry["properties"]["unit"] = unit_prop
     branches = []
@@ -209,9 +209,7 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
                         "inputs": _ports_schema(descriptor.inputs, "inputs", name),
                         "outputs": _ports_schema(descriptor.outputs, "outputs", name),
                     },
-                    **(
-                        {"required": ["params"]} if params.get("required") else {}
-                    ),
+                    **({"required": ["params"]} if params.get("required") else {}),
                 },
             }
         )

@@ -13,14 +13,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 
-from lsp_client import LspClient  # noqa: E402
-from lsp_setup import ensure_server  # noqa: E402
+from lsp_client import LspClient
+from lsp_setup import ensure_server
+
 
 @pytest.fixture(scope="session")
 def catalog():
-    from asapo_pipelines.testing import catalog_from_plugins
-
     import fake_units
+
+    from asapo_pipelines.testing import catalog_from_plugins
 
     return catalog_from_plugins(fake_units, distribution="fake-beamline", version="1.0.0")
 
@@ -47,8 +48,9 @@ def server(workspace: Path) -> Iterator[LspClient]:
             "schemas": {},
         }
     }
-    client = LspClient([shutil.which("node") or "node", str(script), "--stdio"], settings,
-                       workspace)
+    client = LspClient(
+        [shutil.which("node") or "node", str(script), "--stdio"], settings, workspace
+    )
     client.initialize(workspace)
     yield client
     client.close()

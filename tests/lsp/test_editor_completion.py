@@ -6,9 +6,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-from lsp_setup import ROOT
-
 from lsp_client import LspClient
+from lsp_setup import ROOT
 
 HEADER = "# yaml-language-server: $schema=./pipeline.schema.json\n"
 _counter = itertools.count()
@@ -62,7 +61,8 @@ def test_completion_after_unit_offers_every_unit_of_the_catalog(server, workspac
     line, char = _cursor(text, "  advisor:\n    unit: ")
     offered = _labels(server.completion(uri, line, char))
     assert set(catalog.units) <= offered
-    assert "xas.normalize" in offered and "core.files" in offered
+    assert "xas.normalize" in offered
+    assert "core.files" in offered
 
 
 def test_completion_inside_params_offers_that_units_parameters(server, workspace):
@@ -74,7 +74,8 @@ def test_completion_inside_params_offers_that_units_parameters(server, workspace
     line = text.count("\n", 0, first)
     normalize = _labels(server.completion(uri, line, 6))
     assert {"pre_edge", "e0", "method"} <= normalize
-    assert "file" not in normalize and "rebin" not in normalize  # rebin is already there
+    assert "file" not in normalize
+    assert "rebin" not in normalize
 
     second = text.index("      file: out.nxs\n      ") + len("      file: out.nxs\n      ")
     writer = _labels(server.completion(uri, text.count("\n", 0, second), 6))
@@ -116,8 +117,9 @@ def test_the_committed_schema_completes_the_core_units(server, workspace):
     """schemas/pipeline.schema.json (what this repository ships) works as it is."""
     committed = (ROOT / "schemas" / "pipeline.schema.json").as_uri()
     body = "pipeline: demo\nunits:\n  files:\n    unit: \n"
-    uri, text = _open(server, workspace, body,
-                      header=f"# yaml-language-server: $schema={committed}\n")
+    uri, text = _open(
+        server, workspace, body, header=f"# yaml-language-server: $schema={committed}\n"
+    )
     line, char = _cursor(text, "    unit: ")
     offered = _labels(server.completion(uri, line, char))
     assert {"core.files", "core.identity", "core.jsonl-sink"} <= offered

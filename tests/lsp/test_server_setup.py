@@ -3,9 +3,8 @@ CI, so that a CI run cannot silently lose the editor tests."""
 
 from __future__ import annotations
 
-import pytest
-
 import lsp_setup
+import pytest
 
 
 @pytest.fixture

@@ -20,12 +20,8 @@ class NormalizeParams(Params):
     pre_edge: Annotated[
         tuple[float, float], Field(description="Pre-edge range relative to E0, in eV.")
     ] = (-150.0, -30.0)
-    e0: Annotated[float | None, Field(description="Edge energy in eV; found when left out.")] = (
-        None
-    )
-    method: Annotated[Literal["larch", "polynomial"], Field(description="Normalization.")] = (
-        "larch"
-    )
+    e0: Annotated[float | None, Field(description="Edge energy in eV; found when left out.")] = None
+    method: Annotated[Literal["larch", "polynomial"], Field(description="Normalization.")] = "larch"
     rebin: Annotated[int, Field(ge=1, le=16, description="Points merged into one.")] = 1
 
 

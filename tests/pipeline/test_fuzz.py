@@ -55,6 +55,7 @@ BASE: dict[str, Any] = {
     "deploy": {"nomad": {"datacenters": ["dc1"], "driver": "raw_exec"}},
 }
 
+
 def _known_fields() -> set[str]:
     from asapo_pipelines.builtin import FilesParams, JsonLinesParams
     from asapo_pipelines.pipeline import model
@@ -83,8 +84,17 @@ WRONG: list[tuple[tuple[str, ...], st.SearchStrategy[Any]]] = [
     (("units", "sink", "params", "payload"), st.sampled_from(["json", 1, None, []])),
     (("units", "sink", "params"), st.sampled_from([[], "path", 1, {"pth": "x"}])),
     (("units",), st.sampled_from([{}, [], "units", 1, None])),
-    (("transport",), st.sampled_from([{}, "embedded", {"embedded": {}, "asapo": {}},
-                                      {"asapo": {"endpoint": "h:1", "token": "secret"}}])),
+    (
+        ("transport",),
+        st.sampled_from(
+            [
+                {},
+                "embedded",
+                {"embedded": {}, "asapo": {}},
+                {"asapo": {"endpoint": "h:1", "token": "secret"}},
+            ]
+        ),
+    ),
     (("streams", "outside", "external"), st.sampled_from([False, "yes", None, 2])),
     (("deploy", "nomad", "driver"), st.sampled_from(["docker", "podman", "", 1])),
     (("deploy", "nomad", "python"), st.sampled_from([{}, {"venv": "rel"}, {"install": {}}])),
@@ -150,8 +160,11 @@ def structural(draw: st.DrawFn) -> str:
                 _delete(data, path)
         else:
             where = draw(st.sampled_from(MAPPINGS))
-            key = draw(st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]),
-                               min_size=1, max_size=12))
+            key = draw(
+                st.text(
+                    st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=12
+                )
+            )
             target: Any = data
             with contextlib.suppress(KeyError, TypeError):
                 for part in where:
@@ -168,8 +181,11 @@ def structural(draw: st.DrawFn) -> str:
 @st.composite
 def textual(draw: st.DrawFn) -> str:
     """Broken YAML text: cut short, duplicated keys, tabs, bombs, odd keys, garbage."""
-    kind = draw(st.sampled_from(["truncate", "duplicate", "tab", "bomb", "key", "garbage",
-                                 "tag", "documents"]))
+    kind = draw(
+        st.sampled_from(
+            ["truncate", "duplicate", "tab", "bomb", "key", "garbage", "tag", "documents"]
+        )
+    )
     if kind == "truncate":
         text = json.dumps(BASE)  # JSON is YAML; cut before the final brace it never closes
         return text[: draw(st.integers(0, len(text) - 2))]
@@ -183,11 +199,19 @@ def textual(draw: st.DrawFn) -> str:
         j = i + 1
         while j < len(lines) and len(lines[j]) - len(lines[j].lstrip()) > indent:
             j += 1
-        return "\n".join([*lines[:j], lines[i].rstrip(":") + (" x" if lines[i].endswith(":")
-                          else ""), *lines[j:]]) + "\n"
+        return (
+            "\n".join(
+                [
+                    *lines[:j],
+                    lines[i].rstrip(":") + (" x" if lines[i].endswith(":") else ""),
+                    *lines[j:],
+                ]
+            )
+            + "\n"
+        )
     if kind == "tab":
         i = draw(st.integers(1, len(lines) - 1))
-        return "\n".join([*lines[:i], "\t" + lines[i], *lines[i + 1:]]) + "\n"
+        return "\n".join([*lines[:i], "\t" + lines[i], *lines[i + 1 :]]) + "\n"
     if kind == "bomb":
         width, depth = draw(st.integers(6, 12)), draw(st.integers(7, 9))
         out = ["pipeline: bomb", f"x-0: &a0 [{', '.join(['lol'] * width)}]"]
@@ -199,12 +223,12 @@ def textual(draw: st.DrawFn) -> str:
         bad = draw(st.sampled_from(["1", "2.5", "null", "true", "[a, b]", "{a: 1}", "~"]))
         i = draw(st.sampled_from([i for i, line in enumerate(lines) if line.endswith(":")]))
         indent = len(lines[i]) - len(lines[i].lstrip()) + 2
-        return "\n".join([*lines[: i + 1], " " * indent + f"{bad}: x", *lines[i + 1:]]) + "\n"
+        return "\n".join([*lines[: i + 1], " " * indent + f"{bad}: x", *lines[i + 1 :]]) + "\n"
     if kind == "tag":
         i = draw(st.sampled_from([i for i, line in enumerate(lines) if ": " in line]))
         key, _, value = lines[i].partition(": ")
         tag = draw(st.sampled_from(["!!python/object:os.system", "!custom", "!!binary"]))
-        return "\n".join([*lines[:i], f"{key}: {tag} {value}", *lines[i + 1:]]) + "\n"
+        return "\n".join([*lines[:i], f"{key}: {tag} {value}", *lines[i + 1 :]]) + "\n"
     if kind == "documents":
         return text + "---\n" + text
     return draw(st.text(max_size=300))
@@ -233,7 +257,8 @@ def _check(text: str | bytes, tmp: Path) -> None:
     CHECKED["files"] += 1
     code, output = _validate(text, tmp)
     assert code in (1, 2), (code, text, output)
-    assert "Traceback" not in output and "internal error" not in output, output
+    assert "Traceback" not in output, output
+    assert "internal error" not in output, output
     located = LOCATED.findall(output)
     assert located, output
     assert all(file.endswith("fuzz.pipeline.yaml") for file, *_ in located), output

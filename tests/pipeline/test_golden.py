@@ -14,14 +14,17 @@ from pathlib import Path
 import pytest
 
 from asapo_pipelines.pipeline import CODES, validate_file
+
 from helpers import run_pipeline
 
 BROKEN = Path(__file__).parent / "broken"
 VALID = Path(__file__).parent / "valid"
 MISSING = "does-not-exist.pipeline.yaml"
-CASES = sorted(p.name for p in BROKEN.glob("*.pipeline.yaml")) + [MISSING]
-LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning) "
-                  r"(?P<code>P\d{3}) \S.*$")
+CASES = [*sorted(p.name for p in BROKEN.glob("*.pipeline.yaml")), MISSING]
+LINE = re.compile(
+    r"^(?P<file>[^:]+):(?P<line>\d+):(?P<col>\d+): (?P<sev>error|warning) "
+    r"(?P<code>P\d{3}) \S.*$"
+)
 
 
 def _expected_path(name: str) -> Path:
@@ -50,7 +53,8 @@ def test_report_matches_golden(name: str, catalog, in_broken: Path) -> None:
         match = LINE.match(line)
         assert match, line
         assert match["file"] == name
-        assert int(match["line"]) >= 1 and int(match["col"]) >= 1
+        assert int(match["line"]) >= 1
+        assert int(match["col"]) >= 1
 
 
 def test_goldens_cover_every_code_but_the_catalog_failure() -> None:
@@ -62,7 +66,9 @@ def test_goldens_cover_every_code_but_the_catalog_failure() -> None:
 
 def test_warnings_alone_leave_the_file_valid(catalog, in_broken: Path) -> None:
     report = validate_file("P310-unused-stream.pipeline.yaml", catalog)
-    assert report.ok and report.warnings and report.exit_code == 0
+    assert report.ok
+    assert report.warnings
+    assert report.exit_code == 0
 
 
 def test_reference_pipeline_is_valid_and_loads(catalog) -> None:
@@ -110,8 +116,9 @@ def test_cli_prints_the_golden_reports(plugin_env: dict[str, str]) -> None:
 
 
 def test_cli_exit_2_when_a_file_cannot_be_read(plugin_env: dict[str, str]) -> None:
-    result = run_pipeline("validate", MISSING, "P205-deprecated.pipeline.yaml",
-                          env=plugin_env, cwd=BROKEN)
+    result = run_pipeline(
+        "validate", MISSING, "P205-deprecated.pipeline.yaml", env=plugin_env, cwd=BROKEN
+    )
     assert result.returncode == 2
     assert result.stdout.startswith(f"{MISSING}:1:1: error P001 cannot read the file")
 
@@ -131,14 +138,21 @@ def test_cli_strict_fails_on_warnings(plugin_env: dict[str, str]) -> None:
 
 def test_cli_json_format(plugin_env: dict[str, str]) -> None:
     result = run_pipeline(
-        "validate", "--format", "json", "P304-content-types.pipeline.yaml",
-        "P205-deprecated.pipeline.yaml", env=plugin_env, cwd=BROKEN,
+        "validate",
+        "--format",
+        "json",
+        "P304-content-types.pipeline.yaml",
+        "P205-deprecated.pipeline.yaml",
+        env=plugin_env,
+        cwd=BROKEN,
     )
     assert result.returncode == 1
     data = json.loads(result.stdout)
-    assert data["valid"] is False and data["exit_code"] == 1
+    assert data["valid"] is False
+    assert data["exit_code"] == 1
     first, second = data["files"]
-    assert first["file"] == "P304-content-types.pipeline.yaml" and not first["valid"]
+    assert first["file"] == "P304-content-types.pipeline.yaml"
+    assert not first["valid"]
     assert {p["code"] for p in first["problems"]} == {"P304"}
     assert first["problems"][0] == {
         "file": "P304-content-types.pipeline.yaml",
@@ -149,7 +163,8 @@ def test_cli_json_format(plugin_env: dict[str, str]) -> None:
         "message": "input normalize.scans accepts xas/scan but stream 'frames' carries "
         "image/tiff (from detector.frames)",
     }
-    assert second["valid"] is True and second["warnings"] == 1
+    assert second["valid"] is True
+    assert second["warnings"] == 1
 
 
 def test_cli_catalog_failure_is_exit_2_with_p900(plugin_env, tmp_path_factory) -> None:
@@ -164,8 +179,10 @@ def test_cli_catalog_failure_is_exit_2_with_p900(plugin_env, tmp_path_factory) -
         entry_points={"raising": "raising_plugin.plugin"},
     )
     install([project.write(src)], site)
-    env = {"PYTHONPATH": f"{site}{os.pathsep}{plugin_env['PYTHONPATH']}",
-           "ASAPO_PIPELINES_STRICT": "1"}
+    env = {
+        "PYTHONPATH": f"{site}{os.pathsep}{plugin_env['PYTHONPATH']}",
+        "ASAPO_PIPELINES_STRICT": "1",
+    }
     result = run_pipeline("validate", "p65.pipeline.yaml", env=env, cwd=VALID)
     assert result.returncode == 2
     line = result.stdout.strip()

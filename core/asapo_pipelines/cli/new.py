@@ -34,8 +34,9 @@ def _placeholder(type_text: str) -> str:
     return {"int": "0", "float": "0.0", "bool": "false"}.get(type_text, '""')
 
 
-def _unit_block(instance: str, d: UnitDescriptor, inputs: dict[str, str],
-                outputs: dict[str, str]) -> list[str]:
+def _unit_block(
+    instance: str, d: UnitDescriptor, inputs: dict[str, str], outputs: dict[str, str]
+) -> list[str]:
     from asapo_pipelines.unit_docs import param_rows
 
     lines = [f"  {instance}:", f"    unit: {d.name}"]
@@ -121,8 +122,9 @@ def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str)
     "found here or above, else pipeline.schema.json generated beside the new file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def new(name: str, units: tuple[str, ...], directory: Path, schema_ref: str | None,
-        force: bool) -> None:
+def new(
+    name: str, units: tuple[str, ...], directory: Path, schema_ref: str | None, force: bool
+) -> None:
     """Write a starter pipeline file NAME.pipeline.yaml that editors complete and check.
 
     It carries the schema comments for yaml-language-server (VS Code, Neovim, Helix, ...) and

@@ -33,7 +33,13 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     """
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.cli.output import warn_broken_plugins
-    from asapo_pipelines.schema import dumps, pipeline_schema, schema_files, stale_files, unit_schema
+    from asapo_pipelines.schema import (
+        dumps,
+        pipeline_schema,
+        schema_files,
+        stale_files,
+        unit_schema,
+    )
 
     catalog = Catalog.load()
     warn_broken_plugins(catalog)

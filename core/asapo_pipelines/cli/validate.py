@@ -23,7 +23,9 @@ from asapo_pipelines.cli.output import warn_broken_plugins
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @click.option("--quiet", "-q", is_flag=True, help="Print problems only, no summary line.")
 @click.pass_context
-def validate(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool, quiet: bool) -> int:
+def validate(
+    ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool, quiet: bool
+) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
 
     Exit 0 when every file is valid (warnings allowed), 1 when a file is invalid, 2 when
@@ -42,9 +44,7 @@ def validate(ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool
         from asapo_pipelines.plugin_manager import describe_exception
 
         reason = f"the unit catalog could not be loaded: {describe_exception(exc)}"
-        reports = [
-            Report(str(f), [Problem(str(f), 1, 1, "error", "P900", reason)]) for f in files
-        ]
+        reports = [Report(str(f), [Problem(str(f), 1, 1, "error", "P900", reason)]) for f in files]
     else:
         if fmt == "text":
             warn_broken_plugins(catalog)

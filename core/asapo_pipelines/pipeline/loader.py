@@ -45,6 +45,10 @@ _KIND_NAMES = {
 }
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
+
+
 @dataclass(frozen=True)
 class Pos:
     """1-based line and column."""
@@ -166,7 +170,9 @@ class _Builder:
             try:
                 if isinstance(node, SequenceNode):
                     self.check_tag(node, f"{_TAG}seq")
-                    return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+                    return [
+                        self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)
+                    ]
                 self.check_tag(node, f"{_TAG}map")
                 return self.mapping(node, path, depth)
             finally:
@@ -204,14 +210,13 @@ class _Builder:
             mark = key_node.start_mark
             if isinstance(key_node, ScalarNode) and key_node.tag == f"{_TAG}merge":
                 # `<<: *defaults` (YAML 1.1 merge key): explicit keys win over merged ones
-                sources = (
-                    value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                )
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 for source in sources:
                     if not isinstance(source, MappingNode):
                         self.problem(
-                            source.start_mark, "P002", "a merge key (<<) needs a mapping or a "
-                            "list of mappings"
+                            source.start_mark,
+                            "P002",
+                            "a merge key (<<) needs a mapping or a list of mappings",
                         )
                         continue
                     built = self.build(source, path, depth + 1)
@@ -224,19 +229,22 @@ class _Builder:
             ):
                 kind = _KIND_NAMES.get(key_node.tag, "non-string value")
                 if kind == "null":
-                    self.problem(mark, "P004", "keys must be strings, not null; quote the key "
-                                 "if it is meant as text")
+                    self.problem(
+                        mark,
+                        "P004",
+                        "keys must be strings, not null; quote the key if it is meant as text",
+                    )
                     continue
                 shown = (
-                    f" {key_node.value}" if isinstance(key_node, ScalarNode) and key_node.value
+                    f" {key_node.value}"
+                    if isinstance(key_node, ScalarNode) and key_node.value
                     else ""
                 )
                 self.problem(
                     mark,
                     "P004",
-                    f"keys must be strings, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}{shown}; "
-                    "quote the key if it is meant "
-                    "as text",
+                    f"keys must be strings, not {_article(kind)} {kind}{shown}; quote the key if "
+                    "it is meant as text",
                 )
                 continue
             key = str(key_node.value)
@@ -295,8 +303,16 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
         ) from None
     except RecursionError:
         raise LoadFailed(
-            [Problem(name, 1, 1, "error", "P006", f"values are nested more than {MAX_DEPTH} "
-                     "levels deep")]
+            [
+                Problem(
+                    name,
+                    1,
+                    1,
+                    "error",
+                    "P006",
+                    f"values are nested more than {MAX_DEPTH} levels deep",
+                )
+            ]
         ) from None
     except (YAMLError, ValueError, UnicodeError) as exc:
         raise LoadFailed(
@@ -324,14 +340,25 @@ def read_document(path: Path) -> tuple[Document, list[Problem]]:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise LoadFailed(
-                [Problem(name, 1, 1, "error", "P001", f"the file is {size:,} bytes, more than "
-                         f"the {MAX_BYTES:,} a pipeline file may have")]
+                [
+                    Problem(
+                        name,
+                        1,
+                        1,
+                        "error",
+                        "P001",
+                        f"the file is {size:,} bytes, more than "
+                        f"the {MAX_BYTES:,} a pipeline file may have",
+                    )
+                ]
             )
         raw = path.read_bytes()
     except LoadFailed:
         raise
     except IsADirectoryError:
-        raise LoadFailed([Problem(name, 1, 1, "error", "P001", "is a directory, not a file")]) from None
+        raise LoadFailed(
+            [Problem(name, 1, 1, "error", "P001", "is a directory, not a file")]
+        ) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise LoadFailed(
@@ -343,7 +370,15 @@ def read_document(path: Path) -> tuple[Document, list[Problem]]:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise LoadFailed(
-            [Problem(name, line, column, "error", "P002", "the file is not UTF-8 text "
-                     f"(byte 0x{raw[exc.start]:02x})")]
+            [
+                Problem(
+                    name,
+                    line,
+                    column,
+                    "error",
+                    "P002",
+                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                )
+            ]
         ) from None
     return load_document(text, name)

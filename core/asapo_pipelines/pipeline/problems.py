@@ -28,8 +28,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P104": ("error", "A name (pipeline, unit instance, stream, port) is not well formed."),
     "P105": ("error", "`transport` must name exactly one of `embedded` or `asapo`."),
     "P106": ("error", "A secret (ASAP::O token) is written in the file; use token_file/token_env."),
-    "P107": ("error", "`asapo` transport needs exactly one of beamtime/beamline and one of "
-             "token_file/token_env."),
+    "P107": (
+        "error",
+        "`asapo` transport needs exactly one of beamtime/beamline and one of token_file/token_env.",
+    ),
     "P108": ("error", "The file is empty or its top level is not a mapping."),
     "P201": ("error", "Unknown unit (not in the installed catalog)."),
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
@@ -38,8 +40,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P205": ("warning", "The unit comes from a plugin that is deprecated or could not be loaded."),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
-    "P303": ("error", "An input reads a stream no unit produces and that is not declared "
-             "external."),
+    "P303": (
+        "error",
+        "An input reads a stream no unit produces and that is not declared external.",
+    ),
     "P304": ("error", "The content types of a stream's producer and consumer are incompatible."),
     "P305": ("error", "A stream has more than one producer."),
     "P306": ("error", "A required input port is not connected."),
