@@ -45,7 +45,20 @@ def _find_pipeline_file() -> Path:
     type=click.FloatRange(0.1, 60),
     help="Seconds between reads of the transport.",
 )
-def view(file: Path | None, port: int, host: str, allow_remote: bool, interval: float) -> None:
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory of the local executor (holding state.json); found by itself when the "
+    "run is beside the pipeline file or its embedded store.",
+)
+def view(
+    file: Path | None,
+    port: int,
+    host: str,
+    allow_remote: bool,
+    interval: float,
+    run_dir: Path | None,
+) -> None:
     """Serve a live web page of a running pipeline: graph, rates, streams, plots, errors.
 
     It reads the pipeline's transport (embedded store or ASAP::O) and the status its workers
@@ -70,5 +83,6 @@ def view(file: Path | None, port: int, host: str, allow_remote: bool, interval: 
         port=port,
         allow_remote=allow_remote,
         poll_interval=interval,
+        run_dir=run_dir,
         ready=ready,
     )

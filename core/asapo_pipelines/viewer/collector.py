@@ -14,6 +14,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.descriptor import PlotHint
@@ -124,9 +125,14 @@ class PlotState:
 
 
 class Collector:
-    def __init__(self, view: PipelineView, transport: Transport) -> None:
+    def __init__(
+        self, view: PipelineView, transport: Transport, *, run_dir: Path | None = None
+    ) -> None:
+        from asapo_pipelines.viewer.runstate import RunState
+
         self.view = view
         self.transport = transport
+        self.run = RunState(view, run_dir)
         self._consumers: dict[str, Any] = {}
         self.replicas: dict[tuple[str, str], ReplicaState] = {}
         self.error_seen: dict[str, int] = {}
@@ -193,6 +199,7 @@ class Collector:
 
     def _units(self, now: float, streams: list[dict[str, Any]]) -> dict[str, Any]:
         order = ["failed", "restarting", "starting", "running", "waiting", "stopped", "finished"]
+        executor = self.run.units()
         units: dict[str, Any] = {}
         for unit in self.view.units:
             states = [s for (inst, _), s in self.replicas.items() if inst == unit.instance]
@@ -200,6 +207,19 @@ class Collector:
             names = [s.state(now) for s in states] or ["waiting"]
             # a replica still running outweighs those done; among the others the worst shows
             state = min(names, key=order.index) if names else "waiting"
+            restarts = sum(s.restarts for s in states)
+            run = executor.get(unit.instance)
+            if run is not None:
+                # the executor knows what a dead worker cannot say: it waits to be restarted,
+                # or it failed for good
+                for said in ("failed", "restarting"):
+                    if said in run["states"]:
+                        state = said
+                        break
+                else:
+                    if state == "restarting" and "running" in run["states"]:
+                        state = "starting"  # restarted, its first status not yet published
+                restarts = max(restarts, run["restarts"])
 
             def total(key: str, states: list[ReplicaState] = states) -> int:
                 return int(sum(s.total(key) for s in states))
@@ -217,7 +237,7 @@ class Collector:
                 "lag_seconds": round(
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),
-                "restarts": sum(s.restarts for s in states),
+                "restarts": restarts,
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
         return units

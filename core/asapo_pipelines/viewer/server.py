@@ -116,11 +116,13 @@ def dumps(value: Any) -> str:
 class Hub:
     """The latest sections and a condition the event streams wait on."""
 
-    def __init__(self, view: PipelineView, transport: Any, poll_interval: float) -> None:
+    def __init__(
+        self, view: PipelineView, transport: Any, poll_interval: float, run_dir: Path | None = None
+    ) -> None:
         from asapo_pipelines.viewer.collector import Collector
 
         self.view = view
-        self.collector = Collector(view, transport)
+        self.collector = Collector(view, transport, run_dir=run_dir)
         self.poll_interval = poll_interval
         self.sections: dict[str, str] = {}
         self.generation = 0
@@ -191,6 +193,7 @@ def create_app(
     poll_interval: float = 1.0,
     trusted_hosts: bool = True,
     host: str = "127.0.0.1",
+    run_dir: Path | None = None,
 ) -> Any:
     """The Starlette application (tests serve it with uvicorn on 127.0.0.1)."""
     try:
@@ -205,7 +208,7 @@ def create_app(
     from asapo_pipelines.viewer.graph import render_svg
 
     plotly = plotly_js()
-    hub = Hub(view, transport, poll_interval)
+    hub = Hub(view, transport, poll_interval, run_dir)
     svg = render_svg(view)
     files = {
         "viewer.js": (STATIC / "viewer.js", "text/javascript"),
@@ -340,6 +343,7 @@ def serve(
     port: int = 8765,
     allow_remote: bool = False,
     poll_interval: float = 1.0,
+    run_dir: Path | None = None,
     ready: Any = None,
 ) -> None:
     """Serve the viewer until interrupted; `ready(url)` is called once it listens."""
@@ -350,7 +354,12 @@ def serve(
     transport = open_transport(view.transport)
     try:
         app = create_app(
-            view, transport, poll_interval=poll_interval, trusted_hosts=not allow_remote, host=host
+            view,
+            transport,
+            poll_interval=poll_interval,
+            trusted_hosts=not allow_remote,
+            host=host,
+            run_dir=run_dir,
         )
         server = make_server(app, sock)
         bound = sock.getsockname()[1]
