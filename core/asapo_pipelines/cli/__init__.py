@@ -23,12 +23,15 @@ COMMANDS: dict[str, str] = {
     "plugins": "asapo_pipelines.cli.units:plugins",
     "view": "asapo_pipelines.cli.view:view",
     "worker": "asapo_pipelines.cli.worker:worker",
-    "status": "asapo_pipelines.cli.status:status",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
     "validate": "asapo_pipelines.cli.validate:validate",
     "schema": "asapo_pipelines.cli.schema:schema",
     "new": "asapo_pipelines.cli.new:new",
     "graph": "asapo_pipelines.cli.graph:graph",
+    "run": "asapo_pipelines.cli.run:run",
+    "status": "asapo_pipelines.cli.run:status",
+    "logs": "asapo_pipelines.cli.run:logs",
+    "stop": "asapo_pipelines.cli.run:stop",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

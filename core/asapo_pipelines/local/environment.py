@@ -117,7 +117,7 @@ def _render(template: Template, environ: Mapping[str, str], where: str) -> str:
                     f"{where} reads {name} from the Nomad variable {match['path']} "
                     f"(key {match['key']}); set {name} in the environment to run it locally"
                 )
-            out.append(f"{name}={environ[name]}" + line[len(body):])
+            out.append(f"{name}={environ[name]}" + line[len(body) :])
             continue
 
         def sub(m: re.Match[str]) -> str:

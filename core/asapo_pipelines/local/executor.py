@@ -145,10 +145,12 @@ class TaskRun:
             return
         if self.sinks is None:
             self.sinks = (
-                RotatingLog(dirs.logs, spec.name, "stdout", spec.log_max_files,
-                            spec.log_max_file_size_mb),
-                RotatingLog(dirs.logs, spec.name, "stderr", spec.log_max_files,
-                            spec.log_max_file_size_mb),
+                RotatingLog(
+                    dirs.logs, spec.name, "stdout", spec.log_max_files, spec.log_max_file_size_mb
+                ),
+                RotatingLog(
+                    dirs.logs, spec.name, "stderr", spec.log_max_files, spec.log_max_file_size_mb
+                ),
             )
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -191,10 +193,20 @@ class TaskRun:
             if docker is None:
                 raise LocalRunError(f"{where} uses the docker driver and docker is not installed")
             # values travel in the environment (`--env NAME`), never on the command line
-            argv = [docker, "run", "--rm", "--init",
-                    "--name", f"{self.alloc.executor.job.id}-{self.alloc.id[:8]}-{spec.name}",
-                    "-v", f"{dirs.shared}:/alloc", "-v", f"{dirs.local(spec.name)}:/local",
-                    "-v", f"{dirs.secrets(spec.name)}:/secrets"]
+            argv = [
+                docker,
+                "run",
+                "--rm",
+                "--init",
+                "--name",
+                f"{self.alloc.executor.job.id}-{self.alloc.id[:8]}-{spec.name}",
+                "-v",
+                f"{dirs.shared}:/alloc",
+                "-v",
+                f"{dirs.local(spec.name)}:/local",
+                "-v",
+                f"{dirs.secrets(spec.name)}:/secrets",
+            ]
             names = {*spec.env, *(k for k in env if k.startswith("NOMAD_"))}
             for name in sorted(names):
                 argv += ["--env", name]
@@ -276,8 +288,9 @@ class TaskRun:
             _signal_group(self.popen.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=5)
-            self._exited(self.popen.returncode if self.popen.returncode is not None else -9,
-                         time.monotonic())
+            self._exited(
+                self.popen.returncode if self.popen.returncode is not None else -9, time.monotonic()
+            )
 
     def record(self) -> dict[str, Any]:
         return {
@@ -312,7 +325,8 @@ class Alloc:
 
     def of(self, *hooks: str | None, sidecar: bool | None = None) -> list[TaskRun]:
         return [
-            t for t in self.tasks
+            t
+            for t in self.tasks
             if t.spec.hook in hooks and (sidecar is None or t.spec.sidecar == sidecar)
         ]
 
@@ -459,7 +473,10 @@ class LocalExecutor:
         self._acquire()
         previous: dict[int, Any] = {}
         try:
-            if self.options.handle_signals and threading.current_thread() is threading.main_thread():
+            if (
+                self.options.handle_signals
+                and threading.current_thread() is threading.main_thread()
+            ):
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     previous[sig] = signal.signal(
                         sig, lambda s, _f: self.request_stop(signal.Signals(s).name)
@@ -469,8 +486,8 @@ class LocalExecutor:
             for alloc in self.allocs:
                 for task in alloc.tasks:
                     task.kill_now()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self._release()
 
     def _setup(self) -> None:
@@ -525,7 +542,8 @@ class LocalExecutor:
                 return RunResult(final[0], final[1], state)
             fingerprint = [
                 (t.state, t.restarts, t.popen.pid if t.popen else None)
-                for a in self.allocs for t in a.tasks
+                for a in self.allocs
+                for t in a.tasks
             ]
             if fingerprint != last_fp or now - last_write >= 1.0:
                 state = self._write(status, message)

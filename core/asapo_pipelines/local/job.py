@@ -187,8 +187,9 @@ def _task(raw: Any, group: str, job_type: str, where: str) -> TaskSpec:
     if lifecycle:
         hook = str(lifecycle.get("Hook") or "")
         if hook not in ("prestart", "poststart", "poststop"):
-            raise LocalRunError(f"{where}: Lifecycle.Hook {hook!r} is not prestart, poststart or "
-                                "poststop")
+            raise LocalRunError(
+                f"{where}: Lifecycle.Hook {hook!r} is not prestart, poststart or poststop"
+            )
         sidecar = bool(lifecycle.get("Sidecar", False))
     log = {**DEFAULT_LOG, **(raw.get("LogConfig") or {})}
     resources = raw.get("Resources") or {}
@@ -257,8 +258,9 @@ def read_job(payload: Mapping[str, Any]) -> JobSpec:
         raise LocalRunError(f"job ID {job_id!r} cannot name a run directory")
     job_type = str(job.get("Type") or "service")
     if job_type not in ("service", "batch"):
-        raise LocalRunError(f"job {job_id} has Type {job_type}; the local executor runs service "
-                            "and batch jobs")
+        raise LocalRunError(
+            f"job {job_id} has Type {job_type}; the local executor runs service and batch jobs"
+        )
     raw_groups = job.get("TaskGroups") or []
     if not raw_groups:
         raise LocalRunError(f"job {job_id} has no task groups to run")

@@ -72,7 +72,7 @@ class RotatingLog:
                 fh.write(part)
                 fh.flush()
                 self._size += len(part)
-                view = view[len(part):]
+                view = view[len(part) :]
 
     def _rotate(self) -> None:
         if self._file is not None:
