@@ -31,6 +31,8 @@ class NumbersParams(Params):
     delay: float = 0.0
     #: move to a new stream (scan) every this many numbers; 0: all in `default`
     scan_size: int = 0
+    #: raise after sending this many numbers (0: never)
+    fail_after: int = 0
 
 
 class TagParams(Params):
@@ -112,6 +114,8 @@ class Numbers(Source):
                 return
             if p.scan_size and i > p.start and (i - p.start) % p.scan_size == 0:
                 self.next_stream("numbers", f"scan-{(i - p.start) // p.scan_size + 1}")
+            if p.fail_after and i - p.start == p.fail_after:
+                raise OSError("detector connection lost")
             self.emit("numbers", {"n": i}, metadata={"n": i}, key=str(i))
             if p.delay:
                 self.wait(p.delay)

@@ -204,3 +204,74 @@ def test_late_and_out_of_order_messages_are_processed(tmp_path, sample_catalog):
     assert ns == list(range(1, 12))
     p.close()
     t.close()
+
+
+def test_replicas_share_the_load_and_each_message_is_processed_once(tmp_path, sample_catalog):
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, 201):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+    replicas = [
+        make(
+            store,
+            sample_catalog,
+            "test.tag",
+            "tag",
+            {"sleep": 0.005},
+            {"numbers": "numbers"},
+            {"tagged": "tagged"},
+            replica=r,
+        )
+        for r in (0, 1)
+    ]
+    runs = [start(w) for w in replicas]
+    for thread, result in runs:
+        thread.join(60)
+        assert result == {"state": "finished"}
+    ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in read_all(store, "tagged"))
+    assert ids == list(range(1, 201))
+    assert all(w.counters.processed > 0 for w in replicas)
+    assert sum(w.counters.processed for w in replicas) == 200
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("tagged", "r") as c:
+        assert c.stream_info("default").finished
+
+
+def test_a_failing_source_records_the_error_and_stops(tmp_path, sample_catalog):
+    from asapo_pipelines.worker.runtime import UnitFailed
+
+    store = tmp_path / "store"
+    source = make(
+        store,
+        sample_catalog,
+        "test.numbers",
+        "numbers",
+        {"count": 10, "fail_after": 4},
+        outputs={"numbers": "numbers"},
+    )
+    with pytest.raises(
+        UnitFailed,
+        match=r"^source numbers \(test.numbers\) failed: OSError: "
+        r"detector connection lost; the traceback is on the error stream$",
+    ):
+        source.run()
+    assert [decode(m.payload, m.metadata)["n"] for m in read_all(store, "numbers")] == [1, 2, 3, 4]
+    (record,) = [decode(m.payload, m.metadata) for m in read_all(store, "demo.errors", "numbers")]
+    assert record["hook"] == "run"
+    assert "OSError: detector connection lost" in record["traceback"]
+    # not finished: a restarted source goes on where it stopped, without sending 1..4 again
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("numbers", "r") as c:
+        assert not c.stream_info("default").finished
+    again = make(
+        store,
+        sample_catalog,
+        "test.numbers",
+        "numbers",
+        {"count": 10},
+        outputs={"numbers": "numbers"},
+    )
+    assert again.run() == "finished"
+    assert [decode(m.payload, m.metadata)["n"] for m in read_all(store, "numbers")] == list(
+        range(1, 11)
+    )
+    assert again.counters.duplicates_skipped == 4

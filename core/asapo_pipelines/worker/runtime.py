@@ -353,6 +353,13 @@ class Worker:
             try:
                 msg = port.consumer.get_next(state.name, timeout=0.0)
             except NoData:
+                if progressed and not state.ended:
+                    # the last messages may have been ours: acknowledge them and see at once
+                    # whether that drained a finished stream, instead of at the next refresh
+                    self._commit()
+                    info = port.consumer.stream_info(state.name)
+                    if self._drained(info):
+                        self._end_stream(port, state, info.next_stream)
                 break
             except StreamFinished as fin:
                 if not state.ended and self._complete(port, state):
