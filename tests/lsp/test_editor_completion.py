@@ -123,3 +123,28 @@ def test_the_committed_schema_completes_the_core_units(server, workspace):
     line, char = _cursor(text, "    unit: ")
     offered = _labels(server.completion(uri, line, char))
     assert {"core.files", "core.identity", "core.jsonl-sink"} <= offered
+
+
+def test_a_new_instance_completes_to_a_unit_snippet_that_validates(server, workspace, catalog):
+    """Completing under a new instance name offers one snippet per unit, with its required
+    params as placeholders and its defaults; filled in, the snippet is a valid unit entry."""
+    import re
+
+    from asapo_pipelines.pipeline import validate_text
+
+    body = "pipeline: demo\nunits:\n  files:\n    \n"
+    uri, text = _open(server, workspace, body)
+    line = text.count("\n", 0, text.index("  files:\n")) + 1
+    items = {i["label"]: i for i in server.completion(uri, line, 4)}
+    assert set(catalog.units) <= set(items)
+    snippet = items["core.files"]["insertText"]
+    assert "pattern: " in snippet  # a default that YAML would misread unquoted (`*`)
+    filled = re.sub(r"\$\{\d+:([^}]*)\}", r"\1", snippet)
+    entry = "\n".join("    " + line for line in filled.splitlines())
+    document = (
+        "pipeline: demo\nunits:\n  files:\n"
+        + entry
+        + "\n  sink: {unit: core.jsonl-sink, params: {path: out.jsonl}, inputs: {messages: files}}\n"
+    )
+    report = validate_text(document, catalog)
+    assert report.problems == [], report.text()

@@ -37,7 +37,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
     "P203": ("error", "A required unit parameter is missing."),
     "P204": ("error", "A unit parameter that the unit does not have."),
-    "P205": ("warning", "The unit comes from a plugin that is deprecated or could not be loaded."),
+    "P205": ("warning", "The unit is deprecated (see `pipeline show-unit` for its successor)."),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
     "P303": (
