@@ -138,6 +138,7 @@ class Collector:
         self.error_seen: dict[str, int] = {}
         self.errors: deque[dict[str, Any]] = deque(maxlen=ERRORS_KEPT)
         self.plots = self._plot_states()
+        self._infos: dict[str, list[Any]] = {}
 
     # -- readers -----------------------------------------------------------------------------
     def _exists(self, source: str) -> bool:
@@ -160,6 +161,14 @@ class Collector:
                 reader.close()
         self._consumers.clear()
 
+    def infos(self, source: str) -> list[Any]:
+        """The streams of a data source, read once per poll however many sections need them."""
+        infos = self._infos.get(source)
+        if infos is None:
+            reader = self.consumer(source)
+            infos = self._infos[source] = reader.streams() if reader is not None else []
+        return infos
+
     def _new_messages(self, source: str, stream: str, last_id: int, seen: int) -> list[Any]:
         reader = self._consumers[source]
         out = []
@@ -173,6 +182,7 @@ class Collector:
     # -- sections ----------------------------------------------------------------------------
     def poll(self) -> dict[str, Any]:
         now = time.time()
+        self._infos.clear()
         streams = self._streams()
         self._read_status()
         self._read_errors()
@@ -186,10 +196,7 @@ class Collector:
 
     def _read_status(self) -> None:
         source = status_source(self.view.name)
-        reader = self.consumer(source)
-        if reader is None:
-            return
-        for info in reader.streams():
+        for info in self.infos(source):
             instance, _, replica = info.name.rpartition(".")
             state = self.replicas.setdefault((instance, replica), ReplicaState())
             seen = max(state.seen_id, info.last_id - STATUS_HISTORY)
@@ -246,8 +253,7 @@ class Collector:
         prefix = group_name(self.view.name, "")
         rows = []
         for name in [*self.view.streams, errors_source(self.view.name)]:
-            reader = self.consumer(name)
-            infos = reader.streams() if reader is not None else []
+            infos = self.infos(name)
             lag: dict[str, int] = {}
             for info in infos:
                 for grp, n in info.group_lag.items():
@@ -271,10 +277,7 @@ class Collector:
 
     def _read_errors(self) -> None:
         source = errors_source(self.view.name)
-        reader = self.consumer(source)
-        if reader is None:
-            return
-        for info in reader.streams():
+        for info in self.infos(source):
             seen = max(self.error_seen.get(info.name, 0), info.last_id - ERRORS_KEPT)
             for msg in self._new_messages(source, info.name, info.last_id, seen):
                 try:
@@ -318,10 +321,7 @@ class Collector:
     def _read_plots(self) -> None:
         for plot in self.plots:
             for instance, source, hint in plot.hints:
-                reader = self.consumer(source)
-                if reader is None:
-                    continue
-                for info in reader.streams():
+                for info in self.infos(source):
                     key = (source, info.name)
                     # only the newest `keep` are ever shown: older ones are not read at all
                     seen = max(plot.seen.get(key, 0), info.last_id - hint.keep)
