@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from asapo_pipelines.descriptor import PlotHint, Port, UnitDescriptor
-from asapo_pipelines.transport import NoData, formats
+from asapo_pipelines.transport import NoData, StreamInfo, formats
 from asapo_pipelines.transport.embedded import EmbeddedTransport
 from asapo_pipelines.viewer.collector import Collector
 from asapo_pipelines.viewer.model import PipelineView, UnitView
@@ -179,3 +179,42 @@ def test_plot_fields_read_the_payload_then_the_metadata():
     assert get_field(msg, payload, "scan_name") == "scan 7"
     assert get_field(msg, payload, "arrays.missing") is None
     assert (get_field(msg, payload, "id"), get_field(msg, payload, "time")) == (7, 5.0)
+
+
+class CountlessTransport:
+    """The embedded store seen through only what the ASAP::O backend tells: stream lists with
+    last ids and times, no message counts, sizes or group lags (contract of `StreamInfo`)."""
+
+    def __init__(self, inner: EmbeddedTransport) -> None:
+        self.inner = inner
+
+    def data_sources(self) -> list[str]:
+        return self.inner.data_sources()
+
+    def consumer(self, source: str, group: str, **kwargs):
+        consumer = self.inner.consumer(source, group, **kwargs)
+        plain = consumer.streams
+
+        def streams():
+            return [
+                StreamInfo(i.name, i.last_id, i.finished, i.next_stream, i.created,
+                           i.last_timestamp)
+                for i in plain()
+            ]  # fmt: skip
+
+        consumer.streams = streams
+        return consumer
+
+
+def test_contract_streams_without_counts_sizes_or_lags(store):
+    with store.producer("waves") as p:
+        for i in range(3):
+            payload, meta = formats.encode({"x": [0, 1], "y": [i, i]}, "json")
+            p.send("default", payload, meta)
+    sections = Collector(view_of(store), CountlessTransport(store)).poll()
+    waves = next(s for s in sections["streams"] if s["name"] == "waves")
+    assert waves["messages"] == 3  # from the last id
+    assert waves["bytes"] is None  # unknown, not zero
+    assert waves["lag"] == {}
+    plots = {p["id"]: p for p in sections["plots"]}
+    assert len(plots["curves"]["series"][0]["items"]) == 3

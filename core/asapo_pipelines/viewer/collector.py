@@ -139,13 +139,16 @@ class Collector:
         self.errors: deque[dict[str, Any]] = deque(maxlen=ERRORS_KEPT)
         self.plots = self._plot_states()
         self._infos: dict[str, list[Any]] = {}
+        self._sources: set[str] | None = None
 
     # -- readers -----------------------------------------------------------------------------
     def _exists(self, source: str) -> bool:
-        try:
-            return source in self.transport.data_sources()
-        except NotImplementedError:  # a service cannot list its sources: just try
-            return True
+        if self._sources is None:  # listed once per poll (a request to a service)
+            try:
+                self._sources = set(self.transport.data_sources())
+            except NotImplementedError:  # a service cannot list its sources: just try
+                return True
+        return source in self._sources
 
     def consumer(self, source: str) -> Any | None:
         reader = self._consumers.get(source)
@@ -183,6 +186,7 @@ class Collector:
     def poll(self) -> dict[str, Any]:
         now = time.time()
         self._infos.clear()
+        self._sources = None
         streams = self._streams()
         self._read_status()
         self._read_errors()
@@ -266,7 +270,10 @@ class Collector:
                     "name": name,
                     "scans": len(infos),
                     "messages": sum(i.message_count or i.last_id for i in infos),
-                    "bytes": sum(i.size_bytes or 0 for i in infos),
+                    # ASAP::O does not tell sizes or group lags: None shows as unknown
+                    "bytes": None
+                    if any(i.size_bytes is None for i in infos)
+                    else sum(i.size_bytes for i in infos),
                     "finished": bool(infos) and all(i.finished for i in infos),
                     "lag": lag,
                     "last_time": max((i.last_timestamp or 0 for i in infos), default=None),

@@ -71,7 +71,7 @@ function showStreams(streams) {
     counts[s.name] = s.messages;
     const lagText = Object.entries(s.lag).map(([unit, n]) => unit + ': ' + n).join(', ');
     const row = el('tr');
-    row.append(el('td', s.name), numCell(s.scans), numCell(s.messages), numCell(fmtBytes(s.bytes)),
+    row.append(el('td', s.name), numCell(s.scans), numCell(s.messages), numCell(s.bytes === null ? '\u2013' : fmtBytes(s.bytes)),
       el('td', s.finished ? 'yes' : 'no'), el('td', lagText || '\u2013'));
     rows.push(row);
     const group = graphNodes.get('s:' + s.name);
