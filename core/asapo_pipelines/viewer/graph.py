@@ -13,8 +13,8 @@ from xml.sax.saxutils import escape, quoteattr
 from asapo_pipelines.viewer.model import PipelineView
 
 UNIT_W, UNIT_H = 210, 78
-STREAM_W, STREAM_H = 170, 40
-GAP_X, GAP_Y, MARGIN = 70, 26, 16
+STREAM_W, STREAM_H = 150, 40
+GAP_X, GAP_Y, MARGIN = 50, 26, 16
 NAME_CHARS = 26
 
 
@@ -134,8 +134,8 @@ def layout(view: PipelineView) -> tuple[dict[str, Node], list[tuple[str, str]], 
     return nodes, edges, int(x - GAP_X + MARGIN), int(height)
 
 
-def _short(text: str) -> str:
-    return text if len(text) <= NAME_CHARS else text[: NAME_CHARS - 1] + "\u2026"
+def _short(text: str, chars: int = NAME_CHARS) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "\u2026"
 
 
 def _text(x: float, y: float, text: str, cls: str, field: str | None = None) -> str:
@@ -195,7 +195,7 @@ def render_svg(view: PipelineView) -> str:
                 f'rx="{node.h / 2:.0f}"/>'
             )
             cx = node.x + node.w / 2
-            out.append(_text(cx, node.y + 17, _short(node.label), "name middle"))
+            out.append(_text(cx, node.y + 17, _short(node.label, 20), "name middle"))
             out.append(_text(cx, node.y + 32, "0 messages", "counters middle", "line1"))
         out.append("</g>")
     out.append("</svg>")

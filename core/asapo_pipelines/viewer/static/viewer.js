@@ -228,6 +228,9 @@ async function start() {
   const doc = new DOMParser().parseFromString(info.svg, 'image/svg+xml');
   const svg = document.importNode(doc.documentElement, true);
   $('#graph').replaceChildren(svg);
+  // shrink a wide graph to the page, but never below three quarters: scroll beyond that
+  const natural = Number(svg.getAttribute('width')) || 0;
+  if (natural) svg.style.minWidth = Math.round(natural * 0.75) + 'px';
   svg.querySelectorAll('[data-node]').forEach((g) => graphNodes.set(g.getAttribute('data-node'), g));
   const select = $('#stream-select');
   for (const name of info.streams) {
