@@ -78,3 +78,28 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((run_dir / "state.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ASAPO_PIPELINES_", "NOMAD_"))}
+    env["COLUMNS"] = "200"
+    env.update(extra)
+    return env
+
+
+def pipeline(*args: str, cwd: Path | None = None, timeout: float = 90, **env: str) -> Any:
+    """Run the installed `pipeline` command as a user would."""
+    import subprocess
+
+    return subprocess.run(
+        [PIPELINE, *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(**env),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )

@@ -187,7 +187,8 @@ def test_crashing_task_is_restarted_attempts_times_with_delay_then_the_job_fails
         float(x) for x in (tmp_path / "r/alloc/merge-0/alloc/data/starts").read_text().split()
     ]
     assert len(starts) == 3  # the first run and 2 restarts
-    assert all(b - a >= 0.25 for a, b in itertools.pairwise(starts))
+    # Delay 0.25 s (+ up to 25 % jitter); the margin absorbs interpreter start-up variance
+    assert all(b - a >= 0.2 for a, b in itertools.pairwise(starts))
     assert result.message == (
         "merge[0] failed for good: it exited with code 3 after 2 restarts and exceeded the 2 "
         'restart attempts allowed in 1m and the restart mode is "fail" (Attempts 2 in Interval '
@@ -231,7 +232,8 @@ def test_mode_delay_waits_for_the_next_interval_instead_of_failing(tmp_path: Pat
     ]
     assert len(starts) == 3
     # the second failure exceeded Attempts: the third start waited for the interval's end
-    assert starts[2] - starts[0] >= 1.5
+    # (with Delay 0 it would have come ~0.1 s later; the margin absorbs interpreter start-up)
+    assert starts[2] - starts[0] >= 1.2
     assert result.state["units"][0]["restarts"] == 2
 
 

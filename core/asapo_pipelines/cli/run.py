@@ -9,6 +9,7 @@ for FILE and hand over to the Nomad commands otherwise (or with `--job ID`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import json_option
-from asapo_pipelines.cli.output import print_json, warn
+from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,16 +36,15 @@ class Target:
 
 
 def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
+    """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
+    drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
     try:
         from asapo_pipelines.nomad.compile import compile_pipeline
     except ImportError:
         from asapo_pipelines.nomad import compile_job
 
         return dict(compile_job(pipeline, catalog))
-    compiled = compile_pipeline(pipeline, catalog)
-    for message in getattr(compiled, "warnings", []):
-        warn(message)
-    return dict(compiled.job)
+    return dict(compile_pipeline(pipeline, catalog).job)
 
 
 def _data_dir_of(pipeline: Any, path: Path) -> Path:
@@ -171,13 +171,15 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
     from asapo_pipelines.local.live import LiveView, status_table
 
     out = console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
     reader = status_reader(target.pipeline, target.payload) if target.pipeline else None
     with LiveView(out, reader) as view:
         options = ExecOptions(
             on_event=view.event, on_update=view.update, pipeline_file=target.pipeline_file
         )
         result = LocalExecutor(target.payload, target.run_dir, options).run()
-    out.print(status_table(result.state, view.counters))
+    out.print(status_table(result.state, view.read_counters(force=True)))
     if result.status == "failed":
         raise JobFailed(result.message)
     click.echo(result.message)
@@ -196,13 +198,25 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
     return None
 
 
-def _nomad(name: str) -> click.Command | None:
+def _command(module: str, name: str) -> click.Command | None:
+    """Another part's command when this installation has it (merged parts hand over)."""
+    import importlib
+
     try:
-        from asapo_pipelines.cli import nomad_cmds  # type: ignore[attr-defined]
-    except ImportError:
+        found = getattr(importlib.import_module(module), name, None)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
         return None
-    command = getattr(nomad_cmds, name, None)
-    return command if isinstance(command, click.Command) else None
+    return found if isinstance(found, click.Command) else None
+
+
+def _nomad(name: str) -> click.Command | None:
+    return _command("asapo_pipelines.cli.nomad_cmds", name)
+
+
+def _worker_status() -> click.Command | None:
+    return _command("asapo_pipelines.cli.status", "status")
 
 
 def _no_local_run(target_file: str | None) -> UsageError:
@@ -230,10 +244,16 @@ def status(
     """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job."""
     target = None if job else _local(file, run_dir, data_dir)
     if target is None:
+        # No local run recorded: a Nomad job when asked for one (--job, NOMAD_ADDR), else
+        # the counters the pipeline's workers published (workers started by other means).
         nomad = _nomad("status")
-        if nomad is None:
+        counters = _worker_status()
+        if nomad is not None and (job or os.environ.get("NOMAD_ADDR") or counters is None):
+            ctx.invoke(nomad, file=file, job=job, as_json=as_json)
+        elif counters is not None and file:
+            ctx.invoke(counters, pipeline_file=Path(file), as_json=as_json)
+        else:
             raise _no_local_run(file)
-        ctx.invoke(nomad, file=file, job=job, as_json=as_json)
         return
     from asapo_pipelines.local.control import run_status
 
@@ -253,6 +273,8 @@ def status(
             except Exception:  # counters are a bonus; the state file is the status
                 counters = None
     out = console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
     out.print(status_table(state, counters))
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)

@@ -22,7 +22,13 @@ from typing import Any
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, STATE_FILE, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
-from asapo_pipelines.local.state import FINAL, pid_alive, read_state, write_state
+from asapo_pipelines.local.state import (
+    FINAL,
+    pid_alive,
+    read_state,
+    wait_groups_gone,
+    write_state,
+)
 
 
 def supervisor_alive(run_dir: Path) -> bool:
@@ -138,18 +144,24 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
                     f"{timeout:g}s; see {run_dir / SUPERVISOR_LOG}"
                 )
             time.sleep(0.05)
+        # the lock goes a moment before the process: wait for it to be gone too
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
         return read_state(run_dir / STATE_FILE)
     if state.get("status") in FINAL:
         return state
     # the supervisor died without cleaning up (SIGKILL, power cut): finish its work
+    killed = []
     for unit in state.get("units", []):
         pid = unit.get("pid")
         if pid and pid_alive(pid) and _task_pid_of_run(pid, unit["alloc_id"]):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
         unit["pid"] = None
         if unit.get("state") not in ("complete", "failed"):
             unit["state"] = "stopped"
+    wait_groups_gone(killed)
     state.update(
         status="stopped",
         message="stopped after its supervisor was lost",

@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -41,7 +42,7 @@ from asapo_pipelines.local.layout import (
 )
 from asapo_pipelines.local.logs import RotatingLog, pump
 from asapo_pipelines.local.restart import RestartTracker
-from asapo_pipelines.local.state import write_state
+from asapo_pipelines.local.state import wait_groups_gone, write_state
 
 #: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}
 StatusReader = Callable[[], Mapping[str, Mapping[str, Any]]]
@@ -102,6 +103,8 @@ class TaskRun:
     started_wall: float | None = None
     tracker: RestartTracker | None = None
     pumps: list[threading.Thread] = field(default_factory=list)
+    #: every process group this task ran as, to make sure none outlives the run
+    pgids: list[int] = field(default_factory=list)
     sinks: tuple[RotatingLog, RotatingLog] | None = None
     prepared: bool = False
 
@@ -173,10 +176,11 @@ class TaskRun:
             os.close(out_w)
             os.close(err_w)
         self.pumps = [pump(out_r, self.sinks[0]), pump(err_r, self.sinks[1])]
+        self.pgids.append(self.popen.pid)
         self.state = "running"
         self.started_wall = time.time()
         if self.tracker is None:
-            policy = self.alloc.group.restart
+            policy = spec.restart or self.alloc.group.restart
             # Nomad restarts a service's main task and sidecars whatever their exit code;
             # batch tasks and non-sidecar lifecycle tasks are done when they exit 0.
             on_success = ex.job.type == "service" and (spec.is_main or spec.sidecar)
@@ -265,9 +269,10 @@ class TaskRun:
         else:
             self.state = "failed"
             plural = "" if self.restarts == 1 else "s"
+            policy = self.spec.restart or self.alloc.group.restart
             self.message = (
                 f"{self.label} failed for good: it {how} after {self.restarts} restart{plural} "
-                f"and {decision.reason} ({self.alloc.group.restart.describe()})"
+                f"and {decision.reason} ({policy.describe()})"
             )
             self.alloc.executor.event(self.message)
 
@@ -396,6 +401,12 @@ class LocalExecutor:
         self.environ: dict[str, str] = dict(
             os.environ if self.options.environ is None else self.options.environ
         )
+        # The installation running `pipeline run` is the one with the pipeline's units: its
+        # scripts (`pipeline` itself) are found even when its environment is not activated.
+        bindir = os.path.dirname(sys.executable)
+        path = self.environ.get("PATH", os.defpath)
+        if bindir and bindir not in path.split(os.pathsep):
+            self.environ["PATH"] = os.pathsep.join([bindir, path])
         self._stop_reason: str | None = None
         self._lock_fd: int | None = None
         self.allocs: list[Alloc] = []
@@ -483,9 +494,13 @@ class LocalExecutor:
                     )
             return self._run()
         finally:
+            pgids = []
             for alloc in self.allocs:
                 for task in alloc.tasks:
                     task.kill_now()
+                    pgids.extend(task.pgids)
+            # what a task started in its process group was sent SIGKILL with it: wait for it
+            wait_groups_gone(pgids)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._release()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asapo_pipelines.local.errors import LocalRunError
@@ -78,6 +78,8 @@ class TaskSpec:
     memory_mb: int
     templates: tuple[Template, ...] = ()
     artifacts: tuple[Artifact, ...] = ()
+    #: the group's RestartPolicy with the task's own `RestartPolicy` fields over it
+    restart: RestartPolicy | None = None
 
     @property
     def is_main(self) -> bool:
@@ -276,8 +278,16 @@ def read_job(payload: Mapping[str, Any]) -> JobSpec:
         count = g.get("Count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise LocalRunError(f"group {name}: Count must be a whole number >= 0")
+        group_restart = dict(g.get("RestartPolicy") or {})
         tasks = tuple(
-            _task(t, name, job_type, f"task {j} of group {name}")
+            replace(
+                _task(t, name, job_type, f"task {j} of group {name}"),
+                restart=_restart(
+                    {**group_restart, **(t.get("RestartPolicy") or {})},
+                    job_type,
+                    f"group {name}, task {t.get('Name')}",
+                ),
+            )
             for j, t in enumerate(g.get("Tasks") or [])
         )
         if not tasks:

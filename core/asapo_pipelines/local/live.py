@@ -64,7 +64,7 @@ def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> 
         "errors",
     ):
         right = column in ("pid", "restarts", "processed", "rate", "errors")
-        table.add_column(column, justify="right" if right else "left")
+        table.add_column(column, justify="right" if right else "left", no_wrap=not right)
     for unit in state.get("units", []):
         task = (
             unit["task"] if unit["lifecycle"] == "main" else f"{unit['task']} ({unit['lifecycle']})"
@@ -115,9 +115,9 @@ class LiveView:
             self._live.__exit__(None, None, None)
             self._live = None
 
-    def read_counters(self) -> Counters:
+    def read_counters(self, *, force: bool = False) -> Counters:
         now = time.monotonic()
-        if self.reader is not None and now - self._last_read >= self.interval:
+        if self.reader is not None and (force or now - self._last_read >= self.interval):
             self._last_read = now
             try:
                 self.counters = self.reader() or {}

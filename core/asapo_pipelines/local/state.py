@@ -55,3 +55,37 @@ def pid_alive(pid: int | None) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, read from /proc."""
+    members: list[int] = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return members
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields after the command: state, ppid, pgrp, ...
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def wait_groups_gone(pgids: list[int], timeout: float = 5.0) -> bool:
+    """Wait until every process of the groups has exited (signals are delivered
+    asynchronously); True when they have."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(group_members(g) for g in pgids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
