@@ -46,6 +46,7 @@ def _emb_producer(path: str, size: int, count: int, batch: int, go: Any, out: An
 
     payload = os.urandom(size)
     with EmbeddedTransport(path).producer("bench") as producer:
+        out.put(("ready",))
         go.wait()
         if batch > 1:
             for start in range(0, count, batch):
@@ -66,6 +67,7 @@ def _emb_consumer(path: str, count: int, batch: int, go: Any, out: Any) -> None:
     consumer = transport.consumer("bench", "g", prefetch=max(1, batch))
     got = 0
     pending: list[int] = []
+    out.put(("ready",))
     go.wait()
     while True:
         try:
@@ -101,7 +103,8 @@ def run_embedded(size: int, count: int, batch: int) -> dict[str, float]:
 
         EmbeddedTransport(path)  # create the store before timing
         return _two_processes(
-            (_emb_producer, (path, size, count, batch)), (_emb_consumer, (path, count, batch)),
+            (_emb_producer, (path, size, count, batch)),
+            (_emb_consumer, (path, count, batch)),
             size,
             count,
         )
@@ -118,6 +121,7 @@ def _zmq_producer(addr: str, size: int, count: int, go: Any, out: Any) -> None:
     sock.setsockopt(zmq.SNDHWM, 1000)
     sock.bind(addr)
     payload = os.urandom(size)
+    out.put(("ready",))
     go.wait()
     for _ in range(count):
         sock.send(payload, copy=size < 65536)
@@ -135,6 +139,7 @@ def _zmq_consumer(addr: str, count: int, go: Any, out: Any) -> None:
     sock.setsockopt(zmq.RCVHWM, 1000)
     sock.connect(addr)
     got = 0
+    out.put(("ready",))
     go.wait()
     while True:
         frame = sock.recv(copy=False)
@@ -181,7 +186,9 @@ def _two_processes(prod: tuple, cons: tuple, size: int, count: int) -> dict[str,
     ]
     for p in procs:
         p.start()
-    time.sleep(1.0)  # both processes imported and connected
+    for _ in procs:
+        out.get(timeout=600)  # each process is set up
+    time.sleep(0.1)  # let the zmq consumer's connect complete
     start = time.time()
     go.set()
     results = {}

@@ -144,7 +144,8 @@ def test_a_new_instance_completes_to_a_unit_snippet_that_validates(server, works
     document = (
         "pipeline: demo\nunits:\n  files:\n"
         + entry
-        + "\n  sink: {unit: core.jsonl-sink, params: {path: out.jsonl}, inputs: {messages: files}}\n"
+        + "\n  sink: {unit: core.jsonl-sink, params: {path: out.jsonl},"
+        + " inputs: {messages: files}}\n"
     )
     report = validate_text(document, catalog)
     assert report.problems == [], report.text()

@@ -57,7 +57,8 @@ def main(mode: str, request_timeout: float) -> None:
             outcome = "ok"
         except TransportError as exc:
             value, outcome = None, type(exc).__name__
-            assert "SCENARIO-SECRET" not in str(exc)
+            if "SCENARIO-SECRET" in str(exc):
+                outcome = "token leaked in the error message"
         calls[name] = {"outcome": outcome, "seconds": time.monotonic() - start, "wait": wait}
         return value
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import (
     EndOfStream,
@@ -18,8 +17,6 @@ from asapo_pipelines.transport import (
     StreamFinished,
     TransportError,
 )
-
-
 
 
 def _drain(consumer, stream: str, *, timeout: float, ack: bool = True) -> list:
@@ -59,9 +56,11 @@ def test_contract_send_and_receive_payload_and_metadata(backend) -> None:
 
 def test_contract_no_data_yet(backend) -> None:
     stream = backend.stream()
-    with backend.transport.consumer(backend.source, backend.group()) as consumer:
-        with pytest.raises(NoData) as info:
-            consumer.get_next(stream, timeout=0.2)
+    with (
+        backend.transport.consumer(backend.source, backend.group()) as consumer,
+        pytest.raises(NoData) as info,
+    ):
+        consumer.get_next(stream, timeout=0.2)
     assert isinstance(info.value, TransportError)
     assert isinstance(info.value, PipelinesError)
     assert stream in str(info.value)
@@ -274,6 +273,7 @@ def test_contract_arrays_travel_as_seedee(backend) -> None:
     assert len(got) == 3
     for array, msg in zip(arrays, got, strict=True):
         out = msg.decode()
-        assert out.dtype == array.dtype and out.shape == array.shape
+        assert out.dtype == array.dtype
+        assert out.shape == array.shape
         assert out.tobytes() == array.tobytes()
         assert msg.metadata["what"] == "frame"

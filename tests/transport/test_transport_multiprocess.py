@@ -11,7 +11,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from asapo_pipelines.transport.embedded import EmbeddedTransport
 
 WORKER = str(Path(__file__).with_name("mp_worker.py"))

@@ -42,6 +42,10 @@ class TagParams(Params):
     sleep: float = 0.0
 
 
+class TotalParams(Params):
+    fail_at_end: bool = False
+
+
 class StartParams(Params):
     calibration: str
 
@@ -78,6 +82,7 @@ TOTAL = describe(
     runtime=f"{__name__}:Total",
     inputs=[inp("numbers", "test/number")],
     outputs=[out("totals", "test/total")],
+    params=TotalParams,
 )
 NEEDS_FILE = describe(
     "test.needs-file",
@@ -95,6 +100,14 @@ BROKEN = describe(
     runtime="no_such_module_anywhere.runtime:Missing",
     inputs=[inp("numbers")],
     outputs=[out("tagged")],
+)
+DOUBLE = describe(
+    "test.double",
+    kind="processor",
+    summary="Doubles each array.",
+    runtime=f"{__name__}:Double",
+    inputs=[inp("frames", "image/frame", format="seedee")],
+    outputs=[out("doubled", "image/frame", format="seedee")],
 )
 ADVISOR = describe(
     "test.advisor",
@@ -154,6 +167,8 @@ class Total(Processor):
         self.sums[message.stream] = self.sums.get(message.stream, 0) + message.value["n"]
 
     def on_stream_end(self, stream: Stream) -> None:
+        if self.params.fail_at_end:
+            raise RuntimeError(f"cannot total {stream.name}")
         self.emit("totals", {"scan": stream.name, "total": self.sums.pop(stream.name, 0)})
 
 
@@ -166,6 +181,11 @@ class NeedsFile(Processor):
 
     def process(self, message: Message) -> Any:
         return message.value
+
+
+class Double(Processor):
+    def process(self, message: Message) -> Any:
+        return message.value * 2
 
 
 class Advisor(Agent):
@@ -195,5 +215,5 @@ class Advisor(Agent):
 
 @hookimpl
 def register_units(register: Any) -> None:
-    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, ADVISOR):
+    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, DOUBLE, ADVISOR):
         register(descriptor)

@@ -267,3 +267,15 @@ def test_descriptor_built_with_describe_lists_ports_without_importing_runtime():
     )
     assert [p.name for p in d.inputs] == ["values"]
     assert d.output("scaled").format == "seedee"
+
+
+def test_array_ports_use_seedee(run_unit, sample_catalog):
+    np = pytest.importorskip("numpy")
+    frame = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    result = run_unit("test.double", [frame], catalog=sample_catalog)
+    (out,) = result.outputs
+    assert out.metadata["format"] == "seedee"
+    doubled = out.value
+    assert doubled.dtype == np.uint16
+    assert doubled.shape == (3, 4)
+    assert (doubled == frame * 2).all()

@@ -275,3 +275,41 @@ def test_a_failing_source_records_the_error_and_stops(tmp_path, sample_catalog):
         range(1, 11)
     )
     assert again.counters.duplicates_skipped == 4
+
+
+@pytest.mark.parametrize("fail_at_end", [False, True])
+def test_per_scan_results_and_stream_hook_errors(tmp_path, sample_catalog, fail_at_end):
+    store = tmp_path / "store"
+    source = make(
+        store,
+        sample_catalog,
+        "test.numbers",
+        "numbers",
+        {"count": 9, "scan_size": 3},
+        outputs={"numbers": "numbers"},
+    )
+    assert source.run() == "finished"
+    total = make(
+        store,
+        sample_catalog,
+        "test.total",
+        "total",
+        {"fail_at_end": fail_at_end},
+        {"numbers": "numbers"},
+        {"totals": "totals"},
+    )
+    assert total.run() == "finished"
+    streams = ["default", "scan-2", "scan-3"]
+    if fail_at_end:
+        errors = [decode(m.payload, m.metadata) for m in read_all(store, "demo.errors", "total")]
+        assert [(e["hook"], e["error"]) for e in errors] == [
+            ("on_stream_end", f"cannot total {s}") for s in streams
+        ]
+        assert total.counters.errors == 3
+    else:
+        got = [decode(m.payload, m.metadata) for s in streams for m in read_all(store, "totals", s)]
+        assert got == [
+            {"scan": "default", "total": 6},
+            {"scan": "scan-2", "total": 15},
+            {"scan": "scan-3", "total": 24},
+        ]

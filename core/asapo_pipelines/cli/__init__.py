@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "view": "asapo_pipelines.cli.view:view",
     "worker": "asapo_pipelines.cli.worker:worker",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
+    "streams": "asapo_pipelines.cli.streams:streams",
+    "prune": "asapo_pipelines.cli.streams:prune",
     "validate": "asapo_pipelines.cli.validate:validate",
     "schema": "asapo_pipelines.cli.schema:schema",
     "new": "asapo_pipelines.cli.new:new",

@@ -427,7 +427,7 @@ class Pipeline(_Section):
     _none_to_empty = field_validator("streams", mode="before")(
         classmethod(lambda cls, v: _none_is_empty(v))
     )
-    _none_to_default = field_validator("transport", "deploy", mode="before")(
+    _none_to_default = field_validator("deploy", mode="before")(
         classmethod(lambda cls, v: {} if v is None else v)
     )
 

@@ -15,6 +15,7 @@ hide the problems of the others.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -155,7 +156,8 @@ def _problems_from(
             found.append(make(file, doc.locate(path, key=not loc or is_key), kind, err["msg"]))
             continue
         code = codes["value"]
-        message = err["msg"]
+        # pydantic names its classes ("a valid dictionary or instance of Retry"): not the user's
+        message = re.sub(r" or instance of \w+", "", err["msg"])
         message = message[0].lower() + message[1:]
         if loc and loc[-1] == "driver" and kind == "literal_error":
             code = "P401"

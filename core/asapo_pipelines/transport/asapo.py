@@ -131,7 +131,9 @@ def _unblock_all() -> None:
     for endpoint in _ENDPOINTS:
         host, _, port = endpoint.rpartition(":")
         with contextlib.suppress(OSError, ValueError):
-            for info in socket.getaddrinfo(host or "localhost", int(port), proto=socket.IPPROTO_TCP):
+            for info in socket.getaddrinfo(
+                host or "localhost", int(port), proto=socket.IPPROTO_TCP
+            ):
                 addresses.add((str(info[4][0]), int(info[4][1])))
     fd_dir = "/proc/self/fd"
     if not addresses or not os.path.isdir(fd_dir):
@@ -179,8 +181,12 @@ def _map_error(exc: BaseException, what: str, endpoint: str) -> TransportError:
         return EndOfStream(f"{what}: no such message yet ({text})")
     if name == "AsapoNoDataError":
         return NoData(f"{what}: no data ({text})")
-    if name in ("AsapoUnavailableServiceError", "AsapoTimeOutError", "AsapoRequestsPoolIsFull",
-                "AsapoInterruptedTransactionError"):
+    if name in (
+        "AsapoUnavailableServiceError",
+        "AsapoTimeOutError",
+        "AsapoRequestsPoolIsFull",
+        "AsapoInterruptedTransactionError",
+    ):
         return Unavailable(f"ASAP::O at {endpoint} is unavailable for {what}: {text}")
     if name in ("AsapoWrongInputError", "AsapoUnsupportedClientError"):
         return TransportConfigError(f"ASAP::O refused {what}: {text}")
@@ -236,7 +242,9 @@ class AsapoProducer(Producer):
         except TransportError:
             raise
         except Exception as exc:
-            raise _map_error(exc, f"creating a producer for {data_source!r}", self._s.endpoint)
+            raise _map_error(
+                exc, f"creating a producer for {data_source!r}", self._s.endpoint
+            ) from None
 
     @property
     def unconfirmed(self) -> list[tuple[str, int | str]]:

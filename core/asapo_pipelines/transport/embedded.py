@@ -211,7 +211,9 @@ class _SourceDB:
         # Writers queue on an flock before BEGIN IMMEDIATE: the kernel wakes the next writer the
         # moment the lock is released, where SQLite's busy handler would sleep for milliseconds.
         # The lock goes away with its process, so a kill -9 never leaves it held.
-        self.lock_fd = os.open(self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self.lock_fd = os.open(
+            self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
         self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -314,8 +316,9 @@ class EmbeddedProducer(Producer):
         offset = seg.offset
         end = offset + len(view)
         if end > seg.allocated:
-            # reserve blocks ahead in big steps; readers never look past recorded payloads
-            step = max(SEGMENT_STEP, len(view))
+            # reserve blocks ahead, doubling up to SEGMENT_STEP so small streams stay small;
+            # readers never look past the payloads the index records
+            step = max(len(view), min(SEGMENT_STEP, max(1 << 20, seg.allocated)))
             with contextlib.suppress(OSError):
                 os.posix_fallocate(seg.fd, seg.allocated, step)
             seg.allocated += step
@@ -362,6 +365,8 @@ class EmbeddedProducer(Producer):
         if self._closed:
             raise TransportError(f"producer of data source {self.data_source!r} is closed")
         check_stream(stream)
+        if not items:
+            return []
         if explicit_id is not None and (not isinstance(explicit_id, int) or explicit_id < 1):
             raise TransportConfigError(f"message ids start at 1, got {explicit_id!r}")
         for _attempt in range(3):
@@ -381,9 +386,7 @@ class EmbeddedProducer(Producer):
                     rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
             now = time.time()
             with self._src.write() as db:
-                alive = db.execute(
-                    "SELECT last_id FROM streams WHERE sid=?", (sid,)
-                ).fetchone()
+                alive = db.execute("SELECT last_id FROM streams WHERE sid=?", (sid,)).fetchone()
                 if alive is None:
                     # the stream was dropped (retention) since we cached its id: start over
                     self._src.forget(stream)
@@ -391,6 +394,15 @@ class EmbeddedProducer(Producer):
                     continue
                 next_id = int(alive[0]) + 1
                 ids: list[int] = []
+                if explicit_id is None:
+                    # automatic ids follow the largest id under the write lock: no conflicts
+                    ids = list(range(next_id, next_id + len(rows)))
+                    db.executemany(
+                        "INSERT INTO messages(sid, id, ts, size, meta, inline, seg, off) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(sid, mid, now, *row) for mid, row in zip(ids, rows, strict=True)],
+                    )
+                    rows = []
                 for size, meta_text, inline, seg_id, off in rows:
                     mid = explicit_id if explicit_id is not None else next_id
                     try:
@@ -547,7 +559,7 @@ class EmbeddedConsumer(Consumer):
     def _message(self, stream: str, row: tuple, count: int) -> Message:
         mid, ts, size, meta, inline, seg, off = row
         try:
-            metadata = json.loads(meta)
+            metadata = {} if meta == "{}" else json.loads(meta)
         except ValueError:
             raise CorruptPayload(self._where(stream, mid) + " has unreadable metadata") from None
         return Message(
@@ -652,7 +664,6 @@ class EmbeddedConsumer(Consumer):
         pause = 0.0005
         buffer = self._buffer.setdefault(stream, deque())
         while True:
-            self._waker.drain()
             while buffer:
                 due, msg, lazy = buffer.popleft()
                 # a prefetched message whose lease ran out may be with another consumer now
@@ -660,6 +671,7 @@ class EmbeddedConsumer(Consumer):
                     if lazy is not None:
                         msg.payload = lazy.load()
                     return msg
+            self._waker.drain()
             idle = self._idle.get(stream)
             if idle is None or idle[0] != self._data_version() or time.time() >= idle[1]:
                 claimed = self._claim(stream)
@@ -712,18 +724,26 @@ class EmbeddedConsumer(Consumer):
                     f"cannot acknowledge message {ids[0]}: stream {stream!r} does not exist "
                     f"in data source {self.data_source!r}"
                 )
-            for mid in ids:
-                gone = db.execute(
-                    "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid)
-                ).rowcount
-                if not gone and db.execute(
-                    "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
-                ).fetchone() is None:
-                    raise MissingId(f"cannot acknowledge {self._where(stream, mid)}: no such id")
-                db.execute(
-                    "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
-                    (grp, sid, mid, now),
-                )
+            gone = db.executemany(
+                "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?",
+                [(grp, sid, mid) for mid in ids],
+            ).rowcount
+            if gone != len(set(ids)):
+                # some were not in flight: fine if they exist (acked before, or never taken)
+                for mid in ids:
+                    if (
+                        db.execute(
+                            "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
+                        ).fetchone()
+                        is None
+                    ):
+                        raise MissingId(
+                            f"cannot acknowledge {self._where(stream, mid)}: no such id"
+                        )
+            db.executemany(
+                "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
+                [(grp, sid, mid, now) for mid in ids],
+            )
 
     def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
         self._check_open()
@@ -775,8 +795,7 @@ class EmbeddedConsumer(Consumer):
                         f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, id)
                     ).fetchone()
                     state = self._src.db.execute(
-                        "SELECT last_id, finished, finish_id, next_stream FROM streams "
-                        "WHERE sid=?",
+                        "SELECT last_id, finished, finish_id, next_stream FROM streams WHERE sid=?",
                         (sid,),
                     ).fetchone()
             if row is not None:
@@ -938,7 +957,9 @@ class EmbeddedTransport(Transport):
                 tmp.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}))
                 os.replace(tmp, marker)
             except OSError as exc:
-                raise TransportConfigError(f"cannot create the store at {self.root}: {exc}") from None
+                raise TransportConfigError(
+                    f"cannot create the store at {self.root}: {exc}"
+                ) from None
         else:
             try:
                 info = json.loads(marker.read_text())

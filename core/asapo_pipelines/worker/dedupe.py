@@ -26,27 +26,47 @@ def provenance_key(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def written_keys(consumer: Any, stream: str, since: float | None = None) -> set[str]:
-    """Provenance keys in `stream`, scanning back to messages written before `since`."""
-    try:
-        last = consumer.get_last(stream)
-    except (EndOfStream, StreamFinished):
-        return set()
-    keys: set[str] = set()
-    msg_id = last.id
-    while msg_id >= 1:
+class KeyIndex:
+    """The keys of one output stream, read incrementally: after a crash many inputs come back
+    at once, and each check reads only what the previous checks have not read yet."""
+
+    def __init__(self, consumer: Any, stream: str) -> None:
+        self.consumer = consumer
+        self.stream = stream
+        self.keys: set[str] = set()
+        self.top = 0  # highest id read
+        self.bottom = 0  # lowest id read (0: nothing read yet)
+        self.reached = float("inf")  # timestamp of the oldest message read
+
+    def _read(self, msg_id: int) -> float | None:
         try:
-            msg = consumer.get_by_id(stream, msg_id)
+            msg = self.consumer.get_by_id(self.stream, msg_id)
         except (MissingId, EndOfStream, StreamFinished):
-            msg_id -= 1
-            continue
+            return None
         key = provenance_key(msg.metadata)
         if key is not None:
-            keys.add(key)
-        if since is not None and msg.timestamp < since - CLOCK_SLACK_SECONDS:
-            break
-        msg_id -= 1
-    return keys
+            self.keys.add(key)
+        return float(msg.timestamp)
+
+    def contains(self, key: str, since: float | None) -> bool:
+        """Whether `key` was written, looking back to messages written before `since`."""
+        try:
+            last = self.consumer.get_last(self.stream).id
+        except (EndOfStream, StreamFinished):
+            return False
+        if self.top == 0:
+            self.top, self.bottom = last, last + 1  # first look: read back from the end
+        else:
+            for msg_id in range(last, self.top, -1):  # written since the last look
+                self._read(msg_id)
+            self.top = max(self.top, last)
+        limit = None if since is None else since - CLOCK_SLACK_SECONDS
+        while self.bottom > 1 and (limit is None or self.reached >= limit):
+            self.bottom -= 1
+            ts = self._read(self.bottom)
+            if ts is not None:
+                self.reached = min(self.reached, ts)
+        return key in self.keys
 
 
 def source_keys(consumer: Any, unit_label: str) -> set[str]:

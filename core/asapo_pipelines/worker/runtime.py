@@ -28,7 +28,7 @@ from asapo_pipelines.transport import (
     TransportError,
     formats,
 )
-from asapo_pipelines.worker.dedupe import source_keys, written_keys
+from asapo_pipelines.worker.dedupe import KeyIndex, source_keys
 from asapo_pipelines.worker.naming import (
     FIRST_STREAM,
     data_source_for,
@@ -142,6 +142,7 @@ class Worker:
         self.unacked: dict[tuple[str, str], list[int]] = {}
         self.unacked_count = 0
         self.unacked_since = 0.0
+        self.key_indexes: dict[tuple[str | None, str], KeyIndex] = {}
 
     # -- set-up --------------------------------------------------------------------------------
     def _check_wiring(self) -> None:
@@ -409,6 +410,7 @@ class Worker:
                 self.runner.stream_start(Stream(port.name, port.data_source, state.name)),
                 None,
                 check=True,
+                marker=f"start:{port.data_source}/{state.name}",
             )
         outcome = self.runner.handle(msg)
         self._apply(outcome, msg, check=msg.delivery_count > 1)
@@ -443,18 +445,15 @@ class Worker:
     def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
         port.consumer.acknowledge_many(stream, ids)
 
-    def _apply(self, outcome: Outcome, msg: Message | None, *, check: bool) -> None:
+    def _apply(
+        self, outcome: Outcome, msg: Message | None, *, check: bool, marker: str = ""
+    ) -> None:
         """Send an outcome's outputs (skipping those already written) or its error record."""
         if outcome.error is not None:
-            where = (
-                f"{msg.data_source}/{msg.stream}/{msg.id}"
-                if msg is not None
-                else f"{outcome.error['hook']}"
-            )
+            where = f"{msg.data_source}/{msg.stream}/{msg.id}" if msg is not None else marker
             key = f"{self.label}|error|{where}"
-            if check and key in written_keys(
-                self.errors_reader, self.instance, msg.timestamp if msg else None
-            ):
+            errors = self._index(None, self.instance)
+            if check and errors.contains(key, msg.timestamp if msg else None):
                 self.counters.duplicates_skipped += 1
             else:
                 self._send_error(outcome.error, key=key, msg=msg)
@@ -462,20 +461,23 @@ class Worker:
             return
         if not outcome.outputs:
             return
-        known: dict[tuple[str, str], set[str]] = {}
         for out in outcome.outputs:
             if check and out.key is not None:
-                target = (out.port, out.stream)
-                if target not in known:
-                    known[target] = written_keys(
-                        self.output_readers[out.port], out.stream, msg.timestamp if msg else None
-                    )
-                if out.key in known[target]:
+                index = self._index(out.port, out.stream)
+                if index.contains(out.key, msg.timestamp if msg else None):
                     self.counters.duplicates_skipped += 1
                     continue
             self.producers[out.port].send(out.stream, out.payload, out.metadata)
             self.written_outputs.add((out.port, out.stream))
             self.counters.outputs += 1
+
+    def _index(self, port: str | None, stream: str) -> KeyIndex:
+        """The key index of an output stream (port None: the error stream)."""
+        index = self.key_indexes.get((port, stream))
+        if index is None:
+            reader = self.errors_reader if port is None else self.output_readers[port]
+            index = self.key_indexes[(port, stream)] = KeyIndex(reader, stream)
+        return index
 
     def _send_error(self, record: dict[str, Any], *, key: str, msg: Message | None = None) -> None:
         payload, meta = formats.encode(record, "json")
@@ -505,8 +507,18 @@ class Worker:
         stream = Stream(port.name, port.data_source, state.name, next_stream)
         if not state.started:
             state.started = True
-            self._apply(self.runner.stream_start(stream), None, check=True)
-        self._apply(self.runner.stream_end(stream), None, check=True)
+            self._apply(
+                self.runner.stream_start(stream),
+                None,
+                check=True,
+                marker=f"start:{port.data_source}/{state.name}",
+            )
+        self._apply(
+            self.runner.stream_end(stream),
+            None,
+            check=True,
+            marker=f"end:{port.data_source}/{state.name}",
+        )
         self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
