@@ -97,3 +97,27 @@ def test_prune_drops_old_streams(store: Path) -> None:
     assert report["freed_bytes"] >= 250_000
     listing = json.loads(run("streams", str(store), "--json").stdout)
     assert listing["data_sources"][0]["streams"] == []
+
+
+def test_streams_of_an_unreachable_asapo_is_one_sentence(tmp_path: Path) -> None:
+    pytest.importorskip("asapo_consumer", reason="the asapo extra is not installed")
+    pipeline = tmp_path / "facility.pipeline.yaml"
+    pipeline.write_text(
+        "pipeline: facility\n"
+        "transport: {asapo: {endpoint: '127.0.0.1:9', beamtime: b1, token_env: CLI_TOKEN,"
+        " request_timeout: 1}}\n"
+    )
+    proc = run("streams", str(pipeline))
+    assert proc.returncode == 1
+    assert "no ASAP::O token: set the environment variable CLI_TOKEN" in proc.stderr
+    os.environ["CLI_TOKEN"] = "CLI-SECRET"
+    try:
+        proc = run("streams", str(pipeline))
+    finally:
+        del os.environ["CLI_TOKEN"]
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "ASAP::O at 127.0.0.1:9 is unavailable" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert "CLI-SECRET" not in proc.stdout + proc.stderr
