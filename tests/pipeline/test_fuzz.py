@@ -153,7 +153,7 @@ def structural(draw: st.DrawFn) -> str:
         kind = draw(st.sampled_from(["wrong", "missing", "unknown"]))
         if kind == "wrong":
             path, values = draw(st.sampled_from(WRONG))
-            _set(data, path, draw(values))
+            _set(data, path, copy.deepcopy(draw(values)))  # sampled values are shared objects
         elif kind == "missing":
             path = draw(st.sampled_from(REQUIRED))
             with contextlib.suppress(KeyError, TypeError):
@@ -297,3 +297,43 @@ def test_at_least_a_thousand_malformed_files_were_checked() -> None:
 
         pytest.skip("the generated-file tests did not run in this session")
     assert CHECKED["files"] >= 1000
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+ANY_PATH = [
+    ("pipeline",),
+    ("description",),
+    ("transport",),
+    ("transport", "embedded"),
+    ("streams",),
+    ("streams", "outside"),
+    ("units", "files"),
+    ("units", "files", "params"),
+    ("units", "files", "outputs"),
+    ("units", "copy", "inputs"),
+    ("units", "copy", "resources"),
+    ("units", "copy", "retry"),
+    ("units", "sink", "params", "path"),
+    ("deploy",),
+    ("deploy", "nomad"),
+    ("deploy", "nomad", "python"),
+]
+
+
+@settings(FUZZ, max_examples=300)
+@given(st.sampled_from(ANY_PATH), JSONISH)
+def test_any_value_anywhere_never_crashes(path: tuple[str, ...], value: Any) -> None:
+    """Arbitrary data in any place: valid or not, the answer is a report, never a crash."""
+    data = copy.deepcopy(BASE)
+    _set(data, path, value)
+    code, output = _validate(_dump(data), _TMP)
+    assert code in (0, 1), output
+    assert "Traceback" not in output, output
+    if code == 1:
+        assert LOCATED.search(output), output

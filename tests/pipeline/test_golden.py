@@ -190,3 +190,11 @@ def test_cli_catalog_failure_is_exit_2_with_p900(plugin_env, tmp_path_factory) -
     assert line.startswith("p65.pipeline.yaml:1:1: error P900 the unit catalog could not be loaded")
     assert "raising" in line
     assert "Traceback" not in result.stderr
+
+
+def test_cli_reads_standard_input(plugin_env: dict[str, str]) -> None:
+    text = (BROKEN / "P201-unknown-unit.pipeline.yaml").read_text()
+    result = run_pipeline("validate", "-", env=plugin_env, input=text)
+    assert result.returncode == 1
+    expected = _expected_path("P201-unknown-unit.pipeline.yaml").read_text()
+    assert result.stdout == expected.replace("P201-unknown-unit.pipeline.yaml", "<stdin>")

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from asapo_pipelines.cli.output import warn_broken_plugins
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.problems import Report
+
+
+def _validate_one(path: Path, catalog: Catalog) -> Report:
+    """A file, or standard input when the path is `-` (for editors and pre-commit hooks)."""
+    from asapo_pipelines.pipeline.validate import validate_file, validate_text
+
+    if str(path) == "-":
+        return validate_text(sys.stdin.read(), catalog, "<stdin>")
+    return validate_file(path, catalog)
 
 
 @click.command("validate")
@@ -28,12 +43,13 @@ def validate(
 ) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
 
+    FILES may be `-` to read one file from standard input.
+
     Exit 0 when every file is valid (warnings allowed), 1 when a file is invalid, 2 when
     validation could not run (unreadable file, no unit catalog). The problem codes are listed in
     docs/pipeline-files.md.
     """
     from asapo_pipelines.pipeline.problems import Problem, Report
-    from asapo_pipelines.pipeline.validate import validate_file
 
     reports: list[Report]
     try:
@@ -48,7 +64,7 @@ def validate(
     else:
         if fmt == "text":
             warn_broken_plugins(catalog)
-        reports = [validate_file(f, catalog) for f in files]
+        reports = [_validate_one(f, catalog) for f in files]
 
     def code_of(report: Report) -> int:
         code = report.exit_code
