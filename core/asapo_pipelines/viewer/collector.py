@@ -346,7 +346,10 @@ class Collector:
         traces = plot.traces.setdefault(trace_key, deque(maxlen=hint.keep))
         y = _plain(get_field(msg, value, hint.y))
         label = get_field(msg, value, hint.label) if hint.label else None
-        name = str(label) if label is not None else f"{instance} {msg.stream}#{msg.id}"
+        if label is None:
+            name = f"{instance} {msg.stream}#{msg.id}"
+        else:  # a number alone says little: "n_merged 3"
+            name = label if isinstance(label, str) else f"{hint.label.rsplit('.', 1)[-1]} {label}"
         if hint.kind == "xy":
             x = _plain(get_field(msg, value, hint.x)) if hint.x else None
             if not isinstance(y, list):

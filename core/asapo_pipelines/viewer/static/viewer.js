@@ -132,6 +132,8 @@ function tracesFor(plot) {
         traces.push({
           type: 'scatter', mode: 'lines', x: item.x, y: item.y, name: plotText(item.name),
           line: { width: last ? 3 : (newest ? 1.6 : 1) }, opacity: last || newest ? 1 : 0.55,
+          // the legend names the newest line of each unit; hovering names the others
+          showlegend: last || newest,
         });
       });
     } else if (series.kind === 'scalar') {
