@@ -302,3 +302,20 @@ def test_live_table_on_a_terminal(tmp_path: Path) -> None:
     assert "running" in text
     assert "ticker[1]" in text
     assert "job live completed: every task exited 0" in text
+
+
+def test_unreadable_jobs_are_one_sentence(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    done = pipeline("run", str(broken))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"error: cannot read the compiled job {broken}: ")
+    unsafe = write_job(tmp_path / "unsafe.json", {"Job": {"ID": "../../etc"}})
+    done = pipeline("run", str(unsafe))
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        f'error: {unsafe} is not a compiled Nomad job ({{"Job": {{"ID": ...}}}})'
+    )
+    done = pipeline("run", str(tmp_path / "missing.json"))
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: no such file: {tmp_path / 'missing.json'}"

@@ -394,3 +394,105 @@ def test_nomad_variable_secrets_come_from_the_environment_and_stay_out_of_the_st
     secret_file = alloc / "u" / "secrets" / "pipeline.env"
     assert secret_file.stat().st_mode & 0o777 == 0o600
     assert "s3cr3t-value" not in (tmp_path / "r" / "state.json").read_text()
+
+
+def test_artifacts_are_fetched_and_checked_against_their_checksum(tmp_path: Path) -> None:
+    import hashlib
+
+    wheel = tmp_path / "acme-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    code = "import os; print(sorted(os.listdir(os.path.join(os.environ['NOMAD_TASK_DIR'], 'w'))))"
+
+    def artifact_job(checksum: str) -> dict[str, Any]:
+        fetched = task(
+            "u",
+            code,
+            Artifacts=[
+                {
+                    "GetterSource": str(wheel),
+                    "GetterOptions": {"checksum": f"sha256:{checksum}"},
+                    "GetterMode": "file",
+                    "RelativeDest": f"local/w/{wheel.name}",
+                }
+            ],
+        )
+        return job("art", group("u", fetched, Attempts=0))
+
+    good = run(artifact_job(digest), tmp_path / "good")
+    assert good.status == "complete", good.message
+    logs = tmp_path / "good" / "alloc" / "u-0" / "alloc" / "logs"
+    assert (logs / "u.stdout.0").read_text() == f"['{wheel.name}']\n"
+    bad = run(artifact_job("0" * 64), tmp_path / "bad")
+    assert bad.status == "failed"
+    assert bad.message == (
+        f"task u of group u: artifact {wheel} has sha256 {digest}, not {'0' * 64}"
+    )
+    assert not (tmp_path / "bad" / "alloc" / "u-0" / "u" / "local" / "w" / wheel.name).exists()
+
+
+def test_sidecars_are_stopped_when_the_main_task_is_done_and_a_new_run_starts_fresh(
+    tmp_path: Path,
+) -> None:
+    sidecar = task(
+        "metrics",
+        "import time\nprint('sidecar up', flush=True)\ntime.sleep(600)\n",
+        Lifecycle={"Hook": "prestart", "Sidecar": True},
+    )
+    after = task("cleanup", "print('cleaned up')", Lifecycle={"Hook": "poststop"})
+    main = task("work", "import time; time.sleep(0.3); print('work done')", Driver="exec")
+    payload = job("side", group("work", sidecar, main, after))
+    run_dir = tmp_path / "r"
+    events: list[str] = []
+    result = run(payload, run_dir, events=events)
+    assert result.status == "complete", result.message
+    states = {u["task"]: (u["state"], u["exit_codes"]) for u in result.state["units"]}
+    assert states == {
+        "metrics": ("stopped", [-signal.SIGTERM]),
+        "work": ("complete", [0]),
+        "cleanup": ("complete", [0]),
+    }
+    # the sidecar started before the main task, the poststop task after the sidecar stopped
+    starts = [e.split(" started")[0] for e in events if " started" in e]
+    assert starts == ["work[0]/metrics", "work[0]", "work[0]/cleanup"]
+    logs = run_dir / "alloc" / "work-0" / "alloc" / "logs"
+    assert (logs / "cleanup.stdout.0").read_text() == "cleaned up\n"
+    again = run(payload, run_dir)
+    assert again.status == "complete"
+    # a fresh allocation: one line per log, and the last run's logs kept aside
+    assert (logs / "work.stdout.0").read_text() == "work done\n"
+    previous = run_dir / "previous-alloc" / "work-0" / "alloc" / "logs" / "work.stdout.0"
+    assert previous.read_text() == "work done\n"
+
+
+def test_asking_twice_kills_at_once_instead_of_waiting_for_the_kill_timeout(
+    tmp_path: Path,
+) -> None:
+    stubborn = task(
+        "slow",
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "open(os.path.join(os.environ['NOMAD_ALLOC_DIR'], 'data', 'up'), 'w')\n"
+        "time.sleep(600)\n",
+        KillTimeout=300 * NS,  # a drain that would take five minutes
+    )
+    run_dir = tmp_path / "r"
+    executor = LocalExecutor(
+        job("slow", group("slow", stubborn), type="service"),
+        run_dir,
+        ExecOptions(handle_signals=False),
+    )
+    results: list[RunResult] = []
+    thread = threading.Thread(target=lambda: results.append(executor.run()))
+    thread.start()
+    wait_for(lambda: (run_dir / "alloc/slow-0/alloc/data/up").exists(), what="the task")
+    executor.request_stop("SIGINT")
+    wait_for(
+        lambda: json.loads((run_dir / "state.json").read_text())["status"] == "stopping",
+        what="stopping",
+    )
+    assert thread.is_alive()  # still waiting for the task to drain
+    executor.request_stop("SIGINT")
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert results[0].state["units"][0]["exit_codes"] == [-signal.SIGKILL]

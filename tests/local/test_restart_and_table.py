@@ -140,3 +140,25 @@ def test_a_failing_reader_shows_dashes_and_does_not_stop_the_table() -> None:
     text = render(status_table(STATE, view.read_counters()))
     assert "1234" not in text
     assert "scans[0]" in text
+
+
+def test_live_counters_are_read_off_the_supervisors_thread() -> None:
+    import threading
+
+    readers: list[str] = []
+    got = threading.Event()
+
+    def reader() -> dict:
+        readers.append(threading.current_thread().name)
+        got.set()
+        return {"scans[0]": {"processed": 7, "rate": 1.0, "errors": 0}}
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=160)
+    with LiveView(terminal, reader, interval=0.05) as view:
+        assert got.wait(10)
+        view.update(STATE)
+        view.update(STATE)
+    assert readers
+    assert threading.current_thread().name not in readers
+    assert "counters" in readers
+    assert view.read_counters(force=True)["scans[0]"]["processed"] == 7

@@ -77,11 +77,12 @@ def resolve(file: str | None, data_dir: str | None, run_dir: str | None) -> Targ
     if path.suffix == ".json":
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
-            job_id = str(payload["Job"]["ID"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(
-                f'{path} is not a compiled Nomad job ({{"Job": {{...}}}}): {exc}'
-            ) from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the compiled job {path}: {exc}") from None
+        job = payload.get("Job") if isinstance(payload, dict) else None
+        job_id = str(job.get("ID") or "") if isinstance(job, dict) else ""
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise UsageError(f'{path} is not a compiled Nomad job ({{"Job": {{"ID": ...}}}})')
         base = Path(data_dir) if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
         from asapo_pipelines.local.layout import run_dir as run_dir_of
 
@@ -90,7 +91,15 @@ def resolve(file: str | None, data_dir: str | None, run_dir: str | None) -> Targ
         )
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.local.layout import run_dir as run_dir_of
-    from asapo_pipelines.pipeline import load_pipeline
+
+    try:
+        from asapo_pipelines.pipeline import load_pipeline
+    except ModuleNotFoundError as exc:
+        if exc.name != "asapo_pipelines.pipeline":
+            raise
+        raise UsageError(
+            "this installation cannot read pipeline files; pass a compiled job (.json)"
+        ) from None
 
     catalog = Catalog.load()
     pipeline = load_pipeline(path, catalog)
@@ -190,6 +199,13 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
     """The local run for the arguments, or None when none is recorded (then Nomad's turn)."""
     from asapo_pipelines.local.layout import STATE_FILE
 
+    if not file and not run_dir:
+        try:
+            file = str(_find_file())
+        except UsageError:
+            if _nomad("status") is not None:
+                return None  # the Nomad commands say what they need
+            raise
     target = resolve(file, data_dir, run_dir)
     if (target.run_dir / STATE_FILE).is_file():
         return target
@@ -220,6 +236,8 @@ def _worker_status() -> click.Command | None:
 
 
 def _no_local_run(target_file: str | None) -> UsageError:
+    if not target_file:
+        return UsageError("give the pipeline file, or --job ID for a job on Nomad")
     return UsageError(
         f"no local run of {target_file or 'this pipeline'} is recorded; start one with "
         "`pipeline run`"

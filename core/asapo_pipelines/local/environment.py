@@ -13,8 +13,6 @@ import os
 import re
 import shutil
 import socket
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -193,6 +191,9 @@ def _fetch(
     environ: Mapping[str, str],
     where: str,
 ) -> None:
+    import urllib.parse  # only jobs with artifacts pay for urllib
+    import urllib.request
+
     source = interpolate(artifact.source, values, environ)
     dest_rel = interpolate(artifact.dest, values, environ)
     task_dir = Path(values["NOMAD_TASK_DIR"]).parent

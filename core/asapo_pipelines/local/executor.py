@@ -146,6 +146,9 @@ class TaskRun:
         except LocalRunError as exc:
             self._fail_now(now, exc.message)
             return
+        except OSError as exc:
+            self._fail_now(now, f"{where} cannot be prepared: {exc}")
+            return
         if self.sinks is None:
             self.sinks = (
                 RotatingLog(
@@ -408,6 +411,7 @@ class LocalExecutor:
         if bindir and bindir not in path.split(os.pathsep):
             self.environ["PATH"] = os.pathsep.join([bindir, path])
         self._stop_reason: str | None = None
+        self._force = False
         self._lock_fd: int | None = None
         self.allocs: list[Alloc] = []
         self.started_wall = time.time()
@@ -430,8 +434,12 @@ class LocalExecutor:
     # -- control -------------------------------------------------------------------------------
 
     def request_stop(self, reason: str = "stop requested") -> None:
+        """Stop every task (KillSignal, then SIGKILL after KillTimeout); asked a second time,
+        SIGKILL at once (a second Ctrl-C when a task takes too long to drain)."""
         if self._stop_reason is None:
             self._stop_reason = reason
+        else:
+            self._force = True
 
     def event(self, message: str) -> None:
         if self.options.on_event is not None:
@@ -488,7 +496,12 @@ class LocalExecutor:
                 self.options.handle_signals
                 and threading.current_thread() is threading.main_thread()
             ):
-                for sig in (signal.SIGINT, signal.SIGTERM):
+                # a closed terminal (SIGHUP) must not leave the tasks, each in its own session,
+                # running without their supervisor; a detached supervisor has no terminal
+                handled = [signal.SIGINT, signal.SIGTERM]
+                if not self.options.detached:
+                    handled.append(signal.SIGHUP)
+                for sig in handled:
                     previous[sig] = signal.signal(
                         sig, lambda s, _f: self.request_stop(signal.Signals(s).name)
                     )
@@ -501,11 +514,23 @@ class LocalExecutor:
                     pgids.extend(task.pgids)
             # what a task started in its process group was sent SIGKILL with it: wait for it
             wait_groups_gone(pgids)
+            for alloc in self.allocs:
+                for task in alloc.tasks:
+                    for thread in task.pumps:
+                        thread.join(timeout=2)
+                    for sink in task.sinks or ():
+                        sink.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._release()
 
     def _setup(self) -> None:
+        # A new run gets fresh allocation directories, as Nomad gives a new allocation; the
+        # last run's are kept beside them (logs to look back at), older ones go.
+        current, previous = self.run_dir / "alloc", self.run_dir / "previous-alloc"
+        if current.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            current.rename(previous)
         (self.run_dir / JOB_FILE).write_text(json.dumps(self.payload, indent=1))
         for group in self.job.groups:
             for index in range(group.count):
@@ -530,9 +555,16 @@ class LocalExecutor:
             now = time.monotonic()
             if self._stop_reason is not None and status == "running":
                 status, message = "stopping", f"stopping ({self._stop_reason})"
-                self.event(f"stopping all tasks ({self._stop_reason})")
+                self.event(
+                    f"stopping all tasks ({self._stop_reason}); ask again to kill them at once"
+                )
                 for alloc in self.allocs:
                     alloc.stop(now)
+            if self._force and status == "stopping":
+                for alloc in self.allocs:
+                    for task in alloc.tasks:
+                        if task.kill_deadline is not None:
+                            task.kill_deadline = now  # SIGKILL in this step
             for alloc in self.allocs:
                 alloc.step(now)
             failed = [a for a in self.allocs if a.status in ("failing", "failed")]

@@ -6,6 +6,7 @@ counters keyed `group[index]` (or `group`); without one, or when it fails, they 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,8 @@ class LiveView:
         self._last_read = 0.0
         self._live: Live | None = None
         self._state: Mapping[str, Any] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def __enter__(self) -> LiveView:
         if self.console.is_terminal:
@@ -108,21 +111,43 @@ class LiveView:
 
             self._live = Live(console=self.console, auto_refresh=False, transient=True)
             self._live.__enter__()
+            if self.reader is not None:
+                # a slow status source must never hold up the supervisor's loop
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._poll, name="counters", daemon=True)
+                self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join(timeout=self.interval + 5)
+            self._thread = None
         if self._live is not None:
             self._live.__exit__(None, None, None)
             self._live = None
 
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._read_now()
+            self._stop.wait(self.interval)
+
+    def _read_now(self) -> None:
+        assert self.reader is not None
+        try:
+            self.counters = self.reader() or {}
+        except Exception:  # a reader failing must not take the run down
+            self.counters = {}
+
     def read_counters(self, *, force: bool = False) -> Counters:
+        """The latest counters: refreshed in the background while live, else read at most once
+        per interval (or now, with `force`)."""
+        if self.reader is None:
+            return self.counters
         now = time.monotonic()
-        if self.reader is not None and (force or now - self._last_read >= self.interval):
+        if force or (self._thread is None and now - self._last_read >= self.interval):
             self._last_read = now
-            try:
-                self.counters = self.reader() or {}
-            except Exception:  # a reader failing must not take the run down
-                self.counters = {}
+            self._read_now()
         return self.counters
 
     def event(self, message: str) -> None:
