@@ -184,3 +184,50 @@ def test_a_producer_killed_mid_stream_leaves_a_consistent_store(tmp_path: Path) 
     assert ids == list(range(1, info.last_id + 1))
     with store.producer("src") as producer:  # the store takes writes again
         assert producer.send("s", b"after", None) == info.last_id + 1
+
+
+def test_a_stream_dropped_and_written_again_is_seen_by_open_consumers(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    consumer = store.consumer("src", "g")
+    with store.producer("src") as producer:
+        producer.send("s", b"first life", None)
+        assert consumer.get_next("s").payload == b"first life"
+        store.drop_stream("src", "s")
+        with pytest.raises(NoData):
+            consumer.get_next("s")
+        assert producer.send("s", b"second life", None) == 1
+    msg = consumer.get_next("s", timeout=5)
+    assert (msg.id, msg.payload, msg.delivery_count) == (1, b"second life", 1)
+    consumer.close()
+
+
+def test_a_consumer_waiting_wakes_up_when_another_process_writes(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    store = EmbeddedTransport(store_dir)
+    script = textwrap.dedent(
+        f"""
+        import time
+        from asapo_pipelines.transport.embedded import EmbeddedTransport
+        time.sleep(0.5)
+        with EmbeddedTransport({str(store_dir)!r}).producer("src") as producer:
+            producer.send("s", b"hello", {{"from": "child"}})
+        """
+    )
+    with store.consumer("src", "g") as consumer:
+        child = subprocess.Popen([sys.executable, "-c", script])
+        try:
+            msg = consumer.get_next("s", timeout=60)
+        finally:
+            child.wait(timeout=60)
+    assert (msg.payload, msg.metadata) == (b"hello", {"from": "child"})
+
+
+def test_a_damaged_index_is_one_clear_error(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        producer.send("s", b"x", None)
+    for name in ("index.db-wal", "index.db-shm"):
+        (tmp_path / "src" / name).unlink(missing_ok=True)
+    (tmp_path / "src" / "index.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(TransportConfigError, match=r"index of data source 'src'.*unusable"):
+        store.consumer("src", "g")

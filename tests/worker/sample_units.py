@@ -16,6 +16,7 @@ from asapo_pipelines.sdk import (
     Message,
     Params,
     Processor,
+    Sink,
     Source,
     Stream,
     describe,
@@ -109,6 +110,13 @@ DOUBLE = describe(
     inputs=[inp("frames", "image/frame", format="seedee")],
     outputs=[out("doubled", "image/frame", format="seedee")],
 )
+FULL_DISK = describe(
+    "test.full-disk",
+    kind="connector",
+    summary="A sink whose disk is full.",
+    runtime=f"{__name__}:FullDisk",
+    inputs=[inp("numbers", "test/number")],
+)
 ADVISOR = describe(
     "test.advisor",
     kind="agent",
@@ -188,6 +196,14 @@ class Double(Processor):
         return message.value * 2
 
 
+class FullDisk(Sink):
+    def process(self, message: Message) -> None:
+        pass
+
+    def flush(self) -> None:
+        raise OSError(28, "No space left on device")
+
+
 class Advisor(Agent):
     def process(self, message: Message) -> None:
         total = message.value["total"]
@@ -215,5 +231,5 @@ class Advisor(Agent):
 
 @hookimpl
 def register_units(register: Any) -> None:
-    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, DOUBLE, ADVISOR):
+    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, DOUBLE, FULL_DISK, ADVISOR):
         register(descriptor)

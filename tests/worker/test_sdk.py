@@ -1,11 +1,15 @@
 """The unit SDK and the in-process harness: what a unit author's tests see."""
 
+# fixtures are imported from worker_fixtures by name, and pytest passes them as arguments
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import json
 
 import pytest
 from pydantic import ValidationError
+from worker_fixtures import run_unit, sample_catalog, unit_harness, unit_message  # noqa: F401
 
 from asapo_pipelines.sdk import PlanItem, Suggestion, describe, inp, out
 from asapo_pipelines.sdk.runner import UnitStartError

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 
-from procs import write_pipeline
+from procs import read_stream, wait_until, write_pipeline
 
-from helpers import run_pipeline
+from asapo_pipelines.transport import open_transport
+
+from helpers import CACHE_DIR, PIPELINE, run_pipeline
 
 
 def core_pipeline(tmp_path):
@@ -75,3 +80,54 @@ def test_worker_usage_errors_are_one_sentence(tmp_path):
     replica = run_pipeline("worker", str(pipeline), "copy", "--replica", "1")
     assert replica.returncode == 2
     assert "has 1 replica(s)" in replica.stderr
+
+
+def test_watching_source_sends_new_files_and_stops_on_sigterm(tmp_path):
+    (tmp_path / "incoming").mkdir()
+    (tmp_path / "incoming" / "a.dat").write_bytes(b"a")
+    pipeline = write_pipeline(
+        tmp_path,
+        {
+            "watch": {
+                "unit": "core.files",
+                "outputs": {"files": "raw"},
+                "params": {"directory": "incoming", "watch": True, "settle_seconds": 0.2},
+            }
+        },
+    )
+    proc = subprocess.Popen(
+        [PIPELINE, "worker", str(pipeline), "watch", "--status-interval", "0.2"],
+        env={**os.environ, "ASAPO_PIPELINES_CACHE_DIR": CACHE_DIR},
+        stderr=subprocess.PIPE,
+    )
+    store = tmp_path / "store"
+    try:
+        assert wait_until(lambda: len(read_stream(store, "raw")) == 1)
+        (tmp_path / "incoming" / "b.dat").write_bytes(b"b")
+        assert wait_until(lambda: len(read_stream(store, "raw")) == 2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert [m.metadata["name"] for m in read_stream(store, "raw")] == ["a.dat", "b.dat"]
+    assert read_stream(store, "accept.status", "watch.0")[-1].metadata["state"] == "stopped"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("raw", "r") as c:
+        assert not c.stream_info("default").finished  # stopped, not done: more may come later
+
+
+def test_relative_params_resolve_next_to_the_original_pipeline_file(tmp_path):
+    """A Nomad task runs on a copy of the file and is told where the original lives."""
+    original = tmp_path / "beamline"
+    original.mkdir()
+    pipeline = core_pipeline(original)
+    copy = tmp_path / "task" / "local" / "pipeline.yaml"
+    copy.parent.mkdir(parents=True)
+    text = json.loads(pipeline.read_text())
+    text["transport"] = {"embedded": {"path": str(original / "store")}}
+    copy.write_text(json.dumps(text))
+    done = run_pipeline(
+        "worker", str(copy), "files", env={"ASAPO_PIPELINES_BASE_DIR": str(original)}
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(read_stream(original / "store", "raw")) == 3

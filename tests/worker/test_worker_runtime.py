@@ -1,5 +1,8 @@
 """The worker loop against the real embedded transport, workers running in threads."""
 
+# fixtures are imported from worker_fixtures by name, and pytest passes them as arguments
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import json
@@ -8,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from worker_fixtures import sample_catalog  # noqa: F401
 
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.formats import decode
@@ -313,3 +317,24 @@ def test_per_scan_results_and_stream_hook_errors(tmp_path, sample_catalog, fail_
             {"scan": "scan-2", "total": 15},
             {"scan": "scan-3", "total": 24},
         ]
+
+
+def test_a_sink_that_cannot_flush_stops_without_acknowledging(tmp_path, sample_catalog):
+    from asapo_pipelines.sdk.runner import UnitFlushError
+
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, 4):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+    sink = make(store, sample_catalog, "test.full-disk", "sink", {}, {"numbers": "numbers"})
+    with pytest.raises(
+        UnitFlushError,
+        match=r"^unit test.full-disk could not make its output "
+        r"durable: OSError: \[Errno 28\] No space left on device; its "
+        r"unacknowledged inputs will be delivered again$",
+    ):
+        sink.run()
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("numbers", "r") as c:
+        assert c.stream_info("default").group_lag["demo_sink"] == 3
+    assert read_all(store, "demo.status", "sink.0")[-1].metadata["state"] == "failed"

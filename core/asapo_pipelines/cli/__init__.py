@@ -34,6 +34,9 @@ COMMANDS: dict[str, str] = {
     "status": "asapo_pipelines.cli.run:status",
     "logs": "asapo_pipelines.cli.run:logs",
     "stop": "asapo_pipelines.cli.run:stop",
+    "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
+    "start": "asapo_pipelines.cli.nomad_cmds:start",
+    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -98,7 +98,7 @@ def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str)
     return "\n".join(lines)
 
 
-@click.command("new")
+@click.command("new", short_help="Write a starter pipeline file set up for editors.")
 @click.argument("name")
 @click.option(
     "--unit",

@@ -11,7 +11,7 @@ from asapo_pipelines.errors import UsageError
 DEFAULT_DIR = Path("schemas")
 
 
-@click.command("schema")
+@click.command("schema", short_help="Write the JSON Schema of pipeline files for editors.")
 @click.option(
     "--output",
     "-o",

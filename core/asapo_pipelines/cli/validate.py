@@ -25,7 +25,7 @@ def _validate_one(path: Path, catalog: Catalog) -> Report:
     return validate_file(path, catalog)
 
 
-@click.command("validate")
+@click.command("validate", short_help="Check pipeline files; every problem at its line.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--format",

@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Loc = tuple[str | int, ...]
 
+#: checks spanning several fields, and the field whose line is the best place to point at
+_POINT_AT = {"P402": "driver"}
+
 
 class PipelineInvalid(PipelinesError):
     """The pipeline file has errors; `.report` holds all of them."""
@@ -152,7 +155,11 @@ def _problems_from(
             found.append(make(file, doc.locate(path, key=True), codes["extra"], message))
             continue
         if kind.startswith("P") and kind[1:].isdigit():
-            # our own checks: the code is the error's type; point at the section's key
+            # our own checks: the code is the error's type; point at the field they are about
+            # when there is one (`driver: docker` for a missing image), else at the section
+            about = _POINT_AT.get(kind)
+            if about is not None and (*path, about) in doc.values:
+                path = (*path, about)
             found.append(make(file, doc.locate(path, key=not loc or is_key), kind, err["msg"]))
             continue
         code = codes["value"]

@@ -40,6 +40,10 @@ class UnitStartError(PipelinesError):
     """The unit cannot start: bad params, a runtime that does not import, a missing resource."""
 
 
+class UnitFlushError(PipelinesError):
+    """A unit's `flush()` failed (disk full, lost mount): nothing more can be acknowledged."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often a failing message is tried again, and how long to wait between tries.
@@ -200,12 +204,25 @@ class UnitRunner:
         return unit
 
     def shutdown(self) -> None:
+        """`on_shutdown`; a failure there is logged: the work is done and acknowledged."""
         if self.unit is not None:
-            self.unit.on_shutdown()
+            try:
+                self.unit.on_shutdown()
+            except Exception as exc:
+                self.context.logger.error("on_shutdown failed: %s", exc, exc_info=exc)
 
     def flush(self) -> None:
+        """The unit's `flush`; when it fails nothing may be acknowledged, so the worker stops."""
         if self.unit is not None:
-            self.unit.flush()
+            try:
+                self.unit.flush()
+            except Exception as exc:
+                from asapo_pipelines.plugin_manager import describe_exception
+
+                raise UnitFlushError(
+                    f"unit {self.descriptor.name} could not make its output durable: "
+                    f"{describe_exception(exc)}; its unacknowledged inputs will be delivered again"
+                ) from exc
 
     def stop(self) -> None:
         self.context.stop_event.set()

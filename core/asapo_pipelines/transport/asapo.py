@@ -47,6 +47,8 @@ from asapo_pipelines.transport.errors import (
     Unavailable,
 )
 
+#: shortest consumer timeout given to ASAP::O (seconds); see AsapoConsumer._call
+MIN_WAIT = 0.5
 #: abandoned calls (threads still blocked in the library) tolerated before refusing new calls
 MAX_STUCK_CALLS = 8
 
@@ -467,7 +469,10 @@ class AsapoConsumer(Consumer):
             self._c = self._create()
         c = self._c
         try:
-            c.set_timeout(max(1, int(wait * 1000)))
+            # ASAP::O's consumer timeout covers the request itself as well as the wait for
+            # data, so it never goes below MIN_WAIT (a remote broker needs a round trip)
+            wait = max(wait, MIN_WAIT)
+            c.set_timeout(int(wait * 1000))
             return self._deadline.call(
                 what, wait + self._s.request_timeout, getattr(c, name), *args, **kw
             )

@@ -193,8 +193,13 @@ class _Waker:
 class _SourceDB:
     """One connection to a data source's index, with short write transactions."""
 
-    def __init__(self, root: Path, data_source: str, *, fsync: bool, create: bool) -> None:
+    def __init__(
+        self, root: Path, data_source: str, *, fsync: bool, create: bool, cache_sids: bool = True
+    ) -> None:
         self.data_source = data_source
+        # consumers look stream ids up each time: a stream dropped and written again by other
+        # processes gets a new id (producers notice that when they write)
+        self.cache_sids = cache_sids
         self.dir = root / data_source
         self.fsync = fsync
         path = self.dir / INDEX_NAME
@@ -214,15 +219,22 @@ class _SourceDB:
         self.lock_fd = os.open(
             self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
-        self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self.db.execute("PRAGMA cache_size=-16000")
-        with self.write():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self.db.execute(statement)
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+            self.db.execute("PRAGMA cache_size=-16000")
+            with self.write():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+        except (sqlite3.DatabaseError, TransportError) as exc:
+            self.db.close()
+            os.close(self.lock_fd)
+            raise TransportConfigError(
+                f"the index of data source {data_source!r} ({path}) is unusable: {exc}"
+            ) from None
         self._sids: dict[str, int] = {}
 
     @contextlib.contextmanager
@@ -239,11 +251,16 @@ class _SourceDB:
                     ) from None
                 try:
                     yield self.db
-                except BaseException:
+                    self.db.execute("COMMIT")
+                except BaseException as exc:
                     if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.DatabaseError):
+                        # e.g. a full disk or a damaged file: one sentence, not a traceback
+                        raise TransportError(
+                            f"the store of data source {self.data_source!r} failed to write: {exc}"
+                        ) from None
                     raise
-                self.db.execute("COMMIT")
             finally:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
@@ -262,7 +279,8 @@ class _SourceDB:
             sid = int(cur.lastrowid or 0)
         else:
             sid = int(row[0])
-        self._sids[stream] = sid
+        if self.cache_sids:
+            self._sids[stream] = sid
         return sid
 
     def forget(self, stream: str) -> None:
@@ -323,10 +341,17 @@ class EmbeddedProducer(Producer):
                 os.posix_fallocate(seg.fd, seg.allocated, step)
             seg.allocated += step
         written = 0
-        while written < len(view):
-            written += os.pwrite(seg.fd, view[written:], offset + written)
-        if self._src.fsync:
-            os.fdatasync(seg.fd)
+        try:
+            while written < len(view):
+                written += os.pwrite(seg.fd, view[written:], offset + written)
+            if self._src.fsync:
+                os.fdatasync(seg.fd)
+        except OSError as exc:
+            # the bytes written so far are never referenced; the next payload goes after them
+            seg.offset += written
+            raise TransportError(
+                f"cannot write a payload of data source {self.data_source!r}: {exc.strerror}"
+            ) from None
         seg.offset += written
         return offset
 
@@ -374,13 +399,14 @@ class EmbeddedProducer(Producer):
             # payloads first (outside the lock): a row is committed only after its bytes exist
             rows: list[tuple[int, str, bytes | None, int | None, int | None]] = []
             for payload, meta in items:
-                meta_text = _dumps(meta, "message metadata")
+                meta_text = "{}" if meta is None else _dumps(meta, "message metadata")
                 if payload is None:
                     rows.append((0, meta_text, None, None, None))
                     continue
                 size = memoryview(payload).nbytes
                 if size <= INLINE_MAX:
-                    rows.append((size, meta_text, bytes(payload), None, None))
+                    blob = payload if type(payload) is bytes else bytes(payload)
+                    rows.append((size, meta_text, blob, None, None))
                 else:
                     seg = self._segment(stream, sid)
                     rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
@@ -486,7 +512,9 @@ class EmbeddedConsumer(Consumer):
             raise TransportConfigError(f"lease_seconds must be positive, got {lease_seconds}")
         self.lease_seconds = float(lease_seconds)
         self.prefetch = max(1, int(prefetch))
-        self._src = _SourceDB(transport.root, data_source, fsync=transport.fsync, create=True)
+        self._src = _SourceDB(
+            transport.root, data_source, fsync=transport.fsync, create=True, cache_sids=False
+        )
         self._fds: dict[int, int] = {}
         self._seg_paths: dict[int, str] = {}
         # messages claimed in one transaction but not yet handed out, with their lease's due
@@ -673,7 +701,10 @@ class EmbeddedConsumer(Consumer):
                     return msg
             self._waker.drain()
             idle = self._idle.get(stream)
-            if idle is None or idle[0] != self._data_version() or time.time() >= idle[1]:
+            version = self._data_version()
+            if idle is None or idle[0] != version or time.time() >= idle[1]:
+                # the version is read before the claim: a commit racing with it changes the
+                # version and so is never mistaken for "nothing new"
                 claimed = self._claim(stream)
                 if claimed:
                     self._idle.pop(stream, None)
@@ -687,7 +718,7 @@ class EmbeddedConsumer(Consumer):
                         + (f"; next stream is {next_stream!r}" if next_stream else ""),
                         next_stream,
                     )
-                self._idle[stream] = (self._data_version(), next_due)
+                self._idle[stream] = (version, next_due)
             left = deadline - time.monotonic()
             if left <= 0:
                 raise NoData(

@@ -11,6 +11,9 @@ from asapo_pipelines.errors import PipelinesError, UsageError
 
 log = logging.getLogger("asapo_pipelines.worker")
 
+#: Set by the compiled Nomad job: the folder of the original pipeline file (the task has a copy).
+BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
+
 
 def load(pipeline_file: Path) -> tuple[Any, Any]:
     """The pipeline (validated against the installed catalog) and that catalog."""
@@ -53,8 +56,15 @@ def build_worker(
         )
     descriptor = pipeline.descriptor(instance, catalog)
     params = pipeline.params_for(instance, catalog)
-    # relative paths in params (directories, output files) mean: next to the pipeline file
-    os.chdir(Path(pipeline_file).resolve().parent)
+    # relative paths in params (directories, output files) mean: next to the pipeline file; a
+    # task of a Nomad job runs on a copy of it, and is told where the original is
+    base = os.environ.get(BASE_DIR_ENV) or str(Path(pipeline_file).resolve().parent)
+    try:
+        os.chdir(base)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot work in {base} (where the pipeline file is): {exc.strerror}"
+        ) from None
     transport = open_transport(pipeline.transport.spec())
     return Worker(
         transport,

@@ -10,6 +10,7 @@ The worker returns when every input is done, or when asked to stop (after the cu
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -207,19 +208,24 @@ class Worker:
             )
             self.counters.state = "running"
             self.status.start()
-            state = "failed"
             try:
                 if self.descriptor.role == "source":
                     state = self._run_source()
                 else:
                     state = self._run_consumer()
-            finally:
                 self.runner.flush()
-                self.runner.shutdown()
                 for producer in self.producers.values():
                     producer.flush()
                 self.errors.flush()
-                self.status.stop(state)
+            except BaseException:
+                # the original failure is what the user must see; clean up as far as possible
+                with contextlib.suppress(Exception):
+                    self.runner.shutdown()
+                with contextlib.suppress(Exception):
+                    self.status.stop("failed")
+                raise
+            self.runner.shutdown()
+            self.status.stop(state)
             return state
         finally:
             self._close()

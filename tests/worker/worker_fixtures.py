@@ -1,4 +1,7 @@
-"""Fixtures of the worker tests: a catalog holding the sample units, and the harness fixtures."""
+"""Fixtures of the worker tests: a catalog holding the sample units, and the harness fixtures.
+
+Test modules import them by name (no conftest.py here: other test folders import their own
+conftest module by name, and a second module called conftest would shadow it)."""
 
 from __future__ import annotations
 
