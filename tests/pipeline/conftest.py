@@ -40,4 +40,12 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def plugin_env(plugin_site: Path) -> dict[str, str]:
-    return {"PYTHONPATH": str(plugin_site)}
+    # only this plugin (and the built-in one): the real xas plugin, when installed, registers
+    # units of the same names
+    return {"PYTHONPATH": str(plugin_site), "ASAPO_PIPELINES_PLUGINS": "fake-beamline"}
+
+
+@pytest.fixture
+def core_env() -> dict[str, str]:
+    """Only the built-in units, whatever else is installed."""
+    return {"ASAPO_PIPELINES_PLUGINS": "no-such-plugin"}

@@ -97,7 +97,10 @@ WRONG: list[tuple[tuple[str, ...], st.SearchStrategy[Any]]] = [
     ),
     (("streams", "outside", "external"), st.sampled_from([False, "yes", None, 2])),
     (("deploy", "nomad", "driver"), st.sampled_from(["docker", "podman", "", 1])),
-    (("deploy", "nomad", "python"), st.sampled_from([{}, {"venv": "rel"}, {"install": {}}])),
+    (
+        ("deploy", "nomad", "python"),
+        st.sampled_from([{}, {"venv": "rel"}, {"install": {"wheels": ["https://w/a.whl"]}}]),
+    ),
 ]
 REQUIRED = [
     ("pipeline",),

@@ -181,6 +181,7 @@ def test_cli_catalog_failure_is_exit_2_with_p900(plugin_env, tmp_path_factory) -
     install([project.write(src)], site)
     env = {
         "PYTHONPATH": f"{site}{os.pathsep}{plugin_env['PYTHONPATH']}",
+        "ASAPO_PIPELINES_PLUGINS": "fake-beamline,raising-plugin",
         "ASAPO_PIPELINES_STRICT": "1",
     }
     result = run_pipeline("validate", "p65.pipeline.yaml", env=env, cwd=VALID)

@@ -83,20 +83,12 @@ def test_new_refers_to_a_committed_schema_above(tmp_path: Path) -> None:
     shutil.copy(HERE.parents[1] / "schemas" / "pipeline.schema.json", tmp_path / "schemas")
     where = tmp_path / "pipelines" / "p65"
     result = run_pipeline(
-        "new",
-        "p65",
-        "--dir",
-        str(where),
-        "-u",
-        "xas.scan-files",
-        "-u",
-        "xas.normalize",
-        "-u",
-        "nexus.writer",
+        "new", "p65", "--dir", str(where), "-u", "core.file", "-u", "core.identity"
     )
-    # the fake units are not installed here: one sentence with a suggestion
+    # an unknown unit: one sentence with a suggestion, and no file
     assert result.returncode == 1
-    assert result.stderr.startswith("error: unknown unit xas.scan-files")
+    assert result.stderr == "error: unknown unit core.file; did you mean core.files?\n"
+    assert not where.exists()
     result = run_pipeline(
         "new", "p65", "--dir", str(where), "-u", "core.files", "-u", "core.jsonl-sink"
     )

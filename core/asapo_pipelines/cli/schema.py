@@ -33,6 +33,7 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     """
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.cli.output import warn_broken_plugins
+    from asapo_pipelines.listing import Listing
     from asapo_pipelines.schema import (
         dumps,
         pipeline_schema,
@@ -42,7 +43,7 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     )
 
     catalog = Catalog.load()
-    warn_broken_plugins(catalog)
+    warn_broken_plugins(Listing.from_catalog(catalog))
     if check:
         if unit is not None:
             raise UsageError("--check compares a whole schema directory; leave out --unit")

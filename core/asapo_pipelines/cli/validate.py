@@ -54,6 +54,7 @@ def validate(
     reports: list[Report]
     try:
         from asapo_pipelines.catalog import Catalog
+        from asapo_pipelines.listing import Listing
 
         catalog = Catalog.load()
     except Exception as exc:  # strict mode or a broken environment: we cannot judge any file
@@ -63,7 +64,7 @@ def validate(
         reports = [Report(str(f), [Problem(str(f), 1, 1, "error", "P900", reason)]) for f in files]
     else:
         if fmt == "text":
-            warn_broken_plugins(catalog)
+            warn_broken_plugins(Listing.from_catalog(catalog))
         reports = [_validate_one(f, catalog) for f in files]
 
     def code_of(report: Report) -> int:

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from asapo_pipelines.descriptor import PORT_NAME_PATTERN, UNIT_NAME_PATTERN, Resources
@@ -310,24 +310,100 @@ class UnitConfig(_Section):
 
 
 # -- deploy ----------------------------------------------------------------------------------
-class Install(_Section):
-    """Install packages into a fresh virtual environment on the node before the tasks start."""
+def _no_credentials(url: str) -> str:
+    if re.match(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", url):
+        raise PydanticCustomError(
+            "P106",
+            "the index URL carries credentials, which would be written into the job; configure "
+            "them on the nodes (pip.conf, .netrc) instead",
+        )
+    return url
 
-    index_url: Annotated[str | None, Field(description="Package index to install from.")] = None
-    wheels: Annotated[
-        list[str], Field(description="Wheel files or URLs reachable from the nodes.")
-    ] = []
-    packages: Annotated[
-        list[str], Field(description="Requirement specifiers, e.g. `asapo-pipelines-xas==1.2`.")
-    ] = []
 
-    @model_validator(mode="after")
-    def _something(self) -> Install:
-        if not self.wheels and not self.packages:
+IndexUrl = Annotated[str, AfterValidator(_no_credentials)]
+
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _check_wheel(value: Any) -> Any:
+    """`URL#sha256=<hex>`, an absolute path on the nodes, or `{url: ..., sha256: <hex>}`."""
+    if isinstance(value, dict):
+        if set(value) != {"url", "sha256"} or not all(isinstance(v, str) for v in value.values()):
             raise PydanticCustomError(
-                "P405", "python.install names nothing to install; list wheels or packages"
+                "P103", "a wheel given as a mapping has exactly two text fields: url and sha256"
             )
-        return self
+        url, digest = value["url"], value["sha256"]
+    elif isinstance(value, str):
+        url, _, digest = value.partition("#sha256=")
+    else:
+        raise PydanticCustomError(
+            "P103", "a wheel is a URL or an absolute path, or a mapping {url, sha256}"
+        )
+    if digest and not _SHA256.match(digest):
+        raise PydanticCustomError(
+            "P405", "the checksum of wheel '{url}' is not a sha256 (64 hex digits)", {"url": url}
+        )
+    if re.match(r"^[a-z][a-z0-9+.-]*://", url):
+        if not digest:
+            raise PydanticCustomError(
+                "P405",
+                "wheel URL '{url}' needs its checksum: write it as {url}#sha256=<hex> so that "
+                "the nodes install exactly that file",
+                {"url": url},
+            )
+    elif not url.startswith("/"):
+        raise PydanticCustomError(
+            "P406",
+            "wheel '{url}' is a path on the cluster's nodes and must be absolute",
+            {"url": url},
+        )
+    return value
+
+
+Wheel = Annotated[
+    Any,
+    AfterValidator(_check_wheel),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "description": "`URL#sha256=<hex>` or an absolute path."},
+                {
+                    "type": "object",
+                    "properties": {
+                        "url": {"type": "string"},
+                        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                    },
+                    "required": ["url", "sha256"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
+class Install(_Section):
+    """Install the core and the pipeline's plugin distributions (pinned to the catalog's
+    versions), plus what is listed here, into a fresh environment before the tasks start."""
+
+    index_url: Annotated[
+        IndexUrl | None, Field(description="Package index to install from (no credentials).")
+    ] = None
+    extra_index_urls: Annotated[list[IndexUrl], Field(description="Further package indexes.")] = []
+    packages: Annotated[
+        list[str], Field(description="Further requirements, e.g. `numpy==2.1.0`.")
+    ] = []
+    wheels: Annotated[
+        list[Wheel],
+        Field(
+            description="Wheels: `URL#sha256=<hex>`, `{url, sha256}`, or absolute paths on a "
+            "filesystem the nodes share."
+        ),
+    ] = []
+    python: Annotated[
+        str, Field(min_length=1, description="Interpreter that creates the environment.")
+    ] = "python3"
 
 
 class PythonEnv(_Section):

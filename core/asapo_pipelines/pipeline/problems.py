@@ -27,7 +27,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P103": ("error", "A value has the wrong type or is out of range."),
     "P104": ("error", "A name (pipeline, unit instance, stream, port) is not well formed."),
     "P105": ("error", "`transport` must name exactly one of `embedded` or `asapo`."),
-    "P106": ("error", "A secret (ASAP::O token) is written in the file; use token_file/token_env."),
+    "P106": ("error", "A secret (ASAP::O token, index credentials) is written in the file."),
     "P107": (
         "error",
         "`asapo` transport needs exactly one of beamtime/beamline and one of token_file/token_env.",
@@ -55,7 +55,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P402": ("error", "The docker driver needs an `image`."),
     "P403": ("warning", "`image` is set but the driver is not docker: it is ignored."),
     "P404": ("error", "`python` must name exactly one of `venv` or `install`."),
-    "P405": ("error", "`python.install` names nothing to install (wheels or packages)."),
+    "P405": ("error", "A wheel URL under `python.install` lacks its `#sha256=` checksum."),
     "P406": ("error", "A path on the cluster's nodes must be absolute."),
     "P900": ("error", "Validation could not run (the unit catalog could not be loaded)."),
 }
