@@ -1,67 +1,47 @@
-"""The viewer beside the local executor: a worker killed on purpose is restarted by the
+"""The viewer beside `pipeline run`: a worker killed on purpose is restarted by the local
 executor's restart policy, and the page shows it restarting, then counts the restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
-import threading
-from typing import Any
+from pathlib import Path
 
 import pytest
 from conftest import ARTIFACTS
 from test_browser import unit_row, wait_for
 
-NS = 1_000_000_000
 
-
-def job_for(pipeline: Any) -> dict[str, Any]:
-    """The Nomad job a compiled pipeline is: a task group per unit running `pipeline worker`."""
-    groups = []
-    for unit in pipeline.view.units:
-        groups.append({
-            "Name": unit.instance,
-            "Count": 1,
-            "RestartPolicy": {"Attempts": 3, "Interval": 600 * NS, "Delay": 3 * NS,
-                              "Mode": "fail"},
-            "Tasks": [{
-                "Name": "worker",
-                "Driver": "raw_exec",
-                "Config": {"command": sys.executable, "args": [
-                    "-m", "asapo_pipelines", "worker", str(pipeline.file), unit.instance,
-                    "--status-interval", "0.3", "--lease-seconds", "2"]},
-                "Env": {"PYTHONPATH": pipeline.env["PYTHONPATH"]},
-                "KillTimeout": 5 * NS,
-            }],
-        })  # fmt: skip
-    return {"Job": {"ID": "live-demo", "Name": "live-demo", "Type": "batch", "TaskGroups": groups}}
-
-
-def test_a_killed_unit_is_restarting_until_the_executor_brings_it_back(page, live_pipeline):
-    executor_module = pytest.importorskip("asapo_pipelines.local.executor")
-    pipeline = live_pipeline(count=80, delay=0.25)
-    store = pipeline.view.transport["embedded"]["path"]
-    run_dir = os.path.join(store, "runs", "live-demo")
-    executor = executor_module.LocalExecutor(
-        job_for(pipeline),
-        run_dir,
-        executor_module.ExecOptions(handle_signals=False, pipeline_file=str(pipeline.file)),
+def pipeline_command(pipeline, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(pipeline.env)
+    # the compiled tasks run `pipeline worker`: the command of this environment
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return subprocess.run(
+        [sys.executable, "-m", "asapo_pipelines", *args, str(pipeline.file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    thread = threading.Thread(target=executor.run, daemon=True)
-    thread.start()
+
+
+def test_a_killed_unit_is_restarting_until_pipeline_run_brings_it_back(page, live_pipeline):
+    pytest.importorskip("asapo_pipelines.local.executor")
+    pipeline = live_pipeline(count=100, delay=0.25)
+    started = pipeline_command(pipeline, "run", "--detach")
+    assert started.returncode == 0, started.stderr
     try:
         page.goto(pipeline.serve())  # finds the run beside the embedded store by itself
         wait_for(page, lambda: unit_row(page, "average").get("state") == "running", "running")
         wait_for(page, lambda: int(unit_row(page, "average")["processed"]) > 2, "progress")
 
-        from asapo_pipelines.local.state import read_state
-
-        pid = next(
-            u["pid"]
-            for u in read_state(executor.run_dir / "state.json")["units"]
-            if u["group"] == "average"
-        )
+        store = Path(pipeline.view.transport["embedded"]["path"])
+        state = json.loads((store / "runs" / "live-demo" / "state.json").read_text())
+        pid = next(u["pid"] for u in state["units"] if u["group"] == "average")
         os.kill(pid, signal.SIGKILL)
         # the executor waits out its restart delay: the page says so
         wait_for(page, lambda: unit_row(page, "average")["state"] == "restarting", "restarting")
@@ -78,5 +58,5 @@ def test_a_killed_unit_is_restarting_until_the_executor_brings_it_back(page, liv
         )
         assert page.problems == []
     finally:
-        executor.request_stop("test over")
-        thread.join(timeout=60)
+        stopped = pipeline_command(pipeline, "stop")
+        assert stopped.returncode == 0, stopped.stderr
