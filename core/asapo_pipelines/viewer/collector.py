@@ -346,7 +346,7 @@ class Collector:
         traces = plot.traces.setdefault(trace_key, deque(maxlen=hint.keep))
         y = _plain(get_field(msg, value, hint.y))
         label = get_field(msg, value, hint.label) if hint.label else None
-        if label is None:
+        if hint.label is None or label is None:
             name = f"{instance} {msg.stream}#{msg.id}"
         else:  # a number alone says little: "n_merged 3"
             name = label if isinstance(label, str) else f"{hint.label.rsplit('.', 1)[-1]} {label}"
