@@ -192,7 +192,7 @@ class Collector:
         self._read_errors()
         self._read_plots()
         return {
-            "units": self._units(now, streams),
+            "units": self._units(now),
             "streams": streams,
             "errors": list(self.errors),
             "plots": [self._plot_section(p) for p in self.plots],
@@ -208,7 +208,7 @@ class Collector:
                 state.add(dict(msg.metadata))
             state.seen_id = info.last_id
 
-    def _units(self, now: float, streams: list[dict[str, Any]]) -> dict[str, Any]:
+    def _units(self, now: float) -> dict[str, Any]:
         order = ["failed", "restarting", "starting", "running", "waiting", "stopped", "finished"]
         executor = self.run.units()
         units: dict[str, Any] = {}
@@ -235,7 +235,8 @@ class Collector:
             def total(key: str, states: list[ReplicaState] = states) -> int:
                 return int(sum(s.total(key) for s in states))
 
-            live = [s.last for s in states if s.last and s.state(now) not in ("restarting",)]
+            # only processes at work add to the rate (a dead or finished one's last rate is old)
+            live = [s.last for s in states if s.last and s.state(now) in ("starting", "running")]
             units[unit.instance] = {
                 "unit": unit.descriptor.name,
                 "state": state,
