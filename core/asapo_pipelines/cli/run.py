@@ -68,7 +68,19 @@ def _find_file() -> Path:
     raise UsageError("give the pipeline file (there are several *.pipeline.yaml here)")
 
 
-def resolve(file: str | None, data_dir: str | None, run_dir: str | None) -> Target:
+def _job_id(pipeline: Any, catalog: Any) -> str:
+    """The job ID without compiling when the compiler offers that (status, logs and stop of a
+    run need no compilation, and keep working when the file no longer compiles)."""
+    try:
+        from asapo_pipelines.nomad.compile import job_identity
+    except ImportError:
+        return str(_compile(pipeline, catalog)["Job"]["ID"])
+    return str(job_identity(pipeline)[0])
+
+
+def resolve(
+    file: str | None, data_dir: str | None, run_dir: str | None, *, compile: bool = False
+) -> Target:
     if run_dir:
         return Target(run_dir=Path(run_dir))
     path = Path(file) if file else _find_file()
@@ -103,10 +115,11 @@ def resolve(file: str | None, data_dir: str | None, run_dir: str | None) -> Targ
 
     catalog = Catalog.load()
     pipeline = load_pipeline(path, catalog)
-    payload = _compile(pipeline, catalog)
+    payload = _compile(pipeline, catalog) if compile else None
+    job_id = str(payload["Job"]["ID"]) if payload else _job_id(pipeline, catalog)
     base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
     return Target(
-        run_dir=run_dir_of(base, str(payload["Job"]["ID"])),
+        run_dir=run_dir_of(base, job_id),
         payload=payload,
         pipeline=pipeline,
         pipeline_file=str(path.resolve()),
@@ -164,7 +177,7 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
     from asapo_pipelines.local.control import start_detached
     from asapo_pipelines.local.errors import JobFailed
 
-    target = resolve(file, data_dir, None)
+    target = resolve(file, data_dir, None, compile=True)
     assert target.payload is not None
     shown = file or target.pipeline_file
     if detach:
@@ -280,11 +293,16 @@ def status(
         print_json(state)
         return
     from asapo_pipelines.cli.output import console
+    from asapo_pipelines.local.layout import JOB_FILE
     from asapo_pipelines.local.live import status_table
 
     counters = None
-    if target.pipeline is not None and target.payload is not None:
-        reader = status_reader(target.pipeline, target.payload)
+    try:  # the job that runs, as the supervisor wrote it
+        running_job = json.loads((target.run_dir / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        running_job = None
+    if target.pipeline is not None and running_job is not None:
+        reader = status_reader(target.pipeline, running_job)
         if reader is not None:
             try:
                 counters = reader()
