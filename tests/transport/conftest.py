@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from asapo_pipelines.transport import Transport, open_transport
 
 ASAPO_ENV = "ASAPO_ENDPOINT"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from asapo_pipelines.transport import TransportConfigError, open_transport
 
 pytest.importorskip("asapo_consumer", reason="the asapo extra is not installed")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from asapo_pipelines.transport.embedded import EmbeddedTransport
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import (
     EndOfStream,

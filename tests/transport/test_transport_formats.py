@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from asapo_pipelines.transport import CorruptPayload, TransportConfigError
 from asapo_pipelines.transport.formats import decode, encode
 

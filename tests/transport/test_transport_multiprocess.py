@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+
 from asapo_pipelines.transport.embedded import EmbeddedTransport
 
 WORKER = str(Path(__file__).with_name("mp_worker.py"))
