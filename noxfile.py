@@ -44,9 +44,9 @@ def _plugin_spec(name: str) -> str:
 
 def ensure_system_tools(session: nox.Session) -> None:
     """Install the Debian packages the tests drive for real (Node.js for the YAML language
-    server, Graphviz for SVG graphs) when they are missing. CI runs as
-    root on a Debian machine; elsewhere, say what to install instead of failing later."""
-    wanted = {"node": "nodejs", "npm": "npm", "dot": "graphviz"}
+    server, Graphviz for SVG graphs, Chromium for the viewer's page) when they are missing. CI
+    runs as root on a Debian machine; elsewhere, say what to install instead of failing later."""
+    wanted = {"node": "nodejs", "npm": "npm", "dot": "graphviz", "chromium": "chromium"}
     missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -85,7 +85,7 @@ def types(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The core's test suite, with the real ASAP::O client wheels."""
     ensure_system_tools(session)
-    session.install("-e", ".[test,asapo]")
+    session.install("-e", ".[test,asapo,viewer]")
     session.run("pytest", "tests", *session.posargs)
 
 
@@ -104,7 +104,7 @@ def plugin(session: nox.Session, name: str) -> None:
 def all_together(session: nox.Session) -> None:
     """Core and every plugin installed together: the catalog and the whole test suite."""
     ensure_system_tools(session)
-    session.install("-e", ".[test,asapo]", *(_plugin_spec(n) for n in PLUGINS))
+    session.install("-e", ".[test,asapo,viewer]", *(_plugin_spec(n) for n in PLUGINS))
     session.run("pipeline", "plugins", "--strict")
     session.run(
         "pytest",
@@ -136,6 +136,6 @@ def docs(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def benchmarks(session: nox.Session) -> None:
     """Speed and memory, as ratios against peers measured in the same run (not run by CI)."""
-    session.install("-e", ".[test,bench]", *(_plugin_spec(n) for n in PLUGINS))
+    session.install("-e", ".[test,bench,viewer]", *(_plugin_spec(n) for n in PLUGINS))
     for script in sorted(ROOT.glob("benchmarks/*.py")):
         session.run("python", str(script), *session.posargs)

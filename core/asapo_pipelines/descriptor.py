@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,7 @@ __all__ = [
     "Kind",
     "NoParams",
     "Params",
+    "PlotHint",
     "Port",
     "Resources",
     "Status",
@@ -91,6 +92,44 @@ class Resources(BaseModel):
     gpus: Annotated[int, Field(ge=0, description="Number of NVIDIA GPUs.")] = 0
 
 
+#: a field of a message: a dotted path into its decoded payload (`arrays.energy`), else into its
+#: metadata (a leading `metadata.` dropped); `id` and `time` are the message's id and time stamp.
+FIELD_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$"
+
+
+class PlotHint(BaseModel):
+    """How the live viewer plots what a unit writes to one of its output ports.
+
+    `kind` is `xy` (each message holds two arrays: one line per message, the newest `keep` shown
+    overlaid), `scalar` (each message gives one point: `y` against `x`, which defaults to the
+    message's time, so a number over time; a `y` holding text gives a timeline of events) or
+    `image` (`y` holds a 2-D array; the newest is shown). Fields are dotted paths into the
+    decoded payload, or, when the payload has no such field, into the message's metadata
+    (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
+    plot (a merged spectrum over its scans).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: Annotated[str, Field(pattern=PORT_NAME_PATTERN, description="Output port plotted.")]
+    kind: Literal["xy", "scalar", "image"]
+    y: Annotated[str, Field(pattern=FIELD_PATTERN, description="Field of the values (y, image).")]
+    x: Annotated[
+        str | None,
+        Field(pattern=FIELD_PATTERN, description="Field of the x values; scalar default: time."),
+    ] = None
+    label: Annotated[
+        str | None,
+        Field(pattern=FIELD_PATTERN, description="Field naming each line or point (hover text)."),
+    ] = None
+    title: str = ""
+    figure: Annotated[
+        str | None,
+        Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Plots sharing this name are overlaid."),
+    ] = None
+    keep: Annotated[int, Field(ge=1, le=10_000, description="Lines or points kept.")] = 20
+
+
 class UnitDescriptor(BaseModel):
     """Everything the catalog, the validator and the scheduler need to know about a unit."""
 
@@ -114,6 +153,8 @@ class UnitDescriptor(BaseModel):
     outputs: tuple[Port, ...] = ()
     params: type[BaseModel] = NoParams
     resources: Resources = Resources()
+    #: How the viewer plots the unit's outputs; most units have none.
+    plots: tuple[PlotHint, ...] = ()
     #: Filled in by the catalog from the distribution that registered the unit.
     version: str | None = None
     distribution: str | None = None
@@ -140,6 +181,9 @@ class UnitDescriptor(BaseModel):
                 if port.name in seen:
                     raise ValueError(f"{side} port {port.name!r} is declared twice")
                 seen.add(port.name)
+        for hint in self.plots:
+            if self.output(hint.port) is None:
+                raise ValueError(f"plot hint names undeclared output port {hint.port!r}")
         if self.kind in ("processor", "agent") and not self.inputs:
             raise ValueError(f"a {self.kind} needs at least one input port")
         if self.kind == "connector" and self.inputs and self.outputs:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "status": "asapo_pipelines.cli.run:status",
     "logs": "asapo_pipelines.cli.run:logs",
     "stop": "asapo_pipelines.cli.run:stop",
+    "view": "asapo_pipelines.cli.view:view",
     # the nomad executor
     "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
     "start": "asapo_pipelines.cli.nomad_cmds:start",

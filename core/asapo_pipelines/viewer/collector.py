@@ -1,0 +1,444 @@
+"""Reads what the page shows from the transport: status, streams, errors and plotted outputs.
+
+Only reads that leave consumer groups alone are used (`streams()`, `get_by_id`, `get_last`), so
+watching a pipeline never takes a message away from a unit. Each `poll()` reads what is new since
+the previous one and returns the page's sections as JSON-ready dicts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.descriptor import PlotHint
+from asapo_pipelines.transport import Transport, TransportError
+from asapo_pipelines.viewer.model import PipelineView
+from asapo_pipelines.worker.naming import errors_source, group_name, status_source
+
+log = logging.getLogger("asapo_pipelines.viewer")
+
+#: the consumer group named when opening readers; it never takes or acknowledges a message
+VIEWER_GROUP = "pipeline-viewer"
+#: status messages read from the history of a replica when the viewer starts
+STATUS_HISTORY = 5000
+ERRORS_KEPT = 100
+MAX_POINTS = 2000
+FINAL_STATES = ("finished", "stopped", "failed")
+
+
+@dataclass
+class ReplicaState:
+    last: dict[str, Any] | None = None
+    seen_id: int = 0
+    #: (pid, host, started) of each process of this replica -> its latest counters
+    lives: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
+    times: deque[float] = field(default_factory=lambda: deque(maxlen=5))
+
+    def add(self, snap: dict[str, Any]) -> None:
+        self.lives[(snap.get("pid"), snap.get("host"), snap.get("started"))] = snap
+        self.last = snap
+        t = snap.get("time")
+        if isinstance(t, int | float):
+            self.times.append(float(t))
+
+    @property
+    def restarts(self) -> int:
+        return max(0, len(self.lives) - 1)
+
+    def total(self, key: str) -> float:
+        """A counter over every process of the replica (each process counts from zero)."""
+        return sum(float(snap.get(key) or 0) for snap in self.lives.values())
+
+    def interval(self) -> float:
+        gaps = [b - a for a, b in zip(self.times, list(self.times)[1:], strict=False) if b > a]
+        return min(gaps) if gaps else 2.0
+
+    def state(self, now: float) -> str:
+        if self.last is None:
+            return "waiting"
+        state = str(self.last.get("state", "running"))
+        if state in FINAL_STATES:
+            return state
+        # a worker that went silent without a final state was killed; its task's restart policy
+        # (set explicitly for every task) brings it back
+        if now - float(self.last.get("time", now)) > max(1.0, 2.5 * self.interval()):
+            return "restarting"
+        return state
+
+
+def _walk(obj: Any, parts: list[str]) -> tuple[bool, Any]:
+    for part in parts:
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        else:
+            return False, None
+    return True, obj
+
+
+def get_field(message: Any, value: Any, path: str) -> Any:
+    """A field of a message as a plot hint names it: the decoded payload first, then the
+    message's metadata (where a leading `metadata.` is dropped)."""
+    if path == "id":
+        return message.id
+    if path == "time":
+        return message.timestamp
+    parts = path.split(".")
+    found, obj = _walk(value, parts)
+    if found:
+        return obj
+    if parts[0] == "metadata" and len(parts) > 1:
+        parts = parts[1:]
+    return _walk(message.metadata, parts)[1]
+
+
+def _plain(value: Any) -> Any:
+    """Arrays and numpy scalars as JSON values (NaN as null)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _thin(xs: list[Any], ys: list[Any]) -> tuple[list[Any], list[Any]]:
+    step = max(1, math.ceil(len(ys) / MAX_POINTS))
+    return xs[::step], ys[::step]
+
+
+@dataclass
+class PlotState:
+    id: str
+    title: str
+    kind: str
+    hints: list[tuple[str, str, PlotHint]]  # (instance, data source, hint)
+    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, stream) -> id
+    traces: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+
+
+class Collector:
+    def __init__(
+        self, view: PipelineView, transport: Transport, *, run_dir: Path | None = None
+    ) -> None:
+        from asapo_pipelines.viewer.runstate import RunState
+
+        self.view = view
+        self.transport = transport
+        self.run = RunState(view, run_dir)
+        self._consumers: dict[str, Any] = {}
+        self.replicas: dict[tuple[str, str], ReplicaState] = {}
+        self.error_seen: dict[str, int] = {}
+        self.errors: deque[dict[str, Any]] = deque(maxlen=ERRORS_KEPT)
+        self.plots = self._plot_states()
+        self._infos: dict[str, list[Any]] = {}
+        self._sources: set[str] | None = None
+
+    # -- readers -----------------------------------------------------------------------------
+    def _exists(self, source: str) -> bool:
+        if self._sources is None:  # listed once per poll (a request to a service)
+            try:
+                self._sources = set(self.transport.data_sources())
+            except NotImplementedError:  # a service cannot list its sources: just try
+                return True
+        return source in self._sources
+
+    def consumer(self, source: str) -> Any | None:
+        reader = self._consumers.get(source)
+        if reader is None:
+            if not self._exists(source):
+                return None
+            reader = self._consumers[source] = self.transport.consumer(source, VIEWER_GROUP)
+        return reader
+
+    def close(self) -> None:
+        for reader in self._consumers.values():
+            with contextlib.suppress(TransportError):
+                reader.close()
+        self._consumers.clear()
+
+    def infos(self, source: str) -> list[Any]:
+        """The streams of a data source, read once per poll however many sections need them."""
+        infos = self._infos.get(source)
+        if infos is None:
+            reader = self.consumer(source)
+            infos = self._infos[source] = reader.streams() if reader is not None else []
+        return infos
+
+    def _new_messages(self, source: str, stream: str, last_id: int, seen: int) -> list[Any]:
+        reader = self._consumers[source]
+        out = []
+        for mid in range(seen + 1, last_id + 1):
+            try:
+                out.append(reader.get_by_id(stream, mid))
+            except TransportError:  # a hole (a message not written yet) or pruned
+                continue
+        return out
+
+    # -- sections ----------------------------------------------------------------------------
+    def poll(self) -> dict[str, Any]:
+        now = time.time()
+        self._infos.clear()
+        self._sources = None
+        streams = self._streams()
+        self._read_status()
+        self._read_errors()
+        self._read_plots()
+        return {
+            "units": self._units(now),
+            "streams": streams,
+            "errors": list(self.errors),
+            "plots": [self._plot_section(p) for p in self.plots],
+        }
+
+    def _read_status(self) -> None:
+        source = status_source(self.view.name)
+        for info in self.infos(source):
+            instance, _, replica = info.name.rpartition(".")
+            state = self.replicas.setdefault((instance, replica), ReplicaState())
+            seen = max(state.seen_id, info.last_id - STATUS_HISTORY)
+            for msg in self._new_messages(source, info.name, info.last_id, seen):
+                state.add(dict(msg.metadata))
+            state.seen_id = info.last_id
+
+    def _units(self, now: float) -> dict[str, Any]:
+        order = ["failed", "restarting", "starting", "running", "waiting", "stopped", "finished"]
+        executor = self.run.units()
+        units: dict[str, Any] = {}
+        for unit in self.view.units:
+            states = [s for (inst, _), s in self.replicas.items() if inst == unit.instance]
+            snaps = [s.last for s in states if s.last]
+            names = [s.state(now) for s in states] or ["waiting"]
+            # a replica still running outweighs those done; among the others the worst shows
+            state = min(names, key=order.index) if names else "waiting"
+            restarts = sum(s.restarts for s in states)
+            run = executor.get(unit.instance)
+            if run is not None:
+                # the executor knows what a dead worker cannot say: it waits to be restarted,
+                # or it failed for good
+                for said in ("failed", "restarting"):
+                    if said in run["states"]:
+                        state = said
+                        break
+                else:
+                    if state == "restarting" and "running" in run["states"]:
+                        state = "starting"  # restarted, its first status not yet published
+                restarts = max(restarts, run["restarts"])
+
+            def total(key: str, states: list[ReplicaState] = states) -> int:
+                return int(sum(s.total(key) for s in states))
+
+            # only processes at work add to the rate (a dead or finished one's last rate is old)
+            live = [s.last for s in states if s.last and s.state(now) in ("starting", "running")]
+            units[unit.instance] = {
+                "unit": unit.descriptor.name,
+                "state": state,
+                "replicas": len(states),
+                "processed": total("processed"),
+                "errors": total("errors"),
+                "outputs": total("outputs"),
+                "rate": round(sum(float(s.get("rate") or 0) for s in live), 2),
+                "backlog": int(sum(float(s.get("backlog") or 0) for s in snaps)),
+                "lag_seconds": round(
+                    max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
+                ),
+                "restarts": restarts,
+                "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
+            }
+        return units
+
+    def _streams(self) -> list[dict[str, Any]]:
+        prefix = group_name(self.view.name, "")
+        rows = []
+        for name in [*self.view.streams, errors_source(self.view.name)]:
+            infos = self.infos(name)
+            lag: dict[str, int] = {}
+            for info in infos:
+                for grp, n in info.group_lag.items():
+                    if grp == VIEWER_GROUP:
+                        continue
+                    unit = grp[len(prefix) :] if grp.startswith(prefix) else grp
+                    lag[unit] = lag.get(unit, 0) + n
+            rows.append(
+                {
+                    "name": name,
+                    "scans": len(infos),
+                    "messages": sum(i.message_count or i.last_id for i in infos),
+                    # ASAP::O does not tell sizes or group lags: None shows as unknown
+                    "bytes": None
+                    if any(i.size_bytes is None for i in infos)
+                    else sum(i.size_bytes for i in infos),
+                    "finished": bool(infos) and all(i.finished for i in infos),
+                    "lag": lag,
+                    "last_time": max((i.last_timestamp or 0 for i in infos), default=None),
+                    "scan_names": [i.name for i in infos][-50:],
+                }
+            )
+        return rows
+
+    def _read_errors(self) -> None:
+        source = errors_source(self.view.name)
+        for info in self.infos(source):
+            seen = max(self.error_seen.get(info.name, 0), info.last_id - ERRORS_KEPT)
+            for msg in self._new_messages(source, info.name, info.last_id, seen):
+                try:
+                    record = msg.decode()
+                except Exception:  # a record we cannot decode still shows its metadata
+                    record = {}
+                meta = msg.metadata
+                record = record if isinstance(record, dict) else {}
+                self.errors.appendleft(
+                    {
+                        "unit": str(record.get("unit") or meta.get("unit") or info.name),
+                        "stream": info.name,
+                        "id": msg.id,
+                        "time": msg.timestamp,
+                        "exception": str(record.get("exception") or meta.get("exception", "")),
+                        "error": str(record.get("error") or meta.get("error", "")),
+                        "message": json.dumps(
+                            record.get("message") or meta.get("message"), default=str
+                        ),
+                        "traceback": str(record.get("traceback", "")),
+                    }
+                )
+            self.error_seen[info.name] = info.last_id
+
+    # -- plots -------------------------------------------------------------------------------
+    def _plot_states(self) -> list[PlotState]:
+        plots: dict[str, PlotState] = {}
+        for unit in self.view.units:
+            for i, hint in enumerate(unit.descriptor.plots):
+                source = unit.outputs.get(hint.port)
+                if source is None:
+                    continue
+                key = hint.figure or f"{unit.instance}-{i}"
+                plot = plots.get(key)
+                if plot is None:
+                    title = hint.title or f"{unit.instance}: {hint.y}"
+                    plot = plots[key] = PlotState(key, title, hint.kind, [])
+                plot.hints.append((unit.instance, source, hint))
+        return list(plots.values())
+
+    def _read_plots(self) -> None:
+        for plot in self.plots:
+            for instance, source, hint in plot.hints:
+                for info in self.infos(source):
+                    key = (source, info.name)
+                    # only the newest `keep` are ever shown: older ones are not read at all
+                    seen = max(plot.seen.get(key, 0), info.last_id - hint.keep)
+                    for msg in self._new_messages(source, info.name, info.last_id, seen):
+                        self._add_point(plot, instance, hint, msg)
+                    plot.seen[key] = info.last_id
+
+    def _add_point(self, plot: PlotState, instance: str, hint: PlotHint, msg: Any) -> None:
+        try:
+            value = msg.decode()
+        except Exception as exc:  # a payload we cannot decode is skipped, not fatal
+            log.debug("cannot decode %s/%s#%s: %s", msg.data_source, msg.stream, msg.id, exc)
+            return
+        trace_key = f"{instance}:{hint.port}:{hint.y}"
+        traces = plot.traces.setdefault(trace_key, deque(maxlen=hint.keep))
+        y = _plain(get_field(msg, value, hint.y))
+        label = get_field(msg, value, hint.label) if hint.label else None
+        if hint.label is None or label is None:
+            name = f"{instance} {msg.stream}#{msg.id}"
+        else:  # a number alone says little: "n_merged 3"
+            name = label if isinstance(label, str) else f"{hint.label.rsplit('.', 1)[-1]} {label}"
+        if hint.kind == "xy":
+            x = _plain(get_field(msg, value, hint.x)) if hint.x else None
+            if not isinstance(y, list):
+                return
+            x = x if isinstance(x, list) and len(x) == len(y) else list(range(len(y)))
+            x, y = _thin(x, y)
+            traces.append(
+                {"unit": instance, "name": name, "x": x, "y": y, "id": msg.id, "stream": msg.stream}
+            )
+        elif hint.kind == "scalar":
+            x = _plain(get_field(msg, value, hint.x)) if hint.x else msg.timestamp
+            if y is None or isinstance(y, list | dict):
+                return
+            traces.append({"unit": instance, "x": x, "y": y, "text": name, "time": hint.x is None})
+        else:  # image: the newest only
+            if isinstance(y, list) and y and isinstance(y[0], list):
+                traces.clear()
+                traces.append({"unit": instance, "name": name, "z": y})
+
+    def _plot_section(self, plot: PlotState) -> dict[str, Any]:
+        series = []
+        for instance, _source, hint in plot.hints:
+            key = f"{instance}:{hint.port}:{hint.y}"
+            points = list(plot.traces.get(key, ()))
+            series.append(
+                {
+                    "unit": instance,
+                    "kind": hint.kind,
+                    "x_field": hint.x or ("time" if hint.kind == "scalar" else None),
+                    "y_field": hint.y,
+                    "items": points,
+                }
+            )
+        return {"id": plot.id, "title": plot.title, "kind": plot.kind, "series": series}
+
+    # -- latest messages ---------------------------------------------------------------------
+    def latest(self, source: str, count: int = 10) -> list[dict[str, Any]]:
+        """The newest messages of one pipeline stream (over its scans), newest first."""
+        if source not in self.view.streams and source != errors_source(self.view.name):
+            raise KeyError(source)
+        reader = self.consumer(source)
+        if reader is None:
+            return []
+        out: list[dict[str, Any]] = []
+        for info in sorted(reader.streams(), key=lambda i: i.last_timestamp or 0, reverse=True):
+            for mid in range(info.last_id, max(0, info.last_id - count), -1):
+                try:
+                    msg = reader.get_by_id(info.name, mid)
+                except TransportError:
+                    continue
+                out.append(
+                    {
+                        "stream": info.name,
+                        "id": msg.id,
+                        "time": msg.timestamp,
+                        "size": msg.size,
+                        "metadata": msg.metadata,
+                        "payload": _preview(msg),
+                    }
+                )
+                if len(out) >= count:
+                    return out
+        return out
+
+
+def _summary(value: Any, depth: int = 0) -> Any:
+    """A short picture of a value: long lists cut to their first items and their length."""
+    value = _plain(value)
+    if isinstance(value, list):
+        if len(value) > 6:
+            head = [_summary(v, depth + 1) for v in value[:3]]
+            return [*head, f"\u2026 {len(value)} values"]
+        return [_summary(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if depth > 3:
+            return "{\u2026}"
+        return {k: _summary(v, depth + 1) for k, v in value.items()}
+    return value
+
+
+def _preview(msg: Any, limit: int = 600) -> str:
+    try:
+        value = msg.decode()
+    except Exception:
+        return f"<{msg.size} bytes>"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if hasattr(value, "shape"):
+        return f"<array {getattr(value, 'dtype', '')} {tuple(value.shape)}>"
+    text = json.dumps(_summary(value), default=str, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "\u2026"

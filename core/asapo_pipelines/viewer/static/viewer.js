@@ -1,0 +1,248 @@
+// The viewer page: renders what /events pushes. Every string from the pipeline is shown with
+// textContent (never innerHTML); the graph SVG is built and escaped by the server and parsed as
+// XML here.
+'use strict';
+
+const STATES = ['waiting', 'starting', 'running', 'restarting', 'failed', 'stopped', 'finished'];
+const graphNodes = new Map();
+const plotDivs = new Map();
+const plotSeen = new Map();  // plot id -> the JSON last drawn, to skip redrawing what is unchanged
+const errorItems = new Map();
+let streamCounts = {};
+
+function $(selector) { return document.querySelector(selector); }
+
+function el(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined && text !== null) node.textContent = String(text);
+  if (className) node.className = className;
+  return node;
+}
+
+function stateName(state) { return STATES.includes(state) ? state : 'waiting'; }
+
+function fmtTime(seconds) {
+  if (!seconds) return '';
+  return new Date(seconds * 1000).toLocaleTimeString();
+}
+
+function fmtBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return (i ? n.toFixed(1) : String(n)) + ' ' + units[i];
+}
+
+function setField(group, field, text) {
+  const node = group.querySelector('[data-field="' + field + '"]');
+  if (node) node.textContent = text;
+}
+
+function numCell(value) { return el('td', value, 'num'); }
+
+function showUnits(units) {
+  const body = $('#units tbody');
+  const rows = [];
+  for (const [instance, u] of Object.entries(units)) {
+    const state = stateName(u.state);
+    const group = graphNodes.get('u:' + instance);
+    if (group) {
+      group.setAttribute('class', 'unit state-' + state);
+      setField(group, 'state', state);
+      setField(group, 'line1', 'processed ' + u.processed + ' \u00b7 ' + u.rate.toFixed(1) + '/s');
+      setField(group, 'line2', 'lag ' + u.lag_seconds.toFixed(1) + 's \u00b7 errors ' + u.errors +
+        ' \u00b7 restarts ' + u.restarts);
+    }
+    const row = el('tr');
+    row.dataset.unit = instance;
+    row.append(el('td', instance), el('td', state, 'state state-' + state), numCell(u.processed),
+      numCell(u.rate.toFixed(2)), numCell(u.backlog), numCell(u.lag_seconds.toFixed(2)),
+      numCell(u.errors), numCell(u.restarts));
+    rows.push(row);
+  }
+  body.replaceChildren(...rows);
+}
+
+function showStreams(streams) {
+  const body = $('#streams tbody');
+  const rows = [];
+  const counts = {};
+  for (const s of streams) {
+    counts[s.name] = s.messages;
+    const lagText = Object.entries(s.lag).map(([unit, n]) => unit + ': ' + n).join(', ');
+    const row = el('tr');
+    row.append(el('td', s.name), numCell(s.scans), numCell(s.messages), numCell(s.bytes === null ? '\u2013' : fmtBytes(s.bytes)),
+      el('td', s.finished ? 'yes' : 'no'), el('td', lagText || '\u2013'));
+    rows.push(row);
+    const group = graphNodes.get('s:' + s.name);
+    if (group) {
+      const lagging = Object.values(s.lag).some((n) => n > 0);
+      group.setAttribute('class', 'stream' + (lagging ? ' lagging' : ''));
+      setField(group, 'line1', s.messages + ' messages' + (s.scans > 1 ? ' \u00b7 ' + s.scans +
+        ' scans' : ''));
+    }
+  }
+  body.replaceChildren(...rows);
+  const selected = $('#stream-select').value;
+  if (selected && counts[selected] !== streamCounts[selected]) loadMessages();
+  streamCounts = counts;
+}
+
+function showErrors(errors) {
+  $('#error-count').textContent = String(errors.length);
+  const list = $('#errors');
+  const keep = new Set();
+  let previous = null;
+  for (const e of errors) {  // newest first
+    const key = e.stream + '#' + e.id;
+    keep.add(key);
+    let item = errorItems.get(key);
+    if (!item) {
+      item = el('li');
+      const details = el('details');
+      const summary = el('summary');
+      summary.append(el('strong', e.unit), document.createTextNode(' ' + fmtTime(e.time) + ' '),
+        el('code', e.exception + ': ' + e.error));
+      details.append(summary, el('div', 'message: ' + e.message, 'muted'), el('pre', e.traceback));
+      item.append(details);
+      errorItems.set(key, item);
+    }
+    if (previous === null) list.prepend(item); else previous.after(item);
+    previous = item;
+  }
+  for (const [key, item] of errorItems) {
+    if (!keep.has(key)) { item.remove(); errorItems.delete(key); }
+  }
+}
+
+// Plotly reads a few HTML-like tags in names and labels; escape them so they show as typed.
+function plotText(value) {
+  return String(value).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function xValue(item) { return item.time ? new Date(item.x * 1000) : item.x; }
+
+function tracesFor(plot) {
+  const traces = [];
+  plot.series.forEach((series, index) => {
+    const last = index === plot.series.length - 1 && plot.series.length > 1;
+    if (series.kind === 'xy') {
+      series.items.forEach((item, i) => {
+        const newest = i === series.items.length - 1;
+        traces.push({
+          type: 'scatter', mode: 'lines', x: item.x, y: item.y, name: plotText(item.name),
+          line: { width: last ? 3 : (newest ? 1.6 : 1) }, opacity: last || newest ? 1 : 0.55,
+          // the legend names the newest line of each unit; hovering names the others
+          showlegend: last || newest,
+        });
+      });
+    } else if (series.kind === 'scalar') {
+      const textual = series.items.some((item) => typeof item.y === 'string');
+      // join the points only while x only grows (a unit that restarted from scratch does not)
+      const xs = series.items.map((item) => item.x);
+      const growing = xs.every((x, i) => i === 0 || x >= xs[i - 1]);
+      traces.push({
+        type: 'scatter', mode: textual || !growing ? 'markers' : 'lines+markers',
+        x: series.items.map(xValue), y: series.items.map((item) => item.y),
+        text: series.items.map((item) => plotText(item.text)), name: plotText(series.unit),
+        marker: { size: textual ? 11 : 6 },
+      });
+    } else if (series.kind === 'image' && series.items.length) {
+      traces.push({ type: 'heatmap', z: series.items[series.items.length - 1].z,
+        name: plotText(series.unit), colorscale: 'Viridis' });
+    }
+  });
+  return traces;
+}
+
+function showPlots(plots) {
+  $('#no-plots').hidden = plots.length > 0;
+  if (typeof Plotly === 'undefined') return;
+  for (const plot of plots) {
+    const json = JSON.stringify(plot);
+    if (plotSeen.get(plot.id) === json) continue;
+    plotSeen.set(plot.id, json);
+    let div = plotDivs.get(plot.id);
+    if (!div) {
+      div = el('div', null, 'plot');
+      div.dataset.plot = plot.id;
+      $('#plots').append(div);
+      plotDivs.set(plot.id, div);
+    }
+    const first = plot.series[0] || {};
+    const layout = {
+      title: { text: plotText(plot.title), font: { size: 14 } },
+      margin: { l: 55, r: 10, t: 36, b: 42 },
+      xaxis: { title: { text: plotText(first.x_field || '') }, automargin: true },
+      yaxis: { title: { text: plotText(first.y_field || '') }, automargin: true },
+      showlegend: plot.kind === 'xy', legend: { font: { size: 10 } },
+      uirevision: plot.id,
+    };
+    Plotly.react(div, tracesFor(plot), layout, { displaylogo: false, responsive: true });
+    div.dataset.traces = String(div.data ? div.data.length : 0);
+  }
+}
+
+async function loadMessages() {
+  const stream = $('#stream-select').value;
+  if (!stream) return;
+  const response = await fetch('/api/messages?n=6&stream=' + encodeURIComponent(stream));
+  const body = await response.json();
+  if ($('#stream-select').value !== stream) return;
+  const rows = (body.messages || []).map((m) => {
+    const row = el('tr');
+    const meta = el('td');
+    meta.append(el('pre', JSON.stringify(m.metadata, null, 1)));
+    meta.className = 'meta';
+    const payload = el('td');
+    payload.append(el('pre', m.payload));
+    row.append(el('td', m.stream), numCell(m.id), el('td', fmtTime(m.time)),
+      numCell(fmtBytes(m.size)), meta, payload);
+    return row;
+  });
+  $('#messages tbody').replaceChildren(...rows);
+}
+
+function connect() {
+  const conn = $('#conn');
+  const events = new EventSource('/events');
+  const handle = (name, show) => events.addEventListener(name, (event) => {
+    show(JSON.parse(event.data));
+    $('#updated').textContent = 'updated ' + new Date().toLocaleTimeString();
+  });
+  handle('units', showUnits);
+  handle('streams', showStreams);
+  handle('errors', showErrors);
+  handle('plots', showPlots);
+  handle('status', (status) => {
+    const problem = $('#problem');
+    problem.hidden = !status.error;
+    problem.textContent = status.error ? 'cannot read the transport: ' + status.error : '';
+  });
+  events.onopen = () => { conn.textContent = 'live'; conn.className = 'conn live'; };
+  events.onerror = () => { conn.textContent = 'reconnecting'; conn.className = 'conn reconnecting'; };
+}
+
+async function start() {
+  const info = await (await fetch('/api/pipeline')).json();
+  $('#name').textContent = info.name;
+  document.title = 'pipeline ' + info.name;
+  const doc = new DOMParser().parseFromString(info.svg, 'image/svg+xml');
+  const svg = document.importNode(doc.documentElement, true);
+  $('#graph').replaceChildren(svg);
+  // shrink a wide graph to the page, but never below three quarters: scroll beyond that
+  const natural = Number(svg.getAttribute('width')) || 0;
+  if (natural) svg.style.minWidth = Math.round(natural * 0.75) + 'px';
+  svg.querySelectorAll('[data-node]').forEach((g) => graphNodes.set(g.getAttribute('data-node'), g));
+  const select = $('#stream-select');
+  for (const name of info.streams) {
+    const option = el('option', name);
+    option.value = name;
+    select.append(option);
+  }
+  select.addEventListener('change', loadMessages);
+  connect();
+  loadMessages();
+}
+
+start();

@@ -1,0 +1,241 @@
+"""Fixtures of the viewer tests: a real chromium, the viewer served on loopback, and a pipeline
+of real worker processes on an embedded store."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+from browser_setup import CHROMIUM_ARGS, ensure_chromium  # noqa: E402
+
+ROOT = HERE.parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _unavailable(why: str) -> None:
+    # on CI a browser that cannot be had is a failure, elsewhere the tests are skipped
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+        pytest.fail(f"the viewer's browser tests need chromium: {why}")
+    pytest.skip(f"the viewer's browser tests need chromium: {why}")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    path, why = ensure_chromium()
+    if path is None:
+        _unavailable(why)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright Python package is not installed")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1500})
+    page = context.new_page()
+    page.problems = []  # console errors and page errors the test may assert on
+    page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
+    page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
+    yield page
+    context.close()
+
+
+class Served:
+    def __init__(self, app: Any) -> None:
+        from asapo_pipelines.viewer.server import listen, make_server
+
+        self.sock = listen("127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/"
+        self.server = make_server(app, self.sock)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the viewer did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+        self.sock.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    """serve(view, transport) -> URL of the viewer app on 127.0.0.1."""
+    served: list[Served] = []
+
+    def start(view: Any, transport: Any, **kwargs: Any) -> str:
+        from asapo_pipelines.viewer.server import create_app
+
+        kwargs.setdefault("poll_interval", 0.3)
+        s = Served(create_app(view, transport, **kwargs))
+        served.append(s)
+        return s.url
+
+    yield start
+    for s in served:
+        s.stop()
+
+
+PIPELINE_YAML = """\
+pipeline: live-demo
+transport: {embedded: {path: .pipeline-data}}
+units:
+  waves:
+    unit: live.waves
+    params: {count: %(count)d, delay: %(delay)s, sample: "%(sample)s"}
+    outputs: {waves: waves}
+  average:
+    unit: live.average
+    params: {fail_every: %(fail_every)d}
+    inputs: {waves: waves}
+    outputs: {mean: means}
+  judge:
+    unit: live.judge
+    inputs: {mean: means}
+    outputs: {decisions: decisions}
+"""
+
+
+@pytest.fixture(scope="session")
+def live_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test units installed as a real plugin distribution (a directory for PYTHONPATH)."""
+    from asapo_pipelines.testing.distributions import PluginProject, install
+
+    root = tmp_path_factory.mktemp("live-plugin")
+    project = PluginProject(
+        "viewer-live-units",
+        modules={"units.py": (HERE / "live_units.py").read_text(encoding="utf-8")},
+        entry_points={"viewer_live": "viewer_live_units.units"},
+    ).write(root / "src")
+    install([project], root / "site")
+    return root / "site"
+
+
+def pipeline_env(plugin: Path) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
+
+
+class LivePipeline:
+    """The test pipeline: `pipeline worker` processes (what an executor starts) and
+    `pipeline view`, all real commands, with the units from an installed plugin."""
+
+    def __init__(self, root: Path, plugin: Path, **params: Any) -> None:
+        import live_units
+
+        from asapo_pipelines.testing import catalog_from_plugins
+        from asapo_pipelines.viewer.model import load_view
+
+        values = {"count": 40, "delay": 0.25, "sample": "foil", "fail_every": 0, **params}
+        self.file = root / "live.pipeline.yaml"
+        self.file.write_text(PIPELINE_YAML % values, encoding="utf-8")
+        self.view = load_view(self.file, catalog_from_plugins(live_units))
+        self.env = pipeline_env(plugin)
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts: dict[str, int] = {}
+        self.viewer: subprocess.Popen[str] | None = None
+
+    def start(self, instance: str) -> None:
+        n = self.starts[instance] = self.starts.get(instance, 0) + 1
+        with open(self.logs / f"{instance}.{n}.log", "wb") as log:
+            self.procs[instance] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "asapo_pipelines",
+                    "worker",
+                    str(self.file),
+                    instance,
+                    "--status-interval",
+                    "0.3",
+                    "--lease-seconds",
+                    "2",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+
+    def start_all(self) -> None:
+        for unit in self.view.units:
+            self.start(unit.instance)
+
+    def kill(self, instance: str) -> None:
+        proc = self.procs[instance]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def serve(self) -> str:
+        """`pipeline view FILE --port 0` in its own process; returns the page's address."""
+        self.viewer = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "asapo_pipelines",
+                "view",
+                str(self.file),
+                "--port",
+                "0",
+                "--interval",
+                "0.3",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+        )
+        assert self.viewer.stderr is not None
+        line = self.viewer.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert match, f"pipeline view said: {line}{self.viewer.stderr.read()}"
+        return match.group(1)
+
+    def stop_all(self) -> None:
+        procs = list(self.procs.values()) + ([self.viewer] if self.viewer else [])
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT if proc is self.viewer else signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def live_pipeline(tmp_path: Path, live_plugin: Path) -> Iterator[Any]:
+    pipelines: list[LivePipeline] = []
+
+    def make(**params: Any) -> LivePipeline:
+        p = LivePipeline(tmp_path, live_plugin, **params)
+        pipelines.append(p)
+        return p
+
+    yield make
+    for p in pipelines:
+        p.stop_all()
