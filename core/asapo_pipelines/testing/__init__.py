@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# the in-process unit harness fixtures, re-exported so that pytest registers them
+from asapo_pipelines.testing.fixtures import run_unit, unit_harness, unit_message  # noqa: F401
+
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
 
@@ -38,10 +41,6 @@ def catalog_from_plugins(
         name = getattr(plugin, "__name__", type(plugin).__name__)
         sources.append(PluginSource(name, distribution, version, name, obj=plugin))
     return Catalog.from_sources(sources, strict=strict)
-
-
-# the in-process unit harness: run_unit, unit_harness, unit_message
-from asapo_pipelines.testing.fixtures import run_unit, unit_harness, unit_message  # noqa: E402, F401
 
 
 @pytest.fixture
