@@ -24,6 +24,9 @@ COMMANDS: dict[str, str] = {
     "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
     "start": "asapo_pipelines.cli.nomad_cmds:start",
     "plan": "asapo_pipelines.cli.nomad_cmds:plan",
+    "worker": "asapo_pipelines.cli.worker:worker",
+    "status": "asapo_pipelines.cli.status:status",
+    "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -1,0 +1,78 @@
+"""`pipeline worker`: run one unit of a pipeline (what every task of a deployed pipeline runs)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+
+@click.command("worker")
+@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("unit_name")
+@click.option(
+    "--replica",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Which replica of the unit this is (replicas share the unit's inputs).",
+)
+@click.option(
+    "--status-interval",
+    type=click.FloatRange(min=0.05),
+    default=2.0,
+    show_default=True,
+    help="Seconds between two publications of the worker's counters.",
+)
+@click.option(
+    "--linger",
+    type=click.FloatRange(min=0.0),
+    default=0.5,
+    show_default=True,
+    help="Seconds to keep watching for late messages once every input is finished.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="How long a taken message stays with this worker before it is handed to another "
+    "(after a crash, unacknowledged messages come back after this).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def worker(
+    pipeline_file: Path,
+    unit_name: str,
+    replica: int,
+    status_interval: float,
+    linger: float,
+    lease_seconds: float,
+    log_level: str,
+) -> None:
+    """Run the unit UNIT_NAME of PIPELINE_FILE until its inputs are finished.
+
+    Reads the unit's inputs as a consumer group named after the pipeline and the unit, writes
+    its outputs with provenance, sends failing messages to the error stream, and publishes its
+    counters for `pipeline status`. SIGTERM or SIGINT: finish the current message and exit 0.
+    """
+    from asapo_pipelines.worker.launch import run_worker
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        format=f"%(asctime)s {unit_name}[{replica}] %(levelname)s %(message)s",
+    )
+    code = run_worker(
+        pipeline_file,
+        unit_name,
+        replica=replica,
+        status_interval=status_interval,
+        linger=linger,
+        lease_seconds=lease_seconds,
+    )
+    raise click.exceptions.Exit(code)

@@ -1,0 +1,60 @@
+"""Pipeline files: the model, a position-keeping YAML loader and staged validation.
+
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline import load_pipeline, validate_file
+
+    pipeline = load_pipeline("p65.pipeline.yaml", Catalog.load())   # raises PipelineInvalid
+    report = validate_file("p65.pipeline.yaml", Catalog.load())     # never raises for bad input
+
+Names are resolved on first access so that importing the package costs nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+_LAZY = {
+    "Pipeline": "asapo_pipelines.pipeline.model",
+    "UnitConfig": "asapo_pipelines.pipeline.model",
+    "Transport": "asapo_pipelines.pipeline.model",
+    "StreamDecl": "asapo_pipelines.pipeline.model",
+    "Deploy": "asapo_pipelines.pipeline.model",
+    "ResourcesOverride": "asapo_pipelines.pipeline.model",
+    "Retry": "asapo_pipelines.pipeline.model",
+    "PipelineInvalid": "asapo_pipelines.pipeline.validate",
+    "load_pipeline": "asapo_pipelines.pipeline.validate",
+    "validate_file": "asapo_pipelines.pipeline.validate",
+    "validate_text": "asapo_pipelines.pipeline.validate",
+    "Report": "asapo_pipelines.pipeline.problems",
+    "Problem": "asapo_pipelines.pipeline.problems",
+    "CODES": "asapo_pipelines.pipeline.problems",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.pipeline.model import (
+        Deploy,
+        Pipeline,
+        ResourcesOverride,
+        Retry,
+        StreamDecl,
+        Transport,
+        UnitConfig,
+    )
+    from asapo_pipelines.pipeline.problems import CODES, Problem, Report
+    from asapo_pipelines.pipeline.validate import (
+        PipelineInvalid,
+        load_pipeline,
+        validate_file,
+        validate_text,
+    )
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asapo_pipelines.pipeline' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,310 @@
+"""A YAML loader that remembers where every value came from.
+
+ruamel.yaml composes the file into nodes (each with its start mark); this module turns the nodes
+into plain Python values itself, so that it can
+
+- record the line and column of every key and every value, by path (``("units", "scans",
+  "params", "directory")``), for error messages that point at the exact spot;
+- reject duplicate keys and keys that are not strings (``1:``, ``null:``, ``[a]:``), reporting
+  each one and going on;
+- bound the expansion of anchors and aliases, so that a "billion laughs" file fails at once
+  instead of eating the machine's memory, and refuse aliases that refer to themselves;
+- accept only YAML's core tags (no ``!!python/object`` or other custom tags).
+
+Only a syntax error or an explosion stops loading; the other problems are collected.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.pipeline.problems import Problem
+
+Path_ = tuple[str | int, ...]
+
+#: Values one file may expand to (after following aliases). A 500-unit pipeline is ~15,000.
+MAX_NODES = 250_000
+#: Deeper nesting than this is certainly a mistake (and would exhaust Python's stack).
+MAX_DEPTH = 64
+#: Larger files are refused before parsing (a pipeline file is a few hundred kB at most).
+MAX_BYTES = 16 * 1024 * 1024
+
+_TAG = "tag:yaml.org,2002:"
+_SCALAR_TAGS = {f"{_TAG}{t}" for t in ("str", "int", "float", "bool", "null", "timestamp")}
+_KIND_NAMES = {
+    f"{_TAG}int": "integer",
+    f"{_TAG}float": "number",
+    f"{_TAG}bool": "boolean",
+    f"{_TAG}null": "null",
+    f"{_TAG}timestamp": "date",
+    f"{_TAG}map": "mapping",
+    f"{_TAG}seq": "list",
+}
+
+
+@dataclass(frozen=True)
+class Pos:
+    """1-based line and column."""
+
+    line: int
+    column: int
+
+
+@dataclass
+class Document:
+    """A loaded file: its plain data and where each key and value starts."""
+
+    path: Path
+    data: Any
+    values: dict[Path_, Pos] = field(default_factory=dict)
+    keys: dict[Path_, Pos] = field(default_factory=dict)
+
+    def locate(self, path: Path_, *, key: bool = False) -> Pos:
+        """The position of a value (or of its key), or of the nearest enclosing one that exists.
+
+        For a missing key the nearest existing parent is the right place to point at: its key
+        (``scans:``) is where the missing field belongs.
+        """
+        path = tuple(path)
+        table = self.keys if key else self.values
+        if path in table:
+            return table[path]
+        while path:
+            path = path[:-1]
+            if path in self.keys:
+                return self.keys[path]
+            if path in self.values:
+                return self.values[path]
+        return self.values.get((), Pos(1, 1))
+
+
+class LoadFailed(Exception):
+    """Loading stopped: the problems found so far (at least one) are attached."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__(problems[0].message if problems else "could not load")
+        self.problems = problems
+
+
+class _Builder:
+    def __init__(self, file: str) -> None:
+        from ruamel.yaml import YAML
+
+        self.file = file
+        self.constructor = YAML(typ="safe", pure=True).constructor
+        self.values: dict[Path_, Pos] = {}
+        self.keys: dict[Path_, Pos] = {}
+        self.problems: list[Problem] = []
+        self.count = 0
+        self.active: set[int] = set()
+
+    def problem(self, mark: Any, code: str, message: str) -> Problem:
+        found = Problem(self.file, mark.line + 1, mark.column + 1, "error", code, message)
+        self.problems.append(found)
+        return found
+
+    def fatal(self, mark: Any, code: str, message: str) -> LoadFailed:
+        self.problem(mark, code, message)
+        return LoadFailed(self.problems)
+
+    def build(self, node: Any, path: Path_, depth: int) -> Any:
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.fatal(
+                node.start_mark,
+                "P005",
+                f"the file expands to more than {MAX_NODES:,} values through anchors and "
+                "aliases; refusing to load it (is an alias repeated inside its own anchor?)",
+            )
+        if depth > MAX_DEPTH:
+            raise self.fatal(
+                node.start_mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep"
+            )
+        self.values.setdefault(path, Pos(node.start_mark.line + 1, node.start_mark.column + 1))
+        if isinstance(node, MappingNode | SequenceNode):
+            if id(node) in self.active:
+                raise self.fatal(
+                    node.start_mark, "P005", "an alias refers to the anchor that contains it"
+                )
+            self.active.add(id(node))
+            try:
+                if isinstance(node, SequenceNode):
+                    self.check_tag(node, f"{_TAG}seq")
+                    return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+                self.check_tag(node, f"{_TAG}map")
+                return self.mapping(node, path, depth)
+            finally:
+                self.active.discard(id(node))
+        return self.scalar(node)
+
+    def check_tag(self, node: Any, expected: str) -> None:
+        if node.tag != expected:
+            self.problem(
+                node.start_mark,
+                "P007",
+                f"unsupported YAML tag {node.tag}; pipeline files use plain YAML values only",
+            )
+
+    def scalar(self, node: Any) -> Any:
+        tag = node.tag
+        if tag == f"{_TAG}str" or tag == f"{_TAG}timestamp":
+            # a date stays the text it was written as: no field of a pipeline file is a date
+            return str(node.value)
+        if tag not in _SCALAR_TAGS:
+            self.check_tag(node, f"{_TAG}str")
+            return str(node.value)
+        value = self.constructor.construct_object(node, deep=True)
+        if isinstance(value, float) and math.isnan(value):
+            return value
+        return value
+
+    def mapping(self, node: Any, path: Path_, depth: int) -> dict[str, Any]:
+        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+        result: dict[str, Any] = {}
+        explicit: dict[str, Pos] = {}
+        merged: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            mark = key_node.start_mark
+            if isinstance(key_node, ScalarNode) and key_node.tag == f"{_TAG}merge":
+                # `<<: *defaults` (YAML 1.1 merge key): explicit keys win over merged ones
+                sources = (
+                    value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+                )
+                for source in sources:
+                    if not isinstance(source, MappingNode):
+                        self.problem(
+                            source.start_mark, "P002", "a merge key (<<) needs a mapping or a "
+                            "list of mappings"
+                        )
+                        continue
+                    built = self.build(source, path, depth + 1)
+                    for k, v in built.items():
+                        merged.setdefault(k, v)
+                continue
+            if not isinstance(key_node, ScalarNode) or key_node.tag not in (
+                f"{_TAG}str",
+                f"{_TAG}timestamp",
+            ):
+                kind = _KIND_NAMES.get(key_node.tag, "non-string value")
+                shown = (
+                    f" {key_node.value}" if isinstance(key_node, ScalarNode) and key_node.value
+                    else ""
+                )
+                self.problem(
+                    mark,
+                    "P004",
+                    f"keys must be strings, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}{shown}; "
+                    "quote the key if it is meant "
+                    "as text",
+                )
+                continue
+            key = str(key_node.value)
+            here = Pos(mark.line + 1, mark.column + 1)
+            if key in explicit:
+                first = explicit[key]
+                self.problem(
+                    mark,
+                    "P003",
+                    f"duplicate key {key!r} (first defined at line {first.line}); "
+                    "the second one would silently replace the first",
+                )
+                continue
+            explicit[key] = here
+            self.keys[(*path, key)] = here
+            result[key] = self.build(value_node, (*path, key), depth + 1)
+        for key, value in merged.items():
+            result.setdefault(key, value)
+        return result
+
+
+def load_text(text: str, file: str | Path = "<string>") -> Document:
+    """Load YAML text. Raises LoadFailed when nothing usable could be read; otherwise the
+    returned document may still come with problems (see `load_document`)."""
+    doc, problems = load_document(text, file)
+    if problems:
+        raise LoadFailed(problems)
+    return doc
+
+
+def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, list[Problem]]:
+    """Load YAML text into a Document plus the problems found while loading.
+
+    Raises LoadFailed (with located problems) when the text is not YAML or explodes.
+    """
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    name = str(file)
+    builder = _Builder(name)
+    try:
+        from ruamel.yaml import YAML
+
+        yaml = YAML(typ="safe", pure=True)
+        node = yaml.compose(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        what = exc.problem or exc.context or "invalid YAML"
+        if "expected a single document" in str(exc):
+            what = "the file holds more than one YAML document (a second `---`); keep one"
+        raise LoadFailed(
+            [Problem(name, line, column, "error", "P002", f"YAML syntax error: {what}")]
+        ) from None
+    except RecursionError:
+        raise LoadFailed(
+            [Problem(name, 1, 1, "error", "P006", f"values are nested more than {MAX_DEPTH} "
+                     "levels deep")]
+        ) from None
+    except (YAMLError, ValueError, UnicodeError) as exc:
+        raise LoadFailed(
+            [Problem(name, 1, 1, "error", "P002", f"YAML syntax error: {exc}".splitlines()[0])]
+        ) from None
+    if node is None:
+        return Document(Path(name), None, {(): Pos(1, 1)}, {}), []
+    try:
+        data = builder.build(node, (), 0)
+    except RecursionError:
+        raise builder.fatal(
+            node.start_mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep"
+        ) from None
+    except (YAMLError, ValueError, TypeError, OverflowError) as exc:
+        mark = getattr(exc, "problem_mark", None) or node.start_mark
+        raise builder.fatal(mark, "P002", f"invalid value: {exc}".splitlines()[0]) from None
+    return Document(Path(name), data, builder.values, builder.keys), builder.problems
+
+
+def read_document(path: Path) -> tuple[Document, list[Problem]]:
+    """Read and load a file; raises LoadFailed with P001 when it cannot be read."""
+    name = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise LoadFailed(
+                [Problem(name, 1, 1, "error", "P001", f"the file is {size:,} bytes, more than "
+                         f"the {MAX_BYTES:,} a pipeline file may have")]
+            )
+        raw = path.read_bytes()
+    except LoadFailed:
+        raise
+    except IsADirectoryError:
+        raise LoadFailed([Problem(name, 1, 1, "error", "P001", "is a directory, not a file")]) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise LoadFailed(
+            [Problem(name, 1, 1, "error", "P001", f"cannot read the file: {reason.lower()}")]
+        ) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise LoadFailed(
+            [Problem(name, line, column, "error", "P002", "the file is not UTF-8 text "
+                     f"(byte 0x{raw[exc.start]:02x})")]
+        ) from None
+    return load_document(text, name)

@@ -1,0 +1,457 @@
+"""The pipeline file as pydantic models.
+
+Every mapping forbids unknown keys (a typo must not pass silently), empty sections (`params:`
+with nothing after it) count as empty, and the checks that span several fields raise errors
+whose type is their stable code (``P105`` ...), which the validator turns into located problems.
+The models also give the JSON Schema of the fixed part of the file (`asapo_pipelines.schema`
+adds one branch per unit).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from asapo_pipelines.descriptor import PORT_NAME_PATTERN, UNIT_NAME_PATTERN, Resources
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import UnitDescriptor
+
+PIPELINE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+INSTANCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+STREAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+DRIVERS = ("raw_exec", "exec", "docker")
+
+
+def _name_check(pattern: str, what: str, rule: str) -> Any:
+    compiled = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise PydanticCustomError("P104", f"{what} {{value!r}} is not valid: {rule}", {"value": value})
+        return value
+
+    return AfterValidator(check)
+
+
+PipelineName = Annotated[
+    str,
+    _name_check(PIPELINE_NAME_PATTERN, "pipeline name", "use lower case letters, digits and -, "
+                "starting with a letter, at most 63 characters"),
+    Field(json_schema_extra={"pattern": PIPELINE_NAME_PATTERN}),
+]
+InstanceName = Annotated[
+    str,
+    _name_check(INSTANCE_NAME_PATTERN, "unit instance name", "use lower case letters, digits, "
+                "- and _, starting with a letter"),
+]
+StreamName = Annotated[
+    str,
+    _name_check(STREAM_NAME_PATTERN, "stream name", "use letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit"),
+]
+PortName = Annotated[
+    str,
+    _name_check(PORT_NAME_PATTERN, "port name", "use lower case letters, digits and _"),
+]
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# -- transport -------------------------------------------------------------------------------
+class EmbeddedTransport(_Section):
+    """The on-disk store of one machine (the default)."""
+
+    path: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Directory of the store; a relative path is relative to the pipeline "
+            "file.",
+        ),
+    ] = ".pipeline-data"
+
+
+class AsapoTransport(_Section):
+    """A facility's ASAP::O. The token is read from a file or an environment variable."""
+
+    endpoint: Annotated[
+        str,
+        Field(
+            pattern=r"^[^\s:/]+:[0-9]{1,5}$",
+            description="ASAP::O endpoint, `host:port` (the authorizer/discovery service).",
+        ),
+    ]
+    beamtime: Annotated[
+        str | None, Field(description="Beamtime id (e.g. `11012345`); or give `beamline`.")
+    ] = None
+    beamline: Annotated[
+        str | None,
+        Field(description="Beamline (e.g. `p65`) for the beamline's current beamtime."),
+    ] = None
+    data_source_prefix: Annotated[
+        str,
+        Field(
+            description="Prefix of the data sources this pipeline writes, so several pipelines "
+            "can share a beamtime."
+        ),
+    ] = ""
+    token_file: Annotated[
+        str | None,
+        Field(
+            description="File holding the ASAP::O token; relative to the pipeline file.",
+        ),
+    ] = None
+    token_env: Annotated[
+        str | None,
+        Field(
+            pattern=ENV_NAME_PATTERN,
+            description="Environment variable holding the ASAP::O token.",
+        ),
+    ] = None
+    token: SkipJsonSchema[Any] = Field(default=None, exclude=True)
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _no_inline_token(cls, value: Any) -> Any:
+        if value is not None:
+            raise PydanticCustomError(
+                "P106",
+                "an ASAP::O token must not be written in the pipeline file (it would end up in "
+                "plans, logs and version control); put it in a file and set token_file, or in an "
+                "environment variable and set token_env",
+            )
+        return None
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> AsapoTransport:
+        if (self.beamtime is None) == (self.beamline is None):
+            raise PydanticCustomError(
+                "P107", "the asapo transport needs exactly one of beamtime or beamline"
+            )
+        if (self.token_file is None) == (self.token_env is None):
+            raise PydanticCustomError(
+                "P107", "the asapo transport needs exactly one of token_file or token_env"
+            )
+        return self
+
+
+class Transport(_Section):
+    """Where messages travel: exactly one of `embedded` or `asapo`."""
+
+    embedded: EmbeddedTransport | None = None
+    asapo: AsapoTransport | None = None
+    _base: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, value: Any) -> Any:
+        if value is None:
+            return {"embedded": {}}
+        if isinstance(value, dict):
+            chosen = [k for k in ("embedded", "asapo") if k in value]
+            if len(chosen) > 1:
+                raise PydanticCustomError(
+                    "P105", "transport must name exactly one of embedded or asapo, not both"
+                )
+            if not chosen and not set(value) - {"embedded", "asapo"}:
+                raise PydanticCustomError(
+                    "P105", "transport must name exactly one of embedded or asapo"
+                )
+            if value.get("embedded", 0) is None:
+                value = {**value, "embedded": {}}
+        return value
+
+    @property
+    def kind(self) -> Literal["embedded", "asapo"]:
+        return "asapo" if self.asapo is not None else "embedded"
+
+    def _resolve(self, path: str) -> str:
+        p = Path(path).expanduser()
+        if not p.is_absolute():
+            p = (self._base or Path.cwd()) / p
+        return str(p.resolve())
+
+    def spec(self) -> dict[str, dict[str, Any]]:
+        """What `asapo_pipelines.transport.open_transport` takes, with absolute paths."""
+        if self.asapo is not None:
+            data = self.asapo.model_dump(exclude={"token"}, exclude_none=True)
+            if self.asapo.token_file is not None:
+                data["token_file"] = self._resolve(self.asapo.token_file)
+            return {"asapo": data}
+        embedded = self.embedded or EmbeddedTransport()
+        return {"embedded": {"path": self._resolve(embedded.path)}}
+
+
+# -- streams ---------------------------------------------------------------------------------
+class StreamDecl(_Section):
+    """A stream named in advance: fed from outside the pipeline, or just documented."""
+
+    external: Annotated[
+        bool,
+        Field(description="Fed from outside the pipeline (another program writes it)."),
+    ] = False
+    content_type: Annotated[
+        str,
+        Field(
+            pattern=r"^([a-z0-9][a-z0-9.+_-]*|\*)/([a-z0-9][a-z0-9.+_-]*|\*)$",
+            description="What the stream carries, `type/subtype` (e.g. `xas/scan`).",
+        ),
+    ] = "*/*"
+    format: Annotated[
+        str | None,
+        Field(
+            pattern=r"^[a-z][a-z0-9_-]*$",
+            description="Payload format on the wire: json, bytes or seedee.",
+        ),
+    ] = None
+    description: str = ""
+
+
+# -- units -----------------------------------------------------------------------------------
+class ResourcesOverride(_Section):
+    """Overrides of the unit's default resources; fields left out keep the unit's defaults."""
+
+    cpu: Annotated[int | None, Field(ge=1, description="CPU in MHz.")] = None
+    memory: Annotated[int | None, Field(ge=1, description="Memory in MB.")] = None
+    gpus: Annotated[int | None, Field(ge=0, description="Number of NVIDIA GPUs.")] = None
+
+    def apply(self, defaults: Resources) -> Resources:
+        return defaults.model_copy(update=self.model_dump(exclude_none=True))
+
+
+class Retry(_Section):
+    """What happens when the unit raises on a message."""
+
+    attempts: Annotated[
+        int,
+        Field(ge=0, le=100, description="Retries of one message before it goes to the error "
+              "stream."),
+    ] = 3
+    delay: Annotated[
+        float, Field(ge=0, le=3600, description="Seconds between retries.")
+    ] = 1.0
+
+
+class UnitConfig(_Section):
+    """One unit instance in the pipeline."""
+
+    unit: Annotated[
+        str,
+        Field(
+            pattern=UNIT_NAME_PATTERN,
+            description="Qualified unit name `<namespace>.<name>` (see `pipeline list-units`).",
+        ),
+    ]
+    description: Annotated[str, Field(description="What this instance is for.")] = ""
+    params: Annotated[
+        dict[str, Any], Field(description="The unit's parameters (see `pipeline show-unit`).")
+    ] = {}
+    inputs: Annotated[
+        dict[PortName, StreamName],
+        Field(description="Input port -> the stream it reads."),
+    ] = {}
+    outputs: Annotated[
+        dict[PortName, StreamName],
+        Field(description="Output port -> the stream it writes."),
+    ] = {}
+    replicas: Annotated[
+        int, Field(ge=1, le=1000, description="Parallel copies sharing the inputs.")
+    ] = 1
+    resources: Annotated[
+        ResourcesOverride | None, Field(description="Override of the unit's default resources.")
+    ] = None
+    retry: Annotated[Retry, Field(description="Per-message retries before the error stream.")] = (
+        Retry()
+    )
+
+    _none_to_empty = field_validator("params", "inputs", "outputs", mode="before")(
+        classmethod(lambda cls, v: _none_is_empty(v))
+    )
+
+
+# -- deploy ----------------------------------------------------------------------------------
+class Install(_Section):
+    """Install packages into a fresh virtual environment on the node before the tasks start."""
+
+    index_url: Annotated[str | None, Field(description="Package index to install from.")] = None
+    wheels: Annotated[
+        list[str], Field(description="Wheel files or URLs reachable from the nodes.")
+    ] = []
+    packages: Annotated[
+        list[str], Field(description="Requirement specifiers, e.g. `asapo-pipelines-xas==1.2`.")
+    ] = []
+
+    @model_validator(mode="after")
+    def _something(self) -> Install:
+        if not self.wheels and not self.packages:
+            raise PydanticCustomError(
+                "P405", "python.install names nothing to install; list wheels or packages"
+            )
+        return self
+
+
+class PythonEnv(_Section):
+    """Which Python the tasks run: an existing environment, or one installed on the node."""
+
+    venv: Annotated[
+        str | None, Field(description="Absolute path of an existing virtual environment.")
+    ] = None
+    install: Install | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exactly_one(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            n = sum(k in value for k in ("venv", "install"))
+            if n != 1 and not set(value) - {"venv", "install"}:
+                raise PydanticCustomError(
+                    "P404", "python must name exactly one of venv or install"
+                )
+        return value
+
+    @field_validator("venv")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise PydanticCustomError(
+                "P406", "venv {value!r} is a path on the cluster's nodes and must be absolute",
+                {"value": value},
+            )
+        return value
+
+
+class Nomad(_Section):
+    """How the pipeline's job is placed on Nomad (also used by the local executor)."""
+
+    datacenters: Annotated[
+        list[str], Field(min_length=1, description="Datacenters the job may run in.")
+    ] = ["*"]
+    namespace: Annotated[str, Field(min_length=1, description="Nomad namespace.")] = "default"
+    region: Annotated[str, Field(min_length=1, description="Nomad region.")] = "global"
+    driver: Annotated[
+        Literal["raw_exec", "exec", "docker"],
+        Field(description="Task driver: raw_exec, exec, or docker (needs `image`)."),
+    ] = "raw_exec"
+    image: Annotated[
+        str | None, Field(description="Container image, for the docker driver only.")
+    ] = None
+    python: Annotated[
+        PythonEnv | None,
+        Field(description="Python environment of the tasks: `venv` or `install`."),
+    ] = None
+
+    @model_validator(mode="after")
+    def _docker_image(self) -> Nomad:
+        if self.driver == "docker" and not self.image:
+            raise PydanticCustomError("P402", "the docker driver needs an image")
+        return self
+
+
+class Deploy(_Section):
+    nomad: Nomad = Nomad()
+
+    _none_to_default = field_validator("nomad", mode="before")(
+        classmethod(lambda cls, v: {} if v is None else v)
+    )
+
+
+# -- the file --------------------------------------------------------------------------------
+class Pipeline(_Section):
+    """A whole pipeline file."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        title="asapo-pipelines pipeline file",
+    )
+
+    name: Annotated[
+        PipelineName,
+        Field(alias="pipeline", description="Name of the pipeline (the Nomad job's name)."),
+    ]
+    description: Annotated[str, Field(description="What the pipeline does.")] = ""
+    transport: Annotated[
+        Transport,
+        Field(description="Where messages travel: `embedded` (default) or `asapo`."),
+    ] = Transport(embedded=EmbeddedTransport())
+    streams: Annotated[
+        dict[StreamName, StreamDecl],
+        Field(description="Streams named in advance, e.g. fed from outside the pipeline."),
+    ] = {}
+    units: Annotated[
+        dict[InstanceName, UnitConfig],
+        Field(min_length=1, description="The unit instances, by instance name."),
+    ]
+    deploy: Annotated[Deploy, Field(description="How the pipeline is deployed.")] = Deploy()
+    _path: Path | None = PrivateAttr(default=None)
+
+    _none_to_empty = field_validator("streams", mode="before")(
+        classmethod(lambda cls, v: _none_is_empty(v))
+    )
+    _none_to_default = field_validator("transport", "deploy", mode="before")(
+        classmethod(lambda cls, v: {} if v is None else v)
+    )
+
+    @property
+    def path(self) -> Path | None:
+        """The pipeline file this was loaded from (None when built in memory)."""
+        return self._path
+
+    def bind(self, path: Path | None) -> Pipeline:
+        """Remember the file this came from; relative paths in it are relative to its folder."""
+        self._path = None if path is None else Path(path).resolve()
+        self.transport._base = None if self._path is None else self._path.parent
+        return self
+
+    def descriptor(self, instance: str, catalog: Catalog) -> UnitDescriptor:
+        return catalog.get(self.units[instance].unit)
+
+    def params_for(self, instance: str, catalog: Catalog) -> BaseModel:
+        """The instance's params as the unit's own params model."""
+        return self.descriptor(instance, catalog).params.model_validate(
+            self.units[instance].params
+        )
+
+    def resources_for(self, instance: str, catalog: Catalog) -> Resources:
+        """The unit's default resources with the file's overrides applied."""
+        defaults = self.descriptor(instance, catalog).resources
+        override = self.units[instance].resources
+        return override.apply(defaults) if override is not None else defaults
+
+    def producers(self) -> dict[str, list[tuple[str, str]]]:
+        """stream -> [(instance, output port)]"""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for name, unit in self.units.items():
+            for port, stream in unit.outputs.items():
+                found.setdefault(stream, []).append((name, port))
+        return found
+
+    def consumers(self) -> dict[str, list[tuple[str, str]]]:
+        """stream -> [(instance, input port)]"""
+        found: dict[str, list[tuple[str, str]]] = {}
+        for name, unit in self.units.items():
+            for port, stream in unit.inputs.items():
+                found.setdefault(stream, []).append((name, port))
+        return found

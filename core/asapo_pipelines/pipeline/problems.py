@@ -1,0 +1,144 @@
+"""Problems found in a pipeline file, their stable codes, and how they are printed.
+
+Codes never change meaning once released: tools and documentation refer to them. The first
+digit is the stage that finds them: 0 reading the YAML, 1 the file's shape, 2 the units and their
+parameters, 3 the graph, 4 the deploy section.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+
+#: code -> (severity, what it means). docs/pipeline-files.md lists the same table.
+CODES: dict[str, tuple[Severity, str]] = {
+    "P001": ("error", "The file cannot be read (missing, a directory, unreadable, too large)."),
+    "P002": ("error", "The file is not valid YAML (syntax, encoding, several documents)."),
+    "P003": ("error", "A key appears twice in the same mapping."),
+    "P004": ("error", "A key is not a string (`1:`, `null:`, `[a, b]:`)."),
+    "P005": ("error", "Anchors and aliases expand too far, or an alias refers to itself."),
+    "P006": ("error", "Values are nested too deeply."),
+    "P007": ("error", "A YAML tag other than the core ones (`!!python/...`, `!custom`)."),
+    "P101": ("error", "A required field is missing."),
+    "P102": ("error", "A field that does not exist here (typo?)."),
+    "P103": ("error", "A value has the wrong type or is out of range."),
+    "P104": ("error", "A name (pipeline, unit instance, stream, port) is not well formed."),
+    "P105": ("error", "`transport` must name exactly one of `embedded` or `asapo`."),
+    "P106": ("error", "A secret (ASAP::O token) is written in the file; use token_file/token_env."),
+    "P107": ("error", "`asapo` transport needs exactly one of beamtime/beamline and one of "
+             "token_file/token_env."),
+    "P108": ("error", "The file is empty or its top level is not a mapping."),
+    "P201": ("error", "Unknown unit (not in the installed catalog)."),
+    "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
+    "P203": ("error", "A required unit parameter is missing."),
+    "P204": ("error", "A unit parameter that the unit does not have."),
+    "P205": ("warning", "The unit comes from a plugin that is deprecated or could not be loaded."),
+    "P301": ("error", "An input port the unit does not have."),
+    "P302": ("error", "An output port the unit does not have."),
+    "P303": ("error", "An input reads a stream no unit produces and that is not declared "
+             "external."),
+    "P304": ("error", "The content types of a stream's producer and consumer are incompatible."),
+    "P305": ("error", "A stream has more than one producer."),
+    "P306": ("error", "A required input port is not connected."),
+    "P307": ("warning", "A unit's output stream is not read by any unit."),
+    "P308": ("warning", "A unit's output port is not connected: its messages are dropped."),
+    "P309": ("error", "A stream declared external is also produced by a unit."),
+    "P310": ("warning", "A stream declared under `streams:` is not used by any unit."),
+    "P401": ("error", "The task driver is not one of raw_exec, exec, docker."),
+    "P402": ("error", "The docker driver needs an `image`."),
+    "P403": ("warning", "`image` is set but the driver is not docker: it is ignored."),
+    "P404": ("error", "`python` must name exactly one of `venv` or `install`."),
+    "P405": ("error", "`python.install` names nothing to install (wheels or packages)."),
+    "P406": ("error", "A path on the cluster's nodes must be absolute."),
+    "P900": ("error", "Validation could not run (the unit catalog could not be loaded)."),
+}
+
+#: Problems that mean "could not run" (exit 2) rather than "invalid" (exit 1).
+UNRUNNABLE = frozenset({"P001", "P900"})
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    severity: Severity
+    code: str
+    message: str
+
+    def text(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.severity} {self.code} {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "line": self.line,
+            "column": self.column,
+            "severity": self.severity,
+            "code": self.code,
+            "message": self.message,
+        }
+
+
+def make(file: str, pos: Any, code: str, message: str) -> Problem:
+    """A problem at a loader position, with the code's own severity."""
+    severity = CODES[code][0]
+    return Problem(file, pos.line, pos.column, severity, code, message)
+
+
+@dataclass
+class Report:
+    """Everything validation found in one file."""
+
+    file: str
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    @property
+    def exit_code(self) -> int:
+        if any(p.code in UNRUNNABLE for p in self.problems):
+            return 2
+        return 0 if self.ok else 1
+
+    def sorted(self) -> list[Problem]:
+        unique = dict.fromkeys(self.problems)
+        return sorted(unique, key=lambda p: (p.line, p.column, p.code, p.message))
+
+    def text(self) -> str:
+        return "".join(p.text() + "\n" for p in self.sorted())
+
+    def summary(self) -> str:
+        e, w = len(self.errors), len(self.warnings)
+        if not e and not w:
+            return f"{self.file}: valid"
+        parts = [f"{e} error{'s' if e != 1 else ''}"] if e else []
+        if w:
+            parts.append(f"{w} warning{'s' if w != 1 else ''}")
+        state = "invalid" if e else "valid"
+        return f"{self.file}: {state} ({', '.join(parts)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "valid": self.ok,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "problems": [p.to_dict() for p in self.sorted()],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)

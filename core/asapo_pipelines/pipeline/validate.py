@@ -1,0 +1,455 @@
+"""Staged validation of a pipeline file: every problem, each at its line and column.
+
+Stages, each run even when an earlier one found problems (so one run shows everything):
+
+0. reading: the YAML itself (loader.py);
+1. shape: the file against the pydantic models (model.py);
+2. units: each unit exists in the catalog, its params against the unit's own params model;
+3. graph: ports exist, every input is fed, content types agree, one producer per stream;
+4. deploy: driver and image, the Python environment (most of it is part of stage 1's models).
+
+Later stages work from the raw data of the parts that are usable, so a typo in one unit does not
+hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
+from asapo_pipelines.pipeline.model import DRIVERS, Pipeline, UnitConfig
+from asapo_pipelines.pipeline.problems import Problem, Report, make
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import UnitDescriptor
+
+Loc = tuple[str | int, ...]
+
+
+class PipelineInvalid(PipelinesError):
+    """The pipeline file has errors; `.report` holds all of them."""
+
+    def __init__(self, report: Report) -> None:
+        errors = report.errors
+        head = f"{report.file} is not a valid pipeline file ({len(errors)} error"
+        head += "s)" if len(errors) != 1 else ")"
+        lines = [p.text() for p in report.sorted() if p.severity == "error"][:20]
+        more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        super().__init__(head + ":\n" + "\n".join(lines) + more)
+        self.report = report
+        self.exit_code = report.exit_code or 1
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    near = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {near[0]}?" if near else ""
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the file"
+
+
+# -- the model's fields at a location (for "did you mean" on unknown fields) -----------------
+def _unwrap(tp: Any) -> list[Any]:
+    """The concrete types inside Optional/Annotated/Union."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(tp) for t in _unwrap(a)]
+    return [tp]
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items() if name != "token"]
+
+
+def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at `loc` below `root`, if any."""
+    current: list[Any] = [root]
+    for part in loc:
+        following: list[Any] = []
+        for tp in current:
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                for name, info in tp.model_fields.items():
+                    if part in (name, info.alias):
+                        following.extend(_unwrap(info.annotation))
+            elif typing.get_origin(tp) is dict:
+                following.extend(_unwrap(typing.get_args(tp)[1]))
+            elif typing.get_origin(tp) is list and isinstance(part, int):
+                following.extend(_unwrap(typing.get_args(tp)[0]))
+        current = following
+    for tp in current:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- pydantic errors -> problems ---------------------------------------------------------------
+def _problems_from(
+    doc: Document,
+    exc: ValidationError,
+    *,
+    base: Loc,
+    root: type[BaseModel],
+    codes: dict[str, str],
+    what: str = "",
+) -> list[Problem]:
+    """Translate pydantic's errors below `base` into located problems.
+
+    `codes` maps pydantic error kinds "missing", "extra" and "value" to the code to use.
+    """
+    file = str(doc.path)
+    found = []
+    for err in exc.errors(include_url=False):
+        raw_loc: Loc = tuple(err["loc"])
+        is_key = "[key]" in raw_loc
+        loc = tuple(p for p in raw_loc if p != "[key]")
+        path = (*base, *loc)
+        kind = err["type"]
+        if kind == "missing":
+            parent, field = loc[:-1], loc[-1]
+            where = _dotted((*base, *parent)) if (base or parent) else "the file"
+            message = f"missing required {what or 'field'} {field!r} in {where}"
+            found.append(make(file, doc.locate((*base, *parent), key=True), codes["missing"], message))
+            continue
+        if kind == "extra_forbidden":
+            parent, field = loc[:-1], loc[-1]
+            model = _model_at(root, parent)
+            allowed = _field_names(model) if model is not None else []
+            where = _dotted((*base, *parent)) if (base or parent) else "the top level"
+            message = f"unknown {what or 'field'} {field!r} in {where}" + _suggest(str(field), allowed)
+            if allowed:
+                message += "" if "did you mean" in message else f" (allowed: {', '.join(allowed)})"
+            found.append(make(file, doc.locate(path, key=True), codes["extra"], message))
+            continue
+        if kind.startswith("P") and kind[1:].isdigit():
+            # our own checks: the code is the error's type; point at the section's key
+            found.append(make(file, doc.locate(path, key=not loc or is_key), kind, err["msg"]))
+            continue
+        code = codes["value"]
+        message = err["msg"]
+        message = message[0].lower() + message[1:]
+        if loc and loc[-1] == "driver" and kind == "literal_error":
+            code = "P401"
+            value = err.get("input")
+            message = f"driver {value!r} is not one of {', '.join(DRIVERS)}" + _suggest(
+                str(value), DRIVERS
+            )
+            found.append(make(file, doc.locate(path), code, message))
+            continue
+        value = err.get("input")
+        shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
+        found.append(make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}"))
+    return found
+
+
+# -- stages ----------------------------------------------------------------------------------
+SHAPE_CODES = {"missing": "P101", "extra": "P102", "value": "P103"}
+PARAM_CODES = {"missing": "P203", "extra": "P204", "value": "P202"}
+
+
+def _stage_shape(doc: Document, data: dict[str, Any]) -> tuple[Pipeline | None, list[Problem]]:
+    try:
+        return Pipeline.model_validate(data), []
+    except ValidationError as exc:
+        return None, _problems_from(doc, exc, base=(), root=Pipeline, codes=SHAPE_CODES)
+
+
+class _Node:
+    """A unit instance as far as the later stages can use it."""
+
+    def __init__(self, name: str, raw: dict[str, Any]) -> None:
+        self.name = name
+        self.raw = raw
+        self.descriptor: UnitDescriptor | None = None
+        unit = raw.get("unit")
+        self.unit = unit if isinstance(unit, str) else None
+        self.inputs = _port_map(raw.get("inputs"))
+        self.outputs = _port_map(raw.get("outputs"))
+
+
+def _port_map(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Problem]:
+    file = str(doc.path)
+    found: list[Problem] = []
+    broken = catalog.broken
+    for node in nodes:
+        if node.unit is None:
+            continue
+        at = ("units", node.name)
+        if node.unit not in catalog:
+            suggestion = catalog.suggest(node.unit)
+            hint = f"; did you mean {suggestion}?" if suggestion else "; see `pipeline list-units`"
+            if broken:
+                names = ", ".join(r.name for r in broken)
+                hint += f" (plugins that could not be loaded: {names}; see `pipeline plugins`)"
+            found.append(make(file, doc.locate((*at, "unit")), "P201", f"unknown unit {node.unit}{hint}"))
+            continue
+        descriptor = catalog.units[node.unit]
+        node.descriptor = descriptor
+        if descriptor.status == "deprecated":
+            found.append(
+                make(file, doc.locate((*at, "unit")), "P205", f"unit {node.unit} is deprecated")
+            )
+        params = node.raw.get("params", {})
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            continue  # the shape stage reported it
+        try:
+            descriptor.params.model_validate(params)
+        except ValidationError as exc:
+            found.extend(
+                _problems_from(
+                    doc,
+                    exc,
+                    base=(*at, "params"),
+                    root=descriptor.params,
+                    codes=PARAM_CODES,
+                    what="parameter",
+                )
+            )
+        except Exception as exc:  # a params model's own validator may raise anything
+            found.append(
+                make(file, doc.locate((*at, "params"), key=True), "P202",
+                     f"parameters of {node.unit} rejected: {type(exc).__name__}: {exc}")
+            )
+    return found
+
+
+def _compatible(produced: str, accepted: str) -> bool:
+    """Whether a producer's content type can feed a consumer's.
+
+    `*/*` on either side matches anything; `type/*` matches that family.
+    """
+    if "*/*" in (produced, accepted):
+        return True
+    p_type, _, p_sub = produced.partition("/")
+    a_type, _, a_sub = accepted.partition("/")
+    if p_type != a_type:
+        return False
+    return "*" in (p_sub, a_sub) or p_sub == a_sub
+
+
+def _stage_graph(
+    doc: Document, nodes: list[_Node], streams: dict[str, Any]
+) -> list[Problem]:
+    file = str(doc.path)
+    found: list[Problem] = []
+    declared = {k: v for k, v in streams.items() if isinstance(k, str)}
+
+    def decl_field(stream: str, key: str, default: Any) -> Any:
+        entry = declared.get(stream)
+        return entry.get(key, default) if isinstance(entry, dict) else default
+
+    external = {s for s in declared if decl_field(s, "external", False) is True}
+
+    # producers: stream -> [(instance, port, content type, position)]
+    producers: dict[str, list[tuple[str, str, str, Pos]]] = {}
+    consumed: set[str] = set()
+    for node in nodes:
+        at = ("units", node.name)
+        d = node.descriptor
+        for port, stream in node.outputs.items():
+            pos = doc.locate((*at, "outputs", port), key=True)
+            ctype = "*/*"
+            if d is not None:
+                spec = d.output(port)
+                if spec is None:
+                    names = [p.name for p in d.outputs]
+                    has = f"its outputs are {', '.join(names)}" if names else "it has no outputs"
+                    found.append(make(file, pos, "P302",
+                        f"unit {d.name} has no output port {port!r}{_suggest(port, names)}"
+                        + ("" if _suggest(port, names) else f"; {has}")))
+                    continue
+                ctype = spec.content_type
+            producers.setdefault(stream, []).append((node.name, port, ctype, pos))
+        for stream in node.inputs.values():
+            consumed.add(stream)
+
+    for stream, makers in producers.items():
+        first = makers[0]
+        for other in makers[1:]:
+            found.append(make(file, other[3], "P305",
+                f"stream {stream!r} is already produced by {first[0]}.{first[1]} (line "
+                f"{first[3].line}); each stream has one producer, so give this output its own "
+                "stream and read both"))
+        if stream in external:
+            found.append(make(file, first[3], "P309",
+                f"stream {stream!r} is declared external (fed from outside) but "
+                f"{first[0]}.{first[1]} also produces it"))
+
+    known_streams = sorted({*producers, *external})
+    for node in nodes:
+        at = ("units", node.name)
+        d = node.descriptor
+        for port, stream in node.inputs.items():
+            key_pos = doc.locate((*at, "inputs", port), key=True)
+            accepted = "*/*"
+            if d is not None:
+                spec = d.input(port)
+                if spec is None:
+                    names = [p.name for p in d.inputs]
+                    hint = _suggest(port, names) or (
+                        f"; its inputs are {', '.join(names)}" if names else "; it has no inputs"
+                    )
+                    found.append(make(file, key_pos, "P301",
+                        f"unit {d.name} has no input port {port!r}{hint}"))
+                    continue
+                accepted = spec.content_type
+            value_pos = doc.locate((*at, "inputs", port))
+            if stream in producers:
+                for maker, out_port, ctype, _ in producers[stream][:1]:
+                    if not _compatible(ctype, accepted):
+                        found.append(make(file, value_pos, "P304",
+                            f"input {node.name}.{port} accepts {accepted} but stream {stream!r} "
+                            f"carries {ctype} (from {maker}.{out_port})"))
+            elif stream in external:
+                ctype = decl_field(stream, "content_type", "*/*")
+                if isinstance(ctype, str) and not _compatible(ctype, accepted):
+                    found.append(make(file, value_pos, "P304",
+                        f"input {node.name}.{port} accepts {accepted} but external stream "
+                        f"{stream!r} is declared as {ctype}"))
+            else:
+                hint = _suggest(stream, known_streams)
+                found.append(make(file, value_pos, "P303",
+                    f"input {node.name}.{port} reads stream {stream!r}, which no unit produces "
+                    f"and which is not declared external under streams:{hint}"))
+        if d is not None:
+            missing = [p.name for p in d.inputs if p.required and p.name not in node.inputs]
+            for port in missing:
+                where = (*at, "inputs") if (*at, "inputs") in doc.keys else at
+                found.append(make(file, doc.locate(where, key=True), "P306",
+                    f"required input {port!r} of {node.name} ({d.name}) is not connected; add "
+                    f"`{port}: <stream>` under inputs"))
+            for spec in d.outputs:
+                if spec.name not in node.outputs:
+                    where = (*at, "outputs") if (*at, "outputs") in doc.keys else at
+                    found.append(make(file, doc.locate(where, key=True), "P308",
+                        f"output {spec.name!r} of {node.name} ({d.name}) is not connected; its "
+                        "messages are dropped"))
+
+    for stream, makers in producers.items():
+        if stream not in consumed and stream not in declared:
+            maker = makers[0]
+            found.append(make(file, doc.locate(("units", maker[0], "outputs", maker[1])), "P307",
+                f"stream {stream!r} written by {maker[0]}.{maker[1]} is not read by any unit; "
+                "declare it under streams: if another program reads it"))
+    for stream in declared:
+        if stream not in consumed and stream not in producers:
+            found.append(make(file, doc.locate(("streams", stream), key=True), "P310",
+                f"stream {stream!r} is declared but no unit reads or writes it"))
+    return found
+
+
+def _stage_deploy(doc: Document, deploy: Any) -> list[Problem]:
+    if not isinstance(deploy, dict):
+        return []
+    nomad = deploy.get("nomad")
+    if not isinstance(nomad, dict):
+        return []
+    driver = nomad.get("driver", "raw_exec")
+    if nomad.get("image") and driver in ("raw_exec", "exec"):
+        return [make(str(doc.path), doc.locate(("deploy", "nomad", "image"), key=True), "P403",
+            f"image is set but the driver is {driver}; the image is only used by the docker "
+            "driver")]
+    return []
+
+
+def validate_document(
+    doc: Document, catalog: Catalog, loaded: list[Problem] | None = None
+) -> tuple[Report, Pipeline | None]:
+    """Run every stage on a loaded document; returns the report and, when valid, the model."""
+    file = str(doc.path)
+    report = Report(file, list(loaded or []))
+    data = doc.data
+    if not isinstance(data, dict):
+        kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
+        report.problems.append(make(file, doc.locate(()), "P108",
+            f"the file is {kind}; a pipeline file is a mapping with at least `pipeline:` and "
+            "`units:`"))
+        return report, None
+    # `x-...` keys hold anchors for reuse (as in compose files); they are not part of the model
+    data = {k: v for k, v in data.items() if not k.startswith("x-")}
+    pipeline, problems = _stage_shape(doc, data)
+    report.problems.extend(problems)
+
+    units = data.get("units")
+    nodes = [
+        _Node(name, raw)
+        for name, raw in (units.items() if isinstance(units, dict) else ())
+        if isinstance(raw, dict)
+    ]
+    report.problems.extend(_stage_units(doc, nodes, catalog))
+    streams = data.get("streams")
+    report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
+    report.problems.extend(_stage_deploy(doc, data.get("deploy")))
+    if pipeline is None or not report.ok:
+        return report, None
+    pipeline.bind(doc.path)
+    return report, pipeline
+
+
+def _run(path: Path | str, catalog: Catalog) -> tuple[Report, Pipeline | None]:
+    path = Path(path)
+    try:
+        doc, loaded = read_document(path)
+    except LoadFailed as exc:
+        return Report(str(path), list(exc.problems)), None
+    return validate_document(doc, catalog, loaded)
+
+
+def validate_file(path: Path | str, catalog: Catalog) -> Report:
+    """Validate one file; never raises for bad input (every problem is in the report)."""
+    return _run(path, catalog)[0]
+
+
+def validate_text(text: str, catalog: Catalog, file: str = "<string>") -> Report:
+    from asapo_pipelines.pipeline.loader import load_document
+
+    try:
+        doc, loaded = load_document(text, file)
+    except LoadFailed as exc:
+        return Report(file, list(exc.problems))
+    return validate_document(doc, catalog, loaded)[0]
+
+
+def load_pipeline(path: Path | str, catalog: Catalog) -> Pipeline:
+    """Load and validate a pipeline file; raises PipelineInvalid listing every error."""
+    report, pipeline = _run(path, catalog)
+    if pipeline is None:
+        raise PipelineInvalid(report)
+    return pipeline
+
+
+__all__ = [
+    "PipelineInvalid",
+    "UnitConfig",
+    "load_pipeline",
+    "validate_document",
+    "validate_file",
+    "validate_text",
+]

@@ -1,0 +1,288 @@
+"""JSON Schemas (draft-07) of pipeline files, built from the installed catalog, for editors.
+
+yaml-language-server (VS Code's YAML extension, Neovim, Helix, ...) and JetBrains IDEs read
+draft-07. The whole-file schema lists every unit of the catalog under `unit:` (so the editor
+completes unit names and shows each unit's summary), and has one branch per unit keyed by
+``unit: {const: NAME}`` (``if``/``then`` inside an ``allOf``) that gives that unit's ``params``,
+``inputs`` and ``outputs``: completion inside ``params:`` offers exactly that unit's parameters,
+with their descriptions on hover and their defaults in snippets.
+
+The schemas are self-contained (no external ``$ref``), so one file can be published as is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import Port, UnitDescriptor
+
+DRAFT = "http://json-schema.org/draft-07/schema#"
+PIPELINE_SCHEMA = "pipeline.schema.json"
+UNITS_DIR = "units"
+
+_DROP_KEYS = ("title",)
+
+
+# -- from pydantic's output to a schema editors read well --------------------------------------
+def _inline(schema: Any, defs: dict[str, Any], seen: tuple[str, ...] = ()) -> Any:
+    """Resolve `$ref`s into `$defs` in place of the reference; keep recursive ones as refs.
+
+    draft-07 ignores every keyword beside a `$ref`, so `{"$ref": ..., "description": ...}` loses
+    its description in editors; inlining keeps both.
+    """
+    if isinstance(schema, list):
+        return [_inline(item, defs, seen) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        name = ref.rsplit("/", 1)[1]
+        if name in seen or name not in defs:
+            return {"type": "object"} if name in seen else schema
+        resolved = _inline(copy.deepcopy(defs[name]), defs, (*seen, name))
+        extra = {k: v for k, v in schema.items() if k != "$ref"}
+        resolved.update({k: _inline(v, defs, seen) for k, v in extra.items()})
+        return resolved
+    return {k: _inline(v, defs, seen) for k, v in schema.items() if k != "$defs"}
+
+
+def _tidy(schema: Any, *, in_properties: bool = False) -> Any:
+    """Draft-07 spellings and less noise: no generated titles, Optional as the plain type."""
+    if isinstance(schema, list):
+        return [_tidy(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if in_properties:
+        return {k: _tidy(v) for k, v in schema.items()}
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _DROP_KEYS and isinstance(value, str):
+            continue
+        if key == "properties" and isinstance(value, dict):
+            out[key] = _tidy(value, in_properties=True)
+        elif key == "prefixItems":  # 2020-12 tuples -> draft-07 positional items
+            out["items"] = _tidy(value)
+        else:
+            out[key] = _tidy(value)
+    any_of = out.get("anyOf")
+    if isinstance(any_of, list):
+        non_null = [s for s in any_of if s != {"type": "null"}]
+        if len(non_null) == 1 and len(non_null) < len(any_of):
+            # Optional[X] -> X: an editor should suggest X, not "X or null"
+            del out["anyOf"]
+            merged = {**non_null[0], **out}
+            out = merged
+    if out.get("default", 0) is None:
+        del out["default"]
+    if isinstance(out.get("default"), dict) and out.get("type") == "object":
+        del out["default"]
+    return out
+
+
+def editor_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON Schema made self-contained and draft-07 clean."""
+    defs = model_schema.get("$defs", {})
+    result: dict[str, Any] = _tidy(_inline(model_schema, defs))
+    return result
+
+
+# -- units ---------------------------------------------------------------------------------
+def params_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
+    schema = editor_schema(descriptor.params_schema())
+    schema.setdefault("type", "object")
+    schema.setdefault("properties", {})
+    schema["additionalProperties"] = False
+    schema["description"] = f"Parameters of {descriptor.name}."
+    return schema
+
+
+def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, Any]:
+    verb = "reads" if side == "inputs" else "writes"
+    props = {}
+    for port in ports:
+        text = f"{'Input' if side == 'inputs' else 'Output'} port `{port.name}` ({port.content_type}"
+        text += f", {port.format}" + (", optional" if not port.required else "") + ")"
+        if port.description:
+            text += f": {port.description.rstrip('.')}"
+        props[port.name] = {
+            "type": "string",
+            "description": f"{text}. The stream it {verb}.",
+        }
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": f"The {side} of {unit}: port -> stream name.",
+        "properties": props,
+        "additionalProperties": False,
+    }
+    required = [p.name for p in ports if p.required] if side == "inputs" else []
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _snippet_body(descriptor: UnitDescriptor, params: dict[str, Any]) -> dict[str, Any]:
+    """What completing a unit inserts: the unit, its required params, its ports."""
+    body: dict[str, Any] = {"unit": descriptor.name}
+    required = set(params.get("required", []))
+    values: dict[str, Any] = {}
+    placeholder = 1
+    for name, prop in params.get("properties", {}).items():
+        if name in required:
+            values[name] = f"${{{placeholder}:{name}}}"
+            placeholder += 1
+        elif "default" in prop:
+            values[name] = prop["default"]
+    if values:
+        body["params"] = values
+    for side, ports in (("inputs", descriptor.inputs), ("outputs", descriptor.outputs)):
+        if ports:
+            body[side] = {}
+            for port in ports:
+                body[side][port.name] = f"${{{placeholder}:{port.name.replace('_', '-')}}}"
+                placeholder += 1
+    return body
+
+
+def _unit_description(descriptor: UnitDescriptor) -> str:
+    version = f" (from {descriptor.distribution})" if descriptor.distribution else ""
+    text = f"{descriptor.summary}{version}"
+    if descriptor.description:
+        text += f"\n\n{descriptor.description}"
+    return text
+
+
+def unit_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
+    """Schema of one unit entry under `units:` for this unit (standalone, draft-07)."""
+    from asapo_pipelines.pipeline.model import UnitConfig
+
+    base = editor_schema(UnitConfig.model_json_schema(by_alias=True))
+    params = params_schema(descriptor)
+    base["properties"]["unit"] = {
+        "const": descriptor.name,
+        "description": _unit_description(descriptor),
+    }
+    base["properties"]["params"] = params
+    base["properties"]["inputs"] = _ports_schema(descriptor.inputs, "inputs", descriptor.name)
+    base["properties"]["outputs"] = _ports_schema(descriptor.outputs, "outputs", descriptor.name)
+    base["description"] = f"An instance of {descriptor.name}: {descriptor.summary}"
+    base["defaultSnippets"] = [
+        {
+            "label": descriptor.name,
+            "description": descriptor.summary,
+            "body": _snippet_body(descriptor, params),
+        }
+    ]
+    return {"$schema": DRAFT, "$id": f"{descriptor.name}.schema.json", **base}
+
+
+def _unit_entry(catalog: Catalog) -> dict[str, Any]:
+    """The schema of one entry under `units:`: shared fields plus one branch per unit."""
+    from asapo_pipelines.pipeline.model import UnitConfig
+
+    entry = editor_schema(UnitConfig.model_json_schema(by_alias=True))
+    entry["description"] = "A unit instance: which unit, its params and how its ports connect."
+    names = list(catalog.units)
+    unit_prop = dict(entry["properties"]["unit"])
+    if names:
+        unit_prop["enum"] = names
+        unit_prop["enumDescriptions"] = [catalog.units[n].summary for n in names]
+        unit_prop["markdownEnumDescriptions"] = [
+            _unit_description(catalog.units[n]) for n in names
+        ]
+    unit_prop.pop("pattern", None)
+    entry["properties"]["unit"] = unit_prop
+    branches = []
+    snippets = []
+    for name, descriptor in catalog.units.items():
+        params = params_schema(descriptor)
+        branches.append(
+            {
+                "if": {"properties": {"unit": {"const": name}}, "required": ["unit"]},
+                "then": {
+                    "properties": {
+                        "params": params,
+                        "inputs": _ports_schema(descriptor.inputs, "inputs", name),
+                        "outputs": _ports_schema(descriptor.outputs, "outputs", name),
+                    },
+                    **(
+                        {"required": ["params"]} if params.get("required") else {}
+                    ),
+                },
+            }
+        )
+        snippets.append(
+            {
+                "label": name,
+                "description": descriptor.summary,
+                "body": _snippet_body(descriptor, params),
+            }
+        )
+    if branches:
+        entry["allOf"] = branches
+    entry["defaultSnippets"] = snippets
+    return entry
+
+
+def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
+    """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog`."""
+    from asapo_pipelines.pipeline.model import Pipeline
+
+    schema = editor_schema(Pipeline.model_json_schema(by_alias=True))
+    schema["properties"]["units"] = {
+        "type": "object",
+        "description": schema["properties"]["units"].get("description", ""),
+        "minProperties": 1,
+        "propertyNames": {"pattern": r"^[a-z][a-z0-9_-]{0,62}$"},
+        "additionalProperties": _unit_entry(catalog),
+    }
+    streams = schema["properties"]["streams"]
+    streams["propertyNames"] = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
+    # `x-...` keys at the top level hold anchors for reuse
+    schema["patternProperties"] = {
+        "^x-": {"description": "Free-form: a place for YAML anchors to reuse below."}
+    }
+    schema["description"] = (
+        "An asapo-pipelines pipeline file: units wired together by streams. Generated by "
+        "`pipeline schema` from the installed units."
+    )
+    return {
+        "$schema": DRAFT,
+        "$id": PIPELINE_SCHEMA,
+        "title": "asapo-pipelines pipeline file",
+        **{k: v for k, v in schema.items() if k not in ("title",)},
+    }
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    """The committed text of a schema: stable key order, two-space indent, final newline."""
+    return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+
+
+def schema_files(catalog: Catalog) -> dict[str, str]:
+    """relative path -> text of every file `pipeline schema --output DIR` writes."""
+    files = {PIPELINE_SCHEMA: dumps(pipeline_schema(catalog))}
+    for name, descriptor in catalog.units.items():
+        files[f"{UNITS_DIR}/{name}.schema.json"] = dumps(unit_schema(descriptor))
+    return files
+
+
+def stale_files(directory: Path, catalog: Catalog) -> list[str]:
+    """Files under `directory` that differ from what the catalog generates (or are extra)."""
+    wanted = schema_files(catalog)
+    stale = []
+    for relative, text in wanted.items():
+        path = directory / relative
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(relative)
+    units_dir = directory / UNITS_DIR
+    if units_dir.is_dir():
+        for path in sorted(units_dir.glob("*.schema.json")):
+            relative = f"{UNITS_DIR}/{path.name}"
+            if relative not in wanted:
+                stale.append(relative)
+    return stale

@@ -1,0 +1,382 @@
+"""Running one unit, independent of where messages come from: the worker and the test harness
+share it, so what a unit does under test is what it does in a pipeline.
+
+It loads the runtime class, calls the hooks, retries a failing message, turns what the unit
+emitted into outputs with provenance and a deterministic key, and turns a final failure into an
+error record. It never talks to a transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from asapo_pipelines.descriptor import UnitDescriptor
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk.units import (
+    PROVENANCE_KEY,
+    ROLE_BASES,
+    Emitted,
+    Message,
+    Processor,
+    Source,
+    Stream,
+    Unit,
+    UnitContext,
+    UnitUsageError,
+)
+
+DEFAULT_STREAM = "default"
+
+
+class UnitStartError(PipelinesError):
+    """The unit cannot start: bad params, a runtime that does not import, a missing resource."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing message is tried again, and how long to wait between tries.
+
+    `retries` is what a pipeline file calls `retry: {attempts: N}`: the tries after the first.
+    """
+
+    retries: int = 0
+    delay: float = 0.0
+
+    @property
+    def tries(self) -> int:
+        return 1 + self.retries
+
+    @classmethod
+    def from_config(cls, config: Any) -> RetryPolicy:
+        """From a pipeline file's `retry` section (a model or a dict `{attempts, delay}`)."""
+        if config is None:
+            return cls()
+        if isinstance(config, dict):
+            return cls(int(config.get("attempts", 0)), float(config.get("delay", 0.0)))
+        return cls(int(config.attempts), float(config.delay))
+
+
+@dataclass
+class Output:
+    """One message ready to send: where to, what, and the key that makes it idempotent."""
+
+    port: str
+    stream: str
+    payload: bytes | memoryview | None
+    metadata: dict[str, Any]
+    key: str | None
+    finish: bool = False  # a source's request to move on: finish `stream`, continue in `next`
+    next_stream: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What handling one message gave: outputs to send, or the error record after all retries."""
+
+    outputs: list[Output] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    attempts: int = 0
+
+
+def error_record(
+    exc: BaseException, *, unit: str, message: Message | None, attempts: int, hook: str
+) -> dict[str, Any]:
+    """The JSON document sent to a unit's error stream."""
+    return {
+        "unit": unit,
+        "hook": hook,
+        "message": None
+        if message is None
+        else {**message.ref(), "port": message.port, "metadata": message.user_metadata},
+        "provenance": None if message is None else message.provenance,
+        "exception": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "error": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+        "attempts": attempts,
+        "time": datetime.now(UTC).isoformat(),
+    }
+
+
+def resolve_params(descriptor: UnitDescriptor, params: Any) -> BaseModel:
+    """Validate `params` (a dict as written, or a model instance) against the unit's model."""
+    if isinstance(params, descriptor.params):
+        return params
+    from pydantic import ValidationError
+
+    from asapo_pipelines.plugin_manager import describe_exception
+
+    try:
+        return descriptor.params.model_validate(dict(params or {}))
+    except ValidationError as exc:
+        raise UnitStartError(
+            f"unit {descriptor.name} has invalid params: {describe_exception(exc)}"
+        ) from exc
+
+
+def load_unit_class(descriptor: UnitDescriptor) -> type[Unit]:
+    """Import the runtime class and check that it fits the descriptor's role."""
+    from asapo_pipelines.plugin_manager import describe_exception
+
+    try:
+        cls = descriptor.load_runtime()
+    except Exception as exc:
+        raise UnitStartError(
+            f"cannot import the runtime {descriptor.runtime} of unit {descriptor.name}: "
+            f"{describe_exception(exc)}"
+        ) from exc
+    base = ROLE_BASES[descriptor.role]
+    if descriptor.role == "agent":
+        base = Processor
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise UnitStartError(
+            f"the runtime {descriptor.runtime} of unit {descriptor.name} is not a "
+            f"{base.__module__}.{base.__name__} subclass, as a {descriptor.role} must be"
+        )
+    return cls
+
+
+class UnitRunner:
+    """One unit instance with its hooks, retries and output bookkeeping."""
+
+    def __init__(
+        self,
+        descriptor: UnitDescriptor,
+        params: Any = None,
+        *,
+        pipeline: str = "test",
+        instance: str = "unit",
+        replica: int = 0,
+        retry: RetryPolicy | None = None,
+        logger: logging.Logger | None = None,
+        output_streams: dict[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.descriptor = descriptor
+        self.params = resolve_params(descriptor, params)
+        self.unit_label = f"{pipeline}/{instance}"
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self._buffer: list[Emitted] = []
+        self._direct: Callable[[Output], None] | None = None
+        self.context = UnitContext(
+            descriptor,
+            self.params,
+            pipeline=pipeline,
+            instance=instance,
+            replica=replica,
+            sink=self._buffer.append,
+            logger=logger,
+            output_streams=output_streams,
+        )
+        self.unit: Unit | None = None
+        # a source's current output stream per port, and its running sequence per stream
+        self.source_streams: dict[str, str] = {p.name: DEFAULT_STREAM for p in descriptor.outputs}
+        self.retries = 0
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def start(self) -> Unit:
+        cls = load_unit_class(self.descriptor)
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        try:
+            unit = cls()
+            unit.attach(self.context)
+            unit.on_start()
+        except PipelinesError as exc:
+            raise UnitStartError(f"unit {self.descriptor.name} failed to start: {exc}") from exc
+        except Exception as exc:
+            raise UnitStartError(
+                f"unit {self.descriptor.name} failed to start: {describe_exception(exc)}"
+            ) from exc
+        self.unit = unit
+        return unit
+
+    def shutdown(self) -> None:
+        if self.unit is not None:
+            self.unit.on_shutdown()
+
+    def flush(self) -> None:
+        if self.unit is not None:
+            self.unit.flush()
+
+    def stop(self) -> None:
+        self.context.stop_event.set()
+
+    # -- messages ------------------------------------------------------------------------------
+    def handle(self, message: Message) -> Outcome:
+        """Process one message with retries; outputs carry the message as provenance."""
+        assert self.unit is not None
+        unit = self.unit
+        call: Callable[[], Any] = lambda: unit.process(message)  # type: ignore[attr-defined]  # noqa: E731
+        return self._call(
+            call, message, "process", inputs=[self._ref(message)], stream=message.stream
+        )
+
+    def stream_start(self, stream: Stream) -> Outcome:
+        assert self.unit is not None
+        unit = self.unit
+        return self._call(
+            lambda: unit.on_stream_start(stream),
+            None,
+            "on_stream_start",
+            inputs=[],
+            stream=stream.name,
+            marker=f"start:{stream.port}:{stream.name}",
+        )
+
+    def stream_end(self, stream: Stream) -> Outcome:
+        assert self.unit is not None
+        unit = self.unit
+        return self._call(
+            lambda: unit.on_stream_end(stream),
+            None,
+            "on_stream_end",
+            inputs=[],
+            stream=stream.name,
+            marker=f"end:{stream.port}:{stream.name}",
+        )
+
+    def _call(
+        self,
+        call: Callable[[], Any],
+        message: Message | None,
+        hook: str,
+        *,
+        inputs: list[dict[str, Any]],
+        stream: str,
+        marker: str | None = None,
+    ) -> Outcome:
+        outcome = Outcome()
+        while True:
+            outcome.attempts += 1
+            self._buffer.clear()
+            try:
+                result = call()
+                if result is not None:
+                    if not isinstance(self.unit, Processor):
+                        raise UnitUsageError(f"{hook} returned a value; use self.emit()")
+                    self.unit.emit(None, result)
+                emitted = list(self._buffer)
+                outcome.outputs = self._outputs(emitted, inputs, stream, marker)
+                return outcome
+            except Exception as exc:
+                if outcome.attempts < self.retry.tries:
+                    self.retries += 1
+                    self.context.logger.warning(
+                        "%s failed (attempt %d of %d): %s",
+                        hook,
+                        outcome.attempts,
+                        self.retry.tries,
+                        exc,
+                    )
+                    if self.retry.delay:
+                        self.sleep(self.retry.delay)
+                    continue
+                outcome.error = error_record(
+                    exc,
+                    unit=self.unit_label,
+                    message=message,
+                    attempts=outcome.attempts,
+                    hook=hook,
+                )
+                outcome.outputs = []
+                return outcome
+            finally:
+                self._buffer.clear()
+
+    def _ref(self, message: Message) -> dict[str, Any]:
+        return {"port": message.port, **message.ref()}
+
+    def _outputs(
+        self,
+        emitted: list[Emitted],
+        inputs: list[dict[str, Any]],
+        stream: str,
+        marker: str | None,
+    ) -> list[Output]:
+        outputs = []
+        seq: dict[str, int] = {}
+        for item in emitted:
+            n = seq.get(item.port, 0)
+            seq[item.port] = n + 1
+            if item.key is not None:
+                key: str | None = f"{self.unit_label}|{item.port}|key:{item.key}"
+            elif inputs:
+                refs = ",".join(f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs)
+                key = f"{self.unit_label}|{item.port}|{refs}|{n}"
+            elif marker is not None:
+                key = f"{self.unit_label}|{item.port}|{marker}|{n}"
+            else:
+                key = None
+            outputs.append(
+                self.make_output(item, stream=item.stream or stream, inputs=inputs, seq=n, key=key)
+            )
+        return outputs
+
+    def make_output(
+        self,
+        item: Emitted,
+        *,
+        stream: str,
+        inputs: list[dict[str, Any]],
+        seq: int,
+        key: str | None,
+    ) -> Output:
+        if item.raw:
+            payload, meta = item.value, dict(item.metadata)
+        else:
+            from asapo_pipelines.sdk.codec import encode
+
+            port = self.descriptor.output(item.port)
+            assert port is not None
+            payload, fmt_meta = encode(item.value, port.format)
+            meta = {**item.metadata, **fmt_meta}
+        meta[PROVENANCE_KEY] = {
+            "unit": self.unit_label,
+            "port": item.port,
+            "inputs": [{k: v for k, v in ref.items() if k != "port"} for ref in inputs],
+            "seq": seq,
+            "key": key,
+        }
+        return Output(item.port, stream, payload, meta, key)
+
+    # -- sources -------------------------------------------------------------------------------
+    def run_source(self, send: Callable[[Output], None]) -> None:
+        """Run a source's `run()`, sending each output as soon as it is emitted."""
+        assert isinstance(self.unit, Source)
+        unit = self.unit
+        seqs: dict[tuple[str, str], int] = {}
+
+        def direct(item: Emitted) -> None:
+            if item.next_stream and item.stream:
+                # next_stream(): finish the port's current stream and move on
+                current = self.source_streams[item.port]
+                self.source_streams[item.port] = item.stream
+                send(
+                    Output(item.port, current, None, {}, None, finish=True, next_stream=item.stream)
+                )
+                return
+            stream = item.stream or self.source_streams[item.port]
+            n = seqs.get((item.port, stream), 0)
+            seqs[(item.port, stream)] = n + 1
+            key = f"{self.unit_label}|{item.port}|key:{item.key}" if item.key else None
+            send(self.make_output(item, stream=stream, inputs=[], seq=n, key=key))
+
+        self.context.sink = direct
+        try:
+            produced = unit.run()
+            if produced is not None:
+                for value in produced:
+                    unit.emit(None, value)
+                    if unit.stopping:
+                        break
+        finally:
+            self.context.sink = self._buffer.append

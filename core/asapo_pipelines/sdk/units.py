@@ -1,0 +1,332 @@
+"""The base classes a unit author subclasses; the author never touches the transport.
+
+A runtime class is instantiated without arguments by the worker (or the test harness), which
+then attaches a `UnitContext` and calls the hooks in this order::
+
+    on_start()                          once, after `self.params` is set; load models here
+    on_stream_start(stream)             before the first message of each input stream (scan)
+    process(message)                    once per input message (processors, sinks, agents)
+    run()                               sources only: produce messages until done or stopping
+    on_stream_end(stream)               after an input stream is finished and drained
+    flush()                             before inputs are acknowledged (sinks: make writes durable)
+    on_shutdown()                       once, at the end, also after SIGTERM
+
+Outputs go through `self.emit(port, value, metadata=...)`, or a processor returns its single
+output. Ports and their formats come from the unit's descriptor, declared once in the plugin's
+light registration module.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from asapo_pipelines.descriptor import NoParams, Port, UnitDescriptor
+from asapo_pipelines.errors import PipelinesError
+
+#: Message metadata key holding provenance; reserved for the runtime.
+PROVENANCE_KEY = "provenance"
+
+
+class UnitUsageError(PipelinesError):
+    """A unit used the SDK wrongly (unknown port, reserved metadata key)."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """An input stream (one scan) as the stream hooks see it."""
+
+    port: str
+    data_source: str
+    name: str
+    next_stream: str | None = None
+
+
+@dataclass
+class Message:
+    """One input message as `process()` receives it."""
+
+    port: str
+    data_source: str
+    stream: str
+    id: int
+    payload: bytes | memoryview | None
+    metadata: dict[str, Any]
+    delivery_count: int = 1
+    timestamp: float = 0.0
+    _value: Any = field(default=None, repr=False)
+    _decoded: bool = field(default=False, repr=False)
+
+    @property
+    def value(self) -> Any:
+        """The payload decoded with the format its metadata records (cached)."""
+        if not self._decoded:
+            from asapo_pipelines.sdk.codec import decode
+
+            self._value = decode(self.payload, self.metadata)
+            self._decoded = True
+        return self._value
+
+    @property
+    def provenance(self) -> dict[str, Any] | None:
+        """Where this message came from, when a pipeline unit produced it."""
+        prov = self.metadata.get(PROVENANCE_KEY)
+        return prov if isinstance(prov, dict) else None
+
+    @property
+    def user_metadata(self) -> dict[str, Any]:
+        """The metadata without the runtime's provenance."""
+        return {k: v for k, v in self.metadata.items() if k != PROVENANCE_KEY}
+
+    def ref(self) -> dict[str, Any]:
+        """The message's address: data source, stream and id."""
+        return {"data_source": self.data_source, "stream": self.stream, "id": self.id}
+
+
+@dataclass
+class Emitted:
+    """One output as a unit emitted it, before the runtime sends it."""
+
+    port: str
+    value: Any
+    metadata: dict[str, Any]
+    key: str | None = None
+    stream: str | None = None
+    raw: bool = False
+    #: a source's request to finish the port's current stream and continue in `stream`
+    next_stream: bool = False
+
+
+class UnitContext:
+    """What the runtime gives a unit: its descriptor, params, names, and where outputs go.
+
+    The worker and the test harness each make one; `sink` receives every emitted output.
+    """
+
+    def __init__(
+        self,
+        descriptor: UnitDescriptor,
+        params: BaseModel,
+        *,
+        pipeline: str = "test",
+        instance: str = "unit",
+        replica: int = 0,
+        sink: Callable[[Emitted], None] | None = None,
+        logger: logging.Logger | None = None,
+        output_streams: dict[str, str] | None = None,
+    ) -> None:
+        self.descriptor = descriptor
+        self.params = params
+        self.pipeline = pipeline
+        self.instance = instance
+        self.replica = replica
+        self.sink = sink
+        self.logger = logger or logging.getLogger(f"asapo_pipelines.unit.{instance}")
+        #: output port -> stream name in the pipeline (for the unit's information only)
+        self.output_streams = dict(output_streams or {})
+        self.stop_event = threading.Event()
+
+
+class Unit:
+    """Base of every runtime class. Subclass one of Source, Sink, Processor or Agent."""
+
+    #: The descriptor kinds this base class serves (checked when the worker starts).
+    roles: ClassVar[tuple[str, ...]] = ()
+
+    _context: UnitContext
+
+    # -- wiring (runtime) ----------------------------------------------------------------------
+    def attach(self, context: UnitContext) -> None:
+        """Called by the runtime before `on_start`."""
+        self._context = context
+
+    @property
+    def context(self) -> UnitContext:
+        return self._context
+
+    @property
+    def params(self) -> Any:
+        """The unit's params model instance, validated from the pipeline file."""
+        return self._context.params
+
+    @property
+    def descriptor(self) -> UnitDescriptor:
+        return self._context.descriptor
+
+    @property
+    def log(self) -> logging.Logger:
+        return self._context.logger
+
+    @property
+    def stopping(self) -> bool:
+        """True once the worker was asked to stop (SIGTERM, SIGINT): sources should return."""
+        return self._context.stop_event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early when stopping; returns `stopping`."""
+        return self._context.stop_event.wait(seconds)
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def on_start(self) -> None:
+        """Once at start-up; raise to refuse starting (the worker exits non-zero)."""
+
+    def on_stream_start(self, stream: Stream) -> None:
+        """Before the first message of an input stream (a scan)."""
+
+    def on_stream_end(self, stream: Stream) -> None:
+        """After an input stream is finished and all its messages are processed."""
+
+    def flush(self) -> None:
+        """Make everything written so far durable; called before inputs are acknowledged."""
+
+    def on_shutdown(self) -> None:
+        """Once at the end (also after SIGTERM): release resources."""
+
+    # -- outputs -------------------------------------------------------------------------------
+    def output_port(self, port: str | None = None) -> Port:
+        """The descriptor's output port `port`, or the only one when `port` is None."""
+        outputs = self.descriptor.outputs
+        if port is None:
+            if len(outputs) != 1:
+                raise UnitUsageError(
+                    f"unit {self.descriptor.name} has {len(outputs)} output ports; "
+                    "name the port to emit to"
+                )
+            return outputs[0]
+        found = self.descriptor.output(port)
+        if found is None:
+            names = ", ".join(p.name for p in outputs) or "none"
+            raise UnitUsageError(
+                f"unit {self.descriptor.name} has no output port {port!r} (ports: {names})"
+            )
+        return found
+
+    def emit(
+        self,
+        port: str | None,
+        value: Any,
+        *,
+        metadata: dict[str, Any] | None = None,
+        key: str | None = None,
+        stream: str | None = None,
+    ) -> None:
+        """Send `value` on output `port` (encoded with the port's format).
+
+        `metadata` is added to the message's JSON metadata. `key` names the output for
+        deduplication when a source is restarted (e.g. the file name). `stream` chooses the
+        output stream; by default it is the stream of the input being processed.
+        """
+        self._emit(Emitted(self.output_port(port).name, value, dict(metadata or {}), key, stream))
+
+    def emit_raw(
+        self,
+        port: str | None,
+        payload: bytes | memoryview | None,
+        metadata: dict[str, Any],
+        *,
+        key: str | None = None,
+        stream: str | None = None,
+    ) -> None:
+        """Send an already encoded payload with its metadata unchanged (pass-through units)."""
+        meta = {k: v for k, v in metadata.items() if k != PROVENANCE_KEY}
+        self._emit(Emitted(self.output_port(port).name, payload, meta, key, stream, raw=True))
+
+    def _emit(self, item: Emitted) -> None:
+        if PROVENANCE_KEY in item.metadata:
+            raise UnitUsageError(f"metadata key {PROVENANCE_KEY!r} is reserved for the runtime")
+        sink = self._context.sink
+        if sink is None:
+            raise UnitUsageError("emit() called outside of a running worker")
+        sink(item)
+
+
+class Source(Unit):
+    """A connector that brings data in: implement `run()`.
+
+    `run()` emits with `self.emit(...)` (or yields values for the only output port) and
+    returns when there is nothing more to send; in watch mode it loops until `self.stopping`.
+    The worker finishes the output streams when `run()` returns without being stopped.
+    """
+
+    roles = ("source",)
+
+    def run(self) -> Iterable[Any] | None:
+        raise NotImplementedError("a Source must implement run()")
+
+    def next_stream(self, port: str | None, name: str) -> None:
+        """Finish the current output stream of `port` and continue in stream `name` (a scan)."""
+        self._emit(
+            Emitted(self.output_port(port).name, None, {}, None, name, raw=True, next_stream=True)
+        )
+
+
+class Processor(Unit):
+    """Turns input messages into outputs: implement `process(message)`.
+
+    Return the output value when the unit has one output port (None for no output), or call
+    `self.emit(port, value)` any number of times. Outputs are sent only after `process`
+    returns, so a retried message never sends half of its outputs twice.
+    """
+
+    roles = ("processor",)
+
+    def process(self, message: Message) -> Any:
+        raise NotImplementedError("a Processor must implement process(message)")
+
+
+class Sink(Unit):
+    """A connector that takes data out: implement `process(message)` and make writes durable
+    in `flush()`; the input is acknowledged after `flush()` returns.
+
+    Sinks are delivered a message twice after a crash; recognise it with `message.provenance`
+    (or `message.ref()`) to write each message once.
+    """
+
+    roles = ("sink",)
+
+    def process(self, message: Message) -> None:
+        raise NotImplementedError("a Sink must implement process(message)")
+
+
+class Agent(Processor):
+    """Consumes results and proposes changes to the experiment plan with `self.suggest()`."""
+
+    roles = ("agent",)
+
+    def suggest(self, suggestion: Any, *, port: str | None = None) -> None:
+        """Emit a `Suggestion` (or a dict of its fields) on the suggestion port."""
+        from asapo_pipelines.sdk.suggestions import Suggestion
+
+        if not isinstance(suggestion, Suggestion):
+            suggestion = Suggestion.model_validate(suggestion)
+        if not suggestion.agent:
+            suggestion = suggestion.model_copy(update={"agent": self.descriptor.name})
+        self.emit(port, suggestion.model_dump(mode="json"), metadata={"kind": "suggestion"})
+
+
+ROLE_BASES: dict[str, type[Unit]] = {
+    "source": Source,
+    "sink": Sink,
+    "processor": Processor,
+    "agent": Agent,
+}
+
+__all__ = [
+    "PROVENANCE_KEY",
+    "Agent",
+    "Emitted",
+    "Message",
+    "NoParams",
+    "Processor",
+    "Sink",
+    "Source",
+    "Stream",
+    "Unit",
+    "UnitContext",
+    "UnitUsageError",
+]

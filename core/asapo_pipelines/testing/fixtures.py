@@ -1,0 +1,44 @@
+"""pytest fixtures to test units in-process (registered by the `asapo_pipelines` pytest plugin).
+
+- `run_unit(unit, messages, params=..., retry=...)` -> `HarnessResult`
+- `unit_harness(unit, params=..., retry=...)` -> `UnitHarness` (step by step: `send`,
+  `end_stream`, `run_source`, `stop`, `shutdown`); harnesses are shut down after the test.
+- `unit_message(value, port=..., stream=..., id=..., metadata=...)` builds a message to feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def unit_harness() -> Iterator[Callable[..., Any]]:
+    from asapo_pipelines.testing.harness import UnitHarness
+
+    made: list[UnitHarness] = []
+
+    def make(unit: Any, params: Any = None, **kwargs: Any) -> UnitHarness:
+        harness = UnitHarness(unit, params, **kwargs)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.shutdown()
+
+
+@pytest.fixture
+def run_unit() -> Callable[..., Any]:
+    from asapo_pipelines.testing.harness import run_unit as run
+
+    return run
+
+
+@pytest.fixture
+def unit_message() -> Callable[..., Any]:
+    from asapo_pipelines.testing.harness import message
+
+    return message

@@ -1,0 +1,264 @@
+"""Run a unit in-process on given messages and look at what it did.
+
+The harness drives the same `UnitRunner` the worker uses (hooks, retries, provenance, error
+records) with an in-memory stand-in for the transport, so a unit's tests need no store::
+
+    def test_scale(run_unit):
+        result = run_unit("acme.scale", [1, 2, 3], params={"factor": 10})
+        assert result.values("scaled") == [10, 20, 30]
+        assert result.errors == []
+        assert len(result.acknowledged) == 3
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from asapo_pipelines.descriptor import UnitDescriptor
+from asapo_pipelines.sdk.runner import DEFAULT_STREAM, Output, RetryPolicy, UnitRunner
+from asapo_pipelines.sdk.units import Message, Source, Stream
+
+
+@dataclass
+class Given:
+    """A message to feed: a value encoded with the port's format, or a raw payload."""
+
+    value: Any = None
+    port: str | None = None
+    stream: str = DEFAULT_STREAM
+    id: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    payload: bytes | None = None
+    raw: bool = False
+    delivery_count: int = 1
+    data_source: str | None = None
+
+
+def message(value: Any = None, **fields: Any) -> Given:
+    """A message for `run_unit`: `message(value, port=..., stream=..., id=..., metadata=...)`,
+    or `message(payload=b"...", raw=True, metadata=...)` for an already encoded one."""
+    return Given(value, **fields)
+
+
+@dataclass
+class OutputRecord:
+    port: str
+    stream: str
+    payload: bytes | memoryview | None
+    metadata: dict[str, Any]
+
+    @property
+    def value(self) -> Any:
+        from asapo_pipelines.sdk.codec import decode
+
+        return decode(self.payload, self.metadata)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        prov = self.metadata.get("provenance")
+        return prov if isinstance(prov, dict) else {}
+
+
+@dataclass
+class HarnessResult:
+    outputs: list[OutputRecord] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    #: (port, stream, id) of every input acknowledged, in order
+    acknowledged: list[tuple[str, str, int]] = field(default_factory=list)
+    #: (port, stream, next_stream) of every output stream finished
+    finished: list[tuple[str, str, str | None]] = field(default_factory=list)
+    retries: int = 0
+
+    def on(self, port: str) -> list[OutputRecord]:
+        return [o for o in self.outputs if o.port == port]
+
+    def values(self, port: str | None = None) -> list[Any]:
+        """Decoded values sent on `port` (all ports when None), in order."""
+        return [o.value for o in self.outputs if port is None or o.port == port]
+
+
+class UnitHarness:
+    """One unit instance fed by hand; `run()` does start, messages, stream ends, shutdown."""
+
+    def __init__(
+        self,
+        unit: str | UnitDescriptor,
+        params: Any = None,
+        *,
+        catalog: Any = None,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        instance: str = "unit",
+        pipeline: str = "test",
+    ) -> None:
+        if isinstance(unit, str):
+            if catalog is None:
+                from asapo_pipelines.catalog import Catalog
+
+                catalog = Catalog.load()
+            unit = catalog.get(unit)
+        assert isinstance(unit, UnitDescriptor)
+        self.descriptor = unit
+        policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy.from_config(retry)
+        self.runner = UnitRunner(
+            unit,
+            params,
+            pipeline=pipeline,
+            instance=instance,
+            retry=policy,
+            sleep=lambda _s: None,
+        )
+        self.result = HarnessResult()
+        self._started = False
+        self._ids: dict[tuple[str, str], int] = {}
+        self._open: dict[tuple[str, str], Stream] = {}
+        self._finished_outputs: set[tuple[str, str]] = set()
+        self._output_streams: set[tuple[str, str]] = set()
+
+    # -- steps ---------------------------------------------------------------------------------
+    def start(self) -> UnitHarness:
+        if not self._started:
+            self.runner.start()
+            self._started = True
+        return self
+
+    def _input_port(self, port: str | None) -> str:
+        inputs = self.descriptor.inputs
+        if port is None:
+            if len(inputs) != 1:
+                raise ValueError(f"{self.descriptor.name} has {len(inputs)} inputs; give port=")
+            return inputs[0].name
+        if self.descriptor.input(port) is None:
+            raise ValueError(f"{self.descriptor.name} has no input port {port!r}")
+        return port
+
+    def _message(self, given: Any) -> Message:
+        if not isinstance(given, Given):
+            given = Given(given)
+        port = self._input_port(given.port)
+        if given.raw or given.payload is not None:
+            payload, meta = given.payload, dict(given.metadata)
+        else:
+            from asapo_pipelines.sdk.codec import encode
+
+            spec = self.descriptor.input(port)
+            assert spec is not None
+            payload, fmt_meta = encode(given.value, spec.format)
+            meta = {**given.metadata, **fmt_meta}
+        key = (port, given.stream)
+        msg_id = self._ids.get(key, 0) + 1 if given.id is None else given.id
+        self._ids[key] = max(self._ids.get(key, 0), msg_id)
+        return Message(
+            port=port,
+            data_source=given.data_source or f"{port}-in",
+            stream=given.stream,
+            id=msg_id,
+            payload=payload,
+            metadata=meta,
+            delivery_count=given.delivery_count,
+            timestamp=time.time(),
+        )
+
+    def _collect(self, outputs: list[Output]) -> None:
+        for out in outputs:
+            if out.finish:
+                self._finish_output(out.port, out.stream, out.next_stream)
+                continue
+            self._output_streams.add((out.port, out.stream))
+            self.result.outputs.append(
+                OutputRecord(out.port, out.stream, out.payload, out.metadata)
+            )
+
+    def _finish_output(self, port: str, stream: str, next_stream: str | None) -> None:
+        if (port, stream) not in self._finished_outputs:
+            self._finished_outputs.add((port, stream))
+            self.result.finished.append((port, stream, next_stream))
+
+    def send(self, *messages: Any) -> HarnessResult:
+        """Feed messages one by one, as the worker would, acknowledging each after flush."""
+        self.start()
+        for given in messages:
+            msg = self._message(given)
+            key = (msg.port, msg.stream)
+            if key not in self._open:
+                stream = Stream(msg.port, msg.data_source, msg.stream)
+                self._open[key] = stream
+                self._record(self.runner.stream_start(stream))
+            outcome = self.runner.handle(msg)
+            self._record(outcome)
+            self.runner.flush()
+            self.result.acknowledged.append((msg.port, msg.stream, msg.id))
+        self.result.retries = self.runner.retries
+        return self.result
+
+    def _record(self, outcome: Any) -> None:
+        self._collect(outcome.outputs)
+        if outcome.error is not None:
+            self.result.errors.append(outcome.error)
+
+    def end_stream(
+        self,
+        stream: str = DEFAULT_STREAM,
+        *,
+        port: str | None = None,
+        next_stream: str | None = None,
+    ) -> HarnessResult:
+        """Finish an input stream: `on_stream_end`, then the matching output streams finish."""
+        self.start()
+        port = self._input_port(port)
+        opened = self._open.pop((port, stream), None) or Stream(port, f"{port}-in", stream)
+        done = Stream(opened.port, opened.data_source, opened.name, next_stream)
+        self._record(self.runner.stream_end(done))
+        self.runner.flush()
+        for out in self.descriptor.outputs:
+            self._finish_output(out.name, stream, next_stream)
+        return self.result
+
+    def run_source(self) -> HarnessResult:
+        """Run a source's `run()` to its end and finish its output streams."""
+        self.start()
+        assert isinstance(self.runner.unit, Source)
+        self.runner.run_source(lambda out: self._collect([out]))
+        for port, stream in self.runner.source_streams.items():
+            self._finish_output(port, stream, None)
+        return self.result
+
+    def stop(self) -> None:
+        """As SIGTERM would: `self.stopping` turns true."""
+        self.runner.stop()
+
+    def shutdown(self) -> HarnessResult:
+        if self._started:
+            self.runner.flush()
+            self.runner.shutdown()
+            self._started = False
+        return self.result
+
+    def run(self, messages: Iterable[Any] = (), *, finish: bool = True) -> HarnessResult:
+        """Start, feed `messages` (or run a source), end the streams seen, shut down."""
+        self.start()
+        try:
+            if isinstance(self.runner.unit, Source):
+                return self.run_source()
+            self.send(*messages)
+            if finish:
+                for port, stream in list(self._open):
+                    self.end_stream(stream, port=port)
+            return self.result
+        finally:
+            self.shutdown()
+
+
+def run_unit(
+    unit: str | UnitDescriptor,
+    messages: Iterable[Any] = (),
+    *,
+    params: Any = None,
+    catalog: Any = None,
+    retry: RetryPolicy | dict[str, Any] | None = None,
+    finish: bool = True,
+) -> HarnessResult:
+    """Run `unit` on `messages` (values, or `message(...)`) and return what it did."""
+    return UnitHarness(unit, params, catalog=catalog, retry=retry).run(messages, finish=finish)

@@ -1,0 +1,245 @@
+"""The transport interface every backend implements, and the values it hands out.
+
+The semantics follow ASAP::O: a data source holds streams; a message has an id (1-based per
+stream), an optional payload and JSON metadata; a stream can be finished with a last id and a next
+stream; consumer groups each see every message once, share the load between their consumers, and
+get unacknowledged messages again after a lease runs out (a consumer died) or a nack's delay.
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from asapo_pipelines.transport.errors import TransportConfigError
+
+#: Data source names end up as directory names (embedded) and ASAP::O source names.
+SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+#: Group names: ASAP::O accepts letters, digits, '-' and '_' only.
+GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+STREAM_MAX = 200
+
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+def check_source(name: str) -> str:
+    if not isinstance(name, str) or not SOURCE_NAME.match(name):
+        raise TransportConfigError(
+            f"invalid data source name {name!r}: use letters, digits, '.', '_' or '-' "
+            "(at most 128, starting with a letter or digit)"
+        )
+    return name
+
+
+def check_group(name: str) -> str:
+    if not isinstance(name, str) or not GROUP_NAME.match(name):
+        raise TransportConfigError(
+            f"invalid consumer group name {name!r}: use letters, digits, '_' or '-' "
+            "(at most 128, starting with a letter or digit)"
+        )
+    return name
+
+
+def check_stream(name: str) -> str:
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > STREAM_MAX
+        or "/" in name
+        or any(ord(c) < 32 for c in name)
+    ):
+        raise TransportConfigError(
+            f"invalid stream name {name!r}: use 1 to {STREAM_MAX} printable characters "
+            "without '/'"
+        )
+    return name
+
+
+@dataclass(slots=True)
+class Message:
+    """One message as a consumer receives it.
+
+    ``payload`` may be a memoryview into a memory-mapped file (no copy); keep it only as long as
+    you need it, or copy it with ``bytes(message.payload)``.
+    """
+
+    data_source: str
+    stream: str
+    id: int
+    payload: memoryview | bytes | None
+    metadata: dict[str, Any]
+    delivery_count: int = 1
+    timestamp: float = 0.0
+
+    @property
+    def size(self) -> int:
+        return 0 if self.payload is None else len(self.payload)
+
+    def decode(self) -> Any:
+        """The payload decoded with the format its metadata records (see `formats`)."""
+        from asapo_pipelines.transport.formats import decode_message
+
+        return decode_message(self)
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """What is known about one stream."""
+
+    name: str
+    last_id: int = 0
+    finished: bool = False
+    next_stream: str | None = None
+    created: float | None = None
+    last_timestamp: float | None = None
+    # filled by backends that know them cheaply (the embedded store); None otherwise
+    message_count: int | None = None
+    size_bytes: int | None = None
+    group_lag: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "last_id": self.last_id,
+            "finished": self.finished,
+            "next_stream": self.next_stream,
+            "created": self.created,
+            "last_timestamp": self.last_timestamp,
+            "message_count": self.message_count,
+            "size_bytes": self.size_bytes,
+            "group_lag": dict(self.group_lag),
+        }
+
+
+class _Closable(abc.ABC):
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Producer(_Closable):
+    """Writes messages into the streams of one data source."""
+
+    data_source: str
+
+    @abc.abstractmethod
+    def send(
+        self,
+        stream: str,
+        payload: bytes | bytearray | memoryview | None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        id: int | None = None,
+    ) -> int:
+        """Write one message and return its id (the next free id when ``id`` is None)."""
+
+    def send_many(
+        self,
+        stream: str,
+        items: Iterable[tuple[bytes | bytearray | memoryview | None, Mapping[str, Any] | None]],
+    ) -> list[int]:
+        """Write several messages with automatic ids; backends may do this in one go."""
+        return [self.send(stream, payload, meta) for payload, meta in items]
+
+    @abc.abstractmethod
+    def finish_stream(
+        self, stream: str, *, last_id: int | None = None, next_stream: str | None = None
+    ) -> None:
+        """Mark ``stream`` finished at ``last_id`` (default: its last id), naming what follows."""
+
+    @abc.abstractmethod
+    def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def set_source_metadata(self, metadata: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until everything sent is stored; raise `Unavailable` naming what failed."""
+
+
+class Consumer(_Closable):
+    """Reads the streams of one data source as one member of a consumer group."""
+
+    data_source: str
+    group: str
+
+    @abc.abstractmethod
+    def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
+        """The next message for this group (any order), waiting up to ``timeout`` seconds.
+
+        Raises `NoData` (nothing now), `StreamFinished` (finished and fully acknowledged).
+        """
+
+    @abc.abstractmethod
+    def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        """The message with this id, not touching the group's progress."""
+
+    @abc.abstractmethod
+    def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
+        """The message with the largest id; raises `EndOfStream` when the stream is empty."""
+
+    @abc.abstractmethod
+    def acknowledge(self, stream: str, id: int) -> None:
+        """Mark ``id`` done for this group (idempotent); it is never delivered to it again."""
+
+    def acknowledge_many(self, stream: str, ids: Iterable[int]) -> None:
+        for one in ids:
+            self.acknowledge(stream, one)
+
+    @abc.abstractmethod
+    def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
+        """Give ``id`` back: it is delivered again (to any consumer) after ``delay`` seconds."""
+
+    @abc.abstractmethod
+    def streams(self) -> list[StreamInfo]: ...
+
+    @abc.abstractmethod
+    def stream_info(self, stream: str) -> StreamInfo: ...
+
+    @abc.abstractmethod
+    def get_stream_metadata(self, stream: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def get_source_metadata(self) -> dict[str, Any]: ...
+
+
+class Transport(_Closable):
+    """Hands out producers and consumers for the data sources of one store or service."""
+
+    kind: str = ""
+
+    @abc.abstractmethod
+    def producer(self, data_source: str) -> Producer: ...
+
+    @abc.abstractmethod
+    def consumer(
+        self,
+        data_source: str,
+        group: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> Consumer: ...
+
+    def data_sources(self) -> list[str]:
+        """The data sources known to this transport (may be unsupported by a service)."""
+        raise NotImplementedError
+
+
+def now() -> float:
+    return time.time()

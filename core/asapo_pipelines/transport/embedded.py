@@ -1,0 +1,1002 @@
+"""The embedded transport: an on-disk store in one directory, shared by many processes.
+
+Layout (one SQLite database per data source, so sources never contend for one write lock)::
+
+    <root>/store.json                         marker: format and version
+    <root>/<data source>/index.db             SQLite in WAL mode: streams, messages, groups
+    <root>/<data source>/payloads/<sid>/<seg>.seg   append-only payload segments
+
+A producer appends payloads to its own segment file per stream (no locking between producers;
+one ``os.write`` per payload), then commits the message's index row. Readers only see committed
+rows, so a producer killed between the two leaves unreferenced bytes and never a broken message.
+Payloads up to `INLINE_MAX` bytes live in the index row itself (one write, no file). Large
+payloads are memory-mapped by the consumer (no copy; the page cache is shared with the writer).
+
+Consumer groups: each group has a cursor per stream over the arrival order (``seq``) of messages,
+and a table of in-flight deliveries with a due time (the lease). Claiming takes expired
+deliveries first, then messages past the cursor, in one short ``BEGIN IMMEDIATE`` transaction, so
+each message is out to one consumer at a time and consumers of a group share the load.
+Acknowledging deletes the in-flight row and records the ack (idempotent).
+
+Durability: WAL with ``synchronous=NORMAL`` survives kill -9 of any process (a commit is in the
+WAL file in the page cache when it returns; only an OS crash or power loss can lose the last
+commits). ``fsync=True`` adds fsync of payloads and ``synchronous=FULL`` for power-loss safety.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import mmap
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.transport.base import (
+    DEFAULT_LEASE_SECONDS,
+    Consumer,
+    Message,
+    Producer,
+    StreamInfo,
+    Transport,
+    check_group,
+    check_source,
+    check_stream,
+)
+from asapo_pipelines.transport.errors import (
+    CorruptPayload,
+    DuplicateId,
+    EndOfStream,
+    MissingId,
+    NoData,
+    StreamFinished,
+    TransportConfigError,
+    TransportError,
+    Unavailable,
+)
+
+STORE_FORMAT = "asapo-pipelines-embedded"
+STORE_VERSION = 1
+INDEX_NAME = "index.db"
+#: payloads up to this size are stored in the index row (one write instead of two)
+INLINE_MAX = 16 * 1024
+#: payloads from this size on are memory-mapped instead of read with pread
+MMAP_MIN = 256 * 1024
+#: a producer starts a new segment file after this many bytes
+SEGMENT_MAX = 1 << 30
+BUSY_TIMEOUT_S = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams(
+    sid INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    last_ts REAL,
+    last_id INTEGER NOT NULL DEFAULT 0,
+    finished INTEGER NOT NULL DEFAULT 0,
+    finish_id INTEGER,
+    next_stream TEXT,
+    meta TEXT
+);
+CREATE TABLE IF NOT EXISTS messages(
+    seq INTEGER PRIMARY KEY,
+    sid INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    ts REAL NOT NULL,
+    size INTEGER NOT NULL,
+    meta TEXT NOT NULL,
+    inline BLOB,
+    seg INTEGER,
+    off INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_id ON messages(sid, id);
+CREATE INDEX IF NOT EXISTS messages_by_seq ON messages(sid, seq);
+CREATE TABLE IF NOT EXISTS segments(
+    seg INTEGER PRIMARY KEY,
+    sid INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors(
+    grp TEXT NOT NULL, sid INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY(grp, sid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS inflight(
+    grp TEXT NOT NULL, sid INTEGER NOT NULL, id INTEGER NOT NULL,
+    due REAL NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY(grp, sid, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS inflight_by_due ON inflight(grp, sid, due);
+CREATE TABLE IF NOT EXISTS acks(
+    grp TEXT NOT NULL, sid INTEGER NOT NULL, id INTEGER NOT NULL, ts REAL NOT NULL,
+    PRIMARY KEY(grp, sid, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS source_meta(k INTEGER PRIMARY KEY CHECK (k = 0), meta TEXT NOT NULL);
+"""
+
+_MSG_COLS = "id, ts, size, meta, inline, seg, off"
+
+
+def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, Mapping):
+        raise TransportConfigError(f"{what} must be a mapping, not {type(meta).__name__}")
+    try:
+        return json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+class _SourceDB:
+    """One connection to a data source's index, with short write transactions."""
+
+    def __init__(self, root: Path, data_source: str, *, fsync: bool, create: bool) -> None:
+        self.data_source = data_source
+        self.dir = root / data_source
+        self.fsync = fsync
+        path = self.dir / INDEX_NAME
+        if not path.exists() and not create:
+            raise TransportConfigError(f"data source {data_source!r} does not exist in {root}")
+        try:
+            (self.dir / "payloads").mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise TransportConfigError(f"cannot open the store {self.dir}: {exc}") from None
+        self.lock = threading.RLock()
+        self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        self.db.execute("PRAGMA cache_size=-16000")
+        with self.write():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    self.db.execute(statement)
+        self._sids: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise Unavailable(
+                    f"the store of data source {self.data_source!r} stayed locked for "
+                    f"{BUSY_TIMEOUT_S:.0f} s ({exc})"
+                ) from None
+            try:
+                yield self.db
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def sid(self, stream: str, *, create: bool) -> int | None:
+        """The stream's numeric id; creating the stream needs an open write transaction."""
+        sid = self._sids.get(stream)
+        if sid is not None:
+            return sid
+        row = self.db.execute("SELECT sid FROM streams WHERE name=?", (stream,)).fetchone()
+        if row is None:
+            if not create:
+                return None
+            cur = self.db.execute(
+                "INSERT INTO streams(name, created) VALUES (?, ?)", (stream, time.time())
+            )
+            sid = int(cur.lastrowid or 0)
+        else:
+            sid = int(row[0])
+        self._sids[stream] = sid
+        return sid
+
+    def forget(self, stream: str) -> None:
+        self._sids.pop(stream, None)
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+
+@dataclass
+class _Segment:
+    seg: int
+    sid: int
+    fd: int
+    offset: int
+
+
+class EmbeddedProducer(Producer):
+    def __init__(self, transport: EmbeddedTransport, data_source: str) -> None:
+        self.data_source = data_source
+        self._src = _SourceDB(transport.root, data_source, fsync=transport.fsync, create=True)
+        self._segments: dict[str, _Segment] = {}
+        self._closed = False
+
+    # -- payload files ---------------------------------------------------------------------
+    def _segment(self, stream: str, sid: int) -> _Segment:
+        seg = self._segments.get(stream)
+        if seg is not None and seg.sid == sid and seg.offset < SEGMENT_MAX:
+            return seg
+        if seg is not None:
+            os.close(seg.fd)
+        with self._src.write() as db:
+            cur = db.execute(
+                "INSERT INTO segments(sid, path, created) VALUES (?, '', ?)", (sid, time.time())
+            )
+            seg_id = int(cur.lastrowid or 0)
+            rel = f"payloads/{sid}/{seg_id}.seg"
+            db.execute("UPDATE segments SET path=? WHERE seg=?", (rel, seg_id))
+        path = self._src.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        seg = _Segment(seg_id, sid, fd, 0)
+        self._segments[stream] = seg
+        return seg
+
+    def _write_payload(self, seg: _Segment, payload: bytes | bytearray | memoryview) -> int:
+        view = memoryview(payload).cast("B")
+        offset = seg.offset
+        written = 0
+        while written < len(view):
+            written += os.write(seg.fd, view[written:])
+        if self._src.fsync:
+            os.fdatasync(seg.fd)
+        seg.offset += written
+        return offset
+
+    # -- sending ---------------------------------------------------------------------------
+    def _stream_sid(self, stream: str) -> int:
+        sid = self._src._sids.get(stream)
+        if sid is None:
+            with self._src.write():
+                sid = self._src.sid(stream, create=True)
+        assert sid is not None
+        return sid
+
+    def send(
+        self,
+        stream: str,
+        payload: bytes | bytearray | memoryview | None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        id: int | None = None,
+    ) -> int:
+        return self._send_batch(stream, [(payload, metadata)], id)[0]
+
+    def send_many(
+        self,
+        stream: str,
+        items: Iterable[tuple[bytes | bytearray | memoryview | None, Mapping[str, Any] | None]],
+    ) -> list[int]:
+        return self._send_batch(stream, list(items), None)
+
+    def _send_batch(
+        self,
+        stream: str,
+        items: list[tuple[bytes | bytearray | memoryview | None, Mapping[str, Any] | None]],
+        explicit_id: int | None,
+    ) -> list[int]:
+        if self._closed:
+            raise TransportError(f"producer of data source {self.data_source!r} is closed")
+        check_stream(stream)
+        if explicit_id is not None and (not isinstance(explicit_id, int) or explicit_id < 1):
+            raise TransportConfigError(f"message ids start at 1, got {explicit_id!r}")
+        for _attempt in range(3):
+            sid = self._stream_sid(stream)
+            # payloads first (outside the lock): a row is committed only after its bytes exist
+            rows: list[tuple[int, str, bytes | None, int | None, int | None]] = []
+            for payload, meta in items:
+                meta_text = _dumps(meta, "message metadata")
+                if payload is None:
+                    rows.append((0, meta_text, None, None, None))
+                    continue
+                size = memoryview(payload).nbytes
+                if size <= INLINE_MAX:
+                    rows.append((size, meta_text, bytes(payload), None, None))
+                else:
+                    seg = self._segment(stream, sid)
+                    rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
+            now = time.time()
+            with self._src.write() as db:
+                alive = db.execute(
+                    "SELECT last_id FROM streams WHERE sid=?", (sid,)
+                ).fetchone()
+                if alive is None:
+                    # the stream was dropped (retention) since we cached its id: start over
+                    self._src.forget(stream)
+                    self._segments.pop(stream, None)
+                    continue
+                next_id = int(alive[0]) + 1
+                ids: list[int] = []
+                for size, meta_text, inline, seg_id, off in rows:
+                    mid = explicit_id if explicit_id is not None else next_id
+                    try:
+                        db.execute(
+                            "INSERT INTO messages(sid, id, ts, size, meta, inline, seg, off) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (sid, mid, now, size, meta_text, inline, seg_id, off),
+                        )
+                    except sqlite3.IntegrityError:
+                        old = db.execute(
+                            "SELECT size, meta FROM messages WHERE sid=? AND id=?", (sid, mid)
+                        ).fetchone()
+                        if old is not None and old[0] == size and old[1] == meta_text:
+                            ids.append(mid)  # a retried send of the same message: keep one
+                            continue
+                        raise DuplicateId(
+                            f"stream {stream!r} of data source {self.data_source!r} already "
+                            f"holds a different message {mid}"
+                        ) from None
+                    ids.append(mid)
+                    next_id = max(next_id, mid) + 1
+                db.execute(
+                    "UPDATE streams SET last_id=max(last_id, ?), last_ts=? WHERE sid=?",
+                    (max(ids), now, sid),
+                )
+            return ids
+        raise TransportError(f"stream {stream!r} was dropped repeatedly while sending")
+
+    def finish_stream(
+        self, stream: str, *, last_id: int | None = None, next_stream: str | None = None
+    ) -> None:
+        check_stream(stream)
+        if next_stream is not None:
+            check_stream(next_stream)
+        with self._src.write() as db:
+            sid = self._src.sid(stream, create=True)
+            db.execute(
+                "UPDATE streams SET finished=1, finish_id=coalesce(?, last_id), next_stream=?, "
+                "last_id=max(last_id, coalesce(?, 0)), last_ts=coalesce(last_ts, ?) WHERE sid=?",
+                (last_id, next_stream, last_id, time.time(), sid),
+            )
+
+    def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
+        check_stream(stream)
+        text = _dumps(metadata, "stream metadata")
+        with self._src.write() as db:
+            sid = self._src.sid(stream, create=True)
+            db.execute("UPDATE streams SET meta=? WHERE sid=?", (text, sid))
+
+    def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
+        text = _dumps(metadata, "data source metadata")
+        with self._src.write() as db:
+            db.execute("INSERT OR REPLACE INTO source_meta(k, meta) VALUES (0, ?)", (text,))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Nothing to wait for: every send is stored when it returns."""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for seg in self._segments.values():
+            os.close(seg.fd)
+        self._segments.clear()
+        self._src.close()
+
+
+class EmbeddedConsumer(Consumer):
+    def __init__(
+        self,
+        transport: EmbeddedTransport,
+        data_source: str,
+        group: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        prefetch: int = 1,
+    ) -> None:
+        self.data_source = data_source
+        self.group = check_group(group)
+        if lease_seconds <= 0:
+            raise TransportConfigError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.lease_seconds = float(lease_seconds)
+        self.prefetch = max(1, int(prefetch))
+        self._src = _SourceDB(transport.root, data_source, fsync=transport.fsync, create=True)
+        self._fds: dict[int, int] = {}
+        self._seg_paths: dict[int, str] = {}
+        # messages claimed in one transaction but not yet handed out, with their lease's due
+        # time and, for payloads in files, what to read when the message is handed out
+        self._buffer: dict[str, deque[tuple[float, Message, _Lazy | None]]] = {}
+        # stream -> (data_version, next due) of the last empty claim: skip pointless claims
+        self._idle: dict[str, tuple[int, float]] = {}
+        self._closed = False
+
+    # -- reading payloads ------------------------------------------------------------------
+    def _fd(self, seg: int, stream: str, mid: int) -> int:
+        fd = self._fds.get(seg)
+        if fd is not None:
+            return fd
+        rel = self._seg_paths.get(seg)
+        if rel is None:
+            row = self._src.db.execute("SELECT path FROM segments WHERE seg=?", (seg,)).fetchone()
+            if row is None:
+                raise MissingId(self._where(stream, mid) + " lost its payload segment (pruned?)")
+            rel = self._seg_paths[seg] = str(row[0])
+        try:
+            fd = os.open(self._src.dir / rel, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise MissingId(
+                self._where(stream, mid) + " has no payload file any more (pruned?)"
+            ) from None
+        if len(self._fds) >= 64:
+            old_seg, old_fd = next(iter(self._fds.items()))
+            del self._fds[old_seg]
+            os.close(old_fd)
+        self._fds[seg] = fd
+        return fd
+
+    def _payload(
+        self, stream: str, mid: int, size: int, inline: bytes | None, seg: int | None, off: int
+    ) -> memoryview | bytes | None:
+        if inline is not None:
+            return inline
+        if seg is None:
+            return None
+        fd = self._fd(seg, stream, mid)
+        if size >= MMAP_MIN:
+            start = off - off % mmap.ALLOCATIONGRANULARITY
+            try:
+                mm = mmap.mmap(
+                    fd,
+                    size + (off - start),
+                    flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0),
+                    prot=mmap.PROT_READ,
+                    offset=start,
+                )
+            except ValueError:
+                raise CorruptPayload(
+                    self._where(stream, mid) + f": its payload file is shorter than the "
+                    f"{size} bytes recorded"
+                ) from None
+            return memoryview(mm)[off - start : off - start + size]
+        data = os.pread(fd, size, off)
+        if len(data) != size:
+            raise CorruptPayload(
+                self._where(stream, mid)
+                + f": its payload file holds {len(data)} of the {size} bytes recorded"
+            )
+        return data
+
+    def _where(self, stream: str, mid: int) -> str:
+        return f"message {mid} of stream {stream!r} in data source {self.data_source!r}"
+
+    def _message(self, stream: str, row: tuple, count: int) -> Message:
+        mid, ts, size, meta, inline, seg, off = row
+        try:
+            metadata = json.loads(meta)
+        except ValueError:
+            raise CorruptPayload(self._where(stream, mid) + " has unreadable metadata") from None
+        return Message(
+            data_source=self.data_source,
+            stream=stream,
+            id=mid,
+            payload=self._payload(stream, mid, size, inline, seg, off),
+            metadata=metadata,
+            delivery_count=count,
+            timestamp=ts,
+        )
+
+    # -- group delivery --------------------------------------------------------------------
+    def _claim(self, stream: str) -> list[tuple[float, tuple, int]]:
+        """Lease up to `prefetch` messages to this consumer; [] when there is none now."""
+        now = time.time()
+        due = now + self.lease_seconds
+        grp = self.group
+        with self._src.write() as db:
+            sid = self._src.sid(stream, create=False)
+            if sid is None:
+                return []
+            out: list[tuple[float, tuple, int]] = []
+            expired = db.execute(
+                "SELECT id, count FROM inflight WHERE grp=? AND sid=? AND due<=? "
+                "ORDER BY due LIMIT ?",
+                (grp, sid, now, self.prefetch),
+            ).fetchall()
+            for mid, count in expired:
+                db.execute(
+                    "UPDATE inflight SET due=?, count=? WHERE grp=? AND sid=? AND id=?",
+                    (due, count + 1, grp, sid, mid),
+                )
+                row = db.execute(
+                    f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, mid)
+                ).fetchone()
+                if row is None:  # pruned meanwhile
+                    db.execute(
+                        "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid)
+                    )
+                    continue
+                out.append((due, row, count + 1))
+            want = self.prefetch - len(out)
+            if want > 0:
+                cur = db.execute(
+                    "SELECT seq FROM cursors WHERE grp=? AND sid=?", (grp, sid)
+                ).fetchone()
+                cursor = int(cur[0]) if cur else 0
+                fresh = db.execute(
+                    f"SELECT seq, {_MSG_COLS} FROM messages WHERE sid=? AND seq>? "
+                    "ORDER BY seq LIMIT ?",
+                    (sid, cursor, want),
+                ).fetchall()
+                if fresh:
+                    last_seq = fresh[-1][0]
+                    rows = [r[1:] for r in fresh]
+                    acked = {
+                        a[0]
+                        for a in db.execute(
+                            "SELECT id FROM acks WHERE grp=? AND sid=? AND id BETWEEN ? AND ?",
+                            (grp, sid, min(r[0] for r in rows), max(r[0] for r in rows)),
+                        )
+                    }
+                    rows = [r for r in rows if r[0] not in acked]
+                    db.executemany(
+                        "INSERT OR IGNORE INTO inflight(grp, sid, id, due, count) "
+                        "VALUES (?, ?, ?, ?, 1)",
+                        [(grp, sid, r[0], due) for r in rows],
+                    )
+                    db.execute(
+                        "INSERT INTO cursors(grp, sid, seq) VALUES (?, ?, ?) "
+                        "ON CONFLICT(grp, sid) DO UPDATE SET seq=excluded.seq",
+                        (grp, sid, last_seq),
+                    )
+                    out.extend((due, r, 1) for r in rows)
+            return out
+
+    def _finished_state(self, stream: str) -> tuple[bool, str | None, float]:
+        """(finished and nothing of this group in flight, next stream, next lease due)."""
+        db = self._src.db
+        with self._src.lock:
+            sid = self._src.sid(stream, create=False)
+            if sid is None:
+                return False, None, float("inf")
+            finished, next_stream = db.execute(
+                "SELECT finished, next_stream FROM streams WHERE sid=?", (sid,)
+            ).fetchone()
+            next_due = db.execute(
+                "SELECT min(due) FROM inflight WHERE grp=? AND sid=?", (self.group, sid)
+            ).fetchone()[0]
+        drained = bool(finished) and next_due is None
+        return drained, next_stream, float("inf") if next_due is None else float(next_due)
+
+    def _data_version(self) -> int:
+        with self._src.lock:
+            return int(self._src.db.execute("PRAGMA data_version").fetchone()[0])
+
+    def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
+        self._check_open()
+        check_stream(stream)
+        deadline = time.monotonic() + max(0.0, timeout)
+        pause = 0.0005
+        buffer = self._buffer.setdefault(stream, deque())
+        while True:
+            while buffer:
+                due, msg, lazy = buffer.popleft()
+                # a prefetched message whose lease ran out may be with another consumer now
+                if time.time() < due - 0.05 * self.lease_seconds:
+                    if lazy is not None:
+                        msg.payload = lazy.load()
+                    return msg
+            idle = self._idle.get(stream)
+            if idle is None or idle[0] != self._data_version() or time.time() >= idle[1]:
+                claimed = self._claim(stream)
+                if claimed:
+                    self._idle.pop(stream, None)
+                    for due, row, count in claimed:
+                        buffer.append((due, *self._lazy_message(stream, row, count)))
+                    continue
+                drained, next_stream, next_due = self._finished_state(stream)
+                if drained:
+                    raise StreamFinished(
+                        f"stream {stream!r} of data source {self.data_source!r} is finished"
+                        + (f"; next stream is {next_stream!r}" if next_stream else ""),
+                        next_stream,
+                    )
+                self._idle[stream] = (self._data_version(), next_due)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NoData(
+                    f"no new message in stream {stream!r} of data source "
+                    f"{self.data_source!r} for group {self.group!r}"
+                )
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.02)
+
+    def _lazy_message(self, stream: str, row: tuple, count: int) -> tuple[Message, _Lazy | None]:
+        # metadata now, payload when handed out: a prefetched message maps nothing until used
+        mid, ts, size, meta, inline, seg, off = row
+        msg = self._message(stream, (mid, ts, size, meta, inline, None, None), count)
+        lazy = _Lazy(self, stream, mid, size, seg, off) if seg is not None else None
+        return msg, lazy
+
+    def acknowledge(self, stream: str, id: int) -> None:
+        self.acknowledge_many(stream, (id,))
+
+    def acknowledge_many(self, stream: str, ids: Iterable[int]) -> None:
+        self._check_open()
+        check_stream(stream)
+        ids = list(ids)
+        if not ids:
+            return
+        now = time.time()
+        grp = self.group
+        with self._src.write() as db:
+            sid = self._src.sid(stream, create=False)
+            if sid is None:
+                raise MissingId(
+                    f"cannot acknowledge message {ids[0]}: stream {stream!r} does not exist "
+                    f"in data source {self.data_source!r}"
+                )
+            for mid in ids:
+                gone = db.execute(
+                    "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid)
+                ).rowcount
+                if not gone and db.execute(
+                    "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
+                ).fetchone() is None:
+                    raise MissingId(f"cannot acknowledge {self._where(stream, mid)}: no such id")
+                db.execute(
+                    "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
+                    (grp, sid, mid, now),
+                )
+
+    def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
+        self._check_open()
+        check_stream(stream)
+        with self._src.write() as db:
+            sid = self._src.sid(stream, create=False)
+            if sid is None:
+                raise MissingId(f"cannot nack {self._where(stream, id)}: no such stream")
+            db.execute(
+                "UPDATE inflight SET due=? WHERE grp=? AND sid=? AND id=?",
+                (time.time() + max(0.0, delay), self.group, sid, id),
+            )
+        self._idle.pop(stream, None)
+
+    def extend_lease(self, stream: str, id: int, seconds: float | None = None) -> None:
+        """Keep a message that takes long to process from being delivered to another consumer."""
+        with self._src.write() as db:
+            sid = self._src.sid(stream, create=False)
+            if sid is not None:
+                db.execute(
+                    "UPDATE inflight SET due=? WHERE grp=? AND sid=? AND id=?",
+                    (time.time() + (seconds or self.lease_seconds), self.group, sid, id),
+                )
+
+    # -- random access ---------------------------------------------------------------------
+    def _poll(self, stream: str, timeout: float, fetch: Any) -> Message:
+        deadline = time.monotonic() + max(0.0, timeout)
+        pause = 0.0005
+        while True:
+            try:
+                return fetch()
+            except (EndOfStream, MissingId, NoData):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, 0.02)
+
+    def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        self._check_open()
+        check_stream(stream)
+
+        def fetch() -> Message:
+            with self._src.lock:
+                sid = self._src.sid(stream, create=False)
+                row = None
+                if sid is not None:
+                    row = self._src.db.execute(
+                        f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, id)
+                    ).fetchone()
+                    state = self._src.db.execute(
+                        "SELECT last_id, finished, finish_id, next_stream FROM streams "
+                        "WHERE sid=?",
+                        (sid,),
+                    ).fetchone()
+            if row is not None:
+                return self._message(stream, row, 0)
+            if sid is None:
+                raise EndOfStream(
+                    f"stream {stream!r} of data source {self.data_source!r} has no message "
+                    f"{id} yet (the stream is empty)"
+                )
+            last_id, finished, finish_id, next_stream = state
+            if finished and finish_id is not None and id > finish_id:
+                raise StreamFinished(
+                    f"stream {stream!r} of data source {self.data_source!r} finished at "
+                    f"id {finish_id}; there is no message {id}",
+                    next_stream,
+                )
+            if id < last_id:
+                raise MissingId(f"{self._where(stream, id)} does not exist (a hole)")
+            raise EndOfStream(f"{self._where(stream, id)} was not written yet")
+
+        return self._poll(stream, timeout, fetch)
+
+    def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
+        self._check_open()
+        check_stream(stream)
+
+        def fetch() -> Message:
+            with self._src.lock:
+                sid = self._src.sid(stream, create=False)
+                row = None
+                if sid is not None:
+                    row = self._src.db.execute(
+                        f"SELECT {_MSG_COLS} FROM messages WHERE sid=? ORDER BY id DESC LIMIT 1",
+                        (sid,),
+                    ).fetchone()
+            if row is None:
+                raise EndOfStream(
+                    f"stream {stream!r} of data source {self.data_source!r} has no message yet"
+                )
+            return self._message(stream, row, 0)
+
+        return self._poll(stream, timeout, fetch)
+
+    # -- information -----------------------------------------------------------------------
+    def streams(self) -> list[StreamInfo]:
+        self._check_open()
+        return stream_infos(self._src)
+
+    def stream_info(self, stream: str) -> StreamInfo:
+        self._check_open()
+        check_stream(stream)
+        for info in stream_infos(self._src, only=stream):
+            return info
+        return StreamInfo(name=stream)
+
+    def get_stream_metadata(self, stream: str) -> dict[str, Any]:
+        with self._src.lock:
+            row = self._src.db.execute(
+                "SELECT meta FROM streams WHERE name=?", (stream,)
+            ).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def get_source_metadata(self) -> dict[str, Any]:
+        with self._src.lock:
+            row = self._src.db.execute("SELECT meta FROM source_meta WHERE k=0").fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"consumer of data source {self.data_source!r} is closed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        self._buffer.clear()
+        self._src.close()
+
+
+class _Lazy:
+    """A payload in a segment file, read when its message is handed out."""
+
+    __slots__ = ("consumer", "id", "off", "seg", "size", "stream")
+
+    def __init__(
+        self, consumer: EmbeddedConsumer, stream: str, mid: int, size: int, seg: int, off: int
+    ) -> None:
+        self.consumer, self.stream, self.id = consumer, stream, mid
+        self.size, self.seg, self.off = size, seg, off
+
+    def load(self) -> memoryview | bytes | None:
+        return self.consumer._payload(self.stream, self.id, self.size, None, self.seg, self.off)
+
+
+def stream_infos(src: _SourceDB, only: str | None = None) -> list[StreamInfo]:
+    db = src.db
+    with src.lock:
+        where, args = ("WHERE name=?", (only,)) if only is not None else ("", ())
+        streams = db.execute(
+            "SELECT sid, name, created, last_ts, last_id, finished, next_stream FROM streams "
+            f"{where} ORDER BY created, sid",
+            args,
+        ).fetchall()
+        infos = []
+        for sid, name, created, last_ts, last_id, finished, next_stream in streams:
+            count, size = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE sid=?", (sid,)
+            ).fetchone()
+            lag: dict[str, int] = {}
+            for (grp,) in db.execute("SELECT grp FROM cursors WHERE sid=?", (sid,)).fetchall():
+                acked = db.execute(
+                    "SELECT count(*) FROM acks WHERE grp=? AND sid=?", (grp, sid)
+                ).fetchone()[0]
+                lag[grp] = max(0, int(count) - int(acked))
+            infos.append(
+                StreamInfo(
+                    name=name,
+                    last_id=int(last_id),
+                    finished=bool(finished),
+                    next_stream=next_stream,
+                    created=created,
+                    last_timestamp=last_ts,
+                    message_count=int(count),
+                    size_bytes=int(size),
+                    group_lag=lag,
+                )
+            )
+    return infos
+
+
+@dataclass
+class PruneReport:
+    dropped_streams: list[tuple[str, str]]
+    deleted_messages: int
+    freed_bytes: int
+
+
+class EmbeddedTransport(Transport):
+    """The store in directory ``path`` (created when missing unless ``create=False``)."""
+
+    kind = "embedded"
+
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, fsync: bool = False):
+        self.root = Path(path).expanduser().absolute()
+        self.fsync = bool(fsync)
+        marker = self.root / "store.json"
+        if not marker.exists():
+            if not create:
+                raise TransportConfigError(f"no embedded transport store at {self.root}")
+            if self.root.exists() and not self.root.is_dir():
+                raise TransportConfigError(f"{self.root} is not a directory")
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = self.root / f".store.json.{os.getpid()}"
+                tmp.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}))
+                os.replace(tmp, marker)
+            except OSError as exc:
+                raise TransportConfigError(f"cannot create the store at {self.root}: {exc}") from None
+        else:
+            try:
+                info = json.loads(marker.read_text())
+            except (OSError, ValueError) as exc:
+                raise TransportConfigError(f"{marker} is unreadable: {exc}") from None
+            if info.get("format") != STORE_FORMAT or info.get("version") != STORE_VERSION:
+                raise TransportConfigError(
+                    f"{self.root} holds a store of another format or version ({info}); "
+                    f"this version reads {STORE_FORMAT} version {STORE_VERSION}"
+                )
+
+    def producer(self, data_source: str) -> EmbeddedProducer:
+        return EmbeddedProducer(self, check_source(data_source))
+
+    def consumer(
+        self,
+        data_source: str,
+        group: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        prefetch: int = 1,
+    ) -> EmbeddedConsumer:
+        return EmbeddedConsumer(
+            self, check_source(data_source), group, lease_seconds=lease_seconds, prefetch=prefetch
+        )
+
+    def data_sources(self) -> list[str]:
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
+        )
+
+    def describe(self) -> dict[str, list[StreamInfo]]:
+        """Every data source with its streams, counts, sizes and group lags."""
+        out: dict[str, list[StreamInfo]] = {}
+        for name in self.data_sources():
+            src = _SourceDB(self.root, name, fsync=False, create=False)
+            try:
+                out[name] = stream_infos(src)
+            finally:
+                src.close()
+        return out
+
+    def drop_stream(self, data_source: str, stream: str) -> int:
+        """Delete a stream with its messages, group state and payload files; returns bytes."""
+        src = _SourceDB(self.root, check_source(data_source), fsync=False, create=False)
+        try:
+            with src.write() as db:
+                sid = src.sid(stream, create=False)
+                if sid is None:
+                    raise TransportConfigError(
+                        f"data source {data_source!r} has no stream {stream!r}"
+                    )
+                freed = _drop_stream(db, sid)
+            return _remove_payloads(src.dir, sid, freed)
+        finally:
+            src.close()
+
+    def prune(self, older_than: float, data_source: str | None = None) -> PruneReport:
+        """Drop streams idle for longer than ``older_than`` seconds, and in other streams the
+        payload segments and messages older than that."""
+        if older_than < 0:
+            raise TransportConfigError("the age limit must not be negative")
+        cutoff = time.time() - older_than
+        report = PruneReport([], 0, 0)
+        names = [check_source(data_source)] if data_source else self.data_sources()
+        for name in names:
+            src = _SourceDB(self.root, name, fsync=False, create=False)
+            try:
+                dropped: list[tuple[int, list[str]]] = []
+                with src.write() as db:
+                    for sid, sname in db.execute(
+                        "SELECT sid, name FROM streams WHERE coalesce(last_ts, created) < ?",
+                        (cutoff,),
+                    ).fetchall():
+                        report.deleted_messages += db.execute(
+                            "SELECT count(*) FROM messages WHERE sid=?", (sid,)
+                        ).fetchone()[0]
+                        dropped.append((sid, _drop_stream(db, sid)))
+                        report.dropped_streams.append((name, sname))
+                    # old segments of live streams: every message in them is older than cutoff
+                    old_segs = db.execute(
+                        "SELECT seg, path FROM segments s WHERE NOT EXISTS (SELECT 1 FROM "
+                        "messages m WHERE m.seg=s.seg AND m.ts>=?) AND created < ?",
+                        (cutoff, cutoff),
+                    ).fetchall()
+                    for seg, _path in old_segs:
+                        db.execute("DELETE FROM segments WHERE seg=?", (seg,))
+                    report.deleted_messages += _delete_old_messages(db, cutoff)
+                for sid, paths in dropped:
+                    report.freed_bytes += _remove_payloads(src.dir, sid, paths)
+                for _seg, path in old_segs:
+                    report.freed_bytes += _unlink(src.dir / path)
+            finally:
+                src.close()
+        return report
+
+    def close(self) -> None:
+        """Producers and consumers own their connections; nothing is shared to close."""
+
+
+def _drop_stream(db: sqlite3.Connection, sid: int) -> list[str]:
+    paths = [r[0] for r in db.execute("SELECT path FROM segments WHERE sid=?", (sid,))]
+    for table in ("messages", "segments", "cursors", "inflight", "acks"):
+        db.execute(f"DELETE FROM {table} WHERE sid=?", (sid,))
+    db.execute("DELETE FROM streams WHERE sid=?", (sid,))
+    return paths
+
+
+def _delete_old_messages(db: sqlite3.Connection, cutoff: float) -> int:
+    # a message goes when it is old and its payload is inline, absent or in a deleted segment
+    doomed = "m.ts < ? AND (m.seg IS NULL OR m.seg NOT IN (SELECT seg FROM segments))"
+    for table in ("inflight", "acks"):
+        db.execute(
+            f"DELETE FROM {table} WHERE EXISTS (SELECT 1 FROM messages m "
+            f"WHERE m.sid={table}.sid AND m.id={table}.id AND {doomed})",
+            (cutoff,),
+        )
+    return int(db.execute(f"DELETE FROM messages AS m WHERE {doomed}", (cutoff,)).rowcount)
+
+
+def _unlink(path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+        return size
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise TransportConfigError(f"cannot delete {path}: {exc.strerror}") from None
+        raise
+
+
+def _remove_payloads(base: Path, sid: int, paths: list[str]) -> int:
+    freed = sum(_unlink(base / p) for p in paths)
+    with contextlib.suppress(OSError):
+        (base / "payloads" / str(sid)).rmdir()
+    return freed

@@ -1,0 +1,59 @@
+"""The transport's one exception family. Every backend maps its own failures onto these, so a
+unit or worker handles "wait", "move on" and "give up" the same way on any backend."""
+
+from __future__ import annotations
+
+from asapo_pipelines.errors import PipelinesError
+
+
+class TransportError(PipelinesError):
+    """Base of every transport error; the message names the data source, stream and id."""
+
+
+class NoData(TransportError):
+    """Nothing to hand out right now: wait and ask again (more may come)."""
+
+
+class StreamFinished(TransportError):
+    """The stream was finished and everything in it was delivered and acknowledged."""
+
+    def __init__(self, message: str, next_stream: str | None = None) -> None:
+        super().__init__(message)
+        self.next_stream = next_stream
+
+
+class EndOfStream(TransportError):
+    """The asked id is past the last message written so far (it may still come)."""
+
+
+class MissingId(TransportError):
+    """The asked id does not exist although later ids do: a hole (or pruned by retention)."""
+
+
+class DuplicateId(TransportError):
+    """A different message with the same id already exists in the stream."""
+
+
+class Unavailable(TransportError):
+    """The service did not answer in time or refused the connection; retry later."""
+
+
+class TransportConfigError(TransportError):
+    """The transport settings are wrong (bad path, missing token, unknown backend)."""
+
+
+class CorruptPayload(TransportError):
+    """A payload cannot be decoded with the format its message records."""
+
+
+__all__ = [
+    "CorruptPayload",
+    "DuplicateId",
+    "EndOfStream",
+    "MissingId",
+    "NoData",
+    "StreamFinished",
+    "TransportConfigError",
+    "TransportError",
+    "Unavailable",
+]

@@ -1,0 +1,531 @@
+"""The worker loop: one unit instance between its input and output data sources.
+
+For each input message: call the unit (with retries), write its outputs (each with provenance),
+make them durable, and only then acknowledge the input. An exception that survives the retries
+becomes a record on the error stream, and the loop goes on. Streams (scans) are followed through
+`next_stream`; an input stream ends when it is finished, fully acknowledged and has no holes
+(late messages are still being waited for); output streams are finished as their inputs end.
+The worker returns when every input is done, or when asked to stop (after the current message).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from asapo_pipelines.descriptor import UnitDescriptor
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, UnitRunner
+from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream
+from asapo_pipelines.transport import (
+    NoData,
+    StreamFinished,
+    Transport,
+    TransportError,
+    formats,
+)
+from asapo_pipelines.worker.dedupe import source_keys, written_keys
+from asapo_pipelines.worker.naming import (
+    FIRST_STREAM,
+    data_source_for,
+    errors_source,
+    group_name,
+)
+from asapo_pipelines.worker.status import Counters, StatusPublisher
+
+log = logging.getLogger("asapo_pipelines.worker")
+
+#: how many messages of one stream are taken in a row before looking at the others
+BURST = 64
+#: acknowledgements are committed in batches of at most this many messages, and at least every
+#: ACK_SECONDS: one flush and one transaction for many messages instead of one per message
+ACK_BATCH = 32
+ACK_SECONDS = 0.2
+
+
+class UnitFailed(PipelinesError):
+    """A source's `run()` raised: the worker stops with this sentence."""
+
+
+@dataclass
+class StreamState:
+    name: str
+    started: bool = False
+    ended: bool = False
+    next_stream: str | None = None
+    holes_reported: bool = False
+
+
+@dataclass
+class InputPort:
+    name: str
+    data_source: str
+    consumer: Any
+    streams: dict[str, StreamState] = field(default_factory=dict)
+
+    def add(self, name: str) -> StreamState:
+        state = self.streams.get(name)
+        if state is None:
+            state = self.streams[name] = StreamState(name)
+        return state
+
+    @property
+    def done(self) -> bool:
+        if not self.streams or not all(s.ended for s in self.streams.values()):
+            return False
+        return all(
+            s.next_stream is None or s.next_stream in self.streams for s in self.streams.values()
+        )
+
+
+class Worker:
+    def __init__(
+        self,
+        transport: Transport,
+        descriptor: UnitDescriptor,
+        params: Any = None,
+        *,
+        pipeline: str,
+        instance: str,
+        inputs: dict[str, str] | None = None,
+        outputs: dict[str, str] | None = None,
+        replica: int = 0,
+        retry: RetryPolicy | None = None,
+        status_interval: float = 2.0,
+        lease_seconds: float = 30.0,
+        linger: float = 0.5,
+        poll: float = 0.02,
+        refresh: float = 0.5,
+        ack_batch: int = ACK_BATCH,
+    ) -> None:
+        self.transport = transport
+        self.descriptor = descriptor
+        self.pipeline = pipeline
+        self.instance = instance
+        self.replica = replica
+        self.inputs = dict(inputs or {})
+        self.outputs = dict(outputs or {})
+        self.lease_seconds = lease_seconds
+        self.linger = linger
+        self.poll = poll
+        self.refresh = refresh
+        self.status_interval = status_interval
+        self.group = group_name(pipeline, instance)
+        self.runner = UnitRunner(
+            descriptor,
+            params,
+            pipeline=pipeline,
+            instance=instance,
+            replica=replica,
+            retry=retry,
+            logger=logging.getLogger(f"asapo_pipelines.unit.{instance}"),
+            output_streams=self.outputs,
+        )
+        self.label = self.runner.unit_label
+        self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
+        self.ports: list[InputPort] = []
+        self.producers: dict[str, Any] = {}  # output port -> producer
+        self.output_readers: dict[str, Any] = {}  # output port -> consumer (for dedupe)
+        self.errors: Any = None
+        self.errors_reader: Any = None
+        self.status: StatusPublisher | None = None
+        self.finished_outputs: set[tuple[str, str]] = set()
+        self.written_outputs: set[tuple[str, str]] = set()
+        self.pending_finish: dict[str, str | None] = {}
+        self.ack_batch = max(1, ack_batch)
+        self.ack_seconds = min(ACK_SECONDS, lease_seconds / 4)
+        #: processed but not yet acknowledged: (input port, stream) -> ids
+        self.unacked: dict[tuple[str, str], list[int]] = {}
+        self.unacked_count = 0
+        self.unacked_since = 0.0
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _check_wiring(self) -> None:
+        d = self.descriptor
+        for port in d.inputs:
+            if port.required and port.name not in self.inputs:
+                raise PipelinesError(f"input port {port.name} of unit {self.instance} is not fed")
+        for port in d.outputs:
+            if port.name not in self.outputs:
+                # an output nobody reads still goes somewhere predictable
+                self.outputs[port.name] = f"{self.instance}-{port.name}".replace("_", "-")
+
+    def _open(self) -> None:
+        self._check_wiring()
+        t = self.transport
+        for port, stream_name in self.inputs.items():
+            source = data_source_for(stream_name)
+            consumer = t.consumer(source, self.group, lease_seconds=self.lease_seconds)
+            self.ports.append(InputPort(port, source, consumer))
+        for port, stream_name in self.outputs.items():
+            source = data_source_for(stream_name)
+            self.producers[port] = t.producer(source)
+            self.output_readers[port] = t.consumer(source, self.group)
+        self.errors = t.producer(errors_source(self.pipeline))
+        self.errors_reader = t.consumer(errors_source(self.pipeline), self.group)
+
+    def _close(self) -> None:
+        for obj in [
+            *(p.consumer for p in self.ports),
+            *self.producers.values(),
+            *self.output_readers.values(),
+            self.errors,
+            self.errors_reader,
+        ]:
+            if obj is not None:
+                try:
+                    obj.close()
+                except TransportError as exc:  # closing must not hide the real outcome
+                    log.warning("closing %s failed: %s", obj, exc)
+
+    def stop(self, *_args: Any) -> None:
+        """Stop taking messages; the current one is finished (signal handler)."""
+        self.runner.stop()
+
+    def install_signal_handlers(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    @property
+    def stopping(self) -> bool:
+        return self.runner.context.stop_event.is_set()
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Run until done ("finished") or stopped ("stopped"); raises on start-up failures."""
+        self._open()
+        try:
+            self.runner.start()
+            self.status = StatusPublisher(
+                self.transport, self.pipeline, self.counters, interval=self.status_interval
+            )
+            self.counters.state = "running"
+            self.status.start()
+            state = "failed"
+            try:
+                if self.descriptor.role == "source":
+                    state = self._run_source()
+                else:
+                    state = self._run_consumer()
+            finally:
+                self.runner.flush()
+                self.runner.shutdown()
+                for producer in self.producers.values():
+                    producer.flush()
+                self.errors.flush()
+                self.status.stop(state)
+            return state
+        finally:
+            self._close()
+
+    # -- sources -------------------------------------------------------------------------------
+    def _run_source(self) -> str:
+        sent: set[str] = set()
+        for port, reader in self.output_readers.items():
+            del port
+            sent |= source_keys(reader, self.label)
+
+        def send(out: Output) -> None:
+            producer = self.producers[out.port]
+            if out.finish:
+                producer.finish_stream(out.stream, next_stream=out.next_stream)
+                self.finished_outputs.add((out.port, out.stream))
+                return
+            if out.key is not None and out.key in sent:
+                self.counters.duplicates_skipped += 1
+                return
+            producer.send(out.stream, out.payload, out.metadata)
+            self.written_outputs.add((out.port, out.stream))
+            if out.key is not None:
+                sent.add(out.key)
+            self.counters.outputs += 1
+            self.counters.processed += 1
+            self.counters.last_message_time = time.time()
+
+        try:
+            self.runner.run_source(send)
+        except Exception as exc:
+            from asapo_pipelines.plugin_manager import describe_exception
+            from asapo_pipelines.sdk.runner import error_record
+
+            record = error_record(exc, unit=self.label, message=None, attempts=1, hook="run")
+            self._send_error(record, key=f"{self.label}|error|run|{time.time()}")
+            raise UnitFailed(
+                f"source {self.instance} ({self.descriptor.name}) failed: "
+                f"{describe_exception(exc)}; the traceback is on the error stream"
+            ) from exc
+        if self.stopping:
+            return "stopped"
+        for port, stream in self.runner.source_streams.items():
+            if (port, stream) not in self.finished_outputs:
+                self.producers[port].finish_stream(stream)
+                self.finished_outputs.add((port, stream))
+        return "finished"
+
+    # -- consumers (processors, sinks, agents) -------------------------------------------------
+    def _refresh(self) -> None:
+        backlog = 0
+        for port in self.ports:
+            infos = port.consumer.streams()
+            for info in infos:
+                state = port.add(info.name)
+                if not state.ended and self._drained(info):
+                    self._end_stream(port, state, info.next_stream)
+                if info.group_lag:
+                    backlog += info.group_lag.get(self.group, info.message_count or 0)
+                elif info.message_count:
+                    backlog += info.message_count
+            names = {info.name for info in infos}
+            placeholder = port.streams.get(FIRST_STREAM)
+            if (
+                placeholder is not None
+                and FIRST_STREAM not in names
+                and names
+                and not placeholder.started
+            ):
+                # the upstream named its first scan otherwise: stop waiting for `default`
+                del port.streams[FIRST_STREAM]
+            if not port.streams:
+                port.add(FIRST_STREAM)
+        self.counters.backlog = backlog
+
+    def _drained(self, info: Any) -> bool:
+        """Whether stream information alone shows a stream finished, complete and acknowledged
+        by this group (backends that count per group); otherwise `get_next` tells."""
+        if not info.finished or info.message_count is None:
+            return False
+        if info.message_count < info.last_id:
+            return False  # holes: late messages are still to come
+        if self.group in info.group_lag:
+            return bool(info.group_lag[self.group] == 0)
+        return bool(info.message_count == 0)
+
+    def _run_consumer(self) -> str:
+        last_refresh = 0.0
+        done_since: float | None = None
+        while not self.stopping:
+            now = time.monotonic()
+            revisit = now - last_refresh >= self.refresh
+            if revisit:
+                self._refresh()
+                last_refresh = now
+            progressed = False
+            for port in self.ports:
+                for state in list(port.streams.values()):
+                    # ended streams are looked at now and then: late messages may still come
+                    if state.ended and not revisit:
+                        continue
+                    progressed |= self._drain(port, state)
+                    if self.stopping:
+                        break
+                if self.stopping:
+                    break
+            if self.stopping:
+                break
+            self._finish_ready_outputs()
+            if all(p.done for p in self.ports):
+                if done_since is None:
+                    done_since = now
+                    last_refresh = 0.0  # look once more right away
+                elif now - done_since >= self.linger:
+                    break
+            else:
+                done_since = None
+            if not progressed:
+                self.runner.context.stop_event.wait(self.poll)
+        self._commit()
+        if self.stopping:
+            return "stopped"
+        self._finish_ready_outputs(final=True)
+        return "finished"
+
+    def _drain(self, port: InputPort, state: StreamState) -> bool:
+        """Take up to BURST messages of one stream; True when anything happened."""
+        progressed = False
+        for _ in range(BURST):
+            if self.stopping:
+                break
+            try:
+                msg = port.consumer.get_next(state.name, timeout=0.0)
+            except NoData:
+                if progressed and not state.ended:
+                    # the last messages may have been ours: acknowledge them and see at once
+                    # whether that drained a finished stream, instead of at the next refresh
+                    self._commit()
+                    info = port.consumer.stream_info(state.name)
+                    if self._drained(info):
+                        self._end_stream(port, state, info.next_stream)
+                break
+            except StreamFinished as fin:
+                if not state.ended and self._complete(port, state):
+                    self._end_stream(port, state, fin.next_stream)
+                    progressed = True
+                break
+            self._process(port, state, msg)
+            progressed = True
+        self._commit()
+        return progressed
+
+    def _complete(self, port: InputPort, state: StreamState) -> bool:
+        """A finished stream with holes below its last id is still waiting for late messages."""
+        info = port.consumer.stream_info(state.name)
+        if info.message_count is not None and info.message_count < info.last_id:
+            if not state.holes_reported:
+                log.info(
+                    "stream %s of %s is finished but %d of its %d messages have not arrived; "
+                    "waiting for them",
+                    state.name,
+                    port.data_source,
+                    info.last_id - info.message_count,
+                    info.last_id,
+                )
+                state.holes_reported = True
+            return False
+        return True
+
+    def _process(self, port: InputPort, state: StreamState, tmsg: Any) -> None:
+        msg = Message(
+            port=port.name,
+            data_source=port.data_source,
+            stream=tmsg.stream,
+            id=tmsg.id,
+            payload=tmsg.payload,
+            metadata=tmsg.metadata,
+            delivery_count=tmsg.delivery_count,
+            timestamp=tmsg.timestamp,
+        )
+        c = self.counters
+        c.received += 1
+        c.last_message_time = time.time()
+        c.lag_seconds = max(0.0, c.last_message_time - msg.timestamp) if msg.timestamp else 0.0
+        if not state.started:
+            state.started = True
+            self._apply(
+                self.runner.stream_start(Stream(port.name, port.data_source, state.name)),
+                None,
+                check=True,
+            )
+        outcome = self.runner.handle(msg)
+        self._apply(outcome, msg, check=msg.delivery_count > 1)
+        c.retries = self.runner.retries
+        if outcome.error is None:
+            c.processed += 1
+        if not self.unacked_count:
+            self.unacked_since = time.monotonic()
+        self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
+        self.unacked_count += 1
+        if (
+            self.unacked_count >= self.ack_batch
+            or time.monotonic() - self.unacked_since >= self.ack_seconds
+        ):
+            self._commit()
+
+    def _commit(self) -> None:
+        """Make every output durable, then acknowledge the inputs that produced them."""
+        if not self.unacked_count:
+            return
+        # durable before acknowledged: the unit's own writes, then the transport's
+        self.runner.flush()
+        for producer in self.producers.values():
+            producer.flush()
+        self.errors.flush()
+        consumers = {p.name: p for p in self.ports}
+        for (port, stream), ids in self.unacked.items():
+            self._acknowledge(consumers[port], stream, ids)
+        self.unacked.clear()
+        self.unacked_count = 0
+
+    def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
+        port.consumer.acknowledge_many(stream, ids)
+
+    def _apply(self, outcome: Outcome, msg: Message | None, *, check: bool) -> None:
+        """Send an outcome's outputs (skipping those already written) or its error record."""
+        if outcome.error is not None:
+            where = (
+                f"{msg.data_source}/{msg.stream}/{msg.id}"
+                if msg is not None
+                else f"{outcome.error['hook']}"
+            )
+            key = f"{self.label}|error|{where}"
+            if check and key in written_keys(
+                self.errors_reader, self.instance, msg.timestamp if msg else None
+            ):
+                self.counters.duplicates_skipped += 1
+            else:
+                self._send_error(outcome.error, key=key, msg=msg)
+            self.counters.errors += 1
+            return
+        if not outcome.outputs:
+            return
+        known: dict[tuple[str, str], set[str]] = {}
+        for out in outcome.outputs:
+            if check and out.key is not None:
+                target = (out.port, out.stream)
+                if target not in known:
+                    known[target] = written_keys(
+                        self.output_readers[out.port], out.stream, msg.timestamp if msg else None
+                    )
+                if out.key in known[target]:
+                    self.counters.duplicates_skipped += 1
+                    continue
+            self.producers[out.port].send(out.stream, out.payload, out.metadata)
+            self.written_outputs.add((out.port, out.stream))
+            self.counters.outputs += 1
+
+    def _send_error(self, record: dict[str, Any], *, key: str, msg: Message | None = None) -> None:
+        payload, meta = formats.encode(record, "json")
+        meta.update(
+            {
+                "unit": record["unit"],
+                "exception": record["exception"],
+                "error": record["error"][:500],
+                "message": record["message"],
+                PROVENANCE_KEY: {
+                    "unit": self.label,
+                    "port": "errors",
+                    "inputs": [msg.ref()] if msg is not None else [],
+                    "seq": 0,
+                    "key": key,
+                },
+            }
+        )
+        self.errors.send(self.instance, payload, meta)
+        self.errors.flush()
+
+    def _end_stream(self, port: InputPort, state: StreamState, next_stream: str | None) -> None:
+        state.ended = True
+        state.next_stream = next_stream
+        if next_stream:
+            port.add(next_stream)
+        stream = Stream(port.name, port.data_source, state.name, next_stream)
+        if not state.started:
+            state.started = True
+            self._apply(self.runner.stream_start(stream), None, check=True)
+        self._apply(self.runner.stream_end(stream), None, check=True)
+        self.runner.flush()
+        for producer in self.producers.values():
+            producer.flush()
+        self.pending_finish.setdefault(state.name, next_stream)
+
+    def _finish_ready_outputs(self, *, final: bool = False) -> None:
+        """Finish output stream S once S has ended on every input that is not done."""
+        for name, next_stream in list(self.pending_finish.items()):
+            ready = final or all(
+                p.done or (name in p.streams and p.streams[name].ended) for p in self.ports
+            )
+            if not ready:
+                continue
+            for port, producer in self.producers.items():
+                if (port, name) not in self.finished_outputs:
+                    producer.finish_stream(name, next_stream=next_stream)
+                    self.finished_outputs.add((port, name))
+            del self.pending_finish[name]
+        if final:
+            for port, name in sorted(self.written_outputs - self.finished_outputs):
+                self.producers[port].finish_stream(name)
+                self.finished_outputs.add((port, name))

@@ -1,0 +1,91 @@
+"""Counters of a running worker, published periodically to the pipeline's status data source."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from asapo_pipelines.worker.naming import status_source, status_stream
+
+
+@dataclass
+class Counters:
+    unit: str = ""
+    instance: str = ""
+    replica: int = 0
+    state: str = "starting"
+    received: int = 0
+    processed: int = 0
+    errors: int = 0
+    retries: int = 0
+    outputs: int = 0
+    duplicates_skipped: int = 0
+    #: messages of the inputs not yet acknowledged by this unit's group
+    backlog: int = 0
+    #: seconds between an input being written and this unit taking it (last message)
+    lag_seconds: float = 0.0
+    last_message_time: float | None = None
+    started: float = field(default_factory=time.time)
+    pid: int = field(default_factory=os.getpid)
+    host: str = field(default_factory=socket.gethostname)
+
+    def snapshot(self, rate: float) -> dict[str, Any]:
+        data = asdict(self)
+        data["rate"] = round(rate, 3)
+        data["time"] = time.time()
+        return data
+
+
+class StatusPublisher:
+    """A thread that sends the counters every `interval` seconds (and once at the end)."""
+
+    def __init__(
+        self, transport: Any, pipeline: str, counters: Counters, *, interval: float = 2.0
+    ) -> None:
+        self.transport = transport
+        self.source = status_source(pipeline)
+        self.stream = status_stream(counters.instance, counters.replica)
+        self.counters = counters
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last = (time.monotonic(), 0)
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="status", daemon=True)
+        self._thread.start()
+
+    def _rate(self) -> float:
+        now, processed = time.monotonic(), self.counters.processed + self.counters.errors
+        then, before = self._last
+        self._last = (now, processed)
+        return (processed - before) / (now - then) if now > then else 0.0
+
+    def _loop(self) -> None:
+        producer = self.transport.producer(self.source)
+        try:
+            while not self._stop.wait(self.interval):
+                self._publish(producer)
+        finally:
+            producer.close()
+
+    def _publish(self, producer: Any) -> None:
+        with self._lock:
+            producer.send(self.stream, None, self.counters.snapshot(self._rate()))
+
+    def stop(self, state: str) -> None:
+        """Stop the thread and publish the final state from the calling thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.counters.state = state
+        producer = self.transport.producer(self.source)
+        try:
+            self._publish(producer)
+        finally:
+            producer.close()

@@ -1,0 +1,204 @@
+"""Acceptance: `pipeline worker` processes on the embedded transport, as a pipeline runs them."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from procs import read_stream, spawn, values, wait_ok, wait_until, worker_env, write_pipeline
+
+from asapo_pipelines.testing.distributions import PluginProject, install
+from asapo_pipelines.transport import open_transport
+
+from helpers import run_pipeline
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """The sample units installed as a real plugin distribution (entry point and all)."""
+    root = tmp_path_factory.mktemp("plugin")
+    source = (HERE / "sample_units.py").read_text()
+    project = PluginProject(
+        "asapo-worker-test-units",
+        modules={"units.py": source},
+        entry_points={"worker-tests": "asapo_worker_test_units.units"},
+    ).write(root)
+    target = root / "site"
+    install([project], target)
+    return worker_env(target)
+
+
+def chain(count: int, tag_params: dict, *, retry: dict | None = None) -> dict:
+    return {
+        "numbers": {
+            "unit": "test.numbers",
+            "params": {"count": count},
+            "outputs": {"numbers": "numbers"},
+        },
+        "tag": {
+            "unit": "test.tag",
+            "params": tag_params,
+            "inputs": {"numbers": "numbers"},
+            "outputs": {"tagged": "tagged"},
+            "retry": retry or {"attempts": 0},
+        },
+        "sink": {
+            "unit": "core.jsonl-sink",
+            "params": {"path": "out/tagged.jsonl"},
+            "inputs": {"messages": "tagged"},
+        },
+    }
+
+
+def sink_numbers(directory: Path) -> list[int]:
+    lines = (directory / "out" / "tagged.jsonl").read_text().splitlines()
+    return [json.loads(line)["metadata"]["provenance"]["inputs"][0]["id"] for line in lines]
+
+
+def test_processor_killed_ten_times_loses_and_duplicates_nothing(tmp_path, env):
+    count = 2000
+    pipeline = write_pipeline(tmp_path, chain(count, {"sleep": 0.002}))
+    log = tmp_path / "workers.log"
+    source = spawn(pipeline, "numbers", env, log=log)
+    sink = spawn(pipeline, "sink", env, log=log)
+    lease = ("--lease-seconds", "1.0")
+    rng = random.Random(20261125)
+    kills = 0
+    processor = spawn(pipeline, "tag", env, *lease, log=log)
+    while kills < 10:
+        time.sleep(rng.uniform(0.3, 1.2))
+        if processor.poll() is not None:
+            break  # it finished before all kills were spent: the test below says so
+        processor.send_signal(signal.SIGKILL)
+        processor.wait()
+        kills += 1
+        processor = spawn(pipeline, "tag", env, *lease, log=log)
+    assert kills == 10, "the processor finished before it was killed 10 times"
+    for proc in (source, processor, sink):
+        assert wait_ok(proc) == 0, log.read_text()[-3000:]
+    # the processor's own output stream: every input exactly once, despite the redeliveries
+    tagged = read_stream(tmp_path / "store", "tagged")
+    ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in tagged)
+    assert ids == list(range(1, count + 1))
+    # and the sink at the end of the chain
+    assert sorted(sink_numbers(tmp_path)) == list(range(1, count + 1))
+
+
+def test_processor_raising_on_every_tenth_message(tmp_path, env):
+    count = 500
+    pipeline = write_pipeline(
+        tmp_path, chain(count, {"fail_every": 10}, retry={"attempts": 1, "delay": 0.01})
+    )
+    procs = [spawn(pipeline, name, env) for name in ("numbers", "tag", "sink")]
+    assert [wait_ok(p) for p in procs] == [0, 0, 0]
+    errors = values(read_stream(tmp_path / "store", "accept.errors", "tag"))
+    assert sorted(e["message"]["id"] for e in errors) == list(range(10, count + 1, 10))
+    for record in errors:
+        assert record["exception"] == "builtins.ValueError"
+        assert record["attempts"] == 2
+        assert record["traceback"].startswith("Traceback (most recent call last)")
+        assert f"ValueError: cannot tag {record['message']['id']}" in record["traceback"]
+    assert sorted(sink_numbers(tmp_path)) == [n for n in range(1, count + 1) if n % 10]
+    status = run_pipeline("status", str(pipeline), "--json", env={"PYTHONPATH": env["PYTHONPATH"]})
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    tag = next(w for w in report["workers"] if w["instance"] == "tag")
+    assert (tag["state"], tag["received"], tag["errors"]) == ("finished", count, count // 10)
+    assert tag["processed"] == count - count // 10
+    assert tag["retries"] == count // 10
+    assert report["error_messages"] == {"tag": count // 10}
+
+
+def test_late_and_out_of_order_messages_reach_the_sink(tmp_path, env):
+    units = chain(0, {})
+    del units["numbers"]
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    transport = open_transport({"embedded": {"path": str(store)}})
+    producer = transport.producer("numbers")
+    on_time = [1, 2, 3, 5, 6, 9, 10]
+    for n in on_time:
+        producer.send("default", json.dumps({"n": n}).encode(), {"format": "json"}, id=n)
+    producer.finish_stream("default", last_id=10)
+    tag = spawn(pipeline, "tag", env)
+    sink = spawn(pipeline, "sink", env)
+    assert wait_until(lambda: len(read_stream(store, "tagged")) == len(on_time))
+    time.sleep(1.0)
+    assert tag.poll() is None, "the processor must wait for the ids that did not arrive"
+    for n in (12, 8, 4, 11, 7):  # after the finish, and out of order
+        producer.send("default", json.dumps({"n": n}).encode(), {"format": "json"}, id=n)
+        time.sleep(0.05)
+    assert wait_ok(tag) == 0
+    assert wait_ok(sink) == 0
+    assert sorted(sink_numbers(tmp_path)) == list(range(1, 13))
+    producer.close()
+    transport.close()
+
+
+def feed_numbers(store: Path, count: int) -> None:
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, count + 1):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+
+
+def test_sigterm_finishes_the_current_message_and_exits_zero(tmp_path, env):
+    count = 300
+    units = chain(0, {"sleep": 0.02})
+    del units["numbers"], units["sink"]
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    feed_numbers(store, count)
+    tag = spawn(pipeline, "tag", env, "--lease-seconds", "600")
+    assert wait_until(lambda: len(read_stream(store, "tagged")) >= 20)
+    tag.send_signal(signal.SIGTERM)
+    assert wait_ok(tag) == 0
+    written = len(read_stream(store, "tagged"))
+    assert written < count
+    final = read_stream(store, "accept.status", "tag.0")[-1].metadata
+    assert final["state"] == "stopped"
+    # everything taken was processed and acknowledged: with a lease of 600 s, a message left
+    # unacknowledged would not come back to the restarted worker and this would hang
+    assert final["processed"] == written
+    tag = spawn(pipeline, "tag", env, "--lease-seconds", "600")
+    assert wait_ok(tag) == 0
+    ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in read_stream(store, "tagged"))
+    assert ids == list(range(1, count + 1))
+
+
+@pytest.mark.parametrize(
+    ("unit", "params", "expected"),
+    [
+        (
+            "test.needs-file",
+            {"calibration": "missing-cal.h5"},
+            "error: unit test.needs-file failed to start: calibration file missing-cal.h5 is "
+            "missing",
+        ),
+        (
+            "test.broken",
+            {},
+            "error: cannot import the runtime no_such_module_anywhere.runtime:Missing of unit "
+            "test.broken: ModuleNotFoundError: No module named 'no_such_module_anywhere'",
+        ),
+    ],
+)
+def test_start_up_failure_is_one_sentence_and_non_zero(tmp_path, env, unit, params, expected):
+    units = {
+        "broken": {
+            "unit": unit,
+            "params": params,
+            "inputs": {"numbers": "numbers"},
+            "outputs": {"tagged": "tagged"},
+        },
+    }
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    result = run_pipeline("worker", str(pipeline), "broken", env={"PYTHONPATH": env["PYTHONPATH"]})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [expected]

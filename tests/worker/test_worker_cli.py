@@ -1,0 +1,77 @@
+"""`pipeline worker` and `pipeline status` with the core's own units."""
+
+from __future__ import annotations
+
+import json
+
+from procs import write_pipeline
+
+from helpers import run_pipeline
+
+
+def core_pipeline(tmp_path):
+    (tmp_path / "files").mkdir()
+    for i in range(3):
+        (tmp_path / "files" / f"f{i}.txt").write_text(f"file {i}\n")
+    return write_pipeline(
+        tmp_path,
+        {
+            "files": {
+                "unit": "core.files",
+                "params": {"directory": "files"},
+                "outputs": {"files": "raw"},
+            },
+            "copy": {
+                "unit": "core.identity",
+                "inputs": {"input": "raw"},
+                "outputs": {"output": "copied"},
+            },
+            "sink": {
+                "unit": "core.jsonl-sink",
+                "params": {"path": "out/copied.jsonl", "payload": "text"},
+                "inputs": {"messages": "copied"},
+            },
+        },
+    )
+
+
+def test_core_units_run_as_workers_and_status_shows_them(tmp_path):
+    pipeline = core_pipeline(tmp_path)
+    before = run_pipeline("status", str(pipeline), "--json")
+    assert before.returncode == 0, before.stderr
+    assert {w["state"] for w in json.loads(before.stdout)["workers"]} == {"not started"}
+    for unit in ("files", "copy", "sink"):
+        done = run_pipeline("worker", str(pipeline), unit)
+        assert done.returncode == 0, done.stderr
+        assert f"{unit} finished" in done.stderr
+    lines = [json.loads(x) for x in (tmp_path / "out" / "copied.jsonl").read_text().splitlines()]
+    assert [line["payload"] for line in lines] == ["file 0\n", "file 1\n", "file 2\n"]
+    assert [line["metadata"]["name"] for line in lines] == ["f0.txt", "f1.txt", "f2.txt"]
+    table = run_pipeline("status", str(pipeline))
+    assert table.returncode == 0, table.stderr
+    for word in ("pipeline accept", "files", "copy", "sink", "finished"):
+        assert word in table.stdout
+    report = json.loads(run_pipeline("status", str(pipeline), "--json").stdout)
+    copy = next(w for w in report["workers"] if w["instance"] == "copy")
+    assert (copy["received"], copy["processed"], copy["errors"]) == (3, 3, 0)
+    assert report["error_messages"] == {}
+    # run again: the source sends nothing twice and the sink writes nothing twice
+    for unit in ("files", "copy", "sink"):
+        assert run_pipeline("worker", str(pipeline), unit).returncode == 0
+    assert len((tmp_path / "out" / "copied.jsonl").read_text().splitlines()) == 3
+
+
+def test_worker_usage_errors_are_one_sentence(tmp_path):
+    pipeline = core_pipeline(tmp_path)
+    missing = run_pipeline("worker", str(tmp_path / "nope.pipeline.yaml"), "copy")
+    assert missing.returncode == 2
+    assert (
+        missing.stderr.strip() == f"error: pipeline file {tmp_path / 'nope.pipeline.yaml'} "
+        "does not exist"
+    )
+    unknown = run_pipeline("worker", str(pipeline), "coppy")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "error: pipeline accept has no unit coppy; did you mean copy?"
+    replica = run_pipeline("worker", str(pipeline), "copy", "--replica", "1")
+    assert replica.returncode == 2
+    assert "has 1 replica(s)" in replica.stderr

@@ -1,0 +1,277 @@
+"""The worker loop against the real embedded transport, workers running in threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from asapo_pipelines.transport import open_transport
+from asapo_pipelines.transport.formats import decode
+from asapo_pipelines.worker.naming import errors_source, status_source
+from asapo_pipelines.worker.runtime import Worker
+
+
+class Crash(Exception):
+    """Stands for the process dying at a chosen point."""
+
+
+def make(store: Path, catalog, unit, instance, params=None, inputs=None, outputs=None, **kw):
+    cls = kw.pop("cls", Worker)
+    return cls(
+        open_transport({"embedded": {"path": str(store)}}),
+        catalog.get(unit),
+        params or {},
+        pipeline="demo",
+        instance=instance,
+        inputs=inputs or {},
+        outputs=outputs or {},
+        status_interval=kw.pop("status_interval", 0.2),
+        **kw,
+    )
+
+
+def start(worker: Worker) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["state"] = worker.run()
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, result
+
+
+def read_all(store: Path, source: str, stream: str = "default") -> list:
+    with (
+        open_transport({"embedded": {"path": str(store)}}) as t,
+        t.consumer(source, "reader") as c,
+    ):
+        info = c.stream_info(stream)
+        return [c.get_by_id(stream, i) for i in range(1, info.last_id + 1)]
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_chain_with_failures_scans_and_status(tmp_path, sample_catalog):
+    store = tmp_path / "store"
+    sink_file = tmp_path / "out.jsonl"
+    workers = [
+        make(
+            store,
+            sample_catalog,
+            "test.numbers",
+            "numbers",
+            {"count": 30, "scan_size": 10},
+            outputs={"numbers": "numbers"},
+        ),
+        make(
+            store,
+            sample_catalog,
+            "test.tag",
+            "tag",
+            {"fail_every": 10},
+            {"numbers": "numbers"},
+            {"tagged": "tagged"},
+        ),
+        make(
+            store,
+            sample_catalog,
+            "core.jsonl-sink",
+            "sink",
+            {"path": str(sink_file)},
+            {"messages": "tagged"},
+        ),
+    ]
+    runs = [start(w) for w in workers]
+    for thread, result in runs:
+        thread.join(60)
+        assert result == {"state": "finished"}
+    lines = [json.loads(line) for line in sink_file.read_text().splitlines()]
+    got = sorted(line["metadata"]["provenance"]["inputs"][0]["id"] for line in lines)
+    # ids restart in each scan: 1..10 in default, scan-2 and scan-3; id 10 fails in each
+    assert len(lines) == 27
+    assert got == sorted(list(range(1, 10)) * 3)
+    assert {line["stream"] for line in lines} == {"default", "scan-2", "scan-3"}
+    errors = read_all(store, errors_source("demo"), "tag")
+    records = [decode(m.payload, m.metadata) for m in errors]
+    assert sorted(r["message"]["id"] for r in records) == [10, 10, 10]
+    assert all("ValueError: cannot tag" in r["traceback"] for r in records)
+    # the output streams follow the input scans and are finished with the same chain
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("tagged", "r") as c:
+        infos = {i.name: i for i in c.streams()}
+    assert infos["default"].finished
+    assert infos["default"].next_stream == "scan-2"
+    assert infos["scan-3"].finished
+    assert infos["scan-3"].next_stream is None
+    status = read_all(store, status_source("demo"), "tag.0")
+    final = status[-1].metadata
+    assert final["state"] == "finished"
+    assert (final["received"], final["processed"], final["errors"]) == (30, 27, 3)
+    assert workers[1].counters.errors == 3
+
+
+@pytest.mark.parametrize(
+    ("ack_batch", "acked_before_crash", "redelivered"), [(1, [1, 2], 1), (4, [], 4)]
+)
+def test_redelivered_messages_do_not_produce_second_outputs(
+    tmp_path, sample_catalog, ack_batch, acked_before_crash, redelivered
+):
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, 6):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+    acked: list[int] = []
+
+    class DiesBeforeAck(Worker):
+        def _acknowledge(self, port, stream, ids):
+            if 3 in ids:
+                raise Crash("killed between writing the outputs and acknowledging")
+            acked.extend(ids)
+            super()._acknowledge(port, stream, ids)
+
+    first = make(
+        store,
+        sample_catalog,
+        "test.tag",
+        "tag",
+        {},
+        {"numbers": "numbers"},
+        {"tagged": "tagged"},
+        lease_seconds=0.5,
+        cls=DiesBeforeAck,
+        ack_batch=ack_batch,
+    )
+    with pytest.raises(Crash):
+        first.run()
+    assert acked == acked_before_crash
+    # the outputs of message 3 (and of the rest of its batch) are written, not acknowledged
+    assert len(read_all(store, "tagged")) == len(acked_before_crash) + redelivered
+    second = make(
+        store,
+        sample_catalog,
+        "test.tag",
+        "tag",
+        {},
+        {"numbers": "numbers"},
+        {"tagged": "tagged"},
+        lease_seconds=0.5,
+    )
+    thread, result = start(second)
+    thread.join(60)
+    assert result == {"state": "finished"}
+    outputs = read_all(store, "tagged")
+    ids = [m.metadata["provenance"]["inputs"][0]["id"] for m in outputs]
+    assert sorted(ids) == [1, 2, 3, 4, 5]
+    assert second.counters.duplicates_skipped == redelivered
+
+
+def test_late_and_out_of_order_messages_are_processed(tmp_path, sample_catalog):
+    store = tmp_path / "store"
+    t = open_transport({"embedded": {"path": str(store)}})
+    p = t.producer("numbers")
+    for n in (1, 2, 3, 5, 6, 8, 9, 10):
+        p.send("default", json.dumps({"n": n}).encode(), {"format": "json"}, id=n)
+    p.finish_stream("default", last_id=10)
+    worker = make(
+        store, sample_catalog, "test.tag", "tag", {}, {"numbers": "numbers"}, {"tagged": "tagged"}
+    )
+    thread, result = start(worker)
+    assert wait_for(lambda: worker.counters.processed == 8)
+    time.sleep(0.5)
+    assert thread.is_alive(), "the worker must wait for the missing ids 4 and 7"
+    # after the finish: one past the end, then the holes in reverse order
+    for n in (11, 7, 4):
+        p.send("default", json.dumps({"n": n}).encode(), {"format": "json"}, id=n)
+        time.sleep(0.1)
+    thread.join(30)
+    assert result == {"state": "finished"}
+    ns = sorted(decode(m.payload, m.metadata)["n"] for m in read_all(store, "tagged"))
+    assert ns == list(range(1, 12))
+    p.close()
+    t.close()
+
+
+def test_replicas_share_the_load_and_each_message_is_processed_once(tmp_path, sample_catalog):
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, 201):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+    replicas = [
+        make(
+            store,
+            sample_catalog,
+            "test.tag",
+            "tag",
+            {"sleep": 0.005},
+            {"numbers": "numbers"},
+            {"tagged": "tagged"},
+            replica=r,
+        )
+        for r in (0, 1)
+    ]
+    runs = [start(w) for w in replicas]
+    for thread, result in runs:
+        thread.join(60)
+        assert result == {"state": "finished"}
+    ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in read_all(store, "tagged"))
+    assert ids == list(range(1, 201))
+    assert all(w.counters.processed > 0 for w in replicas)
+    assert sum(w.counters.processed for w in replicas) == 200
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("tagged", "r") as c:
+        assert c.stream_info("default").finished
+
+
+def test_a_failing_source_records_the_error_and_stops(tmp_path, sample_catalog):
+    from asapo_pipelines.worker.runtime import UnitFailed
+
+    store = tmp_path / "store"
+    source = make(
+        store,
+        sample_catalog,
+        "test.numbers",
+        "numbers",
+        {"count": 10, "fail_after": 4},
+        outputs={"numbers": "numbers"},
+    )
+    with pytest.raises(
+        UnitFailed,
+        match=r"^source numbers \(test.numbers\) failed: OSError: "
+        r"detector connection lost; the traceback is on the error stream$",
+    ):
+        source.run()
+    assert [decode(m.payload, m.metadata)["n"] for m in read_all(store, "numbers")] == [1, 2, 3, 4]
+    (record,) = [decode(m.payload, m.metadata) for m in read_all(store, "demo.errors", "numbers")]
+    assert record["hook"] == "run"
+    assert "OSError: detector connection lost" in record["traceback"]
+    # not finished: a restarted source goes on where it stopped, without sending 1..4 again
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("numbers", "r") as c:
+        assert not c.stream_info("default").finished
+    again = make(
+        store,
+        sample_catalog,
+        "test.numbers",
+        "numbers",
+        {"count": 10},
+        outputs={"numbers": "numbers"},
+    )
+    assert again.run() == "finished"
+    assert [decode(m.payload, m.metadata)["n"] for m in read_all(store, "numbers")] == list(
+        range(1, 11)
+    )
+    assert again.counters.duplicates_skipped == 4
