@@ -27,6 +27,9 @@ COMMANDS: dict[str, str] = {
     "worker": "asapo_pipelines.cli.worker:worker",
     "status": "asapo_pipelines.cli.status:status",
     "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
+    "run": "asapo_pipelines.cli.run:run",
+    "logs": "asapo_pipelines.cli.run:logs",
+    "stop": "asapo_pipelines.cli.run:stop",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -1,0 +1,342 @@
+"""`pipeline run FILE [--detach]` and the local side of `pipeline status`, `logs` and `stop`.
+
+FILE is a pipeline file (compiled on the fly to its Nomad job) or a compiled job (`*.json`, as
+`pipeline plan --json` or the compiler writes it). Runs live under the pipeline's data directory
+(`<data>/runs/<job>/`). `status`, `logs` and `stop` act on the local run when one is recorded
+for FILE and hand over to the Nomad commands otherwise (or with `--job ID`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.output import print_json
+from asapo_pipelines.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.local.live import Counters
+
+DEFAULT_DATA_DIR = ".pipeline-data"
+
+
+@dataclass
+class Target:
+    run_dir: Path
+    payload: dict[str, Any] | None = None
+    pipeline: Any = None
+    pipeline_file: str | None = None
+
+
+def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
+    """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
+    drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
+    try:
+        from asapo_pipelines.nomad.compile import compile_pipeline
+    except ImportError:
+        from asapo_pipelines.nomad import compile_job
+
+        return dict(compile_job(pipeline, catalog))
+    return dict(compile_pipeline(pipeline, catalog).job)
+
+
+def _data_dir_of(pipeline: Any, path: Path) -> Path:
+    """The embedded transport's directory, else `.pipeline-data` next to the file."""
+    try:
+        spec = pipeline.transport.spec()
+        embedded = spec.get("embedded") if isinstance(spec, dict) else None
+        if embedded and embedded.get("path"):
+            return Path(embedded["path"])
+    except AttributeError:
+        pass
+    return path.resolve().parent / DEFAULT_DATA_DIR
+
+
+def _find_file() -> Path:
+    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError("give the pipeline file (there is no *.pipeline.yaml here)")
+    raise UsageError("give the pipeline file (there are several *.pipeline.yaml here)")
+
+
+def resolve(file: str | None, data_dir: str | None, run_dir: str | None) -> Target:
+    if run_dir:
+        return Target(run_dir=Path(run_dir))
+    path = Path(file) if file else _find_file()
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    if path.suffix == ".json":
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            job_id = str(payload["Job"]["ID"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(
+                f'{path} is not a compiled Nomad job ({{"Job": {{...}}}}): {exc}'
+            ) from None
+        base = Path(data_dir) if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
+        from asapo_pipelines.local.layout import run_dir as run_dir_of
+
+        return Target(
+            run_dir=run_dir_of(base, job_id), payload=payload, pipeline_file=str(path.resolve())
+        )
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.local.layout import run_dir as run_dir_of
+    from asapo_pipelines.pipeline import load_pipeline
+
+    catalog = Catalog.load()
+    pipeline = load_pipeline(path, catalog)
+    payload = _compile(pipeline, catalog)
+    base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
+    return Target(
+        run_dir=run_dir_of(base, str(payload["Job"]["ID"])),
+        payload=payload,
+        pipeline=pipeline,
+        pipeline_file=str(path.resolve()),
+    )
+
+
+def status_reader(pipeline: Any, payload: dict[str, Any]) -> Any:
+    """Per-unit counters from the workers' status data source (latest message of each
+    replica's stream), or None when this installation has no transport or worker."""
+    try:
+        from asapo_pipelines.transport import open_transport
+        from asapo_pipelines.worker.naming import status_source, status_stream
+    except ImportError:
+        return None
+    units = [(g["Name"], int(g.get("Count", 1))) for g in payload["Job"]["TaskGroups"]]
+    held: dict[str, Any] = {}
+
+    def read() -> Counters:
+        if "consumer" not in held:
+            held["transport"] = open_transport(pipeline.transport.spec())
+            held["consumer"] = held["transport"].consumer(
+                status_source(pipeline.name), "local-run-status"
+            )
+        out: dict[str, Any] = {}
+        for group, count in units:
+            for index in range(count):
+                try:
+                    message = held["consumer"].get_last(status_stream(group, index))
+                except Exception:  # no status yet: the worker has not published
+                    continue
+                out[f"{group}[{index}]"] = dict(message.metadata)
+        return out
+
+    return read
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where runs live (default: the pipeline's embedded transport directory, or "
+    ".pipeline-data next to FILE).",
+)
+run_dir_option = click.option(
+    "--run-dir", type=click.Path(file_okay=False), help="A run directory (<data>/runs/<job>)."
+)
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; see status/logs/stop.")
+@data_dir_option
+@click.pass_context
+def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None) -> None:
+    """Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C."""
+    from asapo_pipelines.local.control import start_detached
+    from asapo_pipelines.local.errors import JobFailed
+
+    target = resolve(file, data_dir, None)
+    assert target.payload is not None
+    shown = file or target.pipeline_file
+    if detach:
+        state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        click.echo(
+            f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
+            f"run directory {target.run_dir}); follow it with `pipeline status {shown}`, "
+            f"`pipeline logs {shown} UNIT`, and stop it with `pipeline stop {shown}`"
+        )
+        return
+    from asapo_pipelines.cli.output import console
+    from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
+    from asapo_pipelines.local.live import LiveView, status_table
+
+    out = console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
+    reader = status_reader(target.pipeline, target.payload) if target.pipeline else None
+    with LiveView(out, reader) as view:
+        options = ExecOptions(
+            on_event=view.event, on_update=view.update, pipeline_file=target.pipeline_file
+        )
+        result = LocalExecutor(target.payload, target.run_dir, options).run()
+    out.print(status_table(result.state, view.read_counters(force=True)))
+    if result.status == "failed":
+        raise JobFailed(result.message)
+    click.echo(result.message)
+    ctx.exit(result.exit_code)
+
+
+def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Target | None:
+    """The local run for the arguments, or None when none is recorded (then Nomad's turn)."""
+    from asapo_pipelines.local.layout import STATE_FILE
+
+    target = resolve(file, data_dir, run_dir)
+    if (target.run_dir / STATE_FILE).is_file():
+        return target
+    if run_dir:
+        raise UsageError(f"no local run recorded in {run_dir}")
+    return None
+
+
+def _nomad(name: str) -> click.Command | None:
+    try:
+        from asapo_pipelines.cli import nomad_cmds  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    command = getattr(nomad_cmds, name, None)
+    return command if isinstance(command, click.Command) else None
+
+
+def _no_local_run(target_file: str | None) -> UsageError:
+    return UsageError(
+        f"no local run of {target_file or 'this pipeline'} is recorded; start one with "
+        "`pipeline run`"
+    )
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
+@run_dir_option
+@data_dir_option
+@json_option
+@click.pass_context
+def status(
+    ctx: click.Context,
+    file: str | None,
+    job: str | None,
+    run_dir: str | None,
+    data_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job."""
+    target = None if job else _local(file, run_dir, data_dir)
+    if target is None:
+        nomad = _nomad("status")
+        if nomad is None:
+            raise _no_local_run(file)
+        ctx.invoke(nomad, file=file, job=job, as_json=as_json)
+        return
+    from asapo_pipelines.local.control import run_status
+
+    state = run_status(target.run_dir)
+    if as_json:
+        print_json(state)
+        return
+    from asapo_pipelines.cli.output import console
+    from asapo_pipelines.local.live import status_table
+
+    counters = None
+    if target.pipeline is not None and target.payload is not None:
+        reader = status_reader(target.pipeline, target.payload)
+        if reader is not None:
+            try:
+                counters = reader()
+            except Exception:  # counters are a bonus; the state file is the status
+                counters = None
+    out = console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
+    out.print(status_table(state, counters))
+    if state.get("message"):
+        out.print(str(state["message"]), markup=False, highlight=False)
+
+
+@click.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
+@click.option("--stderr", is_flag=True, help="Show stderr instead of stdout.")
+@click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
+@click.option("--replica", type=int, default=None, help="Which replica of the unit.")
+@run_dir_option
+@data_dir_option
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    job: str | None,
+    follow: bool,
+    stderr: bool,
+    task: str | None,
+    replica: int | None,
+    run_dir: str | None,
+    data_dir: str | None,
+) -> None:
+    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`."""
+    if len(args) not in (1, 2):
+        raise UsageError("usage: pipeline logs [FILE] UNIT")
+    file, unit = (None, args[0]) if len(args) == 1 else args
+    target = None if job else _local(file, run_dir, data_dir)
+    if target is None:
+        nomad = _nomad("logs")
+        if nomad is None:
+            raise _no_local_run(file)
+        extra = {"plain": False} if any(p.name == "plain" for p in nomad.params) else {}
+        ctx.invoke(
+            nomad, args=args, job=job, follow=follow, stderr=stderr, replica=replica, **extra
+        )
+        return
+    from asapo_pipelines.local.control import unit_log
+
+    if replica is not None:
+        unit = f"{unit.partition('[')[0]}[{replica}]"
+    out = sys.stdout.buffer
+    try:
+        for chunk in unit_log(target.run_dir, unit, task=task, stderr=stderr, follow=follow):
+            out.write(chunk)
+            out.flush()
+    except KeyboardInterrupt:
+        ctx.exit(130)
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
+@click.option("--purge", is_flag=True, help="Nomad only: also remove the job at once.")
+@run_dir_option
+@data_dir_option
+@click.pass_context
+def stop(
+    ctx: click.Context,
+    file: str | None,
+    job: str | None,
+    purge: bool,
+    run_dir: str | None,
+    data_dir: str | None,
+) -> None:
+    """Stop a local run cleanly (its tasks get their kill signal), or the Nomad job."""
+    target = None if job else _local(file, run_dir, data_dir)
+    if target is None:
+        nomad = _nomad("stop")
+        if nomad is None:
+            raise _no_local_run(file)
+        ctx.invoke(nomad, file=file, job=job, purge=purge)
+        return
+    from asapo_pipelines.local.control import stop_run, supervisor_alive
+
+    was_running = supervisor_alive(target.run_dir)
+    state = stop_run(target.run_dir)
+    if was_running or state.get("message", "").startswith("stopped after"):
+        click.echo(f"job {state.get('job')} {state.get('status')}: {state.get('message')}")
+    else:
+        click.echo(f"job {state.get('job')} is not running ({state.get('status')})")

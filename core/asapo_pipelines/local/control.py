@@ -1,0 +1,217 @@
+"""Runs seen from outside their supervisor: start one detached, find whether its supervisor is
+alive (it holds `supervisor.lock`), stop it, read its status and its task logs.
+
+Liveness is decided by the lock, not by the pid in the state file, so a recycled pid is never
+signalled by mistake and a supervisor killed with SIGKILL is recognised as gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.local.errors import LocalRunError
+from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, STATE_FILE, SUPERVISOR_LOG
+from asapo_pipelines.local.logs import log_files, read_log
+from asapo_pipelines.local.state import FINAL, pid_alive, read_state, write_state
+
+
+def supervisor_alive(run_dir: Path) -> bool:
+    path = Path(run_dir) / LOCK_FILE
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    """The state file, with `status` corrected to `lost` when it claims to run but no
+    supervisor holds the run any more."""
+    state = read_state(Path(run_dir) / STATE_FILE)
+    if state.get("status") not in FINAL and not supervisor_alive(run_dir):
+        state["status"] = "lost"
+        state["message"] = (
+            "the supervisor is gone without stopping its tasks; `pipeline stop` cleans up"
+        )
+    return state
+
+
+def start_detached(
+    job: Mapping[str, Any],
+    run_dir: Path,
+    *,
+    pipeline_file: str | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """Start a supervisor in its own session in the background and return its first state."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job_id = str(job.get("Job", job).get("ID"))
+    if supervisor_alive(run_dir):
+        state = run_status(run_dir)
+        raise LocalRunError(
+            f"job {job_id} is already running locally (supervisor pid {state.get('pid')}); "
+            "stop it first with `pipeline stop`"
+        )
+    (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
+    (run_dir / STATE_FILE).unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "asapo_pipelines.local.supervise", str(run_dir)]
+    if pipeline_file:
+        argv += ["--pipeline-file", pipeline_file]
+    with open(run_dir / SUPERVISOR_LOG, "ab") as log:
+        # its own session: the terminal's Ctrl-C and hang-up do not reach it, and it outlives
+        # this command; the state file is how the two talk from now on
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        with contextlib.suppress(LocalRunError):
+            state = read_state(run_dir / STATE_FILE)
+            if state.get("pid") == proc.pid:
+                return state
+        if code is not None:
+            raise LocalRunError(_last_error(run_dir) or f"the supervisor exited with code {code}")
+        time.sleep(0.05)
+    raise LocalRunError(
+        f"the supervisor of job {job_id} did not start within {timeout:g}s; "
+        f"see {run_dir / SUPERVISOR_LOG}"
+    )
+
+
+def _last_error(run_dir: Path) -> str:
+    try:
+        lines = (run_dir / SUPERVISOR_LOG).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    return ""
+
+
+def _task_pid_of_run(pid: int, alloc_id: str) -> bool:
+    """Whether `pid` is still the task we started (its environment names its allocation)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"NOMAD_ALLOC_ID={alloc_id}".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
+    """Signal the supervisor (SIGTERM) and wait until it has stopped every task. A run whose
+    supervisor is gone has its leftover tasks killed here. Returns the final state."""
+    run_dir = Path(run_dir)
+    state = read_state(run_dir / STATE_FILE)
+    if supervisor_alive(run_dir):
+        pid = int(state["pid"])
+        os.kill(pid, signal.SIGTERM)
+        if timeout is None:
+            timeout = _kill_budget(run_dir) + 15.0
+        deadline = time.monotonic() + timeout
+        while supervisor_alive(run_dir):
+            if time.monotonic() > deadline:
+                raise LocalRunError(
+                    f"the supervisor (pid {pid}) of job {state.get('job')} did not stop within "
+                    f"{timeout:g}s; see {run_dir / SUPERVISOR_LOG}"
+                )
+            time.sleep(0.05)
+        return read_state(run_dir / STATE_FILE)
+    if state.get("status") in FINAL:
+        return state
+    # the supervisor died without cleaning up (SIGKILL, power cut): finish its work
+    for unit in state.get("units", []):
+        pid = unit.get("pid")
+        if pid and pid_alive(pid) and _task_pid_of_run(pid, unit["alloc_id"]):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        unit["pid"] = None
+        if unit.get("state") not in ("complete", "failed"):
+            unit["state"] = "stopped"
+    state.update(
+        status="stopped",
+        message="stopped after its supervisor was lost",
+        finished=time.time(),
+        updated=time.time(),
+    )
+    write_state(run_dir / STATE_FILE, state)
+    return state
+
+
+def _kill_budget(run_dir: Path) -> float:
+    try:
+        job = json.loads((run_dir / JOB_FILE).read_text())
+        from asapo_pipelines.local.job import read_job
+
+        spec = read_job(job)
+        return max((t.kill_timeout for g in spec.groups for t in g.tasks), default=5.0)
+    except (OSError, ValueError, LocalRunError):
+        return 30.0
+
+
+def find_unit(state: Mapping[str, Any], unit: str, task: str | None) -> dict[str, Any]:
+    """The state record of `unit` (`group` or `group[index]`, index 0 by default) and its main
+    task (or `task`)."""
+    group, _, rest = unit.partition("[")
+    index = int(rest.rstrip("]")) if rest.rstrip("]").isdigit() else 0
+    records = [u for u in state.get("units", []) if u["group"] == group]
+    if not records:
+        groups = sorted({u["group"] for u in state.get("units", [])})
+        raise LocalRunError(
+            f"job {state.get('job')} has no unit {group}; its units are {', '.join(groups)}"
+        )
+    records = [u for u in records if u["index"] == index]
+    if not records:
+        raise LocalRunError(f"unit {group} has no replica {index}")
+    if task is None:
+        mains = [u for u in records if u["lifecycle"] == "main"]
+        chosen = next((u for u in mains if u["task"] == group), mains[0] if mains else records[0])
+        return dict(chosen)
+    for record in records:
+        if record["task"] == task:
+            return dict(record)
+    tasks = ", ".join(u["task"] for u in records)
+    raise LocalRunError(f"unit {group} has no task {task}; its tasks are {tasks}")
+
+
+def unit_log(
+    run_dir: Path,
+    unit: str,
+    *,
+    task: str | None = None,
+    stderr: bool = False,
+    follow: bool = False,
+) -> Iterator[bytes]:
+    state = read_state(Path(run_dir) / STATE_FILE)
+    record = find_unit(state, unit, task)
+    logs_dir = Path(record["logs"])
+    stream = "stderr" if stderr else "stdout"
+    if not log_files(logs_dir, record["task"], stream):
+        return iter(())
+
+    def keep_going() -> bool:
+        return supervisor_alive(run_dir) and run_status(run_dir).get("status") not in FINAL
+
+    return read_log(logs_dir, record["task"], stream, follow=follow, keep_going=keep_going)

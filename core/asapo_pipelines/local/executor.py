@@ -1,0 +1,554 @@
+"""The supervisor: runs a compiled Nomad job's allocations as subprocesses on this machine.
+
+One allocation per group index (Count), laid out as a Nomad client lays it out; in each, the
+prestart tasks first (non-sidecars must exit 0 before the main tasks start), then the main and
+poststart tasks, then, once the main tasks are done (batch), the sidecars are stopped and the
+poststop tasks run. A task that fails for good fails its allocation: its siblings are stopped,
+and since nothing reschedules locally, the whole run stops and fails with a sentence saying
+which task failed and why.
+
+Every task runs in its own session (process group) so that stopping it reaches the processes
+it started, and a terminal's Ctrl-C reaches only the supervisor, which then stops the tasks in
+order: KillSignal, KillTimeout, SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.local import environment as envmod
+from asapo_pipelines.local.errors import LocalRunError
+from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
+from asapo_pipelines.local.layout import (
+    JOB_FILE,
+    LOCK_FILE,
+    STATE_FILE,
+    AllocDirs,
+    alloc_dirs,
+)
+from asapo_pipelines.local.logs import RotatingLog, pump
+from asapo_pipelines.local.restart import RestartTracker
+from asapo_pipelines.local.state import write_state
+
+#: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}
+StatusReader = Callable[[], Mapping[str, Mapping[str, Any]]]
+EXIT_CODES_KEPT = 20
+
+
+@dataclass
+class ExecOptions:
+    #: the environment tasks inherit (default: this process's); NOMAD_* and Env go on top
+    environ: Mapping[str, str] | None = None
+    #: called with one sentence per event (task started, exited, restarting, failed)
+    on_event: Callable[[str], None] | None = None
+    #: called with the state dict after every tick that changed it (the live table)
+    on_update: Callable[[dict[str, Any]], None] | None = None
+    status_reader: StatusReader | None = None
+    pipeline_file: str | None = None
+    detached: bool = False
+    tick: float = 0.05
+    handle_signals: bool = True
+
+
+@dataclass
+class RunResult:
+    status: str  # complete | failed | stopped
+    message: str
+    state: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return {"complete": 0, "stopped": 130}.get(self.status, 1)
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+@dataclass
+class TaskRun:
+    spec: TaskSpec
+    alloc: Alloc
+    state: str = "pending"  # pending running restarting complete failed stopping stopped
+    popen: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    exit_codes: list[int] = field(default_factory=list)
+    message: str = ""
+    next_start: float = 0.0
+    kill_deadline: float | None = None
+    started_wall: float | None = None
+    tracker: RestartTracker | None = None
+    pumps: list[threading.Thread] = field(default_factory=list)
+    sinks: tuple[RotatingLog, RotatingLog] | None = None
+    prepared: bool = False
+
+    @property
+    def label(self) -> str:
+        unit = f"{self.spec.group}[{self.alloc.index}]"
+        return unit if self.spec.name == self.spec.group else f"{unit}/{self.spec.name}"
+
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None
+
+    @property
+    def done(self) -> bool:
+        return self.state in ("complete", "failed", "stopped")
+
+    # -- starting ------------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        ex = self.alloc.executor
+        spec, dirs = self.spec, self.alloc.dirs
+        where = f"task {spec.name} of unit {spec.group}[{self.alloc.index}]"
+        environ = ex.environ
+        runtime = envmod.nomad_env(ex.job, spec, self.alloc.index, self.alloc.id, dirs)
+        if spec.driver == "docker":
+            runtime.update(
+                NOMAD_ALLOC_DIR="/alloc", NOMAD_TASK_DIR="/local", NOMAD_SECRETS_DIR="/secrets"
+            )
+        values = envmod.node_values(ex.job, spec, runtime)
+        env = {**environ, **runtime}
+        for key, value in spec.env.items():
+            env[key] = envmod.interpolate(value, values, environ)
+        try:
+            if not self.prepared:
+                envmod.fetch_artifacts(spec, dirs, values, environ)
+                self.prepared = True
+            env.update(envmod.render_templates(spec, dirs, values, environ))
+            argv = self._argv(env, values, where)
+        except LocalRunError as exc:
+            self._fail_now(now, exc.message)
+            return
+        if self.sinks is None:
+            self.sinks = (
+                RotatingLog(
+                    dirs.logs, spec.name, "stdout", spec.log_max_files, spec.log_max_file_size_mb
+                ),
+                RotatingLog(
+                    dirs.logs, spec.name, "stderr", spec.log_max_files, spec.log_max_file_size_mb
+                ),
+            )
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            self.popen = subprocess.Popen(
+                argv,
+                cwd=dirs.task(spec.name),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            self._fail_now(now, f"{where} cannot start: {exc.strerror or exc}")
+            return
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        self.pumps = [pump(out_r, self.sinks[0]), pump(err_r, self.sinks[1])]
+        self.state = "running"
+        self.started_wall = time.time()
+        if self.tracker is None:
+            policy = spec.restart or self.alloc.group.restart
+            # Nomad restarts a service's main task and sidecars whatever their exit code;
+            # batch tasks and non-sidecar lifecycle tasks are done when they exit 0.
+            on_success = ex.job.type == "service" and (spec.is_main or spec.sidecar)
+            self.tracker = RestartTracker(policy, restart_on_success=on_success, now=now)
+        again = f" (restart {self.restarts})" if self.restarts else ""
+        ex.event(f"{self.label} started, pid {self.popen.pid}{again}")
+
+    def _argv(self, env: dict[str, str], values: Mapping[str, str], where: str) -> list[str]:
+        spec, dirs = self.spec, self.alloc.dirs
+        environ = self.alloc.executor.environ
+        args = [envmod.interpolate(a, values, environ) for a in spec.args]
+        if spec.driver == "docker":
+            docker = shutil.which("docker", path=env.get("PATH"))
+            if docker is None:
+                raise LocalRunError(f"{where} uses the docker driver and docker is not installed")
+            # values travel in the environment (`--env NAME`), never on the command line
+            argv = [
+                docker,
+                "run",
+                "--rm",
+                "--init",
+                "--name",
+                f"{self.alloc.executor.job.id}-{self.alloc.id[:8]}-{spec.name}",
+                "-v",
+                f"{dirs.shared}:/alloc",
+                "-v",
+                f"{dirs.local(spec.name)}:/local",
+                "-v",
+                f"{dirs.secrets(spec.name)}:/secrets",
+            ]
+            names = {*spec.env, *(k for k in env if k.startswith("NOMAD_"))}
+            for name in sorted(names):
+                argv += ["--env", name]
+            argv.append(str(spec.image))
+            if spec.command:
+                argv.append(envmod.interpolate(spec.command, values, environ))
+            return argv + args
+        command = envmod.interpolate(spec.command, values, environ)
+        return [envmod.resolve_command(command, env, dirs.task(spec.name), where), *args]
+
+    def _fail_now(self, now: float, message: str) -> None:
+        self.state = "failed"
+        self.message = message
+        self.alloc.executor.event(message)
+
+    # -- watching ------------------------------------------------------------------------------
+
+    def step(self, now: float) -> None:
+        if self.popen is not None:
+            code = self.popen.poll()
+            if code is None:
+                if self.kill_deadline is not None and now >= self.kill_deadline:
+                    _signal_group(self.popen.pid, signal.SIGKILL)
+                    self.kill_deadline = None
+                return
+            self._exited(code, now)
+        elif self.state == "restarting" and now >= self.next_start:
+            self.restarts += 1
+            self.start(now)
+
+    def _exited(self, code: int, now: float) -> None:
+        assert self.popen is not None
+        # whatever the task left behind in its process group goes with it
+        _signal_group(self.popen.pid, signal.SIGKILL)
+        self.popen = None
+        for thread in self.pumps:
+            thread.join(timeout=2)
+        self.pumps = []
+        self.exit_codes = [*self.exit_codes, code][-EXIT_CODES_KEPT:]
+        self.kill_deadline = None
+        if self.state == "stopping":
+            self.state = "stopped"
+            return
+        assert self.tracker is not None
+        decision = self.tracker.on_exit(code, now)
+        how = describe_exit(code)
+        if decision.action == "complete":
+            self.state = "complete"
+            self.message = ""
+            self.alloc.executor.event(f"{self.label} {how}: complete")
+        elif decision.action == "restart":
+            self.state = "restarting"
+            self.next_start = now + decision.delay
+            self.message = f"{how}; restarting in {decision.delay:.1f}s"
+            self.alloc.executor.event(f"{self.label} {self.message}")
+        else:
+            self.state = "failed"
+            plural = "" if self.restarts == 1 else "s"
+            policy = self.spec.restart or self.alloc.group.restart
+            self.message = (
+                f"{self.label} failed for good: it {how} after {self.restarts} restart{plural} "
+                f"and {decision.reason} ({policy.describe()})"
+            )
+            self.alloc.executor.event(self.message)
+
+    def stop(self, now: float) -> None:
+        """Ask the task to stop (KillSignal), SIGKILL after KillTimeout; a task not running is
+        simply not started again."""
+        if self.popen is not None:
+            if self.state != "stopping":
+                self.state = "stopping"
+                _signal_group(self.popen.pid, self.spec.kill_signal)
+                self.kill_deadline = now + self.spec.kill_timeout
+        elif not self.done:
+            self.state = "stopped"
+
+    def kill_now(self) -> None:
+        if self.popen is not None:
+            self.state = "stopping"
+            _signal_group(self.popen.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=5)
+            self._exited(
+                self.popen.returncode if self.popen.returncode is not None else -9, time.monotonic()
+            )
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "unit": f"{self.spec.group}[{self.alloc.index}]",
+            "group": self.spec.group,
+            "index": self.alloc.index,
+            "task": self.spec.name,
+            "alloc_id": self.alloc.id,
+            "lifecycle": self.spec.hook or "main",
+            "sidecar": self.spec.sidecar,
+            "state": self.state,
+            "pid": self.popen.pid if self.popen is not None else None,
+            "restarts": self.restarts,
+            "exit_codes": list(self.exit_codes),
+            "message": self.message,
+            "started": self.started_wall,
+            "logs": str(self.alloc.dirs.logs),
+        }
+
+
+@dataclass
+class Alloc:
+    executor: LocalExecutor
+    group: GroupSpec
+    index: int
+    id: str
+    dirs: AllocDirs
+    tasks: list[TaskRun] = field(default_factory=list)
+    status: str = "pending"  # pending running complete failing failed stopping stopped
+    phase: str = "prestart"  # prestart main poststop done
+    message: str = ""
+
+    def of(self, *hooks: str | None, sidecar: bool | None = None) -> list[TaskRun]:
+        return [
+            t
+            for t in self.tasks
+            if t.spec.hook in hooks and (sidecar is None or t.spec.sidecar == sidecar)
+        ]
+
+    def step(self, now: float) -> None:
+        for task in self.tasks:
+            task.step(now)
+        if self.status in ("complete", "failed", "stopped"):
+            return
+        if self.status in ("failing", "stopping"):
+            for task in self.tasks:
+                task.stop(now)
+            if not any(t.alive for t in self.tasks):
+                self.status = "failed" if self.status == "failing" else "stopped"
+            return
+        failed = [t for t in self.tasks if t.state == "failed"]
+        if failed:
+            self.status = "failing"
+            self.message = failed[0].message
+            for task in self.tasks:
+                task.stop(now)
+            return
+        self.status = "running"
+        if self.phase == "prestart":
+            for task in self.of("prestart"):
+                if task.state == "pending":
+                    task.start(now)
+            if all(t.state == "complete" for t in self.of("prestart", sidecar=False)):
+                self.phase = "main"
+        if self.phase == "main":
+            for task in self.of(None, "poststart"):
+                if task.state == "pending":
+                    task.start(now)
+            if all(t.state == "complete" for t in self.of(None)):
+                # the main work is done: sidecars are stopped, then poststop tasks run
+                for task in self.tasks:
+                    if task.spec.sidecar:
+                        task.stop(now)
+                self.phase = "poststop"
+        if self.phase == "poststop":
+            if any(t.alive for t in self.tasks if t.spec.hook != "poststop"):
+                return
+            for task in self.of("poststop"):
+                if task.state == "pending":
+                    task.start(now)
+            if all(t.done for t in self.tasks) and not any(t.alive for t in self.tasks):
+                self.phase = "done"
+                self.status = "complete"
+
+    def stop(self, now: float) -> None:
+        if self.status not in ("complete", "failed", "stopped", "failing"):
+            self.status = "stopping"
+        for task in self.tasks:
+            task.stop(now)
+
+
+class LocalExecutor:
+    """Runs `job` (Nomad's `{"Job": {...}}`) under `run_dir` until it completes, fails or is
+    stopped (`request_stop`, SIGINT, SIGTERM)."""
+
+    def __init__(
+        self, job: Mapping[str, Any], run_dir: Path, options: ExecOptions | None = None
+    ) -> None:
+        self.payload = dict(job)
+        self.job: JobSpec = read_job(job)
+        self.run_dir = Path(run_dir)
+        self.options = options or ExecOptions()
+        self.environ: dict[str, str] = dict(
+            os.environ if self.options.environ is None else self.options.environ
+        )
+        self._stop_reason: str | None = None
+        self._lock_fd: int | None = None
+        self.allocs: list[Alloc] = []
+        self.started_wall = time.time()
+        self._precheck()
+
+    def _precheck(self) -> None:
+        """Refuse before starting anything what cannot run here (one sentence each)."""
+        for group in self.job.groups:
+            for task in group.tasks:
+                where = f"task {task.name} of unit {group.name}"
+                if task.driver == "docker" and shutil.which("docker") is None:
+                    raise LocalRunError(
+                        f"{where} uses the docker driver, and the local executor cannot run "
+                        "docker tasks without docker installed; use driver raw_exec or exec, "
+                        "or deploy the pipeline to Nomad"
+                    )
+                if task.driver != "docker" and "${" not in task.command and "/" not in task.command:
+                    envmod.resolve_command(task.command, self.environ, self.run_dir, where)
+
+    # -- control -------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    def event(self, message: str) -> None:
+        if self.options.on_event is not None:
+            self.options.on_event(message)
+
+    def _acquire(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            pid = None
+            with contextlib.suppress(OSError, ValueError):
+                pid = json.loads((self.run_dir / STATE_FILE).read_text()).get("pid")
+            raise LocalRunError(
+                f"job {self.job.id} is already running locally"
+                + (f" (supervisor pid {pid})" if pid else "")
+                + "; stop it first with `pipeline stop`"
+            ) from None
+        self._lock_fd = fd
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def snapshot(self, status: str, message: str = "") -> dict[str, Any]:
+        return {
+            "job": self.job.id,
+            "name": self.job.name,
+            "type": self.job.type,
+            "status": status,
+            "message": message,
+            "pid": os.getpid(),
+            "detached": self.options.detached,
+            "pipeline_file": self.options.pipeline_file,
+            "run_dir": str(self.run_dir),
+            "started": self.started_wall,
+            "updated": time.time(),
+            "finished": time.time() if status in ("complete", "failed", "stopped") else None,
+            "units": [t.record() for a in self.allocs for t in a.tasks],
+        }
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        self._acquire()
+        previous: dict[int, Any] = {}
+        try:
+            if (
+                self.options.handle_signals
+                and threading.current_thread() is threading.main_thread()
+            ):
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    previous[sig] = signal.signal(
+                        sig, lambda s, _f: self.request_stop(signal.Signals(s).name)
+                    )
+            return self._run()
+        finally:
+            for alloc in self.allocs:
+                for task in alloc.tasks:
+                    task.kill_now()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._release()
+
+    def _setup(self) -> None:
+        (self.run_dir / JOB_FILE).write_text(json.dumps(self.payload, indent=1))
+        for group in self.job.groups:
+            for index in range(group.count):
+                dirs = alloc_dirs(self.run_dir, group.name, index)
+                dirs.create([t.name for t in group.tasks])
+                alloc = Alloc(self, group, index, str(uuid.uuid4()), dirs)
+                alloc.tasks = [TaskRun(spec, alloc) for spec in group.tasks]
+                self.allocs.append(alloc)
+
+    def _write(self, status: str, message: str = "") -> dict[str, Any]:
+        state = self.snapshot(status, message)
+        write_state(self.run_dir / STATE_FILE, state)
+        return state
+
+    def _run(self) -> RunResult:
+        self._setup()
+        status, message = "running", ""
+        state = self._write(status)
+        last_write = 0.0
+        last_fp: Any = None
+        while True:
+            now = time.monotonic()
+            if self._stop_reason is not None and status == "running":
+                status, message = "stopping", f"stopping ({self._stop_reason})"
+                self.event(f"stopping all tasks ({self._stop_reason})")
+                for alloc in self.allocs:
+                    alloc.stop(now)
+            for alloc in self.allocs:
+                alloc.step(now)
+            failed = [a for a in self.allocs if a.status in ("failing", "failed")]
+            if failed and status == "running":
+                status, message = "stopping", failed[0].message
+                self.event("stopping the other tasks after a failure")
+                for alloc in self.allocs:
+                    alloc.stop(now)
+            final = None
+            terminal = all(a.status in ("complete", "failed", "stopped") for a in self.allocs)
+            if status == "running" and self.job.type == "batch" and terminal:
+                final = ("complete", f"job {self.job.id} completed: every task exited 0")
+            elif status == "stopping" and terminal:
+                if failed:
+                    final = ("failed", message)
+                else:
+                    final = ("stopped", f"job {self.job.id} stopped ({self._stop_reason})")
+            if final is not None:
+                state = self._write(*final)
+                if self.options.on_update is not None:
+                    self.options.on_update(state)
+                return RunResult(final[0], final[1], state)
+            fingerprint = [
+                (t.state, t.restarts, t.popen.pid if t.popen else None)
+                for a in self.allocs
+                for t in a.tasks
+            ]
+            if fingerprint != last_fp or now - last_write >= 1.0:
+                state = self._write(status, message)
+                last_write, last_fp = now, fingerprint
+                if self.options.on_update is not None:
+                    self.options.on_update(state)
+            time.sleep(self.options.tick)

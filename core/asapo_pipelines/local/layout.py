@@ -1,0 +1,62 @@
+"""Nomad's allocation directory layout, under `<data>/runs/<job>/`.
+
+A Nomad client keeps `<data_dir>/alloc/<alloc-id>/` per allocation with a shared `alloc/`
+(`data/`, `logs/`, `tmp/`) and one directory per task (`local/`, `secrets/`, `tmp/`); the task
+runs in its task directory. Locally the allocation directory is named `<group>-<index>` so that
+people can find it; the allocation ID (a UUID, as on Nomad) is in NOMAD_ALLOC_ID and the state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNS = "runs"
+STATE_FILE = "state.json"
+JOB_FILE = "job.json"
+LOCK_FILE = "supervisor.lock"
+SUPERVISOR_LOG = "supervisor.log"
+
+
+def run_dir(data_dir: Path, job_id: str) -> Path:
+    return Path(data_dir) / RUNS / job_id
+
+
+@dataclass(frozen=True)
+class AllocDirs:
+    root: Path  # <run>/alloc/<group>-<index>
+
+    @property
+    def shared(self) -> Path:
+        """NOMAD_ALLOC_DIR: shared by the allocation's tasks."""
+        return self.root / "alloc"
+
+    @property
+    def logs(self) -> Path:
+        return self.shared / "logs"
+
+    def task(self, task: str) -> Path:
+        return self.root / task
+
+    def local(self, task: str) -> Path:
+        """NOMAD_TASK_DIR."""
+        return self.task(task) / "local"
+
+    def secrets(self, task: str) -> Path:
+        """NOMAD_SECRETS_DIR."""
+        return self.task(task) / "secrets"
+
+    def create(self, tasks: list[str]) -> None:
+        for sub in ("data", "logs", "tmp"):
+            (self.shared / sub).mkdir(parents=True, exist_ok=True)
+        for task in tasks:
+            for sub in ("local", "tmp"):
+                (self.task(task) / sub).mkdir(parents=True, exist_ok=True)
+            secrets = self.secrets(task)
+            secrets.mkdir(parents=True, exist_ok=True)
+            os.chmod(secrets, 0o700)
+
+
+def alloc_dirs(run: Path, group: str, index: int) -> AllocDirs:
+    return AllocDirs(Path(run) / "alloc" / f"{group}-{index}")

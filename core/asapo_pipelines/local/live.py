@@ -1,0 +1,134 @@
+"""The live table of a local run (rich), and the same table for `pipeline status`.
+
+Counters (processed, rate, errors) come from a status reader, a function returning per-unit
+counters keyed `group[index]` (or `group`); without one, or when it fails, they show `-`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+Counters = Mapping[str, Mapping[str, Any]]
+STATE_STYLE = {
+    "running": "green",
+    "complete": "cyan",
+    "restarting": "yellow",
+    "stopping": "yellow",
+    "failed": "bold red",
+    "stopped": "dim",
+    "pending": "dim",
+}
+
+
+def _exit_text(codes: list[int]) -> str:
+    if not codes:
+        return "-"
+    shown = [str(c) if c >= 0 else f"sig{-c}" for c in codes[-3:]]
+    return ("…," if len(codes) > 3 else "") + ",".join(shown)
+
+
+def _counter(counters: Counters, unit: Mapping[str, Any], key: str) -> str:
+    row = counters.get(unit["unit"]) or counters.get(unit["group"])
+    if not row or key not in row or unit["lifecycle"] != "main":
+        return "-"
+    value = row[key]
+    return f"{value:.1f}/s" if key == "rate" else str(value)
+
+
+def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> Table:
+    from rich.table import Table
+
+    counters = counters or {}
+    elapsed = (state.get("finished") or time.time()) - (state.get("started") or time.time())
+    table = Table(
+        title=f"job {state.get('job')} ({state.get('type')}): {state.get('status')}, "
+        f"{elapsed:.0f}s",
+        title_justify="left",
+    )
+    for column in (
+        "unit",
+        "task",
+        "state",
+        "pid",
+        "restarts",
+        "exit",
+        "processed",
+        "rate",
+        "errors",
+    ):
+        right = column in ("pid", "restarts", "processed", "rate", "errors")
+        table.add_column(column, justify="right" if right else "left", no_wrap=not right)
+    for unit in state.get("units", []):
+        task = (
+            unit["task"] if unit["lifecycle"] == "main" else f"{unit['task']} ({unit['lifecycle']})"
+        )
+        style = STATE_STYLE.get(unit["state"], "")
+        table.add_row(
+            unit["unit"],
+            task,
+            f"[{style}]{unit['state']}[/]" if style else unit["state"],
+            str(unit["pid"] or "-"),
+            str(unit["restarts"]),
+            _exit_text(unit["exit_codes"]),
+            _counter(counters, unit, "processed"),
+            _counter(counters, unit, "rate"),
+            _counter(counters, unit, "errors"),
+        )
+    return table
+
+
+class LiveView:
+    """The table redrawn in place on a terminal; elsewhere, events as plain lines."""
+
+    def __init__(
+        self,
+        console: Console,
+        reader: Callable[[], Counters] | None = None,
+        *,
+        interval: float = 1.0,
+    ) -> None:
+        self.console = console
+        self.reader = reader
+        self.interval = interval
+        self.counters: Counters = {}
+        self._last_read = 0.0
+        self._live: Live | None = None
+        self._state: Mapping[str, Any] | None = None
+
+    def __enter__(self) -> LiveView:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self._live = Live(console=self.console, auto_refresh=False, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+            self._live = None
+
+    def read_counters(self, *, force: bool = False) -> Counters:
+        now = time.monotonic()
+        if self.reader is not None and (force or now - self._last_read >= self.interval):
+            self._last_read = now
+            try:
+                self.counters = self.reader() or {}
+            except Exception:  # a reader failing must not take the run down
+                self.counters = {}
+        return self.counters
+
+    def event(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False)
+
+    def update(self, state: Mapping[str, Any]) -> None:
+        self._state = state
+        if self._live is not None:
+            self._live.update(status_table(state, self.read_counters()), refresh=True)

@@ -1,0 +1,153 @@
+"""Task logs as Nomad's log collector writes them: `alloc/logs/<task>.stdout.N` and
+`.stderr.N`, a new file when the current one reaches MaxFileSizeMB, the oldest removed when
+there are more than MaxFiles. A restarted task appends to its newest file, as on Nomad.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+MB = 1024 * 1024
+CHUNK = 64 * 1024
+
+
+def _index(path: Path) -> int:
+    return int(path.name.rsplit(".", 1)[1])
+
+
+def log_files(logs_dir: Path, task: str, stream: str) -> list[Path]:
+    """The task's files of `stream` ("stdout"/"stderr"), oldest first."""
+    pattern = re.compile(rf"^{re.escape(task)}\.{stream}\.(\d+)$")
+    found = []
+    if logs_dir.is_dir():
+        for entry in logs_dir.iterdir():
+            match = pattern.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), entry))
+    return [path for _, path in sorted(found)]
+
+
+class RotatingLog:
+    """Writes one stream of one task, rotating by size and keeping at most `max_files`."""
+
+    def __init__(self, logs_dir: Path, task: str, stream: str, max_files: int, max_mb: int):
+        self.dir = logs_dir
+        self.task = task
+        self.stream = stream
+        self.max_files = max(1, max_files)
+        self.max_bytes = max(1, max_mb) * MB
+        existing = log_files(logs_dir, task, stream)
+        self.index = int(existing[-1].name.rsplit(".", 1)[1]) if existing else 0
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self._lock = threading.Lock()
+        # both files exist from the start, as with Nomad, so `logs --stderr` finds them
+        self._open()
+
+    def _path(self, index: int) -> Path:
+        return self.dir / f"{self.task}.{self.stream}.{index}"
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            self._file = open(self._path(self.index), "ab")  # noqa: SIM115 - kept open
+            self._size = self._file.tell()
+        return self._file
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            view = memoryview(data)
+            while view:
+                fh = self._open()
+                room = self.max_bytes - self._size
+                if room <= 0:
+                    self._rotate()
+                    continue
+                part = view[:room]
+                fh.write(part)
+                fh.flush()
+                self._size += len(part)
+                view = view[len(part) :]
+
+    def _rotate(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.index += 1
+        for old in log_files(self.dir, self.task, self.stream):
+            if _index(old) <= self.index - self.max_files:
+                old.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def pump(fd: int, sink: RotatingLog) -> threading.Thread:
+    """A thread copying a pipe into `sink` until the writer side closes."""
+
+    def run() -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(fd, CHUNK)
+                except OSError:
+                    break
+                if not data:
+                    break
+                sink.write(data)
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=run, name=f"log-{sink.task}-{sink.stream}", daemon=True)
+    thread.start()
+    return thread
+
+
+def read_log(
+    logs_dir: Path,
+    task: str,
+    stream: str,
+    *,
+    follow: bool = False,
+    keep_going: Callable[[], bool] = lambda: True,
+    poll: float = 0.2,
+) -> Iterator[bytes]:
+    """The task's log, oldest kept file first; with `follow`, new output as it is written
+    (across rotations) until `keep_going()` turns false."""
+    files = log_files(logs_dir, task, stream)
+    index = _index(files[0]) if files else 0
+    offset = 0
+    while True:
+        # asked before reading, so that output written before the end is always read
+        alive = follow and keep_going()
+        path = logs_dir / f"{task}.{stream}.{index}"
+        progressed = False
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                while chunk := fh.read(CHUNK):
+                    offset += len(chunk)
+                    progressed = True
+                    yield chunk
+        except FileNotFoundError:
+            # removed by rotation before we got to it: skip ahead to what is kept
+            later = [p for p in log_files(logs_dir, task, stream) if _index(p) > index]
+            if later:
+                index, offset = _index(later[0]), 0
+                continue
+        if (logs_dir / f"{task}.{stream}.{index + 1}").exists():
+            index, offset = index + 1, 0
+            continue
+        if progressed:
+            continue
+        if not alive:
+            return
+        time.sleep(poll)
