@@ -105,7 +105,9 @@ def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, An
     verb = "reads" if side == "inputs" else "writes"
     props = {}
     for port in ports:
-        text = f"{'Input' if side == 'inputs' else 'Output'} port `{port.name}` ({port.content_type}"
+        text = (
+            f"{'Input' if side == 'inputs' else 'Output'} port `{port.name}` ({port.content_type}"
+        )
         text += f", {port.format}" + (", optional" if not port.required else "") + ")"
         if port.description:
             text += f": {port.description.rstrip('.')}"
@@ -125,6 +127,25 @@ def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, An
     return schema
 
 
+def _snippet_value(value: Any) -> Any:
+    """A default as yaml-language-server must insert it: it writes strings of a snippet's body
+    as they are, so a string YAML would read differently (`*`, `true`, `1`, `a: b`) is quoted."""
+    if isinstance(value, dict):
+        return {k: _snippet_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snippet_value(v) for v in value]
+    if isinstance(value, str):
+        from ruamel.yaml import YAML
+        from ruamel.yaml.error import YAMLError
+
+        try:
+            plain = YAML(typ="safe", pure=True).load(f"k: {value}\n") == {"k": value}
+        except YAMLError:
+            plain = False
+        return value if plain and value.strip() == value and "$" not in value else json.dumps(value)
+    return value
+
+
 def _snippet_body(descriptor: UnitDescriptor, params: dict[str, Any]) -> dict[str, Any]:
     """What completing a unit inserts: the unit, its required params, its ports."""
     body: dict[str, Any] = {"unit": descriptor.name}
@@ -136,7 +157,7 @@ def _snippet_body(descriptor: UnitDescriptor, params: dict[str, Any]) -> dict[st
             values[name] = f"${{{placeholder}:{name}}}"
             placeholder += 1
         elif "default" in prop:
-            values[name] = prop["default"]
+            values[name] = _snippet_value(prop["default"])
     if values:
         body["params"] = values
     for side, ports in (("inputs", descriptor.inputs), ("outputs", descriptor.outputs)):
@@ -191,9 +212,7 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
     if names:
         unit_prop["enum"] = names
         unit_prop["enumDescriptions"] = [catalog.units[n].summary for n in names]
-        unit_prop["markdownEnumDescriptions"] = [
-            _unit_description(catalog.units[n]) for n in names
-        ]
+        unit_prop["markdownEnumDescriptions"] = [_unit_description(catalog.units[n]) for n in names]
     unit_prop.pop("pattern", None)
     entry["properties"]["unit"] = unit_prop
     branches = []
@@ -209,9 +228,7 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
                         "inputs": _ports_schema(descriptor.inputs, "inputs", name),
                         "outputs": _ports_schema(descriptor.outputs, "outputs", name),
                     },
-                    **(
-                        {"required": ["params"]} if params.get("required") else {}
-                    ),
+                    **({"required": ["params"]} if params.get("required") else {}),
                 },
             }
         )

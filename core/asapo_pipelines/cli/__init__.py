@@ -30,6 +30,10 @@ COMMANDS: dict[str, str] = {
     "run": "asapo_pipelines.cli.run:run",
     "logs": "asapo_pipelines.cli.run:logs",
     "stop": "asapo_pipelines.cli.run:stop",
+    "validate": "asapo_pipelines.cli.validate:validate",
+    "schema": "asapo_pipelines.cli.schema:schema",
+    "new": "asapo_pipelines.cli.new:new",
+    "graph": "asapo_pipelines.cli.graph:graph",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -48,7 +48,22 @@ if TYPE_CHECKING:  # pragma: no cover
         validate_text,
     )
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "CODES",
+    "Deploy",
+    "Pipeline",
+    "PipelineInvalid",
+    "Problem",
+    "Report",
+    "ResourcesOverride",
+    "Retry",
+    "StreamDecl",
+    "Transport",
+    "UnitConfig",
+    "load_pipeline",
+    "validate_file",
+    "validate_text",
+]
 
 
 def __getattr__(name: str) -> Any:

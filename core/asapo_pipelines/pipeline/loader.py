@@ -26,7 +26,7 @@ from asapo_pipelines.pipeline.problems import Problem
 Path_ = tuple[str | int, ...]
 
 #: Values one file may expand to (after following aliases). A 500-unit pipeline is ~15,000.
-MAX_NODES = 250_000
+MAX_NODES = 100_000
 #: Deeper nesting than this is certainly a mistake (and would exhaust Python's stack).
 MAX_DEPTH = 64
 #: Larger files are refused before parsing (a pipeline file is a few hundred kB at most).
@@ -43,6 +43,10 @@ _KIND_NAMES = {
     f"{_TAG}map": "mapping",
     f"{_TAG}seq": "list",
 }
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in ("a", "e", "i", "o", "u") else "a"
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,6 @@ class _Builder:
         self.values: dict[Path_, Pos] = {}
         self.keys: dict[Path_, Pos] = {}
         self.problems: list[Problem] = []
-        self.count = 0
         self.active: set[int] = set()
 
     def problem(self, mark: Any, code: str, message: str) -> Problem:
@@ -110,17 +113,49 @@ class _Builder:
         self.problem(mark, code, message)
         return LoadFailed(self.problems)
 
+    def measure(self, node: Any, sizes: dict[int, int], depth: int = 0) -> int:
+        """How many values `node` expands to with every alias followed, without building them.
+
+        Memoized per node, so a "billion laughs" file is measured in microseconds; a cycle
+        (an alias inside its own anchor) and too deep nesting are reported here too.
+        """
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        known = sizes.get(id(node))
+        if known is not None:
+            if known < 0:
+                raise self.fatal(
+                    node.start_mark, "P005", "an alias refers to the anchor that contains it"
+                )
+            return known
+        if depth > MAX_DEPTH:
+            raise self.fatal(
+                node.start_mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep"
+            )
+        if isinstance(node, SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            sizes[id(node)] = 1
+            return 1
+        sizes[id(node)] = -1  # in progress
+        total = 1
+        for child in children:
+            total += self.measure(child, sizes, depth + 1)
+            if total > MAX_NODES:
+                raise self.fatal(
+                    node.start_mark,
+                    "P005",
+                    f"the file expands to more than {MAX_NODES:,} values through anchors and "
+                    "aliases; refusing to load it",
+                )
+        sizes[id(node)] = total
+        return total
+
     def build(self, node: Any, path: Path_, depth: int) -> Any:
         from ruamel.yaml.nodes import MappingNode, SequenceNode
 
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise self.fatal(
-                node.start_mark,
-                "P005",
-                f"the file expands to more than {MAX_NODES:,} values through anchors and "
-                "aliases; refusing to load it (is an alias repeated inside its own anchor?)",
-            )
         if depth > MAX_DEPTH:
             raise self.fatal(
                 node.start_mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep"
@@ -135,7 +170,9 @@ class _Builder:
             try:
                 if isinstance(node, SequenceNode):
                     self.check_tag(node, f"{_TAG}seq")
-                    return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+                    return [
+                        self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)
+                    ]
                 self.check_tag(node, f"{_TAG}map")
                 return self.mapping(node, path, depth)
             finally:
@@ -173,14 +210,13 @@ class _Builder:
             mark = key_node.start_mark
             if isinstance(key_node, ScalarNode) and key_node.tag == f"{_TAG}merge":
                 # `<<: *defaults` (YAML 1.1 merge key): explicit keys win over merged ones
-                sources = (
-                    value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                )
+                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
                 for source in sources:
                     if not isinstance(source, MappingNode):
                         self.problem(
-                            source.start_mark, "P002", "a merge key (<<) needs a mapping or a "
-                            "list of mappings"
+                            source.start_mark,
+                            "P002",
+                            "a merge key (<<) needs a mapping or a list of mappings",
                         )
                         continue
                     built = self.build(source, path, depth + 1)
@@ -192,26 +228,36 @@ class _Builder:
                 f"{_TAG}timestamp",
             ):
                 kind = _KIND_NAMES.get(key_node.tag, "non-string value")
+                if kind == "null":
+                    self.problem(
+                        mark,
+                        "P004",
+                        "keys must be strings, not null; quote the key if it is meant as text",
+                    )
+                    continue
                 shown = (
-                    f" {key_node.value}" if isinstance(key_node, ScalarNode) and key_node.value
+                    f" {key_node.value}"
+                    if isinstance(key_node, ScalarNode) and key_node.value
                     else ""
                 )
                 self.problem(
                     mark,
                     "P004",
-                    f"keys must be strings, not {'an' if kind[0] in 'aeiou' else 'a'} {kind}{shown}; "
-                    "quote the key if it is meant "
-                    "as text",
+                    f"keys must be strings, not {_article(kind)} {kind}{shown}; quote the key if "
+                    "it is meant as text",
                 )
                 continue
             key = str(key_node.value)
             here = Pos(mark.line + 1, mark.column + 1)
             if key in explicit:
                 first = explicit[key]
+                where = f"line {first.line}"
+                if first.line == here.line:
+                    where += f", column {first.column}"
                 self.problem(
                     mark,
                     "P003",
-                    f"duplicate key {key!r} (first defined at line {first.line}); "
+                    f"duplicate key {key!r} (first defined at {where}); "
                     "the second one would silently replace the first",
                 )
                 continue
@@ -257,8 +303,16 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
         ) from None
     except RecursionError:
         raise LoadFailed(
-            [Problem(name, 1, 1, "error", "P006", f"values are nested more than {MAX_DEPTH} "
-                     "levels deep")]
+            [
+                Problem(
+                    name,
+                    1,
+                    1,
+                    "error",
+                    "P006",
+                    f"values are nested more than {MAX_DEPTH} levels deep",
+                )
+            ]
         ) from None
     except (YAMLError, ValueError, UnicodeError) as exc:
         raise LoadFailed(
@@ -267,6 +321,7 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
     if node is None:
         return Document(Path(name), None, {(): Pos(1, 1)}, {}), []
     try:
+        builder.measure(node, {})
         data = builder.build(node, (), 0)
     except RecursionError:
         raise builder.fatal(
@@ -285,14 +340,25 @@ def read_document(path: Path) -> tuple[Document, list[Problem]]:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise LoadFailed(
-                [Problem(name, 1, 1, "error", "P001", f"the file is {size:,} bytes, more than "
-                         f"the {MAX_BYTES:,} a pipeline file may have")]
+                [
+                    Problem(
+                        name,
+                        1,
+                        1,
+                        "error",
+                        "P001",
+                        f"the file is {size:,} bytes, more than "
+                        f"the {MAX_BYTES:,} a pipeline file may have",
+                    )
+                ]
             )
         raw = path.read_bytes()
     except LoadFailed:
         raise
     except IsADirectoryError:
-        raise LoadFailed([Problem(name, 1, 1, "error", "P001", "is a directory, not a file")]) from None
+        raise LoadFailed(
+            [Problem(name, 1, 1, "error", "P001", "is a directory, not a file")]
+        ) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise LoadFailed(
@@ -304,7 +370,15 @@ def read_document(path: Path) -> tuple[Document, list[Problem]]:
         line = raw[: exc.start].count(b"\n") + 1
         column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         raise LoadFailed(
-            [Problem(name, line, column, "error", "P002", "the file is not UTF-8 text "
-                     f"(byte 0x{raw[exc.start]:02x})")]
+            [
+                Problem(
+                    name,
+                    line,
+                    column,
+                    "error",
+                    "P002",
+                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
+                )
+            ]
         ) from None
     return load_document(text, name)

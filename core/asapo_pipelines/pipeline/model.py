@@ -43,7 +43,9 @@ def _name_check(pattern: str, what: str, rule: str) -> Any:
 
     def check(value: str) -> str:
         if not compiled.match(value):
-            raise PydanticCustomError("P104", f"{what} {{value!r}} is not valid: {rule}", {"value": value})
+            raise PydanticCustomError(
+                "P104", f"{what} '{{value}}' is not valid: {rule}", {"value": value}
+            )
         return value
 
     return AfterValidator(check)
@@ -51,19 +53,28 @@ def _name_check(pattern: str, what: str, rule: str) -> Any:
 
 PipelineName = Annotated[
     str,
-    _name_check(PIPELINE_NAME_PATTERN, "pipeline name", "use lower case letters, digits and -, "
-                "starting with a letter, at most 63 characters"),
+    _name_check(
+        PIPELINE_NAME_PATTERN,
+        "pipeline name",
+        "use lower case letters, digits and -, starting with a letter, at most 63 characters",
+    ),
     Field(json_schema_extra={"pattern": PIPELINE_NAME_PATTERN}),
 ]
 InstanceName = Annotated[
     str,
-    _name_check(INSTANCE_NAME_PATTERN, "unit instance name", "use lower case letters, digits, "
-                "- and _, starting with a letter"),
+    _name_check(
+        INSTANCE_NAME_PATTERN,
+        "unit instance name",
+        "use lower case letters, digits, - and _, starting with a letter",
+    ),
 ]
 StreamName = Annotated[
     str,
-    _name_check(STREAM_NAME_PATTERN, "stream name", "use letters, digits, '.', '_' and '-', "
-                "starting with a letter or digit"),
+    _name_check(
+        STREAM_NAME_PATTERN,
+        "stream name",
+        "use letters, digits, '.', '_' and '-', starting with a letter or digit",
+    ),
 ]
 PortName = Annotated[
     str,
@@ -87,8 +98,7 @@ class EmbeddedTransport(_Section):
         str,
         Field(
             min_length=1,
-            description="Directory of the store; a relative path is relative to the pipeline "
-            "file.",
+            description="Directory of the store; a relative path is relative to the pipeline file.",
         ),
     ] = ".pipeline-data"
 
@@ -210,7 +220,9 @@ class StreamDecl(_Section):
 
     external: Annotated[
         bool,
-        Field(description="Fed from outside the pipeline (another program writes it)."),
+        Field(
+            strict=True, description="Fed from outside the pipeline (another program writes it)."
+        ),
     ] = False
     content_type: Annotated[
         str,
@@ -233,9 +245,11 @@ class StreamDecl(_Section):
 class ResourcesOverride(_Section):
     """Overrides of the unit's default resources; fields left out keep the unit's defaults."""
 
-    cpu: Annotated[int | None, Field(ge=1, description="CPU in MHz.")] = None
-    memory: Annotated[int | None, Field(ge=1, description="Memory in MB.")] = None
-    gpus: Annotated[int | None, Field(ge=0, description="Number of NVIDIA GPUs.")] = None
+    cpu: Annotated[int | None, Field(ge=1, strict=True, description="CPU in MHz.")] = None
+    memory: Annotated[int | None, Field(ge=1, strict=True, description="Memory in MB.")] = None
+    gpus: Annotated[int | None, Field(ge=0, strict=True, description="Number of NVIDIA GPUs.")] = (
+        None
+    )
 
     def apply(self, defaults: Resources) -> Resources:
         return defaults.model_copy(update=self.model_dump(exclude_none=True))
@@ -246,11 +260,15 @@ class Retry(_Section):
 
     attempts: Annotated[
         int,
-        Field(ge=0, le=100, description="Retries of one message before it goes to the error "
-              "stream."),
+        Field(
+            ge=0,
+            le=100,
+            strict=True,
+            description="Retries of one message before it goes to the error stream.",
+        ),
     ] = 3
     delay: Annotated[
-        float, Field(ge=0, le=3600, description="Seconds between retries.")
+        float, Field(ge=0, le=3600, strict=True, description="Seconds between retries.")
     ] = 1.0
 
 
@@ -277,7 +295,7 @@ class UnitConfig(_Section):
         Field(description="Output port -> the stream it writes."),
     ] = {}
     replicas: Annotated[
-        int, Field(ge=1, le=1000, description="Parallel copies sharing the inputs.")
+        int, Field(ge=1, le=1000, strict=True, description="Parallel copies sharing the inputs.")
     ] = 1
     resources: Annotated[
         ResourcesOverride | None, Field(description="Override of the unit's default resources.")
@@ -326,9 +344,7 @@ class PythonEnv(_Section):
         if isinstance(value, dict):
             n = sum(k in value for k in ("venv", "install"))
             if n != 1 and not set(value) - {"venv", "install"}:
-                raise PydanticCustomError(
-                    "P404", "python must name exactly one of venv or install"
-                )
+                raise PydanticCustomError("P404", "python must name exactly one of venv or install")
         return value
 
     @field_validator("venv")
@@ -336,7 +352,8 @@ class PythonEnv(_Section):
     def _absolute(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith("/"):
             raise PydanticCustomError(
-                "P406", "venv {value!r} is a path on the cluster's nodes and must be absolute",
+                "P406",
+                "venv '{value}' is a path on the cluster's nodes and must be absolute",
                 {"value": value},
             )
         return value
@@ -410,7 +427,7 @@ class Pipeline(_Section):
     _none_to_empty = field_validator("streams", mode="before")(
         classmethod(lambda cls, v: _none_is_empty(v))
     )
-    _none_to_default = field_validator("transport", "deploy", mode="before")(
+    _none_to_default = field_validator("deploy", mode="before")(
         classmethod(lambda cls, v: {} if v is None else v)
     )
 
@@ -430,9 +447,7 @@ class Pipeline(_Section):
 
     def params_for(self, instance: str, catalog: Catalog) -> BaseModel:
         """The instance's params as the unit's own params model."""
-        return self.descriptor(instance, catalog).params.model_validate(
-            self.units[instance].params
-        )
+        return self.descriptor(instance, catalog).params.model_validate(self.units[instance].params)
 
     def resources_for(self, instance: str, catalog: Catalog) -> Resources:
         """The unit's default resources with the file's overrides applied."""

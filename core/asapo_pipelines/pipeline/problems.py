@@ -28,18 +28,22 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P104": ("error", "A name (pipeline, unit instance, stream, port) is not well formed."),
     "P105": ("error", "`transport` must name exactly one of `embedded` or `asapo`."),
     "P106": ("error", "A secret (ASAP::O token) is written in the file; use token_file/token_env."),
-    "P107": ("error", "`asapo` transport needs exactly one of beamtime/beamline and one of "
-             "token_file/token_env."),
+    "P107": (
+        "error",
+        "`asapo` transport needs exactly one of beamtime/beamline and one of token_file/token_env.",
+    ),
     "P108": ("error", "The file is empty or its top level is not a mapping."),
     "P201": ("error", "Unknown unit (not in the installed catalog)."),
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
     "P203": ("error", "A required unit parameter is missing."),
     "P204": ("error", "A unit parameter that the unit does not have."),
-    "P205": ("warning", "The unit comes from a plugin that is deprecated or could not be loaded."),
+    "P205": ("warning", "The unit is deprecated (see `pipeline show-unit` for its successor)."),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
-    "P303": ("error", "An input reads a stream no unit produces and that is not declared "
-             "external."),
+    "P303": (
+        "error",
+        "An input reads a stream no unit produces and that is not declared external.",
+    ),
     "P304": ("error", "The content types of a stream's producer and consumer are incompatible."),
     "P305": ("error", "A stream has more than one producer."),
     "P306": ("error", "A required input port is not connected."),
@@ -123,6 +127,8 @@ class Report:
 
     def summary(self) -> str:
         e, w = len(self.errors), len(self.warnings)
+        if self.exit_code == 2:
+            return f"{self.file}: could not be checked"
         if not e and not w:
             return f"{self.file}: valid"
         parts = [f"{e} error{'s' if e != 1 else ''}"] if e else []

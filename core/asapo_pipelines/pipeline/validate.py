@@ -15,6 +15,7 @@ hide the problems of the others.
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -124,18 +125,28 @@ def _problems_from(
         loc = tuple(p for p in raw_loc if p != "[key]")
         path = (*base, *loc)
         kind = err["type"]
+        if kind == "missing" and loc and isinstance(loc[-1], int):
+            # a tuple with too few items
+            parent = (*base, *loc[:-1])
+            message = f"{_dotted(parent)}: too few items (item {loc[-1] + 1} is missing)"
+            found.append(make(file, doc.locate(parent), codes["value"], message))
+            continue
         if kind == "missing":
             parent, field = loc[:-1], loc[-1]
             where = _dotted((*base, *parent)) if (base or parent) else "the file"
             message = f"missing required {what or 'field'} {field!r} in {where}"
-            found.append(make(file, doc.locate((*base, *parent), key=True), codes["missing"], message))
+            found.append(
+                make(file, doc.locate((*base, *parent), key=True), codes["missing"], message)
+            )
             continue
         if kind == "extra_forbidden":
             parent, field = loc[:-1], loc[-1]
             model = _model_at(root, parent)
             allowed = _field_names(model) if model is not None else []
             where = _dotted((*base, *parent)) if (base or parent) else "the top level"
-            message = f"unknown {what or 'field'} {field!r} in {where}" + _suggest(str(field), allowed)
+            message = f"unknown {what or 'field'} {field!r} in {where}" + _suggest(
+                str(field), allowed
+            )
             if allowed:
                 message += "" if "did you mean" in message else f" (allowed: {', '.join(allowed)})"
             found.append(make(file, doc.locate(path, key=True), codes["extra"], message))
@@ -145,7 +156,8 @@ def _problems_from(
             found.append(make(file, doc.locate(path, key=not loc or is_key), kind, err["msg"]))
             continue
         code = codes["value"]
-        message = err["msg"]
+        # pydantic names its classes ("a valid dictionary or instance of Retry"): not the user's
+        message = re.sub(r" or instance of \w+", "", err["msg"])
         message = message[0].lower() + message[1:]
         if loc and loc[-1] == "driver" and kind == "literal_error":
             code = "P401"
@@ -157,7 +169,9 @@ def _problems_from(
             continue
         value = err.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
-        found.append(make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}"))
+        found.append(
+            make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}")
+        )
     return found
 
 
@@ -206,7 +220,9 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
             if broken:
                 names = ", ".join(r.name for r in broken)
                 hint += f" (plugins that could not be loaded: {names}; see `pipeline plugins`)"
-            found.append(make(file, doc.locate((*at, "unit")), "P201", f"unknown unit {node.unit}{hint}"))
+            found.append(
+                make(file, doc.locate((*at, "unit")), "P201", f"unknown unit {node.unit}{hint}")
+            )
             continue
         descriptor = catalog.units[node.unit]
         node.descriptor = descriptor
@@ -234,8 +250,12 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
             )
         except Exception as exc:  # a params model's own validator may raise anything
             found.append(
-                make(file, doc.locate((*at, "params"), key=True), "P202",
-                     f"parameters of {node.unit} rejected: {type(exc).__name__}: {exc}")
+                make(
+                    file,
+                    doc.locate((*at, "params"), key=True),
+                    "P202",
+                    f"parameters of {node.unit} rejected: {type(exc).__name__}: {exc}",
+                )
             )
     return found
 
@@ -254,9 +274,7 @@ def _compatible(produced: str, accepted: str) -> bool:
     return "*" in (p_sub, a_sub) or p_sub == a_sub
 
 
-def _stage_graph(
-    doc: Document, nodes: list[_Node], streams: dict[str, Any]
-) -> list[Problem]:
+def _stage_graph(doc: Document, nodes: list[_Node], streams: dict[str, Any]) -> list[Problem]:
     file = str(doc.path)
     found: list[Problem] = []
     declared = {k: v for k, v in streams.items() if isinstance(k, str)}
@@ -281,9 +299,15 @@ def _stage_graph(
                 if spec is None:
                     names = [p.name for p in d.outputs]
                     has = f"its outputs are {', '.join(names)}" if names else "it has no outputs"
-                    found.append(make(file, pos, "P302",
-                        f"unit {d.name} has no output port {port!r}{_suggest(port, names)}"
-                        + ("" if _suggest(port, names) else f"; {has}")))
+                    found.append(
+                        make(
+                            file,
+                            pos,
+                            "P302",
+                            f"unit {d.name} has no output port {port!r}{_suggest(port, names)}"
+                            + ("" if _suggest(port, names) else f"; {has}"),
+                        )
+                    )
                     continue
                 ctype = spec.content_type
             producers.setdefault(stream, []).append((node.name, port, ctype, pos))
@@ -293,14 +317,26 @@ def _stage_graph(
     for stream, makers in producers.items():
         first = makers[0]
         for other in makers[1:]:
-            found.append(make(file, other[3], "P305",
-                f"stream {stream!r} is already produced by {first[0]}.{first[1]} (line "
-                f"{first[3].line}); each stream has one producer, so give this output its own "
-                "stream and read both"))
+            found.append(
+                make(
+                    file,
+                    other[3],
+                    "P305",
+                    f"stream {stream!r} is already produced by {first[0]}.{first[1]} (line "
+                    f"{first[3].line}); each stream has one producer, so give this output its own "
+                    "stream and read both",
+                )
+            )
         if stream in external:
-            found.append(make(file, first[3], "P309",
-                f"stream {stream!r} is declared external (fed from outside) but "
-                f"{first[0]}.{first[1]} also produces it"))
+            found.append(
+                make(
+                    file,
+                    first[3],
+                    "P309",
+                    f"stream {stream!r} is declared external (fed from outside) but "
+                    f"{first[0]}.{first[1]} also produces it",
+                )
+            )
 
     known_streams = sorted({*producers, *external})
     for node in nodes:
@@ -316,52 +352,97 @@ def _stage_graph(
                     hint = _suggest(port, names) or (
                         f"; its inputs are {', '.join(names)}" if names else "; it has no inputs"
                     )
-                    found.append(make(file, key_pos, "P301",
-                        f"unit {d.name} has no input port {port!r}{hint}"))
+                    found.append(
+                        make(
+                            file, key_pos, "P301", f"unit {d.name} has no input port {port!r}{hint}"
+                        )
+                    )
                     continue
                 accepted = spec.content_type
             value_pos = doc.locate((*at, "inputs", port))
             if stream in producers:
                 for maker, out_port, ctype, _ in producers[stream][:1]:
                     if not _compatible(ctype, accepted):
-                        found.append(make(file, value_pos, "P304",
-                            f"input {node.name}.{port} accepts {accepted} but stream {stream!r} "
-                            f"carries {ctype} (from {maker}.{out_port})"))
+                        found.append(
+                            make(
+                                file,
+                                value_pos,
+                                "P304",
+                                f"input {node.name}.{port} accepts {accepted} but stream "
+                                f"{stream!r} carries {ctype} (from {maker}.{out_port})",
+                            )
+                        )
             elif stream in external:
                 ctype = decl_field(stream, "content_type", "*/*")
                 if isinstance(ctype, str) and not _compatible(ctype, accepted):
-                    found.append(make(file, value_pos, "P304",
-                        f"input {node.name}.{port} accepts {accepted} but external stream "
-                        f"{stream!r} is declared as {ctype}"))
+                    found.append(
+                        make(
+                            file,
+                            value_pos,
+                            "P304",
+                            f"input {node.name}.{port} accepts {accepted} but external stream "
+                            f"{stream!r} is declared as {ctype}",
+                        )
+                    )
             else:
                 hint = _suggest(stream, known_streams)
-                found.append(make(file, value_pos, "P303",
-                    f"input {node.name}.{port} reads stream {stream!r}, which no unit produces "
-                    f"and which is not declared external under streams:{hint}"))
+                found.append(
+                    make(
+                        file,
+                        value_pos,
+                        "P303",
+                        f"input {node.name}.{port} reads stream {stream!r}, which no unit produces "
+                        f"and which is not declared external in streams{hint}",
+                    )
+                )
         if d is not None:
             missing = [p.name for p in d.inputs if p.required and p.name not in node.inputs]
             for port in missing:
                 where = (*at, "inputs") if (*at, "inputs") in doc.keys else at
-                found.append(make(file, doc.locate(where, key=True), "P306",
-                    f"required input {port!r} of {node.name} ({d.name}) is not connected; add "
-                    f"`{port}: <stream>` under inputs"))
+                found.append(
+                    make(
+                        file,
+                        doc.locate(where, key=True),
+                        "P306",
+                        f"required input {port!r} of {node.name} ({d.name}) is not connected; add "
+                        f"`{port}: <stream>` under inputs",
+                    )
+                )
             for spec in d.outputs:
                 if spec.name not in node.outputs:
                     where = (*at, "outputs") if (*at, "outputs") in doc.keys else at
-                    found.append(make(file, doc.locate(where, key=True), "P308",
-                        f"output {spec.name!r} of {node.name} ({d.name}) is not connected; its "
-                        "messages are dropped"))
+                    found.append(
+                        make(
+                            file,
+                            doc.locate(where, key=True),
+                            "P308",
+                            f"output {spec.name!r} of {node.name} ({d.name}) is not connected; its "
+                            "messages are dropped",
+                        )
+                    )
 
     for stream, makers in producers.items():
         if stream not in consumed and stream not in declared:
-            maker = makers[0]
-            found.append(make(file, doc.locate(("units", maker[0], "outputs", maker[1])), "P307",
-                f"stream {stream!r} written by {maker[0]}.{maker[1]} is not read by any unit; "
-                "declare it under streams: if another program reads it"))
+            writer, out_port = makers[0][0], makers[0][1]
+            found.append(
+                make(
+                    file,
+                    doc.locate(("units", writer, "outputs", out_port)),
+                    "P307",
+                    f"stream {stream!r} written by {writer}.{out_port} is not read by any unit; "
+                    "declare it under streams: if another program reads it",
+                )
+            )
     for stream in declared:
         if stream not in consumed and stream not in producers:
-            found.append(make(file, doc.locate(("streams", stream), key=True), "P310",
-                f"stream {stream!r} is declared but no unit reads or writes it"))
+            found.append(
+                make(
+                    file,
+                    doc.locate(("streams", stream), key=True),
+                    "P310",
+                    f"stream {stream!r} is declared but no unit reads or writes it",
+                )
+            )
     return found
 
 
@@ -373,9 +454,15 @@ def _stage_deploy(doc: Document, deploy: Any) -> list[Problem]:
         return []
     driver = nomad.get("driver", "raw_exec")
     if nomad.get("image") and driver in ("raw_exec", "exec"):
-        return [make(str(doc.path), doc.locate(("deploy", "nomad", "image"), key=True), "P403",
-            f"image is set but the driver is {driver}; the image is only used by the docker "
-            "driver")]
+        return [
+            make(
+                str(doc.path),
+                doc.locate(("deploy", "nomad", "image"), key=True),
+                "P403",
+                f"image is set but the driver is {driver}; the image is only used by the docker "
+                "driver",
+            )
+        ]
     return []
 
 
@@ -388,9 +475,15 @@ def validate_document(
     data = doc.data
     if not isinstance(data, dict):
         kind = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
-        report.problems.append(make(file, doc.locate(()), "P108",
-            f"the file is {kind}; a pipeline file is a mapping with at least `pipeline:` and "
-            "`units:`"))
+        report.problems.append(
+            make(
+                file,
+                doc.locate(()),
+                "P108",
+                f"the file is {kind}; a pipeline file is a mapping with at least `pipeline:` and "
+                "`units:`",
+            )
+        )
         return report, None
     # `x-...` keys hold anchors for reuse (as in compose files); they are not part of the model
     data = {k: v for k, v in data.items() if not k.startswith("x-")}
@@ -407,6 +500,13 @@ def validate_document(
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
     report.problems.extend(_stage_deploy(doc, data.get("deploy")))
+    # a value the loader already rejected (a bad tag, a duplicate) is not reported again
+    loader_spots = {(p.line, p.column) for p in report.problems if p.code.startswith("P00")}
+    report.problems = [
+        p
+        for p in report.problems
+        if p.code.startswith("P00") or (p.line, p.column) not in loader_spots
+    ]
     if pipeline is None or not report.ok:
         return report, None
     pipeline.bind(doc.path)

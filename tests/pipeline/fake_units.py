@@ -1,0 +1,115 @@
+"""Units of a pretend beamline plugin, for validation tests: typed ports (content types that
+match, families, wildcards), params with ranges and enums, a deprecated unit.
+
+The tests use this module both in-process (a catalog built from it) and installed as a real
+plugin distribution (for the `pipeline` command in a subprocess)."""
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from asapo_pipelines import Params, Port, UnitDescriptor, hookimpl
+
+
+class ScanFilesParams(Params):
+    directory: Annotated[str, Field(description="Directory with the scan files.")]
+    pattern: Annotated[str, Field(description="Glob pattern of the scan files.")] = "*.xdi"
+
+
+class NormalizeParams(Params):
+    pre_edge: Annotated[
+        tuple[float, float], Field(description="Pre-edge range relative to E0, in eV.")
+    ] = (-150.0, -30.0)
+    e0: Annotated[float | None, Field(description="Edge energy in eV; found when left out.")] = None
+    method: Annotated[Literal["larch", "polynomial"], Field(description="Normalization.")] = "larch"
+    rebin: Annotated[int, Field(ge=1, le=16, description="Points merged into one.")] = 1
+
+
+class MergeParams(Params):
+    repeats: Annotated[int, Field(ge=1, description="Scans merged into one spectrum.")] = 3
+
+
+class AgentParams(Params):
+    target_noise: Annotated[float, Field(gt=0, description="Stop when noise is below.")]
+    max_scans: Annotated[int, Field(ge=1, description="Upper limit of scans.")] = 20
+
+
+class WriterParams(Params):
+    file: Annotated[str, Field(description="NeXus file to write.")]
+    compression: Annotated[
+        Literal["none", "gzip", "lzf"], Field(description="HDF5 dataset compression.")
+    ] = "gzip"
+
+
+UNITS = [
+    UnitDescriptor(
+        name="xas.scan-files",
+        kind="connector",
+        status="beta",
+        summary="Reads XAS scan files.",
+        outputs=(Port(name="scans", content_type="xas/scan"),),
+        params=ScanFilesParams,
+        runtime="fake_units_runtime:ScanFiles",
+    ),
+    UnitDescriptor(
+        name="xas.normalize",
+        kind="processor",
+        status="stable",
+        summary="Normalizes XAS scans.",
+        inputs=(Port(name="scans", content_type="xas/scan"),),
+        outputs=(Port(name="spectra", content_type="xas/spectrum", format="seedee"),),
+        params=NormalizeParams,
+        runtime="fake_units_runtime:Normalize",
+    ),
+    UnitDescriptor(
+        name="xas.merge",
+        kind="processor",
+        summary="Merges repeated spectra.",
+        inputs=(Port(name="spectra", content_type="xas/spectrum"),),
+        outputs=(Port(name="merged", content_type="xas/merged"),),
+        params=MergeParams,
+        runtime="fake_units_runtime:Merge",
+    ),
+    UnitDescriptor(
+        name="xas.convergence-agent",
+        kind="agent",
+        summary="Proposes more scans or a stop.",
+        inputs=(Port(name="merged", content_type="xas/*"),),
+        outputs=(Port(name="plans", content_type="application/json"),),
+        params=AgentParams,
+        runtime="fake_units_runtime:Agent",
+    ),
+    UnitDescriptor(
+        name="nexus.writer",
+        kind="connector",
+        summary="Writes NeXus files.",
+        inputs=(
+            Port(name="spectra", content_type="xas/spectrum"),
+            Port(name="merged", content_type="xas/*", required=False),
+        ),
+        params=WriterParams,
+        runtime="fake_units_runtime:Writer",
+    ),
+    UnitDescriptor(
+        name="img.detector",
+        kind="connector",
+        summary="Reads detector frames.",
+        outputs=(Port(name="frames", content_type="image/tiff", format="bytes"),),
+        runtime="fake_units_runtime:Detector",
+    ),
+    UnitDescriptor(
+        name="xas.old-normalize",
+        kind="processor",
+        status="deprecated",
+        summary="The old normalization; use xas.normalize.",
+        inputs=(Port(name="scans", content_type="xas/scan"),),
+        outputs=(Port(name="spectra", content_type="xas/spectrum"),),
+        runtime="fake_units_runtime:Old",
+    ),
+]
+
+
+@hookimpl
+def register_units(register):
+    for unit in UNITS:
+        register(unit)
