@@ -34,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "schema": "asapo_pipelines.cli.schema:schema",
     "new": "asapo_pipelines.cli.new:new",
     "graph": "asapo_pipelines.cli.graph:graph",
+    "streams": "asapo_pipelines.cli.streams:streams",
+    "prune": "asapo_pipelines.cli.streams:prune",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -54,8 +54,7 @@ def check_stream(name: str) -> str:
         or any(ord(c) < 32 for c in name)
     ):
         raise TransportConfigError(
-            f"invalid stream name {name!r}: use 1 to {STREAM_MAX} printable characters "
-            "without '/'"
+            f"invalid stream name {name!r}: use 1 to {STREAM_MAX} printable characters without '/'"
         )
     return name
 

@@ -26,11 +26,15 @@ commits). ``fsync=True`` adds fsync of payloads and ``synchronous=FULL`` for pow
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import json
 import mmap
 import os
+import select
 import sqlite3
+import sys
 import threading
 import time
 from collections import deque
@@ -71,6 +75,8 @@ INLINE_MAX = 16 * 1024
 MMAP_MIN = 256 * 1024
 #: a producer starts a new segment file after this many bytes
 SEGMENT_MAX = 1 << 30
+#: segment files grow in steps of this size (fallocate): fewer block allocations per write
+SEGMENT_STEP = 64 * 1024 * 1024
 BUSY_TIMEOUT_S = 60.0
 
 SCHEMA = """
@@ -135,6 +141,55 @@ def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
         raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
 
 
+class _Waker:
+    """Wakes a waiting consumer when any process commits to the data source's index.
+
+    On Linux an inotify watch on the source directory sees every write to the WAL file, so a
+    consumer sleeps in select() instead of polling; elsewhere it falls back to short sleeps.
+    Events are drained before each check, so a commit between check and wait is never missed.
+    """
+
+    IN_MODIFY = 0x00000002
+
+    def __init__(self, directory: Path) -> None:
+        self.fd = -1
+        if not sys.platform.startswith("linux"):
+            return
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                return
+            if libc.inotify_add_watch(fd, os.fsencode(directory), self.IN_MODIFY) < 0:
+                os.close(fd)
+                return
+            self.fd = fd
+        except (OSError, AttributeError):
+            self.fd = -1
+
+    def drain(self) -> None:
+        if self.fd < 0:
+            return
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            while os.read(self.fd, 65536):
+                pass
+
+    def wait(self, seconds: float, pause: float) -> float:
+        """Sleep until a commit or ``seconds``; returns the next fallback pause."""
+        if self.fd >= 0:
+            # a safety cap in case an event is missed (e.g. a store on a network file system)
+            with contextlib.suppress(InterruptedError):
+                select.select([self.fd], [], [], min(seconds, 0.05))
+            return pause
+        time.sleep(min(seconds, pause))
+        return min(pause * 2, 0.01)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class _SourceDB:
     """One connection to a data source's index, with short write transactions."""
 
@@ -153,6 +208,12 @@ class _SourceDB:
         except (OSError, sqlite3.Error) as exc:
             raise TransportConfigError(f"cannot open the store {self.dir}: {exc}") from None
         self.lock = threading.RLock()
+        # Writers queue on an flock before BEGIN IMMEDIATE: the kernel wakes the next writer the
+        # moment the lock is released, where SQLite's busy handler would sleep for milliseconds.
+        # The lock goes away with its process, so a kill -9 never leaves it held.
+        self.lock_fd = os.open(
+            self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+        )
         self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -167,20 +228,24 @@ class _SourceDB:
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         with self.lock:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise Unavailable(
-                    f"the store of data source {self.data_source!r} stayed locked for "
-                    f"{BUSY_TIMEOUT_S:.0f} s ({exc})"
-                ) from None
-            try:
-                yield self.db
-            except BaseException:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+                try:
+                    self.db.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise Unavailable(
+                        f"the store of data source {self.data_source!r} stayed locked for "
+                        f"{BUSY_TIMEOUT_S:.0f} s ({exc})"
+                    ) from None
+                try:
+                    yield self.db
+                except BaseException:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
+            finally:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
     def sid(self, stream: str, *, create: bool) -> int | None:
         """The stream's numeric id; creating the stream needs an open write transaction."""
@@ -206,6 +271,7 @@ class _SourceDB:
     def close(self) -> None:
         with self.lock:
             self.db.close()
+            os.close(self.lock_fd)
 
 
 @dataclass
@@ -214,6 +280,7 @@ class _Segment:
     sid: int
     fd: int
     offset: int
+    allocated: int = 0
 
 
 class EmbeddedProducer(Producer):
@@ -239,7 +306,7 @@ class EmbeddedProducer(Producer):
             db.execute("UPDATE segments SET path=? WHERE seg=?", (rel, seg_id))
         path = self._src.dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         seg = _Segment(seg_id, sid, fd, 0)
         self._segments[stream] = seg
         return seg
@@ -247,9 +314,17 @@ class EmbeddedProducer(Producer):
     def _write_payload(self, seg: _Segment, payload: bytes | bytearray | memoryview) -> int:
         view = memoryview(payload).cast("B")
         offset = seg.offset
+        end = offset + len(view)
+        if end > seg.allocated:
+            # reserve blocks ahead, doubling up to SEGMENT_STEP so small streams stay small;
+            # readers never look past the payloads the index records
+            step = max(len(view), min(SEGMENT_STEP, max(1 << 20, seg.allocated)))
+            with contextlib.suppress(OSError):
+                os.posix_fallocate(seg.fd, seg.allocated, step)
+            seg.allocated += step
         written = 0
         while written < len(view):
-            written += os.write(seg.fd, view[written:])
+            written += os.pwrite(seg.fd, view[written:], offset + written)
         if self._src.fsync:
             os.fdatasync(seg.fd)
         seg.offset += written
@@ -309,9 +384,7 @@ class EmbeddedProducer(Producer):
                     rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
             now = time.time()
             with self._src.write() as db:
-                alive = db.execute(
-                    "SELECT last_id FROM streams WHERE sid=?", (sid,)
-                ).fetchone()
+                alive = db.execute("SELECT last_id FROM streams WHERE sid=?", (sid,)).fetchone()
                 if alive is None:
                     # the stream was dropped (retention) since we cached its id: start over
                     self._src.forget(stream)
@@ -410,6 +483,7 @@ class EmbeddedConsumer(Consumer):
         self._buffer: dict[str, deque[tuple[float, Message, _Lazy | None]]] = {}
         # stream -> (data_version, next due) of the last empty claim: skip pointless claims
         self._idle: dict[str, tuple[int, float]] = {}
+        self._waker = _Waker(self._src.dir)
         self._closed = False
 
     # -- reading payloads ------------------------------------------------------------------
@@ -579,6 +653,7 @@ class EmbeddedConsumer(Consumer):
         pause = 0.0005
         buffer = self._buffer.setdefault(stream, deque())
         while True:
+            self._waker.drain()
             while buffer:
                 due, msg, lazy = buffer.popleft()
                 # a prefetched message whose lease ran out may be with another consumer now
@@ -608,8 +683,10 @@ class EmbeddedConsumer(Consumer):
                     f"no new message in stream {stream!r} of data source "
                     f"{self.data_source!r} for group {self.group!r}"
                 )
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 0.02)
+            idle = self._idle.get(stream)
+            if idle is not None:
+                left = min(left, max(0.0, idle[1] - time.time()))
+            pause = self._waker.wait(left, pause)
 
     def _lazy_message(self, stream: str, row: tuple, count: int) -> tuple[Message, _Lazy | None]:
         # metadata now, payload when handed out: a prefetched message maps nothing until used
@@ -640,9 +717,13 @@ class EmbeddedConsumer(Consumer):
                 gone = db.execute(
                     "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid)
                 ).rowcount
-                if not gone and db.execute(
-                    "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
-                ).fetchone() is None:
+                if (
+                    not gone
+                    and db.execute(
+                        "SELECT 1 FROM messages WHERE sid=? AND id=?", (sid, mid)
+                    ).fetchone()
+                    is None
+                ):
                     raise MissingId(f"cannot acknowledge {self._where(stream, mid)}: no such id")
                 db.execute(
                     "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
@@ -677,14 +758,14 @@ class EmbeddedConsumer(Consumer):
         deadline = time.monotonic() + max(0.0, timeout)
         pause = 0.0005
         while True:
+            self._waker.drain()
             try:
                 return fetch()
             except (EndOfStream, MissingId, NoData):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise
-                time.sleep(min(pause, left))
-                pause = min(pause * 2, 0.02)
+                pause = self._waker.wait(left, pause)
 
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
         self._check_open()
@@ -699,8 +780,7 @@ class EmbeddedConsumer(Consumer):
                         f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, id)
                     ).fetchone()
                     state = self._src.db.execute(
-                        "SELECT last_id, finished, finish_id, next_stream FROM streams "
-                        "WHERE sid=?",
+                        "SELECT last_id, finished, finish_id, next_stream FROM streams WHERE sid=?",
                         (sid,),
                     ).fetchone()
             if row is not None:
@@ -780,6 +860,7 @@ class EmbeddedConsumer(Consumer):
             os.close(fd)
         self._fds.clear()
         self._buffer.clear()
+        self._waker.close()
         self._src.close()
 
 
@@ -861,7 +942,9 @@ class EmbeddedTransport(Transport):
                 tmp.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}))
                 os.replace(tmp, marker)
             except OSError as exc:
-                raise TransportConfigError(f"cannot create the store at {self.root}: {exc}") from None
+                raise TransportConfigError(
+                    f"cannot create the store at {self.root}: {exc}"
+                ) from None
         else:
             try:
                 info = json.loads(marker.read_text())

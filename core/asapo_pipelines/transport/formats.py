@@ -41,7 +41,9 @@ def encode(value: Any, fmt: str = "bytes", *, compression: str = "none") -> tupl
         return text.encode(), {FORMAT_KEY: "json"}
     if fmt == "seedee":
         return _encode_seedee(value, compression)
-    raise TransportConfigError(f"unknown payload format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    raise TransportConfigError(
+        f"unknown payload format {fmt!r}; choose one of {', '.join(FORMATS)}"
+    )
 
 
 def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> Any:
@@ -58,9 +60,7 @@ def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> An
             raise CorruptPayload(f"{where} holds invalid JSON: {exc}") from None
     if fmt == "seedee":
         return _decode_seedee(payload, meta, where)
-    raise CorruptPayload(
-        f"{where} has unknown payload format {fmt!r}; known: {', '.join(FORMATS)}"
-    )
+    raise CorruptPayload(f"{where} has unknown payload format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
 def decode_message(message: Message) -> Any:
@@ -76,12 +76,25 @@ _COMPRESSIONS = {
 }
 
 
+def _seedee() -> tuple[Any, Any]:
+    try:
+        import numpy
+        import seedee
+    except ImportError as exc:
+        raise TransportConfigError(
+            f"the seedee payload format needs numpy and seedee ({exc.name} is missing): "
+            "pip install numpy seedee"
+        ) from None
+    return numpy, seedee
+
+
 def _encode_seedee(value: Any, compression: str) -> tuple[bytes, dict]:
-    import numpy as np
-    import seedee
+    np, seedee = _seedee()
 
     if not isinstance(value, np.ndarray):
-        raise TransportConfigError(f"format 'seedee' needs a numpy array, not {type(value).__name__}")
+        raise TransportConfigError(
+            f"format 'seedee' needs a numpy array, not {type(value).__name__}"
+        )
     if compression not in _COMPRESSIONS:
         raise TransportConfigError(
             f"unknown seedee compression {compression!r}; choose one of {', '.join(_COMPRESSIONS)}"
@@ -97,22 +110,30 @@ def _encode_seedee(value: Any, compression: str) -> tuple[bytes, dict]:
     if array.ndim == 0:
         array = array.reshape(1)
     try:
-        buf, meta = seedee.serialize(np.ascontiguousarray(array), getattr(seedee, _COMPRESSIONS[compression]))
+        buf, meta = seedee.serialize(
+            np.ascontiguousarray(array), getattr(seedee, _COMPRESSIONS[compression])
+        )
     except ValueError as exc:
         raise TransportConfigError(f"seedee cannot serialize this array: {exc}") from None
     extra: dict[str, Any] = {FORMAT_KEY: "seedee", SEEDEE_KEY: meta}
-    if value.dtype.kind == "b" or value.ndim == 0:
+    if value.dtype.kind == "b" or value.ndim == 0 or value.size == 0:
+        # what seedee cannot say itself (booleans, 0-d and empty arrays), for our decoder
         extra["_seedee_numpy"] = {"dtype": value.dtype.str, "shape": list(value.shape)}
     return buf.tobytes(), extra
 
 
 def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
-    import numpy as np
-    import seedee
+    np, seedee = _seedee()
 
     seedee_meta = meta.get(SEEDEE_KEY)
     if not isinstance(seedee_meta, str):
         raise CorruptPayload(f"{where} is marked seedee but carries no seedee metadata")
+    restore = meta.get("_seedee_numpy")
+    if isinstance(restore, dict) and 0 in (restore.get("shape") or [1]):
+        try:
+            return np.empty(restore["shape"], dtype=np.dtype(restore["dtype"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
     try:
         info = json.loads(seedee_meta)["array"]
         expected = int(info["size"])
@@ -122,7 +143,6 @@ def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
         array = seedee.deserialize(payload, seedee_meta)
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
-    restore = meta.get("_seedee_numpy")
     if isinstance(restore, dict):
         try:
             array = array.view(np.dtype(restore["dtype"])).reshape(restore["shape"])

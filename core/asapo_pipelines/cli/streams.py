@@ -1,0 +1,227 @@
+"""`pipeline streams` (what the transport holds) and `pipeline prune` (retention)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.output import console, print_json
+from asapo_pipelines.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.transport import Transport
+
+DEFAULT_STORE = ".pipeline-data"
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_age(text: str) -> float:
+    """'90', '45s', '30m', '12h', '7d', '2w' -> seconds."""
+    match = _AGE.match(text)
+    if not match:
+        raise UsageError(f"cannot read the age {text!r}; write e.g. 45s, 30m, 12h, 7d or 2w")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def transport_spec(target: str) -> tuple[dict[str, Any], str]:
+    """The transport spec for a store directory or a pipeline file, and a label for it."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        if not (path / "store.json").exists():
+            raise UsageError(
+                f"{path} holds no embedded transport store (no store.json); give the store "
+                "directory or a pipeline file"
+            )
+        return {"embedded": {"path": str(path.absolute()), "create": False}}, str(path)
+    if not path.is_file():
+        raise UsageError(f"{target} does not exist; give a store directory or a pipeline file")
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(path.read_text())
+    except (YAMLError, OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read the pipeline file {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{path} is not a pipeline file (expected a mapping at the top)")
+    section = doc.get("transport") or {"embedded": {"path": DEFAULT_STORE}}
+    if not isinstance(section, dict) or len(section) != 1:
+        raise UsageError(f"{path}: transport must hold exactly one of embedded or asapo")
+    ((kind, options),) = section.items()
+    options = dict(options or {})
+    if kind == "embedded":
+        store = Path(options.get("path") or DEFAULT_STORE).expanduser()
+        if not store.is_absolute():
+            store = path.absolute().parent / store
+        if not (store / "store.json").exists():
+            raise UsageError(f"the pipeline's store {store} does not exist yet (nothing has run)")
+        return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
+    if kind == "asapo":
+        return {"asapo": options}, f"ASAP::O at {options.get('endpoint')}"
+    raise UsageError(f"{path}: unknown transport {kind!r}; choose embedded or asapo")
+
+
+def _open(target: str) -> tuple[Transport, str]:
+    from asapo_pipelines.transport import open_transport
+
+    spec, label = transport_spec(target)
+    return open_transport(spec), label
+
+
+def _collect(transport: Transport, only: str | None) -> list[dict[str, Any]]:
+    from asapo_pipelines.transport.embedded import EmbeddedTransport
+
+    if isinstance(transport, EmbeddedTransport):
+        described = transport.describe()
+        names = [only] if only else sorted(described)
+        if only and only not in described:
+            raise UsageError(
+                f"no data source {only!r}; there are: {', '.join(sorted(described)) or 'none'}"
+            )
+        return [{"name": n, "streams": [s.to_dict() for s in described[n]]} for n in names]
+    out = []
+    for name in [only] if only else transport.data_sources():
+        with transport.consumer(name, "pipeline-streams") as consumer:
+            out.append({"name": name, "streams": [s.to_dict() for s in consumer.streams()]})
+    return out
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "-"
+    age = max(0.0, time.time() - ts)
+    for limit, unit, div in ((120, "s", 1), (7200, "min", 60), (172800, "h", 3600)):
+        if age < limit:
+            return f"{age / div:.0f} {unit} ago"
+    return f"{age / 86400:.0f} d ago"
+
+
+@click.command("streams")
+@click.argument("target", metavar="PATH_OR_PIPELINE")
+@click.option("--source", "only", metavar="NAME", help="Only this data source.")
+@json_option
+def streams(target: str, only: str | None, as_json: bool) -> None:
+    """List data sources and their streams: messages, size, last id, state and group lag.
+
+    PATH_OR_PIPELINE is an embedded store directory or a pipeline file (its transport is used).
+    Lag is the number of messages a consumer group has not acknowledged yet.
+    """
+    transport, label = _open(target)
+    try:
+        sources = _collect(transport, only)
+    finally:
+        transport.close()
+    if as_json:
+        print_json({"transport": transport.kind, "location": label, "data_sources": sources})
+        return
+    from rich.table import Table
+
+    out = console()
+    if not sources:
+        out.print(f"{label}: no data sources yet")
+        return
+    table = Table(title=f"streams in {label}", title_justify="left")
+    for col, justify in (
+        ("data source", "left"),
+        ("stream", "left"),
+        ("messages", "right"),
+        ("size", "right"),
+        ("last id", "right"),
+        ("state", "left"),
+        ("last write", "right"),
+        ("group lag", "left"),
+    ):
+        table.add_column(col, justify=justify, no_wrap=col != "group lag")  # type: ignore[arg-type]
+    for source in sources:
+        if not source["streams"]:
+            table.add_row(source["name"], "[dim]no streams[/dim]", *[""] * 6)
+        for s in source["streams"]:
+            state = "finished" if s["finished"] else "open"
+            if s["next_stream"]:
+                state += f" -> {s['next_stream']}"
+            lag = ", ".join(
+                f"{g}: [{'red' if n else 'green'}]{n}[/]" for g, n in sorted(s["group_lag"].items())
+            )
+            table.add_row(
+                source["name"],
+                s["name"],
+                "-" if s["message_count"] is None else str(s["message_count"]),
+                _size(s["size_bytes"]),
+                str(s["last_id"]),
+                state,
+                _ago(s["last_timestamp"]),
+                lag or "-",
+            )
+    out.print(table)
+
+
+@click.command("prune")
+@click.argument("target", metavar="PATH_OR_PIPELINE")
+@click.option(
+    "--older-than",
+    "older_than",
+    metavar="AGE",
+    help="Drop streams idle and data written longer ago than AGE (e.g. 30m, 12h, 7d).",
+)
+@click.option("--source", "only", metavar="NAME", help="Only this data source.")
+@click.option(
+    "--drop-stream", metavar="NAME", help="Drop this one stream (needs --source) whatever its age."
+)
+@json_option
+def prune(
+    target: str, older_than: str | None, only: str | None, drop_stream: str | None, as_json: bool
+) -> None:
+    """Retention for an embedded store: delete old streams and payloads to free disk space."""
+    from asapo_pipelines.transport.embedded import EmbeddedTransport
+
+    if (older_than is None) == (drop_stream is None):
+        raise UsageError("give exactly one of --older-than AGE or --drop-stream NAME")
+    transport, label = _open(target)
+    if not isinstance(transport, EmbeddedTransport):
+        raise UsageError(
+            "retention of a facility's ASAP::O is managed by ASAP::O itself; "
+            "prune works on embedded stores"
+        )
+    if drop_stream is not None:
+        if not only:
+            raise UsageError("--drop-stream needs --source NAME")
+        freed = transport.drop_stream(only, drop_stream)
+        result: dict[str, Any] = {
+            "dropped_streams": [[only, drop_stream]],
+            "deleted_messages": None,
+            "freed_bytes": freed,
+        }
+    else:
+        assert older_than is not None
+        report = transport.prune(parse_age(older_than), only)
+        result = {
+            "dropped_streams": [list(x) for x in report.dropped_streams],
+            "deleted_messages": report.deleted_messages,
+            "freed_bytes": report.freed_bytes,
+        }
+    if as_json:
+        print_json({"location": label, **result})
+        return
+    dropped = ", ".join(f"{s}/{n}" for s, n in result["dropped_streams"]) or "none"
+    count = result["deleted_messages"]
+    click.echo(
+        f"{label}: dropped streams: {dropped}"
+        + (f"; deleted {count} messages" if count is not None else "")
+        + f"; freed {_size(result['freed_bytes'])} of payload files"
+    )

@@ -1,0 +1,703 @@
+"""The asapo transport: a facility's ASAP::O through DESY's asapo_consumer / asapo_producer.
+
+Every blocking library call runs in a daemon thread and is waited for only until a deadline this
+module enforces itself: the libraries can block far past their own timeout when a server accepts
+a connection and never answers. A call that misses its deadline raises `Unavailable`; its thread
+is abandoned (and counted, so a hanging service cannot pile up threads without bound).
+
+Producer sends are asynchronous in ASAP::O: `send` queues the message (bounded in flight) and the
+library's callback confirms or fails it. `flush` waits for every confirmation and raises
+`Unavailable` naming what failed or stayed unconfirmed; `close` flushes. Nothing the producer
+did not report as failed (`failed`, `unconfirmed`) is lost.
+
+Tokens are read from a file or an environment variable, held in memory only, never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.transport.base import (
+    DEFAULT_LEASE_SECONDS,
+    Consumer,
+    Message,
+    Producer,
+    StreamInfo,
+    Transport,
+    check_group,
+    check_source,
+    check_stream,
+)
+from asapo_pipelines.transport.errors import (
+    EndOfStream,
+    MissingId,
+    NoData,
+    StreamFinished,
+    TransportConfigError,
+    TransportError,
+    Unavailable,
+)
+
+#: abandoned calls (threads still blocked in the library) tolerated before refusing new calls
+MAX_STUCK_CALLS = 8
+
+
+def _load_libs() -> tuple[Any, Any]:
+    try:
+        import asapo_consumer
+        import asapo_producer
+    except ImportError:
+        raise TransportConfigError(
+            "the asapo transport needs DESY's client libraries: "
+            "pip install 'asapo-pipelines[asapo]'"
+        ) from None
+    return asapo_consumer, asapo_producer
+
+
+class _Deadline:
+    """Runs blocking library calls in threads and stops waiting at a deadline."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.stuck: list[threading.Thread] = []
+
+    def call(self, what: str, timeout: float, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        self.stuck = [t for t in self.stuck if t.is_alive()]
+        if len(self.stuck) >= MAX_STUCK_CALLS:
+            raise Unavailable(
+                f"ASAP::O at {self.endpoint} is not answering ({len(self.stuck)} earlier calls "
+                "still hang); try again later"
+            )
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                box["value"] = fn(*args, **kw)
+            except BaseException as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=run, name=f"asapo:{what}", daemon=True)
+        thread.start()
+        if not done.wait(max(0.0, timeout)):
+            self.stuck.append(thread)
+            _STUCK.append(thread)
+            raise Unavailable(
+                f"ASAP::O at {self.endpoint} did not answer {what} within {timeout:g} s"
+            )
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+
+_ABANDONED: list[Any] = []
+_STUCK: list[threading.Thread] = []
+_ENDPOINTS: set[str] = set()
+_EXIT_HOOKED = False
+
+
+def _hook_exit(endpoint: str) -> None:
+    """At exit, cut the library's connections to our endpoints so no thread stays blocked.
+
+    A request to a server that accepted the connection and never answers can block a library
+    thread for ever, and the libraries' destructors wait for their threads: the process would
+    never exit. Registered after the libraries are imported, so it runs before their own exit
+    handlers; shutting sockets down makes the blocked reads fail at once.
+    """
+    global _EXIT_HOOKED
+    _ENDPOINTS.add(endpoint)
+    if not _EXIT_HOOKED:
+        import atexit
+
+        atexit.register(_unblock_all)
+        _EXIT_HOOKED = True
+
+
+def _unblock_all() -> None:
+    import socket
+
+    addresses: set[tuple[str, int]] = set()
+    for endpoint in _ENDPOINTS:
+        host, _, port = endpoint.rpartition(":")
+        with contextlib.suppress(OSError, ValueError):
+            for info in socket.getaddrinfo(
+                host or "localhost", int(port), proto=socket.IPPROTO_TCP
+            ):
+                addresses.add((str(info[4][0]), int(info[4][1])))
+    fd_dir = "/proc/self/fd"
+    if not addresses or not os.path.isdir(fd_dir):
+        return
+    for name in os.listdir(fd_dir):
+        try:
+            sock = socket.socket(fileno=os.dup(int(name)))
+        except (OSError, ValueError):
+            continue
+        try:
+            peer = sock.getpeername()
+            if isinstance(peer, tuple) and (str(peer[0]), int(peer[1])) in addresses:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+    # let the unblocked calls return while the interpreter is still whole
+    deadline = time.monotonic() + 3.0
+    for thread in _STUCK:
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _abandon(obj: Any) -> None:
+    """Keep a library object that is blocked in a call alive for the whole process.
+
+    Destroying it would run its C++ destructor, which waits for the hung request and so would
+    hang the caller (or the interpreter's exit). One extra reference is leaked on purpose so even
+    interpreter shutdown never destroys it.
+    """
+    _ABANDONED.append(obj)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _map_error(exc: BaseException, what: str, endpoint: str) -> TransportError:
+    """One of the interface's errors for an asapo library exception."""
+    name = type(exc).__name__
+    text = str(exc).strip() or name
+    if name == "AsapoStreamFinishedError":
+        nxt = getattr(exc, "next_stream", None) or None
+        return StreamFinished(
+            f"{what}: the stream is finished" + (f"; next stream is {nxt!r}" if nxt else ""), nxt
+        )
+    if name == "AsapoEndOfStreamError":
+        return EndOfStream(f"{what}: no such message yet ({text})")
+    if name == "AsapoNoDataError":
+        return NoData(f"{what}: no data ({text})")
+    if name in (
+        "AsapoUnavailableServiceError",
+        "AsapoTimeOutError",
+        "AsapoRequestsPoolIsFull",
+        "AsapoInterruptedTransactionError",
+    ):
+        return Unavailable(f"ASAP::O at {endpoint} is unavailable for {what}: {text}")
+    if name in ("AsapoWrongInputError", "AsapoUnsupportedClientError"):
+        return TransportConfigError(f"ASAP::O refused {what}: {text}")
+    return TransportError(f"ASAP::O failed {what}: {text}")
+
+
+@dataclass
+class AsapoSettings:
+    endpoint: str
+    beamtime: str = "auto"
+    beamline: str = "auto"
+    data_source_prefix: str = ""
+    token: str = field(default="", repr=False)
+    request_timeout: float = 10.0
+    source_type: str = "processed"
+    max_in_flight: int = 1000
+    threads: int = 2
+    has_filesystem: bool = False
+    source_path: str = "auto"
+
+
+class AsapoProducer(Producer):
+    def __init__(self, transport: AsapoTransport, data_source: str) -> None:
+        self.data_source = data_source
+        self._s = transport.settings
+        self._lib = transport.producer_lib
+        self._deadline = _Deadline(self._s.endpoint)
+        self._cond = threading.Condition()
+        # (stream, message id, or a label for stream finish flags and metadata) -> queued at
+        self._pending: dict[tuple[str, int | str], float] = {}
+        #: (stream, id or label, reason) of everything the service did not confirm
+        self.failed: list[tuple[str, int | str, str]] = []
+        self._reported = 0  # failures up to here were raised by an earlier flush
+        self._next_ids: dict[str, int] = {}
+        self._closed = False
+        full_source = self._s.data_source_prefix + data_source
+        try:
+            self._p = self._deadline.call(
+                "create_producer",
+                self._s.request_timeout,
+                self._lib.create_producer,
+                self._s.endpoint,
+                self._s.source_type,
+                self._s.beamtime,
+                self._s.beamline,
+                full_source,
+                self._s.token,
+                self._s.threads,
+                int(self._s.request_timeout * 1000),
+            )
+            self._p.set_requests_queue_limits(size=self._s.max_in_flight)
+            self._p.set_log_level("error")
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise _map_error(
+                exc, f"creating a producer for {data_source!r}", self._s.endpoint
+            ) from None
+
+    @property
+    def unconfirmed(self) -> list[tuple[str, int | str]]:
+        """Messages queued whose delivery the service has not confirmed yet."""
+        with self._cond:
+            return sorted(self._pending, key=str)
+
+    def _queue(self, stream: str, key: int | str) -> Callable[[Any, Any], None]:
+        with self._cond:
+            self._pending[(stream, key)] = time.time()
+        return lambda info, err: self._done(stream, key, info, err)
+
+    def _done(self, stream: str, mid: int | str, _info: Any, err: Any) -> None:
+        with self._cond:
+            self._pending.pop((stream, mid), None)
+            if err is not None and "duplicated request" not in str(err):
+                self.failed.append((stream, mid, str(err)))
+            self._cond.notify_all()
+
+    def _wait_room(self) -> None:
+        deadline = time.monotonic() + self._s.request_timeout
+        with self._cond:
+            while len(self._pending) >= self._s.max_in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Unavailable(
+                        f"ASAP::O at {self._s.endpoint} confirmed none of "
+                        f"{len(self._pending)} messages in flight within "
+                        f"{self._s.request_timeout:g} s; this message was not sent"
+                    )
+                self._cond.wait(left)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        try:
+            return self._deadline.call(what, self._s.request_timeout, fn, *args, **kw)
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise _map_error(exc, what, self._s.endpoint) from None
+
+    def _auto_id(self, stream: str) -> int:
+        nxt = self._next_ids.get(stream)
+        if nxt is None:
+            try:
+                info = self._call(
+                    f"stream info of {stream!r}",
+                    self._p.get_stream_info,
+                    stream,
+                    int(self._s.request_timeout * 1000),
+                )
+                nxt = int(info.get("lastId", 0)) + 1
+            except (TransportConfigError, EndOfStream, NoData):
+                nxt = 1
+        self._next_ids[stream] = nxt + 1
+        return nxt
+
+    def send(
+        self,
+        stream: str,
+        payload: bytes | bytearray | memoryview | None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        id: int | None = None,
+    ) -> int:
+        if self._closed:
+            raise TransportError(f"producer of data source {self.data_source!r} is closed")
+        check_stream(stream)
+        mid = self._auto_id(stream) if id is None else int(id)
+        if mid < 1:
+            raise TransportConfigError(f"message ids start at 1, got {mid}")
+        self._wait_room()
+        lib = self._lib
+        if payload is None:
+            data = None
+            mode = lib.INGEST_MODE_TRANSFER_METADATA_ONLY | lib.INGEST_MODE_STORE_IN_DATABASE
+        else:
+            import numpy as np
+
+            data = np.frombuffer(payload, dtype=np.uint8)
+            mode = lib.DEFAULT_INGEST_MODE
+        callback = self._queue(stream, mid)
+        try:
+            self._call(
+                f"send of message {mid} to stream {stream!r}",
+                self._p.send,
+                mid,
+                f"{self._s.source_type}/{self.data_source}/{stream}/{mid}",
+                data,
+                user_meta=dict(metadata or {}),
+                ingest_mode=mode,
+                stream=stream,
+                callback=callback,
+            )
+        except TransportError:
+            with self._cond:
+                self._pending.pop((stream, mid), None)
+            raise
+        return mid
+
+    def finish_stream(
+        self, stream: str, *, last_id: int | None = None, next_stream: str | None = None
+    ) -> None:
+        check_stream(stream)
+        if last_id is None:
+            self.flush(self._s.request_timeout)
+            info = self._call(
+                f"stream info of {stream!r}",
+                self._p.get_stream_info,
+                stream,
+                int(self._s.request_timeout * 1000),
+            )
+            last_id = int(info.get("lastId", 0))
+        self._call(
+            f"finishing stream {stream!r}",
+            self._p.send_stream_finished_flag,
+            stream,
+            last_id,
+            next_stream=next_stream,
+            callback=self._queue(stream, "finish flag"),
+        )
+        self.flush(self._s.request_timeout)
+
+    def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
+        check_stream(stream)
+        self._call(
+            f"metadata of stream {stream!r}",
+            self._p.send_stream_meta,
+            json.dumps(dict(metadata)),
+            mode="replace",
+            upsert=True,
+            stream=stream,
+            callback=self._queue(stream, "stream metadata"),
+        )
+        self.flush(self._s.request_timeout)
+
+    def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
+        self._call(
+            "data source metadata",
+            self._p.send_beamtime_meta,
+            json.dumps(dict(metadata)),
+            callback=self._queue("", "data source metadata"),
+        )
+        self.flush(self._s.request_timeout)
+
+    def flush(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            pending = sorted(self._pending, key=str)
+            failed = self.failed[self._reported :]
+            self._reported = len(self.failed)
+        if failed or pending:
+            parts = []
+            if failed:
+                stream, what, reason = failed[0]
+                what = f"message {what}" if isinstance(what, int) else what
+                parts.append(f"{len(failed)} failed (first: {what} of stream {stream!r}: {reason})")
+            if pending:
+                parts.append(f"{len(pending)} unconfirmed after {timeout:g} s")
+            raise Unavailable(
+                f"ASAP::O at {self._s.endpoint} did not store every message: "
+                + "; ".join(parts)
+                + " (see producer.failed and producer.unconfirmed)"
+            )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.flush(self._s.request_timeout)
+
+
+class AsapoConsumer(Consumer):
+    def __init__(
+        self, transport: AsapoTransport, data_source: str, group: str, lease_seconds: float
+    ) -> None:
+        self.data_source = data_source
+        self.group = check_group(group)
+        self._s = transport.settings
+        self._deadline = _Deadline(self._s.endpoint)
+        self._counts: dict[tuple[str, int], int] = {}
+        self._closed = False
+        self._lib = transport.consumer_lib
+        self._lease_ms = int(lease_seconds * 1000)
+        self._c = self._create()
+
+    def _create(self) -> Any:
+        full_source = self._s.data_source_prefix + self.data_source
+        try:
+            c = self._deadline.call(
+                "create_consumer",
+                self._s.request_timeout,
+                self._lib.create_consumer,
+                self._s.endpoint,
+                self._s.source_path,
+                self._s.has_filesystem,
+                self._s.beamtime,
+                full_source,
+                self._s.token,
+                int(self._s.request_timeout * 1000),
+            )
+            # ASAP::O's resend is the lease: unacknowledged messages come back after it
+            c.set_resend_nacs(True, self._lease_ms, 1_000_000)
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise _map_error(
+                exc, f"creating a consumer for {self.data_source!r}", self._s.endpoint
+            ) from None
+        return c
+
+    def _call(self, what: str, wait: float, name: str, *args: Any, **kw: Any) -> Any:
+        if self._closed:
+            raise TransportError(f"consumer of data source {self.data_source!r} is closed")
+        if self._c is None:
+            self._c = self._create()
+        c = self._c
+        try:
+            c.set_timeout(max(1, int(wait * 1000)))
+            return self._deadline.call(
+                what, wait + self._s.request_timeout, getattr(c, name), *args, **kw
+            )
+        except Unavailable:
+            if self._deadline.stuck and self._deadline.stuck[-1].is_alive():
+                # the library object is blocked in a call: never touch it again (its
+                # destructor would wait for the hung request), use a fresh one next time
+                with contextlib.suppress(Exception):
+                    c.interrupt_current_operation()
+                _abandon(c)
+                self._c = None
+            raise
+        except TransportError:
+            raise
+        except Exception as exc:
+            raise _map_error(exc, what, self._s.endpoint) from None
+
+    def _message(self, stream: str, data: Any, meta: dict, count: int) -> Message:
+        payload = None if data is None or meta.get("size", 1) == 0 else memoryview(data).cast("B")
+        ts = meta.get("timestamp", 0)
+        return Message(
+            data_source=self.data_source,
+            stream=stream,
+            id=int(meta["_id"]),
+            payload=payload,
+            metadata=dict(meta.get("meta") or {}),
+            delivery_count=count,
+            timestamp=ts / 1e9 if ts > 1e12 else float(ts),
+        )
+
+    def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
+        check_stream(stream)
+        try:
+            data, meta = self._call(
+                f"next message of stream {stream!r}",
+                timeout,
+                "get_next",
+                self.group,
+                meta_only=False,
+                stream=stream,
+                ordered=False,
+            )
+        except EndOfStream as exc:
+            raise NoData(str(exc)) from None
+        key = (stream, int(meta["_id"]))
+        self._counts[key] = self._counts.get(key, 0) + 1
+        return self._message(stream, data, meta, self._counts[key])
+
+    def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        check_stream(stream)
+        try:
+            data, meta = self._call(
+                f"message {id} of stream {stream!r}",
+                timeout,
+                "get_by_id",
+                id,
+                meta_only=False,
+                stream=stream,
+            )
+        except NoData as exc:
+            raise MissingId(str(exc)) from None
+        return self._message(stream, data, meta, 0)
+
+    def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
+        check_stream(stream)
+        try:
+            data, meta = self._call(
+                f"last message of stream {stream!r}",
+                timeout,
+                "get_last",
+                meta_only=False,
+                stream=stream,
+            )
+        except StreamFinished:
+            # ASAP::O refuses get_last on finished streams; its last message still exists
+            return self.get_by_id(stream, self.stream_info(stream).last_id, timeout=timeout)
+        return self._message(stream, data, meta, 0)
+
+    def acknowledge(self, stream: str, id: int) -> None:
+        check_stream(stream)
+        try:
+            self._call(
+                f"acknowledging message {id} of stream {stream!r}",
+                0.0,
+                "acknowledge",
+                self.group,
+                id,
+                stream=stream,
+            )
+        except TransportConfigError as exc:
+            if "acknowledged" not in str(exc):  # a second ack is not an error here
+                raise
+        self._counts.pop((stream, id), None)
+
+    def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
+        check_stream(stream)
+        self._call(
+            f"negative acknowledgement of message {id} of stream {stream!r}",
+            0.0,
+            "neg_acknowledge",
+            self.group,
+            id,
+            delay_ms=int(max(0.0, delay) * 1000),
+            stream=stream,
+        )
+
+    @staticmethod
+    def _info(d: Mapping[str, Any]) -> StreamInfo:
+        def seconds(v: Any) -> float | None:
+            return None if not v else (v / 1e9 if v > 1e12 else float(v))
+
+        return StreamInfo(
+            name=str(d.get("name", "")),
+            last_id=int(d.get("lastId", 0)),
+            finished=bool(d.get("finished", False)),
+            next_stream=d.get("nextStream") or None,
+            created=seconds(d.get("timestampCreated")),
+            last_timestamp=seconds(d.get("timestampLast")),
+        )
+
+    def streams(self) -> list[StreamInfo]:
+        rows = self._call("stream list", 0.0, "get_stream_list", "", "all", True)
+        return [self._info(r) for r in rows]
+
+    def stream_info(self, stream: str) -> StreamInfo:
+        check_stream(stream)
+        try:
+            row = self._call(
+                f"stream info of {stream!r}",
+                0.0,
+                "get_stream_info",
+                stream,
+                int(self._s.request_timeout * 1000),
+            )
+        except (NoData, EndOfStream):
+            return StreamInfo(name=stream)
+        return self._info(row)
+
+    def get_stream_metadata(self, stream: str) -> dict[str, Any]:
+        try:
+            return dict(self._call("stream metadata", 0.0, "get_stream_meta", stream) or {})
+        except (NoData, EndOfStream):
+            return {}
+
+    def get_source_metadata(self) -> dict[str, Any]:
+        try:
+            return dict(self._call("data source metadata", 0.0, "get_beamtime_meta") or {})
+        except (NoData, EndOfStream):
+            return {}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._c = None
+
+
+class AsapoTransport(Transport):
+    """A facility's ASAP::O service. Build it with `from_spec` from a pipeline's settings."""
+
+    kind = "asapo"
+
+    def __init__(self, settings: AsapoSettings) -> None:
+        self.settings = settings
+        self.consumer_lib, self.producer_lib = _load_libs()
+        _hook_exit(settings.endpoint)
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> AsapoTransport:
+        spec = dict(spec)
+        allowed = {f for f in AsapoSettings.__dataclass_fields__ if f != "token"}
+        allowed |= {"token_file", "token_env"}
+        if "token" in spec:
+            raise TransportConfigError(
+                "never write an ASAP::O token into a pipeline; use token_file or token_env"
+            )
+        extra = sorted(set(spec) - allowed)
+        if extra:
+            raise TransportConfigError(
+                "unknown option(s) for the asapo transport: " + ", ".join(extra)
+            )
+        if not spec.get("endpoint"):
+            raise TransportConfigError("the asapo transport needs an endpoint (host:port)")
+        if not spec.get("beamtime") and not spec.get("beamline"):
+            raise TransportConfigError("the asapo transport needs a beamtime or a beamline")
+        token = _read_token(spec.pop("token_file", None), spec.pop("token_env", None))
+        try:
+            settings = AsapoSettings(token=token, **spec)
+        except TypeError as exc:
+            raise TransportConfigError(f"bad asapo transport settings: {exc}") from None
+        if settings.request_timeout <= 0:
+            raise TransportConfigError("request_timeout must be positive")
+        return cls(settings)
+
+    def producer(self, data_source: str) -> AsapoProducer:
+        return AsapoProducer(self, check_source(data_source))
+
+    def consumer(
+        self, data_source: str, group: str, *, lease_seconds: float = DEFAULT_LEASE_SECONDS
+    ) -> AsapoConsumer:
+        if lease_seconds <= 0:
+            raise TransportConfigError(f"lease_seconds must be positive, got {lease_seconds}")
+        return AsapoConsumer(self, check_source(data_source), group, lease_seconds)
+
+    def data_sources(self) -> list[str]:
+        with AsapoConsumer(self, "default", "listing", DEFAULT_LEASE_SECONDS) as probe:
+            names = probe._call("data source list", 0.0, "get_source_list")
+        prefix = self.settings.data_source_prefix
+        return sorted(n[len(prefix) :] for n in names or [] if n.startswith(prefix))
+
+    def close(self) -> None:
+        """Producers and consumers own their library objects."""
+
+
+def _read_token(token_file: str | None, token_env: str | None) -> str:
+    if token_file:
+        path = Path(token_file).expanduser()
+        try:
+            token = path.read_text().strip()
+        except OSError as exc:
+            raise TransportConfigError(
+                f"cannot read the ASAP::O token file {path}: {exc.strerror}"
+            ) from None
+        if not token:
+            raise TransportConfigError(f"the ASAP::O token file {path} is empty")
+        return token
+    env = token_env or "ASAPO_TOKEN"
+    token = os.environ.get(env, "").strip()
+    if not token:
+        raise TransportConfigError(
+            f"no ASAP::O token: set the environment variable {env} or give token_file"
+        )
+    return token

@@ -1,0 +1,99 @@
+"""`pipeline streams` and `pipeline prune` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from asapo_pipelines.transport.embedded import EmbeddedTransport
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", "from asapo_pipelines.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "160"},
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    path = tmp_path / ".pipeline-data"
+    transport = EmbeddedTransport(path)
+    with transport.producer("detector") as producer:
+        for _ in range(5):
+            producer.send("scan-1", os.urandom(50_000), None)
+        producer.finish_stream("scan-1", next_stream="scan-2")
+        producer.send("scan-2", b"abc", None)
+    with transport.consumer("detector", "viewer") as consumer:
+        consumer.acknowledge("scan-1", consumer.get_next("scan-1").id)
+    return path
+
+
+def test_streams_json_lists_counts_sizes_and_lag(store: Path) -> None:
+    proc = run("streams", str(store), "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    (source,) = data["data_sources"]
+    assert source["name"] == "detector"
+    scan1, scan2 = source["streams"]
+    assert (scan1["name"], scan1["message_count"], scan1["size_bytes"]) == ("scan-1", 5, 250_000)
+    assert (scan1["finished"], scan1["next_stream"], scan1["last_id"]) == (True, "scan-2", 5)
+    assert scan1["group_lag"] == {"viewer": 4}
+    assert (scan2["name"], scan2["message_count"], scan2["finished"]) == ("scan-2", 1, False)
+
+
+def test_streams_table_and_pipeline_file(store: Path) -> None:
+    pipeline = store.parent / "demo.pipeline.yaml"
+    pipeline.write_text(
+        "pipeline: demo\ntransport: {embedded: {path: .pipeline-data}}\nunits: {}\n"
+    )
+    proc = run("streams", str(pipeline))
+    assert proc.returncode == 0, proc.stderr
+    for text in ("detector", "scan-1", "scan-2", "244.1 KiB", "finished -> scan-2", "viewer: 4"):
+        assert text in proc.stdout
+    # default store next to a pipeline file without a transport section
+    bare = store.parent / "bare.pipeline.yaml"
+    bare.write_text("pipeline: bare\nunits: {}\n")
+    assert run("streams", str(bare), "--json").returncode == 0
+
+
+def test_streams_errors_are_one_sentence(tmp_path: Path) -> None:
+    proc = run("streams", str(tmp_path / "missing"))
+    assert proc.returncode == 2
+    assert "does not exist" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run("streams", str(tmp_path))
+    assert proc.returncode == 2
+    assert "no embedded transport store" in proc.stderr
+    (tmp_path / "p.pipeline.yaml").write_text(
+        "pipeline: p\ntransport: {embedded: {path: nowhere}}\n"
+    )
+    proc = run("streams", str(tmp_path / "p.pipeline.yaml"))
+    assert proc.returncode == 2
+    assert "does not exist yet" in proc.stderr
+
+
+def test_prune_drops_old_streams(store: Path) -> None:
+    proc = run("prune", str(store), "--older-than", "bad")
+    assert proc.returncode == 2
+    assert "cannot read the age" in proc.stderr
+    proc = run("prune", str(store), "--older-than", "1d", "--json")
+    assert json.loads(proc.stdout)["dropped_streams"] == []
+    proc = run("prune", str(store), "--older-than", "0s", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert sorted(map(tuple, report["dropped_streams"])) == [
+        ("detector", "scan-1"),
+        ("detector", "scan-2"),
+    ]
+    assert report["freed_bytes"] >= 250_000
+    listing = json.loads(run("streams", str(store), "--json").stdout)
+    assert listing["data_sources"][0]["streams"] == []

@@ -1,0 +1,186 @@
+"""What only the embedded store promises: files on disk, retention, corruption, settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from asapo_pipelines.transport import (
+    CorruptPayload,
+    DuplicateId,
+    MissingId,
+    NoData,
+    TransportConfigError,
+    open_transport,
+)
+from asapo_pipelines.transport.embedded import INLINE_MAX, EmbeddedTransport
+
+
+def test_large_payloads_are_memory_mapped_files_small_ones_inline(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    big = os.urandom(4 * 1024 * 1024)
+    with store.producer("det") as producer:
+        producer.send("s", b"small", None)
+        producer.send("s", big, {"kind": "frame"})
+    segments = list((tmp_path / "det" / "payloads").rglob("*.seg"))
+    assert len(segments) == 1  # only the big one went to a file
+    with store.consumer("det", "g") as consumer:
+        small = consumer.get_next("s")
+        frame = consumer.get_next("s")
+    assert small.payload == b"small"
+    assert isinstance(frame.payload, memoryview)  # no copy: a view of the mapped file
+    assert frame.payload == big
+
+
+def test_payload_sizes_around_the_inline_limit_round_trip(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    sizes = [0, 1, INLINE_MAX - 1, INLINE_MAX, INLINE_MAX + 1, 300_000]
+    payloads = [os.urandom(n) for n in sizes]
+    with store.producer("src") as producer:
+        producer.send_many("s", [(p, {"n": len(p)}) for p in payloads])
+    with store.consumer("src", "g") as consumer:
+        for payload in payloads:
+            msg = consumer.get_next("s")
+            assert bytes(msg.payload) == payload
+            assert msg.metadata == {"n": len(payload)}
+
+
+def test_duplicate_ids_are_refused_unless_it_is_the_same_message_again(tmp_path: Path) -> None:
+    with EmbeddedTransport(tmp_path).producer("src") as producer:
+        assert producer.send("s", b"a", {"x": 1}, id=7) == 7
+        assert producer.send("s", b"a", {"x": 1}, id=7) == 7  # a retried send
+        with pytest.raises(DuplicateId, match="already holds a different message 7"):
+            producer.send("s", b"bb", {"x": 2}, id=7)
+        assert producer.send("s", b"next", None) == 8
+
+
+def test_a_truncated_payload_file_is_reported_with_stream_and_id(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        producer.send("frames", os.urandom(600_000), None)
+    (segment,) = (tmp_path / "src" / "payloads").rglob("*.seg")
+    os.truncate(segment, 1000)
+    with store.consumer("src", "g") as consumer, pytest.raises(CorruptPayload) as info:
+        consumer.get_next("frames")
+    assert "message 1 of stream 'frames'" in str(info.value)
+
+
+def test_corrupted_seedee_payload_names_stream_and_id(tmp_path: Path) -> None:
+    np = pytest.importorskip("numpy")
+    from asapo_pipelines.transport.formats import encode
+
+    store = EmbeddedTransport(tmp_path)
+    payload, meta = encode(np.arange(100, dtype=np.int32), "seedee")
+    with store.producer("src") as producer:
+        producer.send("arrays", payload[:-8], meta)  # bytes lost on the way
+        producer.send("arrays", b"{not json", {"format": "json"})
+    with store.consumer("src", "g") as consumer:
+        first, second = consumer.get_next("arrays"), consumer.get_next("arrays")
+    with pytest.raises(CorruptPayload, match=r"message 1 of stream 'arrays' \(src\)"):
+        first.decode()
+    with pytest.raises(CorruptPayload, match=r"message 2 of stream 'arrays'.*invalid JSON"):
+        second.decode()
+
+
+def test_retention_drops_idle_streams_and_frees_their_files(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        producer.send("old", os.urandom(500_000), None)
+        producer.send("old", b"x", None)
+    time.sleep(0.3)
+    with store.producer("src") as producer:
+        producer.send("new", os.urandom(500_000), None)
+    report = store.prune(older_than=0.2)
+    assert report.dropped_streams == [("src", "old")]
+    assert report.deleted_messages == 2
+    assert report.freed_bytes >= 500_000
+    with store.consumer("src", "g") as consumer:
+        assert [s.name for s in consumer.streams()] == ["new"]
+        assert len(consumer.get_next("new").payload) == 500_000
+        with pytest.raises(NoData):
+            consumer.get_next("old")
+    assert store.drop_stream("src", "new") >= 500_000
+    assert not list((tmp_path / "src" / "payloads").rglob("*.seg"))
+
+
+def test_retention_of_a_live_stream_keeps_new_data(tmp_path: Path) -> None:
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        producer.send("live", b"old-inline", None)
+        time.sleep(0.3)
+        producer.send("live", b"new-inline", None)
+        report = store.prune(older_than=0.2)
+        assert report.dropped_streams == []
+        assert report.deleted_messages == 1
+        producer.send("live", b"after", None)
+    with store.consumer("src", "g") as consumer:
+        with pytest.raises(MissingId):
+            consumer.get_by_id("live", 1)
+        assert [consumer.get_next("live").id for _ in range(2)] == [2, 3]
+
+
+def test_settings_errors_are_one_clear_sentence(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(TransportConfigError, match="is not a directory"):
+        open_transport({"embedded": {"path": str(tmp_path / "file")}})
+    with pytest.raises(TransportConfigError, match="exactly one of"):
+        open_transport({"embedded": {"path": "x"}, "asapo": {}})
+    with pytest.raises(TransportConfigError, match="unknown transport 'kafka'"):
+        open_transport({"kafka": {}})
+    with pytest.raises(TransportConfigError, match="unknown option for the embedded"):
+        open_transport({"embedded": {"path": str(tmp_path), "colour": "red"}})
+    store = EmbeddedTransport(tmp_path / "s")
+    with pytest.raises(TransportConfigError, match="invalid data source name"):
+        store.producer("../escape")
+    with pytest.raises(TransportConfigError, match="invalid consumer group name"):
+        store.consumer("src", "no spaces")
+    with store.producer("src") as producer, pytest.raises(TransportConfigError, match="JSON"):
+        producer.send("s", b"", {"bad": object()})
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "store.json").write_text(json.dumps({"format": "else", "version": 9}))
+    with pytest.raises(TransportConfigError, match="another format or version"):
+        EmbeddedTransport(tmp_path / "other")
+
+
+def test_a_producer_killed_mid_stream_leaves_a_consistent_store(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    EmbeddedTransport(store_dir)
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        from asapo_pipelines.transport.embedded import EmbeddedTransport
+        producer = EmbeddedTransport({str(store_dir)!r}).producer("src")
+        payload = os.urandom(200_000)
+        while True:
+            mid = producer.send("s", payload, {{"n": 1}})
+            if mid == 20:
+                print("ready", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    store = EmbeddedTransport(store_dir)
+    with store.consumer("src", "g") as consumer:
+        info = consumer.stream_info("s")
+        assert info.last_id >= 20
+        ids = []
+        while True:
+            try:
+                msg = consumer.get_next("s")
+            except NoData:
+                break
+            assert len(msg.payload) == 200_000
+            ids.append(msg.id)
+    assert ids == list(range(1, info.last_id + 1))
+    with store.producer("src") as producer:  # the store takes writes again
+        assert producer.send("s", b"after", None) == info.last_id + 1
