@@ -178,7 +178,12 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
             on_event=view.event, on_update=view.update, pipeline_file=target.pipeline_file
         )
         result = LocalExecutor(target.payload, target.run_dir, options).run()
-    out.print(status_table(result.state, view.read_counters(force=True)))
+    counters = view.read_counters(force=True)
+    out.print(status_table(result.state, counters))
+    from asapo_pipelines.worker.status import summary_lines
+
+    for line in summary_lines((counters or {}).values()):
+        click.echo(line)
     if result.status == "failed":
         raise JobFailed(result.message)
     click.echo(result.message)

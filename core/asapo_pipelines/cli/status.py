@@ -97,6 +97,10 @@ def status(pipeline_file: Path, as_json: bool) -> None:
             _age(w.get("time"), now),
         )
     console().print(table)
+    from asapo_pipelines.worker.status import summary_lines
+
+    for line in summary_lines(data["workers"]):
+        click.echo(line)
     total = sum(data["error_messages"].values())
     if total:
         click.echo(

@@ -218,6 +218,7 @@ class Worker:
                 for producer in self.producers.values():
                     producer.flush()
                 self.errors.flush()
+                self.counters.summary = self.runner.summary()
                 self.status.stop(state)
             return state
         finally:
@@ -247,8 +248,21 @@ class Worker:
             self.counters.processed += 1
             self.counters.last_message_time = time.time()
 
+        reported: set[str] | None = None
+
+        def report(record: dict[str, Any], key: str) -> None:
+            nonlocal reported
+            if reported is None:  # what an earlier run of this source already reported
+                reported = written_keys(self.errors_reader, self.instance)
+            if key in reported:
+                self.counters.duplicates_skipped += 1
+            else:
+                self._send_error(record, key=key)
+                reported.add(key)
+            self.counters.errors += 1
+
         try:
-            self.runner.run_source(send)
+            self.runner.run_source(send, report)
         except Exception as exc:
             from asapo_pipelines.plugin_manager import describe_exception
             from asapo_pipelines.sdk.runner import error_record
