@@ -53,8 +53,10 @@ def build_worker(
         )
     descriptor = pipeline.descriptor(instance, catalog)
     params = pipeline.params_for(instance, catalog)
-    # relative paths in params (directories, output files) mean: next to the pipeline file
-    os.chdir(Path(pipeline_file).resolve().parent)
+    # relative paths in params (directories, output files) mean: next to the pipeline file, or,
+    # for a task running a delivered copy of it, next to the original (the compiled job sets
+    # ASAPO_PIPELINES_BASE_DIR, see docs/nomad.md)
+    os.chdir(os.environ.get("ASAPO_PIPELINES_BASE_DIR") or Path(pipeline_file).resolve().parent)
     transport = open_transport(pipeline.transport.spec())
     return Worker(
         transport,

@@ -105,7 +105,8 @@ def _plain(value: Any) -> str:
 
 def summary_lines(records: Any) -> list[str]:
     """The units' own summaries (from their final status records) as lines for people:
-    `instance: key value, ...`; a list of objects gives one indented line per object."""
+    `instance: key value, ...`; a list, or an object of objects, gives one indented line per
+    item."""
     lines: list[str] = []
     for record in records:
         summary = record.get("summary") if isinstance(record, dict) else None
@@ -116,7 +117,10 @@ def summary_lines(records: Any) -> list[str]:
         scalars = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
         lines.append(f"{label}: " + (_plain(scalars) if scalars else ""))
         for key, value in summary.items():
-            if isinstance(value, dict):
+            if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+                lines.append(f"  {key}:")
+                lines.extend(f"    {k}: {_plain(v)}" for k, v in value.items())
+            elif isinstance(value, dict):
                 lines.append(f"  {key}: {_plain(value)}")
             elif isinstance(value, list):
                 lines.append(f"  {key}:")
