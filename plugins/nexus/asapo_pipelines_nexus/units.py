@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from asapo_pipelines.sdk import Message, Sink
-
 from asapo_pipelines_nexus.errors import NexusWriterError
 from asapo_pipelines_nexus.writer import NexusWriter
 

@@ -55,8 +55,13 @@ class Feeder:
             producer = self.producers[source] = self.transport.producer(source)
         meta = {
             "format": "json",
-            "provenance": {"unit": "test/upstream", "port": source, "inputs": [], "seq": 0,
-                           "key": key},
+            "provenance": {
+                "unit": "test/upstream",
+                "port": source,
+                "inputs": [],
+                "seq": 0,
+                "key": key,
+            },
         }
         producer.send("default", json.dumps(body).encode(), meta)
         producer.flush()

@@ -46,7 +46,9 @@ def scans() -> list[dict]:
     return [p65_scan_message(name) for name in P65_SCANS]
 
 
-def test_writer_unit_stores_each_message_once_by_its_port(tmp_path, unit_harness, unit_message, scans):
+def test_writer_unit_stores_each_message_once_by_its_port(
+    tmp_path, unit_harness, unit_message, scans
+):
     path = tmp_path / "out" / "p65.nxs"
     spectrum, merged = result_message(scans[0]), result_message(scans[1], merged=True)
     harness = unit_harness("nexus.writer", params={"file": str(path)})
@@ -72,9 +74,7 @@ def test_writer_unit_stores_each_message_once_by_its_port(tmp_path, unit_harness
         check_scan_entry(entries["raw/scan-0"], scans[0])
         check_scan_entry(entries["raw/scan-1"], scans[1])
         assert entries["norm/scan-0"].attrs[CONTENT_ATTR] == "xas/spectrum"
-        np.testing.assert_allclose(
-            entries["norm/scan-0"]["data/mu"][()], spectrum["arrays"]["mu"]
-        )
+        np.testing.assert_allclose(entries["norm/scan-0"]["data/mu"][()], spectrum["arrays"]["mu"])
         merge = entries["merge/1"]
         assert merge.attrs[CONTENT_ATTR] == "xas/merged"
         assert merge["process/results/n_merged"][()] == 2
@@ -125,7 +125,7 @@ def test_file_opens_with_h5py_while_the_writer_worker_still_writes(tmp_path, sca
         for i, body in enumerate(scans):
             feeder.send("raw-scans", body, f"p65/scans|scans|key:{P65_SCANS[i]}")
 
-            def has(n=i + 1):
+            def has(n=i + 1, i=i, body=body):
                 if not path.exists():
                     return False
                 try:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.sdk import Agent, Message, PlanItem, Processor, Source, Suggestion
-
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger
@@ -191,7 +190,11 @@ class ConvergenceAgent(Agent):
         metrics = decision["metrics"]
         self.decisions[suggestion.target] = {
             "action": suggestion.action,
-            **({"scans": decision["arguments"]["scans"]} if "scans" in decision["arguments"] else {}),
+            **(
+                {"scans": decision["arguments"]["scans"]}
+                if "scans" in decision["arguments"]
+                else {}
+            ),
             "noise": _round(metrics.get("epsilon_k")),
             "target_noise": metrics.get("target_noise"),
             "merged": metrics.get("n_merged"),

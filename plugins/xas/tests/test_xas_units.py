@@ -3,6 +3,7 @@ known values through the units, merging, the agent's decisions, redelivery, malf
 
 from __future__ import annotations
 
+import itertools
 import shutil
 
 import pytest
@@ -61,7 +62,7 @@ def test_scan_messages_carry_sorted_energies_channels_and_header(chain):
     assert [b["metadata"]["file"] for b in bodies] == list(P65_SCANS)
     for body in bodies:
         energy = body["energy"]
-        assert all(a < b for a, b in zip(energy, energy[1:], strict=False))
+        assert all(a < b for a, b in itertools.pairwise(energy))
         assert set(body["channels"]) >= {"i0", "it", "iref", "if"}
         assert (body["metadata"]["element"], body["metadata"]["edge"]) == ("Fe", "K")
         assert body["metadata"]["start_time"].startswith("2020-11-22")
@@ -99,7 +100,8 @@ def test_agent_asks_for_more_then_stops_at_a_target_between_single_and_merged_no
     first, second = (Suggestion.model_validate(v) for v in decisions.values("plans"))
     assert first.action == "more_scans"
     assert first.arguments["scans"] >= 1
-    assert first.plan is not None and first.plan.kwargs["repeats"] == first.arguments["scans"]
+    assert first.plan is not None
+    assert first.plan.kwargs["repeats"] == first.arguments["scans"]
     assert first.plan.kwargs["sample"] == "20K_GOE_Fe_K_240"
     assert first.queue_item()["meta"]["suggestion"]["action"] == "more_scans"
     assert second.action == "stop"
@@ -112,7 +114,9 @@ def test_agent_asks_for_more_then_stops_at_a_target_between_single_and_merged_no
     assert (last["action"], last["merged"]) == ("stop", 2)
 
 
-def test_a_redelivered_spectrum_does_not_count_twice_in_the_merge(chain, unit_harness, unit_message):
+def test_a_redelivered_spectrum_does_not_count_twice_in_the_merge(
+    chain, unit_harness, unit_message
+):
     _, spectra, _ = chain
     first, second = spectra.outputs
     harness = unit_harness("xas.merge")
@@ -162,5 +166,5 @@ def test_a_scan_without_usable_counts_is_an_error_record_not_a_crash(run_unit, u
 def test_a_missing_directory_refuses_to_start(tmp_path, run_unit):
     from asapo_pipelines.sdk.runner import UnitStartError
 
-    with pytest.raises(UnitStartError, match="the scan directory .* does not exist"):
+    with pytest.raises(UnitStartError, match=r"the scan directory .* does not exist"):
         run_unit("xas.scan-files", params={"directory": str(tmp_path / "nope")})
