@@ -121,3 +121,78 @@ def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
         assert int(last["process/results/n_merged"][()]) == 2
         singles = [float(e["process/results/epsilon_k"][()]) for e in kinds["xas/spectrum"]]
         assert float(last["process/results/epsilon_k"][()]) < min(singles)
+
+
+def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tmp_path):
+    """The example at the beamline: `watch: true`, run in the background, scan files copied in
+    one by one; the NeXus file is read while the pipeline writes it; `pipeline stop` ends it."""
+    import time
+
+    import h5py
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(EXAMPLE.read_text())
+    doc["units"]["scans"]["params"].update(
+        {"directory": "incoming", "watch": True, "settle_seconds": 0.5}
+    )
+    (tmp_path / "incoming").mkdir()
+    with (tmp_path / "live.pipeline.yaml").open("w") as f:
+        yaml.dump(doc, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cli = str(Path(sys.executable).with_name("pipeline"))
+
+    def pipeline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    def entries() -> dict[str, int]:
+        path = tmp_path / "results" / "p65.nxs"
+        try:
+            with h5py.File(path, "r", swmr=True) as f:
+                kinds: dict[str, int] = {}
+                for entry in f.values():
+                    kind = str(entry.attrs.get("asapo_content_type"))
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                return kinds
+        except (OSError, KeyError):  # not there yet, or being created
+            return {}
+
+    started = pipeline("run", "--detach", "live.pipeline.yaml")
+    assert started.returncode == 0, started.stderr
+    try:
+        names = sorted(known_values())
+        for i, name in enumerate(names, start=1):
+            hidden = tmp_path / "incoming" / f".{name}.part"  # as a copy tool writes it
+            shutil.copy(ROOT / "examples" / "data" / name, hidden)
+            hidden.rename(tmp_path / "incoming" / name)
+            wanted = {"xas/scan": i, "xas/spectrum": i, "xas/merged": i}
+            deadline = time.monotonic() + 180
+            while entries() != wanted and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # read while the writer worker holds the file: the pipeline is still running
+            assert entries() == wanted, pipeline("logs", "live.pipeline.yaml", "writer").stdout
+    finally:
+        stopped = pipeline("stop", "live.pipeline.yaml")
+    assert stopped.returncode == 0, stopped.stderr
+    assert entries() == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2}
+    with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
+        keys = [str(e.attrs["asapo_key"]) for e in f.values()]
+    assert len(keys) == len(set(keys)) == 6
+    # the agent asked for more after the first repeat and said stop after the second
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.transport.formats import decode
+
+    with (
+        open_transport({"embedded": {"path": str(tmp_path / ".pipeline-data")}}) as t,
+        t.consumer("plans", "test-reader") as c,
+    ):
+        last = c.stream_info("default").last_id
+        plans = [
+            decode(m.payload, m.metadata)
+            for m in (c.get_by_id("default", i) for i in range(1, last + 1))
+        ]
+    assert [p["action"] for p in plans] == ["more_scans", "stop"]
