@@ -9,6 +9,7 @@ for FILE and hand over to the Nomad commands otherwise (or with `--job ID`).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,8 +234,16 @@ def status(
     data_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job."""
+    """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job; without
+    either (no local run, no NOMAD_ADDR), the counters the pipeline's workers published."""
     target = None if job else _local(file, run_dir, data_dir)
+    if target is None and file and not job and not os.environ.get("NOMAD_ADDR"):
+        # no local run and no cluster configured: the counters the pipeline's workers
+        # (`pipeline worker`, started by hand or by a scheduler) published on its transport
+        from asapo_pipelines.cli.status import status as worker_counters
+
+        ctx.invoke(worker_counters, pipeline_file=Path(file), as_json=as_json)
+        return
     if target is None:
         nomad = _nomad("status")
         if nomad is None:
@@ -262,6 +271,10 @@ def status(
     if not out.is_terminal:
         out.width = max(out.width, 120)
     out.print(status_table(state, counters))
+    from asapo_pipelines.worker.status import summary_lines
+
+    for line in summary_lines((counters or {}).values()):
+        out.print(line, markup=False, highlight=False)
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)
 
