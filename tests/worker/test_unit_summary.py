@@ -46,6 +46,15 @@ class Doubling(Processor):
         return {"total": self.total, "groups": {"all": {"count": 4}}}
 
 
+class Summing(Doubling):
+    """Keeps a running total in memory: a restarted worker restores it."""
+
+    restores_state = True
+
+    def restore(self, message):
+        self.total += message.value["n"]
+
+
 class BadSummary(Processor):
     def process(self, message):
         return message.value
@@ -56,6 +65,7 @@ class BadSummary(Processor):
 
 MODULE = types.ModuleType("summary_test_units")
 MODULE.Counting, MODULE.Doubling, MODULE.BadSummary = Counting, Doubling, BadSummary
+MODULE.Summing = Summing
 sys.modules[MODULE.__name__] = MODULE
 
 SOURCE = describe(
@@ -70,6 +80,14 @@ DOUBLE = describe(
     kind="processor",
     summary="doubles",
     runtime="summary_test_units:Doubling",
+    inputs=[inp("numbers")],
+    outputs=[out("doubled")],
+)
+SUMMING = describe(
+    "test.summing",
+    kind="processor",
+    summary="sums",
+    runtime="summary_test_units:Summing",
     inputs=[inp("numbers")],
     outputs=[out("doubled")],
 )
@@ -156,3 +174,17 @@ def test_a_summary_that_is_not_json_is_left_out(tmp_path):
     result = UnitHarness(BAD).run([{"n": 1}])
     assert result.summary == {}
     assert result.values("same") == [{"n": 1}]
+
+
+def test_a_restarted_unit_restores_its_state_from_the_inputs_it_processed(tmp_path):
+    store = tmp_path / "store"
+    run_worker(store, SOURCE, "count", outputs={"numbers": "numbers"})
+    wiring = {"inputs": {"numbers": "numbers"}, "outputs": {"doubled": "d"}}
+    first = run_worker(store, SUMMING, "sum", **wiring)
+    assert (first.counters.received, first.counters.summary["total"]) == (4, 7)
+    again = run_worker(store, SUMMING, "sum", **wiring)
+    # nothing new to process, yet the total is what the first run had summed
+    assert (again.counters.received, again.counters.summary["total"]) == (0, 7)
+    # a unit without restores_state starts from nothing
+    plain = run_worker(store, DOUBLE, "sum", **wiring)
+    assert plain.counters.summary["total"] == 0

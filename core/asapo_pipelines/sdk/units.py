@@ -189,6 +189,15 @@ class Unit:
     def on_shutdown(self) -> None:
         """Once at the end (also after SIGTERM): release resources."""
 
+    #: Set True in a unit that keeps state in memory across messages (a merge, a running sum):
+    #: at start-up the worker then calls `restore(message)` for each input an earlier run of
+    #: the unit already processed (found through the provenance of the unit's outputs).
+    restores_state: ClassVar[bool] = False
+
+    def restore(self, message: Message) -> None:
+        """Rebuild in-memory state from one input processed by an earlier run (oldest first,
+        before any new message); emit nothing here, those outputs were sent then."""
+
     def summary(self) -> dict[str, Any]:
         """What this unit did, for people: a small JSON object (counts, key results, files
         written). The worker publishes it in its final status record, where `pipeline status`

@@ -130,11 +130,21 @@ class Normalize(Processor):
 class Merge(Processor):
     """`xas.merge`: after every spectrum, the merge of its group (sample, element, edge, mode)."""
 
+    #: a restarted merge gets the spectra it merged before (the worker calls `restore`)
+    restores_state = True
+
     def on_start(self) -> None:
         self.merger = Merger(self.params)
         self.groups: dict[str, dict[str, Any]] = {}
 
+    def restore(self, message: Message) -> None:
+        # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself
+        self._add(message)
+
     def process(self, message: Message) -> dict[str, Any]:
+        return self._add(message)
+
+    def _add(self, message: Message) -> dict[str, Any]:
         merged = self.merger.add(message.value).to_json()
         group = merged["group"]
         values = merged["values"]

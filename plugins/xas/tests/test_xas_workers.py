@@ -85,6 +85,12 @@ def test_files_copied_in_one_by_one_are_each_processed_once(tmp_path):
                 assert wait_until(
                     lambda d=done: len(read(store, "plans")) >= d, procs=list(procs.values())
                 ), f"{name} did not reach the agent; logs in {tmp_path}"
+                if done == 1:
+                    # the merge dies (kill -9) and comes back: it rebuilds its group from the
+                    # spectra it had merged, so the next scan merges with the first
+                    procs["merge"].kill()
+                    procs["merge"].wait()
+                    procs["merge"] = spawn(pipeline, "merge", tmp_path)
         # the pipeline is idle, not finished: the source keeps watching
         assert all(p.poll() is None for p in procs.values())
     finally:
@@ -97,6 +103,9 @@ def test_files_copied_in_one_by_one_are_each_processed_once(tmp_path):
     assert [v["metadata"]["file"] for _, v in spectra] == list(P65_SCANS)
     merged = [v for _, v in read(store, "merged")]
     assert [m["n_merged"] for m in merged] == [1, 2]
+    # the restarted merge's summary counts both scans (without restoring it would say 1)
+    (group,) = last_status(store, "p65-live", "merge")["summary"]["merges"].values()
+    assert (group["scans"], group["merged"]) == (2, 2)
     singles = [v["values"]["epsilon_k"] for _, v in spectra]
     assert merged[1]["values"]["epsilon_k"] < min(singles)
     plans = [v for _, v in read(store, "plans")]
