@@ -197,7 +197,12 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
             on_event=view.event, on_update=view.update, pipeline_file=target.pipeline_file
         )
         result = LocalExecutor(target.payload, target.run_dir, options).run()
-    out.print(status_table(result.state, view.read_counters(force=True)))
+    counters = view.read_counters(force=True)
+    out.print(status_table(result.state, counters))
+    from asapo_pipelines.worker.status import summary_lines
+
+    for line in summary_lines((counters or {}).values()):
+        click.echo(line)
     if result.status == "failed":
         raise JobFailed(result.message)
     click.echo(result.message)
@@ -268,8 +273,16 @@ def status(
     data_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job."""
+    """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job; without
+    either (no local run, no NOMAD_ADDR), the counters the pipeline's workers published."""
     target = None if job else _local(file, run_dir, data_dir)
+    if target is None and file and not job and not os.environ.get("NOMAD_ADDR"):
+        # no local run and no cluster configured: the counters the pipeline's workers
+        # (`pipeline worker`, started by hand or by a scheduler) published on its transport
+        from asapo_pipelines.cli.status import status as worker_counters
+
+        ctx.invoke(worker_counters, pipeline_file=Path(file), as_json=as_json)
+        return
     if target is None:
         # No local run recorded: a Nomad job when asked for one (--job, NOMAD_ADDR), else
         # the counters the pipeline's workers published (workers started by other means).
@@ -308,6 +321,10 @@ def status(
     if not out.is_terminal:
         out.width = max(out.width, 120)
     out.print(status_table(state, counters))
+    from asapo_pipelines.worker.status import summary_lines
+
+    for line in summary_lines((counters or {}).values()):
+        out.print(line, markup=False, highlight=False)
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)
 

@@ -125,6 +125,10 @@ def status(ctx: click.Context, pipeline_file: Path | None, job: str | None, as_j
             _age(w.get("time"), now),
         )
     console().print(table)
+    from asapo_pipelines.worker.status import summary_lines
+
+    for line in summary_lines(data["workers"]):
+        click.echo(line)
     total = sum(data["error_messages"].values())
     if total:
         click.echo(

@@ -224,6 +224,20 @@ class UnitRunner:
                     f"{describe_exception(exc)}; its unacknowledged inputs will be delivered again"
                 ) from exc
 
+    def summary(self) -> dict[str, Any]:
+        """The unit's `summary()`; a failing or non-JSON summary is logged, never fatal."""
+        if self.unit is None:
+            return {}
+        import json
+
+        try:
+            result = dict(self.unit.summary() or {})
+            json.dumps(result)
+        except Exception as exc:
+            self.context.logger.warning("summary() of %s failed: %s", self.unit_label, exc)
+            return {}
+        return result
+
     def stop(self) -> None:
         self.context.stop_event.set()
 
@@ -366,8 +380,13 @@ class UnitRunner:
         return Output(item.port, stream, payload, meta, key)
 
     # -- sources -------------------------------------------------------------------------------
-    def run_source(self, send: Callable[[Output], None]) -> None:
-        """Run a source's `run()`, sending each output as soon as it is emitted."""
+    def run_source(
+        self,
+        send: Callable[[Output], None],
+        report: Callable[[dict[str, Any], str], None] | None = None,
+    ) -> None:
+        """Run a source's `run()`, sending each output as soon as it is emitted; errors the
+        source reports go to `report(record, key)` as error records."""
         assert isinstance(self.unit, Source)
         unit = self.unit
         seqs: dict[tuple[str, str], int] = {}
@@ -387,7 +406,17 @@ class UnitRunner:
             key = f"{self.unit_label}|{item.port}|key:{item.key}" if item.key else None
             send(self.make_output(item, stream=stream, inputs=[], seq=n, key=key))
 
+        def reported(exc: BaseException, item: str | None) -> None:
+            record = error_record(exc, unit=self.unit_label, message=None, attempts=1, hook="run")
+            record["key"] = item
+            key = f"{self.unit_label}|error|key:{item}" if item else f"{self.unit_label}|error|run"
+            if report is not None:
+                report(record, key)
+            else:
+                self.context.logger.error("%s", record["error"])
+
         self.context.sink = direct
+        self.context.report = reported
         try:
             produced = unit.run()
             if produced is not None:
@@ -397,3 +426,4 @@ class UnitRunner:
                         break
         finally:
             self.context.sink = self._buffer.append
+            self.context.report = None

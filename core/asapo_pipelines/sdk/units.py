@@ -130,6 +130,8 @@ class UnitContext:
         #: output port -> stream name in the pipeline (for the unit's information only)
         self.output_streams = dict(output_streams or {})
         self.stop_event = threading.Event()
+        #: where a source's `report_error` goes: (exception, key) -> None; set by the runtime
+        self.report: Callable[[BaseException, str | None], None] | None = None
 
 
 class Unit:
@@ -186,6 +188,21 @@ class Unit:
 
     def on_shutdown(self) -> None:
         """Once at the end (also after SIGTERM): release resources."""
+
+    #: Set True in a unit that keeps state in memory across messages (a merge, a running sum):
+    #: at start-up the worker then calls `restore(message)` for each input an earlier run of
+    #: the unit already processed (found through the provenance of the unit's outputs).
+    restores_state: ClassVar[bool] = False
+
+    def restore(self, message: Message) -> None:
+        """Rebuild in-memory state from one input processed by an earlier run (oldest first,
+        before any new message); emit nothing here, those outputs were sent then."""
+
+    def summary(self) -> dict[str, Any]:
+        """What this unit did, for people: a small JSON object (counts, key results, files
+        written). The worker publishes it in its final status record, where `pipeline status`
+        and `pipeline run` show it; called after `on_shutdown`. Nothing by default."""
+        return {}
 
     # -- outputs -------------------------------------------------------------------------------
     def output_port(self, port: str | None = None) -> Port:
@@ -257,6 +274,15 @@ class Source(Unit):
 
     def run(self) -> Iterable[Any] | None:
         raise NotImplementedError("a Source must implement run()")
+
+    def report_error(self, error: BaseException, *, key: str | None = None) -> None:
+        """Send a record of `error` to the pipeline's error stream and go on (e.g. a malformed
+        file among good ones). `key` names the item (a file name): a restarted source reports
+        the same item once."""
+        report = self._context.report
+        if report is None:
+            raise UnitUsageError("report_error() called outside of a running source")
+        report(error, key)
 
     def next_stream(self, port: str | None, name: str) -> None:
         """Finish the current output stream of `port` and continue in stream `name` (a scan)."""

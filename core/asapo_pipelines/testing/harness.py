@@ -71,6 +71,8 @@ class HarnessResult:
     #: (port, stream, next_stream) of every output stream finished
     finished: list[tuple[str, str, str | None]] = field(default_factory=list)
     retries: int = 0
+    #: the unit's `summary()` at shutdown
+    summary: dict[str, Any] = field(default_factory=dict)
 
     def on(self, port: str) -> list[OutputRecord]:
         return [o for o in self.outputs if o.port == port]
@@ -220,7 +222,10 @@ class UnitHarness:
         """Run a source's `run()` to its end and finish its output streams."""
         self.start()
         assert isinstance(self.runner.unit, Source)
-        self.runner.run_source(lambda out: self._collect([out]))
+        self.runner.run_source(
+            lambda out: self._collect([out]),
+            lambda record, _key: self.result.errors.append(record),
+        )
         for port, stream in self.runner.source_streams.items():
             self._finish_output(port, stream, None)
         return self.result
@@ -233,6 +238,7 @@ class UnitHarness:
         if self._started:
             self.runner.flush()
             self.runner.shutdown()
+            self.result.summary = self.runner.summary()
             self._started = False
         return self.result
 

@@ -221,8 +221,16 @@ class _SourceDB:
         )
         try:
             self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-            if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                self.db.execute("PRAGMA journal_mode=WAL")
+            # Processes opening a new index at the same moment (a pipeline's workers starting
+            # together) take turns: a second switch to WAL or a read during the first one's
+            # WAL set-up can get "database is locked" at once, without the busy handler.
+            with self.lock:
+                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+                try:
+                    if self.db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        self.db.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
             self.db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self.db.execute("PRAGMA cache_size=-16000")
             with self.write():

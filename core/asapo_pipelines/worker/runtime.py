@@ -23,6 +23,8 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, UnitRunner
 from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream
 from asapo_pipelines.transport import (
+    EndOfStream,
+    MissingId,
     NoData,
     StreamFinished,
     Transport,
@@ -202,7 +204,9 @@ class Worker:
         """Run until done ("finished") or stopped ("stopped"); raises on start-up failures."""
         self._open()
         try:
-            self.runner.start()
+            unit = self.runner.start()
+            if unit.restores_state and self.descriptor.role != "source":
+                self._restore(unit)
             self.status = StatusPublisher(
                 self.transport, self.pipeline, self.counters, interval=self.status_interval
             )
@@ -225,10 +229,66 @@ class Worker:
                     self.status.stop("failed")
                 raise
             self.runner.shutdown()
+            self.counters.summary = self.runner.summary()
             self.status.stop(state)
             return state
         finally:
             self._close()
+
+    def _restore(self, unit: Any) -> None:
+        """Feed `unit.restore()` the inputs an earlier run processed: those named by the
+        provenance of this unit's outputs, in the order the outputs were written."""
+        refs: dict[tuple[str, str, int], None] = {}
+        for reader in self.output_readers.values():
+            for info in reader.streams():
+                for msg_id in range(1, info.last_id + 1):
+                    try:
+                        msg = reader.get_by_id(info.name, msg_id)
+                    except (MissingId, EndOfStream, StreamFinished):
+                        continue
+                    prov = msg.metadata.get(PROVENANCE_KEY)
+                    if not isinstance(prov, dict) or prov.get("unit") != self.label:
+                        continue
+                    for ref in prov.get("inputs") or ():
+                        refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
+        if not refs:
+            return
+        ports = {p.data_source: p.name for p in self.ports}
+        readers: dict[str, Any] = {}
+        try:
+            for source, stream, msg_id in refs:
+                if source not in ports:
+                    continue
+                if source not in readers:
+                    readers[source] = self.transport.consumer(source, f"{self.group}-restore")
+                try:
+                    tmsg = readers[source].get_by_id(stream, msg_id)
+                except (MissingId, EndOfStream, StreamFinished):
+                    continue
+                message = Message(
+                    port=ports[source],
+                    data_source=source,
+                    stream=tmsg.stream,
+                    id=tmsg.id,
+                    payload=tmsg.payload,
+                    metadata=tmsg.metadata,
+                    delivery_count=tmsg.delivery_count,
+                    timestamp=tmsg.timestamp,
+                )
+                try:
+                    unit.restore(message)
+                except Exception as exc:
+                    from asapo_pipelines.plugin_manager import describe_exception
+                    from asapo_pipelines.sdk.runner import UnitStartError
+
+                    raise UnitStartError(
+                        f"unit {self.descriptor.name} failed to restore its state from "
+                        f"{source}/{stream}/{msg_id}: {describe_exception(exc)}"
+                    ) from exc
+        finally:
+            for reader in readers.values():
+                reader.close()
+        log.info("%s restored its state from %d processed inputs", self.label, len(refs))
 
     # -- sources -------------------------------------------------------------------------------
     def _run_source(self) -> str:
@@ -254,8 +314,19 @@ class Worker:
             self.counters.processed += 1
             self.counters.last_message_time = time.time()
 
+        # what an earlier run of this source already reported, read on the first report
+        reported = KeyIndex(self.errors_reader, self.instance)
+
+        def report(record: dict[str, Any], key: str) -> None:
+            if reported.contains(key, None):
+                self.counters.duplicates_skipped += 1
+            else:
+                self._send_error(record, key=key)
+                reported.keys.add(key)
+            self.counters.errors += 1
+
         try:
-            self.runner.run_source(send)
+            self.runner.run_source(send, report)
         except Exception as exc:
             from asapo_pipelines.plugin_manager import describe_exception
             from asapo_pipelines.sdk.runner import error_record

@@ -31,6 +31,8 @@ class Counters:
     last_message_time: float | None = None
     started: float = field(default_factory=time.time)
     pid: int = field(default_factory=os.getpid)
+    #: the unit's own `summary()`, filled in for the final status record
+    summary: dict[str, Any] = field(default_factory=dict)
     host: str = field(default_factory=socket.gethostname)
 
     def snapshot(self, rate: float) -> dict[str, Any]:
@@ -89,3 +91,38 @@ class StatusPublisher:
             self._publish(producer)
         finally:
             producer.close()
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return "; ".join(_plain(v) for v in value)
+    return str(value)
+
+
+def summary_lines(records: Any) -> list[str]:
+    """The units' own summaries (from their final status records) as lines for people:
+    `instance: key value, ...`; a list, or an object of objects, gives one indented line per
+    item."""
+    lines: list[str] = []
+    for record in records:
+        summary = record.get("summary") if isinstance(record, dict) else None
+        if not summary:
+            continue
+        replica = record.get("replica", 0)
+        label = str(record.get("instance", "?")) + (f"[{replica}]" if replica else "")
+        scalars = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
+        lines.append(f"{label}: " + (_plain(scalars) if scalars else ""))
+        for key, value in summary.items():
+            if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+                lines.append(f"  {key}:")
+                lines.extend(f"    {k}: {_plain(v)}" for k, v in value.items())
+            elif isinstance(value, dict):
+                lines.append(f"  {key}: {_plain(value)}")
+            elif isinstance(value, list):
+                lines.append(f"  {key}:")
+                lines.extend(f"    {_plain(item)}" for item in value)
+    return lines

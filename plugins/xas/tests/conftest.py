@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
+# the SDK's in-process harness (the runner `pipeline worker` uses)
+from asapo_pipelines.testing.fixtures import run_unit, unit_harness, unit_message  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

@@ -1,0 +1,215 @@
+"""The runtime classes of the XAS units: thin wrappers that make the scientific core stream.
+
+Only a worker imports this module (the descriptors in `plugin.py` name these classes by import
+string), so it may import numpy and xraylarch at the top. Each class turns messages into the
+core's objects, calls the core (readers, `normalize_scan`, `Merger`, `ConvergenceAgent`) and turns
+the result back into a message; each keeps a short `summary()` for the end of a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.sdk import Agent, Message, PlanItem, Processor, Source, Suggestion
+from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
+from asapo_pipelines_xas.errors import ScanFileError, XasError
+from asapo_pipelines_xas.merge import Merger
+from asapo_pipelines_xas.normalize import normalize_scan
+from asapo_pipelines_xas.readers import Scan
+from asapo_pipelines_xas.scanfiles import ScanFileWatcher, list_scan_files, read_for_params
+
+#: how often watch mode looks at the directory (seconds); settling is timed separately
+WATCH_POLL = 0.2
+#: summaries list at most this many items (the final status record stays small)
+SUMMARY_ITEMS = 50
+
+
+def message_key(message: Message) -> str:
+    """What identifies a message across redeliveries and upstream restarts: its producer's
+    provenance key, else its address."""
+    prov = message.provenance or {}
+    if prov.get("key"):
+        return str(prov["key"])
+    return f"{message.data_source}/{message.stream}/{message.id}"
+
+
+def _round(value: Any, digits: int = 6) -> Any:
+    return round(value, digits) if isinstance(value, float) else value
+
+
+class ScanFiles(Source):
+    """`xas.scan-files`: one `xas/scan` message per file; in watch mode, each new file once."""
+
+    def on_start(self) -> None:
+        self.directory = Path(self.params.directory)
+        if not self.directory.is_dir():
+            raise XasError(f"the scan directory {self.params.directory} does not exist")
+        self.sent: list[str] = []
+        self.malformed: list[dict[str, str]] = []
+
+    def _send(self, path: Path) -> None:
+        name = path.relative_to(self.directory).as_posix()
+        try:
+            scan = read_for_params(path, self.params)
+        except XasError as exc:
+            # a malformed file is reported with its reason and the others go on
+            self.report_error(exc, key=name)
+            self.malformed.append({"file": name, "reason": str(exc)})
+            return
+        except OSError as exc:
+            error = ScanFileError(name, exc.strerror or str(exc))
+            self.report_error(error, key=name)
+            self.malformed.append({"file": name, "reason": str(error)})
+            return
+        meta = scan.metadata
+        self.emit(
+            "scans",
+            scan.to_json(),
+            metadata={k: meta.get(k) for k in ("file", "sample", "element", "edge")},
+            # the file name is the key: a restarted source does not send a file twice
+            key=name,
+        )
+        self.sent.append(name)
+
+    def run(self) -> None:
+        p = self.params
+        if not p.watch:
+            for path in list_scan_files(
+                self.directory, p.pattern, recursive=p.recursive, order=p.order
+            ):
+                if self.stopping:
+                    return
+                self._send(path)
+            return
+        watcher = ScanFileWatcher(
+            self.directory, p.pattern, recursive=p.recursive, settle_seconds=p.settle_seconds
+        )
+        while True:
+            for path in watcher.poll():
+                if self.stopping:
+                    return
+                self._send(path)
+            if self.wait(WATCH_POLL):
+                return
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scans_sent": len(self.sent), "directory": str(self.directory)}
+        if self.malformed:
+            out["malformed"] = self.malformed[-SUMMARY_ITEMS:]
+        return out
+
+
+class Normalize(Processor):
+    """`xas.normalize`: one `xas/spectrum` per `xas/scan` (xraylarch pre_edge, autobk, noise)."""
+
+    def on_start(self) -> None:
+        self.results: list[dict[str, Any]] = []
+
+    def process(self, message: Message) -> dict[str, Any]:
+        spectrum = normalize_scan(Scan.from_json(message.value), self.params)
+        # the merge recognises a redelivered scan by this identity (see Merger.add)
+        spectrum.metadata["scan_id"] = message_key(message)
+        values = spectrum.values
+        self.results = [r for r in self.results if r["file"] != spectrum.metadata.get("file")]
+        self.results.append(
+            {
+                "file": spectrum.metadata.get("file"),
+                "e0": _round(values.get("e0"), 2),
+                "edge_step": _round(values.get("edge_step"), 4),
+                "noise": _round(values.get("epsilon_k")),
+            }
+        )
+        del self.results[:-SUMMARY_ITEMS]
+        return spectrum.to_json()
+
+    def summary(self) -> dict[str, Any]:
+        return {"spectra": len(self.results), "scans": list(self.results)}
+
+
+class Merge(Processor):
+    """`xas.merge`: after every spectrum, the merge of its group (sample, element, edge, mode)."""
+
+    #: a restarted merge gets the spectra it merged before (the worker calls `restore`)
+    restores_state = True
+
+    def on_start(self) -> None:
+        self.merger = Merger(self.params)
+        self.groups: dict[str, dict[str, Any]] = {}
+
+    def restore(self, message: Message) -> None:
+        # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself
+        self._add(message)
+
+    def process(self, message: Message) -> dict[str, Any]:
+        return self._add(message)
+
+    def _add(self, message: Message) -> dict[str, Any]:
+        merged = self.merger.add(message.value).to_json()
+        group = merged["group"]
+        values = merged["values"]
+        self.groups["/".join(str(v) for v in group.values())] = {
+            "scans": merged["n_scans"],
+            "merged": merged["n_merged"],
+            "rejected": len(merged["rejected"]),
+            "e0": _round(values.get("e0"), 2),
+            "edge_step": _round(values.get("edge_step"), 4),
+            "noise": _round(values.get("epsilon_k")),
+            "single_scan_noise": [_round(s.get("epsilon_k")) for s in merged["scans"]],
+        }
+        return merged
+
+    def summary(self) -> dict[str, Any]:
+        return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def target_label(group: dict[str, Any]) -> str:
+    """A suggestion's target as one string: sample/element/edge/mode."""
+    return "/".join(str(v) for v in group.values() if v not in (None, "")) or "unknown"
+
+
+class ConvergenceAgent(Agent):
+    """`xas.convergence-agent`: a plan suggestion (more scans, stop, change parameters) for every
+    merge, in the SDK's suggestion schema; the core's details go under `arguments`."""
+
+    def on_start(self) -> None:
+        self.advisor = Advisor(self.params)
+        self.decisions: dict[str, dict[str, Any]] = {}
+        self.count = 0
+
+    def process(self, message: Message) -> None:
+        decision = self.advisor.decide(message.value)
+        group = dict(decision["target"])
+        item = decision.get("item")
+        suggestion = Suggestion(
+            action=decision["action"],
+            target=target_label(group),
+            arguments={
+                **decision["arguments"],
+                "group": group,
+                "bad_scans": decision["bad_scans"],
+                "latest": decision["latest"],
+                "metrics": decision["metrics"],
+            },
+            reason=decision["reason"],
+            confidence=decision["confidence"],
+            plan=PlanItem.model_validate(item) if item else None,
+        )
+        self.suggest(suggestion)
+        self.count += 1
+        metrics = decision["metrics"]
+        self.decisions[suggestion.target] = {
+            "action": suggestion.action,
+            **(
+                {"scans": decision["arguments"]["scans"]}
+                if "scans" in decision["arguments"]
+                else {}
+            ),
+            "noise": _round(metrics.get("epsilon_k")),
+            "target_noise": metrics.get("target_noise"),
+            "merged": metrics.get("n_merged"),
+            "reason": suggestion.reason,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {"suggestions": self.count, "decisions": dict(self.decisions)}

@@ -1,0 +1,90 @@
+"""Real `pipeline worker` processes on the embedded transport, for the XAS plugin's tests (which
+run with only the core and this plugin installed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+def write_pipeline(directory: Path, name: str, units: dict[str, Any]) -> Path:
+    """A pipeline file (JSON is YAML) with the embedded store in `directory/store`."""
+    path = directory / f"{name}.pipeline.yaml"
+    doc = {"pipeline": name, "transport": {"embedded": {"path": "store"}}, "units": units}
+    path.write_text(json.dumps(doc, indent=2))
+    return path
+
+
+def spawn(pipeline: Path, unit: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = str(log_dir / "cache")
+    log = open(log_dir / f"{unit}.log", "ab")  # noqa: SIM115  (the process holds it)
+    return subprocess.Popen(
+        [PIPELINE, "worker", str(pipeline), unit, "--status-interval", "0.3"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=pipeline.parent,
+    )
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> int:
+    """SIGTERM (the worker drains and exits 0), SIGKILL if it does not."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def read(store: Path, source: str, stream: str = "default") -> list[Any]:
+    """Every message of one stream, as (metadata, decoded value) pairs."""
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.transport.formats import decode
+
+    with (
+        open_transport({"embedded": {"path": str(store)}}) as t,
+        t.consumer(source, "xas-test-reader") as c,
+    ):
+        names = {info.name for info in c.streams()}
+        if stream not in names:
+            return []
+        info = c.stream_info(stream)
+        out = []
+        for i in range(1, info.last_id + 1):
+            msg = c.get_by_id(stream, i)
+            out.append((msg.metadata, decode(msg.payload, msg.metadata)))
+        return out
+
+
+def last_status(store: Path, pipeline: str, instance: str) -> dict[str, Any]:
+    from asapo_pipelines.transport import open_transport
+
+    with (
+        open_transport({"embedded": {"path": str(store)}}) as t,
+        t.consumer(f"{pipeline}.status", "xas-test-reader") as c,
+    ):
+        return dict(c.get_last(f"{instance}.0").metadata)
+
+
+def wait_until(predicate: Any, timeout: float = 120.0, procs: list[Any] = ()) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        for proc in procs:
+            if proc.poll() is not None:
+                raise AssertionError(f"a worker exited early with {proc.returncode}: {proc.args}")
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,198 @@
+"""The README's first command: `pipeline run examples/p65-xas.pipeline.yaml` on the bundled P65
+data, run as a user would (in a copy of examples/), with both reference plugins installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import CACHE_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "p65-xas.pipeline.yaml"
+MISSING = [
+    dist
+    for dist, module in (
+        ("asapo-pipelines-xas", "asapo_pipelines_xas"),
+        ("asapo-pipelines-nexus", "asapo_pipelines_nexus"),
+    )
+    if importlib.util.find_spec(module) is None
+]
+pytestmark = pytest.mark.skipif(
+    bool(MISSING),
+    reason=f"the P65 example needs both reference plugins; not installed: {', '.join(MISSING)} "
+    "(pip install -e plugins/xas -e plugins/nexus)",
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("p65")
+    examples = work / "examples"
+    shutil.copytree(
+        ROOT / "examples", examples, ignore=shutil.ignore_patterns(".pipeline-data", "results")
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    env["COLUMNS"] = "200"
+    # the local executor starts `pipeline worker` tasks from PATH, as a user's shell would
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("pipeline")), "run", "examples/p65-xas.pipeline.yaml"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return examples, done
+
+
+def known_values() -> dict[str, tuple[float, float]]:
+    """E0 and edge step of the GOE scans from examples/data/SOURCES.md's table."""
+    text = (ROOT / "examples" / "data" / "SOURCES.md").read_text()
+    found = re.findall(r"\| GOE scan (\d), ln\(I0/It\) \| ([\d.]+) \| ([\d.]+) \|", text)
+    return {f"20K_GOE_Fe_K_240.{int(n):05d}.xdi": (float(e0), float(s)) for n, e0, s in found}
+
+
+def test_the_example_runs_and_prints_its_summary(run):
+    examples, done = run
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "job p65-xas completed" in out
+    known = known_values()
+    assert len(known) == 2
+    for name, (e0, step) in known.items():
+        line = next(x for x in out.splitlines() if x.strip().startswith(f"file {name}"))
+        got = dict(re.findall(r"(e0|edge_step|noise) ([\d.e+-]+)", line))
+        assert float(got["e0"]) == pytest.approx(e0, abs=0.5)
+        assert float(got["edge_step"]) == pytest.approx(step, rel=0.02)
+    assert "scans: scans_sent 2" in out
+    merge = next(x for x in out.splitlines() if "20K_GOE_Fe_K_240/Fe/K/transmission: scans" in x)
+    assert "merged 2" in merge
+    assert "rejected 0" in merge
+    decision = next(x for x in out.splitlines() if "action " in x)
+    assert "action stop" in decision
+    assert "reached the target" in decision
+    nexus = examples / "results" / "p65.nxs"
+    assert f"writer: file {nexus.resolve()}, entries_written 6" in out
+
+
+def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
+    import h5py
+    import numpy as np
+    from asapo_pipelines_xas.readers import read_scan
+
+    examples, done = run
+    assert done.returncode == 0, done.stdout + done.stderr
+    with h5py.File(examples / "results" / "p65.nxs", "r", swmr=True) as f:
+        kinds: dict[str, list[h5py.Group]] = {}
+        for entry in f.values():
+            kinds.setdefault(str(entry.attrs["asapo_content_type"]), []).append(entry)
+        assert {k: len(v) for k, v in kinds.items()} == {
+            "xas/scan": 2,
+            "xas/spectrum": 2,
+            "xas/merged": 2,
+        }
+        by_file = {}
+        for entry in kinds["xas/scan"]:
+            assert entry["definition"][()].decode() == "NXxas"
+            title = entry["title"][()].decode()
+            by_file[title.split()[-1]] = entry
+        assert sorted(by_file) == sorted(known_values())
+        for name, entry in by_file.items():
+            scan = read_scan(examples / "data" / name)
+            np.testing.assert_allclose(entry["instrument/monochromator/energy"][()], scan.energy)
+            np.testing.assert_allclose(
+                entry["instrument/incoming_beam/data"][()], scan.channels["i0"]
+            )
+            np.testing.assert_allclose(
+                entry["instrument/absorbed_beam/data"][()], scan.channels["it"]
+            )
+        last = max(kinds["xas/merged"], key=lambda e: int(e["process/results/n_merged"][()]))
+        assert int(last["process/results/n_merged"][()]) == 2
+        singles = [float(e["process/results/epsilon_k"][()]) for e in kinds["xas/spectrum"]]
+        assert float(last["process/results/epsilon_k"][()]) < min(singles)
+
+
+def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tmp_path):
+    """The example at the beamline: `watch: true`, run in the background, scan files copied in
+    one by one; the NeXus file is read while the pipeline writes it; `pipeline stop` ends it."""
+    import time
+
+    import h5py
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    doc = yaml.load(EXAMPLE.read_text())
+    doc["units"]["scans"]["params"].update(
+        {"directory": "incoming", "watch": True, "settle_seconds": 0.5}
+    )
+    (tmp_path / "incoming").mkdir()
+    with (tmp_path / "live.pipeline.yaml").open("w") as f:
+        yaml.dump(doc, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    cli = str(Path(sys.executable).with_name("pipeline"))
+
+    def pipeline(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [cli, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    def entries() -> dict[str, int]:
+        path = tmp_path / "results" / "p65.nxs"
+        try:
+            with h5py.File(path, "r", swmr=True) as f:
+                kinds: dict[str, int] = {}
+                for entry in f.values():
+                    kind = str(entry.attrs.get("asapo_content_type"))
+                    kinds[kind] = kinds.get(kind, 0) + 1
+                return kinds
+        except (OSError, KeyError):  # not there yet, or being created
+            return {}
+
+    started = pipeline("run", "--detach", "live.pipeline.yaml")
+    assert started.returncode == 0, started.stderr
+    try:
+        names = sorted(known_values())
+        for i, name in enumerate(names, start=1):
+            hidden = tmp_path / "incoming" / f".{name}.part"  # as a copy tool writes it
+            shutil.copy(ROOT / "examples" / "data" / name, hidden)
+            hidden.rename(tmp_path / "incoming" / name)
+            wanted = {"xas/scan": i, "xas/spectrum": i, "xas/merged": i}
+            deadline = time.monotonic() + 180
+            while entries() != wanted and time.monotonic() < deadline:
+                time.sleep(0.2)
+            # read while the writer worker holds the file: the pipeline is still running
+            assert entries() == wanted, pipeline("logs", "live.pipeline.yaml", "writer").stdout
+    finally:
+        stopped = pipeline("stop", "live.pipeline.yaml")
+    assert stopped.returncode == 0, stopped.stderr
+    assert entries() == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2}
+    with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
+        keys = [str(e.attrs["asapo_key"]) for e in f.values()]
+    assert len(keys) == len(set(keys)) == 6
+    # the agent asked for more after the first repeat and said stop after the second
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.transport.formats import decode
+
+    with (
+        open_transport({"embedded": {"path": str(tmp_path / ".pipeline-data")}}) as t,
+        t.consumer("plans", "test-reader") as c,
+    ):
+        last = c.stream_info("default").last_id
+        plans = [
+            decode(m.payload, m.metadata)
+            for m in (c.get_by_id("default", i) for i in range(1, last + 1))
+        ]
+    assert [p["action"] for p in plans] == ["more_scans", "stop"]

@@ -1,0 +1,190 @@
+"""A unit's `summary()` reaches the worker's final status record and the CLI's lines; a source's
+`report_error()` reaches the error stream once, also across restarts."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+from asapo_pipelines.sdk import Processor, Source, describe, inp, out
+from asapo_pipelines.testing.harness import UnitHarness
+from asapo_pipelines.transport import open_transport
+from asapo_pipelines.transport.formats import decode
+from asapo_pipelines.worker.naming import errors_source, status_source
+from asapo_pipelines.worker.runtime import Worker
+from asapo_pipelines.worker.status import summary_lines
+
+
+class Counting(Source):
+    """Sends 0..4; reports 3 as bad; says what it did."""
+
+    def on_start(self):
+        self.sent = []
+
+    def run(self):
+        for i in range(5):
+            if i == 3:
+                self.report_error(ValueError(f"item {i} is malformed"), key=f"item-{i}")
+                continue
+            self.emit(None, {"n": i}, key=str(i))
+            self.sent.append(i)
+
+    def summary(self):
+        return {"sent": len(self.sent), "items": [{"n": n} for n in self.sent[:2]]}
+
+
+class Doubling(Processor):
+    def on_start(self):
+        self.total = 0
+
+    def process(self, message):
+        self.total += message.value["n"]
+        return {"n": 2 * message.value["n"]}
+
+    def summary(self):
+        return {"total": self.total, "groups": {"all": {"count": 4}}}
+
+
+class Summing(Doubling):
+    """Keeps a running total in memory: a restarted worker restores it."""
+
+    restores_state = True
+
+    def restore(self, message):
+        self.total += message.value["n"]
+
+
+class BadSummary(Processor):
+    def process(self, message):
+        return message.value
+
+    def summary(self):
+        return {"not json": object()}
+
+
+MODULE = types.ModuleType("summary_test_units")
+MODULE.Counting, MODULE.Doubling, MODULE.BadSummary = Counting, Doubling, BadSummary
+MODULE.Summing = Summing
+sys.modules[MODULE.__name__] = MODULE
+
+SOURCE = describe(
+    "test.counting",
+    kind="connector",
+    summary="counts",
+    runtime="summary_test_units:Counting",
+    outputs=[out("numbers")],
+)
+DOUBLE = describe(
+    "test.doubling",
+    kind="processor",
+    summary="doubles",
+    runtime="summary_test_units:Doubling",
+    inputs=[inp("numbers")],
+    outputs=[out("doubled")],
+)
+SUMMING = describe(
+    "test.summing",
+    kind="processor",
+    summary="sums",
+    runtime="summary_test_units:Summing",
+    inputs=[inp("numbers")],
+    outputs=[out("doubled")],
+)
+BAD = describe(
+    "test.bad-summary",
+    kind="processor",
+    summary="bad summary",
+    runtime="summary_test_units:BadSummary",
+    inputs=[inp("numbers")],
+    outputs=[out("same")],
+)
+
+
+def run_worker(store, descriptor, instance, **wiring):
+    worker = Worker(
+        open_transport({"embedded": {"path": str(store)}}),
+        descriptor,
+        {},
+        pipeline="demo",
+        instance=instance,
+        status_interval=0.2,
+        linger=0.1,
+        **wiring,
+    )
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    worker.transport.close()
+    return worker
+
+
+def read_all(store, source, stream):
+    with (
+        open_transport({"embedded": {"path": str(store)}}) as t,
+        t.consumer(source, "reader") as c,
+    ):
+        last = c.stream_info(stream).last_id
+        return [c.get_by_id(stream, i) for i in range(1, last + 1)]
+
+
+def test_harness_result_holds_the_summary_and_reported_errors():
+    result = UnitHarness(SOURCE).run()
+    assert [v["n"] for v in result.values("numbers")] == [0, 1, 2, 4]
+    assert result.summary == {"sent": 4, "items": [{"n": 0}, {"n": 1}]}
+    (record,) = result.errors
+    assert (record["key"], record["hook"], record["error"]) == (
+        "item-3",
+        "run",
+        "item 3 is malformed",
+    )
+    assert record["exception"] == "builtins.ValueError"
+
+
+def test_final_status_carries_the_summary_and_errors_are_reported_once(tmp_path):
+    store = tmp_path / "store"
+    run_worker(store, SOURCE, "count", outputs={"numbers": "numbers"})
+    run_worker(store, DOUBLE, "double", inputs={"numbers": "numbers"}, outputs={"doubled": "d"})
+    final = read_all(store, status_source("demo"), "double.0")[-1].metadata
+    assert final["state"] == "finished"
+    assert final["summary"] == {"total": 7, "groups": {"all": {"count": 4}}}
+    source_final = read_all(store, status_source("demo"), "count.0")[-1].metadata
+    assert source_final["summary"]["sent"] == 4
+    assert source_final["errors"] == 1
+    errors = read_all(store, errors_source("demo"), "count")
+    assert [decode(m.payload, m.metadata)["key"] for m in errors] == ["item-3"]
+    # a restarted source sends nothing twice and reports the bad item once
+    run_worker(store, SOURCE, "count", outputs={"numbers": "numbers"})
+    assert len(read_all(store, "numbers", "default")) == 4
+    assert len(read_all(store, errors_source("demo"), "count")) == 1
+    lines = summary_lines([source_final, final])
+    assert lines == [
+        "count: sent 4",
+        "  items:",
+        "    n 0",
+        "    n 1",
+        "double: total 7",
+        "  groups:",
+        "    all: count 4",
+    ]
+
+
+def test_a_summary_that_is_not_json_is_left_out(tmp_path):
+    result = UnitHarness(BAD).run([{"n": 1}])
+    assert result.summary == {}
+    assert result.values("same") == [{"n": 1}]
+
+
+def test_a_restarted_unit_restores_its_state_from_the_inputs_it_processed(tmp_path):
+    store = tmp_path / "store"
+    run_worker(store, SOURCE, "count", outputs={"numbers": "numbers"})
+    wiring = {"inputs": {"numbers": "numbers"}, "outputs": {"doubled": "d"}}
+    first = run_worker(store, SUMMING, "sum", **wiring)
+    assert (first.counters.received, first.counters.summary["total"]) == (4, 7)
+    again = run_worker(store, SUMMING, "sum", **wiring)
+    # nothing new to process, yet the total is what the first run had summed
+    assert (again.counters.received, again.counters.summary["total"]) == (0, 7)
+    # a unit without restores_state starts from nothing
+    plain = run_worker(store, DOUBLE, "sum", **wiring)
+    assert plain.counters.summary["total"] == 0
