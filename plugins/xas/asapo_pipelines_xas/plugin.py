@@ -6,7 +6,7 @@ The runtimes are named by import string and imported only inside a worker.
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
+from asapo_pipelines.descriptor import PlotHint, Port, Resources, UnitDescriptor
 from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
 from asapo_pipelines_xas.params import (
     ConvergenceParams,
@@ -75,6 +75,19 @@ NORMALIZE = UnitDescriptor(
     params=NormalizeParams,
     resources=Resources(cpu=1000, memory=512),
     runtime="asapo_pipelines_xas.units:Normalize",
+    # the viewer overlays each normalised scan with the merge (same figure)
+    plots=(
+        PlotHint(
+            port="spectra",
+            kind="xy",
+            x="arrays.energy",
+            y="arrays.norm",
+            label="metadata.file",
+            figure="spectra",
+            keep=20,
+            title="normalised spectra and their merge",
+        ),
+    ),
 )
 
 MERGE = UnitDescriptor(
@@ -108,6 +121,19 @@ MERGE = UnitDescriptor(
     params=MergeParams,
     resources=Resources(cpu=1000, memory=512),
     runtime="asapo_pipelines_xas.units:Merge",
+    plots=(
+        # the newest merge, drawn over the scans it merged
+        PlotHint(
+            port="merged", kind="xy", x="arrays.energy", y="arrays.norm", figure="spectra", keep=1
+        ),
+        PlotHint(
+            port="merged",
+            kind="scalar",
+            x="n_merged",
+            y="values.epsilon_k",
+            title="noise against the number of scans merged",
+        ),
+    ),
 )
 
 CONVERGENCE_AGENT = UnitDescriptor(
@@ -140,6 +166,11 @@ CONVERGENCE_AGENT = UnitDescriptor(
     params=ConvergenceParams,
     resources=Resources(cpu=200, memory=128),
     runtime="asapo_pipelines_xas.units:ConvergenceAgent",
+    plots=(
+        PlotHint(
+            port="plans", kind="scalar", y="action", label="reason", title="the agent's decisions"
+        ),
+    ),
 )
 
 UNITS = (SCAN_FILES, NORMALIZE, MERGE, CONVERGENCE_AGENT)
