@@ -143,15 +143,33 @@ def test_xas_pipeline_in_the_viewer(page, tmp_path):
         )
         assert page.evaluate("window.__sameDocument") is True
 
+        # each normalised scan overlaid with the newest merge, drawn from the plot hints
         figure = pipeline.merge_figure()
         plot = f'[data-plot="{figure}"]'
         wait_for(
             page,
             lambda: (
                 page.locator(plot).count() == 1
-                and int(page.get_attribute(plot, "data-traces") or 0) >= 1
+                and any(
+                    name.startswith("n_merged ")
+                    for name in page.locator(f"{plot} .legendtext").all_text_contents()
+                )
+                and int(page.get_attribute(plot, "data-traces") or 0) >= 3
             ),
-            "the merged spectrum plot",
+            "the merged spectrum over its scans",
+            timeout=120,
+        )
+        # the noise against the number of scans merged, and the agent's decisions
+        wait_for(
+            page,
+            lambda: page.locator('[data-plot="merge-1"] .scatterlayer .point').count() >= 2,
+            "the noise plot",
+            timeout=120,
+        )
+        wait_for(
+            page,
+            lambda: page.locator('[data-plot="advisor-0"] .scatterlayer .point').count() >= 2,
+            "the decisions timeline",
             timeout=120,
         )
         ARTIFACTS.mkdir(exist_ok=True)

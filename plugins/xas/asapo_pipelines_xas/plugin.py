@@ -124,7 +124,13 @@ MERGE = UnitDescriptor(
     plots=(
         # the newest merge, drawn over the scans it merged
         PlotHint(
-            port="merged", kind="xy", x="arrays.energy", y="arrays.norm", figure="spectra", keep=1
+            port="merged",
+            kind="xy",
+            x="arrays.energy",
+            y="arrays.norm",
+            label="n_merged",
+            figure="spectra",
+            keep=1,
         ),
         PlotHint(
             port="merged",
