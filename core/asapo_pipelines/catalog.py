@@ -98,7 +98,7 @@ def _normalize(name: str) -> str:
     return name.lower().replace("_", "-").replace(".", "-")
 
 
-def _builtin_source() -> PluginSource:
+def builtin_source() -> PluginSource:
     return PluginSource(BUILTIN_PLUGIN, CORE_DISTRIBUTION, __version__, BUILTIN_MODULE)
 
 
@@ -126,6 +126,11 @@ def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSour
     return sorted(sources, key=lambda s: (s.name, s.distribution))
 
 
+def installed_sources(env: Mapping[str, str] | None = None) -> list[PluginSource]:
+    """The built-in plugin, then the installed ones the allow and block lists let through."""
+    return [builtin_source(), *entry_point_sources(env)]
+
+
 class Catalog:
     """The units available in this environment, and a record of every plugin looked at."""
 
@@ -140,7 +145,7 @@ class Catalog:
         env = os.environ if env is None else env
         if strict is None:
             strict = env.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
-        return cls.from_sources([_builtin_source(), *entry_point_sources(env)], strict=strict)
+        return cls.from_sources(installed_sources(env), strict=strict)
 
     @classmethod
     def from_sources(cls, sources: Iterable[PluginSource], *, strict: bool = False) -> Catalog:

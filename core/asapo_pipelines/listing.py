@@ -30,8 +30,7 @@ from asapo_pipelines.catalog import (
     ENV_STRICT,
     Catalog,
     PluginSource,
-    _builtin_source,
-    entry_point_sources,
+    installed_sources,
 )
 from asapo_pipelines.errors import PluginError
 
@@ -145,7 +144,7 @@ def load_listing(*, strict: bool | None = None, env: Mapping[str, str] | None = 
     env = os.environ if env is None else env
     if strict is None:
         strict = env.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
-    sources = [_builtin_source(), *entry_point_sources(env)]
+    sources = installed_sources(env)
     use_cache = env.get(ENV_NO_CACHE, "").lower() not in ("1", "true", "yes")
     key = fingerprint(sources) if use_cache else None
     path = _cache_file(env)

@@ -32,9 +32,9 @@ def catalog_from_plugins(
     version: str = "0.0.0",
 ) -> Catalog:
     """Build a catalog from plugin objects, as if each were an installed entry point."""
-    from asapo_pipelines.catalog import Catalog, PluginSource, _builtin_source
+    from asapo_pipelines.catalog import Catalog, PluginSource, builtin_source
 
-    sources = [_builtin_source()] if builtin else []
+    sources = [builtin_source()] if builtin else []
     for plugin in plugins:
         if isinstance(plugin, str):
             plugin = importlib.import_module(plugin)
