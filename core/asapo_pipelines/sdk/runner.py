@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from asapo_pipelines.descriptor import UnitDescriptor
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.errors import ConfigurationError, PipelinesError
 from asapo_pipelines.sdk.units import (
     PROVENANCE_KEY,
     ROLE_BASES,
@@ -36,7 +36,7 @@ from asapo_pipelines.sdk.units import (
 DEFAULT_STREAM = "default"
 
 
-class UnitStartError(PipelinesError):
+class UnitStartError(ConfigurationError):
     """The unit cannot start: bad params, a runtime that does not import, a missing resource."""
 
 
