@@ -23,7 +23,7 @@ OTHER = "other"
 
 def kind_of(exc: BaseException) -> str:
     """full, denied, read-only, damaged or other."""
-    if isinstance(exc, OSError):
+    if isinstance(exc, OSError) and exc.errno is not None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return FULL
         if exc.errno in (errno.EACCES, errno.EPERM):
@@ -43,9 +43,12 @@ def kind_of(exc: BaseException) -> str:
         if code in (SQLITE_PERM, SQLITE_CANTOPEN) or "unable to open" in text:
             return DENIED
         return OTHER
+    # libraries that wrap the C errno in their own text (HDF5 through h5py)
     text = str(exc).lower()
-    if "no space" in text or "disk is full" in text or "errno = 28" in text:
+    if "no space left" in text or "disk is full" in text or "errno = 28" in text:
         return FULL
+    if "read-only file system" in text or "errno = 30" in text:
+        return READ_ONLY
     return OTHER
 
 
@@ -71,8 +74,17 @@ def remedy(kind: str, path: Path | str) -> str:
     return f"check the storage under {where} (free space, permissions, the disk itself)"
 
 
+def reason(exc: BaseException) -> str:
+    """The short reason of a storage failure (the OS's words, or the library's first line)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if kind_of(exc) == FULL and "no space" not in text.lower():
+        text = "no space left on device"
+    return text.rstrip(".")[:300] or type(exc).__name__
+
+
 def describe(what: str, path: Path | str, exc: BaseException) -> str:
-    """`<what> <path> failed: <reason>; <remedy>` in one sentence."""
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    reason = reason.rstrip(".") or type(exc).__name__
-    return f"{what} ({path}) failed: {reason}; {remedy(kind_of(exc), path)}"
+    """`<what> (<path>) failed: <reason>; <remedy>` in one sentence."""
+    return f"{what} ({path}) failed: {reason(exc)}; {remedy(kind_of(exc), path)}"

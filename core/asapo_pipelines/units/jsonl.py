@@ -47,9 +47,10 @@ class JsonLinesSink(Sink):
             except ValueError as exc:
                 # only a crash's last line is repaired by itself; a broken line inside the file
                 # is damage the user must look at (the de-duplication depends on every line)
+                why = getattr(exc, "msg", str(exc))
                 raise PipelinesError(
-                    f"{self.path} line {number} is not a JSON object ({getattr(exc, 'msg', exc)}); repair or "
-                    "remove that line, or move the file aside to start a new one"
+                    f"{self.path} line {number} is not a JSON object ({why}); repair or remove "
+                    "that line, or move the file aside to start a new one"
                 ) from None
             if not isinstance(record, dict):
                 raise PipelinesError(
