@@ -77,10 +77,9 @@ def start_detached(
                 f"job {job_id} is already running locally (supervisor pid {state.get('pid')}); "
                 "stop it first with `pipeline stop`"
             )
-        # the tasks of a supervisor that was killed outright still run: they go first
-        stop_orphans(run_dir)
+        # the state file stays: it names the tasks of a supervisor that was killed outright,
+        # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
         (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
-        (run_dir / STATE_FILE).unlink(missing_ok=True)
     except OSError as exc:
         raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
     argv = [sys.executable, "-m", "asapo_pipelines.local.supervise", str(run_dir)]

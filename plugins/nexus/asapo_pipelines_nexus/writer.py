@@ -31,8 +31,9 @@ import fcntl
 import json
 import os
 import re
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -242,21 +243,31 @@ class NexusWriter:
         )
 
     def _entry(self, name: str, key: str, fill: Any) -> str:
-        """Fill a new entry and commit it; a storage failure is the unit's, not the message's."""
-        try:
-            fill()
-        except (OSError, RuntimeError) as exc:
-            raise self._freeze(exc) from None
-        except BaseException:
+        """Fill a new entry and commit it; a storage failure is the unit's, not the message's.
+
+        HDF5 also writes when h5py releases an object, where a failure is only printed
+        ("Exception ignored in ObjectID.__dealloc__"): those are caught here too, so the first
+        failed write, wherever it happens, stops the writer before anything else is flushed."""
+        with _released_failures() as failures:
             try:
-                self._discard(name)
+                fill()
             except (OSError, RuntimeError) as exc:
                 raise self._freeze(exc) from None
-            raise
-        try:
-            return self._commit(name, key)
-        except (OSError, RuntimeError) as exc:
-            raise self._freeze(exc) from None
+            except BaseException:
+                try:
+                    self._discard(name)
+                except (OSError, RuntimeError) as exc:
+                    raise self._freeze(exc) from None
+                raise
+            if failures:
+                raise self._freeze(failures[0]) from None
+            try:
+                return self._commit(name, key)
+            except (OSError, RuntimeError) as exc:
+                raise self._freeze(exc) from None
+            finally:
+                if failures and self._frozen is None:
+                    raise self._freeze(failures[0]) from None
 
     def _lock(self) -> None:
         # HDF5 gives up its own file lock in SWMR mode, so one writer per file is enforced here;
@@ -578,6 +589,25 @@ def detection_mode(meta: Mapping[str, Any], absorbed_role: str) -> str:
         return DETECTION_MODES[absorbed_role]
     column = str(dict(meta.get("columns", {})).get("mu", "")).lower()
     return "Fluorescence Yield" if "fl" in column else "Transmission"
+
+
+@contextlib.contextmanager
+def _released_failures() -> Iterator[list[BaseException]]:
+    """Collect the errors h5py swallows when it releases an object (HDF5 writes then)."""
+    failures: list[BaseException] = []
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if "h5py" in repr(info.object) and info.exc_value is not None:
+            failures.append(info.exc_value)
+        else:
+            previous(info)
+
+    sys.unraisablehook = hook
+    try:
+        yield failures
+    finally:
+        sys.unraisablehook = previous
 
 
 def _copy_entries(old: h5py.File, new: h5py.File) -> int:
