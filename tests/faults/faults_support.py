@@ -23,7 +23,10 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def pipeline(
-    *args: str, cwd: Path | None = None, timeout: float = 120, prefix: list[str] | None = None,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    prefix: list[str] | None = None,
     **extra: str,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -93,8 +93,10 @@ def test_a_damaged_payload_goes_to_the_error_stream_and_the_stream_moves_on(
         assert record["exception"].endswith("CorruptPayload")
         reason = "holds" if damage == "truncated" else "no payload file any more"
         assert reason in record["error"] and "stream 'scan1'" in record["error"]
-    delivered = sorted(json.loads(line)["metadata"]["name"] for line in
-                       (tmp_path / "out.jsonl").read_text().splitlines())
+    delivered = sorted(
+        json.loads(line)["metadata"]["name"]
+        for line in (tmp_path / "out.jsonl").read_text().splitlines()
+    )
     expected = {"truncated": ["scan1-1", "scan1-3"], "missing": ["scan1-3"]}[damage]
     assert delivered == sorted([*expected, "scan2-1", "scan2-2"])
 

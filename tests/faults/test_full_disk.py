@@ -39,8 +39,13 @@ def spectrum(i: int) -> dict:
     return {
         "metadata": {"file": f"scan{i:04d}.xdi", "sample": "Fe foil"},
         "values": {"e0": 7112.0, "edge_step": 1.0},
-        "arrays": {"energy": energy.tolist(), "mu": mu.tolist(), "norm": mu.tolist(),
-                   "flat": mu.tolist(), "bkg": mu.tolist()},
+        "arrays": {
+            "energy": energy.tolist(),
+            "mu": mu.tolist(),
+            "norm": mu.tolist(),
+            "flat": mu.tolist(),
+            "bkg": mu.tolist(),
+        },
         "settings": {"program": "xraylarch"},
     }
 
@@ -81,9 +86,10 @@ def test_nexus_writer_on_a_full_disk_stops_and_loses_no_acknowledged_entry(
     file = writer_pipeline(tmp_path, results)
     from asapo_pipelines.transport.formats import encode
 
-    with open_transport({"embedded": {"path": str(tmp_path / "store")}}) as t, t.producer(
-        "spectra"
-    ) as p:
+    with (
+        open_transport({"embedded": {"path": str(tmp_path / "store")}}) as t,
+        t.producer("spectra") as p,
+    ):
         for i in range(N_SPECTRA):
             p.send("default", *encode(spectrum(i), "json"))
         p.finish_stream("default")

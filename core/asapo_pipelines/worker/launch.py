@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,8 @@ def _relative_paths(value: Any) -> list[str]:
         return [p for v in value.values() for p in _relative_paths(v)]
     if isinstance(value, list | tuple):
         return [p for v in value for p in _relative_paths(v)]
-    if isinstance(value, str) and value and not os.path.isabs(value) and "://" not in value:
-        return [value] if ("/" in value or "." in value or os.path.exists(value)) else []
+    if isinstance(value, str) and len(value) > 1 and not os.path.isabs(value):
+        return [] if "://" in value else [value]
     return []
 
 
@@ -100,7 +101,11 @@ def _with_path_hint(exc: PipelinesError, worker: Any) -> PipelinesError:
         values = params.model_dump() if params is not None else {}
     except Exception:  # params are a bonus here
         values = {}
-    named = [p for p in _relative_paths(values) if p.rstrip("/") in exc.message]
+    named = [
+        p
+        for p in _relative_paths(values)
+        if re.search(rf"(?<![\w/.-]){re.escape(p.rstrip('/'))}(?![\w.-])", exc.message)
+    ]
     if not named:
         return exc
     exc.message = (
