@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -133,7 +134,5 @@ def kill_run(run_dir: Path) -> None:
     pids = [state.get("pid")] + [u.get("pid") for u in state.get("units", [])]
     for pid in pids:
         if pid and alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass

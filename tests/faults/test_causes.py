@@ -20,6 +20,7 @@ from faults_support import core_pipeline, env, pipeline, read_state, write_files
 
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.worker.status import Counters, StatusPublisher
+
 from helpers import PIPELINE
 
 NS = 1_000_000_000
@@ -55,9 +56,11 @@ def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_fai
         "not restarted)"
     )
     state = read_state(tmp_path / ".pipeline-data" / "runs" / "nodata")
-    assert state is not None and state["status"] == "failed"
+    assert state is not None
+    assert state["status"] == "failed"
     files = next(u for u in state["units"] if u["group"] == "files")
-    assert files["restarts"] == 0 and files["exit_codes"] == [78]
+    assert files["restarts"] == 0
+    assert files["exit_codes"] == [78]
 
     status = pipeline("status", str(file), cwd=tmp_path)
     assert status.returncode == 1
@@ -120,7 +123,8 @@ def test_a_broken_line_in_an_existing_json_lines_output_is_named(tmp_path: Path)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert f"{out} line 2 is not a JSON object" in last
-    assert "repair or remove that line" in last and "was not restarted" in last
+    assert "repair or remove that line" in last
+    assert "was not restarted" in last
     assert "JSONDecodeError" not in done.stderr
 
 
@@ -182,7 +186,8 @@ def test_viewer_answers_a_clear_error_when_the_transport_fails(tmp_path: Path) -
         assert status == 503
         answer = json.loads(body)
         assert answer["error"].startswith("cannot read stream raw: the store of data source")
-        assert str(index) in answer["error"] and "Traceback" not in answer["error"]
+        assert str(index) in answer["error"]
+        assert "Traceback" not in answer["error"]
         assert get(url + "api/pipeline")[0] == 200  # the rest of the page keeps working
     finally:
         rest = finish(proc)
@@ -229,7 +234,8 @@ def test_the_status_thread_survives_transport_errors(tmp_path: Path, tmpfs, capl
         assert warnings, "the failure was not reported"
         assert len({r.message for r in warnings}) == 1  # one line per distinct failure
         assert not any(r.exc_info for r in warnings)
-        assert publisher._thread is not None and publisher._thread.is_alive()
+        assert publisher._thread is not None
+        assert publisher._thread.is_alive()
 
         fs.free()
         counters.processed = 4242  # published again once the disk has room

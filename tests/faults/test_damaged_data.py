@@ -92,7 +92,8 @@ def test_a_damaged_payload_goes_to_the_error_stream_and_the_stream_moves_on(
         assert record["unit"] == "damaged/copy"
         assert record["exception"].endswith("CorruptPayload")
         reason = "holds" if damage == "truncated" else "no payload file any more"
-        assert reason in record["error"] and "stream 'scan1'" in record["error"]
+        assert reason in record["error"]
+        assert "stream 'scan1'" in record["error"]
     delivered = sorted(
         json.loads(line)["metadata"]["name"]
         for line in (tmp_path / "out.jsonl").read_text().splitlines()
@@ -130,8 +131,10 @@ def run_once(tmp_path: Path) -> tuple[Path, Path]:
 def one_sentence(done: object, *needles: str) -> str:
     err = done.stderr.strip()  # type: ignore[attr-defined]
     assert done.returncode not in (0, 70), err  # type: ignore[attr-defined]
-    assert "Traceback" not in err and "internal error" not in err, err
-    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert "Traceback" not in err, err
+    assert "internal error" not in err, err
+    assert err.startswith("error: "), err
+    assert len(err.splitlines()) == 1, err
     for needle in needles:
         assert needle in err, err
     return err

@@ -35,7 +35,8 @@ def test_rerun_without_stop_after_a_supervisor_sigkill_doubles_nothing(tmp_path:
         os.kill(state["pid"], signal.SIGKILL)
         wait_for(lambda: not alive(state["pid"]), what="the supervisor to die")
         orphans = [u["pid"] for u in read_state(run_dir)["units"] if u["pid"]]
-        assert orphans and all(alive(p) for p in orphans)  # the tasks outlive their supervisor
+        assert orphans
+        assert all(alive(p) for p in orphans)  # the tasks outlive their supervisor
 
         write_files(files, 300, 600)  # the night goes on while the operator re-runs
         again = pipeline("run", str(file), "--detach", cwd=tmp_path)

@@ -72,7 +72,8 @@ def test_a_stop_signal_during_start_up_stops_starting_tasks(tmp_path: Path, sig)
     assert f"stopping all tasks ({sig.name})" in out
     assert not [pid for pid in map(int, started) if alive(pid)]
     state = read_state(run_dir)
-    assert state is not None and state["status"] == "stopped"
+    assert state is not None
+    assert state["status"] == "stopped"
 
 
 def test_too_many_units_are_refused_before_anything_starts(tmp_path: Path) -> None:
