@@ -65,8 +65,9 @@ def test_random_sigkills_and_reruns_lose_and_double_nothing(tmp_path: Path) -> N
                 # the operator notices the run is gone (killed, or failed after too many kills)
                 start(rng.choice(["stop first", "no stop"]))
             elif rng.random() < 0.25:
-                os.kill(state["pid"], signal.SIGKILL)
-                wait_for(lambda: not alive(state["pid"]), what="the supervisor to die")
+                supervisor = int(state["pid"])
+                os.kill(supervisor, signal.SIGKILL)
+                wait_for(lambda pid=supervisor: not alive(pid), what="the supervisor to die")
                 log.append("SIGKILL supervisor")
                 start(rng.choice(["stop first", "no stop"]))
             else:
@@ -83,9 +84,7 @@ def test_random_sigkills_and_reruns_lose_and_double_nothing(tmp_path: Path) -> N
         # calm: one run left alone until every input is through
         if not running():
             start("stop first")
-        wait_for(
-            lambda: len(sink_names(out)) >= N_INPUTS, timeout=90, what="\n".join(log)
-        )
+        wait_for(lambda: len(sink_names(out)) >= N_INPUTS, timeout=90, what="\n".join(log))
         stopped = pipeline("stop", str(file), cwd=tmp_path)
         assert stopped.returncode == 0, stopped.stderr
     finally:
