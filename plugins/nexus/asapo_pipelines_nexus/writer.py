@@ -242,7 +242,7 @@ class NexusWriter:
             + storage.remedy(kind if kind != storage.OTHER else storage.FULL, self.path.parent)
         )
 
-    def _entry(self, name: str, key: str, fill: Any) -> str:
+    def _entry(self, key: str, content_type: str, fill: Any) -> str:
         """Fill a new entry and commit it; a storage failure is the unit's, not the message's.
 
         HDF5 also writes when h5py releases an object, where a failure is only printed
@@ -250,7 +250,11 @@ class NexusWriter:
         failed write, wherever it happens, stops the writer before anything else is flushed."""
         with _released_failures() as failures:
             try:
-                fill()
+                name, entry = self._new_entry(key, content_type)
+            except (OSError, RuntimeError) as exc:
+                raise self._freeze(exc) from None
+            try:
+                fill(entry)
             except (OSError, RuntimeError) as exc:
                 raise self._freeze(exc) from None
             except BaseException:
@@ -259,6 +263,7 @@ class NexusWriter:
                 except (OSError, RuntimeError) as exc:
                     raise self._freeze(exc) from None
                 raise
+            del entry  # released here, where a failed write it causes is still caught
             if failures:
                 raise self._freeze(failures[0]) from None
             try:
@@ -360,9 +365,10 @@ class NexusWriter:
                 f"{', '.join(channels) or 'no channels'}"
             )
         self._writable(energy.nbytes * (1 + len(channels)))
-        name, entry = self._new_entry(key, "xas/scan")
         return self._entry(
-            name, key, lambda: self._fill_scan(entry, meta, energy, channels, absorbed_role)
+            key,
+            "xas/scan",
+            lambda entry: self._fill_scan(entry, meta, energy, channels, absorbed_role),
         )
 
     def _fill_scan(
@@ -447,11 +453,12 @@ class NexusWriter:
         group = dict(result.get("group", {}))
         merged = content_type == "xas/merged"
         self._writable(sum(a.nbytes for a in arrays.values()))
-        name, entry = self._new_entry(key, content_type)
         return self._entry(
-            name,
             key,
-            lambda: self._fill_result(entry, result, key, arrays, values, meta, group, merged),
+            content_type,
+            lambda entry: self._fill_result(
+                entry, result, key, arrays, values, meta, group, merged
+            ),
         )
 
     def _fill_result(
