@@ -120,6 +120,20 @@ class NexusWriter:
         except BaseException:
             self._unlock()
             raise
+        try:
+            self._prepare(handle)
+        except (OSError, RuntimeError) as exc:
+            # e.g. the disk is still full: the file is as it was; say what to do
+            with contextlib.suppress(Exception):
+                handle.close()
+            self._unlock()
+            raise NexusWriterError(
+                storage.describe("opening the NeXus file for writing", self.path, exc)
+            ) from None
+        self._file = handle
+        return self
+
+    def _prepare(self, handle: h5py.File) -> None:
         handle.attrs.setdefault("NX_class", "NXroot")
         handle.attrs.setdefault("creator", "asapo-pipelines nexus.writer")
         handle.attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
@@ -136,8 +150,6 @@ class NexusWriter:
                 self._keys[_text(key)] = name
         handle.flush()
         handle.swmr_mode = True
-        self._file = handle
-        return self
 
     def close(self) -> None:
         if self._file is not None:
