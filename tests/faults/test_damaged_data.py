@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -169,22 +171,28 @@ def test_a_read_only_data_directory_is_one_sentence(tmp_path: Path, tmpfs) -> No
         fs.writable()
 
 
-def test_a_user_without_write_permission_gets_one_sentence(tmp_path: Path, as_nobody) -> None:
-    files, out = tmp_path / "files", tmp_path / "out.jsonl"
-    write_files(files, 0, 5)
-    file = core_pipeline(tmp_path, files=files, out=out, store="store")
-    assert pipeline("run", str(file), cwd=tmp_path).returncode == 0
-    # the user can read the pipeline file and the files, but write nothing of the run's
-    os.chmod(tmp_path, 0o755)
-    for parent in tmp_path.parents:
-        if parent == Path("/"):
-            break
-        os.chmod(parent, os.stat(parent).st_mode | 0o005)
-    for args in (
-        ("run", str(file)),
-        ("run", str(file), "--detach"),
-        ("streams", str(file)),
-        ("worker", str(file), "copy"),
-    ):
-        done = pipeline(*args, cwd=tmp_path, prefix=as_nobody)
-        one_sentence(done, str(tmp_path), "may not write to", "give it write permission")
+def test_a_user_without_write_permission_gets_one_sentence(as_nobody) -> None:
+    # a folder of its own under /tmp: pytest keeps its own temporary folders private (0700)
+    work = Path(tempfile.mkdtemp(prefix="faults-nobody-", dir="/tmp"))
+    try:
+        os.chmod(work, 0o755)
+        files, out = work / "files", work / "out.jsonl"
+        write_files(files, 0, 5)
+        file = core_pipeline(work, files=files, out=out, store="store")
+        assert pipeline("run", str(file), cwd=work).returncode == 0
+        # the user can read the pipeline file and the files, but write nothing of the run's
+        for args in (
+            ("run", str(file)),
+            ("run", str(file), "--detach"),
+            ("streams", str(file)),
+            ("worker", str(file), "copy"),
+        ):
+            done = pipeline(*args, cwd=work, prefix=as_nobody)
+            one_sentence(done, str(work), "may not write to", "give it write permission")
+        # nor may it enter the folder of the pipeline file
+        os.chmod(work, 0o700)
+        for args in (("run", str(file)), ("worker", str(file), "copy")):
+            done = pipeline(*args, cwd="/", prefix=as_nobody)
+            one_sentence(done, str(file), "Permission denied", "may not read or enter it")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
