@@ -8,6 +8,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -122,37 +123,52 @@ def test_nexus_writer_on_a_full_disk_stops_and_loses_no_acknowledged_entry(
     assert acknowledged(tmp_path / "store") == set(range(1, N_SPECTRA + 1))
 
 
-def test_a_write_that_meets_a_full_disk_leaves_the_file_reopenable(
-    tmp_path: Path, tmpfs, monkeypatch
-) -> None:
-    """Without the free-space guard (another process filled the disk after the check), HDF5
-    meets ENOSPC half-way through an entry: the writer stops writing at once, and on the next
-    start every committed entry is there (the damaged file salvaged when needed)."""
-    from asapo_pipelines.sdk import UnitStorageError
+FILL_WITHOUT_GUARD = """
+import json, sys
+import numpy as np
+import asapo_pipelines_nexus.writer as nexus_writer
+from asapo_pipelines.sdk import UnitStorageError
 
+# another process took the space after the check: the guard does not see it coming
+nexus_writer.NexusWriter._guard_space = lambda self, nbytes: None
+energy = np.linspace(7000.0, 7600.0, {points}).tolist()
+writer = nexus_writer.NexusWriter(sys.argv[1]).open()
+committed = []
+try:
+    for i in range({count}):
+        body = {{"arrays": {{name: energy for name in ("energy", "mu", "norm", "flat", "bkg")}},
+                "metadata": {{"file": f"scan{{i}}"}}, "values": {{}}}}
+        writer.write("xas/spectrum", body, f"k{{i}}")
+        committed.append(f"k{{i}}")
+except UnitStorageError as exc:
+    print(json.dumps({{"committed": committed, "error": str(exc)}}), flush=True)
+    writer.close()
+    sys.exit(1)
+print(json.dumps({{"committed": committed, "error": None}}))
+"""
+
+
+def test_a_write_that_meets_a_full_disk_leaves_the_file_reopenable(tmp_path: Path, tmpfs) -> None:
+    """Without the free-space guard (another process filled the disk after the check), HDF5
+    meets ENOSPC half-way through an entry: the writer stops writing at once, the process
+    exits with the failure (HDF5's own clean-up would crash after it), and on the next start
+    every committed entry is there (the file salvaged when HDF5 had written part of the
+    failed entry)."""
     fs = tmpfs("3m")
     path = fs.path / "results.nxs"
-    monkeypatch.setattr(nexus_writer.NexusWriter, "_guard_space", lambda self, nbytes: None)
-    writer = nexus_writer.NexusWriter(path).open()
-    committed = []
-    failure = None
-    for i in range(N_SPECTRA):
-        try:
-            writer.write("xas/spectrum", spectrum(i), f"k{i}")
-        except UnitStorageError as exc:
-            failure = exc
-            break
-        committed.append(f"k{i}")
-    writer.close()
-    assert failure is not None, "the disk never filled up"
-    assert "free space there" in str(failure)
-    assert committed
+    script = FILL_WITHOUT_GUARD.format(points=POINTS, count=N_SPECTRA)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1, done.stderr  # its failure, not a crash (SIGSEGV is -11)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["committed"], "the disk filled before the first entry"
+    assert "free space there" in result["error"]
 
     fs.grow("64m")
-    monkeypatch.undo()
     reopened = nexus_writer.NexusWriter(path).open()
     try:
-        assert set(committed) <= set(reopened._keys)
+        assert set(result["committed"]) <= set(reopened._keys)
         assert reopened.write("xas/spectrum", spectrum(999), "after") is not None
     finally:
         reopened.close()

@@ -26,6 +26,7 @@ the file is not written again, so a message delivered twice appears once.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -236,17 +237,23 @@ class NexusWriter:
     def _freeze(self, exc: BaseException) -> UnitStorageError:
         """A write failed half-way (a full disk despite the guard, a mount gone read-only):
         HDF5 holds metadata that points at data that never reached the disk, and flushing it
-        would damage the file. Point its file descriptor at a read-only one, so that nothing
-        more is written: the file stays as the last flush (the last acknowledged entry) left
-        it, and a restarted writer opens it as usual."""
+        would damage the file. Point its file descriptor elsewhere, so that nothing more
+        reaches the file: it stays as the last flush (the last acknowledged entry) left it, and
+        a restarted writer opens it (salvaging it when HDF5 had already written part of the
+        failed entry's metadata)."""
         reason = storage.reason(exc)
+        if self._frozen is None:
+            atexit.register(_exit_without_hdf5_cleanup)
         self._frozen = reason
         with contextlib.suppress(Exception):
             handle = self._file.id.get_vfd_handle() if self._file is not None else None
             if isinstance(handle, int) and handle >= 0:
-                readonly = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-                os.dup2(readonly, handle)
-                os.close(readonly)
+                # /dev/null, not a read-only descriptor: HDF5's later writes (flush, close, the
+                # release of objects) then succeed into nothing, and it closes the file without
+                # an error state (a failing close left the library to crash at exit)
+                sink = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                os.dup2(sink, handle)
+                os.close(sink)
         kind = storage.kind_of(exc)
         return UnitStorageError(
             f"nexus.writer could not write {self.path} ({reason}); the file is kept as its last "
@@ -608,6 +615,17 @@ def detection_mode(meta: Mapping[str, Any], absorbed_role: str) -> str:
         return DETECTION_MODES[absorbed_role]
     column = str(dict(meta.get("columns", {})).get("mu", "")).lower()
     return "Fluorescence Yield" if "fl" in column else "Transmission"
+
+
+def _exit_without_hdf5_cleanup() -> None:
+    """After a failed write the HDF5 library's own state is damaged, and its clean-up at exit
+    crashes the process (SIGSEGV) instead of letting it exit with its error. The file needs
+    nothing more (it was frozen), so the process leaves here, with the failure's exit status,
+    once Python's output is flushed."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)
 
 
 @contextlib.contextmanager
