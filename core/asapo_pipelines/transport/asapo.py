@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import threading
@@ -49,6 +50,8 @@ from asapo_pipelines.transport.errors import (
 
 #: shortest consumer timeout given to ASAP::O (seconds); see AsapoConsumer._call
 MIN_WAIT = 0.5
+#: ingest mode flag of a message whose payload was transferred (asapo common data_structs.h)
+INGEST_TRANSFER_DATA = 1
 #: abandoned calls (threads still blocked in the library) tolerated before refusing new calls
 MAX_STUCK_CALLS = 8
 
@@ -462,7 +465,9 @@ class AsapoConsumer(Consumer):
             ) from None
         return c
 
-    def _call(self, what: str, wait: float, name: str, *args: Any, **kw: Any) -> Any:
+    def _call(
+        self, what: str, wait: float, name: str | Callable[..., Any], *args: Any, **kw: Any
+    ) -> Any:
         if self._closed:
             raise TransportError(f"consumer of data source {self.data_source!r} is closed")
         if self._c is None:
@@ -473,9 +478,8 @@ class AsapoConsumer(Consumer):
             # data, so it never goes below MIN_WAIT (a remote broker needs a round trip)
             wait = max(wait, MIN_WAIT)
             c.set_timeout(int(wait * 1000))
-            return self._deadline.call(
-                what, wait + self._s.request_timeout, getattr(c, name), *args, **kw
-            )
+            fn = getattr(c, name) if isinstance(name, str) else functools.partial(name, c)
+            return self._deadline.call(what, wait + self._s.request_timeout, fn, *args, **kw)
         except Unavailable:
             if self._deadline.stuck and self._deadline.stuck[-1].is_alive():
                 # the library object is blocked in a call: never touch it again (its
@@ -491,7 +495,7 @@ class AsapoConsumer(Consumer):
             raise _map_error(exc, what, self._s.endpoint) from None
 
     def _message(self, stream: str, data: Any, meta: dict, count: int) -> Message:
-        payload = None if data is None or meta.get("size", 1) == 0 else memoryview(data).cast("B")
+        payload = None if data is None else memoryview(data).cast("B")
         ts = meta.get("timestamp", 0)
         return Message(
             data_source=self.data_source,
@@ -503,15 +507,32 @@ class AsapoConsumer(Consumer):
             timestamp=ts / 1e9 if ts > 1e12 else float(ts),
         )
 
+    @staticmethod
+    def _with_data(c: Any, method: str, *args: Any, **kw: Any) -> tuple[Any, dict]:
+        """A message's metadata, then its payload if it has one.
+
+        Asking the library for data (meta_only=False) fails with "data not in cache" on a
+        message sent without a payload (ingest mode without transfer-data, nothing stored in a
+        file), after the group's pointer has already moved past it. So read the metadata first and
+        fetch the payload only when the ingest mode says one was transferred.
+        """
+        _, meta = getattr(c, method)(*args, meta_only=True, **kw)
+        mode = int(meta.get("ingest_mode", INGEST_TRANSFER_DATA))
+        if not mode & INGEST_TRANSFER_DATA:
+            return None, meta
+        if int(meta.get("size", 0)) == 0:
+            return b"", meta
+        return c.retrieve_data(meta), meta
+
     def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
         check_stream(stream)
         try:
             data, meta = self._call(
                 f"next message of stream {stream!r}",
                 timeout,
+                self._with_data,
                 "get_next",
                 self.group,
-                meta_only=False,
                 stream=stream,
                 ordered=False,
             )
@@ -527,9 +548,9 @@ class AsapoConsumer(Consumer):
             data, meta = self._call(
                 f"message {id} of stream {stream!r}",
                 timeout,
+                self._with_data,
                 "get_by_id",
                 id,
-                meta_only=False,
                 stream=stream,
             )
         except NoData as exc:
@@ -542,8 +563,8 @@ class AsapoConsumer(Consumer):
             data, meta = self._call(
                 f"last message of stream {stream!r}",
                 timeout,
+                self._with_data,
                 "get_last",
-                meta_only=False,
                 stream=stream,
             )
         except StreamFinished:
@@ -594,7 +615,7 @@ class AsapoConsumer(Consumer):
         )
 
     def streams(self) -> list[StreamInfo]:
-        rows = self._call("stream list", 0.0, "get_stream_list", "", "all", True)
+        rows = self._call("stream list", 0.0, "get_stream_list", "", "all")
         return [self._info(r) for r in rows]
 
     def stream_info(self, stream: str) -> StreamInfo:
@@ -609,7 +630,8 @@ class AsapoConsumer(Consumer):
             )
         except (NoData, EndOfStream):
             return StreamInfo(name=stream)
-        return self._info(row)
+        # an unknown stream comes back as an all-zero record without a name
+        return self._info({**row, "name": stream})
 
     def get_stream_metadata(self, stream: str) -> dict[str, Any]:
         try:
