@@ -173,12 +173,20 @@ def _abandon(obj: Any) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
+#: what ASAP::O's finish flag records when no next stream was named (broker mongodb.go)
+NO_NEXT_STREAM = "asapo_no_next"
+
+
+def _next_stream(name: Any) -> str | None:
+    return None if not name or name == NO_NEXT_STREAM else str(name)
+
+
 def _map_error(exc: BaseException, what: str, endpoint: str) -> TransportError:
     """One of the interface's errors for an asapo library exception."""
     name = type(exc).__name__
     text = str(exc).strip() or name
     if name == "AsapoStreamFinishedError":
-        nxt = getattr(exc, "next_stream", None) or None
+        nxt = _next_stream(getattr(exc, "next_stream", None))
         return StreamFinished(
             f"{what}: the stream is finished" + (f"; next stream is {nxt!r}" if nxt else ""), nxt
         )
@@ -609,7 +617,7 @@ class AsapoConsumer(Consumer):
             name=str(d.get("name", "")),
             last_id=int(d.get("lastId", 0)),
             finished=bool(d.get("finished", False)),
-            next_stream=d.get("nextStream") or None,
+            next_stream=_next_stream(d.get("nextStream")),
             created=seconds(d.get("timestampCreated")),
             last_timestamp=seconds(d.get("timestampLast")),
         )
