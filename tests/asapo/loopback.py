@@ -530,7 +530,9 @@ class _BrokerHandler(_Handler):
                 lo = int(query.get("from", 0) or 0)
                 with state.lock:
                     s = state.streams.get((source, stream)) or _Stream()
-                    hi = int(query.get("to", 0) or 0) or s.max_id()
+                    fin = s.finish()  # the limit leaves out the finish flag (mongodb.go)
+                    top = fin["_id"] - 1 if fin else s.max_id()
+                    hi = int(query.get("to", 0) or 0) or top
                     acked = state.group(source, stream, rest[0]).acked
                     ids = [i for i in range(max(lo, 1), hi + 1) if i not in acked]
                 return ok({"unacknowledged": ids})

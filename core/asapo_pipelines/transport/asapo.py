@@ -181,6 +181,11 @@ def _next_stream(name: Any) -> str | None:
     return None if not name or name == NO_NEXT_STREAM else str(name)
 
 
+def _refused_credentials(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "token" in text or "authoriz" in text
+
+
 def _map_error(exc: BaseException, what: str, endpoint: str) -> TransportError:
     """One of the interface's errors for an asapo library exception."""
     name = type(exc).__name__
@@ -232,7 +237,8 @@ class AsapoProducer(Producer):
         self._pending: dict[tuple[str, int | str], float] = {}
         #: (stream, id or label, reason) of everything the service did not confirm
         self.failed: list[tuple[str, int | str, str]] = []
-        self._reported = 0  # failures up to here were raised by an earlier flush
+        #: failures an earlier flush already raised: (stream, id or label)
+        self._reported: set[tuple[str, int | str]] = set()
         self._next_ids: dict[str, int] = {}
         self._closed = False
         full_source = self._s.data_source_prefix + data_source
@@ -275,6 +281,10 @@ class AsapoProducer(Producer):
             self._pending.pop((stream, mid), None)
             if err is not None and "duplicated request" not in str(err):
                 self.failed.append((stream, mid, str(err)))
+            else:
+                # stored now (a resend of what failed before): no longer a failure
+                self.failed = [f for f in self.failed if (f[0], f[1]) != (stream, mid)]
+                self._reported.discard((stream, mid))
             self._cond.notify_all()
 
     def _wait_room(self) -> None:
@@ -309,7 +319,11 @@ class AsapoProducer(Producer):
                     int(self._s.request_timeout * 1000),
                 )
                 nxt = int(info.get("lastId", 0)) + 1
-            except (TransportConfigError, EndOfStream, NoData):
+            except TransportConfigError as exc:
+                if _refused_credentials(exc):
+                    raise  # a wrong or revoked token, not an unknown stream
+                nxt = 1
+            except (EndOfStream, NoData):
                 nxt = 1
         self._next_ids[stream] = nxt + 1
         return nxt
@@ -411,8 +425,8 @@ class AsapoProducer(Producer):
                     break
                 self._cond.wait(left)
             pending = sorted(self._pending, key=str)
-            failed = self.failed[self._reported :]
-            self._reported = len(self.failed)
+            failed = [f for f in self.failed if (f[0], f[1]) not in self._reported]
+            self._reported.update((f[0], f[1]) for f in failed)
         if failed or pending:
             parts = []
             if failed:
@@ -443,6 +457,8 @@ class AsapoConsumer(Consumer):
         self._s = transport.settings
         self._deadline = _Deadline(self._s.endpoint)
         self._counts: dict[tuple[str, int], int] = {}
+        #: per stream: the highest id seen, or the stream's last id when first read
+        self._high: dict[str, int] = {}
         self._closed = False
         self._lib = transport.consumer_lib
         self._lease_ms = int(lease_seconds * 1000)
@@ -546,9 +562,49 @@ class AsapoConsumer(Consumer):
             )
         except EndOfStream as exc:
             raise NoData(str(exc)) from None
-        key = (stream, int(meta["_id"]))
+        except StreamFinished:
+            # ASAP::O's broker says "finished" once its pointer passed the finish flag, while
+            # messages leased to a consumer that died are still unacknowledged; they come back
+            # after their lease, so the stream is not done for this group yet
+            pending = self._unacknowledged(stream)
+            if pending:
+                raise NoData(
+                    f"next message of stream {stream!r}: the stream is finished but "
+                    f"{len(pending)} of its messages are not acknowledged yet (they come back "
+                    "after their lease)"
+                ) from None
+            raise
+        mid = int(meta["_id"])
+        key = (stream, mid)
         self._counts[key] = self._counts.get(key, 0) + 1
-        return self._message(stream, data, meta, self._counts[key])
+        msg = self._message(stream, data, meta, self._counts[key])
+        msg.possibly_redelivered = self._possibly_redelivered(stream, mid)
+        return msg
+
+    def _unacknowledged(self, stream: str) -> list[int]:
+        ids = self._call(
+            f"unacknowledged messages of stream {stream!r}",
+            0.0,
+            "get_unacknowledged_messages",
+            self.group,
+            0,
+            0,
+            stream=stream,
+        )
+        return list(ids or [])
+
+    def _possibly_redelivered(self, stream: str, mid: int) -> bool:
+        """Whether `mid` may have gone to another consumer of the group before (it died).
+
+        The broker hands out new messages in arrival order and only redelivers below that
+        pointer, so a message at or below the highest id this consumer has seen, or that was
+        already in the stream when this consumer first read it, may be a redelivery.
+        """
+        seen = self._high.get(stream)
+        if seen is None:
+            seen = self._high[stream] = self.stream_info(stream).last_id
+        self._high[stream] = max(seen, mid)
+        return self._counts[(stream, mid)] > 1 or mid <= seen
 
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
         check_stream(stream)
