@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from loopback import LoopbackAsapo
 
 from asapo_pipelines.transport import (
     NoData,
@@ -23,12 +24,11 @@ from asapo_pipelines.transport import (
     Unavailable,
     open_transport,
 )
-from loopback import LoopbackAsapo
 
 pytest.importorskip("asapo_consumer", reason="the asapo extra is not installed")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from local_jobs import pipeline, read_state, wait_for  # noqa: E402
+from local_jobs import pipeline, read_state, wait_for
 
 TOKEN = "fault-Tok3n-never-printed"
 REQUEST_TIMEOUT = 1.0
@@ -145,16 +145,14 @@ def test_receiver_slower_than_the_deadline_is_reported_and_a_resend_stores_once(
     assert sorted(records) == [1, 2, 3]
 
 
-def test_revoked_token_fails_fast_in_one_clear_error_without_the_token(
-    service, transport
-) -> None:
+def test_revoked_token_fails_fast_in_one_clear_error_without_the_token(service, transport) -> None:
     with transport.producer("src") as producer:
         producer.send("r", b"x", None)
         producer.flush(10)
     consumer = transport.consumer("src", "g")
     assert bytes(consumer.get_next("r", timeout=1).payload) == b"x"
     service.revoke_token(TOKEN)
-    msg, err, took = _timed(consumer.get_next, "r", timeout=0.5)
+    _, err, took = _timed(consumer.get_next, "r", timeout=0.5)
     assert isinstance(err, TransportConfigError), err
     assert took <= 0.5 + REQUEST_TIMEOUT + SLACK
     assert TOKEN not in str(err)

@@ -22,9 +22,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from loopback import LoopbackAsapo
 
 from helpers import CACHE_DIR
-from loopback import LoopbackAsapo
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "p65-loopback-Tok3n-never-printed"
@@ -142,9 +142,9 @@ def test_streams_status_and_view_show_the_asapo_run(runs, service) -> None:
         events = ""
         deadline = time.monotonic() + 20
         with urllib.request.urlopen(url.group(0) + "events", timeout=20) as stream:
-            while "event: streams" not in events or "\n\n" not in events.split(
-                "event: streams", 1
-            )[1]:
+            while (
+                "event: streams" not in events or "\n\n" not in events.split("event: streams", 1)[1]
+            ):
                 events += stream.readline().decode()
                 assert time.monotonic() < deadline, events[-2000:]
     finally:

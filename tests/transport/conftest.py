@@ -22,7 +22,7 @@ from asapo_pipelines.transport import Transport, open_transport
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "asapo"))
 
-from loopback import LoopbackAsapo  # noqa: E402
+from loopback import LoopbackAsapo
 
 ASAPO_ENV = "ASAPO_ENDPOINT"
 LOOPBACK_TOKEN = "loopback-contract-token"
