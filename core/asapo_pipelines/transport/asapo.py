@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,11 @@ def _load_libs() -> tuple[Any, Any]:
             "the asapo transport needs DESY's client libraries: "
             "pip install 'asapo-pipelines[asapo]'"
         ) from None
+    # 25.3 marks get_unacknowledged_messages and get_stream_list's `detailed` deprecated (since
+    # 24.11.0) without a replacement for what they tell us; its warnings would reach users' logs
+    warnings.filterwarnings(
+        "ignore", message=r".*deprecated since version 24\.11", category=DeprecationWarning
+    )
     return asapo_consumer, asapo_producer
 
 
