@@ -473,7 +473,7 @@ class _FrontHandler(_Handler):
             with svc.state.lock:
                 data = svc.state.files.get(name)
             if data is None:
-                # FileName is the record's name; the source is its first segment after the type
+                # FileName is the name the broker handed out: "<data source>/<record name>"
                 raise _HttpError(404, f"no file {name}")
             if query.get("sizeonly") == "true":
                 return 200, json.dumps({"file_size": len(data)}), "application/json"
