@@ -42,16 +42,20 @@ def service():
         yield svc
 
 
-@pytest.fixture
-def transport(service, monkeypatch):
-    monkeypatch.setenv("FAULT_TOKEN", TOKEN)
+def _open(service, request_timeout: float):
     spec = {
         "endpoint": service.endpoint,
         "beamtime": service.beamtime,
         "token_env": "FAULT_TOKEN",
-        "request_timeout": REQUEST_TIMEOUT,
+        "request_timeout": request_timeout,
     }
     return open_transport({"asapo": spec})
+
+
+@pytest.fixture
+def transport(service, monkeypatch):
+    monkeypatch.setenv("FAULT_TOKEN", TOKEN)
+    return _open(service, REQUEST_TIMEOUT)
 
 
 def _timed(fn, *args, **kw):
@@ -64,7 +68,8 @@ def _timed(fn, *args, **kw):
 
 def test_broker_restarted_mid_run_nothing_acknowledged_lost_or_doubled(service, transport) -> None:
     n = 60
-    with transport.producer("src") as producer:
+    # the data is written before the fault, with room for a loaded CI machine
+    with _open(service, 10.0).producer("src") as producer:
         for i in range(n):
             producer.send("s", f"m{i}".encode(), {"i": i})
         producer.flush(10)
