@@ -279,6 +279,16 @@ class ConvergenceParams(Params):
     max_batch: Annotated[
         int, Field(ge=1, description="At most this many scans in one suggestion.")
     ] = 10
+    fit_min_points: Annotated[
+        int,
+        Field(
+            ge=3,
+            description="Fit the noise as eps^2 = a^2/N + b^2 (b: the floor shared by all "
+            "repeats) once this many points are known (each scan's own noise at N = 1 and each "
+            "merge's) at two or more different N; before that, predictions "
+            "assume 1/sqrt(N) and are marked uncertain.",
+        ),
+    ] = 3
     stability_tolerance: Annotated[
         float,
         Field(

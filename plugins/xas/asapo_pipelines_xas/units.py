@@ -176,8 +176,16 @@ class ConvergenceAgent(Agent):
         self.advisor = Advisor(self.params)
         self.decisions: dict[str, dict[str, Any]] = {}
         self.count = 0
+        self.queue_updates = 0
 
     def process(self, message: Message) -> None:
+        if message.port == "queue":
+            # the queue's word on a suggestion: rejected/failed/held repeats are not coming
+            if not isinstance(message.value, dict):
+                raise XasError("a plan/status message must be a JSON object")
+            if self.advisor.update_queue(message.value):
+                self.queue_updates += 1
+            return
         decision = self.advisor.decide(message.value)
         group = dict(decision["target"])
         item = decision.get("item")
@@ -194,6 +202,8 @@ class ConvergenceAgent(Agent):
             reason=decision["reason"],
             confidence=decision["confidence"],
             plan=PlanItem.model_validate(item) if item else None,
+            # the queue's status messages name this uid; the advisor counts its repeats
+            uid=decision["uid"],
         )
         self.suggest(suggestion)
         self.count += 1
@@ -208,8 +218,16 @@ class ConvergenceAgent(Agent):
             "noise": _round(metrics.get("epsilon_k")),
             "target_noise": metrics.get("target_noise"),
             "merged": metrics.get("n_merged"),
+            **(
+                {"floor": _round(metrics["noise_model"]["floor"], 7)}
+                if "noise_model" in metrics
+                else {}
+            ),
             "reason": suggestion.reason,
         }
 
     def summary(self) -> dict[str, Any]:
-        return {"suggestions": self.count, "decisions": dict(self.decisions)}
+        out: dict[str, Any] = {"suggestions": self.count, "decisions": dict(self.decisions)}
+        if self.queue_updates:
+            out["queue_updates"] = self.queue_updates
+        return out
