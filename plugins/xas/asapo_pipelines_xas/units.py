@@ -38,6 +38,11 @@ def _round(value: Any, digits: int = 6) -> Any:
     return round(value, digits) if isinstance(value, float) else value
 
 
+def _sig(value: Any, digits: int = 4) -> Any:
+    """Noise figures (1e-4 and below) keep their significant digits in summaries."""
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value
+
+
 class ScanFiles(Source):
     """`xas.scan-files`: one `xas/scan` message per file; in watch mode, each new file once."""
 
@@ -117,7 +122,7 @@ class Normalize(Processor):
                 "file": spectrum.metadata.get("file"),
                 "e0": _round(values.get("e0"), 2),
                 "edge_step": _round(values.get("edge_step"), 4),
-                "noise": _round(values.get("epsilon_k")),
+                "noise": _sig(values.get("epsilon_k")),
             }
         )
         del self.results[:-SUMMARY_ITEMS]
@@ -154,8 +159,8 @@ class Merge(Processor):
             "rejected": len(merged["rejected"]),
             "e0": _round(values.get("e0"), 2),
             "edge_step": _round(values.get("edge_step"), 4),
-            "noise": _round(values.get("epsilon_k")),
-            "single_scan_noise": [_round(s.get("epsilon_k")) for s in merged["scans"]],
+            "noise": _sig(values.get("epsilon_k")),
+            "single_scan_noise": [_sig(s.get("epsilon_k")) for s in merged["scans"]],
         }
         return merged
 
@@ -215,11 +220,11 @@ class ConvergenceAgent(Agent):
                 if "scans" in decision["arguments"]
                 else {}
             ),
-            "noise": _round(metrics.get("epsilon_k")),
+            "noise": _sig(metrics.get("epsilon_k")),
             "target_noise": metrics.get("target_noise"),
             "merged": metrics.get("n_merged"),
             **(
-                {"floor": _round(metrics["noise_model"]["floor"], 7)}
+                {"floor": _sig(metrics["noise_model"]["floor"])}
                 if "noise_model" in metrics
                 else {}
             ),
