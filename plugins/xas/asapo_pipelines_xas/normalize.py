@@ -208,8 +208,17 @@ def estimate_noise(k: np.ndarray, chi: np.ndarray, noise: NoiseParams) -> dict[s
     eps_r = math.sqrt(float((highr * highr).sum()) / len(highr)) / kwin_ave
     w = 2 * kweight + 1
     eps_k = math.sqrt((2 * math.pi * w) / (kstep * (kmax**w - kmin**w))) * eps_r
-    xftr(tmp.r, tmp.chir, group=tmp, rmin=0.5, rmax=9.5, dr=1.0, window="parzen", nfft=nfft,
-         kstep=kstep)
+    xftr(
+        tmp.r,
+        tmp.chir,
+        group=tmp,
+        rmin=0.5,
+        rmax=9.5,
+        dr=1.0,
+        window="parzen",
+        nfft=nfft,
+        kstep=kstep,
+    )
     iq0 = index_of(tmp.q, (kmax + kmin) / 2.0)
     test = tmp.chiq_mag[iq0:] / tmp.q[iq0:] ** kweight
     below = np.where(test < eps_k)[0]

@@ -224,9 +224,7 @@ class ConvergenceAgent(Agent):
             "target_noise": metrics.get("target_noise"),
             "merged": metrics.get("n_merged"),
             **(
-                {"floor": _sig(metrics["noise_model"]["floor"])}
-                if "noise_model" in metrics
-                else {}
+                {"floor": _sig(metrics["noise_model"]["floor"])} if "noise_model" in metrics else {}
             ),
             "reason": suggestion.reason,
         }

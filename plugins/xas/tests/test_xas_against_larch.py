@@ -168,7 +168,8 @@ def test_a_file_silent_on_its_element_gets_element_and_edge_from_e0(tmp_path):
 
     path, original = _p65_file_without_element(tmp_path, "cu_metal_rt.xdi")
     scan = read_scan(path)
-    assert not scan.metadata.get("element") and not scan.metadata.get("edge")
+    assert not scan.metadata.get("element")
+    assert not scan.metadata.get("edge")
     spectrum = normalize_scan(scan)
     ref = _larch_group(original.energy, compute_mu(original, "transmission"))
     element, edge = guess_edge(ref.e0)
@@ -181,7 +182,7 @@ def test_a_file_silent_on_its_element_gets_element_and_edge_from_e0(tmp_path):
     assert identity["e0"] == pytest.approx(ref.e0, abs=0.1)
     # the merge groups it under the inferred element, not `<file>///transmission`
     merged = Merger().add(spectrum)
-    assert merged.group["element"] == "Cu" and merged.group["edge"] == "K"
+    assert (merged.group["element"], merged.group["edge"]) == ("Cu", "K")
     # a header's own element is never overwritten
     named = read_scan(DATA / P65_SCANS[0])
     assert "identity" not in normalize_scan(named).metadata
