@@ -223,6 +223,13 @@ class Merger:
         a_energy, a_mu = _foil(anchor.spectrum)  # type: ignore[misc]
         a_e0 = float(anchor.spectrum.values.get("e0_ref") or math.nan)
         anchor.shift, anchor.shift_err = 0.0, 0.0
+        group_ids = {e.scan_id for e in entries}
+        # fits against another anchor of this group are stale (the anchor was rejected)
+        self._alignments = {
+            k: v
+            for k, v in self._alignments.items()
+            if k[0] not in group_ids or k[1] == anchor.scan_id
+        }
         for entry in entries:
             foil = _foil(entry.spectrum)
             if entry is anchor or foil is None:
