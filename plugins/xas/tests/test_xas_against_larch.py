@@ -186,3 +186,21 @@ def test_a_file_silent_on_its_element_gets_element_and_edge_from_e0(tmp_path):
     # a header's own element is never overwritten
     named = read_scan(DATA / P65_SCANS[0])
     assert "identity" not in normalize_scan(named).metadata
+
+
+def test_the_inferred_identity_reaches_the_nexus_entry(tmp_path):
+    """The NeXus writer stores a spectrum's metadata with it: the inferred element and edge are
+    there, marked as inferred (when the NeXus plugin is installed)."""
+    import json
+
+    h5py = pytest.importorskip("h5py")
+    writer_module = pytest.importorskip("asapo_pipelines_nexus.writer")
+
+    path, _ = _p65_file_without_element(tmp_path, "cu_metal_rt.xdi")
+    spectrum = normalize_scan(read_scan(path))
+    with writer_module.NexusWriter(tmp_path / "cu.nxs") as writer:
+        name = writer.write_result(spectrum.to_json(), "spectra/1")
+    with h5py.File(tmp_path / "cu.nxs", "r") as f:
+        meta = json.loads(f[f"{name}/asapo/metadata"].asstr()[()])
+    assert (meta["element"], meta["edge"]) == ("Cu", "K")
+    assert meta["identity"]["inferred"] == ["element", "edge"]
