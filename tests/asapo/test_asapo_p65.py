@@ -108,7 +108,8 @@ def test_p65_on_loopback_asapo_gives_the_embedded_results(runs) -> None:
     # two scans with E0/edge step/noise, one merge line, one decision line
     assert len(want) == 4, embedded.stdout
     assert got == want
-    assert "action stop" in got[-1]
+    # the agent decided (what it decided is the XAS plugin's business, tested there)
+    assert "action " in got[-1], got[-1]
 
 
 def test_streams_status_and_view_show_the_asapo_run(runs, service) -> None:
