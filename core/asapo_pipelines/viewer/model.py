@@ -60,6 +60,21 @@ def from_pipeline(pipeline: Any, catalog: Any) -> PipelineView:
                 replicas=int(getattr(config, "replicas", 1) or 1),
             )
         )
+    # the data sources of the pipeline's latest run (asapo_pipelines.worker.naming)
+    from asapo_pipelines.runs.store import latest_sources
+
+    names = [s for u in units for s in (*u.inputs.values(), *u.outputs.values())]
+    sources = latest_sources(pipeline, names)
+    units = [
+        UnitView(
+            instance=u.instance,
+            descriptor=u.descriptor,
+            inputs={p: sources.get(s, s) for p, s in u.inputs.items()},
+            outputs={p: sources.get(s, s) for p, s in u.outputs.items()},
+            replicas=u.replicas,
+        )
+        for u in units
+    ]
     path = getattr(pipeline, "path", None)
     return PipelineView(
         name=pipeline.name,

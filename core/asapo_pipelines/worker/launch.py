@@ -13,6 +13,9 @@ log = logging.getLogger("asapo_pipelines.worker")
 
 #: Set by the compiled Nomad job: the folder of the original pipeline file (the task has a copy).
 BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
+#: Set by `pipeline run` and `pipeline reprocess` for their workers: the run they work in.
+#: Without it a worker joins the pipeline's latest run (the first one when there is none).
+RUN_ENV = "ASAPO_PIPELINES_RUN"
 
 
 def load(pipeline_file: Path) -> tuple[Any, Any]:
@@ -66,6 +69,11 @@ def build_worker(
             f"cannot work in {base} (where the pipeline file is): {exc.strerror}"
         ) from None
     transport = open_transport(pipeline.transport.spec())
+    try:
+        run_info, sources, known = _join_run(pipeline, catalog, instance, pipeline_file, transport)
+    except BaseException:
+        transport.close()
+        raise
     return Worker(
         transport,
         descriptor,
@@ -79,7 +87,58 @@ def build_worker(
         status_interval=status_interval,
         linger=linger,
         lease_seconds=lease_seconds,
+        data_sources=sources,
+        run=run_info,
+        configurations=known,
     )
+
+
+def _join_run(
+    pipeline: Any, catalog: Any, instance: str, pipeline_file: Path, transport: Any
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """The run this worker works in, the data sources of its streams in that run, and the
+    configurations recorded for the run (by fingerprint). The run's `--set` overrides apply to
+    the params, and the resulting configuration must be the one the run recorded: a file
+    edited under a running pipeline is refused rather than mixed into its results."""
+    from asapo_pipelines.runs import RunStore, configurations
+    from asapo_pipelines.runs.overrides import apply, unflat
+    from asapo_pipelines.worker.naming import run_sources
+
+    store = RunStore(transport, pipeline.name)
+    wanted = os.environ.get(RUN_ENV)
+    if wanted:
+        run = store.get(wanted)
+    else:
+        text = Path(pipeline_file).read_text(encoding="utf-8")
+        run = store.ensure(configurations(pipeline, catalog), text)
+    apply(pipeline, catalog, unflat(run.overrides))
+    mine = configurations(pipeline, catalog)[instance]
+    recorded = run.configurations.get(instance)
+    if recorded is not None and recorded.get("fingerprint") != mine["fingerprint"]:
+        raise UsageError(
+            f"unit {instance} of pipeline {pipeline.name} is configured differently from what "
+            f"run {run.id} recorded (the pipeline file changed after it started); start a new "
+            "run with `pipeline run --fresh` or go on with `pipeline run --resume`"
+        )
+    streams: set[str] = set()
+    for name, config in pipeline.units.items():
+        streams.update(config.inputs.values())
+        streams.update(config.outputs.values())
+        for port in pipeline.descriptor(name, catalog).outputs:
+            if port.name not in config.outputs:  # the worker's rule for unwired outputs
+                streams.add(f"{name}-{port.name}".replace("_", "-"))
+    external = [s for s, decl in pipeline.streams.items() if decl.external]
+    start = run.start
+    info = {
+        "run": run.id,
+        "fingerprint": mine["fingerprint"],
+        "pipeline": pipeline.name,
+        "pipeline_file": start.get("file") or str(Path(pipeline_file).resolve()),
+        "pipeline_sha256": start.get("file_sha256"),
+        "started": start.get("time"),
+        "configuration": mine,
+    }
+    return info, run_sources(pipeline.name, run.id, streams, external), run.all_configurations
 
 
 def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
