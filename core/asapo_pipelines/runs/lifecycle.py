@@ -39,7 +39,7 @@ def prepare(
     configs = configurations(pipeline, catalog)
     text = Path(pipeline_file).read_text(encoding="utf-8")
     recorded = flat(overrides or {})
-    latest = store.latest()
+    latest = store.latest(resumable=True)
     if latest is None or fresh:
         run = store.begin(
             pipeline_file=pipeline_file, text=text, configurations=configs, overrides=recorded

@@ -183,9 +183,14 @@ class RunStore:
             )
         return Run(wanted, self._read(wanted))
 
-    def latest(self) -> Run | None:
-        ids = self.run_ids()
-        return Run(ids[-1], self._read(ids[-1])) if ids else None
+    def latest(self, *, resumable: bool = False) -> Run | None:
+        """The newest run; with `resumable`, the newest that `pipeline run` may resume (not a
+        reprocess, which replays a past run and ends)."""
+        for run_id in reversed(self.run_ids()):
+            run = Run(run_id, self._read(run_id))
+            if not resumable or run.start.get("mode") != "reprocess":
+                return run
+        return None
 
     def owner(self) -> str | None:
         claims = self._read(OWNER_STREAM) if self.source in self.transport.data_sources() else []
@@ -283,9 +288,17 @@ class RunStore:
     def ensure(self, configurations: dict[str, dict[str, Any]], text: str) -> Run:
         """The latest run, or the first one when none is recorded (workers started without
         `pipeline run`: every racing worker adopts run r1, whose record the first one writes)."""
-        latest = self.latest()
+        latest = self.latest(resumable=True)
         if latest is not None:
             return latest
+        if self.run_ids():  # only reprocess runs so far
+            return self.begin(
+                pipeline_file=None,
+                text=text,
+                configurations=configurations,
+                overrides={},
+                mode="workers",
+            )
         self._append(INDEX_STREAM, {"time": time.time(), "host": _host(), "by": "worker"})
         run = Run("r1", self._read("r1"))
         if not run.events:

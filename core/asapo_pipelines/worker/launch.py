@@ -43,6 +43,7 @@ def build_worker(
     from asapo_pipelines.worker.runtime import Worker
 
     pipeline, catalog = load(pipeline_file)
+    pipeline_file = Path(pipeline_file).resolve()  # read again after the chdir below
     if instance not in pipeline.units:
         import difflib
 
@@ -58,7 +59,6 @@ def build_worker(
             f"--replica {replica} does not exist"
         )
     descriptor = pipeline.descriptor(instance, catalog)
-    params = pipeline.params_for(instance, catalog)
     # relative paths in params (directories, output files) mean: next to the pipeline file; a
     # task of a Nomad job runs on a copy of it, and is told where the original is
     base = os.environ.get(BASE_DIR_ENV) or str(Path(pipeline_file).resolve().parent)
@@ -74,6 +74,8 @@ def build_worker(
     except BaseException:
         transport.close()
         raise
+    # after the run's `--set` overrides are applied
+    params = pipeline.params_for(instance, catalog)
     return Worker(
         transport,
         descriptor,
@@ -102,7 +104,6 @@ def _join_run(
     edited under a running pipeline is refused rather than mixed into its results."""
     from asapo_pipelines.runs import RunStore, configurations
     from asapo_pipelines.runs.overrides import apply, unflat
-    from asapo_pipelines.worker.naming import run_sources
 
     store = RunStore(transport, pipeline.name)
     wanted = os.environ.get(RUN_ENV)
@@ -120,14 +121,6 @@ def _join_run(
             f"run {run.id} recorded (the pipeline file changed after it started); start a new "
             "run with `pipeline run --fresh` or go on with `pipeline run --resume`"
         )
-    streams: set[str] = set()
-    for name, config in pipeline.units.items():
-        streams.update(config.inputs.values())
-        streams.update(config.outputs.values())
-        for port in pipeline.descriptor(name, catalog).outputs:
-            if port.name not in config.outputs:  # the worker's rule for unwired outputs
-                streams.add(f"{name}-{port.name}".replace("_", "-"))
-    external = [s for s, decl in pipeline.streams.items() if decl.external]
     start = run.start
     info = {
         "run": run.id,
@@ -138,7 +131,23 @@ def _join_run(
         "started": start.get("time"),
         "configuration": mine,
     }
-    return info, run_sources(pipeline.name, run.id, streams, external), run.all_configurations
+    return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
+
+
+def stream_sources(pipeline: Any, catalog: Any, run_id: str) -> dict[str, str]:
+    """stream -> data source, for every stream of the pipeline's units in run `run_id`: the
+    names a worker gives its transport (`asapo_pipelines.worker.naming`)."""
+    from asapo_pipelines.worker.naming import run_sources
+
+    streams: set[str] = set()
+    for name, config in pipeline.units.items():
+        streams.update(config.inputs.values())
+        streams.update(config.outputs.values())
+        for port in pipeline.descriptor(name, catalog).outputs:
+            if port.name not in config.outputs:  # the worker's rule for unwired outputs
+                streams.add(f"{name}-{port.name}".replace("_", "-"))
+    external = [s for s, decl in pipeline.streams.items() if decl.external]
+    return run_sources(pipeline.name, run_id, streams, external)
 
 
 def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
