@@ -99,3 +99,21 @@ def test_the_first_claim_of_a_namespace_wins_and_run_ids_are_unique(tmp_path):
         with pytest.raises(RunsError, match=r"has no run .r9."):
             store.get("r9")
         assert store.get("3").id == "r3"
+
+
+def test_workers_started_together_in_an_empty_store_all_join_run_r1(tmp_path):
+    spec = {"embedded": {"path": str(tmp_path / "store")}}
+    got: list[str] = []
+
+    def join() -> None:
+        with open_transport(spec) as transport:
+            got.append(RunStore(transport, "demo").ensure({}, "text").id)
+
+    threads = [threading.Thread(target=join) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["r1"] * 6
+    with open_transport(spec) as transport:
+        assert RunStore(transport, "demo").run_ids() == ["r1"]

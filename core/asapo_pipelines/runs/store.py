@@ -288,10 +288,11 @@ class RunStore:
     def ensure(self, configurations: dict[str, dict[str, Any]], text: str) -> Run:
         """The latest run, or the first one when none is recorded (workers started without
         `pipeline run`: every racing worker adopts run r1, whose record the first one writes)."""
-        latest = self.latest(resumable=True)
-        if latest is not None:
-            return latest
-        if self.run_ids():  # only reprocess runs so far
+        if self.run_ids():
+            latest = self.latest(resumable=True)
+            if latest is not None:
+                return latest
+            # only reprocess runs so far
             return self.begin(
                 pipeline_file=None,
                 text=text,
