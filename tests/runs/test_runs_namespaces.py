@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from runs_helpers import one_sentence, store_contents
@@ -112,3 +113,21 @@ def test_a_second_file_with_the_same_pipeline_name_is_refused(tmp_path):
     assert str(second.resolve()) in line
     assert store_contents(tmp_path / ".pipeline-data") == before
     assert len(lines(tmp_path, "alpha")) == 1
+
+
+def test_a_detached_run_is_recorded_with_its_end(tmp_path):
+    make(tmp_path, "alpha", "in-a", 2)
+    started = run_pipeline("run", "--detach", "alpha.pipeline.yaml", cwd=tmp_path, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "run r1 of pipeline alpha starts" in started.stdout
+    deadline = time.monotonic() + 180
+    state: dict = {}
+    while time.monotonic() < deadline:
+        listed = run_pipeline("runs", "alpha.pipeline.yaml", "--json", cwd=tmp_path)
+        state = json.loads(listed.stdout)["runs"][0]
+        if state["state"] != "running":
+            break
+        time.sleep(0.5)
+    assert state["state"] == "complete", state
+    assert state["counts"]["sink"]["processed"] == 2
+    check_own(tmp_path, "alpha", "in-a", 2, "r1")

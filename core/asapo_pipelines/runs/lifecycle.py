@@ -170,3 +170,34 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[tuple[st
         if rows:
             out[instance] = rows
     return out
+
+
+def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
+    """End the run a detached supervisor worked in (`ASAPO_PIPELINES_RUN`), with the units'
+    summaries and counts; best effort: the run's outputs are what matters, and they are done."""
+    import logging
+    import os
+
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    run_id = os.environ.get(RUN_ENV)
+    if not run_id or not pipeline_file:
+        return
+    try:
+        from asapo_pipelines.catalog import Catalog
+        from asapo_pipelines.cli.run import status_reader
+        from asapo_pipelines.pipeline import load_pipeline
+        from asapo_pipelines.transport import open_transport
+
+        pipeline = load_pipeline(pipeline_file, Catalog.load())
+        reader = status_reader(pipeline, job)
+        counters = reader() if reader is not None else {}
+        groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
+        summaries, counts = summaries_of(dict(counters), groups)
+        with open_transport(pipeline.transport.spec()) as transport:
+            store = RunStore(transport, pipeline.name)
+            store.end(store.get(run_id), result.status, result.message, summaries, counts)
+    except Exception as exc:  # the record is a bonus here; the log says why it is missing
+        logging.getLogger("asapo_pipelines.runs").warning(
+            "could not record the end of run %s: %s", run_id, exc
+        )
