@@ -323,23 +323,3 @@ class RunStore:
 
 def _host() -> str:
     return socket.gethostname()
-
-
-def latest_sources(pipeline: Any, streams: list[str]) -> dict[str, str]:
-    """stream -> data source in the pipeline's latest run (what a viewer or a reader of the
-    results looks at); the streams' own names when nothing has run yet."""
-    from asapo_pipelines.transport import TransportError, open_transport
-    from asapo_pipelines.worker.naming import run_sources
-
-    spec = pipeline.transport.spec()
-    if "embedded" in spec:
-        spec = {"embedded": {**spec["embedded"], "create": False}}
-    external = [s for s, decl in pipeline.streams.items() if decl.external]
-    try:
-        with open_transport(spec) as transport:
-            run = RunStore(transport, pipeline.name).run_ids()
-    except (TransportError, OSError):
-        return {s: s for s in streams}
-    if not run:
-        return {s: s for s in streams}
-    return run_sources(pipeline.name, run[-1], streams, external)

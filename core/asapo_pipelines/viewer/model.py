@@ -28,6 +28,8 @@ class PipelineView:
     transport: Mapping[str, Any]
     units: tuple[UnitView, ...]
     path: Path | None = None
+    #: streams declared external: read under their own names (asapo_pipelines.worker.naming)
+    external: frozenset[str] = frozenset()
 
     def unit(self, instance: str) -> UnitView | None:
         return next((u for u in self.units if u.instance == instance), None)
@@ -60,27 +62,13 @@ def from_pipeline(pipeline: Any, catalog: Any) -> PipelineView:
                 replicas=int(getattr(config, "replicas", 1) or 1),
             )
         )
-    # the data sources of the pipeline's latest run (asapo_pipelines.worker.naming)
-    from asapo_pipelines.runs.store import latest_sources
-
-    names = [s for u in units for s in (*u.inputs.values(), *u.outputs.values())]
-    sources = latest_sources(pipeline, names)
-    units = [
-        UnitView(
-            instance=u.instance,
-            descriptor=u.descriptor,
-            inputs={p: sources.get(s, s) for p, s in u.inputs.items()},
-            outputs={p: sources.get(s, s) for p, s in u.outputs.items()},
-            replicas=u.replicas,
-        )
-        for u in units
-    ]
     path = getattr(pipeline, "path", None)
     return PipelineView(
         name=pipeline.name,
         transport=pipeline.transport.spec(),
         units=tuple(units),
         path=Path(path) if path is not None else None,
+        external=frozenset(s for s, d in pipeline.streams.items() if d.external),
     )
 
 

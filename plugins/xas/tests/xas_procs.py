@@ -56,7 +56,7 @@ def read(store: Path, source: str, stream: str = "default") -> list[Any]:
     with open_transport({"embedded": {"path": str(store)}}) as t:
         # a pipeline's own stream is in its namespace; workers started by hand work in run r1
         found = [n for n in t.data_sources() if n.endswith(f".r1.{source}")]
-        source = found[0] if source not in t.data_sources() and found else source
+        source = found[0] if found else source
     with (
         open_transport({"embedded": {"path": str(store)}}) as t,
         t.consumer(source, "xas-test-reader") as c,
