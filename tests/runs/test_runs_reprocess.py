@@ -33,16 +33,16 @@ def work(tmp_path_factory) -> Path:
     return work
 
 
-def expected_action(noise: float, target: float) -> str:
-    """The convergence agent's rule, as its documentation states it: stop at the target."""
-    return "stop" if noise <= target else "more_scans"
+def _show(value) -> str:
+    """How the comparison prints a value (6 significant digits for floats)."""
+    return f"{value:.6g}" if isinstance(value, float) else "-" if value is None else str(value)
 
 
 def test_reprocess_with_another_target_shows_old_and_new_decisions(work):
     store = work / ".pipeline-data"
+    old_plans = [v for _, v in read_messages(store, "p65-xas.r1.plans")]
     merged = [v for _, v in read_messages(store, "p65-xas.r1.merged")]
-    noise = merged[-1]["values"]["epsilon_k"]
-    group = "/".join(str(v) for v in merged[-1]["group"].values() if v)
+    merge_key = "/".join(str(v) for v in merged[-1]["group"].values())
     done = run_pipeline(
         "reprocess", FILE, "--from", "r1", "--set", f"advisor.target_noise={NEW_TARGET}",
         cwd=work, timeout=600,
@@ -51,17 +51,34 @@ def test_reprocess_with_another_target_shows_old_and_new_decisions(work):
     out = done.stdout
     assert "run r2 replays 2 source messages of run r1" in out
     assert "old (r1) -> new (r2):" in out
-    old, new = expected_action(noise, OLD_TARGET), expected_action(noise, NEW_TARGET)
-    assert old != new, "the bundled scans sit between the two targets"
-    assert f"decisions.{group}.action: {old} -> {new}   (changed)" in out
-    assert f"decisions.{group}.target_noise: {OLD_TARGET:.6g} -> {NEW_TARGET:.6g}" in out
-    # the E0 and edge steps of each scan, and the merged noise, are compared too (unchanged:
-    # normalize and merge have the same configuration)
-    for line in ("scans.20K_GOE_Fe_K_240.00000.xdi.e0:", f"merges.{group}.noise:"):
+    new_plans = [v for _, v in read_messages(store, "p65-xas.r2.plans")]
+    # the agent decided again, once per merge, from the same scans with the new target
+    assert len(new_plans) == len(old_plans) == 2
+    old, new = old_plans[-1], new_plans[-1]
+    assert old["target"] == new["target"]
+    group = old["target"]
+    metrics_old, metrics_new = old["arguments"]["metrics"], new["arguments"]["metrics"]
+    assert metrics_old["target_noise"] == pytest.approx(OLD_TARGET)
+    assert metrics_new["target_noise"] == pytest.approx(NEW_TARGET)
+    # the same merged noise (normalize and merge kept their configuration) ...
+    assert metrics_new["epsilon_k"] == pytest.approx(metrics_old["epsilon_k"])
+    # ... and the comparison prints both runs' decisions as each run stored them
+    mark = "" if old["action"] == new["action"] else "   (changed)"
+    assert f"decisions.{group}.action: {old['action']} -> {new['action']}{mark}" in out
+    assert (
+        f"decisions.{group}.target_noise: {_show(OLD_TARGET)} -> {_show(NEW_TARGET)}   (changed)"
+        in out
+    )
+    assert f"decisions.{group}.reason: {old['reason']} -> {new['reason']}" in out
+    # each scan's E0, edge step and noise, and the merged noise, are compared too, unchanged
+    for line in (
+        "scans.20K_GOE_Fe_K_240.00000.xdi.e0:",
+        "scans.20K_GOE_Fe_K_240.00001.xdi.edge_step:",
+        "scans.20K_GOE_Fe_K_240.00000.xdi.noise:",
+        f"merges.{merge_key}.noise:",
+    ):
         row = next(r for r in out.splitlines() if r.strip().startswith(line))
         assert "(changed)" not in row
-    plans = [v for _, v in read_messages(store, "p65-xas.r2.plans")]
-    assert plans[-1]["action"] == new
     listed = json.loads(run_pipeline("runs", FILE, "--json", cwd=work).stdout)["runs"]
     r2 = next(r for r in listed if r["id"] == "r2")
     assert r2["mode"] == "reprocess"
