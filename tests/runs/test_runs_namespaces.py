@@ -131,3 +131,26 @@ def test_a_detached_run_is_recorded_with_its_end(tmp_path):
     assert state["state"] == "complete", state
     assert state["counts"]["sink"]["processed"] == 2
     check_own(tmp_path, "alpha", "in-a", 2, "r1")
+
+
+def test_resume_applies_a_changed_configuration_to_what_was_not_processed(tmp_path):
+    path = make(tmp_path, "alpha", "in-a", 2)
+    done = run_pipeline("run", path.name, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    path.write_text(path.read_text().replace("payload: text", "payload: base64"))
+    (tmp_path / "in-a" / "in-a-2.txt").write_text("in-a 2\n")
+    refused = run_pipeline("run", path.name, cwd=tmp_path, timeout=120)
+    assert refused.returncode == 1
+    assert 'sink (payload "text" -> "base64")' in one_sentence(refused.stderr)
+    resumed = run_pipeline("run", path.name, "--resume", cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming run r1 under a changed configuration: sink" in resumed.stdout
+    got = lines(tmp_path, "alpha")
+    # the two files processed before stay as they were; only the new one is processed, under
+    # the new configuration (base64), and nothing twice
+    assert [("payload" in r and r["payload"].endswith("\n")) for r in got] == [True, True, False]
+    assert len(got) == 3
+    listed = run_pipeline("runs", path.name, "--json", cwd=tmp_path)
+    (run,) = json.loads(listed.stdout)["runs"]
+    assert run["sessions"] == 2
+    assert run["configurations"]["sink"]["params"]["payload"] == "base64"
