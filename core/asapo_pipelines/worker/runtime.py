@@ -604,6 +604,7 @@ class Worker:
                     "inputs": [msg.ref()] if msg is not None else [],
                     "seq": 0,
                     "key": key,
+                    **self.runner.provenance,  # the run and fingerprint, as on outputs
                 },
             }
         )
