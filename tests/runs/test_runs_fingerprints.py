@@ -103,17 +103,24 @@ def test_the_first_claim_of_a_namespace_wins_and_run_ids_are_unique(tmp_path):
 
 def test_workers_started_together_in_an_empty_store_all_join_run_r1(tmp_path):
     spec = {"embedded": {"path": str(tmp_path / "store")}}
+    with open_transport(spec):
+        pass  # the store exists (creating it is the transport's business, tested there)
     got: list[str] = []
+    failed: list[BaseException] = []
 
     def join() -> None:
-        with open_transport(spec) as transport:
-            got.append(RunStore(transport, "demo").ensure({}, "text").id)
+        try:
+            with open_transport(spec) as transport:
+                got.append(RunStore(transport, "demo").ensure({}, "text").id)
+        except BaseException as exc:  # shown by the assertion below
+            failed.append(exc)
 
     threads = [threading.Thread(target=join) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert failed == []
     assert got == ["r1"] * 6
     with open_transport(spec) as transport:
         assert RunStore(transport, "demo").run_ids() == ["r1"]
