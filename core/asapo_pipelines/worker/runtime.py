@@ -508,7 +508,8 @@ class Worker:
                 marker=f"start:{port.data_source}/{state.name}",
             )
         outcome = self.runner.handle(msg)
-        self._apply(outcome, msg, check=msg.delivery_count > 1)
+        again = msg.delivery_count > 1 or getattr(tmsg, "possibly_redelivered", False)
+        self._apply(outcome, msg, check=again)
         c.retries = self.runner.retries
         if outcome.error is None:
             c.processed += 1
