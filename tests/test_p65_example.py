@@ -193,7 +193,7 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
 
     with (
         open_transport({"embedded": {"path": str(tmp_path / ".pipeline-data")}}) as t,
-        t.consumer("plans", "test-reader") as c,
+        t.consumer("p65-xas.r1.plans", "test-reader") as c,  # run r1's own stream
     ):
         last = c.stream_info("default").last_id
         plans = [

@@ -12,6 +12,7 @@ from typing import Any
 
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.formats import decode
+from asapo_pipelines.worker.naming import data_source_for
 
 from helpers import CACHE_DIR, PIPELINE
 
@@ -53,6 +54,12 @@ def write_pipeline(directory: Path, units: dict[str, Any], streams: dict | None 
         doc["streams"] = streams
     path.write_text(json.dumps(doc, indent=2))
     return path
+
+
+def own(stream: str, run: str = "r1") -> str:
+    """The data source of the test pipeline's own stream: workers started by hand in a fresh
+    store work in its first run (asapo_pipelines.worker.naming)."""
+    return data_source_for(stream, "accept", run)
 
 
 def read_stream(store: Path, source: str, stream: str = "default") -> list[Any]:

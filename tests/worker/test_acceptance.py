@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import read_stream, spawn, values, wait_ok, wait_until, worker_env, write_pipeline
+from procs import own, read_stream, spawn, values, wait_ok, wait_until, worker_env, write_pipeline
 
 from asapo_pipelines.testing.distributions import PluginProject, install
 from asapo_pipelines.transport import open_transport
@@ -83,7 +83,7 @@ def test_processor_killed_ten_times_loses_and_duplicates_nothing(tmp_path, env):
     for proc in (source, processor, sink):
         assert wait_ok(proc) == 0, log.read_text()[-3000:]
     # the processor's own output stream: every input exactly once, despite the redeliveries
-    tagged = read_stream(tmp_path / "store", "tagged")
+    tagged = read_stream(tmp_path / "store", own("tagged"))
     ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in tagged)
     assert ids == list(range(1, count + 1))
     # and the sink at the end of the chain
@@ -128,7 +128,7 @@ def test_late_and_out_of_order_messages_reach_the_sink(tmp_path, env):
     producer.finish_stream("default", last_id=10)
     tag = spawn(pipeline, "tag", env)
     sink = spawn(pipeline, "sink", env)
-    assert wait_until(lambda: len(read_stream(store, "tagged")) == len(on_time))
+    assert wait_until(lambda: len(read_stream(store, own("tagged"))) == len(on_time))
     time.sleep(1.0)
     assert tag.poll() is None, "the processor must wait for the ids that did not arrive"
     for n in (12, 8, 4, 11, 7):  # after the finish, and out of order
@@ -156,10 +156,10 @@ def test_sigterm_finishes_the_current_message_and_exits_zero(tmp_path, env):
     store = tmp_path / "store"
     feed_numbers(store, count)
     tag = spawn(pipeline, "tag", env, "--lease-seconds", "600")
-    assert wait_until(lambda: len(read_stream(store, "tagged")) >= 20)
+    assert wait_until(lambda: len(read_stream(store, own("tagged"))) >= 20)
     tag.send_signal(signal.SIGTERM)
     assert wait_ok(tag) == 0
-    written = len(read_stream(store, "tagged"))
+    written = len(read_stream(store, own("tagged")))
     assert written < count
     final = read_stream(store, "accept.status", "tag.0")[-1].metadata
     assert final["state"] == "stopped"
@@ -168,7 +168,9 @@ def test_sigterm_finishes_the_current_message_and_exits_zero(tmp_path, env):
     assert final["processed"] == written
     tag = spawn(pipeline, "tag", env, "--lease-seconds", "600")
     assert wait_ok(tag) == 0
-    ids = sorted(m.metadata["provenance"]["inputs"][0]["id"] for m in read_stream(store, "tagged"))
+    ids = sorted(
+        m.metadata["provenance"]["inputs"][0]["id"] for m in read_stream(store, own("tagged"))
+    )
     assert ids == list(range(1, count + 1))
 
 

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 
-from procs import read_stream, wait_until, write_pipeline
+from procs import own, read_stream, wait_until, write_pipeline
 
 from asapo_pipelines.transport import open_transport
 
@@ -102,17 +102,17 @@ def test_watching_source_sends_new_files_and_stops_on_sigterm(tmp_path):
     )
     store = tmp_path / "store"
     try:
-        assert wait_until(lambda: len(read_stream(store, "raw")) == 1)
+        assert wait_until(lambda: len(read_stream(store, own("raw"))) == 1)
         (tmp_path / "incoming" / "b.dat").write_bytes(b"b")
-        assert wait_until(lambda: len(read_stream(store, "raw")) == 2)
+        assert wait_until(lambda: len(read_stream(store, own("raw"))) == 2)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert [m.metadata["name"] for m in read_stream(store, "raw")] == ["a.dat", "b.dat"]
+    assert [m.metadata["name"] for m in read_stream(store, own("raw"))] == ["a.dat", "b.dat"]
     assert read_stream(store, "accept.status", "watch.0")[-1].metadata["state"] == "stopped"
-    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("raw", "r") as c:
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer(own("raw"), "r") as c:
         assert not c.stream_info("default").finished  # stopped, not done: more may come later
 
 
@@ -130,4 +130,4 @@ def test_relative_params_resolve_next_to_the_original_pipeline_file(tmp_path):
         "worker", str(copy), "files", env={"ASAPO_PIPELINES_BASE_DIR": str(original)}
     )
     assert done.returncode == 0, done.stderr
-    assert len(read_stream(original / "store", "raw")) == 3
+    assert len(read_stream(original / "store", own("raw"))) == 3

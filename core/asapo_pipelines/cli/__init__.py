@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "status": "asapo_pipelines.cli.run:status",
     "logs": "asapo_pipelines.cli.run:logs",
     "stop": "asapo_pipelines.cli.run:stop",
+    "runs": "asapo_pipelines.cli.runs:runs",
+    "reprocess": "asapo_pipelines.cli.runs:reprocess",
     "view": "asapo_pipelines.cli.view:view",
     # the nomad executor
     "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",

@@ -33,6 +33,7 @@ class Target:
     payload: dict[str, Any] | None = None
     pipeline: Any = None
     pipeline_file: str | None = None
+    catalog: Any = None
 
 
 def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
@@ -119,6 +120,7 @@ def resolve(
         payload=payload,
         pipeline=pipeline,
         pipeline_file=str(path.resolve()),
+        catalog=catalog,
     )
 
 
@@ -166,17 +168,56 @@ run_dir_option = click.option(
 @click.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; see status/logs/stop.")
+@click.option(
+    "--fresh", is_flag=True, help="Start a new run (the last one stays listed until pruned)."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on with the last run under a changed configuration (for the messages not yet "
+    "processed; provenance records it).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="UNIT.PARAM=VALUE",
+    help="Override a unit parameter for this run (repeatable), e.g. normalize.autobk.rbkg=1.2.",
+)
 @data_dir_option
 @click.pass_context
-def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None) -> None:
-    """Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C."""
+def run(
+    ctx: click.Context,
+    file: str | None,
+    detach: bool,
+    fresh: bool,
+    resume: bool,
+    sets: tuple[str, ...],
+    data_dir: str | None,
+) -> None:
+    """Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C.
+
+    The first run starts run r1; running the file again resumes it while its configuration is
+    unchanged (nothing is processed twice). A changed configuration is refused, naming the
+    changed units and params, until you choose --fresh or --resume.
+    """
     from asapo_pipelines.local.control import start_detached
     from asapo_pipelines.local.errors import JobFailed
 
     target = resolve(file, data_dir, None, compile=True)
     assert target.payload is not None
     shown = file or target.pipeline_file
+    session = None
+    if target.pipeline is not None:
+        from asapo_pipelines.cli.runs import start_session
+
+        session = start_session(target, fresh=fresh, resume=resume, sets=sets)
+    elif fresh or resume or sets:
+        raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
     if detach:
+        if session is not None:
+            # the supervisor and its tasks inherit the run id from this environment
+            os.environ[session.env_name] = session.run.id
         state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
         click.echo(
             f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
@@ -184,6 +225,22 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
             f"`pipeline logs {shown} UNIT`, and stop it with `pipeline stop {shown}`"
         )
         return
+    environ = dict(os.environ)
+    if session is not None:
+        environ[session.env_name] = session.run.id
+    result, counters = execute(target, target.payload, environ)
+    if session is not None:
+        session.finish(result, counters, target.payload)
+    if result.status == "failed":
+        raise JobFailed(result.message)
+    click.echo(result.message)
+    ctx.exit(result.exit_code)
+
+
+def execute(
+    target: Target, payload: dict[str, Any], environ: dict[str, str]
+) -> tuple[Any, dict[str, Any]]:
+    """Run a compiled job under the live table; prints the final table and the summaries."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView, status_table
@@ -191,22 +248,22 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
     out = console()
     if not out.is_terminal:
         out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
-    reader = status_reader(target.pipeline, target.payload) if target.pipeline else None
+    reader = status_reader(target.pipeline, payload) if target.pipeline else None
     with LiveView(out, reader) as view:
         options = ExecOptions(
-            on_event=view.event, on_update=view.update, pipeline_file=target.pipeline_file
+            environ=environ,
+            on_event=view.event,
+            on_update=view.update,
+            pipeline_file=target.pipeline_file,
         )
-        result = LocalExecutor(target.payload, target.run_dir, options).run()
+        result = LocalExecutor(payload, target.run_dir, options).run()
     counters = view.read_counters(force=True)
     out.print(status_table(result.state, counters))
     from asapo_pipelines.worker.status import summary_lines
 
     for line in summary_lines((counters or {}).values()):
         click.echo(line)
-    if result.status == "failed":
-        raise JobFailed(result.message)
-    click.echo(result.message)
-    ctx.exit(result.exit_code)
+    return result, dict(counters or {})
 
 
 def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Target | None:

@@ -171,6 +171,45 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     out.print(table)
 
 
+def _prune_run(transport: Transport, target: str, run_id: str, as_json: bool) -> None:
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport.embedded import EmbeddedTransport
+    from asapo_pipelines.worker.naming import data_source_for, runs_source
+
+    if not Path(target).is_file():
+        raise UsageError("--run needs the pipeline file (its runs live in its namespace)")
+    if not isinstance(transport, EmbeddedTransport):
+        raise UsageError(
+            "retention of a facility's ASAP::O is managed by ASAP::O itself; "
+            "prune works on embedded stores"
+        )
+    from ruamel.yaml import YAML
+
+    name = str((YAML(typ="safe").load(Path(target).read_text()) or {}).get("pipeline"))
+    store = RunStore(transport, name)
+    run = store.get(run_id)  # one sentence for an unknown run
+    prefix = data_source_for("", name, run.id)
+    dropped: list[list[str]] = []
+    freed = 0
+    for source in transport.data_sources():
+        if not source.startswith(prefix):
+            continue
+        with transport.consumer(source, "prune") as consumer:
+            names = [info.name for info in consumer.streams()]
+        for stream in names:
+            freed += transport.drop_stream(source, stream)
+            dropped.append([source, stream])
+    freed += transport.drop_stream(runs_source(name), run.id)
+    dropped.append([runs_source(name), run.id])
+    if as_json:
+        print_json({"run": run.id, "dropped_streams": dropped, "freed_bytes": freed})
+        return
+    click.echo(
+        f"run {run.id} of pipeline {name} pruned: {len(dropped)} streams dropped, "
+        f"{_size(freed)} of payload files freed"
+    )
+
+
 @click.command("prune")
 @click.argument("target", metavar="PATH_OR_PIPELINE")
 @click.option(
@@ -183,16 +222,31 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
 @click.option(
     "--drop-stream", metavar="NAME", help="Drop this one stream (needs --source) whatever its age."
 )
+@click.option(
+    "--run",
+    "run_id",
+    metavar="RUN",
+    help="Drop one run of the pipeline FILE: its streams and its record (see `pipeline runs`).",
+)
 @json_option
 def prune(
-    target: str, older_than: str | None, only: str | None, drop_stream: str | None, as_json: bool
+    target: str,
+    older_than: str | None,
+    only: str | None,
+    drop_stream: str | None,
+    run_id: str | None,
+    as_json: bool,
 ) -> None:
-    """Retention for an embedded store: delete old streams and payloads to free disk space."""
+    """Retention for an embedded store: delete old streams and payloads to free disk space, or
+    one run of a pipeline (`--run`)."""
     from asapo_pipelines.transport.embedded import EmbeddedTransport
 
-    if (older_than is None) == (drop_stream is None):
-        raise UsageError("give exactly one of --older-than AGE or --drop-stream NAME")
+    if sum(x is not None for x in (older_than, drop_stream, run_id)) != 1:
+        raise UsageError("give exactly one of --older-than AGE, --drop-stream NAME or --run RUN")
     transport, label = _open(target)
+    if run_id is not None:
+        _prune_run(transport, target, run_id, as_json)
+        return
     if not isinstance(transport, EmbeddedTransport):
         raise UsageError(
             "retention of a facility's ASAP::O is managed by ASAP::O itself; "

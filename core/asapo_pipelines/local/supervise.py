@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot run {args.run_dir / JOB_FILE}: {exc}", flush=True)
         return 1
     log(result.message)
+    from asapo_pipelines.runs.lifecycle import record_end
+
+    record_end(args.pipeline_file, job, result)  # the run's end, in the store
     return 0 if result.status in ("complete", "stopped") else 1
 
 

@@ -51,6 +51,16 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P308": ("warning", "A unit's output port is not connected: its messages are dropped."),
     "P309": ("error", "A stream declared external is also produced by a unit."),
     "P310": ("warning", "A stream declared under `streams:` is not used by any unit."),
+    "P311": (
+        "error",
+        "A stream name inside the pipeline's own namespace (`<pipeline>.`), where its runs, "
+        "errors and status live.",
+    ),
+    "P312": (
+        "error",
+        "A stream name too long for its data source name in the pipeline's namespace "
+        "(`<pipeline>.<run>.<stream>`, at most 128 characters).",
+    ),
     "P401": ("error", "The task driver is not one of raw_exec, exec, docker."),
     "P402": ("error", "The docker driver needs an `image`."),
     "P403": ("warning", "`image` is set but the driver is not docker: it is ignored."),

@@ -453,6 +453,55 @@ def _stage_graph(doc: Document, nodes: list[_Node], streams: dict[str, Any]) -> 
     return found
 
 
+def _stage_namespace(
+    doc: Document, name: Any, nodes: list[_Node], streams: dict[str, Any]
+) -> list[Problem]:
+    """Stream names against the namespace scheme (`asapo_pipelines.worker.naming`): none may
+    sit inside the pipeline's own namespace, and an own stream's data source name must fit."""
+    from asapo_pipelines.worker.naming import RUN_ID_ROOM
+
+    if not isinstance(name, str) or not name:
+        return []
+    file = str(doc.path)
+    found: list[Problem] = []
+    prefix = f"{name}."
+    external = {s for s, d in streams.items() if isinstance(d, dict) and d.get("external") is True}
+    places: list[tuple[str, tuple[Any, ...]]] = [(s, ("streams", s)) for s in streams]
+    for node in nodes:
+        for kind in ("inputs", "outputs"):
+            for port, stream in getattr(node, kind).items():
+                places.append((stream, ("units", node.name, kind, port)))
+    reported: set[str] = set()
+    for stream, at in places:
+        if not isinstance(stream, str) or stream in reported:
+            continue
+        if stream.startswith(prefix):
+            reported.add(stream)
+            found.append(
+                make(
+                    file,
+                    doc.locate(at),
+                    "P311",
+                    f"stream {stream!r} is inside pipeline {name}'s own namespace "
+                    f"({prefix}*), where its runs, errors and status live; name it without "
+                    f"the {prefix!r} prefix (the pipeline's own streams are namespaced for you)",
+                )
+            )
+        elif stream not in external and len(name) + RUN_ID_ROOM + len(stream) + 2 > 128:
+            reported.add(stream)
+            found.append(
+                make(
+                    file,
+                    doc.locate(at),
+                    "P312",
+                    f"stream {stream!r} is too long: its data source "
+                    f"{name}.<run>.{stream} must fit in 128 characters; use at most "
+                    f"{126 - len(name) - RUN_ID_ROOM} characters",
+                )
+            )
+    return found
+
+
 def _stage_deploy(doc: Document, deploy: Any) -> list[Problem]:
     if not isinstance(deploy, dict):
         return []
@@ -506,6 +555,11 @@ def validate_document(
     report.problems.extend(_stage_units(doc, nodes, catalog))
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
+    report.problems.extend(
+        _stage_namespace(
+            doc, data.get("pipeline"), nodes, streams if isinstance(streams, dict) else {}
+        )
+    )
     report.problems.extend(_stage_deploy(doc, data.get("deploy")))
     # a value the loader already rejected (a bad tag, a duplicate) is not reported again
     loader_spots = {(p.line, p.column) for p in report.problems if p.code.startswith("P00")}

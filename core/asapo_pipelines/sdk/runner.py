@@ -187,6 +187,8 @@ class UnitRunner:
         # a source's current output stream per port, and its running sequence per stream
         self.source_streams: dict[str, str] = {p.name: DEFAULT_STREAM for p in descriptor.outputs}
         self.retries = 0
+        #: added to every output's provenance: the run id and this unit's fingerprint
+        self.provenance: dict[str, Any] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> Unit:
@@ -390,6 +392,7 @@ class UnitRunner:
             "inputs": [{k: v for k, v in ref.items() if k != "port"} for ref in inputs],
             "seq": seq,
             "key": key,
+            **self.provenance,
         }
         return Output(item.port, stream, payload, meta, key)
 

@@ -67,6 +67,9 @@ class Message:
     metadata: dict[str, Any]
     delivery_count: int = 1
     timestamp: float = 0.0
+    #: the configuration of the unit that produced this message, as its run recorded it (unit,
+    #: instance, distribution, version, params, fingerprint, run, pipeline file), when known
+    producer: dict[str, Any] | None = None
     _value: Any = field(default=None, repr=False)
     _decoded: bool = field(default=False, repr=False)
 
@@ -140,6 +143,9 @@ class UnitContext:
         self.stop_event = threading.Event()
         #: where a source's `report_error` goes: (exception, key) -> None; set by the runtime
         self.report: Callable[[BaseException, str | None], None] | None = None
+        #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint), set
+        #: by the worker; empty outside a pipeline run (the test harness)
+        self.run: dict[str, Any] = {}
 
 
 class Unit:

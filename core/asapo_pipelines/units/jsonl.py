@@ -14,11 +14,16 @@ from asapo_pipelines.sdk.units import Message, Sink
 
 def dedup_key(record: dict[str, Any]) -> str:
     """What makes two deliveries the same message: the producer's provenance key when there is
-    one (it survives re-sending by a restarted upstream), else the message's own address."""
+    one (it survives re-sending by a restarted upstream), else the message's own address; plus
+    the run and configuration fingerprint that produced it, so new parameters (or another run)
+    give new lines instead of being taken for duplicates."""
     prov = (record.get("metadata") or {}).get("provenance") or {}
-    if isinstance(prov, dict) and prov.get("key"):
-        return f"key:{prov['key']}"
-    return f"ref:{record.get('data_source')}|{record.get('stream')}|{record.get('id')}"
+    if not isinstance(prov, dict):
+        prov = {}
+    made = f"|run:{prov['run']}|fp:{prov.get('fingerprint')}" if prov.get("run") else ""
+    if prov.get("key"):
+        return f"key:{prov['key']}{made}"
+    return f"ref:{record.get('data_source')}|{record.get('stream')}|{record.get('id')}{made}"
 
 
 class JsonLinesSink(Sink):

@@ -20,7 +20,14 @@ from typing import Any
 from asapo_pipelines.descriptor import PlotHint
 from asapo_pipelines.transport import Transport, TransportError
 from asapo_pipelines.viewer.model import PipelineView
-from asapo_pipelines.worker.naming import errors_source, group_name, status_source
+from asapo_pipelines.worker.naming import (
+    RUN_ID,
+    data_source_for,
+    errors_source,
+    group_name,
+    runs_source,
+    status_source,
+)
 
 log = logging.getLogger("asapo_pipelines.viewer")
 
@@ -140,6 +147,20 @@ class Collector:
         self.plots = self._plot_states()
         self._infos: dict[str, list[Any]] = {}
         self._sources: set[str] | None = None
+        #: the pipeline's latest run, whose data sources the page shows (None: none yet)
+        self.run_id: str | None = None
+
+    def source_of(self, stream: str) -> str:
+        """The data source of a pipeline stream in the latest run (its own name when external,
+        or before any run)."""
+        if self.run_id is None or stream in self.view.external:
+            return stream
+        return data_source_for(stream, self.view.name, self.run_id)
+
+    def _refresh_run(self) -> None:
+        ids = [i.name for i in self.infos(runs_source(self.view.name)) if RUN_ID.match(i.name)]
+        if ids:
+            self.run_id = max(ids, key=lambda r: int(r[1:]))
 
     # -- readers -----------------------------------------------------------------------------
     def _exists(self, source: str) -> bool:
@@ -187,6 +208,7 @@ class Collector:
         now = time.time()
         self._infos.clear()
         self._sources = None
+        self._refresh_run()
         streams = self._streams()
         self._read_status()
         self._read_errors()
@@ -258,7 +280,7 @@ class Collector:
         prefix = group_name(self.view.name, "")
         rows = []
         for name in [*self.view.streams, errors_source(self.view.name)]:
-            infos = self.infos(name)
+            infos = self.infos(self.source_of(name))
             lag: dict[str, int] = {}
             for info in infos:
                 for grp, n in info.group_lag.items():
@@ -328,7 +350,8 @@ class Collector:
 
     def _read_plots(self) -> None:
         for plot in self.plots:
-            for instance, source, hint in plot.hints:
+            for instance, stream, hint in plot.hints:
+                source = self.source_of(stream)
                 for info in self.infos(source):
                     key = (source, info.name)
                     # only the newest `keep` are ever shown: older ones are not read at all
@@ -391,7 +414,7 @@ class Collector:
         """The newest messages of one pipeline stream (over its scans), newest first."""
         if source not in self.view.streams and source != errors_source(self.view.name):
             raise KeyError(source)
-        reader = self.consumer(source)
+        reader = self.consumer(self.source_of(source))
         if reader is None:
             return []
         out: list[dict[str, Any]] = []

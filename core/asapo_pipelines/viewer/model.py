@@ -28,6 +28,8 @@ class PipelineView:
     transport: Mapping[str, Any]
     units: tuple[UnitView, ...]
     path: Path | None = None
+    #: streams declared external: read under their own names (asapo_pipelines.worker.naming)
+    external: frozenset[str] = frozenset()
 
     def unit(self, instance: str) -> UnitView | None:
         return next((u for u in self.units if u.instance == instance), None)
@@ -66,6 +68,7 @@ def from_pipeline(pipeline: Any, catalog: Any) -> PipelineView:
         transport=pipeline.transport.spec(),
         units=tuple(units),
         path=Path(path) if path is not None else None,
+        external=frozenset(s for s, d in pipeline.streams.items() if d.external),
     )
 
 

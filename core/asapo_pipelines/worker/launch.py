@@ -14,6 +14,9 @@ log = logging.getLogger("asapo_pipelines.worker")
 
 #: Set by the compiled Nomad job: the folder of the original pipeline file (the task has a copy).
 BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
+#: Set by `pipeline run` and `pipeline reprocess` for their workers: the run they work in.
+#: Without it a worker joins the pipeline's latest run (the first one when there is none).
+RUN_ENV = "ASAPO_PIPELINES_RUN"
 
 
 def load(pipeline_file: Path) -> tuple[Any, Any]:
@@ -41,6 +44,7 @@ def build_worker(
     from asapo_pipelines.worker.runtime import Worker
 
     pipeline, catalog = load(pipeline_file)
+    pipeline_file = Path(pipeline_file).resolve()  # read again after the chdir below
     if instance not in pipeline.units:
         import difflib
 
@@ -56,7 +60,6 @@ def build_worker(
             f"--replica {replica} does not exist"
         )
     descriptor = pipeline.descriptor(instance, catalog)
-    params = pipeline.params_for(instance, catalog)
     # relative paths in params (directories, output files) mean: next to the pipeline file; a
     # task of a Nomad job runs on a copy of it, and is told where the original is
     base = os.environ.get(BASE_DIR_ENV) or str(Path(pipeline_file).resolve().parent)
@@ -67,6 +70,13 @@ def build_worker(
             f"cannot work in {base} (where the pipeline file is): {exc.strerror}"
         ) from None
     transport = open_transport(pipeline.transport.spec())
+    try:
+        run_info, sources, known = _join_run(pipeline, catalog, instance, pipeline_file, transport)
+    except BaseException:
+        transport.close()
+        raise
+    # after the run's `--set` overrides are applied
+    params = pipeline.params_for(instance, catalog)
     return Worker(
         transport,
         descriptor,
@@ -80,6 +90,9 @@ def build_worker(
         status_interval=status_interval,
         linger=linger,
         lease_seconds=lease_seconds,
+        data_sources=sources,
+        run=run_info,
+        configurations=known,
     )
 
 
@@ -114,6 +127,61 @@ def _with_path_hint(exc: PipelinesError, worker: Any) -> PipelinesError:
     )
     exc.args = (exc.message,)
     return exc
+
+
+def _join_run(
+    pipeline: Any, catalog: Any, instance: str, pipeline_file: Path, transport: Any
+) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """The run this worker works in, the data sources of its streams in that run, and the
+    configurations recorded for the run (by fingerprint). The run's `--set` overrides apply to
+    the params, and the resulting configuration must be the one the run recorded: a file
+    edited under a running pipeline is refused rather than mixed into its results."""
+    from asapo_pipelines.runs import RunStore, configurations
+    from asapo_pipelines.runs.overrides import apply, unflat
+
+    store = RunStore(transport, pipeline.name)
+    wanted = os.environ.get(RUN_ENV)
+    if wanted:
+        run = store.get(wanted)
+    else:
+        text = Path(pipeline_file).read_text(encoding="utf-8")
+        run = store.ensure(configurations(pipeline, catalog), text)
+    apply(pipeline, catalog, unflat(run.overrides))
+    mine = configurations(pipeline, catalog)[instance]
+    recorded = run.configurations.get(instance)
+    if recorded is not None and recorded.get("fingerprint") != mine["fingerprint"]:
+        raise UsageError(
+            f"unit {instance} of pipeline {pipeline.name} is configured differently from what "
+            f"run {run.id} recorded (the pipeline file changed after it started); start a new "
+            "run with `pipeline run --fresh` or go on with `pipeline run --resume`"
+        )
+    start = run.start
+    info = {
+        "run": run.id,
+        "fingerprint": mine["fingerprint"],
+        "pipeline": pipeline.name,
+        "pipeline_file": start.get("file") or str(Path(pipeline_file).resolve()),
+        "pipeline_sha256": start.get("file_sha256"),
+        "started": start.get("time"),
+        "configuration": mine,
+    }
+    return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
+
+
+def stream_sources(pipeline: Any, catalog: Any, run_id: str) -> dict[str, str]:
+    """stream -> data source, for every stream of the pipeline's units in run `run_id`: the
+    names a worker gives its transport (`asapo_pipelines.worker.naming`)."""
+    from asapo_pipelines.worker.naming import run_sources
+
+    streams: set[str] = set()
+    for name, config in pipeline.units.items():
+        streams.update(config.inputs.values())
+        streams.update(config.outputs.values())
+        for port in pipeline.descriptor(name, catalog).outputs:
+            if port.name not in config.outputs:  # the worker's rule for unwired outputs
+                streams.add(f"{name}-{port.name}".replace("_", "-"))
+    external = [s for s, decl in pipeline.streams.items() if decl.external]
+    return run_sources(pipeline.name, run_id, streams, external)
 
 
 def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:

@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,8 +106,18 @@ class Worker:
         poll: float = 0.02,
         refresh: float = 0.5,
         ack_batch: int = ACK_BATCH,
+        data_sources: Mapping[str, str] | None = None,
+        run: Mapping[str, Any] | None = None,
+        configurations: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.transport = transport
+        #: stream name -> data source (the pipeline's namespace for this run); by default a
+        #: stream is the data source of its own name (a worker built by hand, in tests)
+        self.data_sources = dict(data_sources or {})
+        #: the run: id, pipeline file and hash, and this unit's fingerprint
+        self.run_info = dict(run or {})
+        #: fingerprint -> a unit configuration, for the producers of this unit's inputs
+        self.configurations = dict(configurations or {})
         self.descriptor = descriptor
         self.pipeline = pipeline
         self.instance = instance
@@ -130,6 +141,12 @@ class Worker:
             output_streams=self.outputs,
         )
         self.label = self.runner.unit_label
+        if self.run_info.get("run"):
+            self.runner.provenance = {
+                "run": self.run_info["run"],
+                "fingerprint": self.run_info.get("fingerprint"),
+            }
+            self.runner.context.run = dict(self.run_info)
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
         self.ports: list[InputPort] = []
         self.producers: dict[str, Any] = {}  # output port -> producer
@@ -163,11 +180,11 @@ class Worker:
         self._check_wiring()
         t = self.transport
         for port, stream_name in self.inputs.items():
-            source = data_source_for(stream_name)
+            source = self.data_sources.get(stream_name) or data_source_for(stream_name)
             consumer = t.consumer(source, self.group, lease_seconds=self.lease_seconds)
             self.ports.append(InputPort(port, source, consumer))
         for port, stream_name in self.outputs.items():
-            source = data_source_for(stream_name)
+            source = self.data_sources.get(stream_name) or data_source_for(stream_name)
             self.producers[port] = t.producer(source)
             self.output_readers[port] = t.consumer(source, self.group)
         self.errors = t.producer(errors_source(self.pipeline))
@@ -488,6 +505,7 @@ class Worker:
             metadata=tmsg.metadata,
             delivery_count=tmsg.delivery_count,
             timestamp=tmsg.timestamp,
+            producer=self._producer_of(tmsg.metadata),
         )
         c = self.counters
         c.received += 1
@@ -542,6 +560,22 @@ class Worker:
             self.unacked_since = time.monotonic()
         self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
         self.unacked_count += 1
+
+    def _producer_of(self, metadata: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The recorded configuration of the unit that produced a message (by the fingerprint
+        in its provenance), with the run and pipeline file it ran in."""
+        prov = metadata.get(PROVENANCE_KEY)
+        if not isinstance(prov, dict) or not prov.get("fingerprint"):
+            return None
+        config = self.configurations.get(str(prov["fingerprint"]))
+        if config is None:
+            return {"fingerprint": prov["fingerprint"], "run": prov.get("run")}
+        return {
+            **config,
+            "run": prov.get("run"),
+            "pipeline_file": self.run_info.get("pipeline_file"),
+            "pipeline_sha256": self.run_info.get("pipeline_sha256"),
+        }
 
     def _commit(self) -> None:
         """Make every output durable, then acknowledge the inputs that produced them."""
@@ -609,6 +643,7 @@ class Worker:
                     "inputs": [msg.ref()] if msg is not None else [],
                     "seq": 0,
                     "key": key,
+                    **self.runner.provenance,  # the run and fingerprint, as on outputs
                 },
             }
         )

@@ -1,12 +1,15 @@
 """The runtime class of `nexus.writer`: a sink around `NexusWriter`.
 
 Only a worker imports this module (h5py and numpy come with it). Each message is written by the
-content type of the port it arrived on, under its provenance key, so a message delivered twice,
-or sent again by a restarted upstream unit, is stored once.
+content type of the port it arrived on, under its identity: the producer's provenance key plus
+the run and configuration fingerprint that produced it. A message delivered twice, or sent again
+by a restarted upstream unit, is stored once; a result of new parameters, or of another run, gets
+its own entry.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from asapo_pipelines.sdk import Message, Sink
@@ -20,6 +23,51 @@ def message_key(message: Message) -> str:
     if prov.get("key"):
         return str(prov["key"])
     return f"{message.data_source}/{message.stream}/{message.id}"
+
+
+def entry_key(message: Message) -> str:
+    """Input identity plus the producing run and fingerprint: what one entry stands for."""
+    prov = message.provenance or {}
+    key = message_key(message)
+    if prov.get("run") or prov.get("fingerprint"):
+        key += f"|run:{prov.get('run')}|fp:{prov.get('fingerprint')}"
+    return key
+
+
+def source_files(body: dict[str, Any]) -> list[str]:
+    """The scan files a scan, spectrum or merge came from, as far as its message says."""
+    found: list[str] = []
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and meta.get("file"):
+        found.append(str(meta["file"]))
+    for scan in body.get("scans") or ():
+        if isinstance(scan, dict) and scan.get("scan"):
+            found.append(str(scan["scan"]).rpartition("key:")[2])
+    return list(dict.fromkeys(found))
+
+
+def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """What an entry records about how it was made (see `NexusWriter.write`)."""
+    prov = message.provenance or {}
+    producer = dict(message.producer or {})
+    return {
+        "unit": producer.get("unit"),
+        "instance": producer.get("instance") or str(prov.get("unit", "")).rpartition("/")[2],
+        "distribution": producer.get("distribution"),
+        "distribution_version": producer.get("version"),
+        "params": producer.get("params"),
+        "fingerprint": prov.get("fingerprint"),
+        "run": prov.get("run"),
+        "pipeline_file": producer.get("pipeline_file") or run.get("pipeline_file"),
+        "pipeline_sha256": producer.get("pipeline_sha256") or run.get("pipeline_sha256"),
+        "message": message.ref(),
+        "inputs": list(prov.get("inputs") or []),
+        "source_files": source_files(body),
+        "message_time": message.timestamp or None,
+        "run_started": run.get("started"),
+        "writer_run": run.get("run"),
+        "written": time.time(),
+    }
 
 
 class NexusWriterSink(Sink):
@@ -43,7 +91,12 @@ class NexusWriterSink(Sink):
                 f"message {message.data_source}/{message.stream}/{message.id} is not a JSON "
                 f"object; nexus.writer stores {port.content_type} messages"
             )
-        name = self.writer.write(port.content_type, body, message_key(message))
+        name = self.writer.write(
+            port.content_type,
+            body,
+            entry_key(message),
+            provenance=entry_provenance(message, body, self.context.run),
+        )
         if name is None:
             self.duplicates += 1
         else:

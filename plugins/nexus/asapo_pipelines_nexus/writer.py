@@ -22,6 +22,21 @@ The file is opened with `libver="latest"` and switched to SWMR mode, so readers 
 `h5py.File(path, "r", swmr=True)` while the writer holds it; every entry is flushed before the
 write returns. Each entry carries the message's provenance key (`asapo_key`); a key already in
 the file is not written again, so a message delivered twice appears once.
+
+Runs are kept apart: the key holds the run and the fingerprint of the unit that produced the
+message, the entry's attributes `asapo_run` and `asapo_fingerprint` repeat them, and every
+entry written from a pipeline has an NXprocess `provenance`:
+
+    /entryN/provenance            NXprocess
+        program, version          asapo-pipelines and its version
+        date                      when the entry was written (ISO 8601)
+        unit, instance            the producing unit (e.g. xas.normalize) and its instance name
+        distribution, distribution_version
+        parameters                NXnote, type application/json: the unit's resolved params
+        pipeline_file, pipeline_sha256, run, run_started, fingerprint
+        inputs                    NXnote (JSON): the input message ids that produced it
+        source_files              NXnote (JSON): the scan files it comes from
+        message_time              when the producer wrote the message (ISO 8601)
 """
 
 from __future__ import annotations
@@ -85,6 +100,8 @@ class NexusWriter:
         self._frozen: str | None = None
         #: where a damaged file was moved on opening (its readable entries were copied back)
         self.salvaged_from: Path | None = None
+        #: the provenance of the entry being written (`write(..., provenance=...)`)
+        self._entry_provenance: Mapping[str, Any] | None = None
 
     @classmethod
     def from_params(cls, params: Any, base: Path | None = None) -> NexusWriter:
@@ -353,12 +370,24 @@ class NexusWriter:
         return self._keys.get(key)
 
     # -- writing ---------------------------------------------------------------------------------
-    def write(self, content_type: str, body: Mapping[str, Any], key: str) -> str | None:
-        """Write one message by content type; returns the entry name, None for a duplicate."""
-        if content_type == "xas/scan":
-            return self.write_scan(body, key)
-        if content_type in ("xas/spectrum", "xas/merged"):
-            return self.write_result(body, key, content_type)
+    def write(
+        self,
+        content_type: str,
+        body: Mapping[str, Any],
+        key: str,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Write one message by content type; returns the entry name, None for a duplicate.
+        `provenance` (run, unit, params, inputs...) goes into the entry's NXprocess."""
+        self._entry_provenance = provenance
+        try:
+            if content_type == "xas/scan":
+                return self.write_scan(body, key)
+            if content_type in ("xas/spectrum", "xas/merged"):
+                return self.write_result(body, key, content_type)
+        finally:
+            self._entry_provenance = None
         raise NexusWriterError(
             f"nexus.writer cannot store {content_type!r}; it stores xas/scan, xas/spectrum and "
             "xas/merged"
@@ -591,6 +620,59 @@ class NexusWriter:
     def _provenance(self, entry: h5py.Group, meta: Mapping[str, Any]) -> None:
         notes = _group(entry, "asapo", "NXcollection")
         _string(notes, "metadata", json.dumps(dict(meta), sort_keys=True, default=str))
+        if self._entry_provenance is not None:
+            write_provenance(entry, self._entry_provenance)
+
+
+def _iso(ts: Any) -> str | None:
+    if not isinstance(ts, int | float) or not ts:
+        return None
+    return datetime.fromtimestamp(float(ts), UTC).isoformat(timespec="milliseconds")
+
+
+def _note(parent: h5py.Group, name: str, value: Any) -> None:
+    note = _group(parent, name, "NXnote")
+    _string(note, "type", "application/json")
+    _string(note, "data", json.dumps(value, sort_keys=True, default=str))
+
+
+def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
+    """The entry's NXprocess `provenance` (layout in the module's docstring)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        program_version = version("asapo-pipelines")
+    except PackageNotFoundError:  # pragma: no cover - a source checkout without metadata
+        program_version = "unknown"
+    process = _group(entry, "provenance", "NXprocess")
+    _string(process, "program", "asapo-pipelines")
+    _string(process, "version", program_version)
+    process.create_dataset("sequence_index", data=0)
+    _string(process, "date", _now())
+    for field in (
+        "unit",
+        "instance",
+        "distribution",
+        "distribution_version",
+        "pipeline_file",
+        "pipeline_sha256",
+        "run",
+        "fingerprint",
+        "writer_run",
+    ):
+        if prov.get(field) is not None:
+            _string(process, field, str(prov[field]))
+    for field in ("run_started", "message_time"):
+        stamp = _iso(prov.get(field))
+        if stamp is not None:
+            _string(process, field, stamp)
+    _note(process, "parameters", prov.get("params"))
+    message = prov.get("message")
+    _note(process, "inputs", {"message": message, "inputs": list(prov.get("inputs") or [])})
+    _note(process, "source_files", list(prov.get("source_files") or []))
+    for attr in ("run", "fingerprint"):
+        if prov.get(attr) is not None:
+            entry.attrs[f"asapo_{attr}"] = str(prov[attr])
 
 
 #: NXxas's enumeration of NXdata/mode, by the channel stored as the absorbed beam.

@@ -53,6 +53,10 @@ def read(store: Path, source: str, stream: str = "default") -> list[Any]:
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.transport.formats import decode
 
+    with open_transport({"embedded": {"path": str(store)}}) as t:
+        # a pipeline's own stream is in its namespace; workers started by hand work in run r1
+        found = [n for n in t.data_sources() if n.endswith(f".r1.{source}")]
+        source = found[0] if found else source
     with (
         open_transport({"embedded": {"path": str(store)}}) as t,
         t.consumer(source, "xas-test-reader") as c,

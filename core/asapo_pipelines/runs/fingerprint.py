@@ -1,0 +1,97 @@
+"""Each unit's configuration and its fingerprint.
+
+A configuration is what decides a unit's outputs: the unit, the distribution and version that
+provide it, its params as resolved by its own params model (defaults filled in), and the
+configurations of the units upstream of it (by fingerprint). So changing a parameter of
+`normalize` changes the fingerprints of `normalize`, `merge` and the agent, and not of `scans`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+FINGERPRINT_CHARS = 16
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint_of(config: dict[str, Any]) -> str:
+    body = {k: v for k, v in config.items() if k != "fingerprint"}
+    return hashlib.sha256(_canonical(body).encode()).hexdigest()[:FINGERPRINT_CHARS]
+
+
+def configurations(pipeline: Any, catalog: Any) -> dict[str, dict[str, Any]]:
+    """instance -> {unit, instance, distribution, version, params, upstream, fingerprint}."""
+    producers = {s: names[0][0] for s, names in pipeline.producers().items()}
+    done: dict[str, dict[str, Any]] = {}
+
+    def build(instance: str, path: tuple[str, ...]) -> dict[str, Any]:
+        if instance in done:
+            return done[instance]
+        config = pipeline.units[instance]
+        descriptor = pipeline.descriptor(instance, catalog)
+        upstream: dict[str, str] = {}
+        for port, stream in sorted(config.inputs.items()):
+            maker = producers.get(stream)
+            if maker is None or maker in path:  # fed from outside, or a cycle back
+                upstream[port] = f"external:{stream}"
+            else:
+                upstream[port] = build(maker, (*path, instance))["fingerprint"]
+        params = pipeline.params_for(instance, catalog).model_dump(mode="json")
+        result = {
+            "unit": descriptor.name,
+            "instance": instance,
+            "distribution": descriptor.distribution,
+            "version": descriptor.version,
+            "params": params,
+            "upstream": upstream,
+        }
+        result["fingerprint"] = fingerprint_of(result)
+        done[instance] = result
+        return result
+
+    for instance in pipeline.units:
+        build(instance, ())
+    return {name: done[name] for name in pipeline.units}
+
+
+def _param_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted({*old, *new}):
+            out += _param_changes(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old != new:
+        return [f"{prefix.rstrip('.')} {_show(old)} -> {_show(new)}"]
+    return []
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def diff_configurations(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
+) -> dict[str, list[str]]:
+    """instance -> what changed, in words (params first; then version or upstream)."""
+    changed: dict[str, list[str]] = {}
+    for instance in sorted({*old, *new}):
+        a, b = old.get(instance), new.get(instance)
+        if a is None or b is None:
+            changed[instance] = ["added" if a is None else "removed"]
+            continue
+        if a.get("fingerprint") == b.get("fingerprint"):
+            continue
+        what = _param_changes(a.get("params", {}), b.get("params", {}))
+        if a.get("unit") != b.get("unit"):
+            what.append(f"unit {a.get('unit')} -> {b.get('unit')}")
+        if (a.get("distribution"), a.get("version")) != (b.get("distribution"), b.get("version")):
+            what.append(f"{b.get('distribution')} {a.get('version')} -> {b.get('version')}")
+        if not what:
+            what.append("upstream configuration changed")
+        changed[instance] = what
+    return changed

@@ -1,0 +1,203 @@
+"""Starting, resuming, ending and replaying runs (what `pipeline run` and `reprocess` do around
+the executor).
+
+`prepare` decides, before anything starts: a first run, or `--fresh`, begins a new run; an
+unchanged configuration resumes the latest run (its consumer groups and outputs make a re-run
+process nothing twice); a changed one is refused with the changed units and params named,
+unless `--resume` says to go on with the new configuration.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.runs.fingerprint import configurations, diff_configurations
+from asapo_pipelines.runs.overrides import flat
+from asapo_pipelines.runs.store import Run, RunsError, RunStore
+from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished
+from asapo_pipelines.worker.naming import data_source_for
+
+
+def describe_changes(changes: dict[str, list[str]]) -> str:
+    return "; ".join(f"{unit} ({', '.join(what)})" for unit, what in changes.items())
+
+
+def prepare(
+    store: RunStore,
+    pipeline: Any,
+    catalog: Any,
+    pipeline_file: Path,
+    *,
+    fresh: bool = False,
+    resume: bool = False,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> tuple[Run, str]:
+    """The run to work in and what happened: "started", "resumed" or "resumed-changed"."""
+    if fresh and resume:
+        raise RunsError("give --fresh or --resume, not both")
+    configs = configurations(pipeline, catalog)
+    text = Path(pipeline_file).read_text(encoding="utf-8")
+    recorded = flat(overrides or {})
+    latest = store.latest(resumable=True)
+    if latest is None or fresh:
+        run = store.begin(
+            pipeline_file=pipeline_file, text=text, configurations=configs, overrides=recorded
+        )
+        return run, "started"
+    changes = diff_configurations(latest.configurations, configs)
+    if not changes:
+        return store.resume(latest, overrides=recorded), "resumed"
+    if not resume:
+        raise RunsError(
+            f"the configuration changed since run {latest.id}: {describe_changes(changes)}; "
+            f"run with --fresh for a new run ({latest.id} stays listed until pruned) or with "
+            f"--resume to go on with {latest.id} under the new configuration"
+        )
+    store.resume(latest, configurations=configs, changes=changes, overrides=recorded)
+    return latest, "resumed-changed"
+
+
+def summaries_of(
+    counters: dict[str, Any] | None, groups: set[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The units' summaries and counts from their final status records ("group[i]" keys)."""
+    summaries: dict[str, Any] = {}
+    counts: dict[str, Any] = {}
+    for label, record in sorted((counters or {}).items()):
+        instance = str(record.get("instance") or label.partition("[")[0])
+        if groups is not None and instance not in groups:
+            continue
+        replica = int(record.get("replica") or 0)
+        name = instance if replica == 0 else f"{instance}[{replica}]"
+        if record.get("summary"):
+            summaries[name] = record["summary"]
+        counts[name] = {
+            k: record.get(k, 0) for k in ("processed", "errors", "outputs", "duplicates_skipped")
+        }
+    return summaries, counts
+
+
+# -- reprocess -------------------------------------------------------------------------------
+def source_streams(pipeline: Any, catalog: Any) -> dict[str, list[str]]:
+    """source instance -> the streams it writes (the messages a reprocess replays)."""
+    out: dict[str, list[str]] = {}
+    for name, config in pipeline.units.items():
+        descriptor = pipeline.descriptor(name, catalog)
+        if descriptor.role != "source":
+            continue
+        streams = dict(config.outputs)
+        for port in descriptor.outputs:
+            streams.setdefault(port.name, f"{name}-{port.name}".replace("_", "-"))
+        out[name] = sorted(set(streams.values()))
+    return out
+
+
+def check_replayable(transport: Any, pipeline: Any, catalog: Any, old: Run) -> list[str]:
+    """The data sources to replay; a sentence when a source's messages are gone."""
+    present = set(transport.data_sources())
+    sources = []
+    for instance, streams in source_streams(pipeline, catalog).items():
+        for stream in streams:
+            source = data_source_for(stream, pipeline.name, old.id)
+            held = 0
+            if source in present:
+                with transport.consumer(source, "reprocess-check") as consumer:
+                    held = sum(i.last_id for i in consumer.streams())
+            if not held:
+                raise RunsError(
+                    f"run {old.id} cannot be reprocessed: the messages its source {instance} "
+                    f"wrote to stream {stream} are no longer in the store (pruned)"
+                )
+            sources.append(stream)
+    if not sources:
+        raise RunsError(f"pipeline {pipeline.name} has no source unit whose messages to replay")
+    return sources
+
+
+def replay(transport: Any, pipeline: str, streams: list[str], old: Run, new: Run) -> int:
+    """Copy the source messages of `old`, as stored (ids, payloads, metadata and provenance,
+    scans and their order, finished streams), into `new`'s data sources; returns how many."""
+    copied = 0
+    for stream in streams:
+        src = data_source_for(stream, pipeline, old.id)
+        dst = data_source_for(stream, pipeline, new.id)
+        with (
+            transport.consumer(src, "reprocess-replay") as consumer,
+            transport.producer(dst) as producer,
+        ):
+            for info in consumer.streams():
+                for msg_id in range(1, info.last_id + 1):
+                    try:
+                        msg = consumer.get_by_id(info.name, msg_id)
+                    except (MissingId, EndOfStream, StreamFinished):
+                        continue
+                    payload = None if msg.payload is None else bytes(msg.payload)
+                    producer.send(info.name, payload, dict(msg.metadata), id=msg.id)
+                    copied += 1
+                producer.flush()
+                if info.finished:
+                    producer.finish_stream(
+                        info.name, last_id=info.last_id, next_stream=info.next_stream
+                    )
+            producer.flush()
+    return copied
+
+
+# -- old against new -------------------------------------------------------------------------
+def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_leaves(item, f"{prefix}{key}."))
+        return out
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        out = {}
+        for i, item in enumerate(value):
+            label = item.get("file") or item.get("target") or i
+            rest = {k: v for k, v in item.items() if k not in ("file", "target")}
+            out.update(_leaves(rest, f"{prefix}{label}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def compare(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[tuple[str, Any, Any]]]:
+    """instance -> [(what, old value, new value)] for every value either summary declares."""
+    out: dict[str, list[tuple[str, Any, Any]]] = {}
+    for instance in sorted({*old, *new}):
+        a, b = _leaves(old.get(instance) or {}), _leaves(new.get(instance) or {})
+        rows = [(key, a.get(key), b.get(key)) for key in dict.fromkeys([*a, *b])]
+        if rows:
+            out[instance] = rows
+    return out
+
+
+def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
+    """End the run a detached supervisor worked in (`ASAPO_PIPELINES_RUN`), with the units'
+    summaries and counts; best effort: the run's outputs are what matters, and they are done."""
+    import logging
+    import os
+
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    run_id = os.environ.get(RUN_ENV)
+    if not run_id or not pipeline_file:
+        return
+    try:
+        from asapo_pipelines.catalog import Catalog
+        from asapo_pipelines.cli.run import status_reader
+        from asapo_pipelines.pipeline import load_pipeline
+        from asapo_pipelines.transport import open_transport
+
+        pipeline = load_pipeline(pipeline_file, Catalog.load())
+        reader = status_reader(pipeline, job)
+        counters = reader() if reader is not None else {}
+        groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
+        summaries, counts = summaries_of(dict(counters), groups)
+        with open_transport(pipeline.transport.spec()) as transport:
+            store = RunStore(transport, pipeline.name)
+            store.end(store.get(run_id), result.status, result.message, summaries, counts)
+    except Exception as exc:  # the record is a bonus here; the log says why it is missing
+        logging.getLogger("asapo_pipelines.runs").warning(
+            "could not record the end of run %s: %s", run_id, exc
+        )

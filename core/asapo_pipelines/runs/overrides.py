@@ -1,0 +1,113 @@
+"""`--set UNIT.PARAM=VALUE`: one run's overrides of the file's params, validated like the file.
+
+UNIT is a unit instance of the pipeline, PARAM a parameter of its unit (nested ones with dots:
+`normalize.autobk.rbkg=1.2`), VALUE a YAML scalar or flow value (`1.0e-4`, `true`, `[1, 2]`).
+An unknown instance or parameter gets a did-you-mean; a value the unit's params model refuses
+gets that model's reason, in one sentence naming the `--set`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from asapo_pipelines.errors import UsageError
+
+
+def _near(word: str, choices: list[str]) -> str:
+    near = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {near[0]}?" if near else f"; it has {', '.join(sorted(choices))}"
+
+
+def _parse_value(text: str, where: str) -> Any:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        return YAML(typ="safe", pure=True).load(text) if text.strip() else ""
+    except YAMLError:
+        raise UsageError(f"{where}: the value {text!r} is not a YAML value") from None
+
+
+def parse(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
+    """`("normalize.autobk.rbkg=1.2", ...)` -> {"normalize": {"autobk.rbkg": 1.2}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        where = f"--set {item}"
+        target, eq, value = item.partition("=")
+        instance, dot, param = target.strip().partition(".")
+        if not eq or not dot or not instance or not param:
+            raise UsageError(f"{where}: write it as UNIT.PARAM=VALUE, e.g. normalize.rbkg=1.2")
+        out.setdefault(instance, {})[param] = _parse_value(value, where)
+    return out
+
+
+def _sub_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    info = model.model_fields.get(name)
+    if info is None:
+        return None
+    candidates = [info.annotation, *typing.get_args(info.annotation)]
+    for tp in candidates:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            return tp
+    return None
+
+
+def apply(pipeline: Any, catalog: Any, overrides: dict[str, dict[str, Any]]) -> None:
+    """Check every override and write it into the pipeline's params (in place)."""
+    for instance, params in overrides.items():
+        if instance not in pipeline.units:
+            first = next(iter(params))
+            raise UsageError(
+                f"--set {instance}.{first}: pipeline {pipeline.name} has no unit {instance}"
+                + _near(instance, list(pipeline.units))
+            )
+        config = pipeline.units[instance]
+        descriptor = pipeline.descriptor(instance, catalog)
+        merged = copy.deepcopy(dict(config.params))
+        for dotted, value in params.items():
+            where = f"--set {instance}.{dotted}"
+            model: type[BaseModel] | None = descriptor.params
+            node = merged
+            parts = dotted.split(".")
+            for depth, part in enumerate(parts):
+                if model is not None and part not in model.model_fields:
+                    raise UsageError(
+                        f"{where}: unit {descriptor.name} has no parameter "
+                        f"{'.'.join(parts[: depth + 1])}" + _near(part, list(model.model_fields))
+                    )
+                if depth == len(parts) - 1:
+                    node[part] = value
+                else:
+                    child = node.get(part)
+                    if not isinstance(child, dict):
+                        child = node[part] = {} if child is None else dict(child)
+                    node = child
+                    model = _sub_model(model, part) if model is not None else None
+            try:
+                descriptor.params.model_validate(merged)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err.get("loc", ()))
+                raise UsageError(
+                    f"{where}: {err.get('msg', 'invalid value')}"
+                    + (f" (at {loc})" if loc and loc != dotted else "")
+                ) from None
+        config.params = merged
+
+
+def flat(overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """{"normalize.autobk.rbkg": 1.2, ...}: how a run records them."""
+    return {f"{i}.{p}": v for i, ps in sorted(overrides.items()) for p, v in sorted(ps.items())}
+
+
+def unflat(recorded: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in recorded.items():
+        instance, _, param = key.partition(".")
+        out.setdefault(instance, {})[param] = value
+    return out

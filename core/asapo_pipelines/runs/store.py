@@ -1,0 +1,325 @@
+"""Run records on the pipeline's own transport (data source `<pipeline>.runs`).
+
+Streams of that data source:
+- `owner`: the pipeline file that owns the namespace. The first claim stored wins (message ids are
+  given out atomically), so two files with the same `pipeline:` name racing for one store cannot
+  both win; the loser is refused with one sentence naming both files.
+- `index`: one message per run started; its id numbers the run (`r<id>`), so two runs started at
+  once never get the same id.
+- `r<N>`: the run's events, in order: `started` (file text and hash, each unit's configuration
+  and fingerprint, `--set` overrides, what it was replayed from), `resumed` (with the changed
+  configuration when resumed with `--resume`), `ended` (state, the units' summaries and counts).
+
+Records are JSON payloads, so large pipeline files fit on every transport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines import __version__
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished, formats
+from asapo_pipelines.worker.naming import RUN_ID, runs_source
+
+OWNER_STREAM = "owner"
+INDEX_STREAM = "index"
+GROUP = "run-records"
+
+
+class RunsError(PipelinesError):
+    """A run cannot be found, claimed or started: one sentence for the user."""
+
+
+def file_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class Run:
+    id: str
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def number(self) -> int:
+        return int(self.id[1:])
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return next((e for e in self.events if e.get("event") == "started"), {})
+
+    @property
+    def started(self) -> float | None:
+        return self.start.get("time")
+
+    @property
+    def ended(self) -> float | None:
+        last = self.last_end
+        return None if last is None else last.get("time")
+
+    @property
+    def last_end(self) -> dict[str, Any] | None:
+        """The `ended` event of the last session, None while one is going on."""
+        for event in reversed(self.events):
+            if event.get("event") == "ended":
+                return event
+            if event.get("event") in ("started", "resumed"):
+                return None
+        return None
+
+    @property
+    def state(self) -> str:
+        end = self.last_end
+        return "running" if end is None else str(end.get("state", "ended"))
+
+    @property
+    def configurations(self) -> dict[str, dict[str, Any]]:
+        """The configuration in force now (the last one recorded)."""
+        for event in reversed(self.events):
+            if event.get("configurations"):
+                return dict(event["configurations"])
+        return {}
+
+    @property
+    def all_configurations(self) -> dict[str, dict[str, Any]]:
+        """fingerprint -> configuration, of every configuration this run ever had."""
+        found: dict[str, dict[str, Any]] = {}
+        for event in self.events:
+            for config in (event.get("configurations") or {}).values():
+                found[config["fingerprint"]] = config
+        return found
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        for event in reversed(self.events):
+            if "overrides" in event:
+                return dict(event["overrides"] or {})
+        return {}
+
+    @property
+    def summaries(self) -> dict[str, Any]:
+        """instance -> the unit's summary at the end of the last session."""
+        end = self.last_end or next(
+            (e for e in reversed(self.events) if e.get("event") == "ended"), None
+        )
+        return dict((end or {}).get("summaries") or {})
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        end = next((e for e in reversed(self.events) if e.get("event") == "ended"), None)
+        return dict((end or {}).get("counts") or {})
+
+    def to_dict(self, *, text: bool = False) -> dict[str, Any]:
+        start = self.start
+        out = {
+            "id": self.id,
+            "state": self.state,
+            "started": self.started,
+            "ended": self.ended,
+            "mode": start.get("mode", "run"),
+            "from_run": start.get("from_run"),
+            "file": start.get("file"),
+            "file_sha256": start.get("file_sha256"),
+            "sessions": sum(1 for e in self.events if e.get("event") in ("started", "resumed")),
+            "overrides": self.overrides,
+            "configurations": self.configurations,
+            "counts": self.counts,
+        }
+        if text:
+            out["text"] = start.get("text")
+        return out
+
+
+class RunStore:
+    """The run records of one pipeline namespace on an open transport."""
+
+    def __init__(self, transport: Any, pipeline: str) -> None:
+        self.transport = transport
+        self.pipeline = pipeline
+        self.source = runs_source(pipeline)
+
+    # -- reading ----------------------------------------------------------------------------------
+    def _read(self, stream: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        with self.transport.consumer(self.source, GROUP) as consumer:
+            names = {info.name: info for info in consumer.streams()}
+            info = names.get(stream)
+            if info is None:
+                return out
+            for msg_id in range(1, info.last_id + 1):
+                try:
+                    msg = consumer.get_by_id(stream, msg_id)
+                except (MissingId, EndOfStream, StreamFinished):
+                    continue
+                body = formats.decode(msg.payload, msg.metadata)
+                if isinstance(body, dict):
+                    out.append(body)
+        return out
+
+    def run_ids(self) -> list[str]:
+        if self.source not in self.transport.data_sources():
+            return []
+        with self.transport.consumer(self.source, GROUP) as consumer:
+            ids = [i.name for i in consumer.streams() if RUN_ID.match(i.name)]
+        return sorted(ids, key=lambda r: int(r[1:]))
+
+    def runs(self) -> list[Run]:
+        return [Run(rid, self._read(rid)) for rid in self.run_ids()]
+
+    def get(self, run_id: str) -> Run:
+        """A run by id (`r3`, or just `3`); a sentence when there is none."""
+        wanted = run_id if run_id.startswith("r") else f"r{run_id}"
+        ids = self.run_ids()
+        if wanted not in ids:
+            known = ", ".join(ids[-5:]) if ids else "none yet"
+            raise RunsError(
+                f"pipeline {self.pipeline} has no run {run_id!r} in this store (its runs: "
+                f"{known}; see `pipeline runs`)"
+            )
+        return Run(wanted, self._read(wanted))
+
+    def latest(self, *, resumable: bool = False) -> Run | None:
+        """The newest run; with `resumable`, the newest that `pipeline run` may resume (not a
+        reprocess, which replays a past run and ends)."""
+        for run_id in reversed(self.run_ids()):
+            run = Run(run_id, self._read(run_id))
+            if not resumable or run.start.get("mode") != "reprocess":
+                return run
+        return None
+
+    def owner(self) -> str | None:
+        claims = self._read(OWNER_STREAM) if self.source in self.transport.data_sources() else []
+        return str(claims[0]["file"]) if claims else None
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _append(self, stream: str, record: dict[str, Any]) -> int:
+        payload, meta = formats.encode(record, "json")
+        with self.transport.producer(self.source) as producer:
+            msg_id = producer.send(stream, payload, meta)
+            producer.flush()
+        return int(msg_id)
+
+    def claim(self, pipeline_file: str | Path) -> None:
+        """Make `pipeline_file` the owner of the namespace, or refuse when another file is."""
+        mine = str(Path(pipeline_file).resolve())
+        owner = self.owner()
+        if owner is None:
+            self._append(OWNER_STREAM, {"file": mine, "time": time.time(), "host": _host()})
+            owner = self.owner()
+        if owner != mine:
+            raise RunsError(
+                f"pipeline name {self.pipeline!r} in this store belongs to {owner}, so {mine} "
+                "cannot use it: give one of the two files another `pipeline:` name, or another "
+                "transport path"
+            )
+
+    def begin(
+        self,
+        *,
+        pipeline_file: str | Path | None,
+        text: str,
+        configurations: dict[str, dict[str, Any]],
+        overrides: dict[str, Any],
+        mode: str = "run",
+        from_run: str | None = None,
+    ) -> Run:
+        number = self._append(INDEX_STREAM, {"time": time.time(), "host": _host()})
+        run_id = f"r{number}"
+        record = {
+            "event": "started",
+            "run": run_id,
+            "pipeline": self.pipeline,
+            "time": time.time(),
+            "mode": mode,
+            "from_run": from_run,
+            "file": None if pipeline_file is None else str(Path(pipeline_file).resolve()),
+            "file_sha256": file_sha256(text),
+            "text": text,
+            "configurations": configurations,
+            "overrides": overrides,
+            "program": "asapo-pipelines",
+            "program_version": __version__,
+            "host": _host(),
+        }
+        self._append(run_id, record)
+        return Run(run_id, [record])
+
+    def resume(
+        self,
+        run: Run,
+        *,
+        configurations: dict[str, dict[str, Any]] | None = None,
+        changes: dict[str, list[str]] | None = None,
+        overrides: dict[str, Any] | None = None,
+    ) -> Run:
+        record: dict[str, Any] = {"event": "resumed", "time": time.time(), "host": _host()}
+        if configurations is not None:
+            record.update(configurations=configurations, changes=changes or {})
+        if overrides is not None:
+            record["overrides"] = overrides
+        self._append(run.id, record)
+        run.events.append(record)
+        return run
+
+    def end(
+        self,
+        run: Run,
+        state: str,
+        message: str = "",
+        summaries: dict[str, Any] | None = None,
+        counts: dict[str, Any] | None = None,
+    ) -> None:
+        record = {
+            "event": "ended",
+            "time": time.time(),
+            "state": state,
+            "message": message,
+            "summaries": summaries or {},
+            "counts": counts or {},
+        }
+        self._append(run.id, record)
+        run.events.append(record)
+
+    def ensure(self, configurations: dict[str, dict[str, Any]], text: str) -> Run:
+        """The latest run, or the first one when none is recorded (workers started without
+        `pipeline run`: every racing worker adopts run r1, whose record the first one writes)."""
+        if self.run_ids():
+            latest = self.latest(resumable=True)
+            if latest is not None:
+                return latest
+            # only reprocess runs so far
+            return self.begin(
+                pipeline_file=None,
+                text=text,
+                configurations=configurations,
+                overrides={},
+                mode="workers",
+            )
+        self._append(INDEX_STREAM, {"time": time.time(), "host": _host(), "by": "worker"})
+        run = Run("r1", self._read("r1"))
+        if not run.events:
+            record = {
+                "event": "started",
+                "run": "r1",
+                "pipeline": self.pipeline,
+                "time": time.time(),
+                "mode": "workers",
+                "file_sha256": file_sha256(text),
+                "text": text,
+                "configurations": configurations,
+                "overrides": {},
+                "program": "asapo-pipelines",
+                "program_version": __version__,
+            }
+            self._append("r1", record)
+            run = Run("r1", self._read("r1"))
+        return run
+
+
+def _host() -> str:
+    return socket.gethostname()

@@ -1,0 +1,156 @@
+"""Two pipelines with the same stream names beside each other (one store, one directory): each
+processes exactly its own inputs, one after the other and at the same time; two files with the
+same pipeline name in one store are refused. Real `pipeline run`, real workers, core units."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+from runs_helpers import one_sentence, store_contents
+
+from helpers import CACHE_DIR, PIPELINE, run_pipeline
+
+UNITS = """
+units:
+  files:
+    unit: core.files
+    params: {{directory: {inputs}/, pattern: "*.txt"}}
+    outputs: {{files: raw}}
+  pass:
+    unit: core.identity
+    inputs: {{input: raw}}
+    outputs: {{output: checked}}
+  sink:
+    unit: core.jsonl-sink
+    params: {{path: results/{name}.jsonl, payload: text}}
+    inputs: {{messages: checked}}
+"""
+
+
+def make(directory: Path, name: str, inputs: str, count: int, file: str | None = None) -> Path:
+    folder = directory / inputs
+    folder.mkdir(exist_ok=True)
+    for i in range(count):
+        (folder / f"{inputs}-{i}.txt").write_text(f"{inputs} {i}\n")
+    path = directory / (file or f"{name}.pipeline.yaml")
+    path.write_text(f"pipeline: {name}\n" + UNITS.format(inputs=inputs, name=name))
+    return path
+
+
+def lines(directory: Path, name: str) -> list[dict]:
+    path = directory / "results" / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def check_own(directory: Path, name: str, inputs: str, count: int, run: str) -> None:
+    got = lines(directory, name)
+    assert len(got) == count
+    assert sorted(r["payload"] for r in got) == sorted(f"{inputs} {i}\n" for i in range(count))
+    assert {r["data_source"] for r in got} == {f"{name}.{run}.checked"}
+    assert {r["metadata"]["provenance"]["run"] for r in got} == {run}
+
+
+def test_two_pipelines_one_after_the_other_each_process_their_own(tmp_path):
+    alpha = make(tmp_path, "alpha", "in-a", 3)
+    beta = make(tmp_path, "beta", "in-b", 2)
+    for path in (alpha, beta):
+        done = run_pipeline("run", path.name, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    check_own(tmp_path, "alpha", "in-a", 3, "r1")
+    check_own(tmp_path, "beta", "in-b", 2, "r1")
+    held = store_contents(tmp_path / ".pipeline-data")
+    assert held[("alpha.r1.raw", "default")] == 3
+    assert held[("beta.r1.raw", "default")] == 2
+    # the counts each run recorded: every unit processed its own pipeline's messages only
+    for name, count in (("alpha", 3), ("beta", 2)):
+        listed = run_pipeline("runs", f"{name}.pipeline.yaml", "--json", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        (run,) = json.loads(listed.stdout)["runs"]
+        assert {u: c["processed"] for u, c in run["counts"].items()} == {
+            "files": count,
+            "pass": count,
+            "sink": count,
+        }
+
+
+def test_two_pipelines_at_the_same_time_each_process_their_own(tmp_path):
+    alpha = make(tmp_path, "alpha", "in-a", 4)
+    beta = make(tmp_path, "beta", "in-b", 3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env.update(ASAPO_PIPELINES_CACHE_DIR=CACHE_DIR, COLUMNS="200")
+    procs = [
+        subprocess.Popen(
+            [PIPELINE, "run", path.name],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in (alpha, beta)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out + err
+    check_own(tmp_path, "alpha", "in-a", 4, "r1")
+    check_own(tmp_path, "beta", "in-b", 3, "r1")
+
+
+def test_a_second_file_with_the_same_pipeline_name_is_refused(tmp_path):
+    first = make(tmp_path, "alpha", "in-a", 1)
+    done = run_pipeline("run", first.name, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    before = store_contents(tmp_path / ".pipeline-data")
+    second = make(tmp_path, "alpha", "in-c", 2, file="copy.pipeline.yaml")
+    refused = run_pipeline("run", second.name, cwd=tmp_path, timeout=120)
+    assert refused.returncode == 1
+    line = one_sentence(refused.stderr)
+    assert str(first.resolve()) in line
+    assert str(second.resolve()) in line
+    assert store_contents(tmp_path / ".pipeline-data") == before
+    assert len(lines(tmp_path, "alpha")) == 1
+
+
+def test_a_detached_run_is_recorded_with_its_end(tmp_path):
+    make(tmp_path, "alpha", "in-a", 2)
+    started = run_pipeline("run", "--detach", "alpha.pipeline.yaml", cwd=tmp_path, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert "run r1 of pipeline alpha starts" in started.stdout
+    deadline = time.monotonic() + 180
+    state: dict = {}
+    while time.monotonic() < deadline:
+        listed = run_pipeline("runs", "alpha.pipeline.yaml", "--json", cwd=tmp_path)
+        state = json.loads(listed.stdout)["runs"][0]
+        if state["state"] != "running":
+            break
+        time.sleep(0.5)
+    assert state["state"] == "complete", state
+    assert state["counts"]["sink"]["processed"] == 2
+    check_own(tmp_path, "alpha", "in-a", 2, "r1")
+
+
+def test_resume_applies_a_changed_configuration_to_what_was_not_processed(tmp_path):
+    path = make(tmp_path, "alpha", "in-a", 2)
+    done = run_pipeline("run", path.name, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    path.write_text(path.read_text().replace("payload: text", "payload: base64"))
+    (tmp_path / "in-a" / "in-a-2.txt").write_text("in-a 2\n")
+    refused = run_pipeline("run", path.name, cwd=tmp_path, timeout=120)
+    assert refused.returncode == 1
+    assert 'sink (payload "text" -> "base64")' in one_sentence(refused.stderr)
+    resumed = run_pipeline("run", path.name, "--resume", cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming run r1 under a changed configuration: sink" in resumed.stdout
+    got = lines(tmp_path, "alpha")
+    # the two files processed before stay as they were; only the new one is processed, under
+    # the new configuration (base64), and nothing twice
+    assert [("payload" in r and r["payload"].endswith("\n")) for r in got] == [True, True, False]
+    assert len(got) == 3
+    listed = run_pipeline("runs", path.name, "--json", cwd=tmp_path)
+    (run,) = json.loads(listed.stdout)["runs"]
+    assert run["sessions"] == 2
+    assert run["configurations"]["sink"]["params"]["payload"] == "base64"
