@@ -44,6 +44,10 @@ class QueueBridge(Processor):
             self._follow()
             if self.params.mode == "auto" and entry.state == "pending":
                 self._auto(entry)
+            elif entry.state == "failed":
+                # tried again (a retry policy, a redelivery): report the recorded refusal
+                # instead of asking the server again; only a person's approve does that
+                raise QueueError(entry.state_reason)
         finally:
             self._send_feedback()
 
@@ -79,10 +83,11 @@ class QueueBridge(Processor):
     def on_shutdown(self) -> None:
         if self.client is not None:
             self.client.close()
+        # summary() is called after this: count the states while the inbox is open
+        self.states: dict[str, int] = {}
+        for entry in self.inbox.entries(self.context.instance):
+            self.states[entry.state] = self.states.get(entry.state, 0) + 1
         self.inbox.close()
 
     def summary(self) -> dict[str, Any]:
-        states: dict[str, int] = {}
-        for entry in self.inbox.entries(self.context.instance):
-            states[entry.state] = states.get(entry.state, 0) + 1
-        return {"mode": self.params.mode, "suggestions": states}
+        return {"mode": self.params.mode, "suggestions": dict(getattr(self, "states", {}))}
