@@ -34,9 +34,13 @@ def _age(iso: str) -> str:
     return iso[:19].replace("T", " ") if iso else "-"
 
 
+#: the numbers shown in the table (all of them are in --json)
+KEY_NUMBERS = 4
+
+
 def _numbers(numbers: dict[str, Any]) -> str:
     parts = []
-    for key, value in numbers.items():
+    for key, value in list(numbers.items())[:KEY_NUMBERS]:
         if isinstance(value, float):
             value = f"{value:.3g}"
         parts.append(f"{key} {value}")
@@ -44,13 +48,17 @@ def _numbers(numbers: dict[str, Any]) -> str:
 
 
 def _table(entries: list[Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from asapo_pipelines.cli.output import console
+
     table = Table(title="Suggestions", title_justify="left")
-    for column in ("id", "state", "action", "target", "scans", "confidence", "reason", "numbers"):
+    for column in ("id", "state", "action"):
+        table.add_column(column, no_wrap=True)
+    for column in ("target", "scans", "confidence", "reason", "numbers"):
         table.add_column(column, overflow="fold")
     for e in entries:
+        # the full reason and every number are in --json; the table keeps to one screen
         why = e.reason + (f" [{e.state_reason}]" if e.state_reason else "")
         table.add_row(
             e.uid[:12],
@@ -62,7 +70,7 @@ def _table(entries: list[Any]) -> None:
             why,
             _numbers(e.numbers),
         )
-    Console().print(table)
+    console().print(table)
 
 
 @click.command("suggestions", short_help="The inbox of agents' suggestions: list, approve, reject.")
@@ -118,7 +126,6 @@ def suggestions(
         click.echo(json.dumps(entry.to_json(), indent=2))
     else:
         what = "approved and " + entry.state if action == "approve" else "rejected"
-        click.echo(f"suggestion {entry.uid[:12]} {what}" + (f": {entry.state_reason}" * bool(
-            entry.state_reason and action == "approve"
-        )))
+        detail = f": {entry.state_reason}" if entry.state_reason and action == "approve" else ""
+        click.echo(f"suggestion {entry.uid[:12]} {what}{detail}")
     return 0

@@ -6,6 +6,7 @@ talks to; this module reads both from it, so the inbox needs nothing but FILE.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,18 +57,20 @@ def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], 
 
     entries: list[Entry] = []
     notes: list[str] = []
+    seen: set[Path] = set()
     for b in bridges(pipeline_file):
-        if not b.inbox_path.exists():
-            continue
+        if not b.inbox_path.exists() or b.inbox_path in seen:
+            continue  # two bridges may share one inbox: list it once
+        seen.add(b.inbox_path)
         inbox = b.open()
         try:
             if refresh and any(e.state in ("submitted", "running") for e in inbox.entries()):
                 try:
                     with QueueClient(b.params) as client:
-                        bridge.refresh(inbox, client, b.instance)
+                        bridge.refresh(inbox, client)
                 except QueueError as exc:
                     notes.append(f"{b.instance}: states as last seen ({exc.message})")
-            entries.extend(inbox.entries(b.instance))
+            entries.extend(inbox.entries())
         finally:
             inbox.close()
     return entries, notes
@@ -97,8 +100,14 @@ def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
 
 
 def approve(pipeline_file: Path, uid: str, *, by: str, reason: str = "") -> Entry:
+    from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+
     b, inbox = _locate(pipeline_file, uid)
     try:
+        # the states as the server has them now, so that the answer to a second approve says
+        # what really became of the item; the approve itself checks the server again
+        with contextlib.suppress(QueueError), QueueClient(b.params) as client:
+            bridge.refresh(inbox, client, b.instance)
         return bridge.approve(inbox, b.params, uid, by=by, reason=reason)
     finally:
         inbox.close()

@@ -1,0 +1,130 @@
+"""End to end: the P65 example ending in `bluesky.queue` (approve mode), run for real with
+`pipeline run` on the bundled beamline data, then the inbox through `pipeline suggestions`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLE = REPO / "examples" / "p65-xas-bluesky.pipeline.yaml"
+PIPELINE = [str(Path(sys.executable).parent / "pipeline")]
+
+pytest.importorskip("asapo_pipelines_xas", reason="the P65 units (plugins/xas) are not installed")
+
+
+def pipeline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PIPELINE, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.fixture
+def p65(tmp_path: Path, queue_server) -> Path:
+    """The example beside a copy of its data, pointed at the test's queue server."""
+    (tmp_path / "data").mkdir()
+    for scan in sorted((REPO / "examples" / "data").glob("20K_GOE_*.xdi")):
+        shutil.copy(scan, tmp_path / "data")
+    text = EXAMPLE.read_text().replace("tcp://localhost:60615", queue_server.control)
+    path = tmp_path / EXAMPLE.name
+    path.write_text(text)
+    return path
+
+
+def test_p65_suggestion_waits_for_approval_then_runs_with_its_metadata(p65, queue_server):
+    run = pipeline("run", p65.name, cwd=p65.parent)
+    assert run.returncode == 0, run.stderr[-3000:]
+    # approve mode: the agent's suggestion is in the inbox, nothing on the queue server
+    assert queue_server.suggestion_items() == {"queue": [], "running": [], "history": []}
+
+    listed = pipeline("suggestions", p65.name, "--json", cwd=p65.parent)
+    assert listed.returncode == 0, listed.stderr
+    entries = json.loads(listed.stdout)
+    more = [e for e in entries if e["action"] == "more_scans"]
+    assert len(more) == 1 and more[0]["state"] == "pending"
+    pending = more[0]
+    assert pending["item"]["name"] == "xas_scan"
+    assert pending["item"]["kwargs"]["sample"] == "20K_GOE_Fe_K_240"
+    assert pending["numbers"]["epsilon_k"] > pending["numbers"]["target_noise"]
+    assert 0 < pending["confidence"] <= 1
+
+    table = pipeline("suggestions", p65.name, cwd=p65.parent)
+    assert pending["uid"][:12] in table.stdout and "pending" in table.stdout
+
+    approved = pipeline("suggestions", p65.name, "approve", pending["uid"][:8], cwd=p65.parent)
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == f"suggestion {pending['uid'][:12]} approved and submitted"
+
+    api = queue_server.api()
+    try:
+        api.queue_start()
+    finally:
+        api.close()
+    item = queue_server.wait_history(pending["uid"])
+    assert item["result"]["exit_status"] == "completed"
+    assert item["user"] == "p65-agent"
+    assert item["meta"]["suggestion"]["agent"] == "xas.convergence-agent"
+    assert item["meta"]["suggestion"]["reason"] == pending["reason"]
+
+    # approving again queues nothing twice; the listing follows the item to completed
+    again = pipeline("suggestions", p65.name, "approve", pending["uid"], cwd=p65.parent)
+    assert again.returncode == 1
+    assert again.stderr.strip().endswith(
+        "is completed; only pending, held or failed suggestions can be approved"
+    )
+    entries = json.loads(pipeline("suggestions", p65.name, "--json", cwd=p65.parent).stdout)
+    done = next(e for e in entries if e["uid"] == pending["uid"])
+    assert done["state"] == "completed"
+    assert [d["decision"] for d in done["decisions"]] == ["approve"]
+    assert len(queue_server.suggestion_items()["history"]) == 1
+
+
+def test_inbox_commands_reject_and_bad_ids(p65, queue_server, run_unit, make_suggestion):
+    """Reject never queues; an unknown id, a reject without reason and a file without bridge
+    each get one sentence and a non-zero exit."""
+    from asapo_pipelines_bluesky.params import QueueParams
+
+    inbox = p65.parent / QueueParams().inbox
+    body = make_suggestion()
+    run_unit(
+        "bluesky.queue",
+        [body],
+        params={"control_address": queue_server.control, "inbox": str(inbox)},
+    )
+    cwd = p65.parent
+
+    no_reason = pipeline("suggestions", p65.name, "reject", body["uid"], cwd=cwd)
+    assert (no_reason.returncode, no_reason.stderr.strip()) == (
+        1,
+        "error: give the reason for rejecting with --reason TEXT",
+    )
+    rejected = pipeline(
+        "suggestions", p65.name, "reject", body["uid"], "--reason", "beam dump", cwd=cwd
+    )
+    assert rejected.returncode == 0, rejected.stderr
+    entries = json.loads(pipeline("suggestions", p65.name, "--json", cwd=cwd).stdout)
+    assert entries[0]["state"] == "rejected" and entries[0]["state_reason"] == "beam dump"
+    assert entries[0]["decisions"][0]["reason"] == "beam dump"
+    late = pipeline("suggestions", p65.name, "approve", body["uid"], cwd=cwd)
+    assert late.returncode == 1 and "is rejected (beam dump)" in late.stderr
+    assert queue_server.suggestion_items()["queue"] == []
+
+    unknown = pipeline("suggestions", p65.name, "approve", "0123abcd", cwd=cwd)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == (
+        f"error: no suggestion 0123abcd in the inbox {inbox.resolve()}; "
+        "`pipeline suggestions FILE` lists their ids"
+    )
+    assert "Traceback" not in unknown.stderr
+
+    plain = REPO / "examples" / "p65-xas.pipeline.yaml"
+    nobridge = pipeline("suggestions", str(plain), cwd=cwd)
+    assert nobridge.returncode == 2
+    assert nobridge.stderr.strip() == (
+        f"error: pipeline file {plain} has no bluesky.queue unit, so it has no suggestion inbox"
+    )
