@@ -90,9 +90,10 @@ def entry_from_body(body: Any, *, instance: str, params: QueueParams) -> Entry:
     arguments = body.get("arguments") if isinstance(body.get("arguments"), dict) else {}
     # a suggestion without uid (a hand-written one) is named by its content, so that the same
     # message delivered twice is still one suggestion
-    uid = str(body.get("uid") or "") or hashlib.sha256(
-        json.dumps(body, sort_keys=True, default=str).encode()
-    ).hexdigest()[:32]
+    uid = (
+        str(body.get("uid") or "")
+        or hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    )
     target = target_label(body.get("target"))
     plan = body.get("plan") or body.get("item")
     scans = arguments.get("scans")

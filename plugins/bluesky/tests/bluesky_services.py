@@ -125,8 +125,19 @@ def start_queue_server(workdir: Path) -> QueueServer:
     try:
         procs.append(
             subprocess.Popen(
-                [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", ""]
-                + ["--appendonly", "no", "--dir", str(workdir)],
+                [
+                    redis,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(workdir),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -137,11 +148,23 @@ def start_queue_server(workdir: Path) -> QueueServer:
         prefix = f"asapo_tests_{uuid.uuid4().hex[:8]}"
         procs.append(
             subprocess.Popen(
-                [str(manager), "--startup-dir", str(startup)]
-                + ["--redis-addr", f"127.0.0.1:{redis_port}", "--redis-name-prefix", prefix]
-                + ["--zmq-control-addr", f"tcp://127.0.0.1:{control}"]
-                + ["--zmq-info-addr", f"tcp://127.0.0.1:{info}"]
-                + ["--use-ipython-kernel", "OFF", "--console-output", "OFF"],
+                [
+                    str(manager),
+                    "--startup-dir",
+                    str(startup),
+                    "--redis-addr",
+                    f"127.0.0.1:{redis_port}",
+                    "--redis-name-prefix",
+                    prefix,
+                    "--zmq-control-addr",
+                    f"tcp://127.0.0.1:{control}",
+                    "--zmq-info-addr",
+                    f"tcp://127.0.0.1:{info}",
+                    "--use-ipython-kernel",
+                    "OFF",
+                    "--console-output",
+                    "OFF",
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -23,7 +23,9 @@ def test_auto_mode_queues_runs_and_completes_with_the_suggestions_metadata(
 ):
     body = make_suggestion(scans=2)
     result = run_unit(
-        "bluesky.queue", [body], params=params(queue_server, tmp_path, mode="auto", start_queue=True)
+        "bluesky.queue",
+        [body],
+        params=params(queue_server, tmp_path, mode="auto", start_queue=True),
     )
     assert result.errors == []
     assert states(result) == ["pending", "submitted"]
@@ -41,9 +43,7 @@ def test_auto_mode_queues_runs_and_completes_with_the_suggestions_metadata(
 
     # the next suggestion's turn follows the first to completed, and says so on `status`
     second = make_suggestion(target="CU", scans=1)
-    result = run_unit(
-        "bluesky.queue", [second], params=params(queue_server, tmp_path, mode="auto")
-    )
+    result = run_unit("bluesky.queue", [second], params=params(queue_server, tmp_path, mode="auto"))
     sent = [(v["uid"], v["state"]) for v in result.values("status")]
     assert (body["uid"], "completed") in sent
     assert (second["uid"], "submitted") in sent
@@ -76,7 +76,9 @@ def test_approve_mode_queues_nothing_until_approved_and_never_a_rejected_one(
     ]
     assert all(d["time"] for d in decisions)
     # a rejected suggestion cannot be approved later by mistake
-    with pytest.raises(Exception, match=r"is rejected \(sample B is used up\); only pending, held or failed"):
+    with pytest.raises(
+        Exception, match=r"is rejected \(sample B is used up\); only pending, held or failed"
+    ):
         bridge.approve(inbox, QueueParams(**p), second["uid"], by="bob")
     assert len(queue_server.suggestion_items()["queue"]) == 1
 
@@ -95,14 +97,18 @@ def test_a_restarted_bridge_queues_nothing_twice(queue_server, run_unit, make_su
     again = run_unit("bluesky.queue", [body], params=p)
     assert again.errors == []
     # ... and with the inbox lost too: the queue server itself is asked for the uid
-    lost = run_unit("bluesky.queue", [body], params=params(queue_server, tmp_path / "new", mode="auto"))
+    lost = run_unit(
+        "bluesky.queue", [body], params=params(queue_server, tmp_path / "new", mode="auto")
+    )
     assert lost.errors == []
     assert states(lost)[-1] == "submitted"
     assert "already on the queue server" in lost.values("status")[-1]["reason"]
     assert len(queue_server.suggestion_items()["queue"]) == 1
 
 
-def test_budgets_hold_suggestions_with_the_reason(queue_server, run_unit, make_suggestion, tmp_path):
+def test_budgets_hold_suggestions_with_the_reason(
+    queue_server, run_unit, make_suggestion, tmp_path
+):
     p = params(queue_server, tmp_path, mode="auto", budget={"repeats_per_sample": 3})
     first, second, other = (
         make_suggestion(target="GOE", scans=2),
@@ -135,7 +141,11 @@ def test_a_suggestion_without_plan_gets_one_from_the_template(
     body["arguments"]["group"] = {"sample": "GOE", "element": "Fe"}
     template = {
         "name": "xas_scan",
-        "kwargs": {"sample": "{group[sample]}", "element": "{group[element]}", "repeats": "{scans}"},
+        "kwargs": {
+            "sample": "{group[sample]}",
+            "element": "{group[element]}",
+            "repeats": "{scans}",
+        },
     }
     result = run_unit(
         "bluesky.queue", [body], params=params(queue_server, tmp_path, mode="auto", plan=template)
@@ -146,11 +156,14 @@ def test_a_suggestion_without_plan_gets_one_from_the_template(
     assert item["kwargs"] == {"sample": "GOE", "element": "Fe", "repeats": 1}
 
 
-def test_stop_suggestions_are_noted_and_queue_nothing(queue_server, run_unit, make_suggestion, tmp_path):
+def test_stop_suggestions_are_noted_and_queue_nothing(
+    queue_server, run_unit, make_suggestion, tmp_path
+):
     body = make_suggestion()
     body.update(action="stop", plan=None, arguments={})
     result = run_unit("bluesky.queue", [body], params=params(queue_server, tmp_path, mode="auto"))
-    assert result.errors == [] and result.values("status") == []
+    assert result.errors == []
+    assert result.values("status") == []
     assert Inbox(tmp_path / "inbox.sqlite").get(body["uid"]).state == "noted"
     assert queue_server.suggestion_items()["queue"] == []
 
@@ -173,7 +186,8 @@ def test_wrong_plan_name_goes_to_the_error_stream_with_the_servers_reason_once(
     # retries (and a redelivery) report the recorded refusal; only a person's approve asks again
     assert error["attempts"] == 3
     entry = Inbox(tmp_path / "inbox.sqlite").get(body["uid"])
-    assert entry.state == "failed" and "xas_scna" in entry.state_reason
+    assert entry.state == "failed"
+    assert "xas_scna" in entry.state_reason
     assert queue_server.suggestion_items()["queue"] == []
 
 

@@ -46,7 +46,8 @@ def test_p65_suggestion_waits_for_approval_then_runs_with_its_metadata(p65, queu
     assert listed.returncode == 0, listed.stderr
     entries = json.loads(listed.stdout)
     more = [e for e in entries if e["action"] == "more_scans"]
-    assert len(more) == 1 and more[0]["state"] == "pending"
+    assert len(more) == 1
+    assert more[0]["state"] == "pending"
     pending = more[0]
     assert pending["item"]["name"] == "xas_scan"
     assert pending["item"]["kwargs"]["sample"] == "20K_GOE_Fe_K_240"
@@ -54,11 +55,13 @@ def test_p65_suggestion_waits_for_approval_then_runs_with_its_metadata(p65, queu
     assert 0 < pending["confidence"] <= 1
 
     table = pipeline("suggestions", p65.name, cwd=p65.parent)
-    assert pending["uid"][:12] in table.stdout and "pending" in table.stdout
+    assert pending["uid"][:12] in table.stdout
+    assert "pending" in table.stdout
 
     approved = pipeline("suggestions", p65.name, "approve", pending["uid"][:8], cwd=p65.parent)
     assert approved.returncode == 0, approved.stderr
-    assert approved.stdout.strip() == f"suggestion {pending['uid'][:12]} approved and submitted"
+    assert approved.stdout.strip() == f"suggestion {pending['uid'][:12]} approved
+    assert submitted"
 
     api = queue_server.api()
     try:
@@ -108,10 +111,12 @@ def test_inbox_commands_reject_and_bad_ids(p65, queue_server, run_unit, make_sug
     )
     assert rejected.returncode == 0, rejected.stderr
     entries = json.loads(pipeline("suggestions", p65.name, "--json", cwd=cwd).stdout)
-    assert entries[0]["state"] == "rejected" and entries[0]["state_reason"] == "beam dump"
+    assert entries[0]["state"] == "rejected"
+    assert entries[0]["state_reason"] == "beam dump"
     assert entries[0]["decisions"][0]["reason"] == "beam dump"
     late = pipeline("suggestions", p65.name, "approve", body["uid"], cwd=cwd)
-    assert late.returncode == 1 and "is rejected (beam dump)" in late.stderr
+    assert late.returncode == 1
+    assert "is rejected (beam dump)" in late.stderr
     assert queue_server.suggestion_items()["queue"] == []
 
     unknown = pipeline("suggestions", p65.name, "approve", "0123abcd", cwd=cwd)
