@@ -60,8 +60,7 @@ def test_p65_suggestion_waits_for_approval_then_runs_with_its_metadata(p65, queu
 
     approved = pipeline("suggestions", p65.name, "approve", pending["uid"][:8], cwd=p65.parent)
     assert approved.returncode == 0, approved.stderr
-    assert approved.stdout.strip() == f"suggestion {pending['uid'][:12]} approved
-    assert submitted"
+    assert approved.stdout.strip() == f"suggestion {pending['uid'][:12]} approved and submitted"
 
     api = queue_server.api()
     try:
