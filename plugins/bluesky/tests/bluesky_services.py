@@ -1,5 +1,5 @@
 """Real services on loopback for the tests: Debian's redis-server and bluesky-queueserver's
-start-re-manager on a simulated XAS beamline (tests/profile). Started once per session (opening
+start-re-manager on a simulated XAS beamline (examples/queue-server). Started once per session (opening
 the RE environment takes a few seconds), stopped by the pid the tests started."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROFILE = Path(__file__).parent / "profile"
+PROFILE = Path(__file__).resolve().parents[3] / "examples" / "queue-server"
 
 
 def free_port() -> int:
