@@ -1,6 +1,6 @@
 """Real services on loopback for the tests: Debian's redis-server and bluesky-queueserver's
-start-re-manager on a simulated XAS beamline (examples/queue-server). Started once per session (opening
-the RE environment takes a few seconds), stopped by the pid the tests started."""
+start-re-manager on a simulated XAS beamline (examples/queue-server). Started once per session
+(opening the RE environment takes a few seconds), stopped by the pid the tests started."""
 
 from __future__ import annotations
 
