@@ -5,8 +5,10 @@ Light on purpose: pydantic and the core's descriptor types only, never the queue
 
 from __future__ import annotations
 
+from typing import Any
+
 from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
-from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
+from asapo_pipelines.hookspecs import RegisterUnit, ReportFinding, hookimpl
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE
 from asapo_pipelines_bluesky.params import QueueParams
 
@@ -55,3 +57,11 @@ QUEUE = UnitDescriptor(
 @hookimpl
 def register_units(register: RegisterUnit) -> None:
     register(QUEUE)
+
+
+@hookimpl
+def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """`pipeline validate --online`: the plans the file names, asked of the queue server."""
+    from asapo_pipelines_bluesky.online import check
+
+    check(pipeline, catalog, report)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bluesky_services import free_port
 
 from asapo_pipelines_bluesky.inbox import Inbox
 
@@ -167,3 +168,46 @@ def test_p65_in_auto_mode_runs_each_suggestion_once(p65, queue_server):
     assert {(e["uid"], "submitted") for e in more} <= sent
     waiting = {json.loads(r["body"])["state"] for r in rows if not r["sent"]}
     assert waiting <= {"running", "completed"}
+
+
+def _position(text: str, needle: str) -> tuple[int, int]:
+    """1-based line and column of `needle` in `text`."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number, line.index(needle) + 1
+    raise AssertionError(f"{needle!r} not in the file")
+
+
+def test_validate_online_checks_plan_names_and_arguments_at_their_place(p65, queue_server):
+    text = p65.read_text().replace(
+        "plan_name: xas_scan}", "plan_name: xas_scna, plan_kwargs: {points: 5, sampel: x}}"
+    )
+    p65.write_text(text)
+    offline = pipeline("validate", p65.name, cwd=p65.parent)
+    assert offline.returncode == 0, offline.stdout  # nothing to see without the server
+
+    wrong = pipeline("validate", "--online", p65.name, cwd=p65.parent)
+    assert wrong.returncode == 1
+    line, column = _position(text, "xas_scna")
+    assert wrong.stdout.splitlines() == [
+        f"{p65.name}:{line}:{column}: error P501 the queue server at {queue_server.control} "
+        "does not allow plan xas_scna; did you mean xas_scan?"
+    ]
+
+    p65.write_text(text.replace("xas_scna", "xas_scan"))
+    argument = pipeline("validate", "--online", p65.name, cwd=p65.parent)
+    assert argument.returncode == 1
+    line, column = _position(text, "x}}")
+    assert argument.stdout.splitlines() == [
+        f"{p65.name}:{line}:{column}: error P501 plan xas_scan on the queue server at "
+        f"{queue_server.control} takes no argument sampel (it takes edge, element, md, mode, "
+        "points, repeats, sample)"
+    ]
+
+    port = free_port()
+    p65.write_text(text.replace(queue_server.control, f"tcp://127.0.0.1:{port}"))
+    down = pipeline("validate", "--online", p65.name, cwd=p65.parent)
+    assert down.returncode == 0  # a warning: the file may be right, the server is not there
+    assert f"warning P502 plans not checked: the queue server at tcp://127.0.0.1:{port} did " in (
+        down.stdout
+    )
