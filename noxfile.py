@@ -105,13 +105,15 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("name", sorted(PLUGINS) or ["none"])
 def plugin(session: nox.Session, name: str) -> None:
-    """One plugin package in its own environment, with only the core beside it."""
+    """One plugin package in its own environment, with only the core (and the sibling plugins
+    its tests name) beside it."""
     if name not in PLUGINS:
         session.skip("no plugin packages under plugins/")
     ensure_system_tools(session)
     # sibling plugins a plugin's end-to-end tests run with (pyproject: tool.asapo-pipelines)
     siblings = _test_plugins(name)
-    session.install(".[test]", _plugin_spec(name), *(f"./plugins/{s}" for s in siblings))
+    # the viewer extra: a plugin may test its part of the viewer (the bluesky inbox does)
+    session.install(".[test,viewer]", _plugin_spec(name), *(f"./plugins/{s}" for s in siblings))
     session.chdir(ROOT / "plugins" / name)
     session.run("pytest", "tests", *session.posargs)
 
