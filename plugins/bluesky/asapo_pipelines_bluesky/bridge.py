@@ -99,9 +99,11 @@ def entry_from_body(body: Any, *, instance: str, params: QueueParams) -> Entry:
     scans = arguments.get("scans")
     if scans is None and isinstance(plan, dict):
         scans = (plan.get("kwargs") or {}).get("repeats")
+    # `scans: 0` says "what is needed is in flight already": nothing to queue, template or not
+    waiting = arguments.get("scans") == 0
     scans = int(scans) if isinstance(scans, int | float) and not isinstance(scans, bool) else 0
     agent = str(body.get("agent") or "")
-    if not plan and action == "more_scans" and params.plan is not None:
+    if not plan and action == "more_scans" and params.plan is not None and not waiting:
         plan = fill_template(
             params.plan,
             {

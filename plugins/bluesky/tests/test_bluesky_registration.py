@@ -51,3 +51,19 @@ def test_a_template_naming_a_missing_field_is_one_sentence():
     body = {"action": "more_scans", "target": "GOE", "reason": "noisy", "confidence": 0.5}
     with pytest.raises(SuggestionError, match=r"names 'sample' which this suggestion"):
         entry_from_body(body, instance="queue", params=params)
+
+
+def test_more_scans_with_zero_scans_queues_nothing_even_with_a_template():
+    """The agent says `more_scans` with `scans: 0` and no plan while what it needs is in
+    flight: the template must not turn that into one more scan."""
+    from asapo_pipelines_bluesky.bridge import entry_from_body
+    from asapo_pipelines_bluesky.params import QueueParams
+
+    params = QueueParams(plan={"name": "xas_scan", "kwargs": {"repeats": "{scans}"}})
+    body = {"action": "more_scans", "target": "GOE", "reason": "2 in flight", "confidence": 0.5}
+    waiting = entry_from_body({**body, "arguments": {"scans": 0}}, instance="q", params=params)
+    assert (waiting.state, waiting.item, waiting.scans) == ("noted", None, 0)
+    asked = entry_from_body({**body, "arguments": {"scans": 3}}, instance="q", params=params)
+    assert asked.state == "pending"
+    assert asked.item["kwargs"] == {"repeats": 3}
+    assert asked.scans == 3
