@@ -3,10 +3,11 @@ queues it on the real queue server, and a request from another origin is refused
 
 from __future__ import annotations
 
+import concurrent.futures
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,25 @@ pytest.importorskip("asapo_pipelines_xas", reason="the P65 units (plugins/xas) a
 pytest.importorskip("starlette", reason="the viewer extra is not installed")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def in_own_thread(scenario: Callable[[Any], None]) -> None:
+    """Run `scenario(browser)` with a Chromium of its own, in a thread of its own: playwright's
+    sync API refuses a thread whose event loop another test's playwright (the core's viewer
+    tests, in the same pytest process) still runs."""
     path = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
         pytest.skip("the inbox's browser test needs Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    def run() -> None:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+            try:
+                scenario(browser)
+            finally:
+                browser.close()
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(run).result()
 
 
 class Viewer:
@@ -120,9 +129,11 @@ def attacker() -> Iterator[Attacker]:
     site.stop()
 
 
-def test_inbox_lists_approves_and_refuses_other_origins(
-    inbox_pipeline, browser, queue_server, attacker
-):
+def test_inbox_lists_approves_and_refuses_other_origins(inbox_pipeline, queue_server, attacker):
+    in_own_thread(lambda browser: _scenario(browser, inbox_pipeline, queue_server, attacker))
+
+
+def _scenario(browser: Any, inbox_pipeline: Any, queue_server: Any, attacker: Attacker) -> None:
     viewer, inbox_path, (goe, cu) = inbox_pipeline
     page = browser.new_page()
     problems: list[str] = []
