@@ -298,9 +298,11 @@ def status(
     from asapo_pipelines.local.control import run_status
 
     state = run_status(target.run_dir)
+    # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
+    code = 1 if state.get("status") == "failed" else 0
     if as_json:
         print_json(state)
-        return
+        ctx.exit(code)
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.layout import JOB_FILE
     from asapo_pipelines.local.live import status_table
@@ -327,6 +329,7 @@ def status(
         out.print(line, markup=False, highlight=False)
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)
+    ctx.exit(code)
 
 
 @click.command()

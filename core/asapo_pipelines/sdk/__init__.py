@@ -20,6 +20,7 @@ from asapo_pipelines.sdk.units import (
     Source,
     Stream,
     Unit,
+    UnitStorageError,
     UnitUsageError,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "Suggestion",
     "Unit",
     "UnitDescriptor",
+    "UnitStorageError",
     "UnitUsageError",
     "describe",
     "hookimpl",
