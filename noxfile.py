@@ -42,11 +42,24 @@ def _plugin_spec(name: str) -> str:
     return f"./plugins/{name}[test]" if _has_test_extra(project) else f"./plugins/{name}"
 
 
+def _test_plugins(name: str) -> list[str]:
+    """Sibling plugins whose units a plugin's tests run with (`[tool.asapo-pipelines]`)."""
+    data = tomllib.loads((ROOT / "plugins" / name / "pyproject.toml").read_text())
+    return list(data.get("tool", {}).get("asapo-pipelines", {}).get("test-plugins", []))
+
+
 def ensure_system_tools(session: nox.Session) -> None:
     """Install the Debian packages the tests drive for real (Node.js for the YAML language
-    server, Graphviz for SVG graphs, Chromium for the viewer's page) when they are missing. CI
-    runs as root on a Debian machine; elsewhere, say what to install instead of failing later."""
-    wanted = {"node": "nodejs", "npm": "npm", "dot": "graphviz", "chromium": "chromium"}
+    server, Graphviz for SVG graphs, Chromium for the viewer's page, Redis for the bluesky
+    plugin's queue server) when they are missing. CI runs as root on a Debian machine; elsewhere,
+    say what to install instead of failing later."""
+    wanted = {
+        "node": "nodejs",
+        "npm": "npm",
+        "dot": "graphviz",
+        "chromium": "chromium",
+        "redis-server": "redis-server",
+    }
     missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if not missing:
         return
@@ -92,10 +105,15 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 @nox.parametrize("name", sorted(PLUGINS) or ["none"])
 def plugin(session: nox.Session, name: str) -> None:
-    """One plugin package in its own environment, with only the core beside it."""
+    """One plugin package in its own environment, with only the core (and the sibling plugins
+    its tests name) beside it."""
     if name not in PLUGINS:
         session.skip("no plugin packages under plugins/")
-    session.install(".[test]", _plugin_spec(name))
+    ensure_system_tools(session)
+    # sibling plugins a plugin's end-to-end tests run with (pyproject: tool.asapo-pipelines)
+    siblings = _test_plugins(name)
+    # the viewer extra: a plugin may test its part of the viewer (the bluesky inbox does)
+    session.install(".[test,viewer]", _plugin_spec(name), *(f"./plugins/{s}" for s in siblings))
     session.chdir(ROOT / "plugins" / name)
     session.run("pytest", "tests", *session.posargs)
 

@@ -41,3 +41,20 @@ def register_units(register: RegisterUnit) -> None:
     ``distribution`` are filled in by the catalog from the plugin's distribution; its runtime
     is given as an import string and must not be imported here.
     """
+
+
+#: What `check_online` receives to report a finding: the YAML path of the value at fault (e.g.
+#: ``("units", "queue", "params", "plan", "name")``), a code (`P501` refused, `P502` could not
+#: ask) and one sentence.
+ReportFinding = Callable[[tuple[str, ...], str, str], None]
+
+
+@hookspec
+def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """Check a valid pipeline against the live services its units name (`pipeline validate
+    --online`): e.g. that a queue server allows the plans the file names.
+
+    Called only for plugins whose units the pipeline uses; `pipeline.params_for(instance,
+    catalog)` gives a unit's params. Every request must have a deadline; report a service that
+    does not answer with `P502` rather than raising.
+    """

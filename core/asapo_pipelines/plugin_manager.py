@@ -112,3 +112,17 @@ class PluginManager:
 
         result.errors.extend(self._call_each("register_units", plugin_name, register=register))
         return result
+
+    def check_online(
+        self, plugin_name: str, pipeline: Any, catalog: Any
+    ) -> tuple[list[tuple[tuple[str, ...], str, str]], list[str]]:
+        """One plugin's online findings (path, code, message), and one line per failure."""
+        findings: list[tuple[tuple[str, ...], str, str]] = []
+
+        def report(path: tuple[str, ...], code: str, message: str) -> None:
+            findings.append((tuple(str(p) for p in path), code, message))
+
+        errors = self._call_each(
+            "check_online", plugin_name, pipeline=pipeline, catalog=catalog, report=report
+        )
+        return findings, errors

@@ -58,10 +58,13 @@ def test_report_matches_golden(name: str, catalog, in_broken: Path) -> None:
 
 
 def test_goldens_cover_every_code_but_the_catalog_failure() -> None:
+    from asapo_pipelines.pipeline.problems import ONLINE
+
     seen: set[str] = set()
     for path in BROKEN.glob("*.expected"):
         seen |= set(re.findall(r" (P\d{3}) ", path.read_text()))
-    assert seen == set(CODES) - {"P900"}
+    # the online checks ask live services (the bluesky plugin's tests start one)
+    assert seen == set(CODES) - {"P900"} - ONLINE
 
 
 def test_warnings_alone_leave_the_file_valid(catalog, in_broken: Path) -> None:

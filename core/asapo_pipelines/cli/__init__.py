@@ -42,6 +42,8 @@ COMMANDS: dict[str, str] = {
     "worker": "asapo_pipelines.cli.worker:worker",
     "streams": "asapo_pipelines.cli.streams:streams",
     "prune": "asapo_pipelines.cli.streams:prune",
+    # the inbox of agents' plan suggestions (the bluesky plugin's bridge)
+    "suggestions": "asapo_pipelines.cli.suggestions:suggestions",
 }
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"

@@ -37,13 +37,20 @@ def _validate_one(path: Path, catalog: Catalog) -> Report:
 )
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @click.option("--quiet", "-q", is_flag=True, help="Print problems only, no summary line.")
+@click.option(
+    "--online",
+    is_flag=True,
+    help="Also ask the live services a valid file names (e.g. whether a queue server allows "
+    "its plans).",
+)
 @click.pass_context
 def validate(
-    ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool, quiet: bool
+    ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool, quiet: bool, online: bool
 ) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
 
-    FILES may be `-` to read one file from standard input.
+    FILES may be `-` to read one file from standard input. With --online, a file valid offline
+    is also checked against the services it names (P501: refused, P502: could not ask).
 
     Exit 0 when every file is valid (warnings allowed), 1 when a file is invalid, 2 when
     validation could not run (unreadable file, no unit catalog). The problem codes are listed in
@@ -66,6 +73,12 @@ def validate(
         if fmt == "text":
             warn_broken_plugins(Listing.from_catalog(catalog))
         reports = [_validate_one(f, catalog) for f in files]
+        if online:
+            from asapo_pipelines.pipeline.online import check_online
+
+            for path, report in zip(files, reports, strict=True):
+                if report.ok and str(path) != "-":
+                    report.problems.extend(check_online(path, catalog))
 
     def code_of(report: Report) -> int:
         code = report.exit_code

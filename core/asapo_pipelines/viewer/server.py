@@ -215,6 +215,7 @@ def create_app(
     svg = render_svg(view)
     files = {
         "viewer.js": (STATIC / "viewer.js", "text/javascript"),
+        "inbox.js": (STATIC / "inbox.js", "text/javascript"),
         "viewer.css": (STATIC / "viewer.css", "text/css"),
         "favicon.svg": (STATIC / "favicon.svg", "image/svg+xml"),
         "plotly.min.js": (plotly, "text/javascript"),
@@ -296,6 +297,11 @@ def create_app(
             with hub.lock:
                 hub.collector.close()
 
+    # the suggestion inbox (the bluesky plugin's), decisions from this page on loopback only
+    from asapo_pipelines.viewer.inbox import InboxApi
+    from asapo_pipelines.viewer.inbox import routes as inbox_routes
+
+    inbox = inbox_routes(InboxApi(view.path, loopback_only=trusted_hosts), json_response)
     middleware = []
     if trusted_hosts:
         shown = f"[{host.strip('[]')}]" if ":" in host else host
@@ -308,6 +314,7 @@ def create_app(
             Route("/api/pipeline", pipeline),
             Route("/api/messages", messages),
             Route("/events", events),
+            *inbox,
         ],
         middleware=middleware,
         lifespan=lifespan,

@@ -1,0 +1,249 @@
+"""What the bridge does with a suggestion, shared by the worker, the CLI and the viewer.
+
+- `entry_from_body`: a suggestion message as the inbox keeps it (the agent's own plan item, or
+  one built from the unit's `plan` template when the suggestion carries none);
+- `over_budget`: why an auto-mode suggestion must wait for a person, if it must;
+- `submit`: add its item to the queue (once: the server's queue and history are checked for the
+  suggestion's uid first) and record what happened;
+- `refresh`: follow submitted items through the queue to completed or failed;
+- `approve` / `reject`: a person's decision, recorded with when, who and why.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines_bluesky.inbox import APPROVABLE, REJECTABLE, Entry, Inbox, InboxError, now
+from asapo_pipelines_bluesky.params import Budget, PlanTemplate, QueueParams
+
+
+class SuggestionError(PipelinesError):
+    """A suggestion message the bridge cannot use (not an object, a template that does not fit)."""
+
+
+def target_label(target: Any) -> str:
+    if isinstance(target, dict):
+        return "/".join(str(v) for v in target.values() if v not in (None, "")) or "unknown"
+    return str(target or "unknown")
+
+
+def _numbers(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The numbers behind a suggestion, for people: scalars of `arguments` and its `metrics`."""
+    found: dict[str, Any] = {}
+    for source in (arguments, arguments.get("metrics") or {}):
+        if not isinstance(source, dict):
+            continue
+        for key, value in source.items():
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, int | float | str) and len(str(value)) <= 40:
+                found[str(key)] = value
+    return found
+
+
+_SINGLE = re.compile(r"^\{(\w+)\}$")
+
+
+def fill_template(template: PlanTemplate, context: dict[str, Any]) -> dict[str, Any]:
+    """The queue item the template gives for one suggestion."""
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            single = _SINGLE.match(value)
+            if single and single.group(1) in context:
+                return context[single.group(1)]
+            try:
+                return value.format_map(context)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise SuggestionError(
+                    f"the plan template value {value!r} names {exc} which this suggestion "
+                    f"does not have (it has {', '.join(sorted(context))})"
+                ) from None
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+
+    return {
+        "name": template.name,
+        "args": fill(list(template.args)),
+        "kwargs": fill(dict(template.kwargs)),
+        "item_type": "plan",
+    }
+
+
+def entry_from_body(body: Any, *, instance: str, params: QueueParams) -> Entry:
+    """A suggestion message body (the SDK's `Suggestion`, or an agent's plain dict with `item`
+    in place of `plan`) as an inbox entry, state not yet decided."""
+    if not isinstance(body, dict):
+        raise SuggestionError(
+            f"a suggestion must be a JSON object, this message holds a {type(body).__name__}"
+        )
+    action = str(body.get("action") or "more_scans")
+    arguments = body.get("arguments") if isinstance(body.get("arguments"), dict) else {}
+    # a suggestion without uid (a hand-written one) is named by its content, so that the same
+    # message delivered twice is still one suggestion
+    uid = (
+        str(body.get("uid") or "")
+        or hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    )
+    target = target_label(body.get("target"))
+    plan = body.get("plan") or body.get("item")
+    scans = arguments.get("scans")
+    if scans is None and isinstance(plan, dict):
+        scans = (plan.get("kwargs") or {}).get("repeats")
+    # `scans: 0` says "what is needed is in flight already": nothing to queue, template or not
+    waiting = arguments.get("scans") == 0
+    scans = int(scans) if isinstance(scans, int | float) and not isinstance(scans, bool) else 0
+    agent = str(body.get("agent") or "")
+    if not plan and action == "more_scans" and params.plan is not None and not waiting:
+        plan = fill_template(
+            params.plan,
+            {
+                "target": target,
+                "scans": scans or 1,
+                "action": action,
+                "uid": uid,
+                "agent": agent,
+                "group": arguments.get("group") or {},
+                "arguments": arguments,
+            },
+        )
+    item = None
+    if isinstance(plan, dict) and plan.get("name"):
+        item = {k: v for k, v in plan.items() if k in ("name", "args", "kwargs", "meta")}
+        item.setdefault("args", [])
+        item.setdefault("kwargs", {})
+        item["item_type"] = "plan"
+        meta = dict(item.get("meta") or {})
+        # the uid is how the bridge recognises its item on the server, also after a restart
+        meta["suggestion"] = {
+            "uid": uid,
+            "agent": agent,
+            "action": action,
+            "target": target,
+            "reason": str(body.get("reason", "")),
+            "confidence": body.get("confidence"),
+            "instance": instance,
+        }
+        item["meta"] = meta
+        scans = scans or 1
+    confidence = body.get("confidence")
+    return Entry(
+        uid=uid,
+        instance=instance,
+        received=now(),
+        agent=agent,
+        action=action,
+        target=target,
+        confidence=float(confidence) if isinstance(confidence, int | float) else None,
+        reason=str(body.get("reason", "")),
+        scans=scans if item is not None else 0,
+        numbers=_numbers(arguments),
+        item=item,
+        state="pending" if item is not None else "noted",
+        state_reason="" if item is not None else f"{action}: nothing to queue",
+    )
+
+
+def over_budget(inbox: Inbox, entry: Entry, budget: Budget) -> str | None:
+    """Why `entry` would exceed the budget, or None."""
+    if budget.repeats_per_sample is not None:
+        used = inbox.scans_counted(target=entry.target)
+        if used + entry.scans > budget.repeats_per_sample:
+            return (
+                f"over budget: {used} scans of {entry.target} already queued, {entry.scans} more "
+                f"would exceed repeats_per_sample {budget.repeats_per_sample}"
+            )
+    if budget.scans_per_run is not None:
+        used = inbox.scans_counted()
+        if used + entry.scans > budget.scans_per_run:
+            return (
+                f"over budget: {used} scans already queued, {entry.scans} more would exceed "
+                f"scans_per_run {budget.scans_per_run}"
+            )
+    if budget.window_scans is not None:
+        since = (datetime.now(UTC) - timedelta(minutes=budget.window_minutes)).isoformat()
+        used = inbox.scans_counted(since=since)
+        if used + entry.scans > budget.window_scans:
+            return (
+                f"over budget: {used} scans queued in the last {budget.window_minutes:g} min, "
+                f"{entry.scans} more would exceed window_scans {budget.window_scans}"
+            )
+    return None
+
+
+def submit(inbox: Inbox, client: Any, entry: Entry) -> Entry:
+    """Queue `entry`'s item once; a refusal or no answer is recorded as failed and re-raised
+    (the worker sends it to the error stream; only a person's approve tries again)."""
+    from asapo_pipelines_bluesky.queue import QueueError
+
+    assert entry.item is not None
+    try:
+        state, reason, item_uid = client.submit(entry.item, entry.uid)
+    except QueueError as exc:
+        inbox.set_state(entry.uid, "failed", exc.message)
+        raise
+    return inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
+
+
+def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
+    """Bring submitted and running entries up to the server's state; returns changes made."""
+    open_ = [e for e in inbox.entries(instance) if e.state in ("submitted", "running")]
+    if not open_:
+        return 0
+    states = client.states()
+    changed = 0
+    for entry in open_:
+        found = states.get(entry.uid)
+        if found is None:
+            continue  # removed from the queue by an operator: leave it as it was
+        state, reason, item_uid = found
+        if state != entry.state:
+            inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
+            changed += 1
+    return changed
+
+
+def person() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str = "") -> Entry:
+    """A person approves: recorded, then queued at once (once, whatever was tried before)."""
+    from asapo_pipelines_bluesky.queue import QueueClient
+
+    entry = inbox.find(uid)
+    if entry.state not in APPROVABLE:
+        raise InboxError(
+            f"suggestion {entry.uid[:12]} is {entry.state}"
+            + (f" ({entry.state_reason})" if entry.state_reason else "")
+            + "; only pending, held or failed suggestions can be approved"
+        )
+    inbox.decide(entry.uid, "approve", by=by, reason=reason)
+    inbox.set_state(entry.uid, "approved", reason or f"approved by {by}")
+    with QueueClient(params) as client:
+        return submit(inbox, client, inbox.find(entry.uid))
+
+
+def reject(inbox: Inbox, uid: str, *, by: str, reason: str) -> Entry:
+    entry = inbox.find(uid)
+    if entry.state not in REJECTABLE:
+        raise InboxError(
+            f"suggestion {entry.uid[:12]} is {entry.state}; only pending, held, approved or "
+            "failed suggestions can be rejected (remove a queued item with qserver)"
+        )
+    if not reason.strip():
+        raise InboxError("give the reason for rejecting with --reason TEXT")
+    inbox.decide(entry.uid, "reject", by=by, reason=reason)
+    return inbox.set_state(entry.uid, "rejected", reason)

@@ -1,0 +1,299 @@
+"""The suggestion inbox: every suggestion the bridge received, its state, and people's decisions.
+
+One SQLite database (WAL, like the embedded store) shared by the bridge's worker, the
+`pipeline suggestions` command and the viewer, which may all run at once. Three tables:
+
+- `suggestions`: one row per suggestion uid, with its state and the reason for it;
+- `decisions`: who decided what, when and why (approve, reject), kept for provenance;
+- `feedback`: the state changes still to be sent on the bridge's `status` port, marked sent
+  only after the worker made its outputs durable (so a crash re-sends, never loses, them).
+
+Standard library only: the CLI and the viewer open it without the queue-server client.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.errors import PipelinesError
+
+#: the states of CONTRACTS.md, plus `noted` for a suggestion with nothing to queue (a stop)
+STATES = (
+    "pending",
+    "approved",
+    "held",
+    "rejected",
+    "submitted",
+    "running",
+    "completed",
+    "failed",
+    "noted",
+)
+#: states that count against budgets: scans asked of the beamline
+COUNTED = ("approved", "submitted", "running", "completed")
+#: states a person may approve from (a failed one again: an explicit retry, never a blind one)
+APPROVABLE = ("pending", "held", "failed")
+REJECTABLE = ("pending", "held", "failed", "approved")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS suggestions (
+    uid TEXT PRIMARY KEY,
+    instance TEXT NOT NULL,
+    received TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    confidence REAL,
+    reason TEXT NOT NULL,
+    scans INTEGER NOT NULL,
+    numbers TEXT NOT NULL,
+    item TEXT,
+    state TEXT NOT NULL,
+    state_reason TEXT NOT NULL DEFAULT '',
+    updated TEXT NOT NULL,
+    queued TEXT,
+    item_uid TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL,
+    time TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    by TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL,
+    body TEXT NOT NULL,
+    sent INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+class InboxError(PipelinesError):
+    """The inbox cannot be read or the request does not fit (unknown id, wrong state)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class Entry:
+    """One suggestion as the inbox holds it."""
+
+    uid: str
+    instance: str
+    received: str
+    agent: str
+    action: str
+    target: str
+    confidence: float | None
+    reason: str
+    scans: int
+    numbers: dict[str, Any]
+    item: dict[str, Any] | None
+    state: str
+    state_reason: str = ""
+    updated: str = ""
+    queued: str | None = None
+    item_uid: str = ""
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def feedback(self) -> dict[str, Any]:
+        """The status message of CONTRACTS.md for this entry's current state."""
+        return {
+            "uid": self.uid,
+            "target": self.target,
+            "state": self.state,
+            "scans": self.scans,
+            "reason": self.state_reason,
+            "time": self.updated or now(),
+        }
+
+
+class Inbox:
+    """The inbox database at `path` (created on first use)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise InboxError(
+                f"no suggestion inbox at {self.path} yet: the bridge has not received a "
+                "suggestion (run the pipeline first)"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise InboxError(f"cannot open the suggestion inbox {self.path}: {exc}") from None
+        self.db.row_factory = sqlite3.Row
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE: a person's approve and the bridge's update never interleave on one row
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- reading -------------------------------------------------------------------------------
+    def _entry(self, row: sqlite3.Row) -> Entry:
+        data = dict(row)
+        data["numbers"] = json.loads(data["numbers"])
+        data["item"] = json.loads(data["item"]) if data["item"] else None
+        entry = Entry(**data)
+        entry.decisions = [
+            dict(r)
+            for r in self.db.execute(
+                "SELECT time, decision, by, reason FROM decisions WHERE uid = ? ORDER BY seq",
+                (entry.uid,),
+            )
+        ]
+        return entry
+
+    def entries(self, instance: str | None = None) -> list[Entry]:
+        sql = "SELECT * FROM suggestions"
+        args: tuple[Any, ...] = ()
+        if instance is not None:
+            sql += " WHERE instance = ?"
+            args = (instance,)
+        return [self._entry(r) for r in self.db.execute(sql + " ORDER BY received, uid", args)]
+
+    def get(self, uid: str) -> Entry | None:
+        row = self.db.execute("SELECT * FROM suggestions WHERE uid = ?", (uid,)).fetchone()
+        return None if row is None else self._entry(row)
+
+    def find(self, prefix: str) -> Entry:
+        """The entry whose uid is `prefix` or starts with it (like a short git hash)."""
+        prefix = prefix.strip()
+        if not prefix:
+            raise InboxError("give the id of a suggestion (see `pipeline suggestions FILE`)")
+        rows = self.db.execute(
+            "SELECT * FROM suggestions WHERE uid = ? OR uid LIKE ? ESCAPE '\\' LIMIT 3",
+            (prefix, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+        ).fetchall()
+        exact = [r for r in rows if r["uid"] == prefix]
+        if exact:
+            return self._entry(exact[0])
+        if not rows:
+            raise InboxError(
+                f"no suggestion {prefix} in the inbox {self.path}; "
+                "`pipeline suggestions FILE` lists their ids"
+            )
+        if len(rows) > 1:
+            raise InboxError(f"the id {prefix} is ambiguous; give more of it")
+        return self._entry(rows[0])
+
+    def scans_counted(self, *, target: str | None = None, since: str | None = None) -> int:
+        sql = f"SELECT COALESCE(SUM(scans), 0) FROM suggestions WHERE state IN {COUNTED!r}"
+        args: list[Any] = []
+        if target is not None:
+            sql += " AND target = ?"
+            args.append(target)
+        if since is not None:
+            sql += " AND queued >= ?"
+            args.append(since)
+        return int(self.db.execute(sql, args).fetchone()[0])
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every person's decision, oldest first, for provenance."""
+        return [dict(r) for r in self.db.execute("SELECT * FROM decisions ORDER BY seq")]
+
+    # -- writing -------------------------------------------------------------------------------
+    def add(self, entry: Entry) -> bool:
+        """Record a new suggestion; False when its uid is known (a redelivered message)."""
+        entry.updated = entry.updated or now()
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO suggestions (uid, instance, received, agent, action, "
+                "target, confidence, reason, scans, numbers, item, state, state_reason, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    entry.uid,
+                    entry.instance,
+                    entry.received,
+                    entry.agent,
+                    entry.action,
+                    entry.target,
+                    entry.confidence,
+                    entry.reason,
+                    entry.scans,
+                    json.dumps(entry.numbers),
+                    json.dumps(entry.item) if entry.item is not None else None,
+                    entry.state,
+                    entry.state_reason,
+                    entry.updated,
+                ),
+            )
+            if cur.rowcount and entry.state != "noted":
+                self._feedback(db, entry)
+            return bool(cur.rowcount)
+
+    def set_state(
+        self, uid: str, state: str, reason: str = "", *, item_uid: str | None = None
+    ) -> Entry:
+        """Move a suggestion to `state` (no-op when it is there already); queues feedback."""
+        if state not in STATES:
+            raise ValueError(f"unknown state {state}")
+        with self.transaction() as db:
+            entry = self.get(uid)
+            if entry is None:
+                raise InboxError(f"no suggestion {uid} in the inbox {self.path}")
+            if entry.state == state and entry.state_reason == reason:
+                return entry
+            entry.state, entry.state_reason, entry.updated = state, reason, now()
+            if state in COUNTED and entry.queued is None:
+                entry.queued = entry.updated
+            if item_uid:
+                entry.item_uid = item_uid
+            db.execute(
+                "UPDATE suggestions SET state = ?, state_reason = ?, updated = ?, queued = ?, "
+                "item_uid = ? WHERE uid = ?",
+                (state, reason, entry.updated, entry.queued, entry.item_uid, uid),
+            )
+            self._feedback(db, entry)
+            return entry
+
+    def decide(self, uid: str, decision: str, *, by: str, reason: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO decisions (uid, time, decision, by, reason) VALUES (?, ?, ?, ?, ?)",
+                (uid, now(), decision, by, reason),
+            )
+
+    def _feedback(self, db: sqlite3.Connection, entry: Entry) -> None:
+        db.execute(
+            "INSERT INTO feedback (uid, body) VALUES (?, ?)",
+            (entry.uid, json.dumps(entry.feedback())),
+        )
+
+    def unsent(self) -> list[tuple[int, dict[str, Any]]]:
+        rows = self.db.execute("SELECT seq, body FROM feedback WHERE sent = 0 ORDER BY seq")
+        return [(int(r["seq"]), json.loads(r["body"])) for r in rows]
+
+    def mark_sent(self, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        with self.transaction() as db:
+            db.executemany("UPDATE feedback SET sent = 1 WHERE seq = ?", [(s,) for s in seqs])

@@ -1,0 +1,134 @@
+"""The suggestion inbox of a pipeline file: list, approve, reject (`pipeline suggestions`).
+
+The pipeline file says where each `bluesky.queue` unit keeps its inbox and which queue server it
+talks to; this module reads both from it, so the inbox needs nothing but FILE.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.errors import UsageError
+from asapo_pipelines_bluesky import bridge
+from asapo_pipelines_bluesky.inbox import Entry, Inbox
+from asapo_pipelines_bluesky.params import QueueParams
+
+UNIT = "bluesky.queue"
+
+
+@dataclass
+class Bridge:
+    """One `bluesky.queue` instance of a pipeline file."""
+
+    instance: str
+    params: QueueParams
+    inbox_path: Path
+
+    def open(self, *, create: bool = False) -> Inbox:
+        return Inbox(self.inbox_path, create=create)
+
+
+def bridges(pipeline_file: Path, unit: str | None = None) -> list[Bridge]:
+    """The file's `bluesky.queue` units (only `unit` when given), their inbox beside the file."""
+    from asapo_pipelines.worker.launch import load
+
+    pipeline, catalog = load(Path(pipeline_file))
+    base = Path(pipeline_file).resolve().parent
+    found = []
+    for instance, config in pipeline.units.items():
+        if config.unit != UNIT or (unit is not None and instance != unit):
+            continue
+        params = pipeline.params_for(instance, catalog)
+        assert isinstance(params, QueueParams)
+        found.append(Bridge(instance, params, base / params.inbox))
+    if not found:
+        what = f"no {UNIT} unit named {unit}" if unit else f"no {UNIT} unit"
+        raise UsageError(f"pipeline file {pipeline_file} has {what}, so it has no suggestion inbox")
+    return found
+
+
+def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], list[str]]:
+    """Every suggestion of the file's bridges (their queue states brought up to date when the
+    server answers), and one note per server that could not be asked."""
+    from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+
+    entries: list[Entry] = []
+    notes: list[str] = []
+    seen: set[Path] = set()
+    for b in bridges(pipeline_file):
+        if not b.inbox_path.exists() or b.inbox_path in seen:
+            continue  # two bridges may share one inbox: list it once
+        seen.add(b.inbox_path)
+        inbox = b.open()
+        try:
+            if refresh and any(e.state in ("submitted", "running") for e in inbox.entries()):
+                try:
+                    with QueueClient(b.params) as client:
+                        bridge.refresh(inbox, client)
+                except QueueError as exc:
+                    notes.append(f"{b.instance}: states as last seen ({exc.message})")
+            entries.extend(inbox.entries())
+        finally:
+            inbox.close()
+    return entries, notes
+
+
+def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
+    """The bridge whose inbox holds suggestion `uid` (a unique prefix is enough)."""
+    from asapo_pipelines_bluesky.inbox import InboxError
+
+    last: InboxError | None = None
+    for b in bridges(pipeline_file):
+        if not b.inbox_path.exists():
+            continue
+        inbox = b.open()
+        try:
+            inbox.find(uid)
+        except InboxError as exc:
+            inbox.close()
+            last = exc
+            continue
+        return b, inbox
+    if last is not None:
+        raise last
+    raise InboxError(
+        f"no suggestion {uid}: the inbox of {pipeline_file} is empty (run the pipeline first)"
+    )
+
+
+def approve(pipeline_file: Path, uid: str, *, by: str, reason: str = "") -> Entry:
+    from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+
+    b, inbox = _locate(pipeline_file, uid)
+    try:
+        # the states as the server has them now, so that the answer to a second approve says
+        # what really became of the item; the approve itself checks the server again
+        with contextlib.suppress(QueueError), QueueClient(b.params) as client:
+            bridge.refresh(inbox, client, b.instance)
+        return bridge.approve(inbox, b.params, uid, by=by, reason=reason)
+    finally:
+        inbox.close()
+
+
+def reject(pipeline_file: Path, uid: str, *, by: str, reason: str) -> Entry:
+    _b, inbox = _locate(pipeline_file, uid)
+    try:
+        return bridge.reject(inbox, uid, by=by, reason=reason)
+    finally:
+        inbox.close()
+
+
+def decisions(pipeline_file: Path) -> list[dict[str, Any]]:
+    """Every decision people made in the file's inboxes (for provenance)."""
+    found: list[dict[str, Any]] = []
+    for b in bridges(pipeline_file):
+        if b.inbox_path.exists():
+            inbox = b.open()
+            try:
+                found.extend({"unit": b.instance, **d} for d in inbox.decisions())
+            finally:
+                inbox.close()
+    return found

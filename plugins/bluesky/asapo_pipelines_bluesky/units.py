@@ -1,0 +1,93 @@
+"""`bluesky.queue`: the worker side of the bridge (imported only inside a worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.sdk import Message, Processor
+from asapo_pipelines_bluesky import bridge
+from asapo_pipelines_bluesky.inbox import Inbox
+from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+
+
+class QueueBridge(Processor):
+    """Records each suggestion in the inbox; in auto mode queues it at once within the budget.
+
+    Before each suggestion it follows earlier items through the queue (submitted, running,
+    completed, failed) and sends every state change, also those made by people in the inbox
+    meanwhile, on `status`.
+    """
+
+    def on_start(self) -> None:
+        # a relative inbox is relative to the working directory: the worker runs next to the
+        # pipeline file, where `pipeline suggestions FILE` looks for it too
+        self.inbox = Inbox(Path(self.params.inbox))
+        self.client: QueueClient | None = None
+        self._sent: list[int] = []
+        self.counts: dict[str, int] = {}
+
+    def _client(self) -> QueueClient:
+        if self.client is None:
+            self.client = QueueClient(self.params)
+        return self.client
+
+    def process(self, message: Message) -> None:
+        entry = bridge.entry_from_body(
+            message.value, instance=self.context.instance, params=self.params
+        )
+        if self.inbox.add(entry):
+            self.counts["received"] = self.counts.get("received", 0) + 1
+        else:
+            entry = self.inbox.get(entry.uid) or entry  # redelivered: carry on from its state
+        try:
+            self._follow()
+            if self.params.mode == "auto" and entry.state == "pending":
+                self._auto(entry)
+            elif entry.state == "failed":
+                # tried again (a retry policy, a redelivery): report the recorded refusal
+                # instead of asking the server again; only a person's approve does that
+                raise QueueError(entry.state_reason)
+        finally:
+            self._send_feedback()
+
+    def _follow(self) -> None:
+        try:
+            bridge.refresh(self.inbox, self._client(), self.context.instance)
+        except QueueError as exc:
+            # following is best effort: the suggestion at hand still gets its own answer
+            self.log.warning("cannot follow earlier items: %s", exc.message)
+
+    def _auto(self, entry: Any) -> None:
+        reason = bridge.over_budget(self.inbox, entry, self.params.budget)
+        if reason is not None:
+            self.inbox.set_state(entry.uid, "held", reason)
+            return
+        # a refusal or no answer raises: the message and the server's reason go to the error
+        # stream, the inbox says failed; a person may approve it again, nothing retries blindly
+        bridge.submit(self.inbox, self._client(), entry)
+
+    def _send_feedback(self) -> None:
+        for seq, body in self.inbox.unsent():
+            if seq in self._sent:
+                continue
+            self.emit("status", body, metadata={"kind": "plan-status", "state": body["state"]})
+            self._sent.append(seq)
+
+    def flush(self) -> None:
+        # marked sent once the worker is about to acknowledge the inputs behind them; a crash
+        # before this point sends them again (the agent keeps the latest state per uid)
+        self.inbox.mark_sent(self._sent)
+        self._sent = []
+
+    def on_shutdown(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        # summary() is called after this: count the states while the inbox is open
+        self.states: dict[str, int] = {}
+        for entry in self.inbox.entries(self.context.instance):
+            self.states[entry.state] = self.states.get(entry.state, 0) + 1
+        self.inbox.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"mode": self.params.mode, "suggestions": dict(getattr(self, "states", {}))}
