@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -11,8 +12,11 @@ from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins
 from asapo_pipelines.kinds import KINDS, STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.text import Text
+
     from asapo_pipelines.descriptor import Port, UnitDescriptor
     from asapo_pipelines.listing import Listing
+    from asapo_pipelines.unit_docs import ParamRow
 
 _KIND_TITLES = {"connector": "Connectors", "processor": "Processors", "agent": "Agents"}
 
@@ -91,6 +95,42 @@ def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
     console().print(table)
 
 
+def _params_text(rows: list[ParamRow]) -> Text:
+    """One line `name: type = default  (constraints)` per parameter, its description wrapped
+    and indented below: readable at 80 columns and piped, unlike a five-column table."""
+    import textwrap
+
+    from rich.text import Text
+
+    from asapo_pipelines.unit_docs import NO_DEFAULT
+
+    width = max(40, console().width)
+    text = Text()
+    for r in rows:
+        indent = "  " * (r.name.count(".") + 1)
+        text.append(indent)
+        text.append(r.name.rsplit(".", 1)[-1], style="bold")
+        text.append(f": {r.type}")
+        if r.required:
+            text.append("  (required)", style="yellow")
+        elif isinstance(r.default, dict) and any(x.name.startswith(r.name + ".") for x in rows):
+            text.append("  (fields below)")
+        else:
+            text.append(f" = {r.default_text()}")
+        if r.constraints:
+            text.append(f"  [{r.constraints}]", style="cyan")
+        if r.example is not NO_DEFAULT:
+            text.append(f"  e.g. {json.dumps(r.example)}", style="dim")
+        text.append("\n")
+        if r.description:
+            pad = indent + "    "
+            wrapped = textwrap.fill(
+                r.description, width=width, initial_indent=pad, subsequent_indent=pad
+            )
+            text.append(wrapped + "\n", style="dim")
+    return text
+
+
 @click.command("show-unit")
 @click.argument("name")
 @json_option
@@ -115,7 +155,6 @@ def show_unit(name: str, as_json: bool) -> None:
         return
     from rich.panel import Panel
     from rich.syntax import Syntax
-    from rich.table import Table
     from rich.text import Text
 
     out = console()
@@ -130,13 +169,8 @@ def show_unit(name: str, as_json: bool) -> None:
     _show_ports("Inputs", descriptor.inputs)
     _show_ports("Outputs", descriptor.outputs)
     if rows:
-        table = Table(title="Parameters", title_justify="left")
-        for column in ("name", "type", "default", "description"):
-            table.add_column(column, overflow="fold")
-        for r in rows:
-            default = "(required)" if r.required else r.default_text()
-            table.add_row(r.name, r.type, default, r.description)
-        out.print(table)
+        out.print(Text("Parameters", style="italic"))
+        out.print(_params_text(rows))
     res = descriptor.resources
     out.print(f"Resources: cpu {res.cpu} MHz, memory {res.memory} MB, gpus {res.gpus}")
     out.print("\nExample (paste under `units:`):")

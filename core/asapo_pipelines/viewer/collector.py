@@ -82,6 +82,10 @@ def _walk(obj: Any, parts: list[str]) -> tuple[bool, Any]:
     return True, obj
 
 
+#: a plot hint's field naming the whole decoded payload (an array port's array)
+VALUE_FIELD = "value"
+
+
 def get_field(message: Any, value: Any, path: str) -> Any:
     """A field of a message as a plot hint names it: the decoded payload first, then the
     message's metadata (where a leading `metadata.` is dropped)."""
@@ -93,6 +97,9 @@ def get_field(message: Any, value: Any, path: str) -> Any:
     found, obj = _walk(value, parts)
     if found:
         return obj
+    if path == VALUE_FIELD:
+        # the payload itself: an array port (seedee) or a port carrying one number
+        return value
     if parts[0] == "metadata" and len(parts) > 1:
         parts = parts[1:]
     return _walk(message.metadata, parts)[1]
