@@ -39,6 +39,7 @@ COMMANDS: dict[str, str] = {
     # what Nomad tasks run
     "worker": "asapo_pipelines.cli.worker:worker",
     "streams": "asapo_pipelines.cli.streams:streams",
+    "tail": "asapo_pipelines.cli.tail:tail",
     "prune": "asapo_pipelines.cli.streams:prune",
 }
 

@@ -298,25 +298,13 @@ def status(
     from asapo_pipelines.local.control import run_status
 
     state = run_status(target.run_dir)
+    counters = _run_counters(target)
     if as_json:
-        print_json(state)
+        print_json(_status_json(state, counters))
         return
     from asapo_pipelines.cli.output import console
-    from asapo_pipelines.local.layout import JOB_FILE
     from asapo_pipelines.local.live import status_table
 
-    counters = None
-    try:  # the job that runs, as the supervisor wrote it
-        running_job = json.loads((target.run_dir / JOB_FILE).read_text())
-    except (OSError, ValueError):
-        running_job = None
-    if target.pipeline is not None and running_job is not None:
-        reader = status_reader(target.pipeline, running_job)
-        if reader is not None:
-            try:
-                counters = reader()
-            except Exception:  # counters are a bonus; the state file is the status
-                counters = None
     out = console()
     if not out.is_terminal:
         out.width = max(out.width, 120)
@@ -329,11 +317,58 @@ def status(
         out.print(str(state["message"]), markup=False, highlight=False)
 
 
+def _run_counters(target: Target) -> dict[str, Any] | None:
+    """What each replica of a local run published last (counters, the unit's summary)."""
+    from asapo_pipelines.local.layout import JOB_FILE
+
+    try:  # the job that runs, as the supervisor wrote it
+        running_job = json.loads((target.run_dir / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if target.pipeline is None:
+        return None
+    reader = status_reader(target.pipeline, running_job)
+    if reader is None:
+        return None
+    try:
+        return dict(reader())
+    except Exception:  # counters are a bonus; the state file is the status
+        return None
+
+
+def _status_json(state: dict[str, Any], counters: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's state with, for each unit replica, its counters and the unit's summary (the
+    table and summary lines of the text output, for tools)."""
+    from asapo_pipelines.worker.status import summary_lines
+
+    published = counters or {}
+    units = []
+    for record in state.get("units") or []:
+        name = f"{record.get('group')}[{record.get('index', 0)}]"
+        found = published.get(name) or published.get(str(record.get("name"))) or {}
+        units.append(
+            {**record, "counters": _counter_fields(found), "summary": found.get("summary")}
+        )
+    return {
+        **state,
+        "units": units,
+        "summaries": {k: v.get("summary") for k, v in published.items() if v.get("summary")},
+        "summary_lines": summary_lines(published.values()),
+    }
+
+
+def _counter_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("summary",)}
+
+
 @click.command()
 @click.argument("args", nargs=-1, required=True)
 @click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
-@click.option("--stderr", is_flag=True, help="Show stderr instead of stdout.")
+@click.option(
+    "--stdout", "only_stdout", is_flag=True, help="Only the unit's stdout (printed on stdout)."
+)
+@click.option("--stderr", is_flag=True, help="Only the unit's stderr (printed on stdout).")
 @click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
 @click.option("--replica", type=int, default=None, help="Which replica of the unit.")
 @run_dir_option
@@ -344,13 +379,18 @@ def logs(
     args: tuple[str, ...],
     job: str | None,
     follow: bool,
+    only_stdout: bool,
     stderr: bool,
     task: str | None,
     replica: int | None,
     run_dir: str | None,
     data_dir: str | None,
 ) -> None:
-    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`."""
+    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`.
+
+    A local run's unit shows both of its streams: its stdout on stdout and its stderr (where
+    workers log) on stderr; --stdout or --stderr prints one of them on stdout.
+    """
     if len(args) not in (1, 2):
         raise UsageError("usage: pipeline logs [FILE] UNIT")
     file, unit = (None, args[0]) if len(args) == 1 else args
@@ -368,13 +408,42 @@ def logs(
 
     if replica is not None:
         unit = f"{unit.partition('[')[0]}[{replica}]"
-    out = sys.stdout.buffer
+    if only_stdout or stderr:
+        outs = [(stderr, sys.stdout.buffer)]
+    else:  # both, each on its own stream, so `2>/dev/null` still leaves the unit's stdout
+        outs = [(False, sys.stdout.buffer), (True, sys.stderr.buffer)]
+    readers = [
+        (unit_log(target.run_dir, unit, task=task, stderr=err, follow=follow), out)
+        for err, out in outs
+    ]
     try:
-        for chunk in unit_log(target.run_dir, unit, task=task, stderr=stderr, follow=follow):
-            out.write(chunk)
-            out.flush()
+        _copy_logs(readers, follow)
     except KeyboardInterrupt:
         ctx.exit(130)
+
+
+def _copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
+    """Copy each log to its output; when following two, both at once (a thread each)."""
+    import threading
+
+    lock = threading.Lock()
+
+    def copy(chunks: Any, out: Any) -> None:
+        for chunk in chunks:
+            with lock:
+                out.write(chunk)
+                out.flush()
+
+    if not follow or len(readers) == 1:
+        for chunks, out in readers:
+            copy(chunks, out)
+        return
+    threads = [threading.Thread(target=copy, args=r, daemon=True) for r in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # a timeout keeps Ctrl-C working
 
 
 @click.command()
