@@ -298,9 +298,9 @@ def status(
     from asapo_pipelines.local.control import run_status
 
     state = run_status(target.run_dir)
-    counters = _run_counters(target)
+    published = _run_counters(target)
     if as_json:
-        print_json(_status_json(state, counters))
+        print_json(_status_json(state, published))
         return
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.live import status_table
@@ -308,10 +308,10 @@ def status(
     out = console()
     if not out.is_terminal:
         out.width = max(out.width, 120)
-    out.print(status_table(state, counters))
+    out.print(status_table(state, published))
     from asapo_pipelines.worker.status import summary_lines
 
-    for line in summary_lines((counters or {}).values()):
+    for line in summary_lines((published or {}).values()):
         out.print(line, markup=False, highlight=False)
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)
