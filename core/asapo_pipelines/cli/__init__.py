@@ -142,4 +142,6 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 def _error(message: str) -> None:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    from asapo_pipelines.cli.output import label
+
+    click.echo(label("error: ", "red") + message, err=True)

@@ -167,8 +167,16 @@ run_dir_option = click.option(
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; see status/logs/stop.")
 @data_dir_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the final status as JSON (as `status --json` does); progress goes to stderr.",
+)
 @click.pass_context
-def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None) -> None:
+def run(
+    ctx: click.Context, file: str | None, detach: bool, data_dir: str | None, as_json: bool
+) -> None:
     """Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C."""
     from asapo_pipelines.local.control import start_detached
     from asapo_pipelines.local.errors import JobFailed
@@ -178,6 +186,9 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
     shown = file or target.pipeline_file
     if detach:
         state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        if as_json:
+            print_json(state)
+            return
         click.echo(
             f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
             f"run directory {target.run_dir}); follow it with `pipeline status {shown}`, "
@@ -188,7 +199,7 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView, status_table
 
-    out = console()
+    out = console(stderr=as_json)  # with --json, stdout holds the JSON document only
     if not out.is_terminal:
         out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
     reader = status_reader(target.pipeline, target.payload) if target.pipeline else None
@@ -198,6 +209,11 @@ def run(ctx: click.Context, file: str | None, detach: bool, data_dir: str | None
         )
         result = LocalExecutor(target.payload, target.run_dir, options).run()
     counters = view.read_counters(force=True)
+    if as_json:
+        print_json(_status_json(dict(result.state), dict(counters) if counters else None))
+        if result.status == "failed":
+            raise JobFailed(result.message)
+        ctx.exit(result.exit_code)
     out.print(status_table(result.state, counters))
     from asapo_pipelines.worker.status import summary_lines
 
@@ -452,6 +468,7 @@ def _copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
 @click.option("--purge", is_flag=True, help="Nomad only: also remove the job at once.")
 @run_dir_option
 @data_dir_option
+@json_option
 @click.pass_context
 def stop(
     ctx: click.Context,
@@ -460,6 +477,7 @@ def stop(
     purge: bool,
     run_dir: str | None,
     data_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Stop a local run cleanly (its tasks get their kill signal), or the Nomad job."""
     target = None if job else _local(file, run_dir, data_dir)
@@ -467,12 +485,16 @@ def stop(
         nomad = _nomad("stop")
         if nomad is None:
             raise _no_local_run(file)
-        ctx.invoke(nomad, file=file, job=job, purge=purge)
+        extra = {"as_json": as_json} if any(p.name == "as_json" for p in nomad.params) else {}
+        ctx.invoke(nomad, file=file, job=job, purge=purge, **extra)
         return
     from asapo_pipelines.local.control import stop_run, supervisor_alive
 
     was_running = supervisor_alive(target.run_dir)
     state = stop_run(target.run_dir)
+    if as_json:
+        print_json({**state, "was_running": was_running})
+        return
     if was_running or state.get("message", "").startswith("stopped after"):
         click.echo(f"job {state.get('job')} {state.get('status')}: {state.get('message')}")
     else:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.listing import Listing
     from asapo_pipelines.unit_docs import ParamRow
 
+#: what a connector does; shown beside its kind, and accepted by --kind
+ROLES = ("source", "sink")
+#: below this width the units are listed as lines, not as a table of wrapped columns
+TABLE_WIDTH = 120
 _KIND_TITLES = {"connector": "Connectors", "processor": "Processors", "agent": "Agents"}
 
 
@@ -34,7 +38,11 @@ def _ports_text(ports: list[dict[str, Any]]) -> str:
 
 
 @click.command("list-units")
-@click.option("--kind", type=click.Choice(KINDS), help="Only units of this kind.")
+@click.option(
+    "--kind",
+    type=click.Choice([*KINDS, *ROLES]),
+    help="Only units of this kind (source and sink select connectors by role).",
+)
 @click.option("--namespace", "-n", help="Only units in this namespace (e.g. xas).")
 @click.option("--status", type=click.Choice(STATUSES), help="Only units with this status.")
 @json_option
@@ -55,14 +63,26 @@ def list_units(
     if not units:
         click.echo("no units match." if listing.units else "no units installed.")
         return
-    from rich.table import Table
-
     out = console()
     for group in KINDS:
         members = [u for u in units if u["kind"] == group]
-        if not members:
-            continue
-        table = Table(title=_KIND_TITLES[group], title_justify="left", expand=False)
+        if members:
+            out.print(_units_view(_KIND_TITLES[group], members, out.width))
+
+
+def _kind_text(u: dict[str, Any]) -> str:
+    # the kind as --kind spells it; a connector's role after it
+    return u["kind"] if u["role"] == u["kind"] else f"{u['kind']} ({u['role']})"
+
+
+def _units_view(title: str, members: list[dict[str, Any]], width: int) -> Any:
+    """A table on a wide terminal; narrower (80 columns, a pipe), one block per unit: its
+    name, kind, version and status on a line, the summary and ports wrapped below."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if width >= TABLE_WIDTH:
+        table = Table(title=title, title_justify="left", expand=False)
         for column in ("name", "kind", "version", "status"):
             table.add_column(column, no_wrap=True)
         for column in ("summary", "inputs", "outputs"):
@@ -70,14 +90,25 @@ def list_units(
         for u in members:
             table.add_row(
                 u["name"],
-                u["role"],
+                _kind_text(u),
                 u["version"] or "",
                 u["status"],
                 u["summary"],
                 _ports_text(u["inputs"]),
                 _ports_text(u["outputs"]),
             )
-        out.print(table)
+        return table
+    import textwrap
+
+    text = Text(title + "\n", style="bold")
+    for u in members:
+        text.append(f"  {u['name']}", style="bold")
+        text.append(f"  {_kind_text(u)}, {u['version'] or '-'}, {u['status']}\n")
+        ports = f"in: {_ports_text(u['inputs'])}  out: {_ports_text(u['outputs'])}"
+        for line in (u["summary"], ports):
+            text.append(textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    "))
+            text.append("\n")
+    return text
 
 
 def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
