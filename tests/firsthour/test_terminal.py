@@ -97,3 +97,20 @@ def test_run_stop_validate_new_report_json(small_run, tmp_path):
     assert json.loads(checked.stdout)["valid"] is True
     made = run_pipeline("new", "other", "--json", cwd=tmp_path)
     assert json.loads(made.stdout)["file"] == "other.pipeline.yaml"
+
+
+def test_shell_completion_completes_unit_and_stream_names(small_run):
+    def complete(words: str, cword: int) -> list[str]:
+        env = {"_PIPELINE_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": str(cword)}
+        shown = run_pipeline(cwd=small_run, env=env)
+        assert shown.returncode == 0, shown.stderr
+        return [line.split(",", 1)[1] for line in shown.stdout.splitlines()]
+
+    assert complete("pipeline show-unit xas.n", 2) == ["xas.normalize"]
+    assert complete("pipeline new x -u core.j", 4) == ["core.jsonl-sink"]
+    assert complete("pipeline tail small.pipeline.yaml fi", 3) == ["files"]
+    script = run_pipeline(env={"_PIPELINE_COMPLETE": "bash_source"})
+    assert "_pipeline_completion" in script.stdout
+    # the documented lines are the ones that work
+    reference = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    assert 'eval "$(_PIPELINE_COMPLETE=bash_source pipeline)"' in reference

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.options import complete_unit_names, json_option
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.unit_docs import NO_DEFAULT
 
@@ -157,6 +157,7 @@ def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str)
     "-u",
     "units",
     multiple=True,
+    shell_complete=complete_unit_names,
     help="A unit to include (repeat; they are chained in order). Default: core.files -> "
     "core.identity -> core.jsonl-sink.",
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.options import complete_stream_names, json_option
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,7 +140,7 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
 
 @click.command("tail", short_help="Print a stream's messages, decoded.")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.argument("stream")
+@click.argument("stream", shell_complete=complete_stream_names)
 @click.option(
     "--last",
     "-n",

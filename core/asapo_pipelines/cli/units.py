@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import json_option, strict_option
+from asapo_pipelines.cli.options import complete_unit_names, json_option, strict_option
 from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins
 from asapo_pipelines.kinds import KINDS, STATUSES
 
@@ -163,7 +163,7 @@ def _params_text(rows: list[ParamRow]) -> Text:
 
 
 @click.command("show-unit")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_unit_names)
 @json_option
 def show_unit(name: str, as_json: bool) -> None:
     """Describe one unit: ports, parameters and a YAML snippet to paste into a pipeline."""
