@@ -60,6 +60,10 @@ class Block:
     def commands(self) -> list[str]:
         if self.lang == "console":
             lines = [m.group(1) for m in map(PROMPT.match, self.text.splitlines()) if m]
+            if not lines:  # a block written without prompts: its command lines
+                lines = [
+                    ln for ln in self.text.splitlines() if ln.startswith(("pipeline ", "pip "))
+                ]
         elif self.lang in ("bash", "sh", ""):
             lines = [line for line in self.text.splitlines() if line.startswith("pipeline ")]
             if self.lang:
@@ -176,17 +180,31 @@ class Sandbox:
             self.env["PYTHONPATH"] = str(self.site)
 
     def _serve(self, argv: list[str], where: str, command: str) -> None:
+        """Start a server, wait (30 s at most) for the first line it prints, stop it (SIGINT,
+        as Ctrl+C). On a free port: the documented default may be taken on a shared machine."""
+        import threading
+
+        if "--port" not in argv:
+            argv = [*argv, "--port", "0"]
         proc = subprocess.Popen(
             argv,
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
         )
+        lines: list[str] = []
+        reader = threading.Thread(
+            target=lambda: lines.append(proc.stdout.readline() if proc.stdout else ""),
+            daemon=True,
+        )
+        reader.start()
+        reader.join(30)
         try:
-            first = proc.stdout.readline() if proc.stdout else ""
-            assert first.strip(), f"{where}: `{command}` printed nothing:\n{proc.stderr.read()}"
+            assert lines, f"{where}: `{command}` printed nothing in 30 s"
+            assert lines[0].strip(), f"{where}: `{command}` printed an empty line"
+            assert proc.poll() is None, f"{where}: `{command}` exited: {lines[0]}"
         finally:
             proc.send_signal(signal.SIGINT)
             try:

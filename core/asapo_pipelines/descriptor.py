@@ -119,7 +119,8 @@ class PlotHint(BaseModel):
     `kind` is `xy` (each message holds two arrays: one line per message, the newest `keep` shown
     overlaid), `scalar` (each message gives one point: `y` against `x`, which defaults to the
     message's time, so a number over time; a `y` holding text gives a timeline of events) or
-    `image` (`y` holds a 2-D array; the newest is shown). Fields are dotted paths into the
+    `image` (`y` holds a 2-D array; the newest is shown) or `hline` (`y` holds a level, a
+    target or a limit, drawn as a horizontal line across the figure it shares; the newest). Fields are dotted paths into the
     decoded payload (`value`, the default of `y`, is the payload itself: an array port's
     array), or, when the payload has no such field, into the message's metadata
     (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
@@ -129,7 +130,7 @@ class PlotHint(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     port: Annotated[str, Field(pattern=PORT_NAME_PATTERN, description="Output port plotted.")]
-    kind: Literal["xy", "scalar", "image"]
+    kind: Literal["xy", "scalar", "image", "hline"]
     y: Annotated[
         str,
         Field(

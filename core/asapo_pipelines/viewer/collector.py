@@ -105,6 +105,13 @@ def get_field(message: Any, value: Any, path: str) -> Any:
     return _walk(message.metadata, parts)[1]
 
 
+def _axis_title(field: str) -> str:
+    """`arrays.norm` -> `norm`, `values.epsilon_k` -> `epsilon k`: the field's last part, as
+    words; `value` (the whole payload) has no better name than its hint's title."""
+    last = field.rsplit(".", 1)[-1]
+    return "" if field == VALUE_FIELD else last.replace("_", " ")
+
+
 def _plain(value: Any) -> Any:
     """Arrays and numpy scalars as JSON values (NaN as null)."""
     if hasattr(value, "tolist"):
@@ -328,7 +335,7 @@ class Collector:
                 key = hint.figure or f"{unit.instance}-{i}"
                 plot = plots.get(key)
                 if plot is None:
-                    title = hint.title or f"{unit.instance}: {hint.y}"
+                    title = hint.title or f"{unit.instance}: {_axis_title(hint.y) or hint.port}"
                     plot = plots[key] = PlotState(key, title, hint.kind, [])
                 plot.hints.append((unit.instance, source, hint))
         return list(plots.values())
@@ -372,6 +379,10 @@ class Collector:
             if y is None or isinstance(y, list | dict):
                 return
             traces.append({"unit": instance, "x": x, "y": y, "text": name, "time": hint.x is None})
+        elif hint.kind == "hline":  # a level across the figure: the newest only
+            if isinstance(y, int | float) and not isinstance(y, bool):
+                traces.clear()
+                traces.append({"unit": instance, "y": y, "name": hint.title or _axis_title(hint.y)})
         else:  # image: the newest only
             if isinstance(y, list) and y and isinstance(y[0], list):
                 traces.clear()
@@ -388,6 +399,10 @@ class Collector:
                     "kind": hint.kind,
                     "x_field": hint.x or ("time" if hint.kind == "scalar" else None),
                     "y_field": hint.y,
+                    # axis titles for people: the hint's own, else the field's last part
+                    "x_title": hint.x_title
+                    or (_axis_title(hint.x) if hint.x else ("time" if hint.kind == "scalar" else "")),
+                    "y_title": hint.y_title or _axis_title(hint.y),
                     "items": points,
                 }
             )
