@@ -120,10 +120,10 @@ class PlotHint(BaseModel):
     overlaid), `scalar` (each message gives one point: `y` against `x`, which defaults to the
     message's time, so a number over time; a `y` holding text gives a timeline of events) or
     `image` (`y` holds a 2-D array; the newest is shown) or `hline` (`y` holds a level, a
-    target or a limit, drawn as a horizontal line across the figure it shares; the newest). Fields are dotted paths into the
-    decoded payload (`value`, the default of `y`, is the payload itself: an array port's
-    array), or, when the payload has no such field, into the message's metadata
-    (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
+    target or a limit, drawn as a horizontal line across the figure it shares; the newest).
+    Fields are dotted paths into the decoded payload (`value`, the default of `y`, is the
+    payload itself: an array port's array), or, when the payload has no such field, into the
+    message's metadata (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
     plot (a merged spectrum over its scans).
     """
 

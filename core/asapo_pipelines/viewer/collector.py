@@ -112,6 +112,12 @@ def _axis_title(field: str) -> str:
     return "" if field == VALUE_FIELD else last.replace("_", " ")
 
 
+def _x_title(hint: PlotHint) -> str:
+    if hint.x:
+        return _axis_title(hint.x)
+    return "time" if hint.kind == "scalar" else ""
+
+
 def _plain(value: Any) -> Any:
     """Arrays and numpy scalars as JSON values (NaN as null)."""
     if hasattr(value, "tolist"):
@@ -400,8 +406,7 @@ class Collector:
                     "x_field": hint.x or ("time" if hint.kind == "scalar" else None),
                     "y_field": hint.y,
                     # axis titles for people: the hint's own, else the field's last part
-                    "x_title": hint.x_title
-                    or (_axis_title(hint.x) if hint.x else ("time" if hint.kind == "scalar" else "")),
+                    "x_title": hint.x_title or _x_title(hint),
                     "y_title": hint.y_title or _axis_title(hint.y),
                     "items": points,
                 }
