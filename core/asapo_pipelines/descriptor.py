@@ -123,8 +123,8 @@ class PlotHint(BaseModel):
     target or a limit, drawn as a horizontal line across the figure it shares; the newest).
     Fields are dotted paths into the decoded payload (`value`, the default of `y`, is the
     payload itself: an array port's array), or, when the payload has no such field, into the
-    message's metadata (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
-    plot (a merged spectrum over its scans).
+    message's metadata (`metadata.scan` or just `scan`). Hints of several units with the same
+    `figure` share one plot (a merged spectrum over its scans).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
