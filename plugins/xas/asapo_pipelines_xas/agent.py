@@ -1,14 +1,27 @@
 """The convergence agent: from each merged result, more scans or stop.
 
-Noise in the mean of N repeats falls as 1/sqrt(N). With epsilon_N the noise of the current merge,
-the single-scan noise is epsilon_1 = epsilon_N sqrt(N), and the target epsilon_t is reached after
+Noise model. Repeats share part of their noise: what is random falls as 1/sqrt(N) in the mean of
+N scans, what is reproducible (the structure of continuous scanning, drifts common to all scans)
+does not. So the noise of the merge of N scans is
 
-    N_t = ceil((epsilon_1 / epsilon_t)^2)  scans in total,
+    eps_N^2 = a^2 / N + b^2,
 
-so the agent asks for N_t - N more (at most `max_batch`, never beyond `max_scans`). It says stop
-when epsilon_N <= epsilon_t, when the normalised merged spectrum changed less than
-`stability_tolerance` (RMS) since the previous merge, or when `max_scans` scans were taken; and it
-suggests changing parameters when most scans are rejected.
+with b the floor no number of repeats gets below. The agent fits this (linear least squares of
+eps^2 against 1/N, a^2 and b^2 kept non-negative) to every scan's own noise (points at N = 1) and
+to each merge it has seen, once it has `fit_min_points` points at two or more N; the floor's
+standard error comes from the fit's covariance. The target eps_t is reached after
+
+    N_t = ceil(a^2 / (eps_t^2 - b^2))  scans,
+
+and is out of reach when eps_t <= b ("stop: target below the noise floor", with the best
+reachable noise) or when N_t exceeds `max_scans`. Before the fit is possible it assumes b = 0
+(N_t = ceil((eps_N sqrt(N) / eps_t)^2)) and marks the prediction uncertain.
+
+Bookkeeping. The agent remembers the repeats it asked for. Those not arrived yet (asked minus
+arrived, per group) are in flight and are never asked for again; a suggestion asks for
+N_t - N - in flight more (at most `max_batch`, never beyond `max_scans`), so the scans asked for
+in total never exceed its latest estimate. When the queue's status is wired in
+(`update_queue`), rejected, failed and held suggestions no longer count as in flight.
 
 A suggestion is a plain dict whose content matches what bluesky-adaptive agents propose and what
 bluesky-queueserver queues: `item` is a queue-server plan item
@@ -18,7 +31,9 @@ bluesky-queueserver queues: `item` is a queue-server plan item
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,15 +41,135 @@ import numpy as np
 from asapo_pipelines_xas.params import ConvergenceParams
 
 ACTIONS = ("more_scans", "stop", "change_parameters")
+#: queue states in which a suggestion's repeats will not come (CONTRACTS.md, plan/status)
+NOT_COMING = frozenset({"rejected", "failed", "held"})
+QUEUE_STATES = frozenset(
+    {"pending", "approved", "held", "rejected", "submitted", "running", "completed", "failed"}
+)
+
+
+@dataclass(frozen=True)
+class NoiseFit:
+    """eps_N^2 = a2 / N + b2, fitted; `cov` is the covariance of (a2, b2)."""
+
+    a2: float
+    b2: float
+    cov: tuple[tuple[float, float], tuple[float, float]]
+    points: int
+
+    @property
+    def floor(self) -> float:
+        return math.sqrt(max(self.b2, 0.0))
+
+    @property
+    def floor_err(self) -> float:
+        var = max(self.cov[1][1], 0.0)
+        b = self.floor
+        # d(b) = d(b2) / (2 b); at b = 0 the scale of the floor is sqrt(sigma_b2)
+        return math.sqrt(var) / (2 * b) if b > 0 else math.sqrt(math.sqrt(var))
+
+    def noise(self, n: float) -> float:
+        return math.sqrt(max(self.a2 / n + self.b2, 0.0))
+
+    def noise_err(self, n: float) -> float:
+        x = 1.0 / n
+        var = x * x * self.cov[0][0] + self.cov[1][1] + 2 * x * self.cov[0][1]
+        eps = self.noise(n)
+        return math.sqrt(max(var, 0.0)) / (2 * eps) if eps > 0 else math.inf
+
+    def scans_for(self, target: float) -> int | None:
+        """Scans in total to reach `target`, or None when it is at or below the floor."""
+        gap = target * target - self.b2
+        if gap <= 0:
+            return None
+        return max(1, math.ceil(self.a2 / gap - 1e-9))
+
+
+def fit_noise(points: list[tuple[int, float]]) -> NoiseFit | None:
+    """Least squares of eps^2 = a2 / N + b2 over (N, eps) points; None when fewer than three
+    points or only one N."""
+    pts = [(n, e) for n, e in points if n >= 1 and e is not None and math.isfinite(e) and e > 0]
+    if len(pts) < 3 or len({n for n, _ in pts}) < 2:
+        return None
+    x = np.array([1.0 / n for n, _ in pts])
+    y = np.array([e * e for _, e in pts])
+    design = np.column_stack([x, np.ones_like(x)])
+    (a2, b2), *_ = np.linalg.lstsq(design, y, rcond=None)
+    dof = len(pts) - 2
+    if b2 < 0 or a2 < 0:
+        # on the boundary: one of the two is zero; refit the other alone
+        if b2 < 0:
+            a2, b2 = float(x @ y / (x @ x)), 0.0
+        else:
+            a2, b2 = 0.0, float(y.mean())
+    residual = y - (a2 * x + b2)
+    variance = float(residual @ residual) / dof
+    cov = np.linalg.inv(design.T @ design) * variance
+    return NoiseFit(
+        float(a2),
+        float(b2),
+        ((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
+        len(pts),
+    )
+
+
+@dataclass
+class _Request:
+    scans: int
+    state: str = "suggested"
+
+
+@dataclass
+class _Group:
+    """What the agent remembers per measurement (sample, element, edge, mode)."""
+
+    #: merged noise by the number of scans merged (the latest merge of each N)
+    history: dict[int, float] = field(default_factory=dict)
+    #: scans seen (accepted or not) when the first request was made
+    asked_base: int | None = None
+    requests: dict[str, _Request] = field(default_factory=dict)
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+
+    def in_flight(self, n_total: int) -> int:
+        if self.asked_base is None:
+            return 0
+        coming = sum(r.scans for r in self.requests.values() if r.state not in NOT_COMING)
+        return max(0, self.asked_base + coming - n_total)
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}" if value == 0 or abs(value) >= 0.01 else f"{value:.2e}"
 
 
 class ConvergenceAgent:
-    """Stateful per group: remembers the previous merge for the stability test."""
+    """Stateful per group: the noise history, the repeats asked for, the previous merge."""
 
     def __init__(self, params: ConvergenceParams) -> None:
         self.params = params
-        self._previous: dict[tuple[tuple[str, str], ...], tuple[np.ndarray, np.ndarray]] = {}
+        self._groups: dict[tuple[tuple[str, str], ...], _Group] = {}
+        self._by_uid: dict[str, _Group] = {}
 
+    # -- queue feedback ---------------------------------------------------------------------------
+    def update_queue(self, status: Mapping[str, Any]) -> bool:
+        """Apply one `plan/status` message; False when it is not about one of our requests."""
+        uid = str(status.get("uid", ""))
+        state = str(status.get("state", ""))
+        group = self._by_uid.get(uid)
+        if group is None or state not in QUEUE_STATES:
+            return False
+        request = group.requests[uid]
+        request.state = state
+        scans = status.get("scans")
+        if isinstance(scans, int) and not isinstance(scans, bool) and scans >= 0:
+            request.scans = scans  # the operator may have changed the repeats
+        return True
+
+    def in_flight(self, group: Mapping[str, Any], n_total: int) -> int:
+        key = tuple(sorted((str(k), str(v)) for k, v in group.items()))
+        state = self._groups.get(key)
+        return state.in_flight(n_total) if state else 0
+
+    # -- decisions --------------------------------------------------------------------------------
     def decide(self, merged: Mapping[str, Any]) -> dict[str, Any]:
         """A plan suggestion for one `xas/merged` message body (or `Merged.to_json()`)."""
         if hasattr(merged, "to_json"):
@@ -42,12 +177,14 @@ class ConvergenceAgent:
         p = self.params
         group = {str(k): str(v) for k, v in dict(merged.get("group", {})).items()}
         key = tuple(sorted(group.items()))
+        state = self._groups.setdefault(key, _Group())
         n = int(merged.get("n_merged", 0))
         rejected = list(merged.get("rejected", []))
         n_total = n + len(rejected)
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
         bad = [{"scan": r.get("scan"), "reasons": list(r.get("reasons", []))} for r in rejected]
+        in_flight = state.in_flight(n_total)
         metrics: dict[str, Any] = {
             "n_merged": n,
             "n_scans": n_total,
@@ -55,9 +192,24 @@ class ConvergenceAgent:
             "target_noise": p.target_noise,
             "e0": values.get("e0"),
             "edge_step": values.get("edge_step"),
+            "in_flight": in_flight,
         }
-        change = self._stability(key, merged)
+        change = self._stability(state, merged)
         metrics["change_since_previous"] = change
+        if eps is not None and n > 0:
+            state.history[n] = float(eps)
+        fit = fit_noise(self._points(state, merged)) if eps is not None else None
+        if fit is not None and fit.points >= p.fit_min_points:
+            metrics["noise_model"] = {
+                "model": "eps^2 = a^2/N + b^2",
+                "a": math.sqrt(fit.a2),
+                "floor": fit.floor,
+                "floor_err": fit.floor_err,
+                "points": fit.points,
+            }
+        else:
+            fit = None
+        uid = uuid.uuid4().hex
 
         def suggestion(
             action: str, reason: str, confidence: float, scans: int = 0
@@ -65,16 +217,19 @@ class ConvergenceAgent:
             item = None
             arguments: dict[str, Any] = {}
             if action == "more_scans":
-                arguments = {"scans": scans}
-                item = {
-                    "name": p.plan_name,
-                    "args": [],
-                    "kwargs": {**group, **p.plan_kwargs, "repeats": scans},
-                    "item_type": "plan",
-                }
+                arguments = {"scans": scans, "in_flight": in_flight}
+                if scans > 0:
+                    item = {
+                        "name": p.plan_name,
+                        "args": [],
+                        "kwargs": {**group, **p.plan_kwargs, "repeats": scans},
+                        "item_type": "plan",
+                    }
+                    self._record(state, uid, scans, n_total)
             elif action == "change_parameters":
                 arguments = {"check": sorted({r for b in bad for r in b["reasons"]})}
             return {
+                "uid": uid,
                 "action": action,
                 "target": group,
                 "arguments": arguments,
@@ -102,21 +257,36 @@ class ConvergenceAgent:
         if eps is None:
             if n_total >= p.max_scans:
                 return suggestion("stop", f"maximum of {p.max_scans} scans reached", 0.6)
+            if in_flight:
+                return suggestion(
+                    "more_scans",
+                    f"no noise estimate (autobk or estimate_noise is off); waiting for the "
+                    f"{in_flight} scans already asked for",
+                    0.2,
+                    0,
+                )
             return suggestion(
                 "more_scans", "no noise estimate yet (autobk or estimate_noise is off)", 0.2, 1
             )
         eps = float(eps)
+        floor_text = (
+            f"; noise floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² to "
+            f"{fit.points} points)"
+            if fit
+            else ""
+        )
         if eps <= p.target_noise:
             return suggestion(
                 "stop",
-                f"noise {eps:.3g} reached the target {p.target_noise:.3g} with {n} merged scans",
+                f"noise {_g(eps)} reached the target {_g(p.target_noise)} with {n} merged "
+                f"scans{floor_text}",
                 0.95,
             )
         if n_total >= p.max_scans:
             return suggestion(
                 "stop",
-                f"maximum of {p.max_scans} scans reached; noise {eps:.3g} is still above the "
-                f"target {p.target_noise:.3g}",
+                f"maximum of {p.max_scans} scans reached; noise {_g(eps)} is still above the "
+                f"target {_g(p.target_noise)}{floor_text}",
                 0.6,
             )
         if (
@@ -127,45 +297,108 @@ class ConvergenceAgent:
         ):
             return suggestion(
                 "stop",
-                f"the merged spectrum changed by {change:.3g} (RMS of the normalised mu) since "
-                f"the previous merge, below {p.stability_tolerance:.3g}",
+                f"the merged spectrum changed by {_g(change)} (RMS of the normalised mu) since "
+                f"the previous merge, below {_g(p.stability_tolerance)}",
                 0.75,
             )
-        single = eps * math.sqrt(n)
-        needed = math.ceil((single / p.target_noise) ** 2 - 1e-9)
-        more = max(1, needed - n)
-        capped = min(more, p.max_batch, p.max_scans - n_total)
+        if fit is not None:
+            best = fit.noise(max(p.max_scans, n))
+            metrics["best_reachable_noise"] = best
+            needed = fit.scans_for(p.target_noise)
+            if needed is None:
+                metrics["uncertain"] = False
+                return suggestion(
+                    "stop",
+                    f"stop: target below the noise floor. Noise {_g(eps)} after {n} merged scans; "
+                    f"the target {_g(p.target_noise)} is below the floor {_g(fit.floor)} ± "
+                    f"{_g(fit.floor_err)} that repeats share (fit of eps² = a²/N + b² to "
+                    f"{fit.points} points, a = {_g(math.sqrt(fit.a2))}); the best reachable "
+                    f"noise is {_g(best)} with {max(p.max_scans, n)} scans",
+                    self._fit_confidence(fit, n),
+                )
+            if needed > p.max_scans:
+                metrics["predicted_scans_total"] = needed
+                metrics["uncertain"] = False
+                return suggestion(
+                    "stop",
+                    f"stop: target not reachable within max_scans. Noise {_g(eps)} after {n} "
+                    f"merged scans; the fit eps² = a²/N + b² to {fit.points} points (a = "
+                    f"{_g(math.sqrt(fit.a2))}, floor {_g(fit.floor)} ± {_g(fit.floor_err)}) "
+                    f"reaches the target {_g(p.target_noise)} after {needed} scans, more than "
+                    f"max_scans {p.max_scans}; the best reachable noise is {_g(best)}",
+                    self._fit_confidence(fit, n),
+                )
+            # measured above the target: at least one more, whatever the fit says
+            needed = max(needed, n + 1)
+            how = (
+                f"the fit eps² = a²/N + b² to {fit.points} points (a = {_g(math.sqrt(fit.a2))}, "
+                f"floor {_g(fit.floor)} ± {_g(fit.floor_err)}) reaches it after {needed} scans "
+                f"(predicted noise {_g(fit.noise(needed))} ± {_g(fit.noise_err(needed))})"
+            )
+            confidence = self._fit_confidence(fit, needed)
+            uncertain = confidence < 0.5
+        else:
+            single = eps * math.sqrt(n)
+            needed = max(n + 1, math.ceil((single / p.target_noise) ** 2 - 1e-9))
+            how = (
+                f"uncertain: with fewer than {p.fit_min_points} points there is no floor fit yet; "
+                f"falling as 1/sqrt(N) it would reach it after {needed} scans"
+            )
+            confidence = 0.3
+            uncertain = True
         metrics["predicted_scans_total"] = needed
-        reason = (
-            f"noise {eps:.3g} after {n} merged scans; falling as 1/sqrt(N) it reaches the "
-            f"target {p.target_noise:.3g} after {needed} scans"
-        )
-        if capped < more:
+        metrics["uncertain"] = uncertain
+        # the scans still to ask for: what the estimate needs beyond those merged and in flight
+        more = needed - n - in_flight
+        if in_flight == 0:
+            more = max(1, more)
+        capped = max(0, min(more, p.max_batch, p.max_scans - n_total - in_flight))
+        reason = f"noise {_g(eps)} after {n} merged scans, target {_g(p.target_noise)}; {how}"
+        if in_flight:
+            reason += f"; {in_flight} scans asked for earlier have not arrived yet"
+        if capped <= 0:
+            reason += ", so no more are asked for now"
+        elif capped < more:
             reason += (
                 f"; asking for {capped} now (max_batch {p.max_batch}, max_scans {p.max_scans})"
             )
-        return suggestion("more_scans", reason, self._confidence(merged, n, eps), capped)
+        else:
+            reason += f"; asking for {capped} more"
+        return suggestion("more_scans", reason, confidence, capped)
 
-    def _confidence(self, merged: Mapping[str, Any], n: int, eps: float) -> float:
-        """How well the 1/sqrt(N) law held so far: 0.5 with one scan, up to 0.95."""
-        singles = [
-            float(s["epsilon_k"])
+    # -- internals --------------------------------------------------------------------------------
+    def _record(self, state: _Group, uid: str, scans: int, n_total: int) -> None:
+        if state.asked_base is None:
+            state.asked_base = n_total
+        state.requests[uid] = _Request(scans)
+        self._by_uid[uid] = state
+
+    @staticmethod
+    def _points(state: _Group, merged: Mapping[str, Any]) -> list[tuple[int, float]]:
+        """Each accepted scan's own noise at N = 1, and each merge of N >= 2 seen."""
+        points = [
+            (1, float(s["epsilon_k"]))
             for s in merged.get("scans", [])
             if s.get("accepted") and s.get("epsilon_k")
         ]
-        if n < 2 or not singles:
-            return 0.5
-        expected = float(np.mean(singles)) / math.sqrt(n)
-        return min(0.95, max(0.2, 1.0 - abs(math.log(eps / expected))))
+        points += [(n, e) for n, e in sorted(state.history.items()) if n >= 2]
+        return points
 
-    def _stability(self, key: Any, merged: Mapping[str, Any]) -> float | None:
+    @staticmethod
+    def _fit_confidence(fit: NoiseFit, n: int) -> float:
+        """High when the predicted noise at n is well determined (0.3 to 0.95)."""
+        rel = fit.noise_err(n) / fit.noise(n) if fit.noise(n) > 0 else math.inf
+        return min(0.95, max(0.3, 0.95 - 5 * rel))
+
+    @staticmethod
+    def _stability(state: _Group, merged: Mapping[str, Any]) -> float | None:
         arrays = dict(merged.get("arrays", {}))
         if "energy" not in arrays or "norm" not in arrays:
             return None
         energy = np.asarray(arrays["energy"], dtype=float)
         norm = np.asarray(arrays["norm"], dtype=float)
-        previous = self._previous.get(key)
-        self._previous[key] = (energy, norm)
+        previous = state.previous
+        state.previous = (energy, norm)
         if previous is None:
             return None
         old = np.interp(energy, previous[0], previous[1])

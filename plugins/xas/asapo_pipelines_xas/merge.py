@@ -5,14 +5,18 @@ default), re-screens the group and returns the merged result at once, so that th
 a new merge after every scan. Screening, in order:
 
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
-- alignment (`align: reference`): each scan is shifted by E0_ref(first scan) - E0_ref(scan), the
-  reference foil measured at the same time as the sample;
+- alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
+  foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the first scan's,
+  over [E0_ref + align_emin, E0_ref + align_emax], with a free scale: the method of Athena and of
+  xraylarch's `energy_align` (whose window sign this does not share: its `emin` is added, so the
+  window starts above E0). The fitted shift and its standard error are recorded per scan;
 - outliers: E0 (after alignment) further than `max_e0_shift` eV, or an edge step further than
   `max_edge_step_deviation` (relative), from the group's reference values: the median over the
   scans without beam loss once there are three of them, the first such scan before.
 
-The accepted scans' mu(E) are interpolated onto the first accepted scan's grid (clipped to the
-common range) and averaged; the standard error is std(ddof=1)/sqrt(N). The mean is analysed
+The accepted scans' mu(E) (shifted) are merged by xraylarch's `merge_groups` (cubic interpolation
+onto the first accepted scan's grid), then clipped to the energies all scans cover, so nothing is
+extrapolated; the standard error is std(ddof=1)/sqrt(N). The mean is analysed
 again with xraylarch (pre_edge, autobk, estimate_noise) with the spectra's own settings unless the
 merge overrides them. The same scan delivered twice replaces itself: nothing is counted twice.
 """
@@ -73,7 +77,65 @@ class _Entry:
     scan_id: str
     spectrum: Spectrum
     shift: float = 0.0
+    shift_err: float | None = None
     reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A fitted energy shift (eV, to add to the scan's energies) and its standard error."""
+
+    shift: float
+    stderr: float
+    scale: float
+    points: int
+
+
+def fit_alignment(
+    energy: np.ndarray,
+    mu_ref: np.ndarray,
+    anchor_energy: np.ndarray,
+    anchor_mu_ref: np.ndarray,
+    anchor_e0: float,
+    emin: float = -15.0,
+    emax: float = 35.0,
+    start: float = 0.0,
+) -> Alignment:
+    """Least-squares shift of a foil's dmu/dE onto the anchor's over [E0+emin, E0+emax].
+
+    The model is xraylarch's `energy_align`: the scan's derivative, cubic-interpolated at the
+    anchor's energies minus the shift and multiplied by a free scale, against the anchor's
+    derivative. The standard error is from the Jacobian at the optimum, scaled by the residual
+    variance (as lmfit reports it).
+    """
+    from scipy.interpolate import CubicSpline
+    from scipy.optimize import least_squares
+
+    energy = np.asarray(energy, dtype=float)
+    anchor_energy = np.asarray(anchor_energy, dtype=float)
+    deriv = np.gradient(np.asarray(mu_ref, dtype=float), energy)
+    anchor_deriv = np.gradient(np.asarray(anchor_mu_ref, dtype=float), anchor_energy)
+    window = (anchor_energy >= anchor_e0 + emin) & (anchor_energy <= anchor_e0 + emax)
+    x, y = anchor_energy[window], anchor_deriv[window]
+    if len(x) < 5:
+        raise SpectrumError(
+            f"the alignment window [{emin:g}, {emax:g}] eV around the foil's E0 holds "
+            f"{len(x)} points"
+        )
+    spline = CubicSpline(energy, deriv)
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return np.asarray(p[1] * spline(x - p[0]) - y)
+
+    fit = least_squares(residual, np.array([start, 1.0]), x_scale=np.array([0.1, 0.1]))
+    dof = max(1, len(x) - 2)
+    variance = float(fit.fun @ fit.fun) / dof
+    try:
+        cov = np.linalg.inv(fit.jac.T @ fit.jac) * variance
+        err = math.sqrt(max(0.0, float(cov[0, 0])))
+    except np.linalg.LinAlgError:
+        err = math.inf
+    return Alignment(float(fit.x[0]), err, float(fit.x[1]), len(x))
 
 
 def scan_id(spectrum: Spectrum) -> str:
@@ -91,6 +153,8 @@ class Merger:
     def __init__(self, params: MergeParams | None = None) -> None:
         self.params = params or MergeParams()
         self._groups: dict[tuple[str, ...], list[_Entry]] = {}
+        # fits are redone only when the scan or its anchor changes (every add re-screens)
+        self._alignments: dict[tuple[str, str], tuple[Spectrum, Spectrum, Alignment]] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
@@ -122,13 +186,11 @@ class Merger:
                     f"beam loss: I0 below {p.beam_dump_fraction:g} x its median at {dumps} points"
                 )
         usable = [e for e in entries if not e.reasons]
-        anchor = next(
-            (e.spectrum.values.get("e0_ref") for e in usable if e.spectrum.values.get("e0_ref")),
-            None,
-        )
         for entry in entries:
-            ref = entry.spectrum.values.get("e0_ref")
-            entry.shift = float(anchor - ref) if p.align == "reference" and anchor and ref else 0.0
+            entry.shift, entry.shift_err = 0.0, None
+        if p.align == "reference":
+            self._align(entries, usable)
+            usable = [e for e in entries if not e.reasons]
         if not usable:
             return
         e0s = np.array([_e0(e) for e in usable])
@@ -152,6 +214,49 @@ class Merger:
                     f"{step_ref:.4g} (limit {p.max_edge_step_deviation:.0%})"
                 )
 
+    def _align(self, entries: list[_Entry], usable: list[_Entry]) -> None:
+        """Fit each scan's foil onto the first usable scan with a foil (the anchor)."""
+        p = self.params
+        anchor = next((e for e in usable if _foil(e.spectrum) is not None), None)
+        if anchor is None:
+            return
+        a_energy, a_mu = _foil(anchor.spectrum)  # type: ignore[misc]
+        a_e0 = float(anchor.spectrum.values.get("e0_ref") or math.nan)
+        anchor.shift, anchor.shift_err = 0.0, 0.0
+        group_ids = {e.scan_id for e in entries}
+        # fits against another anchor of this group are stale (the anchor was rejected)
+        self._alignments = {
+            k: v
+            for k, v in self._alignments.items()
+            if k[0] not in group_ids or k[1] == anchor.scan_id
+        }
+        for entry in entries:
+            foil = _foil(entry.spectrum)
+            if entry is anchor or foil is None:
+                continue
+            key = (entry.scan_id, anchor.scan_id)
+            cached = self._alignments.get(key)
+            fit = None
+            if cached and cached[0] is entry.spectrum and cached[1] is anchor.spectrum:
+                fit = cached[2]
+            if fit is None:
+                e0_ref = entry.spectrum.values.get("e0_ref")
+                start = a_e0 - float(e0_ref) if e0_ref else 0.0
+                try:
+                    fit = fit_alignment(
+                        foil[0], foil[1], a_energy, a_mu, a_e0, p.align_emin, p.align_emax, start
+                    )
+                except (SpectrumError, ValueError) as exc:
+                    entry.reasons.append(f"alignment on the reference foil failed: {exc}")
+                    continue
+                self._alignments[key] = (entry.spectrum, anchor.spectrum, fit)
+            entry.shift, entry.shift_err = fit.shift, fit.stderr
+            if not math.isfinite(fit.shift) or abs(fit.shift) > p.max_align_shift:
+                entry.reasons.append(
+                    f"alignment shift {fit.shift:+.2f} eV on the reference foil is beyond "
+                    f"max_align_shift {p.max_align_shift:g} eV"
+                )
+
     # -- merging -------------------------------------------------------------------------------
     def _settings(self, spectrum: Spectrum) -> tuple[PreEdgeParams, AutobkParams, NoiseParams]:
         own = spectrum.settings or {}
@@ -172,29 +277,23 @@ class Merger:
                 "edge_step": e.spectrum.values.get("edge_step"),
                 "epsilon_k": e.spectrum.values.get("epsilon_k"),
                 "shift": e.shift,
+                "shift_err": e.shift_err,
             }
             for e in entries
         ]
         if not accepted:
             return Merged(group, 0, [], rejected, latest, {}, {}, scans)
-        grids = [e.spectrum.arrays["energy"] + e.shift for e in accepted]
-        lo = max(float(g[0]) for g in grids)
-        hi = min(float(g[-1]) for g in grids)
-        base = grids[0]
-        grid = base[(base >= lo) & (base <= hi)]
+        grid, mean, std = merge_mu(
+            [e.spectrum.arrays["energy"] + e.shift for e in accepted],
+            [e.spectrum.arrays["mu"] for e in accepted],
+        )
         if len(grid) < 20:
             raise SpectrumError(
                 f"the scans of {group} share only {len(grid)} energies; they cannot be merged"
             )
-        stack = np.vstack(
-            [
-                np.interp(grid, g, e.spectrum.arrays["mu"])
-                for g, e in zip(grids, accepted, strict=True)
-            ]
-        )
         n = len(accepted)
-        mean = stack.mean(axis=0)
-        stderr = stack.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+        # merge_groups' spread is the population std; the mean's standard error uses ddof=1
+        stderr = std / math.sqrt(n - 1) if n > 1 else np.full_like(mean, np.nan)
         pre, bkg, noise = self._settings(accepted[0].spectrum)
         arrays, values = analyse(grid, mean, pre, bkg, noise)
         arrays["mu_stderr"] = stderr
@@ -216,6 +315,33 @@ class Merger:
             scans,
             settings,
         )
+
+
+def merge_mu(
+    energies: list[np.ndarray], mus: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grid, mean mu, std of mu) by xraylarch's `merge_groups` on the first scan's grid,
+    clipped to the energies every scan covers (merge_groups would extrapolate beyond them)."""
+    from larch import Group
+    from larch.io import merge_groups
+
+    groups = [
+        Group(energy=np.asarray(e, dtype=float), mu=np.asarray(m, dtype=float))
+        for e, m in zip(energies, mus, strict=True)
+    ]
+    out = merge_groups(groups, xarray="energy", yarray="mu", kind="cubic", trim=True)
+    grid = np.asarray(out.energy, dtype=float)
+    lo = max(float(np.min(e)) for e in energies)
+    hi = min(float(np.max(e)) for e in energies)
+    inside = (grid >= lo) & (grid <= hi)
+    return grid[inside], np.asarray(out.mu)[inside], np.asarray(out.mu_std)[inside]
+
+
+def _foil(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray] | None:
+    mu_ref = spectrum.arrays.get("mu_ref")
+    if mu_ref is None or not spectrum.values.get("e0_ref"):
+        return None
+    return spectrum.arrays["energy"], mu_ref
 
 
 def _e0(entry: _Entry) -> float:

@@ -1,8 +1,9 @@
 """Normalisation of one scan with xraylarch: mu(E), calibration, pre_edge, autobk, noise.
 
-The numerics are xraylarch's (`pre_edge`, `autobk`, `estimate_noise`, tabulated edges from
-`xray_edge`); this module computes mu from the detector channels, passes every parameter on
-unchanged, and packs the results into a `Spectrum`, the body of an `xas/spectrum` message.
+The numerics are xraylarch's (`pre_edge`, `autobk`, `xftf`/`xftr` for the noise, tabulated edges
+from `xray_edge`, element and edge from E0 with xraydb's `guess_edge`); this module computes mu
+from the detector channels, passes every parameter on, and packs the results into a `Spectrum`,
+the body of an `xas/spectrum` message.
 
     mu_transmission = ln(I0 / It)     mu_fluorescence = If / I0     mu_reference = ln(It / Iref)
 """
@@ -21,9 +22,31 @@ from asapo_pipelines_xas.params import AutobkParams, NoiseParams, NormalizeParam
 from asapo_pipelines_xas.readers import Scan
 
 #: Arrays a spectrum carries (on the scan's energy grid unless named k/chi).
-ENERGY_ARRAYS = ("energy", "mu", "norm", "flat", "pre_edge_line", "post_edge", "bkg", "i0")
+ENERGY_ARRAYS = (
+    "energy",
+    "mu",
+    "norm",
+    "flat",
+    "pre_edge_line",
+    "post_edge",
+    "bkg",
+    "i0",
+    "mu_ref",
+)
 K_ARRAYS = ("k", "chi")
-SCALARS = ("e0", "edge_step", "epsilon_k", "epsilon_r", "kmax_suggest", "e0_ref", "energy_shift")
+SCALARS = (
+    "e0",
+    "edge_step",
+    "epsilon_k",
+    "epsilon_r",
+    "kmax_suggest",
+    "noise_kmin",
+    "noise_kmax",
+    "e0_ref",
+    "energy_shift",
+)
+#: below max(k) by this much ends the noise window when `noise.kmax` is unset (Å⁻¹)
+NOISE_KMAX_MARGIN = 0.5
 
 
 @dataclass
@@ -124,10 +147,89 @@ def _log_ratio(scan: Scan, num: str, den: str, mode: str) -> np.ndarray:
 # -- xraylarch ---------------------------------------------------------------------------------
 
 
-def _kwargs(model: PreEdgeParams | AutobkParams | NoiseParams) -> dict[str, Any]:
+def _kwargs(model: PreEdgeParams | AutobkParams) -> dict[str, Any]:
     data = model.model_dump()
     data.pop("enabled", None)
     return data
+
+
+def noise_window(k: np.ndarray, noise: NoiseParams) -> tuple[float, float]:
+    """(kmin, kmax) of the noise window: `kmax` unset is max(k) - 0.5, inside the data."""
+    kmax = noise.kmax if noise.kmax is not None else float(np.max(k)) - NOISE_KMAX_MARGIN
+    if kmax <= noise.kmin:
+        raise SpectrumError(
+            f"the noise window is empty: kmax {kmax:.2f} is not above kmin {noise.kmin:g} "
+            f"(the data end at k = {float(np.max(k)):.2f} Å⁻¹)"
+        )
+    return float(noise.kmin), float(kmax)
+
+
+def estimate_noise(k: np.ndarray, chi: np.ndarray, noise: NoiseParams) -> dict[str, float]:
+    """xraylarch's `estimate_noise`, step for step, with every parameter taking effect.
+
+    Why not the function itself: in xraylarch 2026.3.1 it hands the window to `xftf` as
+    `kwindow=`, which `xftf` ignores (it reads `window=`), so the window is always Kaiser; and
+    with a coarse `kstep` its index `nfft/2` becomes a float and it raises. Otherwise this is its
+    method: RMS of chi(R) over [rmin, rmax] scaled by the window's mean (epsilon_r), Parseval's
+    theorem to chi(k) (epsilon_k), and kmax_suggest from the back-transform. With the Kaiser
+    window the numbers are xraylarch's own (tested).
+    """
+    from larch import Group
+    from larch.math import index_of, realimag
+    from larch.xafs import xftf, xftr
+
+    kmin, kmax = noise_window(k, noise)
+    nfft, kstep, kweight = noise.nfft, noise.kstep, noise.kweight
+    tmp = Group()
+    xftf(
+        k,
+        chi,
+        kmin=kmin,
+        kmax=kmax,
+        rmax_out=min(10 * math.pi, noise.rmax + 2),
+        kweight=kweight,
+        dk=noise.dk,
+        dk2=noise.dk2,
+        window=noise.kwindow,
+        nfft=nfft,
+        kstep=kstep,
+        group=tmp,
+    )
+    rstep = float(tmp.r[1] - tmp.r[0])
+    irmin = int(0.01 + noise.rmin / rstep)
+    irmax = min(nfft // 2, int(1.01 + noise.rmax / rstep))
+    highr = realimag(tmp.chir[irmin:irmax])
+    if irmax <= irmin or len(highr) == 0:
+        raise SpectrumError(
+            f"the noise region R = [{noise.rmin:g}, {noise.rmax:g}] Å holds no points of chi(R) "
+            f"(nfft {nfft}, kstep {kstep:g})"
+        )
+    kwin_ave = float(tmp.kwin.sum()) * kstep / (kmax - kmin)
+    eps_r = math.sqrt(float((highr * highr).sum()) / len(highr)) / kwin_ave
+    w = 2 * kweight + 1
+    eps_k = math.sqrt((2 * math.pi * w) / (kstep * (kmax**w - kmin**w))) * eps_r
+    xftr(
+        tmp.r,
+        tmp.chir,
+        group=tmp,
+        rmin=0.5,
+        rmax=9.5,
+        dr=1.0,
+        window="parzen",
+        nfft=nfft,
+        kstep=kstep,
+    )
+    iq0 = index_of(tmp.q, (kmax + kmin) / 2.0)
+    test = tmp.chiq_mag[iq0:] / tmp.q[iq0:] ** kweight
+    below = np.where(test < eps_k)[0]
+    kmax_suggest = float(tmp.q[iq0 + below[0]]) if len(below) else float(tmp.q[-1])
+    return {
+        "epsilon_k": float(eps_k),
+        "epsilon_r": float(eps_r),
+        "kmax_suggest": kmax_suggest,
+        "noise_kmin": kmin,
+        "noise_kmax": kmax,
+    }
 
 
 def analyse(
@@ -140,7 +242,6 @@ def analyse(
     """Run xraylarch's pre_edge, then autobk and estimate_noise if enabled."""
     from larch import Group
     from larch.xafs import autobk as larch_autobk
-    from larch.xafs import estimate_noise as larch_noise
     from larch.xafs import pre_edge as larch_pre_edge
 
     group = Group()
@@ -173,12 +274,11 @@ def analyse(
         arrays["chi"] = np.asarray(group.chi, dtype=float)
         if noise.enabled:
             try:
-                larch_noise(group.k, group.chi, group=group, **_kwargs(noise))
+                values.update(estimate_noise(group.k, group.chi, noise))
+            except SpectrumError:
+                raise
             except Exception as exc:
                 raise SpectrumError(f"estimate_noise failed: {exc}") from None
-            values["epsilon_k"] = float(group.epsilon_k)
-            values["epsilon_r"] = float(group.epsilon_r)
-            values["kmax_suggest"] = float(group.kmax_suggest)
     return arrays, values
 
 
@@ -199,33 +299,74 @@ def tabulated_edge_energy(element: str, edge: str) -> float:
         raise SpectrumError(f"no tabulated {edge} edge for element {element!r}") from None
 
 
+def identify_edge(e0: float) -> tuple[str, str, float] | None:
+    """(element, edge, tabulated energy) nearest to E0 by xraydb's `guess_edge` (the guess
+    xraylarch's own `pre_edge` makes), or None when nothing fits."""
+    from xraydb import guess_edge, xray_edge
+
+    if not math.isfinite(e0) or e0 < 100:
+        return None
+    element, edge = guess_edge(e0)
+    if not element or not edge:
+        return None
+    return str(element), str(edge), float(xray_edge(element, edge).energy)
+
+
+def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
+    """Fill element and edge from E0 when the file named neither, and say so in the metadata
+    (`identity: {inferred: [...], from: ..., e0, tabulated}`) so nobody mistakes it for a header
+    value."""
+    missing = [key for key in ("element", "edge") if not metadata.get(key)]
+    if not missing:
+        return
+    found = identify_edge(e0)
+    if found is None:
+        return
+    element, edge, tabulated = found
+    guess = {"element": element, "edge": edge}
+    for key in missing:
+        metadata[key] = guess[key]
+    metadata["identity"] = {
+        "inferred": missing,
+        "from": source,
+        "e0": round(float(e0), 2),
+        "tabulated_edge_energy": tabulated,
+        "method": "xraydb guess_edge",
+    }
+
+
 def calibration_shift(
-    energy: np.ndarray, scan: Scan, params: NormalizeParams
-) -> tuple[float, float, float]:
-    """(shift, e0_ref before the shift, target) that moves the foil's E0 onto the target."""
+    energy: np.ndarray, scan: Scan, params: NormalizeParams, metadata: dict[str, Any]
+) -> tuple[float, float, float, np.ndarray]:
+    """(shift, e0_ref before the shift, target, mu_ref) that moves the foil's E0 onto the
+    target. Without element and edge anywhere, they are inferred from the foil's E0."""
+    foil = reference_foil(energy, scan, params.pre_edge)
+    if foil is None:
+        raise SpectrumError(f"{_label(scan)}: calibration needs the It and Iref channels")
+    e0_ref, mu_ref = foil
     target = params.calibration_energy
     if target is None:
-        element, edge = scan.metadata.get("element"), scan.metadata.get("edge")
+        infer_identity(metadata, e0_ref, "reference foil E0")
+        element, edge = metadata.get("element"), metadata.get("edge")
         if not element or not edge:
             raise SpectrumError(
                 f"{_label(scan)}: calibration needs the element and edge (set them in "
                 "xas.scan-files) or `calibration_energy`"
             )
         target = tabulated_edge_energy(str(element), str(edge))
-    e0_ref = reference_e0(energy, scan, params.pre_edge)
-    if e0_ref is None:
-        raise SpectrumError(f"{_label(scan)}: calibration needs the It and Iref channels")
     shift = target - e0_ref
     if abs(shift) > params.max_calibration_shift:
         raise SpectrumError(
             f"{_label(scan)}: the reference foil's E0 {e0_ref:.2f} eV is {shift:+.2f} eV from "
             f"{target:.2f} eV, beyond max_calibration_shift {params.max_calibration_shift} eV"
         )
-    return shift, e0_ref, target
+    return shift, e0_ref, target, mu_ref
 
 
-def reference_e0(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> float | None:
-    """E0 of the reference foil, ln(It/Iref), or None without those channels."""
+def reference_foil(
+    energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams
+) -> tuple[float, np.ndarray] | None:
+    """(E0, mu) of the reference foil, ln(It/Iref), or None without those channels."""
     if scan.channel("it") is None or scan.channel("iref") is None:
         return None
     mu_ref = compute_mu(scan, "reference")
@@ -241,7 +382,13 @@ def reference_e0(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> flo
         raise SpectrumError(
             f"{_label(scan)}: pre_edge on the reference foil failed: {exc}"
         ) from None
-    return float(group.e0)
+    return float(group.e0), mu_ref
+
+
+def reference_e0(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> float | None:
+    """E0 of the reference foil, ln(It/Iref), or None without those channels."""
+    foil = reference_foil(energy, scan, pre_edge)
+    return None if foil is None else foil[0]
 
 
 def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectrum:
@@ -251,19 +398,27 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
     energy = np.asarray(scan.energy, dtype=float)
     values: dict[str, float | None] = {"energy_shift": 0.0}
     metadata = {**scan.metadata, "mode": params.mode}
+    mu_ref: np.ndarray | None = None
     if params.calibrate:
-        shift, e0_ref_raw, target = calibration_shift(energy, scan, params)
+        shift, e0_ref_raw, target, mu_ref = calibration_shift(energy, scan, params, metadata)
         energy = energy + shift
         values["energy_shift"] = shift
         values["e0_ref"] = e0_ref_raw + shift
         metadata["calibration_energy"] = target
     else:
-        values["e0_ref"] = reference_e0(energy, scan, params.pre_edge)
+        foil = reference_foil(energy, scan, params.pre_edge)
+        values["e0_ref"] = None if foil is None else foil[0]
+        mu_ref = None if foil is None else foil[1]
     arrays, results = analyse(energy, mu, params.pre_edge, params.autobk, params.noise)
     values.update(results)
+    # a P65 header names no element; the edge itself does (the sample's E0, else the foil's)
+    infer_identity(metadata, float(values["e0"] or math.nan), "E0")
     i0 = scan.channel("i0")
     if i0 is not None:
         arrays["i0"] = np.asarray(i0, dtype=float)
+    if mu_ref is not None:
+        # the merge aligns repeats on the foil measured with each scan
+        arrays["mu_ref"] = np.asarray(mu_ref, dtype=float)
     settings = {
         **program(),
         "mode": params.mode,

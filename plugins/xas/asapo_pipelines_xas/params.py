@@ -156,20 +156,29 @@ class AutobkParams(Params):
 
 
 class NoiseParams(Params):
-    """xraylarch `estimate_noise`: noise in chi(k) from the high-R part of chi(R)."""
+    """xraylarch `estimate_noise`: noise in chi(k) from the high-R part of chi(R).
+
+    One deliberate difference from xraylarch's defaults: `kmax` unset means `max(k) - 0.5`, the
+    end of the data less half a unit of k, where xraylarch's fixed 20 Å⁻¹ lies past the end of
+    most scans and biases the estimate (a window over k where there is no data). The window
+    actually used is recorded in each spectrum's values (`noise_kmin`, `noise_kmax`).
+    """
 
     enabled: Annotated[bool, Field(description="Estimate the noise (needs autobk).")] = True
     rmin: Annotated[float, Field(ge=0, description="Start of the high-R region (Angstrom).")] = 15.0
     rmax: Annotated[float, Field(gt=0, description="End of the high-R region (Angstrom).")] = 30.0
     kweight: Annotated[float, Field(ge=0, description="k-weight of the transform.")] = 1
     kmin: Annotated[float, Field(ge=0, description="Start of the k window.")] = 0
-    kmax: Annotated[float, Field(gt=0, description="End of the k window.")] = 20
+    kmax: Annotated[
+        float | None,
+        Field(gt=0, description="End of the k window; max(k) - 0.5 (inside the data) when unset."),
+    ] = None
     dk: Annotated[float, Field(ge=0, description="Window taper.")] = 4
     dk2: Annotated[float | None, Field(ge=0, description="Second window taper.")] = None
     kstep: Annotated[float, Field(gt=0, description="k grid step.")] = 0.05
     kwindow: Annotated[
         Literal["hanning", "parzen", "welch", "gaussian", "sine", "kaiser"],
-        Field(description="Window function."),
+        Field(description="Window function of the k window."),
     ] = "kaiser"
     nfft: Annotated[int, Field(ge=16, description="FFT size.")] = 2048
 
@@ -214,10 +223,23 @@ class MergeParams(Params):
     align: Annotated[
         Literal["reference", "none"],
         Field(
-            description="`reference`: shift each scan so its reference-foil E0 matches the first "
-            "scan's; `none`: merge on the energies as measured."
+            description="`reference`: shift each scan by the least-squares fit of its reference "
+            "foil's derivative dmu/dE onto the first scan's; `none`: merge on the energies as "
+            "measured."
         ),
     ] = "reference"
+    align_emin: Annotated[
+        float,
+        Field(description="Start of the alignment fit range, eV relative to the foil's E0."),
+    ] = -15.0
+    align_emax: Annotated[
+        float,
+        Field(description="End of the alignment fit range, eV relative to the foil's E0."),
+    ] = 35.0
+    max_align_shift: Annotated[
+        float,
+        Field(gt=0, description="A fitted alignment shift beyond this (eV) rejects the scan."),
+    ] = 10.0
     max_e0_shift: Annotated[
         float,
         Field(gt=0, description="Reject a scan whose E0 (after alignment) differs more (eV)."),
@@ -268,6 +290,16 @@ class ConvergenceParams(Params):
     max_batch: Annotated[
         int, Field(ge=1, description="At most this many scans in one suggestion.")
     ] = 10
+    fit_min_points: Annotated[
+        int,
+        Field(
+            ge=3,
+            description="Fit the noise as eps^2 = a^2/N + b^2 (b: the floor shared by all "
+            "repeats) once this many points are known (each scan's own noise at N = 1 and each "
+            "merge's) at two or more different N; before that, predictions "
+            "assume 1/sqrt(N) and are marked uncertain.",
+        ),
+    ] = 3
     stability_tolerance: Annotated[
         float,
         Field(

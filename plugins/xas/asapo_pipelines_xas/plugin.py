@@ -20,6 +20,8 @@ SCAN = "xas/scan"
 SPECTRUM = "xas/spectrum"
 MERGED = "xas/merged"
 SUGGESTION = "plan/suggestion"
+#: a suggestion's life in the queue (CONTRACTS.md; bluesky.queue's `status` port)
+PLAN_STATUS = "plan/status"
 
 SCAN_FILES = UnitDescriptor(
     name="xas.scan-files",
@@ -154,10 +156,12 @@ CONVERGENCE_AGENT = UnitDescriptor(
     status="experimental",
     summary="Decides from each merged result whether more scans are needed, and how many.",
     description=(
-        "Extrapolates the noise of the merged spectrum as 1/sqrt(N) to the number of scans that "
-        "reaches `target_noise` and suggests that many more, or stop when the target is met, the "
-        "spectrum no longer changes between merges or `max_scans` is reached; flags rejected "
-        "scans. Suggestions carry a bluesky-queueserver plan item."
+        "Fits the merged noise against the number of scans as eps^2 = a^2/N + b^2 (b: the "
+        "floor repeats share) and suggests the scans still needed to reach `target_noise`, "
+        "counting those asked for and not yet arrived; says stop when the target is met, when "
+        "it is below the noise floor (with the best reachable noise), when the spectrum no "
+        "longer changes or `max_scans` is reached; flags rejected scans. Suggestions carry a "
+        "bluesky-queueserver plan item and say why, in numbers."
     ),
     inputs=(
         Port(
@@ -165,6 +169,14 @@ CONVERGENCE_AGENT = UnitDescriptor(
             content_type=MERGED,
             format="json",
             description="Merge results with their noise (from xas.merge).",
+        ),
+        Port(
+            name="queue",
+            content_type=PLAN_STATUS,
+            format="json",
+            required=False,
+            description="Optional: each suggestion's state in the queue (e.g. bluesky.queue's "
+            "`status`); rejected, failed or held suggestions no longer count as in flight.",
         ),
     ),
     outputs=(

@@ -38,6 +38,11 @@ def _round(value: Any, digits: int = 6) -> Any:
     return round(value, digits) if isinstance(value, float) else value
 
 
+def _sig(value: Any, digits: int = 4) -> Any:
+    """Noise figures (1e-4 and below) keep their significant digits in summaries."""
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value
+
+
 class ScanFiles(Source):
     """`xas.scan-files`: one `xas/scan` message per file; in watch mode, each new file once."""
 
@@ -117,7 +122,7 @@ class Normalize(Processor):
                 "file": spectrum.metadata.get("file"),
                 "e0": _round(values.get("e0"), 2),
                 "edge_step": _round(values.get("edge_step"), 4),
-                "noise": _round(values.get("epsilon_k")),
+                "noise": _sig(values.get("epsilon_k")),
             }
         )
         del self.results[:-SUMMARY_ITEMS]
@@ -154,8 +159,8 @@ class Merge(Processor):
             "rejected": len(merged["rejected"]),
             "e0": _round(values.get("e0"), 2),
             "edge_step": _round(values.get("edge_step"), 4),
-            "noise": _round(values.get("epsilon_k")),
-            "single_scan_noise": [_round(s.get("epsilon_k")) for s in merged["scans"]],
+            "noise": _sig(values.get("epsilon_k")),
+            "single_scan_noise": [_sig(s.get("epsilon_k")) for s in merged["scans"]],
         }
         return merged
 
@@ -176,8 +181,16 @@ class ConvergenceAgent(Agent):
         self.advisor = Advisor(self.params)
         self.decisions: dict[str, dict[str, Any]] = {}
         self.count = 0
+        self.queue_updates = 0
 
     def process(self, message: Message) -> None:
+        if message.port == "queue":
+            # the queue's word on a suggestion: rejected/failed/held repeats are not coming
+            if not isinstance(message.value, dict):
+                raise XasError("a plan/status message must be a JSON object")
+            if self.advisor.update_queue(message.value):
+                self.queue_updates += 1
+            return
         decision = self.advisor.decide(message.value)
         group = dict(decision["target"])
         item = decision.get("item")
@@ -194,6 +207,8 @@ class ConvergenceAgent(Agent):
             reason=decision["reason"],
             confidence=decision["confidence"],
             plan=PlanItem.model_validate(item) if item else None,
+            # the queue's status messages name this uid; the advisor counts its repeats
+            uid=decision["uid"],
         )
         self.suggest(suggestion)
         self.count += 1
@@ -205,11 +220,17 @@ class ConvergenceAgent(Agent):
                 if "scans" in decision["arguments"]
                 else {}
             ),
-            "noise": _round(metrics.get("epsilon_k")),
+            "noise": _sig(metrics.get("epsilon_k")),
             "target_noise": metrics.get("target_noise"),
             "merged": metrics.get("n_merged"),
+            **(
+                {"floor": _sig(metrics["noise_model"]["floor"])} if "noise_model" in metrics else {}
+            ),
             "reason": suggestion.reason,
         }
 
     def summary(self) -> dict[str, Any]:
-        return {"suggestions": self.count, "decisions": dict(self.decisions)}
+        out: dict[str, Any] = {"suggestions": self.count, "decisions": dict(self.decisions)}
+        if self.queue_updates:
+            out["queue_updates"] = self.queue_updates
+        return out

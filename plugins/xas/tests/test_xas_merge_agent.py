@@ -48,8 +48,12 @@ def test_alignment_on_the_reference_foil(p65_spectra):
     merger = Merger()
     merger.add(p65_spectra[0])
     both = merger.add(p65_spectra[1])
-    expected = p65_spectra[0].values["e0_ref"] - p65_spectra[1].values["e0_ref"]
-    assert both.scans[1]["shift"] == pytest.approx(expected)
+    # the foils' E0s (max of dmu/dE on a ~0.5 eV grid) differ by 0.13 eV; the least-squares
+    # fit of their derivatives finds the two consistent: the shift is within its own error of
+    # zero and far below that difference (against xraylarch: test_xas_against_larch.py)
+    e0_difference = p65_spectra[0].values["e0_ref"] - p65_spectra[1].values["e0_ref"]
+    shift, err = both.scans[1]["shift"], both.scans[1]["shift_err"]
+    assert abs(shift) < 2 * err < abs(e0_difference)
     none = Merger(MergeParams(align="none"))
     none.add(p65_spectra[0])
     assert none.add(p65_spectra[1]).scans[1]["shift"] == 0.0
@@ -146,8 +150,9 @@ def test_agent_asks_for_more_then_stops_at_the_target(merges, p65_spectra):
 
 def test_agent_stops_at_max_scans(merges):
     agent = ConvergenceAgent(ConvergenceParams(target_noise=1e-6, max_scans=2))
-    assert agent.decide(merges[0])["action"] == "more_scans"
     assert agent.decide(merges[0])["arguments"]["scans"] == 1  # capped by max_scans
+    # asked for and not arrived: the same merge again asks for nothing more
+    assert agent.decide(merges[0])["arguments"]["scans"] == 0
     decision = agent.decide(merges[1])
     assert decision["action"] == "stop"
     assert "maximum of 2 scans" in decision["reason"]

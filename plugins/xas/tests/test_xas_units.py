@@ -22,7 +22,7 @@ KNOWN = [
 
 def forward(result, unit_message, port=None):
     """The outputs of one unit as the inputs of the next, with their metadata (provenance)."""
-    return [unit_message(o.value, metadata=o.metadata) for o in result.outputs]
+    return [unit_message(o.value, metadata=o.metadata, port=port) for o in result.outputs]
 
 
 def read_files(run_unit, directory, pattern):
@@ -94,7 +94,9 @@ def test_agent_asks_for_more_then_stops_at_a_target_between_single_and_merged_no
     final = merged.values("merged")[-1]["values"]["epsilon_k"]
     target = (single + final) / 2
     decisions = run_unit(
-        "xas.convergence-agent", forward(merged, unit_message), params={"target_noise": target}
+        "xas.convergence-agent",
+        forward(merged, unit_message, port="merged"),
+        params={"target_noise": target},
     )
     assert decisions.errors == []
     first, second = (Suggestion.model_validate(v) for v in decisions.values("plans"))

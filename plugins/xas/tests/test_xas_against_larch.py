@@ -1,0 +1,206 @@
+"""The units' numbers against xraylarch called directly on the same files, at test time (#13).
+
+Tolerances are the issue's: per scan E0 0.1 eV, edge step 0.5 %, epsilon_k 3 % with the same
+noise window; merged epsilon_k 3 % of `merge_groups` + `estimate_noise`; alignment shifts 0.05 eV
+of an independent least-squares fit (xraylarch's `energy_align`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xas_testdata import DATA, P65_SCANS
+
+from asapo_pipelines_xas.merge import Merger
+from asapo_pipelines_xas.normalize import Spectrum, compute_mu, normalize_scan
+from asapo_pipelines_xas.params import MergeParams, NormalizeParams
+from asapo_pipelines_xas.readers import read_scan
+
+FILES = (*P65_SCANS, "cu_metal_rt.xdi", "fe_metal_rt.xdi")
+
+
+def _larch_group(energy, mu):
+    """pre_edge and autobk with xraylarch's defaults; the noise with kmax = max(k) - 0.5."""
+    from larch import Group
+    from larch.xafs import autobk, estimate_noise, pre_edge
+
+    group = Group(energy=np.asarray(energy, dtype=float), mu=np.asarray(mu, dtype=float))
+    pre_edge(group)
+    autobk(group)
+    estimate_noise(group.k, group.chi, group=group, kmax=float(group.k.max()) - 0.5)
+    return group
+
+
+def _foil_group(scan, shift: float = 0.0):
+    from larch import Group
+    from larch.xafs import pre_edge
+
+    group = Group(energy=scan.energy + shift, mu=compute_mu(scan, "reference"))
+    pre_edge(group)
+    group.dmude = np.gradient(group.mu, group.energy)  # align on dmu/dE of ln(It/Iref)
+    return group
+
+
+def _larch_shift(scan, anchor, shift: float = 0.0) -> float:
+    """xraylarch's least-squares alignment of the foil derivative over [E0-15, E0+35] eV.
+    (energy_align adds `emin` to E0, so -15 eV below E0 is emin=15.)"""
+    from larch.xafs import energy_align
+
+    return float(energy_align(_foil_group(scan, shift), _foil_group(anchor), emin=15, emax=35))
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_per_scan_values_match_larch_with_the_same_window(name):
+    scan = read_scan(DATA / name)
+    mode = "transmission" if scan.channel("it") is not None else "mu"
+    spectrum = normalize_scan(scan, NormalizeParams(mode=mode))
+    ref = _larch_group(scan.energy, compute_mu(scan, mode))
+    values = spectrum.values
+    assert values["noise_kmax"] == pytest.approx(float(ref.k.max()) - 0.5)
+    assert values["noise_kmax"] < float(spectrum.arrays["k"].max())  # inside the data
+    assert values["noise_kmin"] == 0.0
+    assert values["e0"] == pytest.approx(ref.e0, abs=0.1)
+    assert values["edge_step"] == pytest.approx(ref.edge_step, rel=0.005)
+    assert values["epsilon_k"] == pytest.approx(ref.epsilon_k, rel=0.03)
+
+
+def test_every_noise_parameter_takes_effect(p65_scans):
+    base = {"rmin": 15, "rmax": 25, "kweight": 2, "kmin": 2}
+    changes = {
+        "rmin": 12.0,
+        "rmax": 28.0,
+        "kweight": 1,
+        "kmin": 3.0,
+        "kmax": 13.0,
+        "dk": 1.0,
+        "dk2": 1.0,
+        "kstep": 0.1,  # xraylarch's own estimate_noise raises here (nfft/2 as an index)
+        "kwindow": "hanning",  # xraylarch's own estimate_noise ignores it (always Kaiser)
+        "nfft": 4096,
+    }
+
+    def noise(settings):
+        params = NormalizeParams.model_validate({"noise": settings})
+        values = normalize_scan(p65_scans[0], params).values
+        return values["epsilon_k"], values["kmax_suggest"]
+
+    reference = noise(base)
+    for key, value in changes.items():
+        assert noise({**base, key: value}) != reference, key
+
+
+def test_merged_noise_matches_merge_groups(p65_scans):
+    from larch.io import merge_groups
+    from larch.xafs import autobk, estimate_noise, pre_edge
+
+    spectra = [normalize_scan(s) for s in p65_scans]
+    merger = Merger()
+    for spectrum in spectra:
+        merged = merger.add(spectrum)
+    assert merged.n_merged == 2
+    # the same merge by hand: the independent alignment shifts, merge_groups, larch's analysis
+    from larch import Group
+
+    shifts = [0.0, _larch_shift(p65_scans[1], p65_scans[0])]
+    groups = [
+        Group(energy=scan.energy + shift, mu=compute_mu(scan, "transmission"))
+        for scan, shift in zip(p65_scans, shifts, strict=True)
+    ]
+    ref = merge_groups(groups)
+    pre_edge(ref)
+    autobk(ref)
+    estimate_noise(ref.k, ref.chi, group=ref, kmax=float(ref.k.max()) - 0.5)
+    assert merged.values["epsilon_k"] == pytest.approx(ref.epsilon_k, rel=0.03)
+    assert merged.values["e0"] == pytest.approx(ref.e0, abs=0.1)
+
+
+def test_alignment_shifts_match_an_independent_least_squares_fit(p65_scans):
+    spectra = [normalize_scan(s) for s in p65_scans]
+    # the second repeat as measured, and moved by a known +1.5 eV (a monochromator jump)
+    moved = Spectrum(
+        {**spectra[1].metadata, "file": "moved.xdi"},
+        {**spectra[1].arrays, "energy": spectra[1].arrays["energy"] + 1.5},
+        dict(
+            spectra[1].values,
+            e0=spectra[1].values["e0"] + 1.5,
+            e0_ref=spectra[1].values["e0_ref"] + 1.5,
+        ),
+        spectra[1].settings,
+    )
+    merger = Merger(MergeParams(max_e0_shift=3.0))
+    merger.add(spectra[0])
+    merger.add(spectra[1])
+    result = merger.add(moved)
+    fitted = {s["scan"]: s for s in result.scans}
+    expected = _larch_shift(p65_scans[1], p65_scans[0])
+    got = fitted[spectra[1].metadata["file"]]
+    assert got["shift"] == pytest.approx(expected, abs=0.05)
+    assert 0 < got["shift_err"] < 0.1
+    expected_moved = _larch_shift(p65_scans[1], p65_scans[0], shift=1.5)
+    assert fitted["moved.xdi"]["shift"] == pytest.approx(expected_moved, abs=0.05)
+    assert fitted["moved.xdi"]["shift"] == pytest.approx(-1.5 + expected, abs=0.05)
+    # aligned, the moved copy has the E0 of the scan it copies
+    assert fitted["moved.xdi"]["e0"] == pytest.approx(got["e0"], abs=0.05)
+    none = Merger(MergeParams(align="none", max_e0_shift=3.0))
+    none.add(spectra[0])
+    assert none.add(moved).scans[1]["shift"] == 0.0
+
+
+def _p65_file_without_element(tmp_path, source: str):
+    """A P65-format file (P65 header, `#` column line) of another edge's foil, with nothing
+    naming the element: neither the header nor the file name."""
+    header = []
+    for line in (DATA / P65_SCANS[0]).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    scan = read_scan(DATA / source)
+    rows = np.column_stack([scan.energy, scan.channels["i0"], scan.channels["it"]])
+    path = tmp_path / "foil_scan.00001.xdi"
+    lines = [*header[:-1], "# enc_energy VFC01 VFC02"]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path, scan
+
+
+def test_a_file_silent_on_its_element_gets_element_and_edge_from_e0(tmp_path):
+    from xraydb import guess_edge
+
+    path, original = _p65_file_without_element(tmp_path, "cu_metal_rt.xdi")
+    scan = read_scan(path)
+    assert not scan.metadata.get("element")
+    assert not scan.metadata.get("edge")
+    spectrum = normalize_scan(scan)
+    ref = _larch_group(original.energy, compute_mu(original, "transmission"))
+    element, edge = guess_edge(ref.e0)
+    assert (element, edge) == ("Cu", "K")  # the file is the Cu foil (SOURCES.md)
+    assert spectrum.metadata["element"] == element
+    assert spectrum.metadata["edge"] == edge
+    identity = spectrum.metadata["identity"]
+    assert identity["inferred"] == ["element", "edge"]
+    assert identity["from"] == "E0"
+    assert identity["e0"] == pytest.approx(ref.e0, abs=0.1)
+    # the merge groups it under the inferred element, not `<file>///transmission`
+    merged = Merger().add(spectrum)
+    assert (merged.group["element"], merged.group["edge"]) == ("Cu", "K")
+    # a header's own element is never overwritten
+    named = read_scan(DATA / P65_SCANS[0])
+    assert "identity" not in normalize_scan(named).metadata
+
+
+def test_the_inferred_identity_reaches_the_nexus_entry(tmp_path):
+    """The NeXus writer stores a spectrum's metadata with it: the inferred element and edge are
+    there, marked as inferred (when the NeXus plugin is installed)."""
+    import json
+
+    h5py = pytest.importorskip("h5py")
+    writer_module = pytest.importorskip("asapo_pipelines_nexus.writer")
+
+    path, _ = _p65_file_without_element(tmp_path, "cu_metal_rt.xdi")
+    spectrum = normalize_scan(read_scan(path))
+    with writer_module.NexusWriter(tmp_path / "cu.nxs") as writer:
+        name = writer.write_result(spectrum.to_json(), "spectra/1")
+    with h5py.File(tmp_path / "cu.nxs", "r") as f:
+        meta = json.loads(f[f"{name}/asapo/metadata"].asstr()[()])
+    assert (meta["element"], meta["edge"]) == ("Cu", "K")
+    assert meta["identity"]["inferred"] == ["element", "edge"]
