@@ -299,3 +299,25 @@ def test_example_tests_on_the_pages_pass(block, name, tmp_path, monkeypatch):
         f"{block.where}: {name} uses fixtures the docs test does not give: {missing}"
     )
     function(**{p: fixtures[p] for p in wanted})
+
+
+# -- what the README and the install hints promise ----------------------------------------------
+def test_readme_example_is_the_example_file():
+    (block,) = [b for b in blocks(ROOT / "README.md") if b.lang == "yaml"]
+    shown = YAML(typ="safe").load(block.text)
+    example = YAML(typ="safe").load((ROOT / "examples" / "p65-xas.pipeline.yaml").read_text())
+    assert shown == example
+
+
+def test_install_hints_work_from_a_checkout():
+    """asapo-pipelines is on no package index: `pip install 'asapo-pipelines[viewer]'` fails;
+    from the checkout it is `pip install -e '.[viewer]'`."""
+    from asapo_pipelines.viewer.server import EXTRA_HINT
+
+    assert "pip install -e '.[viewer]'" in EXTRA_HINT
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert "install 'asapo-pipelines[" not in text, page.name
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "2.4 GB" in readme
+    assert "`pipeline new NAME`" in readme
