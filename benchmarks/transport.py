@@ -6,11 +6,19 @@ Two processes (a producer and a consumer) move N messages of 4 MiB and of 1 KiB:
   `get_next` in one consumer group and acknowledges every one (1 KiB: producer `send_many` in
   batches, consumer prefetch and `acknowledge_many` in batches; also measured one at a time);
 - pyzmq: PUSH/PULL over an ipc:// socket (the peer; needs the `bench` extra);
-- memcpy: copying the same bytes in memory in one process (the physical limit).
+- memcpy: copying the same bytes in memory in one process (the physical limit);
+- asapo: the asapo transport through DESY's real asapo_producer / asapo_consumer wheels against
+  the loopback ASAP::O of the tests (tests/asapo/loopback.py, started in a third process). Its
+  figure INCLUDES the loopback service's own cost: a pure-Python discovery, broker, receiver and
+  file-transfer service holding everything in memory, three HTTP requests per consumed message
+  (next, transfer, acknowledge). It shows the transport and the wheels work end to end and what
+  our side costs; a facility's ASAP::O (Go broker, C++ receiver, MongoDB) performs differently.
+  Fewer messages are moved (--asapo-large-count, --asapo-small-count); rates are compared.
 
 Every consumer touches each 4 KiB page of each payload, so mapped payloads are really read.
 
     python benchmarks/transport.py [--json] [--large-count 256] [--small-count 50000]
+                                   [--asapo-large-count 32] [--asapo-small-count 2000]
 """
 
 from __future__ import annotations
@@ -163,6 +171,82 @@ def run_pyzmq(size: int, count: int) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+# -- asapo over the loopback service --------------------------------------------------------
+ASAPO_TOKEN = "bench-loopback-token"
+
+
+def _asapo_transport(endpoint: str) -> Any:
+    from asapo_pipelines.transport import open_transport
+
+    os.environ["BENCH_ASAPO_TOKEN"] = ASAPO_TOKEN
+    spec = {
+        "endpoint": endpoint,
+        "beamtime": "asapo_test",
+        "token_env": "BENCH_ASAPO_TOKEN",
+        "request_timeout": 30,
+    }
+    return open_transport({"asapo": spec})
+
+
+def _asapo_producer(endpoint: str, size: int, count: int, go: Any, out: Any) -> None:
+    payload = os.urandom(size)
+    producer = _asapo_transport(endpoint).producer("bench")
+    out.put(("ready",))
+    go.wait()
+    for i in range(1, count + 1):
+        producer.send("s", payload, None, id=i)
+    producer.finish_stream("s", last_id=count)
+    producer.close()
+    out.put(("producer", time.time(), _maxrss_mib()))
+
+
+def _asapo_consumer(endpoint: str, count: int, go: Any, out: Any) -> None:
+    from asapo_pipelines.transport.errors import NoData, StreamFinished
+
+    consumer = _asapo_transport(endpoint).consumer("bench", "g")
+    got = 0
+    out.put(("ready",))
+    go.wait()
+    while True:
+        try:
+            msg = consumer.get_next("s", timeout=0.5)
+        except NoData:
+            continue
+        except StreamFinished:
+            break
+        _touch(msg.payload)
+        consumer.acknowledge("s", msg.id)
+        got += 1
+    consumer.close()
+    out.put(("consumer", time.time(), _maxrss_mib(), got))
+
+
+def run_asapo(size: int, count: int) -> dict[str, float]:
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    server = os.path.join(here, os.pardir, "tests", "asapo", "loopback.py")
+    service = subprocess.Popen(
+        [sys.executable, server, ASAPO_TOKEN, "asapo_test"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert service.stdout is not None
+        endpoint = service.stdout.readline().strip()
+        if not endpoint:
+            raise RuntimeError("the loopback ASAP::O did not start")
+        return _two_processes(
+            (_asapo_producer, (endpoint, size, count)),
+            (_asapo_consumer, (endpoint, count)),
+            size,
+            count,
+        )
+    finally:
+        service.terminate()
+        service.wait(30)
+
+
 # -- memcpy --------------------------------------------------------------------------------
 def run_memcpy(size: int, count: int) -> dict[str, float]:
     src = bytearray(os.urandom(size))
@@ -217,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--large-count", type=int, default=256, help="4 MiB messages per run")
     parser.add_argument("--small-count", type=int, default=50_000, help="1 KiB messages per run")
+    parser.add_argument(
+        "--asapo-large-count", type=int, default=32, help="4 MiB messages over loopback ASAP::O"
+    )
+    parser.add_argument(
+        "--asapo-small-count", type=int, default=2000, help="1 KiB messages over loopback ASAP::O"
+    )
+    parser.add_argument("--no-asapo", action="store_true", help="leave the asapo transport out")
     parser.add_argument("--batch", type=int, default=256, help="1 KiB send/ack batch size")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per contender; the best one counts"
@@ -267,6 +358,35 @@ def main(argv: list[str] | None = None) -> int:
             "small_embedded_consumer": round(small_emb["consumer_peak_mib"], 1),
         },
     }
+    if not args.no_asapo:
+        try:
+            import asapo_consumer  # noqa: F401
+        except ImportError:
+            print("the asapo wheels are needed: pip install 'asapo-pipelines[asapo]'")
+            return 2
+        large_asapo = best(run_asapo, LARGE, args.asapo_large_count)
+        small_asapo = best(run_asapo, SMALL, args.asapo_small_count)
+        result.update(
+            {
+                "asapo_note": "asapo figures include the pure-Python loopback ASAP::O's own cost",
+                "asapo_large_count": args.asapo_large_count,
+                "large_asapo_loopback_gbps": round(large_asapo["gbps"], 3),
+                "large_asapo_loopback_vs_pyzmq": round(large_asapo["gbps"] / large_zmq["gbps"], 4),
+                "large_asapo_loopback_vs_embedded": round(
+                    large_asapo["gbps"] / large_emb["gbps"], 4
+                ),
+                "asapo_small_count": args.asapo_small_count,
+                "small_asapo_loopback_msgs_per_s": round(small_asapo["msgs_per_s"]),
+                "small_asapo_loopback_vs_pyzmq": round(
+                    small_asapo["msgs_per_s"] / small_zmq["msgs_per_s"], 4
+                ),
+                "small_asapo_loopback_vs_embedded_unbatched": round(
+                    small_asapo["msgs_per_s"] / small_single["msgs_per_s"], 4
+                ),
+            }
+        )
+        result["peak_mib"]["large_asapo_producer"] = round(large_asapo["producer_peak_mib"], 1)
+        result["peak_mib"]["large_asapo_consumer"] = round(large_asapo["consumer_peak_mib"], 1)
     if args.json:
         print(json.dumps(result))
     else:

@@ -23,6 +23,14 @@ class UsageError(PipelinesError):
     exit_code = 2
 
 
+class ConfigurationError(PipelinesError):
+    """The configuration is wrong in a way a restart cannot fix (bad params, a missing
+    directory, a unit that does not import). Exits with 78 (EX_CONFIG), which the local
+    executor takes as "fail now, with this reason" instead of restarting the task."""
+
+    exit_code = 78
+
+
 class PluginError(PipelinesError):
     """A plugin could not be loaded or registered something invalid."""
 

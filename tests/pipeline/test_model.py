@@ -65,6 +65,9 @@ def test_asapo_transport_spec_never_holds_a_token(tmp_path: Path, catalog) -> No
             "beamline": "p65",
             "data_source_prefix": "",
             "token_file": str(tmp_path / "pipelines" / "secrets" / "token"),
+            "request_timeout": 10.0,
+            "max_in_flight": 1000,
+            "source_type": "processed",
         }
     }
 

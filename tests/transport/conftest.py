@@ -1,18 +1,31 @@
-"""Backends for the transport contract suite: embedded always, real ASAP::O when configured."""
+"""Backends for the transport contract suite.
+
+Every run: the embedded store, and the asapo transport through DESY's real asapo_consumer /
+asapo_producer wheels against a loopback ASAP::O (tests/asapo/loopback.py: a protocol-level
+stand-in for discovery, authorizer, broker, file transfer and receiver). When ASAPO_ENDPOINT and
+credentials are set, the same cases also run against that real ASAP::O.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from asapo_pipelines.transport import Transport, open_transport
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "asapo"))
+
+from loopback import LoopbackAsapo
+
 ASAPO_ENV = "ASAPO_ENDPOINT"
+LOOPBACK_TOKEN = "loopback-contract-token"
 
 
 @dataclass
@@ -46,11 +59,33 @@ def _asapo_spec() -> dict[str, Any] | None:
     return spec
 
 
-@pytest.fixture(params=["embedded", "asapo"])
+@pytest.fixture(scope="session")
+def loopback_asapo() -> Iterator[LoopbackAsapo]:
+    """One loopback ASAP::O for the session (each test uses its own streams and groups)."""
+    pytest.importorskip("asapo_consumer", reason="the asapo extra is not installed")
+    with LoopbackAsapo(LOOPBACK_TOKEN) as service:
+        yield service
+
+
+@pytest.fixture(params=["embedded", "asapo-loopback-protocol-level", "asapo-real-service"])
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     if request.param == "embedded":
         transport = open_transport({"embedded": {"path": str(tmp_path / "store")}})
         yield Backend("embedded", transport, "src", settle=0.0)
+        transport.close()
+        return
+    if request.param == "asapo-loopback-protocol-level":
+        service = request.getfixturevalue("loopback_asapo")
+        monkeypatch = request.getfixturevalue("monkeypatch")
+        monkeypatch.setenv("LOOPBACK_ASAPO_TOKEN", LOOPBACK_TOKEN)
+        spec = {
+            "endpoint": service.endpoint,
+            "beamtime": service.beamtime,
+            "token_env": "LOOPBACK_ASAPO_TOKEN",
+            "request_timeout": 5,
+        }
+        transport = open_transport({"asapo": spec})
+        yield Backend("asapo", transport, f"src-{uuid.uuid4().hex[:8]}", settle=0.0)
         transport.close()
         return
     spec = _asapo_spec()

@@ -18,6 +18,7 @@ from asapo_pipelines.transport import (
     DuplicateId,
     MissingId,
     NoData,
+    StorageError,
     TransportConfigError,
     open_transport,
 )
@@ -230,7 +231,12 @@ def test_a_damaged_index_is_one_clear_error(tmp_path: Path) -> None:
     for name in ("index.db-wal", "index.db-shm"):
         (tmp_path / "src" / name).unlink(missing_ok=True)
     (tmp_path / "src" / "index.db").write_bytes(b"this is not a database" * 100)
-    with pytest.raises(TransportConfigError, match=r"index of data source 'src'.*unusable"):
+    # a storage failure, not a setting: the sentence names the file and the remedy
+    with pytest.raises(
+        StorageError,
+        match=r"data source 'src' \(.*index\.db\) failed: .*"
+        r"restore it from a backup, or move it aside",
+    ):
         store.consumer("src", "g")
 
 

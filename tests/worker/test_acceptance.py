@@ -179,7 +179,7 @@ def test_sigterm_finishes_the_current_message_and_exits_zero(tmp_path, env):
             "test.needs-file",
             {"calibration": "missing-cal.h5"},
             "error: unit test.needs-file failed to start: calibration file missing-cal.h5 is "
-            "missing",
+            "missing (relative paths in a pipeline file are relative to its folder, {folder})",
         ),
         (
             "test.broken",
@@ -200,5 +200,6 @@ def test_start_up_failure_is_one_sentence_and_non_zero(tmp_path, env, unit, para
     }
     pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
     result = run_pipeline("worker", str(pipeline), "broken", env={"PYTHONPATH": env["PYTHONPATH"]})
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [expected]
+    # a configuration error: exit code 78 (EX_CONFIG), which a supervisor does not restart
+    assert result.returncode == 78
+    assert result.stderr.strip().splitlines() == [expected.format(folder=tmp_path)]

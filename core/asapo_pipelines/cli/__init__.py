@@ -128,6 +128,13 @@ def main(argv: list[str] | None = None) -> Any:
         # `pipeline list-units | head`: the reader went away, which is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    except OSError as exc:
+        if os.environ.get(DEBUG_ENV) or not exc.filename:
+            raise
+        # a file or directory this user cannot reach (a folder it may not enter, a full or
+        # read-only disk): a fact about the machine, said in one sentence, not a bug
+        _error(_os_error(exc))
+        sys.exit(1)
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -139,6 +146,20 @@ def main(argv: list[str] | None = None) -> Any:
         )
         sys.exit(70)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _os_error(exc: OSError) -> str:
+    from asapo_pipelines import storage
+
+    kind = storage.kind_of(exc)
+    if kind in (storage.FULL, storage.READ_ONLY):
+        return storage.describe("using", exc.filename, exc)
+    if kind == storage.DENIED:
+        return (
+            f"cannot use {exc.filename}: {exc.strerror}; this user (uid {os.getuid()}) may not "
+            "read or enter it (or a folder above it); ask for access or use another path"
+        )
+    return f"cannot use {exc.filename}: {exc.strerror or exc}"
 
 
 def _error(message: str) -> None:

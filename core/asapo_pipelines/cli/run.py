@@ -315,9 +315,11 @@ def status(
 
     state = run_status(target.run_dir)
     published = _run_counters(target)
+    # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
+    code = 1 if state.get("status") == "failed" else 0
     if as_json:
         print_json(_status_json(state, published))
-        return
+        ctx.exit(code)
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.live import status_table
 
@@ -331,6 +333,7 @@ def status(
         out.print(line, markup=False, highlight=False)
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)
+    ctx.exit(code)
 
 
 def _run_counters(target: Target) -> dict[str, Any] | None:

@@ -19,12 +19,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from asapo_pipelines import storage
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, STATE_FILE, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
 from asapo_pipelines.local.state import (
     FINAL,
     pid_alive,
+    process_start,
     read_state,
     wait_groups_gone,
     write_state,
@@ -66,20 +68,28 @@ def start_detached(
 ) -> dict[str, Any]:
     """Start a supervisor in its own session in the background and return its first state."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     job_id = str(job.get("Job", job).get("ID"))
-    if supervisor_alive(run_dir):
-        state = run_status(run_dir)
-        raise LocalRunError(
-            f"job {job_id} is already running locally (supervisor pid {state.get('pid')}); "
-            "stop it first with `pipeline stop`"
-        )
-    (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
-    (run_dir / STATE_FILE).unlink(missing_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if supervisor_alive(run_dir):
+            state = run_status(run_dir)
+            raise LocalRunError(
+                f"job {job_id} is already running locally (supervisor pid {state.get('pid')}); "
+                "stop it first with `pipeline stop`"
+            )
+        # the state file stays: it names the tasks of a supervisor that was killed outright,
+        # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
+        (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
+    except OSError as exc:
+        raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
     argv = [sys.executable, "-m", "asapo_pipelines.local.supervise", str(run_dir)]
     if pipeline_file:
         argv += ["--pipeline-file", pipeline_file]
-    with open(run_dir / SUPERVISOR_LOG, "ab") as log:
+    try:
+        log = open(run_dir / SUPERVISOR_LOG, "ab")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
+    with log:
         # its own session: the terminal's Ctrl-C and hang-up do not reach it, and it outlives
         # this command; the state file is how the two talk from now on
         proc = subprocess.Popen(
@@ -126,6 +136,49 @@ def _task_pid_of_run(pid: int, alloc_id: str) -> bool:
         return False
 
 
+def _still_ours(unit: Mapping[str, Any]) -> bool:
+    """Whether the task a state record names still runs: the same pid with the same start time
+    (a recycled pid has another), or, for records written before start times were kept, a
+    process whose environment names the record's allocation. Never by process name."""
+    pid = unit.get("pid")
+    if not pid or not pid_alive(pid):
+        return False
+    recorded = unit.get("pid_start")
+    if recorded is not None:
+        return process_start(pid) == recorded
+    return _task_pid_of_run(pid, str(unit.get("alloc_id")))
+
+
+def live_tasks(state: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The task records of a run whose processes still run."""
+    return [dict(u) for u in state.get("units", []) if _still_ours(u)]
+
+
+def stop_orphans(run_dir: Path) -> list[int]:
+    """Kill the tasks a lost supervisor left running (its state file names them) and return
+    their pids. Called before a run starts in `run_dir`: two generations of the same units
+    reading the same streams would write every result twice."""
+    try:
+        state = read_state(Path(run_dir) / STATE_FILE)
+    except LocalRunError:
+        return []
+    if state.get("pid") == os.getpid():
+        return []
+    orphans = live_tasks(state)
+    killed = []
+    for unit in orphans:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # each task leads its own process group: what it started goes with it
+            os.killpg(int(unit["pid"]), signal.SIGKILL)
+            killed.append(int(unit["pid"]))
+    if killed and not wait_groups_gone(killed):
+        raise LocalRunError(
+            f"the tasks {', '.join(map(str, killed))} left running by the lost run in "
+            f"{run_dir} did not exit after SIGKILL; stop them before starting it again"
+        )
+    return killed
+
+
 def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
     """Signal the supervisor (SIGTERM) and wait until it has stopped every task. A run whose
     supervisor is gone has its leftover tasks killed here. Returns the final state."""
@@ -151,17 +204,11 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
     if state.get("status") in FINAL:
         return state
     # the supervisor died without cleaning up (SIGKILL, power cut): finish its work
-    killed = []
+    stop_orphans(run_dir)
     for unit in state.get("units", []):
-        pid = unit.get("pid")
-        if pid and pid_alive(pid) and _task_pid_of_run(pid, unit["alloc_id"]):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-                killed.append(pid)
         unit["pid"] = None
         if unit.get("state") not in ("complete", "failed"):
             unit["state"] = "stopped"
-    wait_groups_gone(killed)
     state.update(
         status="stopped",
         message="stopped after its supervisor was lost",

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asapo_pipelines import storage
 from asapo_pipelines.local import environment as envmod
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
@@ -42,11 +43,20 @@ from asapo_pipelines.local.layout import (
 )
 from asapo_pipelines.local.logs import RotatingLog, pump
 from asapo_pipelines.local.restart import RestartTracker
-from asapo_pipelines.local.state import wait_groups_gone, write_state
+from asapo_pipelines.local.state import process_start, wait_groups_gone, write_state
 
 #: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}
 StatusReader = Callable[[], Mapping[str, Mapping[str, Any]]]
 EXIT_CODES_KEPT = 20
+#: Exit codes that say "a restart cannot fix this": the command was called wrongly (2) or the
+#: configuration is wrong (78, EX_CONFIG: bad params, a missing directory, a unit that does
+#: not import). Such a task fails at once with its reason instead of being restarted.
+CONFIG_EXIT_CODES = (2, 78)
+#: Limits of one machine, each overridable by an environment variable of the same name.
+MAX_UNITS_ENV = "ASAPO_PIPELINES_MAX_UNITS"
+MAX_PROCESSES_ENV = "ASAPO_PIPELINES_MAX_PROCESSES"
+DEFAULT_MAX_UNITS = 500
+DEFAULT_MAX_PROCESSES = 256
 
 
 @dataclass
@@ -84,6 +94,27 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
+def count_task_processes() -> int:
+    """Processes of local pipeline runs on this machine (their environment names a Nomad
+    allocation, as the local executor sets it); those of other users are not readable and
+    not counted."""
+    count = 0
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if b"\0NOMAD_ALLOC_ID=" in b"\0" + fh.read():
+                    count += 1
+        except OSError:
+            continue
+    return count
+
+
 def _signal_group(pid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
@@ -107,6 +138,9 @@ class TaskRun:
     pgids: list[int] = field(default_factory=list)
     sinks: tuple[RotatingLog, RotatingLog] | None = None
     prepared: bool = False
+    #: start time of the process (with the pid it names it for good; see control.live_tasks)
+    pid_start: int | None = None
+    log_error_reported: bool = False
 
     @property
     def label(self) -> str:
@@ -180,6 +214,7 @@ class TaskRun:
             os.close(err_w)
         self.pumps = [pump(out_r, self.sinks[0]), pump(err_r, self.sinks[1])]
         self.pgids.append(self.popen.pid)
+        self.pid_start = process_start(self.popen.pid)
         self.state = "running"
         self.started_wall = time.time()
         if self.tracker is None:
@@ -231,7 +266,24 @@ class TaskRun:
 
     # -- watching ------------------------------------------------------------------------------
 
+    def last_error(self) -> str:
+        return self.sinks[1].last_error() if self.sinks is not None else ""
+
+    def _check_logs(self) -> None:
+        if self.sinks is None or self.log_error_reported:
+            return
+        for sink in self.sinks:
+            if sink.error is not None:
+                self.log_error_reported = True
+                self.alloc.executor.event(
+                    f"{self.label}: "
+                    + storage.describe(f"writing its {sink.stream} log", sink.dir, sink.error)
+                    + "; its output is dropped until then"
+                )
+                return
+
     def step(self, now: float) -> None:
+        self._check_logs()
         if self.popen is not None:
             code = self.popen.poll()
             if code is None:
@@ -258,8 +310,18 @@ class TaskRun:
             self.state = "stopped"
             return
         assert self.tracker is not None
-        decision = self.tracker.on_exit(code, now)
         how = describe_exit(code)
+        if code in CONFIG_EXIT_CODES:
+            # the worker said its configuration is wrong: five restarts would say it five times
+            self.state = "failed"
+            reason = self.last_error() or f"it {how}"
+            self.message = (
+                f"{self.label} failed for good: {reason} (a configuration error, exit code "
+                f"{code}: a restart cannot fix it, so it was not restarted)"
+            )
+            self.alloc.executor.event(self.message)
+            return
+        decision = self.tracker.on_exit(code, now)
         if decision.action == "complete":
             self.state = "complete"
             self.message = ""
@@ -277,6 +339,9 @@ class TaskRun:
                 f"{self.label} failed for good: it {how} after {self.restarts} restart{plural} "
                 f"and {decision.reason} ({policy.describe()})"
             )
+            last = self.last_error()
+            if last:
+                self.message += f"; its last error: {last}"
             self.alloc.executor.event(self.message)
 
     def stop(self, now: float) -> None:
@@ -311,6 +376,7 @@ class TaskRun:
             "sidecar": self.spec.sidecar,
             "state": self.state,
             "pid": self.popen.pid if self.popen is not None else None,
+            "pid_start": self.pid_start if self.popen is not None else None,
             "restarts": self.restarts,
             "exit_codes": list(self.exit_codes),
             "message": self.message,
@@ -357,15 +423,16 @@ class Alloc:
                 task.stop(now)
             return
         self.status = "running"
+        executor = self.executor
         if self.phase == "prestart":
             for task in self.of("prestart"):
-                if task.state == "pending":
+                if task.state == "pending" and not executor.stop_requested():
                     task.start(now)
             if all(t.state == "complete" for t in self.of("prestart", sidecar=False)):
                 self.phase = "main"
         if self.phase == "main":
             for task in self.of(None, "poststart"):
-                if task.state == "pending":
+                if task.state == "pending" and not executor.stop_requested():
                     task.start(now)
             if all(t.state == "complete" for t in self.of(None)):
                 # the main work is done: sidecars are stopped, then poststop tasks run
@@ -377,7 +444,7 @@ class Alloc:
             if any(t.alive for t in self.tasks if t.spec.hook != "poststop"):
                 return
             for task in self.of("poststop"):
-                if task.state == "pending":
+                if task.state == "pending" and not executor.stop_requested():
                     task.start(now)
             if all(t.done for t in self.tasks) and not any(t.alive for t in self.tasks):
                 self.phase = "done"
@@ -419,6 +486,7 @@ class LocalExecutor:
 
     def _precheck(self) -> None:
         """Refuse before starting anything what cannot run here (one sentence each)."""
+        self._check_limits()
         for group in self.job.groups:
             for task in group.tasks:
                 where = f"task {task.name} of unit {group.name}"
@@ -431,7 +499,44 @@ class LocalExecutor:
                 if task.driver != "docker" and "${" not in task.command and "/" not in task.command:
                     envmod.resolve_command(task.command, self.environ, self.run_dir, where)
 
+    def _limit(self, name: str, default: int) -> int:
+        raw = self.environ.get(name) or os.environ.get(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise LocalRunError(f"{name} must be a whole number, not {raw!r}") from None
+        if value < 1:
+            raise LocalRunError(f"{name} must be at least 1, not {value}")
+        return value
+
+    def _check_limits(self) -> None:
+        """A pipeline of thousands of units spawned processes for minutes and took the machine's
+        memory with it: refuse what is past the limits before starting anything."""
+        units = sum(g.count for g in self.job.groups)
+        max_units = self._limit(MAX_UNITS_ENV, DEFAULT_MAX_UNITS)
+        if units > max_units:
+            raise LocalRunError(
+                f"job {self.job.id} has {units} units (counting replicas), more than the "
+                f"{max_units} the local executor runs; split the pipeline, or set "
+                f"{MAX_UNITS_ENV} if this machine can take it"
+            )
+        tasks = sum(g.count * len(g.tasks) for g in self.job.groups)
+        running = count_task_processes()
+        max_processes = self._limit(MAX_PROCESSES_ENV, DEFAULT_MAX_PROCESSES)
+        if tasks + running > max_processes:
+            raise LocalRunError(
+                f"job {self.job.id} needs {tasks} processes and {running} pipeline task "
+                f"processes already run on this machine, more than the {max_processes} allowed "
+                f"per machine; stop other runs, or set {MAX_PROCESSES_ENV} if this machine "
+                "can take it"
+            )
+
     # -- control -------------------------------------------------------------------------------
+
+    def stop_requested(self) -> bool:
+        return self._stop_reason is not None
 
     def request_stop(self, reason: str = "stop requested") -> None:
         """Stop every task (KillSignal, then SIGKILL after KillTimeout); asked a second time,
@@ -446,8 +551,11 @@ class LocalExecutor:
             self.options.on_event(message)
 
     def _acquire(self) -> None:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LocalRunError(storage.describe("the run directory", self.run_dir, exc)) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -461,6 +569,20 @@ class LocalExecutor:
                 + "; stop it first with `pipeline stop`"
             ) from None
         self._lock_fd = fd
+        # A supervisor killed outright (SIGKILL, OOM) left its tasks running: they would read
+        # the same streams as ours and write every result twice. Stop them first.
+        from asapo_pipelines.local.control import stop_orphans
+
+        try:
+            killed = stop_orphans(self.run_dir)
+        except BaseException:
+            self._release()
+            raise
+        if killed:
+            self.event(
+                f"stopped {len(killed)} task{'s' if len(killed) != 1 else ''} left running by "
+                f"the lost run of job {self.job.id} (pids {', '.join(map(str, killed))})"
+            )
 
     def _release(self) -> None:
         if self._lock_fd is not None:
@@ -505,7 +627,15 @@ class LocalExecutor:
                     previous[sig] = signal.signal(
                         sig, lambda s, _f: self.request_stop(signal.Signals(s).name)
                     )
-            return self._run()
+            try:
+                return self._run()
+            except OSError as exc:
+                # the run directory's disk is full or gone read-only: an error of the run,
+                # said in one sentence; the tasks are stopped below, nothing is acknowledged
+                # that they did not make durable
+                raise LocalRunError(
+                    storage.describe("the run directory", self.run_dir, exc)
+                ) from None
         finally:
             pgids = []
             for alloc in self.allocs:

@@ -5,6 +5,7 @@ there are more than MaxFiles. A restarted task appends to its newest file, as on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -15,6 +16,7 @@ from typing import BinaryIO
 
 MB = 1024 * 1024
 CHUNK = 64 * 1024
+TAIL_BYTES = 8 * 1024
 
 
 def _index(path: Path) -> int:
@@ -47,8 +49,17 @@ class RotatingLog:
         self._file: BinaryIO | None = None
         self._size = 0
         self._lock = threading.Lock()
+        #: the last bytes written, kept in memory: the "last error" of a failed task is read
+        #: from here, even when the log file itself could not be written
+        self.tail = bytearray()
+        #: the first write failure (full disk, lost mount): later output is dropped, the pipe
+        #: is still drained so that the task never blocks on it
+        self.error: OSError | None = None
         # both files exist from the start, as with Nomad, so `logs --stderr` finds them
-        self._open()
+        try:
+            self._open()
+        except OSError as exc:
+            self.error = exc
 
     def _path(self, index: int) -> Path:
         return self.dir / f"{self.task}.{self.stream}.{index}"
@@ -61,18 +72,44 @@ class RotatingLog:
 
     def write(self, data: bytes) -> None:
         with self._lock:
-            view = memoryview(data)
-            while view:
-                fh = self._open()
-                room = self.max_bytes - self._size
-                if room <= 0:
-                    self._rotate()
-                    continue
-                part = view[:room]
-                fh.write(part)
-                fh.flush()
-                self._size += len(part)
-                view = view[len(part) :]
+            self.tail += data
+            del self.tail[: max(0, len(self.tail) - TAIL_BYTES)]
+            if self.error is not None:
+                return
+            try:
+                self._write(data)
+            except OSError as exc:
+                self.error = exc
+                with contextlib.suppress(OSError):
+                    if self._file is not None:
+                        self._file.close()
+                self._file = None
+
+    def last_error(self) -> str:
+        """The task's last `error: ...` line, else its last line (from the kept tail)."""
+        lines = [
+            line.strip()
+            for line in self.tail.decode("utf-8", errors="replace").splitlines()
+            if line.strip()
+        ]
+        for line in reversed(lines):
+            if line.startswith("error: "):
+                return line.removeprefix("error: ")
+        return lines[-1] if lines else ""
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            fh = self._open()
+            room = self.max_bytes - self._size
+            if room <= 0:
+                self._rotate()
+                continue
+            part = view[:room]
+            fh.write(part)
+            fh.flush()
+            self._size += len(part)
+            view = view[len(part) :]
 
     def _rotate(self) -> None:
         if self._file is not None:

@@ -5,11 +5,13 @@ sees half a file; it holds no environment and no secrets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from asapo_pipelines import storage
 from asapo_pipelines.local.errors import LocalRunError
 
 #: Run states: running, stopping, then complete, failed or stopped.
@@ -17,15 +19,24 @@ FINAL = ("complete", "failed", "stopped")
 
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the state atomically; a full disk or a read-only directory is one sentence (the
+    last state written stays in place: a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = json.dumps(state, indent=1, sort_keys=True).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise LocalRunError(storage.describe("writing the run state", path, exc)) from None
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -55,6 +66,21 @@ def pid_alive(pid: int | None) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def process_start(pid: int | None) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or
+    None when it is gone. With the pid it names one process for good: a recycled pid has
+    another start time."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # fields after the command: state, ppid, pgrp, ... starttime is the 20th of them
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
 
 
 def group_members(pgid: int) -> list[int]:

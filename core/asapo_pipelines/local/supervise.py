@@ -8,6 +8,7 @@ stop the tasks cleanly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -28,14 +29,18 @@ def main(argv: list[str] | None = None) -> int:
 
     def log(message: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        print(f"{stamp} {message}", flush=True)
+        # the log is on the run directory's disk: when that is full the run goes on (or stops
+        # for that reason, in one sentence in the state file), never on a failed print
+        with contextlib.suppress(OSError):
+            print(f"{stamp} {message}", flush=True)
 
     try:
         job = json.loads((args.run_dir / JOB_FILE).read_text())
         options = ExecOptions(on_event=log, pipeline_file=args.pipeline_file, detached=True)
         result = LocalExecutor(job, args.run_dir, options).run()
     except PipelinesError as exc:
-        print(f"error: {exc.message}", flush=True)
+        with contextlib.suppress(OSError):
+            print(f"error: {exc.message}", flush=True)
         return 1
     except (OSError, ValueError) as exc:
         print(f"error: cannot run {args.run_dir / JOB_FILE}: {exc}", flush=True)

@@ -140,6 +140,31 @@ class AsapoTransport(_Section):
             description="Environment variable holding the ASAP::O token.",
         ),
     ] = None
+    request_timeout: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=3600,
+            description="Seconds: the deadline of every ASAP::O call, also given to the client "
+            "libraries as their own timeout.",
+        ),
+    ] = 10.0
+    max_in_flight: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=1_000_000,
+            description="Producer messages queued and not yet confirmed by the receiver (the "
+            "producer library's request queue limit); `send` waits beyond it.",
+        ),
+    ] = 1000
+    source_type: Annotated[
+        Literal["processed", "raw"],
+        Field(
+            description="ASAP::O source type the producers authorize with: `processed` (the "
+            "beamtime's processed folder, default) or `raw` (detector data).",
+        ),
+    ] = "processed"
     token: SkipJsonSchema[Any] = Field(default=None, exclude=True)
 
     @field_validator("token", mode="before")

@@ -27,6 +27,7 @@ from asapo_pipelines.sdk.units import (
     Source,
     Stream,
     Unit,
+    UnitStorageError,
     UnitUsageError,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "Suggestion",
     "Unit",
     "UnitDescriptor",
+    "UnitStorageError",
     "UnitUsageError",
     "describe",
     "hookimpl",

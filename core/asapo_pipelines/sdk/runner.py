@@ -9,6 +9,7 @@ error record. It never talks to a transport.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from asapo_pipelines import storage
 from asapo_pipelines.descriptor import UnitDescriptor
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.errors import ConfigurationError, PipelinesError
 from asapo_pipelines.sdk.units import (
     PROVENANCE_KEY,
     ROLE_BASES,
@@ -30,6 +32,7 @@ from asapo_pipelines.sdk.units import (
     Stream,
     Unit,
     UnitContext,
+    UnitStorageError,
     UnitUsageError,
 )
 from asapo_pipelines.transport.errors import TransportConfigError
@@ -37,7 +40,7 @@ from asapo_pipelines.transport.errors import TransportConfigError
 DEFAULT_STREAM = "default"
 
 
-class UnitStartError(PipelinesError):
+class UnitStartError(ConfigurationError):
     """The unit cannot start: bad params, a runtime that does not import, a missing resource."""
 
 
@@ -304,7 +307,18 @@ class UnitRunner:
                 emitted = list(self._buffer)
                 outcome.outputs = self._outputs(emitted, inputs, stream, marker)
                 return outcome
+            except UnitStorageError:
+                raise  # the unit's disk, not this message: the worker stops, nothing is acked
             except Exception as exc:
+                if isinstance(exc, OSError) and storage.kind_of(exc) in (
+                    storage.FULL,
+                    storage.READ_ONLY,
+                ):
+                    path = getattr(exc, "filename", None) or os.getcwd()
+                    raise UnitStorageError(
+                        f"unit {self.unit_label} cannot write: "
+                        + storage.remedy(storage.kind_of(exc), path)
+                    ) from exc
                 if outcome.attempts < self.retry.tries:
                     self.retries += 1
                     self.context.logger.warning(

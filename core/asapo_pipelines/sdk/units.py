@@ -37,6 +37,14 @@ class UnitUsageError(PipelinesError):
     """A unit used the SDK wrongly (unknown port, reserved metadata key)."""
 
 
+class UnitStorageError(PipelinesError):
+    """The unit's own storage failed (a full disk, a read-only mount): an error of the unit,
+    not of the message it was handling. The worker stops at once without acknowledging that
+    message (nor any other not yet durable), instead of sending it to the error stream; a
+    restarted worker gets it again. Raise it with a sentence naming the path and the remedy.
+    An OSError saying "no space left" or "read-only file system" is taken as one."""
+
+
 @dataclass(frozen=True)
 class Stream:
     """An input stream (one scan) as the stream hooks see it."""

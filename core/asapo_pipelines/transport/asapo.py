@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,8 @@ from asapo_pipelines.transport.errors import (
 
 #: shortest consumer timeout given to ASAP::O (seconds); see AsapoConsumer._call
 MIN_WAIT = 0.5
+#: ingest mode flag of a message whose payload was transferred (asapo common data_structs.h)
+INGEST_TRANSFER_DATA = 1
 #: abandoned calls (threads still blocked in the library) tolerated before refusing new calls
 MAX_STUCK_CALLS = 8
 
@@ -62,6 +66,11 @@ def _load_libs() -> tuple[Any, Any]:
             "the asapo transport needs DESY's client libraries: "
             "pip install 'asapo-pipelines[asapo]'"
         ) from None
+    # 25.3 marks get_unacknowledged_messages and get_stream_list's `detailed` deprecated (since
+    # 24.11.0) without a replacement for what they tell us; its warnings would reach users' logs
+    warnings.filterwarnings(
+        "ignore", message=r".*deprecated since version 24\.11", category=DeprecationWarning
+    )
     return asapo_consumer, asapo_producer
 
 
@@ -170,12 +179,25 @@ def _abandon(obj: Any) -> None:
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
+#: what ASAP::O's finish flag records when no next stream was named (broker mongodb.go)
+NO_NEXT_STREAM = "asapo_no_next"
+
+
+def _next_stream(name: Any) -> str | None:
+    return None if not name or name == NO_NEXT_STREAM else str(name)
+
+
+def _refused_credentials(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "token" in text or "authoriz" in text
+
+
 def _map_error(exc: BaseException, what: str, endpoint: str) -> TransportError:
     """One of the interface's errors for an asapo library exception."""
     name = type(exc).__name__
     text = str(exc).strip() or name
     if name == "AsapoStreamFinishedError":
-        nxt = getattr(exc, "next_stream", None) or None
+        nxt = _next_stream(getattr(exc, "next_stream", None))
         return StreamFinished(
             f"{what}: the stream is finished" + (f"; next stream is {nxt!r}" if nxt else ""), nxt
         )
@@ -221,7 +243,8 @@ class AsapoProducer(Producer):
         self._pending: dict[tuple[str, int | str], float] = {}
         #: (stream, id or label, reason) of everything the service did not confirm
         self.failed: list[tuple[str, int | str, str]] = []
-        self._reported = 0  # failures up to here were raised by an earlier flush
+        #: failures an earlier flush already raised: (stream, id or label)
+        self._reported: set[tuple[str, int | str]] = set()
         self._next_ids: dict[str, int] = {}
         self._closed = False
         full_source = self._s.data_source_prefix + data_source
@@ -264,6 +287,10 @@ class AsapoProducer(Producer):
             self._pending.pop((stream, mid), None)
             if err is not None and "duplicated request" not in str(err):
                 self.failed.append((stream, mid, str(err)))
+            else:
+                # stored now (a resend of what failed before): no longer a failure
+                self.failed = [f for f in self.failed if (f[0], f[1]) != (stream, mid)]
+                self._reported.discard((stream, mid))
             self._cond.notify_all()
 
     def _wait_room(self) -> None:
@@ -298,7 +325,11 @@ class AsapoProducer(Producer):
                     int(self._s.request_timeout * 1000),
                 )
                 nxt = int(info.get("lastId", 0)) + 1
-            except (TransportConfigError, EndOfStream, NoData):
+            except TransportConfigError as exc:
+                if _refused_credentials(exc):
+                    raise  # a wrong or revoked token, not an unknown stream
+                nxt = 1
+            except (EndOfStream, NoData):
                 nxt = 1
         self._next_ids[stream] = nxt + 1
         return nxt
@@ -400,8 +431,8 @@ class AsapoProducer(Producer):
                     break
                 self._cond.wait(left)
             pending = sorted(self._pending, key=str)
-            failed = self.failed[self._reported :]
-            self._reported = len(self.failed)
+            failed = [f for f in self.failed if (f[0], f[1]) not in self._reported]
+            self._reported.update((f[0], f[1]) for f in failed)
         if failed or pending:
             parts = []
             if failed:
@@ -432,6 +463,8 @@ class AsapoConsumer(Consumer):
         self._s = transport.settings
         self._deadline = _Deadline(self._s.endpoint)
         self._counts: dict[tuple[str, int], int] = {}
+        #: per stream: the highest id seen, or the stream's last id when first read
+        self._high: dict[str, int] = {}
         self._closed = False
         self._lib = transport.consumer_lib
         self._lease_ms = int(lease_seconds * 1000)
@@ -462,7 +495,9 @@ class AsapoConsumer(Consumer):
             ) from None
         return c
 
-    def _call(self, what: str, wait: float, name: str, *args: Any, **kw: Any) -> Any:
+    def _call(
+        self, what: str, wait: float, name: str | Callable[..., Any], *args: Any, **kw: Any
+    ) -> Any:
         if self._closed:
             raise TransportError(f"consumer of data source {self.data_source!r} is closed")
         if self._c is None:
@@ -473,9 +508,8 @@ class AsapoConsumer(Consumer):
             # data, so it never goes below MIN_WAIT (a remote broker needs a round trip)
             wait = max(wait, MIN_WAIT)
             c.set_timeout(int(wait * 1000))
-            return self._deadline.call(
-                what, wait + self._s.request_timeout, getattr(c, name), *args, **kw
-            )
+            fn = getattr(c, name) if isinstance(name, str) else functools.partial(name, c)
+            return self._deadline.call(what, wait + self._s.request_timeout, fn, *args, **kw)
         except Unavailable:
             if self._deadline.stuck and self._deadline.stuck[-1].is_alive():
                 # the library object is blocked in a call: never touch it again (its
@@ -491,7 +525,7 @@ class AsapoConsumer(Consumer):
             raise _map_error(exc, what, self._s.endpoint) from None
 
     def _message(self, stream: str, data: Any, meta: dict, count: int) -> Message:
-        payload = None if data is None or meta.get("size", 1) == 0 else memoryview(data).cast("B")
+        payload = None if data is None else memoryview(data).cast("B")
         ts = meta.get("timestamp", 0)
         return Message(
             data_source=self.data_source,
@@ -503,23 +537,80 @@ class AsapoConsumer(Consumer):
             timestamp=ts / 1e9 if ts > 1e12 else float(ts),
         )
 
+    @staticmethod
+    def _with_data(c: Any, method: str, *args: Any, **kw: Any) -> tuple[Any, dict]:
+        """A message's metadata, then its payload if it has one.
+
+        Asking the library for data (meta_only=False) fails with "data not in cache" on a
+        message sent without a payload (ingest mode without transfer-data, nothing stored in a
+        file), after the group's pointer has already moved past it. So read the metadata first and
+        fetch the payload only when the ingest mode says one was transferred.
+        """
+        _, meta = getattr(c, method)(*args, meta_only=True, **kw)
+        mode = int(meta.get("ingest_mode", INGEST_TRANSFER_DATA))
+        if not mode & INGEST_TRANSFER_DATA:
+            return None, meta
+        if int(meta.get("size", 0)) == 0:
+            return b"", meta
+        return c.retrieve_data(meta), meta
+
     def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
         check_stream(stream)
         try:
             data, meta = self._call(
                 f"next message of stream {stream!r}",
                 timeout,
+                self._with_data,
                 "get_next",
                 self.group,
-                meta_only=False,
                 stream=stream,
                 ordered=False,
             )
         except EndOfStream as exc:
             raise NoData(str(exc)) from None
-        key = (stream, int(meta["_id"]))
+        except StreamFinished:
+            # ASAP::O's broker says "finished" once its pointer passed the finish flag, while
+            # messages leased to a consumer that died are still unacknowledged; they come back
+            # after their lease, so the stream is not done for this group yet
+            pending = self._unacknowledged(stream)
+            if pending:
+                raise NoData(
+                    f"next message of stream {stream!r}: the stream is finished but "
+                    f"{len(pending)} of its messages are not acknowledged yet (they come back "
+                    "after their lease)"
+                ) from None
+            raise
+        mid = int(meta["_id"])
+        key = (stream, mid)
         self._counts[key] = self._counts.get(key, 0) + 1
-        return self._message(stream, data, meta, self._counts[key])
+        msg = self._message(stream, data, meta, self._counts[key])
+        msg.possibly_redelivered = self._possibly_redelivered(stream, mid)
+        return msg
+
+    def _unacknowledged(self, stream: str) -> list[int]:
+        ids = self._call(
+            f"unacknowledged messages of stream {stream!r}",
+            0.0,
+            "get_unacknowledged_messages",
+            self.group,
+            0,
+            0,
+            stream=stream,
+        )
+        return list(ids or [])
+
+    def _possibly_redelivered(self, stream: str, mid: int) -> bool:
+        """Whether `mid` may have gone to another consumer of the group before (it died).
+
+        The broker hands out new messages in arrival order and only redelivers below that
+        pointer, so a message at or below the highest id this consumer has seen, or that was
+        already in the stream when this consumer first read it, may be a redelivery.
+        """
+        seen = self._high.get(stream)
+        if seen is None:
+            seen = self._high[stream] = self.stream_info(stream).last_id
+        self._high[stream] = max(seen, mid)
+        return self._counts[(stream, mid)] > 1 or mid <= seen
 
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
         check_stream(stream)
@@ -527,9 +618,9 @@ class AsapoConsumer(Consumer):
             data, meta = self._call(
                 f"message {id} of stream {stream!r}",
                 timeout,
+                self._with_data,
                 "get_by_id",
                 id,
-                meta_only=False,
                 stream=stream,
             )
         except NoData as exc:
@@ -542,8 +633,8 @@ class AsapoConsumer(Consumer):
             data, meta = self._call(
                 f"last message of stream {stream!r}",
                 timeout,
+                self._with_data,
                 "get_last",
-                meta_only=False,
                 stream=stream,
             )
         except StreamFinished:
@@ -588,13 +679,13 @@ class AsapoConsumer(Consumer):
             name=str(d.get("name", "")),
             last_id=int(d.get("lastId", 0)),
             finished=bool(d.get("finished", False)),
-            next_stream=d.get("nextStream") or None,
+            next_stream=_next_stream(d.get("nextStream")),
             created=seconds(d.get("timestampCreated")),
             last_timestamp=seconds(d.get("timestampLast")),
         )
 
     def streams(self) -> list[StreamInfo]:
-        rows = self._call("stream list", 0.0, "get_stream_list", "", "all", True)
+        rows = self._call("stream list", 0.0, "get_stream_list", "", "all")
         return [self._info(r) for r in rows]
 
     def stream_info(self, stream: str) -> StreamInfo:
@@ -609,7 +700,8 @@ class AsapoConsumer(Consumer):
             )
         except (NoData, EndOfStream):
             return StreamInfo(name=stream)
-        return self._info(row)
+        # an unknown stream comes back as an all-zero record without a name
+        return self._info({**row, "name": stream})
 
     def get_stream_metadata(self, stream: str) -> dict[str, Any]:
         try:

@@ -74,6 +74,10 @@ class Message:
     metadata: dict[str, Any]
     delivery_count: int = 1
     timestamp: float = 0.0
+    #: True when the backend cannot rule out that this message was delivered before to another
+    #: consumer of the group that died (ASAP::O does not tell its clients; its delivery_count
+    #: counts what this consumer saw). Workers then check their outputs before writing again.
+    possibly_redelivered: bool = False
 
     @property
     def size(self) -> int:

@@ -29,6 +29,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import functools
 import json
 import mmap
 import os
@@ -38,11 +39,12 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+from asapo_pipelines import storage
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
     Consumer,
@@ -60,11 +62,15 @@ from asapo_pipelines.transport.errors import (
     EndOfStream,
     MissingId,
     NoData,
+    StorageError,
     StreamFinished,
     TransportConfigError,
     TransportError,
     Unavailable,
 )
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 STORE_FORMAT = "asapo-pipelines-embedded"
 STORE_VERSION = 1
@@ -141,6 +147,31 @@ def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
         raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
 
 
+def _storage_error(data_source: str, directory: Path, exc: BaseException) -> StorageError:
+    """A failure of the disk or of the index file under a data source, in one sentence."""
+    if isinstance(exc, sqlite3.Error):
+        path: Path = directory / INDEX_NAME
+    else:
+        filename = getattr(exc, "filename", None)
+        path = Path(filename) if filename else directory
+    return StorageError(storage.describe(f"the store of data source {data_source!r}", path, exc))
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turns a storage failure (SQLite or the file system) inside a producer's or consumer's
+    public method into one StorageError sentence naming the path and the remedy."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self: Any = args[0]
+            raise _storage_error(self.data_source, self._src.dir, exc) from None
+
+    return wrapper
+
+
 class _Waker:
     """Wakes a waiting consumer when any process commits to the data source's index.
 
@@ -211,14 +242,18 @@ class _SourceDB:
                 path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
-            raise TransportConfigError(f"cannot open the store {self.dir}: {exc}") from None
+            raise _storage_error(data_source, self.dir, exc) from None
         self.lock = threading.RLock()
         # Writers queue on an flock before BEGIN IMMEDIATE: the kernel wakes the next writer the
         # moment the lock is released, where SQLite's busy handler would sleep for milliseconds.
         # The lock goes away with its process, so a kill -9 never leaves it held.
-        self.lock_fd = os.open(
-            self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
-        )
+        try:
+            self.lock_fd = os.open(
+                self.dir / "write.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644
+            )
+        except OSError as exc:
+            self.db.close()
+            raise _storage_error(data_source, self.dir, exc) from None
         try:
             self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             # Processes opening a new index at the same moment (a pipeline's workers starting
@@ -237,7 +272,15 @@ class _SourceDB:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
-        except (sqlite3.DatabaseError, TransportError) as exc:
+        except StorageError:
+            self.db.close()
+            os.close(self.lock_fd)
+            raise
+        except (sqlite3.DatabaseError, OSError) as exc:
+            self.db.close()
+            os.close(self.lock_fd)
+            raise _storage_error(data_source, self.dir, exc) from None
+        except TransportError as exc:
             self.db.close()
             os.close(self.lock_fd)
             raise TransportConfigError(
@@ -263,11 +306,11 @@ class _SourceDB:
                 except BaseException as exc:
                     if self.db.in_transaction:
                         self.db.execute("ROLLBACK")
-                    if isinstance(exc, sqlite3.DatabaseError):
+                    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+                        exc, sqlite3.IntegrityError
+                    ):
                         # e.g. a full disk or a damaged file: one sentence, not a traceback
-                        raise TransportError(
-                            f"the store of data source {self.data_source!r} failed to write: {exc}"
-                        ) from None
+                        raise _storage_error(self.data_source, self.dir, exc) from None
                     raise
             finally:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
@@ -357,9 +400,7 @@ class EmbeddedProducer(Producer):
         except OSError as exc:
             # the bytes written so far are never referenced; the next payload goes after them
             seg.offset += written
-            raise TransportError(
-                f"cannot write a payload of data source {self.data_source!r}: {exc.strerror}"
-            ) from None
+            raise _storage_error(self.data_source, self._src.dir, exc) from None
         seg.offset += written
         return offset
 
@@ -372,6 +413,7 @@ class EmbeddedProducer(Producer):
         assert sid is not None
         return sid
 
+    @_guarded
     def send(
         self,
         stream: str,
@@ -382,6 +424,7 @@ class EmbeddedProducer(Producer):
     ) -> int:
         return self._send_batch(stream, [(payload, metadata)], id)[0]
 
+    @_guarded
     def send_many(
         self,
         stream: str,
@@ -465,6 +508,7 @@ class EmbeddedProducer(Producer):
             return ids
         raise TransportError(f"stream {stream!r} was dropped repeatedly while sending")
 
+    @_guarded
     def finish_stream(
         self, stream: str, *, last_id: int | None = None, next_stream: str | None = None
     ) -> None:
@@ -479,6 +523,7 @@ class EmbeddedProducer(Producer):
                 (last_id, next_stream, last_id, time.time(), sid),
             )
 
+    @_guarded
     def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         check_stream(stream)
         text = _dumps(metadata, "stream metadata")
@@ -486,6 +531,7 @@ class EmbeddedProducer(Producer):
             sid = self._src.sid(stream, create=True)
             db.execute("UPDATE streams SET meta=? WHERE sid=?", (text, sid))
 
+    @_guarded
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
         text = _dumps(metadata, "data source metadata")
         with self._src.write() as db:
@@ -598,15 +644,21 @@ class EmbeddedConsumer(Consumer):
             metadata = {} if meta == "{}" else json.loads(meta)
         except ValueError:
             raise CorruptPayload(self._where(stream, mid) + " has unreadable metadata") from None
-        return Message(
+        msg = Message(
             data_source=self.data_source,
             stream=stream,
             id=mid,
-            payload=self._payload(stream, mid, size, inline, seg, off),
+            payload=None,
             metadata=metadata,
             delivery_count=count,
             timestamp=ts,
         )
+        try:
+            msg.payload = self._payload(stream, mid, size, inline, seg, off)
+        except (MissingId, CorruptPayload) as exc:
+            # the metadata (provenance keys) is still good: readers that need only that use it
+            raise CorruptPayload(str(exc), damaged=msg) from None
+        return msg
 
     # -- group delivery --------------------------------------------------------------------
     def _claim(self, stream: str) -> list[tuple[float, tuple, int]]:
@@ -693,6 +745,7 @@ class EmbeddedConsumer(Consumer):
         with self._src.lock:
             return int(self._src.db.execute("PRAGMA data_version").fetchone()[0])
 
+    @_guarded
     def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
         self._check_open()
         check_stream(stream)
@@ -705,7 +758,13 @@ class EmbeddedConsumer(Consumer):
                 # a prefetched message whose lease ran out may be with another consumer now
                 if time.time() < due - 0.05 * self.lease_seconds:
                     if lazy is not None:
-                        msg.payload = lazy.load()
+                        try:
+                            msg.payload = lazy.load()
+                        except (MissingId, CorruptPayload) as exc:
+                            # the message is ours (leased) but its payload is gone or cut
+                            # short: hand it out as damaged, so the caller can report it and
+                            # acknowledge it instead of meeting it again and again
+                            raise CorruptPayload(str(exc), damaged=msg) from None
                     return msg
             self._waker.drain()
             idle = self._idle.get(stream)
@@ -748,6 +807,7 @@ class EmbeddedConsumer(Consumer):
     def acknowledge(self, stream: str, id: int) -> None:
         self.acknowledge_many(stream, (id,))
 
+    @_guarded
     def acknowledge_many(self, stream: str, ids: Iterable[int]) -> None:
         self._check_open()
         check_stream(stream)
@@ -787,6 +847,7 @@ class EmbeddedConsumer(Consumer):
         # instead of waiting for the lease, so a drained stream is seen as finished at once
         self._idle.pop(stream, None)
 
+    @_guarded
     def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
         self._check_open()
         check_stream(stream)
@@ -800,6 +861,7 @@ class EmbeddedConsumer(Consumer):
             )
         self._idle.pop(stream, None)
 
+    @_guarded
     def extend_lease(self, stream: str, id: int, seconds: float | None = None) -> None:
         """Keep a message that takes long to process from being delivered to another consumer."""
         with self._src.write() as db:
@@ -824,6 +886,7 @@ class EmbeddedConsumer(Consumer):
                     raise
                 pause = self._waker.wait(left, pause)
 
+    @_guarded
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
         self._check_open()
         check_stream(stream)
@@ -860,6 +923,7 @@ class EmbeddedConsumer(Consumer):
 
         return self._poll(stream, timeout, fetch)
 
+    @_guarded
     def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
         self._check_open()
         check_stream(stream)
@@ -882,10 +946,12 @@ class EmbeddedConsumer(Consumer):
         return self._poll(stream, timeout, fetch)
 
     # -- information -----------------------------------------------------------------------
+    @_guarded
     def streams(self) -> list[StreamInfo]:
         self._check_open()
         return stream_infos(self._src)
 
+    @_guarded
     def stream_info(self, stream: str) -> StreamInfo:
         self._check_open()
         check_stream(stream)
@@ -893,6 +959,7 @@ class EmbeddedConsumer(Consumer):
             return info
         return StreamInfo(name=stream)
 
+    @_guarded
     def get_stream_metadata(self, stream: str) -> dict[str, Any]:
         with self._src.lock:
             row = self._src.db.execute(
@@ -900,6 +967,7 @@ class EmbeddedConsumer(Consumer):
             ).fetchone()
         return json.loads(row[0]) if row and row[0] else {}
 
+    @_guarded
     def get_source_metadata(self) -> dict[str, Any]:
         with self._src.lock:
             row = self._src.db.execute("SELECT meta FROM source_meta WHERE k=0").fetchone()
@@ -999,9 +1067,7 @@ class EmbeddedTransport(Transport):
                 tmp.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}))
                 os.replace(tmp, marker)
             except OSError as exc:
-                raise TransportConfigError(
-                    f"cannot create the store at {self.root}: {exc}"
-                ) from None
+                raise StorageError(storage.describe("creating the store", self.root, exc)) from None
         else:
             try:
                 info = json.loads(marker.read_text())
@@ -1029,9 +1095,12 @@ class EmbeddedTransport(Transport):
         )
 
     def data_sources(self) -> list[str]:
-        return sorted(
-            p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
-        )
+        try:
+            return sorted(
+                p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
+            )
+        except OSError as exc:
+            raise StorageError(storage.describe("the store", self.root, exc)) from None
 
     def describe(self) -> dict[str, list[StreamInfo]]:
         """Every data source with its streams, counts, sizes and group lags."""
@@ -1040,6 +1109,8 @@ class EmbeddedTransport(Transport):
             src = _SourceDB(self.root, name, fsync=False, create=False)
             try:
                 out[name] = stream_infos(src)
+            except (sqlite3.DatabaseError, OSError) as exc:
+                raise _storage_error(name, src.dir, exc) from None
             finally:
                 src.close()
         return out

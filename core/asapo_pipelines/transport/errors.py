@@ -42,8 +42,21 @@ class TransportConfigError(TransportError):
     """The transport settings are wrong (bad path, missing token, unknown backend)."""
 
 
+class StorageError(TransportError):
+    """The storage under the transport failed (full disk, no permission, a damaged file): a
+    failure of everything using it, never of one message. The sentence names the path and the
+    remedy."""
+
+
 class CorruptPayload(TransportError):
-    """A payload cannot be decoded with the format its message records."""
+    """A payload cannot be read or decoded with the format its message records.
+
+    `damaged` is the message as far as it could be read (metadata, no payload) when a
+    consumer handed it out: the worker reports it on the error stream and moves on."""
+
+    def __init__(self, message: str, damaged: object = None) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 __all__ = [
@@ -52,6 +65,7 @@ __all__ = [
     "EndOfStream",
     "MissingId",
     "NoData",
+    "StorageError",
     "StreamFinished",
     "TransportConfigError",
     "TransportError",

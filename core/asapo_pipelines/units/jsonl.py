@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
+from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.units import Message, Sink
 
 
@@ -38,9 +39,25 @@ class JsonLinesSink(Sink):
         if end != len(data):
             with self.path.open("r+b") as f:
                 f.truncate(end)
-        for line in data[:end].splitlines():
-            if line.strip():
-                self.seen.add(dedup_key(json.loads(line)))
+        for number, line in enumerate(data[:end].splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                # only a crash's last line is repaired by itself; a broken line inside the file
+                # is damage the user must look at (the de-duplication depends on every line)
+                why = getattr(exc, "msg", str(exc))
+                raise PipelinesError(
+                    f"{self.path} line {number} is not a JSON object ({why}); repair or remove "
+                    "that line, or move the file aside to start a new one"
+                ) from None
+            if not isinstance(record, dict):
+                raise PipelinesError(
+                    f"{self.path} line {number} is not a JSON object; repair or remove that "
+                    "line, or move the file aside to start a new one"
+                )
+            self.seen.add(dedup_key(record))
 
     def process(self, message: Message) -> None:
         record: dict[str, Any] = {

@@ -39,15 +39,18 @@ class ViewerError(PipelinesError):
     """The viewer cannot start (bind refused, port taken, a library missing)."""
 
 
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def check_bind(host: str, allow_remote: bool) -> None:
     """Refuse a non-loopback address unless explicitly allowed: the page has no login."""
-    if allow_remote or host in LOOPBACK_NAMES:
-        return
-    try:
-        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not allow_remote and not is_loopback(host):
         raise ViewerError(
             f"refusing to serve the viewer on {host}: it has no login, so it listens on a "
             "loopback address unless you pass --allow-remote (or reach it through an SSH tunnel)"
@@ -272,6 +275,10 @@ def create_app(
             items = await asyncio.to_thread(read)
         except KeyError:
             return json_response({"error": "no such stream in this pipeline"}, 404)
+        except PipelinesError as exc:
+            # the transport failed (ASAP::O unreachable, a damaged store): say so, the page
+            # keeps working and asks again
+            return json_response({"error": f"cannot read stream {stream}: {exc.message}"}, 503)
         return json_response({"stream": stream, "messages": items})
 
     async def events(_request: Request) -> Response:
@@ -361,7 +368,9 @@ def serve(
             view,
             transport,
             poll_interval=poll_interval,
-            trusted_hosts=not allow_remote,
+            # a loopback bind keeps the Host check whatever --allow-remote says: only a
+            # non-loopback bind has names we cannot know, and DNS rebinding targets loopback
+            trusted_hosts=not allow_remote or is_loopback(host),
             host=host,
             run_dir=run_dir,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from asapo_pipelines.sdk.units import PROVENANCE_KEY
-from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished
+from asapo_pipelines.transport import CorruptPayload, EndOfStream, MissingId, StreamFinished
 
 #: tolerance for clocks of different hosts writing one stream
 CLOCK_SLACK_SECONDS = 5.0
@@ -41,6 +41,11 @@ class KeyIndex:
     def _read(self, msg_id: int) -> float | None:
         try:
             msg = self.consumer.get_by_id(self.stream, msg_id)
+        except CorruptPayload as exc:
+            # keys live in the metadata: a damaged payload does not hide what was written
+            if exc.damaged is None:
+                return None
+            msg = exc.damaged
         except (MissingId, EndOfStream, StreamFinished):
             return None
         key = provenance_key(msg.metadata)
@@ -76,6 +81,10 @@ def source_keys(consumer: Any, unit_label: str) -> set[str]:
         for msg_id in range(1, info.last_id + 1):
             try:
                 msg = consumer.get_by_id(info.name, msg_id)
+            except CorruptPayload as exc:
+                if exc.damaged is None:
+                    continue
+                msg = exc.damaged
             except (MissingId, EndOfStream, StreamFinished):
                 continue
             prov = msg.metadata.get(PROVENANCE_KEY)

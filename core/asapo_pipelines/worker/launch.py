@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,54 @@ def build_worker(
     )
 
 
+def _relative_paths(value: Any) -> list[str]:
+    """String params that look like relative paths (`data/`, `results/p65.nxs`)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _relative_paths(v)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _relative_paths(v)]
+    if isinstance(value, str) and len(value) > 1 and not os.path.isabs(value):
+        return [] if "://" in value else [value]
+    return []
+
+
+def _with_path_hint(exc: PipelinesError, worker: Any) -> PipelinesError:
+    """A start-up error naming a relative path says what it is relative to."""
+    params = getattr(worker.runner, "params", None)
+    try:
+        values = params.model_dump() if params is not None else {}
+    except Exception:  # params are a bonus here
+        values = {}
+    named = [
+        p
+        for p in _relative_paths(values)
+        if re.search(rf"(?<![\w/.-]){re.escape(p.rstrip('/'))}(?![\w.-])", exc.message)
+    ]
+    if not named:
+        return exc
+    exc.message = (
+        f"{exc.message} (relative paths in a pipeline file are relative to its folder, "
+        f"{os.getcwd()})"
+    )
+    exc.args = (exc.message,)
+    return exc
+
+
 def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
-    """Run a worker to its end; returns the exit code (start-up errors raise)."""
-    worker = build_worker(pipeline_file, instance, **options)
+    """Run a worker to its end; returns the exit code (start-up errors raise; configuration
+    errors with exit code 78, so that a supervisor does not restart them)."""
+    from asapo_pipelines.errors import ConfigurationError
+    from asapo_pipelines.transport import TransportConfigError
+
+    try:
+        worker = build_worker(pipeline_file, instance, **options)
+    except TransportConfigError as exc:
+        raise ConfigurationError(exc.message) from None
     worker.install_signal_handlers()
     try:
         state = worker.run()
+    except ConfigurationError as exc:
+        raise _with_path_hint(exc, worker) from None
     except PipelinesError:
         raise
     finally:

@@ -23,6 +23,7 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, UnitRunner
 from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream
 from asapo_pipelines.transport import (
+    CorruptPayload,
     EndOfStream,
     MissingId,
     NoData,
@@ -244,6 +245,10 @@ class Worker:
                 for msg_id in range(1, info.last_id + 1):
                     try:
                         msg = reader.get_by_id(info.name, msg_id)
+                    except CorruptPayload as exc:
+                        if exc.damaged is None:
+                            continue
+                        msg = exc.damaged  # the provenance is in the metadata, still readable
                     except (MissingId, EndOfStream, StreamFinished):
                         continue
                     prov = msg.metadata.get(PROVENANCE_KEY)
@@ -263,8 +268,8 @@ class Worker:
                     readers[source] = self.transport.consumer(source, f"{self.group}-restore")
                 try:
                     tmsg = readers[source].get_by_id(stream, msg_id)
-                except (MissingId, EndOfStream, StreamFinished):
-                    continue
+                except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
+                    continue  # a damaged input was reported when it arrived
                 message = Message(
                     port=ports[source],
                     data_source=source,
@@ -444,6 +449,13 @@ class Worker:
                     self._end_stream(port, state, fin.next_stream)
                     progressed = True
                 break
+            except CorruptPayload as exc:
+                if exc.damaged is None:
+                    raise
+                # a payload file gone or cut short: that message, not the unit, is broken
+                self._reject(port, exc.damaged, exc.message)
+                progressed = True
+                continue
             self._process(port, state, msg)
             progressed = True
         self._commit()
@@ -490,7 +502,8 @@ class Worker:
                 marker=f"start:{port.data_source}/{state.name}",
             )
         outcome = self.runner.handle(msg)
-        self._apply(outcome, msg, check=msg.delivery_count > 1)
+        again = msg.delivery_count > 1 or getattr(tmsg, "possibly_redelivered", False)
+        self._apply(outcome, msg, check=again)
         c.retries = self.runner.retries
         if outcome.error is None:
             c.processed += 1
@@ -503,6 +516,32 @@ class Worker:
             or time.monotonic() - self.unacked_since >= self.ack_seconds
         ):
             self._commit()
+
+    def _reject(self, port: InputPort, tmsg: Any, reason: str) -> None:
+        """Report a message that cannot be read on the error stream (once, even when it comes
+        back after a crash) and acknowledge it with the others: the stream moves on."""
+        from asapo_pipelines.sdk.runner import error_record
+
+        msg = Message(
+            port=port.name,
+            data_source=port.data_source,
+            stream=tmsg.stream,
+            id=tmsg.id,
+            payload=None,
+            metadata=tmsg.metadata,
+            delivery_count=tmsg.delivery_count,
+            timestamp=tmsg.timestamp,
+        )
+        log.warning("%s: %s; reported on the error stream", self.label, reason)
+        record = error_record(
+            CorruptPayload(reason), unit=self.label, message=msg, attempts=0, hook="read"
+        )
+        self.counters.received += 1
+        self._apply(Outcome(error=record), msg, check=msg.delivery_count > 1)
+        if not self.unacked_count:
+            self.unacked_since = time.monotonic()
+        self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
+        self.unacked_count += 1
 
     def _commit(self) -> None:
         """Make every output durable, then acknowledge the inputs that produced them."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import threading
@@ -9,7 +11,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.worker.naming import status_source, status_stream
+
+log = logging.getLogger("asapo_pipelines.worker")
 
 
 @dataclass
@@ -69,28 +74,51 @@ class StatusPublisher:
         return (processed - before) / (now - then) if now > then else 0.0
 
     def _loop(self) -> None:
-        producer = self.transport.producer(self.source)
+        # Counters are a view of the work, never a reason to stop it: a transport error here
+        # (ASAP::O unreachable, a full store) is logged once in one line, and the thread tries
+        # again at the next interval with a new producer.
+        producer: Any = None
+        last_error = ""
         try:
             while not self._stop.wait(self.interval):
-                self._publish(producer)
+                try:
+                    if producer is None:
+                        producer = self.transport.producer(self.source)
+                    self._publish(producer)
+                    last_error = ""
+                except PipelinesError as exc:
+                    if exc.message != last_error:
+                        log.warning("cannot publish the status counters: %s", exc.message)
+                        last_error = exc.message
+                    producer = self._discard(producer)
         finally:
-            producer.close()
+            self._discard(producer)
+
+    @staticmethod
+    def _discard(producer: Any) -> None:
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.close()
 
     def _publish(self, producer: Any) -> None:
         with self._lock:
             producer.send(self.stream, None, self.counters.snapshot(self._rate()))
 
     def stop(self, state: str) -> None:
-        """Stop the thread and publish the final state from the calling thread."""
+        """Stop the thread and publish the final state from the calling thread (a failure to
+        publish it is logged: the work itself is done)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.counters.state = state
-        producer = self.transport.producer(self.source)
+        producer: Any = None
         try:
+            producer = self.transport.producer(self.source)
             self._publish(producer)
+        except PipelinesError as exc:
+            log.warning("cannot publish the final status counters: %s", exc.message)
         finally:
-            producer.close()
+            self._discard(producer)
 
 
 def _plain(value: Any) -> str:

@@ -26,11 +26,15 @@ the file is not written again, so a message delivered twice appears once.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fcntl
 import json
 import os
 import re
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +42,14 @@ from typing import Any
 import h5py
 import numpy as np
 
+from asapo_pipelines import storage
+from asapo_pipelines.sdk import UnitStorageError
 from asapo_pipelines_nexus.errors import NexusWriterError
 from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
+
+#: Free space kept on the file's disk beyond what an entry needs: HDF5 must never meet a full
+#: disk half-way through an entry (it would leave metadata pointing past the end of the file).
+SPACE_MARGIN = 1024 * 1024
 
 KEY_ATTR = "asapo_key"
 CONTENT_ATTR = "asapo_content_type"
@@ -71,6 +81,10 @@ class NexusWriter:
         self._keys: dict[str, str] = {}
         self._next = 1
         self._lock_fd: int | None = None
+        #: set when a write failed half-way: nothing more may reach the file (see `_freeze`)
+        self._frozen: str | None = None
+        #: where a damaged file was moved on opening (its readable entries were copied back)
+        self.salvaged_from: Path | None = None
 
     @classmethod
     def from_params(cls, params: Any, base: Path | None = None) -> NexusWriter:
@@ -99,9 +113,28 @@ class NexusWriter:
         self._lock()
         try:
             handle = self._open_file()
+            try:
+                self._check_readable(handle)
+            except (OSError, RuntimeError, KeyError) as exc:
+                handle.close()
+                handle = self._salvage(exc)
         except BaseException:
             self._unlock()
             raise
+        try:
+            self._prepare(handle)
+        except (OSError, RuntimeError) as exc:
+            # e.g. the disk is still full: the file is as it was; say what to do
+            with contextlib.suppress(Exception):
+                handle.close()
+            self._unlock()
+            raise NexusWriterError(
+                storage.describe("opening the NeXus file for writing", self.path, exc)
+            ) from None
+        self._file = handle
+        return self
+
+    def _prepare(self, handle: h5py.File) -> None:
         handle.attrs.setdefault("NX_class", "NXroot")
         handle.attrs.setdefault("creator", "asapo-pipelines nexus.writer")
         handle.attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
@@ -118,14 +151,147 @@ class NexusWriter:
                 self._keys[_text(key)] = name
         handle.flush()
         handle.swmr_mode = True
-        self._file = handle
-        return self
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            if self._frozen is None:
+                self._file.close()
+            else:
+                # HDF5 tries to flush what it holds; those writes fail (see `_freeze`) and the
+                # file stays as its last flush left it
+                with contextlib.suppress(Exception):
+                    self._file.close()
             self._file = None
         self._unlock()
+
+    # -- recovery --------------------------------------------------------------------------------
+    @staticmethod
+    def _check_readable(handle: h5py.File) -> None:
+        """Open every top-level object: a damaged file fails here, not half-way (`items()`
+        would hide a link to an object header that never reached the disk as None)."""
+        for name in handle:
+            group = handle[name]
+            if isinstance(group, h5py.Group):
+                group.attrs.get(KEY_ATTR)
+
+    def _salvage(self, cause: BaseException) -> h5py.File:
+        """A file left damaged (by an older version, or a disk that failed under it): move it
+        aside, start the file afresh and copy back every complete entry still readable, so the
+        results acknowledged before the damage are kept and the writer can go on."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        damaged = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        fresh = self.path.with_name(f".{self.path.name}.salvage")
+        fresh.unlink(missing_ok=True)
+        try:
+            self._guard_space(self.path.stat().st_size // 2)
+        except UnitStorageError as exc:
+            raise NexusWriterError(
+                f"{self.path} is damaged ({cause}) and copying its complete entries into a "
+                f"fresh file needs room: {exc}"
+            ) from None
+        try:
+            with (
+                h5py.File(self.path, "r") as old,
+                h5py.File(fresh, "w", libver="latest") as new,
+            ):
+                for key, value in old.attrs.items():
+                    with contextlib.suppress(Exception):
+                        new.attrs[key] = value
+                copied = _copy_entries(old, new)
+                new.flush()
+            os.replace(self.path, damaged)
+            os.replace(fresh, self.path)
+        except (OSError, RuntimeError) as exc:
+            fresh.unlink(missing_ok=True)
+            raise NexusWriterError(
+                f"{self.path} is damaged ({cause}) and could not be salvaged ({exc}); move it "
+                "aside to start a new file"
+            ) from None
+        self.salvaged_from = damaged
+        import logging
+
+        logging.getLogger("asapo_pipelines.nexus").warning(
+            "%s was damaged (%s); %d complete entries were copied into a fresh file, the "
+            "damaged one is kept as %s",
+            self.path,
+            cause,
+            copied,
+            damaged,
+        )
+        return h5py.File(self.path, "a", libver="latest")
+
+    def _guard_space(self, nbytes: int) -> None:
+        """Refuse an entry the disk cannot take, before HDF5 writes any of it."""
+        need = 2 * nbytes + SPACE_MARGIN
+        try:
+            info = os.statvfs(self.path.parent)
+        except OSError:
+            return
+        free = info.f_bavail * info.f_frsize
+        if free < need:
+            raise UnitStorageError(
+                f"nexus.writer stops before writing {self.path}: {free:,} bytes are free and an "
+                f"entry needs about {need:,}; " + storage.remedy(storage.FULL, self.path.parent)
+            )
+
+    def _freeze(self, exc: BaseException) -> UnitStorageError:
+        """A write failed half-way (a full disk despite the guard, a mount gone read-only):
+        HDF5 holds metadata that points at data that never reached the disk, and flushing it
+        would damage the file. Point its file descriptor elsewhere, so that nothing more
+        reaches the file: it stays as the last flush (the last acknowledged entry) left it, and
+        a restarted writer opens it (salvaging it when HDF5 had already written part of the
+        failed entry's metadata)."""
+        reason = storage.reason(exc)
+        if self._frozen is None:
+            atexit.register(_exit_without_hdf5_cleanup)
+        self._frozen = reason
+        with contextlib.suppress(Exception):
+            handle = self._file.id.get_vfd_handle() if self._file is not None else None
+            if isinstance(handle, int) and handle >= 0:
+                # /dev/null, not a read-only descriptor: HDF5's later writes (flush, close, the
+                # release of objects) then succeed into nothing, and it closes the file without
+                # an error state (a failing close left the library to crash at exit)
+                sink = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                os.dup2(sink, handle)
+                os.close(sink)
+        kind = storage.kind_of(exc)
+        return UnitStorageError(
+            f"nexus.writer could not write {self.path} ({reason}); the file is kept as its last "
+            "complete entry left it and nothing more is acknowledged; "
+            + storage.remedy(kind if kind != storage.OTHER else storage.FULL, self.path.parent)
+        )
+
+    def _entry(self, key: str, content_type: str, fill: Any) -> str:
+        """Fill a new entry and commit it; a storage failure is the unit's, not the message's.
+
+        HDF5 also writes when h5py releases an object, where a failure is only printed
+        ("Exception ignored in ObjectID.__dealloc__"): those are caught here too, so the first
+        failed write, wherever it happens, stops the writer before anything else is flushed."""
+        with _released_failures() as failures:
+            try:
+                name, entry = self._new_entry(key, content_type)
+            except (OSError, RuntimeError) as exc:
+                raise self._freeze(exc) from None
+            try:
+                fill(entry)
+            except (OSError, RuntimeError) as exc:
+                raise self._freeze(exc) from None
+            except BaseException:
+                try:
+                    self._discard(name)
+                except (OSError, RuntimeError) as exc:
+                    raise self._freeze(exc) from None
+                raise
+            del entry  # released here, where a failed write it causes is still caught
+            if failures:
+                raise self._freeze(failures[0]) from None
+            try:
+                return self._commit(name, key)
+            except (OSError, RuntimeError) as exc:
+                raise self._freeze(exc) from None
+            finally:
+                if failures and self._frozen is None:
+                    raise self._freeze(failures[0]) from None
 
     def _lock(self) -> None:
         # HDF5 gives up its own file lock in SWMR mode, so one writer per file is enforced here;
@@ -217,13 +383,12 @@ class NexusWriter:
                 f"scan {key}: NXxas needs I0 and an absorbed beam (It, If or mu); the scan has "
                 f"{', '.join(channels) or 'no channels'}"
             )
-        name, entry = self._new_entry(key, "xas/scan")
-        try:
-            self._fill_scan(entry, meta, energy, channels, absorbed_role)
-        except BaseException:
-            self._discard(name)
-            raise
-        return self._commit(name, key)
+        self._writable(energy.nbytes * (1 + len(channels)))
+        return self._entry(
+            key,
+            "xas/scan",
+            lambda entry: self._fill_scan(entry, meta, energy, channels, absorbed_role),
+        )
 
     def _fill_scan(
         self,
@@ -306,13 +471,14 @@ class NexusWriter:
         meta = dict(result.get("metadata", {}))
         group = dict(result.get("group", {}))
         merged = content_type == "xas/merged"
-        name, entry = self._new_entry(key, content_type)
-        try:
-            self._fill_result(entry, result, key, arrays, values, meta, group, merged)
-        except BaseException:
-            self._discard(name)
-            raise
-        return self._commit(name, key)
+        self._writable(sum(a.nbytes for a in arrays.values()))
+        return self._entry(
+            key,
+            content_type,
+            lambda entry: self._fill_result(
+                entry, result, key, arrays, values, meta, group, merged
+            ),
+        )
 
     def _fill_result(
         self,
@@ -381,6 +547,13 @@ class NexusWriter:
         self._provenance(entry, {**meta, **({"group": group} if group else {})})
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _writable(self, nbytes: int) -> None:
+        if self._frozen is not None:
+            raise UnitStorageError(
+                f"nexus.writer stopped writing {self.path} after a failed write ({self._frozen})"
+            )
+        self._guard_space(nbytes + 64 * 1024)  # the arrays plus the entry's small fields
+
     def _new_entry(self, key: str, content_type: str) -> tuple[str, h5py.Group]:
         name = f"entry{self._next}"
         while name in self.file:
@@ -442,6 +615,58 @@ def detection_mode(meta: Mapping[str, Any], absorbed_role: str) -> str:
         return DETECTION_MODES[absorbed_role]
     column = str(dict(meta.get("columns", {})).get("mu", "")).lower()
     return "Fluorescence Yield" if "fl" in column else "Transmission"
+
+
+def _exit_without_hdf5_cleanup() -> None:
+    """After a failed write the HDF5 library's own state is damaged, and its clean-up at exit
+    crashes the process (SIGSEGV) instead of letting it exit with its error. The file needs
+    nothing more (it was frozen), so the process leaves here, with the failure's exit status,
+    once Python's output is flushed."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _released_failures() -> Iterator[list[BaseException]]:
+    """Collect the errors h5py swallows when it releases an object (HDF5 writes then)."""
+    failures: list[BaseException] = []
+    previous = sys.unraisablehook
+
+    def hook(info: Any) -> None:
+        if "h5py" in repr(info.object) and info.exc_value is not None:
+            failures.append(info.exc_value)
+        else:
+            previous(info)
+
+    sys.unraisablehook = hook
+    try:
+        yield failures
+    finally:
+        sys.unraisablehook = previous
+
+
+def _copy_entries(old: h5py.File, new: h5py.File) -> int:
+    """Copy the complete entries of a damaged file, by name (iterating its top level may be
+    what fails): entry1, entry2, ... until many names in a row are missing."""
+    copied, missing, number = 0, 0, 1
+    while missing < 1000:
+        name = f"entry{number}"
+        number += 1
+        try:
+            group = old[name]
+            complete = isinstance(group, h5py.Group) and group.attrs.get(KEY_ATTR) is not None
+            if complete:
+                old.copy(group, new, name=name)
+                copied += 1
+            missing = 0
+        except (KeyError, OSError, RuntimeError, ValueError):
+            missing += 1
+            with contextlib.suppress(KeyError, OSError, RuntimeError):
+                if name in new:
+                    del new[name]
+    return copied
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:

@@ -183,6 +183,12 @@ class Scan:
         return cls(energy, channels, dict(body.get("metadata", {})))
 
 
+#: The largest scan file read. A P65 scan is well under 1 MB and even a long continuous scan a
+#: few MB; a file past this is not a scan (a detector image, a log dumped into the folder),
+#: and reading it whole took minutes and gigabytes. It goes to the error stream instead.
+MAX_SCAN_BYTES = 64 * 1024 * 1024
+
+
 def _json_array(values: np.ndarray) -> list[float | None]:
     return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
 
@@ -203,6 +209,13 @@ def read_scan(
     """Read one scan file; see `parse_scan` for the arguments."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_SCAN_BYTES:
+            raise ScanFileError(
+                path.name,
+                f"the file is {size:,} bytes, more than the {MAX_SCAN_BYTES:,} a scan file may "
+                "have; it is not read",
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise ScanFileError(path.name, exc.strerror or str(exc)) from None

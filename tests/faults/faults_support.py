@@ -1,0 +1,138 @@
+"""Pipelines and readers shared by the fault tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from helpers import CACHE_DIR, PIPELINE
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("ASAPO_PIPELINES_", "NOMAD_"))}
+    out["COLUMNS"] = "200"
+    out["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    out.update(extra)
+    return out
+
+
+def pipeline(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    prefix: list[str] | None = None,
+    **extra: str,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(prefix or []), PIPELINE, *args],
+        capture_output=True,
+        text=True,
+        env=env(**extra),
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def core_pipeline(
+    directory: Path,
+    *,
+    files: Path,
+    out: Path,
+    watch: bool = False,
+    store: str | None = None,
+    name: str = "faults",
+) -> Path:
+    """files (core.files) -> copy (core.identity) -> sink (core.jsonl-sink)."""
+    doc: dict[str, Any] = {
+        "pipeline": name,
+        "units": {
+            "files": {
+                "unit": "core.files",
+                "params": {"directory": str(files), "watch": watch, "settle_seconds": 0.1},
+                "outputs": {"files": "raw"},
+            },
+            "copy": {
+                "unit": "core.identity",
+                "inputs": {"input": "raw"},
+                "outputs": {"output": "copied"},
+            },
+            "sink": {
+                "unit": "core.jsonl-sink",
+                "params": {"path": str(out)},
+                "inputs": {"messages": "copied"},
+            },
+        },
+    }
+    if store is not None:
+        doc["transport"] = {"embedded": {"path": store}}
+    path = directory / f"{name}.pipeline.yaml"
+    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
+    return path
+
+
+def write_files(directory: Path, start: int, stop: int) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for i in range(start, stop):
+        tmp = directory / f".f{i:05d}.tmp"
+        tmp.write_text(f"file {i}\n")
+        tmp.rename(directory / f"f{i:05d}.txt")
+
+
+def sink_names(out: Path) -> Counter[str]:
+    """How often each input file reached the sink (complete lines only)."""
+    try:
+        text = out.read_text()
+    except FileNotFoundError:
+        return Counter()
+    names: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.endswith("}"):
+            names[json.loads(line)["metadata"]["name"]] += 1
+    return names
+
+
+def read_state(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_run(run_dir: Path) -> None:
+    """Clean up after a test: SIGKILL a run's supervisor and the tasks its state names."""
+    state = read_state(run_dir) or {}
+    pids = [state.get("pid")] + [u.get("pid") for u in state.get("units", [])]
+    for pid in pids:
+        if pid and alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)

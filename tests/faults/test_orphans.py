@@ -1,0 +1,67 @@
+"""Item 1 of #12: a supervisor killed outright leaves its tasks running; a new run in the same
+run directory must not run a second generation of the units beside them."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from faults_support import (
+    alive,
+    core_pipeline,
+    kill_run,
+    pipeline,
+    read_state,
+    sink_names,
+    wait_for,
+    write_files,
+)
+
+from asapo_pipelines.local.control import live_tasks
+from asapo_pipelines.local.state import process_start
+
+
+def test_rerun_without_stop_after_a_supervisor_sigkill_doubles_nothing(tmp_path: Path) -> None:
+    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
+    write_files(files, 0, 300)
+    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
+    try:
+        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        wait_for(lambda: len(sink_names(out)) >= 50, what="the first outputs")
+        state = read_state(run_dir)
+        assert state is not None
+        os.kill(state["pid"], signal.SIGKILL)
+        wait_for(lambda: not alive(state["pid"]), what="the supervisor to die")
+        orphans = [u["pid"] for u in read_state(run_dir)["units"] if u["pid"]]
+        assert orphans
+        assert all(alive(p) for p in orphans)  # the tasks outlive their supervisor
+
+        write_files(files, 300, 600)  # the night goes on while the operator re-runs
+        again = pipeline("run", str(file), "--detach", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert not any(alive(p) for p in orphans), "the lost run's tasks still run"
+        log = (run_dir / "supervisor.log").read_text()
+        assert f"stopped {len(orphans)} tasks left running by the lost run of job faults" in log
+
+        wait_for(lambda: len(sink_names(out)) >= 600, timeout=120, what="all 600 outputs")
+        stopped = pipeline("stop", str(file), cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+    finally:
+        kill_run(run_dir)
+    names = sink_names(out)
+    assert sorted(names) == [f"f{i:05d}.txt" for i in range(600)]
+    assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_a_recycled_pid_is_not_taken_for_a_task_of_the_lost_run() -> None:
+    """Liveness is the pid plus its start time: a process that got the pid later is not ours,
+    whatever its name."""
+    me = os.getpid()
+    started = process_start(me)
+    assert started is not None
+    record = {"pid": me, "pid_start": started, "alloc_id": "x", "group": "g", "index": 0}
+    assert [u["pid"] for u in live_tasks({"units": [record]})] == [me]
+    recycled = {**record, "pid_start": started - 1}
+    assert live_tasks({"units": [recycled]}) == []
