@@ -189,3 +189,30 @@ def test_agent_flags_bad_scans_and_asks_to_change_parameters(p65_spectra):
     assert [b["scan"] for b in decision["bad_scans"]] == ["dump0.xdi", "dump1.xdi", "dump2.xdi"]
     assert "3 of 4 scans were rejected" in decision["reason"]
     assert any("beam loss" in c for c in decision["arguments"]["check"])
+
+
+def test_each_add_fits_only_the_alignments_it_has_not_fitted(p65_spectra, monkeypatch):
+    """Every add re-screens the whole group; a scan's foil is fitted once per anchor, and again
+    only when the scan is redelivered (a new spectrum) or the anchor changes."""
+    from asapo_pipelines_xas import merge
+
+    fits: list[int] = []
+    real = merge.fit_alignment
+    monkeypatch.setattr(merge, "fit_alignment", lambda *a, **k: fits.append(1) or real(*a, **k))
+    merger = Merger(MergeParams(max_e0_shift=3.0))
+    third = _variant(p65_spectra[1], "third.xdi")
+    redelivered = Spectrum.from_json(p65_spectra[1].to_json())  # as a worker receives it again
+    counts = []
+    for spectrum in (p65_spectra[0], p65_spectra[1], third, redelivered):
+        merger.add(spectrum)
+        counts.append(len(fits))
+    assert counts == [0, 1, 2, 3]
+    # the first scan redelivered with beam loss: the second becomes the anchor; the third and
+    # the rejected first (its shift is still reported) are fitted against it
+    lost = _variant(p65_spectra[0], p65_spectra[0].metadata["file"])
+    lost.arrays["i0"][:] = 0.0
+    result = merger.add(lost)
+    assert len(fits) == 5
+    assert [s["shift"] for s in result.scans if s["scan"] == p65_spectra[1].metadata["file"]] == [
+        0.0
+    ]
