@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xas_testdata import DATA, P65_SCANS
+from xas_testdata import DATA, P65_SCANS, larch_analyse
 
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import Spectrum, compute_mu, normalize_scan
@@ -22,13 +22,10 @@ FILES = (*P65_SCANS, "cu_metal_rt.xdi", "fe_metal_rt.xdi")
 def _larch_group(energy, mu):
     """pre_edge and autobk with xraylarch's defaults; the noise with kmax = max(k) - 0.5."""
     from larch import Group
-    from larch.xafs import autobk, estimate_noise, pre_edge
 
-    group = Group(energy=np.asarray(energy, dtype=float), mu=np.asarray(mu, dtype=float))
-    pre_edge(group)
-    autobk(group)
-    estimate_noise(group.k, group.chi, group=group, kmax=float(group.k.max()) - 0.5)
-    return group
+    return larch_analyse(
+        Group(energy=np.asarray(energy, dtype=float), mu=np.asarray(mu, dtype=float))
+    )
 
 
 def _foil_group(scan, shift: float = 0.0):
@@ -118,7 +115,6 @@ def test_the_noise_copy_is_larchs_estimate_noise_for_the_kaiser_window(name):
 
 def test_merged_noise_matches_merge_groups(p65_scans):
     from larch.io import merge_groups
-    from larch.xafs import autobk, estimate_noise, pre_edge
 
     spectra = [normalize_scan(s) for s in p65_scans]
     merger = Merger()
@@ -133,10 +129,7 @@ def test_merged_noise_matches_merge_groups(p65_scans):
         Group(energy=scan.energy + shift, mu=compute_mu(scan, "transmission"))
         for scan, shift in zip(p65_scans, shifts, strict=True)
     ]
-    ref = merge_groups(groups)
-    pre_edge(ref)
-    autobk(ref)
-    estimate_noise(ref.k, ref.chi, group=ref, kmax=float(ref.k.max()) - 0.5)
+    ref = larch_analyse(merge_groups(groups))
     assert merged.values["epsilon_k"] == pytest.approx(ref.epsilon_k, rel=0.03)
     assert merged.values["e0"] == pytest.approx(ref.e0, abs=0.1)
 
