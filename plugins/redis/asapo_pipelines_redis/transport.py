@@ -91,9 +91,13 @@ TRIM_CHUNK = 500
 
 # -- Lua scripts (each runs atomically inside Redis) ------------------------------------------
 
-#: KEYS: streams zset, info hash, stream, id index. ARGV: stream name, now, explicit id or "",
-#: then per message: size, meta, kind ("p" inline, "f" file, "n" none), data.
+#: KEYS: streams zset, info hash, stream, id index, send token. ARGV: stream name, now, explicit
+#: id or "", then per message: size, meta, kind ("p" inline, "f" file, "n" none), data.
+#: The token remembers a batch's ids for a while: a send retried after a lost answer (the
+#: connection broke after Redis stored it) gets the same ids instead of storing it twice.
 SEND = """
+local done = redis.call('GET', KEYS[5])
+if done then return cjson.decode(done) end
 local name, now, explicit = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
   redis.call('ZADD', KEYS[1], 'NX', now, name)
@@ -139,6 +143,7 @@ while i <= #ARGV do
 end
 redis.call('HSET', KEYS[2], 'last_id', last, 'max_id', maxid, 'last_ts', now)
 redis.call('HINCRBY', KEYS[2], 'size', added)
+redis.call('SET', KEYS[5], cjson.encode(ids), 'EX', 600)
 return ids
 """
 
@@ -180,7 +185,7 @@ TRIM = """
 local minid, maxlen, chunk = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local len = redis.call('XLEN', KEYS[1])
 local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', chunk)
-local files, doomed, freed, last = {}, 0, 0, nil
+local files, doomed, freed, last, topid = {}, 0, 0, nil, 0
 for _, e in ipairs(entries) do
   local by_age = false
   if minid ~= '' then
@@ -192,7 +197,9 @@ for _, e in ipairs(entries) do
   if not (by_age or by_len) then break end
   local f = e[2]
   for j = 1, #f, 2 do
-    if f[j] == 'id' then redis.call('HDEL', KEYS[2], f[j + 1])
+    if f[j] == 'id' then
+      redis.call('HDEL', KEYS[2], f[j + 1])
+      if tonumber(f[j + 1]) > topid then topid = tonumber(f[j + 1]) end
     elseif f[j] == 'size' then freed = freed + tonumber(f[j + 1])
     elseif f[j] == 'f' then files[#files + 1] = f[j + 1] end
   end
@@ -203,6 +210,8 @@ if last then
   local ms, seq = string.match(last, '(%d+)-(%d+)')
   redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
   redis.call('HINCRBY', KEYS[3], 'size', -freed)
+  local before = tonumber(redis.call('HGET', KEYS[3], 'trimmed_id') or '0')
+  if topid > before then redis.call('HSET', KEYS[3], 'trimmed_id', topid) end
 end
 local more = 0
 if doomed == #entries and doomed == chunk then more = 1 end
@@ -365,6 +374,20 @@ class _Conn:
             return Unavailable(f"{self.label} cannot take writes now while {doing}: {exc}")
         return TransportError(f"{self.label} failed while {doing}: {exc}")
 
+    def retrying(self, call: Callable[[], _R]) -> _R:
+        """Run an idempotent call again while the connection breaks (a server restarting, a
+        dropped connection), until the deadline; then the error goes up as `Unavailable`."""
+        deadline = time.monotonic() + self.config.timeout
+        while True:
+            try:
+                return call()
+            except (rex.AuthenticationError, rex.AuthorizationError):
+                raise
+            except (rex.ConnectionError, rex.TimeoutError):
+                if time.monotonic() + 0.05 > deadline:
+                    raise
+                time.sleep(0.05)
+
     def close(self) -> None:
         with contextlib.suppress(rex.RedisError):
             self.client.close()
@@ -407,6 +430,9 @@ class _Keys:
 
     def index(self, stream: str) -> str:
         return f"{self._base}:n:{stream}"
+
+    def token(self) -> str:
+        return f"{self._base}:t:{uuid.uuid4().hex}"
 
 
 class RedisProducer(Producer):
@@ -507,9 +533,9 @@ class RedisProducer(Producer):
             else:
                 args += [size, meta_text, "f", self._write_file(stream, payload)]
         k = self._keys
-        keys = [k.streams, k.info(stream), k.log(stream), k.index(stream)]
+        keys = [k.streams, k.info(stream), k.log(stream), k.index(stream), k.token()]
         try:
-            ids = self._send(keys=keys, args=args)
+            ids = self._conn.retrying(lambda: self._send(keys=keys, args=args))
         except rex.ResponseError as exc:
             if str(exc).startswith("DUPLICATE"):
                 raise DuplicateId(
@@ -544,9 +570,16 @@ class RedisProducer(Producer):
         if next_stream is not None:
             check_stream(next_stream)
         info = self._keys.info(stream)
-        self._transport._scripts["finish"](
-            keys=[self._keys.streams, info],
-            args=[stream, repr(time.time()), "" if last_id is None else last_id, next_stream or ""],
+        self._conn.retrying(
+            lambda: self._transport._scripts["finish"](
+                keys=[self._keys.streams, info],
+                args=[
+                    stream,
+                    repr(time.time()),
+                    "" if last_id is None else last_id,
+                    next_stream or "",
+                ],
+            )
         )
 
     @_guarded("writing stream metadata")
@@ -756,7 +789,10 @@ class RedisConsumer(Consumer):
         if not ids:
             return
         entries = self._entry_ids(stream, ids, "acknowledge")
-        self._conn.client.xack(self._keys.log(stream), self.group, *entries)
+        # XACK is idempotent: safe to repeat when an answer was lost
+        self._conn.retrying(
+            lambda: self._conn.client.xack(self._keys.log(stream), self.group, *entries)
+        )
         for mid in ids:
             self._entries.pop((stream, mid), None)
 
@@ -813,8 +849,10 @@ class RedisConsumer(Consumer):
         def fetch() -> Message:
             pipe = self._conn.client.pipeline(transaction=False)
             pipe.hget(k.index(stream), str(id))
-            pipe.hmget(k.info(stream), "last_id", "finished", "finish_id", "next_stream")
-            entry, (last_id, finished, finish_id, next_stream) = pipe.execute()
+            pipe.hmget(
+                k.info(stream), "last_id", "finished", "finish_id", "next_stream", "trimmed_id"
+            )
+            entry, (last_id, finished, finish_id, next_stream, trimmed) = pipe.execute()
             if entry is not None:
                 found = self._conn.client.xrange(k.log(stream), entry, entry)
                 if found:
@@ -832,6 +870,8 @@ class RedisConsumer(Consumer):
                     f"id {int(finish_id)}; there is no message {id}",
                     nxt,
                 )
+            if trimmed is not None and id <= int(trimmed):
+                raise MissingId(f"{self._where(stream, id)} was removed by retention")
             if id < int(last_id):
                 raise MissingId(f"{self._where(stream, id)} does not exist (a hole)")
             raise EndOfStream(f"{self._where(stream, id)} was not written yet")
