@@ -80,7 +80,9 @@ class RedisServer:
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not get ready on port {self.port}: {self._log_tail()}")
+        raise RuntimeError(
+            f"redis-server did not get ready on port {self.port}: {self._log_tail()}"
+        )
 
     def _ready(self) -> bool:
         # a PING answered (+PONG or -NOAUTH) and not -LOADING: the AOF is read back

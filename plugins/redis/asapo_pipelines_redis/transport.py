@@ -404,9 +404,7 @@ def _guarded(doing: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
                 return method(*args, **kwargs)
             except rex.RedisError as exc:
                 self: Any = args[0]
-                raise self._conn.error(
-                    exc, f"{doing} (data source {self.data_source!r})"
-                ) from None
+                raise self._conn.error(exc, f"{doing} (data source {self.data_source!r})") from None
 
         return wrapper
 
@@ -605,8 +603,6 @@ class RedisProducer(Producer):
         self._closed = True
 
 
-
-
 class RedisConsumer(Consumer):
     def __init__(
         self,
@@ -697,7 +693,9 @@ class RedisConsumer(Consumer):
                 "the same shared directory on every node?)"
             ) from None
         except (OSError, ValueError) as exc:
-            raise CorruptPayload(self._where(stream, mid) + f": cannot read {path}: {exc}") from None
+            raise CorruptPayload(
+                self._where(stream, mid) + f": cannot read {path}: {exc}"
+            ) from None
         if len(data) != size:
             raise CorruptPayload(
                 self._where(stream, mid) + f": its payload file {path} holds {len(data)} of "
@@ -706,7 +704,9 @@ class RedisConsumer(Consumer):
         return data
 
     # -- group delivery --------------------------------------------------------------------
-    def _take(self, stream: str) -> list[Message | CorruptPayload] | tuple[bool, str | None, int, str] | None:
+    def _take(
+        self, stream: str
+    ) -> list[Message | CorruptPayload] | tuple[bool, str | None, int, str] | None:
         """Messages leased to this consumer now (a damaged one as its CorruptPayload); else
         (finished, next stream, entries pending in the group, newest entry id), or None when
         the stream does not exist yet."""
@@ -992,11 +992,7 @@ class RedisTransport(Transport):
     def _stream_infos(self, data_source: str, only: list[str] | None = None) -> list[StreamInfo]:
         client = self._conn.client
         keys = _Keys(self.config.key_prefix, data_source)
-        names = (
-            only
-            if only is not None
-            else [_text(n) for n in client.zrange(keys.streams, 0, -1)]
-        )
+        names = only if only is not None else [_text(n) for n in client.zrange(keys.streams, 0, -1)]
         pipe = client.pipeline(transaction=False)
         for name in names:
             pipe.hgetall(keys.info(name))

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-CONTRACT = Path(__file__).resolve().parents[3] / "tests" / "transport" / "test_transport_contract.py"
+CONTRACT = (
+    Path(__file__).resolve().parents[3] / "tests" / "transport" / "test_transport_contract.py"
+)
 
 if not CONTRACT.is_file():  # an sdist of the plugin alone has no core tests
     pytest.skip(f"the core's contract suite is not here ({CONTRACT})", allow_module_level=True)
