@@ -82,9 +82,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield server
 
 
-@pytest.fixture(
-    params=["embedded", "asapo-loopback-protocol-level", "asapo-real-service", "redis"]
-)
+@pytest.fixture(params=["embedded", "asapo-loopback-protocol-level", "asapo-real-service", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     if request.param == "redis":
         server = request.getfixturevalue("redis_server")

@@ -23,7 +23,7 @@ class RedisServer:
     """``with RedisServer(tmp_path) as server: server.url`` -> redis://127.0.0.1:<port>/0.
 
     ``password`` turns on requirepass; ``appendfsync`` is Redis's own setting (``always``: a
-    write is on disk before Redis answers it)."""
+    write is on disk before Redis answers it); ``config`` adds redis.conf lines."""
 
     def __init__(
         self,
@@ -31,6 +31,7 @@ class RedisServer:
         *,
         password: str | None = None,
         appendfsync: str = "everysec",
+        config: tuple[str, ...] = (),
     ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
@@ -41,6 +42,7 @@ class RedisServer:
         self.port = free_port()
         self.password = password
         self.appendfsync = appendfsync
+        self.extra = config
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -63,6 +65,7 @@ class RedisServer:
             f"logfile {self.log}",
             "protected-mode yes",
         ]
+        conf.extend(self.extra)
         if self.password:
             conf.append(f"requirepass {self.password}")
         (self.dir / "redis.conf").write_text("\n".join(conf) + "\n")

@@ -95,7 +95,9 @@ TRIM_CHUNK = 500
 #: id or "", then per message: size, meta, kind ("p" inline, "f" file, "n" none), data.
 #: The token remembers a batch's ids for a while: a send retried after a lost answer (the
 #: connection broke after Redis stored it) gets the same ids instead of storing it twice.
-SEND = """
+#: The shebang makes Redis refuse the whole script up front when it is out of memory: a script
+#: is not rolled back, and one stopped half-way would leave entries without their stream state.
+SEND = """#!lua
 local done = redis.call('GET', KEYS[5])
 if done then return cjson.decode(done) end
 local name, now, explicit = ARGV[1], ARGV[2], ARGV[3]
@@ -222,7 +224,7 @@ return out
 
 #: KEYS: streams zset, info hash. ARGV: stream name, now, last id or "" (or "meta"), next
 #: stream (or the metadata). Marks a stream finished, or sets its metadata.
-FINISH = """
+FINISH = """#!lua
 local name, now = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
   redis.call('ZADD', KEYS[1], 'NX', now, name)
@@ -366,7 +368,9 @@ class _Conn:
         if isinstance(exc, rex.ConnectionError):
             reason = str(exc).split("\n")[0].rstrip(".")
             return Unavailable(f"{self.label} is unreachable while {doing} ({reason})")
-        if isinstance(exc, rex.ResponseError) and "OOM" in str(exc):
+        if isinstance(exc, rex.OutOfMemoryError) or (
+            isinstance(exc, rex.ResponseError) and "maxmemory" in str(exc)
+        ):
             return StorageError(f"{self.label} is out of memory (maxmemory) while {doing}")
         if isinstance(exc, rex.ResponseError) and str(exc).startswith(
             ("READONLY", "MISCONF", "LOADING")
@@ -552,11 +556,11 @@ class RedisProducer(Producer):
         if now - self._trimmed.get(stream, 0.0) < RETENTION_EVERY_S:
             return
         self._trimmed[stream] = now
-        min_ms = (
-            int((time.time() - policy.max_age_seconds) * 1000)
-            if policy.max_age_seconds is not None
-            else None
-        )
+        min_ms = None
+        if policy.max_age_seconds is not None:
+            # entry ids carry the Redis server's clock: compare with that, not this node's
+            seconds, micros = self._conn.client.time()
+            min_ms = int((seconds + micros / 1e6 - policy.max_age_seconds) * 1000)
         self._transport._trim(self.data_source, stream, min_ms, policy.max_messages)
 
     @_guarded("finishing a stream")

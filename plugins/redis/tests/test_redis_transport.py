@@ -22,6 +22,7 @@ from asapo_pipelines.transport import (
     DuplicateId,
     MissingId,
     NoData,
+    StorageError,
     StreamFinished,
     TransportConfigError,
     TransportError,
@@ -206,6 +207,22 @@ def test_retention_by_count_trims_old_messages_and_their_files(
     assert len(list((tmp_path / "payloads").rglob("*.bin"))) == 5
 
 
+def test_retention_by_age_trims_by_the_servers_clock(
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asapo_pipelines_redis.transport as module
+
+    monkeypatch.setattr(module, "RETENTION_EVERY_S", 0.0)
+    transport = open_redis(retention={"max_age_seconds": 1.0})
+    with transport.producer("src") as producer:
+        producer.send_many("s", [(b"old", None)] * 3)
+        time.sleep(1.3)
+        producer.send("s", b"new", None)
+    with transport.consumer("src", "g") as consumer:
+        assert [bytes(m.payload) for m in _drain(consumer, "s")] == [b"new"]
+        assert consumer.stream_info("s").message_count == 1
+
+
 def test_prune_by_age_drops_idle_streams_and_describe_lists_what_is_left(open_redis: Any) -> None:
     transport = open_redis()
     with transport.producer("src") as producer:
@@ -264,6 +281,47 @@ def test_a_different_message_under_an_existing_id_is_refused_and_a_retry_is_kept
             producer.send("s", b"b", {"v": 2}, id=4)
     with transport.consumer("src", "g") as consumer:
         assert [m.id for m in _drain(consumer, "s")] == [4]
+
+
+def test_a_full_redis_refuses_sends_with_a_storage_error_and_keeps_what_it_has(
+    tmp_path: Path,
+) -> None:
+    limits = ("maxmemory 3mb", "maxmemory-policy noeviction")
+    with RedisServer(tmp_path / "srv", config=limits) as server:
+        transport = open_transport({"url": server.url})
+        sent = 0
+        with transport.producer("src") as producer, pytest.raises(StorageError) as info:
+            for _ in range(1000):
+                producer.send("s", b"x" * 100_000, None)
+                sent += 1
+        assert "out of memory (maxmemory)" in str(info.value)
+        with transport.consumer("src", "g") as consumer:
+            assert len(_drain(consumer, "s")) == sent > 0
+        transport.close()
+
+
+def test_a_consumer_that_closes_holding_nothing_leaves_the_group(
+    redis_server: RedisServer, open_redis: Any
+) -> None:
+    import redis
+
+    transport = open_redis()
+    with transport.producer("src") as producer:
+        producer.send_many("s", [(b"a", None), (b"b", None)])
+    done = transport.consumer("src", "g")
+    _drain(done, "s")
+    holding = transport.consumer("src", "g")
+    with transport.producer("src") as producer:
+        producer.send("s", b"c", None)
+    holding.get_next("s", timeout=1)
+    done.close()
+    holding.close()
+    client = redis.Redis.from_url(redis_server.url)
+    log = f"{transport.config.key_prefix}:{{src}}:x:s"
+    names = [c["name"].decode() for c in client.xinfo_consumers(log, "g")]
+    client.close()
+    # the one holding an unacknowledged message stays, so that it can be reclaimed
+    assert names == [holding.name]
 
 
 # -- errors: one sentence, never the password ------------------------------------------------
