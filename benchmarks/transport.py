@@ -275,8 +275,9 @@ def _redis_producer(spec: dict, size: int, count: int, batch: int, go: Any, out:
 
 
 def _redis_consumer(spec: dict, count: int, batch: int, go: Any, out: Any) -> None:
-    from asapo_pipelines.transport.errors import NoData, StreamFinished
     from asapo_pipelines_redis.transport import open_transport
+
+    from asapo_pipelines.transport.errors import NoData, StreamFinished
 
     transport = open_transport(spec)
     consumer = transport.consumer("bench", "g", prefetch=max(1, batch))

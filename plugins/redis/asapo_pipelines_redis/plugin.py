@@ -62,7 +62,7 @@ check_client()
 
 REDIS = TransportDescriptor(
     name="redis",
-    summary="Redis Streams on one redis-server: a pipeline's streams across the nodes of a cluster.",
+    summary="Redis Streams on one redis-server: a pipeline's streams across a cluster's nodes.",
     description=(
         "Each stream is a Redis stream under a key prefix and the data source's name (the "
         "pipeline's namespace); consumer groups are Redis consumer groups, acknowledgement is "

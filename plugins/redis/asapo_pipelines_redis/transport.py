@@ -242,7 +242,9 @@ if finish > last then last = finish end
 redis.call('HSET', KEYS[2], 'finished', 1, 'finish_id', finish, 'last_id', last)
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'next_stream', ARGV[4])
 else redis.call('HDEL', KEYS[2], 'next_stream') end
-if redis.call('HEXISTS', KEYS[2], 'last_ts') == 0 then redis.call('HSET', KEYS[2], 'last_ts', now) end
+if redis.call('HEXISTS', KEYS[2], 'last_ts') == 0 then
+  redis.call('HSET', KEYS[2], 'last_ts', now)
+end
 return 1
 """
 
@@ -860,7 +862,7 @@ class RedisConsumer(Consumer):
             if entry is not None:
                 found = self._conn.client.xrange(k.log(stream), entry, entry)
                 if found:
-                    return self._message(stream, _decode_fields(found[0][1]), 0)
+                    return self._message(stream, _decode_fields(found[0][1] or {}), 0)
                 raise MissingId(f"{self._where(stream, id)} was removed by retention")
             if last_id is None:
                 raise EndOfStream(

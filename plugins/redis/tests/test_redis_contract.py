@@ -22,7 +22,8 @@ if not CONTRACT.is_file():  # an sdist of the plugin alone has no core tests
     pytest.skip(f"the core's contract suite is not here ({CONTRACT})", allow_module_level=True)
 
 _spec = importlib.util.spec_from_file_location("transport_contract", CONTRACT)
-assert _spec is not None and _spec.loader is not None
+assert _spec is not None
+assert _spec.loader is not None
 _contract = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_contract)
 globals().update({k: v for k, v in vars(_contract).items() if k.startswith("test_contract_")})
@@ -45,4 +46,4 @@ class Backend:
 @pytest.fixture
 def backend(open_redis: Any) -> Iterator[Backend]:
     # a small inline limit: the contract's larger payloads travel as shared files
-    yield Backend("redis", open_redis(inline_max=4096), "src")
+    return Backend("redis", open_redis(inline_max=4096), "src")

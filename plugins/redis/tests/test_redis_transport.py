@@ -160,7 +160,8 @@ def test_large_payloads_go_to_the_shared_directory_and_small_ones_stay_inline(
         producer.send("s", b"small", None)
         producer.send("s", big, {"k": 1})
     files = sorted((tmp_path / "payloads").rglob("*.bin"))
-    assert len(files) == 1 and files[0].read_bytes() == big
+    assert len(files) == 1
+    assert files[0].read_bytes() == big
     assert files[0].relative_to(tmp_path / "payloads").parts[:2] == ("src", "s")
     with transport.consumer("src", "g") as consumer:
         msgs = _drain(consumer, "s")
@@ -173,7 +174,8 @@ def test_large_payloads_go_to_the_shared_directory_and_small_ones_stay_inline(
         with pytest.raises(CorruptPayload) as info:
             consumer.get_next("s", timeout=1)
     assert info.value.damaged.metadata == {"k": 2}
-    assert "payload file" in str(info.value) and "shared directory" in str(info.value)
+    assert "payload file" in str(info.value)
+    assert "shared directory" in str(info.value)
 
 
 def test_a_payload_above_inline_max_without_a_payload_dir_is_refused_in_one_sentence(
@@ -182,7 +184,8 @@ def test_a_payload_above_inline_max_without_a_payload_dir_is_refused_in_one_sent
     transport = open_transport({"url": redis_server.url, "inline_max": 100})
     with transport.producer("src") as producer, pytest.raises(TransportConfigError) as info:
         producer.send("s", b"x" * 101, None)
-    assert "inline_max (100)" in str(info.value) and "payload_dir" in str(info.value)
+    assert "inline_max (100)" in str(info.value)
+    assert "payload_dir" in str(info.value)
     transport.close()
 
 
@@ -257,7 +260,8 @@ def test_keys_live_under_the_prefix_and_two_prefixes_never_meet(
     keys = {k.decode() for k in client.scan_iter(f"{prefix}:*")}
     # send tokens (a retried send's answer) expire on their own
     tokens = {k for k in keys if k.startswith(f"{prefix}:{{p65.raw}}:t:")}
-    assert len(tokens) == 1 and 0 < client.ttl(tokens.pop()) <= 600
+    assert len(tokens) == 1
+    assert 0 < client.ttl(tokens.pop()) <= 600
     client.close()
     keys = {k for k in keys if ":t:" not in k}
     assert keys == {
@@ -290,11 +294,15 @@ def test_a_full_redis_refuses_sends_with_a_storage_error_and_keeps_what_it_has(
     with RedisServer(tmp_path / "srv", config=limits) as server:
         transport = open_transport({"url": server.url})
         sent = 0
-        with transport.producer("src") as producer, pytest.raises(StorageError) as info:
-            for _ in range(1000):
-                producer.send("s", b"x" * 100_000, None)
+        with transport.producer("src") as producer:
+            while sent < 1000:
+                try:
+                    producer.send("s", b"x" * 100_000, None)
+                except StorageError as exc:
+                    assert "out of memory (maxmemory)" in str(exc)  # noqa: PT017
+                    break
                 sent += 1
-        assert "out of memory (maxmemory)" in str(info.value)
+        assert sent < 1000
         with transport.consumer("src", "g") as consumer:
             assert len(_drain(consumer, "s")) == sent > 0
         transport.close()
@@ -330,7 +338,8 @@ def test_redis_down_gives_unavailable_in_one_sentence() -> None:
     with pytest.raises(Unavailable) as info:
         open_transport({"url": f"redis://127.0.0.1:{port}/0", "timeout": 1})
     text = str(info.value)
-    assert f"Redis at 127.0.0.1:{port} is unreachable" in text and "\n" not in text
+    assert f"Redis at 127.0.0.1:{port} is unreachable" in text
+    assert "\n" not in text
 
 
 def test_redis_that_never_answers_gives_unavailable_within_the_deadline() -> None:
@@ -382,7 +391,8 @@ def test_wrong_missing_and_unset_passwords_are_config_errors_that_never_print_it
             with pytest.raises(TransportConfigError) as info:
                 open_transport({"url": server.url, **options})
             assert expected in str(info.value)
-            assert SECRET not in str(info.value) and "not-it" not in str(info.value)
+            assert SECRET not in str(info.value)
+            assert "not-it" not in str(info.value)
         with pytest.raises(TransportConfigError) as info:
             open_transport({"url": f"redis://:{SECRET}@127.0.0.1:{server.port}/0"})
         assert "must not hold a password" in str(info.value)
