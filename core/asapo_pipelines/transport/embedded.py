@@ -397,10 +397,11 @@ class EmbeddedProducer(Producer):
                 written += os.pwrite(seg.fd, view[written:], offset + written)
             if self._src.fsync:
                 os.fdatasync(seg.fd)
-        except OSError as exc:
-            # the bytes written so far are never referenced; the next payload goes after them
+        except OSError:
+            # the bytes written so far are never referenced; the next payload goes after them;
+            # send and send_many (`_guarded`) turn the error into the store's one sentence
             seg.offset += written
-            raise _storage_error(self.data_source, self._src.dir, exc) from None
+            raise
         seg.offset += written
         return offset
 
