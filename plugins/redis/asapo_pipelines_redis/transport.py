@@ -632,7 +632,7 @@ class RedisConsumer(Consumer):
         # one Redis consumer per object: a restarted worker is a new consumer, and what the old
         # one held comes back through XAUTOCLAIM after the lease
         self.name = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._buffer: dict[str, list[Message | CorruptPayload]] = {}
+        self._buffer: dict[str, list[tuple[float, Message | CorruptPayload]]] = {}
         # entry ids of the messages handed out, for ack and nack: message id -> entry id
         self._entries: dict[tuple[str, int], str] = {}
         self._touched: set[str] = set()
@@ -746,14 +746,20 @@ class RedisConsumer(Consumer):
         buffer = self._buffer.setdefault(stream, [])
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            if buffer:
-                first = buffer.pop(0)
+            while buffer:
+                due, first = buffer.pop(0)
+                # a prefetched message whose lease ran out may be with another consumer now:
+                # leave it to XAUTOCLAIM rather than process it twice
+                if time.monotonic() >= due:
+                    continue
                 if isinstance(first, CorruptPayload):
                     raise first
                 return first
+            claimed_at = time.monotonic()
             taken = self._take(stream)
             if isinstance(taken, list):
-                buffer.extend(taken)
+                due = claimed_at + 0.95 * self.lease_seconds
+                buffer.extend((due, one) for one in taken)
                 continue
             newest = None
             if taken is not None:
@@ -830,7 +836,6 @@ class RedisConsumer(Consumer):
         self._conn.client.xclaim(
             self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
         )
-        self._buffer.get(stream, []).clear()
 
     # -- random access ---------------------------------------------------------------------
     def _poll(self, timeout: float, fetch: Callable[[], Message]) -> Message:

@@ -150,6 +150,22 @@ def test_consumer_killed_with_sigkill_its_message_comes_back_to_another(
     assert got[held].possibly_redelivered
 
 
+def test_prefetched_messages_whose_lease_ran_out_are_not_handed_out_from_the_buffer(
+    open_redis: Any,
+) -> None:
+    transport = open_redis()
+    with transport.producer("src") as producer:
+        producer.send_many("s", [(b"m", {"i": i}) for i in range(4)])
+    with transport.consumer("src", "g", lease_seconds=1.0, prefetch=4) as consumer:
+        first = consumer.get_next("s", timeout=1)
+        consumer.acknowledge("s", first.id)
+        time.sleep(1.1)  # the other three, prefetched, are past their lease
+        rest = _drain(consumer, "s", timeout=2)
+    # they came back through XAUTOCLAIM (counted), not stale from the buffer
+    assert sorted(m.id for m in rest) == [2, 3, 4]
+    assert all(m.delivery_count == 2 for m in rest)
+
+
 # -- payloads --------------------------------------------------------------------------------
 def test_large_payloads_go_to_the_shared_directory_and_small_ones_stay_inline(
     open_redis: Any, tmp_path: Path
