@@ -51,7 +51,7 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         raise UsageError(f"{path} is not a pipeline file (expected a mapping at the top)")
     section = doc.get("transport") or {"embedded": {"path": DEFAULT_STORE}}
     if not isinstance(section, dict) or len(section) != 1:
-        raise UsageError(f"{path}: transport must hold exactly one of embedded or asapo")
+        raise UsageError(f"{path}: transport must name exactly one transport")
     ((kind, options),) = section.items()
     options = dict(options or {})
     if kind == "embedded":
@@ -63,7 +63,11 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
     if kind == "asapo":
         return {"asapo": options}, f"ASAP::O at {options.get('endpoint')}"
-    raise UsageError(f"{path}: unknown transport {kind!r}; choose embedded or asapo")
+    # a plugin's transport: the file validated against the catalog gives its resolved options
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline import load_pipeline
+
+    return load_pipeline(path, Catalog.load()).transport.spec(), f"the {kind} transport"
 
 
 def _open(target: str) -> tuple[Transport, str]:

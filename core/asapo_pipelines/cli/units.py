@@ -213,7 +213,9 @@ def show_unit(name: str, as_json: bool) -> None:
 @json_option
 @strict_option
 def plugins(as_json: bool, strict: bool) -> None:
-    """List the installed plugin packages, their units, and why a broken one failed."""
+    """List the installed plugin packages, what each provides, and why a broken one failed.
+
+    Each plugin's units, and its backends: the transports and executors it registers."""
     from asapo_pipelines.listing import load_listing
 
     listing = load_listing(strict=False)
@@ -224,7 +226,7 @@ def plugins(as_json: bool, strict: bool) -> None:
         from rich.text import Text
 
         table = Table(title="Plugins", title_justify="left")
-        for column in ("plugin", "distribution", "version", "status", "units"):
+        for column in ("plugin", "distribution", "version", "status", "units", "backends"):
             table.add_column(column, overflow="fold")
         for p in listing.plugins:
             # Text, not markup: error messages may contain brackets
@@ -232,7 +234,15 @@ def plugins(as_json: bool, strict: bool) -> None:
             for error in p["errors"]:
                 status.append("\n" + error, style="red")
             units = "\n".join(p["units"]) or "-"
-            table.add_row(p["name"], p["distribution"], p["version"], status, units)
+            # transports, executors and formats (absent from a listing cached by an older core)
+            backends = "\n".join(
+                f"{kind} {name}"
+                for kind in ("transport", "executor", "format")
+                for name in p.get(f"{kind}s", [])
+            )
+            table.add_row(
+                p["name"], p["distribution"], p["version"], status, units, backends or "-"
+            )
         console().print(table)
     if strict and listing.broken:
         raise click.exceptions.Exit(1)
