@@ -86,17 +86,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     if request.param == "redis":
         server = request.getfixturevalue("redis_server")
-        from asapo_pipelines_redis.transport import open_transport as open_redis
-
-        transport = open_redis(
+        # through the core's open_transport: the plugin's runtime, found by the registry
+        transport = open_transport(
             {
-                "url": server.url,
-                "key_prefix": f"contract-{uuid.uuid4().hex[:8]}",
-                # the contract's larger payloads go through the shared payload directory
-                "inline_max": 4096,
-                "payload_dir": str(tmp_path / "payloads"),
+                "redis": {
+                    "url": server.url,
+                    "key_prefix": f"contract-{uuid.uuid4().hex[:8]}",
+                    # the contract's larger payloads go through the shared payload directory
+                    "inline_max": 4096,
+                    "payload_dir": str(tmp_path / "payloads"),
+                }
             }
         )
+        assert type(transport).__module__ == "asapo_pipelines_redis.transport"
         yield Backend("redis", transport, "src", settle=0.0)
         transport.close()
         return

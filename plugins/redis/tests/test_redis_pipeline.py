@@ -181,6 +181,26 @@ def test_streams_status_and_view_show_the_redis_run(p65_runs: Any) -> None:
         assert by_name[source]["messages"] == 2
         assert by_name[source]["finished"] is True
 
+    # retention from the command line: one stream, then the whole run
+    dropped = _cli(
+        "prune",
+        path.name,
+        "--source",
+        "p65-xas.r1.plans",
+        "--drop-stream",
+        "default",
+        cwd=path.parent,
+    )
+    assert dropped.returncode == 0, dropped.stderr
+    pruned = _cli("prune", path.name, "--run", "r1", "--json", cwd=path.parent)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["freed_bytes"] > 0
+    left = json.loads(_cli("streams", path.name, "--json", cwd=path.parent).stdout)
+    sources = left if isinstance(left, list) else left.get("sources", left.get("data_sources"))
+    assert not [
+        s["name"] for s in sources if s["name"].startswith("p65-xas.r1.") and s["streams"]
+    ], sources
+
 
 N_FILES = 300
 
