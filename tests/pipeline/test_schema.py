@@ -35,7 +35,18 @@ def _repository_catalog() -> tuple[Catalog, bool]:
     ours = _repository_distributions()
     units = {n: d for n, d in catalog.units.items() if d.distribution in ours}
     installed = {p.distribution for p in catalog.plugins if not p.errors}
-    return Catalog(units, catalog.plugins), ours <= installed
+
+    def mine(found: dict) -> dict:
+        # the core's backends and those of this repository's plugins (the redis transport)
+        return {n: d for n, d in found.items() if d.distribution in ours | {None}}
+
+    return Catalog(
+        units,
+        catalog.plugins,
+        transports=mine(catalog.transports),
+        executors=mine(catalog.executors),
+        formats=mine(catalog.formats),
+    ), ours <= installed
 
 
 def test_committed_unit_schemas_are_current() -> None:
