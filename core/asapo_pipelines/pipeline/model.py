@@ -297,6 +297,31 @@ class Retry(_Section):
     ] = 1.0
 
 
+class Batch(_Section):
+    """How many messages a worker takes at once: their outputs are written and made durable,
+    then the inputs acknowledged, once per batch instead of once per message."""
+
+    messages: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=10000,
+            strict=True,
+            description="Most messages in one batch (1: write and acknowledge each on its own).",
+        ),
+    ] = 128
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=60,
+            strict=True,
+            description="Most seconds a processed message waits for its batch to be committed "
+            "(a batch is also committed as soon as the input runs dry).",
+        ),
+    ] = 0.2
+
+
 class UnitConfig(_Section):
     """One unit instance in the pipeline."""
 
@@ -328,6 +353,9 @@ class UnitConfig(_Section):
     retry: Annotated[Retry, Field(description="Per-message retries before the error stream.")] = (
         Retry()
     )
+    batch: Annotated[
+        Batch, Field(description="Messages taken, written and acknowledged together.")
+    ] = Batch()
 
     _none_to_empty = field_validator("params", "inputs", "outputs", mode="before")(
         classmethod(lambda cls, v: _none_is_empty(v))

@@ -45,7 +45,13 @@ def check_group(name: str) -> str:
     return name
 
 
+#: stream names already found valid: a worker checks the same few names once per message
+_VALID_STREAMS: set[str] = set()
+
+
 def check_stream(name: str) -> str:
+    if name in _VALID_STREAMS:
+        return name
     if (
         not isinstance(name, str)
         or not name
@@ -56,6 +62,8 @@ def check_stream(name: str) -> str:
         raise TransportConfigError(
             f"invalid stream name {name!r}: use 1 to {STREAM_MAX} printable characters without '/'"
         )
+    if len(_VALID_STREAMS) < 10000:  # bounded: a run of many scans must not grow it forever
+        _VALID_STREAMS.add(name)
     return name
 
 

@@ -977,9 +977,32 @@ class EmbeddedConsumer(Consumer):
         if self._closed:
             raise TransportError(f"consumer of data source {self.data_source!r} is closed")
 
+    def release(self) -> None:
+        """Give back the messages leased in advance (prefetched) but not handed out: they go to
+        the group's next taker at once instead of after their lease (a worker stopping with a
+        batch's worth of messages claimed must not leave them stuck for the lease)."""
+        held = {s: [m.id for _due, m, _lazy in b] for s, b in self._buffer.items() if b}
+        self._buffer.clear()
+        if not held:
+            return
+        with self._src.write() as db:
+            for stream, ids in held.items():
+                sid = self._src.sid(stream, create=False)
+                if sid is None:
+                    continue
+                # only what is still leased (not acknowledged meanwhile) goes back; the due
+                # times keep the stream's order (expired leases are claimed by due time)
+                db.executemany(
+                    "UPDATE inflight SET due=? WHERE grp=? AND sid=? AND id=?",
+                    [(n * 1e-6, self.group, sid, mid) for n, mid in enumerate(ids)],
+                )
+        self._idle.clear()
+
     def close(self) -> None:
         if self._closed:
             return
+        with contextlib.suppress(sqlite3.Error, OSError, TransportError):
+            self.release()  # best effort: otherwise their lease brings them back
         self._closed = True
         for fd in self._fds.values():
             os.close(fd)

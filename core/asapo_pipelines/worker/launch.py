@@ -60,6 +60,7 @@ def build_worker(
             f"--replica {replica} does not exist"
         )
     descriptor = pipeline.descriptor(instance, catalog)
+    _import_early(descriptor.runtime)
     # relative paths in params (directories, output files) mean: next to the pipeline file; a
     # task of a Nomad job runs on a copy of it, and is told where the original is
     base = os.environ.get(BASE_DIR_ENV) or str(Path(pipeline_file).resolve().parent)
@@ -87,6 +88,8 @@ def build_worker(
         outputs=dict(config.outputs or {}),
         replica=replica,
         retry=RetryPolicy.from_config(getattr(config, "retry", None)),
+        ack_batch=config.batch.messages,
+        batch_wait=config.batch.wait,
         status_interval=status_interval,
         linger=linger,
         lease_seconds=lease_seconds,
@@ -94,6 +97,27 @@ def build_worker(
         run=run_info,
         configurations=known,
     )
+
+
+def _import_early(runtime: str) -> None:
+    """Start importing the unit's runtime module in a thread while the worker joins its run and
+    connects to the transport: `import larch.xafs` alone takes 1.6-2 s, and the scientist
+    waits for it before the first scan. Failures are left to the worker's own import, which
+    reports them in one sentence (Python's import lock makes it wait for this one, not redo it).
+    """
+    import contextlib
+    import importlib
+    import threading
+
+    module = runtime.partition(":")[0]
+    if not module:
+        return
+
+    def load() -> None:
+        with contextlib.suppress(BaseException):  # reported by the worker's own import
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name="import-runtime", daemon=True).start()
 
 
 def _relative_paths(value: Any) -> list[str]:

@@ -1,16 +1,23 @@
 """The worker loop: one unit instance between its input and output data sources.
 
-For each input message: call the unit (with retries), write its outputs (each with provenance),
-make them durable, and only then acknowledge the input. An exception that survives the retries
-becomes a record on the error stream, and the loop goes on. Streams (scans) are followed through
-`next_stream`; an input stream ends when it is finished, fully acknowledged and has no holes
-(late messages are still being waited for); output streams are finished as their inputs end.
-The worker returns when every input is done, or when asked to stop (after the current message).
+Messages are taken in batches (up to `ack_batch` messages; a batch is closed after at most
+`batch_wait` seconds, or as soon as the input runs dry): for each message the unit is called (with
+retries) and its outputs (each with provenance) are collected; then the batch's outputs are
+written with one `send_many` per output stream, made durable, and only then are the batch's
+inputs acknowledged with one `acknowledge_many` per input stream. A worker killed anywhere in a
+batch gets the whole unacknowledged batch again; outputs already written are recognised by their
+keys. An exception that survives the retries becomes a record on the error stream, and the loop
+goes on. Streams (scans) are followed through `next_stream`; an input stream ends when it is
+finished, fully acknowledged and has no holes (late messages are still being waited for); output
+streams are finished as their inputs end (after their last outputs are written). The worker
+returns when every input is done, or when asked to stop (after the current message; its batch
+is committed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import signal
 import threading
@@ -45,10 +52,11 @@ from asapo_pipelines.worker.status import Counters, StatusPublisher
 log = logging.getLogger("asapo_pipelines.worker")
 
 #: how many messages of one stream are taken in a row before looking at the others
-BURST = 64
-#: acknowledgements are committed in batches of at most this many messages, and at least every
-#: ACK_SECONDS: one flush and one transaction for many messages instead of one per message
-ACK_BATCH = 32
+BURST = 256
+#: a batch holds at most this many messages and is committed (outputs written and made durable,
+#: then inputs acknowledged) at the latest ACK_SECONDS after its first message: one transaction
+#: per output stream and one per input stream for many messages instead of several per message
+ACK_BATCH = 128
 ACK_SECONDS = 0.2
 
 
@@ -106,6 +114,7 @@ class Worker:
         poll: float = 0.02,
         refresh: float = 0.5,
         ack_batch: int = ACK_BATCH,
+        batch_wait: float = ACK_SECONDS,
         data_sources: Mapping[str, str] | None = None,
         run: Mapping[str, Any] | None = None,
         configurations: Mapping[str, Mapping[str, Any]] | None = None,
@@ -158,7 +167,11 @@ class Worker:
         self.written_outputs: set[tuple[str, str]] = set()
         self.pending_finish: dict[str, str | None] = {}
         self.ack_batch = max(1, ack_batch)
-        self.ack_seconds = min(ACK_SECONDS, lease_seconds / 4)
+        self.ack_seconds = max(0.0, min(batch_wait, lease_seconds / 4))
+        #: outputs of the open batch, not yet written: (port, stream) -> [(payload, metadata)]
+        self.pending_outputs: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
+        #: seconds the unit took per message (smoothed): how many messages to lease at once
+        self.per_message = 0.0
         #: processed but not yet acknowledged: (input port, stream) -> ids
         self.unacked: dict[tuple[str, str], list[int]] = {}
         self.unacked_count = 0
@@ -181,7 +194,7 @@ class Worker:
         t = self.transport
         for port, stream_name in self.inputs.items():
             source = self.data_sources.get(stream_name) or data_source_for(stream_name)
-            consumer = t.consumer(source, self.group, lease_seconds=self.lease_seconds)
+            consumer = self._consumer(source)
             self.ports.append(InputPort(port, source, consumer))
         for port, stream_name in self.outputs.items():
             source = self.data_sources.get(stream_name) or data_source_for(stream_name)
@@ -189,6 +202,37 @@ class Worker:
             self.output_readers[port] = t.consumer(source, self.group)
         self.errors = t.producer(errors_source(self.pipeline))
         self.errors_reader = t.consumer(errors_source(self.pipeline), self.group)
+
+    def _consumer(self, source: str) -> Any:
+        """An input consumer that leases messages in batches where the backend can (one claim
+        transaction for many messages); `_tune_prefetch` keeps slow units from leasing more
+        than they can process well within the lease."""
+        t = self.transport
+        if "prefetch" in inspect.signature(t.consumer).parameters:
+            return t.consumer(  # type: ignore[call-arg]
+                # one to begin with: how many more is learnt from the unit's pace
+                source,
+                self.group,
+                lease_seconds=self.lease_seconds,
+                prefetch=1,
+            )
+        # a backend without prefetch (ASAP::O leases one message per request)
+        return t.consumer(source, self.group, lease_seconds=self.lease_seconds)
+
+    def _tune_prefetch(self, seconds: float) -> None:
+        """Lease as many messages as the unit processes in a batch's wait: a fast unit takes
+        whole batches per claim, a slow one (a fit of a second) one at a time, so messages are
+        not held leased by one replica while others are idle, nor outlive their lease."""
+        self.per_message = (
+            seconds if not self.per_message else 0.8 * self.per_message + 0.2 * seconds
+        )
+        want = self.ack_batch
+        if self.per_message > 0:
+            want = int(max(self.ack_seconds, 0.01) / self.per_message)
+        want = max(1, min(self.ack_batch, want))
+        for port in self.ports:
+            if hasattr(port.consumer, "prefetch"):
+                port.consumer.prefetch = want
 
     def _close(self) -> None:
         for obj in [
@@ -235,6 +279,7 @@ class Worker:
                     state = self._run_source()
                 else:
                     state = self._run_consumer()
+                self._write_outputs()
                 self.runner.flush()
                 for producer in self.producers.values():
                     producer.flush()
@@ -519,7 +564,9 @@ class Worker:
                 check=True,
                 marker=f"start:{port.data_source}/{state.name}",
             )
+        began = time.perf_counter()
         outcome = self.runner.handle(msg)
+        self._tune_prefetch(time.perf_counter() - began)
         again = msg.delivery_count > 1 or getattr(tmsg, "possibly_redelivered", False)
         self._apply(outcome, msg, check=again)
         c.retries = self.runner.retries
@@ -581,7 +628,9 @@ class Worker:
         """Make every output durable, then acknowledge the inputs that produced them."""
         if not self.unacked_count:
             return
-        # durable before acknowledged: the unit's own writes, then the transport's
+        # durable before acknowledged: the batch's outputs written, the unit's own writes, then
+        # the transport's
+        self._write_outputs()
         self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
@@ -594,6 +643,15 @@ class Worker:
 
     def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
         port.consumer.acknowledge_many(stream, ids)
+
+    def _write_outputs(self) -> None:
+        """Write the open batch's outputs, one `send_many` per output stream (in the order the
+        unit produced them); before any stream is finished and before outputs are looked up."""
+        if not self.pending_outputs:
+            return
+        pending, self.pending_outputs = self.pending_outputs, {}
+        for (port, stream), items in pending.items():
+            self.producers[port].send_many(stream, items)
 
     def _apply(
         self, outcome: Outcome, msg: Message | None, *, check: bool, marker: str = ""
@@ -611,13 +669,17 @@ class Worker:
             return
         if not outcome.outputs:
             return
+        if check:
+            self._write_outputs()  # what this batch produced so far is looked up too
         for out in outcome.outputs:
             if check and out.key is not None:
                 index = self._index(out.port, out.stream)
                 if index.contains(out.key, msg.timestamp if msg else None):
                     self.counters.duplicates_skipped += 1
                     continue
-            self.producers[out.port].send(out.stream, out.payload, out.metadata)
+            self.pending_outputs.setdefault((out.port, out.stream), []).append(
+                (out.payload, out.metadata)
+            )
             self.written_outputs.add((out.port, out.stream))
             self.counters.outputs += 1
 
@@ -670,6 +732,7 @@ class Worker:
             check=True,
             marker=f"end:{port.data_source}/{state.name}",
         )
+        self._write_outputs()
         self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
@@ -677,6 +740,7 @@ class Worker:
 
     def _finish_ready_outputs(self, *, final: bool = False) -> None:
         """Finish output stream S once S has ended on every input that is not done."""
+        self._write_outputs()  # a stream is finished after its last message, never before
         for name, next_stream in list(self.pending_finish.items()):
             ready = final or all(
                 p.done or (name in p.streams and p.streams[name].ended) for p in self.ports
