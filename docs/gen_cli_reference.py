@@ -15,12 +15,29 @@ from asapo_pipelines.cli import cli
 
 TARGET = Path(__file__).with_name("cli.md")
 
+COMPLETION = """## Shell completion
+
+`pipeline` completes its commands, options, unit names (`show-unit`, `new -u`) and a pipeline
+file's streams (`tail FILE STREAM`) in bash, zsh and fish. Add one line to your shell's start-up
+file:
+
+```bash
+eval "$(_PIPELINE_COMPLETE=bash_source pipeline)"    # ~/.bashrc
+eval "$(_PIPELINE_COMPLETE=zsh_source pipeline)"     # ~/.zshrc
+_PIPELINE_COMPLETE=fish_source pipeline | source     # ~/.config/fish/completions/pipeline.fish
+```
+
+Colour is off when the output is not a terminal or when `NO_COLOR` is set; tables turn into
+lines below 120 columns, so `pipeline list-units | less` and an 80-column terminal read well.
+"""
+
 
 def render() -> str:
     parts = [
         "# Command-line reference\n",
         "Generated from the `pipeline` command itself by `docs/gen_cli_reference.py`;"
         " a check in the docs session fails when it is stale.\n",
+        COMPLETION,
     ]
     settings = {
         "help_option_names": ["-h", "--help"],

@@ -199,6 +199,7 @@ def test_show_unit_describes_params_and_gives_a_pasteable_snippet(env):
         "required": False,
         "default": 1.5,
         "description": "Width of the Gaussian kernel in pixels.",
+        "constraints": "> 0",
     }
     assert params["method"]["type"] == '"gauss" | "median"'
     assert params["mask_file"]["required"] is True

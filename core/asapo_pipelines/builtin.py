@@ -15,7 +15,15 @@ from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
 
 
 class FilesParams(Params):
-    directory: Annotated[str, Field(description="Directory to read files from.")]
+    directory: Annotated[
+        str,
+        Field(
+            description="Directory to read files from.",
+            examples=["data"],
+            # `pipeline new` creates a directory-path example so the starter file runs
+            json_schema_extra={"format": "directory-path"},
+        ),
+    ]
     pattern: Annotated[str, Field(description="Glob pattern of the files to read.")] = "*"
     recursive: Annotated[bool, Field(description="Also read files in subdirectories.")] = False
     watch: Annotated[
@@ -36,7 +44,13 @@ class FilesParams(Params):
 
 
 class JsonLinesParams(Params):
-    path: Annotated[str, Field(description="File to append one JSON object per message to.")]
+    path: Annotated[
+        str,
+        Field(
+            description="File to append one JSON object per message to.",
+            examples=["results/out.jsonl"],
+        ),
+    ]
     payload: Annotated[
         Literal["omit", "text", "base64"],
         Field(

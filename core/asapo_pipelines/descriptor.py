@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from asapo_pipelines.kinds import KINDS, STATUSES, Kind, Status
+from asapo_pipelines.kinds import KINDS, PAYLOAD_FORMATS, STATUSES, Kind, Status
 
 __all__ = [
     "KINDS",
@@ -81,6 +81,22 @@ class Port(BaseModel):
     required: bool = True
     description: str = ""
 
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        # checked here, at registration, so a typo fails `describe()` and the catalog names the
+        # plugin, instead of every message failing at emit inside a running worker
+        if value not in PAYLOAD_FORMATS:
+            import difflib
+
+            near = difflib.get_close_matches(value, PAYLOAD_FORMATS, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise ValueError(
+                f"unknown payload format {value!r}{hint}; choose one of "
+                f"{', '.join(PAYLOAD_FORMATS)}"
+            )
+        return value
+
 
 class Resources(BaseModel):
     """Default resources a unit asks for when it is scheduled (Nomad's units)."""
@@ -103,17 +119,26 @@ class PlotHint(BaseModel):
     `kind` is `xy` (each message holds two arrays: one line per message, the newest `keep` shown
     overlaid), `scalar` (each message gives one point: `y` against `x`, which defaults to the
     message's time, so a number over time; a `y` holding text gives a timeline of events) or
-    `image` (`y` holds a 2-D array; the newest is shown). Fields are dotted paths into the
-    decoded payload, or, when the payload has no such field, into the message's metadata
-    (`metadata.scan` or just `scan`). Hints of several units with the same `figure` share one
-    plot (a merged spectrum over its scans).
+    `image` (`y` holds a 2-D array; the newest is shown) or `hline` (`y` holds a level, a
+    target or a limit, drawn as a horizontal line across the figure it shares; the newest).
+    Fields are dotted paths into the decoded payload (`value`, the default of `y`, is the
+    payload itself: an array port's array), or, when the payload has no such field, into the
+    message's metadata (`metadata.scan` or just `scan`). Hints of several units with the same
+    `figure` share one plot (a merged spectrum over its scans).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     port: Annotated[str, Field(pattern=PORT_NAME_PATTERN, description="Output port plotted.")]
-    kind: Literal["xy", "scalar", "image"]
-    y: Annotated[str, Field(pattern=FIELD_PATTERN, description="Field of the values (y, image).")]
+    kind: Literal["xy", "scalar", "image", "hline"]
+    y: Annotated[
+        str,
+        Field(
+            pattern=FIELD_PATTERN,
+            description="Field of the values (y, image); `value` is the whole payload, so an "
+            "array port (format seedee) plots with the default.",
+        ),
+    ] = "value"
     x: Annotated[
         str | None,
         Field(pattern=FIELD_PATTERN, description="Field of the x values; scalar default: time."),
@@ -123,6 +148,10 @@ class PlotHint(BaseModel):
         Field(pattern=FIELD_PATTERN, description="Field naming each line or point (hover text)."),
     ] = None
     title: str = ""
+    x_title: Annotated[str | None, Field(description="Axis title of x, e.g. `Energy (eV)`.")] = None
+    y_title: Annotated[str | None, Field(description="Axis title of y, e.g. `Normalized mu`.")] = (
+        None
+    )
     figure: Annotated[
         str | None,
         Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Plots sharing this name are overlaid."),

@@ -64,7 +64,8 @@ class Listing:
         return [
             u
             for u in self.units
-            if (kind is None or u["kind"] == kind)
+            # a connector's role (source, sink) selects as a kind too
+            if (kind is None or kind in (u["kind"], u.get("role")))
             and (namespace is None or u["name"].split(".", 1)[0] == namespace)
             and (status is None or u["status"] == status)
         ]

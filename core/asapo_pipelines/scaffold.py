@@ -1,14 +1,19 @@
-"""`pipeline new-unit`: the files of a new plugin package with one processor unit.
+"""`pipeline new-unit`: a new plugin package with one unit of any kind, or one more unit in a
+package made this way.
 
-The package is complete as generated: it installs, registers its unit through the entry point,
-and its tests (using the `asapo_pipelines` pytest fixtures) pass. Authors then replace the
-example processing with their own.
+The package is complete as generated: it installs, registers its units through the entry point,
+and its tests (using the `asapo_pipelines` pytest fixtures) pass, also from the checkout before
+it is installed. Authors then replace the example processing with their own.
+
+Layout: `PACKAGE/__init__.py` is the light module the entry point names; it registers every
+descriptor found in the modules of `PACKAGE/units/`, so adding a unit is adding files (a
+descriptor module, a runtime module, a test module), never editing generated code.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from string import Template
 
@@ -56,7 +61,7 @@ build-backend = "setuptools.build_meta"
 [project]
 name = "$distribution"
 version = "0.1.0"
-description = "asapo-pipelines units: $unit"
+description = "asapo-pipelines units"
 readme = "README.md"
 requires-python = ">=3.11"
 dependencies = ["asapo-pipelines>=$core_version"]
@@ -68,17 +73,72 @@ test = ["pytest>=8"]
 [project.entry-points.asapo_pipelines]
 $namespace = "$package"
 
-[tool.setuptools]
-packages = ["$package"]
+[tool.setuptools.packages.find]
+include = ["$package*"]
+
+[tool.pytest.ini_options]
+# the tests import the package from this checkout, so they pass before it is installed
+pythonpath = ["."]
+testpaths = ["tests"]
 """
 
 INIT = '''\
 """$distribution: asapo-pipelines units.
 
 This module is what the entry point names. It must stay light (no numpy, no heavy imports):
-the catalog imports it to list units. The runtime classes live in their own modules, imported
-only inside a worker.
+the catalog imports it to list units. Each unit's descriptor is in `$package.units.<unit>`
+(light too); its runtime class is in `$package.<unit>`, imported only inside a worker.
+`pipeline new-unit NAME --kind KIND --add-to .` adds a unit: new files, no edits here.
 """
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from asapo_pipelines.sdk import UnitDescriptor, hookimpl
+
+from $package import units
+
+
+def descriptors() -> list[UnitDescriptor]:
+    """Every descriptor defined in the modules of `$package.units`."""
+    found = []
+    for info in sorted(pkgutil.iter_modules(units.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{units.__name__}.{info.name}")
+        found.extend(v for v in vars(module).values() if isinstance(v, UnitDescriptor))
+    return found
+
+
+@hookimpl
+def register_units(register):
+    for descriptor in descriptors():
+        register(descriptor)
+'''
+
+UNITS_INIT = '''\
+"""One module per unit, each defining the unit's descriptor (light: no heavy imports)."""
+'''
+
+CONFTEST = '''\
+"""`catalog` holds this package's units as the installed catalog will see them, without
+installing the package; `run_unit` and `unit_harness` come from the asapo_pipelines plugin."""
+
+import pytest
+
+import $package
+from asapo_pipelines.testing import catalog_from_plugins
+
+pytest_plugins = ["asapo_pipelines.testing.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def catalog():
+    return catalog_from_plugins($package)
+'''
+
+DESCRIPTOR = '''\
+"""Descriptor of $unit (light: the catalog imports this module to list units)."""
 
 from __future__ import annotations
 
@@ -86,29 +146,12 @@ from typing import Annotated
 
 from pydantic import Field
 
-from asapo_pipelines.sdk import Params, describe, hookimpl, inp, out
+from asapo_pipelines.sdk import SUGGESTION_CONTENT_TYPE, Params, describe, inp, out
+
+__all__ = ["$constant", "SUGGESTION_CONTENT_TYPE", "inp", "out"]
 
 
-class ${cls}Params(Params):
-    factor: Annotated[float, Field(description="What every value is multiplied by.")] = 2.0
-
-
-${constant} = describe(
-    "$unit",
-    kind="processor",
-    summary="Multiplies the value of each message by a factor.",
-    description="Replace this example with what your unit does.",
-    runtime="$package.$module:$cls",
-    inputs=[inp("values", "application/json", description="{\\"value\\": number}")],
-    outputs=[out("scaled", "application/json", description="{\\"value\\": number}")],
-    params=${cls}Params,
-)
-
-
-@hookimpl
-def register_units(register):
-    register(${constant})
-'''
+$descriptor'''
 
 RUNTIME = '''\
 """Runtime of $unit: imported only inside a worker, so heavy imports belong here."""
@@ -117,6 +160,47 @@ from __future__ import annotations
 
 from typing import Any
 
+$runtime'''
+
+TESTS = '''\
+"""Tests of $unit, run in-process (no store, no worker) with the asapo_pipelines fixtures."""
+
+from __future__ import annotations
+
+
+$tests'''
+
+
+@dataclass(frozen=True)
+class KindTemplate:
+    """What one kind of unit looks like as generated."""
+
+    summary: str
+    descriptor: str
+    runtime: str
+    tests: str
+    yaml: str  # the unit's lines in the README's pipeline example
+
+
+PROCESSOR = KindTemplate(
+    summary="Multiplies the value of each message by a factor.",
+    descriptor="""\
+class ${cls}Params(Params):
+    factor: Annotated[float, Field(description="What every value is multiplied by.")] = 2.0
+
+
+$constant = describe(
+    "$unit",
+    kind="processor",
+    summary="Multiplies the value of each message by a factor.",
+    description="Replace this example with what your unit does.",
+    runtime="$package.$module:$cls",
+    inputs=[inp("values", "application/json", description='{"value": number}')],
+    outputs=[out("scaled", "application/json", description='{"value": number}')],
+    params=${cls}Params,
+)
+""",
+    runtime="""\
 from asapo_pipelines.sdk import Message, Processor
 
 
@@ -130,63 +214,212 @@ class $cls(Processor):
         # an exception here sends the message and the traceback to the error stream
         value = message.value["value"]
         return {"value": value * self.factor}
-'''
-
-CONFTEST = '''\
-"""The asapo_pipelines pytest plugin provides `run_unit`, `unit_harness` and `make_catalog`."""
-
-pytest_plugins = ["asapo_pipelines.testing.fixtures"]
-'''
-
-TESTS = '''\
-"""Tests of $unit, run in-process with the asapo_pipelines fixtures."""
-
-from __future__ import annotations
-
-import $package
-
-
-def test_registered_with_its_ports(make_catalog):
-    catalog = make_catalog($package)
+""",
+    tests="""\
+def test_registered_with_its_ports(catalog):
     descriptor = catalog.get("$unit")
     assert [p.name for p in descriptor.inputs] == ["values"]
     assert [p.name for p in descriptor.outputs] == ["scaled"]
 
 
-def test_scales_each_value(run_unit):
-    result = run_unit("$unit", [{"value": 1}, {"value": 2.5}], params={"factor": 4})
+def test_scales_each_value(run_unit, catalog):
+    result = run_unit(
+        "$unit", [{"value": 1}, {"value": 2.5}], params={"factor": 4}, catalog=catalog
+    )
     assert result.values("scaled") == [{"value": 4}, {"value": 10.0}]
     assert result.errors == []
     assert len(result.acknowledged) == 2
 
 
-def test_a_bad_message_goes_to_the_error_stream(run_unit):
-    result = run_unit("$unit", [{"value": 1}, {"no value": 2}, {"value": 3}])
+def test_a_bad_message_goes_to_the_error_stream(run_unit, catalog):
+    result = run_unit("$unit", [{"value": 1}, {"no value": 2}, {"value": 3}], catalog=catalog)
     assert result.values("scaled") == [{"value": 2.0}, {"value": 6.0}]
     assert [e["message"]["id"] for e in result.errors] == [2]
     assert "KeyError" in result.errors[0]["traceback"]
-'''
+""",
+    yaml="params: {factor: 2.0}\n    inputs: {values: numbers}\n    outputs: {scaled: scaled}",
+)
+
+SOURCE = KindTemplate(
+    summary="Sends a count of numbered messages.",
+    descriptor="""\
+class ${cls}Params(Params):
+    count: Annotated[int, Field(ge=0, description="How many messages to send.")] = 3
+
+
+$constant = describe(
+    "$unit",
+    kind="connector",
+    summary="Sends a count of numbered messages.",
+    description="Replace this example with what your source reads (files, a detector, ...).",
+    runtime="$package.$module:$cls",
+    outputs=[out("values", "application/json", description='{"value": number}')],
+    params=${cls}Params,
+)
+""",
+    runtime="""\
+from asapo_pipelines.sdk import Source
+
+
+class $cls(Source):
+    def run(self) -> Any:
+        for n in range(self.params.count):
+            if self.stopping:  # SIGTERM: stop early; the worker ends cleanly
+                return
+            # `key` names the output: a restarted source does not send it twice
+            self.emit("values", {"value": n}, key=str(n))
+""",
+    tests="""\
+def test_registered_as_a_source(catalog):
+    descriptor = catalog.get("$unit")
+    assert descriptor.role == "source"
+    assert [p.name for p in descriptor.outputs] == ["values"]
+
+
+def test_sends_count_messages(run_unit, catalog):
+    result = run_unit("$unit", params={"count": 3}, catalog=catalog)
+    assert result.values("values") == [{"value": 0}, {"value": 1}, {"value": 2}]
+    assert result.errors == []
+""",
+    yaml="params: {count: 3}\n    outputs: {values: numbers}",
+)
+
+SINK = KindTemplate(
+    summary="Appends the value of each message to a text file.",
+    descriptor="""\
+class ${cls}Params(Params):
+    path: Annotated[str, Field(description="File to append to.", examples=["results/out.txt"])]
+
+
+$constant = describe(
+    "$unit",
+    kind="connector",
+    summary="Appends the value of each message to a text file.",
+    description="Replace this example with where your sink writes (a file, a database, ...).",
+    runtime="$package.$module:$cls",
+    inputs=[inp("values", "application/json", description='{"value": number}')],
+    params=${cls}Params,
+)
+""",
+    runtime="""\
+import json
+import os
+from pathlib import Path
+
+from asapo_pipelines.sdk import Message, Sink
+
+
+class $cls(Sink):
+    def on_start(self) -> None:
+        Path(self.params.path).parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.params.path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def process(self, message: Message) -> Any:
+        # after a crash a message may come again: message.provenance tells them apart
+        self.file.write(json.dumps(message.value) + "\\n")
+
+    def flush(self) -> None:
+        # inputs are acknowledged after this returns: make the writes durable first
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def on_shutdown(self) -> None:
+        self.file.close()
+""",
+    tests="""\
+def test_registered_as_a_sink(catalog):
+    assert catalog.get("$unit").role == "sink"
+
+
+def test_writes_each_value(run_unit, catalog, tmp_path):
+    out = tmp_path / "out.txt"
+    result = run_unit(
+        "$unit", [{"value": 1}, {"value": 2}], params={"path": str(out)}, catalog=catalog
+    )
+    assert result.errors == []
+    assert out.read_text().splitlines() == ['{"value": 1}', '{"value": 2}']
+""",
+    yaml="params: {path: results/out.txt}\n    inputs: {values: numbers}",
+)
+
+AGENT = KindTemplate(
+    summary="Asks for more scans while a value stays below a threshold.",
+    descriptor="""\
+class ${cls}Params(Params):
+    threshold: Annotated[float, Field(description="Enough once a value reaches this.")] = 10.0
+
+
+$constant = describe(
+    "$unit",
+    kind="agent",
+    summary="Asks for more scans while a value stays below a threshold.",
+    description="Replace this example with your agent's decision.",
+    runtime="$package.$module:$cls",
+    inputs=[inp("values", "application/json", description='{"value": number}')],
+    outputs=[out("plans", SUGGESTION_CONTENT_TYPE, description="Suggestions.")],
+    params=${cls}Params,
+)
+""",
+    runtime="""\
+from asapo_pipelines.sdk import Agent, Message
+
+
+class $cls(Agent):
+    def process(self, message: Message) -> Any:
+        value = message.value["value"]
+        enough = value >= self.params.threshold
+        self.suggest(
+            {
+                "action": "stop" if enough else "more_scans",
+                "target": message.stream,
+                "reason": f"value {value} against threshold {self.params.threshold}",
+                "confidence": 0.9,  # how sure the agent is, 0 to 1
+            }
+        )
+""",
+    tests="""\
+def test_registered_as_an_agent(catalog):
+    assert catalog.get("$unit").kind == "agent"
+
+
+def test_asks_for_more_until_the_threshold(run_unit, catalog):
+    result = run_unit(
+        "$unit", [{"value": 1}, {"value": 20}], params={"threshold": 10}, catalog=catalog
+    )
+    assert [s["action"] for s in result.values("plans")] == ["more_scans", "stop"]
+""",
+    yaml="params: {threshold: 10.0}\n    inputs: {values: numbers}\n    outputs: {plans: plans}",
+)
+
+#: `--kind` values: the descriptor kinds, and a connector's two roles spelled out
+TEMPLATES: dict[str, KindTemplate] = {
+    "processor": PROCESSOR,
+    "connector": SOURCE,
+    "source": SOURCE,
+    "sink": SINK,
+    "agent": AGENT,
+}
 
 README = """\
 # $distribution
 
-asapo-pipelines units. Provides:
+asapo-pipelines units.
 
-- `$unit` (processor): multiplies the value of each message by a factor.
+## Units
+
+- `$unit` ($kind): $summary
 
 ## Install
 
     pip install .
 
-Then `pipeline list-units -n $namespace` lists the unit, and a pipeline file uses it:
+Then `pipeline list-units -n $namespace` lists the units, and a pipeline file uses them:
 
 ```yaml
 units:
-  scale:
+  $instance:
     unit: $unit
-    params: {factor: 2.0}
-    inputs: {values: numbers}
-    outputs: {scaled: scaled}
+    $yaml
 ```
 
 ## Develop
@@ -194,17 +427,15 @@ units:
     pip install -e '.[test]'
     pytest
 
-The unit's descriptor (ports, params) is in `$package/__init__.py`, the processing in
-`$package/$module.py`. See the unit author's guide of asapo-pipelines (docs/unit-authors.md).
+The tests also run from this checkout before the package is installed. Each unit's descriptor
+(ports, params) is in `$package/units/`, its processing in `$package/<unit>.py`. Add a unit
+with `pipeline new-unit NAME --kind KIND --add-to .`. See the unit author's guide of
+asapo-pipelines (docs/unit-authors.md).
 """
 
 
-def scaffold(unit: str, directory: Path, *, distribution: str | None = None) -> Path:
-    """Write the package for `unit` under `directory`; returns the project directory."""
-    names = Names.of(unit, distribution)
-    project = directory / names.distribution
-    if project.exists():
-        raise UsageError(f"{project} already exists; choose another directory or name")
+def _values(names: Names, kind: str) -> dict[str, str]:
+    template = TEMPLATES[kind]
     values = {
         "unit": names.unit,
         "namespace": names.namespace,
@@ -214,17 +445,88 @@ def scaffold(unit: str, directory: Path, *, distribution: str | None = None) -> 
         "distribution": names.distribution,
         "package": names.package,
         "core_version": __version__,
+        "kind": "connector" if kind == "source" else kind,
+        "summary": template.summary,
+        "instance": names.module,
+        "yaml": template.yaml,
     }
-    files = {
-        "pyproject.toml": PYPROJECT,
-        "README.md": README,
-        f"{names.package}/__init__.py": INIT,
+    for part in ("descriptor", "runtime", "tests"):
+        values[part] = Template(getattr(template, part)).substitute(values)
+    return values
+
+
+def _unit_files(names: Names) -> dict[str, str]:
+    return {
+        f"{names.package}/units/{names.module}.py": DESCRIPTOR,
         f"{names.package}/{names.module}.py": RUNTIME,
-        "tests/conftest.py": CONFTEST,
         f"tests/test_{names.module}.py": TESTS,
     }
+
+
+def _write(project: Path, files: dict[str, str], values: dict[str, str]) -> list[Path]:
+    written = []
     for relative, template in files.items():
         path = project / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(Template(template).substitute(values), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def scaffold(
+    unit: str, directory: Path, *, distribution: str | None = None, kind: str = "processor"
+) -> Path:
+    """Write a new package for `unit` under `directory`; returns the project directory."""
+    names = Names.of(unit, distribution)
+    project = directory / names.distribution
+    if project.exists():
+        raise UsageError(
+            f"{project} already exists; add the unit to it with --add-to {project}, or choose "
+            "another directory or name"
+        )
+    values = _values(names, kind)
+    files = {
+        "pyproject.toml": PYPROJECT,
+        "README.md": README,
+        f"{names.package}/__init__.py": INIT,
+        f"{names.package}/units/__init__.py": UNITS_INIT,
+        "tests/conftest.py": CONFTEST,
+        **_unit_files(names),
+    }
+    _write(project, files, values)
     return project
+
+
+def package_of(project: Path) -> str:
+    """The import package of a project made by `pipeline new-unit` (its entry point's value)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read {project / 'pyproject.toml'}: {exc}") from None
+    points = data.get("project", {}).get("entry-points", {}).get("asapo_pipelines", {})
+    packages = sorted({str(v).partition(":")[0] for v in points.values()})
+    if len(packages) != 1:
+        raise UsageError(
+            f"{project} declares {len(packages)} asapo_pipelines entry points; --add-to needs "
+            "a package with exactly one"
+        )
+    if not (project / packages[0] / "units" / "__init__.py").is_file():
+        raise UsageError(
+            f"{project} was not made by `pipeline new-unit` (it has no {packages[0]}/units/); "
+            "register the new unit in its register_units hook by hand"
+        )
+    return packages[0]
+
+
+def add_unit(unit: str, project: Path, *, kind: str = "processor") -> list[Path]:
+    """Add `unit` to the package in `project`: a descriptor module (which the package's
+    registration finds), a runtime module and its tests. Returns the files written."""
+    package = package_of(project)
+    names = replace(Names.of(unit), distribution=project.resolve().name, package=package)
+    files = _unit_files(names)
+    taken = [relative for relative in files if (project / relative).exists()]
+    if taken:
+        raise UsageError(f"{project / taken[0]} exists; the package has a unit named so already")
+    return _write(project, files, _values(names, kind))

@@ -9,15 +9,27 @@ from typing import Any
 from asapo_pipelines.descriptor import UnitDescriptor
 
 _NO_DEFAULT = object()
+#: the default of a parameter that has none (a required one)
+NO_DEFAULT = _NO_DEFAULT
 
 
 @dataclass(frozen=True)
 class ParamRow:
-    name: str
+    name: str  # dotted for a field of a nested model: `pre_edge.e0`
     type: str
     required: bool
     default: Any
     description: str
+    #: what the value must satisfy besides its type: `>= 0`, `0 <= x <= 1`, `length >= 1`
+    constraints: str = ""
+    #: a value the unit's author suggests (JSON Schema `examples`), used by `pipeline new`
+    example: Any = _NO_DEFAULT
+    #: JSON Schema `format` (e.g. `directory-path`)
+    format: str = ""
+
+    @property
+    def nested(self) -> bool:
+        return "." in self.name
 
     def default_text(self) -> str:
         return "" if self.default is _NO_DEFAULT else json.dumps(self.default)
@@ -31,6 +43,10 @@ class ParamRow:
         }
         if self.default is not _NO_DEFAULT:
             data["default"] = self.default
+        if self.constraints:
+            data["constraints"] = self.constraints
+        if self.example is not _NO_DEFAULT:
+            data["example"] = self.example
         return data
 
 
@@ -69,22 +85,96 @@ def type_text(schema: dict[str, Any], root: dict[str, Any] | None = None) -> str
     return names.get(kind, kind)
 
 
-def param_rows(descriptor: UnitDescriptor) -> list[ParamRow]:
-    schema = descriptor.params_schema()
+def constraints_text(schema: dict[str, Any], root: dict[str, Any] | None = None) -> str:
+    """The ranges and lengths a JSON Schema node sets, as a reader writes them: `0 <= x <= 1`,
+    `> 0`, `length >= 1`; for a union (`float | null`) the constraints of its members."""
+    root = root or schema
+    schema = _resolve(schema, root)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            parts = [constraints_text(s, root) for s in schema[key]]
+            return "; ".join(p for p in parts if p)
+    low = ("x >= ", schema["minimum"]) if "minimum" in schema else None
+    if "exclusiveMinimum" in schema:
+        low = ("x > ", schema["exclusiveMinimum"])
+    high = ("x <= ", schema["maximum"]) if "maximum" in schema else None
+    if "exclusiveMaximum" in schema:
+        high = ("x < ", schema["exclusiveMaximum"])
+    parts = []
+    if low and high:
+        lo_op = "<=" if low[0] == "x >= " else "<"
+        parts.append(f"{low[1]} {lo_op} {high[0]}{high[1]}")
+    elif low or high:
+        op, bound = low or high  # type: ignore[misc]
+        parts.append(f"{op.removeprefix('x ')}{bound}")
+    for lo_key, hi_key, what in (
+        ("minLength", "maxLength", "length"),
+        ("minItems", "maxItems", "items"),
+    ):
+        if lo_key in schema and hi_key in schema:
+            parts.append(f"{schema[lo_key]} <= {what} <= {schema[hi_key]}")
+        elif lo_key in schema:
+            parts.append(f"{what} >= {schema[lo_key]}")
+        elif hi_key in schema:
+            parts.append(f"{what} <= {schema[hi_key]}")
+    if "pattern" in schema:
+        parts.append(f"matches {schema['pattern']}")
+    return ", ".join(parts)
+
+
+def _model_defaults(model: Any) -> dict[str, Any]:
+    """Each optional field's default as JSON, default factories called: the JSON Schema leaves
+    a factory's default out, and a snippet must not print `null` where a list is expected."""
+    from pydantic_core import to_jsonable_python
+
+    out: dict[str, Any] = {}
+    for name, info in getattr(model, "model_fields", {}).items():
+        if info.is_required():
+            continue
+        try:
+            value = info.get_default(call_default_factory=True, validated_data={})
+            out[info.alias or name] = to_jsonable_python(value)
+        except Exception:  # a factory needing other fields' values: leave it to the schema
+            continue
+    return out
+
+
+def _rows(
+    schema: dict[str, Any],
+    root: dict[str, Any],
+    prefix: str,
+    defaults: dict[str, Any],
+    parent_required: bool,
+) -> list[ParamRow]:
     required = set(schema.get("required", []))
     rows = []
     for name, prop in schema.get("properties", {}).items():
-        resolved = _resolve(prop, schema)
-        rows.append(
-            ParamRow(
-                name=name,
-                type=type_text(prop, schema),
-                required=name in required,
-                default=prop.get("default", _NO_DEFAULT),
-                description=prop.get("description") or resolved.get("description", ""),
-            )
+        resolved = _resolve(prop, root)
+        default = prop.get("default", defaults.get(name, _NO_DEFAULT))
+        examples = prop.get("examples") or resolved.get("examples")
+        row = ParamRow(
+            name=f"{prefix}{name}",
+            type=type_text(prop, root),
+            required=parent_required and name in required,
+            default=default,
+            description=prop.get("description") or resolved.get("description", ""),
+            constraints=constraints_text(prop, root),
+            example=examples[0] if isinstance(examples, list) and examples else _NO_DEFAULT,
+            format=str(prop.get("format") or resolved.get("format") or ""),
         )
+        rows.append(row)
+        if resolved.get("type") == "object" and "properties" in resolved:
+            # a nested model (`pre_edge: {e0: ..., step: ...}`): its fields as `pre_edge.e0`
+            inner = default if isinstance(default, dict) else {}
+            rows.extend(_rows(resolved, root, f"{row.name}.", inner, row.required))
     return rows
+
+
+def param_rows(descriptor: UnitDescriptor, *, nested: bool = True) -> list[ParamRow]:
+    """One row per parameter; with `nested`, also one per field of a nested model."""
+    schema = descriptor.params_schema()
+    rows = _rows(schema, schema, "", _model_defaults(descriptor.params), True)
+    return rows if nested else [r for r in rows if not r.nested]
 
 
 def _placeholder(row: ParamRow) -> str:
@@ -95,6 +185,15 @@ def _placeholder(row: ParamRow) -> str:
     return {"int": "0", "float": "0.0", "bool": "false"}.get(row.type, '""')
 
 
+def required_value(row: ParamRow) -> tuple[str, str]:
+    """What a starter file or snippet writes for a required parameter, and its comment: the
+    unit's own example when it gives one, else an empty placeholder that `pipeline validate`
+    reports (P206) until the user fills it in; never a silently accepted empty value."""
+    if row.example is not _NO_DEFAULT:
+        return json.dumps(row.example), f"required: {row.type}; an example, change it"
+    return _placeholder(row), f"REQUIRED: {row.type}, fill in"
+
+
 def instance_name(descriptor: UnitDescriptor) -> str:
     return descriptor.name.split(".", 1)[1].replace("-", "_")
 
@@ -102,12 +201,13 @@ def instance_name(descriptor: UnitDescriptor) -> str:
 def example_snippet(descriptor: UnitDescriptor) -> str:
     """The YAML a user pastes under `units:` to use this unit, with every port and parameter."""
     lines = [f"{instance_name(descriptor)}:", f"  unit: {descriptor.name}"]
-    rows = param_rows(descriptor)
+    rows = param_rows(descriptor, nested=False)
     if rows:
         lines.append("  params:")
         for row in rows:
             if row.required:
-                lines.append(f"    {row.name}: {_placeholder(row)}  # required: {row.type}")
+                value, comment = required_value(row)
+                lines.append(f"    {row.name}: {value}  # {comment}")
             else:
                 lines.append(f"    {row.name}: {row.default_text()}")
     for side, ports in (("inputs", descriptor.inputs), ("outputs", descriptor.outputs)):

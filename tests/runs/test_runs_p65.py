@@ -9,15 +9,16 @@ import json
 from importlib.metadata import version
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from runs_helpers import P65_SCANS, file_digest, one_sentence, p65_copy, store_contents
 
 from helpers import run_pipeline
 
+# the core session has neither the plugins nor h5py; the `all` session runs these
 pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
 pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
+h5py = pytest.importorskip("h5py", reason="needs h5py (with the NeXus plugin)")
 
 pytestmark = pytest.mark.slow
 FILE = "p65-xas.pipeline.yaml"

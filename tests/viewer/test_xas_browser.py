@@ -162,7 +162,7 @@ def test_xas_pipeline_in_the_viewer(page, tmp_path):
         # the noise against the number of scans merged, and the agent's decisions
         wait_for(
             page,
-            lambda: page.locator('[data-plot="merge-1"] .scatterlayer .point').count() >= 2,
+            lambda: page.locator('[data-plot="noise"] .scatterlayer .point').count() >= 2,
             "the noise plot",
             timeout=120,
         )

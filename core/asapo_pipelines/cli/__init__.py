@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     # what Nomad tasks run
     "worker": "asapo_pipelines.cli.worker:worker",
     "streams": "asapo_pipelines.cli.streams:streams",
+    "tail": "asapo_pipelines.cli.tail:tail",
     "prune": "asapo_pipelines.cli.streams:prune",
     # the inbox of agents' plan suggestions (the bluesky plugin's bridge)
     "suggestions": "asapo_pipelines.cli.suggestions:suggestions",
@@ -166,4 +167,6 @@ def _os_error(exc: OSError) -> str:
 
 
 def _error(message: str) -> None:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    from asapo_pipelines.cli.output import label
+
+    click.echo(label("error: ", "red") + message, err=True)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
+from asapo_pipelines.cli.options import complete_unit_names, json_option
 from asapo_pipelines.errors import UsageError
+from asapo_pipelines.unit_docs import NO_DEFAULT
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -26,26 +29,19 @@ def find_schema(directory: Path) -> Path | None:
     return None
 
 
-def _placeholder(type_text: str) -> str:
-    if type_text.startswith("list"):
-        return "[]"
-    if type_text.startswith("dict"):
-        return "{}"
-    return {"int": "0", "float": "0.0", "bool": "false"}.get(type_text, '""')
-
-
 def _unit_block(
     instance: str, d: UnitDescriptor, inputs: dict[str, str], outputs: dict[str, str]
 ) -> list[str]:
-    from asapo_pipelines.unit_docs import param_rows
+    from asapo_pipelines.unit_docs import param_rows, required_value
 
     lines = [f"  {instance}:", f"    unit: {d.name}"]
-    rows = param_rows(d)
+    rows = param_rows(d, nested=False)
     if rows:
         lines.append("    params:")
         for row in rows:
             if row.required:
-                lines.append(f"      {row.name}: {_placeholder(row.type)}  # required: {row.type}")
+                value, comment = required_value(row)
+                lines.append(f"      {row.name}: {value}  # {comment}")
             else:
                 lines.append(f"      # {row.name}: {row.default_text()}")
     for side, mapping in (("inputs", inputs), ("outputs", outputs)):
@@ -56,46 +52,102 @@ def _unit_block(
     return lines
 
 
-def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str) -> str:
+@dataclass
+class Starter:
+    """The starter file's text and what it needs beside it to run."""
+
+    text: str
+    #: directories the file's units read from (their examples), created beside the file
+    directories: list[str] = field(default_factory=list)
+    #: `instance.param` of required parameters the user must fill in (P206 until then)
+    to_fill: list[str] = field(default_factory=list)
+    #: `instance.port` of required inputs no earlier unit feeds
+    unfed: list[str] = field(default_factory=list)
+    #: the streams those read, declared external: stream -> content type
+    external: dict[str, str] = field(default_factory=dict)
+
+
+def _wire_inputs(
+    d: UnitDescriptor, instance: str, produced: list[tuple[str, str]], starter: Starter
+) -> dict[str, str]:
+    """Each input reads the newest earlier stream whose content type it accepts, so
+    `-u xas.scan-files -u xas.normalize -u nexus.writer` gives the writer its scans and spectra
+    rather than three ports on one stream. An optional input nothing fits is left out; a
+    required one reads a stream declared external (fed from outside the pipeline)."""
+    from asapo_pipelines.pipeline.validate import _compatible
+
+    inputs: dict[str, str] = {}
+    for port in d.inputs:
+        match = next(
+            (s for s, ct in reversed(produced) if _compatible(ct, port.content_type)), None
+        )
+        if match is None and port.required:
+            # fed from outside the pipeline (a detector, another pipeline): declared external
+            match = f"{instance}-{port.name}".replace("_", "-")
+            starter.external[match] = port.content_type
+            starter.unfed.append(f"{instance}.{port.name}")
+        if match is not None:
+            inputs[port.name] = match
+    return inputs
+
+
+def starter_file(name: str, units: list[str], catalog: Catalog, schema_ref: str) -> Starter:
     """The starter file: the schema comments, then the units chained in the order given."""
-    from asapo_pipelines.unit_docs import instance_name
+    from asapo_pipelines.unit_docs import instance_name, param_rows
 
     descriptors = [catalog.get(u) for u in units]
     lines = [
         f"# yaml-language-server: $schema={schema_ref}",
         f"# $schema: {schema_ref}",
         "#",
-        "# Check it with `pipeline validate`; see `pipeline list-units` for the units.",
+        "# Check it with `pipeline validate`, run it with `pipeline run`; see",
+        "# `pipeline list-units` and `pipeline show-unit UNIT` for the units.",
         f"pipeline: {name}",
         "description: ''",
         "transport:",
         "  embedded: {path: .pipeline-data}",
         "units:",
     ]
-    previous: str | None = None  # the stream the previous unit writes
+    starter = Starter("")
+    produced: list[tuple[str, str]] = []  # (stream, content type) of earlier units' outputs
     used: set[str] = set()
-    streams: set[str] = set()
     for d in descriptors:
         instance = instance_name(d)
         n = 2
         while instance in used:
             instance, n = f"{instance_name(d)}_{n}", n + 1
         used.add(instance)
-        inputs = {}
-        for port in d.inputs:
-            inputs[port.name] = previous if previous is not None else f"{instance}-{port.name}"
+        inputs = _wire_inputs(d, instance, produced, starter)
         outputs = {}
+        streams = {s for s, _ in produced}
         for port in d.outputs:
             stream = port.name.replace("_", "-")
             if stream in streams:
                 stream = f"{instance}-{stream}".replace("_", "-")
-            streams.add(stream)
             outputs[port.name] = stream
-        if outputs:
-            previous = next(iter(outputs.values()))
+            produced.append((stream, port.content_type))
+        for row in param_rows(d, nested=False):
+            if not row.required:
+                continue
+            if row.example is NO_DEFAULT:
+                starter.to_fill.append(f"{instance}.{row.name}")
+            elif row.format == "directory-path" and isinstance(row.example, str):
+                starter.directories.append(row.example)
         lines.extend(_unit_block(instance, d, inputs, outputs))
+    if starter.external:
+        at = lines.index("units:")
+        declared = ["streams:"]
+        for stream, content_type in starter.external.items():
+            kind = "" if content_type == "*/*" else f", content_type: {content_type}"
+            declared.append(f"  {stream}: {{external: true{kind}}}  # written outside; rename")
+        lines[at:at] = declared
     lines.extend(["deploy:", "  nomad: {datacenters: ['*'], driver: raw_exec}", ""])
-    return "\n".join(lines)
+    starter.text = "\n".join(lines)
+    return starter
+
+
+def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str) -> str:
+    return starter_file(name, units, catalog, schema_ref).text
 
 
 @click.command("new", short_help="Write a starter pipeline file set up for editors.")
@@ -105,6 +157,7 @@ def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str)
     "-u",
     "units",
     multiple=True,
+    shell_complete=complete_unit_names,
     help="A unit to include (repeat; they are chained in order). Default: core.files -> "
     "core.identity -> core.jsonl-sink.",
 )
@@ -122,13 +175,21 @@ def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str)
     "found here or above, else pipeline.schema.json generated beside the new file.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@json_option
 def new(
-    name: str, units: tuple[str, ...], directory: Path, schema_ref: str | None, force: bool
+    name: str,
+    units: tuple[str, ...],
+    directory: Path,
+    schema_ref: str | None,
+    force: bool,
+    as_json: bool,
 ) -> None:
     """Write a starter pipeline file NAME.pipeline.yaml that editors complete and check.
 
     It carries the schema comments for yaml-language-server (VS Code, Neovim, Helix, ...) and
-    for JetBrains IDEs.
+    for JetBrains IDEs. Required parameters get the unit's example value (a directory it reads
+    is created beside the file, so the file runs as written) or, without one, an empty value
+    marked REQUIRED that `pipeline validate` reports (P206) until you fill it in.
     """
     import re
 
@@ -148,6 +209,7 @@ def new(
     target = directory / f"{name}{SUFFIX}"
     if target.exists() and not force:
         raise UsageError(f"{target} exists; use --force to overwrite it")
+    wrote: list[str] = []
     if schema_ref is None:
         found = find_schema(directory.resolve())
         if found is None:
@@ -155,14 +217,50 @@ def new(
 
             found = directory / "pipeline.schema.json"
             found.write_text(dumps(pipeline_schema(catalog)), encoding="utf-8")
-            click.echo(f"wrote {found} (regenerate with `pipeline schema -o {found}`)", err=True)
+            wrote.append(str(found))
+            if not as_json:
+                click.echo(
+                    f"wrote {found} (regenerate with `pipeline schema -o {found}`)", err=True
+                )
         schema_ref = os.path.relpath(found.resolve(), directory.resolve())
         if not schema_ref.startswith("."):
             schema_ref = "./" + schema_ref
-    text = starter_text(name, chosen, catalog, schema_ref)
-    if not units:
-        # the default starter runs as is: fill the required params with working values
-        text = text.replace('directory: ""  # required: str', "directory: data  # required: str")
-        text = text.replace('path: ""  # required: str', "path: results/out.jsonl  # required: str")
-    target.write_text(text, encoding="utf-8")
+    starter = starter_file(name, chosen, catalog, schema_ref)
+    target.write_text(starter.text, encoding="utf-8")
+    created = []
+    for folder in dict.fromkeys(starter.directories):
+        # relative paths in params are relative to the pipeline file's folder
+        path = directory / folder
+        if not path.exists():
+            path.mkdir(parents=True)
+            created.append(str(path))
+    if as_json:
+        from asapo_pipelines.cli.output import print_json
+
+        print_json(
+            {
+                "file": str(target),
+                "units": chosen,
+                "schema": schema_ref,
+                "wrote": [*wrote, str(target)],
+                "created_directories": created,
+                "to_fill": starter.to_fill,
+                "unfed_inputs": starter.unfed,
+            }
+        )
+        return
     click.echo(f"wrote {target}")
+    for made in created:
+        click.echo(f"created {made}/ (put the files to read there)")
+    if starter.to_fill:
+        click.echo(
+            f"fill in the parameters marked REQUIRED ({', '.join(starter.to_fill)}); "
+            "`pipeline validate` reports them (P206) until you do",
+            err=True,
+        )
+    if starter.unfed:
+        click.echo(
+            f"no earlier unit produces what {', '.join(starter.unfed)} accepts: it reads a "
+            "stream declared external (written outside the pipeline); rename it to yours",
+            err=True,
+        )

@@ -177,10 +177,14 @@ def start(file: str | None, job: str | None, wait: float, as_json: bool) -> None
 @file_argument
 @job_option
 @click.option("--purge", is_flag=True, help="Also remove the job from Nomad at once.")
-def stop(file: str | None, job: str | None, purge: bool) -> None:
+@json_option
+def stop(file: str | None, job: str | None, purge: bool, as_json: bool = False) -> None:
     """Stop the pipeline's job (its allocations stop; --purge forgets it)."""
     target = _target(file, job)
     eval_id = _client(target).stop(target.job_id, purge=purge)
+    if as_json:
+        print_json({"job": target.job_id, "stopped": True, "purged": purge, "evaluation": eval_id})
+        return
     done = "stopped and purged" if purge else "stopped"
     click.echo(f"{done} job {target.job_id}" + (f" (evaluation {eval_id[:8]})" if eval_id else ""))
 

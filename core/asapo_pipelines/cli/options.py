@@ -13,3 +13,43 @@ strict_option = click.option(
     envvar="ASAPO_PIPELINES_STRICT",
     help="Fail (exit 1) when any plugin is broken. Also set by ASAPO_PIPELINES_STRICT=1.",
 )
+
+
+def complete_unit_names(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of unit names from the listing (cached: no plugin is imported)."""
+    from click.shell_completion import CompletionItem
+
+    from asapo_pipelines.listing import load_listing
+
+    try:
+        units = load_listing(strict=False).units
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [
+        CompletionItem(u["name"], help=u["summary"])
+        for u in units
+        if u["name"].startswith(incomplete)
+    ]
+
+
+def complete_stream_names(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[click.shell_completion.CompletionItem]:
+    """Shell completion of the streams named in the pipeline file given before (and `errors`)."""
+    from click.shell_completion import CompletionItem
+
+    names = {"errors"}
+    try:
+        from pathlib import Path
+
+        from ruamel.yaml import YAML
+
+        doc = YAML(typ="safe").load(Path(str(ctx.params.get("file"))).read_text())
+        for spec in (doc.get("units") or {}).values():
+            for side in ("inputs", "outputs"):
+                names.update(str(v) for v in (spec.get(side) or {}).values())
+    except Exception:  # no file yet, or not readable: offer what is known
+        pass
+    return [CompletionItem(n) for n in sorted(names) if n.startswith(incomplete)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -18,15 +19,27 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def console() -> Console:
-    """A rich console on stdout; imported lazily because rich costs start-up time."""
+def console(*, stderr: bool = False) -> Console:
+    """A rich console on stdout (or stderr); imported lazily because rich costs start-up time.
+    rich itself honours NO_COLOR and, when piped, writes no colour and a width of 80."""
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False)
+    return Console(highlight=False, soft_wrap=False, stderr=stderr)
+
+
+def no_color() -> bool:
+    """NO_COLOR set to anything but empty turns colour off, even on a terminal (no-color.org)."""
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def label(text: str, color: str) -> str:
+    """`text` in bold `color`, unless NO_COLOR asks for none (click strips colour itself only
+    when the output is not a terminal)."""
+    return text if no_color() else click.style(text, fg=color, bold=True)
 
 
 def warn(message: str) -> None:
-    click.echo(click.style("warning: ", fg="yellow", bold=True) + message, err=True)
+    click.echo(label("warning: ", "yellow") + message, err=True)
 
 
 def warn_broken_plugins(listing: Listing) -> None:

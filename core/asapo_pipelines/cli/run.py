@@ -185,6 +185,12 @@ run_dir_option = click.option(
     help="Override a unit parameter for this run (repeatable), e.g. normalize.autobk.rbkg=1.2.",
 )
 @data_dir_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the final status as JSON (as `status --json` does); progress goes to stderr.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -194,6 +200,7 @@ def run(
     resume: bool,
     sets: tuple[str, ...],
     data_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C.
 
@@ -219,6 +226,9 @@ def run(
             # the supervisor and its tasks inherit the run id from this environment
             os.environ[session.env_name] = session.run.id
         state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        if as_json:
+            print_json(state)
+            return
         click.echo(
             f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
             f"run directory {target.run_dir}); follow it with `pipeline status {shown}`, "
@@ -228,24 +238,28 @@ def run(
     environ = dict(os.environ)
     if session is not None:
         environ[session.env_name] = session.run.id
-    result, counters = execute(target, target.payload, environ)
+    result, counters = execute(target, target.payload, environ, as_json=as_json)
     if session is not None:
         session.finish(result, counters, target.payload)
+    if as_json:
+        print_json(_status_json(dict(result.state), counters or None))
     if result.status == "failed":
         raise JobFailed(result.message)
-    click.echo(result.message)
+    if not as_json:
+        click.echo(result.message)
     ctx.exit(result.exit_code)
 
 
 def execute(
-    target: Target, payload: dict[str, Any], environ: dict[str, str]
+    target: Target, payload: dict[str, Any], environ: dict[str, str], *, as_json: bool = False
 ) -> tuple[Any, dict[str, Any]]:
-    """Run a compiled job under the live table; prints the final table and the summaries."""
+    """Run a compiled job under the live table; prints the final table and the summaries
+    (with `as_json`, the table goes to stderr and the caller prints the JSON document)."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView, status_table
 
-    out = console()
+    out = console(stderr=as_json)  # with --json, stdout holds the JSON document only
     if not out.is_terminal:
         out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
     reader = status_reader(target.pipeline, payload) if target.pipeline else None
@@ -259,10 +273,11 @@ def execute(
         result = LocalExecutor(payload, target.run_dir, options).run()
     counters = view.read_counters(force=True)
     out.print(status_table(result.state, counters))
-    from asapo_pipelines.worker.status import summary_lines
+    if not as_json:
+        from asapo_pipelines.worker.status import summary_lines
 
-    for line in summary_lines((counters or {}).values()):
-        click.echo(line)
+        for line in summary_lines((counters or {}).values()):
+            click.echo(line)
     return result, dict(counters or {})
 
 
@@ -355,45 +370,80 @@ def status(
     from asapo_pipelines.local.control import run_status
 
     state = run_status(target.run_dir)
+    published = _run_counters(target)
     # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
     code = 1 if state.get("status") == "failed" else 0
     if as_json:
-        print_json(state)
+        print_json(_status_json(state, published))
         ctx.exit(code)
     from asapo_pipelines.cli.output import console
-    from asapo_pipelines.local.layout import JOB_FILE
     from asapo_pipelines.local.live import status_table
 
-    counters = None
-    try:  # the job that runs, as the supervisor wrote it
-        running_job = json.loads((target.run_dir / JOB_FILE).read_text())
-    except (OSError, ValueError):
-        running_job = None
-    if target.pipeline is not None and running_job is not None:
-        reader = status_reader(target.pipeline, running_job)
-        if reader is not None:
-            try:
-                counters = reader()
-            except Exception:  # counters are a bonus; the state file is the status
-                counters = None
     out = console()
     if not out.is_terminal:
         out.width = max(out.width, 120)
-    out.print(status_table(state, counters))
+    out.print(status_table(state, published))
     from asapo_pipelines.worker.status import summary_lines
 
-    for line in summary_lines((counters or {}).values()):
+    for line in summary_lines((published or {}).values()):
         out.print(line, markup=False, highlight=False)
     if state.get("message"):
         out.print(str(state["message"]), markup=False, highlight=False)
     ctx.exit(code)
 
 
+def _run_counters(target: Target) -> dict[str, Any] | None:
+    """What each replica of a local run published last (counters, the unit's summary)."""
+    from asapo_pipelines.local.layout import JOB_FILE
+
+    try:  # the job that runs, as the supervisor wrote it
+        running_job = json.loads((target.run_dir / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if target.pipeline is None:
+        return None
+    reader = status_reader(target.pipeline, running_job)
+    if reader is None:
+        return None
+    try:
+        return dict(reader())
+    except Exception:  # counters are a bonus; the state file is the status
+        return None
+
+
+def _status_json(state: dict[str, Any], counters: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's state with, for each unit replica, its counters and the unit's summary (the
+    table and summary lines of the text output, for tools)."""
+    from asapo_pipelines.worker.status import summary_lines
+
+    published = counters or {}
+    units = []
+    for record in state.get("units") or []:
+        name = f"{record.get('group')}[{record.get('index', 0)}]"
+        found = published.get(name) or published.get(str(record.get("name"))) or {}
+        units.append(
+            {**record, "counters": _counter_fields(found), "summary": found.get("summary")}
+        )
+    return {
+        **state,
+        "units": units,
+        "summaries": {k: v.get("summary") for k, v in published.items() if v.get("summary")},
+        "summary_lines": summary_lines(published.values()),
+    }
+
+
+def _counter_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("summary",)}
+
+
 @click.command()
 @click.argument("args", nargs=-1, required=True)
 @click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
-@click.option("--stderr", is_flag=True, help="Show stderr instead of stdout.")
+@click.option(
+    "--stdout", "only_stdout", is_flag=True, help="Only the unit's stdout (printed on stdout)."
+)
+@click.option("--stderr", is_flag=True, help="Only the unit's stderr (printed on stdout).")
 @click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
 @click.option("--replica", type=int, default=None, help="Which replica of the unit.")
 @run_dir_option
@@ -404,13 +454,18 @@ def logs(
     args: tuple[str, ...],
     job: str | None,
     follow: bool,
+    only_stdout: bool,
     stderr: bool,
     task: str | None,
     replica: int | None,
     run_dir: str | None,
     data_dir: str | None,
 ) -> None:
-    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`."""
+    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`.
+
+    A local run's unit shows both of its streams: its stdout on stdout and its stderr (where
+    workers log) on stderr; --stdout or --stderr prints one of them on stdout.
+    """
     if len(args) not in (1, 2):
         raise UsageError("usage: pipeline logs [FILE] UNIT")
     file, unit = (None, args[0]) if len(args) == 1 else args
@@ -428,13 +483,42 @@ def logs(
 
     if replica is not None:
         unit = f"{unit.partition('[')[0]}[{replica}]"
-    out = sys.stdout.buffer
+    if only_stdout or stderr:
+        outs = [(stderr, sys.stdout.buffer)]
+    else:  # both, each on its own stream, so `2>/dev/null` still leaves the unit's stdout
+        outs = [(False, sys.stdout.buffer), (True, sys.stderr.buffer)]
+    readers = [
+        (unit_log(target.run_dir, unit, task=task, stderr=err, follow=follow), out)
+        for err, out in outs
+    ]
     try:
-        for chunk in unit_log(target.run_dir, unit, task=task, stderr=stderr, follow=follow):
-            out.write(chunk)
-            out.flush()
+        _copy_logs(readers, follow)
     except KeyboardInterrupt:
         ctx.exit(130)
+
+
+def _copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
+    """Copy each log to its output; when following two, both at once (a thread each)."""
+    import threading
+
+    lock = threading.Lock()
+
+    def copy(chunks: Any, out: Any) -> None:
+        for chunk in chunks:
+            with lock:
+                out.write(chunk)
+                out.flush()
+
+    if not follow or len(readers) == 1:
+        for chunks, out in readers:
+            copy(chunks, out)
+        return
+    threads = [threading.Thread(target=copy, args=r, daemon=True) for r in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # a timeout keeps Ctrl-C working
 
 
 @click.command()
@@ -443,6 +527,7 @@ def logs(
 @click.option("--purge", is_flag=True, help="Nomad only: also remove the job at once.")
 @run_dir_option
 @data_dir_option
+@json_option
 @click.pass_context
 def stop(
     ctx: click.Context,
@@ -451,6 +536,7 @@ def stop(
     purge: bool,
     run_dir: str | None,
     data_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Stop a local run cleanly (its tasks get their kill signal), or the Nomad job."""
     target = None if job else _local(file, run_dir, data_dir)
@@ -458,12 +544,16 @@ def stop(
         nomad = _nomad("stop")
         if nomad is None:
             raise _no_local_run(file)
-        ctx.invoke(nomad, file=file, job=job, purge=purge)
+        extra = {"as_json": as_json} if any(p.name == "as_json" for p in nomad.params) else {}
+        ctx.invoke(nomad, file=file, job=job, purge=purge, **extra)
         return
     from asapo_pipelines.local.control import stop_run, supervisor_alive
 
     was_running = supervisor_alive(target.run_dir)
     state = stop_run(target.run_dir)
+    if as_json:
+        print_json({**state, "was_running": was_running})
+        return
     if was_running or state.get("message", "").startswith("stopped after"):
         click.echo(f"job {state.get('job')} {state.get('status')}: {state.get('message')}")
     else:

@@ -136,6 +136,9 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     if not sources:
         out.print(f"{label}: no data sources yet")
         return
+    if out.width < 120:
+        _print_narrow(out, label, sources)
+        return
     table = Table(title=f"streams in {label}", title_justify="left")
     for col, justify in (
         ("data source", "left"),
@@ -208,6 +211,33 @@ def _prune_run(transport: Transport, target: str, run_id: str, as_json: bool) ->
         f"run {run.id} of pipeline {name} pruned: {len(dropped)} streams dropped, "
         f"{_size(freed)} of payload files freed"
     )
+
+
+def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
+    """80 columns or a pipe: a block per data source, a line per stream, instead of a table
+    whose eight columns would each be cut to a few letters."""
+    from rich.text import Text
+
+    text = Text(f"streams in {label}\n")
+    for source in sources:
+        text.append(source["name"], style="bold")
+        text.append("\n")
+        if not source["streams"]:
+            text.append("  no streams\n", style="dim")
+        for s in source["streams"]:
+            state = "finished" if s["finished"] else "open"
+            if s["next_stream"]:
+                state += f" -> {s['next_stream']}"
+            count = "-" if s["message_count"] is None else str(s["message_count"])
+            text.append(
+                f"  {s['name']}: {count} messages, {_size(s['size_bytes'])}, last id "
+                f"{s['last_id']}, {state}, written {_ago(s['last_timestamp'])}\n"
+            )
+            for group, lag in sorted(s["group_lag"].items()):
+                text.append(f"    lag of {group}: ")
+                text.append(str(lag), style="red" if lag else "green")
+                text.append("\n")
+    out.print(text, end="")
 
 
 @click.command("prune")

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import json_option, strict_option
+from asapo_pipelines.cli.options import complete_unit_names, json_option, strict_option
 from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins
 from asapo_pipelines.kinds import KINDS, STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.text import Text
+
     from asapo_pipelines.descriptor import Port, UnitDescriptor
     from asapo_pipelines.listing import Listing
+    from asapo_pipelines.unit_docs import ParamRow
 
+#: what a connector does; shown beside its kind, and accepted by --kind
+ROLES = ("source", "sink")
+#: below this width the units are listed as lines, not as a table of wrapped columns
+TABLE_WIDTH = 120
 _KIND_TITLES = {"connector": "Connectors", "processor": "Processors", "agent": "Agents"}
 
 
@@ -30,7 +38,11 @@ def _ports_text(ports: list[dict[str, Any]]) -> str:
 
 
 @click.command("list-units")
-@click.option("--kind", type=click.Choice(KINDS), help="Only units of this kind.")
+@click.option(
+    "--kind",
+    type=click.Choice([*KINDS, *ROLES]),
+    help="Only units of this kind (source and sink select connectors by role).",
+)
 @click.option("--namespace", "-n", help="Only units in this namespace (e.g. xas).")
 @click.option("--status", type=click.Choice(STATUSES), help="Only units with this status.")
 @json_option
@@ -51,14 +63,26 @@ def list_units(
     if not units:
         click.echo("no units match." if listing.units else "no units installed.")
         return
-    from rich.table import Table
-
     out = console()
     for group in KINDS:
         members = [u for u in units if u["kind"] == group]
-        if not members:
-            continue
-        table = Table(title=_KIND_TITLES[group], title_justify="left", expand=False)
+        if members:
+            out.print(_units_view(_KIND_TITLES[group], members, out.width))
+
+
+def _kind_text(u: dict[str, Any]) -> str:
+    # the kind as --kind spells it; a connector's role after it
+    return u["kind"] if u["role"] == u["kind"] else f"{u['kind']} ({u['role']})"
+
+
+def _units_view(title: str, members: list[dict[str, Any]], width: int) -> Any:
+    """A table on a wide terminal; narrower (80 columns, a pipe), one block per unit: its
+    name, kind, version and status on a line, the summary and ports wrapped below."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if width >= TABLE_WIDTH:
+        table = Table(title=title, title_justify="left", expand=False)
         for column in ("name", "kind", "version", "status"):
             table.add_column(column, no_wrap=True)
         for column in ("summary", "inputs", "outputs"):
@@ -66,14 +90,25 @@ def list_units(
         for u in members:
             table.add_row(
                 u["name"],
-                u["role"],
+                _kind_text(u),
                 u["version"] or "",
                 u["status"],
                 u["summary"],
                 _ports_text(u["inputs"]),
                 _ports_text(u["outputs"]),
             )
-        out.print(table)
+        return table
+    import textwrap
+
+    text = Text(title + "\n", style="bold")
+    for u in members:
+        text.append(f"  {u['name']}", style="bold")
+        text.append(f"  {_kind_text(u)}, {u['version'] or '-'}, {u['status']}\n")
+        ports = f"in: {_ports_text(u['inputs'])}  out: {_ports_text(u['outputs'])}"
+        for line in (u["summary"], ports):
+            text.append(textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    "))
+            text.append("\n")
+    return text
 
 
 def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
@@ -91,8 +126,44 @@ def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
     console().print(table)
 
 
+def _params_text(rows: list[ParamRow]) -> Text:
+    """One line `name: type = default  (constraints)` per parameter, its description wrapped
+    and indented below: readable at 80 columns and piped, unlike a five-column table."""
+    import textwrap
+
+    from rich.text import Text
+
+    from asapo_pipelines.unit_docs import NO_DEFAULT
+
+    width = max(40, console().width)
+    text = Text()
+    for r in rows:
+        indent = "  " * (r.name.count(".") + 1)
+        text.append(indent)
+        text.append(r.name.rsplit(".", 1)[-1], style="bold")
+        text.append(f": {r.type}")
+        if r.required:
+            text.append("  (required)", style="yellow")
+        elif isinstance(r.default, dict) and any(x.name.startswith(r.name + ".") for x in rows):
+            text.append("  (fields below)")
+        else:
+            text.append(f" = {r.default_text()}")
+        if r.constraints:
+            text.append(f"  [{r.constraints}]", style="cyan")
+        if r.example is not NO_DEFAULT:
+            text.append(f"  e.g. {json.dumps(r.example)}", style="dim")
+        text.append("\n")
+        if r.description:
+            pad = indent + "    "
+            wrapped = textwrap.fill(
+                r.description, width=width, initial_indent=pad, subsequent_indent=pad
+            )
+            text.append(wrapped + "\n", style="dim")
+    return text
+
+
 @click.command("show-unit")
-@click.argument("name")
+@click.argument("name", shell_complete=complete_unit_names)
 @json_option
 def show_unit(name: str, as_json: bool) -> None:
     """Describe one unit: ports, parameters and a YAML snippet to paste into a pipeline."""
@@ -115,7 +186,6 @@ def show_unit(name: str, as_json: bool) -> None:
         return
     from rich.panel import Panel
     from rich.syntax import Syntax
-    from rich.table import Table
     from rich.text import Text
 
     out = console()
@@ -130,13 +200,8 @@ def show_unit(name: str, as_json: bool) -> None:
     _show_ports("Inputs", descriptor.inputs)
     _show_ports("Outputs", descriptor.outputs)
     if rows:
-        table = Table(title="Parameters", title_justify="left")
-        for column in ("name", "type", "default", "description"):
-            table.add_column(column, overflow="fold")
-        for r in rows:
-            default = "(required)" if r.required else r.default_text()
-            table.add_row(r.name, r.type, default, r.description)
-        out.print(table)
+        out.print(Text("Parameters", style="italic"))
+        out.print(_params_text(rows))
     res = descriptor.resources
     out.print(f"Resources: cpu {res.cpu} MHz, memory {res.memory} MB, gpus {res.gpus}")
     out.print("\nExample (paste under `units:`):")

@@ -35,6 +35,7 @@ def _validate_one(path: Path, catalog: Catalog) -> Report:
     show_default=True,
     help="text: one `FILE:LINE:COL: severity CODE message` line per problem; json: for tools.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
 @click.option("--quiet", "-q", is_flag=True, help="Print problems only, no summary line.")
 @click.option(
@@ -45,7 +46,13 @@ def _validate_one(path: Path, catalog: Catalog) -> Report:
 )
 @click.pass_context
 def validate(
-    ctx: click.Context, files: tuple[Path, ...], fmt: str, strict: bool, quiet: bool, online: bool
+    ctx: click.Context,
+    files: tuple[Path, ...],
+    fmt: str,
+    as_json: bool,
+    strict: bool,
+    quiet: bool,
+    online: bool,
 ) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
 
@@ -58,6 +65,8 @@ def validate(
     """
     from asapo_pipelines.pipeline.problems import Problem, Report
 
+    if as_json:
+        fmt = "json"
     reports: list[Report]
     try:
         from asapo_pipelines.catalog import Catalog

@@ -38,6 +38,11 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P203": ("error", "A required unit parameter is missing."),
     "P204": ("error", "A unit parameter that the unit does not have."),
     "P205": ("warning", "The unit is deprecated (see `pipeline show-unit` for its successor)."),
+    "P206": (
+        "error",
+        'A required unit parameter is empty (`""`, the placeholder `pipeline new` writes for a '
+        "value only you know).",
+    ),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
     "P303": (

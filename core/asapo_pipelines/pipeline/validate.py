@@ -242,6 +242,7 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
             params = {}
         if not isinstance(params, dict):
             continue  # the shape stage reported it
+        found.extend(_empty_required(doc, at, params, descriptor))
         try:
             descriptor.params.model_validate(params)
         except ValidationError as exc:
@@ -262,6 +263,27 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
                     doc.locate((*at, "params"), key=True),
                     "P202",
                     f"parameters of {node.unit} rejected: {type(exc).__name__}: {exc}",
+                )
+            )
+    return found
+
+
+def _empty_required(
+    doc: Document, at: tuple[str, ...], params: dict[str, Any], descriptor: UnitDescriptor
+) -> list[Problem]:
+    """A required parameter given as an empty string: the placeholder `pipeline new` writes for
+    a value only the user knows. The type check accepts `""`; the unit would fail at run."""
+    found = []
+    for name in descriptor.params_schema().get("required", []):
+        value = params.get(name)
+        if isinstance(value, str) and not value.strip():
+            found.append(
+                make(
+                    str(doc.path),
+                    doc.locate((*at, "params", name)),
+                    "P206",
+                    f"{_dotted((*at, 'params', name))}: a value is required and this one is "
+                    f"empty; see `pipeline show-unit {descriptor.name}`",
                 )
             )
     return found

@@ -1,14 +1,21 @@
 """The unit SDK: what a unit author writes against.
 
 Light names (safe in a plugin's registration module): `Params`, `Port`, `Resources`,
-`UnitDescriptor`, `hookimpl`, `describe`, `inp`, `out`, `Suggestion`, `PlanItem`.
+`UnitDescriptor`, `PlotHint`, `hookimpl`, `describe`, `inp`, `out`, `Suggestion`, `PlanItem`.
 Runtime base classes (import them in the runtime module): `Source`, `Sink`, `Processor`,
 `Agent`, `Message`, `Stream`. See docs/unit-authors.md.
 """
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import NoParams, Params, Port, Resources, UnitDescriptor
+from asapo_pipelines.descriptor import (
+    NoParams,
+    Params,
+    PlotHint,
+    Port,
+    Resources,
+    UnitDescriptor,
+)
 from asapo_pipelines.hookspecs import hookimpl
 from asapo_pipelines.sdk.ports import describe, inp, out
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE, PlanItem, Suggestion
@@ -31,6 +38,7 @@ __all__ = [
     "NoParams",
     "Params",
     "PlanItem",
+    "PlotHint",
     "Port",
     "Processor",
     "Resources",

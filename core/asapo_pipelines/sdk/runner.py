@@ -35,12 +35,18 @@ from asapo_pipelines.sdk.units import (
     UnitStorageError,
     UnitUsageError,
 )
+from asapo_pipelines.transport.errors import TransportConfigError
 
 DEFAULT_STREAM = "default"
 
 
 class UnitStartError(ConfigurationError):
     """The unit cannot start: bad params, a runtime that does not import, a missing resource."""
+
+
+class OutputEncodingError(PipelinesError):
+    """A value a unit emitted does not fit its port's format (a numpy scalar is fine on a JSON
+    port; a set, an object or NaN is not); the message names the unit and the port."""
 
 
 class UnitFlushError(PipelinesError):
@@ -384,7 +390,16 @@ class UnitRunner:
 
             port = self.descriptor.output(item.port)
             assert port is not None
-            payload, fmt_meta = encode(item.value, port.format)
+            try:
+                payload, fmt_meta = encode(item.value, port.format)
+            except TransportConfigError as exc:
+                # name the unit and the port: "value cannot be written as JSON" alone leaves
+                # the author guessing which of the unit's emits sent what
+                raise OutputEncodingError(
+                    f"unit {self.unit_label} ({self.descriptor.name}) emitted on port "
+                    f"{item.port!r} (format {port.format}) a value of type "
+                    f"{type(item.value).__name__} that cannot be encoded: {exc}"
+                ) from None
             meta = {**item.metadata, **fmt_meta}
         meta[PROVENANCE_KEY] = {
             "unit": self.unit_label,

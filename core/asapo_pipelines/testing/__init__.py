@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 # the in-process unit harness fixtures, re-exported so that pytest registers them
-from asapo_pipelines.testing.fixtures import run_unit, unit_harness, unit_message  # noqa: F401
+from asapo_pipelines.testing.fixtures import (  # noqa: F401
+    run_chain,
+    run_unit,
+    unit_harness,
+    unit_message,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog

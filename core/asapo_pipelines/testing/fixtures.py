@@ -3,6 +3,8 @@
 - `run_unit(unit, messages, params=..., retry=...)` -> `HarnessResult`
 - `unit_harness(unit, params=..., retry=...)` -> `UnitHarness` (step by step: `send`,
   `end_stream`, `run_source`, `stop`, `shutdown`); harnesses are shut down after the test.
+- `run_chain(units, inputs, params=...)` -> `ChainResult`: several units in-process, each on
+  what the earlier ones wrote (a pipeline file's `units:` mapping, or a list chained in order).
 - `unit_message(value, port=..., stream=..., id=..., metadata=...)` builds a message to feed.
 """
 
@@ -42,3 +44,10 @@ def unit_message() -> Callable[..., Any]:
     from asapo_pipelines.testing.harness import message
 
     return message
+
+
+@pytest.fixture
+def run_chain() -> Callable[..., Any]:
+    from asapo_pipelines.testing.harness import run_chain as run
+
+    return run

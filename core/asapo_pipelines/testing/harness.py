@@ -268,3 +268,155 @@ def run_unit(
 ) -> HarnessResult:
     """Run `unit` on `messages` (values, or `message(...)`) and return what it did."""
     return UnitHarness(unit, params, catalog=catalog, retry=retry).run(messages, finish=finish)
+
+
+# -- chains of units -----------------------------------------------------------------------------
+@dataclass
+class ChainResult:
+    """What a chain did: each unit instance's own result, and every stream's messages."""
+
+    units: dict[str, HarnessResult] = field(default_factory=dict)
+    #: stream name -> the messages written to it, in order (inputs given included)
+    streams: dict[str, list[OutputRecord]] = field(default_factory=dict)
+
+    def values(self, stream: str) -> list[Any]:
+        """Decoded values written to `stream`."""
+        return [record.value for record in self.streams.get(stream, [])]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        """Every unit's error records, in the chain's order."""
+        return [error for result in self.units.values() for error in result.errors]
+
+
+def _linear(units: list[Any], catalog: Any) -> dict[str, dict[str, Any]]:
+    """`[("acme.scale", {"factor": 2}), "acme.offset"]` as a pipeline's `units:` mapping: each
+    unit reads the previous unit's first output; the first reads the stream `input`."""
+    wired: dict[str, dict[str, Any]] = {}
+    previous = "input"
+    for n, item in enumerate(units):
+        name, params = (item, None) if isinstance(item, str) else item
+        descriptor = catalog.get(name)
+        instance = f"{n}-{descriptor.name}"
+        spec: dict[str, Any] = {"unit": name, "params": params or {}, "inputs": {}, "outputs": {}}
+        if descriptor.inputs:
+            spec["inputs"][descriptor.inputs[0].name] = previous
+        for port in descriptor.outputs:
+            spec["outputs"][port.name] = f"{instance}.{port.name}"
+        if descriptor.outputs:
+            previous = spec["outputs"][descriptor.outputs[0].name]
+        wired[instance] = spec
+    return wired
+
+
+def _order(units: dict[str, dict[str, Any]]) -> list[str]:
+    """Unit instances with every producer before its consumers (the file's order otherwise)."""
+    producer = {
+        s: name for name, spec in units.items() for s in (spec.get("outputs") or {}).values()
+    }
+    done: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in done:
+            return
+        if name in path:
+            raise ValueError(f"the chain has a cycle through {name}; the harness runs DAGs only")
+        for stream in (units[name].get("inputs") or {}).values():
+            if stream in producer:
+                visit(producer[stream], (*path, name))
+        done.append(name)
+
+    for name in units:
+        visit(name, ())
+    return done
+
+
+def run_chain(
+    units: Any,
+    inputs: dict[str, Iterable[Any]] | Iterable[Any] = (),
+    *,
+    catalog: Any = None,
+    retry: RetryPolicy | dict[str, Any] | None = None,
+    pipeline: str = "test",
+) -> ChainResult:
+    """Run several units in-process, each on what the earlier ones wrote, as a pipeline would
+    (without a store, workers or processes): for a plugin's tests of units that work together.
+
+    `units` is a pipeline file's `units:` mapping (`{instance: {unit, params, inputs, outputs}}`;
+    read one with `units_of(path)`), or a list `[unit, (unit, params), ...]` chained in order.
+    `inputs` maps the streams nothing in the chain produces to the messages to feed them (values
+    or `message(...)`); for a list, the messages of its first unit. Units run one after the
+    other in dependency order, each on all of its inputs, then their streams end::
+
+        result = run_chain(
+            {"scale": {"unit": "acme.scale", "params": {"factor": 2},
+                       "inputs": {"values": "numbers"}, "outputs": {"scaled": "scaled"}},
+             "offset": {"unit": "acme.offset", "inputs": {"value": "scaled"},
+                        "outputs": {"value": "shifted"}}},
+            {"numbers": [{"value": 1}, {"value": 2}]},
+        )
+        assert result.values("shifted") == [{"value": 3}, {"value": 5}]
+    """
+    if catalog is None:
+        from asapo_pipelines.catalog import Catalog
+
+        catalog = Catalog.load()
+    if isinstance(units, list | tuple):
+        units = _linear(list(units), catalog)
+        given = {"input": list(inputs if not isinstance(inputs, dict) else inputs["input"])}
+    else:
+        given = {k: list(v) for k, v in dict(inputs or {}).items()}
+    result = ChainResult()
+    # what was given is held as plain values until a unit reads it with its port's format
+    pending: dict[str, list[Any]] = given
+    for name in _order(dict(units)):
+        spec = units[name]
+        harness = UnitHarness(
+            spec["unit"],
+            spec.get("params") or {},
+            catalog=catalog,
+            retry=retry,
+            instance=name,
+            pipeline=pipeline,
+        )
+        feed: list[Any] = []
+        for port, stream in (spec.get("inputs") or {}).items():
+            for item in pending.get(stream, []):
+                feed.append(_as_input(item, port, stream))
+            for record in result.streams.get(stream, []) if stream not in pending else []:
+                feed.append(
+                    Given(
+                        port=port,
+                        stream=record.stream,
+                        payload=_bytes(record.payload),
+                        metadata=dict(record.metadata),
+                        raw=True,
+                        data_source=stream,
+                    )
+                )
+        done = harness.run(feed)
+        result.units[name] = done
+        for port, stream in (spec.get("outputs") or {}).items():
+            result.streams.setdefault(stream, []).extend(done.on(port))
+    return result
+
+
+def _as_input(item: Any, port: str, stream: str) -> Given:
+    """A given message read by `port`; its data source is the pipeline stream, as in a run."""
+    if isinstance(item, Given):
+        return Given(**{**item.__dict__, "port": port, "data_source": item.data_source or stream})
+    return Given(item, port=port, data_source=stream)
+
+
+def _bytes(payload: bytes | memoryview | None) -> bytes | None:
+    return None if payload is None else bytes(payload)
+
+
+def units_of(path: Any) -> dict[str, dict[str, Any]]:
+    """The `units:` mapping of a pipeline file, for `run_chain` (parameters as written)."""
+    from pathlib import Path
+
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
+    return dict(doc["units"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from asapo_pipelines.kinds import PAYLOAD_FORMATS
 from asapo_pipelines.transport.errors import CorruptPayload, TransportConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT_KEY = "format"
 SEEDEE_KEY = "_seedee"
-FORMATS = ("bytes", "json", "seedee")
+FORMATS = PAYLOAD_FORMATS
 
 Payload = bytes | bytearray | memoryview
 
@@ -35,7 +36,7 @@ def encode(value: Any, fmt: str = "bytes", *, compression: str = "none") -> tupl
         return bytes(value), {FORMAT_KEY: "bytes"}
     if fmt == "json":
         try:
-            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
         except (TypeError, ValueError) as exc:
             raise TransportConfigError(f"value cannot be written as JSON: {exc}") from None
         return text.encode(), {FORMAT_KEY: "json"}
@@ -44,6 +45,14 @@ def encode(value: Any, fmt: str = "bytes", *, compression: str = "none") -> tupl
     raise TransportConfigError(
         f"unknown payload format {fmt!r}; choose one of {', '.join(FORMATS)}"
     )
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays as their Python equivalents (units compute with numpy and
+    should not have to convert every number by hand); anything else is refused as before."""
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()  # np.float64 -> float, np.ndarray -> nested lists
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> Any:

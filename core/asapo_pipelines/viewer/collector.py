@@ -89,6 +89,10 @@ def _walk(obj: Any, parts: list[str]) -> tuple[bool, Any]:
     return True, obj
 
 
+#: a plot hint's field naming the whole decoded payload (an array port's array)
+VALUE_FIELD = "value"
+
+
 def get_field(message: Any, value: Any, path: str) -> Any:
     """A field of a message as a plot hint names it: the decoded payload first, then the
     message's metadata (where a leading `metadata.` is dropped)."""
@@ -100,9 +104,25 @@ def get_field(message: Any, value: Any, path: str) -> Any:
     found, obj = _walk(value, parts)
     if found:
         return obj
+    if path == VALUE_FIELD:
+        # the payload itself: an array port (seedee) or a port carrying one number
+        return value
     if parts[0] == "metadata" and len(parts) > 1:
         parts = parts[1:]
     return _walk(message.metadata, parts)[1]
+
+
+def _axis_title(field: str) -> str:
+    """`arrays.norm` -> `norm`, `values.epsilon_k` -> `epsilon k`: the field's last part, as
+    words; `value` (the whole payload) has no better name than its hint's title."""
+    last = field.rsplit(".", 1)[-1]
+    return "" if field == VALUE_FIELD else last.replace("_", " ")
+
+
+def _x_title(hint: PlotHint) -> str:
+    if hint.x:
+        return _axis_title(hint.x)
+    return "time" if hint.kind == "scalar" else ""
 
 
 def _plain(value: Any) -> Any:
@@ -343,7 +363,7 @@ class Collector:
                 key = hint.figure or f"{unit.instance}-{i}"
                 plot = plots.get(key)
                 if plot is None:
-                    title = hint.title or f"{unit.instance}: {hint.y}"
+                    title = hint.title or f"{unit.instance}: {_axis_title(hint.y) or hint.port}"
                     plot = plots[key] = PlotState(key, title, hint.kind, [])
                 plot.hints.append((unit.instance, source, hint))
         return list(plots.values())
@@ -388,6 +408,10 @@ class Collector:
             if y is None or isinstance(y, list | dict):
                 return
             traces.append({"unit": instance, "x": x, "y": y, "text": name, "time": hint.x is None})
+        elif hint.kind == "hline":  # a level across the figure: the newest only
+            if isinstance(y, int | float) and not isinstance(y, bool):
+                traces.clear()
+                traces.append({"unit": instance, "y": y, "name": hint.title or _axis_title(hint.y)})
         else:  # image: the newest only
             if isinstance(y, list) and y and isinstance(y[0], list):
                 traces.clear()
@@ -404,6 +428,9 @@ class Collector:
                     "kind": hint.kind,
                     "x_field": hint.x or ("time" if hint.kind == "scalar" else None),
                     "y_field": hint.y,
+                    # axis titles for people: the hint's own, else the field's last part
+                    "x_title": hint.x_title or _x_title(hint),
+                    "y_title": hint.y_title or _axis_title(hint.y),
                     "items": points,
                 }
             )

@@ -22,7 +22,11 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.viewer.model import PipelineView
 
 STATIC = Path(__file__).parent / "static"
-EXTRA_HINT = "install the optional extra: pip install 'asapo-pipelines[viewer]'"
+#: asapo-pipelines is installed from its checkout (it is on no package index): the extra is
+#: installed from there too
+EXTRA_HINT = (
+    "install the viewer's extra from the asapo-pipelines checkout: pip install -e '.[viewer]'"
+)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data: blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "

@@ -15,7 +15,13 @@ from asapo_pipelines.descriptor import Params
 class NexusWriterParams(Params):
     """Where and how `nexus.writer` stores scans and results."""
 
-    file: Annotated[str, Field(description="HDF5/NeXus file to append to (created if missing).")]
+    file: Annotated[
+        str,
+        Field(
+            description="HDF5/NeXus file to append to (created if missing).",
+            examples=["results/out.nxs"],
+        ),
+    ]
     source_name: Annotated[str, Field(description="NXsource/name.")] = "PETRA III"
     source_type: Annotated[str, Field(description="NXsource/type.")] = "Synchrotron X-ray Source"
     beamline: Annotated[str, Field(description="NXinstrument/name.")] = "P65"

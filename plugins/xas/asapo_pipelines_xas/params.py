@@ -23,7 +23,14 @@ Role = Literal["energy", "i0", "it", "iref", "if", "mu"]
 class ScanFilesParams(Params):
     """What `xas.scan-files` reads and how it maps the files' columns."""
 
-    directory: Annotated[str, Field(description="Directory holding the scan files.")]
+    directory: Annotated[
+        str,
+        Field(
+            description="Directory holding the scan files.",
+            examples=["data"],
+            json_schema_extra={"format": "directory-path"},
+        ),
+    ]
     pattern: Annotated[
         str, Field(description="Glob pattern of the scan files, e.g. `*.xdi` or `*.fio`.")
     ] = "*"
@@ -271,7 +278,11 @@ class ConvergenceParams(Params):
 
     target_noise: Annotated[
         float,
-        Field(gt=0, description="Noise in chi(k) (epsilon_k) to reach; the agent stops below it."),
+        Field(
+            gt=0,
+            description="Noise in chi(k) (epsilon_k) to reach; the agent stops below it.",
+            examples=[0.002],
+        ),
     ]
     max_scans: Annotated[
         int, Field(ge=1, description="Never ask for more than this many scans in total.")

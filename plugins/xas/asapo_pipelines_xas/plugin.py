@@ -88,6 +88,8 @@ NORMALIZE = UnitDescriptor(
             figure="spectra",
             keep=20,
             title="normalised spectra and their merge",
+            x_title="energy (eV)",
+            y_title="normalised μ(E)",
         ),
     ),
 )
@@ -140,6 +142,10 @@ MERGE = UnitDescriptor(
             x="n_merged",
             y="values.epsilon_k",
             title="noise against the number of scans merged",
+            x_title="scans merged",
+            y_title="noise in χ(k), ε_k",
+            # shared with the agent's target (an hline)
+            figure="noise",
         ),
     ),
 )
@@ -187,6 +193,14 @@ CONVERGENCE_AGENT = UnitDescriptor(
     plots=(
         PlotHint(
             port="plans", kind="scalar", y="action", label="reason", title="the agent's decisions"
+        ),
+        # the noise the agent aims at, drawn across the merge's noise plot
+        PlotHint(
+            port="plans",
+            kind="hline",
+            y="arguments.metrics.target_noise",
+            figure="noise",
+            title="target",
         ),
     ),
 )

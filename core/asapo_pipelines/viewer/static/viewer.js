@@ -40,8 +40,22 @@ function setField(group, field, text) {
 
 function numCell(value) { return el('td', value, 'num'); }
 
+// every unit in a final state: the run is over, whatever the connection does
+const FINAL = ['finished', 'failed', 'stopped'];
+let runEnded = false;
+
+function showConnection(open) {
+  const conn = $('#conn');
+  if (runEnded) { conn.textContent = 'run ended'; conn.className = 'conn ended'; return; }
+  conn.textContent = open ? 'live' : 'reconnecting';
+  conn.className = 'conn ' + (open ? 'live' : 'reconnecting');
+}
+
 function showUnits(units) {
   const body = $('#units tbody');
+  const states = Object.values(units).map((u) => stateName(u.state));
+  const ended = states.length > 0 && states.every((s) => FINAL.includes(s));
+  if (ended !== runEnded) { runEnded = ended; showConnection(true); }
   const rows = [];
   for (const [instance, u] of Object.entries(units)) {
     const state = stateName(u.state);
@@ -131,7 +145,9 @@ function tracesFor(plot) {
         const newest = i === series.items.length - 1;
         traces.push({
           type: 'scatter', mode: 'lines', x: item.x, y: item.y, name: plotText(item.name),
-          line: { width: last ? 3 : (newest ? 1.6 : 1) }, opacity: last || newest ? 1 : 0.55,
+          // the merge (the last series) is dashed and see-through: the scans show under it
+          line: last ? { width: 2.5, dash: 'dash' } : { width: newest ? 1.6 : 1 },
+          opacity: last ? 0.8 : (newest ? 1 : 0.55),
           // the legend names the newest line of each unit; hovering names the others
           showlegend: last || newest,
         });
@@ -147,12 +163,29 @@ function tracesFor(plot) {
         text: series.items.map((item) => plotText(item.text)), name: plotText(series.unit),
         marker: { size: textual ? 11 : 6 },
       });
+    } else if (series.kind === 'hline' && series.items.length) {
+      // a level (a target) across the plot: a shape, added by the layout (see hlines)
     } else if (series.kind === 'image' && series.items.length) {
       traces.push({ type: 'heatmap', z: series.items[series.items.length - 1].z,
         name: plotText(series.unit), colorscale: 'Viridis' });
     }
   });
   return traces;
+}
+
+// levels (`hline` hints) as horizontal lines spanning the plot, with their name at the right
+function hlines(plot) {
+  const shapes = [];
+  const annotations = [];
+  for (const series of plot.series) {
+    if (series.kind !== 'hline' || !series.items.length) continue;
+    const item = series.items[series.items.length - 1];
+    shapes.push({ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: item.y, y1: item.y,
+      line: { color: '#d23b3b', width: 1.5, dash: 'dot' } });
+    annotations.push({ xref: 'paper', x: 1, xanchor: 'right', y: item.y, yanchor: 'bottom',
+      text: plotText(item.name + ' ' + item.y), showarrow: false, font: { size: 10, color: '#d23b3b' } });
+  }
+  return { shapes, annotations };
 }
 
 function showPlots(plots) {
@@ -169,17 +202,20 @@ function showPlots(plots) {
       $('#plots').append(div);
       plotDivs.set(plot.id, div);
     }
-    const first = plot.series[0] || {};
+    const first = plot.series.find((s) => s.kind !== 'hline') || plot.series[0] || {};
+    const levels = hlines(plot);
     const layout = {
       title: { text: plotText(plot.title), font: { size: 14 } },
       margin: { l: 55, r: 10, t: 36, b: 42 },
-      xaxis: { title: { text: plotText(first.x_field || '') }, automargin: true },
-      yaxis: { title: { text: plotText(first.y_field || '') }, automargin: true },
+      xaxis: { title: { text: plotText(first.x_title || '') }, automargin: true },
+      yaxis: { title: { text: plotText(first.y_title || '') }, automargin: true },
+      shapes: levels.shapes, annotations: levels.annotations,
       showlegend: plot.kind === 'xy', legend: { font: { size: 10 } },
       uirevision: plot.id,
     };
     Plotly.react(div, tracesFor(plot), layout, { displaylogo: false, responsive: true });
     div.dataset.traces = String(div.data ? div.data.length : 0);
+    div.dataset.levels = String(levels.shapes.length);
   }
 }
 
@@ -204,7 +240,6 @@ async function loadMessages() {
 }
 
 function connect() {
-  const conn = $('#conn');
   const events = new EventSource('/events');
   const handle = (name, show) => events.addEventListener(name, (event) => {
     show(JSON.parse(event.data));
@@ -219,8 +254,8 @@ function connect() {
     problem.hidden = !status.error;
     problem.textContent = status.error ? 'cannot read the transport: ' + status.error : '';
   });
-  events.onopen = () => { conn.textContent = 'live'; conn.className = 'conn live'; };
-  events.onerror = () => { conn.textContent = 'reconnecting'; conn.className = 'conn reconnecting'; };
+  events.onopen = () => showConnection(true);
+  events.onerror = () => showConnection(false);
 }
 
 async function start() {
@@ -230,9 +265,7 @@ async function start() {
   const doc = new DOMParser().parseFromString(info.svg, 'image/svg+xml');
   const svg = document.importNode(doc.documentElement, true);
   $('#graph').replaceChildren(svg);
-  // shrink a wide graph to the page, but never below three quarters: scroll beyond that
-  const natural = Number(svg.getAttribute('width')) || 0;
-  if (natural) svg.style.minWidth = Math.round(natural * 0.75) + 'px';
+  // a wide graph shrinks to the page's width (CSS max-width): it never scrolls sideways
   svg.querySelectorAll('[data-node]').forEach((g) => graphNodes.set(g.getAttribute('data-node'), g));
   const select = $('#stream-select');
   for (const name of info.streams) {

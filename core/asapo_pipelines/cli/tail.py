@@ -1,0 +1,200 @@
+"""`pipeline tail FILE STREAM`: a stream's messages, decoded, without consuming them.
+
+`pipeline streams` counts messages; this prints them: the agent's suggestions, a unit's
+spectra, or the error records (`errors`, every unit's, or `errors.INSTANCE`). Messages are read by
+id, outside every consumer group, so tailing never takes a message from a unit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from asapo_pipelines.cli.options import complete_stream_names, json_option
+from asapo_pipelines.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.transport import Consumer, Message
+
+ERRORS = "errors"
+
+
+def _plain(value: Any) -> Any:
+    """A decoded value as JSON: arrays as lists, bytes as their length."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"bytes": len(value)}
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _short(value: Any) -> Any:
+    """A short picture for people: long lists cut to their first items and their length."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"<array {value.dtype} {tuple(value.shape)}>"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"<{len(value)} bytes>"
+    if isinstance(value, list | tuple):
+        if len(value) > 4:
+            return [*(_short(v) for v in value[:3]), f"... {len(value)} values"]
+        return [_short(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _short(v) for k, v in value.items()}
+    return value
+
+
+def _record(msg: Message, source: str) -> dict[str, Any]:
+    from asapo_pipelines.transport.formats import decode_message
+
+    meta = {k: v for k, v in msg.metadata.items() if not k.startswith("_")}
+    record: dict[str, Any] = {
+        "source": source,
+        "stream": msg.stream,
+        "id": msg.id,
+        "time": msg.timestamp,
+        "metadata": meta,
+    }
+    try:
+        record["value"] = decode_message(msg)
+    except Exception as exc:  # a corrupt payload is shown as such, not fatal
+        record["value"] = None
+        record["decode_error"] = str(exc)
+    return record
+
+
+def _sources(pipeline: Any, stream: str) -> list[str]:
+    """The transport data sources STREAM names: a pipeline stream, or its error streams."""
+    from asapo_pipelines.worker.naming import data_source_for, errors_source
+
+    if stream == ERRORS or stream.startswith(ERRORS + "."):
+        return [errors_source(pipeline.name)]
+    known = set(getattr(pipeline, "streams", None) or {})
+    for unit in pipeline.units.values():
+        known.update((unit.outputs or {}).values())
+        known.update((unit.inputs or {}).values())
+    if stream not in known:
+        import difflib
+
+        near = difflib.get_close_matches(stream, sorted(known), n=1)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        choices = ", ".join(sorted(known)) or "none"
+        raise UsageError(
+            f"pipeline {pipeline.name} has no stream {stream!r}{hint} (its streams: {choices}; "
+            f"and `{ERRORS}` for the error records)"
+        )
+    return [data_source_for(stream)]
+
+
+def _stream_filter(stream: str) -> str | None:
+    """`errors.normalize` reads only that unit's error stream."""
+    return stream.split(".", 1)[1] if stream.startswith(ERRORS + ".") else None
+
+
+def _read_new(
+    consumer: Consumer, source: str, seen: dict[str, int], only: str | None, last: int | None
+) -> list[dict[str, Any]]:
+    """Messages after `seen` of each stream (the newest `last` of each on the first read)."""
+    from asapo_pipelines.transport import TransportError
+
+    found = []
+    for info in consumer.streams():
+        if only is not None and info.name != only:
+            continue
+        start = seen.get(info.name)
+        if start is None:
+            start = 0 if last is None else max(0, info.last_id - last)
+        for mid in range(start + 1, info.last_id + 1):
+            try:
+                found.append(_record(consumer.get_by_id(info.name, mid), source))
+            except TransportError:
+                continue  # pruned or not written yet
+        seen[info.name] = max(start, info.last_id)
+    found.sort(key=lambda r: (r["time"] or 0, r["stream"], r["id"]))
+    return found
+
+
+def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
+    if as_json:
+        click.echo(json.dumps({**record, "value": _plain(record["value"])}, default=str))
+        return
+    when = time.strftime("%H:%M:%S", time.localtime(record["time"] or 0))
+    head = f"{when} {record['stream']}#{record['id']}"
+    if "decode_error" in record:
+        body = f"<cannot decode: {record['decode_error']}>"
+    elif record["source"].endswith(".errors") and isinstance(record["value"], dict):
+        err = record["value"]
+        body = f"{err.get('unit')}: {err.get('error')}"
+    else:
+        body = json.dumps(_short(record["value"]), default=str, ensure_ascii=False)
+    line = f"{head}  {body}"
+    click.echo(line if len(line) <= width else line[: width - 3] + "...")
+
+
+@click.command("tail", short_help="Print a stream's messages, decoded.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("stream", shell_complete=complete_stream_names)
+@click.option(
+    "--last",
+    "-n",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many of the newest messages of each scan to print first.",
+)
+@click.option("--all", "everything", is_flag=True, help="Every message, from the first.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new messages (Ctrl-C stops).")
+@click.option(
+    "--width", type=int, default=None, help="Cut lines to this width (default: the terminal's)."
+)
+@json_option
+def tail(
+    file: Path,
+    stream: str,
+    last: int,
+    everything: bool,
+    follow: bool,
+    width: int | None,
+    as_json: bool,
+) -> None:
+    """Print the messages of STREAM of the pipeline in FILE, decoded, oldest first.
+
+    STREAM is a stream named in the file (`spectra`, `plans`), or `errors` for every unit's
+    error records (`errors.INSTANCE` for one unit's). Messages are read, never consumed. With
+    --json, one JSON object per line: source, stream (scan), id, time, metadata and value
+    (arrays as lists).
+    """
+    import shutil
+
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.worker.launch import load
+
+    pipeline, _catalog = load(file)
+    sources = _sources(pipeline, stream)
+    only = _stream_filter(stream)
+    shown_width = width or shutil.get_terminal_size((100, 24)).columns
+    transport = open_transport(pipeline.transport.spec())
+    seen: dict[str, dict[str, int]] = {s: {} for s in sources}
+    try:
+        consumers = {s: transport.consumer(s, "pipeline-tail") for s in sources}
+        first = True
+        while True:
+            for source, consumer in consumers.items():
+                limit = None if everything or not first else last
+                for record in _read_new(consumer, source, seen[source], only, limit):
+                    _print(record, as_json, shown_width)
+            first = False
+            if not follow:
+                return
+            time.sleep(0.3)
+    except KeyboardInterrupt:
+        return
+    finally:
+        transport.close()

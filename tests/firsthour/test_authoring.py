@@ -1,0 +1,104 @@
+"""What a plugin author meets: formats checked at registration, numpy values on JSON ports,
+errors naming unit and port, show-unit's constraints and snippets, PlotHint in the SDK."""
+
+from __future__ import annotations
+
+import json
+
+import fh_units
+import pytest
+from pydantic import ValidationError
+
+from asapo_pipelines.pipeline.validate import validate_text
+from asapo_pipelines.testing import catalog_from_plugins
+from asapo_pipelines.testing.harness import run_unit
+from asapo_pipelines.unit_docs import example_snippet, param_rows
+
+from helpers import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return catalog_from_plugins(fh_units)
+
+
+def test_a_typo_in_a_port_format_fails_at_describe_with_a_suggestion():
+    from asapo_pipelines.sdk import out
+
+    with pytest.raises(ValidationError, match=r"unknown payload format 'jsn' \(did you mean json"):
+        out("x", "a/b", format="jsn")
+
+
+def test_numpy_scalars_and_arrays_on_a_json_port_are_encoded(catalog):
+    result = run_unit("fh.mean", [{"values": [1, 2, 3]}], catalog=catalog)
+    assert result.errors == []
+    (value,) = result.values("mean")
+    assert value == {"mean": 2.0, "doubled": [2.0, 4.0, 6.0]}
+    assert isinstance(value["mean"], float)
+
+
+def test_a_value_that_is_not_json_names_unit_port_and_type(catalog):
+    result = run_unit("fh.bad", [{"values": [1]}], catalog=catalog)
+    (record,) = result.errors
+    assert "fh.bad" in record["error"]
+    assert "port 'tagged'" in record["error"]
+    assert "type dict" in record["error"]
+    assert "OutputEncodingError" in record["exception"]
+
+
+def test_snippet_of_a_default_factory_param_validates(catalog):
+    descriptor = catalog.get("fh.mean")
+    snippet = example_snippet(descriptor)
+    assert 'labels: ["a", "b"]' in snippet
+    text = "pipeline: t\nstreams:\n  values: {external: true, content_type: fh/values}\nunits:\n"
+    text += "\n".join("  " + line for line in snippet.splitlines())
+    report = validate_text(text, catalog, "t.pipeline.yaml")
+    assert not report.errors, report.text()
+
+
+def test_show_unit_gives_constraints_and_nested_fields():
+    from asapo_pipelines.catalog import Catalog
+
+    rows = {r.name: r for r in param_rows(Catalog.load().get("xas.normalize"))}
+    assert rows["pre_edge.npre"].constraints == "0 <= x <= 1"
+    assert rows["autobk.rbkg"].constraints == "> 0"
+    shown = run_pipeline("show-unit", "xas.normalize", env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    assert "npre: int = 1  [0 <= x <= 1]" in shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    data = json.loads(run_pipeline("show-unit", "xas.normalize", "--json").stdout)
+    by_name = {p["name"]: p for p in data["params"]}
+    assert by_name["autobk.win"]["type"].startswith('"hanning"')
+    assert by_name["pre_edge.npre"]["constraints"] == "0 <= x <= 1"
+
+
+def test_every_installed_units_snippet_validates():
+    from asapo_pipelines.catalog import Catalog
+
+    catalog = Catalog.load()
+    for descriptor in catalog.units.values():
+        snippet = example_snippet(descriptor)
+        streams = "".join(
+            f"  {p.name.replace('_', '-')}: {{external: true, content_type: '{p.content_type}'}}\n"
+            for p in descriptor.inputs
+        )
+        text = f"pipeline: t\nstreams:\n{streams}units:\n" if streams else "pipeline: t\nunits:\n"
+        text += "\n".join("  " + line for line in snippet.splitlines())
+        report = validate_text(text, catalog, "t.pipeline.yaml")
+        assert not report.errors, (descriptor.name, report.text())
+
+
+def test_plot_hint_is_in_the_sdk_and_plots_an_array_port():
+    from asapo_pipelines.sdk import PlotHint
+    from asapo_pipelines.viewer.collector import get_field
+
+    hint = PlotHint(port="frame", kind="xy")
+    assert hint.y == "value"
+
+    class Msg:
+        id, timestamp, metadata = 1, 0.0, {}
+
+    import numpy as np
+
+    array = np.arange(4.0)
+    assert get_field(Msg(), array, hint.y) is array
