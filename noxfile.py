@@ -49,16 +49,21 @@ def _test_plugins(name: str) -> list[str]:
 
 
 def ensure_system_tools(session: nox.Session) -> None:
-    """Install the Debian packages the tests drive for real (Node.js for the YAML language
-    server, Graphviz for SVG graphs, Chromium for the viewer's page, Redis for the bluesky
-    plugin's queue server) when they are missing. CI runs as root on a Debian machine; elsewhere,
-    say what to install instead of failing later."""
+    """Install the Debian packages the tests drive for real when they are missing: Node.js for
+    the YAML language server, Graphviz for SVG graphs, Chromium for the viewer's page, Redis for
+    the bluesky plugin's queue server, and slurmctld, slurmd, slurm-client and munge for a
+    one-node Slurm on loopback (the Slurm executor's tests start one). CI runs as root on a
+    Debian machine; elsewhere, say what to install instead of failing later."""
     wanted = {
         "node": "nodejs",
         "npm": "npm",
         "dot": "graphviz",
         "chromium": "chromium",
         "redis-server": "redis-server",
+        "slurmctld": "slurmctld",
+        "slurmd": "slurmd",
+        "sbatch": "slurm-client",
+        "munged": "munge",
     }
     missing = sorted({pkg for tool, pkg in wanted.items() if shutil.which(tool) is None})
     if not missing:

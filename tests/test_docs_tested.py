@@ -33,6 +33,10 @@ from asapo_pipelines.testing.distributions import install
 
 from helpers import CACHE_DIR, PIPELINE
 
+# the pages describe the full install (core, XAS and NeXus plugins): the `all` session tests them
+pytest.importorskip("asapo_pipelines_xas", reason="the docs' examples need the XAS plugin")
+pytest.importorskip("asapo_pipelines_nexus", reason="the docs' examples need the NeXus plugin")
+
 ROOT = Path(__file__).parents[1]
 #: the generated CLI reference holds help texts, not examples
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")]

@@ -24,6 +24,8 @@ from asapo_pipelines.kinds import KINDS, PAYLOAD_FORMATS, STATUSES, Kind, Status
 __all__ = [
     "KINDS",
     "STATUSES",
+    "ExecutorDescriptor",
+    "FormatDescriptor",
     "Kind",
     "NoParams",
     "Params",
@@ -31,6 +33,7 @@ __all__ = [
     "Port",
     "Resources",
     "Status",
+    "TransportDescriptor",
     "UnitDescriptor",
 ]
 
@@ -40,6 +43,12 @@ PORT_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 RUNTIME_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 #: `type/subtype` as in media types; `*` wildcards accept anything (`*/*`) or one family.
 CONTENT_TYPE_PATTERN = r"^([a-z0-9][a-z0-9.+_-]*|\*)/([a-z0-9][a-z0-9.+_-]*|\*)$"
+
+
+def _require_model_class(field: str, value: Any) -> Any:
+    if not (isinstance(value, type) and issubclass(value, BaseModel)):
+        raise ValueError(f"{field} must be a pydantic model class, not {type(value).__name__}")
+    return value
 
 
 class Params(BaseModel):
@@ -198,9 +207,7 @@ class UnitDescriptor(BaseModel):
     @field_validator("params", mode="before")
     @classmethod
     def _params_is_model(cls, value: Any) -> Any:
-        if not (isinstance(value, type) and issubclass(value, BaseModel)):
-            raise ValueError(f"params must be a pydantic model class, not {type(value).__name__}")
-        return value
+        return _require_model_class("params", value)
 
     @model_validator(mode="after")
     def _check_ports(self) -> UnitDescriptor:
@@ -269,3 +276,80 @@ class UnitDescriptor(BaseModel):
 
 def is_unit_name(name: str) -> bool:
     return re.match(UNIT_NAME_PATTERN, name) is not None
+
+
+#: A backend's name as it appears in a pipeline file (`transport: {embedded: ...}`,
+#: `deploy: {slurm: ...}`): lower case, digits and `_`.
+BACKEND_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+
+
+class _BackendDescriptor(BaseModel):
+    """What transports, executors and formats share: a name, a config model, a runtime string.
+
+    Like a unit's, the runtime is only an import string: listing the catalog imports no client
+    library (asapo wheels, redis, the Slurm tools' wrappers).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: Annotated[str, Field(pattern=BACKEND_NAME_PATTERN)]
+    summary: Annotated[str, Field(min_length=1, max_length=200)]
+    runtime: Annotated[str, Field(pattern=RUNTIME_PATTERN)]
+    description: str = ""
+    #: The pydantic model of the backend's section in a pipeline file; unknown keys should be
+    #: errors (``extra="forbid"``), as for unit params. Its JSON Schema is the section's branch in
+    #: the editor schema.
+    config: type[BaseModel] = NoParams
+    #: Filled in by the catalog from the distribution that registered the backend.
+    version: str | None = None
+    distribution: str | None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _config_is_model(cls, value: Any) -> Any:
+        return _require_model_class("config", value)
+
+    def load_runtime(self) -> Any:
+        """Import and return the runtime object named by ``runtime``."""
+        module_name, _, qualname = self.runtime.partition(":")
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        return obj
+
+    def summary_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "runtime": self.runtime,
+            "version": self.version,
+            "distribution": self.distribution,
+        }
+
+
+class TransportDescriptor(_BackendDescriptor):
+    """A transport: how units exchange messages (`transport: {<name>: {...}}`).
+
+    ``runtime`` names a callable ``open(options: dict) -> asapo_pipelines.transport.Transport``.
+    ``options`` is the validated section as JSON-ready data with paths made absolute against the
+    pipeline file's folder: the config model's ``open_options(base_dir)`` when it defines one,
+    else ``model_dump(mode="json", exclude_none=True)``. Workers receive the same dict, so it
+    must hold no secrets' values, only where to find them (a file, an environment variable).
+    """
+
+
+class ExecutorDescriptor(_BackendDescriptor):
+    """An executor: where a pipeline's units run as tasks (`deploy: {<name>: {...}}`).
+
+    ``runtime`` names a subclass of `asapo_pipelines.executor.Executor`. ``local`` is the
+    executor of `pipeline run`; the others are chosen by `pipeline deploy` from the file's
+    ``deploy:`` section.
+    """
+
+
+class FormatDescriptor(_BackendDescriptor):
+    """A payload format (`Port.format`): how a message's payload is serialised on the wire.
+
+    ``runtime`` names an object with ``encode(value) -> bytes`` and ``decode(data: bytes) ->
+    value``; ``config`` is unused for formats.
+    """

@@ -23,7 +23,12 @@ import pluggy
 from asapo_pipelines import PROJECT
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.descriptor import UnitDescriptor
+    from asapo_pipelines.descriptor import (
+        ExecutorDescriptor,
+        FormatDescriptor,
+        TransportDescriptor,
+        UnitDescriptor,
+    )
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -57,4 +62,57 @@ def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     Called only for plugins whose units the pipeline uses; `pipeline.params_for(instance,
     catalog)` gives a unit's params. Every request must have a deadline; report a service that
     does not answer with `P502` rather than raising.
+    """
+
+
+#: What `register_transports` receives: call it once per transport.
+RegisterTransport = Callable[["TransportDescriptor | Mapping[str, Any]"], None]
+
+
+@hookspec
+def register_transports(register: RegisterTransport) -> None:
+    """Register the transports this plugin provides (`transport: {<name>: {...}}`).
+
+    Call ``register(TransportDescriptor(name=..., summary=..., config=ConfigModel,
+    runtime="pkg.module:open_transport"))`` once per transport. The config model is the section's
+    schema in validation and in the editor; the runtime, imported only when a pipeline opens the
+    transport, is a callable taking the resolved options and returning a
+    `asapo_pipelines.transport.Transport` that passes the transport contract suite
+    (`asapo_pipelines.testing.transport_contract`).
+    """
+
+
+#: What `register_executors` receives: call it once per executor.
+RegisterExecutor = Callable[["ExecutorDescriptor | Mapping[str, Any]"], None]
+
+
+@hookspec
+def register_executors(register: RegisterExecutor) -> None:
+    """Register the executors this plugin provides (`deploy: {<name>: {...}}`).
+
+    Call ``register(ExecutorDescriptor(name=..., summary=..., config=ConfigModel,
+    runtime="pkg.module:MyExecutor"))``; the runtime is a subclass of
+    `asapo_pipelines.executor.Executor`, through which `pipeline plan/deploy/start/stop/status/
+    logs` dispatch.
+    """
+
+
+#: What `register_formats` receives: call it once per payload format.
+RegisterFormat = Callable[["FormatDescriptor | Mapping[str, Any]"], None]
+
+
+@hookspec
+def register_formats(register: RegisterFormat) -> None:
+    """Register payload formats (the ``format`` of a unit's port: ``json``, ``bytes``, ...).
+
+    The runtime is an object with ``encode(value) -> bytes`` and ``decode(data) -> value``.
+    """
+
+
+@hookspec
+def register_commands(cli: Any) -> None:
+    """Add commands to the ``pipeline`` command line: ``cli`` is its `click.Group`.
+
+    Import heavy libraries inside the command function, not at module level: every ``pipeline``
+    invocation loads the plugins' registration modules.
     """

@@ -19,6 +19,7 @@ from pathlib import Path
 from faults_support import core_pipeline, env, pipeline, read_state, write_files
 
 from asapo_pipelines.transport import open_transport
+from asapo_pipelines.worker.naming import data_source_for
 from asapo_pipelines.worker.status import Counters, StatusPublisher
 
 from helpers import PIPELINE
@@ -178,7 +179,8 @@ def test_viewer_answers_a_clear_error_when_the_transport_fails(tmp_path: Path) -
     write_files(files, 0, 5)
     file = core_pipeline(tmp_path, files=files, out=out, store="store")
     assert pipeline("run", str(file), cwd=tmp_path).returncode == 0
-    index = tmp_path / "store" / "raw" / "index.db"
+    # the pipeline's own stream `raw`, in its namespace (`<pipeline>.<run>.<stream>`)
+    index = tmp_path / "store" / data_source_for("raw", "faults", "r1") / "index.db"
     damage(index)
     proc, url = serve(file)
     try:

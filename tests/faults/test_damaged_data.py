@@ -16,6 +16,7 @@ from faults_support import core_pipeline, pipeline, sink_names, write_files
 
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.embedded import INLINE_MAX
+from asapo_pipelines.worker.naming import data_source_for
 
 BIG = INLINE_MAX * 4  # payloads this big live in segment files, not in the index
 
@@ -144,7 +145,7 @@ def one_sentence(done: object, *needles: str) -> str:
 
 def test_a_damaged_index_is_one_sentence_naming_the_file_and_the_remedy(tmp_path: Path) -> None:
     file, store = run_once(tmp_path)
-    index = store / "raw" / "index.db"
+    index = store / data_source_for("raw", "faults", "r1") / "index.db"  # in its namespace
     damage_index(index)
     for args in (("streams", str(file)), ("worker", str(file), "copy")):
         done = pipeline(*args, cwd=tmp_path)

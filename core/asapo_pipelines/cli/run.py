@@ -218,7 +218,7 @@ def run(
     if target.pipeline is not None:
         from asapo_pipelines.cli.runs import start_session
 
-        session = start_session(target, fresh=fresh, resume=resume, sets=sets)
+        session = start_session(target, fresh=fresh, resume=resume, sets=sets, quiet_stdout=as_json)
     elif fresh or resume or sets:
         raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
     if detach:

@@ -60,9 +60,12 @@ def _overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str, Any
     return overrides
 
 
-def start_session(target: Target, *, fresh: bool, resume: bool, sets: tuple[str, ...]) -> Session:
+def start_session(
+    target: Target, *, fresh: bool, resume: bool, sets: tuple[str, ...], quiet_stdout: bool = False
+) -> Session:
     """Claim the namespace and start or resume the run; one sentence and nothing written when
-    the configuration changed without --fresh or --resume."""
+    the configuration changed without --fresh or --resume. With `quiet_stdout` (`--json`), what
+    it says goes to stderr, so stdout holds the JSON document only."""
     from asapo_pipelines.runs.lifecycle import describe_changes, prepare
     from asapo_pipelines.worker.launch import RUN_ENV
 
@@ -84,13 +87,17 @@ def start_session(target: Target, *, fresh: bool, resume: bool, sets: tuple[str,
         transport.close()
         raise
     if what == "started":
-        click.echo(f"run {run.id} of pipeline {target.pipeline.name} starts")
+        click.echo(f"run {run.id} of pipeline {target.pipeline.name} starts", err=quiet_stdout)
     elif what == "resumed":
-        click.echo(f"resuming run {run.id} of pipeline {target.pipeline.name} (unchanged)")
+        click.echo(
+            f"resuming run {run.id} of pipeline {target.pipeline.name} (unchanged)",
+            err=quiet_stdout,
+        )
     else:
         changes = run.events[-1].get("changes") or {}
         click.echo(
-            f"resuming run {run.id} under a changed configuration: {describe_changes(changes)}"
+            f"resuming run {run.id} under a changed configuration: {describe_changes(changes)}",
+            err=quiet_stdout,
         )
     return Session(store, transport, run, what, RUN_ENV)
 

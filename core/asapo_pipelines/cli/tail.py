@@ -70,8 +70,9 @@ def _record(msg: Message, source: str) -> dict[str, Any]:
     return record
 
 
-def _sources(pipeline: Any, stream: str) -> list[str]:
-    """The transport data sources STREAM names: a pipeline stream, or its error streams."""
+def _sources(pipeline: Any, stream: str, run: str | None) -> list[str]:
+    """The transport data sources STREAM names: a pipeline stream (in run `run`, its own name
+    when declared external or when no run is recorded), or its error streams."""
     from asapo_pipelines.worker.naming import data_source_for, errors_source
 
     if stream == ERRORS or stream.startswith(ERRORS + "."):
@@ -90,7 +91,10 @@ def _sources(pipeline: Any, stream: str) -> list[str]:
             f"pipeline {pipeline.name} has no stream {stream!r}{hint} (its streams: {choices}; "
             f"and `{ERRORS}` for the error records)"
         )
-    return [data_source_for(stream)]
+    declared = (getattr(pipeline, "streams", None) or {}).get(stream)
+    if run is None or (declared is not None and declared.external):
+        return [data_source_for(stream)]
+    return [data_source_for(stream, pipeline.name, run)]
 
 
 def _stream_filter(stream: str) -> str | None:
@@ -173,14 +177,21 @@ def tail(
     """
     import shutil
 
+    from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.launch import load
 
     pipeline, _catalog = load(file)
-    sources = _sources(pipeline, stream)
     only = _stream_filter(stream)
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
     transport = open_transport(pipeline.transport.spec())
+    # a pipeline's own streams live per run (worker.naming): show the latest run's
+    latest = RunStore(transport, pipeline.name).latest()
+    try:
+        sources = _sources(pipeline, stream, latest.id if latest is not None else None)
+    except BaseException:
+        transport.close()
+        raise
     seen: dict[str, dict[str, int]] = {s: {} for s in sources}
     try:
         consumers = {s: transport.consumer(s, "pipeline-tail") for s in sources}

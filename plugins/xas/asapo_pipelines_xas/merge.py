@@ -79,6 +79,9 @@ class _Entry:
     shift: float = 0.0
     shift_err: float | None = None
     reasons: list[str] = field(default_factory=list)
+    #: the last alignment fit and the anchor spectrum it was fitted against; a redelivered scan
+    #: gets a new entry and a new anchor a new fit, so nothing else invalidates it
+    fit: tuple[Spectrum, Alignment] | None = None
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,6 @@ class Merger:
     def __init__(self, params: MergeParams | None = None) -> None:
         self.params = params or MergeParams()
         self._groups: dict[tuple[str, ...], list[_Entry]] = {}
-        # fits are redone only when the scan or its anchor changes (every add re-screens)
-        self._alignments: dict[tuple[str, str], tuple[Spectrum, Spectrum, Alignment]] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
@@ -223,23 +224,14 @@ class Merger:
         a_energy, a_mu = _foil(anchor.spectrum)  # type: ignore[misc]
         a_e0 = float(anchor.spectrum.values.get("e0_ref") or math.nan)
         anchor.shift, anchor.shift_err = 0.0, 0.0
-        group_ids = {e.scan_id for e in entries}
-        # fits against another anchor of this group are stale (the anchor was rejected)
-        self._alignments = {
-            k: v
-            for k, v in self._alignments.items()
-            if k[0] not in group_ids or k[1] == anchor.scan_id
-        }
         for entry in entries:
             foil = _foil(entry.spectrum)
             if entry is anchor or foil is None:
                 continue
-            key = (entry.scan_id, anchor.scan_id)
-            cached = self._alignments.get(key)
-            fit = None
-            if cached and cached[0] is entry.spectrum and cached[1] is anchor.spectrum:
-                fit = cached[2]
-            if fit is None:
+            # every add re-screens the group: fit again only when the anchor changed
+            if entry.fit is not None and entry.fit[0] is anchor.spectrum:
+                fit = entry.fit[1]
+            else:
                 e0_ref = entry.spectrum.values.get("e0_ref")
                 start = a_e0 - float(e0_ref) if e0_ref else 0.0
                 try:
@@ -249,7 +241,7 @@ class Merger:
                 except (SpectrumError, ValueError) as exc:
                     entry.reasons.append(f"alignment on the reference foil failed: {exc}")
                     continue
-                self._alignments[key] = (entry.spectrum, anchor.spectrum, fit)
+                entry.fit = (anchor.spectrum, fit)
             entry.shift, entry.shift_err = fit.shift, fit.stderr
             if not math.isfinite(fit.shift) or abs(fit.shift) > p.max_align_shift:
                 entry.reasons.append(

@@ -385,12 +385,6 @@ def reference_foil(
     return float(group.e0), mu_ref
 
 
-def reference_e0(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> float | None:
-    """E0 of the reference foil, ln(It/Iref), or None without those channels."""
-    foil = reference_foil(energy, scan, pre_edge)
-    return None if foil is None else foil[0]
-
-
 def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectrum:
     """Normalise one scan: the whole of `xas.normalize` for one message."""
     params = params or NormalizeParams()

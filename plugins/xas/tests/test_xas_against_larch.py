@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from xas_testdata import DATA, P65_SCANS
+from xas_testdata import DATA, P65_SCANS, larch_analyse
 
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import Spectrum, compute_mu, normalize_scan
@@ -22,13 +22,10 @@ FILES = (*P65_SCANS, "cu_metal_rt.xdi", "fe_metal_rt.xdi")
 def _larch_group(energy, mu):
     """pre_edge and autobk with xraylarch's defaults; the noise with kmax = max(k) - 0.5."""
     from larch import Group
-    from larch.xafs import autobk, estimate_noise, pre_edge
 
-    group = Group(energy=np.asarray(energy, dtype=float), mu=np.asarray(mu, dtype=float))
-    pre_edge(group)
-    autobk(group)
-    estimate_noise(group.k, group.chi, group=group, kmax=float(group.k.max()) - 0.5)
-    return group
+    return larch_analyse(
+        Group(energy=np.asarray(energy, dtype=float), mu=np.asarray(mu, dtype=float))
+    )
 
 
 def _foil_group(scan, shift: float = 0.0):
@@ -89,9 +86,35 @@ def test_every_noise_parameter_takes_effect(p65_scans):
         assert noise({**base, key: value}) != reference, key
 
 
+@pytest.mark.parametrize("name", P65_SCANS)
+def test_the_noise_copy_is_larchs_estimate_noise_for_the_kaiser_window(name):
+    """normalize.estimate_noise repeats xraylarch's steps to fix its ignored `kwindow`: with
+    the Kaiser window (the only one xraylarch's applies) the numbers must be its own."""
+    from larch.xafs import estimate_noise as larch_estimate_noise
+
+    from asapo_pipelines_xas.normalize import estimate_noise
+    from asapo_pipelines_xas.params import NoiseParams
+
+    scan = read_scan(DATA / name)
+    ref = _larch_group(scan.energy, compute_mu(scan, "transmission"))
+    settings = {"rmin": 15.0, "rmax": 25.0, "kweight": 2, "kmin": 2.0, "kmax": 13.0}
+    ours = estimate_noise(ref.k, ref.chi, NoiseParams.model_validate(settings))
+    larch_estimate_noise(ref.k, ref.chi, group=ref, **settings)
+    assert ours["epsilon_k"] == pytest.approx(ref.epsilon_k, rel=1e-9)
+    assert ours["epsilon_r"] == pytest.approx(ref.epsilon_r, rel=1e-9)
+    assert ours["kmax_suggest"] == pytest.approx(float(ref.kmax_suggest), rel=1e-9)
+    # why the copy exists: xraylarch's own still applies Kaiser whatever `kwindow` says (when
+    # this fails, xraylarch honours it and normalize.estimate_noise can call it instead)
+    hanning = estimate_noise(
+        ref.k, ref.chi, NoiseParams.model_validate({**settings, "kwindow": "hanning"})
+    )
+    larch_estimate_noise(ref.k, ref.chi, group=ref, **settings, kwindow="hanning")
+    assert ref.epsilon_k == pytest.approx(ours["epsilon_k"], rel=1e-9)
+    assert hanning["epsilon_k"] != pytest.approx(ref.epsilon_k, rel=1e-3)
+
+
 def test_merged_noise_matches_merge_groups(p65_scans):
     from larch.io import merge_groups
-    from larch.xafs import autobk, estimate_noise, pre_edge
 
     spectra = [normalize_scan(s) for s in p65_scans]
     merger = Merger()
@@ -106,10 +129,7 @@ def test_merged_noise_matches_merge_groups(p65_scans):
         Group(energy=scan.energy + shift, mu=compute_mu(scan, "transmission"))
         for scan, shift in zip(p65_scans, shifts, strict=True)
     ]
-    ref = merge_groups(groups)
-    pre_edge(ref)
-    autobk(ref)
-    estimate_noise(ref.k, ref.chi, group=ref, kmax=float(ref.k.max()) - 0.5)
+    ref = larch_analyse(merge_groups(groups))
     assert merged.values["epsilon_k"] == pytest.approx(ref.epsilon_k, rel=0.03)
     assert merged.values["e0"] == pytest.approx(ref.e0, abs=0.1)
 

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from xas_testdata import larch_analyse
 
 from asapo_pipelines_xas.agent import ConvergenceAgent
 from asapo_pipelines_xas.params import ConvergenceParams
@@ -101,15 +102,11 @@ def _larch_noise_sequence(p65_scans):
     default settings: larch's defaults, noise window kmax = max(k) - 0.5)."""
     from larch import Group
     from larch.io import merge_groups
-    from larch.xafs import autobk, estimate_noise, pre_edge
 
     from asapo_pipelines_xas.normalize import compute_mu
 
     def noise(group):
-        pre_edge(group)
-        autobk(group)
-        estimate_noise(group.k, group.chi, group=group, kmax=float(group.k.max()) - 0.5)
-        return float(group.epsilon_k)
+        return float(larch_analyse(group).epsilon_k)
 
     groups = [Group(energy=s.energy, mu=compute_mu(s, "transmission")) for s in p65_scans]
     singles = [noise(g) for g in groups]

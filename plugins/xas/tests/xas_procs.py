@@ -56,20 +56,14 @@ def read(store: Path, source: str, stream: str = "default") -> list[Any]:
     with open_transport({"embedded": {"path": str(store)}}) as t:
         # a pipeline's own stream is in its namespace; workers started by hand work in run r1
         found = [n for n in t.data_sources() if n.endswith(f".r1.{source}")]
-        source = found[0] if found else source
-    with (
-        open_transport({"embedded": {"path": str(store)}}) as t,
-        t.consumer(source, "xas-test-reader") as c,
-    ):
-        names = {info.name for info in c.streams()}
-        if stream not in names:
-            return []
-        info = c.stream_info(stream)
-        out = []
-        for i in range(1, info.last_id + 1):
-            msg = c.get_by_id(stream, i)
-            out.append((msg.metadata, decode(msg.payload, msg.metadata)))
-        return out
+        with t.consumer(found[0] if found else source, "xas-test-reader") as c:
+            if stream not in {info.name for info in c.streams()}:
+                return []
+            out = []
+            for i in range(1, c.stream_info(stream).last_id + 1):
+                msg = c.get_by_id(stream, i)
+                out.append((msg.metadata, decode(msg.payload, msg.metadata)))
+            return out
 
 
 def last_status(store: Path, pipeline: str, instance: str) -> dict[str, Any]:

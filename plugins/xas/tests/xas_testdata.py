@@ -27,3 +27,14 @@ REFERENCE_SETTINGS = {
     "autobk": {"rbkg": 1, "kweight": 2},
     "noise": {"rmin": 15, "rmax": 25, "kweight": 2, "kmin": 2},
 }
+
+
+def larch_analyse(group):
+    """xraylarch called directly, as the units do by default: pre_edge and autobk with their
+    defaults, estimate_noise with the units' window kmax = max(k) - 0.5. Returns the group."""
+    from larch.xafs import autobk, estimate_noise, pre_edge
+
+    pre_edge(group)
+    autobk(group)
+    estimate_noise(group.k, group.chi, group=group, kmax=float(group.k.max()) - 0.5)
+    return group
