@@ -213,6 +213,12 @@ class Consumer(_Closable):
         for one in ids:
             self.acknowledge(stream, one)
 
+    def wake_fd(self) -> int | None:
+        """A file descriptor that becomes readable when new data may have arrived (for
+        `select`; spurious wake-ups allowed), or None when the backend cannot tell: then the
+        caller polls. Reading with `get_next` clears it."""
+        return None
+
     @abc.abstractmethod
     def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
         """Give ``id`` back: it is delivered again (to any consumer) after ``delay`` seconds."""

@@ -797,6 +797,11 @@ class EmbeddedConsumer(Consumer):
                 left = min(left, max(0.0, idle[1] - time.time()))
             pause = self._waker.wait(left, pause)
 
+    def wake_fd(self) -> int | None:
+        # inotify on the data source's directory: every commit to its index (a new message,
+        # a finished stream) makes it readable; `get_next` drains it before it looks
+        return self._waker.fd if self._waker.fd >= 0 else None
+
     def _lazy_message(self, stream: str, row: tuple, count: int) -> tuple[Message, _Lazy | None]:
         # metadata now, payload when handed out: a prefetched message maps nothing until used
         mid, ts, size, meta, inline, seg, off = row

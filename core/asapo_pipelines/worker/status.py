@@ -59,6 +59,7 @@ class StatusPublisher:
         self.counters = counters
         self.interval = interval
         self._stop = threading.Event()
+        self._now = threading.Event()
         self._thread: threading.Thread | None = None
         self._last = (time.monotonic(), 0)
         self._lock = threading.Lock()
@@ -80,7 +81,15 @@ class StatusPublisher:
         producer: Any = None
         last_error = ""
         try:
-            while not self._stop.wait(self.interval):
+            # the first record at once: a unit still importing its runtime shows as "loading"
+            first = True
+            while first or not self._stop.is_set():
+                if not first:
+                    self._now.wait(self.interval)
+                    self._now.clear()
+                    if self._stop.is_set():
+                        break
+                first = False
                 try:
                     if producer is None:
                         producer = self.transport.producer(self.source)
@@ -100,6 +109,10 @@ class StatusPublisher:
             with contextlib.suppress(Exception):
                 producer.close()
 
+    def publish_now(self) -> None:
+        """Publish at once instead of at the next interval (a change of state)."""
+        self._now.set()
+
     def _publish(self, producer: Any) -> None:
         with self._lock:
             producer.send(self.stream, None, self.counters.snapshot(self._rate()))
@@ -108,6 +121,7 @@ class StatusPublisher:
         """Stop the thread and publish the final state from the calling thread (a failure to
         publish it is logged: the work itself is done)."""
         self._stop.set()
+        self._now.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.counters.state = state
