@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -161,3 +161,43 @@ def load_listing(*, strict: bool | None = None, env: Mapping[str, str] | None = 
             f"{first['errors'][0]}"
         )
     return listing
+
+
+def remember(catalog: Catalog, *, env: Mapping[str, str] | None = None) -> None:
+    """Write the listing of a catalog just loaded in full (by `pipeline run`, or a worker that
+    found no listing): the next workers learn from it which plugins provide their units."""
+    env = os.environ if env is None else env
+    if env.get(ENV_NO_CACHE, "").lower() in ("1", "true", "yes"):
+        return
+    sources = installed_sources(env)
+    key = fingerprint(sources)
+    path = _cache_file(env)
+    if key and _read(path, key) is None:
+        _write(path, key, Listing.from_catalog(catalog))
+
+
+def sources_for(
+    units: Iterable[str], *, env: Mapping[str, str] | None = None
+) -> list[PluginSource] | None:
+    """The plugins (entry points) that provide `units`, as the current listing says, without
+    importing any plugin; None when the listing is missing, stale, or does not name them all
+    (then the whole catalog must be loaded)."""
+    env = os.environ if env is None else env
+    if env.get(ENV_NO_CACHE, "").lower() in ("1", "true", "yes"):
+        return None
+    sources = installed_sources(env)
+    key = fingerprint(sources)
+    listing = _read(_cache_file(env), key) if key else None
+    if listing is None:
+        return None
+    provider = {
+        unit: (record["name"], record["distribution"])
+        for record in listing.plugins
+        if not record["errors"]
+        for unit in record["units"]
+    }
+    wanted = set(units)
+    if not wanted <= provider.keys():
+        return None
+    needed = {provider[unit] for unit in wanted}
+    return [s for s in sources if (s.name, s.distribution) in needed]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,18 @@ class NeedsFile(Processor):
 class Double(Processor):
     def process(self, message: Message) -> Any:
         return message.value * 2
+
+
+#: what `Gated.on_start` waits for: a unit still getting ready (a long runtime import)
+GATE = threading.Event()
+
+
+class Gated(Processor):
+    def on_start(self) -> None:
+        GATE.wait(30)
+
+    def process(self, message: Message) -> Any:
+        return message.value
 
 
 class FullDisk(Sink):

@@ -20,14 +20,46 @@ RUN_ENV = "ASAPO_PIPELINES_RUN"
 
 
 def load(pipeline_file: Path) -> tuple[Any, Any]:
-    """The pipeline (validated against the installed catalog) and that catalog."""
-    from asapo_pipelines.catalog import Catalog
+    """The pipeline (validated against the catalog of the plugins it uses) and that catalog."""
     from asapo_pipelines.pipeline import load_pipeline
 
     if not pipeline_file.is_file():
         raise UsageError(f"pipeline file {pipeline_file} does not exist")
-    catalog = Catalog.load()
+    catalog = _catalog_for(pipeline_file)
     return load_pipeline(pipeline_file, catalog), catalog
+
+
+def _catalog_for(pipeline_file: Path) -> Any:
+    """Only the plugins that provide the pipeline's units, when the listing cache names them:
+    a worker of a facility's environment need not import hundreds of other units' params
+    models. Any doubt (no listing, a unit it does not know, a file that does not parse) loads
+    the whole catalog, which then reports the problem as before and writes the listing."""
+    from asapo_pipelines.catalog import ENV_STRICT, Catalog
+    from asapo_pipelines.listing import remember, sources_for
+
+    units = _unit_names(pipeline_file)
+    sources = sources_for(units) if units else None
+    if sources is not None:
+        strict = os.environ.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
+        catalog = Catalog.from_sources(sources, strict=strict)
+        if all(name in catalog for name in units):
+            return catalog
+    catalog = Catalog.load()
+    remember(catalog)
+    return catalog
+
+
+def _unit_names(pipeline_file: Path) -> set[str]:
+    """The unit types a pipeline file names (`units.<instance>.unit`), read leniently."""
+    from asapo_pipelines.pipeline.loader import read_document
+
+    try:
+        doc, _problems = read_document(pipeline_file)
+        units = doc.data.get("units") or {}
+        names = {str(c["unit"]) for c in units.values() if isinstance(c, dict) and "unit" in c}
+    except Exception:  # the validation against the whole catalog says what is wrong
+        return set()
+    return names
 
 
 def build_worker(
