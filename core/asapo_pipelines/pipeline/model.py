@@ -101,6 +101,30 @@ class EmbeddedTransport(_Section):
             description="Directory of the store; a relative path is relative to the pipeline file.",
         ),
     ] = ".pipeline-data"
+    retention: Annotated[
+        Retention | None,
+        Field(
+            description="Remove streams that are finished and acknowledged by every reader "
+            "(with their payloads), oldest first, past any of these limits; long runs keep "
+            "their disk use bounded. Unset: everything is kept."
+        ),
+    ] = None
+
+
+class Retention(_Section):
+    """What the embedded store keeps of streams that are done (see docs/transports.md)."""
+
+    max_age: Annotated[
+        float | None,
+        Field(ge=0, description="Seconds a done stream is kept after its last acknowledgement."),
+    ] = None
+    max_bytes: Annotated[
+        int | None,
+        Field(ge=0, description="Payload bytes of done streams kept per data source."),
+    ] = None
+    max_streams: Annotated[
+        int | None, Field(ge=0, description="Done streams kept per data source.")
+    ] = None
 
 
 class AsapoTransport(_Section):
@@ -236,7 +260,10 @@ class Transport(_Section):
                 data["token_file"] = self._resolve(self.asapo.token_file)
             return {"asapo": data}
         embedded = self.embedded or EmbeddedTransport()
-        return {"embedded": {"path": self._resolve(embedded.path)}}
+        spec: dict[str, Any] = {"path": self._resolve(embedded.path)}
+        if embedded.retention is not None:
+            spec["retention"] = embedded.retention.model_dump(exclude_none=True)
+        return {"embedded": spec}
 
 
 # -- streams ---------------------------------------------------------------------------------

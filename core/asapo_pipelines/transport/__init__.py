@@ -48,7 +48,7 @@ def open_transport(spec: Mapping[str, Any]) -> Transport:
         if "path" not in options:
             raise TransportConfigError("the embedded transport needs a path")
         path = options.pop("path")
-        _no_extra(kind, options, {"fsync", "create"})
+        _no_extra(kind, options, {"fsync", "create", "retention"})
         return EmbeddedTransport(path, **options)
     if kind == "asapo":
         from asapo_pipelines.transport.asapo import AsapoTransport
