@@ -109,9 +109,7 @@ class Plans:
                 self.transport = open_transport(
                     {"embedded": {"path": str(self.store), "create": False}}
                 )
-            source = next(
-                (s for s in self.transport.data_sources() if s.endswith(".plans")), None
-            )
+            source = next((s for s in self.transport.data_sources() if s.endswith(".plans")), None)
             if source is None:
                 return 0
             self.consumer = self.transport.consumer(source, "bench-latency")
@@ -169,13 +167,13 @@ def in_process(work: Path, count: int) -> list[float]:
     """The units' core functions, one process, the same files in the same order."""
     from asapo_pipelines_xas.agent import ConvergenceAgent
     from asapo_pipelines_xas.merge import Merger
+    from asapo_pipelines_xas.normalize import normalize_scan
     from asapo_pipelines_xas.params import (
         ConvergenceParams,
         MergeParams,
         NormalizeParams,
         ScanFilesParams,
     )
-    from asapo_pipelines_xas.normalize import normalize_scan
     from asapo_pipelines_xas.scanfiles import read_for_params
 
     staging = work / "inproc"

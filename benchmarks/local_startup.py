@@ -190,7 +190,9 @@ def p65_copy(work: Path) -> Path:
     return path
 
 
-def first_in_stream(store: Path, stream: str, proc: subprocess.Popen, timeout: float = 120) -> float:
+def first_in_stream(
+    store: Path, stream: str, proc: subprocess.Popen, timeout: float = 120
+) -> float:
     """When the first message appears in the run's data source for `stream`."""
     sys.path.insert(0, str(ROOT / "core"))
     from asapo_pipelines.transport import open_transport

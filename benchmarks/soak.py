@@ -9,8 +9,9 @@ reader at the end takes and acknowledges everything. The store's retention polic
 
 Reported per interval (a minute by default): GB/s delivered at the end of the chain and the
 store's size on disk. Goal (issue 17): throughput flat within 10 % (the slowest interval at
-least 0.9x the median; the first interval, which pays the start-up, is left out), the store's size bounded (its largest size in the second half of the run
-no larger than 1.1x the largest in the first half).
+least 0.9x the median; the first interval, which pays the start-up, is left out), the store's
+size bounded (its largest size in the second half of the run no larger than 1.1x the largest in
+the first half).
 
     python benchmarks/soak.py [--minutes 10] [--interval 60] [--json]
 """
@@ -18,6 +19,7 @@ no larger than 1.1x the largest in the first half).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -82,7 +84,10 @@ def hop(store: Path, keep: int, index: int) -> None:
 
 def sink(store: Path, keep: int, done: Any, delivered: Any) -> None:
     """The end of the chain: takes and acknowledges every message, scan after scan."""
-    with open_transport(spec(store, keep)) as t, t.consumer(f"s{HOPS}", "soak-end", prefetch=8) as c:
+    with (
+        open_transport(spec(store, keep)) as t,
+        t.consumer(f"s{HOPS}", "soak-end", prefetch=8) as c,
+    ):
         n, name = 0, stream_name(0)
         while True:
             try:
@@ -105,10 +110,9 @@ def disk_bytes(root: Path) -> int:
     total = 0
     for folder, _dirs, files in os.walk(root):
         for name in files:
-            try:
+            # a file removed by retention while we look counts as gone
+            with contextlib.suppress(FileNotFoundError):
                 total += os.stat(os.path.join(folder, name)).st_blocks * 512
-            except FileNotFoundError:
-                pass  # removed by retention while we looked
     return total
 
 
@@ -120,9 +124,7 @@ def run(args: argparse.Namespace, store: Path) -> dict[str, Any]:
     procs = [ctx.Process(target=hop, args=(store, args.keep, i)) for i in range(HOPS)]
     procs.append(ctx.Process(target=sink, args=(store, args.keep, done, delivered)))
     procs.append(
-        ctx.Process(
-            target=source, args=(store, args.keep, args.per_stream, args.ahead, done, stop)
-        )
+        ctx.Process(target=source, args=(store, args.keep, args.per_stream, args.ahead, done, stop))
     )
     for proc in procs:
         proc.start()

@@ -97,9 +97,11 @@ def test_a_worker_loads_only_the_plugins_of_its_pipelines_units(tmp_path):
     data.mkdir()
     (data / "a.txt").write_text("a\n")
     install(
-        [PluginProject("marked", "1.0.0", {"plugin.py": MARKED}, {"m": "marked.plugin"}).write(
-            tmp_path / "src"
-        )],
+        [
+            PluginProject("marked", "1.0.0", {"plugin.py": MARKED}, {"m": "marked.plugin"}).write(
+                tmp_path / "src"
+            )
+        ],
         site,
     )
     env = {

@@ -133,4 +133,5 @@ def test_the_pipeline_file_section_reaches_the_store(tmp_path):
     spec = section.spec()
     assert spec["embedded"]["retention"] == {"max_streams": 2}
     with open_transport(spec) as t:
-        assert t.retention is not None and t.retention.max_streams == 2
+        assert t.retention is not None
+        assert t.retention.max_streams == 2

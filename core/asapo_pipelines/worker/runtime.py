@@ -226,9 +226,7 @@ class Worker:
     @property
     def errors_reader(self) -> Any:
         if self._errors_reader is None:
-            self._errors_reader = self.transport.consumer(
-                errors_source(self.pipeline), self.group
-            )
+            self._errors_reader = self.transport.consumer(errors_source(self.pipeline), self.group)
         return self._errors_reader
 
     def _consumer(self, source: str) -> Any:
