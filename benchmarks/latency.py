@@ -132,7 +132,27 @@ class Plans:
             self.transport.close()
 
 
-def pipeline_latencies(work: Path, count: int) -> list[float]:
+STAGES = ("raw-scans", "spectra", "merged", "plans")
+
+
+def stage_times(store: Path) -> dict[str, list[float]]:
+    """When each scan's message was written to each stream (the store's timestamps)."""
+    from asapo_pipelines.transport import open_transport
+
+    out: dict[str, list[float]] = {}
+    with open_transport({"embedded": {"path": str(store), "create": False}}) as t:
+        for stage in STAGES:
+            source = next(s for s in t.data_sources() if s.endswith("." + stage))
+            with t.consumer(source, "bench-stages") as c:
+                stamps = []
+                for info in c.streams():
+                    for i in range(1, info.last_id + 1):
+                        stamps.append(c.get_by_id(info.name, i).timestamp)
+                out[stage] = sorted(stamps)
+    return out
+
+
+def pipeline_latencies(work: Path, count: int) -> tuple[list[float], dict[str, float]]:
     incoming, staging = work / "incoming", work / "staging"
     incoming.mkdir()
     staging.mkdir()
@@ -142,11 +162,13 @@ def pipeline_latencies(work: Path, count: int) -> list[float]:
     proc = subprocess.Popen([PIPELINE, "run", str(file)], cwd=work, stdout=log, stderr=log)
     plans = Plans(work / "store")
     latencies = []
+    renamed = []
     try:
         for i, path in enumerate(files):
             time.sleep(0.3)  # the pipeline idle between scans, as at a beamline
             t0 = time.time()
             os.rename(path, incoming / path.name)
+            renamed.append(t0)
             took = plans.wait_for(i + 1, proc) - t0
             if i:  # the first scan is the warm-up
                 latencies.append(took)
@@ -160,7 +182,15 @@ def pipeline_latencies(work: Path, count: int) -> list[float]:
                 proc.kill()
                 proc.wait()
         log.close()
-    return latencies
+    # where the time goes: the median delay from the previous stage to each stream
+    stamps = stage_times(work / "store")
+    stages: dict[str, float] = {}
+    before = renamed
+    for stage in STAGES:
+        delays = [b - a for a, b in zip(before[1:], stamps[stage][1:], strict=False)]
+        stages[stage] = round(statistics.median(delays), 4) if delays else float("nan")
+        before = stamps[stage]
+    return latencies, stages
 
 
 def in_process(work: Path, count: int) -> list[float]:
@@ -202,7 +232,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         work = Path(tmp)
         direct = in_process(work, args.scans)
-        latencies = pipeline_latencies(work, args.scans)
+        latencies, stages = pipeline_latencies(work, args.scans)
     med, worst = statistics.median(latencies), max(latencies)
     direct_med, direct_max = statistics.median(direct), max(direct)
     result = {
@@ -216,6 +246,7 @@ def main() -> None:
         "in_process_max_s": round(direct_max, 4),
         "ratio_median": round(med / direct_med, 2),
         "ratio_max": round(worst / direct_max, 2),
+        "median_delay_to_stream_s": stages,
         "goal": GOAL,
         "goal_met": med / direct_med < GOAL,
     }
@@ -227,6 +258,10 @@ def main() -> None:
     print(
         f"  core functions in one process: median {direct_med * 1000:.0f} ms, "
         f"max {direct_max * 1000:.0f} ms"
+    )
+    print(
+        "  median delay to each stream after the previous one: "
+        + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in stages.items())
     )
     print(
         f"  ratio: median {result['ratio_median']}x, max {result['ratio_max']}x "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -220,6 +221,7 @@ def measure_p65(work: Path) -> float:
     )
     try:
         took = first_in_stream(work / ".pipeline-data", "spectra", proc) - t0
+        proc.send_signal(signal.SIGINT)  # measured: the rest of the run is not start-up
         proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
@@ -332,10 +334,6 @@ def main() -> None:
         print(f"ratio: {result['first_message_ratio']}x   goal: under {result['goal_s']:g} s")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def p65_result(p65_times: list[float], larch_times: list[float]) -> dict:
     p65_s, larch_s = statistics.median(p65_times), statistics.median(larch_times)
     return {
@@ -364,3 +362,7 @@ def report_p65(p65_times: list[float], larch_times: list[float], args: argparse.
         print(json.dumps(result))
     else:
         print_p65(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -176,6 +176,9 @@ class Worker:
         #: seconds the unit took per message (smoothed): how many messages to lease at once
         self.per_message = 0.0
         self.prefetch = 0
+        #: time the unit took on the messages of the open batch, and how many
+        self.batch_seconds = 0.0
+        self.batch_messages = 0
         #: processed but not yet acknowledged: (input port, stream) -> ids
         self.unacked: dict[tuple[str, str], list[int]] = {}
         self.unacked_count = 0
@@ -245,10 +248,15 @@ class Worker:
         # a backend without prefetch (ASAP::O leases one message per request)
         return t.consumer(source, self.group, lease_seconds=self.lease_seconds)
 
-    def _tune_prefetch(self, seconds: float) -> None:
+    def _tune_prefetch(self) -> None:
         """Lease as many messages as the unit processes in a batch's wait: a fast unit takes
         whole batches per claim, a slow one (a fit of a second) one at a time, so messages are
-        not held leased by one replica while others are idle, nor outlive their lease."""
+        not held leased by one replica while others are idle, nor outlive their lease. The
+        pace is learnt per batch (at its commit), not per message."""
+        if not self.batch_messages:
+            return
+        seconds = self.batch_seconds / self.batch_messages
+        self.batch_seconds, self.batch_messages = 0.0, 0
         self.per_message = (
             seconds if not self.per_message else 0.8 * self.per_message + 0.2 * seconds
         )
@@ -618,7 +626,10 @@ class Worker:
             )
         began = time.perf_counter()
         outcome = self.runner.handle(msg)
-        self._tune_prefetch(time.perf_counter() - began)
+        self.batch_seconds += time.perf_counter() - began
+        self.batch_messages += 1
+        if self.prefetch < 2:
+            self._tune_prefetch()  # one at a time so far: learn the pace from this message
         again = msg.delivery_count > 1 or getattr(tmsg, "possibly_redelivered", False)
         self._apply(outcome, msg, check=again)
         c.retries = self.runner.retries
@@ -678,6 +689,7 @@ class Worker:
 
     def _commit(self) -> None:
         """Make every output durable, then acknowledge the inputs that produced them."""
+        self._tune_prefetch()
         if not self.unacked_count:
             return
         # durable before acknowledged: the batch's outputs written, the unit's own writes, then
