@@ -37,29 +37,34 @@ def _catalog_for(pipeline_file: Path) -> Any:
     from asapo_pipelines.catalog import ENV_STRICT, Catalog
     from asapo_pipelines.listing import remember, sources_for
 
-    units = _unit_names(pipeline_file)
-    sources = sources_for(units) if units else None
+    units, transports = _names_used(pipeline_file)
+    sources = sources_for(units, transports) if units else None
     if sources is not None:
         strict = os.environ.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
         catalog = Catalog.from_sources(sources, strict=strict)
-        if all(name in catalog for name in units):
+        if all(name in catalog for name in units) and all(
+            name in catalog.transports for name in transports
+        ):
             return catalog
     catalog = Catalog.load()
     remember(catalog)
     return catalog
 
 
-def _unit_names(pipeline_file: Path) -> set[str]:
-    """The unit types a pipeline file names (`units.<instance>.unit`), read leniently."""
+def _names_used(pipeline_file: Path) -> tuple[set[str], set[str]]:
+    """The unit types (`units.<instance>.unit`) and the transport a pipeline file names, read
+    leniently (nothing when it does not parse)."""
     from asapo_pipelines.pipeline.loader import read_document
 
     try:
         doc, _problems = read_document(pipeline_file)
         units = doc.data.get("units") or {}
         names = {str(c["unit"]) for c in units.values() if isinstance(c, dict) and "unit" in c}
+        transport = doc.data.get("transport") or {}
+        kinds = {str(k) for k in transport} if isinstance(transport, dict) else set()
     except Exception:  # the validation against the whole catalog says what is wrong
-        return set()
-    return names
+        return set(), set()
+    return names, kinds
 
 
 def build_worker(
@@ -102,7 +107,9 @@ def build_worker(
         raise UsageError(
             f"cannot work in {base} (where the pipeline file is): {exc.strerror}"
         ) from None
-    transport = open_transport(pipeline.transport.spec())
+    # the transport's relative paths too mean: next to the original pipeline file
+    pipeline.transport._base = Path(base)
+    transport = open_transport(pipeline.transport.spec(), catalog)
     try:
         run_info, sources, known = _join_run(pipeline, catalog, instance, pipeline_file, transport)
     except BaseException:
