@@ -135,3 +135,24 @@ def test_the_pipeline_file_section_reaches_the_store(tmp_path):
     with open_transport(spec) as t:
         assert t.retention is not None
         assert t.retention.max_streams == 2
+
+
+def test_a_bad_retention_in_a_pipeline_file_is_a_located_problem(tmp_path):
+    import json as _json
+
+    from helpers import run_pipeline
+
+    file = tmp_path / "p.pipeline.yaml"
+    file.write_text(
+        _json.dumps(
+            {
+                "pipeline": "keep",
+                "transport": {"embedded": {"path": "store", "retention": {"max_streams": -1}}},
+                "units": {"files": {"unit": "core.files", "params": {"directory": "."}}},
+            }
+        )
+    )
+    result = run_pipeline("validate", str(file))
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "max_streams" in result.stdout + result.stderr
