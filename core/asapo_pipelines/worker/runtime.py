@@ -160,8 +160,8 @@ class Worker:
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
         self.ports: list[InputPort] = []
         self.producers: dict[str, Any] = {}  # output port -> producer
-        # opened on first use (see `_reader`): a worker that is never redelivered anything and
-        # reports no error opens three index connections fewer at start and closes three fewer
+        # readers opened on first use (see `_reader`): a worker that is never redelivered
+        # anything and reports no error opens two connections fewer at start and closes two fewer
         self.output_readers: dict[str, Any] = {}  # output port -> consumer (for dedupe)
         self._errors: Any = None
         self._errors_reader: Any = None
@@ -205,6 +205,9 @@ class Worker:
             self.ports.append(InputPort(port, source, consumer))
         for port in self.outputs:
             self.producers[port] = t.producer(self._output_source(port))
+        # opened at start, not at the first error: the pipeline's data sources are all there
+        # from the start (ASAP::O lists a data source once something wrote to it)
+        self._errors = t.producer(errors_source(self.pipeline))
 
     def _output_source(self, port: str) -> str:
         stream_name = self.outputs[port]
@@ -221,7 +224,7 @@ class Worker:
 
     @property
     def errors(self) -> Any:
-        """The producer of the pipeline's error stream (opened at the first error)."""
+        """The producer of the pipeline's error stream."""
         if self._errors is None:
             self._errors = self.transport.producer(errors_source(self.pipeline))
         return self._errors
