@@ -195,11 +195,12 @@ def remember(catalog: Catalog, *, env: Mapping[str, str] | None = None) -> None:
 def sources_for(
     units: Iterable[str],
     transports: Iterable[str] = (),
+    executors: Iterable[str] = (),
     *,
     env: Mapping[str, str] | None = None,
 ) -> list[PluginSource] | None:
-    """The built-in plugin and the plugins (entry points) that provide `units` and
-    `transports`, as the current listing says, without importing any plugin; None when the
+    """The built-in plugin and the plugins (entry points) that provide `units`, `transports`
+    and `executors`, as the current listing says, without importing any plugin; None when the
     listing is missing, stale, or does not name them all (then the whole catalog must be
     loaded)."""
     env = os.environ if env is None else env
@@ -211,7 +212,11 @@ def sources_for(
     if listing is None:
         return None
     needed = {(sources[0].name, sources[0].distribution)}  # the built-in plugin, always
-    for kind, wanted in (("units", set(units)), ("transports", set(transports))):
+    for kind, wanted in (
+        ("units", set(units)),
+        ("transports", set(transports)),
+        ("executors", set(executors)),
+    ):
         provider = {
             name: (record["name"], record["distribution"])
             for record in listing.plugins

@@ -37,13 +37,15 @@ def _catalog_for(pipeline_file: Path) -> Any:
     from asapo_pipelines.catalog import ENV_STRICT, Catalog
     from asapo_pipelines.listing import remember, sources_for
 
-    units, transports = _names_used(pipeline_file)
-    sources = sources_for(units, transports) if units else None
+    units, transports, executors = _names_used(pipeline_file)
+    sources = sources_for(units, transports, executors) if units else None
     if sources is not None:
         strict = os.environ.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
         catalog = Catalog.from_sources(sources, strict=strict)
-        if all(name in catalog for name in units) and all(
-            name in catalog.transports for name in transports
+        if (
+            all(name in catalog for name in units)
+            and all(name in catalog.transports for name in transports)
+            and all(name in catalog.executors for name in executors)
         ):
             return catalog
     catalog = Catalog.load()
@@ -51,9 +53,9 @@ def _catalog_for(pipeline_file: Path) -> Any:
     return catalog
 
 
-def _names_used(pipeline_file: Path) -> tuple[set[str], set[str]]:
-    """The unit types (`units.<instance>.unit`) and the transport a pipeline file names, read
-    leniently (nothing when it does not parse)."""
+def _names_used(pipeline_file: Path) -> tuple[set[str], set[str], set[str]]:
+    """The unit types (`units.<instance>.unit`), the transport and the executors (`deploy:`)
+    a pipeline file names, read leniently (nothing when it does not parse)."""
     from asapo_pipelines.pipeline.loader import read_document
 
     try:
@@ -62,9 +64,11 @@ def _names_used(pipeline_file: Path) -> tuple[set[str], set[str]]:
         names = {str(c["unit"]) for c in units.values() if isinstance(c, dict) and "unit" in c}
         transport = doc.data.get("transport") or {}
         kinds = {str(k) for k in transport} if isinstance(transport, dict) else set()
+        deploy = doc.data.get("deploy") or {}
+        executors = {str(k) for k in deploy} if isinstance(deploy, dict) else set()
     except Exception:  # the validation against the whole catalog says what is wrong
-        return set(), set()
-    return names, kinds
+        return set(), set(), set()
+    return names, kinds, executors
 
 
 def build_worker(
