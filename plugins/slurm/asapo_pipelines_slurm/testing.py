@@ -82,6 +82,13 @@ class LocalSlurm:
         self.check()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)  # munged checks every directory above its socket
+        for parent in self.dir.resolve().parents:
+            if not parent.stat().st_mode & 0o001:
+                raise SlurmUnavailable(
+                    f"munged runs as the munge user and cannot reach {self.dir} through "
+                    f"{parent} (mode {parent.stat().st_mode & 0o777:o}); use a folder such as "
+                    "one made by tempfile.mkdtemp() in /tmp"
+                )
         try:
             self._start_munge()
             self._write_conf()

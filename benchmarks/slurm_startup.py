@@ -1,0 +1,149 @@
+"""How long the 5-unit P65 pipeline takes from deploy to its first processed message on a real
+one-node Slurm (started here on loopback, as the Slurm executor's tests start it), against
+`pipeline run` with the local executor on the same file, measured in the same run.
+
+"First processed message": the first normalised spectrum in the NeXus file, i.e. a scan read,
+normalised with xraylarch and written by the writer. Both sides pay the same worker start-up
+(importing xraylarch dominates); the ratio shows what Slurm adds: sbatch per unit, the
+scheduler's placement, slurmstepd's job launch, and the executor's watcher.
+
+Needs root and Debian's slurmctld, slurmd, slurm-client and munge (see noxfile.py), plus the
+xas and nexus plugins.
+
+    python benchmarks/slurm_startup.py [--json] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+EXAMPLE = ROOT / "examples" / "p65-xas.pipeline.yaml"
+
+#: Deploys the example on Slurm from a fresh interpreter (as `pipeline deploy` would run).
+DEPLOY = """
+import sys
+from pathlib import Path
+from asapo_pipelines.catalog import Catalog
+from asapo_pipelines.pipeline import load_pipeline
+from asapo_pipelines_slurm.config import SlurmConfig
+from asapo_pipelines_slurm.executor import SlurmExecutor
+file = Path(sys.argv[1])
+catalog = Catalog.load()
+SlurmExecutor(load_pipeline(file, catalog), catalog, file, SlurmConfig(poll_interval=0.5)).deploy(
+    wait=0
+)
+"""
+
+
+def copy(work: Path) -> Path:
+    work.mkdir(parents=True)
+    shutil.copy(EXAMPLE, work / EXAMPLE.name)
+    shutil.copytree(EXAMPLE.parent / "data", work / "data")
+    return work / EXAMPLE.name
+
+
+def first_spectrum(nexus: Path, timeout: float = 300) -> float:
+    import h5py
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if nexus.exists():
+            try:
+                with h5py.File(nexus, "r", swmr=True) as f:
+                    kinds = [str(e.attrs.get("asapo_content_type")) for e in f.values()]
+                if "xas/spectrum" in kinds:
+                    return time.time()
+            except (OSError, KeyError):
+                pass  # the writer is creating it
+        time.sleep(0.05)
+    raise RuntimeError(f"no spectrum in {nexus} within {timeout:g} s")
+
+
+def measure_local(work: Path) -> float:
+    file = copy(work)
+    env = {**os.environ, "PATH": f"{Path(PIPELINE).parent}{os.pathsep}{os.environ['PATH']}"}
+    t0 = time.time()
+    proc = subprocess.Popen(
+        [PIPELINE, "run", str(file)],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    took = first_spectrum(work / "results" / "p65.nxs") - t0
+    proc.wait(timeout=300)
+    return took
+
+
+def measure_slurm(work: Path, env: dict[str, str]) -> float:
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline import load_pipeline
+
+    from asapo_pipelines_slurm.config import SlurmConfig
+    from asapo_pipelines_slurm.executor import SlurmExecutor
+
+    file = copy(work)
+    t0 = time.time()
+    subprocess.run([sys.executable, "-c", DEPLOY, str(file)], env=env, check=True, timeout=120)
+    took = first_spectrum(work / "results" / "p65.nxs") - t0
+    catalog = Catalog.load()
+    ex = SlurmExecutor(load_pipeline(file, catalog), catalog, file, SlurmConfig())
+    deadline = time.monotonic() + 300
+    while ex.status().state not in ("complete", "failed") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    ex.stop()
+    return took
+
+
+def main() -> None:
+    from asapo_pipelines_slurm.testing import LocalSlurm
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--runs", type=int, default=1)
+    args = parser.parse_args()
+    local_times, slurm_times = [], []
+    directory = Path(tempfile.mkdtemp(prefix="asapo-slurm-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="asapo-slurm-bench-work-"))
+    cluster = LocalSlurm(directory).start()
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    try:
+        for i in range(args.runs):
+            local_times.append(measure_local(work / f"local{i}"))
+            slurm_times.append(measure_slurm(work / f"slurm{i}", cluster.env))
+    finally:
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    local, slurm = statistics.median(local_times), statistics.median(slurm_times)
+    result = {
+        "runs": args.runs,
+        "local_run_to_first_spectrum_s": round(local, 3),
+        "slurm_deploy_to_first_spectrum_s": round(slurm, 3),
+        "ratio_slurm_over_local": round(slurm / local, 3),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"P65 pipeline, to the first normalised spectrum (median of {args.runs}):")
+    print(f"  local executor (pipeline run)  {local:7.2f} s")
+    print(f"  Slurm executor (deploy)        {slurm:7.2f} s")
+    print(f"  ratio Slurm / local            {slurm / local:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
