@@ -87,11 +87,11 @@ def measure_local(work: Path) -> float:
 
 
 def measure_slurm(work: Path, env: dict[str, str]) -> float:
-    from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.pipeline import load_pipeline
-
     from asapo_pipelines_slurm.config import SlurmConfig
     from asapo_pipelines_slurm.executor import SlurmExecutor
+
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline import load_pipeline
 
     file = copy(work)
     t0 = time.time()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from asapo_pipelines.pipeline.model import PythonEnv
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from asapo_pipelines.pipeline.model import PythonEnv
 
 #: Slurm's time formats (sbatch --time): minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS,
 #: or UNLIMITED / INFINITE.
@@ -63,9 +64,7 @@ class SlurmRestart(_Section):
     interval: Annotated[
         float, Field(ge=5, description="Seconds over which `attempts` are counted.")
     ] = 1800
-    delay: Annotated[float, Field(ge=0, le=3600, description="Seconds before a resubmission.")] = (
-        5
-    )
+    delay: Annotated[float, Field(ge=0, le=3600, description="Seconds before a resubmission.")] = 5
     mode: Annotated[
         Literal["fail", "delay"],
         Field(description="When attempts run out: `fail`, or `delay` until the interval ends."),

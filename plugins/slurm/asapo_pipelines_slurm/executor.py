@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
-
 from asapo_pipelines_slurm import commands
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
@@ -109,7 +108,9 @@ class SlurmExecutor(Executor):
         except OSError as exc:
             raise SlurmError(f"cannot prepare the deployment in {layout.root}: {exc}") from None
 
-    def _submit_all(self, state: dict[str, Any], layout: Layout, only: set[str] | None = None) -> None:
+    def _submit_all(
+        self, state: dict[str, Any], layout: Layout, only: set[str] | None = None
+    ) -> None:
         """Submit every instance (or those in `only`); when Slurm rejects one, cancel those
         submitted so far, so nothing half-deployed is left running."""
         submitted: list[str] = []

@@ -30,7 +30,6 @@ from asapo_pipelines.nomad.compile import (
 )
 from asapo_pipelines.nomad.errors import JobPlanError
 from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv
-
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.state import Layout, instance_key
@@ -157,9 +156,7 @@ def _script(
     return "\n".join(lines) + "\n"
 
 
-def _options(
-    name: str, layout: Layout, key: str, resources: Any, config: SlurmConfig
-) -> list[str]:
+def _options(name: str, layout: Layout, key: str, resources: Any, config: SlurmConfig) -> list[str]:
     options = [
         f"--job-name={name}",
         f"--output={layout.stdout(key)}",

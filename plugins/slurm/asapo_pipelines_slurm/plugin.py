@@ -5,7 +5,6 @@ from __future__ import annotations
 from asapo_pipelines import hookimpl
 from asapo_pipelines.descriptor import ExecutorDescriptor
 from asapo_pipelines.hookspecs import RegisterExecutor
-
 from asapo_pipelines_slurm.config import SlurmConfig
 
 

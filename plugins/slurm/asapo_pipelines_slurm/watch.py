@@ -24,7 +24,6 @@ from typing import Any
 
 from asapo_pipelines.local.job import RestartPolicy
 from asapo_pipelines.local.restart import RestartTracker
-
 from asapo_pipelines_slurm import commands
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.state import Layout, process_start_time, read_state, write_state
@@ -127,7 +126,12 @@ class Watcher:
             self.ended(key, instance, state, job["state"] if job else None, now)
 
     def ended(
-        self, key: str, instance: dict[str, Any], state: dict[str, Any], seen: str | None, now: float
+        self,
+        key: str,
+        instance: dict[str, Any],
+        state: dict[str, Any],
+        seen: str | None,
+        now: float,
     ) -> None:
         final, code, what = exit_of(instance["job_id"], seen)
         if final == "COMPLETED" and code == 0 and state["type"] == "batch":

@@ -15,7 +15,6 @@ from typing import Any
 
 from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.pipeline import load_pipeline
-
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.executor import SlurmExecutor
 

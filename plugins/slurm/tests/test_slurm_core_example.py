@@ -17,7 +17,8 @@ def test_core_example_runs_as_one_slurm_job_per_unit_with_the_local_executors_re
     deployed = ex.deploy(wait=30)
     jobs = deployed["jobs"]
     assert sorted(jobs) == ["files-0", "pass-0", "sink-0"]
-    assert len(set(jobs.values())) == 3 and all(j.isdigit() for j in jobs.values())
+    assert len(set(jobs.values())) == 3
+    assert all(j.isdigit() for j in jobs.values())
     # Slurm itself knows the three jobs, under the deployment's names
     assert set(squeue(list(jobs.values()), slurm.env)) == set(jobs.values())
 

@@ -17,7 +17,9 @@ EXAMPLE = "files-to-jsonl.pipeline.yaml"
 
 
 def _one_sentence(message: str) -> None:
-    assert "\n" not in message and "Traceback" not in message and message.strip() == message
+    assert "\n" not in message
+    assert "Traceback" not in message
+    assert message.strip() == message
 
 
 def test_no_slurm_commands_on_path_is_one_sentence(workdir, monkeypatch):

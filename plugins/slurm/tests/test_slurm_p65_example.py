@@ -77,8 +77,12 @@ def test_p65_example_on_slurm_gives_the_local_executors_nexus_file(slurm, workdi
         assert {i.task_id for i in running.instances} == set(jobs.values())
         # the states shown are Slurm's own, and squeue agrees on them
         assert squeue(list(jobs.values()), slurm.env).keys() == set(jobs.values())
-        assert {i.state for i in running.instances} <= {"running", "pending", "completing",
-                                                         "complete"}
+        assert {i.state for i in running.instances} <= {
+            "running",
+            "pending",
+            "completing",
+            "complete",
+        }
         status = wait_finished(ex, timeout=80)
         out, _ = reference.communicate(timeout=80)
     finally:

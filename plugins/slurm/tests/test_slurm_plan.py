@@ -76,11 +76,15 @@ def test_workers_start_with_the_nomad_jobs_arguments(workdir):
         worker = argv[argv.index("worker") :]
         # Nomad's: worker ${NOMAD_TASK_DIR}/pipeline.yaml UNIT --replica ${NOMAD_ALLOC_INDEX}
         assert worker[0] == task["Config"]["args"][0] == "worker"
-        assert worker[2:] == [group["Name"], "--replica", "0"] == [
-            task["Config"]["args"][2],
-            "--replica",
-            "0",
-        ]
+        assert (
+            worker[2:]
+            == [group["Name"], "--replica", "0"]
+            == [
+                task["Config"]["args"][2],
+                "--replica",
+                "0",
+            ]
+        )
         assert worker[1] == f"{plan['state_dir']}/pipeline.yaml"
         for key, value in task["Env"].items():
             assert f"export {key}={shlex.quote(value)}" in script

@@ -43,9 +43,7 @@ def _write(folder: Path, numbers: range) -> None:
         tmp.rename(folder / f"f{i:03d}.txt")
 
 
-def test_a_killed_worker_job_is_resubmitted_and_the_sink_holds_every_input_once(
-    slurm, workdir
-):
+def test_a_killed_worker_job_is_resubmitted_and_the_sink_holds_every_input_once(slurm, workdir):
     (workdir / "files").mkdir()
     file = workdir / "restart.pipeline.yaml"
     file.write_text(PIPELINE)
@@ -59,9 +57,7 @@ def test_a_killed_worker_job_is_resubmitted_and_the_sink_holds_every_input_once(
 
     # kill the processor's job outright, as an out-of-memory kill or an admin would
     killed = jobs["pass-0"]
-    subprocess.run(
-        ["scancel", "--signal=KILL", killed], env=slurm.env, check=True, timeout=30
-    )
+    subprocess.run(["scancel", "--signal=KILL", killed], env=slurm.env, check=True, timeout=30)
     _write(workdir / "files", range(N_FILES // 2, N_FILES))
 
     def restarted():
@@ -99,3 +95,12 @@ def test_a_killed_worker_job_is_resubmitted_and_the_sink_holds_every_input_once(
         ["squeue", "--noheader", "--format=%j"], env=slurm.env, capture_output=True, text=True
     ).stdout.split()
     assert not [n for n in names if n.startswith("slurm-restart.")]
+
+    # start: the stopped instances are submitted again (new jobs), and watched again
+    started = ex.start(wait=30)
+    assert started["submitted"] == ["files-0", "pass-0", "sink-0"]
+    again = ex.status()
+    assert again.state == "running"
+    assert {i.state for i in again.instances} == {"running"}
+    assert not {i.task_id for i in again.instances} & set(current)
+    ex.stop()
