@@ -189,7 +189,12 @@ class SlurmExecutor(Executor):
         # the watcher first, so that it does not resubmit what is cancelled here
         end_watcher(state)
         state = self._state()
-        jobs = [i["job_id"] for i in state["instances"].values() if i["job_id"]]
+        # a complete or failed instance's job is over; the others' may run or wait
+        jobs = [
+            i["job_id"]
+            for i in state["instances"].values()
+            if i["job_id"] and i["state"] not in FINAL
+        ]
         commands.scancel(jobs)
         for instance in state["instances"].values():
             if instance["state"] not in FINAL:

@@ -173,6 +173,9 @@ class Watcher:
                 self.look(state)
             except SlurmError as exc:  # the controller may be back at the next look
                 log(f"warning: {exc.message}")
+            if not self.layout.root.is_dir():
+                log("the state directory is gone (pipeline stop --purge); stopping")
+                return 0
             instances = state["instances"].values()
             if all(i["state"] in FINAL for i in instances):
                 failed = any(i["state"] == "failed" for i in instances)

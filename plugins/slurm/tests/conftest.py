@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -41,6 +42,20 @@ def slurm() -> Iterator[LocalSlurm]:
             os.environ["SLURM_CONF"] = previous
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _stop_deployments() -> Iterator[None]:
+    """Stop what a test deployed, also when it failed half-way: its watcher (by pid) and its
+    jobs (scancel)."""
+    from slurm_support import MADE
+
+    yield
+    while MADE:
+        made = MADE.pop()
+        with contextlib.suppress(Exception):
+            if made.layout.state.exists():
+                made.stop()
 
 
 @pytest.fixture

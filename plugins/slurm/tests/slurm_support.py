@@ -34,10 +34,16 @@ def copy_example(name: str, into: Path, *folders: str) -> Path:
     return into / name
 
 
+#: Every executor a test made, so that a failing test leaves no watcher or job behind.
+MADE: list[SlurmExecutor] = []
+
+
 def executor(file: Path, **config: Any) -> SlurmExecutor:
     catalog = Catalog.load()
     pipeline = load_pipeline(file, catalog)
-    return SlurmExecutor(pipeline, catalog, file, SlurmConfig.model_validate({**FAST, **config}))
+    made = SlurmExecutor(pipeline, catalog, file, SlurmConfig.model_validate({**FAST, **config}))
+    MADE.append(made)
+    return made
 
 
 def run_locally(file: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
