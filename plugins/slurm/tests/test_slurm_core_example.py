@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from slurm_support import copy_example, executor, jsonl_records, run_locally, squeue, wait_finished
 
 EXAMPLE = "files-to-jsonl.pipeline.yaml"
@@ -12,7 +14,9 @@ def test_core_example_runs_as_one_slurm_job_per_unit_with_the_local_executors_re
 ):
     on_slurm = copy_example(EXAMPLE, workdir / "slurm", "files")
     local = copy_example(EXAMPLE, workdir / "local", "files")
-    ex = executor(on_slurm)
+    # the workers run from an existing environment, as on a cluster's shared filesystem (the
+    # other tests use the default: the interpreter that deploys)
+    ex = executor(on_slurm, python={"venv": sys.prefix})
 
     deployed = ex.deploy(wait=30)
     jobs = deployed["jobs"]
@@ -36,6 +40,8 @@ def test_core_example_runs_as_one_slurm_job_per_unit_with_the_local_executors_re
     assert slurm_records == jsonl_records(local.parent / "results" / "files.jsonl")
 
     # the sink's log, from its job's output file (the worker logs to stderr)
+    script = (ex.layout.root / "jobs" / "sink-0.sh").read_text()
+    assert f"exec {sys.prefix}/bin/pipeline worker " in script
     lines = list(ex.logs("sink", stderr=True))
     assert any(f"Slurm job {jobs['sink-0']}" in line for line in lines), lines
     assert any("3 processed" in line for line in lines), lines

@@ -4,6 +4,7 @@ job per replica, and workers started as the Nomad job starts them."""
 from __future__ import annotations
 
 import shlex
+import subprocess
 
 import pytest
 from pydantic import ValidationError
@@ -108,3 +109,40 @@ def test_slurms_reason_is_quoted_without_tool_prefixes():
         "available\n"
     )
     assert reason(stderr) == "Requested node configuration is not available"
+
+
+def test_install_runs_the_cores_prestart_script_once_per_deployment_under_flock(workdir):
+    from asapo_pipelines import __version__
+    from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT
+
+    file = copy_example(EXAMPLE, workdir, "files")
+    wheel = workdir / "extra-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    plan = executor(
+        file, python={"install": {"packages": ["numpy==2.1.0"], "wheels": [str(wheel)]}}
+    ).plan()
+    script = plan["jobs"][0]["script"]
+    # the install command spans lines: the script's newlines are inside its quotes
+    start = script.index("PIP_NO_CACHE_DIR=1 ") + len("PIP_NO_CACHE_DIR=1 ")
+    argv = shlex.split(script[start : script.index(" >&2 || exit $?", start)])
+    venv = f"{plan['state_dir']}/venv"
+    assert argv[:5] == ["flock", f"{plan['state_dir']}/venv.lock", "python3", "-c", INSTALL_SCRIPT]
+    assert argv[5] == venv
+    assert f"asapo-pipelines=={__version__}" in argv
+    assert "numpy==2.1.0" in argv
+    assert ["--find-links", str(workdir)] == argv[argv.index("--find-links") :][:2]
+    assert f"exec {venv}/bin/pipeline worker " in script
+    # the worker starts only when the install succeeded
+    assert script.index("flock") < script.index("exec ")
+    checked = workdir / "job.sh"
+    checked.write_text(script)
+    assert subprocess.run(["bash", "-n", str(checked)], capture_output=True).returncode == 0
+
+
+def test_a_wheel_url_is_refused_on_slurm_in_one_sentence(workdir):
+    from asapo_pipelines_slurm.commands import SlurmError
+
+    file = copy_example(EXAMPLE, workdir, "files")
+    url = "https://wheels.example/x-1.0-py3-none-any.whl#sha256=" + "0" * 64
+    with pytest.raises(SlurmError, match="is a URL; on Slurm give wheels as absolute paths"):
+        executor(file, python={"install": {"wheels": [url]}}).plan()
