@@ -160,13 +160,30 @@ def job_details(job_id: str) -> dict[str, str] | None:
     return fields
 
 
-def scancel(job_ids: Sequence[str], *, signal: str | None = None) -> None:
+def jobs_named(names: Sequence[str]) -> list[str]:
+    """Ids of this user's pending or running jobs with one of these names."""
+    if not names:
+        return []
+    done = run(
+        [
+            "squeue",
+            "--noheader",
+            "--me",
+            "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
+            f"--name={','.join(names)}",
+            "--format=%i",
+        ],
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SlurmError(f"squeue failed: {reason(done.stderr)}")
+    return done.stdout.split()
+
+
+def scancel(job_ids: Sequence[str]) -> None:
     if not job_ids:
         return
-    argv = ["scancel"]
-    if signal:
-        argv.append(f"--signal={signal}")
-    done = run([*argv, *job_ids], check=False)
+    done = run(["scancel", *job_ids], check=False)
     # a job that ended meanwhile is not an error for us
     if done.returncode != 0 and "Invalid job id" not in done.stderr:
         raise SlurmError(f"scancel failed: {reason(done.stderr)}")

@@ -195,6 +195,10 @@ class SlurmExecutor(Executor):
             for i in state["instances"].values()
             if i["job_id"] and i["state"] not in FINAL
         ]
+        # and any job of this deployment the state does not name (a watcher killed between
+        # sbatch and writing the state, a state directory lost and deployed again)
+        names = [i["name"] for i in state["instances"].values()]
+        jobs += [j for j in commands.jobs_named(names) if j not in jobs]
         commands.scancel(jobs)
         for instance in state["instances"].values():
             if instance["state"] not in FINAL:

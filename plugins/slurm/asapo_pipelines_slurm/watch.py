@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -168,6 +169,7 @@ class Watcher:
         write_state(self.layout, state)
         log(f"watching {len(state['instances'])} job(s) of {state['pipeline']}")
         interval = float(state.get("poll_interval", 2.0))
+        written = json.dumps(state, sort_keys=True)
         while not self.stopping:
             try:
                 self.look(state)
@@ -180,7 +182,11 @@ class Watcher:
             if all(i["state"] in FINAL for i in instances):
                 failed = any(i["state"] == "failed" for i in instances)
                 state["state"] = "failed" if failed else "complete"
-            write_state(self.layout, state)
+            # written when something changed: the state lives on a shared filesystem
+            text = json.dumps(state, sort_keys=True)
+            if text != written:
+                write_state(self.layout, state)
+                written = text
             if state["state"] in ("complete", "failed"):
                 log(f"{state['pipeline']} {state['state']}")
                 return 0
