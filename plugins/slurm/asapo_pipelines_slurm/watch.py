@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -26,8 +27,14 @@ from typing import Any
 from asapo_pipelines.local.job import RestartPolicy
 from asapo_pipelines.local.restart import RestartTracker
 from asapo_pipelines_slurm import commands
-from asapo_pipelines_slurm.commands import SlurmError
-from asapo_pipelines_slurm.state import Layout, process_start_time, read_state, write_state
+from asapo_pipelines_slurm.commands import SlurmError, SlurmRejected
+from asapo_pipelines_slurm.state import (
+    Layout,
+    instance_key,
+    process_start_time,
+    read_state,
+    write_state,
+)
 
 #: squeue's states of a job that still runs or will run.
 ALIVE = {
@@ -117,7 +124,6 @@ class Watcher:
             if key in self.due:
                 if now >= self.due[key]:
                     self.resubmit(instance)
-                    del self.due[key]
                 continue
             job = queue.get(instance["job_id"])
             if job is not None and job["state"] in ALIVE:
@@ -154,7 +160,18 @@ class Watcher:
             log(f"{instance['name']}: {what}; {decision.reason}")
 
     def resubmit(self, instance: dict[str, Any]) -> None:
-        job_id = submit(instance)
+        """Submit the instance's job again. Slurm refusing it (an account out of time, a
+        partition down) fails the instance with Slurm's reason; a controller that does not
+        answer is asked again at the next look."""
+        key = instance_key(instance["unit"], int(instance["replica"]))
+        try:
+            job_id = submit(instance)
+        except SlurmRejected as exc:
+            del self.due[key]
+            instance.update(state="failed", detail=exc.message)
+            log(f"{instance['name']}: not resubmitted: {exc.message}")
+            return
+        del self.due[key]
         instance["restarts"] = int(instance.get("restarts", 0)) + 1
         instance["jobs"] = [*instance.get("jobs", []), job_id]
         instance.update(job_id=job_id, state="pending", detail="resubmitted")
@@ -165,7 +182,7 @@ class Watcher:
         if state is None:
             log(f"error: no deployment state in {self.layout.root}")
             return 1
-        state.update(watcher_pid=_pid(), watcher_started=process_start_time(_pid()))
+        state.update(watcher_pid=os.getpid(), watcher_started=process_start_time(os.getpid()))
         write_state(self.layout, state)
         log(f"watching {len(state['instances'])} job(s) of {state['pipeline']}")
         interval = float(state.get("poll_interval", 2.0))
@@ -195,12 +212,6 @@ class Watcher:
                 time.sleep(0.05)
         log("stopped watching (pipeline stop)")
         return 0
-
-
-def _pid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def main(argv: list[str] | None = None) -> int:
