@@ -119,3 +119,10 @@ IDENTITY = UnitDescriptor(
 def register_units(register: RegisterUnit) -> None:
     for descriptor in (FILES, JSONL_SINK, IDENTITY):
         register(descriptor)
+
+
+# The core's backends are a default plugin of their own module, registered under the core
+# plugin's name (one record in `pipeline plugins`); each becomes its own distribution later.
+from asapo_pipelines.default_backends import register_transports  # noqa: E402
+
+__all__ = ["register_transports", "register_units"]

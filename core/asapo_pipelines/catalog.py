@@ -1,4 +1,7 @@
-"""The unit catalog: discovers plugins through entry points and collects their units.
+"""The catalog: discovers plugins through entry points and collects what they register.
+
+Units, transports, executors and payload formats are all registered the same way (one hook each,
+light descriptors, runtimes as import strings) and collected here, per plugin.
 
 Each entry point is loaded on its own. A plugin that fails to import, registers an invalid
 descriptor, or claims a unit name another distribution also claims is kept as a record (name,
@@ -25,7 +28,12 @@ from asapo_pipelines import PROJECT, __version__
 from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.descriptor import UnitDescriptor
+    from asapo_pipelines.descriptor import (
+        ExecutorDescriptor,
+        FormatDescriptor,
+        TransportDescriptor,
+        UnitDescriptor,
+    )
 
 ENV_ONLY = "ASAPO_PIPELINES_PLUGINS"
 ENV_DISABLE = "ASAPO_PIPELINES_DISABLE_PLUGINS"
@@ -46,6 +54,9 @@ class PluginRecord:
     module: str
     units: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    transports: list[str] = field(default_factory=list)
+    executors: list[str] = field(default_factory=list)
+    formats: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> Literal["ok", "broken"]:
@@ -62,6 +73,9 @@ class PluginRecord:
             "module": self.module,
             "status": self.status,
             "units": self.units,
+            "transports": self.transports,
+            "executors": self.executors,
+            "formats": self.formats,
             "errors": self.errors,
         }
 
@@ -131,12 +145,63 @@ def installed_sources(env: Mapping[str, str] | None = None) -> list[PluginSource
     return [builtin_source(), *entry_point_sources(env)]
 
 
+#: what plugins register, in the order `pipeline plugins` shows it
+KINDS_OF_ENTRY = ("unit", "transport", "executor", "format")
+
+
+def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dict[str, Any]:
+    """name -> descriptor for every name claimed once; each claimant of a name claimed more than
+    once gets an error. Units are sorted by name; backends keep their registration order (the
+    built-in ones first), which is the order of their branches in the schema and in messages.
+    A backend name the core plugin registers stays the core's: another plugin cannot replace
+    the embedded transport of every pipeline by installing itself."""
+    settled: dict[str, Any] = {}
+    for name, entries in claims.items():
+        if len(entries) == 1:
+            record, descriptor = entries[0]
+            settled[name] = descriptor
+            getattr(record, f"{kind}s").append(name)
+            continue
+        claimants = list({id(r): r for r, _ in entries}.values())
+        core = [r for r in claimants if r.name == BUILTIN_PLUGIN]
+        if kind != "unit" and core and len(claimants) > 1:
+            settled[name] = next(d for r, d in entries if r is core[0])
+            getattr(core[0], f"{kind}s").append(name)
+            for record in claimants:
+                if record is not core[0]:
+                    record.errors.append(
+                        f"{kind} {name} is already provided by {CORE_DISTRIBUTION}; not loaded"
+                    )
+            continue
+        for record in claimants:
+            others = [r for r in claimants if r is not record]
+            if others:
+                who = ", ".join(f"{r.distribution} {r.version}" for r in others)
+                reason = f"{kind} {name} is also registered by {who}; neither is loaded"
+            else:
+                reason = f"{kind} {name} is registered more than once by {record.distribution}"
+            record.errors.append(reason)
+    return dict(sorted(settled.items())) if kind == "unit" else settled
+
+
 class Catalog:
     """The units available in this environment, and a record of every plugin looked at."""
 
-    def __init__(self, units: dict[str, UnitDescriptor], plugins: list[PluginRecord]) -> None:
+    def __init__(
+        self,
+        units: dict[str, UnitDescriptor],
+        plugins: list[PluginRecord],
+        *,
+        transports: dict[str, TransportDescriptor] | None = None,
+        executors: dict[str, ExecutorDescriptor] | None = None,
+        formats: dict[str, FormatDescriptor] | None = None,
+    ) -> None:
         self.units = units
         self.plugins = plugins
+        #: name under `transport:` / `deploy:` / a port's `format` -> its descriptor
+        self.transports = transports or {}
+        self.executors = executors or {}
+        self.formats = formats or {}
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -155,7 +220,10 @@ class Catalog:
 
         manager = PluginManager()
         records: list[PluginRecord] = []
-        claimed: dict[str, list[tuple[PluginRecord, UnitDescriptor]]] = {}
+        # kind ("unit", "transport"...) -> name -> every (plugin, descriptor) that claims it
+        claimed: dict[str, dict[str, list[tuple[PluginRecord, Any]]]] = {
+            kind: {} for kind in KINDS_OF_ENTRY
+        }
         for source in sources:
             record = PluginRecord(source.name, source.distribution, source.version, source.module)
             records.append(record)
@@ -171,31 +239,22 @@ class Catalog:
             except PluginError as exc:
                 record.errors.append(str(exc))
                 continue
-            registration = manager.register_units(source.name)
+            registration = manager.register_all(source.name)
             record.errors.extend(registration.errors)
-            for descriptor in registration.units:
-                stamped = descriptor.model_copy(
-                    update={"version": source.version, "distribution": source.distribution}
-                )
-                claimed.setdefault(stamped.name, []).append((record, stamped))
+            stamp = {"version": source.version, "distribution": source.distribution}
+            for kind in KINDS_OF_ENTRY:
+                for descriptor in getattr(registration, f"{kind}s"):
+                    stamped = descriptor.model_copy(update=stamp)
+                    claimed[kind].setdefault(stamped.name, []).append((record, stamped))
 
-        units: dict[str, UnitDescriptor] = {}
-        for name, claims in claimed.items():
-            if len(claims) == 1:
-                record, descriptor = claims[0]
-                units[name] = descriptor
-                record.units.append(name)
-                continue
-            claimants = list({id(r): r for r, _ in claims}.values())
-            for record in claimants:
-                others = [r for r in claimants if r is not record]
-                if others:
-                    who = ", ".join(f"{r.distribution} {r.version}" for r in others)
-                    reason = f"unit {name} is also registered by {who}; neither is loaded"
-                else:
-                    reason = f"unit {name} is registered more than once by {record.distribution}"
-                record.errors.append(reason)
-        catalog = cls(dict(sorted(units.items())), records)
+        found = {kind: _settle(kind, claims) for kind, claims in claimed.items()}
+        catalog = cls(
+            found["unit"],
+            records,
+            transports=found["transport"],
+            executors=found["executor"],
+            formats=found["format"],
+        )
         if strict and catalog.broken:
             first = catalog.broken[0]
             raise PluginError(f"{first.label()} is broken: {first.errors[0]}")

@@ -251,11 +251,7 @@ class UnitDescriptor(BaseModel):
 
     def load_runtime(self) -> Any:
         """Import and return the runtime class. Only workers call this."""
-        module_name, _, qualname = self.runtime.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return import_runtime(self.runtime)
 
     def summary_dict(self) -> dict[str, Any]:
         """JSON-ready description without the params schema (cheap: builds no schema)."""
@@ -272,6 +268,15 @@ class UnitDescriptor(BaseModel):
             "resources": self.resources.model_dump(),
             "runtime": self.runtime,
         }
+
+
+def import_runtime(runtime: str) -> Any:
+    """The object a runtime import string (`package.module:Name.attr`) names, imported now."""
+    module_name, _, qualname = runtime.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def is_unit_name(name: str) -> bool:
@@ -311,11 +316,7 @@ class _BackendDescriptor(BaseModel):
 
     def load_runtime(self) -> Any:
         """Import and return the runtime object named by ``runtime``."""
-        module_name, _, qualname = self.runtime.partition(":")
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return import_runtime(self.runtime)
 
     def summary_dict(self) -> dict[str, Any]:
         return {

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
@@ -36,22 +36,29 @@ from asapo_pipelines.errors import PluginError
 
 ENV_NO_CACHE = "ASAPO_PIPELINES_NO_CACHE"
 ENV_CACHE_DIR = "ASAPO_PIPELINES_CACHE_DIR"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 @dataclass
 class Listing:
-    """Units as summary dicts (see UnitDescriptor.summary_dict) and plugin records as dicts."""
+    """Units, transports, executors and formats as summary dicts (see `summary_dict`), and
+    plugin records as dicts."""
 
     units: list[dict[str, Any]]
     plugins: list[dict[str, Any]]
     from_cache: bool = False
+    transports: list[dict[str, Any]] = field(default_factory=list)
+    executors: list[dict[str, Any]] = field(default_factory=list)
+    formats: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Listing:
         return cls(
             [d.summary_dict() for d in catalog.units.values()],
             [p.to_dict() for p in catalog.plugins],
+            transports=[d.summary_dict() for d in catalog.transports.values()],
+            executors=[d.summary_dict() for d in catalog.executors.values()],
+            formats=[d.summary_dict() for d in catalog.formats.values()],
         )
 
     @property
@@ -127,11 +134,20 @@ def _read(path: Path, key: str) -> Listing | None:
         return None
     if not isinstance(data, dict) or data.get("fingerprint") != key:
         return None
-    return Listing(data["units"], data["plugins"], from_cache=True)
+    return Listing(
+        data["units"],
+        data["plugins"],
+        from_cache=True,
+        **{k: data.get(k, []) for k in _BACKENDS},
+    )
+
+
+_BACKENDS = ("transports", "executors", "formats")
 
 
 def _write(path: Path, key: str, listing: Listing) -> None:
     data = {"fingerprint": key, "units": listing.units, "plugins": listing.plugins}
+    data.update({k: getattr(listing, k) for k in _BACKENDS})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

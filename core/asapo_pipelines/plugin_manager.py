@@ -14,8 +14,20 @@ from typing import Any
 import pluggy
 
 from asapo_pipelines import PROJECT, hookspecs
-from asapo_pipelines.descriptor import UnitDescriptor
+from asapo_pipelines.descriptor import (
+    ExecutorDescriptor,
+    FormatDescriptor,
+    TransportDescriptor,
+    UnitDescriptor,
+)
 from asapo_pipelines.errors import PluginError
+
+#: hook -> (the descriptor class it registers, what the catalog calls its entries)
+BACKEND_HOOKS: dict[str, tuple[type[Any], str]] = {
+    "register_transports": (TransportDescriptor, "transport"),
+    "register_executors": (ExecutorDescriptor, "executor"),
+    "register_formats": (FormatDescriptor, "format"),
+}
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -43,6 +55,10 @@ class Registration:
 
     units: list[UnitDescriptor] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: transports, executors and formats, each list in the order registered
+    transports: list[TransportDescriptor] = field(default_factory=list)
+    executors: list[ExecutorDescriptor] = field(default_factory=list)
+    formats: list[FormatDescriptor] = field(default_factory=list)
 
 
 class PluginManager:
@@ -91,27 +107,54 @@ class PluginManager:
                 errors.append(f"{hook_name} {what} {describe_exception(exc)}")
         return errors
 
+    def _collect(
+        self, hook_name: str, cls: type[Any], what: str, plugin_name: str, errors: list[str]
+    ) -> list[Any]:
+        """Call one plugin's `hook_name` with a ``register`` that validates each call on its own
+        (a descriptor of `cls` or a mapping of its fields); one line per rejected call."""
+        found: list[Any] = []
+
+        def register(item: Any) -> None:
+            try:
+                if isinstance(item, cls):
+                    descriptor = item
+                elif isinstance(item, Mapping):
+                    descriptor = cls.model_validate(dict(item))
+                else:
+                    raise PluginError(f"registered a {type(item).__name__}, not a {cls.__name__}")
+            except Exception as exc:
+                label = item.get("name") if isinstance(item, Mapping) else None
+                noun = "descriptor" if what == "unit" else f"{what} descriptor"
+                prefix = f"invalid {noun} for {label}" if label else f"invalid {noun}"
+                errors.append(f"{prefix}: {describe_exception(exc)}")
+                return
+            found.append(descriptor)
+
+        errors.extend(self._call_each(hook_name, plugin_name, register=register))
+        return found
+
     def register_units(self, plugin_name: str) -> Registration:
         """Collect the unit descriptors one plugin registers, each validated on its own."""
         result = Registration()
-
-        def register(item: UnitDescriptor | Mapping[str, Any]) -> None:
-            try:
-                if isinstance(item, UnitDescriptor):
-                    descriptor = item
-                elif isinstance(item, Mapping):
-                    descriptor = UnitDescriptor.model_validate(dict(item))
-                else:
-                    raise PluginError(f"registered a {type(item).__name__}, not a UnitDescriptor")
-            except Exception as exc:
-                label = item.get("name") if isinstance(item, Mapping) else None
-                prefix = f"invalid descriptor for {label}" if label else "invalid descriptor"
-                result.errors.append(f"{prefix}: {describe_exception(exc)}")
-                return
-            result.units.append(descriptor)
-
-        result.errors.extend(self._call_each("register_units", plugin_name, register=register))
+        result.units = self._collect(
+            "register_units", UnitDescriptor, "unit", plugin_name, result.errors
+        )
         return result
+
+    def register_all(self, plugin_name: str) -> Registration:
+        """Everything one plugin registers: units, transports, executors and formats."""
+        result = self.register_units(plugin_name)
+        for hook_name, (cls, what) in BACKEND_HOOKS.items():
+            setattr(
+                result,
+                f"{what}s",
+                self._collect(hook_name, cls, what, plugin_name, result.errors),
+            )
+        return result
+
+    def register_commands(self, plugin_name: str, cli: Any) -> list[str]:
+        """Let one plugin add commands to the ``pipeline`` group; one line per failure."""
+        return self._call_each("register_commands", plugin_name, cli=cli)
 
     def check_online(
         self, plugin_name: str, pipeline: Any, catalog: Any

@@ -247,9 +247,17 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
 
 def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
     """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog`."""
-    from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.catalog import CORE_DISTRIBUTION
+    from asapo_pipelines.pipeline.model import pipeline_model
 
-    schema = editor_schema(Pipeline.model_json_schema(by_alias=True))
+    # one branch (property) per registered transport under `transport:`
+    schema = editor_schema(pipeline_model(catalog).model_json_schema(by_alias=True))
+    transport = schema["properties"]["transport"]
+    transport.update(minProperties=1, maxProperties=1)
+    for name, branch in transport.get("properties", {}).items():
+        descriptor = catalog.transports.get(name)
+        if descriptor is not None and descriptor.distribution not in (None, CORE_DISTRIBUTION):
+            branch["description"] = f"{descriptor.summary} (from {descriptor.distribution})"
     schema["properties"]["units"] = {
         "type": "object",
         "description": schema["properties"]["units"].get("description", ""),

@@ -7,12 +7,11 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from helpers import CACHE_DIR, PIPELINE
+from helpers import CACHE_DIR, PIPELINE, alive, read_state, wait_for  # noqa: F401 (re-exported)
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -97,35 +96,6 @@ def sink_names(out: Path) -> Counter[str]:
         if line.endswith("}"):
             names[json.loads(line)["metadata"]["name"]] += 1
     return names
-
-
-def read_state(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def wait_for(predicate: Any, timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def kill_run(run_dir: Path) -> None:

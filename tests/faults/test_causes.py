@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from faults_support import core_pipeline, env, pipeline, read_state, write_files
 
 from asapo_pipelines.transport import open_transport
@@ -115,10 +116,13 @@ def test_a_task_that_fails_for_good_shows_its_last_error(tmp_path: Path) -> None
     assert "merge[0] failed for good: it exited with code 1 after 1 restart" in done.stderr
 
 
-def test_a_broken_line_in_an_existing_json_lines_output_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broken", ['{"id": 2, "metad', "[2]"], ids=["cut", "not-an-object"])
+def test_a_broken_line_in_an_existing_json_lines_output_is_named(
+    tmp_path: Path, broken: str
+) -> None:
     files, out = tmp_path / "files", tmp_path / "out.jsonl"
     write_files(files, 0, 3)
-    out.write_text('{"id": 1, "metadata": {}}\n{"id": 2, "metad\n{"id": 3, "metadata": {}}\n')
+    out.write_text(f'{{"id": 1, "metadata": {{}}}}\n{broken}\n{{"id": 3, "metadata": {{}}}}\n')
     file = core_pipeline(tmp_path, files=files, out=out)
     done = pipeline("run", str(file), cwd=tmp_path)
     assert done.returncode == 1

@@ -67,7 +67,9 @@ def test_random_sigkills_and_reruns_lose_and_double_nothing(tmp_path: Path) -> N
             elif rng.random() < 0.25:
                 supervisor = int(state["pid"])
                 os.kill(supervisor, signal.SIGKILL)
-                wait_for(lambda pid=supervisor: not alive(pid), what="the supervisor to die")
+                wait_for(
+                    lambda pid=supervisor: not alive(pid), timeout=60, what="the supervisor to die"
+                )
                 log.append("SIGKILL supervisor")
                 start(rng.choice(["stop first", "no stop"]))
             else:

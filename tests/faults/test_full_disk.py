@@ -194,7 +194,7 @@ def test_a_full_run_directory_stops_the_run_in_one_sentence_and_a_rerun_complete
         cwd=tmp_path,
     )
     try:
-        wait_for(lambda: sink_names(out), what="the first outputs")
+        wait_for(lambda: sink_names(out), timeout=60, what="the first outputs")
         fs.fill()
         _out, err = proc.communicate(timeout=120)
     finally:

@@ -29,11 +29,11 @@ def test_rerun_without_stop_after_a_supervisor_sigkill_doubles_nothing(tmp_path:
     run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
     try:
         assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
-        wait_for(lambda: len(sink_names(out)) >= 50, what="the first outputs")
+        wait_for(lambda: len(sink_names(out)) >= 50, timeout=60, what="the first outputs")
         state = read_state(run_dir)
         assert state is not None
         os.kill(state["pid"], signal.SIGKILL)
-        wait_for(lambda: not alive(state["pid"]), what="the supervisor to die")
+        wait_for(lambda: not alive(state["pid"]), timeout=60, what="the supervisor to die")
         orphans = [u["pid"] for u in read_state(run_dir)["units"] if u["pid"]]
         assert orphans
         assert all(alive(p) for p in orphans)  # the tasks outlive their supervisor

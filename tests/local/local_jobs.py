@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
+
+# the process helpers live in tests/helpers.py; the local tests import them from here too
+from helpers import PIPELINE, alive, read_state, wait_for  # noqa: F401
 
 NS = 1_000_000_000
 PY = sys.executable
@@ -48,39 +50,6 @@ def job(job_id: str, *groups: dict[str, Any], type: str = "batch", **extra: Any)
 def write_job(path: Path, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload))
     return path
-
-
-def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def alive(pid: int) -> bool:
-    """Whether `pid` runs (a zombie does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def read_state(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 
 
 def cli_env(**extra: str) -> dict[str, str]:

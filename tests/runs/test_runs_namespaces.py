@@ -134,6 +134,23 @@ def test_a_detached_run_is_recorded_with_its_end(tmp_path):
     check_own(tmp_path, "alpha", "in-a", 2, "r1")
 
 
+def test_runs_counts_what_every_session_of_a_run_processed(tmp_path):
+    """A re-run of an unchanged file resumes r1 and has nothing left to do: `pipeline runs` must
+    still say r1 processed its 2 messages, not the last session's 0."""
+    make(tmp_path, "alpha", "in-a", 2)
+    for _ in range(2):
+        done = run_pipeline("run", "alpha.pipeline.yaml", cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    listed = run_pipeline("runs", "alpha.pipeline.yaml", "--json", cwd=tmp_path)
+    (run,) = json.loads(listed.stdout)["runs"]
+    assert run["sessions"] == 2
+    assert run["counts"]["sink"]["processed"] == 2
+    table = run_pipeline("runs", "alpha.pipeline.yaml", cwd=tmp_path)
+    processed = sum(c["processed"] for c in run["counts"].values())
+    assert f"{processed} processed" in table.stdout
+    check_own(tmp_path, "alpha", "in-a", 2, "r1")
+
+
 @pytest.mark.xfail(
     strict=False,
     reason="known race, not yet fixed: a batch run resumed with a new input file re-sends into a "

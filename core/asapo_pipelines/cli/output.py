@@ -27,6 +27,16 @@ def console(*, stderr: bool = False) -> Console:
     return Console(highlight=False, soft_wrap=False, stderr=stderr)
 
 
+#: listings narrower than this (an 80-column terminal, a pipe) print a block per item instead
+#: of a table whose many columns would each be cut to a few letters
+TABLE_WIDTH = 120
+
+
+def wide(out: Console) -> bool:
+    """Whether `out` has room for a listing's table."""
+    return out.width >= TABLE_WIDTH
+
+
 def no_color() -> bool:
     """NO_COLOR set to anything but empty turns colour off, even on a terminal (no-color.org)."""
     return bool(os.environ.get("NO_COLOR"))

@@ -42,7 +42,7 @@ def _open_store(target: Target) -> tuple[Any, Any]:
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
-    transport = open_transport(target.pipeline.transport.spec())
+    transport = open_transport(target.pipeline.transport.spec(), target.catalog)
     return transport, RunStore(transport, target.pipeline.name)
 
 

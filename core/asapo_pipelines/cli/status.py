@@ -18,8 +18,8 @@ def read_status(pipeline_file: Path) -> dict[str, Any]:
     from asapo_pipelines.worker.launch import load
     from asapo_pipelines.worker.naming import errors_source, status_source
 
-    pipeline, _catalog = load(pipeline_file)
-    transport = open_transport(pipeline.transport.spec())
+    pipeline, catalog = load(pipeline_file)
+    transport = open_transport(pipeline.transport.spec(), catalog)
     workers: list[dict[str, Any]] = []
     errors: dict[str, int] = {}
     try:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import json_option
-from asapo_pipelines.cli.output import console, print_json
+from asapo_pipelines.cli.output import console, print_json, wide
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,7 +51,7 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         raise UsageError(f"{path} is not a pipeline file (expected a mapping at the top)")
     section = doc.get("transport") or {"embedded": {"path": DEFAULT_STORE}}
     if not isinstance(section, dict) or len(section) != 1:
-        raise UsageError(f"{path}: transport must hold exactly one of embedded or asapo")
+        raise UsageError(f"{path}: transport must name exactly one transport")
     ((kind, options),) = section.items()
     options = dict(options or {})
     if kind == "embedded":
@@ -63,7 +63,11 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
     if kind == "asapo":
         return {"asapo": options}, f"ASAP::O at {options.get('endpoint')}"
-    raise UsageError(f"{path}: unknown transport {kind!r}; choose embedded or asapo")
+    # a plugin's transport: the file validated against the catalog gives its resolved options
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline import load_pipeline
+
+    return load_pipeline(path, Catalog.load()).transport.spec(), f"the {kind} transport"
 
 
 def _open(target: str) -> tuple[Transport, str]:
@@ -136,7 +140,7 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     if not sources:
         out.print(f"{label}: no data sources yet")
         return
-    if out.width < 120:
+    if not wide(out):
         _print_narrow(out, label, sources)
         return
     table = Table(title=f"streams in {label}", title_justify="left")
@@ -155,9 +159,6 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
         if not source["streams"]:
             table.add_row(source["name"], "[dim]no streams[/dim]", *[""] * 6)
         for s in source["streams"]:
-            state = "finished" if s["finished"] else "open"
-            if s["next_stream"]:
-                state += f" -> {s['next_stream']}"
             lag = ", ".join(
                 f"{g}: [{'red' if n else 'green'}]{n}[/]" for g, n in sorted(s["group_lag"].items())
             )
@@ -167,7 +168,7 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
                 "-" if s["message_count"] is None else str(s["message_count"]),
                 _size(s["size_bytes"]),
                 str(s["last_id"]),
-                state,
+                _state(s),
                 _ago(s["last_timestamp"]),
                 lag or "-",
             )
@@ -213,6 +214,12 @@ def _prune_run(transport: Transport, target: str, run_id: str, as_json: bool) ->
     )
 
 
+def _state(stream: dict[str, Any]) -> str:
+    """`open`, `finished`, or `finished -> <next stream>`."""
+    state = "finished" if stream["finished"] else "open"
+    return f"{state} -> {stream['next_stream']}" if stream["next_stream"] else state
+
+
 def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
     """80 columns or a pipe: a block per data source, a line per stream, instead of a table
     whose eight columns would each be cut to a few letters."""
@@ -225,13 +232,10 @@ def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
         if not source["streams"]:
             text.append("  no streams\n", style="dim")
         for s in source["streams"]:
-            state = "finished" if s["finished"] else "open"
-            if s["next_stream"]:
-                state += f" -> {s['next_stream']}"
             count = "-" if s["message_count"] is None else str(s["message_count"])
             text.append(
                 f"  {s['name']}: {count} messages, {_size(s['size_bytes'])}, last id "
-                f"{s['last_id']}, {state}, written {_ago(s['last_timestamp'])}\n"
+                f"{s['last_id']}, {_state(s)}, written {_ago(s['last_timestamp'])}\n"
             )
             for group, lag in sorted(s["group_lag"].items()):
                 text.append(f"    lag of {group}: ")

@@ -181,10 +181,10 @@ def tail(
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.launch import load
 
-    pipeline, _catalog = load(file)
+    pipeline, catalog = load(file)
     only = _stream_filter(stream)
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
-    transport = open_transport(pipeline.transport.spec())
+    transport = open_transport(pipeline.transport.spec(), catalog)
     # a pipeline's own streams live per run (worker.naming): show the latest run's
     latest = RunStore(transport, pipeline.name).latest()
     try:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import complete_unit_names, json_option, strict_option
-from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins
+from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins, wide
 from asapo_pipelines.kinds import KINDS, STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
+    from rich.console import Console
     from rich.text import Text
 
     from asapo_pipelines.descriptor import Port, UnitDescriptor
@@ -20,8 +21,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: what a connector does; shown beside its kind, and accepted by --kind
 ROLES = ("source", "sink")
-#: below this width the units are listed as lines, not as a table of wrapped columns
-TABLE_WIDTH = 120
 _KIND_TITLES = {"connector": "Connectors", "processor": "Processors", "agent": "Agents"}
 
 
@@ -67,7 +66,7 @@ def list_units(
     for group in KINDS:
         members = [u for u in units if u["kind"] == group]
         if members:
-            out.print(_units_view(_KIND_TITLES[group], members, out.width))
+            out.print(_units_view(_KIND_TITLES[group], members, out))
 
 
 def _kind_text(u: dict[str, Any]) -> str:
@@ -75,20 +74,20 @@ def _kind_text(u: dict[str, Any]) -> str:
     return u["kind"] if u["role"] == u["kind"] else f"{u['kind']} ({u['role']})"
 
 
-def _units_view(title: str, members: list[dict[str, Any]], width: int) -> Any:
+def _units_view(title: str, members: list[dict[str, Any]], out: Console) -> Any:
     """A table on a wide terminal; narrower (80 columns, a pipe), one block per unit: its
     name, kind, version and status on a line, the summary and ports wrapped below."""
     from rich.table import Table
     from rich.text import Text
 
-    if width >= TABLE_WIDTH:
-        table = Table(title=title, title_justify="left", expand=False)
+    if wide(out):
+        view = Table(title=title, title_justify="left", expand=False)
         for column in ("name", "kind", "version", "status"):
-            table.add_column(column, no_wrap=True)
+            view.add_column(column, no_wrap=True)
         for column in ("summary", "inputs", "outputs"):
-            table.add_column(column, overflow="fold")
+            view.add_column(column, overflow="fold")
         for u in members:
-            table.add_row(
+            view.add_row(
                 u["name"],
                 _kind_text(u),
                 u["version"] or "",
@@ -97,7 +96,7 @@ def _units_view(title: str, members: list[dict[str, Any]], width: int) -> Any:
                 _ports_text(u["inputs"]),
                 _ports_text(u["outputs"]),
             )
-        return table
+        return view
     import textwrap
 
     text = Text(title + "\n", style="bold")
@@ -106,7 +105,9 @@ def _units_view(title: str, members: list[dict[str, Any]], width: int) -> Any:
         text.append(f"  {_kind_text(u)}, {u['version'] or '-'}, {u['status']}\n")
         ports = f"in: {_ports_text(u['inputs'])}  out: {_ports_text(u['outputs'])}"
         for line in (u["summary"], ports):
-            text.append(textwrap.fill(line, width, initial_indent="    ", subsequent_indent="    "))
+            text.append(
+                textwrap.fill(line, out.width, initial_indent="    ", subsequent_indent="    ")
+            )
             text.append("\n")
     return text
 
@@ -212,7 +213,9 @@ def show_unit(name: str, as_json: bool) -> None:
 @json_option
 @strict_option
 def plugins(as_json: bool, strict: bool) -> None:
-    """List the installed plugin packages, their units, and why a broken one failed."""
+    """List the installed plugin packages, what each provides, and why a broken one failed.
+
+    Each plugin's units, and its backends: the transports and executors it registers."""
     from asapo_pipelines.listing import load_listing
 
     listing = load_listing(strict=False)
@@ -223,7 +226,7 @@ def plugins(as_json: bool, strict: bool) -> None:
         from rich.text import Text
 
         table = Table(title="Plugins", title_justify="left")
-        for column in ("plugin", "distribution", "version", "status", "units"):
+        for column in ("plugin", "distribution", "version", "status", "units", "backends"):
             table.add_column(column, overflow="fold")
         for p in listing.plugins:
             # Text, not markup: error messages may contain brackets
@@ -231,7 +234,15 @@ def plugins(as_json: bool, strict: bool) -> None:
             for error in p["errors"]:
                 status.append("\n" + error, style="red")
             units = "\n".join(p["units"]) or "-"
-            table.add_row(p["name"], p["distribution"], p["version"], status, units)
+            # transports, executors and formats (absent from a listing cached by an older core)
+            backends = "\n".join(
+                f"{kind} {name}"
+                for kind in ("transport", "executor", "format")
+                for name in p.get(f"{kind}s", [])
+            )
+            table.add_row(
+                p["name"], p["distribution"], p["version"], status, units, backends or "-"
+            )
         console().print(table)
     if strict and listing.broken:
         raise click.exceptions.Exit(1)

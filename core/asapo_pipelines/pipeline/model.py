@@ -102,6 +102,9 @@ class EmbeddedTransport(_Section):
         ),
     ] = ".pipeline-data"
 
+    def open_options(self, base_dir: Path) -> dict[str, Any]:
+        return {"path": _resolve(self.path, base_dir)}
+
 
 class AsapoTransport(_Section):
     """A facility's ASAP::O. The token is read from a file or an environment variable."""
@@ -191,52 +194,88 @@ class AsapoTransport(_Section):
             )
         return self
 
+    def open_options(self, base_dir: Path) -> dict[str, Any]:
+        data = self.model_dump(exclude={"token"}, exclude_none=True)
+        if self.token_file is not None:
+            data["token_file"] = _resolve(self.token_file, base_dir)
+        return data
 
-class Transport(_Section):
-    """Where messages travel: exactly one of `embedded` or `asapo`."""
 
-    embedded: EmbeddedTransport | None = None
-    asapo: AsapoTransport | None = None
+def _resolve(path: str, base: Path | None) -> str:
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = (base or Path.cwd()) / p
+    return str(p.resolve())
+
+
+def _one_of(names: list[str]) -> str:
+    """`embedded or asapo`, `embedded, asapo or redis`."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+class TransportSection(_Section):
+    """Base of the `transport:` section: one optional field per registered transport (its
+    config model), exactly one of them given.
+
+    `Transport` below has the core's two; `pipeline_model(catalog)` builds the section with one
+    field per transport of the catalog, so a third-party `transport: {redis: {...}}` validates,
+    with located problems, exactly like the built-in ones.
+    """
+
     _base: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
     def _exactly_one(cls, value: Any) -> Any:
+        names = list(cls.model_fields)
         if value is None:
-            return {"embedded": {}}
+            return {names[0]: {}}
         if isinstance(value, dict):
-            chosen = [k for k in ("embedded", "asapo") if k in value]
+            chosen = [k for k in names if k in value]
             if len(chosen) > 1:
+                extra = "not both" if len(chosen) == 2 else f"not {len(chosen)}"
                 raise PydanticCustomError(
-                    "P105", "transport must name exactly one of embedded or asapo, not both"
+                    "P105", f"transport must name exactly one of {_one_of(names)}, {extra}"
                 )
-            if not chosen and not set(value) - {"embedded", "asapo"}:
+            if not chosen and not set(value) - set(names):
                 raise PydanticCustomError(
-                    "P105", "transport must name exactly one of embedded or asapo"
+                    "P105", f"transport must name exactly one of {_one_of(names)}"
                 )
-            if value.get("embedded", 0) is None:
-                value = {**value, "embedded": {}}
+            # `embedded:` with nothing after it means its defaults
+            value = {k: ({} if v is None and k in names else v) for k, v in value.items()}
         return value
 
     @property
-    def kind(self) -> Literal["embedded", "asapo"]:
-        return "asapo" if self.asapo is not None else "embedded"
+    def kind(self) -> str:
+        """The name of the transport the section gives."""
+        names = list(type(self).model_fields)
+        return next((n for n in names if getattr(self, n) is not None), names[0])
 
-    def _resolve(self, path: str) -> str:
-        p = Path(path).expanduser()
-        if not p.is_absolute():
-            p = (self._base or Path.cwd()) / p
-        return str(p.resolve())
+    @property
+    def config(self) -> BaseModel:
+        """The chosen transport's validated config model."""
+        config: BaseModel = getattr(self, self.kind)
+        return config
+
+    def options(self) -> dict[str, Any]:
+        """The options its runtime opens with: JSON-ready, paths absolute against the pipeline
+        file's folder (what workers receive too)."""
+        config = self.config
+        open_options = getattr(config, "open_options", None)
+        if callable(open_options):
+            return dict(open_options(self._base or Path.cwd()))
+        return config.model_dump(mode="json", exclude_none=True)
 
     def spec(self) -> dict[str, dict[str, Any]]:
         """What `asapo_pipelines.transport.open_transport` takes, with absolute paths."""
-        if self.asapo is not None:
-            data = self.asapo.model_dump(exclude={"token"}, exclude_none=True)
-            if self.asapo.token_file is not None:
-                data["token_file"] = self._resolve(self.asapo.token_file)
-            return {"asapo": data}
-        embedded = self.embedded or EmbeddedTransport()
-        return {"embedded": {"path": self._resolve(embedded.path)}}
+        return {self.kind: self.options()}
+
+
+class Transport(TransportSection):
+    """Where messages travel: exactly one of `embedded` or `asapo`."""
+
+    embedded: EmbeddedTransport | None = None
+    asapo: AsapoTransport | None = None
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -571,3 +610,62 @@ class Pipeline(_Section):
             for port, stream in unit.inputs.items():
                 found.setdefault(stream, []).append((name, port))
         return found
+
+
+# -- the file for a catalog ------------------------------------------------------------------
+_MODELS: dict[tuple[tuple[str, type[BaseModel], str], ...], type[Pipeline]] = {}
+
+
+def pipeline_model(catalog: Catalog | None) -> type[Pipeline]:
+    """The pipeline file's model for the transports of `catalog`: `Pipeline` itself when they
+    are the core's two, else a subclass whose `transport:` section has one field per registered
+    transport (built once per set of transports)."""
+    transports = list(catalog.transports.values()) if catalog is not None else []
+    key = tuple((d.name, d.config, d.summary) for d in transports)
+    builtin = tuple(Transport.model_fields)
+    same_as_core = tuple(k[0] for k in key) == builtin and all(
+        k[1] is _unwrap_optional(Transport.model_fields[k[0]].annotation) for k in key
+    )
+    if not key or same_as_core:
+        return Pipeline
+    model = _MODELS.get(key)
+    if model is None:
+        model = _MODELS[key] = _build_pipeline_model(key)
+    return model
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    return args[0] if len(args) == 1 else annotation
+
+
+def _build_pipeline_model(key: tuple[tuple[str, type[BaseModel], str], ...]) -> type[Pipeline]:
+    from typing import Optional
+
+    from pydantic import create_model
+
+    names = [name for name, _, _ in key]
+    fields: dict[str, Any] = {
+        name: (Optional[config], Field(default=None, description=summary))  # noqa: UP045
+        for name, config, summary in key
+    }
+    section = create_model(
+        "Transport",
+        __base__=TransportSection,
+        __doc__=f"Where messages travel: exactly one of {_one_of(names)}.",
+        **fields,
+    )
+    model: type[Pipeline] = create_model(
+        "Pipeline",
+        __base__=Pipeline,
+        transport=(
+            section,
+            Field(
+                default_factory=lambda: section.model_validate(None),
+                description="Where messages travel: one of "
+                + _one_of([f"`{n}`" for n in names])
+                + f" (`{names[0]}` by default).",
+            ),
+        ),
+    )
+    return model

@@ -26,7 +26,11 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P102": ("error", "A field that does not exist here (typo?)."),
     "P103": ("error", "A value has the wrong type or is out of range."),
     "P104": ("error", "A name (pipeline, unit instance, stream, port) is not well formed."),
-    "P105": ("error", "`transport` must name exactly one of `embedded` or `asapo`."),
+    "P105": (
+        "error",
+        "`transport` must name exactly one of the registered transports (`embedded`, `asapo` or "
+        "a plugin's).",
+    ),
     "P106": ("error", "A secret (ASAP::O token, index credentials) is written in the file."),
     "P107": (
         "error",

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
-from asapo_pipelines.pipeline.model import DRIVERS, Pipeline, UnitConfig
+from asapo_pipelines.pipeline.model import DRIVERS, Pipeline, UnitConfig, pipeline_model
 from asapo_pipelines.pipeline.problems import Problem, Report, make
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,11 +187,15 @@ SHAPE_CODES = {"missing": "P101", "extra": "P102", "value": "P103"}
 PARAM_CODES = {"missing": "P203", "extra": "P204", "value": "P202"}
 
 
-def _stage_shape(doc: Document, data: dict[str, Any]) -> tuple[Pipeline | None, list[Problem]]:
+def _stage_shape(
+    doc: Document, data: dict[str, Any], catalog: Catalog
+) -> tuple[Pipeline | None, list[Problem]]:
+    # the model of the catalog: its `transport:` section has one branch per registered transport
+    model = pipeline_model(catalog)
     try:
-        return Pipeline.model_validate(data), []
+        return model.model_validate(data), []
     except ValidationError as exc:
-        return None, _problems_from(doc, exc, base=(), root=Pipeline, codes=SHAPE_CODES)
+        return None, _problems_from(doc, exc, base=(), root=model, codes=SHAPE_CODES)
 
 
 class _Node:
@@ -565,7 +569,7 @@ def validate_document(
         return report, None
     # `x-...` keys hold anchors for reuse (as in compose files); they are not part of the model
     data = {k: v for k, v in data.items() if not k.startswith("x-")}
-    pipeline, problems = _stage_shape(doc, data)
+    pipeline, problems = _stage_shape(doc, data, catalog)
     report.problems.extend(problems)
 
     units = data.get("units")

@@ -189,12 +189,13 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         from asapo_pipelines.pipeline import load_pipeline
         from asapo_pipelines.transport import open_transport
 
-        pipeline = load_pipeline(pipeline_file, Catalog.load())
+        catalog = Catalog.load()
+        pipeline = load_pipeline(pipeline_file, catalog)
         reader = status_reader(pipeline, job)
         counters = reader() if reader is not None else {}
         groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
         summaries, counts = summaries_of(dict(counters), groups)
-        with open_transport(pipeline.transport.spec()) as transport:
+        with open_transport(pipeline.transport.spec(), catalog) as transport:
             store = RunStore(transport, pipeline.name)
             store.end(store.get(run_id), result.status, result.message, summaries, counts)
     except Exception as exc:  # the record is a bonus here; the log says why it is missing

@@ -111,8 +111,18 @@ class Run:
 
     @property
     def counts(self) -> dict[str, Any]:
-        end = next((e for e in reversed(self.events) if e.get("event") == "ended"), None)
-        return dict((end or {}).get("counts") or {})
+        """instance -> its counters summed over every session of the run: a run resumed after
+        a stop has processed what each session processed, not only the last one's share."""
+        total: dict[str, dict[str, Any]] = {}
+        for event in self.events:
+            if event.get("event") != "ended":
+                continue
+            for instance, counters in (event.get("counts") or {}).items():
+                into = total.setdefault(instance, {})
+                for key, value in counters.items():
+                    summable = isinstance(value, int | float) and not isinstance(value, bool)
+                    into[key] = into.get(key, 0) + value if summable else value
+        return total
 
     def to_dict(self, *, text: bool = False) -> dict[str, Any]:
         start = self.start

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
@@ -30,31 +30,100 @@ from asapo_pipelines.transport.errors import (
     Unavailable,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+
+#: the core's transports (registered by `asapo_pipelines.default_backends`); others come from
+#: plugins through the `register_transports` hook
 BACKENDS = ("embedded", "asapo")
 
 
-def open_transport(spec: Mapping[str, Any]) -> Transport:
-    """The transport a pipeline file's ``transport:`` section (resolved) describes."""
+def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> Transport:
+    """The transport a pipeline file's ``transport:`` section (resolved) describes.
+
+    ``spec`` is ``{name: options}`` (`TransportSection.spec()`); the runtime of the transport
+    registered under ``name`` opens it. Give the ``catalog`` when one is loaded; without one,
+    the core's transports open directly and another name is looked up in the (cached) listing,
+    so a plugin's transport opens without importing every plugin.
+    """
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise TransportConfigError(
             "a transport is given as exactly one of "
-            + ", ".join(f"{{{b}: {{...}}}}" for b in BACKENDS)
+            + ", ".join(f"{{{b}: {{...}}}}" for b in _names(catalog))
         )
     ((kind, options),) = spec.items()
-    options = dict(options or {})
-    if kind == "embedded":
-        from asapo_pipelines.transport.embedded import EmbeddedTransport
+    opener = _opener(str(kind), catalog)
+    transport: Transport = opener(dict(options or {}))
+    return transport
 
-        if "path" not in options:
-            raise TransportConfigError("the embedded transport needs a path")
-        path = options.pop("path")
-        _no_extra(kind, options, {"fsync", "create"})
-        return EmbeddedTransport(path, **options)
-    if kind == "asapo":
-        from asapo_pipelines.transport.asapo import AsapoTransport
 
-        return AsapoTransport.from_spec(options)
-    raise TransportConfigError(f"unknown transport {kind!r}; choose one of {', '.join(BACKENDS)}")
+def _names(catalog: Catalog | None) -> list[str]:
+    if catalog is not None and catalog.transports:
+        return list(catalog.transports)
+    from asapo_pipelines.listing import load_listing
+
+    try:
+        return [t["name"] for t in load_listing(strict=False).transports] or list(BACKENDS)
+    except Exception:  # listing failed: the core's names still say what is meant
+        return list(BACKENDS)
+
+
+def _opener(kind: str, catalog: Catalog | None) -> Any:
+    """The runtime callable of the transport registered as ``kind``."""
+    runtime: str | None = None
+    where = "transport"
+    if catalog is not None and kind in catalog.transports:
+        descriptor = catalog.transports[kind]
+        runtime, where = descriptor.runtime, f"transport {kind} ({descriptor.distribution})"
+    elif catalog is None:
+        from asapo_pipelines.default_backends import TRANSPORTS
+
+        if kind in TRANSPORTS:
+            runtime = TRANSPORTS[kind].runtime
+        else:
+            from asapo_pipelines.listing import load_listing
+
+            for entry in load_listing(strict=False).transports:
+                if entry["name"] == kind:
+                    runtime, where = entry["runtime"], f"transport {kind} ({entry['distribution']})"
+    if runtime is None:
+        import difflib
+
+        names = _names(catalog)
+        near = difflib.get_close_matches(kind, names, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise TransportConfigError(
+            f"unknown transport {kind!r}{hint}; choose one of {', '.join(names)}"
+        )
+    from asapo_pipelines.descriptor import import_runtime
+
+    try:
+        return import_runtime(runtime)
+    except Exception as exc:
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        raise TransportConfigError(
+            f"the {where} cannot be loaded from {runtime}: {describe_exception(exc)}"
+        ) from None
+
+
+def open_embedded(options: Mapping[str, Any]) -> Transport:
+    """Runtime of the ``embedded`` transport: ``{path, fsync?, create?}``."""
+    from asapo_pipelines.transport.embedded import EmbeddedTransport
+
+    options = dict(options)
+    if "path" not in options:
+        raise TransportConfigError("the embedded transport needs a path")
+    path = options.pop("path")
+    _no_extra("embedded", options, {"fsync", "create"})
+    return EmbeddedTransport(path, **options)
+
+
+def open_asapo(options: Mapping[str, Any]) -> Transport:
+    """Runtime of the ``asapo`` transport (see `AsapoTransport.from_spec`)."""
+    from asapo_pipelines.transport.asapo import AsapoTransport
+
+    return AsapoTransport.from_spec(options)
 
 
 def _no_extra(kind: str, options: Mapping[str, Any], allowed: set[str]) -> None:
@@ -97,5 +166,7 @@ __all__ = [
     "TransportConfigError",
     "TransportError",
     "Unavailable",
+    "open_asapo",
+    "open_embedded",
     "open_transport",
 ]

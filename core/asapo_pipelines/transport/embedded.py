@@ -397,10 +397,11 @@ class EmbeddedProducer(Producer):
                 written += os.pwrite(seg.fd, view[written:], offset + written)
             if self._src.fsync:
                 os.fdatasync(seg.fd)
-        except OSError as exc:
-            # the bytes written so far are never referenced; the next payload goes after them
+        except OSError:
+            # the bytes written so far are never referenced; the next payload goes after them;
+            # send and send_many (`_guarded`) turn the error into the store's one sentence
             seg.offset += written
-            raise _storage_error(self.data_source, self._src.dir, exc) from None
+            raise
         seg.offset += written
         return offset
 
@@ -653,12 +654,18 @@ class EmbeddedConsumer(Consumer):
             delivery_count=count,
             timestamp=ts,
         )
-        try:
-            msg.payload = self._payload(stream, mid, size, inline, seg, off)
-        except (MissingId, CorruptPayload) as exc:
-            # the metadata (provenance keys) is still good: readers that need only that use it
-            raise CorruptPayload(str(exc), damaged=msg) from None
+        self._fill(msg, size, inline, seg, off)
         return msg
+
+    def _fill(self, msg: Message, size: int, inline: Any, seg: int | None, off: Any) -> None:
+        """Read `msg`'s payload into it. A payload gone or cut short is handed out as damaged
+        (`CorruptPayload.damaged`): its metadata (provenance keys) is still good, readers that
+        need only that use it, and a worker reports and acknowledges it instead of meeting it
+        again and again."""
+        try:
+            msg.payload = self._payload(msg.stream, msg.id, size, inline, seg, off)
+        except (MissingId, CorruptPayload) as exc:
+            raise CorruptPayload(str(exc), damaged=msg) from None
 
     # -- group delivery --------------------------------------------------------------------
     def _claim(self, stream: str) -> list[tuple[float, tuple, int]]:
@@ -758,13 +765,7 @@ class EmbeddedConsumer(Consumer):
                 # a prefetched message whose lease ran out may be with another consumer now
                 if time.time() < due - 0.05 * self.lease_seconds:
                     if lazy is not None:
-                        try:
-                            msg.payload = lazy.load()
-                        except (MissingId, CorruptPayload) as exc:
-                            # the message is ours (leased) but its payload is gone or cut
-                            # short: hand it out as damaged, so the caller can report it and
-                            # acknowledge it instead of meeting it again and again
-                            raise CorruptPayload(str(exc), damaged=msg) from None
+                        lazy.load(msg)
                     return msg
             self._waker.drain()
             idle = self._idle.get(stream)
@@ -801,7 +802,7 @@ class EmbeddedConsumer(Consumer):
         # metadata now, payload when handed out: a prefetched message maps nothing until used
         mid, ts, size, meta, inline, seg, off = row
         msg = self._message(stream, (mid, ts, size, meta, inline, None, None), count)
-        lazy = _Lazy(self, stream, mid, size, seg, off) if seg is not None else None
+        lazy = _Lazy(self, size, seg, off) if seg is not None else None
         return msg, lazy
 
     def acknowledge(self, stream: str, id: int) -> None:
@@ -992,16 +993,13 @@ class EmbeddedConsumer(Consumer):
 class _Lazy:
     """A payload in a segment file, read when its message is handed out."""
 
-    __slots__ = ("consumer", "id", "off", "seg", "size", "stream")
+    __slots__ = ("consumer", "off", "seg", "size")
 
-    def __init__(
-        self, consumer: EmbeddedConsumer, stream: str, mid: int, size: int, seg: int, off: int
-    ) -> None:
-        self.consumer, self.stream, self.id = consumer, stream, mid
-        self.size, self.seg, self.off = size, seg, off
+    def __init__(self, consumer: EmbeddedConsumer, size: int, seg: int, off: int) -> None:
+        self.consumer, self.size, self.seg, self.off = consumer, size, seg, off
 
-    def load(self) -> memoryview | bytes | None:
-        return self.consumer._payload(self.stream, self.id, self.size, None, self.seg, self.off)
+    def load(self, msg: Message) -> None:
+        self.consumer._fill(msg, self.size, None, self.seg, self.off)
 
 
 def stream_infos(src: _SourceDB, only: str | None = None) -> list[StreamInfo]:

@@ -47,20 +47,17 @@ class JsonLinesSink(Sink):
         for number, line in enumerate(data[:end].splitlines(), start=1):
             if not line.strip():
                 continue
+            why = ""
             try:
                 record = json.loads(line)
             except ValueError as exc:
+                record, why = None, f" ({getattr(exc, 'msg', exc)})"
+            if not isinstance(record, dict):
                 # only a crash's last line is repaired by itself; a broken line inside the file
                 # is damage the user must look at (the de-duplication depends on every line)
-                why = getattr(exc, "msg", str(exc))
                 raise PipelinesError(
-                    f"{self.path} line {number} is not a JSON object ({why}); repair or remove "
+                    f"{self.path} line {number} is not a JSON object{why}; repair or remove "
                     "that line, or move the file aside to start a new one"
-                ) from None
-            if not isinstance(record, dict):
-                raise PipelinesError(
-                    f"{self.path} line {number} is not a JSON object; repair or remove that "
-                    "line, or move the file aside to start a new one"
                 )
             self.seen.add(dedup_key(record))
 

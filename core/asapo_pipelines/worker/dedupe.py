@@ -26,6 +26,18 @@ def provenance_key(metadata: dict[str, Any]) -> str | None:
     return None
 
 
+def read_metadata(consumer: Any, stream: str, msg_id: int) -> Any:
+    """The message `msg_id` of `stream` for its metadata, or None when it is not there.
+    Provenance lives in the metadata: a message whose payload is damaged still tells what was
+    written (the consumer hands it out as `CorruptPayload.damaged`)."""
+    try:
+        return consumer.get_by_id(stream, msg_id)
+    except CorruptPayload as exc:
+        return exc.damaged
+    except (MissingId, EndOfStream, StreamFinished):
+        return None
+
+
 class KeyIndex:
     """The keys of one output stream, read incrementally: after a crash many inputs come back
     at once, and each check reads only what the previous checks have not read yet."""
@@ -39,14 +51,8 @@ class KeyIndex:
         self.reached = float("inf")  # timestamp of the oldest message read
 
     def _read(self, msg_id: int) -> float | None:
-        try:
-            msg = self.consumer.get_by_id(self.stream, msg_id)
-        except CorruptPayload as exc:
-            # keys live in the metadata: a damaged payload does not hide what was written
-            if exc.damaged is None:
-                return None
-            msg = exc.damaged
-        except (MissingId, EndOfStream, StreamFinished):
+        msg = read_metadata(self.consumer, self.stream, msg_id)
+        if msg is None:
             return None
         key = provenance_key(msg.metadata)
         if key is not None:
@@ -79,15 +85,8 @@ def source_keys(consumer: Any, unit_label: str) -> set[str]:
     keys: set[str] = set()
     for info in consumer.streams():
         for msg_id in range(1, info.last_id + 1):
-            try:
-                msg = consumer.get_by_id(info.name, msg_id)
-            except CorruptPayload as exc:
-                if exc.damaged is None:
-                    continue
-                msg = exc.damaged
-            except (MissingId, EndOfStream, StreamFinished):
-                continue
-            prov = msg.metadata.get(PROVENANCE_KEY)
+            msg = read_metadata(consumer, info.name, msg_id)
+            prov = msg.metadata.get(PROVENANCE_KEY) if msg is not None else None
             if isinstance(prov, dict) and prov.get("unit") == unit_label and prov.get("key"):
                 keys.add(prov["key"])
     return keys

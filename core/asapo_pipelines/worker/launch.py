@@ -69,7 +69,9 @@ def build_worker(
         raise UsageError(
             f"cannot work in {base} (where the pipeline file is): {exc.strerror}"
         ) from None
-    transport = open_transport(pipeline.transport.spec())
+    # the transport's relative paths too mean: next to the original pipeline file
+    pipeline.transport._base = Path(base)
+    transport = open_transport(pipeline.transport.spec(), catalog)
     try:
         run_info, sources, known = _join_run(pipeline, catalog, instance, pipeline_file, transport)
     except BaseException:

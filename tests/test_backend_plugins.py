@@ -1,0 +1,172 @@
+"""Backends through the hooks, as users see them: an out-of-tree plugin distribution adds a
+transport, pip-installed for real; `pipeline plugins`, `schema`, `validate` and `run` see it
+like the core's own, and a plugin whose transports are broken is reported like a broken unit
+plugin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from backend_dists import backend_projects
+
+from asapo_pipelines.testing.distributions import install
+
+from helpers import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("backend-src")
+    target = tmp_path_factory.mktemp("backend-site")
+    install([p.write(root) for p in backend_projects()], target)
+    return target
+
+
+@pytest.fixture
+def env(site: Path, tmp_path: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(site), "RELAY_MARK": str(tmp_path / "relay-opened.jsonl")}
+
+
+def _json(result) -> dict:
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+RELAY_FILE = """\
+pipeline: relayed
+transport:
+  relay:
+    directory: relay-store
+units:
+  files:
+    unit: core.files
+    params: {directory: inbox}
+    outputs: {files: raw}
+  sink:
+    unit: core.jsonl-sink
+    params: {path: out/all.jsonl, payload: text}
+    inputs: {messages: raw}
+"""
+
+
+def test_plugins_lists_the_transports_each_plugin_provides(env):
+    data = _json(run_pipeline("plugins", "--json", env=env))
+    by_dist = {p["distribution"]: p for p in data["plugins"]}
+    assert by_dist["acme-backends"]["status"] == "ok"
+    assert by_dist["acme-backends"]["transports"] == ["relay"]
+    assert by_dist["asapo-pipelines"]["transports"] == ["embedded", "asapo"]
+    table = run_pipeline("plugins", env=env)
+    assert table.returncode == 0
+    row = next(line for line in table.stdout.splitlines() if "acme-backends" in line)
+    assert "transport relay" in row
+
+
+def test_a_broken_transport_plugin_is_reported_like_a_broken_unit_plugin(env):
+    data = _json(run_pipeline("plugins", "--json", env=env))
+    by_dist = {p["distribution"]: p for p in data["plugins"]}
+    bad = by_dist["acme-badbus"]
+    assert bad["status"] == "broken"
+    assert bad["transports"] == []
+    assert any(
+        e.startswith("invalid transport descriptor for Kafka Bus: name:") for e in bad["errors"]
+    )
+    assert any(
+        e.startswith("invalid transport descriptor for kafka: config:") for e in bad["errors"]
+    )
+    # its healthy unit still lists, as for a partly broken unit plugin
+    assert bad["units"] == ["badbus.still-listed"]
+    units = _json(run_pipeline("list-units", "--json", env=env))
+    assert "badbus.still-listed" in {u["name"] for u in units["units"]}
+    assert {p["distribution"] for p in units["broken_plugins"]} >= {"acme-badbus", "acme-thief"}
+    # the core keeps its embedded transport; the claimant is told why it was not loaded
+    thief = by_dist["acme-thief"]
+    assert thief["errors"] == [
+        "transport embedded is already provided by asapo-pipelines; not loaded"
+    ]
+    strict = run_pipeline("plugins", "--strict", env=env)
+    assert strict.returncode == 1
+    assert "Traceback" not in strict.stderr
+
+
+def test_schema_has_one_branch_per_registered_transport(env, tmp_path):
+    out = tmp_path / "schemas"
+    result = run_pipeline("schema", "--output", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    schema = json.loads((out / "pipeline.schema.json").read_text())
+    transport = schema["properties"]["transport"]
+    assert list(transport["properties"]) == ["embedded", "asapo", "relay"]
+    relay = transport["properties"]["relay"]
+    assert relay["required"] == ["directory"]
+    assert relay["additionalProperties"] is False
+    assert "(from acme-backends)" in relay["description"]
+    assert transport["maxProperties"] == 1
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "  relay:\n    directry: x\n",
+            "5:5: error P102 unknown field 'directry' in transport.relay; did you mean directory?",
+        ),
+        (
+            "  relay: {label: Bad}\n",
+            "error P101 missing required field 'directory' in transport.relay",
+        ),
+        (
+            "  kafka: {}\n",
+            "error P102 unknown field 'kafka' in transport (allowed: embedded, asapo, relay)",
+        ),
+        (
+            "  relay: {directory: x}\n  embedded: {}\n",
+            "error P105 transport must name exactly one of embedded, asapo or relay, not both",
+        ),
+    ],
+)
+def test_validation_checks_a_plugin_transport_with_located_problems(
+    env, tmp_path, section, expected
+):
+    text = (
+        f"pipeline: relayed\n# a comment line\ntransport:\n{section}units:\n"
+        + (RELAY_FILE.split("units:\n", 1)[1])
+    )
+    file = _write(tmp_path / "p.pipeline.yaml", text)
+    result = run_pipeline("validate", str(file), env=env)
+    assert result.returncode == 1
+    assert expected in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_pipeline_runs_end_to_end_on_a_plugin_transport(env, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(5):
+        (inbox / f"scan{i}.txt").write_text(f"scan {i}\n")
+    file = _write(tmp_path / "relayed.pipeline.yaml", RELAY_FILE)
+    assert run_pipeline("validate", str(file), env=env).returncode == 0
+
+    result = run_pipeline("run", str(file), env=env, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr + result.stdout
+
+    written = [
+        json.loads(line) for line in (tmp_path / "out" / "all.jsonl").read_text().splitlines()
+    ]
+    assert sorted(w["payload"] for w in written) == [f"scan {i}\n" for i in range(5)]
+    # every worker opened the plugin's transport with the resolved options: the relative
+    # directory made absolute against the pipeline file's folder
+    marks = [json.loads(line) for line in Path(env["RELAY_MARK"]).read_text().splitlines()]
+    store = str((tmp_path / "relay-store").resolve())
+    assert {m["options"]["path"] for m in marks} == {store}
+    assert len({m["pid"] for m in marks}) >= 2  # the two units' workers, at least
+    assert (tmp_path / "relay-store" / "store.json").is_file()
+    # the store's streams are readable by `pipeline streams` through the same plugin
+    listed = run_pipeline("streams", str(file), "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["location"] == "the relay transport"
