@@ -153,6 +153,7 @@ def docs(session: nox.Session) -> None:
         ".", *(f"./plugins/{n}" for n in PLUGINS), "mkdocs==1.6.*", "pymdown-extensions>=10.8"
     )
     session.run("python", "docs/gen_cli_reference.py", "--check")
+    session.run("python", "docs/gen_hooks.py", "--check")
     session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
 
 

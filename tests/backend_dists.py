@@ -1,5 +1,5 @@
-"""Throwaway plugin distributions that add backends: a transport (and, in `acme-backends`, an
-executor), one whose transports are broken, one that claims the core's `embedded`."""
+"""Throwaway plugin distributions that add backends: `acme-backends` adds a transport and an
+executor, `acme-badbus` registers broken transports, `acme-thief` claims the core's `embedded`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from asapo_pipelines import hookimpl
-from asapo_pipelines.descriptor import TransportDescriptor
+from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
 
 
 class RelayConfig(BaseModel):
@@ -41,6 +41,38 @@ def register_transports(register):
         config=RelayConfig,
         runtime="acme_backends.relay:open_relay",
     ))
+
+
+class SubprocConfig(BaseModel):
+    \"\"\"Workers as subprocesses of no scheduler at all.\"\"\"
+
+    model_config = ConfigDict(extra="forbid")
+
+    state_dir: Annotated[
+        str, Field(min_length=1, description="Pids and logs, relative to the pipeline file.")
+    ] = ".subproc"
+    linger: Annotated[float, Field(ge=0, description="Workers' --linger.")] = 0.5
+
+
+@hookimpl
+def register_executors(register):
+    register(ExecutorDescriptor(
+        name="subproc",
+        summary="Runs each unit replica as a `pipeline worker` subprocess (a test executor).",
+        config=SubprocConfig,
+        runtime="acme_backends.subproc:SubprocExecutor",
+    ))
+
+
+@hookimpl
+def register_commands(cli):
+    import click
+
+    @cli.command("acme-hello")
+    @click.argument("who", default="beamline")
+    def hello(who):
+        \"\"\"Say hello (a plugin's command).\"\"\"
+        click.echo(f"hello {who} from acme-backends")
 """
 
 RELAY_RUNTIME = """
@@ -56,6 +88,100 @@ def open_relay(options):
         with open(mark, "a") as f:
             f.write(json.dumps({"pid": os.getpid(), "options": options}) + "\\n")
     return open_transport({"embedded": {"path": options["path"]}})
+"""
+
+#: The executor's runtime: `pipeline worker` per unit replica, in its own session, its output in
+#: a log file; pids in a state file, so status, logs and stop work from another command.
+SUBPROC_RUNTIME = """
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
+
+from acme_backends.plugin import SubprocConfig
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class SubprocExecutor(Executor):
+    name = "subproc"
+
+    @property
+    def settings(self):
+        return self.config or SubprocConfig()
+
+    def _dir(self):
+        d = Path(self.settings.state_dir)
+        return d if d.is_absolute() else self.file.resolve().parent / d
+
+    def _tasks(self):
+        for instance, unit in self.pipeline.units.items():
+            for replica in range(unit.replicas):
+                yield instance, replica, [
+                    sys.executable, "-m", "asapo_pipelines", "worker", str(self.file.resolve()),
+                    instance, "--replica", str(replica), "--linger", str(self.settings.linger),
+                    "--status-interval", "0.2",
+                ]
+
+    def _state(self):
+        try:
+            return json.loads((self._dir() / "state.json").read_text())
+        except FileNotFoundError:
+            return {"tasks": []}
+
+    def plan(self):
+        return {"tasks": [{"unit": u, "replica": r, "argv": a} for u, r, a in self._tasks()]}
+
+    def deploy(self, *, wait):
+        d = self._dir()
+        d.mkdir(parents=True, exist_ok=True)
+        tasks = []
+        for unit, replica, argv in self._tasks():
+            with open(d / f"{unit}-{replica}.log", "ab") as log:
+                proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            tasks.append({"unit": unit, "replica": replica, "pid": proc.pid})
+        (d / "state.json").write_text(json.dumps({"tasks": tasks}))
+        return {"status": "started", "message": f"{len(tasks)} workers started", "tasks": tasks}
+
+    def start(self, *, wait):
+        return self.deploy(wait=wait)
+
+    def stop(self, *, purge=False):
+        tasks = [t for t in self._state()["tasks"] if _alive(t["pid"])]
+        for t in tasks:
+            os.killpg(t["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while any(_alive(t["pid"]) for t in tasks) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"status": "stopped", "message": f"{len(tasks)} running workers stopped"}
+
+    def status(self):
+        instances = [
+            InstanceStatus(unit=t["unit"], replica=t["replica"],
+                           state="running" if _alive(t["pid"]) else "exited",
+                           task_id=str(t["pid"]))
+            for t in self._state()["tasks"]
+        ]
+        running = any(i.state == "running" for i in instances)
+        state = "running" if running else ("complete" if instances else "not started")
+        return ExecutorStatus(executor=self.name, deployment=self.pipeline.name, state=state,
+                              instances=instances)
+
+    def logs(self, unit, *, replica=None, follow=False, stderr=False):
+        path = self._dir() / f"{unit}-{replica or 0}.log"
+        yield from path.read_text().splitlines()
 """
 
 BROKEN_TRANSPORTS = """
@@ -92,8 +218,8 @@ def backend_projects() -> list[PluginProject]:
         PluginProject(
             "acme-backends",
             "0.4.0",
-            {"relay.py": RELAY_PLUGIN + "\n" + RELAY_RUNTIME},
-            {"acme-backends": "acme_backends.relay"},
+            {"plugin.py": RELAY_PLUGIN, "relay.py": RELAY_RUNTIME, "subproc.py": SUBPROC_RUNTIME},
+            {"acme-backends": "acme_backends.plugin"},
         ),
         PluginProject(
             "acme-badbus",

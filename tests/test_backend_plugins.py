@@ -1,11 +1,12 @@
 """Backends through the hooks, as users see them: an out-of-tree plugin distribution adds a
-transport, pip-installed for real; `pipeline plugins`, `schema`, `validate` and `run` see it
-like the core's own, and a plugin whose transports are broken is reported like a broken unit
-plugin."""
+transport and an executor, pip-installed for real; `pipeline plugins`, `schema`, `validate`,
+`run` and `deploy/status/logs/stop` see them like the core's own, and a plugin whose
+transports are broken is reported like a broken unit plugin."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -61,11 +62,14 @@ def test_plugins_lists_the_transports_each_plugin_provides(env):
     by_dist = {p["distribution"]: p for p in data["plugins"]}
     assert by_dist["acme-backends"]["status"] == "ok"
     assert by_dist["acme-backends"]["transports"] == ["relay"]
+    assert by_dist["acme-backends"]["executors"] == ["subproc"]
     assert by_dist["asapo-pipelines"]["transports"] == ["embedded", "asapo"]
+    assert by_dist["asapo-pipelines"]["executors"] == ["local", "nomad"]
     table = run_pipeline("plugins", env=env)
     assert table.returncode == 0
     row = next(line for line in table.stdout.splitlines() if "acme-backends" in line)
     assert "transport relay" in row
+    assert "executor subproc" in table.stdout
 
 
 def test_a_broken_transport_plugin_is_reported_like_a_broken_unit_plugin(env):
@@ -107,6 +111,9 @@ def test_schema_has_one_branch_per_registered_transport(env, tmp_path):
     assert relay["additionalProperties"] is False
     assert "(from acme-backends)" in relay["description"]
     assert transport["maxProperties"] == 1
+    deploy = schema["properties"]["deploy"]["properties"]
+    assert {"local", "nomad", "subproc"} <= set(deploy)
+    assert deploy["subproc"]["properties"]["state_dir"]["default"] == ".subproc"
 
 
 @pytest.mark.parametrize(
@@ -123,6 +130,10 @@ def test_schema_has_one_branch_per_registered_transport(env, tmp_path):
         (
             "  kafka: {}\n",
             "error P102 unknown field 'kafka' in transport (allowed: embedded, asapo, relay)",
+        ),
+        (
+            "  relay: {directory: x}\ndeploy:\n  subproc: {state_dr: x}\n",
+            "6:13: error P102 unknown field 'state_dr' in deploy.subproc; did you mean state_dir?",
         ),
         (
             "  relay: {directory: x}\n  embedded: {}\n",
@@ -170,3 +181,89 @@ def test_a_pipeline_runs_end_to_end_on_a_plugin_transport(env, tmp_path):
     listed = run_pipeline("streams", str(file), "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout)["location"] == "the relay transport"
+
+
+SUBPROC_FILE = (
+    RELAY_FILE
+    + """\
+deploy:
+  subproc: {linger: 0.3}
+"""
+)
+
+
+def test_a_pipeline_runs_end_to_end_on_a_plugin_executor_and_transport(env, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for i in range(4):
+        (inbox / f"scan{i}.txt").write_text(f"scan {i}\n")
+    file = _write(tmp_path / "relayed.pipeline.yaml", SUBPROC_FILE)
+    plan = _json(run_pipeline("plan", str(file), env=env))
+    assert sorted(t["unit"] for t in plan["tasks"]) == ["files", "sink"]
+
+    deployed = run_pipeline("deploy", str(file), env=env, cwd=tmp_path)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "deployed pipeline relayed with the subproc executor: 2 workers started" in (
+        deployed.stdout
+    )
+    try:
+        out = tmp_path / "out" / "all.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = _json(run_pipeline("status", str(file), "--json", env=env))
+            if status["state"] == "complete":
+                break
+            time.sleep(0.3)
+        assert status["executor"] == "subproc"
+        assert status["state"] == "complete", status
+        assert {(i["unit"], i["state"]) for i in status["instances"]} == {
+            ("files", "exited"),
+            ("sink", "exited"),
+        }
+        # the workers' counters, read from the plugin's transport, whatever the executor
+        counters = {w["instance"]: w for w in status["counters"]["workers"]}
+        assert counters["sink"]["processed"] == 4
+        written = [json.loads(line) for line in out.read_text().splitlines()]
+        assert sorted(w["payload"] for w in written) == [f"scan {i}\n" for i in range(4)]
+
+        table = run_pipeline("status", str(file), env=env)
+        assert table.returncode == 0, table.stderr
+        assert "subproc relayed: complete" in table.stdout
+        logs = run_pipeline("logs", str(file), "sink", env=env)
+        assert logs.returncode == 0, logs.stderr
+        assert logs.stdout.strip(), "the sink worker logged nothing"
+        # the workers opened the plugin's transport
+        marks = [json.loads(x) for x in Path(env["RELAY_MARK"]).read_text().splitlines()]
+        assert {m["options"]["path"] for m in marks} == {str((tmp_path / "relay-store").resolve())}
+    finally:
+        stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped pipeline relayed with the subproc executor" in stopped.stdout
+
+
+def test_an_unknown_or_ambiguous_executor_is_one_sentence(env, tmp_path):
+    file = _write(
+        tmp_path / "two.pipeline.yaml", RELAY_FILE + "deploy:\n  subproc: {}\n  local: {}\n"
+    )
+    result = run_pipeline("deploy", str(file), env=env)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        "error: the deploy section names several executors (local, subproc); choose one with "
+        "--executor NAME"
+    )
+    unknown = run_pipeline("plan", str(file), "--executor", "slurmm", env=env)
+    assert unknown.returncode != 0
+    assert "unknown executor 'slurmm'; choose one of local, nomad, subproc" in unknown.stderr
+    assert "Traceback" not in result.stderr + unknown.stderr
+
+
+def test_a_plugin_adds_a_command(env):
+    result = run_pipeline("acme-hello", "p65", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hello p65 from acme-backends\n"
+    helped = run_pipeline("--help", env=env)
+    assert "acme-hello" in helped.stdout
+    # a core command stays the core's, and an unknown one is still one sentence
+    unknown = run_pipeline("acme-helo", env=env)
+    assert unknown.returncode == 2
+    assert "unknown command acme-helo; did you mean acme-hello?" in unknown.stderr

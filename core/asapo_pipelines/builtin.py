@@ -123,6 +123,9 @@ def register_units(register: RegisterUnit) -> None:
 
 # The core's backends are a default plugin of their own module, registered under the core
 # plugin's name (one record in `pipeline plugins`); each becomes its own distribution later.
-from asapo_pipelines.default_backends import register_transports  # noqa: E402
+from asapo_pipelines.default_backends import (  # noqa: E402
+    register_executors,
+    register_transports,
+)
 
-__all__ = ["register_transports", "register_units"]
+__all__ = ["register_executors", "register_transports", "register_units"]

@@ -1,4 +1,5 @@
-"""The core's own transports, registered through the same hook as a third-party backend's.
+"""The core's own transports and executors, registered through the same hooks as a third-party
+backend's.
 
 Like datasette's default plugins: nothing in the core knows the embedded store or ASAP::O by
 name except this registration; `open_transport`, validation of the `transport:` section and the
@@ -9,9 +10,9 @@ its transport, so listing the catalog imports neither SQLite's store nor the asa
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import TransportDescriptor
-from asapo_pipelines.hookspecs import RegisterTransport, hookimpl
-from asapo_pipelines.pipeline.model import AsapoTransport, EmbeddedTransport
+from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
+from asapo_pipelines.hookspecs import RegisterExecutor, RegisterTransport, hookimpl
+from asapo_pipelines.pipeline.model import AsapoTransport, EmbeddedTransport, Local, Nomad
 
 EMBEDDED = TransportDescriptor(
     name="embedded",
@@ -38,4 +39,32 @@ TRANSPORTS = {d.name: d for d in (EMBEDDED, ASAPO)}
 @hookimpl
 def register_transports(register: RegisterTransport) -> None:
     for descriptor in TRANSPORTS.values():
+        register(descriptor)
+
+
+# -- executors ---------------------------------------------------------------------------------
+LOCAL = ExecutorDescriptor(
+    name="local",
+    summary="Runs the pipeline's units as processes on this machine (`pipeline run`).",
+    description="A supervisor runs the compiled job's tasks as subprocesses, restarting them "
+    "as Nomad would; `pipeline deploy` with `deploy: {local: {}}` starts it in the background.",
+    config=Local,
+    runtime="asapo_pipelines.local.pipeline_executor:LocalPipelineExecutor",
+)
+
+NOMAD = ExecutorDescriptor(
+    name="nomad",
+    summary="Submits the pipeline as one Nomad job (one task group per unit).",
+    description="Connection settings come from NOMAD_ADDR, NOMAD_TOKEN and the other NOMAD_* "
+    "variables; `deploy.nomad` gives datacenters, namespace, driver and the tasks' Python.",
+    config=Nomad,
+    runtime="asapo_pipelines.nomad.executor:NomadExecutor",
+)
+
+EXECUTORS = {d.name: d for d in (LOCAL, NOMAD)}
+
+
+@hookimpl
+def register_executors(register: RegisterExecutor) -> None:
+    for descriptor in EXECUTORS.values():
         register(descriptor)

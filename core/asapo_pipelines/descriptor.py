@@ -297,17 +297,34 @@ class _BackendDescriptor(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    name: Annotated[str, Field(pattern=BACKEND_NAME_PATTERN)]
-    summary: Annotated[str, Field(min_length=1, max_length=200)]
-    runtime: Annotated[str, Field(pattern=RUNTIME_PATTERN)]
-    description: str = ""
+    name: Annotated[
+        str,
+        Field(
+            pattern=BACKEND_NAME_PATTERN,
+            description="The key in a pipeline file (`transport: {name: ...}`), lower case.",
+        ),
+    ]
+    summary: Annotated[
+        str, Field(min_length=1, max_length=200, description="One line for listings.")
+    ]
+    runtime: Annotated[
+        str,
+        Field(
+            pattern=RUNTIME_PATTERN,
+            description="`package.module:object` of the runtime, imported only when used.",
+        ),
+    ]
+    description: Annotated[str, Field(description="Details, for the editor's hover.")] = ""
     #: The pydantic model of the backend's section in a pipeline file; unknown keys should be
     #: errors (``extra="forbid"``), as for unit params. Its JSON Schema is the section's branch in
     #: the editor schema.
-    config: type[BaseModel] = NoParams
+    config: Annotated[
+        type[BaseModel],
+        Field(description="Pydantic model of the backend's section (its schema)."),
+    ] = NoParams
     #: Filled in by the catalog from the distribution that registered the backend.
-    version: str | None = None
-    distribution: str | None = None
+    version: Annotated[str | None, Field(description="Filled in by the catalog.")] = None
+    distribution: Annotated[str | None, Field(description="Filled in by the catalog.")] = None
 
     @field_validator("config", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ transport, so `status` shows them the same way for every executor.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
 
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import ExecutorDescriptor
     from asapo_pipelines.pipeline.model import Pipeline
 
 
@@ -98,3 +99,65 @@ class Executor(ABC):
         self, unit: str, *, replica: int | None = None, follow: bool = False, stderr: bool = False
     ) -> Iterator[str]:
         """A unit instance's log lines, oldest first; with ``follow``, new lines as they come."""
+
+
+def choose_executor(
+    pipeline: Pipeline, catalog: Catalog, name: str | None = None, *, default: str | None = None
+) -> ExecutorDescriptor | None:
+    """The executor a command on this pipeline goes to: ``name`` (``--executor``) when given,
+    else the one the file's ``deploy:`` section names, else ``default`` (None: let the caller
+    decide). Raises UsageError for an unknown name, or when the file names several."""
+    from asapo_pipelines.errors import UsageError
+
+    known = list(catalog.executors)
+    if name is not None:
+        if name not in catalog.executors:
+            import difflib
+
+            near = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            raise UsageError(f"unknown executor {name!r}{hint}; choose one of {', '.join(known)}")
+        return catalog.executors[name]
+    named = [n for n in pipeline.deploy.named() if n in catalog.executors]
+    if len(named) > 1:
+        raise UsageError(
+            f"the deploy section names several executors ({', '.join(named)}); choose one with "
+            "--executor NAME"
+        )
+    chosen = named[0] if named else default
+    return catalog.executors.get(chosen) if chosen else None
+
+
+def open_executor(
+    descriptor: ExecutorDescriptor, pipeline: Pipeline, catalog: Catalog, file: Path
+) -> Executor:
+    """The executor's runtime, constructed for this pipeline with its ``deploy:`` section."""
+    from asapo_pipelines.errors import PluginError
+
+    try:
+        cls = descriptor.load_runtime()
+    except Exception as exc:
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        raise PluginError(
+            f"the executor {descriptor.name} ({descriptor.distribution}) cannot be loaded from "
+            f"{descriptor.runtime}: {describe_exception(exc)}"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Executor)):
+        raise PluginError(
+            f"the executor {descriptor.name}'s runtime {descriptor.runtime} is not an Executor "
+            "subclass"
+        )
+    return cls(pipeline, catalog, Path(file), pipeline.deploy.config(descriptor.name))
+
+
+def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Log bytes as text lines, for `Executor.logs` (a line split across chunks is joined)."""
+    rest = b""
+    for chunk in chunks:
+        rest += chunk
+        *whole, rest = rest.split(b"\n")
+        for line in whole:
+            yield line.decode("utf-8", "replace")
+    if rest:
+        yield rest.decode("utf-8", "replace")

@@ -77,8 +77,13 @@ def register_transports(register: RegisterTransport) -> None:
     runtime="pkg.module:open_transport"))`` once per transport. The config model is the section's
     schema in validation and in the editor; the runtime, imported only when a pipeline opens the
     transport, is a callable taking the resolved options and returning a
-    `asapo_pipelines.transport.Transport` that passes the transport contract suite
-    (`asapo_pipelines.testing.transport_contract`).
+    `asapo_pipelines.transport.Transport` that passes the transport contract suite (the
+    repository's `tests/transport/test_transport_contract.py`).
+
+    The options are the config model's ``open_options(base_dir)`` when it defines one (relative
+    paths made absolute against the pipeline file's folder), else its
+    ``model_dump(mode="json", exclude_none=True)``; workers receive the same dict. A name the
+    core already registers (``embedded``, ``asapo``) stays the core's.
     """
 
 
@@ -93,7 +98,9 @@ def register_executors(register: RegisterExecutor) -> None:
     Call ``register(ExecutorDescriptor(name=..., summary=..., config=ConfigModel,
     runtime="pkg.module:MyExecutor"))``; the runtime is a subclass of
     `asapo_pipelines.executor.Executor`, through which `pipeline plan/deploy/start/stop/status/
-    logs` dispatch.
+    logs` dispatch when the file's ``deploy:`` section names the executor (or the command is
+    given ``--executor NAME``). `status` shows the executor's view of the tasks beside the
+    counters the workers published on the transport.
     """
 
 
@@ -113,6 +120,7 @@ def register_formats(register: RegisterFormat) -> None:
 def register_commands(cli: Any) -> None:
     """Add commands to the ``pipeline`` command line: ``cli`` is its `click.Group`.
 
-    Import heavy libraries inside the command function, not at module level: every ``pipeline``
-    invocation loads the plugins' registration modules.
+    Called for ``pipeline --help`` and for a command name the core does not have (the core's
+    own commands never load plugins); a plugin cannot replace a core command. Import heavy
+    libraries inside the command function, not at module level.
     """

@@ -6,7 +6,7 @@ a plugin that raises is reported with its name and does not stop the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -169,3 +169,20 @@ class PluginManager:
             "check_online", plugin_name, pipeline=pipeline, catalog=catalog, report=report
         )
         return findings, errors
+
+
+def collect_commands(sources: Iterable[Any], cli: Any) -> list[str]:
+    """Call every plugin's `register_commands` on ``cli``; one line per plugin that failed
+    (a plugin that does not even import is reported by `pipeline plugins`, not here)."""
+    manager = PluginManager()
+    problems = []
+    for source in sources:
+        try:
+            manager.register(source.load(), source.name)
+        except BaseException as exc:  # a plugin's import may even call sys.exit
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            continue
+        for error in manager.register_commands(source.name, cli):
+            problems.append(f"plugin {source.name} ({source.distribution}): {error}")
+    return problems

@@ -27,7 +27,8 @@ COMMANDS: dict[str, str] = {
     "schema": "asapo_pipelines.cli.schema:schema",
     "graph": "asapo_pipelines.cli.graph:graph",
     "plan": "asapo_pipelines.cli.nomad_cmds:plan",
-    # the local executor; status, logs and stop hand over to Nomad's when no local run is known
+    # the local executor; status, logs and stop go to the executor the file's deploy section
+    # names (cli/executors.py), else a local run, else Nomad's, else the workers' counters
     "run": "asapo_pipelines.cli.run:run",
     "status": "asapo_pipelines.cli.run:status",
     "logs": "asapo_pipelines.cli.run:logs",
@@ -35,7 +36,7 @@ COMMANDS: dict[str, str] = {
     "runs": "asapo_pipelines.cli.runs:runs",
     "reprocess": "asapo_pipelines.cli.runs:reprocess",
     "view": "asapo_pipelines.cli.view:view",
-    # the nomad executor
+    # the nomad executor, or the one the deploy section names
     "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
     "start": "asapo_pipelines.cli.nomad_cmds:start",
     # what Nomad tasks run
@@ -51,7 +52,10 @@ DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
 
 
 class LazyGroup(click.Group):
+    _plugins_added = False
+
     def list_commands(self, ctx: click.Context) -> list[str]:
+        self._add_plugin_commands()
         return sorted({*super().list_commands(ctx), *COMMANDS})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
@@ -60,7 +64,29 @@ class LazyGroup(click.Group):
             command = getattr(importlib.import_module(module_name), attr)
             assert isinstance(command, click.Command)
             return command
-        return super().get_command(ctx, cmd_name)
+        found = super().get_command(ctx, cmd_name)
+        if found is None and not self._plugins_added:
+            self._add_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def _add_plugin_commands(self) -> None:
+        """Let plugins add their commands (`register_commands`). Only for a name that is not a
+        core command, and for `--help`: the core's commands never pay for loading plugins."""
+        if self._plugins_added:
+            return
+        self._plugins_added = True
+        from asapo_pipelines.catalog import installed_sources
+        from asapo_pipelines.plugin_manager import collect_commands
+
+        scratch = click.Group()
+        for problem in collect_commands(installed_sources(), scratch):
+            from asapo_pipelines.cli.output import warn
+
+            warn(problem)
+        for name, command in scratch.commands.items():
+            if name not in COMMANDS:  # a plugin cannot replace a core command
+                self.add_command(command, name)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

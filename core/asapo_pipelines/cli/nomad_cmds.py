@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from asapo_pipelines.cli import executors as dispatch
+from asapo_pipelines.cli.executors import executor_option
 from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import print_json, warn
 from asapo_pipelines.errors import UsageError
@@ -136,8 +138,14 @@ def _report_failures(result: DeployResult, as_json: bool) -> None:
 @file_argument
 @click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for scheduling.")
 @json_option
-def deploy(file: str | None, wait: float, as_json: bool) -> None:
-    """Register FILE's job on Nomad and report whether it could be placed."""
+@executor_option
+def deploy(file: str | None, wait: float, as_json: bool, executor_name: str | None) -> None:
+    """Deploy FILE with its executor: register its job on Nomad (the default) and report
+    whether it could be placed, or hand it to the executor its deploy section names."""
+    executor = dispatch.dispatched(file, executor_name, default="nomad", own=("nomad",))
+    if executor is not None:
+        dispatch.deploy(executor, wait=wait, as_json=as_json)
+        return
     target = _target(file, None, compile_job=True)
     assert target.payload is not None
     for message in target.warnings:
@@ -158,8 +166,17 @@ def deploy(file: str | None, wait: float, as_json: bool) -> None:
 @job_option
 @click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for scheduling.")
 @json_option
-def start(file: str | None, job: str | None, wait: float, as_json: bool) -> None:
+@executor_option
+def start(
+    file: str | None, job: str | None, wait: float, as_json: bool, executor_name: str | None
+) -> None:
     """Run a stopped pipeline job again."""
+    executor = (
+        None if job else dispatch.dispatched(file, executor_name, default="nomad", own=("nomad",))
+    )
+    if executor is not None:
+        dispatch.deploy(executor, wait=wait, as_json=as_json, start=True)
+        return
     target = _target(file, job)
     result = _client(target).start(target.job_id, wait=wait)
     if result is None:
@@ -271,9 +288,16 @@ def logs(
 @click.command(name="plan")
 @file_argument
 @json_option
-def plan(file: str | None, as_json: bool) -> None:
-    """Show FILE's compiled Nomad job and what would change on the cluster."""
+@executor_option
+def plan(file: str | None, as_json: bool, executor_name: str | None) -> None:
+    """Show FILE's compiled Nomad job and what would change on the cluster (or what its
+    deploy section's executor would submit)."""
     from asapo_pipelines.nomad.errors import NomadError
+
+    executor = dispatch.dispatched(file, executor_name, default="nomad", own=("nomad",))
+    if executor is not None:
+        dispatch.plan(executor)
+        return
 
     target = _target(file, None, compile_job=True)
     assert target.payload is not None

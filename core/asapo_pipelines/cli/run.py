@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from asapo_pipelines.cli import executors as dispatch
+from asapo_pipelines.cli.executors import executor_option
 from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
@@ -289,9 +291,7 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
         try:
             file = str(_find_file())
         except UsageError:
-            if _nomad("status") is not None:
-                return None  # the Nomad commands say what they need
-            raise
+            return None  # the executors' commands say what they need
     target = resolve(file, data_dir, run_dir)
     if (target.run_dir / STATE_FILE).is_file():
         return target
@@ -300,25 +300,8 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
     return None
 
 
-def _command(module: str, name: str) -> click.Command | None:
-    """Another part's command when this installation has it (merged parts hand over)."""
-    import importlib
-
-    try:
-        found = getattr(importlib.import_module(module), name, None)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
-    return found if isinstance(found, click.Command) else None
-
-
-def _nomad(name: str) -> click.Command | None:
-    return _command("asapo_pipelines.cli.nomad_cmds", name)
-
-
-def _worker_status() -> click.Command | None:
-    return _command("asapo_pipelines.cli.status", "status")
+#: the executors whose runs these commands handle themselves: a local run, a Nomad job
+_OWN = ("local", "nomad")
 
 
 def _no_local_run(target_file: str | None) -> UsageError:
@@ -333,6 +316,7 @@ def _no_local_run(target_file: str | None) -> UsageError:
 @click.command()
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
+@executor_option
 @run_dir_option
 @data_dir_option
 @json_option
@@ -341,29 +325,29 @@ def status(
     ctx: click.Context,
     file: str | None,
     job: str | None,
+    executor_name: str | None,
     run_dir: str | None,
     data_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Show the units of a local run (state, pid, restarts, exit codes), or the Nomad job; without
-    either (no local run, no NOMAD_ADDR), the counters the pipeline's workers published."""
-    target = None if job else _local(file, run_dir, data_dir)
-    if target is None and file and not job and not os.environ.get("NOMAD_ADDR"):
-        # no local run and no cluster configured: the counters the pipeline's workers
-        # (`pipeline worker`, started by hand or by a scheduler) published on its transport
-        from asapo_pipelines.cli.status import status as worker_counters
-
-        ctx.invoke(worker_counters, pipeline_file=Path(file), as_json=as_json)
-        return
+    """Show the units of a local run (state, pid, restarts, exit codes), the Nomad job, or the
+    tasks of the executor the file's deploy section names, with the counters the pipeline's
+    workers published; with none of these, the counters alone."""
+    executor = None if job else dispatch.dispatched(file, executor_name, default=None, own=_OWN)
+    if executor is not None:
+        ctx.exit(dispatch.status(executor, as_json=as_json))
+    target = None if job or executor_name == "nomad" else _local(file, run_dir, data_dir)
     if target is None:
-        # No local run recorded: a Nomad job when asked for one (--job, NOMAD_ADDR), else
-        # the counters the pipeline's workers published (workers started by other means).
-        nomad = _nomad("status")
-        counters = _worker_status()
-        if nomad is not None and (job or os.environ.get("NOMAD_ADDR") or counters is None):
-            ctx.invoke(nomad, file=file, job=job, as_json=as_json)
-        elif counters is not None and file:
-            ctx.invoke(counters, pipeline_file=Path(file), as_json=as_json)
+        if job or executor_name == "nomad" or os.environ.get("NOMAD_ADDR"):
+            from asapo_pipelines.cli.nomad_cmds import status as nomad_status
+
+            ctx.invoke(nomad_status, file=file, job=job, as_json=as_json)
+        elif file and executor_name != "local":
+            # no local run and no cluster: the counters the pipeline's workers (started by
+            # hand or by a scheduler) published on its transport
+            from asapo_pipelines.cli.status import show_counters
+
+            show_counters(Path(file), as_json)
         else:
             raise _no_local_run(file)
         return
@@ -446,6 +430,7 @@ def _counter_fields(record: dict[str, Any]) -> dict[str, Any]:
 @click.option("--stderr", is_flag=True, help="Only the unit's stderr (printed on stdout).")
 @click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
 @click.option("--replica", type=int, default=None, help="Which replica of the unit.")
+@executor_option
 @run_dir_option
 @data_dir_option
 @click.pass_context
@@ -453,6 +438,7 @@ def logs(
     ctx: click.Context,
     args: tuple[str, ...],
     job: str | None,
+    executor_name: str | None,
     follow: bool,
     only_stdout: bool,
     stderr: bool,
@@ -469,14 +455,24 @@ def logs(
     if len(args) not in (1, 2):
         raise UsageError("usage: pipeline logs [FILE] UNIT")
     file, unit = (None, args[0]) if len(args) == 1 else args
-    target = None if job else _local(file, run_dir, data_dir)
+    executor = None if job else dispatch.dispatched(file, executor_name, default=None, own=_OWN)
+    if executor is not None:
+        dispatch.logs(executor, unit, replica=replica, follow=follow, stderr=stderr)
+        return
+    target = None if job or executor_name == "nomad" else _local(file, run_dir, data_dir)
     if target is None:
-        nomad = _nomad("logs")
-        if nomad is None:
+        if executor_name == "local":
             raise _no_local_run(file)
-        extra = {"plain": False} if any(p.name == "plain" for p in nomad.params) else {}
+        from asapo_pipelines.cli.nomad_cmds import logs as nomad_logs
+
         ctx.invoke(
-            nomad, args=args, job=job, follow=follow, stderr=stderr, replica=replica, **extra
+            nomad_logs,
+            args=args,
+            job=job,
+            follow=follow,
+            stderr=stderr,
+            replica=replica,
+            plain=False,
         )
         return
     from asapo_pipelines.local.control import unit_log
@@ -525,6 +521,7 @@ def _copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
 @click.option("--purge", is_flag=True, help="Nomad only: also remove the job at once.")
+@executor_option
 @run_dir_option
 @data_dir_option
 @json_option
@@ -533,19 +530,25 @@ def stop(
     ctx: click.Context,
     file: str | None,
     job: str | None,
+    executor_name: str | None,
     purge: bool,
     run_dir: str | None,
     data_dir: str | None,
     as_json: bool,
 ) -> None:
-    """Stop a local run cleanly (its tasks get their kill signal), or the Nomad job."""
-    target = None if job else _local(file, run_dir, data_dir)
+    """Stop a local run cleanly (its tasks get their kill signal), the Nomad job, or the
+    tasks of the executor the file's deploy section names."""
+    executor = None if job else dispatch.dispatched(file, executor_name, default=None, own=_OWN)
+    if executor is not None:
+        dispatch.stop(executor, purge=purge, as_json=as_json)
+        return
+    target = None if job or executor_name == "nomad" else _local(file, run_dir, data_dir)
     if target is None:
-        nomad = _nomad("stop")
-        if nomad is None:
+        if executor_name == "local":
             raise _no_local_run(file)
-        extra = {"as_json": as_json} if any(p.name == "as_json" for p in nomad.params) else {}
-        ctx.invoke(nomad, file=file, job=job, purge=purge, **extra)
+        from asapo_pipelines.cli.nomad_cmds import stop as nomad_stop
+
+        ctx.invoke(nomad_stop, file=file, job=job, purge=purge, as_json=as_json)
         return
     from asapo_pipelines.local.control import stop_run, supervisor_alive
 

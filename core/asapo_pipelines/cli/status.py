@@ -1,4 +1,5 @@
-"""`pipeline status PIPELINE_FILE`: the counters each worker of a local pipeline published."""
+"""The counters each worker of a pipeline published on its transport, as `pipeline status`
+shows them when no executor knows the pipeline's tasks (and beside an executor's own status)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from typing import Any
 
 import click
 
-from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import console, print_json
 
 
@@ -55,39 +55,9 @@ def _age(t: Any, now: float) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
-def _is_local(pipeline_file: Path) -> bool:
-    """A pipeline on the embedded transport runs on this machine: its workers' counters are in
-    its store. Anything else (an ASAP::O pipeline, a compiled job file) is Nomad's business."""
-    if pipeline_file.suffix == ".json" or not pipeline_file.is_file():
-        return False
-    from asapo_pipelines.worker.launch import load
-
-    pipeline, _catalog = load(pipeline_file)
-    return bool(pipeline.transport.kind == "embedded")
-
-
-@click.command("status")
-@click.argument("pipeline_file", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--job", "job", metavar="ID", help="A job already on the Nomad cluster.")
-@json_option
-@click.pass_context
-def status(ctx: click.Context, pipeline_file: Path | None, job: str | None, as_json: bool) -> None:
-    """Show how a pipeline is doing.
-
-    For a pipeline on the embedded transport (run on this machine): the counters each worker
-    published (received, processed, errors, retries, rate, backlog, lag) and the error counts.
-    Otherwise, or with --job: the Nomad job's units, allocations and task states.
-    """
-    if job is not None or pipeline_file is None or not _is_local(pipeline_file):
-        from asapo_pipelines.cli.nomad_cmds import status as nomad_status
-
-        ctx.invoke(
-            nomad_status,
-            file=None if pipeline_file is None else str(pipeline_file),
-            job=job,
-            as_json=as_json,
-        )
-        return
+def show_counters(pipeline_file: Path, as_json: bool) -> None:
+    """Print the counters each worker of the pipeline published on its transport, whatever
+    started the workers (the local executor, a scheduler, or a person)."""
     data = read_status(pipeline_file)
     if as_json:
         print_json(data)

@@ -526,12 +526,34 @@ class Nomad(_Section):
         return self
 
 
-class Deploy(_Section):
-    nomad: Nomad = Nomad()
+class Local(_Section):
+    """Run on this machine (`pipeline run`, or `pipeline deploy` in the background): the local
+    executor runs the pipeline's compiled Nomad job itself, so it takes no settings of its own."""
 
-    _none_to_default = field_validator("nomad", mode="before")(
-        classmethod(lambda cls, v: {} if v is None else v)
-    )
+
+class Deploy(_Section):
+    """Where and how the pipeline runs: one section per executor the file is meant for (the
+    core's `local` and `nomad`, or a plugin's); `nomad` holds defaults even when absent."""
+
+    nomad: Nomad = Nomad()
+    local: Annotated[
+        Local | None, Field(description="Run on this machine (the local executor).")
+    ] = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _none_is_defaults(cls, value: Any) -> Any:
+        # `local:` with nothing after it names the executor with its defaults
+        return {} if value is None else value
+
+    def named(self) -> list[str]:
+        """The executors the file names, in the section's order."""
+        return [name for name in type(self).model_fields if name in self.model_fields_set]
+
+    def config(self, name: str) -> BaseModel | None:
+        """The executor's section (its config model), or None when the file has none."""
+        value = getattr(self, name, None)
+        return value if isinstance(value, BaseModel) else None
 
 
 # -- the file --------------------------------------------------------------------------------
@@ -613,24 +635,34 @@ class Pipeline(_Section):
 
 
 # -- the file for a catalog ------------------------------------------------------------------
-_MODELS: dict[tuple[tuple[str, type[BaseModel], str], ...], type[Pipeline]] = {}
+_Key = tuple[tuple[str, type[BaseModel], str], ...]
+_MODELS: dict[tuple[_Key, _Key], type[Pipeline]] = {}
+
+
+def _key(descriptors: Any) -> _Key:
+    return tuple((d.name, d.config, d.summary) for d in descriptors)
+
+
+def _same_fields(key: _Key, section: type[BaseModel]) -> bool:
+    """The section already has exactly these names, with these config models."""
+    wanted = {name: config for name, config, _ in key}
+    return wanted == {n: _unwrap_optional(f.annotation) for n, f in section.model_fields.items()}
 
 
 def pipeline_model(catalog: Catalog | None) -> type[Pipeline]:
-    """The pipeline file's model for the transports of `catalog`: `Pipeline` itself when they
-    are the core's two, else a subclass whose `transport:` section has one field per registered
-    transport (built once per set of transports)."""
-    transports = list(catalog.transports.values()) if catalog is not None else []
-    key = tuple((d.name, d.config, d.summary) for d in transports)
-    builtin = tuple(Transport.model_fields)
-    same_as_core = tuple(k[0] for k in key) == builtin and all(
-        k[1] is _unwrap_optional(Transport.model_fields[k[0]].annotation) for k in key
-    )
-    if not key or same_as_core:
+    """The pipeline file's model for the transports and executors of `catalog`: `Pipeline`
+    itself when they are the core's, else a subclass whose `transport:` and `deploy:` sections
+    have one field per registered transport and executor (built once per set of them)."""
+    if catalog is None:
         return Pipeline
-    model = _MODELS.get(key)
+    transports, executors = _key(catalog.transports.values()), _key(catalog.executors.values())
+    if (not transports or _same_fields(transports, Transport)) and (
+        not executors or _same_fields(executors, Deploy)
+    ):
+        return Pipeline
+    model = _MODELS.get((transports, executors))
     if model is None:
-        model = _MODELS[key] = _build_pipeline_model(key)
+        model = _MODELS[(transports, executors)] = _build_pipeline_model(transports, executors)
     return model
 
 
@@ -639,26 +671,24 @@ def _unwrap_optional(annotation: Any) -> Any:
     return args[0] if len(args) == 1 else annotation
 
 
-def _build_pipeline_model(key: tuple[tuple[str, type[BaseModel], str], ...]) -> type[Pipeline]:
+def _build_pipeline_model(transports: _Key, executors: _Key) -> type[Pipeline]:
     from typing import Optional
 
     from pydantic import create_model
 
-    names = [name for name, _, _ in key]
-    fields: dict[str, Any] = {
-        name: (Optional[config], Field(default=None, description=summary))  # noqa: UP045
-        for name, config, summary in key
-    }
-    section = create_model(
-        "Transport",
-        __base__=TransportSection,
-        __doc__=f"Where messages travel: exactly one of {_one_of(names)}.",
-        **fields,
-    )
-    model: type[Pipeline] = create_model(
-        "Pipeline",
-        __base__=Pipeline,
-        transport=(
+    fields: dict[str, Any] = {}
+    if transports:
+        names = [name for name, _, _ in transports]
+        section = create_model(  # type: ignore[call-overload]
+            "Transport",
+            __base__=TransportSection,
+            __doc__=f"Where messages travel: exactly one of {_one_of(names)}.",
+            **{
+                name: (Optional[config], Field(default=None, description=summary))  # noqa: UP045
+                for name, config, summary in transports
+            },
+        )
+        fields["transport"] = (
             section,
             Field(
                 default_factory=lambda: section.model_validate(None),
@@ -666,6 +696,19 @@ def _build_pipeline_model(key: tuple[tuple[str, type[BaseModel], str], ...]) -> 
                 + _one_of([f"`{n}`" for n in names])
                 + f" (`{names[0]}` by default).",
             ),
-        ),
-    )
+        )
+    if executors:
+        # the core's executors keep their fields (`nomad` with its defaults); a plugin's
+        # executor is a section the file may give
+        extra = {
+            name: (Optional[config], Field(default=None, description=summary))  # noqa: UP045
+            for name, config, summary in executors
+            if name not in Deploy.model_fields
+        }
+        deploy = create_model("Deploy", __base__=Deploy, **extra)  # type: ignore[call-overload]
+        fields["deploy"] = (
+            deploy,
+            Field(default_factory=deploy, description="How the pipeline is deployed."),
+        )
+    model: type[Pipeline] = create_model("Pipeline", __base__=Pipeline, **fields)
     return model
