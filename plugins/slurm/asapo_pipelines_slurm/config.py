@@ -81,7 +81,11 @@ class SlurmConfig(_Section):
     qos: Annotated[str | None, Field(pattern=_NAME, description="Quality of service.")] = None
     time: Annotated[
         str | None,
-        Field(pattern=TIME_PATTERN, description="Time limit of each job, e.g. `12:00:00`."),
+        Field(
+            description="Time limit of each job in Slurm's formats, e.g. `12:00:00`, "
+            "`2-00:00:00` or `UNLIMITED`.",
+            json_schema_extra={"pattern": TIME_PATTERN},
+        ),
     ] = None
     constraint: Annotated[
         str | None,
@@ -128,6 +132,16 @@ class SlurmConfig(_Section):
     poll_interval: Annotated[
         float, Field(ge=0.2, le=300, description="Seconds between two looks at the jobs.")
     ] = 2.0
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(TIME_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, "
+                "D-HH:MM:SS or UNLIMITED)"
+            )
+        return value
 
     @field_validator("extra_options")
     @classmethod

@@ -89,10 +89,13 @@ class SlurmExecutor(Executor):
         self._submit_all(state, layout)
         self._start_watcher(layout)
         self._wait_running(wait)
+        jobs = {k: i["job_id"] for k, i in instances.items()}
         return {
             "deployment": plan.pipeline,
+            "message": f"{len(jobs)} Slurm job(s) submitted "
+            f"({', '.join(f'{k} {j}' for k, j in jobs.items())}); state in {layout.root}",
             "state_dir": str(layout.root),
-            "jobs": {k: i["job_id"] for k, i in instances.items()},
+            "jobs": jobs,
             "warnings": plan.warnings,
         }
 
@@ -181,7 +184,11 @@ class SlurmExecutor(Executor):
         self._submit_all(state, layout, only=again)
         self._start_watcher(layout)
         self._wait_running(wait)
-        return {"deployment": state["pipeline"], "submitted": sorted(again)}
+        return {
+            "deployment": state["pipeline"],
+            "message": f"{len(again)} Slurm job(s) submitted again",
+            "submitted": sorted(again),
+        }
 
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
         layout = self.layout
@@ -207,7 +214,13 @@ class SlurmExecutor(Executor):
         write_state(layout, state)
         if purge:
             shutil.rmtree(layout.root, ignore_errors=True)
-        return {"deployment": state["pipeline"], "cancelled": jobs, "purged": purge}
+        return {
+            "deployment": state["pipeline"],
+            "message": f"{len(jobs)} Slurm job(s) cancelled"
+            + (f", {layout.root} removed" if purge else ""),
+            "cancelled": jobs,
+            "purged": purge,
+        }
 
     # -- status and logs ---------------------------------------------------------------------
 
