@@ -7,8 +7,9 @@ normalised with xraylarch and written by the writer. Both sides pay the same wor
 (importing xraylarch dominates); the ratio shows what Slurm adds: sbatch per unit, the
 scheduler's placement, slurmstepd's job launch, and the executor's watcher.
 
-Needs root and Debian's slurmctld, slurmd, slurm-client and munge (see noxfile.py), plus the
-xas and nexus plugins.
+Both are started as a user would: `pipeline run FILE`, and `pipeline deploy FILE` with a
+`deploy: {slurm: ...}` section. Needs root and Debian's slurmctld, slurmd, slurm-client and
+munge (see noxfile.py), plus the xas and nexus plugins.
 
     python benchmarks/slurm_startup.py [--json] [--runs N]
 """
@@ -30,25 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 EXAMPLE = ROOT / "examples" / "p65-xas.pipeline.yaml"
 
-#: Deploys the example on Slurm from a fresh interpreter (as `pipeline deploy` would run).
-DEPLOY = """
-import sys
-from pathlib import Path
-from asapo_pipelines.catalog import Catalog
-from asapo_pipelines.pipeline import load_pipeline
-from asapo_pipelines_slurm.config import SlurmConfig
-from asapo_pipelines_slurm.executor import SlurmExecutor
-file = Path(sys.argv[1])
-catalog = Catalog.load()
-SlurmExecutor(load_pipeline(file, catalog), catalog, file, SlurmConfig(poll_interval=0.5)).deploy(
-    wait=0
-)
-"""
 
-
-def copy(work: Path) -> Path:
+def copy(work: Path, deploy: str | None = None) -> Path:
+    """The example and its data in `work`; with `deploy`, that deploy section instead of the
+    example's own."""
     work.mkdir(parents=True)
-    shutil.copy(EXAMPLE, work / EXAMPLE.name)
+    text = EXAMPLE.read_text()
+    if deploy is not None:
+        text = text.split("\ndeploy:", 1)[0] + f"\ndeploy:\n{deploy}\n"
+    (work / EXAMPLE.name).write_text(text)
     shutil.copytree(EXAMPLE.parent / "data", work / "data")
     return work / EXAMPLE.name
 
@@ -87,22 +78,25 @@ def measure_local(work: Path) -> float:
 
 
 def measure_slurm(work: Path, env: dict[str, str]) -> float:
-    from asapo_pipelines_slurm.config import SlurmConfig
-    from asapo_pipelines_slurm.executor import SlurmExecutor
-
-    from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.pipeline import load_pipeline
-
-    file = copy(work)
+    file = copy(work, deploy="  slurm: {poll_interval: 0.5}")
     t0 = time.time()
-    subprocess.run([sys.executable, "-c", DEPLOY, str(file)], env=env, check=True, timeout=120)
+    subprocess.run(
+        [PIPELINE, "deploy", str(file), "--wait", "0"],
+        env=env,
+        check=True,
+        timeout=120,
+        stdout=subprocess.DEVNULL,
+    )
     took = first_spectrum(work / "results" / "p65.nxs") - t0
-    catalog = Catalog.load()
-    ex = SlurmExecutor(load_pipeline(file, catalog), catalog, file, SlurmConfig())
     deadline = time.monotonic() + 300
-    while ex.status().state not in ("complete", "failed") and time.monotonic() < deadline:
-        time.sleep(0.5)
-    ex.stop()
+    while time.monotonic() < deadline:
+        status = subprocess.run(
+            [PIPELINE, "status", str(file), "--json"], env=env, capture_output=True, text=True
+        )
+        if json.loads(status.stdout or "{}").get("state") in ("complete", "failed"):
+            break
+        time.sleep(1)
+    subprocess.run([PIPELINE, "stop", str(file)], env=env, capture_output=True, timeout=120)
     return took
 
 
