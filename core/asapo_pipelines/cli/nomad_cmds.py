@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli import executors as dispatch
+from asapo_pipelines.cli.deployments import deployment_run, fresh_option, resume_option
+from asapo_pipelines.cli.deployments import end as end_run
 from asapo_pipelines.cli.executors import executor_option
 from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import print_json, warn
@@ -104,6 +106,19 @@ def _target(file: str | None, job: str | None, *, compile_job: bool = False) -> 
     )
 
 
+def _with_run(payload: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    """The job with every task told its run, so workers never guess it (a copy)."""
+    if run_id is None:
+        return payload
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    job = json.loads(json.dumps(payload))
+    for group in job["Job"].get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            task["Env"] = {**(task.get("Env") or {}), RUN_ENV: run_id}
+    return job
+
+
 def _client(target: Target) -> NomadClient:
     from asapo_pipelines.nomad.client import NomadClient
     from asapo_pipelines.nomad.settings import NomadSettings
@@ -137,21 +152,34 @@ def _report_failures(result: DeployResult, as_json: bool) -> None:
 @click.command()
 @file_argument
 @click.option("--wait", default=60.0, show_default=True, help="Seconds to wait for scheduling.")
+@fresh_option
+@resume_option
 @json_option
 @executor_option
-def deploy(file: str | None, wait: float, as_json: bool, executor_name: str | None) -> None:
+def deploy(
+    file: str | None,
+    wait: float,
+    fresh: bool,
+    resume: bool,
+    as_json: bool,
+    executor_name: str | None,
+) -> None:
     """Deploy FILE with its executor: register its job on Nomad (the default) and report
-    whether it could be placed, or hand it to the executor its deploy section names."""
+    whether it could be placed, or hand it to the executor its deploy section names. A
+    pipeline file's deployment is a run (see `pipeline runs`): a changed configuration is
+    refused before anything is submitted unless --fresh or --resume says what to do."""
     executor = dispatch.dispatched(file, executor_name, default="nomad", own=("nomad",))
     if executor is not None:
-        dispatch.deploy(executor, wait=wait, as_json=as_json)
+        with deployment_run(file, executor.name, fresh=fresh, resume=resume, quiet_stdout=as_json):
+            dispatch.deploy(executor, wait=wait, as_json=as_json)
         return
     target = _target(file, None, compile_job=True)
     assert target.payload is not None
     for message in target.warnings:
         warn(message)
     client = _client(target)
-    result = client.deploy(target.payload, wait=wait)
+    with deployment_run(file, "nomad", fresh=fresh, resume=resume, quiet_stdout=as_json) as run:
+        result = client.deploy(_with_run(target.payload, run), wait=wait)
     for message in result.warnings:
         warn(f"Nomad: {message}")
     if not as_json:
@@ -170,15 +198,18 @@ def deploy(file: str | None, wait: float, as_json: bool, executor_name: str | No
 def start(
     file: str | None, job: str | None, wait: float, as_json: bool, executor_name: str | None
 ) -> None:
-    """Run a stopped pipeline job again."""
+    """Run a stopped pipeline job again: the job as deployed, in its run (a new session)."""
     executor = (
         None if job else dispatch.dispatched(file, executor_name, default="nomad", own=("nomad",))
     )
+    recorded = None if job else file
     if executor is not None:
-        dispatch.deploy(executor, wait=wait, as_json=as_json, start=True)
+        with deployment_run(recorded, executor.name, restart=True, quiet_stdout=as_json):
+            dispatch.deploy(executor, wait=wait, as_json=as_json, start=True)
         return
     target = _target(file, job)
-    result = _client(target).start(target.job_id, wait=wait)
+    with deployment_run(recorded, "nomad", restart=True, quiet_stdout=as_json):
+        result = _client(target).start(target.job_id, wait=wait)
     if result is None:
         if as_json:
             print_json({"job": target.job_id, "already_running": True})
@@ -199,6 +230,8 @@ def stop(file: str | None, job: str | None, purge: bool, as_json: bool = False) 
     """Stop the pipeline's job (its allocations stop; --purge forgets it)."""
     target = _target(file, job)
     eval_id = _client(target).stop(target.job_id, purge=purge)
+    if file and not job and Path(file).suffix != ".json":
+        end_run(file, "nomad", "stopped", f"job {target.job_id} stopped")
     if as_json:
         print_json({"job": target.job_id, "stopped": True, "purged": purge, "evaluation": eval_id})
         return

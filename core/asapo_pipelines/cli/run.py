@@ -541,6 +541,10 @@ def stop(
     executor = None if job else dispatch.dispatched(file, executor_name, default=None, own=_OWN)
     if executor is not None:
         dispatch.stop(executor, purge=purge, as_json=as_json)
+        if file is not None:
+            from asapo_pipelines.cli.deployments import end as end_run
+
+            end_run(file, executor.name, "stopped", f"stopped with the {executor.name} executor")
         return
     target = None if job or executor_name == "nomad" else _local(file, run_dir, data_dir)
     if target is None:

@@ -66,7 +66,8 @@ def start_session(
     """Claim the namespace and start or resume the run; one sentence and nothing written when
     the configuration changed without --fresh or --resume. With `quiet_stdout` (`--json`), what
     it says goes to stderr, so stdout holds the JSON document only."""
-    from asapo_pipelines.runs.lifecycle import describe_changes, prepare
+    from asapo_pipelines.cli.deployments import announce
+    from asapo_pipelines.runs.lifecycle import prepare
     from asapo_pipelines.worker.launch import RUN_ENV
 
     overrides = _overrides(target, sets)
@@ -86,19 +87,8 @@ def start_session(
     except BaseException:
         transport.close()
         raise
-    if what == "started":
-        click.echo(f"run {run.id} of pipeline {target.pipeline.name} starts", err=quiet_stdout)
-    elif what == "resumed":
-        click.echo(
-            f"resuming run {run.id} of pipeline {target.pipeline.name} (unchanged)",
-            err=quiet_stdout,
-        )
-    else:
-        changes = run.events[-1].get("changes") or {}
-        click.echo(
-            f"resuming run {run.id} under a changed configuration: {describe_changes(changes)}",
-            err=quiet_stdout,
-        )
+    changes = run.events[-1].get("changes") or {}
+    announce(run.id, what, target.pipeline.name, changes, err=quiet_stdout)
     return Session(store, transport, run, what, RUN_ENV)
 
 

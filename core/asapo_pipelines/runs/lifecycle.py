@@ -32,8 +32,13 @@ def prepare(
     fresh: bool = False,
     resume: bool = False,
     overrides: dict[str, dict[str, Any]] | None = None,
+    mode: str = "run",
+    details: dict[str, Any] | None = None,
 ) -> tuple[Run, str]:
-    """The run to work in and what happened: "started", "resumed" or "resumed-changed"."""
+    """The run to work in and what happened: "started", "resumed" or "resumed-changed".
+
+    ``mode`` says what starts it (`run`, `deploy`); ``details`` go into the session's record
+    (the executor and deployment of a deployed run)."""
     if fresh and resume:
         raise RunsError("give --fresh or --resume, not both")
     configs = configurations(pipeline, catalog)
@@ -42,19 +47,26 @@ def prepare(
     latest = store.latest(resumable=True)
     if latest is None or fresh:
         run = store.begin(
-            pipeline_file=pipeline_file, text=text, configurations=configs, overrides=recorded
+            pipeline_file=pipeline_file,
+            text=text,
+            configurations=configs,
+            overrides=recorded,
+            mode=mode,
+            details=details,
         )
         return run, "started"
     changes = diff_configurations(latest.configurations, configs)
     if not changes:
-        return store.resume(latest, overrides=recorded), "resumed"
+        return store.resume(latest, overrides=recorded, details=details), "resumed"
     if not resume:
         raise RunsError(
             f"the configuration changed since run {latest.id}: {describe_changes(changes)}; "
             f"run with --fresh for a new run ({latest.id} stays listed until pruned) or with "
             f"--resume to go on with {latest.id} under the new configuration"
         )
-    store.resume(latest, configurations=configs, changes=changes, overrides=recorded)
+    store.resume(
+        latest, configurations=configs, changes=changes, overrides=recorded, details=details
+    )
     return latest, "resumed-changed"
 
 

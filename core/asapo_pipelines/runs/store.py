@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,13 @@ class Run:
             if event.get("event") in ("started", "resumed"):
                 return None
         return None
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The event that began the last session (`started` or `resumed`)."""
+        return next(
+            (e for e in reversed(self.events) if e.get("event") in ("started", "resumed")), {}
+        )
 
     @property
     def state(self) -> str:
@@ -132,6 +140,8 @@ class Run:
             "started": self.started,
             "ended": self.ended,
             "mode": start.get("mode", "run"),
+            # who ran the last session: `local` for `pipeline run`, else the deploying executor
+            "executor": self.session.get("executor", "local"),
             "from_run": start.get("from_run"),
             "file": start.get("file"),
             "file_sha256": start.get("file_sha256"),
@@ -237,6 +247,7 @@ class RunStore:
         overrides: dict[str, Any],
         mode: str = "run",
         from_run: str | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Run:
         number = self._append(INDEX_STREAM, {"time": time.time(), "host": _host()})
         run_id = f"r{number}"
@@ -255,6 +266,7 @@ class RunStore:
             "program": "asapo-pipelines",
             "program_version": __version__,
             "host": _host(),
+            **(details or {}),
         }
         self._append(run_id, record)
         return Run(run_id, [record])
@@ -266,8 +278,14 @@ class RunStore:
         configurations: dict[str, dict[str, Any]] | None = None,
         changes: dict[str, list[str]] | None = None,
         overrides: dict[str, Any] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> Run:
-        record: dict[str, Any] = {"event": "resumed", "time": time.time(), "host": _host()}
+        record: dict[str, Any] = {
+            "event": "resumed",
+            "time": time.time(),
+            "host": _host(),
+            **(details or {}),
+        }
         if configurations is not None:
             record.update(configurations=configurations, changes=changes or {})
         if overrides is not None:
