@@ -55,8 +55,8 @@ def first_spectrum(nexus: Path, timeout: float = 300) -> float:
                     kinds = [str(e.attrs.get("asapo_content_type")) for e in f.values()]
                 if "xas/spectrum" in kinds:
                     return time.time()
-            except (OSError, KeyError):
-                pass  # the writer is creating it
+            except (OSError, KeyError, AttributeError):
+                pass  # the writer is creating the file or an entry (SWMR shows it half-made)
         time.sleep(0.05)
     raise RuntimeError(f"no spectrum in {nexus} within {timeout:g} s")
 
