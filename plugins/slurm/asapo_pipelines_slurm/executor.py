@@ -46,7 +46,7 @@ class SlurmExecutor(Executor):
     # -- plan and deploy ---------------------------------------------------------------------
 
     def compile(self) -> SlurmPlan:
-        return plan_for(self.pipeline, self.catalog, self.file, self.settings)
+        return plan_for(self.pipeline, self.catalog, self.file, self.settings, self.run_id)
 
     def plan(self) -> dict[str, Any]:
         return self.compile().to_json()

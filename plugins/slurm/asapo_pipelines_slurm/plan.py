@@ -30,6 +30,7 @@ from asapo_pipelines.nomad.compile import (
 )
 from asapo_pipelines.nomad.errors import JobPlanError
 from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv
+from asapo_pipelines.worker.launch import RUN_ENV
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.state import Layout, instance_key
@@ -133,8 +134,11 @@ def _script(
     python: Any,
     base_dir: Path,
     config: SlurmConfig,
+    run_id: str | None,
 ) -> str:
     env = {BASE_DIR_ENV: str(base_dir), "PYTHONUNBUFFERED": "1"}
+    if run_id is not None:  # the run `pipeline deploy` recorded: the worker joins it
+        env[RUN_ENV] = run_id
     if isinstance(python, ExistingEnv):
         env["VIRTUAL_ENV"] = python.path
     elif isinstance(python, InstallEnv):
@@ -186,7 +190,9 @@ def _options(name: str, layout: Layout, key: str, resources: Any, config: SlurmC
     return [*options, *config.extra_options]
 
 
-def plan_for(pipeline: Any, catalog: Any, file: Path, config: SlurmConfig) -> SlurmPlan:
+def plan_for(
+    pipeline: Any, catalog: Any, file: Path, config: SlurmConfig, run_id: str | None = None
+) -> SlurmPlan:
     """Every job of the pipeline, without submitting anything."""
     layout = Layout(state_dir(pipeline, file, config))
     try:
@@ -214,7 +220,9 @@ def plan_for(pipeline: Any, catalog: Any, file: Path, config: SlurmConfig) -> Sl
                     replica=replica,
                     name=name,
                     options=_options(name, layout, key, resources, config),
-                    script=_script(pipeline, unit, replica, layout, python, base_dir, config),
+                    script=_script(
+                        pipeline, unit, replica, layout, python, base_dir, config, run_id
+                    ),
                     script_path=str(layout.script(key)),
                     stdout=str(layout.stdout(key)),
                     stderr=str(layout.stderr(key)),

@@ -87,6 +87,17 @@ def test_deploy_status_logs_stop_through_the_pipeline_command(slurm, workdir):
     after = json.loads(pipeline("status", str(file), "--json", env=env).stdout)
     assert after["state"] == "stopped"
     assert {i["task_id"] for i in after["instances"]} == set(jobs.values())
+    # the deployment is a recorded run, told to every job, ended by stop with the counts
+    (run,) = json.loads(pipeline("runs", str(file), "--json", env=env).stdout)["runs"]
+    assert (run["id"], run["mode"], run["executor"], run["state"]) == (
+        "r1",
+        "deploy",
+        "slurm",
+        "stopped",
+    )
+    assert run["counts"]["sink"]["processed"] == 1
+    lines = out.read_text().splitlines()
+    assert [json.loads(line)["metadata"]["provenance"]["run"] for line in lines] == ["r1"]
 
 
 def test_an_unknown_partition_is_one_sentence_and_a_non_zero_exit(slurm, workdir):
