@@ -10,7 +10,13 @@ same interpreter start-up for the tasks, so the ratio shows what the local execu
 The job is a compiled Nomad job (JSON), so the pipeline compiler is not measured here (see
 benchmarks/compile.py for that). Goal from the issue: start-up to first message under 3 s.
 
-    python benchmarks/local_startup.py [--json] [--runs N]
+And, when the XAS and NeXus plugins are installed (issue 17): from `pipeline run` of the P65
+example (examples/p65-xas.pipeline.yaml on its two bundled scans) to the first normalised
+spectrum in its `spectra` stream, against `python -c "import larch.xafs"` alone (same run): the
+import every XAS worker pays, and what the scientist waits for before the first scan. Workers
+load only the plugins of the pipeline's units and import their runtime while joining the run.
+
+    python benchmarks/local_startup.py [--json] [--runs N] [--skip-core]
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -169,6 +176,76 @@ def measure_workers(work: Path) -> float:
     return took
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def p65_copy(work: Path) -> Path:
+    """The P65 example and its two scans in a fresh folder (its own store)."""
+    import shutil
+
+    (work / "data").mkdir()
+    for scan in sorted((ROOT / "examples" / "data").glob("20K_GOE_*.xdi")):
+        shutil.copy(scan, work / "data" / scan.name)
+    path = work / "p65-xas.pipeline.yaml"
+    shutil.copy(ROOT / "examples" / "p65-xas.pipeline.yaml", path)
+    return path
+
+
+def first_in_stream(
+    store: Path, stream: str, proc: subprocess.Popen, timeout: float = 120
+) -> float:
+    """When the first message appears in the run's data source for `stream`."""
+    sys.path.insert(0, str(ROOT / "core"))
+    from asapo_pipelines.transport import open_transport
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.joinpath("store.json").exists():
+            with open_transport({"embedded": {"path": str(store), "create": False}}) as t:
+                for source in t.data_sources():
+                    if source.endswith("." + stream):
+                        with t.consumer(source, "bench-startup") as c:
+                            if any(info.last_id for info in c.streams()):
+                                return time.time()
+        if proc.poll() is not None:
+            raise RuntimeError(f"pipeline run ended ({proc.returncode}) before a {stream} message")
+        time.sleep(0.01)
+    raise RuntimeError(f"no message in {stream}")
+
+
+def measure_p65(work: Path) -> float:
+    file = p65_copy(work)
+    t0 = time.time()
+    proc = subprocess.Popen(
+        [PIPELINE, "run", str(file)], cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        took = first_in_stream(work / ".pipeline-data", "spectra", proc) - t0
+        proc.send_signal(signal.SIGINT)  # measured: the rest of the run is not start-up
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return took
+
+
+def measure_larch_import(work: Path) -> float:
+    del work
+    t0 = time.time()
+    subprocess.run([sys.executable, "-c", "import larch.xafs"], check=True)
+    return time.time() - t0
+
+
+def has_xas() -> bool:
+    import importlib.util
+
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("asapo_pipelines_xas", "asapo_pipelines_nexus", "larch")
+    )
+
+
 def has_pipeline_parts() -> bool:
     import importlib.util
 
@@ -182,9 +259,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--skip-core", action="store_true", help="only the P65 start-up against import larch"
+    )
     args = parser.parse_args()
     run_times, direct_times = [], []
+    p65_times: list[float] = []
+    larch_times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
+        if has_xas():
+            for i in range(args.runs):
+                for name, fn, out in (
+                    ("p65", measure_p65, p65_times),
+                    ("larch", measure_larch_import, larch_times),
+                ):
+                    work = Path(tmp) / f"{name}{i}"
+                    work.mkdir()
+                    out.append(fn(work))
+        if args.skip_core:
+            report_p65(p65_times, larch_times, args)
+            return
         for i in range(args.runs):
             for name, fn, out in (
                 ("run", measure_run, run_times),
@@ -195,7 +289,7 @@ def main() -> None:
                 out.append(fn(work))
         pipe_times: list[float] = []
         worker_times: list[float] = []
-        if has_pipeline_parts():
+        if has_pipeline_parts() and not args.skip_core:
             for i in range(args.runs):
                 for name, fn, out in (
                     ("prun", measure_pipeline_run, pipe_times),
@@ -222,9 +316,12 @@ def main() -> None:
             workers_direct_to_first_message_s=round(workers_s, 4),
             first_message_ratio=round(pipe_s / workers_s, 2),
         )
+    if p65_times:
+        result.update(p65_result(p65_times, larch_times))
     if args.json:
         print(json.dumps(result))
         return
+    print_p65(result)
     print(
         f"`pipeline run` to first of {GROUPS} tasks started: {run_s * 1000:.0f} ms (median "
         f"of {args.runs})"
@@ -235,6 +332,36 @@ def main() -> None:
         print(f"`pipeline run FILE` to first message out of 5 units: {pipe_s * 1000:.0f} ms")
         print(f"the 5 `pipeline worker` processes started directly: {workers_s * 1000:.0f} ms")
         print(f"ratio: {result['first_message_ratio']}x   goal: under {result['goal_s']:g} s")
+
+
+def p65_result(p65_times: list[float], larch_times: list[float]) -> dict:
+    p65_s, larch_s = statistics.median(p65_times), statistics.median(larch_times)
+    return {
+        "p65_run_to_first_spectrum_s": round(p65_s, 3),
+        "import_larch_xafs_s": round(larch_s, 3),
+        "p65_first_spectrum_vs_import_larch": round(p65_s / larch_s, 2),
+    }
+
+
+def print_p65(result: dict) -> None:
+    if "p65_run_to_first_spectrum_s" not in result:
+        return
+    print(
+        f"`pipeline run` of the P65 example to its first spectrum: "
+        f"{result['p65_run_to_first_spectrum_s'] * 1000:.0f} ms"
+    )
+    print(f'`python -c "import larch.xafs"`: {result["import_larch_xafs_s"] * 1000:.0f} ms')
+    print(f"ratio: {result['p65_first_spectrum_vs_import_larch']}x")
+
+
+def report_p65(p65_times: list[float], larch_times: list[float], args: argparse.Namespace) -> None:
+    result = {"benchmark": "local_startup", "runs": args.runs, "cpus": os.cpu_count()}
+    if p65_times:
+        result.update(p65_result(p65_times, larch_times))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_p65(result)
 
 
 if __name__ == "__main__":

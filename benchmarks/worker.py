@@ -4,15 +4,21 @@ For 1 KiB and 1 MiB messages, measured in the same run on the same store:
 
 - `transport_hop`: the transport alone, one hop: a loop doing get_next -> send onward ->
   acknowledge, the least any processor must do (the single-hop transport peer);
+- `batched_hop`: the same bare hop in batches of `--batch` messages (prefetching get_next,
+  one send_many, one acknowledge_many per batch): the transport's best, the peer of a worker
+  that batches;
 - `worker_hop`: the same hop done by a `core.identity` worker (hooks, provenance, error
-  handling, status thread, acknowledge after durable outputs);
-- `transport_chain` and `worker_chain`: three such hops in a row, each in its own process,
-  running concurrently; throughput is messages delivered at the end of the chain per second.
+  handling, status thread; outputs written and made durable, then inputs acknowledged, per
+  batch of `--batch` messages);
+- `transport_chain`, `batched_chain` and `worker_chain`: three such hops in a row, each in its
+  own process, running concurrently; throughput is messages delivered at the end of the chain
+  per second.
 
-Goal (issue 5): the runtime costs under 20% of the transport's own throughput per hop, i.e.
-`worker_hop / transport_hop >= 0.8`.
+Goals: issue 5, `worker_hop / transport_hop >= 0.8`; issue 17, the same against the batched
+transport: `worker_hop / batched_hop >= 0.8` for 1 KiB messages.
 
-    python benchmarks/worker.py [--json] [--small N] [--large N] [--repeats N] [--dir DIR]
+    python benchmarks/worker.py [--json] [--small N] [--large N] [--repeats N] [--batch N]
+                                [--dir DIR]
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from asapo_pipelines.transport import NoData, StreamFinished, open_transport  # 
 from asapo_pipelines.worker.runtime import Worker  # noqa: E402
 
 STREAM = "default"
+#: messages per batch: the bare batched hop's and the worker's (set by --batch)
+BATCH = 128
 
 
 def fill(store: Path, source: str, count: int, size: int) -> None:
@@ -64,6 +72,31 @@ def transport_hop(store: Path, source: str, target: str) -> None:
         p.finish_stream(STREAM)
 
 
+def batched_hop(store: Path, source: str, target: str) -> None:
+    """The bare hop in batches: what a unit's loop costs the transport at best."""
+    with (
+        open_transport({"embedded": {"path": str(store)}}) as t,
+        t.consumer(source, f"batch-{source}", prefetch=BATCH) as c,
+        t.producer(target) as p,
+    ):
+        done = False
+        while not done:
+            batch: list[Any] = []
+            while len(batch) < BATCH:
+                try:
+                    batch.append(c.get_next(STREAM, timeout=0.0 if batch else 0.5))
+                except NoData:
+                    if batch:
+                        break
+                except StreamFinished:
+                    done = True
+                    break
+            if batch:
+                p.send_many(STREAM, [(m.payload, m.metadata) for m in batch])
+                c.acknowledge_many(STREAM, [m.id for m in batch])
+        p.finish_stream(STREAM)
+
+
 def make_worker(store: Path, source: str, target: str) -> Worker:
     """An identity worker, built before the clock starts: start-up is paid once per process,
     not per message (loading the catalog, validating params)."""
@@ -77,6 +110,7 @@ def make_worker(store: Path, source: str, target: str) -> Worker:
         outputs={"output": target},
         linger=0.0,
         poll=0.002,
+        ack_batch=BATCH,
     )
 
 
@@ -89,10 +123,13 @@ def _child(kind: str, store: Path, source: str, target: str, ready: Any, go: Any
     worker = make_worker(store, source, target) if kind == "worker" else None
     ready.wait()
     go.wait()
-    if worker is None:
-        transport_hop(store, source, target)
-    else:
+    if worker is not None:
         run_worker(worker)
+    else:
+        BARE[kind](store, source, target)
+
+
+BARE = {"transport": transport_hop, "batched": batched_hop}
 
 
 def timed_hop(kind: str, count: int, size: int) -> float:
@@ -101,10 +138,10 @@ def timed_hop(kind: str, count: int, size: int) -> float:
         fill(store, "s0", count, size)
         worker = make_worker(store, "s0", "s1") if kind == "worker" else None
         start = time.perf_counter()
-        if worker is None:
-            transport_hop(store, "s0", "s1")
-        else:
+        if worker is not None:
             run_worker(worker)
+        else:
+            BARE[kind](store, "s0", "s1")
         return count / (time.perf_counter() - start)
 
 
@@ -135,8 +172,10 @@ def measure(count: int, size: int, repeats: int) -> dict[str, Any]:
     row: dict[str, Any] = {"message_bytes": size, "messages": count, "repeats": repeats}
     kinds = {
         "transport_hop": lambda: timed_hop("transport", count, size),
+        "batched_hop": lambda: timed_hop("batched", count, size),
         "worker_hop": lambda: timed_hop("worker", count, size),
         "transport_chain": lambda: timed_chain("transport", count, size),
+        "batched_chain": lambda: timed_chain("batched", count, size),
         "worker_chain": lambda: timed_chain("worker", count, size),
     }
     best = dict.fromkeys(kinds, 0.0)
@@ -154,25 +193,36 @@ def measure(count: int, size: int, repeats: int) -> dict[str, Any]:
     row["worker_vs_transport_chain"] = round(
         row["worker_chain_msgs_per_s"] / row["transport_chain_msgs_per_s"], 3
     )
+    row["worker_vs_batched_hop"] = round(
+        row["worker_hop_msgs_per_s"] / row["batched_hop_msgs_per_s"], 3
+    )
+    row["worker_vs_batched_chain"] = round(
+        row["worker_chain_msgs_per_s"] / row["batched_chain_msgs_per_s"], 3
+    )
     row["runtime_cost_per_hop"] = round(1 - row["worker_vs_transport_hop"], 3)
     row["goal_met"] = row["runtime_cost_per_hop"] < 0.20
+    row["batched_goal_met"] = row["worker_vs_batched_hop"] >= 0.8
     return row
 
 
 def main() -> None:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--small", type=int, default=5000, help="number of 1 KiB messages")
     parser.add_argument("--large", type=int, default=200, help="number of 1 MiB messages")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (best kept)")
+    parser.add_argument("--batch", type=int, default=BATCH, help="messages per batch")
     parser.add_argument("--dir", help="where to put the stores (default: the temp directory)")
     args = parser.parse_args()
+    BATCH = max(1, args.batch)
     if args.dir:
         tempfile.tempdir = args.dir
     results = {
         "benchmark": "worker",
         "cpus": os.cpu_count(),
         "hops_in_chain": 3,
+        "batch": BATCH,
         "store_dir": tempfile.gettempdir(),
         "runs": [
             measure(args.small, 1024, args.repeats),
@@ -184,7 +234,14 @@ def main() -> None:
         return
     for row in results["runs"]:
         print(f"{row['message_bytes']} B x {row['messages']}:")
-        for name in ("transport_hop", "worker_hop", "transport_chain", "worker_chain"):
+        for name in (
+            "transport_hop",
+            "batched_hop",
+            "worker_hop",
+            "transport_chain",
+            "batched_chain",
+            "worker_chain",
+        ):
             print(
                 f"  {name:16} {row[f'{name}_msgs_per_s']:>10.1f} msg/s "
                 f"{row[f'{name}_mib_per_s']:>9.2f} MiB/s"
@@ -194,6 +251,11 @@ def main() -> None:
             f"chain {row['worker_vs_transport_chain']:.3f}; runtime cost per hop "
             f"{row['runtime_cost_per_hop']:.1%} "
             f"(goal < 20%: {'met' if row['goal_met'] else 'not met'})"
+        )
+        print(
+            f"  worker/batched transport: hop {row['worker_vs_batched_hop']:.3f}, "
+            f"chain {row['worker_vs_batched_chain']:.3f} "
+            f"(goal >= 0.8: {'met' if row['batched_goal_met'] else 'not met'})"
         )
 
 

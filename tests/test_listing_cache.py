@@ -73,3 +73,71 @@ def test_cache_can_be_turned_off_and_a_broken_cache_file_is_ignored(tmp_path):
     for path in cache.glob("listing-*.json"):
         path.write_text("{not json")
     assert _names(env) == ["cache.one"]
+
+
+MARKED = """
+import os
+
+# leaves a mark when imported: the test sees which processes loaded this plugin
+open(os.path.join(os.environ["IMPORT_MARKS"], str(os.getpid())), "w").close()
+
+from asapo_pipelines import hookimpl
+
+
+@hookimpl
+def register_units(register):
+    register({"name": "cache.marked", "kind": "connector", "summary": "A source.",
+              "outputs": [{"name": "out"}], "runtime": "marked.rt:Source"})
+"""
+
+
+def test_a_worker_loads_only_the_plugins_of_its_pipelines_units(tmp_path):
+    site, marks, data = tmp_path / "site", tmp_path / "marks", tmp_path / "data"
+    marks.mkdir()
+    data.mkdir()
+    (data / "a.txt").write_text("a\n")
+    install(
+        [
+            PluginProject("marked", "1.0.0", {"plugin.py": MARKED}, {"m": "marked.plugin"}).write(
+                tmp_path / "src"
+            )
+        ],
+        site,
+    )
+    env = {
+        "PYTHONPATH": str(site),
+        "ASAPO_PIPELINES_CACHE_DIR": str(tmp_path / "cache"),
+        "IMPORT_MARKS": str(marks),
+    }
+    file = tmp_path / "p.pipeline.yaml"
+    file.write_text(
+        json.dumps(
+            {
+                "pipeline": "only",
+                "units": {
+                    "files": {
+                        "unit": "core.files",
+                        "params": {"directory": str(data)},
+                        "outputs": {"files": "files"},
+                    },
+                    "sink": {
+                        "unit": "core.jsonl-sink",
+                        "params": {"path": str(tmp_path / "out.jsonl")},
+                        "inputs": {"messages": "files"},
+                    },
+                },
+            }
+        )
+    )
+    # no listing yet: the first worker loads every plugin, and writes the listing
+    first = run_pipeline("worker", str(file), "files", env=env)
+    assert first.returncode == 0, first.stderr
+    assert len(list(marks.iterdir())) == 1
+    # the next worker learns from it that only the built-in plugin provides its units
+    second = run_pipeline("worker", str(file), "sink", env=env)
+    assert second.returncode == 0, second.stderr
+    assert len(list(marks.iterdir())) == 1
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1
+    # a listing built afresh imports it (the mark shows the test would see an import)
+    assert _names({**env, "ASAPO_PIPELINES_NO_CACHE": "1"}) == ["cache.marked"]
+    assert len(list(marks.iterdir())) == 2

@@ -73,6 +73,11 @@ class Executor(ABC):
         self.catalog = catalog
         self.file = file
         self.config = config
+        #: The run `pipeline deploy` or `start` recorded for this deployment (None when the
+        #: transport could not be reached from here); an executor hands it to its workers in
+        #: the environment variable `asapo_pipelines.worker.launch.RUN_ENV`, so they never
+        #: guess the run.
+        self.run_id: str | None = None
 
     @abstractmethod
     def plan(self) -> dict[str, Any]:

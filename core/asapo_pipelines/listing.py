@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.machinery import PathFinder
 from pathlib import Path
@@ -177,3 +177,53 @@ def load_listing(*, strict: bool | None = None, env: Mapping[str, str] | None = 
             f"{first['errors'][0]}"
         )
     return listing
+
+
+def remember(catalog: Catalog, *, env: Mapping[str, str] | None = None) -> None:
+    """Write the listing of a catalog just loaded in full (by `pipeline run`, or a worker that
+    found no listing): the next workers learn from it which plugins provide their units."""
+    env = os.environ if env is None else env
+    if env.get(ENV_NO_CACHE, "").lower() in ("1", "true", "yes"):
+        return
+    sources = installed_sources(env)
+    key = fingerprint(sources)
+    path = _cache_file(env)
+    if key and _read(path, key) is None:
+        _write(path, key, Listing.from_catalog(catalog))
+
+
+def sources_for(
+    units: Iterable[str],
+    transports: Iterable[str] = (),
+    executors: Iterable[str] = (),
+    *,
+    env: Mapping[str, str] | None = None,
+) -> list[PluginSource] | None:
+    """The built-in plugin and the plugins (entry points) that provide `units`, `transports`
+    and `executors`, as the current listing says, without importing any plugin; None when the
+    listing is missing, stale, or does not name them all (then the whole catalog must be
+    loaded)."""
+    env = os.environ if env is None else env
+    if env.get(ENV_NO_CACHE, "").lower() in ("1", "true", "yes"):
+        return None
+    sources = installed_sources(env)
+    key = fingerprint(sources)
+    listing = _read(_cache_file(env), key) if key else None
+    if listing is None:
+        return None
+    needed = {(sources[0].name, sources[0].distribution)}  # the built-in plugin, always
+    for kind, wanted in (
+        ("units", set(units)),
+        ("transports", set(transports)),
+        ("executors", set(executors)),
+    ):
+        provider = {
+            name: (record["name"], record["distribution"])
+            for record in listing.plugins
+            if not record["errors"]
+            for name in record.get(kind, [])
+        }
+        if not wanted <= provider.keys():
+            return None
+        needed |= {provider[name] for name in wanted}
+    return [s for s in sources if (s.name, s.distribution) in needed]

@@ -162,3 +162,19 @@ def test_live_counters_are_read_off_the_supervisors_thread() -> None:
     assert threading.current_thread().name not in readers
     assert "counters" in readers
     assert view.read_counters(force=True)["scans[0]"]["processed"] == 7
+
+
+def test_a_running_worker_still_importing_its_unit_shows_loading() -> None:
+    # the worker's own latest record (same pid) says "loading": its runtime is being imported
+    loading = {"scans[0]": {"state": "loading", "pid": 4242, "processed": 0}}
+    scans = next(
+        line
+        for line in render(status_table(STATE, loading)).splitlines()
+        if "scans[0]" in line and "│ scans " in line
+    )
+    assert [cell.strip() for cell in scans.split("│")[1:-1]][2] == "loading"
+    # a record of an earlier process (another pid) or a ready worker: the supervisor's state
+    for row in ({"state": "loading", "pid": 1}, {"state": "running", "pid": 4242}):
+        text = render(status_table(STATE, {"scans[0]": row}))
+        line = next(x for x in text.splitlines() if "scans[0]" in x and "│ scans " in x)
+        assert [cell.strip() for cell in line.split("│")[1:-1]][2] == "running"

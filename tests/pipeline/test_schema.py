@@ -35,18 +35,13 @@ def _repository_catalog() -> tuple[Catalog, bool]:
     ours = _repository_distributions()
     units = {n: d for n, d in catalog.units.items() if d.distribution in ours}
     installed = {p.distribution for p in catalog.plugins if not p.errors}
-
-    def mine(found: dict) -> dict:
-        # the core's backends and those of this repository's plugins (the redis transport)
-        return {n: d for n, d in found.items() if d.distribution in ours | {None}}
-
-    return Catalog(
-        units,
-        catalog.plugins,
-        transports=mine(catalog.transports),
-        executors=mine(catalog.executors),
-        formats=mine(catalog.formats),
-    ), ours <= installed
+    # the repository's transports and executors too (the Slurm plugin's `deploy: {slurm:}`):
+    # they are branches of the whole-file schema
+    backends = {
+        kind: {n: d for n, d in getattr(catalog, kind).items() if d.distribution in ours}
+        for kind in ("transports", "executors", "formats")
+    }
+    return Catalog(units, catalog.plugins, **backends), ours <= installed
 
 
 def test_committed_unit_schemas_are_current() -> None:

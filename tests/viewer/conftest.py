@@ -4,9 +4,6 @@ of real worker processes on an embedded store."""
 from __future__ import annotations
 
 import os
-import re
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,9 +17,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from browser_setup import CHROMIUM_ARGS, ensure_chromium  # noqa: E402
-
-ROOT = HERE.parent.parent
-ARTIFACTS = ROOT / "test-artifacts"
+from viewer_support import LivePipeline  # noqa: E402
 
 
 def _unavailable(why: str) -> None:
@@ -99,26 +94,6 @@ def serve() -> Iterator[Any]:
         s.stop()
 
 
-PIPELINE_YAML = """\
-pipeline: live-demo
-transport: {embedded: {path: .pipeline-data}}
-units:
-  waves:
-    unit: live.waves
-    params: {count: %(count)d, delay: %(delay)s, sample: "%(sample)s"}
-    outputs: {waves: waves}
-  average:
-    unit: live.average
-    params: {fail_every: %(fail_every)d}
-    inputs: {waves: waves}
-    outputs: {mean: means}
-  judge:
-    unit: live.judge
-    inputs: {mean: means}
-    outputs: {decisions: decisions}
-"""
-
-
 @pytest.fixture(scope="session")
 def live_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test units installed as a real plugin distribution (a directory for PYTHONPATH)."""
@@ -132,99 +107,6 @@ def live_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).write(root / "src")
     install([project], root / "site")
     return root / "site"
-
-
-def pipeline_env(plugin: Path) -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(plugin), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
-
-
-class LivePipeline:
-    """The test pipeline: `pipeline worker` processes (what an executor starts) and
-    `pipeline view`, all real commands, with the units from an installed plugin."""
-
-    def __init__(self, root: Path, plugin: Path, **params: Any) -> None:
-        import live_units
-
-        from asapo_pipelines.testing import catalog_from_plugins
-        from asapo_pipelines.viewer.model import load_view
-
-        values = {"count": 40, "delay": 0.25, "sample": "foil", "fail_every": 0, **params}
-        self.file = root / "live.pipeline.yaml"
-        self.file.write_text(PIPELINE_YAML % values, encoding="utf-8")
-        self.view = load_view(self.file, catalog_from_plugins(live_units))
-        self.env = pipeline_env(plugin)
-        self.logs = root / "logs"
-        self.logs.mkdir()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.starts: dict[str, int] = {}
-        self.viewer: subprocess.Popen[str] | None = None
-
-    def start(self, instance: str) -> None:
-        n = self.starts[instance] = self.starts.get(instance, 0) + 1
-        with open(self.logs / f"{instance}.{n}.log", "wb") as log:
-            self.procs[instance] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "asapo_pipelines",
-                    "worker",
-                    str(self.file),
-                    instance,
-                    "--status-interval",
-                    "0.3",
-                    "--lease-seconds",
-                    "2",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-
-    def start_all(self) -> None:
-        for unit in self.view.units:
-            self.start(unit.instance)
-
-    def kill(self, instance: str) -> None:
-        proc = self.procs[instance]
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-
-    def serve(self) -> str:
-        """`pipeline view FILE --port 0` in its own process; returns the page's address."""
-        self.viewer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "asapo_pipelines",
-                "view",
-                str(self.file),
-                "--port",
-                "0",
-                "--interval",
-                "0.3",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-        )
-        assert self.viewer.stderr is not None
-        line = self.viewer.stderr.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        assert match, f"pipeline view said: {line}{self.viewer.stderr.read()}"
-        return match.group(1)
-
-    def stop_all(self) -> None:
-        procs = list(self.procs.values()) + ([self.viewer] if self.viewer else [])
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT if proc is self.viewer else signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture

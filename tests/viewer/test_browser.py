@@ -6,7 +6,7 @@ import shutil
 import time
 from typing import Any
 
-from conftest import ARTIFACTS, ROOT
+from viewer_support import ARTIFACTS, ROOT
 
 
 def unit_row(page: Any, instance: str) -> dict[str, str]:

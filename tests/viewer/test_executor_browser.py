@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS
 from test_browser import unit_row, wait_for
+from viewer_support import ARTIFACTS
 
 
 def pipeline_command(pipeline, *args: str) -> subprocess.CompletedProcess[str]:

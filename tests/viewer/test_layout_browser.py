@@ -13,9 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
 from test_browser import wait_for
 from test_xas_browser import xas_unavailable
+from viewer_support import ROOT
 
 from helpers import run_pipeline
 

@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ARTIFACTS, ROOT, LivePipeline
 from test_browser import unit_row, wait_for
+from viewer_support import ARTIFACTS, ROOT, LivePipeline
 
 P65_SCANS = ("20K_GOE_Fe_K_240.00000.xdi", "20K_GOE_Fe_K_240.00001.xdi")
 PIPELINE = """\

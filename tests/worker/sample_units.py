@@ -6,7 +6,11 @@ as a real plugin distribution, so the runtime strings are derived from the modul
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.errors import PipelinesError
@@ -41,6 +45,12 @@ class TagParams(Params):
     #: how many attempts of a failing message fail (0: all)
     fail_attempts: int = 0
     sleep: float = 0.0
+    #: SIGKILL the worker's own process once (the first time, remembered in `kill_marker`):
+    #: while processing number `kill_at` ("process"), or in the flush of the batch holding it
+    #: ("flush": its outputs written, its inputs not yet acknowledged)
+    kill_at: int = 0
+    kill_in: str = "process"
+    kill_marker: str = "killed.marker"
 
 
 class TotalParams(Params):
@@ -151,11 +161,25 @@ class Tag(Processor):
         p = self.params
         if p.sleep:
             time.sleep(p.sleep)
+        if n == p.kill_at:
+            self.kill_pending = True
+            if p.kill_in == "process":
+                self._kill_once()
         if p.fail_every and n % p.fail_every == 0:
             self.tries[n] = self.tries.get(n, 0) + 1
             if p.fail_attempts == 0 or self.tries[n] <= p.fail_attempts:
                 raise ValueError(f"cannot tag {n}")
         return {"n": n, "tagged": True}
+
+    def flush(self) -> None:
+        if getattr(self, "kill_pending", False) and self.params.kill_in == "flush":
+            self._kill_once()
+
+    def _kill_once(self) -> None:
+        marker = Path(self.params.kill_marker)
+        if not marker.exists():
+            marker.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Split(Processor):
@@ -194,6 +218,18 @@ class NeedsFile(Processor):
 class Double(Processor):
     def process(self, message: Message) -> Any:
         return message.value * 2
+
+
+#: what `Gated.on_start` waits for: a unit still getting ready (a long runtime import)
+GATE = threading.Event()
+
+
+class Gated(Processor):
+    def on_start(self) -> None:
+        GATE.wait(30)
+
+    def process(self, message: Message) -> Any:
+        return message.value
 
 
 class FullDisk(Sink):

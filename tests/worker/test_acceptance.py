@@ -141,6 +141,39 @@ def test_late_and_out_of_order_messages_reach_the_sink(tmp_path, env):
     transport.close()
 
 
+@pytest.mark.parametrize(
+    ("kill_in", "written_before_restart"),
+    # killed while processing the batch's 4th message: nothing of the batch written yet;
+    # killed in the batch's flush: all its outputs written, none of its inputs acknowledged
+    [("process", 16), ("flush", 32)],
+)
+def test_a_batch_interrupted_by_sigkill_is_redelivered_and_processed_exactly_once(
+    tmp_path, env, kill_in, written_before_restart
+):
+    count = 50
+    units = chain(0, {"kill_at": 20, "kill_in": kill_in})
+    del units["numbers"], units["sink"]
+    units["tag"]["batch"] = {"messages": 16, "wait": 1.0}
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    feed_numbers(store, count)
+    lease = ("--lease-seconds", "4")
+    tag = spawn(pipeline, "tag", env, *lease)
+    assert wait_ok(tag) == -signal.SIGKILL
+    assert (tmp_path / "killed.marker").exists()
+    # batches of 16: the first is committed, the second (17-32) was cut off by the kill
+    written = read_stream(store, own("tagged"))
+    assert len(written) == written_before_restart
+    tag = spawn(pipeline, "tag", env, *lease)
+    assert wait_ok(tag) == 0
+    ids = [m.metadata["provenance"]["inputs"][0]["id"] for m in read_stream(store, own("tagged"))]
+    assert sorted(ids) == list(range(1, count + 1))  # each input once: nothing lost, no double
+    final = read_stream(store, "accept.status", "tag.0")[-1].metadata
+    assert final["state"] == "finished"
+    # the outputs the killed batch had written are recognised, not written again
+    assert final["duplicates_skipped"] == written_before_restart - 16
+
+
 def feed_numbers(store: Path, count: int) -> None:
     with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
         for n in range(1, count + 1):

@@ -338,3 +338,73 @@ def test_a_sink_that_cannot_flush_stops_without_acknowledging(tmp_path, sample_c
     with open_transport({"embedded": {"path": str(store)}}) as t, t.consumer("numbers", "r") as c:
         assert c.stream_info("default").group_lag["demo_sink"] == 3
     assert read_all(store, "demo.status", "sink.0")[-1].metadata["state"] == "failed"
+
+
+def test_status_says_loading_until_the_unit_is_ready(tmp_path, sample_catalog):
+    import sample_units
+
+    store = tmp_path / "store"
+    sample_units.GATE.clear()
+    # a unit that takes its time to get ready, as an XAS unit importing larch does
+    descriptor = sample_catalog.get("core.identity").model_copy(
+        update={"runtime": "sample_units:Gated"}
+    )
+    worker = Worker(
+        open_transport({"embedded": {"path": str(store)}}),
+        descriptor,
+        {},
+        pipeline="demo",
+        instance="gated",
+        inputs={"input": "in"},
+        outputs={"output": "out"},
+        status_interval=30.0,  # records come from the changes of state, not the interval
+        linger=0.0,
+    )
+    thread, result = start(worker)
+
+    def states() -> list[str]:
+        try:
+            return [m.metadata["state"] for m in read_all(store, status_source("demo"), "gated.0")]
+        except Exception:  # not published yet
+            return []
+
+    try:
+        assert wait_for(lambda: "loading" in states())
+        assert "running" not in states()
+    finally:
+        sample_units.GATE.set()
+    assert wait_for(lambda: "running" in states())
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("in") as p:
+        p.send("default", b"x", {"format": "bytes"})
+        p.finish_stream("default")
+    thread.join(30)
+    assert result == {"state": "finished"}
+    assert states()[0] == "loading"
+    assert states()[-2:] == ["running", "finished"]
+
+
+def test_an_idle_worker_wakes_when_its_input_gets_data(tmp_path, sample_catalog):
+    store = tmp_path / "store"
+    # it would sleep 60 s between looks if nothing woke it: the store's change does
+    worker = make(
+        store,
+        sample_catalog,
+        "core.identity",
+        "copy",
+        inputs={"input": "in"},
+        outputs={"output": "out"},
+        poll=60.0,
+        refresh=60.0,
+        linger=0.0,
+    )
+    thread, result = start(worker)
+    assert wait_for(lambda: worker.counters.state == "running")
+    time.sleep(0.3)  # idle now, waiting
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("in") as p:
+        p.send("default", b"late", {"format": "bytes"})
+    assert wait_for(lambda: worker.counters.processed == 1, timeout=20)
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("in") as p:
+        p.finish_stream("default")
+    thread.join(20)
+    assert result == {"state": "finished"}
+    assert [bytes(m.payload) for m in read_all(store, "out")] == [b"late"]

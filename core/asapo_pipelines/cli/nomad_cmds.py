@@ -170,7 +170,10 @@ def deploy(
     refused before anything is submitted unless --fresh or --resume says what to do."""
     executor = dispatch.dispatched(file, executor_name, default="nomad", own=("nomad",))
     if executor is not None:
-        with deployment_run(file, executor.name, fresh=fresh, resume=resume, quiet_stdout=as_json):
+        with deployment_run(
+            file, executor.name, fresh=fresh, resume=resume, quiet_stdout=as_json
+        ) as run:
+            executor.run_id = run
             dispatch.deploy(executor, wait=wait, as_json=as_json)
         return
     target = _target(file, None, compile_job=True)
@@ -204,7 +207,8 @@ def start(
     )
     recorded = None if job else file
     if executor is not None:
-        with deployment_run(recorded, executor.name, restart=True, quiet_stdout=as_json):
+        with deployment_run(recorded, executor.name, restart=True, quiet_stdout=as_json) as run:
+            executor.run_id = run
             dispatch.deploy(executor, wait=wait, as_json=as_json, start=True)
         return
     target = _target(file, job)

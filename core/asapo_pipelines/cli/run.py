@@ -114,6 +114,9 @@ def resolve(
 
     catalog = Catalog.load()
     pipeline = load_pipeline(path, catalog)
+    from asapo_pipelines.listing import remember
+
+    remember(catalog)  # the workers then load only the plugins of their units
     payload = _compile(pipeline, catalog) if compile else None
     job_id = str(payload["Job"]["ID"]) if payload else _job_id(pipeline, catalog)
     base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 Counters = Mapping[str, Mapping[str, Any]]
 STATE_STYLE = {
     "running": "green",
+    "loading": "yellow",
     "complete": "cyan",
     "restarting": "yellow",
     "stopping": "yellow",
@@ -41,6 +42,21 @@ def _counter(counters: Counters, unit: Mapping[str, Any], key: str) -> str:
         return "-"
     value = row[key]
     return f"{value:.1f}/s" if key == "rate" else str(value)
+
+
+def _state(counters: Counters, unit: Mapping[str, Any]) -> str:
+    """The supervisor's state, except that a running worker still importing its unit (its own
+    latest record, from this very process, says so) is "loading"."""
+    row = counters.get(unit["unit"]) or counters.get(unit["group"])
+    if (
+        unit["state"] == "running"
+        and unit["lifecycle"] == "main"
+        and row
+        and row.get("state") == "loading"
+        and row.get("pid") == unit.get("pid")
+    ):
+        return "loading"
+    return str(unit["state"])
 
 
 def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> Table:
@@ -70,11 +86,12 @@ def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> 
         task = (
             unit["task"] if unit["lifecycle"] == "main" else f"{unit['task']} ({unit['lifecycle']})"
         )
-        style = STATE_STYLE.get(unit["state"], "")
+        shown = _state(counters, unit)
+        style = STATE_STYLE.get(shown, "")
         table.add_row(
             unit["unit"],
             task,
-            f"[{style}]{unit['state']}[/]" if style else unit["state"],
+            f"[{style}]{shown}[/]" if style else shown,
             str(unit["pid"] or "-"),
             str(unit["restarts"]),
             _exit_text(unit["exit_codes"]),

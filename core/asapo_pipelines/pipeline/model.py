@@ -91,6 +91,22 @@ class _Section(BaseModel):
 
 
 # -- transport -------------------------------------------------------------------------------
+class Retention(_Section):
+    """What the embedded store keeps of streams that are done (see docs/transports.md)."""
+
+    max_age: Annotated[
+        float | None,
+        Field(ge=0, description="Seconds a done stream is kept after its last acknowledgement."),
+    ] = None
+    max_bytes: Annotated[
+        int | None,
+        Field(ge=0, description="Payload bytes of done streams kept per data source."),
+    ] = None
+    max_streams: Annotated[
+        int | None, Field(ge=0, description="Done streams kept per data source.")
+    ] = None
+
+
 class EmbeddedTransport(_Section):
     """The on-disk store of one machine (the default)."""
 
@@ -101,9 +117,20 @@ class EmbeddedTransport(_Section):
             description="Directory of the store; a relative path is relative to the pipeline file.",
         ),
     ] = ".pipeline-data"
+    retention: Annotated[
+        Retention | None,
+        Field(
+            description="Remove streams that are finished and acknowledged by every reader "
+            "(with their payloads), oldest first, past any of these limits; long runs keep "
+            "their disk use bounded. Unset: everything is kept."
+        ),
+    ] = None
 
     def open_options(self, base_dir: Path) -> dict[str, Any]:
-        return {"path": _resolve(self.path, base_dir)}
+        options: dict[str, Any] = {"path": _resolve(self.path, base_dir)}
+        if self.retention is not None:
+            options["retention"] = self.retention.model_dump(exclude_none=True)
+        return options
 
 
 class AsapoTransport(_Section):
@@ -336,6 +363,31 @@ class Retry(_Section):
     ] = 1.0
 
 
+class Batch(_Section):
+    """How many messages a worker takes at once: their outputs are written and made durable,
+    then the inputs acknowledged, once per batch instead of once per message."""
+
+    messages: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=10000,
+            strict=True,
+            description="Most messages in one batch (1: write and acknowledge each on its own).",
+        ),
+    ] = 128
+    wait: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=60,
+            strict=True,
+            description="Most seconds a processed message waits for its batch to be committed "
+            "(a batch is also committed as soon as the input runs dry).",
+        ),
+    ] = 0.2
+
+
 class UnitConfig(_Section):
     """One unit instance in the pipeline."""
 
@@ -367,6 +419,9 @@ class UnitConfig(_Section):
     retry: Annotated[Retry, Field(description="Per-message retries before the error stream.")] = (
         Retry()
     )
+    batch: Annotated[
+        Batch, Field(description="Messages taken, written and acknowledged together.")
+    ] = Batch()
 
     _none_to_empty = field_validator("params", "inputs", "outputs", mode="before")(
         classmethod(lambda cls, v: _none_is_empty(v))

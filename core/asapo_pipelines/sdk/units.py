@@ -221,6 +221,15 @@ class Unit:
     # -- outputs -------------------------------------------------------------------------------
     def output_port(self, port: str | None = None) -> Port:
         """The descriptor's output port `port`, or the only one when `port` is None."""
+        # looked up once per port name: a pass-through unit emits for every message
+        cache = self.__dict__.setdefault("_output_ports", {})
+        found = cache.get(port)
+        if found is not None:
+            return found
+        found = cache[port] = self._find_output_port(port)
+        return found
+
+    def _find_output_port(self, port: str | None) -> Port:
         outputs = self.descriptor.outputs
         if port is None:
             if len(outputs) != 1:

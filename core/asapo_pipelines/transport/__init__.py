@@ -108,14 +108,14 @@ def _opener(kind: str, catalog: Catalog | None) -> Any:
 
 
 def open_embedded(options: Mapping[str, Any]) -> Transport:
-    """Runtime of the ``embedded`` transport: ``{path, fsync?, create?}``."""
+    """Runtime of the ``embedded`` transport: ``{path, fsync?, create?, retention?}``."""
     from asapo_pipelines.transport.embedded import EmbeddedTransport
 
     options = dict(options)
     if "path" not in options:
         raise TransportConfigError("the embedded transport needs a path")
     path = options.pop("path")
-    _no_extra("embedded", options, {"fsync", "create"})
+    _no_extra("embedded", options, {"fsync", "create", "retention"})
     return EmbeddedTransport(path, **options)
 
 

@@ -45,7 +45,13 @@ def check_group(name: str) -> str:
     return name
 
 
+#: stream names already found valid: a worker checks the same few names once per message
+_VALID_STREAMS: set[str] = set()
+
+
 def check_stream(name: str) -> str:
+    if name in _VALID_STREAMS:
+        return name
     if (
         not isinstance(name, str)
         or not name
@@ -56,6 +62,8 @@ def check_stream(name: str) -> str:
         raise TransportConfigError(
             f"invalid stream name {name!r}: use 1 to {STREAM_MAX} printable characters without '/'"
         )
+    if len(_VALID_STREAMS) < 10000:  # bounded: a run of many scans must not grow it forever
+        _VALID_STREAMS.add(name)
     return name
 
 
@@ -204,6 +212,12 @@ class Consumer(_Closable):
     def acknowledge_many(self, stream: str, ids: Iterable[int]) -> None:
         for one in ids:
             self.acknowledge(stream, one)
+
+    def wake_fd(self) -> int | None:
+        """A file descriptor that becomes readable when new data may have arrived (for
+        `select`; spurious wake-ups allowed), or None when the backend cannot tell: then the
+        caller polls. Reading with `get_next` clears it."""
+        return None
 
     @abc.abstractmethod
     def nack(self, stream: str, id: int, delay: float = 0.0) -> None:

@@ -337,6 +337,11 @@ class _SourceDB:
     def forget(self, stream: str) -> None:
         self._sids.pop(stream, None)
 
+    def forget_sid(self, sid: int) -> None:
+        for name, known in list(self._sids.items()):
+            if known == sid:
+                del self._sids[name]
+
     def close(self) -> None:
         with self.lock:
             self.db.close()
@@ -516,6 +521,11 @@ class EmbeddedProducer(Producer):
         check_stream(stream)
         if next_stream is not None:
             check_stream(next_stream)
+        seg = self._segments.pop(stream, None)
+        if seg is not None:
+            # a finished stream gets no more payloads in this segment (a late message opens
+            # a new one); an open descriptor would keep its bytes on disk after retention
+            os.close(seg.fd)
         with self._src.write() as db:
             sid = self._src.sid(stream, create=True)
             db.execute(
@@ -578,6 +588,8 @@ class EmbeddedConsumer(Consumer):
         # stream -> (data_version, next due) of the last empty claim: skip pointless claims
         self._idle: dict[str, tuple[int, float]] = {}
         self._waker = _Waker(self._src.dir)
+        self._retention = transport.retention
+        self._done: set[str] = set()
         self._closed = False
 
     # -- reading payloads ------------------------------------------------------------------
@@ -781,6 +793,7 @@ class EmbeddedConsumer(Consumer):
                     continue
                 drained, next_stream, next_due = self._finished_state(stream)
                 if drained:
+                    self._forget_payloads(stream)
                     raise StreamFinished(
                         f"stream {stream!r} of data source {self.data_source!r} is finished"
                         + (f"; next stream is {next_stream!r}" if next_stream else ""),
@@ -797,6 +810,29 @@ class EmbeddedConsumer(Consumer):
             if idle is not None:
                 left = min(left, max(0.0, idle[1] - time.time()))
             pause = self._waker.wait(left, pause)
+
+    def _forget_payloads(self, stream: str) -> None:
+        """This group is done with a stream: close its segment files (removed payloads must
+        not be held on disk by open descriptors) and apply the store's retention policy."""
+        if stream in self._done:
+            return
+        self._done.add(stream)
+        with self._src.lock:
+            sid = self._src.sid(stream, create=False)
+        prefix = f"payloads/{sid}/"
+        for seg, rel in list(self._seg_paths.items()):
+            if rel.startswith(prefix):
+                fd = self._fds.pop(seg, None)
+                if fd is not None:
+                    os.close(fd)
+                del self._seg_paths[seg]
+        if self._retention is not None:
+            apply_retention(self._src, self._retention)
+
+    def wake_fd(self) -> int | None:
+        # inotify on the data source's directory: every commit to its index (a new message,
+        # a finished stream) makes it readable; `get_next` drains it before it looks
+        return self._waker.fd if self._waker.fd >= 0 else None
 
     def _lazy_message(self, stream: str, row: tuple, count: int) -> tuple[Message, _Lazy | None]:
         # metadata now, payload when handed out: a prefetched message maps nothing until used
@@ -978,9 +1014,32 @@ class EmbeddedConsumer(Consumer):
         if self._closed:
             raise TransportError(f"consumer of data source {self.data_source!r} is closed")
 
+    def release(self) -> None:
+        """Give back the messages leased in advance (prefetched) but not handed out: they go to
+        the group's next taker at once instead of after their lease (a worker stopping with a
+        batch's worth of messages claimed must not leave them stuck for the lease)."""
+        held = {s: [m.id for _due, m, _lazy in b] for s, b in self._buffer.items() if b}
+        self._buffer.clear()
+        if not held:
+            return
+        with self._src.write() as db:
+            for stream, ids in held.items():
+                sid = self._src.sid(stream, create=False)
+                if sid is None:
+                    continue
+                # only what is still leased (not acknowledged meanwhile) goes back; the due
+                # times keep the stream's order (expired leases are claimed by due time)
+                db.executemany(
+                    "UPDATE inflight SET due=? WHERE grp=? AND sid=? AND id=?",
+                    [(n * 1e-6, self.group, sid, mid) for n, mid in enumerate(ids)],
+                )
+        self._idle.clear()
+
     def close(self) -> None:
         if self._closed:
             return
+        with contextlib.suppress(sqlite3.Error, OSError, TransportError):
+            self.release()  # best effort: otherwise their lease brings them back
         self._closed = True
         for fd in self._fds.values():
             os.close(fd)
@@ -1038,6 +1097,101 @@ def stream_infos(src: _SourceDB, only: str | None = None) -> list[StreamInfo]:
     return infos
 
 
+@dataclass(frozen=True)
+class Retention:
+    """What the store keeps of streams that are done: finished, without holes, and fully
+    acknowledged by every consumer group that reads their data source (a group reads a data
+    source once it has taken a message of any of its streams). Done streams are removed with
+    their payloads, oldest first (by their last acknowledgement), when any limit is passed:
+
+    - `max_age`: seconds since the last acknowledgement;
+    - `max_bytes`: payload bytes of the done streams kept, per data source;
+    - `max_streams`: number of done streams kept, per data source.
+
+    Streams that are not done are never removed, whatever their size.
+    """
+
+    max_age: float | None = None
+    max_bytes: int | None = None
+    max_streams: int | None = None
+
+    @classmethod
+    def of(cls, value: Retention | Mapping[str, Any] | None) -> Retention | None:
+        if value is None or isinstance(value, Retention):
+            return value
+        if not isinstance(value, Mapping):
+            raise TransportConfigError("retention is given as {max_age, max_bytes, max_streams}")
+        extra = sorted(set(value) - {"max_age", "max_bytes", "max_streams"})
+        if extra:
+            raise TransportConfigError(
+                f"unknown retention option(s): {', '.join(extra)}; "
+                "choose from max_age, max_bytes, max_streams"
+            )
+        for key, limit in value.items():
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int | float) or limit < 0
+            ):
+                raise TransportConfigError(f"retention {key} must be a number >= 0, got {limit!r}")
+        policy = cls(**dict(value))
+        if policy.max_age is None and policy.max_bytes is None and policy.max_streams is None:
+            return None
+        return policy
+
+
+def done_streams(db: sqlite3.Connection) -> list[tuple[int, float, int]]:
+    """(sid, time of the last acknowledgement, payload bytes) of the streams that are done,
+    oldest first."""
+    readers = [r[0] for r in db.execute("SELECT DISTINCT grp FROM cursors").fetchall()]
+    if not readers:
+        return []
+    out = []
+    for sid, last_id in db.execute(
+        "SELECT sid, last_id FROM streams WHERE finished=1 ORDER BY sid"
+    ).fetchall():
+        count, size = db.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE sid=?", (sid,)
+        ).fetchone()
+        if count < last_id:
+            continue  # holes: late messages may still come
+        if db.execute("SELECT 1 FROM inflight WHERE sid=? LIMIT 1", (sid,)).fetchone():
+            continue
+        last_ack = 0.0
+        for grp in readers:
+            acked, at = db.execute(
+                "SELECT count(*), max(ts) FROM acks WHERE grp=? AND sid=?", (grp, sid)
+            ).fetchone()
+            if acked < count:
+                break
+            last_ack = max(last_ack, float(at or 0.0))
+        else:
+            out.append((int(sid), last_ack, int(size)))
+    out.sort(key=lambda item: (item[1], item[0]))
+    return out
+
+
+def apply_retention(src: _SourceDB, policy: Retention, now: float | None = None) -> int:
+    """Remove the done streams of one data source that the policy does not keep; returns the
+    payload bytes freed."""
+    now = time.time() if now is None else now
+    dropped: list[tuple[int, list[str]]] = []
+    with src.write() as db:
+        done = done_streams(db)
+        kept_bytes = sum(size for _, _, size in done)
+        kept = len(done)
+        for sid, last_ack, size in done:
+            old = policy.max_age is not None and now - last_ack > policy.max_age
+            many = policy.max_streams is not None and kept > policy.max_streams
+            big = policy.max_bytes is not None and kept_bytes > policy.max_bytes
+            if not (old or many or big):
+                continue
+            dropped.append((sid, _drop_stream(db, sid)))
+            kept -= 1
+            kept_bytes -= size
+    for sid, _paths in dropped:
+        src.forget_sid(sid)
+    return sum(_remove_payloads(src.dir, sid, paths) for sid, paths in dropped)
+
+
 @dataclass
 class PruneReport:
     dropped_streams: list[tuple[str, str]]
@@ -1050,9 +1204,17 @@ class EmbeddedTransport(Transport):
 
     kind = "embedded"
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, fsync: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        fsync: bool = False,
+        retention: Retention | Mapping[str, Any] | None = None,
+    ):
         self.root = Path(path).expanduser().absolute()
         self.fsync = bool(fsync)
+        self.retention = Retention.of(retention)
         marker = self.root / "store.json"
         if not marker.exists():
             if not create:

@@ -20,14 +20,55 @@ RUN_ENV = "ASAPO_PIPELINES_RUN"
 
 
 def load(pipeline_file: Path) -> tuple[Any, Any]:
-    """The pipeline (validated against the installed catalog) and that catalog."""
-    from asapo_pipelines.catalog import Catalog
+    """The pipeline (validated against the catalog of the plugins it uses) and that catalog."""
     from asapo_pipelines.pipeline import load_pipeline
 
     if not pipeline_file.is_file():
         raise UsageError(f"pipeline file {pipeline_file} does not exist")
-    catalog = Catalog.load()
+    catalog = _catalog_for(pipeline_file)
     return load_pipeline(pipeline_file, catalog), catalog
+
+
+def _catalog_for(pipeline_file: Path) -> Any:
+    """Only the plugins that provide the pipeline's units, when the listing cache names them:
+    a worker of a facility's environment need not import hundreds of other units' params
+    models. Any doubt (no listing, a unit it does not know, a file that does not parse) loads
+    the whole catalog, which then reports the problem as before and writes the listing."""
+    from asapo_pipelines.catalog import ENV_STRICT, Catalog
+    from asapo_pipelines.listing import remember, sources_for
+
+    units, transports, executors = _names_used(pipeline_file)
+    sources = sources_for(units, transports, executors) if units else None
+    if sources is not None:
+        strict = os.environ.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
+        catalog = Catalog.from_sources(sources, strict=strict)
+        if (
+            all(name in catalog for name in units)
+            and all(name in catalog.transports for name in transports)
+            and all(name in catalog.executors for name in executors)
+        ):
+            return catalog
+    catalog = Catalog.load()
+    remember(catalog)
+    return catalog
+
+
+def _names_used(pipeline_file: Path) -> tuple[set[str], set[str], set[str]]:
+    """The unit types (`units.<instance>.unit`), the transport and the executors (`deploy:`)
+    a pipeline file names, read leniently (nothing when it does not parse)."""
+    from asapo_pipelines.pipeline.loader import read_document
+
+    try:
+        doc, _problems = read_document(pipeline_file)
+        units = doc.data.get("units") or {}
+        names = {str(c["unit"]) for c in units.values() if isinstance(c, dict) and "unit" in c}
+        transport = doc.data.get("transport") or {}
+        kinds = {str(k) for k in transport} if isinstance(transport, dict) else set()
+        deploy = doc.data.get("deploy") or {}
+        executors = {str(k) for k in deploy} if isinstance(deploy, dict) else set()
+    except Exception:  # the validation against the whole catalog says what is wrong
+        return set(), set(), set()
+    return names, kinds, executors
 
 
 def build_worker(
@@ -60,6 +101,7 @@ def build_worker(
             f"--replica {replica} does not exist"
         )
     descriptor = pipeline.descriptor(instance, catalog)
+    _import_early(descriptor.runtime)
     # relative paths in params (directories, output files) mean: next to the pipeline file; a
     # task of a Nomad job runs on a copy of it, and is told where the original is
     base = os.environ.get(BASE_DIR_ENV) or str(Path(pipeline_file).resolve().parent)
@@ -89,6 +131,8 @@ def build_worker(
         outputs=dict(config.outputs or {}),
         replica=replica,
         retry=RetryPolicy.from_config(getattr(config, "retry", None)),
+        ack_batch=config.batch.messages,
+        batch_wait=config.batch.wait,
         status_interval=status_interval,
         linger=linger,
         lease_seconds=lease_seconds,
@@ -96,6 +140,27 @@ def build_worker(
         run=run_info,
         configurations=known,
     )
+
+
+def _import_early(runtime: str) -> None:
+    """Start importing the unit's runtime module in a thread while the worker joins its run and
+    connects to the transport: `import larch.xafs` alone takes 1.6-2 s, and the scientist
+    waits for it before the first scan. Failures are left to the worker's own import, which
+    reports them in one sentence (Python's import lock makes it wait for this one, not redo it).
+    """
+    import contextlib
+    import importlib
+    import threading
+
+    module = runtime.partition(":")[0]
+    if not module:
+        return
+
+    def load() -> None:
+        with contextlib.suppress(BaseException):  # reported by the worker's own import
+            importlib.import_module(module)
+
+    threading.Thread(target=load, name="import-runtime", daemon=True).start()
 
 
 def _relative_paths(value: Any) -> list[str]:

@@ -1,17 +1,25 @@
 """The worker loop: one unit instance between its input and output data sources.
 
-For each input message: call the unit (with retries), write its outputs (each with provenance),
-make them durable, and only then acknowledge the input. An exception that survives the retries
-becomes a record on the error stream, and the loop goes on. Streams (scans) are followed through
-`next_stream`; an input stream ends when it is finished, fully acknowledged and has no holes
-(late messages are still being waited for); output streams are finished as their inputs end.
-The worker returns when every input is done, or when asked to stop (after the current message).
+Messages are taken in batches (up to `ack_batch` messages; a batch is closed after at most
+`batch_wait` seconds, or as soon as the input runs dry): for each message the unit is called (with
+retries) and its outputs (each with provenance) are collected; then the batch's outputs are
+written with one `send_many` per output stream, made durable, and only then are the batch's
+inputs acknowledged with one `acknowledge_many` per input stream. A worker killed anywhere in a
+batch gets the whole unacknowledged batch again; outputs already written are recognised by their
+keys. An exception that survives the retries becomes a record on the error stream, and the loop
+goes on. Streams (scans) are followed through `next_stream`; an input stream ends when it is
+finished, fully acknowledged and has no holes (late messages are still being waited for); output
+streams are finished as their inputs end (after their last outputs are written). The worker
+returns when every input is done, or when asked to stop (after the current message; its batch
+is committed).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
+import select
 import signal
 import threading
 import time
@@ -45,10 +53,11 @@ from asapo_pipelines.worker.status import Counters, StatusPublisher
 log = logging.getLogger("asapo_pipelines.worker")
 
 #: how many messages of one stream are taken in a row before looking at the others
-BURST = 64
-#: acknowledgements are committed in batches of at most this many messages, and at least every
-#: ACK_SECONDS: one flush and one transaction for many messages instead of one per message
-ACK_BATCH = 32
+BURST = 256
+#: a batch holds at most this many messages and is committed (outputs written and made durable,
+#: then inputs acknowledged) at the latest ACK_SECONDS after its first message: one transaction
+#: per output stream and one per input stream for many messages instead of several per message
+ACK_BATCH = 128
 ACK_SECONDS = 0.2
 
 
@@ -106,6 +115,7 @@ class Worker:
         poll: float = 0.02,
         refresh: float = 0.5,
         ack_batch: int = ACK_BATCH,
+        batch_wait: float = ACK_SECONDS,
         data_sources: Mapping[str, str] | None = None,
         run: Mapping[str, Any] | None = None,
         configurations: Mapping[str, Mapping[str, Any]] | None = None,
@@ -150,15 +160,25 @@ class Worker:
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
         self.ports: list[InputPort] = []
         self.producers: dict[str, Any] = {}  # output port -> producer
+        # readers opened on first use (see `_reader`): a worker that is never redelivered
+        # anything and reports no error opens two connections fewer at start and closes two fewer
         self.output_readers: dict[str, Any] = {}  # output port -> consumer (for dedupe)
-        self.errors: Any = None
-        self.errors_reader: Any = None
+        self._errors: Any = None
+        self._errors_reader: Any = None
         self.status: StatusPublisher | None = None
         self.finished_outputs: set[tuple[str, str]] = set()
         self.written_outputs: set[tuple[str, str]] = set()
         self.pending_finish: dict[str, str | None] = {}
         self.ack_batch = max(1, ack_batch)
-        self.ack_seconds = min(ACK_SECONDS, lease_seconds / 4)
+        self.ack_seconds = max(0.0, min(batch_wait, lease_seconds / 4))
+        #: outputs of the open batch, not yet written: (port, stream) -> [(payload, metadata)]
+        self.pending_outputs: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
+        #: seconds the unit took per message (smoothed): how many messages to lease at once
+        self.per_message = 0.0
+        self.prefetch = 0
+        #: time the unit took on the messages of the open batch, and how many
+        self.batch_seconds = 0.0
+        self.batch_messages = 0
         #: processed but not yet acknowledged: (input port, stream) -> ids
         self.unacked: dict[tuple[str, str], list[int]] = {}
         self.unacked_count = 0
@@ -181,22 +201,86 @@ class Worker:
         t = self.transport
         for port, stream_name in self.inputs.items():
             source = self.data_sources.get(stream_name) or data_source_for(stream_name)
-            consumer = t.consumer(source, self.group, lease_seconds=self.lease_seconds)
+            consumer = self._consumer(source)
             self.ports.append(InputPort(port, source, consumer))
-        for port, stream_name in self.outputs.items():
-            source = self.data_sources.get(stream_name) or data_source_for(stream_name)
-            self.producers[port] = t.producer(source)
-            self.output_readers[port] = t.consumer(source, self.group)
-        self.errors = t.producer(errors_source(self.pipeline))
-        self.errors_reader = t.consumer(errors_source(self.pipeline), self.group)
+        for port in self.outputs:
+            self.producers[port] = t.producer(self._output_source(port))
+        # opened at start, not at the first error: the pipeline's data sources are all there
+        # from the start (ASAP::O lists a data source once something wrote to it)
+        self._errors = t.producer(errors_source(self.pipeline))
+
+    def _output_source(self, port: str) -> str:
+        stream_name = self.outputs[port]
+        return self.data_sources.get(stream_name) or data_source_for(stream_name)
+
+    def _reader(self, port: str) -> Any:
+        """A reader of an output's data source, for looking up what was already written."""
+        reader = self.output_readers.get(port)
+        if reader is None:
+            reader = self.output_readers[port] = self.transport.consumer(
+                self._output_source(port), self.group
+            )
+        return reader
+
+    @property
+    def errors(self) -> Any:
+        """The producer of the pipeline's error stream."""
+        if self._errors is None:
+            self._errors = self.transport.producer(errors_source(self.pipeline))
+        return self._errors
+
+    @property
+    def errors_reader(self) -> Any:
+        if self._errors_reader is None:
+            self._errors_reader = self.transport.consumer(errors_source(self.pipeline), self.group)
+        return self._errors_reader
+
+    def _consumer(self, source: str) -> Any:
+        """An input consumer that leases messages in batches where the backend can (one claim
+        transaction for many messages); `_tune_prefetch` keeps slow units from leasing more
+        than they can process well within the lease."""
+        t = self.transport
+        if "prefetch" in inspect.signature(t.consumer).parameters:
+            return t.consumer(  # type: ignore[call-arg]
+                # one to begin with: how many more is learnt from the unit's pace
+                source,
+                self.group,
+                lease_seconds=self.lease_seconds,
+                prefetch=1,
+            )
+        # a backend without prefetch (ASAP::O leases one message per request)
+        return t.consumer(source, self.group, lease_seconds=self.lease_seconds)
+
+    def _tune_prefetch(self) -> None:
+        """Lease as many messages as the unit processes in a batch's wait: a fast unit takes
+        whole batches per claim, a slow one (a fit of a second) one at a time, so messages are
+        not held leased by one replica while others are idle, nor outlive their lease. The
+        pace is learnt per batch (at its commit), not per message."""
+        if not self.batch_messages:
+            return
+        seconds = self.batch_seconds / self.batch_messages
+        self.batch_seconds, self.batch_messages = 0.0, 0
+        self.per_message = (
+            seconds if not self.per_message else 0.8 * self.per_message + 0.2 * seconds
+        )
+        want = self.ack_batch
+        if self.per_message > 0:
+            want = int(max(self.ack_seconds, 0.01) / self.per_message)
+        want = max(1, min(self.ack_batch, want))
+        if want == self.prefetch:
+            return
+        self.prefetch = want
+        for port in self.ports:
+            if hasattr(port.consumer, "prefetch"):
+                port.consumer.prefetch = want
 
     def _close(self) -> None:
         for obj in [
             *(p.consumer for p in self.ports),
             *self.producers.values(),
             *self.output_readers.values(),
-            self.errors,
-            self.errors_reader,
+            self._errors,
+            self._errors_reader,
         ]:
             if obj is not None:
                 try:
@@ -221,24 +305,35 @@ class Worker:
     def run(self) -> str:
         """Run until done ("finished") or stopped ("stopped"); raises on start-up failures."""
         self._open()
+        # published while the unit's runtime is imported (`import larch.xafs` takes seconds):
+        # the live table says "loading" until the unit is ready, then "running"
+        self.status = StatusPublisher(
+            self.transport, self.pipeline, self.counters, interval=self.status_interval
+        )
+        self.counters.state = "loading"
+        self.status.start()
         try:
-            unit = self.runner.start()
-            if unit.restores_state and self.descriptor.role != "source":
-                self._restore(unit)
-            self.status = StatusPublisher(
-                self.transport, self.pipeline, self.counters, interval=self.status_interval
-            )
+            try:
+                unit = self.runner.start()
+                if unit.restores_state and self.descriptor.role != "source":
+                    self._restore(unit)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.status.stop("failed")
+                raise
             self.counters.state = "running"
-            self.status.start()
+            self.status.publish_now()
             try:
                 if self.descriptor.role == "source":
                     state = self._run_source()
                 else:
                     state = self._run_consumer()
+                self._write_outputs()
                 self.runner.flush()
                 for producer in self.producers.values():
                     producer.flush()
-                self.errors.flush()
+                if self._errors is not None:
+                    self._errors.flush()
             except BaseException:
                 # the original failure is what the user must see; clean up as far as possible
                 with contextlib.suppress(Exception):
@@ -257,7 +352,7 @@ class Worker:
         """Feed `unit.restore()` the inputs an earlier run processed: those named by the
         provenance of this unit's outputs, in the order the outputs were written."""
         refs: dict[tuple[str, str, int], None] = {}
-        for reader in self.output_readers.values():
+        for reader in map(self._reader, self.producers):
             for info in reader.streams():
                 for msg_id in range(1, info.last_id + 1):
                     try:
@@ -315,9 +410,8 @@ class Worker:
     # -- sources -------------------------------------------------------------------------------
     def _run_source(self) -> str:
         sent: set[str] = set()
-        for port, reader in self.output_readers.items():
-            del port
-            sent |= source_keys(reader, self.label)
+        for port in self.producers:
+            sent |= source_keys(self._reader(port), self.label)
 
         def send(out: Output) -> None:
             producer = self.producers[out.port]
@@ -437,12 +531,26 @@ class Worker:
             else:
                 done_since = None
             if not progressed:
-                self.runner.context.stop_event.wait(self.poll)
+                self._idle()
         self._commit()
         if self.stopping:
             return "stopped"
         self._finish_ready_outputs(final=True)
         return "finished"
+
+    def _idle(self) -> None:
+        """Nothing to do: wait up to `poll` seconds, waking as soon as an input's backend says
+        data arrived (the embedded store's inotify), so a message waits for no sleep."""
+        fds = [
+            fd
+            for fd in (getattr(p.consumer, "wake_fd", lambda: None)() for p in self.ports)
+            if fd is not None
+        ]
+        if not fds or len(fds) < len(self.ports):
+            self.runner.context.stop_event.wait(self.poll)
+            return
+        with contextlib.suppress(InterruptedError, OSError, ValueError):
+            select.select(fds, [], [], self.poll)
 
     def _drain(self, port: InputPort, state: StreamState) -> bool:
         """Take up to BURST messages of one stream; True when anything happened."""
@@ -519,7 +627,12 @@ class Worker:
                 check=True,
                 marker=f"start:{port.data_source}/{state.name}",
             )
+        began = time.perf_counter()
         outcome = self.runner.handle(msg)
+        self.batch_seconds += time.perf_counter() - began
+        self.batch_messages += 1
+        if self.prefetch < 2:
+            self._tune_prefetch()  # one at a time so far: learn the pace from this message
         again = msg.delivery_count > 1 or getattr(tmsg, "possibly_redelivered", False)
         self._apply(outcome, msg, check=again)
         c.retries = self.runner.retries
@@ -579,13 +692,17 @@ class Worker:
 
     def _commit(self) -> None:
         """Make every output durable, then acknowledge the inputs that produced them."""
+        self._tune_prefetch()
         if not self.unacked_count:
             return
-        # durable before acknowledged: the unit's own writes, then the transport's
+        # durable before acknowledged: the batch's outputs written, the unit's own writes, then
+        # the transport's
+        self._write_outputs()
         self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
-        self.errors.flush()
+        if self._errors is not None:
+            self._errors.flush()
         consumers = {p.name: p for p in self.ports}
         for (port, stream), ids in self.unacked.items():
             self._acknowledge(consumers[port], stream, ids)
@@ -594,6 +711,15 @@ class Worker:
 
     def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
         port.consumer.acknowledge_many(stream, ids)
+
+    def _write_outputs(self) -> None:
+        """Write the open batch's outputs, one `send_many` per output stream (in the order the
+        unit produced them); before any stream is finished and before outputs are looked up."""
+        if not self.pending_outputs:
+            return
+        pending, self.pending_outputs = self.pending_outputs, {}
+        for (port, stream), items in pending.items():
+            self.producers[port].send_many(stream, items)
 
     def _apply(
         self, outcome: Outcome, msg: Message | None, *, check: bool, marker: str = ""
@@ -611,13 +737,17 @@ class Worker:
             return
         if not outcome.outputs:
             return
+        if check:
+            self._write_outputs()  # what this batch produced so far is looked up too
         for out in outcome.outputs:
             if check and out.key is not None:
                 index = self._index(out.port, out.stream)
                 if index.contains(out.key, msg.timestamp if msg else None):
                     self.counters.duplicates_skipped += 1
                     continue
-            self.producers[out.port].send(out.stream, out.payload, out.metadata)
+            self.pending_outputs.setdefault((out.port, out.stream), []).append(
+                (out.payload, out.metadata)
+            )
             self.written_outputs.add((out.port, out.stream))
             self.counters.outputs += 1
 
@@ -625,7 +755,7 @@ class Worker:
         """The key index of an output stream (port None: the error stream)."""
         index = self.key_indexes.get((port, stream))
         if index is None:
-            reader = self.errors_reader if port is None else self.output_readers[port]
+            reader = self.errors_reader if port is None else self._reader(port)
             index = self.key_indexes[(port, stream)] = KeyIndex(reader, stream)
         return index
 
@@ -670,6 +800,7 @@ class Worker:
             check=True,
             marker=f"end:{port.data_source}/{state.name}",
         )
+        self._write_outputs()
         self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
@@ -677,6 +808,7 @@ class Worker:
 
     def _finish_ready_outputs(self, *, final: bool = False) -> None:
         """Finish output stream S once S has ended on every input that is not done."""
+        self._write_outputs()  # a stream is finished after its last message, never before
         for name, next_stream in list(self.pending_finish.items()):
             ready = final or all(
                 p.done or (name in p.streams and p.streams[name].ended) for p in self.ports

@@ -59,6 +59,8 @@ class StatusPublisher:
         self.counters = counters
         self.interval = interval
         self._stop = threading.Event()
+        self._now = threading.Event()
+        self._producer: Any = None
         self._thread: threading.Thread | None = None
         self._last = (time.monotonic(), 0)
         self._lock = threading.Lock()
@@ -76,29 +78,39 @@ class StatusPublisher:
     def _loop(self) -> None:
         # Counters are a view of the work, never a reason to stop it: a transport error here
         # (ASAP::O unreachable, a full store) is logged once in one line, and the thread tries
-        # again at the next interval with a new producer.
-        producer: Any = None
+        # again at the next interval with a new producer. The producer is left open for the
+        # final record (`stop`): one data source connection per worker, not two.
         last_error = ""
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    if producer is None:
-                        producer = self.transport.producer(self.source)
-                    self._publish(producer)
-                    last_error = ""
-                except PipelinesError as exc:
-                    if exc.message != last_error:
-                        log.warning("cannot publish the status counters: %s", exc.message)
-                        last_error = exc.message
-                    producer = self._discard(producer)
-        finally:
-            self._discard(producer)
+        # the first record at once: a unit still importing its runtime shows as "loading"
+        first = True
+        while first or not self._stop.is_set():
+            if not first:
+                self._now.wait(self.interval)
+                self._now.clear()
+                if self._stop.is_set():
+                    break
+            first = False
+            try:
+                if self._producer is None:
+                    self._producer = self.transport.producer(self.source)
+                self._publish(self._producer)
+                last_error = ""
+            except PipelinesError as exc:
+                if exc.message != last_error:
+                    log.warning("cannot publish the status counters: %s", exc.message)
+                    last_error = exc.message
+                self._discard(self._producer)
+                self._producer = None
 
     @staticmethod
     def _discard(producer: Any) -> None:
         if producer is not None:
             with contextlib.suppress(Exception):
                 producer.close()
+
+    def publish_now(self) -> None:
+        """Publish at once instead of at the next interval (a change of state)."""
+        self._now.set()
 
     def _publish(self, producer: Any) -> None:
         with self._lock:
@@ -108,12 +120,16 @@ class StatusPublisher:
         """Stop the thread and publish the final state from the calling thread (a failure to
         publish it is logged: the work itself is done)."""
         self._stop.set()
+        self._now.set()
+        producer: Any = None
         if self._thread is not None:
             self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                producer, self._producer = self._producer, None
         self.counters.state = state
-        producer: Any = None
         try:
-            producer = self.transport.producer(self.source)
+            if producer is None:
+                producer = self.transport.producer(self.source)
             self._publish(producer)
         except PipelinesError as exc:
             log.warning("cannot publish the final status counters: %s", exc.message)

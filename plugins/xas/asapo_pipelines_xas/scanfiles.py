@@ -1,8 +1,10 @@
 """Finding scan files: the files present, or each new file once it is complete (watch mode).
 
 A beamline's data acquisition writes a scan file over minutes. The watcher treats a file as
-complete once its size and modification time have not changed for `settle_seconds`, and hands
-out each path once. `read_for_params` reads one file the way `xas.scan-files` is configured.
+complete once its size and modification time have not changed for `settle_seconds` or, where
+the file system reports it (inotify, `asapo_pipelines.sdk.dirwatch`), at once when its writer
+closes it or it is renamed into the directory; it hands out each path once.
+`read_for_params` reads one file the way `xas.scan-files` is configured.
 """
 
 from __future__ import annotations
@@ -57,8 +59,12 @@ class ScanFileWatcher:
         self.done: set[Path] = {Path(p) for p in done}
         self._pending: dict[Path, tuple[tuple[int, int], float]] = {}
 
-    def poll(self) -> list[Path]:
-        """Files that became complete since the last call, in name order."""
+    def poll(self, complete: Iterable[str] = ()) -> list[Path]:
+        """Files that became complete since the last call, in name order.
+
+        ``complete``: names of files the file system reported closed after writing or renamed
+        into the directory (inotify): those are ready at once, without settling."""
+        closed = {self.directory / name for name in complete}
         if not self.directory.is_dir():
             raise XasError(f"the scan directory {self.directory} does not exist")
         now = self.clock()
@@ -74,7 +80,9 @@ class ScanFileWatcher:
                 continue
             signature = (stat.st_size, stat.st_mtime_ns)
             seen = self._pending.get(path)
-            if seen is None or seen[0] != signature:
+            if path in closed and stat.st_size > 0:
+                pass  # its writer closed it, or it was renamed into place: complete
+            elif seen is None or seen[0] != signature:
                 self._pending[path] = (signature, now)
                 if self.settle_seconds > 0 or stat.st_size == 0:
                     continue

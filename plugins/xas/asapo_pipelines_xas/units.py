@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.sdk import Agent, Message, PlanItem, Processor, Source, Suggestion
+from asapo_pipelines.sdk.dirwatch import DirectoryEvents
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger
@@ -90,13 +91,26 @@ class ScanFiles(Source):
         watcher = ScanFileWatcher(
             self.directory, p.pattern, recursive=p.recursive, settle_seconds=p.settle_seconds
         )
-        while True:
-            for path in watcher.poll():
+        # events wake the loop the moment a file is complete (local file systems); the timed
+        # look still runs for file systems without events (NFS, GPFS) and for settling
+        events = DirectoryEvents(self.directory) if not p.recursive else None
+        closed: set[str] = set()
+        try:
+            while True:
+                for path in watcher.poll(closed):
+                    if self.stopping:
+                        return
+                    self._send(path)
+                if events is None or not events.available:
+                    if self.wait(WATCH_POLL):
+                        return
+                    continue
+                closed = events.wait(WATCH_POLL)  # then `stopping` is looked at
                 if self.stopping:
                     return
-                self._send(path)
-            if self.wait(WATCH_POLL):
-                return
+        finally:
+            if events is not None:
+                events.close()
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scans_sent": len(self.sent), "directory": str(self.directory)}

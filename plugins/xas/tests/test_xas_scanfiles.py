@@ -89,3 +89,33 @@ def test_read_for_params_applies_mapping_and_overrides(tmp_path):
     assert scan.metadata["columns"]["iref"] == "VFC04"
     assert scan.metadata["columns"]["if"] == "VFC03"
     assert scan.metadata["sample"] == "goethite"
+
+
+def test_watch_mode_takes_a_file_renamed_or_closed_into_place_without_settling(tmp_path):
+    """inotify (close-write, moved-to): a complete scan is handed out at once, however long
+    the settle time; a file still open for writing is not."""
+    from asapo_pipelines.sdk.dirwatch import DirectoryEvents
+
+    events = DirectoryEvents(tmp_path)
+    if not events.available:
+        pytest.skip("no inotify here: watch mode polls and settles (see test above)")
+    watcher = ScanFileWatcher(tmp_path, "*.xdi", settle_seconds=3600)
+    assert watcher.poll() == []
+    hidden = tmp_path / ".scan_000.xdi"
+    shutil.copy(DATA / P65_SCANS[0], hidden)
+    events.wait(0.2)  # the hidden file's close: not a match
+    open_file = (tmp_path / "scan_002.xdi").open("wb")
+    open_file.write((DATA / P65_SCANS[1]).read_bytes())
+    open_file.flush()
+    hidden.rename(tmp_path / "scan_000.xdi")
+    (tmp_path / "scan_001.xdi").write_bytes((DATA / P65_SCANS[1]).read_bytes())
+    names: set[str] = set()
+    deadline = time.monotonic() + 10
+    while not {"scan_000.xdi", "scan_001.xdi"} <= names and time.monotonic() < deadline:
+        names |= events.wait(1.0)
+    ready = watcher.poll(names)
+    assert [p.name for p in ready] == ["scan_000.xdi", "scan_001.xdi"]  # not the open one
+    open_file.close()
+    assert [p.name for p in watcher.poll(events.wait(5.0))] == ["scan_002.xdi"]
+    assert watcher.poll(events.wait(0.2)) == []  # each file once
+    events.close()

@@ -1,0 +1,189 @@
+"""Slurm's command-line tools, each call under a deadline, their failures as one sentence.
+
+Every call inherits the caller's environment, so ``SLURM_CONF`` (and the site's PATH or module
+setup) choose the cluster exactly as for a user typing the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from asapo_pipelines.errors import PipelinesError
+
+#: How long one Slurm command may take: the controller's own MessageTimeout is 10 s by
+#: default, and a command retries once or twice before it gives up.
+TIMEOUT = 45.0
+#: What the tools print when they cannot reach slurmctld (Slurm 20 to 24).
+_UNREACHABLE = re.compile(
+    r"Unable to contact slurm controller|Socket timed out|Connection refused|"
+    r"Zero Bytes were transmitted|Communication connection failure",
+    re.IGNORECASE,
+)
+
+
+class SlurmError(PipelinesError):
+    """Slurm refused or could not be asked; the message is the one sentence to show."""
+
+
+class SlurmUnreachable(SlurmError):
+    pass
+
+
+class SlurmRejected(SlurmError):
+    pass
+
+
+def reason(stderr: str) -> str:
+    """Slurm's own words from a tool's error output, without the `tool: error:` prefixes."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    cleaned = [re.sub(r"^(\w+: )?(error: )+", "", line) for line in lines]
+    cleaned = [re.sub(r"^Batch job submission failed: ", "", line) for line in cleaned]
+    text = "; ".join(line for line in cleaned if line)
+    return text.rstrip(".") or "no reason given"
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = TIMEOUT,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm tool; raises `SlurmError` when it is missing, hangs, cannot reach the
+    controller, or (with ``check``) exits non-zero."""
+    tool = argv[0]
+    if shutil.which(tool, path=(env or os.environ).get("PATH")) is None:
+        raise SlurmError(
+            f"the Slurm command {tool} is not on PATH; run on a login node of the cluster "
+            "(or install the Slurm client tools, e.g. Debian's slurm-client)"
+        )
+    try:
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise SlurmUnreachable(
+            f"the Slurm controller did not answer {tool} within {timeout:g} s; check that "
+            "slurmctld is up (`scontrol ping`)"
+        ) from None
+    except OSError as exc:
+        raise SlurmError(f"cannot run the Slurm command {tool}: {exc.strerror}") from None
+    if done.returncode != 0 and _UNREACHABLE.search(done.stderr):
+        raise SlurmUnreachable(
+            f"the Slurm controller is unreachable ({reason(done.stderr)}); check SLURM_CONF "
+            "and that slurmctld is up (`scontrol ping`)"
+        )
+    if check and done.returncode != 0:
+        raise SlurmError(f"{tool} failed: {reason(done.stderr or done.stdout)}")
+    return done
+
+
+def check_partition(partition: str | None) -> None:
+    """The partition exists (`scontrol show partition`), else one sentence naming the ones
+    that do."""
+    if partition is None:
+        return
+    done = run(["scontrol", "show", "partition", partition, "--oneliner"], check=False)
+    if done.returncode == 0 and f"PartitionName={partition}" in done.stdout:
+        return
+    listed = run(["sinfo", "--noheader", "--format=%R"], check=False).stdout.split()
+    known = ", ".join(sorted(set(listed))) or "none"
+    raise SlurmError(f"Slurm has no partition {partition!r} (its partitions: {known})")
+
+
+def sbatch(argv: Sequence[str], what: str) -> str:
+    """Submit; returns the job id. A refusal quotes Slurm's reason."""
+    done = run(["sbatch", "--parsable", *argv], check=False)
+    if done.returncode != 0:
+        raise SlurmRejected(f"Slurm rejected the job of {what}: {reason(done.stderr)}")
+    # --parsable prints `<id>` or `<id>;<cluster>`
+    job_id = done.stdout.strip().split(";", 1)[0]
+    if not job_id.isdigit():
+        raise SlurmError(f"sbatch answered {done.stdout.strip()!r} instead of a job id")
+    return job_id
+
+
+#: squeue's fields, `|`-separated: job id, name, state, reason, node list.
+_SQUEUE_FORMAT = "%i|%j|%T|%r|%N"
+
+
+def queue(job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+    """job id -> {name, state, reason, nodes} for the jobs slurmctld still knows (running,
+    pending, and recently ended ones; finished jobs are forgotten after MinJobAge)."""
+    if not job_ids:
+        return {}
+    done = run(
+        [
+            "squeue",
+            "--noheader",
+            "--states=all",
+            f"--jobs={','.join(job_ids)}",
+            f"--format={_SQUEUE_FORMAT}",
+        ],
+        check=False,
+    )
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return {}  # none of them is known any more
+        raise SlurmError(f"squeue failed: {reason(done.stderr)}")
+    out: dict[str, dict[str, str]] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) != 5:
+            continue
+        job, name, state, why, nodes = parts
+        out[job] = {"name": name, "state": state, "reason": why, "nodes": nodes}
+    return out
+
+
+def job_details(job_id: str) -> dict[str, str] | None:
+    """`scontrol show job` as a dict (JobState, ExitCode, Reason...), None when forgotten."""
+    done = run(["scontrol", "show", "job", job_id, "--oneliner"], check=False)
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:
+            return None
+        raise SlurmError(f"scontrol show job {job_id} failed: {reason(done.stderr)}")
+    fields: dict[str, str] = {}
+    for token in done.stdout.split():
+        key, sep, value = token.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
+
+
+def jobs_named(names: Sequence[str]) -> list[str]:
+    """Ids of this user's pending or running jobs with one of these names."""
+    if not names:
+        return []
+    done = run(
+        [
+            "squeue",
+            "--noheader",
+            "--me",
+            "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
+            f"--name={','.join(names)}",
+            "--format=%i",
+        ],
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SlurmError(f"squeue failed: {reason(done.stderr)}")
+    return done.stdout.split()
+
+
+def scancel(job_ids: Sequence[str]) -> None:
+    if not job_ids:
+        return
+    done = run(["scancel", *job_ids], check=False)
+    # a job that ended meanwhile is not an error for us
+    if done.returncode != 0 and "Invalid job id" not in done.stderr:
+        raise SlurmError(f"scancel failed: {reason(done.stderr)}")

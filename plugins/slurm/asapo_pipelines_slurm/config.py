@@ -1,0 +1,157 @@
+"""`deploy: {slurm: {...}}`: where and how a pipeline's workers run as Slurm jobs.
+
+Light on purpose (pydantic and the core's models only): the catalog imports it to build the
+pipeline file's schema without importing the executor.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from asapo_pipelines.pipeline.model import PythonEnv
+
+#: Slurm's time formats (sbatch --time): minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS,
+#: or UNLIMITED / INFINITE.
+TIME_PATTERN = r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$"
+#: Options the executor sets itself: a copy in `extra_options` would break restarts, logs or
+#: the job's identity, so it is refused rather than silently overridden.
+RESERVED_OPTIONS = (
+    "--job-name",
+    "-J",
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--open-mode",
+    "--parsable",
+    "--array",
+    "-a",
+    "--wrap",
+    "--chdir",
+    "-D",
+    "--ntasks",
+    "-n",
+    "--nodes",
+    "-N",
+    "--cpus-per-task",
+    "-c",
+    "--mem",
+    "--gres",
+    "--gpus",
+    "-G",
+    "--requeue",
+    "--no-requeue",
+    "--hold",
+    "-H",
+    "--wait",
+    "-W",
+)
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.,=:+-]*$"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SlurmRestart(_Section):
+    """What happens when a worker's job ends without finishing its work (killed, node failure,
+    non-zero exit): it is resubmitted, at most `attempts` times within `interval`."""
+
+    attempts: Annotated[int, Field(ge=0, le=1000, description="Resubmissions allowed.")] = 5
+    interval: Annotated[
+        float, Field(ge=5, description="Seconds over which `attempts` are counted.")
+    ] = 1800
+    delay: Annotated[float, Field(ge=0, le=3600, description="Seconds before a resubmission.")] = 5
+    mode: Annotated[
+        Literal["fail", "delay"],
+        Field(description="When attempts run out: `fail`, or `delay` until the interval ends."),
+    ] = "fail"
+
+
+class SlurmConfig(_Section):
+    """How the pipeline runs on Slurm: each unit instance (replica) is one batch job."""
+
+    partition: Annotated[
+        str | None, Field(pattern=_NAME, description="Partition (sbatch --partition).")
+    ] = None
+    account: Annotated[str | None, Field(pattern=_NAME, description="Account to charge.")] = None
+    qos: Annotated[str | None, Field(pattern=_NAME, description="Quality of service.")] = None
+    time: Annotated[
+        str | None,
+        Field(
+            description="Time limit of each job in Slurm's formats, e.g. `12:00:00`, "
+            "`2-00:00:00` or `UNLIMITED`.",
+            json_schema_extra={"pattern": TIME_PATTERN},
+        ),
+    ] = None
+    constraint: Annotated[
+        str | None,
+        Field(pattern=r"^[A-Za-z0-9_&|!*()\[\]:,.-]+$", description="Node features required."),
+    ] = None
+    extra_options: Annotated[
+        list[str],
+        Field(description="Further sbatch options, one per item, e.g. `--reservation=beam`."),
+    ] = []
+    mhz_per_cpu: Annotated[
+        int,
+        Field(
+            ge=1,
+            description="A unit's `cpu` (MHz, as Nomad counts) becomes "
+            "ceil(cpu / mhz_per_cpu) CPUs per task.",
+        ),
+    ] = 1000
+    python: Annotated[
+        PythonEnv | None,
+        Field(
+            description="Python of the workers: `venv` (an environment on the shared "
+            "filesystem) or `install` (created once in the state directory); default: the "
+            "environment that runs `pipeline deploy`."
+        ),
+    ] = None
+    state_dir: Annotated[
+        str | None,
+        Field(
+            description="Directory for job scripts, logs and the deployment's state, seen by "
+            "every node (default: .pipeline-slurm/<pipeline> beside the pipeline file)."
+        ),
+    ] = None
+    restart: Annotated[SlurmRestart, Field(description="Resubmission of jobs that die.")] = (
+        SlurmRestart()
+    )
+    lease_seconds: Annotated[
+        float | None,
+        Field(
+            ge=0.1,
+            description="Seconds before a dead worker's unacknowledged messages go to "
+            "another (the worker's --lease-seconds).",
+        ),
+    ] = None
+    poll_interval: Annotated[
+        float, Field(ge=0.2, le=300, description="Seconds between two looks at the jobs.")
+    ] = 2.0
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(TIME_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a Slurm time limit (minutes, MM:SS, HH:MM:SS, D-HH, "
+                "D-HH:MM:SS or UNLIMITED)"
+            )
+        return value
+
+    @field_validator("extra_options")
+    @classmethod
+    def _options(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if not re.match(r"^--?[A-Za-z]", option):
+                raise ValueError(f"sbatch option {option!r} must start with - or --")
+            name = option.split("=", 1)[0]
+            if name in RESERVED_OPTIONS or (len(name) == 2 and option[:2] in RESERVED_OPTIONS):
+                raise ValueError(
+                    f"sbatch option {name} is set by the executor for each job; remove it"
+                )
+        return value

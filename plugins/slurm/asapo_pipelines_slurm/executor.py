@@ -1,0 +1,323 @@
+"""`SlurmExecutor`: a pipeline's unit instances as Slurm batch jobs (see `plan` for why one job
+per instance), watched and restarted by `asapo_pipelines_slurm.watch`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
+from asapo_pipelines_slurm import commands
+from asapo_pipelines_slurm.commands import SlurmError
+from asapo_pipelines_slurm.config import SlurmConfig
+from asapo_pipelines_slurm.plan import SlurmPlan, plan_for, state_dir
+from asapo_pipelines_slurm.state import (
+    Layout,
+    end_watcher,
+    read_state,
+    watcher_alive,
+    write_state,
+)
+from asapo_pipelines_slurm.watch import ALIVE, FINAL, submit
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+
+    @property
+    def settings(self) -> SlurmConfig:
+        if isinstance(self.config, SlurmConfig):
+            return self.config
+        return SlurmConfig.model_validate(
+            self.config.model_dump() if self.config is not None else {}
+        )
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(state_dir(self.pipeline, self.file, self.settings))
+
+    # -- plan and deploy ---------------------------------------------------------------------
+
+    def compile(self) -> SlurmPlan:
+        return plan_for(self.pipeline, self.catalog, self.file, self.settings, self.run_id)
+
+    def plan(self) -> dict[str, Any]:
+        return self.compile().to_json()
+
+    def deploy(self, *, wait: float = 30.0) -> dict[str, Any]:
+        plan = self.compile()
+        layout = self.layout
+        previous = read_state(layout)
+        if previous is not None and _running(previous):
+            raise SlurmError(
+                f"pipeline {plan.pipeline} is already deployed on Slurm (state in "
+                f"{layout.root}); stop it first with `pipeline stop`"
+            )
+        commands.check_partition(self.settings.partition)
+        self._write_files(plan, layout)
+        instances: dict[str, dict[str, Any]] = {}
+        for job in plan.jobs:
+            instances[job.key] = {
+                "unit": job.unit,
+                "replica": job.replica,
+                "name": job.name,
+                "options": job.options,
+                "script_path": job.script_path,
+                "stdout": job.stdout,
+                "stderr": job.stderr,
+                "job_id": None,
+                "jobs": [],
+                "restarts": 0,
+                "state": "new",
+                "detail": "",
+            }
+        state = {
+            "pipeline": plan.pipeline,
+            "type": plan.type,
+            "state": "running",
+            "restart": self.settings.restart.model_dump(),
+            "poll_interval": self.settings.poll_interval,
+            "instances": instances,
+        }
+        self._submit_all(state, layout)
+        self._start_watcher(layout)
+        self._wait_running(wait)
+        jobs = {k: i["job_id"] for k, i in instances.items()}
+        return {
+            "deployment": plan.pipeline,
+            "message": f"{len(jobs)} Slurm job(s) submitted "
+            f"({', '.join(f'{k} {j}' for k, j in jobs.items())}); state in {layout.root}",
+            "state_dir": str(layout.root),
+            "jobs": jobs,
+            "warnings": plan.warnings,
+        }
+
+    def _write_files(self, plan: SlurmPlan, layout: Layout) -> None:
+        try:
+            for sub in ("jobs", "logs"):
+                (layout.root / sub).mkdir(parents=True, exist_ok=True)
+            layout.pipeline.write_text(plan.pipeline_text, encoding="utf-8")
+            for job in plan.jobs:
+                path = Path(job.script_path)
+                path.write_text(job.script, encoding="utf-8")
+                path.chmod(0o755)
+        except OSError as exc:
+            raise SlurmError(f"cannot prepare the deployment in {layout.root}: {exc}") from None
+
+    def _submit_all(
+        self, state: dict[str, Any], layout: Layout, only: set[str] | None = None
+    ) -> None:
+        """Submit every instance (or those in `only`); when Slurm rejects one, cancel those
+        submitted so far, so nothing half-deployed is left running."""
+        submitted: list[str] = []
+        try:
+            for key, instance in state["instances"].items():
+                if only is not None and key not in only:
+                    continue
+                job_id = submit(instance)
+                submitted.append(job_id)
+                instance["jobs"] = [*instance.get("jobs", []), job_id]
+                instance.update(job_id=job_id, state="pending", detail="submitted")
+        except SlurmError:
+            with contextlib.suppress(SlurmError):
+                commands.scancel(submitted)
+            raise
+        state["state"] = "running"
+        write_state(layout, state)
+
+    def _start_watcher(self, layout: Layout, timeout: float = 20.0) -> None:
+        argv = [sys.executable, "-m", "asapo_pipelines_slurm.watch", str(layout.root)]
+        with open(layout.watcher_log, "ab") as log:
+            # its own session: it outlives this command and the terminal's hang-up
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = read_state(layout)
+            if state is not None and state.get("watcher_pid") == proc.pid:
+                return
+            if proc.poll() is not None:
+                raise SlurmError(
+                    f"the job watcher exited with code {proc.returncode}; see {layout.watcher_log}"
+                )
+            time.sleep(0.05)
+        raise SlurmError(f"the job watcher did not start within {timeout:g} s")
+
+    def _wait_running(self, wait: float) -> None:
+        """Up to `wait` seconds for every job to be placed; jobs still pending are not an error
+        (the cluster may be busy): `pipeline status` shows Slurm's reason."""
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            state = read_state(self.layout) or {}
+            instances = state.get("instances", {}).values()
+            if all(i["state"] not in ("new", "pending", "restarting") for i in instances):
+                return
+            time.sleep(0.2)
+
+    # -- start and stop ----------------------------------------------------------------------
+
+    def start(self, *, wait: float = 30.0) -> dict[str, Any]:
+        layout = self.layout
+        state = self._state()
+        if watcher_alive(state):
+            raise SlurmError(f"pipeline {state['pipeline']} is already running on Slurm")
+        alive = commands.queue([i["job_id"] for i in state["instances"].values() if i["job_id"]])
+        again = {
+            key
+            for key, i in state["instances"].items()
+            if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
+        }
+        self._submit_all(state, layout, only=again)
+        self._start_watcher(layout)
+        self._wait_running(wait)
+        return {
+            "deployment": state["pipeline"],
+            "message": f"{len(again)} Slurm job(s) submitted again",
+            "submitted": sorted(again),
+        }
+
+    def stop(self, *, purge: bool = False) -> dict[str, Any]:
+        layout = self.layout
+        state = self._state()
+        # the watcher first, so that it does not resubmit what is cancelled here
+        end_watcher(state)
+        state = self._state()
+        # a complete or failed instance's job is over; the others' may run or wait
+        jobs = [
+            i["job_id"]
+            for i in state["instances"].values()
+            if i["job_id"] and i["state"] not in FINAL
+        ]
+        # and any job of this deployment the state does not name (a watcher killed between
+        # sbatch and writing the state, a state directory lost and deployed again)
+        names = [i["name"] for i in state["instances"].values()]
+        jobs += [j for j in commands.jobs_named(names) if j not in jobs]
+        commands.scancel(jobs)
+        for instance in state["instances"].values():
+            if instance["state"] not in FINAL:
+                instance.update(state="stopped", detail="cancelled by pipeline stop")
+        state["state"] = "stopped"
+        write_state(layout, state)
+        if purge:
+            shutil.rmtree(layout.root, ignore_errors=True)
+        return {
+            "deployment": state["pipeline"],
+            "message": f"{len(jobs)} Slurm job(s) cancelled"
+            + (f", {layout.root} removed" if purge else ""),
+            "cancelled": jobs,
+            "purged": purge,
+        }
+
+    # -- status and logs ---------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        state = read_state(self.layout)
+        if state is None:
+            raise SlurmError(
+                f"pipeline {self.pipeline.name} is not deployed on Slurm (no state in "
+                f"{self.layout.root}); deploy it with `pipeline deploy`"
+            )
+        return state
+
+    def status(self) -> ExecutorStatus:
+        state = self._state()
+        instances = state["instances"]
+        live = commands.queue([i["job_id"] for i in instances.values() if i["job_id"]])
+        shown = []
+        for instance in instances.values():
+            job = live.get(instance["job_id"] or "")
+            word = instance["state"]
+            detail = instance.get("detail", "")
+            if job is not None and word not in FINAL:
+                word = job["state"].lower()
+                detail = job["nodes"] if job["state"] == "RUNNING" else job["reason"]
+            shown.append(
+                InstanceStatus(
+                    unit=instance["unit"],
+                    replica=int(instance["replica"]),
+                    state=word,
+                    task_id=instance["job_id"],
+                    restarts=int(instance.get("restarts", 0)),
+                    detail=detail,
+                )
+            )
+        overall = state["state"]
+        if overall == "running" and not watcher_alive(state):
+            overall = "unwatched"
+        return ExecutorStatus(
+            executor="slurm",
+            deployment=state["pipeline"],
+            state=overall,
+            instances=shown,
+            extra={
+                "state_dir": str(self.layout.root),
+                "watcher_pid": state.get("watcher_pid"),
+                "jobs": {k: i.get("jobs", []) for k, i in instances.items()},
+            },
+        )
+
+    def logs(
+        self, unit: str, *, replica: int | None = None, follow: bool = False, stderr: bool = False
+    ) -> Iterator[str]:
+        state = self._state()
+        key = f"{unit}-{replica or 0}"
+        instance = state["instances"].get(key)
+        if instance is None:
+            units = sorted({i["unit"] for i in state["instances"].values()})
+            raise SlurmError(
+                f"pipeline {state['pipeline']} has no unit {unit} replica {replica or 0} "
+                f"(its units: {', '.join(units)})"
+            )
+        path = Path(instance["stderr" if stderr else "stdout"])
+        return self._read(path, follow, key)
+
+    def _read(self, path: Path, follow: bool, key: str) -> Iterator[str]:
+        try:
+            fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - generator
+        except FileNotFoundError:
+            if not follow:
+                return
+            while not path.exists():
+                time.sleep(0.2)
+            fh = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115
+        with fh:
+            buffer = ""
+            while True:
+                chunk = fh.readline()
+                if chunk:
+                    buffer += chunk
+                    if buffer.endswith("\n"):
+                        yield buffer.rstrip("\n")
+                        buffer = ""
+                    continue
+                if not follow:
+                    break
+                state = read_state(self.layout) or {}
+                if state.get("instances", {}).get(key, {}).get("state") in FINAL:
+                    break
+                time.sleep(0.2)
+            if buffer:
+                yield buffer
+
+
+def _running(state: dict[str, Any]) -> bool:
+    if watcher_alive(state):
+        return True
+    ids = [i["job_id"] for i in state.get("instances", {}).values() if i.get("job_id")]
+    with contextlib.suppress(SlurmError):
+        return any(j["state"] in ALIVE for j in commands.queue(ids).values())
+    return False

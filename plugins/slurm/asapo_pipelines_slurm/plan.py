@@ -1,0 +1,239 @@
+"""A validated pipeline -> one Slurm batch job per unit instance (replica).
+
+Why one job per instance rather than one heterogeneous job with a component per unit: Slurm
+requeues, cancels and accounts a heterogeneous job as a whole, so one dead worker would restart
+(or end) the whole pipeline; separate jobs restart alone, start as soon as their own resources
+are free, and each has its own log files.
+
+The worker is started exactly as the Nomad executors start it (`pipeline worker FILE UNIT
+--replica N` on a delivered copy of the file whose transport paths are absolute, with
+ASAPO_PIPELINES_BASE_DIR naming the original file's folder); the core's compiler supplies
+those pieces, and its prestart install script prepares a venv when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.nomad.compile import (
+    BASE_DIR_ENV,
+    delivered_file,
+    job_type,
+    pinned_distributions,
+    python_env,
+)
+from asapo_pipelines.nomad.errors import JobPlanError
+from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv
+from asapo_pipelines.worker.launch import RUN_ENV
+from asapo_pipelines_slurm.commands import SlurmError
+from asapo_pipelines_slurm.config import SlurmConfig
+from asapo_pipelines_slurm.state import Layout, instance_key
+
+#: The folder of deployments beside the pipeline file when `state_dir` is not given.
+DEFAULT_STATE_DIR = ".pipeline-slurm"
+
+
+@dataclass
+class JobSpec:
+    """One unit instance as submitted: `sbatch <options> <script>`."""
+
+    unit: str
+    replica: int
+    name: str
+    options: list[str]
+    script: str
+    script_path: str
+    stdout: str
+    stderr: str
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.unit, self.replica)
+
+
+@dataclass
+class SlurmPlan:
+    pipeline: str
+    type: str
+    state_dir: str
+    pipeline_text: str
+    jobs: list[JobSpec]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "executor": "slurm",
+            "deployment": self.pipeline,
+            "type": self.type,
+            "state_dir": self.state_dir,
+            "jobs": [asdict(job) for job in self.jobs],
+            "warnings": list(self.warnings),
+        }
+
+
+def state_dir(pipeline: Any, file: Path, config: SlurmConfig) -> Path:
+    base = Path(file).resolve().parent
+    if config.state_dir:
+        return (base / config.state_dir).resolve()
+    return base / DEFAULT_STATE_DIR / str(pipeline.name)
+
+
+def cpus(cpu_mhz: int, config: SlurmConfig) -> int:
+    return max(1, math.ceil(cpu_mhz / config.mhz_per_cpu))
+
+
+def worker_command(python: Any, layout: Layout) -> list[str]:
+    """How a job starts `pipeline`: the configured venv's, the installed one's, or (default)
+    the interpreter that deploys, which a shared filesystem shows at the same path on nodes."""
+    if isinstance(python, ExistingEnv):
+        return [f"{python.path.rstrip('/')}/bin/pipeline"]
+    if isinstance(python, InstallEnv):
+        return [str(layout.venv / "bin" / "pipeline")]
+    return [sys.executable, "-m", "asapo_pipelines"]
+
+
+def install_lines(spec: InstallEnv, layout: Layout) -> list[str]:
+    """The prestart step of the Nomad job, run by the job before its worker: the core's install
+    script (checks wheel checksums, creates the venv once, pip installs the pinned set), under
+    flock so that the jobs of one deployment install it once between them."""
+    remote = [w.url for w in spec.wheels if not w.on_node]
+    if remote:
+        raise SlurmError(
+            f"wheel {remote[0]} is a URL; on Slurm give wheels as absolute paths on the "
+            "shared filesystem (with #sha256=...)"
+        )
+    checks = json.dumps([[w.url, w.sha256] for w in spec.wheels], separators=(",", ":"))
+    args = [str(layout.venv), checks, "--no-input", "--disable-pip-version-check"]
+    for directory in sorted({w.url.rsplit("/", 1)[0] or "/" for w in spec.wheels}):
+        args += ["--find-links", directory]
+    if spec.index_url:
+        args += ["--index-url", spec.index_url]
+    elif spec.wheels:
+        args += ["--no-index"]
+    for url in spec.extra_index_urls:
+        args += ["--extra-index-url", url]
+    args += list(spec.requirements)
+    argv = ["flock", str(layout.root / "venv.lock"), spec.python, "-c", INSTALL_SCRIPT, *args]
+    return [
+        "# prestart: the pipeline's plugin distributions, pinned, in a venv on the shared disk",
+        f"PIP_NO_CACHE_DIR=1 {shlex.join(argv)} >&2 || exit $?",
+    ]
+
+
+def _script(
+    pipeline: Any,
+    unit: str,
+    replica: int,
+    layout: Layout,
+    python: Any,
+    base_dir: Path,
+    config: SlurmConfig,
+    run_id: str | None,
+) -> str:
+    env = {BASE_DIR_ENV: str(base_dir), "PYTHONUNBUFFERED": "1"}
+    if run_id is not None:  # the run `pipeline deploy` recorded: the worker joins it
+        env[RUN_ENV] = run_id
+    if isinstance(python, ExistingEnv):
+        env["VIRTUAL_ENV"] = python.path
+    elif isinstance(python, InstallEnv):
+        env["VIRTUAL_ENV"] = str(layout.venv)
+    argv = [*worker_command(python, layout), "worker", str(layout.pipeline), unit]
+    argv += ["--replica", str(replica)]
+    if config.lease_seconds is not None:
+        argv += ["--lease-seconds", f"{config.lease_seconds:g}"]
+    lines = [
+        "#!/bin/bash",
+        f"# asapo-pipelines: unit {unit} replica {replica} of pipeline {pipeline.name}",
+        *(f"export {key}={shlex.quote(value)}" for key, value in env.items()),
+        'echo "asapo-pipelines: Slurm job $SLURM_JOB_ID on $(hostname) at $(date -Is)" >&2',
+    ]
+    if isinstance(python, InstallEnv):
+        lines += install_lines(python, layout)
+    # exec: the job's exit code and signals are the worker's own
+    lines.append(f"exec {shlex.join(argv)}")
+    return "\n".join(lines) + "\n"
+
+
+def _options(name: str, layout: Layout, key: str, resources: Any, config: SlurmConfig) -> list[str]:
+    options = [
+        f"--job-name={name}",
+        f"--output={layout.stdout(key)}",
+        f"--error={layout.stderr(key)}",
+        # a resubmitted worker appends to the same files: one log per instance
+        "--open-mode=append",
+        f"--chdir={layout.root}",
+        "--nodes=1",
+        "--ntasks=1",
+        f"--cpus-per-task={cpus(int(resources.cpu), config)}",
+        f"--mem={int(resources.memory)}M",
+        # restarts are the executor's (resubmission), never Slurm's own requeue as well, which
+        # would run a second copy of the worker
+        "--no-requeue",
+    ]
+    if int(resources.gpus):
+        options.append(f"--gres=gpu:{int(resources.gpus)}")
+    for option, value in (
+        ("--partition", config.partition),
+        ("--account", config.account),
+        ("--qos", config.qos),
+        ("--time", config.time),
+        ("--constraint", config.constraint),
+    ):
+        if value:
+            options.append(f"{option}={value}")
+    return [*options, *config.extra_options]
+
+
+def plan_for(
+    pipeline: Any, catalog: Any, file: Path, config: SlurmConfig, run_id: str | None = None
+) -> SlurmPlan:
+    """Every job of the pipeline, without submitting anything."""
+    layout = Layout(state_dir(pipeline, file, config))
+    try:
+        python = python_env(config, pinned_distributions(pipeline, catalog))
+    except JobPlanError as exc:
+        raise SlurmError(str(exc).replace("deploy.nomad", "deploy.slurm")) from None
+    warnings = []
+    transport = pipeline.transport.spec()
+    if "embedded" in transport:
+        warnings.append(
+            "the embedded transport keeps its data in "
+            f"{transport['embedded']['path']}: every node must see that path (a shared "
+            "filesystem that supports SQLite's locking), else use the asapo transport"
+        )
+    base_dir = Path(file).resolve().parent
+    jobs = []
+    for unit, unit_config in pipeline.units.items():
+        resources = pipeline.resources_for(unit, catalog)
+        for replica in range(int(unit_config.replicas)):
+            key = instance_key(unit, replica)
+            name = f"{pipeline.name}.{unit}.{replica}"
+            jobs.append(
+                JobSpec(
+                    unit=unit,
+                    replica=replica,
+                    name=name,
+                    options=_options(name, layout, key, resources, config),
+                    script=_script(
+                        pipeline, unit, replica, layout, python, base_dir, config, run_id
+                    ),
+                    script_path=str(layout.script(key)),
+                    stdout=str(layout.stdout(key)),
+                    stderr=str(layout.stderr(key)),
+                )
+            )
+    text = delivered_file(pipeline, Path(file).read_text(encoding="utf-8"))
+    return SlurmPlan(
+        pipeline=str(pipeline.name),
+        type=job_type(pipeline, catalog),
+        state_dir=str(layout.root),
+        pipeline_text=text,
+        jobs=jobs,
+        warnings=warnings,
+    )

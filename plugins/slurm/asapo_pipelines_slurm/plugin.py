@@ -1,0 +1,22 @@
+"""Registration module (the entry point): light, imports no runtime."""
+
+from __future__ import annotations
+
+from asapo_pipelines import hookimpl
+from asapo_pipelines.descriptor import ExecutorDescriptor
+from asapo_pipelines.hookspecs import RegisterExecutor
+from asapo_pipelines_slurm.config import SlurmConfig
+
+
+@hookimpl
+def register_executors(register: RegisterExecutor) -> None:
+    register(
+        ExecutorDescriptor(
+            name="slurm",
+            summary="Each unit instance a Slurm batch job running `pipeline worker`.",
+            description="Submits with sbatch, watches with squeue/scontrol, stops with scancel; "
+            "a worker job that dies is resubmitted within the restart policy.",
+            runtime="asapo_pipelines_slurm.executor:SlurmExecutor",
+            config=SlurmConfig,
+        )
+    )

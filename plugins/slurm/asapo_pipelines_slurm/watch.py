@@ -1,0 +1,233 @@
+"""The restart policy of a Slurm deployment: `python -m asapo_pipelines_slurm.watch STATE_DIR`.
+
+Started by `pipeline deploy` (and `start`) on the submitting host in its own session. Every
+`poll_interval` seconds it asks squeue about the deployment's jobs; a job that ended without
+finishing its work (killed, cancelled by someone else, node failure, non-zero exit) is
+resubmitted after the policy's delay, within its attempts (the core's Nomad restart tracker
+decides), and the restart is counted in `state.json`. A batch worker that exits 0 is complete;
+one that exits 78 (a configuration error) fails at once, as on the local executor. SIGTERM
+(`pipeline stop`) ends the watcher after the current look; it never cancels jobs itself.
+
+Why resubmission and not `scontrol requeue`: Slurm holds a requeued batch job for the
+credential lifetime (120 s by default) before it may start again; a new job starts at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.local.job import RestartPolicy
+from asapo_pipelines.local.restart import RestartTracker
+from asapo_pipelines_slurm import commands
+from asapo_pipelines_slurm.commands import SlurmError, SlurmRejected
+from asapo_pipelines_slurm.state import (
+    Layout,
+    instance_key,
+    process_start_time,
+    read_state,
+    write_state,
+)
+
+#: squeue's states of a job that still runs or will run.
+ALIVE = {
+    "PENDING",
+    "CONFIGURING",
+    "RUNNING",
+    "COMPLETING",
+    "RESIZING",
+    "SUSPENDED",
+    "REQUEUED",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+}
+#: The executor's own final states of an instance.
+FINAL = {"complete", "failed", "stopped"}
+#: `pipeline worker`'s exit code for a configuration error: restarting cannot help.
+EX_CONFIG = 78
+
+
+def log(message: str) -> None:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    with contextlib.suppress(OSError):
+        print(f"{stamp} {message}", flush=True)
+
+
+def submit(instance: dict[str, Any]) -> str:
+    return commands.sbatch(
+        [*instance["options"], instance["script_path"]],
+        f"unit {instance['unit']} replica {instance['replica']}",
+    )
+
+
+def exit_of(job_id: str, squeue_state: str | None) -> tuple[str, int | None, str]:
+    """(Slurm's final state, exit code or None, one line) of an ended job."""
+    details = commands.job_details(job_id)
+    if details is None:
+        return squeue_state or "GONE", None, f"job {job_id} is no longer known to Slurm"
+    final = details.get("JobState", squeue_state or "UNKNOWN")
+    code_text, _, sig = details.get("ExitCode", "").partition(":")
+    code = int(code_text) if code_text.isdigit() else None
+    what = f"job {job_id} ended {final}"
+    if code is not None:
+        what += f" (exit code {code}" + (f", signal {sig})" if sig not in ("", "0") else ")")
+    return final, code, what
+
+
+def _last_error(instance: dict[str, Any]) -> str:
+    with contextlib.suppress(OSError):
+        lines = Path(instance["stderr"]).read_text(errors="replace").splitlines()
+        for line in reversed(lines):
+            if line.strip().startswith("error:") or "Error" in line:
+                return line.strip()
+    return ""
+
+
+class Watcher:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.stopping = False
+        self.trackers: dict[str, RestartTracker] = {}
+        self.due: dict[str, float] = {}
+
+    def tracker(self, key: str, state: dict[str, Any]) -> RestartTracker:
+        if key not in self.trackers:
+            r = state["restart"]
+            policy = RestartPolicy(
+                attempts=int(r["attempts"]),
+                interval=float(r["interval"]),
+                delay=float(r["delay"]),
+                mode=str(r["mode"]),
+            )
+            self.trackers[key] = RestartTracker(
+                policy, restart_on_success=state["type"] == "service", now=time.monotonic()
+            )
+        return self.trackers[key]
+
+    def look(self, state: dict[str, Any]) -> None:
+        """One round: every active instance's job asked about, dead ones handled."""
+        active = {k: i for k, i in state["instances"].items() if i["state"] not in FINAL}
+        asked = [i["job_id"] for k, i in active.items() if k not in self.due and i["job_id"]]
+        queue = commands.queue(asked)
+        now = time.monotonic()
+        for key, instance in active.items():
+            if key in self.due:
+                if now >= self.due[key]:
+                    self.resubmit(instance)
+                continue
+            job = queue.get(instance["job_id"])
+            if job is not None and job["state"] in ALIVE:
+                instance["state"] = job["state"].lower()
+                instance["detail"] = job["nodes"] if job["state"] == "RUNNING" else job["reason"]
+                continue
+            self.ended(key, instance, state, job["state"] if job else None, now)
+
+    def ended(
+        self,
+        key: str,
+        instance: dict[str, Any],
+        state: dict[str, Any],
+        seen: str | None,
+        now: float,
+    ) -> None:
+        final, code, what = exit_of(instance["job_id"], seen)
+        if final == "COMPLETED" and code == 0 and state["type"] == "batch":
+            instance.update(state="complete", detail=what)
+            log(f"{instance['name']}: {what}: complete")
+            return
+        if code == EX_CONFIG:
+            reason = _last_error(instance) or "a configuration error"
+            instance.update(state="failed", detail=f"{what}: {reason}")
+            log(f"{instance['name']}: {what}: not restarted ({reason})")
+            return
+        decision = self.tracker(key, state).on_exit(1 if code in (None, 0) else code, now)
+        if decision.action == "restart":
+            self.due[key] = now + decision.delay
+            instance.update(state="restarting", detail=f"{what}; {decision.reason}")
+            log(f"{instance['name']}: {what}; resubmitting in {decision.delay:.1f} s")
+        else:
+            instance.update(state="failed", detail=f"{what}; {decision.reason}")
+            log(f"{instance['name']}: {what}; {decision.reason}")
+
+    def resubmit(self, instance: dict[str, Any]) -> None:
+        """Submit the instance's job again. Slurm refusing it (an account out of time, a
+        partition down) fails the instance with Slurm's reason; a controller that does not
+        answer is asked again at the next look."""
+        key = instance_key(instance["unit"], int(instance["replica"]))
+        try:
+            job_id = submit(instance)
+        except SlurmRejected as exc:
+            del self.due[key]
+            instance.update(state="failed", detail=exc.message)
+            log(f"{instance['name']}: not resubmitted: {exc.message}")
+            return
+        del self.due[key]
+        instance["restarts"] = int(instance.get("restarts", 0)) + 1
+        instance["jobs"] = [*instance.get("jobs", []), job_id]
+        instance.update(job_id=job_id, state="pending", detail="resubmitted")
+        log(f"{instance['name']}: resubmitted as job {job_id} (restart {instance['restarts']})")
+
+    def run(self) -> int:
+        state = read_state(self.layout)
+        if state is None:
+            log(f"error: no deployment state in {self.layout.root}")
+            return 1
+        state.update(watcher_pid=os.getpid(), watcher_started=process_start_time(os.getpid()))
+        write_state(self.layout, state)
+        log(f"watching {len(state['instances'])} job(s) of {state['pipeline']}")
+        interval = float(state.get("poll_interval", 2.0))
+        written = json.dumps(state, sort_keys=True)
+        while not self.stopping:
+            try:
+                self.look(state)
+            except SlurmError as exc:  # the controller may be back at the next look
+                log(f"warning: {exc.message}")
+            if not self.layout.root.is_dir():
+                log("the state directory is gone (pipeline stop --purge); stopping")
+                return 0
+            instances = state["instances"].values()
+            if all(i["state"] in FINAL for i in instances):
+                failed = any(i["state"] == "failed" for i in instances)
+                state["state"] = "failed" if failed else "complete"
+            # written when something changed: the state lives on a shared filesystem
+            text = json.dumps(state, sort_keys=True)
+            if text != written:
+                write_state(self.layout, state)
+                written = text
+            if state["state"] in ("complete", "failed"):
+                log(f"{state['pipeline']} {state['state']}")
+                return 0
+            end = time.monotonic() + interval
+            while not self.stopping and time.monotonic() < end:
+                time.sleep(0.05)
+        log("stopped watching (pipeline stop)")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="asapo_pipelines_slurm.watch")
+    parser.add_argument("state_dir", type=Path)
+    args = parser.parse_args(argv)
+    watcher = Watcher(Layout(args.state_dir))
+
+    def stop(signum: int, frame: Any) -> None:
+        watcher.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    return watcher.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

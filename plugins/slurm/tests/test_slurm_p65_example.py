@@ -1,0 +1,107 @@
+"""The P65 XAS example (5 units: scan files, xraylarch normalisation, merge, convergence agent,
+NeXus writer) on a real one-node Slurm, against `pipeline run` of the same file."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slurm_support import PIPELINE, copy_example, executor, squeue, wait_finished
+
+pytestmark = [
+    pytest.mark.skipif(
+        importlib.util.find_spec("asapo_pipelines_xas") is None
+        or importlib.util.find_spec("asapo_pipelines_nexus") is None,
+        reason="the P65 example needs the xas and nexus plugins (pip install -e plugins/xas "
+        "-e plugins/nexus)",
+    ),
+    pytest.mark.slow,
+]
+
+EXAMPLE = "p65-xas.pipeline.yaml"
+#: What differs between two runs of the same file by nature: when, which run, where the file
+#: was, and the pipeline file's hash (a Slurm job runs on a delivered copy whose transport
+#: path is made absolute, as a Nomad task does).
+VARYING = ("date", "start_time", "message_time", "run", "run_started", "writer_run")
+VARYING_PATHS = ("provenance/pipeline_file", "provenance/pipeline_sha256", "asapo/metadata")
+
+
+def nexus_contents(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(content type, title, {dataset: value}) of every entry, in a stable order."""
+    import h5py
+
+    entries = []
+    with h5py.File(path, "r") as f:
+        for entry in f.values():
+            values: dict[str, Any] = {}
+
+            def keep(name: str, obj: Any, values: dict[str, Any] = values) -> None:
+                if not isinstance(obj, h5py.Dataset):
+                    return
+                if name.rsplit("/", 1)[-1] in VARYING or name in VARYING_PATHS:
+                    return
+                if "source_files" in name:  # absolute paths of the scan files
+                    return
+                values[name] = obj[()]
+
+            entry.visititems(keep)
+            kind = str(entry.attrs["asapo_content_type"])
+            entries.append((kind, entry["title"][()].decode(), values))
+    return sorted(entries, key=lambda e: (e[0], e[1]))
+
+
+def test_p65_example_on_slurm_gives_the_local_executors_nexus_file(slurm, workdir):
+    import numpy as np
+
+    on_slurm = copy_example(EXAMPLE, workdir / "slurm", "data")
+    local = copy_example(EXAMPLE, workdir / "local", "data")
+    # the local reference runs beside the Slurm deployment: the two share the machine's cores,
+    # and the test stays well within its time budget
+    env = {**slurm.env, "PATH": f"{Path(PIPELINE).parent}:{slurm.env.get('PATH', '')}"}
+    reference = subprocess.Popen(
+        [PIPELINE, "run", str(local)],
+        cwd=local.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        ex = executor(on_slurm)
+        jobs = ex.deploy(wait=30)["jobs"]
+        assert sorted(jobs) == ["advisor-0", "merge-0", "normalize-0", "scans-0", "writer-0"]
+        running = ex.status()
+        assert {i.task_id for i in running.instances} == set(jobs.values())
+        # the states shown are Slurm's own, and squeue agrees on them
+        assert squeue(list(jobs.values()), slurm.env).keys() == set(jobs.values())
+        assert {i.state for i in running.instances} <= {
+            "running",
+            "pending",
+            "completing",
+            "complete",
+        }
+        status = wait_finished(ex, timeout=80)
+        out, _ = reference.communicate(timeout=80)
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait()
+    assert status.state == "complete", [(i.unit, i.state, i.detail) for i in status.instances]
+    assert reference.returncode == 0, out
+
+    slurm_entries = nexus_contents(on_slurm.parent / "results" / "p65.nxs")
+    local_entries = nexus_contents(local.parent / "results" / "p65.nxs")
+    assert [(k, t) for k, t, _ in slurm_entries] == [(k, t) for k, t, _ in local_entries]
+    assert len(slurm_entries) == 6  # 2 scans, 2 spectra, 2 merges
+    for (kind, title, got), (_, _, want) in zip(slurm_entries, local_entries, strict=True):
+        assert got.keys() == want.keys(), (kind, title)
+        for name in got:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=f"{title}: {name}")
+
+    # the writer's log comes from its job's output file
+    lines = list(ex.logs("writer", stderr=True))
+    assert any(f"Slurm job {jobs['writer-0']}" in line for line in lines)
+    assert any("6 processed" in line for line in lines), lines[-5:]

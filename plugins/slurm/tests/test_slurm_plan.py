@@ -1,0 +1,148 @@
+"""What would be submitted (`plan`), without a cluster: resources mapped onto sbatch options, one
+job per replica, and workers started as the Nomad job starts them."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+import pytest
+from pydantic import ValidationError
+from slurm_support import copy_example, executor
+
+from asapo_pipelines_slurm.commands import reason
+from asapo_pipelines_slurm.config import SlurmConfig
+
+EXAMPLE = "files-to-jsonl.pipeline.yaml"
+
+
+def _with_resources(file, text: str) -> None:
+    file.write_text(
+        file.read_text().replace(
+            "    inputs: {input: raw}\n", f"    inputs: {{input: raw}}\n{text}"
+        )
+    )
+
+
+def test_plan_maps_resources_replicas_and_site_options_onto_sbatch(workdir):
+    file = copy_example(EXAMPLE, workdir, "files")
+    _with_resources(file, "    replicas: 2\n    resources: {cpu: 2500, memory: 3000, gpus: 1}\n")
+    plan = executor(
+        file,
+        partition="maxcpu",
+        account="p65",
+        qos="beamtime",
+        time="12:00:00",
+        constraint="EPYC&V4",
+        extra_options=["--reservation=beam"],
+    ).plan()
+    jobs = {(j["unit"], j["replica"]): j for j in plan["jobs"]}
+    assert sorted(jobs) == [("files", 0), ("pass", 0), ("pass", 1), ("sink", 0)]
+    options = jobs[("pass", 1)]["options"]
+    for expected in (
+        "--job-name=files-to-jsonl.pass.1",
+        "--cpus-per-task=3",  # 2500 MHz at 1000 MHz per CPU
+        "--mem=3000M",
+        "--gres=gpu:1",
+        "--partition=maxcpu",
+        "--account=p65",
+        "--qos=beamtime",
+        "--time=12:00:00",
+        "--constraint=EPYC&V4",
+        "--reservation=beam",
+        "--no-requeue",
+        "--open-mode=append",
+    ):
+        assert expected in options
+    # a unit with the core's default resources (500 MHz, 256 MB) gets one CPU and no GPU
+    assert "--cpus-per-task=1" in jobs[("files", 0)]["options"]
+    assert not [o for o in jobs[("files", 0)]["options"] if o.startswith("--gres")]
+
+
+def test_workers_start_with_the_nomad_jobs_arguments(workdir):
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.nomad.compile import compile_pipeline
+    from asapo_pipelines.pipeline import load_pipeline
+
+    file = copy_example(EXAMPLE, workdir, "files")
+    ex = executor(file)
+    plan = ex.plan()
+    nomad = compile_pipeline(load_pipeline(file, Catalog.load()), Catalog.load()).job["Job"]
+    for group in nomad["TaskGroups"]:
+        task = group["Tasks"][-1]
+        job = next(j for j in plan["jobs"] if j["unit"] == group["Name"])
+        script = job["script"]
+        exec_line = next(line for line in script.splitlines() if line.startswith("exec "))
+        argv = shlex.split(exec_line)[1:]
+        worker = argv[argv.index("worker") :]
+        # Nomad's: worker ${NOMAD_TASK_DIR}/pipeline.yaml UNIT --replica ${NOMAD_ALLOC_INDEX}
+        assert worker[0] == task["Config"]["args"][0] == "worker"
+        assert (
+            worker[2:]
+            == [group["Name"], "--replica", "0"]
+            == [
+                task["Config"]["args"][2],
+                "--replica",
+                "0",
+            ]
+        )
+        assert worker[1] == f"{plan['state_dir']}/pipeline.yaml"
+        for key, value in task["Env"].items():
+            assert f"export {key}={shlex.quote(value)}" in script
+
+
+def test_config_refuses_options_the_executor_sets_and_bad_times():
+    with pytest.raises(ValidationError, match="--output is set by the executor"):
+        SlurmConfig(extra_options=["--output=/tmp/x"])
+    with pytest.raises(ValidationError, match="must start with - or --"):
+        SlurmConfig(extra_options=["reservation=beam"])
+    with pytest.raises(ValidationError):
+        SlurmConfig(time="twelve hours")
+    with pytest.raises(ValidationError):
+        SlurmConfig(partition="a b")
+    assert SlurmConfig(time="1-12:00").time == "1-12:00"
+
+
+def test_slurms_reason_is_quoted_without_tool_prefixes():
+    stderr = (
+        "sbatch: error: Batch job submission failed: Requested node configuration is not "
+        "available\n"
+    )
+    assert reason(stderr) == "Requested node configuration is not available"
+
+
+def test_install_runs_the_cores_prestart_script_once_per_deployment_under_flock(workdir):
+    from asapo_pipelines import __version__
+    from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT
+
+    file = copy_example(EXAMPLE, workdir, "files")
+    wheel = workdir / "extra-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not really a wheel")
+    plan = executor(
+        file, python={"install": {"packages": ["numpy==2.1.0"], "wheels": [str(wheel)]}}
+    ).plan()
+    script = plan["jobs"][0]["script"]
+    # the install command spans lines: the script's newlines are inside its quotes
+    start = script.index("PIP_NO_CACHE_DIR=1 ") + len("PIP_NO_CACHE_DIR=1 ")
+    argv = shlex.split(script[start : script.index(" >&2 || exit $?", start)])
+    venv = f"{plan['state_dir']}/venv"
+    assert argv[:5] == ["flock", f"{plan['state_dir']}/venv.lock", "python3", "-c", INSTALL_SCRIPT]
+    assert argv[5] == venv
+    assert f"asapo-pipelines=={__version__}" in argv
+    assert "numpy==2.1.0" in argv
+    assert ["--find-links", str(workdir)] == argv[argv.index("--find-links") :][:2]
+    assert f"exec {venv}/bin/pipeline worker " in script
+    # the worker starts only when the install succeeded
+    assert script.index("flock") < script.index("exec ")
+    checked = workdir / "job.sh"
+    checked.write_text(script)
+    assert subprocess.run(["bash", "-n", str(checked)], capture_output=True).returncode == 0
+
+
+def test_a_wheel_url_is_refused_on_slurm_in_one_sentence(workdir):
+    from asapo_pipelines_slurm.commands import SlurmError
+
+    file = copy_example(EXAMPLE, workdir, "files")
+    url = "https://wheels.example/x-1.0-py3-none-any.whl#sha256=" + "0" * 64
+    with pytest.raises(SlurmError, match="is a URL; on Slurm give wheels as absolute paths"):
+        executor(file, python={"install": {"wheels": [url]}}).plan()
