@@ -51,9 +51,10 @@ def _test_plugins(name: str) -> list[str]:
 def ensure_system_tools(session: nox.Session) -> None:
     """Install the Debian packages the tests drive for real when they are missing: Node.js for
     the YAML language server, Graphviz for SVG graphs, Chromium for the viewer's page, Redis for
-    the bluesky plugin's queue server, and slurmctld, slurmd, slurm-client and munge for a
-    one-node Slurm on loopback (the Slurm executor's tests start one). CI runs as root on a
-    Debian machine; elsewhere, say what to install instead of failing later."""
+    the bluesky plugin's queue server and the redis transport's tests (a server on loopback),
+    and slurmctld, slurmd, slurm-client and munge for a one-node Slurm on loopback (the Slurm
+    executor's tests start one). CI runs as root on a Debian machine; elsewhere, say what to
+    install instead of failing later."""
     wanted = {
         "node": "nodejs",
         "npm": "npm",

@@ -14,11 +14,18 @@ Two processes (a producer and a consumer) move N messages of 4 MiB and of 1 KiB:
   (next, transfer, acknowledge). It shows the transport and the wheels work end to end and what
   our side costs; a facility's ASAP::O (Go broker, C++ receiver, MongoDB) performs differently.
   Fewer messages are moved (--asapo-large-count, --asapo-small-count); rates are compared.
+- redis: the redis transport plugin (plugins/redis) on a real redis-server started for the run
+  on loopback (append-only file on, appendfsync everysec), one at a time and batched
+  (`send_many`, prefetch, `acknowledge_many`). 4 MiB payloads are above its default inline_max
+  (1 MiB), so they travel as files in the shared payload directory (here a temporary
+  directory) with only their message in Redis; also measured inline (inline_max 8 MiB), the
+  whole payload through Redis. Needs the plugin installed and `redis-server` on PATH.
 
 Every consumer touches each 4 KiB page of each payload, so mapped payloads are really read.
 
     python benchmarks/transport.py [--json] [--large-count 256] [--small-count 50000]
                                    [--asapo-large-count 32] [--asapo-small-count 2000]
+                                   [--redis-large-count 128] [--redis-small-count 20000]
 """
 
 from __future__ import annotations
@@ -247,6 +254,89 @@ def run_asapo(size: int, count: int) -> dict[str, float]:
         service.wait(30)
 
 
+# -- redis ---------------------------------------------------------------------------------
+def _redis_producer(spec: dict, size: int, count: int, batch: int, go: Any, out: Any) -> None:
+    from asapo_pipelines_redis.transport import open_transport
+
+    payload = os.urandom(size)
+    transport = open_transport(spec)
+    with transport.producer("bench") as producer:
+        out.put(("ready",))
+        go.wait()
+        if batch > 1:
+            for start in range(0, count, batch):
+                producer.send_many("s", [(payload, None)] * min(batch, count - start))
+        else:
+            for _ in range(count):
+                producer.send("s", payload, None)
+        producer.finish_stream("s")
+    transport.close()
+    out.put(("producer", time.time(), _maxrss_mib()))
+
+
+def _redis_consumer(spec: dict, count: int, batch: int, go: Any, out: Any) -> None:
+    from asapo_pipelines_redis.transport import open_transport
+
+    from asapo_pipelines.transport.errors import NoData, StreamFinished
+
+    transport = open_transport(spec)
+    consumer = transport.consumer("bench", "g", prefetch=max(1, batch))
+    got = 0
+    pending: list[int] = []
+    out.put(("ready",))
+    go.wait()
+    while True:
+        try:
+            msg = consumer.get_next("s", timeout=0.05)
+        except NoData:
+            if pending:
+                consumer.acknowledge_many("s", pending)
+                pending.clear()
+            continue
+        except StreamFinished:
+            break
+        _touch(msg.payload)
+        got += 1
+        if batch > 1:
+            pending.append(msg.id)
+            if len(pending) >= batch or got == count:
+                consumer.acknowledge_many("s", pending)
+                pending.clear()
+        else:
+            consumer.acknowledge("s", msg.id)
+        del msg
+    consumer.close()
+    transport.close()
+    out.put(("consumer", time.time(), _maxrss_mib(), got))
+
+
+def run_redis(url: str, size: int, count: int, batch: int, inline_max: int) -> dict[str, float]:
+    import uuid
+
+    payloads = tempfile.mkdtemp(prefix="bench-redis-payloads-")
+    spec = {
+        "url": url,
+        "key_prefix": f"bench-{uuid.uuid4().hex[:8]}",
+        "payload_dir": payloads,
+        "inline_max": inline_max,
+        "timeout": 30,
+    }
+    try:
+        return _two_processes(
+            (_redis_producer, (spec, size, count, batch)),
+            (_redis_consumer, (spec, count, batch)),
+            size,
+            count,
+        )
+    finally:
+        shutil.rmtree(payloads, ignore_errors=True)
+        import redis
+
+        client = redis.Redis.from_url(url)
+        client.flushall()  # the next run starts from an empty server (no memory carried over)
+        client.close()
+
+
 # -- memcpy --------------------------------------------------------------------------------
 def run_memcpy(size: int, count: int) -> dict[str, float]:
     src = bytearray(os.urandom(size))
@@ -296,6 +386,56 @@ def _two_processes(prod: tuple, cons: tuple, size: int, count: int) -> dict[str,
     }
 
 
+def _redis_results(
+    args: Any,
+    best: Any,
+    large_emb: dict[str, float],
+    large_zmq: dict[str, float],
+    small_emb: dict[str, float],
+    small_single: dict[str, float],
+    small_zmq: dict[str, float],
+) -> dict[str, Any]:
+    try:
+        from asapo_pipelines_redis.testing import RedisServer
+    except ImportError:
+        return {
+            "redis_note": "left out: the redis plugin is not installed (pip install plugins/redis)"
+        }
+    if shutil.which("redis-server") is None:
+        return {"redis_note": "left out: redis-server is not installed"}
+    one_mib = 1024 * 1024
+    big, small, batch = args.redis_large_count, args.redis_small_count, args.batch
+    with RedisServer(tempfile.mkdtemp(prefix="bench-redis-server-")) as server:
+        url = server.url
+        large_files = best(run_redis, url, LARGE, big, 1, one_mib)
+        large_files_batched = best(run_redis, url, LARGE, big, 8, one_mib)
+        large_inline = best(run_redis, url, LARGE, big, 1, 8 * one_mib)
+        small_batched = best(run_redis, url, SMALL, small, batch, one_mib)
+        small_single_r = best(run_redis, url, SMALL, max(1, small // 5), 1, one_mib)
+        shutil.rmtree(server.dir, ignore_errors=True)
+    return {
+        "redis_large_count": big,
+        "redis_small_count": small,
+        "large_redis_files_gbps": round(large_files["gbps"], 3),
+        "large_redis_files_batched_gbps": round(large_files_batched["gbps"], 3),
+        "large_redis_inline_gbps": round(large_inline["gbps"], 3),
+        "large_redis_files_vs_embedded": round(large_files["gbps"] / large_emb["gbps"], 3),
+        "large_redis_files_vs_pyzmq": round(large_files["gbps"] / large_zmq["gbps"], 3),
+        "large_redis_inline_vs_embedded": round(large_inline["gbps"] / large_emb["gbps"], 3),
+        "large_redis_inline_vs_pyzmq": round(large_inline["gbps"] / large_zmq["gbps"], 3),
+        "small_redis_msgs_per_s": round(small_batched["msgs_per_s"]),
+        "small_redis_unbatched_msgs_per_s": round(small_single_r["msgs_per_s"]),
+        "small_redis_vs_embedded": round(small_batched["msgs_per_s"] / small_emb["msgs_per_s"], 3),
+        "small_redis_unbatched_vs_embedded_unbatched": round(
+            small_single_r["msgs_per_s"] / small_single["msgs_per_s"], 3
+        ),
+        "small_redis_vs_pyzmq": round(small_batched["msgs_per_s"] / small_zmq["msgs_per_s"], 3),
+        "small_redis_unbatched_vs_pyzmq": round(
+            small_single_r["msgs_per_s"] / small_zmq["msgs_per_s"], 3
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -308,6 +448,13 @@ def main(argv: list[str] | None = None) -> int:
         "--asapo-small-count", type=int, default=2000, help="1 KiB messages over loopback ASAP::O"
     )
     parser.add_argument("--no-asapo", action="store_true", help="leave the asapo transport out")
+    parser.add_argument(
+        "--redis-large-count", type=int, default=128, help="4 MiB messages over redis"
+    )
+    parser.add_argument(
+        "--redis-small-count", type=int, default=20_000, help="1 KiB messages over redis"
+    )
+    parser.add_argument("--no-redis", action="store_true", help="leave the redis transport out")
     parser.add_argument("--batch", type=int, default=256, help="1 KiB send/ack batch size")
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs per contender; the best one counts"
@@ -387,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         result["peak_mib"]["large_asapo_producer"] = round(large_asapo["producer_peak_mib"], 1)
         result["peak_mib"]["large_asapo_consumer"] = round(large_asapo["consumer_peak_mib"], 1)
+    if not args.no_redis:
+        result.update(
+            _redis_results(args, best, large_emb, large_zmq, small_emb, small_single, small_zmq)
+        )
     if args.json:
         print(json.dumps(result))
     else:

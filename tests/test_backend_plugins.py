@@ -27,7 +27,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def env(site: Path, tmp_path: Path) -> dict[str, str]:
-    return {"PYTHONPATH": str(site), "RELAY_MARK": str(tmp_path / "relay-opened.jsonl")}
+    return {
+        "PYTHONPATH": str(site),
+        "RELAY_MARK": str(tmp_path / "relay-opened.jsonl"),
+        # the core's transports and the test plugin's only, whatever else is installed (the
+        # redis plugin in the `all` session): the expected names and schema branches are exact
+        "ASAPO_PIPELINES_DISABLE_PLUGINS": "redis",
+    }
 
 
 def _json(result) -> dict:

@@ -3,12 +3,15 @@
 Every run: the embedded store, and the asapo transport through DESY's real asapo_consumer /
 asapo_producer wheels against a loopback ASAP::O (tests/asapo/loopback.py: a protocol-level
 stand-in for discovery, authorizer, broker, file transfer and receiver). When ASAPO_ENDPOINT and
-credentials are set, the same cases also run against that real ASAP::O.
+credentials are set, the same cases also run against that real ASAP::O. When the redis plugin
+(plugins/redis) is installed, the same cases run against its transport on a real redis-server
+that this session starts on a free loopback port (append-only file on) and stops by its pid.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
@@ -67,8 +70,38 @@ def loopback_asapo() -> Iterator[LoopbackAsapo]:
         yield service
 
 
-@pytest.fixture(params=["embedded", "asapo-loopback-protocol-level", "asapo-real-service"])
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real redis-server for the session (each test uses its own key prefix)."""
+    testing = pytest.importorskip(
+        "asapo_pipelines_redis.testing", reason="the redis plugin (plugins/redis) is not installed"
+    )
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    with testing.RedisServer(tmp_path_factory.mktemp("redis-server")) as server:
+        yield server
+
+
+@pytest.fixture(params=["embedded", "asapo-loopback-protocol-level", "asapo-real-service", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        # through the core's open_transport: the plugin's runtime, found by the registry
+        transport = open_transport(
+            {
+                "redis": {
+                    "url": server.url,
+                    "key_prefix": f"contract-{uuid.uuid4().hex[:8]}",
+                    # the contract's larger payloads go through the shared payload directory
+                    "inline_max": 4096,
+                    "payload_dir": str(tmp_path / "payloads"),
+                }
+            }
+        )
+        assert type(transport).__module__ == "asapo_pipelines_redis.transport"
+        yield Backend("redis", transport, "src", settle=0.0)
+        transport.close()
+        return
     if request.param == "embedded":
         transport = open_transport({"embedded": {"path": str(tmp_path / "store")}})
         yield Backend("embedded", transport, "src", settle=0.0)

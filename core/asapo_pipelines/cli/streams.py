@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
 
@@ -175,18 +175,33 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     out.print(table)
 
 
+class _Prunable(Protocol):
+    def drop_stream(self, data_source: str, stream: str) -> int: ...
+
+    def prune(self, older_than: float, data_source: str | None = None) -> Any: ...
+
+
+def _check_prunable(transport: Transport) -> _Prunable:
+    """The embedded store and transports of plugins that offer `drop_stream` and `prune` (the
+    embedded store's signatures) can be pruned from here; ASAP::O manages its own retention."""
+    if not (
+        callable(getattr(transport, "prune", None))
+        and callable(getattr(transport, "drop_stream", None))
+    ):
+        raise UsageError(
+            f"the {transport.kind or 'chosen'} transport manages its own retention; "
+            "prune works on embedded stores and on transports that offer it (redis)"
+        )
+    return cast(_Prunable, transport)
+
+
 def _prune_run(transport: Transport, target: str, run_id: str, as_json: bool) -> None:
     from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport.embedded import EmbeddedTransport
     from asapo_pipelines.worker.naming import data_source_for, runs_source
 
     if not Path(target).is_file():
         raise UsageError("--run needs the pipeline file (its runs live in its namespace)")
-    if not isinstance(transport, EmbeddedTransport):
-        raise UsageError(
-            "retention of a facility's ASAP::O is managed by ASAP::O itself; "
-            "prune works on embedded stores"
-        )
+    prunable = _check_prunable(transport)
     from ruamel.yaml import YAML
 
     name = str((YAML(typ="safe").load(Path(target).read_text()) or {}).get("pipeline"))
@@ -201,9 +216,9 @@ def _prune_run(transport: Transport, target: str, run_id: str, as_json: bool) ->
         with transport.consumer(source, "prune") as consumer:
             names = [info.name for info in consumer.streams()]
         for stream in names:
-            freed += transport.drop_stream(source, stream)
+            freed += prunable.drop_stream(source, stream)
             dropped.append([source, stream])
-    freed += transport.drop_stream(runs_source(name), run.id)
+    freed += prunable.drop_stream(runs_source(name), run.id)
     dropped.append([runs_source(name), run.id])
     if as_json:
         print_json({"run": run.id, "dropped_streams": dropped, "freed_bytes": freed})
@@ -271,25 +286,19 @@ def prune(
     run_id: str | None,
     as_json: bool,
 ) -> None:
-    """Retention for an embedded store: delete old streams and payloads to free disk space, or
-    one run of a pipeline (`--run`)."""
-    from asapo_pipelines.transport.embedded import EmbeddedTransport
-
+    """Retention for an embedded store (or a plugin's transport that offers it, such as redis):
+    delete old streams and payloads to free space, or one run of a pipeline (`--run`)."""
     if sum(x is not None for x in (older_than, drop_stream, run_id)) != 1:
         raise UsageError("give exactly one of --older-than AGE, --drop-stream NAME or --run RUN")
     transport, label = _open(target)
     if run_id is not None:
         _prune_run(transport, target, run_id, as_json)
         return
-    if not isinstance(transport, EmbeddedTransport):
-        raise UsageError(
-            "retention of a facility's ASAP::O is managed by ASAP::O itself; "
-            "prune works on embedded stores"
-        )
+    store = _check_prunable(transport)
     if drop_stream is not None:
         if not only:
             raise UsageError("--drop-stream needs --source NAME")
-        freed = transport.drop_stream(only, drop_stream)
+        freed = store.drop_stream(only, drop_stream)
         result: dict[str, Any] = {
             "dropped_streams": [[only, drop_stream]],
             "deleted_messages": None,
@@ -297,7 +306,7 @@ def prune(
         }
     else:
         assert older_than is not None
-        report = transport.prune(parse_age(older_than), only)
+        report = store.prune(parse_age(older_than), only)
         result = {
             "dropped_streams": [list(x) for x in report.dropped_streams],
             "deleted_messages": report.deleted_messages,

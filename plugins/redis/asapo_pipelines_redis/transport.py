@@ -1,0 +1,1125 @@
+"""The Redis Streams transport: the transport interface on one redis-server.
+
+Key layout (``P`` is ``<key_prefix>:{<data source>}``; the braces are a Redis Cluster hash tag,
+so every key of one data source lives in one slot and each Lua script touches one slot)::
+
+    <key_prefix>:sources        SET     the data sources written so far
+    P:meta                      STRING  the data source's metadata (JSON)
+    P:streams                   ZSET    stream name -> creation time (listing order)
+    P:i:<stream>                HASH    created, last_id, max_id, last_ts, finished, finish_id,
+                                        next_stream, meta, size (the stream's state)
+    P:x:<stream>                STREAM  one entry per message: id, ts, size, meta and either
+                                        p (the payload inline) or f (its file under payload_dir)
+    P:n:<stream>                HASH    message id -> stream entry id (random access by id)
+
+A message's id (1-based, chosen by the producer or the next free one) is not the Redis entry id:
+messages may arrive late and out of order, and Redis entry ids only grow. Each send is one Lua
+script, so the entry, its id index and the stream's state change together or not at all.
+
+Consumer groups are Redis consumer groups on ``P:x:<stream>`` (created at id 0 by the first
+consumer that reads, so a group sees every message). Each consumer object is one Redis consumer
+(a unique name); ``get_next`` first reclaims entries idle for longer than the lease with
+XAUTOCLAIM (a consumer that died, or a nack), then reads new ones with XREADGROUP. A nack with a
+delay sets the entry's idle time to ``lease - delay`` (XCLAIM IDLE): it comes back after the
+delay. Acknowledgement is XACK.
+
+Payloads above ``inline_max`` are written to a file under ``payload_dir`` (a directory every node
+mounts) before the message that names them, so a message never points at a missing file; a
+producer killed between the two leaves an unreferenced file that retention removes with its
+stream. Every call has a deadline (``timeout``, socket and connect timeouts, no silent retries):
+a Redis that is down, slow or refuses the password gives `Unavailable` or `TransportConfigError`
+with one sentence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import mmap
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from urllib.parse import quote, urlsplit
+
+import redis
+import redis.exceptions as rex
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from asapo_pipelines.transport.base import (
+    DEFAULT_LEASE_SECONDS,
+    Consumer,
+    Message,
+    Producer,
+    StreamInfo,
+    Transport,
+    check_group,
+    check_source,
+    check_stream,
+)
+from asapo_pipelines.transport.embedded import PruneReport
+from asapo_pipelines.transport.errors import (
+    CorruptPayload,
+    DuplicateId,
+    EndOfStream,
+    MissingId,
+    NoData,
+    StorageError,
+    StreamFinished,
+    TransportConfigError,
+    TransportError,
+    Unavailable,
+)
+from asapo_pipelines_redis.config import RedisConfig
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: payloads from this size on are memory-mapped instead of read (no copy)
+MMAP_MIN = 256 * 1024
+#: longest a blocking XREADGROUP waits before the consumer looks for expired leases again
+BLOCK_SLICE_S = 0.2
+#: how often a producer applies the retention policy to a stream it writes
+RETENTION_EVERY_S = 1.0
+#: entries one retention script call looks at (keeps each script call short)
+TRIM_CHUNK = 500
+
+# -- Lua scripts (each runs atomically inside Redis) ------------------------------------------
+
+#: KEYS: streams zset, info hash, stream, id index, send token. ARGV: stream name, now, explicit
+#: id or "", then per message: size, meta, kind ("p" inline, "f" file, "n" none), data.
+#: The token remembers a batch's ids for a while: a send retried after a lost answer (the
+#: connection broke after Redis stored it) gets the same ids instead of storing it twice.
+#: The shebang makes Redis refuse the whole script up front when it is out of memory: a script
+#: is not rolled back, and one stopped half-way would leave entries without their stream state.
+SEND = """#!lua
+local done = redis.call('GET', KEYS[5])
+if done then return cjson.decode(done) end
+local name, now, explicit = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
+  redis.call('ZADD', KEYS[1], 'NX', now, name)
+  redis.call('HSET', KEYS[2], 'created', now, 'last_id', 0, 'max_id', 0, 'size', 0,
+             'finished', 0)
+end
+local last = tonumber(redis.call('HGET', KEYS[2], 'last_id'))
+local maxid = tonumber(redis.call('HGET', KEYS[2], 'max_id'))
+local ids, added = {}, 0
+local i = 4
+while i <= #ARGV do
+  local size, meta, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
+  local mid
+  if explicit ~= '' then mid = tonumber(explicit) else mid = last + 1 end
+  local existing = redis.call('HGET', KEYS[4], mid)
+  if existing then
+    local old = redis.call('XRANGE', KEYS[3], existing, existing)
+    local same = false
+    if #old > 0 then
+      local f = old[1][2]
+      local osize, ometa
+      for j = 1, #f, 2 do
+        if f[j] == 'size' then osize = f[j + 1] elseif f[j] == 'meta' then ometa = f[j + 1] end
+      end
+      same = (osize == size and ometa == meta)
+    end
+    if not same then return redis.error_reply('DUPLICATE ' .. mid) end
+  else
+    local eid
+    if kind == 'n' then
+      eid = redis.call('XADD', KEYS[3], '*', 'id', mid, 'ts', now, 'size', size, 'meta', meta)
+    else
+      eid = redis.call('XADD', KEYS[3], '*', 'id', mid, 'ts', now, 'size', size, 'meta', meta,
+                       kind, data)
+    end
+    redis.call('HSET', KEYS[4], mid, eid)
+    added = added + tonumber(size)
+    if mid > maxid then maxid = mid end
+  end
+  if mid > last then last = mid end
+  ids[#ids + 1] = mid
+end
+redis.call('HSET', KEYS[2], 'last_id', last, 'max_id', maxid, 'last_ts', now)
+redis.call('HINCRBY', KEYS[2], 'size', added)
+redis.call('SET', KEYS[5], cjson.encode(ids), 'EX', 600)
+return ids
+"""
+
+#: KEYS: stream, info hash. ARGV: group, consumer, lease ms, count.
+#: Returns {0} (no stream yet), {1, finished, next_stream, pending, newest entry id} (nothing
+#: to hand out) or
+#: {2, {{entry id, fields, delivery count}, ...}}.
+CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+local g, c, lease, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.pcall('XGROUP', 'CREATE', KEYS[1], g, '0')
+local out = {}
+local claimed = redis.call('XAUTOCLAIM', KEYS[1], g, c, lease, '0-0', 'COUNT', count)
+for _, e in ipairs(claimed[2]) do
+  local p = redis.call('XPENDING', KEYS[1], g, e[1], e[1], 1)
+  local n = 1
+  if #p > 0 then n = p[1][4] end
+  out[#out + 1] = {e[1], e[2], n}
+end
+if #out == 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', g, c, 'COUNT', count, 'STREAMS', KEYS[1], '>')
+  if r then
+    for _, e in ipairs(r[1][2]) do out[#out + 1] = {e[1], e[2], 1} end
+  end
+end
+if #out > 0 then return {2, out} end
+local state = redis.call('HMGET', KEYS[2], 'finished', 'next_stream')
+local pending = redis.call('XPENDING', KEYS[1], g)[1]
+local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local last = '0-0'
+if #newest > 0 then last = newest[1][1] end
+return {1, state[1] or '0', state[2] or '', pending, last}
+"""
+
+#: KEYS: stream, id index, info hash. ARGV: minimum entry id to keep or "", max length or "",
+#: chunk. Trims the oldest entries the policy condemns (at most a chunk per call) with XTRIM
+#: MINID; returns {trimmed, more to do (0/1), freed bytes, file, file, ...}.
+TRIM = """
+local minid, maxlen, chunk = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local len = redis.call('XLEN', KEYS[1])
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', chunk)
+local files, doomed, freed, last, topid = {}, 0, 0, nil, 0
+for _, e in ipairs(entries) do
+  local by_age = false
+  if minid ~= '' then
+    local ms, seq = string.match(e[1], '(%d+)-(%d+)')
+    local kms, kseq = string.match(minid, '(%d+)-(%d+)')
+    by_age = tonumber(ms) < tonumber(kms) or (ms == kms and tonumber(seq) < tonumber(kseq))
+  end
+  local by_len = maxlen ~= '' and (len - doomed) > tonumber(maxlen)
+  if not (by_age or by_len) then break end
+  local f = e[2]
+  for j = 1, #f, 2 do
+    if f[j] == 'id' then
+      redis.call('HDEL', KEYS[2], f[j + 1])
+      if tonumber(f[j + 1]) > topid then topid = tonumber(f[j + 1]) end
+    elseif f[j] == 'size' then freed = freed + tonumber(f[j + 1])
+    elseif f[j] == 'f' then files[#files + 1] = f[j + 1] end
+  end
+  doomed = doomed + 1
+  last = e[1]
+end
+if last then
+  local ms, seq = string.match(last, '(%d+)-(%d+)')
+  redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  redis.call('HINCRBY', KEYS[3], 'size', -freed)
+  local before = tonumber(redis.call('HGET', KEYS[3], 'trimmed_id') or '0')
+  if topid > before then redis.call('HSET', KEYS[3], 'trimmed_id', topid) end
+end
+local more = 0
+if doomed == #entries and doomed == chunk then more = 1 end
+local out = {doomed, more, freed}
+for _, f in ipairs(files) do out[#out + 1] = f end
+return out
+"""
+
+#: KEYS: streams zset, info hash. ARGV: stream name, now, last id or "" (or "meta"), next
+#: stream (or the metadata). Marks a stream finished, or sets its metadata.
+FINISH = """#!lua
+local name, now = ARGV[1], ARGV[2]
+if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
+  redis.call('ZADD', KEYS[1], 'NX', now, name)
+  redis.call('HSET', KEYS[2], 'created', now, 'last_id', 0, 'max_id', 0, 'size', 0,
+             'finished', 0)
+end
+if ARGV[3] == 'meta' then
+  redis.call('HSET', KEYS[2], 'meta', ARGV[4])
+  return 1
+end
+local last = tonumber(redis.call('HGET', KEYS[2], 'last_id'))
+local finish = last
+if ARGV[3] ~= '' then finish = tonumber(ARGV[3]) end
+if finish > last then last = finish end
+redis.call('HSET', KEYS[2], 'finished', 1, 'finish_id', finish, 'last_id', last)
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], 'next_stream', ARGV[4])
+else redis.call('HDEL', KEYS[2], 'next_stream') end
+if redis.call('HEXISTS', KEYS[2], 'last_ts') == 0 then
+  redis.call('HSET', KEYS[2], 'last_ts', now)
+end
+return 1
+"""
+
+#: KEYS: stream. ARGV: group, consumer. Forget a consumer that holds nothing (it would list
+#: forever in XINFO CONSUMERS); one with pending entries stays, so that they are reclaimed.
+FORGET = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local ok, pending = pcall(redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if ok and #pending == 0 then
+  return redis.pcall('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+"""
+
+
+def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, Mapping):
+        raise TransportConfigError(f"{what} must be a mapping, not {type(meta).__name__}")
+    try:
+        return json.dumps(meta, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _fields(flat: list[Any]) -> dict[str, Any]:
+    """A stream entry's field list (as Lua returns it) as a dict with str keys."""
+    return {_text(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _stream_dir(stream: str) -> str:
+    """A stream's name as one safe directory name ('..' and '.x' included)."""
+    name = quote(stream, safe="")
+    return "%2E" + name[1:] if name.startswith(".") else name
+
+
+class _Conn:
+    """The transport's client, its label for messages and the error mapping around calls."""
+
+    def __init__(self, config: RedisConfig) -> None:
+        self.config = config
+        parts = urlsplit(config.url)
+        # what sentences name: host and port, never credentials
+        self.label = (
+            f"Redis at {parts.path}"
+            if parts.scheme == "unix"
+            else f"Redis at {parts.hostname}:{parts.port or 6379}"
+        )
+        kwargs: dict[str, Any] = {
+            "socket_timeout": config.timeout,
+            "socket_connect_timeout": config.timeout,
+            # a deadline means one attempt: redis-py's default retries would multiply it
+            "retry": Retry(NoBackoff(), 0),
+            "retry_on_timeout": False,
+            "health_check_interval": 0,
+        }
+        if config.username:
+            kwargs["username"] = config.username
+        password = self._password()
+        if password is not None:
+            kwargs["password"] = password
+        if config.use_tls and parts.scheme != "unix":
+            kwargs["ssl"] = True
+            kwargs["ssl_cert_reqs"] = "required"
+            for key, option in (
+                ("ssl_ca_certs", config.ca_file),
+                ("ssl_certfile", config.cert_file),
+                ("ssl_keyfile", config.key_file),
+            ):
+                if option:
+                    if not Path(option).is_file():
+                        raise TransportConfigError(f"the TLS file {option} does not exist")
+                    kwargs[key] = option
+        url = config.url.replace("rediss://", "redis://") if kwargs.get("ssl") else config.url
+        try:
+            self.client = redis.Redis.from_url(url, **kwargs)
+        except (ValueError, rex.RedisError) as exc:
+            raise TransportConfigError(f"the redis transport's url is unusable: {exc}") from None
+
+    def _password(self) -> str | None:
+        config = self.config
+        if config.password_file:
+            path = Path(config.password_file)
+            try:
+                return path.read_text().strip()
+            except OSError as exc:
+                raise TransportConfigError(
+                    f"cannot read the Redis password file {path}: {exc.strerror}"
+                ) from None
+        if config.password_env:
+            value = os.environ.get(config.password_env)
+            if not value:
+                raise TransportConfigError(
+                    f"the environment variable {config.password_env} (the Redis password) "
+                    "is not set"
+                )
+            return value
+        return None
+
+    def error(self, exc: BaseException, doing: str) -> TransportError:
+        """One sentence for a failed call; never the password."""
+        if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError) or (
+            isinstance(exc, rex.ResponseError)
+            and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
+        ):
+            where = (
+                f"the password from {self.config.password_file}"
+                if self.config.password_file
+                else f"the password from ${self.config.password_env}"
+                if self.config.password_env
+                else "no password (set password_file or password_env)"
+            )
+            return TransportConfigError(f"{self.label} refused {where} while {doing}")
+        if isinstance(exc, rex.TimeoutError):
+            return Unavailable(
+                f"{self.label} did not answer within {self.config.timeout:g} s while {doing}"
+            )
+        if isinstance(exc, rex.ConnectionError):
+            reason = str(exc).split("\n")[0].rstrip(".")
+            return Unavailable(f"{self.label} is unreachable while {doing} ({reason})")
+        if isinstance(exc, rex.OutOfMemoryError) or (
+            isinstance(exc, rex.ResponseError) and "maxmemory" in str(exc)
+        ):
+            return StorageError(f"{self.label} is out of memory (maxmemory) while {doing}")
+        if isinstance(exc, rex.ResponseError) and str(exc).startswith(
+            ("READONLY", "MISCONF", "LOADING")
+        ):
+            return Unavailable(f"{self.label} cannot take writes now while {doing}: {exc}")
+        return TransportError(f"{self.label} failed while {doing}: {exc}")
+
+    def retrying(self, call: Callable[[], _R]) -> _R:
+        """Run an idempotent call again while the connection breaks (a server restarting, a
+        dropped connection), until the deadline; then the error goes up as `Unavailable`."""
+        deadline = time.monotonic() + self.config.timeout
+        while True:
+            try:
+                return call()
+            except (rex.AuthenticationError, rex.AuthorizationError):
+                raise
+            except (rex.ConnectionError, rex.TimeoutError):
+                if time.monotonic() + 0.05 > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def close(self) -> None:
+        with contextlib.suppress(rex.RedisError):
+            self.client.close()
+
+
+def _guarded(doing: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Turns a redis-py failure inside a public method into the interface's error, in one
+    sentence naming the server and what was being done."""
+
+    def wrap(method: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(method)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return method(*args, **kwargs)
+            except rex.RedisError as exc:
+                self: Any = args[0]
+                raise self._conn.error(exc, f"{doing} (data source {self.data_source!r})") from None
+
+        return wrapper
+
+    return wrap
+
+
+class _Keys:
+    """The key names of one data source."""
+
+    def __init__(self, prefix: str, data_source: str) -> None:
+        base = f"{prefix}:{{{data_source}}}"
+        self.meta = f"{base}:meta"
+        self.streams = f"{base}:streams"
+        self._base = base
+
+    def info(self, stream: str) -> str:
+        return f"{self._base}:i:{stream}"
+
+    def log(self, stream: str) -> str:
+        return f"{self._base}:x:{stream}"
+
+    def index(self, stream: str) -> str:
+        return f"{self._base}:n:{stream}"
+
+    def token(self) -> str:
+        return f"{self._base}:t:{uuid.uuid4().hex}"
+
+
+class RedisProducer(Producer):
+    def __init__(self, transport: RedisTransport, data_source: str) -> None:
+        self.data_source = data_source
+        self._transport = transport
+        self._conn = transport._conn
+        self._keys = _Keys(transport.config.key_prefix, data_source)
+        self._send = transport._scripts["send"]
+        self._trimmed: dict[str, float] = {}
+        self._closed = False
+        try:
+            self._conn.client.sadd(transport.sources_key, data_source)
+        except rex.RedisError as exc:
+            raise self._conn.error(exc, f"opening a producer for {data_source!r}") from None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"producer of data source {self.data_source!r} is closed")
+
+    # -- payload files ---------------------------------------------------------------------
+    def _write_file(self, stream: str, payload: bytes | bytearray | memoryview) -> str:
+        root = self._transport.payload_root
+        if root is None:
+            raise TransportConfigError(
+                f"a payload of {memoryview(payload).nbytes} bytes is larger than the redis "
+                f"transport's inline_max ({self._transport.config.inline_max}); set payload_dir "
+                "to a directory every node mounts"
+            )
+        rel = (
+            f"{self.data_source}/{_stream_dir(stream)}/"
+            f"{int(time.time() * 1000)}-{uuid.uuid4().hex}.bin"
+        )
+        path = root / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            try:
+                view = memoryview(payload).cast("B")
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+                if self._transport.config.fsync:
+                    os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            from asapo_pipelines import storage
+
+            raise StorageError(
+                storage.describe("the redis transport's payload directory", path, exc)
+            ) from None
+        return rel
+
+    # -- sending ---------------------------------------------------------------------------
+    @_guarded("sending")
+    def send(
+        self,
+        stream: str,
+        payload: bytes | bytearray | memoryview | None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        id: int | None = None,
+    ) -> int:
+        if id is not None and (not isinstance(id, int) or isinstance(id, bool) or id < 1):
+            raise TransportConfigError(f"message ids start at 1, got {id!r}")
+        return self._send_batch(stream, [(payload, metadata)], id)[0]
+
+    @_guarded("sending")
+    def send_many(
+        self,
+        stream: str,
+        items: Iterable[tuple[bytes | bytearray | memoryview | None, Mapping[str, Any] | None]],
+    ) -> list[int]:
+        return self._send_batch(stream, list(items), None)
+
+    def _send_batch(
+        self,
+        stream: str,
+        items: list[tuple[bytes | bytearray | memoryview | None, Mapping[str, Any] | None]],
+        explicit_id: int | None,
+    ) -> list[int]:
+        self._check_open()
+        check_stream(stream)
+        if not items:
+            return []
+        inline_max = self._transport.config.inline_max
+        args: list[Any] = [stream, repr(time.time()), "" if explicit_id is None else explicit_id]
+        for payload, meta in items:
+            meta_text = _dumps(meta, "message metadata")
+            if payload is None:
+                args += [0, meta_text, "n", ""]
+                continue
+            size = memoryview(payload).nbytes
+            if size <= inline_max:
+                data = payload if isinstance(payload, bytes) else bytes(payload)
+                args += [size, meta_text, "p", data]
+            else:
+                args += [size, meta_text, "f", self._write_file(stream, payload)]
+        k = self._keys
+        keys = [k.streams, k.info(stream), k.log(stream), k.index(stream), k.token()]
+        try:
+            ids = self._conn.retrying(lambda: self._send(keys=keys, args=args))
+        except rex.ResponseError as exc:
+            if str(exc).startswith("DUPLICATE"):
+                raise DuplicateId(
+                    f"stream {stream!r} of data source {self.data_source!r} already holds a "
+                    f"different message {explicit_id}"
+                ) from None
+            raise
+        self._apply_retention(stream)
+        return [int(i) for i in ids]
+
+    def _apply_retention(self, stream: str) -> None:
+        policy = self._transport.config.retention
+        if policy is None:
+            return
+        now = time.monotonic()
+        if now - self._trimmed.get(stream, 0.0) < RETENTION_EVERY_S:
+            return
+        self._trimmed[stream] = now
+        min_ms = None
+        if policy.max_age_seconds is not None:
+            # entry ids carry the Redis server's clock: compare with that, not this node's
+            seconds, micros = self._conn.client.time()
+            min_ms = int((seconds + micros / 1e6 - policy.max_age_seconds) * 1000)
+        self._transport._trim(self.data_source, stream, min_ms, policy.max_messages)
+
+    @_guarded("finishing a stream")
+    def finish_stream(
+        self, stream: str, *, last_id: int | None = None, next_stream: str | None = None
+    ) -> None:
+        self._check_open()
+        check_stream(stream)
+        if next_stream is not None:
+            check_stream(next_stream)
+        info = self._keys.info(stream)
+        self._conn.retrying(
+            lambda: self._transport._scripts["finish"](
+                keys=[self._keys.streams, info],
+                args=[
+                    stream,
+                    repr(time.time()),
+                    "" if last_id is None else last_id,
+                    next_stream or "",
+                ],
+            )
+        )
+
+    @_guarded("writing stream metadata")
+    def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
+        self._check_open()
+        check_stream(stream)
+        text = _dumps(metadata, "stream metadata")
+        self._transport._scripts["finish"](
+            keys=[self._keys.streams, self._keys.info(stream)],
+            args=[stream, repr(time.time()), "meta", text],
+        )
+
+    @_guarded("writing data source metadata")
+    def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
+        self._check_open()
+        self._conn.client.set(self._keys.meta, _dumps(metadata, "data source metadata"))
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Nothing to wait for: a send returns once Redis has stored the message (and, with
+        ``appendfsync always``, written it to its append-only file)."""
+
+    def close(self) -> None:
+        self._closed = True
+
+
+class RedisConsumer(Consumer):
+    def __init__(
+        self,
+        transport: RedisTransport,
+        data_source: str,
+        group: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        prefetch: int = 1,
+    ) -> None:
+        self.data_source = data_source
+        self.group = check_group(group)
+        if lease_seconds <= 0:
+            raise TransportConfigError(f"lease_seconds must be positive, got {lease_seconds}")
+        self.lease_seconds = float(lease_seconds)
+        self.prefetch = max(1, int(prefetch))
+        self._transport = transport
+        self._conn = transport._conn
+        self._keys = _Keys(transport.config.key_prefix, data_source)
+        self._claim = transport._scripts["claim"]
+        # one Redis consumer per object: a restarted worker is a new consumer, and what the old
+        # one held comes back through XAUTOCLAIM after the lease
+        self.name = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._buffer: dict[str, list[tuple[float, Message | CorruptPayload]]] = {}
+        # entry ids of the messages handed out, for ack and nack: message id -> entry id
+        self._entries: dict[tuple[str, int], str] = {}
+        self._touched: set[str] = set()
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"consumer of data source {self.data_source!r} is closed")
+
+    def _where(self, stream: str, mid: int) -> str:
+        return f"message {mid} of stream {stream!r} in data source {self.data_source!r}"
+
+    # -- messages --------------------------------------------------------------------------
+    def _message(self, stream: str, fields: dict[str, Any], count: int) -> Message:
+        mid = int(fields["id"])
+        try:
+            metadata = json.loads(fields.get("meta") or b"{}")
+        except ValueError:
+            raise CorruptPayload(self._where(stream, mid) + " has unreadable metadata") from None
+        msg = Message(
+            data_source=self.data_source,
+            stream=stream,
+            id=mid,
+            payload=None,
+            metadata=metadata,
+            delivery_count=count,
+            timestamp=float(fields.get("ts") or 0.0),
+            # Redis counts deliveries per group: a count above one is the only sign of a
+            # message that another (dead) consumer may have half-processed
+            possibly_redelivered=count > 1,
+        )
+        if "p" in fields:
+            msg.payload = fields["p"]
+        elif "f" in fields:
+            try:
+                msg.payload = self._read_file(stream, mid, _text(fields["f"]), int(fields["size"]))
+            except CorruptPayload as exc:
+                # the metadata (provenance keys) is still good: the worker reports the message
+                raise CorruptPayload(str(exc), damaged=msg) from None
+        return msg
+
+    def _read_file(self, stream: str, mid: int, rel: str, size: int) -> memoryview | bytes:
+        root = self._transport.payload_root
+        if root is None:
+            raise CorruptPayload(
+                self._where(stream, mid) + f"'s payload is in a file ({rel}) and this "
+                "transport has no payload_dir"
+            )
+        path = root / rel
+        try:
+            with open(path, "rb") as fh:
+                if size >= MMAP_MIN:
+                    mm = mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ)
+                    if len(mm) < size:
+                        raise CorruptPayload(
+                            self._where(stream, mid)
+                            + f": its payload file {path} is shorter than the {size} bytes sent"
+                        )
+                    return memoryview(mm)[:size]
+                data = fh.read(size)
+        except FileNotFoundError:
+            raise CorruptPayload(
+                self._where(stream, mid) + f" lost its payload file {path} (is payload_dir "
+                "the same shared directory on every node?)"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise CorruptPayload(
+                self._where(stream, mid) + f": cannot read {path}: {exc}"
+            ) from None
+        if len(data) != size:
+            raise CorruptPayload(
+                self._where(stream, mid) + f": its payload file {path} holds {len(data)} of "
+                f"the {size} bytes sent"
+            )
+        return data
+
+    # -- group delivery --------------------------------------------------------------------
+    def _take(
+        self, stream: str
+    ) -> list[Message | CorruptPayload] | tuple[bool, str | None, int, str] | None:
+        """Messages leased to this consumer now (a damaged one as its CorruptPayload); else
+        (finished, next stream, entries pending in the group, newest entry id), or None when
+        the stream does not exist yet."""
+        k = self._keys
+        result = self._claim(
+            keys=[k.log(stream), k.info(stream)],
+            args=[self.group, self.name, int(self.lease_seconds * 1000), self.prefetch],
+        )
+        tag = int(result[0])
+        if tag == 0:
+            return None
+        if tag == 1:
+            nxt = _text(result[2])
+            return _text(result[1]) == "1", nxt or None, int(result[3]), _text(result[4])
+        self._touched.add(stream)
+        out: list[Message | CorruptPayload] = []
+        for entry_id, flat, count in result[1]:
+            fields = _fields(flat)
+            self._entries[(stream, int(fields["id"]))] = _text(entry_id)
+            try:
+                out.append(self._message(stream, fields, int(count)))
+            except CorruptPayload as exc:
+                # leased to us like the others: handed out in turn, as damaged
+                out.append(exc)
+        return out
+
+    @_guarded("taking the next message")
+    def get_next(self, stream: str, *, timeout: float = 0.0) -> Message:
+        self._check_open()
+        check_stream(stream)
+        buffer = self._buffer.setdefault(stream, [])
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            while buffer:
+                due, first = buffer.pop(0)
+                # a prefetched message whose lease ran out may be with another consumer now:
+                # leave it to XAUTOCLAIM rather than process it twice
+                if time.monotonic() >= due:
+                    continue
+                if isinstance(first, CorruptPayload):
+                    raise first
+                return first
+            claimed_at = time.monotonic()
+            taken = self._take(stream)
+            if isinstance(taken, list):
+                due = claimed_at + 0.95 * self.lease_seconds
+                buffer.extend((due, one) for one in taken)
+                continue
+            newest = None
+            if taken is not None:
+                finished, next_stream, pending, newest = taken
+                if finished and pending == 0:
+                    raise StreamFinished(
+                        f"stream {stream!r} of data source {self.data_source!r} is finished"
+                        + (f"; next stream is {next_stream!r}" if next_stream else ""),
+                        next_stream,
+                    )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise NoData(
+                    f"no new message in stream {stream!r} of data source "
+                    f"{self.data_source!r} for group {self.group!r}"
+                )
+            self._wait(stream, newest, min(left, BLOCK_SLICE_S, self._conn.config.timeout / 2))
+
+    def _wait(self, stream: str, newest: str | None, seconds: float) -> None:
+        """Sleep until an entry newer than ``newest`` is added, or ``seconds``. XREAD (not
+        XREADGROUP) delivers nothing to the group: the next claim takes what woke us. A slice
+        at a time, so leases that run out meanwhile are reclaimed soon after."""
+        if newest is None:  # no stream yet: nothing to block on
+            time.sleep(min(seconds, 0.02))
+            return
+        self._conn.client.xread(
+            {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
+        )
+
+    @_guarded("acknowledging")
+    def acknowledge(self, stream: str, id: int) -> None:
+        self.acknowledge_many(stream, (id,))
+
+    @_guarded("acknowledging")
+    def acknowledge_many(self, stream: str, ids: Iterable[int]) -> None:
+        self._check_open()
+        check_stream(stream)
+        ids = list(ids)
+        if not ids:
+            return
+        entries = self._entry_ids(stream, ids, "acknowledge")
+        # XACK is idempotent: safe to repeat when an answer was lost
+        self._conn.retrying(
+            lambda: self._conn.client.xack(self._keys.log(stream), self.group, *entries)
+        )
+        for mid in ids:
+            self._entries.pop((stream, mid), None)
+
+    def _entry_ids(self, stream: str, ids: list[int], doing: str) -> list[str]:
+        entries: list[str] = []
+        missing = [mid for mid in ids if (stream, mid) not in self._entries]
+        looked = (
+            self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
+            if missing
+            else []
+        )
+        found = dict(zip(missing, looked, strict=True))
+        for mid in ids:
+            entry = self._entries.get((stream, mid)) or found.get(mid)
+            if entry is None:
+                raise MissingId(f"cannot {doing} {self._where(stream, mid)}: no such id")
+            entries.append(_text(entry))
+        return entries
+
+    @_guarded("giving a message back")
+    def nack(self, stream: str, id: int, delay: float = 0.0) -> None:
+        self._check_open()
+        check_stream(stream)
+        (entry,) = self._entry_ids(stream, [id], "nack")
+        # idle = lease - delay: XAUTOCLAIM (min idle = lease) takes it again after `delay`;
+        # JUSTID leaves the delivery count alone, the next delivery counts itself
+        lease_ms = int(self.lease_seconds * 1000)
+        idle = max(0, lease_ms - int(max(0.0, delay) * 1000))
+        self._conn.client.xclaim(
+            self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
+        )
+
+    # -- random access ---------------------------------------------------------------------
+    def _poll(self, timeout: float, fetch: Callable[[], Message]) -> Message:
+        deadline = time.monotonic() + max(0.0, timeout)
+        pause = 0.002
+        while True:
+            try:
+                return fetch()
+            except (EndOfStream, MissingId, NoData):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                time.sleep(min(left, pause))
+                pause = min(pause * 2, 0.05)
+
+    @_guarded("reading a message by id")
+    def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        self._check_open()
+        check_stream(stream)
+        k = self._keys
+
+        def fetch() -> Message:
+            pipe = self._conn.client.pipeline(transaction=False)
+            pipe.hget(k.index(stream), str(id))
+            pipe.hmget(
+                k.info(stream), "last_id", "finished", "finish_id", "next_stream", "trimmed_id"
+            )
+            entry, (last_id, finished, finish_id, next_stream, trimmed) = pipe.execute()
+            if entry is not None:
+                found = self._conn.client.xrange(k.log(stream), entry, entry)
+                if found:
+                    return self._message(stream, _decode_fields(found[0][1] or {}), 0)
+                raise MissingId(f"{self._where(stream, id)} was removed by retention")
+            if last_id is None:
+                raise EndOfStream(
+                    f"stream {stream!r} of data source {self.data_source!r} has no message "
+                    f"{id} yet (the stream is empty)"
+                )
+            if finished == b"1" and finish_id is not None and id > int(finish_id):
+                nxt = _text(next_stream) if next_stream else None
+                raise StreamFinished(
+                    f"stream {stream!r} of data source {self.data_source!r} finished at "
+                    f"id {int(finish_id)}; there is no message {id}",
+                    nxt,
+                )
+            if trimmed is not None and id <= int(trimmed):
+                raise MissingId(f"{self._where(stream, id)} was removed by retention")
+            if id < int(last_id):
+                raise MissingId(f"{self._where(stream, id)} does not exist (a hole)")
+            raise EndOfStream(f"{self._where(stream, id)} was not written yet")
+
+        return self._poll(timeout, fetch)
+
+    @_guarded("reading the last message")
+    def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
+        self._check_open()
+        check_stream(stream)
+        k = self._keys
+
+        def fetch() -> Message:
+            max_id = self._conn.client.hget(k.info(stream), "max_id")
+            if max_id is None or int(max_id) == 0:
+                raise EndOfStream(
+                    f"stream {stream!r} of data source {self.data_source!r} has no message yet"
+                )
+            return self.get_by_id(stream, int(max_id))
+
+        return self._poll(timeout, fetch)
+
+    # -- information -----------------------------------------------------------------------
+    @_guarded("listing streams")
+    def streams(self) -> list[StreamInfo]:
+        self._check_open()
+        return self._transport._stream_infos(self.data_source)
+
+    @_guarded("reading a stream's state")
+    def stream_info(self, stream: str) -> StreamInfo:
+        self._check_open()
+        check_stream(stream)
+        found = self._transport._stream_infos(self.data_source, [stream])
+        return found[0] if found else StreamInfo(name=stream)
+
+    @_guarded("reading stream metadata")
+    def get_stream_metadata(self, stream: str) -> dict[str, Any]:
+        text = self._conn.client.hget(self._keys.info(stream), "meta")
+        return json.loads(text) if text else {}
+
+    @_guarded("reading data source metadata")
+    def get_source_metadata(self) -> dict[str, Any]:
+        text = self._conn.client.get(self._keys.meta)
+        return json.loads(text) if text else {}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        # a consumer that holds nothing leaves the group's list; pending entries stay claimable
+        forget = self._transport._scripts["forget"]
+        for stream in self._touched:
+            with contextlib.suppress(rex.RedisError):
+                forget(keys=[self._keys.log(stream)], args=[self.group, self.name])
+
+
+def _decode_fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
+    return {_text(key): value for key, value in raw.items()}
+
+
+class RedisTransport(Transport):
+    """Producers and consumers on the Redis server ``config.url`` (checked when opened)."""
+
+    kind = "redis"
+
+    def __init__(self, config: RedisConfig) -> None:
+        self.config = config
+        self.sources_key = f"{config.key_prefix}:sources"
+        self.payload_root = (
+            Path(config.payload_dir).expanduser().absolute() if config.payload_dir else None
+        )
+        self._conn = _Conn(config)
+        client = self._conn.client
+        self._scripts = {
+            "send": client.register_script(SEND),
+            "claim": client.register_script(CLAIM),
+            "finish": client.register_script(FINISH),
+            "trim": client.register_script(TRIM),
+            "forget": client.register_script(FORGET),
+        }
+        try:
+            info = client.info("server")
+        except rex.RedisError as exc:
+            self._conn.close()
+            raise self._conn.error(exc, "connecting") from None
+        version = tuple(int(p) for p in str(info.get("redis_version", "0")).split(".")[:2])
+        if version < (7, 0):
+            self._conn.close()
+            raise TransportConfigError(
+                f"{self._conn.label} runs Redis {info.get('redis_version')}; the redis "
+                "transport needs Redis 7.0 or newer (XAUTOCLAIM, consumer group lag)"
+            )
+
+    def producer(self, data_source: str) -> RedisProducer:
+        return RedisProducer(self, check_source(data_source))
+
+    def consumer(
+        self,
+        data_source: str,
+        group: str,
+        *,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        prefetch: int = 1,
+    ) -> RedisConsumer:
+        return RedisConsumer(
+            self, check_source(data_source), group, lease_seconds=lease_seconds, prefetch=prefetch
+        )
+
+    @property
+    def data_source(self) -> str:  # for the error sentences of the transport-wide calls
+        return "*"
+
+    @_guarded("listing data sources")
+    def data_sources(self) -> list[str]:
+        return sorted(_text(s) for s in self._conn.client.smembers(self.sources_key))
+
+    def _stream_infos(self, data_source: str, only: list[str] | None = None) -> list[StreamInfo]:
+        client = self._conn.client
+        keys = _Keys(self.config.key_prefix, data_source)
+        names = only if only is not None else [_text(n) for n in client.zrange(keys.streams, 0, -1)]
+        pipe = client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(keys.info(name))
+            pipe.xlen(keys.log(name))
+        answers = pipe.execute()
+        infos = []
+        for i, name in enumerate(names):
+            state = _decode_fields(answers[2 * i])
+            if not state:
+                continue
+            count = int(answers[2 * i + 1])
+            lag: dict[str, int] = {}
+            if count or client.exists(keys.log(name)):
+                for group in client.xinfo_groups(keys.log(name)):
+                    gname = _text(group["name"])
+                    unread = group.get("lag")
+                    if unread is None:  # unknown after a trim: count from what was read
+                        unread = max(0, count - int(group.get("entries-read") or 0))
+                    lag[gname] = int(unread) + int(group.get("pending") or 0)
+            infos.append(
+                StreamInfo(
+                    name=name,
+                    last_id=int(state.get("last_id") or 0),
+                    finished=_text(state.get("finished") or b"0") == "1",
+                    next_stream=_text(state["next_stream"]) if state.get("next_stream") else None,
+                    created=float(state["created"]) if state.get("created") else None,
+                    last_timestamp=float(state["last_ts"]) if state.get("last_ts") else None,
+                    message_count=count,
+                    size_bytes=int(state.get("size") or 0),
+                    group_lag=lag,
+                )
+            )
+        return infos
+
+    @_guarded("describing the data sources")
+    def describe(self) -> dict[str, list[StreamInfo]]:
+        """Every data source with its streams, counts, sizes and group lags."""
+        return {name: self._stream_infos(name) for name in self.data_sources()}
+
+    def _trim(
+        self, data_source: str, stream: str, min_ms: int | None, max_messages: int | None
+    ) -> tuple[int, int]:
+        """Apply a retention policy to one stream; returns (messages trimmed, bytes freed)."""
+        keys = _Keys(self.config.key_prefix, data_source)
+        total = freed = 0
+        while True:
+            out = self._scripts["trim"](
+                keys=[keys.log(stream), keys.index(stream), keys.info(stream)],
+                args=[
+                    "" if min_ms is None else f"{min_ms}-0",
+                    "" if max_messages is None else max_messages,
+                    TRIM_CHUNK,
+                ],
+            )
+            total += int(out[0])
+            freed += int(out[2])
+            if self.payload_root is not None:
+                for rel in out[3:]:
+                    with contextlib.suppress(FileNotFoundError):
+                        (self.payload_root / _text(rel)).unlink()
+            if not int(out[1]):
+                return total, freed
+
+    @_guarded("dropping a stream")
+    def drop_stream(self, data_source: str, stream: str) -> int:
+        """Delete a stream with its messages, groups and payload files; returns bytes freed."""
+        check_source(data_source)
+        keys = _Keys(self.config.key_prefix, data_source)
+        client = self._conn.client
+        size = client.hget(keys.info(stream), "size")
+        if size is None:
+            raise TransportConfigError(f"data source {data_source!r} has no stream {stream!r}")
+        pipe = client.pipeline(transaction=True)
+        pipe.delete(keys.info(stream), keys.log(stream), keys.index(stream))
+        pipe.zrem(keys.streams, stream)
+        pipe.execute()
+        if self.payload_root is not None:
+            shutil.rmtree(self.payload_root / data_source / _stream_dir(stream), ignore_errors=True)
+        return int(size)
+
+    @_guarded("pruning")
+    def prune(self, older_than: float, data_source: str | None = None) -> PruneReport:
+        """Drop streams idle for longer than ``older_than`` seconds, and trim older messages
+        from the others (the same as the retention policy's max_age_seconds)."""
+        if older_than < 0:
+            raise TransportConfigError("the age limit must not be negative")
+        cutoff = time.time() - older_than
+        report = PruneReport([], 0, 0)
+        for name in [check_source(data_source)] if data_source else self.data_sources():
+            for info in self._stream_infos(name):
+                if (info.last_timestamp or info.created or 0) < cutoff:
+                    report.deleted_messages += info.message_count or 0
+                    report.freed_bytes += self.drop_stream(name, info.name)
+                    report.dropped_streams.append((name, info.name))
+                    continue
+                trimmed, freed = self._trim(name, info.name, int(cutoff * 1000), None)
+                report.deleted_messages += trimmed
+                report.freed_bytes += freed
+        return report
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def open_transport(options: Mapping[str, Any]) -> RedisTransport:
+    """The runtime of the `redis` transport descriptor: options as `RedisConfig.open_options`
+    gives them (or a pipeline file's section as it is)."""
+    from pydantic import ValidationError
+
+    try:
+        config = RedisConfig.model_validate(dict(options or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "transport"
+        raise TransportConfigError(
+            f"redis transport option {where}: {first['msg']}"
+            + (f" ({len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else "")
+        ) from None
+    return RedisTransport(config)
