@@ -10,7 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from runs_helpers import one_sentence, store_contents
 
 from helpers import CACHE_DIR, PIPELINE, run_pipeline
@@ -151,13 +150,58 @@ def test_runs_counts_what_every_session_of_a_run_processed(tmp_path):
     check_own(tmp_path, "alpha", "in-a", 2, "r1")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race, not yet fixed: a batch run resumed with a new input file re-sends into a "
-    "stream finished by the earlier session; a sink that starts before the source has sent it "
-    "sees a finished, drained stream and ends after its linger, so the new file waits for the "
-    "next resume (seen once in 3 runs under load; nothing is lost, the message stays unread)",
-)
+def _worker(path: Path, instance: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    return subprocess.Popen(
+        [PIPELINE, "worker", path.name, instance, "--status-interval", "0.2"],
+        cwd=path.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_a_resumed_consumer_waits_for_its_upstream_not_for_the_old_end(tmp_path):
+    """In a resumed session the consumers' input streams still carry the end the session before
+    gave them: finished and drained. A sink that trusted that would end after its linger, before
+    the resumed source has sent the file added since, and the file would wait for the next
+    resume. Here the consumers start well before the source: they must wait for it."""
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline import load_pipeline
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import open_transport
+
+    path = make(tmp_path, "alpha", "in-a", 2)
+    done = run_pipeline("run", path.name, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (tmp_path / "in-a" / "in-a-2.txt").write_text("in-a 2\n")
+    catalog = Catalog.load()
+    pipeline = load_pipeline(path, catalog)
+    with open_transport(pipeline.transport.spec(), catalog) as transport:
+        store = RunStore(transport, "alpha")
+        latest = store.latest()
+        assert latest is not None
+        store.resume(latest)  # what `pipeline run` records before it starts the workers
+
+    consumers = [_worker(path, "sink"), _worker(path, "pass")]
+    try:
+        time.sleep(4)  # eight times the consumers' linger
+        assert [c.poll() for c in consumers] == [None, None], [c.stdout.read() for c in consumers]
+        source = _worker(path, "files")
+        for proc in (source, *consumers):
+            out, _ = proc.communicate(timeout=120)
+            assert proc.returncode == 0, out
+    finally:
+        for c in consumers:
+            if c.poll() is None:
+                c.kill()
+    got = lines(tmp_path, "alpha")
+    assert sorted(r["payload"] for r in got) == [f"in-a {i}\n" for i in range(3)]
+    assert {r["metadata"]["provenance"]["run"] for r in got} == {"r1"}
+
+
 def test_resume_applies_a_changed_configuration_to_what_was_not_processed(tmp_path):
     path = make(tmp_path, "alpha", "in-a", 2)
     done = run_pipeline("run", path.name, cwd=tmp_path, timeout=300)

@@ -139,7 +139,18 @@ def build_worker(
         data_sources=sources,
         run=run_info,
         configurations=known,
+        upstream=upstream_of(pipeline, instance),
     )
+
+
+def upstream_of(pipeline: Any, instance: str) -> dict[str, int]:
+    """instance -> replicas of the units whose outputs are this unit's inputs."""
+    wanted = set((pipeline.units[instance].inputs or {}).values())
+    return {
+        name: int(getattr(unit, "replicas", 1) or 1)
+        for name, unit in pipeline.units.items()
+        if name != instance and wanted & set((unit.outputs or {}).values())
+    }
 
 
 def _import_early(runtime: str) -> None:
@@ -232,6 +243,9 @@ def _join_run(
         "started": start.get("time"),
         "configuration": mine,
     }
+    if run.session.get("event") == "resumed":
+        # when this session began; the worker's inputs may carry an earlier session's end
+        info["resumed_at"] = run.session.get("time")
     return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
 
 

@@ -47,8 +47,10 @@ from asapo_pipelines.worker.naming import (
     data_source_for,
     errors_source,
     group_name,
+    status_source,
+    status_stream,
 )
-from asapo_pipelines.worker.status import Counters, StatusPublisher
+from asapo_pipelines.worker.status import ENDED_STATES, Counters, StatusPublisher
 
 log = logging.getLogger("asapo_pipelines.worker")
 
@@ -119,8 +121,15 @@ class Worker:
         data_sources: Mapping[str, str] | None = None,
         run: Mapping[str, Any] | None = None,
         configurations: Mapping[str, Mapping[str, Any]] | None = None,
+        upstream: Mapping[str, int] | None = None,
     ) -> None:
         self.transport = transport
+        #: instance -> replicas of the pipeline's units that write this unit's inputs: in a
+        #: resumed session, input streams finished by an earlier session are not the end
+        #: until these have ended in this one (see `_upstream_ended`)
+        self.upstream = dict(upstream or {})
+        self._upstream_seen: tuple[float, bool] = (0.0, False)
+        self._upstream_reader: Any = None
         #: stream name -> data source (the pipeline's namespace for this run); by default a
         #: stream is the data source of its own name (a worker built by hand, in tests)
         self.data_sources = dict(data_sources or {})
@@ -281,6 +290,7 @@ class Worker:
             *self.output_readers.values(),
             self._errors,
             self._errors_reader,
+            self._upstream_reader,
         ]:
             if obj is not None:
                 try:
@@ -522,7 +532,7 @@ class Worker:
             if self.stopping:
                 break
             self._finish_ready_outputs()
-            if all(p.done for p in self.ports):
+            if all(p.done for p in self.ports) and self._upstream_ended(now):
                 if done_since is None:
                     done_since = now
                     last_refresh = 0.0  # look once more right away
@@ -537,6 +547,40 @@ class Worker:
             return "stopped"
         self._finish_ready_outputs(final=True)
         return "finished"
+
+    def _upstream_ended(self, now: float) -> bool:
+        """Whether every unit writing this one's inputs has ended in this session.
+
+        Only a resumed session asks (``run_info["resumed_at"]``): its inputs' streams were
+        finished by the session before, so they look complete and drained before a resumed
+        upstream has sent what is new (a file added since); a consumer that trusted them would
+        end after its linger and leave the new messages for the next resume. Looked at once per
+        `refresh`, from the final status records the upstream workers publish on the transport.
+        """
+        since = self.run_info.get("resumed_at")
+        if since is None or not self.upstream:
+            return True
+        checked, ended = self._upstream_seen
+        if ended or now - checked < self.refresh:
+            return ended
+        ended = all(
+            self._ended_since(status_stream(instance, replica), float(since))
+            for instance, replicas in self.upstream.items()
+            for replica in range(replicas)
+        )
+        self._upstream_seen = (now, ended)
+        return ended
+
+    def _ended_since(self, stream: str, since: float) -> bool:
+        if self._upstream_reader is None:
+            self._upstream_reader = self.transport.consumer(
+                status_source(self.pipeline), f"{self.group}-upstream"
+            )
+        try:
+            record = self._upstream_reader.get_last(stream).metadata
+        except (EndOfStream, NoData, StreamFinished, MissingId):
+            return False
+        return record.get("state") in ENDED_STATES and float(record.get("time") or 0) >= since
 
     def _idle(self) -> None:
         """Nothing to do: wait up to `poll` seconds, waking as soon as an input's backend says

@@ -17,6 +17,10 @@ from asapo_pipelines.worker.naming import status_source, status_stream
 log = logging.getLogger("asapo_pipelines.worker")
 
 
+#: the states of a worker's final status record: it will send nothing more in this session
+ENDED_STATES = ("finished", "stopped", "failed")
+
+
 @dataclass
 class Counters:
     unit: str = ""
