@@ -3,7 +3,7 @@
 A plugin package declares an entry point in the group ``asapo_pipelines`` that points at a light
 module (import nothing heavy at module level) and implements some of these hooks::
 
-    from asapo_pipelines import UnitDescriptor, hookimpl
+    from asapo_pipelines.sdk import UnitDescriptor, hookimpl
 
     @hookimpl
     def register_units(register):

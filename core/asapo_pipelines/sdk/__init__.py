@@ -1,22 +1,42 @@
-"""The unit SDK: what a unit author writes against.
+"""The one import door for plugin authors: everything a unit, transport or executor plugin
+writes against. Internal modules may move; these names stay.
 
-Light names (safe in a plugin's registration module): `Params`, `Port`, `Resources`,
-`UnitDescriptor`, `PlotHint`, `hookimpl`, `describe`, `inp`, `out`, `Suggestion`, `PlanItem`.
-Runtime base classes (import them in the runtime module): `Source`, `Sink`, `Processor`,
-`Agent`, `Message`, `Stream`. See docs/unit-authors.md.
+Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Port`,
+`Resources`, `UnitDescriptor`, `PlotHint`, `TransportDescriptor`, `ExecutorDescriptor`,
+`FormatDescriptor`, `hookimpl` and the hooks' callback types (`RegisterUnit`,
+`RegisterTransport`, `RegisterExecutor`, `RegisterFormat`, `ReportFinding`), `describe`, `inp`,
+`out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
+(`PipelinesError`, `UsageError`). Runtime names (import them in the runtime module): `Source`,
+`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`, `storage` (durable file
+writes), and for executors `Executor`, `ExecutorStatus`, `InstanceStatus`. See
+docs/unit-authors.md and docs/hooks.md.
 """
 
 from __future__ import annotations
 
+from asapo_pipelines import storage
 from asapo_pipelines.descriptor import (
+    ExecutorDescriptor,
+    FormatDescriptor,
     NoParams,
     Params,
     PlotHint,
     Port,
     Resources,
+    TransportDescriptor,
     UnitDescriptor,
 )
-from asapo_pipelines.hookspecs import hookimpl
+from asapo_pipelines.errors import PipelinesError, UsageError
+from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
+from asapo_pipelines.hookspecs import (
+    RegisterExecutor,
+    RegisterFormat,
+    RegisterTransport,
+    RegisterUnit,
+    ReportFinding,
+    hookimpl,
+)
+from asapo_pipelines.sdk.dirwatch import DirectoryEvents
 from asapo_pipelines.sdk.ports import describe, inp, out
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE, PlanItem, Suggestion
 from asapo_pipelines.sdk.units import (
@@ -34,24 +54,39 @@ from asapo_pipelines.sdk.units import (
 __all__ = [
     "SUGGESTION_CONTENT_TYPE",
     "Agent",
+    "DirectoryEvents",
+    "Executor",
+    "ExecutorDescriptor",
+    "ExecutorStatus",
+    "FormatDescriptor",
+    "InstanceStatus",
     "Message",
     "NoParams",
     "Params",
+    "PipelinesError",
     "PlanItem",
     "PlotHint",
     "Port",
     "Processor",
+    "RegisterExecutor",
+    "RegisterFormat",
+    "RegisterTransport",
+    "RegisterUnit",
+    "ReportFinding",
     "Resources",
     "Sink",
     "Source",
     "Stream",
     "Suggestion",
+    "TransportDescriptor",
     "Unit",
     "UnitDescriptor",
     "UnitStorageError",
     "UnitUsageError",
+    "UsageError",
     "describe",
     "hookimpl",
     "inp",
     "out",
+    "storage",
 ]

@@ -18,7 +18,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk import PipelinesError
 from asapo_pipelines_bluesky.inbox import APPROVABLE, REJECTABLE, Entry, Inbox, InboxError, now
 from asapo_pipelines_bluesky.params import Budget, PlanTemplate, QueueParams
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk import PipelinesError
 
 #: the states of CONTRACTS.md, plus `noted` for a suggestion with nothing to queue (a stop)
 STATES = (

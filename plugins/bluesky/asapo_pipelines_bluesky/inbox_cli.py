@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.errors import UsageError
+from asapo_pipelines.sdk import UsageError
 from asapo_pipelines_bluesky import bridge
 from asapo_pipelines_bluesky.inbox import Entry, Inbox
 from asapo_pipelines_bluesky.params import QueueParams

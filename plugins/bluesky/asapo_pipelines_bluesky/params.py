@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines.descriptor import Params
+from asapo_pipelines.sdk import Params
 
 
 class Budget(BaseModel):

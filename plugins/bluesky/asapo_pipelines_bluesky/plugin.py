@@ -7,9 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
-from asapo_pipelines.hookspecs import RegisterUnit, ReportFinding, hookimpl
-from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE
+from asapo_pipelines.sdk import (
+    SUGGESTION_CONTENT_TYPE,
+    Port,
+    RegisterUnit,
+    ReportFinding,
+    Resources,
+    UnitDescriptor,
+    hookimpl,
+)
 from asapo_pipelines_bluesky.params import QueueParams
 
 #: Content type of the feedback port (CONTRACTS.md: one JSON object per state change).

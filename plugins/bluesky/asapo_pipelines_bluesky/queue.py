@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk import PipelinesError
 from asapo_pipelines_bluesky.params import QueueParams
 
 #: Where a queue item carries the suggestion it came from (queue-server copies `meta` into the

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk import PipelinesError
 
 
 class NexusWriterError(PipelinesError):

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from asapo_pipelines.descriptor import Params
+from asapo_pipelines.sdk import Params
 
 
 class NexusWriterParams(Params):

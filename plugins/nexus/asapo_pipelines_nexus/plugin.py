@@ -5,8 +5,7 @@ Light on purpose: pydantic and the core's descriptor types only, never h5py or n
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import Port, Resources, UnitDescriptor
-from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
+from asapo_pipelines.sdk import Port, RegisterUnit, Resources, UnitDescriptor, hookimpl
 from asapo_pipelines_nexus.params import NexusWriterParams
 
 WRITER = UnitDescriptor(

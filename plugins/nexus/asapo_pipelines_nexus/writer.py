@@ -57,8 +57,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from asapo_pipelines import storage
-from asapo_pipelines.sdk import UnitStorageError
+from asapo_pipelines.sdk import UnitStorageError, storage
 from asapo_pipelines_nexus.errors import NexusWriterError
 from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
 

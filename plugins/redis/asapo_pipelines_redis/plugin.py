@@ -13,8 +13,7 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
-from asapo_pipelines.descriptor import TransportDescriptor
-from asapo_pipelines.hookspecs import RegisterTransport, hookimpl
+from asapo_pipelines.sdk import RegisterTransport, TransportDescriptor, hookimpl
 from asapo_pipelines_redis.config import RedisConfig
 
 #: the client versions this plugin is tested with (pyproject pins the same)

@@ -484,7 +484,7 @@ class RedisProducer(Producer):
             finally:
                 os.close(fd)
         except OSError as exc:
-            from asapo_pipelines import storage
+            from asapo_pipelines.sdk import storage
 
             raise StorageError(
                 storage.describe("the redis transport's payload directory", path, exc)

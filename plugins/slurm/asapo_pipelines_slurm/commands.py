@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk import PipelinesError
 
 #: How long one Slurm command may take: the controller's own MessageTimeout is 10 s by
 #: default, and a command retries once or twice before it gives up.

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
+from asapo_pipelines.sdk import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines_slurm import commands
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from asapo_pipelines import hookimpl
-from asapo_pipelines.descriptor import ExecutorDescriptor
-from asapo_pipelines.hookspecs import RegisterExecutor
+from asapo_pipelines.sdk import ExecutorDescriptor, RegisterExecutor, hookimpl
 from asapo_pipelines_slurm.config import SlurmConfig
 
 

@@ -3,7 +3,7 @@ and the worker's error stream show the message without a traceback)."""
 
 from __future__ import annotations
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk import PipelinesError
 
 
 class XasError(PipelinesError):

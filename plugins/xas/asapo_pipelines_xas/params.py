@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from asapo_pipelines.descriptor import Params
+from asapo_pipelines.sdk import Params
 
 #: Roles a scan's columns can play. `mu` is an already computed absorption (XDI files often
 #: carry one, e.g. `mutrans`).

@@ -6,8 +6,7 @@ The runtimes are named by import string and imported only inside a worker.
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import PlotHint, Port, Resources, UnitDescriptor
-from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
+from asapo_pipelines.sdk import PlotHint, Port, RegisterUnit, Resources, UnitDescriptor, hookimpl
 from asapo_pipelines_xas.params import (
     ConvergenceParams,
     MergeParams,

@@ -11,8 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.sdk import Agent, Message, PlanItem, Processor, Source, Suggestion
-from asapo_pipelines.sdk.dirwatch import DirectoryEvents
+from asapo_pipelines.sdk import (
+    Agent,
+    DirectoryEvents,
+    Message,
+    PlanItem,
+    Processor,
+    Source,
+    Suggestion,
+)
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger

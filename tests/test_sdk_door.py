@@ -1,0 +1,61 @@
+"""`asapo_pipelines.sdk` is the one import door for plugin authors: the reference unit plugins
+reach the core only through it, so the core's internal modules can move without breaking a
+facility's plugins, and every name they need is in the SDK's `__all__`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import asapo_pipelines.sdk as sdk
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the reference plugins that provide units; the backend plugins (redis, slurm) build on the
+#: core's transport and executor internals by design (base classes, the Nomad compiler's
+#: environment preparation) and are not held to this
+UNIT_PLUGINS = ("xas", "nexus", "bluesky")
+#: imports past the door, each with its reason
+ALLOWED = {
+    # `pipeline inbox` loads the pipeline file and catalog exactly as a worker does
+    ("bluesky", "asapo_pipelines.worker.launch"),
+}
+
+
+def _core_imports(plugin: str) -> list[tuple[str, str, int]]:
+    found = []
+    for path in sorted((ROOT / "plugins" / plugin).glob(f"asapo_pipelines_{plugin}/**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name == "asapo_pipelines" or name.startswith("asapo_pipelines."):
+                    found.append((name, path.name, node.lineno))
+    return found
+
+
+@pytest.mark.parametrize("plugin", UNIT_PLUGINS)
+def test_unit_plugins_import_the_core_only_through_the_sdk(plugin: str) -> None:
+    imports = _core_imports(plugin)
+    assert imports, f"no core import found in plugins/{plugin}: the scan is broken"
+    past_the_door = [
+        f"{file}:{line} imports {module}"
+        for module, file, line in imports
+        if module != "asapo_pipelines.sdk" and (plugin, module) not in ALLOWED
+    ]
+    assert past_the_door == []
+
+
+def test_every_name_the_unit_plugins_take_from_the_sdk_is_exported() -> None:
+    missing = []
+    for plugin in UNIT_PLUGINS:
+        for path in (ROOT / "plugins" / plugin).glob(f"asapo_pipelines_{plugin}/**/*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module == "asapo_pipelines.sdk":
+                    missing += [a.name for a in node.names if a.name not in sdk.__all__]
+    assert missing == []
