@@ -54,17 +54,22 @@ def render() -> str:
     return "\n".join(parts)
 
 
-def main() -> int:
-    text = render()
+def write_or_check(target: Path, text: str, script: str) -> int:
+    """Write a generated page, or with `--check` say whether it is current (exit status 1 when
+    stale); the docs generators share it."""
     if "--check" in sys.argv[1:]:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is stale: run `python docs/gen_cli_reference.py`", file=sys.stderr)
+        if not target.exists() or target.read_text() != text:
+            print(f"{target} is stale: run `python docs/{script}`", file=sys.stderr)
             return 1
-        print(f"{TARGET} is current")
+        print(f"{target} is current")
         return 0
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
+    target.write_text(text)
+    print(f"wrote {target}")
     return 0
+
+
+def main() -> int:
+    return write_or_check(TARGET, render(), Path(__file__).name)
 
 
 if __name__ == "__main__":

@@ -107,16 +107,10 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv[1:]:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is stale: run `python docs/gen_hooks.py`", file=sys.stderr)
-            return 1
-        print(f"{TARGET} is current")
-        return 0
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
-    return 0
+    # the CLI reference's generator holds the write-or-check both pages share
+    from gen_cli_reference import write_or_check
+
+    return write_or_check(TARGET, render(), Path(__file__).name)
 
 
 if __name__ == "__main__":
