@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -222,6 +223,83 @@ def test_a_consumer_waiting_wakes_up_when_another_process_writes(tmp_path: Path)
         finally:
             child.wait(timeout=60)
     assert (msg.payload, msg.metadata) == (b"hello", {"from": "child"})
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+def test_a_consumer_idle_on_its_wake_descriptor_never_sleeps_through_a_commit(
+    tmp_path: Path,
+) -> None:
+    # A worker idles in select() on the wake descriptor for as long as its poll (minutes when
+    # set so). Another process sends one message at a time while the consumer waits, and says
+    # when its send returned; by then either the message was found or a wake must be pending:
+    # a wake that came before the commit could be read, was drained by a look that found
+    # nothing, and left none behind would leave a worker asleep with data waiting.
+    import select
+
+    store_dir = tmp_path / "store"
+    count = 200
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from asapo_pipelines.transport.embedded import EmbeddedTransport
+        with EmbeddedTransport({str(store_dir)!r}).producer("src") as producer:
+            for i in range({count}):
+                sys.stdin.readline()  # the consumer waits now
+                producer.send("s", str(i).encode(), {{"i": i}})
+                print("sent", flush=True)
+        """
+    )
+    slept_through = 0
+    # busy processes widen the window in which a writer is descheduled between appending a
+    # commit to the WAL file and publishing it, as a loaded CI machine does
+    busy = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(os.cpu_count() or 2)
+    ]
+    with (
+        contextlib.ExitStack() as stack,
+        EmbeddedTransport(store_dir).consumer("src", "g") as consumer,
+    ):
+        for proc in busy:
+            stack.callback(proc.wait, 10)
+            stack.callback(proc.kill)
+        fd = consumer.wake_fd()
+        assert fd is not None
+        child = subprocess.Popen(
+            [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        said = child.stdout.fileno()
+        try:
+            for i in range(count):
+                with pytest.raises(NoData):
+                    consumer.get_next("s", timeout=0)  # looked: the events so far are drained
+                child.stdin.write(b"\n")
+                child.stdin.flush()
+                msg, sent = None, False
+                while msg is None:
+                    if sent and not select.select([fd], [], [], 0)[0]:
+                        # committed, not found, and no wake pending: a worker would sleep on
+                        slept_through += 1
+                        msg = consumer.get_next("s", timeout=0)
+                        break
+                    ready = select.select([fd] if sent else [fd, said], [], [], 60)[0]
+                    assert ready, f"neither a wake nor the producer's word for message {i}"
+                    if fd in ready:
+                        with contextlib.suppress(NoData):  # a wake may be for something else
+                            msg = consumer.get_next("s", timeout=0)
+                    else:
+                        assert child.stdout.readline() == b"sent\n"
+                        sent = True
+                if not sent:
+                    assert child.stdout.readline() == b"sent\n"
+                assert msg.metadata == {"i": i}
+                consumer.acknowledge("s", msg.id)
+        finally:
+            child.stdin.close()
+            child.wait(timeout=60)
+    assert slept_through == 0
 
 
 def test_a_damaged_index_is_one_clear_error(tmp_path: Path) -> None:

@@ -216,7 +216,9 @@ class Consumer(_Closable):
     def wake_fd(self) -> int | None:
         """A file descriptor that becomes readable when new data may have arrived (for
         `select`; spurious wake-ups allowed), or None when the backend cannot tell: then the
-        caller polls. Reading with `get_next` clears it."""
+        caller polls. Reading with `get_next` clears it, so it must become readable only once
+        what woke it can be read: a caller that looks, finds nothing and waits again would
+        otherwise sleep through the data."""
         return None
 
     @abc.abstractmethod

@@ -173,14 +173,18 @@ def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 class _Waker:
-    """Wakes a waiting consumer when any process commits to the data source's index.
+    """Wakes a waiting consumer when any process commits a change to the data source's index.
 
-    On Linux an inotify watch on the source directory sees every write to the WAL file, so a
-    consumer sleeps in select() instead of polling; elsewhere it falls back to short sleeps.
-    Events are drained before each check, so a commit between check and wait is never missed.
+    Every write transaction that changed rows rings a doorbell once its COMMIT has returned
+    (`_SourceDB.write` touches `write.lock`), and on Linux an inotify watch on the source
+    directory sees that attribute change, so a consumer sleeps in select() instead of polling;
+    elsewhere it falls back to short sleeps. Events are drained before each check, so a commit
+    between check and wait is never missed. The WAL file's own writes are not watched: SQLite
+    appends a commit's frames before it publishes them in the shared index, so a reader woken
+    by the write could look, see nothing new yet, and sleep through the commit.
     """
 
-    IN_MODIFY = 0x00000002
+    IN_ATTRIB = 0x00000004
 
     def __init__(self, directory: Path) -> None:
         self.fd = -1
@@ -191,7 +195,7 @@ class _Waker:
             fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
             if fd < 0:
                 return
-            if libc.inotify_add_watch(fd, os.fsencode(directory), self.IN_MODIFY) < 0:
+            if libc.inotify_add_watch(fd, os.fsencode(directory), self.IN_ATTRIB) < 0:
                 os.close(fd)
                 return
             self.fd = fd
@@ -300,6 +304,7 @@ class _SourceDB:
                         f"the store of data source {self.data_source!r} stayed locked for "
                         f"{BUSY_TIMEOUT_S:.0f} s ({exc})"
                     ) from None
+                changes = self.db.total_changes
                 try:
                     yield self.db
                     self.db.execute("COMMIT")
@@ -312,8 +317,18 @@ class _SourceDB:
                         # e.g. a full disk or a damaged file: one sentence, not a traceback
                         raise _storage_error(self.data_source, self.dir, exc) from None
                     raise
+                if self.db.total_changes != changes:
+                    self._ring()
             finally:
                 fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+
+    def _ring(self) -> None:
+        """Tell waiting consumers (`_Waker`) that a commit is visible now: an attribute change
+        of `write.lock`, one system call on a descriptor already open. A transaction that
+        changed nothing rings no bell, so idle consumers looking for work never wake each
+        other."""
+        with contextlib.suppress(OSError):
+            os.utime(self.lock_fd)
 
     def sid(self, stream: str, *, create: bool) -> int | None:
         """The stream's numeric id; creating the stream needs an open write transaction."""
