@@ -156,8 +156,12 @@ def test_streams_status_and_view_show_the_asapo_run(runs, service) -> None:
     data = json.loads(shown.split("data:", 1)[1])
     by_name = {s["name"]: s for s in data}
     for source in ("raw-scans", "spectra", "merged", "plans"):
-        assert by_name[source]["messages"] == 2
         assert by_name[source]["finished"] is True
+    for source in ("raw-scans", "spectra", "merged"):
+        assert by_name[source]["messages"] == 2
+    # one suggestion per merge, but none for a merge that arrives after the newer one (ASAP::O
+    # keeps no order between messages sent at once): one or two
+    assert by_name["plans"]["messages"] in (1, 2)
     assert TOKEN not in page + events
 
 

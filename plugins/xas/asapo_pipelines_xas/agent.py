@@ -127,6 +127,8 @@ class _Group:
     history: dict[int, float] = field(default_factory=dict)
     #: scans seen (accepted or not) when the first request was made
     asked_base: int | None = None
+    #: the most scans (accepted or not) of any merge decided on; a merge of fewer came late
+    seen_total: int = 0
     requests: dict[str, _Request] = field(default_factory=dict)
     previous: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -170,17 +172,40 @@ class ConvergenceAgent:
         return state.in_flight(n_total) if state else 0
 
     # -- decisions --------------------------------------------------------------------------------
-    def decide(self, merged: Mapping[str, Any]) -> dict[str, Any]:
-        """A plan suggestion for one `xas/merged` message body (or `Merged.to_json()`)."""
+    def take_late(self, merged: Mapping[str, Any]) -> bool:
+        """True when a merge of more scans of the same group was decided on already.
+
+        A transport promises no order (two merges sent in one batch may arrive swapped on
+        ASAP::O), and a plan made from older data must not follow, and override, one made from
+        newer data: such a merge gets no suggestion. Its noise still joins the fit when it is
+        the only merge of its N seen.
+        """
+        merged, _, state = self._state_of(merged)
+        n = int(merged.get("n_merged", 0))
+        n_total = n + len(merged.get("rejected", []))
+        if n_total >= state.seen_total:
+            return False
+        eps = dict(merged.get("values", {})).get("epsilon_k")
+        if eps is not None and n > 0:
+            state.history.setdefault(n, float(eps))
+        return True
+
+    def _state_of(
+        self, merged: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], dict[str, str], _Group]:
         if hasattr(merged, "to_json"):
             merged = merged.to_json()
-        p = self.params
         group = {str(k): str(v) for k, v in dict(merged.get("group", {})).items()}
-        key = tuple(sorted(group.items()))
-        state = self._groups.setdefault(key, _Group())
+        return merged, group, self._groups.setdefault(tuple(sorted(group.items())), _Group())
+
+    def decide(self, merged: Mapping[str, Any]) -> dict[str, Any]:
+        """A plan suggestion for one `xas/merged` message body (or `Merged.to_json()`)."""
+        merged, group, state = self._state_of(merged)
+        p = self.params
         n = int(merged.get("n_merged", 0))
         rejected = list(merged.get("rejected", []))
         n_total = n + len(rejected)
+        state.seen_total = max(state.seen_total, n_total)
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
         bad = [{"scan": r.get("scan"), "reasons": list(r.get("reasons", []))} for r in rejected]

@@ -150,6 +150,12 @@ def scan_id(spectrum: Spectrum) -> str:
     raise SpectrumError("a spectrum without scan_id or file cannot be merged")
 
 
+def _acquisition_order(entry: _Entry) -> tuple[str, str]:
+    """The order the scans were measured in: their start time (ISO 8601, from the file's
+    header), then their identity (file names of repeats count up)."""
+    return str(entry.spectrum.metadata.get("start_time") or ""), entry.scan_id
+
+
 class Merger:
     """Incremental merge of repeats; one instance per running `xas.merge` unit."""
 
@@ -173,6 +179,9 @@ class Merger:
                 break
         else:
             entries.append(entry)
+        # scans arrive in any order (a transport promises none), but the anchor of the
+        # alignment, the screening and the merged arrays must not depend on it
+        entries.sort(key=_acquisition_order)
         self._screen(entries)
         return self._merge(key, entries, ident)
 

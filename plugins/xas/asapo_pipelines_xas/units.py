@@ -203,6 +203,7 @@ class ConvergenceAgent(Agent):
         self.decisions: dict[str, dict[str, Any]] = {}
         self.count = 0
         self.queue_updates = 0
+        self.late = 0
 
     def process(self, message: Message) -> None:
         if message.port == "queue":
@@ -211,6 +212,10 @@ class ConvergenceAgent(Agent):
                 raise XasError("a plan/status message must be a JSON object")
             if self.advisor.update_queue(message.value):
                 self.queue_updates += 1
+            return
+        if self.advisor.take_late(message.value):
+            # a newer merge of this group was decided on already (messages come in any order)
+            self.late += 1
             return
         decision = self.advisor.decide(message.value)
         group = dict(decision["target"])
@@ -254,4 +259,6 @@ class ConvergenceAgent(Agent):
         out: dict[str, Any] = {"suggestions": self.count, "decisions": dict(self.decisions)}
         if self.queue_updates:
             out["queue_updates"] = self.queue_updates
+        if self.late:
+            out["late_merges"] = self.late
         return out

@@ -49,6 +49,20 @@ def test_merging_two_repeats_lowers_the_noise(p65_scans, p65_spectra):
     assert second.accepted == [s.metadata["file"] for s in p65_spectra]
 
 
+def test_the_merge_of_all_scans_does_not_depend_on_their_arrival_order(p65_spectra):
+    # a transport promises no order; the anchor of the alignment is the first scan measured
+    in_order, swapped = Merger(), Merger()
+    for spectrum in p65_spectra:
+        want = in_order.add(spectrum)
+    for spectrum in reversed(p65_spectra):
+        got = swapped.add(spectrum)
+    assert [s["scan"] for s in got.scans] == [s["scan"] for s in want.scans]
+    assert got.scans[0]["shift"] == 0.0
+    for key in ("e0", "edge_step", "epsilon_k"):
+        assert got.values[key] == want.values[key], key
+    np.testing.assert_array_equal(got.arrays["mu"], want.arrays["mu"])
+
+
 def test_alignment_on_the_reference_foil(p65_spectra):
     alone = Merger().add(p65_spectra[1])  # the first scan of a group is the anchor
     assert alone.scans[0]["shift"] == 0.0

@@ -116,6 +116,31 @@ def test_agent_asks_for_more_then_stops_at_a_target_between_single_and_merged_no
     assert (last["action"], last["merged"]) == ("stop", 2)
 
 
+def test_a_merge_that_arrives_after_a_newer_one_changes_no_decision(chain, run_unit, unit_message):
+    # a transport promises no order: on ASAP::O two merges sent in one batch can arrive swapped
+    _, _, merged = chain
+    inputs = forward(merged, unit_message, port="merged")
+    params = {"target_noise": 1.2e-4}  # the example's: above the merge of two, more are asked
+    in_order = run_unit("xas.convergence-agent", inputs, params=params)
+    swapped = run_unit("xas.convergence-agent", inputs[::-1], params=params)
+    assert in_order.errors == swapped.errors == []
+    target = "20K_GOE_Fe_K_240/Fe/K/transmission"
+    want = in_order.summary["decisions"][target]
+    got = swapped.summary["decisions"][target]
+    # the plan stays the one made from both scans, not the late single scan's
+    assert got["merged"] == want["merged"] == 2
+    assert want["action"] == "more_scans"
+    assert want["scans"] > 0
+    assert (got["action"], got.get("scans"), got["reason"]) == (
+        want["action"],
+        want.get("scans"),
+        want["reason"],
+    )
+    assert len(swapped.values("plans")) == 1
+    assert swapped.summary["late_merges"] == 1
+    assert "late_merges" not in in_order.summary
+
+
 def test_a_redelivered_spectrum_does_not_count_twice_in_the_merge(
     chain, unit_harness, unit_message
 ):
