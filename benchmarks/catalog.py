@@ -33,7 +33,7 @@ UNITS_PER_PLUGIN = 12
 REGISTRATION = """
 from typing import Annotated, Literal
 from pydantic import Field
-from asapo_pipelines import Params, Port, Resources, UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import Params, Port, Resources, UnitDescriptor, hookimpl
 
 PKG = "{pkg}"
 {param_classes}

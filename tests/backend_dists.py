@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines import hookimpl
+from asapo_pipelines.sdk import hookimpl
 from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
 
 
@@ -185,7 +185,7 @@ class SubprocExecutor(Executor):
 """
 
 BROKEN_TRANSPORTS = """
-from asapo_pipelines import hookimpl, UnitDescriptor
+from asapo_pipelines.sdk import hookimpl, UnitDescriptor
 
 
 @hookimpl
@@ -203,7 +203,7 @@ def register_units(register):
 """
 
 CLAIMS_EMBEDDED = """
-from asapo_pipelines import hookimpl
+from asapo_pipelines.sdk import hookimpl
 
 
 @hookimpl

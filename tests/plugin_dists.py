@@ -9,7 +9,7 @@ from asapo_pipelines.testing.distributions import PluginProject
 HEALTHY_PLUGIN = """
 from typing import Annotated, Literal
 from pydantic import Field
-from asapo_pipelines import Params, Port, Resources, UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import Params, Port, Resources, UnitDescriptor, hookimpl
 
 
 class DenoiseParams(Params):
@@ -66,7 +66,7 @@ raise RuntimeError("libacme.so.3 not found")
 """
 
 INVALID_PLUGIN = """
-from asapo_pipelines import UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import UnitDescriptor, hookimpl
 
 
 @hookimpl
@@ -79,7 +79,7 @@ def register_units(register):
 """
 
 DUP_PLUGIN = """
-from asapo_pipelines import UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import UnitDescriptor, hookimpl
 
 
 @hookimpl
@@ -90,7 +90,7 @@ def register_units(register):
 """
 
 TYPO_PLUGIN = """
-from asapo_pipelines import hookimpl
+from asapo_pipelines.sdk import hookimpl
 
 
 @hookimpl

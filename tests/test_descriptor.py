@@ -8,8 +8,8 @@ import types
 import pytest
 from pydantic import ValidationError
 
-from asapo_pipelines import Params, Port, UnitDescriptor, hookimpl
 from asapo_pipelines.errors import PluginError, UnknownUnitError
+from asapo_pipelines.sdk import Params, Port, UnitDescriptor, hookimpl
 
 
 def _unit(**changes):

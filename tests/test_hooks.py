@@ -15,7 +15,6 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines import hookimpl
 from asapo_pipelines.catalog import PluginSource
 from asapo_pipelines.descriptor import (
     ExecutorDescriptor,
@@ -26,6 +25,7 @@ from asapo_pipelines.descriptor import (
 from asapo_pipelines.errors import PluginError, UsageError
 from asapo_pipelines.executor import Executor, choose_executor, open_executor
 from asapo_pipelines.plugin_manager import PluginManager, collect_commands
+from asapo_pipelines.sdk import hookimpl
 from asapo_pipelines.testing import catalog_from_plugins
 
 ROOT = Path(__file__).parents[1]

@@ -11,7 +11,7 @@ from asapo_pipelines.testing.distributions import PluginProject, install
 from helpers import run_pipeline
 
 PLUGIN = """
-from asapo_pipelines import hookimpl
+from asapo_pipelines.sdk import hookimpl
 
 UNITS = {units!r}
 
@@ -81,7 +81,7 @@ import os
 # leaves a mark when imported: the test sees which processes loaded this plugin
 open(os.path.join(os.environ["IMPORT_MARKS"], str(os.getpid())), "w").close()
 
-from asapo_pipelines import hookimpl
+from asapo_pipelines.sdk import hookimpl
 
 
 @hookimpl

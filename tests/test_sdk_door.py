@@ -59,3 +59,22 @@ def test_every_name_the_unit_plugins_take_from_the_sdk_is_exported() -> None:
                 if isinstance(node, ast.ImportFrom) and node.module == "asapo_pipelines.sdk":
                     missing += [a.name for a in node.names if a.name not in sdk.__all__]
     assert missing == []
+
+
+def test_the_package_root_is_no_second_door() -> None:
+    # the root holds the entry-point group and the version only; what a plugin author needs is
+    # in the SDK, and the docs' example plugin takes it from there
+    import asapo_pipelines
+
+    assert sorted(asapo_pipelines.__all__) == ["PROJECT", "__version__"]
+    with pytest.raises(AttributeError):
+        _ = asapo_pipelines.hookimpl  # type: ignore[attr-defined]
+    example = ROOT / "docs" / "examples" / "minimal-plugin" / "acme_xrd"
+    modules = {
+        node.module
+        for path in example.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module
+        if node.module.startswith("asapo_pipelines")
+    }
+    assert modules == {"asapo_pipelines.sdk"}

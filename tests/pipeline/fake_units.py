@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from asapo_pipelines import Params, Port, UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import Params, Port, UnitDescriptor, hookimpl
 
 
 class ScanFilesParams(Params):

@@ -4,7 +4,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from asapo_pipelines import Params, Port, Resources, UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import Params, Port, Resources, UnitDescriptor, hookimpl
 
 
 class IntegrateParams(Params):
