@@ -12,6 +12,9 @@ __version__ = "0.1.0"
 
 #: Entry-point group and pluggy project name shared by every plugin.
 PROJECT = "asapo_pipelines"
+#: The core's distribution name: the catalog's built-in plugin, the pins of a compiled job, the
+#: line `--version` prints first. Defined here, the lightest module, so every layer can import it.
+CORE_DISTRIBUTION = "asapo-pipelines"
 
 _LAZY = {
     "hookimpl": "asapo_pipelines.hookspecs",
