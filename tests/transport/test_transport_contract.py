@@ -18,6 +18,7 @@ from asapo_pipelines.transport import (
     StreamFinished,
     TransportError,
 )
+from asapo_pipelines.transport.formats import decode_message
 
 
 def _drain(consumer, stream: str, *, timeout: float, ack: bool = True) -> list:
@@ -273,7 +274,7 @@ def test_contract_arrays_travel_as_seedee(backend) -> None:
         got = sorted(_drain(consumer, stream, timeout=1 + backend.settle), key=lambda m: m.id)
     assert len(got) == 3
     for array, msg in zip(arrays, got, strict=True):
-        out = msg.decode()
+        out = decode_message(msg)
         assert out.dtype == array.dtype
         assert out.shape == array.shape
         assert out.tobytes() == array.tobytes()

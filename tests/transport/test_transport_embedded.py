@@ -77,7 +77,7 @@ def test_a_truncated_payload_file_is_reported_with_stream_and_id(tmp_path: Path)
 
 def test_corrupted_seedee_payload_names_stream_and_id(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
-    from asapo_pipelines.transport.formats import encode
+    from asapo_pipelines.transport.formats import decode_message, encode
 
     store = EmbeddedTransport(tmp_path)
     payload, meta = encode(np.arange(100, dtype=np.int32), "seedee")
@@ -87,9 +87,9 @@ def test_corrupted_seedee_payload_names_stream_and_id(tmp_path: Path) -> None:
     with store.consumer("src", "g") as consumer:
         first, second = consumer.get_next("arrays"), consumer.get_next("arrays")
     with pytest.raises(CorruptPayload, match=r"message 1 of stream 'arrays' \(src\)"):
-        first.decode()
+        decode_message(first)
     with pytest.raises(CorruptPayload, match=r"message 2 of stream 'arrays'.*invalid JSON"):
-        second.decode()
+        decode_message(second)
 
 
 def test_retention_drops_idle_streams_and_frees_their_files(tmp_path: Path) -> None:

@@ -91,12 +91,6 @@ class Message:
     def size(self) -> int:
         return 0 if self.payload is None else len(self.payload)
 
-    def decode(self) -> Any:
-        """The payload decoded with the format its metadata records (see `formats`)."""
-        from asapo_pipelines.transport.formats import decode_message
-
-        return decode_message(self)
-
 
 @dataclass(slots=True)
 class StreamInfo:

@@ -73,6 +73,8 @@ def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> An
 
 
 def decode_message(message: Message) -> Any:
+    """A transport message's payload decoded with the format its metadata records; a damaged
+    payload is a `CorruptPayload` naming the message, its stream and data source."""
     where = f"message {message.id} of stream {message.stream!r} ({message.data_source})"
     return decode(message.payload, message.metadata, where=where)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from asapo_pipelines.descriptor import PlotHint
 from asapo_pipelines.transport import Transport, TransportError
+from asapo_pipelines.transport.formats import decode_message
 from asapo_pipelines.viewer.model import PipelineView
 from asapo_pipelines.worker.naming import (
     RUN_ID,
@@ -331,7 +332,7 @@ class Collector:
             seen = max(self.error_seen.get(info.name, 0), info.last_id - ERRORS_KEPT)
             for msg in self._new_messages(source, info.name, info.last_id, seen):
                 try:
-                    record = msg.decode()
+                    record = decode_message(msg)
                 except Exception:  # a record we cannot decode still shows its metadata
                     record = {}
                 meta = msg.metadata
@@ -382,7 +383,7 @@ class Collector:
 
     def _add_point(self, plot: PlotState, instance: str, hint: PlotHint, msg: Any) -> None:
         try:
-            value = msg.decode()
+            value = decode_message(msg)
         except Exception as exc:  # a payload we cannot decode is skipped, not fatal
             log.debug("cannot decode %s/%s#%s: %s", msg.data_source, msg.stream, msg.id, exc)
             return
@@ -483,7 +484,7 @@ def _summary(value: Any, depth: int = 0) -> Any:
 
 def _preview(msg: Any, limit: int = 600) -> str:
     try:
-        value = msg.decode()
+        value = decode_message(msg)
     except Exception:
         return f"<{msg.size} bytes>"
     if isinstance(value, bytes | bytearray | memoryview):
