@@ -10,5 +10,8 @@ __version__ = "0.1.0"
 
 #: Entry-point group and pluggy project name shared by every plugin.
 PROJECT = "asapo_pipelines"
+#: The core's distribution name: the catalog's built-in plugin, the pins of a compiled job, the
+#: line `--version` prints first. Defined here, the lightest module, so every layer can import it.
+CORE_DISTRIBUTION = "asapo-pipelines"
 
 __all__ = ["PROJECT", "__version__"]

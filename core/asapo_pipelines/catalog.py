@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from asapo_pipelines import PROJECT, __version__
+from asapo_pipelines import CORE_DISTRIBUTION, PROJECT, __version__
 from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,7 +41,6 @@ ENV_STRICT = "ASAPO_PIPELINES_STRICT"
 
 BUILTIN_PLUGIN = "core"
 BUILTIN_MODULE = "asapo_pipelines.builtin"
-CORE_DISTRIBUTION = "asapo-pipelines"
 
 
 @dataclass

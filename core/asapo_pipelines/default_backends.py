@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
 from asapo_pipelines.hookspecs import RegisterExecutor, RegisterTransport, hookimpl
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 from asapo_pipelines.pipeline.model import AsapoTransport, EmbeddedTransport, Local, Nomad
 
 EMBEDDED = TransportDescriptor(
     name="embedded",
     summary="The on-disk store of one machine (SQLite and files); the default.",
-    description="Needs no service: the store is a directory, by default `.pipeline-data` next "
+    description=f"Needs no service: the store is a directory, by default `{DEFAULT_DATA_DIR}` next "
     "to the pipeline file. For `pipeline run` on one machine, tests and first pipelines.",
     config=EmbeddedTransport,
     runtime="asapo_pipelines.transport:open_embedded",

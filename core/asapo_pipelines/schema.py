@@ -247,7 +247,7 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
 
 def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
     """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog`."""
-    from asapo_pipelines.catalog import CORE_DISTRIBUTION
+    from asapo_pipelines import CORE_DISTRIBUTION
     from asapo_pipelines.pipeline.model import pipeline_model
 
     # one branch (property) per registered transport under `transport:`

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines import __version__
+from asapo_pipelines import CORE_DISTRIBUTION, __version__
 
 #: command name -> "module:attribute"; each module holds what its name says.
 COMMANDS: dict[str, str] = {
@@ -107,9 +107,9 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         return
     from asapo_pipelines.listing import load_listing
 
-    click.echo(f"asapo-pipelines {__version__}")
+    click.echo(f"{CORE_DISTRIBUTION} {__version__}")
     for record in load_listing(strict=False).plugins:
-        if record["distribution"] == "asapo-pipelines":
+        if record["distribution"] == CORE_DISTRIBUTION:
             continue
         status = "" if record["status"] == "ok" else " (broken)"
         click.echo(f"  {record['distribution']} {record['version']}{status}")

@@ -22,11 +22,10 @@ from asapo_pipelines.cli.executors import executor_option
 from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.local.live import Counters
-
-DEFAULT_DATA_DIR = ".pipeline-data"
 
 
 @dataclass
@@ -47,7 +46,7 @@ def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
 
 
 def _data_dir_of(pipeline: Any, path: Path) -> Path:
-    """The embedded transport's directory, else `.pipeline-data` next to the file."""
+    """The embedded transport's directory, else the default data directory next to the file."""
     try:
         spec = pipeline.transport.spec()
         embedded = spec.get("embedded") if isinstance(spec, dict) else None
@@ -163,7 +162,7 @@ data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     help="Where runs live (default: the pipeline's embedded transport directory, or "
-    ".pipeline-data next to FILE).",
+    f"{DEFAULT_DATA_DIR} next to FILE).",
 )
 run_dir_option = click.option(
     "--run-dir", type=click.Path(file_okay=False), help="A run directory (<data>/runs/<job>)."

@@ -12,11 +12,11 @@ import click
 from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import console, print_json, wide
 from asapo_pipelines.errors import UsageError
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.transport import Transport
 
-DEFAULT_STORE = ".pipeline-data"
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -49,13 +49,13 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         raise UsageError(f"cannot read the pipeline file {path}: {exc}") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{path} is not a pipeline file (expected a mapping at the top)")
-    section = doc.get("transport") or {"embedded": {"path": DEFAULT_STORE}}
+    section = doc.get("transport") or {"embedded": {"path": DEFAULT_DATA_DIR}}
     if not isinstance(section, dict) or len(section) != 1:
         raise UsageError(f"{path}: transport must name exactly one transport")
     ((kind, options),) = section.items()
     options = dict(options or {})
     if kind == "embedded":
-        store = Path(options.get("path") or DEFAULT_STORE).expanduser()
+        store = Path(options.get("path") or DEFAULT_DATA_DIR).expanduser()
         if not store.is_absolute():
             store = path.absolute().parent / store
         if not (store / "store.json").exists():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asapo_pipelines.local.errors import LocalRunError
+from asapo_pipelines.nomad.jobspec import DRIVERS
 
 NS = 1_000_000_000
 
@@ -23,7 +24,6 @@ DEFAULT_RESTART = {
 }
 DEFAULT_KILL_TIMEOUT = 5 * NS
 DEFAULT_LOG = {"MaxFiles": 10, "MaxFileSizeMB": 10}
-LOCAL_DRIVERS = ("raw_exec", "exec", "docker")
 
 
 @dataclass(frozen=True)
@@ -169,10 +169,10 @@ def _task(raw: Any, group: str, job_type: str, where: str) -> TaskSpec:
     name = str(raw["Name"])
     where = f"task {name} of group {group}"
     driver = str(raw.get("Driver") or "")
-    if driver not in LOCAL_DRIVERS:
+    if driver not in DRIVERS:  # every driver a compiled job may name runs here too
         raise LocalRunError(
             f"{where} uses the {driver or 'missing'} driver; the local executor runs "
-            f"{', '.join(LOCAL_DRIVERS)} tasks only"
+            f"{', '.join(DRIVERS)} tasks only"
         )
     config = raw.get("Config") or {}
     if not isinstance(config, Mapping):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 RUNS = "runs"
+#: the run's state file; `pipeline status` and the viewer (`viewer.runstate`) read it
 STATE_FILE = "state.json"
 JOB_FILE = "job.json"
 LOCK_FILE = "supervisor.lock"

@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus, text_lines
-
-#: where a pipeline's local runs live when its transport keeps no directory of its own
-DEFAULT_DATA_DIR = ".pipeline-data"
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 
 class LocalPipelineExecutor(Executor):

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asapo_pipelines import __version__
+from asapo_pipelines import CORE_DISTRIBUTION, __version__
 from asapo_pipelines.nomad.errors import JobPlanError
 from asapo_pipelines.nomad.jobspec import (
+    DEFAULT_DRIVER,
     PIPELINE_DEST,
     CommandOnPath,
     ExistingEnv,
@@ -33,16 +34,13 @@ from asapo_pipelines.nomad.jobspec import (
     Wheel,
     compile_job,
 )
+from asapo_pipelines.worker.launch import BASE_DIR_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
 
-#: Where the original pipeline file lives: relative paths in unit params mean "next to the
-#: pipeline file", and the task's copy is elsewhere (its `local/`).
-BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
 #: A source whose params set one of these to true keeps running, so its pipeline is a service.
 KEEPS_RUNNING = ("watch", "follow", "continuous", "forever")
-CORE_DISTRIBUTION = "asapo-pipelines"
 
 
 @dataclass
@@ -271,8 +269,8 @@ def plan_for(pipeline: Any, catalog: Catalog) -> tuple[JobPlan, list[str]]:
         datacenters=datacenters,
         namespace=_explicit(nomad, "namespace"),
         region=_explicit(nomad, "region"),
-        meta={"pipeline": job_id, "asapo-pipelines": __version__},
-        driver=_get(nomad, "driver") or "raw_exec",
+        meta={"pipeline": job_id, CORE_DISTRIBUTION: __version__},
+        driver=_get(nomad, "driver") or DEFAULT_DRIVER,
         image=_get(nomad, "image"),
         python=python_env(nomad, pinned_distributions(pipeline, catalog)),
         files=(FileTemplate(dest=PIPELINE_DEST, content=content),),

@@ -21,14 +21,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from asapo_pipelines.nomad.errors import JobPlanError
 
+#: The task drivers a job may name. Spelled only here: the pipeline file's `deploy.nomad.driver`,
+#: its validation and the local executor (which runs these same jobs) import them.
 Driver = Literal["raw_exec", "exec", "docker"]
+DRIVERS: tuple[Driver, ...] = get_args(Driver)
+DEFAULT_DRIVER: Driver = "raw_exec"
 JobType = Literal["batch", "service"]
 
-DRIVERS: tuple[Driver, ...] = ("raw_exec", "exec", "docker")
 SECOND = 1_000_000_000
 #: Nomad's JSON wants durations as integer nanoseconds.
 
@@ -203,7 +206,7 @@ class JobPlan:
     region: str | None = None
     priority: int = 50
     meta: Mapping[str, str] = field(default_factory=dict)
-    driver: Driver = "raw_exec"
+    driver: Driver = DEFAULT_DRIVER
     image: str | None = None
     python: PythonEnv = CommandOnPath()
     files: tuple[FileTemplate, ...] = ()

@@ -13,6 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+#: A pipeline's data directory, next to its file unless the file says otherwise: the embedded
+#: transport's default store and where local runs live (`runs/<job>/`). Defined in this light
+#: package root so that commands which never load the pydantic model can import it.
+DEFAULT_DATA_DIR = ".pipeline-data"
+
 _LAZY = {
     "Pipeline": "asapo_pipelines.pipeline.model",
     "UnitConfig": "asapo_pipelines.pipeline.model",
@@ -50,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CODES",
+    "DEFAULT_DATA_DIR",
     "Deploy",
     "Pipeline",
     "PipelineInvalid",

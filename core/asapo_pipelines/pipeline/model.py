@@ -26,6 +26,8 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from asapo_pipelines.descriptor import PORT_NAME_PATTERN, UNIT_NAME_PATTERN, Resources
+from asapo_pipelines.nomad.jobspec import DEFAULT_DRIVER, DRIVERS, Driver
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -35,7 +37,6 @@ PIPELINE_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 INSTANCE_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 STREAM_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-DRIVERS = ("raw_exec", "exec", "docker")
 
 
 def _name_check(pattern: str, what: str, rule: str) -> Any:
@@ -116,7 +117,7 @@ class EmbeddedTransport(_Section):
             min_length=1,
             description="Directory of the store; a relative path is relative to the pipeline file.",
         ),
-    ] = ".pipeline-data"
+    ] = DEFAULT_DATA_DIR
     retention: Annotated[
         Retention | None,
         Field(
@@ -563,9 +564,11 @@ class Nomad(_Section):
     namespace: Annotated[str, Field(min_length=1, description="Nomad namespace.")] = "default"
     region: Annotated[str, Field(min_length=1, description="Nomad region.")] = "global"
     driver: Annotated[
-        Literal["raw_exec", "exec", "docker"],
-        Field(description="Task driver: raw_exec, exec, or docker (needs `image`)."),
-    ] = "raw_exec"
+        Driver,
+        Field(
+            description=f"Task driver: {', '.join(DRIVERS[:-1])}, or {DRIVERS[-1]} (needs `image`)."
+        ),
+    ] = DEFAULT_DRIVER
     image: Annotated[
         str | None, Field(description="Container image, for the docker driver only.")
     ] = None

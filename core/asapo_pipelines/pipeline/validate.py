@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.nomad.jobspec import DEFAULT_DRIVER, DRIVERS
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
-from asapo_pipelines.pipeline.model import DRIVERS, Pipeline, UnitConfig, pipeline_model
+from asapo_pipelines.pipeline.model import Pipeline, UnitConfig, pipeline_model
 from asapo_pipelines.pipeline.problems import Problem, Report, make
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -534,8 +535,9 @@ def _stage_deploy(doc: Document, deploy: Any) -> list[Problem]:
     nomad = deploy.get("nomad")
     if not isinstance(nomad, dict):
         return []
-    driver = nomad.get("driver", "raw_exec")
-    if nomad.get("image") and driver in ("raw_exec", "exec"):
+    driver = nomad.get("driver", DEFAULT_DRIVER)
+    # an unknown driver is P401's; the image is docker's alone (as `compile_job` checks)
+    if nomad.get("image") and driver in DRIVERS and driver != "docker":
         return [
             make(
                 str(doc.path),

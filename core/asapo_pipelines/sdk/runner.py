@@ -36,8 +36,7 @@ from asapo_pipelines.sdk.units import (
     UnitUsageError,
 )
 from asapo_pipelines.transport.errors import TransportConfigError
-
-DEFAULT_STREAM = "default"
+from asapo_pipelines.worker.naming import FIRST_STREAM
 
 
 class UnitStartError(ConfigurationError):
@@ -191,7 +190,7 @@ class UnitRunner:
         )
         self.unit: Unit | None = None
         # a source's current output stream per port, and its running sequence per stream
-        self.source_streams: dict[str, str] = {p.name: DEFAULT_STREAM for p in descriptor.outputs}
+        self.source_streams: dict[str, str] = {p.name: FIRST_STREAM for p in descriptor.outputs}
         self.retries = 0
         #: added to every output's provenance: the run id and this unit's fingerprint
         self.provenance: dict[str, Any] = {}

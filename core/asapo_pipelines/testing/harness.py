@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
-from asapo_pipelines.sdk.runner import DEFAULT_STREAM, Output, RetryPolicy, UnitRunner
+from asapo_pipelines.sdk.runner import Output, RetryPolicy, UnitRunner
 from asapo_pipelines.sdk.units import Message, Source, Stream
+from asapo_pipelines.worker.naming import FIRST_STREAM
 
 
 @dataclass
@@ -28,7 +29,7 @@ class Given:
 
     value: Any = None
     port: str | None = None
-    stream: str = DEFAULT_STREAM
+    stream: str = FIRST_STREAM
     id: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     payload: bytes | None = None
@@ -202,7 +203,7 @@ class UnitHarness:
 
     def end_stream(
         self,
-        stream: str = DEFAULT_STREAM,
+        stream: str = FIRST_STREAM,
         *,
         port: str | None = None,
         next_stream: str | None = None,

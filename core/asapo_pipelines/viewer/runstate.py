@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from asapo_pipelines.local.layout import RUNS, STATE_FILE
 from asapo_pipelines.viewer.model import PipelineView
 
-STATE_FILE = "state.json"
-#: where runs live relative to the pipeline file's directory or the embedded store
-PATTERNS = ("runs/*/" + STATE_FILE, "*/runs/*/" + STATE_FILE, "*/*/runs/*/" + STATE_FILE)
+#: where runs live relative to the pipeline file's directory or the embedded store (the names
+#: are the local executor's, which writes the file)
+PATTERNS = tuple(f"{up}{RUNS}/*/{STATE_FILE}" for up in ("", "*/", "*/*/"))
 #: how often to look for a run that has not appeared yet (seconds)
 SEARCH_EVERY = 5.0
 #: executor states -> the viewer's words (Nomad's "complete" is a finished unit)

@@ -12,7 +12,9 @@ from asapo_pipelines.errors import PipelinesError, UsageError
 
 log = logging.getLogger("asapo_pipelines.worker")
 
-#: Set by the compiled Nomad job: the folder of the original pipeline file (the task has a copy).
+#: Set by the compiled job (`nomad.compile`, the Slurm plugin): the folder of the original
+#: pipeline file, since the task runs a copy elsewhere and relative paths in params mean "next to
+#: the pipeline file". Read here, by the worker; the compilers import it.
 BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
 #: Set by `pipeline run` and `pipeline reprocess` for their workers: the run they work in.
 #: Without it a worker joins the pipeline's latest run (the first one when there is none).

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+#: the first stream of every data source (ASAP::O's name for it): where sources start writing,
+#: the worker starts reading, and the SDK's runner and test harness put messages by default
 FIRST_STREAM = "default"
 #: the longest run id the validator makes room for (`r` and up to 7 digits)
 RUN_ID_ROOM = 8

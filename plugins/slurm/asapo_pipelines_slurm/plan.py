@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.nomad.compile import (
-    BASE_DIR_ENV,
     delivered_file,
     job_type,
     pinned_distributions,
@@ -30,7 +29,7 @@ from asapo_pipelines.nomad.compile import (
 )
 from asapo_pipelines.nomad.errors import JobPlanError
 from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv
-from asapo_pipelines.worker.launch import RUN_ENV
+from asapo_pipelines.worker.launch import BASE_DIR_ENV, RUN_ENV
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.state import Layout, instance_key
