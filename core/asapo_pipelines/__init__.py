@@ -14,4 +14,4 @@ PROJECT = "asapo_pipelines"
 #: line `--version` prints first. Defined here, the lightest module, so every layer can import it.
 CORE_DISTRIBUTION = "asapo-pipelines"
 
-__all__ = ["PROJECT", "__version__"]
+__all__ = ["CORE_DISTRIBUTION", "PROJECT", "__version__"]
