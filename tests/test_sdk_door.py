@@ -62,8 +62,8 @@ def test_every_name_the_unit_plugins_take_from_the_sdk_is_exported() -> None:
 
 
 def test_the_package_root_is_no_second_door() -> None:
-    # the root holds the entry-point group, the distribution name and the version only; what a plugin author needs is
-    # in the SDK, and the docs' example plugin takes it from there
+    # the root holds the entry-point group, the distribution name and the version only; what
+    # a plugin author needs is in the SDK, and the docs' example plugin takes it from there
     import asapo_pipelines
 
     assert sorted(asapo_pipelines.__all__) == ["CORE_DISTRIBUTION", "PROJECT", "__version__"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
 )
@@ -53,3 +55,14 @@ def complete_stream_names(
     except Exception:  # no file yet, or not readable: offer what is known
         pass
     return [CompletionItem(n) for n in sorted(names) if n.startswith(incomplete)]
+
+
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where runs live (default: the pipeline's embedded transport directory, or "
+    f"{DEFAULT_DATA_DIR} next to FILE).",
+)
+run_dir_option = click.option(
+    "--run-dir", type=click.Path(file_okay=False), help="A run directory (<data>/runs/<job>)."
+)

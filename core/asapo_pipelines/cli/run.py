@@ -11,162 +11,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from asapo_pipelines.cli import executors as dispatch
 from asapo_pipelines.cli.executors import executor_option
-from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.options import data_dir_option, json_option, run_dir_option
 from asapo_pipelines.cli.output import print_json
+from asapo_pipelines.cli.target import Target, find_file, resolve
 from asapo_pipelines.errors import UsageError
-from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
-
-if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.local.live import Counters
-
-
-@dataclass
-class Target:
-    run_dir: Path
-    payload: dict[str, Any] | None = None
-    pipeline: Any = None
-    pipeline_file: str | None = None
-    catalog: Any = None
-
-
-def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
-    """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
-    drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
-    from asapo_pipelines.nomad.compile import compile_pipeline
-
-    return dict(compile_pipeline(pipeline, catalog).job)
-
-
-def _data_dir_of(pipeline: Any, path: Path) -> Path:
-    """The embedded transport's directory, else the default data directory next to the file."""
-    try:
-        spec = pipeline.transport.spec()
-        embedded = spec.get("embedded") if isinstance(spec, dict) else None
-        if embedded and embedded.get("path"):
-            return Path(embedded["path"])
-    except AttributeError:
-        pass
-    return path.resolve().parent / DEFAULT_DATA_DIR
-
-
-def _find_file() -> Path:
-    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UsageError("give the pipeline file (there is no *.pipeline.yaml here)")
-    raise UsageError("give the pipeline file (there are several *.pipeline.yaml here)")
-
-
-def _job_id(pipeline: Any, catalog: Any) -> str:
-    """The job ID without compiling when the compiler offers that (status, logs and stop of a
-    run need no compilation, and keep working when the file no longer compiles)."""
-    try:
-        from asapo_pipelines.nomad.compile import job_identity
-    except ImportError:
-        return str(_compile(pipeline, catalog)["Job"]["ID"])
-    return str(job_identity(pipeline)[0])
-
-
-def resolve(
-    file: str | None, data_dir: str | None, run_dir: str | None, *, compile: bool = False
-) -> Target:
-    if run_dir:
-        return Target(run_dir=Path(run_dir))
-    path = Path(file) if file else _find_file()
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}")
-    if path.suffix == ".json":
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read the compiled job {path}: {exc}") from None
-        job = payload.get("Job") if isinstance(payload, dict) else None
-        job_id = str(job.get("ID") or "") if isinstance(job, dict) else ""
-        if not job_id or "/" in job_id or job_id.startswith("."):
-            raise UsageError(f'{path} is not a compiled Nomad job ({{"Job": {{"ID": ...}}}})')
-        base = Path(data_dir) if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
-        from asapo_pipelines.local.layout import run_dir as run_dir_of
-
-        return Target(
-            run_dir=run_dir_of(base, job_id), payload=payload, pipeline_file=str(path.resolve())
-        )
-    from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.local.layout import run_dir as run_dir_of
-
-    try:
-        from asapo_pipelines.pipeline import load_pipeline
-    except ModuleNotFoundError as exc:
-        if exc.name != "asapo_pipelines.pipeline":
-            raise
-        raise UsageError(
-            "this installation cannot read pipeline files; pass a compiled job (.json)"
-        ) from None
-
-    catalog = Catalog.load()
-    pipeline = load_pipeline(path, catalog)
-    from asapo_pipelines.listing import remember
-
-    remember(catalog)  # the workers then load only the plugins of their units
-    payload = _compile(pipeline, catalog) if compile else None
-    job_id = str(payload["Job"]["ID"]) if payload else _job_id(pipeline, catalog)
-    base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
-    return Target(
-        run_dir=run_dir_of(base, job_id),
-        payload=payload,
-        pipeline=pipeline,
-        pipeline_file=str(path.resolve()),
-        catalog=catalog,
-    )
-
-
-def status_reader(pipeline: Any, payload: dict[str, Any]) -> Any:
-    """Per-unit counters from the workers' status data source (latest message of each
-    replica's stream), or None when this installation has no transport or worker."""
-    try:
-        from asapo_pipelines.transport import open_transport
-        from asapo_pipelines.worker.naming import status_source, status_stream
-    except ImportError:
-        return None
-    units = [(g["Name"], int(g.get("Count", 1))) for g in payload["Job"]["TaskGroups"]]
-    held: dict[str, Any] = {}
-
-    def read() -> Counters:
-        if "consumer" not in held:
-            held["transport"] = open_transport(pipeline.transport.spec())
-            held["consumer"] = held["transport"].consumer(
-                status_source(pipeline.name), "local-run-status"
-            )
-        out: dict[str, Any] = {}
-        for group, count in units:
-            for index in range(count):
-                try:
-                    message = held["consumer"].get_last(status_stream(group, index))
-                except Exception:  # no status yet: the worker has not published
-                    continue
-                out[f"{group}[{index}]"] = dict(message.metadata)
-        return out
-
-    return read
-
-
-data_dir_option = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Where runs live (default: the pipeline's embedded transport directory, or "
-    f"{DEFAULT_DATA_DIR} next to FILE).",
-)
-run_dir_option = click.option(
-    "--run-dir", type=click.Path(file_okay=False), help="A run directory (<data>/runs/<job>)."
-)
+from asapo_pipelines.worker.status import status_reader
 
 
 @click.command()
@@ -220,7 +76,7 @@ def run(
     shown = file or target.pipeline_file
     session = None
     if target.pipeline is not None:
-        from asapo_pipelines.cli.runs import start_session
+        from asapo_pipelines.cli.session import start_session
 
         session = start_session(target, fresh=fresh, resume=resume, sets=sets, quiet_stdout=as_json)
     elif fresh or resume or sets:
@@ -291,7 +147,7 @@ def _local(file: str | None, run_dir: str | None, data_dir: str | None) -> Targe
 
     if not file and not run_dir:
         try:
-            file = str(_find_file())
+            file = str(find_file())
         except UsageError:
             return None  # the executors' commands say what they need
     target = resolve(file, data_dir, run_dir)

@@ -6,90 +6,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.options import data_dir_option, json_option
 from asapo_pipelines.cli.output import print_json
-from asapo_pipelines.cli.run import Target, data_dir_option, execute, resolve
-
-
-@dataclass
-class Session:
-    """One `pipeline run` (or reprocess) working in a run: ends it in the record."""
-
-    store: Any
-    transport: Any
-    run: Any
-    what: str
-    env_name: str
-
-    def finish(self, result: Any, counters: dict[str, Any], payload: dict[str, Any]) -> None:
-        from asapo_pipelines.runs.lifecycle import summaries_of
-
-        groups = {g["Name"] for g in payload["Job"]["TaskGroups"]}
-        summaries, counts = summaries_of(counters, groups)
-        try:
-            self.store.end(self.run, result.status, result.message, summaries, counts)
-        finally:
-            self.transport.close()
-
-
-def _open_store(target: Target) -> tuple[Any, Any]:
-    from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport import open_transport
-
-    transport = open_transport(target.pipeline.transport.spec(), target.catalog)
-    return transport, RunStore(transport, target.pipeline.name)
-
-
-def _overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Parse and check `--set`s (RunsError, exit 1, nothing written), and apply them."""
-    from asapo_pipelines.errors import UsageError
-    from asapo_pipelines.runs import RunsError
-    from asapo_pipelines.runs.overrides import apply, parse
-
-    try:
-        overrides = parse(sets)
-        apply(target.pipeline, target.catalog, overrides)
-    except UsageError as exc:
-        raise RunsError(exc.message) from None
-    return overrides
-
-
-def start_session(
-    target: Target, *, fresh: bool, resume: bool, sets: tuple[str, ...], quiet_stdout: bool = False
-) -> Session:
-    """Claim the namespace and start or resume the run; one sentence and nothing written when
-    the configuration changed without --fresh or --resume. With `quiet_stdout` (`--json`), what
-    it says goes to stderr, so stdout holds the JSON document only."""
-    from asapo_pipelines.cli.deployments import announce
-    from asapo_pipelines.runs.lifecycle import prepare
-    from asapo_pipelines.worker.launch import RUN_ENV
-
-    overrides = _overrides(target, sets)
-    assert target.pipeline_file is not None
-    transport, store = _open_store(target)
-    try:
-        store.claim(target.pipeline_file)
-        run, what = prepare(
-            store,
-            target.pipeline,
-            target.catalog,
-            Path(target.pipeline_file),
-            fresh=fresh,
-            resume=resume,
-            overrides=overrides,
-        )
-    except BaseException:
-        transport.close()
-        raise
-    changes = run.events[-1].get("changes") or {}
-    announce(run.id, what, target.pipeline.name, changes, err=quiet_stdout)
-    return Session(store, transport, run, what, RUN_ENV)
+from asapo_pipelines.cli.run import execute
+from asapo_pipelines.cli.session import Session, apply_overrides, open_store
+from asapo_pipelines.cli.target import resolve
 
 
 # -- pipeline runs ---------------------------------------------------------------------------
@@ -124,7 +50,7 @@ def _counts(run: Any) -> str:
 def runs(file: str, data_dir: str | None, as_json: bool) -> None:
     """List FILE's runs: id, start and end, state, configuration and counts."""
     target = resolve(file, data_dir, None)
-    transport, store = _open_store(target)
+    transport, store = open_store(target)
     try:
         found = store.runs()
     finally:
@@ -198,9 +124,9 @@ def reprocess(
     target = resolve(file, data_dir, None, compile=True)
     assert target.payload is not None
     assert target.pipeline_file is not None
-    overrides = _overrides(target, sets)
+    overrides = apply_overrides(target, sets)
     pipeline, catalog = target.pipeline, target.catalog
-    transport, store = _open_store(target)
+    transport, store = open_store(target)
     try:
         owner = store.owner()
         if owner is not None:

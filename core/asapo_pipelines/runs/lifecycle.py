@@ -197,14 +197,13 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         return
     try:
         from asapo_pipelines.catalog import Catalog
-        from asapo_pipelines.cli.run import status_reader
         from asapo_pipelines.pipeline import load_pipeline
         from asapo_pipelines.transport import open_transport
+        from asapo_pipelines.worker.status import status_reader
 
         catalog = Catalog.load()
         pipeline = load_pipeline(pipeline_file, catalog)
-        reader = status_reader(pipeline, job)
-        counters = reader() if reader is not None else {}
+        counters = status_reader(pipeline, job)()
         groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
         summaries, counts = summaries_of(dict(counters), groups)
         with open_transport(pipeline.transport.spec(), catalog) as transport:

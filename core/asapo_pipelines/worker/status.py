@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -174,3 +175,33 @@ def summary_lines(records: Any) -> list[str]:
                 lines.append(f"  {key}:")
                 lines.extend(f"    {_plain(item)}" for item in value)
     return lines
+
+
+def status_reader(
+    pipeline: Any, payload: dict[str, Any]
+) -> Callable[[], dict[str, dict[str, Any]]]:
+    """A function returning each unit replica's latest status record (`"<group>[<i>]"` ->
+    counters) from the pipeline's status data source, for the groups of the compiled job
+    `payload`; the transport is opened on the first call."""
+    from asapo_pipelines.transport import open_transport
+
+    units = [(g["Name"], int(g.get("Count", 1))) for g in payload["Job"]["TaskGroups"]]
+    held: dict[str, Any] = {}
+
+    def read() -> dict[str, dict[str, Any]]:
+        if "consumer" not in held:
+            held["transport"] = open_transport(pipeline.transport.spec())
+            held["consumer"] = held["transport"].consumer(
+                status_source(pipeline.name), "local-run-status"
+            )
+        out: dict[str, Any] = {}
+        for group, count in units:
+            for index in range(count):
+                try:
+                    message = held["consumer"].get_last(status_stream(group, index))
+                except Exception:  # no status yet: the worker has not published
+                    continue
+                out[f"{group}[{index}]"] = dict(message.metadata)
+        return out
+
+    return read

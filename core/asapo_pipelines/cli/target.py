@@ -1,0 +1,113 @@
+"""What a command acts on: a pipeline file (loaded and, when asked, compiled to its job) or a
+compiled job, and the run directory it has under the pipeline's data directory. Shared by `pipeline
+run`, `status`, `logs`, `stop`, `runs` and `reprocess`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from asapo_pipelines.errors import UsageError
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+
+
+@dataclass
+class Target:
+    run_dir: Path
+    payload: dict[str, Any] | None = None
+    pipeline: Any = None
+    pipeline_file: str | None = None
+    catalog: Any = None
+
+
+def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
+    """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
+    drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
+    from asapo_pipelines.nomad.compile import compile_pipeline
+
+    return dict(compile_pipeline(pipeline, catalog).job)
+
+
+def _data_dir_of(pipeline: Any, path: Path) -> Path:
+    """The embedded transport's directory, else the default data directory next to the file."""
+    try:
+        spec = pipeline.transport.spec()
+        embedded = spec.get("embedded") if isinstance(spec, dict) else None
+        if embedded and embedded.get("path"):
+            return Path(embedded["path"])
+    except AttributeError:
+        pass
+    return path.resolve().parent / DEFAULT_DATA_DIR
+
+
+def find_file() -> Path:
+    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError("give the pipeline file (there is no *.pipeline.yaml here)")
+    raise UsageError("give the pipeline file (there are several *.pipeline.yaml here)")
+
+
+def _job_id(pipeline: Any, catalog: Any) -> str:
+    """The job ID without compiling when the compiler offers that (status, logs and stop of a
+    run need no compilation, and keep working when the file no longer compiles)."""
+    try:
+        from asapo_pipelines.nomad.compile import job_identity
+    except ImportError:
+        return str(_compile(pipeline, catalog)["Job"]["ID"])
+    return str(job_identity(pipeline)[0])
+
+
+def resolve(
+    file: str | None, data_dir: str | None, run_dir: str | None, *, compile: bool = False
+) -> Target:
+    if run_dir:
+        return Target(run_dir=Path(run_dir))
+    path = Path(file) if file else find_file()
+    if not path.is_file():
+        raise UsageError(f"no such file: {path}")
+    if path.suffix == ".json":
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the compiled job {path}: {exc}") from None
+        job = payload.get("Job") if isinstance(payload, dict) else None
+        job_id = str(job.get("ID") or "") if isinstance(job, dict) else ""
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise UsageError(f'{path} is not a compiled Nomad job ({{"Job": {{"ID": ...}}}})')
+        base = Path(data_dir) if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
+        from asapo_pipelines.local.layout import run_dir as run_dir_of
+
+        return Target(
+            run_dir=run_dir_of(base, job_id), payload=payload, pipeline_file=str(path.resolve())
+        )
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.local.layout import run_dir as run_dir_of
+
+    try:
+        from asapo_pipelines.pipeline import load_pipeline
+    except ModuleNotFoundError as exc:
+        if exc.name != "asapo_pipelines.pipeline":
+            raise
+        raise UsageError(
+            "this installation cannot read pipeline files; pass a compiled job (.json)"
+        ) from None
+
+    catalog = Catalog.load()
+    pipeline = load_pipeline(path, catalog)
+    from asapo_pipelines.listing import remember
+
+    remember(catalog)  # the workers then load only the plugins of their units
+    payload = _compile(pipeline, catalog) if compile else None
+    job_id = str(payload["Job"]["ID"]) if payload else _job_id(pipeline, catalog)
+    base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
+    return Target(
+        run_dir=run_dir_of(base, job_id),
+        payload=payload,
+        pipeline=pipeline,
+        pipeline_file=str(path.resolve()),
+        catalog=catalog,
+    )

@@ -1,0 +1,110 @@
+"""The core's modules import each other without cycles (#14), lazy imports inside functions and
+type-checking imports included: layers stay layers (the CLI on top, the transport below the
+worker, the payload formats beside the transport), so a module can move or become a plugin
+without dragging its callers along.
+
+One shape is not a cycle: a package's `__init__` that re-exports names of its own submodules
+on first access (`asapo_pipelines.pipeline`: `importlib` at run time, the names imported only
+for type checkers), while those submodules import a constant from the package. A package's
+type-checking imports of its own submodules are left out for that reason; every other import
+counts.
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).resolve().parents[1] / "core"
+
+
+def _modules(root: Path) -> dict[str, Path]:
+    found = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def import_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports anywhere in its source."""
+    modules = _modules(root)
+
+    def owner(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [owner(f"{node.module}.{alias.name}") for alias in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [owner(alias.name) for alias in node.names]
+            else:
+                continue
+            for target in targets:
+                if target is None or target == name or not target.startswith(package):
+                    continue
+                if is_package and id(node) in typing_only and target.startswith(name + "."):
+                    continue  # the package's lazy facade over its own submodules
+                graph[name].add(target)
+    return graph
+
+
+def cycle_in(graph: dict[str, set[str]]) -> list[str] | None:
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])
+    return None
+
+
+def test_the_core_has_no_import_cycles() -> None:
+    graph = import_graph(CORE, "asapo_pipelines")
+    assert len(graph) > 80, "the scan found too few modules: it is broken"
+    assert cycle_in(graph) is None
+
+
+def test_the_scan_finds_a_cycle_through_a_lazy_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "demo"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from demo.sub.a import A\n"
+    )
+    (pkg / "sub" / "a.py").write_text("from demo import b\nA = 1\n")
+    (pkg / "b.py").write_text("def f():\n    from demo.sub.a import A\n    return A\n")
+    graph = import_graph(tmp_path, "demo")
+    assert graph["demo.sub"] == set()  # a facade over its own submodule
+    cycle = cycle_in(graph)
+    assert cycle is not None
+    assert set(cycle) == {"demo.sub.a", "demo.b"}
+
+
+@pytest.mark.parametrize(
+    ("importer", "imported"),
+    [
+        ("asapo_pipelines.transport.base", "asapo_pipelines.transport.formats"),
+        ("asapo_pipelines.runs.lifecycle", "asapo_pipelines.cli.run"),
+        ("asapo_pipelines", "asapo_pipelines.hookspecs"),
+    ],
+)
+def test_the_layers_named_in_issue_14_stay_apart(importer: str, imported: str) -> None:
+    # the transport moves bytes (formats decode them); run records know no CLI; the package
+    # root re-exports nothing (the SDK is the one door)
+    assert imported not in import_graph(CORE, "asapo_pipelines")[importer]
