@@ -108,3 +108,22 @@ def test_the_layers_named_in_issue_14_stay_apart(importer: str, imported: str) -
     # the transport moves bytes (formats decode them); run records know no CLI; the package
     # root re-exports nothing (the SDK is the one door)
     assert imported not in import_graph(CORE, "asapo_pipelines")[importer]
+
+
+@pytest.mark.parametrize(
+    "backend", ["asapo_pipelines.transport.embedded", "asapo_pipelines.transport.asapo"]
+)
+def test_no_module_imports_a_transport_backend_by_name(backend: str) -> None:
+    # the core reaches its transports through the catalog (default_backends registers them by
+    # import string), as it reaches a plugin's; the redis plugin needs nothing of the embedded
+    graph = import_graph(CORE, "asapo_pipelines")
+    assert sorted(module for module, deps in graph.items() if backend in deps) == []
+    redis = CORE.parent / "plugins" / "redis"
+    plugin_imports = {
+        node.module
+        for path in redis.glob("asapo_pipelines_redis/*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert "asapo_pipelines.transport.base" in plugin_imports  # the scan read the plugin
+    assert backend not in plugin_imports

@@ -4,8 +4,9 @@ backend's.
 Like datasette's default plugins: nothing in the core knows the embedded store or ASAP::O by
 name except this registration; `open_transport`, validation of the `transport:` section and the
 editor schema all go through the catalog. The config models are the sections' schemas; the
-runtimes (`asapo_pipelines.transport:open_embedded` ...) are imported only when a pipeline opens
-its transport, so listing the catalog imports neither SQLite's store nor the asapo wheels.
+runtimes (`asapo_pipelines.transport.embedded:open_embedded` ...) are imported only when a
+pipeline opens its transport, so listing the catalog imports neither SQLite's store nor the
+asapo wheels.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ EMBEDDED = TransportDescriptor(
     description=f"Needs no service: the store is a directory, by default `{DEFAULT_DATA_DIR}` next "
     "to the pipeline file. For `pipeline run` on one machine, tests and first pipelines.",
     config=EmbeddedTransport,
-    runtime="asapo_pipelines.transport:open_embedded",
+    runtime="asapo_pipelines.transport.embedded:open_embedded",
 )
 
 ASAPO = TransportDescriptor(
@@ -30,7 +31,7 @@ ASAPO = TransportDescriptor(
     description="Streams live in a beamtime's data sources; the token is read from a file or "
     "an environment variable, never written in the pipeline file.",
     config=AsapoTransport,
-    runtime="asapo_pipelines.transport:open_asapo",
+    runtime="asapo_pipelines.transport.asapo:open_asapo",
 )
 
 #: the default transports, in the order of their branches (the first one is the default)

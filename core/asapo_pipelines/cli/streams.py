@@ -78,10 +78,9 @@ def _open(target: str) -> tuple[Transport, str]:
 
 
 def _collect(transport: Transport, only: str | None) -> list[dict[str, Any]]:
-    from asapo_pipelines.transport.embedded import EmbeddedTransport
-
-    if isinstance(transport, EmbeddedTransport):
-        described = transport.describe()
+    describe = getattr(transport, "describe", None)
+    if callable(describe):  # backends that count and size their own data (embedded, redis)
+        described: dict[str, list[Any]] = describe()
         names = [only] if only else sorted(described)
         if only and only not in described:
             raise UsageError(

@@ -107,47 +107,6 @@ def _opener(kind: str, catalog: Catalog | None) -> Any:
         ) from None
 
 
-def open_embedded(options: Mapping[str, Any]) -> Transport:
-    """Runtime of the ``embedded`` transport: ``{path, fsync?, create?, retention?}``."""
-    from asapo_pipelines.transport.embedded import EmbeddedTransport
-
-    options = dict(options)
-    if "path" not in options:
-        raise TransportConfigError("the embedded transport needs a path")
-    path = options.pop("path")
-    _no_extra("embedded", options, {"fsync", "create", "retention"})
-    return EmbeddedTransport(path, **options)
-
-
-def open_asapo(options: Mapping[str, Any]) -> Transport:
-    """Runtime of the ``asapo`` transport (see `AsapoTransport.from_spec`)."""
-    from asapo_pipelines.transport.asapo import AsapoTransport
-
-    return AsapoTransport.from_spec(options)
-
-
-def _no_extra(kind: str, options: Mapping[str, Any], allowed: set[str]) -> None:
-    extra = sorted(set(options) - allowed)
-    if extra:
-        raise TransportConfigError(
-            f"unknown option{'s' if len(extra) > 1 else ''} for the {kind} transport: "
-            + ", ".join(extra)
-        )
-
-
-def __getattr__(name: str) -> Any:
-    # the backends' classes by name, imported on first use
-    if name == "EmbeddedTransport":
-        from asapo_pipelines.transport.embedded import EmbeddedTransport
-
-        return EmbeddedTransport
-    if name == "AsapoTransport":
-        from asapo_pipelines.transport.asapo import AsapoTransport
-
-        return AsapoTransport
-    raise AttributeError(name)
-
-
 __all__ = [
     "BACKENDS",
     "DEFAULT_LEASE_SECONDS",
@@ -166,7 +125,5 @@ __all__ = [
     "TransportConfigError",
     "TransportError",
     "Unavailable",
-    "open_asapo",
-    "open_embedded",
     "open_transport",
 ]

@@ -798,3 +798,9 @@ def _read_token(token_file: str | None, token_env: str | None) -> str:
             f"no ASAP::O token: set the environment variable {env} or give token_file"
         )
     return token
+
+
+def open_asapo(options: Mapping[str, Any]) -> AsapoTransport:
+    """Runtime of the ``asapo`` transport (registered by `default_backends`; see
+    `AsapoTransport.from_spec`)."""
+    return AsapoTransport.from_spec(options)

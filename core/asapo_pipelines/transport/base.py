@@ -137,6 +137,17 @@ class _Closable(abc.ABC):
         self.close()
 
 
+@dataclass
+class PruneReport:
+    """What `prune` removed: streams (data source, stream), messages and bytes freed. Backends
+    that keep their own data (the embedded store, redis) offer `describe`, `drop_stream` and
+    `prune(older_than, data_source=None) -> PruneReport`; ASAP::O manages its own retention."""
+
+    dropped_streams: list[tuple[str, str]]
+    deleted_messages: int
+    freed_bytes: int
+
+
 class Producer(_Closable):
     """Writes messages into the streams of one data source."""
 

@@ -50,6 +50,7 @@ from asapo_pipelines.transport.base import (
     Consumer,
     Message,
     Producer,
+    PruneReport,
     StreamInfo,
     Transport,
     check_group,
@@ -1207,13 +1208,6 @@ def apply_retention(src: _SourceDB, policy: Retention, now: float | None = None)
     return sum(_remove_payloads(src.dir, sid, paths) for sid, paths in dropped)
 
 
-@dataclass
-class PruneReport:
-    dropped_streams: list[tuple[str, str]]
-    deleted_messages: int
-    freed_bytes: int
-
-
 class EmbeddedTransport(Transport):
     """The store in directory ``path`` (created when missing unless ``create=False``)."""
 
@@ -1386,3 +1380,19 @@ def _remove_payloads(base: Path, sid: int, paths: list[str]) -> int:
     with contextlib.suppress(OSError):
         (base / "payloads" / str(sid)).rmdir()
     return freed
+
+
+def open_embedded(options: Mapping[str, Any]) -> EmbeddedTransport:
+    """Runtime of the ``embedded`` transport (registered by `default_backends`): ``{path,
+    fsync?, create?, retention?}``."""
+    options = dict(options)
+    if "path" not in options:
+        raise TransportConfigError("the embedded transport needs a path")
+    path = options.pop("path")
+    extra = sorted(set(options) - {"fsync", "create", "retention"})
+    if extra:
+        raise TransportConfigError(
+            f"unknown option{'s' if len(extra) > 1 else ''} for the embedded transport: "
+            + ", ".join(extra)
+        )
+    return EmbeddedTransport(path, **options)

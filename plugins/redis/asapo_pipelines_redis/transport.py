@@ -56,13 +56,13 @@ from asapo_pipelines.transport.base import (
     Consumer,
     Message,
     Producer,
+    PruneReport,
     StreamInfo,
     Transport,
     check_group,
     check_source,
     check_stream,
 )
-from asapo_pipelines.transport.embedded import PruneReport
 from asapo_pipelines.transport.errors import (
     CorruptPayload,
     DuplicateId,
