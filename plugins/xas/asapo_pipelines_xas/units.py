@@ -150,7 +150,10 @@ class Normalize(Processor):
         return spectrum.to_json()
 
     def summary(self) -> dict[str, Any]:
-        return {"spectra": len(self.results), "scans": list(self.results)}
+        # by file, not by arrival: scans come in any order (a transport promises none), and
+        # repeats' file names count up
+        scans = sorted(self.results, key=lambda r: str(r["file"]))
+        return {"spectra": len(self.results), "scans": scans}
 
 
 class Merge(Processor):

@@ -141,6 +141,19 @@ def test_a_merge_that_arrives_after_a_newer_one_changes_no_decision(chain, run_u
     assert "late_merges" not in in_order.summary
 
 
+def test_the_normalize_summary_lists_scans_by_file_whatever_their_order(
+    chain, run_unit, unit_message
+):
+    scans, spectra, _ = chain
+    swapped = run_unit(
+        "xas.normalize", forward(scans, unit_message)[::-1], params=REFERENCE_SETTINGS
+    )
+    files = [s["file"] for s in swapped.summary["scans"]]
+    assert files == sorted(files)
+    assert len(files) == 2
+    assert swapped.summary == spectra.summary
+
+
 def test_a_redelivered_spectrum_does_not_count_twice_in_the_merge(
     chain, unit_harness, unit_message
 ):
