@@ -244,11 +244,8 @@ def _run_counters(target: Target) -> dict[str, Any] | None:
         return None
     if target.pipeline is None:
         return None
-    reader = status_reader(target.pipeline, running_job)
-    if reader is None:
-        return None
     try:
-        return dict(reader())
+        return dict(status_reader(target.pipeline, running_job)())
     except Exception:  # counters are a bonus; the state file is the status
         return None
 

@@ -385,7 +385,7 @@ class UnitRunner:
         if item.raw:
             payload, meta = item.value, dict(item.metadata)
         else:
-            from asapo_pipelines.sdk.codec import encode
+            from asapo_pipelines.transport.formats import encode
 
             port = self.descriptor.output(item.port)
             assert port is not None

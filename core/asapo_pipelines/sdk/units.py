@@ -77,7 +77,7 @@ class Message:
     def value(self) -> Any:
         """The payload decoded with the format its metadata records (cached)."""
         if not self._decoded:
-            from asapo_pipelines.sdk.codec import decode
+            from asapo_pipelines.transport.formats import decode
 
             self._value = decode(self.payload, self.metadata)
             self._decoded = True
@@ -97,6 +97,31 @@ class Message:
     def ref(self) -> dict[str, Any]:
         """The message's address: data source, stream and id."""
         return {"data_source": self.data_source, "stream": self.stream, "id": self.id}
+
+    @classmethod
+    def received(
+        cls,
+        port: str,
+        data_source: str,
+        taken: Any,
+        *,
+        keep_payload: bool = True,
+        producer: dict[str, Any] | None = None,
+    ) -> Message:
+        """The unit's view of a message the runtime took from the transport on input `port`,
+        reading `data_source` as the pipeline names it (the transport's own message carries
+        bytes and metadata only, no port)."""
+        return cls(
+            port=port,
+            data_source=data_source,
+            stream=taken.stream,
+            id=taken.id,
+            payload=taken.payload if keep_payload else None,
+            metadata=taken.metadata,
+            delivery_count=taken.delivery_count,
+            timestamp=taken.timestamp,
+            producer=producer,
+        )
 
 
 @dataclass

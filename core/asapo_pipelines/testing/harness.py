@@ -53,7 +53,7 @@ class OutputRecord:
 
     @property
     def value(self) -> Any:
-        from asapo_pipelines.sdk.codec import decode
+        from asapo_pipelines.transport.formats import decode
 
         return decode(self.payload, self.metadata)
 
@@ -144,7 +144,7 @@ class UnitHarness:
         if given.raw or given.payload is not None:
             payload, meta = given.payload, dict(given.metadata)
         else:
-            from asapo_pipelines.sdk.codec import encode
+            from asapo_pipelines.transport.formats import encode
 
             spec = self.descriptor.input(port)
             assert spec is not None

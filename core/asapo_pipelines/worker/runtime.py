@@ -392,16 +392,7 @@ class Worker:
                     tmsg = readers[source].get_by_id(stream, msg_id)
                 except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
                     continue  # a damaged input was reported when it arrived
-                message = Message(
-                    port=ports[source],
-                    data_source=source,
-                    stream=tmsg.stream,
-                    id=tmsg.id,
-                    payload=tmsg.payload,
-                    metadata=tmsg.metadata,
-                    delivery_count=tmsg.delivery_count,
-                    timestamp=tmsg.timestamp,
-                )
+                message = Message.received(ports[source], source, tmsg)
                 try:
                     unit.restore(message)
                 except Exception as exc:
@@ -648,16 +639,8 @@ class Worker:
         return True
 
     def _process(self, port: InputPort, state: StreamState, tmsg: Any) -> None:
-        msg = Message(
-            port=port.name,
-            data_source=port.data_source,
-            stream=tmsg.stream,
-            id=tmsg.id,
-            payload=tmsg.payload,
-            metadata=tmsg.metadata,
-            delivery_count=tmsg.delivery_count,
-            timestamp=tmsg.timestamp,
-            producer=self._producer_of(tmsg.metadata),
+        msg = Message.received(
+            port.name, port.data_source, tmsg, producer=self._producer_of(tmsg.metadata)
         )
         c = self.counters
         c.received += 1
@@ -697,16 +680,7 @@ class Worker:
         back after a crash) and acknowledge it with the others: the stream moves on."""
         from asapo_pipelines.sdk.runner import error_record
 
-        msg = Message(
-            port=port.name,
-            data_source=port.data_source,
-            stream=tmsg.stream,
-            id=tmsg.id,
-            payload=None,
-            metadata=tmsg.metadata,
-            delivery_count=tmsg.delivery_count,
-            timestamp=tmsg.timestamp,
-        )
+        msg = Message.received(port.name, port.data_source, tmsg, keep_payload=False)
         log.warning("%s: %s; reported on the error stream", self.label, reason)
         record = error_record(
             CorruptPayload(reason), unit=self.label, message=msg, attempts=0, hook="read"
