@@ -23,14 +23,12 @@ import pluggy
 from asapo_pipelines import PROJECT
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.descriptor import (
         ExecutorDescriptor,
         FormatDescriptor,
         TransportDescriptor,
         UnitDescriptor,
     )
-    from asapo_pipelines.pipeline.model import Pipeline
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -57,7 +55,7 @@ ReportFinding = Callable[[tuple[str, ...], str, str], None]
 
 
 @hookspec
-def check_online(pipeline: Pipeline, catalog: Catalog, report: ReportFinding) -> None:
+def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     """Check a valid pipeline against the live services its units name (`pipeline validate
     --online`): e.g. that a queue server allows the plans the file names.
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
@@ -21,10 +21,6 @@ from asapo_pipelines.descriptor import (
     UnitDescriptor,
 )
 from asapo_pipelines.errors import PluginError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.pipeline.model import Pipeline
 
 #: hook -> (the descriptor class it registers, what the catalog calls its entries)
 BACKEND_HOOKS: dict[str, tuple[type[Any], str]] = {
@@ -161,7 +157,7 @@ class PluginManager:
         return self._call_each("register_commands", plugin_name, cli=cli)
 
     def check_online(
-        self, plugin_name: str, pipeline: Pipeline, catalog: Catalog
+        self, plugin_name: str, pipeline: Any, catalog: Any
     ) -> tuple[list[tuple[tuple[str, ...], str, str]], list[str]]:
         """One plugin's online findings (path, code, message), and one line per failure."""
         findings: list[tuple[tuple[str, ...], str, str]] = []
