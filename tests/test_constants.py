@@ -145,14 +145,14 @@ def test_the_job_spec_owns_the_drivers() -> None:
     from typing import get_args
 
     from asapo_pipelines.nomad.jobspec import DEFAULT_DRIVER, DRIVERS, Driver
-    from asapo_pipelines.pipeline.model import Nomad
+    from asapo_pipelines.pipeline.model import NomadConfig
 
     assert set(DRIVERS) == DRIVER_NAMES == set(get_args(Driver))
     assert DEFAULT_DRIVER in DRIVERS
     # the pipeline file's field is the job spec's type, so a new driver reaches the file's
     # validation and the editor schema without a second edit
-    assert Nomad.model_fields["driver"].annotation == Driver
-    assert Nomad().driver == DEFAULT_DRIVER
+    assert NomadConfig.model_fields["driver"].annotation == Driver
+    assert NomadConfig().driver == DEFAULT_DRIVER
 
 
 @pytest.mark.parametrize(

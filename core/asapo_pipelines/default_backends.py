@@ -14,14 +14,19 @@ from __future__ import annotations
 from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
 from asapo_pipelines.hookspecs import RegisterExecutor, RegisterTransport, hookimpl
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
-from asapo_pipelines.pipeline.model import AsapoTransport, EmbeddedTransport, Local, Nomad
+from asapo_pipelines.pipeline.model import (
+    AsapoTransportConfig,
+    EmbeddedTransportConfig,
+    LocalConfig,
+    NomadConfig,
+)
 
 EMBEDDED = TransportDescriptor(
     name="embedded",
     summary="The on-disk store of one machine (SQLite and files); the default.",
     description=f"Needs no service: the store is a directory, by default `{DEFAULT_DATA_DIR}` next "
     "to the pipeline file. For `pipeline run` on one machine, tests and first pipelines.",
-    config=EmbeddedTransport,
+    config=EmbeddedTransportConfig,
     runtime="asapo_pipelines.transport.embedded:open_embedded",
 )
 
@@ -30,7 +35,7 @@ ASAPO = TransportDescriptor(
     summary="A facility's ASAP::O (needs the asapo client wheels, extra `asapo`).",
     description="Streams live in a beamtime's data sources; the token is read from a file or "
     "an environment variable, never written in the pipeline file.",
-    config=AsapoTransport,
+    config=AsapoTransportConfig,
     runtime="asapo_pipelines.transport.asapo:open_asapo",
 )
 
@@ -50,7 +55,7 @@ LOCAL = ExecutorDescriptor(
     summary="Runs the pipeline's units as processes on this machine (`pipeline run`).",
     description="A supervisor runs the compiled job's tasks as subprocesses, restarting them "
     "as Nomad would; `pipeline deploy` with `deploy: {local: {}}` starts it in the background.",
-    config=Local,
+    config=LocalConfig,
     runtime="asapo_pipelines.local.pipeline_executor:LocalPipelineExecutor",
 )
 
@@ -59,7 +64,7 @@ NOMAD = ExecutorDescriptor(
     summary="Submits the pipeline as one Nomad job (one task group per unit).",
     description="Connection settings come from NOMAD_ADDR, NOMAD_TOKEN and the other NOMAD_* "
     "variables; `deploy.nomad` gives datacenters, namespace, driver and the tasks' Python.",
-    config=Nomad,
+    config=NomadConfig,
     runtime="asapo_pipelines.nomad.executor:NomadExecutor",
 )
 

@@ -37,7 +37,7 @@ from asapo_pipelines.nomad.errors import (
     NomadTimeout,
     NomadUnreachable,
 )
-from asapo_pipelines.nomad.jobspec import JobPlan, Resources, TaskGroupPlan, compile_job
+from asapo_pipelines.nomad.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 from asapo_pipelines.nomad.settings import NomadSettings
 
 
@@ -50,7 +50,7 @@ def compiled(gpus: int = 0) -> dict:
             TaskGroupPlan(
                 name="scans",
                 args=("worker", "f", "scans"),
-                resources=Resources(cpu=300, memory_mb=2048, gpus=gpus),
+                resources=TaskResources(cpu=300, memory_mb=2048, gpus=gpus),
             ),
             TaskGroupPlan(name="writer", args=("worker", "f", "writer")),
         ),

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fake_nomad import ALLOC_RUNNING, JOB_ID, TOKEN, FakeNomad, evaluation, metric
 
-from asapo_pipelines.nomad.jobspec import JobPlan, Resources, TaskGroupPlan, compile_job
+from asapo_pipelines.nomad.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 
 # stop/status/logs share their names with the local executor's commands; the lead decides how
 # they are dispatched, so these tests register them the way the CLI's COMMANDS table does.
@@ -44,7 +44,7 @@ def job_file(tmp_path: Path) -> Path:
         namespace="beamline",
         groups=(
             TaskGroupPlan(
-                name="scans", args=("worker", "f", "scans"), resources=Resources(memory_mb=4096)
+                name="scans", args=("worker", "f", "scans"), resources=TaskResources(memory_mb=4096)
             ),
         ),
     )

@@ -13,7 +13,6 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import jsonschema
@@ -32,13 +31,14 @@ from asapo_pipelines.nomad.jobspec import (
     JobPlan,
     NomadVarSecret,
     ReschedulePolicy,
-    Resources,
     RestartPolicy,
     TaskGroupPlan,
+    TaskResources,
     Wheel,
     compile_job,
     template_delimiters,
 )
+from asapo_pipelines.pipeline.model import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "nomad-job.schema.json").read_text())
@@ -72,7 +72,7 @@ def plan(**kw: Any) -> JobPlan:
     base: dict[str, Any] = {
         "id": "p65-xas",
         "type": "batch",
-        "groups": (group("scans"), group("writer", count=2, resources=Resources(gpus=1))),
+        "groups": (group("scans"), group("writer", count=2, resources=TaskResources(gpus=1))),
         "files": (FileTemplate(dest="local/pipeline.yaml", content=USER_FILE),),
     }
     base.update(kw)
@@ -639,76 +639,51 @@ def test_plans_that_cannot_compile_give_one_sentence(change: dict, message: str)
     assert "\n" not in str(info.value)
 
 
-# -- from a pipeline (the model of asapo_pipelines.pipeline, as agreed in the interfaces) -------
+# -- from a pipeline (the validated model of asapo_pipelines.pipeline) --------------------------
 
-
-class _Pipeline(SimpleNamespace):
-    """A pipeline in the agreed model's shape, for the compiler's mapping rules."""
-
-    def descriptor(self, instance: str, catalog: Catalog) -> Any:
-        return catalog.get(self.units[instance].unit)
-
-    def params_for(self, instance: str, catalog: Catalog) -> Any:
-        return self.descriptor(instance, catalog).params(**self.units[instance].params)
+ASAPO = {"asapo": {"endpoint": "asapo:8400", "beamtime": "11012345", "token_env": "ASAPO_TOKEN"}}
 
 
 def _pipeline(
     tmp_path: Path,
     *,
     watch: bool = False,
-    deploy: Any = None,
-    transport: Any = None,
-    streams: Any = None,
-) -> _Pipeline:
+    deploy: dict[str, Any] | None = None,
+    transport: dict[str, Any] | None = None,
+    streams: dict[str, Any] | None = None,
+) -> Pipeline:
+    """The pipeline model as `load_pipeline` gives it, bound to a file whose text is
+    `USER_FILE` (the compiler delivers the file's own text, not the model)."""
     path = tmp_path / "demo.pipeline.yaml"
     path.write_text(USER_FILE)
-    unit = SimpleNamespace
-    return _Pipeline(
-        name="demo",
-        path=path,
-        transport=transport
-        or SimpleNamespace(
-            kind="asapo",
-            spec=lambda: {
-                "asapo": {
-                    "endpoint": "asapo:8400",
-                    "beamtime": "11012345",
-                    "token_env": "ASAPO_TOKEN",
-                }
+    model = Pipeline.model_validate(
+        {
+            "pipeline": "demo",
+            "transport": transport or ASAPO,
+            "streams": streams or {},
+            "units": {
+                "scans": {
+                    "unit": "core.files",
+                    "params": {"directory": "/data", "watch": watch},
+                    "outputs": {"files": "raw"},
+                },
+                "copy": {
+                    "unit": "core.identity",
+                    "inputs": {"input": "raw"},
+                    "outputs": {"output": "out"},
+                    "replicas": 3,
+                    "resources": {"cpu": 1000, "memory": 2048, "gpus": 2},
+                },
+                "sink": {
+                    "unit": "core.jsonl-sink",
+                    "params": {"path": "/data/out.jsonl"},
+                    "inputs": {"messages": "out"},
+                },
             },
-        ),
-        streams=streams or {},
-        units={
-            "scans": unit(
-                unit="core.files",
-                params={"directory": "/data", "watch": watch},
-                inputs={},
-                outputs={"files": "raw"},
-                replicas=1,
-                resources=None,
-                retry=None,
-            ),
-            "copy": unit(
-                unit="core.identity",
-                params={},
-                inputs={"input": "raw"},
-                outputs={"output": "out"},
-                replicas=3,
-                resources=SimpleNamespace(cpu=1000, memory=2048, gpus=2),
-                retry=None,
-            ),
-            "sink": unit(
-                unit="core.jsonl-sink",
-                params={"path": "/data/out.jsonl"},
-                inputs={"messages": "out"},
-                outputs={},
-                replicas=1,
-                resources=None,
-                retry=None,
-            ),
-        },
-        deploy=deploy or {"nomad": {"datacenters": ["dc1"], "namespace": "beamline"}},
+            "deploy": deploy or {"nomad": {"datacenters": ["dc1"], "namespace": "beamline"}},
+        }
     )
+    return model.bind(path)
 
 
 def test_compile_pipeline_makes_one_job_with_a_group_per_unit(tmp_path: Path) -> None:
@@ -742,7 +717,7 @@ def test_compile_pipeline_service_when_a_source_keeps_running(tmp_path: Path) ->
     assert compile_pipeline(_pipeline(tmp_path, watch=True), catalog).job["Job"]["Type"] == (
         "service"
     )
-    external = {"raw-scans": SimpleNamespace(external=True)}
+    external = {"raw-scans": {"external": True}}
     assert (
         compile_pipeline(_pipeline(tmp_path, streams=external), catalog).job["Job"]["Type"]
         == "service"
@@ -757,7 +732,7 @@ def test_compile_pipeline_installs_the_catalogs_pinned_distributions(tmp_path: P
             "driver": "exec",
         }
     }
-    embedded = SimpleNamespace(kind="embedded", spec=lambda: {"embedded": {"path": "/x"}})
+    embedded = {"embedded": {"path": "/x"}}
     compiled = compile_pipeline(_pipeline(tmp_path, deploy=deploy, transport=embedded), catalog)
     assert errors(compiled.job) == []
     install = compiled.job["Job"]["TaskGroups"][0]["Tasks"][0]
@@ -797,7 +772,12 @@ def test_compile_pipeline_reads_wheels_with_their_checksums(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("install", "message"),
     [
-        ({"wheels": ["https://w.example/a-1.0-py3-none-any.whl"]}, "needs its checksum: write it"),
+        # a URL without its checksum is refused by validation (P405); a path on the nodes that
+        # is not readable here cannot be hashed by the compiler either
+        (
+            {"wheels": ["/nodes-only/wheels/a-1.0-py3-none-any.whl"]},
+            "needs its checksum: write it",
+        ),
         (
             {"packages": [f"asapo-pipelines==0.0.0{__version__}"]},
             f"but the pipeline's units need asapo-pipelines=={__version__}",
@@ -817,8 +797,9 @@ def test_delivered_file_carries_absolute_transport_paths_and_the_base_dir(tmp_pa
     """Tasks read their copy in `local/`, so what was relative to the original file is made
     absolute there, and the original folder is passed on for the units' relative params."""
     store = tmp_path / ".pipeline-data"
-    embedded = SimpleNamespace(kind="embedded", spec=lambda: {"embedded": {"path": str(store)}})
+    embedded = {"embedded": {"path": str(store)}}
     pipe = _pipeline(tmp_path, transport=embedded)
+    assert pipe.path is not None
     pipe.path.write_text(
         "# my pipeline, {{ not a template }}\n"
         "pipeline: demo\n"
@@ -870,18 +851,13 @@ def test_redacted_copy_hides_secret_looking_values() -> None:
 
 
 def test_model_defaults_leave_namespace_and_region_to_the_environment(tmp_path: Path) -> None:
-    from pydantic import BaseModel
-
-    class NomadSection(BaseModel):
-        datacenters: list[str] = ["*"]
-        namespace: str = "default"
-        region: str = "global"
-
-    implicit = {"nomad": NomadSection()}
+    # the model fills in `namespace: default` and `region: global`; only what the file wrote
+    # reaches the job
+    implicit: dict[str, Any] = {"nomad": {"datacenters": ["*"]}}
     job = compile_pipeline(_pipeline(tmp_path, deploy=implicit), Catalog.load()).job["Job"]
     assert "Namespace" not in job
     assert "Region" not in job
-    explicit = {"nomad": NomadSection(namespace="beamline", region="europe")}
+    explicit = {"nomad": {"namespace": "beamline", "region": "europe"}}
     job = compile_pipeline(_pipeline(tmp_path, deploy=explicit), Catalog.load()).job["Job"]
     assert (job["Namespace"], job["Region"]) == ("beamline", "europe")
     # stop/start/status/logs need only the job's identity, not a compilation

@@ -223,3 +223,17 @@ def test_resume_applies_a_changed_configuration_to_what_was_not_processed(tmp_pa
     (run,) = json.loads(listed.stdout)["runs"]
     assert run["sessions"] == 2
     assert run["configurations"]["sink"]["params"]["payload"] == "base64"
+
+
+def test_runs_and_reprocess_of_a_compiled_job_ask_for_the_pipeline_file(tmp_path):
+    """A compiled job names no transport settings and no params: `runs` and `reprocess` say
+    they need the pipeline file, in one sentence, instead of failing inside."""
+    job = tmp_path / "alpha.json"
+    job.write_text(json.dumps({"Job": {"ID": "alpha", "TaskGroups": []}}))
+    for args in (("runs", job.name), ("reprocess", job.name, "--from", "r1")):
+        refused = run_pipeline(*args, cwd=tmp_path, timeout=60)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        line = one_sentence(refused.stderr)
+        assert "needs the pipeline file" in line
+        assert str(job.resolve()) in line
+    assert not (tmp_path / ".pipeline-data").exists()

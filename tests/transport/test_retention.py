@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asapo_pipelines.pipeline.model import Transport as TransportSection
+from asapo_pipelines.pipeline.model import TransportConfig
 from asapo_pipelines.transport import NoData, StreamFinished, TransportConfigError, open_transport
 
 PAYLOAD = os.urandom(64 * 1024)  # above the inline limit: payloads live in segment files
@@ -127,7 +127,7 @@ def test_a_bad_policy_is_one_sentence(tmp_path, retention, words):
 
 
 def test_the_pipeline_file_section_reaches_the_store(tmp_path):
-    section = TransportSection.model_validate(
+    section = TransportConfig.model_validate(
         {"embedded": {"path": str(tmp_path / "store"), "retention": {"max_streams": 2}}}
     )
     spec = section.spec()

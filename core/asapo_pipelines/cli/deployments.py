@@ -12,11 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from asapo_pipelines.cli.output import warn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport.base import Transport
 
 fresh_option = click.option(
     "--fresh", is_flag=True, help="Start a new run even if the last one could be resumed."
@@ -28,7 +34,7 @@ resume_option = click.option(
 )
 
 
-def _open(pipeline: Any, catalog: Any) -> tuple[Any, Any] | None:
+def _open(pipeline: Pipeline, catalog: Catalog) -> tuple[Transport, RunStore] | None:
     """The pipeline's transport and run store, or None (with a warning) when unreachable."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport

@@ -75,25 +75,14 @@ def _target(file: str | None, job: str | None, *, compile_job: bool = False) -> 
             payload=payload,
             warnings=[],
         )
-    # The pipeline model comes from asapo_pipelines.pipeline; imported here so that commands
-    # taking --job or a compiled job work without it.
+    # imported here so that commands taking --job or a compiled job do not load the model
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.nomad.compile import compile_pipeline
-
-    try:
-        from asapo_pipelines.pipeline import load_pipeline
-    except ModuleNotFoundError as exc:  # pragma: no cover - until the pipeline model lands
-        if exc.name != "asapo_pipelines.pipeline":
-            raise
-        raise UsageError(
-            "this installation cannot read pipeline files yet; pass a compiled job (.json)"
-        ) from None
+    from asapo_pipelines.nomad.compile import compile_pipeline, job_identity
+    from asapo_pipelines.pipeline import load_pipeline
 
     catalog = Catalog.load()
     pipeline = load_pipeline(path, catalog)
     if not compile_job:
-        from asapo_pipelines.nomad.compile import job_identity
-
         job_id, namespace = job_identity(pipeline)
         return Target(job_id=job_id, namespace=namespace, payload=None, warnings=[])
     compiled = compile_pipeline(pipeline, catalog)

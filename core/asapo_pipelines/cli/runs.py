@@ -50,16 +50,17 @@ def _counts(run: Any) -> str:
 def runs(file: str, data_dir: str | None, as_json: bool) -> None:
     """List FILE's runs: id, start and end, state, configuration and counts."""
     target = resolve(file, data_dir, None)
+    pipeline, _catalog = target.loaded()
     transport, store = open_store(target)
     try:
         found = store.runs()
     finally:
         transport.close()
     if as_json:
-        print_json({"pipeline": target.pipeline.name, "runs": [r.to_dict() for r in found]})
+        print_json({"pipeline": pipeline.name, "runs": [r.to_dict() for r in found]})
         return
     if not found:
-        click.echo(f"pipeline {target.pipeline.name} has no runs in this store yet")
+        click.echo(f"pipeline {pipeline.name} has no runs in this store yet")
         return
     from rich.table import Table
 
@@ -124,8 +125,8 @@ def reprocess(
     target = resolve(file, data_dir, None, compile=True)
     assert target.payload is not None
     assert target.pipeline_file is not None
+    pipeline, catalog = target.loaded()
     overrides = apply_overrides(target, sets)
-    pipeline, catalog = target.pipeline, target.catalog
     transport, store = open_store(target)
     try:
         owner = store.owner()

@@ -35,8 +35,9 @@ def open_store(target: Target) -> tuple[Any, Any]:
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
-    transport = open_transport(target.pipeline.transport.spec(), target.catalog)
-    return transport, RunStore(transport, target.pipeline.name)
+    pipeline, catalog = target.loaded()
+    transport = open_transport(pipeline.transport.spec(), catalog)
+    return transport, RunStore(transport, pipeline.name)
 
 
 def apply_overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -47,7 +48,7 @@ def apply_overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str
 
     try:
         overrides = parse(sets)
-        apply(target.pipeline, target.catalog, overrides)
+        apply(*target.loaded(), overrides)
     except UsageError as exc:
         raise RunsError(exc.message) from None
     return overrides
@@ -63,6 +64,7 @@ def start_session(
     from asapo_pipelines.runs.lifecycle import prepare
     from asapo_pipelines.worker.launch import RUN_ENV
 
+    pipeline, catalog = target.loaded()
     overrides = apply_overrides(target, sets)
     assert target.pipeline_file is not None
     transport, store = open_store(target)
@@ -70,8 +72,8 @@ def start_session(
         store.claim(target.pipeline_file)
         run, what = prepare(
             store,
-            target.pipeline,
-            target.catalog,
+            pipeline,
+            catalog,
             Path(target.pipeline_file),
             fresh=fresh,
             resume=resume,
@@ -81,5 +83,5 @@ def start_session(
         transport.close()
         raise
     changes = run.events[-1].get("changes") or {}
-    announce(run.id, what, target.pipeline.name, changes, err=quiet_stdout)
+    announce(run.id, what, pipeline.name, changes, err=quiet_stdout)
     return Session(store, transport, run, what, RUN_ENV)

@@ -18,6 +18,7 @@ from asapo_pipelines.cli.options import complete_stream_names, json_option
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.transport import Consumer, Message
 
 ERRORS = "errors"
@@ -70,17 +71,17 @@ def _record(msg: Message, source: str) -> dict[str, Any]:
     return record
 
 
-def _sources(pipeline: Any, stream: str, run: str | None) -> list[str]:
+def _sources(pipeline: Pipeline, stream: str, run: str | None) -> list[str]:
     """The transport data sources STREAM names: a pipeline stream (in run `run`, its own name
     when declared external or when no run is recorded), or its error streams."""
     from asapo_pipelines.worker.naming import data_source_for, errors_source
 
     if stream == ERRORS or stream.startswith(ERRORS + "."):
         return [errors_source(pipeline.name)]
-    known = set(getattr(pipeline, "streams", None) or {})
+    known = set(pipeline.streams)
     for unit in pipeline.units.values():
-        known.update((unit.outputs or {}).values())
-        known.update((unit.inputs or {}).values())
+        known.update(unit.outputs.values())
+        known.update(unit.inputs.values())
     if stream not in known:
         import difflib
 
@@ -91,7 +92,7 @@ def _sources(pipeline: Any, stream: str, run: str | None) -> list[str]:
             f"pipeline {pipeline.name} has no stream {stream!r}{hint} (its streams: {choices}; "
             f"and `{ERRORS}` for the error records)"
         )
-    declared = (getattr(pipeline, "streams", None) or {}).get(stream)
+    declared = pipeline.streams.get(stream)
     if run is None or (declared is not None and declared.external):
         return [data_source_for(stream)]
     return [data_source_for(stream, pipeline.name, run)]

@@ -7,22 +7,35 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:  # pragma: no cover - a compiled job (.json) needs neither
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
 
 
 @dataclass
 class Target:
     run_dir: Path
     payload: dict[str, Any] | None = None
-    pipeline: Any = None
+    #: None when the target is a compiled job or a run directory
+    pipeline: Pipeline | None = None
     pipeline_file: str | None = None
-    catalog: Any = None
+    catalog: Catalog | None = None
+
+    def loaded(self) -> tuple[Pipeline, Catalog]:
+        """The validated pipeline and its catalog; one sentence when the command was given a
+        compiled job, which holds neither the transport's settings nor the units' params."""
+        if self.pipeline is None or self.catalog is None:
+            shown = self.pipeline_file or str(self.run_dir)
+            raise UsageError(f"this needs the pipeline file (.pipeline.yaml), not {shown}")
+        return self.pipeline, self.catalog
 
 
-def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
+def _compile(pipeline: Pipeline, catalog: Catalog) -> dict[str, Any]:
     """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
     drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
     from asapo_pipelines.nomad.compile import compile_pipeline
@@ -30,15 +43,11 @@ def _compile(pipeline: Any, catalog: Any) -> dict[str, Any]:
     return dict(compile_pipeline(pipeline, catalog).job)
 
 
-def _data_dir_of(pipeline: Any, path: Path) -> Path:
+def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
     """The embedded transport's directory, else the default data directory next to the file."""
-    try:
-        spec = pipeline.transport.spec()
-        embedded = spec.get("embedded") if isinstance(spec, dict) else None
-        if embedded and embedded.get("path"):
-            return Path(embedded["path"])
-    except AttributeError:
-        pass
+    embedded = pipeline.transport.spec().get("embedded")
+    if embedded and embedded.get("path"):
+        return Path(embedded["path"])
     return path.resolve().parent / DEFAULT_DATA_DIR
 
 
@@ -49,16 +58,6 @@ def find_file() -> Path:
     if not found:
         raise UsageError("give the pipeline file (there is no *.pipeline.yaml here)")
     raise UsageError("give the pipeline file (there are several *.pipeline.yaml here)")
-
-
-def _job_id(pipeline: Any, catalog: Any) -> str:
-    """The job ID without compiling when the compiler offers that (status, logs and stop of a
-    run need no compilation, and keep working when the file no longer compiles)."""
-    try:
-        from asapo_pipelines.nomad.compile import job_identity
-    except ImportError:
-        return str(_compile(pipeline, catalog)["Job"]["ID"])
-    return str(job_identity(pipeline)[0])
 
 
 def resolve(
@@ -86,15 +85,8 @@ def resolve(
         )
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.local.layout import run_dir as run_dir_of
-
-    try:
-        from asapo_pipelines.pipeline import load_pipeline
-    except ModuleNotFoundError as exc:
-        if exc.name != "asapo_pipelines.pipeline":
-            raise
-        raise UsageError(
-            "this installation cannot read pipeline files; pass a compiled job (.json)"
-        ) from None
+    from asapo_pipelines.nomad.compile import job_identity
+    from asapo_pipelines.pipeline import load_pipeline
 
     catalog = Catalog.load()
     pipeline = load_pipeline(path, catalog)
@@ -102,7 +94,9 @@ def resolve(
 
     remember(catalog)  # the workers then load only the plugins of their units
     payload = _compile(pipeline, catalog) if compile else None
-    job_id = str(payload["Job"]["ID"]) if payload else _job_id(pipeline, catalog)
+    # status, logs and stop of a run need only the job's ID, and keep working when the file
+    # no longer compiles
+    job_id = str(payload["Job"]["ID"]) if payload else job_identity(pipeline)[0]
     base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
     return Target(
         run_dir=run_dir_of(base, job_id),

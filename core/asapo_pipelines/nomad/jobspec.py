@@ -56,7 +56,10 @@ INSTALL_TASK = "install-env"
 
 
 @dataclass(frozen=True)
-class Resources:
+class TaskResources:
+    """A task's resources block (`Resources.CPU`, `MemoryMB`, `Devices`); named apart from the
+    unit descriptor's `Resources`, which is what a unit asks for."""
+
     cpu: int = 500
     memory_mb: int = 256
     gpus: int = 0
@@ -172,7 +175,7 @@ class InstallEnv:
     extra_index_urls: tuple[str, ...] = ()
     wheels: tuple[Wheel, ...] = ()
     python: str = "python3"
-    resources: Resources = Resources(cpu=500, memory_mb=1024)
+    resources: TaskResources = TaskResources(cpu=500, memory_mb=1024)
 
 
 PythonEnv = ExistingEnv | CommandOnPath | InstallEnv
@@ -186,7 +189,7 @@ class TaskGroupPlan:
     args: tuple[str, ...]
     count: int = 1
     env: Mapping[str, str] = field(default_factory=dict)
-    resources: Resources = Resources()
+    resources: TaskResources = TaskResources()
     restart: RestartPolicy | None = None
     reschedule: ReschedulePolicy | None = None
     meta: Mapping[str, str] = field(default_factory=dict)
@@ -361,7 +364,7 @@ def _config(plan: JobPlan, command: str, args: list[str]) -> dict[str, Any]:
     return {"command": command, "args": args}
 
 
-def _resources(res: Resources) -> dict[str, Any]:
+def _resources(res: TaskResources) -> dict[str, Any]:
     out: dict[str, Any] = {"CPU": res.cpu, "MemoryMB": res.memory_mb}
     if res.gpus:
         out["Devices"] = [{"Name": res.gpu_device, "Count": res.gpus}]

@@ -21,9 +21,9 @@ DEFAULT_DATA_DIR = ".pipeline-data"
 _LAZY = {
     "Pipeline": "asapo_pipelines.pipeline.model",
     "UnitConfig": "asapo_pipelines.pipeline.model",
-    "Transport": "asapo_pipelines.pipeline.model",
+    "TransportConfig": "asapo_pipelines.pipeline.model",
     "StreamDecl": "asapo_pipelines.pipeline.model",
-    "Deploy": "asapo_pipelines.pipeline.model",
+    "DeployConfig": "asapo_pipelines.pipeline.model",
     "ResourcesOverride": "asapo_pipelines.pipeline.model",
     "Retry": "asapo_pipelines.pipeline.model",
     "PipelineInvalid": "asapo_pipelines.pipeline.validate",
@@ -37,12 +37,12 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.pipeline.model import (
-        Deploy,
+        DeployConfig,
         Pipeline,
         ResourcesOverride,
         Retry,
         StreamDecl,
-        Transport,
+        TransportConfig,
         UnitConfig,
     )
     from asapo_pipelines.pipeline.problems import CODES, Problem, Report
@@ -56,7 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CODES",
     "DEFAULT_DATA_DIR",
-    "Deploy",
+    "DeployConfig",
     "Pipeline",
     "PipelineInvalid",
     "Problem",
@@ -64,7 +64,7 @@ __all__ = [
     "ResourcesOverride",
     "Retry",
     "StreamDecl",
-    "Transport",
+    "TransportConfig",
     "UnitConfig",
     "load_pipeline",
     "validate_file",

@@ -92,7 +92,7 @@ class _Section(BaseModel):
 
 
 # -- transport -------------------------------------------------------------------------------
-class Retention(_Section):
+class RetentionConfig(_Section):
     """What the embedded store keeps of streams that are done (see docs/transports.md)."""
 
     max_age: Annotated[
@@ -108,7 +108,7 @@ class Retention(_Section):
     ] = None
 
 
-class EmbeddedTransport(_Section):
+class EmbeddedTransportConfig(_Section):
     """The on-disk store of one machine (the default)."""
 
     path: Annotated[
@@ -119,7 +119,7 @@ class EmbeddedTransport(_Section):
         ),
     ] = DEFAULT_DATA_DIR
     retention: Annotated[
-        Retention | None,
+        RetentionConfig | None,
         Field(
             description="Remove streams that are finished and acknowledged by every reader "
             "(with their payloads), oldest first, past any of these limits; long runs keep "
@@ -134,7 +134,7 @@ class EmbeddedTransport(_Section):
         return options
 
 
-class AsapoTransport(_Section):
+class AsapoTransportConfig(_Section):
     """A facility's ASAP::O. The token is read from a file or an environment variable."""
 
     endpoint: Annotated[
@@ -211,7 +211,7 @@ class AsapoTransport(_Section):
         return None
 
     @model_validator(mode="after")
-    def _one_of_each(self) -> AsapoTransport:
+    def _one_of_each(self) -> AsapoTransportConfig:
         if (self.beamtime is None) == (self.beamline is None):
             raise PydanticCustomError(
                 "P107", "the asapo transport needs exactly one of beamtime or beamline"
@@ -245,9 +245,9 @@ class TransportSection(_Section):
     """Base of the `transport:` section: one optional field per registered transport (its
     config model), exactly one of them given.
 
-    `Transport` below has the core's two; `pipeline_model(catalog)` builds the section with one
-    field per transport of the catalog, so a third-party `transport: {redis: {...}}` validates,
-    with located problems, exactly like the built-in ones.
+    `TransportConfig` below has the core's two; `pipeline_model(catalog)` builds the section with
+    one field per transport of the catalog, so a third-party `transport: {redis: {...}}`
+    validates, with located problems, exactly like the built-in ones.
     """
 
     _base: Path | None = PrivateAttr(default=None)
@@ -299,11 +299,11 @@ class TransportSection(_Section):
         return {self.kind: self.options()}
 
 
-class Transport(TransportSection):
+class TransportConfig(TransportSection):
     """Where messages travel: exactly one of `embedded` or `asapo`."""
 
-    embedded: EmbeddedTransport | None = None
-    asapo: AsapoTransport | None = None
+    embedded: EmbeddedTransportConfig | None = None
+    asapo: AsapoTransportConfig | None = None
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -526,7 +526,7 @@ class Install(_Section):
     ] = "python3"
 
 
-class PythonEnv(_Section):
+class PythonEnvConfig(_Section):
     """Which Python the tasks run: an existing environment, or one installed on the node."""
 
     venv: Annotated[
@@ -555,7 +555,7 @@ class PythonEnv(_Section):
         return value
 
 
-class Nomad(_Section):
+class NomadConfig(_Section):
     """How the pipeline's job is placed on Nomad (also used by the local executor)."""
 
     datacenters: Annotated[
@@ -573,29 +573,29 @@ class Nomad(_Section):
         str | None, Field(description="Container image, for the docker driver only.")
     ] = None
     python: Annotated[
-        PythonEnv | None,
+        PythonEnvConfig | None,
         Field(description="Python environment of the tasks: `venv` or `install`."),
     ] = None
 
     @model_validator(mode="after")
-    def _docker_image(self) -> Nomad:
+    def _docker_image(self) -> NomadConfig:
         if self.driver == "docker" and not self.image:
             raise PydanticCustomError("P402", "the docker driver needs an image")
         return self
 
 
-class Local(_Section):
+class LocalConfig(_Section):
     """Run on this machine (`pipeline run`, or `pipeline deploy` in the background): the local
     executor runs the pipeline's compiled Nomad job itself, so it takes no settings of its own."""
 
 
-class Deploy(_Section):
+class DeployConfig(_Section):
     """Where and how the pipeline runs: one section per executor the file is meant for (the
     core's `local` and `nomad`, or a plugin's); `nomad` holds defaults even when absent."""
 
-    nomad: Nomad = Nomad()
+    nomad: NomadConfig = NomadConfig()
     local: Annotated[
-        Local | None, Field(description="Run on this machine (the local executor).")
+        LocalConfig | None, Field(description="Run on this machine (the local executor).")
     ] = None
 
     @field_validator("*", mode="before")
@@ -630,9 +630,9 @@ class Pipeline(_Section):
     ]
     description: Annotated[str, Field(description="What the pipeline does.")] = ""
     transport: Annotated[
-        Transport,
+        TransportConfig,
         Field(description="Where messages travel: `embedded` (default) or `asapo`."),
-    ] = Transport(embedded=EmbeddedTransport())
+    ] = TransportConfig(embedded=EmbeddedTransportConfig())
     streams: Annotated[
         dict[StreamName, StreamDecl],
         Field(description="Streams named in advance, e.g. fed from outside the pipeline."),
@@ -641,7 +641,9 @@ class Pipeline(_Section):
         dict[InstanceName, UnitConfig],
         Field(min_length=1, description="The unit instances, by instance name."),
     ]
-    deploy: Annotated[Deploy, Field(description="How the pipeline is deployed.")] = Deploy()
+    deploy: Annotated[DeployConfig, Field(description="How the pipeline is deployed.")] = (
+        DeployConfig()
+    )
     _path: Path | None = PrivateAttr(default=None)
 
     _none_to_empty = field_validator("streams", mode="before")(
@@ -714,8 +716,8 @@ def pipeline_model(catalog: Catalog | None) -> type[Pipeline]:
     if catalog is None:
         return Pipeline
     transports, executors = _key(catalog.transports.values()), _key(catalog.executors.values())
-    if (not transports or _same_fields(transports, Transport)) and (
-        not executors or _same_fields(executors, Deploy)
+    if (not transports or _same_fields(transports, TransportConfig)) and (
+        not executors or _same_fields(executors, DeployConfig)
     ):
         return Pipeline
     model = _MODELS.get((transports, executors))
@@ -738,7 +740,7 @@ def _build_pipeline_model(transports: _Key, executors: _Key) -> type[Pipeline]:
     if transports:
         names = [name for name, _, _ in transports]
         section = create_model(  # type: ignore[call-overload]
-            "Transport",
+            "TransportConfig",
             __base__=TransportSection,
             __doc__=f"Where messages travel: exactly one of {_one_of(names)}.",
             **{
@@ -761,9 +763,9 @@ def _build_pipeline_model(transports: _Key, executors: _Key) -> type[Pipeline]:
         extra = {
             name: (Optional[config], Field(default=None, description=summary))  # noqa: UP045
             for name, config, summary in executors
-            if name not in Deploy.model_fields
+            if name not in DeployConfig.model_fields
         }
-        deploy = create_model("Deploy", __base__=Deploy, **extra)  # type: ignore[call-overload]
+        deploy = create_model("DeployConfig", __base__=DeployConfig, **extra)  # type: ignore[call-overload]
         fields["deploy"] = (
             deploy,
             Field(default_factory=deploy, description="How the pipeline is deployed."),

@@ -8,12 +8,15 @@ they are about, like every other problem.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from asapo_pipelines.pipeline.problems import CODES, ONLINE, Problem, make
 
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
 
-def check_online(path: Path, catalog: Any) -> list[Problem]:
+
+def check_online(path: Path, catalog: Catalog) -> list[Problem]:
     """The online problems of a file that passed the offline stages."""
     from asapo_pipelines.catalog import installed_sources
     from asapo_pipelines.pipeline.loader import read_document

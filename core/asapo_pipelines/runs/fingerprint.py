@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
 
 FINGERPRINT_CHARS = 16
 
@@ -24,7 +28,7 @@ def fingerprint_of(config: dict[str, Any]) -> str:
     return hashlib.sha256(_canonical(body).encode()).hexdigest()[:FINGERPRINT_CHARS]
 
 
-def configurations(pipeline: Any, catalog: Any) -> dict[str, dict[str, Any]]:
+def configurations(pipeline: Pipeline, catalog: Catalog) -> dict[str, dict[str, Any]]:
     """instance -> {unit, instance, distribution, version, params, upstream, fingerprint}."""
     producers = {s: names[0][0] for s, names in pipeline.producers().items()}
     done: dict[str, dict[str, Any]] = {}

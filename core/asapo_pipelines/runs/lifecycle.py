@@ -10,13 +10,18 @@ unless `--resume` says to go on with the new configuration.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.runs.fingerprint import configurations, diff_configurations
 from asapo_pipelines.runs.overrides import flat
 from asapo_pipelines.runs.store import Run, RunsError, RunStore
 from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished
 from asapo_pipelines.worker.naming import data_source_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.transport.base import Transport
 
 
 def describe_changes(changes: dict[str, list[str]]) -> str:
@@ -25,8 +30,8 @@ def describe_changes(changes: dict[str, list[str]]) -> str:
 
 def prepare(
     store: RunStore,
-    pipeline: Any,
-    catalog: Any,
+    pipeline: Pipeline,
+    catalog: Catalog,
     pipeline_file: Path,
     *,
     fresh: bool = False,
@@ -91,7 +96,7 @@ def summaries_of(
 
 
 # -- reprocess -------------------------------------------------------------------------------
-def source_streams(pipeline: Any, catalog: Any) -> dict[str, list[str]]:
+def source_streams(pipeline: Pipeline, catalog: Catalog) -> dict[str, list[str]]:
     """source instance -> the streams it writes (the messages a reprocess replays)."""
     out: dict[str, list[str]] = {}
     for name, config in pipeline.units.items():
@@ -105,7 +110,9 @@ def source_streams(pipeline: Any, catalog: Any) -> dict[str, list[str]]:
     return out
 
 
-def check_replayable(transport: Any, pipeline: Any, catalog: Any, old: Run) -> list[str]:
+def check_replayable(
+    transport: Transport, pipeline: Pipeline, catalog: Catalog, old: Run
+) -> list[str]:
     """The data sources to replay; a sentence when a source's messages are gone."""
     present = set(transport.data_sources())
     sources = []
@@ -127,7 +134,7 @@ def check_replayable(transport: Any, pipeline: Any, catalog: Any, old: Run) -> l
     return sources
 
 
-def replay(transport: Any, pipeline: str, streams: list[str], old: Run, new: Run) -> int:
+def replay(transport: Transport, pipeline: str, streams: list[str], old: Run, new: Run) -> int:
     """Copy the source messages of `old`, as stored (ids, payloads, metadata and provenance,
     scans and their order, finished streams), into `new`'s data sources; returns how many."""
     copied = 0

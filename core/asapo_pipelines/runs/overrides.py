@@ -11,11 +11,15 @@ from __future__ import annotations
 import copy
 import difflib
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
 
 
 def _near(word: str, choices: list[str]) -> str:
@@ -57,7 +61,7 @@ def _sub_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     return None
 
 
-def apply(pipeline: Any, catalog: Any, overrides: dict[str, dict[str, Any]]) -> None:
+def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, Any]]) -> None:
     """Check every override and write it into the pipeline's params (in place)."""
     for instance, params in overrides.items():
         if instance not in pipeline.units:

@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import PipelinesError
+
+if TYPE_CHECKING:  # pragma: no cover - the pipeline model is loaded only with a file
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class PipelineView:
         return list(seen)
 
 
-def from_pipeline(pipeline: Any, catalog: Any) -> PipelineView:
+def from_pipeline(pipeline: Pipeline, catalog: Catalog) -> PipelineView:
     """Adapt a loaded `asapo_pipelines.pipeline.Pipeline`."""
     units = []
     for instance, config in pipeline.units.items():
@@ -59,20 +63,19 @@ def from_pipeline(pipeline: Any, catalog: Any) -> PipelineView:
                 descriptor=descriptor,
                 inputs=dict(config.inputs),
                 outputs=outputs,
-                replicas=int(getattr(config, "replicas", 1) or 1),
+                replicas=config.replicas,
             )
         )
-    path = getattr(pipeline, "path", None)
     return PipelineView(
         name=pipeline.name,
         transport=pipeline.transport.spec(),
         units=tuple(units),
-        path=Path(path) if path is not None else None,
+        path=pipeline.path,
         external=frozenset(s for s, d in pipeline.streams.items() if d.external),
     )
 
 
-def load_view(path: str | Path, catalog: Any = None) -> PipelineView:
+def load_view(path: str | Path, catalog: Catalog | None = None) -> PipelineView:
     """Load a pipeline file (validated by `asapo_pipelines.pipeline`) for the viewer."""
     if catalog is None:
         from asapo_pipelines.catalog import Catalog

@@ -6,9 +6,15 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.errors import PipelinesError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover - the constants above are read by light modules
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.transport.base import Transport
+    from asapo_pipelines.worker.runtime import Worker
 
 log = logging.getLogger("asapo_pipelines.worker")
 
@@ -21,7 +27,7 @@ BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
 RUN_ENV = "ASAPO_PIPELINES_RUN"
 
 
-def load(pipeline_file: Path) -> tuple[Any, Any]:
+def load(pipeline_file: Path) -> tuple[Pipeline, Catalog]:
     """The pipeline (validated against the catalog of the plugins it uses) and that catalog."""
     from asapo_pipelines.pipeline import load_pipeline
 
@@ -31,7 +37,7 @@ def load(pipeline_file: Path) -> tuple[Any, Any]:
     return load_pipeline(pipeline_file, catalog), catalog
 
 
-def _catalog_for(pipeline_file: Path) -> Any:
+def _catalog_for(pipeline_file: Path) -> Catalog:
     """Only the plugins that provide the pipeline's units, when the listing cache names them:
     a worker of a facility's environment need not import hundreds of other units' params
     models. Any doubt (no listing, a unit it does not know, a file that does not parse) loads
@@ -81,7 +87,7 @@ def build_worker(
     status_interval: float = 2.0,
     linger: float = 0.5,
     lease_seconds: float = 30.0,
-) -> Any:
+) -> Worker:
     from asapo_pipelines.sdk.runner import RetryPolicy
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.runtime import Worker
@@ -96,7 +102,7 @@ def build_worker(
         hint = f"; did you mean {near[0]}?" if near else f"; its units are {', '.join(names)}"
         raise UsageError(f"pipeline {pipeline.name} has no unit {instance}{hint}")
     config = pipeline.units[instance]
-    replicas = int(getattr(config, "replicas", 1) or 1)
+    replicas = config.replicas
     if replica >= replicas:
         raise UsageError(
             f"unit {instance} has {replicas} replica(s), numbered from 0; "
@@ -129,10 +135,10 @@ def build_worker(
         params,
         pipeline=pipeline.name,
         instance=instance,
-        inputs=dict(config.inputs or {}),
-        outputs=dict(config.outputs or {}),
+        inputs=dict(config.inputs),
+        outputs=dict(config.outputs),
         replica=replica,
-        retry=RetryPolicy.from_config(getattr(config, "retry", None)),
+        retry=RetryPolicy.from_config(config.retry),
         ack_batch=config.batch.messages,
         batch_wait=config.batch.wait,
         status_interval=status_interval,
@@ -145,13 +151,13 @@ def build_worker(
     )
 
 
-def upstream_of(pipeline: Any, instance: str) -> dict[str, int]:
+def upstream_of(pipeline: Pipeline, instance: str) -> dict[str, int]:
     """instance -> replicas of the units whose outputs are this unit's inputs."""
-    wanted = set((pipeline.units[instance].inputs or {}).values())
+    wanted = set(pipeline.units[instance].inputs.values())
     return {
-        name: int(getattr(unit, "replicas", 1) or 1)
+        name: unit.replicas
         for name, unit in pipeline.units.items()
-        if name != instance and wanted & set((unit.outputs or {}).values())
+        if name != instance and wanted & set(unit.outputs.values())
     }
 
 
@@ -187,7 +193,7 @@ def _relative_paths(value: Any) -> list[str]:
     return []
 
 
-def _with_path_hint(exc: PipelinesError, worker: Any) -> PipelinesError:
+def _with_path_hint(exc: PipelinesError, worker: Worker) -> PipelinesError:
     """A start-up error naming a relative path says what it is relative to."""
     params = getattr(worker.runner, "params", None)
     try:
@@ -210,7 +216,7 @@ def _with_path_hint(exc: PipelinesError, worker: Any) -> PipelinesError:
 
 
 def _join_run(
-    pipeline: Any, catalog: Any, instance: str, pipeline_file: Path, transport: Any
+    pipeline: Pipeline, catalog: Catalog, instance: str, pipeline_file: Path, transport: Transport
 ) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
     """The run this worker works in, the data sources of its streams in that run, and the
     configurations recorded for the run (by fingerprint). The run's `--set` overrides apply to
@@ -251,7 +257,7 @@ def _join_run(
     return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
 
 
-def stream_sources(pipeline: Any, catalog: Any, run_id: str) -> dict[str, str]:
+def stream_sources(pipeline: Pipeline, catalog: Catalog, run_id: str) -> dict[str, str]:
     """stream -> data source, for every stream of the pipeline's units in run `run_id`: the
     names a worker gives its transport (`asapo_pipelines.worker.naming`)."""
     from asapo_pipelines.worker.naming import run_sources

@@ -10,10 +10,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.worker.naming import status_source, status_stream
+
+if TYPE_CHECKING:  # pragma: no cover - workers import this module; the model is the CLI's
+    from asapo_pipelines.pipeline.model import Pipeline
 
 log = logging.getLogger("asapo_pipelines.worker")
 
@@ -178,7 +181,7 @@ def summary_lines(records: Any) -> list[str]:
 
 
 def status_reader(
-    pipeline: Any, payload: dict[str, Any]
+    pipeline: Pipeline, payload: dict[str, Any]
 ) -> Callable[[], dict[str, dict[str, Any]]]:
     """A function returning each unit replica's latest status record (`"<group>[<i>]"` ->
     counters) from the pipeline's status data source, for the groups of the compiled job

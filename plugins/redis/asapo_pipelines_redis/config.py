@@ -15,7 +15,7 @@ DEFAULT_INLINE_MAX = 1024 * 1024
 INLINE_LIMIT = 256 * 1024 * 1024
 
 
-class Retention(BaseModel):
+class RetentionConfig(BaseModel):
     """How much of each stream Redis keeps; older messages are trimmed (XTRIM) whether or not a
     consumer group has acknowledged them, as ASAP::O's retention does."""
 
@@ -85,7 +85,7 @@ class RedisConfig(BaseModel):
         float,
         Field(gt=0, le=300, description="Deadline in seconds of every call to Redis."),
     ] = 5.0
-    retention: Retention | None = None
+    retention: RetentionConfig | None = None
 
     @field_validator("url")
     @classmethod

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from asapo_pipelines.pipeline.model import PythonEnv
+from asapo_pipelines.pipeline.model import PythonEnvConfig
 
 #: Slurm's time formats (sbatch --time): minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS,
 #: or UNLIMITED / INFINITE.
@@ -104,7 +104,7 @@ class SlurmConfig(_Section):
         ),
     ] = 1000
     python: Annotated[
-        PythonEnv | None,
+        PythonEnvConfig | None,
         Field(
             description="Python of the workers: `venv` (an environment on the shared "
             "filesystem) or `install` (created once in the state directory); default: the "

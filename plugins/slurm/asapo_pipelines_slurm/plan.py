@@ -19,7 +19,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.nomad.compile import (
     delivered_file,
@@ -28,11 +28,16 @@ from asapo_pipelines.nomad.compile import (
     python_env,
 )
 from asapo_pipelines.nomad.errors import JobPlanError
-from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv
+from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv, PythonEnv
 from asapo_pipelines.worker.launch import BASE_DIR_ENV, RUN_ENV
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.state import Layout, instance_key
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.sdk import Resources
 
 #: The folder of deployments beside the pipeline file when `state_dir` is not given.
 DEFAULT_STATE_DIR = ".pipeline-slurm"
@@ -76,7 +81,7 @@ class SlurmPlan:
         }
 
 
-def state_dir(pipeline: Any, file: Path, config: SlurmConfig) -> Path:
+def state_dir(pipeline: Pipeline, file: Path, config: SlurmConfig) -> Path:
     base = Path(file).resolve().parent
     if config.state_dir:
         return (base / config.state_dir).resolve()
@@ -87,7 +92,7 @@ def cpus(cpu_mhz: int, config: SlurmConfig) -> int:
     return max(1, math.ceil(cpu_mhz / config.mhz_per_cpu))
 
 
-def worker_command(python: Any, layout: Layout) -> list[str]:
+def worker_command(python: PythonEnv, layout: Layout) -> list[str]:
     """How a job starts `pipeline`: the configured venv's, the installed one's, or (default)
     the interpreter that deploys, which a shared filesystem shows at the same path on nodes."""
     if isinstance(python, ExistingEnv):
@@ -126,11 +131,11 @@ def install_lines(spec: InstallEnv, layout: Layout) -> list[str]:
 
 
 def _script(
-    pipeline: Any,
+    pipeline: Pipeline,
     unit: str,
     replica: int,
     layout: Layout,
-    python: Any,
+    python: PythonEnv,
     base_dir: Path,
     config: SlurmConfig,
     run_id: str | None,
@@ -159,7 +164,9 @@ def _script(
     return "\n".join(lines) + "\n"
 
 
-def _options(name: str, layout: Layout, key: str, resources: Any, config: SlurmConfig) -> list[str]:
+def _options(
+    name: str, layout: Layout, key: str, resources: Resources, config: SlurmConfig
+) -> list[str]:
     options = [
         f"--job-name={name}",
         f"--output={layout.stdout(key)}",
@@ -190,12 +197,16 @@ def _options(name: str, layout: Layout, key: str, resources: Any, config: SlurmC
 
 
 def plan_for(
-    pipeline: Any, catalog: Any, file: Path, config: SlurmConfig, run_id: str | None = None
+    pipeline: Pipeline,
+    catalog: Catalog,
+    file: Path,
+    config: SlurmConfig,
+    run_id: str | None = None,
 ) -> SlurmPlan:
     """Every job of the pipeline, without submitting anything."""
     layout = Layout(state_dir(pipeline, file, config))
     try:
-        python = python_env(config, pinned_distributions(pipeline, catalog))
+        python = python_env(config.python, pinned_distributions(pipeline, catalog))
     except JobPlanError as exc:
         raise SlurmError(str(exc).replace("deploy.nomad", "deploy.slurm")) from None
     warnings = []
