@@ -244,8 +244,15 @@ def _run_counters(target: Target) -> dict[str, Any] | None:
         return None
     if target.pipeline is None:
         return None
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.worker.status import latest_status, status_consumer
+
     try:
-        return dict(status_reader(target.pipeline, running_job)())
+        with (
+            open_transport(target.pipeline.transport.spec(), target.catalog) as transport,
+            status_consumer(transport, target.pipeline.name) as consumer,
+        ):
+            return latest_status(consumer, running_job)
     except Exception:  # counters are a bonus; the state file is the status
         return None
 

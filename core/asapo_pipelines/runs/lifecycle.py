@@ -206,14 +206,15 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         from asapo_pipelines.catalog import Catalog
         from asapo_pipelines.pipeline import load_pipeline
         from asapo_pipelines.transport import open_transport
-        from asapo_pipelines.worker.status import status_reader
+        from asapo_pipelines.worker.status import latest_status, status_consumer
 
         catalog = Catalog.load()
         pipeline = load_pipeline(pipeline_file, catalog)
-        counters = status_reader(pipeline, job)()
         groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
-        summaries, counts = summaries_of(dict(counters), groups)
         with open_transport(pipeline.transport.spec(), catalog) as transport:
+            with status_consumer(transport, pipeline.name) as consumer:
+                counters = latest_status(consumer, job)
+            summaries, counts = summaries_of(dict(counters), groups)
             store = RunStore(transport, pipeline.name)
             store.end(store.get(run_id), result.status, result.message, summaries, counts)
     except Exception as exc:  # the record is a bonus here; the log says why it is missing

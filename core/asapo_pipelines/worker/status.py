@@ -180,31 +180,39 @@ def summary_lines(records: Any) -> list[str]:
     return lines
 
 
+def latest_status(consumer: Any, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each unit replica's latest status record (`"<group>[<i>]"` -> counters), read with a
+    consumer of the pipeline's status data source (`status_consumer`), for the task groups of
+    the compiled job `payload`; a replica that has not published yet is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for group in payload["Job"]["TaskGroups"]:
+        for index in range(int(group.get("Count", 1))):
+            try:
+                message = consumer.get_last(status_stream(group["Name"], index))
+            except Exception:  # no status yet: the worker has not published
+                continue
+            out[f"{group['Name']}[{index}]"] = dict(message.metadata)
+    return out
+
+
+def status_consumer(transport: Any, pipeline: str) -> Any:
+    """A consumer of the pipeline's status data source (it only reads the last records)."""
+    return transport.consumer(status_source(pipeline), "local-run-status")
+
+
 def status_reader(
     pipeline: Pipeline, payload: dict[str, Any]
 ) -> Callable[[], dict[str, dict[str, Any]]]:
-    """A function returning each unit replica's latest status record (`"<group>[<i>]"` ->
-    counters) from the pipeline's status data source, for the groups of the compiled job
-    `payload`; the transport is opened on the first call."""
+    """`latest_status` again and again (the live table of `pipeline run`), with a consumer
+    opened at the first call and kept for the run's lifetime."""
     from asapo_pipelines.transport import open_transport
 
-    units = [(g["Name"], int(g.get("Count", 1))) for g in payload["Job"]["TaskGroups"]]
     held: dict[str, Any] = {}
 
     def read() -> dict[str, dict[str, Any]]:
         if "consumer" not in held:
             held["transport"] = open_transport(pipeline.transport.spec())
-            held["consumer"] = held["transport"].consumer(
-                status_source(pipeline.name), "local-run-status"
-            )
-        out: dict[str, Any] = {}
-        for group, count in units:
-            for index in range(count):
-                try:
-                    message = held["consumer"].get_last(status_stream(group, index))
-                except Exception:  # no status yet: the worker has not published
-                    continue
-                out[f"{group}[{index}]"] = dict(message.metadata)
-        return out
+            held["consumer"] = status_consumer(held["transport"], pipeline.name)
+        return latest_status(held["consumer"], payload)
 
     return read
