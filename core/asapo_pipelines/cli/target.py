@@ -52,12 +52,14 @@ def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
 
 
 def find_file() -> Path:
+    """The one pipeline file in the current directory, for commands called without FILE."""
     found = sorted(Path.cwd().glob("*.pipeline.yaml"))
     if len(found) == 1:
         return found[0]
     if not found:
         raise UsageError("give the pipeline file (there is no *.pipeline.yaml here)")
-    raise UsageError("give the pipeline file (there are several *.pipeline.yaml here)")
+    names = ", ".join(p.name for p in found)
+    raise UsageError(f"give the pipeline file (there are several here: {names})")
 
 
 def resolve(

@@ -6,17 +6,7 @@ from pathlib import Path
 
 import click
 
-from asapo_pipelines.errors import PipelinesError
-
-
-def _find_pipeline_file() -> Path:
-    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise PipelinesError("no *.pipeline.yaml here; name the pipeline file to view")
-    names = ", ".join(p.name for p in found)
-    raise PipelinesError(f"several pipeline files here ({names}); name the one to view")
+from asapo_pipelines.cli.target import find_file
 
 
 @click.command("view")
@@ -72,7 +62,7 @@ def view(
     from asapo_pipelines.viewer.server import check_bind, serve
 
     check_bind(host, allow_remote)  # before loading anything: a refused bind is one sentence
-    pipeline_view = load_view(file or _find_pipeline_file())
+    pipeline_view = load_view(file or find_file())
 
     def ready(url: str) -> None:
         click.echo(f"viewer of pipeline {pipeline_view.name} at {url}  (Ctrl+C stops it)", err=True)
