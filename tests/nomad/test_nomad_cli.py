@@ -14,15 +14,7 @@ from fake_nomad import ALLOC_RUNNING, JOB_ID, TOKEN, FakeNomad, evaluation, metr
 
 from asapo_pipelines.nomad.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 
-# stop/status/logs share their names with the local executor's commands; the lead decides how
-# they are dispatched, so these tests register them the way the CLI's COMMANDS table does.
-RUN = (
-    "import sys\n"
-    "from asapo_pipelines.cli import COMMANDS, main\n"
-    "for name in ('stop', 'status', 'logs'):\n"
-    "    COMMANDS.setdefault(name, 'asapo_pipelines.cli.nomad_cmds:' + name)\n"
-    "main(sys.argv[1:])\n"
-)
+RUN = "import sys\nfrom asapo_pipelines.cli import main\nmain(sys.argv[1:])\n"
 
 
 def pipeline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
@@ -156,4 +148,6 @@ def test_cli_errors_are_one_sentence_without_traceback(
         assert TOKEN not in line
     usage = pipeline("status", env=env)
     assert usage.returncode == 2
-    assert usage.stderr.decode() == "error: give either a pipeline file or --job ID (not both)\n"
+    assert usage.stderr.decode() == (
+        "error: give the pipeline file or --job ID (there is no *.pipeline.yaml here)\n"
+    )
