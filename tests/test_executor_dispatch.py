@@ -118,9 +118,14 @@ def test_one_rule_chooses_the_executor(file: Path) -> None:
     assert chosen(on_nomad) == "nomad"
     assert chosen(on_nomad, name="local") == "local"  # --executor wins over the file
     # a run the local executor recorded for the file (its supervisor's state file) wins over
-    # the default, not over the deploy section
+    # the default and the deploy section (`pipeline run` then `status`), not over --executor
     run_dir = file.parent / ".pipeline-data" / "runs" / "by-hand"
     run_dir.mkdir(parents=True)
     (run_dir / "state.json").write_text(json.dumps({"job": "by-hand", "status": "running"}))
     assert chosen(plain, default="nomad") == "local"
-    assert chosen(on_nomad) == "nomad"
+    assert chosen(on_nomad) == "local"
+    assert chosen(on_nomad, name="nomad") == "nomad"
+    # a new deployment goes where the file says, whatever ran here before
+    found = choose_for_command(on_nomad, catalog, deployed, {}, runs=False)
+    assert found is not None
+    assert found.name == "nomad"

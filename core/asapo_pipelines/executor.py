@@ -253,20 +253,23 @@ def choose_for_command(
     name: str | None = None,
     *,
     default: str | None = None,
+    runs: bool = True,
 ) -> ExecutorDescriptor | None:
     """The one rule for which executor a command on FILE goes to: ``--executor NAME``; else the
-    executor an option names (`SELECTING_OPTIONS`); else the one the file's ``deploy:`` section
-    names; else the local executor when it has a run of the file recorded here; else
-    ``default`` (None: no executor, `status` then shows the workers' counters alone)."""
+    executor an option names (`SELECTING_OPTIONS`); else the local executor when it has a run
+    of the file recorded here (what `pipeline run` left on this machine is what the user
+    means, even for a file whose ``deploy:`` section names a cluster); else the one the
+    file's ``deploy:`` section names; else ``default`` (None: no executor, `status` then shows
+    the workers' counters alone). Commands that submit (`plan`, `deploy`, `start`) pass
+    ``runs=False``: a past local run does not send a new deployment to this machine."""
     if name is None:
         name = next((e for o, e in SELECTING_OPTIONS.items() if given.get(o)), None)
-    chosen = choose_executor(pipeline, catalog, name)
-    if chosen is not None:
-        return chosen
+    if name is not None:
+        return choose_executor(pipeline, catalog, name)
     local = catalog.executors.get(LOCAL)
-    if local is not None and executor_class(local).has_run(pipeline, file, given):
+    if runs and local is not None and executor_class(local).has_run(pipeline, file, given):
         return local
-    return catalog.executors.get(default) if default else None
+    return choose_executor(pipeline, catalog, default=default)
 
 
 def _named(catalog: Catalog, name: str) -> ExecutorDescriptor:

@@ -79,6 +79,7 @@ def executor_for(
     given: dict[str, Any],
     *,
     default: str | None = DEFAULT_EXECUTOR,
+    runs: bool = True,
 ) -> tuple[Executor | None, Path | None]:
     """The executor `command` goes to, constructed for its target, and the command's file.
     None as executor only when nothing names one and `default` is None."""
@@ -86,7 +87,9 @@ def executor_for(
 
     path = _path(file, given)
     pipeline, catalog = _load(path)
-    descriptor = choose_for_command(pipeline, catalog, path, given, name, default=default)
+    descriptor = choose_for_command(
+        pipeline, catalog, path, given, name, default=default, runs=runs
+    )
     if descriptor is None:
         return None, path
     cls = executor_class(descriptor)
@@ -106,7 +109,7 @@ def _pipeline_file(path: Path | None) -> str | None:
 def plan(file: str | None, as_json: bool, executor_name: str | None) -> None:
     """Show what FILE's executor would submit: for Nomad (the default) the compiled job and
     what would change on the cluster."""
-    executor, _ = executor_for("plan", file, executor_name, {})
+    executor, _ = executor_for("plan", file, executor_name, {}, runs=False)
     assert executor is not None
     executor.show_plan(as_json=as_json)
 
@@ -130,7 +133,7 @@ def deploy(
     whether it could be placed, or hand it to the executor its deploy section names. A
     pipeline file's deployment is a run (see `pipeline runs`): a changed configuration is
     refused before anything is submitted unless --fresh or --resume says what to do."""
-    executor, path = executor_for("deploy", file, executor_name, {})
+    executor, path = executor_for("deploy", file, executor_name, {}, runs=False)
     assert executor is not None
     shown = str(path) if path is not None else None
     with deployment_run(
@@ -151,7 +154,7 @@ def start(
     file: str | None, job: str | None, wait: float, as_json: bool, executor_name: str | None
 ) -> None:
     """Run a stopped pipeline job again: the job as deployed, in its run (a new session)."""
-    executor, path = executor_for("start", file, executor_name, {"job": job})
+    executor, path = executor_for("start", file, executor_name, {"job": job}, runs=False)
     assert executor is not None
     with deployment_run(_pipeline_file(path), executor.name, restart=True, quiet_stdout=as_json):
         result = executor.start(wait=wait)
