@@ -355,15 +355,16 @@ class UnitRunner:
     ) -> list[Output]:
         outputs = []
         seq: dict[str, int] = {}
-        # what the outputs of these inputs are recognised by when they come again (one string
-        # per call, not per output)
-        refs = ",".join(f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs)
+        refs = ""  # what outputs of these inputs are recognised by, built once per call
         for item in emitted:
             n = seq.get(item.port, 0)
             seq[item.port] = n + 1
             if item.key is not None:
                 key: str | None = f"{self.unit_label}|{item.port}|key:{item.key}"
             elif inputs:
+                refs = refs or ",".join(
+                    [f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs]
+                )
                 key = f"{self.unit_label}|{item.port}|{refs}|{n}"
             elif marker is not None:
                 key = f"{self.unit_label}|{item.port}|{marker}|{n}"
