@@ -255,17 +255,19 @@ class UnitRunner:
     def handle(self, message: Message) -> Outcome:
         """Process one message with retries; outputs carry the message as provenance."""
         assert self.unit is not None
-        unit = self.unit
-        call: Callable[[], Any] = lambda: unit.process(message)  # type: ignore[attr-defined]  # noqa: E731
         return self._call(
-            call, message, "process", inputs=[self._ref(message)], stream=message.stream
+            self.unit.process,  # type: ignore[attr-defined]
+            message,
+            "process",
+            inputs=[message.ref()],
+            stream=message.stream,
         )
 
     def stream_start(self, stream: Stream) -> Outcome:
         assert self.unit is not None
         unit = self.unit
         return self._call(
-            lambda: unit.on_stream_start(stream),
+            lambda _: unit.on_stream_start(stream),
             None,
             "on_stream_start",
             inputs=[],
@@ -277,7 +279,7 @@ class UnitRunner:
         assert self.unit is not None
         unit = self.unit
         return self._call(
-            lambda: unit.on_stream_end(stream),
+            lambda _: unit.on_stream_end(stream),
             None,
             "on_stream_end",
             inputs=[],
@@ -287,7 +289,7 @@ class UnitRunner:
 
     def _call(
         self,
-        call: Callable[[], Any],
+        call: Callable[[Any], Any],
         message: Message | None,
         hook: str,
         *,
@@ -300,7 +302,7 @@ class UnitRunner:
             outcome.attempts += 1
             self._buffer.clear()
             try:
-                result = call()
+                result = call(message)
                 if result is not None:
                     if not isinstance(self.unit, Processor):
                         raise UnitUsageError(f"{hook} returned a value; use self.emit()")
@@ -344,9 +346,6 @@ class UnitRunner:
             finally:
                 self._buffer.clear()
 
-    def _ref(self, message: Message) -> dict[str, Any]:
-        return {"port": message.port, **message.ref()}
-
     def _outputs(
         self,
         emitted: list[Emitted],
@@ -356,13 +355,16 @@ class UnitRunner:
     ) -> list[Output]:
         outputs = []
         seq: dict[str, int] = {}
+        refs = ""  # what outputs of these inputs are recognised by, built once per call
         for item in emitted:
             n = seq.get(item.port, 0)
             seq[item.port] = n + 1
             if item.key is not None:
                 key: str | None = f"{self.unit_label}|{item.port}|key:{item.key}"
             elif inputs:
-                refs = ",".join(f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs)
+                refs = refs or ",".join(
+                    [f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs]
+                )
                 key = f"{self.unit_label}|{item.port}|{refs}|{n}"
             elif marker is not None:
                 key = f"{self.unit_label}|{item.port}|{marker}|{n}"
@@ -403,7 +405,7 @@ class UnitRunner:
         meta[PROVENANCE_KEY] = {
             "unit": self.unit_label,
             "port": item.port,
-            "inputs": [{k: v for k, v in ref.items() if k != "port"} for ref in inputs],
+            "inputs": inputs,
             "seq": seq,
             "key": key,
             **self.provenance,

@@ -136,6 +136,59 @@ CREATE TABLE IF NOT EXISTS source_meta(k INTEGER PRIMARY KEY CHECK (k = 0), meta
 
 _MSG_COLS = "id, ts, size, meta, inline, seg, off"
 
+#: The index layout (SQLite's `user_version`). Version 1 keeps running totals that stream
+#: information reads instead of counting rows: each stream's message count and payload bytes
+#: (`streams.n_messages`, `n_bytes`), each group's acknowledgement count and latest
+#: acknowledgement per stream (`cursors.n_acked`, `last_ack`). Counting took time in proportion
+#: to the stream (21 ms for 20,000 messages, seconds for millions) on every worker refresh,
+#: `pipeline status` and retention pass.
+INDEX_VERSION = 1
+
+_TOTALS = (
+    ("streams", "n_messages INTEGER NOT NULL DEFAULT 0"),
+    ("streams", "n_bytes INTEGER NOT NULL DEFAULT 0"),
+    ("cursors", "n_acked INTEGER NOT NULL DEFAULT 0"),
+    ("cursors", "last_ack REAL"),
+)
+
+
+def _migrate(db: sqlite3.Connection, data_source: str) -> None:
+    """Bring an index to `INDEX_VERSION` inside the opening write transaction (a new store is
+    version 0 too): add the running totals and compute them once from the rows."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > INDEX_VERSION:
+        raise TransportConfigError(
+            f"the store of data source {data_source!r} was written by a newer asapo-pipelines "
+            f"(index version {version}, this one reads {INDEX_VERSION}); upgrade to read it"
+        )
+    if version == INDEX_VERSION:
+        return
+    for table, column in _TOTALS:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    _recount(db)
+    db.execute(f"PRAGMA user_version={INDEX_VERSION}")
+
+
+def _recount(db: sqlite3.Connection) -> None:
+    """Compute the running totals from the rows (after a migration, or after `prune` deleted
+    single messages of live streams)."""
+    db.execute(
+        "UPDATE streams SET n_messages=(SELECT count(*) FROM messages m WHERE m.sid=streams.sid), "
+        "n_bytes=(SELECT coalesce(sum(size), 0) FROM messages m WHERE m.sid=streams.sid)"
+    )
+    # a group that acknowledged without taking (no cursor yet) gets one, as it would on taking
+    db.execute("INSERT OR IGNORE INTO cursors(grp, sid, seq) SELECT DISTINCT grp, sid, 0 FROM acks")
+    db.execute(
+        "UPDATE cursors SET "
+        "n_acked=(SELECT count(*) FROM acks a WHERE a.grp=cursors.grp AND a.sid=cursors.sid), "
+        "last_ack=(SELECT max(ts) FROM acks a WHERE a.grp=cursors.grp AND a.sid=cursors.sid)"
+    )
+
+
+#: one encoder for every message: `json.dumps` with options builds a new encoder per call,
+#: which costs more than encoding a small metadata object (1.9 against 1.2 µs)
+_encode_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
 
 def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
     if meta is None:
@@ -143,7 +196,7 @@ def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
     if not isinstance(meta, Mapping):
         raise TransportConfigError(f"{what} must be a mapping, not {type(meta).__name__}")
     try:
-        return json.dumps(meta, separators=(",", ":"), allow_nan=False)
+        return _encode_json(meta)
     except (TypeError, ValueError) as exc:
         raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
 
@@ -277,6 +330,7 @@ class _SourceDB:
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self.db.execute(statement)
+                _migrate(self.db, data_source)
         except StorageError:
             self.db.close()
             os.close(self.lock_fd)
@@ -493,6 +547,7 @@ class EmbeddedProducer(Producer):
                     continue
                 next_id = int(alive[0]) + 1
                 ids: list[int] = []
+                added = added_bytes = 0  # rows new in the index (a retried send adds none)
                 if explicit_id is None:
                     # automatic ids follow the largest id under the write lock: no conflicts
                     ids = list(range(next_id, next_id + len(rows)))
@@ -501,6 +556,7 @@ class EmbeddedProducer(Producer):
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [(sid, mid, now, *row) for mid, row in zip(ids, rows, strict=True)],
                     )
+                    added, added_bytes = len(ids), sum(row[0] for row in rows)
                     rows = []
                 for size, meta_text, inline, seg_id, off in rows:
                     mid = explicit_id if explicit_id is not None else next_id
@@ -522,10 +578,12 @@ class EmbeddedProducer(Producer):
                             f"holds a different message {mid}"
                         ) from None
                     ids.append(mid)
+                    added, added_bytes = added + 1, added_bytes + size
                     next_id = max(next_id, mid) + 1
                 db.execute(
-                    "UPDATE streams SET last_id=max(last_id, ?), last_ts=? WHERE sid=?",
-                    (max(ids), now, sid),
+                    "UPDATE streams SET last_id=max(last_id, ?), last_ts=?, "
+                    "n_messages=n_messages+?, n_bytes=n_bytes+? WHERE sid=?",
+                    (max(ids), now, added, added_bytes, sid),
                 )
             return ids
         raise TransportError(f"stream {stream!r} was dropped repeatedly while sending")
@@ -892,10 +950,17 @@ class EmbeddedConsumer(Consumer):
                         raise MissingId(
                             f"cannot acknowledge {self._where(stream, mid)}: no such id"
                         )
-            db.executemany(
+            added = db.executemany(
                 "INSERT OR IGNORE INTO acks(grp, sid, id, ts) VALUES (?, ?, ?, ?)",
                 [(grp, sid, mid, now) for mid in ids],
-            )
+            ).rowcount
+            if added:
+                db.execute(
+                    "INSERT INTO cursors(grp, sid, seq, n_acked, last_ack) VALUES (?, ?, 0, ?, ?) "
+                    "ON CONFLICT(grp, sid) DO UPDATE SET n_acked=n_acked+excluded.n_acked, "
+                    "last_ack=excluded.last_ack",
+                    (grp, sid, added, now),
+                )
         # what made this consumer idle (its own messages in flight) may be gone now: look again
         # instead of waiting for the lease, so a drained stream is seen as finished at once
         self._idle.pop(stream, None)
@@ -1082,21 +1147,18 @@ def stream_infos(src: _SourceDB, only: str | None = None) -> list[StreamInfo]:
     with src.lock:
         where, args = ("WHERE name=?", (only,)) if only is not None else ("", ())
         streams = db.execute(
-            "SELECT sid, name, created, last_ts, last_id, finished, next_stream FROM streams "
-            f"{where} ORDER BY created, sid",
+            "SELECT sid, name, created, last_ts, last_id, finished, next_stream, n_messages, "
+            f"n_bytes FROM streams {where} ORDER BY created, sid",
             args,
         ).fetchall()
         infos = []
-        for sid, name, created, last_ts, last_id, finished, next_stream in streams:
-            count, size = db.execute(
-                "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE sid=?", (sid,)
-            ).fetchone()
-            lag: dict[str, int] = {}
-            for (grp,) in db.execute("SELECT grp FROM cursors WHERE sid=?", (sid,)).fetchall():
-                acked = db.execute(
-                    "SELECT count(*) FROM acks WHERE grp=? AND sid=?", (grp, sid)
-                ).fetchone()[0]
-                lag[grp] = max(0, int(count) - int(acked))
+        for sid, name, created, last_ts, last_id, finished, next_stream, count, size in streams:
+            lag = {
+                grp: max(0, int(count) - int(acked))
+                for grp, acked in db.execute(
+                    "SELECT grp, n_acked FROM cursors WHERE sid=?", (sid,)
+                ).fetchall()
+            }
             infos.append(
                 StreamInfo(
                     name=name,
@@ -1161,12 +1223,9 @@ def done_streams(db: sqlite3.Connection) -> list[tuple[int, float, int]]:
     if not readers:
         return []
     out = []
-    for sid, last_id in db.execute(
-        "SELECT sid, last_id FROM streams WHERE finished=1 ORDER BY sid"
+    for sid, last_id, count, size in db.execute(
+        "SELECT sid, last_id, n_messages, n_bytes FROM streams WHERE finished=1 ORDER BY sid"
     ).fetchall():
-        count, size = db.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM messages WHERE sid=?", (sid,)
-        ).fetchone()
         if count < last_id:
             continue  # holes: late messages may still come
         if db.execute("SELECT 1 FROM inflight WHERE sid=? LIMIT 1", (sid,)).fetchone():
@@ -1174,8 +1233,8 @@ def done_streams(db: sqlite3.Connection) -> list[tuple[int, float, int]]:
         last_ack = 0.0
         for grp in readers:
             acked, at = db.execute(
-                "SELECT count(*), max(ts) FROM acks WHERE grp=? AND sid=?", (grp, sid)
-            ).fetchone()
+                "SELECT n_acked, last_ack FROM cursors WHERE grp=? AND sid=?", (grp, sid)
+            ).fetchone() or (0, None)
             if acked < count:
                 break
             last_ack = max(last_ack, float(at or 0.0))
@@ -1317,7 +1376,7 @@ class EmbeddedTransport(Transport):
                         (cutoff,),
                     ).fetchall():
                         report.deleted_messages += db.execute(
-                            "SELECT count(*) FROM messages WHERE sid=?", (sid,)
+                            "SELECT n_messages FROM streams WHERE sid=?", (sid,)
                         ).fetchone()[0]
                         dropped.append((sid, _drop_stream(db, sid)))
                         report.dropped_streams.append((name, sname))
@@ -1329,7 +1388,10 @@ class EmbeddedTransport(Transport):
                     ).fetchall()
                     for seg, _path in old_segs:
                         db.execute("DELETE FROM segments WHERE seg=?", (seg,))
-                    report.deleted_messages += _delete_old_messages(db, cutoff)
+                    old_messages = _delete_old_messages(db, cutoff)
+                    if old_messages:
+                        _recount(db)
+                    report.deleted_messages += old_messages
                 for sid, paths in dropped:
                     report.freed_bytes += _remove_payloads(src.dir, sid, paths)
                 for _seg, path in old_segs:

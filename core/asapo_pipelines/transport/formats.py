@@ -36,7 +36,7 @@ def encode(value: Any, fmt: str = "bytes", *, compression: str = "none") -> tupl
         return bytes(value), {FORMAT_KEY: "bytes"}
     if fmt == "json":
         try:
-            text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=_json_default)
+            text = _encode_json(value)
         except (TypeError, ValueError) as exc:
             raise TransportConfigError(f"value cannot be written as JSON: {exc}") from None
         return text.encode(), {FORMAT_KEY: "json"}
@@ -53,6 +53,12 @@ def _json_default(value: Any) -> Any:
     if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
         return value.tolist()  # np.float64 -> float, np.ndarray -> nested lists
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+#: built once: `json.dumps` with options builds a new encoder on every call
+_encode_json = json.JSONEncoder(
+    separators=(",", ":"), allow_nan=False, default=_json_default
+).encode
 
 
 def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> Any:
