@@ -87,6 +87,10 @@ def test_the_local_executor_without_a_run_is_one_sentence(file: Path, command: s
             "the local executor has no --purge option for `pipeline stop`",
         ),
         (
+            ("logs", "FILE", "sink", "--plain", "--executor", "local"),
+            "the local executor has no --plain option for `pipeline logs`",
+        ),
+        (
             ("status", "FILE", "--job", "x"),
             "give either a pipeline file or --job ID, not both",
         ),

@@ -151,3 +151,32 @@ def test_cli_errors_are_one_sentence_without_traceback(
     assert usage.stderr.decode() == (
         "error: give the pipeline file or --job ID (there is no *.pipeline.yaml here)\n"
     )
+
+
+def test_contract_nomad_api_cli_status_of_a_file_shows_the_workers_counters(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # the workers' counters come from the transport, so they show below Nomad's job whatever
+    # runs the workers (here one started by hand, on the file's embedded store)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a\n")
+    file = tmp_path / "p65-xas.pipeline.yaml"
+    file.write_text(
+        "pipeline: p65-xas\n"
+        "units:\n"
+        "  scans: {unit: core.files, params: {directory: files}, outputs: {files: raw}}\n"
+        "deploy:\n  nomad: {namespace: beamline}\n"
+    )
+    worker = pipeline("worker", str(file), "scans", env=env)
+    assert worker.returncode == 0, worker.stderr
+    done = pipeline("status", str(file), env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert out.startswith("job p65-xas: batch, running, version 2, namespace beamline")
+    assert "pipeline p65-xas" in out  # the counters' table follows the job
+    data = json.loads(pipeline("status", str(file), "--json", env=env).stdout)
+    assert data["groups"]["writer"]["Starting"] == 1
+    (scans,) = data["counters"]["workers"]
+    assert (scans["instance"], scans["state"]) == ("scans", "finished")
+    plain = pipeline("logs", str(file), "scans", "--plain", env=env)
+    assert plain.returncode == 0, plain.stderr

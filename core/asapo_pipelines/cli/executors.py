@@ -233,6 +233,7 @@ def status(
 @click.option("--stderr", is_flag=True, help="Only the unit's stderr (printed on stdout).")
 @click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
 @click.option("--replica", type=int, default=None, help="Which replica of the unit.")
+@click.option("--plain", is_flag=True, help="Nomad: ask for plain text instead of frames.")
 @executor_option
 @run_dir_option
 @data_dir_option
@@ -247,6 +248,7 @@ def logs(
     stderr: bool,
     task: str | None,
     replica: int | None,
+    plain: bool,
     run_dir: str | None,
     data_dir: str | None,
 ) -> None:
@@ -264,6 +266,7 @@ def logs(
         "data_dir": data_dir,
         "task": task,
         "only_stdout": only_stdout,
+        "plain": plain,
     }
     executor, _ = executor_for("logs", file, executor_name, given)
     assert executor is not None
