@@ -128,7 +128,7 @@ def test_no_module_imports_a_transport_backend_by_name(backend: str) -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
         if isinstance(node, ast.ImportFrom) and node.module
     }
-    assert "asapo_pipelines.transport.base" in plugin_imports  # the scan read the plugin
+    assert "asapo_pipelines.sdk.transports" in plugin_imports  # the scan read the plugin
     assert backend not in plugin_imports
 
 

@@ -160,6 +160,10 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
             with h5py.File(path, "r", swmr=True) as f:
                 kinds: dict[str, int] = {}
                 for entry in f.values():
+                    if entry is None:
+                        # a new entry's link can reach an SWMR reader before the group's header
+                        # does (HDF5 does not promise new objects to SWMR readers): not there yet
+                        continue
                     kind = str(entry.attrs.get("asapo_content_type"))
                     kinds[kind] = kinds.get(kind, 0) + 1
                 return kinds

@@ -125,7 +125,8 @@ def register_units(register: RegisterUnit) -> None:
 # plugin's name (one record in `pipeline plugins`); each becomes its own distribution later.
 from asapo_pipelines.default_backends import (  # noqa: E402
     register_executors,
+    register_formats,
     register_transports,
 )
 
-__all__ = ["register_executors", "register_transports", "register_units"]
+__all__ = ["register_executors", "register_formats", "register_transports", "register_units"]

@@ -183,6 +183,32 @@ def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dic
     return dict(sorted(settled.items())) if kind == "unit" else settled
 
 
+def _check_formats(
+    units: dict[str, UnitDescriptor],
+    formats: dict[str, FormatDescriptor],
+    records: list[PluginRecord],
+) -> None:
+    """A unit whose port names a payload format no loaded plugin registers is not loaded, and
+    its plugin is reported broken, so a typo shows in `pipeline plugins` instead of failing
+    every message inside a running worker."""
+    for name, unit in list(units.items()):
+        for direction, ports in (("input", unit.inputs), ("output", unit.outputs)):
+            for port in ports:
+                if port.format in formats:
+                    continue
+                near = difflib.get_close_matches(port.format, list(formats), n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                for record in records:
+                    if name in record.units:
+                        record.units.remove(name)
+                        record.errors.append(
+                            f"unit {name}: {direction} port {port.name} names payload format "
+                            f"{port.format!r}, which no installed plugin registers{hint}; "
+                            f"known: {', '.join(formats)}"
+                        )
+                units.pop(name, None)
+
+
 class Catalog:
     """The units available in this environment, and a record of every plugin looked at."""
 
@@ -247,6 +273,10 @@ class Catalog:
                     claimed[kind].setdefault(stamped.name, []).append((record, stamped))
 
         found = {kind: _settle(kind, claims) for kind, claims in claimed.items()}
+        _check_formats(found["unit"], found["format"], records)
+        from asapo_pipelines.transport.formats import use_formats
+
+        use_formats(found["format"])
         catalog = cls(
             found["unit"],
             records,

@@ -11,8 +11,13 @@ asapo wheels.
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
-from asapo_pipelines.hookspecs import RegisterExecutor, RegisterTransport, hookimpl
+from asapo_pipelines.descriptor import ExecutorDescriptor, FormatDescriptor, TransportDescriptor
+from asapo_pipelines.hookspecs import (
+    RegisterExecutor,
+    RegisterFormat,
+    RegisterTransport,
+    hookimpl,
+)
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 from asapo_pipelines.pipeline.model import (
     AsapoTransportConfig,
@@ -74,4 +79,34 @@ EXECUTORS = {d.name: d for d in (LOCAL, NOMAD)}
 @hookimpl
 def register_executors(register: RegisterExecutor) -> None:
     for descriptor in EXECUTORS.values():
+        register(descriptor)
+
+
+# -- payload formats ---------------------------------------------------------------------------
+#: the core's formats; their runtimes are known without a catalog too (`transport.formats`)
+FORMATS = {
+    d.name: d
+    for d in (
+        FormatDescriptor(
+            name="json",
+            summary="JSON text; numpy numbers and arrays are written as numbers and lists.",
+            runtime="asapo_pipelines.transport.formats:JSON",
+        ),
+        FormatDescriptor(
+            name="bytes",
+            summary="Raw bytes, as the unit gave them.",
+            runtime="asapo_pipelines.transport.formats:BYTES",
+        ),
+        FormatDescriptor(
+            name="seedee",
+            summary="numpy arrays in DESY's seedee format (needs numpy and seedee).",
+            runtime="asapo_pipelines.transport.formats:SEEDEE",
+        ),
+    )
+}
+
+
+@hookimpl
+def register_formats(register: RegisterFormat) -> None:
+    for descriptor in FORMATS.values():
         register(descriptor)

@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from asapo_pipelines.kinds import KINDS, PAYLOAD_FORMATS, STATUSES, Kind, Status
+from asapo_pipelines.kinds import KINDS, STATUSES, Kind, Status
 
 __all__ = [
     "KINDS",
@@ -84,27 +84,12 @@ class Port(BaseModel):
         str,
         Field(
             pattern=r"^[a-z][a-z0-9_-]*$",
-            description="Payload serialization on the wire: `json`, `bytes` or `seedee` (arrays).",
+            description="Payload serialization on the wire: `json`, `bytes`, `seedee` (arrays) "
+            "or a format a plugin registers (`register_formats`); the catalog checks the name.",
         ),
     ] = "json"
     required: bool = True
     description: str = ""
-
-    @field_validator("format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        # checked here, at registration, so a typo fails `describe()` and the catalog names the
-        # plugin, instead of every message failing at emit inside a running worker
-        if value not in PAYLOAD_FORMATS:
-            import difflib
-
-            near = difflib.get_close_matches(value, PAYLOAD_FORMATS, n=1)
-            hint = f" (did you mean {near[0]}?)" if near else ""
-            raise ValueError(
-                f"unknown payload format {value!r}{hint}; choose one of "
-                f"{', '.join(PAYLOAD_FORMATS)}"
-            )
-        return value
 
 
 class Resources(BaseModel):
@@ -368,6 +353,7 @@ class ExecutorDescriptor(_BackendDescriptor):
 class FormatDescriptor(_BackendDescriptor):
     """A payload format (`Port.format`): how a message's payload is serialised on the wire.
 
-    ``runtime`` names an object with ``encode(value) -> bytes`` and ``decode(data: bytes) ->
-    value``; ``config`` is unused for formats.
+    ``runtime`` names an object (or a class, made once per process) with ``encode(value) ->
+    bytes | (bytes, metadata)`` and ``decode(payload, metadata) -> value``: see
+    `asapo_pipelines.sdk.PayloadFormat`. ``config`` is unused for formats.
     """

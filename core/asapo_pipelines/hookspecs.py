@@ -116,7 +116,13 @@ RegisterFormat = Callable[["FormatDescriptor | Mapping[str, Any]"], None]
 def register_formats(register: RegisterFormat) -> None:
     """Register payload formats (the ``format`` of a unit's port: ``json``, ``bytes``, ...).
 
-    The runtime is an object with ``encode(value) -> bytes`` and ``decode(data) -> value``.
+    Call ``register(FormatDescriptor(name=..., summary=..., runtime="pkg.module:NPY"))`` once
+    per format. The runtime (an object, or a class made once per process) follows
+    `asapo_pipelines.sdk.PayloadFormat`: ``encode(value)`` returns the bytes, or the bytes and
+    JSON-ready metadata the decoder needs; ``decode(payload, metadata)`` returns the value. It is
+    imported when a unit first encodes or decodes a message of the format. A unit whose port
+    names a format no installed plugin registers is not loaded (its plugin is reported broken).
+    The core's ``json``, ``bytes`` and ``seedee`` are registered the same way.
     """
 
 

@@ -10,6 +10,3 @@ Status = Literal["stable", "beta", "experimental", "deprecated"]
 
 KINDS: tuple[Kind, ...] = ("connector", "processor", "agent")
 STATUSES: tuple[Status, ...] = ("stable", "beta", "experimental", "deprecated")
-
-#: payload formats a port may declare (see transport/formats.py, which implements them)
-PAYLOAD_FORMATS: tuple[str, ...] = ("bytes", "json", "seedee")

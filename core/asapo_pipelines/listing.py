@@ -212,10 +212,19 @@ def sources_for(
     if listing is None:
         return None
     needed = {(sources[0].name, sources[0].distribution)}  # the built-in plugin, always
+    units = set(units)
+    # the payload formats those units' ports name may come from other plugins
+    formats = {
+        port["format"]
+        for unit in listing.units
+        if unit["name"] in units
+        for port in (*unit.get("inputs", []), *unit.get("outputs", []))
+    }
     for kind, wanted in (
-        ("units", set(units)),
+        ("units", units),
         ("transports", set(transports)),
         ("executors", set(executors)),
+        ("formats", formats),
     ):
         provider = {
             name: (record["name"], record["distribution"])

@@ -1,4 +1,4 @@
-"""What a plugin author meets: formats checked at registration, numpy values on JSON ports,
+"""What a plugin author meets: formats checked against the catalog, numpy values on JSON ports,
 errors naming unit and port, show-unit's constraints and snippets, PlotHint in the SDK."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import json
 
 import fh_units
 import pytest
-from pydantic import ValidationError
 
 from asapo_pipelines.pipeline.validate import validate_text
 from asapo_pipelines.testing import catalog_from_plugins
@@ -22,11 +21,33 @@ def catalog():
     return catalog_from_plugins(fh_units)
 
 
-def test_a_typo_in_a_port_format_fails_at_describe_with_a_suggestion():
-    from asapo_pipelines.sdk import out
+def test_a_typo_in_a_port_format_is_a_broken_plugin_with_a_suggestion():
+    # formats are plugins too, so the name is checked against the catalog's formats, when the
+    # catalog is built: the unit is not loaded and `pipeline plugins` names it and the port
+    from types import SimpleNamespace
 
-    with pytest.raises(ValidationError, match=r"unknown payload format 'jsn' \(did you mean json"):
-        out("x", "a/b", format="jsn")
+    from asapo_pipelines.sdk import UnitDescriptor, hookimpl, inp, out
+
+    @hookimpl
+    def register_units(register):
+        register(
+            UnitDescriptor(
+                name="fh.typo",
+                kind="processor",
+                summary="Emits on a port whose format is misspelt.",
+                inputs=[inp("values", "fh/values")],
+                outputs=[out("x", "a/b", format="jsn")],
+                runtime="fh_units:Mean",
+            )
+        )
+
+    catalog = catalog_from_plugins(SimpleNamespace(register_units=register_units), strict=False)
+    assert "fh.typo" not in catalog
+    (record,) = [r for r in catalog.broken]
+    assert record.errors == [
+        "unit fh.typo: output port x names payload format 'jsn', which no installed plugin "
+        "registers (did you mean json?); known: json, bytes, seedee"
+    ]
 
 
 def test_numpy_scalars_and_arrays_on_a_json_port_are_encoded(catalog):

@@ -170,3 +170,24 @@ def test_a_store_from_a_newer_release_is_one_sentence(tmp_path):
     ):
         c.streams()
     assert "\n" not in str(err.value)
+
+
+def test_rows_written_without_the_totals_never_make_a_finished_stream_wait(tmp_path):
+    # a process of an older release writing into the store keeps no totals; a finished stream
+    # whose totals show fewer messages than its last id is counted from its rows instead
+    with _open(tmp_path) as t, t.producer(SOURCE) as p:
+        p.send_many("a", [(b"q", {}) for _ in range(3)])
+    with _index(tmp_path) as db:
+        (sid,) = db.execute("SELECT sid FROM streams WHERE name='a'").fetchone()
+        db.execute(
+            "INSERT INTO messages(sid, id, ts, size, meta, inline) VALUES (?, 4, ?, 1, '{}', ?)",
+            (sid, time.time(), b"r"),
+        )
+        db.execute("UPDATE streams SET last_id=4, finished=1, finish_id=4 WHERE sid=?", (sid,))
+    assert _reported(tmp_path)["a"][:2] == (4, 4)
+    with _open(tmp_path) as t, t.consumer(SOURCE, "fit") as c:
+        taken = _take(c, "a", 10)
+        assert len(taken) == 4
+        c.acknowledge_many("a", taken)
+        with pytest.raises(StreamFinished):
+            c.get_next("a", timeout=0.5)

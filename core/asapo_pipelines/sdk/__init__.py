@@ -8,7 +8,8 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
 (`PipelinesError`, `UsageError`). Runtime names (import them in the runtime module): `Source`,
 `Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`, `storage` (durable file
-writes), and for executors `Executor`, `ExecutorStatus`, `InstanceStatus`. See
+writes), for executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
+`PayloadFormat` (what a format's runtime provides). See
 docs/unit-authors.md and docs/hooks.md.
 """
 
@@ -50,6 +51,7 @@ from asapo_pipelines.sdk.units import (
     UnitStorageError,
     UnitUsageError,
 )
+from asapo_pipelines.transport.formats import PayloadFormat
 
 __all__ = [
     "SUGGESTION_CONTENT_TYPE",
@@ -63,6 +65,7 @@ __all__ = [
     "Message",
     "NoParams",
     "Params",
+    "PayloadFormat",
     "PipelinesError",
     "PlanItem",
     "PlotHint",

@@ -11,40 +11,185 @@ numpy and seedee are imported only when an array is encoded or decoded, so the c
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
-from asapo_pipelines.kinds import PAYLOAD_FORMATS
 from asapo_pipelines.transport.errors import CorruptPayload, TransportConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.descriptor import FormatDescriptor
     from asapo_pipelines.transport.base import Message
 
 FORMAT_KEY = "format"
 SEEDEE_KEY = "_seedee"
-FORMATS = PAYLOAD_FORMATS
 
 Payload = bytes | bytearray | memoryview
 
 
 def encode(value: Any, fmt: str = "bytes", *, compression: str = "none") -> tuple[bytes, dict]:
     """Serialize ``value`` as ``fmt``; returns the payload and the metadata to merge in."""
+    if fmt == "seedee" and compression != "none":
+        return _encode_seedee(value, compression)
+    runtime = format_runtime(fmt)
+    try:
+        result = runtime.encode(value)
+    except TransportConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise TransportConfigError(f"format {fmt!r} cannot encode this value: {exc}") from None
+    payload, extra = result if isinstance(result, tuple) else (result, {})
+    if not isinstance(payload, bytes | bytearray | memoryview):
+        raise TransportConfigError(
+            f"format {fmt!r} ({_provider(fmt)}) encoded a value as {type(payload).__name__}, "
+            "not bytes"
+        )
+    return bytes(payload), {**extra, FORMAT_KEY: fmt}
+
+
+def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> Any:
+    """Decode a payload written by `encode`; ``where`` names the message in errors."""
+    fmt = meta.get(FORMAT_KEY, "bytes")
     if fmt == "bytes":
+        return payload
+    if payload is None:
+        raise CorruptPayload(f"{where} has no payload although its format is {fmt!r}")
+    try:
+        runtime = format_runtime(fmt)
+    except UnknownFormat as exc:
+        # a format that cannot be loaded here (a library missing) propagates as what it is
+        raise CorruptPayload(
+            f"{where} has unknown payload format {fmt!r}; known: {exc.known}"
+        ) from None
+    try:
+        return runtime.decode(payload, meta)
+    except CorruptPayload as exc:
+        raise CorruptPayload(f"{where} {exc}") from None
+    except TransportConfigError:
+        raise
+    except Exception as exc:  # a plugin's decoder: the message is what is broken
+        raise CorruptPayload(f"{where} cannot be decoded as {fmt}: {exc}") from None
+
+
+# -- the registry ------------------------------------------------------------------------------
+class PayloadFormat(Protocol):
+    """What a format's runtime (`FormatDescriptor.runtime`) provides: an object, or a class
+    made once per process without arguments."""
+
+    def encode(self, value: Any) -> bytes | tuple[bytes, dict[str, Any]]:
+        """The value as bytes, and optionally metadata (JSON-ready) the decoder needs; raise
+        TypeError or ValueError for a value the format cannot hold."""
+
+    def decode(self, payload: bytes | memoryview, metadata: dict[str, Any]) -> Any:
+        """The value back from its bytes and the message's metadata; raise ValueError for
+        bytes that are not this format."""
+
+
+class UnknownFormat(TransportConfigError):
+    def __init__(self, message: str, known: str) -> None:
+        super().__init__(message)
+        self.known = known
+
+
+#: the core's formats by name, known in every process without a catalog: the runtime's own
+#: records (status, runs, errors) are JSON whatever is installed. `default_backends` registers
+#: them through `register_formats` like a plugin's, with these objects as runtimes.
+_CORE: dict[str, PayloadFormat] = {}
+#: formats of the plugins a loaded catalog holds (`use_formats`), imported on first use
+_REGISTERED: dict[str, FormatDescriptor] = {}
+_LOADED: dict[str, PayloadFormat] = {}
+
+
+def use_formats(descriptors: Mapping[str, FormatDescriptor]) -> None:
+    """Make a catalog's formats usable in this process (the catalog calls this when built)."""
+    for name, descriptor in descriptors.items():
+        if name not in _CORE and _REGISTERED.get(name) != descriptor:
+            _REGISTERED[name] = descriptor
+            _LOADED.pop(name, None)
+
+
+def known_formats() -> list[str]:
+    return [*_CORE, *(n for n in _REGISTERED if n not in _CORE)]
+
+
+def format_runtime(fmt: str) -> PayloadFormat:
+    """The runtime of format `fmt`: a core one, or a loaded catalog's (imported once)."""
+    found = _CORE.get(fmt) or _LOADED.get(fmt)
+    if found is not None:
+        return found
+    descriptor = _REGISTERED.get(fmt)
+    known = ", ".join(known_formats())
+    if descriptor is None:
+        raise UnknownFormat(f"unknown payload format {fmt!r}; choose one of {known}", known)
+    try:
+        runtime = descriptor.load_runtime()
+        if isinstance(runtime, type):
+            runtime = runtime()
+    except Exception as exc:
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        raise TransportConfigError(
+            f"the payload format {fmt} ({_provider(fmt)}) cannot be loaded from "
+            f"{descriptor.runtime}: {describe_exception(exc)}"
+        ) from None
+    if not (
+        callable(getattr(runtime, "encode", None)) and callable(getattr(runtime, "decode", None))
+    ):
+        raise TransportConfigError(
+            f"the payload format {fmt} ({_provider(fmt)}): {descriptor.runtime} has no encode() "
+            "and decode()"
+        )
+    _LOADED[fmt] = runtime
+    return runtime
+
+
+def _provider(fmt: str) -> str:
+    descriptor = _REGISTERED.get(fmt)
+    return (descriptor.distribution or "a plugin") if descriptor else "the core"
+
+
+# -- the core's formats ------------------------------------------------------------------------
+class BytesFormat:
+    """Raw bytes, as the unit gave them."""
+
+    def encode(self, value: Any) -> bytes:
         if not isinstance(value, bytes | bytearray | memoryview):
             raise TransportConfigError(
                 f"format 'bytes' needs bytes, bytearray or memoryview, not {type(value).__name__}"
             )
-        return bytes(value), {FORMAT_KEY: "bytes"}
-    if fmt == "json":
+        return bytes(value)
+
+    def decode(self, payload: bytes | memoryview, metadata: dict[str, Any]) -> Any:
+        return payload
+
+
+class JsonFormat:
+    """JSON text (numpy numbers and arrays written as plain numbers and lists)."""
+
+    def encode(self, value: Any) -> bytes:
         try:
-            text = _encode_json(value)
+            return _encode_json(value).encode()
         except (TypeError, ValueError) as exc:
             raise TransportConfigError(f"value cannot be written as JSON: {exc}") from None
-        return text.encode(), {FORMAT_KEY: "json"}
-    if fmt == "seedee":
-        return _encode_seedee(value, compression)
-    raise TransportConfigError(
-        f"unknown payload format {fmt!r}; choose one of {', '.join(FORMATS)}"
-    )
+
+    def decode(self, payload: bytes | memoryview, metadata: dict[str, Any]) -> Any:
+        try:
+            return json.loads(bytes(payload))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CorruptPayload(f"holds invalid JSON: {exc}") from None
+
+
+class SeedeeFormat:
+    """numpy arrays in DESY's seedee format (the seedee metadata travels in the message's)."""
+
+    def encode(self, value: Any) -> tuple[bytes, dict[str, Any]]:
+        return _encode_seedee(value, "none")
+
+    def decode(self, payload: bytes | memoryview, metadata: dict[str, Any]) -> Any:
+        return _decode_seedee(payload, metadata)
+
+
+BYTES, JSON, SEEDEE = BytesFormat(), JsonFormat(), SeedeeFormat()
+_CORE.update(bytes=BYTES, json=JSON, seedee=SEEDEE)
 
 
 def _json_default(value: Any) -> Any:
@@ -59,23 +204,6 @@ def _json_default(value: Any) -> Any:
 _encode_json = json.JSONEncoder(
     separators=(",", ":"), allow_nan=False, default=_json_default
 ).encode
-
-
-def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> Any:
-    """Decode a payload written by `encode`; ``where`` names the message in errors."""
-    fmt = meta.get(FORMAT_KEY, "bytes")
-    if fmt == "bytes":
-        return payload
-    if payload is None:
-        raise CorruptPayload(f"{where} has no payload although its format is {fmt!r}")
-    if fmt == "json":
-        try:
-            return json.loads(bytes(payload))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise CorruptPayload(f"{where} holds invalid JSON: {exc}") from None
-    if fmt == "seedee":
-        return _decode_seedee(payload, meta, where)
-    raise CorruptPayload(f"{where} has unknown payload format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
 def decode_message(message: Message) -> Any:
@@ -139,18 +267,18 @@ def _encode_seedee(value: Any, compression: str) -> tuple[bytes, dict]:
     return buf.tobytes(), extra
 
 
-def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
+def _decode_seedee(payload: Payload, meta: dict) -> Any:
     np, seedee = _seedee()
 
     seedee_meta = meta.get(SEEDEE_KEY)
     if not isinstance(seedee_meta, str):
-        raise CorruptPayload(f"{where} is marked seedee but carries no seedee metadata")
+        raise CorruptPayload("is marked seedee but carries no seedee metadata")
     restore = meta.get("_seedee_numpy")
     if isinstance(restore, dict) and 0 in (restore.get("shape") or [1]):
         try:
             return np.empty(restore["shape"], dtype=np.dtype(restore["dtype"]))
         except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
+            raise CorruptPayload(f"holds a corrupt seedee array: {exc}") from None
     try:
         info = json.loads(seedee_meta)["array"]
         expected = int(info["size"])
@@ -159,10 +287,10 @@ def _decode_seedee(payload: Payload, meta: dict, where: str) -> Any:
             raise ValueError(f"payload holds {len(payload)} bytes, the array needs {expected}")
         array = seedee.deserialize(payload, seedee_meta)
     except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
+        raise CorruptPayload(f"holds a corrupt seedee array: {exc}") from None
     if isinstance(restore, dict):
         try:
             array = array.view(np.dtype(restore["dtype"])).reshape(restore["shape"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise CorruptPayload(f"{where} holds a corrupt seedee array: {exc}") from None
+            raise CorruptPayload(f"holds a corrupt seedee array: {exc}") from None
     return array

@@ -51,29 +51,27 @@ import redis.exceptions as rex
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from asapo_pipelines.transport.base import (
+from asapo_pipelines.sdk.transports import (
     DEFAULT_LEASE_SECONDS,
     Consumer,
-    Message,
-    Producer,
-    PruneReport,
-    StreamInfo,
-    Transport,
-    check_group,
-    check_source,
-    check_stream,
-)
-from asapo_pipelines.transport.errors import (
     CorruptPayload,
     DuplicateId,
     EndOfStream,
+    Message,
     MissingId,
     NoData,
+    Producer,
+    PruneReport,
     StorageError,
     StreamFinished,
+    StreamInfo,
+    Transport,
     TransportConfigError,
     TransportError,
     Unavailable,
+    check_group,
+    check_source,
+    check_stream,
 )
 from asapo_pipelines_redis.config import RedisConfig
 

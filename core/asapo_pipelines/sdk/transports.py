@@ -1,0 +1,60 @@
+"""The import door for transport authors (`register_transports`): the interface a transport's
+runtime implements and the errors it raises, as `asapo_pipelines.sdk` is the door for units.
+
+A transport passes the contract suite (the repository's
+`tests/transport/test_transport_contract.py`) when it implements `Transport`, `Producer` and
+`Consumer` with these semantics: messages are bytes and JSON metadata, ids start at 1 per
+stream, groups lease and acknowledge, `StreamInfo` counts what `pipeline status` shows. The
+message class here is the transport's own (`Message`: stream, id, payload, metadata...), not the
+unit's view of it that `asapo_pipelines.sdk.Message` is.
+"""
+
+from __future__ import annotations
+
+from asapo_pipelines.transport.base import (
+    DEFAULT_LEASE_SECONDS,
+    Consumer,
+    Message,
+    Producer,
+    PruneReport,
+    StreamInfo,
+    Transport,
+    check_group,
+    check_source,
+    check_stream,
+)
+from asapo_pipelines.transport.errors import (
+    CorruptPayload,
+    DuplicateId,
+    EndOfStream,
+    MissingId,
+    NoData,
+    StorageError,
+    StreamFinished,
+    TransportConfigError,
+    TransportError,
+    Unavailable,
+)
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "Consumer",
+    "CorruptPayload",
+    "DuplicateId",
+    "EndOfStream",
+    "Message",
+    "MissingId",
+    "NoData",
+    "Producer",
+    "PruneReport",
+    "StorageError",
+    "StreamFinished",
+    "StreamInfo",
+    "Transport",
+    "TransportConfigError",
+    "TransportError",
+    "Unavailable",
+    "check_group",
+    "check_source",
+    "check_stream",
+]
