@@ -38,11 +38,11 @@ CONTRACTS = (
     Contract("state.json", "local/layout.py", "STATE_FILE"),
     Contract(".pipeline-data", "pipeline/__init__.py", "DEFAULT_DATA_DIR"),
     Contract("default", "worker/naming.py", "FIRST_STREAM", names=r"(?i)stream"),
-    Contract("raw_exec", "nomad/jobspec.py", "DEFAULT_DRIVER", names=r"(?i)driver"),
+    Contract("raw_exec", "pipeline/model.py", "DEFAULT_DRIVER", names=r"(?i)driver"),
 )
 #: the Nomad task drivers: as a tuple or a `Literal[...]`, only in the job spec
 DRIVER_NAMES = frozenset({"raw_exec", "exec", "docker"})
-DRIVERS_OWNER = "nomad/jobspec.py"
+DRIVERS_OWNER = "pipeline/model.py"
 
 
 def _strings(node: ast.AST | None) -> list[str] | None:
@@ -119,7 +119,7 @@ def duplicates(source: str, where: str) -> list[str]:
             )
     if where != DRIVERS_OWNER:
         problems += [
-            f"{where}:{line}: a Literal of Nomad drivers again; use jobspec's Driver"
+            f"{where}:{line}: a Literal of Nomad drivers again; use the pipeline model's Driver"
             for line in _driver_literals(tree)
         ]
     return problems

@@ -5,6 +5,10 @@ executor (the local one of `pipeline run`, Nomad, Slurm, or one a facility regis
 `register_executors` hook). An executor knows how to start ``pipeline worker`` processes for each
 unit instance and how to ask its scheduler about them; the workers' counters come from the
 transport, so `status` shows them the same way for every executor.
+
+The commands choose the executor once (`choose_for_command`) and then only call its methods:
+what the user sees (`show_status`, `print_logs`, `show_stop`...) has a generic default here that
+an executor may override with its own presentation (the local run's table, Nomad's job).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import click
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
@@ -61,14 +67,19 @@ class Executor(ABC):
 
     #: The name under ``deploy:``; set by each subclass.
     name: ClassVar[str]
+    #: The commands' options this executor understands beyond the interface's own (python
+    #: names: ``run_dir`` for ``--run-dir``); `check_options` refuses any other in one sentence.
+    options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Pipeline | None,
         catalog: Catalog,
-        file: Path,
+        file: Path | None,
         config: BaseModel | None = None,
     ) -> None:
+        #: None only where the executor's own `for_command` accepts a target without a
+        #: pipeline file (a compiled job, a job id at the scheduler, a run directory)
         self.pipeline = pipeline
         self.catalog = catalog
         self.file = file
@@ -78,6 +89,59 @@ class Executor(ABC):
         #: the environment variable `asapo_pipelines.worker.launch.RUN_ENV`, so they never
         #: guess the run.
         self.run_id: str | None = None
+        #: the options of `options` the command was given (``{"run_dir": ...}``)
+        self.given: dict[str, Any] = {}
+
+    # -- construction for a command ------------------------------------------------------------
+    @classmethod
+    def check_options(cls, command: str, given: dict[str, Any]) -> None:
+        """One sentence for an option given to `command` that this executor does not know."""
+        from asapo_pipelines.errors import UsageError
+
+        for option, value in given.items():
+            if value not in (None, False) and option not in cls.options:
+                flag = "--" + option.replace("_", "-")
+                raise UsageError(f"the {cls.name} executor has no {flag} option for `{command}`")
+
+    @classmethod
+    def for_command(
+        cls,
+        pipeline: Pipeline | None,
+        catalog: Catalog,
+        file: Path | None,
+        given: dict[str, Any],
+    ) -> Executor:
+        """The executor for a command's target. By default the target is a pipeline file; an
+        executor that also acts on other targets (a compiled job, ``--job ID``) overrides this."""
+        if pipeline is None or file is None:
+            from asapo_pipelines.errors import UsageError
+
+            raise UsageError(f"the {cls.name} executor needs a pipeline file (.pipeline.yaml)")
+        executor = cls(pipeline, catalog, file, pipeline.deploy.config(cls.name))
+        executor.given = dict(given)
+        return executor
+
+    @classmethod
+    def has_run(cls, pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]) -> bool:
+        """Whether a run of this target is recorded on this machine, so that `status`, `logs`
+        and `stop` go to this executor without being told. Only the local executor (`LOCAL`)
+        is asked: a scheduler's jobs are named by the file's ``deploy:`` section."""
+        return False
+
+    def loaded(self) -> Pipeline:
+        """The pipeline; one sentence when the command's target was not a pipeline file."""
+        if self.pipeline is None:
+            from asapo_pipelines.errors import UsageError
+
+            raise UsageError("this needs the pipeline file (.pipeline.yaml)")
+        return self.pipeline
+
+    def describe(self, what: str, result: dict[str, Any]) -> str:
+        """One line saying what a command did (``deployed``, ``started``, ``stopped``)."""
+        detail = result.get("message") or result.get("status") or ""
+        suffix = f": {detail}" if detail else ""
+        name = self.pipeline.name if self.pipeline is not None else "?"
+        return f"{what} pipeline {name} with the {self.name} executor{suffix}"
 
     @abstractmethod
     def plan(self) -> dict[str, Any]:
@@ -105,25 +169,65 @@ class Executor(ABC):
     ) -> Iterator[str]:
         """A unit instance's log lines, oldest first; with ``follow``, new lines as they come."""
 
+    # -- what the user sees: generic defaults an executor may override ---------------------------
+    def show_plan(self, *, as_json: bool) -> None:
+        """`pipeline plan`: what would be submitted (JSON either way by default)."""
+        _print_json(self.plan())
+
+    def show_submitted(self, result: dict[str, Any], *, as_json: bool, start: bool) -> None:
+        """`pipeline deploy` / `start`: what `deploy()` or `start()` returned."""
+        if as_json:
+            _print_json(result)
+        else:
+            click.echo(self.describe("started" if start else "deployed", result))
+
+    def show_stop(self, result: dict[str, Any], *, as_json: bool) -> None:
+        """`pipeline stop`: what `stop()` returned."""
+        if as_json:
+            _print_json(result)
+        else:
+            click.echo(self.describe("stopped", result))
+
+    def show_status(self, *, as_json: bool) -> int:
+        """`pipeline status`: the scheduler's view of the tasks and the workers' counters; the
+        exit code (1 when the deployment failed, for scripts: `pipeline status F && ...`)."""
+        from dataclasses import asdict
+
+        from asapo_pipelines.counters import counters_or_none, show_counters_or_say
+
+        state = self.status()
+        code = 1 if state.state == "failed" else 0
+        if as_json:
+            counters = counters_or_none(self.file) if self.pipeline is not None else None
+            _print_json({**asdict(state), "counters": counters})
+            return code
+        _print_status_table(state)
+        if self.pipeline is not None and self.file is not None:
+            show_counters_or_say(self.file)
+        return code
+
+    def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
+        """`pipeline logs`: the unit's lines on stdout; the exit code."""
+        for line in self.logs(unit, replica=replica, follow=follow, stderr=stderr):
+            click.echo(line)
+        return 0
+
 
 def choose_executor(
-    pipeline: Pipeline, catalog: Catalog, name: str | None = None, *, default: str | None = None
+    pipeline: Pipeline | None,
+    catalog: Catalog,
+    name: str | None = None,
+    *,
+    default: str | None = None,
 ) -> ExecutorDescriptor | None:
     """The executor a command on this pipeline goes to: ``name`` (``--executor``) when given,
     else the one the file's ``deploy:`` section names, else ``default`` (None: let the caller
     decide). Raises UsageError for an unknown name, or when the file names several."""
     from asapo_pipelines.errors import UsageError
 
-    known = list(catalog.executors)
     if name is not None:
-        if name not in catalog.executors:
-            import difflib
-
-            near = difflib.get_close_matches(name, known, n=1)
-            hint = f" (did you mean {near[0]}?)" if near else ""
-            raise UsageError(f"unknown executor {name!r}{hint}; choose one of {', '.join(known)}")
-        return catalog.executors[name]
-    named = [n for n in pipeline.deploy.named() if n in catalog.executors]
+        return _named(catalog, name)
+    named = [n for n in pipeline.deploy.named() if n in catalog.executors] if pipeline else []
     if len(named) > 1:
         raise UsageError(
             f"the deploy section names several executors ({', '.join(named)}); choose one with "
@@ -133,10 +237,65 @@ def choose_executor(
     return catalog.executors.get(chosen) if chosen else None
 
 
+#: The executor of `pipeline run`: `status`, `logs` and `stop` go to it when it has a run of the
+#: file recorded on this machine (`Executor.has_run`).
+LOCAL = "local"
+#: Options that name their executor: ``--job ID`` is a job on a Nomad cluster, ``--run-dir`` a
+#: local run's directory.
+SELECTING_OPTIONS = {"job": "nomad", "run_dir": LOCAL}
+
+
+def choose_for_command(
+    pipeline: Pipeline | None,
+    catalog: Catalog,
+    file: Path | None,
+    given: dict[str, Any],
+    name: str | None = None,
+    *,
+    default: str | None = None,
+    runs: bool = True,
+) -> ExecutorDescriptor | None:
+    """The one rule for which executor a command on FILE goes to: ``--executor NAME``; else the
+    executor an option names (`SELECTING_OPTIONS`); else the local executor when it has a run
+    of the file recorded here (what `pipeline run` left on this machine is what the user
+    means, even for a file whose ``deploy:`` section names a cluster); else the one the
+    file's ``deploy:`` section names; else ``default`` (None: no executor, `status` then shows
+    the workers' counters alone). Commands that submit (`plan`, `deploy`, `start`) pass
+    ``runs=False``: a past local run does not send a new deployment to this machine."""
+    if name is None:
+        name = next((e for o, e in SELECTING_OPTIONS.items() if given.get(o)), None)
+    if name is not None:
+        return choose_executor(pipeline, catalog, name)
+    local = catalog.executors.get(LOCAL)
+    if runs and local is not None and executor_class(local).has_run(pipeline, file, given):
+        return local
+    return choose_executor(pipeline, catalog, default=default)
+
+
+def _named(catalog: Catalog, name: str) -> ExecutorDescriptor:
+    """The installed executor called `name`; one sentence naming the installed ones."""
+    from asapo_pipelines.errors import UsageError
+
+    known = list(catalog.executors)
+    if name not in catalog.executors:
+        import difflib
+
+        near = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise UsageError(f"unknown executor {name!r}{hint}; choose one of {', '.join(known)}")
+    return catalog.executors[name]
+
+
 def open_executor(
     descriptor: ExecutorDescriptor, pipeline: Pipeline, catalog: Catalog, file: Path
 ) -> Executor:
     """The executor's runtime, constructed for this pipeline with its ``deploy:`` section."""
+    cls = executor_class(descriptor)
+    return cls(pipeline, catalog, Path(file), pipeline.deploy.config(descriptor.name))
+
+
+def executor_class(descriptor: ExecutorDescriptor) -> type[Executor]:
+    """The executor's runtime class; one sentence when it cannot be loaded or is no Executor."""
     from asapo_pipelines.errors import PluginError
 
     try:
@@ -153,7 +312,7 @@ def open_executor(
             f"the executor {descriptor.name}'s runtime {descriptor.runtime} is not an Executor "
             "subclass"
         )
-    return cls(pipeline, catalog, Path(file), pipeline.deploy.config(descriptor.name))
+    return cls
 
 
 def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -166,3 +325,22 @@ def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", "replace")
     if rest:
         yield rest.decode("utf-8", "replace")
+
+
+def _print_json(data: Any) -> None:
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _print_status_table(state: ExecutorStatus) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{state.executor} {state.deployment}: {state.state}", title_justify="left")
+    for column in ("unit", "replica", "state", "task", "restarts", "detail"):
+        table.add_column(column)
+    for i in state.instances:
+        table.add_row(i.unit, str(i.replica), i.state, i.task_id or "-", str(i.restarts), i.detail)
+    Console(highlight=False, soft_wrap=False).print(table)

@@ -100,7 +100,11 @@ def register_executors(register: RegisterExecutor) -> None:
     `asapo_pipelines.executor.Executor`, through which `pipeline plan/deploy/start/stop/status/
     logs` dispatch when the file's ``deploy:`` section names the executor (or the command is
     given ``--executor NAME``). `status` shows the executor's view of the tasks beside the
-    counters the workers published on the transport.
+    counters the workers published on the transport. What each command prints has a generic
+    default an executor may override (``show_status``, ``print_logs``, ``show_stop``,
+    ``show_submitted``, ``show_plan``); command options beyond the interface's own (such as
+    ``--run-dir``) reach it in ``self.given`` when it names them in ``options``, and any other
+    is refused in one sentence.
     """
 
 

@@ -14,15 +14,7 @@ from fake_nomad import ALLOC_RUNNING, JOB_ID, TOKEN, FakeNomad, evaluation, metr
 
 from asapo_pipelines.nomad.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 
-# stop/status/logs share their names with the local executor's commands; the lead decides how
-# they are dispatched, so these tests register them the way the CLI's COMMANDS table does.
-RUN = (
-    "import sys\n"
-    "from asapo_pipelines.cli import COMMANDS, main\n"
-    "for name in ('stop', 'status', 'logs'):\n"
-    "    COMMANDS.setdefault(name, 'asapo_pipelines.cli.nomad_cmds:' + name)\n"
-    "main(sys.argv[1:])\n"
-)
+RUN = "import sys\nfrom asapo_pipelines.cli import main\nmain(sys.argv[1:])\n"
 
 
 def pipeline(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
@@ -156,4 +148,35 @@ def test_cli_errors_are_one_sentence_without_traceback(
         assert TOKEN not in line
     usage = pipeline("status", env=env)
     assert usage.returncode == 2
-    assert usage.stderr.decode() == "error: give either a pipeline file or --job ID (not both)\n"
+    assert usage.stderr.decode() == (
+        "error: give the pipeline file or --job ID (there is no *.pipeline.yaml here)\n"
+    )
+
+
+def test_contract_nomad_api_cli_status_of_a_file_shows_the_workers_counters(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # the workers' counters come from the transport, so they show below Nomad's job whatever
+    # runs the workers (here one started by hand, on the file's embedded store)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a\n")
+    file = tmp_path / "p65-xas.pipeline.yaml"
+    file.write_text(
+        "pipeline: p65-xas\n"
+        "units:\n"
+        "  scans: {unit: core.files, params: {directory: files}, outputs: {files: raw}}\n"
+        "deploy:\n  nomad: {namespace: beamline}\n"
+    )
+    worker = pipeline("worker", str(file), "scans", env=env)
+    assert worker.returncode == 0, worker.stderr
+    done = pipeline("status", str(file), env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.decode()
+    assert out.startswith("job p65-xas: batch, running, version 2, namespace beamline")
+    assert "pipeline p65-xas" in out  # the counters' table follows the job
+    data = json.loads(pipeline("status", str(file), "--json", env=env).stdout)
+    assert data["groups"]["writer"]["Starting"] == 1
+    (scans,) = data["counters"]["workers"]
+    assert (scans["instance"], scans["state"]) == ("scans", "finished")
+    plain = pipeline("logs", str(file), "scans", "--plain", env=env)
+    assert plain.returncode == 0, plain.stderr

@@ -26,19 +26,18 @@ COMMANDS: dict[str, str] = {
     "validate": "asapo_pipelines.cli.validate:validate",
     "schema": "asapo_pipelines.cli.schema:schema",
     "graph": "asapo_pipelines.cli.graph:graph",
-    "plan": "asapo_pipelines.cli.nomad_cmds:plan",
-    # the local executor; status, logs and stop go to the executor the file's deploy section
-    # names (cli/executors.py), else a local run, else Nomad's, else the workers' counters
-    "run": "asapo_pipelines.cli.run:run",
-    "status": "asapo_pipelines.cli.run:status",
-    "logs": "asapo_pipelines.cli.run:logs",
-    "stop": "asapo_pipelines.cli.run:stop",
+    # one path through the Executor interface for every executor (cli/executors.py)
+    "plan": "asapo_pipelines.cli.executors:plan",
+    "deploy": "asapo_pipelines.cli.executors:deploy",
+    "start": "asapo_pipelines.cli.executors:start",
+    "stop": "asapo_pipelines.cli.executors:stop",
+    "status": "asapo_pipelines.cli.executors:status",
+    "logs": "asapo_pipelines.cli.executors:logs",
     "runs": "asapo_pipelines.cli.runs:runs",
-    "reprocess": "asapo_pipelines.cli.runs:reprocess",
-    "view": "asapo_pipelines.cli.view:view",
-    # the nomad executor, or the one the deploy section names
-    "deploy": "asapo_pipelines.cli.nomad_cmds:deploy",
-    "start": "asapo_pipelines.cli.nomad_cmds:start",
+    # commands that belong to a default plugin, known here by import string only
+    "run": "asapo_pipelines.local.commands:run",
+    "reprocess": "asapo_pipelines.local.commands:reprocess",
+    "view": "asapo_pipelines.viewer.command:view",
     # what Nomad tasks run
     "worker": "asapo_pipelines.cli.worker:worker",
     "streams": "asapo_pipelines.cli.streams:streams",

@@ -114,7 +114,7 @@ def begin(
 def end(file: str, executor: str, state: str, message: str = "") -> str | None:
     """End FILE's running run if `executor` deployed it, with the workers' last counts; the
     run's id, or None when there was none to end."""
-    from asapo_pipelines.cli.status import read_status
+    from asapo_pipelines.counters import read_status
     from asapo_pipelines.runs.lifecycle import summaries_of
     from asapo_pipelines.transport import TransportError
     from asapo_pipelines.worker.launch import load

@@ -1,25 +1,35 @@
-"""`plan`, `deploy`, `start`, `stop`, `status` and `logs` through the `Executor` interface.
+"""`pipeline plan`, `deploy`, `start`, `stop`, `status` and `logs`: one path for every executor.
 
-The core's executors keep their own commands and output (`cli/nomad_cmds.py` for Nomad,
-`cli/run.py` for local runs); a pipeline whose `deploy:` section names another executor (a
-plugin's, or `local` for `deploy`), or a command given `--executor NAME`, is dispatched here to
-that executor's runtime, and shown the same way whatever the executor. `status` adds the
-counters the workers published on the transport, so they show for every executor.
+Each command chooses the executor once (`asapo_pipelines.executor.choose_for_command`: the
+``--executor`` option, an option that names its executor such as ``--job``, the file's
+``deploy:`` section, a local run recorded for the file), then calls that executor's methods:
+what is shown is the executor's own (`Executor.show_status`, `print_logs`...), with a generic
+default for a plugin's executor. `status` with no executor at all shows the counters the
+pipeline's workers published on its transport. The CLI imports no executor: each is reached
+through the catalog, by the import string its plugin registered.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.output import print_json
+from asapo_pipelines.cli.deployments import deployment_run, fresh_option, resume_option
+from asapo_pipelines.cli.deployments import end as end_run
+from asapo_pipelines.cli.options import data_dir_option, find_file, json_option, run_dir_option
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.executor import Executor
+    from asapo_pipelines.pipeline.model import Pipeline
+
+#: Where `deploy`, `start`, `plan`, `logs` and `stop` go when nothing names an executor (the
+#: file has no ``deploy:`` section and no local run): a Nomad cluster, as before executors
+#: were plugins. `status` has no default: it then shows the workers' counters alone.
+DEFAULT_EXECUTOR = "nomad"
 
 executor_option = click.option(
     "--executor",
@@ -29,91 +39,235 @@ executor_option = click.option(
     help="The executor to use: one the file's deploy section names, or any installed one "
     "(see `pipeline plugins`).",
 )
+file_argument = click.argument("file", required=False, type=click.Path(dir_okay=False))
+job_option = click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
+wait_option = click.option(
+    "--wait", default=60.0, show_default=True, help="Seconds to wait for scheduling."
+)
 
 
-def dispatched(
-    file: str | None, name: str | None, *, default: str | None, own: tuple[str, ...]
-) -> Executor | None:
-    """The executor FILE's command goes to when it is not one of `own` (the executors whose
-    established command handles it); None to let that command run."""
-    if name in own:
+def _path(file: str | None, given: dict[str, Any]) -> Path | None:
+    """The command's file: FILE, else none for a target the options name, else the one
+    pipeline file in the current directory."""
+    if file and given.get("job"):
+        raise UsageError("give either a pipeline file or --job ID, not both")
+    if file:
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"no such file: {path}")
+        return path
+    if given.get("job") or given.get("run_dir"):
         return None
-    if not file or Path(file).suffix == ".json":
-        if name is not None:
-            raise UsageError("--executor needs a pipeline file")
-        return None
-    path = Path(file)
-    if not path.is_file():
-        raise UsageError(f"no such file: {path}")
+    return find_file("the pipeline file or --job ID" if "job" in given else "the pipeline file")
+
+
+def _load(path: Path | None) -> tuple[Pipeline | None, Catalog]:
+    """The validated pipeline (None for a compiled job, or no file) and the catalog."""
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.executor import choose_executor, open_executor
     from asapo_pipelines.pipeline import load_pipeline
 
     catalog = Catalog.load()
-    pipeline = load_pipeline(path, catalog)
-    descriptor = choose_executor(pipeline, catalog, name, default=default)
-    if descriptor is None or descriptor.name in own:
-        return None
-    return open_executor(descriptor, pipeline, catalog, path)
+    if path is None or path.suffix == ".json":
+        return None, catalog
+    return load_pipeline(path, catalog), catalog
 
 
-def _said(executor: Executor, what: str, result: dict[str, Any]) -> str:
-    detail = result.get("message") or result.get("status") or ""
-    suffix = f": {detail}" if detail else ""
-    return f"{what} pipeline {executor.pipeline.name} with the {executor.name} executor{suffix}"
+def executor_for(
+    command: str,
+    file: str | None,
+    name: str | None,
+    given: dict[str, Any],
+    *,
+    default: str | None = DEFAULT_EXECUTOR,
+    runs: bool = True,
+) -> tuple[Executor | None, Path | None]:
+    """The executor `command` goes to, constructed for its target, and the command's file.
+    None as executor only when nothing names one and `default` is None."""
+    from asapo_pipelines.executor import choose_for_command, executor_class
+
+    path = _path(file, given)
+    pipeline, catalog = _load(path)
+    descriptor = choose_for_command(
+        pipeline, catalog, path, given, name, default=default, runs=runs
+    )
+    if descriptor is None:
+        return None, path
+    cls = executor_class(descriptor)
+    cls.check_options(f"pipeline {command}", given)
+    return cls.for_command(pipeline, catalog, path, given), path
 
 
-def plan(executor: Executor) -> None:
-    print_json(executor.plan())
+def _pipeline_file(path: Path | None) -> str | None:
+    """`path` when it is a pipeline file whose deployments are recorded as runs."""
+    return str(path) if path is not None and path.suffix != ".json" else None
 
 
-def deploy(executor: Executor, *, wait: float, as_json: bool, start: bool = False) -> None:
-    result = executor.start(wait=wait) if start else executor.deploy(wait=wait)
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(_said(executor, "started" if start else "deployed", result))
+@click.command()
+@file_argument
+@json_option
+@executor_option
+def plan(file: str | None, as_json: bool, executor_name: str | None) -> None:
+    """Show what FILE's executor would submit: for Nomad (the default) the compiled job and
+    what would change on the cluster."""
+    executor, _ = executor_for("plan", file, executor_name, {}, runs=False)
+    assert executor is not None
+    executor.show_plan(as_json=as_json)
 
 
-def stop(executor: Executor, *, purge: bool, as_json: bool) -> None:
+@click.command()
+@file_argument
+@wait_option
+@fresh_option
+@resume_option
+@json_option
+@executor_option
+def deploy(
+    file: str | None,
+    wait: float,
+    fresh: bool,
+    resume: bool,
+    as_json: bool,
+    executor_name: str | None,
+) -> None:
+    """Deploy FILE with its executor: register its job on Nomad (the default) and report
+    whether it could be placed, or hand it to the executor its deploy section names. A
+    pipeline file's deployment is a run (see `pipeline runs`): a changed configuration is
+    refused before anything is submitted unless --fresh or --resume says what to do."""
+    executor, path = executor_for("deploy", file, executor_name, {}, runs=False)
+    assert executor is not None
+    shown = str(path) if path is not None else None
+    with deployment_run(
+        shown, executor.name, fresh=fresh, resume=resume, quiet_stdout=as_json
+    ) as run:
+        executor.run_id = run
+        result = executor.deploy(wait=wait)
+    executor.show_submitted(result, as_json=as_json, start=False)
+
+
+@click.command()
+@file_argument
+@job_option
+@wait_option
+@json_option
+@executor_option
+def start(
+    file: str | None, job: str | None, wait: float, as_json: bool, executor_name: str | None
+) -> None:
+    """Run a stopped pipeline job again: the job as deployed, in its run (a new session)."""
+    executor, path = executor_for("start", file, executor_name, {"job": job}, runs=False)
+    assert executor is not None
+    with deployment_run(_pipeline_file(path), executor.name, restart=True, quiet_stdout=as_json):
+        result = executor.start(wait=wait)
+    executor.show_submitted(result, as_json=as_json, start=True)
+
+
+@click.command()
+@file_argument
+@job_option
+@click.option("--purge", is_flag=True, help="Also forget the deployment (Nomad: remove the job).")
+@executor_option
+@run_dir_option
+@data_dir_option
+@json_option
+def stop(
+    file: str | None,
+    job: str | None,
+    executor_name: str | None,
+    purge: bool,
+    run_dir: str | None,
+    data_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Stop a local run cleanly (its tasks get their kill signal), the Nomad job, or the
+    tasks of the executor the file's deploy section names; a deployment's run ends."""
+    given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
+    executor, path = executor_for("stop", file, executor_name, given)
+    assert executor is not None
     result = executor.stop(purge=purge)
-    if as_json:
-        print_json(result)
-    else:
-        click.echo(_said(executor, "stopped", result))
+    recorded = _pipeline_file(path)
+    if recorded is not None:
+        end_run(recorded, executor.name, "stopped", executor.describe("stopped", result))
+    executor.show_stop(result, as_json=as_json)
 
 
-def status(executor: Executor, *, as_json: bool) -> int:
-    """Print the executor's view of the tasks and the workers' counters; 1 when it failed."""
-    from asapo_pipelines.cli.status import read_status, show_counters
-    from asapo_pipelines.transport import TransportError
+@click.command()
+@file_argument
+@job_option
+@executor_option
+@run_dir_option
+@data_dir_option
+@json_option
+@click.pass_context
+def status(
+    ctx: click.Context,
+    file: str | None,
+    job: str | None,
+    executor_name: str | None,
+    run_dir: str | None,
+    data_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Show the units of a local run (state, pid, restarts, exit codes), the Nomad job, or the
+    tasks of the executor the file's deploy section names, with the counters the pipeline's
+    workers published; with none of these, the counters alone."""
+    given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
+    executor, path = executor_for("status", file, executor_name, given, default=None)
+    if executor is not None:
+        ctx.exit(executor.show_status(as_json=as_json))
+    if path is None or path.suffix == ".json":
+        raise UsageError(f"no local run of {file} is recorded; start one with `pipeline run`")
+    # no executor knows the pipeline's tasks: the counters its workers (started by hand or by
+    # a scheduler) published on its transport
+    from asapo_pipelines.counters import show_counters
 
-    state = executor.status()
-    code = 1 if state.state == "failed" else 0
-    if as_json:
-        try:
-            counters: dict[str, Any] | None = read_status(executor.file)
-        except TransportError:
-            counters = None
-        print_json({**asdict(state), "counters": counters})
-        return code
-    from rich.table import Table
-
-    from asapo_pipelines.cli.output import console
-
-    table = Table(title=f"{state.executor} {state.deployment}: {state.state}", title_justify="left")
-    for column in ("unit", "replica", "state", "task", "restarts", "detail"):
-        table.add_column(column)
-    for i in state.instances:
-        table.add_row(i.unit, str(i.replica), i.state, i.task_id or "-", str(i.restarts), i.detail)
-    console().print(table)
-    try:
-        show_counters(executor.file, as_json=False)
-    except TransportError as exc:  # the tasks may not have created the transport's data yet
-        click.echo(f"no counters yet: {exc}")
-    return code
+    show_counters(path, as_json)
 
 
-def logs(executor: Executor, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> None:
-    for line in executor.logs(unit, replica=replica, follow=follow, stderr=stderr):
-        click.echo(line)
+@click.command()
+@click.argument("args", nargs=-1, required=True)
+@job_option
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
+@click.option(
+    "--stdout", "only_stdout", is_flag=True, help="Only the unit's stdout (printed on stdout)."
+)
+@click.option("--stderr", is_flag=True, help="Only the unit's stderr (printed on stdout).")
+@click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
+@click.option("--replica", type=int, default=None, help="Which replica of the unit.")
+@click.option("--plain", is_flag=True, help="Nomad: ask for plain text instead of frames.")
+@executor_option
+@run_dir_option
+@data_dir_option
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    args: tuple[str, ...],
+    job: str | None,
+    executor_name: str | None,
+    follow: bool,
+    only_stdout: bool,
+    stderr: bool,
+    task: str | None,
+    replica: int | None,
+    plain: bool,
+    run_dir: str | None,
+    data_dir: str | None,
+) -> None:
+    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`.
+
+    A local run's unit shows both of its streams: its stdout on stdout and its stderr (where
+    workers log) on stderr; --stdout or --stderr prints one of them on stdout.
+    """
+    if len(args) not in (1, 2):
+        raise UsageError("usage: pipeline logs [FILE] UNIT")
+    file, unit = (None, args[0]) if len(args) == 1 else args
+    given = {
+        "job": job,
+        "run_dir": run_dir,
+        "data_dir": data_dir,
+        "task": task,
+        "only_stdout": only_stdout,
+        "plain": plain,
+    }
+    executor, _ = executor_for("logs", file, executor_name, given)
+    assert executor is not None
+    ctx.exit(executor.print_logs(unit, replica=replica, follow=follow, stderr=stderr))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 json_option = click.option(
@@ -44,8 +47,6 @@ def complete_stream_names(
 
     names = {"errors"}
     try:
-        from pathlib import Path
-
         from ruamel.yaml import YAML
 
         doc = YAML(typ="safe").load(Path(str(ctx.params.get("file"))).read_text())
@@ -66,3 +67,15 @@ data_dir_option = click.option(
 run_dir_option = click.option(
     "--run-dir", type=click.Path(file_okay=False), help="A run directory (<data>/runs/<job>)."
 )
+
+
+def find_file(what: str = "the pipeline file") -> Path:
+    """The one pipeline file in the current directory, for commands called without FILE;
+    `what` names what else the command would take."""
+    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError(f"give {what} (there is no *.pipeline.yaml here)")
+    names = ", ".join(p.name for p in found)
+    raise UsageError(f"give {what} (there are several here: {names})")

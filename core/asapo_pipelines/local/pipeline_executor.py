@@ -2,7 +2,9 @@
 
 It wraps what `pipeline run` already does (the supervisor in `local.executor`, the run
 directory of `local.control`) without changing it: `deploy` and `start` are `pipeline run
---detach` (with its run session), the other methods read and stop the recorded run.
+--detach` (with its run session), the other methods read and stop the recorded run. What
+`pipeline status`, `logs` and `stop` show of a local run (the state table with pids, restarts
+and exit codes; a unit's stdout and stderr on their own streams) is said here, not in the CLI.
 """
 
 from __future__ import annotations
@@ -11,27 +13,80 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from asapo_pipelines.errors import UsageError
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus, text_lines
-from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+
+
+def _run_dir_for(
+    pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]
+) -> Path | None:
+    """The run directory a command's target names: ``--run-dir``, a compiled job's or a pipeline
+    file's under its data directory (``--data-dir`` or the default); None for no target."""
+    from asapo_pipelines.local.target import pipeline_run_dir, resolve
+
+    data_dir = given.get("data_dir")
+    if given.get("run_dir"):
+        return Path(given["run_dir"])
+    if pipeline is not None and file is not None:
+        return pipeline_run_dir(pipeline, file, data_dir)
+    if file is not None:  # a compiled job (.json)
+        return resolve(str(file), data_dir, None).run_dir
+    return None
 
 
 class LocalPipelineExecutor(Executor):
     name = "local"
+    options = frozenset({"run_dir", "data_dir", "task", "only_stdout"})
+
+    def __init__(
+        self,
+        pipeline: Pipeline | None,
+        catalog: Catalog,
+        file: Path | None,
+        config: Any = None,
+    ) -> None:
+        super().__init__(pipeline, catalog, file, config)
+        self.run_dir: Path | None = None
+
+    @classmethod
+    def for_command(
+        cls, pipeline: Pipeline | None, catalog: Catalog, file: Path | None, given: dict[str, Any]
+    ) -> Executor:
+        # a local run is also reached from its compiled job or its run directory
+        config = pipeline.deploy.config(cls.name) if pipeline is not None else None
+        executor = cls(pipeline, catalog, file, config)
+        executor.given = dict(given)
+        executor.run_dir = _run_dir_for(pipeline, file, given)
+        return executor
+
+    @classmethod
+    def has_run(cls, pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]) -> bool:
+        from asapo_pipelines.local.target import recorded
+
+        found = _run_dir_for(pipeline, file, given)
+        return found is not None and recorded(found)
+
+    def _run(self) -> Path:
+        """The recorded run's directory; one sentence when there is none."""
+        from asapo_pipelines.local.target import recorded
+
+        if self.run_dir is not None and recorded(self.run_dir):
+            return self.run_dir
+        if self.given.get("run_dir"):
+            raise UsageError(f"no local run recorded in {self.given['run_dir']}")
+        shown = self.file or "this pipeline"
+        raise UsageError(f"no local run of {shown} is recorded; start one with `pipeline run`")
 
     def _job(self) -> dict[str, Any]:
         from asapo_pipelines.nomad.compile import compile_pipeline
 
-        return dict(compile_pipeline(self.pipeline, self.catalog).job)
-
-    def _run_dir(self) -> Path:
-        from asapo_pipelines.local.layout import run_dir
-        from asapo_pipelines.nomad.compile import job_identity
-
-        embedded = self.pipeline.transport.spec().get("embedded") or {}
-        base = Path(embedded.get("path") or self.file.resolve().parent / DEFAULT_DATA_DIR)
-        return run_dir(base, str(job_identity(self.pipeline)[0]))
+        return dict(compile_pipeline(self.loaded(), self.catalog).job)
 
     def plan(self) -> dict[str, Any]:
         return {"job": self._job()}
@@ -59,17 +114,21 @@ class LocalPipelineExecutor(Executor):
         return self.deploy(wait=wait)
 
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
-        from asapo_pipelines.local.control import stop_run
+        from asapo_pipelines.local.control import stop_run, supervisor_alive
 
-        return dict(stop_run(self._run_dir()))
+        if purge:  # a local run's directory stays for its logs; `pipeline runs` lists the run
+            raise UsageError("the local executor has no --purge option for `pipeline stop`")
+        run_dir = self._run()
+        was_running = supervisor_alive(run_dir)
+        return {**stop_run(run_dir), "was_running": was_running}
 
     def status(self) -> ExecutorStatus:
         from asapo_pipelines.local.control import run_status
 
-        state = run_status(self._run_dir())
+        state = run_status(self._run())
         return ExecutorStatus(
             executor=self.name,
-            deployment=str(state.get("job") or self.pipeline.name),
+            deployment=str(state.get("job") or self.loaded().name),
             state=str(state.get("status") or "not started"),
             instances=[
                 InstanceStatus(
@@ -90,4 +149,69 @@ class LocalPipelineExecutor(Executor):
         from asapo_pipelines.local.control import unit_log
 
         name = unit if replica is None else f"{unit}[{replica}]"
-        yield from text_lines(unit_log(self._run_dir(), name, stderr=stderr, follow=follow))
+        yield from text_lines(unit_log(self._run(), name, stderr=stderr, follow=follow))
+
+    # -- what the user sees ------------------------------------------------------------------
+    def show_status(self, *, as_json: bool) -> int:
+        """The run's table (state, pid, restarts, exit codes) with the counters its workers
+        published, the units' summaries and the run's message; 1 for a failed run."""
+        from asapo_pipelines.cli.output import console, print_json
+        from asapo_pipelines.local.commands import run_counters, status_json
+        from asapo_pipelines.local.control import run_status
+        from asapo_pipelines.local.live import status_table
+        from asapo_pipelines.worker.status import summary_lines
+
+        run_dir = self._run()
+        state = run_status(run_dir)
+        published = run_counters(run_dir, self.pipeline, self.catalog)
+        # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
+        code = 1 if state.get("status") == "failed" else 0
+        if as_json:
+            print_json(status_json(state, published))
+            return code
+        out = console()
+        if not out.is_terminal:
+            out.width = max(out.width, 120)
+        out.print(status_table(state, published))
+        for line in summary_lines((published or {}).values()):
+            out.print(line, markup=False, highlight=False)
+        if state.get("message"):
+            out.print(str(state["message"]), markup=False, highlight=False)
+        return code
+
+    def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
+        """Both of the unit's streams, each on its own (stdout on stdout, stderr where workers
+        log on stderr), so `2>/dev/null` still leaves the unit's stdout; ``--stdout`` or
+        ``--stderr`` prints one of them on stdout; ``--task`` another task of the unit."""
+        from asapo_pipelines.local.commands import copy_logs
+        from asapo_pipelines.local.control import unit_log
+
+        run_dir = self._run()
+        if replica is not None:
+            unit = f"{unit.partition('[')[0]}[{replica}]"
+        if self.given.get("only_stdout") or stderr:
+            outs = [(stderr, sys.stdout.buffer)]
+        else:
+            outs = [(False, sys.stdout.buffer), (True, sys.stderr.buffer)]
+        task = self.given.get("task")
+        readers = [
+            (unit_log(run_dir, unit, task=task, stderr=err, follow=follow), out)
+            for err, out in outs
+        ]
+        try:
+            copy_logs(readers, follow)
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+    def show_stop(self, result: dict[str, Any], *, as_json: bool) -> None:
+        import click
+
+        from asapo_pipelines.cli.output import print_json
+
+        if as_json:
+            print_json(result)
+        elif result["was_running"] or str(result.get("message", "")).startswith("stopped after"):
+            click.echo(f"job {result.get('job')} {result.get('status')}: {result.get('message')}")
+        else:
+            click.echo(f"job {result.get('job')} is not running ({result.get('status')})")

@@ -1,69 +1,132 @@
 """The Nomad executor behind the `Executor` interface: the core's `nomad` executor.
 
-A thin wrapper: compiling is `nomad.compile`, talking to the cluster is `nomad.client`, both
-unchanged. The client's settings come from NOMAD_ADDR and the other NOMAD_* variables; the
-namespace the file's `deploy.nomad` section asks for wins over NOMAD_NAMESPACE.
+Compiling is `nomad.compile`, talking to the cluster is `nomad.client`. The client's settings
+come from NOMAD_ADDR and the other NOMAD_* variables; the namespace the file's `deploy.nomad`
+section asks for wins over NOMAD_NAMESPACE. Besides a pipeline file, the commands may name a
+compiled job (`*.json`, as `pipeline plan --json` prints it) or a job already on the cluster
+(``--job ID``). What the commands show of a Nomad job (its table of units and allocations, the
+reasons Nomad cannot place a unit) is said here, not in the CLI.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import click
 
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus, text_lines
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.nomad.client import NomadClient
-    from asapo_pipelines.nomad.compile import CompiledJob
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.nomad.client import DeployResult, NomadClient
+    from asapo_pipelines.pipeline.model import Pipeline
+
+
+@dataclass
+class JobTarget:
+    """The job a command acts on: its ID and namespace, and its payload when known."""
+
+    job_id: str
+    namespace: str | None
+    payload: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class NomadExecutor(Executor):
     name = "nomad"
+    options = frozenset({"job", "plain"})
+    #: what the last `deploy` or `start` got from Nomad, for `show_submitted`
+    last: DeployResult | None = None
+
+    @classmethod
+    def for_command(
+        cls, pipeline: Pipeline | None, catalog: Catalog, file: Path | None, given: dict[str, Any]
+    ) -> Executor:
+        config = pipeline.deploy.config(cls.name) if pipeline is not None else None
+        executor = cls(pipeline, catalog, file, config)
+        executor.given = dict(given)
+        if given.get("job"):
+            executor.__dict__["target"] = JobTarget(str(given["job"]), None)
+        elif pipeline is None and file is not None:
+            executor.__dict__["target"] = _job_file_target(file)
+        return executor
 
     @cached_property
-    def compiled(self) -> CompiledJob:
+    def target(self) -> JobTarget:
+        """The pipeline file's job, compiled (a ``--job`` or a compiled job is set instead)."""
         from asapo_pipelines.nomad.compile import compile_pipeline
 
-        return compile_pipeline(self.pipeline, self.catalog)
+        compiled = compile_pipeline(self.loaded(), self.catalog)
+        job = compiled.job["Job"]
+        return JobTarget(str(job["ID"]), job.get("Namespace"), compiled.job, compiled.warnings)
 
     @property
     def job_id(self) -> str:
+        if "target" in self.__dict__ or self.pipeline is None:
+            return self.target.job_id
         from asapo_pipelines.nomad.compile import job_identity
 
-        return job_identity(self.pipeline)[0]
+        return job_identity(self.pipeline)[0]  # without compiling: status needs only the ID
+
+    @property
+    def namespace(self) -> str | None:
+        if "target" in self.__dict__ or self.pipeline is None:
+            return self.target.namespace
+        from asapo_pipelines.nomad.compile import job_identity
+
+        return job_identity(self.pipeline)[1]
 
     @cached_property
     def client(self) -> NomadClient:
         from asapo_pipelines.nomad.client import NomadClient
-        from asapo_pipelines.nomad.compile import job_identity
         from asapo_pipelines.nomad.settings import NomadSettings
 
-        return NomadClient(NomadSettings.from_env(namespace=job_identity(self.pipeline)[1]))
+        return NomadClient(NomadSettings.from_env(namespace=self.namespace))
 
     @property
     def warnings(self) -> list[str]:
         """The compiler's warnings about the cluster (shared paths, drivers)."""
-        return list(self.compiled.warnings)
+        return list(self.target.warnings)
+
+    def _payload(self) -> dict[str, Any]:
+        if self.target.payload is None:
+            from asapo_pipelines.errors import UsageError
+
+            raise UsageError("this needs a pipeline file or a compiled job, not --job ID")
+        return self.target.payload
 
     def plan(self) -> dict[str, Any]:
         from asapo_pipelines.nomad.errors import NomadError
         from asapo_pipelines.nomad.jobspec import redacted
 
+        payload = self._payload()
         try:
-            diff: dict[str, Any] | None = self.client.plan(self.compiled.job).to_dict()
+            diff: dict[str, Any] | None = self.client.plan(payload).to_dict()
             note = None
         except NomadError as exc:
             diff, note = None, f"no comparison with the cluster: {exc}"
-        return {"job": redacted(self.compiled.job), "plan": diff, "note": note}
+        return {"job": redacted(payload), "plan": diff, "note": note}
 
     def deploy(self, *, wait: float) -> dict[str, Any]:
-        return self.client.deploy(self.compiled.job, wait=wait).to_dict()
+        from asapo_pipelines.cli.output import warn
+
+        payload = self._payload()
+        for message in self.warnings:
+            warn(message)
+        self.last = self.client.deploy(_with_run(payload, self.run_id), wait=wait)
+        return self.last.to_dict()
 
     def start(self, *, wait: float) -> dict[str, Any]:
         result = self.client.start(self.job_id, wait=wait)
         if result is None:
             return {"job": self.job_id, "already_running": True}
+        self.last = result
         return result.to_dict()
 
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
@@ -101,3 +164,159 @@ class NomadExecutor(Executor):
         yield from text_lines(
             self.client.stream_logs(str(alloc["ID"]), unit, stderr=stderr, follow=follow)
         )
+
+    # -- what the user sees ------------------------------------------------------------------
+    def describe(self, what: str, result: dict[str, Any]) -> str:
+        return f"job {self.job_id} {what}"
+
+    def show_plan(self, *, as_json: bool) -> None:
+        """The compiled job and what would change on the cluster."""
+        from asapo_pipelines.cli.output import print_json, warn
+
+        for message in self.warnings:
+            warn(message)
+        planned = self.plan()
+        if as_json:
+            print_json(planned)
+            return
+        click.echo(json.dumps(planned["job"], indent=2))
+        if planned["note"]:
+            warn(planned["note"])
+            return
+        diff = planned["plan"]
+        click.echo("changes against the cluster:" if diff["changes"] else "no changes")
+        for line in diff["changes"]:
+            click.echo(f"  {line}")
+        for failure in diff["placement_failures"]:
+            for reason in failure["reasons"]:
+                click.echo(f"! unit {failure['unit']} cannot be placed: {reason}")
+
+    def show_submitted(self, result: dict[str, Any], *, as_json: bool, start: bool) -> None:
+        """The registered job (and its evaluation), or why Nomad cannot place some units."""
+        from asapo_pipelines.cli.output import print_json, warn
+
+        if result.get("already_running"):
+            if as_json:
+                print_json(result)
+            else:
+                click.echo(f"job {self.job_id} is already running")
+            return
+        last = self.last
+        assert last is not None, "show_submitted follows deploy() or start()"
+        for message in last.warnings:
+            warn(f"Nomad: {message}")
+        if not as_json and start:
+            click.echo(f"started job {self.job_id}")
+        elif not as_json:
+            evaluation = last.evaluation
+            state = (
+                f" (evaluation {evaluation.eval_id[:8]} {evaluation.status})" if evaluation else ""
+            )
+            click.echo(f"registered job {last.job_id} in namespace {last.namespace}{state}")
+        _report_failures(last, as_json)
+
+    def show_stop(self, result: dict[str, Any], *, as_json: bool) -> None:
+        from asapo_pipelines.cli.output import print_json
+
+        if as_json:
+            print_json(result)
+            return
+        done = "stopped and purged" if result["purged"] else "stopped"
+        eval_id = result.get("evaluation")
+        click.echo(
+            f"{done} job {self.job_id}" + (f" (evaluation {eval_id[:8]})" if eval_id else "")
+        )
+
+    def show_status(self, *, as_json: bool) -> int:
+        """The job, its units, allocations, task states, restarts and recent events, with the
+        counters the workers published (when the command was given the pipeline file)."""
+        from asapo_pipelines.cli.output import print_json
+        from asapo_pipelines.counters import counters_or_none, show_counters_or_say
+        from asapo_pipelines.nomad.render import render_status
+
+        result = self.client.status(self.job_id)
+        with_counters = self.pipeline is not None and self.file is not None
+        if as_json:
+            data = result.to_dict()
+            if with_counters:
+                data["counters"] = counters_or_none(self.file)
+            print_json(data)
+            return 0
+        click.echo(render_status(result))
+        if with_counters and self.file is not None:
+            show_counters_or_say(self.file)
+        return 0
+
+    def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
+        """The unit's log as Nomad streams it, bytes as they are."""
+        self.client.logs(
+            self.job_id,
+            unit,
+            sys.stdout.buffer,
+            stderr=stderr,
+            follow=follow,
+            replica=replica,
+            plain=bool(self.given.get("plain")),
+        )
+        return 0
+
+
+def _with_run(payload: dict[str, Any], run_id: str | None) -> dict[str, Any]:
+    """The job with every task told its run, so workers never guess it (a copy)."""
+    if run_id is None:
+        return payload
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    job = json.loads(json.dumps(payload))
+    for group in job["Job"].get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            task["Env"] = {**(task.get("Env") or {}), RUN_ENV: run_id}
+    return job
+
+
+def _report_failures(result: DeployResult, as_json: bool) -> None:
+    """Each unit Nomad cannot place, with its reasons; then one sentence and a non-zero exit."""
+    from asapo_pipelines.cli.output import print_json
+    from asapo_pipelines.nomad.errors import PlacementFailed
+
+    if as_json:
+        print_json(result.to_dict())
+    failures = result.failures
+    if not failures:
+        return
+    if not as_json:
+        for failure in failures:
+            for sentence in failure.sentences():
+                click.echo(sentence, err=True)
+    units = ", ".join(f.group for f in failures)
+    raise PlacementFailed(
+        f"job {result.job_id} is registered but Nomad cannot place {units} yet; it will "
+        "when capacity appears, or fix the causes above and deploy again"
+    )
+
+
+def _job_file_target(path: Path) -> JobTarget:
+    """A compiled job file, checked against Nomad's job schema when it is installed."""
+    import jsonschema
+
+    from asapo_pipelines.cli.output import warn
+    from asapo_pipelines.errors import UsageError
+    from asapo_pipelines.nomad import schema_path
+
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read the job file {path}: {exc}") from None
+    schema = schema_path()
+    if schema is None:
+        warn(f"the Nomad job schema is not installed; {path} is sent to Nomad unchecked")
+        if not isinstance(payload, dict) or not isinstance(payload.get("Job"), dict):
+            raise UsageError(f'{path} is not a Nomad job payload ({{"Job": {{...}}}})')
+    else:
+        validator = jsonschema.Draft7Validator(json.loads(schema.read_text()))
+        error = next(iter(sorted(validator.iter_errors(payload), key=lambda e: e.path)), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "the top level"
+            raise UsageError(f"{path} is not a Nomad job payload: at {where}, {error.message}")
+    job = payload["Job"]
+    return JobTarget(str(job["ID"]), job.get("Namespace"), dict(payload))

@@ -21,15 +21,14 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from asapo_pipelines.nomad.errors import JobPlanError
 
-#: The task drivers a job may name. Spelled only here: the pipeline file's `deploy.nomad.driver`,
-#: its validation and the local executor (which runs these same jobs) import them.
-Driver = Literal["raw_exec", "exec", "docker"]
-DRIVERS: tuple[Driver, ...] = get_args(Driver)
-DEFAULT_DRIVER: Driver = "raw_exec"
+# The task drivers a job may name are spelled once, with the pipeline file's `deploy.nomad`
+# section that accepts them (the core's pipeline model never imports this backend).
+from asapo_pipelines.pipeline.model import DEFAULT_DRIVER, DRIVERS, Driver
+
 JobType = Literal["batch", "service"]
 
 SECOND = 1_000_000_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -26,8 +26,13 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from asapo_pipelines.descriptor import PORT_NAME_PATTERN, UNIT_NAME_PATTERN, Resources
-from asapo_pipelines.nomad.jobspec import DEFAULT_DRIVER, DRIVERS, Driver
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+
+#: The Nomad task drivers a job may name. Spelled only here: `deploy.nomad.driver`, its
+#: validation, the Nomad job compiler and the local executor (which runs the same jobs) use them.
+Driver = Literal["raw_exec", "exec", "docker"]
+DRIVERS: tuple[Driver, ...] = get_args(Driver)
+DEFAULT_DRIVER: Driver = "raw_exec"
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog

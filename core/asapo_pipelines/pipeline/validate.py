@@ -25,9 +25,14 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.nomad.jobspec import DEFAULT_DRIVER, DRIVERS
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
-from asapo_pipelines.pipeline.model import Pipeline, UnitConfig, pipeline_model
+from asapo_pipelines.pipeline.model import (
+    DEFAULT_DRIVER,
+    DRIVERS,
+    Pipeline,
+    UnitConfig,
+    pipeline_model,
+)
 from asapo_pipelines.pipeline.problems import Problem, Report, make
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from asapo_pipelines.cli.target import find_file
+from asapo_pipelines.cli.options import find_file
 
 
 @click.command("view")

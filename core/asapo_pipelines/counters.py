@@ -1,5 +1,7 @@
 """The counters each worker of a pipeline published on its transport, as `pipeline status`
-shows them when no executor knows the pipeline's tasks (and beside an executor's own status)."""
+shows them beside every executor's own status, and alone when no executor runs the pipeline's
+tasks (workers started by hand). They come from the transport, not from a scheduler, so they
+look the same whatever started the workers."""
 
 from __future__ import annotations
 
@@ -105,3 +107,25 @@ def show_counters(pipeline_file: Path, as_json: bool) -> None:
             f"{total} message(s) on the error streams of: "
             + ", ".join(f"{k} ({v})" for k, v in sorted(data["error_messages"].items()))
         )
+
+
+def counters_or_none(pipeline_file: Path | None) -> dict[str, Any] | None:
+    """`read_status`, or None when the transport holds nothing yet (or cannot be reached)."""
+    from asapo_pipelines.transport import TransportError
+
+    if pipeline_file is None:
+        return None
+    try:
+        return read_status(pipeline_file)
+    except TransportError:
+        return None
+
+
+def show_counters_or_say(pipeline_file: Path) -> None:
+    """The counters' table beside an executor's status, or why there are none yet."""
+    from asapo_pipelines.transport import TransportError
+
+    try:
+        show_counters(pipeline_file, as_json=False)
+    except TransportError as exc:  # the tasks may not have created the transport's data yet
+        click.echo(f"no counters yet: {exc}")

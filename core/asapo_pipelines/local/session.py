@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.cli.target import Target
+from asapo_pipelines.local.target import Target
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""What a command acts on: a pipeline file (loaded and, when asked, compiled to its job) or a
-compiled job, and the run directory it has under the pipeline's data directory. Shared by `pipeline
-run`, `status`, `logs`, `stop`, `runs` and `reprocess`."""
+"""What a local-executor command acts on: a pipeline file (loaded and, when asked, compiled to
+its job) or a compiled job, and the run directory it has under the pipeline's data directory.
+Shared by `pipeline run`, `reprocess` and the local executor's `status`, `logs` and `stop`;
+`recorded` is the one rule for "is there a local run of this"."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asapo_pipelines.cli.options import find_file
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
@@ -51,15 +53,21 @@ def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
     return path.resolve().parent / DEFAULT_DATA_DIR
 
 
-def find_file() -> Path:
-    """The one pipeline file in the current directory, for commands called without FILE."""
-    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UsageError("give the pipeline file (there is no *.pipeline.yaml here)")
-    names = ", ".join(p.name for p in found)
-    raise UsageError(f"give the pipeline file (there are several here: {names})")
+def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None) -> Path:
+    """Where the local run of the pipeline file at `path` lives. Status, logs and stop need only
+    the job's ID, so they keep working when the file no longer compiles."""
+    from asapo_pipelines.local.layout import run_dir as run_dir_of
+    from asapo_pipelines.nomad.compile import job_identity
+
+    base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
+    return run_dir_of(base, job_identity(pipeline)[0])
+
+
+def recorded(run_dir: Path) -> bool:
+    """Whether a local run is recorded in `run_dir` (its supervisor wrote the state file)."""
+    from asapo_pipelines.local.layout import STATE_FILE
+
+    return (run_dir / STATE_FILE).is_file()
 
 
 def resolve(
@@ -86,8 +94,6 @@ def resolve(
             run_dir=run_dir_of(base, job_id), payload=payload, pipeline_file=str(path.resolve())
         )
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.local.layout import run_dir as run_dir_of
-    from asapo_pipelines.nomad.compile import job_identity
     from asapo_pipelines.pipeline import load_pipeline
 
     catalog = Catalog.load()
@@ -96,12 +102,8 @@ def resolve(
 
     remember(catalog)  # the workers then load only the plugins of their units
     payload = _compile(pipeline, catalog) if compile else None
-    # status, logs and stop of a run need only the job's ID, and keep working when the file
-    # no longer compiles
-    job_id = str(payload["Job"]["ID"]) if payload else job_identity(pipeline)[0]
-    base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
     return Target(
-        run_dir=run_dir_of(base, job_id),
+        run_dir=pipeline_run_dir(pipeline, path, data_dir),
         payload=payload,
         pipeline=pipeline,
         pipeline_file=str(path.resolve()),

@@ -1,0 +1,301 @@
+"""The local executor's own commands: `pipeline run FILE [--detach]` and `pipeline reprocess`.
+
+FILE is a pipeline file (compiled on the fly to its Nomad job) or a compiled job (`*.json`, as
+`pipeline plan --json` or the compiler writes it). Runs live under the pipeline's data directory
+(`<data>/runs/<job>/`). `status`, `logs` and `stop` of a run go through the executor interface
+(`pipeline_executor.LocalPipelineExecutor`), which uses the helpers below for what it shows.
+The CLI shell knows these commands by import string only (`asapo_pipelines.cli.COMMANDS`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from asapo_pipelines.cli.options import data_dir_option
+from asapo_pipelines.cli.output import print_json
+from asapo_pipelines.errors import UsageError
+from asapo_pipelines.local.target import Target, resolve
+from asapo_pipelines.worker.status import status_reader
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+
+
+@click.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; see status/logs/stop.")
+@click.option(
+    "--fresh", is_flag=True, help="Start a new run (the last one stays listed until pruned)."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Go on with the last run under a changed configuration (for the messages not yet "
+    "processed; provenance records it).",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="UNIT.PARAM=VALUE",
+    help="Override a unit parameter for this run (repeatable), e.g. normalize.autobk.rbkg=1.2.",
+)
+@data_dir_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the final status as JSON (as `status --json` does); progress goes to stderr.",
+)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    file: str | None,
+    detach: bool,
+    fresh: bool,
+    resume: bool,
+    sets: tuple[str, ...],
+    data_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C.
+
+    The first run starts run r1; running the file again resumes it while its configuration is
+    unchanged (nothing is processed twice). A changed configuration is refused, naming the
+    changed units and params, until you choose --fresh or --resume.
+    """
+    from asapo_pipelines.local.control import start_detached
+    from asapo_pipelines.local.errors import JobFailed
+
+    target = resolve(file, data_dir, None, compile=True)
+    assert target.payload is not None
+    shown = file or target.pipeline_file
+    session = None
+    if target.pipeline is not None:
+        from asapo_pipelines.local.session import start_session
+
+        session = start_session(target, fresh=fresh, resume=resume, sets=sets, quiet_stdout=as_json)
+    elif fresh or resume or sets:
+        raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
+    if detach:
+        if session is not None:
+            # the supervisor and its tasks inherit the run id from this environment
+            os.environ[session.env_name] = session.run.id
+        state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        if as_json:
+            print_json(state)
+            return
+        click.echo(
+            f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
+            f"run directory {target.run_dir}); follow it with `pipeline status {shown}`, "
+            f"`pipeline logs {shown} UNIT`, and stop it with `pipeline stop {shown}`"
+        )
+        return
+    environ = dict(os.environ)
+    if session is not None:
+        environ[session.env_name] = session.run.id
+    result, counters = execute(target, target.payload, environ, as_json=as_json)
+    if session is not None:
+        session.finish(result, counters, target.payload)
+    if as_json:
+        print_json(status_json(dict(result.state), counters or None))
+    if result.status == "failed":
+        raise JobFailed(result.message)
+    if not as_json:
+        click.echo(result.message)
+    ctx.exit(result.exit_code)
+
+
+def execute(
+    target: Target, payload: dict[str, Any], environ: dict[str, str], *, as_json: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """Run a compiled job under the live table; prints the final table and the summaries
+    (with `as_json`, the table goes to stderr and the caller prints the JSON document)."""
+    from asapo_pipelines.cli.output import console
+    from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
+    from asapo_pipelines.local.live import LiveView, status_table
+
+    out = console(stderr=as_json)  # with --json, stdout holds the JSON document only
+    if not out.is_terminal:
+        out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
+    reader = status_reader(target.pipeline, payload) if target.pipeline else None
+    with LiveView(out, reader) as view:
+        options = ExecOptions(
+            environ=environ,
+            on_event=view.event,
+            on_update=view.update,
+            pipeline_file=target.pipeline_file,
+        )
+        result = LocalExecutor(payload, target.run_dir, options).run()
+    counters = view.read_counters(force=True)
+    out.print(status_table(result.state, counters))
+    if not as_json:
+        from asapo_pipelines.worker.status import summary_lines
+
+        for line in summary_lines((counters or {}).values()):
+            click.echo(line)
+    return result, dict(counters or {})
+
+
+def run_counters(
+    run_dir: Path, pipeline: Pipeline | None, catalog: Catalog
+) -> dict[str, Any] | None:
+    """What each replica of a local run published last (counters, the unit's summary)."""
+    from asapo_pipelines.local.layout import JOB_FILE
+
+    try:  # the job that runs, as the supervisor wrote it
+        running_job = json.loads((run_dir / JOB_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if pipeline is None:
+        return None
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.worker.status import latest_status, status_consumer
+
+    try:
+        with (
+            open_transport(pipeline.transport.spec(), catalog) as transport,
+            status_consumer(transport, pipeline.name) as consumer,
+        ):
+            return latest_status(consumer, running_job)
+    except Exception:  # counters are a bonus; the state file is the status
+        return None
+
+
+def status_json(state: dict[str, Any], counters: dict[str, Any] | None) -> dict[str, Any]:
+    """The run's state with, for each unit replica, its counters and the unit's summary (the
+    table and summary lines of the text output, for tools)."""
+    from asapo_pipelines.worker.status import summary_lines
+
+    published = counters or {}
+    units = []
+    for record in state.get("units") or []:
+        name = f"{record.get('group')}[{record.get('index', 0)}]"
+        found = published.get(name) or published.get(str(record.get("name"))) or {}
+        units.append(
+            {**record, "counters": _counter_fields(found), "summary": found.get("summary")}
+        )
+    return {
+        **state,
+        "units": units,
+        "summaries": {k: v.get("summary") for k, v in published.items() if v.get("summary")},
+        "summary_lines": summary_lines(published.values()),
+    }
+
+
+def _counter_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in ("summary",)}
+
+
+def copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
+    """Copy each log to its output; when following two, both at once (a thread each)."""
+    import threading
+
+    lock = threading.Lock()
+
+    def copy(chunks: Any, out: Any) -> None:
+        for chunk in chunks:
+            with lock:
+                out.write(chunk)
+                out.flush()
+
+    if not follow or len(readers) == 1:
+        for chunks, out in readers:
+            copy(chunks, out)
+        return
+    threads = [threading.Thread(target=copy, args=r, daemon=True) for r in readers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.2)  # a timeout keeps Ctrl-C working
+
+
+# -- pipeline reprocess ----------------------------------------------------------------------
+@click.command("reprocess")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--from", "from_run", required=True, metavar="RUN", help="The run to replay (r3).")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="UNIT.PARAM=VALUE",
+    help="Override a unit parameter for the new run (repeatable).",
+)
+@data_dir_option
+@click.pass_context
+def reprocess(
+    ctx: click.Context, file: str, from_run: str, sets: tuple[str, ...], data_dir: str | None
+) -> None:
+    """Replay RUN's source messages, as stored, through FILE's current configuration as a new
+    run (no file or detector is read again), then print old against new for what each unit's
+    summary declares."""
+    from asapo_pipelines.local.errors import JobFailed
+    from asapo_pipelines.local.session import Session, apply_overrides, open_store
+    from asapo_pipelines.runs import configurations
+    from asapo_pipelines.runs.lifecycle import check_replayable, compare, replay, source_streams
+    from asapo_pipelines.runs.overrides import flat
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    target = resolve(file, data_dir, None, compile=True)
+    assert target.payload is not None
+    assert target.pipeline_file is not None
+    pipeline, catalog = target.loaded()
+    overrides = apply_overrides(target, sets)
+    transport, store = open_store(target)
+    try:
+        owner = store.owner()
+        if owner is not None:
+            store.claim(target.pipeline_file)  # refuses another file's namespace
+        old = store.get(from_run)
+        streams = check_replayable(transport, pipeline, catalog, old)
+        store.claim(target.pipeline_file)
+        new = store.begin(
+            pipeline_file=target.pipeline_file,
+            text=Path(target.pipeline_file).read_text(encoding="utf-8"),
+            configurations=configurations(pipeline, catalog),
+            overrides=flat(overrides),
+            mode="reprocess",
+            from_run=old.id,
+        )
+        copied = replay(transport, pipeline.name, streams, old, new)
+    except BaseException:
+        transport.close()
+        raise
+    click.echo(f"run {new.id} replays {copied} source messages of run {old.id}")
+    sources = set(source_streams(pipeline, catalog))
+    payload = json.loads(json.dumps(target.payload))
+    payload["Job"]["TaskGroups"] = [
+        g for g in payload["Job"]["TaskGroups"] if g["Name"] not in sources
+    ]
+    environ = {**os.environ, RUN_ENV: new.id}
+    session = Session(store, transport, new, "started", RUN_ENV)
+    result, counters = execute(target, payload, environ)
+    session.finish(result, counters, payload)
+    kept = {k: v for k, v in old.summaries.items() if k.partition("[")[0] not in sources}
+    print_comparison(old.id, new.id, compare(kept, new.summaries))
+    if result.status == "failed":
+        raise JobFailed(result.message)
+    click.echo(result.message)
+    ctx.exit(result.exit_code)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)
+
+
+def print_comparison(old_id: str, new_id: str, rows: dict[str, list[Any]]) -> None:
+    click.echo(f"old ({old_id}) -> new ({new_id}):")
+    for instance, items in rows.items():
+        click.echo(f"{instance}:")
+        for what, a, b in items:
+            mark = "" if a == b else "   (changed)"
+            click.echo(f"  {what}: {_show(a)} -> {_show(b)}{mark}")
