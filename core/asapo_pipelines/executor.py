@@ -117,7 +117,20 @@ class Executor(ABC):
             from asapo_pipelines.errors import UsageError
 
             raise UsageError(f"the {cls.name} executor needs a pipeline file (.pipeline.yaml)")
-        executor = cls(pipeline, catalog, file, pipeline.deploy.config(cls.name))
+        return cls.made(pipeline, catalog, file, given)
+
+    @classmethod
+    def made(
+        cls,
+        pipeline: Pipeline | None,
+        catalog: Catalog,
+        file: Path | None,
+        given: dict[str, Any],
+    ) -> Executor:
+        """The executor with its ``deploy:`` section (when there is a pipeline) and the
+        command's options; what `for_command` overrides start from."""
+        config = pipeline.deploy.config(cls.name) if pipeline is not None else None
+        executor = cls(pipeline, catalog, file, config)
         executor.given = dict(given)
         return executor
 

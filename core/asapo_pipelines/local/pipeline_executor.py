@@ -59,9 +59,8 @@ class LocalPipelineExecutor(Executor):
         cls, pipeline: Pipeline | None, catalog: Catalog, file: Path | None, given: dict[str, Any]
     ) -> Executor:
         # a local run is also reached from its compiled job or its run directory
-        config = pipeline.deploy.config(cls.name) if pipeline is not None else None
-        executor = cls(pipeline, catalog, file, config)
-        executor.given = dict(given)
+        executor = cls.made(pipeline, catalog, file, given)
+        assert isinstance(executor, LocalPipelineExecutor)
         executor.run_dir = _run_dir_for(pipeline, file, given)
         return executor
 

@@ -48,9 +48,7 @@ class NomadExecutor(Executor):
     def for_command(
         cls, pipeline: Pipeline | None, catalog: Catalog, file: Path | None, given: dict[str, Any]
     ) -> Executor:
-        config = pipeline.deploy.config(cls.name) if pipeline is not None else None
-        executor = cls(pipeline, catalog, file, config)
-        executor.given = dict(given)
+        executor = cls.made(pipeline, catalog, file, given)
         if given.get("job"):
             executor.__dict__["target"] = JobTarget(str(given["job"]), None)
         elif pipeline is None and file is not None:
