@@ -192,21 +192,28 @@ def _check_formats(
     its plugin is reported broken, so a typo shows in `pipeline plugins` instead of failing
     every message inside a running worker."""
     for name, unit in list(units.items()):
-        for direction, ports in (("input", unit.inputs), ("output", unit.outputs)):
-            for port in ports:
-                if port.format in formats:
-                    continue
-                near = difflib.get_close_matches(port.format, list(formats), n=1)
-                hint = f" (did you mean {near[0]}?)" if near else ""
-                for record in records:
-                    if name in record.units:
-                        record.units.remove(name)
-                        record.errors.append(
-                            f"unit {name}: {direction} port {port.name} names payload format "
-                            f"{port.format!r}, which no installed plugin registers{hint}; "
-                            f"known: {', '.join(formats)}"
-                        )
-                units.pop(name, None)
+        problem = _unknown_format(unit, formats)
+        if problem is None:
+            continue
+        del units[name]
+        for record in records:
+            if name in record.units:
+                record.units.remove(name)
+                record.errors.append(f"unit {name}: {problem}")
+
+
+def _unknown_format(unit: UnitDescriptor, formats: dict[str, FormatDescriptor]) -> str | None:
+    """What is wrong with the first port of `unit` whose format is not in `formats`."""
+    ports = [("input", p) for p in unit.inputs] + [("output", p) for p in unit.outputs]
+    for direction, port in ports:
+        if port.format not in formats:
+            near = difflib.get_close_matches(port.format, list(formats), n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            return (
+                f"{direction} port {port.name} names payload format {port.format!r}, which no "
+                f"installed plugin registers{hint}; known: {', '.join(formats)}"
+            )
+    return None
 
 
 class Catalog:

@@ -29,6 +29,7 @@ Payload = bytes | bytearray | memoryview
 def encode(value: Any, fmt: str = "bytes", *, compression: str = "none") -> tuple[bytes, dict]:
     """Serialize ``value`` as ``fmt``; returns the payload and the metadata to merge in."""
     if fmt == "seedee" and compression != "none":
+        # compression is an option of seedee's writer alone, not of the format protocol
         return _encode_seedee(value, compression)
     runtime = format_runtime(fmt)
     try:
@@ -55,10 +56,12 @@ def decode(payload: Payload | None, meta: dict, *, where: str = "message") -> An
         raise CorruptPayload(f"{where} has no payload although its format is {fmt!r}")
     try:
         runtime = format_runtime(fmt)
-    except UnknownFormat as exc:
-        # a format that cannot be loaded here (a library missing) propagates as what it is
+    except UnknownFormat:
+        # only a name nobody registers is the message's fault; a registered format that
+        # cannot be loaded here (a library missing) propagates as what it is
+        known = ", ".join(known_formats())
         raise CorruptPayload(
-            f"{where} has unknown payload format {fmt!r}; known: {exc.known}"
+            f"{where} has unknown payload format {fmt!r}; known: {known}"
         ) from None
     try:
         return runtime.decode(payload, meta)
@@ -85,9 +88,7 @@ class PayloadFormat(Protocol):
 
 
 class UnknownFormat(TransportConfigError):
-    def __init__(self, message: str, known: str) -> None:
-        super().__init__(message)
-        self.known = known
+    """A format name no core format and no loaded catalog's plugin registers."""
 
 
 #: the core's formats by name, known in every process without a catalog: the runtime's own
@@ -117,9 +118,9 @@ def format_runtime(fmt: str) -> PayloadFormat:
     if found is not None:
         return found
     descriptor = _REGISTERED.get(fmt)
-    known = ", ".join(known_formats())
     if descriptor is None:
-        raise UnknownFormat(f"unknown payload format {fmt!r}; choose one of {known}", known)
+        known = ", ".join(known_formats())
+        raise UnknownFormat(f"unknown payload format {fmt!r}; choose one of {known}")
     try:
         runtime = descriptor.load_runtime()
         if isinstance(runtime, type):
