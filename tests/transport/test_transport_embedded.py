@@ -20,6 +20,7 @@ from asapo_pipelines.transport import (
     MissingId,
     NoData,
     StorageError,
+    StreamFinished,
     TransportConfigError,
     open_transport,
 )
@@ -335,3 +336,60 @@ def test_acknowledging_the_last_message_shows_the_stream_finished_at_once(tmp_pa
     with pytest.raises(StreamFinished):
         consumer.get_next("scan", timeout=0.0)
     transport.close()
+
+
+def test_a_stream_finished_just_after_an_empty_claim_still_delivers_its_last_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A consumer found nothing to lease; before it looked whether the stream was finished,
+    the producer wrote its last messages and finished the stream. Deciding "finished" outside
+    the claim's transaction took those messages for delivered: the downstream unit ended
+    without them (seen in CI as a sink with an empty file). The producer is run at exactly
+    that moment, after the claim's transaction."""
+    store = {"embedded": {"path": str(tmp_path)}}
+    with open_transport(store) as t, t.producer("src") as p, t.consumer("src", "sink") as c:
+        p.send("s", b"first", {})
+        assert c.get_next("s", timeout=1.0).payload == b"first"
+        c.acknowledge("s", 1)
+        claim = c._claim
+        producer_ran = []
+
+        def claim_then_producer_finishes(stream):
+            result = claim(stream)
+            leased = result[0] if isinstance(result, tuple) else result
+            if not leased and not producer_ran:
+                producer_ran.append(True)
+                p.send_many("s", [(b"last-1", {}), (b"last-2", {})])
+                p.finish_stream("s")
+            return result
+
+        monkeypatch.setattr(c, "_claim", claim_then_producer_finishes)
+        got = []
+        with contextlib.suppress(StreamFinished):
+            while True:
+                msg = c.get_next("s", timeout=1.0)
+                got.append(bytes(msg.payload))
+                c.acknowledge("s", msg.id)
+        assert producer_ran
+        assert got == [b"last-1", b"last-2"]
+
+
+def test_messages_past_a_window_this_group_had_acknowledged_are_still_delivered(
+    tmp_path: Path,
+) -> None:
+    """Acknowledged before they were leased (a unit's restarted replica acknowledging what its
+    earlier self processed): a claim window of only such rows leased nothing, and the stream
+    was taken as finished with messages after the window never delivered."""
+    store = {"embedded": {"path": str(tmp_path)}}
+    with open_transport(store) as t, t.producer("src") as p:
+        p.send_many("s", [(f"m{i}".encode(), {}) for i in range(1, 6)])
+        p.finish_stream("s")
+        with t.consumer("src", "fit", prefetch=2) as c:
+            c.acknowledge_many("s", [1, 2, 3])
+            got = []
+            with contextlib.suppress(StreamFinished):
+                while True:
+                    msg = c.get_next("s", timeout=1.0)
+                    got.append(msg.id)
+                    c.acknowledge("s", msg.id)
+    assert got == [4, 5]

@@ -635,6 +635,11 @@ class EmbeddedProducer(Producer):
         self._src.close()
 
 
+#: (finished and drained for the group, next stream, next lease due)
+_Finished = tuple[bool, str | None, float]
+_NOT_FINISHED: _Finished = (False, None, float("inf"))
+
+
 class EmbeddedConsumer(Consumer):
     def __init__(
         self,
@@ -754,83 +759,99 @@ class EmbeddedConsumer(Consumer):
             raise CorruptPayload(str(exc), damaged=msg) from None
 
     # -- group delivery --------------------------------------------------------------------
-    def _claim(self, stream: str) -> list[tuple[float, tuple, int]]:
-        """Lease up to `prefetch` messages to this consumer; [] when there is none now."""
+    def _claim(self, stream: str) -> tuple[list[tuple[float, tuple, int]], _Finished]:
+        """Lease up to `prefetch` messages to this consumer, and, when there is none now, whether
+        the stream is finished for this group, decided in the same transaction: a producer
+        that writes its last messages and finishes the stream between a claim that found
+        nothing and a separate look at the stream must not make them look delivered."""
         now = time.time()
         due = now + self.lease_seconds
-        grp = self.group
         with self._src.write() as db:
             sid = self._src.sid(stream, create=False)
             if sid is None:
-                return []
-            out: list[tuple[float, tuple, int]] = []
-            expired = db.execute(
-                "SELECT id, count FROM inflight WHERE grp=? AND sid=? AND due<=? "
-                "ORDER BY due LIMIT ?",
-                (grp, sid, now, self.prefetch),
-            ).fetchall()
-            for mid, count in expired:
-                db.execute(
-                    "UPDATE inflight SET due=?, count=? WHERE grp=? AND sid=? AND id=?",
-                    (due, count + 1, grp, sid, mid),
-                )
-                row = db.execute(
-                    f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, mid)
-                ).fetchone()
-                if row is None:  # pruned meanwhile
-                    db.execute(
-                        "DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid)
-                    )
-                    continue
-                out.append((due, row, count + 1))
-            want = self.prefetch - len(out)
-            if want > 0:
-                cur = db.execute(
-                    "SELECT seq FROM cursors WHERE grp=? AND sid=?", (grp, sid)
-                ).fetchone()
-                cursor = int(cur[0]) if cur else 0
-                fresh = db.execute(
-                    f"SELECT seq, {_MSG_COLS} FROM messages WHERE sid=? AND seq>? "
-                    "ORDER BY seq LIMIT ?",
-                    (sid, cursor, want),
-                ).fetchall()
-                if fresh:
-                    last_seq = fresh[-1][0]
-                    rows = [r[1:] for r in fresh]
-                    acked = {
-                        a[0]
-                        for a in db.execute(
-                            "SELECT id FROM acks WHERE grp=? AND sid=? AND id BETWEEN ? AND ?",
-                            (grp, sid, min(r[0] for r in rows), max(r[0] for r in rows)),
-                        )
-                    }
-                    rows = [r for r in rows if r[0] not in acked]
-                    db.executemany(
-                        "INSERT OR IGNORE INTO inflight(grp, sid, id, due, count) "
-                        "VALUES (?, ?, ?, ?, 1)",
-                        [(grp, sid, r[0], due) for r in rows],
-                    )
-                    db.execute(
-                        "INSERT INTO cursors(grp, sid, seq) VALUES (?, ?, ?) "
-                        "ON CONFLICT(grp, sid) DO UPDATE SET seq=excluded.seq",
-                        (grp, sid, last_seq),
-                    )
-                    out.extend((due, r, 1) for r in rows)
-            return out
+                return [], _NOT_FINISHED
+            out = self._lease(db, sid, now, due)
+            # a window of fresh rows this group had all acknowledged (a redelivery after a
+            # restart) leases nothing, though later rows may wait: look past it
+            while not out and self._unleased(db, sid):
+                out = self._lease(db, sid, now, due)
+            return out, (_NOT_FINISHED if out else self._finished_in(db, sid))
 
-    def _finished_state(self, stream: str) -> tuple[bool, str | None, float]:
-        """(finished and nothing of this group in flight, next stream, next lease due)."""
-        db = self._src.db
-        with self._src.lock:
-            sid = self._src.sid(stream, create=False)
-            if sid is None:
-                return False, None, float("inf")
-            finished, next_stream = db.execute(
-                "SELECT finished, next_stream FROM streams WHERE sid=?", (sid,)
+    def _unleased(self, db: sqlite3.Connection, sid: int) -> bool:
+        """Whether the stream holds rows past this group's cursor."""
+        return (
+            db.execute(
+                "SELECT 1 FROM messages WHERE sid=? AND seq>coalesce((SELECT seq FROM cursors "
+                "WHERE grp=? AND sid=?), 0) LIMIT 1",
+                (sid, self.group, sid),
             ).fetchone()
-            next_due = db.execute(
-                "SELECT min(due) FROM inflight WHERE grp=? AND sid=?", (self.group, sid)
-            ).fetchone()[0]
+            is not None
+        )
+
+    def _lease(
+        self, db: sqlite3.Connection, sid: int, now: float, due: float
+    ) -> list[tuple[float, tuple, int]]:
+        """Inside a write transaction: expired leases of this group first, then fresh messages
+        past its cursor."""
+        grp = self.group
+        out: list[tuple[float, tuple, int]] = []
+        expired = db.execute(
+            "SELECT id, count FROM inflight WHERE grp=? AND sid=? AND due<=? ORDER BY due LIMIT ?",
+            (grp, sid, now, self.prefetch),
+        ).fetchall()
+        for mid, count in expired:
+            db.execute(
+                "UPDATE inflight SET due=?, count=? WHERE grp=? AND sid=? AND id=?",
+                (due, count + 1, grp, sid, mid),
+            )
+            row = db.execute(
+                f"SELECT {_MSG_COLS} FROM messages WHERE sid=? AND id=?", (sid, mid)
+            ).fetchone()
+            if row is None:  # pruned meanwhile
+                db.execute("DELETE FROM inflight WHERE grp=? AND sid=? AND id=?", (grp, sid, mid))
+                continue
+            out.append((due, row, count + 1))
+        want = self.prefetch - len(out)
+        if want > 0:
+            cur = db.execute("SELECT seq FROM cursors WHERE grp=? AND sid=?", (grp, sid)).fetchone()
+            cursor = int(cur[0]) if cur else 0
+            fresh = db.execute(
+                f"SELECT seq, {_MSG_COLS} FROM messages WHERE sid=? AND seq>? ORDER BY seq LIMIT ?",
+                (sid, cursor, want),
+            ).fetchall()
+            if fresh:
+                last_seq = fresh[-1][0]
+                rows = [r[1:] for r in fresh]
+                acked = {
+                    a[0]
+                    for a in db.execute(
+                        "SELECT id FROM acks WHERE grp=? AND sid=? AND id BETWEEN ? AND ?",
+                        (grp, sid, min(r[0] for r in rows), max(r[0] for r in rows)),
+                    )
+                }
+                rows = [r for r in rows if r[0] not in acked]
+                db.executemany(
+                    "INSERT OR IGNORE INTO inflight(grp, sid, id, due, count) "
+                    "VALUES (?, ?, ?, ?, 1)",
+                    [(grp, sid, r[0], due) for r in rows],
+                )
+                db.execute(
+                    "INSERT INTO cursors(grp, sid, seq) VALUES (?, ?, ?) "
+                    "ON CONFLICT(grp, sid) DO UPDATE SET seq=excluded.seq",
+                    (grp, sid, last_seq),
+                )
+                out.extend((due, r, 1) for r in rows)
+        return out
+
+    def _finished_in(self, db: sqlite3.Connection, sid: int) -> _Finished:
+        """Inside the claim's transaction, after it leased nothing and nothing is past the
+        cursor: (finished and nothing of this group in flight, next stream, next lease due)."""
+        finished, next_stream = db.execute(
+            "SELECT finished, next_stream FROM streams WHERE sid=?", (sid,)
+        ).fetchone()
+        next_due = db.execute(
+            "SELECT min(due) FROM inflight WHERE grp=? AND sid=?", (self.group, sid)
+        ).fetchone()[0]
         drained = bool(finished) and next_due is None
         return drained, next_stream, float("inf") if next_due is None else float(next_due)
 
@@ -859,13 +880,12 @@ class EmbeddedConsumer(Consumer):
             if idle is None or idle[0] != version or time.time() >= idle[1]:
                 # the version is read before the claim: a commit racing with it changes the
                 # version and so is never mistaken for "nothing new"
-                claimed = self._claim(stream)
+                claimed, (drained, next_stream, next_due) = self._claim(stream)
                 if claimed:
                     self._idle.pop(stream, None)
                     for due, row, count in claimed:
                         buffer.append((due, *self._lazy_message(stream, row, count)))
                     continue
-                drained, next_stream, next_due = self._finished_state(stream)
                 if drained:
                     self._forget_payloads(stream)
                     raise StreamFinished(
