@@ -57,7 +57,7 @@ def test_plugins_lists_a_plugin_format_beside_the_core_ones(env):
     assert sorted(plugins["acme-frames"]["units"]) == ["frames.make", "frames.sum"]
     core = [p for p in plugins.values() if "json" in p.get("formats", [])]
     assert len(core) == 1
-    assert sorted(core[0]["formats"]) == ["bytes", "json", "seedee"]
+    assert sorted(core[0]["formats"]) == ["bytes", "json", "json_arrays", "seedee"]
 
 
 def test_a_pipeline_runs_end_to_end_on_a_plugin_format(env, tmp_path):
@@ -89,7 +89,7 @@ def test_units_whose_format_is_not_installed_are_a_broken_plugin(env, tmp_path):
     assert frames["units"] == []
     assert (
         "unit frames.make: output port frames names payload format 'npy', which no installed "
-        "plugin registers; known: json, bytes, seedee"
+        "plugin registers; known: json, json_arrays, bytes, seedee"
     ) in frames["errors"]
 
     file = tmp_path / "framesums.pipeline.yaml"

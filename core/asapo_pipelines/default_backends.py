@@ -93,6 +93,14 @@ FORMATS = {
             runtime="asapo_pipelines.transport.formats:JSON",
         ),
         FormatDescriptor(
+            name="json_arrays",
+            summary=(
+                "JSON whose long lists of numbers and numpy arrays travel as packed binary; "
+                "decodes to the value json gives."
+            ),
+            runtime="asapo_pipelines.transport.formats:JSON_ARRAYS",
+        ),
+        FormatDescriptor(
             name="bytes",
             summary="Raw bytes, as the unit gave them.",
             runtime="asapo_pipelines.transport.formats:BYTES",

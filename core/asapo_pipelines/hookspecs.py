@@ -122,7 +122,7 @@ def register_formats(register: RegisterFormat) -> None:
     JSON-ready metadata the decoder needs; ``decode(payload, metadata)`` returns the value. It is
     imported when a unit first encodes or decodes a message of the format. A unit whose port
     names a format no installed plugin registers is not loaded (its plugin is reported broken).
-    The core's ``json``, ``bytes`` and ``seedee`` are registered the same way.
+    The core's ``json``, ``json_arrays``, ``bytes`` and ``seedee`` are registered the same way.
     """
 
 

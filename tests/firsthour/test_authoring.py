@@ -46,7 +46,7 @@ def test_a_typo_in_a_port_format_is_a_broken_plugin_with_a_suggestion():
     (record,) = [r for r in catalog.broken]
     assert record.errors == [
         "unit fh.typo: output port x names payload format 'jsn', which no installed plugin "
-        "registers (did you mean json?); known: json, bytes, seedee"
+        "registers (did you mean json?); known: json, json_arrays, bytes, seedee"
     ]
 
 

@@ -332,7 +332,7 @@ class StreamDecl(_Section):
         str | None,
         Field(
             pattern=r"^[a-z][a-z0-9_-]*$",
-            description="Payload format on the wire: json, bytes or seedee.",
+            description="Payload format on the wire: json, json_arrays, bytes, seedee, a plugin's.",
         ),
     ] = None
     description: str = ""

@@ -1,4 +1,5 @@
-"""Payload formats: raw bytes, JSON, and numpy arrays in DESY's seedee format.
+"""Payload formats: raw bytes, JSON (`json_formats`: text, and JSON with packed numbers), and
+numpy arrays in DESY's seedee format.
 
 The format is recorded in the message metadata (key ``format``) so a consumer decodes without
 knowing the producer. For seedee, the seedee metadata string travels in the message metadata
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asapo_pipelines.transport.errors import CorruptPayload, TransportConfigError
+from asapo_pipelines.transport.json_formats import JSON, JSON_ARRAYS
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.descriptor import FormatDescriptor
@@ -163,22 +165,6 @@ class BytesFormat:
         return payload
 
 
-class JsonFormat:
-    """JSON text (numpy numbers and arrays written as plain numbers and lists)."""
-
-    def encode(self, value: Any) -> bytes:
-        try:
-            return _encode_json(value).encode()
-        except (TypeError, ValueError) as exc:
-            raise TransportConfigError(f"value cannot be written as JSON: {exc}") from None
-
-    def decode(self, payload: bytes | memoryview, metadata: dict[str, Any]) -> Any:
-        try:
-            return json.loads(bytes(payload))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise CorruptPayload(f"holds invalid JSON: {exc}") from None
-
-
 class SeedeeFormat:
     """numpy arrays in DESY's seedee format (the seedee metadata travels in the message's)."""
 
@@ -189,22 +175,8 @@ class SeedeeFormat:
         return _decode_seedee(payload, metadata)
 
 
-BYTES, JSON, SEEDEE = BytesFormat(), JsonFormat(), SeedeeFormat()
-_CORE.update(bytes=BYTES, json=JSON, seedee=SEEDEE)
-
-
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays as their Python equivalents (units compute with numpy and
-    should not have to convert every number by hand); anything else is refused as before."""
-    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
-        return value.tolist()  # np.float64 -> float, np.ndarray -> nested lists
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-#: built once: `json.dumps` with options builds a new encoder on every call
-_encode_json = json.JSONEncoder(
-    separators=(",", ":"), allow_nan=False, default=_json_default
-).encode
+BYTES, SEEDEE = BytesFormat(), SeedeeFormat()
+_CORE.update({"bytes": BYTES, "json": JSON, "json_arrays": JSON_ARRAYS, "seedee": SEEDEE})
 
 
 def decode_message(message: Message) -> Any:

@@ -38,7 +38,7 @@ SCAN_FILES = UnitDescriptor(
         Port(
             name="scans",
             content_type=SCAN,
-            format="json",
+            format="json_arrays",
             description="One scan: {metadata, energy, channels: {i0, it, iref, if, mu}}.",
         ),
     ),
@@ -61,7 +61,7 @@ NORMALIZE = UnitDescriptor(
         Port(
             name="scans",
             content_type=SCAN,
-            format="json",
+            format="json_arrays",
             description="Raw scans with role-named channels (from xas.scan-files).",
         ),
     ),
@@ -69,7 +69,7 @@ NORMALIZE = UnitDescriptor(
         Port(
             name="spectra",
             content_type=SPECTRUM,
-            format="json",
+            format="json_arrays",
             description="E0, edge step, norm, flat, bkg, k, chi, epsilon_k and the scan's ids.",
         ),
     ),
@@ -108,7 +108,7 @@ MERGE = UnitDescriptor(
         Port(
             name="spectra",
             content_type=SPECTRUM,
-            format="json",
+            format="json_arrays",
             description="Normalised scans (from xas.normalize).",
         ),
     ),
@@ -116,7 +116,7 @@ MERGE = UnitDescriptor(
         Port(
             name="merged",
             content_type=MERGED,
-            format="json",
+            format="json_arrays",
             description="Merged mu, standard error, E0, edge step, chi(k), noise, accepted and "
             "rejected scans with reasons.",
         ),
@@ -166,7 +166,7 @@ CONVERGENCE_AGENT = UnitDescriptor(
         Port(
             name="merged",
             content_type=MERGED,
-            format="json",
+            format="json_arrays",
             description="Merge results with their noise (from xas.merge).",
         ),
         Port(
