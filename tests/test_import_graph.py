@@ -141,8 +141,9 @@ BACKENDS = (
     "asapo_pipelines.transport.asapo",
 )
 #: the small core of issue 14: the CLI shell, catalog, pipeline files, SDK, worker, transport
-#: interface, and the executor interface
+#: interface, the executor interface and what every executor launches workers with
 SMALL_CORE = (
+    "asapo_pipelines.launchplan",
     "asapo_pipelines.cli",
     "asapo_pipelines.catalog",
     "asapo_pipelines.pipeline",
@@ -177,6 +178,16 @@ def test_the_small_core_imports_no_backend_by_name() -> None:
     graph = import_graph(CORE, "asapo_pipelines")
     assert "asapo_pipelines.cli.executors" in graph  # the scan sees the CLI
     assert backend_imports(graph, SMALL_CORE, BACKENDS) == []
+
+
+def test_the_shared_launch_pieces_import_no_backend() -> None:
+    # the local and Nomad executors and the Slurm plugin all build on launchplan (the delivered
+    # file, the job type, the workers' Python, restarts): were it to import one backend, every
+    # executor would drag that backend along
+    graph = import_graph(CORE, "asapo_pipelines")
+    shared = ("asapo_pipelines.launchplan", "asapo_pipelines.sdk.executors")
+    assert all(module in graph for module in shared)  # renamed here if they move
+    assert backend_imports(graph, shared, BACKENDS) == []
 
 
 def test_the_backend_scan_finds_a_lazy_import_in_the_cli(tmp_path: Path) -> None:

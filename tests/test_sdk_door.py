@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-#: the reference plugins held to the door: the unit plugins, and the redis transport (its door
-#: is `asapo_pipelines.sdk.transports`); the slurm executor still builds on the Nomad compiler's
-#: task plan and the local executor's restart policy, which have no door yet
-HELD_PLUGINS = ("xas", "nexus", "bluesky", "redis")
+#: the reference plugins held to the door: the unit plugins, the redis transport (its door is
+#: `asapo_pipelines.sdk.transports`) and the slurm executor (`asapo_pipelines.sdk.executors`)
+HELD_PLUGINS = ("xas", "nexus", "bluesky", "redis", "slurm")
 #: the SDK's modules a plugin may import
-DOORS = ("asapo_pipelines.sdk", "asapo_pipelines.sdk.transports")
+DOORS = ("asapo_pipelines.sdk", "asapo_pipelines.sdk.transports", "asapo_pipelines.sdk.executors")
 #: imports past the door, each with its reason
 ALLOWED = {
     # `pipeline inbox` loads the pipeline file and catalog exactly as a worker does

@@ -8,9 +8,9 @@ import random
 from local_jobs import NS, group, job, task
 from rich.console import Console
 
-from asapo_pipelines.local.job import RestartPolicy, read_job
+from asapo_pipelines.launchplan.restart import RestartPolicy, RestartTracker
+from asapo_pipelines.local.job import read_job
 from asapo_pipelines.local.live import LiveView, status_table
-from asapo_pipelines.local.restart import RestartTracker
 
 
 def tracker(mode: str = "fail", *, on_success: bool = False, attempts: int = 2) -> RestartTracker:

@@ -20,21 +20,19 @@ import pytest
 
 from asapo_pipelines import __version__
 from asapo_pipelines.catalog import Catalog
+from asapo_pipelines.launchplan.errors import LaunchPlanError
+from asapo_pipelines.launchplan.python_env import INSTALL_SCRIPT, ExistingEnv, InstallEnv, Wheel
 from asapo_pipelines.nomad.compile import compile_pipeline, job_identity
 from asapo_pipelines.nomad.errors import JobPlanError
 from asapo_pipelines.nomad.jobspec import (
-    INSTALL_SCRIPT,
     INSTALL_TASK,
-    ExistingEnv,
     FileTemplate,
-    InstallEnv,
     JobPlan,
     NomadVarSecret,
     ReschedulePolicy,
     RestartPolicy,
     TaskGroupPlan,
     TaskResources,
-    Wheel,
     compile_job,
     template_delimiters,
 )
@@ -789,7 +787,8 @@ def test_compile_pipeline_install_errors_are_one_sentence(
     tmp_path: Path, install: dict, message: str
 ) -> None:
     deploy = {"nomad": {"python": {"install": install}}}
-    with pytest.raises(JobPlanError, match=re.escape(message)):
+    # the file's python section (launchplan) or the job's checks (JobPlanError, a subclass)
+    with pytest.raises(LaunchPlanError, match=re.escape(message)):
         compile_pipeline(_pipeline(tmp_path, deploy=deploy), Catalog.load())
 
 

@@ -1,10 +1,10 @@
 """The local executor: runs a compiled Nomad job (`{"Job": {...}}`) as subprocesses on this
 machine, the way a Nomad client would run its allocations.
 
-- `job`: the parts of Nomad's job JSON the local executor honours, read into small records.
+- `job`: the parts of Nomad's job JSON the local executor honours, read into small records
+  (restarts follow `asapo_pipelines.launchplan.restart`, shared with other executors).
 - `layout`: Nomad's allocation directory layout under `<data>/runs/<job>/`.
 - `environment`: NOMAD_* variables, `${...}` interpolation and template rendering.
-- `restart`: Nomad's restart tracker (attempts, interval, delay, mode).
 - `logs`: rotated task log files (`alloc/logs/<task>.stdout.N`) and reading them back.
 - `state`: the run's state file, written atomically, read by `pipeline status`.
 - `executor`: the supervisor loop; `supervise`: the detached supervisor's entry point;

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines import storage
+from asapo_pipelines.launchplan.restart import RestartTracker
 from asapo_pipelines.local import environment as envmod
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
@@ -42,7 +43,6 @@ from asapo_pipelines.local.layout import (
     alloc_dirs,
 )
 from asapo_pipelines.local.logs import RotatingLog, pump
-from asapo_pipelines.local.restart import RestartTracker
 from asapo_pipelines.local.state import process_start, wait_groups_gone, write_state
 
 #: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from asapo_pipelines.launchplan.restart import RestartPolicy
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.nomad.jobspec import DRIVERS
 
@@ -24,20 +25,6 @@ DEFAULT_RESTART = {
 }
 DEFAULT_KILL_TIMEOUT = 5 * NS
 DEFAULT_LOG = {"MaxFiles": 10, "MaxFileSizeMB": 10}
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    attempts: int
-    interval: float  # seconds
-    delay: float  # seconds
-    mode: str  # "fail" | "delay"
-
-    def describe(self) -> str:
-        return (
-            f"Attempts {self.attempts} in Interval {_human(self.interval)}, "
-            f"Delay {_human(self.delay)}, Mode {self.mode}"
-        )
 
 
 @dataclass(frozen=True)
@@ -105,14 +92,6 @@ class JobSpec:
     datacenters: tuple[str, ...]
     meta: Mapping[str, str]
     groups: tuple[GroupSpec, ...] = field(default_factory=tuple)
-
-
-def _human(seconds: float) -> str:
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
 
 
 def _seconds(value: Any, where: str) -> float:

@@ -3,7 +3,8 @@
 The plan (`JobPlan`, `TaskGroupPlan`, ...) is deliberately plain: names, counts, argv, env,
 resources, policies, files. Mapping a pipeline onto it lives in `asapo_pipelines.nomad.compile`;
 this module knows Nomad's JSON and nothing about pipelines, so both executors (local and nomad)
-run exactly what is written here.
+run exactly what is written here. The workers' Python (`PythonEnv`, the install script) is every
+executor's and lives in `asapo_pipelines.launchplan.python_env`.
 
 Rules that hold for every job produced here:
 - commands are argv arrays handed to the driver, never a shell line;
@@ -23,13 +24,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from asapo_pipelines.launchplan.job import JobType
+from asapo_pipelines.launchplan.python_env import (
+    INSTALL_SCRIPT,
+    CommandOnPath,
+    ExistingEnv,
+    InstallEnv,
+    PythonEnv,
+)
 from asapo_pipelines.nomad.errors import JobPlanError
 
 # The task drivers a job may name are spelled once, with the pipeline file's `deploy.nomad`
 # section that accepts them (the core's pipeline model never imports this backend).
 from asapo_pipelines.pipeline.model import DEFAULT_DRIVER, DRIVERS, Driver
-
-JobType = Literal["batch", "service"]
 
 SECOND = 1_000_000_000
 #: Nomad's JSON wants durations as integer nanoseconds.
@@ -139,45 +146,9 @@ class NomadVarSecret:
     key: str
 
 
-@dataclass(frozen=True)
-class ExistingEnv:
-    """A Python environment already present on every node (a shared filesystem)."""
-
-    path: str
-
-
-@dataclass(frozen=True)
-class CommandOnPath:
-    """`pipeline` is on the PATH of the node or of the docker image."""
-
-
-@dataclass(frozen=True)
-class Wheel:
-    """A wheel and its sha256: a URL (`https://`, `s3::`...) Nomad downloads as an artifact and
-    checks, or an absolute path on the nodes' shared filesystem the install task checks."""
-
-    url: str
-    sha256: str
-
-    @property
-    def on_node(self) -> bool:
-        return self.url.startswith("/")
-
-
-@dataclass(frozen=True)
-class InstallEnv:
-    """A prestart task creates a venv in the allocation directory and installs pinned
-    distributions, from an index and/or from wheels whose sha256 is checked before use."""
-
-    requirements: tuple[str, ...]
-    index_url: str | None = None
-    extra_index_urls: tuple[str, ...] = ()
-    wheels: tuple[Wheel, ...] = ()
-    python: str = "python3"
-    resources: TaskResources = TaskResources(cpu=500, memory_mb=1024)
-
-
-PythonEnv = ExistingEnv | CommandOnPath | InstallEnv
+#: The prestart task that installs the venv (`InstallEnv`): pip and venv need more memory than
+#: a worker's default.
+INSTALL_RESOURCES = TaskResources(cpu=500, memory_mb=1024)
 
 
 @dataclass(frozen=True)
@@ -210,7 +181,7 @@ class JobPlan:
     meta: Mapping[str, str] = field(default_factory=dict)
     driver: Driver = DEFAULT_DRIVER
     image: str | None = None
-    python: PythonEnv = CommandOnPath()
+    python: PythonEnv = field(default_factory=CommandOnPath)
     files: tuple[FileTemplate, ...] = ()
     secrets: tuple[NomadVarSecret, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -321,32 +292,13 @@ def _install_task(plan: JobPlan, spec: InstallEnv) -> dict[str, Any]:
         "Lifecycle": {"Hook": "prestart", "Sidecar": False},
         "Config": _config(plan, spec.python, args),
         "Env": {"PYTHONUNBUFFERED": "1", "PIP_NO_CACHE_DIR": "1"},
-        "Resources": _resources(spec.resources),
+        "Resources": _resources(INSTALL_RESOURCES),
         "KillTimeout": ns(30),
         "LogConfig": _log(plan.log),
     }
     if artifacts:
         task["Artifacts"] = artifacts
     return task
-
-
-#: Run by the prestart task as `python -c INSTALL_SCRIPT <venv> <checks> <pip args...>`, where
-#: <checks> is a JSON list of [wheel path, sha256] on the node: argv only, no shell; a wheel
-#: that does not match its sha256 stops the install; idempotent (a restarted prestart task
-#: reuses the venv and pip skips what is installed).
-INSTALL_SCRIPT = (
-    "import hashlib,json,os,subprocess,sys,venv\n"
-    "target=sys.argv[1]\n"
-    "for path,digest in json.loads(sys.argv[2]):\n"
-    "    try:\n"
-    "        with open(path,'rb') as f: got=hashlib.sha256(f.read()).hexdigest()\n"
-    "    except OSError as e: sys.exit(f'cannot read wheel {path}: {e.strerror}')\n"
-    "    if got!=digest: sys.exit(f'wheel {path} has sha256 {got}, not {digest}; not installing')\n"
-    "if not os.path.exists(os.path.join(target,'bin','python')):\n"
-    "    venv.EnvBuilder(with_pip=True,clear=True).create(target)\n"
-    "sys.exit(subprocess.call([os.path.join(target,'bin','python'),'-m','pip','install',"
-    "*sys.argv[3:]]))\n"
-)
 
 
 def _pipeline_command(python: PythonEnv) -> str:

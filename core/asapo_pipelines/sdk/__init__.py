@@ -9,8 +9,9 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 (`PipelinesError`, `UsageError`). Runtime names (import them in the runtime module): `Source`,
 `Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`, `storage` (durable file
 writes), for executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
-`PayloadFormat` (what a format's runtime provides). See
-docs/unit-authors.md and docs/hooks.md.
+`PayloadFormat` (what a format's runtime provides). Transport and executor runtimes import
+the rest of what they build on from the doors beside this one, `asapo_pipelines.sdk.transports`
+and `asapo_pipelines.sdk.executors`. See docs/unit-authors.md and docs/hooks.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from asapo_pipelines.pipeline.model import PythonEnvConfig
+from asapo_pipelines.sdk.executors import PythonEnvConfig
 
 #: Slurm's time formats (sbatch --time): minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS,
 #: or UNLIMITED / INFINITE.

@@ -7,8 +7,9 @@ are free, and each has its own log files.
 
 The worker is started exactly as the Nomad executors start it (`pipeline worker FILE UNIT
 --replica N` on a delivered copy of the file whose transport paths are absolute, with
-ASAPO_PIPELINES_BASE_DIR naming the original file's folder); the core's compiler supplies
-those pieces, and its prestart install script prepares a venv when asked.
+ASAPO_PIPELINES_BASE_DIR naming the original file's folder); the core supplies those pieces
+through the executor authors' door (`asapo_pipelines.sdk.executors`), and its install script
+prepares a venv when asked.
 """
 
 from __future__ import annotations
@@ -21,23 +22,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asapo_pipelines.nomad.compile import (
+from asapo_pipelines.sdk.executors import (
+    BASE_DIR_ENV,
+    INSTALL_SCRIPT,
+    RUN_ENV,
+    ExistingEnv,
+    InstallEnv,
+    LaunchPlanError,
+    PythonEnv,
     delivered_file,
     job_type,
     pinned_distributions,
     python_env,
 )
-from asapo_pipelines.nomad.errors import JobPlanError
-from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT, ExistingEnv, InstallEnv, PythonEnv
-from asapo_pipelines.worker.launch import BASE_DIR_ENV, RUN_ENV
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.state import Layout, instance_key
 
 if TYPE_CHECKING:  # pragma: no cover
-    from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.sdk import Resources
+    from asapo_pipelines.sdk.executors import Catalog, Pipeline
 
 #: The folder of deployments beside the pipeline file when `state_dir` is not given.
 DEFAULT_STATE_DIR = ".pipeline-slurm"
@@ -205,10 +209,11 @@ def plan_for(
 ) -> SlurmPlan:
     """Every job of the pipeline, without submitting anything."""
     layout = Layout(state_dir(pipeline, file, config))
+    pins = pinned_distributions(pipeline, catalog)
     try:
-        python = python_env(config.python, pinned_distributions(pipeline, catalog))
-    except JobPlanError as exc:
-        raise SlurmError(str(exc).replace("deploy.nomad", "deploy.slurm")) from None
+        python = python_env(config.python, pins, "deploy.slurm.python")
+    except LaunchPlanError as exc:
+        raise SlurmError(str(exc)) from None
     warnings = []
     transport = pipeline.transport.spec()
     if "embedded" in transport:

@@ -3,10 +3,11 @@
 Started by `pipeline deploy` (and `start`) on the submitting host in its own session. Every
 `poll_interval` seconds it asks squeue about the deployment's jobs; a job that ended without
 finishing its work (killed, cancelled by someone else, node failure, non-zero exit) is
-resubmitted after the policy's delay, within its attempts (the core's Nomad restart tracker
-decides), and the restart is counted in `state.json`. A batch worker that exits 0 is complete;
-one that exits 78 (a configuration error) fails at once, as on the local executor. SIGTERM
-(`pipeline stop`) ends the watcher after the current look; it never cancels jobs itself.
+resubmitted after the policy's delay, within its attempts (the core's restart tracker decides,
+by Nomad's rules, as on the local executor), and the restart is counted in `state.json`. A batch
+worker that exits 0 is complete; one that exits 78 (a configuration error) fails at once, as on
+the local executor. SIGTERM (`pipeline stop`) ends the watcher after the current look; it never
+cancels jobs itself.
 
 Why resubmission and not `scontrol requeue`: Slurm holds a requeued batch job for the
 credential lifetime (120 s by default) before it may start again; a new job starts at once.
@@ -24,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.local.job import RestartPolicy
-from asapo_pipelines.local.restart import RestartTracker
+from asapo_pipelines.sdk.executors import RestartPolicy, RestartTracker
 from asapo_pipelines_slurm import commands
 from asapo_pipelines_slurm.commands import SlurmError, SlurmRejected
 from asapo_pipelines_slurm.state import (

@@ -113,7 +113,7 @@ def test_slurms_reason_is_quoted_without_tool_prefixes():
 
 def test_install_runs_the_cores_prestart_script_once_per_deployment_under_flock(workdir):
     from asapo_pipelines import __version__
-    from asapo_pipelines.nomad.jobspec import INSTALL_SCRIPT
+    from asapo_pipelines.sdk.executors import INSTALL_SCRIPT
 
     file = copy_example(EXAMPLE, workdir, "files")
     wheel = workdir / "extra-1.0-py3-none-any.whl"
