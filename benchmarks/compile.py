@@ -66,8 +66,8 @@ def main() -> int:
     import jsonschema
 
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.launchplan.compile import compile_pipeline
     from asapo_pipelines.nomad import schema_path
-    from asapo_pipelines.nomad.compile import compile_pipeline
     from asapo_pipelines.pipeline.validate import load_pipeline
 
     catalog = Catalog.load(strict=True)

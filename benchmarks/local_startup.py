@@ -251,7 +251,11 @@ def has_pipeline_parts() -> bool:
 
     return all(
         importlib.util.find_spec(m) is not None
-        for m in ("asapo_pipelines.pipeline", "asapo_pipelines.nomad", "asapo_pipelines.worker")
+        for m in (
+            "asapo_pipelines.pipeline",
+            "asapo_pipelines.launchplan",
+            "asapo_pipelines.worker",
+        )
     )
 
 

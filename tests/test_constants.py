@@ -35,7 +35,7 @@ class Contract:
 CONTRACTS = (
     Contract("ASAPO_PIPELINES_BASE_DIR", "worker/launch.py", "BASE_DIR_ENV"),
     Contract("asapo-pipelines", "__init__.py", "CORE_DISTRIBUTION"),
-    Contract("state.json", "local/layout.py", "STATE_FILE"),
+    Contract("state.json", "launchplan/rundir.py", "STATE_FILE"),
     Contract(".pipeline-data", "pipeline/__init__.py", "DEFAULT_DATA_DIR"),
     Contract("default", "worker/naming.py", "FIRST_STREAM", names=r"(?i)stream"),
     Contract("raw_exec", "pipeline/model.py", "DEFAULT_DRIVER", names=r"(?i)driver"),
@@ -144,7 +144,7 @@ def test_each_owner_defines_its_constant(contract: Contract) -> None:
 def test_the_job_spec_owns_the_drivers() -> None:
     from typing import get_args
 
-    from asapo_pipelines.nomad.jobspec import DEFAULT_DRIVER, DRIVERS, Driver
+    from asapo_pipelines.launchplan.jobspec import DEFAULT_DRIVER, DRIVERS, Driver
     from asapo_pipelines.pipeline.model import NomadConfig
 
     assert set(DRIVERS) == DRIVER_NAMES == set(get_args(Driver))

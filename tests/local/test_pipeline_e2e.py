@@ -14,7 +14,7 @@ from local_jobs import pipeline, read_state, wait_for
 
 for module in (
     "asapo_pipelines.pipeline",
-    "asapo_pipelines.nomad.compile",
+    "asapo_pipelines.launchplan.compile",
     "asapo_pipelines.worker",
     "asapo_pipelines.transport",
 ):

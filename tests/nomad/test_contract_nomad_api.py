@@ -28,6 +28,7 @@ from fake_nomad import (
 )
 
 from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.launchplan.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 from asapo_pipelines.nomad.client import NomadClient
 from asapo_pipelines.nomad.errors import (
     NomadNotFound,
@@ -37,7 +38,6 @@ from asapo_pipelines.nomad.errors import (
     NomadTimeout,
     NomadUnreachable,
 )
-from asapo_pipelines.nomad.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 from asapo_pipelines.nomad.settings import NomadSettings
 
 

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from asapo_pipelines.catalog import Catalog
-from asapo_pipelines.nomad.compile import compile_pipeline
+from asapo_pipelines.launchplan.compile import compile_pipeline
 from asapo_pipelines.pipeline.validate import load_pipeline, validate_file
 
 ROOT = Path(__file__).resolve().parents[2]

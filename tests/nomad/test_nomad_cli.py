@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fake_nomad import ALLOC_RUNNING, JOB_ID, TOKEN, FakeNomad, evaluation, metric
 
-from asapo_pipelines.nomad.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
+from asapo_pipelines.launchplan.jobspec import JobPlan, TaskGroupPlan, TaskResources, compile_job
 
 RUN = "import sys\nfrom asapo_pipelines.cli import main\nmain(sys.argv[1:])\n"
 

@@ -20,11 +20,9 @@ import pytest
 
 from asapo_pipelines import __version__
 from asapo_pipelines.catalog import Catalog
+from asapo_pipelines.launchplan.compile import compile_pipeline, job_identity
 from asapo_pipelines.launchplan.errors import LaunchPlanError
-from asapo_pipelines.launchplan.python_env import INSTALL_SCRIPT, ExistingEnv, InstallEnv, Wheel
-from asapo_pipelines.nomad.compile import compile_pipeline, job_identity
-from asapo_pipelines.nomad.errors import JobPlanError
-from asapo_pipelines.nomad.jobspec import (
+from asapo_pipelines.launchplan.jobspec import (
     INSTALL_TASK,
     FileTemplate,
     JobPlan,
@@ -36,6 +34,7 @@ from asapo_pipelines.nomad.jobspec import (
     compile_job,
     template_delimiters,
 )
+from asapo_pipelines.launchplan.python_env import INSTALL_SCRIPT, ExistingEnv, InstallEnv, Wheel
 from asapo_pipelines.pipeline.model import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -631,7 +630,7 @@ def test_prestart_install_checks_wheels_on_a_shared_filesystem(tmp_path: Path) -
     ],
 )
 def test_plans_that_cannot_compile_give_one_sentence(change: dict, message: str) -> None:
-    with pytest.raises(JobPlanError) as info:
+    with pytest.raises(LaunchPlanError) as info:
         compile_job(plan(**change))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
@@ -787,7 +786,7 @@ def test_compile_pipeline_install_errors_are_one_sentence(
     tmp_path: Path, install: dict, message: str
 ) -> None:
     deploy = {"nomad": {"python": {"install": install}}}
-    # the file's python section (launchplan) or the job's checks (JobPlanError, a subclass)
+    # the file's python section or the job's checks: both raise the launch plan's error
     with pytest.raises(LaunchPlanError, match=re.escape(message)):
         compile_pipeline(_pipeline(tmp_path, deploy=deploy), Catalog.load())
 
@@ -826,7 +825,7 @@ def test_delivered_file_carries_absolute_transport_paths_and_the_base_dir(tmp_pa
 
 
 def test_redacted_copy_hides_secret_looking_values() -> None:
-    from asapo_pipelines.nomad.jobspec import REDACTED, redacted
+    from asapo_pipelines.launchplan.jobspec import REDACTED, redacted
 
     payload = compile_job(VARIANTS["docker-install-wheels"])
     task = payload["Job"]["TaskGroups"][0]["Tasks"][0]
@@ -865,12 +864,12 @@ def test_model_defaults_leave_namespace_and_region_to_the_environment(tmp_path: 
 
 
 def test_compiled_tasks_read_back_for_the_local_executor() -> None:
-    from asapo_pipelines.nomad.jobspec import TaskFile, VarRef, task_files, task_secrets
+    from asapo_pipelines.launchplan.jobspec import TaskFile, VarRef, task_files, task_secrets
 
     task = compile_job(VARIANTS["service-secrets"])["Job"]["TaskGroups"][0]["Tasks"][0]
     assert task_files(task) == [TaskFile("local/pipeline.yaml", USER_FILE, "0644")]
     assert task_secrets(task) == [VarRef("ASAPO_TOKEN", "nomad/jobs/p65-xas", "ASAPO_TOKEN")]
     # a hand-written consul-template template cannot be rendered without Nomad
     task["Templates"].append({"EmbeddedTmpl": '{{ env "HOME" }}', "DestPath": "local/x"})
-    with pytest.raises(JobPlanError, match="local/x of task scans needs consul-template"):
+    with pytest.raises(LaunchPlanError, match="local/x of task scans needs consul-template"):
         task_files(task)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines import storage
+from asapo_pipelines.launchplan.rundir import STATE_FILE
 from asapo_pipelines.local.errors import LocalRunError
-from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, STATE_FILE, SUPERVISOR_LOG
+from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
 from asapo_pipelines.local.state import (
     FINAL,

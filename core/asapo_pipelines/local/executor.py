@@ -32,16 +32,11 @@ from typing import Any
 
 from asapo_pipelines import storage
 from asapo_pipelines.launchplan.restart import RestartTracker
+from asapo_pipelines.launchplan.rundir import STATE_FILE
 from asapo_pipelines.local import environment as envmod
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
-from asapo_pipelines.local.layout import (
-    JOB_FILE,
-    LOCK_FILE,
-    STATE_FILE,
-    AllocDirs,
-    alloc_dirs,
-)
+from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, AllocDirs, alloc_dirs
 from asapo_pipelines.local.logs import RotatingLog, pump
 from asapo_pipelines.local.state import process_start, wait_groups_gone, write_state
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from asapo_pipelines.launchplan.restart import RestartPolicy
 from asapo_pipelines.local.errors import LocalRunError
-from asapo_pipelines.nomad.jobspec import DRIVERS
+from asapo_pipelines.pipeline.model import DRIVERS
 
 NS = 1_000_000_000
 

@@ -1,4 +1,5 @@
-"""Nomad's allocation directory layout, under `<data>/runs/<job>/`.
+"""Nomad's allocation directory layout, under `<data>/runs/<job>/` (`launchplan.rundir`, whose
+state file the viewer reads too).
 
 A Nomad client keeps `<data_dir>/alloc/<alloc-id>/` per allocation with a shared `alloc/`
 (`data/`, `logs/`, `tmp/`) and one directory per task (`local/`, `secrets/`, `tmp/`); the task
@@ -12,16 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNS = "runs"
-#: the run's state file; `pipeline status` and the viewer (`viewer.runstate`) read it
-STATE_FILE = "state.json"
 JOB_FILE = "job.json"
 LOCK_FILE = "supervisor.lock"
 SUPERVISOR_LOG = "supervisor.log"
-
-
-def run_dir(data_dir: Path, job_id: str) -> Path:
-    return Path(data_dir) / RUNS / job_id
 
 
 @dataclass(frozen=True)

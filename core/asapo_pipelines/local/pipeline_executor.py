@@ -83,7 +83,7 @@ class LocalPipelineExecutor(Executor):
         raise UsageError(f"no local run of {shown} is recorded; start one with `pipeline run`")
 
     def _job(self) -> dict[str, Any]:
-        from asapo_pipelines.nomad.compile import compile_pipeline
+        from asapo_pipelines.launchplan.compile import compile_pipeline
 
         return dict(compile_pipeline(self.loaded(), self.catalog).job)
 

@@ -38,9 +38,10 @@ class Target:
 
 
 def _compile(pipeline: Pipeline, catalog: Catalog) -> dict[str, Any]:
-    """The pipeline's Nomad job. The compiler's warnings are about clusters (shared paths,
-    drivers), not about running here, so they are left to `pipeline plan` and `deploy`."""
-    from asapo_pipelines.nomad.compile import compile_pipeline
+    """The pipeline's job, in Nomad's job JSON that runs here too. The compiler's warnings are
+    about clusters (shared paths, drivers), not about running here, so they are left to
+    `pipeline plan` and `deploy`."""
+    from asapo_pipelines.launchplan.compile import compile_pipeline
 
     return dict(compile_pipeline(pipeline, catalog).job)
 
@@ -56,8 +57,8 @@ def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
 def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None) -> Path:
     """Where the local run of the pipeline file at `path` lives. Status, logs and stop need only
     the job's ID, so they keep working when the file no longer compiles."""
-    from asapo_pipelines.local.layout import run_dir as run_dir_of
-    from asapo_pipelines.nomad.compile import job_identity
+    from asapo_pipelines.launchplan.compile import job_identity
+    from asapo_pipelines.launchplan.rundir import run_dir as run_dir_of
 
     base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
     return run_dir_of(base, job_identity(pipeline)[0])
@@ -65,7 +66,7 @@ def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None
 
 def recorded(run_dir: Path) -> bool:
     """Whether a local run is recorded in `run_dir` (its supervisor wrote the state file)."""
-    from asapo_pipelines.local.layout import STATE_FILE
+    from asapo_pipelines.launchplan.rundir import STATE_FILE
 
     return (run_dir / STATE_FILE).is_file()
 
@@ -88,7 +89,7 @@ def resolve(
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise UsageError(f'{path} is not a compiled Nomad job ({{"Job": {{"ID": ...}}}})')
         base = Path(data_dir) if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
-        from asapo_pipelines.local.layout import run_dir as run_dir_of
+        from asapo_pipelines.launchplan.rundir import run_dir as run_dir_of
 
         return Target(
             run_dir=run_dir_of(base, job_id), payload=payload, pipeline_file=str(path.resolve())

@@ -1,10 +1,13 @@
-"""The Nomad side: compile a pipeline to one Nomad job and drive it on a cluster.
+"""The Nomad side: drive a pipeline's job on a cluster.
 
-- `jobspec`: a small typed plan -> Nomad's HTTP API JSON (`{"Job": {...}}`).
-- `compile`: a validated pipeline -> that plan.
+The job itself is compiled by `asapo_pipelines.launchplan.compile` into Nomad's job JSON
+(`launchplan.jobspec`): the local executor runs that same job, so it is no backend's own. Here:
+
+- `executor`: the `nomad` executor behind the `Executor` interface;
 - `client`: deploy, start, stop, status, logs and plan through python-nomad, configured from the
-  standard NOMAD_* environment variables with TLS verified by default.
-- `frames`: decoding of Nomad's framed log stream.
+  standard NOMAD_* environment variables with TLS verified by default (`settings`);
+- `frames`: decoding of Nomad's framed log stream;
+- `placement`, `render`: why Nomad cannot place a unit, and the tables the commands print.
 
 Importing this package stays light: python-nomad and requests are imported by `client` only.
 """

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.launchplan.errors import LaunchPlanError
 
 
 class NomadError(PipelinesError):
-    """Base of every error talking to Nomad or compiling for it."""
-
-
-class JobPlanError(NomadError, LaunchPlanError):
-    """The job cannot be compiled as asked (bad name, unpinned distribution, ...); a
-    `LaunchPlanError` too, so that one class catches every reason a plan cannot be made (the
-    shared pieces raise that one)."""
-
-    exit_code = 2
+    """Base of every error talking to Nomad (compiling the job raises the launch plan's
+    `LaunchPlanError`: the local executor runs the same job)."""
 
 
 class NomadConfigError(NomadError):

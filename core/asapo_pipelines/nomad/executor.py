@@ -1,11 +1,12 @@
 """The Nomad executor behind the `Executor` interface: the core's `nomad` executor.
 
-Compiling is `nomad.compile`, talking to the cluster is `nomad.client`. The client's settings
-come from NOMAD_ADDR and the other NOMAD_* variables; the namespace the file's `deploy.nomad`
-section asks for wins over NOMAD_NAMESPACE. Besides a pipeline file, the commands may name a
-compiled job (`*.json`, as `pipeline plan --json` prints it) or a job already on the cluster
-(``--job ID``). What the commands show of a Nomad job (its table of units and allocations, the
-reasons Nomad cannot place a unit) is said here, not in the CLI.
+Compiling is `launchplan.compile` (the same job the local executor runs), talking to the
+cluster is `nomad.client`. The client's settings come from NOMAD_ADDR and the other NOMAD_*
+variables; the namespace the file's `deploy.nomad` section asks for wins over NOMAD_NAMESPACE.
+Besides a pipeline file, the commands may name a compiled job (`*.json`, as `pipeline plan
+--json` prints it) or a job already on the cluster (``--job ID``). What the commands show of a
+Nomad job (its table of units and allocations, the reasons Nomad cannot place a unit) is said
+here, not in the CLI.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class NomadExecutor(Executor):
     @cached_property
     def target(self) -> JobTarget:
         """The pipeline file's job, compiled (a ``--job`` or a compiled job is set instead)."""
-        from asapo_pipelines.nomad.compile import compile_pipeline
+        from asapo_pipelines.launchplan.compile import compile_pipeline
 
         compiled = compile_pipeline(self.loaded(), self.catalog)
         job = compiled.job["Job"]
@@ -68,7 +69,7 @@ class NomadExecutor(Executor):
     def job_id(self) -> str:
         if "target" in self.__dict__ or self.pipeline is None:
             return self.target.job_id
-        from asapo_pipelines.nomad.compile import job_identity
+        from asapo_pipelines.launchplan.compile import job_identity
 
         return job_identity(self.pipeline)[0]  # without compiling: status needs only the ID
 
@@ -76,7 +77,7 @@ class NomadExecutor(Executor):
     def namespace(self) -> str | None:
         if "target" in self.__dict__ or self.pipeline is None:
             return self.target.namespace
-        from asapo_pipelines.nomad.compile import job_identity
+        from asapo_pipelines.launchplan.compile import job_identity
 
         return job_identity(self.pipeline)[1]
 
@@ -100,8 +101,8 @@ class NomadExecutor(Executor):
         return self.target.payload
 
     def plan(self) -> dict[str, Any]:
+        from asapo_pipelines.launchplan.jobspec import redacted
         from asapo_pipelines.nomad.errors import NomadError
-        from asapo_pipelines.nomad.jobspec import redacted
 
         payload = self._payload()
         try:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.local.layout import RUNS, STATE_FILE
+from asapo_pipelines.launchplan.rundir import RUNS, STATE_FILE
 from asapo_pipelines.viewer.model import PipelineView
 
 #: where runs live relative to the pipeline file's directory or the embedded store (the names
-#: are the local executor's, which writes the file)
+#: are `launchplan.rundir`'s: the local executor writes the file there)
 PATTERNS = tuple(f"{up}{RUNS}/*/{STATE_FILE}" for up in ("", "*/", "*/*/"))
 #: how often to look for a run that has not appeared yet (seconds)
 SEARCH_EVERY = 5.0

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover - the constants above are read by light mo
 
 log = logging.getLogger("asapo_pipelines.worker")
 
-#: Set by the compiled job (`nomad.compile`, the Slurm plugin): the folder of the original
+#: Set by the compiled job (`launchplan.compile`, the Slurm plugin): the folder of the original
 #: pipeline file, since the task runs a copy elsewhere and relative paths in params mean "next to
 #: the pipeline file". Read here, by the worker; the compilers import it.
 BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"

@@ -61,7 +61,7 @@ def test_plan_maps_resources_replicas_and_site_options_onto_sbatch(workdir):
 
 def test_workers_start_with_the_nomad_jobs_arguments(workdir):
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.nomad.compile import compile_pipeline
+    from asapo_pipelines.launchplan.compile import compile_pipeline
     from asapo_pipelines.pipeline import load_pipeline
 
     file = copy_example(EXAMPLE, workdir, "files")

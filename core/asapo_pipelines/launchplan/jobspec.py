@@ -1,10 +1,17 @@
-"""The compiler core: a small typed plan of a job -> Nomad's HTTP API JSON (`{"Job": {...}}`).
+"""The job format: a small typed plan of a job -> Nomad's HTTP API JSON (`{"Job": {...}}`).
+
+A pipeline's plan is written in Nomad's job JSON because that one job is what runs: the local
+executor reads it back (`local.job.read_job`) and runs its tasks as subprocesses, and the Nomad
+executor submits it to a cluster unchanged. The format is therefore executor-neutral and lives
+beside the other launch pieces, not in the Nomad backend (whose own part is the HTTP client,
+settings, placement and rendering).
 
 The plan (`JobPlan`, `TaskGroupPlan`, ...) is deliberately plain: names, counts, argv, env,
-resources, policies, files. Mapping a pipeline onto it lives in `asapo_pipelines.nomad.compile`;
-this module knows Nomad's JSON and nothing about pipelines, so both executors (local and nomad)
-run exactly what is written here. The workers' Python (`PythonEnv`, the install script) is every
-executor's and lives in `asapo_pipelines.launchplan.python_env`.
+resources, policies, files. Mapping a pipeline onto it lives in `launchplan.compile`; this
+module knows Nomad's JSON and nothing about pipelines, so both executors (local and nomad) run
+exactly what is written here. The workers' Python (`PythonEnv`, the install script) is every
+executor's and lives in `asapo_pipelines.launchplan.python_env`. A plan that cannot be written
+raises `LaunchPlanError`, as the other launch pieces do.
 
 Rules that hold for every job produced here:
 - commands are argv arrays handed to the driver, never a shell line;
@@ -24,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from asapo_pipelines.launchplan.errors import LaunchPlanError
 from asapo_pipelines.launchplan.job import JobType
 from asapo_pipelines.launchplan.python_env import (
     INSTALL_SCRIPT,
@@ -32,10 +40,9 @@ from asapo_pipelines.launchplan.python_env import (
     InstallEnv,
     PythonEnv,
 )
-from asapo_pipelines.nomad.errors import JobPlanError
 
 # The task drivers a job may name are spelled once, with the pipeline file's `deploy.nomad`
-# section that accepts them (the core's pipeline model never imports this backend).
+# section that accepts them (the core's pipeline model never imports the job format).
 from asapo_pipelines.pipeline.model import DEFAULT_DRIVER, DRIVERS, Driver
 
 SECOND = 1_000_000_000
@@ -334,7 +341,7 @@ def template_delimiters(content: str) -> tuple[str, str]:
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     left, right = f"[[asapo-pipelines-{digest}<", f">{digest}]]"
     if left in content or right in content:  # pragma: no cover - needs a SHA-256 preimage
-        raise JobPlanError("cannot choose template delimiters for a file that contains them")
+        raise LaunchPlanError("cannot choose template delimiters for a file that contains them")
     return left, right
 
 
@@ -392,7 +399,7 @@ def _no_interpolation(what: str, value: str) -> None:
     # Nomad interpolates `${...}` in Env values, driver Config and artifact sources; a user's
     # string must never be read as one.
     if "${" in _RUNTIME_VAR.sub("", value):
-        raise JobPlanError(
+        raise LaunchPlanError(
             f"{what} contains '${{', which Nomad would interpolate; remove it or pass the value "
             "in the pipeline file instead"
         )
@@ -400,35 +407,37 @@ def _no_interpolation(what: str, value: str) -> None:
 
 def _check_plan(plan: JobPlan) -> None:
     if not NAME_PATTERN.match(plan.id):
-        raise JobPlanError(
+        raise LaunchPlanError(
             f"job ID {plan.id!r} must be lower case letters, digits, '-' or '_', starting with a "
             "letter, at most 63 characters"
         )
     if plan.driver not in DRIVERS:
-        raise JobPlanError(f"unknown Nomad driver {plan.driver!r}; use one of {', '.join(DRIVERS)}")
+        raise LaunchPlanError(
+            f"unknown Nomad driver {plan.driver!r}; use one of {', '.join(DRIVERS)}"
+        )
     if plan.driver == "docker" and not plan.image:
-        raise JobPlanError("the docker driver needs an image (deploy.nomad.image)")
+        raise LaunchPlanError("the docker driver needs an image (deploy.nomad.image)")
     if plan.driver != "docker" and plan.image:
-        raise JobPlanError(f"an image is only used by the docker driver, not by {plan.driver}")
+        raise LaunchPlanError(f"an image is only used by the docker driver, not by {plan.driver}")
     if not 1 <= plan.priority <= 100:
-        raise JobPlanError(f"job priority must be between 1 and 100, not {plan.priority}")
+        raise LaunchPlanError(f"job priority must be between 1 and 100, not {plan.priority}")
     if not plan.groups:
-        raise JobPlanError("a job needs at least one task group")
+        raise LaunchPlanError("a job needs at least one task group")
     if not plan.datacenters:
-        raise JobPlanError("a job needs at least one datacenter (use '*' for all)")
+        raise LaunchPlanError("a job needs at least one datacenter (use '*' for all)")
     names = [g.name for g in plan.groups]
     for name in names:
         if not NAME_PATTERN.match(name) or name == INSTALL_TASK:
-            raise JobPlanError(f"task group name {name!r} is not usable in a Nomad job")
+            raise LaunchPlanError(f"task group name {name!r} is not usable in a Nomad job")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise JobPlanError(f"task group {dup[0]!r} appears twice")
+        raise LaunchPlanError(f"task group {dup[0]!r} appears twice")
     for group in plan.groups:
         if group.count < 0:
-            raise JobPlanError(f"unit {group.name}: replicas must be 0 or more")
+            raise LaunchPlanError(f"unit {group.name}: replicas must be 0 or more")
         res = group.resources
         if res.cpu < 1 or res.memory_mb < 10 or res.gpus < 0:
-            raise JobPlanError(
+            raise LaunchPlanError(
                 f"unit {group.name}: resources need cpu >= 1 MHz, memory >= 10 MB, gpus >= 0"
             )
         _check_policies(group.name, group.restart, group.reschedule)
@@ -445,14 +454,16 @@ def _check_plan(plan: JobPlan) -> None:
     _check_python(plan.python)
     for item in plan.files:
         if not re.match(r"^(local|secrets)/[A-Za-z0-9._/-]+$", item.dest) or ".." in item.dest:
-            raise JobPlanError(f"file destination {item.dest!r} must be under local/ or secrets/")
+            raise LaunchPlanError(
+                f"file destination {item.dest!r} must be under local/ or secrets/"
+            )
     seen: set[str] = set()
     for secret in plan.secrets:
         if not ENV_NAME_PATTERN.match(secret.env) or secret.env in seen:
-            raise JobPlanError(f"secret variable name {secret.env!r} is invalid or repeated")
+            raise LaunchPlanError(f"secret variable name {secret.env!r} is invalid or repeated")
         seen.add(secret.env)
         if not VAR_PATH_PATTERN.match(secret.path) or not VAR_KEY_PATTERN.match(secret.key):
-            raise JobPlanError(
+            raise LaunchPlanError(
                 f"Nomad variable {secret.path!r} key {secret.key!r}: paths take letters, digits "
                 "and ./_-, keys letters, digits and _"
             )
@@ -464,28 +475,28 @@ def _check_policies(
     """Nomad's own rules for the two policies, checked before anything is submitted."""
     if restart is not None:
         if restart.interval < 5:
-            raise JobPlanError(f"unit {unit}: the restart interval must be at least 5 s")
+            raise LaunchPlanError(f"unit {unit}: the restart interval must be at least 5 s")
         if restart.attempts == 0 and restart.mode != "fail":
-            raise JobPlanError(f"unit {unit}: restart mode delay needs at least one attempt")
+            raise LaunchPlanError(f"unit {unit}: restart mode delay needs at least one attempt")
         if restart.attempts * restart.delay > restart.interval:
-            raise JobPlanError(
+            raise LaunchPlanError(
                 f"unit {unit}: {restart.attempts} restarts {restart.delay:g} s apart do not fit "
                 f"in the restart interval of {restart.interval:g} s"
             )
     if reschedule is not None:
         if reschedule.delay < 5:
-            raise JobPlanError(f"unit {unit}: the reschedule delay must be at least 5 s")
+            raise LaunchPlanError(f"unit {unit}: the reschedule delay must be at least 5 s")
         if reschedule.attempts > 0 and reschedule.unlimited:
-            raise JobPlanError(
+            raise LaunchPlanError(
                 f"unit {unit}: rescheduling is either unlimited or limited to some attempts"
             )
         if reschedule.delay_function != "constant" and reschedule.max_delay < reschedule.delay:
-            raise JobPlanError(f"unit {unit}: the reschedule max delay is below its delay")
+            raise LaunchPlanError(f"unit {unit}: the reschedule max delay is below its delay")
         if not reschedule.unlimited:
             if reschedule.interval < 15:
-                raise JobPlanError(f"unit {unit}: the reschedule interval must be at least 15 s")
+                raise LaunchPlanError(f"unit {unit}: the reschedule interval must be at least 15 s")
             if reschedule.attempts * reschedule.delay > reschedule.interval:
-                raise JobPlanError(
+                raise LaunchPlanError(
                     f"unit {unit}: {reschedule.attempts} reschedules {reschedule.delay:g} s apart "
                     f"do not fit in the interval of {reschedule.interval:g} s"
                 )
@@ -494,24 +505,24 @@ def _check_policies(
 def _check_env(where: str, env: Mapping[str, str]) -> None:
     for key, value in env.items():
         if not ENV_NAME_PATTERN.match(key):
-            raise JobPlanError(f"{where}: environment variable name {key!r} is invalid")
+            raise LaunchPlanError(f"{where}: environment variable name {key!r} is invalid")
         _no_interpolation(f"{where}: environment variable {key}", value)
 
 
 def _check_python(python: PythonEnv) -> None:
     if isinstance(python, ExistingEnv):
         if not python.path.startswith("/"):
-            raise JobPlanError(
+            raise LaunchPlanError(
                 f"the Python environment path {python.path!r} must be absolute (a path that "
                 "exists on every node)"
             )
         _no_interpolation("the Python environment path", python.path)
     elif isinstance(python, InstallEnv):
         if not python.requirements:
-            raise JobPlanError("installing an environment needs at least one distribution")
+            raise LaunchPlanError("installing an environment needs at least one distribution")
         for req in python.requirements:
             if not PIN_PATTERN.match(req):
-                raise JobPlanError(
+                raise LaunchPlanError(
                     f"distribution {req!r} must be pinned as name==version so every node "
                     "installs the same code"
                 )
@@ -519,27 +530,27 @@ def _check_python(python: PythonEnv) -> None:
         for url in urls:
             _no_interpolation("the package index URL", url)
             if re.match(r"^[a-z+]+://[^/@]*@", url):
-                raise JobPlanError(
+                raise LaunchPlanError(
                     "the package index URL contains credentials, which would be written into "
                     "the job; configure them on the nodes (pip.conf or netrc) instead"
                 )
         for wheel in python.wheels:
             _no_interpolation("a wheel URL", wheel.url)
             if not SHA256_PATTERN.match(wheel.sha256):
-                raise JobPlanError(f"wheel {wheel.url}: sha256 must be 64 lower-case hex digits")
+                raise LaunchPlanError(f"wheel {wheel.url}: sha256 must be 64 lower-case hex digits")
             _wheel_filename(wheel.url)
             if not wheel.on_node and not re.match(r"^[a-z0-9]+(::[a-z0-9]+)?://", wheel.url):
-                raise JobPlanError(
+                raise LaunchPlanError(
                     f"wheel {wheel.url!r} must be a URL or an absolute path on the nodes"
                 )
         if not re.match(r"^[A-Za-z0-9_./-]+$", python.python):
-            raise JobPlanError(f"Python interpreter {python.python!r} is not a plain path")
+            raise LaunchPlanError(f"Python interpreter {python.python!r} is not a plain path")
 
 
 def _wheel_filename(url: str) -> str:
     name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     if not re.match(r"^[A-Za-z0-9_.+!-]+\.whl$", name):
-        raise JobPlanError(f"wheel URL {url!r} must end in a .whl file name")
+        raise LaunchPlanError(f"wheel URL {url!r} must end in a .whl file name")
     return name
 
 
@@ -612,7 +623,7 @@ def task_files(task: Mapping[str, Any]) -> list[TaskFile]:
         left = str(template.get("LeftDelim") or "{{")
         right = str(template.get("RightDelim") or "}}")
         if left in text or right in text:
-            raise JobPlanError(
+            raise LaunchPlanError(
                 f"template {template.get('DestPath')} of task {task.get('Name')} needs "
                 "consul-template; only Nomad can render it"
             )
@@ -636,6 +647,6 @@ def task_secrets(task: Mapping[str, Any]) -> list[VarRef]:
         for line in str(template.get("EmbeddedTmpl") or "").splitlines():
             match = _SECRET_LINE.match(line)
             if match is None:
-                raise JobPlanError(f"task {task.get('Name')}: unreadable secrets template line")
+                raise LaunchPlanError(f"task {task.get('Name')}: unreadable secrets template line")
             refs.append(VarRef(env=match["env"], path=match["path"], key=match["key"]))
     return refs

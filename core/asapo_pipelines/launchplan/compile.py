@@ -1,7 +1,12 @@
-"""A validated pipeline -> a `JobPlan` -> one Nomad job.
+"""A validated pipeline -> a `JobPlan` -> one job in Nomad's job JSON (`CompiledJob`).
+
+The one job is run by the local runner (`pipeline run`, which reads it back) and by a Nomad
+cluster alike, so compiling is no backend's own: both executors import it from here, and the
+Nomad backend keeps only what talks to a cluster. The file's `deploy.nomad` section (datacenters,
+driver, namespace, the workers' Python) is read because it is the job's, whichever runs it.
 
 What every executor's job shares (its type, the delivered pipeline file, the workers' Python)
-comes from `asapo_pipelines.launchplan`; this module adds what is Nomad's own.
+comes from the rest of `asapo_pipelines.launchplan`; the job format is `launchplan.jobspec`.
 
 Typed against the pipeline file's model (`asapo_pipelines.pipeline.model.Pipeline`): every caller
 passes a validated model, so fields are read directly; what the file left out is told apart from
@@ -14,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines import CORE_DISTRIBUTION, __version__
+from asapo_pipelines.launchplan.errors import LaunchPlanError
 from asapo_pipelines.launchplan.job import delivered_file, job_type
-from asapo_pipelines.launchplan.python_env import pinned_distributions, python_env
-from asapo_pipelines.nomad.errors import JobPlanError
-from asapo_pipelines.nomad.jobspec import (
+from asapo_pipelines.launchplan.jobspec import (
     PIPELINE_DEST,
     FileTemplate,
     JobPlan,
@@ -26,6 +30,7 @@ from asapo_pipelines.nomad.jobspec import (
     TaskResources,
     compile_job,
 )
+from asapo_pipelines.launchplan.python_env import pinned_distributions, python_env
 from asapo_pipelines.worker.launch import BASE_DIR_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -73,7 +78,7 @@ def plan_for(pipeline: Pipeline, catalog: Catalog) -> tuple[JobPlan, list[str]]:
             "asapo transport, or an absolute path on a filesystem all nodes share"
         )
     if pipeline.path is None:
-        raise JobPlanError(
+        raise LaunchPlanError(
             "the pipeline was not loaded from a file, so there is nothing to deliver"
         )
     path = pipeline.path.resolve()
