@@ -28,13 +28,13 @@ from asapo_pipelines.launchplan.jobspec import (
     JobPlan,
     NomadVarSecret,
     ReschedulePolicy,
-    RestartPolicy,
     TaskGroupPlan,
     TaskResources,
     compile_job,
     template_delimiters,
 )
 from asapo_pipelines.launchplan.python_env import INSTALL_SCRIPT, ExistingEnv, InstallEnv, Wheel
+from asapo_pipelines.launchplan.restart import RestartPolicy
 from asapo_pipelines.pipeline.model import Pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

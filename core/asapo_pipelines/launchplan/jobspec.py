@@ -40,6 +40,7 @@ from asapo_pipelines.launchplan.python_env import (
     InstallEnv,
     PythonEnv,
 )
+from asapo_pipelines.launchplan.restart import RestartPolicy
 
 # The task drivers a job may name are spelled once, with the pipeline file's `deploy.nomad`
 # section that accepts them (the core's pipeline model never imports the job format).
@@ -77,24 +78,6 @@ class TaskResources:
     memory_mb: int = 256
     gpus: int = 0
     gpu_device: str = "nvidia/gpu"
-
-
-@dataclass(frozen=True)
-class RestartPolicy:
-    """Restarts on the same node (Nomad's `restart` block); durations in seconds."""
-
-    attempts: int = 5
-    interval: float = 30 * 60
-    delay: float = 5
-    mode: Literal["fail", "delay"] = "fail"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "Attempts": self.attempts,
-            "Interval": ns(self.interval),
-            "Delay": ns(self.delay),
-            "Mode": self.mode,
-        }
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,31 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any, Literal
 
 JITTER = 0.25
 
 
 @dataclass(frozen=True)
 class RestartPolicy:
-    """One task's policy in seconds, read by each executor from its own settings (a Nomad
-    job's `RestartPolicy`, the `restart:` of `deploy.slurm`)."""
+    """One task's policy in seconds: what the compiled job writes (Nomad's `restart` block,
+    `to_json`) and what each executor reads back from its own settings (a job's
+    `RestartPolicy`, the `restart:` of `deploy.slurm`) and follows. The defaults are the
+    workers' when the pipeline file says nothing."""
 
-    attempts: int
-    interval: float  # seconds
-    delay: float  # seconds
-    mode: str  # "fail" | "delay"
+    attempts: int = 5
+    interval: float = 30 * 60
+    delay: float = 5
+    mode: Literal["fail", "delay"] = "fail"
+
+    def to_json(self) -> dict[str, Any]:
+        """Nomad's JSON, durations as integer nanoseconds."""
+        return {
+            "Attempts": self.attempts,
+            "Interval": round(self.interval * 1_000_000_000),
+            "Delay": round(self.delay * 1_000_000_000),
+            "Mode": self.mode,
+        }
 
     def describe(self) -> str:
         return (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal, cast
 
 from asapo_pipelines.launchplan.restart import RestartPolicy
 from asapo_pipelines.local.errors import LocalRunError
@@ -128,7 +128,7 @@ def _restart(raw: Any, job_type: str, where: str) -> RestartPolicy:
         if not isinstance(raw, Mapping):
             raise LocalRunError(f"{where}.RestartPolicy must be an object")
         base.update({k: v for k, v in raw.items() if v is not None})
-    mode = str(base.get("Mode", "fail"))
+    mode = base.get("Mode", "fail")
     if mode not in ("fail", "delay"):
         raise LocalRunError(f"{where}.RestartPolicy.Mode must be fail or delay, not {mode!r}")
     attempts = base.get("Attempts")
@@ -138,7 +138,7 @@ def _restart(raw: Any, job_type: str, where: str) -> RestartPolicy:
         attempts=attempts,
         interval=_seconds(base["Interval"], f"{where}.RestartPolicy.Interval"),
         delay=_seconds(base["Delay"], f"{where}.RestartPolicy.Delay"),
-        mode=mode,
+        mode=cast(Literal["fail", "delay"], mode),  # checked above
     )
 
 

@@ -107,7 +107,7 @@ class Watcher:
                 attempts=int(r["attempts"]),
                 interval=float(r["interval"]),
                 delay=float(r["delay"]),
-                mode=str(r["mode"]),
+                mode=r["mode"],  # written by this plugin from a checked `restart:`
             )
             self.trackers[key] = RestartTracker(
                 policy, restart_on_success=state["type"] == "service", now=time.monotonic()
