@@ -356,7 +356,7 @@ def test_a_stream_finished_just_after_an_empty_claim_still_delivers_its_last_mes
 
         def claim_then_producer_finishes(stream):
             result = claim(stream)
-            leased = result[0] if isinstance(result, tuple) else result
+            leased, _finished = result
             if not leased and not producer_ran:
                 producer_ran.append(True)
                 p.send_many("s", [(b"last-1", {}), (b"last-2", {})])

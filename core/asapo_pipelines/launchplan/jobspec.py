@@ -266,16 +266,7 @@ def _install_task(plan: JobPlan, spec: InstallEnv) -> dict[str, Any]:
     ]
     if fetched:
         args += ["--find-links", "${NOMAD_TASK_DIR}/wheels"]
-    for directory in sorted({w.url.rsplit("/", 1)[0] or "/" for w in node_wheels}):
-        args += ["--find-links", directory]
-    if spec.index_url:
-        args += ["--index-url", spec.index_url]
-    elif spec.wheels:
-        # only the checked wheels: nothing else may come in
-        args += ["--no-index"]
-    for url in spec.extra_index_urls:
-        args += ["--extra-index-url", url]
-    args += list(spec.requirements)
+    args += spec.pip_sources()
     task: dict[str, Any] = {
         "Name": INSTALL_TASK,
         "Driver": plan.driver,

@@ -57,6 +57,21 @@ class InstallEnv:
     wheels: tuple[Wheel, ...] = ()
     python: str = "python3"
 
+    def pip_sources(self) -> list[str]:
+        """pip's arguments after any executor-specific ones: the folders of the wheels on the
+        node as --find-links, the index (with wheels and no index: only the checked wheels may
+        come in), the extra indexes, then the requirements."""
+        args: list[str] = []
+        for directory in sorted({w.url.rsplit("/", 1)[0] or "/" for w in self.wheels if w.on_node}):
+            args += ["--find-links", directory]
+        if self.index_url:
+            args += ["--index-url", self.index_url]
+        elif self.wheels:
+            args += ["--no-index"]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        return [*args, *self.requirements]
+
 
 PythonEnv = ExistingEnv | CommandOnPath | InstallEnv
 

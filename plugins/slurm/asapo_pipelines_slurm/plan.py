@@ -118,15 +118,7 @@ def install_lines(spec: InstallEnv, layout: Layout) -> list[str]:
         )
     checks = json.dumps([[w.url, w.sha256] for w in spec.wheels], separators=(",", ":"))
     args = [str(layout.venv), checks, "--no-input", "--disable-pip-version-check"]
-    for directory in sorted({w.url.rsplit("/", 1)[0] or "/" for w in spec.wheels}):
-        args += ["--find-links", directory]
-    if spec.index_url:
-        args += ["--index-url", spec.index_url]
-    elif spec.wheels:
-        args += ["--no-index"]
-    for url in spec.extra_index_urls:
-        args += ["--extra-index-url", url]
-    args += list(spec.requirements)
+    args += spec.pip_sources()  # every wheel is on the node: URLs were refused above
     argv = ["flock", str(layout.root / "venv.lock"), spec.python, "-c", INSTALL_SCRIPT, *args]
     return [
         "# prestart: the pipeline's plugin distributions, pinned, in a venv on the shared disk",
