@@ -19,6 +19,7 @@ from typing import Any
 
 from asapo_pipelines import hookspecs
 from asapo_pipelines.descriptor import (
+    CommandDescriptor,
     ExecutorDescriptor,
     FormatDescriptor,
     TransportDescriptor,
@@ -34,6 +35,7 @@ DESCRIPTORS: dict[str, type[Any]] = {
     "register_transports": TransportDescriptor,
     "register_executors": ExecutorDescriptor,
     "register_formats": FormatDescriptor,
+    "register_commands": CommandDescriptor,
 }
 
 

@@ -1,5 +1,6 @@
 """Throwaway plugin distributions that add backends: `acme-backends` adds a transport and an
-executor, `acme-badbus` registers broken transports, `acme-thief` claims the core's `embedded`."""
+executor and a command, `acme-badbus` registers broken transports and commands, `acme-thief`
+claims the core's `embedded` transport and its `run` and `validate` commands."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines.sdk import hookimpl
+from asapo_pipelines.sdk import CommandDescriptor, hookimpl
 from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
 
 
@@ -65,14 +66,31 @@ def register_executors(register):
 
 
 @hookimpl
-def register_commands(cli):
-    import click
+def register_commands(register):
+    register(CommandDescriptor(
+        name="acme-hello",
+        summary="Say hello (a plugin's command).",
+        runtime="acme_backends.cli:hello",
+    ))
+"""
 
-    @cli.command("acme-hello")
-    @click.argument("who", default="beamline")
-    def hello(who):
-        \"\"\"Say hello (a plugin's command).\"\"\"
-        click.echo(f"hello {who} from acme-backends")
+#: The command's runtime: imported only when `pipeline acme-hello` runs (it leaves a mark in
+#: the file named by HELLO_MARK when imported, so a test sees that `--help` did not import it).
+COMMAND_RUNTIME = """
+import os
+
+import click
+
+if os.environ.get("HELLO_MARK"):
+    with open(os.environ["HELLO_MARK"], "a") as f:
+        f.write("imported\\n")
+
+
+@click.command("acme-hello")
+@click.argument("who", default="beamline")
+def hello(who):
+    \"\"\"Say hello (a plugin's command).\"\"\"
+    click.echo(f"hello {who} from acme-backends")
 """
 
 RELAY_RUNTIME = """
@@ -200,6 +218,13 @@ def register_units(register):
     register(UnitDescriptor(name="badbus.still-listed", kind="connector",
                             summary="A unit of a plugin whose transports are broken.",
                             runtime="acme_badbus.rt:Unit"))
+
+
+@hookimpl
+def register_commands(register):
+    register({"name": "Bad Command", "summary": "Bad name.", "runtime": "acme_badbus.cli:x"})
+    register({"name": "badbus-ping", "summary": "A command whose module is missing.",
+              "runtime": "acme_badbus.cli:ping"})
 """
 
 CLAIMS_EMBEDDED = """
@@ -210,6 +235,13 @@ from asapo_pipelines.sdk import hookimpl
 def register_transports(register):
     register({"name": "embedded", "summary": "Someone else's embedded.",
               "runtime": "acme_thief.rt:open"})
+
+
+@hookimpl
+def register_commands(register):
+    register({"name": "run", "summary": "Someone else's run.", "runtime": "acme_thief.rt:run"})
+    register({"name": "validate", "summary": "Someone else's validate.",
+              "runtime": "acme_thief.rt:validate"})
 """
 
 
@@ -218,7 +250,12 @@ def backend_projects() -> list[PluginProject]:
         PluginProject(
             "acme-backends",
             "0.4.0",
-            {"plugin.py": RELAY_PLUGIN, "relay.py": RELAY_RUNTIME, "subproc.py": SUBPROC_RUNTIME},
+            {
+                "plugin.py": RELAY_PLUGIN,
+                "relay.py": RELAY_RUNTIME,
+                "subproc.py": SUBPROC_RUNTIME,
+                "cli.py": COMMAND_RUNTIME,
+            },
             {"acme-backends": "acme_backends.plugin"},
         ),
         PluginProject(

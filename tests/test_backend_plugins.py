@@ -98,7 +98,9 @@ def test_a_broken_transport_plugin_is_reported_like_a_broken_unit_plugin(env):
     # the core keeps its embedded transport; the claimant is told why it was not loaded
     thief = by_dist["acme-thief"]
     assert thief["errors"] == [
-        "transport embedded is already provided by asapo-pipelines; not loaded"
+        "command validate is a command of asapo-pipelines; not loaded",
+        "transport embedded is already provided by asapo-pipelines; not loaded",
+        "command run is already provided by asapo-pipelines; not loaded",
     ]
     strict = run_pipeline("plugins", "--strict", env=env)
     assert strict.returncode == 1
@@ -268,13 +270,44 @@ def test_an_unknown_or_ambiguous_executor_is_one_sentence(env, tmp_path):
     assert "Traceback" not in result.stderr + unknown.stderr
 
 
-def test_a_plugin_adds_a_command(env):
+def test_a_plugin_adds_a_command(env, tmp_path):
+    mark = tmp_path / "hello-imported"
+    env = {**env, "HELLO_MARK": str(mark)}
+    # `pipeline --help` lists it by its registered summary, without importing its module
+    helped = run_pipeline("--help", env=env)
+    assert helped.returncode == 0, helped.stderr
+    row = next(line for line in helped.stdout.splitlines() if "acme-hello" in line)
+    assert row.split() == ["acme-hello", "Say", "hello", "(a", "plugin's", "command)."]
+    assert not mark.exists()
     result = run_pipeline("acme-hello", "p65", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "hello p65 from acme-backends\n"
-    helped = run_pipeline("--help", env=env)
-    assert "acme-hello" in helped.stdout
+    assert mark.read_text() == "imported\n"
+    # the core's default plugin's commands come the same way, and stay the core's
+    run_help = run_pipeline("run", "--help", env=env)
+    assert run_help.returncode == 0, run_help.stderr
+    assert "Run FILE's pipeline on this machine" in run_help.stdout
     # a core command stays the core's, and an unknown one is still one sentence
     unknown = run_pipeline("acme-helo", env=env)
     assert unknown.returncode == 2
     assert "unknown command acme-helo; did you mean acme-hello?" in unknown.stderr
+
+
+def test_a_broken_plugin_command_is_one_sentence(env):
+    data = _json(run_pipeline("plugins", "--json", env=env))
+    bad = {p["distribution"]: p for p in data["plugins"]}["acme-badbus"]
+    assert bad["commands"] == ["badbus-ping"]
+    assert any(
+        e.startswith("invalid command descriptor for Bad Command: name:") for e in bad["errors"]
+    )
+    # listed by its summary although its module is missing
+    helped = run_pipeline("--help", env=env)
+    assert "badbus-ping" in helped.stdout
+    ping = run_pipeline("badbus-ping", env=env)
+    assert ping.returncode != 0
+    assert ping.stderr.startswith(
+        "error: command badbus-ping of acme-badbus 0.1.0 cannot be loaded: "
+    ), ping.stderr
+    assert "acme_badbus.cli" in ping.stderr
+    assert len(ping.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in ping.stderr

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines.catalog import PluginSource
 from asapo_pipelines.descriptor import (
+    CommandDescriptor,
     ExecutorDescriptor,
     FormatDescriptor,
     TransportDescriptor,
@@ -24,7 +24,7 @@ from asapo_pipelines.descriptor import (
 )
 from asapo_pipelines.errors import PluginError, UsageError
 from asapo_pipelines.executor import Executor, choose_executor, open_executor
-from asapo_pipelines.plugin_manager import PluginManager, collect_commands
+from asapo_pipelines.plugin_manager import PluginManager
 from asapo_pipelines.sdk import hookimpl
 from asapo_pipelines.testing import catalog_from_plugins
 
@@ -222,17 +222,34 @@ def test_hook_register_formats():
     assert record.errors[0].startswith("invalid format descriptor for NPY: name:")
 
 
+@click.command("memo-hello")
+def memo_hello():
+    """Say hello from memo."""
+    click.echo("hello from memo")
+
+
 class Commands:
     @hookimpl
-    def register_commands(self, cli):
-        @cli.command("memo-hello")
-        def hello():
-            click.echo("hello from memo")
+    def register_commands(self, register):
+        register(
+            CommandDescriptor(
+                name="memo-hello",
+                summary="Say hello from memo.",
+                runtime=f"{__name__}:memo_hello",
+            )
+        )
+        register({"name": "Memo Hello", "summary": "Bad name.", "runtime": "memo:x"})
 
 
 def test_hook_register_commands():
-    group = click.Group()
-    source = PluginSource("memo", "test-plugins", "0.0.0", "memo", obj=Commands())
-    assert collect_commands([source], group) == []
-    result = CliRunner().invoke(group, ["memo-hello"])
+    catalog = catalog_from_plugins(Commands(), strict=False)
+    descriptor = catalog.commands["memo-hello"]
+    assert descriptor.distribution == "test-plugins"
+    (record,) = [p for p in catalog.plugins if p.commands == ["memo-hello"]]
+    assert record.errors[0].startswith("invalid command descriptor for Memo Hello: name:")
+    # the runtime, imported only now, is the click command the CLI runs
+    result = CliRunner().invoke(descriptor.load_runtime(), [])
     assert result.output == "hello from memo\n"
+    # the core's default plugin registers its `run`, `reprocess` and `view` the same way
+    core = catalog_from_plugins(strict=False)
+    assert {"run", "reprocess", "view"} <= set(core.commands)

@@ -124,9 +124,16 @@ def register_units(register: RegisterUnit) -> None:
 # The core's backends are a default plugin of their own module, registered under the core
 # plugin's name (one record in `pipeline plugins`); each becomes its own distribution later.
 from asapo_pipelines.default_backends import (  # noqa: E402
+    register_commands,
     register_executors,
     register_formats,
     register_transports,
 )
 
-__all__ = ["register_executors", "register_formats", "register_transports", "register_units"]
+__all__ = [
+    "register_commands",
+    "register_executors",
+    "register_formats",
+    "register_transports",
+    "register_units",
+]

@@ -29,6 +29,7 @@ from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.descriptor import (
+        CommandDescriptor,
         ExecutorDescriptor,
         FormatDescriptor,
         TransportDescriptor,
@@ -56,6 +57,7 @@ class PluginRecord:
     transports: list[str] = field(default_factory=list)
     executors: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> Literal["ok", "broken"]:
@@ -75,6 +77,7 @@ class PluginRecord:
             "transports": self.transports,
             "executors": self.executors,
             "formats": self.formats,
+            "commands": self.commands,
             "errors": self.errors,
         }
 
@@ -145,7 +148,7 @@ def installed_sources(env: Mapping[str, str] | None = None) -> list[PluginSource
 
 
 #: what plugins register, in the order `pipeline plugins` shows it
-KINDS_OF_ENTRY = ("unit", "transport", "executor", "format")
+KINDS_OF_ENTRY = ("unit", "transport", "executor", "format", "command")
 
 
 def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dict[str, Any]:
@@ -181,6 +184,16 @@ def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dic
                 reason = f"{kind} {name} is registered more than once by {record.distribution}"
             record.errors.append(reason)
     return dict(sorted(settled.items())) if kind == "unit" else settled
+
+
+def _refuse_core_commands(claims: dict[str, list[tuple[PluginRecord, Any]]]) -> None:
+    """A plugin's command named like one of the core's own (`pipeline validate`...) is not
+    loaded, and its plugin is told why: the command line would never reach it."""
+    from asapo_pipelines.core_commands import CORE_COMMANDS
+
+    for name in [n for n in claims if n in CORE_COMMANDS]:
+        for record, _ in claims.pop(name):
+            record.errors.append(f"command {name} is a command of {CORE_DISTRIBUTION}; not loaded")
 
 
 def _check_formats(
@@ -227,6 +240,7 @@ class Catalog:
         transports: dict[str, TransportDescriptor] | None = None,
         executors: dict[str, ExecutorDescriptor] | None = None,
         formats: dict[str, FormatDescriptor] | None = None,
+        commands: dict[str, CommandDescriptor] | None = None,
     ) -> None:
         self.units = units
         self.plugins = plugins
@@ -234,6 +248,8 @@ class Catalog:
         self.transports = transports or {}
         self.executors = executors or {}
         self.formats = formats or {}
+        #: `pipeline <name>` of a plugin (the core's own command line is not in the catalog)
+        self.commands = commands or {}
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -279,6 +295,7 @@ class Catalog:
                     stamped = descriptor.model_copy(update=stamp)
                     claimed[kind].setdefault(stamped.name, []).append((record, stamped))
 
+        _refuse_core_commands(claimed["command"])
         found = {kind: _settle(kind, claims) for kind, claims in claimed.items()}
         _check_formats(found["unit"], found["format"], records)
         from asapo_pipelines.transport.formats import use_formats
@@ -290,6 +307,7 @@ class Catalog:
             transports=found["transport"],
             executors=found["executor"],
             formats=found["format"],
+            commands=found["command"],
         )
         if strict and catalog.broken:
             first = catalog.broken[0]

@@ -1,5 +1,5 @@
-"""The core's own transports and executors, registered through the same hooks as a third-party
-backend's.
+"""The core's own transports, executors, payload formats and commands, registered through the
+same hooks as a third-party backend's.
 
 Like datasette's default plugins: nothing in the core knows the embedded store or ASAP::O by
 name except this registration; `open_transport`, validation of the `transport:` section and the
@@ -11,8 +11,14 @@ asapo wheels.
 
 from __future__ import annotations
 
-from asapo_pipelines.descriptor import ExecutorDescriptor, FormatDescriptor, TransportDescriptor
+from asapo_pipelines.descriptor import (
+    CommandDescriptor,
+    ExecutorDescriptor,
+    FormatDescriptor,
+    TransportDescriptor,
+)
 from asapo_pipelines.hookspecs import (
+    RegisterCommand,
     RegisterExecutor,
     RegisterFormat,
     RegisterTransport,
@@ -117,4 +123,36 @@ FORMATS = {
 @hookimpl
 def register_formats(register: RegisterFormat) -> None:
     for descriptor in FORMATS.values():
+        register(descriptor)
+
+
+# -- commands ----------------------------------------------------------------------------------
+#: the local executor's and the viewer's commands: the CLI shell does not know them by name
+COMMANDS = {
+    d.name: d
+    for d in (
+        CommandDescriptor(
+            name="run",
+            summary="Run FILE's pipeline on this machine until it ends (batch) or Ctrl-C.",
+            runtime="asapo_pipelines.local.commands:run",
+        ),
+        CommandDescriptor(
+            name="reprocess",
+            summary="Replay RUN's source messages, as stored, through FILE's current "
+            "configuration as a new run, and compare old with new.",
+            runtime="asapo_pipelines.local.commands:reprocess",
+        ),
+        CommandDescriptor(
+            name="view",
+            summary="Serve a live web page of a running pipeline: graph, rates, streams, plots, "
+            "errors.",
+            runtime="asapo_pipelines.viewer.command:view",
+        ),
+    )
+}
+
+
+@hookimpl
+def register_commands(register: RegisterCommand) -> None:
+    for descriptor in COMMANDS.values():
         register(descriptor)

@@ -274,7 +274,8 @@ BACKEND_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
 class _BackendDescriptor(BaseModel):
-    """What transports, executors and formats share: a name, a config model, a runtime string.
+    """What transports, executors, formats and commands share: a name, a config model, a runtime
+    string.
 
     Like a unit's, the runtime is only an import string: listing the catalog imports no client
     library (asapo wheels, redis, the Slurm tools' wrappers).
@@ -348,6 +349,27 @@ class ExecutorDescriptor(_BackendDescriptor):
     executor of `pipeline run`; the others are chosen by `pipeline deploy` from the file's
     ``deploy:`` section.
     """
+
+
+#: A command's name on the command line (`pipeline acme-hello`): lower case, digits and `-`.
+COMMAND_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
+
+
+class CommandDescriptor(_BackendDescriptor):
+    """A command of the `pipeline` command line (`pipeline <name> ...`).
+
+    ``runtime`` names a `click.Command`, imported only when the command runs or its own
+    ``--help`` is asked for; ``summary`` is its line in `pipeline --help`, shown without
+    importing anything. ``config`` is unused for commands.
+    """
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=COMMAND_NAME_PATTERN,
+            description="The command's name (`pipeline <name>`), lower case, words joined by -.",
+        ),
+    ]
 
 
 class FormatDescriptor(_BackendDescriptor):

@@ -24,6 +24,7 @@ from asapo_pipelines import PROJECT
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.descriptor import (
+        CommandDescriptor,
         ExecutorDescriptor,
         FormatDescriptor,
         TransportDescriptor,
@@ -129,11 +130,20 @@ def register_formats(register: RegisterFormat) -> None:
     """
 
 
-@hookspec
-def register_commands(cli: Any) -> None:
-    """Add commands to the ``pipeline`` command line: ``cli`` is its `click.Group`.
+#: What `register_commands` receives: call it once per command.
+RegisterCommand = Callable[["CommandDescriptor | Mapping[str, Any]"], None]
 
-    Called for ``pipeline --help`` and for a command name the core does not have (the core's
-    own commands never load plugins); a plugin cannot replace a core command. Import heavy
-    libraries inside the command function, not at module level.
+
+@hookspec
+def register_commands(register: RegisterCommand) -> None:
+    """Register commands of the ``pipeline`` command line (`pipeline <name> ...`).
+
+    Call ``register(CommandDescriptor(name="acme-hello", summary=..., runtime=
+    "acme.cli:hello"))`` once per command. The runtime is a `click.Command`, imported only when
+    the command runs or its own ``--help`` is asked for: ``pipeline --help`` lists the name and
+    summary from the catalog's listing without importing any plugin, and the core's own
+    commands (``validate``, ``status``...) never load plugins. A command named like one of the
+    core's (``validate``, ``run``...) is not loaded, and `pipeline plugins` says why. The core's
+    ``run``, ``reprocess`` and ``view`` are registered through this hook by its default plugin,
+    like a third party's.
     """

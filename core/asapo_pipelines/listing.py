@@ -36,12 +36,13 @@ from asapo_pipelines.errors import PluginError
 
 ENV_NO_CACHE = "ASAPO_PIPELINES_NO_CACHE"
 ENV_CACHE_DIR = "ASAPO_PIPELINES_CACHE_DIR"
-CACHE_FORMAT = 2
+# 3: commands are listed (a listing without them would hide `pipeline run`)
+CACHE_FORMAT = 3
 
 
 @dataclass
 class Listing:
-    """Units, transports, executors and formats as summary dicts (see `summary_dict`), and
+    """Units, transports, executors, formats and commands as summary dicts (see `summary_dict`), and
     plugin records as dicts."""
 
     units: list[dict[str, Any]]
@@ -50,6 +51,7 @@ class Listing:
     transports: list[dict[str, Any]] = field(default_factory=list)
     executors: list[dict[str, Any]] = field(default_factory=list)
     formats: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_catalog(cls, catalog: Catalog) -> Listing:
@@ -59,6 +61,7 @@ class Listing:
             transports=[d.summary_dict() for d in catalog.transports.values()],
             executors=[d.summary_dict() for d in catalog.executors.values()],
             formats=[d.summary_dict() for d in catalog.formats.values()],
+            commands=[d.summary_dict() for d in catalog.commands.values()],
         )
 
     @property
@@ -142,7 +145,7 @@ def _read(path: Path, key: str) -> Listing | None:
     )
 
 
-_BACKENDS = ("transports", "executors", "formats")
+_BACKENDS = ("transports", "executors", "formats", "commands")
 
 
 def _write(path: Path, key: str, listing: Listing) -> None:

@@ -6,7 +6,7 @@ a plugin that raises is reported with its name and does not stop the others.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -15,6 +15,7 @@ import pluggy
 
 from asapo_pipelines import PROJECT, hookspecs
 from asapo_pipelines.descriptor import (
+    CommandDescriptor,
     ExecutorDescriptor,
     FormatDescriptor,
     TransportDescriptor,
@@ -27,6 +28,7 @@ BACKEND_HOOKS: dict[str, tuple[type[Any], str]] = {
     "register_transports": (TransportDescriptor, "transport"),
     "register_executors": (ExecutorDescriptor, "executor"),
     "register_formats": (FormatDescriptor, "format"),
+    "register_commands": (CommandDescriptor, "command"),
 }
 
 
@@ -55,10 +57,11 @@ class Registration:
 
     units: list[UnitDescriptor] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    #: transports, executors and formats, each list in the order registered
+    #: transports, executors, formats and commands, each list in the order registered
     transports: list[TransportDescriptor] = field(default_factory=list)
     executors: list[ExecutorDescriptor] = field(default_factory=list)
     formats: list[FormatDescriptor] = field(default_factory=list)
+    commands: list[CommandDescriptor] = field(default_factory=list)
 
 
 class PluginManager:
@@ -142,7 +145,7 @@ class PluginManager:
         return result
 
     def register_all(self, plugin_name: str) -> Registration:
-        """Everything one plugin registers: units, transports, executors and formats."""
+        """Everything one plugin registers: units, transports, executors, formats, commands."""
         result = self.register_units(plugin_name)
         for hook_name, (cls, what) in BACKEND_HOOKS.items():
             setattr(
@@ -151,10 +154,6 @@ class PluginManager:
                 self._collect(hook_name, cls, what, plugin_name, result.errors),
             )
         return result
-
-    def register_commands(self, plugin_name: str, cli: Any) -> list[str]:
-        """Let one plugin add commands to the ``pipeline`` group; one line per failure."""
-        return self._call_each("register_commands", plugin_name, cli=cli)
 
     def check_online(
         self, plugin_name: str, pipeline: Any, catalog: Any
@@ -169,20 +168,3 @@ class PluginManager:
             "check_online", plugin_name, pipeline=pipeline, catalog=catalog, report=report
         )
         return findings, errors
-
-
-def collect_commands(sources: Iterable[Any], cli: Any) -> list[str]:
-    """Call every plugin's `register_commands` on ``cli``; one line per plugin that failed
-    (a plugin that does not even import is reported by `pipeline plugins`, not here)."""
-    manager = PluginManager()
-    problems = []
-    for source in sources:
-        try:
-            manager.register(source.load(), source.name)
-        except BaseException as exc:  # a plugin's import may even call sys.exit
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            continue
-        for error in manager.register_commands(source.name, cli):
-            problems.append(f"plugin {source.name} ({source.distribution}): {error}")
-    return problems

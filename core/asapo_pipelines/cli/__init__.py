@@ -15,77 +15,76 @@ from typing import Any
 import click
 
 from asapo_pipelines import CORE_DISTRIBUTION, __version__
+from asapo_pipelines.core_commands import CORE_COMMANDS
 
-#: command name -> "module:attribute"; each module holds what its name says.
-COMMANDS: dict[str, str] = {
-    "list-units": "asapo_pipelines.cli.units:list_units",
-    "show-unit": "asapo_pipelines.cli.units:show_unit",
-    "plugins": "asapo_pipelines.cli.units:plugins",
-    "new-unit": "asapo_pipelines.cli.new_unit:new_unit",
-    "new": "asapo_pipelines.cli.new:new",
-    "validate": "asapo_pipelines.cli.validate:validate",
-    "schema": "asapo_pipelines.cli.schema:schema",
-    "graph": "asapo_pipelines.cli.graph:graph",
-    # one path through the Executor interface for every executor (cli/executors.py)
-    "plan": "asapo_pipelines.cli.executors:plan",
-    "deploy": "asapo_pipelines.cli.executors:deploy",
-    "start": "asapo_pipelines.cli.executors:start",
-    "stop": "asapo_pipelines.cli.executors:stop",
-    "status": "asapo_pipelines.cli.executors:status",
-    "logs": "asapo_pipelines.cli.executors:logs",
-    "runs": "asapo_pipelines.cli.runs:runs",
-    # commands that belong to a default plugin, known here by import string only
-    "run": "asapo_pipelines.local.commands:run",
-    "reprocess": "asapo_pipelines.local.commands:reprocess",
-    "view": "asapo_pipelines.viewer.command:view",
-    # what Nomad tasks run
-    "worker": "asapo_pipelines.cli.worker:worker",
-    "streams": "asapo_pipelines.cli.streams:streams",
-    "tail": "asapo_pipelines.cli.tail:tail",
-    "prune": "asapo_pipelines.cli.streams:prune",
-    # the inbox of agents' plan suggestions (the bluesky plugin's bridge)
-    "suggestions": "asapo_pipelines.cli.suggestions:suggestions",
-}
+#: the core's own commands (`core_commands.py`: the catalog reads it too, to refuse a plugin's
+#: command that claims one of these names)
+COMMANDS = CORE_COMMANDS
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
 
 
 class LazyGroup(click.Group):
-    _plugins_added = False
+    """The core's commands by import string (`COMMANDS`), and the commands plugins register
+    (`register_commands`, the core's default plugin's `run`, `reprocess` and `view` among them)
+    by their descriptors in the catalog's listing: a command's module is imported only when it
+    runs, and `pipeline --help` shows plugins' commands by their registered summaries."""
+
+    _plugin_commands: dict[str, dict[str, Any]] | None = None
+
+    def plugin_commands(self) -> dict[str, dict[str, Any]]:
+        """name -> the listing's record of each plugin command (nothing imported: the listing
+        is cached). A name the core's command line has stays the core's."""
+        if self._plugin_commands is None:
+            from asapo_pipelines.listing import load_listing
+
+            self._plugin_commands = {
+                record["name"]: record
+                for record in load_listing(strict=False).commands
+                if record["name"] not in COMMANDS
+            }
+        return self._plugin_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        self._add_plugin_commands()
-        return sorted({*super().list_commands(ctx), *COMMANDS})
+        return sorted({*super().list_commands(ctx), *COMMANDS, *self.plugin_commands()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in COMMANDS:
-            module_name, _, attr = COMMANDS[cmd_name].partition(":")
-            command = getattr(importlib.import_module(module_name), attr)
-            assert isinstance(command, click.Command)
-            return command
-        found = super().get_command(ctx, cmd_name)
-        if found is None and not self._plugins_added:
-            self._add_plugin_commands()
-            found = super().get_command(ctx, cmd_name)
-        return found
+            return _import_command(COMMANDS[cmd_name])
+        record = self.plugin_commands().get(cmd_name)
+        if record is None:
+            return super().get_command(ctx, cmd_name)
+        try:
+            return _import_command(record["runtime"])
+        except Exception as exc:
+            from asapo_pipelines.errors import PluginError
+            from asapo_pipelines.plugin_manager import describe_exception
 
-    def _add_plugin_commands(self) -> None:
-        """Let plugins add their commands (`register_commands`). Only for a name that is not a
-        core command, and for `--help`: the core's commands never pay for loading plugins."""
-        if self._plugins_added:
+            raise PluginError(
+                f"command {cmd_name} of {record['distribution']} {record['version']} cannot be "
+                f"loaded: {describe_exception(exc)}"
+            ) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The core's commands by their own short help, plugins' by their descriptors'
+        summaries: listing them imports no plugin, and one that is broken is still listed."""
+        names = self.list_commands(ctx)
+        if not names:
             return
-        self._plugins_added = True
-        from asapo_pipelines.catalog import installed_sources
-        from asapo_pipelines.plugin_manager import collect_commands
-
-        scratch = click.Group()
-        for problem in collect_commands(installed_sources(), scratch):
-            from asapo_pipelines.cli.output import warn
-
-            warn(problem)
-        for name, command in scratch.commands.items():
-            if name not in COMMANDS:  # a plugin cannot replace a core command
-                self.add_command(command, name)
+        plugins = self.plugin_commands()
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in plugins:
+                # cut as click cuts a command's own help
+                summary = click.Command(name, help=plugins[name]["summary"])
+                rows.append((name, summary.get_short_help_str(limit)))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -99,6 +98,15 @@ class LazyGroup(click.Group):
             hint = f"; did you mean {near[0]}?" if near else "; see `pipeline --help`"
             raise click.UsageError(f"unknown command {name}{hint}", ctx)
         return super().resolve_command(ctx, args)
+
+
+def _import_command(target: str) -> click.Command:
+    """The `click.Command` named by ``module:attribute``."""
+    module_name, _, attr = target.partition(":")
+    command = getattr(importlib.import_module(module_name), attr)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is a {type(command).__name__}, not a click command")
+    return command
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

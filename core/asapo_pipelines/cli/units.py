@@ -215,7 +215,8 @@ def show_unit(name: str, as_json: bool) -> None:
 def plugins(as_json: bool, strict: bool) -> None:
     """List the installed plugin packages, what each provides, and why a broken one failed.
 
-    Each plugin's units, and its backends: the transports and executors it registers."""
+    Each plugin's units, and its backends: the transports, executors, payload formats and
+    commands it registers."""
     from asapo_pipelines.listing import load_listing
 
     listing = load_listing(strict=False)
@@ -234,10 +235,9 @@ def plugins(as_json: bool, strict: bool) -> None:
             for error in p["errors"]:
                 status.append("\n" + error, style="red")
             units = "\n".join(p["units"]) or "-"
-            # transports, executors and formats (absent from a listing cached by an older core)
             backends = "\n".join(
                 f"{kind} {name}"
-                for kind in ("transport", "executor", "format")
+                for kind in ("transport", "executor", "format", "command")
                 for name in p.get(f"{kind}s", [])
             )
             table.add_row(

@@ -4,7 +4,8 @@ FILE is a pipeline file (compiled on the fly to its Nomad job) or a compiled job
 `pipeline plan --json` or the compiler writes it). Runs live under the pipeline's data directory
 (`<data>/runs/<job>/`). `status`, `logs` and `stop` of a run go through the executor interface
 (`pipeline_executor.LocalPipelineExecutor`), which uses the helpers below for what it shows.
-The CLI shell knows these commands by import string only (`asapo_pipelines.cli.COMMANDS`).
+They reach the command line through the core's default plugin (`default_backends.COMMANDS`,
+hook `register_commands`): the CLI shell does not know them by name.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ writes against. Internal modules may move; these names stay.
 
 Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Port`,
 `Resources`, `UnitDescriptor`, `PlotHint`, `TransportDescriptor`, `ExecutorDescriptor`,
-`FormatDescriptor`, `hookimpl` and the hooks' callback types (`RegisterUnit`,
-`RegisterTransport`, `RegisterExecutor`, `RegisterFormat`, `ReportFinding`), `describe`, `inp`,
+`FormatDescriptor`, `CommandDescriptor`, `hookimpl` and the hooks' callback types
+(`RegisterUnit`, `RegisterTransport`, `RegisterExecutor`, `RegisterFormat`, `RegisterCommand`,
+`ReportFinding`), `describe`, `inp`,
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
 (`PipelinesError`, `UsageError`). Runtime names (import them in the runtime module): `Source`,
 `Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`, `storage` (durable file
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from asapo_pipelines import storage
 from asapo_pipelines.descriptor import (
+    CommandDescriptor,
     ExecutorDescriptor,
     FormatDescriptor,
     NoParams,
@@ -31,6 +33,7 @@ from asapo_pipelines.descriptor import (
 from asapo_pipelines.errors import PipelinesError, UsageError
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines.hookspecs import (
+    RegisterCommand,
     RegisterExecutor,
     RegisterFormat,
     RegisterTransport,
@@ -57,6 +60,7 @@ from asapo_pipelines.transport.formats import PayloadFormat
 __all__ = [
     "SUGGESTION_CONTENT_TYPE",
     "Agent",
+    "CommandDescriptor",
     "DirectoryEvents",
     "Executor",
     "ExecutorDescriptor",
@@ -72,6 +76,7 @@ __all__ = [
     "PlotHint",
     "Port",
     "Processor",
+    "RegisterCommand",
     "RegisterExecutor",
     "RegisterFormat",
     "RegisterTransport",
