@@ -7,7 +7,6 @@ catalog can list hundreds of units without importing the heavy libraries their r
 
 from __future__ import annotations
 
-import importlib
 import re
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from asapo_pipelines.import_strings import import_runtime
 from asapo_pipelines.kinds import KINDS, STATUSES, Kind, Status
 
 __all__ = [
@@ -253,15 +253,6 @@ class UnitDescriptor(BaseModel):
             "resources": self.resources.model_dump(),
             "runtime": self.runtime,
         }
-
-
-def import_runtime(runtime: str) -> Any:
-    """The object a runtime import string (`package.module:Name.attr`) names, imported now."""
-    module_name, _, qualname = runtime.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def is_unit_name(name: str) -> bool:

@@ -7,7 +7,6 @@ Errors meant for users are printed as one sentence without a traceback.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 from typing import Any
@@ -16,16 +15,13 @@ import click
 
 from asapo_pipelines import CORE_DISTRIBUTION, __version__
 from asapo_pipelines.core_commands import CORE_COMMANDS
-
-#: the core's own commands (`core_commands.py`: the catalog reads it too, to refuse a plugin's
-#: command that claims one of these names)
-COMMANDS = CORE_COMMANDS
+from asapo_pipelines.import_strings import import_runtime
 
 DEBUG_ENV = "ASAPO_PIPELINES_DEBUG"
 
 
 class LazyGroup(click.Group):
-    """The core's commands by import string (`COMMANDS`), and the commands plugins register
+    """The core's commands by import string (`CORE_COMMANDS`), and the commands plugins register
     (`register_commands`, the core's default plugin's `run`, `reprocess` and `view` among them)
     by their descriptors in the catalog's listing: a command's module is imported only when it
     runs, and `pipeline --help` shows plugins' commands by their registered summaries."""
@@ -34,23 +30,19 @@ class LazyGroup(click.Group):
 
     def plugin_commands(self) -> dict[str, dict[str, Any]]:
         """name -> the listing's record of each plugin command (nothing imported: the listing
-        is cached). A name the core's command line has stays the core's."""
+        is cached). The catalog has refused any that claims a name of `CORE_COMMANDS`."""
         if self._plugin_commands is None:
             from asapo_pipelines.listing import load_listing
 
-            self._plugin_commands = {
-                record["name"]: record
-                for record in load_listing(strict=False).commands
-                if record["name"] not in COMMANDS
-            }
+            self._plugin_commands = {r["name"]: r for r in load_listing(strict=False).commands}
         return self._plugin_commands
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *COMMANDS, *self.plugin_commands()})
+        return sorted({*super().list_commands(ctx), *CORE_COMMANDS, *self.plugin_commands()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in COMMANDS:
-            return _import_command(COMMANDS[cmd_name])
+        if cmd_name in CORE_COMMANDS:
+            return _import_command(CORE_COMMANDS[cmd_name])
         record = self.plugin_commands().get(cmd_name)
         if record is None:
             return super().get_command(ctx, cmd_name)
@@ -101,9 +93,8 @@ class LazyGroup(click.Group):
 
 
 def _import_command(target: str) -> click.Command:
-    """The `click.Command` named by ``module:attribute``."""
-    module_name, _, attr = target.partition(":")
-    command = getattr(importlib.import_module(module_name), attr)
+    """The `click.Command` named by an import string."""
+    command = import_runtime(target)
     if not isinstance(command, click.Command):
         raise TypeError(f"{target} is a {type(command).__name__}, not a click command")
     return command

@@ -95,7 +95,7 @@ def _opener(kind: str, catalog: Catalog | None) -> Any:
         raise TransportConfigError(
             f"unknown transport {kind!r}{hint}; choose one of {', '.join(names)}"
         )
-    from asapo_pipelines.descriptor import import_runtime
+    from asapo_pipelines.import_strings import import_runtime
 
     try:
         return import_runtime(runtime)
