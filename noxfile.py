@@ -2,6 +2,8 @@
 
 Each plugin under plugins/ is tested in its own fresh environment with only the core beside
 it (found by reading plugins/*/pyproject.toml), then everything is installed and tested together.
+That last session leaves out the core tests that passed in the `tests` session of the same `nox`
+run on the same tree, for CI's time (tests/passed_record.py says how, and what that gives up).
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ def _plugins() -> dict[str, dict]:
 
 
 PLUGINS = _plugins()
+
+#: the core tests that passed in the `tests` session, which the `all` session then leaves out
+#: (tests/passed_record.py). It lives for one `nox` run: removed when nox reads this file, so
+#: `nox -s all` alone, or after an earlier run's `tests`, runs every core test.
+PASSED_RECORD = ROOT / ".nox" / "core-tests-passed.json"
+PASSED_RECORD.unlink(missing_ok=True)
 
 
 def _has_test_extra(project: dict) -> bool:
@@ -102,10 +110,18 @@ def types(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """The core's test suite, with the real ASAP::O client wheels."""
+    """The core's test suite, with the real ASAP::O client wheels.
+
+    Records the tests that pass, which the `all` session then leaves out (tests/passed_record.py).
+    """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]")
-    session.run("pytest", "tests", *session.posargs)
+    session.run(
+        "pytest",
+        "tests",
+        *session.posargs,
+        env={"ASAPO_PIPELINES_RECORD_PASSED": str(PASSED_RECORD)},
+    )
 
 
 @nox.session(python=PYTHON)
@@ -126,7 +142,22 @@ def plugin(session: nox.Session, name: str) -> None:
 
 @nox.session(name="all", python=PYTHON)
 def all_together(session: nox.Session) -> None:
-    """Core and every plugin installed together: the catalog and the whole test suite."""
+    """Core and plugins together: the catalog; all tests but the core's that passed in `tests`.
+
+    Every plugin's tests run, and every core test except those that already passed in this
+    run's `tests` session on the same tree (tests/passed_record.py): the core tests that need a
+    plugin (skipped there), and those that failed or were skipped there for another reason, run
+    here.
+
+    What that gives up: a core test that passed with the core alone is not run again with every
+    plugin installed, so a plugin that breaks one just by being installed goes unnoticed here.
+    The catalog with every plugin is still checked: by `pipeline plugins --strict` below, by the
+    `schemas` and `docs` sessions and by the core tests that need the plugins. Why: CI's time;
+    running the core tests a second time took about 14 of CI's 90 minutes.
+
+    Without a record of `tests` (`nox -s all` alone) or when the tree changed, every test runs;
+    pytest prints one line saying which.
+    """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]", *(_plugin_spec(n) for n in PLUGINS))
     session.run("pipeline", "plugins", "--strict")
@@ -137,6 +168,7 @@ def all_together(session: nox.Session) -> None:
         "tests",
         *(f"plugins/{n}/tests" for n in PLUGINS),
         *session.posargs,
+        env={"ASAPO_PIPELINES_SKIP_PASSED": str(PASSED_RECORD)},
     )
 
 
