@@ -76,7 +76,7 @@ class RetryPolicy:
         return cls(int(config.attempts), float(config.delay))
 
 
-@dataclass
+@dataclass(slots=True)
 class Output:
     """One message ready to send: where to, what, and the key that makes it idempotent."""
 
@@ -89,7 +89,7 @@ class Output:
     next_stream: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What handling one message gave: outputs to send, or the error record after all retries."""
 
@@ -297,9 +297,9 @@ class UnitRunner:
         stream: str,
         marker: str | None = None,
     ) -> Outcome:
-        outcome = Outcome()
+        attempts = 0
         while True:
-            outcome.attempts += 1
+            attempts += 1
             self._buffer.clear()
             try:
                 result = call(message)
@@ -307,9 +307,8 @@ class UnitRunner:
                     if not isinstance(self.unit, Processor):
                         raise UnitUsageError(f"{hook} returned a value; use self.emit()")
                     self.unit.emit(None, result)
-                emitted = list(self._buffer)
-                outcome.outputs = self._outputs(emitted, inputs, stream, marker)
-                return outcome
+                outputs = self._outputs(list(self._buffer), inputs, stream, marker)
+                return Outcome(outputs, attempts=attempts)
             except UnitStorageError:
                 raise  # the unit's disk, not this message: the worker stops, nothing is acked
             except Exception as exc:
@@ -322,27 +321,22 @@ class UnitRunner:
                         f"unit {self.unit_label} cannot write: "
                         + storage.remedy(storage.kind_of(exc), path)
                     ) from exc
-                if outcome.attempts < self.retry.tries:
+                if attempts < self.retry.tries:
                     self.retries += 1
                     self.context.logger.warning(
                         "%s failed (attempt %d of %d): %s",
                         hook,
-                        outcome.attempts,
+                        attempts,
                         self.retry.tries,
                         exc,
                     )
                     if self.retry.delay:
                         self.sleep(self.retry.delay)
                     continue
-                outcome.error = error_record(
-                    exc,
-                    unit=self.unit_label,
-                    message=message,
-                    attempts=outcome.attempts,
-                    hook=hook,
+                record = error_record(
+                    exc, unit=self.unit_label, message=message, attempts=attempts, hook=hook
                 )
-                outcome.outputs = []
-                return outcome
+                return Outcome([], record, attempts)
             finally:
                 self._buffer.clear()
 
@@ -385,7 +379,8 @@ class UnitRunner:
         key: str | None,
     ) -> Output:
         if item.raw:
-            payload, meta = item.value, dict(item.metadata)
+            # emit() and emit_raw() made this copy of the unit's metadata: it is ours to extend
+            payload, meta = item.value, item.metadata
         else:
             from asapo_pipelines.transport.formats import encode
 

@@ -111,20 +111,21 @@ class Message:
         """The unit's view of a message the runtime took from the transport on input `port`,
         reading `data_source` as the pipeline names it (the transport's own message carries
         bytes and metadata only, no port)."""
+        # positional, in the fields' order: built for every message, and keywords cost twice
         return cls(
-            port=port,
-            data_source=data_source,
-            stream=taken.stream,
-            id=taken.id,
-            payload=taken.payload if keep_payload else None,
-            metadata=taken.metadata,
-            delivery_count=taken.delivery_count,
-            timestamp=taken.timestamp,
-            producer=producer,
+            port,
+            data_source,
+            taken.stream,
+            taken.id,
+            taken.payload if keep_payload else None,
+            taken.metadata,
+            taken.delivery_count,
+            taken.timestamp,
+            producer,
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Emitted:
     """One output as a unit emitted it, before the runtime sends it."""
 
@@ -247,11 +248,12 @@ class Unit:
     def output_port(self, port: str | None = None) -> Port:
         """The descriptor's output port `port`, or the only one when `port` is None."""
         # looked up once per port name: a pass-through unit emits for every message
-        cache = self.__dict__.setdefault("_output_ports", {})
+        cache = self.__dict__.get("_output_ports")
+        if cache is None:
+            cache = self.__dict__["_output_ports"] = {}
         found = cache.get(port)
-        if found is not None:
-            return found
-        found = cache[port] = self._find_output_port(port)
+        if found is None:
+            found = cache[port] = self._find_output_port(port)
         return found
 
     def _find_output_port(self, port: str | None) -> Port:
@@ -298,7 +300,8 @@ class Unit:
         stream: str | None = None,
     ) -> None:
         """Send an already encoded payload with its metadata unchanged (pass-through units)."""
-        meta = {k: v for k, v in metadata.items() if k != PROVENANCE_KEY}
+        meta = dict(metadata)
+        meta.pop(PROVENANCE_KEY, None)  # the input's; the runtime adds this output's own
         self._emit(Emitted(self.output_port(port).name, payload, meta, key, stream, raw=True))
 
     def _emit(self, item: Emitted) -> None:

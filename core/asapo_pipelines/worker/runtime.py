@@ -590,8 +590,9 @@ class Worker:
     def _drain(self, port: InputPort, state: StreamState) -> bool:
         """Take up to BURST messages of one stream; True when anything happened."""
         progressed = False
+        stopping = self.runner.context.stop_event.is_set  # looked at before every message
         for _ in range(BURST):
-            if self.stopping:
+            if stopping():
                 break
             try:
                 msg = port.consumer.get_next(state.name, timeout=0.0)
@@ -644,8 +645,8 @@ class Worker:
         )
         c = self.counters
         c.received += 1
-        c.last_message_time = time.time()
-        c.lag_seconds = max(0.0, c.last_message_time - msg.timestamp) if msg.timestamp else 0.0
+        c.last_message_time = now = time.time()
+        c.lag_seconds = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
         if not state.started:
             state.started = True
             self._apply(
@@ -738,6 +739,7 @@ class Worker:
         pending, self.pending_outputs = self.pending_outputs, {}
         for (port, stream), items in pending.items():
             self.producers[port].send_many(stream, items)
+            self.written_outputs.add((port, stream))
 
     def _apply(
         self, outcome: Outcome, msg: Message | None, *, check: bool, marker: str = ""
@@ -766,7 +768,6 @@ class Worker:
             self.pending_outputs.setdefault((out.port, out.stream), []).append(
                 (out.payload, out.metadata)
             )
-            self.written_outputs.add((out.port, out.stream))
             self.counters.outputs += 1
 
     def _index(self, port: str | None, stream: str) -> KeyIndex:
