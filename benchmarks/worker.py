@@ -12,7 +12,9 @@ For 1 KiB and 1 MiB messages, measured in the same run on the same store:
   batch of `--batch` messages);
 - `transport_chain`, `batched_chain` and `worker_chain`: three such hops in a row, each in its
   own process, running concurrently; throughput is messages delivered at the end of the chain
-  per second.
+  per second;
+- `idle_worker_cpu_share`: the share of a core an identity worker uses while its input gets
+  nothing (`--idle` seconds): it should sleep until data arrives, stop() or its next refresh.
 
 Goals: issue 5, `worker_hop / transport_hop >= 0.8`; issue 17, the same against the batched
 transport: `worker_hop / batched_hop >= 0.8` for 1 KiB messages.
@@ -24,7 +26,7 @@ where the bare loop has two: about 20-30 ms more) were 7-15 % of the figure and 
 ratio. `--small 5000` still gives the short-run figure.
 
     python benchmarks/worker.py [--json] [--small N] [--large N] [--repeats N] [--batch N]
-                                [--dir DIR]
+                                [--dir DIR] [--idle SECONDS]
 """
 
 from __future__ import annotations
@@ -174,6 +176,36 @@ def timed_chain(kind: str, count: int, size: int, hops: int = 3) -> float:
         return count / (time.perf_counter() - start)
 
 
+def idle_cpu(seconds: float) -> float:
+    """Share of a core an idle identity worker uses (its status thread included): waiting for
+    an input that gets nothing, over `seconds`, the process otherwise asleep."""
+    import threading
+
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
+        store = Path(tmp)
+        fill(store, "s0", 1, 1024)  # one message, taken at once; then nothing more comes
+        worker = Worker(
+            open_transport({"embedded": {"path": str(store)}}),
+            Catalog.load().get("core.identity"),
+            {},
+            pipeline="bench",
+            instance="idle",
+            inputs={"input": "s0"},
+            outputs={"output": "s1"},
+            linger=3600.0,  # a finished input: stay, as a pipeline's worker does for late data
+        )
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        time.sleep(1.0)  # started, processed its message, idle
+        cpu, wall = time.process_time(), time.perf_counter()
+        time.sleep(seconds)
+        share = (time.process_time() - cpu) / (time.perf_counter() - wall)
+        worker.stop()
+        thread.join()
+        worker.transport.close()
+        return share
+
+
 def measure(count: int, size: int, repeats: int) -> dict[str, Any]:
     row: dict[str, Any] = {"message_bytes": size, "messages": count, "repeats": repeats}
     kinds = {
@@ -220,6 +252,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (best kept)")
     parser.add_argument("--batch", type=int, default=BATCH, help="messages per batch")
     parser.add_argument("--dir", help="where to put the stores (default: the temp directory)")
+    parser.add_argument(
+        "--idle", type=float, default=5.0, help="seconds to watch an idle worker (0: skip)"
+    )
     args = parser.parse_args()
     BATCH = max(1, args.batch)
     if args.dir:
@@ -236,6 +271,8 @@ def main() -> None:
             if count > 0  # `--large 0`: the small messages only
         ],
     }
+    if args.idle > 0:
+        results["idle_worker_cpu_share"] = round(idle_cpu(args.idle), 4)
     if args.json:
         print(json.dumps(results))
         return
@@ -264,6 +301,8 @@ def main() -> None:
             f"chain {row['worker_vs_batched_chain']:.3f} "
             f"(goal >= 0.8: {'met' if row['batched_goal_met'] else 'not met'})"
         )
+    if "idle_worker_cpu_share" in results:
+        print(f"idle worker: {results['idle_worker_cpu_share']:.2%} of a core")
 
 
 if __name__ == "__main__":

@@ -216,3 +216,31 @@ def test_the_backend_scan_finds_a_lazy_import_in_the_cli(tmp_path: Path) -> None
     assert backend_imports(graph, ("demo.cli",), ("demo.local",)) == [
         "demo.cli.status -> demo.local.control"
     ]
+
+
+def test_pipeline_help_lists_every_command_without_loading_pydantic() -> None:
+    """`pipeline --help` is what a newcomer types first: it imports each core command's module
+    for its short help, so those modules keep pydantic, jsonschema and the descriptors to the
+    functions that need them (half a second of imports otherwise)."""
+    import subprocess
+    import sys
+
+    from asapo_pipelines.core_commands import CORE_COMMANDS
+
+    script = (
+        "import sys\n"
+        "from asapo_pipelines.cli import main\n"
+        "sys.argv = ['pipeline', '--help']\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('pydantic', 'jsonschema', 'asapo_pipelines.descriptor')\n"
+        "print('LOADED', *[name for name in heavy if name in sys.modules])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    listed = {line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")}
+    assert set(CORE_COMMANDS) <= listed
+    assert done.stdout.splitlines()[-1] == "LOADED"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from asapo_pipelines.descriptor import UnitDescriptor
+if TYPE_CHECKING:  # `pipeline new` imports this module to list commands: no pydantic then
+    from asapo_pipelines.descriptor import UnitDescriptor
 
 _NO_DEFAULT = object()
 #: the default of a parameter that has none (a required one)

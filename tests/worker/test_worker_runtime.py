@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -408,3 +410,58 @@ def test_an_idle_worker_wakes_when_its_input_gets_data(tmp_path, sample_catalog)
     thread.join(20)
     assert result == {"state": "finished"}
     assert [bytes(m.payload) for m in read_all(store, "out")] == [b"late"]
+
+
+def idle_copy(store: Path, sample_catalog) -> Worker:
+    """An identity worker that would look at its input once a minute if nothing woke it."""
+    return make(
+        store,
+        sample_catalog,
+        "core.identity",
+        "copy",
+        inputs={"input": "in"},
+        outputs={"output": "out"},
+        poll=60.0,
+        refresh=60.0,
+        linger=60.0,
+    )
+
+
+def test_an_idle_worker_stops_at_once_when_told(tmp_path, sample_catalog):
+    worker = idle_copy(tmp_path / "store", sample_catalog)
+    thread, result = start(worker)
+    assert wait_for(lambda: worker.counters.state == "running")
+    time.sleep(0.5)  # idle now, in its wait
+    asked = time.monotonic()
+    worker.stop()
+    thread.join(20)
+    # not a minute: stop() wakes the wait
+    assert time.monotonic() - asked < 10
+    assert result == {"state": "stopped"}
+
+
+def test_an_idle_worker_stops_at_once_on_sigterm(tmp_path, sample_catalog):
+    """SIGTERM arrives while the worker waits in select(): the handler runs, then select()
+    would resume its wait (PEP 475) if the handler did not also wake it."""
+    worker = idle_copy(tmp_path / "store", sample_catalog)
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    worker.install_signal_handlers()
+    sent: list[float] = []
+
+    def terminate() -> None:
+        wait_for(lambda: worker.counters.state == "running")
+        time.sleep(0.5)
+        sent.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    killer = threading.Thread(target=terminate, daemon=True)
+    killer.start()
+    try:
+        state = worker.run()  # in the main thread, where Python runs signal handlers
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    killer.join(5)
+    assert state == "stopped"
+    assert sent
+    assert time.monotonic() - sent[0] < 10

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import select
 import signal
 import threading
@@ -146,6 +147,8 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.linger = linger
         self.poll = poll
+        #: the idle wait's wake-up on stop() (see `_stop_fd`), made when first idle
+        self._stop_pipe: tuple[int, int] | None = None
         self.refresh = refresh
         self.status_interval = status_interval
         self.group = group_name(pipeline, instance)
@@ -284,6 +287,9 @@ class Worker:
                 port.consumer.prefetch = want
 
     def _close(self) -> None:
+        pipe, self._stop_pipe = self._stop_pipe, None  # a late stop() writes to no stale fd
+        for fd in pipe or ():
+            os.close(fd)
         for obj in [
             *(p.consumer for p in self.ports),
             *self.producers.values(),
@@ -301,6 +307,10 @@ class Worker:
     def stop(self, *_args: Any) -> None:
         """Stop taking messages; the current one is finished (signal handler)."""
         self.runner.stop()
+        pipe = self._stop_pipe
+        if pipe is not None:
+            with contextlib.suppress(OSError):  # full: a wake is already waiting
+                os.write(pipe[1], b"\0")
 
     def install_signal_handlers(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -532,7 +542,10 @@ class Worker:
             else:
                 done_since = None
             if not progressed:
-                self._idle()
+                due = last_refresh + self.refresh  # ended streams and new ones looked at then
+                if done_since is not None:
+                    due = min(due, done_since + self.linger)
+                self._idle(due)
         self._commit()
         if self.stopping:
             return "stopped"
@@ -573,9 +586,12 @@ class Worker:
             return False
         return record.get("state") in ENDED_STATES and float(record.get("time") or 0) >= since
 
-    def _idle(self) -> None:
-        """Nothing to do: wait up to `poll` seconds, waking as soon as an input's backend says
-        data arrived (the embedded store's inotify), so a message waits for no sleep."""
+    def _idle(self, due: float) -> None:
+        """Nothing to do: wait until `due` (monotonic time: the next refresh, or the end of
+        the linger), waking as soon as an input's backend says data arrived (the embedded
+        store's inotify) or `stop()` is called. A message waits for no sleep, and an idle
+        worker does not spin: it wakes at each refresh, not 1/`poll` times a second. Inputs
+        whose backend cannot wake it (no `wake_fd`) are polled every `poll` seconds."""
         fds = [
             fd
             for fd in (getattr(p.consumer, "wake_fd", lambda: None)() for p in self.ports)
@@ -584,8 +600,20 @@ class Worker:
         if not fds or len(fds) < len(self.ports):
             self.runner.context.stop_event.wait(self.poll)
             return
+        fds.append(self._stop_fd())
+        if self.stopping:  # stopped before the pipe existed: nothing wrote to it
+            return
         with contextlib.suppress(InterruptedError, OSError, ValueError):
-            select.select(fds, [], [], self.poll)
+            select.select(fds, [], [], max(0.0, due - time.monotonic()))
+
+    def _stop_fd(self) -> int:
+        """The read end of a pipe `stop()` writes to. A signal alone would not end the idle
+        wait: select() resumes waiting after the handler has run (PEP 475)."""
+        if self._stop_pipe is None:
+            read, write = os.pipe()
+            os.set_blocking(write, False)
+            self._stop_pipe = (read, write)
+        return self._stop_pipe[0]
 
     def _drain(self, port: InputPort, state: StreamState) -> bool:
         """Take up to BURST messages of one stream; True when anything happened."""
