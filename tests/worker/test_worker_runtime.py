@@ -385,10 +385,9 @@ def test_status_says_loading_until_the_unit_is_ready(tmp_path, sample_catalog):
     assert states()[-2:] == ["running", "finished"]
 
 
-def test_an_idle_worker_wakes_when_its_input_gets_data(tmp_path, sample_catalog):
-    store = tmp_path / "store"
-    # it would sleep 60 s between looks if nothing woke it: the store's change does
-    worker = make(
+def idle_copy(store: Path, sample_catalog, linger: float = 60.0) -> Worker:
+    """An identity worker that would look at its input once a minute if nothing woke it."""
+    return make(
         store,
         sample_catalog,
         "core.identity",
@@ -397,8 +396,14 @@ def test_an_idle_worker_wakes_when_its_input_gets_data(tmp_path, sample_catalog)
         outputs={"output": "out"},
         poll=60.0,
         refresh=60.0,
-        linger=0.0,
+        linger=linger,
     )
+
+
+def test_an_idle_worker_wakes_when_its_input_gets_data(tmp_path, sample_catalog):
+    store = tmp_path / "store"
+    # it would sleep 60 s between looks if nothing woke it: the store's change does
+    worker = idle_copy(store, sample_catalog, linger=0.0)
     thread, result = start(worker)
     assert wait_for(lambda: worker.counters.state == "running")
     time.sleep(0.3)  # idle now, waiting
@@ -410,21 +415,6 @@ def test_an_idle_worker_wakes_when_its_input_gets_data(tmp_path, sample_catalog)
     thread.join(20)
     assert result == {"state": "finished"}
     assert [bytes(m.payload) for m in read_all(store, "out")] == [b"late"]
-
-
-def idle_copy(store: Path, sample_catalog) -> Worker:
-    """An identity worker that would look at its input once a minute if nothing woke it."""
-    return make(
-        store,
-        sample_catalog,
-        "core.identity",
-        "copy",
-        inputs={"input": "in"},
-        outputs={"output": "out"},
-        poll=60.0,
-        refresh=60.0,
-        linger=60.0,
-    )
 
 
 def test_an_idle_worker_stops_at_once_when_told(tmp_path, sample_catalog):
