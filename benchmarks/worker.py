@@ -37,6 +37,7 @@ import multiprocessing as mp
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,9 @@ def batched_hop(store: Path, source: str, target: str) -> None:
         p.finish_stream(STREAM)
 
 
-def make_worker(store: Path, source: str, target: str) -> Worker:
+def make_worker(store: Path, source: str, target: str, **options: Any) -> Worker:
     """An identity worker, built before the clock starts: start-up is paid once per process,
-    not per message (loading the catalog, validating params)."""
+    not per message (loading the catalog, validating params). `options` override the hop's."""
     return Worker(
         open_transport({"embedded": {"path": str(store)}}),
         Catalog.load().get("core.identity"),
@@ -116,9 +117,7 @@ def make_worker(store: Path, source: str, target: str) -> Worker:
         instance=f"copy-{source}",
         inputs={"input": source},
         outputs={"output": target},
-        linger=0.0,
-        poll=0.002,
-        ack_batch=BATCH,
+        **{"linger": 0.0, "poll": 0.002, "ack_batch": BATCH, **options},
     )
 
 
@@ -179,21 +178,12 @@ def timed_chain(kind: str, count: int, size: int, hops: int = 3) -> float:
 def idle_cpu(seconds: float) -> float:
     """Share of a core an idle identity worker uses (its status thread included): waiting for
     an input that gets nothing, over `seconds`, the process otherwise asleep."""
-    import threading
-
     with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp:
         store = Path(tmp)
         fill(store, "s0", 1, 1024)  # one message, taken at once; then nothing more comes
-        worker = Worker(
-            open_transport({"embedded": {"path": str(store)}}),
-            Catalog.load().get("core.identity"),
-            {},
-            pipeline="bench",
-            instance="idle",
-            inputs={"input": "s0"},
-            outputs={"output": "s1"},
-            linger=3600.0,  # a finished input: stay, as a pipeline's worker does for late data
-        )
+        # a worker's own poll (the hop's is for the clock), and a finished input: stay, as a
+        # pipeline's worker does for late data
+        worker = make_worker(store, "s0", "s1", poll=0.02, linger=3600.0)
         thread = threading.Thread(target=worker.run)
         thread.start()
         time.sleep(1.0)  # started, processed its message, idle

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,9 +224,6 @@ def test_pipeline_help_lists_every_command_without_loading_pydantic() -> None:
     """`pipeline --help` is what a newcomer types first: it imports each core command's module
     for its short help, so those modules keep pydantic, jsonschema and the descriptors to the
     functions that need them (half a second of imports otherwise)."""
-    import subprocess
-    import sys
-
     from asapo_pipelines.core_commands import CORE_COMMANDS
 
     script = (

@@ -618,9 +618,8 @@ class Worker:
     def _drain(self, port: InputPort, state: StreamState) -> bool:
         """Take up to BURST messages of one stream; True when anything happened."""
         progressed = False
-        stopping = self.runner.context.stop_event.is_set  # looked at before every message
         for _ in range(BURST):
-            if stopping():
+            if self.stopping:
                 break
             try:
                 msg = port.consumer.get_next(state.name, timeout=0.0)
