@@ -225,6 +225,14 @@ def register_commands(register):
     register({"name": "Bad Command", "summary": "Bad name.", "runtime": "acme_badbus.cli:x"})
     register({"name": "badbus-ping", "summary": "A command whose module is missing.",
               "runtime": "acme_badbus.cli:ping"})
+    register({"name": "badbus-exit", "summary": "A command whose module exits on import.",
+              "runtime": "acme_badbus.exits:command"})
+"""
+
+EXITS_ON_IMPORT = """
+import sys
+
+sys.exit(3)
 """
 
 CLAIMS_EMBEDDED = """
@@ -261,7 +269,7 @@ def backend_projects() -> list[PluginProject]:
         PluginProject(
             "acme-badbus",
             "0.1.0",
-            {"plugin.py": BROKEN_TRANSPORTS},
+            {"plugin.py": BROKEN_TRANSPORTS, "exits.py": EXITS_ON_IMPORT},
             {"acme-badbus": "acme_badbus.plugin"},
         ),
         PluginProject(

@@ -296,7 +296,7 @@ def test_a_plugin_adds_a_command(env, tmp_path):
 def test_a_broken_plugin_command_is_one_sentence(env):
     data = _json(run_pipeline("plugins", "--json", env=env))
     bad = {p["distribution"]: p for p in data["plugins"]}["acme-badbus"]
-    assert bad["commands"] == ["badbus-ping"]
+    assert bad["commands"] == ["badbus-ping", "badbus-exit"]
     assert any(
         e.startswith("invalid command descriptor for Bad Command: name:") for e in bad["errors"]
     )
@@ -311,3 +311,14 @@ def test_a_broken_plugin_command_is_one_sentence(env):
     assert "acme_badbus.cli" in ping.stderr
     assert len(ping.stderr.strip().splitlines()) == 1
     assert "Traceback" not in ping.stderr
+
+
+def test_a_plugin_command_that_exits_on_import_is_one_sentence(env):
+    # a module calling sys.exit() while imported would otherwise end `pipeline` with the
+    # plugin's exit code and no word of why
+    result = run_pipeline("badbus-exit", env=env)
+    assert result.returncode not in (0, 3), result
+    assert result.stderr.strip() == (
+        "error: command badbus-exit of acme-badbus 0.1.0 cannot be loaded: "
+        "RuntimeImportExit: importing acme_badbus.exits called sys.exit(3)"
+    )
