@@ -428,6 +428,48 @@ def test_an_idle_worker_stops_at_once_when_told(tmp_path, sample_catalog):
     assert result == {"state": "stopped"}
 
 
+def test_a_worker_whose_streams_ended_does_not_spin_on_others_commits(
+    tmp_path, sample_catalog, monkeypatch
+):
+    """Its input's only stream has ended; it lingers, while another process keeps committing to
+    the same data source. Those commits make the store's wake fd readable, and only get_next,
+    which is not called for ended streams between refreshes, would clear it: the worker would
+    wake at once, thousands of times a second, until its next refresh."""
+    import asapo_pipelines.worker.runtime as runtime
+
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("in") as p:
+        p.send("default", b"one", {"format": "bytes"})
+        p.finish_stream("default")
+    worker = idle_copy(store, sample_catalog)
+    waits: list[float] = []
+    real_select = runtime.select.select
+
+    class CountingSelect:
+        @staticmethod
+        def select(*args):
+            if threading.current_thread() is thread:
+                waits.append(time.monotonic())
+            return real_select(*args)
+
+    monkeypatch.setattr(runtime, "select", CountingSelect)
+    thread, result = start(worker)
+    assert wait_for(lambda: worker.counters.processed == 1)
+    time.sleep(0.3)  # the stream seen drained and ended: idle, lingering
+    began = time.monotonic()
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("in") as p:
+        for i in range(20):  # a second of another unit's commits to the same data source
+            p.send("other", b"x", {"format": "bytes", "i": i})
+            time.sleep(0.05)
+    during = [w for w in waits if w >= began]
+    worker.stop()
+    thread.join(worker.refresh / 2)
+    assert not thread.is_alive()
+    assert result == {"state": "stopped"}
+    # one wait until the next refresh (a minute away), not one per wake-up
+    assert len(during) <= 1, f"{len(during)} waits in a second"
+
+
 def test_an_idle_worker_stops_at_once_on_sigterm(tmp_path, sample_catalog):
     """SIGTERM arrives while the worker waits in select(): the handler runs, then select()
     would resume its wait (PEP 475) if the handler did not also wake it."""

@@ -591,13 +591,19 @@ class Worker:
         the linger), waking as soon as an input's backend says data arrived (the embedded
         store's inotify) or `stop()` is called. A message waits for no sleep, and an idle
         worker does not spin: it wakes at each refresh, not 1/`poll` times a second. Inputs
-        whose backend cannot wake it (no `wake_fd`) are polled every `poll` seconds."""
+        whose backend cannot wake it (no `wake_fd`) are polled every `poll` seconds.
+
+        Only inputs with a stream still open are waited on. The others are looked at at the
+        next refresh anyway (late messages, new streams), so their data need not wake the
+        worker; and their wake fd, which only `get_next` clears, would stay readable after
+        any commit to their data source (another group's acknowledgements) and keep the
+        worker spinning until then."""
         fds = [
-            fd
-            for fd in (getattr(p.consumer, "wake_fd", lambda: None)() for p in self.ports)
-            if fd is not None
+            getattr(p.consumer, "wake_fd", lambda: None)()
+            for p in self.ports
+            if any(not state.ended for state in p.streams.values())
         ]
-        if not fds or len(fds) < len(self.ports):
+        if None in fds:
             self.runner.context.stop_event.wait(self.poll)
             return
         fds.append(self._stop_fd())
