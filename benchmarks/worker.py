@@ -17,7 +17,9 @@ For 1 KiB and 1 MiB messages, measured in the same run on the same store:
   nothing (`--idle` seconds): it should sleep until data arrives, stop() or its next refresh.
 
 Goals: issue 5, `worker_hop / transport_hop >= 0.8`; issue 17, the same against the batched
-transport: `worker_hop / batched_hop >= 0.8` for 1 KiB messages.
+transport: `worker_hop / batched_hop >= 0.8` for 1 KiB messages. Rates are the best of
+`--repeats` interleaved rounds; a ratio is the median of the rounds' own ratios (its range is
+printed too), since this VM's speed drifts between runs more than the ratio's margin.
 
 Each figure is a whole run, start-up and close included, so it takes 20,000 small messages by
 default: a stream at 10-50 kHz runs for hours, and at 5,000 messages (a third of a second) the
@@ -35,6 +37,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import statistics
 import sys
 import tempfile
 import threading
@@ -206,31 +209,35 @@ def measure(count: int, size: int, repeats: int) -> dict[str, Any]:
         "batched_chain": lambda: timed_chain("batched", count, size),
         "worker_chain": lambda: timed_chain("worker", count, size),
     }
-    best = dict.fromkeys(kinds, 0.0)
-    # interleaved rounds, best of each: page-cache write-back and warm-up hit whichever runs
-    # at the wrong moment, and would otherwise decide the ratio
-    for _ in range(repeats):
-        for name, fn in kinds.items():
-            best[name] = max(best[name], fn())
-    for name, rate in best.items():
-        row[f"{name}_msgs_per_s"] = round(rate, 1)
-        row[f"{name}_mib_per_s"] = round(rate * size / 2**20, 2)
-    row["worker_vs_transport_hop"] = round(
-        row["worker_hop_msgs_per_s"] / row["transport_hop_msgs_per_s"], 3
-    )
-    row["worker_vs_transport_chain"] = round(
-        row["worker_chain_msgs_per_s"] / row["transport_chain_msgs_per_s"], 3
-    )
-    row["worker_vs_batched_hop"] = round(
-        row["worker_hop_msgs_per_s"] / row["batched_hop_msgs_per_s"], 3
-    )
-    row["worker_vs_batched_chain"] = round(
-        row["worker_chain_msgs_per_s"] / row["batched_chain_msgs_per_s"], 3
-    )
+    rates: dict[str, list[float]] = {name: [] for name in kinds}
+    # interleaved rounds, the order reversed every other round: this VM's speed drifts by up
+    # to 1.7x between runs, and page-cache write-back and warm-up hit whichever runs at the
+    # wrong moment
+    for round_ in range(repeats):
+        for name in list(kinds)[:: -1 if round_ % 2 else 1]:
+            rates[name].append(kinds[name]())
+    for name, seen in rates.items():
+        row[f"{name}_msgs_per_s"] = round(max(seen), 1)  # the best: what the code can do
+        row[f"{name}_mib_per_s"] = round(max(seen) * size / 2**20, 2)
+    # a ratio is the median of the rounds' ratios, each of runs made next to each other: a
+    # ratio of two bests can pair a fast moment of one with a slow moment of the other
+    for worker, peer, key in (
+        ("worker_hop", "transport_hop", "worker_vs_transport_hop"),
+        ("worker_chain", "transport_chain", "worker_vs_transport_chain"),
+        ("worker_hop", "batched_hop", "worker_vs_batched_hop"),
+        ("worker_chain", "batched_chain", "worker_vs_batched_chain"),
+    ):
+        ratios = sorted(w / p for w, p in zip(rates[worker], rates[peer], strict=True))
+        row[key] = round(statistics.median(ratios), 3)
+        row[f"{key}_range"] = [round(ratios[0], 3), round(ratios[-1], 3)]
     row["runtime_cost_per_hop"] = round(1 - row["worker_vs_transport_hop"], 3)
     row["goal_met"] = row["runtime_cost_per_hop"] < 0.20
     row["batched_goal_met"] = row["worker_vs_batched_hop"] >= 0.8
     return row
+
+
+def _span(bounds: list[float]) -> str:
+    return f"{bounds[0]:.3f}-{bounds[1]:.3f}"
 
 
 def main() -> None:
@@ -239,7 +246,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--small", type=int, default=20000, help="number of 1 KiB messages")
     parser.add_argument("--large", type=int, default=200, help="number of 1 MiB messages")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds (best kept)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="interleaved rounds (best rate kept; ratios: median of the rounds')",
+    )
     parser.add_argument("--batch", type=int, default=BATCH, help="messages per batch")
     parser.add_argument("--dir", help="where to put the stores (default: the temp directory)")
     parser.add_argument(
@@ -287,8 +299,10 @@ def main() -> None:
             f"(goal < 20%: {'met' if row['goal_met'] else 'not met'})"
         )
         print(
-            f"  worker/batched transport: hop {row['worker_vs_batched_hop']:.3f}, "
+            f"  worker/batched transport: hop {row['worker_vs_batched_hop']:.3f} "
+            f"(rounds {_span(row['worker_vs_batched_hop_range'])}), "
             f"chain {row['worker_vs_batched_chain']:.3f} "
+            f"(rounds {_span(row['worker_vs_batched_chain_range'])}) "
             f"(goal >= 0.8: {'met' if row['batched_goal_met'] else 'not met'})"
         )
     if "idle_worker_cpu_share" in results:
