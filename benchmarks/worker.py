@@ -293,10 +293,11 @@ def main() -> None:
                 f"{row[f'{name}_mib_per_s']:>9.2f} MiB/s"
             )
         print(
-            f"  worker/transport: hop {row['worker_vs_transport_hop']:.3f}, "
-            f"chain {row['worker_vs_transport_chain']:.3f}; runtime cost per hop "
-            f"{row['runtime_cost_per_hop']:.1%} "
-            f"(goal < 20%: {'met' if row['goal_met'] else 'not met'})"
+            # issue 5's peer sends and acknowledges one message at a time; the worker batches,
+            # so it is usually faster than its peer, and a "cost" below zero reads as nonsense
+            f"  worker/one-at-a-time transport: hop {row['worker_vs_transport_hop']:.3f}, "
+            f"chain {row['worker_vs_transport_chain']:.3f} "
+            f"(goal >= 0.8: {'met' if row['goal_met'] else 'not met'})"
         )
         print(
             f"  worker/batched transport: hop {row['worker_vs_batched_hop']:.3f} "
