@@ -260,3 +260,19 @@ def test_usage_errors_are_one_sentence(env, args):
     assert result.returncode == 2
     _assert_no_traceback(result)
     assert "Error:" in result.stderr or "error:" in result.stderr
+
+
+def test_a_plugin_that_exits_while_imported_is_reported_broken(tmp_path, monkeypatch):
+    """sys.exit() in a plugin's module would otherwise end whatever command loads the catalog,
+    with the plugin's exit code and no word of why."""
+    from asapo_pipelines.catalog import Catalog, PluginSource
+
+    (tmp_path / "acme_exits_plugin.py").write_text("import sys\n\nsys.exit(4)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    catalog = Catalog.from_sources(
+        [PluginSource("acme-exits", "acme-exits", "0.1.0", "acme_exits_plugin")]
+    )
+    record = next(r for r in catalog.plugins if r.distribution == "acme-exits")
+    assert record.errors == [
+        "import failed: RuntimeImportExit: importing acme_exits_plugin called sys.exit(4)"
+    ]

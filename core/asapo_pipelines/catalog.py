@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from asapo_pipelines import CORE_DISTRIBUTION, PROJECT, __version__
 from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
+from asapo_pipelines.import_strings import import_runtime
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.descriptor import (
@@ -97,13 +98,7 @@ class PluginSource:
     def load(self) -> ModuleType | object:
         if self.obj is not None:
             return self.obj
-        import importlib
-
-        module_name, _, attr = self.module.partition(":")
-        loaded: Any = importlib.import_module(module_name)
-        for part in filter(None, attr.split(".")):
-            loaded = getattr(loaded, part)
-        return loaded
+        return import_runtime(self.module)
 
 
 def _split_env(value: str | None) -> set[str]:
@@ -277,9 +272,7 @@ class Catalog:
             records.append(record)
             try:
                 plugin = source.load()
-            except BaseException as exc:  # a plugin's import may even call sys.exit
-                if isinstance(exc, KeyboardInterrupt):
-                    raise
+            except Exception as exc:  # sys.exit() in its import too: see import_runtime
                 record.errors.append(f"import failed: {describe_exception(exc)}")
                 continue
             try:

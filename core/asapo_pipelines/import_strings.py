@@ -16,7 +16,8 @@ class RuntimeImportExit(ImportError):
 
 
 def import_runtime(runtime: str) -> Any:
-    """The object a runtime import string (`package.module:Name.attr`) names, imported now.
+    """The object a runtime import string (`package.module:Name.attr`, or a module alone, as
+    entry points may name plugins) names, imported now.
 
     A module that exits while it is imported raises `RuntimeImportExit`, an ImportError: left
     a SystemExit, it would end the command or worker silently, with its exit code, instead of
@@ -28,6 +29,6 @@ def import_runtime(runtime: str) -> Any:
         raise RuntimeImportExit(
             f"importing {module_name} called sys.exit({exc.code!r})", name=module_name
         ) from None
-    for part in qualname.split("."):
+    for part in filter(None, qualname.split(".")):
         obj = getattr(obj, part)
     return obj
