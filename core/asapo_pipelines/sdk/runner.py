@@ -261,7 +261,6 @@ class UnitRunner:
             "process",
             inputs=[message.ref()],
             stream=message.stream,
-            refs=f"{message.data_source}/{message.stream}/{message.id}",
         )
 
     def stream_start(self, stream: Stream) -> Outcome:
@@ -297,10 +296,7 @@ class UnitRunner:
         inputs: list[dict[str, Any]],
         stream: str,
         marker: str | None = None,
-        refs: str = "",
     ) -> Outcome:
-        """`refs`: the inputs' addresses as output keys name them, when the caller has them
-        (one message: built from its fields, cheaper than from `inputs`)."""
         attempts = 0
         while True:
             attempts += 1
@@ -311,8 +307,8 @@ class UnitRunner:
                     if not isinstance(self.unit, Processor):
                         raise UnitUsageError(f"{hook} returned a value; use self.emit()")
                     self.unit.emit(None, result)
-                outputs = self._outputs(list(self._buffer), inputs, stream, marker, refs)
-                return Outcome(outputs, None, attempts)
+                outputs = self._outputs(list(self._buffer), inputs, stream, marker)
+                return Outcome(outputs, attempts=attempts)
             except UnitStorageError:
                 raise  # the unit's disk, not this message: the worker stops, nothing is acked
             except Exception as exc:
@@ -350,11 +346,10 @@ class UnitRunner:
         inputs: list[dict[str, Any]],
         stream: str,
         marker: str | None,
-        refs: str = "",
     ) -> list[Output]:
         outputs = []
         seq: dict[str, int] = {}
-        # refs: what outputs of these inputs are recognised by, built once per call
+        refs = ""  # what outputs of these inputs are recognised by, built once per call
         for item in emitted:
             n = seq.get(item.port, 0)
             seq[item.port] = n + 1
