@@ -6,13 +6,18 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from asapo_pipelines.transport import (
     CorruptPayload,
@@ -24,7 +29,7 @@ from asapo_pipelines.transport import (
     TransportConfigError,
     open_transport,
 )
-from asapo_pipelines.transport.embedded import INLINE_MAX, EmbeddedTransport
+from asapo_pipelines.transport.embedded import INDEX_NAME, INLINE_MAX, EmbeddedTransport
 
 
 def test_large_payloads_are_memory_mapped_files_small_ones_inline(tmp_path: Path) -> None:
@@ -393,3 +398,81 @@ def test_messages_past_a_window_this_group_had_acknowledged_are_still_delivered(
                     got.append(msg.id)
                     c.acknowledge("s", msg.id)
     assert got == [4, 5]
+
+
+# metadata as JSON allows it: what a producer may send (NaN and infinities are refused)
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@pytest.fixture(scope="module")
+def meta_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedTransport]:
+    store = EmbeddedTransport(tmp_path_factory.mktemp("meta"))
+    yield store
+    store.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(metadata=st.dictionaries(st.text(), _json_values, max_size=6))
+def test_metadata_is_stored_as_the_json_library_writes_it_and_read_back_equal(
+    meta_store: EmbeddedTransport, metadata: dict
+) -> None:
+    with meta_store.producer("src") as producer:
+        (mid,) = producer.send_many("s", [(b"x", metadata)])
+    db = sqlite3.connect(meta_store.root / "src" / INDEX_NAME)
+    try:
+        (stored,) = db.execute("SELECT meta FROM messages WHERE id=?", (mid,)).fetchone()
+    finally:
+        db.close()
+    # what the index holds is readable by any JSON reader, as the standard library writes it
+    assert stored == json.dumps(metadata, separators=(",", ":"), allow_nan=False)
+    with meta_store.consumer("src", "g") as consumer:
+        assert consumer.get_by_id("s", mid).metadata == metadata
+
+
+def test_metadata_that_json_cannot_hold_is_one_sentence_from_any_thread(tmp_path: Path) -> None:
+    cyclic: dict = {"name": "loop"}
+    cyclic["self"] = cyclic
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    bad = {
+        "a cycle": ({"scan": cyclic}, "it contains itself or is nested too deeply"),
+        "deep nesting": ({"scan": deep}, "it contains itself or is nested too deeply"),
+        "NaN": ({"noise": float("nan")}, "Out of range float values"),
+        "a set": ({"ids": {1, 2}}, "Object of type set is not JSON serializable"),
+    }
+    store = EmbeddedTransport(tmp_path)
+    found: dict[str, str] = {}
+
+    def send_all() -> None:
+        with store.producer("src") as producer:
+            for case, (metadata, _) in bad.items():
+                try:
+                    producer.send("s", b"x", metadata)
+                except TransportConfigError as exc:
+                    found[case] = str(exc)
+            producer.send("s", b"ok", {"after": "the refusals"})
+
+    # the status thread sends too: the encoder must hold no state between calls or threads
+    thread = threading.Thread(target=send_all)
+    thread.start()
+    thread.join()
+    send_all()
+    for case, (_, words) in bad.items():
+        assert found[case].startswith("message metadata is not JSON-serializable: "), case
+        assert words in found[case], (case, found[case])
+        assert "\n" not in found[case]
+    with store.consumer("src", "g") as consumer:
+        taken = [consumer.get_next("s") for _ in range(2)]
+        with pytest.raises(NoData):
+            consumer.get_next("s", timeout=0.0)
+    assert [m.metadata for m in taken] == [{"after": "the refusals"}] * 2
+    store.close()

@@ -127,6 +127,14 @@ FULL_DISK = describe(
     runtime=f"{__name__}:FullDisk",
     inputs=[inp("numbers", "test/number")],
 )
+NOTED = describe(
+    "test.noted",
+    kind="processor",
+    summary="Passes numbers on with metadata JSON cannot always hold.",
+    runtime=f"{__name__}:Noted",
+    inputs=[inp("numbers", "test/number")],
+    outputs=[out("noted", "test/number")],
+)
 ADVISOR = describe(
     "test.advisor",
     kind="agent",
@@ -240,6 +248,21 @@ class FullDisk(Sink):
         raise OSError(28, "No space left on device")
 
 
+class Noted(Processor):
+    """What unit authors write: a failed fit's NaN, a numpy index (not a Python int)."""
+
+    def process(self, message: Message) -> None:
+        import numpy
+
+        n = message.value["n"]
+        noted: dict[str, Any] = [
+            {"noise": float("nan")},
+            {"index": numpy.int64(n)},
+            {"noise": 0.5, "index": n},
+        ][n % 3]
+        self.emit(None, {"n": n}, metadata=noted)
+
+
 class Advisor(Agent):
     def process(self, message: Message) -> None:
         total = message.value["total"]
@@ -267,5 +290,16 @@ class Advisor(Agent):
 
 @hookimpl
 def register_units(register: Any) -> None:
-    for descriptor in (NUMBERS, TAG, SPLIT, TOTAL, NEEDS_FILE, BROKEN, DOUBLE, FULL_DISK, ADVISOR):
+    for descriptor in (
+        NUMBERS,
+        TAG,
+        SPLIT,
+        TOTAL,
+        NEEDS_FILE,
+        BROKEN,
+        DOUBLE,
+        FULL_DISK,
+        NOTED,
+        ADVISOR,
+    ):
         register(descriptor)

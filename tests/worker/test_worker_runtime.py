@@ -130,6 +130,32 @@ def test_chain_with_failures_scans_and_status(tmp_path, sample_catalog):
     assert workers[1].counters.errors == 3
 
 
+def test_metadata_json_cannot_hold_is_that_messages_error_not_the_workers(tmp_path, sample_catalog):
+    # before, the transport refused it when the batch was written: the worker stopped, and
+    # every restart took the same batch again, so the stream never moved past it
+    store = tmp_path / "store"
+    workers = [
+        make(
+            store, sample_catalog, "test.numbers", "numbers", {"count": 9}, None, {"numbers": "n"}
+        ),
+        make(store, sample_catalog, "test.noted", "noted", None, {"numbers": "n"}, {"noted": "o"}),
+    ]
+    runs = [start(w) for w in workers]
+    for thread, result in runs:
+        thread.join(60)
+        assert result == {"state": "finished"}
+    assert [decode(m.payload, m.metadata)["n"] for m in read_all(store, "o")] == [2, 5, 8]
+    assert [m.metadata["index"] for m in read_all(store, "o")] == [2, 5, 8]
+    errors = read_all(store, errors_source("demo"), "noted")
+    why = {r["message"]["id"]: r["error"] for r in (decode(m.payload, m.metadata) for m in errors)}
+    assert sorted(why) == [1, 3, 4, 6, 7, 9]  # numbers start at 1: id n carries n
+    said = (
+        "the metadata unit demo/noted (test.noted) emitted on port 'noted' is not JSON-serializable"
+    )
+    assert why[3] == f"{said}: Out of range float values are not JSON compliant"
+    assert why[4] == f"{said}: Object of type int64 is not JSON serializable"
+
+
 @pytest.mark.parametrize(
     ("ack_batch", "acked_before_crash", "redelivered"), [(1, [1, 2], 1), (4, [], 4)]
 )

@@ -35,6 +35,7 @@ from asapo_pipelines.sdk.units import (
     UnitStorageError,
     UnitUsageError,
 )
+from asapo_pipelines.transport.base import encode_metadata
 from asapo_pipelines.transport.errors import TransportConfigError
 from asapo_pipelines.worker.naming import FIRST_STREAM
 
@@ -397,6 +398,16 @@ class UnitRunner:
                     f"{type(item.value).__name__} that cannot be encoded: {exc}"
                 ) from None
             meta = {**item.metadata, **fmt_meta}
+        # checked here, per message, not when the batch is written: a transport refusing the
+        # batch would stop the worker on every redelivery instead of reporting this message
+        try:
+            encode_metadata(
+                meta,
+                f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted on port "
+                f"{item.port!r}",
+            )
+        except TransportConfigError as exc:
+            raise OutputEncodingError(str(exc)) from None
         meta[PROVENANCE_KEY] = {
             "unit": self.unit_label,
             "port": item.port,

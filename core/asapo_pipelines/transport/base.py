@@ -9,9 +9,10 @@ get unacknowledged messages again after a lease runs out (a consumer died) or a 
 from __future__ import annotations
 
 import abc
+import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -65,6 +66,63 @@ def check_stream(name: str) -> str:
     if len(_VALID_STREAMS) < 10000:  # bounded: a run of many scans must not grow it forever
         _VALID_STREAMS.add(name)
     return name
+
+
+def _metadata_encoder() -> Callable[[Any], str]:
+    """The encoder of every message's metadata: compact, NaN refused, as `json.dumps` with
+    `separators=(",", ":"), allow_nan=False` writes it.
+
+    Metadata is encoded once per message, so the encoder is built once: `JSONEncoder.encode`
+    builds a new C encoder on every call, which took about as long as encoding a worker's
+    output metadata itself. Built without the cycle-detecting `markers` dict (`check_circular`
+    off): that dict would be shared by every thread that sends (the status thread does); a
+    cyclic object ends in RecursionError instead, which `encode_metadata` reports."""
+    encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False)
+    make = getattr(json.encoder, "c_make_encoder", None)  # not in the type stubs
+    if make is None:  # no C accelerator (another interpreter): the pure-Python path
+        return encoder.encode
+    # the arguments `JSONEncoder.iterencode` passes, in its order
+    chunks = make(
+        None, encoder.default, json.encoder.encode_basestring_ascii, None, ":", ",",
+        False, False, False,
+    )  # fmt: skip
+    return lambda obj: "".join(chunks(obj, 0))
+
+
+_encode_json = _metadata_encoder()
+#: the C scanner `json.loads` ends in, without its checks around it (type, BOM, whitespace);
+#: JSONDecoder's __init__ sets `scan_once`, which the type stubs do not show
+_scan_json: Callable[[str, int], tuple[Any, int]]
+_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def decode_metadata(text: str) -> Any:
+    """Metadata as the store holds it; raises ValueError when it is not JSON."""
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        # not as `encode_metadata` writes it (space around, or not JSON): the full parser decides
+        return json.loads(text)
+    return value
+
+
+def encode_metadata(meta: Mapping[str, Any] | None, what: str) -> str:
+    """`meta` as the JSON text a transport stores; a TransportConfigError sentence starting with
+    `what` when JSON cannot hold it (NaN, a set, a cycle...)."""
+    if meta is None:
+        return "{}"
+    if not isinstance(meta, Mapping):
+        raise TransportConfigError(f"{what} must be a mapping, not {type(meta).__name__}")
+    try:
+        return _encode_json(meta)
+    except (TypeError, ValueError) as exc:
+        raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
+    except RecursionError:
+        raise TransportConfigError(
+            f"{what} is not JSON-serializable: it contains itself or is nested too deeply"
+        ) from None
 
 
 @dataclass(slots=True)
