@@ -3,6 +3,7 @@ run directory must not run a second generation of the units beside them."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -65,3 +66,41 @@ def test_a_recycled_pid_is_not_taken_for_a_task_of_the_lost_run() -> None:
     assert [u["pid"] for u in live_tasks({"units": [record]})] == [me]
     recycled = {**record, "pid_start": started - 1}
     assert live_tasks({"units": [recycled]}) == []
+
+
+def test_a_start_refused_while_the_job_runs_changes_no_run(tmp_path: Path) -> None:
+    """A second `pipeline run` (plain or --fresh) while one runs is refused before it records
+    anything. Before, the refused --fresh left a run r2 "running" for ever, which the next plain
+    run then resumed, reading every file again (every output twice); a refused plain run added
+    a session to r1 whose start the workers restarted later waited for, so r1 never ended."""
+    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
+    write_files(files, 0, 200)
+    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
+    try:
+        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        wait_for(lambda: len(sink_names(out)) >= 200, timeout=120, what="the first outputs")
+        supervisor = read_state(run_dir)["pid"]
+        for extra in (["--fresh"], [], ["--resume"]):
+            again = pipeline("run", str(file), *extra, cwd=tmp_path)
+            assert again.returncode == 1, (extra, again.stdout, again.stderr)
+            assert again.stderr.strip() == (
+                f"error: job faults is already running locally (supervisor pid {supervisor}); "
+                "stop it first with `pipeline stop`"
+            )
+            assert again.stdout == ""  # not even "run r2 starts" / "resuming run r1"
+        listed = pipeline("runs", str(file), "--json", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        runs = json.loads(listed.stdout)["runs"]
+        assert [(r["id"], r["sessions"]) for r in runs] == [("r1", 1)]
+        assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
+        # the next run resumes r1: the files already copied are not read again
+        write_files(files, 200, 250)
+        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        wait_for(lambda: len(sink_names(out)) >= 250, timeout=120, what="the new files")
+        assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
+    finally:
+        kill_run(run_dir)
+    names = sink_names(out)
+    assert sorted(names) == [f"f{i:05d}.txt" for i in range(250)]
+    assert [n for n, c in names.items() if c > 1] == []

@@ -79,9 +79,14 @@ def run(
     shown = file or target.pipeline_file
     session = None
     if target.pipeline is not None:
+        from asapo_pipelines.local.control import refused_while_running
         from asapo_pipelines.local.session import start_session
 
-        session = start_session(target, fresh=fresh, resume=resume, sets=sets, quiet_stdout=as_json)
+        job = target.payload.get("Job", target.payload)
+        with refused_while_running(str(job.get("ID")), target.run_dir):
+            session = start_session(
+                target, fresh=fresh, resume=resume, sets=sets, quiet_stdout=as_json
+            )
     elif fresh or resume or sets:
         raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
     if detach:

@@ -48,6 +48,43 @@ def supervisor_alive(run_dir: Path) -> bool:
     return False
 
 
+def already_running(job_id: str, run_dir: Path) -> LocalRunError:
+    """The refusal of a second start while a supervisor runs the job."""
+    pid = None
+    with contextlib.suppress(LocalRunError):
+        pid = read_state(Path(run_dir) / STATE_FILE).get("pid")
+    return LocalRunError(
+        f"job {job_id} is already running locally"
+        + (f" (supervisor pid {pid})" if pid else "")
+        + "; stop it first with `pipeline stop`"
+    )
+
+
+@contextlib.contextmanager
+def refused_while_running(job_id: str, run_dir: Path) -> Iterator[None]:
+    """Refuse a start before it records anything, and keep other starts out while it does.
+
+    A refused start must change nothing: `pipeline run` records its session in the run (a new
+    run with --fresh) before the supervisor takes the run directory's lock, and a refused start
+    that had recorded one left a run that never ends, or gave a later run's restarted workers
+    the refused session's start to wait for. The lock is the supervisor's own, held here only
+    while the session is recorded."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise already_running(job_id, run_dir) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock: the supervisor takes it next
+
+
 def run_status(run_dir: Path) -> dict[str, Any]:
     """The state file, with `status` corrected to `lost` when it claims to run but no
     supervisor holds the run any more."""
@@ -73,11 +110,7 @@ def start_detached(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if supervisor_alive(run_dir):
-            state = run_status(run_dir)
-            raise LocalRunError(
-                f"job {job_id} is already running locally (supervisor pid {state.get('pid')}); "
-                "stop it first with `pipeline stop`"
-            )
+            raise already_running(job_id, run_dir)
         # the state file stays: it names the tasks of a supervisor that was killed outright,
         # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
         (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))

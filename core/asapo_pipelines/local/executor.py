@@ -546,6 +546,8 @@ class LocalExecutor:
             self.options.on_event(message)
 
     def _acquire(self) -> None:
+        from asapo_pipelines.local.control import already_running, stop_orphans
+
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -555,18 +557,10 @@ class LocalExecutor:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            pid = None
-            with contextlib.suppress(OSError, ValueError):
-                pid = json.loads((self.run_dir / STATE_FILE).read_text()).get("pid")
-            raise LocalRunError(
-                f"job {self.job.id} is already running locally"
-                + (f" (supervisor pid {pid})" if pid else "")
-                + "; stop it first with `pipeline stop`"
-            ) from None
+            raise already_running(self.job.id, self.run_dir) from None
         self._lock_fd = fd
         # A supervisor killed outright (SIGKILL, OOM) left its tasks running: they would read
         # the same streams as ours and write every result twice. Stop them first.
-        from asapo_pipelines.local.control import stop_orphans
 
         try:
             killed = stop_orphans(self.run_dir)
