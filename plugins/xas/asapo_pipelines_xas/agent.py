@@ -15,7 +15,14 @@ standard error comes from the fit's covariance. The target eps_t is reached afte
 
 and is out of reach when eps_t <= b ("stop: target below the noise floor", with the best
 reachable noise) or when N_t exceeds `max_scans`. Before the fit is possible it assumes b = 0
-(N_t = ceil((eps_N sqrt(N) / eps_t)^2)) and marks the prediction uncertain.
+(N_t = ceil((eps_N sqrt(N) / eps_t)^2)) and marks the prediction uncertain; a floor can only
+raise N_t, so when even that N_t exceeds `max_scans` it says stop as well.
+
+Only noise values measured over the same k window are fitted together: epsilon_k is a noise per
+point of chi(k) over its window, and a scan ending at lower k (a partial scan) has a different
+one. Points whose window (`noise_kmin`, `noise_kmax`) differs from the current merge's by more
+than `NOISE_WINDOW_TOLERANCE` are left out (counted in the metrics as `noise_points_left_out`);
+points without a recorded window are kept.
 
 Bookkeeping. The agent remembers the repeats it asked for. Those not arrived yet (asked minus
 arrived, per group) are in flight and are never asked for again; a suggestion asks for
@@ -46,6 +53,11 @@ NOT_COMING = frozenset({"rejected", "failed", "held"})
 QUEUE_STATES = frozenset(
     {"pending", "approved", "held", "rejected", "submitted", "running", "completed", "failed"}
 )
+#: noise windows whose ends differ by less than this (Å⁻¹) count as the same window: the grid of
+#: k is 0.05 Å⁻¹, and the default window ends 0.5 Å⁻¹ below each scan's last k
+NOISE_WINDOW_TOLERANCE = 0.5
+
+Window = tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -123,8 +135,8 @@ class _Request:
 class _Group:
     """What the agent remembers per measurement (sample, element, edge, mode)."""
 
-    #: merged noise by the number of scans merged (the latest merge of each N)
-    history: dict[int, float] = field(default_factory=dict)
+    #: merged noise and its k window by the number of scans merged (the latest merge of each N)
+    history: dict[int, tuple[float, Window]] = field(default_factory=dict)
     #: scans seen (accepted or not) when the first request was made
     asked_base: int | None = None
     #: the most scans (accepted or not) of any merge decided on; a merge of fewer came late
@@ -137,6 +149,18 @@ class _Group:
             return 0
         coming = sum(r.scans for r in self.requests.values() if r.state not in NOT_COMING)
         return max(0, self.asked_base + coming - n_total)
+
+
+def _window(values: Mapping[str, Any]) -> Window:
+    """The k window (Å⁻¹) a noise value was estimated over, when recorded."""
+    kmin, kmax = values.get("noise_kmin"), values.get("noise_kmax")
+    return None if kmin is None or kmax is None else (float(kmin), float(kmax))
+
+
+def _same_window(a: Window, b: Window) -> bool:
+    if a is None or b is None:
+        return True  # not recorded (older messages): nothing to compare
+    return abs(a[0] - b[0]) <= NOISE_WINDOW_TOLERANCE and abs(a[1] - b[1]) <= NOISE_WINDOW_TOLERANCE
 
 
 def _g(value: float) -> str:
@@ -185,9 +209,10 @@ class ConvergenceAgent:
         n_total = n + len(merged.get("rejected", []))
         if n_total >= state.seen_total:
             return False
-        eps = dict(merged.get("values", {})).get("epsilon_k")
+        values = dict(merged.get("values", {}))
+        eps = values.get("epsilon_k")
         if eps is not None and n > 0:
-            state.history.setdefault(n, float(eps))
+            state.history.setdefault(n, (float(eps), _window(values)))
         return True
 
     def _state_of(
@@ -222,8 +247,11 @@ class ConvergenceAgent:
         change = self._stability(state, merged)
         metrics["change_since_previous"] = change
         if eps is not None and n > 0:
-            state.history[n] = float(eps)
-        fit = fit_noise(self._points(state, merged)) if eps is not None else None
+            state.history[n] = (float(eps), _window(values))
+        points, left_out = self._points(state, merged, _window(values))
+        if left_out:
+            metrics["noise_points_left_out"] = left_out
+        fit = fit_noise(points) if eps is not None else None
         if fit is not None and fit.points >= p.fit_min_points:
             metrics["noise_model"] = {
                 "model": "eps^2 = a^2/N + b^2",
@@ -272,10 +300,12 @@ class ConvergenceAgent:
                 f"all {n_total} scans were rejected; check the beam and the sample",
                 0.8,
             )
-        if len(rejected) >= 2 and len(rejected) / n_total > p.max_rejected_fraction:
+        # scans left out for their normalisation settings say nothing about the beam or sample
+        faulty = [r for r in rejected if not r.get("superseded")]
+        if len(faulty) >= 2 and len(faulty) / n_total > p.max_rejected_fraction:
             return suggestion(
                 "change_parameters",
-                f"{len(rejected)} of {n_total} scans were rejected (more than "
+                f"{len(faulty)} of {n_total} scans were rejected (more than "
                 f"{p.max_rejected_fraction:.0%}); check the beam and the sample",
                 0.7,
             )
@@ -365,6 +395,19 @@ class ConvergenceAgent:
         else:
             single = eps * math.sqrt(n)
             needed = max(n + 1, math.ceil((single / p.target_noise) ** 2 - 1e-9))
+            if needed > p.max_scans:
+                # b = 0 is the most favourable case: with a floor it would take even more
+                metrics["predicted_scans_total"] = needed
+                metrics["uncertain"] = True
+                return suggestion(
+                    "stop",
+                    f"stop: target not reachable within max_scans. Noise {_g(eps)} after {n} "
+                    f"merged scans; with fewer than {p.fit_min_points} points there is no floor "
+                    f"fit yet, but even falling as 1/sqrt(N) (no floor, the most favourable "
+                    f"case) it would reach the target {_g(p.target_noise)} only after {needed} "
+                    f"scans, more than max_scans {p.max_scans}",
+                    0.6,
+                )
             how = (
                 f"uncertain: with fewer than {p.fit_min_points} points there is no floor fit yet; "
                 f"falling as 1/sqrt(N) it would reach it after {needed} scans"
@@ -399,15 +442,19 @@ class ConvergenceAgent:
         self._by_uid[uid] = state
 
     @staticmethod
-    def _points(state: _Group, merged: Mapping[str, Any]) -> list[tuple[int, float]]:
-        """Each accepted scan's own noise at N = 1, and each merge of N >= 2 seen."""
-        points = [
-            (1, float(s["epsilon_k"]))
+    def _points(
+        state: _Group, merged: Mapping[str, Any], window: Window
+    ) -> tuple[list[tuple[int, float]], int]:
+        """Each accepted scan's own noise at N = 1 and each merge of N >= 2 seen, over the
+        current merge's noise window; and how many were left out for another window."""
+        candidates = [
+            (1, float(s["epsilon_k"]), _window(s))
             for s in merged.get("scans", [])
             if s.get("accepted") and s.get("epsilon_k")
         ]
-        points += [(n, e) for n, e in sorted(state.history.items()) if n >= 2]
-        return points
+        candidates += [(n, e, w) for n, (e, w) in sorted(state.history.items()) if n >= 2]
+        points = [(n, e) for n, e, w in candidates if _same_window(w, window)]
+        return points, len(candidates) - len(points)
 
     @staticmethod
     def _fit_confidence(fit: NoiseFit, n: int) -> float:

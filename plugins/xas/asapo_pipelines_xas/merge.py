@@ -2,27 +2,42 @@
 
 `Merger.add(spectrum)` files a normalised scan under its group (sample, element, edge, mode by
 default), re-screens the group and returns the merged result at once, so that the pipeline emits
-a new merge after every scan. Screening, in order:
+a new merge after every scan. Only scans normalised with the same settings are merged: those
+normalised with the newest settings the merge has seen (a resumed or reprocessed run with changed
+parameters); the others are listed as rejected, marked `superseded`, with the settings that
+differ, because their E0, edge step and noise were computed differently. Screening, in order:
 
+- duplicates: a scan whose measured arrays (energy, mu, I0, foil) are bit for bit those of a scan
+  measured earlier is a copy of it (the same file under a new scan number), not a repeat;
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
 - alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
   foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the first scan's,
   over [E0_ref + align_emin, E0_ref + align_emax], with a free scale: the method of Athena and of
   xraylarch's `energy_align` (whose window sign this does not share: its `emin` is added, so the
   window starts above E0). The fitted shift and its standard error are recorded per scan;
+- energy coverage (before alignment, so that a partial scan is never the anchor): the overlap of
+  a scan's energy range with the group's, as a fraction of the group's, must be at least
+  `min_range_coverage`. The group's range runs from the median start to the median end of the
+  scans left; with an even number of them the wider of the two middle values, so that with two
+  scans the longer one sets the range and a short scan cannot lower it by itself. A partial scan
+  (interrupted, or a file read while still being written) would otherwise cut every scan in the
+  merge down to its own range and shorten the k range of the merged noise;
 - outliers: E0 (after alignment) further than `max_e0_shift` eV, or an edge step further than
   `max_edge_step_deviation` (relative), from the group's reference values: the median over the
   scans without beam loss once there are three of them, the first such scan before.
 
 The accepted scans' mu(E) (shifted) are merged by xraylarch's `merge_groups` (cubic interpolation
 onto the first accepted scan's grid), then clipped to the energies all scans cover, so nothing is
-extrapolated; the standard error is std(ddof=1)/sqrt(N). The mean is analysed
-again with xraylarch (pre_edge, autobk, estimate_noise) with the spectra's own settings unless the
-merge overrides them. The same scan delivered twice replaces itself: nothing is counted twice.
+extrapolated (the coverage screening keeps that within `min_range_coverage` of the group's
+range); the standard error is std(ddof=1)/sqrt(N). The mean is analysed again with xraylarch
+(pre_edge, autobk, estimate_noise) with the merged spectra's own settings (all the same) unless
+the merge overrides them. The same scan delivered twice replaces itself: nothing is counted twice.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -82,6 +97,13 @@ class _Entry:
     #: the last alignment fit and the anchor spectrum it was fitted against; a redelivered scan
     #: gets a new entry and a new anchor a new fit, so nothing else invalidates it
     fit: tuple[Spectrum, Alignment] | None = None
+    #: normalised with other settings than the newest: left out of the merge and its screening
+    superseded: bool = False
+    #: fingerprint of the measured arrays, to recognise the same data under another scan number
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        self.digest = data_digest(self.spectrum)
 
 
 @dataclass(frozen=True)
@@ -150,6 +172,44 @@ def scan_id(spectrum: Spectrum) -> str:
     raise SpectrumError("a spectrum without scan_id or file cannot be merged")
 
 
+#: the measured arrays of a spectrum (the normalisation settings do not change them)
+MEASURED = ("energy", "mu", "i0", "mu_ref")
+
+
+def data_digest(spectrum: Spectrum) -> str:
+    """SHA-256 of the measured arrays: equal only for the same data, bit for bit (two real
+    repeats never are, their counts differ)."""
+    digest = hashlib.sha256()
+    for name in MEASURED:
+        values = spectrum.arrays.get(name)
+        if values is not None:
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(values, dtype=float).tobytes())
+    return digest.hexdigest()
+
+
+def settings_key(spectrum: Spectrum) -> str:
+    """The spectrum's normalisation settings as one comparable string."""
+    return json.dumps(spectrum.settings or {}, sort_keys=True, default=str)
+
+
+def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def settings_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """What differs between two settings, e.g. `autobk.rbkg 1.2, not 1.5`."""
+    a, b = _flat(old), _flat(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return "; ".join(f"{k} {a.get(k)!r}, not {b.get(k)!r}" for k in keys) or "unknown"
+
+
 def _acquisition_order(entry: _Entry) -> tuple[str, str]:
     """The order the scans were measured in: their start time (ISO 8601, from the file's
     header), then their identity (file names of repeats count up)."""
@@ -162,6 +222,9 @@ class Merger:
     def __init__(self, params: MergeParams | None = None) -> None:
         self.params = params or MergeParams()
         self._groups: dict[tuple[str, ...], list[_Entry]] = {}
+        #: when each settings were first seen: the newest are those first seen last (a scan
+        #: redelivered after a restart does not make its old settings new again)
+        self._first_seen: dict[str, int] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
@@ -172,6 +235,7 @@ class Merger:
         key = self.group_key(spectrum)
         entries = self._groups.setdefault(key, [])
         ident = scan_id(spectrum)
+        self._first_seen.setdefault(settings_key(spectrum), len(self._first_seen))
         entry = _Entry(ident, spectrum)
         for i, old in enumerate(entries):
             if old.scan_id == ident:  # redelivery: replace, never count twice
@@ -182,27 +246,83 @@ class Merger:
         # scans arrive in any order (a transport promises none), but the anchor of the
         # alignment, the screening and the merged arrays must not depend on it
         entries.sort(key=_acquisition_order)
-        self._screen(entries)
+        self._screen(self._current(entries))
         return self._merge(key, entries, ident)
 
     # -- screening -----------------------------------------------------------------------------
+    def _current(self, entries: list[_Entry]) -> list[_Entry]:
+        """The entries normalised with the newest settings; the others are marked superseded
+        (their E0, step and noise are not comparable, and the merge records one set)."""
+        newest = max(entries, key=lambda e: self._first_seen[settings_key(e.spectrum)])
+        key = settings_key(newest.spectrum)
+        current = []
+        for entry in entries:
+            entry.superseded = settings_key(entry.spectrum) != key
+            if not entry.superseded:
+                current.append(entry)
+                continue
+            entry.shift, entry.shift_err = 0.0, None
+            diff = settings_difference(entry.spectrum.settings, newest.spectrum.settings)
+            entry.reasons = [
+                f"normalised with other settings than the newest ({diff}); only scans "
+                "normalised alike are merged: reprocess it to include it"
+            ]
+        return current
+
     def _screen(self, entries: list[_Entry]) -> None:
         p = self.params
         for entry in entries:
             entry.reasons = []
+            entry.shift, entry.shift_err = 0.0, None
+        self._screen_duplicates(entries)
+        for entry in entries:
             dumps = beam_loss_points(entry.spectrum, p.beam_dump_fraction)
             if dumps > p.beam_dump_max_points:
                 entry.reasons.append(
                     f"beam loss: I0 below {p.beam_dump_fraction:g} x its median at {dumps} points"
                 )
+        self._screen_coverage([e for e in entries if not e.reasons])
         usable = [e for e in entries if not e.reasons]
-        for entry in entries:
-            entry.shift, entry.shift_err = 0.0, None
         if p.align == "reference":
             self._align(entries, usable)
             usable = [e for e in entries if not e.reasons]
-        if not usable:
+        if usable:
+            self._screen_outliers(usable)
+
+    @staticmethod
+    def _screen_duplicates(entries: list[_Entry]) -> None:
+        """A later scan with the same measured data as an earlier one is a copy (entries are in
+        acquisition order), and merging it would count one measurement twice."""
+        first: dict[str, str] = {}
+        for entry in entries:
+            earlier = first.setdefault(entry.digest, entry.scan_id)
+            if earlier != entry.scan_id:
+                entry.reasons.append(
+                    f"duplicate of scan {earlier}: the same measured data (energy, mu, I0), "
+                    "a copy rather than a repeat"
+                )
+
+    def _screen_coverage(self, usable: list[_Entry]) -> None:
+        """Reject scans covering less than `min_range_coverage` of the group's energy range."""
+        if len(usable) < 2:
             return
+        ranges = [_energy_range(e) for e in usable]
+        starts, ends = sorted(r[0] for r in ranges), sorted(r[1] for r in ranges)
+        # the lower median of the starts and the upper one of the ends: the wider of the two
+        # middle values, so one short scan of two cannot set the range
+        lo, hi = starts[(len(usable) - 1) // 2], ends[len(usable) // 2]
+        limit = self.params.min_range_coverage
+        for entry, (start, end) in zip(usable, ranges, strict=True):
+            covered = max(0.0, min(end, hi) - max(start, lo)) / (hi - lo) if hi > lo else 1.0
+            if covered < limit:
+                entry.reasons.append(
+                    f"covers {start:.0f}-{end:.0f} eV (k up to {_k(entry, end):.2f} Å⁻¹), "
+                    f"{covered:.0%} of the group's {lo:.0f}-{hi:.0f} eV (k up to "
+                    f"{_k(entry, hi):.2f} Å⁻¹); limit {limit:.0%}"
+                )
+
+    def _screen_outliers(self, usable: list[_Entry]) -> None:
+        p = self.params
         e0s = np.array([_e0(e) for e in usable])
         steps = np.array([float(e.spectrum.values["edge_step"] or 0.0) for e in usable])
         if len(usable) >= 3:
@@ -269,7 +389,15 @@ class Merger:
     def _merge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
         group: dict[str, Any] = dict(zip(self.params.group_by, key, strict=True))
         accepted = [e for e in entries if not e.reasons]
-        rejected = [{"scan": e.scan_id, "reasons": list(e.reasons)} for e in entries if e.reasons]
+        rejected = [
+            {
+                "scan": e.scan_id,
+                "reasons": list(e.reasons),
+                **({"superseded": True} if e.superseded else {}),
+            }
+            for e in entries
+            if e.reasons
+        ]
         scans = [
             {
                 "scan": e.scan_id,
@@ -277,6 +405,9 @@ class Merger:
                 "e0": _e0(e),
                 "edge_step": e.spectrum.values.get("edge_step"),
                 "epsilon_k": e.spectrum.values.get("epsilon_k"),
+                # the agent fits together only noise values over the same k window
+                "noise_kmin": e.spectrum.values.get("noise_kmin"),
+                "noise_kmax": e.spectrum.values.get("noise_kmax"),
                 "shift": e.shift,
                 "shift_err": e.shift_err,
             }
@@ -295,6 +426,7 @@ class Merger:
         n = len(accepted)
         # merge_groups' spread is the population std; the mean's standard error uses ddof=1
         stderr = std / math.sqrt(n - 1) if n > 1 else np.full_like(mean, np.nan)
+        # all accepted scans share their settings (see _current): these are the ones used
         pre, bkg, noise = self._settings(accepted[0].spectrum)
         arrays, values = analyse(grid, mean, pre, bkg, noise)
         arrays["mu_stderr"] = stderr
@@ -343,6 +475,18 @@ def _foil(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray] | None:
     if mu_ref is None or not spectrum.values.get("e0_ref"):
         return None
     return spectrum.arrays["energy"], mu_ref
+
+
+def _energy_range(entry: _Entry) -> tuple[float, float]:
+    energy = entry.spectrum.arrays["energy"]
+    return float(np.min(energy)), float(np.max(energy))
+
+
+def _k(entry: _Entry, energy: float) -> float:
+    """k (Å⁻¹) at an energy, from the scan's own E0 (xraylarch's `etok`)."""
+    from larch.xafs import etok
+
+    return float(etok(max(0.0, energy - float(entry.spectrum.values.get("e0") or energy))))
 
 
 def _e0(entry: _Entry) -> float:

@@ -248,6 +248,16 @@ class MergeParams(Params):
         float,
         Field(gt=0, description="Reject a scan whose edge step differs more (fraction)."),
     ] = 0.1
+    min_range_coverage: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=1,
+            description="Reject a scan whose energy range covers less than this fraction of the "
+            "group's (median start to median end of its scans): a partial scan would cut every "
+            "scan in the merge down to its own range.",
+        ),
+    ] = 0.98
     beam_dump_fraction: Annotated[
         float,
         Field(
