@@ -73,7 +73,10 @@ def build(pipeline: Pipeline, catalog: Catalog | None = None) -> tuple[list[Node
 
 
 def _ident(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name)
+    """A node id that Mermaid and DOT take bare, one for each name: ASCII letters and digits
+    stay, any other character becomes `_<hex code>_` (`a-b` is `a_2d_b`, `a_b` is `a_5f_b`).
+    Replacing them all by `_` would draw units `a-b` and `a_b` as one node."""
+    return "".join(c if c.isascii() and c.isalnum() else f"_{ord(c):x}_" for c in name)
 
 
 def _mermaid_text(text: str) -> str:

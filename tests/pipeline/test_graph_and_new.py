@@ -24,7 +24,7 @@ def test_mermaid_has_units_as_nodes_and_streams_as_edges(catalog) -> None:
         assert f'unit_{unit}["{unit}<br/>' in text
     edges = set(re.findall(r"(\w+) -- \"([^\"]+)\" --> (\w+)", text))
     assert edges == {
-        ("ext_raw_scans", "raw-scans", "unit_normalize"),
+        ("ext_raw_2d_scans", "raw-scans", "unit_normalize"),
         ("unit_normalize", "spectra", "unit_merge"),
         ("unit_normalize", "spectra", "unit_writer"),
         ("unit_merge", "merged", "unit_advisor"),

@@ -70,6 +70,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "A stream name too long for its data source name in the pipeline's namespace "
         "(`<pipeline>.<run>.<stream>`, at most 128 characters).",
     ),
+    "P313": (
+        "error",
+        "Units' streams form a cycle that nothing outside it feeds, or any cycle in a batch "
+        "pipeline (it would never end).",
+    ),
     "P401": ("error", "The task driver is not one of raw_exec, exec, docker."),
     "P402": ("error", "The docker driver needs an `image`."),
     "P403": ("warning", "`image` is set but the driver is not docker: it is ignored."),

@@ -5,7 +5,8 @@ Stages, each run even when an earlier one found problems (so one run shows every
 0. reading: the YAML itself (loader.py);
 1. shape: the file against the pydantic models (model.py);
 2. units: each unit exists in the catalog, its params against the unit's own params model;
-3. graph: ports exist, every input is fed, content types agree, one producer per stream;
+3. graph: ports exist, every input is fed, content types agree, one producer per stream, no
+   loop that could never carry a message or never end;
 4. deploy: driver and image, the Python environment (most of it is part of stage 1's models).
 
 Later stages work from the raw data of the parts that are usable, so a typo in one unit does not
@@ -482,6 +483,138 @@ def _stage_graph(doc: Document, nodes: list[_Node], streams: dict[str, Any]) -> 
                     f"stream {stream!r} is declared but no unit reads or writes it",
                 )
             )
+    writers = {stream: [m[0] for m in makers] for stream, makers in producers.items()}
+    found.extend(_stage_cycles(doc, nodes, writers, _runs_until_stopped(nodes, external)))
+    return found
+
+
+# -- cycles ------------------------------------------------------------------------------------
+#: (reader, input port, stream, writer): one link of a cycle, read against the data's flow
+_Step = tuple[str, str, str, str]
+
+
+def _wired_inputs(node: _Node) -> dict[str, str]:
+    """The inputs whose port exists (an unknown port is P301's, and carries nothing)."""
+    d = node.descriptor
+    return {p: s for p, s in node.inputs.items() if d is None or d.input(p) is not None}
+
+
+def _runs_until_stopped(nodes: list[_Node], external: set[str]) -> bool:
+    """Whether the pipeline is a service rather than a batch, as `launchplan.job.job_type`
+    decides it from the validated model: an external stream, or a source set to keep running."""
+    from asapo_pipelines.launchplan.job import KEEPS_RUNNING
+
+    if external:
+        return True
+    for node in nodes:
+        d = node.descriptor
+        if d is None or d.role != "source":
+            continue
+        try:  # the params model, so that a default of `watch: true` counts too
+            params = d.params.model_validate(node.raw.get("params") or {})
+        except Exception:
+            continue  # the units stage reported it
+        if any(bool(getattr(params, key, False)) for key in KEEPS_RUNNING):
+            return True
+    return False
+
+
+def _cycle_through(start: str, feeds: dict[str, list[tuple[str, str, str]]]) -> list[_Step]:
+    """The shortest cycle from `start`'s inputs back to its own outputs (breadth first, so
+    the sentence names as few units as possible); empty when there is none."""
+    came: dict[str, _Step] = {}
+    queue = [start]
+    for reader in queue:  # grows while it is walked
+        for port, stream, writer in feeds.get(reader, ()):
+            step = (reader, port, stream, writer)
+            if writer == start:
+                steps = [step]
+                while steps[-1][0] != start:
+                    steps.append(came[steps[-1][0]])
+                return steps[::-1]
+            if writer not in came:
+                came[writer] = step
+                queue.append(writer)
+    return []
+
+
+def _reach(start: str, links: dict[str, set[str]]) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for other in links.get(todo.pop(), ()):
+            if other not in seen:
+                seen.add(other)
+                todo.append(other)
+    return seen
+
+
+def _fed_from_outside(loop: set[str], nodes: list[_Node], writers: dict[str, list[str]]) -> bool:
+    """Whether a message can enter the units of `loop` (a strongly connected set): one of
+    them reads a stream written elsewhere, or makes its own messages as a source does."""
+    for node in nodes:
+        if node.name not in loop:
+            continue
+        if node.descriptor is not None and node.descriptor.role == "source":
+            return True
+        for stream in _wired_inputs(node).values():
+            # an external stream, one nobody writes (P303's), or one a unit outside writes
+            makers = writers.get(stream, [])
+            if not makers or not loop.issuperset(makers):
+                return True
+    return False
+
+
+_Links = dict[str, set[str]]
+
+
+def _links(
+    nodes: list[_Node], writers: dict[str, list[str]]
+) -> tuple[dict[str, list[tuple[str, str, str]]], _Links, _Links]:
+    """Each unit's (port, stream, writer) inputs, and the units each one reads from and feeds."""
+    feeds: dict[str, list[tuple[str, str, str]]] = {}
+    upstream: _Links = {}
+    downstream: _Links = {}
+    for node in nodes:
+        for port, stream in _wired_inputs(node).items():
+            for writer in writers.get(stream, ()):
+                feeds.setdefault(node.name, []).append((port, stream, writer))
+                upstream.setdefault(node.name, set()).add(writer)
+                downstream.setdefault(writer, set()).add(node.name)
+    return feeds, upstream, downstream
+
+
+_CLOSED = "nothing outside the cycle feeds it, so no message can ever reach its units"
+_NEVER_ENDS = (
+    "a batch run would never end, since each unit waits for its inputs to end (a loop suits "
+    "only a pipeline that runs until stopped, e.g. a source with watch: true)"
+)
+
+
+def _stage_cycles(
+    doc: Document, nodes: list[_Node], writers: dict[str, list[str]], service: bool
+) -> list[Problem]:
+    """Units whose inputs depend on their own outputs. Such a loop is refused when nothing
+    from outside feeds it (no message could ever reach it), and in a batch pipeline, where
+    each unit ends after its inputs end, so a loop never ends. A loop fed from outside in a
+    pipeline that runs until stopped is allowed: an agent reading the status of the queue
+    bridge it feeds (docs/bluesky.md) is one. One problem per loop, at the input of its first
+    unit in the file that closes it."""
+    feeds, upstream, downstream = _links(nodes, writers)
+    found: list[Problem] = []
+    reported: set[str] = set()
+    for node in nodes:
+        steps = [] if node.name in reported else _cycle_through(node.name, feeds)
+        if not steps:
+            continue
+        loop = _reach(node.name, upstream) & _reach(node.name, downstream)
+        reported |= loop
+        fed = _fed_from_outside(loop, nodes, writers)
+        if fed and service:
+            continue
+        chain = "; ".join(f"{r} reads {s}, which {w} writes" for r, _, s, w in steps)
+        pos = doc.locate(("units", node.name, "inputs", steps[0][1]))
+        message = f"streams form a cycle: {chain}; {_NEVER_ENDS if fed else _CLOSED}"
+        found.append(make(str(doc.path), pos, "P313", message))
     return found
 
 
