@@ -18,11 +18,26 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def _validate_one(path: Path, catalog: Catalog) -> Report:
     """A file, or standard input when the path is `-` (for editors and pre-commit hooks)."""
-    from asapo_pipelines.pipeline.validate import validate_file, validate_text
+    from asapo_pipelines.pipeline.validate import validate_file
 
     if str(path) == "-":
-        return validate_text(sys.stdin.read(), catalog, "<stdin>")
+        return _validate_stdin(catalog)
     return validate_file(path, catalog)
+
+
+def _validate_stdin(catalog: Catalog) -> Report:
+    """Standard input, read and decoded like a file: as bytes (the same UTF-8 check, not the
+    locale's encoding) and at most the size limit, so `yes | pipeline validate -` ends."""
+    from asapo_pipelines.pipeline.loader import LoadFailed, decode, read_limited
+    from asapo_pipelines.pipeline.problems import Report
+    from asapo_pipelines.pipeline.validate import validate_text
+
+    name = "<stdin>"
+    try:
+        text = decode(read_limited(sys.stdin.buffer, name), name)
+    except LoadFailed as exc:
+        return Report(name, list(exc.problems))
+    return validate_text(text, catalog, name)
 
 
 @click.command("validate", short_help="Check pipeline files; every problem at its line.")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from asapo_pipelines.pipeline.problems import Problem
 
@@ -201,72 +201,120 @@ class _Builder:
         return value
 
     def mapping(self, node: Any, path: Path_, depth: int) -> dict[str, Any]:
-        from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+        from ruamel.yaml.nodes import ScalarNode
 
         result: dict[str, Any] = {}
         explicit: dict[str, Pos] = {}
-        merged: dict[str, Any] = {}
+        merges: list[Any] = []
+        merge_key: Pos | None = None
         for key_node, value_node in node.value:
-            mark = key_node.start_mark
             if isinstance(key_node, ScalarNode) and key_node.tag == f"{_TAG}merge":
-                # `<<: *defaults` (YAML 1.1 merge key): explicit keys win over merged ones
-                sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
-                for source in sources:
-                    if not isinstance(source, MappingNode):
-                        self.problem(
-                            source.start_mark,
-                            "P002",
-                            "a merge key (<<) needs a mapping or a list of mappings",
-                        )
-                        continue
-                    built = self.build(source, path, depth + 1)
-                    for k, v in built.items():
-                        merged.setdefault(k, v)
-                continue
-            if not isinstance(key_node, ScalarNode) or key_node.tag not in (
-                f"{_TAG}str",
-                f"{_TAG}timestamp",
-            ):
-                kind = _KIND_NAMES.get(key_node.tag, "non-string value")
-                if kind == "null":
-                    self.problem(
-                        mark,
-                        "P004",
-                        "keys must be strings, not null; quote the key if it is meant as text",
-                    )
+                here = _pos(key_node.start_mark)
+                if merge_key is not None:
+                    self.duplicate(key_node.start_mark, "<<", merge_key)
                     continue
-                shown = (
-                    f" {key_node.value}"
-                    if isinstance(key_node, ScalarNode) and key_node.value
-                    else ""
-                )
-                self.problem(
-                    mark,
-                    "P004",
-                    f"keys must be strings, not {_article(kind)} {kind}{shown}; quote the key if "
-                    "it is meant as text",
-                )
+                merge_key = here
+                merges.append(value_node)
                 continue
-            key = str(key_node.value)
-            here = Pos(mark.line + 1, mark.column + 1)
+            key = self.key(key_node)
+            if key is None:
+                continue
+            here = _pos(key_node.start_mark)
             if key in explicit:
-                first = explicit[key]
-                where = f"line {first.line}"
-                if first.line == here.line:
-                    where += f", column {first.column}"
-                self.problem(
-                    mark,
-                    "P003",
-                    f"duplicate key {key!r} (first defined at {where}); "
-                    "the second one would silently replace the first",
-                )
+                self.duplicate(key_node.start_mark, key, explicit[key])
                 continue
             explicit[key] = here
             self.keys[(*path, key)] = here
+            if _is_empty(value_node):
+                # ruamel puts an empty value at the next token (the next key's line, or past the
+                # end of the file): the key is where the user sees the missing value
+                self.values[(*path, key)] = here
             result[key] = self.build(value_node, (*path, key), depth + 1)
-        for key, value in merged.items():
-            result.setdefault(key, value)
+        # merged keys come after the mapping's own, which win (YAML 1.1 merge key `<<`)
+        for value_node in merges:
+            for key, value in self.merge(value_node, path, depth, explicit).items():
+                result.setdefault(key, value)
         return result
+
+    def key(self, key_node: Any) -> str | None:
+        """The key as text, or None (reported) when it is not a string."""
+        from ruamel.yaml.nodes import ScalarNode
+
+        if isinstance(key_node, ScalarNode) and key_node.tag in (f"{_TAG}str", f"{_TAG}timestamp"):
+            return str(key_node.value)
+        mark = key_node.start_mark
+        kind = _KIND_NAMES.get(key_node.tag, "non-string value")
+        if kind == "null":
+            self.problem(
+                mark, "P004", "keys must be strings, not null; quote the key if it is meant as text"
+            )
+            return None
+        shown = f" {key_node.value}" if isinstance(key_node, ScalarNode) and key_node.value else ""
+        self.problem(
+            mark,
+            "P004",
+            f"keys must be strings, not {_article(kind)} {kind}{shown}; quote the key if "
+            "it is meant as text",
+        )
+        return None
+
+    def duplicate(self, mark: Any, key: str, first: Pos) -> None:
+        where = f"line {first.line}"
+        if first.line == mark.line + 1:
+            where += f", column {first.column}"
+        self.problem(
+            mark,
+            "P003",
+            f"duplicate key {key!r} (first defined at {where}); "
+            "the second one would silently replace the first",
+        )
+
+    def merge(
+        self, value_node: Any, path: Path_, depth: int, explicit: dict[str, Pos]
+    ) -> dict[str, Any]:
+        """The values `<<: value_node` merges into the mapping at `path`, earlier sources first.
+
+        Each source is built with positions of its own, then only those of keys the mapping
+        does not give itself are kept: an overriding value is located where it is written, and
+        no position is left for a value that was overridden.
+        """
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        merged: dict[str, Any] = {}
+        sources = value_node.value if isinstance(value_node, SequenceNode) else [value_node]
+        for source in sources:
+            if not isinstance(source, MappingNode):
+                self.problem(
+                    source.start_mark,
+                    "P002",
+                    "a merge key (<<) needs a mapping or a list of mappings",
+                )
+                continue
+            outer = self.values, self.keys
+            self.values, self.keys = {}, {}
+            try:
+                built = self.build(source, path, depth + 1)
+                inner = self.values, self.keys
+            finally:
+                self.values, self.keys = outer
+            for table, found in zip(outer, inner, strict=True):
+                for where, pos in found.items():
+                    if len(where) == len(path) or where[len(path)] not in explicit:
+                        table.setdefault(where, pos)
+            for key, value in built.items():
+                merged.setdefault(key, value)
+        return merged
+
+
+def _pos(mark: Any) -> Pos:
+    return Pos(mark.line + 1, mark.column + 1)
+
+
+def _is_empty(node: Any) -> bool:
+    """`key:` with nothing after it (not `key: null` or `key: ~`, which have a place)."""
+    from ruamel.yaml.nodes import ScalarNode
+
+    return isinstance(node, ScalarNode) and node.value == "" and node.tag == f"{_TAG}null"
 
 
 class _TooManyNodes(Exception):
@@ -275,21 +323,38 @@ class _TooManyNodes(Exception):
         self.mark = mark
 
 
+class _TooDeep(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__("too deep")
+        self.mark = mark
+
+
 def _counting_composer() -> Any:
     """ruamel's composer counting the nodes as it builds them: a huge file is refused after
     MAX_NODES nodes, in a fraction of a second, instead of after building all of them (a
     14 MB list took a minute and more than a gigabyte). Aliases add no node here; what they
-    expand to is measured afterwards (`_Builder.measure`)."""
+    expand to is measured afterwards (`_Builder.measure`).
+
+    It also counts how deep it is: the composer recurses once per level, so thousands of
+    levels would exhaust Python's stack, and a RecursionError carries no position."""
     from ruamel.yaml.composer import Composer
 
     class CountingComposer(Composer):
         nodes = 0
+        # not `depth`: ruamel's Composer counts its own under that name
+        levels = -1  # the top-level value is at level 0, as in `_Builder.build`
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             self.nodes += 1
             if self.nodes > MAX_NODES:
                 raise _TooManyNodes(self.parser.peek_event().start_mark)
-            return super().compose_node(parent, index)
+            self.levels += 1
+            try:
+                if self.levels > MAX_DEPTH:
+                    raise _TooDeep(self.parser.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.levels -= 1
 
     return CountingComposer
 
@@ -332,6 +397,10 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
                 )
             ]
         ) from None
+    except _TooDeep as exc:
+        raise LoadFailed(
+            [_at(name, exc.mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep")]
+        ) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
@@ -373,26 +442,56 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
     return Document(Path(name), data, builder.values, builder.keys), builder.problems
 
 
+def _at(file: str, mark: Any, code: str, message: str) -> Problem:
+    return Problem(file, mark.line + 1, mark.column + 1, "error", code, message)
+
+
+def _too_large(file: str, size: int | None) -> LoadFailed:
+    if size is None:  # a device or a pipe: only what was read is known
+        message = f"the file holds more than the {MAX_BYTES:,} bytes a pipeline file may have"
+    else:
+        message = (
+            f"the file is {size:,} bytes, more than the {MAX_BYTES:,} a pipeline file may have"
+        )
+    return LoadFailed([Problem(file, 1, 1, "error", "P001", message)])
+
+
+def read_limited(stream: BinaryIO, file: str) -> bytes:
+    """At most MAX_BYTES of `stream`; raises LoadFailed (P001) when it holds more.
+
+    The size a file reports is not enough: a device (/dev/zero) or a pipe reports none and
+    would be read until memory runs out.
+    """
+    raw = stream.read(MAX_BYTES + 1)
+    if len(raw) > MAX_BYTES:
+        raise _too_large(file, None)
+    return raw
+
+
+def decode(raw: bytes, file: str) -> str:
+    """The UTF-8 text of `raw` (a leading BOM dropped); raises LoadFailed (P002) at the first
+    byte that is not UTF-8, its column counted in characters like every other problem's."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # exc.start counts in exc.object, which is `raw` without its BOM
+        data, bad = exc.object, exc.start
+        line_start = data.rfind(b"\n", 0, bad) + 1
+        line = data.count(b"\n", 0, bad) + 1
+        column = len(data[line_start:bad].decode("utf-8")) + 1
+        message = f"the file is not UTF-8 text (byte 0x{data[bad]:02x})"
+        raise LoadFailed([Problem(file, line, column, "error", "P002", message)]) from None
+
+
 def read_document(path: Path) -> tuple[Document, list[Problem]]:
     """Read and load a file; raises LoadFailed with P001 when it cannot be read."""
     name = str(path)
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
-            raise LoadFailed(
-                [
-                    Problem(
-                        name,
-                        1,
-                        1,
-                        "error",
-                        "P001",
-                        f"the file is {size:,} bytes, more than "
-                        f"the {MAX_BYTES:,} a pipeline file may have",
-                    )
-                ]
-            )
-        raw = path.read_bytes()
+            raise _too_large(name, size)
+        with path.open("rb") as stream:
+            raw = read_limited(stream, name)
     except LoadFailed:
         raise
     except IsADirectoryError:
@@ -404,21 +503,4 @@ def read_document(path: Path) -> tuple[Document, list[Problem]]:
         raise LoadFailed(
             [Problem(name, 1, 1, "error", "P001", f"cannot read the file: {reason.lower()}")]
         ) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise LoadFailed(
-            [
-                Problem(
-                    name,
-                    line,
-                    column,
-                    "error",
-                    "P002",
-                    f"the file is not UTF-8 text (byte 0x{raw[exc.start]:02x})",
-                )
-            ]
-        ) from None
-    return load_document(text, name)
+    return load_document(decode(raw, name), name)

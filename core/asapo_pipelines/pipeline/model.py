@@ -48,9 +48,11 @@ def _name_check(pattern: str, what: str, rule: str) -> Any:
     compiled = re.compile(pattern)
 
     def check(value: str) -> str:
-        if not compiled.match(value):
+        # fullmatch: with `match`, the pattern's `$` also matches before a trailing newline
+        if not compiled.fullmatch(value):
+            # repr: a newline or tab in the name is shown, not printed (one problem, one line)
             raise PydanticCustomError(
-                "P104", f"{what} '{{value}}' is not valid: {rule}", {"value": value}
+                "P104", f"{what} {{value}} is not valid: {rule}", {"value": repr(value)}
             )
         return value
 
@@ -94,6 +96,13 @@ def _none_is_empty(value: Any) -> Any:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_section(cls, value: Any) -> Any:
+        # a section with nothing after it (`retry:`, a stream `plans:`) means its defaults,
+        # like `params:` or `local:`
+        return {} if value is None else value
 
 
 # -- transport -------------------------------------------------------------------------------
@@ -465,7 +474,7 @@ def _check_wheel(value: Any) -> Any:
         raise PydanticCustomError(
             "P103", "a wheel is a URL or an absolute path, or a mapping {url, sha256}"
         )
-    if digest and not _SHA256.match(digest):
+    if digest and not _SHA256.fullmatch(digest):
         raise PydanticCustomError(
             "P405", "the checksum of wheel '{url}' is not a sha256 (64 hex digits)", {"url": url}
         )
