@@ -305,19 +305,54 @@ def prune(
         }
     else:
         assert older_than is not None
-        report = store.prune(parse_age(older_than), only)
-        result = {
-            "dropped_streams": [list(x) for x in report.dropped_streams],
-            "deleted_messages": report.deleted_messages,
-            "freed_bytes": report.freed_bytes,
-        }
+        result = _prune_by_age(transport, store, parse_age(older_than), only)
     if as_json:
         print_json({"location": label, **result})
         return
     dropped = ", ".join(f"{s}/{n}" for s, n in result["dropped_streams"]) or "none"
     count = result["deleted_messages"]
+    kept = ", ".join(result.get("kept_sources") or [])
     click.echo(
         f"{label}: dropped streams: {dropped}"
         + (f"; deleted {count} messages" if count is not None else "")
         + f"; freed {_size(result['freed_bytes'])} of payload files"
+        + (
+            f"; kept the run records {kept} (`pipeline prune FILE --run RUN` drops one)"
+            if kept
+            else ""
+        )
     )
+
+
+def _holds_run_records(source: str) -> bool:
+    """Whether `source` is a pipeline's run records (`<pipeline>.runs`): pipeline names have no
+    dots, a run's own data sources (`<pipeline>.<run>.<stream>`) have two."""
+    from asapo_pipelines.pipeline.model import PIPELINE_NAME_PATTERN
+    from asapo_pipelines.worker.naming import runs_source
+
+    pipeline = source.partition(".")[0]
+    return source == runs_source(pipeline) and re.match(PIPELINE_NAME_PATTERN, pipeline) is not None
+
+
+def _prune_by_age(
+    transport: Transport, store: _Prunable, age: float, only: str | None
+) -> dict[str, Any]:
+    """Age retention of every data source but the pipelines' run records: those say what ran
+    and number the runs, so dropping them would let run ids start again at r1 and a new run
+    pass for an old one. They are small; `prune --run` removes a run's record with its data."""
+    if only and _holds_run_records(only):
+        raise UsageError(
+            f"{only} holds run records, which age retention keeps; drop one run (its streams "
+            "and its record) with `pipeline prune FILE --run RUN`"
+        )
+    names = [only] if only else transport.data_sources()
+    kept = [n for n in names if _holds_run_records(n)]
+    result: dict[str, Any] = {"dropped_streams": [], "deleted_messages": 0, "freed_bytes": 0}
+    for name in names:
+        if name in kept:
+            continue
+        report = store.prune(age, name)
+        result["dropped_streams"] += [list(x) for x in report.dropped_streams]
+        result["deleted_messages"] += report.deleted_messages
+        result["freed_bytes"] += report.freed_bytes
+    return {**result, "kept_sources": kept}

@@ -50,7 +50,7 @@ def prepare(
     text = Path(pipeline_file).read_text(encoding="utf-8")
     recorded = flat(overrides or {})
     latest = store.latest(resumable=True)
-    if latest is None or fresh:
+    if latest is None or fresh or _pruned(store, latest):
         run = store.begin(
             pipeline_file=pipeline_file,
             text=text,
@@ -73,6 +73,25 @@ def prepare(
         latest, configurations=configs, changes=changes, overrides=recorded, details=details
     )
     return latest, "resumed-changed"
+
+
+def _pruned(store: RunStore, run: Run) -> bool:
+    """Whether an ended run's data is gone (`pipeline prune --older-than` dropped its streams):
+    resuming it would read every input again into a run whose outputs, in a NeXus file say,
+    already hold that run's results, and changed inputs would be taken for duplicates. A new
+    run (the next id: retention keeps the run records) makes them new results."""
+    if run.state == "running":
+        return False
+    # a run that wrote nothing has nothing to lose by resuming
+    if not any(c.get("processed") or c.get("outputs") for c in run.counts.values()):
+        return False
+    prefix = data_source_for("", store.pipeline, run.id)
+    for source in store.transport.data_sources():
+        if source.startswith(prefix):  # a pruned data source stays listed, without streams
+            with store.transport.consumer(source, "run-records") as consumer:
+                if consumer.streams():
+                    return False
+    return True
 
 
 def summaries_of(

@@ -26,7 +26,7 @@ from typing import Any
 from asapo_pipelines import __version__
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished, formats
-from asapo_pipelines.worker.naming import RUN_ID, runs_source
+from asapo_pipelines.worker.naming import RUN_ID, errors_source, runs_source
 
 OWNER_STREAM = "owner"
 INDEX_STREAM = "index"
@@ -212,6 +212,45 @@ class RunStore:
                 return run
         return None
 
+    def errors_held(self, run_id: str) -> dict[str, int] | None:
+        """instance -> how many error records of run `run_id` its error stream holds (an error
+        reported again is stored once); None when the store has no error stream."""
+        source = errors_source(self.pipeline)
+        if source not in self.transport.data_sources():
+            return None
+        held: dict[str, int] = {}
+        with self.transport.consumer(source, GROUP) as consumer:
+            for info in consumer.streams():
+                for msg_id in range(1, info.last_id + 1):
+                    try:
+                        msg = consumer.get_by_id(info.name, msg_id)
+                    except (MissingId, EndOfStream, StreamFinished):
+                        continue
+                    prov = dict(msg.metadata or {}).get("provenance") or {}
+                    if prov.get("run") == run_id:
+                        held[info.name] = held.get(info.name, 0) + 1
+        return held
+
+    def _errors_as_stored(self, run: Run, counts: dict[str, Any]) -> dict[str, Any]:
+        """A resumed session reports the errors of earlier sessions again (a source reads its
+        malformed files again); the error stream stores each once. The session is credited
+        with the records it added, so the counts summed over sessions (`Run.counts`, what
+        `pipeline runs` shows) equal what `pipeline tail FILE errors` lists."""
+        held = self.errors_held(run.id)
+        if held is None:
+            return counts
+        earlier = run.counts
+        out = {name: dict(c) for name, c in counts.items()}
+        replicas: dict[str, list[str]] = {}
+        for name in out:  # `merge`, `merge[1]`: one error stream per instance
+            replicas.setdefault(name.partition("[")[0], []).append(name)
+        for instance, names in replicas.items():
+            before = sum(int(earlier.get(n, {}).get("errors", 0)) for n in names)
+            added = max(0, held.get(instance, 0) - before)
+            for i, name in enumerate(names):
+                out[name]["errors"] = added if i == 0 else 0
+        return out
+
     def owner(self) -> str | None:
         claims = self._read(OWNER_STREAM) if self.source in self.transport.data_sources() else []
         return str(claims[0]["file"]) if claims else None
@@ -308,7 +347,7 @@ class RunStore:
             "state": state,
             "message": message,
             "summaries": summaries or {},
-            "counts": counts or {},
+            "counts": self._errors_as_stored(run, counts or {}),
         }
         self._append(run.id, record)
         run.events.append(record)

@@ -14,7 +14,7 @@ from typing import Any
 
 from asapo_pipelines.sdk import Message, Sink
 from asapo_pipelines_nexus.errors import NexusWriterError
-from asapo_pipelines_nexus.writer import NexusWriter
+from asapo_pipelines_nexus.writer import NexusWriter, iso_time
 
 
 def message_key(message: Message) -> str:
@@ -25,12 +25,23 @@ def message_key(message: Message) -> str:
     return f"{message.data_source}/{message.stream}/{message.id}"
 
 
-def entry_key(message: Message) -> str:
-    """Input identity plus the producing run and fingerprint: what one entry stands for."""
+def run_identity(label: Any, run: dict[str, Any] | None) -> str:
+    """The producing run as `r1@<start time>`. The label alone is not unique: run ids start
+    again at r1 when a store is deleted, and a new r1 must not pass for the old one. Only the
+    writer's own run's start is known here; a message of another run (the source messages a
+    reprocess replays) keeps the label, which the writer matches against any run of it."""
+    started = iso_time((run or {}).get("started")) if (run or {}).get("run") == label else None
+    return f"{label}@{started}" if started else str(label)
+
+
+def entry_key(message: Message, run: dict[str, Any] | None = None) -> str:
+    """Input identity plus the producing run and fingerprint: what one entry stands for.
+    `run` is the writer's run (`context.run`): its start makes the run part unique."""
     prov = message.provenance or {}
     key = message_key(message)
     if prov.get("run") or prov.get("fingerprint"):
-        key += f"|run:{prov.get('run')}|fp:{prov.get('fingerprint')}"
+        identity = run_identity(prov.get("run"), run)
+        key += f"|run:{identity}|fp:{prov.get('fingerprint')}"
     return key
 
 
@@ -94,7 +105,7 @@ class NexusWriterSink(Sink):
         name = self.writer.write(
             port.content_type,
             body,
-            entry_key(message),
+            entry_key(message, self.context.run),
             provenance=entry_provenance(message, body, self.context.run),
         )
         if name is None:

@@ -68,6 +68,24 @@ SPACE_MARGIN = 1024 * 1024
 KEY_ATTR = "asapo_key"
 CONTENT_ATTR = "asapo_content_type"
 _ENTRY = re.compile(r"entry(\d+)$")
+#: the start time a key's run label carries (`|run:r1@<start>|`, see `units.entry_key`)
+_RUN_START = re.compile(r"(\|run:[^|@]*)@[^|]*")
+
+#: the units of the scalar results of a spectrum or merge, as NeXus writes them (UDUNITS)
+RESULT_UNITS = {
+    "e0": "eV",
+    "e0_ref": "eV",
+    "energy_shift": "eV",
+    "kmax_suggest": "1/angstrom",
+    "noise_kmin": "1/angstrom",
+    "noise_kmax": "1/angstrom",
+}
+
+
+def loose_key(key: str) -> str:
+    """A key without its run's start time: the identity a message of another run has when
+    the writer does not know when that run started (a reprocess's replayed source messages)."""
+    return _RUN_START.sub(r"\1", key)
 
 
 class NexusWriter:
@@ -93,6 +111,10 @@ class NexusWriter:
         self.compression = None if compression == "none" else compression
         self._file: h5py.File | None = None
         self._keys: dict[str, str] = {}
+        #: every key without its run start (see `loose_key`), for messages of unknown runs
+        self._loose: set[str] = set()
+        #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
+        self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
         self._next = 1
         self._lock_fd: int | None = None
         #: set when a write failed half-way: nothing more may reach the file (see `_freeze`)
@@ -164,7 +186,8 @@ class NexusWriter:
                 self._next = max(self._next, int(match.group(1)) + 1)
             key = group.attrs.get(KEY_ATTR) if isinstance(group, h5py.Group) else None
             if key is not None:
-                self._keys[_text(key)] = name
+                self._index(name, _legacy_identity(group, _text(key)))
+                self._index_spectrum(name, group)
         handle.flush()
         handle.swmr_mode = True
 
@@ -363,7 +386,32 @@ class NexusWriter:
         return self._file
 
     def has(self, key: str) -> bool:
-        return key in self._keys
+        """Whether the message of this key is in the file. A key with its run's start time
+        matches only that run (a later run with the same label, after the store was deleted,
+        is new); a key without one (run unknown) matches any run of that label."""
+        if key in self._keys:
+            return True
+        return key == loose_key(key) and key in self._loose
+
+    def _index(self, name: str, key: str) -> None:
+        self._keys[key] = name
+        self._loose.add(loose_key(key))
+
+    def _index_spectrum(self, name: str, group: h5py.Group) -> None:
+        """Remember a spectrum entry by its run and scan, so that a merge can name it."""
+        if _text(group.attrs.get(CONTENT_ATTR, "")) != "xas/spectrum":
+            return
+        with contextlib.suppress(KeyError, ValueError, TypeError):
+            meta = json.loads(_text(group["asapo/metadata"][()]))
+            message = json.loads(_text(group["provenance/inputs/data"][()])).get("message")
+            run = _run_of(_text(group.attrs[KEY_ATTR]))
+            start = _text(group["start_time"][()])
+            measured = "note" not in group["start_time"].attrs
+            self._spectra[(run, str(meta["scan_id"]))] = {
+                "entry": name,
+                "message": message,
+                "start_time": start if measured else None,
+            }
 
     def entry_for(self, key: str) -> str | None:
         return self._keys.get(key)
@@ -394,7 +442,7 @@ class NexusWriter:
 
     def write_scan(self, scan: Mapping[str, Any], key: str) -> str | None:
         """Append one raw scan as an NXxas entry."""
-        if key in self._keys:
+        if self.has(key):
             return None
         meta = dict(scan.get("metadata", {}))
         channels = {k: _array(v, k) for k, v in dict(scan.get("channels", {})).items()}
@@ -429,10 +477,7 @@ class NexusWriter:
         _string(entry, "definition", "NXxas")
         title = meta.get("title") or f"{meta.get('sample', 'scan')} {meta.get('file', '')}".strip()
         _string(entry, "title", str(title))
-        start = meta.get("start_time")
-        _string(entry, "start_time", str(start) if start else _now())
-        if not start:
-            entry["start_time"].attrs["note"] = "not in the scan file: time the entry was written"
+        _start_time(entry, meta.get("start_time"), "scan file")
         if meta.get("end_time"):
             _string(entry, "end_time", str(meta["end_time"]))
 
@@ -450,7 +495,7 @@ class NexusWriter:
         incoming = _group(instrument, "incoming_beam", "NXdetector")
         self._data(incoming, "data", channels["i0"], units="counts")
         absorbed = _group(instrument, "absorbed_beam", "NXdetector")
-        self._data(absorbed, "data", channels[absorbed_role], units="counts")
+        self._absorbed(absorbed, channels[absorbed_role], absorbed_role, meta)
         if "iref" in channels:
             ref = _group(instrument, "reference_beam", "NXdetector")
             self._data(ref, "data", channels["iref"], units="counts")
@@ -486,11 +531,23 @@ class NexusWriter:
         entry.attrs["default"] = "data"
         self._provenance(entry, meta)
 
+    def _absorbed(
+        self, group: h5py.Group, values: np.ndarray, role: str, meta: Mapping[str, Any]
+    ) -> None:
+        """NXxas's absorbed beam: a detector's counts (It, If), or a ready mu(E), which is
+        an absorbance -ln(I/I0) and has no unit (NXxas gives the field no unit category)."""
+        if role != "mu":
+            self._data(group, "data", values, units="counts")
+            return
+        dataset = self._data(group, "data", values)
+        column = dict(meta.get("columns", {})).get("mu") or "mu"
+        dataset.attrs["long_name"] = f"mu(E), dimensionless, from the scan file's {column}"
+
     def write_result(
         self, result: Mapping[str, Any], key: str, content_type: str = "xas/spectrum"
     ) -> str | None:
         """Append one processed result (spectrum or merge) as NXentry/NXprocess + NXdata."""
-        if key in self._keys:
+        if self.has(key):
             return None
         arrays = {k: _array(v, k) for k, v in dict(result.get("arrays", {})).items()}
         values = dict(result.get("values", {}))
@@ -499,6 +556,8 @@ class NexusWriter:
         meta = dict(result.get("metadata", {}))
         group = dict(result.get("group", {}))
         merged = content_type == "xas/merged"
+        if merged:
+            meta = self._merge_members(result, key, meta)
         self._writable(sum(a.nbytes for a in arrays.values()))
         return self._entry(
             key,
@@ -526,7 +585,7 @@ class NexusWriter:
             else f"normalised {label}"
         )
         _string(entry, "title", title)
-        _string(entry, "start_time", str(meta.get("start_time") or _now()))
+        _start_time(entry, meta.get("start_time"), "merged scans" if merged else "scan file")
 
         settings = dict(result.get("settings", {}))
         process = _group(entry, "process", "NXprocess")
@@ -543,7 +602,7 @@ class NexusWriter:
         for field, value in values.items():
             if value is not None:
                 results.create_dataset(field, data=float(value))
-        for field, unit in (("e0", "eV"), ("e0_ref", "eV"), ("energy_shift", "eV")):
+        for field, unit in RESULT_UNITS.items():
             if field in results:
                 results[field].attrs["units"] = unit
         if merged:
@@ -574,6 +633,30 @@ class NexusWriter:
         entry.attrs["default"] = "data"
         self._provenance(entry, {**meta, **({"group": group} if group else {})})
 
+    def _merge_members(
+        self, result: Mapping[str, Any], key: str, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A merge names the spectra it merged, not only the one whose arrival made it (its
+        message's inputs): each accepted scan with its spectrum's message and entry, when
+        this file holds it; and it was measured when its earliest member was."""
+        run = _run_of(key)
+        members = []
+        for scan in result.get("accepted") or ():
+            known = self._spectra.get((run, str(scan)), {})
+            members.append({"scan": str(scan), **known})
+        starts = [str(m["start_time"]) for m in members if m.get("start_time")]
+        if starts and not meta.get("start_time"):
+            meta = {**meta, "start_time": min(starts)}
+        prov = dict(self._entry_provenance or {})
+        inputs = list(prov.get("inputs") or [])
+        for member in members:
+            if member.get("message") and member["message"] not in inputs:
+                inputs.append(member["message"])
+        prov["inputs"] = inputs
+        prov["merged"] = [{k: v for k, v in m.items() if k != "start_time"} for m in members]
+        self._entry_provenance = prov
+        return meta
+
     # -- helpers ---------------------------------------------------------------------------------
     def _writable(self, nbytes: int) -> None:
         if self._frozen is not None:
@@ -601,7 +684,8 @@ class NexusWriter:
         # the key goes on last: an entry interrupted half-way has no key and is rewritten
         self.file[name].attrs[KEY_ATTR] = key
         self.file.flush()
-        self._keys[key] = name
+        self._index(name, key)
+        self._index_spectrum(name, self.file[name])
         self._next += 1
         return name
 
@@ -621,6 +705,41 @@ class NexusWriter:
         _string(notes, "metadata", json.dumps(dict(meta), sort_keys=True, default=str))
         if self._entry_provenance is not None:
             write_provenance(entry, self._entry_provenance)
+
+
+def _start_time(entry: h5py.Group, start: Any, origin: str) -> None:
+    """NXentry's start_time: the measurement's, or the write time with a note saying so."""
+    _string(entry, "start_time", str(start) if start else _now())
+    if not start:
+        entry["start_time"].attrs["note"] = f"not in the {origin}: time the entry was written"
+
+
+def _run_of(key: str) -> str:
+    """The run identity in an entry key (`r1@<start>`, or the label alone)."""
+    _, found, rest = key.partition("|run:")
+    return rest.partition("|")[0] if found else ""
+
+
+def _legacy_identity(group: h5py.Group, key: str) -> str:
+    """The key of an entry written before keys carried the run's start time, with that start
+    added from its provenance (the writer's run, when it made the entry): a resumed run then
+    still finds its own entries, and a later run with the same label does not."""
+    if "|run:" not in key or key != loose_key(key):
+        return key
+    try:
+        prov = group["provenance"]
+        run, writer_run = _text(prov["run"][()]), _text(prov["writer_run"][()])
+        started = _text(prov["run_started"][()])
+    except (KeyError, TypeError):
+        return key
+    if run != writer_run:
+        return key
+    return key.replace(f"|run:{run}|", f"|run:{run}@{started}|", 1)
+
+
+def iso_time(ts: Any) -> str | None:
+    """A Unix time as ISO 8601 with milliseconds (how run starts are written and keyed)."""
+    return _iso(ts)
 
 
 def _iso(ts: Any) -> str | None:
@@ -667,7 +786,10 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
             _string(process, field, stamp)
     _note(process, "parameters", prov.get("params"))
     message = prov.get("message")
-    _note(process, "inputs", {"message": message, "inputs": list(prov.get("inputs") or [])})
+    inputs: dict[str, Any] = {"message": message, "inputs": list(prov.get("inputs") or [])}
+    if prov.get("merged") is not None:  # a merge: every scan it merged (`_merge_members`)
+        inputs["merged"] = list(prov["merged"])
+    _note(process, "inputs", inputs)
     _note(process, "source_files", list(prov.get("source_files") or []))
     for attr in ("run", "fingerprint"):
         if prov.get(attr) is not None:
