@@ -69,17 +69,21 @@ def refused_while_running(job_id: str, run_dir: Path) -> Iterator[None]:
     that had recorded one left a run that never ends, or gave a later run's restarted workers
     the refused session's start to wait for. The lock is the supervisor's own, held here only
     while the session is recorded."""
-    run_dir = Path(run_dir)
+    path = Path(run_dir) / LOCK_FILE
+    if not path.exists():
+        # never run here, so nothing runs: and a start refused later (a bad --set) leaves no
+        # run directory behind
+        yield
+        return
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR)
     except OSError as exc:
         raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise already_running(job_id, run_dir) from None
+            raise already_running(job_id, Path(run_dir)) from None
         yield
     finally:
         os.close(fd)  # releases the lock: the supervisor takes it next
