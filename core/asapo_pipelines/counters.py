@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines.cli.output import console, print_json
+from asapo_pipelines.cli.output import console, print_json, wide
 
 
 def read_status(pipeline_file: Path) -> dict[str, Any]:
@@ -57,6 +57,52 @@ def _age(t: Any, now: float) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
+def _cells(w: dict[str, Any], now: float) -> dict[str, str]:
+    """A worker's counters by column name: the table's columns after unit and replica, and
+    the `name value` pairs of the narrow form, so that both show the same."""
+    lag = w.get("lag_seconds")
+    return {
+        "state": str(w.get("state", "-")),
+        **{k: str(w.get(k, "-")) for k in ("received", "processed", "errors", "retries")},
+        "rate/s": str(w.get("rate", "-")),
+        "backlog": str(w.get("backlog", "-")),
+        "lag": f"{lag:.2f}s" if isinstance(lag, float) else "-",
+        "last message": _age(w.get("last_message_time"), now),
+        "updated": _age(w.get("time"), now),
+    }
+
+
+def _table(data: dict[str, Any], now: float) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"pipeline {data['pipeline']}", title_justify="left")
+    for column in ("unit", "replica", *_cells({}, now)):
+        table.add_column(column, no_wrap=True)
+    for w in data["workers"]:
+        cells = _cells(w, now).values()
+        table.add_row(str(w.get("instance")), str(w.get("replica", 0)), *cells)
+    return table
+
+
+def _lines(data: dict[str, Any], now: float, width: int) -> Any:
+    """Below the table's width (80 columns, a pipe): a block per worker, its name and state on
+    a line and its counters wrapped below, instead of twelve columns cut to a letter each."""
+    import textwrap
+
+    from rich.text import Text
+
+    text = Text(f"pipeline {data['pipeline']}\n", style="bold")
+    for w in data["workers"]:
+        cells = _cells(w, now)
+        text.append(f"  {w.get('instance')}[{w.get('replica', 0)}]", style="bold")
+        text.append(f"  {cells.pop('state')}\n")
+        pairs = ", ".join(f"{name} {value}" for name, value in cells.items())
+        text.append(textwrap.fill(pairs, width, initial_indent="    ", subsequent_indent="    "))
+        text.append("\n")
+    text.rstrip()  # print adds the last line's end
+    return text
+
+
 def show_counters(pipeline_file: Path, as_json: bool) -> None:
     """Print the counters each worker of the pipeline published on its transport, whatever
     started the workers (the local executor, a scheduler, or a person)."""
@@ -64,39 +110,9 @@ def show_counters(pipeline_file: Path, as_json: bool) -> None:
     if as_json:
         print_json(data)
         return
-    from rich.table import Table
-
     now = time.time()
-    table = Table(title=f"pipeline {data['pipeline']}", title_justify="left")
-    columns = (
-        "unit",
-        "replica",
-        "state",
-        "received",
-        "processed",
-        "errors",
-        "retries",
-        "rate/s",
-        "backlog",
-        "lag",
-        "last message",
-        "updated",
-    )
-    for column in columns:
-        table.add_column(column, no_wrap=True)
-    for w in data["workers"]:
-        table.add_row(
-            str(w.get("instance")),
-            str(w.get("replica", 0)),
-            str(w.get("state", "-")),
-            *(str(w.get(k, "-")) for k in ("received", "processed", "errors", "retries")),
-            str(w.get("rate", "-")),
-            str(w.get("backlog", "-")),
-            f"{w['lag_seconds']:.2f}s" if isinstance(w.get("lag_seconds"), float) else "-",
-            _age(w.get("last_message_time"), now),
-            _age(w.get("time"), now),
-        )
-    console().print(table)
+    out = console()
+    out.print(_table(data, now) if wide(out) else _lines(data, now, out.width))
     from asapo_pipelines.worker.status import summary_lines
 
     for line in summary_lines(data["workers"]):

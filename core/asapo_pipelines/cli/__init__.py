@@ -132,37 +132,54 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point of the console script: maps every failure to one sentence and an exit code."""
+    from asapo_pipelines.cli.output import guarded_stdout
+
+    with guarded_stdout():
+        # what is still buffered is written before exit, while a failure can be reported: a
+        # lost last line (`> /dev/full`) is not a success
+        code = _flushed(_run(argv))
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None) -> int:
+    """The command's exit code; every failure said in one sentence on stderr."""
+    from asapo_pipelines.cli.output import OutputError
     from asapo_pipelines.errors import PipelinesError
 
     try:
         # without standalone mode click returns the code of `ctx.exit(code)` instead of exiting
         result = cli.main(args=argv, prog_name="pipeline", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.Abort:
         click.echo("aborted.", err=True)
-        sys.exit(130)
+        return 130
     except click.ClickException as exc:
         # click's own usage errors: keep its one-line message and the usage hint
         exc.show()
-        sys.exit(exc.exit_code)
+        return exc.exit_code
+    except OutputError as exc:
+        _error(exc.message)
+        _silence_stdout()  # what is still buffered would fail again at exit
+        return exc.exit_code
     except PipelinesError as exc:
         _error(exc.message)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         click.echo("interrupted.", err=True)
-        sys.exit(130)
+        return 130
     except BrokenPipeError:
-        # `pipeline list-units | head`: the reader went away, which is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+        # `pipeline list-units | head`: the reader went away; quiet, and exit 1 as Python's
+        # documentation (and rich, which prints the tables) do
+        _silence_stdout()
+        return 1
     except OSError as exc:
-        if os.environ.get(DEBUG_ENV) or not exc.filename:
+        if os.environ.get(DEBUG_ENV):
             raise
         # a file or directory this user cannot reach (a folder it may not enter, a full or
         # read-only disk): a fact about the machine, said in one sentence, not a bug
         _error(_os_error(exc))
-        sys.exit(1)
+        return 1
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -172,12 +189,47 @@ def main(argv: list[str] | None = None) -> Any:
             f"internal error ({describe_exception(exc)}); this is a bug, please report it "
             f"with the output of the same command run with {DEBUG_ENV}=1"
         )
-        sys.exit(70)
-    sys.exit(result if isinstance(result, int) else 0)
+        return 70
+    return result if isinstance(result, int) else 0
+
+
+def _flushed(code: int) -> int:
+    """`code` once stdout is flushed: a failed flush turns a success into the failure it
+    is."""
+    from asapo_pipelines.cli.output import OutputError
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return code or 1
+    except OutputError as exc:
+        _error(exc.message)
+        _silence_stdout()
+        return code or exc.exit_code
+    return code
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so the flush at interpreter exit of what is still
+    buffered does not fail again (with Python's own "Exception ignored" lines)."""
+    import contextlib
+
+    # stdout may be no file (a test's StringIO): then nothing is flushed at exit
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _os_error(exc: OSError) -> str:
     from asapo_pipelines import storage
+
+    if not exc.filename:
+        # raised where no file name was at hand (a socket, a library's own I/O): still one
+        # sentence, with the way to find out where
+        return (
+            f"an operation of the system failed: {storage.reason(exc)}; run the same command "
+            f"with {DEBUG_ENV}=1 to see where"
+        )
 
     kind = storage.kind_of(exc)
     if kind in (storage.FULL, storage.READ_ONLY):

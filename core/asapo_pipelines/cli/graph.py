@@ -24,6 +24,7 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
     The file must be valid (see `pipeline validate`).
     """
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.cli.output import write_file
     from asapo_pipelines.graph import render
     from asapo_pipelines.pipeline.validate import load_pipeline
 
@@ -33,5 +34,5 @@ def graph(file: Path, fmt: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_file(output, text)
         click.echo(f"wrote {output}", err=True)

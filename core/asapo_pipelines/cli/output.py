@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from asapo_pipelines.errors import PipelinesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -60,3 +65,86 @@ def warn_broken_plugins(listing: Listing) -> None:
             f"plugin {p['name']} ({p['distribution']} {p['version']}) is broken: "
             f"{errors[0]}{more}; see `pipeline plugins`"
         )
+
+
+# -- output that could not be written --------------------------------------------------------
+class OutputError(PipelinesError):
+    """Standard output could not be written (a full disk it is redirected to, a broken
+    terminal): what the user asked for is lost, so the command fails with one sentence."""
+
+
+def stdout_failure(exc: OSError) -> OutputError:
+    from asapo_pipelines import storage
+
+    if storage.kind_of(exc) == storage.FULL:
+        remedy = "free space where the output is redirected to, or redirect it elsewhere"
+    else:
+        remedy = "check where the output goes (the file, pipe or terminal) and run again"
+    return OutputError(f"cannot write to standard output: {storage.reason(exc)}; {remedy}")
+
+
+class _GuardedStream:
+    """A stream (sys.stdout, or its binary buffer) whose failed writes name standard output:
+    an OSError from a write carries no file name, so without this the CLI could not tell a
+    full disk under `> out.txt` from any other failure. A closed pipe (`| head`) stays a
+    BrokenPipeError, which the CLI and rich end quietly."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, data: Any) -> Any:
+        try:
+            return self._stream.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise stdout_failure(exc) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise stdout_failure(exc) from None
+
+    @property
+    def buffer(self) -> _GuardedStream:
+        return _GuardedStream(self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        # everything else (isatty, encoding, fileno) as the real stream has it, for click
+        # and rich; `_stream` itself is missing only in a half-built copy (no recursion)
+        if name == "_stream":
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def guarded_stdout() -> Iterator[None]:
+    """sys.stdout guarded for the time of a command; the real one restored after (callers in
+    the same process, tests among them, keep theirs)."""
+    original = sys.stdout
+    guarded = _GuardedStream(original)
+    sys.stdout = guarded
+    try:
+        yield
+    finally:
+        # click wraps stdout itself after a closed pipe, so that the flush at exit stays quiet:
+        # that wrapper is kept
+        if sys.stdout is guarded:
+            sys.stdout = original
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write a file the user named (`--output`). A failure to open it names the file already
+    (the CLI says it in one sentence); one while writing or closing it, a full disk, does not,
+    so it is said here with the file's name."""
+    from asapo_pipelines import storage
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if exc.filename:  # opening it failed: the CLI says so with the name the error has
+            raise
+        raise PipelinesError(storage.describe("writing", path, exc)) from None

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines.cli.options import data_dir_option, json_option
+from asapo_pipelines.cli.options import json_option
 from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
 
@@ -40,12 +40,17 @@ def _counts(run: Any) -> str:
     return f"{processed} processed, {errors} errors" if counts else "-"
 
 
+# no --data-dir: the runs are recorded on the pipeline's transport, which the file names;
+# --data-dir of `pipeline run` moves only the local executor's run directories
 @click.command("runs")
 @click.argument("file", type=click.Path(dir_okay=False))
-@data_dir_option
 @json_option
-def runs(file: str, data_dir: str | None, as_json: bool) -> None:
-    """List FILE's runs: id, start and end, state, configuration and counts."""
+def runs(file: str, as_json: bool) -> None:
+    """List FILE's runs: id, start and end, state, configuration and counts.
+
+    The runs are recorded on the transport FILE names, wherever `pipeline run --data-dir` put
+    their local run directories.
+    """
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.launch import load

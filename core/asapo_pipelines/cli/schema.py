@@ -32,7 +32,7 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     The schema lists every installed unit; regenerate it after installing or upgrading plugins.
     """
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.cli.output import warn_broken_plugins
+    from asapo_pipelines.cli.output import warn_broken_plugins, write_file
     from asapo_pipelines.listing import Listing
     from asapo_pipelines.schema import (
         dumps,
@@ -71,21 +71,33 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
         return 0
     if output.suffix == ".json":
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        write_file(output, text)
         click.echo(f"wrote {output}", err=True)
         return 0
     if unit is not None:
         raise UsageError("with --unit, --output must be a .json file")
+    _check_directory(output)
     files = schema_files(catalog)
     written = 0
     for relative, content in files.items():
         path = output / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file() or path.read_text(encoding="utf-8") != content:
-            path.write_text(content, encoding="utf-8")
+            write_file(path, content)
             written += 1
     for relative in stale_files(output, catalog):  # what is left over: units no longer installed
         (output / relative).unlink()
         click.echo(f"removed {output / relative}", err=True)
     click.echo(f"{output}: {len(files)} schema files ({written} changed)", err=True)
     return 0
+
+
+def _check_directory(output: Path) -> None:
+    """An --output not ending in .json is taken as a directory: say so when it is a file
+    (/dev/full, a schema named without .json) instead of mkdir's bare "File exists"."""
+    if output.exists() and not output.is_dir():
+        raise UsageError(
+            f"--output {output} is not a directory, and an --output not ending in .json is "
+            "taken as the directory to write pipeline.schema.json and units/ into; give a .json "
+            "file name or a directory"
+        )

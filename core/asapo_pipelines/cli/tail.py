@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.transport import Consumer, Message
 
 ERRORS = "errors"
+#: the narrowest --width: the time, the stream and the id, with room for a few characters
+MIN_WIDTH = 20
 
 
 def _plain(value: Any) -> Any:
@@ -77,6 +79,7 @@ def _sources(pipeline: Pipeline, stream: str, run: str | None) -> list[str]:
     from asapo_pipelines.worker.naming import data_source_for, errors_source
 
     if stream == ERRORS or stream.startswith(ERRORS + "."):
+        _check_unit(pipeline, stream)
         return [errors_source(pipeline.name)]
     known = set(pipeline.streams)
     for unit in pipeline.units.values():
@@ -96,6 +99,23 @@ def _sources(pipeline: Pipeline, stream: str, run: str | None) -> list[str]:
     if run is None or (declared is not None and declared.external):
         return [data_source_for(stream)]
     return [data_source_for(stream, pipeline.name, run)]
+
+
+def _check_unit(pipeline: Pipeline, stream: str) -> None:
+    """`errors.INSTANCE` names a unit instance of the file: a misspelt one would otherwise
+    print nothing, as if that unit had no errors."""
+    import difflib
+
+    instance = _stream_filter(stream)
+    if instance is None or instance in pipeline.units:
+        return
+    names = sorted(pipeline.units)
+    near = difflib.get_close_matches(instance, names, n=1)
+    hint = f"; did you mean {ERRORS}.{near[0]}?" if near else ""
+    raise UsageError(
+        f"pipeline {pipeline.name} has no unit {instance!r}{hint} (its units: "
+        f"{', '.join(names)}; `{ERRORS}` shows the error records of all of them)"
+    )
 
 
 def _stream_filter(stream: str) -> str | None:
@@ -157,7 +177,11 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
 @click.option("--all", "everything", is_flag=True, help="Every message, from the first.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new messages (Ctrl-C stops).")
 @click.option(
-    "--width", type=int, default=None, help="Cut lines to this width (default: the terminal's)."
+    "--width",
+    # a line is cut to WIDTH - 3 characters and "...": below that nothing of it would be left
+    type=click.IntRange(min=MIN_WIDTH),
+    default=None,
+    help="Cut lines to this width (default: the terminal's).",
 )
 @json_option
 def tail(

@@ -61,6 +61,17 @@ def _sub_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
     return None
 
 
+def _refuse_empty_required(
+    where: str, dotted: str, value: Any, required: set[str], unit: str
+) -> None:
+    """An empty value for a required parameter, refused as the file's P206 refuses it: the
+    params model accepts `""`, and the unit would fail only once the run started."""
+    if dotted in required and isinstance(value, str) and not value.strip():
+        raise UsageError(
+            f"{where}: a value is required and this one is empty; see `pipeline show-unit {unit}`"
+        )
+
+
 def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, Any]]) -> None:
     """Check every override and write it into the pipeline's params (in place)."""
     for instance, params in overrides.items():
@@ -73,8 +84,10 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
         config = pipeline.units[instance]
         descriptor = pipeline.descriptor(instance, catalog)
         merged = copy.deepcopy(dict(config.params))
+        required = set(descriptor.params_schema().get("required", []))
         for dotted, value in params.items():
             where = f"--set {instance}.{dotted}"
+            _refuse_empty_required(where, dotted, value, required, descriptor.name)
             model: type[BaseModel] | None = descriptor.params
             node = merged
             parts = dotted.split(".")
