@@ -113,3 +113,24 @@ def test_runs_counts_the_errors_the_error_stream_holds_after_a_resume(tmp_path):
         counts = store.get(run.id).counts["scans"]
     assert counts["errors"] == 2
     assert counts["processed"] == 2
+
+
+def test_a_damaged_error_record_is_still_counted_and_ends_the_run(tmp_path):
+    """Counting reads the records' metadata; a record whose payload file was cut short still
+    has it, and must neither be lost from the count nor stop `end` with a traceback."""
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.transport.embedded import INLINE_MAX
+
+    root = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(root)}}) as transport:
+        store = RunStore(transport, "p65-xas")
+        run = store.begin(pipeline_file=None, text="x", configurations={}, overrides={})
+        meta = {"provenance": {"unit": "p65-xas/scans", "key": "k", "run": run.id}}
+        with transport.producer("p65-xas.errors") as producer:
+            producer.send("scans", b"x" * (INLINE_MAX + 1000), meta)  # in a payload file
+            producer.flush()
+        (segment,) = (root / "p65-xas.errors" / "payloads").rglob("*.seg")
+        segment.write_bytes(segment.read_bytes()[:10])
+        store.end(run, "stopped", counts={"scans": {"processed": 1, "errors": 1}})
+        assert store.get(run.id).counts["scans"]["errors"] == 1

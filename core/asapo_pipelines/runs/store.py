@@ -218,13 +218,15 @@ class RunStore:
         source = errors_source(self.pipeline)
         if source not in self.transport.data_sources():
             return None
+        from asapo_pipelines.worker.dedupe import read_metadata
+
         held: dict[str, int] = {}
         with self.transport.consumer(source, GROUP) as consumer:
             for info in consumer.streams():
                 for msg_id in range(1, info.last_id + 1):
-                    try:
-                        msg = consumer.get_by_id(info.name, msg_id)
-                    except (MissingId, EndOfStream, StreamFinished):
+                    # the metadata even of a record whose payload is damaged: it still counts
+                    msg = read_metadata(consumer, info.name, msg_id)
+                    if msg is None:
                         continue
                     prov = dict(msg.metadata or {}).get("provenance") or {}
                     if prov.get("run") == run_id:
