@@ -27,11 +27,15 @@ def job_type(pipeline: Pipeline, catalog: Catalog) -> JobType:
         descriptor = pipeline.descriptor(instance, catalog)
         if descriptor.role != "source":
             continue
-        # each unit has its own params model: a source that keeps running names one of these
-        params = pipeline.params_for(instance, catalog)
-        if any(bool(getattr(params, key, False)) for key in KEEPS_RUNNING):
+        if keeps_running(pipeline.params_for(instance, catalog)):
             return "service"
     return "batch"
+
+
+def keeps_running(params: Any) -> bool:
+    """Whether a source's params make it run until stopped (each unit has its own params
+    model: a source that keeps running names one of `KEEPS_RUNNING`)."""
+    return any(bool(getattr(params, key, False)) for key in KEEPS_RUNNING)
 
 
 def delivered_file(pipeline: Pipeline, text: str) -> str:

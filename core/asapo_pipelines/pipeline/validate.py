@@ -502,7 +502,7 @@ def _wired_inputs(node: _Node) -> dict[str, str]:
 def _runs_until_stopped(nodes: list[_Node], external: set[str]) -> bool:
     """Whether the pipeline is a service rather than a batch, as `launchplan.job.job_type`
     decides it from the validated model: an external stream, or a source set to keep running."""
-    from asapo_pipelines.launchplan.job import KEEPS_RUNNING
+    from asapo_pipelines.launchplan.job import keeps_running
 
     if external:
         return True
@@ -514,7 +514,7 @@ def _runs_until_stopped(nodes: list[_Node], external: set[str]) -> bool:
             params = d.params.model_validate(node.raw.get("params") or {})
         except Exception:
             continue  # the units stage reported it
-        if any(bool(getattr(params, key, False)) for key in KEEPS_RUNNING):
+        if keeps_running(params):
             return True
     return False
 
