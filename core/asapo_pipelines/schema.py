@@ -26,6 +26,9 @@ PIPELINE_SCHEMA = "pipeline.schema.json"
 UNITS_DIR = "units"
 
 _DROP_KEYS = ("title",)
+#: an object, or null where the file may leave the mapping empty (`params:`): the validator
+#: takes null as the defaults there, so an editor must accept it too
+_OBJECT = ("object", ["object", "null"])
 
 
 # -- from pydantic's output to a schema editors read well --------------------------------------
@@ -79,7 +82,7 @@ def _tidy(schema: Any, *, in_properties: bool = False) -> Any:
             out = merged
     if out.get("default", 0) is None:
         del out["default"]
-    if isinstance(out.get("default"), dict) and out.get("type") == "object":
+    if isinstance(out.get("default"), dict) and out.get("type") in _OBJECT:
         del out["default"]
     return out
 
@@ -97,6 +100,8 @@ def params_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
     schema.setdefault("type", "object")
     schema.setdefault("properties", {})
     schema["additionalProperties"] = False
+    if not schema.get("required"):
+        schema["type"] = ["object", "null"]  # `params:` left empty: the defaults
     schema["description"] = f"Parameters of {descriptor.name}."
     return schema
 
@@ -115,13 +120,13 @@ def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, An
             "type": "string",
             "description": f"{text}. The stream it {verb}.",
         }
+    required = [p.name for p in ports if p.required] if side == "inputs" else []
     schema: dict[str, Any] = {
-        "type": "object",
+        "type": "object" if required else ["object", "null"],
         "description": f"The {side} of {unit}: port -> stream name.",
         "properties": props,
         "additionalProperties": False,
     }
-    required = [p.name for p in ports if p.required] if side == "inputs" else []
     if required:
         schema["required"] = required
     return schema
@@ -215,6 +220,9 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
         unit_prop["markdownEnumDescriptions"] = [_unit_description(catalog.units[n]) for n in names]
     unit_prop.pop("pattern", None)
     entry["properties"]["unit"] = unit_prop
+    for section in ("params", "inputs", "outputs"):
+        # left empty they are null; each unit's branch below says whether it may be
+        entry["properties"][section]["type"] = ["object", "null"]
     branches = []
     snippets = []
     for name, descriptor in catalog.units.items():
@@ -266,6 +274,7 @@ def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
         "additionalProperties": _unit_entry(catalog),
     }
     streams = schema["properties"]["streams"]
+    streams["type"] = ["object", "null"]  # `streams:` left empty, as the validator allows
     streams["propertyNames"] = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
     # `x-...` keys at the top level hold anchors for reuse
     schema["patternProperties"] = {

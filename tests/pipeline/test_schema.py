@@ -161,3 +161,62 @@ def test_cli_schema_prints_json_and_one_unit(plugin_env: dict[str, str]) -> None
     assert (
         unknown.stderr.strip() == "error: unknown unit xas.normalise; did you mean xas.normalize?"
     )
+
+
+def _sections(schema: dict, doc: dict, at: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """The paths of every mapping a file may hold, as the schema names them: its properties
+    (recursively) and, under `units:`, the file's instances with their unit's branch."""
+    found = []
+    props = dict(schema.get("properties", {}))
+    for branch in schema.get("allOf", []):
+        unit = branch["if"]["properties"]["unit"]["const"]
+        if isinstance(doc, dict) and doc.get("unit") == unit:
+            props.update(branch["then"]["properties"])
+    for name, sub in props.items():
+        types = sub.get("type")
+        if "object" not in (types if isinstance(types, list) else [types]):
+            continue
+        found.append((*at, name))
+        inner = doc.get(name) if isinstance(doc, dict) else None
+        if at == () and name == "units":
+            for instance, body in (inner or {}).items():
+                entry = sub["additionalProperties"]
+                found += _sections(entry, body, (*at, name, instance))
+        else:
+            found += _sections(sub, inner if isinstance(inner, dict) else {}, (*at, name))
+    return found
+
+
+def test_an_empty_section_is_accepted_by_the_editor_exactly_where_validate_accepts_it(
+    catalog,
+) -> None:
+    # `retry:` with nothing after it is null in YAML: validate takes it as the defaults, so the
+    # editor schema must not mark it as an error, and it must mark what validate refuses
+    from jsonschema import Draft7Validator
+
+    from asapo_pipelines.pipeline import validate_text
+
+    schema = pipeline_schema(catalog)
+    editor = Draft7Validator(schema)
+    base, _ = read_document(HERE / "valid" / "p65.pipeline.yaml")
+    paths = [p for p in _sections(schema, base.data) if p[0] != "units" or len(p) > 2]
+    assert ("units", "advisor", "retry") in paths
+    assert ("deploy", "local") in paths
+    disagree = []
+    for path in paths:
+        data = json.loads(json.dumps(base.data))
+        parent = data
+        for key in path[:-1]:
+            if not isinstance(parent.get(key), dict):
+                parent[key] = {}
+            parent = parent[key]
+        parent[path[-1]] = None
+        editor_ok = not list(editor.iter_errors(data))
+        # what a null section itself can cause: the wrong type, a required parameter or input
+        # missing, two transports named; not what depends on the rest of the file (a stream no
+        # unit writes any more), which no schema of one key can see
+        problems = validate_text(json.dumps(data), catalog).errors
+        validate_ok = not [p for p in problems if p.code in ("P103", "P105", "P203", "P306")]
+        if editor_ok != validate_ok:
+            disagree.append(f"{'.'.join(path)}: editor {editor_ok}, validate {validate_ok}")
+    assert not disagree, disagree

@@ -94,8 +94,18 @@ def _none_is_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
+def _may_be_empty(schema: dict[str, Any]) -> None:
+    """In the editor schema, a section without required keys may be null: `retry:` with nothing
+    after it is what YAML makes of an empty section, which the validator takes as the defaults,
+    so an editor must not mark it as an error."""
+    if not schema.get("required"):
+        schema["type"] = ["object", "null"]
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, json_schema_extra=_may_be_empty
+    )
 
     @model_validator(mode="before")
     @classmethod
