@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -29,6 +30,7 @@ from asapo_pipelines.transport import (
     TransportConfigError,
     open_transport,
 )
+from asapo_pipelines.transport.base import EncodedMetadata
 from asapo_pipelines.transport.embedded import INDEX_NAME, INLINE_MAX, EmbeddedTransport
 
 
@@ -435,6 +437,35 @@ def test_metadata_is_stored_as_the_json_library_writes_it_and_read_back_equal(
     assert stored == json.dumps(metadata, separators=(",", ":"), allow_nan=False)
     with meta_store.consumer("src", "g") as consumer:
         assert consumer.get_by_id("s", mid).metadata == metadata
+
+
+def test_metadata_encoded_where_it_was_made_is_stored_as_it_is_when_sent(tmp_path: Path) -> None:
+    # the runner hands its checked text on (EncodedMetadata); a change made after that must
+    # reach the store, whichever way the dict was changed
+    changes = {
+        "item set": lambda m: m.__setitem__("scan", 8),
+        "item deleted": lambda m: m.__delitem__("scan"),
+        "update": lambda m: m.update(scan=9),
+        "|=": lambda m: m.__ior__({"extra": [1]}),
+        "setdefault": lambda m: m.setdefault("new", "x"),
+        "pop": lambda m: m.pop("scan"),
+        "popitem": lambda m: m.popitem(),
+        "clear": lambda m: m.clear(),
+    }
+    sent: list[dict] = []
+    with EmbeddedTransport(tmp_path) as store, store.producer("src") as producer:
+        items = []
+        for change in [None, *changes.values()]:
+            meta = EncodedMetadata({"scan": 7, "e0": 7126.9}, '{"scan":7,"e0":7126.9}')
+            if change is not None:
+                change(meta)
+            sent.append(dict(meta))
+            items.append((b"x", meta))
+        ids = producer.send_many("s", items)
+        with store.consumer("src", "g") as consumer:
+            stored = [consumer.get_by_id("s", mid).metadata for mid in ids]
+    assert stored == sent
+    assert pickle.loads(pickle.dumps(items[0][1])) == {"scan": 7, "e0": 7126.9}
 
 
 def test_metadata_that_json_cannot_hold_is_one_sentence_from_any_thread(tmp_path: Path) -> None:

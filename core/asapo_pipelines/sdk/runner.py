@@ -35,7 +35,7 @@ from asapo_pipelines.sdk.units import (
     UnitStorageError,
     UnitUsageError,
 )
-from asapo_pipelines.transport.base import encode_metadata
+from asapo_pipelines.transport.base import EncodedMetadata, encode_metadata
 from asapo_pipelines.transport.errors import TransportConfigError
 from asapo_pipelines.worker.naming import FIRST_STREAM
 
@@ -398,16 +398,6 @@ class UnitRunner:
                     f"{type(item.value).__name__} that cannot be encoded: {exc}"
                 ) from None
             meta = {**item.metadata, **fmt_meta}
-        # checked here, per message, not when the batch is written: a transport refusing the
-        # batch would stop the worker on every redelivery instead of reporting this message
-        try:
-            encode_metadata(
-                meta,
-                f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted on port "
-                f"{item.port!r}",
-            )
-        except TransportConfigError as exc:
-            raise OutputEncodingError(str(exc)) from None
         meta[PROVENANCE_KEY] = {
             "unit": self.unit_label,
             "port": item.port,
@@ -416,7 +406,18 @@ class UnitRunner:
             "key": key,
             **self.provenance,
         }
-        return Output(item.port, stream, payload, meta, key)
+        # checked here, per message, not when the batch is written: a transport refusing the
+        # batch would stop the worker on every redelivery instead of reporting this message.
+        # The text is kept for the transport, which then does not encode the same dict again.
+        try:
+            text = encode_metadata(
+                meta,
+                f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted on port "
+                f"{item.port!r}",
+            )
+        except TransportConfigError as exc:
+            raise OutputEncodingError(str(exc)) from None
+        return Output(item.port, stream, payload, EncodedMetadata(meta, text), key)
 
     # -- sources -------------------------------------------------------------------------------
     def run_source(

@@ -6,7 +6,9 @@ A transport passes the contract suite (the repository's
 `Consumer` with these semantics: messages are bytes and JSON metadata, ids start at 1 per
 stream, groups lease and acknowledge, `StreamInfo` counts what `pipeline status` shows. The
 message class here is the transport's own (`Message`: stream, id, payload, metadata...), not the
-unit's view of it that `asapo_pipelines.sdk.Message` is.
+unit's view of it that `asapo_pipelines.sdk.Message` is. Metadata is stored as
+`encode_metadata` writes it (which also keeps the text the runner already encoded) and read
+back with `decode_metadata`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from asapo_pipelines.transport.base import (
     check_group,
     check_source,
     check_stream,
+    decode_metadata,
+    encode_metadata,
 )
 from asapo_pipelines.transport.errors import (
     CorruptPayload,
@@ -57,4 +61,6 @@ __all__ = [
     "check_group",
     "check_source",
     "check_stream",
+    "decode_metadata",
+    "encode_metadata",
 ]

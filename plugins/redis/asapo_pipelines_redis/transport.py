@@ -72,6 +72,8 @@ from asapo_pipelines.sdk.transports import (
     check_group,
     check_source,
     check_stream,
+    decode_metadata,
+    encode_metadata,
 )
 from asapo_pipelines_redis.config import RedisConfig
 
@@ -256,17 +258,6 @@ if ok and #pending == 0 then
 end
 return 0
 """
-
-
-def _dumps(meta: Mapping[str, Any] | None, what: str) -> str:
-    if meta is None:
-        return "{}"
-    if not isinstance(meta, Mapping):
-        raise TransportConfigError(f"{what} must be a mapping, not {type(meta).__name__}")
-    try:
-        return json.dumps(meta, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
 
 
 def _text(value: Any) -> str:
@@ -524,7 +515,7 @@ class RedisProducer(Producer):
         inline_max = self._transport.config.inline_max
         args: list[Any] = [stream, repr(time.time()), "" if explicit_id is None else explicit_id]
         for payload, meta in items:
-            meta_text = _dumps(meta, "message metadata")
+            meta_text = encode_metadata(meta, "message metadata")
             if payload is None:
                 args += [0, meta_text, "n", ""]
                 continue
@@ -588,7 +579,7 @@ class RedisProducer(Producer):
     def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         self._check_open()
         check_stream(stream)
-        text = _dumps(metadata, "stream metadata")
+        text = encode_metadata(metadata, "stream metadata")
         self._transport._scripts["finish"](
             keys=[self._keys.streams, self._keys.info(stream)],
             args=[stream, repr(time.time()), "meta", text],
@@ -597,7 +588,7 @@ class RedisProducer(Producer):
     @_guarded("writing data source metadata")
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
         self._check_open()
-        self._conn.client.set(self._keys.meta, _dumps(metadata, "data source metadata"))
+        self._conn.client.set(self._keys.meta, encode_metadata(metadata, "data source metadata"))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Nothing to wait for: a send returns once Redis has stored the message (and, with
@@ -647,7 +638,7 @@ class RedisConsumer(Consumer):
     def _message(self, stream: str, fields: dict[str, Any], count: int) -> Message:
         mid = int(fields["id"])
         try:
-            metadata = json.loads(fields.get("meta") or b"{}")
+            metadata = decode_metadata(_text(fields.get("meta") or b"{}"))
         except ValueError:
             raise CorruptPayload(self._where(stream, mid) + " has unreadable metadata") from None
         msg = Message(
