@@ -61,8 +61,9 @@ def complete_stream_names(
 data_dir_option = click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
-    help="Where runs live (default: the pipeline's embedded transport directory, or "
-    f"{DEFAULT_DATA_DIR} next to FILE).",
+    help="Where the local executor keeps its jobs' state and logs, under runs/<job> (default: "
+    f"the pipeline's embedded transport directory, or {DEFAULT_DATA_DIR} next to FILE); run "
+    "records live on the transport (`pipeline runs`).",
 )
 run_dir_option = click.option(
     "--run-dir", type=click.Path(file_okay=False), help="A run directory (<data>/runs/<job>)."
