@@ -134,3 +134,11 @@ def test_loader_problems(text: str, code: str) -> None:
         problems = exc.problems
     assert [p.code for p in problems] == [code]
     assert all(p.file == "t.yaml" and p.line >= 1 for p in problems)
+
+
+def test_a_pipeline_name_too_long_is_reported_once_not_as_streams_too_long(catalog) -> None:
+    # the streams' room in the namespace depends on the name: with a name past its own limit
+    # there is no sensible stream limit to advise ("use at most -2 characters")
+    report = validate_text(MINIMAL.replace("pipeline: mini", "pipeline: " + "p" * 120), catalog)
+    assert [p.code for p in report.errors] == ["P104"]
+    assert "at most 63 characters" in report.errors[0].message

@@ -44,6 +44,7 @@ from asapo_pipelines.launchplan.restart import RestartPolicy
 
 # The task drivers a job may name are spelled once, with the pipeline file's `deploy.nomad`
 # section that accepts them (the core's pipeline model never imports the job format).
+from asapo_pipelines.pipeline import model
 from asapo_pipelines.pipeline.model import DEFAULT_DRIVER, DRIVERS, Driver
 
 SECOND = 1_000_000_000
@@ -61,7 +62,7 @@ VAR_PATH_PATTERN = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
 VAR_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Distribution pins: `name==version` only, so an install installs exactly the catalog's set.
-PIN_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?==[A-Za-z0-9.+!_-]+$")
+PIN_PATTERN = re.compile(model.PIN_PATTERN)
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 #: Where the pipeline file lands inside each task directory (Nomad's `local/`).
 PIPELINE_DEST = "local/pipeline.yaml"

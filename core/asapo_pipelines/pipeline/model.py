@@ -505,6 +505,28 @@ def _check_wheel(value: Any) -> Any:
     return value
 
 
+#: a requirement every node installs alike: `name==version`, extras allowed
+PIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?==[A-Za-z0-9.+!_-]+$"
+_PINNED = re.compile(PIN_PATTERN)
+
+
+def _check_pinned(value: str) -> str:
+    # checked here, not only when the job is planned: `validate` must not call valid a file
+    # that `pipeline plan` and `deploy` then refuse
+    if not _PINNED.fullmatch(value):
+        raise PydanticCustomError(
+            "P407",
+            "requirement {value} must be pinned as name==version (e.g. numpy==2.1.0) so that "
+            "every node installs the same code",
+            {"value": repr(value)},
+        )
+    return value
+
+
+Requirement = Annotated[
+    str, AfterValidator(_check_pinned), Field(json_schema_extra={"pattern": PIN_PATTERN})
+]
+
 Wheel = Annotated[
     Any,
     AfterValidator(_check_wheel),
@@ -536,7 +558,8 @@ class Install(_Section):
     ] = None
     extra_index_urls: Annotated[list[IndexUrl], Field(description="Further package indexes.")] = []
     packages: Annotated[
-        list[str], Field(description="Further requirements, e.g. `numpy==2.1.0`.")
+        list[Requirement],
+        Field(description="Further requirements, pinned as `name==version`, e.g. `numpy==2.1.0`."),
     ] = []
     wheels: Annotated[
         list[Wheel],

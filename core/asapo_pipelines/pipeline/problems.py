@@ -81,6 +81,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P404": ("error", "`python` must name exactly one of `venv` or `install`."),
     "P405": ("error", "A wheel URL under `python.install` lacks its `#sha256=` checksum."),
     "P406": ("error", "A path on the cluster's nodes must be absolute."),
+    "P407": (
+        "error",
+        "A requirement under `python.install.packages` is not pinned as `name==version`.",
+    ),
     "P501": ("error", "A live service the file names refuses a value (`validate --online`)."),
     "P502": ("warning", "A live service the file names could not be asked (`validate --online`)."),
     "P900": ("error", "Validation could not run (the unit catalog could not be loaded)."),

@@ -652,7 +652,12 @@ def _stage_namespace(
                     f"the {prefix!r} prefix (the pipeline's own streams are namespaced for you)",
                 )
             )
-        elif stream not in external and len(name) + RUN_ID_ROOM + len(stream) + 2 > 128:
+        elif (
+            stream not in external
+            and len(name) + RUN_ID_ROOM + len(stream) + 2 > 128
+            # no room at all: the pipeline name is too long, which P104 reports
+            and 126 - len(name) - RUN_ID_ROOM > 0
+        ):
             reported.add(stream)
             found.append(
                 make(
