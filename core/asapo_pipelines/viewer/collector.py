@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.descriptor import PlotHint
+from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import Transport, TransportError
 from asapo_pipelines.transport.formats import decode_message
 from asapo_pipelines.viewer.model import PipelineView
@@ -60,6 +61,21 @@ class ReplicaState:
     def restarts(self) -> int:
         return max(0, len(self.lives) - 1)
 
+    def in_session(self, since: float | None) -> ReplicaState:
+        """This replica as the current session sees it: only the processes started since the
+        session began (`since`, None: every process). The status stream is the pipeline's, not
+        a run's: without this, the processes of earlier runs and sessions would add to the
+        counters and count as restarts. Each process stamps `started` when it begins, after
+        `pipeline run` (or `deploy`, `start`) recorded the session, as the workers' own
+        "ended in this session" check relies on (`worker.runtime._upstream_ended`)."""
+        if since is None:
+            return self
+        kept = ReplicaState(seen_id=self.seen_id, times=self.times)
+        kept.lives = {k: s for k, s in self.lives.items() if _started(s) >= since}
+        if self.last is not None and _started(self.last) >= since:
+            kept.last = self.last
+        return kept
+
     def total(self, key: str) -> float:
         """A counter over every process of the replica (each process counts from zero)."""
         return sum(float(snap.get(key) or 0) for snap in self.lives.values())
@@ -79,6 +95,11 @@ class ReplicaState:
         if now - float(self.last.get("time", now)) > max(1.0, 2.5 * self.interval()):
             return "restarting"
         return state
+
+
+def _started(snap: dict[str, Any]) -> float:
+    started = snap.get("started")
+    return float(started) if isinstance(started, int | float) else 0.0
 
 
 def _walk(obj: Any, parts: list[str]) -> tuple[bool, Any]:
@@ -170,18 +191,59 @@ class Collector:
         self._sources: set[str] | None = None
         #: the pipeline's latest run, whose data sources the page shows (None: none yet)
         self.run_id: str | None = None
+        #: when the latest run's last session began (None: no run recorded, every process counts)
+        self.session_start: float | None = None
+        #: (run id, last id of its record stream) the session start was read at
+        self._run_seen: tuple[str, int] | None = None
 
     def source_of(self, stream: str) -> str:
         """The data source of a pipeline stream in the latest run (its own name when external,
-        or before any run)."""
+        or before any run). The errors are the pipeline's, not a run's: `<pipeline>.errors`
+        holds every run's, so it keeps its name."""
         if self.run_id is None or stream in self.view.external:
+            return stream
+        if stream == errors_source(self.view.name):
             return stream
         return data_source_for(stream, self.view.name, self.run_id)
 
     def _refresh_run(self) -> None:
-        ids = [i.name for i in self.infos(runs_source(self.view.name)) if RUN_ID.match(i.name)]
-        if ids:
-            self.run_id = max(ids, key=lambda r: int(r[1:]))
+        infos = {i.name: i for i in self.infos(runs_source(self.view.name)) if RUN_ID.match(i.name)}
+        if not infos:
+            return
+        run_id = max(infos, key=lambda r: int(r[1:]))
+        if run_id != self.run_id:
+            self._forget_run()
+            self.run_id = run_id
+        seen = (run_id, infos[run_id].last_id)
+        if seen != self._run_seen:  # a new run, or a new session of this one (resumed)
+            self._run_seen = seen
+            self.session_start = self._session_start(run_id)
+
+    def _session_start(self, run_id: str) -> float | None:
+        """When the run's last session began, as its record says (`Run.session`: `started`,
+        or the last `resumed`), read the way `pipeline runs` reads it."""
+        from asapo_pipelines.runs.store import RunStore
+
+        try:
+            started = RunStore(self.transport, self.view.name).get(run_id).session.get("time")
+        except PipelinesError as exc:  # pruned meanwhile: keep what we knew, try next poll
+            log.debug("cannot read run %s: %s", run_id, exc)
+            self._run_seen = None
+            return self.session_start
+        return float(started) if isinstance(started, int | float) else None
+
+    def _forget_run(self) -> None:
+        """A new run (`pipeline run --fresh`, a reprocess): its streams are new data sources,
+        so what the plots hold of the run before must not mix with it."""
+        for plot in self.plots:
+            plot.traces.clear()
+            plot.seen.clear()
+        for source in [s for s in self._consumers if self._is_run_source(s)]:
+            with contextlib.suppress(TransportError):
+                self._consumers.pop(source).close()
+
+    def _is_run_source(self, source: str) -> bool:
+        return self.run_id is not None and source.startswith(f"{self.view.name}.{self.run_id}.")
 
     # -- readers -----------------------------------------------------------------------------
     def _exists(self, source: str) -> bool:
@@ -256,7 +318,13 @@ class Collector:
         executor = self.run.units()
         units: dict[str, Any] = {}
         for unit in self.view.units:
-            states = [s for (inst, _), s in self.replicas.items() if inst == unit.instance]
+            # the current session's processes only, as `pipeline status` shows them
+            states = [
+                s.in_session(self.session_start)
+                for (inst, _), s in self.replicas.items()
+                if inst == unit.instance
+            ]
+            states = [s for s in states if s.last is not None]
             snaps = [s.last for s in states if s.last]
             names = [s.state(now) for s in states] or ["waiting"]
             # a replica still running outweighs those done; among the others the worst shows

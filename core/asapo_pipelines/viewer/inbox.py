@@ -26,6 +26,8 @@ PLUGIN = "asapo_pipelines_bluesky.inbox_cli"
 TOKEN_HEADER = "x-inbox-token"
 #: tokens handed out and still accepted (one per page load; the oldest forgotten first)
 MAX_TOKENS = 256
+#: a reject without a reason, in the page's words
+REASON_MISSING = "give a reason for rejecting"
 
 
 def _plugin() -> Any | None:
@@ -93,6 +95,18 @@ class InboxApi:
             "suggestions": [e.to_json() for e in entries],
         }
 
+    def knows(self, uid: str) -> bool:
+        """Whether a suggestion's id (or a prefix of one, as the inbox takes it) is in the
+        inbox: an unknown one is not found (404), not a refused decision (409)."""
+        plugin = _plugin()
+        if plugin is None or self.file is None:
+            return False
+        try:
+            entries, _notes = plugin.listing(self.file, refresh=False)
+        except PipelinesError:  # the inbox cannot be read: the decision itself will say why
+            return True
+        return any(e.uid == uid or e.uid.startswith(uid) for e in entries)
+
     def decide(self, action: str, uid: str, reason: str) -> dict[str, Any]:
         plugin = _plugin()
         if plugin is None or self.file is None:
@@ -130,8 +144,14 @@ def routes(api: InboxApi, json_response: Any) -> list[Any]:
         action = request.path_params["action"]
         if action not in ("approve", "reject"):
             return json_response({"error": "the decisions are approve and reject"}, 404)
+        uid = request.path_params["uid"]
+        if not await asyncio.to_thread(api.knows, uid):
+            return json_response({"error": f"no suggestion {uid} in this pipeline's inbox"}, 404)
+        if action == "reject" and not reason.strip():
+            # the plugin's sentence names the CLI's --reason option; the page has a text field
+            return json_response({"error": REASON_MISSING}, 400)
         try:
-            result = await asyncio.to_thread(api.decide, action, request.path_params["uid"], reason)
+            result = await asyncio.to_thread(api.decide, action, uid, reason)
         except PipelinesError as exc:
             return json_response({"error": exc.message}, 409)
         return json_response(result)
