@@ -45,9 +45,18 @@ from typing import Any
 
 import numpy as np
 
+from asapo_pipelines_xas import normalize
 from asapo_pipelines_xas.errors import SpectrumError
 from asapo_pipelines_xas.normalize import Spectrum, _json_array, _json_float, analyse, program
 from asapo_pipelines_xas.params import AutobkParams, MergeParams, NoiseParams, PreEdgeParams
+
+
+def load_larch() -> None:
+    """Import the parts of xraylarch that merging calls (normalising's, and `larch.io` for
+    `merge_groups`), in `on_start`: see `normalize.load_larch`."""
+    import larch.io  # noqa: F401
+
+    normalize.load_larch()
 
 
 @dataclass

@@ -385,6 +385,18 @@ def reference_foil(
     return float(group.e0), mu_ref
 
 
+def load_larch() -> None:
+    """Import the parts of xraylarch that normalising calls: seconds, once per process.
+
+    `xas.normalize` calls this in `on_start`, while its worker says "loading". Left to the first
+    scan, the import made the first decision of every run wait 7-14 s although the live table
+    already said "running". The functions here import larch where they use it so that the
+    plugin's descriptors, the catalog and `pipeline validate` never pay for it."""
+    import larch.math
+    import larch.xafs
+    import larch.xray  # noqa: F401
+
+
 def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectrum:
     """Normalise one scan: the whole of `xas.normalize` for one message."""
     params = params or NormalizeParams()

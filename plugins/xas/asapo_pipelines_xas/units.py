@@ -20,6 +20,7 @@ from asapo_pipelines.sdk import (
     Source,
     Suggestion,
 )
+from asapo_pipelines_xas import merge, normalize
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger
@@ -130,6 +131,7 @@ class Normalize(Processor):
     """`xas.normalize`: one `xas/spectrum` per `xas/scan` (xraylarch pre_edge, autobk, noise)."""
 
     def on_start(self) -> None:
+        normalize.load_larch()  # while the worker says "loading", not in the first scan
         self.results: list[dict[str, Any]] = []
 
     def process(self, message: Message) -> dict[str, Any]:
@@ -163,6 +165,7 @@ class Merge(Processor):
     restores_state = True
 
     def on_start(self) -> None:
+        merge.load_larch()  # while the worker says "loading", not in the first spectrum
         self.merger = Merger(self.params)
         self.groups: dict[str, dict[str, Any]] = {}
 
