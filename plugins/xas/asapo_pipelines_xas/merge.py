@@ -276,7 +276,28 @@ class Merger:
                 f"normalised with other settings than the newest ({diff}); only scans "
                 "normalised alike are merged: reprocess it to include it"
             ]
-        return current
+        return self._latest_versions(current)
+
+    def _latest_versions(self, entries: list[_Entry]) -> list[_Entry]:
+        """Without the versions of a file that a later version replaces: a scan file read
+        before its writer had finished (a file system without events) is sent again once
+        complete, naming the source key of the version it `replaces`. The early read is no
+        measurement of its own: superseded, not a rejected scan the agent counts as faulty."""
+        replaced = {
+            f"|key:{r}" for e in entries if (r := e.spectrum.metadata.get("replaces")) is not None
+        }
+        kept = []
+        for entry in entries:
+            if not any(entry.scan_id.endswith(r) for r in replaced):
+                kept.append(entry)
+                continue
+            entry.superseded = True
+            entry.shift, entry.shift_err = 0.0, None
+            entry.reasons = [
+                "replaced by a later version of the same file (it was read before its writer "
+                "had finished)"
+            ]
+        return kept
 
     def _screen(self, entries: list[_Entry]) -> None:
         p = self.params

@@ -46,8 +46,11 @@ class ScanFilesParams(Params):
         float,
         Field(
             ge=0,
-            description="In watch mode a file counts as complete once its size and modification "
-            "time have not changed for this long.",
+            description="In watch mode, a file seen without file system events (NFS, GPFS, or "
+            "there when the watch starts) counts as complete once its size and modification time "
+            "have not changed for this long and no process here holds it open for writing; must "
+            "exceed the writer's longest pause. With events, a file is complete when its writer "
+            "closes it.",
         ),
     ] = 2.0
     order: Annotated[

@@ -1,9 +1,20 @@
 """Finding scan files: the files present, or each new file once it is complete (watch mode).
 
-A beamline's data acquisition writes a scan file over minutes. The watcher treats a file as
-complete once its size and modification time have not changed for `settle_seconds` or, where
-the file system reports it (inotify, `asapo_pipelines.sdk.dirwatch`), at once when its writer
-closes it or it is renamed into the directory; it hands out each path once.
+A beamline's data acquisition writes a scan file over minutes, often keeping it open and
+pausing between chunks (a motor move takes longer than any settle time). The watcher decides
+when a file is complete:
+
+- Where the file system reports it (inotify, `asapo_pipelines.sdk.dirwatch`), a file it saw
+  being written is complete when its writer closes it or it is renamed into the directory, and
+  not before, however long the writer pauses.
+- A file seen without such events (present before the watch started; NFS and GPFS report no
+  writes made on other hosts) is complete once its size and modification time have not changed
+  for `settle_seconds` and no process on this host holds it open for writing (``/proc``).
+- An empty file is never complete: acquisition software creates the file first.
+
+It hands out each file once, and again when it changes after it was handed out (read too early:
+on a file system without events a writer paused longer than `settle_seconds`); such a new
+version is handed out once it is closed or settled, and `version` counts them.
 `read_for_params` reads one file the way `xas.scan-files` is configured.
 """
 
@@ -13,15 +24,25 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from asapo_pipelines.sdk.dirwatch import files_open_for_writing
 from asapo_pipelines_xas.errors import XasError
 from asapo_pipelines_xas.params import ScanFilesParams
 from asapo_pipelines_xas.readers import Scan, read_scan
+
+#: a file's size and modification time (ns): what changes while it is written
+Signature = tuple[int, int]
 
 
 def _matches(directory: Path, pattern: str, recursive: bool) -> Iterable[Path]:
     found = directory.rglob(pattern) if recursive else directory.glob(pattern)
     # hidden files are what copy tools write before renaming into place
     return (p for p in found if p.is_file() and not p.name.startswith("."))
+
+
+def signature(path: str | Path) -> Signature:
+    """Size and modification time of a file (raises OSError when it is gone)."""
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def list_scan_files(
@@ -38,7 +59,7 @@ def list_scan_files(
 
 
 class ScanFileWatcher:
-    """Hands out each matching file once, when it has stopped changing."""
+    """Hands out each matching file when it is complete, and again when it changed since."""
 
     def __init__(
         self,
@@ -49,52 +70,109 @@ class ScanFileWatcher:
         settle_seconds: float = 2.0,
         done: Iterable[str | Path] = (),
         clock: Callable[[], float] = time.monotonic,
+        open_for_writing: Callable[[Iterable[Path]], set[Path]] = files_open_for_writing,
     ) -> None:
         self.directory = Path(directory)
         self.pattern = pattern
         self.recursive = recursive
         self.settle_seconds = settle_seconds
         self.clock = clock
-        #: paths already handed out (a restarted unit passes what it sent before)
-        self.done: set[Path] = {Path(p) for p in done}
-        self._pending: dict[Path, tuple[tuple[int, int], float]] = {}
+        self.open_for_writing = open_for_writing
+        #: path -> signature when handed out; None for what a restarted unit sent before (its
+        #: signature is taken when first seen: it is handed out again only if it changes later)
+        self.sent: dict[Path, Signature | None] = {Path(p): None for p in done}
+        #: path -> how many times it was handed out (2 and more: it changed after being read)
+        self.versions: dict[Path, int] = {}
+        self._pending: dict[Path, tuple[Signature, float]] = {}
+        #: files the file system reported being written and not closed since
+        self._writing: set[Path] = set()
+        #: what `unready` puts back: the state before the last hand-out
+        self._before: dict[Path, tuple[Signature | None, int] | None] = {}
 
-    def poll(self, complete: Iterable[str] = ()) -> list[Path]:
+    @property
+    def done(self) -> set[Path]:
+        """Paths handed out at least once (or sent by an earlier run of the unit)."""
+        return set(self.sent)
+
+    def version(self, path: Path) -> int:
+        """How many times `path` was handed out (1: the first time)."""
+        return self.versions.get(path, 0)
+
+    def events_lost(self) -> None:
+        """The file system's event queue overflowed: close events may be missing, so files
+        seen being written fall back to settling (and the open-for-writing check)."""
+        self._writing.clear()
+
+    def unready(self, path: Path) -> None:
+        """Take back the last hand-out of `path` (it changed while it was read): it is handed
+        out again when complete, as the same version."""
+        before = self._before.pop(path, None)
+        if before is None:
+            self.sent.pop(path, None)
+            self.versions.pop(path, None)
+        else:
+            self.sent[path], self.versions[path] = before
+        self._pending.pop(path, None)
+
+    def poll(self, complete: Iterable[str] = (), written: Iterable[str] = ()) -> list[Path]:
         """Files that became complete since the last call, in name order.
 
         ``complete``: names of files the file system reported closed after writing or renamed
-        into the directory (inotify): those are ready at once, without settling."""
+        into the directory (inotify): those are ready at once, without settling. ``written``:
+        names of files it reported created or written to (and not closed since): those wait for
+        their close event, never for settling alone."""
         closed = {self.directory / name for name in complete}
+        self._writing |= {self.directory / name for name in written}
+        self._writing -= closed
         if not self.directory.is_dir():
             raise XasError(f"the scan directory {self.directory} does not exist")
         now = self.clock()
         ready: list[Path] = []
+        settled: list[Path] = []
         present = set()
         for path in _matches(self.directory, self.pattern, self.recursive):
             present.add(path)
-            if path in self.done:
-                continue
             try:
-                stat = path.stat()
+                sig = signature(path)
             except FileNotFoundError:  # renamed or removed between listing and stat
                 continue
-            signature = (stat.st_size, stat.st_mtime_ns)
-            seen = self._pending.get(path)
-            if path in closed and stat.st_size > 0:
-                pass  # its writer closed it, or it was renamed into place: complete
-            elif seen is None or seen[0] != signature:
-                self._pending[path] = (signature, now)
-                if self.settle_seconds > 0 or stat.st_size == 0:
+            again = path in self.sent
+            if again:
+                before = self.sent[path]
+                if before is None:  # sent by an earlier run: known from now on
+                    self.sent[path] = sig
                     continue
-            elif now - seen[1] < self.settle_seconds or stat.st_size == 0:
-                continue
-            ready.append(path)
+                if before == sig:
+                    continue
+            seen = self._pending.get(path)
+            if seen is None or seen[0] != sig:
+                seen = self._pending[path] = (sig, now)
+            if sig[0] == 0:
+                continue  # created, nothing written yet: acquisition software does that first
+            if path in closed and not again:
+                ready.append(path)  # its writer closed it, or it was renamed into place
+            elif path in self._writing:
+                continue  # written while we watch, not closed yet: however long the pause
+            elif now - seen[1] >= self.settle_seconds:
+                # a new version of a file handed out before is settled too, even after its
+                # close: a writer that opens, appends and closes per point is not sent per point
+                settled.append(path)
+        if settled:
+            busy = self.open_for_writing(settled)
+            for path in busy:
+                # looked at again after another settle time (the /proc scan is not free)
+                self._pending[path] = (self._pending[path][0], now)
+            ready += [p for p in settled if p not in busy]
         for path in ready:
-            self.done.add(path)
-            self._pending.pop(path, None)
+            self._before[path] = (
+                (self.sent[path], self.versions[path]) if path in self.versions else None
+            )
+            self.sent[path] = self._pending.pop(path)[0]
+            self.versions[path] = self.versions.get(path, 0) + 1
         for path in list(self._pending):
             if path not in present:
                 del self._pending[path]
+        self._writing &= present  # removed, or never a match (hidden names of copy tools)
         return sorted(ready)
 
 

@@ -8,6 +8,8 @@ the result back into a message; each keeps a short `summary()` for the end of a 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,12 @@ from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import normalize_scan
 from asapo_pipelines_xas.readers import Scan
-from asapo_pipelines_xas.scanfiles import ScanFileWatcher, list_scan_files, read_for_params
+from asapo_pipelines_xas.scanfiles import (
+    ScanFileWatcher,
+    list_scan_files,
+    read_for_params,
+    signature,
+)
 
 #: how often watch mode looks at the directory (seconds); settling is timed separately
 WATCH_POLL = 0.2
@@ -53,7 +60,8 @@ def _sig(value: Any, digits: int = 4) -> Any:
 
 
 class ScanFiles(Source):
-    """`xas.scan-files`: one `xas/scan` message per file; in watch mode, each new file once."""
+    """`xas.scan-files`: one `xas/scan` message per file; in watch mode, each new file once it
+    is complete, and a file that changed after it was read once more, as a new version."""
 
     def on_start(self) -> None:
         self.directory = Path(self.params.directory)
@@ -61,29 +69,71 @@ class ScanFiles(Source):
             raise XasError(f"the scan directory {self.params.directory} does not exist")
         self.sent: list[str] = []
         self.malformed: list[dict[str, str]] = []
+        self.versions: list[dict[str, Any]] = []
+        #: file name -> (key, digest of the scan) of the version this process sent last
+        self._last: dict[str, tuple[str, str]] = {}
+        #: file names this process reported as malformed
+        self._reported: set[str] = set()
 
-    def _send(self, path: Path) -> None:
+    def _send(self, path: Path, watcher: ScanFileWatcher | None = None) -> None:
         name = path.relative_to(self.directory).as_posix()
+        read_as = watcher.sent.get(path) if watcher is not None else None
+        scan: Scan | None = None
+        error: XasError | None = None
         try:
             scan = read_for_params(path, self.params)
         except XasError as exc:
-            # a malformed file is reported with its reason and the others go on
-            self.report_error(exc, key=name)
-            self.malformed.append({"file": name, "reason": str(exc)})
-            return
+            error = exc
         except OSError as exc:
             error = ScanFileError(name, exc.strerror or str(exc))
-            self.report_error(error, key=name)
+        if watcher is not None and read_as is not None:
+            try:
+                now = signature(path)
+            except OSError:
+                now = None
+            if now != read_as:
+                # written to while it was read: what was read may be neither version
+                watcher.unready(path)
+                return
+        # the first version of a file is keyed by its name (a restarted source does not send
+        # it twice); a later one (the file changed after it was read: read too early on a file
+        # system without events) by name, size and time, so that it is not taken for the first
+        suffix = f"@{read_as[0]}-{read_as[1]}" if read_as is not None else ""
+        if error is not None:
+            key = name + suffix if name in self._reported or name in self._last else name
+            # a malformed file is reported with its reason and the others go on
+            self.report_error(error, key=key)
+            self._reported.add(name)
             self.malformed.append({"file": name, "reason": str(error)})
             return
+        assert scan is not None
+        body = scan.to_json()
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        previous = self._last.get(name)
+        if previous is not None and previous[1] == digest:
+            return  # touched, or rewritten with the same content: nothing new to send
         meta = scan.metadata
-        self.emit(
-            "scans",
-            scan.to_json(),
-            metadata={k: meta.get(k) for k in ("file", "sample", "element", "edge")},
-            # the file name is the key: a restarted source does not send a file twice
-            key=name,
-        )
+        metadata = {k: meta.get(k) for k in ("file", "sample", "element", "edge")}
+        key = name
+        if previous is not None:
+            key = name + suffix
+            version = watcher.version(path) if watcher is not None else 0
+            # downstream tells the versions apart: the merge rejects the earlier, partial
+            # one on its energy coverage once this one is there
+            body["metadata"]["replaces"] = metadata["replaces"] = previous[0]
+            metadata["file_version"] = version
+            self.log.warning(
+                "scan file %s changed after it was read and sent: sending it again "
+                "(version %d, %d bytes, %d points); on a file system without events "
+                "settle_seconds must exceed the writer's longest pause",
+                name,
+                version,
+                read_as[0] if read_as else 0,
+                len(scan),
+            )
+            self.versions.append({"file": name, "version": version, "points": len(scan)})
+        self.emit("scans", body, metadata=metadata, key=key)
+        self._last[name] = (key, digest)
         self.sent.append(name)
 
     def run(self) -> None:
@@ -99,21 +149,26 @@ class ScanFiles(Source):
         watcher = ScanFileWatcher(
             self.directory, p.pattern, recursive=p.recursive, settle_seconds=p.settle_seconds
         )
-        # events wake the loop the moment a file is complete (local file systems); the timed
-        # look still runs for file systems without events (NFS, GPFS) and for settling
-        events = DirectoryEvents(self.directory) if not p.recursive else None
-        closed: set[str] = set()
+        # events tell when a file is complete (its writer closed it, or it was renamed in) on
+        # local file systems, and which files are being written: those are never settled. The
+        # timed look still runs for files without events (NFS, GPFS, present at start).
+        events = DirectoryEvents(self.directory, writes=True) if not p.recursive else None
+        complete: set[str] = set()
+        written: set[str] = set()
         try:
             while True:
-                for path in watcher.poll(closed):
+                for path in watcher.poll(complete, written):
                     if self.stopping:
                         return
-                    self._send(path)
+                    self._send(path, watcher)
                 if events is None or not events.available:
                     if self.wait(WATCH_POLL):
                         return
                     continue
-                closed = events.wait(WATCH_POLL)  # then `stopping` is looked at
+                complete, written = events.wait_changes(WATCH_POLL)  # then `stopping` is looked at
+                if events.overflowed:  # events were lost: settle what was seen being written
+                    events.overflowed = False
+                    watcher.events_lost()
                 if self.stopping:
                     return
         finally:
@@ -124,6 +179,8 @@ class ScanFiles(Source):
         out: dict[str, Any] = {"scans_sent": len(self.sent), "directory": str(self.directory)}
         if self.malformed:
             out["malformed"] = self.malformed[-SUMMARY_ITEMS:]
+        if self.versions:
+            out["sent_again"] = self.versions[-SUMMARY_ITEMS:]
         return out
 
 

@@ -98,6 +98,34 @@ def test_the_agent_decides_on_a_partial_scan_as_without_it(p65_spectra, partial,
     assert got["metrics"]["predicted_scans_total"] == want["metrics"]["predicted_scans_total"]
 
 
+def test_a_file_read_early_and_sent_again_complete_counts_once(p65_spectra, partial, clean):
+    """Watch mode without file events: a scan file read before its writer finished is sent
+    again when complete, naming the version it replaces (xas.scan-files' keys). The early read
+    is superseded, not a faulty scan: the merge and the agent see one scan of that file."""
+    source = "p65/scans|scans|key:"
+    name = partial.metadata["file"]
+    early = Spectrum.from_json(partial.to_json())
+    early.metadata["scan_id"] = source + name
+    complete = _normalise(DATA / P65_SCANS[1])
+    complete.metadata.update(file=name, replaces=name, scan_id=f"{source}{name}@999-1")
+    first = Spectrum.from_json(p65_spectra[0].to_json())
+    first.metadata["scan_id"] = source + first.metadata["file"]
+    merger = Merger()
+    merges = [merger.add(s) for s in (first, early, complete)]
+    result = merges[-1]
+    assert result.n_merged == 2
+    (rejected,) = result.rejected
+    assert rejected["scan"] == source + name
+    assert rejected["superseded"] is True
+    assert "replaced by a later version of the same file" in rejected["reasons"][0]
+    # the merged noise is that of the two complete repeats
+    assert result.values["epsilon_k"] == pytest.approx(clean[-1].values["epsilon_k"], rel=1e-9)
+    # the agent decides as on the two complete repeats
+    decision, want = _decisions(merges)[-1], _decisions(clean)[-1]
+    assert decision["action"] == want["action"] == "more_scans"
+    assert decision["metrics"]["noise_model"] == want["metrics"]["noise_model"]
+
+
 def test_the_agent_fits_only_noise_over_the_merges_k_window(clean, partial):
     """A scan's noise over another k window (as a merge without the coverage screening sent
     it) is left out of the floor fit, and the count says so."""
