@@ -40,8 +40,15 @@ def test_a_killed_unit_is_restarting_until_pipeline_run_brings_it_back(page, liv
         wait_for(page, lambda: int(unit_row(page, "average")["processed"]) > 2, "progress")
 
         store = Path(pipeline.view.transport["embedded"]["path"])
-        state = json.loads((store / "runs" / "live-demo" / "state.json").read_text())
-        pid = next(u["pid"] for u in state["units"] if u["group"] == "average")
+
+        def pid_of_average() -> int | None:
+            # the executor writes its state file on its own beat: the page can be ahead of it
+            state = json.loads((store / "runs" / "live-demo" / "state.json").read_text())
+            return next(u["pid"] for u in state["units"] if u["group"] == "average")
+
+        wait_for(page, lambda: pid_of_average() is not None, "the executor's record of its pid")
+        pid = pid_of_average()
+        assert pid is not None
         os.kill(pid, signal.SIGKILL)
         # the executor waits out its restart delay: the page says so
         wait_for(page, lambda: unit_row(page, "average")["state"] == "restarting", "restarting")
