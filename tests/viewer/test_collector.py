@@ -78,7 +78,7 @@ def test_states_and_restarts_come_from_the_status_stream(store):
     units = Collector(view_of(store), store).poll()["units"]
     assert units["average"]["restarts"] == 1
     assert units["average"]["state"] == "running"
-    assert units["average"]["processed"] == 6 + 7  # each process counts from zero
+    assert units["average"]["processed"] == 6 + 7  # outside a run each process counts from 0
     assert units["judge"]["state"] == "restarting"
     assert units["judge"]["rate"] == 0  # a dead process adds no rate
     assert units["waves"]["replicas"] == 2

@@ -522,3 +522,60 @@ def test_an_idle_worker_stops_at_once_on_sigterm(tmp_path, sample_catalog):
     assert sent
     # its own next look was a minute away: the signal woke it
     assert time.monotonic() - sent[0] < worker.refresh / 2
+
+
+def test_a_worker_restarted_within_its_session_counts_on_from_the_one_before(
+    tmp_path, sample_catalog
+):
+    # `pipeline status`, the viewer and the run's counts read each replica's last status
+    # record: a process killed and restarted by its executor must not drop what it had done
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, 7):
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+        p.finish_stream("default")
+
+    class KilledBeforeAck(Worker):
+        def _acknowledge(self, port, stream, ids):
+            if 4 in ids:
+                assert self.status is not None
+                self.status.stop("running")  # its last periodic record, then it dies
+                raise Crash("killed between writing the outputs and acknowledging")
+            super()._acknowledge(port, stream, ids)
+
+    def worker(session: dict, **kw) -> Worker:
+        return make(
+            store,
+            sample_catalog,
+            "test.tag",
+            "tag",
+            {},
+            {"numbers": "numbers"},
+            {"tagged": "tagged"},
+            lease_seconds=0.5,
+            ack_batch=1,
+            run={"run": "r1", "fingerprint": "f", **session},
+            **kw,
+        )
+
+    first = worker({"started": 1000.0}, cls=KilledBeforeAck)
+    with pytest.raises(Crash):
+        first.run()
+    assert first.counters.processed == 4  # 1-3 acknowledged, 4 written but not
+    second = worker({"started": 1000.0})
+    thread, result = start(second)
+    thread.join(60)
+    assert result == {"state": "finished"}
+    # its own 4 (again), 5 and 6 on top of the 4 its predecessor had published
+    assert second.counters.processed == 4 + 3
+    assert second.counters.outputs == 4 + 2
+    assert second.counters.duplicates_skipped == 1
+    # a new session (a resume) starts from zero: the run adds the sessions' counts itself
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        p.send("more", json.dumps({"n": 7}).encode(), {"format": "json"})
+        p.finish_stream("more")
+    third = worker({"started": 1000.0, "resumed_at": 2000.0})
+    thread, result = start(third)
+    thread.join(60)
+    assert result == {"state": "finished"}
+    assert third.counters.processed == 1

@@ -77,7 +77,12 @@ class ReplicaState:
         return kept
 
     def total(self, key: str) -> float:
-        """A counter over every process of the replica (each process counts from zero)."""
+        """A counter over every process of the replica. A worker restarted within its session
+        goes on from its predecessor's count (`worker.status.Counters.carry`: its records name
+        the session), so its latest record holds the whole; records without a session (workers
+        started by hand, outside a run) count from zero in each process, and add up."""
+        if self.last is not None and self.last.get("session"):
+            return float(self.last.get(key) or 0)
         return sum(float(snap.get(key) or 0) for snap in self.lives.values())
 
     def interval(self) -> float:

@@ -170,6 +170,9 @@ class Worker:
             }
             self.runner.context.run = dict(self.run_info)
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
+        if self.run_info.get("run"):
+            session = self.run_info.get("resumed_at") or self.run_info.get("started")
+            self.counters.session = f"{self.run_info['run']}@{session}"
         self.ports: list[InputPort] = []
         self.producers: dict[str, Any] = {}  # output port -> producer
         # readers opened on first use (see `_reader`): a worker that is never redelivered
@@ -220,6 +223,25 @@ class Worker:
         # opened at start, not at the first error: the pipeline's data sources are all there
         # from the start (ASAP::O lists a data source once something wrote to it)
         self._errors = t.producer(errors_source(self.pipeline))
+
+    def _carry_counters(self) -> None:
+        """Take over the counts of this replica's killed predecessor in the same session (see
+        `Counters.carry`); the status stream is read once, before the first record is sent."""
+        if not self.counters.session:
+            return
+        try:
+            with self.transport.consumer(
+                status_source(self.pipeline), "pipeline-status"
+            ) as consumer:
+                last = consumer.get_last(status_stream(self.instance, self.replica)).metadata
+        except (EndOfStream, TransportError):  # nothing before us, or not readable: from zero
+            return
+        if self.counters.carry(dict(last)):
+            log.info(
+                "%s: restarted within its session; counting on from %d processed",
+                self.label,
+                self.counters.processed,
+            )
 
     def _output_source(self, port: str) -> str:
         stream_name = self.outputs[port]
@@ -325,6 +347,7 @@ class Worker:
     def run(self) -> str:
         """Run until done ("finished") or stopped ("stopped"); raises on start-up failures."""
         self._open()
+        self._carry_counters()
         # published while the unit's runtime is imported (`import larch.xafs` takes seconds):
         # the live table says "loading" until the unit is ready, then "running"
         self.status = StatusPublisher(

@@ -23,6 +23,8 @@ log = logging.getLogger("asapo_pipelines.worker")
 
 #: the states of a worker's final status record: it will send nothing more in this session
 ENDED_STATES = ("finished", "stopped", "failed")
+#: the counters a restarted process takes over from the one before it in the same session
+CARRIED = ("received", "processed", "errors", "retries", "outputs", "duplicates_skipped")
 
 
 @dataclass
@@ -47,6 +49,22 @@ class Counters:
     #: the unit's own `summary()`, filled in for the final status record
     summary: dict[str, Any] = field(default_factory=dict)
     host: str = field(default_factory=socket.gethostname)
+    #: the run and session this process works in (`<run>@<session start>`; "" outside a run)
+    session: str = ""
+
+    def carry(self, last: dict[str, Any]) -> bool:
+        """Go on from a predecessor's last record: a replica restarted within its session (the
+        process before was killed, or failed) counts the session's work, not only its own, so
+        that `pipeline status`, the viewer and the run's counts, which read each replica's last
+        record, show what was done. Nothing is carried across sessions: each session's counts
+        are recorded when it ends, and the run adds them up."""
+        if not self.session or last.get("session") != self.session:
+            return False
+        for key in CARRIED:
+            value = last.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, key, getattr(self, key) + value)
+        return True
 
     def snapshot(self, rate: float) -> dict[str, Any]:
         data = asdict(self)
