@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from asapo_pipelines.sdk.dirwatch import files_open_for_writing
+from asapo_pipelines.sdk import files_open_for_writing
 from asapo_pipelines_xas.errors import XasError
 from asapo_pipelines_xas.params import ScanFilesParams
 from asapo_pipelines_xas.readers import Scan, read_scan
