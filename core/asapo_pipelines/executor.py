@@ -156,6 +156,19 @@ class Executor(ABC):
         name = self.pipeline.name if self.pipeline is not None else "?"
         return f"{what} pipeline {name} with the {self.name} executor{suffix}"
 
+    #: True when `deploy` records the run's session itself (the local executor runs `pipeline
+    #: run`); `pipeline deploy` then records none, and hands it `run_flags` instead
+    records_runs: bool = False
+    #: `--fresh` / `--resume` as `pipeline deploy` was given them, for such an executor
+    run_flags: tuple[str, ...] = ()
+
+    def refuse(self, command: str) -> None:
+        """Raise the one-sentence error with which `command` (``deploy``, ``start``) is refused
+        in the deployment's present state (deployed and running already), before anything is
+        recorded: `pipeline deploy` and `start` ask first and record the run's session after.
+        Refusing nothing is the default."""
+        return None  # a default, not an abstract method: most executors refuse nothing
+
     @abstractmethod
     def plan(self) -> dict[str, Any]:
         """What would be submitted, JSON-ready (the scheduler's own job descriptions)."""

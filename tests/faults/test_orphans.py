@@ -89,14 +89,28 @@ def test_a_start_refused_while_the_job_runs_changes_no_run(tmp_path: Path) -> No
                 "stop it first with `pipeline stop`"
             )
             assert again.stdout == ""  # not even "run r2 starts" / "resuming run r1"
+        # `pipeline deploy` and `start` with the local executor: refused alike, nothing recorded
+        # (before, the run was resumed, then ended "failed" while the job went on)
+        for command in ("deploy", "start"):
+            again = pipeline(command, str(file), "--executor", "local", cwd=tmp_path)
+            assert again.returncode == 1, (command, again.stdout, again.stderr)
+            assert again.stderr.strip().endswith(
+                f"job faults is already running locally (supervisor pid {supervisor}); "
+                "stop it first with `pipeline stop`"
+            ), again.stderr
         listed = pipeline("runs", str(file), "--json", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
         runs = json.loads(listed.stdout)["runs"]
-        assert [(r["id"], r["sessions"]) for r in runs] == [("r1", 1)]
+        assert [(r["id"], r["state"], r["sessions"]) for r in runs] == [("r1", "running", 1)]
         assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
-        # the next run resumes r1: the files already copied are not read again
+        # the next run resumes r1 (deployed locally: one session, not the deploy's and the
+        # run's): the files already copied are not read again
         write_files(files, 200, 250)
-        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
+        assert deployed.returncode == 0, deployed.stderr
+        listed = pipeline("runs", str(file), "--json", cwd=tmp_path)
+        runs = json.loads(listed.stdout)["runs"]
+        assert [(r["id"], r["sessions"]) for r in runs] == [("r1", 2)]
         wait_for(lambda: len(sink_names(out)) >= 250, timeout=120, what="the new files")
         assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
     finally:

@@ -5,6 +5,12 @@ submitted, with the same refusal of a changed configuration (`--fresh`, `--resum
 ends it with the workers' counts. The record lives on the pipeline's transport, which the
 submitting host must reach (an embedded store on the shared filesystem, the ASAP::O service);
 when it cannot, `deploy` says so and the workers record the run themselves when they start.
+
+A refused command changes no run: the executor is asked whether it refuses (`refuse`: the
+pipeline is deployed already, the job runs already) before the run is recorded, the rule of
+the local executor's `local.control.refused_while_running`. A deployment that ends on its own
+(a batch pipeline whose every worker is done) ends its run `complete` or `failed` with the
+workers' counts (`settle`), as the local supervisor ends `pipeline run`'s.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from asapo_pipelines.cli.output import warn
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.executor import Executor, ExecutorStatus
     from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport.base import Transport
@@ -125,46 +132,115 @@ def end(file: str, executor: str, state: str, message: str = "") -> str | None:
         return None
     transport, store = opened
     try:
-        run = store.latest(resumable=True)
-        if run is None or run.state != "running" or run.session.get("executor") != executor:
+        if _running_run(store, executor) is None:
             return None
         try:
             counters: dict[str, Any] | None = read_status(Path(file))
         except TransportError:
             counters = None
         summaries, counts = summaries_of(_by_label(counters), set(pipeline.units))
+        # asked again right before the end is written: the counters take a while to read, and
+        # another command may have ended the run meanwhile (a second `ended` would count every
+        # worker's work twice in the run's totals)
+        run = _running_run(store, executor)
+        if run is None:
+            return None
         store.end(run, state, message, summaries, counts)
         return run.id
     finally:
         transport.close()
 
 
+def _running_run(store: RunStore, executor: str) -> Any:
+    """The newest run that is running with a last session `executor` deployed. Not simply the
+    latest run: a local run started after a deployment (`pipeline run --fresh`) is the latest,
+    and stopping the deployment must still end the deployment's own run."""
+    for run_id in reversed(store.run_ids()):
+        run = store.get(run_id)
+        if run.start.get("mode") == "reprocess":
+            continue
+        if run.state == "running" and run.session.get("executor") == executor:
+            return run
+    return None
+
+
+#: The states in which an executor reports a deployment that ended on its own.
+FINISHED = ("complete", "failed")
+
+
+def settle(executor: Executor, file: str | None) -> str | None:
+    """End the run of a deployment that ended on its own (`FINISHED`) and is still recorded as
+    running; the state it was ended with, or None. Nothing else may: a batch pipeline's
+    workers exit when their work is done, and the run would stay `running` for ever. The local
+    executor's supervisor ends its runs itself (asking here as well could end one twice)."""
+    from asapo_pipelines.errors import PipelinesError
+    from asapo_pipelines.executor import LOCAL
+
+    if file is None or executor.name == LOCAL:
+        return None
+    try:
+        status = executor.status()
+    except PipelinesError:  # nothing deployed, the scheduler unreachable: the command says so
+        return None
+    if status.state not in FINISHED:
+        return None
+    if end(file, executor.name, status.state, _finished(status)) is None:
+        return None
+    return status.state
+
+
+def _finished(status: ExecutorStatus) -> str:
+    """The run's message for a deployment that ended on its own: how, and each failed unit."""
+    failed = [
+        f"{i.unit} replica {i.replica}: {i.detail}" if i.detail else f"{i.unit} replica {i.replica}"
+        for i in status.instances
+        if i.state == "failed"
+    ]
+    what = f"the {status.executor} deployment {status.deployment} ended {status.state}"
+    return what + (f" ({'; '.join(failed)})" if failed else "")
+
+
+def refuse(executor: Executor, command: str) -> None:
+    """Let the executor refuse `command` (`deploy`, `start`) before anything is recorded
+    (`Executor.refuse`): a run resumed (or begun) for a command that was then refused was
+    ended as `failed` while the deployment went on running."""
+    executor.refuse(command)
+
+
 @contextmanager
 def deployment_run(
     file: str | None,
-    executor: str,
+    executor: Executor,
+    command: str,
     *,
     fresh: bool = False,
     resume: bool = False,
     restart: bool = False,
     quiet_stdout: bool = False,
 ) -> Iterator[str | None]:
-    """Begin the run around a submission; a submission that fails ends it as failed."""
+    """Begin the run around a submission; a submission that fails ends it as failed. The
+    executor refuses first (`refuse`): a refused command records nothing."""
     if file is None or Path(file).suffix == ".json":  # a compiled job: no pipeline file to record
         if fresh or resume:
             from asapo_pipelines.errors import UsageError
 
             raise UsageError("--fresh and --resume need a pipeline file")
+        refuse(executor, command)
+        yield None
+        return
+    refuse(executor, command)
+    if executor.records_runs:  # its `deploy` records the session (and would refuse a second)
+        executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
         yield None
         return
     run_id = begin(
-        file, executor, fresh=fresh, resume=resume, restart=restart, quiet_stdout=quiet_stdout
+        file, executor.name, fresh=fresh, resume=resume, restart=restart, quiet_stdout=quiet_stdout
     )
     try:
         yield run_id
     except Exception as exc:
         if run_id is not None:
-            end(file, executor, "failed", f"the deployment failed: {exc}")
+            end(file, executor.name, "failed", f"the deployment failed: {exc}")
         raise
 
 

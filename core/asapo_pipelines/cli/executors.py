@@ -2,7 +2,9 @@
 
 Each command chooses the executor once (`asapo_pipelines.executor.choose_for_command`: the
 ``--executor`` option, an option that names its executor such as ``--job``, the file's
-``deploy:`` section, a local run recorded for the file), then calls that executor's methods:
+``deploy:`` section, a local run recorded for the file; `status`, `logs` and `stop` then prefer
+what runs: a running deployment before a finished local run, see `_the_live_one`), then calls
+that executor's methods:
 what is shown is the executor's own (`Executor.show_status`, `print_logs`...), with a generic
 default for a plugin's executor. `status` with no executor at all shows the counters the
 pipeline's workers published on its transport. The CLI imports no executor: each is reached
@@ -16,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.deployments import deployment_run, fresh_option, resume_option
+from asapo_pipelines.cli.deployments import deployment_run, fresh_option, resume_option, settle
 from asapo_pipelines.cli.deployments import end as end_run
 from asapo_pipelines.cli.options import data_dir_option, find_file, json_option, run_dir_option
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import ExecutorDescriptor
     from asapo_pipelines.executor import Executor
     from asapo_pipelines.pipeline.model import Pipeline
 
@@ -83,7 +86,7 @@ def executor_for(
 ) -> tuple[Executor | None, Path | None]:
     """The executor `command` goes to, constructed for its target, and the command's file.
     None as executor only when nothing names one and `default` is None."""
-    from asapo_pipelines.executor import choose_for_command, executor_class
+    from asapo_pipelines.executor import LOCAL, SELECTING_OPTIONS, choose_for_command
 
     path = _path(file, given)
     pipeline, catalog = _load(path)
@@ -92,9 +95,96 @@ def executor_for(
     )
     if descriptor is None:
         return None, path
+    executor = _made(descriptor, command, pipeline, catalog, path, given)
+    chose_local = descriptor.name == LOCAL and name is None
+    if runs and chose_local and not any(given.get(o) for o in SELECTING_OPTIONS):
+        executor = _the_live_one(executor, command, pipeline, catalog, path, given)
+    return executor, path
+
+
+def _made(
+    descriptor: ExecutorDescriptor,
+    command: str,
+    pipeline: Pipeline | None,
+    catalog: Catalog,
+    path: Path | None,
+    given: dict[str, Any],
+) -> Executor:
+    from asapo_pipelines.executor import executor_class
+
     cls = executor_class(descriptor)
     cls.check_options(f"pipeline {command}", given)
-    return cls.for_command(pipeline, catalog, path, given), path
+    return cls.for_command(pipeline, catalog, path, given)
+
+
+#: The states in which an executor reports that nothing of a run or deployment runs any more
+#: (Nomad says `dead` of a job whose allocations all ended).
+ENDED = frozenset({"complete", "failed", "stopped", "dead"})
+
+
+def _the_live_one(
+    local: Executor,
+    command: str,
+    pipeline: Pipeline | None,
+    catalog: Catalog,
+    path: Path | None,
+    given: dict[str, Any],
+) -> Executor:
+    """`status`, `logs` and `stop` act on what runs: a local run recorded here goes first only
+    while it runs, or when no deployment of the file (by the executors its ``deploy:`` section
+    names) runs either. A finished `pipeline run` must not hide a live Slurm deployment, whose
+    jobs `stop` would leave running; when both run, the user says which."""
+    from asapo_pipelines.executor import LOCAL
+
+    live = [e for e in _deployments(command, pipeline, catalog, path, given) if _is_live(e)]
+    if not live:
+        return local
+    local_live = _is_live(local)
+    if not local_live and len(live) == 1:
+        return live[0]
+    names = ([LOCAL] if local_live else []) + [e.name for e in live]
+    what = " and ".join("a local run" if n == LOCAL else f"a {n} deployment" for n in names)
+    name = pipeline.name if pipeline is not None else str(path)
+    raise UsageError(
+        f"pipeline {name} has {what} running; choose one with "
+        + " or ".join(f"--executor {n}" for n in names)
+    )
+
+
+def _deployments(
+    command: str,
+    pipeline: Pipeline | None,
+    catalog: Catalog,
+    path: Path | None,
+    given: dict[str, Any],
+) -> list[Executor]:
+    """An executor for each other one the file's ``deploy:`` section names; one that does not
+    take the command's options (``--data-dir`` means a local run) is left out."""
+    from asapo_pipelines.executor import LOCAL
+
+    if pipeline is None:
+        return []
+    found = []
+    for name in pipeline.deploy.named():
+        descriptor = catalog.executors.get(name)
+        if name == LOCAL or descriptor is None:
+            continue
+        try:
+            found.append(_made(descriptor, command, pipeline, catalog, path, given))
+        except UsageError:
+            continue
+    return found
+
+
+def _is_live(executor: Executor) -> bool:
+    """Whether the executor reports something of the target running (or pending, or lost
+    with tasks that may run: `stop` cleans those up); False when it knows no such target."""
+    from asapo_pipelines.errors import PipelinesError
+
+    try:
+        return executor.status().state not in ENDED
+    except PipelinesError:
+        return False
 
 
 def _pipeline_file(path: Path | None) -> str | None:
@@ -137,7 +227,7 @@ def deploy(
     assert executor is not None
     shown = str(path) if path is not None else None
     with deployment_run(
-        shown, executor.name, fresh=fresh, resume=resume, quiet_stdout=as_json
+        shown, executor, "deploy", fresh=fresh, resume=resume, quiet_stdout=as_json
     ) as run:
         executor.run_id = run
         result = executor.deploy(wait=wait)
@@ -156,7 +246,8 @@ def start(
     """Run a stopped pipeline job again: the job as deployed, in its run (a new session)."""
     executor, path = executor_for("start", file, executor_name, {"job": job}, runs=False)
     assert executor is not None
-    with deployment_run(_pipeline_file(path), executor.name, restart=True, quiet_stdout=as_json):
+    recorded = _pipeline_file(path)
+    with deployment_run(recorded, executor, "start", restart=True, quiet_stdout=as_json):
         result = executor.start(wait=wait)
     executor.show_submitted(result, as_json=as_json, start=True)
 
@@ -183,8 +274,10 @@ def stop(
     given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
     executor, path = executor_for("stop", file, executor_name, given)
     assert executor is not None
-    result = executor.stop(purge=purge)
     recorded = _pipeline_file(path)
+    # a deployment that already ended on its own ends its run as it ended, not as `stopped`
+    settle(executor, recorded)
+    result = executor.stop(purge=purge)
     if recorded is not None:
         end_run(recorded, executor.name, "stopped", executor.describe("stopped", result))
     executor.show_stop(result, as_json=as_json)
@@ -213,6 +306,8 @@ def status(
     given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
     executor, path = executor_for("status", file, executor_name, given, default=None)
     if executor is not None:
+        # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
+        settle(executor, _pipeline_file(path))
         ctx.exit(executor.show_status(as_json=as_json))
     if path is None or path.suffix == ".json":
         raise UsageError(f"no local run of {file} is recorded; start one with `pipeline run`")

@@ -43,6 +43,7 @@ def _run_dir_for(
 class LocalPipelineExecutor(Executor):
     name = "local"
     options = frozenset({"run_dir", "data_dir", "task", "only_stdout"})
+    records_runs = True  # `deploy` is `pipeline run --detach`, which records the session
 
     def __init__(
         self,
@@ -94,8 +95,9 @@ class LocalPipelineExecutor(Executor):
         # `pipeline run --detach`: the run session (r1, resume) exactly as the command keeps it
         import json
 
+        command = [sys.executable, "-m", "asapo_pipelines", "run", str(self.file), "--detach"]
         done = subprocess.run(
-            [sys.executable, "-m", "asapo_pipelines", "run", str(self.file), "--detach", "--json"],
+            [*command, *self.run_flags, "--json"],
             capture_output=True,
             text=True,
             timeout=max(wait, 30.0),
@@ -108,6 +110,14 @@ class LocalPipelineExecutor(Executor):
             raise LocalRunError(last.removeprefix("error: "))
         state: dict[str, Any] = json.loads(done.stdout)
         return state
+
+    def refuse(self, command: str) -> None:
+        """A job already running here is not deployed or started again (`pipeline run` would
+        refuse it too, but only after `deploy` had said it was starting)."""
+        from asapo_pipelines.local.control import already_running, supervisor_alive
+
+        if self.run_dir is not None and supervisor_alive(self.run_dir):
+            raise already_running(self.run_dir.name, self.run_dir)
 
     def start(self, *, wait: float) -> dict[str, Any]:
         return self.deploy(wait=wait)

@@ -121,6 +121,20 @@ class NomadExecutor(Executor):
         self.last = self.client.deploy(_with_run(payload, self.run_id), wait=wait)
         return self.last.to_dict()
 
+    def refuse(self, command: str) -> None:
+        """Refuse `start` of a job that is not stopped before `pipeline start` records a session
+        in the run (`asapo_pipelines.cli.deployments.refuse`): started again it would be the
+        same allocations, and the run would count a session that never ran. A `deploy` of a
+        running job is Nomad's way to update it, and goes on."""
+        if command != "start":
+            return
+        from asapo_pipelines.nomad.errors import NomadError
+
+        if not self.client.read_job(self.job_id).get("Stop"):
+            raise NomadError(
+                f"job {self.job_id} is already running on Nomad; stop it first with `pipeline stop`"
+            )
+
     def start(self, *, wait: float) -> dict[str, Any]:
         result = self.client.start(self.job_id, wait=wait)
         if result is None:

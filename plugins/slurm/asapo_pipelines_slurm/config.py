@@ -12,43 +12,37 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from asapo_pipelines.sdk.executors import PythonEnvConfig
+from asapo_pipelines_slurm.sbatch_options import parse
 
 #: Slurm's time formats (sbatch --time): minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS,
 #: or UNLIMITED / INFINITE.
 TIME_PATTERN = r"^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+(:\d{1,2}){0,2}|UNLIMITED|INFINITE)$"
-#: Options the executor sets itself: a copy in `extra_options` would break restarts, logs or
-#: the job's identity, so it is refused rather than silently overridden.
-RESERVED_OPTIONS = (
-    "--job-name",
-    "-J",
-    "--output",
-    "-o",
-    "--error",
-    "-e",
-    "--open-mode",
-    "--parsable",
-    "--array",
-    "-a",
-    "--wrap",
-    "--chdir",
-    "-D",
-    "--ntasks",
-    "-n",
-    "--nodes",
-    "-N",
-    "--cpus-per-task",
-    "-c",
-    "--mem",
-    "--gres",
-    "--gpus",
-    "-G",
-    "--requeue",
-    "--no-requeue",
-    "--hold",
-    "-H",
-    "--wait",
-    "-W",
+#: Options the executor sets itself (long names): a copy in `extra_options` would break restarts,
+#: logs or the job's identity, so it is refused rather than silently overridden.
+RESERVED_OPTIONS = frozenset(
+    {
+        "job-name",
+        "output",
+        "error",
+        "open-mode",
+        "parsable",
+        "array",
+        "wrap",
+        "chdir",
+        "ntasks",
+        "nodes",
+        "cpus-per-task",
+        "mem",
+        "gres",
+        "gpus",
+        "requeue",
+        "no-requeue",
+        "hold",
+        "wait",
+    }
 )
+#: Options with which sbatch submits nothing (it checks, or prints, and exits).
+NOT_SUBMITTING = frozenset({"test-only", "help", "usage", "version"})
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.,=:+-]*$"
 
 
@@ -146,12 +140,14 @@ class SlurmConfig(_Section):
     @field_validator("extra_options")
     @classmethod
     def _options(cls, value: list[str]) -> list[str]:
-        for option in value:
-            if not re.match(r"^--?[A-Za-z]", option):
-                raise ValueError(f"sbatch option {option!r} must start with - or --")
-            name = option.split("=", 1)[0]
-            if name in RESERVED_OPTIONS or (len(name) == 2 and option[:2] in RESERVED_OPTIONS):
-                raise ValueError(
-                    f"sbatch option {name} is set by the executor for each job; remove it"
-                )
+        # each item as sbatch reads it (attached values, grouped short options, abbreviated
+        # long names), so that no spelling of an option the executor sets gets through
+        for item in value:
+            for option in parse(item):
+                if option.name in RESERVED_OPTIONS:
+                    raise ValueError(
+                        f"sbatch option {option} is set by the executor for each job; remove it"
+                    )
+                if option.name in NOT_SUBMITTING:
+                    raise ValueError(f"sbatch option {option} would submit no job; remove it")
         return value

@@ -51,15 +51,32 @@ class SlurmExecutor(Executor):
     def plan(self) -> dict[str, Any]:
         return self.compile().to_json()
 
+    def refuse(self, command: str) -> None:
+        """Refuse `deploy` of a deployment that runs and `start` of one that is not stopped,
+        before `pipeline deploy` or `start` records anything in the run (see
+        `asapo_pipelines.cli.deployments.refuse`); `deploy` and `start` check again."""
+        if command == "deploy":
+            self._refuse_deploy()
+        elif command == "start":
+            self._refuse_start(self._state())
+
+    def _refuse_deploy(self) -> None:
+        previous = read_state(self.layout)
+        if previous is not None and _running(previous):
+            raise SlurmError(
+                f"pipeline {previous.get('pipeline', self.loaded().name)} is already deployed "
+                f"on Slurm (state in {self.layout.root}); stop it first with `pipeline stop`"
+            )
+
+    @staticmethod
+    def _refuse_start(state: dict[str, Any]) -> None:
+        if watcher_alive(state):
+            raise SlurmError(f"pipeline {state['pipeline']} is already running on Slurm")
+
     def deploy(self, *, wait: float = 30.0) -> dict[str, Any]:
         plan = self.compile()
         layout = self.layout
-        previous = read_state(layout)
-        if previous is not None and _running(previous):
-            raise SlurmError(
-                f"pipeline {plan.pipeline} is already deployed on Slurm (state in "
-                f"{layout.root}); stop it first with `pipeline stop`"
-            )
+        self._refuse_deploy()
         commands.check_partition(self.settings.partition)
         self._write_files(plan, layout)
         instances: dict[str, dict[str, Any]] = {}
@@ -80,6 +97,8 @@ class SlurmExecutor(Executor):
             }
         state = {
             "pipeline": plan.pipeline,
+            # the file deployed: the watcher has the run's end recorded for it
+            "file": str(Path(self.file).resolve()) if self.file is not None else None,
             "type": plan.type,
             "state": "running",
             "restart": self.settings.restart.model_dump(),
@@ -173,8 +192,7 @@ class SlurmExecutor(Executor):
     def start(self, *, wait: float = 30.0) -> dict[str, Any]:
         layout = self.layout
         state = self._state()
-        if watcher_alive(state):
-            raise SlurmError(f"pipeline {state['pipeline']} is already running on Slurm")
+        self._refuse_start(state)
         alive = commands.queue([i["job_id"] for i in state["instances"].values() if i["job_id"]])
         again = {
             key
@@ -210,7 +228,9 @@ class SlurmExecutor(Executor):
         for instance in state["instances"].values():
             if instance["state"] not in FINAL:
                 instance.update(state="stopped", detail="cancelled by pipeline stop")
-        state["state"] = "stopped"
+        # a deployment that ended on its own stays as it ended: stop found nothing to stop
+        if state["state"] not in ("complete", "failed"):
+            state["state"] = "stopped"
         write_state(layout, state)
         if purge:
             shutil.rmtree(layout.root, ignore_errors=True)

@@ -6,8 +6,9 @@ finishing its work (killed, cancelled by someone else, node failure, non-zero ex
 resubmitted after the policy's delay, within its attempts (the core's restart tracker decides,
 by Nomad's rules, as on the local executor), and the restart is counted in `state.json`. A batch
 worker that exits 0 is complete; one that exits 78 (a configuration error) fails at once, as on
-the local executor. SIGTERM (`pipeline stop`) ends the watcher after the current look; it never
-cancels jobs itself.
+the local executor. Once every instance is complete or failed, the watcher has the deployment's
+run ended so (`record_end`) and exits. SIGTERM (`pipeline stop`) ends the watcher after the
+current look; it never cancels jobs itself.
 
 Why resubmission and not `scontrol requeue`: Slurm holds a requeued batch job for the
 credential lifetime (120 s by default) before it may start again; a new job starts at once.
@@ -20,6 +21,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -206,12 +208,44 @@ class Watcher:
                 written = text
             if state["state"] in ("complete", "failed"):
                 log(f"{state['pipeline']} {state['state']}")
+                record_end(state)
                 return 0
             end = time.monotonic() + interval
             while not self.stopping and time.monotonic() < end:
                 time.sleep(0.05)
         log("stopped watching (pipeline stop)")
         return 0
+
+
+#: How long the command that records the run's end may take (it reads the workers' counters).
+RECORD_TIMEOUT = 120.0
+
+
+def record_end(state: dict[str, Any]) -> None:
+    """Have the deployment's run ended as the deployment ended, with the workers' counts: by
+    `pipeline status FILE --executor slurm`, which records the end of a deployment that ended on
+    its own (the core's runs are reached through the `pipeline` command, not imported past the
+    SDK's door). Without it a batch pipeline's run stayed `running` for ever. Best effort: the
+    results are written, and the next `pipeline status` or `stop` records the end as well."""
+    file = state.get("file")
+    if not file:  # deployed by an older version of the plugin
+        return
+    argv = [sys.executable, "-m", "asapo_pipelines", "status", file, "--executor", "slurm"]
+    try:
+        done = subprocess.run(
+            [*argv, "--json"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=RECORD_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log(f"warning: the end of the run is not recorded: {exc}")
+        return
+    for line in done.stderr.splitlines():
+        log(f"pipeline status: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:

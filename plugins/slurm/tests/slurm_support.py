@@ -103,3 +103,26 @@ def squeue(job_ids: list[str], env: dict[str, str]) -> dict[str, str]:
         check=False,
     )
     return dict(line.split() for line in done.stdout.splitlines() if line.strip())
+
+
+def run_pipeline(*args: str, env: dict[str, str], cwd: Path | None = None) -> Any:
+    """A `pipeline` command as a user types it (the venv's bin first on PATH, so that a local
+    run finds `pipeline worker`), without the test process's own ASAPO_PIPELINES_* variables."""
+    clean = {k: v for k, v in env.items() if not k.startswith("ASAPO_PIPELINES_")}
+    clean["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{clean.get('PATH', '')}"
+    return subprocess.run(
+        [PIPELINE, *args],
+        cwd=cwd,
+        env={**clean, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def runs_of(file: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """`pipeline runs FILE --json`'s runs."""
+    done = run_pipeline("runs", str(file), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return list(json.loads(done.stdout)["runs"])

@@ -3,12 +3,13 @@ job per replica, and workers started as the Nomad job starts them."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 
 import pytest
 from pydantic import ValidationError
-from slurm_support import copy_example, executor
+from slurm_support import PIPELINE, copy_example, executor
 
 from asapo_pipelines_slurm.commands import reason
 from asapo_pipelines_slurm.config import SlurmConfig
@@ -101,6 +102,68 @@ def test_config_refuses_options_the_executor_sets_and_bad_times():
     with pytest.raises(ValidationError):
         SlurmConfig(partition="a b")
     assert SlurmConfig(time="1-12:00").time == "1-12:00"
+
+
+#: spellings sbatch reads as an option the executor sets: a value attached to a short option,
+#: short options grouped, a long option abbreviated (getopt_long's unique prefixes)
+OWNED_SPELLINGS = {
+    "-o/tmp/x": "-o (--output)",
+    "-e/tmp/x": "-e (--error)",
+    "-Jname": "-J (--job-name)",
+    "-c4": "-c (--cpus-per-task)",
+    "-n2": "-n (--ntasks)",
+    "-N1": "-N (--nodes)",
+    "-vo/tmp/x": "-o (--output)",
+    "--out=/tmp/x": "--out (--output)",
+    "--job=name": "--job (--job-name)",
+    "--cpus-per-t=2": "--cpus-per-t (--cpus-per-task)",
+    "--no-req": "--no-req (--no-requeue)",
+    "--output=/tmp/x": "--output",
+}
+
+
+@pytest.mark.parametrize("item", sorted(OWNED_SPELLINGS))
+def test_config_refuses_every_spelling_of_an_option_the_executor_sets(item):
+    with pytest.raises(ValidationError) as raised:
+        SlurmConfig(extra_options=[item])
+    assert f"sbatch option {OWNED_SPELLINGS[item]} is set by the executor" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        ("--e=/tmp/x", "--e is ambiguous (it could be --error, --exclude,"),
+        ("-p", "-p needs its value in the same item: -pVALUE"),
+        ("--partition", "--partition needs its value in the same item: --partition=VALUE"),
+        ("--test", "--test (--test-only) would submit no job"),
+        ("-y", "sbatch has no option -y"),
+    ],
+)
+def test_config_refuses_items_sbatch_would_misread(item, why):
+    with pytest.raises(ValidationError, match=re.escape(why)):
+        SlurmConfig(extra_options=[item])
+
+
+def test_config_keeps_site_options_and_options_of_newer_slurms():
+    items = ["--reservation=p65", "--exclusive", "-k", "--mem-per-cpu=2G", "--tres-bind=x"]
+    assert SlurmConfig(extra_options=items).extra_options == items
+
+
+def test_pipeline_validate_locates_an_abbreviated_owned_option(workdir):
+    file = copy_example(EXAMPLE, workdir, "files")
+    file.write_text(
+        file.read_text().replace(
+            'nomad: {datacenters: ["*"], driver: raw_exec}',
+            'slurm: {extra_options: ["--reservation=beam", "--out=/tmp/x"]}',
+        )
+    )
+    done = subprocess.run(
+        [PIPELINE, "validate", str(file)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    line = next(n for n, text in enumerate(file.read_text().splitlines(), 1) if "--out" in text)
+    assert f"{file}:{line}:" in done.stdout + done.stderr
+    assert "sbatch option --out (--output) is set by the executor" in done.stdout + done.stderr
 
 
 def test_slurms_reason_is_quoted_without_tool_prefixes():

@@ -1,0 +1,155 @@
+"""A Slurm deployment's run, through the `pipeline` command on a real Slurm: a refused `deploy`
+or `start` changes no run, a batch deployment that finishes ends its run `complete` with the
+workers' counts, and `status`, `logs` and `stop` act on the live deployment rather than on a
+finished local run of the same file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slurm_support import EXAMPLES, run_locally, run_pipeline, runs_of, squeue, wait_until
+
+WATCHING = """\
+pipeline: {name}
+units:
+  files:
+    unit: core.files
+    params: {{directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}}
+    outputs: {{files: raw}}
+  sink:
+    unit: core.jsonl-sink
+    params: {{path: results/out.jsonl, payload: text}}
+    inputs: {{messages: raw}}
+deploy:
+  slurm: {{partition: debug, poll_interval: 0.5}}
+"""
+
+
+def _watching(workdir: Path, name: str) -> Path:
+    (workdir / "files").mkdir(exist_ok=True)
+    (workdir / "files" / "a.txt").write_text("first\n")
+    file = workdir / f"{name}.pipeline.yaml"
+    file.write_text(WATCHING.format(name=name))
+    return file
+
+
+def _jobs_of(status_json: str) -> list[str]:
+    return [i["task_id"] for i in json.loads(status_json)["instances"]]
+
+
+def test_a_refused_deploy_or_start_changes_no_run(slurm, workdir):
+    file = _watching(workdir, "refused")
+    env = slurm.env
+    deployed = run_pipeline("deploy", str(file), env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    try:
+        again = run_pipeline("deploy", str(file), env=env)
+        assert again.returncode == 1
+        started = run_pipeline("start", str(file), env=env)
+        assert started.returncode == 1
+        (run,) = runs_of(file, env)
+        assert (run["state"], run["sessions"], run["ended"]) == ("running", 1, None)
+        assert again.stderr.startswith("error: pipeline refused is already deployed on Slurm")
+        # refused before the run is touched: not even "resuming run r1" is said
+        assert "resuming" not in again.stdout + again.stderr
+        assert started.stderr == "error: pipeline refused is already running on Slurm\n"
+    finally:
+        stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    (run,) = runs_of(file, env)
+    assert (run["state"], run["sessions"]) == ("stopped", 1)
+
+
+def test_a_batch_deployment_that_finishes_ends_its_run_complete_with_the_counts(slurm, workdir):
+    (workdir / "files").mkdir()
+    for name in ("run-1.txt", "run-2.txt", "run-3.txt"):
+        (workdir / "files" / name).write_text((EXAMPLES / "files" / name).read_text())
+    file = workdir / "batch.pipeline.yaml"
+    example = (EXAMPLES / "files-to-jsonl.pipeline.yaml").read_text()
+    file.write_text(
+        example.replace(
+            'nomad: {datacenters: ["*"], driver: raw_exec}',
+            "slurm: {partition: debug, poll_interval: 0.5}",
+        )
+    )
+    env = slurm.env
+    deployed = run_pipeline("deploy", str(file), env=env)
+    assert deployed.returncode == 0, deployed.stderr
+
+    # nobody asks for the status: the job watcher has the run ended when the jobs are done
+    def ended():
+        (run,) = runs_of(file, env)
+        return run if run["state"] != "running" else None
+
+    run = wait_until("the run to end", ended, timeout=40, every=1)
+    assert (run["state"], run["sessions"]) == ("complete", 1)
+    assert run["counts"]["sink"]["processed"] == 3
+    assert run["counts"]["files"]["outputs"] == 3
+    status = run_pipeline("status", str(file), "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["state"] == "complete"
+
+    # a stop finds nothing to stop, and leaves the deployment and its run as they ended
+    stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(run_pipeline("status", str(file), "--json", env=env).stdout)["state"] == (
+        "complete"
+    )
+    (run,) = runs_of(file, env)
+    assert (run["state"], run["sessions"], run["counts"]["sink"]["processed"]) == (
+        "complete",
+        1,
+        3,
+    )
+
+
+def test_status_logs_and_stop_act_on_the_live_deployment_not_a_finished_local_run(slurm, workdir):
+    file = _watching(workdir, "live")
+    env = slurm.env
+    # a finished local run of the file first (the same units, without watching)
+    file.write_text(WATCHING.format(name="live").replace("watch: true, ", ""))
+    done = run_locally(file)
+    assert done.returncode == 0, done.stdout + done.stderr
+    file.write_text(WATCHING.format(name="live"))
+    deployed = run_pipeline("deploy", str(file), "--fresh", env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    try:
+        status = run_pipeline("status", str(file), "--json", env=env)
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout).get("executor") == "slurm"
+        jobs = _jobs_of(status.stdout)
+        logs = run_pipeline("logs", str(file), "sink", "--stderr", env=env)
+        assert logs.returncode == 0, logs.stderr
+        assert "Slurm job" in logs.stdout
+
+        # a local run going on as well: the commands ask which one is meant
+        local = run_pipeline("run", str(file), "--detach", "--fresh", env=env, cwd=workdir)
+        assert local.returncode == 0, local.stderr
+        asked = run_pipeline("stop", str(file), env=env)
+        assert asked.returncode == 2
+        assert asked.stderr == (
+            "error: pipeline live has a local run and a slurm deployment running; choose one "
+            "with --executor local or --executor slurm\n"
+        )
+        stopped_local = run_pipeline("stop", str(file), "--executor", "local", env=env)
+        assert stopped_local.returncode == 0, stopped_local.stderr
+    finally:
+        stopped = run_pipeline("stop", str(file), "--json", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert sorted(json.loads(stopped.stdout)["cancelled"]) == sorted(jobs)
+    wait_until(
+        "the jobs to end",
+        lambda: all(s == "CANCELLED" for s in squeue(jobs, env).values()),
+        timeout=30,
+    )
+    # nothing runs any more: the local run recorded here is what status shows again
+    after = run_pipeline("status", str(file), "--json", env=env)
+    assert after.returncode == 0, after.stderr
+    assert json.loads(after.stdout)["job"] == "live"  # the local run's state, not Slurm's
+    by_id = {r["id"]: (r["executor"], r["state"]) for r in runs_of(file, env)}
+    assert by_id == {
+        "r1": ("local", "complete"),
+        "r2": ("slurm", "stopped"),
+        "r3": ("local", "stopped"),
+    }
