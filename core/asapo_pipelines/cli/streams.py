@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -194,18 +195,22 @@ def _check_prunable(transport: Transport) -> _Prunable:
     return cast(_Prunable, transport)
 
 
-def _prune_run(transport: Transport, target: str, run_id: str, as_json: bool) -> None:
+def _prune_run(
+    transport: Transport,
+    prunable: _Prunable,
+    name: str,
+    run_id: str,
+    live: list[_LiveRun],
+    as_json: bool,
+) -> None:
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.worker.naming import data_source_for, runs_source
 
-    if not Path(target).is_file():
-        raise UsageError("--run needs the pipeline file (its runs live in its namespace)")
-    prunable = _check_prunable(transport)
-    from ruamel.yaml import YAML
-
-    name = str((YAML(typ="safe").load(Path(target).read_text()) or {}).get("pipeline"))
     store = RunStore(transport, name)
     run = store.get(run_id)  # one sentence for an unknown run
+    for running in live:
+        if running.run == run.id:
+            raise UsageError(f"{running.describe()} is running; {running.stop_first()}")
     prefix = data_source_for("", name, run.id)
     dropped: list[list[str]] = []
     freed = 0
@@ -290,10 +295,37 @@ def prune(
     if sum(x is not None for x in (older_than, drop_stream, run_id)) != 1:
         raise UsageError("give exactly one of --older-than AGE, --drop-stream NAME or --run RUN")
     transport, label = _open(target)
-    if run_id is not None:
-        _prune_run(transport, target, run_id, as_json)
-        return
+    try:
+        _prune(transport, label, target, older_than, only, drop_stream, run_id, as_json)
+    finally:
+        transport.close()
+
+
+def _prune(
+    transport: Transport,
+    label: str,
+    target: str,
+    older_than: str | None,
+    only: str | None,
+    drop_stream: str | None,
+    run_id: str | None,
+    as_json: bool,
+) -> None:
     store = _check_prunable(transport)
+    pipeline = _pipeline_name(target)
+    if older_than is not None and only and _holds_run_records(only):
+        raise UsageError(
+            f"{only} holds run records, which age retention keeps; drop one run (its streams "
+            "and its record) with `pipeline prune FILE --run RUN`"
+        )
+    if run_id is not None:
+        if pipeline is None:
+            raise UsageError("--run needs the pipeline file (its runs live in its namespace)")
+        _prune_run(transport, store, pipeline, run_id, _live_runs(transport, [pipeline]), as_json)
+        return
+    live = _live_runs(transport, [pipeline] if pipeline else _pipelines_in(transport))
+    if only is not None:
+        _check_source(only, pipeline, live)
     if drop_stream is not None:
         if not only:
             raise UsageError("--drop-stream needs --source NAME")
@@ -305,10 +337,15 @@ def prune(
         }
     else:
         assert older_than is not None
-        result = _prune_by_age(transport, store, parse_age(older_than), only)
+        names = [only] if only else _own_sources(transport, pipeline)
+        result = _prune_by_age(transport, store, parse_age(older_than), names, live)
     if as_json:
         print_json({"location": label, **result})
         return
+    _print_pruned(label, result)
+
+
+def _print_pruned(label: str, result: dict[str, Any]) -> None:
     dropped = ", ".join(f"{s}/{n}" for s, n in result["dropped_streams"]) or "none"
     count = result["deleted_messages"]
     kept = ", ".join(result.get("kept_sources") or [])
@@ -321,6 +358,116 @@ def prune(
             if kept
             else ""
         )
+    )
+    for running in result.get("kept_running") or []:
+        click.echo(
+            f"kept {running['streams']} streams of run {running['run']} of pipeline "
+            f"{running['pipeline']}, which is running; {running['hint']}"
+        )
+
+
+def _pipeline_name(target: str) -> str | None:
+    """The `pipeline:` name of a pipeline file; None for a store directory (every pipeline)."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        return None
+    from ruamel.yaml import YAML
+
+    name = (YAML(typ="safe").load(path.read_text()) or {}).get("pipeline")
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{target} names no pipeline (`pipeline: NAME` at the top)")
+    return name
+
+
+def _pipelines_in(transport: Transport) -> list[str]:
+    """The pipelines whose run records a store holds."""
+    return [s.partition(".")[0] for s in transport.data_sources() if _holds_run_records(s)]
+
+
+def _own_sources(transport: Transport, pipeline: str | None) -> list[str]:
+    """The data sources a prune may look at: with a pipeline file only its own namespace, as
+    other pipelines (and projects) share an embedded store directory or a redis-server; with a
+    store directory all of them."""
+    from asapo_pipelines.worker.naming import namespace_prefix
+
+    names = transport.data_sources()
+    if pipeline is None:
+        return names
+    return [n for n in names if n.startswith(namespace_prefix(pipeline))]
+
+
+def _check_source(source: str, pipeline: str | None, live: list[_LiveRun]) -> None:
+    """Refuse a `--source` outside the file's namespace, or one a running run uses: dropped
+    under running workers, its streams start again at id 1 and sinks take the new messages
+    for ones they already hold."""
+    from asapo_pipelines.worker.naming import namespace_prefix
+
+    if pipeline is not None and not source.startswith(namespace_prefix(pipeline)):
+        raise UsageError(
+            f"{source} is not a data source of pipeline {pipeline}; prune it with the file of "
+            "the pipeline that writes it (or, on an embedded store, with its directory)"
+        )
+    for running in live:
+        if running.uses(source):
+            raise UsageError(
+                f"{source} is used by {running.describe()}, which is running; "
+                f"{running.stop_first()}"
+            )
+
+
+@dataclass(frozen=True)
+class _LiveRun:
+    """A run whose record says it is running (`Run.state`, as `pipeline runs` shows it and
+    `runs.lifecycle` decides it), on whatever executor: its workers write its own data sources
+    and the pipeline's errors and status, and read its external streams."""
+
+    pipeline: str
+    run: str
+    file: str | None
+    external: frozenset[str]
+
+    def uses(self, source: str) -> bool:
+        from asapo_pipelines.worker.naming import data_source_for, errors_source, status_source
+
+        shared = {errors_source(self.pipeline), status_source(self.pipeline), *self.external}
+        return source in shared or source.startswith(data_source_for("", self.pipeline, self.run))
+
+    def describe(self) -> str:
+        return f"run {self.run} of pipeline {self.pipeline}"
+
+    def stop_first(self) -> str:
+        where = f"`pipeline stop {self.file}`" if self.file else "`pipeline stop`"
+        return f"stop it first with {where}"
+
+
+def _live_runs(transport: Transport, pipelines: list[str]) -> list[_LiveRun]:
+    from asapo_pipelines.runs import RunStore
+
+    live = []
+    for pipeline in pipelines:
+        for run in RunStore(transport, pipeline).runs():
+            if run.state == "running":
+                external = _external_streams(run.start.get("text"))
+                live.append(_LiveRun(pipeline, run.id, run.start.get("file"), external))
+    return live
+
+
+def _external_streams(text: Any) -> frozenset[str]:
+    """The streams a run's pipeline file declares `external: true` (their data sources are
+    their names); none when the recorded text does not read."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(text) if isinstance(text, str) else None
+    except YAMLError:
+        return frozenset()
+    streams = doc.get("streams") if isinstance(doc, dict) else None
+    if not isinstance(streams, dict):
+        return frozenset()
+    return frozenset(
+        str(name)
+        for name, spec in streams.items()
+        if isinstance(spec, dict) and spec.get("external")
     )
 
 
@@ -335,24 +482,39 @@ def _holds_run_records(source: str) -> bool:
 
 
 def _prune_by_age(
-    transport: Transport, store: _Prunable, age: float, only: str | None
+    transport: Transport, store: _Prunable, age: float, names: list[str], live: list[_LiveRun]
 ) -> dict[str, Any]:
-    """Age retention of every data source but the pipelines' run records: those say what ran
-    and number the runs, so dropping them would let run ids start again at r1 and a new run
-    pass for an old one. They are small; `prune --run` removes a run's record with its data."""
-    if only and _holds_run_records(only):
-        raise UsageError(
-            f"{only} holds run records, which age retention keeps; drop one run (its streams "
-            "and its record) with `pipeline prune FILE --run RUN`"
-        )
-    names = [only] if only else transport.data_sources()
+    """Age retention of `names` but the pipelines' run records and what running runs use.
+
+    Run records say what ran and number the runs, so dropping them would let run ids start
+    again at r1 and a new run pass for an old one; they are small, and `prune --run` removes
+    a run's record with its data. A running run's streams, dropped under its workers, would
+    be re-created with ids from 1 again, which sinks take for messages they already hold."""
     kept = [n for n in names if _holds_run_records(n)]
+    in_use = {n: r for n in names for r in live if r.uses(n)}
     result: dict[str, Any] = {"dropped_streams": [], "deleted_messages": 0, "freed_bytes": 0}
     for name in names:
-        if name in kept:
+        if name in kept or name in in_use:
             continue
         report = store.prune(age, name)
         result["dropped_streams"] += [list(x) for x in report.dropped_streams]
         result["deleted_messages"] += report.deleted_messages
         result["freed_bytes"] += report.freed_bytes
-    return {**result, "kept_sources": kept}
+    return {**result, "kept_sources": kept, "kept_running": _kept_running(transport, in_use)}
+
+
+def _kept_running(transport: Transport, in_use: dict[str, _LiveRun]) -> list[dict[str, Any]]:
+    """Per running run, how many streams of the data sources it uses were kept."""
+    counted: dict[_LiveRun, int] = {}
+    for source, running in in_use.items():
+        with transport.consumer(source, "prune") as consumer:
+            counted[running] = counted.get(running, 0) + len(consumer.streams())
+    return [
+        {
+            "pipeline": r.pipeline,
+            "run": r.run,
+            "streams": n,
+            "hint": r.stop_first(),
+        }
+        for r, n in counted.items()
+    ]

@@ -31,6 +31,10 @@ class JsonLinesSink(Sink):
         self.path = Path(self.params.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.seen: set[str] = set()
+        self.written = 0
+        self.duplicates = 0
+        #: input streams whose first skip was logged (one line per stream, not per message)
+        self.skipped_in: set[tuple[str, str]] = set()
         self._repair_and_load()
         self.file: IO[str] = self.path.open("a", encoding="utf-8")
         self.dirty = False
@@ -71,6 +75,7 @@ class JsonLinesSink(Sink):
         }
         key = dedup_key(record)
         if key in self.seen:
+            self._skip(message, key)
             return
         payload = bytes(message.payload) if message.payload is not None else None
         if self.params.payload == "text" and payload is not None:
@@ -80,7 +85,27 @@ class JsonLinesSink(Sink):
         # one write per line: a crash leaves at most one partial last line, repaired at start
         self.file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         self.seen.add(key)
+        self.written += 1
         self.dirty = True
+
+    def _skip(self, message: Message, key: str) -> None:
+        """A message whose key the file already holds is not written again, visibly: a
+        redelivery is harmless, but a stream re-created under a running pipeline (its ids start
+        again at 1) would otherwise lose every new message without a word."""
+        self.duplicates += 1
+        where = (message.data_source, message.stream)
+        if where in self.skipped_in:
+            return
+        self.skipped_in.add(where)
+        self.log.info(
+            "skipped message %s/%s/%s: %s already holds a message with its key %s; further "
+            "skips in this stream are counted in duplicates_skipped of the unit's summary",
+            message.data_source,
+            message.stream,
+            message.id,
+            self.path,
+            key,
+        )
 
     def flush(self) -> None:
         if self.dirty:
@@ -91,3 +116,12 @@ class JsonLinesSink(Sink):
     def on_shutdown(self) -> None:
         self.flush()
         self.file.close()
+
+    def summary(self) -> dict[str, Any]:
+        # the unit cannot reach the worker's counters: its skips are reported here, where
+        # `pipeline run` and `pipeline status` show the units' summaries
+        return {
+            "file": str(self.path.resolve()),
+            "lines_written": self.written,
+            "duplicates_skipped": self.duplicates,
+        }

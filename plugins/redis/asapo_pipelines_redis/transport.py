@@ -211,7 +211,8 @@ end
 if last then
   local ms, seq = string.match(last, '(%d+)-(%d+)')
   redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
-  redis.call('HINCRBY', KEYS[3], 'size', -freed)
+  -- never -0: Lua passes it as the text '-0', which HINCRBY refuses (payload-less messages)
+  if freed > 0 then redis.call('HINCRBY', KEYS[3], 'size', -freed) end
   local before = tonumber(redis.call('HGET', KEYS[3], 'trimmed_id') or '0')
   if topid > before then redis.call('HSET', KEYS[3], 'trimmed_id', topid) end
 end
