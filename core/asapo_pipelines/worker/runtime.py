@@ -237,7 +237,9 @@ class Worker:
         except (EndOfStream, TransportError):  # nothing before us, or not readable: from zero
             return
         if self.counters.carry(dict(last)):
-            log.info(
+            # debug: the executor already says that it restarted the worker, and a restarted
+            # worker's stderr is read for its one-sentence failure
+            log.debug(
                 "%s: restarted within its session; counting on from %d processed",
                 self.label,
                 self.counters.processed,
