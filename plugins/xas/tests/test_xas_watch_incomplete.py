@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from xas_procs import read, spawn, stop, wait_until, write_pipeline
+from xas_procs import read, spawn, stop, wait_until, watch_units, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.merge import Merger
@@ -31,30 +31,7 @@ def chunks() -> list[list[str]]:
 
 def watch_pipeline(tmp_path: Path, units: tuple[str, ...], **scan_params: object) -> Path:
     (tmp_path / "incoming").mkdir()
-    all_units = {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {
-                "directory": "incoming",
-                "pattern": "*.xdi",
-                "watch": True,
-                "settle_seconds": 0.4,
-                **scan_params,
-            },
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": REFERENCE_SETTINGS,
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
-    }
+    all_units = watch_units(settle_seconds=0.4, **scan_params)
     return write_pipeline(tmp_path, "p65-watch", {u: all_units[u] for u in units})
 
 

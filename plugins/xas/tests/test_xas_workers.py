@@ -5,47 +5,22 @@ from __future__ import annotations
 
 import shutil
 
-from xas_procs import last_status, read, spawn, stop, wait_until, write_pipeline
-from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+from xas_procs import last_status, read, spawn, stop, wait_until, watch_units, write_pipeline
+from xas_testdata import DATA, P65_SCANS
 
 UNITS = ("scans", "normalize", "merge", "advisor")
 
 
 def live_pipeline(tmp_path, target_noise: float):
     (tmp_path / "incoming").mkdir()
-    return write_pipeline(
-        tmp_path,
-        "p65-live",
-        {
-            "scans": {
-                "unit": "xas.scan-files",
-                "params": {
-                    "directory": "incoming",
-                    "pattern": "*.xdi",
-                    "watch": True,
-                    "settle_seconds": 0.5,
-                },
-                "outputs": {"scans": "raw-scans"},
-            },
-            "normalize": {
-                "unit": "xas.normalize",
-                "params": REFERENCE_SETTINGS,
-                "inputs": {"scans": "raw-scans"},
-                "outputs": {"spectra": "spectra"},
-            },
-            "merge": {
-                "unit": "xas.merge",
-                "inputs": {"spectra": "spectra"},
-                "outputs": {"merged": "merged"},
-            },
-            "advisor": {
-                "unit": "xas.convergence-agent",
-                "params": {"target_noise": target_noise},
-                "inputs": {"merged": "merged"},
-                "outputs": {"plans": "plans"},
-            },
-        },
-    )
+    advisor = {
+        "unit": "xas.convergence-agent",
+        "params": {"target_noise": target_noise},
+        "inputs": {"merged": "merged"},
+        "outputs": {"plans": "plans"},
+    }
+    units = {**watch_units(settle_seconds=0.5), "advisor": advisor}
+    return write_pipeline(tmp_path, "p65-live", units)
 
 
 def copy_in(name: str, directory, *, as_tool: bool) -> None:

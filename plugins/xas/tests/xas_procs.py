@@ -12,7 +12,31 @@ import time
 from pathlib import Path
 from typing import Any
 
+from xas_testdata import REFERENCE_SETTINGS
+
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+def watch_units(**scan_params: Any) -> dict[str, Any]:
+    """The P65 decision path in watch mode on `incoming/`: scan files, normalize, merge."""
+    return {
+        "scans": {
+            "unit": "xas.scan-files",
+            "params": {"directory": "incoming", "pattern": "*.xdi", "watch": True, **scan_params},
+            "outputs": {"scans": "raw-scans"},
+        },
+        "normalize": {
+            "unit": "xas.normalize",
+            "params": REFERENCE_SETTINGS,
+            "inputs": {"scans": "raw-scans"},
+            "outputs": {"spectra": "spectra"},
+        },
+        "merge": {
+            "unit": "xas.merge",
+            "inputs": {"spectra": "spectra"},
+            "outputs": {"merged": "merged"},
+        },
+    }
 
 
 def write_pipeline(directory: Path, name: str, units: dict[str, Any]) -> Path:
