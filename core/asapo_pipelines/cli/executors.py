@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.deployments import deployment_run, fresh_option, resume_option, settle
+from asapo_pipelines.cli.deployments import (
+    FINISHED,
+    deployment_run,
+    fresh_option,
+    resume_option,
+    settle,
+)
 from asapo_pipelines.cli.deployments import end as end_run
 from asapo_pipelines.cli.options import data_dir_option, find_file, json_option, run_dir_option
 from asapo_pipelines.errors import UsageError
@@ -117,9 +123,10 @@ def _made(
     return cls.for_command(pipeline, catalog, path, given)
 
 
-#: The states in which an executor reports that nothing of a run or deployment runs any more
-#: (Nomad says `dead` of a job whose allocations all ended).
-ENDED = frozenset({"complete", "failed", "stopped", "dead"})
+#: The states in which an executor reports that nothing of a run or deployment runs any more:
+#: those it ended in by itself, or stopped (Nomad says `dead` of a job whose allocations all
+#: ended).
+ENDED = frozenset({*FINISHED, "stopped", "dead"})
 
 
 def _the_live_one(
