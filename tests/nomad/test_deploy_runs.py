@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fake_nomad import JOB_ID, FakeNomad
+import pytest
+from fake_nomad import JOB_ID, FakeNomad, Reply, allocations, job
 
 from asapo_pipelines.worker.launch import RUN_ENV
 
@@ -97,3 +98,37 @@ def test_contract_nomad_api_a_failed_submission_ends_its_run_as_failed(
     assert "Traceback" not in done.stderr
     (r1,) = _runs(file)
     assert r1["state"] == "failed"
+
+
+def _finished_on_nomad(nomad: FakeNomad, last_scans: str) -> None:
+    """Nomad's answers for a batch job whose allocations all ended: the job `dead` but not
+    stopped, the writer complete, and the newest `scans` allocation `last_scans` (its older
+    one failed and was rescheduled)."""
+    ended = job(stop=False)
+    ended["Status"] = "dead"
+    allocs = allocations()
+    for alloc in allocs:
+        alloc["ClientStatus"] = "failed" if alloc["CreateIndex"] == 50 else "complete"
+        if alloc["TaskGroup"] == "scans" and alloc["CreateIndex"] == 60:
+            alloc["ClientStatus"] = last_scans
+    nomad.route("GET", rf"/v1/job/{JOB_ID}", Reply(body=ended))
+    nomad.route("GET", rf"/v1/job/{JOB_ID}/allocations", Reply(body=allocs))
+
+
+@pytest.mark.parametrize(("last_scans", "ended"), [("complete", "complete"), ("failed", "failed")])
+def test_contract_nomad_api_a_batch_job_that_ended_on_its_own_ends_its_run(
+    tmp_path: Path, nomad_env: FakeNomad, last_scans: str, ended: str
+):
+    """Nomad reports a finished batch job as `dead` whether its work was done or it failed
+    for good; the run ends as its newest allocations say, instead of staying `running`."""
+    (tmp_path / "files").mkdir()
+    file = tmp_path / "p.pipeline.yaml"
+    file.write_text(PIPELINE)
+    assert run_pipeline("deploy", str(file), cwd=tmp_path).returncode == 0
+    _finished_on_nomad(nomad_env, last_scans)
+
+    shown = run_pipeline("status", str(file), cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert f"job {JOB_ID}: batch, dead ({ended})" in shown.stdout
+    (r1,) = _runs(file)
+    assert r1["state"] == ended

@@ -190,11 +190,12 @@ def settle(executor: Executor, file: str | None) -> str | None:
 
 
 def _finished(status: ExecutorStatus) -> str:
-    """The run's message for a deployment that ended on its own: how, and each failed unit."""
+    """The run's message for a deployment that ended on its own: how, and each failed unit
+    (of a failed one: a complete deployment may list a failed attempt that was replaced)."""
     failed = [
         f"{i.unit} replica {i.replica}: {i.detail}" if i.detail else f"{i.unit} replica {i.replica}"
         for i in status.instances
-        if i.state == "failed"
+        if i.state == "failed" and status.state == "failed"
     ]
     what = f"the {status.executor} deployment {status.deployment} ended {status.state}"
     return what + (f" ({'; '.join(failed)})" if failed else "")

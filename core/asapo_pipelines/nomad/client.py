@@ -136,11 +136,29 @@ class JobStatus:
     allocations: list[AllocStatus]
     failures: list[PlacementFailure]
 
+    @property
+    def state(self) -> str:
+        """What became of the job. Nomad says `dead` for any job with no allocation left to
+        run: stopped, a batch job whose work is done, or one that failed for good. The newest
+        allocation of each name tells the last two apart (`allocations` lists them newest
+        first): `complete` when every one completed, else `failed`."""
+        if self.stopped:
+            return "stopped"
+        if self.status != "dead":
+            return self.status
+        newest: dict[str, str] = {}
+        for alloc in self.allocations:
+            newest.setdefault(alloc.name, alloc.status)
+        if not newest:
+            return self.status
+        return "complete" if set(newest.values()) == {"complete"} else "failed"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "type": self.type,
             "status": self.status,
+            "state": self.state,
             "stopped": self.stopped,
             "version": self.version,
             "namespace": self.namespace,

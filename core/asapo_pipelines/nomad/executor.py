@@ -165,7 +165,7 @@ class NomadExecutor(Executor):
         return ExecutorStatus(
             executor=self.name,
             deployment=job.id,
-            state="stopped" if job.stopped else job.status,
+            state=job.state,
             instances=instances,
             extra=job.to_dict(),
         )

@@ -11,7 +11,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def render_status(status: JobStatus) -> str:
     lines = [
-        f"job {status.id}: {status.type}, {'stopped' if status.stopped else status.status}, "
+        f"job {status.id}: {status.type}, {_state(status)}, "
         f"version {status.version}, namespace {status.namespace}, "
         f"datacenters {', '.join(status.datacenters) or '-'}"
     ]
@@ -38,3 +38,10 @@ def render_status(status: JobStatus) -> str:
     for failure in status.failures:
         lines.extend(f"! {sentence}" for sentence in failure.sentences())
     return "\n".join(lines)
+
+
+def _state(status: JobStatus) -> str:
+    """Nomad's `dead` with what it means here (`JobStatus.state`): "dead (complete)"."""
+    if status.state == status.status or status.stopped:
+        return status.state
+    return f"{status.status} ({status.state})"
