@@ -98,6 +98,16 @@ def test_prune_refuses_to_drop_a_running_runs_data_by_name(tmp_path):
                 assert "run r1 of pipeline r2" in line, line
                 assert "is running" in line, line
                 assert "pipeline stop" in line, line
+        # nor its record alone: the run would go on with no record, its streams never pruned
+        for target in (FILE, str(store)):
+            refused = run_pipeline(
+                "prune", target, "--source", "r2.runs", "--drop-stream", "r1", cwd=tmp_path
+            )
+            assert refused.returncode != 0, refused.stdout
+            line = one_sentence(refused.stderr)
+            assert "r2.runs holds run records" in line, line
+            assert "pipeline prune FILE --run RUN" in line, line
+        assert ("r2.runs", "r1") in store_contents(store)
         assert run_data(store) == before
         drop_files(tmp_path, "b", 2)
         wait_for(lambda: lines(tmp_path) == 5, 60, "the 2 new lines")

@@ -313,10 +313,13 @@ def _prune(
 ) -> None:
     store = _check_prunable(transport)
     pipeline = _pipeline_name(target)
-    if older_than is not None and only and _holds_run_records(only):
+    if only and _holds_run_records(only) and run_id is None:
+        # a record dropped alone leaves its run's streams behind, and a running run's its
+        # workers: one run goes with its streams, and only once it is not running (`--run`)
+        kept = "age retention keeps" if older_than is not None else "are not dropped one by one"
         raise UsageError(
-            f"{only} holds run records, which age retention keeps; drop one run (its streams "
-            "and its record) with `pipeline prune FILE --run RUN`"
+            f"{only} holds run records, which {kept}; drop one run (its streams and its "
+            "record) with `pipeline prune FILE --run RUN`"
         )
     if run_id is not None:
         if pipeline is None:
