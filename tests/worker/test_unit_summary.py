@@ -55,6 +55,22 @@ class Summing(Doubling):
         self.total += message.value["n"]
 
 
+class Remembering(Counting):
+    """A source that learns what its earlier runs sent (`restore`), and says so."""
+
+    restores_state = True
+
+    def on_start(self):
+        super().on_start()
+        self.restored = []
+
+    def restore(self, message):
+        self.restored.append((message.port, message.key, message.value["n"]))
+
+    def summary(self):
+        return {"restored": self.restored}
+
+
 class BadSummary(Processor):
     def process(self, message):
         return message.value
@@ -65,7 +81,7 @@ class BadSummary(Processor):
 
 MODULE = types.ModuleType("summary_test_units")
 MODULE.Counting, MODULE.Doubling, MODULE.BadSummary = Counting, Doubling, BadSummary
-MODULE.Summing = Summing
+MODULE.Summing, MODULE.Remembering = Summing, Remembering
 sys.modules[MODULE.__name__] = MODULE
 
 SOURCE = describe(
@@ -90,6 +106,13 @@ SUMMING = describe(
     runtime="summary_test_units:Summing",
     inputs=[inp("numbers")],
     outputs=[out("doubled")],
+)
+REMEMBERING = describe(
+    "test.remembering",
+    kind="connector",
+    summary="counts and remembers",
+    runtime="summary_test_units:Remembering",
+    outputs=[out("numbers")],
 )
 BAD = describe(
     "test.bad-summary",
@@ -188,3 +211,15 @@ def test_a_restarted_unit_restores_its_state_from_the_inputs_it_processed(tmp_pa
     # a unit without restores_state starts from nothing
     plain = run_worker(store, DOUBLE, "sum", **wiring)
     assert plain.counters.summary["total"] == 0
+
+
+def test_a_restarted_source_restores_its_state_from_the_messages_it_sent(tmp_path):
+    """A source has no inputs: its `restore` gets what an earlier run of it sent, in order,
+    with the key it sent each under (`Message.key`); another source's messages are not its."""
+    store = tmp_path / "store"
+    first = run_worker(store, REMEMBERING, "count", outputs={"numbers": "numbers"})
+    assert first.counters.summary == {"restored": []}
+    run_worker(store, SOURCE, "other", outputs={"numbers": "numbers"})  # a second writer
+    again = run_worker(store, REMEMBERING, "count", outputs={"numbers": "numbers"})
+    assert again.counters.summary == {"restored": [("numbers", str(n), n) for n in (0, 1, 2, 4)]}
+    assert len(read_all(store, "numbers", "default")) == 8  # nothing sent twice

@@ -34,6 +34,7 @@ from asapo_pipelines.sdk.units import (
     UnitContext,
     UnitStorageError,
     UnitUsageError,
+    keyed_output,
 )
 from asapo_pipelines.transport.base import EncodedMetadata, encode_metadata
 from asapo_pipelines.transport.errors import TransportConfigError
@@ -355,7 +356,7 @@ class UnitRunner:
             n = seq.get(item.port, 0)
             seq[item.port] = n + 1
             if item.key is not None:
-                key: str | None = f"{self.unit_label}|{item.port}|key:{item.key}"
+                key: str | None = keyed_output(self.unit_label, item.port, item.key)
             elif inputs:
                 refs = refs or ",".join(
                     [f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs]
@@ -443,7 +444,7 @@ class UnitRunner:
             stream = item.stream or self.source_streams[item.port]
             n = seqs.get((item.port, stream), 0)
             seqs[(item.port, stream)] = n + 1
-            key = f"{self.unit_label}|{item.port}|key:{item.key}" if item.key else None
+            key = keyed_output(self.unit_label, item.port, item.key) if item.key else None
             send(self.make_output(item, stream=stream, inputs=[], seq=n, key=key))
 
         def reported(exc: BaseException, item: str | None) -> None:

@@ -31,6 +31,13 @@ from asapo_pipelines.errors import PipelinesError
 
 #: Message metadata key holding provenance; reserved for the runtime.
 PROVENANCE_KEY = "provenance"
+#: how the provenance key of an output a unit emitted with `key=` ends: `<unit>|<port>|key:<key>`
+_KEYED = "key:"
+
+
+def keyed_output(unit_label: str, port: str, key: str) -> str:
+    """The provenance key of an output emitted with `key`, which deduplication goes by."""
+    return f"{unit_label}|{port}|{_KEYED}{key}"
 
 
 class UnitUsageError(PipelinesError):
@@ -88,6 +95,18 @@ class Message:
         """Where this message came from, when a pipeline unit produced it."""
         prov = self.metadata.get(PROVENANCE_KEY)
         return prov if isinstance(prov, dict) else None
+
+    @property
+    def key(self) -> str | None:
+        """The key its producer emitted it with (`emit(..., key=...)`), when it gave one."""
+        prov = self.provenance
+        full = prov.get("key") if prov is not None else None
+        if not isinstance(full, str):
+            return None
+        parts = full.split("|", 2)  # unit labels and port names hold no "|"; keys may
+        if len(parts) == 3 and parts[2].startswith(_KEYED):
+            return parts[2][len(_KEYED) :]
+        return None
 
     @property
     def user_metadata(self) -> dict[str, Any]:
@@ -231,12 +250,14 @@ class Unit:
 
     #: Set True in a unit that keeps state in memory across messages (a merge, a running sum):
     #: at start-up the worker then calls `restore(message)` for each input an earlier run of
-    #: the unit already processed (found through the provenance of the unit's outputs).
+    #: the unit already processed (found through the provenance of the unit's outputs). A
+    #: source has no inputs: its `restore` gets each message an earlier run of it sent.
     restores_state: ClassVar[bool] = False
 
     def restore(self, message: Message) -> None:
         """Rebuild in-memory state from one input processed by an earlier run (oldest first,
-        before any new message); emit nothing here, those outputs were sent then."""
+        before any new message); emit nothing here, those outputs were sent then. In a source,
+        from one message an earlier run sent (`message.port` is the output port)."""
 
     def summary(self) -> dict[str, Any]:
         """What this unit did, for people: a small JSON object (counts, key results, files

@@ -24,7 +24,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,7 +360,9 @@ class Worker:
         try:
             try:
                 unit = self.runner.start()
-                if unit.restores_state and self.descriptor.role != "source":
+                if unit.restores_state and self.descriptor.role == "source":
+                    self._restore_sent(unit)
+                elif unit.restores_state:
                     self._restore(unit)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -393,11 +395,11 @@ class Worker:
         finally:
             self._close()
 
-    def _restore(self, unit: Any) -> None:
-        """Feed `unit.restore()` the inputs an earlier run processed: those named by the
-        provenance of this unit's outputs, in the order the outputs were written."""
-        refs: dict[tuple[str, str, int], None] = {}
-        for reader in map(self._reader, self.producers):
+    def _sent_before(self) -> Iterator[tuple[str, Any]]:
+        """(output port, message) of each output an earlier run of this unit wrote, in the
+        order written (stream by stream)."""
+        for port in self.producers:
+            reader = self._reader(port)
             for info in reader.streams():
                 for msg_id in range(1, info.last_id + 1):
                     try:
@@ -409,10 +411,39 @@ class Worker:
                     except (MissingId, EndOfStream, StreamFinished):
                         continue
                     prov = msg.metadata.get(PROVENANCE_KEY)
-                    if not isinstance(prov, dict) or prov.get("unit") != self.label:
-                        continue
-                    for ref in prov.get("inputs") or ():
-                        refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
+                    if isinstance(prov, dict) and prov.get("unit") == self.label:
+                        yield port, msg
+
+    def _restore_sent(self, unit: Any) -> None:
+        """Feed a source's `restore()` the messages an earlier run of it sent: a source has no
+        inputs, and what it sent is its state (which version of a file it read, say)."""
+        count = 0
+        for port, tmsg in self._sent_before():
+            message = Message.received(port, self._output_source(port), tmsg)
+            self._restore_one(unit, message, f"{message.data_source}/{tmsg.stream}/{tmsg.id}")
+            count += 1
+        if count:
+            log.info("%s restored its state from %d messages it sent", self.label, count)
+
+    def _restore_one(self, unit: Any, message: Message, where: str) -> None:
+        try:
+            unit.restore(message)
+        except Exception as exc:
+            from asapo_pipelines.plugin_manager import describe_exception
+            from asapo_pipelines.sdk.runner import UnitStartError
+
+            raise UnitStartError(
+                f"unit {self.descriptor.name} failed to restore its state from {where}: "
+                f"{describe_exception(exc)}"
+            ) from exc
+
+    def _restore(self, unit: Any) -> None:
+        """Feed `unit.restore()` the inputs an earlier run processed: those named by the
+        provenance of this unit's outputs, in the order the outputs were written."""
+        refs: dict[tuple[str, str, int], None] = {}
+        for _port, msg in self._sent_before():
+            for ref in msg.metadata[PROVENANCE_KEY].get("inputs") or ():
+                refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
         if not refs:
             return
         ports = {p.data_source: p.name for p in self.ports}
@@ -428,16 +459,7 @@ class Worker:
                 except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
                     continue  # a damaged input was reported when it arrived
                 message = Message.received(ports[source], source, tmsg)
-                try:
-                    unit.restore(message)
-                except Exception as exc:
-                    from asapo_pipelines.plugin_manager import describe_exception
-                    from asapo_pipelines.sdk.runner import UnitStartError
-
-                    raise UnitStartError(
-                        f"unit {self.descriptor.name} failed to restore its state from "
-                        f"{source}/{stream}/{msg_id}: {describe_exception(exc)}"
-                    ) from exc
+                self._restore_one(unit, message, f"{source}/{stream}/{msg_id}")
         finally:
             for reader in readers.values():
                 reader.close()

@@ -8,6 +8,7 @@ the result back into a message; each keeps a short `summary()` for the end of a 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -72,6 +73,8 @@ class ScanFiles(Source):
         self.versions: list[dict[str, Any]] = []
         #: file name -> (key, digest of the scan) of the version this process sent last
         self._last: dict[str, tuple[str, str]] = {}
+        #: the same, of what earlier runs sent (`restore`)
+        self._earlier: dict[str, tuple[str, str]] = {}
         #: file names this process reported as malformed
         self._reported: set[str] = set()
 
@@ -98,9 +101,13 @@ class ScanFiles(Source):
         # the first version of a file is keyed by its name (a restarted source does not send
         # it twice); a later one (the file changed after it was read: read too early on a file
         # system without events) by name, size and time, so that it is not taken for the first
+        known = name in self._last or name in self._earlier
+        if read_as is None and known:
+            with contextlib.suppress(OSError):
+                read_as = signature(path)
         suffix = f"@{read_as[0]}-{read_as[1]}" if read_as is not None else ""
         if error is not None:
-            key = name + suffix if name in self._reported or name in self._last else name
+            key = name + suffix if name in self._reported or known else name
             # a malformed file is reported with its reason and the others go on
             self.report_error(error, key=key)
             self._reported.add(name)
@@ -114,7 +121,13 @@ class ScanFiles(Source):
             return  # touched, or rewritten with the same content: nothing new to send
         meta = scan.metadata
         metadata = {k: meta.get(k) for k in ("file", "sample", "element", "edge")}
+        # what a restarted source learns of this version (`restore`)
+        metadata.update(path=name, scan_digest=digest)
         key = name
+        if previous is None and name in self._earlier:
+            previous = self._earlier[name]
+            if previous[1] == digest:
+                key, previous = previous[0], None  # sent by an earlier run: the worker skips it
         if previous is not None:
             key = name + suffix
             version = watcher.version(path) if watcher is not None else 0
@@ -135,6 +148,21 @@ class ScanFiles(Source):
         self.emit("scans", body, metadata=metadata, key=key)
         self._last[name] = (key, digest)
         self.sent.append(name)
+
+    #: a restarted source learns which version of each file an earlier run sent
+    restores_state = True
+
+    def restore(self, message: Message) -> None:
+        # a file that changed since an earlier run read it (too early, and the pipeline was
+        # stopped before the rest was written) is then sent again as a new version that
+        # replaces the one sent, instead of being taken for it and skipped as a duplicate
+        name, digest, key = (
+            message.metadata.get("path"),
+            message.metadata.get("scan_digest"),
+            message.key,
+        )
+        if isinstance(name, str) and isinstance(digest, str) and key is not None:
+            self._earlier[name] = (key, digest)
 
     def run(self) -> None:
         p = self.params

@@ -120,6 +120,37 @@ def test_without_events_a_file_that_grows_after_it_was_read_is_sent_again(tmp_pa
     assert "replaced by a later version of the same file" in " ".join(rejected["reasons"])
 
 
+def test_a_file_read_too_early_and_completed_while_the_source_was_stopped_is_sent_again(
+    tmp_path,
+):
+    """The same early read, but the source is stopped before the rest of the file is written
+    and started again after: the restarted source learns from what its earlier run sent which
+    version of each file that was (`restore`), so the complete file is sent as a new version
+    replacing the partial one. It was taken for the partial one and dropped as a duplicate: the
+    complete scan was never read. The unchanged file is not sent twice."""
+    pipeline = watch_pipeline(tmp_path, ("scans",), recursive=True)
+    store, incoming = tmp_path / "store", tmp_path / "incoming"
+    (incoming / P65_SCANS[0]).write_bytes((DATA / P65_SCANS[0]).read_bytes())
+    (incoming / P65_SCANS[1]).write_text("".join(HEADER + ROWS[: len(ROWS) // 3]))
+    source = spawn(pipeline, "scans", tmp_path)
+    try:
+        assert wait_until(lambda: len(read(store, "raw-scans")) >= 2, 20, [source])
+    finally:
+        assert stop(source) == 0
+    with (incoming / P65_SCANS[1]).open("a") as f:
+        f.writelines(ROWS[len(ROWS) // 3 :])
+    source = spawn(pipeline, "scans", tmp_path)
+    try:
+        assert wait_until(lambda: len(read(store, "raw-scans")) >= 3, 20, [source])
+        time.sleep(1.5)  # settled and looked at again: nothing more comes
+    finally:
+        assert stop(source) == 0
+    scans = read(store, "raw-scans")
+    assert [v["metadata"]["file"] for _, v in scans] == [*P65_SCANS[:2], P65_SCANS[1]]
+    assert [v["metadata"]["points_read"] for _, v in scans[1:]] == [len(ROWS) // 3, len(ROWS)]
+    assert scans[2][1]["metadata"]["replaces"] == P65_SCANS[1]
+
+
 def test_an_empty_file_waits_in_watch_mode_and_is_read_once_written(tmp_path):
     """Acquisition software creates the file first: an empty file is not handed out (nor
     reported), however long it stays empty; once written and closed it is read."""
@@ -142,7 +173,9 @@ def test_an_empty_file_waits_in_watch_mode_and_is_read_once_written(tmp_path):
                 f.writelines(part)
                 f.flush()
                 time.sleep(0.4)  # longer than settle_seconds
-        done.set()
+            # set before the close, not after it: the close's event can be handed out before
+            # this thread runs again
+            done.set()
 
     writer = threading.Thread(target=write)
     writer.start()
