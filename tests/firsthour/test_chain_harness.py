@@ -32,6 +32,17 @@ def test_a_list_chains_units_in_order(catalog):
     ]
 
 
+def test_a_list_takes_descriptors_as_unit_authors_write_them(catalog):
+    """The docs say a unit is a name or a descriptor, alone or as (unit, params): a plugin's
+    tests hold descriptors, not names in an installed catalog."""
+    offset = catalog.get("fh.offset")
+    for units in ([offset, offset], [(offset, {}), "fh.offset"]):
+        result = run_chain(units, [{"value": 1}], catalog=catalog)
+        assert result.values(list(result.streams)[-1]) == [{"value": 3}]
+    with pytest.raises(TypeError, match=r"a name, a descriptor or \(unit, params\)"):
+        run_chain([("fh.offset", {}, "extra")], [{"value": 1}], catalog=catalog)
+
+
 def test_a_pipelines_units_mapping_with_fan_out_and_errors(catalog):
     units = {
         "mean": {

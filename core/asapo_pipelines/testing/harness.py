@@ -296,10 +296,10 @@ def _linear(units: list[Any], catalog: Any) -> dict[str, dict[str, Any]]:
     wired: dict[str, dict[str, Any]] = {}
     previous = "input"
     for n, item in enumerate(units):
-        name, params = (item, None) if isinstance(item, str) else item
-        descriptor = catalog.get(name)
+        unit, params = _unit_and_params(item)
+        descriptor = unit if isinstance(unit, UnitDescriptor) else catalog.get(unit)
         instance = f"{n}-{descriptor.name}"
-        spec: dict[str, Any] = {"unit": name, "params": params or {}, "inputs": {}, "outputs": {}}
+        spec: dict[str, Any] = {"unit": unit, "params": params or {}, "inputs": {}, "outputs": {}}
         if descriptor.inputs:
             spec["inputs"][descriptor.inputs[0].name] = previous
         for port in descriptor.outputs:
@@ -308,6 +308,17 @@ def _linear(units: list[Any], catalog: Any) -> dict[str, dict[str, Any]]:
             previous = spec["outputs"][descriptor.outputs[0].name]
         wired[instance] = spec
     return wired
+
+
+def _unit_and_params(item: Any) -> tuple[str | UnitDescriptor, Any]:
+    """An item of `run_chain`'s list: a unit (its name or its descriptor), or (unit, params)."""
+    if isinstance(item, str | UnitDescriptor):
+        return item, None
+    if isinstance(item, tuple | list) and len(item) == 2:
+        return item[0], item[1]
+    raise TypeError(
+        f"run_chain takes units as a name, a descriptor or (unit, params), not {item!r}"
+    )
 
 
 def _order(units: dict[str, dict[str, Any]]) -> list[str]:
