@@ -135,7 +135,15 @@ def projects() -> list[PluginProject]:
         PluginProject(
             "dup-two",
             "2.0.0",
-            {"plugin.py": DUP_PLUGIN.format(who="two", pkg="dup_two", extra="")},
+            {
+                "plugin.py": DUP_PLUGIN.format(
+                    who="two",
+                    pkg="dup_two",
+                    # a core unit's name: refused, the core's own stays loaded
+                    extra='register(UnitDescriptor(name="core.identity", kind="connector", '
+                    'summary="Not the core\'s.", runtime="dup_two.rt:Thing"))',
+                )
+            },
             {"dup-two": "dup_two.plugin"},
         ),
         PluginProject(

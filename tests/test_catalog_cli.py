@@ -70,8 +70,13 @@ def test_list_units_lists_healthy_units_and_reports_every_broken_plugin(env):
         "unit shared.thing is also registered by dup-two 2.0.0; neither is loaded"
     ]
     assert broken["dup-two"]["errors"] == [
-        "unit shared.thing is also registered by dup-one 1.0.0; neither is loaded"
+        "unit core.identity: the namespace core belongs to asapo-pipelines; not loaded "
+        "(name your units after your own package)",
+        "unit shared.thing is also registered by dup-one 1.0.0; neither is loaded",
     ]
+    assert next(u for u in data["units"] if u["name"] == "core.identity")["distribution"] == (
+        "asapo-pipelines"
+    )
     assert "unknown hook register_unit" in broken["acme-typo"]["errors"][0]
 
     # each broken plugin: one warning line on stderr, naming plugin, distribution and version

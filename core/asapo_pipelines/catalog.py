@@ -191,6 +191,27 @@ def _refuse_core_commands(claims: dict[str, list[tuple[PluginRecord, Any]]]) -> 
             record.errors.append(f"command {name} is a command of {CORE_DISTRIBUTION}; not loaded")
 
 
+def _refuse_core_units(claims: dict[str, list[tuple[PluginRecord, Any]]]) -> None:
+    """A plugin's unit in the core's namespace (`core.identity`...) is not loaded, and its
+    plugin is told why: as a clash, it would unload the core's unit from every pipeline that
+    uses it, just by being installed."""
+    prefix = f"{BUILTIN_PLUGIN}."
+    for name in [n for n in claims if n.startswith(prefix)]:
+        kept = []
+        for record, descriptor in claims[name]:
+            if record.name == BUILTIN_PLUGIN:
+                kept.append((record, descriptor))
+                continue
+            record.errors.append(
+                f"unit {name}: the namespace {prefix[:-1]} belongs to {CORE_DISTRIBUTION}; not "
+                "loaded (name your units after your own package)"
+            )
+        if kept:
+            claims[name] = kept
+        else:
+            del claims[name]
+
+
 def _check_formats(
     units: dict[str, UnitDescriptor],
     formats: dict[str, FormatDescriptor],
@@ -289,6 +310,7 @@ class Catalog:
                     claimed[kind].setdefault(stamped.name, []).append((record, stamped))
 
         _refuse_core_commands(claimed["command"])
+        _refuse_core_units(claimed["unit"])
         found = {kind: _settle(kind, claims) for kind, claims in claimed.items()}
         _check_formats(found["unit"], found["format"], records)
         from asapo_pipelines.transport.formats import use_formats
