@@ -52,6 +52,63 @@ def test_an_edited_registration_module_is_seen(tmp_path):
     assert _names(env) == ["cache.one", "cache.two"]
 
 
+def test_an_edit_in_a_subpackage_of_the_plugin_is_seen(tmp_path):
+    """Descriptors in a subpackage (the layout `pipeline new-unit` writes): an edit there, in an
+    editable install, must change the listing as an edit of the registration module does."""
+    site = tmp_path / "site"
+    install([_project(tmp_path, ["cache.one"])], site)
+    units = site / "cachetest" / "units"
+    units.mkdir()
+    (units / "__init__.py").touch()
+    (units / "names.py").write_text('UNITS = ["cache.one"]\n')
+    module = site / "cachetest" / "plugin.py"
+    module.write_text(
+        PLUGIN.format(units=[]).replace("UNITS = []", "from cachetest.units.names import UNITS")
+    )
+    env = {"PYTHONPATH": str(site), "ASAPO_PIPELINES_CACHE_DIR": str(tmp_path / "cache")}
+    assert _names(env) == ["cache.one"]
+    assert _names(env) == ["cache.one"]  # from the cache
+
+    (units / "names.py").write_text('UNITS = ["cache.one", "cache.two"]\n')
+    future = time.time() + 5
+    os.utime(units / "names.py", (future, future))
+    assert _names(env) == ["cache.one", "cache.two"]
+
+
+def test_a_package_found_by_an_editable_installs_finder_is_fingerprinted(tmp_path, monkeypatch):
+    """An editable install (PEP 660) maps its package to the project's folder with a finder on
+    sys.meta_path, not a path on sys.path: it is located there, and an edit changes the
+    fingerprint, instead of turning the cache off for every listing."""
+    import importlib.util
+    import sys
+
+    from asapo_pipelines.catalog import PluginSource
+    from asapo_pipelines.listing import fingerprint
+
+    package = tmp_path / "project" / "editable_pkg"
+    (package / "units").mkdir(parents=True)
+    (package / "__init__.py").touch()
+    (package / "units" / "__init__.py").touch()
+    (package / "units" / "one.py").write_text("X = 1\n")
+
+    class EditableFinder:  # what setuptools' `__editable___*_finder` does, reduced
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name != "editable_pkg":
+                return None
+            return importlib.util.spec_from_file_location(
+                name, package / "__init__.py", submodule_search_locations=[str(package)]
+            )
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, EditableFinder()])
+    source = PluginSource("editable", "editable-pkg", "1.0", "editable_pkg", None)
+    first = fingerprint([source])
+    assert first is not None
+    assert fingerprint([source]) == first
+    (package / "units" / "one.py").write_text("X = 22\n")  # another size: another fingerprint
+    assert fingerprint([source]) != first
+
+
 def test_a_new_plugin_and_an_upgrade_are_seen(tmp_path):
     site = tmp_path / "site"
     env = {"PYTHONPATH": str(site), "ASAPO_PIPELINES_CACHE_DIR": str(tmp_path / "cache")}

@@ -4,9 +4,9 @@ Listing needs only the units' summaries, but getting them means importing every 
 registration module, and with it every params model (600 pydantic classes cost about 0.25 s).
 So the listing is cached per environment (interpreter, sys.path, allow and block lists) under
 a fingerprint of every plugin computed without importing anything: its distribution's name,
-version and metadata directory, and the size and mtime of each Python file next to its
-registration module (so an edit in an editable install is seen). A plugin whose module cannot
-be located without importing it disables the cache for that listing.
+version and metadata directory, and the size and mtime of each Python file of its top-level
+package (so an edit in an editable install is seen, wherever the descriptors live). A plugin
+whose module cannot be located without importing it disables the cache for that listing.
 
 ``ASAPO_PIPELINES_NO_CACHE=1`` turns the cache off; ``ASAPO_PIPELINES_CACHE_DIR`` moves it.
 """
@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.machinery import PathFinder
+from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -81,19 +81,46 @@ class Listing:
         ]
 
 
+def _top_level_spec(name: str) -> ModuleSpec | None:
+    """Where a top-level module is, without importing it: on sys.path, or through another
+    finder of sys.meta_path (an editable install's, which maps the name to the project's
+    source folder: on it the cache was off for every listing)."""
+    spec = PathFinder.find_spec(name)
+    if spec is not None:
+        return spec
+    for finder in sys.meta_path:
+        if finder is PathFinder or not hasattr(finder, "find_spec"):
+            continue
+        try:
+            spec = finder.find_spec(name, None)
+        except Exception:  # a third-party finder: any failure means "not found here"
+            continue
+        if spec is not None and spec.has_location:
+            return spec
+    return None
+
+
 def _module_files(module: str) -> list[str] | None:
-    """Paths of the registration module's file and its siblings, found without importing."""
+    """Paths of the files a plugin's registration could come from, found without importing:
+    every module of its top-level package (descriptors often live in a subpackage, as in the
+    layout `pipeline new-unit` writes), or a single-file module and its siblings."""
     parts = module.partition(":")[0].split(".")
-    spec = PathFinder.find_spec(parts[0])
+    top = spec = _top_level_spec(parts[0])
     for depth in range(1, len(parts)):
         if spec is None or not spec.submodule_search_locations:
             return None
         spec = PathFinder.find_spec(".".join(parts[: depth + 1]), spec.submodule_search_locations)
     if spec is None or not spec.has_location or not spec.origin:
         return None
-    folder = Path(spec.origin).parent
+    assert top is not None
     try:
-        return sorted(str(p) for p in folder.glob("*.py"))
+        if top.submodule_search_locations:
+            return sorted(
+                str(p)
+                for folder in top.submodule_search_locations
+                for p in Path(folder).rglob("*.py")
+            )
+        return sorted(str(p) for p in Path(spec.origin).parent.glob("*.py"))
     except OSError:
         return None
 
