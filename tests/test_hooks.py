@@ -80,9 +80,10 @@ def test_hook_register_units():
     catalog = catalog_from_plugins(Units(), strict=False)
     assert catalog.get("memo.sink").distribution == "test-plugins"
     (record,) = [p for p in catalog.plugins if p.units == ["memo.sink"]]
+    # the name's pattern in words, not the regular expression
     assert record.errors == [
-        "invalid descriptor for Bad: name: String should match pattern "
-        "'^[a-z][a-z0-9_-]*\\.[a-z0-9][a-z0-9_-]*$'"
+        "invalid descriptor for Bad: name: must be lower case <namespace>.<name> (letters, "
+        "digits, - and _; the namespace usually your package's), not 'Bad'"
     ]
 
 

@@ -297,7 +297,10 @@ class _BackendDescriptor(BaseModel):
     #: the editor schema.
     config: Annotated[
         type[BaseModel],
-        Field(description="Pydantic model of the backend's section (its schema)."),
+        Field(
+            description="Pydantic model of its section in a pipeline file (the section's editor "
+            "schema); transports and executors only."
+        ),
     ] = NoParams
     #: Filled in by the catalog from the distribution that registered the backend.
     version: Annotated[str | None, Field(description="Filled in by the catalog.")] = None
@@ -341,6 +344,14 @@ class ExecutorDescriptor(_BackendDescriptor):
     ``deploy:`` section.
     """
 
+    name: Annotated[
+        str,
+        Field(
+            pattern=BACKEND_NAME_PATTERN,
+            description="The key in a pipeline file (`deploy: {name: ...}`), lower case.",
+        ),
+    ]
+
 
 #: A command's name on the command line (`pipeline acme-hello`): lower case, digits and `-`.
 COMMAND_NAME_PATTERN = r"^[a-z][a-z0-9-]*$"
@@ -370,3 +381,11 @@ class FormatDescriptor(_BackendDescriptor):
     bytes | (bytes, metadata)`` and ``decode(payload, metadata) -> value``: see
     `asapo_pipelines.sdk.PayloadFormat`. ``config`` is unused for formats.
     """
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=BACKEND_NAME_PATTERN,
+            description='The name ports give as their `format` (`out("image", format=name)`).',
+        ),
+    ]

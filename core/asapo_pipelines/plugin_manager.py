@@ -44,11 +44,31 @@ def describe_exception(exc: BaseException) -> str:
         parts = []
         for err in exc.errors()[:3]:
             loc = ".".join(str(p) for p in err["loc"]) or "descriptor"
-            parts.append(f"{loc}: {err['msg']}")
+            parts.append(f"{loc}: {_said(err)}")
         more = f" (and {exc.error_count() - 3} more)" if exc.error_count() > 3 else ""
         return "; ".join(parts) + more
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _said(err: Any) -> str:
+    """A validation error's message, a descriptor's name patterns said in words: a plugin
+    author reads "lower case <namespace>.<name>" faster than the regular expression."""
+    from asapo_pipelines import descriptor as d
+
+    if err.get("type") == "string_pattern_mismatch":
+        words = {
+            d.UNIT_NAME_PATTERN: "lower case <namespace>.<name> (letters, digits, - and _; the "
+            "namespace usually your package's)",
+            d.PORT_NAME_PATTERN: "lower case letters, digits and _, starting with a letter",
+            d.RUNTIME_PATTERN: "an import string package.module:Class",
+            d.BACKEND_NAME_PATTERN: "lower case letters, digits and _, starting with a letter",
+            d.COMMAND_NAME_PATTERN: "lower case letters, digits and -, starting with a letter",
+            d.CONTENT_TYPE_PATTERN: "a content type <type>/<subtype> in lower case",
+        }.get((err.get("ctx") or {}).get("pattern"))
+        if words is not None:
+            return f"must be {words}, not {err.get('input')!r}"
+    return str(err["msg"])
 
 
 @dataclass
