@@ -313,6 +313,13 @@ class UnitRunner:
                 return Outcome(outputs, attempts=attempts)
             except UnitStorageError:
                 raise  # the unit's disk, not this message: the worker stops, nothing is acked
+            except (OutputEncodingError, UnitUsageError) as exc:
+                # the unit's code, not the moment: a retry would fail the same way, after the
+                # retry delays, on every such message
+                record = error_record(
+                    exc, unit=self.unit_label, message=message, attempts=attempts, hook=hook
+                )
+                return Outcome([], record, attempts)
             except Exception as exc:
                 if isinstance(exc, OSError) and storage.kind_of(exc) in (
                     storage.FULL,
