@@ -53,8 +53,8 @@ class LazyGroup(click.Group):
             from asapo_pipelines.plugin_manager import describe_exception
 
             raise PluginError(
-                f"command {cmd_name} of {record['distribution']} {record['version']} cannot be "
-                f"loaded: {describe_exception(exc)}"
+                f"command {cmd_name} of {record['distribution']} {record['version'] or '-'} "
+                f"cannot be loaded: {describe_exception(exc)}"
             ) from None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -110,7 +110,8 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         if record["distribution"] == CORE_DISTRIBUTION:
             continue
         status = "" if record["status"] == "ok" else " (broken)"
-        click.echo(f"  {record['distribution']} {record['version']}{status}")
+        # a distribution without a version (built by hand) shows "-", as in `list-units`
+        click.echo(f"  {record['distribution']} {record['version'] or '-'}{status}")
     ctx.exit(0)
 
 

@@ -82,4 +82,5 @@ def new_unit(
     click.echo(f"{'added to' if add_to is not None else 'created'} {project}")
     for path in written:
         click.echo(f"  {path.relative_to(project)}")
-    click.echo(f"next: cd {project} && pytest, then pip install -e '.[test]'")
+    # installed first: the tests need pytest, which the `test` extra brings
+    click.echo(f"next: cd {project} && pip install -e '.[test]' && pytest")

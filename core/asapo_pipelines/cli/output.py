@@ -62,7 +62,7 @@ def warn_broken_plugins(listing: Listing) -> None:
         errors = p["errors"]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         warn(
-            f"plugin {p['name']} ({p['distribution']} {p['version']}) is broken: "
+            f"plugin {p['name']} ({p['distribution']} {p['version'] or '-'}) is broken: "
             f"{errors[0]}{more}; see `pipeline plugins`"
         )
 

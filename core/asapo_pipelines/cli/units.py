@@ -241,7 +241,7 @@ def plugins(as_json: bool, strict: bool) -> None:
                 for name in p.get(f"{kind}s", [])
             )
             table.add_row(
-                p["name"], p["distribution"], p["version"], status, units, backends or "-"
+                p["name"], p["distribution"], p["version"] or "-", status, units, backends or "-"
             )
         console().print(table)
     if strict and listing.broken:
