@@ -71,11 +71,18 @@ def test_plugins_lists_the_transports_each_plugin_provides(env):
     assert by_dist["acme-backends"]["executors"] == ["subproc"]
     assert by_dist["asapo-pipelines"]["transports"] == ["embedded", "asapo"]
     assert by_dist["asapo-pipelines"]["executors"] == ["local", "nomad"]
-    table = run_pipeline("plugins", env=env)
-    assert table.returncode == 0
-    row = next(line for line in table.stdout.splitlines() if "acme-backends" in line)
-    assert "transport relay" in row
-    assert "executor subproc" in table.stdout
+    # on an 80-column terminal: each plugin's lines, no name cut in two
+    shown = run_pipeline("plugins", env={**env, "COLUMNS": "80"})
+    assert shown.returncode == 0
+    lines = shown.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "acme-backends" in line)
+    block = lines[at + 1 : at + 3]
+    assert [line.split() for line in block] == [["transports", "relay"], ["executors", "subproc"]]
+    core = next(i for i, line in enumerate(lines) if line.startswith("core "))
+    assert lines[core + 1].split(None, 1) == [
+        "units",
+        ", ".join(by_dist["asapo-pipelines"]["units"]),
+    ]
 
 
 def test_a_broken_transport_plugin_is_reported_like_a_broken_unit_plugin(env):

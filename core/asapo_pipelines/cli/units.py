@@ -209,6 +209,28 @@ def show_unit(name: str, as_json: bool) -> None:
     out.print(Syntax(snippet, "yaml", theme="ansi_dark", background_color="default"))
 
 
+def _plugin_block(p: dict[str, Any]) -> Any:
+    """One plugin as lines, not a table row: a table of six columns cut unit names in two on an
+    80-column terminal, and names are what people copy into pipeline files. Lists wrap between
+    names, never inside one."""
+    from rich.text import Text
+
+    ok = p["status"] == "ok"
+    text = Text(f"{p['name']}  {p['distribution']} {p['version'] or '-'}  ", style="bold")
+    text.append(p["status"], style="green" if ok else "bold red")
+    provides = [("units", p["units"])] + [
+        (f"{kind}s", p.get(f"{kind}s", []))
+        for kind in ("transport", "executor", "format", "command")
+    ]
+    for label, names in provides:
+        if names:
+            text.append(f"\n  {label:<10} " + ", ".join(names))
+    for error in p["errors"]:
+        # Text, not markup: error messages may contain brackets
+        text.append(f"\n  ! {error}", style="red")
+    return text
+
+
 @click.command("plugins")
 @json_option
 @strict_option
@@ -223,26 +245,7 @@ def plugins(as_json: bool, strict: bool) -> None:
     if as_json:
         print_json({"plugins": listing.plugins})
     else:
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(title="Plugins", title_justify="left")
-        for column in ("plugin", "distribution", "version", "status", "units", "backends"):
-            table.add_column(column, overflow="fold")
         for p in listing.plugins:
-            # Text, not markup: error messages may contain brackets
-            status = Text(p["status"], style="green" if p["status"] == "ok" else "bold red")
-            for error in p["errors"]:
-                status.append("\n" + error, style="red")
-            units = "\n".join(p["units"]) or "-"
-            backends = "\n".join(
-                f"{kind} {name}"
-                for kind in ("transport", "executor", "format", "command")
-                for name in p.get(f"{kind}s", [])
-            )
-            table.add_row(
-                p["name"], p["distribution"], p["version"] or "-", status, units, backends or "-"
-            )
-        console().print(table)
+            console().print(_plugin_block(p))
     if strict and listing.broken:
         raise click.exceptions.Exit(1)
