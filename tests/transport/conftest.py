@@ -15,36 +15,21 @@ import shutil
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from asapo_pipelines.transport import Transport, open_transport
+from asapo_pipelines.transport import open_transport
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "asapo"))
 
 from loopback import LoopbackAsapo
 
+from asapo_pipelines.testing.transport_contract import Backend
+
 ASAPO_ENV = "ASAPO_ENDPOINT"
 LOOPBACK_TOKEN = "loopback-contract-token"
-
-
-@dataclass
-class Backend:
-    kind: str
-    transport: Transport
-    source: str
-    #: how long the backend may take to make a sent message visible
-    settle: float
-
-    def stream(self) -> str:
-        # unique per test: a real ASAP::O keeps streams between runs
-        return f"t{uuid.uuid4().hex[:12]}"
-
-    def group(self) -> str:
-        return f"g{uuid.uuid4().hex[:12]}"
 
 
 def _asapo_spec() -> dict[str, Any] | None:

@@ -1,46 +1,17 @@
-"""The core's transport contract suite (tests/transport/test_transport_contract.py), the same
-cases, run here against the redis transport on a real redis-server: imported, not copied, so a
-case added to the contract runs on Redis too. (With the core's tests and this plugin installed
-together, tests/transport runs them as its `redis` backend as well.)"""
+"""The core's transport contract suite (`asapo_pipelines.testing.transport_contract`), the same
+cases the built-in transports pass, run here against the redis transport on a real
+redis-server: imported from the installed core, so a case added to the contract runs on Redis
+too, and as a plugin author would run it for a transport of their own."""
 
 from __future__ import annotations
 
-import importlib.util
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-CONTRACT = (
-    Path(__file__).resolve().parents[3] / "tests" / "transport" / "test_transport_contract.py"
-)
-
-if not CONTRACT.is_file():  # an sdist of the plugin alone has no core tests
-    pytest.skip(f"the core's contract suite is not here ({CONTRACT})", allow_module_level=True)
-
-_spec = importlib.util.spec_from_file_location("transport_contract", CONTRACT)
-assert _spec is not None
-assert _spec.loader is not None
-_contract = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_contract)
-globals().update({k: v for k, v in vars(_contract).items() if k.startswith("test_contract_")})
-
-
-@dataclass
-class Backend:
-    kind: str
-    transport: Any
-    source: str
-    settle: float = 0.0
-
-    def stream(self) -> str:
-        return f"t{uuid.uuid4().hex[:12]}"
-
-    def group(self) -> str:
-        return f"g{uuid.uuid4().hex[:12]}"
+from asapo_pipelines.testing.transport_contract import *  # noqa: F403 (the cases)
+from asapo_pipelines.testing.transport_contract import Backend
 
 
 @pytest.fixture
