@@ -178,3 +178,65 @@ def test_a_sink_says_when_it_skips_a_message_it_already_wrote(tmp_path):
     assert len(skips) == 1, log  # once per stream, not once per message
     assert " INFO " in skips[0]
     assert "duplicates_skipped" in skips[0]
+
+
+SOURCE = """\
+pipeline: src
+units:
+  files: {unit: core.files, params: {directory: in/}, outputs: {files: raw}}
+  sink:  {unit: core.jsonl-sink, params: {path: results/src.jsonl}, inputs: {messages: raw}}
+"""
+#: the bug report's reader: another pipeline reading src's stream as an external one
+READER = """\
+pipeline: ext
+streams: {src.r1.raw: {external: true}}
+units:
+  sink: {unit: core.jsonl-sink, params: {path: results/ext.jsonl}, inputs: {messages: src.r1.raw}}
+"""
+
+
+def test_prune_keeps_what_another_running_pipeline_reads_as_external(tmp_path):
+    """src ran to its end; ext, running, reads src's stream. Whatever the selection (src's file,
+    --run, --source, the store directory), prune keeps that stream and names the reader."""
+    (tmp_path / "in").mkdir()
+    drop_files(tmp_path, "a", 3)
+    (tmp_path / "src.pipeline.yaml").write_text(SOURCE)
+    (tmp_path / "ext.pipeline.yaml").write_text(READER)
+    done = run_pipeline("run", "src.pipeline.yaml", cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    store = tmp_path / ".pipeline-data"
+    started = run_pipeline("run", "ext.pipeline.yaml", "--detach", cwd=tmp_path, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        wait_for(lambda: lines(tmp_path, "ext") == 3, 60, "ext's 3 lines")
+        time.sleep(1.5)  # src's streams idle for longer than the age given below
+        before = {k: v for k, v in store_contents(store).items() if k[0] == "src.r1.raw"}
+        assert before == {("src.r1.raw", "default"): 3}
+        for args in (
+            ("--run", "r1"),
+            ("--source", "src.r1.raw", "--drop-stream", "default"),
+            ("--source", "src.r1.raw", "--older-than", "1s"),
+        ):
+            refused = run_pipeline("prune", "src.pipeline.yaml", *args, cwd=tmp_path)
+            assert refused.returncode != 0, (args, refused.stdout)
+            line = one_sentence(refused.stderr)
+            assert "src.r1.raw" in line, line
+            assert "is read by run r1 of pipeline ext, which is running" in line, line
+            assert "pipeline stop" in line, line
+            assert "ext.pipeline.yaml" in line, line
+        for target in ("src.pipeline.yaml", str(store)):
+            pruned = run_pipeline("prune", target, "--older-than", "1s", cwd=tmp_path)
+            assert pruned.returncode == 0, pruned.stderr
+            assert "src.r1.raw/" not in pruned.stdout.splitlines()[0], pruned.stdout
+            assert "of src.r1.raw, read by run r1 of pipeline ext, which is running" in (
+                pruned.stdout
+            )
+        assert {k: v for k, v in store_contents(store).items() if k[0] == "src.r1.raw"} == before
+        assert ("src.runs", "r1") in store_contents(store)
+    finally:
+        stopped = run_pipeline("stop", "ext.pipeline.yaml", cwd=tmp_path, timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    # once the reader stopped, the run goes as before
+    pruned = run_pipeline("prune", "src.pipeline.yaml", "--run", "r1", cwd=tmp_path)
+    assert pruned.returncode == 0, pruned.stderr
+    assert not [k for k in store_contents(store) if k[0].startswith("src.r1.")]

@@ -209,14 +209,15 @@ def _prune_run(
     store = RunStore(transport, name)
     run = store.get(run_id)  # one sentence for an unknown run
     for running in live:
-        if running.run == run.id:
+        if (running.pipeline, running.run) == (name, run.id):
             raise UsageError(f"{running.describe()} is running; {running.stop_first()}")
     prefix = data_source_for("", name, run.id)
+    sources = [s for s in transport.data_sources() if s.startswith(prefix)]
+    for source in sources:  # all refused before any is dropped
+        _check_not_read(source, f"{source} of run {run.id} of pipeline {name}", live)
     dropped: list[list[str]] = []
     freed = 0
-    for source in transport.data_sources():
-        if not source.startswith(prefix):
-            continue
+    for source in sources:
         with transport.consumer(source, "prune") as consumer:
             names = [info.name for info in consumer.streams()]
         for stream in names:
@@ -321,12 +322,14 @@ def _prune(
             f"{only} holds run records, which {kept}; drop one run (its streams and its "
             "record) with `pipeline prune FILE --run RUN`"
         )
+    # every pipeline's running runs, whatever the selection: another pipeline's run may read
+    # this one's streams as external ones, and a dropped stream is lost to a reader behind
+    live = _live_runs(transport, _pipelines_in(transport))
     if run_id is not None:
         if pipeline is None:
             raise UsageError("--run needs the pipeline file (its runs live in its namespace)")
-        _prune_run(transport, store, pipeline, run_id, _live_runs(transport, [pipeline]), as_json)
+        _prune_run(transport, store, pipeline, run_id, live, as_json)
         return
-    live = _live_runs(transport, [pipeline] if pipeline else _pipelines_in(transport))
     if only is not None:
         _check_source(only, pipeline, live)
     if drop_stream is not None:
@@ -363,9 +366,14 @@ def _print_pruned(label: str, result: dict[str, Any]) -> None:
         )
     )
     for running in result.get("kept_running") or []:
+        run = f"run {running['run']} of pipeline {running['pipeline']}"
+        whose = (
+            f"of {', '.join(running['reads'])}, read by {run}"
+            if running.get("reads")
+            else f"of {run}"
+        )
         click.echo(
-            f"kept {running['streams']} streams of run {running['run']} of pipeline "
-            f"{running['pipeline']}, which is running; {running['hint']}"
+            f"kept {running['streams']} streams {whose}, which is running; {running['hint']}"
         )
 
 
@@ -400,9 +408,10 @@ def _own_sources(transport: Transport, pipeline: str | None) -> list[str]:
 
 
 def _check_source(source: str, pipeline: str | None, live: list[_LiveRun]) -> None:
-    """Refuse a `--source` outside the file's namespace, or one a running run uses: dropped
-    under running workers, its streams start again at id 1 and sinks take the new messages
-    for ones they already hold."""
+    """Refuse a `--source` outside the file's namespace, or one a running run of any pipeline
+    uses: dropped under running workers, its streams start again at id 1 and sinks take the
+    new messages for ones they already hold; dropped under a reader, what it has not read yet
+    is lost."""
     from asapo_pipelines.worker.naming import namespace_prefix
 
     if pipeline is not None and not source.startswith(namespace_prefix(pipeline)):
@@ -411,10 +420,21 @@ def _check_source(source: str, pipeline: str | None, live: list[_LiveRun]) -> No
             "the pipeline that writes it (or, on an embedded store, with its directory)"
         )
     for running in live:
-        if running.uses(source):
+        if running.uses(source) and not running.reads(source):
             raise UsageError(
                 f"{source} is used by {running.describe()}, which is running; "
                 f"{running.stop_first()}"
+            )
+    _check_not_read(source, source, live)
+
+
+def _check_not_read(source: str, what: str, live: list[_LiveRun]) -> None:
+    """Refuse to drop `source` (called `what`) while a running run of any pipeline reads it
+    as an external stream: a reader behind would lose what it has not read yet."""
+    for running in live:
+        if running.reads(source):
+            raise UsageError(
+                f"{what} is read by {running.describe()}, which is running; {running.stop_first()}"
             )
 
 
@@ -434,6 +454,10 @@ class _LiveRun:
 
         shared = {errors_source(self.pipeline), status_source(self.pipeline), *self.external}
         return source in shared or source.startswith(data_source_for("", self.pipeline, self.run))
+
+    def reads(self, source: str) -> bool:
+        """Whether `source` is one of the run's external streams (another pipeline's, say)."""
+        return source in self.external
 
     def describe(self) -> str:
         return f"run {self.run} of pipeline {self.pipeline}"
@@ -494,7 +518,7 @@ def _prune_by_age(
     a run's record with its data. A running run's streams, dropped under its workers, would
     be re-created with ids from 1 again, which sinks take for messages they already hold."""
     kept = [n for n in names if _holds_run_records(n)]
-    in_use = {n: r for n in names for r in live if r.uses(n)}
+    in_use = {n: r for n in names if (r := _user(n, live)) is not None}
     result: dict[str, Any] = {"dropped_streams": [], "deleted_messages": 0, "freed_bytes": 0}
     for name in names:
         if name in kept or name in in_use:
@@ -506,18 +530,29 @@ def _prune_by_age(
     return {**result, "kept_sources": kept, "kept_running": _kept_running(transport, in_use)}
 
 
+def _user(source: str, live: list[_LiveRun]) -> _LiveRun | None:
+    """The running run that writes `source`, else one that reads it as an external stream."""
+    users = [r for r in live if r.uses(source)]
+    writers = [r for r in users if not r.reads(source)]
+    return next(iter(writers or users), None)
+
+
 def _kept_running(transport: Transport, in_use: dict[str, _LiveRun]) -> list[dict[str, Any]]:
-    """Per running run, how many streams of the data sources it uses were kept."""
-    counted: dict[_LiveRun, int] = {}
+    """Per running run, how many streams of the data sources it writes were kept, and apart
+    from those, of the external streams it reads (`reads` names their data sources)."""
+    counted: dict[tuple[_LiveRun, bool], tuple[int, list[str]]] = {}
     for source, running in in_use.items():
+        key = (running, running.reads(source))
         with transport.consumer(source, "prune") as consumer:
-            counted[running] = counted.get(running, 0) + len(consumer.streams())
+            streams, reads = counted.get(key, (0, []))
+            counted[key] = (streams + len(consumer.streams()), reads + [source] * key[1])
     return [
         {
             "pipeline": r.pipeline,
             "run": r.run,
             "streams": n,
+            "reads": reads,
             "hint": r.stop_first(),
         }
-        for r, n in counted.items()
+        for (r, _), (n, reads) in counted.items()
     ]
