@@ -57,11 +57,19 @@ def source_files(body: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def producing_pipeline(prov: dict[str, Any]) -> str | None:
+    """The pipeline whose unit wrote a message: its provenance's unit label is
+    `<pipeline>/<instance>` (another pipeline's, for a stream read as external)."""
+    pipeline, slash, _ = str(prov.get("unit") or "").partition("/")
+    return pipeline if slash and pipeline else None
+
+
 def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """What an entry records about how it was made (see `NexusWriter.write`)."""
     prov = message.provenance or {}
     producer = dict(message.producer or {})
     return {
+        "pipeline": producing_pipeline(prov),
         "unit": producer.get("unit"),
         "instance": producer.get("instance") or str(prov.get("unit", "")).rpartition("/")[2],
         "distribution": producer.get("distribution"),
@@ -76,6 +84,7 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
         "source_files": source_files(body),
         "message_time": message.timestamp or None,
         "run_started": run.get("started"),
+        "writer_pipeline": run.get("pipeline"),
         "writer_run": run.get("run"),
         "written": time.time(),
     }
@@ -87,10 +96,25 @@ class NexusWriterSink(Sink):
     def on_start(self) -> None:
         # a relative `file` is relative to the working directory: the worker runs next to the
         # pipeline file
-        self.writer = NexusWriter.from_params(self.params).open()
+        self.writer = NexusWriter.from_params(self.params).open(pause=self.wait)
+        self._warn_of_other_pipelines()
         self.written: dict[str, int] = {}
         self.duplicates = 0
         self.closed = False
+
+    def _warn_of_other_pipelines(self) -> None:
+        """Two pipelines writing one file is allowed (a reprocessing pipeline beside the
+        beamline's), but their run labels overlap (both have an r1): say so once."""
+        own = (self.context.run or {}).get("pipeline")
+        others = sorted(self.writer.pipelines - {own}) if own else []
+        if others:
+            self.log.warning(
+                "%s already holds entries of pipeline %s; those of pipeline %s go beside "
+                "them: tell them apart by the entries' asapo_pipeline attribute, then asapo_run",
+                self.writer.path,
+                ", ".join(others),
+                own,
+            )
 
     def process(self, message: Message) -> None:
         port = self.descriptor.input(message.port)

@@ -19,21 +19,26 @@ Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an 
 flat on the energy grid (with `mu_errors` for a merge) and chi(k).
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
-`h5py.File(path, "r", swmr=True)` while the writer holds it; every entry is flushed before the
-write returns. Each entry carries the message's provenance key (`asapo_key`); a key already in
-the file is not written again, so a message delivered twice appears once.
+`h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (without
+`locking=False` a reader holds HDF5's lock, and a writer starting meanwhile waits for it to close
+the file, `READER_WAIT`); every entry is flushed before the write returns. Each entry carries
+the message's provenance key (`asapo_key`); a key already in the file is not written again, so a
+message delivered twice appears once.
 
 Runs are kept apart: the key holds the run and the fingerprint of the unit that produced the
-message, the entry's attributes `asapo_run` and `asapo_fingerprint` repeat them, and every
-entry written from a pipeline has an NXprocess `provenance`:
+message, the entry's attributes `asapo_pipeline`, `asapo_run` and `asapo_fingerprint` repeat
+them (every pipeline has a run r1), and every entry written from a pipeline has an NXprocess
+`provenance`:
 
     /entryN/provenance            NXprocess
         program, version          asapo-pipelines and its version
         date                      when the entry was written (ISO 8601)
+        pipeline                  the pipeline whose unit produced the message
         unit, instance            the producing unit (e.g. xas.normalize) and its instance name
         distribution, distribution_version
         parameters                NXnote, type application/json: the unit's resolved params
         pipeline_file, pipeline_sha256, run, run_started, fingerprint
+        writer_pipeline, writer_run   the pipeline and run of the writer that stored it
         inputs                    NXnote (JSON): the input message ids that produced it
         source_files              NXnote (JSON): the scan files it comes from
         message_time              when the producer wrote the message (ISO 8601)
@@ -43,13 +48,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,8 +72,23 @@ from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
 #: disk half-way through an entry (it would leave metadata pointing past the end of the file).
 SPACE_MARGIN = 1024 * 1024
 
+#: How long the writer waits for another process to close the file before it gives up. HDF5
+#: locks a file that a program opens without `locking=False` (a viewer, `h5py.File(path)`), and
+#: closing that program is all it takes: long enough for a script or a viewer glanced into to
+#: close it, short enough that a foreground run, which shows only the final error, says within
+#: a minute what to close.
+READER_WAIT = 60.0
+#: how often the writer tries to open the file again while it waits
+READER_POLL = 0.5
+#: how readers open the file so that the writer is never locked out (see the README)
+READER_RECIPE = 'h5py.File(path, "r", swmr=True, locking=False)'
+
 KEY_ATTR = "asapo_key"
 CONTENT_ATTR = "asapo_content_type"
+PIPELINE_ATTR = "asapo_pipeline"
+#: the unit label (`<pipeline>/<instance>`) a provenance key starts with
+_KEY_UNIT = re.compile(r"^([a-z][a-z0-9-]*)/[a-z][a-z0-9_-]*\|")
+log = logging.getLogger("asapo_pipelines.nexus")
 _ENTRY = re.compile(r"entry(\d+)$")
 #: the start time a key's run label carries (`|run:r1@<start>|`, see `units.entry_key`)
 _RUN_START = re.compile(r"(\|run:[^|@]*)@[^|]*")
@@ -101,8 +123,10 @@ class NexusWriter:
         monitor_mode: str = "timer",
         monitor_preset: float | None = None,
         compression: str = "none",
+        reader_wait: float = READER_WAIT,
     ) -> None:
         self.path = Path(path)
+        self.reader_wait = reader_wait
         self.source_name = source_name
         self.source_type = source_type
         self.beamline = beamline
@@ -116,6 +140,8 @@ class NexusWriter:
         #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
         self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
         self._next = 1
+        #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
+        self.pipelines: set[str] = set()
         self._lock_fd: int | None = None
         #: set when a write failed half-way: nothing more may reach the file (see `_freeze`)
         self._frozen: str | None = None
@@ -141,7 +167,10 @@ class NexusWriter:
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def open(self) -> NexusWriter:
+    def open(self, pause: Callable[[float], bool] | None = None) -> NexusWriter:
+        """Open (or create) the file for writing. While another process holds HDF5's lock on
+        it, wait up to `reader_wait` seconds, each pause by `pause(seconds)`, which returns
+        True when the caller is asked to stop (a unit's `wait`)."""
         if self._file is not None:
             return self
         try:
@@ -150,7 +179,7 @@ class NexusWriter:
             raise NexusWriterError(f"cannot create the folder of {self.path}: {exc}") from None
         self._lock()
         try:
-            handle = self._open_file()
+            handle = self._open_file(pause or _sleep)
             try:
                 self._check_readable(handle)
             except (OSError, RuntimeError, KeyError) as exc:
@@ -188,6 +217,7 @@ class NexusWriter:
             if key is not None:
                 self._index(name, _legacy_identity(group, _text(key)))
                 self._index_spectrum(name, group)
+                self.pipelines.update(_pipeline_of(group, _text(key)))
         handle.flush()
         handle.swmr_mode = True
 
@@ -247,9 +277,7 @@ class NexusWriter:
                 "aside to start a new file"
             ) from None
         self.salvaged_from = damaged
-        import logging
-
-        logging.getLogger("asapo_pipelines.nexus").warning(
+        log.warning(
             "%s was damaged (%s); %d complete entries were copied into a fresh file, the "
             "damaged one is kept as %s",
             self.path,
@@ -355,9 +383,9 @@ class NexusWriter:
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    def _open_file(self) -> h5py.File:
+    def _open_file(self, pause: Callable[[float], bool]) -> h5py.File:
         try:
-            return h5py.File(self.path, "a", libver="latest")
+            return self._open_unlocked(pause)
         except OSError as exc:
             first = str(exc)
         if "already open for write" not in first:
@@ -371,6 +399,44 @@ class NexusWriter:
             raise NexusWriterError(
                 f"cannot reopen {self.path} after a writer crashed: {exc}"
             ) from None
+
+    def _open_unlocked(self, pause: Callable[[float], bool]) -> h5py.File:
+        """Open the file once no other process holds HDF5's lock on it. A viewer or a notebook
+        that opened it without `locking=False` holds it, and closing it is the remedy, not a
+        change of configuration: say so, and wait a while for it rather than fail at once."""
+        deadline = time.monotonic() + self.reader_wait
+        waiting = False
+        while True:
+            try:
+                handle = h5py.File(self.path, "a", libver="latest")
+            except OSError as exc:
+                if not _locked_by_another(exc):
+                    raise
+            else:
+                if waiting:
+                    log.info("the other process closed %s; nexus.writer goes on", self.path)
+                return handle
+            if time.monotonic() >= deadline:
+                raise NexusWriterError(
+                    f"another process still has {self.path} open after {self.reader_wait:.0f} "
+                    f"s ({_HELD_BY}); close it there and start the run again; readers that "
+                    f"stay open while the pipeline writes open it with {READER_RECIPE}"
+                )
+            if not waiting:
+                waiting = True
+                log.warning(
+                    "another process has %s open (%s); nexus.writer waits up to %.0f s for it "
+                    "to be closed: close it there; readers that stay open while the pipeline "
+                    "writes open it with %s",
+                    self.path,
+                    _HELD_BY,
+                    self.reader_wait,
+                    READER_RECIPE,
+                )
+            if pause(READER_POLL):
+                raise NexusWriterError(
+                    f"stopped while waiting for another process to close {self.path}"
+                )
 
     def __enter__(self) -> NexusWriter:
         return self.open()
@@ -714,6 +780,36 @@ def _start_time(entry: h5py.Group, start: Any, origin: str) -> None:
         entry["start_time"].attrs["note"] = f"not in the {origin}: time the entry was written"
 
 
+#: who holds HDF5's lock on a file, as the messages about it say
+_HELD_BY = (
+    "HDF5 locks a file that a program opens without locking=False, such as a viewer or "
+    "h5py.File(path)"
+)
+
+
+def _locked_by_another(exc: OSError) -> bool:
+    """Whether HDF5 could not take its lock on the file because another process holds one
+    (EAGAIN), not because the file system has no locks (ENOSYS) or any other failure."""
+    text = str(exc)
+    held = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "errno = 11," in text
+    return held and "unable to lock file" in text.lower()
+
+
+def _sleep(seconds: float) -> bool:
+    time.sleep(seconds)
+    return False
+
+
+def _pipeline_of(group: h5py.Group, key: str) -> list[str]:
+    """The pipeline an entry came from: its `asapo_pipeline`, else (an entry written before
+    the attribute) the unit label its provenance key starts with; none when neither says."""
+    name = group.attrs.get(PIPELINE_ATTR)
+    if name is not None:
+        return [_text(name)]
+    match = _KEY_UNIT.match(key)
+    return [match.group(1)] if match else []
+
+
 def _run_of(key: str) -> str:
     """The run identity in an entry key (`r1@<start>`, or the label alone)."""
     _, found, rest = key.partition("|run:")
@@ -768,6 +864,7 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     process.create_dataset("sequence_index", data=0)
     _string(process, "date", _now())
     for field in (
+        "pipeline",
         "unit",
         "instance",
         "distribution",
@@ -776,6 +873,7 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
         "pipeline_sha256",
         "run",
         "fingerprint",
+        "writer_pipeline",
         "writer_run",
     ):
         if prov.get(field) is not None:
@@ -791,7 +889,8 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
         inputs["merged"] = list(prov["merged"])
     _note(process, "inputs", inputs)
     _note(process, "source_files", list(prov.get("source_files") or []))
-    for attr in ("run", "fingerprint"):
+    # a run label alone names a run only within its pipeline (every pipeline has an r1)
+    for attr in ("pipeline", "run", "fingerprint"):
         if prov.get(attr) is not None:
             entry.attrs[f"asapo_{attr}"] = str(prov[attr])
 

@@ -163,3 +163,37 @@ def test_a_merge_without_measurement_times_says_its_start_time_is_the_write_time
     with h5py.File(path, "r") as f:
         start = next(iter(f.values()))["start_time"]
         assert "time the entry was written" in _text(start.attrs["note"])
+
+
+def test_two_pipelines_in_one_file_are_told_apart_by_pipeline_and_run(
+    tmp_path, unit_harness, unit_message, scans, caplog
+):
+    """Both pipelines have a run r1: a run label alone mixes them, the entries name their
+    pipeline too, and the writer of the second says that the file holds the first's."""
+    path = tmp_path / "p65.nxs"
+    for pipeline, scan in (("p65-xas", scans[0]), ("p65-reprocess", scans[1])):
+        run = {**RUN_A, "pipeline": pipeline}
+        prov = {"unit": f"{pipeline}/scans", "port": "scans", "inputs": [], "seq": 0}
+        prov.update(key=f"{pipeline}/scans|scans|key:x", run="r1", fingerprint="f" * 16)
+        sent = unit_message(scan, port="scans", metadata={"provenance": prov})
+        assert write(unit_harness, path, run, sent)["entries_written"] == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"{path} already holds entries of pipeline p65-xas; those of pipeline p65-reprocess go "
+        "beside them: tell them apart by the entries' asapo_pipeline attribute, then asapo_run"
+    ]
+    with h5py.File(path, "r") as f:
+        entries = list(f.values())
+        assert [_text(e.attrs["asapo_run"]) for e in entries] == ["r1", "r1"]
+        assert [_text(e.attrs["asapo_pipeline"]) for e in entries] == ["p65-xas", "p65-reprocess"]
+        for entry in entries:
+            prov = entry["provenance"]
+            assert _text(prov["pipeline"][()]) == _text(prov["writer_pipeline"][()])
+            assert _text(prov["pipeline"][()]) == _text(entry.attrs["asapo_pipeline"])
+        # the README's recipe: one run of one pipeline
+        picked = [
+            e.name
+            for e in f.values()
+            if e.attrs.get("asapo_pipeline") == "p65-reprocess" and e.attrs.get("asapo_run") == "r1"
+        ]
+        assert picked == ["/entry2"]

@@ -1,0 +1,157 @@
+"""Another process holding the NeXus file: a scientist looks at the last results in a viewer (or
+`h5py.File(path)` in a notebook) and starts the pipeline. HDF5 locks a file opened that way, and
+closing the viewer is the remedy: the writer waits a while for it, says what to close and how
+readers open the file instead, and goes on once it is closed. A reader that opens the file as
+the README says never locks the writer out, not even a writer restarted under it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import pytest
+from nexus_procs import Feeder, spawn, stop, wait_until
+from nexus_testdata import P65_SCANS, p65_scan_message
+
+from asapo_pipelines_nexus.errors import NexusWriterError
+from asapo_pipelines_nexus.writer import KEY_ATTR, NexusWriter
+
+#: how the README tells readers to open the file, as the writer's messages repeat it
+READER_RECIPE = 'h5py.File(path, "r", swmr=True, locking=False)'
+
+#: a reader in another process: opens the file as argv[2] says, says so, holds it argv[3] s
+HOLD = """\
+import sys, time, h5py
+options = {"plain": {}, "recipe": {"swmr": True, "locking": False}}[sys.argv[2]]
+with h5py.File(sys.argv[1], "r", **options):
+    print("open", flush=True)
+    time.sleep(float(sys.argv[3]))
+"""
+
+
+@contextmanager
+def reader(path: Path, how: str, seconds: float) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), how, str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "open"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def earlier_results(path: Path) -> None:
+    """The file a previous run left, one entry in it."""
+    with NexusWriter(path) as writer:
+        writer.write("xas/scan", p65_scan_message(P65_SCANS[1]), "earlier/scan")
+
+
+def writer_pipeline(tmp_path: Path) -> Path:
+    pipeline = tmp_path / "writer.pipeline.yaml"
+    pipeline.write_text(
+        json.dumps(
+            {
+                "pipeline": "p65-nexus",
+                "transport": {"embedded": {"path": "store"}},
+                "streams": {"raw-scans": {"external": True}},
+                "units": {
+                    "writer": {
+                        "unit": "nexus.writer",
+                        "params": {"file": "results/p65.nxs"},
+                        "inputs": {"scans": "raw-scans"},
+                    }
+                },
+            }
+        )
+    )
+    (tmp_path / "results").mkdir()
+    earlier_results(tmp_path / "results" / "p65.nxs")
+    return pipeline
+
+
+def test_the_writer_waits_for_a_viewer_to_close_the_file_and_says_so(tmp_path):
+    pipeline = writer_pipeline(tmp_path)
+    path, log = tmp_path / "results" / "p65.nxs", tmp_path / "writer.log"
+    feeder = Feeder(tmp_path / "store")
+    with reader(path, "plain", 6) as viewer:
+        writer = spawn(pipeline, "writer", log)
+        try:
+            feeder.send("raw-scans", p65_scan_message(P65_SCANS[0]), "p65/scans|scans|key:0")
+            feeder.finish("raw-scans")
+            waiting = wait_until(lambda: "another process has" in log.read_text(), proc=writer)
+            assert waiting, log.read_text()
+            assert viewer.poll() is None  # the writer is waiting, not failing
+            viewer.wait(30)  # the scientist closes the viewer
+            assert writer.wait(120) == 0, log.read_text()
+        finally:
+            stop(writer)
+            feeder.close()
+    text = log.read_text()
+    warning = next(line for line in text.splitlines() if "another process has" in line)
+    assert " WARNING " in warning
+    assert "results/p65.nxs open" in warning
+    assert "waits up to 60 s for it to be closed: close it there" in warning
+    assert READER_RECIPE in warning
+    assert "the other process closed results/p65.nxs; nexus.writer goes on" in text
+    with h5py.File(path, "r") as f:
+        keys = sorted(str(g.attrs[KEY_ATTR]) for g in f.values())
+    assert keys == ["earlier/scan", "p65/scans|scans|key:0"]
+
+
+def test_a_writer_stopped_while_it_waits_for_a_reader_stops_at_once(tmp_path):
+    pipeline = writer_pipeline(tmp_path)
+    path, log = tmp_path / "results" / "p65.nxs", tmp_path / "writer.log"
+    with reader(path, "plain", 60):
+        writer = spawn(pipeline, "writer", log)
+        try:
+            waiting = wait_until(lambda: "another process has" in log.read_text(), proc=writer)
+            assert waiting, log.read_text()
+            started = time.monotonic()
+            stop(writer, timeout=10)
+            assert time.monotonic() - started < 5
+        finally:
+            stop(writer)
+    assert "stopped while waiting for another process to close results/p65.nxs" in log.read_text()
+
+
+def test_a_reader_that_stays_gets_one_sentence_naming_what_to_close(tmp_path):
+    path = tmp_path / "p65.nxs"
+    earlier_results(path)
+    with reader(path, "plain", 60):
+        started = time.monotonic()
+        with pytest.raises(NexusWriterError) as caught:
+            NexusWriter(path, reader_wait=1.5).open()
+        assert time.monotonic() - started >= 1.5
+    message = str(caught.value)
+    assert message.startswith(f"another process still has {path} open after 2 s (HDF5 locks")
+    assert "close it there and start the run again" in message
+    assert message.endswith(f"open it with {READER_RECIPE}")
+    assert "\n" not in message
+    # the reader gone, the writer opens the file (and its own lock was released)
+    with NexusWriter(path, reader_wait=0) as writer:
+        assert writer.has("earlier/scan")
+
+
+def test_a_reader_opening_the_file_as_documented_never_locks_the_writer_out(tmp_path):
+    """The file is read while a writer holds it, and a writer starts (or restarts after a crash)
+    while such a reader has it open."""
+    path = tmp_path / "p65.nxs"
+    earlier_results(path)
+    with reader(path, "recipe", 60):
+        started = time.monotonic()
+        with NexusWriter(path, reader_wait=0) as writer:
+            writer.write("xas/scan", p65_scan_message(P65_SCANS[0]), "new/scan")
+        assert time.monotonic() - started < 10
+    with h5py.File(path, "r") as f:
+        assert len(f) == 2
