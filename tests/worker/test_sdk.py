@@ -234,6 +234,37 @@ def test_start_up_failures_are_one_sentence(sample_catalog, tmp_path):
         UnitHarness("test.broken", catalog=sample_catalog).start()
 
 
+def test_a_storage_error_at_start_up_is_not_a_configuration_error():
+    """A unit that cannot start because of its storage (a file another program holds, a full
+    disk) raises UnitStorageError: it stays one, not a UnitStartError (exit 78, never
+    restarted), so the executor's restarts apply once the storage is put right."""
+    import sys
+    import types
+
+    from asapo_pipelines.sdk import Processor, UnitStorageError
+
+    class Held(Processor):
+        def on_start(self):
+            raise UnitStorageError("results.h5 is held open by another program; close it")
+
+        def process(self, message):
+            return None
+
+    module = types.ModuleType("held_unit_module")
+    module.Held = Held
+    sys.modules["held_unit_module"] = module
+    descriptor = describe(
+        "test.held",
+        kind="processor",
+        summary="cannot open its file",
+        runtime="held_unit_module:Held",
+        inputs=[inp("values")],
+    )
+    with pytest.raises(UnitStorageError, match="held open by another program") as caught:
+        UnitHarness(descriptor).start()
+    assert not isinstance(caught.value, UnitStartError)
+
+
 def test_emitting_to_an_unknown_port_is_an_error_record():
     from asapo_pipelines.sdk import Processor
 

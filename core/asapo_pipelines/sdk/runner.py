@@ -206,6 +206,10 @@ class UnitRunner:
             unit = cls()
             unit.attach(self.context)
             unit.on_start()
+        except UnitStorageError:
+            # its storage, not its configuration (a file another program holds, a full disk):
+            # not an exit 78, so the executor's restarts apply once that is put right
+            raise
         except PipelinesError as exc:
             raise UnitStartError(f"unit {self.descriptor.name} failed to start: {exc}") from exc
         except Exception as exc:

@@ -65,7 +65,7 @@ import h5py
 import numpy as np
 
 from asapo_pipelines.sdk import UnitStorageError, storage
-from asapo_pipelines_nexus.errors import NexusWriterError
+from asapo_pipelines_nexus.errors import FileHeldOpen, NexusWriterError
 from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
 
 #: Free space kept on the file's disk beyond what an entry needs: HDF5 must never meet a full
@@ -417,10 +417,10 @@ class NexusWriter:
                     log.info("the other process closed %s; nexus.writer goes on", self.path)
                 return handle
             if time.monotonic() >= deadline:
-                raise NexusWriterError(
+                raise FileHeldOpen(
                     f"another process still has {self.path} open after {self.reader_wait:.0f} "
-                    f"s ({_HELD_BY}); close it there and start the run again; readers that "
-                    f"stay open while the pipeline writes open it with {READER_RECIPE}"
+                    f"s ({_HELD_BY}); close it there (a restarted writer waits again); readers "
+                    f"that stay open while the pipeline writes open it with {READER_RECIPE}"
                 )
             if not waiting:
                 waiting = True

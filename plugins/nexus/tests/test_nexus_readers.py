@@ -19,6 +19,7 @@ import pytest
 from nexus_procs import Feeder, spawn, stop, wait_until
 from nexus_testdata import P65_SCANS, p65_scan_message
 
+from asapo_pipelines.sdk import UnitStorageError
 from asapo_pipelines_nexus.errors import NexusWriterError
 from asapo_pipelines_nexus.writer import KEY_ATTR, NexusWriter
 
@@ -135,7 +136,9 @@ def test_a_reader_that_stays_gets_one_sentence_naming_what_to_close(tmp_path):
         assert time.monotonic() - started >= 1.5
     message = str(caught.value)
     assert message.startswith(f"another process still has {path} open after 2 s (HDF5 locks")
-    assert "close it there and start the run again" in message
+    assert "close it there (a restarted writer waits again)" in message
+    # a storage error, not a configuration one: the worker's restarts apply (not exit 78)
+    assert isinstance(caught.value, UnitStorageError)
     assert message.endswith(f"open it with {READER_RECIPE}")
     assert "\n" not in message
     # the reader gone, the writer opens the file (and its own lock was released)
