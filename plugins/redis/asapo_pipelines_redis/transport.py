@@ -38,7 +38,6 @@ import functools
 import json
 import mmap
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -182,19 +181,26 @@ return {1, state[1] or '0', state[2] or '', pending, last}
 
 #: KEYS: stream, id index, info hash. ARGV: minimum entry id to keep or "", max length or "",
 #: chunk. Trims the oldest entries the policy condemns (at most a chunk per call) with XTRIM
-#: MINID; returns {trimmed, more to do (0/1), freed bytes, file, file, ...}.
+#: MINID; returns {trimmed, more to do (0/1), payload bytes trimmed (inline and in files),
+#: file, file, ...}.
+#: Redis counts a group's lag as entries added minus entries the group read, so entries trimmed
+#: before a group read them would count as unread for ever: such a group is moved past them
+#: (XGROUP SETID, which leaves its pending entries alone) with the count it has passed.
 TRIM = """
+local function older(a, b)
+  local ams, aseq = string.match(a, '(%d+)-(%d+)')
+  local bms, bseq = string.match(b, '(%d+)-(%d+)')
+  return tonumber(ams) < tonumber(bms) or (ams == bms and tonumber(aseq) < tonumber(bseq))
+end
+local function field(flat, name)
+  for j = 1, #flat, 2 do if flat[j] == name then return flat[j + 1] end end
+end
 local minid, maxlen, chunk = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local len = redis.call('XLEN', KEYS[1])
 local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', chunk)
 local files, doomed, freed, last, topid = {}, 0, 0, nil, 0
 for _, e in ipairs(entries) do
-  local by_age = false
-  if minid ~= '' then
-    local ms, seq = string.match(e[1], '(%d+)-(%d+)')
-    local kms, kseq = string.match(minid, '(%d+)-(%d+)')
-    by_age = tonumber(ms) < tonumber(kms) or (ms == kms and tonumber(seq) < tonumber(kseq))
-  end
+  local by_age = minid ~= '' and older(e[1], minid)
   local by_len = maxlen ~= '' and (len - doomed) > tonumber(maxlen)
   if not (by_age or by_len) then break end
   local f = e[2]
@@ -211,6 +217,14 @@ end
 if last then
   local ms, seq = string.match(last, '(%d+)-(%d+)')
   redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  -- every entry up to `last` is gone, the others are after it: those it stands for
+  local passed = field(redis.call('XINFO', 'STREAM', KEYS[1]), 'entries-added')
+                 - redis.call('XLEN', KEYS[1])
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    if older(field(g, 'last-delivered-id'), last) then
+      redis.call('XGROUP', 'SETID', KEYS[1], field(g, 'name'), last, 'ENTRIESREAD', passed)
+    end
+  end
   -- never -0: Lua passes it as the text '-0', which HINCRBY refuses (payload-less messages)
   if freed > 0 then redis.call('HINCRBY', KEYS[3], 'size', -freed) end
   local before = tonumber(redis.call('HGET', KEYS[3], 'trimmed_id') or '0')
@@ -550,9 +564,7 @@ class RedisProducer(Producer):
         self._trimmed[stream] = now
         min_ms = None
         if policy.max_age_seconds is not None:
-            # entry ids carry the Redis server's clock: compare with that, not this node's
-            seconds, micros = self._conn.client.time()
-            min_ms = int((seconds + micros / 1e6 - policy.max_age_seconds) * 1000)
+            min_ms = self._transport._entry_cutoff(policy.max_age_seconds)
         self._transport._trim(self.data_source, stream, min_ms, policy.max_messages)
 
     @_guarded("finishing a stream")
@@ -934,6 +946,31 @@ def _decode_fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
     return {_text(key): value for key, value in raw.items()}
 
 
+def _unlink(path: Path) -> int:
+    """Delete one payload file; returns the bytes it held (0 when it is gone already)."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        from asapo_pipelines.sdk import storage
+
+        raise StorageError(storage.describe("deleting a payload file", path, exc)) from None
+    return size
+
+
+def _remove_tree(directory: Path) -> int:
+    """Delete a stream's payload directory; returns the bytes of the files in it, including
+    unreferenced ones a producer killed mid-send left."""
+    freed = 0
+    for parent, _dirs, files in os.walk(directory, topdown=False):
+        freed += sum(_unlink(Path(parent, name)) for name in files)
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+    return freed
+
+
 class RedisTransport(Transport):
     """Producers and consumers on the Redis server ``config.url`` (checked when opened)."""
 
@@ -1033,10 +1070,17 @@ class RedisTransport(Transport):
         """Every data source with its streams, counts, sizes and group lags."""
         return {name: self._stream_infos(name) for name in self.data_sources()}
 
+    def _entry_cutoff(self, seconds: float) -> int:
+        """The entry id time (ms) of ``seconds`` ago: entry ids carry the Redis server's clock,
+        so compare with that, not the clock of the node asking."""
+        now_s, now_us = self._conn.client.time()
+        return int((now_s + now_us / 1e6 - seconds) * 1000)
+
     def _trim(
         self, data_source: str, stream: str, min_ms: int | None, max_messages: int | None
     ) -> tuple[int, int]:
-        """Apply a retention policy to one stream; returns (messages trimmed, bytes freed)."""
+        """Apply a retention policy to one stream; returns (messages trimmed, bytes of payload
+        files removed)."""
         keys = _Keys(self.config.key_prefix, data_source)
         total = freed = 0
         while True:
@@ -1049,30 +1093,28 @@ class RedisTransport(Transport):
                 ],
             )
             total += int(out[0])
-            freed += int(out[2])
+            # out[2] counts inline payloads too: freed bytes are those of files removed
             if self.payload_root is not None:
-                for rel in out[3:]:
-                    with contextlib.suppress(FileNotFoundError):
-                        (self.payload_root / _text(rel)).unlink()
+                freed += sum(_unlink(self.payload_root / _text(rel)) for rel in out[3:])
             if not int(out[1]):
                 return total, freed
 
     @_guarded("dropping a stream")
     def drop_stream(self, data_source: str, stream: str) -> int:
-        """Delete a stream with its messages, groups and payload files; returns bytes freed."""
+        """Delete a stream with its messages, groups and payload files; returns the bytes of
+        payload files removed (as the embedded store: inline payloads are not files)."""
         check_source(data_source)
         keys = _Keys(self.config.key_prefix, data_source)
         client = self._conn.client
-        size = client.hget(keys.info(stream), "size")
-        if size is None:
+        if not client.exists(keys.info(stream)):
             raise TransportConfigError(f"data source {data_source!r} has no stream {stream!r}")
         pipe = client.pipeline(transaction=True)
         pipe.delete(keys.info(stream), keys.log(stream), keys.index(stream))
         pipe.zrem(keys.streams, stream)
         pipe.execute()
-        if self.payload_root is not None:
-            shutil.rmtree(self.payload_root / data_source / _stream_dir(stream), ignore_errors=True)
-        return int(size)
+        if self.payload_root is None:
+            return 0
+        return _remove_tree(self.payload_root / data_source / _stream_dir(stream))
 
     @_guarded("pruning")
     def prune(self, older_than: float, data_source: str | None = None) -> PruneReport:
@@ -1080,7 +1122,9 @@ class RedisTransport(Transport):
         from the others (the same as the retention policy's max_age_seconds)."""
         if older_than < 0:
             raise TransportConfigError("the age limit must not be negative")
+        # a stream's times are its producers' clocks, its entry ids the server's
         cutoff = time.time() - older_than
+        min_ms = self._entry_cutoff(older_than)
         report = PruneReport([], 0, 0)
         for name in [check_source(data_source)] if data_source else self.data_sources():
             for info in self._stream_infos(name):
@@ -1089,7 +1133,7 @@ class RedisTransport(Transport):
                     report.freed_bytes += self.drop_stream(name, info.name)
                     report.dropped_streams.append((name, info.name))
                     continue
-                trimmed, freed = self._trim(name, info.name, int(cutoff * 1000), None)
+                trimmed, freed = self._trim(name, info.name, min_ms, None)
                 report.deleted_messages += trimmed
                 report.freed_bytes += freed
         return report

@@ -39,6 +39,12 @@ def _cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
     )
 
 
+def _payload_bytes(root: Path, *patterns: str) -> int:
+    """Bytes of the payload files under `root` in the directories `patterns` match (one per
+    data source, `<data source>/<stream>` for one stream)."""
+    return sum(f.stat().st_size for p in patterns for d in root.glob(p) for f in d.rglob("*.bin"))
+
+
 def _write(work: Path, name: str, transport: dict[str, Any], *, watch: bool = False) -> str:
     """A files -> sink pipeline `name` reading `<name>-in/` (JSON is YAML)."""
     (work / f"{name}-in").mkdir(exist_ok=True)
@@ -153,3 +159,74 @@ def test_prune_trims_old_payload_less_messages_of_a_live_stream(open_redis: Any)
     assert report.dropped_streams == []
     with transport.consumer("live", "g") as consumer:
         assert consumer.get_by_id("default", 4).metadata["i"] == 3
+
+
+def test_prune_of_a_run_reports_the_payload_files_it_freed_not_inline_payloads(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """`prune --run` reported the payloads held inline in Redis as "payload files freed" (the
+    stream's size), with nothing in payload_dir; the embedded store counts only the files it
+    deletes. Payloads above inline_max are files here, the others inline."""
+    prefix = f"freed-{uuid.uuid4().hex[:8]}"
+    payloads = tmp_path / "payloads"
+    for name, inline_max in (("inline", 1024 * 1024), ("mixed", 200)):
+        transport = {
+            "url": redis_server.url,
+            "key_prefix": prefix,
+            "payload_dir": str(payloads),
+            "inline_max": inline_max,
+        }
+        file = _write(tmp_path, name, transport)
+        for i in range(3):
+            (tmp_path / f"{name}-in" / f"small{i}.txt").write_text(f"{i}\n")
+            (tmp_path / f"{name}-in" / f"large{i}.txt").write_text(f"{i}\n" * 400)
+        done = _cli("run", file, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _lines(tmp_path, name) == 6
+    assert _payload_bytes(payloads, "inline.*") == 0
+    # the run's streams and its record (the pipeline file's text is above 200 bytes)
+    run_r1 = ("mixed.r1.*", "mixed.runs/r1")
+    held = _payload_bytes(payloads, *run_r1)
+    assert held > _payload_bytes(payloads, "mixed.runs/r1") > 0
+
+    inline = _cli("prune", "inline.pipeline.yaml", "--run", "r1", cwd=tmp_path)
+    assert inline.returncode == 0, inline.stderr
+    assert "2 streams dropped, 0 B of payload files freed" in inline.stdout
+    mixed = _cli("prune", "mixed.pipeline.yaml", "--run", "r1", "--json", cwd=tmp_path)
+    assert mixed.returncode == 0, mixed.stderr
+    assert json.loads(mixed.stdout)["freed_bytes"] == held
+    assert _payload_bytes(payloads, *run_r1) == 0
+
+
+def test_prune_by_age_counts_the_payload_files_it_trims(open_redis: Any, tmp_path: Path) -> None:
+    """Trimming the old messages of a live stream counted their inline payloads as freed."""
+    transport = open_redis(inline_max=10)
+    with transport.producer("live") as producer:
+        producer.send_many("s", [(b"inline", None), (b"x" * 100, None), (b"y" * 300, None)])
+    held = _payload_bytes(tmp_path / "payloads", "live")
+    time.sleep(1.2)
+    with transport.producer("live") as producer:
+        producer.send("s", b"z" * 50, None)
+    report = transport.prune(1.0, "live")
+    assert (report.deleted_messages, report.dropped_streams) == (3, [])
+    assert report.freed_bytes == held
+
+
+def test_prune_by_age_trims_by_the_servers_clock(
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entry ids carry the Redis server's clock, and prune compared them with the clock of the
+    machine running it: one an hour ahead trimmed a live stream's messages of the last minute."""
+    import asapo_pipelines_redis.transport as module
+
+    transport = open_redis()
+    with transport.producer("live") as producer:
+        producer.send_many("s", [(b"recent", None)] * 3)
+    ahead = time.time() + 3600
+    monkeypatch.setattr(module.time, "time", lambda: ahead)
+    with transport.producer("live") as producer:
+        producer.send("s", b"newest", None)  # the stream is written "now" by either clock
+    report = transport.prune(600.0, "live")
+    assert (report.deleted_messages, report.dropped_streams) == (0, [])
+    with transport.consumer("live", "g") as consumer:
+        assert consumer.stream_info("s").message_count == 4

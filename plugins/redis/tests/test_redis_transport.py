@@ -242,6 +242,30 @@ def test_retention_by_age_trims_by_the_servers_clock(
         assert consumer.stream_info("s").message_count == 1
 
 
+def test_a_groups_lag_after_retention_counts_only_what_it_can_still_read(
+    open_redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis counts a group's lag as entries added minus entries read: entries trimmed before
+    the group read them stayed in it, so `pipeline streams` and the workers' backlog showed
+    messages that no longer exist, and a lag above 0 once the group had read everything."""
+    import asapo_pipelines_redis.transport as module
+
+    monkeypatch.setattr(module, "RETENTION_EVERY_S", 0.0)
+    transport = open_redis(retention={"max_messages": 5})
+    with transport.producer("src") as producer, transport.consumer("src", "g") as consumer:
+        producer.send("s", b"first", None)
+        assert [m.id for m in _drain(consumer, "s")] == [1]
+        for i in range(11):
+            producer.send("s", b"later", {"i": i})
+        info = consumer.stream_info("s")
+        assert info.message_count == 5
+        assert info.group_lag == {"g": 5}
+        with transport.consumer("src", "late") as late:
+            assert len(_drain(late, "s")) == 5
+        assert [m.id for m in _drain(consumer, "s", timeout=0.2)] == [8, 9, 10, 11, 12]
+        assert consumer.stream_info("s").group_lag == {"g": 0, "late": 0}
+
+
 def test_prune_by_age_drops_idle_streams_and_describe_lists_what_is_left(open_redis: Any) -> None:
     transport = open_redis()
     with transport.producer("src") as producer:
@@ -253,7 +277,7 @@ def test_prune_by_age_drops_idle_streams_and_describe_lists_what_is_left(open_re
     assert report.dropped_streams == [("src", "old")]
     assert report.deleted_messages == 1
     assert [s.name for s in transport.describe()["src"]] == ["new"]
-    assert transport.drop_stream("src", "new") == 1
+    assert transport.drop_stream("src", "new") == 0  # its payload was inline, not a file
     with pytest.raises(TransportConfigError):
         transport.drop_stream("src", "new")
 
