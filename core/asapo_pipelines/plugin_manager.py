@@ -65,7 +65,7 @@ def _said(err: Any) -> str:
             d.BACKEND_NAME_PATTERN: "lower case letters, digits and _, starting with a letter",
             d.COMMAND_NAME_PATTERN: "lower case letters, digits and -, starting with a letter",
             d.CONTENT_TYPE_PATTERN: "a content type <type>/<subtype> in lower case",
-        }.get((err.get("ctx") or {}).get("pattern"))
+        }.get(str((err.get("ctx") or {}).get("pattern")))
         if words is not None:
             return f"must be {words}, not {err.get('input')!r}"
     return str(err["msg"])
