@@ -107,6 +107,8 @@ def params_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
 
 
 def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, Any]:
+    from asapo_pipelines.pipeline.model import name_rule
+
     verb = "reads" if side == "inputs" else "writes"
     props = {}
     for port in ports:
@@ -119,6 +121,7 @@ def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, An
         props[port.name] = {
             "type": "string",
             "description": f"{text}. The stream it {verb}.",
+            **name_rule("stream"),
         }
     required = [p.name for p in ports if p.required] if side == "inputs" else []
     schema: dict[str, Any] = {
@@ -208,7 +211,7 @@ def unit_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
 
 def _unit_entry(catalog: Catalog) -> dict[str, Any]:
     """The schema of one entry under `units:`: shared fields plus one branch per unit."""
-    from asapo_pipelines.pipeline.model import UnitConfig
+    from asapo_pipelines.pipeline.model import UnitConfig, name_rule
 
     entry = editor_schema(UnitConfig.model_json_schema(by_alias=True))
     entry["description"] = "A unit instance: which unit, its params and how its ports connect."
@@ -223,6 +226,8 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
     for section in ("params", "inputs", "outputs"):
         # left empty they are null; each unit's branch below says whether it may be
         entry["properties"][section]["type"] = ["object", "null"]
+    for section in ("inputs", "outputs"):
+        entry["properties"][section]["additionalProperties"].update(name_rule("stream"))
     branches = []
     snippets = []
     for name, descriptor in catalog.units.items():
@@ -253,10 +258,19 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
     return entry
 
 
+def _empty_means_defaults(section: dict[str, Any]) -> None:
+    """`redis:` or `slurm:` with nothing after it names that transport or executor with its
+    defaults, as the validator takes it; a plugin's config model says nothing of null, so the
+    branches with no required field are told here."""
+    for branch in section.get("properties", {}).values():
+        if branch.get("type") == "object" and not branch.get("required"):
+            branch["type"] = ["object", "null"]
+
+
 def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
     """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog`."""
     from asapo_pipelines import CORE_DISTRIBUTION
-    from asapo_pipelines.pipeline.model import pipeline_model
+    from asapo_pipelines.pipeline.model import name_rule, pipeline_model
 
     # one branch (property) per registered transport under `transport:`
     schema = editor_schema(pipeline_model(catalog).model_json_schema(by_alias=True))
@@ -266,16 +280,18 @@ def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
         descriptor = catalog.transports.get(name)
         if descriptor is not None and descriptor.distribution not in (None, CORE_DISTRIBUTION):
             branch["description"] = f"{descriptor.summary} (from {descriptor.distribution})"
+    _empty_means_defaults(transport)
+    _empty_means_defaults(schema["properties"]["deploy"])
     schema["properties"]["units"] = {
         "type": "object",
         "description": schema["properties"]["units"].get("description", ""),
         "minProperties": 1,
-        "propertyNames": {"pattern": r"^[a-z][a-z0-9_-]{0,62}$"},
+        "propertyNames": name_rule("instance"),
         "additionalProperties": _unit_entry(catalog),
     }
     streams = schema["properties"]["streams"]
     streams["type"] = ["object", "null"]  # `streams:` left empty, as the validator allows
-    streams["propertyNames"] = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"}
+    streams["propertyNames"] = name_rule("stream")
     # `x-...` keys at the top level hold anchors for reuse
     schema["patternProperties"] = {
         "^x-": {"description": "Free-form: a place for YAML anchors to reuse below."}

@@ -169,8 +169,9 @@ def _sections(schema: dict, doc: dict, at: tuple[str, ...] = ()) -> list[tuple[s
     found = []
     props = dict(schema.get("properties", {}))
     for branch in schema.get("allOf", []):
-        unit = branch["if"]["properties"]["unit"]["const"]
-        if isinstance(doc, dict) and doc.get("unit") == unit:
+        # a unit's branch; the others are a section's rules (`ExactlyOne`, ...)
+        unit = branch.get("if", {}).get("properties", {}).get("unit", {}).get("const")
+        if unit is not None and isinstance(doc, dict) and doc.get("unit") == unit:
             props.update(branch["then"]["properties"])
     for name, sub in props.items():
         types = sub.get("type")

@@ -2,9 +2,11 @@
 
 Every mapping forbids unknown keys (a typo must not pass silently), empty sections (`params:`
 with nothing after it) count as empty, and the checks that span several fields raise errors
-whose type is their stable code (``P105`` ...), which the validator turns into located problems.
-The models also give the JSON Schema of the fixed part of the file (`asapo_pipelines.schema`
-adds one branch per unit).
+whose type is their stable code (``P105`` ...), which the validator turns into located problems;
+most are a section's `section_rules` (checks.py), reported with the section's other problems
+and written into the schema too. The models also give the JSON Schema of the fixed part of the
+file (`asapo_pipelines.schema` adds one branch per unit). The validator reads the file through
+them with JSON's types (`checks.validate_as_json`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from pydantic_core import PydanticCustomError
 
 from asapo_pipelines.descriptor import PORT_NAME_PATTERN, UNIT_NAME_PATTERN, Resources
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+from asapo_pipelines.pipeline.checks import (
+    CrossChecked,
+    ExactlyOne,
+    NeedsWhen,
+    rules_schema,
+    validate_as_json,
+)
 
 #: The Nomad task drivers a job may name. Spelled only here: `deploy.nomad.driver`, its
 #: validation, the Nomad job compiler and the local executor (which runs the same jobs) use them.
@@ -59,50 +68,57 @@ def _name_check(pattern: str, what: str, rule: str) -> Any:
     return AfterValidator(check)
 
 
-PipelineName = Annotated[
-    str,
-    _name_check(
-        PIPELINE_NAME_PATTERN,
-        "pipeline name",
-        "use lower case letters, digits and -, starting with a letter, at most 63 characters",
-    ),
-    Field(json_schema_extra={"pattern": PIPELINE_NAME_PATTERN}),
-]
-InstanceName = Annotated[
-    str,
-    _name_check(
-        INSTANCE_NAME_PATTERN,
-        "unit instance name",
-        "use lower case letters, digits, - and _, starting with a letter",
-    ),
-]
-StreamName = Annotated[
-    str,
-    _name_check(
-        STREAM_NAME_PATTERN,
-        "stream name",
-        "use letters, digits, '.', '_' and '-', starting with a letter or digit",
-    ),
-]
-PortName = Annotated[
-    str,
-    _name_check(PORT_NAME_PATTERN, "port name", "use lower case letters, digits and _"),
-]
+def _name_schema(pattern: str, what: str, rule: str) -> Any:
+    """The same check in the editor schema, with the same sentence in yaml-language-server."""
+    return Field(json_schema_extra={"pattern": pattern, "patternErrorMessage": f"{what}: {rule}"})
+
+
+_PIPELINE_NAME = (
+    PIPELINE_NAME_PATTERN,
+    "pipeline name",
+    "use lower case letters, digits and -, starting with a letter, at most 63 characters",
+)
+_INSTANCE_NAME = (
+    INSTANCE_NAME_PATTERN,
+    "unit instance name",
+    "use lower case letters, digits, - and _, starting with a letter",
+)
+_STREAM_NAME = (
+    STREAM_NAME_PATTERN,
+    "stream name",
+    "use letters, digits, '.', '_' and '-', starting with a letter or digit",
+)
+_PORT_NAME = (PORT_NAME_PATTERN, "port name", "use lower case letters, digits and _")
+
+
+PipelineName = Annotated[str, _name_check(*_PIPELINE_NAME), _name_schema(*_PIPELINE_NAME)]
+# no schema here: these are keys too, which pydantic would turn into patternProperties;
+# `asapo_pipelines.schema` writes their rules where they are used (`name_rule`)
+InstanceName = Annotated[str, _name_check(*_INSTANCE_NAME)]
+StreamName = Annotated[str, _name_check(*_STREAM_NAME)]
+PortName = Annotated[str, _name_check(*_PORT_NAME)]
+
+
+def name_rule(kind: str) -> dict[str, str]:
+    """The editor schema's check of an instance or stream name: pattern and sentence."""
+    pattern, what, rule = {"instance": _INSTANCE_NAME, "stream": _STREAM_NAME}[kind]
+    return {"pattern": pattern, "patternErrorMessage": f"{what}: {rule}"}
 
 
 def _none_is_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
-def _may_be_empty(schema: dict[str, Any]) -> None:
+def _may_be_empty(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     """In the editor schema, a section without required keys may be null: `retry:` with nothing
     after it is what YAML makes of an empty section, which the validator takes as the defaults,
-    so an editor must not mark it as an error."""
+    so an editor must not mark it as an error. The section's rules are part of it too."""
     if not schema.get("required"):
         schema["type"] = ["object", "null"]
+    rules_schema(schema, cls)
 
 
-class _Section(BaseModel):
+class _Section(CrossChecked):
     model_config = ConfigDict(
         extra="forbid", populate_by_name=True, json_schema_extra=_may_be_empty
     )
@@ -160,6 +176,21 @@ class EmbeddedTransportConfig(_Section):
 
 class AsapoTransportConfig(_Section):
     """A facility's ASAP::O. The token is read from a file or an environment variable."""
+
+    section_rules = (
+        ExactlyOne(
+            "beamtime",
+            "beamline",
+            "P107",
+            "the asapo transport needs exactly one of beamtime or beamline",
+        ),
+        ExactlyOne(
+            "token_file",
+            "token_env",
+            "P107",
+            "the asapo transport needs exactly one of token_file or token_env",
+        ),
+    )
 
     endpoint: Annotated[
         str,
@@ -233,18 +264,6 @@ class AsapoTransportConfig(_Section):
                 "environment variable and set token_env",
             )
         return None
-
-    @model_validator(mode="after")
-    def _one_of_each(self) -> AsapoTransportConfig:
-        if (self.beamtime is None) == (self.beamline is None):
-            raise PydanticCustomError(
-                "P107", "the asapo transport needs exactly one of beamtime or beamline"
-            )
-        if (self.token_file is None) == (self.token_env is None):
-            raise PydanticCustomError(
-                "P107", "the asapo transport needs exactly one of token_file or token_env"
-            )
-        return self
 
     def open_options(self, base_dir: Path) -> dict[str, Any]:
         data = self.model_dump(exclude={"token"}, exclude_none=True)
@@ -454,20 +473,41 @@ class UnitConfig(_Section):
 
 
 # -- deploy ----------------------------------------------------------------------------------
+#: the start of a URL, `scheme://`
+_SCHEME = r"[a-z][a-z0-9+.-]*://"
+_CREDENTIALS = _SCHEME + r"[^/@\s]+@"
+_CREDENTIALS_MESSAGE = (
+    "the index URL carries credentials, which would be written into the job; configure "
+    "them on the nodes (pip.conf, .netrc) instead"
+)
+#: ends the sentences about paths the nodes read (and the editor's, which has no value to show)
+_NODE_PATH = "is a path on the cluster's nodes and must be absolute"
+
+
 def _no_credentials(url: str) -> str:
-    if re.match(r"^[a-z][a-z0-9+.-]*://[^/@\s]+@", url):
-        raise PydanticCustomError(
-            "P106",
-            "the index URL carries credentials, which would be written into the job; configure "
-            "them on the nodes (pip.conf, .netrc) instead",
-        )
+    if re.match(_CREDENTIALS, url):
+        raise PydanticCustomError("P106", _CREDENTIALS_MESSAGE)
     return url
 
 
-IndexUrl = Annotated[str, AfterValidator(_no_credentials)]
+IndexUrl = Annotated[
+    str,
+    AfterValidator(_no_credentials),
+    Field(
+        json_schema_extra={
+            "pattern": f"^(?!{_CREDENTIALS})",
+            "patternErrorMessage": _CREDENTIALS_MESSAGE,
+        }
+    ),
+]
 
 
-_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+_HEX64 = "[0-9a-fA-F]{64}"
+_SHA256 = re.compile(f"^{_HEX64}$")
+#: `_check_wheel` as a pattern, for the editor: a URL with its checksum, or an absolute path
+#: with or without one (`[\s\S]`: any character, in JavaScript's regular expressions too)
+_NO_MARK = r"(?:(?!#sha256=)[\s\S])*"
+WHEEL_PATTERN = f"^(?:{_SCHEME}{_NO_MARK}#sha256={_HEX64}|/{_NO_MARK}(?:#sha256={_HEX64})?)$"
 
 
 def _check_wheel(value: Any) -> Any:
@@ -477,18 +517,20 @@ def _check_wheel(value: Any) -> Any:
             raise PydanticCustomError(
                 "P103", "a wheel given as a mapping has exactly two text fields: url and sha256"
             )
-        url, digest = value["url"], value["sha256"]
+        url, digest, given = value["url"], value["sha256"], True
     elif isinstance(value, str):
-        url, _, digest = value.partition("#sha256=")
+        url, mark, digest = value.partition("#sha256=")
+        given = bool(mark)
     else:
         raise PydanticCustomError(
             "P103", "a wheel is a URL or an absolute path, or a mapping {url, sha256}"
         )
-    if digest and not _SHA256.fullmatch(digest):
+    # a checksum that is given is checked even when empty: `/w.whl#sha256=` is a mistake
+    if given and not _SHA256.fullmatch(digest):
         raise PydanticCustomError(
             "P405", "the checksum of wheel '{url}' is not a sha256 (64 hex digits)", {"url": url}
         )
-    if re.match(r"^[a-z][a-z0-9+.-]*://", url):
+    if re.match(_SCHEME, url):
         if not digest:
             raise PydanticCustomError(
                 "P405",
@@ -497,11 +539,7 @@ def _check_wheel(value: Any) -> Any:
                 {"url": url},
             )
     elif not url.startswith("/"):
-        raise PydanticCustomError(
-            "P406",
-            "wheel '{url}' is a path on the cluster's nodes and must be absolute",
-            {"url": url},
-        )
+        raise PydanticCustomError("P406", f"wheel '{{url}}' {_NODE_PATH}", {"url": url})
     return value
 
 
@@ -533,12 +571,23 @@ Wheel = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "description": "`URL#sha256=<hex>` or an absolute path."},
+                {
+                    "type": "string",
+                    "description": "`URL#sha256=<hex>` or an absolute path.",
+                    "pattern": WHEEL_PATTERN,
+                    "patternErrorMessage": "a wheel is `URL#sha256=<64 hex digits>` or an "
+                    "absolute path on the cluster's nodes",
+                },
                 {
                     "type": "object",
                     "properties": {
-                        "url": {"type": "string"},
-                        "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                        "url": {
+                            "type": "string",
+                            "pattern": f"^(?:{_SCHEME}|/)",
+                            "patternErrorMessage": "url is a URL or an absolute path on the "
+                            "cluster's nodes",
+                        },
+                        "sha256": {"type": "string", "pattern": _SHA256.pattern},
                     },
                     "required": ["url", "sha256"],
                     "additionalProperties": False,
@@ -576,19 +625,24 @@ class Install(_Section):
 class PythonEnvConfig(_Section):
     """Which Python the tasks run: an existing environment, or one installed on the node."""
 
+    section_rules = (
+        ExactlyOne(
+            "venv",
+            "install",
+            "P404",
+            "python must name exactly one of venv or install",
+            unless_unknown=True,
+        ),
+    )
+
     venv: Annotated[
-        str | None, Field(description="Absolute path of an existing virtual environment.")
+        str | None,
+        Field(
+            description="Absolute path of an existing virtual environment.",
+            json_schema_extra={"pattern": "^/", "patternErrorMessage": f"venv {_NODE_PATH}"},
+        ),
     ] = None
     install: Install | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _exactly_one(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            n = sum(k in value for k in ("venv", "install"))
-            if n != 1 and not set(value) - {"venv", "install"}:
-                raise PydanticCustomError("P404", "python must name exactly one of venv or install")
-        return value
 
     @field_validator("venv")
     @classmethod
@@ -596,7 +650,7 @@ class PythonEnvConfig(_Section):
         if value is not None and not value.startswith("/"):
             raise PydanticCustomError(
                 "P406",
-                "venv '{value}' is a path on the cluster's nodes and must be absolute",
+                f"venv '{{value}}' {_NODE_PATH}",
                 {"value": value},
             )
         return value
@@ -604,6 +658,10 @@ class PythonEnvConfig(_Section):
 
 class NomadConfig(_Section):
     """How the pipeline's job is placed on Nomad (also used by the local executor)."""
+
+    section_rules = (
+        NeedsWhen("driver", "docker", "image", "P402", "the docker driver needs an image"),
+    )
 
     datacenters: Annotated[
         list[str], Field(min_length=1, description="Datacenters the job may run in.")
@@ -623,12 +681,6 @@ class NomadConfig(_Section):
         PythonEnvConfig | None,
         Field(description="Python environment of the tasks: `venv` or `install`."),
     ] = None
-
-    @model_validator(mode="after")
-    def _docker_image(self) -> NomadConfig:
-        if self.driver == "docker" and not self.image:
-            raise PydanticCustomError("P402", "the docker driver needs an image")
-        return self
 
 
 class LocalConfig(_Section):
@@ -715,8 +767,27 @@ class Pipeline(_Section):
         return catalog.get(self.units[instance].unit)
 
     def params_for(self, instance: str, catalog: Catalog) -> BaseModel:
-        """The instance's params as the unit's own params model."""
-        return self.descriptor(instance, catalog).params.model_validate(self.units[instance].params)
+        """The instance's params as the unit's own params model, validated as `pipeline
+        validate` validates them (with the file's own types), so a file that validates runs.
+
+        Raises ConfigurationError when they are refused, which only params changed after the
+        file was validated can be (a run's `--set`)."""
+        from pydantic import ValidationError
+
+        from asapo_pipelines.errors import ConfigurationError
+
+        descriptor = self.descriptor(instance, catalog)
+        try:
+            return validate_as_json(descriptor.params, self.units[instance].params)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in ("params", *err["loc"]))
+            value = err["input"]
+            got = "" if isinstance(value, dict | list) else f" (got {value!r})"
+            raise ConfigurationError(
+                f"unit {instance} ({descriptor.name}): {where}: "
+                f"{err['msg'][:1].lower()}{err['msg'][1:]}{got}"
+            ) from None
 
     def resources_for(self, instance: str, catalog: Catalog) -> Resources:
         """The unit's default resources with the file's overrides applied."""

@@ -31,7 +31,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "`transport` must name exactly one of the registered transports (`embedded`, `asapo` or "
         "a plugin's).",
     ),
-    "P106": ("error", "A secret (ASAP::O token, index credentials) is written in the file."),
+    "P106": (
+        "error",
+        "A secret (ASAP::O token, a password in a Redis URL, index credentials) is written in "
+        "the file.",
+    ),
     "P107": (
         "error",
         "`asapo` transport needs exactly one of beamtime/beamline and one of token_file/token_env.",

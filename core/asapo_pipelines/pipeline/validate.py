@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.pipeline.checks import validate_as_json
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
 from asapo_pipelines.pipeline.model import (
     DEFAULT_DRIVER,
@@ -41,9 +42,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.descriptor import UnitDescriptor
 
 Loc = tuple[str | int, ...]
-
-#: checks spanning several fields, and the field whose line is the best place to point at
-_POINT_AT = {"P402": "driver"}
 
 
 class PipelineInvalid(PipelinesError):
@@ -108,12 +106,31 @@ def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
     return None
 
 
+def _value_at(data: Any, path: Loc) -> Any:
+    """The value at `path` in the file's data (None when there is none)."""
+    for part in path:
+        in_mapping = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_mapping or in_list):
+            return None
+        data = data[part]
+    return data
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- pydantic errors -> problems ---------------------------------------------------------------
+#: the file is validated as JSON (`validate_as_json`), whose sentences name JSON's types; these
+#: keep the words the problems have always used
+_PYTHON_WORDS = {
+    "Input should be an object": "Input should be a valid dictionary",
+    "Input should be a valid array": "Input should be a valid list",
+}
+
+
 def _problems_from(
     doc: Document,
     exc: ValidationError,
@@ -162,16 +179,17 @@ def _problems_from(
             found.append(make(file, doc.locate(path, key=True), codes["extra"], message))
             continue
         if kind.startswith("P") and kind[1:].isdigit():
-            # our own checks: the code is the error's type; point at the field they are about
-            # when there is one (`driver: docker` for a missing image), else at the section
-            about = _POINT_AT.get(kind)
-            if about is not None and (*path, about) in doc.values:
-                path = (*path, about)
-            found.append(make(file, doc.locate(path, key=not loc or is_key), kind, err["msg"]))
+            # our own checks: the code is the error's type, the location the field they are
+            # about (`driver: docker` for a missing image), else the section's key (`asapo:`
+            # lacking a token setting), where a missing field is reported too
+            section = bool(path) and isinstance(path[-1], str)
+            section = section and isinstance(_value_at(doc.data, path), dict)
+            key = not loc or is_key or section
+            found.append(make(file, doc.locate(path, key=key), kind, err["msg"]))
             continue
         code = codes["value"]
         # pydantic names its classes ("a valid dictionary or instance of Retry"): not the user's
-        message = re.sub(r" or instance of \w+", "", err["msg"])
+        message = re.sub(r" or instance of \w+", "", _PYTHON_WORDS.get(err["msg"], err["msg"]))
         message = message[0].lower() + message[1:]
         if loc and loc[-1] == "driver" and kind == "literal_error":
             code = "P401"
@@ -200,7 +218,7 @@ def _stage_shape(
     # the model of the catalog: its `transport:` section has one branch per registered transport
     model = pipeline_model(catalog)
     try:
-        return model.model_validate(data), []
+        return validate_as_json(model, data), []
     except ValidationError as exc:
         return None, _problems_from(doc, exc, base=(), root=model, codes=SHAPE_CODES)
 
@@ -255,7 +273,7 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
             continue  # the shape stage reported it
         found.extend(_empty_required(doc, at, params, descriptor))
         try:
-            descriptor.params.model_validate(params)
+            validate_as_json(descriptor.params, params)
         except ValidationError as exc:
             found.extend(
                 _problems_from(
@@ -511,7 +529,7 @@ def _runs_until_stopped(nodes: list[_Node], external: set[str]) -> bool:
         if d is None or d.role != "source":
             continue
         try:  # the params model, so that a default of `watch: true` counts too
-            params = d.params.model_validate(node.raw.get("params") or {})
+            params = validate_as_json(d.params, node.raw.get("params") or {})
         except Exception:
             continue  # the units stage reported it
         if keeps_running(params):

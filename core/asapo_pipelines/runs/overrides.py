@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import UsageError
+from asapo_pipelines.pipeline.checks import validate_as_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -106,7 +107,8 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
                     node = child
                     model = _sub_model(model, part) if model is not None else None
             try:
-                descriptor.params.model_validate(merged)
+                # JSON's types, as the file's own params are validated: `yes` stays text
+                validate_as_json(descriptor.params, merged)
             except ValidationError as exc:
                 err = exc.errors()[0]
                 loc = ".".join(str(p) for p in err.get("loc", ()))

@@ -1,18 +1,23 @@
 """The import door for transport authors (`register_transports`): the interface a transport's
 runtime implements and the errors it raises, as `asapo_pipelines.sdk` is the door for units.
 
-A transport passes the contract suite (the repository's
-`tests/transport/test_transport_contract.py`) when it implements `Transport`, `Producer` and
-`Consumer` with these semantics: messages are bytes and JSON metadata, ids start at 1 per
-stream, groups lease and acknowledge, `StreamInfo` counts what `pipeline status` shows. The
+A transport passes the contract suite (`asapo_pipelines.testing.transport_contract`) when it
+implements `Transport`, `Producer` and `Consumer` with these semantics: messages are bytes and
+JSON metadata, ids start at 1 per stream, groups lease and acknowledge, `StreamInfo` counts what
+`pipeline status` shows. The
 message class here is the transport's own (`Message`: stream, id, payload, metadata...), not the
 unit's view of it that `asapo_pipelines.sdk.Message` is. Metadata is stored as
 `encode_metadata` writes it (which also keeps the text the runner already encoded) and read
 back with `decode_metadata`.
+
+A config model states rules across its fields by deriving from `CrossChecked` and listing
+`NotBoth`, `ExactlyOne` or `NeedsWhen` rules: validate reports them with the fields' own
+problems, and the editor schema shows the same conditions.
 """
 
 from __future__ import annotations
 
+from asapo_pipelines.pipeline.checks import CrossChecked, ExactlyOne, NeedsWhen, NotBoth
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
     Consumer,
@@ -44,11 +49,15 @@ __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "Consumer",
     "CorruptPayload",
+    "CrossChecked",
     "DuplicateId",
     "EndOfStream",
+    "ExactlyOne",
     "Message",
     "MissingId",
+    "NeedsWhen",
     "NoData",
+    "NotBoth",
     "Producer",
     "PruneReport",
     "StorageError",

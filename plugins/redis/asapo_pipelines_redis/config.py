@@ -3,16 +3,38 @@ catalog lists, so it must stay light)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from asapo_pipelines.sdk.transports import CrossChecked, NotBoth
 
 DEFAULT_PREFIX = "asapo-pipelines"
 DEFAULT_INLINE_MAX = 1024 * 1024
 #: Redis refuses a single value above 512 MB (proto-max-bulk-len); stay well under it
 INLINE_LIMIT = 256 * 1024 * 1024
+
+#: Every URL `url` takes, also written into the editor schema: redis:// or rediss:// with a
+#: host, unix:// (a socket path), an optional user name but never a password, a port of 0 to
+#: 65535, then a path, query or fragment. The validator's own checks name the likely mistake.
+_USER = r"(?:[^\s:@/?#\[\]]+@)?"
+_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[^\s:@/?#\[\]]+)"
+_PORT = r"(?::(?:[0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?"
+URL_PATTERN = f"^(?:rediss?://{_USER}{_HOST}|unix://{_USER}{_HOST}?){_PORT}(?:[/?#]\\S*)?$"
+_URL = re.compile(URL_PATTERN)
+_URL_SHAPE = "url is not a valid redis:// URL (redis://[user@]host[:port][/db])"
+
+
+def _holds_password(url: str) -> bool:
+    """Whether `url` holds `user:secret@` as urlsplit reads it, found before anything else: a
+    URL that is wrong in another way too must not be shown with its secret."""
+    _, scheme, rest = url.partition("://")
+    authority = re.split(r"[/?#]", rest if scheme else url, maxsplit=1)[0]
+    return ":" in authority.rpartition("@")[0]
 
 
 class RetentionConfig(BaseModel):
@@ -29,10 +51,18 @@ class RetentionConfig(BaseModel):
     ] = None
 
 
-class RedisConfig(BaseModel):
+class RedisConfig(CrossChecked):
     """Connection and storage settings of the Redis Streams transport."""
 
     model_config = ConfigDict(extra="forbid")
+    section_rules = (
+        NotBoth(
+            "password_file",
+            "password_env",
+            "value_error",
+            "give the password in password_file or password_env, not both",
+        ),
+    )
 
     url: Annotated[
         str,
@@ -40,7 +70,12 @@ class RedisConfig(BaseModel):
             description=(
                 "redis://host:port/db, or rediss:// for TLS. No password in the URL: use "
                 "password_file or password_env."
-            )
+            ),
+            json_schema_extra={
+                "pattern": URL_PATTERN,
+                "patternErrorMessage": "url is redis://[user@]host[:port][/db] (rediss:// for "
+                "TLS, or unix://), with no password in it: use password_file or password_env",
+            },
         ),
     ] = "redis://127.0.0.1:6379/0"
     username: Annotated[str | None, Field(description="ACL user name (Redis 6+).")] = None
@@ -90,29 +125,28 @@ class RedisConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
+        if _holds_password(value):
+            # the pipeline file is copied to every node and into run records: never a secret.
+            # P106 is `pipeline validate`'s code for a secret in the file, whose report then
+            # does not repeat the value
+            raise PydanticCustomError(
+                "P106",
+                "url must not hold a password (it would be copied with the pipeline file); "
+                "use password_file or password_env",
+            )
         try:
             parts = urlsplit(value)
-            port = parts.port
+            parts.port  # noqa: B018 (raises for a port that is not 0 to 65535)
         except ValueError:
-            raise ValueError("url is not a valid redis:// URL") from None
+            raise ValueError(_URL_SHAPE) from None
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError("url must start with redis://, rediss:// or unix://")
-        if parts.password is not None:
-            # the pipeline file is copied to every node and into run records: never a secret
-            raise ValueError(
-                "url must not hold a password (it would be copied with the pipeline file); "
-                "use password_file or password_env"
-            )
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("url names no host")
-        del port
+        # what the editor schema accepts: anything beyond it is refused here too
+        if not _URL.fullmatch(value):
+            raise ValueError(_URL_SHAPE)
         return value
-
-    @model_validator(mode="after")
-    def _one_password_source(self) -> RedisConfig:
-        if self.password_file and self.password_env:
-            raise ValueError("give the password in password_file or password_env, not both")
-        return self
 
     @property
     def use_tls(self) -> bool:

@@ -1,0 +1,215 @@
+"""Checks that span several fields of a section, and validation with the file's own types.
+
+Both exist so that `pipeline validate` and the editor schema agree on every file:
+
+- A rule (`ExactlyOne`, `NotBoth`, `NeedsWhen`) is written once on a config model and does two
+  things: it checks the data as written, in a validator that reports its problem together with
+  the problems of the section's fields, and it adds the same condition to the model's JSON
+  Schema. pydantic runs an "after" model validator only when every field validated, and a
+  "before" one that raises hides the fields' problems, so a section with a bad value and two
+  settings that exclude each other would show one problem, then the next after its fix.
+- `validate_as_json` validates data read from a pipeline file with the types JSON and YAML 1.2
+  give it, as the editor does: `"true"` is text, never a boolean, and `"0.5"` never a number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+M = TypeVar("M", bound=BaseModel)
+#: a rule's finding: where in the section (empty: the section itself), code, sentence
+Found = tuple[tuple[str, ...], str, str]
+
+
+def _given(data: Mapping[str, Any], name: str) -> bool:
+    # null means "not set", as the validated model sees it
+    return data.get(name) is not None
+
+
+def _given_schema(name: str) -> dict[str, Any]:
+    """`_given` in JSON Schema: the key is there and its value is not null."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+@dataclass(frozen=True)
+class NotBoth:
+    """At most one of two fields; the problem is at the second."""
+
+    first: str
+    second: str
+    code: str
+    message: str
+
+    def problems(self, data: Mapping[str, Any], known: frozenset[str]) -> list[Found]:
+        if _given(data, self.first) and _given(data, self.second):
+            return [((self.second,), self.code, self.message)]
+        return []
+
+    def schema(self) -> list[dict[str, Any]]:
+        # `errorMessage`: yaml-language-server shows validate's sentence instead of its own
+        return [
+            {
+                "if": _given_schema(self.first),
+                "then": {
+                    "properties": {self.second: {"type": "null", "errorMessage": self.message}}
+                },
+            }
+        ]
+
+
+@dataclass(frozen=True)
+class ExactlyOne:
+    """Exactly one of two fields. With `unless_unknown`, none given is not reported when the
+    section has keys its model does not know: one of them is likely a misspelt choice, which
+    the unknown-field problem names."""
+
+    first: str
+    second: str
+    code: str
+    message: str
+    unless_unknown: bool = False
+
+    def problems(self, data: Mapping[str, Any], known: frozenset[str]) -> list[Found]:
+        both = NotBoth(self.first, self.second, self.code, self.message).problems(data, known)
+        if both:
+            return both
+        if _given(data, self.first) or _given(data, self.second):
+            return []
+        if self.unless_unknown and set(data) - known:
+            return []
+        return [((), self.code, self.message)]
+
+    def schema(self) -> list[dict[str, Any]]:
+        either = [
+            {**_given_schema(name), "errorMessage": self.message}
+            for name in (self.first, self.second)
+        ]
+        return [
+            {"anyOf": either},
+            *NotBoth(self.first, self.second, self.code, self.message).schema(),
+        ]
+
+
+@dataclass(frozen=True)
+class NeedsWhen:
+    """`needed` must be given (and not empty) when `field` is `value`; the problem is at
+    `field` (`driver: docker` without an image). `needed` is text, whose own type refuses
+    null in the schema."""
+
+    field: str
+    value: str
+    needed: str
+    code: str
+    message: str
+
+    def problems(self, data: Mapping[str, Any], known: frozenset[str]) -> list[Found]:
+        if data.get(self.field) == self.value and data.get(self.needed) in (None, ""):
+            return [((self.field,), self.code, self.message)]
+        return []
+
+    def schema(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "if": {"properties": {self.field: {"const": self.value}}, "required": [self.field]},
+                "then": {
+                    "required": [self.needed],
+                    # not empty: a pattern, whose failure yaml-language-server words as told
+                    "properties": {
+                        self.needed: {"pattern": r"[\s\S]", "patternErrorMessage": self.message}
+                    },
+                    "errorMessage": self.message,
+                },
+            }
+        ]
+
+
+Rule = NotBoth | ExactlyOne | NeedsWhen
+
+
+def _details(exc: ValidationError) -> list[InitErrorDetails]:
+    """The errors of `exc` as they can be raised again: each keeps its type (the code our
+    checks give, or pydantic's kind), its location, input and sentence."""
+    return [
+        {
+            "type": PydanticCustomError(err["type"], err["msg"]),
+            "loc": err["loc"],
+            "input": err["input"],
+        }
+        for err in exc.errors(include_url=False)
+    ]
+
+
+def rules_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """A model's `json_schema_extra`: its rules as JSON Schema, beside its properties."""
+    rules: tuple[Rule, ...] = getattr(cls, "section_rules", ())
+    for rule in rules:
+        schema.setdefault("allOf", []).extend(rule.schema())
+
+
+class CrossChecked(BaseModel):
+    """Base of a config model with `section_rules`: each is checked on the data as written,
+    and its problem is reported together with those of the fields (each located), whatever
+    they are; the model's JSON Schema carries the same rules. A plugin's config model (a
+    transport's, an executor's) may use it too."""
+
+    section_rules: ClassVar[tuple[Rule, ...]] = ()
+
+    model_config = ConfigDict(json_schema_extra=rules_schema)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _checked_together(cls, value: Any, handler: Any) -> Any:
+        found: list[InitErrorDetails] = []
+        if isinstance(value, Mapping):
+            known = frozenset(
+                key
+                for name, info in cls.model_fields.items()
+                for key in (name, info.alias)
+                if key is not None
+            )
+            for rule in cls.section_rules:
+                for loc, code, message in rule.problems(value, known):
+                    error = PydanticCustomError(code, message)
+                    found.append({"type": error, "loc": loc, "input": value})
+        if not found:
+            return handler(value)
+        try:
+            handler(value)
+        except ValidationError as exc:
+            found = [*_details(exc), *found]
+        raise ValidationError.from_exception_data(cls.__name__, found)
+
+
+# -- the file's own types ------------------------------------------------------------------
+def _json_numbers(value: Any) -> Any:
+    """2.0 as 2: JSON has one kind of number, and JSON Schema and the editor take 2.0 as an
+    integer, so an integer field must accept it as they do."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _json_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_numbers(v) for v in value]
+    return value
+
+
+def _as_text(value: Any) -> str:
+    # a date a `--set` value parsed into: JSON carries it as ISO text, which a date field takes
+    isoformat = getattr(value, "isoformat", None)
+    return str(isoformat() if callable(isoformat) else value)
+
+
+def validate_as_json(model: type[M], data: Any) -> M:
+    """`data` (as a pipeline file or a `--set` gives it) validated by `model` with JSON's types:
+    pydantic's strict mode on JSON input, so no text becomes a boolean or a number (YAML 1.2
+    reads `yes`, `on` and `"0.5"` as text, and so does the editor), while text still becomes a
+    path, an enum member or a date, as JSON allows. Raises pydantic's ValidationError."""
+    text = json.dumps(_json_numbers(data), default=_as_text)
+    return model.model_validate_json(text, strict=True)
