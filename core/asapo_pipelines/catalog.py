@@ -212,6 +212,17 @@ def _refuse_core_units(claims: dict[str, list[tuple[PluginRecord, Any]]]) -> Non
             del claims[name]
 
 
+def _check_defaults(units: dict[str, UnitDescriptor], records: list[PluginRecord]) -> None:
+    """A strict catalog (CI, `make_catalog`, `pipeline schema --check` with
+    ASAPO_PIPELINES_STRICT=1) reports a plugin whose params model has a default its own rules
+    refuse. Only here: it builds every params model, which a listing must not."""
+    for name, unit in units.items():
+        problems = unit.params_default_problems()
+        for record in records:
+            if problems and name in record.units:
+                record.errors.extend(f"unit {name}: {p}" for p in problems)
+
+
 def _check_formats(
     units: dict[str, UnitDescriptor],
     formats: dict[str, FormatDescriptor],
@@ -324,6 +335,8 @@ class Catalog:
             formats=found["format"],
             commands=found["command"],
         )
+        if strict:
+            _check_defaults(found["unit"], records)
         if strict and catalog.broken:
             first = catalog.broken[0]
             raise PluginError(f"{first.label()} is broken: {first.errors[0]}")

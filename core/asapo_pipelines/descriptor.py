@@ -234,6 +234,16 @@ class UnitDescriptor(BaseModel):
         """JSON Schema of the params (built on first use)."""
         return self.params.model_json_schema()
 
+    def params_default_problems(self) -> list[str]:
+        """A sentence for each default of the params model that the model itself refuses
+        (`factor: Annotated[int, Field(gt=0)] = -1`): pydantic does not validate defaults.
+        Builds the params model, so only the places that check a plugin as a whole call it (a
+        strict catalog, `pipeline schema --check`); validate and the worker check the defaults
+        a file leaves unset."""
+        from asapo_pipelines.pipeline.checks import model_broken_defaults
+
+        return [broken.sentence(self.name) for broken in model_broken_defaults(self.params)]
+
     def load_runtime(self) -> Any:
         """Import and return the runtime class. Only workers call this."""
         return import_runtime(self.runtime)

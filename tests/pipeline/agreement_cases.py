@@ -259,4 +259,26 @@ PARAM_CASES = [
     ),
 ]
 
+#: an explicit null on an optional setting: not set, for validate as for a YAML `key:` with
+#: nothing after it. The editor schema refuses these until `asapo_pipelines.schema` keeps null
+#: acceptable where it turns Optional[X] into X; join them to CASES with that change.
+NULL_CASES = [
+    Case(
+        "asapo-beamtime-null-beside-a-beamline",
+        pipeline_text(transport=f"asapo: {{{_ASAPO}, beamline: p65, beamtime: null}}"),
+    ),
+    Case(
+        "asapo-both-null-is-neither",
+        pipeline_text(transport=f"asapo: {{{_ASAPO}, beamline: null, beamtime: null}}"),
+        ("P107",),
+        ("transport", "asapo"),
+    ),
+    Case("nomad-image-null", pipeline_text(deploy="{image: null}")),
+    Case(
+        "resources-cpu-null",
+        pipeline_text(unit_extra="    resources: {cpu: null}\n"),
+    ),
+    Case("optional-param-null", pipeline_text(typed="{day: null}")),
+]
+
 CASES = [*SHAPE_CASES, *PARAM_CASES]

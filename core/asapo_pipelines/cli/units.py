@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import complete_unit_names, json_option, strict_option
-from asapo_pipelines.cli.output import console, print_json, warn_broken_plugins, wide
+from asapo_pipelines.cli.output import console, print_json, warn, warn_broken_plugins, wide
 from asapo_pipelines.kinds import KINDS, STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,6 +175,10 @@ def show_unit(name: str, as_json: bool) -> None:
     catalog = Catalog.load(strict=False)
     warn_broken_plugins(Listing.from_catalog(catalog))
     descriptor: UnitDescriptor = catalog.get(name)
+    # the table below shows the defaults as they are; a default the unit refuses is its
+    # plugin's bug, which the reader should hear before pasting the example
+    for problem in descriptor.params_default_problems():
+        warn(problem)
     rows = param_rows(descriptor)
     snippet = example_snippet(descriptor)
     if as_json:

@@ -10,6 +10,8 @@ Both exist so that `pipeline validate` and the editor schema agree on every file
   settings that exclude each other would show one problem, then the next after its fix.
 - `validate_as_json` validates data read from a pipeline file with the types JSON and YAML 1.2
   give it, as the editor does: `"true"` is text, never a boolean, and `"0.5"` never a number.
+- `broken_defaults` finds a params model's defaults that break its own rules, which pydantic
+  never validates: a file that leaves them unset must fail as one that writes them does.
 """
 
 from __future__ import annotations
@@ -213,3 +215,111 @@ def validate_as_json(model: type[M], data: Any) -> M:
     path, an enum member or a date, as JSON allows. Raises pydantic's ValidationError."""
     text = json.dumps(_json_numbers(data), default=_as_text)
     return model.model_validate_json(text, strict=True)
+
+
+# -- a params model's own defaults -----------------------------------------------------------
+@dataclass(frozen=True)
+class BrokenDefault:
+    """A field left unset whose default its own model refuses (`factor: int = Field(-1, gt=0)`):
+    pydantic does not validate defaults, so without this check the unit would run with it."""
+
+    #: where in the params, as pydantic locates it (`("factor",)`, `("limits", "low")`)
+    loc: tuple[str | int, ...]
+    #: the default as JSON (what a file would have to say)
+    default: Any
+    #: the rule it breaks, in pydantic's words (`input should be greater than 0`)
+    rule: str
+
+    @property
+    def field(self) -> str:
+        return ".".join(str(part) for part in self.loc)
+
+    def sentence(self, unit: str) -> str:
+        """One sentence naming the unit, the field, its default and the rule, the culprit and
+        the workaround; every place that finds it says the same."""
+        shown = json.dumps(self.default) if _is_json(self.default) else repr(self.default)
+        return (
+            f"the default of {self.field} in unit {unit}'s params is {shown}, which its own rule "
+            f"refuses ({self.rule}): the plugin's params model is wrong (tell its authors); "
+            f"setting {self.field} in the pipeline file works around it"
+        )
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _written(given: Any, loc: tuple[str | int, ...]) -> bool:
+    """Whether `loc` was set, rather than left to a default, in `given` (the set fields)."""
+    for part in loc:
+        in_mapping = isinstance(given, dict) and part in given
+        in_list = isinstance(given, list) and isinstance(part, int) and 0 <= part < len(given)
+        if not (in_mapping or in_list):
+            return False
+        given = given[part]
+    return True
+
+
+#: what a default cannot cause: a missing value is a required field's (no default), and an
+#: unknown key comes from the data as written
+_NOT_A_DEFAULTS = frozenset({"missing", "extra_forbidden"})
+
+
+def broken_defaults(params: BaseModel) -> list[BrokenDefault]:
+    """The defaults in `params` (a validated or constructed params model) that the model
+    itself refuses, nested models' and default factories' results included.
+
+    The whole model, defaults filled in, is validated again as a file would be
+    (`validate_as_json`), and the problems at places the data did not set are the defaults'.
+    This costs one more validation, so it runs where a unit's params are resolved (validate,
+    the worker, the test harness), never while listing the catalog."""
+    try:
+        given = params.model_dump(mode="json", by_alias=True, exclude_unset=True, warnings=False)
+        whole = params.model_dump(mode="json", by_alias=True, round_trip=True, warnings=False)
+    except Exception:  # a default JSON cannot carry: nothing a file could compare it with
+        return []
+    try:
+        validate_as_json(type(params), whole)
+    except ValidationError as exc:
+        found: dict[tuple[str | int, ...], BrokenDefault] = {}
+        for err in exc.errors(include_url=False):
+            loc = _setting(tuple(err["loc"]))
+            if err["type"] in _NOT_A_DEFAULTS or not loc or _written(given, tuple(err["loc"])):
+                continue
+            rule = err["msg"][:1].lower() + err["msg"][1:]
+            found.setdefault(loc, BrokenDefault(loc, _at(whole, loc), rule))
+        return list(found.values())
+    except Exception:  # a model's own validator may raise anything; validate reports it
+        return []
+    return []
+
+
+def _setting(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The setting a problem is in: a list default's item is the list's (a file sets the
+    list), a nested model's field is its own (`sub.b` sets just that)."""
+    for n, part in enumerate(loc):
+        if isinstance(part, int):
+            return loc[:n]
+    return loc
+
+
+def _at(data: Any, loc: tuple[str | int, ...]) -> Any:
+    """The value at `loc` in the dumped params (None where there is none)."""
+    for part in loc:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def model_broken_defaults(model: type[BaseModel]) -> list[BrokenDefault]:
+    """Every default of `model` that the model refuses, without any data: for the places that
+    check a plugin as a whole and may build every params model (a strict catalog). Required
+    fields stay unset and are not reported."""
+    try:
+        constructed = model.model_construct()  # calls the default factories
+    except Exception:  # a failing default factory fails every use of the unit, loudly
+        return []
+    return broken_defaults(constructed)

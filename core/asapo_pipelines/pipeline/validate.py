@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.pipeline.checks import validate_as_json
+from asapo_pipelines.pipeline.checks import broken_defaults, validate_as_json
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
 from asapo_pipelines.pipeline.model import (
     DEFAULT_DRIVER,
@@ -273,7 +273,8 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
             continue  # the shape stage reported it
         found.extend(_empty_required(doc, at, params, descriptor))
         try:
-            validate_as_json(descriptor.params, params)
+            resolved = validate_as_json(descriptor.params, params)
+            found.extend(_broken_defaults(doc, at, resolved, descriptor))
         except ValidationError as exc:
             found.extend(
                 _problems_from(
@@ -295,6 +296,23 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
                 )
             )
     return found
+
+
+def _broken_defaults(
+    doc: Document, at: tuple[str, ...], resolved: BaseModel, descriptor: UnitDescriptor
+) -> list[Problem]:
+    """The unit's defaults that its own params model refuses, for settings the file leaves
+    unset: the unit would run with them (pydantic does not validate defaults). Each is where
+    the setting would go (the `params:` key, else the unit's)."""
+    return [
+        make(
+            str(doc.path),
+            doc.locate((*at, "params", *broken.loc), key=True),
+            "P202",
+            f"{_dotted((*at, 'params', *broken.loc))}: {broken.sentence(descriptor.name)}",
+        )
+        for broken in broken_defaults(resolved)
+    ]
 
 
 def _empty_required(

@@ -120,9 +120,19 @@ def error_record(
 
 
 def resolve_params(descriptor: UnitDescriptor, params: Any) -> BaseModel:
-    """Validate `params` (a dict as written, or a model instance) against the unit's model."""
-    if isinstance(params, descriptor.params):
-        return params
+    """Validate `params` (a dict as written, or a model instance) against the unit's model;
+    a default the model itself refuses, for a setting left unset, is refused too: pydantic
+    does not validate defaults, and the unit must never run with one."""
+    from asapo_pipelines.pipeline.checks import broken_defaults
+
+    resolved = params if isinstance(params, descriptor.params) else _validated(descriptor, params)
+    broken = broken_defaults(resolved)
+    if broken:
+        raise UnitStartError(broken[0].sentence(descriptor.name))
+    return resolved
+
+
+def _validated(descriptor: UnitDescriptor, params: Any) -> BaseModel:
     from pydantic import ValidationError
 
     from asapo_pipelines.plugin_manager import describe_exception
