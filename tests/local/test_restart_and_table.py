@@ -178,3 +178,19 @@ def test_a_running_worker_still_importing_its_unit_shows_loading() -> None:
         text = render(status_table(STATE, {"scans[0]": row}))
         line = next(x for x in text.splitlines() if "scans[0]" in x and "│ scans " in x)
         assert [cell.strip() for cell in line.split("│")[1:-1]][2] == "running"
+
+
+def test_the_last_error_quoted_is_an_error_not_a_workers_info_line(tmp_path) -> None:
+    """`failed for good: ...; its last error: X` quoted a worker's last line whatever it said:
+    "sink[0] INFO sink finished: 20 received, 20 processed, 0 errors" read as the error."""
+    from asapo_pipelines.local.logs import RotatingLog
+
+    log = RotatingLog(tmp_path, "sink-0", "stderr", max_files=2, max_mb=1)
+    log.write(b"2026-12-02 10:00:01,123 sink[0] INFO sink finished: 20 processed, 0 errors\n")
+    assert log.last_error() == ""
+    log.write(b"Traceback (most recent call last):\nValueError: the scan is empty\n")
+    log.write(b"2026-12-02 10:00:02,001 sink[0] DEBUG closing\n")
+    assert log.last_error() == "ValueError: the scan is empty"
+    log.write(b"error: unit test.sink failed to start: no such file\n")
+    log.write(b"2026-12-02 10:00:03,001 sink[0] INFO bye\n")
+    assert log.last_error() == "unit test.sink failed to start: no such file"

@@ -334,7 +334,7 @@ class TaskRun:
                 f"{self.label} failed for good: it {how} after {self.restarts} restart{plural} "
                 f"and {decision.reason} ({policy.describe()})"
             )
-            last = self.last_error()
+            last = self.last_error() if code != 0 else ""  # an exit 0 reported no error
             if last:
                 self.message += f"; its last error: {last}"
             self.alloc.executor.event(self.message)

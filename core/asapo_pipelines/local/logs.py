@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 MB = 1024 * 1024
+#: a worker's log line of a level that reports no failure (`<time> <unit>[<replica>] INFO ...`,
+#: the format `pipeline worker` logs with)
+_QUIET_LOG_LINE = re.compile(r"^\S.*? \S+\[\d+\] (INFO|DEBUG) ")
 CHUNK = 64 * 1024
 TAIL_BYTES = 8 * 1024
 
@@ -86,7 +89,9 @@ class RotatingLog:
                 self._file = None
 
     def last_error(self) -> str:
-        """The task's last `error: ...` line, else its last line (from the kept tail)."""
+        """The task's last `error: ...` line, else its last line that is not a worker's log
+        line of level INFO or DEBUG (from the kept tail): "sink finished: 20 processed" is
+        no error to quote."""
         lines = [
             line.strip()
             for line in self.tail.decode("utf-8", errors="replace").splitlines()
@@ -95,7 +100,8 @@ class RotatingLog:
         for line in reversed(lines):
             if line.startswith("error: "):
                 return line.removeprefix("error: ")
-        return lines[-1] if lines else ""
+        told = [line for line in lines if not _QUIET_LOG_LINE.search(line)]
+        return told[-1] if told else ""
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
