@@ -12,6 +12,12 @@ from typing import Any
 import click
 
 from asapo_pipelines.cli.output import console, print_json, wide
+from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.transport.errors import StorageError, TransportConfigError, Unavailable
+
+#: The transport's errors that say its data cannot be read from here at all (not that the
+#: workers have not written any yet).
+UNREADABLE = (Unavailable, StorageError, TransportConfigError)
 
 
 def read_status(pipeline_file: Path) -> dict[str, Any]:
@@ -106,7 +112,10 @@ def _lines(data: dict[str, Any], now: float, width: int) -> Any:
 def show_counters(pipeline_file: Path, as_json: bool) -> None:
     """Print the counters each worker of the pipeline published on its transport, whatever
     started the workers (the local executor, a scheduler, or a person)."""
-    data = read_status(pipeline_file)
+    try:
+        data = read_status(pipeline_file)
+    except UNREADABLE as exc:
+        raise CountersUnreadable(unreadable(exc)) from None
     if as_json:
         print_json(data)
         return
@@ -138,10 +147,30 @@ def counters_or_none(pipeline_file: Path | None) -> dict[str, Any] | None:
 
 
 def show_counters_or_say(pipeline_file: Path) -> None:
-    """The counters' table beside an executor's status, or why there are none yet."""
+    """The counters' table beside an executor's status, or why there are none yet; a transport
+    that cannot be read from here ends the command (`CountersUnreadable`, after the status)."""
     from asapo_pipelines.transport import TransportError
 
     try:
         show_counters(pipeline_file, as_json=False)
     except TransportError as exc:  # the tasks may not have created the transport's data yet
         click.echo(f"no counters yet: {exc}")
+
+
+class CountersUnreadable(PipelinesError):
+    """The workers' counters cannot be read: the pipeline's transport is unreachable from
+    here, or its settings or storage are broken."""
+
+
+def check_readable(pipeline_file: Path) -> None:
+    """Raise `CountersUnreadable` (one sentence, with the transport's own reason) when the
+    pipeline's transport cannot be read from here: `pipeline status` must not show a table of
+    `-` and exit 0 as if the workers had said nothing."""
+    try:
+        read_status(pipeline_file)
+    except UNREADABLE as exc:
+        raise CountersUnreadable(unreadable(exc)) from None
+
+
+def unreadable(exc: Exception) -> str:
+    return f"the workers' counters could not be read: {exc}"

@@ -58,10 +58,21 @@ def _open(pipeline: Pipeline, catalog: Catalog) -> tuple[Transport, RunStore] | 
     return transport, RunStore(transport, pipeline.name)
 
 
-def announce(run_id: str, what: str, pipeline: str, changes: dict[str, Any], *, err: bool) -> None:
-    """The line `pipeline run` and `deploy` print about the run they work in."""
+def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
+    """The line `pipeline run` and `deploy` print about the run they work in, and a warning
+    when a new run passed over data of runs without a record (`RunStore.begin`)."""
     from asapo_pipelines.runs.lifecycle import describe_changes
 
+    run_id = run.id
+    changes = run.events[-1].get("changes") or {}
+    unrecorded = run.start.get("unrecorded_runs") if what == "started" else None
+    if unrecorded:
+        runs = f"run {unrecorded[0]}" if len(unrecorded) == 1 else f"runs {', '.join(unrecorded)}"
+        warn(
+            f"the store holds data of {runs} of pipeline {pipeline} without a record (the run "
+            f"records were moved aside or lost): this run is {run_id}, so that it computes its "
+            "results afresh"
+        )
     if what == "started":
         click.echo(f"run {run_id} of pipeline {pipeline} starts", err=err)
     elif what == "resumed":
@@ -113,8 +124,7 @@ def begin(
             )
     finally:
         transport.close()
-    changes = run.events[-1].get("changes") or {}
-    announce(run.id, what, pipeline.name, changes, err=quiet_stdout)
+    announce(run, what, pipeline.name, err=quiet_stdout)
     return run.id
 
 
@@ -159,9 +169,42 @@ def _running_run(store: RunStore, executor: str) -> Any:
         run = store.get(run_id)
         if run.start.get("mode") == "reprocess":
             continue
-        if run.state == "running" and run.session.get("executor") == executor:
+        if run.state == "running" and session_executor(run) == executor:
             return run
     return None
+
+
+def session_executor(run: Any) -> str | None:
+    """Which executor runs the run's last session: the one a deployment recorded, the local
+    one for `pipeline run` (which records none), None for workers started by hand."""
+    from asapo_pipelines.executor import LOCAL
+
+    session = run.session
+    if session.get("event") == "started" and session.get("mode") == "workers":
+        return None
+    return str(session.get("executor") or LOCAL)
+
+
+def latest_local_run(pipeline: Pipeline, catalog: Catalog, file: Path) -> Any:
+    """FILE's newest run when its last session was one of `pipeline run` (the local executor),
+    running or ended, else None; None too when the store cannot be reached from here: the
+    command then goes on as it would without this record."""
+    from asapo_pipelines.executor import LOCAL
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import TransportError, open_transport
+
+    spec = pipeline.transport.spec()
+    if "embedded" in spec:  # an embedded store that is not there holds no run: made by no look
+        spec["embedded"]["create"] = False
+    try:
+        with open_transport(spec, catalog) as transport:
+            run = RunStore(transport, pipeline.name).latest(resumable=True)
+    except (TransportError, NotImplementedError):  # a service that lists no data sources
+        return None
+    if run is None or session_executor(run) != LOCAL:
+        return None
+    recorded_file = run.start.get("file")
+    return run if recorded_file == str(Path(file).resolve()) else None
 
 
 #: The states in which an executor reports a deployment that ended on its own.

@@ -3,8 +3,9 @@
 Each command chooses the executor once (`asapo_pipelines.executor.choose_for_command`: the
 ``--executor`` option, an option that names its executor such as ``--job``, the file's
 ``deploy:`` section, a local run recorded for the file; `status`, `logs` and `stop` then prefer
-what runs: a running deployment before a finished local run, see `_the_live_one`), then calls
-that executor's methods:
+what runs: a running deployment before a finished local run, see `_the_live_one`, and the run
+directory a running local session recorded, or say that no supervisor runs it, see
+`_session_run_dir`), then calls that executor's methods:
 what is shown is the executor's own (`Executor.show_status`, `print_logs`...), with a generic
 default for a plugin's executor. `status` with no executor at all shows the counters the
 pipeline's workers published on its transport. The CLI imports no executor: each is reached
@@ -13,6 +14,8 @@ through the catalog, by the import string its plugin registered.
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +30,8 @@ from asapo_pipelines.cli.deployments import (
 )
 from asapo_pipelines.cli.deployments import end as end_run
 from asapo_pipelines.cli.options import data_dir_option, find_file, json_option, run_dir_option
-from asapo_pipelines.errors import UsageError
+from asapo_pipelines.errors import PipelinesError, UsageError
+from asapo_pipelines.launchplan.rundir import JOB_FILE, recorded_state, supervisor_alive
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -99,11 +103,17 @@ def executor_for(
     descriptor = choose_for_command(
         pipeline, catalog, path, given, name, default=default, runs=runs
     )
+    plain = runs and name is None and not any(given.get(o) for o in SELECTING_OPTIONS)
+    local_given = given
+    if plain and pipeline is not None and path is not None:
+        elsewhere = _session_run_dir(command, pipeline, catalog, path, given, descriptor)
+        if elsewhere is not None:  # started with --data-dir: its run directory is recorded
+            local_given = {**given, "run_dir": str(elsewhere)}
+            descriptor = choose_for_command(pipeline, catalog, path, local_given, name)
     if descriptor is None:
         return None, path
-    executor = _made(descriptor, command, pipeline, catalog, path, given)
-    chose_local = descriptor.name == LOCAL and name is None
-    if runs and chose_local and not any(given.get(o) for o in SELECTING_OPTIONS):
+    executor = _made(descriptor, command, pipeline, catalog, path, local_given)
+    if plain and descriptor.name == LOCAL:
         executor = _the_live_one(executor, command, pipeline, catalog, path, given)
     return executor, path
 
@@ -121,6 +131,145 @@ def _made(
     cls = executor_class(descriptor)
     cls.check_options(f"pipeline {command}", given)
     return cls.for_command(pipeline, catalog, path, given)
+
+
+def _local_run_dir(
+    pipeline: Pipeline, catalog: Catalog, path: Path, given: dict[str, Any]
+) -> Path | None:
+    """The run directory the local executor (reached through the catalog, as every executor)
+    keeps FILE's runs in, or None without a local executor."""
+    from asapo_pipelines.executor import LOCAL, executor_class
+
+    descriptor = catalog.executors.get(LOCAL)
+    if descriptor is None:
+        return None
+    # only the option that moves it: the others may be another executor's (`logs --plain`)
+    where = {"data_dir": given.get("data_dir")}
+    local = executor_class(descriptor).for_command(pipeline, catalog, path, where)
+    found = getattr(local, "run_dir", None)
+    return None if found is None else Path(found)
+
+
+class UnsupervisedRun(PipelinesError):
+    """FILE's run is recorded as running in a session of `pipeline run` that no supervisor
+    runs (`_session_run_dir`); `stop` ends it."""
+
+    def __init__(self, message: str, run_id: str, pipeline: str, path: Path) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.pipeline = pipeline
+        self.path = path
+
+
+class EndedHere(UsageError):
+    """FILE's last run was a local one that ended without leaving a local run recorded here
+    (its `pipeline run` stopped before it started a supervisor); `stop` has nothing to do."""
+
+    def __init__(self, message: str, run_id: str, pipeline: str, state: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.pipeline = pipeline
+        self.state = state
+
+
+def _session_run_dir(
+    command: str,
+    pipeline: Pipeline,
+    catalog: Catalog,
+    path: Path,
+    given: dict[str, Any],
+    chosen: ExecutorDescriptor | None,
+) -> Path | None:
+    """What the run records say when no local run of FILE is recorded in its run directory
+    and its last run was one of `pipeline run` (a local run is never handed to a cluster; a
+    deployment of the file that runs goes first, as in `_the_live_one`):
+
+    - running, and a supervisor took the run directory its session recorded (`pipeline run
+      --data-dir`): that directory, so `status`, `logs` and `stop` find it without --data-dir;
+    - running, and no supervisor ever took it (its `pipeline run` was killed or crashed
+      first): `UnsupervisedRun`, which `stop` ends;
+    - ended, when the command would otherwise go to `chosen`, another executor: `EndedHere`.
+    """
+    from asapo_pipelines.cli.deployments import latest_local_run
+    from asapo_pipelines.executor import LOCAL
+
+    run_dir = _local_run_dir(pipeline, catalog, path, given)
+    if run_dir is None or not _idle(run_dir):
+        return None  # a supervisor runs it, or was lost with its tasks: the local one says so
+    if command == "logs" and recorded_state(run_dir):
+        return None  # the last session's logs are what to read after a start that went wrong
+    run = latest_local_run(pipeline, catalog, path)
+    if run is None or (run.state != "running" and (chosen is None or chosen.name == LOCAL)):
+        return None
+    session_dir = Path(run.session.get("run_dir") or run_dir)
+    host = run.session.get("host")
+    here = host in (None, socket.gethostname())  # another host's supervisor is not seen here
+    if run.state != "running":
+        if recorded_state(session_dir):
+            return session_dir if session_dir != run_dir and not given.get("data_dir") else None
+    elif here and not _unsupervised_since(session_dir, float(run.session.get("time") or 0)):
+        moved = session_dir != run_dir and not given.get("data_dir")
+        return session_dir if moved else None
+    if any(_is_live(e) for e in _deployments(command, pipeline, catalog, path, given)):
+        return None
+    if run.state != "running":
+        raise EndedHere(
+            f"no local run of {path} is recorded here: its last run, {run.id}, ended "
+            f"{run.state} before a supervisor started it; start one with `pipeline run`",
+            run.id,
+            pipeline.name,
+            run.state,
+        )
+    if not here:
+        raise PipelinesError(
+            f"run {run.id} of pipeline {pipeline.name} runs on host {host}, not here; ask "
+            f"there with `pipeline {command} {path}`"
+        )
+    raise UnsupervisedRun(
+        f"run {run.id} of pipeline {pipeline.name} is recorded as running, but no supervisor "
+        f"runs it: its `pipeline run` ended before starting one; `pipeline stop {path}` ends "
+        "the run",
+        run.id,
+        pipeline.name,
+        path,
+    )
+
+
+#: Seconds from the record of a `pipeline run` session to its supervisor's first state: a
+#: foreground run writes it at once; a detached one, once its job is written, is waited for
+#: as long as `run --detach` waits for it (`local.control.start_detached`).
+STARTING = 5.0
+STARTING_DETACHED = 30.0
+
+
+def _idle(run_dir: Path) -> bool:
+    """Whether no supervisor runs in `run_dir` and none was lost there with its tasks: no
+    state recorded, or one that ended."""
+    status = recorded_state(run_dir).get("status")
+    return not supervisor_alive(run_dir) and (status is None or status in ENDED)
+
+
+def _unsupervised_since(run_dir: Path, began: float) -> bool:
+    """Whether no supervisor took `run_dir` after `began` (a `pipeline run` session's record),
+    waiting while one may still be starting (`STARTING`)."""
+    while not _supervised_since(run_dir, began):
+        detached = _mtime(run_dir / JOB_FILE) >= began
+        if time.time() >= began + (STARTING_DETACHED if detached else STARTING):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _supervised_since(run_dir: Path, began: float) -> bool:
+    started = recorded_state(run_dir).get("started")
+    return supervisor_alive(run_dir) or float(started or 0) >= began
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 #: The states in which an executor reports that nothing of a run or deployment runs any more:
@@ -197,6 +346,31 @@ def _is_live(executor: Executor) -> bool:
 def _pipeline_file(path: Path | None) -> str | None:
     """`path` when it is a pipeline file whose deployments are recorded as runs."""
     return str(path) if path is not None and path.suffix != ".json" else None
+
+
+def _end_unsupervised(exc: UnsupervisedRun, *, as_json: bool) -> None:
+    """`pipeline stop` of a run no supervisor runs: there is nothing to signal, so its record
+    ends (`pipeline prune` and the next `pipeline run` then take it as ended)."""
+    from asapo_pipelines.cli.output import print_json
+    from asapo_pipelines.executor import LOCAL
+
+    why = "no supervisor ran it: its `pipeline run` ended before starting one"
+    ended = end_run(str(exc.path), LOCAL, "stopped", f"stopped: {why}")
+    if ended is None:  # ended meanwhile, or the store is out of reach: said by `end`
+        raise PipelinesError(f"run {exc.run_id} was not ended: its record could not be written")
+    if as_json:
+        print_json({"run": ended, "status": "stopped", "message": f"stopped: {why}"})
+    else:
+        click.echo(f"run {ended} of pipeline {exc.pipeline} ended as stopped: {why}")
+
+
+def _say_ended(exc: EndedHere, *, as_json: bool) -> None:
+    from asapo_pipelines.cli.output import print_json
+
+    if as_json:
+        print_json({"run": exc.run_id, "status": exc.state, "was_running": False})
+    else:
+        click.echo(f"run {exc.run_id} of pipeline {exc.pipeline} is not running ({exc.state})")
 
 
 @click.command()
@@ -279,7 +453,14 @@ def stop(
     """Stop a local run cleanly (its tasks get their kill signal), the Nomad job, or the
     tasks of the executor the file's deploy section names; a deployment's run ends."""
     given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
-    executor, path = executor_for("stop", file, executor_name, given)
+    try:
+        executor, path = executor_for("stop", file, executor_name, given)
+    except UnsupervisedRun as exc:
+        _end_unsupervised(exc, as_json=as_json)
+        return
+    except EndedHere as exc:  # nothing to stop, as of a local run that ended
+        _say_ended(exc, as_json=as_json)
+        return
     assert executor is not None
     recorded = _pipeline_file(path)
     # a deployment that already ended on its own ends its run as it ended, not as `stopped`
@@ -315,7 +496,13 @@ def status(
     if executor is not None:
         # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
         settle(executor, _pipeline_file(path))
-        ctx.exit(executor.show_status(as_json=as_json))
+        code = executor.show_status(as_json=as_json)
+        if executor.pipeline is not None and path is not None:
+            from asapo_pipelines.counters import check_readable
+
+            # a table of `-` said nothing of a transport that cannot be read from here
+            check_readable(path)
+        ctx.exit(code)
     if path is None or path.suffix == ".json":
         raise UsageError(f"no local run of {file} is recorded; start one with `pipeline run`")
     # no executor knows the pipeline's tasks: the counters its workers (started by hand or by

@@ -22,7 +22,9 @@ def _when(ts: float | None) -> str:
 
 def _config_summary(run: Any) -> str:
     start = run.start
-    parts = [f"file {str(start.get('file_sha256') or '')[:12]}"]
+    # the file the last session ran with (what its results carry), and the first one's
+    now, first = str(run.file_sha256 or "")[:12], str(start.get("file_sha256") or "")[:12]
+    parts = [f"file {now}" + (f" (started as {first})" if first and first != now else "")]
     if start.get("from_run"):
         parts.append(f"replay of {start['from_run']}")
     if run.overrides:

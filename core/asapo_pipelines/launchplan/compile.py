@@ -32,6 +32,7 @@ from asapo_pipelines.launchplan.jobspec import (
 )
 from asapo_pipelines.launchplan.python_env import pinned_distributions, python_env
 from asapo_pipelines.worker.launch import BASE_DIR_ENV
+from asapo_pipelines.worker.naming import JOB_TYPE_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -82,7 +83,8 @@ def plan_for(pipeline: Pipeline, catalog: Catalog) -> tuple[JobPlan, list[str]]:
             "the pipeline was not loaded from a file, so there is nothing to deliver"
         )
     path = pipeline.path.resolve()
-    env = {BASE_DIR_ENV: str(path.parent)}
+    # a service's workers wait for more when their inputs are finished; a batch's end
+    env = {BASE_DIR_ENV: str(path.parent), JOB_TYPE_ENV: kind}
     groups = []
     for instance, unit in pipeline.units.items():
         descriptor = pipeline.descriptor(instance, catalog)

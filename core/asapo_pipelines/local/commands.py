@@ -97,10 +97,12 @@ def run(
         if as_json:
             print_json(state)
             return
+        # the other commands find the run directory only where they are told it is
+        where = f"{shown} --data-dir {data_dir}" if data_dir else shown
         click.echo(
             f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
-            f"run directory {target.run_dir}); follow it with `pipeline status {shown}`, "
-            f"`pipeline logs {shown} UNIT`, and stop it with `pipeline stop {shown}`"
+            f"run directory {target.run_dir}); follow it with `pipeline status {where}`, "
+            f"`pipeline logs {where} UNIT`, and stop it with `pipeline stop {where}`"
         )
         return
     environ = dict(os.environ)

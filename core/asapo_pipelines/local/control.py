@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines import storage
-from asapo_pipelines.launchplan.rundir import STATE_FILE
+from asapo_pipelines.launchplan.rundir import STATE_FILE, supervisor_alive
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
@@ -34,27 +34,15 @@ from asapo_pipelines.local.state import (
 )
 
 
-def supervisor_alive(run_dir: Path) -> bool:
-    path = Path(run_dir) / LOCK_FILE
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def already_running(job_id: str, run_dir: Path) -> LocalRunError:
-    """The refusal of a second start while a supervisor runs the job."""
-    pid = None
+    """The refusal of a second start while a supervisor runs the job (named as its state
+    names it: the run directory's name may also name the pipeline file)."""
+    state: dict[str, Any] = {}
     with contextlib.suppress(LocalRunError):
-        pid = read_state(Path(run_dir) / STATE_FILE).get("pid")
+        state = read_state(Path(run_dir) / STATE_FILE)
+    pid = state.get("pid")
     return LocalRunError(
-        f"job {job_id} is already running locally"
+        f"job {state.get('job') or job_id} is already running locally"
         + (f" (supervisor pid {pid})" if pid else "")
         + "; stop it first with `pipeline stop`"
     )
@@ -89,14 +77,34 @@ def refused_while_running(job_id: str, run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock: the supervisor takes it next
 
 
+#: A task's state when its supervisor is gone and its process is too: it exited, and no one
+#: saw how (the supervisor that would have reaped it and restarted it is lost).
+EXITED = "exited"
+
+
 def run_status(run_dir: Path) -> dict[str, Any]:
     """The state file, with `status` corrected to `lost` when it claims to run but no
-    supervisor holds the run any more."""
+    supervisor holds the run any more, and each task whose process is gone since shown as
+    `exited` (no pid): the state file says what the supervisor last saw."""
     state = read_state(Path(run_dir) / STATE_FILE)
-    if state.get("status") not in FINAL and not supervisor_alive(run_dir):
-        state["status"] = "lost"
+    if state.get("status") in FINAL or supervisor_alive(run_dir):
+        return state
+    state["status"] = "lost"
+    running = [u for u in state.get("units", []) if _still_ours(u)]
+    for unit in state.get("units", []):
+        if unit.get("state") not in (*FINAL, "pending") and not any(u is unit for u in running):
+            unit.update(state=EXITED, pid=None)
+    pid = f" (pid {state['pid']})" if state.get("pid") else ""
+    if running:
+        labels = ", ".join(f"{u['unit']}/{u['task']}" for u in running)
         state["message"] = (
-            "the supervisor is gone without stopping its tasks; `pipeline stop` cleans up"
+            f"the supervisor{pid} is gone without stopping its tasks; {labels} still "
+            "run: `pipeline stop` stops them"
+        )
+    else:
+        state["message"] = (
+            f"the supervisor{pid} is gone and none of its tasks runs any more; `pipeline "
+            "stop` ends the run"
         )
     return state
 

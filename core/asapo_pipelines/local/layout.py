@@ -13,8 +13,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-JOB_FILE = "job.json"
-LOCK_FILE = "supervisor.lock"
+from asapo_pipelines.launchplan.rundir import JOB_FILE, LOCK_FILE
+
+__all__ = ["JOB_FILE", "LOCK_FILE", "SUPERVISOR_LOG", "AllocDirs", "alloc_dirs"]
+
 SUPERVISOR_LOG = "supervisor.log"
 
 

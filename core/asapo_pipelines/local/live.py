@@ -26,6 +26,7 @@ STATE_STYLE = {
     "failed": "bold red",
     "stopped": "dim",
     "pending": "dim",
+    "exited": "dim",  # its supervisor is gone, and so is its process (`control.run_status`)
 }
 
 

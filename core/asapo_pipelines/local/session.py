@@ -1,13 +1,28 @@
 """The run bookkeeping `pipeline run` and `pipeline reprocess` do around the executor: claim
-the pipeline's namespace, start or resume a run (see `asapo_pipelines.runs`), and end it."""
+the pipeline's namespace, start or resume a run (see `asapo_pipelines.runs`), and end it.
+
+A run's counts are the sum of what each of its sessions recorded when it ended, each from its
+workers' last status records. A session whose supervisor was lost (killed outright, the
+machine stopped) recorded no end: the next start in the run ends it first, as `lost`, with the
+counts its workers published last, so that what they processed is not dropped from the run's
+totals."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import click
+
 from asapo_pipelines.local.target import Target
+
+#: What stops `pipeline run` while it starts: as Ctrl-C does (SIGINT), SIGTERM and a closed
+#: terminal (SIGHUP) stop the start; once the supervisor runs, it handles them itself.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass
@@ -19,16 +34,169 @@ class Session:
     run: Any
     what: str
     env_name: str
+    #: the signal handlers `stop_start_on_signals` replaced, put back when the session ends
+    previous_handlers: dict[int, Any] | None = None
+    ended: bool = False
 
     def finish(self, result: Any, counters: dict[str, Any], payload: dict[str, Any]) -> None:
         from asapo_pipelines.runs.lifecycle import summaries_of
 
         groups = {g["Name"] for g in payload["Job"]["TaskGroups"]}
         summaries, counts = summaries_of(counters, groups)
+        message = result.message + counts_note(counters, groups)
+        self._end(result.status, message, summaries, counts)
+
+    def abort(self, state: str, message: str) -> None:
+        """End the run when the session did not get to run the job to its end (`pipeline
+        run` stopped by a signal while starting, or its supervisor could not go on): `state`
+        is `stopped` or `failed`, `message` the sentence that said why. Nothing when the
+        session is already ended."""
+        self._end(state, message, {}, {})
+
+    def _end(
+        self, state: str, message: str, summaries: dict[str, Any], counts: dict[str, Any]
+    ) -> None:
+        if self.ended:
+            return
+        self.ended = True
         try:
-            self.store.end(self.run, result.status, result.message, summaries, counts)
+            # a second Ctrl-C or a SIGTERM now must not cut the record in half: it takes
+            # effect once the record is written
+            with _signals_held():
+                self.store.end(self.run, state, message, summaries, counts)
         finally:
             self.transport.close()
+            for signum, handler in (self.previous_handlers or {}).items():
+                signal.signal(signum, handler)
+            self.previous_handlers = None
+
+
+def counts_note(counters: dict[str, Any] | None, groups: set[str] | None = None) -> str:
+    """A clause for the run's message naming the replicas whose counts stop at a status record
+    before their final one (it did not reach the transport, or the process was killed): their
+    counts may be below what they did. Empty when every replica's final record is there."""
+    from asapo_pipelines.worker.status import not_final
+
+    records = [
+        r
+        for r in (counters or {}).values()
+        if groups is None or str(r.get("instance") or "") in groups
+    ]
+    short = not_final(records)
+    if not short:
+        return ""
+    return (
+        f"; the counts of {', '.join(short)} are from {'its' if len(short) == 1 else 'their'} "
+        "last status record that reached the store, not a final one, and may be lower than "
+        "what was processed"
+    )
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM and SIGHUP held back (delivered when the block ends)."""
+    held = {signal.SIGINT, *STOP_SIGNALS}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def stop_start_on_signals(session: Session) -> None:
+    """From here until the supervisor installs its own handlers (and after it puts these back),
+    SIGTERM and SIGHUP stop `pipeline run` as Ctrl-C does (`aborted.`, exit 130) instead of
+    killing it silently with its run recorded `running` for ever; the caller ends the run
+    (`Session.abort`). Only in the main thread, where Python runs signal handlers."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    session.previous_handlers = {
+        int(signum): signal.signal(signum, _interrupt) for signum in STOP_SIGNALS
+    }
+
+
+def end_if_left(session: Session, run_dir: Path) -> None:
+    """When `pipeline run` ends on an exception without having ended its session (a signal
+    while it started, an error of its supervisor such as a run directory deleted under it, a
+    closed output pipe), end the run `stopped` or `failed` with the sentence the command says,
+    instead of leaving it `running` for ever. Called when the command's click context closes,
+    while that exception is still on its way out. A session a detached supervisor took over
+    (it holds the run directory) is that supervisor's to end."""
+    import sys
+
+    from asapo_pipelines.errors import PipelinesError
+    from asapo_pipelines.local.control import supervisor_alive
+
+    error = sys.exc_info()[1]
+    if session.ended or error is None or supervisor_alive(run_dir):
+        return
+    if isinstance(error, KeyboardInterrupt | click.Abort):
+        why = str(error.args[0]) if error.args else "SIGINT"
+        state, message = "stopped", f"pipeline run was stopped ({why})"
+    elif isinstance(error, PipelinesError):
+        state, message = "failed", error.message
+    else:
+        state, message = "failed", f"pipeline run ended on {type(error).__name__}: {error}"
+    try:
+        session.abort(state, message)
+    except Exception as exc:  # the command's own error is what the user must see
+        import logging
+
+        logging.getLogger("asapo_pipelines.runs").warning(
+            "could not record the end of run %s: %s", session.run.id, exc
+        )
+
+
+def end_lost_session(store: Any, target: Target) -> None:
+    """End the latest run's last session, as `lost`, when its supervisor is gone without
+    having ended it, with the counts its workers published last (see the module's docstring).
+
+    Called with this run directory's supervisor lock held (`control.refused_while_running`),
+    so no supervisor runs here; a session run elsewhere (a cluster's executor, another data
+    directory whose supervisor is alive, workers started by hand) is left alone."""
+    from asapo_pipelines.local.control import supervisor_alive
+
+    latest = store.latest(resumable=True)
+    if latest is None or latest.state != "running":
+        return
+    session = latest.session
+    if session.get("executor", "local") != "local" or session.get("mode") == "workers":
+        return  # run by a cluster's executor, or by workers started by hand: not ours to end
+    recorded = session.get("run_dir")
+    elsewhere = recorded and Path(recorded).resolve() != Path(target.run_dir).resolve()
+    if elsewhere and supervisor_alive(Path(recorded)):
+        return
+    counters = _session_counters(store, target, f"{latest.id}@{session.get('time')}")
+    from asapo_pipelines.runs.lifecycle import summaries_of
+
+    groups = {g["Name"] for g in target.payload["Job"]["TaskGroups"]} if target.payload else None
+    summaries, counts = summaries_of(counters, groups)
+    store.end(
+        latest,
+        "lost",
+        "its supervisor was lost (killed, or its machine stopped) before it ended this session; "
+        "the counts are its workers' last status records, and may be lower than what they "
+        "processed",
+        summaries,
+        counts,
+    )
+
+
+def _session_counters(store: Any, target: Target, session: str) -> dict[str, Any]:
+    """Each replica's last status record, when it is one of the session `session`."""
+    from asapo_pipelines.worker.status import latest_status, status_consumer
+
+    if target.payload is None or target.pipeline is None:
+        return {}
+    with status_consumer(store.transport, target.pipeline.name) as consumer:
+        records = latest_status(consumer, target.payload)
+    return {label: r for label, r in records.items() if r.get("session") == session}
 
 
 def open_store(target: Target) -> tuple[Any, Any]:
@@ -70,6 +238,7 @@ def start_session(
     transport, store = open_store(target)
     try:
         store.claim(target.pipeline_file)
+        end_lost_session(store, target)
         run, what = prepare(
             store,
             pipeline,
@@ -78,10 +247,15 @@ def start_session(
             fresh=fresh,
             resume=resume,
             overrides=overrides,
+            run_dir=target.run_dir,
         )
     except BaseException:
         transport.close()
         raise
-    changes = run.events[-1].get("changes") or {}
-    announce(run.id, what, pipeline.name, changes, err=quiet_stdout)
-    return Session(store, transport, run, what, RUN_ENV)
+    session = Session(store, transport, run, what, RUN_ENV)
+    stop_start_on_signals(session)
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: end_if_left(session, target.run_dir))
+    announce(run, what, pipeline.name, err=quiet_stdout)
+    return session

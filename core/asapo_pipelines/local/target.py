@@ -6,7 +6,6 @@ Shared by `pipeline run`, `reprocess` and the local executor's `status`, `logs` 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,14 +18,43 @@ if TYPE_CHECKING:  # pragma: no cover - a compiled job (.json) needs neither
     from asapo_pipelines.pipeline.model import Pipeline
 
 
-@dataclass
 class Target:
-    run_dir: Path
-    payload: dict[str, Any] | None = None
-    #: None when the target is a compiled job or a run directory
-    pipeline: Pipeline | None = None
-    pipeline_file: str | None = None
-    catalog: Catalog | None = None
+    """A command's target. `payload` is the job of the pipeline as it is now: `pipeline run
+    --set` writes its overrides into the pipeline after it was resolved, and the job's type
+    (a source set to `watch` makes a service) and restart rules must follow them."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        payload: dict[str, Any] | None = None,
+        pipeline: Pipeline | None = None,
+        pipeline_file: str | None = None,
+        catalog: Catalog | None = None,
+    ) -> None:
+        self.run_dir = run_dir
+        #: None when the target is a compiled job or a run directory
+        self.pipeline = pipeline
+        self.pipeline_file = pipeline_file
+        self.catalog = catalog
+        self._payload = payload
+        self._compiled_from = self._params()
+
+    def _params(self) -> str | None:
+        """The units' params the payload was compiled from (None: nothing to compile)."""
+        if self.pipeline is None:
+            return None
+        params = {name: unit.params for name, unit in self.pipeline.units.items()}
+        return json.dumps(params, sort_keys=True, default=str)
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """The compiled job (`{"Job": {...}}`), compiled again when the params changed."""
+        if self._payload is None or self.pipeline is None or self.catalog is None:
+            return self._payload
+        now = self._params()
+        if now != self._compiled_from:
+            self._payload, self._compiled_from = _compile(self.pipeline, self.catalog), now
+        return self._payload
 
     def loaded(self) -> tuple[Pipeline, Catalog]:
         """The validated pipeline and its catalog; one sentence when the command was given a
@@ -55,13 +83,14 @@ def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
 
 
 def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None) -> Path:
-    """Where the local run of the pipeline file at `path` lives. Status, logs and stop need only
-    the job's ID, so they keep working when the file no longer compiles."""
+    """Where the local run of the pipeline file at `path` lives (`launchplan.rundir`: never a
+    directory another file's run is recorded in). Status, logs and stop need only the job's
+    ID, so they keep working when the file no longer compiles."""
     from asapo_pipelines.launchplan.compile import job_identity
-    from asapo_pipelines.launchplan.rundir import run_dir as run_dir_of
+    from asapo_pipelines.launchplan.rundir import file_run_dir
 
     base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
-    return run_dir_of(base, job_identity(pipeline)[0])
+    return file_run_dir(base, job_identity(pipeline)[0], path)
 
 
 def recorded(run_dir: Path) -> bool:

@@ -4,7 +4,9 @@ the executor).
 `prepare` decides, before anything starts: a first run, or `--fresh`, begins a new run; an
 unchanged configuration resumes the latest run (its consumer groups and outputs make a re-run
 process nothing twice); a changed one is refused with the changed units and params named,
-unless `--resume` says to go on with the new configuration.
+unless `--resume` says to go on with the new configuration. A start while the latest run's
+session runs under a live supervisor in another run directory is refused before anything is
+recorded (`refuse_while_alive`).
 """
 
 from __future__ import annotations
@@ -39,17 +41,25 @@ def prepare(
     overrides: dict[str, dict[str, Any]] | None = None,
     mode: str = "run",
     details: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
 ) -> tuple[Run, str]:
     """The run to work in and what happened: "started", "resumed" or "resumed-changed".
 
     ``mode`` says what starts it (`run`, `deploy`); ``details`` go into the session's record
-    (the executor and deployment of a deployed run)."""
+    (the executor and deployment of a deployed run); ``run_dir`` is the local run directory
+    whose supervisor will run the session (`pipeline run`), recorded so that a start from
+    another run directory (`--data-dir`) can tell that the session is alive."""
     if fresh and resume:
         raise RunsError("give --fresh or --resume, not both")
     configs = configurations(pipeline, catalog)
     text = Path(pipeline_file).read_text(encoding="utf-8")
     recorded = flat(overrides or {})
     latest = store.latest(resumable=True)
+    if latest is not None:
+        refuse_while_alive(store, latest, pipeline_file, run_dir)
+    session = dict(details or {})
+    if run_dir is not None:
+        session["run_dir"] = str(Path(run_dir).resolve())
     if latest is None or fresh or _pruned(store, latest):
         run = store.begin(
             pipeline_file=pipeline_file,
@@ -57,12 +67,12 @@ def prepare(
             configurations=configs,
             overrides=recorded,
             mode=mode,
-            details=details,
+            details=session,
         )
         return run, "started"
     changes = diff_configurations(latest.configurations, configs)
     if not changes:
-        return store.resume(latest, overrides=recorded, details=details), "resumed"
+        return store.resume(latest, overrides=recorded, details=session, text=text), "resumed"
     if not resume:
         raise RunsError(
             f"the configuration changed since run {latest.id}: {describe_changes(changes)}; "
@@ -70,9 +80,65 @@ def prepare(
             f"--resume to go on with {latest.id} under the new configuration"
         )
     store.resume(
-        latest, configurations=configs, changes=changes, overrides=recorded, details=details
+        latest,
+        configurations=configs,
+        changes=changes,
+        overrides=recorded,
+        details=session,
+        text=text,
     )
     return latest, "resumed-changed"
+
+
+def refuse_while_alive(
+    store: RunStore, latest: Run, pipeline_file: Path, run_dir: Path | None
+) -> None:
+    """Refuse, before anything is recorded, a start while the latest run's session runs in
+    another local run directory (`pipeline run --data-dir`): the supervisor lock that keeps
+    two starts apart is per run directory, and a second session of the run (or a new run
+    beside it) would write the same outputs, fail on them and end the live run `failed`. A
+    session whose supervisor is gone (killed, the machine restarted) is stale: it may go on."""
+    from asapo_pipelines.launchplan.rundir import supervisor_alive
+
+    recorded = latest.session.get("run_dir")
+    if latest.state != "running" or not recorded:
+        return
+    live = Path(recorded)
+    if run_dir is not None and Path(run_dir).resolve() == live:
+        return  # its own run directory: the supervisor's lock, held by our caller, decides
+    data_dir = live.parent.parent  # run directories are <data>/runs/<name>
+    stop = f"`pipeline stop {pipeline_file} --data-dir {data_dir}`"
+    try:
+        alive = supervisor_alive(live)
+    except OSError as exc:  # another user's run directory: it may well be alive
+        raise RunsError(
+            f"run {latest.id} of pipeline {store.pipeline} is recorded as running in {live}, "
+            f"which cannot be read here to tell whether it still runs ({exc.strerror}); "
+            f"whoever started it stops it with {stop}"
+        ) from None
+    if not alive:
+        return
+    state = _supervisor_state(live)
+    pid = state.get("pid")
+    raise RunsError(
+        f"job {state.get('job') or live.name} is already running locally (run {latest.id}"
+        + (f", supervisor pid {pid}" if pid else "")
+        + f", data directory {data_dir}); stop it first with {stop}"
+    )
+
+
+def _supervisor_state(run_dir: Path) -> dict[str, Any]:
+    """What the supervisor's state file says (its job and pid), for the refusal; nothing when
+    it cannot be read (the refusal stands on the lock, not on this)."""
+    import json
+
+    from asapo_pipelines.launchplan.rundir import STATE_FILE
+
+    try:
+        state = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
 
 
 def _pruned(store: RunStore, run: Run) -> bool:

@@ -5,10 +5,13 @@ Streams of that data source:
   given out atomically), so two files with the same `pipeline:` name racing for one store cannot
   both win; the loser is refused with one sentence naming both files.
 - `index`: one message per run started; its id numbers the run (`r<id>`), so two runs started at
-  once never get the same id.
+  once never get the same id. Ids whose data sources are in the store without a record (the
+  records were moved aside) are passed over, so a new run never reads an old run's streams.
 - `r<N>`: the run's events, in order: `started` (file text and hash, each unit's configuration
-  and fingerprint, `--set` overrides, what it was replayed from), `resumed` (with the changed
-  configuration when resumed with `--resume`), `ended` (state, the units' summaries and counts).
+  and fingerprint, `--set` overrides, what it was replayed from), `resumed` (the file's hash,
+  its text when it changed, the changed configuration when resumed with `--resume`), `ended`
+  (state, the units' summaries and counts). A local session also records its run directory
+  (`run_dir`), where its supervisor holds the lock that says it is alive.
 
 Records are JSON payloads, so large pipeline files fit on every transport.
 """
@@ -81,6 +84,24 @@ class Run:
         )
 
     @property
+    def file_sha256(self) -> str | None:
+        """The pipeline file's hash of the last session that recorded one: the file the
+        results of this session are made with (a session resumed under an edited file records
+        the edited file's)."""
+        for event in reversed(self.events):
+            if event.get("file_sha256"):
+                return str(event["file_sha256"])
+        return None
+
+    @property
+    def text(self) -> str | None:
+        """The pipeline file's text that goes with `file_sha256`."""
+        for event in reversed(self.events):
+            if event.get("text") is not None:
+                return str(event["text"])
+        return None
+
+    @property
     def state(self) -> str:
         end = self.last_end
         return "running" if end is None else str(end.get("state", "ended"))
@@ -144,14 +165,16 @@ class Run:
             "executor": self.session.get("executor", "local"),
             "from_run": start.get("from_run"),
             "file": start.get("file"),
-            "file_sha256": start.get("file_sha256"),
+            # the file of the last session, and the one the run started with
+            "file_sha256": self.file_sha256,
+            "started_file_sha256": start.get("file_sha256"),
             "sessions": sum(1 for e in self.events if e.get("event") in ("started", "resumed")),
             "overrides": self.overrides,
             "configurations": self.configurations,
             "counts": self.counts,
         }
         if text:
-            out["text"] = start.get("text")
+            out["text"] = self.text
         return out
 
 
@@ -290,7 +313,7 @@ class RunStore:
         from_run: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> Run:
-        number = self._append(INDEX_STREAM, {"time": time.time(), "host": _host()})
+        number, unrecorded = self._next_number()
         run_id = f"r{number}"
         record = {
             "event": "started",
@@ -309,8 +332,44 @@ class RunStore:
             "host": _host(),
             **(details or {}),
         }
+        if unrecorded:
+            record["unrecorded_runs"] = unrecorded
         self._append(run_id, record)
         return Run(run_id, [record])
+
+    def _next_number(self) -> tuple[int, list[str]]:
+        """A new run's number from the index, past every run whose data sources the store
+        holds without a record (the records were moved aside or lost: a run reusing those
+        streams would find their inputs all read and compute nothing), and those runs' ids.
+
+        The data sources are listed before the number is taken, so a source seen there with
+        a number not below ours cannot be another starter's: that one's number was given out
+        before ours. The numbers passed over are taken from the index too, so starters racing
+        past the same old data still get one number each."""
+        found = self._numbers_with_data()
+        number = self._append(INDEX_STREAM, _index_entry())
+        unrecorded = sorted(n for n in found if n >= number)
+        if not unrecorded:
+            return number, []
+        # each id given out is above the one before, so after as many more as there are
+        # numbers up to the last unrecorded run, the last is past them all
+        passed = {"time": time.time(), "host": _host(), "passed_over": "unrecorded run data"}
+        entry = formats.encode(passed, "json")
+        with self.transport.producer(self.source) as producer:
+            producer.send_many(INDEX_STREAM, [entry] * (unrecorded[-1] - number))
+            last = producer.send(INDEX_STREAM, *formats.encode(_index_entry(), "json"))
+            producer.flush()
+        return int(last), [f"r{n}" for n in unrecorded]
+
+    def _numbers_with_data(self) -> set[int]:
+        """The run numbers of this pipeline's data sources in the store (`<pipeline>.r3.x`)."""
+        prefix = f"{self.pipeline}."
+        numbers = set()
+        for source in self.transport.data_sources():
+            run_id = source[len(prefix) :].partition(".")[0] if source.startswith(prefix) else ""
+            if RUN_ID.match(run_id):
+                numbers.add(int(run_id[1:]))
+        return numbers
 
     def resume(
         self,
@@ -320,13 +379,20 @@ class RunStore:
         changes: dict[str, list[str]] | None = None,
         overrides: dict[str, Any] | None = None,
         details: Mapping[str, Any] | None = None,
+        text: str | None = None,
     ) -> Run:
+        """A new session of `run`; `text` is the pipeline file it runs with, whose hash the
+        session's results carry (and its text, when it differs from the session before)."""
         record: dict[str, Any] = {
             "event": "resumed",
             "time": time.time(),
             "host": _host(),
             **(details or {}),
         }
+        if text is not None:
+            record["file_sha256"] = file_sha256(text)
+            if record["file_sha256"] != run.file_sha256:
+                record["text"] = text
         if configurations is not None:
             record.update(configurations=configurations, changes=changes or {})
         if overrides is not None:
@@ -392,3 +458,7 @@ class RunStore:
 
 def _host() -> str:
     return socket.gethostname()
+
+
+def _index_entry() -> dict[str, Any]:
+    return {"time": time.time(), "host": _host()}

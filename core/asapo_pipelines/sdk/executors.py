@@ -42,10 +42,12 @@ from asapo_pipelines.launchplan.python_env import (
 from asapo_pipelines.launchplan.restart import Decision, RestartPolicy, RestartTracker
 from asapo_pipelines.pipeline.model import Pipeline, PythonEnvConfig
 from asapo_pipelines.worker.launch import BASE_DIR_ENV, RUN_ENV
+from asapo_pipelines.worker.naming import JOB_TYPE_ENV
 
 __all__ = [
     "BASE_DIR_ENV",
     "INSTALL_SCRIPT",
+    "JOB_TYPE_ENV",
     "RUN_ENV",
     "Catalog",
     "CommandOnPath",

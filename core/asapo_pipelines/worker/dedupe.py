@@ -38,13 +38,25 @@ def read_metadata(consumer: Any, stream: str, msg_id: int) -> Any:
         return None
 
 
+def provenance_run(metadata: dict[str, Any]) -> str | None:
+    """The run a message was written in, from its provenance."""
+    prov = metadata.get(PROVENANCE_KEY)
+    run = prov.get("run") if isinstance(prov, dict) else None
+    return run if isinstance(run, str) else None
+
+
 class KeyIndex:
     """The keys of one output stream, read incrementally: after a crash many inputs come back
-    at once, and each check reads only what the previous checks have not read yet."""
+    at once, and each check reads only what the previous checks have not read yet.
 
-    def __init__(self, consumer: Any, stream: str) -> None:
+    With `run`, only the keys of messages written in that run count: a stream that every run
+    of a pipeline writes (its error stream) de-duplicates within a run, so a restarted worker
+    reports a bad input once, while a new run reports it again."""
+
+    def __init__(self, consumer: Any, stream: str, *, run: str | None = None) -> None:
         self.consumer = consumer
         self.stream = stream
+        self.run = run
         self.keys: set[str] = set()
         self.top = 0  # highest id read
         self.bottom = 0  # lowest id read (0: nothing read yet)
@@ -55,7 +67,7 @@ class KeyIndex:
         if msg is None:
             return None
         key = provenance_key(msg.metadata)
-        if key is not None:
+        if key is not None and (self.run is None or provenance_run(msg.metadata) == self.run):
             self.keys.add(key)
         return float(msg.timestamp)
 

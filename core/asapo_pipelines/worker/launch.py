@@ -247,7 +247,8 @@ def _join_run(
         "fingerprint": mine["fingerprint"],
         "pipeline": pipeline.name,
         "pipeline_file": start.get("file") or str(Path(pipeline_file).resolve()),
-        "pipeline_sha256": start.get("file_sha256"),
+        # the file of this session: a run resumed under an edited file records the edit
+        "pipeline_sha256": run.file_sha256,
         "started": start.get("time"),
         "configuration": mine,
     }

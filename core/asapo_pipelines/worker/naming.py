@@ -29,6 +29,11 @@ from collections.abc import Iterable
 #: the first stream of every data source (ASAP::O's name for it): where sources start writing,
 #: the worker starts reading, and the SDK's runner and test harness put messages by default
 FIRST_STREAM = "default"
+#: Set by the compiled job for its workers: `batch` or `service` (`launchplan.job.job_type`). A
+#: worker of a service does not end when its inputs are done, since every executor restarts a
+#: service's task that exits (and fails it after its restart attempts); without it (a worker
+#: started by hand) a worker ends when its inputs are done.
+JOB_TYPE_ENV = "ASAPO_PIPELINES_JOB_TYPE"
 #: the longest run id the validator makes room for (`r` and up to 7 digits)
 RUN_ID_ROOM = 8
 RUN_ID = re.compile(r"^r[0-9]{1,7}$")

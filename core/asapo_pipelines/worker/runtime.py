@@ -1,17 +1,23 @@
 """The worker loop: one unit instance between its input and output data sources.
 
 Messages are taken in batches (up to `ack_batch` messages; a batch is closed after at most
-`batch_wait` seconds, or as soon as the input runs dry): for each message the unit is called (with
-retries) and its outputs (each with provenance) are collected; then the batch's outputs are
-written with one `send_many` per output stream, made durable, and only then are the batch's
-inputs acknowledged with one `acknowledge_many` per input stream. A worker killed anywhere in a
+`batch_wait` seconds, before a message that would take it past that at the unit's pace, or as
+soon as the input runs dry): for each message the unit is called (with retries) and its outputs
+(each with provenance) are collected; then the batch's outputs are written with one `send_many`
+per output stream, made durable, and only then are the batch's inputs acknowledged with one
+`acknowledge_many` per input stream. While the unit works on one message for long (a slow fit,
+a hang), a thread keeps the leases of the messages the worker holds and commits what the batch
+finished once its wait is over (`CallWatch`). A worker killed anywhere in a
 batch gets the whole unacknowledged batch again; outputs already written are recognised by their
 keys. An exception that survives the retries becomes a record on the error stream, and the loop
 goes on. Streams (scans) are followed through `next_stream`; an input stream ends when it is
 finished, fully acknowledged and has no holes (late messages are still being waited for); output
 streams are finished as their inputs end (after their last outputs are written). The worker
 returns when every input is done, or when asked to stop (after the current message; its batch
-is committed).
+is committed). A worker of a pipeline that runs until stopped (a service job: a source that
+keeps watching, an external stream) does not return when its inputs are done: every executor
+restarts a service's task that exits, whatever its exit code, and fails it after its restart
+attempts, so it waits for new streams and late messages until it is stopped.
 """
 
 from __future__ import annotations
@@ -24,14 +30,14 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, UnitRunner
-from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream
+from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream, Unit
 from asapo_pipelines.transport import (
     CorruptPayload,
     EndOfStream,
@@ -45,13 +51,14 @@ from asapo_pipelines.transport import (
 from asapo_pipelines.worker.dedupe import KeyIndex, source_keys
 from asapo_pipelines.worker.naming import (
     FIRST_STREAM,
+    JOB_TYPE_ENV,
     data_source_for,
     errors_source,
     group_name,
     status_source,
     status_stream,
 )
-from asapo_pipelines.worker.status import ENDED_STATES, Counters, StatusPublisher
+from asapo_pipelines.worker.status import ENDED_STATES, Counters, StatusPublisher, retrying
 
 log = logging.getLogger("asapo_pipelines.worker")
 
@@ -66,6 +73,70 @@ ACK_SECONDS = 0.2
 
 class UnitFailed(PipelinesError):
     """A source's `run()` raised: the worker stops with this sentence."""
+
+
+class CallWatch:
+    """Looks after a worker while its unit works on one message, from a thread of its own.
+
+    A call can take minutes (a slow fit) or never return (a hang). Meanwhile the messages the
+    worker holds (the one in the unit and the open batch's) must keep their leases, or the
+    transport hands them to another consumer (or back to this one) and they are processed
+    twice; and what the batch finished must not wait for the call to end. So, once a call has
+    lasted `tick` seconds, `look(entered)` is called every `tick` until it returns (`entered`:
+    when the call began, monotonic time). A worker that dies stops renewing, so its messages
+    still come back after their lease.
+
+    The worker's transport objects are used by one thread at a time: the worker's thread holds
+    `lock` except while it is inside a unit call (`enter` to `leave`), and `look` runs only
+    with the lock taken. An exception in `look` is raised by `leave`, in the worker's thread.
+    """
+
+    def __init__(self, look: Callable[[float], None], tick: float) -> None:
+        self.look = look
+        self.tick = tick
+        self.lock = threading.Lock()
+        self.lock.acquire()  # the worker's thread holds it outside unit calls
+        self.entered: float | None = None
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="call-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def enter(self) -> None:
+        """The worker's thread calls the unit now."""
+        self.entered = time.monotonic()
+        self.lock.release()
+
+    def leave(self) -> None:
+        """The unit call returned: wait for a `look` under way, and raise what it raised."""
+        self.lock.acquire()
+        self.entered = None
+        error, self.error = self.error, None
+        if error is not None:
+            raise error
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.tick):
+            if self.entered is None or self.error is not None:
+                continue
+            if not self.lock.acquire(blocking=False):
+                continue
+            try:
+                # looked at again with the lock: the call seen before may have ended since
+                entered = self.entered
+                if entered is not None and time.monotonic() - entered >= self.tick:
+                    self.look(entered)
+            except BaseException as exc:  # raised in the worker's thread (see `leave`)
+                self.error = exc
+            finally:
+                self.lock.release()
 
 
 @dataclass
@@ -123,8 +194,14 @@ class Worker:
         run: Mapping[str, Any] | None = None,
         configurations: Mapping[str, Mapping[str, Any]] | None = None,
         upstream: Mapping[str, int] | None = None,
+        until_stopped: bool | None = None,
     ) -> None:
         self.transport = transport
+        #: whether the worker waits for more input when its inputs are done (see the module's
+        #: docstring); by default, what the job that started it says (`JOB_TYPE_ENV`)
+        self.until_stopped = (
+            os.environ.get(JOB_TYPE_ENV) == "service" if until_stopped is None else until_stopped
+        )
         #: instance -> replicas of the pipeline's units that write this unit's inputs: in a
         #: resumed session, input streams finished by an earlier session are not the end
         #: until these have ended in this one (see `_upstream_ended`)
@@ -199,6 +276,18 @@ class Worker:
         self.unacked_count = 0
         self.unacked_since = 0.0
         self.key_indexes: dict[tuple[str | None, str], KeyIndex] = {}
+        #: looks after the worker during long unit calls (consumers only; see `CallWatch`)
+        self._watch: CallWatch | None = None
+        #: the message in the unit now: (input port, stream, id)
+        self._current: tuple[str, str, int] | None = None
+        #: when the held messages' leases were last renewed (monotonic)
+        self._renewed = 0.0
+        self._lease_warned = False
+        #: whether every input's consumer can extend a lease (`extend_lease`)
+        self._extendable = False
+        #: whether the unit makes its own writes durable in `flush`, which must not run beside
+        #: its calls: the watch then writes what a batch finished but leaves the acknowledgements
+        self._own_flush = True
 
     # -- set-up --------------------------------------------------------------------------------
     def _check_wiring(self) -> None:
@@ -229,11 +318,17 @@ class Worker:
         `Counters.carry`); the status stream is read once, before the first record is sent."""
         if not self.counters.session:
             return
-        try:
+
+        def read() -> Any:
             with self.transport.consumer(
                 status_source(self.pipeline), "pipeline-status"
             ) as consumer:
-                last = consumer.get_last(status_stream(self.instance, self.replica)).metadata
+                return consumer.get_last(status_stream(self.instance, self.replica)).metadata
+
+        try:
+            # a transport restarting is waited for: counting from zero would lose the session's
+            # counts for good, as this replica's next records replace its last one
+            last = retrying(read, "read the status counters of this replica")
         except (EndOfStream, TransportError):  # nothing before us, or not readable: from zero
             return
         if self.counters.carry(dict(last)):
@@ -488,8 +583,9 @@ class Worker:
             self.counters.processed += 1
             self.counters.last_message_time = time.time()
 
-        # what an earlier run of this source already reported, read on the first report
-        reported = KeyIndex(self.errors_reader, self.instance)
+        # what this source already reported in this run (a restarted worker), read on the
+        # first report; a new run reports its bad inputs again
+        reported = KeyIndex(self.errors_reader, self.instance, run=self._run_id)
 
         def report(record: dict[str, Any], key: str) -> None:
             if reported.contains(key, None):
@@ -517,6 +613,12 @@ class Worker:
             if (port, stream) not in self.finished_outputs:
                 self.producers[port].finish_stream(stream)
                 self.finished_outputs.add((port, stream))
+        if self.until_stopped:
+            # a service's source that has sent everything still must not exit (see the
+            # module's docstring): it waits, with its streams finished, until it is stopped
+            while not self.runner.context.stop_event.wait(1.0):
+                pass
+            return "stopped"
         return "finished"
 
     # -- consumers (processors, sinks, agents) -------------------------------------------------
@@ -558,6 +660,18 @@ class Worker:
         return bool(info.message_count == 0)
 
     def _run_consumer(self) -> str:
+        self._extendable = all(hasattr(p.consumer, "extend_lease") for p in self.ports)
+        self._own_flush = getattr(type(self.runner.unit), "flush", None) is not Unit.flush
+        # looked at often enough to renew a lease well before it runs out
+        self._watch = CallWatch(self._look_after, max(0.01, min(0.5, self.lease_seconds / 20)))
+        self._watch.start()
+        try:
+            return self._consume()
+        finally:
+            self._watch.stop()
+            self._watch = None
+
+    def _consume(self) -> str:
         last_refresh = 0.0
         done_since: float | None = None
         while not self.stopping:
@@ -580,7 +694,7 @@ class Worker:
             if self.stopping:
                 break
             self._finish_ready_outputs()
-            if all(p.done for p in self.ports) and self._upstream_ended(now):
+            if self._inputs_done(now):
                 if done_since is None:
                     done_since = now
                     last_refresh = 0.0  # look once more right away
@@ -598,6 +712,14 @@ class Worker:
             return "stopped"
         self._finish_ready_outputs(final=True)
         return "finished"
+
+    def _inputs_done(self, now: float) -> bool:
+        """Whether this worker's work is over: every input done and every upstream unit ended;
+        never for a service's worker, which waits for new streams and late messages until it
+        is stopped."""
+        if self.until_stopped:
+            return False
+        return all(p.done for p in self.ports) and self._upstream_ended(now)
 
     def _upstream_ended(self, now: float) -> bool:
         """Whether every unit writing this one's inputs has ended in this session.
@@ -727,16 +849,18 @@ class Worker:
         c.received += 1
         c.last_message_time = now = time.time()
         c.lag_seconds = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
+        holding = (port.name, msg.stream, msg.id)
         if not state.started:
             state.started = True
+            stream = Stream(port.name, port.data_source, state.name)
             self._apply(
-                self.runner.stream_start(Stream(port.name, port.data_source, state.name)),
+                self._in_unit(lambda: self.runner.stream_start(stream), holding),
                 None,
                 check=True,
                 marker=f"start:{port.data_source}/{state.name}",
             )
         began = time.perf_counter()
-        outcome = self.runner.handle(msg)
+        outcome = self._in_unit(lambda: self.runner.handle(msg), holding)
         self.batch_seconds += time.perf_counter() - began
         self.batch_messages += 1
         if self.prefetch < 2:
@@ -750,11 +874,79 @@ class Worker:
             self.unacked_since = time.monotonic()
         self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
         self.unacked_count += 1
+        # committed now when the next message, at the unit's pace, would keep the batch open
+        # past its wait: a slow unit's result is not held back by the message after it
         if (
             self.unacked_count >= self.ack_batch
-            or time.monotonic() - self.unacked_since >= self.ack_seconds
+            or time.monotonic() - self.unacked_since + self.per_message >= self.ack_seconds
         ):
             self._commit()
+
+    def _in_unit(
+        self, call: Callable[[], Outcome], holding: tuple[str, str, int] | None = None
+    ) -> Outcome:
+        """`call()`, a call into the unit, looked after by the watch while it lasts (see
+        `CallWatch`); `holding` is the message it works on: (input port, stream, id)."""
+        watch = self._watch
+        if watch is None:
+            return call()
+        self._current = holding
+        watch.enter()
+        try:
+            return call()
+        finally:
+            watch.leave()
+            self._current = None
+
+    def _look_after(self, entered: float) -> None:
+        """What the watch does while a unit call that began at `entered` lasts: commit the open
+        batch once its wait is over (its inputs are acknowledged too unless the unit has its
+        own `flush`), then keep the leases of what the worker still holds, renewed three times
+        per lease."""
+        now = time.monotonic()
+        if self.unacked_count and now - self.unacked_since >= self.ack_seconds:
+            if not self._own_flush:
+                self._commit(unit_flush=False)
+            elif self.pending_outputs:
+                self._write_outputs()
+                for producer in self.producers.values():
+                    producer.flush()
+        if not self._extendable:
+            self._cannot_extend(now - entered)
+        elif self._renewed < entered or now - self._renewed >= self.lease_seconds / 3:
+            self._renewed = now
+            self._renew_leases()
+
+    def _renew_leases(self) -> None:
+        """Extend the leases of the message in the unit and of the open batch's."""
+        held = {key: list(ids) for key, ids in self.unacked.items()}
+        if self._current is not None:
+            port, stream, msg_id = self._current
+            held.setdefault((port, stream), []).append(msg_id)
+        consumers = {p.name: p.consumer for p in self.ports}
+        try:
+            for (port, stream), ids in held.items():
+                for msg_id in ids:
+                    consumers[port].extend_lease(stream, msg_id)
+        except TransportError as exc:
+            # not fatal: past its lease a message comes back, and its outputs are recognised
+            log.warning("%s: cannot extend the leases of its messages: %s", self.label, exc)
+
+    def _cannot_extend(self, took: float) -> None:
+        """Say once that a long call outlasts what a transport without `extend_lease` holds."""
+        if self._lease_warned or took < self.lease_seconds / 2:
+            return
+        self._lease_warned = True
+        log.warning(
+            "%s: a message has been in the unit for %.0f s of its %g s lease, and the %s "
+            "transport cannot extend a lease: past it, the message is handed out again and "
+            "processed twice (its outputs are not written twice); give the workers a longer "
+            "lease (pipeline worker --lease-seconds)",
+            self.label,
+            took,
+            self.lease_seconds,
+            self.transport.kind or type(self.transport).__name__,
+        )
 
     def _reject(self, port: InputPort, tmsg: Any, reason: str) -> None:
         """Report a message that cannot be read on the error stream (once, even when it comes
@@ -789,15 +981,17 @@ class Worker:
             "pipeline_sha256": self.run_info.get("pipeline_sha256"),
         }
 
-    def _commit(self) -> None:
-        """Make every output durable, then acknowledge the inputs that produced them."""
+    def _commit(self, *, unit_flush: bool = True) -> None:
+        """Make every output durable, then acknowledge the inputs that produced them (without
+        calling the unit's `flush` only for the watch, and only when the unit has none)."""
         self._tune_prefetch()
         if not self.unacked_count:
             return
         # durable before acknowledged: the batch's outputs written, the unit's own writes, then
         # the transport's
         self._write_outputs()
-        self.runner.flush()
+        if unit_flush:
+            self.runner.flush()
         for producer in self.producers.values():
             producer.flush()
         if self._errors is not None:
@@ -851,12 +1045,22 @@ class Worker:
             self.counters.outputs += 1
 
     def _index(self, port: str | None, stream: str) -> KeyIndex:
-        """The key index of an output stream (port None: the error stream)."""
+        """The key index of an output stream (port None: the error stream, which every run of
+        the pipeline writes: only this run's records count)."""
         index = self.key_indexes.get((port, stream))
         if index is None:
-            reader = self.errors_reader if port is None else self._reader(port)
-            index = self.key_indexes[(port, stream)] = KeyIndex(reader, stream)
+            if port is None:
+                index = KeyIndex(self.errors_reader, stream, run=self._run_id)
+            else:
+                index = KeyIndex(self._reader(port), stream)
+            self.key_indexes[(port, stream)] = index
         return index
+
+    @property
+    def _run_id(self) -> str | None:
+        """The run this worker works in (None: a worker started outside any run)."""
+        run = self.run_info.get("run")
+        return str(run) if run else None
 
     def _send_error(self, record: dict[str, Any], *, key: str, msg: Message | None = None) -> None:
         payload, meta = formats.encode(record, "json")
@@ -888,13 +1092,13 @@ class Worker:
         if not state.started:
             state.started = True
             self._apply(
-                self.runner.stream_start(stream),
+                self._in_unit(lambda: self.runner.stream_start(stream)),
                 None,
                 check=True,
                 marker=f"start:{port.data_source}/{state.name}",
             )
         self._apply(
-            self.runner.stream_end(stream),
+            self._in_unit(lambda: self.runner.stream_end(stream)),
             None,
             check=True,
             marker=f"end:{port.data_source}/{state.name}",

@@ -8,11 +8,12 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.transport.errors import Unavailable
 from asapo_pipelines.worker.naming import status_source, status_stream
 
 if TYPE_CHECKING:  # pragma: no cover - workers import this module; the model is the CLI's
@@ -25,6 +26,30 @@ log = logging.getLogger("asapo_pipelines.worker")
 ENDED_STATES = ("finished", "stopped", "failed")
 #: the counters a restarted process takes over from the one before it in the same session
 CARRIED = ("received", "processed", "errors", "retries", "outputs", "duplicates_skipped")
+#: How long a worker keeps trying, while the transport is unavailable (a server restarting, a
+#: network cut), to publish its final status record and to read the one before it: the counts
+#: of a replica are its last record, and the next process of that replica counts on from it,
+#: so a lost final record loses what was done since the record before. Within the 30 s the
+#: compiled job gives a worker to stop (`KillTimeout`).
+FINAL_RECORD_SECONDS = 20.0
+_T = TypeVar("_T")
+
+
+def retrying(call: Callable[[], _T], what: str, seconds: float = FINAL_RECORD_SECONDS) -> _T:
+    """`call()`, tried again while the transport is `Unavailable`, backing off from 0.2 s to
+    2 s, for up to `seconds`; then its error goes up. Said once in the log, as `what`."""
+    deadline = time.monotonic() + seconds
+    delay = 0.2
+    while True:
+        try:
+            return call()
+        except Unavailable as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            if delay == 0.2:
+                log.warning("cannot %s yet: %s; trying again for %g s", what, exc.message, seconds)
+            time.sleep(delay)
+            delay = min(2 * delay, 2.0)
 
 
 @dataclass
@@ -142,25 +167,50 @@ class StatusPublisher:
         with self._lock:
             producer.send(self.stream, None, self.counters.snapshot(self._rate()))
 
-    def stop(self, state: str) -> None:
-        """Stop the thread and publish the final state from the calling thread (a failure to
-        publish it is logged: the work itself is done)."""
+    def stop(self, state: str, *, seconds: float = FINAL_RECORD_SECONDS) -> None:
+        """Stop the thread and publish the final state from the calling thread, trying again
+        for up to `seconds` while the transport is unavailable (see `FINAL_RECORD_SECONDS`);
+        a failure to publish it is logged: the work itself is done."""
         self._stop.set()
         self._now.set()
-        producer: Any = None
+        held: list[Any] = [None]
         if self._thread is not None:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
-                producer, self._producer = self._producer, None
+                held[0], self._producer = self._producer, None
         self.counters.state = state
+
+        def publish() -> None:
+            try:
+                if held[0] is None:
+                    held[0] = self.transport.producer(self.source)
+                self._publish(held[0])
+            except PipelinesError:
+                # a broken connection is not used again: the next try opens a new one
+                self._discard(held[0])
+                held[0] = None
+                raise
+
         try:
-            if producer is None:
-                producer = self.transport.producer(self.source)
-            self._publish(producer)
+            retrying(publish, "publish the final status counters", seconds)
         except PipelinesError as exc:
             log.warning("cannot publish the final status counters: %s", exc.message)
         finally:
-            self._discard(producer)
+            self._discard(held[0])
+
+
+def not_final(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The replicas (`instance` or `instance[replica]`) whose last status record is not a final
+    one: their counts stop at that record (the final one did not reach the transport, or the
+    process was killed), so they may be below what the replica did."""
+    out = []
+    for record in records:
+        if record.get("state") in ENDED_STATES:
+            continue
+        replica = int(record.get("replica") or 0)
+        instance = str(record.get("instance") or "?")
+        out.append(instance if replica == 0 else f"{instance}[{replica}]")
+    return sorted(out)
 
 
 def _plain(value: Any) -> str:

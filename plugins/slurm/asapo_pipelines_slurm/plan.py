@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from asapo_pipelines.sdk.executors import (
     BASE_DIR_ENV,
     INSTALL_SCRIPT,
+    JOB_TYPE_ENV,
     RUN_ENV,
     ExistingEnv,
     InstallEnv,
@@ -135,8 +136,10 @@ def _script(
     base_dir: Path,
     config: SlurmConfig,
     run_id: str | None,
+    kind: str,
 ) -> str:
-    env = {BASE_DIR_ENV: str(base_dir), "PYTHONUNBUFFERED": "1"}
+    # JOB_TYPE_ENV: a service's workers wait for more when their inputs are finished
+    env = {BASE_DIR_ENV: str(base_dir), "PYTHONUNBUFFERED": "1", JOB_TYPE_ENV: kind}
     if run_id is not None:  # the run `pipeline deploy` recorded: the worker joins it
         env[RUN_ENV] = run_id
     if isinstance(python, ExistingEnv):
@@ -215,6 +218,7 @@ def plan_for(
             "filesystem that supports SQLite's locking), else use the asapo transport"
         )
     base_dir = Path(file).resolve().parent
+    kind = job_type(pipeline, catalog)
     jobs = []
     for unit, unit_config in pipeline.units.items():
         resources = pipeline.resources_for(unit, catalog)
@@ -228,7 +232,7 @@ def plan_for(
                     name=name,
                     options=_options(name, layout, key, resources, config),
                     script=_script(
-                        pipeline, unit, replica, layout, python, base_dir, config, run_id
+                        pipeline, unit, replica, layout, python, base_dir, config, run_id, kind
                     ),
                     script_path=str(layout.script(key)),
                     stdout=str(layout.stdout(key)),
@@ -238,7 +242,7 @@ def plan_for(
     text = delivered_file(pipeline, Path(file).read_text(encoding="utf-8"))
     return SlurmPlan(
         pipeline=str(pipeline.name),
-        type=job_type(pipeline, catalog),
+        type=kind,
         state_dir=str(layout.root),
         pipeline_text=text,
         jobs=jobs,

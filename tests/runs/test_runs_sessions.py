@@ -1,0 +1,245 @@
+"""Which run a start works in, and what its results record, when more than one run directory,
+an aside run-record store or an edited file is involved. Real `pipeline` commands, real
+workers, the embedded store.
+
+- A supervisor's lock is per run directory (`--data-dir`): a second user starting the same
+  pipeline from another data directory resumed the live run beside it, and its failure ended
+  the live run `failed`. The run's record names its session's run directory, and a start
+  while that supervisor is alive is refused before anything is recorded.
+- Moving a damaged `<pipeline>.runs` aside, as its error message advises, made the next run
+  `r1` again: it found the old `r1`'s streams read to the end and computed nothing.
+- A session resumed under an edited file gave its results the hash of the file the run
+  started with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from runs_helpers import P65_SCANS, ROOT, one_sentence, p65_copy
+
+from asapo_pipelines.local.control import supervisor_alive
+
+from helpers import read_state, run_pipeline, wait_for
+
+FILE = "ds.pipeline.yaml"
+PIPELINE = """\
+pipeline: ds
+units:
+  files: {{unit: core.files, params: {{directory: in/, pattern: "*.txt", watch: {watch}, settle_seconds: 0.2}}, outputs: {{files: raw}}}}
+  sink:  {{unit: core.jsonl-sink, params: {{path: results/out.jsonl, payload: text}}, inputs: {{messages: raw}}}}
+"""  # noqa: E501
+
+
+def lines(directory: Path) -> int:
+    path = directory / "results" / "out.jsonl"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def drop_files(directory: Path, prefix: str, count: int) -> None:
+    for i in range(1, count + 1):
+        (directory / "in" / f"{prefix}{i}.txt").write_text(f"{prefix}{i}\n")
+
+
+def write_pipeline(directory: Path, *, watch: bool) -> None:
+    (directory / "in").mkdir()
+    (directory / FILE).write_text(PIPELINE.format(watch=str(watch).lower()))
+
+
+def runs_of(directory: Path, file: str = FILE) -> dict[str, dict]:
+    listed = run_pipeline("runs", file, "--json", cwd=directory)
+    assert listed.returncode == 0, listed.stderr
+    return {r["id"]: r for r in json.loads(listed.stdout)["runs"]}
+
+
+def stop(directory: Path, *data_dir: str) -> None:
+    stopped = run_pipeline("stop", FILE, *data_dir, cwd=directory, timeout=120)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+@contextlib.contextmanager
+def stopped_at_the_end(directory: Path, *others: Path) -> Iterator[None]:
+    """Every supervisor the test may have started (in the default data directory and in
+    `others`) is stopped at the end, whatever the test found: by `pipeline stop`, else by
+    SIGTERM to the supervisor, which stops its tasks."""
+    try:
+        yield
+    finally:
+        for data_dir in (directory / ".pipeline-data", *others):
+            run_dir = data_dir / "runs" / "ds"
+            if not supervisor_alive(run_dir):
+                continue
+            run_pipeline("stop", FILE, "--data-dir", str(data_dir), cwd=directory, timeout=120)
+            state = read_state(run_dir)
+            if supervisor_alive(run_dir) and state:
+                os.kill(int(state["pid"]), signal.SIGTERM)
+                wait_for(lambda d=run_dir: not supervisor_alive(d), 60, "the supervisor to stop")
+
+
+def test_a_start_from_another_data_dir_is_refused_while_the_run_is_live(tmp_path):
+    write_pipeline(tmp_path, watch=True)
+    elsewhere = tmp_path / "elsewhere"
+    started = run_pipeline("run", "--detach", FILE, cwd=tmp_path, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    with stopped_at_the_end(tmp_path, elsewhere):
+        drop_files(tmp_path, "a", 3)
+        wait_for(lambda: lines(tmp_path) == 3, 60, "the first 3 lines")
+        live = (tmp_path / ".pipeline-data").resolve()
+        for extra in ((), ("--fresh",)):
+            refused = run_pipeline(
+                "run", "--detach", "--data-dir", str(elsewhere), *extra, FILE, cwd=tmp_path
+            )
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            line = one_sentence(refused.stderr)
+            assert "job ds is already running locally (run r1, supervisor pid " in line, line
+            assert f"data directory {live})" in line, line
+            assert f"stop it first with `pipeline stop {tmp_path.resolve() / FILE} " in line
+            assert f"--data-dir {live}`" in line, line
+            assert "starts" not in refused.stdout
+            assert "resuming" not in refused.stdout
+        # nothing recorded, nothing started elsewhere: the live run is the one it was
+        assert not elsewhere.exists()
+        runs = runs_of(tmp_path)
+        assert list(runs) == ["r1"]
+        assert runs["r1"]["state"] == "running"
+        assert runs["r1"]["sessions"] == 1
+        drop_files(tmp_path, "b", 2)
+        wait_for(lambda: lines(tmp_path) == 5, 60, "the 2 lines the live run goes on with")
+        stop(tmp_path)
+        assert runs_of(tmp_path)["r1"]["state"] == "stopped"
+
+
+def kill_outright(run_dir: Path) -> None:
+    """SIGKILL a detached supervisor and the tasks it started (each leads its own group)."""
+    state = read_state(run_dir)
+    assert state is not None
+    os.kill(int(state["pid"]), signal.SIGKILL)
+    for unit in state["units"]:
+        if unit.get("pid"):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(unit["pid"]), signal.SIGKILL)
+    wait_for(lambda: not supervisor_alive(run_dir), 30, "the supervisor's lock to go")
+
+
+def test_a_run_whose_supervisor_is_gone_goes_on_from_another_data_dir(tmp_path):
+    """The refusal is for a live session only."""
+    write_pipeline(tmp_path, watch=True)
+    elsewhere = tmp_path / "elsewhere"
+    started = run_pipeline("run", "--detach", FILE, cwd=tmp_path, timeout=120)
+    assert started.returncode == 0, started.stdout + started.stderr
+    with stopped_at_the_end(tmp_path, elsewhere):
+        drop_files(tmp_path, "a", 2)
+        wait_for(lambda: lines(tmp_path) == 2, 60, "the first 2 lines")
+        kill_outright(tmp_path / ".pipeline-data" / "runs" / "ds")
+        assert runs_of(tmp_path)["r1"]["state"] == "running"  # stale: nobody ended it
+        again = run_pipeline(
+            "run", "--detach", "--data-dir", str(elsewhere), FILE, cwd=tmp_path, timeout=120
+        )
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "resuming run r1 of pipeline ds (unchanged)" in again.stdout
+        drop_files(tmp_path, "b", 2)
+        wait_for(lambda: lines(tmp_path) == 4, 60, "the 2 lines of the resumed session")
+        stop(tmp_path, "--data-dir", str(elsewhere))
+        runs = runs_of(tmp_path)
+        assert runs["r1"]["state"] == "stopped"
+        assert runs["r1"]["sessions"] == 2
+
+
+def test_a_detached_start_with_a_data_dir_prints_commands_that_find_its_run(tmp_path):
+    write_pipeline(tmp_path, watch=True)
+    elsewhere = tmp_path / "elsewhere"
+    with stopped_at_the_end(tmp_path, elsewhere):
+        started = run_pipeline(
+            "run", "--detach", "--data-dir", str(elsewhere), FILE, cwd=tmp_path, timeout=120
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        hints = re.findall(r"`pipeline ([^`]+)`", started.stdout)
+        assert [h.split()[0] for h in hints] == ["status", "logs", "stop"], started.stdout
+        for hint in hints:  # as the user copies them, in that order
+            args = [a if a != "UNIT" else "sink" for a in shlex.split(hint)]
+            done = run_pipeline(*args, cwd=tmp_path, timeout=120)
+            assert done.returncode == 0, (hint, done.stdout + done.stderr)
+        assert not supervisor_alive(elsewhere / "runs" / "ds")
+        assert runs_of(tmp_path)["r1"]["state"] == "stopped"
+
+
+def test_a_run_after_the_records_were_moved_aside_computes_its_results_afresh(tmp_path):
+    write_pipeline(tmp_path, watch=False)
+    drop_files(tmp_path, "a", 3)
+    first = run_pipeline("run", FILE, cwd=tmp_path, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "run r1 of pipeline ds starts" in first.stdout
+    assert lines(tmp_path) == 3
+    records = tmp_path / ".pipeline-data" / "ds.runs"
+    index = records / "index.db"
+    with open(index, "r+b") as fh:
+        fh.truncate(index.stat().st_size // 2)
+    damaged = run_pipeline("runs", FILE, cwd=tmp_path)
+    assert damaged.returncode != 0
+    line = one_sentence(damaged.stderr)
+    assert "is damaged" in line, line
+    assert "move it aside" in line, line
+    shutil.move(records, tmp_path / "ds.runs.aside")
+    fresh = run_pipeline("run", "--fresh", FILE, cwd=tmp_path, timeout=120)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert "run r2 of pipeline ds starts" in fresh.stdout, fresh.stdout
+    told = [x for x in fresh.stderr.splitlines() if "without a record" in x]
+    assert len(told) == 1, fresh.stderr
+    assert "data of run r1 of pipeline ds" in told[0]
+    assert "this run is r2" in told[0]
+    # the three files again, as results of the new run
+    assert lines(tmp_path) == 6
+    made = [json.loads(x) for x in (tmp_path / "results" / "out.jsonl").read_text().splitlines()]
+    assert sorted(m["payload"] for m in made[3:]) == ["a1\n", "a2\n", "a3\n"]
+    assert list(runs_of(tmp_path)) == ["r2"]
+    again = run_pipeline("run", FILE, cwd=tmp_path, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming run r2 of pipeline ds (unchanged)" in again.stdout
+    assert "without a record" not in again.stderr
+    assert lines(tmp_path) == 6
+
+
+@pytest.mark.slow
+def test_results_of_a_session_resumed_under_an_edited_file_carry_its_hash(tmp_path):
+    pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
+    pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
+    h5py = pytest.importorskip("h5py", reason="needs h5py (with the NeXus plugin)")
+    path = p65_copy(tmp_path)
+    first = run_pipeline("run", path.name, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    started = hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text(path.read_text().replace("rbkg: 1,", "rbkg: 1.1,"))
+    edited = hashlib.sha256(path.read_bytes()).hexdigest()
+    added = "20K_GOE_Fe_K_240.00002.xdi"
+    shutil.copy(ROOT / "examples" / "data" / P65_SCANS[1], tmp_path / "data" / added)
+    resumed = run_pipeline("run", "--resume", path.name, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming run r1 under a changed configuration" in resumed.stdout
+    made: dict[str, list[tuple[str, float | None]]] = {started: [], edited: []}
+    with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
+        for name, entry in f.items():
+            prov = entry["provenance"]
+            sha = prov["pipeline_sha256"][()].decode()
+            sources = json.loads(prov["source_files"]["data"][()])
+            params = json.loads(prov["parameters"]["data"][()]) or {}
+            rbkg = (params.get("autobk") or {}).get("rbkg")
+            assert sha in made, (name, sha)
+            made[sha].append((",".join(sources), rbkg))
+    # the first session's entries carry the file it ran with; the new scan's, the edited one
+    assert {rbkg for _, rbkg in made[started]} == {None, 1.0}
+    assert made[edited]
+    assert all(added in sources for sources, _ in made[edited])
+    assert {rbkg for _, rbkg in made[edited]} == {None, 1.1}
+    run = runs_of(tmp_path, path.name)["r1"]
+    assert run["file_sha256"] == edited
+    assert run["started_file_sha256"] == started
