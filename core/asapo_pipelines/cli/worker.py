@@ -38,7 +38,8 @@ import click
     default=30.0,
     show_default=True,
     help="How long a taken message stays with this worker before it is handed to another "
-    "(after a crash, unacknowledged messages come back after this).",
+    "(after a crash, unacknowledged messages come back after this). While the unit works on "
+    "a message the worker renews it where the transport can (the embedded store).",
 )
 @click.option(
     "--log-level",
