@@ -267,3 +267,27 @@ def _recorded_run_dir(store: Path, pipeline: str) -> str | None:
     with open_transport({"embedded": {"path": str(store), "create": False}}) as transport:
         latest = RunStore(transport, pipeline).latest()
     return None if latest is None else latest.session.get("run_dir")
+
+
+def test_a_run_whose_file_no_longer_validates_is_still_shown_and_stopped(
+    tmp_path: Path, stopped_after: list[tuple[str, ...]]
+) -> None:
+    """A plugin the file uses was uninstalled (here: the file now names a unit nobody
+    provides) while its job runs: `status` and `stop` refused with the file's P201, and the job
+    went on running. They act on the run started from the file, saying why."""
+    file = write_pipeline(tmp_path / "gone.pipeline.yaml", "gone")
+    state = detach(file)
+    stopped_after.append((str(file),))
+    pids = wait_for(lambda: task_pids(Path(state["run_dir"])), 60, "both tasks to run")
+    file.write_text(file.read_text().replace("core.jsonl-sink", "acme.uninstalled-sink"))
+    assert run_pipeline("validate", str(file)).returncode != 0  # the file is broken now
+
+    shown = run_pipeline("status", str(file), env=NO_NOMAD)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert str(pids["sink"]) in shown.stdout, shown.stdout
+    assert "does not validate now" in shown.stderr
+    assert "P201" in shown.stderr
+    stopped = run_pipeline("stop", str(file), env=NO_NOMAD)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not alive(state["pid"])
+    assert not alive(pids["sink"])

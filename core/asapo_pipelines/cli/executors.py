@@ -99,7 +99,14 @@ def executor_for(
     from asapo_pipelines.executor import LOCAL, SELECTING_OPTIONS, choose_for_command
 
     path = _path(file, given)
-    pipeline, catalog = _load(path)
+    try:
+        pipeline, catalog = _load(path)
+    except PipelinesError as exc:
+        started = _started_from_invalid(command, path, given, exc)
+        if started is None:
+            raise
+        path, given = None, {**given, "run_dir": str(started)}
+        pipeline, catalog = _load(None)
     descriptor = choose_for_command(
         pipeline, catalog, path, given, name, default=default, runs=runs
     )
@@ -116,6 +123,49 @@ def executor_for(
     if plain and descriptor.name == LOCAL:
         executor = _the_live_one(executor, command, pipeline, catalog, path, given)
     return executor, path
+
+
+#: commands that act on a local run as its supervisor left it, without needing its file valid
+_ON_A_RUN = ("status", "logs", "stop")
+
+
+def _started_from_invalid(
+    command: str, path: Path | None, given: dict[str, Any], problem: PipelinesError
+) -> Path | None:
+    """The run directory of a local run started from FILE when FILE no longer validates (a
+    plugin it uses was uninstalled or upgraded, the file was edited): the running job must
+    still be seen and stopped. None when there is no such run; the file's problem is then
+    the answer."""
+    from asapo_pipelines.launchplan.rundir import STATE_FILE, file_run_dir
+    from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+    from asapo_pipelines.pipeline.validate import PipelineInvalid
+
+    if command not in _ON_A_RUN or path is None or not isinstance(problem, PipelineInvalid):
+        return None
+    name = _pipeline_name(path)
+    if name is None:
+        return None
+    data_dir = Path(given.get("data_dir") or path.parent / DEFAULT_DATA_DIR)
+    found = file_run_dir(data_dir, name, path)
+    if not (found / STATE_FILE).is_file():
+        return None
+    from asapo_pipelines.cli.output import warn
+
+    first = next((p.text() for p in problem.report.sorted() if p.severity == "error"), "")
+    warn(f"{path} does not validate now ({first}); acting on the run started from it in {found}")
+    return found
+
+
+def _pipeline_name(path: Path) -> str | None:
+    """The `pipeline:` name a file gives, read without validating it."""
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YAMLError):
+        return None
+    name = doc.get("pipeline") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _made(
