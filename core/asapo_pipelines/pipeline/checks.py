@@ -253,15 +253,24 @@ def _is_json(value: Any) -> bool:
     return True
 
 
+#: what `value_at` gives for a path the data does not hold
+ABSENT: Any = object()
+
+
+def value_at(data: Any, loc: tuple[str | int, ...]) -> Any:
+    """The value at `loc` (keys and list indexes) in JSON-like data, or `ABSENT`."""
+    for part in loc:
+        in_mapping = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if not (in_mapping or in_list):
+            return ABSENT
+        data = data[part]
+    return data
+
+
 def _written(given: Any, loc: tuple[str | int, ...]) -> bool:
     """Whether `loc` was set, rather than left to a default, in `given` (the set fields)."""
-    for part in loc:
-        in_mapping = isinstance(given, dict) and part in given
-        in_list = isinstance(given, list) and isinstance(part, int) and 0 <= part < len(given)
-        if not (in_mapping or in_list):
-            return False
-        given = given[part]
-    return True
+    return value_at(given, loc) is not ABSENT
 
 
 #: what a default cannot cause: a missing value is a required field's (no default), and an

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.pipeline.checks import broken_defaults, validate_as_json
+from asapo_pipelines.pipeline.checks import ABSENT, broken_defaults, validate_as_json, value_at
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
 from asapo_pipelines.pipeline.model import (
     DEFAULT_DRIVER,
@@ -108,13 +108,8 @@ def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
 
 def _value_at(data: Any, path: Loc) -> Any:
     """The value at `path` in the file's data (None when there is none)."""
-    for part in path:
-        in_mapping = isinstance(data, dict) and part in data
-        in_list = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-        if not (in_mapping or in_list):
-            return None
-        data = data[part]
-    return data
+    found = value_at(data, tuple(path))
+    return None if found is ABSENT else found
 
 
 def _short(value: Any) -> str:

@@ -98,7 +98,7 @@ def refuse_while_alive(
     two starts apart is per run directory, and a second session of the run (or a new run
     beside it) would write the same outputs, fail on them and end the live run `failed`. A
     session whose supervisor is gone (killed, the machine restarted) is stale: it may go on."""
-    from asapo_pipelines.launchplan.rundir import supervisor_alive
+    from asapo_pipelines.launchplan.rundir import recorded_state, supervisor_alive
 
     recorded = latest.session.get("run_dir")
     if latest.state != "running" or not recorded:
@@ -118,27 +118,13 @@ def refuse_while_alive(
         ) from None
     if not alive:
         return
-    state = _supervisor_state(live)
+    state = recorded_state(live)  # its job and pid, for the refusal (the lock decides)
     pid = state.get("pid")
     raise RunsError(
         f"job {state.get('job') or live.name} is already running locally (run {latest.id}"
         + (f", supervisor pid {pid}" if pid else "")
         + f", data directory {data_dir}); stop it first with {stop}"
     )
-
-
-def _supervisor_state(run_dir: Path) -> dict[str, Any]:
-    """What the supervisor's state file says (its job and pid), for the refusal; nothing when
-    it cannot be read (the refusal stands on the lock, not on this)."""
-    import json
-
-    from asapo_pipelines.launchplan.rundir import STATE_FILE
-
-    try:
-        state = json.loads((run_dir / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 def _pruned(store: RunStore, run: Run) -> bool:
