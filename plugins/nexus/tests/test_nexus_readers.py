@@ -118,9 +118,8 @@ def test_a_writer_stopped_while_it_waits_for_a_reader_stops_at_once(tmp_path):
         try:
             waiting = wait_until(lambda: "another process has" in log.read_text(), proc=writer)
             assert waiting, log.read_text()
-            started = time.monotonic()
+            # it exits on SIGTERM well within its 60 s wait (stop kills it after 10 s and fails)
             stop(writer, timeout=10)
-            assert time.monotonic() - started < 5
         finally:
             stop(writer)
     assert "stopped while waiting for another process to close results/p65.nxs" in log.read_text()
@@ -151,10 +150,8 @@ def test_a_reader_opening_the_file_as_documented_never_locks_the_writer_out(tmp_
     while such a reader has it open."""
     path = tmp_path / "p65.nxs"
     earlier_results(path)
-    with reader(path, "recipe", 60):
-        started = time.monotonic()
-        with NexusWriter(path, reader_wait=0) as writer:
-            writer.write("xas/scan", p65_scan_message(P65_SCANS[0]), "new/scan")
-        assert time.monotonic() - started < 10
+    # reader_wait=0: a writer locked out would raise at once instead of waiting
+    with reader(path, "recipe", 60), NexusWriter(path, reader_wait=0) as writer:
+        writer.write("xas/scan", p65_scan_message(P65_SCANS[0]), "new/scan")
     with h5py.File(path, "r") as f:
         assert len(f) == 2
