@@ -336,11 +336,17 @@ class Catalog:
             commands=found["command"],
         )
         if strict:
-            _check_defaults(found["unit"], records)
+            catalog.check_defaults()
         if strict and catalog.broken:
             first = catalog.broken[0]
             raise PluginError(f"{first.label()} is broken: {first.errors[0]}")
         return catalog
+
+    def check_defaults(self) -> Catalog:
+        """Report on its plugin's record each unit whose params model has a default its own
+        rules refuse (as a strict catalog does when it loads); builds every params model."""
+        _check_defaults(self.units, self.plugins)
+        return self
 
     # -- queries -------------------------------------------------------------------------------
     @property

@@ -176,3 +176,14 @@ def test_a_strict_catalog_reports_the_plugin_broken() -> None:
         catalog_from_plugins(bad_defaults)
     lenient = catalog_from_plugins(bad_defaults, strict=False)
     assert "bad.count" in lenient  # a listing builds no params model: it still lists
+
+
+def test_plugins_strict_names_the_broken_default_and_fails(env) -> None:
+    """A plugin's CI runs `pipeline plugins --strict`: it must fail on a default the params
+    model refuses, naming it, as CI's strict catalog does; plain `plugins` still lists it."""
+    strict = run_pipeline("plugins", "--strict", env=env)
+    assert strict.returncode == 1, strict.stdout
+    assert "Traceback" not in strict.stderr
+    assert "unit bad.count: the default of factor" in " ".join(strict.stdout.split())
+    lenient = run_pipeline("plugins", "--json", env=env)
+    assert lenient.returncode == 0, lenient.stderr

@@ -242,10 +242,17 @@ def plugins(as_json: bool, strict: bool) -> None:
     """List the installed plugin packages, what each provides, and why a broken one failed.
 
     Each plugin's units, and its backends: the transports, executors, payload formats and
-    commands it registers."""
-    from asapo_pipelines.listing import load_listing
+    commands it registers. With --strict, as a plugin's CI runs it, every unit's params model is
+    built too and a default its own rules refuse marks the plugin broken."""
+    from asapo_pipelines.listing import Listing, load_listing
 
-    listing = load_listing(strict=False)
+    if strict:
+        # the whole check: a listing is built from descriptors alone and cannot see defaults
+        from asapo_pipelines.catalog import Catalog
+
+        listing = Listing.from_catalog(Catalog.load(strict=False).check_defaults())
+    else:
+        listing = load_listing(strict=False)
     if as_json:
         print_json({"plugins": listing.plugins})
     else:
