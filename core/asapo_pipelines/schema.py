@@ -26,6 +26,7 @@ PIPELINE_SCHEMA = "pipeline.schema.json"
 UNITS_DIR = "units"
 
 _DROP_KEYS = ("title",)
+_NULL = {"type": "null"}
 #: an object, or null where the file may leave the mapping empty (`params:`): the validator
 #: takes null as the defaults there, so an editor must accept it too
 _OBJECT = ("object", ["object", "null"])
@@ -55,7 +56,7 @@ def _inline(schema: Any, defs: dict[str, Any], seen: tuple[str, ...] = ()) -> An
 
 
 def _tidy(schema: Any, *, in_properties: bool = False) -> Any:
-    """Draft-07 spellings and less noise: no generated titles, Optional as the plain type."""
+    """Draft-07 spellings and less noise: no generated titles, Optional[X] as X or null."""
     if isinstance(schema, list):
         return [_tidy(item) for item in schema]
     if not isinstance(schema, dict):
@@ -74,17 +75,56 @@ def _tidy(schema: Any, *, in_properties: bool = False) -> Any:
             out[key] = _tidy(value)
     any_of = out.get("anyOf")
     if isinstance(any_of, list):
-        non_null = [s for s in any_of if s != {"type": "null"}]
+        non_null = [s for s in any_of if s != _NULL]
         if len(non_null) == 1 and len(non_null) < len(any_of):
-            # Optional[X] -> X: an editor should suggest X, not "X or null"
             del out["anyOf"]
-            merged = {**non_null[0], **out}
-            out = merged
+            out = _or_null(non_null[0], out)
     if out.get("default", 0) is None:
         del out["default"]
     if isinstance(out.get("default"), dict) and out.get("type") in _OBJECT:
         del out["default"]
     return out
+
+
+def _or_null(schema: dict[str, Any], outer: dict[str, Any]) -> dict[str, Any]:
+    """Optional[X] (`schema` is X; `outer` its field's description, default, ...): X or null,
+    as validate takes it (null is "not set", like `key:` with nothing after it). Written as X
+    with "null" added to its type (and enum), so completion and hover show X's description,
+    values and default as they are; as an anyOf where that would still refuse null (a `const`,
+    a reference)."""
+    types = schema.get("type")
+    if isinstance(types, (str, list)):
+        listed = [types] if isinstance(types, str) else list(types)
+        merged = {**schema, "type": listed + ([] if "null" in listed else ["null"])}
+        if isinstance(merged.get("enum"), list) and None not in merged["enum"]:
+            merged["enum"] = [*merged["enum"], None]
+        merged.update(outer)
+        if _accepts_null(merged):
+            return merged
+    return {**outer, "anyOf": [schema, _NULL]}
+
+
+def _accepts_null(schema: Any) -> bool:
+    """Whether a draft-07 `schema` takes null. Only the keywords below can refuse it: the
+    others check values of other types (`pattern`, `required`, ...) or say nothing."""
+    if not isinstance(schema, dict):
+        return schema is True
+    types = schema.get("type", "null")
+    enum = schema.get("enum", [None])
+    if "$ref" in schema or "null" not in (types if isinstance(types, list) else [types]):
+        return False
+    if not isinstance(enum, list) or None not in enum or schema.get("const", None) is not None:
+        return False
+    if not all(_accepts_null(s) for s in schema.get("allOf", [])):
+        return False
+    if "anyOf" in schema and not any(_accepts_null(s) for s in schema["anyOf"]):
+        return False
+    if "oneOf" in schema and sum(_accepts_null(s) for s in schema["oneOf"]) != 1:
+        return False
+    if "not" in schema and _accepts_null(schema["not"]):
+        return False
+    branch = "then" if _accepts_null(schema.get("if", True)) else "else"
+    return "if" not in schema or _accepts_null(schema.get(branch, True))
 
 
 def editor_schema(model_schema: dict[str, Any]) -> dict[str, Any]:
@@ -260,11 +300,19 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
 
 def _empty_means_defaults(section: dict[str, Any]) -> None:
     """`redis:` or `slurm:` with nothing after it names that transport or executor with its
-    defaults, as the validator takes it; a plugin's config model says nothing of null, so the
-    branches with no required field are told here."""
-    for branch in section.get("properties", {}).values():
-        if branch.get("type") == "object" and not branch.get("required"):
-            branch["type"] = ["object", "null"]
+    defaults, as the validator takes it, where null elsewhere is "not set": so null is right
+    for exactly the branches with no required field, whatever their config model says."""
+    branches = section.get("properties", {})
+    for name, branch in branches.items():
+        any_of = branch.get("anyOf")
+        if isinstance(any_of, list) and len(any_of) == 2 and any_of[1] == _NULL:
+            # an Optional config model `_or_null` could not merge: the model itself
+            branch = branches[name] = {
+                **any_of[0],
+                **{k: v for k, v in branch.items() if k != "anyOf"},
+            }
+        if branch.get("type") in ("object", ["object", "null"]):
+            branch["type"] = "object" if branch.get("required") else ["object", "null"]
 
 
 def pipeline_schema(catalog: Catalog) -> dict[str, Any]:

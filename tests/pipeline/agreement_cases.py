@@ -28,6 +28,8 @@ class TypedParams(Params):
     out: Annotated[Path, Field(description="Where to write.")] = Path("out")
     mode: Annotated[Mode, Field(description="How.")] = Mode.fast
     day: Annotated[datetime.date | None, Field(description="Which day.")] = None
+    level: Annotated[Mode | None, Field(description="How, if not the unit's choice.")] = None
+    retries: Annotated[int | None, Field(ge=0, description="Retries; null: no limit.")] = 3
 
 
 TYPED = UnitDescriptor(
@@ -260,8 +262,9 @@ PARAM_CASES = [
 ]
 
 #: an explicit null on an optional setting: not set, for validate as for a YAML `key:` with
-#: nothing after it. The editor schema refuses these until `asapo_pipelines.schema` keeps null
-#: acceptable where it turns Optional[X] into X; join them to CASES with that change.
+#: nothing after it, so the editor schema keeps null acceptable where it writes Optional[X]; the
+#: rules across fields take it as not set too. A transport's or an executor's own section is the
+#: exception: null there names it with its defaults (`embedded:`).
 NULL_CASES = [
     Case(
         "asapo-beamtime-null-beside-a-beamline",
@@ -273,12 +276,63 @@ NULL_CASES = [
         ("P107",),
         ("transport", "asapo"),
     ),
+    Case(
+        "asapo-token-file-null-beside-a-token-variable",
+        pipeline_text(
+            transport='asapo: {endpoint: "asapo:8400", beamline: p65, token_file: null, '
+            "token_env: ASAPO_TOKEN}"
+        ),
+    ),
+    Case(
+        "asapo-null-is-its-defaults-which-lack-the-endpoint",
+        pipeline_text(transport="asapo: null"),
+        ("P101", "P107", "P107"),
+        ("transport", "asapo"),
+    ),
+    Case("embedded-retention-null", pipeline_text(transport="embedded: {retention: null}")),
+    Case(
+        "embedded-retention-max-age-null",
+        pipeline_text(transport="embedded: {retention: {max_age: null, max_streams: 3}}"),
+    ),
+    _redis("{password_file: null, password_env: PW}", (), "redis-password-file-null"),
     Case("nomad-image-null", pipeline_text(deploy="{image: null}")),
+    Case(
+        "docker-with-a-null-image",
+        pipeline_text(deploy="{driver: docker, image: null}"),
+        ("P402",),
+        ("deploy", "nomad"),
+    ),
+    Case("python-null", pipeline_text(deploy="{python: null}")),
+    Case(
+        "python-venv-null-beside-install",
+        pipeline_text(deploy="{python: {venv: null, install: {}}}"),
+    ),
+    Case(
+        "python-both-null-is-neither",
+        pipeline_text(deploy="{python: {venv: null, install: null}}"),
+        ("P404",),
+        ("deploy", "nomad", "python"),
+    ),
     Case(
         "resources-cpu-null",
         pipeline_text(unit_extra="    resources: {cpu: null}\n"),
     ),
+    Case("resources-null", pipeline_text(unit_extra="    resources: null\n")),
     Case("optional-param-null", pipeline_text(typed="{day: null}")),
+    Case("optional-enum-param-null", pipeline_text(typed="{level: null}")),
+    Case(
+        "an-optional-enum-still-has-its-values",
+        pipeline_text(typed="{level: quick}"),
+        ("P202",),
+        ("units", "typed", "params", "level"),
+    ),
+    Case("optional-param-with-a-default-null", pipeline_text(typed="{retries: null}")),
+    Case(
+        "an-optional-param-still-has-its-bounds",
+        pipeline_text(typed="{retries: -1}"),
+        ("P202",),
+        ("units", "typed", "params", "retries"),
+    ),
 ]
 
-CASES = [*SHAPE_CASES, *PARAM_CASES]
+CASES = [*SHAPE_CASES, *PARAM_CASES, *NULL_CASES]

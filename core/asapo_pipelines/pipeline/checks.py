@@ -102,8 +102,7 @@ class ExactlyOne:
 @dataclass(frozen=True)
 class NeedsWhen:
     """`needed` must be given (and not empty) when `field` is `value`; the problem is at
-    `field` (`driver: docker` without an image). `needed` is text, whose own type refuses
-    null in the schema."""
+    `field` (`driver: docker` without an image)."""
 
     field: str
     value: str
@@ -122,9 +121,17 @@ class NeedsWhen:
                 "if": {"properties": {self.field: {"const": self.value}}, "required": [self.field]},
                 "then": {
                     "required": [self.needed],
-                    # not empty: a pattern, whose failure yaml-language-server words as told
+                    # neither null (which the field's own type takes, as "not set") nor
+                    # empty text, for a field of any type: null by a type null cannot have,
+                    # as yaml-language-server words a refused type or pattern as told (a
+                    # `not` it words its own way)
                     "properties": {
-                        self.needed: {"pattern": r"[\s\S]", "patternErrorMessage": self.message}
+                        self.needed: {
+                            "if": {"type": "null"},
+                            "then": {"type": "string", "errorMessage": self.message},
+                            "pattern": r"[\s\S]",
+                            "patternErrorMessage": self.message,
+                        }
                     },
                     "errorMessage": self.message,
                 },
