@@ -372,8 +372,9 @@ def _print_pruned(label: str, result: dict[str, Any]) -> None:
             if running.get("reads")
             else f"of {run}"
         )
+        n = running["streams"]
         click.echo(
-            f"kept {running['streams']} streams {whose}, which is running; {running['hint']}"
+            f"kept {n} stream{'' if n == 1 else 's'} {whose}, which is running; {running['hint']}"
         )
 
 
