@@ -39,7 +39,7 @@ import click
     show_default=True,
     help="How long a taken message stays with this worker before it is handed to another "
     "(after a crash, unacknowledged messages come back after this). While the unit works on "
-    "a message the worker renews it where the transport can (the embedded store).",
+    "a message the worker renews it where the transport can (the embedded store, Redis).",
 )
 @click.option(
     "--log-level",

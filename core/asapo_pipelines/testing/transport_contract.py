@@ -188,6 +188,33 @@ def test_contract_lease_of_a_dead_consumer_passes_to_another(backend: Backend) -
         other.acknowledge(stream, again.id)
 
 
+def test_contract_an_extended_lease_keeps_the_message_with_its_consumer(backend: Backend) -> None:
+    """Optional: a consumer that offers `extend_lease(stream, id, seconds=None)` (workers renew
+    the leases of what a slow unit holds with it) keeps a message from the rest of its group
+    for as long as it renews, past the lease."""
+    stream, group = backend.stream(), backend.group()
+    with backend.transport.producer(backend.source) as producer:
+        producer.send(stream, b"slow", None)
+        producer.flush(10)
+    with (
+        backend.transport.consumer(backend.source, group, lease_seconds=1.0) as holder,
+        backend.transport.consumer(backend.source, group, lease_seconds=1.0) as other,
+    ):
+        if not hasattr(holder, "extend_lease"):
+            pytest.skip(f"the {backend.kind} transport cannot extend a lease")
+        msg = holder.get_next(stream, timeout=1 + backend.settle)
+        # renewed three times a lease, as a worker does, for three leases
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            holder.extend_lease(stream, msg.id)
+            with pytest.raises(NoData):
+                other.get_next(stream, timeout=0.3)
+        holder.acknowledge(stream, msg.id)
+        holder.extend_lease(stream, msg.id)  # acknowledged: nothing to renew, no error
+        with pytest.raises(NoData):
+            other.get_next(stream, timeout=1.5)
+
+
 def test_contract_nack_with_delay(backend: Backend) -> None:
     stream, group = backend.stream(), backend.group()
     with backend.transport.producer(backend.source) as producer:
@@ -322,6 +349,7 @@ def test_contract_arrays_travel_as_seedee(backend: Backend) -> None:
 
 
 __all__ = [
+    "test_contract_an_extended_lease_keeps_the_message_with_its_consumer",
     "test_contract_arrays_travel_as_seedee",
     "test_contract_consumers_of_one_group_share_the_load",
     "test_contract_each_group_sees_every_message_once",

@@ -21,7 +21,8 @@ consumer that reads, so a group sees every message). Each consumer object is one
 (a unique name); ``get_next`` first reclaims entries idle for longer than the lease with
 XAUTOCLAIM (a consumer that died, or a nack), then reads new ones with XREADGROUP. A nack with a
 delay sets the entry's idle time to ``lease - delay`` (XCLAIM IDLE): it comes back after the
-delay. Acknowledgement is XACK.
+delay; ``extend_lease`` sets it to 0 (a whole lease from now), only while the entry is still
+pending with this consumer. Acknowledgement is XACK.
 
 Payloads above ``inline_max`` are written to a file under ``payload_dir`` (a directory every node
 mounts) before the message that names them, so a message never points at a missing file; a
@@ -260,6 +261,20 @@ else redis.call('HDEL', KEYS[2], 'next_stream') end
 if redis.call('HEXISTS', KEYS[2], 'last_ts') == 0 then
   redis.call('HSET', KEYS[2], 'last_ts', now)
 end
+return 1
+"""
+
+#: KEYS: stream. ARGV: group, consumer, entry id, idle ms. Renews a lease only while the entry
+#: is still pending with this consumer: one XAUTOCLAIM already gave to another stays with it.
+#: Returns 1 (renewed) or 0 (not held: acknowledged, taken over, no such group).
+EXTEND = """
+local held = redis.pcall('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if held.err then
+  if string.find(held.err, 'NOGROUP', 1, true) then return 0 end
+  return held
+end
+if #held == 0 then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4], 'JUSTID')
 return 1
 """
 
@@ -839,6 +854,44 @@ class RedisConsumer(Consumer):
             self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
         )
 
+    @_guarded("extending a lease")
+    def extend_lease(self, stream: str, id: int, seconds: float | None = None) -> None:
+        """Keep a message that takes long to process from being delivered to another consumer:
+        its lease runs for ``seconds`` from now (the whole lease by default; never longer, as
+        XAUTOCLAIM counts idle time against the lease: a longer call extends again). Only a
+        message this consumer still holds is extended; one already acknowledged, or handed to
+        another consumer after its lease ran out, is left as it is."""
+        self._check_open()
+        check_stream(stream)
+        if seconds is not None and not seconds > 0:
+            raise TransportConfigError(f"a lease extension must be positive, got {seconds}")
+        entry = self._entries.get((stream, id))
+        if entry is None:  # never handed to this consumer, or acknowledged since
+            return
+        lease_ms = int(self.lease_seconds * 1000)
+        extension = self.lease_seconds if seconds is None else min(seconds, self.lease_seconds)
+        idle = max(0, lease_ms - int(extension * 1000))
+        started = time.monotonic()
+        held = self._conn.retrying(  # XCLAIM IDLE sets, so a repeat does no harm
+            lambda: self._transport._scripts["extend"](
+                keys=[self._keys.log(stream)], args=[self.group, self.name, entry, idle]
+            )
+        )
+        self._rebuffer(stream, id, started + 0.95 * extension if held else None)
+
+    def _rebuffer(self, stream: str, id: int, due: float | None) -> None:
+        """A prefetched message's new hand-out deadline after an extension (`get_next` leaves
+        one past it to XAUTOCLAIM), or, with None, drop it: another consumer holds it."""
+        buffer = self._buffer.get(stream, [])
+        for i, (_, one) in enumerate(buffer):
+            held = one.id if isinstance(one, Message) else getattr(one.damaged, "id", None)
+            if held == id:
+                if due is None:
+                    del buffer[i]
+                else:
+                    buffer[i] = (due, one)
+                return
+
     # -- random access ---------------------------------------------------------------------
     def _poll(self, timeout: float, fetch: Callable[[], Message]) -> Message:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -990,6 +1043,7 @@ class RedisTransport(Transport):
             "finish": client.register_script(FINISH),
             "trim": client.register_script(TRIM),
             "forget": client.register_script(FORGET),
+            "extend": client.register_script(EXTEND),
         }
         try:
             info = client.info("server")
