@@ -240,3 +240,48 @@ def test_prune_keeps_what_another_running_pipeline_reads_as_external(tmp_path):
     pruned = run_pipeline("prune", "src.pipeline.yaml", "--run", "r1", cwd=tmp_path)
     assert pruned.returncode == 0, pruned.stderr
     assert not [k for k in store_contents(store) if k[0].startswith("src.r1.")]
+
+
+#: ext as first run: its own watched folder, no external stream; then edited to read src's
+OWN_FOLDER = """\
+pipeline: ext
+units:
+  files: {unit: core.files, params: {directory: in2/, watch: true}, outputs: {files: mine}}
+  sink:  {unit: core.jsonl-sink, params: {path: results/ext.jsonl}, inputs: {messages: mine}}
+"""
+
+
+def test_prune_reads_the_externals_of_a_resumed_run_from_its_edited_file(tmp_path):
+    """ext's run r1 began without external streams; resumed under an edited file that reads
+    src's stream, it must protect that stream: what a running run reads is what its current
+    session's file says, not the first session's."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in2").mkdir()
+    drop_files(tmp_path, "a", 3)
+    (tmp_path / "src.pipeline.yaml").write_text(SOURCE)
+    ext = tmp_path / "ext.pipeline.yaml"
+    ext.write_text(OWN_FOLDER)
+    done = run_pipeline("run", "src.pipeline.yaml", cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = run_pipeline("run", "ext.pipeline.yaml", "--detach", cwd=tmp_path, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    stopped = run_pipeline("stop", "ext.pipeline.yaml", cwd=tmp_path, timeout=120)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    ext.write_text(READER)
+    resumed = run_pipeline(
+        "run", "ext.pipeline.yaml", "--resume", "--detach", cwd=tmp_path, timeout=120
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    store = tmp_path / ".pipeline-data"
+    try:
+        wait_for(lambda: lines(tmp_path, "ext") == 3, 60, "ext's 3 lines")
+        time.sleep(1.5)  # src's streams idle for longer than the age given below
+        pruned = run_pipeline("prune", "src.pipeline.yaml", "--older-than", "1s", cwd=tmp_path)
+        assert pruned.returncode == 0, pruned.stderr
+        assert "of src.r1.raw, read by run r1 of pipeline ext, which is running" in (
+            pruned.stdout
+        )
+        assert store_contents(store).get(("src.r1.raw", "default")) == 3
+    finally:
+        stopped = run_pipeline("stop", "ext.pipeline.yaml", cwd=tmp_path, timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -475,7 +475,9 @@ def _live_runs(transport: Transport, pipelines: list[str]) -> list[_LiveRun]:
     for pipeline in pipelines:
         for run in RunStore(transport, pipeline).runs():
             if run.state == "running":
-                external = _external_streams(run.start.get("text"))
+                # the file of the session going on: a run resumed under an edited file reads
+                # what the edit says, not what its first session did
+                external = _external_streams(run.text)
                 live.append(_LiveRun(pipeline, run.id, run.start.get("file"), external))
     return live
 
