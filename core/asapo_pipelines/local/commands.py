@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,7 +109,8 @@ def run(
     environ = dict(os.environ)
     if session is not None:
         environ[session.env_name] = session.run.id
-    result, counters = execute(target, target.payload, environ, as_json=as_json)
+    where = logs_where(shown, data_dir)
+    result, counters = execute(target, target.payload, environ, as_json=as_json, where=where)
     if session is not None:
         session.finish(result, counters, target.payload)
     if as_json:
@@ -120,11 +122,27 @@ def run(
     ctx.exit(result.exit_code)
 
 
+def logs_where(file: str | None, data_dir: str | None) -> str | None:
+    """What `pipeline logs` (status, stop) needs before the unit to find this run."""
+    if file is None:
+        return None
+    return (
+        f"{shlex.quote(file)} --data-dir {shlex.quote(data_dir)}" if data_dir else shlex.quote(file)
+    )
+
+
 def execute(
-    target: Target, payload: dict[str, Any], environ: dict[str, str], *, as_json: bool = False
+    target: Target,
+    payload: dict[str, Any],
+    environ: dict[str, str],
+    *,
+    as_json: bool = False,
+    where: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """Run a compiled job under the live table; prints the final table and the summaries
-    (with `as_json`, the table goes to stderr and the caller prints the JSON document)."""
+    """Run a compiled job under the live table, with its workers' warnings and errors below
+    it (`where`: what `pipeline logs` needs to find the run, for the rest); prints the final
+    table and the summaries (with `as_json`, the table goes to stderr and the caller prints
+    the JSON document)."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView, status_table
@@ -133,11 +151,13 @@ def execute(
     if not out.is_terminal:
         out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
     reader = status_reader(target.pipeline, payload) if target.pipeline else None
-    with LiveView(out, reader) as view:
+    logs = where or logs_where(target.pipeline_file, None)
+    with LiveView(out, reader, logs_where=logs) as view:
         options = ExecOptions(
             environ=environ,
             on_event=view.event,
             on_update=view.update,
+            on_log=view.log,
             pipeline_file=target.pipeline_file,
         )
         result = LocalExecutor(payload, target.run_dir, options).run()
@@ -284,7 +304,7 @@ def reprocess(
     ]
     environ = {**os.environ, RUN_ENV: new.id}
     session = Session(store, transport, new, "started", RUN_ENV)
-    result, counters = execute(target, payload, environ)
+    result, counters = execute(target, payload, environ, where=logs_where(file, data_dir))
     session.finish(result, counters, payload)
     kept = {k: v for k, v in old.summaries.items() if k.partition("[")[0] not in sources}
     print_comparison(old.id, new.id, compare(kept, new.summaries))

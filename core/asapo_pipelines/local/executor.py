@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,13 @@ from asapo_pipelines.local import environment as envmod
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, AllocDirs, alloc_dirs
-from asapo_pipelines.local.logs import RotatingLog, pump
-from asapo_pipelines.local.state import process_start, wait_groups_gone, write_state
+from asapo_pipelines.local.logs import RotatingLog, problem_line, pump
+from asapo_pipelines.local.state import (
+    StateNotWritten,
+    process_start,
+    wait_groups_gone,
+    write_state,
+)
 
 #: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}
 StatusReader = Callable[[], Mapping[str, Mapping[str, Any]]]
@@ -62,6 +68,9 @@ class ExecOptions:
     on_event: Callable[[str], None] | None = None
     #: called with the state dict after every tick that changed it (the live table)
     on_update: Callable[[dict[str, Any]], None] | None = None
+    #: called on the supervisor's thread with (task label, "LEVEL message") for each WARNING,
+    #: ERROR or CRITICAL line a task's worker logs, in order (a foreground run shows them)
+    on_log: Callable[[str, str], None] | None = None
     status_reader: StatusReader | None = None
     pipeline_file: str | None = None
     detached: bool = False
@@ -207,7 +216,8 @@ class TaskRun:
         finally:
             os.close(out_w)
             os.close(err_w)
-        self.pumps = [pump(out_r, self.sinks[0]), pump(err_r, self.sinks[1])]
+        # workers log on stderr
+        self.pumps = [pump(out_r, self.sinks[0]), pump(err_r, self.sinks[1], ex.watch(self.label))]
         self.pgids.append(self.popen.pid)
         self.pid_start = process_start(self.popen.pid)
         self.state = "running"
@@ -299,6 +309,8 @@ class TaskRun:
         for thread in self.pumps:
             thread.join(timeout=2)
         self.pumps = []
+        # what it logged last comes before the sentence saying it exited
+        self.alloc.executor.relay_logs()
         self.exit_codes = [*self.exit_codes, code][-EXIT_CODES_KEPT:]
         self.kill_deadline = None
         if self.state == "stopping":
@@ -475,6 +487,8 @@ class LocalExecutor:
         self._stop_reason: str | None = None
         self._force = False
         self._lock_fd: int | None = None
+        #: (task label, "LEVEL message") logged by the tasks, for `on_log` (see `watch`)
+        self._logged: deque[tuple[str, str]] = deque()
         self.allocs: list[Alloc] = []
         self.started_wall = time.time()
         self._precheck()
@@ -544,6 +558,25 @@ class LocalExecutor:
     def event(self, message: str) -> None:
         if self.options.on_event is not None:
             self.options.on_event(message)
+
+    def watch(self, label: str) -> Callable[[bytes], None] | None:
+        """What the log pump of task `label` hands each line to when the run relays its
+        workers' problems (`on_log`): the pump's thread queues them, `relay_logs` passes them
+        on from the supervisor's thread, the one that prints."""
+        if self.options.on_log is None:
+            return None
+
+        def queue(line: bytes) -> None:
+            found = problem_line(line)
+            if found is not None:
+                self._logged.append((label, f"{found[0]} {found[1]}"))
+
+        return queue
+
+    def relay_logs(self) -> None:
+        on_log = self.options.on_log
+        while self._logged and on_log is not None:
+            on_log(*self._logged.popleft())
 
     def _acquire(self) -> None:
         from asapo_pipelines.local.control import already_running, stop_orphans
@@ -618,13 +651,18 @@ class LocalExecutor:
                     )
             try:
                 return self._run()
-            except OSError as exc:
-                # the run directory's disk is full or gone read-only: an error of the run,
-                # said in one sentence; the tasks are stopped below, nothing is acknowledged
-                # that they did not make durable
-                raise LocalRunError(
-                    storage.describe("the run directory", self.run_dir, exc)
-                ) from None
+            except (OSError, LocalRunError) as exc:
+                # the run directory was deleted, or its disk is full or gone read-only: an
+                # error of the run, said in one sentence. The tasks are stopped as a stop
+                # request stops them, so that units close what they write (a NeXus file left
+                # open for writing is unreadable); nothing is acknowledged that they did not
+                # make durable.
+                deleted = not self.run_dir.is_dir()
+                cause = self._cause(exc, deleted)
+                self._stop_all(cause)
+                if deleted:
+                    raise LocalRunError(f"{cause}; its tasks were stopped") from None
+                raise LocalRunError(cause) from None
         finally:
             pgids = []
             for alloc in self.allocs:
@@ -639,9 +677,66 @@ class LocalExecutor:
                         thread.join(timeout=2)
                     for sink in task.sinks or ():
                         sink.close()
+            self.relay_logs()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             self._release()
+
+    def _cause(self, exc: OSError | LocalRunError, deleted: bool) -> str:
+        """Why the run cannot go on, in one sentence, naming the run directory when it is gone."""
+        if not deleted:
+            if isinstance(exc, LocalRunError):
+                return exc.message
+            return storage.describe("the run directory", self.run_dir, exc)
+        if isinstance(exc, StateNotWritten):
+            detail = f"writing {exc.path}: {storage.reason(exc.error)}"
+        elif isinstance(exc, OSError):
+            detail = f"{exc.filename or self.run_dir}: {storage.reason(exc)}"
+        else:
+            detail = exc.message
+        return (
+            f"the run directory {self.run_dir} was deleted while job {self.job.id} ran ({detail})"
+        )
+
+    def _stop_all(self, cause: str) -> None:
+        """Stop every task as `request_stop` does (KillSignal, KillTimeout, then SIGKILL; asked
+        again, SIGKILL at once) for a run that cannot go on; the state file is not written,
+        that is what failed, but the live table shows the tasks stopping."""
+        if not any(t.alive for a in self.allocs for t in a.tasks):
+            return
+        if self._stop_reason is None:
+            self._stop_reason = cause  # a Ctrl-C from now on kills at once
+        self.event(f"stopping all tasks: {cause}; ask again to kill them at once")
+        now = time.monotonic()
+        for alloc in self.allocs:
+            alloc.stop(now)
+        last_fp: Any = None
+        while any(t.alive for a in self.allocs for t in a.tasks):
+            time.sleep(self.options.tick)
+            now = time.monotonic()
+            if self._force:
+                self._kill_draining(now)
+            for alloc in self.allocs:
+                alloc.step(now)
+            self.relay_logs()
+            fingerprint = self._fingerprint()
+            if fingerprint != last_fp and self.options.on_update is not None:
+                self.options.on_update(self.snapshot("stopping", cause))
+            last_fp = fingerprint
+
+    def _kill_draining(self, now: float) -> None:
+        """SIGKILL in this step every task still draining after its KillSignal."""
+        for alloc in self.allocs:
+            for task in alloc.tasks:
+                if task.kill_deadline is not None:
+                    task.kill_deadline = now
+
+    def _fingerprint(self) -> list[tuple[str, int, int | None]]:
+        return [
+            (t.state, t.restarts, t.popen.pid if t.popen else None)
+            for a in self.allocs
+            for t in a.tasks
+        ]
 
     def _setup(self) -> None:
         # A new run gets fresh allocation directories, as Nomad gives a new allocation; the
@@ -680,12 +775,10 @@ class LocalExecutor:
                 for alloc in self.allocs:
                     alloc.stop(now)
             if self._force and status == "stopping":
-                for alloc in self.allocs:
-                    for task in alloc.tasks:
-                        if task.kill_deadline is not None:
-                            task.kill_deadline = now  # SIGKILL in this step
+                self._kill_draining(now)
             for alloc in self.allocs:
                 alloc.step(now)
+            self.relay_logs()
             failed = [a for a in self.allocs if a.status in ("failing", "failed")]
             if failed and status == "running":
                 status, message = "stopping", failed[0].message
@@ -706,11 +799,7 @@ class LocalExecutor:
                 if self.options.on_update is not None:
                     self.options.on_update(state)
                 return RunResult(final[0], final[1], state)
-            fingerprint = [
-                (t.state, t.restarts, t.popen.pid if t.popen else None)
-                for a in self.allocs
-                for t in a.tasks
-            ]
+            fingerprint = self._fingerprint()
             if fingerprint != last_fp or now - last_write >= 1.0:
                 state = self._write(status, message)
                 last_write, last_fp = now, fingerprint

@@ -2,6 +2,7 @@
 
 Counters (processed, rate, errors) come from a status reader, a function returning per-unit
 counters keyed `group[index]` (or `group`); without one, or when it fails, they show `-`.
+The workers' warnings and errors are printed below the table as they come (`local.relay`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from asapo_pipelines.local.relay import LogRelay
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -28,6 +31,7 @@ STATE_STYLE = {
     "pending": "dim",
     "exited": "dim",  # its supervisor is gone, and so is its process (`control.run_status`)
 }
+LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
 def _exit_text(codes: list[int]) -> str:
@@ -104,7 +108,9 @@ def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> 
 
 
 class LiveView:
-    """The table redrawn in place on a terminal; elsewhere, events as plain lines."""
+    """The table redrawn in place on a terminal; elsewhere, events as plain lines. Either way
+    the workers' warnings and errors are printed as they come (`log`), rate-limited per unit,
+    with `pipeline logs <logs_where> UNIT` for the rest."""
 
     def __init__(
         self,
@@ -112,10 +118,12 @@ class LiveView:
         reader: Callable[[], Counters] | None = None,
         *,
         interval: float = 1.0,
+        logs_where: str | None = None,
     ) -> None:
         self.console = console
         self.reader = reader
         self.interval = interval
+        self.relay = LogRelay(logs_where)
         self.counters: Counters = {}
         self._last_read = 0.0
         self._live: Live | None = None
@@ -144,6 +152,7 @@ class LiveView:
         if self._live is not None:
             self._live.__exit__(None, None, None)
             self._live = None
+        self._say(self.relay.rest(), "dim")
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -171,7 +180,18 @@ class LiveView:
     def event(self, message: str) -> None:
         self.console.print(message, markup=False, highlight=False)
 
+    def log(self, label: str, text: str) -> None:
+        """A line task `label` logged, "LEVEL message" (`ExecOptions.on_log`)."""
+        now = time.monotonic()
+        self._say(self.relay.due(now), "dim")
+        self._say(self.relay.offer(label, text, now), LEVEL_STYLE.get(text.partition(" ")[0], ""))
+
+    def _say(self, lines: list[str], style: str) -> None:
+        for line in lines:
+            self.console.print(line, markup=False, highlight=False, style=style or None)
+
     def update(self, state: Mapping[str, Any]) -> None:
+        self._say(self.relay.due(time.monotonic()), "dim")
         self._state = state
         if self._live is not None:
             self._live.update(status_table(state, self.read_counters()), refresh=True)

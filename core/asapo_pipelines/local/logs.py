@@ -18,6 +18,12 @@ MB = 1024 * 1024
 #: a worker's log line of a level that reports no failure (`<time> <unit>[<replica>] INFO ...`,
 #: the format `pipeline worker` logs with)
 _QUIET_LOG_LINE = re.compile(r"^\S.*? \S+\[\d+\] (INFO|DEBUG) ")
+#: a worker's log line that reports a problem: its `asctime`, unit replica, level and message
+_LOUD_LOG_LINE = re.compile(
+    rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \S+\[\d+\] (WARNING|ERROR|CRITICAL) (.*?)\r?$"
+)
+#: a longer line (no newline in sight: binary output) is not a log line; only its start is kept
+MAX_LINE = 16 * 1024
 CHUNK = 64 * 1024
 TAIL_BYTES = 8 * 1024
 
@@ -133,10 +139,30 @@ class RotatingLog:
                 self._file = None
 
 
-def pump(fd: int, sink: RotatingLog) -> threading.Thread:
-    """A thread copying a pipe into `sink` until the writer side closes."""
+def problem_line(line: bytes) -> tuple[str, str] | None:
+    """(level, message) of a worker's WARNING, ERROR or CRITICAL log line, else None."""
+    match = _LOUD_LOG_LINE.match(line)
+    if match is None:
+        return None
+    return match.group(1).decode(), match.group(2).decode("utf-8", errors="replace")
+
+
+def _split_lines(pending: bytes, data: bytes, on_line: Callable[[bytes], None]) -> bytes:
+    """Hand each complete line of `pending + data` to `on_line`; the unfinished rest."""
+    *lines, rest = (pending + data).split(b"\n")
+    for line in lines:
+        on_line(line)
+    return rest[:MAX_LINE]
+
+
+def pump(
+    fd: int, sink: RotatingLog, on_line: Callable[[bytes], None] | None = None
+) -> threading.Thread:
+    """A thread copying a pipe into `sink` until the writer side closes, handing each line
+    to `on_line` too when given."""
 
     def run() -> None:
+        pending = b""
         try:
             while True:
                 try:
@@ -146,6 +172,10 @@ def pump(fd: int, sink: RotatingLog) -> threading.Thread:
                 if not data:
                     break
                 sink.write(data)
+                if on_line is not None:
+                    pending = _split_lines(pending, data, on_line)
+            if on_line is not None and pending:
+                on_line(pending)  # the last line, without its newline
         finally:
             os.close(fd)
 

@@ -18,6 +18,16 @@ from asapo_pipelines.local.errors import LocalRunError
 FINAL = ("complete", "failed", "stopped")
 
 
+class StateNotWritten(LocalRunError):
+    """The state file could not be written: `error` says why (the supervisor tells a deleted
+    run directory from a full disk)."""
+
+    def __init__(self, message: str, path: Path, error: OSError) -> None:
+        super().__init__(message)
+        self.path = path
+        self.error = error
+
+
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Write the state atomically; a full disk or a read-only directory is one sentence (the
     last state written stays in place: a reader never sees half a file)."""
@@ -36,7 +46,9 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise LocalRunError(storage.describe("writing the run state", path, exc)) from None
+        raise StateNotWritten(
+            storage.describe("writing the run state", path, exc), path, exc
+        ) from None
 
 
 def read_state(path: Path) -> dict[str, Any]:
