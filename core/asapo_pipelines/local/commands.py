@@ -267,9 +267,16 @@ def reprocess(
     from asapo_pipelines.local.errors import JobFailed
     from asapo_pipelines.local.session import Session, apply_overrides, open_store
     from asapo_pipelines.runs import configurations
-    from asapo_pipelines.runs.lifecycle import check_replayable, compare, replay, source_streams
+    from asapo_pipelines.runs.lifecycle import (
+        check_replayable,
+        compare,
+        refuse_while_alive,
+        replay,
+        source_streams,
+    )
     from asapo_pipelines.runs.overrides import flat
     from asapo_pipelines.worker.launch import RUN_ENV
+    from asapo_pipelines.worker.naming import JOB_TYPE_ENV
 
     target = resolve(file, data_dir, None, compile=True)
     assert target.payload is not None
@@ -282,6 +289,11 @@ def reprocess(
         if owner is not None:
             store.claim(target.pipeline_file)  # refuses another file's namespace
         old = store.get(from_run)
+        # a run going on, here or in another data directory, writes the same sinks (a NeXus
+        # file) and its sources are not finished: a replay beside it would be recorded and
+        # then refused by the supervisor lock, its run left `running` for ever
+        for run in store.runs():
+            refuse_while_alive(store, run, Path(target.pipeline_file), None)
         streams = check_replayable(transport, pipeline, catalog, old)
         store.claim(target.pipeline_file)
         new = store.begin(
@@ -302,9 +314,21 @@ def reprocess(
     payload["Job"]["TaskGroups"] = [
         g for g in payload["Job"]["TaskGroups"] if g["Name"] not in sources
     ]
+    # a replay is finite: its source streams are finished and no source runs to add more, so
+    # its workers end once drained, also for a pipeline that watches a folder (a service)
+    payload["Job"]["Type"] = "batch"
+    for group in payload["Job"]["TaskGroups"]:
+        for task in group.get("Tasks") or []:
+            task["Env"] = {**(task.get("Env") or {}), JOB_TYPE_ENV: "batch"}
     environ = {**os.environ, RUN_ENV: new.id}
     session = Session(store, transport, new, "started", RUN_ENV)
-    result, counters = execute(target, payload, environ, where=logs_where(file, data_dir))
+    try:
+        result, counters = execute(target, payload, environ, where=logs_where(file, data_dir))
+    except BaseException as exc:
+        # the replay never ran to its end (refused, interrupted): its run ends with why
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        session.abort("stopped" if interrupted else "failed", str(exc) or type(exc).__name__)
+        raise
     session.finish(result, counters, payload)
     kept = {k: v for k, v in old.summaries.items() if k.partition("[")[0] not in sources}
     print_comparison(old.id, new.id, compare(kept, new.summaries))

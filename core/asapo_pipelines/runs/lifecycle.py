@@ -207,7 +207,7 @@ def check_replayable(
 
 def replay(transport: Transport, pipeline: str, streams: list[str], old: Run, new: Run) -> int:
     """Copy the source messages of `old`, as stored (ids, payloads, metadata and provenance,
-    scans and their order, finished streams), into `new`'s data sources; returns how many."""
+    scans and their order), into `new`'s data sources, every stream finished; returns how many."""
     copied = 0
     for stream in streams:
         src = data_source_for(stream, pipeline, old.id)
@@ -226,10 +226,13 @@ def replay(transport: Transport, pipeline: str, streams: list[str], old: Run, ne
                     producer.send(info.name, payload, dict(msg.metadata), id=msg.id)
                     copied += 1
                 producer.flush()
-                if info.finished:
-                    producer.finish_stream(
-                        info.name, last_id=info.last_id, next_stream=info.next_stream
-                    )
+                # a stream a watching source left open when its run stopped is finished too:
+                # a replay gets nothing more, and its readers end once they have it all
+                producer.finish_stream(
+                    info.name,
+                    last_id=info.last_id,
+                    next_stream=info.next_stream if info.finished else None,
+                )
             producer.flush()
     return copied
 
