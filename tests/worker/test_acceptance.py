@@ -238,3 +238,30 @@ def test_start_up_failure_is_one_sentence_and_non_zero(tmp_path, env, unit, para
     # a configuration error: exit code 78 (EX_CONFIG), which a supervisor does not restart
     assert result.returncode == 78
     assert result.stderr.strip().splitlines() == [expected.format(folder=tmp_path)]
+
+
+def test_a_worker_killed_outright_is_counted_for_what_it_committed(tmp_path, env):
+    """Counters used to be published every `--status-interval` only: a worker killed (SIGKILL,
+    OOM) between two records was counted short of what it had done, in `pipeline status`, the
+    viewer and the run's counts, although its outputs were written and acknowledged. A commit
+    now publishes within `COMMIT_GAP`; the interval here is far longer than the test."""
+    count = 5
+    units = chain(0, {})
+    del units["numbers"], units["sink"]
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in range(1, count + 1):  # an open stream: the worker waits for more
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+    tag = spawn(pipeline, "tag", env, "--status-interval", "3600")
+    try:
+        assert wait_until(lambda: len(read_stream(store, own("tagged"))) == count)
+        assert wait_until(
+            lambda: read_stream(store, "accept.status", "tag.0")[-1].metadata["processed"] == count,
+            timeout=10,
+        ), read_stream(store, "accept.status", "tag.0")[-1].metadata
+    finally:
+        tag.send_signal(signal.SIGKILL)
+        tag.wait()
+    last = read_stream(store, "accept.status", "tag.0")[-1].metadata
+    assert (last["processed"], last["outputs"]) == (count, count)

@@ -1001,6 +1001,8 @@ class Worker:
             self._acknowledge(consumers[port], stream, ids)
         self.unacked.clear()
         self.unacked_count = 0
+        if self.status is not None:
+            self.status.committed()
 
     def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
         port.consumer.acknowledge_many(stream, ids)

@@ -32,6 +32,9 @@ CARRIED = ("received", "processed", "errors", "retries", "outputs", "duplicates_
 #: so a lost final record loses what was done since the record before. Within the 30 s the
 #: compiled job gives a worker to stop (`KillTimeout`).
 FINAL_RECORD_SECONDS = 20.0
+#: least seconds between two records sent because a batch was committed (`committed`): a
+#: worker killed outright is counted short of at most that much of its work
+COMMIT_GAP = 0.2
 _T = TypeVar("_T")
 
 
@@ -115,6 +118,8 @@ class StatusPublisher:
         self._thread: threading.Thread | None = None
         self._last = (time.monotonic(), 0)
         self._lock = threading.Lock()
+        #: when the last record was sent (monotonic), for `committed`
+        self._published = 0.0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="status", daemon=True)
@@ -163,8 +168,17 @@ class StatusPublisher:
         """Publish at once instead of at the next interval (a change of state)."""
         self._now.set()
 
+    def committed(self) -> None:
+        """The worker made a batch durable and acknowledged it: publish soon, not at the next
+        interval, so that a worker killed (SIGKILL, OOM) before that interval is not counted
+        short of what it did (its restart goes on from its last record). At most every
+        `COMMIT_GAP` seconds: a busy worker commits hundreds of batches a second."""
+        if time.monotonic() - self._published >= COMMIT_GAP:
+            self._now.set()
+
     def _publish(self, producer: Any) -> None:
         with self._lock:
+            self._published = time.monotonic()
             producer.send(self.stream, None, self.counters.snapshot(self._rate()))
 
     def stop(self, state: str, *, seconds: float = FINAL_RECORD_SECONDS) -> None:
