@@ -298,8 +298,9 @@ class RunStore:
         if owner != mine:
             raise RunsError(
                 f"pipeline name {self.pipeline!r} in this store belongs to {owner}, so {mine} "
-                "cannot use it: give one of the two files another `pipeline:` name, or another "
-                "transport path"
+                "cannot use it: give one of the two files another `pipeline:` name, or a store "
+                "of its own in its `transport:` section (another `path`, or another "
+                "`key_prefix` where the transport has one)"
             )
 
     def begin(
