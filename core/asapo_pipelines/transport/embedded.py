@@ -194,7 +194,10 @@ def _storage_error(data_source: str, directory: Path, exc: BaseException) -> Sto
     else:
         filename = getattr(exc, "filename", None)
         path = Path(filename) if filename else directory
-    return StorageError(storage.describe(f"the store of data source {data_source!r}", path, exc))
+    return StorageError(
+        storage.describe(f"the store of data source {data_source!r}", path, exc),
+        storage.kind_of(exc),
+    )
 
 
 def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
@@ -1316,7 +1319,9 @@ class EmbeddedTransport(Transport):
                 tmp.write_text(json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION}))
                 os.replace(tmp, marker)
             except OSError as exc:
-                raise StorageError(storage.describe("creating the store", self.root, exc)) from None
+                raise StorageError(
+                    storage.describe("creating the store", self.root, exc), storage.kind_of(exc)
+                ) from None
         else:
             try:
                 info = json.loads(marker.read_text())
@@ -1349,7 +1354,9 @@ class EmbeddedTransport(Transport):
                 p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
             )
         except OSError as exc:
-            raise StorageError(storage.describe("the store", self.root, exc)) from None
+            raise StorageError(
+                storage.describe("the store", self.root, exc), storage.kind_of(exc)
+            ) from None
 
     def describe(self) -> dict[str, list[StreamInfo]]:
         """Every data source with its streams, counts, sizes and group lags."""

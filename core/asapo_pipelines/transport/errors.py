@@ -45,7 +45,11 @@ class TransportConfigError(TransportError):
 class StorageError(TransportError):
     """The storage under the transport failed (full disk, no permission, a damaged file): a
     failure of everything using it, never of one message. The sentence names the path and the
-    remedy."""
+    remedy; `kind` is `asapo_pipelines.storage`'s (full, denied, read-only, damaged, other)."""
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class CorruptPayload(TransportError):

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover - the constants above are read by light mo
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.transport.base import Transport
+    from asapo_pipelines.transport.errors import StorageError
     from asapo_pipelines.worker.runtime import Worker
 
 log = logging.getLogger("asapo_pipelines.worker")
@@ -274,23 +275,35 @@ def stream_sources(pipeline: Pipeline, catalog: Catalog, run_id: str) -> dict[st
     return run_sources(pipeline.name, run_id, streams, external)
 
 
+def _not_restarted(exc: StorageError) -> PipelinesError:
+    """A damaged store file is a configuration error (exit 78): a restart meets the same
+    damage, five times over a minute, before the run fails with the same sentence. A full or
+    read-only disk may be mended while the worker waits to restart: that one is restarted."""
+    from asapo_pipelines import storage
+    from asapo_pipelines.errors import ConfigurationError
+
+    return ConfigurationError(exc.message) if exc.kind == storage.DAMAGED else exc
+
+
 def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
     """Run a worker to its end; returns the exit code (start-up errors raise; configuration
     errors with exit code 78, so that a supervisor does not restart them)."""
     from asapo_pipelines.errors import ConfigurationError
-    from asapo_pipelines.transport import TransportConfigError
+    from asapo_pipelines.transport import StorageError, TransportConfigError
 
     try:
         worker = build_worker(pipeline_file, instance, **options)
     except TransportConfigError as exc:
         raise ConfigurationError(exc.message) from None
+    except StorageError as exc:
+        raise _not_restarted(exc) from None
     worker.install_signal_handlers()
     try:
         state = worker.run()
     except ConfigurationError as exc:
         raise _with_path_hint(exc, worker) from None
-    except PipelinesError:
-        raise
+    except StorageError as exc:
+        raise _not_restarted(exc) from None
     finally:
         worker.transport.close()
     c = worker.counters
