@@ -26,20 +26,25 @@ from asapo_pipelines_nexus.writer import KEY_ATTR, NexusWriter
 #: how the README tells readers to open the file, as the writer's messages repeat it
 READER_RECIPE = 'h5py.File(path, "r", swmr=True, locking=False)'
 
-#: a reader in another process: opens the file as argv[2] says, says so, holds it argv[3] s
+#: a reader in another process: opens the file as argv[2] says, says so, holds it argv[3] s,
+#: or with "stdin" until the test closes its standard input (the scientist closes the viewer)
 HOLD = """\
 import sys, time, h5py
 options = {"plain": {}, "recipe": {"swmr": True, "locking": False}}[sys.argv[2]]
 with h5py.File(sys.argv[1], "r", **options):
     print("open", flush=True)
-    time.sleep(float(sys.argv[3]))
+    if sys.argv[3] == "stdin":
+        sys.stdin.read()
+    else:
+        time.sleep(float(sys.argv[3]))
 """
 
 
 @contextmanager
-def reader(path: Path, how: str, seconds: float) -> Iterator[subprocess.Popen[str]]:
+def reader(path: Path, how: str, seconds: float | str) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(path), how, str(seconds)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -85,7 +90,9 @@ def test_the_writer_waits_for_a_viewer_to_close_the_file_and_says_so(tmp_path):
     pipeline = writer_pipeline(tmp_path)
     path, log = tmp_path / "results" / "p65.nxs", tmp_path / "writer.log"
     feeder = Feeder(tmp_path / "store")
-    with reader(path, "plain", 6) as viewer:
+    # held until the writer says it waits: a reader holding for fixed seconds could close
+    # before a slow-starting writer (a loaded machine) ever met it
+    with reader(path, "plain", "stdin") as viewer:
         writer = spawn(pipeline, "writer", log)
         try:
             feeder.send("raw-scans", p65_scan_message(P65_SCANS[0]), "p65/scans|scans|key:0")
@@ -93,7 +100,9 @@ def test_the_writer_waits_for_a_viewer_to_close_the_file_and_says_so(tmp_path):
             waiting = wait_until(lambda: "another process has" in log.read_text(), proc=writer)
             assert waiting, log.read_text()
             assert viewer.poll() is None  # the writer is waiting, not failing
-            viewer.wait(30)  # the scientist closes the viewer
+            assert viewer.stdin is not None
+            viewer.stdin.close()  # the scientist closes the viewer
+            viewer.wait(30)
             assert writer.wait(120) == 0, log.read_text()
         finally:
             stop(writer)
