@@ -163,10 +163,12 @@ class Executor(ABC):
     run_flags: tuple[str, ...] = ()
 
     def refuse(self, command: str) -> None:
-        """Raise the one-sentence error with which `command` (``deploy``, ``start``) is refused
-        in the deployment's present state (deployed and running already), before anything is
-        recorded: `pipeline deploy` and `start` ask first and record the run's session after.
-        Refusing nothing is the default."""
+        """Raise the one-sentence error with which `command` (``deploy``, ``start``, ``run``) is
+        refused in the deployment's present state (deployed and running already), before
+        anything is recorded: `pipeline deploy` and `start` ask first and record the run's
+        session after; ``run`` is another executor's session of the run (`pipeline run` beside
+        a live deployment, which would write every result twice). Refusing nothing is the
+        default."""
         return None  # a default, not an abstract method: most executors refuse nothing
 
     @abstractmethod

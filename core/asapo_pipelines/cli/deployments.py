@@ -75,6 +75,8 @@ def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
         )
     if what == "started":
         click.echo(f"run {run_id} of pipeline {pipeline} starts", err=err)
+    elif what == "continued":
+        click.echo(f"run {run_id} of pipeline {pipeline} goes on (it was not stopped)", err=err)
     elif what == "resumed":
         click.echo(f"resuming run {run_id} of pipeline {pipeline} (unchanged)", err=err)
     else:
@@ -109,7 +111,9 @@ def begin(
     try:
         store.claim(file)
         latest = store.latest(resumable=True) if restart else None
-        if latest is not None:
+        if latest is not None and _goes_on(latest, executor):
+            run, what = latest, "continued"
+        elif latest is not None:
             run, what = store.resume(latest, details={"executor": executor}), "resumed"
         else:
             run, what = prepare(
@@ -126,6 +130,16 @@ def begin(
         transport.close()
     announce(run, what, pipeline.name, err=quiet_stdout)
     return run.id
+
+
+def _goes_on(run: Any, executor: str) -> bool:
+    """Whether `pipeline start` continues the run's session rather than beginning one: the
+    deployment was never stopped (its Slurm watcher died, say), so its session never ended.
+    A new session there would leave the workers still running counting in the old one and
+    those started again counting from zero in the new one, and the run's end would record
+    neither session's whole work; in the same session a worker started again counts on
+    from its predecessor's last record, as after a restart by the watcher."""
+    return bool(run.state == "running" and session_executor(run) == executor)
 
 
 def end(file: str, executor: str, state: str, message: str = "") -> str | None:

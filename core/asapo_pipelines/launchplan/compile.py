@@ -115,7 +115,7 @@ def plan_for(pipeline: Pipeline, catalog: Catalog) -> tuple[JobPlan, list[str]]:
         driver=nomad.driver,
         image=nomad.image,
         python=python_env(
-            nomad.python, pinned_distributions(pipeline, catalog), "deploy.nomad.python"
+            nomad.python, pinned_distributions(pipeline, catalog, "nomad"), "deploy.nomad.python"
         ),
         files=(FileTemplate(dest=PIPELINE_DEST, content=content),),
         secrets=_secrets(pipeline, job_id),

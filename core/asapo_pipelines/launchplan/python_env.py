@@ -18,6 +18,12 @@ from asapo_pipelines.launchplan.errors import LaunchPlanError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.descriptor import (
+        ExecutorDescriptor,
+        FormatDescriptor,
+        TransportDescriptor,
+        UnitDescriptor,
+    )
     from asapo_pipelines.pipeline.model import Pipeline, PythonEnvConfig
 
 
@@ -150,12 +156,26 @@ def _wheel(item: str | dict[str, str]) -> Wheel:
     return Wheel(url=url, sha256=digest.lower())
 
 
-def pinned_distributions(pipeline: Pipeline, catalog: Catalog) -> tuple[str, ...]:
-    """The core and every distribution providing a unit of the pipeline, at the catalog's
-    versions."""
+def pinned_distributions(
+    pipeline: Pipeline, catalog: Catalog, executor: str | None = None
+) -> tuple[str, ...]:
+    """The core and every distribution the pipeline uses, at the catalog's versions: those
+    providing its units, its transport (a plugin's, such as redis: the workers open it), the
+    payload formats its ports and streams name, and `executor` (whose job scripts may call it)."""
     pins = {CORE_DISTRIBUTION: __version__}
+    descriptors: list[
+        UnitDescriptor | TransportDescriptor | FormatDescriptor | ExecutorDescriptor | None
+    ] = []
+    formats = {s.format for s in pipeline.streams.values() if s.format}
     for instance in pipeline.units:
         descriptor = pipeline.descriptor(instance, catalog)
-        if descriptor.distribution and descriptor.version:
-            pins.setdefault(descriptor.distribution, descriptor.version)
+        descriptors.append(descriptor)
+        formats.update(port.format for port in (*descriptor.inputs, *descriptor.outputs))
+    descriptors.append(catalog.transports.get(pipeline.transport.kind))
+    descriptors += [catalog.formats.get(name) for name in sorted(formats)]
+    if executor is not None:
+        descriptors.append(catalog.executors.get(executor))
+    for found in descriptors:
+        if found is not None and found.distribution and found.version:
+            pins.setdefault(found.distribution, found.version)
     return tuple(f"{name}=={version}" for name, version in sorted(pins.items()))

@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,7 +125,10 @@ class NomadExecutor(Executor):
         """Refuse `start` of a job that is not stopped before `pipeline start` records a session
         in the run (`asapo_pipelines.cli.deployments.refuse`): started again it would be the
         same allocations, and the run would count a session that never ran. A `deploy` of a
-        running job is Nomad's way to update it, and goes on."""
+        running job is Nomad's way to update it, and goes on. `run`: a session of the run
+        elsewhere (`asapo_pipelines.runs.lifecycle.refuse_while_deployed`)."""
+        if command == "run":
+            self._refuse_run()
         if command != "start":
             return
         from asapo_pipelines.nomad.errors import NomadError
@@ -133,6 +136,28 @@ class NomadExecutor(Executor):
         if not self.client.read_job(self.job_id).get("Stop"):
             raise NomadError(
                 f"job {self.job_id} is already running on Nomad; stop it first with `pipeline stop`"
+            )
+
+    def _refuse_run(self) -> None:
+        """Refuse another session of the run (`pipeline run`) while the job the run was
+        deployed as still runs, or when Nomad cannot say: a second copy would write every
+        result twice. A job purged from the cluster runs no more."""
+        from asapo_pipelines.nomad.errors import NomadError, NomadNotFound
+
+        stop = f"`pipeline stop {self.file}`"
+        try:
+            job = self.client.read_job(self.job_id)
+        except NomadNotFound:
+            return
+        except NomadError as exc:
+            raise NomadError(
+                f"the run is deployed on Nomad as job {self.job_id}, and Nomad cannot be asked "
+                f"whether it still runs ({exc}); stop it first with {stop} (NOMAD_ADDR naming "
+                "its cluster)"
+            ) from None
+        if not job.get("Stop") and job.get("Status") != "dead":
+            raise NomadError(
+                f"job {self.job_id} is deployed on Nomad and still runs; stop it first with {stop}"
             )
 
     def start(self, *, wait: float) -> dict[str, Any]:
@@ -183,26 +208,29 @@ class NomadExecutor(Executor):
         return f"job {self.job_id} {what}"
 
     def show_plan(self, *, as_json: bool) -> None:
-        """The compiled job and what would change on the cluster."""
+        """The compiled job, then what would change on the cluster. With --json stdout holds
+        the job alone, `{"Job": {...}}` as Nomad's HTTP API and `nomad job run -json` take it
+        (and every command here, as a compiled job file), and the comparison goes to stderr."""
         from asapo_pipelines.cli.output import print_json, warn
 
         for message in self.warnings:
             warn(message)
         planned = self.plan()
         if as_json:
-            print_json(planned)
-            return
-        click.echo(json.dumps(planned["job"], indent=2))
+            print_json(planned["job"])
+        else:
+            click.echo(json.dumps(planned["job"], indent=2))
         if planned["note"]:
             warn(planned["note"])
             return
         diff = planned["plan"]
-        click.echo("changes against the cluster:" if diff["changes"] else "no changes")
+        say = click.echo if not as_json else partial(click.echo, err=True)
+        say("changes against the cluster:" if diff["changes"] else "no changes")
         for line in diff["changes"]:
-            click.echo(f"  {line}")
+            say(f"  {line}")
         for failure in diff["placement_failures"]:
             for reason in failure["reasons"]:
-                click.echo(f"! unit {failure['unit']} cannot be placed: {reason}")
+                say(f"! unit {failure['unit']} cannot be placed: {reason}")
 
     def show_submitted(self, result: dict[str, Any], *, as_json: bool, start: bool) -> None:
         """The registered job (and its evaluation), or why Nomad cannot place some units."""

@@ -6,7 +6,8 @@ unchanged configuration resumes the latest run (its consumer groups and outputs 
 process nothing twice); a changed one is refused with the changed units and params named,
 unless `--resume` says to go on with the new configuration. A start while the latest run's
 session runs under a live supervisor in another run directory is refused before anything is
-recorded (`refuse_while_alive`).
+recorded (`refuse_while_alive`), and so is a start while that session is a deployment that
+still runs on another executor (`refuse_while_deployed`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def prepare(
     latest = store.latest(resumable=True)
     if latest is not None:
         refuse_while_alive(store, latest, pipeline_file, run_dir)
+        refuse_while_deployed(latest, pipeline, catalog, pipeline_file, session_of(details))
     session = dict(details or {})
     if run_dir is not None:
         session["run_dir"] = str(Path(run_dir).resolve())
@@ -125,6 +127,35 @@ def refuse_while_alive(
         + (f", supervisor pid {pid}" if pid else "")
         + f", data directory {data_dir}); stop it first with {stop}"
     )
+
+
+def session_of(details: dict[str, Any] | None) -> str:
+    """The executor of the session being started: a deployment records its own, `pipeline
+    run` none (the local executor)."""
+    from asapo_pipelines.executor import LOCAL
+
+    return str((details or {}).get("executor") or LOCAL)
+
+
+def refuse_while_deployed(
+    latest: Run, pipeline: Pipeline, catalog: Catalog, pipeline_file: Path, starting: str
+) -> None:
+    """Refuse, before anything is recorded, a start (`pipeline run`, a deploy with another
+    executor) while the latest run's session is a deployment that still runs: a second copy
+    of the run would read the same inputs and write every result twice. The deployment's
+    executor decides, asked as `pipeline deploy` asks it (`Executor.refuse`, here for
+    ``"run"``: Slurm looks at its watcher and squeue, Nomad at the job). A deployment with
+    the starting executor is that executor's to refuse (`pipeline deploy` asks it first)."""
+    from asapo_pipelines.executor import LOCAL, executor_class
+
+    deployed = latest.session.get("executor")
+    if latest.state != "running" or deployed in (None, LOCAL, starting):
+        return
+    descriptor = catalog.executors.get(str(deployed))
+    if descriptor is None:  # its plugin is gone: nothing here can tell, or stop it
+        return
+    executor = executor_class(descriptor).made(pipeline, catalog, pipeline_file, {})
+    executor.refuse("run")
 
 
 def _pruned(store: RunStore, run: Run) -> bool:

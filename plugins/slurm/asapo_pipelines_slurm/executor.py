@@ -54,11 +54,25 @@ class SlurmExecutor(Executor):
     def refuse(self, command: str) -> None:
         """Refuse `deploy` of a deployment that runs and `start` of one that is not stopped,
         before `pipeline deploy` or `start` records anything in the run (see
-        `asapo_pipelines.cli.deployments.refuse`); `deploy` and `start` check again."""
+        `asapo_pipelines.cli.deployments.refuse`); `deploy` and `start` check again. `run`:
+        a session of the run elsewhere (`asapo_pipelines.runs.lifecycle.refuse_while_deployed`)."""
         if command == "deploy":
             self._refuse_deploy()
         elif command == "start":
             self._refuse_start(self._state())
+        elif command == "run":
+            self._refuse_run()
+
+    def _refuse_run(self) -> None:
+        """Refuse another session of the run (`pipeline run`) while this deployment still
+        runs: its jobs would read the same inputs, and every result would be written twice."""
+        state = read_state(self.layout)
+        if state is not None and _running(state):
+            name = state.get("pipeline", self.loaded().name)
+            raise SlurmError(
+                f"pipeline {name} is deployed on Slurm and still runs (state in "
+                f"{self.layout.root}); stop the deployment first with `pipeline stop {self.file}`"
+            )
 
     def _refuse_deploy(self) -> None:
         previous = read_state(self.layout)
@@ -259,12 +273,7 @@ class SlurmExecutor(Executor):
         live = commands.queue([i["job_id"] for i in instances.values() if i["job_id"]])
         shown = []
         for instance in instances.values():
-            job = live.get(instance["job_id"] or "")
-            word = instance["state"]
-            detail = instance.get("detail", "")
-            if job is not None and word not in FINAL:
-                word = job["state"].lower()
-                detail = job["nodes"] if job["state"] == "RUNNING" else job["reason"]
+            word, detail = _shown(instance, live.get(instance["job_id"] or ""))
             shown.append(
                 InstanceStatus(
                     unit=instance["unit"],
@@ -332,6 +341,19 @@ class SlurmExecutor(Executor):
                 time.sleep(0.2)
             if buffer:
                 yield buffer
+
+
+def _shown(instance: dict[str, Any], job: dict[str, str] | None) -> tuple[str, str]:
+    """An instance's state and detail for `status`: squeue's (fresher than the watcher's
+    last look), except once the watcher handled the job's end: then the watcher's
+    (`restarting`, with why), not the ended job's CANCELLED with Slurm's reason "None"."""
+    word, detail = instance["state"], str(instance.get("detail") or "")
+    if job is None or word in FINAL or word == "restarting":
+        return word, detail
+    if job["state"] == "RUNNING":
+        return "running", job["nodes"]
+    reason = job["reason"]
+    return job["state"].lower(), "" if reason in ("None", "(null)") else reason
 
 
 def _running(state: dict[str, Any]) -> bool:

@@ -204,7 +204,7 @@ def plan_for(
 ) -> SlurmPlan:
     """Every job of the pipeline, without submitting anything."""
     layout = Layout(state_dir(pipeline, file, config))
-    pins = pinned_distributions(pipeline, catalog)
+    pins = pinned_distributions(pipeline, catalog, "slurm")
     try:
         python = python_env(config.python, pins, "deploy.slurm.python")
     except LaunchPlanError as exc:
