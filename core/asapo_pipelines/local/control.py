@@ -30,7 +30,7 @@ from asapo_pipelines.local.state import (
     process_start,
     read_state,
     wait_groups_gone,
-    write_state,
+    write_last_state,
 )
 
 
@@ -261,7 +261,8 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
         finished=time.time(),
         updated=time.time(),
     )
-    write_state(run_dir / STATE_FILE, state)
+    # the lost supervisor's last write, in the space it reserved for it (which goes with it)
+    write_last_state(run_dir / STATE_FILE, state)
     return state
 
 

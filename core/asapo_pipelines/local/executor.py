@@ -42,7 +42,9 @@ from asapo_pipelines.local.logs import RotatingLog, problem_line, pump
 from asapo_pipelines.local.state import (
     StateNotWritten,
     process_start,
+    reserve_space,
     wait_groups_gone,
+    write_last_state,
     write_state,
 )
 
@@ -662,6 +664,7 @@ class LocalExecutor:
                 self._stop_all(cause)
                 if deleted:
                     raise LocalRunError(f"{cause}; its tasks were stopped") from None
+                self._record_failure(cause)
                 raise LocalRunError(cause) from None
         finally:
             pgids = []
@@ -698,10 +701,23 @@ class LocalExecutor:
             f"the run directory {self.run_dir} was deleted while job {self.job.id} ran ({detail})"
         )
 
+    def _record_failure(self, cause: str) -> None:
+        """Leave `cause` in the state file, in the space reserved for its last write: a full
+        disk stopped the run, and `pipeline status` must say so, not that the supervisor was
+        lost. Best effort: the run has failed already, and the sentence goes to its caller."""
+        state = self.snapshot("failed", cause)
+        try:
+            write_last_state(self.run_dir / STATE_FILE, state)
+        except LocalRunError:
+            return
+        if self.options.on_update is not None:
+            self.options.on_update(state)
+
     def _stop_all(self, cause: str) -> None:
         """Stop every task as `request_stop` does (KillSignal, KillTimeout, then SIGKILL; asked
-        again, SIGKILL at once) for a run that cannot go on; the state file is not written,
-        that is what failed, but the live table shows the tasks stopping."""
+        again, SIGKILL at once) for a run that cannot go on; the state file is not written
+        while they stop (that is what failed; `_record_failure` writes the run's end once, in
+        the space reserved for it), but the live table shows the tasks stopping."""
         if not any(t.alive for a in self.allocs for t in a.tasks):
             return
         if self._stop_reason is None:
@@ -761,6 +777,8 @@ class LocalExecutor:
 
     def _run(self) -> RunResult:
         self._setup()
+        # a full disk stops the run; the space for the state saying so is taken now
+        reserve_space(self.run_dir / STATE_FILE, self.snapshot("running"))
         status, message = "running", ""
         state = self._write(status)
         last_write = 0.0
@@ -795,7 +813,8 @@ class LocalExecutor:
                 else:
                     final = ("stopped", f"job {self.job.id} stopped ({self._stop_reason})")
             if final is not None:
-                state = self._write(*final)
+                state = self.snapshot(*final)
+                write_last_state(self.run_dir / STATE_FILE, state)
                 if self.options.on_update is not None:
                     self.options.on_update(state)
                 return RunResult(final[0], final[1], state)

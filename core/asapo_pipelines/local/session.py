@@ -155,7 +155,9 @@ def end_if_left(session: Session, run_dir: Path) -> None:
 
 def end_lost_session(store: Any, target: Target) -> None:
     """End the latest run's last session, as `lost`, when its supervisor is gone without
-    having ended it, with the counts its workers published last (see the module's docstring).
+    having ended it, with the counts its workers published last (see the module's docstring);
+    as its state file says when the supervisor recorded its end there but not in the store (a
+    full disk holding both).
 
     Called with this run directory's supervisor lock held (`control.refused_while_running`),
     so no supervisor runs here; a session run elsewhere (a cluster's executor, another data
@@ -177,15 +179,34 @@ def end_lost_session(store: Any, target: Target) -> None:
 
     groups = {g["Name"] for g in target.payload["Job"]["TaskGroups"]} if target.payload else None
     summaries, counts = summaries_of(counters, groups)
-    store.end(
-        latest,
-        "lost",
-        "its supervisor was lost (killed, or its machine stopped) before it ended this session; "
-        "the counts are its workers' last status records, and may be lower than what they "
-        "processed",
-        summaries,
-        counts,
-    )
+    state, message = _recorded_end(Path(recorded or target.run_dir), session)
+    if state != "lost":  # the lost sentence says it already
+        message += counts_note(counters, groups)
+    store.end(latest, state, message, summaries, counts)
+
+
+#: How a session whose supervisor recorded no end in the store ended, when its state file
+#: does not say either.
+LOST = (
+    "lost",
+    "its supervisor was lost (killed, or its machine stopped) before it ended this session; "
+    "the counts are its workers' last status records, and may be lower than what they "
+    "processed",
+)
+
+
+def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str]:
+    """How the supervisor of `session` ended, as its state file says: a supervisor stopped by
+    a full disk leaves the run's end there (in the space it reserved) when the store, on the
+    same disk, could not take it. `LOST` when it says nothing of this session's end."""
+    from asapo_pipelines.launchplan.rundir import recorded_state
+    from asapo_pipelines.local.state import FINAL
+
+    state = recorded_state(run_dir)
+    ours = float(state.get("started") or 0) >= float(session.get("time") or 0)
+    if ours and state.get("status") in FINAL:
+        return str(state["status"]), str(state.get("message") or "")
+    return LOST
 
 
 def _session_counters(store: Any, target: Target, session: str) -> dict[str, Any]:

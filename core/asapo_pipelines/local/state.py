@@ -1,6 +1,10 @@
 """The run's state file (`<run>/state.json`): what `pipeline status` shows and how `pipeline
 stop` finds the supervisor. Written atomically (temporary file, fsync, rename) so a reader never
 sees half a file; it holds no environment and no secrets.
+
+A run stopped by a full disk must still say so in its state file, yet writing it takes new
+blocks: the supervisor reserves space for its last write when it starts (`reserve_space`) and
+writes its final state into it (`write_last_state`), overwriting blocks the file already has.
 """
 
 from __future__ import annotations
@@ -28,17 +32,35 @@ class StateNotWritten(LocalRunError):
         self.error = error
 
 
+#: Room kept for the last state beyond twice the first one: the final state's messages (the
+#: sentence that stopped the run, each task's last error) are longer than the first state's.
+RESERVE_SLACK = 16 * 1024
+
+
+def _encode(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, indent=1, sort_keys=True).encode()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def reserved_path(path: Path) -> Path:
+    """The file holding the space reserved for the last write of the state file `path`."""
+    return path.with_name(f".{path.name}.reserved")
+
+
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Write the state atomically; a full disk or a read-only directory is one sentence (the
     last state written stays in place: a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = json.dumps(state, indent=1, sort_keys=True).encode()
+    data = _encode(state)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -46,6 +68,58 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise StateNotWritten(
+            storage.describe("writing the run state", path, exc), path, exc
+        ) from None
+
+
+def reserve_space(path: Path, state: dict[str, Any]) -> None:
+    """Reserve room beside the state file `path` for its last write (`write_last_state`), sized
+    from the run's first state. Real bytes, not a sparse file or an fallocate'd range: writing
+    over them later needs no new block on any file system that overwrites in place."""
+    spare = reserved_path(path)
+    size = 2 * len(_encode(state)) + RESERVE_SLACK
+    try:
+        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            _write_all(fd, b" " * size)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            spare.unlink()
+        raise StateNotWritten(
+            storage.describe("writing the run state", path, exc), path, exc
+        ) from None
+
+
+def write_last_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the run's final state atomically, into the space `reserve_space` kept when there
+    is some, so that a run stopped by a full disk still records how it ended; without it (or
+    when the state has outgrown it, which is then freed first) as `write_state` does."""
+    spare = reserved_path(path)
+    data = _encode(state)
+    try:
+        fd = os.open(spare, os.O_WRONLY)  # neither created nor truncated: its blocks are kept
+    except OSError:
+        write_state(path, state)
+        return
+    try:
+        try:
+            fits = len(data) <= os.fstat(fd).st_size
+            if fits:
+                _write_all(fd, data)
+                os.ftruncate(fd, len(data))  # shrinking frees blocks, it takes none
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not fits:
+            spare.unlink()
+            write_state(path, state)
+            return
+        os.replace(spare, path)
+    except OSError as exc:
         raise StateNotWritten(
             storage.describe("writing the run state", path, exc), path, exc
         ) from None
