@@ -249,9 +249,13 @@ def _session_run_dir(
     if command == "logs" and recorded_state(run_dir):
         return None  # the last session's logs are what to read after a start that went wrong
     run = latest_local_run(pipeline, catalog, path)
-    if run is None or (run.state != "running" and (chosen is None or chosen.name == LOCAL)):
+    if run is None:
         return None
     session_dir = Path(run.session.get("run_dir") or run_dir)
+    if run.state != "running" and (chosen is None or chosen.name == LOCAL):
+        # an ended run started with --data-dir: its own run directory tells how it ended
+        moved = session_dir != run_dir and not given.get("data_dir")
+        return session_dir if moved and recorded_state(session_dir) else None
     host = run.session.get("host")
     here = host in (None, socket.gethostname())  # another host's supervisor is not seen here
     if run.state != "running":

@@ -89,7 +89,8 @@ def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None
     from asapo_pipelines.launchplan.compile import job_identity
     from asapo_pipelines.launchplan.rundir import file_run_dir
 
-    base = Path(data_dir) if data_dir else _data_dir_of(pipeline, path)
+    # absolute: the workers run in their own directories, where a relative one names nothing
+    base = Path(data_dir).resolve() if data_dir else _data_dir_of(pipeline, path)
     return file_run_dir(base, job_identity(pipeline)[0], path)
 
 
@@ -104,7 +105,7 @@ def resolve(
     file: str | None, data_dir: str | None, run_dir: str | None, *, compile: bool = False
 ) -> Target:
     if run_dir:
-        return Target(run_dir=Path(run_dir))
+        return Target(run_dir=Path(run_dir).resolve())
     path = Path(file) if file else find_file()
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
@@ -117,7 +118,7 @@ def resolve(
         job_id = str(job.get("ID") or "") if isinstance(job, dict) else ""
         if not job_id or "/" in job_id or job_id.startswith("."):
             raise UsageError(f'{path} is not a compiled Nomad job ({{"Job": {{"ID": ...}}}})')
-        base = Path(data_dir) if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
+        base = Path(data_dir).resolve() if data_dir else path.resolve().parent / DEFAULT_DATA_DIR
         from asapo_pipelines.launchplan.rundir import run_dir as run_dir_of
 
         return Target(
