@@ -30,6 +30,31 @@ N_t - N - in flight more (at most `max_batch`, never beyond `max_scans`), so the
 in total never exceed its latest estimate. When the queue's status is wired in
 (`update_queue`), rejected, failed and held suggestions no longer count as in flight.
 
+A merge noisier than its best scan. Under the model the merge of N scans is never noisier than
+one scan (a^2 / N + b^2 <= a^2 + b^2), floor or not, so a merge whose noise exceeds the lowest
+own noise of its accepted scans (over the same k window) by more than `MERGE_EXCESS_TOLERANCE`
+(the scatter of noise estimates) is no evidence of a floor: a scan is bad (a glitch, a much
+noisier scan) and merging it made the result worse than the best scan alone. Such a merge gets
+`change_parameters` naming the scans to check (those added since the last merge that was not
+noisier than its best scan; all of them when there was none), no plan, and its noise stays out
+of the fit, so it neither stops the agent nor inflates the scans it asks for later.
+
+Counting rejections. Scans rejected as copies of another scan ("duplicate of scan ...") or left
+out for their normalisation settings (`superseded`) say nothing about the beam or the sample:
+`change_parameters` for too many rejections counts only the other rejections, as a fraction of
+the scans that count (merged plus those rejected for the beam or the sample).
+
+Without a noise estimate. When the merge's settings say the noise estimate is off (normalize's
+`noise.enabled` or `autobk.enabled` false), the agent cannot judge convergence: it says so once
+per group (`change_parameters`, no plan) and then decides nothing on that group's merges
+(`decide` returns None). A merge without a noise estimate while it is on asks for one more scan.
+
+Restarts. Every decision depends on the merges decided on before (the noise history, the scans
+asked for, the previous spectrum). `restore(merged)` replays one earlier merge without emitting
+anything: fed the merges an earlier run decided on, in their order, the agent is in the state an
+uninterrupted run would be in, and decides the same. Queue statuses received before the restart
+are not replayed (they left no output through which a restart could find them).
+
 A suggestion is a plain dict whose content matches what bluesky-adaptive agents propose and what
 bluesky-queueserver queues: `item` is a queue-server plan item
 (`{"name", "args", "kwargs", "item_type": "plan"}`), or None when there is nothing to run.
@@ -56,6 +81,11 @@ QUEUE_STATES = frozenset(
 #: noise windows whose ends differ by less than this (Å⁻¹) count as the same window: the grid of
 #: k is 0.05 Å⁻¹, and the default window ends 0.5 Å⁻¹ below each scan's last k
 NOISE_WINDOW_TOLERANCE = 0.5
+#: a merge noisier than its best scan by more than this fraction holds a bad scan (the noise
+#: estimates of repeats scatter by a few per cent)
+MERGE_EXCESS_TOLERANCE = 0.1
+#: how the merge words a scan rejected as a copy of another (merge.py, `_screen_duplicates`)
+DUPLICATE_REASON = "duplicate of scan "
 
 Window = tuple[float, float] | None
 
@@ -143,6 +173,10 @@ class _Group:
     seen_total: int = 0
     requests: dict[str, _Request] = field(default_factory=dict)
     previous: tuple[np.ndarray, np.ndarray] | None = None
+    #: the accepted scans of the latest merge that was not noisier than its best scan
+    clean_scans: frozenset[str] | None = None
+    #: said already that convergence cannot be judged (the noise estimate is off)
+    noise_off_said: bool = False
 
     def in_flight(self, n_total: int) -> int:
         if self.asked_base is None:
@@ -161,6 +195,24 @@ def _same_window(a: Window, b: Window) -> bool:
     if a is None or b is None:
         return True  # not recorded (older messages): nothing to compare
     return abs(a[0] - b[0]) <= NOISE_WINDOW_TOLERANCE and abs(a[1] - b[1]) <= NOISE_WINDOW_TOLERANCE
+
+
+def _counts_against_beam(rejected: Mapping[str, Any]) -> bool:
+    """A rejection that says something about the beam or the sample: not a copy of another
+    scan and not left out for its normalisation settings."""
+    if rejected.get("superseded") or rejected.get("duplicate"):
+        return False
+    reasons = [str(r) for r in rejected.get("reasons", [])]
+    return not reasons or not all(r.startswith(DUPLICATE_REASON) for r in reasons)
+
+
+def _noise_disabled(merged: Mapping[str, Any]) -> bool:
+    """The merge's settings say the noise estimate is off (not merely missing yet)."""
+    settings = merged.get("settings") or {}
+    return any(
+        isinstance(settings.get(step), Mapping) and settings[step].get("enabled") is False
+        for step in ("noise", "autobk")
+    )
 
 
 def _g(value: float) -> str:
@@ -215,6 +267,11 @@ class ConvergenceAgent:
             state.history.setdefault(n, (float(eps), _window(values)))
         return True
 
+    def restore(self, merged: Mapping[str, Any]) -> None:
+        """Replay one merge an earlier run decided on, emitting nothing (see Restarts)."""
+        if not self.take_late(merged):
+            self.decide(merged)
+
     def _state_of(
         self, merged: Mapping[str, Any]
     ) -> tuple[Mapping[str, Any], dict[str, str], _Group]:
@@ -223,8 +280,9 @@ class ConvergenceAgent:
         group = {str(k): str(v) for k, v in dict(merged.get("group", {})).items()}
         return merged, group, self._groups.setdefault(tuple(sorted(group.items())), _Group())
 
-    def decide(self, merged: Mapping[str, Any]) -> dict[str, Any]:
-        """A plan suggestion for one `xas/merged` message body (or `Merged.to_json()`)."""
+    def decide(self, merged: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A plan suggestion for one `xas/merged` message body (or `Merged.to_json()`); None
+        when there is nothing to say (the noise estimate is off and that was said already)."""
         merged, group, state = self._state_of(merged)
         p = self.params
         n = int(merged.get("n_merged", 0))
@@ -246,7 +304,9 @@ class ConvergenceAgent:
         }
         change = self._stability(state, merged)
         metrics["change_since_previous"] = change
-        if eps is not None and n > 0:
+        noisier = self._noisier_than_scans(merged, eps, _window(values)) if n >= 2 else None
+        if eps is not None and n > 0 and noisier is None:
+            # a merge noisier than its best scan would pass for a floor: it stays out of the fit
             state.history[n] = (float(eps), _window(values))
         points, left_out = self._points(state, merged, _window(values))
         if left_out:
@@ -265,7 +325,11 @@ class ConvergenceAgent:
         uid = uuid.uuid4().hex
 
         def suggestion(
-            action: str, reason: str, confidence: float, scans: int = 0
+            action: str,
+            reason: str,
+            confidence: float,
+            scans: int = 0,
+            check: list[str] | None = None,
         ) -> dict[str, Any]:
             item = None
             arguments: dict[str, Any] = {}
@@ -280,7 +344,7 @@ class ConvergenceAgent:
                     }
                     self._record(state, uid, scans, n_total)
             elif action == "change_parameters":
-                arguments = {"check": sorted({r for b in bad for r in b["reasons"]})}
+                arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
             return {
                 "uid": uid,
                 "action": action,
@@ -300,14 +364,28 @@ class ConvergenceAgent:
                 f"all {n_total} scans were rejected; check the beam and the sample",
                 0.8,
             )
-        # scans left out for their normalisation settings say nothing about the beam or sample
-        faulty = [r for r in rejected if not r.get("superseded")]
-        if len(faulty) >= 2 and len(faulty) / n_total > p.max_rejected_fraction:
+        # copies and scans left out for their normalisation settings say nothing about the beam
+        # or the sample: they count neither as failures nor as scans measured
+        faulty = [r for r in rejected if _counts_against_beam(r)]
+        counted = n + len(faulty)
+        if len(faulty) >= 2 and len(faulty) / counted > p.max_rejected_fraction:
             return suggestion(
                 "change_parameters",
-                f"{len(faulty)} of {n_total} scans were rejected (more than "
+                f"{len(faulty)} of {counted} scans were rejected (more than "
                 f"{p.max_rejected_fraction:.0%}); check the beam and the sample",
                 0.7,
+            )
+        if eps is None and _noise_disabled(merged):
+            if state.noise_off_said:
+                return None
+            state.noise_off_said = True
+            return suggestion(
+                "change_parameters",
+                "cannot judge convergence without noise estimates: the noise estimate is off "
+                "in normalize (noise.enabled or autobk.enabled is false); enable normalize's "
+                "noise to let the agent decide",
+                0.9,
+                check=["normalize noise estimate is off"],
             )
         if eps is None:
             if n_total >= p.max_scans:
@@ -324,6 +402,18 @@ class ConvergenceAgent:
                 "more_scans", "no noise estimate yet (autobk or estimate_noise is off)", 0.2, 1
             )
         eps = float(eps)
+        if noisier is not None:
+            mean, best = noisier
+            suspects = self._suspects(state, merged)
+            return suggestion(
+                "change_parameters",
+                f"merge of {n} scans is noisier than its best scan (noise {_g(eps)}, best scan "
+                f"{_g(best)}, mean of its scans {_g(mean)}), which no noise floor explains; a "
+                f"scan is likely bad: check scans {', '.join(suspects)}",
+                0.6,
+                check=["merged noise above its scans' noise"],
+            )
+        state.clean_scans = frozenset(str(s) for s in merged.get("accepted", []))
         floor_text = (
             f"; noise floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² to "
             f"{fit.points} points)"
@@ -455,6 +545,35 @@ class ConvergenceAgent:
         candidates += [(n, e, w) for n, (e, w) in sorted(state.history.items()) if n >= 2]
         points = [(n, e) for n, e, w in candidates if _same_window(w, window)]
         return points, len(candidates) - len(points)
+
+    @staticmethod
+    def _noisier_than_scans(
+        merged: Mapping[str, Any], eps: Any, window: Window
+    ) -> tuple[float, float] | None:
+        """(mean, best) of the accepted scans' own noises when the merge is noisier than the
+        best by more than MERGE_EXCESS_TOLERANCE (see the module's docstring), else None."""
+        if eps is None:
+            return None
+        singles = [
+            float(s["epsilon_k"])
+            for s in merged.get("scans", [])
+            if s.get("accepted") and s.get("epsilon_k") and _same_window(_window(s), window)
+        ]
+        if len(singles) < 2:
+            return None
+        mean = sum(singles) / len(singles)
+        best = min(singles)
+        if float(eps) <= best * (1 + MERGE_EXCESS_TOLERANCE):
+            return None
+        return mean, best
+
+    @staticmethod
+    def _suspects(state: _Group, merged: Mapping[str, Any]) -> list[str]:
+        """The accepted scans added since the latest merge that was not noisier than its best scan
+        (all accepted scans when there was none)."""
+        accepted = [str(s["scan"]) for s in merged.get("scans", []) if s.get("accepted")]
+        clean = state.clean_scans or frozenset()
+        return [s for s in accepted if s not in clean] or accepted
 
     @staticmethod
     def _fit_confidence(fit: NoiseFit, n: int) -> float:

@@ -279,23 +279,29 @@ class Merger:
         return self._latest_versions(current)
 
     def _latest_versions(self, entries: list[_Entry]) -> list[_Entry]:
-        """Without the versions of a file that a later version replaces: a scan file read
-        before its writer had finished (a file system without events) is sent again once
-        complete, naming the source key of the version it `replaces`. The early read is no
-        measurement of its own: superseded, not a rejected scan the agent counts as faulty."""
+        """Without the versions of a file that a later version replaces: a scan file that
+        changed after it was read (read before its writer had finished on a file system without
+        events, or rewritten while the pipeline was stopped) is sent again, naming the source
+        key of the version it `replaces`. The old read is no measurement of its own:
+        superseded, not a rejected scan the agent counts as faulty."""
         replaced = {
-            f"|key:{r}" for e in entries if (r := e.spectrum.metadata.get("replaces")) is not None
+            f"|key:{r}": e.spectrum.metadata.get("file_version")
+            for e in entries
+            if (r := e.spectrum.metadata.get("replaces")) is not None
         }
         kept = []
         for entry in entries:
-            if not any(entry.scan_id.endswith(r) for r in replaced):
+            by = [v for r, v in replaced.items() if entry.scan_id.endswith(r)]
+            if not by:
                 kept.append(entry)
                 continue
             entry.superseded = True
             entry.shift, entry.shift_err = 0.0, None
+            # the file changed after this version was read; why (read too early, or rewritten
+            # while the pipeline was stopped) is the source's to tell, in its log
+            later = f"version {by[0]}" if by[0] is not None else "a later version"
             entry.reasons = [
-                "replaced by a later version of the same file (it was read before its writer "
-                "had finished)"
+                f"replaced by {later} of the same file, which changed after this version was read"
             ]
         return kept
 

@@ -8,9 +8,9 @@ xraylarch's own default, so that a pipeline file can set any of them and leaving
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from asapo_pipelines.sdk import Params
 
@@ -18,6 +18,18 @@ from asapo_pipelines.sdk import Params
 #: carry one, e.g. `mutrans`).
 ROLES = ("energy", "i0", "it", "iref", "if", "mu")
 Role = Literal["energy", "i0", "it", "iref", "if", "mu"]
+
+
+def _check_range(
+    what: str, low_name: str, low: float | None, high_name: str, high: float | None, unit: str
+) -> None:
+    """A range given by its two ends must not be empty: xraylarch would take an empty or
+    reversed window without a word and give no result (or a meaningless one) for every scan."""
+    if low is not None and high is not None and low >= high:
+        raise ValueError(
+            f"{low_name} {low:g} must be below {high_name} {high:g}: the {what} "
+            f"[{low:g}, {high:g}] {unit} is empty"
+        )
 
 
 class ScanFilesParams(Params):
@@ -126,6 +138,12 @@ class PreEdgeParams(Params):
         bool, Field(description="The spectrum is calculated (very short pre-edge).")
     ] = False
 
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _check_range("pre-edge fit range", "pre1", self.pre1, "pre2", self.pre2, "eV")
+        _check_range("post-edge fit range", "norm1", self.norm1, "norm2", self.norm2, "eV")
+        return self
+
 
 class AutobkParams(Params):
     """xraylarch `autobk`: spline background mu0(E) and chi(k)."""
@@ -157,6 +175,11 @@ class AutobkParams(Params):
     ] = False
     err_sigma: Annotated[float, Field(gt=0, description="Sigma level of the uncertainties.")] = 1
 
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _check_range("spline's k range", "kmin", self.kmin, "kmax", self.kmax, "Å⁻¹")
+        return self
+
 
 class NoiseParams(Params):
     """xraylarch `estimate_noise`: noise in chi(k) from the high-R part of chi(R).
@@ -184,6 +207,12 @@ class NoiseParams(Params):
         Field(description="Window function of the k window."),
     ] = "kaiser"
     nfft: Annotated[int, Field(ge=16, description="FFT size.")] = 2048
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _check_range("high-R region", "rmin", self.rmin, "rmax", self.rmax, "Å")
+        _check_range("k window", "kmin", self.kmin, "kmax", self.kmax, "Å⁻¹")
+        return self
 
 
 class NormalizeParams(Params):
@@ -284,6 +313,18 @@ class MergeParams(Params):
         NoiseParams | None,
         Field(description="estimate_noise settings for the merged spectrum; the spectra's own."),
     ] = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        _check_range(
+            "alignment fit range",
+            "align_emin",
+            self.align_emin,
+            "align_emax",
+            self.align_emax,
+            "eV",
+        )
+        return self
 
 
 class ConvergenceParams(Params):

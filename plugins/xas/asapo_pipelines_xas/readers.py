@@ -263,8 +263,9 @@ def parse_scan(
         raise ScanFileError(name, f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     parser = {"p65": _parse_p65, "xdi": _parse_xdi, "fio": _parse_fio}[fmt]
     names, rows, first_line, meta = parser(name, lines)
-    table = _to_table(name, names, rows, first_line)
+    table, line_numbers = _to_table(name, names, rows, first_line)
     mapping = _map_columns(name, names, columns or {})
+    _check_energy(name, table[:, mapping["energy"]], line_numbers)
     meta = {
         **meta,
         "format": fmt,
@@ -315,7 +316,15 @@ def _parse_p65(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
     ncols = len(first.split())
     names = header[-1].split() if header else []
     if len(names) != ncols:
-        # no (usable) column line: name them col0, col1, ... so indices still work
+        if _names_columns(names):
+            # a column line that lost or gained a name: indices would pair names with the
+            # wrong values, and "no energy column" would hide why
+            raise ScanFileError(
+                name,
+                f"the header's column line names {len(names)} columns but the rows hold "
+                f"{ncols} values (line {start + rows.index(first) + 1})",
+            )
+        # no column line: name them col0, col1, ... so indices still work
         names = [f"col{i}" for i in range(ncols)]
     meta: dict[str, Any] = {"header": {}}
     for line in header:
@@ -342,6 +351,12 @@ def _parse_p65(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
     if crystal:
         meta["mono"] = crystal
     return names, rows, start, meta
+
+
+def _names_columns(words: list[str]) -> bool:
+    """Whether a header line is a column line: it names at least two of the usual columns."""
+    known = {n for names in DEFAULT_COLUMNS.values() for n in names if len(n) > 1}
+    return sum(w.lower() in known for w in words) >= 2
 
 
 def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, dict[str, Any]]:
@@ -467,9 +482,13 @@ def _parse_fio(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
 # -- table building ----------------------------------------------------------------------------
 
 
-def _to_table(name: str, names: list[str], rows: list[str], first_line: int) -> np.ndarray:
+def _to_table(
+    name: str, names: list[str], rows: list[str], first_line: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The data as floats, and the file's line number (1-based) of each row."""
     ncols = len(names)
     values: list[list[float]] = []
+    numbers: list[int] = []
     for offset, line in enumerate(rows):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -482,6 +501,7 @@ def _to_table(name: str, names: list[str], rows: list[str], first_line: int) -> 
             )
         try:
             values.append([float(p) for p in parts])
+            numbers.append(first_line + offset + 1)
         except ValueError:
             bad = next(p for p in parts if not _is_float(p))
             raise ScanFileError(
@@ -489,7 +509,7 @@ def _to_table(name: str, names: list[str], rows: list[str], first_line: int) -> 
             ) from None
     if not values:
         raise ScanFileError(name, "no data rows")
-    return np.asarray(values, dtype=float)
+    return np.asarray(values, dtype=float), np.asarray(numbers)
 
 
 def _is_float(text: str) -> bool:
@@ -539,6 +559,19 @@ def _map_columns(name: str, names: list[str], columns: Mapping[str, str | int]) 
     return mapping
 
 
+def _check_energy(name: str, energy: np.ndarray, line_numbers: np.ndarray) -> None:
+    """An energy of inf or nan is refused like text: it is no point of the scan, and a row
+    dropped without a word would leave points_read and the points kept apart unexplained."""
+    bad = np.flatnonzero(~np.isfinite(energy))
+    if len(bad):
+        first = bad[0]
+        more = f" (and {len(bad) - 1} more lines)" if len(bad) > 1 else ""
+        raise ScanFileError(
+            name,
+            f"line {line_numbers[first]}: energy {energy[first]} is not a finite number{more}",
+        )
+
+
 def _build_scan(
     name: str,
     table: np.ndarray,
@@ -546,14 +579,11 @@ def _build_scan(
     meta: dict[str, Any],
     min_points: int,
 ) -> Scan:
-    energy = table[:, mapping["energy"]]
-    finite = np.isfinite(energy)
-    table = table[finite]
-    energy = energy[finite]
+    energy = table[:, mapping["energy"]]  # all finite (`_check_energy`)
+    meta["points_read"] = len(energy)
     order = np.argsort(energy, kind="stable")
     table, energy = table[order], energy[order]
     keep = np.concatenate([[True], np.diff(energy) > 0]) if len(energy) else np.array([], bool)
-    meta["points_read"] = len(finite)
     meta["duplicates_dropped"] = int(len(energy) - keep.sum())
     table, energy = table[keep], energy[keep]
     if len(energy) < min_points:

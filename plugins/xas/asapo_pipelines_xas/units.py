@@ -21,6 +21,7 @@ from asapo_pipelines.sdk import (
     PlanItem,
     Processor,
     Source,
+    Stream,
     Suggestion,
 )
 from asapo_pipelines_xas import merge, normalize
@@ -71,10 +72,10 @@ class ScanFiles(Source):
         self.sent: list[str] = []
         self.malformed: list[dict[str, str]] = []
         self.versions: list[dict[str, Any]] = []
-        #: file name -> (key, digest of the scan) of the version this process sent last
-        self._last: dict[str, tuple[str, str]] = {}
+        #: file name -> (key, digest of the scan, version) of the version this process sent last
+        self._last: dict[str, tuple[str, str, int]] = {}
         #: the same, of what earlier runs sent (`restore`)
-        self._earlier: dict[str, tuple[str, str]] = {}
+        self._earlier: dict[str, tuple[str, str, int]] = {}
         #: file names this process reported as malformed
         self._reported: set[str] = set()
 
@@ -123,31 +124,46 @@ class ScanFiles(Source):
         metadata = {k: meta.get(k) for k in ("file", "sample", "element", "edge")}
         # what a restarted source learns of this version (`restore`)
         metadata.update(path=name, scan_digest=digest)
-        key = name
-        if previous is None and name in self._earlier:
+        key, version = name, 1
+        earlier = previous is None and name in self._earlier
+        if earlier:
             previous = self._earlier[name]
             if previous[1] == digest:
-                key, previous = previous[0], None  # sent by an earlier run: the worker skips it
+                # sent by an earlier run: the worker skips it
+                key, version, previous = previous[0], previous[2], None
         if previous is not None:
-            key = name + suffix
-            version = watcher.version(path) if watcher is not None else 0
-            # downstream tells the versions apart: the merge rejects the earlier, partial
-            # one on its energy coverage once this one is there
+            key, version = name + suffix, previous[2] + 1
+            # downstream tells the versions apart: the merge leaves the earlier one out
             body["metadata"]["replaces"] = metadata["replaces"] = previous[0]
-            metadata["file_version"] = version
-            self.log.warning(
-                "scan file %s changed after it was read and sent: sending it again "
-                "(version %d, %d bytes, %d points); on a file system without events "
-                "settle_seconds must exceed the writer's longest pause",
-                name,
-                version,
-                read_as[0] if read_as else 0,
-                len(scan),
-            )
+            body["metadata"]["file_version"] = metadata["file_version"] = version
+            self._warn_new_version(name, version, read_as, len(scan), earlier=earlier)
             self.versions.append({"file": name, "version": version, "points": len(scan)})
         self.emit("scans", body, metadata=metadata, key=key)
-        self._last[name] = (key, digest)
+        self._last[name] = (key, digest, version)
         self.sent.append(name)
+
+    def _warn_new_version(
+        self, name: str, version: int, read_as: Any, points: int, *, earlier: bool
+    ) -> None:
+        if earlier:
+            # rewritten while the pipeline was stopped: no sign of a file read too early
+            self.log.warning(
+                "scan file %s changed since an earlier run read and sent it: sending it again "
+                "(version %d, %d points)",
+                name,
+                version,
+                points,
+            )
+            return
+        self.log.warning(
+            "scan file %s changed after it was read and sent: sending it again "
+            "(version %d, %d bytes, %d points); on a file system without events "
+            "settle_seconds must exceed the writer's longest pause",
+            name,
+            version,
+            read_as[0] if read_as else 0,
+            points,
+        )
 
     #: a restarted source learns which version of each file an earlier run sent
     restores_state = True
@@ -161,8 +177,9 @@ class ScanFiles(Source):
             message.metadata.get("scan_digest"),
             message.key,
         )
+        version = message.metadata.get("file_version", 1)  # the first is sent without one
         if isinstance(name, str) and isinstance(digest, str) and key is not None:
-            self._earlier[name] = (key, digest)
+            self._earlier[name] = (key, digest, version if isinstance(version, int) else 1)
 
     def run(self) -> None:
         p = self.params
@@ -252,20 +269,50 @@ class Merge(Processor):
     def on_start(self) -> None:
         merge.load_larch()  # while the worker says "loading", not in the first spectrum
         self.merger = Merger(self.params)
+        #: group label -> the last merge sent of it (what the summary shows)
         self.groups: dict[str, dict[str, Any]] = {}
+        #: group label -> its merge as `restore` rebuilt it, not sent in this run yet
+        self._restored: dict[str, dict[str, Any]] = {}
+        #: addresses of the inputs `restore` got: their merges were sent by an earlier run
+        self._restored_inputs: set[tuple[str, str, int]] = set()
 
     def restore(self, message: Message) -> None:
-        # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself
-        self._add(message)
-
-    def process(self, message: Message) -> dict[str, Any]:
-        return self._add(message)
-
-    def _add(self, message: Message) -> dict[str, Any]:
+        # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself.
+        # Nothing is sent here: under the parameters of the earlier run this is the merge it
+        # sent, under changed ones (a resume with another max_e0_shift) a new one, sent at the
+        # next stream hook (its key tells the worker which of the two it is).
         merged = self.merger.add(message.value).to_json()
-        group = merged["group"]
+        self._restored[group_label(merged)] = merged
+        self._restored_inputs.add((message.data_source, message.stream, message.id))
+
+    def process(self, message: Message) -> None:
+        if (message.data_source, message.stream, message.id) in self._restored_inputs:
+            # delivered again after a restart (not acknowledged before it): restored already,
+            # and its merge was sent then; the merge of its group goes out with the restored
+            return
+        merged = self.merger.add(message.value).to_json()
+        self._restored.pop(group_label(merged), None)  # this merge includes the restored one
+        self._send(merged)
+
+    def on_stream_start(self, stream: Stream) -> None:
+        self._send_restored()
+
+    def on_stream_end(self, stream: Stream) -> None:
+        self._send_restored()
+
+    def _send_restored(self) -> None:
+        """Send the restored merges: one the earlier run sent has the same key and the worker
+        skips it; one the parameters now in force changed is a new result."""
+        restored, self._restored = self._restored, {}
+        for merged in restored.values():
+            self._send(merged)
+
+    def _send(self, merged: dict[str, Any]) -> None:
+        # keyed by content: the same merge sent again (a redelivered spectrum, a resume under
+        # the same parameters) is written once, a different one never taken for it
+        self.emit("merged", merged, key=merge_key(merged))
         values = merged["values"]
-        self.groups["/".join(str(v) for v in group.values())] = {
+        self.groups[group_label(merged)] = {
             "scans": merged["n_scans"],
             "merged": merged["n_merged"],
             "rejected": len(merged["rejected"]),
@@ -274,10 +321,20 @@ class Merge(Processor):
             "noise": _sig(values.get("epsilon_k")),
             "single_scan_noise": [_sig(s.get("epsilon_k")) for s in merged["scans"]],
         }
-        return merged
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def group_label(merged: dict[str, Any]) -> str:
+    """A merge's group as one string: sample/element/edge/mode."""
+    return "/".join(str(v) for v in merged["group"].values())
+
+
+def merge_key(merged: dict[str, Any]) -> str:
+    """What identifies a merge result: its group and a digest of its content."""
+    text = json.dumps(merged, sort_keys=True, default=str)
+    return f"merge:{group_label(merged)}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def target_label(group: dict[str, Any]) -> str:
@@ -288,6 +345,9 @@ def target_label(group: dict[str, Any]) -> str:
 class ConvergenceAgent(Agent):
     """`xas.convergence-agent`: a plan suggestion (more scans, stop, change parameters) for every
     merge, in the SDK's suggestion schema; the core's details go under `arguments`."""
+
+    #: a restarted agent replays the merges it decided on (the worker calls `restore`)
+    restores_state = True
 
     def on_start(self) -> None:
         self.advisor = Advisor(self.params)
@@ -309,6 +369,8 @@ class ConvergenceAgent(Agent):
             self.late += 1
             return
         decision = self.advisor.decide(message.value)
+        if decision is None:
+            return  # nothing to say (the advisor said already why it cannot judge this group)
         group = dict(decision["target"])
         item = decision.get("item")
         suggestion = Suggestion(
@@ -345,6 +407,12 @@ class ConvergenceAgent(Agent):
             ),
             "reason": suggestion.reason,
         }
+
+    def restore(self, message: Message) -> None:
+        # its noise history and the scans it asked for, as an uninterrupted run has them;
+        # queue statuses leave no output of the agent's to be found by
+        if message.port != "queue" and isinstance(message.value, dict):
+            self.advisor.restore(message.value)
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"suggestions": self.count, "decisions": dict(self.decisions)}

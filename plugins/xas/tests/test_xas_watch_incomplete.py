@@ -117,7 +117,7 @@ def test_without_events_a_file_that_grows_after_it_was_read_is_sent_again(tmp_pa
     assert rejected["scan"] == keys[0]  # the partial version
     # no measurement of its own: superseded by the complete version, not a faulty scan
     assert rejected["superseded"] is True
-    assert "replaced by a later version of the same file" in " ".join(rejected["reasons"])
+    assert "replaced by version 2 of the same file" in " ".join(rejected["reasons"])
 
 
 def test_a_file_read_too_early_and_completed_while_the_source_was_stopped_is_sent_again(

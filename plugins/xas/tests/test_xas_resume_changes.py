@@ -1,0 +1,166 @@
+"""`pipeline run` again on the same store after something changed: the merge parameters
+(`--resume --set merge...`) or a scan file (rewritten while the pipeline was stopped). What the
+run's summary says is what its streams hold, and a new version of a file is told apart from
+the old one with a true reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from xas_procs import PIPELINE, read, write_pipeline
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+
+from asapo_pipelines_xas.merge import Merger
+from asapo_pipelines_xas.normalize import normalize_scan
+from asapo_pipelines_xas.params import MergeParams, NormalizeParams, ScanFilesParams
+from asapo_pipelines_xas.scanfiles import read_for_params
+
+#: fluorescence: the two P65 repeats' E0 differ by about 3.5 eV, more than the default
+#: max_e0_shift (1 eV) and less than 5 eV
+NORMALIZE = {**REFERENCE_SETTINGS, "mode": "fluorescence"}
+
+
+def units() -> dict[str, Any]:
+    return {
+        "scans": {
+            "unit": "xas.scan-files",
+            "params": {"directory": "data", "pattern": "*.xdi"},
+            "outputs": {"scans": "raw-scans"},
+        },
+        "normalize": {
+            "unit": "xas.normalize",
+            "params": NORMALIZE,
+            "inputs": {"scans": "raw-scans"},
+            "outputs": {"spectra": "spectra"},
+        },
+        "merge": {
+            "unit": "xas.merge",
+            "inputs": {"spectra": "spectra"},
+            "outputs": {"merged": "merged"},
+        },
+    }
+
+
+def run(pipeline: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = str(pipeline.parent / "cache")
+    return subprocess.run(
+        [PIPELINE, "run", str(pipeline), "--json", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=pipeline.parent,
+        timeout=300,
+        check=False,
+    )
+
+
+def summary(result: subprocess.CompletedProcess[str], task: str) -> dict[str, Any]:
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = json.loads(result.stdout)
+    return next(u["summary"] for u in status["units"] if u["task"] == task)
+
+
+def expected_merge(directory: Path, **merge: Any) -> dict[str, Any]:
+    """The merge of the files in `directory` under `merge`, by the plugin's xraylarch core."""
+    files = ScanFilesParams(directory=str(directory), pattern="*.xdi")
+    normalize = NormalizeParams.model_validate(NORMALIZE)
+    merger = Merger(MergeParams.model_validate(merge))
+    merged: dict[str, Any] = {}
+    for name in P65_SCANS:
+        merged = merger.add(
+            normalize_scan(read_for_params(directory / name, files), normalize)
+        ).to_json()
+    return merged
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    for name in P65_SCANS:
+        shutil.copy(DATA / name, tmp_path / "data" / name)
+    return tmp_path
+
+
+def test_resume_with_changed_merge_params_sends_the_merge_the_summary_shows(workdir):
+    pipeline = write_pipeline(workdir, "resume-merge", units())
+    first = summary(run(pipeline), "merge")
+    before = expected_merge(workdir / "data")
+    assert before["n_merged"] == 1  # one repeat rejected on its E0
+    assert [m["merged"] for m in first["merges"].values()] == [1]
+
+    again = summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=5"), "merge")
+    after = expected_merge(workdir / "data", max_e0_shift=5)
+    assert after["n_merged"] == 2
+    sent = read(workdir / "store", "merged")
+    last_meta, last = sent[-1]
+    # the stream holds the merge the parameters now in force give, as a new result of this run
+    assert last["n_merged"] == after["n_merged"]
+    assert last["values"]["epsilon_k"] == pytest.approx(after["values"]["epsilon_k"], rel=1e-9)
+    assert last_meta["provenance"]["fingerprint"] != sent[0][0]["provenance"]["fingerprint"]
+    # and the summary says what the stream holds
+    (group,) = again["merges"].values()
+    assert group["merged"] == last["n_merged"]
+    assert group["rejected"] == len(last["rejected"])
+    assert group["noise"] == pytest.approx(last["values"]["epsilon_k"], rel=1e-3)
+
+    # resumed again under the same parameters: nothing new to send, nothing sent twice
+    summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=5"), "merge")
+    assert len(read(workdir / "store", "merged")) == len(sent)
+
+
+def test_resume_under_unchanged_params_sends_no_merge_again(workdir):
+    pipeline = write_pipeline(workdir, "resume-same", units())
+    summary(run(pipeline), "merge")
+    count = len(read(workdir / "store", "merged"))
+    again = summary(run(pipeline), "merge")
+    assert len(read(workdir / "store", "merged")) == count
+    (group,) = again["merges"].values()
+    assert group["merged"] == read(workdir / "store", "merged")[-1][1]["n_merged"]
+
+
+def rewrite_counts(path: Path) -> None:
+    """The same scan with other counts in its fluorescence channel (VFC04): another measurement."""
+    lines = path.read_text().splitlines(keepends=True)
+    names = next(line for line in reversed(lines) if line.startswith("#")).lstrip("#").split()
+    column = [n.lower() for n in names].index("vfc04")
+    out = []
+    for line in lines:
+        if line.startswith("#") or not line.strip():
+            out.append(line)
+            continue
+        parts = line.split()
+        parts[column] = repr(float(parts[column]) * 1.01)
+        out.append(" ".join(parts) + "\n")
+    path.write_text("".join(out))
+
+
+def test_file_rewritten_while_stopped_is_sent_as_the_next_version(workdir):
+    pipeline = write_pipeline(workdir, "rewritten", units())
+    summary(run(pipeline), "merge")
+    rewrite_counts(workdir / "data" / P65_SCANS[1])
+    result = run(pipeline)
+    scans = summary(result, "scans")
+    assert [(s["file"], s["version"]) for s in scans["sent_again"]] == [(P65_SCANS[1], 2)]
+    sent = read(workdir / "store", "raw-scans")
+    meta, body = sent[-1]
+    assert meta["file"] == P65_SCANS[1]
+    assert meta["file_version"] == 2
+    assert body["metadata"]["replaces"] == P65_SCANS[1]
+    # the merge leaves the old version out, for what happened (no early read took place)
+    old = next(
+        r for r in read(workdir / "store", "merged")[-1][1]["rejected"] if r.get("superseded")
+    )
+    assert old["reasons"] == [
+        "replaced by version 2 of the same file, which changed after this version was read"
+    ]
+    # a third version is 3, not 2 again
+    rewrite_counts(workdir / "data" / P65_SCANS[1])
+    assert summary(run(pipeline), "scans")["sent_again"][0]["version"] == 3
+    assert read(workdir / "store", "raw-scans")[-1][0]["file_version"] == 3
