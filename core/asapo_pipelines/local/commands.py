@@ -168,7 +168,30 @@ def execute(
 
         for line in summary_lines((counters or {}).values()):
             click.echo(line)
+        told = errors_told((counters or {}).values(), target.pipeline_file)
+        if told:
+            click.echo(told)
     return result, dict(counters or {})
+
+
+def errors_told(records: Any, pipeline_file: str | None) -> str:
+    """One line, after the summaries, when messages went to the error stream: a run whose
+    every task exited 0 may still have turned scans away (a malformed file, a plan the queue
+    server refused), and the table's errors column is easy to miss."""
+    per_unit: dict[str, int] = {}
+    for record in records:
+        if isinstance(record, dict) and int(record.get("errors") or 0) > 0:
+            unit = str(record.get("instance", "?"))
+            per_unit[unit] = per_unit.get(unit, 0) + int(record["errors"])
+    if not per_unit:
+        return ""
+    total = sum(per_unit.values())
+    where = shlex.quote(pipeline_file) if pipeline_file else "FILE"
+    units = ", ".join(f"{unit} {n}" for unit, n in per_unit.items())
+    return (
+        f"{total} message{'' if total == 1 else 's'} went to the error stream ({units}): "
+        f"read {'it' if total == 1 else 'them'} with `pipeline tail {where} errors`"
+    )
 
 
 def run_counters(
