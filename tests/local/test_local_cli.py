@@ -192,7 +192,7 @@ def test_detach_status_logs_stop_round_trip(tmp_path: Path) -> None:
         assert "has-token" not in shown.stdout + log.stdout + started.stdout
         stopped = pipeline("stop", str(job_file), "--data-dir", str(tmp_path / "data"))
         assert stopped.returncode == 0, stopped.stderr
-        assert stopped.stdout.strip() == "job svc stopped: job svc stopped (SIGTERM)"
+        assert stopped.stdout.strip() == "job svc stopped (SIGTERM)"
     finally:
         if alive(supervisor):
             os.kill(supervisor, signal.SIGKILL)

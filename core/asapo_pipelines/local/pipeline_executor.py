@@ -221,6 +221,10 @@ class LocalPipelineExecutor(Executor):
         if as_json:
             print_json(result)
         elif result["was_running"] or str(result.get("message", "")).startswith("stopped after"):
-            click.echo(f"job {result.get('job')} {result.get('status')}: {result.get('message')}")
+            job, message = result.get("job"), str(result.get("message") or "")
+            # the supervisor's own sentence names the job already ("job p65 stopped (SIGTERM)")
+            if not message.startswith(f"job {job} "):
+                message = f"job {job} {result.get('status')}: {message}"
+            click.echo(message)
         else:
             click.echo(f"job {result.get('job')} is not running ({result.get('status')})")
