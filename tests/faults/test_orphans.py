@@ -19,8 +19,8 @@ from faults_support import (
     write_files,
 )
 
+from asapo_pipelines.launchplan.rundir import process_start
 from asapo_pipelines.local.control import live_tasks
-from asapo_pipelines.local.state import process_start
 
 
 def test_rerun_without_stop_after_a_supervisor_sigkill_doubles_nothing(tmp_path: Path) -> None:

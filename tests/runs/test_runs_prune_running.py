@@ -278,9 +278,7 @@ def test_prune_reads_the_externals_of_a_resumed_run_from_its_edited_file(tmp_pat
         time.sleep(1.5)  # src's streams idle for longer than the age given below
         pruned = run_pipeline("prune", "src.pipeline.yaml", "--older-than", "1s", cwd=tmp_path)
         assert pruned.returncode == 0, pruned.stderr
-        assert "of src.r1.raw, read by run r1 of pipeline ext, which is running" in (
-            pruned.stdout
-        )
+        assert "of src.r1.raw, read by run r1 of pipeline ext, which is running" in (pruned.stdout)
         assert store_contents(store).get(("src.r1.raw", "default")) == 3
     finally:
         stopped = run_pipeline("stop", "ext.pipeline.yaml", cwd=tmp_path, timeout=120)

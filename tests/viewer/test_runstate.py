@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import live_units
@@ -35,6 +39,20 @@ def write_run(base: Path, pipeline_file: Path, units: list[dict], updated: float
     return run
 
 
+@contextlib.contextmanager
+def supervised(run: Path) -> Iterator[None]:
+    """The run's supervisor lock held, as a live supervisor holds it: without it the run is
+    lost (`local.control.run_status`), as `pipeline status` would say."""
+    from asapo_pipelines.local.layout import LOCK_FILE
+
+    fd = os.open(run / LOCK_FILE, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def make_view(tmp_path: Path) -> PipelineView:
     store = tmp_path / "project" / ".pipeline-data"
     return PipelineView(
@@ -61,11 +79,12 @@ def test_the_executor_state_file_gives_restarts_and_waiting_restarts(tmp_path):
         # a run of another pipeline file in the same place is not ours
         write_run(store.parent / "other", tmp_path / "other.pipeline.yaml",
                   [record("average", "failed", 7)], updated=time.time() + 100)  # fmt: skip
-        write_run(store, view.path, [record("average", "restarting", 2),
-                                     record("waves", "running", 0),
-                                     record("average", "complete", 0, lifecycle="prestart")],
-                  updated=time.time())  # fmt: skip
-        units = Collector(view, transport).poll()["units"]
+        run = write_run(store, view.path, [record("average", "restarting", 2),
+                                           record("waves", "running", 0),
+                                           record("average", "complete", 0, lifecycle="prestart")],
+                        updated=time.time())  # fmt: skip
+        with supervised(run):
+            units = Collector(view, transport).poll()["units"]
     # the worker's last status still says running, but the executor is waiting to restart it
     assert units["average"]["state"] == "restarting"
     assert units["average"]["restarts"] == 2
@@ -77,8 +96,8 @@ def test_an_explicit_run_directory_and_a_unit_failed_for_good(tmp_path):
     view = make_view(tmp_path)
     run = write_run(tmp_path / "elsewhere", view.path, [record("waves", "failed", 3)],
                     updated=time.time())  # fmt: skip
-    with EmbeddedTransport(view.transport["embedded"]["path"]) as transport:
-        found = Collector(view, transport).poll()["units"]  # not beside the pipeline: not found
+    with EmbeddedTransport(view.transport["embedded"]["path"]) as transport, supervised(run):
+        found = Collector(view, transport).poll()["units"]  # not beside the pipeline
         given = Collector(view, transport, run_dir=run).poll()["units"]
     assert found["waves"]["state"] == "waiting"
     assert given["waves"]["state"] == "failed"

@@ -128,3 +128,65 @@ class LivePipeline:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def start_view(file: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`pipeline view FILE --port 0` as a user starts it; the process and the page's address."""
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("pipeline")), "view", str(file), "--port", "0"],
+        cwd=file.parent,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+    if not match:
+        proc.kill()
+        raise AssertionError(f"pipeline view said: {line}{proc.stderr.read()}")
+    return proc, match.group(1)
+
+
+def stop_view(proc: subprocess.Popen[str]) -> str:
+    """Ctrl+C the viewer; what it wrote on stderr after its first line."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return proc.stderr.read() if proc.stderr else ""
+
+
+def read_events(url: str, seconds: float = 3.0) -> dict[str, Any]:
+    """What `curl -sN --max-time SECONDS URL/events` shows, as the newest data of each event
+    name (the page's sections: run, units, streams...). HTTP/1.0, so the body is the plain
+    event stream (no chunks) until the time is up."""
+    import json
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    received = b""
+    deadline = time.monotonic() + seconds
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall(f"GET /events HTTP/1.0\r\nHost: {where.hostname}\r\n\r\n".encode())
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    latest: dict[str, Any] = {}
+    body = received.partition(b"\r\n\r\n")[2].decode()
+    for block in body.split("\n\n")[:-1]:  # the last one may be cut off
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields and "data" in fields:
+            latest[fields["event"]] = json.loads(fields["data"])
+    return latest

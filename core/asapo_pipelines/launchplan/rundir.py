@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,92 @@ def supervisor_alive(run: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+# -- what a run directory says once its supervisor may be gone ---------------------------------
+#: A run's (and a task's) states that are its end
+FINAL = ("complete", "failed", "stopped")
+#: A task's state when its supervisor is gone and its process is too: it exited, and no one
+#: saw how (the supervisor that would have reaped it and restarted it is lost).
+EXITED = "exited"
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (exited, not yet reaped by its parent) is not running
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def process_start(pid: int | None) -> int | None:
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or
+    None when it is gone. With the pid it names one process for good: a recycled pid has
+    another start time."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    # fields after the command: state, ppid, pgrp, ... starttime is the 20th of them
+    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
+
+
+def _task_pid_of_run(pid: int, alloc_id: str) -> bool:
+    """Whether `pid` is still the task we started (its environment names its allocation)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return f"NOMAD_ALLOC_ID={alloc_id}".encode() in fh.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def still_ours(unit: Mapping[str, Any]) -> bool:
+    """Whether the task a state record names still runs: the same pid with the same start time
+    (a recycled pid has another), or, for records written before start times were kept, a
+    process whose environment names the record's allocation. Never by process name."""
+    pid = unit.get("pid")
+    if not pid or not pid_alive(pid):
+        return False
+    recorded = unit.get("pid_start")
+    if recorded is not None:
+        return process_start(pid) == recorded
+    return _task_pid_of_run(pid, str(unit.get("alloc_id")))
+
+
+def observed(state: dict[str, Any], run: Path) -> dict[str, Any]:
+    """A run's `state` (its state file) as it is now: `status` corrected to `lost` when it
+    claims to run but no supervisor holds the run any more, and each task whose process is
+    gone since shown as `exited` (no pid). The state file says what the supervisor last saw;
+    `pipeline status` and the viewer both read it through this, so they never disagree."""
+    if state.get("status") in FINAL or supervisor_alive(run):
+        return state
+    state["status"] = "lost"
+    running = [u for u in state.get("units", []) if still_ours(u)]
+    for unit in state.get("units", []):
+        if unit.get("state") not in (*FINAL, "pending") and not any(u is unit for u in running):
+            unit.update(state=EXITED, pid=None)
+    pid = f" (pid {state['pid']})" if state.get("pid") else ""
+    if running:
+        labels = ", ".join(f"{u['unit']}/{u['task']}" for u in running)
+        state["message"] = (
+            f"the supervisor{pid} is gone without stopping its tasks; {labels} still "
+            "run: `pipeline stop` stops them"
+        )
+    else:
+        state["message"] = (
+            f"the supervisor{pid} is gone and none of its tasks runs any more; `pipeline "
+            "stop` ends the run"
+        )
+    return state

@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines import storage
-from asapo_pipelines.launchplan.rundir import STATE_FILE, supervisor_alive
+from asapo_pipelines.launchplan.rundir import (
+    FINAL,
+    STATE_FILE,
+    observed,
+    pid_alive,
+    still_ours,
+    supervisor_alive,
+)
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
-from asapo_pipelines.local.state import (
-    FINAL,
-    pid_alive,
-    process_start,
-    read_state,
-    wait_groups_gone,
-    write_last_state,
-)
+from asapo_pipelines.local.state import read_state, wait_groups_gone, write_last_state
 
 
 def already_running(job_id: str, run_dir: Path) -> LocalRunError:
@@ -77,36 +77,10 @@ def refused_while_running(job_id: str, run_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock: the supervisor takes it next
 
 
-#: A task's state when its supervisor is gone and its process is too: it exited, and no one
-#: saw how (the supervisor that would have reaped it and restarted it is lost).
-EXITED = "exited"
-
-
 def run_status(run_dir: Path) -> dict[str, Any]:
-    """The state file, with `status` corrected to `lost` when it claims to run but no
-    supervisor holds the run any more, and each task whose process is gone since shown as
-    `exited` (no pid): the state file says what the supervisor last saw."""
-    state = read_state(Path(run_dir) / STATE_FILE)
-    if state.get("status") in FINAL or supervisor_alive(run_dir):
-        return state
-    state["status"] = "lost"
-    running = [u for u in state.get("units", []) if _still_ours(u)]
-    for unit in state.get("units", []):
-        if unit.get("state") not in (*FINAL, "pending") and not any(u is unit for u in running):
-            unit.update(state=EXITED, pid=None)
-    pid = f" (pid {state['pid']})" if state.get("pid") else ""
-    if running:
-        labels = ", ".join(f"{u['unit']}/{u['task']}" for u in running)
-        state["message"] = (
-            f"the supervisor{pid} is gone without stopping its tasks; {labels} still "
-            "run: `pipeline stop` stops them"
-        )
-    else:
-        state["message"] = (
-            f"the supervisor{pid} is gone and none of its tasks runs any more; `pipeline "
-            "stop` ends the run"
-        )
-    return state
+    """The state file as it is now (`launchplan.rundir.observed`: `lost` when no supervisor
+    holds the run any more, tasks whose processes are gone `exited`)."""
+    return observed(read_state(Path(run_dir) / STATE_FILE), run_dir)
 
 
 def start_detached(
@@ -173,31 +147,9 @@ def _last_error(run_dir: Path) -> str:
     return ""
 
 
-def _task_pid_of_run(pid: int, alloc_id: str) -> bool:
-    """Whether `pid` is still the task we started (its environment names its allocation)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            return f"NOMAD_ALLOC_ID={alloc_id}".encode() in fh.read().split(b"\0")
-    except OSError:
-        return False
-
-
-def _still_ours(unit: Mapping[str, Any]) -> bool:
-    """Whether the task a state record names still runs: the same pid with the same start time
-    (a recycled pid has another), or, for records written before start times were kept, a
-    process whose environment names the record's allocation. Never by process name."""
-    pid = unit.get("pid")
-    if not pid or not pid_alive(pid):
-        return False
-    recorded = unit.get("pid_start")
-    if recorded is not None:
-        return process_start(pid) == recorded
-    return _task_pid_of_run(pid, str(unit.get("alloc_id")))
-
-
 def live_tasks(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The task records of a run whose processes still run."""
-    return [dict(u) for u in state.get("units", []) if _still_ours(u)]
+    return [dict(u) for u in state.get("units", []) if still_ours(u)]
 
 
 def stop_orphans(run_dir: Path) -> list[int]:

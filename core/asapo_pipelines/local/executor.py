@@ -33,7 +33,7 @@ from typing import Any
 
 from asapo_pipelines import storage
 from asapo_pipelines.launchplan.restart import RestartTracker
-from asapo_pipelines.launchplan.rundir import STATE_FILE
+from asapo_pipelines.launchplan.rundir import STATE_FILE, process_start
 from asapo_pipelines.local import environment as envmod
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
@@ -41,7 +41,6 @@ from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, AllocDirs, alloc_d
 from asapo_pipelines.local.logs import RotatingLog, problem_line, pump
 from asapo_pipelines.local.state import (
     StateNotWritten,
-    process_start,
     reserve_space,
     wait_groups_gone,
     write_last_state,

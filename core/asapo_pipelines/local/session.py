@@ -199,8 +199,7 @@ def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str]:
     """How the supervisor of `session` ended, as its state file says: a supervisor stopped by
     a full disk leaves the run's end there (in the space it reserved) when the store, on the
     same disk, could not take it. `LOST` when it says nothing of this session's end."""
-    from asapo_pipelines.launchplan.rundir import recorded_state
-    from asapo_pipelines.local.state import FINAL
+    from asapo_pipelines.launchplan.rundir import FINAL, recorded_state
 
     state = recorded_state(run_dir)
     ours = float(state.get("started") or 0) >= float(session.get("time") or 0)

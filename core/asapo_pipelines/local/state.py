@@ -19,7 +19,6 @@ from asapo_pipelines import storage
 from asapo_pipelines.local.errors import LocalRunError
 
 #: Run states: running, stopping, then complete, failed or stopped.
-FINAL = ("complete", "failed", "stopped")
 
 
 class StateNotWritten(LocalRunError):
@@ -135,38 +134,6 @@ def read_state(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LocalRunError(f"the run state {path} is not a JSON object")
     return data
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (exited, not yet reaped by its parent) is not running
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
-def process_start(pid: int | None) -> int | None:
-    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or
-    None when it is gone. With the pid it names one process for good: a recycled pid has
-    another start time."""
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    # fields after the command: state, ppid, pgrp, ... starttime is the 20th of them
-    return int(fields[19]) if len(fields) > 19 and fields[0] != "Z" else None
 
 
 def group_members(pgid: int) -> list[int]:

@@ -15,13 +15,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.descriptor import PlotHint
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import Transport, TransportError
 from asapo_pipelines.transport.formats import decode_message
-from asapo_pipelines.viewer.model import PipelineView
+from asapo_pipelines.viewer.model import PipelineView, UnitView
 from asapo_pipelines.worker.naming import (
     RUN_ID,
     data_source_for,
@@ -30,6 +30,9 @@ from asapo_pipelines.worker.naming import (
     runs_source,
     status_source,
 )
+
+if TYPE_CHECKING:  # pragma: no cover - read only when a run is recorded
+    from asapo_pipelines.runs.store import Run
 
 log = logging.getLogger("asapo_pipelines.viewer")
 
@@ -40,6 +43,11 @@ STATUS_HISTORY = 5000
 ERRORS_KEPT = 100
 MAX_POINTS = 2000
 FINAL_STATES = ("finished", "stopped", "failed")
+#: a source unit in a reprocess: it does not run, the run replays its messages of an earlier run
+REPLAYED = "replayed"
+#: the run's states (`run` section) that are not its end: it goes on, or its supervisor is gone
+#: without having ended it (`pipeline status` says what to do)
+RUN_GOING = ("running", "lost")
 
 
 @dataclass
@@ -200,6 +208,8 @@ class Collector:
         self.session_start: float | None = None
         #: (run id, last id of its record stream) the session start was read at
         self._run_seen: tuple[str, int] | None = None
+        #: the latest run's record in the run store (its mode, its recorded end)
+        self.record: Run | None = None
 
     def source_of(self, stream: str) -> str:
         """The data source of a pipeline stream in the latest run (its own name when external,
@@ -219,23 +229,26 @@ class Collector:
         if run_id != self.run_id:
             self._forget_run()
             self.run_id = run_id
+            self.record = None
         seen = (run_id, infos[run_id].last_id)
-        if seen != self._run_seen:  # a new run, or a new session of this one (resumed)
+        if seen != self._run_seen:  # a new run, a new session of this one, or its end
             self._run_seen = seen
-            self.session_start = self._session_start(run_id)
+            self._read_record(run_id)
 
-    def _session_start(self, run_id: str) -> float | None:
-        """When the run's last session began, as its record says (`Run.session`: `started`,
-        or the last `resumed`), read the way `pipeline runs` reads it."""
+    def _read_record(self, run_id: str) -> None:
+        """The run's record, read the way `pipeline runs` reads it: when its last session
+        began (`Run.session`: `started`, or the last `resumed`) and whether it ended."""
         from asapo_pipelines.runs.store import RunStore
 
         try:
-            started = RunStore(self.transport, self.view.name).get(run_id).session.get("time")
+            record = RunStore(self.transport, self.view.name).get(run_id)
         except PipelinesError as exc:  # pruned meanwhile: keep what we knew, try next poll
             log.debug("cannot read run %s: %s", run_id, exc)
             self._run_seen = None
-            return self.session_start
-        return float(started) if isinstance(started, int | float) else None
+            return
+        self.record = record
+        started = record.session.get("time")
+        self.session_start = float(started) if isinstance(started, int | float) else None
 
     def _forget_run(self) -> None:
         """A new run (`pipeline run --fresh`, a reprocess): its streams are new data sources,
@@ -301,8 +314,10 @@ class Collector:
         self._read_status()
         self._read_errors()
         self._read_plots()
+        executor = self.run.read()
         return {
-            "units": self._units(now),
+            "run": self._run_section(executor),
+            "units": self._units(now, executor),
             "streams": streams,
             "errors": list(self.errors),
             "plots": [self._plot_section(p) for p in self.plots],
@@ -318,9 +333,54 @@ class Collector:
                 state.add(dict(msg.metadata))
             state.seen_id = info.last_id
 
-    def _units(self, now: float) -> dict[str, Any]:
-        order = ["failed", "restarting", "starting", "running", "waiting", "stopped", "finished"]
-        executor = self.run.units()
+    def _run_section(self, executor: dict[str, Any] | None) -> dict[str, Any]:
+        """The run as a whole: its recorded end (the run store: what `pipeline runs` says), or,
+        while none is recorded, `lost` when the local executor's supervisor is gone (what
+        `pipeline status` says, with its words for what to do)."""
+        record = self.record
+        state, message = "running", ""
+        if record is not None and record.last_end is not None:
+            state = str(record.last_end.get("state") or "ended")
+            message = str(record.last_end.get("message") or "")
+        elif executor is not None and self._executor_runs_session():
+            status = str(executor.get("status") or "running")
+            if status == "lost" or record is None:  # no record: the executor's word alone
+                state, message = status, str(executor.get("message") or "")
+        start = record.start if record is not None else {}
+        return {
+            "id": self.run_id,
+            "mode": start.get("mode", "run"),
+            "from_run": start.get("from_run"),
+            "state": state,
+            "ended": state not in RUN_GOING,
+            "message": message,
+        }
+
+    def _executor_runs_session(self) -> bool:
+        """Whether the state file found is the one of the run's last session: a session on a
+        cluster, or in another run directory, leaves an older local state file behind."""
+        if self.record is None or self.run.path is None:
+            return True
+        session = self.record.session
+        if session.get("executor", "local") != "local":
+            return False
+        recorded = session.get("run_dir")
+        try:
+            return not recorded or Path(recorded).resolve() == self.run.path.parent.resolve()
+        except OSError:
+            return False
+
+    def _replayed(self, unit: UnitView) -> bool:
+        """A source unit of a reprocess: it never runs, its earlier messages are replayed."""
+        start = self.record.start if self.record is not None else {}
+        return start.get("mode") == "reprocess" and unit.descriptor.role == "source"
+
+    def _units(self, now: float, data: dict[str, Any] | None = None) -> dict[str, Any]:
+        order = [
+            *("failed", "exited", "restarting", "starting", "running", "waiting"),
+            *("stopped", "finished", REPLAYED),
+        ]
+        executor = self.run.units(data)
         units: dict[str, Any] = {}
         for unit in self.view.units:
             # the current session's processes only, as `pipeline status` shows them
@@ -331,15 +391,18 @@ class Collector:
             ]
             states = [s for s in states if s.last is not None]
             snaps = [s.last for s in states if s.last]
-            names = [s.state(now) for s in states] or ["waiting"]
+            names = [s.state(now) for s in states] or [
+                REPLAYED if self._replayed(unit) else "waiting"
+            ]
             # a replica still running outweighs those done; among the others the worst shows
-            state = min(names, key=order.index) if names else "waiting"
+            state = min(names, key=order.index)
             restarts = sum(s.restarts for s in states)
             run = executor.get(unit.instance)
             if run is not None:
                 # the executor knows what a dead worker cannot say: it waits to be restarted,
                 # or it failed for good
-                for said in ("failed", "restarting"):
+                # `exited`: its supervisor is lost, its process gone; no one restarts it
+                for said in ("failed", "exited", "restarting"):
                     if said in run["states"]:
                         state = said
                         break

@@ -4,6 +4,11 @@ The status stream tells what each worker says; the executor knows what the worke
 themselves: that a task is waiting out its restart delay, how often it was restarted, that it
 failed for good. The viewer finds the file next to the pipeline (or is given its run
 directory) and reads it on every poll; a pipeline on Nomad simply has none.
+
+The file says what the supervisor last saw; a supervisor killed outright says nothing more.
+The file is therefore read the way `pipeline status` reads it (`launchplan.rundir.observed`): a
+run whose supervisor no longer holds its lock is `lost`, and each task whose process is gone
+since is `exited`, so the page and `pipeline status` never disagree.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines.launchplan.rundir import RUNS, STATE_FILE
+from asapo_pipelines.launchplan.rundir import RUNS, STATE_FILE, observed, recorded_state
 from asapo_pipelines.viewer.model import PipelineView
 
 #: where runs live relative to the pipeline file's directory or the embedded store (the names
@@ -30,6 +35,7 @@ STATES = {
     "failed": "failed",
     "stopping": "stopped",
     "stopped": "stopped",
+    "exited": "exited",  # its supervisor is lost and its process gone (`rundir.observed`)
 }
 
 
@@ -72,12 +78,21 @@ class RunState:
                         found.append((float(data.get("updated") or 0), path))
         return max(found)[1] if found else None
 
-    def units(self) -> dict[str, dict[str, Any]]:
+    def read(self) -> dict[str, Any] | None:
+        """The run's state as `pipeline status` shows it (None: no run found, or unreadable
+        for now), read once per poll; `units()` takes what this returned."""
         if not self.fixed and time.monotonic() - self._searched > SEARCH_EVERY:
             # a newer run of the same pipeline replaces the one we read
             self._searched = time.monotonic()
             self.path = self._find() or self.path
-        data = _read(self.path) if self.path is not None else None
+        if self.path is None:
+            return None
+        run = self.path.parent
+        recorded = recorded_state(run)  # empty: not there yet, or being replaced
+        return observed(recorded, run) if recorded else None
+
+    def units(self, data: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        """Each unit instance's executor record in `data` (what `read()` returned)."""
         if data is None:
             return {}
         instances = {u.instance for u in self.view.units}

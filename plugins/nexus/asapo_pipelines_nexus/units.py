@@ -45,16 +45,38 @@ def entry_key(message: Message, run: dict[str, Any] | None = None) -> str:
     return key
 
 
+def _scan_file(scan: Any) -> str | None:
+    """The file of one entry of a merge's `scans`: its scan id is the scan message's key,
+    which ends in the file (`...key:<file>`)."""
+    if isinstance(scan, dict) and scan.get("scan"):
+        return str(scan["scan"]).rpartition("key:")[2]
+    return None
+
+
 def source_files(body: dict[str, Any]) -> list[str]:
-    """The scan files a scan, spectrum or merge came from, as far as its message says."""
+    """The scan files a scan, spectrum or merge came from, as far as its message says. A
+    merge's data come from its accepted scans only: a rejected one (a duplicate, a truncated
+    scan) is not in its spectrum, so a reader citing these files must not cite it."""
     found: list[str] = []
     meta = body.get("metadata")
     if isinstance(meta, dict) and meta.get("file"):
         found.append(str(meta["file"]))
     for scan in body.get("scans") or ():
-        if isinstance(scan, dict) and scan.get("scan"):
-            found.append(str(scan["scan"]).rpartition("key:")[2])
+        # a merge message without the flag (an older one) names only what it merged
+        file = _scan_file(scan)
+        if file and scan.get("accepted", True) is not False:
+            found.append(file)
     return list(dict.fromkeys(found))
+
+
+def rejected_source_files(body: dict[str, Any]) -> list[str]:
+    """The files of the scans a merge screened out (kept apart from `source_files`)."""
+    found = [
+        _scan_file(scan)
+        for scan in body.get("scans") or ()
+        if isinstance(scan, dict) and scan.get("accepted") is False
+    ]
+    return list(dict.fromkeys(f for f in found if f))
 
 
 def producing_pipeline(prov: dict[str, Any]) -> str | None:
@@ -82,6 +104,7 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
         "message": message.ref(),
         "inputs": list(prov.get("inputs") or []),
         "source_files": source_files(body),
+        "rejected_source_files": rejected_source_files(body),
         "message_time": message.timestamp or None,
         "run_started": run.get("started"),
         "writer_pipeline": run.get("pipeline"),

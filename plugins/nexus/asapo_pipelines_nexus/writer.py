@@ -40,7 +40,10 @@ them (every pipeline has a run r1), and every entry written from a pipeline has 
         pipeline_file, pipeline_sha256, run, run_started, fingerprint
         writer_pipeline, writer_run   the pipeline and run of the writer that stored it
         inputs                    NXnote (JSON): the input message ids that produced it
-        source_files              NXnote (JSON): the scan files it comes from
+        source_files              NXnote (JSON): the scan files it comes from (a merge: the
+                                  scans it accepted)
+        rejected_source_files     NXnote (JSON), a merge with rejected scans only: the files
+                                  of the scans it screened out (not in its data)
         message_time              when the producer wrote the message (ISO 8601)
 """
 
@@ -889,6 +892,8 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
         inputs["merged"] = list(prov["merged"])
     _note(process, "inputs", inputs)
     _note(process, "source_files", list(prov.get("source_files") or []))
+    if prov.get("rejected_source_files"):
+        _note(process, "rejected_source_files", list(prov["rejected_source_files"]))
     # a run label alone names a run only within its pipeline (every pipeline has an r1)
     for attr in ("pipeline", "run", "fingerprint"):
         if prov.get(attr) is not None:

@@ -3,7 +3,8 @@
 // XML here.
 'use strict';
 
-const STATES = ['waiting', 'starting', 'running', 'restarting', 'failed', 'stopped', 'finished'];
+const STATES = ['waiting', 'starting', 'running', 'restarting', 'failed', 'stopped', 'finished',
+  'exited', 'replayed'];
 const graphNodes = new Map();
 const plotDivs = new Map();
 const plotSeen = new Map();  // plot id -> the JSON last drawn, to skip redrawing what is unchanged
@@ -41,14 +42,27 @@ function setField(group, field, text) {
 function numCell(value) { return el('td', value, 'num'); }
 
 // every unit in a final state: the run is over, whatever the connection does
-const FINAL = ['finished', 'failed', 'stopped'];
+// (`replayed`: a source of a reprocess, which never runs)
+const FINAL = ['finished', 'failed', 'stopped', 'replayed'];
 let runEnded = false;
+// the run as a whole (the `run` event): its recorded end, or `lost` as `pipeline status` says
+let run = null;
 
 function showConnection(open) {
   const conn = $('#conn');
-  if (runEnded) { conn.textContent = 'run ended'; conn.className = 'conn ended'; return; }
+  if (run && run.state === 'lost') { conn.textContent = 'run lost'; conn.className = 'conn lost'; return; }
+  if (runEnded || (run && run.ended)) { conn.textContent = 'run ended'; conn.className = 'conn ended'; return; }
   conn.textContent = open ? 'live' : 'reconnecting';
   conn.className = 'conn ' + (open ? 'live' : 'reconnecting');
+}
+
+function showRun(section) {
+  run = section;
+  const note = $('#run-note');
+  const said = section.state === 'lost' || (section.ended && section.state !== 'complete');
+  note.hidden = !(said && section.message);
+  note.textContent = note.hidden ? '' : 'run ' + section.id + ' ' + section.state + ': ' + section.message;
+  showConnection(true);
 }
 
 function showUnits(units) {
@@ -245,6 +259,7 @@ function connect() {
     show(JSON.parse(event.data));
     $('#updated').textContent = 'updated ' + new Date().toLocaleTimeString();
   });
+  handle('run', showRun);
   handle('units', showUnits);
   handle('streams', showStreams);
   handle('errors', showErrors);
