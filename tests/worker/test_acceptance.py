@@ -265,3 +265,33 @@ def test_a_worker_killed_outright_is_counted_for_what_it_committed(tmp_path, env
         tag.wait()
     last = read_stream(store, "accept.status", "tag.0")[-1].metadata
     assert (last["processed"], last["outputs"]) == (count, count)
+
+
+def test_a_quiet_worker_after_quick_commits_is_not_taken_for_a_killed_one(tmp_path, env):
+    """Records published after commits come closer together than the status interval; the
+    viewer judged a worker silent (killed, "restarting") after 2.5 of its records' least gap,
+    so a worker quiet for a second after its first batch showed "restarting". Each record now
+    names its interval, and the viewer waits for that beat."""
+    from asapo_pipelines.viewer.collector import ReplicaState
+
+    units = chain(0, {})
+    del units["numbers"], units["sink"]
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("numbers") as p:
+        for n in (1, 2, 3):  # an open stream: the worker waits for more
+            p.send("default", json.dumps({"n": n}).encode(), {"format": "json"})
+    tag = spawn(pipeline, "tag", env, "--status-interval", "2")
+    try:
+        assert wait_until(lambda: len(read_stream(store, own("tagged"))) == 3)
+        assert wait_until(lambda: len(read_stream(store, "accept.status", "tag.0")) >= 2)
+        records = [m.metadata for m in read_stream(store, "accept.status", "tag.0")]
+        replica = ReplicaState()
+        for record in records:
+            replica.add(dict(record))
+        quiet = float(records[-1]["time"]) + 1.5  # well within one 2 s beat
+        assert replica.state(quiet) == "running", [r["time"] for r in records]
+        assert replica.state(float(records[-1]["time"]) + 6.0) == "restarting"
+    finally:
+        tag.send_signal(signal.SIGKILL)
+        tag.wait()

@@ -94,6 +94,11 @@ class ReplicaState:
         return sum(float(snap.get(key) or 0) for snap in self.lives.values())
 
     def interval(self) -> float:
+        """The worker's status beat: as its records say (they come closer together after
+        commits, so their gaps would make a quiet worker look silent), else their least gap."""
+        said = self.last.get("interval") if self.last is not None else None
+        if isinstance(said, int | float) and said > 0:
+            return float(said)
         gaps = [b - a for a, b in zip(self.times, list(self.times)[1:], strict=False) if b > a]
         return min(gaps) if gaps else 2.0
 

@@ -143,7 +143,9 @@ class StatusPublisher:
             if not first:
                 self._now.wait(self.interval)
                 self._now.clear()
-                if self._stop.is_set():
+                # woken by commits (or a change of state): one record per COMMIT_GAP at most
+                spare = COMMIT_GAP - (time.monotonic() - self._published)
+                if self._stop.is_set() or (spare > 0 and self._stop.wait(spare)):
                     break
             first = False
             try:
@@ -171,15 +173,19 @@ class StatusPublisher:
     def committed(self) -> None:
         """The worker made a batch durable and acknowledged it: publish soon, not at the next
         interval, so that a worker killed (SIGKILL, OOM) before that interval is not counted
-        short of what it did (its restart goes on from its last record). At most every
-        `COMMIT_GAP` seconds: a busy worker commits hundreds of batches a second."""
-        if time.monotonic() - self._published >= COMMIT_GAP:
-            self._now.set()
+        short of what it did (its restart goes on from its last record). The thread sends at
+        most one record per `COMMIT_GAP` seconds: a busy worker commits hundreds of batches a
+        second."""
+        self._now.set()
 
     def _publish(self, producer: Any) -> None:
         with self._lock:
             self._published = time.monotonic()
-            producer.send(self.stream, None, self.counters.snapshot(self._rate()))
+            record = self.counters.snapshot(self._rate())
+            # the regular beat, for readers that tell a silent (killed) worker from a quiet one:
+            # records sent after commits come closer together than that
+            record["interval"] = self.interval
+            producer.send(self.stream, None, record)
 
     def stop(self, state: str, *, seconds: float = FINAL_RECORD_SECONDS) -> None:
         """Stop the thread and publish the final state from the calling thread, trying again
