@@ -8,10 +8,14 @@ import os
 import re
 from importlib.metadata import version
 
+import pytest
 from slurm_support import EXAMPLES, run_pipeline
 
 
 def test_install_takes_the_transports_plugin_distribution(workdir):
+    # the P65 example on Redis: the slurm session alone has neither (the `all` session has both)
+    for plugin in ("asapo_pipelines_redis", "asapo_pipelines_xas", "asapo_pipelines_nexus"):
+        pytest.importorskip(plugin, reason="needs the reference plugins")
     example = (EXAMPLES / "p65-xas.pipeline.yaml").read_text()
     text = re.sub(
         r"(?m)^transport: .*$",
