@@ -51,46 +51,44 @@ def reserved_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.reserved")
 
 
-def write_state(path: Path, state: dict[str, Any]) -> None:
-    """Write the state atomically; a full disk or a read-only directory is one sentence (the
-    last state written stays in place: a reader never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data = _encode(state)
+def _not_written(path: Path, exc: OSError) -> StateNotWritten:
+    return StateNotWritten(storage.describe("writing the run state", path, exc), path, exc)
+
+
+def _write_new(file: Path, data: bytes, path: Path) -> None:
+    """`data` as the whole of `file`, on disk (fsync); a failure removes `file` and is the one
+    sentence of state file `path`."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             _write_all(fd, data)
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            file.unlink()
+        raise _not_written(path, exc) from None
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the state atomically; a full disk or a read-only directory is one sentence (the
+    last state written stays in place: a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _write_new(tmp, _encode(state), path)
+    try:
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise StateNotWritten(
-            storage.describe("writing the run state", path, exc), path, exc
-        ) from None
+        raise _not_written(path, exc) from None
 
 
 def reserve_space(path: Path, state: dict[str, Any]) -> None:
     """Reserve room beside the state file `path` for its last write (`write_last_state`), sized
     from the run's first state. Real bytes, not a sparse file or an fallocate'd range: writing
     over them later needs no new block on any file system that overwrites in place."""
-    spare = reserved_path(path)
-    size = 2 * len(_encode(state)) + RESERVE_SLACK
-    try:
-        fd = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            _write_all(fd, b" " * size)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            spare.unlink()
-        raise StateNotWritten(
-            storage.describe("writing the run state", path, exc), path, exc
-        ) from None
+    _write_new(reserved_path(path), b" " * (2 * len(_encode(state)) + RESERVE_SLACK), path)
 
 
 def write_last_state(path: Path, state: dict[str, Any]) -> None:
@@ -119,9 +117,7 @@ def write_last_state(path: Path, state: dict[str, Any]) -> None:
             return
         os.replace(spare, path)
     except OSError as exc:
-        raise StateNotWritten(
-            storage.describe("writing the run state", path, exc), path, exc
-        ) from None
+        raise _not_written(path, exc) from None
 
 
 def read_state(path: Path) -> dict[str, Any]:
