@@ -39,8 +39,8 @@ noisier scan) and merging it made the result worse than the best scan alone. Suc
 noisier than its best scan; all of them when there was none), no plan, and its noise stays out
 of the fit, so it neither stops the agent nor inflates the scans it asks for later.
 
-Counting rejections. Scans rejected as copies of another scan ("duplicate of scan ...") or left
-out for their normalisation settings (`superseded`) say nothing about the beam or the sample:
+Counting rejections. Scans rejected as copies of another scan (`duplicate`) or left out for
+their normalisation settings (`superseded`) say nothing about the beam or the sample:
 `change_parameters` for too many rejections counts only the other rejections, as a fraction of
 the scans that count (merged plus those rejected for the beam or the sample).
 
@@ -84,8 +84,6 @@ NOISE_WINDOW_TOLERANCE = 0.5
 #: a merge noisier than its best scan by more than this fraction holds a bad scan (the noise
 #: estimates of repeats scatter by a few per cent)
 MERGE_EXCESS_TOLERANCE = 0.1
-#: how the merge words a scan rejected as a copy of another (merge.py, `_screen_duplicates`)
-DUPLICATE_REASON = "duplicate of scan "
 
 Window = tuple[float, float] | None
 
@@ -200,10 +198,7 @@ def _same_window(a: Window, b: Window) -> bool:
 def _counts_against_beam(rejected: Mapping[str, Any]) -> bool:
     """A rejection that says something about the beam or the sample: not a copy of another
     scan and not left out for its normalisation settings."""
-    if rejected.get("superseded") or rejected.get("duplicate"):
-        return False
-    reasons = [str(r) for r in rejected.get("reasons", [])]
-    return not reasons or not all(r.startswith(DUPLICATE_REASON) for r in reasons)
+    return not (rejected.get("superseded") or rejected.get("duplicate"))
 
 
 def _noise_disabled(merged: Mapping[str, Any]) -> bool:

@@ -108,6 +108,8 @@ class _Entry:
     fit: tuple[Spectrum, Alignment] | None = None
     #: normalised with other settings than the newest: left out of the merge and its screening
     superseded: bool = False
+    #: a copy of an earlier scan's data: says nothing of the beam or the sample
+    duplicate: bool = False
     #: fingerprint of the measured arrays, to recognise the same data under another scan number
     digest: str = ""
 
@@ -309,6 +311,7 @@ class Merger:
         p = self.params
         for entry in entries:
             entry.reasons = []
+            entry.duplicate = False
             entry.shift, entry.shift_err = 0.0, None
         self._screen_duplicates(entries)
         for entry in entries:
@@ -333,6 +336,7 @@ class Merger:
         for entry in entries:
             earlier = first.setdefault(entry.digest, entry.scan_id)
             if earlier != entry.scan_id:
+                entry.duplicate = True
                 entry.reasons.append(
                     f"duplicate of scan {earlier}: the same measured data (energy, mu, I0), "
                     "a copy rather than a repeat"
@@ -430,6 +434,7 @@ class Merger:
                 "scan": e.scan_id,
                 "reasons": list(e.reasons),
                 **({"superseded": True} if e.superseded else {}),
+                **({"duplicate": True} if e.duplicate else {}),
             }
             for e in entries
             if e.reasons
