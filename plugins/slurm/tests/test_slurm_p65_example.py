@@ -4,6 +4,7 @@ NeXus writer) on a real one-node Slurm, against `pipeline run` of the same file.
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,11 +31,29 @@ VARYING_PATHS = ("provenance/pipeline_file", "provenance/pipeline_sha256", "asap
 
 
 def nexus_contents(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
-    """(content type, title, {dataset: value}) of every entry, in a stable order."""
+    """(content type, title, {dataset: value}) of every entry, in a stable order.
+
+    Entries are numbered in the order the writer met them, which differs between two runs
+    whose units work concurrently; a merge's provenance names its scans' entries, so those
+    names are replaced by what the entry holds (content type and title)."""
     import h5py
 
     entries = []
     with h5py.File(path, "r") as f:
+        names = {
+            name: f"{entry.attrs['asapo_content_type']}: {entry['title'][()].decode()}"
+            for name, entry in f.items()
+        }
+
+        def by_content(value: Any) -> Any:
+            if not isinstance(value, bytes):
+                return value
+            return re.sub(
+                rb'"entry": "(entry\d+)"',
+                lambda m: b'"entry": "%s"' % names.get(m[1].decode(), m[1].decode()).encode(),
+                value,
+            )
+
         for entry in f.values():
             values: dict[str, Any] = {}
 
@@ -45,7 +64,7 @@ def nexus_contents(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
                     return
                 if "source_files" in name:  # absolute paths of the scan files
                     return
-                values[name] = obj[()]
+                values[name] = by_content(obj[()])
 
             entry.visititems(keep)
             kind = str(entry.attrs["asapo_content_type"])
