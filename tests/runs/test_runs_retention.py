@@ -29,7 +29,7 @@ def spectrum_e0(nxs: Path) -> list[tuple[str, str, float]]:
         names = sorted(f, key=lambda n: int(n.removeprefix("entry")))
         for entry in (f[n] for n in names):
             if _text(entry.attrs["asapo_content_type"]) == "xas/spectrum":
-                title = _text(entry["title"][()]).removeprefix("normalised ")
+                title = _text(entry["title"][()]).partition("normalised ")[2]
                 e0 = float(entry["process/results/e0"][()])
                 out.append((_text(entry.attrs["asapo_run"]), title, round(e0, 2)))
     return out

@@ -1,8 +1,15 @@
 """Appending scans and results to a NeXus (HDF5) file that readers may open while it grows.
 
+The root (NXroot) carries file_name, file_time, creator, HDF5_Version, h5py_version and
+`default`: the entry a viewer plots first (the newest merge, else the newest normalised
+spectrum, else the newest entry), kept current as entries are written and when a writer reopens
+the file; each entry's `default` names its NXdata. Titles lead with the run (`r1: ...`).
+Times the writer makes are ISO 8601 in UTC; a time copied from a scan file is kept as written,
+with `time_zone = "unknown"` when the file states no UTC offset.
+
 Each raw scan (`xas/scan`) becomes an NXentry following the NXxas application definition:
 
-    /entryN                       NXentry   definition="NXxas", title, start_time
+    /entryN                       NXentry   definition="NXxas", title, start_time, end_time
         instrument                NXinstrument
             source                NXsource        type, name, probe="x-ray"
             monochromator         NXmonochromator energy [eV]
@@ -16,7 +23,9 @@ Each raw scan (`xas/scan`) becomes an NXentry following the NXxas application de
 
 Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an NXprocess
 (program, version, parameters as an NXnote, scalar results) and NXdata groups: mu(E), norm and
-flat on the energy grid (with `mu_errors` for a merge) and chi(k).
+flat on the energy grid (with `mu_errors` for a merge) and chi(k). A merge's results hold
+`alignment_shift` (eV), the shift it added to each merged scan's energy, in the order of its
+`accepted` scans.
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
 `h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (without
@@ -60,7 +69,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +116,11 @@ RESULT_UNITS = {
 }
 
 
+#: what a viewer opening the file shows first (NXroot's `default`), most wanted first: the
+#: newest merge, else the newest normalised scan, else the newest entry of any kind
+DEFAULT_PREFERENCE = ("xas/merged", "xas/spectrum")
+
+
 def loose_key(key: str) -> str:
     """A key without its run's start time: the identity a message of another run has when
     the writer does not know when that run started (a reprocess's replayed source messages)."""
@@ -142,6 +156,10 @@ class NexusWriter:
         self._loose: set[str] = set()
         #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
         self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
+        #: (pipeline, run, group) -> how many merges of that group the file holds (titles)
+        self._merges: dict[tuple[str, str, str], int] = {}
+        #: content type ("" for any) -> (number, name) of its newest complete entry
+        self._newest: dict[str, tuple[int, str]] = {}
         self._next = 1
         #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
         self.pipelines: set[str] = set()
@@ -205,9 +223,6 @@ class NexusWriter:
         return self
 
     def _prepare(self, handle: h5py.File) -> None:
-        handle.attrs.setdefault("NX_class", "NXroot")
-        handle.attrs.setdefault("creator", "asapo-pipelines nexus.writer")
-        handle.attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
         # an entry of ours without its key was cut short by a crash: drop it, it comes again
         for name in [n for n, g in handle.items() if _incomplete(g)]:
             del handle[name]
@@ -218,9 +233,16 @@ class NexusWriter:
                 self._next = max(self._next, int(match.group(1)) + 1)
             key = group.attrs.get(KEY_ATTR) if isinstance(group, h5py.Group) else None
             if key is not None:
-                self._index(name, _legacy_identity(group, _text(key)))
+                identity = _legacy_identity(group, _text(key))
+                self._index(name, identity)
                 self._index_spectrum(name, group)
+                self._index_merge(group, identity)
+                self._note_newest(name, group)
                 self.pipelines.update(_pipeline_of(group, _text(key)))
+        _root_attributes(handle, self.path)
+        # a file written before the root named its default, or whose newest entry was just
+        # dropped: point it at what is there now
+        self._point_default(handle)
         handle.flush()
         handle.swmr_mode = True
 
@@ -482,6 +504,16 @@ class NexusWriter:
                 "start_time": start if measured else None,
             }
 
+    def _index_merge(self, group: h5py.Group, key: str) -> None:
+        """Count the merges of each group per run, so that a merge's title says which it is."""
+        if _text(group.attrs.get(CONTENT_ATTR, "")) != "xas/merged":
+            return
+        with contextlib.suppress(KeyError, ValueError, TypeError):
+            merged = json.loads(_text(group["asapo/metadata"][()])).get("group") or {}
+            pipeline = next(iter(_pipeline_of(group, key)), "")
+            slot = _merge_slot(pipeline, key, merged)
+            self._merges[slot] = self._merges.get(slot, 0) + 1
+
     def entry_for(self, key: str) -> str | None:
         return self._keys.get(key)
 
@@ -532,23 +564,23 @@ class NexusWriter:
         return self._entry(
             key,
             "xas/scan",
-            lambda entry: self._fill_scan(entry, meta, energy, channels, absorbed_role),
+            lambda entry: self._fill_scan(entry, key, meta, energy, channels, absorbed_role),
         )
 
     def _fill_scan(
         self,
         entry: h5py.Group,
+        key: str,
         meta: dict[str, Any],
         energy: np.ndarray,
         channels: dict[str, np.ndarray],
         absorbed_role: str,
     ) -> None:
         _string(entry, "definition", "NXxas")
-        title = meta.get("title") or f"{meta.get('sample', 'scan')} {meta.get('file', '')}".strip()
-        _string(entry, "title", str(title))
+        _string(entry, "title", _titled(key, str(meta.get("title") or _scan_label(meta))))
         _start_time(entry, meta.get("start_time"), "scan file")
         if meta.get("end_time"):
-            _string(entry, "end_time", str(meta["end_time"]))
+            _measured_time(entry, "end_time", meta["end_time"])
 
         instrument = _group(entry, "instrument", "NXinstrument")
         _string(instrument, "name", str(meta.get("beamline") or self.beamline))
@@ -627,32 +659,46 @@ class NexusWriter:
         merged = content_type == "xas/merged"
         if merged:
             meta = self._merge_members(result, key, meta)
+            title = self._merge_title(result, key, group)
+        else:
+            label = meta.get("file") or ", ".join(str(v) for v in group.values()) or key
+            title = _titled(key, f"normalised {label}")
         self._writable(sum(a.nbytes for a in arrays.values()))
         return self._entry(
             key,
             content_type,
             lambda entry: self._fill_result(
-                entry, result, key, arrays, values, meta, group, merged
+                entry, result, title, arrays, values, meta, group, merged
             ),
         )
+
+    def _merge_title(self, result: Mapping[str, Any], key: str, group: dict[str, Any]) -> str:
+        """`r1: merge 3 of <group> (2 of 3 scans)`: every scan of a group makes a merge, and
+        two of them may hold as many scans (one rejected, one redelivered), so each says which
+        merge of its group in its run it is."""
+        pipeline = str((self._entry_provenance or {}).get("pipeline") or "")
+        if not pipeline:
+            match = _KEY_UNIT.match(key)
+            pipeline = match.group(1) if match else ""
+        index = self._merges.get(_merge_slot(pipeline, key, group), 0) + 1
+        label = ", ".join(str(v) for v in group.values()) or key
+        n_merged = int(result.get("n_merged", 0))
+        n_scans = int(result.get("n_scans") or n_merged)
+        counted = f"{n_merged} of {n_scans}" if n_scans > n_merged else str(n_merged)
+        scans = f"{counted} scan{'' if n_scans == 1 else 's'}"
+        return _titled(key, f"merge {index} of {label} ({scans})")
 
     def _fill_result(
         self,
         entry: h5py.Group,
         result: Mapping[str, Any],
-        key: str,
+        title: str,
         arrays: dict[str, np.ndarray],
         values: dict[str, Any],
         meta: dict[str, Any],
         group: dict[str, Any],
         merged: bool,
     ) -> None:
-        label = meta.get("file") or ", ".join(str(v) for v in group.values()) or key
-        title = (
-            f"merge of {result.get('n_merged', 0)} scans: {label}"
-            if merged
-            else f"normalised {label}"
-        )
         _string(entry, "title", title)
         _start_time(entry, meta.get("start_time"), "merged scans" if merged else "scan file")
 
@@ -678,6 +724,7 @@ class NexusWriter:
             results.create_dataset("n_merged", data=int(result.get("n_merged", 0)))
             _string(results, "accepted", json.dumps(list(result.get("accepted", []))))
             _string(results, "rejected", json.dumps(list(result.get("rejected", []))))
+            _alignment_shifts(results, result)
 
         data = _group(entry, "data", "NXdata")
         data.attrs["signal"] = "mu"
@@ -751,12 +798,42 @@ class NexusWriter:
 
     def _commit(self, name: str, key: str) -> str:
         # the key goes on last: an entry interrupted half-way has no key and is rewritten
-        self.file[name].attrs[KEY_ATTR] = key
+        group = self.file[name]
+        group.attrs[KEY_ATTR] = key
+        self._note_newest(name, group)
+        self._point_default(self.file)
         self.file.flush()
         self._index(name, key)
-        self._index_spectrum(name, self.file[name])
+        self._index_spectrum(name, group)
+        self._index_merge(group, key)
         self._next += 1
         return name
+
+    def _note_newest(self, name: str, group: h5py.Group) -> None:
+        """Remember the newest complete entry, of any kind and of each content type."""
+        match = _ENTRY.match(name)
+        if not match:
+            return
+        number = int(match.group(1))
+        for kind in ("", _text(group.attrs.get(CONTENT_ATTR, ""))):
+            if number > self._newest.get(kind, (0, ""))[0]:
+                self._newest[kind] = (number, name)
+
+    def _point_default(self, handle: h5py.File) -> None:
+        """NXroot's `default`: the entry a viewer opening the file plots (each entry's own
+        `default` names its NXdata). The newest merge is the best spectrum of the sample, the
+        newest normalised scan the best before the first merge."""
+        kind = next((k for k in (*DEFAULT_PREFERENCE, "") if k in self._newest), None)
+        if kind is None:
+            # nothing of ours yet: a default another program set stays, unless its entry is
+            # gone (dropped unfinished, or not salvaged from a damaged file)
+            stale = handle.attrs.get("default")
+            if stale is not None and _text(stale) not in handle:
+                del handle.attrs["default"]
+            return
+        name = self._newest[kind][1]
+        if _text(handle.attrs.get("default", "")) != name:
+            _set_text_attr(handle, "default", name)
 
     def _data(
         self, group: h5py.Group, name: str, values: np.ndarray, *, units: str | None = None
@@ -778,9 +855,123 @@ class NexusWriter:
 
 def _start_time(entry: h5py.Group, start: Any, origin: str) -> None:
     """NXentry's start_time: the measurement's, or the write time with a note saying so."""
-    _string(entry, "start_time", str(start) if start else _now())
-    if not start:
-        entry["start_time"].attrs["note"] = f"not in the {origin}: time the entry was written"
+    if start:
+        _measured_time(entry, "start_time", start)
+        return
+    _string(entry, "start_time", _now())
+    entry["start_time"].attrs["note"] = f"not in the {origin}: time the entry was written"
+
+
+def _measured_time(entry: h5py.Group, name: str, value: Any) -> None:
+    """A time from the scan file, as written. NX_DATE_TIME asks for a UTC offset, but one the
+    file does not state is not invented: P65's and XDI's headers give the beamline's local time
+    without a zone, and `time_zone = "unknown"` says so (ISO 8601 reads it as local time)."""
+    text = str(value)
+    _string(entry, name, text)
+    if _utc_offset(text) is None:
+        entry[name].attrs["time_zone"] = "unknown"
+
+
+def _utc_offset(text: str) -> timedelta | None:
+    """The UTC offset an ISO 8601 time states, None when it states none (or is no such time)."""
+    try:
+        return datetime.fromisoformat(text).utcoffset()
+    except ValueError:
+        return None
+
+
+def _alignment_shifts(results: h5py.Group, merge: Mapping[str, Any]) -> None:
+    """The energy shift the merge added to each merged scan before averaging (its alignment on
+    the reference foil; 0 with `align: none`), one per scan in the order of `accepted` and of
+    provenance's `merged`: with those spectra's energy and mu, what reproduces the merge. A
+    merge message that carries no shifts (from before they were sent) gets none."""
+    scans = {str(s.get("scan")): s for s in merge.get("scans") or () if isinstance(s, Mapping)}
+    accepted = [scans.get(str(scan), {}) for scan in merge.get("accepted") or ()]
+    if not accepted or not any("shift" in scan for scan in accepted):
+        return
+    for name, field in (("alignment_shift", "shift"), ("alignment_shift_errors", "shift_err")):
+        values = [_float_or_nan(scan.get(field)) for scan in accepted]
+        dataset = results.create_dataset(name, data=np.asarray(values, dtype=float))
+        dataset.attrs["units"] = "eV"
+    results["alignment_shift"].attrs["long_name"] = (
+        "energy shift added to each merged spectrum's data/energy before averaging, one per "
+        "scan of accepted, in that order"
+    )
+
+
+def _float_or_nan(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _titled(key: str, title: str) -> str:
+    """An entry's title led by its run (`r2: ...`): two runs in one file (a `--fresh` run, a
+    reprocess) write the same scans, spectra and merges, which their titles alone do not tell
+    apart. An entry written outside a pipeline has no run."""
+    run = _run_of(key).partition("@")[0]
+    return f"{run}: {title}" if run else title
+
+
+def _scan_label(meta: Mapping[str, Any]) -> str:
+    """A scan as `<sample> <file>`, or the file alone when its name starts with the sample."""
+    sample, file = str(meta.get("sample") or "scan"), str(meta.get("file") or "")
+    return file if file.startswith(sample) else f"{sample} {file}".strip()
+
+
+def _merge_slot(pipeline: str, key: str, group: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What merges are counted under: the pipeline, the run (with its start) and the group."""
+    return pipeline, _run_of(key), json.dumps(dict(group), sort_keys=True, default=str)
+
+
+def _root_attributes(handle: h5py.File, path: Path) -> None:
+    """NXroot's attributes. Those that describe the file's creation stay as they were; a file
+    from before they were written gets `file_time` from its oldest entry."""
+    attrs = handle.attrs
+    attrs.setdefault("NX_class", "NXroot")
+    attrs.setdefault("file_name", str(path))
+    if "file_time" not in attrs:
+        attrs["file_time"] = _first_written(handle) or _now()
+    attrs.setdefault("creator", "asapo-pipelines nexus.writer")
+    attrs.setdefault("creator_version", _version("asapo-pipelines-nexus"))
+    attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
+    attrs.setdefault("h5py_version", h5py.version.version)
+
+
+def _first_written(handle: h5py.File) -> str | None:
+    """When the oldest entry of a file was written, as its provenance or process says."""
+    found: list[tuple[datetime, str]] = []
+    for group in handle.values():
+        for path in ("provenance/date", "process/date"):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                text = _text(group[path][()])
+                stamp = datetime.fromisoformat(text)
+                if stamp.utcoffset() is not None:
+                    found.append((stamp, text))
+                break
+    return min(found)[1] if found else None
+
+
+def _set_text_attr(obj: h5py.Group, name: str, value: str) -> None:
+    """Change a string attribute in place where HDF5 can (a variable-length string): a reader
+    in SWMR mode then never finds it missing, as between a delete and a create."""
+    attrs = obj.attrs
+    if name in attrs:
+        info = h5py.check_string_dtype(attrs.get_id(name).dtype)
+        if info is not None and info.length is None:
+            attrs.modify(name, value)
+            return
+    attrs[name] = value
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:  # pragma: no cover - a source checkout without metadata
+        return "unknown"
 
 
 #: who holds HDF5's lock on a file, as the messages about it say
@@ -855,15 +1046,9 @@ def _note(parent: h5py.Group, name: str, value: Any) -> None:
 
 def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     """The entry's NXprocess `provenance` (layout in the module's docstring)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        program_version = version("asapo-pipelines")
-    except PackageNotFoundError:  # pragma: no cover - a source checkout without metadata
-        program_version = "unknown"
     process = _group(entry, "provenance", "NXprocess")
     _string(process, "program", "asapo-pipelines")
-    _string(process, "version", program_version)
+    _string(process, "version", _version("asapo-pipelines"))
     process.create_dataset("sequence_index", data=0)
     _string(process, "date", _now())
     for field in (
