@@ -14,7 +14,16 @@ standard error comes from the fit's covariance. The target eps_t is reached afte
     N_t = ceil(a^2 / (eps_t^2 - b^2))  scans,
 
 and is out of reach when eps_t <= b ("stop: target below the noise floor", with the best
-reachable noise) or when N_t exceeds `max_scans`. Before the fit is possible it assumes b = 0
+reachable noise) or when N_t exceeds `max_scans`.
+
+The floor is used only when the data support it: the points lie at three or more different N
+(at two, any a and b pass through the mean noise at each N: a floor and the 1/sqrt(N) law fit
+them alike, and the fit's error, from the scatter of the N = 1 points alone, says nothing about
+that), and b^2 exceeds its standard error times the one-sided Student t quantile of
+`floor_confidence` with points - 2 degrees of freedom. Otherwise the fit is reported
+(`noise_model.floor_used` false) and the reason says why its floor is not used.
+
+Before the fit is possible, and while its floor is not supported, it assumes b = 0
 (N_t = ceil((eps_N sqrt(N) / eps_t)^2)) and marks the prediction uncertain; a floor can only
 raise N_t, so when even that N_t exceeds `max_scans` it says stop as well.
 
@@ -52,8 +61,18 @@ per group (`change_parameters`, no plan) and then decides nothing on that group'
 Restarts. Every decision depends on the merges decided on before (the noise history, the scans
 asked for, the previous spectrum). `restore(merged)` replays one earlier merge without emitting
 anything: fed the merges an earlier run decided on, in their order, the agent is in the state an
-uninterrupted run would be in, and decides the same. Queue statuses received before the restart
-are not replayed (they left no output through which a restart could find them).
+uninterrupted run would be in, and decides the same. A decision's uid derives from its inputs
+(the agent's scope and settings, the previous decision's uid on the group, the merge's content),
+so a replayed decision gets the uid it was sent with, and the queue's statuses naming it still
+apply. A merge replayed by `restore` and delivered again (it was in flight when the earlier run
+stopped) gets no second decision: `decide` returns None for it.
+
+Queue statuses matter too (a rejected suggestion's repeats are no longer in flight), but the
+worker replays only the inputs its outputs name, and a status leaves no output. Fed to
+`update_queue` after the replayed merges, they restore what the queue said: each status carries
+its suggestion's repeats, so a replayed decision that asked for other repeats than the first
+time (the statuses that came before it are not replayed before it) is corrected, and one that
+asked for none is recorded.
 
 A suggestion is a plain dict whose content matches what bluesky-adaptive agents propose and what
 bluesky-queueserver queues: `item` is a queue-server plan item
@@ -62,13 +81,15 @@ bluesky-queueserver queues: `item` is a queue-server plan item
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from asapo_pipelines_xas.params import ConvergenceParams
 
@@ -96,6 +117,8 @@ class NoiseFit:
     b2: float
     cov: tuple[tuple[float, float], tuple[float, float]]
     points: int
+    #: how many different N the points are at
+    n_values: int
 
     @property
     def floor(self) -> float:
@@ -116,6 +139,25 @@ class NoiseFit:
         var = x * x * self.cov[0][0] + self.cov[1][1] + 2 * x * self.cov[0][1]
         eps = self.noise(n)
         return math.sqrt(max(var, 0.0)) / (2 * eps) if eps > 0 else math.inf
+
+    def floor_doubt(self, confidence: float) -> str | None:
+        """Why the data do not support the floor, or None when they do (see Noise model)."""
+        if self.n_values < 3:
+            return (
+                f"{self.points} points at {self.n_values} numbers of scans cannot tell a floor "
+                f"from 1/sqrt(N) (a and b pass through the mean noise at each N whatever the "
+                f"law; it takes 3 different numbers of scans)"
+            )
+        sigma = math.sqrt(max(self.cov[1][1], 0.0))
+        dof = self.points - 2
+        needed = float(student_t.ppf(confidence, dof))
+        if self.b2 <= needed * sigma:
+            above = f"{self.b2 / sigma:.2g} standard errors" if sigma > 0 else "not"
+            return (
+                f"it is not significant (b² is {above} above zero, less than the {needed:.3g} "
+                f"a one-sided {confidence:.0%} Student t with {dof} degrees of freedom asks for)"
+            )
+        return None
 
     def scans_for(self, target: float) -> int | None:
         """Scans in total to reach `target`, or None when it is at or below the floor."""
@@ -150,6 +192,7 @@ def fit_noise(points: list[tuple[int, float]]) -> NoiseFit | None:
         float(b2),
         ((float(cov[0, 0]), float(cov[0, 1])), (float(cov[1, 0]), float(cov[1, 1]))),
         len(pts),
+        len({n for n, _ in pts}),
     )
 
 
@@ -175,6 +218,8 @@ class _Group:
     clean_scans: frozenset[str] | None = None
     #: said already that convergence cannot be judged (the noise estimate is off)
     noise_off_said: bool = False
+    #: uid of the latest decision on this group: the next one's uid derives from it
+    last_uid: str = ""
 
     def in_flight(self, n_total: int) -> int:
         if self.asked_base is None:
@@ -210,6 +255,27 @@ def _noise_disabled(merged: Mapping[str, Any]) -> bool:
     )
 
 
+def _body(merged: Any) -> Mapping[str, Any]:
+    """An `xas/merged` message body, also from a `Merged`."""
+    return merged.to_json() if hasattr(merged, "to_json") else merged
+
+
+def _digest(merged: Mapping[str, Any]) -> str:
+    """What tells one merge's content from another's (arrays by their values)."""
+
+    def plain(value: Any) -> Any:
+        return value.tolist() if isinstance(value, np.ndarray | np.generic) else str(value)
+
+    text = json.dumps(merged, sort_keys=True, default=plain)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _scans(value: Any) -> int | None:
+    """A status's repeat count, when it gives a usable one."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
+
+
 def _g(value: float) -> str:
     return f"{value:.3g}" if value == 0 or abs(value) >= 0.01 else f"{value:.2e}"
 
@@ -217,23 +283,38 @@ def _g(value: float) -> str:
 class ConvergenceAgent:
     """Stateful per group: the noise history, the repeats asked for, the previous merge."""
 
-    def __init__(self, params: ConvergenceParams) -> None:
+    def __init__(self, params: ConvergenceParams, *, scope: str = "") -> None:
+        """`scope` names what the uids must be unique in (a pipeline's run and unit instance):
+        two agents of different scopes never make the same uid, even on the same merges."""
         self.params = params
         self._groups: dict[tuple[tuple[str, str], ...], _Group] = {}
-        self._by_uid: dict[str, _Group] = {}
+        #: uid -> the group and the number of scans seen of each `more_scans` decision
+        self._decided: dict[str, tuple[_Group, int]] = {}
+        #: digests of the merges `restore` replayed: decided by an earlier run
+        self._restored: set[str] = set()
+        # settings in the uids: another target on the same merges is another suggestion
+        settings = f"{scope}|{params.model_dump_json()}"
+        self._seed = hashlib.sha256(settings.encode()).hexdigest()
 
     # -- queue feedback ---------------------------------------------------------------------------
     def update_queue(self, status: Mapping[str, Any]) -> bool:
-        """Apply one `plan/status` message; False when it is not about one of our requests."""
+        """Apply one `plan/status` message; False when it is not about one of our suggestions."""
         uid = str(status.get("uid", ""))
         state = str(status.get("state", ""))
-        group = self._by_uid.get(uid)
-        if group is None or state not in QUEUE_STATES:
+        decided = self._decided.get(uid)
+        if decided is None or state not in QUEUE_STATES:
             return False
+        group, n_total = decided
+        scans = _scans(status.get("scans"))
+        if uid not in group.requests:
+            # asked for none as decided here, for some as first made: replayed after the merges
+            # on a restore, statuses miss the decisions made between; the queue says how many
+            if not scans:
+                return True
+            self._record(group, uid, scans, n_total)
         request = group.requests[uid]
         request.state = state
-        scans = status.get("scans")
-        if isinstance(scans, int) and not isinstance(scans, bool) and scans >= 0:
+        if scans is not None:
             request.scans = scans  # the operator may have changed the repeats
         return True
 
@@ -254,8 +335,8 @@ class ConvergenceAgent:
         merged, _, state = self._state_of(merged)
         n = int(merged.get("n_merged", 0))
         n_total = n + len(merged.get("rejected", []))
-        if n_total >= state.seen_total:
-            return False
+        if n_total >= state.seen_total or _digest(merged) in self._restored:
+            return False  # not late; or decided before a restart, which `decide` tells
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
         if eps is not None and n > 0:
@@ -264,20 +345,31 @@ class ConvergenceAgent:
 
     def restore(self, merged: Mapping[str, Any]) -> None:
         """Replay one merge an earlier run decided on, emitting nothing (see Restarts)."""
+        merged = _body(merged)
+        digest = _digest(merged)
         if not self.take_late(merged):
-            self.decide(merged)
+            self._decide(merged, digest)
+        self._restored.add(digest)
 
     def _state_of(
         self, merged: Mapping[str, Any]
     ) -> tuple[Mapping[str, Any], dict[str, str], _Group]:
-        if hasattr(merged, "to_json"):
-            merged = merged.to_json()
+        merged = _body(merged)
         group = {str(k): str(v) for k, v in dict(merged.get("group", {})).items()}
         return merged, group, self._groups.setdefault(tuple(sorted(group.items())), _Group())
 
     def decide(self, merged: Mapping[str, Any]) -> dict[str, Any] | None:
         """A plan suggestion for one `xas/merged` message body (or `Merged.to_json()`); None
-        when there is nothing to say (the noise estimate is off and that was said already)."""
+        when there is nothing to say: the noise estimate is off and that was said already, or
+        the merge was decided before a restart (`restore`) and the transport delivers it again
+        (it was in flight when the earlier run stopped; its decision went out then)."""
+        merged = _body(merged)
+        digest = _digest(merged)
+        if digest in self._restored:
+            return None
+        return self._decide(merged, digest)
+
+    def _decide(self, merged: Mapping[str, Any], digest: str) -> dict[str, Any] | None:
         merged, group, state = self._state_of(merged)
         p = self.params
         n = int(merged.get("n_merged", 0))
@@ -306,18 +398,8 @@ class ConvergenceAgent:
         points, left_out = self._points(state, merged, _window(values))
         if left_out:
             metrics["noise_points_left_out"] = left_out
-        fit = fit_noise(points) if eps is not None else None
-        if fit is not None and fit.points >= p.fit_min_points:
-            metrics["noise_model"] = {
-                "model": "eps^2 = a^2/N + b^2",
-                "a": math.sqrt(fit.a2),
-                "floor": fit.floor,
-                "floor_err": fit.floor_err,
-                "points": fit.points,
-            }
-        else:
-            fit = None
-        uid = uuid.uuid4().hex
+        fit, no_floor = self._floor_fit(points if eps is not None else [], metrics)
+        uid = self._uid(state, digest)
 
         def suggestion(
             action: str,
@@ -338,8 +420,10 @@ class ConvergenceAgent:
                         "item_type": "plan",
                     }
                     self._record(state, uid, scans, n_total)
+                self._decided[uid] = (state, n_total)
             elif action == "change_parameters":
                 arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
+            state.last_uid = uid
             return {
                 "uid": uid,
                 "action": action,
@@ -413,7 +497,7 @@ class ConvergenceAgent:
             f"; noise floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² to "
             f"{fit.points} points)"
             if fit
-            else ""
+            else (f"; {no_floor}" if "noise_model" in metrics else "")
         )
         if eps <= p.target_noise:
             return suggestion(
@@ -487,15 +571,14 @@ class ConvergenceAgent:
                 return suggestion(
                     "stop",
                     f"stop: target not reachable within max_scans. Noise {_g(eps)} after {n} "
-                    f"merged scans; with fewer than {p.fit_min_points} points there is no floor "
-                    f"fit yet, but even falling as 1/sqrt(N) (no floor, the most favourable "
-                    f"case) it would reach the target {_g(p.target_noise)} only after {needed} "
-                    f"scans, more than max_scans {p.max_scans}",
+                    f"merged scans; {no_floor}; but even falling as 1/sqrt(N) (no floor, the "
+                    f"most favourable case) it would reach the target {_g(p.target_noise)} only "
+                    f"after {needed} scans, more than max_scans {p.max_scans}",
                     0.6,
                 )
             how = (
-                f"uncertain: with fewer than {p.fit_min_points} points there is no floor fit yet; "
-                f"falling as 1/sqrt(N) it would reach it after {needed} scans"
+                f"uncertain: {no_floor}; falling as 1/sqrt(N) (no floor) it reaches it after "
+                f"{needed} scans"
             )
             confidence = 0.3
             uncertain = True
@@ -520,11 +603,46 @@ class ConvergenceAgent:
         return suggestion("more_scans", reason, confidence, capped)
 
     # -- internals --------------------------------------------------------------------------------
+    def _floor_fit(
+        self, points: list[tuple[int, float]], metrics: dict[str, Any]
+    ) -> tuple[NoiseFit | None, str]:
+        """The fit whose floor the decision uses, or None and why it decides as with no floor;
+        a fit of `fit_min_points` goes into the metrics (`noise_model`) either way."""
+        p = self.params
+        fit = fit_noise(points)
+        if fit is None or fit.points < p.fit_min_points:
+            return None, f"with fewer than {p.fit_min_points} points there is no floor fit yet"
+        doubt = fit.floor_doubt(p.floor_confidence)
+        metrics["noise_model"] = {
+            "model": "eps^2 = a^2/N + b^2",
+            "a": math.sqrt(fit.a2),
+            "floor": fit.floor,
+            "floor_err": fit.floor_err,
+            "points": fit.points,
+            "floor_used": doubt is None,
+        }
+        if doubt is None:
+            return fit, ""
+        # a floor the data do not support would stop the agent, or inflate what it asks for
+        return None, (
+            f"the fitted floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² "
+            f"to {fit.points} points) is not used: {doubt}"
+        )
+
+    def _uid(self, state: _Group, digest: str) -> str:
+        """A decision's uid, from its inputs: the agent's scope and settings, the decisions on
+        its group before it (through the latest one's uid) and this merge. The same merges in
+        the same order make the same uids: `restore` gives each replayed decision the uid it
+        was sent with, which the queue's statuses name."""
+        text = f"{self._seed}|{state.last_uid}|{digest}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
     def _record(self, state: _Group, uid: str, scans: int, n_total: int) -> None:
-        if state.asked_base is None:
+        # the scans seen when the earliest request was made (one recorded late, from the
+        # queue's status after a restore, may be older than those recorded before it)
+        if state.asked_base is None or n_total < state.asked_base:
             state.asked_base = n_total
         state.requests[uid] = _Request(scans)
-        self._by_uid[uid] = state
 
     @staticmethod
     def _points(

@@ -354,6 +354,17 @@ class ConvergenceParams(Params):
             "assume 1/sqrt(N) and are marked uncertain.",
         ),
     ] = 3
+    floor_confidence: Annotated[
+        float,
+        Field(
+            gt=0.5,
+            lt=1,
+            description="Use the fitted floor b only when the fit has merges of three or more "
+            "different N and b^2 is above zero at this one-sided confidence (Student t with "
+            "points - 2 degrees of freedom, from the fit's standard error); otherwise the agent "
+            "decides as with no floor (1/sqrt(N)) and says why.",
+        ),
+    ] = 0.95
     stability_tolerance: Annotated[
         float,
         Field(

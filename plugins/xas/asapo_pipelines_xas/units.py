@@ -350,7 +350,14 @@ class ConvergenceAgent(Agent):
     restores_state = True
 
     def on_start(self) -> None:
-        self.advisor = Advisor(self.params)
+        # uids are made from the merges decided on: the same data and settings in another run,
+        # or another agent of the pipeline, must not make the same uids (a shared queue server
+        # inbox takes a known uid for a suggestion it has); a resumed run keeps its uids
+        ctx = self.context
+        run = f"{ctx.run.get('run', '')}@{ctx.run.get('started', '')}"
+        self.advisor = Advisor(
+            self.params, scope=f"{ctx.pipeline}/{run}/{ctx.instance}[{ctx.replica}]"
+        )
         self.decisions: dict[str, dict[str, Any]] = {}
         self.count = 0
         self.queue_updates = 0
@@ -370,7 +377,9 @@ class ConvergenceAgent(Agent):
             return
         decision = self.advisor.decide(message.value)
         if decision is None:
-            return  # nothing to say (the advisor said already why it cannot judge this group)
+            # nothing to say: the advisor said already why it cannot judge this group, or
+            # decided on this very merge before a restart (redelivered, not acknowledged)
+            return
         group = dict(decision["target"])
         item = decision.get("item")
         suggestion = Suggestion(
@@ -402,8 +411,11 @@ class ConvergenceAgent(Agent):
             "noise": _sig(metrics.get("epsilon_k")),
             "target_noise": metrics.get("target_noise"),
             "merged": metrics.get("n_merged"),
+            # a floor the fit cannot support is not used, so not shown as the group's floor
             **(
-                {"floor": _sig(metrics["noise_model"]["floor"])} if "noise_model" in metrics else {}
+                {"floor": _sig(metrics["noise_model"]["floor"])}
+                if metrics.get("noise_model", {}).get("floor_used")
+                else {}
             ),
             "reason": suggestion.reason,
         }

@@ -122,36 +122,32 @@ def real_merges(p65_scans):
     return [merger.add(normalize_scan(s)).to_json() for s in p65_scans]
 
 
-def test_real_sequence_predicts_the_n_of_the_larch_fit(p65_scans, real_merges):
+def test_real_sequence_of_two_scans_claims_no_floor_and_falls_as_one_over_root_n(
+    p65_scans, real_merges
+):
+    """Two repeats give noise at N = 1 and 2 only, which any a and b fit exactly: the floor
+    the fit finds is reported, not used (a target below it stopped the agent before), and the
+    agent predicts as for noise falling as 1/sqrt(N)."""
     singles, merged = _larch_noise_sequence(p65_scans)
     x = np.array([1.0, 1.0, 0.5])
     a2, b2 = np.polyfit(x, np.array([*singles, merged]) ** 2, 1)
-    assert b2 > 0  # the bundled repeats do share a floor
-    # a target the larch fit reaches after 4.5 scans: the agent must ask for 5 in total
-    target = math.sqrt(a2 / 4.5 + b2)
+    assert b2 > 0  # the 3-point fit does find a floor
+    target = math.sqrt(a2 / 4.5 + b2)  # reached after 4.5 scans if that floor were real
     agent = ConvergenceAgent(ConvergenceParams(target_noise=target))
     first = agent.decide(real_merges[0])
     assert first["action"] == "more_scans"
     assert first["metrics"]["uncertain"] is True
     second = agent.decide(real_merges[1])
     assert second["action"] == "more_scans"
-    assert second["metrics"]["predicted_scans_total"] == 5
-    # one scan was asked for after the first merge and has arrived: 5 - 2 merged = 3 more
-    assert second["arguments"] == {"scans": 3, "in_flight": 0}
-    assert second["metrics"]["noise_model"]["floor"] == pytest.approx(math.sqrt(b2), rel=0.1)
-    assert "floor" in second["reason"]
-    assert "after 5 scans" in second["reason"]
-
-
-def test_real_sequence_below_the_floor_stops(p65_scans, real_merges):
-    singles, merged = _larch_noise_sequence(p65_scans)
-    _, b2 = np.polyfit([1.0, 1.0, 0.5], np.array([*singles, merged]) ** 2, 1)
-    agent = ConvergenceAgent(ConvergenceParams(target_noise=0.9 * math.sqrt(b2), max_scans=20))
-    assert agent.decide(real_merges[0])["action"] == "more_scans"
-    stop = agent.decide(real_merges[1])
-    assert stop["action"] == "stop"
-    assert stop["reason"].startswith("stop: target below the noise floor")
-    assert stop["item"] is None
+    model = second["metrics"]["noise_model"]
+    assert model["floor"] == pytest.approx(math.sqrt(b2), rel=0.1)
+    assert model["floor_used"] is False
+    assert "is not used" in second["reason"]
+    eps = second["metrics"]["epsilon_k"]
+    assert eps == pytest.approx(merged, rel=0.1)  # the merge unit against larch
+    falling = max(3, math.ceil((eps * math.sqrt(2) / target) ** 2 - 1e-9))
+    assert second["metrics"]["predicted_scans_total"] == falling
+    assert second["metrics"]["uncertain"] is True
 
 
 def test_repeats_in_flight_are_not_asked_again_and_the_queue_releases_them():
@@ -210,3 +206,29 @@ def test_the_unit_reads_queue_status_from_its_optional_port(run_unit, unit_messa
         assert not out.errors
     finally:
         harness.shutdown()
+
+
+def test_suggestion_uids_are_the_same_on_a_replay_and_differ_across_runs(unit_message):
+    """A suggestion's uid is made from what was decided on, so that a restarted agent sends a
+    replayed decision under the uid the queue knows; the same merges in another run (or another
+    agent) must still make other uids, or a shared queue server inbox takes the second run's
+    suggestion for one it has."""
+    from asapo_pipelines.testing.harness import UnitHarness
+
+    a, b = 2e-4, 0.5e-4
+    singles = [math.sqrt(a * a + b * b)] * 10
+    doc = merged_doc(1, singles[0], singles)
+
+    def uid(pipeline: str, run: dict) -> str:
+        harness = UnitHarness("xas.convergence-agent", {"target_noise": 0.8e-4}, pipeline=pipeline)
+        harness.runner.context.run = run
+        try:
+            return harness.send(unit_message(doc, port="merged")).values("plans")[0]["uid"]
+        finally:
+            harness.shutdown()
+
+    r1 = {"run": "r1", "started": "2026-12-02T17:00:00+00:00"}
+    assert uid("p65", r1) == uid("p65", dict(r1))
+    assert uid("p65", r1) != uid("p65", {**r1, "run": "r2"})
+    assert uid("p65", r1) != uid("p65", {**r1, "started": "2026-12-02T18:00:00+00:00"})
+    assert uid("p65", r1) != uid("other", r1)
