@@ -19,7 +19,7 @@ from faults_support import (
     write_files,
 )
 
-from asapo_pipelines.launchplan.rundir import process_start
+from asapo_pipelines.launchplan.rundir import pid_alive, process_start
 from asapo_pipelines.local.control import live_tasks
 
 
@@ -118,3 +118,12 @@ def test_a_start_refused_while_the_job_runs_changes_no_run(tmp_path: Path) -> No
     names = sink_names(out)
     assert sorted(names) == [f"f{i:05d}.txt" for i in range(250)]
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_a_damaged_pid_in_a_state_file_is_no_process() -> None:
+    """A state file whose pid is -1, 0 or not a number names no process: `os.kill(-1, 0)`
+    succeeds (it signals every process), so a -1 was taken for a live task, and a stop would
+    then have signalled every process of the user."""
+    assert pid_alive(os.getpid())
+    for damaged in (-1, 0, None, "123", True, 2.5):
+        assert not pid_alive(damaged), damaged

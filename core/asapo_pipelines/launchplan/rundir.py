@@ -95,8 +95,10 @@ FINAL = ("complete", "failed", "stopped")
 EXITED = "exited"
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
+def pid_alive(pid: object) -> bool:
+    """Whether process `pid` runs (a zombie does not). A pid read from a state file that is
+    not a positive int is no process: `os.kill(-1, 0)` would succeed for every process."""
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
     try:
         os.kill(pid, 0)

@@ -40,6 +40,7 @@ from asapo_pipelines.launchplan.python_env import (
     python_env,
 )
 from asapo_pipelines.launchplan.restart import Decision, RestartPolicy, RestartTracker
+from asapo_pipelines.launchplan.rundir import pid_alive
 from asapo_pipelines.pipeline.model import Pipeline, PythonEnvConfig
 from asapo_pipelines.worker.launch import BASE_DIR_ENV, RUN_ENV
 from asapo_pipelines.worker.naming import JOB_TYPE_ENV
@@ -67,6 +68,7 @@ __all__ = [
     "Wheel",
     "delivered_file",
     "job_type",
+    "pid_alive",
     "pinned_distributions",
     "python_env",
     "text_lines",

@@ -6,6 +6,7 @@ setup) choose the cluster exactly as for a user typing the commands.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -25,11 +26,28 @@ _UNREACHABLE = re.compile(
 )
 
 
+#: What the tools print when no cluster is configured on this host (no slurm.conf, no
+#: configuration server), or the configuration file cannot be read.
+_UNCONFIGURED = re.compile(
+    r"Could not establish a configuration source|Unable to process configuration file",
+    re.IGNORECASE,
+)
+
+
 class SlurmError(PipelinesError):
     """Slurm refused or could not be asked; the message is the one sentence to show."""
 
 
-class SlurmUnreachable(SlurmError):
+class SlurmOffline(SlurmError):
+    """The cluster cannot be asked from here: its tools are missing or not configured, or its
+    controller does not answer. `pipeline plan` goes on without its checks then."""
+
+
+class SlurmUnreachable(SlurmOffline):
+    pass
+
+
+class NoSuchPartition(SlurmError):
     pass
 
 
@@ -56,11 +74,17 @@ def run(
     """Run a Slurm tool; raises `SlurmError` when it is missing, hangs, cannot reach the
     controller, or (with ``check``) exits non-zero."""
     tool = argv[0]
-    if shutil.which(tool, path=(env or os.environ).get("PATH")) is None:
-        raise SlurmError(
+    environ = env or os.environ
+    if shutil.which(tool, path=environ.get("PATH")) is None:
+        raise SlurmOffline(
             f"the Slurm command {tool} is not on PATH; run on a login node of the cluster "
             "(or install the Slurm client tools, e.g. Debian's slurm-client)"
         )
+    conf = environ.get("SLURM_CONF")
+    # checked here: the tools retry a missing configuration file (or an empty name) for a
+    # minute before they fail
+    if conf is not None and not os.path.isfile(conf):
+        raise SlurmOffline(f"SLURM_CONF names {conf!r}, which is not a file")
     try:
         done = subprocess.run(
             list(argv),
@@ -77,6 +101,11 @@ def run(
         ) from None
     except OSError as exc:
         raise SlurmError(f"cannot run the Slurm command {tool}: {exc.strerror}") from None
+    if done.returncode != 0 and _UNCONFIGURED.search(done.stderr):
+        raise SlurmOffline(
+            "no Slurm cluster is configured on this host (no slurm.conf and no configuration "
+            "server found); set SLURM_CONF or run on a login node of the cluster"
+        )
     if done.returncode != 0 and _UNREACHABLE.search(done.stderr):
         raise SlurmUnreachable(
             f"the Slurm controller is unreachable ({reason(done.stderr)}); check SLURM_CONF "
@@ -87,17 +116,30 @@ def run(
     return done
 
 
-def check_partition(partition: str | None) -> None:
-    """The partition exists (`scontrol show partition`), else one sentence naming the ones
-    that do."""
+def check_partition(partition: str | None) -> dict[str, str]:
+    """The partition's settings (`scontrol show partition`: State, MaxTime, Nodes...), empty
+    without a partition; `NoSuchPartition` in one sentence naming the ones that exist."""
     if partition is None:
-        return
+        return {}
     done = run(["scontrol", "show", "partition", partition, "--oneliner"], check=False)
-    if done.returncode == 0 and f"PartitionName={partition}" in done.stdout:
-        return
-    listed = run(["sinfo", "--noheader", "--format=%R"], check=False).stdout.split()
-    known = ", ".join(sorted(set(listed))) or "none"
-    raise SlurmError(f"Slurm has no partition {partition!r} (its partitions: {known})")
+    fields = _fields(done.stdout) if done.returncode == 0 else {}
+    if fields.get("PartitionName") == partition:
+        return fields
+    listed = sorted(set(run(["sinfo", "--noheader", "--format=%R"], check=False).stdout.split()))
+    near = difflib.get_close_matches(partition, listed, n=1)
+    hint = f"did you mean {near[0]}? " if near else ""
+    known = ", ".join(listed) or "none"
+    raise NoSuchPartition(f"Slurm has no partition {partition!r} ({hint}its partitions: {known})")
+
+
+def _fields(oneliner: str) -> dict[str, str]:
+    """`Key=value` tokens of a `scontrol show ... --oneliner` line; the first of each key."""
+    fields: dict[str, str] = {}
+    for token in oneliner.split():
+        key, sep, value = token.partition("=")
+        if sep and key not in fields:
+            fields[key] = value
+    return fields
 
 
 def sbatch(argv: Sequence[str], what: str) -> str:
@@ -145,6 +187,41 @@ def queue(job_ids: Sequence[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+#: squeue's reasons for a pending job that cannot start as the cluster is set up: waiting does
+#: not help, an administrator or a changed request does (Slurm's "Job Reason Codes"). Reasons
+#: that pass by themselves (Resources, Priority, BeginTime, Dependency, a node rebooting:
+#: ReqNodeNotAvail, an aggregate limit: AssocGrp*, QOSGrp*) are not here: such a job is pending.
+NEVER_STARTS = {
+    "PartitionConfig": "it asks for more CPUs, memory or GPUs than a node of its partition "
+    "has, or the partition has no nodes",
+    "PartitionDown": "its partition is down",
+    "PartitionInactive": "its partition is inactive",
+    "PartitionNodeLimit": "it asks for more nodes than its partition allows, or the "
+    "partition's nodes are down or drained",
+    "PartitionTimeLimit": "its time limit is longer than its partition's",
+    "BadConstraints": "no node has the features its constraint asks for",
+    "InvalidAccount": "its account is not valid",
+    "AccountNotAllowed": "its account may not use the partition",
+    "InvalidQOS": "its QOS is not valid",
+    "QOSNotAllowed": "its QOS may not be used in the partition",
+    "DependencyNeverSatisfied": "a job it depends on can no longer satisfy the dependency",
+}
+#: A job over a per-job maximum of its association or QOS (e.g. QOSMaxWallDurationPerJobLimit)
+#: never fits; the per-user and aggregate limits (QOSMaxJobsPerUserLimit) pass.
+_PER_JOB_LIMIT = re.compile(r"^(Assoc|QOS)Max\w*PerJob")
+
+
+def never_starts(reason: str) -> str | None:
+    """Why a job pending for squeue's `reason` cannot start, or None when it may (waiting for
+    resources, priority, a start time)."""
+    code = reason.split(",", 1)[0].strip()  # `ReqNodeNotAvail, UnavailableNodes:...`
+    if code in NEVER_STARTS:
+        return NEVER_STARTS[code]
+    if _PER_JOB_LIMIT.match(code):
+        return "it asks for more than a single job of its account or QOS may have"
+    return None
+
+
 def job_details(job_id: str) -> dict[str, str] | None:
     """`scontrol show job` as a dict (JobState, ExitCode, Reason...), None when forgotten."""
     done = run(["scontrol", "show", "job", job_id, "--oneliner"], check=False)
@@ -152,12 +229,7 @@ def job_details(job_id: str) -> dict[str, str] | None:
         if "Invalid job id" in done.stderr:
             return None
         raise SlurmError(f"scontrol show job {job_id} failed: {reason(done.stderr)}")
-    fields: dict[str, str] = {}
-    for token in done.stdout.split():
-        key, sep, value = token.partition("=")
-        if sep and key not in fields:
-            fields[key] = value
-    return fields
+    return _fields(done.stdout)
 
 
 def jobs_named(names: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@ per instance), watched and restarted by `asapo_pipelines_slurm.watch`."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -11,11 +12,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from asapo_pipelines.sdk import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines_slurm import commands
-from asapo_pipelines_slurm.commands import SlurmError
+from asapo_pipelines_slurm.commands import SlurmError, SlurmOffline
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.plan import SlurmPlan, plan_for, state_dir
 from asapo_pipelines_slurm.state import (
@@ -50,6 +51,33 @@ class SlurmExecutor(Executor):
 
     def plan(self) -> dict[str, Any]:
         return self.compile().to_json()
+
+    def check_partition(self) -> dict[str, Any]:
+        """What the cluster says of the partition before anything is submitted (`plan`): its
+        state; a partition it does not have is an error (`NoSuchPartition`). A cluster that
+        cannot be asked from here (no Slurm tools, no configuration, its controller down)
+        leaves the plan unchecked, and says so: a plan is also made away from the cluster."""
+        name = self.settings.partition
+        if name is None:
+            return {"name": None, "checked": False}
+        try:
+            fields = commands.check_partition(name)
+        except SlurmOffline as exc:
+            return {"name": name, "checked": False, "why": exc.message}
+        return {"name": name, "checked": True, "state": fields.get("State", "UNKNOWN")}
+
+    def show_plan(self, *, as_json: bool) -> None:
+        """Per unit instance its sbatch options and script, readable; with --json the plan
+        and the partition's check as JSON. Warnings go to stderr either way."""
+        planned = self.compile()
+        partition = self.check_partition()
+        for warning in [*planned.warnings, *_partition_warnings(partition)]:
+            print(f"warning: {warning}", file=sys.stderr)
+        if as_json:
+            text = json.dumps({**planned.to_json(), "partition": partition}, indent=2)
+            sys.stdout.write(text + "\n")
+        else:
+            sys.stdout.write(planned.describe(partition))
 
     def refuse(self, command: str) -> None:
         """Refuse `deploy` of a deployment that runs and `start` of one that is not stopped,
@@ -121,14 +149,16 @@ class SlurmExecutor(Executor):
         }
         self._submit_all(state, layout)
         self._start_watcher(layout)
-        self._wait_running(wait)
+        pending = _pending(self._wait_placed(wait))
         jobs = {k: i["job_id"] for k, i in instances.items()}
         return {
             "deployment": plan.pipeline,
             "message": f"{len(jobs)} Slurm job(s) submitted "
-            f"({', '.join(f'{k} {j}' for k, j in jobs.items())}); state in {layout.root}",
+            f"({', '.join(f'{k} {j}' for k, j in jobs.items())})"
+            f"{_still_pending(pending, wait)}; state in {layout.root}",
             "state_dir": str(layout.root),
             "jobs": jobs,
+            "pending": pending,
             "warnings": plan.warnings,
         }
 
@@ -190,16 +220,64 @@ class SlurmExecutor(Executor):
             time.sleep(0.05)
         raise SlurmError(f"the job watcher did not start within {timeout:g} s")
 
-    def _wait_running(self, wait: float) -> None:
-        """Up to `wait` seconds for every job to be placed; jobs still pending are not an error
-        (the cluster may be busy): `pipeline status` shows Slurm's reason."""
+    def _wait_placed(self, wait: float) -> dict[str, Any]:
+        """Up to `wait` seconds for every job to be placed; the state seen last. Jobs pending
+        for a reason that passes (Resources, Priority: the cluster is busy) are not an error:
+        the result names them. A job Slurm says cannot start as the cluster is set up
+        (`commands.never_starts`: its partition is down, it asks for more than a node has)
+        ends the wait at once, and the deployment (`_abandon`)."""
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+        while True:
             state = read_state(self.layout) or {}
-            instances = state.get("instances", {}).values()
-            if all(i["state"] not in ("new", "pending", "restarting") for i in instances):
-                return
+            instances = state.get("instances", {})
+            stuck = {k: i for k, i in instances.items() if _never_starts(i)}
+            if stuck:
+                self._abandon(stuck)
+            placed = all(i["state"] not in WAITING for i in instances.values())
+            if placed or time.monotonic() >= deadline:
+                return state
             time.sleep(0.2)
+
+    def _abandon(self, stuck: dict[str, dict[str, Any]]) -> NoReturn:
+        """Cancel every job of a deployment one of whose jobs cannot start, and fail it in one
+        sentence naming the units and Slurm's reason. Not left pending: the pipeline cannot
+        run without that unit, while its other units would take inputs nobody processes
+        further; and an operator expects a failed `deploy` to leave nothing behind, as when
+        Slurm rejects a job at once. (`--wait 0` submits without waiting: its jobs stay, and
+        `pipeline status` shows their reasons.)"""
+        state = self._state()
+        end_watcher(state)  # first, so that nothing is resubmitted
+        state = self._state()
+        cancelled, _ = self._cancel(state)
+        for key, instance in state["instances"].items():
+            if key in stuck:
+                reason = stuck[key]["detail"]
+                why = commands.never_starts(reason)
+                instance.update(state="failed", detail=f"cannot start: {reason} ({why})")
+            elif instance["state"] not in FINAL:
+                instance.update(state="stopped", detail="cancelled: another unit cannot start")
+        state["state"] = "failed"
+        write_state(self.layout, state)
+        raise SlurmError(_cannot_start(stuck, len(cancelled)))
+
+    def _cancel(self, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """`scancel` every job of the deployment that still runs or waits: (the jobs
+        cancelled, the jobs that had already ended). squeue says which: the state's word may
+        be old (no watcher running, or between two of its looks), and scancel says nothing of
+        a job that has ended."""
+        jobs = [
+            i["job_id"]
+            for i in state["instances"].values()
+            if i["job_id"] and i["state"] not in FINAL
+        ]
+        # and any job of this deployment the state does not name (a watcher killed between
+        # sbatch and writing the state, a state directory lost and deployed again)
+        names = [i["name"] for i in state["instances"].values()]
+        jobs += [j for j in commands.jobs_named(names) if j not in jobs]
+        queued = commands.queue(jobs)
+        cancelled = [j for j in jobs if queued.get(j, {}).get("state") in ALIVE]
+        commands.scancel(cancelled)
+        return cancelled, [j for j in jobs if j not in cancelled]
 
     # -- start and stop ----------------------------------------------------------------------
 
@@ -215,11 +293,12 @@ class SlurmExecutor(Executor):
         }
         self._submit_all(state, layout, only=again)
         self._start_watcher(layout)
-        self._wait_running(wait)
+        pending = _pending(self._wait_placed(wait))
         return {
             "deployment": state["pipeline"],
-            "message": f"{len(again)} Slurm job(s) submitted again",
+            "message": f"{len(again)} Slurm job(s) submitted again{_still_pending(pending, wait)}",
             "submitted": sorted(again),
+            "pending": pending,
         }
 
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
@@ -228,31 +307,30 @@ class SlurmExecutor(Executor):
         # the watcher first, so that it does not resubmit what is cancelled here
         end_watcher(state)
         state = self._state()
-        # a complete or failed instance's job is over; the others' may run or wait
-        jobs = [
-            i["job_id"]
-            for i in state["instances"].values()
-            if i["job_id"] and i["state"] not in FINAL
-        ]
-        # and any job of this deployment the state does not name (a watcher killed between
-        # sbatch and writing the state, a state directory lost and deployed again)
-        names = [i["name"] for i in state["instances"].values()]
-        jobs += [j for j in commands.jobs_named(names) if j not in jobs]
-        commands.scancel(jobs)
+        cancelled, ended = self._cancel(state)
         for instance in state["instances"].values():
-            if instance["state"] not in FINAL:
-                instance.update(state="stopped", detail="cancelled by pipeline stop")
+            if instance["state"] in FINAL:
+                continue
+            detail = "cancelled by pipeline stop"
+            if instance["job_id"] in ended:
+                detail = f"job {instance['job_id']} had ended before pipeline stop"
+            instance.update(state="stopped", detail=detail)
         # a deployment that ended on its own stays as it ended: stop found nothing to stop
         if state["state"] not in ("complete", "failed"):
             state["state"] = "stopped"
         write_state(layout, state)
         if purge:
             shutil.rmtree(layout.root, ignore_errors=True)
+        message = f"{len(cancelled)} Slurm job(s) cancelled"
+        if cancelled:
+            message += f" ({', '.join(cancelled)})"
+        if ended:
+            message += f"; {len(ended)} had already ended ({', '.join(ended)})"
         return {
             "deployment": state["pipeline"],
-            "message": f"{len(jobs)} Slurm job(s) cancelled"
-            + (f", {layout.root} removed" if purge else ""),
-            "cancelled": jobs,
+            "message": message + (f"; {layout.root} removed" if purge else ""),
+            "cancelled": cancelled,
+            "already_ended": ended,
             "purged": purge,
         }
 
@@ -354,6 +432,62 @@ def _shown(instance: dict[str, Any], job: dict[str, str] | None) -> tuple[str, s
         return "running", job["nodes"]
     reason = job["reason"]
     return job["state"].lower(), "" if reason in ("None", "(null)") else reason
+
+
+#: An instance's states while its job waits to be placed.
+WAITING = ("new", "pending", "restarting")
+#: squeue's reason before the scheduler has looked at a job, and the watcher's word for a job
+#: it has not looked at yet.
+_NOT_LOOKED_AT = ("None", "(null)", "", "submitted", "resubmitted")
+
+
+def _never_starts(instance: dict[str, Any]) -> bool:
+    return instance["state"] == "pending" and bool(
+        commands.never_starts(str(instance.get("detail") or ""))
+    )
+
+
+def _pending(state: dict[str, Any]) -> dict[str, str]:
+    """Instance key -> Slurm's reason, of the instances whose job still waits."""
+    pending = {}
+    for key, instance in state.get("instances", {}).items():
+        if instance["state"] in WAITING:
+            reason = str(instance.get("detail") or "")
+            pending[key] = "not scheduled yet" if reason in _NOT_LOOKED_AT else reason
+    return pending
+
+
+def _still_pending(pending: dict[str, str], wait: float) -> str:
+    if not pending:
+        return ""
+    which = ", ".join(f"{key} ({reason})" for key, reason in pending.items())
+    return f"; {len(pending)} still pending after {wait:g} s: {which}"
+
+
+def _cannot_start(stuck: dict[str, dict[str, Any]], cancelled: int) -> str:
+    """One sentence: which units' jobs Slurm cannot start, with its reason and what it means."""
+    described = [
+        f"unit {i['unit']} replica {i['replica']} (job {i['job_id']} is pending for "
+        f"{i['detail']}: {commands.never_starts(i['detail'])})"
+        for i in stuck.values()
+    ]
+    what = " and ".join([", ".join(described[:-1]), described[-1]] if described[:-1] else described)
+    jobs = "the job" if len(stuck) == 1 else "the jobs"
+    return (
+        f"Slurm cannot start {jobs} of {what}, so the deployment's {cancelled} Slurm job(s) "
+        "were cancelled"
+    )
+
+
+def _partition_warnings(partition: dict[str, Any]) -> list[str]:
+    name, state = partition.get("name"), partition.get("state")
+    if name is not None and not partition.get("checked"):
+        return [f"partition {name} was not checked: {partition.get('why')}"]
+    if state == "DOWN":
+        return [f"partition {name} is DOWN: Slurm would hold its jobs, and deploy would fail"]
+    if state not in (None, "UP"):
+        return [f"partition {name} is {state}: Slurm refuses new jobs"]
+    return []
 
 
 def _running(state: dict[str, Any]) -> bool:

@@ -85,6 +85,29 @@ class SlurmPlan:
             "warnings": list(self.warnings),
         }
 
+    def describe(self, partition: dict[str, Any]) -> str:
+        """`pipeline plan`'s text: per unit instance, the sbatch command (one option a line, as
+        it could be typed) and the job's script; `partition` is what the cluster said of it."""
+        lines = [
+            f"pipeline {self.pipeline} on Slurm: {len(self.jobs)} {self.type} job(s), one per "
+            f"unit instance; state in {self.state_dir}",
+            f"partition: {_partition_line(partition)}",
+        ]
+        for job in self.jobs:
+            lines += ["", f"unit {job.unit} replica {job.replica}: job {job.name}", "  sbatch \\"]
+            lines += [f"      {shlex.quote(option)} \\" for option in job.options]
+            lines += [f"      {shlex.quote(job.script_path)}", f"  script {job.script_path}:"]
+            lines += [f"    {line}" if line else "" for line in job.script.splitlines()]
+        return "\n".join(lines) + "\n"
+
+
+def _partition_line(partition: dict[str, Any]) -> str:
+    if partition.get("name") is None:
+        return "none given (Slurm's default partition)"
+    if not partition.get("checked"):
+        return f"{partition['name']} (not checked)"
+    return f"{partition['name']} ({partition.get('state', 'UNKNOWN')} on the cluster)"
+
 
 def state_dir(pipeline: Pipeline, file: Path, config: SlurmConfig) -> Path:
     base = Path(file).resolve().parent

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from asapo_pipelines.sdk.executors import pid_alive
 from asapo_pipelines_slurm.commands import SlurmError
 
 STATE_FILE = "state.json"
@@ -73,23 +74,6 @@ def write_state(layout: Layout, state: dict[str, Any]) -> None:
         os.replace(tmp, layout.state)
     except OSError as exc:
         raise SlurmError(f"cannot write the deployment's state {layout.state}: {exc}") from None
-
-
-def pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (our own child that has exited) is not alive
-    with contextlib.suppress(OSError):
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if status == "Z":
-            return False
-    return True
 
 
 def watcher_alive(state: dict[str, Any] | None) -> bool:

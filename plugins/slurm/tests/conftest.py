@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +72,30 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture
 def pipeline_bin() -> str:
     return str(Path(sys.executable).with_name("pipeline"))
+
+
+@pytest.fixture
+def down_partition(slurm: LocalSlurm) -> Iterator[str]:
+    """A second partition of the test cluster's node, DOWN: Slurm accepts jobs for it and
+    holds them (PartitionDown). Removed afterwards, so that the cluster lists `debug` alone."""
+    name = "maint"
+    _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.host}", "State=DOWN")
+    yield name
+    subprocess.run(
+        ["scancel", f"--partition={name}"], env=slurm.env, capture_output=True, timeout=30
+    )
+    deadline = time.monotonic() + 30
+    # refused while a cancelled job of it is still completing
+    while _scontrol(slurm, "delete", f"PartitionName={name}", check=False) != 0:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the test partition {name} could not be removed")
+        time.sleep(0.5)
+
+
+def _scontrol(slurm: LocalSlurm, *args: str, check: bool = True) -> int:
+    done = subprocess.run(
+        ["scontrol", *args], env=slurm.env, capture_output=True, text=True, timeout=30
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"scontrol {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.returncode
