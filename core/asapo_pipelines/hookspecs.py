@@ -57,8 +57,11 @@ ReportFinding = Callable[[tuple[str, ...], str, str], None]
 
 @hookspec
 def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
-    """Check a valid pipeline against the live services its units name (`pipeline validate
-    --online`): e.g. that a queue server allows the plans the file names.
+    """Check a valid pipeline against the live services its units name: e.g. that a queue
+    server allows the plans the file names. `pipeline validate --online` reports the findings
+    as located problems; `pipeline run` and `pipeline reprocess` ask before they start anything
+    (the pipeline with its `--set` overrides applied) and refuse to start on a `P501`, and warn
+    and go on for a `P502`.
 
     Called only for plugins whose units the pipeline uses; `pipeline.params_for(instance,
     catalog)` gives a unit's params. Every request must have a deadline; report a service that

@@ -287,6 +287,12 @@ def deployment_run(
         yield None
         return
     refuse(executor, command)
+    # a queue server's allowed plans, asked before a cluster job is submitted, as `pipeline
+    # run` asks them (the local executor's deploy is a `run --detach`, which asks itself)
+    if command == "deploy" and executor.pipeline is not None and not executor.records_runs:
+        from asapo_pipelines.pipeline.online import check_before_start
+
+        check_before_start(executor.pipeline, executor.catalog, Path(file), file)
     if executor.records_runs:  # its `deploy` records the session (and would refuse a second)
         executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
         yield None

@@ -72,7 +72,7 @@ def run(
     unchanged (nothing is processed twice). A changed configuration is refused, naming the
     changed units and params, until you choose --fresh or --resume.
     """
-    from asapo_pipelines.local.control import start_detached
+    from asapo_pipelines.local.control import start_detached, stopped_orphans_note
     from asapo_pipelines.local.errors import JobFailed
 
     target = resolve(file, data_dir, None, compile=True)
@@ -81,8 +81,13 @@ def run(
     session = None
     if target.pipeline is not None:
         from asapo_pipelines.local.control import refused_while_running
-        from asapo_pipelines.local.session import start_session
+        from asapo_pipelines.local.preflight import check_services
+        from asapo_pipelines.local.session import apply_overrides, start_session
 
+        # the services the units name (a queue server's allowed plans), asked before anything
+        # is recorded, of the pipeline as it will run (--set applied)
+        apply_overrides(target, sets)
+        check_services(target, shown)
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir):
             session = start_session(
@@ -95,6 +100,10 @@ def run(
             # the supervisor and its tasks inherit the run id from this environment
             os.environ[session.env_name] = session.run.id
         state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        # the supervisor stopped the tasks of a lost run first: said as a foreground run says it
+        told = stopped_orphans_note(state)
+        if told:
+            click.echo(told, err=as_json)
         if as_json:
             print_json(state)
             return
@@ -288,6 +297,7 @@ def reprocess(
     run (no file or detector is read again), then print old against new for what each unit's
     summary declares."""
     from asapo_pipelines.local.errors import JobFailed
+    from asapo_pipelines.local.preflight import check_services
     from asapo_pipelines.local.session import Session, apply_overrides, open_store
     from asapo_pipelines.runs import configurations
     from asapo_pipelines.runs.lifecycle import (
@@ -306,6 +316,7 @@ def reprocess(
     assert target.pipeline_file is not None
     pipeline, catalog = target.loaded()
     overrides = apply_overrides(target, sets)
+    check_services(target, file)  # the replay's suggestions go to the same queue server
     transport, store = open_store(target)
     try:
         owner = store.owner()

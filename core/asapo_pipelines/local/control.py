@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -152,29 +153,91 @@ def live_tasks(state: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(u) for u in state.get("units", []) if still_ours(u)]
 
 
-def stop_orphans(run_dir: Path) -> list[int]:
-    """Kill the tasks a lost supervisor left running (its state file names them) and return
-    their pids. Called before a run starts in `run_dir`: two generations of the same units
-    reading the same streams would write every result twice."""
+@dataclass(frozen=True)
+class Orphans:
+    """The tasks a lost supervisor left running, stopped by the next start (or `pipeline
+    stop`): which run they worked for, whose supervisor it was, and their pids."""
+
+    job: str
+    run: str | None
+    supervisor: int | None
+    pids: list[int]
+
+    def sentence(self) -> str:
+        """One line for the operator: outputs pause while the orphans go, and this says why."""
+        n = len(self.pids)
+        tasks, workers = ("task", "worker") if n == 1 else ("tasks", "workers")
+        of_run = f" of run {self.run}" if self.run else ""
+        supervisor = f" (pid {self.supervisor})" if self.supervisor else ""
+        return (
+            f"stopped {n} {tasks} left running by the lost run of job {self.job}: the orphaned "
+            f"{workers}{of_run} (pids {', '.join(map(str, self.pids))}), whose supervisor"
+            f"{supervisor} is gone"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What the state file keeps of them (`pipeline status` and `run --detach` say it)."""
+        return {
+            "run": self.run,
+            "supervisor": self.supervisor,
+            "pids": list(self.pids),
+            "message": self.sentence(),
+        }
+
+
+def stopped_orphans_note(state: Mapping[str, Any]) -> str:
+    """The sentence a supervisor recorded when it stopped the tasks of a lost run before it
+    started its own; empty when it stopped none."""
+    found = state.get("stopped_orphans")
+    return str(found.get("message") or "") if isinstance(found, Mapping) else ""
+
+
+def _run_of(state: Mapping[str, Any], pids: list[int]) -> str | None:
+    """The run the lost supervisor's tasks worked for: as its state file records it, else (a
+    state file written before runs were recorded there) as the tasks' environment says."""
+    if state.get("run"):
+        return str(state["run"])
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    prefix = f"{RUN_ENV}=".encode()
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/environ", "rb") as fh:
+            for entry in fh.read().split(b"\0"):
+                if entry.startswith(prefix):
+                    return entry[len(prefix) :].decode(errors="replace") or None
+    return None
+
+
+def stop_orphans(run_dir: Path) -> Orphans | None:
+    """Kill the tasks a lost supervisor left running (its state file names them) and say which
+    (None when none ran). Called before a run starts in `run_dir`: two generations of the same
+    units reading the same streams would write every result twice."""
     try:
         state = read_state(Path(run_dir) / STATE_FILE)
     except LocalRunError:
-        return []
+        return None
     if state.get("pid") == os.getpid():
-        return []
-    orphans = live_tasks(state)
+        return None
+    orphans = [int(unit["pid"]) for unit in live_tasks(state)]
+    run = _run_of(state, orphans)  # read while they still run
     killed = []
-    for unit in orphans:
+    for pid in orphans:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             # each task leads its own process group: what it started goes with it
-            os.killpg(int(unit["pid"]), signal.SIGKILL)
-            killed.append(int(unit["pid"]))
+            os.killpg(pid, signal.SIGKILL)
+            killed.append(pid)
     if killed and not wait_groups_gone(killed):
         raise LocalRunError(
             f"the tasks {', '.join(map(str, killed))} left running by the lost run in "
             f"{run_dir} did not exit after SIGKILL; stop them before starting it again"
         )
-    return killed
+    if not killed:
+        return None
+    supervisor = state.get("pid")
+    if not isinstance(supervisor, int) or isinstance(supervisor, bool):
+        supervisor = None  # a damaged state file: the sentence goes without it
+    job = str(state.get("job") or Path(run_dir).name)
+    return Orphans(job, run, supervisor, killed)
 
 
 def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:

@@ -46,6 +46,7 @@ from asapo_pipelines.local.state import (
     write_last_state,
     write_state,
 )
+from asapo_pipelines.worker.launch import RUN_ENV
 
 #: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}
 StatusReader = Callable[[], Mapping[str, Mapping[str, Any]]]
@@ -492,6 +493,8 @@ class LocalExecutor:
         self._logged: deque[tuple[str, str]] = deque()
         self.allocs: list[Alloc] = []
         self.started_wall = time.time()
+        #: the tasks of a lost run this supervisor stopped before starting (`Orphans.record`)
+        self.stopped_orphans: dict[str, Any] | None = None
         self._precheck()
 
     def _precheck(self) -> None:
@@ -597,15 +600,15 @@ class LocalExecutor:
         # the same streams as ours and write every result twice. Stop them first.
 
         try:
-            killed = stop_orphans(self.run_dir)
+            found = stop_orphans(self.run_dir)
         except BaseException:
             self._release()
             raise
-        if killed:
-            self.event(
-                f"stopped {len(killed)} task{'s' if len(killed) != 1 else ''} left running by "
-                f"the lost run of job {self.job.id} (pids {', '.join(map(str, killed))})"
-            )
+        if found is not None:
+            # the state keeps it: `run --detach` and `pipeline status` say it from there, the
+            # way a foreground run says it here, so whoever looks sees why outputs paused
+            self.stopped_orphans = found.record()
+            self.event(found.sentence())
 
     def _release(self) -> None:
         if self._lock_fd is not None:
@@ -624,7 +627,11 @@ class LocalExecutor:
             "pid": os.getpid(),
             "detached": self.options.detached,
             "pipeline_file": self.options.pipeline_file,
+            # the run its tasks work for: whoever stops them after this supervisor is lost
+            # names it (`control.stop_orphans`)
+            "run": self.environ.get(RUN_ENV),
             "run_dir": str(self.run_dir),
+            "stopped_orphans": self.stopped_orphans,
             "started": self.started_wall,
             "updated": time.time(),
             "finished": time.time() if status in ("complete", "failed", "stopped") else None,

@@ -166,7 +166,7 @@ class LocalPipelineExecutor(Executor):
         published, the units' summaries and the run's message; 1 for a failed run."""
         from asapo_pipelines.cli.output import console, print_json
         from asapo_pipelines.local.commands import run_counters, status_json
-        from asapo_pipelines.local.control import run_status
+        from asapo_pipelines.local.control import run_status, stopped_orphans_note
         from asapo_pipelines.local.live import status_table
         from asapo_pipelines.worker.status import summary_lines
 
@@ -184,6 +184,9 @@ class LocalPipelineExecutor(Executor):
         out.print(status_table(state, published))
         for line in summary_lines((published or {}).values()):
             out.print(line, markup=False, highlight=False)
+        # why the outputs paused when this run started: the lost run's tasks it stopped
+        if stopped_orphans_note(state):
+            out.print(stopped_orphans_note(state), markup=False, highlight=False)
         if state.get("message"):
             out.print(str(state["message"]), markup=False, highlight=False)
         return code
@@ -212,6 +215,17 @@ class LocalPipelineExecutor(Executor):
         except KeyboardInterrupt:
             return 130
         return 0
+
+    def show_submitted(self, result: dict[str, Any], *, as_json: bool, start: bool) -> None:
+        """As `pipeline run --detach` says it: first the tasks of a lost run it stopped."""
+        import click
+
+        from asapo_pipelines.local.control import stopped_orphans_note
+
+        told = stopped_orphans_note(result)
+        if told:
+            click.echo(told, err=as_json)
+        super().show_submitted(result, as_json=as_json, start=start)
 
     def show_stop(self, result: dict[str, Any], *, as_json: bool) -> None:
         import click

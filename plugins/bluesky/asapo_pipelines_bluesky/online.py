@@ -1,5 +1,8 @@
 """`pipeline validate --online` for `bluesky.queue`: the plans a file names, asked of the queue
-server itself (the plans its user group may run, and their parameters).
+server itself (the plans its user group may run, and their parameters). `pipeline run` asks the
+same before it starts anything (the core calls this plugin's `check_online` hook there too), so
+a plan the server does not allow is refused at once, not when the first suggestion is refused
+at night.
 
 Checked: the bridge's own `plan` template, and the `plan_name` / `plan_kwargs` of the units that
 feed it suggestions (the convention of xas.convergence-agent's params).
@@ -42,8 +45,13 @@ def _check_plan(
         import difflib
 
         near = difflib.get_close_matches(str(name), list(allowed), n=1)
-        hint = f"; did you mean {near[0]}?" if near else f"; it allows {', '.join(sorted(allowed))}"
-        report(at, "P501", f"the queue server at {server} does not allow plan {name}{hint}")
+        hint = f"; did you mean {near[0]}?" if near else ""
+        report(
+            at,
+            "P501",
+            f"the queue server at {server} does not allow plan {name} (it allows "
+            f"{', '.join(sorted(allowed))}){hint}",
+        )
         return
     names, anything = _parameters(allowed[name])
     if anything:
@@ -73,6 +81,16 @@ def check(pipeline: Any, catalog: Any, report: Report) -> None:
                 allowed = client.plans_allowed()
         except QueueError as exc:
             report((*where, "control_address"), "P502", f"plans not checked: {exc.message}")
+            continue
+        if not allowed:
+            # a server whose environment was never opened has no plan list yet: that says
+            # nothing about the names, and it may well be opened before the first suggestion
+            report(
+                (*where, "control_address"),
+                "P502",
+                f"plans not checked: the queue server at {params.control_address} allows user "
+                f"group {params.user_group} no plans yet (was its environment ever opened?)",
+            )
             continue
         if params.plan is not None:
             _check_plan(

@@ -193,7 +193,7 @@ def test_validate_online_checks_plan_names_and_arguments_at_their_place(p65, que
     line, column = _position(text, "xas_scna")
     assert wrong.stdout.splitlines() == [
         f"{p65.name}:{line}:{column}: error P501 the queue server at {queue_server.control} "
-        "does not allow plan xas_scna; did you mean xas_scan?"
+        "does not allow plan xas_scna (it allows scan, xas_scan); did you mean xas_scan?"
     ]
 
     p65.write_text(text.replace("xas_scna", "xas_scan"))

@@ -1,0 +1,138 @@
+"""A supervisor killed outright leaves its workers running; the next `pipeline run` (detached or
+not) stops them before it starts its own. Before, a detached run said nothing of it (the
+sentence went to the supervisor's log only) and a foreground run named neither the run nor
+"orphaned": a night-shift operator could not tell why outputs paused. Now both say it in one
+line, naming the run, the pids and the lost supervisor (so does `pipeline deploy --executor
+local`), and `pipeline status` says it after."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+from faults_support import (
+    PIPELINE,
+    alive,
+    core_pipeline,
+    env,
+    kill_run,
+    pipeline,
+    read_state,
+    sink_names,
+    wait_for,
+    write_files,
+)
+
+
+def told(orphans: list[int], supervisor: int, run: str) -> str:
+    return (
+        f"stopped {len(orphans)} tasks left running by the lost run of job faults: the orphaned "
+        f"workers of run {run} (pids {', '.join(map(str, orphans))}), whose supervisor "
+        f"(pid {supervisor}) is gone"
+    )
+
+
+def lose_supervisor(run_dir: Path) -> tuple[int, list[int]]:
+    """SIGKILL the run's supervisor only; its workers go on (orphans). Returns both pids."""
+    state = read_state(run_dir)
+    assert state is not None
+    supervisor = int(state["pid"])
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not alive(supervisor), timeout=60, what="the supervisor to die")
+    orphans = [int(u["pid"]) for u in read_state(run_dir)["units"] if u["pid"]]
+    assert len(orphans) == 3
+    assert all(alive(p) for p in orphans)  # the workers outlive their supervisor
+    return supervisor, orphans
+
+
+def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path) -> None:
+    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
+    write_files(files, 0, 40)
+    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
+    foreground: subprocess.Popen[str] | None = None
+    try:
+        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        wait_for(lambda: len(sink_names(out)) >= 40, timeout=60, what="the first outputs")
+        supervisor, orphans = lose_supervisor(run_dir)
+
+        # detached: the sentence before the "runs in the background" line
+        again = pipeline("run", str(file), "--detach", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        lines = again.stdout.splitlines()
+        assert lines[0] == "resuming run r1 of pipeline faults (unchanged)"
+        assert lines[1] == told(orphans, supervisor, "r1")
+        assert lines[2].startswith("job faults runs in the background")
+        assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+
+        # status right after: the new run runs, and why the outputs paused is still said
+        status = pipeline("status", str(file), cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        assert "running" in status.stdout.splitlines()[0]
+        assert told(orphans, supervisor, "r1") in status.stdout.splitlines()
+        as_json = json.loads(pipeline("status", str(file), "--json", cwd=tmp_path).stdout)
+        assert as_json["status"] == "running"
+        assert as_json["run"] == "r1"
+        assert as_json["stopped_orphans"]["pids"] == orphans
+        assert as_json["stopped_orphans"]["run"] == "r1"
+
+        # foreground, into a new run: the same sentence names the lost run, not the new one
+        write_files(files, 40, 60)
+        wait_for(lambda: len(sink_names(out)) >= 60, timeout=60, what="the new outputs")
+        supervisor, orphans = lose_supervisor(run_dir)
+        foreground = subprocess.Popen(
+            [PIPELINE, "run", str(file), "--fresh"],
+            cwd=tmp_path,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        said: list[str] = []
+        reader = threading.Thread(target=_read_lines, args=(foreground, said), daemon=True)
+        reader.start()
+        sentence = told(orphans, supervisor, "r1")
+        wait_for(lambda: sentence in said, timeout=60, what=f"{sentence!r} in {said}")
+        assert said[0] == "run r2 of pipeline faults starts"
+        assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+        wait_for(
+            lambda: _running(read_state(run_dir), foreground.pid), timeout=60, what="the new run"
+        )
+        foreground.send_signal(signal.SIGINT)
+        assert foreground.wait(timeout=60) == 130
+        reader.join(timeout=10)
+        assert said.count(sentence) == 1, said
+
+        # `pipeline deploy` with the local executor is `run --detach`: it says it alike
+        detached = pipeline("run", str(file), "--detach", cwd=tmp_path)
+        assert detached.returncode == 0, detached.stderr
+        run = re.search(r"\brun (r\d+) ", detached.stdout)  # "run r3 ... starts", "resuming run r3"
+        assert run, detached.stdout
+        supervisor, orphans = lose_supervisor(run_dir)
+        deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
+        assert deployed.returncode == 0, deployed.stderr
+        assert deployed.stdout.splitlines()[0] == told(orphans, supervisor, run[1])
+        assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+        assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
+    finally:
+        if foreground is not None and foreground.poll() is None:
+            foreground.kill()
+            foreground.wait()
+        kill_run(run_dir)
+
+
+def _read_lines(proc: subprocess.Popen[str], said: list[str]) -> None:
+    """Each line the command prints, as it prints it."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        said.append(line.rstrip("\n"))
+
+
+def _running(state: dict[str, Any] | None, supervisor: int) -> bool:
+    return bool(state) and state["pid"] == supervisor and state["status"] == "running"
