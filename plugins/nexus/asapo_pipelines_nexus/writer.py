@@ -930,7 +930,8 @@ def _root_attributes(handle: h5py.File, path: Path) -> None:
     from before they were written gets `file_time` from its oldest entry."""
     attrs = handle.attrs
     attrs.setdefault("NX_class", "NXroot")
-    attrs.setdefault("file_name", str(path))
+    # absolute: a relative name says nothing once the file is copied away from the worker
+    attrs.setdefault("file_name", str(Path(path).absolute()))
     if "file_time" not in attrs:
         attrs["file_time"] = _first_written(handle) or _now()
     attrs.setdefault("creator", "asapo-pipelines nexus.writer")
