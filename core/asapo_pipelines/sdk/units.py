@@ -254,6 +254,12 @@ class Unit:
     #: source has no inputs: its `restore` gets each message an earlier run of it sent.
     restores_state: ClassVar[bool] = False
 
+    #: With `restores_state`: input ports whose every message received in this run is replayed
+    #: to `restore()` after the inputs its outputs name, e.g. feedback that leaves no output (a
+    #: queue's status of a suggestion). Messages not yet acknowledged come again through
+    #: `process` afterwards, so `restore` and `process` must take them idempotently.
+    restore_ports: ClassVar[tuple[str, ...]] = ()
+
     def restore(self, message: Message) -> None:
         """Rebuild in-memory state from one input processed by an earlier run (oldest first,
         before any new message); emit nothing here, those outputs were sent then. In a source,

@@ -534,7 +534,9 @@ class Worker:
 
     def _restore(self, unit: Any) -> None:
         """Feed `unit.restore()` the inputs an earlier run processed: those named by the
-        provenance of this unit's outputs, in the order the outputs were written."""
+        provenance of this unit's outputs, in the order the outputs were written, then every
+        message of its `restore_ports` (state that leaves no output, such as feedback)."""
+        whole = self._restore_port_sources(unit)
         refs: dict[tuple[str, str, int], None] = {}
         for _port, msg in self._sent_before():
             for ref in msg.metadata[PROVENANCE_KEY].get("inputs") or ():
@@ -543,22 +545,54 @@ class Worker:
             return
         ports = {p.data_source: p.name for p in self.ports}
         readers: dict[str, Any] = {}
+
+        def reader(source: str) -> Any:
+            if source not in readers:
+                readers[source] = self.transport.consumer(source, f"{self.group}-restore")
+            return readers[source]
+
+        replayed = 0
         try:
-            for source, stream, msg_id in refs:
-                if source not in ports:
-                    continue
-                if source not in readers:
-                    readers[source] = self.transport.consumer(source, f"{self.group}-restore")
-                try:
-                    tmsg = readers[source].get_by_id(stream, msg_id)
-                except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
-                    continue  # a damaged input was reported when it arrived
-                message = Message.received(ports[source], source, tmsg)
-                self._restore_one(unit, message, f"{source}/{stream}/{msg_id}")
+            for ref in refs:
+                # a whole port's messages come after, each once, in their order
+                if ref[0] in ports and ref[0] not in whole:
+                    self._restore_by_id(unit, reader(ref[0]), ports[ref[0]], ref)
+            for source in whole:
+                for info in reader(source).streams():
+                    for msg_id in range(1, info.last_id + 1):
+                        replayed += self._restore_by_id(
+                            unit, reader(source), ports[source], (source, info.name, msg_id)
+                        )
         finally:
-            for reader in readers.values():
-                reader.close()
+            for each in readers.values():
+                each.close()
         log.info("%s restored its state from %d processed inputs", self.label, len(refs))
+        if whole:
+            log.info("%s replayed %d messages of its restore ports", self.label, replayed)
+
+    def _restore_port_sources(self, unit: Any) -> list[str]:
+        """The data sources of the unit's `restore_ports` that are fed in this pipeline."""
+        inputs = {p.name for p in self.descriptor.inputs}
+        for name in unit.restore_ports:
+            if name not in inputs:
+                from asapo_pipelines.sdk.runner import UnitStartError
+
+                raise UnitStartError(
+                    f"unit {self.descriptor.name} names {name!r} in restore_ports, which is "
+                    f"not one of its input ports ({', '.join(sorted(inputs)) or 'none'})"
+                )
+        return [p.data_source for p in self.ports if p.name in unit.restore_ports]
+
+    def _restore_by_id(self, unit: Any, reader: Any, port: str, ref: tuple[str, str, int]) -> bool:
+        """Hand `unit.restore()` input `ref` (data source, stream, id) read on input `port`;
+        False when it is missing or damaged."""
+        source, stream, msg_id = ref
+        try:
+            tmsg = reader.get_by_id(stream, msg_id)
+        except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
+            return False  # a damaged input was reported when it arrived
+        self._restore_one(unit, Message.received(port, source, tmsg), f"{source}/{stream}/{msg_id}")
+        return True
 
     # -- sources -------------------------------------------------------------------------------
     def _run_source(self) -> str:

@@ -67,9 +67,10 @@ so a replayed decision gets the uid it was sent with, and the queue's statuses n
 apply. A merge replayed by `restore` and delivered again (it was in flight when the earlier run
 stopped) gets no second decision: `decide` returns None for it.
 
-Queue statuses matter too (a rejected suggestion's repeats are no longer in flight), but the
-worker replays only the inputs its outputs name, and a status leaves no output. Fed to
-`update_queue` after the replayed merges, they restore what the queue said: each status carries
+Queue statuses matter too (a rejected suggestion's repeats are no longer in flight). A status
+leaves no output, so the unit names its `queue` port in `restore_ports` and the worker replays
+every status of the run after the merges. Fed to `update_queue` then, they restore what the
+queue said: each status carries
 its suggestion's repeats, so a replayed decision that asked for other repeats than the first
 time (the statuses that came before it are not replayed before it) is corrected, and one that
 asked for none is recorded.

@@ -346,8 +346,11 @@ class ConvergenceAgent(Agent):
     """`xas.convergence-agent`: a plan suggestion (more scans, stop, change parameters) for every
     merge, in the SDK's suggestion schema; the core's details go under `arguments`."""
 
-    #: a restarted agent replays the merges it decided on (the worker calls `restore`)
+    #: a restarted agent replays the merges it decided on (the worker calls `restore`), then
+    #: every queue status of the run: a status leaves no output, yet says that the repeats of
+    #: a rejected, failed or held suggestion are not coming
     restores_state = True
+    restore_ports = ("queue",)
 
     def on_start(self) -> None:
         # uids are made from the merges decided on: the same data and settings in another run,
@@ -421,9 +424,14 @@ class ConvergenceAgent(Agent):
         }
 
     def restore(self, message: Message) -> None:
-        # its noise history and the scans it asked for, as an uninterrupted run has them;
-        # queue statuses leave no output of the agent's to be found by
-        if message.port != "queue" and isinstance(message.value, dict):
+        # its noise history and the scans it asked for, as an uninterrupted run has them; the
+        # worker replays the statuses after the merges, so each reaches the suggestion it names
+        # (a status not yet acknowledged comes again to `process`: update_queue takes it twice)
+        if not isinstance(message.value, dict):
+            return
+        if message.port == "queue":
+            self.advisor.update_queue(message.value)
+        else:
             self.advisor.restore(message.value)
 
     def summary(self) -> dict[str, Any]:

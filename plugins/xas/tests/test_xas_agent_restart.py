@@ -237,9 +237,9 @@ def test_replayed_decisions_keep_their_uids_and_the_queue_statuses_about_them_co
 
 
 def test_statuses_replayed_after_the_merges_restore_what_the_queue_said(merges):
-    """What a restore of the queue's statuses needs from the agent (the worker does not replay
-    them yet): fed after the merges they came between, they reach the suggestions they name and
-    the agent decides as one that never stopped."""
+    """The agent's side of restoring the queue's statuses (the worker replays them after the
+    merges, test_xas_agent_queue_restore.py): fed after the merges they came between, they
+    reach the suggestions they name and the agent decides as one that never stopped."""
     params = ConvergenceParams(**ADVISOR)
     whole = ConvergenceAgent(params)
     first = whole.decide(merges[0])

@@ -1,0 +1,129 @@
+"""`restore_ports`: a restarted worker hands `restore()` every message of a unit's declared
+state-only input ports (feedback that leaves no output), after the inputs its outputs name."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+
+import pytest
+
+from asapo_pipelines.sdk import Processor, describe, inp, out
+from asapo_pipelines.sdk.runner import UnitStartError
+from asapo_pipelines.transport import open_transport
+from asapo_pipelines.transport.formats import encode
+from asapo_pipelines.worker.runtime import Worker
+
+
+class Tracking(Processor):
+    """Emits for each number and for the note "b"; notes and chatter otherwise leave no output.
+    Says what `restore` was handed, in order."""
+
+    restores_state = True
+    restore_ports = ("notes",)
+
+    def on_start(self):
+        self.restored = []
+
+    def restore(self, message):
+        self.restored.append([message.port, message.stream, message.value])
+
+    def process(self, message):
+        if message.port == "numbers" or message.value == "b":
+            return {"seen": message.value}
+        return None
+
+    def summary(self):
+        return {"restored": self.restored}
+
+
+class Misnamed(Tracking):
+    restore_ports = ("note",)
+
+
+MODULE = types.ModuleType("restore_ports_test_units")
+MODULE.Tracking, MODULE.Misnamed = Tracking, Misnamed
+sys.modules[MODULE.__name__] = MODULE
+
+
+def tracking(runtime):
+    return describe(
+        "test.tracking",
+        kind="processor",
+        summary="remembers notes",
+        runtime=f"restore_ports_test_units:{runtime}",
+        inputs=[inp("numbers"), inp("notes"), inp("chatter")],
+        outputs=[out("seen")],
+    )
+
+
+WIRING = {
+    "inputs": {"numbers": "numbers", "notes": "notes", "chatter": "chatter"},
+    "outputs": {"seen": "seen"},
+}
+
+
+def send(store, source, stream, values):
+    with open_transport({"embedded": {"path": str(store)}}) as t, t.producer(source) as p:
+        for value in values:
+            p.send(stream, *encode(value, "json"))
+        p.finish_stream(stream)
+
+
+def worker(store, runtime):
+    return Worker(
+        open_transport({"embedded": {"path": str(store)}}),
+        tracking(runtime),
+        {},
+        pipeline="demo",
+        instance="track",
+        status_interval=0.2,
+        linger=0.1,
+        **WIRING,
+    )
+
+
+def run_worker(store, runtime="Tracking"):
+    w = worker(store, runtime)
+    thread = threading.Thread(target=w.run)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    w.transport.close()
+    return w.counters
+
+
+def test_every_message_of_a_restore_port_is_replayed_once_after_the_named_inputs(tmp_path):
+    store = tmp_path / "store"
+    send(store, "numbers", "default", [1, 2, 3])
+    send(store, "notes", "s1", ["a", "b"])
+    send(store, "notes", "s2", ["c"])
+    send(store, "chatter", "default", ["x", "y"])
+    first = run_worker(store)
+    # a first start has nothing to restore, though its inputs were there already
+    assert (first.received, first.summary["restored"]) == (8, [])
+    again = run_worker(store)
+    assert again.received == 0
+    assert again.summary["restored"] == [
+        # the inputs its outputs name, in the order the outputs were written ...
+        ["numbers", "default", 1],
+        ["numbers", "default", 2],
+        ["numbers", "default", 3],
+        # ... then every note, stream by stream, by id: "b", which made an output, only once
+        ["notes", "s1", "a"],
+        ["notes", "s1", "b"],
+        ["notes", "s2", "c"],
+    ]  # and no chatter: its port is not declared
+
+
+def test_a_restore_port_that_is_no_input_port_stops_the_worker(tmp_path):
+    store = tmp_path / "store"
+    for source in WIRING["inputs"]:  # all there and finished: an old worker would just end
+        send(store, source, "default", [1])
+    w = worker(store, "Misnamed")
+    try:
+        with pytest.raises(UnitStartError, match="'note' in restore_ports, which is not one of"):
+            w.run()
+    finally:
+        w.transport.close()
