@@ -81,17 +81,18 @@ def run(
     session = None
     if target.pipeline is not None:
         from asapo_pipelines.local.control import refused_while_running
-        from asapo_pipelines.local.preflight import check_services
         from asapo_pipelines.local.session import apply_overrides, start_session
+        from asapo_pipelines.pipeline.online import check_before_start
 
+        assert target.pipeline_file is not None
+        overrides = apply_overrides(target, sets)
         # the services the units name (a queue server's allowed plans), asked before anything
         # is recorded, of the pipeline as it will run (--set applied)
-        apply_overrides(target, sets)
-        check_services(target, shown)
+        check_before_start(*target.loaded(), Path(target.pipeline_file), str(shown))
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir):
             session = start_session(
-                target, fresh=fresh, resume=resume, sets=sets, quiet_stdout=as_json
+                target, fresh=fresh, resume=resume, overrides=overrides, quiet_stdout=as_json
             )
     elif fresh or resume or sets:
         raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
@@ -297,8 +298,8 @@ def reprocess(
     run (no file or detector is read again), then print old against new for what each unit's
     summary declares."""
     from asapo_pipelines.local.errors import JobFailed
-    from asapo_pipelines.local.preflight import check_services
     from asapo_pipelines.local.session import Session, apply_overrides, open_store
+    from asapo_pipelines.pipeline.online import check_before_start
     from asapo_pipelines.runs import configurations
     from asapo_pipelines.runs.lifecycle import (
         check_replayable,
@@ -316,7 +317,8 @@ def reprocess(
     assert target.pipeline_file is not None
     pipeline, catalog = target.loaded()
     overrides = apply_overrides(target, sets)
-    check_services(target, file)  # the replay's suggestions go to the same queue server
+    # the replay's suggestions go to the same queue server
+    check_before_start(pipeline, catalog, Path(target.pipeline_file), file)
     transport, store = open_store(target)
     try:
         owner = store.owner()

@@ -185,8 +185,8 @@ class LocalPipelineExecutor(Executor):
         for line in summary_lines((published or {}).values()):
             out.print(line, markup=False, highlight=False)
         # why the outputs paused when this run started: the lost run's tasks it stopped
-        if stopped_orphans_note(state):
-            out.print(stopped_orphans_note(state), markup=False, highlight=False)
+        if told := stopped_orphans_note(state):
+            out.print(told, markup=False, highlight=False)
         if state.get("message"):
             out.print(str(state["message"]), markup=False, highlight=False)
         return code

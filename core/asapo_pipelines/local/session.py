@@ -243,17 +243,22 @@ def apply_overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str
 
 
 def start_session(
-    target: Target, *, fresh: bool, resume: bool, sets: tuple[str, ...], quiet_stdout: bool = False
+    target: Target,
+    *,
+    fresh: bool,
+    resume: bool,
+    overrides: dict[str, dict[str, Any]],
+    quiet_stdout: bool = False,
 ) -> Session:
-    """Claim the namespace and start or resume the run; one sentence and nothing written when
-    the configuration changed without --fresh or --resume. With `quiet_stdout` (`--json`), what
-    it says goes to stderr, so stdout holds the JSON document only."""
+    """Claim the namespace and start or resume the run of the pipeline with its `--set`
+    `overrides` applied (`apply_overrides`); one sentence and nothing written when the
+    configuration changed without --fresh or --resume. With `quiet_stdout` (`--json`), what it
+    says goes to stderr, so stdout holds the JSON document only."""
     from asapo_pipelines.cli.deployments import announce
     from asapo_pipelines.runs.lifecycle import prepare
     from asapo_pipelines.worker.launch import RUN_ENV
 
     pipeline, catalog = target.loaded()
-    overrides = apply_overrides(target, sets)
     assert target.pipeline_file is not None
     transport, store = open_store(target)
     try:

@@ -551,22 +551,18 @@ class Worker:
                 readers[source] = self.transport.consumer(source, f"{self.group}-restore")
             return readers[source]
 
+        # a whole port's messages come after these, each once, in their order
+        named = [ref for ref in refs if ref[0] in ports and ref[0] not in whole]
         replayed = 0
         try:
-            for ref in refs:
-                # a whole port's messages come after, each once, in their order
-                if ref[0] in ports and ref[0] not in whole:
-                    self._restore_by_id(unit, reader(ref[0]), ports[ref[0]], ref)
+            for ref in named:
+                self._restore_by_id(unit, reader(ref[0]), ports[ref[0]], ref)
             for source in whole:
-                for info in reader(source).streams():
-                    for msg_id in range(1, info.last_id + 1):
-                        replayed += self._restore_by_id(
-                            unit, reader(source), ports[source], (source, info.name, msg_id)
-                        )
+                replayed += self._restore_whole(unit, reader(source), ports[source], source)
         finally:
             for each in readers.values():
                 each.close()
-        log.info("%s restored its state from %d processed inputs", self.label, len(refs))
+        log.info("%s restored its state from %d processed inputs", self.label, len(named))
         if whole:
             log.info("%s replayed %d messages of its restore ports", self.label, replayed)
 
@@ -582,6 +578,15 @@ class Worker:
                     f"not one of its input ports ({', '.join(sorted(inputs)) or 'none'})"
                 )
         return [p.data_source for p in self.ports if p.name in unit.restore_ports]
+
+    def _restore_whole(self, unit: Any, reader: Any, port: str, source: str) -> int:
+        """Hand `unit.restore()` every message of `source` (input `port`), stream by stream in
+        id order; how many there were."""
+        return sum(
+            self._restore_by_id(unit, reader, port, (source, info.name, msg_id))
+            for info in reader.streams()
+            for msg_id in range(1, info.last_id + 1)
+        )
 
     def _restore_by_id(self, unit: Any, reader: Any, port: str, ref: tuple[str, str, int]) -> bool:
         """Hand `unit.restore()` input `ref` (data source, stream, id) read on input `port`;
