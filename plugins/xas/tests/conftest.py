@@ -35,3 +35,13 @@ def p65_spectra(p65_scans, reference_params):
     from asapo_pipelines_xas.normalize import normalize_scan
 
     return [normalize_scan(scan, reference_params) for scan in p65_scans]
+
+
+@pytest.fixture(scope="session")
+def merges(tmp_path_factory):
+    """The merge the plugin sends after each of three repeats of the P65 scans (their counts
+    changed by 0.02 %: other measurements), in order."""
+    from xas_agent_procs import merges_of, noisy_copy
+
+    directory = tmp_path_factory.mktemp("repeats")
+    return merges_of([noisy_copy(directory, i, 2e-4) for i in range(3)])

@@ -13,36 +13,16 @@ import math
 import os
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from xas_agent_procs import NORMALIZE, merges_of, noisy_copy
 from xas_procs import PIPELINE, read, write_pipeline
 from xas_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_xas.agent import ConvergenceAgent
-from asapo_pipelines_xas.params import ConvergenceParams, NormalizeParams
-
-#: the P65 example's normalisation (examples/p65-xas.pipeline.yaml)
-NORMALIZE = {
-    "mode": "transmission",
-    "autobk": {"rbkg": 1, "kweight": 2},
-    "noise": {"rmin": 15, "rmax": 25, "kweight": 2, "kmin": 2},
-}
-#: the counter columns of the P65 files (VFC01..VFC04)
-COUNTERS = range(10, 14)
-
-
-def merges(paths: list[Path]) -> list[dict[str, Any]]:
-    """The merge the plugin sends after each scan, in order."""
-    from asapo_pipelines_xas.merge import Merger
-    from asapo_pipelines_xas.normalize import normalize_scan
-    from asapo_pipelines_xas.readers import read_scan
-
-    params = NormalizeParams.model_validate(NORMALIZE)
-    merger = Merger()
-    return [merger.add(normalize_scan(read_scan(p), params)).to_json() for p in paths]
+from asapo_pipelines_xas.params import ConvergenceParams
 
 
 def three_point_floor(merged: dict[str, Any]) -> float:
@@ -60,7 +40,7 @@ def test_two_real_repeats_do_not_stop_the_agent_below_a_floor(tmp_path):
     scans.mkdir()
     for name in P65_SCANS:
         shutil.copy(DATA / name, scans / name)
-    target = 0.9 * three_point_floor(merges(sorted(scans.iterdir()))[1])
+    target = 0.9 * three_point_floor(merges_of(sorted(scans.iterdir()))[1])
     units = {
         "scans": {
             "unit": "xas.scan-files",
@@ -115,33 +95,14 @@ def test_two_real_repeats_do_not_stop_the_agent_below_a_floor(tmp_path):
     assert second["plan"]["kwargs"]["repeats"] == second["arguments"]["scans"] > 0
 
 
-def copy_with_noise(directory: Path, index: int, relative: float) -> Path:
-    """P65 scan 0 with its counts changed by `relative` (standard deviation) at every point:
-    the scan's own noise is in every copy (shared), the added noise is each copy's own."""
-    rng = np.random.default_rng(index)
-    lines = []
-    for line in (DATA / P65_SCANS[0]).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            lines.append(line)
-            continue
-        cells = line.split()
-        for i in COUNTERS:
-            cells[i] = repr(float(cells[i]) * (1 + relative * rng.standard_normal()))
-        lines.append(" ".join(cells))
-    directory.mkdir(exist_ok=True)
-    path = directory / f"20K_GOE_Fe_K_240.{index:05d}.xdi"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
 @pytest.fixture(scope="module")
 def shared_floor(tmp_path_factory) -> tuple[float, list[dict[str, Any]]]:
     """The noise of P65 scan 0 itself (what its copies share) and the merges of 8 copies."""
     directory = tmp_path_factory.mktemp("copies")
     shutil.copy(DATA / P65_SCANS[0], directory / "original.xdi")
-    (original,) = merges([directory / "original.xdi"])
-    copies = [copy_with_noise(directory / "copies", i, 1e-4) for i in range(8)]
-    return original["values"]["epsilon_k"], merges(copies)
+    (original,) = merges_of([directory / "original.xdi"])
+    copies = [noisy_copy(directory / "copies", i, 1e-4, P65_SCANS[0]) for i in range(8)]
+    return original["values"]["epsilon_k"], merges_of(copies)
 
 
 def test_a_floor_every_repeat_shares_stops_the_agent_once_the_merges_show_it(shared_floor):

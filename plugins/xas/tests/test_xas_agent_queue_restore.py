@@ -9,16 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_xas_agent_restart import (  # the same agent, merges and queue statuses
+from xas_agent_procs import (
     decisions,
-    merges,  # noqa: F401  (a fixture)
     plans,
     processed,
     rejected,
     run_agent,
     send,
     spawn_agent,
-    write_pipeline,
+    write_agent_pipeline,
 )
 from xas_procs import stop, wait_until
 
@@ -27,7 +26,7 @@ def resumed_agent(directory: Path, merged: list[dict[str, Any]]) -> list[dict[st
     """Merges 1 and 2 and the rejection of the first suggestion, all acknowledged; the agent
     stopped (SIGTERM) and started again; then merge 3. Returns the plans."""
     directory.mkdir()
-    pipeline = write_pipeline(directory)
+    pipeline = write_agent_pipeline(directory)
     store = directory / "store"
     agent = spawn_agent(pipeline)
     try:
@@ -48,7 +47,7 @@ def resumed_agent(directory: Path, merged: list[dict[str, Any]]) -> list[dict[st
 
 
 @pytest.fixture(scope="module")
-def agents(tmp_path_factory, merges) -> dict[str, list[dict[str, Any]]]:  # noqa: F811
+def agents(tmp_path_factory, merges) -> dict[str, list[dict[str, Any]]]:
     base = tmp_path_factory.mktemp("agents")
     run_agent(base / "whole", merges)
     return {
