@@ -62,6 +62,7 @@ import atexit
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -966,7 +967,10 @@ def _set_text_attr(obj: h5py.Group, name: str, value: str) -> None:
     attrs[name] = value
 
 
+@functools.cache
 def _version(distribution: str) -> str:
+    """An installed distribution's version: looked up once, not for every entry written (the
+    lookup scans the environment's distributions)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
