@@ -57,15 +57,18 @@ ReportFinding = Callable[[tuple[str, ...], str, str], None]
 
 @hookspec
 def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
-    """Check a valid pipeline against the live services its units name: e.g. that a queue
-    server allows the plans the file names. `pipeline validate --online` reports the findings
-    as located problems; `pipeline run` and `pipeline reprocess` ask before they start anything
-    (the pipeline with its `--set` overrides applied) and refuse to start on a `P501`, and warn
-    and go on for a `P502`.
+    """Check a valid pipeline against the live services it names: e.g. that a queue server
+    allows the plans the file names, or that a cluster has the partition its `deploy:` section
+    names. `pipeline validate --online` reports the findings as located problems; `pipeline
+    run`, `pipeline reprocess` and `pipeline deploy` ask before they start anything (the
+    pipeline with its `--set` overrides applied) and refuse to start on a `P501`, and warn and
+    go on for a `P502`.
 
-    Called only for plugins whose units the pipeline uses; `pipeline.params_for(instance,
-    catalog)` gives a unit's params. Every request must have a deadline; report a service that
-    does not answer with `P502` rather than raising.
+    Called only for plugins the pipeline uses: whose units it names, whose transport it
+    travels on, and whose executor it starts on (`validate --online`: every executor its
+    `deploy:` section names). `pipeline.params_for(instance, catalog)` gives a unit's params,
+    `pipeline.deploy.config(name)` an executor's section. Every request must have a deadline;
+    report a service that does not answer with `P502` rather than raising.
     """
 
 

@@ -292,7 +292,9 @@ def deployment_run(
     if command == "deploy" and executor.pipeline is not None and not executor.records_runs:
         from asapo_pipelines.pipeline.online import check_before_start
 
-        check_before_start(executor.pipeline, executor.catalog, Path(file), file)
+        check_before_start(
+            executor.pipeline, executor.catalog, Path(file), file, executor=executor.name
+        )
     if executor.records_runs:  # its `deploy` records the session (and would refuse a second)
         executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
         yield None

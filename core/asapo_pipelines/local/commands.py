@@ -88,7 +88,9 @@ def run(
         overrides = apply_overrides(target, sets)
         # the services the units name (a queue server's allowed plans), asked before anything
         # is recorded, of the pipeline as it will run (--set applied)
-        check_before_start(*target.loaded(), Path(target.pipeline_file), str(shown))
+        check_before_start(
+            *target.loaded(), Path(target.pipeline_file), str(shown), executor="local"
+        )
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir):
             session = start_session(
@@ -318,7 +320,7 @@ def reprocess(
     pipeline, catalog = target.loaded()
     overrides = apply_overrides(target, sets)
     # the replay's suggestions go to the same queue server
-    check_before_start(pipeline, catalog, Path(target.pipeline_file), file)
+    check_before_start(pipeline, catalog, Path(target.pipeline_file), file, executor="local")
     transport, store = open_store(target)
     try:
         owner = store.owner()

@@ -1,8 +1,9 @@
 """`pipeline validate --online`: a valid file checked against the live services it names.
 
-Each plugin whose units the file uses may implement the `check_online` hook (the bluesky plugin
-asks the queue server whether it allows the plans named); findings are located at the value
-they are about, like every other problem.
+Each plugin whose units, transport or executor the file uses may implement the `check_online`
+hook (the bluesky plugin asks the queue server whether it allows the plans named, the Slurm
+plugin asks the cluster for the partition); findings are located at the value they are about,
+like every other problem.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class ServiceRefused(PipelinesError):
 
 
 def check_online(path: Path, catalog: Catalog) -> list[Problem]:
-    """The online problems of a file that passed the offline stages."""
+    """The online problems of a file that passed the offline stages (every executor its
+    `deploy:` section names is asked about: the file is meant for each)."""
     from asapo_pipelines.pipeline.loader import read_document
     from asapo_pipelines.pipeline.validate import load_pipeline
 
@@ -44,15 +46,24 @@ def check_online(path: Path, catalog: Catalog) -> list[Problem]:
 
 
 def online_findings(
-    pipeline: Pipeline, catalog: Catalog
+    pipeline: Pipeline, catalog: Catalog, executor: str | None = None
 ) -> tuple[list[tuple[tuple[str, ...], str, str]], list[str]]:
-    """Every online finding (YAML path, code, sentence) of the plugins whose units the pipeline
-    uses, and one sentence per plugin whose check failed. `pipeline run` asks this of the
-    pipeline as it will run (its `--set` overrides applied) before it starts anything."""
+    """Every online finding (YAML path, code, sentence) of the plugins the pipeline uses, and
+    one sentence per plugin whose check failed. `pipeline run` asks this of the pipeline as it
+    will run (its `--set` overrides applied) before it starts anything.
+
+    Used: the plugins of its units and of its transport, and of `executor`, the one it starts
+    on (None: every executor its `deploy:` section names, as `validate --online` asks). A run
+    on this machine does not ask the cluster the file is also meant for."""
     from asapo_pipelines.catalog import installed_sources
     from asapo_pipelines.plugin_manager import PluginManager
 
     used = {catalog.get(config.unit).distribution for config in pipeline.units.values()}
+    named = {
+        catalog.transports.get(pipeline.transport.kind),
+        *(catalog.executors.get(n) for n in ([executor] if executor else pipeline.deploy.named())),
+    }
+    used.update(descriptor.distribution for descriptor in named if descriptor is not None)
     manager = PluginManager()
     findings: list[tuple[tuple[str, ...], str, str]] = []
     failures: list[str] = []
@@ -70,17 +81,21 @@ def online_findings(
 
 
 def check_before_start(
-    pipeline: Pipeline, catalog: Catalog, path: Path, shown: str | None = None
+    pipeline: Pipeline, catalog: Catalog, path: Path, shown: str | None = None, *, executor: str
 ) -> None:
     """Before `pipeline run`, `reprocess` or `deploy` starts anything: refuse (ServiceRefused)
     when a service the pipeline names refuses what the file says, in one sentence at the
     value's place; warn, and go on, when one cannot be asked (not running yet, a plan list not
     loaded): its units ask it again as they work. A plan name the queue server does not allow
     was otherwise found when the bridge's first suggestion was refused, at night. `shown`: the
-    file as the user named it."""
+    file as the user named it; `executor`: the one it starts on."""
     from asapo_pipelines.cli.output import warn
 
-    findings, failures = online_findings(pipeline, catalog)
+    findings, failures = online_findings(pipeline, catalog, executor)
+    # the executor's own service not asked: its deploy asks it next, and fails in its own
+    # sentence where it cannot; a warning before that error would say it twice
+    own = ("deploy", executor)
+    findings = [f for f in findings if f[1] == REFUSED or tuple(f[0][:2]) != own]
     if not findings and not failures:
         return
     file = shown or str(path)

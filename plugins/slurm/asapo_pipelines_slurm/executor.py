@@ -484,7 +484,7 @@ def _partition_warnings(partition: dict[str, Any]) -> list[str]:
     if name is not None and not partition.get("checked"):
         return [f"partition {name} was not checked: {partition.get('why')}"]
     if state == "DOWN":
-        return [f"partition {name} is DOWN: Slurm would hold its jobs, and deploy would fail"]
+        return [f"partition {name} is DOWN: Slurm would hold its jobs, and deploy refuses it"]
     if state not in (None, "UP"):
         return [f"partition {name} is {state}: Slurm refuses new jobs"]
     return []

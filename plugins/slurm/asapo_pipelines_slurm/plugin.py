@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from asapo_pipelines.sdk import ExecutorDescriptor, RegisterExecutor, hookimpl
+from typing import Any
+
+from asapo_pipelines.sdk import ExecutorDescriptor, RegisterExecutor, ReportFinding, hookimpl
 from asapo_pipelines_slurm.config import SlurmConfig
 
 
@@ -18,3 +20,11 @@ def register_executors(register: RegisterExecutor) -> None:
             config=SlurmConfig,
         )
     )
+
+
+@hookimpl
+def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """`pipeline validate --online` and `deploy`: the partition, asked of the cluster."""
+    from asapo_pipelines_slurm.online import check
+
+    check(pipeline, report)

@@ -1,6 +1,7 @@
-"""A job Slurm accepts but can never start (its partition is down, it asks for more CPUs than a
-node has) fails `pipeline deploy` at once, in one sentence naming the unit and Slurm's reason,
-and leaves no job behind; a job pending for a reason that passes is reported as pending."""
+"""A job Slurm accepts but can never start (it asks for more CPUs than a node has, or its
+partition went down after the check before submission, test_slurm_online) fails `pipeline
+deploy` at once, in one sentence naming the unit and Slurm's reason, and leaves no job behind;
+a job pending for a reason that passes is reported as pending."""
 
 from __future__ import annotations
 
@@ -82,18 +83,6 @@ def test_a_job_no_node_can_hold_fails_the_deploy_at_once_and_leaves_nothing(slur
         "sink": "failed",
     }
     assert [run["state"] for run in runs_of(file, slurm.env)] == ["failed"]
-
-
-def test_a_deploy_to_a_partition_that_is_down_fails_naming_every_unit(
-    slurm, workdir, down_partition
-):
-    file = _write(workdir, "to-down", partition=down_partition)
-    done = run_pipeline("deploy", str(file), env=slurm.env)
-    assert done.returncode == 1, done.stdout
-    (error,) = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert error.startswith("error: Slurm cannot start the jobs of unit files replica 0 (job ")
-    assert "is pending for PartitionDown: its partition is down) and unit sink replica 0" in error
-    assert _jobs_of("to-down", slurm.env) == []
 
 
 def test_a_job_pending_for_a_reason_that_passes_is_reported_pending(slurm, workdir):

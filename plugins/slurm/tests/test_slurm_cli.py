@@ -107,8 +107,13 @@ def test_an_unknown_partition_is_one_sentence_and_a_non_zero_exit(slurm, workdir
     done = pipeline("deploy", str(file), env=slurm.env)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
+    # refused before anything is submitted, at the value's place (the `check_online` hook)
+    line, text = next(
+        (i, t) for i, t in enumerate(PIPELINE_FILE.splitlines(), 1) if "partition" in t
+    )
+    where = f"{file}:{line}:{text.index('debug') + 1}"
     assert done.stderr.strip().splitlines() == [
-        "error: Slurm has no partition 'nope' (its partitions: debug)"
+        f"error: {where}: Slurm has no partition 'nope' (its partitions: debug)"
     ], done.stderr
 
 
