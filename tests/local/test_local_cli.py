@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -231,6 +232,7 @@ def test_stop_after_the_supervisor_was_killed_cleans_up_its_tasks(tmp_path: Path
     assert started.returncode == 0, started.stderr
     pids = wait_for(lambda: _all_running(run_dir), what="all tasks running")
     supervisor = (read_state(run_dir) or {})["pid"]
+    tasks = [u["pid"] for u in (read_state(run_dir) or {})["units"]]
     os.kill(supervisor, signal.SIGKILL)
     wait_for(lambda: not alive(supervisor), what="the supervisor to die")
     lost = json.loads(pipeline("status", str(job_file), "--json").stdout)
@@ -239,6 +241,10 @@ def test_stop_after_the_supervisor_was_killed_cleans_up_its_tasks(tmp_path: Path
     assert stopped.returncode == 0, stopped.stderr
     assert "stopped after its supervisor was lost" in stopped.stdout
     assert len(pids) == 6
+    # the tasks it killed, named (each leads its process group: its children went with it)
+    named = re.search(r"\(pids ([\d, ]+)\)", stopped.stdout)
+    assert named is not None, stopped.stdout
+    assert sorted(map(int, named[1].split(", "))) == sorted(tasks), stopped.stdout
     for pid in pids:  # the tasks and the children they started
         assert not alive(pid), pid
 

@@ -265,17 +265,22 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
     if state.get("status") in FINAL:
         return state
     # the supervisor died without cleaning up (SIGKILL, power cut): finish its work
-    stop_orphans(run_dir)
+    orphans = stop_orphans(run_dir)
     for unit in state.get("units", []):
         unit["pid"] = None
         if unit.get("state") not in ("complete", "failed"):
             unit["state"] = "stopped"
     state.update(
         status="stopped",
-        message="stopped after its supervisor was lost",
+        # which workers were still running, and are no more: the operator who found them in
+        # `ps` (or their outputs still growing) sees that they were this run's
+        message="stopped after its supervisor was lost"
+        + (f"; {orphans.sentence()}" if orphans else ""),
         finished=time.time(),
         updated=time.time(),
     )
+    if orphans:
+        state["stopped_orphans"] = orphans.record()
     # the lost supervisor's last write, in the space it reserved for it (which goes with it)
     write_last_state(run_dir / STATE_FILE, state)
     return state
