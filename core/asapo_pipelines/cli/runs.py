@@ -94,3 +94,6 @@ def runs(file: str, as_json: bool) -> None:
     if not out.is_terminal:
         out.width = max(out.width, 140)
     out.print(table)
+    for run in found:  # why a run failed: too long for a column, and what the reader looks for
+        if run.state == "failed" and (run.last_end or {}).get("message"):
+            out.print(f"{run.id} failed: {run.last_end['message']}", markup=False, highlight=False)

@@ -342,7 +342,15 @@ def reprocess(
             mode="reprocess",
             from_run=old.id,
         )
-        copied = replay(transport, pipeline.name, streams, old, new)
+        try:
+            copied = replay(transport, pipeline.name, streams, old, new)
+        except BaseException as exc:
+            # the run is recorded: it ends with why, or it stays `running` for ever, which
+            # `stop` finds nothing to stop of and `prune` refuses as running
+            stopped = isinstance(exc, KeyboardInterrupt)
+            why = str(exc) or type(exc).__name__
+            store.end(new, "stopped" if stopped else "failed", f"replay of {old.id}: {why}")
+            raise
     except BaseException:
         transport.close()
         raise

@@ -172,6 +172,8 @@ class Run:
             "overrides": self.overrides,
             "configurations": self.configurations,
             "counts": self.counts,
+            # why its last session ended as it did ("" while one goes on)
+            "message": str((self.last_end or {}).get("message") or ""),
         }
         if text:
             out["text"] = self.text
