@@ -95,5 +95,6 @@ def runs(file: str, as_json: bool) -> None:
         out.width = max(out.width, 140)
     out.print(table)
     for run in found:  # why a run failed: too long for a column, and what the reader looks for
-        if run.state == "failed" and (run.last_end or {}).get("message"):
-            out.print(f"{run.id} failed: {run.last_end['message']}", markup=False, highlight=False)
+        why = (run.last_end or {}).get("message")
+        if run.state == "failed" and why:
+            out.print(f"{run.id} failed: {why}", markup=False, highlight=False)
