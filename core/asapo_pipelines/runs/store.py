@@ -132,11 +132,20 @@ class Run:
 
     @property
     def summaries(self) -> dict[str, Any]:
-        """instance -> the unit's summary at the end of the last session."""
-        end = self.last_end or next(
-            (e for e in reversed(self.events) if e.get("event") == "ended"), None
-        )
-        return dict((end or {}).get("summaries") or {})
+        """instance -> the unit's summary at the end of the last session in which it processed
+        or sent anything (else of the last session). A session with nothing to do, such as a
+        resume of a finished run, ends with summaries of nothing: taken as the run's, they
+        blanked its scans and decisions, and `reprocess` compared against those."""
+        found: dict[str, Any] = {}
+        for event in self.events:
+            if event.get("event") != "ended":
+                continue
+            counts = event.get("counts") or {}
+            for instance, summary in (event.get("summaries") or {}).items():
+                did = counts.get(instance) or {}
+                if instance not in found or did.get("processed") or did.get("outputs"):
+                    found[instance] = summary
+        return found
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -236,6 +245,15 @@ class RunStore:
             if not resumable or run.start.get("mode") != "reprocess":
                 return run
         return None
+
+    def current(self) -> Run | None:
+        """The run whose last session began last: the one whose results a user means when
+        naming none. Not `latest`'s highest id: `pipeline run` resumes the newest run that is
+        not a reprocess, so after a reprocess the resumed older run is the one going on."""
+        runs = self.runs()
+        if not runs:
+            return None
+        return max(runs, key=lambda run: (_session_time(run), run.number))
 
     def errors_held(self, run_id: str) -> dict[str, int] | None:
         """instance -> how many error records of run `run_id` its error stream holds (an error
@@ -457,6 +475,13 @@ class RunStore:
             self._append("r1", record)
             run = Run("r1", self._read("r1"))
         return run
+
+
+def _session_time(run: Run) -> float:
+    """When the run's last session began; a run whose record is not readable yet counts as
+    the oldest."""
+    began = run.session.get("time")
+    return float(began) if isinstance(began, int | float) else float("-inf")
 
 
 def _host() -> str:
