@@ -122,6 +122,16 @@ def test_a_resumed_session_is_no_restart(runs, collector):
     assert {u["restarts"] for u in units.values()} == {0}
 
 
+def test_a_run_resumed_after_a_reprocess_is_the_one_shown(runs, collector):
+    runs.run()
+    runs.pipeline("reprocess", str(runs.file), "--from", "r1")  # r2, ended
+    collector.poll()
+    assert collector.run_id == "r2"
+    runs.run()  # resumes r1 (a reprocess is never resumed): r1 is the run going on
+    collector.poll()
+    assert collector.run_id == "r1"
+
+
 @pytest.fixture
 def page_transport(runs: Runs):
     """The served page's own transport (requested before `serve`: closed after it stopped)."""

@@ -19,6 +19,7 @@ from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.runs import Run, RunStore
     from asapo_pipelines.transport import Consumer, Message
 
 ERRORS = "errors"
@@ -99,6 +100,15 @@ def _sources(pipeline: Pipeline, stream: str, run: str | None) -> list[str]:
     if run is None or (declared is not None and declared.external):
         return [data_source_for(stream)]
     return [data_source_for(stream, pipeline.name, run)]
+
+
+def _shown_run(store: RunStore, run_id: str | None) -> Run | None:
+    """The run whose streams to read: the one asked for (an unknown one is a sentence naming
+    the runs there are), else the current one. Not the highest id: after a reprocess (`r2`),
+    `pipeline run` resumes `r1`, whose new results are the ones to show."""
+    if run_id is not None:
+        return store.get(run_id)
+    return store.current()
 
 
 def _check_unit(pipeline: Pipeline, stream: str) -> None:
@@ -183,6 +193,14 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     default=None,
     help="Cut lines to this width (default: the terminal's).",
 )
+@click.option(
+    "--run",
+    "run_id",
+    metavar="RUN",
+    default=None,
+    help="The run whose stream to print (`r2`; `pipeline runs` lists them). Default: the run "
+    "whose last session started last.",
+)
 @json_option
 def tail(
     file: Path,
@@ -191,6 +209,7 @@ def tail(
     everything: bool,
     follow: bool,
     width: int | None,
+    run_id: str | None,
     as_json: bool,
 ) -> None:
     """Print the messages of STREAM of the pipeline in FILE, decoded, oldest first.
@@ -198,7 +217,9 @@ def tail(
     STREAM is a stream named in the file (`spectra`, `plans`), or `errors` for every unit's
     error records (`errors.INSTANCE` for one unit's). Messages are read, never consumed. With
     --json, one JSON object per line: source, stream (scan), id, time, metadata and value
-    (arrays as lists).
+    (arrays as lists). A pipeline's own streams are read in one run: --run, or the run whose
+    last session started last (a run resumed after a reprocess, not the reprocess). The
+    error records are those of every run; each names its run in its provenance.
     """
     import shutil
 
@@ -210,10 +231,9 @@ def tail(
     only = _stream_filter(stream)
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
     transport = open_transport(pipeline.transport.spec(), catalog)
-    # a pipeline's own streams live per run (worker.naming): show the latest run's
-    latest = RunStore(transport, pipeline.name).latest()
     try:
-        sources = _sources(pipeline, stream, latest.id if latest is not None else None)
+        run = _shown_run(RunStore(transport, pipeline.name), run_id)
+        sources = _sources(pipeline, stream, run.id if run is not None else None)
     except BaseException:
         transport.close()
         raise

@@ -230,7 +230,9 @@ class Collector:
         infos = {i.name: i for i in self.infos(runs_source(self.view.name)) if RUN_ID.match(i.name)}
         if not infos:
             return
-        run_id = max(infos, key=lambda r: int(r[1:]))
+        # the run written to last (a session began or ended), not the highest id: after a
+        # reprocess made r2, `pipeline run` resumes r1, which is then the one going on
+        run_id = max(infos, key=lambda r: (infos[r].last_timestamp or 0.0, int(r[1:])))
         if run_id != self.run_id:
             self._forget_run()
             self.run_id = run_id
