@@ -21,3 +21,8 @@ class ScanFileError(XasError):
 
 class SpectrumError(XasError):
     """A scan cannot be normalised (missing channel, non-positive counts, bad calibration)."""
+
+
+class EdgeLabelError(SpectrumError):
+    """A scan's E0 is far from the tabulated energy of the element and edge it is labelled with:
+    the label (a typo in the file name, a wrong header) is wrong, not the measurement."""

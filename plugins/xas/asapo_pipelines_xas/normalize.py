@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from asapo_pipelines_xas.errors import SpectrumError
+from asapo_pipelines_xas.errors import EdgeLabelError, SpectrumError
 from asapo_pipelines_xas.params import AutobkParams, NoiseParams, NormalizeParams, PreEdgeParams
 from asapo_pipelines_xas.readers import Scan
 
@@ -335,6 +335,94 @@ def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
     }
 
 
+#: header keys the readers take the element and edge from (XDI, FIO), lower case
+HEADER_KEYS = {
+    "element": ("element.symbol", "scan.element", "element"),
+    "edge": ("element.edge", "scan.edge", "edge"),
+}
+
+
+def edge_label(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(element, edge) the scan is labelled with, or None when it names not both."""
+    element, edge = metadata.get("element"), metadata.get("edge")
+    if not element or not edge:
+        return None
+    return str(element), str(edge)
+
+
+def _label_origin(metadata: Mapping[str, Any], key: str) -> tuple[str, str | None] | None:
+    """Where the reader took `element` or `edge` from, in its order of precedence: the params
+    override the header, the header the file name. (kind, header key) or None if unknown."""
+    value = metadata.get(key)
+    header = metadata.get("header")
+    if isinstance(header, Mapping):
+        lower = {str(k).lower(): (str(k), v) for k, v in header.items()}
+        for name in HEADER_KEYS[key]:
+            if name in lower and lower[name][1] == value:
+                return "header", lower[name][0]
+    if "file_base" not in metadata:
+        return None  # not read from a file by xas.scan-files: no way to tell
+    if metadata.get(f"{key}_from_name") == value:
+        return "file name", None
+    return "params", None
+
+
+def label_source(metadata: Mapping[str, Any]) -> str:
+    """' (from the file name)' and the like for a message; '' when unknown."""
+    element, edge = _label_origin(metadata, "element"), _label_origin(metadata, "edge")
+    if element is None or edge is None:
+        return ""
+
+    def text(origin: tuple[str, str | None]) -> str:
+        kind, key = origin
+        if kind == "header":
+            return f"the header's {key}"
+        return "the file name" if kind == "file name" else "the xas.scan-files params"
+
+    if element[0] == edge[0] == "header":
+        return f" (from the header's {element[1]} and {edge[1]})"
+    if element[0] == edge[0]:
+        return f" (from {text(element)})"
+    return f" (element from {text(element)}, edge from {text(edge)})"
+
+
+def check_edge_label(
+    scan: Scan,
+    label: tuple[str, str] | None,
+    e0: float,
+    limit: float | None,
+    what: str = "E0",
+    limit_name: str = "max_edge_offset",
+) -> None:
+    """Refuse a scan whose E0 lies more than `limit` eV from the tabulated energy of the edge it
+    is labelled with: a typo in a file name would otherwise group, store and plan the next scans
+    under the wrong edge. No label (E0 identifies the edge) or no limit: nothing to check."""
+    if not limit or label is None or not math.isfinite(e0):
+        return
+    element, edge = label
+    try:
+        tabulated: float | None = tabulated_edge_energy(element, edge)
+    except SpectrumError:
+        tabulated = None
+    if tabulated is not None and abs(e0 - tabulated) <= limit:
+        return
+    nearest = identify_edge(e0)
+    hint = ""
+    if nearest is not None and nearest[:2] != (element, edge):
+        hint = f": did you mean {nearest[0]} {nearest[1]} ({nearest[2]:.2f} eV)?"
+    labelled = f"{_label(scan)} is labelled {element} {edge}{label_source(scan.metadata)}"
+    if tabulated is None:
+        raise EdgeLabelError(
+            f"{labelled}, which has no tabulated edge energy to check its {what} "
+            f"{e0:.2f} eV against{hint}"
+        )
+    raise EdgeLabelError(
+        f"{labelled}, but its {what} {e0:.2f} eV is {abs(e0 - tabulated):.2f} eV from the "
+        f"tabulated {element} {edge} edge ({tabulated:.2f} eV), beyond {limit_name} "
+        f"{limit:g} eV{hint}"
+    )
+
+
 def calibration_shift(
     energy: np.ndarray, scan: Scan, params: NormalizeParams, metadata: dict[str, Any]
 ) -> tuple[float, float, float, np.ndarray]:
@@ -346,6 +434,13 @@ def calibration_shift(
     e0_ref, mu_ref = foil
     target = params.calibration_energy
     if target is None:
+        if params.max_edge_offset:
+            # a foil far beyond both limits sits at another edge: the label is wrong, and
+            # that is the one thing to report (a shift within max_calibration_shift is not)
+            limit, name = params.max_edge_offset, "max_edge_offset"
+            if params.max_calibration_shift > limit:
+                limit, name = params.max_calibration_shift, "max_calibration_shift"
+            check_edge_label(scan, edge_label(metadata), e0_ref, limit, "reference foil's E0", name)
         infer_identity(metadata, e0_ref, "reference foil E0")
         element, edge = metadata.get("element"), metadata.get("edge")
         if not element or not edge:
@@ -404,6 +499,7 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
     energy = np.asarray(scan.energy, dtype=float)
     values: dict[str, float | None] = {"energy_shift": 0.0}
     metadata = {**scan.metadata, "mode": params.mode}
+    label = edge_label(scan.metadata)  # before E0 fills in what the file did not name
     mu_ref: np.ndarray | None = None
     if params.calibrate:
         shift, e0_ref_raw, target, mu_ref = calibration_shift(energy, scan, params, metadata)
@@ -417,6 +513,7 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
         mu_ref = None if foil is None else foil[1]
     arrays, results = analyse(energy, mu, params.pre_edge, params.autobk, params.noise)
     values.update(results)
+    check_edge_label(scan, label, float(values["e0"] or math.nan), params.max_edge_offset)
     # a P65 header names no element; the edge itself does (the sample's E0, else the foil's)
     infer_identity(metadata, float(values["e0"] or math.nan), "E0")
     i0 = scan.channel("i0")

@@ -240,6 +240,18 @@ class NormalizeParams(Params):
         float,
         Field(gt=0, description="A larger calibration shift (eV) is an error, not a correction."),
     ] = 20.0
+    max_edge_offset: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            description="A scan labelled with an element and edge (by the xas.scan-files params, "
+            "the header or the file name) whose E0 lies further than this (eV) from that edge's "
+            "tabulated energy is refused as mislabelled: chemical shifts and calibration offsets "
+            "are tens of eV, neighbouring edges hundreds apart. With `calibrate`, the reference "
+            "foil's E0 is checked first, against the larger of this and max_calibration_shift. "
+            "Element and edge inferred from E0 are not checked; 0 or null disables the check.",
+        ),
+    ] = 50.0
     pre_edge: PreEdgeParams = PreEdgeParams()
     autobk: AutobkParams = AutobkParams()
     noise: NoiseParams = NoiseParams()
