@@ -11,12 +11,17 @@ pipeline is deployed already, the job runs already) before the run is recorded, 
 the local executor's `local.control.refused_while_running`. A deployment that ends on its own
 (a batch pipeline whose every worker is done) ends its run `complete` or `failed` with the
 workers' counts (`settle`), as the local supervisor ends `pipeline run`'s.
+
+A submission that fails before any worker of its session started ran nothing: the run is left
+as it was (`_end_failed`), so a failed deploy never turns a complete run into a failed one or
+counts its work twice; a run it began itself ends `failed`, with no counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +91,15 @@ def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Began:
+    """The run `begin` works in, and when the session it recorded began: None when it went on
+    in the run's running session (`_goes_on`) and recorded none."""
+
+    run_id: str
+    session: float | None
+
+
 def begin(
     file: str,
     executor: str,
@@ -94,9 +108,9 @@ def begin(
     resume: bool = False,
     restart: bool = False,
     quiet_stdout: bool = False,
-) -> str | None:
-    """Begin or resume FILE's run for a deployment with `executor`; its id, or None when the
-    transport cannot be reached from here. Raises `RunsError` (nothing written, nothing
+) -> Began | None:
+    """Begin or resume FILE's run for a deployment with `executor`; what it began, or None when
+    the transport cannot be reached from here. Raises `RunsError` (nothing written, nothing
     submitted) when the configuration changed without --fresh or --resume. With `restart`
     (`pipeline start`: the job as it was deployed runs again) the last run gets a new session
     without comparing the file, whose changes the stopped job does not carry."""
@@ -129,7 +143,7 @@ def begin(
     finally:
         transport.close()
     announce(run, what, pipeline.name, err=quiet_stdout)
-    return run.id
+    return Began(run.id, None if what == "continued" else run.session.get("time"))
 
 
 def _goes_on(run: Any, executor: str) -> bool:
@@ -143,11 +157,9 @@ def _goes_on(run: Any, executor: str) -> bool:
 
 
 def end(file: str, executor: str, state: str, message: str = "") -> str | None:
-    """End FILE's running run if `executor` deployed it, with the workers' last counts; the
-    run's id, or None when there was none to end."""
-    from asapo_pipelines.counters import read_status
+    """End FILE's running run if `executor` deployed it, with the last counts of the workers of
+    its sessions not ended yet (`_unended`); the run's id, or None when there was none to end."""
     from asapo_pipelines.runs.lifecycle import summaries_of
-    from asapo_pipelines.transport import TransportError
     from asapo_pipelines.worker.launch import load
 
     pipeline, catalog = load(Path(file))
@@ -158,21 +170,98 @@ def end(file: str, executor: str, state: str, message: str = "") -> str | None:
     try:
         if _running_run(store, executor) is None:
             return None
-        try:
-            counters: dict[str, Any] | None = read_status(Path(file))
-        except TransportError:
-            counters = None
-        summaries, counts = summaries_of(_by_label(counters), set(pipeline.units))
+        records = _worker_records(Path(file))
         # asked again right before the end is written: the counters take a while to read, and
         # another command may have ended the run meanwhile (a second `ended` would count every
         # worker's work twice in the run's totals)
         run = _running_run(store, executor)
         if run is None:
             return None
+        summaries, counts = summaries_of(_unended(run, records), set(pipeline.units))
         store.end(run, state, message, summaries, counts)
         return run.id
     finally:
         transport.close()
+
+
+def _worker_records(file: Path) -> dict[str, Any]:
+    """Each worker's last status record ("group[i]"); none when the transport holds none."""
+    from asapo_pipelines.counters import read_status
+    from asapo_pipelines.transport import TransportError
+
+    try:
+        return _by_label(read_status(file))
+    except TransportError:
+        return {}
+
+
+def _unended(run: Any, records: dict[str, Any]) -> dict[str, Any]:
+    """The records of workers of the run's sessions that no `ended` event counted yet (their
+    `Counters.session`). A record of an ended session was counted when it ended: a session
+    whose workers never started (a failed submission, a job never placed) still finds the
+    session before's records, and counting them again added that work twice. Every session
+    since the last end, not only the last: a deploy updating a running deployment begins a
+    session while that deployment's workers go on in theirs."""
+    sessions: set[str] = set()
+    for event in run.events:
+        if event.get("event") == "ended":
+            sessions.clear()
+        elif event.get("event") in ("started", "resumed"):
+            sessions.add(f"{run.id}@{event.get('time')}")
+    return {label: r for label, r in records.items() if r.get("session") in sessions}
+
+
+def _state_before(run: Any) -> str | None:
+    """The run's state before its last session began; None when that session started it."""
+    from asapo_pipelines.runs.store import Run
+
+    kinds = ("started", "resumed")
+    last = max((i for i, e in enumerate(run.events) if e.get("event") in kinds), default=0)
+    return Run(run.id, run.events[:last]).state if last else None
+
+
+def _end_failed(file: str, executor: str, began: Began, error: Exception) -> None:
+    """End the session `began` recorded for a deployment whose submission failed (`_ended`);
+    a failure to write it is a warning: the command's own error is what the user must see."""
+    from asapo_pipelines.errors import PipelinesError
+    from asapo_pipelines.worker.launch import load
+
+    if began.session is None:  # it went on in a session an earlier command began: still so
+        return
+    pipeline, catalog = load(Path(file))
+    opened = _open(pipeline, catalog)
+    if opened is None:
+        return
+    transport, store = opened
+    try:
+        _ended(store, Path(file), set(pipeline.units), began, f"the {executor} deployment", error)
+    except PipelinesError as exc:
+        warn(f"the end of run {began.run_id} was not recorded: {exc}")
+    finally:
+        transport.close()
+
+
+def _ended(
+    store: RunStore, file: Path, units: set[str], began: Began, what: str, error: Exception
+) -> None:
+    """End the failed deployment's session. One whose workers never reported ran nothing: an
+    ended run it resumed is left with the state and counts it had (and its summaries: this
+    session has none of its own). Else the run ends `failed`, with the counts of its sessions
+    not ended yet: a run this session started, or one that was running before (a session
+    never ended, whose workers' work is counted now). `what` names the deployment."""
+    from asapo_pipelines.runs.lifecycle import summaries_of
+
+    run = store.get(began.run_id)
+    if run.state != "running" or run.session.get("time") != began.session:
+        return  # ended or resumed meanwhile by another command: its session is not ours
+    before = _state_before(run)
+    records = _unended(run, _worker_records(file))
+    if records or before in (None, "running"):
+        summaries, counts = summaries_of(records, units)
+        store.end(run, "failed", f"{what} failed: {error}", summaries, counts)
+        return
+    message = f"{what} failed before any of its workers started: {error}"
+    store.end(run, str(before), message, run.summaries)
 
 
 def _running_run(store: RunStore, executor: str) -> Any:
@@ -299,14 +388,14 @@ def deployment_run(
         executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
         yield None
         return
-    run_id = begin(
+    began = begin(
         file, executor.name, fresh=fresh, resume=resume, restart=restart, quiet_stdout=quiet_stdout
     )
     try:
-        yield run_id
+        yield None if began is None else began.run_id
     except Exception as exc:
-        if run_id is not None:
-            end(file, executor.name, "failed", f"the deployment failed: {exc}")
+        if began is not None:
+            _end_failed(file, executor.name, began, exc)
         raise
 
 
