@@ -69,3 +69,40 @@ def read_state(run_dir: Path) -> dict[str, Any] | None:
         return json.loads((run_dir / "state.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+def core_pipeline(
+    directory: Path,
+    *,
+    files: Path,
+    out: Path,
+    watch: bool = False,
+    store: str | None = None,
+    name: str = "faults",
+) -> Path:
+    """files (core.files) -> copy (core.identity) -> sink (core.jsonl-sink)."""
+    doc: dict[str, Any] = {
+        "pipeline": name,
+        "units": {
+            "files": {
+                "unit": "core.files",
+                "params": {"directory": str(files), "watch": watch, "settle_seconds": 0.1},
+                "outputs": {"files": "raw"},
+            },
+            "copy": {
+                "unit": "core.identity",
+                "inputs": {"input": "raw"},
+                "outputs": {"output": "copied"},
+            },
+            "sink": {
+                "unit": "core.jsonl-sink",
+                "params": {"path": str(out)},
+                "inputs": {"messages": "copied"},
+            },
+        },
+    }
+    if store is not None:
+        doc["transport"] = {"embedded": {"path": store}}
+    path = directory / f"{name}.pipeline.yaml"
+    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
+    return path

@@ -9,9 +9,15 @@ import signal
 import subprocess
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
-from helpers import CACHE_DIR, PIPELINE, alive, read_state, wait_for  # noqa: F401 (re-exported)
+from helpers import (  # noqa: F401 (re-exported)
+    CACHE_DIR,
+    PIPELINE,
+    alive,
+    core_pipeline,
+    read_state,
+    wait_for,
+)
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -38,43 +44,6 @@ def pipeline(
         timeout=timeout,
         check=False,
     )
-
-
-def core_pipeline(
-    directory: Path,
-    *,
-    files: Path,
-    out: Path,
-    watch: bool = False,
-    store: str | None = None,
-    name: str = "faults",
-) -> Path:
-    """files (core.files) -> copy (core.identity) -> sink (core.jsonl-sink)."""
-    doc: dict[str, Any] = {
-        "pipeline": name,
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": str(files), "watch": watch, "settle_seconds": 0.1},
-                "outputs": {"files": "raw"},
-            },
-            "copy": {
-                "unit": "core.identity",
-                "inputs": {"input": "raw"},
-                "outputs": {"output": "copied"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": str(out)},
-                "inputs": {"messages": "copied"},
-            },
-        },
-    }
-    if store is not None:
-        doc["transport"] = {"embedded": {"path": store}}
-    path = directory / f"{name}.pipeline.yaml"
-    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
-    return path
 
 
 def write_files(directory: Path, start: int, stop: int) -> None:

@@ -13,37 +13,9 @@ from runs_helpers import one_sentence
 
 from asapo_pipelines.worker.naming import data_source_for
 
-from helpers import run_pipeline
+from helpers import core_pipeline, run_pipeline
 
 NAME = "tailed"
-
-
-def _core_pipeline(directory: Path, files: Path) -> Path:
-    """files (core.files) -> copy (core.identity) -> sink (core.jsonl-sink)."""
-    doc: dict[str, Any] = {
-        "pipeline": NAME,
-        "transport": {"embedded": {"path": "store"}},
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": str(files), "watch": False, "settle_seconds": 0.1},
-                "outputs": {"files": "raw"},
-            },
-            "copy": {
-                "unit": "core.identity",
-                "inputs": {"input": "raw"},
-                "outputs": {"output": "copied"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": str(directory / "out.jsonl")},
-                "inputs": {"messages": "copied"},
-            },
-        },
-    }
-    path = directory / f"{NAME}.pipeline.yaml"
-    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
-    return path
 
 
 def _write(files: Path, names: list[str]) -> None:
@@ -69,7 +41,7 @@ def resumed_after_reprocess(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("tail-current")
     files = work / "files"
     _write(files, ["a.txt", "b.txt"])
-    file = _core_pipeline(work, files).name
+    file = core_pipeline(work, files=files, out=work / "out.jsonl", store="store", name=NAME).name
     _ok("run", file, cwd=work)
     _ok("reprocess", file, "--from", "r1", cwd=work)
     _write(files, ["c.txt"])
