@@ -188,6 +188,8 @@ class SlurmExecutor(Executor):
                 submitted.append(job_id)
                 instance["jobs"] = [*instance.get("jobs", []), job_id]
                 instance.update(job_id=job_id, state="pending", detail="submitted")
+                for said in ("cannot_start", "never_since"):  # of an earlier job
+                    instance.pop(said, None)
         except SlurmError:
             with contextlib.suppress(SlurmError):
                 commands.scancel(submitted)
@@ -224,8 +226,9 @@ class SlurmExecutor(Executor):
         """Up to `wait` seconds for every job to be placed; the state seen last. Jobs pending
         for a reason that passes (Resources, Priority: the cluster is busy) are not an error:
         the result names them. A job Slurm says cannot start as the cluster is set up
-        (`commands.never_starts`: its partition is down, it asks for more than a node has)
-        ends the wait at once, and the deployment (`_abandon`)."""
+        (`commands.never_starts`: its partition is down, it asks for more than a node has) for
+        `watch.NEVER_SETTLE` seconds ends the wait, and the deployment (`_abandon`), naming the
+        reason Slurm gives last."""
         deadline = time.monotonic() + wait
         while True:
             state = read_state(self.layout) or {}
@@ -442,8 +445,11 @@ _NOT_LOOKED_AT = ("None", "(null)", "", "submitted", "resubmitted")
 
 
 def _never_starts(instance: dict[str, Any]) -> bool:
-    return instance["state"] == "pending" and bool(
-        commands.never_starts(str(instance.get("detail") or ""))
+    """Slurm has said for a while that the instance's job cannot start (`watch.seen_alive`)."""
+    return (
+        instance["state"] == "pending"
+        and bool(instance.get("cannot_start"))
+        and bool(commands.never_starts(str(instance.get("detail") or "")))
     )
 
 

@@ -6,9 +6,11 @@ finishing its work (killed, cancelled by someone else, node failure, non-zero ex
 resubmitted after the policy's delay, within its attempts (the core's restart tracker decides,
 by Nomad's rules, as on the local executor), and the restart is counted in `state.json`. A batch
 worker that exits 0 is complete; one that exits 78 (a configuration error) fails at once, as on
-the local executor. Once every instance is complete or failed, the watcher has the deployment's
-run ended so (`record_end`) and exits. SIGTERM (`pipeline stop`) ends the watcher after the
-current look; it never cancels jobs itself.
+the local executor. Once an instance failed for good (restarts exhausted, a configuration error),
+the watcher cancels the deployment's other jobs, as the local executor stops its other tasks
+after a failure. Once every instance is complete, failed or so stopped, the watcher has the
+deployment's run ended (`record_end`) and exits. SIGTERM (`pipeline stop`) ends the watcher
+after the current look; `stop` itself cancels the jobs then.
 
 Why resubmission and not `scontrol requeue`: Slurm holds a requeued batch job for the
 credential lifetime (120 s by default) before it may start again; a new job starts at once.
@@ -86,6 +88,31 @@ def exit_of(job_id: str, squeue_state: str | None) -> tuple[str, int | None, str
     return final, code, what
 
 
+#: how long Slurm must go on saying that a pending job cannot start before the watcher believes
+#: it: its first reason is not always its last. A job asking for more time than its partition
+#: allows shows PartitionConfig (more CPUs or memory than a node has) until the scheduler has
+#: looked at it, PartitionTimeLimit after: 0.65-1.8 s after submission on the test cluster.
+#: Timed, not counted in looks, so that it holds for any poll_interval.
+NEVER_SETTLE = 3.0
+
+
+def seen_alive(instance: dict[str, Any], job: dict[str, str], now: float) -> None:
+    """Record squeue's word on a job that runs or waits (`now`: wall-clock seconds, kept in
+    the state file across watcher restarts). `cannot_start`: Slurm has said for NEVER_SETTLE
+    seconds that the pending job cannot start (`commands.never_starts`); `detail` holds the
+    reason it gives now."""
+    never = job["state"] == "PENDING" and bool(commands.never_starts(job["reason"]))
+    instance["state"] = job["state"].lower()
+    instance["detail"] = job["nodes"] if job["state"] == "RUNNING" else job["reason"]
+    if not never:
+        instance.pop("never_since", None)
+        instance.pop("cannot_start", None)
+        return
+    since = instance.setdefault("never_since", now)
+    if now - since >= NEVER_SETTLE:
+        instance["cannot_start"] = True
+
+
 def _last_error(instance: dict[str, Any]) -> str:
     with contextlib.suppress(OSError):
         lines = Path(instance["stderr"]).read_text(errors="replace").splitlines()
@@ -129,10 +156,28 @@ class Watcher:
                 continue
             job = queue.get(instance["job_id"])
             if job is not None and job["state"] in ALIVE:
-                instance["state"] = job["state"].lower()
-                instance["detail"] = job["nodes"] if job["state"] == "RUNNING" else job["reason"]
+                seen_alive(instance, job, time.time())
                 continue
             self.ended(key, instance, state, job["state"] if job else None, now)
+
+    def stop_after_failure(self, state: dict[str, Any]) -> None:
+        """Once an instance failed for good, cancel the jobs of the others and stop them, as
+        the local executor stops its other tasks: the pipeline cannot go on without that unit,
+        while the other jobs would hold their allocations until their time limit and the
+        deployment would show `running` for ever."""
+        instances = state["instances"]
+        failed = [i for i in instances.values() if i["state"] == "failed"]
+        others = {k: i for k, i in instances.items() if i["state"] not in FINAL}
+        if not failed or not others:
+            return
+        culprit = f"unit {failed[0]['unit']} replica {failed[0]['replica']}"
+        log(f"{failed[0]['name']} failed: stopping the other jobs after a failure")
+        jobs = [i["job_id"] for k, i in others.items() if k not in self.due and i["job_id"]]
+        queued = commands.queue(jobs)
+        commands.scancel([j for j in jobs if queued.get(j, {}).get("state") in ALIVE])
+        for key, instance in others.items():
+            self.due.pop(key, None)  # not resubmitted
+            instance.update(state="stopped", detail=f"cancelled: {culprit} failed")
 
     def ended(
         self,
@@ -192,6 +237,7 @@ class Watcher:
         while not self.stopping:
             try:
                 self.look(state)
+                self.stop_after_failure(state)
             except SlurmError as exc:  # the controller may be back at the next look
                 log(f"warning: {exc.message}")
             if not self.layout.root.is_dir():

@@ -81,6 +81,21 @@ def down_partition(slurm: LocalSlurm) -> Iterator[str]:
     name = "maint"
     _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.host}", "State=DOWN")
     yield name
+    _remove_partition(slurm, name)
+
+
+@pytest.fixture
+def short_partition(slurm: LocalSlurm) -> Iterator[str]:
+    """A second partition of the test cluster's node whose jobs may run for one minute at most
+    (MaxTime=1): Slurm accepts a job asking for longer and holds it (PartitionTimeLimit).
+    Removed afterwards, so that the cluster lists `debug` alone."""
+    name = "short"
+    _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.host}", "MaxTime=1")
+    yield name
+    _remove_partition(slurm, name)
+
+
+def _remove_partition(slurm: LocalSlurm, name: str) -> None:
     subprocess.run(
         ["scancel", f"--partition={name}"], env=slurm.env, capture_output=True, timeout=30
     )

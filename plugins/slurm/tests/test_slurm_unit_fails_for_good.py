@@ -1,0 +1,68 @@
+"""A unit that fails for good (here a configuration error, exit code 78, which no restart can
+fix) ends the whole deployment, as on the local executor: the watcher cancels the other jobs,
+the run ends `failed` with the unit's reason, and `pipeline status` shows it."""
+
+from __future__ import annotations
+
+import json
+
+from slurm_support import executor, run_pipeline, runs_of, squeue, wait_until
+
+from asapo_pipelines_slurm.watch import ALIVE
+
+PIPELINE_FILE = """\
+pipeline: broken
+units:
+  files:
+    unit: core.files
+    params: {directory: nothere/, pattern: "*.txt", watch: true, settle_seconds: 0.1}
+    outputs: {files: raw}
+  sink:
+    unit: core.jsonl-sink
+    params: {path: results/out.jsonl, payload: text}
+    inputs: {messages: raw}
+deploy:
+  slurm: {partition: debug, poll_interval: 0.5, restart: {attempts: 1, delay: 1}}
+"""
+#: What the files unit says of its missing directory.
+REASON = "directory nothere does not exist"
+
+
+def test_a_unit_that_fails_for_good_stops_the_deployment_and_fails_its_run(slurm, workdir):
+    file = workdir / "broken.pipeline.yaml"
+    file.write_text(PIPELINE_FILE)
+    executor(file)  # registered, so that a failing test leaves no watcher or job behind
+    env = slurm.env
+    deployed = run_pipeline("deploy", str(file), env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    status = json.loads(run_pipeline("status", str(file), "--json", env=env).stdout)
+    jobs = {i["unit"]: i["task_id"] for i in status["instances"]}
+
+    # nobody asks for the status or stops it: the watcher ends the deployment and its run
+    def ended():
+        (run,) = runs_of(file, env)
+        return run if run["state"] != "running" else None
+
+    run = wait_until("the run to end", ended, timeout=60, every=1)
+    assert run["state"] == "failed"
+    assert "files replica 0" in run["message"]
+    assert REASON in run["message"]
+    # the sink's job was cancelled, not left holding its allocation until its time limit
+    assert squeue([jobs["sink"]], env).get(jobs["sink"]) not in ALIVE
+
+    shown = run_pipeline("status", str(file), "--json", env=env)
+    assert shown.returncode == 1
+    after = json.loads(shown.stdout)
+    assert after["state"] == "failed"
+    states = {i["unit"]: (i["state"], i["detail"]) for i in after["instances"]}
+    assert states["files"][0] == "failed"
+    assert REASON in states["files"][1]
+    assert states["sink"] == ("stopped", "cancelled: unit files replica 0 failed")
+    text = run_pipeline("status", str(file), env=env)
+    assert REASON in text.stdout + text.stderr
+
+    # a stop finds nothing to stop: the run stays failed, not stopped
+    stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    (run,) = runs_of(file, env)
+    assert run["state"] == "failed"
