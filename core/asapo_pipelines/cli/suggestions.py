@@ -47,11 +47,23 @@ def _numbers(numbers: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _why(entry: Any) -> str:
+    return entry.reason + (f" [{entry.state_reason}]" if entry.state_reason else "")
+
+
+def _confidence(entry: Any) -> str:
+    return "-" if entry.confidence is None else f"{entry.confidence:.2f}"
+
+
 def _table(entries: list[Any]) -> None:
     from rich.table import Table
 
-    from asapo_pipelines.cli.output import console
+    from asapo_pipelines.cli.output import console, wide
 
+    out = console()
+    if not wide(out):
+        _print_narrow(out, entries)
+        return
     table = Table(title="Suggestions", title_justify="left")
     for column in ("id", "state", "action"):
         table.add_column(column, no_wrap=True)
@@ -59,18 +71,44 @@ def _table(entries: list[Any]) -> None:
         table.add_column(column, overflow="fold")
     for e in entries:
         # the full reason and every number are in --json; the table keeps to one screen
-        why = e.reason + (f" [{e.state_reason}]" if e.state_reason else "")
         table.add_row(
             e.uid[:12],
             e.state,
             e.action,
             e.target,
             str(e.scans),
-            "-" if e.confidence is None else f"{e.confidence:.2f}",
-            why,
+            _confidence(e),
+            _why(e),
             _numbers(e.numbers),
         )
-    console().print(table)
+    out.print(table)
+
+
+def _print_narrow(out: Any, entries: list[Any]) -> None:
+    """80 columns or a pipe: a block per suggestion, its reason wrapped below it, instead of a
+    table whose eight columns would each be cut to a few letters (an agent's reason then took
+    some 50 lines of 5 letters, and its target was cut inside words)."""
+    import textwrap
+
+    from rich.text import Text
+
+    text = Text("Suggestions\n")
+    width = max(40, out.width - 4)
+    for e in entries:
+        text.append(e.uid[:12], style="bold")
+        text.append(f"  {e.state}  {e.action}  {e.target}\n")
+        numbers = ", ".join(
+            [
+                f"scans {e.scans}",
+                f"confidence {_confidence(e)}",
+                *filter(None, [_numbers(e.numbers)]),
+            ]
+        )
+        for line in textwrap.wrap(numbers, width, break_on_hyphens=False):
+            text.append(f"    {line}\n")
+        for line in textwrap.wrap(_why(e), width, break_on_hyphens=False):
+            text.append(f"    {line}\n", style="dim")
+    out.print(text, end="")
 
 
 @click.command("suggestions", short_help="The inbox of agents' suggestions: list, approve, reject.")
