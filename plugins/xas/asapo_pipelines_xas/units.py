@@ -319,7 +319,11 @@ class Merge(Processor):
             "e0": _round(values.get("e0"), 2),
             "edge_step": _round(values.get("edge_step"), 4),
             "noise": _sig(values.get("epsilon_k")),
-            "single_scan_noise": [_sig(s.get("epsilon_k")) for s in merged["scans"]],
+            # the merged scans' own: a superseded or rejected scan's noise (other settings, a
+            # beam loss) beside the merge's would read as one of the scans averaged
+            "single_scan_noise": [
+                _sig(s.get("epsilon_k")) for s in merged["scans"] if s.get("accepted")
+            ],
         }
 
     def summary(self) -> dict[str, Any]:

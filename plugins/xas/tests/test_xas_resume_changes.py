@@ -148,6 +148,9 @@ def test_file_rewritten_while_stopped_is_sent_as_the_next_version(workdir):
     result = run(pipeline)
     scans = summary(result, "scans")
     assert [(s["file"], s["version"]) for s in scans["sent_again"]] == [(P65_SCANS[1], 2)]
+    # the summary's single-scan noise is the merged scans', not the superseded version's too
+    (merge,) = summary(result, "merge")["merges"].values()
+    assert len(merge["single_scan_noise"]) == merge["merged"] < merge["scans"], merge
     sent = read(workdir / "store", "raw-scans")
     meta, body = sent[-1]
     assert meta["file"] == P65_SCANS[1]
