@@ -49,6 +49,18 @@ def test_a_reprocess_refused_by_a_damaged_source_payload_ends_its_run_failed(tmp
     table = pipeline("runs", str(file), cwd=tmp_path)
     assert "r2 failed: replay of r1: message 1 of stream" in table.stdout, table.stdout
 
+    # r2 began last, so tail reads it: it holds nothing, and tail says so rather than print
+    # nothing, which read as "the pipeline made nothing"
+    tailed = pipeline("tail", str(file), "copied", cwd=tmp_path)
+    assert tailed.returncode == 0, tailed.stderr
+    assert tailed.stdout == ""
+    assert tailed.stderr.startswith("run r2 (failed) holds no messages in stream copied"), (
+        tailed.stderr
+    )
+    assert (
+        pipeline("tail", str(file), "copied", "--run", "r1", cwd=tmp_path).stdout.count("\n") == 3
+    )
+
     # an ended run: pruned on request, and nothing of it is kept as "running"
     pruned = pipeline("prune", str(file), "--run", "r2", cwd=tmp_path)
     assert pruned.returncode == 0, pruned.stderr

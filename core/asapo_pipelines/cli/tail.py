@@ -111,6 +111,18 @@ def _shown_run(store: RunStore, run_id: str | None) -> Run | None:
     return store.current()
 
 
+def _say_empty(run: Run, stream: str) -> None:
+    """Nothing to print: say in which run, on stderr. After a reprocess or a deploy that failed
+    before its workers started, that run is the current one and holds nothing, and an empty
+    output read as "the pipeline made no plans"."""
+    state = run.state
+    click.echo(
+        f"run {run.id} ({state}) holds no messages in stream {stream}"
+        + ("; `pipeline runs` lists the runs, --run picks one" if run.number > 1 else ""),
+        err=True,
+    )
+
+
 def _check_unit(pipeline: Pipeline, stream: str) -> None:
     """`errors.INSTANCE` names a unit instance of the file: a misspelt one would otherwise
     print nothing, as if that unit had no errors."""
@@ -242,10 +254,14 @@ def tail(
         consumers = {s: transport.consumer(s, "pipeline-tail") for s in sources}
         first = True
         while True:
+            printed = 0
             for source, consumer in consumers.items():
                 limit = None if everything or not first else last
                 for record in _read_new(consumer, source, seen[source], only, limit):
                     _print(record, as_json, shown_width)
+                    printed += 1
+            if first and not printed and run is not None and not stream.startswith(ERRORS):
+                _say_empty(run, stream)
             first = False
             if not follow:
                 return
