@@ -13,8 +13,9 @@ the local executor's `local.control.refused_while_running`. A deployment that en
 workers' counts (`settle`), as the local supervisor ends `pipeline run`'s.
 
 A submission that fails before any worker of its session started ran nothing: the run is left
-as it was (`_end_failed`), so a failed deploy never turns a complete run into a failed one or
-counts its work twice; a run it began itself ends `failed`, with no counts.
+as it was (`_end_failed`: its session ends void), so a failed deploy never turns a complete run
+into a failed one, counts its work twice or names itself as the run's executor; a run it began
+itself ends `failed`, with no counts.
 """
 
 from __future__ import annotations
@@ -261,7 +262,8 @@ def _ended(
         store.end(run, "failed", f"{what} failed: {error}", summaries, counts)
         return
     message = f"{what} failed before any of its workers started: {error}"
-    store.end(run, str(before), message, run.summaries)
+    # the run reads as it was: not run by this executor, not ended now, nor with this message
+    store.end(run, str(before), message, run.summaries, void=True)
 
 
 def _running_run(store: RunStore, executor: str) -> Any:

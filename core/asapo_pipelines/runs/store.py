@@ -49,6 +49,9 @@ class Run:
     id: str
     events: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.events = _without_void_sessions(self.events)
+
     @property
     def number(self) -> int:
         return int(self.id[1:])
@@ -429,7 +432,12 @@ class RunStore:
         message: str = "",
         summaries: dict[str, Any] | None = None,
         counts: dict[str, Any] | None = None,
+        *,
+        void: bool = False,
     ) -> None:
+        """Record the end of the run's session. `void`: the session ran nothing (a deploy
+        whose submission failed before any worker started): the run reads as it was before
+        it, its executor, end, state and message (`_without_void_sessions`)."""
         record = {
             "event": "ended",
             "time": time.time(),
@@ -438,8 +446,10 @@ class RunStore:
             "summaries": summaries or {},
             "counts": self._errors_as_stored(run, counts or {}),
         }
+        if void:
+            record["void"] = True
         self._append(run.id, record)
-        run.events.append(record)
+        run.events = _without_void_sessions([*run.events, record])
 
     def ensure(self, configurations: dict[str, dict[str, Any]], text: str) -> Run:
         """The latest run, or the first one when none is recorded (workers started without
@@ -482,6 +492,23 @@ def _session_time(run: Run) -> float:
     the oldest."""
     began = run.session.get("time")
     return float(began) if isinstance(began, int | float) else float("-inf")
+
+
+def _without_void_sessions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events without the sessions that ended `void` (the `resumed` that began one, and
+    its end): kept in the store, they are not the run's history."""
+    kept: list[dict[str, Any]] = []
+    for event in events:
+        if event.get("event") == "ended" and event.get("void"):
+            began = next(
+                (i for i in range(len(kept) - 1, -1, -1) if kept[i].get("event") == "resumed"),
+                None,
+            )
+            if began is not None:
+                del kept[began:]
+            continue
+        kept.append(event)
+    return kept
 
 
 def _host() -> str:
