@@ -17,6 +17,7 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk import (
     SUGGESTION_CONTENT_TYPE,
     Agent,
+    BadMessage,
     Message,
     Params,
     Processor,
@@ -44,6 +45,8 @@ class TagParams(Params):
     fail_every: int = 0
     #: how many attempts of a failing message fail (0: all)
     fail_attempts: int = 0
+    #: a failing message is the message's fault (the SDK's BadMessage), not a ValueError
+    bad_message: bool = False
     sleep: float = 0.0
     #: SIGKILL the worker's own process once (the first time, remembered in `kill_marker`):
     #: while processing number `kill_at` ("process"), or in the flush of the batch holding it
@@ -176,6 +179,8 @@ class Tag(Processor):
         if p.fail_every and n % p.fail_every == 0:
             self.tries[n] = self.tries.get(n, 0) + 1
             if p.fail_attempts == 0 or self.tries[n] <= p.fail_attempts:
+                if p.bad_message:
+                    raise BadMessage(f"cannot tag {n}")
                 raise ValueError(f"cannot tag {n}")
         return {"n": n, "tagged": True}
 

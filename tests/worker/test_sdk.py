@@ -69,6 +69,21 @@ def test_retry_policy_retries_before_giving_up(run_unit, sample_catalog):
     assert hopeless.retries == 4
 
 
+def test_a_bad_message_goes_to_the_error_stream_without_retries(run_unit, sample_catalog):
+    # the message is at fault: retrying it would fail the same way, after the delays
+    result = run_unit(
+        "test.tag",
+        [{"n": n} for n in range(1, 5)],
+        params={"fail_every": 2, "fail_attempts": 1, "bad_message": True},
+        retry={"attempts": 2, "delay": 0.5},
+        catalog=sample_catalog,
+    )
+    assert [e["attempts"] for e in result.errors] == [1, 1]  # it would pass a second try
+    assert [e["exception"] for e in result.errors] == ["asapo_pipelines.sdk.units.BadMessage"] * 2
+    assert result.retries == 0
+    assert [v["n"] for v in result.values()] == [1, 3]
+
+
 def test_multiple_output_ports(run_unit, sample_catalog):
     result = run_unit("test.split", [{"n": n} for n in range(1, 6)], catalog=sample_catalog)
     assert [v["n"] for v in result.values("odd")] == [1, 3, 5]

@@ -47,6 +47,7 @@ from asapo_pipelines.sdk.ports import describe, inp, out
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE, PlanItem, Suggestion
 from asapo_pipelines.sdk.units import (
     Agent,
+    BadMessage,
     Message,
     Processor,
     Sink,
@@ -61,6 +62,7 @@ from asapo_pipelines.transport.formats import PayloadFormat
 __all__ = [
     "SUGGESTION_CONTENT_TYPE",
     "Agent",
+    "BadMessage",
     "CommandDescriptor",
     "DirectoryEvents",
     "Executor",

@@ -25,6 +25,7 @@ from asapo_pipelines.errors import ConfigurationError, PipelinesError
 from asapo_pipelines.sdk.units import (
     PROVENANCE_KEY,
     ROLE_BASES,
+    BadMessage,
     Emitted,
     Message,
     Processor,
@@ -250,19 +251,22 @@ class UnitRunner:
                     f"{describe_exception(exc)}; its unacknowledged inputs will be delivered again"
                 ) from exc
 
-    def summary(self) -> dict[str, Any]:
-        """The unit's `summary()`; a failing or non-JSON summary is logged, never fatal."""
+    def summary(self, *, running: bool = False) -> dict[str, Any]:
+        """The unit's `summary()`; a failing or non-JSON summary is logged, never fatal. One
+        taken `running` is a copy (the status thread sends it while the unit goes on), and its
+        failure is not logged: the final one says it once."""
         if self.unit is None:
             return {}
         import json
 
         try:
             result = dict(self.unit.summary() or {})
-            json.dumps(result)
+            text = json.dumps(result)
         except Exception as exc:
-            self.context.logger.warning("summary() of %s failed: %s", self.unit_label, exc)
+            if not running:
+                self.context.logger.warning("summary() of %s failed: %s", self.unit_label, exc)
             return {}
-        return result
+        return dict(json.loads(text)) if running else result
 
     def stop(self) -> None:
         self.context.stop_event.set()
@@ -327,9 +331,9 @@ class UnitRunner:
                 return Outcome(outputs, attempts=attempts)
             except UnitStorageError:
                 raise  # the unit's disk, not this message: the worker stops, nothing is acked
-            except (OutputEncodingError, UnitUsageError) as exc:
-                # the unit's code, not the moment: a retry would fail the same way, after the
-                # retry delays, on every such message
+            except (OutputEncodingError, UnitUsageError, BadMessage) as exc:
+                # the unit's code or the message, not the moment: a retry would fail the same
+                # way, after the retry delays, on every such message
                 record = error_record(
                     exc, unit=self.unit_label, message=message, attempts=attempts, hook=hook
                 )

@@ -44,6 +44,13 @@ class UnitUsageError(PipelinesError):
     """A unit used the SDK wrongly (unknown port, reserved metadata key)."""
 
 
+class BadMessage(PipelinesError):
+    """The message is at fault, not the moment: a scan that cannot be read or makes no sense.
+    Raised in `process` (or a subclass of it), it sends the message to the error stream at once,
+    without the retries of the unit's `retry`: a retry would fail the same way, after the
+    retry delays, on every such message. Say what is wrong with the message in one sentence."""
+
+
 class UnitStorageError(PipelinesError):
     """The unit's own storage failed (a full disk, a read-only mount): an error of the unit,
     not of the message it was handling. The worker stops at once without acknowledging that
@@ -191,6 +198,11 @@ class UnitContext:
         #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint), set
         #: by the worker; empty outside a pipeline run (the test harness)
         self.run: dict[str, Any] = {}
+        #: the `summary()` this replica published last in this run session, when its worker
+        #: was restarted within the session (killed, or failed); set before `on_start`, empty
+        #: for a fresh session and outside a run. A unit whose summary counts work done adds
+        #: its counts to these, or the summary shows only the last process's share
+        self.carried_summary: dict[str, Any] = {}
 
 
 class Unit:
@@ -268,7 +280,10 @@ class Unit:
     def summary(self) -> dict[str, Any]:
         """What this unit did, for people: a small JSON object (counts, key results, files
         written). The worker publishes it in its final status record, where `pipeline status`
-        and `pipeline run` show it; called after `on_shutdown`. Nothing by default."""
+        and `pipeline run` show it; called after `on_shutdown`, and (processors, sinks and
+        agents) also after `on_start` and after each `flush`, so that a worker restarted within
+        its session gets it back in `context.carried_summary`. Keep it cheap. Nothing by
+        default."""
         return {}
 
     # -- outputs -------------------------------------------------------------------------------

@@ -3,11 +3,12 @@ and the worker's error stream show the message without a traceback)."""
 
 from __future__ import annotations
 
-from asapo_pipelines.sdk import PipelinesError
+from asapo_pipelines.sdk import BadMessage
 
 
-class XasError(PipelinesError):
-    """Base of the errors the XAS units raise for bad input."""
+class XasError(BadMessage):
+    """Base of the errors the XAS units raise for bad input: the scan, not the moment, is at
+    fault, so the message goes to the error stream without the unit's retries."""
 
 
 class ScanFileError(XasError):

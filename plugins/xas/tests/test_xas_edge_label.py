@@ -85,6 +85,18 @@ def test_a_file_named_for_the_wrong_element_is_refused(misnamed, run_unit, unit_
     )
 
 
+def test_a_refused_scan_is_not_retried(misnamed, run_unit, unit_message):
+    # the scan is at fault (the SDK's BadMessage): the unit's retries would refuse it again,
+    # a second apart each, for every such file
+    scans = run_unit("xas.scan-files", params={"directory": str(misnamed), "pattern": "*.xdi"})
+    inputs = [unit_message(o.value, metadata=o.metadata) for o in scans.outputs]
+    result = run_unit(
+        "xas.normalize", inputs, params=REFERENCE_SETTINGS, retry={"attempts": 3, "delay": 1}
+    )
+    assert [record["attempts"] for record in result.errors] == [1]
+    assert result.retries == 0
+
+
 def test_a_header_naming_the_wrong_element_is_refused(cu_labelled_fe, run_unit, unit_message):
     e0, cu, fe = larch_e0(cu_labelled_fe / "cu_metal_rt.xdi"), tabulated("Cu"), tabulated("Fe")
     error = the_refusal(normalize_files(run_unit, unit_message, cu_labelled_fe))
