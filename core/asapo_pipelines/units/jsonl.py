@@ -30,14 +30,28 @@ class JsonLinesSink(Sink):
     def on_start(self) -> None:
         self.path = Path(self.params.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.resolved = str(self.path.resolve())
         self.seen: set[str] = set()
-        self.written = 0
-        self.duplicates = 0
         #: input streams whose first skip was logged (one line per stream, not per message)
         self.skipped_in: set[tuple[str, str]] = set()
+        self.lines = 0
         self._repair_and_load()
+        self.written, self.duplicates = self._carried()
         self.file: IO[str] = self.path.open("a", encoding="utf-8")
         self.dirty = False
+
+    def _carried(self) -> tuple[int, int]:
+        """Lines written and duplicates skipped before a restart within this session (see
+        `carried_summary`). The lines an earlier process wrote after its last summary was
+        published are in the file, not in that summary: they are counted from the file, which
+        only this sink appends to (their messages, delivered again, are skipped as duplicates)."""
+        carried = self.context.carried_summary
+        keys = ("lines_written", "duplicates_skipped", "lines_in_file")
+        counts = [n for k in keys if isinstance(n := carried.get(k), int)]
+        if carried.get("file") != self.resolved or len(counts) != len(keys):
+            return 0, 0  # a fresh session, or another file
+        written, duplicates, lines = counts
+        return written + max(0, self.lines - lines), duplicates
 
     def _repair_and_load(self) -> None:
         """Read what earlier runs wrote; drop a last line cut short by a crash."""
@@ -64,6 +78,7 @@ class JsonLinesSink(Sink):
                     "that line, or move the file aside to start a new one"
                 )
             self.seen.add(dedup_key(record))
+            self.lines += 1
 
     def process(self, message: Message) -> None:
         record: dict[str, Any] = {
@@ -86,6 +101,7 @@ class JsonLinesSink(Sink):
         self.file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         self.seen.add(key)
         self.written += 1
+        self.lines += 1
         self.dirty = True
 
     def _skip(self, message: Message, key: str) -> None:
@@ -120,8 +136,10 @@ class JsonLinesSink(Sink):
     def summary(self) -> dict[str, Any]:
         # the unit cannot reach the worker's counters: its skips are reported here, where
         # `pipeline run` and `pipeline status` show the units' summaries
+        # lines_written counts this session's lines, across worker restarts (`_carried`)
         return {
-            "file": str(self.path.resolve()),
+            "file": self.resolved,
             "lines_written": self.written,
             "duplicates_skipped": self.duplicates,
+            "lines_in_file": self.lines,
         }

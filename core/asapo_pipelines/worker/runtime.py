@@ -332,6 +332,7 @@ class Worker:
         except (EndOfStream, TransportError):  # nothing before us, or not readable: from zero
             return
         if self.counters.carry(dict(last)):
+            self._carry_summary(dict(last))
             # debug: the executor already says that it restarted the worker, and a restarted
             # worker's stderr is read for its one-sentence failure
             log.debug(
@@ -339,6 +340,19 @@ class Worker:
                 self.label,
                 self.counters.processed,
             )
+
+    def _carry_summary(self, last: dict[str, Any]) -> None:
+        """Hand the unit the summary its predecessor published last (`carried_summary`): a
+        unit counting work done in its summary goes on from it, as the counters do."""
+        summary = last.get("summary")
+        if isinstance(summary, dict):
+            self.runner.context.carried_summary = dict(summary)
+
+    def _running_summary(self) -> None:
+        """Put the unit's summary in the status records sent from now on: a worker killed
+        outright leaves its last one to the process restarted in its place."""
+        if self.descriptor.role != "source":  # a source's summary is taken at its end only
+            self.counters.summary = self.runner.summary(running=True)
 
     def _output_source(self, port: str) -> str:
         stream_name = self.outputs[port]
@@ -463,8 +477,14 @@ class Worker:
                 with contextlib.suppress(Exception):
                     self.status.stop("failed")
                 raise
+            self._running_summary()
             self.counters.state = "running"
-            self.status.publish_now()
+            if self.counters.summary and self.counters.session:
+                # the unit's summary at its start, sent now: a fast sink killed before the
+                # status thread's next record would leave its restart nothing to count on from
+                self.status.publish_sync()
+            else:
+                self.status.publish_now()
             try:
                 if self.descriptor.role == "source":
                     state = self._run_source()
@@ -1041,6 +1061,7 @@ class Worker:
         self.unacked.clear()
         self.unacked_count = 0
         if self.status is not None:
+            self._running_summary()
             self.status.committed()
 
     def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:

@@ -170,6 +170,20 @@ class StatusPublisher:
         """Publish at once instead of at the next interval (a change of state)."""
         self._now.set()
 
+    def publish_sync(self) -> None:
+        """Publish one record from the calling thread, now: the thread sends at most one per
+        `COMMIT_GAP`, and a record due at once (the unit's summary at its start) must not wait
+        for it. A transport error is left to the thread's next beat."""
+        try:
+            producer = self.transport.producer(self.source)
+            try:
+                self._publish(producer)
+                producer.flush()
+            finally:
+                producer.close()
+        except PipelinesError as exc:
+            log.debug("cannot publish the status counters now: %s", exc.message)
+
     def committed(self) -> None:
         """The worker made a batch durable and acknowledged it: publish soon, not at the next
         interval, so that a worker killed (SIGKILL, OOM) before that interval is not counted

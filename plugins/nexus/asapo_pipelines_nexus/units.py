@@ -121,9 +121,22 @@ class NexusWriterSink(Sink):
         # pipeline file
         self.writer = NexusWriter.from_params(self.params).open(pause=self.wait)
         self._warn_of_other_pipelines()
-        self.written: dict[str, int] = {}
-        self.duplicates = 0
+        self.written, self.duplicates = self._carried()
         self.closed = False
+
+    def _carried(self) -> tuple[dict[str, int], int]:
+        """Entries written by port and duplicates skipped before a restart within this session
+        (`carried_summary`), which this process counts on from."""
+        carried = self.context.carried_summary
+        if carried.get("file") != str(self.writer.path.resolve()):
+            return {}, 0  # a fresh session, or another file
+        written = {
+            port.name: n
+            for port in self.descriptor.inputs
+            if isinstance(n := carried.get(f"{port.name}_written"), int)
+        }
+        duplicates = carried.get("duplicates_skipped")
+        return written, duplicates if isinstance(duplicates, int) else 0
 
     def _warn_of_other_pipelines(self) -> None:
         """Two pipelines writing one file is allowed (a reprocessing pipeline beside the
