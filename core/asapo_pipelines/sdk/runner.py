@@ -333,7 +333,9 @@ class UnitRunner:
                 raise  # the unit's disk, not this message: the worker stops, nothing is acked
             except (OutputEncodingError, UnitUsageError, BadMessage) as exc:
                 # the unit's code or the message, not the moment: a retry would fail the same
-                # way, after the retry delays, on every such message
+                # way, after the retry delays, on every such message; said in the unit's log,
+                # as a retried failure is, so that `pipeline logs` shows why
+                self.context.logger.warning("%s refused it: %s", hook, exc)
                 record = error_record(
                     exc, unit=self.unit_label, message=message, attempts=attempts, hook=hook
                 )
