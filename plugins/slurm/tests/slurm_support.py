@@ -23,6 +23,51 @@ EXAMPLES = ROOT / "examples"
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 #: Quick reactions for tests: look at the jobs twice a second, resubmit after one second.
 FAST = {"poll_interval": 0.5, "restart": {"attempts": 3, "interval": 600, "delay": 1}}
+#: files/ (watched) -> results/out.jsonl, deployed on Slurm: the smallest live deployment
+WATCHING = """\
+pipeline: {name}
+units:
+  files:
+    unit: core.files
+    params: {{directory: files/, pattern: "*.txt", watch: {watch}, settle_seconds: 0.1}}
+    outputs: {{files: raw}}
+  sink:
+    unit: core.jsonl-sink
+    params: {{path: results/out.jsonl, payload: text}}
+    inputs: {{messages: raw}}
+{sink_resources}deploy:
+  slurm: {{{slurm}}}
+"""
+
+
+def watching_file(
+    workdir: Path,
+    name: str,
+    *,
+    slurm: str = "partition: debug, poll_interval: 0.5",
+    sink_resources: str = "",
+    first_file: bool = False,
+) -> Path:
+    """`workdir/NAME.pipeline.yaml` of `WATCHING`; `slurm` is the inside of its deploy mapping,
+    `sink_resources` lines added to the sink; `first_file` puts files/a.txt there to read."""
+    (workdir / "files").mkdir(exist_ok=True)
+    if first_file:
+        (workdir / "files" / "a.txt").write_text("first\n")
+    file = workdir / f"{name}.pipeline.yaml"
+    file.write_text(watching_text(name, slurm=slurm, sink_resources=sink_resources))
+    return file
+
+
+def watching_text(
+    name: str,
+    *,
+    slurm: str = "partition: debug, poll_interval: 0.5",
+    sink_resources: str = "",
+    watch: bool = True,
+) -> str:
+    return WATCHING.format(
+        name=name, slurm=slurm, sink_resources=sink_resources, watch=str(watch).lower()
+    )
 
 
 def copy_example(name: str, into: Path, *folders: str) -> Path:

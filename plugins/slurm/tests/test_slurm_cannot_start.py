@@ -9,33 +9,17 @@ import json
 import subprocess
 
 import pytest
-from slurm_support import executor, run_pipeline, runs_of
+from slurm_support import executor, run_pipeline, runs_of, watching_file
 
 from asapo_pipelines_slurm.testing import PARTITION
 
-PIPELINE_FILE = """\
-pipeline: {name}
-units:
-  files:
-    unit: core.files
-    params: {{directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}}
-    outputs: {{files: raw}}
-  sink:
-    unit: core.jsonl-sink
-    params: {{path: results/out.jsonl, payload: text}}
-    inputs: {{messages: raw}}
-{sink_resources}deploy:
-  slurm: {{partition: {partition}, time: "30:00", poll_interval: 0.5{extra}}}
-"""
-
 
 def _write(workdir, name, *, partition=PARTITION, sink_resources="", extra=""):
-    (workdir / "files").mkdir(exist_ok=True)
-    file = workdir / f"{name}.pipeline.yaml"
-    file.write_text(
-        PIPELINE_FILE.format(
-            name=name, partition=partition, sink_resources=sink_resources, extra=extra
-        )
+    file = watching_file(
+        workdir,
+        name,
+        slurm=f'partition: {partition}, time: "30:00", poll_interval: 0.5{extra}',
+        sink_resources=sink_resources,
     )
     executor(file)  # registered, so that a failing test leaves no watcher or job behind
     return file

@@ -10,25 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from slurm_support import PIPELINE, executor, run_pipeline, wait_until
+from slurm_support import PIPELINE, executor, run_pipeline, wait_until, watching_file
 
 from asapo_pipelines_slurm.commands import never_starts
 from asapo_pipelines_slurm.state import read_state
 
-PIPELINE_FILE = """\
-pipeline: {name}
-units:
-  files:
-    unit: core.files
-    params: {{directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}}
-    outputs: {{files: raw}}
-  sink:
-    unit: core.jsonl-sink
-    params: {{path: results/out.jsonl, payload: text}}
-    inputs: {{messages: raw}}
-deploy:
-  slurm: {{partition: {partition}, time: "00:10:00", poll_interval: 0.5}}
-"""
 #: Deploys in a row: the first reason is seen or not depending on when the watcher first looks.
 ROUNDS = 3
 
@@ -88,11 +74,11 @@ def test_a_reason_seen_on_one_look_only_does_not_fail_the_deploy(slurm, workdir,
 
 
 def _write(workdir: Path, name: str, partition: str) -> Path:
-    (workdir / "files").mkdir(exist_ok=True)
-    file = workdir / f"{name}.pipeline.yaml"
     # looks every 0.5 s, often enough to see Slurm's first reason: the watcher believes a
     # never-start reason only once Slurm kept it for watch.NEVER_SETTLE seconds
-    file.write_text(PIPELINE_FILE.format(name=name, partition=partition))
+    file = watching_file(
+        workdir, name, slurm=f'partition: {partition}, time: "00:10:00", poll_interval: 0.5'
+    )
     executor(file)  # registered, so that a failing test leaves no watcher or job behind
     return file
 

@@ -6,32 +6,17 @@ finished local run of the same file."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from slurm_support import EXAMPLES, run_locally, run_pipeline, runs_of, squeue, wait_until
-
-WATCHING = """\
-pipeline: {name}
-units:
-  files:
-    unit: core.files
-    params: {{directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}}
-    outputs: {{files: raw}}
-  sink:
-    unit: core.jsonl-sink
-    params: {{path: results/out.jsonl, payload: text}}
-    inputs: {{messages: raw}}
-deploy:
-  slurm: {{partition: debug, poll_interval: 0.5}}
-"""
-
-
-def _watching(workdir: Path, name: str) -> Path:
-    (workdir / "files").mkdir(exist_ok=True)
-    (workdir / "files" / "a.txt").write_text("first\n")
-    file = workdir / f"{name}.pipeline.yaml"
-    file.write_text(WATCHING.format(name=name))
-    return file
+from slurm_support import (
+    EXAMPLES,
+    run_locally,
+    run_pipeline,
+    runs_of,
+    squeue,
+    wait_until,
+    watching_file,
+    watching_text,
+)
 
 
 def _jobs_of(status_json: str) -> list[str]:
@@ -39,7 +24,7 @@ def _jobs_of(status_json: str) -> list[str]:
 
 
 def test_a_refused_deploy_or_start_changes_no_run(slurm, workdir):
-    file = _watching(workdir, "refused")
+    file = watching_file(workdir, "refused", first_file=True)
     env = slurm.env
     deployed = run_pipeline("deploy", str(file), env=env)
     assert deployed.returncode == 0, deployed.stderr
@@ -105,13 +90,13 @@ def test_a_batch_deployment_that_finishes_ends_its_run_complete_with_the_counts(
 
 
 def test_status_logs_and_stop_act_on_the_live_deployment_not_a_finished_local_run(slurm, workdir):
-    file = _watching(workdir, "live")
+    file = watching_file(workdir, "live", first_file=True)
     env = slurm.env
     # a finished local run of the file first (the same units, without watching)
-    file.write_text(WATCHING.format(name="live").replace("watch: true, ", ""))
+    file.write_text(watching_text("live", watch=False))
     done = run_locally(file)
     assert done.returncode == 0, done.stdout + done.stderr
-    file.write_text(WATCHING.format(name="live"))
+    file.write_text(watching_text("live"))
     deployed = run_pipeline("deploy", str(file), "--fresh", env=env)
     assert deployed.returncode == 0, deployed.stderr
     try:

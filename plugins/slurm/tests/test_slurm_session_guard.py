@@ -12,30 +12,13 @@ import signal
 import subprocess
 from pathlib import Path
 
-from slurm_support import run_pipeline, runs_of, squeue, wait_until
-
-WATCHING = """\
-pipeline: {name}
-units:
-  files:
-    unit: core.files
-    params: {{directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}}
-    outputs: {{files: raw}}
-  sink:
-    unit: core.jsonl-sink
-    params: {{path: results/out.jsonl, payload: text}}
-    inputs: {{messages: raw}}
-deploy:
-  slurm: {{partition: debug, poll_interval: 0.5{extra}}}
-"""
+from slurm_support import run_pipeline, runs_of, squeue, wait_until, watching_file
 
 
 def _watching(workdir: Path, name: str, extra: str = "") -> Path:
-    (workdir / "files").mkdir(exist_ok=True)
-    (workdir / "files" / "a.txt").write_text("first\n")
-    file = workdir / f"{name}.pipeline.yaml"
-    file.write_text(WATCHING.format(name=name, extra=extra))
-    return file
+    return watching_file(
+        workdir, name, slurm=f"partition: debug, poll_interval: 0.5{extra}", first_file=True
+    )
 
 
 def test_pipeline_run_of_a_file_deployed_on_slurm_is_refused_before_anything_is_recorded(
