@@ -294,7 +294,14 @@ class SlurmExecutor(Executor):
             for key, i in state["instances"].items()
             if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
         }
+        lost = {key for key in again if state["instances"][key]["state"] not in FINAL}
         self._submit_all(state, layout, only=again)
+        for key in lost:
+            # its job ended while no watcher looked (the watcher was killed): replacing it is
+            # the restart the watcher would have made, counted as such; a stopped or failed
+            # instance started again by the user is a new start, not a restart
+            state["instances"][key]["restarts"] = int(state["instances"][key]["restarts"]) + 1
+        write_state(layout, state)
         self._start_watcher(layout)
         pending = _pending(self._wait_placed(wait))
         return {

@@ -119,9 +119,13 @@ def test_start_of_an_unwatched_deployment_goes_on_in_its_session_and_counts_ever
         started = run_pipeline("start", str(file), env=env, cwd=workdir)
         assert started.returncode == 0, started.stderr
         wait_until("the second file at the sink", lambda: _lines(out) == 2, 40)
+        status = run_pipeline("status", str(file), "--json", env=env, cwd=workdir)
     finally:
         stopped = run_pipeline("stop", str(file), env=env, cwd=workdir)
     assert stopped.returncode == 0, stopped.stderr
+    # the sink's job was lost and replaced: a restart, as the watcher would have counted it
+    restarts = {i["unit"]: i["restarts"] for i in json.loads(status.stdout)["instances"]}
+    assert restarts == {"files": 0, "sink": 1}, status.stdout
     (run,) = runs_of(file, env)
     assert run["counts"]["sink"]["processed"] == 2
     assert run["counts"]["files"]["outputs"] == 2
