@@ -19,7 +19,7 @@ import numpy as np
 
 from asapo_pipelines_xas.errors import EdgeLabelError, SpectrumError
 from asapo_pipelines_xas.params import AutobkParams, NoiseParams, NormalizeParams, PreEdgeParams
-from asapo_pipelines_xas.readers import Scan
+from asapo_pipelines_xas.readers import Scan, canonical_edge, canonical_element, canonical_label
 
 #: Arrays a spectrum carries (on the scan's energy grid unless named k/chi).
 ENERGY_ARRAYS = (
@@ -353,18 +353,28 @@ def edge_label(metadata: Mapping[str, Any]) -> tuple[str, str] | None:
 def _label_origin(metadata: Mapping[str, Any], key: str) -> tuple[str, str | None] | None:
     """Where the reader took `element` or `edge` from, in its order of precedence: the params
     override the header, the header the file name. (kind, header key) or None if unknown."""
-    value = metadata.get(key)
+    value = _canonical(metadata, key, metadata.get(key))
     header = metadata.get("header")
     if isinstance(header, Mapping):
         lower = {str(k).lower(): (str(k), v) for k, v in header.items()}
         for name in HEADER_KEYS[key]:
-            if name in lower and lower[name][1] == value:
+            # the reader wrote the header's `fe` as `Fe`: still the header's
+            if name in lower and _canonical(metadata, key, lower[name][1]) == value:
                 return "header", lower[name][0]
     if "file_base" not in metadata:
         return None  # not read from a file by xas.scan-files: no way to tell
     if metadata.get(f"{key}_from_name") == value:
         return "file name", None
     return "params", None
+
+
+def _canonical(metadata: Mapping[str, Any], key: str, value: Any) -> Any:
+    """An element or edge as the tables write it (None and empty as they are)."""
+    if not value:
+        return value
+    if key == "element":
+        return canonical_element(value)
+    return canonical_edge(value, metadata.get("element"))
 
 
 def label_source(metadata: Mapping[str, Any]) -> str:
@@ -499,7 +509,10 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
     energy = np.asarray(scan.energy, dtype=float)
     values: dict[str, float | None] = {"energy_shift": 0.0}
     metadata = {**scan.metadata, "mode": params.mode}
-    label = edge_label(scan.metadata)  # before E0 fills in what the file did not name
+    # a scan message of another producer (or an older xas.scan-files) may say `fe`/`k`: the
+    # merge groups and the agent plans by this metadata, where it must be one label
+    canonical_label(metadata)
+    label = edge_label(metadata)  # before E0 fills in what the file did not name
     mu_ref: np.ndarray | None = None
     if params.calibrate:
         shift, e0_ref_raw, target, mu_ref = calibration_shift(energy, scan, params, metadata)
@@ -516,6 +529,7 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
     check_edge_label(scan, label, float(values["e0"] or math.nan), params.max_edge_offset)
     # a P65 header names no element; the edge itself does (the sample's E0, else the foil's)
     infer_identity(metadata, float(values["e0"] or math.nan), "E0")
+    canonical_label(metadata)  # an edge named without its element: now the element is known
     i0 = scan.channel("i0")
     if i0 is not None:
         arrays["i0"] = np.asarray(i0, dtype=float)

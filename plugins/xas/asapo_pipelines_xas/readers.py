@@ -33,111 +33,6 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "mu": ("mu", "mutrans", "mu_trans", "xmu", "mufluor"),
 }
 
-#: Element symbols, to recognise `Fe_K` in file names such as `20K_GOE_Fe_K_240.00000.xdi`.
-ELEMENTS = frozenset(
-    [
-        "H",
-        "He",
-        "Li",
-        "Be",
-        "B",
-        "C",
-        "N",
-        "O",
-        "F",
-        "Ne",
-        "Na",
-        "Mg",
-        "Al",
-        "Si",
-        "P",
-        "S",
-        "Cl",
-        "Ar",
-        "K",
-        "Ca",
-        "Sc",
-        "Ti",
-        "V",
-        "Cr",
-        "Mn",
-        "Fe",
-        "Co",
-        "Ni",
-        "Cu",
-        "Zn",
-        "Ga",
-        "Ge",
-        "As",
-        "Se",
-        "Br",
-        "Kr",
-        "Rb",
-        "Sr",
-        "Y",
-        "Zr",
-        "Nb",
-        "Mo",
-        "Tc",
-        "Ru",
-        "Rh",
-        "Pd",
-        "Ag",
-        "Cd",
-        "In",
-        "Sn",
-        "Sb",
-        "Te",
-        "I",
-        "Xe",
-        "Cs",
-        "Ba",
-        "La",
-        "Ce",
-        "Pr",
-        "Nd",
-        "Pm",
-        "Sm",
-        "Eu",
-        "Gd",
-        "Tb",
-        "Dy",
-        "Ho",
-        "Er",
-        "Tm",
-        "Yb",
-        "Lu",
-        "Hf",
-        "Ta",
-        "W",
-        "Re",
-        "Os",
-        "Ir",
-        "Pt",
-        "Au",
-        "Hg",
-        "Tl",
-        "Pb",
-        "Bi",
-        "Po",
-        "At",
-        "Rn",
-        "Fr",
-        "Ra",
-        "Ac",
-        "Th",
-        "Pa",
-        "U",
-        "Np",
-        "Pu",
-        "Am",
-        "Cm",
-        "Bk",
-        "Cf",
-    ]
-)
-EDGES = frozenset({"K", "L1", "L2", "L3", "M1", "M2", "M3", "M4", "M5"})
-
 FORMATS = ("p65", "xdi", "fio")
 
 #: Columns holding the counting time per point (P65: time_pp); their median becomes
@@ -278,6 +173,8 @@ def parse_scan(
     for key, value in (("sample", sample), ("element", element), ("edge", edge)):
         if value:
             meta[key] = value
+    # params, header and file name may each write them in any case: one label downstream
+    canonical_label(meta)
     meta.setdefault("sample", meta["file_base"])
     return _build_scan(name, table, mapping, meta, min_points)
 
@@ -612,10 +509,52 @@ def _from_file_name(name: str) -> dict[str, Any]:
         info["file_base"], info["scan_number"] = number.group(1), int(number.group(2))
     tokens = re.split(r"[_.\-\s]+", info["file_base"])
     for first, second in itertools.pairwise(tokens):
-        if first in ELEMENTS and second.upper() in EDGES:
-            info["element_from_name"], info["edge_from_name"] = first, second.upper()
+        # the symbol as the tables write it (Fe, not fe): in a name, lower-case words such as
+        # "in", "as" or "be" are words, not elements; the edge may be written in any case
+        edge = canonical_edge(second, first)
+        if canonical_element(first) == first and edge in _edge_names(first):
+            info["element_from_name"], info["edge_from_name"] = first, edge
             break
     return info
+
+
+def canonical_element(symbol: Any) -> str:
+    """An element symbol as xraylarch's tables (xraydb) write it: `fe` and `FE` are `Fe`, so
+    that one element makes one merge group, NeXus entry and agent target. A symbol the tables
+    do not know is kept as written: the edge-label check names it in its error."""
+    from xraydb import atomic_number, atomic_symbol
+
+    text = str(symbol)
+    try:
+        return str(atomic_symbol(atomic_number(text.strip())))
+    except Exception:  # xraydb raises ValueError, or worse for input that is no text
+        return text
+
+
+def canonical_edge(edge: Any, element: Any) -> str:
+    """An edge name as xraylarch's tables write it for the element (`k` is `K`, `l3` is
+    `L3`); kept as written when the element is unknown or has no such edge."""
+    text = str(edge)
+    names = {name.lower(): name for name in _edge_names(canonical_element(element))}
+    return names.get(text.strip().lower(), text)
+
+
+def _edge_names(element: str) -> tuple[str, ...]:
+    """The edges xraydb tabulates for an element (K, L1, ...); none for an unknown one."""
+    from xraydb import xray_edges
+
+    try:
+        return tuple(xray_edges(element))
+    except Exception:
+        return ()
+
+
+def canonical_label(meta: dict[str, Any]) -> None:
+    """Write the metadata's element and edge as the tables do, wherever they came from."""
+    if meta.get("element"):
+        meta["element"] = canonical_element(meta["element"])
+    if meta.get("edge") and meta.get("element"):
+        meta["edge"] = canonical_edge(meta["edge"], meta["element"])
 
 
 def _iso(text: str, fmt: str) -> str:
