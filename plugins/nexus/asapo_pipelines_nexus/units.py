@@ -126,7 +126,10 @@ class NexusWriterSink(Sink):
 
     def _carried(self) -> tuple[dict[str, int], int]:
         """Entries written by port and duplicates skipped before a restart within this session
-        (`carried_summary`), which this process counts on from."""
+        (`carried_summary`), which this process counts on from. The entries an earlier process
+        wrote after its last summary was published are in the file, not in that summary: they
+        are counted from the file, which only this sink writes to (their messages, delivered
+        again, are skipped as duplicates)."""
         carried = self.context.carried_summary
         if carried.get("file") != str(self.writer.path.resolve()):
             return {}, 0  # a fresh session, or another file
@@ -135,6 +138,13 @@ class NexusWriterSink(Sink):
             for port in self.descriptor.inputs
             if isinstance(n := carried.get(f"{port.name}_written"), int)
         }
+        in_file = carried.get("entries_in_file")
+        if isinstance(in_file, int):  # a summary of before this count: as it says
+            ports = {port.content_type: port.name for port in self.descriptor.inputs}
+            later = self.writer.entries_in_file - in_file
+            for content_type in self.writer.newest_contents(later):
+                if content_type in ports:
+                    written[ports[content_type]] = written.get(ports[content_type], 0) + 1
         duplicates = carried.get("duplicates_skipped")
         return written, duplicates if isinstance(duplicates, int) else 0
 
@@ -188,4 +198,6 @@ class NexusWriterSink(Sink):
             "entries_written": sum(self.written.values()),
             **{f"{port}_written": n for port, n in sorted(self.written.items())},
             "duplicates_skipped": self.duplicates,
+            # what a process restarted in this one's place corrects its counts by (`_carried`)
+            "entries_in_file": self.writer.entries_in_file,
         }

@@ -161,6 +161,9 @@ class NexusWriter:
         self._merges: dict[tuple[str, str, str], int] = {}
         #: content type ("" for any) -> (number, name) of its newest complete entry
         self._newest: dict[str, tuple[int, str]] = {}
+        #: entry number -> content type of every complete entry (one with its key): what the
+        #: file holds, which a restarted sink's summary is corrected by (`newest_contents`)
+        self._contents: dict[int, str] = {}
         self._next = 1
         #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
         self.pipelines: set[str] = set()
@@ -239,6 +242,7 @@ class NexusWriter:
                 self._index_spectrum(name, group)
                 self._index_merge(group, identity)
                 self._note_newest(name, group)
+                self._note_content(name, group)
                 self.pipelines.update(_pipeline_of(group, _text(key)))
         _root_attributes(handle, self.path)
         # a file written before the root named its default, or whose newest entry was just
@@ -802,6 +806,7 @@ class NexusWriter:
         group = self.file[name]
         group.attrs[KEY_ATTR] = key
         self._note_newest(name, group)
+        self._note_content(name, group)
         self._point_default(self.file)
         self.file.flush()
         self._index(name, key)
@@ -819,6 +824,23 @@ class NexusWriter:
         for kind in ("", _text(group.attrs.get(CONTENT_ATTR, ""))):
             if number > self._newest.get(kind, (0, ""))[0]:
                 self._newest[kind] = (number, name)
+
+    def _note_content(self, name: str, group: h5py.Group) -> None:
+        match = _ENTRY.match(name)
+        if match:
+            self._contents[int(match.group(1))] = _text(group.attrs.get(CONTENT_ATTR, ""))
+
+    @property
+    def entries_in_file(self) -> int:
+        """How many complete entries the file holds (entries cut short by a crash are not)."""
+        return len(self._contents)
+
+    def newest_contents(self, count: int) -> list[str]:
+        """The content types of the newest `count` complete entries: entries are numbered in
+        the order written, so these are what was written after the file held the others."""
+        if count <= 0:
+            return []
+        return [self._contents[n] for n in sorted(self._contents)[-count:]]
 
     def _point_default(self, handle: h5py.File) -> None:
         """NXroot's `default`: the entry a viewer opening the file plots (each entry's own

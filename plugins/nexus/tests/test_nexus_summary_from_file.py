@@ -1,0 +1,57 @@
+"""A `nexus.writer` restarted after a kill corrects the summary it counts on from by the NeXus
+file: the entries its predecessor wrote after publishing its last status record are in the
+file, not in that record, and the run's summary must not be short by them (as `core.jsonl-sink`
+corrects its count by the lines of its file)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from nexus_testdata import P65_SCANS, p65_scan_message, result_message, xdi_mu_message
+from test_nexus_units import entries_by_key, with_key
+
+from asapo_pipelines_nexus.writer import CONTENT_ATTR
+
+PORT_OF = {"xas/scan": "scans", "xas/spectrum": "spectra", "xas/merged": "merged"}
+
+
+def written_by_port(path) -> Counter:
+    """The entries the file holds, by the writer's input port of their content type."""
+    f, entries = entries_by_key(path)
+    with f:
+        return Counter(PORT_OF[str(g.attrs[CONTENT_ATTR])] for g in entries.values())
+
+
+def test_entries_written_after_the_last_status_record_are_counted(
+    tmp_path, unit_harness, unit_message
+):
+    path = tmp_path / "out" / "p65.nxs"
+    first_scan, second_scan = (p65_scan_message(name) for name in P65_SCANS)
+    # (body, key, port) of what the killed process wrote after its last status record
+    later = (
+        (second_scan, "raw/scan-1", "scans"),
+        (result_message(first_scan), "norm/scan-0", "spectra"),
+    )
+    killed = unit_harness("nexus.writer", params={"file": str(path)})
+    killed.send(with_key(unit_message, first_scan, "raw/scan-0", "scans"))
+    # the status record the worker sent last; what the process wrote after it is in the file
+    published = killed.runner.summary(running=True)
+    killed.send(*(with_key(unit_message, *sent) for sent in later))
+    killed.shutdown()  # its summary is lost with the process; the file keeps its entries
+
+    again = unit_harness("nexus.writer", params={"file": str(path)})
+    again.runner.context.carried_summary = published
+    again.send(
+        # not acknowledged before the kill: delivered again, and found in the file
+        *(with_key(unit_message, *sent, msg_id=9, delivery_count=2) for sent in later),
+        with_key(unit_message, xdi_mu_message("fe_metal_rt.xdi"), "raw/fe-foil", "scans"),
+    )
+    summary = again.shutdown().summary
+
+    in_file = written_by_port(path)
+    assert summary["entries_written"] == sum(in_file.values())
+    assert (summary["scans_written"], summary["spectra_written"]) == (
+        in_file["scans"],
+        in_file["spectra"],
+    )
+    assert summary["duplicates_skipped"] == 2
