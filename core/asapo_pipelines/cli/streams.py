@@ -223,15 +223,35 @@ def _prune_run(
         for stream in names:
             freed += prunable.drop_stream(source, stream)
             dropped.append([source, stream])
+    removed = _drop_sources(transport, sources)
+    # the record goes last: the run index keeps its number, so no later run is given it again
     freed += prunable.drop_stream(runs_source(name), run.id)
     dropped.append([runs_source(name), run.id])
     if as_json:
-        print_json({"run": run.id, "dropped_streams": dropped, "freed_bytes": freed})
+        print_json(
+            {
+                "run": run.id,
+                "dropped_streams": dropped,
+                "dropped_sources": removed,
+                "freed_bytes": freed,
+            }
+        )
         return
     click.echo(
         f"run {run.id} of pipeline {name} pruned: {len(dropped)} streams dropped, "
         f"{_size(freed)} of payload files freed"
     )
+
+
+def _drop_sources(transport: Transport, sources: list[str]) -> list[str]:
+    """Remove a pruned run's emptied data sources where the transport can (the embedded
+    store): left behind, `pipeline streams` lists each as a source with no streams."""
+    drop_source = getattr(transport, "drop_source", None)
+    if not callable(drop_source):
+        return []
+    for source in sources:
+        drop_source(source)
+    return list(sources)
 
 
 def _state(stream: dict[str, Any]) -> str:
@@ -280,7 +300,8 @@ def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
     "--run",
     "run_id",
     metavar="RUN",
-    help="Drop one run of the pipeline FILE: its streams and its record (see `pipeline runs`).",
+    help="Drop one run of the pipeline FILE: its streams, its data sources and its record (see "
+    "`pipeline runs`).",
 )
 @json_option
 def prune(

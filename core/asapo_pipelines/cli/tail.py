@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +21,14 @@ from asapo_pipelines.errors import UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.runs import Run, RunStore
-    from asapo_pipelines.transport import Consumer, Message
+    from asapo_pipelines.transport import Consumer, Message, Transport
 
 ERRORS = "errors"
 #: the narrowest --width: the time, the stream and the id, with room for a few characters
 MIN_WIDTH = 20
+
+#: whether a decoded record is one to print
+Keep = Callable[[dict[str, Any]], bool]
 
 
 def _plain(value: Any) -> Any:
@@ -146,26 +150,85 @@ def _stream_filter(stream: str) -> str | None:
 
 
 def _read_new(
-    consumer: Consumer, source: str, seen: dict[str, int], only: str | None, last: int | None
+    consumer: Consumer,
+    source: str,
+    seen: dict[str, int],
+    only: str | None,
+    last: int | None,
+    keep: Keep | None = None,
 ) -> list[dict[str, Any]]:
-    """Messages after `seen` of each stream (the newest `last` of each on the first read)."""
-    from asapo_pipelines.transport import TransportError
-
+    """Messages after `seen` of each stream (the newest `last` of each on the first read), those
+    `keep` accepts."""
     found = []
     for info in consumer.streams():
         if only is not None and info.name != only:
             continue
         start = seen.get(info.name)
-        if start is None:
-            start = 0 if last is None else max(0, info.last_id - last)
-        for mid in range(start + 1, info.last_id + 1):
-            try:
-                found.append(_record(consumer.get_by_id(info.name, mid), source))
-            except TransportError:
-                continue  # pruned or not written yet
-        seen[info.name] = max(start, info.last_id)
+        if start is None and keep is not None:
+            # the newest `last` of those kept: read the stream from its start, then cut
+            records = _read_range(consumer, source, info.name, 0, info.last_id, keep)
+            found += records[len(records) - last :] if last is not None else records
+        else:
+            if start is None:
+                start = 0 if last is None else max(0, info.last_id - last)
+            found += _read_range(consumer, source, info.name, start, info.last_id, keep)
+        seen[info.name] = max(start or 0, info.last_id)
     found.sort(key=lambda r: (r["time"] or 0, r["stream"], r["id"]))
     return found
+
+
+def _read_range(
+    consumer: Consumer, source: str, stream: str, after: int, upto: int, keep: Keep | None
+) -> list[dict[str, Any]]:
+    """The records of `stream` with ids after `after` up to `upto` that `keep` accepts."""
+    from asapo_pipelines.transport import TransportError
+
+    records = []
+    for mid in range(after + 1, upto + 1):
+        try:
+            record = _record(consumer.get_by_id(stream, mid), source)
+        except TransportError:
+            continue  # pruned or not written yet
+        if keep is None or keep(record):
+            records.append(record)
+    return records
+
+
+def _run_of(record: dict[str, Any]) -> str | None:
+    """The run an error record was written in (its provenance names it)."""
+    from asapo_pipelines.worker.dedupe import provenance_run
+
+    return provenance_run(record["metadata"])
+
+
+def _errors_filter(stream: str, run_id: str | None, run: Run | None) -> Keep | None:
+    """Which error records to print. The error stream is the pipeline's, written by every run,
+    and without --run all of it is shown: a bad input reported in one run is still bad in the
+    next, each line names its run, and `pipeline run` points at `tail FILE errors` after any
+    run. An explicit --run shows that run's records only (a record written outside any run
+    belongs to none)."""
+    if not stream.startswith(ERRORS) or run_id is None or run is None:
+        return None
+    wanted = run.id
+    return lambda record: _run_of(record) == wanted
+
+
+def _present(transport: Transport, source: str) -> bool:
+    """Whether the store holds `source`. Opening a consumer of the embedded store creates its
+    data source, and a read must not write: `pipeline streams` would list a source the run
+    never wrote. A transport that cannot list its data sources is read as it is."""
+    try:
+        return source in transport.data_sources()
+    except NotImplementedError:
+        return True
+
+
+def _open_present(transport: Transport, sources: list[str], consumers: dict[str, Consumer]) -> None:
+    """Open a consumer of each of `sources` the store holds by now (with --follow, a source
+    written after tail started is read from then on)."""
+    for source in sources:
+        if source not in consumers and _present(transport, source):
+            consumers[source] = transport.consumer(source, "pipeline-tail")
 
 
 def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
@@ -178,7 +241,8 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
         body = f"<cannot decode: {record['decode_error']}>"
     elif record["source"].endswith(".errors") and isinstance(record["value"], dict):
         err = record["value"]
-        body = f"{err.get('unit')}: {err.get('error')}"
+        run = _run_of(record)
+        body = f"{err.get('unit')}{f' ({run})' if run else ''}: {err.get('error')}"
     else:
         body = json.dumps(_short(record["value"]), default=str, ensure_ascii=False)
     line = f"{head}  {body}"
@@ -211,7 +275,7 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     metavar="RUN",
     default=None,
     help="The run whose stream to print (`r2`; `pipeline runs` lists them). Default: the run "
-    "whose last session started last.",
+    "whose last session started last; for `errors`, the records of every run.",
 )
 @json_option
 def tail(
@@ -231,7 +295,9 @@ def tail(
     --json, one JSON object per line: source, stream (scan), id, time, metadata and value
     (arrays as lists). A pipeline's own streams are read in one run: --run, or the run whose
     last session started last (a run resumed after a reprocess, not the reprocess). The
-    error records are those of every run; each names its run in its provenance.
+    error records are those of every run, each naming its run (in its provenance with
+    --json); with --run, only that run's. A stream the run has not written yet prints
+    nothing (--follow waits for it); tail never creates it in the store.
     """
     import shutil
 
@@ -249,18 +315,20 @@ def tail(
     except BaseException:
         transport.close()
         raise
+    keep = _errors_filter(stream, run_id, run)
     seen: dict[str, dict[str, int]] = {s: {} for s in sources}
+    consumers: dict[str, Consumer] = {}
     try:
-        consumers = {s: transport.consumer(s, "pipeline-tail") for s in sources}
         first = True
         while True:
+            _open_present(transport, sources, consumers)
             printed = 0
             for source, consumer in consumers.items():
                 limit = None if everything or not first else last
-                for record in _read_new(consumer, source, seen[source], only, limit):
+                for record in _read_new(consumer, source, seen[source], only, limit, keep):
                     _print(record, as_json, shown_width)
                     printed += 1
-            if first and not printed and run is not None and not stream.startswith(ERRORS):
+            if first and not printed and run is not None and _says_empty(stream, keep):
                 _say_empty(run, stream)
             first = False
             if not follow:
@@ -269,4 +337,12 @@ def tail(
     except KeyboardInterrupt:
         return
     finally:
+        for consumer in consumers.values():
+            consumer.close()
         transport.close()
+
+
+def _says_empty(stream: str, keep: Keep | None) -> bool:
+    """Whether an empty read names its run: every stream read in one run, not the error
+    records of every run."""
+    return not stream.startswith(ERRORS) or keep is not None

@@ -169,8 +169,10 @@ def _pruned(store: RunStore, run: Run) -> bool:
     if not any(c.get("processed") or c.get("outputs") for c in run.counts.values()):
         return False
     prefix = data_source_for("", store.pipeline, run.id)
+    # age retention (`--older-than`) leaves a data source listed without streams; `prune
+    # --run` removes the sources too, with the run's record: either way none holds a stream
     for source in store.transport.data_sources():
-        if source.startswith(prefix):  # a pruned data source stays listed, without streams
+        if source.startswith(prefix):
             with store.transport.consumer(source, "run-records") as consumer:
                 if consumer.streams():
                     return False

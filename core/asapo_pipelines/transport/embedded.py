@@ -34,6 +34,7 @@ import json
 import mmap
 import os
 import select
+import shutil
 import sqlite3
 import sys
 import threading
@@ -1385,6 +1386,26 @@ class EmbeddedTransport(Transport):
             return _remove_payloads(src.dir, sid, freed)
         finally:
             src.close()
+
+    def drop_source(self, data_source: str) -> None:
+        """Remove a data source that holds no streams (its streams dropped), so that listings no
+        longer show it. A source that still holds a stream is refused: its messages would go."""
+        src = _SourceDB(self.root, check_source(data_source), fsync=False, create=False)
+        try:
+            with src.write() as db:
+                if db.execute("SELECT 1 FROM streams LIMIT 1").fetchone():
+                    raise TransportConfigError(
+                        f"data source {data_source!r} still holds streams; drop them first"
+                    )
+                # unlisted at once (`data_sources` lists directories with an index), and while
+                # the write lock keeps every writer of the source out
+                (src.dir / INDEX_NAME).unlink()
+        finally:
+            src.close()
+        try:
+            shutil.rmtree(src.dir)
+        except OSError as exc:
+            raise _storage_error(data_source, src.dir, exc) from None
 
     def prune(self, older_than: float, data_source: str | None = None) -> PruneReport:
         """Drop streams idle for longer than ``older_than`` seconds, and in other streams the
