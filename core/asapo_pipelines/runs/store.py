@@ -150,6 +150,17 @@ class Run:
                     found[instance] = summary
         return found
 
+    def summaries_before(self, began: Any) -> dict[str, Any]:
+        """`summaries` as the sessions before the one that began at `began` (its `started` or
+        `resumed` event's time; else the last session) left them: what a unit of that session
+        counts on from (`UnitContext.carried_summary`). A unit that counts on from it ends
+        its session with the run's whole summary, which `summaries` then takes as it is."""
+        starts = [i for i, e in enumerate(self.events) if e.get("event") in ("started", "resumed")]
+        if not starts:
+            return {}
+        index = next((i for i in starts if self.events[i].get("time") == began), starts[-1])
+        return Run(self.id, self.events[:index]).summaries
+
     @property
     def counts(self) -> dict[str, Any]:
         """instance -> its counters summed over every session of the run: a run resumed after

@@ -198,11 +198,19 @@ class UnitContext:
         #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint), set
         #: by the worker; empty outside a pipeline run (the test harness)
         self.run: dict[str, Any] = {}
-        #: the `summary()` this replica published last in this run session, when its worker
-        #: was restarted within the session (killed, or failed); set before `on_start`, empty
-        #: for a fresh session and outside a run. A unit whose summary counts work done adds
-        #: its counts to these, or the summary shows only the last process's share
+        #: the `summary()` this replica had so far in this run, set before `on_start`: when
+        #: its worker was restarted within the session (killed, or failed), the summary it
+        #: published last; in a new session of the same run (`pipeline run` resuming it), the
+        #: one it had at the end of the run's earlier sessions, as the run's record has it
+        #: (never another run's: a reprocess starts from nothing). Empty in a run's first
+        #: session and outside a run. A unit whose summary counts work done adds its counts
+        #: to these, or the summary shows only the last process's share
         self.carried_summary: dict[str, Any] = {}
+        #: whether `carried_summary` is a predecessor's within this session (restarted after a
+        #: kill or failure): its last record may be short of what it wrote, which a sink can
+        #: count from its file. False for the earlier sessions' summary: each ended with its
+        #: whole summary, and whatever its file gained since then another writer wrote
+        self.carried_after_restart = False
 
 
 class Unit:
@@ -282,8 +290,8 @@ class Unit:
         written). The worker publishes it in its final status record, where `pipeline status`
         and `pipeline run` show it; called after `on_shutdown`, and (processors, sinks and
         agents) also after `on_start` and after each `flush`, so that a worker restarted within
-        its session gets it back in `context.carried_summary`. Keep it cheap. Nothing by
-        default."""
+        its session, or started in a later session of the run, gets it back in
+        `context.carried_summary`. Keep it cheap. Nothing by default."""
         return {}
 
     # -- outputs -------------------------------------------------------------------------------

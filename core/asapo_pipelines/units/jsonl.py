@@ -41,16 +41,20 @@ class JsonLinesSink(Sink):
         self.dirty = False
 
     def _carried(self) -> tuple[int, int]:
-        """Lines written and duplicates skipped before a restart within this session (see
-        `carried_summary`). The lines an earlier process wrote after its last summary was
-        published are in the file, not in that summary: they are counted from the file, which
-        only this sink appends to (their messages, delivered again, are skipped as duplicates)."""
+        """Lines written and duplicates skipped before this process in this run (see
+        `carried_summary`). The lines a process killed in this session wrote after its last
+        summary was published are in the file, not in that summary: they are counted from the
+        file, which only this sink appends to (their messages, delivered again, are skipped as
+        duplicates). Lines added after an earlier session ended are another writer's (a
+        reprocess writing the same file): not this run's."""
         carried = self.context.carried_summary
         keys = ("lines_written", "duplicates_skipped", "lines_in_file")
         counts = [n for k in keys if isinstance(n := carried.get(k), int)]
         if carried.get("file") != self.resolved or len(counts) != len(keys):
-            return 0, 0  # a fresh session, or another file
+            return 0, 0  # a fresh run, or another file
         written, duplicates, lines = counts
+        if not self.context.carried_after_restart:
+            return written, duplicates
         return written + max(0, self.lines - lines), duplicates
 
     def _repair_and_load(self) -> None:

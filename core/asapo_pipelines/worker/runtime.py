@@ -315,7 +315,9 @@ class Worker:
 
     def _carry_counters(self) -> None:
         """Take over the counts of this replica's killed predecessor in the same session (see
-        `Counters.carry`); the status stream is read once, before the first record is sent."""
+        `Counters.carry`); the status stream is read once, before the first record is sent.
+        The unit's summary is carried too (`_carry_summary`), and in a new session of the run
+        the summary the run's earlier sessions left (`_carry_earlier_sessions`)."""
         if not self.counters.session:
             return
 
@@ -328,11 +330,10 @@ class Worker:
         try:
             # a transport restarting is waited for: counting from zero would lose the session's
             # counts for good, as this replica's next records replace its last one
-            last = retrying(read, "read the status counters of this replica")
+            last = dict(retrying(read, "read the status counters of this replica"))
         except (EndOfStream, TransportError):  # nothing before us, or not readable: from zero
-            return
-        if self.counters.carry(dict(last)):
-            self._carry_summary(dict(last))
+            last = {}
+        if last and self.counters.carry(last):
             # debug: the executor already says that it restarted the worker, and a restarted
             # worker's stderr is read for its one-sentence failure
             log.debug(
@@ -340,11 +341,44 @@ class Worker:
                 self.label,
                 self.counters.processed,
             )
+            if self._carry_summary(last):
+                return  # it counted on from the earlier sessions already, if it does
+        self._carry_earlier_sessions()
 
-    def _carry_summary(self, last: dict[str, Any]) -> None:
+    def _carry_summary(self, last: dict[str, Any]) -> bool:
         """Hand the unit the summary its predecessor published last (`carried_summary`): a
         unit counting work done in its summary goes on from it, as the counters do."""
         summary = last.get("summary")
+        if isinstance(summary, dict) and summary:
+            self.runner.context.carried_summary = dict(summary)
+            self.runner.context.carried_after_restart = True
+            return True
+        return False
+
+    def _carry_earlier_sessions(self) -> None:
+        """In a resumed session, hand the unit the summary this replica left at the end of the
+        run's earlier sessions, as the run's record has it. Not the last status record: the
+        status streams are the pipeline's, and another run (a reprocess) may have written
+        them since. Every executor starts the same worker, so it reads the record itself."""
+        began = self.run_info.get("resumed_at")
+        run_id = self.run_info.get("run")
+        if began is None or not run_id:
+            return  # the run's first session: nothing before it
+        from asapo_pipelines.runs.store import RunStore
+
+        store = RunStore(self.transport, self.pipeline)
+        try:
+            run = retrying(lambda: store.get(str(run_id)), "read the record of this run")
+        except PipelinesError as exc:
+            log.warning(
+                "%s: its summary starts from nothing: cannot read run %s: %s",
+                self.label,
+                run_id,
+                exc.message,
+            )
+            return
+        name = self.instance if self.replica == 0 else f"{self.instance}[{self.replica}]"
+        summary = run.summaries_before(began).get(name)
         if isinstance(summary, dict):
             self.runner.context.carried_summary = dict(summary)
 

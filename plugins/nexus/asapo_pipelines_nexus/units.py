@@ -125,21 +125,23 @@ class NexusWriterSink(Sink):
         self.closed = False
 
     def _carried(self) -> tuple[dict[str, int], int]:
-        """Entries written by port and duplicates skipped before a restart within this session
-        (`carried_summary`), which this process counts on from. The entries an earlier process
-        wrote after its last summary was published are in the file, not in that summary: they
-        are counted from the file, which only this sink writes to (their messages, delivered
-        again, are skipped as duplicates)."""
+        """Entries written by port and duplicates skipped before this process in this run
+        (`carried_summary`), which it counts on from. The entries a process killed in this
+        session wrote after its last summary was published are in the file, not in that
+        summary: they are counted from the file, which only this sink writes to (their
+        messages, delivered again, are skipped as duplicates). Entries added after an earlier
+        session ended are another writer's: not this run's."""
         carried = self.context.carried_summary
         if carried.get("file") != str(self.writer.path.resolve()):
-            return {}, 0  # a fresh session, or another file
+            return {}, 0  # a fresh run, or another file
         written = {
             port.name: n
             for port in self.descriptor.inputs
             if isinstance(n := carried.get(f"{port.name}_written"), int)
         }
         in_file = carried.get("entries_in_file")
-        if isinstance(in_file, int):  # a summary of before this count: as it says
+        # a summary of before this count, or the earlier sessions': as it says
+        if isinstance(in_file, int) and self.context.carried_after_restart:
             ports = {port.content_type: port.name for port in self.descriptor.inputs}
             later = self.writer.entries_in_file - in_file
             for content_type in self.writer.newest_contents(later):

@@ -41,6 +41,7 @@ def test_entries_written_after_the_last_status_record_are_counted(
 
     again = unit_harness("nexus.writer", params={"file": str(path)})
     again.runner.context.carried_summary = published
+    again.runner.context.carried_after_restart = True  # killed within the session
     again.send(
         # not acknowledged before the kill: delivered again, and found in the file
         *(with_key(unit_message, *sent, msg_id=9, delivery_count=2) for sent in later),
@@ -55,3 +56,27 @@ def test_entries_written_after_the_last_status_record_are_counted(
         in_file["spectra"],
     )
     assert summary["duplicates_skipped"] == 2
+
+
+def test_entries_another_writer_added_after_an_earlier_session_are_not_this_runs(
+    tmp_path, unit_harness, unit_message
+):
+    """A resumed session counts on from the summary its run's earlier session ended with,
+    which was whole: entries the file gained since then (a reprocess run writing the same
+    file) are not this run's work."""
+    path = tmp_path / "out" / "p65.nxs"
+    first_scan, second_scan = (p65_scan_message(name) for name in P65_SCANS)
+    session = unit_harness("nexus.writer", params={"file": str(path)})
+    session.send(with_key(unit_message, first_scan, "raw/scan-0", "scans"))
+    ended = session.shutdown().summary  # the session's final record: exact
+    other = unit_harness("nexus.writer", params={"file": str(path)})  # another run's writer
+    other.send(with_key(unit_message, second_scan, "raw/scan-1", "scans"))
+    other.shutdown()
+
+    resumed = unit_harness("nexus.writer", params={"file": str(path)})
+    resumed.runner.context.carried_summary = ended  # carried_after_restart stays False
+    resumed.send()  # started, nothing more to write
+    summary = resumed.shutdown().summary
+
+    assert sum(written_by_port(path).values()) == 2
+    assert (summary["entries_written"], summary["scans_written"]) == (1, 1)

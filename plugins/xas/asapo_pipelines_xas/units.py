@@ -234,30 +234,57 @@ class Normalize(Processor):
 
     def on_start(self) -> None:
         normalize.load_larch()  # while the worker says "loading", not in the first scan
-        self.results: list[dict[str, Any]] = []
+        # the summary counts on from what the run normalized before this process (a restart,
+        # an earlier session of the run): `carried_summary`
+        carried = self.context.carried_summary
+        scans = carried.get("scans")
+        #: file -> its result, the last SUMMARY_ITEMS files by arrival (what the summary lists)
+        self.results: dict[Any, dict[str, Any]] = {
+            r.get("file"): dict(r) for r in (scans if isinstance(scans, list) else []) if _is(r)
+        }
+        #: files normalized before this process: those listed, and as many again not listed
+        self.listed_before = set(self.results)
+        self.before = max(_count(carried.get("spectra")), len(self.listed_before))
+        #: files this process normalized that the carried summary does not list
+        self.new_files: set[Any] = set()
 
     def process(self, message: Message) -> dict[str, Any]:
         spectrum = normalize_scan(Scan.from_json(message.value), self.params)
         # the merge recognises a redelivered scan by this identity (see Merger.add)
         spectrum.metadata["scan_id"] = message_key(message)
         values = spectrum.values
-        self.results = [r for r in self.results if r["file"] != spectrum.metadata.get("file")]
-        self.results.append(
-            {
-                "file": spectrum.metadata.get("file"),
-                "e0": _round(values.get("e0"), 2),
-                "edge_step": _round(values.get("edge_step"), 4),
-                "noise": _sig(values.get("epsilon_k")),
-            }
-        )
-        del self.results[:-SUMMARY_ITEMS]
+        file = spectrum.metadata.get("file")
+        # a file normalized again (a new version, a redelivery) replaces its entry
+        self.results.pop(file, None)
+        self.results[file] = {
+            "file": file,
+            "e0": _round(values.get("e0"), 2),
+            "edge_step": _round(values.get("edge_step"), 4),
+            "noise": _sig(values.get("epsilon_k")),
+        }
+        while len(self.results) > SUMMARY_ITEMS:
+            del self.results[next(iter(self.results))]
+        if file not in self.listed_before:
+            # a file counted before but no longer listed would count twice (the carried
+            # summary lists SUMMARY_ITEMS of them): only a new version of an old file does
+            self.new_files.add(file)
         return spectrum.to_json()
 
     def summary(self) -> dict[str, Any]:
         # by file, not by arrival: scans come in any order (a transport promises none), and
-        # repeats' file names count up
-        scans = sorted(self.results, key=lambda r: str(r["file"]))
-        return {"spectra": len(self.results), "scans": scans}
+        # repeats' file names count up; `spectra` counts every file, not only those listed
+        scans = sorted(self.results.values(), key=lambda r: str(r["file"]))
+        return {"spectra": self.before + len(self.new_files), "scans": scans}
+
+
+def _is(item: Any) -> bool:
+    """A carried summary's list entry with a file (one made by an earlier process)."""
+    return isinstance(item, dict) and "file" in item
+
+
+def _count(value: Any) -> int:
+    """A carried summary's count; 0 for anything that is not one."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 class Merge(Processor):
@@ -365,10 +392,19 @@ class ConvergenceAgent(Agent):
         self.advisor = Advisor(
             self.params, scope=f"{ctx.pipeline}/{run}/{ctx.instance}[{ctx.replica}]"
         )
-        self.decisions: dict[str, dict[str, Any]] = {}
-        self.count = 0
-        self.queue_updates = 0
-        self.late = 0
+        # the summary counts on from what the run decided before this process (a restart, an
+        # earlier session of the run): a merge decided on before is restored and redelivered
+        # merges are not decided again (`decide` returns None), so nothing counts twice
+        carried = self.context.carried_summary
+        decisions = carried.get("decisions")
+        self.decisions: dict[str, dict[str, Any]] = {
+            str(k): dict(v)
+            for k, v in (decisions if isinstance(decisions, dict) else {}).items()
+            if isinstance(v, dict)
+        }
+        self.count = _count(carried.get("suggestions"))
+        self.queue_updates = _count(carried.get("queue_updates"))
+        self.late = _count(carried.get("late_merges"))
 
     def process(self, message: Message) -> None:
         if message.port == "queue":
