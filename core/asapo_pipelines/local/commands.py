@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -229,6 +230,23 @@ def run_counters(
             return latest_status(consumer, running_job)
     except Exception:  # counters are a bonus; the state file is the status
         return None
+
+
+def run_pruned(state: Mapping[str, Any], pipeline: Pipeline | None, catalog: Catalog) -> bool:
+    """Whether the run a local run directory last held was pruned (`pipeline prune FILE --run
+    RUN` drops its record, not the run directory): its state would show a job that no store
+    holds any more. False whenever the store cannot say (a transport out of reach)."""
+    run = state.get("run")
+    if not run or pipeline is None:
+        return False  # a state file written before runs were recorded there
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import open_transport
+
+    try:
+        with open_transport(pipeline.transport.spec(), catalog) as transport:
+            return str(run) not in RunStore(transport, pipeline.name).run_ids()
+    except Exception:  # the state file is then the status, as before
+        return False
 
 
 def status_json(state: dict[str, Any], counters: dict[str, Any] | None) -> dict[str, Any]:

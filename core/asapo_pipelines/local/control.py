@@ -242,7 +242,8 @@ def stop_orphans(run_dir: Path) -> Orphans | None:
 
 def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
     """Signal the supervisor (SIGTERM) and wait until it has stopped every task. A run whose
-    supervisor is gone has its leftover tasks killed here. Returns the final state."""
+    supervisor is gone has its leftover tasks killed here. Returns the final state, with
+    `stopped_lost` when this call ended a lost run (not when an earlier stop had)."""
     run_dir = Path(run_dir)
     state = read_state(run_dir / STATE_FILE)
     if supervisor_alive(run_dir):
@@ -283,7 +284,8 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
         state["stopped_orphans"] = orphans.record()
     # the lost supervisor's last write, in the space it reserved for it (which goes with it)
     write_last_state(run_dir / STATE_FILE, state)
-    return state
+    # not recorded: a later stop reads the same message but stopped nothing (`show_stop`)
+    return {**state, "stopped_lost": True}
 
 
 def _kill_budget(run_dir: Path) -> float:

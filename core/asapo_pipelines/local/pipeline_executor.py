@@ -78,10 +78,13 @@ class LocalPipelineExecutor(Executor):
 
         if self.run_dir is not None and recorded(self.run_dir):
             return self.run_dir
+        raise self._no_run()
+
+    def _no_run(self) -> UsageError:
         if self.given.get("run_dir"):
-            raise UsageError(f"no local run recorded in {self.given['run_dir']}")
+            return UsageError(f"no local run recorded in {self.given['run_dir']}")
         shown = self.file or "this pipeline"
-        raise UsageError(f"no local run of {shown} is recorded; start one with `pipeline run`")
+        return UsageError(f"no local run of {shown} is recorded; start one with `pipeline run`")
 
     def _job(self) -> dict[str, Any]:
         from asapo_pipelines.launchplan.compile import compile_pipeline
@@ -165,13 +168,20 @@ class LocalPipelineExecutor(Executor):
         """The run's table (state, pid, restarts, exit codes) with the counters its workers
         published, the units' summaries and the run's message; 1 for a failed run."""
         from asapo_pipelines.cli.output import console, print_json
-        from asapo_pipelines.local.commands import run_counters, status_json
-        from asapo_pipelines.local.control import run_status, stopped_orphans_note
+        from asapo_pipelines.local.commands import run_counters, run_pruned, status_json
+        from asapo_pipelines.local.control import (
+            run_status,
+            stopped_orphans_note,
+            supervisor_alive,
+        )
         from asapo_pipelines.local.live import status_table
         from asapo_pipelines.worker.status import summary_lines
 
         run_dir = self._run()
         state = run_status(run_dir)
+        if not supervisor_alive(run_dir) and run_pruned(state, self.pipeline, self.catalog):
+            # its run directory outlives the run: a ghost job `complete` with its units
+            raise self._no_run()
         published = run_counters(run_dir, self.pipeline, self.catalog)
         # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
         code = 1 if state.get("status") == "failed" else 0
@@ -234,7 +244,9 @@ class LocalPipelineExecutor(Executor):
 
         if as_json:
             print_json(result)
-        elif result["was_running"] or str(result.get("message", "")).startswith("stopped after"):
+        # a lost run's message names the orphans its first stop killed: a later stop that
+        # repeated it would name pids it did not touch (dead, or by now someone else's)
+        elif result["was_running"] or result.get("stopped_lost"):
             job, message = result.get("job"), str(result.get("message") or "")
             # the supervisor's own sentence names the job already ("job p65 stopped (SIGTERM)")
             if not message.startswith(f"job {job} "):

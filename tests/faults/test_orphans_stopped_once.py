@@ -1,0 +1,50 @@
+"""A second `pipeline stop` of a lost run stops nothing: the first one killed the orphaned
+workers its supervisor left and named their pids. Before, the second stop repeated that
+sentence, naming pids it had not touched this time (dead, or by now another user's process);
+now it says the job is not running, as for any stopped run, and signals nobody."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from faults_support import (
+    alive,
+    core_pipeline,
+    kill_run,
+    pipeline,
+    read_state,
+    sink_names,
+    wait_for,
+    write_files,
+)
+
+
+def test_a_second_stop_of_a_lost_run_names_no_pids(tmp_path: Path) -> None:
+    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
+    write_files(files, 0, 10)
+    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
+    try:
+        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        wait_for(lambda: len(sink_names(out)) >= 10, timeout=60, what="the first outputs")
+        state = read_state(run_dir)
+        supervisor = int(state["pid"])
+        os.kill(supervisor, signal.SIGKILL)
+        wait_for(lambda: not alive(supervisor), timeout=60, what="the supervisor to die")
+        orphans = [int(u["pid"]) for u in read_state(run_dir)["units"] if u["pid"]]
+        assert orphans
+        assert all(alive(p) for p in orphans)  # the workers outlive their supervisor
+
+        first = pipeline("stop", str(file), cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert f"pids {', '.join(map(str, orphans))}" in first.stdout
+        assert not any(alive(p) for p in orphans)
+
+        second = pipeline("stop", str(file), cwd=tmp_path)
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.strip() == "job faults is not running (stopped)", second.stdout
+        assert not any(str(p) in second.stdout + second.stderr for p in orphans)
+    finally:
+        kill_run(run_dir)
