@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -656,6 +657,40 @@ class PythonEnvConfig(_Section):
         return value
 
 
+#: The `deploy.nomad` keys whose values reach Nomad's API as written, and the NOMAD_* variable
+#: that gives each from the environment instead (None: only the file gives it). Not `image`:
+#: Nomad interpolates `${...}` in a task's config itself.
+SENT_AS_WRITTEN = {"namespace": "NOMAD_NAMESPACE", "region": "NOMAD_REGION", "datacenters": None}
+#: The editor schema's rule for those values: no `${` anywhere.
+NOT_INTERPOLATED_PATTERN = r"^(?![\s\S]*\$\{)"
+
+
+def _sent_as_written(what: str, variable: str | None = None) -> dict[str, Any]:
+    """The editor's rule for a value Nomad's API gets as written (`_refuse_interpolation`)."""
+    instead = f"set {variable} in the environment or " if variable else ""
+    return {
+        "pattern": NOT_INTERPOLATED_PATTERN,
+        "patternErrorMessage": f"{what} reaches Nomad as written: a pipeline file is not "
+        f"interpolated; {instead}write the value",
+    }
+
+
+def _refuse_interpolation(key: str, value: str) -> None:
+    """P408 for a value holding `${...}`: `${NOMAD_NS}` went to Nomad as the namespace's
+    name, as nothing interpolates the pipeline file."""
+    if "${" not in value:
+        return
+    variable = SENT_AS_WRITTEN.get(key)
+    instead = (
+        f"set {variable} in the environment (leaving {key} out of the file) or " if variable else ""
+    )
+    why = (
+        f"{key} {value!r} would reach Nomad as written: a pipeline file is not interpolated; "
+        f"{instead}write the value"
+    )
+    raise PydanticCustomError("P408", "{why}", {"why": why})
+
+
 class NomadConfig(_Section):
     """How the pipeline's job is placed on Nomad (also used by the local executor)."""
 
@@ -664,10 +699,25 @@ class NomadConfig(_Section):
     )
 
     datacenters: Annotated[
-        list[str], Field(min_length=1, description="Datacenters the job may run in.")
+        list[Annotated[str, Field(json_schema_extra=_sent_as_written("a datacenter"))]],
+        Field(min_length=1, description="Datacenters the job may run in."),
     ] = ["*"]
-    namespace: Annotated[str, Field(min_length=1, description="Nomad namespace.")] = "default"
-    region: Annotated[str, Field(min_length=1, description="Nomad region.")] = "global"
+    namespace: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Nomad namespace.",
+            json_schema_extra=_sent_as_written("namespace", "NOMAD_NAMESPACE"),
+        ),
+    ] = "default"
+    region: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="Nomad region.",
+            json_schema_extra=_sent_as_written("region", "NOMAD_REGION"),
+        ),
+    ] = "global"
     driver: Annotated[
         Driver,
         Field(
@@ -681,6 +731,19 @@ class NomadConfig(_Section):
         PythonEnvConfig | None,
         Field(description="Python environment of the tasks: `venv` or `install`."),
     ] = None
+
+    @field_validator("namespace", "region")
+    @classmethod
+    def _not_interpolated(cls, value: str, info: ValidationInfo) -> str:
+        _refuse_interpolation(str(info.field_name), value)
+        return value
+
+    @field_validator("datacenters")
+    @classmethod
+    def _datacenters_not_interpolated(cls, value: list[str]) -> list[str]:
+        for item in value:
+            _refuse_interpolation("datacenters", item)
+        return value
 
 
 class LocalConfig(_Section):

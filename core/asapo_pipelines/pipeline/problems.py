@@ -89,6 +89,10 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "A requirement under `python.install.packages` is not pinned as `name==version`.",
     ),
+    "P408": (
+        "error",
+        "A Nomad namespace, region or datacenter holds `${...}`: the file is not interpolated.",
+    ),
     "P501": ("error", "A live service the file names refuses a value (`validate --online`)."),
     "P502": ("warning", "A live service the file names could not be asked (`validate --online`)."),
     "P900": ("error", "Validation could not run (the unit catalog could not be loaded)."),
