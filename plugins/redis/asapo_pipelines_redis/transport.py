@@ -305,6 +305,10 @@ def _stream_dir(stream: str) -> str:
     return "%2E" + name[1:] if name.startswith(".") else name
 
 
+#: the servers whose missing password was said already (`_Conn.warn_if_unprotected`)
+_WARNED_UNPROTECTED: set[str] = set()
+
+
 class _Conn:
     """The transport's client, its label for messages and the error mapping around calls."""
 
@@ -347,6 +351,42 @@ class _Conn:
             self.client = redis.Redis.from_url(url, **kwargs)
         except (ValueError, rex.RedisError) as exc:
             raise TransportConfigError(f"the redis transport's url is unusable: {exc}") from None
+        self._url, self._kwargs, self.has_password = url, kwargs, password is not None
+
+    def takes_anyone(self) -> bool:
+        """Whether a client without credentials may read the transport's keys: a server with
+        no password configured answers a password with OK over RESP3 (the `default` user is
+        `nopass`), so a password the file gives protects nothing there. False when unsure."""
+        anonymous = {**self._kwargs, "username": None, "password": None}
+        try:
+            probe = redis.Redis.from_url(self._url, **anonymous)
+        except (ValueError, rex.RedisError):
+            return False
+        try:
+            probe.exists(f"{self.config.key_prefix}:sources")
+        except rex.RedisError:  # NOAUTH, NOPERM: the password is needed
+            return False
+        finally:
+            probe.close()
+        return True
+
+    def warn_if_unprotected(self) -> None:
+        """Once per process and server: a password given for a server that takes anyone."""
+        if not self.has_password or self.label in _WARNED_UNPROTECTED or not self.takes_anyone():
+            return
+        _WARNED_UNPROTECTED.add(self.label)
+        from asapo_pipelines.cli.output import warn
+
+        given = (
+            f"password_file {self.config.password_file}"
+            if self.config.password_file
+            else f"password_env {self.config.password_env}"
+        )
+        warn(
+            f"{self.label} has no password configured and takes any client, so the {given} "
+            "protects nothing: set requirepass (or an ACL user) on the server to protect the "
+            "pipeline's data"
+        )
 
     def _password(self) -> str | None:
         config = self.config
@@ -1057,6 +1097,8 @@ class RedisTransport(Transport):
                 f"{self._conn.label} runs Redis {info.get('redis_version')}; the redis "
                 "transport needs Redis 7.0 or newer (XAUTOCLAIM, consumer group lag)"
             )
+        # the data still flows; the user believes the store is protected and must hear otherwise
+        self._conn.warn_if_unprotected()
 
     def producer(self, data_source: str) -> RedisProducer:
         return RedisProducer(self, check_source(data_source))
