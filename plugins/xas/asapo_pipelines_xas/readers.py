@@ -518,6 +518,16 @@ def _from_file_name(name: str) -> dict[str, Any]:
     return info
 
 
+def load_tables() -> None:
+    """Open xraydb's tables (1-2.5 s, once per process), which labels are written by.
+
+    `xas.scan-files` calls this in `on_start`, while its worker says "loading": left to the
+    first file, it delayed the first scan of every run by as much."""
+    from xraydb import xray_edges
+
+    xray_edges("Fe")
+
+
 def canonical_element(symbol: Any) -> str:
     """An element symbol as xraylarch's tables (xraydb) write it: `fe` and `FE` are `Fe`, so
     that one element makes one merge group, NeXus entry and agent target. A symbol the tables

@@ -29,7 +29,7 @@ from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import normalize_scan
-from asapo_pipelines_xas.readers import Scan
+from asapo_pipelines_xas.readers import Scan, load_tables
 from asapo_pipelines_xas.scanfiles import (
     ScanFileWatcher,
     list_scan_files,
@@ -69,6 +69,7 @@ class ScanFiles(Source):
         self.directory = Path(self.params.directory)
         if not self.directory.is_dir():
             raise XasError(f"the scan directory {self.params.directory} does not exist")
+        load_tables()  # while the worker says "loading", not at the first file
         self.sent: list[str] = []
         self.malformed: list[dict[str, str]] = []
         self.versions: list[dict[str, Any]] = []
