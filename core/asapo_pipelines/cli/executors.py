@@ -29,7 +29,14 @@ from asapo_pipelines.cli.deployments import (
     settle,
 )
 from asapo_pipelines.cli.deployments import end as end_run
-from asapo_pipelines.cli.options import data_dir_option, find_file, json_option, run_dir_option
+from asapo_pipelines.cli.options import (
+    PipelineFile,
+    checked_file,
+    data_dir_option,
+    find_file,
+    json_option,
+    run_dir_option,
+)
 from asapo_pipelines.errors import PipelinesError, UsageError
 from asapo_pipelines.launchplan.rundir import JOB_FILE, recorded_state, supervisor_alive
 
@@ -52,7 +59,7 @@ executor_option = click.option(
     help="The executor to use: one the file's deploy section names, or any installed one "
     "(see `pipeline plugins`).",
 )
-file_argument = click.argument("file", required=False, type=click.Path(dir_okay=False))
+file_argument = click.argument("file", required=False, type=PipelineFile())
 job_option = click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
 wait_option = click.option(
     "--wait", default=60.0, show_default=True, help="Seconds to wait for scheduling."
@@ -64,11 +71,8 @@ def _path(file: str | None, given: dict[str, Any]) -> Path | None:
     pipeline file in the current directory."""
     if file and given.get("job"):
         raise UsageError("give either a pipeline file or --job ID, not both")
-    if file:
-        path = Path(file)
-        if not path.is_file():
-            raise UsageError(f"no such file: {path}")
-        return path
+    if file:  # `logs [FILE] UNIT` reads FILE from its arguments, unchecked by click
+        return checked_file(Path(file))
     if given.get("job") or given.get("run_dir"):
         return None
     return find_file("the pipeline file or --job ID" if "job" in given else "the pipeline file")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.pipeline.loader import Document
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
@@ -75,8 +81,85 @@ def find_file(what: str = "the pipeline file") -> Path:
     `what` names what else the command would take."""
     found = sorted(Path.cwd().glob("*.pipeline.yaml"))
     if len(found) == 1:
-        return found[0]
+        return checked_file(found[0])
     if not found:
         raise UsageError(f"give {what} (there is no *.pipeline.yaml here)")
     names = ", ".join(p.name for p in found)
     raise UsageError(f"give {what} (there are several here: {names})")
+
+
+def checked_file(path: Path) -> Path:
+    """`path` when it is a file to read as a command's FILE; else the one sentence every command
+    says: `no such file` for a missing one, and for the rest `check_readable`'s."""
+    try:
+        path.stat()
+    except FileNotFoundError:  # missing, or a link to nothing
+        raise UsageError(f"no such file: {path}") from None
+    except OSError:  # said by `check_readable`
+        pass
+    return check_readable(path)
+
+
+def check_readable(path: Path) -> Path:
+    """`path` unless it is there but cannot be read as a file: for a directory, a symlink loop
+    or a path under a folder this user may not enter, the loader's P001 problem, as `pipeline
+    validate` reports it (a missing file is left to the command, whose sentence names what it
+    wanted)."""
+    mode: int | None
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:  # missing, or a link to nothing
+        return path
+    except OSError:  # a symlink loop, a folder above it this user may not enter
+        mode = None
+    if mode is None or stat.S_ISDIR(mode):
+        _raise_unreadable(path)
+    return path
+
+
+def _raise_unreadable(path: Path) -> None:
+    """Raise the loader's P001 problem for a FILE that cannot be read."""
+    from asapo_pipelines.pipeline.loader import LoadFailed, read_document
+
+    try:
+        read_document(path)
+    except LoadFailed as exc:
+        raise _invalid(path, list(exc.problems)) from None
+    # readable after all (it changed under us): the command's own loading goes on from here
+
+
+def read_pipeline_document(path: Path) -> Document:
+    """FILE's YAML read as the other commands read it (size limit, UTF-8, duplicate keys), for
+    commands that need only a few of its keys: a file that does not read is its P00x problems
+    at their lines, never the YAML library's own report."""
+    from asapo_pipelines.pipeline.loader import LoadFailed, read_document
+
+    checked_file(path)
+    try:
+        document, problems = read_document(path)
+    except LoadFailed as exc:
+        raise _invalid(path, list(exc.problems)) from None
+    if any(p.severity == "error" for p in problems):
+        raise _invalid(path, problems)
+    return document
+
+
+def _invalid(path: Path, problems: list[Any]) -> Exception:
+    from asapo_pipelines.pipeline.problems import Report
+    from asapo_pipelines.pipeline.validate import PipelineInvalid
+
+    return PipelineInvalid(Report(str(path), problems))
+
+
+class PipelineFile(click.Path):
+    """A FILE argument, checked by `check_readable` when the command line is read, so every
+    command says the same sentence for a directory or a symlink loop (click's own check prints
+    a usage block, and a loop failed `is_file()` checks as a missing file)."""
+
+    def __init__(self, path_type: type[Any] | None = None) -> None:
+        super().__init__(path_type=path_type)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        converted = super().convert(value, param, ctx)
+        check_readable(Path(os.fsdecode(converted)))
+        return converted

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.options import PipelineFile, checked_file, json_option
 from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
 
@@ -45,7 +45,7 @@ def _counts(run: Any) -> str:
 # no --data-dir: the runs are recorded on the pipeline's transport, which the file names;
 # --data-dir of `pipeline run` moves only the local executor's run directories
 @click.command("runs")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=PipelineFile())
 @json_option
 def runs(file: str, as_json: bool) -> None:
     """List FILE's runs: id, start and end, state, configuration and counts.
@@ -57,8 +57,7 @@ def runs(file: str, as_json: bool) -> None:
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.launch import load
 
-    if not Path(file).is_file():
-        raise UsageError(f"no such file: {file}")
+    checked_file(Path(file))
     if Path(file).suffix == ".json":  # a compiled job holds no transport settings
         raise UsageError(
             f"this needs the pipeline file (.pipeline.yaml), not {Path(file).resolve()}"

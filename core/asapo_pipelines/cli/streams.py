@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
 
-from asapo_pipelines.cli.options import json_option
+from asapo_pipelines.cli.options import json_option, read_pipeline_document
 from asapo_pipelines.cli.output import console, print_json, wide
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
@@ -40,14 +40,9 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
                 "directory or a pipeline file"
             )
         return {"embedded": {"path": str(path.absolute()), "create": False}}, str(path)
-    if not path.is_file():
+    if not path.is_file() and not path.is_symlink():
         raise UsageError(f"{target} does not exist; give a store directory or a pipeline file")
-    from ruamel.yaml import YAML, YAMLError
-
-    try:
-        doc = YAML(typ="safe").load(path.read_text())
-    except (YAMLError, OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read the pipeline file {path}: {exc}") from None
+    doc = read_pipeline_document(path).data
     if not isinstance(doc, dict):
         raise UsageError(f"{path} is not a pipeline file (expected a mapping at the top)")
     section = doc.get("transport") or {"embedded": {"path": DEFAULT_DATA_DIR}}
@@ -404,9 +399,8 @@ def _pipeline_name(target: str) -> str | None:
     path = Path(target).expanduser()
     if path.is_dir():
         return None
-    from ruamel.yaml import YAML
-
-    name = (YAML(typ="safe").load(path.read_text()) or {}).get("pipeline")
+    doc = read_pipeline_document(path).data
+    name = doc.get("pipeline") if isinstance(doc, dict) else None
     if not isinstance(name, str) or not name:
         raise UsageError(f"{target} names no pipeline (`pipeline: NAME` at the top)")
     return name

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from asapo_pipelines.cli.options import PipelineFile
 from asapo_pipelines.errors import UsageError
 
 PLUGIN = "asapo_pipelines_bluesky.inbox_cli"
@@ -112,7 +113,7 @@ def _print_narrow(out: Any, entries: list[Any]) -> None:
 
 
 @click.command("suggestions", short_help="The inbox of agents' suggestions: list, approve, reject.")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=PipelineFile(path_type=Path))
 @click.argument("action", required=False, type=click.Choice(["list", "approve", "reject"]))
 @click.argument("suggestion_id", metavar="ID", required=False)
 @click.option("--reason", default="", help="Why (required to reject; recorded with the decision).")

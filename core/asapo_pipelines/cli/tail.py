@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import complete_stream_names, json_option
+from asapo_pipelines.cli.options import PipelineFile, complete_stream_names, json_option
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -115,10 +115,20 @@ def _shown_run(store: RunStore, run_id: str | None) -> Run | None:
     return store.current()
 
 
-def _say_empty(run: Run, stream: str) -> None:
+def _say_empty(pipeline: Pipeline, run: Run | None, stream: str) -> None:
     """Nothing to print: say in which run, on stderr. After a reprocess or a deploy that failed
     before its workers started, that run is the current one and holds nothing, and an empty
-    output read as "the pipeline made no plans"."""
+    output read as "the pipeline made no plans". Without any run recorded (none yet, or its
+    records were deleted), the stream was read outside any run, which is said instead."""
+    if run is None:
+        declared = pipeline.streams.get(stream)
+        if declared is None or not declared.external:
+            click.echo(
+                f"pipeline {pipeline.name} has no run recorded in its store (`pipeline runs` "
+                f"lists none), and stream {stream} holds no messages outside a run",
+                err=True,
+            )
+        return
     state = run.state
     click.echo(
         f"run {run.id} ({state}) holds no messages in stream {stream}"
@@ -181,17 +191,53 @@ def _read_range(
     consumer: Consumer, source: str, stream: str, after: int, upto: int, keep: Keep | None
 ) -> list[dict[str, Any]]:
     """The records of `stream` with ids after `after` up to `upto` that `keep` accepts."""
-    from asapo_pipelines.transport import TransportError
+    from asapo_pipelines.transport import CorruptPayload, TransportError
 
     records = []
     for mid in range(after + 1, upto + 1):
         try:
             record = _record(consumer.get_by_id(stream, mid), source)
+        except CorruptPayload as exc:
+            # shown whatever `keep` says: a damaged store is news to every reader, and its
+            # metadata (the run it names) may be what could not be read
+            records.append(_damaged(exc, source, stream, mid))
+            continue
         except TransportError:
             continue  # pruned or not written yet
         if keep is None or keep(record):
             records.append(record)
     return records
+
+
+def _damaged(exc: Exception, source: str, stream: str, mid: int) -> dict[str, Any]:
+    """A message the store holds but cannot hand out whole: printed in its place, as far as it
+    could be read, and counted for the sentence that ends the command (`_check_damage`)."""
+    from asapo_pipelines.transport import Message
+
+    msg = getattr(exc, "damaged", None)
+    if isinstance(msg, Message):
+        record = {**_record(msg, source), "value": None}
+        record.pop("decode_error", None)
+    else:
+        record = {"source": source, "stream": stream, "id": mid, "time": None, "metadata": {}}
+        record["value"] = None
+    return {**record, "damaged": str(exc)}
+
+
+def _check_damage(records: list[dict[str, Any]], stream: str, run: Run | None) -> None:
+    """After the damaged messages were printed in their places: one sentence and a failure,
+    since a damaged stream is not one that holds fewer messages."""
+    from asapo_pipelines.transport import CorruptPayload
+
+    damaged = [r for r in records if "damaged" in r]
+    if not damaged:
+        return
+    where = f"stream {stream}" + (f" of run {run.id}" if run is not None else "")
+    n = len(damaged)
+    raise CorruptPayload(
+        f"{where} is damaged: {n} message{'s' if n != 1 else ''} cannot be read (the first: "
+        f"{damaged[0]['damaged']}); `pipeline streams FILE` shows what the store holds"
+    )
 
 
 def _run_of(record: dict[str, Any]) -> str | None:
@@ -237,7 +283,9 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
         return
     when = time.strftime("%H:%M:%S", time.localtime(record["time"] or 0))
     head = f"{when} {record['stream']}#{record['id']}"
-    if "decode_error" in record:
+    if "damaged" in record:
+        body = f"<damaged: {record['damaged']}>"
+    elif "decode_error" in record:
         body = f"<cannot decode: {record['decode_error']}>"
     elif record["source"].endswith(".errors") and isinstance(record["value"], dict):
         err = record["value"]
@@ -250,7 +298,7 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
 
 
 @click.command("tail", short_help="Print a stream's messages, decoded.")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", type=PipelineFile(path_type=Path))
 @click.argument("stream", shell_complete=complete_stream_names)
 @click.option(
     "--last",
@@ -302,6 +350,8 @@ def tail(
     import shutil
 
     from asapo_pipelines.runs import RunStore
+
+    _refuse_all_with_last(everything)
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.launch import load
 
@@ -322,14 +372,15 @@ def tail(
         first = True
         while True:
             _open_present(transport, sources, consumers)
-            printed = 0
+            printed: list[dict[str, Any]] = []
             for source, consumer in consumers.items():
                 limit = None if everything or not first else last
                 for record in _read_new(consumer, source, seen[source], only, limit, keep):
                     _print(record, as_json, shown_width)
-                    printed += 1
-            if first and not printed and run is not None and _says_empty(stream, keep):
-                _say_empty(run, stream)
+                    printed.append(record)
+            _check_damage(printed, stream, run)
+            if first and not printed and _says_empty(stream, keep):
+                _say_empty(pipeline, run, stream)
             first = False
             if not follow:
                 return
@@ -346,3 +397,12 @@ def _says_empty(stream: str, keep: Keep | None) -> bool:
     """Whether an empty read names its run: every stream read in one run, not the error
     records of every run."""
     return not stream.startswith(ERRORS) or keep is not None
+
+
+def _refuse_all_with_last(everything: bool) -> None:
+    """--all and --last N ask for different messages: refuse both rather than drop one."""
+    from click.core import ParameterSource
+
+    given = click.get_current_context().get_parameter_source("last")
+    if everything and given not in (None, ParameterSource.DEFAULT):
+        raise UsageError("give either --all or --last N (-n N), not both")

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from asapo_pipelines.cli.options import PipelineFile
+
 
 @click.command("worker")
-@click.argument("pipeline_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("pipeline_file", type=PipelineFile(path_type=Path))
 @click.argument("unit_name")
 @click.option(
     "--replica",

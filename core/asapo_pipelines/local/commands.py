@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import data_dir_option
+from asapo_pipelines.cli.options import PipelineFile, data_dir_option
 from asapo_pipelines.cli.output import print_json
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.local.target import Target, resolve
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @click.command()
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False, type=PipelineFile())
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; see status/logs/stop.")
 @click.option(
     "--fresh", is_flag=True, help="Start a new run (the last one stays listed until pruned)."
@@ -300,7 +300,7 @@ def copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
 
 # -- pipeline reprocess ----------------------------------------------------------------------
 @click.command("reprocess")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=PipelineFile())
 @click.option("--from", "from_run", required=True, metavar="RUN", help="The run to replay (r3).")
 @click.option(
     "--set",

@@ -28,6 +28,14 @@ def _near(word: str, choices: list[str]) -> str:
     return f"; did you mean {near[0]}?" if near else f"; it has {', '.join(sorted(choices))}"
 
 
+def _param_hint(part: str, fields: list[str], parent: list[str]) -> str:
+    """The parameters there are instead of `part`; a unit (or a nested parameter) without any
+    is said to take none, not listed as an empty list."""
+    if fields:
+        return _near(part, fields)
+    return f"; {'.'.join(parent)} has no fields" if parent else "; it takes no parameters"
+
+
 def _parse_value(text: str, where: str) -> Any:
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
@@ -96,7 +104,8 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
                 if model is not None and part not in model.model_fields:
                     raise UsageError(
                         f"{where}: unit {descriptor.name} has no parameter "
-                        f"{'.'.join(parts[: depth + 1])}" + _near(part, list(model.model_fields))
+                        f"{'.'.join(parts[: depth + 1])}"
+                        + _param_hint(part, list(model.model_fields), parts[:depth])
                     )
                 if depth == len(parts) - 1:
                     node[part] = value

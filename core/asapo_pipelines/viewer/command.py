@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from asapo_pipelines.cli.options import find_file
+from asapo_pipelines.cli.options import PipelineFile, find_file
 
 
 @click.command("view")
-@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file", required=False, type=PipelineFile(path_type=Path))
 @click.option(
     "--port",
     default=8765,
