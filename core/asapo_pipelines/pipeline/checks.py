@@ -215,13 +215,82 @@ def _as_text(value: Any) -> str:
     return str(isoformat() if callable(isoformat) else value)
 
 
+#: what a value that is infinite or NaN is told, in a file (`1e400`, `.inf`, `.nan`), a `--set`
+#: (`inf`, `nan`) or a params model that allows them: JSON, the editor's schema and the run's
+#: recorded configuration have no such numbers
+NOT_FINITE = "Input should be a finite number (JSON has no infinity or NaN)"
+_NON_FINITE_TEXT = frozenset({"inf", "+inf", "-inf", "infinity", "+infinity", "-infinity", "nan"})
+_NUMBER_KINDS = frozenset({"float_type", "float_parsing", "int_type", "int_parsing"})
+
+
+Loc = tuple[str | int, ...]
+
+
+def _non_finite(value: Any, loc: Loc = ()) -> dict[Loc, float]:
+    """Where in `value` a float is infinite or NaN (YAML reads `1e400` as infinity), and it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {loc: value}
+    if isinstance(value, dict):
+        return {at: x for k, v in value.items() for at, x in _non_finite(v, (*loc, str(k))).items()}
+    if isinstance(value, list | tuple):
+        return {at: x for i, v in enumerate(value) for at, x in _non_finite(v, (*loc, i)).items()}
+    return {}
+
+
+def _is_non_finite_text(err: Any) -> bool:
+    """A number field given `inf` or `nan` as text (a `--set`, or YAML 1.2's plain `inf`)."""
+    value = err.get("input")
+    return (
+        err["type"] in _NUMBER_KINDS
+        and isinstance(value, str)
+        and value.strip().lower() in _NON_FINITE_TEXT
+    )
+
+
+def _refuse_non_finite(model: type[BaseModel], data: Any, exc: ValidationError | None) -> None:
+    """Raise the model's problems with each infinite or NaN value among them, said as such
+    (pydantic lets them through fields that allow them, and fields typed `Any`), unless there
+    is none."""
+    refused = {tuple(err["loc"]) for err in exc.errors()} if exc is not None else set()
+    # inside a value refused as a whole (`[1e400]` for a number), only that is said
+    found = {
+        loc: value
+        for loc, value in _non_finite(data).items()
+        if not any(loc[:n] in refused for n in range(len(loc)))
+    }
+    spots = set(found)
+    details: list[InitErrorDetails] = [
+        {"type": PydanticCustomError("finite_number", NOT_FINITE), "loc": loc, "input": value}
+        for loc, value in found.items()
+    ]
+    if exc is not None:
+        for err, detail in zip(exc.errors(include_url=False), _details(exc), strict=True):
+            if tuple(err["loc"]) in spots:
+                continue  # said above
+            if _is_non_finite_text(err):
+                detail["type"] = PydanticCustomError("finite_number", NOT_FINITE)
+                spots.add(tuple(err["loc"]))
+            details.append(detail)
+    if spots:
+        raise ValidationError.from_exception_data(model.__name__, details)
+    if exc is not None:
+        raise exc
+
+
 def validate_as_json(model: type[M], data: Any) -> M:
     """`data` (as a pipeline file or a `--set` gives it) validated by `model` with JSON's types:
     pydantic's strict mode on JSON input, so no text becomes a boolean or a number (YAML 1.2
     reads `yes`, `on` and `"0.5"` as text, and so does the editor), while text still becomes a
-    path, an enum member or a date, as JSON allows. Raises pydantic's ValidationError."""
+    path, an enum member or a date, as JSON allows. An infinite or NaN number is refused
+    wherever it is, as JSON has none. Raises pydantic's ValidationError."""
     text = json.dumps(_json_numbers(data), default=_as_text)
-    return model.model_validate_json(text, strict=True)
+    try:
+        validated = model.model_validate_json(text, strict=True)
+    except ValidationError as exc:
+        _refuse_non_finite(model, data, exc)
+        raise  # not reached: given an error, _refuse_non_finite raises
+    _refuse_non_finite(model, data, None)
+    return validated
 
 
 # -- a params model's own defaults -----------------------------------------------------------

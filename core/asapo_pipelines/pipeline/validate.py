@@ -19,7 +19,7 @@ import difflib
 import re
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,14 +134,18 @@ def _problems_from(
     root: type[BaseModel],
     codes: dict[str, str],
     what: str = "",
+    skip: Callable[[Any], bool] | None = None,
 ) -> list[Problem]:
     """Translate pydantic's errors below `base` into located problems.
 
-    `codes` maps pydantic error kinds "missing", "extra" and "value" to the code to use.
+    `codes` maps pydantic error kinds "missing", "extra" and "value" to the code to use; errors
+    `skip` accepts are left to another stage.
     """
     file = str(doc.path)
     found = []
     for err in exc.errors(include_url=False):
+        if skip is not None and skip(err):
+            continue
         raw_loc: Loc = tuple(err["loc"])
         is_key = "[key]" in raw_loc
         loc = tuple(p for p in raw_loc if p != "[key]")
@@ -215,7 +219,16 @@ def _stage_shape(
     try:
         return validate_as_json(model, data), []
     except ValidationError as exc:
-        return None, _problems_from(doc, exc, base=(), root=model, codes=SHAPE_CODES)
+        problems = _problems_from(
+            doc, exc, base=(), root=model, codes=SHAPE_CODES, skip=_in_params_not_finite
+        )
+        return None, problems
+
+
+def _in_params_not_finite(err: Any) -> bool:
+    """An infinite or NaN number in a unit's params: the units stage reports it, as P202."""
+    loc = tuple(err["loc"])
+    return err["type"] == "finite_number" and loc[:1] == ("units",) and loc[2:3] == ("params",)
 
 
 class _Node:
