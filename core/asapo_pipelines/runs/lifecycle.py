@@ -74,7 +74,10 @@ def prepare(
         return run, "started"
     changes = diff_configurations(latest.configurations, configs)
     if not changes:
-        return store.resume(latest, overrides=recorded, details=session, text=text), "resumed"
+        resumed = store.resume(
+            latest, overrides=recorded, details=session, text=text, pipeline_file=pipeline_file
+        )
+        return resumed, "resumed"
     if not resume:
         raise RunsError(
             f"the configuration changed since run {latest.id}: {describe_changes(changes)}; "
@@ -88,6 +91,7 @@ def prepare(
         overrides=recorded,
         details=session,
         text=text,
+        pipeline_file=pipeline_file,
     )
     return latest, "resumed-changed"
 

@@ -127,6 +127,46 @@ class Run:
         return found
 
     @property
+    def sessions(self) -> list[dict[str, Any]]:
+        """Each session of the run, in order, with what its results were made with: `began`
+        (the time of its `started` or `resumed` event, the key a result's provenance names
+        its session by), the pipeline `file` and its `file_sha256`, the `overrides` and the
+        `configurations` (instance -> configuration with its fingerprint) in force in it.
+        A `resumed` event records only what changed: the rest is carried from before."""
+        out: list[dict[str, Any]] = []
+        state: dict[str, Any] = {"file": None, "file_sha256": None, "overrides": {}}
+        state["configurations"] = {}
+        for event in self.events:
+            kind = event.get("event")
+            if kind not in ("started", "resumed"):
+                if kind == "ended" and out:
+                    out[-1].update(ended=event.get("time"), state=event.get("state", "ended"))
+                continue
+            for key in ("file", "file_sha256", "configurations", "overrides"):
+                if event.get(key) is not None:
+                    state[key] = event[key]
+            out.append(
+                {
+                    "began": event.get("time"),
+                    "event": kind,
+                    "file": state["file"],
+                    "file_sha256": state["file_sha256"],
+                    "overrides": dict(state["overrides"] or {}),
+                    "configurations": dict(state["configurations"] or {}),
+                    "ended": None,
+                    "state": "running",
+                }
+            )
+        return out
+
+    def session_began(self, began: Any) -> dict[str, Any] | None:
+        """The session (as in `sessions`) that began at `began`; None when none did."""
+        for session in self.sessions:
+            if _same_time(session["began"], began):
+                return session
+        return None
+
+    @property
     def overrides(self) -> dict[str, Any]:
         for event in reversed(self.events):
             if "overrides" in event:
@@ -192,6 +232,8 @@ class Run:
             "file_sha256": self.file_sha256,
             "started_file_sha256": start.get("file_sha256"),
             "sessions": sum(1 for e in self.events if e.get("event") in ("started", "resumed")),
+            # each session: what a result's fingerprint and session (its provenance) resolve to
+            "session_list": self.sessions,
             "overrides": self.overrides,
             "configurations": self.configurations,
             "counts": self.counts,
@@ -415,6 +457,7 @@ class RunStore:
         overrides: dict[str, Any] | None = None,
         details: Mapping[str, Any] | None = None,
         text: str | None = None,
+        pipeline_file: str | Path | None = None,
     ) -> Run:
         """A new session of `run`; `text` is the pipeline file it runs with, whose hash the
         session's results carry (and its text, when it differs from the session before)."""
@@ -424,6 +467,8 @@ class RunStore:
             "host": _host(),
             **(details or {}),
         }
+        if pipeline_file is not None:
+            record["file"] = str(Path(pipeline_file).resolve())
         if text is not None:
             record["file_sha256"] = file_sha256(text)
             if record["file_sha256"] != run.file_sha256:
@@ -496,6 +541,15 @@ class RunStore:
             self._append("r1", record)
             run = Run("r1", self._read("r1"))
         return run
+
+
+def _same_time(a: Any, b: Any) -> bool:
+    """Whether two recorded times are the same (a time read back from JSON is the float that
+    was written, an int when it had no fraction)."""
+    try:
+        return a is not None and b is not None and float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
 
 
 def _session_time(run: Run) -> float:

@@ -240,15 +240,23 @@ class Worker:
             output_streams=self.outputs,
         )
         self.label = self.runner.unit_label
+        #: (pipeline, run, session, fingerprint) -> the producer `_producer_of` resolved
+        self._producers: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        #: (pipeline, run) -> that run's record as last read (`_run_record`)
+        self._run_records: dict[tuple[str, str], Any] = {}
+        session = self.run_info.get("resumed_at") or self.run_info.get("started")
         if self.run_info.get("run"):
             self.runner.provenance = {
                 "run": self.run_info["run"],
                 "fingerprint": self.run_info.get("fingerprint"),
             }
+            if session is not None:
+                # when this session began: a consumer resolves the file, its hash and the
+                # overrides the output was made with from the run's record by it
+                self.runner.provenance["session"] = session
             self.runner.context.run = dict(self.run_info)
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
         if self.run_info.get("run"):
-            session = self.run_info.get("resumed_at") or self.run_info.get("started")
             self.counters.session = f"{self.run_info['run']}@{session}"
         self.ports: list[InputPort] = []
         self.producers: dict[str, Any] = {}  # output port -> producer
@@ -1059,20 +1067,59 @@ class Worker:
         self.unacked_count += 1
 
     def _producer_of(self, metadata: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The recorded configuration of the unit that produced a message (by the fingerprint
-        in its provenance), with the run and pipeline file it ran in."""
+        """The unit that produced a message, as the producing pipeline's run record has it:
+        its configuration (by the fingerprint in the message's provenance) and the session it
+        ran in (by the provenance's `session`): the pipeline file and hash, the overrides and
+        the run's start. Resolved once per pipeline, run, session and fingerprint."""
         prov = metadata.get(PROVENANCE_KEY)
         if not isinstance(prov, dict) or not prov.get("fingerprint"):
             return None
-        config = self.configurations.get(str(prov["fingerprint"]))
-        if config is None:
-            return {"fingerprint": prov["fingerprint"], "run": prov.get("run")}
-        return {
-            **config,
-            "run": prov.get("run"),
-            "pipeline_file": self.run_info.get("pipeline_file"),
-            "pipeline_sha256": self.run_info.get("pipeline_sha256"),
-        }
+        pipeline = str(prov.get("unit") or "").partition("/")[0] or self.pipeline
+        key = (pipeline, prov.get("run"), prov.get("session"), str(prov["fingerprint"]))
+        if key not in self._producers:
+            self._producers[key] = self._resolve_producer(*key)
+        found = self._producers[key]
+        return None if found is None else dict(found)
+
+    def _resolve_producer(
+        self, pipeline: str, run_id: Any, session: Any, fingerprint: str
+    ) -> dict[str, Any]:
+        producer: dict[str, Any] = {"fingerprint": fingerprint, "run": run_id}
+        if pipeline == self.pipeline:
+            producer.update(self.configurations.get(fingerprint) or {})
+        run = self._run_record(pipeline, str(run_id), session) if run_id else None
+        if run is None:
+            return producer
+        producer.update(run.all_configurations.get(fingerprint) or {})
+        found = run.session_began(session) if session is not None else None
+        if found is None:
+            found = _last_session_with(run.sessions, fingerprint)
+        producer.update(
+            pipeline=pipeline,
+            run_started=run.started,
+            session_started=found.get("began") if found else None,
+            pipeline_file=found.get("file") if found else None,
+            pipeline_sha256=found.get("file_sha256") if found else None,
+            overrides=found.get("overrides") if found else None,
+        )
+        return producer
+
+    def _run_record(self, pipeline: str, run_id: str, session: Any) -> Any:
+        """Run `run_id` of `pipeline` from its record in this transport; read again when it
+        does not know `session` yet (a session begun after it was read). None when the store
+        has no such record (a worker started outside any run, a pruned run)."""
+        from asapo_pipelines.runs.store import RunStore
+
+        run = self._run_records.get((pipeline, run_id))
+        if run is not None and (session is None or run.session_began(session) is not None):
+            return run
+        try:
+            run = RunStore(self.transport, pipeline).get(run_id)
+        except PipelinesError as exc:
+            log.debug("%s: no record of run %s of %s: %s", self.label, run_id, pipeline, exc)
+            return None
+        self._run_records[(pipeline, run_id)] = run
+        return run
 
     def _commit(self, *, unit_flush: bool = True) -> None:
         """Make every output durable, then acknowledge the inputs that produced them (without
@@ -1223,3 +1270,13 @@ class Worker:
             for port, name in sorted(self.written_outputs - self.finished_outputs):
                 self.producers[port].finish_stream(name)
                 self.finished_outputs.add((port, name))
+
+
+def _last_session_with(sessions: list[dict[str, Any]], fingerprint: str) -> dict[str, Any] | None:
+    """The last session in which a configuration of `fingerprint` was in force (a message whose
+    provenance names no session, written before messages did)."""
+    for session in reversed(sessions):
+        configs = session.get("configurations") or {}
+        if any(c.get("fingerprint") == fingerprint for c in configs.values()):
+            return session
+    return None

@@ -25,22 +25,29 @@ def message_key(message: Message) -> str:
     return f"{message.data_source}/{message.stream}/{message.id}"
 
 
-def run_identity(label: Any, run: dict[str, Any] | None) -> str:
+def run_identity(label: Any, run: dict[str, Any] | None, started: Any = None) -> str:
     """The producing run as `r1@<start time>`. The label alone is not unique: run ids start
-    again at r1 when a store is deleted, and a new r1 must not pass for the old one. Only the
-    writer's own run's start is known here; a message of another run (the source messages a
-    reprocess replays) keeps the label, which the writer matches against any run of it."""
-    started = iso_time((run or {}).get("started")) if (run or {}).get("run") == label else None
-    return f"{label}@{started}" if started else str(label)
+    again at r1 when a store is deleted, and a new r1 must not pass for the old one.
+    `started` is the producing run's start as its record says (`Message.producer`); without
+    it only the writer's own run's start is known: a message of another run (the source
+    messages a reprocess replays) keeps the label, which the writer matches against any run
+    of it."""
+    if started is None and (run or {}).get("run") == label:
+        started = (run or {}).get("started")
+    stamp = iso_time(started)
+    return f"{label}@{stamp}" if stamp else str(label)
 
 
 def entry_key(message: Message, run: dict[str, Any] | None = None) -> str:
     """Input identity plus the producing run and fingerprint: what one entry stands for.
-    `run` is the writer's run (`context.run`): its start makes the run part unique."""
+    `run` is the writer's run (`context.run`): its start makes the run part unique when the
+    producer's run start is not known and the message is of the writer's own pipeline."""
     prov = message.provenance or {}
     key = message_key(message)
     if prov.get("run") or prov.get("fingerprint"):
-        identity = run_identity(prov.get("run"), run)
+        started = (message.producer or {}).get("run_started")
+        mine = _of_writers_pipeline(prov, run or {})
+        identity = run_identity(prov.get("run"), run if mine else None, started)
         key += f"|run:{identity}|fp:{prov.get('fingerprint')}"
     return key
 
@@ -86,10 +93,21 @@ def producing_pipeline(prov: dict[str, Any]) -> str | None:
     return pipeline if slash and pipeline else None
 
 
+def _of_writers_pipeline(prov: dict[str, Any], run: dict[str, Any]) -> bool:
+    """Whether a message comes from the writer's own pipeline (a run label names a run only
+    within its pipeline: an external stream's r1 is not the writer's r1). A writer whose run
+    names no pipeline (one built by hand) takes every message as its own."""
+    writer = run.get("pipeline")
+    return writer is None or producing_pipeline(prov) in (None, writer)
+
+
 def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """What an entry records about how it was made (see `NexusWriter.write`)."""
     prov = message.provenance or {}
     producer = dict(message.producer or {})
+    # of the writer's own run, its file and start are the producer's too (the file's hash
+    # and the overrides are per session: only the producer's record says them)
+    mine = run if _of_writers_pipeline(prov, run) and prov.get("run") == run.get("run") else {}
     return {
         "pipeline": producing_pipeline(prov),
         "unit": producer.get("unit"),
@@ -99,14 +117,18 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
         "params": producer.get("params"),
         "fingerprint": prov.get("fingerprint"),
         "run": prov.get("run"),
-        "pipeline_file": producer.get("pipeline_file") or run.get("pipeline_file"),
-        "pipeline_sha256": producer.get("pipeline_sha256") or run.get("pipeline_sha256"),
+        # the producer's session, from its pipeline's run record: never the writer's, which
+        # may be another session of the run or another pipeline (`writer_pipeline`)
+        "pipeline_file": producer.get("pipeline_file") or mine.get("pipeline_file"),
+        "pipeline_sha256": producer.get("pipeline_sha256"),
+        "overrides": producer.get("overrides"),
+        "session_started": producer.get("session_started"),
         "message": message.ref(),
         "inputs": list(prov.get("inputs") or []),
         "source_files": source_files(body),
         "rejected_source_files": rejected_source_files(body),
         "message_time": message.timestamp or None,
-        "run_started": run.get("started"),
+        "run_started": producer.get("run_started") or mine.get("started"),
         "writer_pipeline": run.get("pipeline"),
         "writer_run": run.get("run"),
         "written": time.time(),

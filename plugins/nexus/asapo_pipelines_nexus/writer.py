@@ -47,6 +47,12 @@ them (every pipeline has a run r1), and every entry written from a pipeline has 
         distribution, distribution_version
         parameters                NXnote, type application/json: the unit's resolved params
         pipeline_file, pipeline_sha256, run, run_started, fingerprint
+                                  of the producing unit's run and session, from its
+                                  pipeline's run record (another pipeline's, for a stream
+                                  read as external); absent when that record is not there
+        session_started           when the producing session began (its key in the run's
+                                  record: `pipeline runs --json`, `session_list`)
+        overrides                 NXnote (JSON): that session's `--set` overrides ({} for none)
         writer_pipeline, writer_run   the pipeline and run of the writer that stored it
         inputs                    NXnote (JSON): the input message ids that produced it
         source_files              NXnote (JSON): the scan files it comes from (a merge: the
@@ -1093,11 +1099,13 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     ):
         if prov.get(field) is not None:
             _string(process, field, str(prov[field]))
-    for field in ("run_started", "message_time"):
+    for field in ("run_started", "session_started", "message_time"):
         stamp = _iso(prov.get(field))
         if stamp is not None:
             _string(process, field, stamp)
     _note(process, "parameters", prov.get("params"))
+    if prov.get("overrides") is not None:  # the producing session's `--set`s, maybe none
+        _note(process, "overrides", prov["overrides"])
     message = prov.get("message")
     inputs: dict[str, Any] = {"message": message, "inputs": list(prov.get("inputs") or [])}
     if prov.get("merged") is not None:  # a merge: every scan it merged (`_merge_members`)
