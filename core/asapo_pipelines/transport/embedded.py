@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+import xxhash
+
 from asapo_pipelines import storage
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
@@ -137,7 +139,7 @@ CREATE TABLE IF NOT EXISTS acks(
 CREATE TABLE IF NOT EXISTS source_meta(k INTEGER PRIMARY KEY CHECK (k = 0), meta TEXT NOT NULL);
 """
 
-_MSG_COLS = "id, ts, size, meta, inline, seg, off"
+_MSG_COLS = "id, ts, size, meta, inline, seg, off, xxh"
 
 #: The index layout (SQLite's `user_version`). Version 1 keeps running totals that stream
 #: information reads instead of counting rows: each stream's message count and payload bytes
@@ -145,19 +147,34 @@ _MSG_COLS = "id, ts, size, meta, inline, seg, off"
 #: acknowledgement per stream (`cursors.n_acked`, `last_ack`). Counting took time in proportion
 #: to the stream (21 ms for 20,000 messages, seconds for millions) on every worker refresh,
 #: `pipeline status` and retention pass.
-INDEX_VERSION = 1
+#: Version 2 keeps each payload's xxh3_64 checksum (`messages.xxh`, signed as SQLite stores
+#: integers), checked on every read: a length check alone let zeroed or flipped bytes through
+#: as a silently wrong result. Rows written before have none (NULL) and are read unchecked.
+INDEX_VERSION = 2
 
-_TOTALS = (
-    ("streams", "n_messages INTEGER NOT NULL DEFAULT 0"),
-    ("streams", "n_bytes INTEGER NOT NULL DEFAULT 0"),
-    ("cursors", "n_acked INTEGER NOT NULL DEFAULT 0"),
-    ("cursors", "last_ack REAL"),
+#: (index version that added it, table, column)
+_COLUMNS = (
+    (1, "streams", "n_messages INTEGER NOT NULL DEFAULT 0"),
+    (1, "streams", "n_bytes INTEGER NOT NULL DEFAULT 0"),
+    (1, "cursors", "n_acked INTEGER NOT NULL DEFAULT 0"),
+    (1, "cursors", "last_ack REAL"),
+    (2, "messages", "xxh INTEGER"),
 )
+
+_U64 = (1 << 64) - 1
+
+
+def _checksum(payload: bytes | bytearray | memoryview) -> int:
+    """The payload's xxh3_64 (no copy of a buffer), as the signed 64-bit integer SQLite keeps;
+    a reader compares `xxh & _U64` with the plain digest."""
+    value = xxhash.xxh3_64_intdigest(payload)
+    return value - (1 << 64) if value >> 63 else value
 
 
 def _migrate(db: sqlite3.Connection, data_source: str) -> None:
     """Bring an index to `INDEX_VERSION` inside the opening write transaction (a new store is
-    version 0 too): add the running totals and compute them once from the rows."""
+    version 0 too): add the columns of later versions and compute the running totals once
+    from the rows."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
     if version > INDEX_VERSION:
         raise TransportConfigError(
@@ -166,10 +183,18 @@ def _migrate(db: sqlite3.Connection, data_source: str) -> None:
         )
     if version == INDEX_VERSION:
         return
-    for table, column in _TOTALS:
-        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
-    _recount(db)
+    for since, table, column in _COLUMNS:
+        if since > version and column.split()[0] not in _columns_of(db, table):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    if version < 1:
+        _recount(db)
     db.execute(f"PRAGMA user_version={INDEX_VERSION}")
+
+
+def _columns_of(db: sqlite3.Connection, table: str) -> set[str]:
+    # a column may be there already: an index taken back to an older version by hand keeps
+    # the columns it does not know
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
 def _recount(db: sqlite3.Connection) -> None:
@@ -445,8 +470,12 @@ class EmbeddedProducer(Producer):
         self._segments[stream] = seg
         return seg
 
-    def _write_payload(self, seg: _Segment, payload: bytes | bytearray | memoryview) -> int:
+    def _write_payload(
+        self, seg: _Segment, payload: bytes | bytearray | memoryview
+    ) -> tuple[int, int]:
+        """Append `payload` to the segment: (its offset, its checksum)."""
         view = memoryview(payload).cast("B")
+        xxh = _checksum(view)
         offset = seg.offset
         end = offset + len(view)
         if end > seg.allocated:
@@ -468,7 +497,7 @@ class EmbeddedProducer(Producer):
             seg.offset += written
             raise
         seg.offset += written
-        return offset
+        return offset, xxh
 
     # -- sending ---------------------------------------------------------------------------
     def _stream_sid(self, stream: str) -> int:
@@ -514,19 +543,20 @@ class EmbeddedProducer(Producer):
         for _attempt in range(3):
             sid = self._stream_sid(stream)
             # payloads first (outside the lock): a row is committed only after its bytes exist
-            rows: list[tuple[int, str, bytes | None, int | None, int | None]] = []
+            rows: list[tuple[int, str, bytes | None, int | None, int | None, int | None]] = []
             for payload, meta in items:
                 meta_text = "{}" if meta is None else encode_metadata(meta, "message metadata")
                 if payload is None:
-                    rows.append((0, meta_text, None, None, None))
+                    rows.append((0, meta_text, None, None, None, None))
                     continue
                 size = memoryview(payload).nbytes
                 if size <= INLINE_MAX:
                     blob = payload if type(payload) is bytes else bytes(payload)
-                    rows.append((size, meta_text, blob, None, None))
+                    rows.append((size, meta_text, blob, None, None, _checksum(blob)))
                 else:
                     seg = self._segment(stream, sid)
-                    rows.append((size, meta_text, None, seg.seg, self._write_payload(seg, payload)))
+                    offset, xxh = self._write_payload(seg, payload)
+                    rows.append((size, meta_text, None, seg.seg, offset, xxh))
             now = time.time()
             with self._src.write() as db:
                 alive = db.execute("SELECT last_id FROM streams WHERE sid=?", (sid,)).fetchone()
@@ -542,19 +572,19 @@ class EmbeddedProducer(Producer):
                     # automatic ids follow the largest id under the write lock: no conflicts
                     ids = list(range(next_id, next_id + len(rows)))
                     db.executemany(
-                        "INSERT INTO messages(sid, id, ts, size, meta, inline, seg, off) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO messages(sid, id, ts, size, meta, inline, seg, off, xxh) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(sid, mid, now, *row) for mid, row in zip(ids, rows, strict=True)],
                     )
                     added, added_bytes = len(ids), sum(row[0] for row in rows)
                     rows = []
-                for size, meta_text, inline, seg_id, off in rows:
+                for size, meta_text, inline, seg_id, off, checksum in rows:
                     mid = explicit_id if explicit_id is not None else next_id
                     try:
                         db.execute(
-                            "INSERT INTO messages(sid, id, ts, size, meta, inline, seg, off) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (sid, mid, now, size, meta_text, inline, seg_id, off),
+                            "INSERT INTO messages(sid, id, ts, size, meta, inline, seg, off, xxh) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (sid, mid, now, size, meta_text, inline, seg_id, off, checksum),
                         )
                     except sqlite3.IntegrityError:
                         old = db.execute(
@@ -686,9 +716,18 @@ class EmbeddedConsumer(Consumer):
         return fd
 
     def _payload(
-        self, stream: str, mid: int, size: int, inline: bytes | None, seg: int | None, off: int
+        self,
+        stream: str,
+        mid: int,
+        size: int,
+        inline: bytes | None,
+        seg: int | None,
+        off: int,
+        xxh: int | None,
     ) -> memoryview | bytes | None:
         if inline is not None:
+            if xxh is not None and xxhash.xxh3_64_intdigest(inline) != xxh & _U64:
+                raise self._damaged(stream, mid, None)
             return inline
         if seg is None:
             return None
@@ -708,20 +747,32 @@ class EmbeddedConsumer(Consumer):
                     self._where(stream, mid) + f": its payload file is shorter than the "
                     f"{size} bytes recorded"
                 ) from None
-            return memoryview(mm)[off - start : off - start + size]
-        data = os.pread(fd, size, off)
-        if len(data) != size:
-            raise CorruptPayload(
-                self._where(stream, mid)
-                + f": its payload file holds {len(data)} of the {size} bytes recorded"
-            )
+            data: memoryview | bytes = memoryview(mm)[off - start : off - start + size]
+        else:
+            data = os.pread(fd, size, off)
+            if len(data) != size:
+                raise CorruptPayload(
+                    self._where(stream, mid)
+                    + f": its payload file holds {len(data)} of the {size} bytes recorded"
+                )
+        # hashed in place (the mapped pages or the bytes read), no copy
+        if xxh is not None and xxhash.xxh3_64_intdigest(data) != xxh & _U64:
+            raise self._damaged(stream, mid, seg)
         return data
+
+    def _damaged(self, stream: str, mid: int, seg: int | None) -> CorruptPayload:
+        """A payload whose bytes differ from the checksum written with them, in one sentence."""
+        where = self._src.dir / (INDEX_NAME if seg is None else self._seg_paths[seg])
+        return CorruptPayload(
+            self._where(stream, mid) + f": its payload in {where} does not match the checksum "
+            "written with it, so the store is damaged"
+        )
 
     def _where(self, stream: str, mid: int) -> str:
         return f"message {mid} of stream {stream!r} in data source {self.data_source!r}"
 
     def _message(self, stream: str, row: tuple, count: int) -> Message:
-        mid, ts, size, meta, inline, seg, off = row
+        mid, ts, size, meta, inline, seg, off, xxh = row
         try:
             metadata = {} if meta == "{}" else decode_metadata(meta)
         except ValueError:
@@ -735,16 +786,18 @@ class EmbeddedConsumer(Consumer):
             delivery_count=count,
             timestamp=ts,
         )
-        self._fill(msg, size, inline, seg, off)
+        self._fill(msg, size, inline, seg, off, xxh)
         return msg
 
-    def _fill(self, msg: Message, size: int, inline: Any, seg: int | None, off: Any) -> None:
-        """Read `msg`'s payload into it. A payload gone or cut short is handed out as damaged
-        (`CorruptPayload.damaged`): its metadata (provenance keys) is still good, readers that
-        need only that use it, and a worker reports and acknowledges it instead of meeting it
-        again and again."""
+    def _fill(
+        self, msg: Message, size: int, inline: Any, seg: int | None, off: Any, xxh: int | None
+    ) -> None:
+        """Read `msg`'s payload into it. A payload gone, cut short or not matching its checksum
+        is handed out as damaged (`CorruptPayload.damaged`): its metadata (provenance keys) is
+        still good, readers that need only that use it, and a worker reports and acknowledges it
+        instead of meeting it again and again."""
         try:
-            msg.payload = self._payload(msg.stream, msg.id, size, inline, seg, off)
+            msg.payload = self._payload(msg.stream, msg.id, size, inline, seg, off, xxh)
         except (MissingId, CorruptPayload) as exc:
             raise CorruptPayload(str(exc), damaged=msg) from None
 
@@ -919,11 +972,17 @@ class EmbeddedConsumer(Consumer):
         return self._waker.fd if self._waker.fd >= 0 else None
 
     def _lazy_message(self, stream: str, row: tuple, count: int) -> tuple[Message, _Lazy | None]:
-        # metadata now, payload when handed out: a prefetched message maps nothing until used
-        mid, ts, size, meta, inline, seg, off = row
-        msg = self._message(stream, (mid, ts, size, meta, inline, None, None), count)
-        lazy = _Lazy(self, size, seg, off) if seg is not None else None
-        return msg, lazy
+        # metadata now, payload when handed out: a prefetched message maps nothing until used;
+        # an inline payload is checked now, and one that fails is failed when handed out (not
+        # here, where it would drop the rest of the claimed batch until their leases ran out)
+        mid, ts, size, meta, inline, seg, off, xxh = row
+        if seg is None and (
+            inline is None or xxh is None or xxhash.xxh3_64_intdigest(inline) == xxh & _U64
+        ):
+            msg = self._message(stream, (mid, ts, size, meta, inline, None, None, None), count)
+            return msg, None
+        msg = self._message(stream, (mid, ts, size, meta, None, None, None, None), count)
+        return msg, _Lazy(self, size, inline, seg, off, xxh)
 
     def acknowledge(self, stream: str, id: int) -> None:
         self.acknowledge_many(stream, (id,))
@@ -1141,15 +1200,25 @@ class EmbeddedConsumer(Consumer):
 
 
 class _Lazy:
-    """A payload in a segment file, read when its message is handed out."""
+    """A payload in a segment file (or an inline one that failed its checksum), read when its
+    message is handed out."""
 
-    __slots__ = ("consumer", "off", "seg", "size")
+    __slots__ = ("consumer", "inline", "off", "seg", "size", "xxh")
 
-    def __init__(self, consumer: EmbeddedConsumer, size: int, seg: int, off: int) -> None:
-        self.consumer, self.size, self.seg, self.off = consumer, size, seg, off
+    def __init__(
+        self,
+        consumer: EmbeddedConsumer,
+        size: int,
+        inline: bytes | None,
+        seg: int | None,
+        off: int | None,
+        xxh: int | None,
+    ) -> None:
+        self.consumer, self.size, self.inline = consumer, size, inline
+        self.seg, self.off, self.xxh = seg, off, xxh
 
     def load(self, msg: Message) -> None:
-        self.consumer._fill(msg, self.size, None, self.seg, self.off)
+        self.consumer._fill(msg, self.size, self.inline, self.seg, self.off, self.xxh)
 
 
 def _counted(db: sqlite3.Connection, sid: int) -> tuple[int, int]:
