@@ -297,7 +297,7 @@ class Merge(Processor):
     def on_start(self) -> None:
         merge.load_larch()  # while the worker says "loading", not in the first spectrum
         self.merger = Merger(self.params)
-        #: group label -> the last merge sent of it (what the summary shows)
+        #: group label -> its latest merge, sent or restored (what the summary shows)
         self.groups: dict[str, dict[str, Any]] = {}
         #: group label -> its merge as `restore` rebuilt it, not sent in this run yet
         self._restored: dict[str, dict[str, Any]] = {}
@@ -312,6 +312,10 @@ class Merge(Processor):
         merged = self.merger.add(message.value).to_json()
         self._restored[group_label(merged)] = merged
         self._restored_inputs.add((message.data_source, message.stream, message.id))
+        # the summary shows the group's merge as it stands, sent or not yet: a watched stream
+        # with no new spectrum sends the restored merges only at its end, and until then a
+        # restarted or resumed merge said `groups 0`, which reprocess took for a change
+        self._note_group(merged)
 
     def process(self, message: Message) -> None:
         if (message.data_source, message.stream, message.id) in self._restored_inputs:
@@ -339,6 +343,10 @@ class Merge(Processor):
         # keyed by content: the same merge sent again (a redelivered spectrum, a resume under
         # the same parameters) is written once, a different one never taken for it
         self.emit("merged", merged, key=merge_key(merged))
+        self._note_group(merged)
+
+    def _note_group(self, merged: dict[str, Any]) -> None:
+        """What the summary shows of a group: its latest merge."""
         values = merged["values"]
         self.groups[group_label(merged)] = {
             "scans": merged["n_scans"],
