@@ -277,7 +277,14 @@ def _resolve(path: str, base: Path | None) -> str:
     p = Path(path).expanduser()
     if not p.is_absolute():
         p = (base or Path.cwd()) / p
-    return str(p.resolve())
+    try:
+        return str(p.resolve())
+    except (RuntimeError, OSError) as exc:  # a symlink loop: RuntimeError before Python 3.13
+        from asapo_pipelines.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"the path {path} in the pipeline file cannot be used: {exc}"
+        ) from None
 
 
 def _one_of(names: list[str]) -> str:
@@ -661,8 +668,10 @@ class PythonEnvConfig(_Section):
 #: that gives each from the environment instead (None: only the file gives it). Not `image`:
 #: Nomad interpolates `${...}` in a task's config itself.
 SENT_AS_WRITTEN = {"namespace": "NOMAD_NAMESPACE", "region": "NOMAD_REGION", "datacenters": None}
-#: The editor schema's rule for those values: no `${` anywhere.
-NOT_INTERPOLATED_PATTERN = r"^(?![\s\S]*\$\{)"
+#: A variable as a shell or Nomad writes it: `${NOMAD_NS}`, `$NOMAD_NS` (`dc$1` is a name)
+VARIABLE = r"\$[{A-Za-z_]"
+#: The editor schema's rule for those values: no such variable anywhere.
+NOT_INTERPOLATED_PATTERN = rf"^(?![\s\S]*{VARIABLE})"
 
 
 def _sent_as_written(what: str, variable: str | None = None) -> dict[str, Any]:
@@ -678,7 +687,8 @@ def _sent_as_written(what: str, variable: str | None = None) -> dict[str, Any]:
 def _refuse_interpolation(key: str, value: str) -> None:
     """P408 for a value holding `${...}`: `${NOMAD_NS}` went to Nomad as the namespace's
     name, as nothing interpolates the pipeline file."""
-    if "${" not in value:
+    # `$NOMAD_NS` as much as `${NOMAD_NS}`: a user who writes one expects the environment's
+    if re.search(VARIABLE, value) is None:
         return
     variable = SENT_AS_WRITTEN.get(key)
     instead = (

@@ -91,7 +91,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     ),
     "P408": (
         "error",
-        "A Nomad namespace, region or datacenter holds `${...}`: the file is not interpolated.",
+        "A Nomad namespace, region or datacenter holds a variable (`${VAR}`, `$VAR`): the file is "
+        "not interpolated.",
     ),
     "P501": ("error", "A live service the file names refuses a value (`validate --online`)."),
     "P502": ("warning", "A live service the file names could not be asked (`validate --online`)."),
