@@ -214,11 +214,9 @@ def _flushed(code: int) -> int:
 def _silence_stdout() -> None:
     """Point file descriptor 1 at /dev/null, so the flush at interpreter exit of what is still
     buffered does not fail again (with Python's own "Exception ignored" lines)."""
-    import contextlib
+    from asapo_pipelines.cli.output import silence_stdout
 
-    # stdout may be no file (a test's StringIO): then nothing is flushed at exit
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    silence_stdout()
 
 
 def _os_error(exc: OSError) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sys
@@ -24,12 +26,40 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+#: why a foreground `pipeline run` stops when its standard output is closed (`| head -1`)
+OUTPUT_CLOSED = "its output was closed: broken pipe"
+
+
 def console(*, stderr: bool = False) -> Console:
     """A rich console on stdout (or stderr); imported lazily because rich costs start-up time.
     rich itself honours NO_COLOR and, when piped, writes no colour and a width of 80."""
+    return _console_class()(highlight=False, soft_wrap=False, stderr=stderr)
+
+
+@functools.cache
+def _console_class() -> type[Console]:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=False, stderr=stderr)
+    class _Console(Console):
+        """rich's console, but a closed pipe raises BrokenPipeError instead of rich's
+        SystemExit(1): `pipeline run | head` must stop its run cleanly, recorded as stopped
+        because of its output, not end on an exit no one can tell from any other."""
+
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more to print
+            silence_stdout(self.file)
+            raise BrokenPipeError("output closed")
+
+    return _Console
+
+
+def silence_stdout(stream: Any = None) -> None:
+    """Point standard output's file descriptor (or `stream`'s) at /dev/null, so the flush at
+    interpreter exit of what is still buffered does not fail again (with Python's own
+    "Exception ignored" lines)."""
+    # the stream may be no file (a test's StringIO): then nothing is flushed at exit
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), (stream or sys.stdout).fileno())
 
 
 #: listings narrower than this (an 80-column terminal, a pipe) print a block per item instead

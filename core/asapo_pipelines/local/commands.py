@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import PipelineFile, data_dir_option
-from asapo_pipelines.cli.output import print_json
+from asapo_pipelines.cli.output import OUTPUT_CLOSED, print_json, silence_stdout
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.local.target import Target, resolve
 from asapo_pipelines.worker.status import status_reader
@@ -158,14 +158,15 @@ def execute(
     the JSON document)."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
-    from asapo_pipelines.local.live import LiveView, status_table
+    from asapo_pipelines.local.live import LiveView
 
     out = console(stderr=as_json)  # with --json, stdout holds the JSON document only
     if not out.is_terminal:
         out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
     reader = status_reader(target.pipeline, payload) if target.pipeline else None
     logs = where or logs_where(target.pipeline_file, None)
-    with LiveView(out, reader, logs_where=logs) as view:
+    executors: list[LocalExecutor] = []
+    with LiveView(out, reader, logs_where=logs, on_closed=lambda: stop_all(executors)) as view:
         options = ExecOptions(
             environ=environ,
             on_event=view.event,
@@ -173,18 +174,39 @@ def execute(
             on_log=view.log,
             pipeline_file=target.pipeline_file,
         )
-        result = LocalExecutor(payload, target.run_dir, options).run()
+        executors.append(LocalExecutor(payload, target.run_dir, options))
+        result = executors[0].run()
     counters = view.read_counters(force=True)
+    try:
+        print_outcome(result, counters, target.pipeline_file, out, as_json=as_json)
+    except BrokenPipeError:
+        # the run has ended: its caller records how, whoever stopped reading
+        silence_stdout()
+    return result, dict(counters or {})
+
+
+def stop_all(executors: list[Any]) -> None:
+    """Stop the run as SIGTERM does, once its output is closed: without a reader a run in the
+    foreground has no one to tell how it went, and `pipeline run --detach` is the way to run
+    without one."""
+    for executor in executors:
+        executor.request_stop(OUTPUT_CLOSED)
+
+
+def print_outcome(
+    result: Any, counters: Any, pipeline_file: str | None, out: Any, *, as_json: bool
+) -> None:
+    from asapo_pipelines.local.live import status_table
+
     out.print(status_table(result.state, counters))
     if not as_json:
         from asapo_pipelines.worker.status import summary_lines
 
         for line in summary_lines((counters or {}).values()):
             click.echo(line)
-        told = errors_told((counters or {}).values(), target.pipeline_file)
+        told = errors_told((counters or {}).values(), pipeline_file)
         if told:
             click.echo(told)
-    return result, dict(counters or {})
 
 
 def errors_told(records: Any, pipeline_file: str | None) -> str:

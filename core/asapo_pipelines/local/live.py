@@ -7,11 +7,14 @@ The workers' warnings and errors are printed below the table as they come (`loca
 
 from __future__ import annotations
 
+import contextlib
+import select
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from asapo_pipelines.cli.output import silence_stdout
 from asapo_pipelines.local.relay import LogRelay
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -119,8 +122,12 @@ class LiveView:
         *,
         interval: float = 1.0,
         logs_where: str | None = None,
+        on_closed: Callable[[], None] | None = None,
     ) -> None:
         self.console = console
+        #: called once when the output is closed (`pipeline run | head`): the run stops then
+        self.on_closed = on_closed
+        self.closed = False
         self.reader = reader
         self.interval = interval
         self.relay = LogRelay(logs_where)
@@ -150,9 +157,29 @@ class LiveView:
             self._thread.join(timeout=self.interval + 5)
             self._thread = None
         if self._live is not None:
-            self._live.__exit__(None, None, None)
+            with self._guarded():
+                self._live.__exit__(None, None, None)
             self._live = None
         self._say(self.relay.rest(), "dim")
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Printing whose closed output (a reader gone: `| head`, `grep -m1`) stops the run
+        through `on_closed` instead of ending the supervisor's loop on an exception, which
+        would kill the tasks and leave the run failed for a reason no one can act on."""
+        try:
+            yield
+        except BrokenPipeError:
+            self._output_closed()
+
+    def _output_closed(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.console.quiet = True  # the rest of the run's output goes nowhere
+        silence_stdout(self.console.file)
+        if self.on_closed is not None:
+            self.on_closed()
 
     def _poll(self) -> None:
         while not self._stop.is_set():
@@ -178,7 +205,8 @@ class LiveView:
         return self.counters
 
     def event(self, message: str) -> None:
-        self.console.print(message, markup=False, highlight=False)
+        with self._guarded():
+            self.console.print(message, markup=False, highlight=False)
 
     def log(self, label: str, text: str) -> None:
         """A line task `label` logged, "LEVEL message" (`ExecOptions.on_log`)."""
@@ -187,11 +215,27 @@ class LiveView:
         self._say(self.relay.offer(label, text, now), LEVEL_STYLE.get(text.partition(" ")[0], ""))
 
     def _say(self, lines: list[str], style: str) -> None:
-        for line in lines:
-            self.console.print(line, markup=False, highlight=False, style=style or None)
+        with self._guarded():
+            for line in lines:
+                self.console.print(line, markup=False, highlight=False, style=style or None)
 
     def update(self, state: Mapping[str, Any]) -> None:
+        if not self.closed and _reader_gone(self.console.file):
+            # a run that prints nothing for a while (a service between files) stops as soon
+            # as its reader is gone, as `tail -f` does, not at its next line
+            self._output_closed()
         self._say(self.relay.due(time.monotonic()), "dim")
         self._state = state
         if self._live is not None:
-            self._live.update(status_table(state, self.read_counters()), refresh=True)
+            with self._guarded():
+                self._live.update(status_table(state, self.read_counters()), refresh=True)
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether `stream` is a pipe whose reading end is closed (poll reports an error on it)."""
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), 0)  # errors and hang-ups are reported unasked
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no file (a test's StringIO)
+        return False

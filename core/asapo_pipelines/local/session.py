@@ -139,6 +139,11 @@ def end_if_left(session: Session, run_dir: Path) -> None:
     if isinstance(error, KeyboardInterrupt | click.Abort):
         why = str(error.args[0]) if error.args else "SIGINT"
         state, message = "stopped", f"pipeline run was stopped ({why})"
+    elif isinstance(error, BrokenPipeError):
+        # printed outside the run's live view (which stops the run itself): the same reason
+        from asapo_pipelines.cli.output import OUTPUT_CLOSED
+
+        state, message = "stopped", f"pipeline run was stopped ({OUTPUT_CLOSED})"
     elif isinstance(error, PipelinesError):
         state, message = "failed", error.message
     else:
