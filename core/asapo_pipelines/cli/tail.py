@@ -60,6 +60,7 @@ def _short(value: Any) -> Any:
 
 
 def _record(msg: Message, source: str) -> dict[str, Any]:
+    from asapo_pipelines.transport import CorruptPayload
     from asapo_pipelines.transport.formats import decode_message
 
     meta = {k: v for k, v in msg.metadata.items() if not k.startswith("_")}
@@ -72,7 +73,12 @@ def _record(msg: Message, source: str) -> dict[str, Any]:
     }
     try:
         record["value"] = decode_message(msg)
-    except Exception as exc:  # a corrupt payload is shown as such, not fatal
+    except CorruptPayload as exc:
+        # bytes that do not decode with their recorded format are damage as much as bytes the
+        # store cannot read back: printed in place and counted for `_check_damage`
+        record["value"] = None
+        record["damaged"] = str(exc)
+    except Exception as exc:  # a format's library missing here: the message itself is whole
         record["value"] = None
         record["decode_error"] = str(exc)
     return record
