@@ -108,9 +108,11 @@ def check_readable(path: Path) -> Path:
     mode: int | None
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:  # missing, or a link to nothing
+    except (FileNotFoundError, PermissionError):
+        # missing, a link to nothing, or under a folder this user may not enter: the
+        # command's own sentence says which, and what to do
         return path
-    except OSError:  # a symlink loop, a folder above it this user may not enter
+    except OSError:  # a symlink loop
         mode = None
     if mode is None or stat.S_ISDIR(mode):
         _raise_unreadable(path)

@@ -39,6 +39,7 @@ import functools
 import json
 import mmap
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -375,17 +376,17 @@ class _Conn:
         if not self.has_password or self.label in _WARNED_UNPROTECTED or not self.takes_anyone():
             return
         _WARNED_UNPROTECTED.add(self.label)
-        from asapo_pipelines.cli.output import warn
-
         given = (
             f"password_file {self.config.password_file}"
             if self.config.password_file
             else f"password_env {self.config.password_env}"
         )
-        warn(
-            f"{self.label} has no password configured and takes any client, so the {given} "
-            "protects nothing: set requirepass (or an ACL user) on the server to protect the "
-            "pipeline's data"
+        # on stderr, as the CLI's warnings are (a plugin reaches the core through the SDK only)
+        print(
+            f"warning: {self.label} has no password configured and takes any client, so the "
+            f"{given} protects nothing: set requirepass (or an ACL user) on the server to "
+            "protect the pipeline's data",
+            file=sys.stderr,
         )
 
     def _password(self) -> str | None:
