@@ -128,11 +128,12 @@ def wait_finished(ex: SlurmExecutor, timeout: float) -> Any:
 
 def jsonl_records(path: Path) -> list[dict[str, Any]]:
     """The sink's lines, without what differs between two copies of the input files (their
-    modification times), sorted."""
+    modification times) and between two runs (when the producing session began), sorted."""
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         record["metadata"].pop("mtime", None)
+        record["metadata"].get("provenance", {}).pop("session", None)
         records.append(record)
     return sorted(records, key=lambda r: json.dumps(r, sort_keys=True))
 

@@ -25,8 +25,16 @@ pytestmark = [
 EXAMPLE = "p65-xas.pipeline.yaml"
 #: What differs between two runs of the same file by nature: when, which run, where the file
 #: was, and the pipeline file's hash (a Slurm job runs on a delivered copy whose transport
-#: path is made absolute, as a Nomad task does).
-VARYING = ("date", "start_time", "message_time", "run", "run_started", "writer_run")
+#: path is made absolute, as a Nomad task does), and when the producing session began.
+VARYING = (
+    "date",
+    "start_time",
+    "message_time",
+    "run",
+    "run_started",
+    "session_started",
+    "writer_run",
+)
 VARYING_PATHS = ("provenance/pipeline_file", "provenance/pipeline_sha256", "asapo/metadata")
 
 
