@@ -171,6 +171,12 @@ def _checksum(payload: bytes | bytearray | memoryview) -> int:
     return value - (1 << 64) if value >> 63 else value
 
 
+def _intact(payload: bytes | memoryview, xxh: int | None) -> bool:
+    """Whether a payload read back matches the checksum written with it (hashed in place, no
+    copy); one written before checksums were kept (None) is taken as it is."""
+    return xxh is None or xxhash.xxh3_64_intdigest(payload) == xxh & _U64
+
+
 def _migrate(db: sqlite3.Connection, data_source: str) -> None:
     """Bring an index to `INDEX_VERSION` inside the opening write transaction (a new store is
     version 0 too): add the columns of later versions and compute the running totals once
@@ -726,7 +732,7 @@ class EmbeddedConsumer(Consumer):
         xxh: int | None,
     ) -> memoryview | bytes | None:
         if inline is not None:
-            if xxh is not None and xxhash.xxh3_64_intdigest(inline) != xxh & _U64:
+            if not _intact(inline, xxh):
                 raise self._damaged(stream, mid, None)
             return inline
         if seg is None:
@@ -756,7 +762,7 @@ class EmbeddedConsumer(Consumer):
                     + f": its payload file holds {len(data)} of the {size} bytes recorded"
                 )
         # hashed in place (the mapped pages or the bytes read), no copy
-        if xxh is not None and xxhash.xxh3_64_intdigest(data) != xxh & _U64:
+        if not _intact(data, xxh):
             raise self._damaged(stream, mid, seg)
         return data
 
@@ -976,9 +982,7 @@ class EmbeddedConsumer(Consumer):
         # an inline payload is checked now, and one that fails is failed when handed out (not
         # here, where it would drop the rest of the claimed batch until their leases ran out)
         mid, ts, size, meta, inline, seg, off, xxh = row
-        if seg is None and (
-            inline is None or xxh is None or xxhash.xxh3_64_intdigest(inline) == xxh & _U64
-        ):
+        if seg is None and (inline is None or _intact(inline, xxh)):
             msg = self._message(stream, (mid, ts, size, meta, inline, None, None, None), count)
             return msg, None
         msg = self._message(stream, (mid, ts, size, meta, None, None, None, None), count)
