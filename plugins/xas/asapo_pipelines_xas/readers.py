@@ -9,6 +9,7 @@ naming the reason, which the scan-files unit sends to the error stream.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import re
@@ -532,12 +533,18 @@ def canonical_element(symbol: Any) -> str:
     """An element symbol as xraylarch's tables (xraydb) write it: `fe` and `FE` are `Fe`, so
     that one element makes one merge group, NeXus entry and agent target. A symbol the tables
     do not know is kept as written: the edge-label check names it in its error."""
+    return _canonical_element(str(symbol))
+
+
+# cached: every token pair of every file name is looked up (`_from_file_name`), and each look
+# is an SQL query of xraydb's tables (about 1 ms), per scan file in the file-to-decision path
+@functools.lru_cache(maxsize=1024)
+def _canonical_element(text: str) -> str:
     from xraydb import atomic_number, atomic_symbol
 
-    text = str(symbol)
     try:
         return str(atomic_symbol(atomic_number(text.strip())))
-    except Exception:  # xraydb raises ValueError, or worse for input that is no text
+    except Exception:  # xraydb raises ValueError, or worse for text that is no symbol
         return text
 
 
@@ -549,6 +556,7 @@ def canonical_edge(edge: Any, element: Any) -> str:
     return names.get(text.strip().lower(), text)
 
 
+@functools.lru_cache(maxsize=1024)
 def _edge_names(element: str) -> tuple[str, ...]:
     """The edges xraydb tabulates for an element (K, L1, ...); none for an unknown one."""
     from xraydb import xray_edges
