@@ -166,6 +166,16 @@ class Run:
                 return session
         return None
 
+    def last_session_with(self, fingerprint: str) -> dict[str, Any] | None:
+        """The last session (as in `sessions`) in which a configuration of `fingerprint` was in
+        force: the session of a message whose provenance names none (written before messages
+        named their session)."""
+        for session in reversed(self.sessions):
+            configs = session["configurations"].values()
+            if any(c.get("fingerprint") == fingerprint for c in configs):
+                return session
+        return None
+
     @property
     def overrides(self) -> dict[str, Any]:
         for event in reversed(self.events):
@@ -198,7 +208,9 @@ class Run:
         starts = [i for i, e in enumerate(self.events) if e.get("event") in ("started", "resumed")]
         if not starts:
             return {}
-        index = next((i for i in starts if self.events[i].get("time") == began), starts[-1])
+        index = next(
+            (i for i in starts if _same_time(self.events[i].get("time"), began)), starts[-1]
+        )
         return Run(self.id, self.events[:index]).summaries
 
     @property

@@ -241,7 +241,7 @@ class Worker:
         )
         self.label = self.runner.unit_label
         #: (pipeline, run, session, fingerprint) -> the producer `_producer_of` resolved
-        self._producers: dict[tuple[Any, ...], dict[str, Any] | None] = {}
+        self._producers: dict[tuple[Any, ...], dict[str, Any]] = {}
         #: (pipeline, run) -> that run's record as last read (`_run_record`)
         self._run_records: dict[tuple[str, str], Any] = {}
         session = self.run_info.get("resumed_at") or self.run_info.get("started")
@@ -1076,10 +1076,10 @@ class Worker:
             return None
         pipeline = str(prov.get("unit") or "").partition("/")[0] or self.pipeline
         key = (pipeline, prov.get("run"), prov.get("session"), str(prov["fingerprint"]))
-        if key not in self._producers:
-            self._producers[key] = self._resolve_producer(*key)
-        found = self._producers[key]
-        return None if found is None else dict(found)
+        found = self._producers.get(key)
+        if found is None:
+            found = self._producers[key] = self._resolve_producer(*key)
+        return dict(found)  # the unit's own copy
 
     def _resolve_producer(
         self, pipeline: str, run_id: Any, session: Any, fingerprint: str
@@ -1093,7 +1093,7 @@ class Worker:
         producer.update(run.all_configurations.get(fingerprint) or {})
         found = run.session_began(session) if session is not None else None
         if found is None:
-            found = _last_session_with(run.sessions, fingerprint)
+            found = run.last_session_with(fingerprint)
         producer.update(
             pipeline=pipeline,
             run_started=run.started,
@@ -1270,13 +1270,3 @@ class Worker:
             for port, name in sorted(self.written_outputs - self.finished_outputs):
                 self.producers[port].finish_stream(name)
                 self.finished_outputs.add((port, name))
-
-
-def _last_session_with(sessions: list[dict[str, Any]], fingerprint: str) -> dict[str, Any] | None:
-    """The last session in which a configuration of `fingerprint` was in force (a message whose
-    provenance names no session, written before messages did)."""
-    for session in reversed(sessions):
-        configs = session.get("configurations") or {}
-        if any(c.get("fingerprint") == fingerprint for c in configs.values()):
-            return session
-    return None
