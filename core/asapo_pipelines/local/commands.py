@@ -229,46 +229,48 @@ def errors_told(records: Any, pipeline_file: str | None) -> str:
     )
 
 
-def run_counters(
-    run_dir: Path, pipeline: Pipeline | None, catalog: Catalog
-) -> dict[str, Any] | None:
-    """What each replica of a local run published last (counters, the unit's summary)."""
+def store_view(
+    run_dir: Path, state: Mapping[str, Any], pipeline: Pipeline | None, catalog: Catalog
+) -> tuple[bool, dict[str, Any] | None]:
+    """What the pipeline's store says of a local run, through one opening of its transport (a
+    remote one may take its connect timeout): whether the state's run was pruned (`pipeline
+    prune FILE --run RUN` drops its record, not the run directory, whose state would show a
+    job no store holds any more), and what each replica published last (counters, the unit's
+    summary). Neither is known when the store cannot be reached: (False, None)."""
+    if pipeline is None:
+        return False, None
+    from asapo_pipelines.transport import open_transport
+
+    try:
+        with open_transport(pipeline.transport.spec(), catalog) as transport:
+            if _pruned(transport, pipeline.name, state.get("run")):
+                return True, None
+            return False, _published(transport, pipeline.name, run_dir)
+    except Exception:  # the state file is then the status, as before
+        return False, None
+
+
+def _pruned(transport: Any, pipeline: str, run: Any) -> bool:
+    if not run:
+        return False  # a state file written before runs were recorded there
+    from asapo_pipelines.runs import RunStore
+
+    return str(run) not in RunStore(transport, pipeline).run_ids()
+
+
+def _published(transport: Any, pipeline: str, run_dir: Path) -> dict[str, Any] | None:
     from asapo_pipelines.local.layout import JOB_FILE
+    from asapo_pipelines.worker.status import latest_status, status_consumer
 
     try:  # the job that runs, as the supervisor wrote it
         running_job = json.loads((run_dir / JOB_FILE).read_text())
     except (OSError, ValueError):
         return None
-    if pipeline is None:
-        return None
-    from asapo_pipelines.transport import open_transport
-    from asapo_pipelines.worker.status import latest_status, status_consumer
-
     try:
-        with (
-            open_transport(pipeline.transport.spec(), catalog) as transport,
-            status_consumer(transport, pipeline.name) as consumer,
-        ):
+        with status_consumer(transport, pipeline) as consumer:
             return latest_status(consumer, running_job)
     except Exception:  # counters are a bonus; the state file is the status
         return None
-
-
-def run_pruned(state: Mapping[str, Any], pipeline: Pipeline | None, catalog: Catalog) -> bool:
-    """Whether the run a local run directory last held was pruned (`pipeline prune FILE --run
-    RUN` drops its record, not the run directory): its state would show a job that no store
-    holds any more. False whenever the store cannot say (a transport out of reach)."""
-    run = state.get("run")
-    if not run or pipeline is None:
-        return False  # a state file written before runs were recorded there
-    from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport import open_transport
-
-    try:
-        with open_transport(pipeline.transport.spec(), catalog) as transport:
-            return str(run) not in RunStore(transport, pipeline.name).run_ids()
-    except Exception:  # the state file is then the status, as before
-        return False
 
 
 def status_json(state: dict[str, Any], counters: dict[str, Any] | None) -> dict[str, Any]:

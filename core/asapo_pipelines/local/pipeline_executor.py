@@ -168,7 +168,7 @@ class LocalPipelineExecutor(Executor):
         """The run's table (state, pid, restarts, exit codes) with the counters its workers
         published, the units' summaries and the run's message; 1 for a failed run."""
         from asapo_pipelines.cli.output import console, print_json
-        from asapo_pipelines.local.commands import run_counters, run_pruned, status_json
+        from asapo_pipelines.local.commands import status_json, store_view
         from asapo_pipelines.local.control import (
             run_status,
             stopped_orphans_note,
@@ -179,10 +179,10 @@ class LocalPipelineExecutor(Executor):
 
         run_dir = self._run()
         state = run_status(run_dir)
-        if not supervisor_alive(run_dir) and run_pruned(state, self.pipeline, self.catalog):
+        pruned, published = store_view(run_dir, state, self.pipeline, self.catalog)
+        if pruned and not supervisor_alive(run_dir):
             # its run directory outlives the run: a ghost job `complete` with its units
             raise self._no_run()
-        published = run_counters(run_dir, self.pipeline, self.catalog)
         # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
         code = 1 if state.get("status") == "failed" else 0
         if as_json:
