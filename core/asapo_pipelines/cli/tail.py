@@ -265,21 +265,21 @@ def _errors_filter(stream: str, run_id: str | None, run: Run | None) -> Keep | N
     return lambda record: _run_of(record) == wanted
 
 
-def _present(transport: Transport, source: str) -> bool:
-    """Whether the store holds `source`. Opening a consumer of the embedded store creates its
-    data source, and a read must not write: `pipeline streams` would list a source the run
-    never wrote. A transport that cannot list its data sources is read as it is."""
-    try:
-        return source in transport.data_sources()
-    except NotImplementedError:
-        return True
-
-
 def _open_present(transport: Transport, sources: list[str], consumers: dict[str, Consumer]) -> None:
     """Open a consumer of each of `sources` the store holds by now (with --follow, a source
-    written after tail started is read from then on)."""
-    for source in sources:
-        if source not in consumers and _present(transport, source):
+    written after tail started is read from then on). Only those: opening a consumer of the
+    embedded store creates its data source, and a read must not write (`pipeline streams`
+    would list a source the run never wrote). A transport that cannot list its data sources
+    is read as it is."""
+    missing = [source for source in sources if source not in consumers]
+    if not missing:
+        return
+    try:
+        present = set(transport.data_sources())  # one listing per look, not one per source
+    except NotImplementedError:
+        present = set(missing)
+    for source in missing:
+        if source in present:
             consumers[source] = transport.consumer(source, "pipeline-tail")
 
 
@@ -355,9 +355,8 @@ def tail(
     """
     import shutil
 
-    from asapo_pipelines.runs import RunStore
-
     _refuse_all_with_last(everything)
+    from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.worker.launch import load
 
