@@ -75,3 +75,16 @@ def kill_run(run_dir: Path) -> None:
         if pid and alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+
+def lose_supervisor(run_dir: Path) -> tuple[int, list[int]]:
+    """SIGKILL a run's supervisor only; its workers go on (orphans). Returns both pids."""
+    state = read_state(run_dir)
+    assert state is not None
+    supervisor = int(state["pid"])
+    os.kill(supervisor, signal.SIGKILL)
+    wait_for(lambda: not alive(supervisor), timeout=60, what="the supervisor to die")
+    orphans = [int(u["pid"]) for u in read_state(run_dir)["units"] if u["pid"]]
+    assert orphans
+    assert all(alive(p) for p in orphans)  # the workers outlive their supervisor
+    return supervisor, orphans

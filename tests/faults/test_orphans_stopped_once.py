@@ -5,16 +5,14 @@ now it says the job is not running, as for any stopped run, and signals nobody."
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 from faults_support import (
     alive,
     core_pipeline,
     kill_run,
+    lose_supervisor,
     pipeline,
-    read_state,
     sink_names,
     wait_for,
     write_files,
@@ -29,13 +27,7 @@ def test_a_second_stop_of_a_lost_run_names_no_pids(tmp_path: Path) -> None:
     try:
         assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
         wait_for(lambda: len(sink_names(out)) >= 10, timeout=60, what="the first outputs")
-        state = read_state(run_dir)
-        supervisor = int(state["pid"])
-        os.kill(supervisor, signal.SIGKILL)
-        wait_for(lambda: not alive(supervisor), timeout=60, what="the supervisor to die")
-        orphans = [int(u["pid"]) for u in read_state(run_dir)["units"] if u["pid"]]
-        assert orphans
-        assert all(alive(p) for p in orphans)  # the workers outlive their supervisor
+        _supervisor, orphans = lose_supervisor(run_dir)
 
         first = pipeline("stop", str(file), cwd=tmp_path)
         assert first.returncode == 0, first.stderr

@@ -8,7 +8,6 @@ local`), and `pipeline status` says it after."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -22,6 +21,7 @@ from faults_support import (
     core_pipeline,
     env,
     kill_run,
+    lose_supervisor,
     pipeline,
     read_state,
     sink_names,
@@ -38,19 +38,6 @@ def told(orphans: list[int], supervisor: int, run: str) -> str:
     )
 
 
-def lose_supervisor(run_dir: Path) -> tuple[int, list[int]]:
-    """SIGKILL the run's supervisor only; its workers go on (orphans). Returns both pids."""
-    state = read_state(run_dir)
-    assert state is not None
-    supervisor = int(state["pid"])
-    os.kill(supervisor, signal.SIGKILL)
-    wait_for(lambda: not alive(supervisor), timeout=60, what="the supervisor to die")
-    orphans = [int(u["pid"]) for u in read_state(run_dir)["units"] if u["pid"]]
-    assert len(orphans) == 3
-    assert all(alive(p) for p in orphans)  # the workers outlive their supervisor
-    return supervisor, orphans
-
-
 def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path) -> None:
     files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
     write_files(files, 0, 40)
@@ -61,6 +48,7 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
         wait_for(lambda: len(sink_names(out)) >= 40, timeout=60, what="the first outputs")
         supervisor, orphans = lose_supervisor(run_dir)
+        assert len(orphans) == 3  # files, copy, sink
 
         # detached: the sentence before the "runs in the background" line
         again = pipeline("run", str(file), "--detach", cwd=tmp_path)
@@ -86,6 +74,7 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         write_files(files, 40, 60)
         wait_for(lambda: len(sink_names(out)) >= 60, timeout=60, what="the new outputs")
         supervisor, orphans = lose_supervisor(run_dir)
+        assert len(orphans) == 3  # files, copy, sink
         foreground = subprocess.Popen(
             [PIPELINE, "run", str(file), "--fresh"],
             cwd=tmp_path,
@@ -115,6 +104,7 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         run = re.search(r"\brun (r\d+) ", detached.stdout)  # "run r3 ... starts", "resuming run r3"
         assert run, detached.stdout
         supervisor, orphans = lose_supervisor(run_dir)
+        assert len(orphans) == 3  # files, copy, sink
         deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
         assert deployed.returncode == 0, deployed.stderr
         assert deployed.stdout.splitlines()[0] == told(orphans, supervisor, run[1])

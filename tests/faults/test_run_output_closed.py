@@ -68,6 +68,15 @@ def _last_run(file: Path) -> dict:
     return json.loads(listed.stdout)["runs"][-1]
 
 
+def _assert_stopped_quietly(file: Path, err: str) -> None:
+    """Nothing said on stderr, and the run recorded stopped because its output was closed."""
+    assert "Traceback" not in err, err
+    assert "Exception ignored" not in err, err
+    last = _last_run(file)
+    assert last["state"] == "stopped", last
+    assert "output was closed" in last["message"], last
+
+
 def test_closing_the_output_of_pipeline_run_stops_its_run(tmp_path: Path) -> None:
     run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
     try:
@@ -75,11 +84,7 @@ def test_closing_the_output_of_pipeline_run_stops_its_run(tmp_path: Path) -> Non
         wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="the workers to end")
     finally:
         kill_run(run_dir)
-    assert "Traceback" not in err, err
-    assert "Exception ignored" not in err, err
-    last = _last_run(file)
-    assert last["state"] == "stopped", last
-    assert "output was closed" in last["message"], last
+    _assert_stopped_quietly(file, err)
     status = pipeline("status", str(file), "--json", cwd=tmp_path)
     assert json.loads(status.stdout)["status"] == "stopped", status.stdout
 
@@ -91,8 +96,4 @@ def test_closing_the_output_before_the_run_prints_stops_it(tmp_path: Path) -> No
         file, _pids, err = _run_closed_after(tmp_path, lines=0)
     finally:
         kill_run(run_dir)
-    assert "Traceback" not in err, err
-    assert "Exception ignored" not in err, err
-    last = _last_run(file)
-    assert last["state"] == "stopped", last
-    assert "output was closed" in last["message"], last
+    _assert_stopped_quietly(file, err)
