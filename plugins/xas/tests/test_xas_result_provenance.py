@@ -16,7 +16,7 @@ from typing import Any
 
 import h5py
 import pytest
-from xas_procs import PIPELINE, wait_until
+from xas_procs import PIPELINE, wait_until, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 # the results are read from the NeXus writer's file: the XAS plugin's own session (xas with
@@ -53,12 +53,6 @@ def sha256(path: Path) -> str:
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
-
-
-def write(path: Path, name: str, units: dict[str, Any], **extra: Any) -> Path:
-    doc = {"pipeline": name, "transport": {"embedded": {"path": "store"}}, **extra}
-    path.write_text(json.dumps({**doc, "units": units}, indent=2))
-    return path
 
 
 def chain(writer: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -102,9 +96,8 @@ def spectra_entries(path: Path) -> list[dict[str, Any]]:
 
 def test_a_result_stored_in_a_later_session_carries_the_session_that_made_it(tmp_path):
     shutil.copytree(DATA, tmp_path / "data", ignore=lambda d, names: set(names) - set(P65_SCANS))
-    pipeline = tmp_path / "p65.pipeline.yaml"
     # session 1: the spectra are made under file A with an override, no writer yet
-    write(pipeline, "p65", chain())
+    pipeline = write_pipeline(tmp_path, "p65", chain())
     first_sha = sha256(pipeline)
     cli(pipeline, "run", "--set", "normalize.autobk.rbkg=1.1")
     # session 2: the file gains a writer, the override is dropped; the writer stores the
@@ -114,7 +107,7 @@ def test_a_result_stored_in_a_later_session_carries_the_session_that_made_it(tmp
         "params": {"file": "results/p65.nxs"},
         "inputs": {"spectra": "spectra"},
     }
-    write(pipeline, "p65", chain(writer))
+    write_pipeline(tmp_path, "p65", chain(writer))
     assert sha256(pipeline) != first_sha
     cli(pipeline, "run", "--resume")
 
@@ -148,11 +141,11 @@ def written(pipeline: Path) -> Any:
 
 def test_a_writer_of_another_pipelines_stream_records_that_pipelines_run(tmp_path):
     shutil.copytree(DATA, tmp_path / "data", ignore=lambda d, names: set(names) - set(P65_SCANS))
-    producer = write(tmp_path / "p65.pipeline.yaml", "p65", chain())
+    producer = write_pipeline(tmp_path, "p65", chain())
     cli(producer, "run")
     (made,) = cli(producer, "runs")["runs"]
-    archive = write(
-        tmp_path / "archive.pipeline.yaml",
+    archive = write_pipeline(
+        tmp_path,
         "p65-archive",
         {
             "writer": {

@@ -39,10 +39,11 @@ def watch_units(**scan_params: Any) -> dict[str, Any]:
     }
 
 
-def write_pipeline(directory: Path, name: str, units: dict[str, Any]) -> Path:
-    """A pipeline file (JSON is YAML) with the embedded store in `directory/store`."""
+def write_pipeline(directory: Path, name: str, units: dict[str, Any], **extra: Any) -> Path:
+    """A pipeline file (JSON is YAML) with the embedded store in `directory/store`; `extra`
+    adds top-level sections (`streams`)."""
     path = directory / f"{name}.pipeline.yaml"
-    doc = {"pipeline": name, "transport": {"embedded": {"path": "store"}}, "units": units}
+    doc = {"pipeline": name, "transport": {"embedded": {"path": "store"}}, **extra, "units": units}
     path.write_text(json.dumps(doc, indent=2))
     return path
 
