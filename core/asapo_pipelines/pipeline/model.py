@@ -674,30 +674,30 @@ VARIABLE = r"\$[{A-Za-z_]"
 NOT_INTERPOLATED_PATTERN = rf"^(?![\s\S]*{VARIABLE})"
 
 
-def _sent_as_written(what: str, variable: str | None = None) -> dict[str, Any]:
-    """The editor's rule for a value Nomad's API gets as written (`_refuse_interpolation`)."""
-    instead = f"set {variable} in the environment or " if variable else ""
-    return {
-        "pattern": NOT_INTERPOLATED_PATTERN,
-        "patternErrorMessage": f"{what} reaches Nomad as written: a pipeline file is not "
-        f"interpolated; {instead}write the value",
-    }
-
-
-def _refuse_interpolation(key: str, value: str) -> None:
-    """P408 for a value holding `${...}`: `${NOMAD_NS}` went to Nomad as the namespace's
-    name, as nothing interpolates the pipeline file."""
-    # `$NOMAD_NS` as much as `${NOMAD_NS}`: a user who writes one expects the environment's
-    if re.search(VARIABLE, value) is None:
-        return
+def _not_interpolated(key: str) -> str:
+    """What to do instead of a variable in `deploy.nomad.KEY`, said by validation and editor."""
     variable = SENT_AS_WRITTEN.get(key)
     instead = (
         f"set {variable} in the environment (leaving {key} out of the file) or " if variable else ""
     )
-    why = (
-        f"{key} {value!r} would reach Nomad as written: a pipeline file is not interpolated; "
-        f"{instead}write the value"
-    )
+    return f"a pipeline file is not interpolated; {instead}write the value"
+
+
+def _sent_as_written(key: str) -> dict[str, Any]:
+    """The editor's rule for a value Nomad's API gets as written (`_refuse_interpolation`)."""
+    return {
+        "pattern": NOT_INTERPOLATED_PATTERN,
+        "patternErrorMessage": f"{key} reaches Nomad as written: {_not_interpolated(key)}",
+    }
+
+
+def _refuse_interpolation(key: str, value: str) -> None:
+    """P408 for a value holding a variable: `${NOMAD_NS}` went to Nomad as the namespace's
+    name, as nothing interpolates the pipeline file."""
+    # `$NOMAD_NS` as much as `${NOMAD_NS}`: a user who writes one expects the environment's
+    if re.search(VARIABLE, value) is None:
+        return
+    why = f"{key} {value!r} would reach Nomad as written: {_not_interpolated(key)}"
     raise PydanticCustomError("P408", "{why}", {"why": why})
 
 
@@ -709,7 +709,7 @@ class NomadConfig(_Section):
     )
 
     datacenters: Annotated[
-        list[Annotated[str, Field(json_schema_extra=_sent_as_written("a datacenter"))]],
+        list[Annotated[str, Field(json_schema_extra=_sent_as_written("datacenters"))]],
         Field(min_length=1, description="Datacenters the job may run in."),
     ] = ["*"]
     namespace: Annotated[
@@ -717,7 +717,7 @@ class NomadConfig(_Section):
         Field(
             min_length=1,
             description="Nomad namespace.",
-            json_schema_extra=_sent_as_written("namespace", "NOMAD_NAMESPACE"),
+            json_schema_extra=_sent_as_written("namespace"),
         ),
     ] = "default"
     region: Annotated[
@@ -725,7 +725,7 @@ class NomadConfig(_Section):
         Field(
             min_length=1,
             description="Nomad region.",
-            json_schema_extra=_sent_as_written("region", "NOMAD_REGION"),
+            json_schema_extra=_sent_as_written("region"),
         ),
     ] = "global"
     driver: Annotated[
@@ -744,13 +744,13 @@ class NomadConfig(_Section):
 
     @field_validator("namespace", "region")
     @classmethod
-    def _not_interpolated(cls, value: str, info: ValidationInfo) -> str:
+    def _no_variable(cls, value: str, info: ValidationInfo) -> str:
         _refuse_interpolation(str(info.field_name), value)
         return value
 
     @field_validator("datacenters")
     @classmethod
-    def _datacenters_not_interpolated(cls, value: list[str]) -> list[str]:
+    def _datacenters_no_variable(cls, value: list[str]) -> list[str]:
         for item in value:
             _refuse_interpolation("datacenters", item)
         return value
