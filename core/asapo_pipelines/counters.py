@@ -63,13 +63,15 @@ def _age(t: Any, now: float) -> str:
     return f"{seconds:.0f}s ago" if seconds < 120 else f"{seconds / 60:.0f}m ago"
 
 
-def _cells(w: dict[str, Any], now: float) -> dict[str, str]:
+def _cells(w: dict[str, Any], now: float, again: bool = False) -> dict[str, str]:
     """A worker's counters by column name: the table's columns after unit and replica, and
-    the `name value` pairs of the narrow form, so that both show the same."""
+    the `name value` pairs of the narrow form, so that both show the same; `redelivered` only
+    with `again` (some worker was handed messages again), which keeps the table narrow."""
     lag = w.get("lag_seconds")
+    counted = ("received", "processed", *(("redelivered",) if again else ()), "errors", "retries")
     return {
         "state": str(w.get("state", "-")),
-        **{k: str(w.get(k, "-")) for k in ("received", "processed", "errors", "retries")},
+        **{k: str(w.get(k, "-")) for k in counted},
         "rate/s": str(w.get("rate", "-")),
         "backlog": str(w.get("backlog", "-")),
         "lag": f"{lag:.2f}s" if isinstance(lag, float) else "-",
@@ -81,11 +83,19 @@ def _cells(w: dict[str, Any], now: float) -> dict[str, str]:
 def _table(data: dict[str, Any], now: float) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"pipeline {data['pipeline']}", title_justify="left")
-    for column in ("unit", "replica", *_cells({}, now)):
+    from asapo_pipelines.worker.status import session_note
+
+    table = Table(
+        title=f"pipeline {data['pipeline']}",
+        title_justify="left",
+        caption=session_note(data["workers"]) or None,
+        caption_justify="left",
+    )
+    again = _again(data)
+    for column in ("unit", "replica", *_cells({}, now, again)):
         table.add_column(column, no_wrap=True)
     for w in data["workers"]:
-        cells = _cells(w, now).values()
+        cells = _cells(w, now, again).values()
         table.add_row(str(w.get("instance")), str(w.get("replica", 0)), *cells)
     return table
 
@@ -97,16 +107,26 @@ def _lines(data: dict[str, Any], now: float, width: int) -> Any:
 
     from rich.text import Text
 
+    from asapo_pipelines.worker.status import session_note
+
     text = Text(f"pipeline {data['pipeline']}\n", style="bold")
+    again = _again(data)
     for w in data["workers"]:
-        cells = _cells(w, now)
+        cells = _cells(w, now, again)
         text.append(f"  {w.get('instance')}[{w.get('replica', 0)}]", style="bold")
         text.append(f"  {cells.pop('state')}\n")
         pairs = ", ".join(f"{name} {value}" for name, value in cells.items())
         text.append(textwrap.fill(pairs, width, initial_indent="    ", subsequent_indent="    "))
         text.append("\n")
+    if note := session_note(data["workers"]):
+        text.append(textwrap.fill(note, width) + "\n")
     text.rstrip()  # print adds the last line's end
     return text
+
+
+def _again(data: dict[str, Any]) -> bool:
+    """Whether any worker was handed messages again (after a worker was killed)."""
+    return any(w.get("redelivered") for w in data["workers"])
 
 
 def show_counters(pipeline_file: Path, as_json: bool) -> None:

@@ -37,9 +37,14 @@ def _config_summary(run: Any) -> str:
 
 def _counts(run: Any) -> str:
     counts = run.counts
-    processed = sum(int(c.get("processed", 0)) for c in counts.values())
-    errors = sum(int(c.get("errors", 0)) for c in counts.values())
-    return f"{processed} processed, {errors} errors" if counts else "-"
+    if not counts:
+        return "-"
+    processed, errors, again = (
+        sum(int(c.get(key, 0)) for c in counts.values())
+        for key in ("processed", "errors", "redelivered")
+    )
+    # messages handed out again after a worker was killed: said only when there were any
+    return f"{processed} processed, {errors} errors" + (f", {again} redelivered" if again else "")
 
 
 # no --data-dir: the runs are recorded on the pipeline's transport, which the file names;

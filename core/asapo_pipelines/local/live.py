@@ -1,7 +1,9 @@
 """The live table of a local run (rich), and the same table for `pipeline status`.
 
-Counters (processed, rate, errors) come from a status reader, a function returning per-unit
-counters keyed `group[index]` (or `group`); without one, or when it fails, they show `-`.
+Counters (processed, rate, errors; redelivered when any) come from a status reader, a function
+returning per-unit counters keyed `group[index]` (or `group`); without one, or when it fails,
+they show `-`. From a run's second session on, a line under the table says they are that
+session's (`worker.status.session_note`).
 The workers' warnings and errors are printed below the table as they come (`local.relay`).
 """
 
@@ -34,6 +36,8 @@ STATE_STYLE = {
     "pending": "dim",
     "exited": "dim",  # its supervisor is gone, and so is its process (`control.run_status`)
 }
+#: the workers' counters the table shows, after the supervisor's columns
+COUNTED = ("processed", "rate", "errors")
 LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
@@ -70,25 +74,23 @@ def _state(counters: Counters, unit: Mapping[str, Any]) -> str:
 def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> Table:
     from rich.table import Table
 
+    from asapo_pipelines.worker.status import session_note
+
     counters = counters or {}
     elapsed = (state.get("finished") or time.time()) - (state.get("started") or time.time())
     table = Table(
         title=f"job {state.get('job')} ({state.get('type')}): {state.get('status')}, "
         f"{elapsed:.0f}s",
         title_justify="left",
+        caption=session_note(counters.values()) or None,
+        caption_justify="left",
     )
-    for column in (
-        "unit",
-        "task",
-        "state",
-        "pid",
-        "restarts",
-        "exit",
-        "processed",
-        "rate",
-        "errors",
-    ):
-        right = column in ("pid", "restarts", "processed", "rate", "errors")
+    # messages delivered again after a worker was killed: a column only when there are any,
+    # which keeps the table narrow
+    again = any(row.get("redelivered") for row in counters.values())
+    counted = ("processed", "redelivered", "rate", "errors") if again else COUNTED
+    for column in ("unit", "task", "state", "pid", "restarts", "exit", *counted):
+        right = column in ("pid", "restarts", *counted)
         table.add_column(column, justify="right" if right else "left", no_wrap=not right)
     for unit in state.get("units", []):
         task = (
@@ -103,9 +105,7 @@ def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> 
             str(unit["pid"] or "-"),
             str(unit["restarts"]),
             _exit_text(unit["exit_codes"]),
-            _counter(counters, unit, "processed"),
-            _counter(counters, unit, "rate"),
-            _counter(counters, unit, "errors"),
+            *(_counter(counters, unit, key) for key in counted),
         )
     return table
 

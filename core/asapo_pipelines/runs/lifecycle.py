@@ -183,6 +183,11 @@ def _pruned(store: RunStore, run: Run) -> bool:
     return True
 
 
+#: the counters a session records for each unit replica (`redelivered`: the messages handed
+#: to it again after a worker was killed, which `processed` counts once)
+COUNTS = ("processed", "redelivered", "errors", "outputs", "duplicates_skipped")
+
+
 def summaries_of(
     counters: dict[str, Any] | None, groups: set[str] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -197,9 +202,7 @@ def summaries_of(
         name = instance if replica == 0 else f"{instance}[{replica}]"
         if record.get("summary"):
             summaries[name] = record["summary"]
-        counts[name] = {
-            k: record.get(k, 0) for k in ("processed", "errors", "outputs", "duplicates_skipped")
-        }
+        counts[name] = {k: record.get(k, 0) for k in COUNTS}
     return summaries, counts
 
 

@@ -428,6 +428,8 @@ class Collector:
                 "state": state,
                 "replicas": len(states),
                 "processed": total("processed"),
+                # handed again after a worker was killed: processed counts each message once
+                "redelivered": total("redelivered"),
                 "errors": total("errors"),
                 "outputs": total("outputs"),
                 "rate": round(sum(float(s.get("rate") or 0) for s in live), 2),

@@ -251,6 +251,8 @@ def _join_run(
         # the file of this session: a run resumed under an edited file records the edit
         "pipeline_sha256": run.file_sha256,
         "started": start.get("time"),
+        # which session of the run this is: tables of its counts say they are the session's
+        "session_number": len(run.sessions),
         "configuration": mine,
     }
     if run.session.get("event") == "resumed":
@@ -308,11 +310,13 @@ def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
         worker.transport.close()
     c = worker.counters
     log.info(
-        "%s %s: %d received, %d processed, %d errors, %d retries, %d duplicates skipped",
+        "%s %s: %d received, %d processed, %d delivered again, %d errors, %d retries, "
+        "%d duplicates skipped",
         instance,
         state,
         c.received,
         c.processed,
+        c.redelivered,
         c.errors,
         c.retries,
         c.duplicates_skipped,

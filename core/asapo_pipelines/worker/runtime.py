@@ -258,6 +258,7 @@ class Worker:
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
         if self.run_info.get("run"):
             self.counters.session = f"{self.run_info['run']}@{session}"
+            self.counters.session_number = int(self.run_info.get("session_number") or 0)
         self.ports: list[InputPort] = []
         self.producers: dict[str, Any] = {}  # output port -> producer
         # readers opened on first use (see `_reader`): a worker that is never redelivered
@@ -282,6 +283,8 @@ class Worker:
         #: processed but not yet acknowledged: (input port, stream) -> ids
         self.unacked: dict[tuple[str, str], list[int]] = {}
         self.unacked_count = 0
+        #: of those, the ones the unit processed without error: `processed` once acknowledged
+        self.unacked_done = 0
         self.unacked_since = 0.0
         self.key_indexes: dict[tuple[str | None, str], KeyIndex] = {}
         #: looks after the worker during long unit calls (consumers only; see `CallWatch`)
@@ -948,6 +951,8 @@ class Worker:
         )
         c = self.counters
         c.received += 1
+        if msg.delivery_count > 1:
+            c.redelivered += 1
         c.last_message_time = now = time.time()
         c.lag_seconds = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
         holding = (port.name, msg.stream, msg.id)
@@ -970,7 +975,9 @@ class Worker:
         self._apply(outcome, msg, check=again)
         c.retries = self.runner.retries
         if outcome.error is None:
-            c.processed += 1
+            # counted as processed at its acknowledgement (`_commit`), not now: a worker
+            # killed before that gets it back, and its successor counts it then, once
+            self.unacked_done += 1
         if not self.unacked_count:
             self.unacked_since = time.monotonic()
         self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
@@ -1060,6 +1067,8 @@ class Worker:
             CorruptPayload(reason), unit=self.label, message=msg, attempts=0, hook="read"
         )
         self.counters.received += 1
+        if msg.delivery_count > 1:
+            self.counters.redelivered += 1
         self._apply(Outcome(error=record), msg, check=msg.delivery_count > 1)
         if not self.unacked_count:
             self.unacked_since = time.monotonic()
@@ -1139,8 +1148,12 @@ class Worker:
         consumers = {p.name: p for p in self.ports}
         for (port, stream), ids in self.unacked.items():
             self._acknowledge(consumers[port], stream, ids)
+        # after the acknowledgements: a message is counted by the one worker that acknowledged
+        # it, not again by a successor it comes back to (see `Counters.processed`)
+        self.counters.processed += self.unacked_done
         self.unacked.clear()
         self.unacked_count = 0
+        self.unacked_done = 0
         if self.status is not None:
             self._running_summary()
             self.status.committed()

@@ -25,7 +25,15 @@ log = logging.getLogger("asapo_pipelines.worker")
 #: the states of a worker's final status record: it will send nothing more in this session
 ENDED_STATES = ("finished", "stopped", "failed")
 #: the counters a restarted process takes over from the one before it in the same session
-CARRIED = ("received", "processed", "errors", "retries", "outputs", "duplicates_skipped")
+CARRIED = (
+    "received",
+    "processed",
+    "redelivered",
+    "errors",
+    "retries",
+    "outputs",
+    "duplicates_skipped",
+)
 #: How long a worker keeps trying, while the transport is unavailable (a server restarting, a
 #: network cut), to publish its final status record and to read the one before it: the counts
 #: of a replica are its last record, and the next process of that replica counts on from it,
@@ -62,7 +70,12 @@ class Counters:
     replica: int = 0
     state: str = "starting"
     received: int = 0
+    #: inputs the unit processed without error, counted once their results are durable and
+    #: they are acknowledged: each input once, also when a killed worker's batch comes back
     processed: int = 0
+    #: messages handed to the unit again (delivered before, to a worker killed before it
+    #: acknowledged them, or whose lease ran out): work done twice, counted once in processed
+    redelivered: int = 0
     errors: int = 0
     retries: int = 0
     outputs: int = 0
@@ -79,6 +92,9 @@ class Counters:
     host: str = field(default_factory=socket.gethostname)
     #: the run and session this process works in (`<run>@<session start>`; "" outside a run)
     session: str = ""
+    #: which session of its run that is (1: the run's first; 0: outside a run): the counts
+    #: are this session's, so tables say so from the second one on (`session_note`)
+    session_number: int = 0
 
     def carry(self, last: dict[str, Any]) -> bool:
         """Go on from a predecessor's last record: a replica restarted within its session (the
@@ -126,7 +142,9 @@ class StatusPublisher:
         self._thread.start()
 
     def _rate(self) -> float:
-        now, processed = time.monotonic(), self.counters.processed + self.counters.errors
+        # the messages handed to the unit (a source's: sent); processed grows per batch
+        c = self.counters
+        now, processed = time.monotonic(), c.received or c.processed + c.errors
         then, before = self._last
         self._last = (now, processed)
         return (processed - before) / (now - then) if now > then else 0.0
@@ -280,6 +298,26 @@ def summary_lines(records: Any) -> list[str]:
                 lines.append(f"  {key}:")
                 lines.extend(f"    {_plain(item)}" for item in value)
     return lines
+
+
+def session_note(records: Iterable[Any]) -> str:
+    """A line for under a table of the workers' counters when they are those of a resumed
+    run: each session counts from zero, while the units' summaries below the table may count
+    the whole run, and "processed 0" above "spectra 12" reads as a contradiction. Empty in a
+    run's first session and outside a run."""
+    latest: tuple[int, str] = (0, "")
+    for record in records:
+        if isinstance(record, dict):
+            number = record.get("session_number")
+            if isinstance(number, int) and number > latest[0]:
+                latest = (number, str(record.get("session") or "").partition("@")[0])
+    number, run = latest
+    if number < 2:
+        return ""
+    return (
+        f"The counts are this session's only: run {run or '?'} was resumed (session {number}); "
+        "`pipeline runs` adds up its sessions as they end."
+    )
 
 
 def latest_status(consumer: Any, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
