@@ -133,7 +133,8 @@ def _raise_unreadable(path: Path) -> None:
 def read_pipeline_document(path: Path) -> Document:
     """FILE's YAML read as the other commands read it (size limit, UTF-8, duplicate keys), for
     commands that need only a few of its keys: a file that does not read is its P00x problems
-    at their lines, never the YAML library's own report."""
+    at their lines, never the YAML library's own report, and one that is empty or not a
+    mapping is `pipeline validate`'s P108."""
     from asapo_pipelines.pipeline.loader import LoadFailed, read_document
 
     checked_file(path)
@@ -143,7 +144,20 @@ def read_pipeline_document(path: Path) -> Document:
         raise _invalid(path, list(exc.problems)) from None
     if any(p.severity == "error" for p in problems):
         raise _invalid(path, problems)
+    if not isinstance(document.data, dict):
+        raise _not_a_mapping(document, problems)
     return document
+
+
+def _not_a_mapping(document: Document, problems: list[Any]) -> Exception:
+    """The P108 problem `pipeline validate` reports for a document that is not a mapping, from
+    the validation itself so the sentence and its place stay the same. The catalog is an empty
+    one: validation refuses such a document before it looks up any unit."""
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.validate import PipelineInvalid, validate_document
+
+    report, _ = validate_document(document, Catalog({}, []), problems)
+    return PipelineInvalid(report)
 
 
 def _invalid(path: Path, problems: list[Any]) -> Exception:

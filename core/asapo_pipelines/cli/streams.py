@@ -42,9 +42,7 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         return {"embedded": {"path": str(path.absolute()), "create": False}}, str(path)
     if not path.is_file() and not path.is_symlink():
         raise UsageError(f"{target} does not exist; give a store directory or a pipeline file")
-    doc = read_pipeline_document(path).data
-    if not isinstance(doc, dict):
-        raise UsageError(f"{path} is not a pipeline file (expected a mapping at the top)")
+    doc = read_pipeline_document(path).data  # a mapping: anything else is the file's P108
     section = doc.get("transport") or {"embedded": {"path": DEFAULT_DATA_DIR}}
     if not isinstance(section, dict) or len(section) != 1:
         raise UsageError(f"{path}: transport must name exactly one transport")
@@ -55,6 +53,7 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         if not store.is_absolute():
             store = path.absolute().parent / store
         if not (store / "store.json").exists():
+            _check_store_path(store)
             raise UsageError(f"the pipeline's store {store} does not exist yet (nothing has run)")
         return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
     if kind == "asapo":
@@ -64,6 +63,14 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
     from asapo_pipelines.pipeline import load_pipeline
 
     return load_pipeline(path, Catalog.load()).transport.spec(), f"the {kind} transport"
+
+
+def _check_store_path(store: Path) -> None:
+    """A store path naming a file is the sentence `pipeline run` says for it, not a store
+    that no run has made yet."""
+    from asapo_pipelines.transport.embedded import check_store_path
+
+    check_store_path(store)
 
 
 def _open(target: str) -> tuple[Transport, str]:

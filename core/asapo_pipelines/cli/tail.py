@@ -255,14 +255,64 @@ def _run_of(record: dict[str, Any]) -> str | None:
 
 def _errors_filter(stream: str, run_id: str | None, run: Run | None) -> Keep | None:
     """Which error records to print. The error stream is the pipeline's, written by every run,
-    and without --run all of it is shown: a bad input reported in one run is still bad in the
-    next, each line names its run, and `pipeline run` points at `tail FILE errors` after any
-    run. An explicit --run shows that run's records only (a record written outside any run
-    belongs to none)."""
+    and without --run all of it is shown (but pruned runs', `_PrunedRuns`): a bad input
+    reported in one run is still bad in the next, each line names its run, and `pipeline run`
+    points at `tail FILE errors` after any run. An explicit --run shows that run's records
+    only (a record written outside any run belongs to none)."""
     if not stream.startswith(ERRORS) or run_id is None or run is None:
         return None
     wanted = run.id
     return lambda record: _run_of(record) == wanted
+
+
+class _PrunedRuns:
+    """Leaves out the error records of pruned runs and counts them. The error stream is the
+    pipeline's, so `pipeline prune --run` cannot drop a run's records from it; printed, they
+    would name a run that `pipeline runs` no longer lists and `--run` refuses."""
+
+    def __init__(self, gone: set[str]) -> None:
+        self.gone = gone
+        self.left_out = 0
+        self._told = 0
+
+    def __call__(self, record: dict[str, Any]) -> bool:
+        if _run_of(record) in self.gone:
+            self.left_out += 1
+            return False
+        return True
+
+    def tell(self) -> None:
+        """One line on stderr for the records left out since the last one said."""
+        new = self.left_out - self._told
+        if new:
+            click.echo(
+                f"{new} error record{'s' if new != 1 else ''} of pruned runs not shown "
+                "(`pipeline runs` no longer lists those runs)",
+                err=True,
+            )
+        self._told = self.left_out
+
+
+def _pruned_filter(stream: str, run_id: str | None, store: RunStore) -> _PrunedRuns | None:
+    """For the error records of every run, a filter of those of pruned runs; None when no run
+    was pruned (the newest records are then read without reading the whole stream)."""
+    if not stream.startswith(ERRORS) or run_id is not None:
+        return None
+    gone = _pruned_runs(store)
+    return _PrunedRuns(gone) if gone else None
+
+
+def _pruned_runs(store: RunStore) -> set[str]:
+    """The ids the run index gave out whose run records are gone. The index keeps every number
+    (so no later run reuses one); a store without its run records at all has no index either,
+    and nothing counts as pruned."""
+    from asapo_pipelines.runs.store import GROUP, INDEX_STREAM
+
+    if store.source not in store.transport.data_sources():
+        return set()
+    with store.transport.consumer(store.source, GROUP) as consumer:
+        given = next((i.last_id for i in consumer.streams() if i.name == INDEX_STREAM), 0)
+    return {f"r{n}" for n in range(1, given + 1)} - set(store.run_ids())
 
 
 def _open_present(transport: Transport, sources: list[str], consumers: dict[str, Consumer]) -> None:
@@ -350,7 +400,8 @@ def tail(
     (arrays as lists). A pipeline's own streams are read in one run: --run, or the run whose
     last session started last (a run resumed after a reprocess, not the reprocess). The
     error records are those of every run, each naming its run (in its provenance with
-    --json); with --run, only that run's. A stream the run has not written yet prints
+    --json), but runs pruned with `pipeline prune --run` (a line on stderr counts theirs);
+    with --run, only that run's. A stream the run has not written yet prints
     nothing (--follow waits for it); tail never creates it in the store.
     """
     import shutil
@@ -365,12 +416,14 @@ def tail(
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
     transport = open_transport(pipeline.transport.spec(), catalog)
     try:
-        run = _shown_run(RunStore(transport, pipeline.name), run_id)
+        store = RunStore(transport, pipeline.name)
+        run = _shown_run(store, run_id)
         sources = _sources(pipeline, stream, run.id if run is not None else None)
+        pruned = _pruned_filter(stream, run_id, store)
     except BaseException:
         transport.close()
         raise
-    keep = _errors_filter(stream, run_id, run)
+    keep = _errors_filter(stream, run_id, run) or pruned
     seen: dict[str, dict[str, int]] = {s: {} for s in sources}
     consumers: dict[str, Consumer] = {}
     try:
@@ -383,8 +436,10 @@ def tail(
                 for record in _read_new(consumer, source, seen[source], only, limit, keep):
                     _print(record, as_json, shown_width)
                     printed.append(record)
+            if pruned is not None:
+                pruned.tell()
             _check_damage(printed, stream, run)
-            if first and not printed and _says_empty(stream, keep):
+            if first and not printed and _says_empty(stream, run_id):
                 _say_empty(pipeline, run, stream)
             first = False
             if not follow:
@@ -398,10 +453,10 @@ def tail(
         transport.close()
 
 
-def _says_empty(stream: str, keep: Keep | None) -> bool:
+def _says_empty(stream: str, run_id: str | None) -> bool:
     """Whether an empty read names its run: every stream read in one run, not the error
     records of every run."""
-    return not stream.startswith(ERRORS) or keep is not None
+    return not stream.startswith(ERRORS) or run_id is not None
 
 
 def _refuse_all_with_last(everything: bool) -> None:

@@ -36,6 +36,7 @@ import os
 import select
 import shutil
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -1365,6 +1366,27 @@ def apply_retention(src: _SourceDB, policy: Retention, now: float | None = None)
     return sum(_remove_payloads(src.dir, sid, paths) for sid, paths in dropped)
 
 
+def check_store_path(root: Path) -> None:
+    """Refuse a store path that names a file, or lies under one: the one sentence every
+    command says for it (opening, creating or listing the store would each fail in its own
+    words, or take the missing `store.json` for a store no run has made yet)."""
+    for path in (root, *root.parents):
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not made yet, or under a file: the first path that exists decides
+        except OSError:
+            return  # unreadable: said by whatever touches it next, in its own words
+        if stat.S_ISDIR(mode):
+            return
+        what = f"the embedded store path {root} is not a directory but a file"
+        if path != root:
+            what = f"{path} is not a directory but a file, so the store {root} cannot be made"
+        raise TransportConfigError(
+            f"{what}; set the embedded transport's `path` to a directory (or move the file away)"
+        )
+
+
 class EmbeddedTransport(Transport):
     """The store in directory ``path`` (created when missing unless ``create=False``)."""
 
@@ -1383,10 +1405,9 @@ class EmbeddedTransport(Transport):
         self.retention = Retention.of(retention)
         marker = self.root / "store.json"
         if not marker.exists():
+            check_store_path(self.root)
             if not create:
                 raise TransportConfigError(f"no embedded transport store at {self.root}")
-            if self.root.exists() and not self.root.is_dir():
-                raise TransportConfigError(f"{self.root} is not a directory")
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 tmp = self.root / f".store.json.{os.getpid()}"
