@@ -62,7 +62,12 @@ def test_status_of_a_file_whose_runs_were_pruned_says_there_is_no_run(tmp_path: 
     # every run pruned: no ghost job, the never-run sentence, as text and as --json
     pruned = run_pipeline("prune", str(file), "--run", "r2", env=NO_NOMAD)
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
-    for extra in ((), ("--json",)):
-        ghost = run_pipeline("status", str(file), *extra, env=NO_NOMAD)
-        assert (ghost.returncode, ghost.stdout) == (2, ""), ghost.stdout
-        assert ghost.stderr == never.stderr
+    ghost = run_pipeline("status", str(file), env=NO_NOMAD)
+    assert (ghost.returncode, ghost.stdout) == (2, ""), ghost.stdout
+    assert ghost.stderr == never.stderr
+    # a tool still gets one JSON document on stdout: no run, no units
+    ghost = run_pipeline("status", str(file), "--json", env=NO_NOMAD)
+    assert ghost.returncode == 2
+    assert ghost.stderr == never.stderr
+    document = json.loads(ghost.stdout)
+    assert (document["status"], document["units"]) == ("not started", [])

@@ -562,7 +562,14 @@ def status(
             check_readable(path)
         ctx.exit(code)
     if path is None or path.suffix == ".json":
-        raise UsageError(f"no local run of {file} is recorded; start one with `pipeline run`")
+        message = f"no local run of {file} is recorded; start one with `pipeline run`"
+        if as_json:
+            # a tool reads stdout as one document whether or not a run exists; the sentence
+            # and the exit code stay those of `status` without --json
+            from asapo_pipelines.cli.output import print_json
+
+            print_json({"job": None, "status": "not started", "message": message, "units": []})
+        raise UsageError(message)
     # no executor knows the pipeline's tasks: the counters its workers (started by hand or by
     # a scheduler) published on its transport
     from asapo_pipelines.counters import show_counters

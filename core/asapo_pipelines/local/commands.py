@@ -298,6 +298,47 @@ def _counter_fields(record: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in record.items() if k not in ("summary",)}
 
 
+#: The `status` of `status --json` when no local run is recorded (never run, or pruned).
+NOT_STARTED = "not started"
+
+
+def no_run_json(
+    job: str | None, run_dir: Path | None, pipeline_file: str | None, message: str
+) -> dict[str, Any]:
+    """`status --json` of a pipeline no local run is recorded for: the keys of `status_json`
+    of a run's state (`local.executor` writes it), null where only a run has a value, with no
+    units and no summaries, so a tool reads one document whether or not a run exists."""
+    unknown = ("type", "pid", "detached", "run", "stopped_orphans", "started", "updated")
+    state: dict[str, Any] = {
+        **dict.fromkeys(unknown),
+        "job": job,
+        "name": job,
+        "status": NOT_STARTED,
+        "message": message,
+        "pipeline_file": pipeline_file,
+        "run_dir": None if run_dir is None else str(run_dir),
+        "finished": None,
+        "units": [],
+    }
+    return status_json(state, None)
+
+
+def said_without_run(
+    error: UsageError,
+    *,
+    as_json: bool,
+    job: str | None,
+    run_dir: Path | None,
+    pipeline_file: str | None,
+) -> UsageError:
+    """`error` (no local run recorded), for `status` to raise; with --json, first its document
+    on stdout (`no_run_json`): the sentence still goes to stderr and the exit code stays that
+    of `status` without --json, so `pipeline status FILE --json && ...` means the same."""
+    if as_json:
+        print_json(no_run_json(job, run_dir, pipeline_file, str(error)))
+    return error
+
+
 def copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
     """Copy each log to its output; when following two, both at once (a thread each)."""
     import threading
@@ -432,10 +473,32 @@ def _show(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+#: The summary keys that count what a unit stored, not what it found (docs/unit-authors.md):
+#: a replay stores again only what its output does not hold yet, so these differ between the
+#: old run and the new one whatever the science did.
+WRITE_COUNT_SUFFIXES = ("_written", "_in_file")
+WRITE_COUNT_KEYS = frozenset({"duplicates_skipped"})
+
+
+def is_write_count(what: str) -> bool:
+    """Whether a comparison row (`compare`'s dotted path) is a write count by its key."""
+    key = what.rpartition(".")[2]
+    return key in WRITE_COUNT_KEYS or key.endswith(WRITE_COUNT_SUFFIXES)
+
+
 def print_comparison(old_id: str, new_id: str, rows: dict[str, list[Any]]) -> None:
+    """Old against new for each value the units' summaries declare, "(changed)" where they
+    differ; write counts are named in one line, not compared (`is_write_count`)."""
     click.echo(f"old ({old_id}) -> new ({new_id}):")
     for instance, items in rows.items():
         click.echo(f"{instance}:")
+        counts = [what for what, _, _ in items if is_write_count(what)]
         for what, a, b in items:
-            mark = "" if a == b else "   (changed)"
-            click.echo(f"  {what}: {_show(a)} -> {_show(b)}{mark}")
+            if what not in counts:
+                mark = "" if a == b else "   (changed)"
+                click.echo(f"  {what}: {_show(a)} -> {_show(b)}{mark}")
+        if counts:
+            click.echo(
+                f"  not compared, counts of what was stored ({', '.join(counts)}): a replay "
+                "does not store again what its output already holds"
+            )

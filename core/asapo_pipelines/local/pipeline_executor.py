@@ -177,12 +177,15 @@ class LocalPipelineExecutor(Executor):
         from asapo_pipelines.local.live import status_table
         from asapo_pipelines.worker.status import summary_lines
 
-        run_dir = self._run()
+        try:
+            run_dir = self._run()
+        except UsageError as exc:
+            raise self._without_run(exc, as_json=as_json) from None
         state = run_status(run_dir)
         pruned, published = store_view(run_dir, state, self.pipeline, self.catalog)
         if pruned and not supervisor_alive(run_dir):
             # its run directory outlives the run: a ghost job `complete` with its units
-            raise self._no_run()
+            raise self._without_run(self._no_run(), as_json=as_json)
         # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
         code = 1 if state.get("status") == "failed" else 0
         if as_json:
@@ -200,6 +203,19 @@ class LocalPipelineExecutor(Executor):
         if state.get("message"):
             out.print(str(state["message"]), markup=False, highlight=False)
         return code
+
+    def _without_run(self, error: UsageError, *, as_json: bool) -> UsageError:
+        """`error`, said with --json as a document too (a tool reads stdout as JSON)."""
+        from asapo_pipelines.local.commands import said_without_run
+
+        named = self.file if self.pipeline is not None else None  # not a compiled job
+        return said_without_run(
+            error,
+            as_json=as_json,
+            job=None if self.pipeline is None else self.pipeline.name,
+            run_dir=self.run_dir,
+            pipeline_file=None if named is None else str(Path(named).resolve()),
+        )
 
     def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
         """Both of the unit's streams, each on its own (stdout on stdout, stderr where workers
