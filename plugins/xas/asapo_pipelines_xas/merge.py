@@ -2,10 +2,12 @@
 
 `Merger.add(spectrum)` files a normalised scan under its group (sample, element, edge, mode by
 default), re-screens the group and returns the merged result at once, so that the pipeline emits
-a new merge after every scan. Only scans normalised with the same settings are merged: those
-normalised with the newest settings the merge has seen (a resumed or reprocessed run with changed
-parameters); the others are listed as rejected, marked `superseded`, with the settings that
-differ, because their E0, edge step and noise were computed differently. Screening, in order:
+a new merge after every scan. Only scans normalised with the same settings by the same code are
+merged: those normalised with the newest settings the merge has seen (a resumed or reprocessed
+run with changed parameters, or with the plugin upgraded between sessions: each spectrum records
+the `xas.normalize` version that made it, `settings.normalizer`); the others are listed as
+rejected, marked `superseded`, with the settings or the version that differ (`normalised_by`),
+because their E0, edge step and noise were computed differently. Screening, in order:
 
 - duplicates: a scan whose measured arrays (energy, mu, I0, foil) are bit for bit those of a scan
   measured earlier is a copy of it (the same file under a new scan number), not a repeat;
@@ -221,6 +223,30 @@ def settings_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(f"{k} {a.get(k)!r}, not {b.get(k)!r}" for k in keys) or "unknown"
 
 
+def normaliser(settings: Mapping[str, Any]) -> str:
+    """Which code normalised a spectrum, in words: its unit's distribution and version as the
+    spectrum records them (`normalizer`, set by `xas.normalize`)."""
+    made_by = settings.get("normalizer")
+    if not isinstance(made_by, Mapping) or not made_by.get("version"):
+        return "a version of xas.normalize that did not record itself"
+    return f"{made_by.get('distribution') or made_by.get('unit')} {made_by['version']}"
+
+
+def superseded_reason(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """Why a spectrum is left out of its group's merge: normalised by other code (a plugin
+    upgraded between sessions) or with other settings than the newest spectra."""
+    if old.get("normalizer") != new.get("normalizer"):
+        return (
+            f"normalised by {normaliser(old)}, the newest scans by {normaliser(new)}; only "
+            "scans normalised by the same code are merged: reprocess it to include it"
+        )
+    diff = settings_difference(old, new)
+    return (
+        f"normalised with other settings than the newest ({diff}); only scans normalised "
+        "alike are merged: reprocess it to include it"
+    )
+
+
 def _acquisition_order(entry: _Entry) -> tuple[str, str]:
     """The order the scans were measured in: their start time (ISO 8601, from the file's
     header), then their identity (file names of repeats count up)."""
@@ -273,11 +299,7 @@ class Merger:
                 current.append(entry)
                 continue
             entry.shift, entry.shift_err = 0.0, None
-            diff = settings_difference(entry.spectrum.settings, newest.spectrum.settings)
-            entry.reasons = [
-                f"normalised with other settings than the newest ({diff}); only scans "
-                "normalised alike are merged: reprocess it to include it"
-            ]
+            entry.reasons = [superseded_reason(entry.spectrum.settings, newest.spectrum.settings)]
         return self._latest_versions(current)
 
     def _latest_versions(self, entries: list[_Entry]) -> list[_Entry]:
@@ -428,12 +450,20 @@ class Merger:
 
     def _merge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
         group: dict[str, Any] = dict(zip(self.params.group_by, key, strict=True))
+        newest = max(entries, key=lambda e: self._first_seen[settings_key(e.spectrum)])
+        code = newest.spectrum.settings.get("normalizer")
+
+        def other_code(entry: _Entry) -> bool:
+            return entry.superseded and entry.spectrum.settings.get("normalizer") != code
+
         accepted = [e for e in entries if not e.reasons]
         rejected = [
             {
                 "scan": e.scan_id,
                 "reasons": list(e.reasons),
                 **({"superseded": True} if e.superseded else {}),
+                # normalised by other code than the merged scans: the merge unit warns of it
+                **({"normalised_by": normaliser(e.spectrum.settings)} if other_code(e) else {}),
                 **({"duplicate": True} if e.duplicate else {}),
             }
             for e in entries
@@ -473,6 +503,8 @@ class Merger:
         arrays["mu_stderr"] = stderr
         settings = {
             **program(),
+            # the code that normalised the merged scans (all the same, see _current)
+            **_normalizer(accepted[0].spectrum),
             "align": self.params.align,
             "pre_edge": pre.model_dump(),
             "autobk": bkg.model_dump(),
@@ -518,6 +550,11 @@ def merge_mu(
         groups, master=master, xarray="energy", yarray="mu", kind="cubic", trim=False
     )
     return np.asarray(out.energy, dtype=float), np.asarray(out.mu), np.asarray(out.mu_std)
+
+
+def _normalizer(spectrum: Spectrum) -> dict[str, Any]:
+    made_by = (spectrum.settings or {}).get("normalizer")
+    return {"normalizer": dict(made_by)} if isinstance(made_by, Mapping) else {}
 
 
 def _foil(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray] | None:

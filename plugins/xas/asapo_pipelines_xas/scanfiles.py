@@ -71,6 +71,7 @@ class ScanFileWatcher:
         done: Iterable[str | Path] = (),
         clock: Callable[[], float] = time.monotonic,
         open_for_writing: Callable[[Iterable[Path]], set[Path]] = files_open_for_writing,
+        on_vanished: Callable[[Path], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.pattern = pattern
@@ -78,6 +79,9 @@ class ScanFileWatcher:
         self.settle_seconds = settle_seconds
         self.clock = clock
         self.open_for_writing = open_for_writing
+        #: told of each file seen that disappeared before it was complete (never handed out as
+        #: it is then): deleted or renamed away while being written
+        self.on_vanished = on_vanished
         #: path -> signature when handed out; None for what a restarted unit sent before (its
         #: signature is taken when first seen: it is handed out again only if it changes later)
         self.sent: dict[Path, Signature | None] = {Path(p): None for p in done}
@@ -88,6 +92,11 @@ class ScanFileWatcher:
         self._writing: set[Path] = set()
         #: what `unready` puts back: the state before the last hand-out
         self._before: dict[Path, tuple[Signature | None, int] | None] = {}
+
+    @property
+    def waiting(self) -> set[Path]:
+        """Paths seen and not complete yet (a new version of a file handed out included)."""
+        return set(self._pending)
 
     @property
     def done(self) -> set[Path]:
@@ -172,6 +181,8 @@ class ScanFileWatcher:
         for path in list(self._pending):
             if path not in present:
                 del self._pending[path]
+                if self.on_vanished is not None:
+                    self.on_vanished(path)
         self._writing &= present  # removed, or never a match (hidden names of copy tools)
         return sorted(ready)
 

@@ -72,6 +72,8 @@ class ScanFiles(Source):
         load_tables()  # while the worker says "loading", not at the first file
         self.sent: list[str] = []
         self.malformed: list[dict[str, str]] = []
+        #: watch mode's watcher (None until `run` starts watching)
+        self.watcher: ScanFileWatcher | None = None
         self.versions: list[dict[str, Any]] = []
         #: file name -> (key, digest of the scan, version) of the version this process sent last
         self._last: dict[str, tuple[str, str, int]] = {}
@@ -143,6 +145,15 @@ class ScanFiles(Source):
         self._last[name] = (key, digest, version)
         self.sent.append(name)
 
+    def _vanished(self, path: Path) -> None:
+        """A file seen in watch mode disappeared before it was complete: say that this scan is
+        not processed (it may have been deleted while being written, or renamed away)."""
+        self.log.warning(
+            "scan file %s disappeared before it was complete (deleted or renamed while being "
+            "written): it is not processed",
+            path.relative_to(self.directory).as_posix(),
+        )
+
     def _warn_new_version(
         self, name: str, version: int, read_as: Any, points: int, *, earlier: bool
     ) -> None:
@@ -192,8 +203,12 @@ class ScanFiles(Source):
                     return
                 self._send(path)
             return
-        watcher = ScanFileWatcher(
-            self.directory, p.pattern, recursive=p.recursive, settle_seconds=p.settle_seconds
+        self.watcher = watcher = ScanFileWatcher(
+            self.directory,
+            p.pattern,
+            recursive=p.recursive,
+            settle_seconds=p.settle_seconds,
+            on_vanished=self._vanished,
         )
         # events tell when a file is complete (its writer closed it, or it was renamed in) on
         # local file systems, and which files are being written: those are never settled. The
@@ -251,6 +266,14 @@ class Normalize(Processor):
 
     def process(self, message: Message) -> dict[str, Any]:
         spectrum = normalize_scan(Scan.from_json(message.value), self.params)
+        # the merge averages only spectra normalised by the same code: a plugin upgraded
+        # between sessions of a run must not be averaged with what the old one made
+        d = self.descriptor
+        spectrum.settings["normalizer"] = {
+            "unit": d.name,
+            "distribution": d.distribution,
+            "version": d.version,
+        }
         # the merge recognises a redelivered scan by this identity (see Merger.add)
         spectrum.metadata["scan_id"] = message_key(message)
         values = spectrum.values
@@ -303,6 +326,8 @@ class Merge(Processor):
         self._restored: dict[str, dict[str, Any]] = {}
         #: addresses of the inputs `restore` got: their merges were sent by an earlier run
         self._restored_inputs: set[tuple[str, str, int]] = set()
+        #: (group, code) of scans left out for being normalised by other code, warned of
+        self._warned_code: set[tuple[str, str]] = set()
 
     def restore(self, message: Message) -> None:
         # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself.
@@ -348,6 +373,7 @@ class Merge(Processor):
     def _note_group(self, merged: dict[str, Any]) -> None:
         """What the summary shows of a group: its latest merge."""
         values = merged["values"]
+        other_code = self._warn_other_code(merged)
         self.groups[group_label(merged)] = {
             "scans": merged["n_scans"],
             "merged": merged["n_merged"],
@@ -360,10 +386,36 @@ class Merge(Processor):
             "single_scan_noise": [
                 _sig(s.get("epsilon_k")) for s in merged["scans"] if s.get("accepted")
             ],
+            **({"normalised_by_other_version": other_code} if other_code else {}),
         }
+
+    def _warn_other_code(self, merged: dict[str, Any]) -> int:
+        """Warn once per group and version of scans left out for being normalised by other code
+        than the newest (a plugin upgraded between sessions); how many there are."""
+        label = group_label(merged)
+        left_out = [r for r in merged["rejected"] if r.get("normalised_by")]
+        for code in sorted({str(r["normalised_by"]) for r in left_out}):
+            if (label, code) in self._warned_code:
+                continue
+            self._warned_code.add((label, code))
+            count = sum(1 for r in left_out if r["normalised_by"] == code)
+            self.log.warning(
+                "merge of %s leaves out %d scan(s) normalised by %s, not by the code that "
+                "normalised the newest scans (spectra made by other code are not averaged); "
+                "reprocess them to include them",
+                label,
+                count,
+                code,
+            )
+        return len(left_out)
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def _address(message: Message) -> tuple[str, str, int]:
+    """Where a message is in its data source: the same for its replay and its redelivery."""
+    return message.data_source, message.stream, message.id
 
 
 def group_label(merged: dict[str, Any]) -> str:
@@ -412,16 +464,32 @@ class ConvergenceAgent(Agent):
             if isinstance(v, dict)
         }
         self.count = _count(carried.get("suggestions"))
-        self.queue_updates = _count(carried.get("queue_updates"))
+        #: statuses about this agent's suggestions counted before this process (the summary
+        #: it carries on from), and those `restore` replayed, by address
+        self.carried_updates = _count(carried.get("queue_updates"))
+        self.restored_updates: set[tuple[str, str, int]] = set()
+        #: statuses about its suggestions this process took first in `process`
+        self.new_updates = 0
         self.late = _count(carried.get("late_merges"))
+
+    @property
+    def queue_updates(self) -> int:
+        """Statuses about this agent's suggestions, each once: the worker replays every status
+        of the run to `restore`, so those are all the earlier processes took (the carried count
+        may lag behind them, or count a status not acknowledged yet, which comes to `process`
+        again); the carried count stands alone when the restored decisions no longer name
+        them (other settings make other uids)."""
+        return max(self.carried_updates, len(self.restored_updates)) + self.new_updates
 
     def process(self, message: Message) -> None:
         if message.port == "queue":
             # the queue's word on a suggestion: rejected/failed/held repeats are not coming
             if not isinstance(message.value, dict):
                 raise XasError("a plan/status message must be a JSON object")
-            if self.advisor.update_queue(message.value):
-                self.queue_updates += 1
+            ours = self.advisor.update_queue(message.value)
+            if ours and _address(message) not in self.restored_updates:
+                # one `restore` took already is applied again (idempotent), not counted again
+                self.new_updates += 1
             return
         if self.advisor.take_late(message.value):
             # a newer merge of this group was decided on already (messages come in any order)
@@ -475,11 +543,13 @@ class ConvergenceAgent(Agent):
     def restore(self, message: Message) -> None:
         # its noise history and the scans it asked for, as an uninterrupted run has them; the
         # worker replays the statuses after the merges, so each reaches the suggestion it names
-        # (a status not yet acknowledged comes again to `process`: update_queue takes it twice)
+        # (a status not yet acknowledged comes again to `process`: update_queue takes it twice,
+        # the count once)
         if not isinstance(message.value, dict):
             return
         if message.port == "queue":
-            self.advisor.update_queue(message.value)
+            if self.advisor.update_queue(message.value):
+                self.restored_updates.add(_address(message))
         else:
             self.advisor.restore(message.value)
 
