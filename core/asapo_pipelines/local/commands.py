@@ -488,7 +488,7 @@ def is_write_count(what: str) -> bool:
 
 def print_comparison(old_id: str, new_id: str, rows: dict[str, list[Any]]) -> None:
     """Old against new for each value the units' summaries declare, "(changed)" where they
-    differ; write counts are named in one line, not compared (`is_write_count`)."""
+    differ; write counts are shown in one line, not compared (`is_write_count`)."""
     click.echo(f"old ({old_id}) -> new ({new_id}):")
     for instance, items in rows.items():
         click.echo(f"{instance}:")
@@ -498,7 +498,9 @@ def print_comparison(old_id: str, new_id: str, rows: dict[str, list[Any]]) -> No
                 mark = "" if a == b else "   (changed)"
                 click.echo(f"  {what}: {_show(a)} -> {_show(b)}{mark}")
         if counts:
+            # the values stay visible (what the old run stored is worth seeing), unmarked
+            stored = ", ".join(f"{w} {_show(a)} -> {_show(b)}" for w, a, b in items if w in counts)
             click.echo(
-                f"  not compared, counts of what was stored ({', '.join(counts)}): a replay "
-                "does not store again what its output already holds"
+                "  stored, not compared (a replay does not store again what its output "
+                f"already holds): {stored}"
             )
