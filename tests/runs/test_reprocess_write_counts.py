@@ -1,19 +1,18 @@
 """`pipeline reprocess`: the old -> new comparison does not mark a writer's counts of what it
 stored (`*_written`, `*_in_file`, `duplicates_skipped`) as "(changed)": a replay stores again
-only what its output does not hold yet, so they differ whatever the science did. They are named
+only what its output does not hold yet, so they differ whatever the science did. They are shown
 in one line instead; a writer's other values (its file) are still compared. Real `pipeline`
 commands on the core units, then on the P65 example with its NeXus writer."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from runs_helpers import p65_copy
 
-from helpers import run_pipeline
+from helpers import core_pipeline, run_pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -48,30 +47,10 @@ def test_a_jsonl_sinks_counts_are_named_not_marked_changed(tmp_path: Path) -> No
     (tmp_path / "data").mkdir()
     for i in range(3):
         (tmp_path / "data" / f"f{i}.txt").write_text(f"file {i}\n")
-    doc = {
-        "pipeline": "lines",
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": "data"},
-                "outputs": {"files": "raw"},
-            },
-            "copy": {
-                "unit": "core.identity",
-                "inputs": {"input": "raw"},
-                "outputs": {"output": "copied"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": "results/out.jsonl"},
-                "inputs": {"messages": "copied"},
-            },
-        },
-    }
-    (tmp_path / "lines.pipeline.yaml").write_text(json.dumps(doc))  # JSON is YAML
+    out = tmp_path / "results" / "out.jsonl"
+    core_pipeline(tmp_path, files=tmp_path / "data", out=out, name="lines")
     done = run_pipeline("run", "lines.pipeline.yaml", env=NO_NOMAD, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    out = tmp_path / "results" / "out.jsonl"
     lines_before = len(out.read_text().splitlines())
     shutil.rmtree(tmp_path / "data")  # a replay reads no file
 
