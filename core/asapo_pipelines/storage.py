@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
+import stat
 from pathlib import Path
 
 #: SQLite's primary result codes we tell apart (`sqlite3.Error.sqlite_errorcode & 0xff`)
@@ -88,3 +89,24 @@ def reason(exc: BaseException) -> str:
 def describe(what: str, path: Path | str, exc: BaseException) -> str:
     """`<what> (<path>) failed: <reason>; <remedy>` in one sentence."""
     return f"{what} ({path}) failed: {reason(exc)}; {remedy(kind_of(exc), path)}"
+
+
+def not_a_directory(root: Path, what: str, setting: str) -> str | None:
+    """Why directory `root` (`what`, e.g. "the embedded store", set by `setting`) cannot be
+    one, with what to do: it names a file, or lies under one. Said instead of "does not exist
+    yet", or of whatever opening or creating it would say. None when it is a directory, may be
+    made, or cannot be looked at (then said by what touches it)."""
+    for path in (root, *root.parents):
+        try:
+            mode = path.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # not made yet, or under a file: the first path that exists decides
+        except OSError:
+            return None
+        if stat.S_ISDIR(mode):
+            return None
+        why = f"{what} path {root} is not a directory but a file"
+        if path != root:
+            why = f"{path} is not a directory but a file, so {what} {root} cannot be made"
+        return f"{why}; set {setting} to a directory (or move the file away)"
+    return None

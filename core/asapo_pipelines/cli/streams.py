@@ -68,9 +68,11 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
 def _check_store_path(store: Path) -> None:
     """A store path naming a file is the sentence `pipeline run` says for it, not a store
     that no run has made yet."""
-    from asapo_pipelines.transport.embedded import check_store_path
+    from asapo_pipelines.storage import not_a_directory
 
-    check_store_path(store)
+    why = not_a_directory(store, "the embedded store", "the embedded transport's `path`")
+    if why is not None:
+        raise UsageError(why)
 
 
 def _open(target: str) -> tuple[Transport, str]:

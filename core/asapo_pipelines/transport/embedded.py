@@ -36,7 +36,6 @@ import os
 import select
 import shutil
 import sqlite3
-import stat
 import sys
 import threading
 import time
@@ -1370,21 +1369,9 @@ def check_store_path(root: Path) -> None:
     """Refuse a store path that names a file, or lies under one: the one sentence every
     command says for it (opening, creating or listing the store would each fail in its own
     words, or take the missing `store.json` for a store no run has made yet)."""
-    for path in (root, *root.parents):
-        try:
-            mode = path.stat().st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # not made yet, or under a file: the first path that exists decides
-        except OSError:
-            return  # unreadable: said by whatever touches it next, in its own words
-        if stat.S_ISDIR(mode):
-            return
-        what = f"the embedded store path {root} is not a directory but a file"
-        if path != root:
-            what = f"{path} is not a directory but a file, so the store {root} cannot be made"
-        raise TransportConfigError(
-            f"{what}; set the embedded transport's `path` to a directory (or move the file away)"
-        )
+    why = storage.not_a_directory(root, "the embedded store", "the embedded transport's `path`")
+    if why is not None:
+        raise TransportConfigError(why)
 
 
 class EmbeddedTransport(Transport):
