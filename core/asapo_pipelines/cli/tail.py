@@ -298,21 +298,8 @@ def _pruned_filter(stream: str, run_id: str | None, store: RunStore) -> _PrunedR
     was pruned (the newest records are then read without reading the whole stream)."""
     if not stream.startswith(ERRORS) or run_id is not None:
         return None
-    gone = _pruned_runs(store)
+    gone = store.pruned_ids()
     return _PrunedRuns(gone) if gone else None
-
-
-def _pruned_runs(store: RunStore) -> set[str]:
-    """The ids the run index gave out whose run records are gone. The index keeps every number
-    (so no later run reuses one); a store without its run records at all has no index either,
-    and nothing counts as pruned."""
-    from asapo_pipelines.runs.store import GROUP, INDEX_STREAM
-
-    if store.source not in store.transport.data_sources():
-        return set()
-    with store.transport.consumer(store.source, GROUP) as consumer:
-        given = next((i.last_id for i in consumer.streams() if i.name == INDEX_STREAM), 0)
-    return {f"r{n}" for n in range(1, given + 1)} - set(store.run_ids())
 
 
 def _open_present(transport: Transport, sources: list[str], consumers: dict[str, Consumer]) -> None:

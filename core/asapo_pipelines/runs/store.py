@@ -290,6 +290,17 @@ class RunStore:
             ids = [i.name for i in consumer.streams() if RUN_ID.match(i.name)]
         return sorted(ids, key=lambda r: int(r[1:]))
 
+    def pruned_ids(self) -> set[str]:
+        """The run ids the index gave out whose run records are gone (`pipeline prune --run`).
+        The index keeps every number, so that no later run reuses one; a store without its run
+        records has no index either, and nothing counts as pruned."""
+        if self.source not in self.transport.data_sources():
+            return set()
+        with self.transport.consumer(self.source, GROUP) as consumer:
+            streams = {info.name: info.last_id for info in consumer.streams()}
+        given = streams.get(INDEX_STREAM, 0)
+        return {f"r{n}" for n in range(1, given + 1)} - {n for n in streams if RUN_ID.match(n)}
+
     def runs(self) -> list[Run]:
         return [Run(rid, self._read(rid)) for rid in self.run_ids()]
 
