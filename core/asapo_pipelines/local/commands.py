@@ -323,22 +323,6 @@ def no_run_json(
     return status_json(state, None)
 
 
-def said_without_run(
-    error: UsageError,
-    *,
-    as_json: bool,
-    job: str | None,
-    run_dir: Path | None,
-    pipeline_file: str | None,
-) -> UsageError:
-    """`error` (no local run recorded), for `status` to raise; with --json, first its document
-    on stdout (`no_run_json`): the sentence still goes to stderr and the exit code stays that
-    of `status` without --json, so `pipeline status FILE --json && ...` means the same."""
-    if as_json:
-        print_json(no_run_json(job, run_dir, pipeline_file, str(error)))
-    return error
-
-
 def copy_logs(readers: list[tuple[Any, Any]], follow: bool) -> None:
     """Copy each log to its output; when following two, both at once (a thread each)."""
     import threading

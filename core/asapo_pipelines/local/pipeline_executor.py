@@ -205,17 +205,24 @@ class LocalPipelineExecutor(Executor):
         return code
 
     def _without_run(self, error: UsageError, *, as_json: bool) -> UsageError:
-        """`error`, said with --json as a document too (a tool reads stdout as JSON)."""
-        from asapo_pipelines.local.commands import said_without_run
+        """`error` (no local run recorded), for `status` to raise; with --json, first the
+        document of no run on stdout (a tool reads stdout as JSON). The sentence still goes to
+        stderr and the exit code stays that of `status` without --json, so `pipeline status
+        FILE --json && ...` means the same."""
+        if as_json:
+            from asapo_pipelines.cli.output import print_json
+            from asapo_pipelines.local.commands import no_run_json
 
-        named = self.file if self.pipeline is not None else None  # not a compiled job
-        return said_without_run(
-            error,
-            as_json=as_json,
-            job=None if self.pipeline is None else self.pipeline.name,
-            run_dir=self.run_dir,
-            pipeline_file=None if named is None else str(Path(named).resolve()),
-        )
+            named = self.file if self.pipeline is not None else None  # not a compiled job
+            print_json(
+                no_run_json(
+                    None if self.pipeline is None else self.pipeline.name,
+                    self.run_dir,
+                    None if named is None else str(Path(named).resolve()),
+                    str(error),
+                )
+            )
+        return error
 
     def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
         """Both of the unit's streams, each on its own (stdout on stdout, stderr where workers
