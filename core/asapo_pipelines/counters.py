@@ -18,6 +18,8 @@ from asapo_pipelines.transport.errors import StorageError, TransportConfigError,
 #: The transport's errors that say its data cannot be read from here at all (not that the
 #: workers have not written any yet).
 UNREADABLE = (Unavailable, StorageError, TransportConfigError)
+#: `read_status`'s key for the error records of pruned runs, per error stream, left uncounted
+PRUNED_KEY = "error_messages_of_pruned_runs"
 
 
 def read_status(pipeline_file: Path) -> dict[str, Any]:
@@ -29,7 +31,6 @@ def read_status(pipeline_file: Path) -> dict[str, Any]:
     pipeline, catalog = load(pipeline_file)
     transport = open_transport(pipeline.transport.spec(), catalog)
     workers: list[dict[str, Any]] = []
-    errors: dict[str, int] = {}
     try:
         with transport.consumer(status_source(pipeline.name), "pipeline-status") as consumer:
             for info in consumer.streams():
@@ -37,9 +38,9 @@ def read_status(pipeline_file: Path) -> dict[str, Any]:
                     workers.append(dict(consumer.get_last(info.name).metadata))
                 except EndOfStream:
                     continue
+        gone = _pruned_runs(transport, pipeline.name)
         with transport.consumer(errors_source(pipeline.name), "pipeline-status") as consumer:
-            for info in consumer.streams():
-                errors[info.name] = info.message_count or info.last_id
+            errors, of_pruned = _error_counts(consumer, gone)
     finally:
         transport.close()
     for name in sorted(pipeline.units):
@@ -53,7 +54,57 @@ def read_status(pipeline_file: Path) -> dict[str, Any]:
                 }
             )
     workers.sort(key=lambda w: (str(w.get("instance")), int(w.get("replica", 0))))
-    return {"pipeline": pipeline.name, "workers": workers, "error_messages": errors}
+    return {
+        "pipeline": pipeline.name,
+        "workers": workers,
+        "error_messages": errors,
+        PRUNED_KEY: of_pruned,
+    }
+
+
+def _pruned_runs(transport: Any, pipeline: str) -> set[str]:
+    """The runs `pipeline prune --run` removed; none when the transport cannot list its data
+    sources (its run records cannot be told apart from pruned ones then)."""
+    from asapo_pipelines.runs.store import RunStore
+
+    try:
+        return RunStore(transport, pipeline).pruned_ids()
+    except NotImplementedError:
+        return set()
+
+
+def _error_counts(consumer: Any, gone: set[str]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per error stream: how many records of runs not pruned, and how many of pruned runs. The
+    error streams are the pipeline's, shared by its runs, so a prune leaves its run's records
+    there; `pipeline tail FILE errors` no longer shows them, and they must not count here
+    either. Without pruned runs the streams' own counts do, without reading a message."""
+    kept: dict[str, int] = {}
+    of_pruned: dict[str, int] = {}
+    for info in consumer.streams():
+        if not gone:
+            kept[info.name] = info.message_count or info.last_id
+            continue
+        kept[info.name], of_pruned[info.name] = _count_by_run(
+            consumer, info.name, info.last_id, gone
+        )
+    return kept, {name: n for name, n in of_pruned.items() if n}
+
+
+def _count_by_run(consumer: Any, stream: str, last_id: int, gone: set[str]) -> tuple[int, int]:
+    """(records of runs not in `gone`, records of runs in `gone`) of one error stream."""
+    from asapo_pipelines.worker.dedupe import provenance_run, read_metadata
+
+    kept = pruned = 0
+    for msg_id in range(1, last_id + 1):
+        # the metadata even of a record whose payload is damaged: it names its run all the same
+        msg = read_metadata(consumer, stream, msg_id)
+        if msg is None:  # an id not written (or pruned from the store itself)
+            continue
+        if provenance_run(dict(msg.metadata or {})) in gone:
+            pruned += 1
+        else:
+            kept += 1
+    return kept, pruned
 
 
 def _age(t: Any, now: float) -> str:
@@ -146,12 +197,22 @@ def show_counters(pipeline_file: Path, as_json: bool) -> None:
 
     for line in summary_lines(data["workers"]):
         click.echo(line)
-    total = sum(data["error_messages"].values())
+    if line := _errors_line(data["error_messages"], data[PRUNED_KEY]):
+        click.echo(line)
+
+
+def _errors_line(kept: dict[str, int], of_pruned: dict[str, int]) -> str:
+    """The error records on the error streams, and how many of pruned runs were not counted
+    (as `pipeline tail FILE errors` leaves them out); empty when there are none at all."""
+    total, left_out = sum(kept.values()), sum(of_pruned.values())
+    if not total and not left_out:
+        return ""
+    line = f"{total} message(s) on the error streams"
     if total:
-        click.echo(
-            f"{total} message(s) on the error streams of: "
-            + ", ".join(f"{k} ({v})" for k, v in sorted(data["error_messages"].items()))
-        )
+        line += " of: " + ", ".join(f"{k} ({v})" for k, v in sorted(kept.items()) if v)
+    if left_out:
+        line += f" ({left_out} more of pruned runs not counted)"
+    return line
 
 
 def counters_or_none(pipeline_file: Path | None) -> dict[str, Any] | None:

@@ -22,6 +22,7 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import Transport, TransportError
 from asapo_pipelines.transport.formats import decode_message
 from asapo_pipelines.viewer.model import PipelineView, UnitView
+from asapo_pipelines.worker.dedupe import provenance_run
 from asapo_pipelines.worker.naming import (
     RUN_ID,
     data_source_for,
@@ -215,6 +216,10 @@ class Collector:
         self._run_seen: tuple[str, int] | None = None
         #: the latest run's record in the run store (its mode, its recorded end)
         self.record: Run | None = None
+        #: the runs `pipeline prune --run` removed: their error records are not shown
+        self.pruned: set[str] = set()
+        #: (runs given out, run records there) the pruned runs were read at
+        self._pruned_seen: tuple[int, frozenset[str]] | None = None
 
     def source_of(self, stream: str) -> str:
         """The data source of a pipeline stream in the latest run (its own name when external,
@@ -471,20 +476,47 @@ class Collector:
             )
         return rows
 
+    def _refresh_pruned(self) -> None:
+        """The runs pruned, asked of the run store only when its streams say a run was given out
+        or its record removed: the streams are read once per poll anyway, so this costs no
+        request most polls and never one per error record."""
+        from asapo_pipelines.runs.store import INDEX_STREAM, RunStore
+
+        infos = self.infos(runs_source(self.view.name))
+        given = next((i.last_id for i in infos if i.name == INDEX_STREAM), 0)
+        seen = (given, frozenset(i.name for i in infos if RUN_ID.match(i.name)))
+        if seen == self._pruned_seen:
+            return
+        try:
+            self.pruned = RunStore(self.transport, self.view.name).pruned_ids()
+        except NotImplementedError:  # a service that cannot list its sources: none told apart
+            self.pruned = set()
+        self._pruned_seen = seen
+        # the error stream is the pipeline's: a prune cannot take its run's records from it, so
+        # those listed before the prune are dropped here, as `pipeline tail FILE errors` does
+        kept = [e for e in self.errors if e.get("run") not in self.pruned]
+        if len(kept) != len(self.errors):
+            self.errors = deque(kept, maxlen=ERRORS_KEPT)
+
     def _read_errors(self) -> None:
+        self._refresh_pruned()
         source = errors_source(self.view.name)
         for info in self.infos(source):
             seen = max(self.error_seen.get(info.name, 0), info.last_id - ERRORS_KEPT)
             for msg in self._new_messages(source, info.name, info.last_id, seen):
+                meta = msg.metadata
+                run = provenance_run(dict(meta or {}))
+                if run in self.pruned:
+                    continue
                 try:
                     record = decode_message(msg)
                 except Exception:  # a record we cannot decode still shows its metadata
                     record = {}
-                meta = msg.metadata
                 record = record if isinstance(record, dict) else {}
                 self.errors.appendleft(
                     {
                         "unit": str(record.get("unit") or meta.get("unit") or info.name),
+                        "run": run,
                         "stream": info.name,
                         "id": msg.id,
                         "time": msg.timestamp,

@@ -65,11 +65,41 @@ function showRun(section) {
   showConnection(true);
 }
 
+// a text of a graph node squeezed into its box when it would run past it (large counts)
+function fitText(group, field) {
+  const node = group.querySelector('[data-field="' + field + '"]');
+  const box = group.querySelector('rect');
+  if (!node || !box || typeof node.getComputedTextLength !== 'function') return;
+  node.removeAttribute('textLength');
+  node.removeAttribute('lengthAdjust');
+  const room = box.width.baseVal.value - 2 * (node.x.baseVal[0].value - box.x.baseVal.value);
+  if (room > 0 && node.getComputedTextLength() > room) {
+    node.setAttribute('textLength', String(room));
+    node.setAttribute('lengthAdjust', 'spacingAndGlyphs');
+  }
+}
+
+// the `redelivered` column (messages handed again after a worker was killed; `processed`
+// counts each once) shows, as in `pipeline status`, only once some unit has any
+function showRedeliveredColumn(shown) {
+  const head = $('#units thead tr');
+  const cell = head.querySelector('th[data-column="redelivered"]');
+  if (shown && !cell) {
+    const th = el('th', 'redelivered');
+    th.dataset.column = 'redelivered';
+    head.append(th);
+  } else if (!shown && cell) {
+    cell.remove();
+  }
+}
+
 function showUnits(units) {
   const body = $('#units tbody');
   const states = Object.values(units).map((u) => stateName(u.state));
   const ended = states.length > 0 && states.every((s) => FINAL.includes(s));
   if (ended !== runEnded) { runEnded = ended; showConnection(true); }
+  const again = Object.values(units).some((u) => u.redelivered > 0);
+  showRedeliveredColumn(again);
   const rows = [];
   for (const [instance, u] of Object.entries(units)) {
     const state = stateName(u.state);
@@ -79,13 +109,15 @@ function showUnits(units) {
       setField(group, 'state', state);
       setField(group, 'line1', 'processed ' + u.processed + ' \u00b7 ' + u.rate.toFixed(1) + '/s');
       setField(group, 'line2', 'lag ' + u.lag_seconds.toFixed(1) + 's \u00b7 errors ' + u.errors +
-        ' \u00b7 restarts ' + u.restarts);
+        ' \u00b7 restarts ' + u.restarts + (u.redelivered ? ' \u00b7 redelivered ' + u.redelivered : ''));
+      fitText(group, 'line2');
     }
     const row = el('tr');
     row.dataset.unit = instance;
     row.append(el('td', instance), el('td', state, 'state state-' + state), numCell(u.processed),
       numCell(u.rate.toFixed(2)), numCell(u.backlog), numCell(u.lag_seconds.toFixed(2)),
       numCell(u.errors), numCell(u.restarts));
+    if (again) row.append(numCell(u.redelivered));
     rows.push(row);
   }
   body.replaceChildren(...rows);
