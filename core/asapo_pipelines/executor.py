@@ -13,11 +13,13 @@ an executor may override with its own presentation (the local run's table, Nomad
 
 from __future__ import annotations
 
+import functools
+import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import click
 
@@ -63,9 +65,14 @@ class Executor(ABC):
     executor's own section of ``deploy:`` (its ``config`` model, or None when absent).
     Every method raises a `asapo_pipelines.errors.PipelinesError` subclass with one sentence for
     anything the user can fix (scheduler unreachable, job rejected with the scheduler's reason).
+
+    The executor's name (``self.name``, its key under ``deploy:``) is its descriptor's
+    (`ExecutorDescriptor.name`): a subclass need not set `name`, and one that does must set the
+    same (`executor_class` refuses a plugin whose class and descriptor disagree).
     """
 
-    #: The name under ``deploy:``; set by each subclass.
+    #: The name under ``deploy:``: the descriptor's, given by `executor_class` to a runtime
+    #: that sets none (the built-in executors set it themselves, to the same name).
     name: ClassVar[str]
     #: The commands' options this executor understands beyond the interface's own (python
     #: names: ``run_dir`` for ``--run-dir``); `check_options` refuses any other in one sentence.
@@ -340,7 +347,29 @@ def executor_class(descriptor: ExecutorDescriptor) -> type[Executor]:
             f"the executor {descriptor.name}'s runtime {descriptor.runtime} is not an Executor "
             "subclass"
         )
-    return cls
+    own = vars(cls).get("name", descriptor.name)
+    if own != descriptor.name:
+        # the descriptor's name is the key the file's `deploy:` section was validated under; a
+        # class reading another would silently drop that section (a job sent to the wrong queue)
+        raise PluginError(
+            f"the executor {descriptor.name} ({descriptor.distribution}) is a broken plugin: its "
+            f"runtime {descriptor.runtime} sets name = {own!r}, not its descriptor's name "
+            f"{descriptor.name!r} (drop the class's name or make the two agree)"
+        )
+    return _named_class(cls, descriptor.name)
+
+
+@functools.cache
+def _named_class(cls: type[Executor], name: str) -> type[Executor]:
+    """`cls` answering to `name` (`Executor.name`): itself when it sets that name, else a subclass
+    made once per name, so the plugin's class is left as written (an inherited name or none at
+    all) and one class may serve several descriptors."""
+    if vars(cls).get("name") == name:
+        return cls
+    namespace = {"name": name, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    named = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
+    named.__doc__ = cls.__doc__
+    return cast("type[Executor]", named)
 
 
 def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
