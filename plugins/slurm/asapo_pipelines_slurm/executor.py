@@ -317,6 +317,7 @@ class SlurmExecutor(Executor):
         # the watcher first, so that it does not resubmit what is cancelled here
         end_watcher(state)
         state = self._state()
+        before = state["state"]
         cancelled, ended = self._cancel(state)
         for instance in state["instances"].values():
             if instance["state"] in FINAL:
@@ -332,7 +333,10 @@ class SlurmExecutor(Executor):
         if purge:
             shutil.rmtree(layout.root, ignore_errors=True)
         message = f"{len(cancelled)} Slurm job(s) cancelled"
-        if cancelled:
+        if not cancelled and not ended and before in FINAL:
+            # "0 Slurm job(s) cancelled" alone reads as if stop had failed to find the jobs
+            message = f"nothing to stop: the deployment had already ended ({before})"
+        elif cancelled:
             message += f" ({', '.join(cancelled)})"
         if ended:
             message += f"; {len(ended)} had already ended ({', '.join(ended)})"

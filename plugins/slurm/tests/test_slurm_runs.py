@@ -78,6 +78,9 @@ def test_a_batch_deployment_that_finishes_ends_its_run_complete_with_the_counts(
     # a stop finds nothing to stop, and leaves the deployment and its run as they ended
     stopped = run_pipeline("stop", str(file), env=env)
     assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.rstrip().endswith(
+        "nothing to stop: the deployment had already ended (complete)"
+    ), stopped.stdout
     assert json.loads(run_pipeline("status", str(file), "--json", env=env).stdout)["state"] == (
         "complete"
     )
