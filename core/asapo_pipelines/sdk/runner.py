@@ -51,6 +51,11 @@ class OutputEncodingError(PipelinesError):
     port; a set, an object or NaN is not); the message names the unit and the port."""
 
 
+class SourceUsageError(ConfigurationError):
+    """A source's `run()` ended on a misuse of the SDK (an unknown port, a reserved metadata
+    key): its code is at fault, and a restart would end the same way; exit 78, not restarted."""
+
+
 class UnitFlushError(PipelinesError):
     """A unit's `flush()` failed (disk full, lost mount): nothing more can be acknowledged."""
 
@@ -472,14 +477,25 @@ class UnitRunner:
             n = seqs.get((item.port, stream), 0)
             seqs[(item.port, stream)] = n + 1
             key = keyed_output(self.unit_label, item.port, item.key) if item.key else None
-            send(self.make_output(item, stream=stream, inputs=[], seq=n, key=key))
+            try:
+                output = self.make_output(item, stream=stream, inputs=[], seq=n, key=key)
+            except OutputEncodingError as exc:
+                # as with a processor's message: this one value goes to the error stream and
+                # `run()` goes on; raised into `run()` it would end the run (few sources catch
+                # it) and a restarted worker would meet the same value again, and again
+                self.context.logger.warning("not sent: %s", exc)
+                which = f"key:{item.key}" if item.key else f"{stream}:{n}"
+                reported(exc, item.key, f"emit:{item.port}:{which}")
+                return
+            send(output)
 
-        def reported(exc: BaseException, item: str | None) -> None:
+        def reported(exc: BaseException, item: str | None, what: str | None = None) -> None:
+            """A record of `exc` about item `item`; `what` tells it from others of this run."""
             record = error_record(exc, unit=self.unit_label, message=None, attempts=1, hook="run")
             record["key"] = item
-            key = f"{self.unit_label}|error|key:{item}" if item else f"{self.unit_label}|error|run"
+            what = what or (f"key:{item}" if item else "run")
             if report is not None:
-                report(record, key)
+                report(record, f"{self.unit_label}|error|{what}")
             else:
                 self.context.logger.error("%s", record["error"])
 
@@ -492,6 +508,14 @@ class UnitRunner:
                     unit.emit(None, value)
                     if unit.stopping:
                         break
+        except (UnitUsageError, OutputEncodingError) as exc:
+            # the SDK refused a call (an unknown port) and `run()` let it out: `run()` is over
+            # and its code would end it the same way after a restart; one record, exit 78
+            reported(exc, None, "run:sdk")
+            raise SourceUsageError(
+                f"source {self.unit_label} ({self.descriptor.name}) misused the SDK in run(): "
+                f"{exc}; the traceback is on the error stream"
+            ) from exc
         finally:
             self.context.sink = self._buffer.append
             self.context.report = None

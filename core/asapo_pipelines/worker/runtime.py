@@ -36,7 +36,7 @@ from typing import Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, UnitRunner
+from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, SourceUsageError, UnitRunner
 from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream, Unit
 from asapo_pipelines.transport import (
     CorruptPayload,
@@ -701,6 +701,8 @@ class Worker:
 
         try:
             self.runner.run_source(send, report)
+        except SourceUsageError:
+            raise  # its record is sent and counted; exit 78, no restart to report it again
         except Exception as exc:
             from asapo_pipelines.plugin_manager import describe_exception
             from asapo_pipelines.sdk.runner import error_record
