@@ -3,7 +3,10 @@
 The root (NXroot) carries file_name, file_time, creator, HDF5_Version, h5py_version and
 `default`: the entry a viewer plots first (the newest merge, else the newest normalised
 spectrum, else the newest entry), kept current as entries are written and when a writer reopens
-the file; each entry's `default` names its NXdata. Titles lead with the run (`r1: ...`).
+the file; each entry's `default` names its NXdata. Newest is by the entry's message: the later
+run's, in one stream the higher message id, across streams the later written; not the order the
+writer got them in (a message redelivered after a crash comes after later ones). Titles lead
+with the run (`r1: ...`); a merge's says its message id in its stream (`merge 7 of ...`).
 Times the writer makes are ISO 8601 in UTC; a time copied from a scan file is kept as written,
 with `time_zone = "unknown"` when the file states no UTC offset.
 
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import functools
@@ -123,6 +127,10 @@ RESULT_UNITS = {
 }
 
 
+#: the first stream of every data source (ASAP::O's name for it, `worker.naming.FIRST_STREAM`):
+#: a merge in it is numbered by its id alone
+FIRST_STREAM = "default"
+
 #: what a viewer opening the file shows first (NXroot's `default`), most wanted first: the
 #: newest merge, else the newest normalised scan, else the newest entry of any kind
 DEFAULT_PREFERENCE = ("xas/merged", "xas/spectrum")
@@ -165,8 +173,9 @@ class NexusWriter:
         self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
         #: (pipeline, run, group) -> how many merges of that group the file holds (titles)
         self._merges: dict[tuple[str, str, str], int] = {}
-        #: content type ("" for any) -> (number, name) of its newest complete entry
-        self._newest: dict[str, tuple[int, str]] = {}
+        #: content type ("" for any) -> (position, name) of its newest complete entry: newest
+        #: by its message's place in its run and stream (`_Position`), not by when it arrived
+        self._newest: dict[str, tuple[_Position, str]] = {}
         #: entry number -> content type of every complete entry (one with its key): what the
         #: file holds, which a restarted sink's summary is corrected by (`newest_contents`)
         self._contents: dict[int, str] = {}
@@ -686,18 +695,31 @@ class NexusWriter:
     def _merge_title(self, result: Mapping[str, Any], key: str, group: dict[str, Any]) -> str:
         """`r1: merge 3 of <group> (2 of 3 scans)`: every scan of a group makes a merge, and
         two of them may hold as many scans (one rejected, one redelivered), so each says which
-        merge of its group in its run it is."""
-        pipeline = str((self._entry_provenance or {}).get("pipeline") or "")
-        if not pipeline:
-            match = _KEY_UNIT.match(key)
-            pipeline = match.group(1) if match else ""
-        index = self._merges.get(_merge_slot(pipeline, key, group), 0) + 1
+        merge it is: its message's number in its run's merged stream (`_merge_number`)."""
         label = ", ".join(str(v) for v in group.values()) or key
         n_merged = int(result.get("n_merged", 0))
         n_scans = int(result.get("n_scans") or n_merged)
         counted = f"{n_merged} of {n_scans}" if n_scans > n_merged else str(n_merged)
         scans = f"{counted} scan{'' if n_scans == 1 else 's'}"
-        return _titled(key, f"merge {index} of {label} ({scans})")
+        return _titled(key, f"merge {self._merge_number(key, group)} of {label} ({scans})")
+
+    def _merge_number(self, key: str, group: dict[str, Any]) -> str:
+        """Which merge this is: its message id, its place in the stream whatever order the
+        writer gets it in (a merge redelivered after a crash comes after later ones), with the
+        stream when it is not a data source's first. A merge written outside a pipeline, with
+        no message id, is counted among its group's merges in the file instead."""
+        message = (self._entry_provenance or {}).get("message")
+        if not isinstance(message, Mapping):
+            message = {}
+        number = message.get("id")
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            stream = str(message.get("stream") or FIRST_STREAM)
+            return str(number) if stream == FIRST_STREAM else f"{number} in stream {stream}"
+        pipeline = str((self._entry_provenance or {}).get("pipeline") or "")
+        if not pipeline:
+            match = _KEY_UNIT.match(key)
+            pipeline = match.group(1) if match else ""
+        return str(self._merges.get(_merge_slot(pipeline, key, group), 0) + 1)
 
     def _fill_result(
         self,
@@ -822,14 +844,17 @@ class NexusWriter:
         return name
 
     def _note_newest(self, name: str, group: h5py.Group) -> None:
-        """Remember the newest complete entry, of any kind and of each content type."""
-        match = _ENTRY.match(name)
-        if not match:
+        """Remember the newest complete entry, of any kind and of each content type. Newest is
+        by the entry's message (`_Position`): a message redelivered after a crash arrives
+        after later ones and must not pass for the newest. The position is read back from the
+        entry, so a writer reopening the file finds the same newest entry."""
+        position = _position(name, group)
+        if position is None:
             return
-        number = int(match.group(1))
         for kind in ("", _text(group.attrs.get(CONTENT_ATTR, ""))):
-            if number > self._newest.get(kind, (0, ""))[0]:
-                self._newest[kind] = (number, name)
+            held = self._newest.get(kind)
+            if held is None or position.after(held[0]):
+                self._newest[kind] = (position, name)
 
     def _note_content(self, name: str, group: h5py.Group) -> None:
         match = _ENTRY.match(name)
@@ -947,6 +972,68 @@ def _scan_label(meta: Mapping[str, Any]) -> str:
     """A scan as `<sample> <file>`, or the file alone when its name starts with the sample."""
     sample, file = str(meta.get("sample") or "scan"), str(meta.get("file") or "")
     return file if file.startswith(sample) else f"{sample} {file}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Position:
+    """Where an entry's message stands among those the writer stores, as the entry records it:
+    the start of the run that produced it, its address (data source and stream, id) and when
+    its producer wrote it; the entry's number (the order written) only where these do not
+    tell."""
+
+    run_start: str = ""
+    stream: tuple[str, str] = ("", "")
+    id: int = 0
+    time: str = ""
+    entry: int = 0
+
+    def after(self, other: _Position) -> bool:
+        """Whether this message came after `other`'s: a later run's does (each run's streams
+        number their messages from 1 again), in one stream the higher id, across streams the
+        one written later."""
+        if self.run_start and other.run_start and self.run_start != other.run_start:
+            return self.run_start > other.run_start
+        if self.id and other.id and self.stream == other.stream and self.id != other.id:
+            return self.id > other.id
+        if self.time and other.time and self.time != other.time:
+            return self.time > other.time
+        return self.entry > other.entry
+
+
+def _position(name: str, group: h5py.Group) -> _Position | None:
+    """An entry's `_Position`, from its key and provenance (None for a group not an entry)."""
+    match = _ENTRY.match(name)
+    if not match:
+        return None
+    key = _text(group.attrs.get(KEY_ATTR, ""))
+    # run starts are all ISO 8601 in UTC with milliseconds (`_iso`): as text they sort in time
+    run_start = _run_of(key).partition("@")[2] or _dataset_text(group, "provenance/run_started")
+    message = _message_ref(group)
+    number = message.get("id")
+    return _Position(
+        run_start=run_start,
+        stream=(str(message.get("data_source", "")), str(message.get("stream", ""))),
+        id=number if isinstance(number, int) and not isinstance(number, bool) else 0,
+        time=_dataset_text(group, "provenance/message_time"),
+        entry=int(match.group(1)),
+    )
+
+
+def _message_ref(group: h5py.Group) -> dict[str, Any]:
+    """The address of the message an entry was written from (`provenance/inputs`), or {}."""
+    try:
+        message = json.loads(_dataset_text(group, "provenance/inputs/data") or "{}").get("message")
+    except (ValueError, AttributeError):
+        return {}
+    return message if isinstance(message, dict) else {}
+
+
+def _dataset_text(group: h5py.Group, path: str) -> str:
+    """A string dataset's text, "" when the entry has none there."""
+    try:
+        return _text(group[path][()])
+    except (KeyError, TypeError, ValueError):
+        return ""
 
 
 def _merge_slot(pipeline: str, key: str, group: Mapping[str, Any]) -> tuple[str, str, str]:

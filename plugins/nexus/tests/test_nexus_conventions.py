@@ -146,8 +146,10 @@ def test_merge_titles_name_the_run_and_which_merge_of_the_group_they_are(
     body = merge_body(scans[1], [0.0, 0.026])  # two merges of two scans (a redelivered scan)
     first = [message(unit_message, body, f"merge/{i}", "merged", RUN_1) for i in (1, 2)]
     write(unit_harness, path, RUN_1, *first)
-    # the writer restarted: it goes on counting; another run counts again from 1
-    write(unit_harness, path, RUN_1, message(unit_message, body, "merge/3", "merged", RUN_1))
+    # the writer restarted: the stream's third message is merge 3; another run counts from 1
+    restarted = message(unit_message, body, "merge/3", "merged", RUN_1)
+    restarted.id = 3  # a fresh harness numbers from 1; the stream goes on at 3
+    write(unit_harness, path, RUN_1, restarted)
     write(unit_harness, path, RUN_2, message(unit_message, body, "merge/1", "merged", RUN_2))
     with h5py.File(path, "r", locking=False) as f:
         titles = [_text(f[f"entry{i}/title"][()]) for i in range(1, 5)]
