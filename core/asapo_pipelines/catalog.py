@@ -215,9 +215,11 @@ def _refuse_core_units(claims: dict[str, list[tuple[PluginRecord, Any]]]) -> Non
 def _check_defaults(units: dict[str, UnitDescriptor], records: list[PluginRecord]) -> None:
     """A strict catalog (CI, `make_catalog`, `pipeline schema --check` with
     ASAPO_PIPELINES_STRICT=1) reports a plugin whose params model has a default its own rules
-    refuse. Only here: it builds every params model, which a listing must not."""
+    refuse, or has no JSON Schema (editors, `show-unit` and `validate` need one). Only here: it
+    builds every params model and its schema, which a listing must not."""
     for name, unit in units.items():
-        problems = unit.params_default_problems()
+        no_schema = unit.params_schema_problem()
+        problems = [no_schema] if no_schema else unit.params_default_problems()
         for record in records:
             if problems and name in record.units:
                 record.errors.extend(f"unit {name}: {p}" for p in problems)
@@ -344,7 +346,8 @@ class Catalog:
 
     def check_defaults(self) -> Catalog:
         """Report on its plugin's record each unit whose params model has a default its own
-        rules refuse (as a strict catalog does when it loads); builds every params model."""
+        rules refuse or no JSON Schema (as a strict catalog does when it loads); builds every
+        params model and its schema."""
         _check_defaults(self.units, self.plugins)
         return self
 

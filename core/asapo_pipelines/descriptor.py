@@ -14,10 +14,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PydanticUndefinedAnnotation,
+    PydanticUserError,
     field_validator,
     model_validator,
 )
 
+from asapo_pipelines.errors import PluginError
 from asapo_pipelines.import_strings import import_runtime
 from asapo_pipelines.kinds import KINDS, STATUSES, Kind, Status
 
@@ -49,6 +52,54 @@ def _require_model_class(field: str, value: Any) -> Any:
     if not (isinstance(value, type) and issubclass(value, BaseModel)):
         raise ValueError(f"{field} must be a pydantic model class, not {type(value).__name__}")
     return value
+
+
+def _require_closed_model(field: str, value: Any) -> Any:
+    """A model class that refuses unknown keys: it validates a section of a pipeline file, where
+    a key pydantic ignores by default would be a typo passing silently. Reads only the class's
+    config, so it builds no schema (the catalog checks hundreds of descriptors)."""
+    _require_model_class(field, value)
+    if value.model_config.get("extra") != "forbid":
+        raise ValueError(
+            f"{field} model {value.__name__} must refuse unknown keys "
+            "(model_config = ConfigDict(extra='forbid')): a typo in a pipeline file would pass "
+            "silently"
+        )
+    return value
+
+
+def _require_params_class(value: Any) -> Any:
+    """A subclass of `Params`, which refuses unknown keys and builds its schema lazily."""
+    _require_model_class("params", value)
+    if not issubclass(value, Params):
+        raise ValueError(
+            f"params model {value.__name__} must subclass asapo_pipelines.sdk.Params (which "
+            "refuses unknown keys), not just pydantic.BaseModel: a typo in a pipeline file would "
+            "pass silently"
+        )
+    return _require_closed_model("params", value)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _schema_failure(model: type[BaseModel], exc: BaseException) -> str:
+    """Why `model` has no JSON Schema, naming the field at fault when one alone is (a field
+    typed `Callable`: a pipeline file cannot hold its value, so no schema describes it)."""
+    from pydantic import TypeAdapter
+    from pydantic.errors import PydanticInvalidForJsonSchema
+
+    for name, info in model.model_fields.items():
+        if info.annotation is None:
+            continue
+        try:
+            TypeAdapter(info.annotation).json_schema()
+        except PydanticInvalidForJsonSchema as field_exc:
+            return f"its params field {name} has no JSON Schema ({_first_line(field_exc)})"
+        except Exception:  # a field the probe cannot judge alone is not blamed
+            continue
+    return f"its params model {model.__name__} has no JSON Schema ({_first_line(exc)})"
 
 
 class Params(BaseModel):
@@ -192,7 +243,7 @@ class UnitDescriptor(BaseModel):
     @field_validator("params", mode="before")
     @classmethod
     def _params_is_model(cls, value: Any) -> Any:
-        return _require_model_class("params", value)
+        return _require_params_class(value)
 
     @model_validator(mode="after")
     def _check_ports(self) -> UnitDescriptor:
@@ -231,8 +282,33 @@ class UnitDescriptor(BaseModel):
         return next((p for p in self.outputs if p.name == name), None)
 
     def params_schema(self) -> dict[str, Any]:
-        """JSON Schema of the params (built on first use)."""
-        return self.params.model_json_schema()
+        """JSON Schema of the params (built on first use). A model that cannot give one (a
+        field typed `Callable`) raises PluginError: one sentence naming the unit, its plugin and
+        the field, instead of pydantic's error from deep inside a command."""
+        schema, problem = self._params_schema_or_problem()
+        if problem is not None:
+            raise PluginError(
+                f"unit {self.name}{self._origin()} is broken: {problem}, which editors, "
+                "`pipeline show-unit` and `pipeline validate` need"
+            )
+        return schema
+
+    def params_schema_problem(self) -> str | None:
+        """Why the params have no JSON Schema (editors, `show-unit` and `validate` need one), or
+        None. Builds the params model, so only whole-plugin checks call it (a strict catalog)."""
+        return self._params_schema_or_problem()[1]
+
+    def _params_schema_or_problem(self) -> tuple[dict[str, Any], str | None]:
+        try:
+            return self.params.model_json_schema(), None
+        except (PydanticUserError, PydanticUndefinedAnnotation) as exc:
+            return {}, _schema_failure(self.params, exc)
+
+    def _origin(self) -> str:
+        """` (from <distribution> <version>)`: the plugin to fix, when the catalog stamped it."""
+        if self.distribution is None:
+            return ""
+        return f" (from {self.distribution} {self.version or '-'})"
 
     def params_default_problems(self) -> list[str]:
         """A sentence for each default of the params model that the model itself refuses
@@ -302,9 +378,9 @@ class _BackendDescriptor(BaseModel):
         ),
     ]
     description: Annotated[str, Field(description="Details, for the editor's hover.")] = ""
-    #: The pydantic model of the backend's section in a pipeline file; unknown keys should be
-    #: errors (``extra="forbid"``), as for unit params. Its JSON Schema is the section's branch in
-    #: the editor schema.
+    #: The pydantic model of the backend's section in a pipeline file; it must refuse unknown
+    #: keys (``extra="forbid"``), as unit params do, or the descriptor is invalid. Its JSON Schema
+    #: is the section's branch in the editor schema.
     config: Annotated[
         type[BaseModel],
         Field(
@@ -319,7 +395,7 @@ class _BackendDescriptor(BaseModel):
     @field_validator("config", mode="before")
     @classmethod
     def _config_is_model(cls, value: Any) -> Any:
-        return _require_model_class("config", value)
+        return _require_closed_model("config", value)
 
     def load_runtime(self) -> Any:
         """Import and return the runtime object named by ``runtime``."""

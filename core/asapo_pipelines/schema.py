@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from asapo_pipelines.errors import PluginError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -146,6 +149,27 @@ def params_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
     return schema
 
 
+def described_params(catalog: Catalog) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """unit name -> the editor schema of its params, for every unit whose params have a JSON
+    Schema; and one sentence for each unit left out (a params field typed `Callable`). One
+    plugin's unit that cannot be described must not cost every other unit its editor schema."""
+    schemas: dict[str, dict[str, Any]] = {}
+    left_out = []
+    for name, descriptor in catalog.units.items():
+        try:
+            schemas[name] = params_schema(descriptor)
+        except PluginError as exc:
+            left_out.append(f"{exc.message}; it is left out of the editor schema")
+    return schemas, left_out
+
+
+def _params_of(
+    catalog: Catalog, params: Mapping[str, dict[str, Any]] | None
+) -> Mapping[str, dict[str, Any]]:
+    """`params` as `described_params` gives them, computed when the caller has none at hand."""
+    return described_params(catalog)[0] if params is None else params
+
+
 def _ports_schema(ports: tuple[Port, ...], side: str, unit: str) -> dict[str, Any]:
     from asapo_pipelines.pipeline.model import name_rule
 
@@ -225,12 +249,13 @@ def _unit_description(descriptor: UnitDescriptor) -> str:
     return text
 
 
-def unit_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
-    """Schema of one unit entry under `units:` for this unit (standalone, draft-07)."""
+def unit_schema(descriptor: UnitDescriptor, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Schema of one unit entry under `units:` for this unit (standalone, draft-07); `params`
+    is its params' editor schema when already built. PluginError when there is none."""
     from asapo_pipelines.pipeline.model import UnitConfig
 
     base = editor_schema(UnitConfig.model_json_schema(by_alias=True))
-    params = params_schema(descriptor)
+    params = params_schema(descriptor) if params is None else copy.deepcopy(params)
     base["properties"]["unit"] = {
         "const": descriptor.name,
         "description": _unit_description(descriptor),
@@ -249,13 +274,14 @@ def unit_schema(descriptor: UnitDescriptor) -> dict[str, Any]:
     return {"$schema": DRAFT, "$id": f"{descriptor.name}.schema.json", **base}
 
 
-def _unit_entry(catalog: Catalog) -> dict[str, Any]:
-    """The schema of one entry under `units:`: shared fields plus one branch per unit."""
+def _unit_entry(catalog: Catalog, params_of: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The schema of one entry under `units:`: shared fields plus one branch per unit (the
+    units of `params_of`, whose params have a schema)."""
     from asapo_pipelines.pipeline.model import UnitConfig, name_rule
 
     entry = editor_schema(UnitConfig.model_json_schema(by_alias=True))
     entry["description"] = "A unit instance: which unit, its params and how its ports connect."
-    names = list(catalog.units)
+    names = [n for n in catalog.units if n in params_of]
     unit_prop = dict(entry["properties"]["unit"])
     if names:
         unit_prop["enum"] = names
@@ -270,8 +296,8 @@ def _unit_entry(catalog: Catalog) -> dict[str, Any]:
         entry["properties"][section]["additionalProperties"].update(name_rule("stream"))
     branches = []
     snippets = []
-    for name, descriptor in catalog.units.items():
-        params = params_schema(descriptor)
+    for name in names:
+        descriptor, params = catalog.units[name], copy.deepcopy(params_of[name])
         branches.append(
             {
                 "if": {"properties": {"unit": {"const": name}}, "required": ["unit"]},
@@ -315,8 +341,11 @@ def _empty_means_defaults(section: dict[str, Any]) -> None:
             branch["type"] = "object" if branch.get("required") else ["object", "null"]
 
 
-def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
-    """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog`."""
+def pipeline_schema(
+    catalog: Catalog, params: Mapping[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog` whose
+    params have a schema (`params`, from `described_params`, computed when not given)."""
     from asapo_pipelines import CORE_DISTRIBUTION
     from asapo_pipelines.pipeline.model import name_rule, pipeline_model
 
@@ -335,7 +364,7 @@ def pipeline_schema(catalog: Catalog) -> dict[str, Any]:
         "description": schema["properties"]["units"].get("description", ""),
         "minProperties": 1,
         "propertyNames": name_rule("instance"),
-        "additionalProperties": _unit_entry(catalog),
+        "additionalProperties": _unit_entry(catalog, _params_of(catalog, params)),
     }
     streams = schema["properties"]["streams"]
     streams["type"] = ["object", "null"]  # `streams:` left empty, as the validator allows
@@ -361,17 +390,24 @@ def dumps(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
-def schema_files(catalog: Catalog) -> dict[str, str]:
-    """relative path -> text of every file `pipeline schema --output DIR` writes."""
-    files = {PIPELINE_SCHEMA: dumps(pipeline_schema(catalog))}
+def schema_files(
+    catalog: Catalog, params: Mapping[str, dict[str, Any]] | None = None
+) -> dict[str, str]:
+    """relative path -> text of every file `pipeline schema --output DIR` writes: a unit
+    whose params have no schema (not in `params`, see `described_params`) has no file."""
+    params = _params_of(catalog, params)
+    files = {PIPELINE_SCHEMA: dumps(pipeline_schema(catalog, params))}
     for name, descriptor in catalog.units.items():
-        files[f"{UNITS_DIR}/{name}.schema.json"] = dumps(unit_schema(descriptor))
+        if name in params:
+            files[f"{UNITS_DIR}/{name}.schema.json"] = dumps(unit_schema(descriptor, params[name]))
     return files
 
 
-def stale_files(directory: Path, catalog: Catalog) -> list[str]:
+def stale_files(
+    directory: Path, catalog: Catalog, params: Mapping[str, dict[str, Any]] | None = None
+) -> list[str]:
     """Files under `directory` that differ from what the catalog generates (or are extra)."""
-    wanted = schema_files(catalog)
+    wanted = schema_files(catalog, params)
     stale = []
     for relative, text in wanted.items():
         path = directory / relative

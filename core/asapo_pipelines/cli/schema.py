@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from asapo_pipelines.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
 
 DEFAULT_DIR = Path("schemas")
 
@@ -30,27 +34,32 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     """Generate the draft-07 JSON Schema of pipeline files (completion and checks in editors).
 
     The schema lists every installed unit; regenerate it after installing or upgrading plugins.
+    A unit whose params have no JSON Schema (a field typed Callable) is left out, with a
+    warning; ASAPO_PIPELINES_STRICT=1 makes it an error (exit 1).
     """
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.cli.output import warn_broken_plugins, write_file
+    from asapo_pipelines.cli.output import warn, warn_broken_plugins, write_file
     from asapo_pipelines.listing import Listing
     from asapo_pipelines.schema import (
+        described_params,
         dumps,
         pipeline_schema,
         schema_files,
         stale_files,
-        unit_schema,
     )
 
     catalog = Catalog.load()
     warn_broken_plugins(Listing.from_catalog(catalog))
+    if unit is not None:
+        return _one_unit(catalog, unit, output, check)
+    params, left_out = described_params(catalog)
+    for sentence in left_out:
+        warn(sentence)
     if check:
-        if unit is not None:
-            raise UsageError("--check compares a whole schema directory; leave out --unit")
         directory = output or DEFAULT_DIR
         if not directory.is_dir():
             raise UsageError(f"{directory} is not a directory of schemas")
-        stale = stale_files(directory, catalog)
+        stale = stale_files(directory, catalog, params)
         if stale:
             for relative in stale:
                 click.echo(f"stale: {directory / relative}", err=True)
@@ -60,24 +69,12 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
                 err=True,
             )
             return 1
-        click.echo(f"{directory}: schemas are current ({len(catalog.units)} units)")
+        click.echo(f"{directory}: schemas are current ({len(params)} units)")
         return 0
-    if unit is not None:
-        text = dumps(unit_schema(catalog.get(unit)))
-    else:
-        text = dumps(pipeline_schema(catalog))
-    if output is None:
-        click.echo(text, nl=False)
-        return 0
-    if output.suffix == ".json":
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_file(output, text)
-        click.echo(f"wrote {output}", err=True)
-        return 0
-    if unit is not None:
-        raise UsageError("with --unit, --output must be a .json file")
+    if output is None or output.suffix == ".json":
+        return _write_one(dumps(pipeline_schema(catalog, params)), output)
     _check_directory(output)
-    files = schema_files(catalog)
+    files = schema_files(catalog, params)
     written = 0
     for relative, content in files.items():
         path = output / relative
@@ -85,10 +82,36 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
         if not path.is_file() or path.read_text(encoding="utf-8") != content:
             write_file(path, content)
             written += 1
-    for relative in stale_files(output, catalog):  # what is left over: units no longer installed
+    # what is left over: units no longer installed, or no longer described
+    for relative in stale_files(output, catalog, params):
         (output / relative).unlink()
         click.echo(f"removed {output / relative}", err=True)
     click.echo(f"{output}: {len(files)} schema files ({written} changed)", err=True)
+    return 0
+
+
+def _one_unit(catalog: Catalog, name: str, output: Path | None, check: bool) -> int:
+    """`--unit NAME`: its entry's schema, printed or written to a .json file; a unit whose
+    params have no schema is an error (PluginError, one sentence)."""
+    from asapo_pipelines.schema import dumps, unit_schema
+
+    if check:
+        raise UsageError("--check compares a whole schema directory; leave out --unit")
+    if output is not None and output.suffix != ".json":
+        raise UsageError("with --unit, --output must be a .json file")
+    return _write_one(dumps(unit_schema(catalog.get(name))), output)
+
+
+def _write_one(text: str, output: Path | None) -> int:
+    """One schema printed, or written to the .json file `output`."""
+    from asapo_pipelines.cli.output import write_file
+
+    if output is None:
+        click.echo(text, nl=False)
+        return 0
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_file(output, text)
+    click.echo(f"wrote {output}", err=True)
     return 0
 
 

@@ -242,12 +242,14 @@ def plugins(as_json: bool, strict: bool) -> None:
     """List the installed plugin packages, what each provides, and why a broken one failed.
 
     Each plugin's units, and its backends: the transports, executors, payload formats and
-    commands it registers. With --strict, as a plugin's CI runs it, every unit's params model is
-    built too and a default its own rules refuse marks the plugin broken."""
+    commands it registers. With --strict, as a plugin's CI runs it, every unit's params model and
+    its JSON Schema are built too, and a default its own rules refuse, or params without a JSON
+    Schema, mark the plugin broken."""
     from asapo_pipelines.listing import Listing, load_listing
 
     if strict:
         # the whole check: a listing is built from descriptors alone and cannot see defaults
+        # or schemas
         from asapo_pipelines.catalog import Catalog
 
         listing = Listing.from_catalog(Catalog.load(strict=False).check_defaults())
