@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.descriptor import ExecutorDescriptor
     from asapo_pipelines.executor import Executor
     from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.pipeline.validate import PipelineInvalid
 
 #: Where `deploy`, `start`, `plan`, `logs` and `stop` go when nothing names an executor (the
 #: file has no ``deploy:`` section and no local run): a Nomad cluster, as before executors
@@ -153,11 +154,63 @@ def _started_from_invalid(
     found = file_run_dir(data_dir, name, path)
     if not (found / STATE_FILE).is_file():
         return None
+    _say_invalid(path, problem, f"acting on the run started from it in {found}")
+    return found
+
+
+def _say_invalid(path: Path, problem: PipelineInvalid, then: str) -> None:
+    """The warning of a command that goes on with a file that does not validate now: its
+    first error, and what the command does instead of refusing."""
     from asapo_pipelines.cli.output import warn
 
     first = next((p.text() for p in problem.report.sorted() if p.severity == "error"), "")
-    warn(f"{path} does not validate now ({first}); acting on the run started from it in {found}")
-    return found
+    warn(f"{path} does not validate now ({first}); {then}")
+
+
+def load_for_records(path: Path, then: str) -> tuple[Pipeline, Catalog]:
+    """FILE's pipeline for a command that reads what its runs left on its transport (`runs`,
+    `tail`): validated when it validates. When it does not now (a plugin it uses was upgraded
+    and renamed a unit's param, or uninstalled), what ran and its results must stay readable
+    before the file is fixed, and they need only its shape (name, transport, streams, ports):
+    that, with a warning saying `then`. A file whose shape does not read is its problems."""
+    from asapo_pipelines.pipeline.validate import PipelineInvalid
+    from asapo_pipelines.worker.launch import load
+
+    try:
+        return load(path)
+    except PipelineInvalid as exc:
+        shaped = _shape_only(path)
+        if shaped is None:
+            raise
+        _say_invalid(path, exc, then)
+        return shaped
+
+
+def _shape_only(path: Path) -> tuple[Pipeline, Catalog] | None:
+    """FILE as the shape stage of validation reads it (units' params and wiring unchecked),
+    or None when even that fails: not YAML, not a mapping, no transport the catalog knows."""
+    from pydantic import ValidationError
+
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.checks import validate_as_json
+    from asapo_pipelines.pipeline.loader import LoadFailed, read_document
+    from asapo_pipelines.pipeline.model import pipeline_model
+
+    try:
+        document, problems = read_document(path)
+    except LoadFailed:
+        return None
+    data = document.data
+    if any(p.severity == "error" for p in problems) or not isinstance(data, dict):
+        return None
+    catalog = Catalog.load()
+    # `x-...` keys hold YAML anchors, not part of the model (as validation drops them)
+    data = {k: v for k, v in data.items() if not str(k).startswith("x-")}
+    try:
+        pipeline = validate_as_json(pipeline_model(catalog), data)
+    except ValidationError:
+        return None
+    return pipeline.bind(path), catalog
 
 
 def _pipeline_name(path: Path) -> str | None:

@@ -58,16 +58,16 @@ def runs(file: str, as_json: bool) -> None:
     The runs are recorded on the transport FILE names, wherever `pipeline run --data-dir` put
     their local run directories.
     """
+    from asapo_pipelines.cli.executors import load_for_records
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
-    from asapo_pipelines.worker.launch import load
 
     checked_file(Path(file))
     if Path(file).suffix == ".json":  # a compiled job holds no transport settings
         raise UsageError(
             f"this needs the pipeline file (.pipeline.yaml), not {Path(file).resolve()}"
         )
-    pipeline, catalog = load(Path(file))
+    pipeline, catalog = load_for_records(Path(file), "showing the runs recorded on its transport")
     transport = open_transport(pipeline.transport.spec(), catalog)
     store = RunStore(transport, pipeline.name)
     try:

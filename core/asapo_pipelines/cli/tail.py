@@ -394,11 +394,11 @@ def tail(
     import shutil
 
     _refuse_all_with_last(everything)
+    from asapo_pipelines.cli.executors import load_for_records
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
-    from asapo_pipelines.worker.launch import load
 
-    pipeline, catalog = load(file)
+    pipeline, catalog = load_for_records(file, "reading what its runs left on its transport")
     only = _stream_filter(stream)
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
     transport = open_transport(pipeline.transport.spec(), catalog)
