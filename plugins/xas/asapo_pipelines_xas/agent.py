@@ -33,6 +33,16 @@ one. Points whose window (`noise_kmin`, `noise_kmax`) differs from the current m
 than `NOISE_WINDOW_TOLERANCE` are left out (counted in the metrics as `noise_points_left_out`);
 points without a recorded window are kept.
 
+Nor are noise values of merges normalised otherwise: the noise over another R range (`noise`
+settings), of another background or mode, or by another version of `xas.normalize` is on another
+scale. Each merge carries the settings and the code of the spectra it averages (`settings`);
+when they differ from those of the merges before it (a `--resume --set normalize...`, a plugin
+upgraded between sessions: the merge then averages only the new spectra), the group's noise
+history restarts: the earlier merges' points leave the fit (and the spectrum the stability test
+compares with), and the decision on that merge says so once (`noise history restarted: ...` in
+its reason, `noise_history_restarted` in its metrics). Merges that carry no settings (older
+messages) are compared with nothing.
+
 Bookkeeping. The agent remembers the repeats it asked for. Those not arrived yet (asked minus
 arrived, per group) are in flight and are never asked for again; a suggestion asks for
 N_t - N - in flight more (at most `max_batch`, never beyond `max_scans`), so the scans asked for
@@ -92,6 +102,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
+from asapo_pipelines_xas.merge import normaliser, settings_difference
 from asapo_pipelines_xas.params import ConvergenceParams
 
 ACTIONS = ("more_scans", "stop", "change_parameters")
@@ -106,6 +117,9 @@ NOISE_WINDOW_TOLERANCE = 0.5
 #: a merge noisier than its best scan by more than this fraction holds a bad scan (the noise
 #: estimates of repeats scatter by a few per cent)
 MERGE_EXCESS_TOLERANCE = 0.1
+#: a merge's settings that are the merge's own, not the normalisation's: they do not change the
+#: scale its noise is measured on (the merge re-merges every scan when they change)
+MERGE_ONLY_SETTINGS = frozenset({"align"})
 
 Window = tuple[float, float] | None
 
@@ -221,6 +235,13 @@ class _Group:
     noise_off_said: bool = False
     #: uid of the latest decision on this group: the next one's uid derives from it
     last_uid: str = ""
+    #: the normalisation settings and code of the merges in `history` (None: not recorded)
+    settings: dict[str, Any] | None = None
+
+    def comparable(self, merged: Mapping[str, Any]) -> bool:
+        """The merge's noise is on the scale of the history's (or either is not recorded)."""
+        settings = _noise_settings(merged)
+        return settings is None or self.settings is None or settings == self.settings
 
     def in_flight(self, n_total: int) -> int:
         if self.asked_base is None:
@@ -239,6 +260,29 @@ def _same_window(a: Window, b: Window) -> bool:
     if a is None or b is None:
         return True  # not recorded (older messages): nothing to compare
     return abs(a[0] - b[0]) <= NOISE_WINDOW_TOLERANCE and abs(a[1] - b[1]) <= NOISE_WINDOW_TOLERANCE
+
+
+def _noise_settings(merged: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What decides the scale of a merge's noise: the settings and code of the spectra it
+    averages, as the merge records them; None when it records none (no scan merged, or an
+    older message)."""
+    settings = merged.get("settings")
+    if not isinstance(settings, Mapping) or not settings:
+        return None
+    return {k: v for k, v in settings.items() if k not in MERGE_ONLY_SETTINGS}
+
+
+def _restart_reason(old: Mapping[str, Any], new: Mapping[str, Any], dropped: int) -> str:
+    """Why the noise history restarted, in words."""
+    if old.get("normalizer") != new.get("normalizer"):
+        change = f"normaliser changed (now {normaliser(new)}, before {normaliser(old)})"
+    else:
+        change = f"settings changed ({settings_difference(new, old)})"
+    merges = "1 earlier merge" if dropped == 1 else f"{dropped} earlier merges"
+    return (
+        f"noise history restarted: {change}, so the noise of {merges} is on another scale and "
+        f"is left out of the fit"
+    )
 
 
 def _counts_against_beam(rejected: Mapping[str, Any]) -> bool:
@@ -340,7 +384,7 @@ class ConvergenceAgent:
             return False  # not late; or decided before a restart, which `decide` tells
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
-        if eps is not None and n > 0:
+        if eps is not None and n > 0 and state.comparable(merged):
             state.history.setdefault(n, (float(eps), _window(values)))
         return True
 
@@ -390,6 +434,9 @@ class ConvergenceAgent:
             "edge_step": values.get("edge_step"),
             "in_flight": in_flight,
         }
+        restarted = self._restart_history(state, merged)
+        if restarted:
+            metrics["noise_history_restarted"] = restarted
         change = self._stability(state, merged)
         metrics["change_since_previous"] = change
         noisier = self._noisier_than_scans(merged, eps, _window(values)) if n >= 2 else None
@@ -424,6 +471,8 @@ class ConvergenceAgent:
                 self._decided[uid] = (state, n_total)
             elif action == "change_parameters":
                 arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
+            if restarted:
+                reason = f"{reason}; {restarted['reason']}"
             state.last_uid = uid
             return {
                 "uid": uid,
@@ -629,6 +678,23 @@ class ConvergenceAgent:
             f"the fitted floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² "
             f"to {fit.points} points) is not used: {doubt}"
         )
+
+    @staticmethod
+    def _restart_history(state: _Group, merged: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Drop the group's noise history when this merge's spectra were normalised otherwise
+        than those of the merges before it (see the module's docstring); what was dropped and
+        why, when it was."""
+        settings = _noise_settings(merged)
+        if settings is None:
+            return None
+        old, state.settings = state.settings, settings
+        if old is None or old == settings:
+            return None
+        # only merges of two or more scans are points of the fit (see _points)
+        dropped = sum(1 for n in state.history if n >= 2)
+        state.history.clear()
+        state.previous = None
+        return {"dropped": dropped, "reason": _restart_reason(old, settings, dropped)}
 
     def _uid(self, state: _Group, digest: str) -> str:
         """A decision's uid, from its inputs: the agent's scope and settings, the decisions on

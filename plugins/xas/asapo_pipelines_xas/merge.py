@@ -505,6 +505,8 @@ class Merger:
             **program(),
             # the code that normalised the merged scans (all the same, see _current)
             **_normalizer(accepted[0].spectrum),
+            # and how they computed mu: the agent fits together only noise of merges alike
+            **_normalised_as(accepted[0].spectrum),
             "align": self.params.align,
             "pre_edge": pre.model_dump(),
             "autobk": bkg.model_dump(),
@@ -555,6 +557,13 @@ def merge_mu(
 def _normalizer(spectrum: Spectrum) -> dict[str, Any]:
     made_by = (spectrum.settings or {}).get("normalizer")
     return {"normalizer": dict(made_by)} if isinstance(made_by, Mapping) else {}
+
+
+def _normalised_as(spectrum: Spectrum) -> dict[str, Any]:
+    """The merged spectra's own settings that the merge does not redo: the mode mu was
+    computed in and the energy calibration."""
+    own = spectrum.settings or {}
+    return {k: own[k] for k in ("mode", "calibrate") if k in own}
 
 
 def _foil(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray] | None:

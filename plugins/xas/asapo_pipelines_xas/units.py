@@ -501,6 +501,10 @@ class ConvergenceAgent(Agent):
             # decided on this very merge before a restart (redelivered, not acknowledged)
             return
         group = dict(decision["target"])
+        restarted = decision["metrics"].get("noise_history_restarted")
+        if restarted:
+            # the decision's reason says it too; the log tells the operator watching the run
+            self.log.warning("%s: %s", target_label(group), restarted["reason"])
         item = decision.get("item")
         suggestion = Suggestion(
             action=decision["action"],
