@@ -1,6 +1,6 @@
-"""A source whose emits its output port refuses, for tests/worker/test_source_refused_emit.py:
-installed there as a real plugin distribution, so the runtime strings derive from the module's
-own name."""
+"""A source whose emits its output port refuses, or that reports an item malformed, for
+tests/worker/test_source_refused_emit.py: installed there as a real plugin distribution, so the
+runtime strings derive from the module's own name."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ class RefuseParams(Params):
     set_at: int = 0
     #: the number emitted on a port the unit does not have (0: none)
     unknown_port_at: int = 0
+    #: the number reported as a malformed item with `report_error`, not emitted (0: none)
+    report_at: int = 0
 
 
 class CollectParams(Params):
@@ -45,6 +47,8 @@ class Numbers(Source):
         for i in range(1, p.count + 1):
             if i == p.set_at:
                 self.emit("numbers", {i}, key=str(i))
+            elif i == p.report_at:
+                self.report_error(ValueError(f"item {i} is malformed"), key=str(i))
             elif i == p.unknown_port_at:
                 self.emit("no-such-port", {"n": i}, key=str(i))
             else:

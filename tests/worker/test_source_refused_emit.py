@@ -105,3 +105,23 @@ def test_an_unknown_port_is_one_error_record_and_exit_78_without_restarts(
     assert table_cell(done.stdout, "s[0]", "exit") == "78", done.stdout
     assert "has no output port 'no-such-port'" in done.stderr, done.stderr
     assert_told_once(file, env, done.stdout, "asapo_pipelines.sdk.units.UnitUsageError")
+
+
+def test_a_resumed_source_reporting_an_item_again_does_not_count_it_again(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A resumed session's source reads its items again (a watched folder's files) and reports
+    the malformed one again: the error stream keeps one record, so the session counts no new
+    error and the run, summed over its sessions, one."""
+    file, first = run(tmp_path, env, {"report_at": BAD_AT})
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert table_cell(first.stdout, "s[0]", "errors") == "1", first.stdout
+    again = run_pipeline("run", str(file), env=env, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming run r1" in again.stdout + again.stderr
+    assert table_cell(again.stdout, "s[0]", "errors") == "0", again.stdout
+    assert len(error_records(file, env)) == 1
+    runs = run_pipeline("runs", str(file), "--json", env=env)
+    assert runs.returncode == 0, runs.stderr
+    (record,) = json.loads(runs.stdout)["runs"]
+    assert record["counts"]["s"]["errors"] == 1, record["counts"]

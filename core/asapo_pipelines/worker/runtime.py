@@ -693,10 +693,12 @@ class Worker:
 
         def report(record: dict[str, Any], key: str) -> None:
             if reported.contains(key, None):
+                # a resumed or restarted source reading its items again: the record is on the
+                # error stream once, and counted by the session that sent it
                 self.counters.duplicates_skipped += 1
-            else:
-                self._send_error(record, key=key)
-                reported.keys.add(key)
+                return
+            self._send_error(record, key=key)
+            reported.keys.add(key)
             self.counters.errors += 1
 
         try:
