@@ -123,7 +123,10 @@ def run(
     if session is not None:
         environ[session.env_name] = session.run.id
     where = logs_where(shown, data_dir)
-    result, counters = execute(target, target.payload, environ, as_json=as_json, where=where)
+    label = session.label if session is not None else None
+    result, counters = execute(
+        target, target.payload, environ, as_json=as_json, where=where, session=label
+    )
     if session is not None:
         session.finish(result, counters, target.payload)
     if as_json:
@@ -151,11 +154,13 @@ def execute(
     *,
     as_json: bool = False,
     where: str | None = None,
+    session: str | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Run a compiled job under the live table, with its workers' warnings and errors below
     it (`where`: what `pipeline logs` needs to find the run, for the rest); prints the final
     table and the summaries (with `as_json`, the table goes to stderr and the caller prints
-    the JSON document)."""
+    the JSON document). With `session` (`Session.label`), the counters and summaries are
+    that session's only: not an earlier session's or another run's last records."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView
@@ -163,7 +168,7 @@ def execute(
     out = console(stderr=as_json)  # with --json, stdout holds the JSON document only
     if not out.is_terminal:
         out.width = max(out.width, 120)  # a log file or a pipe: room for the whole table
-    reader = status_reader(target.pipeline, payload) if target.pipeline else None
+    reader = status_reader(target.pipeline, payload, session) if target.pipeline else None
     logs = where or logs_where(target.pipeline_file, None)
     executors: list[LocalExecutor] = []
     with LiveView(out, reader, logs_where=logs, on_closed=lambda: stop_all(executors)) as view:
@@ -245,7 +250,7 @@ def store_view(
         with open_transport(pipeline.transport.spec(), catalog) as transport:
             if _pruned(transport, pipeline.name, state.get("run")):
                 return True, None
-            return False, _published(transport, pipeline.name, run_dir)
+            return False, _published(transport, pipeline.name, run_dir, state)
     except Exception:  # the state file is then the status, as before
         return False, None
 
@@ -258,7 +263,12 @@ def _pruned(transport: Any, pipeline: str, run: Any) -> bool:
     return str(run) not in RunStore(transport, pipeline).run_ids()
 
 
-def _published(transport: Any, pipeline: str, run_dir: Path) -> dict[str, Any] | None:
+def _published(
+    transport: Any, pipeline: str, run_dir: Path, state: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """Each replica's last status record of the session the run directory's supervisor ran
+    (`_supervised_session`): a replica that did not publish in it has none, not the record an
+    earlier session or another run (a reprocess) left last on the pipeline's status streams."""
     from asapo_pipelines.local.layout import JOB_FILE
     from asapo_pipelines.worker.status import latest_status, status_consumer
 
@@ -267,10 +277,24 @@ def _published(transport: Any, pipeline: str, run_dir: Path) -> dict[str, Any] |
     except (OSError, ValueError):
         return None
     try:
+        session = _supervised_session(transport, pipeline, state)
         with status_consumer(transport, pipeline) as consumer:
-            return latest_status(consumer, running_job)
+            return latest_status(consumer, running_job, session)
     except Exception:  # counters are a bonus; the state file is the status
         return None
+
+
+def _supervised_session(transport: Any, pipeline: str, state: Mapping[str, Any]) -> str | None:
+    """The session (`Session.label`) of the state's run its supervisor ran: the run's last
+    session begun when it started. None for a job run outside a run."""
+    if not state.get("run"):
+        return None
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.runs.lifecycle import current_session
+
+    run = RunStore(transport, pipeline).get(str(state["run"]))
+    started = state.get("started")
+    return current_session(run, float(started) if isinstance(started, int | float) else None)
 
 
 def status_json(state: dict[str, Any], counters: dict[str, Any] | None) -> dict[str, Any]:
@@ -436,7 +460,8 @@ def reprocess(
     environ = {**os.environ, RUN_ENV: new.id}
     session = Session(store, transport, new, "started", RUN_ENV)
     try:
-        result, counters = execute(target, payload, environ, where=logs_where(file, data_dir))
+        where = logs_where(file, data_dir)
+        result, counters = execute(target, payload, environ, where=where, session=session.label)
     except BaseException as exc:
         # the replay never ran to its end (refused, interrupted): its run ends with why
         interrupted = isinstance(exc, KeyboardInterrupt)

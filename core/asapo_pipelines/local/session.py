@@ -38,12 +38,25 @@ class Session:
     previous_handlers: dict[int, Any] | None = None
     ended: bool = False
 
-    def finish(self, result: Any, counters: dict[str, Any], payload: dict[str, Any]) -> None:
-        from asapo_pipelines.runs.lifecycle import summaries_of
+    @property
+    def label(self) -> str:
+        """The session its workers name in their status records (`worker.status.in_session`)."""
+        from asapo_pipelines.runs.lifecycle import current_session
 
+        return current_session(self.run)
+
+    def finish(self, result: Any, counters: dict[str, Any], payload: dict[str, Any]) -> None:
+        """End the session with its workers' last status records of this session: a replica
+        whose last record is of an earlier session, or of another run, did not publish in
+        this one, and the counts that record holds are recorded already (or another run's)."""
+        from asapo_pipelines.runs.lifecycle import summaries_of
+        from asapo_pipelines.worker.status import in_session
+
+        label = self.label
+        ours = {k: r for k, r in counters.items() if in_session(r, label)}
         groups = {g["Name"] for g in payload["Job"]["TaskGroups"]}
-        summaries, counts = summaries_of(counters, groups)
-        message = result.message + counts_note(counters, groups)
+        summaries, counts = summaries_of(ours, groups)
+        message = result.message + counts_note(ours, groups) + silent_note(payload, ours)
         self._end(result.status, message, summaries, counts)
 
     def abort(self, state: str, message: str) -> None:
@@ -89,6 +102,25 @@ def counts_note(counters: dict[str, Any] | None, groups: set[str] | None = None)
         f"; the counts of {', '.join(short)} are from {'its' if len(short) == 1 else 'their'} "
         "last status record that reached the store, not a final one, and may be lower than "
         "what was processed"
+    )
+
+
+def silent_note(payload: dict[str, Any], counters: dict[str, Any]) -> str:
+    """A clause for the run's message naming the replicas that published no status record in
+    the session (stopped before they started, say): none of their work is counted in it.
+    Empty when each published one."""
+    silent = [
+        group["Name"] if index == 0 else f"{group['Name']}[{index}]"
+        for group in payload["Job"]["TaskGroups"]
+        for index in range(int(group.get("Count", 1)))
+        if f"{group['Name']}[{index}]" not in counters
+    ]
+    if not silent:
+        return ""
+    their = "its" if len(silent) == 1 else "their"
+    return (
+        f"; {', '.join(silent)} published no status record in this session, so none of "
+        f"{their} work is counted in it"
     )
 
 

@@ -206,6 +206,20 @@ def summaries_of(
     return summaries, counts
 
 
+def current_session(run: Run, at: float | None = None) -> str:
+    """The session (`worker.status.session_label`) whose status records are the run's latest
+    session's, or, given `at` (when a supervisor started), the last session begun by then: only
+    those records are that session's counts and summaries (`worker.status.in_session`)."""
+    from asapo_pipelines.worker.status import session_label
+
+    began = run.session.get("time")
+    if at is not None:
+        for session in run.sessions:
+            if session["began"] is not None and float(session["began"]) <= float(at):
+                began = session["began"]
+    return session_label(run.id, began)
+
+
 # -- reprocess -------------------------------------------------------------------------------
 def source_streams(pipeline: Pipeline, catalog: Catalog) -> dict[str, list[str]]:
     """source instance -> the streams it writes (the messages a reprocess replays)."""
@@ -326,11 +340,12 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         pipeline = load_pipeline(pipeline_file, catalog)
         groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
         with open_transport(pipeline.transport.spec(), catalog) as transport:
-            with status_consumer(transport, pipeline.name) as consumer:
-                counters = latest_status(consumer, job)
-            summaries, counts = summaries_of(dict(counters), groups)
             store = RunStore(transport, pipeline.name)
-            store.end(store.get(run_id), result.status, result.message, summaries, counts)
+            run = store.get(run_id)
+            with status_consumer(transport, pipeline.name) as consumer:
+                counters = latest_status(consumer, job, current_session(run))
+            summaries, counts = summaries_of(dict(counters), groups)
+            store.end(run, result.status, result.message, summaries, counts)
     except Exception as exc:  # the record is a bonus here; the log says why it is missing
         logging.getLogger("asapo_pipelines.runs").warning(
             "could not record the end of run %s: %s", run_id, exc

@@ -320,10 +320,32 @@ def session_note(records: Iterable[Any]) -> str:
     )
 
 
-def latest_status(consumer: Any, payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def session_label(run_id: str, began: Any) -> str:
+    """The session (`Counters.session`) the workers of run `run_id`'s session that began at
+    `began` (its `started` or `resumed` event's time) put in their status records."""
+    return f"{run_id}@{began}"
+
+
+def in_session(record: dict[str, Any], session: str) -> bool:
+    """Whether status `record` was published in `session` (`session_label`). The status
+    streams are the pipeline's, not a run's: until the workers of a session publish, the last
+    record of a replica is one of an earlier session of the run, or of another run (a
+    reprocess), whose counts and summary are not this session's."""
+    run, _, began = session.partition("@")
+    theirs, _, when = str(record.get("session") or "").partition("@")
+    try:  # a time read back from JSON may be an int where the other side has a float
+        return theirs == run and float(when) == float(began)
+    except ValueError:
+        return False
+
+
+def latest_status(
+    consumer: Any, payload: dict[str, Any], session: str | None = None
+) -> dict[str, dict[str, Any]]:
     """Each unit replica's latest status record (`"<group>[<i>]"` -> counters), read with a
     consumer of the pipeline's status data source (`status_consumer`), for the task groups of
-    the compiled job `payload`; a replica that has not published yet is left out."""
+    the compiled job `payload`; a replica that has not published yet is left out, and so,
+    given a `session` (`session_label`), is one whose latest record is of another session."""
     out: dict[str, dict[str, Any]] = {}
     for group in payload["Job"]["TaskGroups"]:
         for index in range(int(group.get("Count", 1))):
@@ -331,7 +353,9 @@ def latest_status(consumer: Any, payload: dict[str, Any]) -> dict[str, dict[str,
                 message = consumer.get_last(status_stream(group["Name"], index))
             except Exception:  # no status yet: the worker has not published
                 continue
-            out[f"{group['Name']}[{index}]"] = dict(message.metadata)
+            record = dict(message.metadata)
+            if session is None or in_session(record, session):
+                out[f"{group['Name']}[{index}]"] = record
     return out
 
 
@@ -341,10 +365,10 @@ def status_consumer(transport: Any, pipeline: str) -> Any:
 
 
 def status_reader(
-    pipeline: Pipeline, payload: dict[str, Any]
+    pipeline: Pipeline, payload: dict[str, Any], session: str | None = None
 ) -> Callable[[], dict[str, dict[str, Any]]]:
-    """`latest_status` again and again (the live table of `pipeline run`), with a consumer
-    opened at the first call and kept for the run's lifetime."""
+    """`latest_status` (of `session`) again and again (the live table of `pipeline run`), with
+    a consumer opened at the first call and kept for the run's lifetime."""
     from asapo_pipelines.transport import open_transport
 
     held: dict[str, Any] = {}
@@ -353,6 +377,6 @@ def status_reader(
         if "consumer" not in held:
             held["transport"] = open_transport(pipeline.transport.spec())
             held["consumer"] = status_consumer(held["transport"], pipeline.name)
-        return latest_status(held["consumer"], payload)
+        return latest_status(held["consumer"], payload, session)
 
     return read
