@@ -1,14 +1,16 @@
-"""`pipeline tail FILE errors` after `pipeline prune --run r1`: the error stream is the
-pipeline's, shared by all its runs, so the prune cannot drop r1's records from it. They used
-to print still, naming a run `pipeline runs` no longer lists; tail now leaves them out and
-says on stderr, in one line, how many and why. Real `pipeline` commands, real workers, the
-embedded store.
+"""`pipeline tail FILE errors` and `pipeline status FILE` after `pipeline prune --run r1`: the
+error stream is the pipeline's, shared by all its runs, so the prune cannot drop r1's records
+from it. They used to print still, naming a run `pipeline runs` no longer lists, and to count in
+status's "N message(s) on the error streams"; tail now leaves them out and says on stderr, in
+one line, how many and why, and status (the counters alone, when no executor knows the tasks)
+counts them apart. Real `pipeline` commands, real workers, the embedded store.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,9 @@ def pruned(tmp_path_factory) -> tuple[Path, list[dict[str, Any]], int]:
     of_pruned = _held(work, PRUNED)
     assert of_pruned > 0
     _ok("prune", FILE, "--run", PRUNED, cwd=work)
+    # no executor knows the tasks now (as for workers a scheduler or a person started): status
+    # shows the counters alone; tail reads the transport either way
+    shutil.rmtree(work / ".pipeline-data" / "runs")
     return work, every, of_pruned
 
 
@@ -118,3 +123,28 @@ def test_tail_errors_of_a_run_still_there_says_nothing_of_pruned_ones(pruned):
     assert done.stderr == "", done.stderr
     shown = [json.loads(line) for line in done.stdout.splitlines()]
     assert shown == [r for r in every if _run(r) == "r2"], shown
+
+
+def _per_stream(records: list[dict[str, Any]]) -> dict[str, int]:
+    return dict(Counter(r["stream"] for r in records))
+
+
+def test_status_counts_no_error_record_of_a_pruned_run_and_says_how_many(pruned):
+    work, every, _ = pruned
+    kept = _per_stream([r for r in every if _run(r) != PRUNED])
+    gone = sum(1 for r in every if _run(r) == PRUNED)
+    done = _ok("status", FILE, cwd=work)
+    listing = ", ".join(f"{name} ({n})" for name, n in sorted(kept.items()))
+    wanted = (
+        f"{sum(kept.values())} message(s) on the error streams of: {listing} "
+        f"({gone} more of pruned runs not counted)"
+    )
+    assert wanted in done.stdout.splitlines(), done.stdout
+
+
+def test_status_json_counts_them_apart(pruned):
+    work, every, _ = pruned
+    report = json.loads(_ok("status", FILE, "--json", cwd=work).stdout)
+    assert report["error_messages"] == _per_stream([r for r in every if _run(r) != PRUNED])
+    wanted = _per_stream([r for r in every if _run(r) == PRUNED])
+    assert report["error_messages_of_pruned_runs"] == wanted
