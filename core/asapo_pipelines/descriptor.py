@@ -169,7 +169,11 @@ class PlotHint(BaseModel):
     Fields are dotted paths into the decoded payload (`value`, the default of `y`, is the
     payload itself: an array port's array), or, when the payload has no such field, into the
     message's metadata (`metadata.scan` or just `scan`). Hints of several units with the same
-    `figure` share one plot (a merged spectrum over its scans).
+    `figure` share one plot (a merged spectrum over its scans). `series` (a field, looked up as
+    `label` is) splits a `scalar` or `xy` hint's messages into one trace per distinct value,
+    named by it (a mapping by its values joined with ", ": a merge's group `{sample, element,
+    edge, mode}` gives `goethite, Fe, K, transmission`), each keeping its own newest `keep`; so
+    the merges of two samples are two noise curves, not one that jumps between them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -192,6 +196,14 @@ class PlotHint(BaseModel):
         str | None,
         Field(pattern=FIELD_PATTERN, description="Field naming each line or point (hover text)."),
     ] = None
+    series: Annotated[
+        str | None,
+        Field(
+            pattern=FIELD_PATTERN,
+            description="Field splitting a scalar or xy hint into one trace per value (a sample, "
+            "a group), named by the value.",
+        ),
+    ] = None
     title: str = ""
     x_title: Annotated[str | None, Field(description="Axis title of x, e.g. `Energy (eV)`.")] = None
     y_title: Annotated[str | None, Field(description="Axis title of y, e.g. `Normalized mu`.")] = (
@@ -201,7 +213,16 @@ class PlotHint(BaseModel):
         str | None,
         Field(pattern=r"^[a-z][a-z0-9_-]*$", description="Plots sharing this name are overlaid."),
     ] = None
-    keep: Annotated[int, Field(ge=1, le=10_000, description="Lines or points kept.")] = 20
+    keep: Annotated[
+        int, Field(ge=1, le=10_000, description="Lines or points kept (per series with `series`).")
+    ] = 20
+
+    @model_validator(mode="after")
+    def _series_splits_lines_or_points(self) -> PlotHint:
+        # an image or a level shows only its newest message: there is nothing to split
+        if self.series is not None and self.kind not in ("scalar", "xy"):
+            raise ValueError(f"series splits only scalar and xy plots, not {self.kind}")
+        return self
 
 
 class UnitDescriptor(BaseModel):

@@ -43,6 +43,10 @@ VIEWER_GROUP = "pipeline-viewer"
 STATUS_HISTORY = 5000
 ERRORS_KEPT = 100
 MAX_POINTS = 2000
+#: series one hint keeps (`PlotHint.series`); beyond, the one updated least recently is dropped
+MAX_SERIES = 20
+#: messages a split hint reads back per stream when the viewer starts (`_lookback`)
+SERIES_LOOKBACK = 200
 FINAL_STATES = ("finished", "stopped", "failed")
 #: a source unit in a reprocess: it does not run, the run replays its messages of an earlier run
 REPLAYED = "replayed"
@@ -182,6 +186,50 @@ def _thin(xs: list[Any], ys: list[Any]) -> tuple[list[Any], list[Any]]:
     return xs[::step], ys[::step]
 
 
+def _hint_key(instance: str, hint: PlotHint) -> str:
+    return f"{instance}:{hint.port}:{hint.y}"
+
+
+def _line(
+    instance: str, hint: PlotHint, msg: Any, value: Any, y: Any, name: str
+) -> dict[str, Any] | None:
+    """One line of an `xy` hint (its arrays thinned to MAX_POINTS), None without an array."""
+    if not isinstance(y, list):
+        return None
+    x = _plain(get_field(msg, value, hint.x)) if hint.x else None
+    x = x if isinstance(x, list) and len(x) == len(y) else list(range(len(y)))
+    x, y = _thin(x, y)
+    return {"unit": instance, "name": name, "x": x, "y": y, "id": msg.id, "stream": msg.stream}
+
+
+def _scalar(
+    instance: str, hint: PlotHint, msg: Any, value: Any, y: Any, name: str
+) -> dict[str, Any] | None:
+    """One point of a `scalar` hint, None without a single value."""
+    if y is None or isinstance(y, list | dict):
+        return None
+    x = _plain(get_field(msg, value, hint.x)) if hint.x else msg.timestamp
+    return {"unit": instance, "x": x, "y": y, "text": name, "time": hint.x is None}
+
+
+def _lookback(hint: PlotHint) -> int:
+    """How many of a stream's newest messages can show: `keep`, or for a split hint `keep` of
+    each series, whose messages interleave (the newest merge of a foil scanned an hour ago)."""
+    if hint.series is None:
+        return hint.keep
+    return max(hint.keep, min(hint.keep * MAX_SERIES, SERIES_LOOKBACK))
+
+
+def series_name(value: Any, field: str) -> str:
+    """What a trace split by `PlotHint.series` is called: the field's value, a mapping (a
+    merge's group) by its values joined with ", "; a message without it is one series too."""
+    if isinstance(value, dict):
+        value = [v for v in value.values() if v not in (None, "")]
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) or f"(no {_axis_title(field)})"
+    return f"(no {_axis_title(field)})" if value in (None, "") else str(value)
+
+
 @dataclass
 class PlotState:
     id: str
@@ -189,7 +237,26 @@ class PlotState:
     kind: str
     hints: list[tuple[str, str, PlotHint]]  # (instance, data source, hint)
     seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, stream) -> id
-    traces: dict[str, deque[dict[str, Any]]] = field(default_factory=dict)
+    #: hint key -> series name (None: a hint without `series`) -> its newest points or lines
+    traces: dict[str, dict[str | None, deque[dict[str, Any]]]] = field(default_factory=dict)
+    #: (hint key, series name) -> when it last got a point (a count): the least recent goes first
+    updated: dict[tuple[str, str | None], int] = field(default_factory=dict)
+    added: int = 0
+
+    def points(self, key: str, series: str | None, keep: int) -> deque[dict[str, Any]]:
+        """The points of one series of a hint, which it keeps `keep` of."""
+        by_series = self.traces.setdefault(key, {})
+        if series not in by_series and len(by_series) >= MAX_SERIES:
+            oldest = min(by_series, key=lambda name: self.updated.get((key, name), 0))
+            del by_series[oldest]
+            self.updated.pop((key, oldest), None)
+        self.added += 1
+        self.updated[(key, series)] = self.added
+        return by_series.setdefault(series, deque(maxlen=keep))
+
+    def items(self, key: str) -> list[dict[str, Any]]:
+        """A hint's points, series by series in the order they first came."""
+        return [item for points in self.traces.get(key, {}).values() for item in points]
 
 
 class Collector:
@@ -267,6 +334,7 @@ class Collector:
         so what the plots hold of the run before must not mix with it."""
         for plot in self.plots:
             plot.traces.clear()
+            plot.updated.clear()
             plot.seen.clear()
         for source in [s for s in self._consumers if self._is_run_source(s)]:
             with contextlib.suppress(TransportError):
@@ -552,8 +620,8 @@ class Collector:
                 source = self.source_of(stream)
                 for info in self.infos(source):
                     key = (source, info.name)
-                    # only the newest `keep` are ever shown: older ones are not read at all
-                    seen = max(plot.seen.get(key, 0), info.last_id - hint.keep)
+                    # only the newest are ever shown: older ones are not read at all
+                    seen = max(plot.seen.get(key, 0), info.last_id - _lookback(hint))
                     for msg in self._new_messages(source, info.name, info.last_id, seen):
                         self._add_point(plot, instance, hint, msg)
                     plot.seen[key] = info.last_id
@@ -564,29 +632,27 @@ class Collector:
         except Exception as exc:  # a payload we cannot decode is skipped, not fatal
             log.debug("cannot decode %s/%s#%s: %s", msg.data_source, msg.stream, msg.id, exc)
             return
-        trace_key = f"{instance}:{hint.port}:{hint.y}"
-        traces = plot.traces.setdefault(trace_key, deque(maxlen=hint.keep))
+        key = _hint_key(instance, hint)
         y = _plain(get_field(msg, value, hint.y))
         label = get_field(msg, value, hint.label) if hint.label else None
         if hint.label is None or label is None:
             name = f"{instance} {msg.stream}#{msg.id}"
         else:  # a number alone says little: "n_merged 3"
             name = label if isinstance(label, str) else f"{hint.label.rsplit('.', 1)[-1]} {label}"
-        if hint.kind == "xy":
-            x = _plain(get_field(msg, value, hint.x)) if hint.x else None
-            if not isinstance(y, list):
-                return
-            x = x if isinstance(x, list) and len(x) == len(y) else list(range(len(y)))
-            x, y = _thin(x, y)
-            traces.append(
-                {"unit": instance, "name": name, "x": x, "y": y, "id": msg.id, "stream": msg.stream}
-            )
-        elif hint.kind == "scalar":
-            x = _plain(get_field(msg, value, hint.x)) if hint.x else msg.timestamp
-            if y is None or isinstance(y, list | dict):
-                return
-            traces.append({"unit": instance, "x": x, "y": y, "text": name, "time": hint.x is None})
-        elif hint.kind == "hline":  # a level across the figure: the newest only
+        if hint.kind in ("xy", "scalar"):
+            series = None
+            if hint.series is not None:
+                series = series_name(get_field(msg, value, hint.series), hint.series)
+                # the legend names a line's series: two samples' merges look alike otherwise
+                name = f"{name} ({series})" if hint.kind == "xy" else name
+            point = (_line if hint.kind == "xy" else _scalar)(instance, hint, msg, value, y, name)
+            if point is not None:
+                if series is not None:
+                    point["series"] = series  # the page draws each series as a trace
+                plot.points(key, series, hint.keep).append(point)
+            return
+        traces = plot.points(key, None, hint.keep)
+        if hint.kind == "hline":  # a level across the figure: the newest only
             if isinstance(y, int | float) and not isinstance(y, bool):
                 traces.clear()
                 traces.append({"unit": instance, "y": y, "name": hint.title or _axis_title(hint.y)})
@@ -598,11 +664,12 @@ class Collector:
     def _plot_section(self, plot: PlotState) -> dict[str, Any]:
         series = []
         for instance, _source, hint in plot.hints:
-            key = f"{instance}:{hint.port}:{hint.y}"
-            points = list(plot.traces.get(key, ()))
+            points = plot.items(_hint_key(instance, hint))
             series.append(
                 {
                     "unit": instance,
+                    # each item names its series, drawn as a trace of its own
+                    **({"split_by": hint.series} if hint.series else {}),
                     "kind": hint.kind,
                     "x_field": hint.x or ("time" if hint.kind == "scalar" else None),
                     "y_field": hint.y,

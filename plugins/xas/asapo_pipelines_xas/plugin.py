@@ -125,21 +125,24 @@ MERGE = UnitDescriptor(
     resources=Resources(cpu=1000, memory=512),
     runtime="asapo_pipelines_xas.units:Merge",
     plots=(
-        # the newest merge, drawn over the scans it merged
+        # the newest merge of each sample and edge, drawn over the scans it merged
         PlotHint(
             port="merged",
             kind="xy",
             x="arrays.energy",
             y="arrays.norm",
             label="n_merged",
+            series="group",
             figure="spectra",
             keep=1,
         ),
+        # a curve per sample and edge: a foil scan among the repeats is not a jump in it
         PlotHint(
             port="merged",
             kind="scalar",
             x="n_merged",
             y="values.epsilon_k",
+            series="group",
             title="noise against the number of scans merged",
             x_title="scans merged",
             y_title="noise in χ(k), ε_k",
@@ -190,8 +193,14 @@ CONVERGENCE_AGENT = UnitDescriptor(
     resources=Resources(cpu=200, memory=128),
     runtime="asapo_pipelines_xas.units:ConvergenceAgent",
     plots=(
+        # the decisions on each sample and edge in a colour of their own, named as the noise curves
         PlotHint(
-            port="plans", kind="scalar", y="action", label="reason", title="the agent's decisions"
+            port="plans",
+            kind="scalar",
+            y="action",
+            label="reason",
+            series="arguments.group",
+            title="the agent's decisions",
         ),
         # the noise the agent aims at, drawn across the merge's noise plot
         PlotHint(

@@ -182,13 +182,39 @@ function plotText(value) {
 
 function xValue(item) { return item.time ? new Date(item.x * 1000) : item.x; }
 
+// the items of a hint split by a field (`split_by`: PlotHint.series), grouped by the series
+// they name, in the order the collector sends them (each series' first point first)
+function bySeries(items) {
+  const groups = new Map();
+  for (const item of items) {
+    if (!groups.has(item.series)) groups.set(item.series, []);
+    groups.get(item.series).push(item);
+  }
+  return groups;
+}
+
+function scalarTrace(items, name) {
+  const textual = items.some((item) => typeof item.y === 'string');
+  // join the points only while x only grows (a unit that restarted from scratch does not)
+  const xs = items.map((item) => item.x);
+  const growing = xs.every((x, i) => i === 0 || x >= xs[i - 1]);
+  return {
+    type: 'scatter', mode: textual || !growing ? 'markers' : 'lines+markers',
+    x: items.map(xValue), y: items.map((item) => item.y),
+    text: items.map((item) => plotText(item.text)), name: plotText(name),
+    marker: { size: textual ? 11 : 6 },
+  };
+}
+
 function tracesFor(plot) {
   const traces = [];
   plot.series.forEach((series, index) => {
     const last = index === plot.series.length - 1 && plot.series.length > 1;
     if (series.kind === 'xy') {
       series.items.forEach((item, i) => {
-        const newest = i === series.items.length - 1;
+        // the newest line of the hint, or of its series when split
+        const next = series.items[i + 1];
+        const newest = !next || (series.split_by ? next.series !== item.series : false);
         traces.push({
           type: 'scatter', mode: 'lines', x: item.x, y: item.y, name: plotText(item.name),
           // the merge (the last series) is dashed and see-through: the scans show under it
@@ -198,17 +224,11 @@ function tracesFor(plot) {
           showlegend: last || newest,
         });
       });
+    } else if (series.kind === 'scalar' && series.split_by) {
+      // one trace per series (a sample's merges): its own curve, named in the legend
+      for (const [name, items] of bySeries(series.items)) traces.push(scalarTrace(items, name));
     } else if (series.kind === 'scalar') {
-      const textual = series.items.some((item) => typeof item.y === 'string');
-      // join the points only while x only grows (a unit that restarted from scratch does not)
-      const xs = series.items.map((item) => item.x);
-      const growing = xs.every((x, i) => i === 0 || x >= xs[i - 1]);
-      traces.push({
-        type: 'scatter', mode: textual || !growing ? 'markers' : 'lines+markers',
-        x: series.items.map(xValue), y: series.items.map((item) => item.y),
-        text: series.items.map((item) => plotText(item.text)), name: plotText(series.unit),
-        marker: { size: textual ? 11 : 6 },
-      });
+      traces.push(scalarTrace(series.items, series.unit));
     } else if (series.kind === 'hline' && series.items.length) {
       // a level (a target) across the plot: a shape, added by the layout (see hlines)
     } else if (series.kind === 'image' && series.items.length) {
@@ -256,7 +276,8 @@ function showPlots(plots) {
       xaxis: { title: { text: plotText(first.x_title || '') }, automargin: true },
       yaxis: { title: { text: plotText(first.y_title || '') }, automargin: true },
       shapes: levels.shapes, annotations: levels.annotations,
-      showlegend: plot.kind === 'xy', legend: { font: { size: 10 } },
+      // split series are told apart by their names only
+      showlegend: plot.kind === 'xy' || plot.series.some((s) => s.split_by), legend: { font: { size: 10 } },
       uirevision: plot.id,
     };
     Plotly.react(div, tracesFor(plot), layout, { displaylogo: false, responsive: true });
