@@ -1,10 +1,11 @@
 """The runs of deployed pipelines (`pipeline deploy`, `start`, `stop` with any executor).
 
 A deployment is a run like `pipeline run`'s: `deploy` begins or resumes it before anything is
-submitted, with the same refusal of a changed configuration (`--fresh`, `--resume`), and `stop`
-ends it with the workers' counts. The record lives on the pipeline's transport, which the
-submitting host must reach (an embedded store on the shared filesystem, the ASAP::O service);
-when it cannot, `deploy` says so and the workers record the run themselves when they start.
+submitted (saying so once the submission succeeded), with the same refusal of a changed
+configuration (`--fresh`, `--resume`), and `stop` ends it with the workers' counts. The
+record lives on the pipeline's transport, which the submitting host must reach (an embedded
+store on the shared filesystem, the ASAP::O service); when it cannot, `deploy` says so and
+the workers record the run themselves when they start.
 
 A refused command changes no run: the executor is asked whether it refuses (`refuse`: the
 pipeline is deployed already, the job runs already) before the run is recorded, the rule of
@@ -95,10 +96,17 @@ def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
 @dataclass(frozen=True)
 class Began:
     """The run `begin` works in, and when the session it recorded began: None when it went on
-    in the run's running session (`_goes_on`) and recorded none."""
+    in the run's running session (`_goes_on`) and recorded none. `run` and `what` are what
+    `announce` says of it once the submission succeeded (`deployment_run`)."""
 
     run_id: str
     session: float | None
+    run: Any
+    what: str
+    pipeline: str
+
+    def announce(self, *, err: bool) -> None:
+        announce(self.run, self.what, self.pipeline, err=err)
 
 
 def begin(
@@ -108,13 +116,13 @@ def begin(
     fresh: bool = False,
     resume: bool = False,
     restart: bool = False,
-    quiet_stdout: bool = False,
 ) -> Began | None:
-    """Begin or resume FILE's run for a deployment with `executor`; what it began, or None when
-    the transport cannot be reached from here. Raises `RunsError` (nothing written, nothing
-    submitted) when the configuration changed without --fresh or --resume. With `restart`
-    (`pipeline start`: the job as it was deployed runs again) the last run gets a new session
-    without comparing the file, whose changes the stopped job does not carry."""
+    """Begin or resume FILE's run for a deployment with `executor`; what it began (unsaid:
+    `Began.announce`), or None when the transport cannot be reached from here. Raises
+    `RunsError` (nothing written, nothing submitted) when the configuration changed without
+    --fresh or --resume. With `restart` (`pipeline start`: the job as it was deployed runs
+    again) the last run gets a new session without comparing the file, whose changes the
+    stopped job does not carry."""
     from asapo_pipelines.runs.lifecycle import prepare
     from asapo_pipelines.worker.launch import load
 
@@ -143,8 +151,8 @@ def begin(
             )
     finally:
         transport.close()
-    announce(run, what, pipeline.name, err=quiet_stdout)
-    return Began(run.id, None if what == "continued" else run.session.get("time"))
+    session = None if what == "continued" else run.session.get("time")
+    return Began(run.id, session, run, what, pipeline.name)
 
 
 def _goes_on(run: Any, executor: str) -> bool:
@@ -367,8 +375,8 @@ def deployment_run(
     restart: bool = False,
     quiet_stdout: bool = False,
 ) -> Iterator[str | None]:
-    """Begin the run around a submission; a submission that fails ends it as failed. The
-    executor refuses first (`refuse`): a refused command records nothing."""
+    """Begin the run around a submission, said once it succeeded; a submission that fails ends
+    it as failed. The executor refuses first (`refuse`): a refused command records nothing."""
     if file is None or Path(file).suffix == ".json":  # a compiled job: no pipeline file to record
         if fresh or resume:
             from asapo_pipelines.errors import UsageError
@@ -390,15 +398,17 @@ def deployment_run(
         executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
         yield None
         return
-    began = begin(
-        file, executor.name, fresh=fresh, resume=resume, restart=restart, quiet_stdout=quiet_stdout
-    )
+    began = begin(file, executor.name, fresh=fresh, resume=resume, restart=restart)
     try:
         yield None if began is None else began.run_id
     except Exception as exc:
         if began is not None:
             _end_failed(file, executor.name, began, exc)
         raise
+    # said once the submission succeeded: a failed one resumed nothing ("resuming run r1"
+    # followed by its error was false), and its error is then the one thing to read
+    if began is not None:
+        began.announce(err=quiet_stdout)
 
 
 def _by_label(counters: dict[str, Any] | None) -> dict[str, Any]:

@@ -30,8 +30,10 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
-def transport_spec(target: str) -> tuple[dict[str, Any], str]:
-    """The transport spec for a store directory or a pipeline file, and a label for it."""
+def transport_spec(target: str, then: str) -> tuple[dict[str, Any], str]:
+    """The transport spec for a store directory or a pipeline file, and a label for it; a
+    pipeline file that does not validate now is read as `pipeline runs` reads it (a warning
+    saying `then`, `load_for_records`)."""
     path = Path(target).expanduser()
     if path.is_dir():
         if not (path / "store.json").exists():
@@ -42,6 +44,15 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
         return {"embedded": {"path": str(path.absolute()), "create": False}}, str(path)
     if not path.is_file() and not path.is_symlink():
         raise UsageError(f"{target} does not exist; give a store directory or a pipeline file")
+    return _file_transport(path, then)
+
+
+def _file_transport(path: Path, then: str) -> tuple[dict[str, Any], str]:
+    """The transport a pipeline file gives. The core's transports need only their section,
+    read without validating the rest (a file with no units yet still lists its store); a
+    plugin's transport needs the catalog to resolve its options, so the file is read as
+    `pipeline runs` reads it (`load_for_records`): after a plugin upgrade renamed a unit's
+    param, what its runs left is still listed and pruned, with a warning saying `then`."""
     doc = read_pipeline_document(path).data  # a mapping: anything else is the file's P108
     section = doc.get("transport") or {"embedded": {"path": DEFAULT_DATA_DIR}}
     if not isinstance(section, dict) or len(section) != 1:
@@ -49,20 +60,24 @@ def transport_spec(target: str) -> tuple[dict[str, Any], str]:
     ((kind, options),) = section.items()
     options = dict(options or {})
     if kind == "embedded":
-        store = Path(options.get("path") or DEFAULT_DATA_DIR).expanduser()
-        if not store.is_absolute():
-            store = path.absolute().parent / store
-        if not (store / "store.json").exists():
-            _check_store_path(store)
-            raise UsageError(f"the pipeline's store {store} does not exist yet (nothing has run)")
-        return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
+        return _embedded(path, options)
     if kind == "asapo":
         return {"asapo": options}, f"ASAP::O at {options.get('endpoint')}"
-    # a plugin's transport: the file validated against the catalog gives its resolved options
-    from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.pipeline import load_pipeline
+    from asapo_pipelines.cli.executors import load_for_records
 
-    return load_pipeline(path, Catalog.load()).transport.spec(), f"the {kind} transport"
+    pipeline, _ = load_for_records(path, then)
+    return pipeline.transport.spec(), f"the {kind} transport"
+
+
+def _embedded(path: Path, options: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The embedded store a pipeline file names, which a run must have made already."""
+    store = Path(options.get("path") or DEFAULT_DATA_DIR).expanduser()
+    if not store.is_absolute():
+        store = path.absolute().parent / store
+    if not (store / "store.json").exists():
+        _check_store_path(store)
+        raise UsageError(f"the pipeline's store {store} does not exist yet (nothing has run)")
+    return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
 
 
 def _check_store_path(store: Path) -> None:
@@ -75,10 +90,10 @@ def _check_store_path(store: Path) -> None:
         raise UsageError(why)
 
 
-def _open(target: str) -> tuple[Transport, str]:
+def _open(target: str, then: str) -> tuple[Transport, str]:
     from asapo_pipelines.transport import open_transport
 
-    spec, label = transport_spec(target)
+    spec, label = transport_spec(target, then)
     return open_transport(spec), label
 
 
@@ -130,7 +145,7 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     PATH_OR_PIPELINE is an embedded store directory or a pipeline file (its transport is used).
     Lag is the number of messages a consumer group has not acknowledged yet.
     """
-    transport, label = _open(target)
+    transport, label = _open(target, "listing what its transport holds")
     try:
         sources = _collect(transport, only)
     finally:
@@ -320,7 +335,7 @@ def prune(
     delete old streams and payloads to free space, or one run of a pipeline (`--run`)."""
     if sum(x is not None for x in (older_than, drop_stream, run_id)) != 1:
         raise UsageError("give exactly one of --older-than AGE, --drop-stream NAME or --run RUN")
-    transport, label = _open(target)
+    transport, label = _open(target, "pruning what its transport holds")
     try:
         _prune(transport, label, target, older_than, only, drop_stream, run_id, as_json)
     finally:
