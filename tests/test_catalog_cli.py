@@ -226,6 +226,15 @@ def test_show_unit_describes_params_and_gives_a_pasteable_snippet(env):
     ):
         assert expected in text.stdout
 
+    # narrower (36 columns) than the snippet's lines: it pastes whole, never cut at the edge
+    # (a flow mapping of defaults cut mid-line is broken YAML)
+    narrow = run_pipeline("show-unit", "acme.denoise", env={**env, "COLUMNS": "36"})
+    assert narrow.returncode == 0, narrow.stderr
+    shown = narrow.stdout.split("Example (paste under `units:`):\n", 1)[1]
+    assert [line.rstrip() for line in shown.strip("\n").splitlines()] == [
+        line.rstrip() for line in data["example"].strip("\n").splitlines()
+    ]
+
 
 @pytest.mark.parametrize(
     ("name", "message"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +200,35 @@ def instance_name(descriptor: UnitDescriptor) -> str:
     return descriptor.name.split(".", 1)[1].replace("-", "_")
 
 
+#: the width a snippet's lines keep to: a terminal's, where `show-unit` prints it
+SNIPPET_WIDTH = 80
+
+
+def _default_lines(name: str, value: Any, indent: str) -> list[str]:
+    """`name: value` as YAML lines. A mapping too long for one line (a nested model's defaults,
+    `pre_edge: {...}`) is written as a block, a key a line: a terminal would cut the one line,
+    and a line cut mid-mapping pastes as broken YAML. JSON scalars and lists are YAML."""
+    line = f"{indent}{name}: {json.dumps(value)}"
+    if len(line) <= SNIPPET_WIDTH or not isinstance(value, dict) or not value:
+        return [line]
+    lines = [f"{indent}{name}:"]
+    for key, item in value.items():
+        lines.extend(_default_lines(_yaml_key(str(key)), item, indent + "  "))
+    return lines
+
+
+def _yaml_key(key: str) -> str:
+    """A mapping key as YAML reads it back: plain when it is a plain name, else quoted (`on`
+    and `yes` are booleans to YAML 1.1 readers, as some editors are)."""
+    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key) is not None
+    if plain and key.lower() not in _YAML11_WORDS:
+        return key
+    return json.dumps(key)
+
+
+_YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
 def example_snippet(descriptor: UnitDescriptor) -> str:
     """The YAML a user pastes under `units:` to use this unit, with every port and parameter."""
     lines = [f"{instance_name(descriptor)}:", f"  unit: {descriptor.name}"]
@@ -210,7 +240,7 @@ def example_snippet(descriptor: UnitDescriptor) -> str:
                 value, comment = required_value(row)
                 lines.append(f"    {row.name}: {value}  # {comment}")
             else:
-                lines.append(f"    {row.name}: {row.default_text()}")
+                lines.extend(_default_lines(row.name, row.default, "    "))
     for side, ports in (("inputs", descriptor.inputs), ("outputs", descriptor.outputs)):
         if ports:
             lines.append(f"  {side}:")

@@ -7,6 +7,7 @@ import json
 
 import fh_units
 import pytest
+from ruamel.yaml import YAML
 
 from asapo_pipelines.pipeline.validate import validate_text
 from asapo_pipelines.testing import catalog_from_plugins
@@ -90,6 +91,10 @@ def test_show_unit_gives_constraints_and_nested_fields():
     assert "npre: int = 1  [0 <= x <= 1]" in shown.stdout
     assert max(len(line) for line in shown.stdout.splitlines()) <= 80
     data = json.loads(run_pipeline("show-unit", "xas.normalize", "--json").stdout)
+    # within 80 columns and whole: the nested defaults as blocks, not a flow mapping cut at
+    # the terminal's edge (which pasted as broken YAML)
+    pasted = shown.stdout.split("Example (paste under `units:`):\n", 1)[1]
+    assert YAML(typ="safe").load(pasted) == YAML(typ="safe").load(data["example"])
     by_name = {p["name"]: p for p in data["params"]}
     assert by_name["autobk.win"]["type"].startswith('"hanning"')
     assert by_name["pre_edge.npre"]["constraints"] == "0 <= x <= 1"

@@ -210,7 +210,11 @@ def show_unit(name: str, as_json: bool) -> None:
     res = descriptor.resources
     out.print(f"Resources: cpu {res.cpu} MHz, memory {res.memory} MB, gpus {res.gpus}")
     out.print("\nExample (paste under `units:`):")
-    out.print(Syntax(snippet, "yaml", theme="ansi_dark", background_color="default"))
+    # as wide as its longest line and never cropped: a flow mapping of defaults (`pre_edge:
+    # {...}`) is longer than a terminal, and a line cut at the edge pastes as broken YAML
+    width = max(len(line) for line in snippet.splitlines())
+    code = Syntax(snippet, "yaml", theme="ansi_dark", background_color="default", code_width=width)
+    out.print(code, crop=False, soft_wrap=True)
 
 
 def _plugin_block(p: dict[str, Any]) -> Any:
