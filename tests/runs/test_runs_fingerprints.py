@@ -54,7 +54,10 @@ def test_a_param_changes_its_unit_and_everything_downstream(p65):
         (["normalise.mode=mu"], "no unit normalise; did you mean normalize?"),
         (["normalize.autobk.rbgk=1"], "no parameter autobk.rbgk; did you mean rbkg?"),
         (["normalize.mdoe=mu"], "no parameter mdoe; did you mean mode?"),
-        (["advisor.target_noise=lots"], "--set advisor.target_noise"),
+        # the value given, beside why it does not fit: a typo is then seen at once
+        (["advisor.target_noise=lots"], "--set advisor.target_noise: "),
+        (["advisor.target_noise=lots"], "not 'lots'"),
+        (["normalize.autobk.rbkg=abc"], "Input should be a valid number, not 'abc'"),
         (["advisor.target_noise=[1"], "is not a YAML value"),
     ],
 )

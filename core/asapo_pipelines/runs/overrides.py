@@ -121,10 +121,9 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
             except ValidationError as exc:
                 err = exc.errors()[0]
                 loc = ".".join(str(p) for p in err.get("loc", ()))
-                raise UsageError(
-                    f"{where}: {err.get('msg', 'invalid value')}"
-                    + (f" (at {loc})" if loc and loc != dotted else "")
-                ) from None
+                # the value given, when it is the one at fault: a typo is then seen at once
+                said = f", not {value!r}" if loc in ("", dotted) else f" (at {loc})"
+                raise UsageError(f"{where}: {err.get('msg', 'invalid value')}{said}") from None
         config.params = merged
 
 
