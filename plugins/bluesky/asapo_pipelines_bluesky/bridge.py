@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +35,10 @@ def target_label(target: Any) -> str:
     return str(target or "unknown")
 
 
+#: Fields an entry keeps (and lists) itself: not repeated among its numbers
+OWN_FIELDS = {"scans", "confidence", "target"}
+
+
 def _numbers(arguments: dict[str, Any]) -> dict[str, Any]:
     """The numbers behind a suggestion, for people: scalars of `arguments` and its `metrics`."""
     found: dict[str, Any] = {}
@@ -40,7 +46,7 @@ def _numbers(arguments: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(source, dict):
             continue
         for key, value in source.items():
-            if isinstance(value, bool) or value is None:
+            if isinstance(value, bool) or value is None or key in OWN_FIELDS:
                 continue
             if isinstance(value, int | float | str) and len(str(value)) <= 40:
                 found[str(key)] = value
@@ -180,17 +186,33 @@ def over_budget(inbox: Inbox, entry: Entry, budget: Budget) -> str | None:
     return None
 
 
-def submit(inbox: Inbox, client: Any, entry: Entry) -> Entry:
-    """Queue `entry`'s item once; a refusal or no answer is recorded as failed and re-raised
-    (the worker sends it to the error stream; only a person's approve tries again)."""
+@contextlib.contextmanager
+def failed_on_queue_error(inbox: Inbox, uid: str) -> Iterator[None]:
+    """A QueueError inside marks suggestion `uid` failed with its sentence, and goes on (the
+    worker sends it to the error stream, the CLI prints it; only a person's approve tries
+    again)."""
     from asapo_pipelines_bluesky.queue import QueueError
 
-    assert entry.item is not None
     try:
-        state, reason, item_uid = client.submit(entry.item, entry.uid)
+        yield
     except QueueError as exc:
-        inbox.set_state(entry.uid, "failed", exc.message)
+        inbox.set_state(uid, "failed", exc.message)
         raise
+
+
+def connect(inbox: Inbox, params: QueueParams, entry: Entry) -> Any:
+    """A client for submitting `entry`; one that cannot be made (a bad key file) fails it."""
+    from asapo_pipelines_bluesky.queue import QueueClient
+
+    with failed_on_queue_error(inbox, entry.uid):
+        return QueueClient(params)
+
+
+def submit(inbox: Inbox, client: Any, entry: Entry) -> Entry:
+    """Queue `entry`'s item once; a refusal or no answer is recorded as failed and re-raised."""
+    assert entry.item is not None
+    with failed_on_queue_error(inbox, entry.uid):
+        state, reason, item_uid = client.submit(entry.item, entry.uid)
     return inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
 
 
@@ -221,8 +243,6 @@ def person() -> str:
 
 def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str = "") -> Entry:
     """A person approves: recorded, then queued at once (once, whatever was tried before)."""
-    from asapo_pipelines_bluesky.queue import QueueClient
-
     entry = inbox.find(uid)
     if entry.state not in APPROVABLE:
         raise InboxError(
@@ -232,7 +252,7 @@ def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str
         )
     inbox.decide(entry.uid, "approve", by=by, reason=reason)
     inbox.set_state(entry.uid, "approved", reason or f"approved by {by}")
-    with QueueClient(params) as client:
+    with connect(inbox, params, entry) as client:
         return submit(inbox, client, inbox.find(entry.uid))
 
 

@@ -7,9 +7,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from asapo_pipelines.sdk import Params
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` is no public key the queue-server client accepts, or None (the sentence does
+    not repeat the key: validation adds the value given)."""
+    # the client's own check (bluesky-queueserver's validate_zmq_key: libzmq's curve_public),
+    # imported only here so that registering the plugin stays light; z85 is 40 characters
+    from bluesky_queueserver.manager.comms import validate_zmq_key
+
+    try:
+        validate_zmq_key(key)
+    except ValueError:
+        return (
+            "not a public key of the queue server: it must be the 40 characters (z85) that "
+            "qserver-zmq-keys prints"
+        )
+    return None
 
 
 class Budget(BaseModel):
@@ -107,3 +124,13 @@ class QueueParams(Params):
             "decisions); relative to the pipeline file.",
         ),
     ] = ".pipeline-data/suggestions.sqlite"
+
+    @field_validator("public_key")
+    @classmethod
+    def _z85_key(cls, value: str | None) -> str | None:
+        # a key from a file is checked when it is read: the file may exist only where it runs
+        if value and not value.startswith("file:"):
+            problem = key_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value

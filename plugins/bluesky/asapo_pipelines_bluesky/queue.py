@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.sdk import PipelinesError
-from asapo_pipelines_bluesky.params import QueueParams
+from asapo_pipelines_bluesky.params import QueueParams, key_problem
 
 #: Where a queue item carries the suggestion it came from (queue-server copies `meta` into the
 #: run's start document, so the uid also reaches the measured data).
@@ -46,9 +46,24 @@ def suggestion_uid(item: dict[str, Any]) -> str | None:
     return str(uid) if uid else None
 
 
-def _first_line(text: str) -> str:
-    text = " ".join(str(text).split("\n", 1)[0].split())
-    return text.rstrip(".")
+#: The longest server reason kept; a reason is a sentence or a validation report, not a log
+REASON_CHARS = 2000
+
+
+def whole_reason(text: object) -> str:
+    """The server's reason, every line of it, as one line: its lines joined with " | " (the
+    reason goes to one error record, one inbox field and one table cell), bounded."""
+    lines = [" ".join(line.split()) for line in str(text).splitlines()]
+    reason = " | ".join(line for line in lines if line).rstrip(".")
+    if len(reason) > REASON_CHARS:
+        reason = reason[: REASON_CHARS - 1].rstrip() + "…"
+    return reason
+
+
+def _without_item(msg: str) -> str:
+    """A refusal without the item the server prints back after it: plan validation appends
+    "\nPlan: {...}" (bluesky-queueserver's profile_ops), our own item, which the inbox keeps."""
+    return msg.partition("\nPlan: ")[0]
 
 
 class QueueClient:
@@ -59,12 +74,18 @@ class QueueClient:
 
         self.params = params
         self.address = params.control_address
-        self.api = REManagerAPI(
-            zmq_control_addr=params.control_address,
-            zmq_public_key=_public_key(params.public_key),
-            timeout_recv=params.timeout,
-            timeout_send=params.timeout,
-        )
+        key = _public_key(params.public_key)
+        try:
+            self.api = REManagerAPI(
+                zmq_control_addr=params.control_address,
+                zmq_public_key=key,
+                timeout_recv=params.timeout,
+                timeout_send=params.timeout,
+            )
+        except Exception as exc:  # the client raises what it likes (ValueError, ZMQError, ...)
+            raise QueueError(
+                f"cannot connect to the queue server at {self.address}: {whole_reason(exc)}"
+            ) from None
         self.api.user = params.user
         self.api.user_group = params.user_group
 
@@ -89,8 +110,8 @@ class QueueClient:
                 f"{self.params.timeout:g} s; is start-re-manager running there?"
             ) from None
         except RequestFailedError as exc:
-            reason = _first_line(exc.response.get("msg", "") if hasattr(exc, "response") else "")
-            reason = reason or _first_line(str(exc))
+            msg = exc.response.get("msg", "") if hasattr(exc, "response") else ""
+            reason = whole_reason(_without_item(str(msg))) or whole_reason(exc)
             raise QueueRefused(f"the queue server refused {what}: {reason}", reason) from None
 
     def status(self) -> dict[str, Any]:
@@ -150,19 +171,21 @@ def _state_of(where: str, item: dict[str, Any]) -> tuple[str, str]:
     status = str(result.get("exit_status", ""))
     if status in COMPLETED:
         return "completed", ""
-    reason = _first_line(result.get("msg", "")) or f"the plan ended as {status or 'unknown'}"
+    reason = whole_reason(result.get("msg", "")) or f"the plan ended as {status or 'unknown'}"
     return "failed", reason
 
 
 def _public_key(value: str | None) -> str | None:
-    if not value:
-        return None
-    if value.startswith("file:"):
-        path = Path(value[5:]).expanduser()
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise QueueError(
-                f"cannot read the queue server's public key from {path}: {exc.strerror}"
-            ) from None
-    return value
+    if not value or not value.startswith("file:"):
+        return value or None  # a key given inline was checked with the params
+    path = Path(value[5:]).expanduser()
+    try:
+        key = path.read_text().strip()
+    except OSError as exc:
+        raise QueueError(
+            f"cannot read the queue server's public key from {path}: {exc.strerror}"
+        ) from None
+    problem = key_problem(key)
+    if problem is not None:
+        raise QueueError(f"the key in {path} is {problem}")
+    return key

@@ -27,9 +27,13 @@ class QueueBridge(Processor):
         self._sent: list[int] = []
         self.counts: dict[str, int] = {}
 
-    def _client(self) -> QueueClient:
+    def _client(self, entry: Any = None) -> QueueClient:
+        """The connection, made on first use; one that cannot be made fails `entry`."""
         if self.client is None:
-            self.client = QueueClient(self.params)
+            if entry is None:
+                self.client = QueueClient(self.params)
+            else:
+                self.client = bridge.connect(self.inbox, self.params, entry)
         return self.client
 
     def process(self, message: Message) -> None:
@@ -65,7 +69,7 @@ class QueueBridge(Processor):
             return
         # a refusal or no answer raises: the message and the server's reason go to the error
         # stream, the inbox says failed; a person may approve it again, nothing retries blindly
-        bridge.submit(self.inbox, self._client(), entry)
+        bridge.submit(self.inbox, self._client(entry), entry)
 
     def _send_feedback(self) -> None:
         for seq, body in self.inbox.unsent():
