@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.executor import Executor
     from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.pipeline.validate import PipelineInvalid
+    from asapo_pipelines.transport import Transport
 
 #: Where `deploy`, `start`, `plan`, `logs` and `stop` go when nothing names an executor (the
 #: file has no ``deploy:`` section and no local run): a Nomad cluster, as before executors
@@ -184,6 +185,30 @@ def load_for_records(path: Path, then: str) -> tuple[Pipeline, Catalog]:
             raise
         _say_invalid(path, exc, then)
         return shaped
+
+
+def say_whose_runs(
+    transport: Transport, name: str, path: Path, shown: str = "runs", *, refuse: bool = False
+) -> None:
+    """A copy of a pipeline file that keeps its `pipeline:` name reads, in the same store, the
+    runs of the file that owns the name (`pipeline run` refuses the copy, `RunStore.claim`):
+    a command reading them through the copy says so in one warning line, saying what it shows
+    (`shown`), rather than pass them off as the copy's; one that would drop them (`refuse`:
+    `pipeline prune`) refuses with `run`'s sentence. Nothing for the owner, or no owner yet."""
+    from asapo_pipelines.cli.output import warn
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.runs.store import RunsError
+
+    store = RunStore(transport, name)
+    owner = store.other_owner(path)
+    if owner is None:
+        return
+    if refuse:
+        raise RunsError(store.refusal(owner, path))
+    warn(
+        f"{store.belongs_to(owner)}: the {shown} shown are its, not {path}'s (rename "
+        f"`pipeline:` in {path} to run it)"
+    )
 
 
 def _shape_only(path: Path) -> tuple[Pipeline, Catalog] | None:
@@ -604,6 +629,7 @@ def status(
     workers published; with none of these, the counters alone."""
     given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
     executor, path = executor_for("status", file, executor_name, given, default=None)
+    _say_whose_status(executor, path)
     if executor is not None:
         # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
         settle(executor, _pipeline_file(path))
@@ -628,6 +654,28 @@ def status(
     from asapo_pipelines.counters import show_counters
 
     show_counters(path, as_json)
+
+
+def _say_whose_status(executor: Executor | None, path: Path | None) -> None:
+    """`say_whose_runs` for `status` of a pipeline file: the counters (and the job, named
+    after the pipeline) of a copy that keeps the file's name are the owner's. A transport
+    that cannot be read from here says nothing: the counters say why."""
+    from asapo_pipelines.transport import TransportError, open_transport
+
+    if path is None or path.suffix == ".json":
+        return
+    if executor is not None and executor.pipeline is not None:
+        pipeline, catalog = executor.pipeline, executor.catalog
+    else:
+        loaded, catalog = _load(path)
+        if loaded is None:
+            return
+        pipeline = loaded
+    try:
+        with open_transport(pipeline.transport.spec(), catalog) as transport:
+            say_whose_runs(transport, pipeline.name, path, "counters")
+    except (TransportError, NotImplementedError):
+        return
 
 
 @click.command()

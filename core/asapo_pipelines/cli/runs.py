@@ -58,7 +58,7 @@ def runs(file: str, as_json: bool) -> None:
     The runs are recorded on the transport FILE names, wherever `pipeline run --data-dir` put
     their local run directories.
     """
-    from asapo_pipelines.cli.executors import load_for_records
+    from asapo_pipelines.cli.executors import load_for_records, say_whose_runs
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
@@ -71,6 +71,7 @@ def runs(file: str, as_json: bool) -> None:
     transport = open_transport(pipeline.transport.spec(), catalog)
     store = RunStore(transport, pipeline.name)
     try:
+        say_whose_runs(transport, pipeline.name, Path(file))
         found = store.runs()
     finally:
         transport.close()

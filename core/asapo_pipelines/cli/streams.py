@@ -147,6 +147,7 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     """
     transport, label = _open(target, "listing what its transport holds")
     try:
+        _say_whose(transport, target)
         sources = _collect(transport, only)
     finally:
         transport.close()
@@ -354,6 +355,11 @@ def _prune(
 ) -> None:
     store = _check_prunable(transport)
     pipeline = _pipeline_name(target)
+    if pipeline is not None:
+        from asapo_pipelines.cli.executors import say_whose_runs
+
+        # what a file prunes is in its pipeline's namespace: through a copy, the owner's runs
+        say_whose_runs(transport, pipeline, Path(target), refuse=True)
     if only and _holds_run_records(only) and run_id is None:
         # a record dropped alone leaves its run's streams behind, and a running run's its
         # workers: one run goes with its streams, and only once it is not running (`--run`)
@@ -428,6 +434,19 @@ def _pipeline_name(target: str) -> str | None:
     if not isinstance(name, str) or not name:
         raise UsageError(f"{target} names no pipeline (`pipeline: NAME` at the top)")
     return name
+
+
+def _say_whose(transport: Transport, target: str) -> None:
+    """`say_whose_runs` when the target is a pipeline file that names its pipeline (a file
+    with no name yet still lists its store, as a store directory lists every pipeline's)."""
+    from asapo_pipelines.cli.executors import say_whose_runs
+
+    try:
+        name = _pipeline_name(target)
+    except UsageError:
+        return
+    if name is not None:
+        say_whose_runs(transport, name, Path(target))
 
 
 def _pipelines_in(transport: Transport) -> list[str]:

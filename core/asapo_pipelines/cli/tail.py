@@ -394,7 +394,7 @@ def tail(
     import shutil
 
     _refuse_all_with_last(everything)
-    from asapo_pipelines.cli.executors import load_for_records
+    from asapo_pipelines.cli.executors import load_for_records, say_whose_runs
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
@@ -403,6 +403,7 @@ def tail(
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
     transport = open_transport(pipeline.transport.spec(), catalog)
     try:
+        say_whose_runs(transport, pipeline.name, file, "messages")
         store = RunStore(transport, pipeline.name)
         run = _shown_run(store, run_id)
         sources = _sources(pipeline, stream, run.id if run is not None else None)

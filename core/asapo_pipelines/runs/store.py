@@ -379,6 +379,26 @@ class RunStore:
         claims = self._read(OWNER_STREAM) if self.source in self.transport.data_sources() else []
         return str(claims[0]["file"]) if claims else None
 
+    def other_owner(self, pipeline_file: str | Path) -> str | None:
+        """The file that owns the namespace when it is not `pipeline_file` (one read of the
+        owner record); None for the owner, or a store with no owner recorded yet."""
+        owner = self.owner()
+        return owner if owner is not None and owner != str(Path(pipeline_file).resolve()) else None
+
+    def belongs_to(self, owner: str) -> str:
+        """The start of every sentence that says another file owns the namespace: `claim`'s
+        refusal, and the warning of a command that reads the runs through a copy."""
+        return f"pipeline name {self.pipeline!r} in this store belongs to {owner}"
+
+    def refusal(self, owner: str, pipeline_file: str | Path) -> str:
+        """Why `pipeline_file` may not write or prune in `owner`'s namespace, and the remedy."""
+        return (
+            f"{self.belongs_to(owner)}, so {Path(pipeline_file).resolve()} cannot use it: give "
+            "one of the two files another `pipeline:` name, or a store of its own in its "
+            "`transport:` section (another `path`, or another `key_prefix` where the transport "
+            "has one)"
+        )
+
     # -- writing ----------------------------------------------------------------------------------
     def _append(self, stream: str, record: dict[str, Any]) -> int:
         payload, meta = formats.encode(record, "json")
@@ -395,12 +415,7 @@ class RunStore:
             self._append(OWNER_STREAM, {"file": mine, "time": time.time(), "host": _host()})
             owner = self.owner()
         if owner != mine:
-            raise RunsError(
-                f"pipeline name {self.pipeline!r} in this store belongs to {owner}, so {mine} "
-                "cannot use it: give one of the two files another `pipeline:` name, or a store "
-                "of its own in its `transport:` section (another `path`, or another "
-                "`key_prefix` where the transport has one)"
-            )
+            raise RunsError(self.refusal(str(owner), mine))
 
     def begin(
         self,
