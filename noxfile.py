@@ -2,8 +2,9 @@
 
 Each plugin under plugins/ is tested in its own fresh environment with only the core beside
 it (found by reading plugins/*/pyproject.toml), then everything is installed and tested together.
-That last session leaves out the core tests that passed in the `tests` session of the same `nox`
-run on the same tree, for CI's time (tests/passed_record.py says how, and what that gives up).
+That last session leaves out the tests that passed in the `tests` and `plugin-<name>` sessions
+of the same `nox` run on the same tree, for CI's time (tools/passed_record.py says how, and what
+that gives up).
 """
 
 from __future__ import annotations
@@ -34,11 +35,21 @@ def _plugins() -> dict[str, dict]:
 
 PLUGINS = _plugins()
 
-#: the core tests that passed in the `tests` session, which the `all` session then leaves out
-#: (tests/passed_record.py). It lives for one `nox` run: removed when nox reads this file, so
-#: `nox -s all` alone, or after an earlier run's `tests`, runs every core test.
-PASSED_RECORD = ROOT / ".nox" / "core-tests-passed.json"
-PASSED_RECORD.unlink(missing_ok=True)
+#: the tests that passed in the `tests` and `plugin-<name>` sessions, one record per session,
+#: which the `all` session then leaves out (tools/passed_record.py). They live for one `nox`
+#: run: removed when nox reads this file, so `nox -s all` alone, or after an earlier run's
+#: sessions, runs every test.
+PASSED_RECORDS = ROOT / ".nox" / "passed"
+shutil.rmtree(PASSED_RECORDS, ignore_errors=True)
+
+
+def _recording(session_name: str) -> tuple[list[str], dict[str, str]]:
+    """pytest's arguments and environment for a session whose passed tests are recorded."""
+    record = PASSED_RECORDS / f"{session_name}.json"
+    return ["-p", "passed_record"], {
+        "ASAPO_PIPELINES_RECORD_PASSED": str(record),
+        "PYTHONPATH": str(ROOT / "tools"),
+    }
 
 
 def _has_test_extra(project: dict) -> bool:
@@ -112,23 +123,20 @@ def types(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The core's test suite, with the real ASAP::O client wheels.
 
-    Records the tests that pass, which the `all` session then leaves out (tests/passed_record.py).
+    Records the tests that pass, which the `all` session then leaves out (tools/passed_record.py).
     """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]")
-    session.run(
-        "pytest",
-        "tests",
-        *session.posargs,
-        env={"ASAPO_PIPELINES_RECORD_PASSED": str(PASSED_RECORD)},
-    )
+    options, env = _recording("tests")
+    session.run("pytest", *options, "tests", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
 @nox.parametrize("name", sorted(PLUGINS) or ["none"])
 def plugin(session: nox.Session, name: str) -> None:
     """One plugin package in its own environment, with only the core (and the sibling plugins
-    its tests name) beside it."""
+    its tests name) beside it. Records the tests that pass, which the `all` session then leaves
+    out (tools/passed_record.py)."""
     if name not in PLUGINS:
         session.skip("no plugin packages under plugins/")
     ensure_system_tools(session)
@@ -137,38 +145,46 @@ def plugin(session: nox.Session, name: str) -> None:
     # the viewer extra: a plugin may test its part of the viewer (the bluesky inbox does)
     session.install(".[test,viewer]", _plugin_spec(name), *(f"./plugins/{s}" for s in siblings))
     session.chdir(ROOT / "plugins" / name)
-    session.run("pytest", "tests", *session.posargs)
+    options, env = _recording(f"plugin-{name}")
+    session.run("pytest", *options, "tests", *session.posargs, env=env)
 
 
 @nox.session(name="all", python=PYTHON)
 def all_together(session: nox.Session) -> None:
-    """Core and plugins together: the catalog; all tests but the core's that passed in `tests`.
+    """Core and plugins together: the catalog; the tests that did not pass in their own session.
 
-    Every plugin's tests run, and every core test except those that already passed in this
-    run's `tests` session on the same tree (tests/passed_record.py): the core tests that need a
-    plugin (skipped there), and those that failed or were skipped there for another reason, run
-    here.
+    Every core and plugin test runs except those that already passed in this run's `tests` or
+    `plugin-<name>` session on the same tree (tools/passed_record.py): the tests that need
+    another plugin (skipped in their own session), and those that failed or were skipped there
+    for another reason, run here.
 
-    What that gives up: a core test that passed with the core alone is not run again with every
-    plugin installed, so a plugin that breaks one just by being installed goes unnoticed here.
-    The catalog with every plugin is still checked: by `pipeline plugins --strict` below, by the
-    `schemas` and `docs` sessions and by the core tests that need the plugins. Why: CI's time;
-    running the core tests a second time took about 14 of CI's 90 minutes.
+    What that gives up: a test that passed with its own package alone is not run again with
+    every plugin installed, so a plugin that breaks another's tests just by being installed goes
+    unnoticed here. The catalog with every plugin is still checked: by `pipeline plugins
+    --strict` below, by the `schemas` and `docs` sessions and by the tests that need the other
+    plugins. Why: CI's time; running the tests a second time took about 30 of CI's 90 minutes.
 
-    Without a record of `tests` (`nox -s all` alone) or when the tree changed, every test runs;
-    pytest prints one line saying which.
+    Without the records (`nox -s all` alone), or for a session whose record is missing or whose
+    tree changed, those tests run; pytest prints one line per record saying which.
     """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]", *(_plugin_spec(n) for n in PLUGINS))
     session.run("pipeline", "plugins", "--strict")
+    records = [PASSED_RECORDS / "tests.json"]
+    records += [PASSED_RECORDS / f"plugin-{n}.json" for n in PLUGINS]
     session.run(
         "pytest",
         "-p",
         "no:cacheprovider",
+        "-p",
+        "passed_record",
         "tests",
         *(f"plugins/{n}/tests" for n in PLUGINS),
         *session.posargs,
-        env={"ASAPO_PIPELINES_SKIP_PASSED": str(PASSED_RECORD)},
+        env={
+            "ASAPO_PIPELINES_SKIP_PASSED": os.pathsep.join(map(str, records)),
+            "PYTHONPATH": str(ROOT / "tools"),
+        },
     )
 
 

@@ -9,9 +9,6 @@ import pytest
 
 from helpers import run_pipeline
 
-# CI's `tests` session records the tests that pass; its `all` session skips them (see the module)
-pytest_plugins = ["passed_record"]
-
 
 @pytest.fixture
 def pipeline_cli() -> Callable[..., subprocess.CompletedProcess[str]]:

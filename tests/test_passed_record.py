@@ -1,6 +1,7 @@
-"""CI's `tests` session records the core tests that pass; its `all` session leaves them out
-(tests/passed_record.py). Driven through real pytest runs on a throw-away git project whose
-conftest loads a copy of the same module the core's conftest loads."""
+"""CI's `tests` and `plugin-<name>` sessions record the tests that pass; its `all` session
+leaves them out (tools/passed_record.py). Driven through real pytest runs on a throw-away git
+project that loads a copy of the module as the noxfile does (`-p passed_record`, its folder on
+PYTHONPATH)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from types import ModuleType
 
 import pytest
 
-MODULE = Path(__file__).with_name("passed_record.py")
+MODULE = Path(__file__).resolve().parents[1] / "tools" / "passed_record.py"
 RECORD_ENV = "ASAPO_PIPELINES_RECORD_PASSED"
 SKIP_ENV = "ASAPO_PIPELINES_SKIP_PASSED"
 
@@ -88,16 +89,20 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A git work tree laid out as the repository: core tests under tests/, loading the module
-    from their conftest; a plugin's under plugins/demo/tests; the record under ignored .nox/."""
+    """A git work tree laid out as the repository: the module under tools/, core tests under
+    tests/, a plugin's under plugins/demo/tests with its own pytest configuration (as the
+    reference plugins have), the records under ignored .nox/."""
     root = tmp_path / "project"
     (root / "tests").mkdir(parents=True)
     (root / "plugins" / "demo" / "tests").mkdir(parents=True)
     (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\ntestpaths = ["tests"]\n')
     (root / ".gitignore").write_text("__pycache__/\n.nox/\n")
     (root / "README.md").write_text("a project\n")
-    shutil.copy(MODULE, root / "tests" / "passed_record.py")
-    (root / "tests" / "conftest.py").write_text('pytest_plugins = ["passed_record"]\n')
+    (root / "tools").mkdir()
+    shutil.copy(MODULE, root / "tools" / "passed_record.py")
+    (root / "plugins" / "demo" / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n[tool.pytest.ini_options]\ntestpaths = ["tests"]\n'
+    )
     (root / "tests" / "test_core.py").write_text(CORE_TESTS)
     (root / "plugins" / "demo" / "tests" / "test_plugin.py").write_text(
         "def test_plugin_passes():\n    pass\n"
@@ -107,11 +112,14 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def _pytest(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _pytest(
+    project: Path, *args: str, cwd: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """pytest with the module loaded as the noxfile loads it, from `cwd` (the project)."""
     return subprocess.run(
-        [sys.executable, "-m", "pytest", *args],
-        cwd=project,
-        env=_env(**env),
+        [sys.executable, "-m", "pytest", "-p", "passed_record", *args],
+        cwd=cwd or project,
+        env=_env(PYTHONPATH=str(project / "tools"), **env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -157,8 +165,8 @@ def test_records_the_passed_tests_then_deselects_them_while_the_tree_is_the_same
     }
     assert "collected 7 items / 2 deselected / 5 selected" in done.stdout
     assert _lines(done) == [
-        "asapo-pipelines: deselected 2 core tests that passed in the tests session"
-        " (.nox/passed.json, same tree)"
+        "asapo-pipelines: deselected 2 tests that passed in an earlier session on the same tree"
+        " (2 of .nox/passed.json)"
     ]
     assert "test_plugin.py ." in done.stdout
 
@@ -168,16 +176,50 @@ def test_records_the_passed_tests_then_deselects_them_while_the_tree_is_the_same
     assert done.returncode == 1, done.stdout + done.stderr
     assert _counts(done) == {**EVERY_CORE_TEST, "passed": 4}
     assert _lines(done) == [
-        "asapo-pipelines: running every core test: the tree changed since the tests session"
-        " (.nox/passed.json)"
+        "asapo-pipelines: running the tests of .nox/passed.json again:"
+        " the tree changed since its session"
+    ]
+
+
+def test_a_plugins_session_run_from_its_own_folder_is_skipped_from_the_top(project):
+    """A plugin's session runs from plugins/demo, whose pyproject makes it pytest's rootdir
+    (ids `tests/...`); the `all` session runs from the top (ids `plugins/demo/tests/...`)."""
+    core = _record(project)
+    plugin = project / ".nox" / "plugin-demo.json"
+    done = _pytest(project, "tests", cwd=project / "plugins" / "demo", **{RECORD_ENV: str(plugin)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _lines(done) == ["asapo-pipelines: recorded 1 passed tests in .nox/plugin-demo.json"]
+    assert json.loads(plugin.read_bytes())["passed"] == [
+        "plugins/demo/tests/test_plugin.py::test_plugin_passes"
+    ]
+
+    records = os.pathsep.join([str(core), str(plugin)])
+    done = _pytest(project, "tests", "plugins/demo/tests", **{SKIP_ENV: records})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "collected 7 items / 3 deselected / 4 selected" in done.stdout
+    assert _lines(done) == [
+        "asapo-pipelines: deselected 3 tests that passed in an earlier session on the same tree"
+        " (2 of .nox/passed.json, 1 of .nox/plugin-demo.json)"
+    ]
+
+    # one record unusable: only its tests run again, and one line says so
+    plugin.write_text("{}")
+    done = _pytest(project, "tests", "plugins/demo/tests", **{SKIP_ENV: records})
+    assert "collected 7 items / 2 deselected / 5 selected" in done.stdout
+    assert "test_plugin.py ." in done.stdout
+    assert _lines(done) == [
+        "asapo-pipelines: running the tests of .nox/plugin-demo.json again:"
+        " the record is damaged (not a record of format 2)",
+        "asapo-pipelines: deselected 2 tests that passed in an earlier session on the same tree"
+        " (2 of .nox/passed.json)",
     ]
 
 
 @pytest.mark.parametrize(
     ("content", "why"),
     [
-        (None, "no record of the tests session (.nox/passed.json)"),
-        (b"\x00\xff\xfe garbage \x80", "the record .nox/passed.json is damaged (not JSON)"),
+        (None, "no such record (its session did not run or did not finish)"),
+        (b"\x00\xff\xfe garbage \x80", "the record is damaged (not JSON)"),
     ],
     ids=["missing", "garbage"],
 )
@@ -190,34 +232,36 @@ def test_without_a_usable_record_everything_runs_and_one_line_says_why(project, 
     # the exit code is the tests': one fails
     assert done.returncode == 1, done.stdout + done.stderr
     assert _counts(done) == EVERY_CORE_TEST
-    assert _lines(done) == [f"asapo-pipelines: running every core test: {why}"]
+    assert _lines(done) == [f"asapo-pipelines: running the tests of .nox/passed.json again: {why}"]
     assert "Traceback" not in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
     ("content", "why"),
     [
-        (b'{"format": 1, "fingerprint": "abc", "passed": [1', "not JSON"),
+        (b'{"format": 2, "fingerprint": "abc", "passed": [1', "not JSON"),
         (b"[" * 100_000, "not JSON"),
-        (b"[]", "not a record of format 1"),
-        (b'{"format": 2, "fingerprint": "abc", "passed": []}', "not a record of format 1"),
-        (b'{"format": 1, "fingerprint": 7, "passed": []}', "its fingerprint is not text"),
+        (b"[]", "not a record of format 2"),
+        # format 1 held ids relative to pytest's rootdir: not comparable
+        (b'{"format": 1, "fingerprint": "abc", "passed": []}', "not a record of format 2"),
+        (b'{"format": 2, "fingerprint": 7, "passed": []}', "its fingerprint is not text"),
         (
-            b'{"format": 1, "fingerprint": "abc", "passed": "tests"}',
-            "its passed tests are not a list of node ids",
+            b'{"format": 2, "fingerprint": "abc", "passed": "tests"}',
+            "its passed tests are not a list of test ids",
         ),
     ],
-    ids=["cut-short", "too-deep", "a-list", "other-format", "wrong-fingerprint", "wrong-passed"],
+    ids=["cut-short", "too-deep", "a-list", "older-format", "wrong-fingerprint", "wrong-passed"],
 )
 def test_a_damaged_record_says_how(tmp_path, content, why):
     record = tmp_path / ".nox" / "passed.json"
     record.parent.mkdir()
     record.write_bytes(content)
-    skipper = _module().PassedSkipper(record, tmp_path, "abc", "")
-    assert skipper.passed is None  # nothing is deselected
-    assert skipper.line == (
-        f"asapo-pipelines: running every core test: the record .nox/passed.json is damaged ({why})"
-    )
+    skipper = _module().PassedSkipper([record], tmp_path, tmp_path, "abc", "")
+    assert skipper.usable == {}  # nothing is deselected
+    assert skipper.lines == [
+        f"asapo-pipelines: running the tests of .nox/passed.json again: the record is damaged"
+        f" ({why})"
+    ]
 
 
 def test_without_the_variables_pytest_runs_as_ever_and_writes_nothing(project):
@@ -240,14 +284,14 @@ def test_a_test_that_leaves_a_file_in_the_tree_is_named_and_everything_runs_late
     assert _lines(done) == [
         "asapo-pipelines: recorded 3 passed tests in .nox/passed.json",
         "asapo-pipelines: the tests changed the tree while they ran"
-        " (added tests/left-behind.txt): a later session finds another tree and runs every"
-        " core test",
+        " (added tests/left-behind.txt): a later session finds another tree and runs these"
+        " tests again",
     ]
     done = _pytest(project, "tests", **{SKIP_ENV: str(record)})
     assert _counts(done) == {**EVERY_CORE_TEST, "passed": 4}
     assert _lines(done) == [
-        "asapo-pipelines: running every core test: the tree changed since the tests session"
-        " (.nox/passed.json)"
+        "asapo-pipelines: running the tests of .nox/passed.json again:"
+        " the tree changed since its session"
     ]
 
 
@@ -284,9 +328,11 @@ def test_outside_a_git_work_tree_there_is_no_fingerprint_and_everything_runs(pro
         module.tree_fingerprint(project)
     record = project / ".nox" / "passed.json"
     record.parent.mkdir()
-    record.write_text(json.dumps({"format": 1, "fingerprint": "abc", "passed": sorted(PASSED)}))
+    record.write_text(json.dumps({"format": 2, "fingerprint": "abc", "passed": sorted(PASSED)}))
     done = _pytest(project, "tests", **{SKIP_ENV: str(record)})
     assert done.returncode == 1, done.stdout + done.stderr
     assert _counts(done) == EVERY_CORE_TEST
     (line,) = _lines(done)
-    assert line.startswith("asapo-pipelines: running every core test: no fingerprint of the tree")
+    assert line.startswith(
+        "asapo-pipelines: running the tests of .nox/passed.json again: no fingerprint of the tree"
+    )

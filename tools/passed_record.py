@@ -1,53 +1,57 @@
-"""Run the core tests once per CI run: the `all` session skips those that passed in `tests`.
+"""Run each test once per CI run: the `all` session skips those that passed in an earlier one.
 
-CI (`nox`, see noxfile.py) runs the core tests twice: in the `tests` session (the core with its
-asapo and viewer extras) and again in the `all` session (the core with every plugin installed),
-which took about 14 of the 90 minutes CI may take on its 2-core machine. This pytest plugin
-removes the repetition, and does nothing unless one of two environment variables is set (a
-developer's plain `pytest tests` behaves exactly as without it):
+CI (`nox`, see noxfile.py) runs the core tests in the `tests` session (the core with its asapo
+and viewer extras) and each plugin's tests in its `plugin-<name>` session (the plugin with only
+the core and the sibling plugins its tests name). The `all` session installs everything
+together and would run all of those tests a second time: about 30 of the 90 minutes CI may take
+on its 2-core machine. This pytest plugin removes the repetition. The noxfile loads it with
+``-p passed_record`` (this directory on PYTHONPATH); it does nothing unless one of two
+environment variables is set:
 
-``ASAPO_PIPELINES_RECORD_PASSED=<file>`` (the `tests` session)
-    At the end of the session, write into <file> the node ids of the tests that passed (call
-    phase passed; setup and teardown did not fail; no subtest failed; skipped, xfailed, xpassed,
+``ASAPO_PIPELINES_RECORD_PASSED=<file>`` (the `tests` and `plugin-<name>` sessions)
+    At the end of the session, write into <file> the ids of the tests that passed (call phase
+    passed; setup and teardown did not fail; no subtest failed; skipped, xfailed, xpassed,
     failed and errored tests are left out), with the fingerprint of the source tree taken when
     pytest started. Only the tests that ran are recorded. The file is written atomically (a
     temporary file beside it, then renamed). If the tests left the tree changed (a file written
     into the repository instead of tmp_path), a line names the files: the `all` session would
-    find another tree and run everything.
+    find another tree and run those tests again.
 
-``ASAPO_PIPELINES_SKIP_PASSED=<file>`` (the `all` session)
-    If <file> holds a record whose fingerprint equals the current tree's, deselect the core
-    tests (those under this directory) it lists as passed, through `pytest_deselected`, so the
-    summary says "N deselected" and prints one line saying how many and from which file.
-    Everything else runs: the core tests that were skipped alone (they need the XAS or NeXus
-    plugin, the docs' examples, ...), those that failed, and every plugin's tests. When the
-    record is missing, unreadable or damaged, or the tree changed, everything runs and one
-    line says why.
+``ASAPO_PIPELINES_SKIP_PASSED=<file>[:<file>...]`` (the `all` session; os.pathsep between)
+    For each record whose fingerprint equals the current tree's, deselect the tests it lists as
+    passed, through `pytest_deselected`, so the summary says "N deselected" and one line says
+    how many came from which record. Everything else runs: the tests that were skipped in their
+    own session (a core test that needs the XAS or NeXus plugin, ...), those that failed, and
+    those of a session that left no usable record. When a record is missing, unreadable or
+    damaged, or the tree changed, its tests run and one line says why.
 
-What is given up: a core test that passed with the core alone is not run again with every
-plugin installed; a plugin that broke such a test just by being installed would go unnoticed
-there. The catalog with every plugin installed is still checked by `pipeline plugins --strict`
-(the `all` session), by the `schemas` and `docs` sessions, and by the core tests that need the
-plugins (skipped alone, so never recorded). That is the price of CI's time.
+A test's id in a record is pytest's node id taken relative to the top of the git work tree,
+not to pytest's rootdir: a plugin's session runs from plugins/<name> with that plugin's
+configuration (ids like ``tests/test_x.py::t``), the `all` session from the repository root
+(``plugins/<name>/tests/test_x.py::t``); both record and compare ``plugins/<name>/tests/...``.
+
+What is given up: a test that passed with its own package alone (or the core with its extras)
+is not run again with every plugin installed; a plugin that broke another's tests just by being
+installed would go unnoticed there. The catalog with every plugin installed is still checked by
+`pipeline plugins --strict` (the `all` session), by the `schemas` and `docs` sessions and by the
+tests that need the other plugins (skipped alone, so never recorded). That is the price of
+CI's time.
 
 The fingerprint is a sha256 over the relative path and contents of every file git lists
 (`git ls-files -z --cached --others --exclude-standard`: tracked, plus untracked files that
 are not ignored), sorted; a listed file that is gone is skipped, a symbolic link counts by
 its target. Without git (or outside a work tree) there is none, and nothing is deselected.
-It is taken once, when pytest configures, the same way in both sessions. Node ids are
-relative to pytest's rootdir: both sessions run from the repository root, whose
-pyproject.toml is the configuration, so the core's ids are the same in both.
+It is taken once, when pytest configures, the same way in every session.
 
 Both variables are removed from the environment once read, so a pytest that a test starts in
 a subprocess neither records nor deselects. (pytest-xdist would need them in its workers;
 CI does not use it.)
-
-Loaded by tests/conftest.py through `pytest_plugins`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -59,10 +63,9 @@ import pytest
 
 RECORD_ENV = "ASAPO_PIPELINES_RECORD_PASSED"
 SKIP_ENV = "ASAPO_PIPELINES_SKIP_PASSED"
-#: the core tests: the only ones this plugin deselects
-CORE_TESTS = Path(__file__).resolve().parent
-#: the record's layout; a record of another format counts as damaged
-FORMAT = 1
+#: the record's layout; a record of another format counts as damaged. Format 1 held node ids
+#: relative to pytest's rootdir; format 2 holds them relative to the work tree's top.
+FORMAT = 2
 PREFIX = "asapo-pipelines:"
 
 
@@ -70,15 +73,10 @@ class NoFingerprint(Exception):
     """The tree cannot be fingerprinted (no git, not a work tree, an unreadable file)."""
 
 
-def tree_files(start: Path) -> dict[bytes, bytes]:
-    """Each file git lists in the work tree that holds `start` (tracked, and untracked but not
-    ignored), by its path relative to the top: its kind (f, or l for a symbolic link) and the
-    sha256 of its contents (of a link's target)."""
+def work_tree_top(start: Path) -> Path:
+    """The top of the git work tree that holds `start`."""
     try:
         top = _git(start, "rev-parse", "--show-toplevel").rstrip(b"\n")
-        listed = _git(
-            Path(os.fsdecode(top)), "ls-files", "-z", "--cached", "--others", "--exclude-standard"
-        )
     except FileNotFoundError as exc:
         raise NoFingerprint("git is not installed") from exc
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -86,10 +84,22 @@ def tree_files(start: Path) -> dict[bytes, bytes]:
     except subprocess.CalledProcessError as exc:
         first = (exc.stderr or b"").decode(errors="replace").strip().splitlines()
         raise NoFingerprint(f"git failed: {first[0] if first else exc}") from exc
+    return Path(os.fsdecode(top))
+
+
+def tree_files(start: Path) -> dict[bytes, bytes]:
+    """Each file git lists in the work tree that holds `start` (tracked, and untracked but not
+    ignored), by its path relative to the top: its kind (f, or l for a symbolic link) and the
+    sha256 of its contents (of a link's target)."""
+    top = work_tree_top(start)
+    try:
+        listed = _git(top, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise NoFingerprint(f"cannot list the tree with git: {exc}") from exc
     files = {}
     # a path may be listed more than once (an unmerged file); each counts once
     for relative in set(listed.split(b"\0")) - {b""}:
-        path = os.path.join(top, relative)
+        path = os.path.join(os.fsencode(top), relative)
         try:
             if os.path.islink(path):
                 kind, content = b"l", os.fsencode(os.readlink(path))
@@ -130,18 +140,36 @@ def tree_changes(before: dict[bytes, bytes], after: dict[bytes, bytes]) -> list[
     ]
 
 
+def tree_id(nodeid: str, root: Path, top: Path) -> str | None:
+    """A node id relative to pytest's rootdir `root`, made relative to the work tree's `top`
+    (None for a test outside it). The file is the part before the first "::"."""
+    file, sep, rest = nodeid.partition("::")
+    relative = _relative_file(root / file, top)
+    return None if relative is None else relative + sep + rest
+
+
+@functools.lru_cache(maxsize=4096)  # one look-up per test file, not per test
+def _relative_file(path: Path, top: Path) -> str | None:
+    try:
+        return path.resolve().relative_to(top.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
 def _git(where: Path, *args: str) -> bytes:
     return subprocess.run(
         ["git", "-C", str(where), *args], capture_output=True, check=True, timeout=60
     ).stdout
 
 
-def _shown(path: Path, root: Path) -> str:
-    """`path` as the line shows it: relative to pytest's rootdir when under it."""
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
+def _shown(path: Path, root: Path, top: Path | None) -> str:
+    """`path` as a line shows it: relative to pytest's rootdir when under it, else to the work
+    tree's top (a plugin's session runs below the records' folder)."""
+    for base in (root, top):
+        if base is not None:
+            with contextlib.suppress(ValueError):
+                return str(path.relative_to(base))
+    return str(path)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,25 +178,35 @@ def pytest_configure(config: pytest.Config) -> None:
     if not record and not skip:
         return
     try:
+        top: Path | None = work_tree_top(config.rootpath)
         files: dict[bytes, bytes] | None = tree_files(config.rootpath)
         why = ""
     except NoFingerprint as exc:
-        files, why = None, str(exc)
-    fingerprint = None if files is None else fingerprint_of(files)
+        top, files, why = None, None, str(exc)
     if record:
-        recorder = PassedRecorder(Path(record).absolute(), config.rootpath, files, why)
+        recorder = PassedRecorder(Path(record).absolute(), config.rootpath, top, files, why)
         config.pluginmanager.register(recorder, "asapo-pipelines-record-passed")
     if skip:
-        skipper = PassedSkipper(Path(skip).absolute(), config.rootpath, fingerprint, why)
+        fingerprint = None if files is None else fingerprint_of(files)
+        records = [Path(p).absolute() for p in skip.split(os.pathsep) if p]
+        skipper = PassedSkipper(records, config.rootpath, top, fingerprint, why)
         config.pluginmanager.register(skipper, "asapo-pipelines-skip-passed")
 
 
 class PassedRecorder:
-    """Collects the node ids of the tests that pass; writes them at the session's end."""
+    """Collects the ids of the tests that pass; writes them at the session's end."""
 
-    def __init__(self, path: Path, root: Path, files: dict[bytes, bytes] | None, why: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        root: Path,
+        top: Path | None,
+        files: dict[bytes, bytes] | None,
+        why: str,
+    ) -> None:
         self.path = path
         self.root = root
+        self.top = top
         #: the tree when pytest started, which the record's fingerprint is of
         self.files = files
         self.why = why
@@ -184,9 +222,13 @@ class PassedRecorder:
             self.passed.add(report.nodeid)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        passed = sorted(self.passed - self.spoiled)
-        shown = _shown(self.path, self.root)
+        shown = _shown(self.path, self.root, self.top)
         fingerprint = None if self.files is None else fingerprint_of(self.files)
+        passed = sorted(
+            found
+            for nodeid in self.passed - self.spoiled
+            if self.top is not None and (found := tree_id(nodeid, self.root, self.top))
+        )
         data = {"format": FORMAT, "fingerprint": fingerprint, "passed": passed}
         try:
             _write_atomically(self.path, json.dumps(data, indent=1).encode())
@@ -201,7 +243,7 @@ class PassedRecorder:
 
     def _tell_changes(self) -> None:
         """Say which files the tests left changed in the tree: the `all` session would find
-        another tree and run every core test (a test should write under tmp_path instead)."""
+        another tree and run these tests again (a test should write under tmp_path instead)."""
         if self.files is None:
             return
         try:
@@ -214,7 +256,7 @@ class PassedRecorder:
             )
             self.lines.append(
                 f"{PREFIX} the tests changed the tree while they ran ({listed}):"
-                " a later session finds another tree and runs every core test"
+                " a later session finds another tree and runs these tests again"
             )
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
@@ -240,60 +282,79 @@ def _write_atomically(path: Path, content: bytes) -> None:
 
 
 class PassedSkipper:
-    """Deselects the core tests that passed in the recorded session, when the tree is the same."""
+    """Deselects the tests that passed in the recorded sessions, when the tree is the same."""
 
-    def __init__(self, path: Path, root: Path, fingerprint: str | None, why: str) -> None:
-        self.path = path
+    def __init__(
+        self,
+        paths: list[Path],
+        root: Path,
+        top: Path | None,
+        fingerprint: str | None,
+        why: str,
+    ) -> None:
         self.root = root
-        self.passed: frozenset[str] | None = None
-        shown = _shown(path, root)
-        everything = f"{PREFIX} running every core test:"
+        self.top = top
+        #: per usable record: its path as shown, and the ids it lists as passed
+        self.usable: dict[str, frozenset[str]] = {}
+        #: one line per record that is not used, saying why its tests run again
+        self.lines: list[str] = []
+        for path in paths:
+            shown = _shown(path, root, top)
+            reason = self._load(path, shown, fingerprint, why)
+            if reason:
+                self.lines.append(f"{PREFIX} running the tests of {shown} again: {reason}")
+
+    def _load(self, path: Path, shown: str, fingerprint: str | None, why: str) -> str:
+        """Keep the record at `path` if usable; else say why not."""
         try:
-            recorded = _read_record(path)
+            recorded, passed = _read_record(path)
         except FileNotFoundError:
-            self.line = f"{everything} no record of the tests session ({shown})"
-            return
+            return "no such record (its session did not run or did not finish)"
         except OSError as exc:
-            self.line = f"{everything} cannot read the record {shown} ({exc.strerror or exc})"
-            return
+            return f"cannot read it ({exc.strerror or exc})"
         except ValueError as exc:
-            self.line = f"{everything} the record {shown} is damaged ({exc})"
-            return
-        if recorded[0] is None:
-            self.line = f"{everything} the tests session had no fingerprint of the tree"
-        elif fingerprint is None:
-            self.line = f"{everything} no fingerprint of the tree ({why})"
-        elif recorded[0] != fingerprint:
-            self.line = f"{everything} the tree changed since the tests session ({shown})"
-        else:
-            self.passed = recorded[1]
-            self.line = ""
+            return f"the record is damaged ({exc})"
+        if recorded is None:
+            return "its session had no fingerprint of the tree"
+        if fingerprint is None or self.top is None:
+            return f"no fingerprint of the tree ({why})"
+        if recorded != fingerprint:
+            return "the tree changed since its session"
+        self.usable[shown] = passed
+        return ""
 
     @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: count only what would run
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        if self.passed is None:
+        if not self.usable or self.top is None:
             return
         keep: list[pytest.Item] = []
+        dropped = dict.fromkeys(self.usable, 0)
         drop: list[pytest.Item] = []
         for item in items:
-            core = item.path.resolve().is_relative_to(CORE_TESTS)
-            (drop if core and item.nodeid in self.passed else keep).append(item)
+            found = tree_id(item.nodeid, self.root, self.top)
+            by = next((s for s, ids in self.usable.items() if found in ids), None)
+            if by is None:
+                keep.append(item)
+            else:
+                dropped[by] += 1
+                drop.append(item)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
-        self.line = (
-            f"{PREFIX} deselected {len(drop)} core tests that passed in the tests session"
-            f" ({_shown(self.path, self.root)}, same tree)"
+        counts = ", ".join(f"{count} of {shown}" for shown, count in dropped.items())
+        self.lines.append(
+            f"{PREFIX} deselected {len(drop)} tests that passed in an earlier session on the same"
+            f" tree ({counts})"
         )
 
     def pytest_report_collectionfinish(self) -> list[str]:
-        return [self.line] if self.line else []
+        return self.lines
 
 
 def _read_record(path: Path) -> tuple[str | None, frozenset[str]]:
-    """The fingerprint and passed node ids of a record; ValueError says how it is damaged."""
+    """The fingerprint and passed test ids of a record; ValueError says how it is damaged."""
     raw = path.read_bytes()
     try:
         data = json.loads(raw)
@@ -305,5 +366,5 @@ def _read_record(path: Path) -> tuple[str | None, frozenset[str]]:
     if not (fingerprint is None or isinstance(fingerprint, str)):
         raise ValueError("its fingerprint is not text")
     if not isinstance(passed, list) or not all(isinstance(n, str) for n in passed):
-        raise ValueError("its passed tests are not a list of node ids")
+        raise ValueError("its passed tests are not a list of test ids")
     return fingerprint, frozenset(passed)
