@@ -41,15 +41,26 @@ PLUGINS = _plugins()
 #: sessions, runs every test.
 PASSED_RECORDS = ROOT / ".nox" / "passed"
 shutil.rmtree(PASSED_RECORDS, ignore_errors=True)
+#: pytest's options that load tools/passed_record.py (found through `_passed_record_env`)
+PASSED_RECORD_PLUGIN = ("-p", "passed_record")
 
 
-def _recording(session_name: str) -> tuple[list[str], dict[str, str]]:
-    """pytest's arguments and environment for a session whose passed tests are recorded."""
-    record = PASSED_RECORDS / f"{session_name}.json"
-    return ["-p", "passed_record"], {
-        "ASAPO_PIPELINES_RECORD_PASSED": str(record),
-        "PYTHONPATH": str(ROOT / "tools"),
-    }
+def _passed_record(session_name: str) -> Path:
+    """The record of the tests that passed in the session `session_name`."""
+    return PASSED_RECORDS / f"{session_name}.json"
+
+
+def _passed_record_env(variable: str, value: str) -> dict[str, str]:
+    """pytest's environment for tools/passed_record.py: its folder on PYTHONPATH, and
+    `variable` (ASAPO_PIPELINES_RECORD_PASSED or ASAPO_PIPELINES_SKIP_PASSED) set to `value`."""
+    path = os.pathsep.join(filter(None, [str(ROOT / "tools"), os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, variable: value}
+
+
+def _recording(session_name: str) -> dict[str, str]:
+    """pytest's environment for a session whose passed tests are recorded."""
+    record = str(_passed_record(session_name))
+    return _passed_record_env("ASAPO_PIPELINES_RECORD_PASSED", record)
 
 
 def _has_test_extra(project: dict) -> bool:
@@ -127,8 +138,7 @@ def tests(session: nox.Session) -> None:
     """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]")
-    options, env = _recording("tests")
-    session.run("pytest", *options, "tests", *session.posargs, env=env)
+    session.run("pytest", *PASSED_RECORD_PLUGIN, "tests", *session.posargs, env=_recording("tests"))
 
 
 @nox.session(python=PYTHON)
@@ -145,8 +155,8 @@ def plugin(session: nox.Session, name: str) -> None:
     # the viewer extra: a plugin may test its part of the viewer (the bluesky inbox does)
     session.install(".[test,viewer]", _plugin_spec(name), *(f"./plugins/{s}" for s in siblings))
     session.chdir(ROOT / "plugins" / name)
-    options, env = _recording(f"plugin-{name}")
-    session.run("pytest", *options, "tests", *session.posargs, env=env)
+    env = _recording(f"plugin-{name}")
+    session.run("pytest", *PASSED_RECORD_PLUGIN, "tests", *session.posargs, env=env)
 
 
 @nox.session(name="all", python=PYTHON)
@@ -170,21 +180,16 @@ def all_together(session: nox.Session) -> None:
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]", *(_plugin_spec(n) for n in PLUGINS))
     session.run("pipeline", "plugins", "--strict")
-    records = [PASSED_RECORDS / "tests.json"]
-    records += [PASSED_RECORDS / f"plugin-{n}.json" for n in PLUGINS]
+    records = [_passed_record(s) for s in ["tests", *(f"plugin-{n}" for n in PLUGINS)]]
     session.run(
         "pytest",
         "-p",
         "no:cacheprovider",
-        "-p",
-        "passed_record",
+        *PASSED_RECORD_PLUGIN,
         "tests",
         *(f"plugins/{n}/tests" for n in PLUGINS),
         *session.posargs,
-        env={
-            "ASAPO_PIPELINES_SKIP_PASSED": os.pathsep.join(map(str, records)),
-            "PYTHONPATH": str(ROOT / "tools"),
-        },
+        env=_passed_record_env("ASAPO_PIPELINES_SKIP_PASSED", os.pathsep.join(map(str, records))),
     )
 
 

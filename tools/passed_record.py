@@ -88,10 +88,14 @@ def work_tree_top(start: Path) -> Path:
 
 
 def tree_files(start: Path) -> dict[bytes, bytes]:
-    """Each file git lists in the work tree that holds `start` (tracked, and untracked but not
+    """Each file git lists in the work tree that holds `start` (`listed_files`)."""
+    return listed_files(work_tree_top(start))
+
+
+def listed_files(top: Path) -> dict[bytes, bytes]:
+    """Each file git lists in the work tree whose top is `top` (tracked, and untracked but not
     ignored), by its path relative to the top: its kind (f, or l for a symbolic link) and the
     sha256 of its contents (of a link's target)."""
-    top = work_tree_top(start)
     try:
         listed = _git(top, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     except (OSError, subprocess.SubprocessError) as exc:
@@ -179,7 +183,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     try:
         top: Path | None = work_tree_top(config.rootpath)
-        files: dict[bytes, bytes] | None = tree_files(config.rootpath)
+        files: dict[bytes, bytes] | None = listed_files(top)
         why = ""
     except NoFingerprint as exc:
         top, files, why = None, None, str(exc)
@@ -244,10 +248,10 @@ class PassedRecorder:
     def _tell_changes(self) -> None:
         """Say which files the tests left changed in the tree: the `all` session would find
         another tree and run these tests again (a test should write under tmp_path instead)."""
-        if self.files is None:
+        if self.files is None or self.top is None:
             return
         try:
-            changes = tree_changes(self.files, tree_files(self.root))
+            changes = tree_changes(self.files, listed_files(self.top))
         except NoFingerprint:
             return
         if changes:
@@ -329,12 +333,13 @@ class PassedSkipper:
     ) -> None:
         if not self.usable or self.top is None:
             return
-        keep: list[pytest.Item] = []
+        #: each passed test id, by the record (as shown) that lists it
+        record_of = {test: shown for shown, ids in self.usable.items() for test in ids}
         dropped = dict.fromkeys(self.usable, 0)
+        keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
         for item in items:
-            found = tree_id(item.nodeid, self.root, self.top)
-            by = next((s for s, ids in self.usable.items() if found in ids), None)
+            by = record_of.get(tree_id(item.nodeid, self.root, self.top) or "")
             if by is None:
                 keep.append(item)
             else:
