@@ -94,9 +94,9 @@ def run(
         )
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir):
-            session = start_session(
-                target, fresh=fresh, resume=resume, overrides=overrides, quiet_stdout=as_json
-            )
+            session = start_session(target, fresh=fresh, resume=resume, overrides=overrides)
+        if not detach:
+            session.announce(err=as_json)
     elif fresh or resume or sets:
         raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
     if detach:
@@ -104,6 +104,10 @@ def run(
             # the supervisor and its tasks inherit the run id from this environment
             os.environ[session.env_name] = session.run.id
         state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        # said once the supervisor started, as `deploy` says it once its submission succeeded:
+        # a start that failed resumed nothing, and its error is the one thing to read
+        if session is not None:
+            session.announce(err=as_json)
         # the supervisor stopped the tasks of a lost run first: said as a foreground run says it
         told = stopped_orphans_note(state)
         if told:

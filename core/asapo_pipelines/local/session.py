@@ -38,6 +38,15 @@ class Session:
     previous_handlers: dict[int, Any] | None = None
     ended: bool = False
 
+    def announce(self, *, err: bool) -> None:
+        """Say which run this is (`deployments.announce`), once it began: at once in the
+        foreground, where the live table follows; after the supervisor started with
+        `--detach`, whose start can still fail (the machine's limits, a unit's command not
+        found), and then resumed nothing."""
+        from asapo_pipelines.cli.deployments import announce
+
+        announce(self.run, self.what, self.store.pipeline, err=err)
+
     @property
     def label(self) -> str:
         """The session its workers name in their status records (`worker.status.in_session`)."""
@@ -285,13 +294,11 @@ def start_session(
     fresh: bool,
     resume: bool,
     overrides: dict[str, dict[str, Any]],
-    quiet_stdout: bool = False,
 ) -> Session:
     """Claim the namespace and start or resume the run of the pipeline with its `--set`
     `overrides` applied (`apply_overrides`); one sentence and nothing written when the
-    configuration changed without --fresh or --resume. With `quiet_stdout` (`--json`), what it
-    says goes to stderr, so stdout holds the JSON document only."""
-    from asapo_pipelines.cli.deployments import announce
+    configuration changed without --fresh or --resume. Says nothing of the run: the caller
+    does, once it began (`Session.announce`)."""
     from asapo_pipelines.runs.lifecycle import prepare
     from asapo_pipelines.worker.launch import RUN_ENV
 
@@ -319,5 +326,4 @@ def start_session(
     context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(lambda: end_if_left(session, target.run_dir))
-    announce(run, what, pipeline.name, err=quiet_stdout)
     return session
