@@ -83,6 +83,24 @@ def test_a_truncated_payload_file_is_reported_with_stream_and_id(tmp_path: Path)
     assert "message 1 of stream 'frames'" in str(info.value)
 
 
+def test_metadata_by_id_reads_no_payload_file(tmp_path: Path) -> None:
+    """A restarted worker reads its outputs' provenance, a resumed source what it sent: with
+    the payload files gone (or megabytes each), the metadata is read all the same, and only
+    reading the payload meets the damage."""
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        producer.send("frames", os.urandom(600_000), {"name": "f1.tif", "sha256": "ab"})
+        producer.send("frames", b"small", {"name": "f2.tif"})
+    (segment,) = (tmp_path / "src" / "payloads").rglob("*.seg")
+    segment.unlink()
+    with store.consumer("src", "g") as consumer:
+        with pytest.raises(CorruptPayload, match="message 1 of stream 'frames'"):
+            consumer.get_by_id("frames", 1)
+        first = consumer.get_metadata_by_id("frames", 1)
+        assert (first.metadata, first.payload) == ({"name": "f1.tif", "sha256": "ab"}, None)
+        assert consumer.get_metadata_by_id("frames", 2).metadata == {"name": "f2.tif"}
+
+
 def test_corrupted_seedee_payload_names_stream_and_id(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     from asapo_pipelines.transport.formats import decode_message, encode

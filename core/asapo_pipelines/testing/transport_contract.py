@@ -256,6 +256,31 @@ def test_contract_get_by_id_get_last_and_missing_ids(backend: Backend) -> None:
         assert len(_drain(consumer, stream, timeout=0.5)) == 4
 
 
+def test_contract_get_metadata_by_id_is_get_by_id_without_the_payload(backend: Backend) -> None:
+    """What a restarted worker reads its outputs' provenance with: the same message as
+    `get_by_id` (id, metadata, timestamp, the same errors), its payload None where the backend
+    leaves it unread, else the payload."""
+    stream = backend.stream()
+    with backend.transport.producer(backend.source) as producer:
+        for i, size in ((1, 5), (2, 3 << 20), (3, 7)):
+            producer.send(stream, bytes([i]) * size, {"i": i, "who": {"unit": "u"}}, id=i)
+        producer.send(stream, b"m5", {"i": 5}, id=5)
+        producer.flush(10)
+    with backend.transport.consumer(backend.source, backend.group()) as consumer:
+        consumer.get_by_id(stream, 5, timeout=1 + backend.settle)
+        for i in (1, 2, 3, 5):
+            full, meta = consumer.get_by_id(stream, i), consumer.get_metadata_by_id(stream, i)
+            assert (meta.id, meta.stream, meta.metadata) == (i, stream, full.metadata)
+            assert meta.timestamp == full.timestamp
+            assert meta.payload is None or bytes(meta.payload) == bytes(full.payload or b"")
+        with pytest.raises(MissingId):
+            consumer.get_metadata_by_id(stream, 4)
+        with pytest.raises(EndOfStream):
+            consumer.get_metadata_by_id(stream, 9)
+        # reading by id leaves the group's own progress untouched
+        assert len(_drain(consumer, stream, timeout=0.5)) == 4
+
+
 def test_contract_finished_stream_names_the_next_one(backend: Backend) -> None:
     stream, nxt, group = backend.stream(), backend.stream(), backend.group()
     with backend.transport.producer(backend.source) as producer:
@@ -355,6 +380,7 @@ __all__ = [
     "test_contract_each_group_sees_every_message_once",
     "test_contract_finished_stream_names_the_next_one",
     "test_contract_get_by_id_get_last_and_missing_ids",
+    "test_contract_get_metadata_by_id_is_get_by_id_without_the_payload",
     "test_contract_late_messages_after_finish_are_still_readable",
     "test_contract_lease_of_a_dead_consumer_passes_to_another",
     "test_contract_nack_with_delay",

@@ -613,19 +613,25 @@ class AsapoConsumer(Consumer):
         return self._counts[(stream, mid)] > 1 or mid <= seen
 
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        return self._by_id(stream, id, timeout, self._with_data)
+
+    def get_metadata_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        # the broker's answer alone: no request to the file transfer service for the payload
+        return self._by_id(stream, id, timeout, self._meta_only)
+
+    def _by_id(self, stream: str, id: int, timeout: float, read: Callable[..., Any]) -> Message:
         check_stream(stream)
         try:
             data, meta = self._call(
-                f"message {id} of stream {stream!r}",
-                timeout,
-                self._with_data,
-                "get_by_id",
-                id,
-                stream=stream,
+                f"message {id} of stream {stream!r}", timeout, read, "get_by_id", id, stream=stream
             )
         except NoData as exc:
             raise MissingId(str(exc)) from None
         return self._message(stream, data, meta, 0)
+
+    @staticmethod
+    def _meta_only(c: Any, method: str, *args: Any, **kw: Any) -> tuple[Any, dict]:
+        return getattr(c, method)(*args, meta_only=True, **kw)
 
     def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
         check_stream(stream)

@@ -316,6 +316,14 @@ class Consumer(_Closable):
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
         """The message with this id, not touching the group's progress."""
 
+    def get_metadata_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        """`get_by_id` for a reader that needs the metadata alone (provenance, keys, names):
+        the payload is None where the backend can leave it unread. A restarted worker reads
+        every output it wrote for their provenance, and a resumed source every message it
+        sent: with payloads of megabytes that would read the whole store again. A backend
+        that stores payload and metadata together need not override this."""
+        return self.get_by_id(stream, id, timeout=timeout)
+
     @abc.abstractmethod
     def get_last(self, stream: str, *, timeout: float = 0.0) -> Message:
         """The message with the largest id; raises `EndOfStream` when the stream is empty."""

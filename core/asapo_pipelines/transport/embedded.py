@@ -140,6 +140,8 @@ CREATE TABLE IF NOT EXISTS source_meta(k INTEGER PRIMARY KEY CHECK (k = 0), meta
 """
 
 _MSG_COLS = "id, ts, size, meta, inline, seg, off, xxh"
+#: the payload columns of a row read for its metadata only (`get_metadata_by_id`)
+_NO_PAYLOAD = (None, None, None, None)
 
 #: The index layout (SQLite's `user_version`). Version 1 keeps running totals that stream
 #: information reads instead of counting rows: each stream's message count and payload bytes
@@ -1079,6 +1081,14 @@ class EmbeddedConsumer(Consumer):
 
     @_guarded
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        return self._by_id(stream, id, timeout, with_payload=True)
+
+    @_guarded
+    def get_metadata_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        # the index row alone: no segment file mapped, no payload hashed
+        return self._by_id(stream, id, timeout, with_payload=False)
+
+    def _by_id(self, stream: str, id: int, timeout: float, *, with_payload: bool) -> Message:
         self._check_open()
         check_stream(stream)
 
@@ -1095,7 +1105,7 @@ class EmbeddedConsumer(Consumer):
                         (sid,),
                     ).fetchone()
             if row is not None:
-                return self._message(stream, row, 0)
+                return self._message(stream, row if with_payload else row[:4] + _NO_PAYLOAD, 0)
             if sid is None:
                 raise EndOfStream(
                     f"stream {stream!r} of data source {self.data_source!r} has no message "

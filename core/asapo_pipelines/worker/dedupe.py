@@ -27,11 +27,12 @@ def provenance_key(metadata: dict[str, Any]) -> str | None:
 
 
 def read_metadata(consumer: Any, stream: str, msg_id: int) -> Any:
-    """The message `msg_id` of `stream` for its metadata, or None when it is not there.
-    Provenance lives in the metadata: a message whose payload is damaged still tells what was
-    written (the consumer hands it out as `CorruptPayload.damaged`)."""
+    """The message `msg_id` of `stream` for its metadata (its payload left unread where the
+    transport can), or None when it is not there. Provenance lives in the metadata: a message
+    whose payload is damaged still tells what was written (the consumer hands it out as
+    `CorruptPayload.damaged`)."""
     try:
-        return consumer.get_by_id(stream, msg_id)
+        return consumer.get_metadata_by_id(stream, msg_id)
     except CorruptPayload as exc:
         return exc.damaged
     except (MissingId, EndOfStream, StreamFinished):

@@ -48,7 +48,7 @@ from asapo_pipelines.transport import (
     TransportError,
     formats,
 )
-from asapo_pipelines.worker.dedupe import KeyIndex, source_keys
+from asapo_pipelines.worker.dedupe import KeyIndex, read_metadata, source_keys
 from asapo_pipelines.worker.naming import (
     FIRST_STREAM,
     JOB_TYPE_ENV,
@@ -58,6 +58,7 @@ from asapo_pipelines.worker.naming import (
     status_source,
     status_stream,
 )
+from asapo_pipelines.worker.sent import SentMessage
 from asapo_pipelines.worker.status import ENDED_STATES, Counters, StatusPublisher, retrying
 
 log = logging.getLogger("asapo_pipelines.worker")
@@ -557,29 +558,24 @@ class Worker:
 
     def _sent_before(self) -> Iterator[tuple[str, Any]]:
         """(output port, message) of each output an earlier run of this unit wrote, in the
-        order written (stream by stream)."""
+        order written (stream by stream); their metadata only (the provenance), payloads left
+        unread where the transport can: a resumed run of large files would read them all."""
         for port in self.producers:
             reader = self._reader(port)
             for info in reader.streams():
                 for msg_id in range(1, info.last_id + 1):
-                    try:
-                        msg = reader.get_by_id(info.name, msg_id)
-                    except CorruptPayload as exc:
-                        if exc.damaged is None:
-                            continue
-                        msg = exc.damaged  # the provenance is in the metadata, still readable
-                    except (MissingId, EndOfStream, StreamFinished):
-                        continue
-                    prov = msg.metadata.get(PROVENANCE_KEY)
+                    msg = read_metadata(reader, info.name, msg_id)
+                    prov = msg.metadata.get(PROVENANCE_KEY) if msg is not None else None
                     if isinstance(prov, dict) and prov.get("unit") == self.label:
                         yield port, msg
 
     def _restore_sent(self, unit: Any) -> None:
         """Feed a source's `restore()` the messages an earlier run of it sent: a source has no
-        inputs, and what it sent is its state (which version of a file it read, say)."""
+        inputs, and what it sent is its state (which version of a file it read, say). Each
+        payload is read only if `restore()` asks for it (`SentMessage`)."""
         count = 0
         for port, tmsg in self._sent_before():
-            message = Message.received(port, self._output_source(port), tmsg)
+            message = SentMessage(port, self._output_source(port), tmsg, self._reader(port))
             self._restore_one(unit, message, f"{message.data_source}/{tmsg.stream}/{tmsg.id}")
             count += 1
         if count:

@@ -949,6 +949,14 @@ class RedisConsumer(Consumer):
 
     @_guarded("reading a message by id")
     def get_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        return self._by_id(stream, id, timeout, with_payload=True)
+
+    @_guarded("reading a message's metadata by id")
+    def get_metadata_by_id(self, stream: str, id: int, *, timeout: float = 0.0) -> Message:
+        # the entry alone: a payload kept in a file (payload_dir) is not read
+        return self._by_id(stream, id, timeout, with_payload=False)
+
+    def _by_id(self, stream: str, id: int, timeout: float, *, with_payload: bool) -> Message:
         self._check_open()
         check_stream(stream)
         k = self._keys
@@ -963,7 +971,11 @@ class RedisConsumer(Consumer):
             if entry is not None:
                 found = self._conn.client.xrange(k.log(stream), entry, entry)
                 if found:
-                    return self._message(stream, _decode_fields(found[0][1] or {}), 0)
+                    fields = _decode_fields(found[0][1] or {})
+                    if not with_payload:
+                        fields.pop("p", None)
+                        fields.pop("f", None)
+                    return self._message(stream, fields, 0)
                 raise MissingId(f"{self._where(stream, id)} was removed by retention")
             if last_id is None:
                 raise EndOfStream(

@@ -194,6 +194,22 @@ def test_large_payloads_go_to_the_shared_directory_and_small_ones_stay_inline(
     assert "shared directory" in str(info.value)
 
 
+def test_metadata_by_id_reads_no_payload_file(open_redis: Any, tmp_path: Path) -> None:
+    """A restarted worker reads its outputs' provenance with `get_metadata_by_id`: a payload
+    kept in the shared directory is not read for it (here it is gone, and only reading the
+    payload meets that)."""
+    transport = open_redis(inline_max=1024)
+    with transport.producer("src") as producer:
+        producer.send("s", os.urandom(600_000), {"name": "f1.tif"})
+    (payload_file,) = (tmp_path / "payloads").rglob("*.bin")
+    payload_file.unlink()
+    with transport.consumer("src", "g") as consumer:
+        with pytest.raises(CorruptPayload):
+            consumer.get_by_id("s", 1)
+        found = consumer.get_metadata_by_id("s", 1)
+    assert (found.metadata, found.payload) == ({"name": "f1.tif"}, None)
+
+
 def test_a_payload_above_inline_max_without_a_payload_dir_is_refused_in_one_sentence(
     redis_server: RedisServer,
 ) -> None:
