@@ -213,7 +213,16 @@ def submit(inbox: Inbox, client: Any, entry: Entry) -> Entry:
     assert entry.item is not None
     with failed_on_queue_error(inbox, entry.uid):
         state, reason, item_uid = client.submit(entry.item, entry.uid)
+    inbox.heard_from(client.address)
     return inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
+
+
+def ask(inbox: Inbox, client: Any) -> dict[str, tuple[str, str, str]]:
+    """The server's state of each suggestion it holds; its answer is noted in the inbox (a
+    listing made while the server is gone says since when its states are as last seen)."""
+    states: dict[str, tuple[str, str, str]] = client.states()
+    inbox.heard_from(client.address)
+    return states
 
 
 def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
@@ -221,7 +230,7 @@ def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
     open_ = [e for e in inbox.entries(instance) if e.state in ("submitted", "running")]
     if not open_:
         return 0
-    states = client.states()
+    states = ask(inbox, client)
     changed = 0
     for entry in open_:
         found = states.get(entry.uid)
@@ -241,18 +250,42 @@ def person() -> str:
         return "unknown"
 
 
-def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str = "") -> Entry:
-    """A person approves: recorded, then queued at once (once, whatever was tried before)."""
-    entry = inbox.find(uid)
+def check_approvable(entry: Entry) -> None:
     if entry.state not in APPROVABLE:
         raise InboxError(
             f"suggestion {entry.uid[:12]} is {entry.state}"
             + (f" ({entry.state_reason})" if entry.state_reason else "")
             + "; only pending, held or failed suggestions can be approved"
         )
-    inbox.decide(entry.uid, "approve", by=by, reason=reason)
-    inbox.set_state(entry.uid, "approved", reason or f"approved by {by}")
+
+
+def not_approved(entry: Entry, exc: PipelinesError) -> PipelinesError:
+    """The answer to an approve the server was not there for (`exc`, its QueueUnreachable)."""
+    from asapo_pipelines_bluesky.queue import QueueUnreachable
+
+    return QueueUnreachable(
+        f"suggestion {entry.uid[:12]} stays {entry.state}, not approved: {exc.message}"
+    )
+
+
+def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str = "") -> Entry:
+    """A person approves: recorded, then queued at once (once, whatever was tried before).
+
+    Nothing is recorded while the server does not answer: an approve nobody could send leaves
+    the suggestion as it was (a refusal, or an answer lost after sending, marks it failed)."""
+    from asapo_pipelines_bluesky.queue import QueueRefused, QueueUnreachable
+
+    entry = inbox.find(uid)
+    check_approvable(entry)
     with connect(inbox, params, entry) as client:
+        try:
+            ask(inbox, client)
+        except QueueUnreachable as exc:
+            raise not_approved(entry, exc) from None
+        except QueueRefused:
+            pass  # the server is there: the submit below asks again and records its reason
+        inbox.decide(entry.uid, "approve", by=by, reason=reason)
+        inbox.set_state(entry.uid, "approved", reason or f"approved by {by}")
         return submit(inbox, client, inbox.find(entry.uid))
 
 

@@ -1,12 +1,14 @@
 """The suggestion inbox: every suggestion the bridge received, its state, and people's decisions.
 
 One SQLite database (WAL, like the embedded store) shared by the bridge's worker, the
-`pipeline suggestions` command and the viewer, which may all run at once. Three tables:
+`pipeline suggestions` command and the viewer, which may all run at once. Four tables:
 
 - `suggestions`: one row per suggestion uid, with its state and the reason for it;
 - `decisions`: who decided what, when and why (approve, reject), kept for provenance;
 - `feedback`: the state changes still to be sent on the bridge's `status` port, marked sent
-  only after the worker made its outputs durable (so a crash re-sends, never loses, them).
+  only after the worker made its outputs durable (so a crash re-sends, never loses, them);
+- `servers`: when each queue server last answered, so that a listing made while it is gone
+  says how old the states it shows are.
 
 Standard library only: the CLI and the viewer open it without the queue-server client.
 """
@@ -75,6 +77,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     body TEXT NOT NULL,
     sent INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS servers (
+    address TEXT PRIMARY KEY,
+    heard TEXT NOT NULL
+);
 """
 
 
@@ -84,6 +90,11 @@ class InboxError(PipelinesError):
 
 def now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def local_time(iso: str) -> str:
+    """An inbox time (UTC) as people at the beamline read it: their local time, zone named."""
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 @dataclass
@@ -220,6 +231,11 @@ class Inbox:
         """Every person's decision, oldest first, for provenance."""
         return [dict(r) for r in self.db.execute("SELECT * FROM decisions ORDER BY seq")]
 
+    def last_heard(self, address: str) -> str | None:
+        """When the queue server at `address` last answered the bridge (UTC), or None."""
+        row = self.db.execute("SELECT heard FROM servers WHERE address = ?", (address,)).fetchone()
+        return None if row is None else str(row["heard"])
+
     # -- writing -------------------------------------------------------------------------------
     def add(self, entry: Entry) -> bool:
         """Record a new suggestion; False when its uid is known (a redelivered message)."""
@@ -286,6 +302,14 @@ class Inbox:
         db.execute(
             "INSERT INTO feedback (uid, body) VALUES (?, ?)",
             (entry.uid, json.dumps(entry.feedback())),
+        )
+
+    def heard_from(self, address: str) -> None:
+        """The queue server at `address` answered just now."""
+        self.db.execute(
+            "INSERT INTO servers (address, heard) VALUES (?, ?) "
+            "ON CONFLICT(address) DO UPDATE SET heard = excluded.heard",
+            (address, now()),
         )
 
     def unsent(self) -> list[tuple[int, dict[str, Any]]]:

@@ -6,14 +6,13 @@ talks to; this module reads both from it, so the inbox needs nothing but FILE.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.sdk import UsageError
 from asapo_pipelines_bluesky import bridge
-from asapo_pipelines_bluesky.inbox import Entry, Inbox
+from asapo_pipelines_bluesky.inbox import Entry, Inbox, local_time
 from asapo_pipelines_bluesky.params import QueueParams
 
 UNIT = "bluesky.queue"
@@ -69,11 +68,29 @@ def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], 
                     with QueueClient(b.params) as client:
                         bridge.refresh(inbox, client)
                 except QueueError as exc:
-                    notes.append(f"{b.instance}: states as last seen ({exc.message})")
+                    notes.append(stale(inbox, b.params, exc))
             entries.extend(inbox.entries())
         finally:
             inbox.close()
     return entries, notes
+
+
+def stale(inbox: Inbox, params: QueueParams, exc: Any) -> str:
+    """One line for a listing the server could not bring up to date (`exc`, its QueueError):
+    the server is gone, so the states are as it last answered, and since when."""
+    from asapo_pipelines_bluesky.queue import QueueUnreachable
+
+    if isinstance(exc, QueueUnreachable):
+        why = (
+            f"the queue server at {params.control_address} cannot be reached (no answer within "
+            f"{params.timeout:g} s)"
+        )
+    else:  # a refusal or a bad key file: its own sentence names the server
+        why = exc.message
+    heard = inbox.last_heard(params.control_address)
+    if heard is None:
+        return f"{why}: it has never answered this inbox, the states shown are the inbox's own"
+    return f"{why}: the states shown are as last seen at {local_time(heard)}"
 
 
 def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
@@ -100,14 +117,22 @@ def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
 
 
 def approve(pipeline_file: Path, uid: str, *, by: str, reason: str = "") -> Entry:
-    from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+    from asapo_pipelines_bluesky.queue import QueueClient, QueueError, QueueUnreachable
 
     b, inbox = _locate(pipeline_file, uid)
     try:
         # the states as the server has them now, so that the answer to a second approve says
         # what really became of the item; the approve itself checks the server again
-        with contextlib.suppress(QueueError), QueueClient(b.params) as client:
-            bridge.refresh(inbox, client, b.instance)
+        try:
+            with QueueClient(b.params) as client:
+                bridge.refresh(inbox, client, b.instance)
+        except QueueUnreachable as exc:
+            # said at once: asking again in the approve would only wait a second timeout
+            entry = inbox.find(uid)
+            bridge.check_approvable(entry)
+            raise bridge.not_approved(entry, exc) from None
+        except QueueError:
+            pass  # a refusal or a bad key file: the approve records it on the suggestion
         return bridge.approve(inbox, b.params, uid, by=by, reason=reason)
     finally:
         inbox.close()
