@@ -55,8 +55,9 @@ own noise of its accepted scans (over the same k window) by more than `MERGE_EXC
 (the scatter of noise estimates) is no evidence of a floor: a scan is bad (a glitch, a much
 noisier scan) and merging it made the result worse than the best scan alone. Such a merge gets
 `change_parameters` naming the scans to check (those added since the last merge that was not
-noisier than its best scan; all of them when there was none), no plan, and its noise stays out
-of the fit, so it neither stops the agent nor inflates the scans it asks for later.
+noisier than its best scan; all of them when there was none) by their files' names and the
+sample, their ids in the merge in its metrics (`suspect_scans`), no plan, and its noise stays
+out of the fit, so it neither stops the agent nor inflates the scans it asks for later.
 
 Counting rejections. Scans rejected as copies of another scan (`duplicate`) or left out for
 their normalisation settings (`superseded`) say nothing about the beam or the sample:
@@ -95,6 +96,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,6 +122,12 @@ MERGE_EXCESS_TOLERANCE = 0.1
 #: a merge's settings that are the merge's own, not the normalisation's: they do not change the
 #: scale its noise is measured on (the merge re-merges every scan when they change)
 MERGE_ONLY_SETTINGS = frozenset({"align"})
+
+#: how a scan's id ends when its producer emitted it with a key (`<unit>|<port>|key:<key>`,
+#: the SDK's `keyed_output`): xas.scan-files keys a scan by its file name
+KEYED = "key:"
+#: and a later version of a file (it changed after it was read) by `<name>@<size>-<mtime_ns>`
+FILE_VERSION = re.compile(r"@\d+-\d+$")
 
 Window = tuple[float, float] | None
 
@@ -321,8 +329,28 @@ def _scans(value: Any) -> int | None:
     return value if ok else None
 
 
+def scan_name(scan: str) -> str:
+    """A merged scan as the scientist knows it: the name of its file, as xas.scan-files reads
+    it, the NeXus writer titles its entry and `pipeline tail` shows in its metadata, not the
+    provenance key the merge identifies it by. Of a later version of a file, the file's name
+    too: the merge takes only the latest version of a file. An id its producer gave no key
+    (an address) is all there is to name such a scan by."""
+    # parsed as the SDK's `Message.key` does: unit labels and ports hold no "|", keys may
+    parts = scan.split("|", 2)
+    if len(parts) < 3 or not parts[2].startswith(KEYED):
+        return scan
+    return FILE_VERSION.sub("", parts[2][len(KEYED) :])
+
+
 def _g(value: float) -> str:
     return f"{value:.3g}" if value == 0 or abs(value) >= 0.01 else f"{value:.2e}"
+
+
+def _check_scans(scans: list[str], sample: str | None) -> str:
+    """`check scans <file>, <file> of sample <sample>`: the scans by the names of their files."""
+    names = ", ".join(scan_name(s) for s in scans)
+    which = f"check scan {names}" if len(scans) == 1 else f"check scans {names}"
+    return f"{which} of sample {sample}" if sample else which
 
 
 class ConvergenceAgent:
@@ -534,11 +562,13 @@ class ConvergenceAgent:
         if noisier is not None:
             mean, best = noisier
             suspects = self._suspects(state, merged)
+            # the ids, for a program to find the scans in the merge (`scans`, `accepted`)
+            metrics["suspect_scans"] = suspects
             return suggestion(
                 "change_parameters",
                 f"merge of {n} scans is noisier than its best scan (noise {_g(eps)}, best scan "
                 f"{_g(best)}, mean of its scans {_g(mean)}), which no noise floor explains; a "
-                f"scan is likely bad: check scans {', '.join(suspects)}",
+                f"scan is likely bad: {_check_scans(suspects, group.get('sample'))}",
                 0.6,
                 check=["merged noise above its scans' noise"],
             )

@@ -220,7 +220,28 @@ def settings_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """What differs between two settings, e.g. `autobk.rbkg 1.2, not 1.5`."""
     a, b = _flat(old), _flat(new)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return "; ".join(f"{k} {a.get(k)!r}, not {b.get(k)!r}" for k in keys) or "unknown"
+    return "; ".join(_setting_change(k, a.get(k), b.get(k)) for k in keys) or "unknown"
+
+
+def _setting_change(key: str, value: Any, other: Any) -> str:
+    """`key value, not other`, the values as a pipeline file writes them (`0.3`, `hanning`,
+    `true`), not as Python prints them (`0.30000000000000004`, `'hanning'`, `True`)."""
+    text, other_text = _setting_text(value), _setting_text(other)
+    if text == other_text:  # floats differing beyond the digits shown
+        text, other_text = repr(value), repr(other)
+    return f"{key} {text}, not {other_text}"
+
+
+def _setting_text(value: Any) -> str:
+    if value is None:
+        return "the default"  # not set: the unit's or xraylarch's default applies
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return f"[{', '.join(_setting_text(v) for v in value)}]"
+    return str(value)
 
 
 def normaliser(settings: Mapping[str, Any]) -> str:

@@ -4,9 +4,13 @@ written down here), then decided on."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
+from xas_procs import PIPELINE, write_pipeline
 from xas_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_xas.agent import ConvergenceAgent
@@ -39,15 +43,25 @@ def write_scan(directory: Path, index: int, glitch: int = 0) -> Path:
     return path
 
 
-def merges(paths: list[Path]) -> list[dict]:
-    """The merge the plugin sends after each scan, in order."""
+def merges(paths: list[Path], later_version: bool = False) -> list[dict]:
+    """The merge the plugin sends after each scan, in order; each scan under the id it has in
+    a pipeline (xas.normalize's: the provenance key of xas.scan-files' message), keyed as a
+    file that changed after it was read (`<name>@<size>-<mtime_ns>`) with `later_version`."""
+    from asapo_pipelines.sdk.units import keyed_output
     from asapo_pipelines_xas.merge import Merger
     from asapo_pipelines_xas.normalize import normalize_scan
     from asapo_pipelines_xas.readers import read_scan
+    from asapo_pipelines_xas.scanfiles import signature
 
     params = NormalizeParams.model_validate(NORMALIZE)
     merger = Merger()
-    return [merger.add(normalize_scan(read_scan(p), params)).to_json() for p in paths]
+    out = []
+    for path in paths:
+        spectrum = normalize_scan(read_scan(path), params)
+        key = path.name + ("@{}-{}".format(*signature(path)) if later_version else "")
+        spectrum.metadata["scan_id"] = keyed_output("p65-xas/scans", "scans", key)
+        out.append(merger.add(spectrum).to_json())
+    return out
 
 
 def decisions(docs: list[dict]) -> list[dict]:
@@ -57,9 +71,11 @@ def decisions(docs: list[dict]) -> list[dict]:
     return out  # type: ignore[return-value]
 
 
-def test_a_merge_noisier_than_its_scans_is_not_taken_for_a_noise_floor(tmp_path):
+@pytest.mark.parametrize("later_version", [False, True], ids=["first-read", "later-version"])
+def test_a_merge_noisier_than_its_scans_is_not_taken_for_a_noise_floor(tmp_path, later_version):
     clean = merges([write_scan(tmp_path / "clean", i) for i in range(2)])
-    spoiled = merges([write_scan(tmp_path / "glitch", 0), write_scan(tmp_path / "glitch", 1, 3)])
+    bad = write_scan(tmp_path / "glitch", 1, 3)
+    spoiled = merges([write_scan(tmp_path / "glitch", 0), bad], later_version)
     merged = spoiled[-1]
     singles = [s["epsilon_k"] for s in merged["scans"]]
     # as xraylarch computes them: averaging the bad scan in made the merge worse than the best
@@ -70,7 +86,73 @@ def test_a_merge_noisier_than_its_scans_is_not_taken_for_a_noise_floor(tmp_path)
     assert decision["action"] == "change_parameters", decision["reason"]
     assert decision["item"] is None
     assert "noisier than its best scan" in decision["reason"]
-    assert f"check scans {merged['scans'][1]['scan']}" in decision["reason"]
+    # the bad scan by its file's name, which the scientist knows it by, and the sample
+    sample = merged["group"]["sample"]
+    assert decision["reason"].endswith(f"check scan {bad.name} of sample {sample}")
+    # its id in the merge, for a program
+    assert decision["metrics"]["suspect_scans"] == [merged["scans"][1]["scan"]]
+
+
+def pipeline_cmd(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = str(cwd / "cache")
+    return subprocess.run(
+        [PIPELINE, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=300
+    )
+
+
+def last_value(cwd: Path, pipeline: Path, stream: str) -> dict:
+    """The newest message of one of the run's streams, as `pipeline tail --json` prints it."""
+    tail = pipeline_cmd(cwd, "tail", str(pipeline), stream, "--json")
+    assert tail.returncode == 0, tail.stderr
+    return json.loads(tail.stdout.splitlines()[-1])["value"]
+
+
+def test_a_pipeline_names_the_scan_to_check_by_its_file(tmp_path):
+    """The P65 example's units on a good and a glitched repeat: the decision names the bad
+    scan as the scan directory and the merge's record do, not by its provenance key."""
+    write_scan(tmp_path / "data", 0)
+    bad = write_scan(tmp_path / "data", 1, 3)
+    units = {
+        "scans": {
+            "unit": "xas.scan-files",
+            "params": {"directory": "data", "pattern": "*.xdi"},
+            "outputs": {"scans": "raw-scans"},
+        },
+        "normalize": {
+            "unit": "xas.normalize",
+            "params": NORMALIZE,
+            "inputs": {"scans": "raw-scans"},
+            "outputs": {"spectra": "spectra"},
+        },
+        "merge": {
+            "unit": "xas.merge",
+            "inputs": {"spectra": "spectra"},
+            "outputs": {"merged": "merged"},
+        },
+        "advisor": {
+            "unit": "xas.convergence-agent",
+            "params": ADVISOR,
+            "inputs": {"merged": "merged"},
+            "outputs": {"plans": "plans"},
+        },
+    }
+    pipeline = write_pipeline(tmp_path, "screening", units, streams={"plans": {}})
+    run = pipeline_cmd(tmp_path, "run", str(pipeline))
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    merged = last_value(tmp_path, pipeline, "merged")
+    plan = last_value(tmp_path, pipeline, "plans")
+    assert plan["action"] == "change_parameters", plan["reason"]
+    # the scan's id in the merge is the source's provenance key, which holds the file name
+    scan_id = merged["scans"][1]["scan"]
+    assert scan_id != bad.name
+    assert scan_id.endswith(bad.name)
+    sample = merged["group"]["sample"]
+    assert plan["reason"].endswith(
+        f"a scan is likely bad: check scan {bad.name} of sample {sample}"
+    )
+    assert plan["arguments"]["metrics"]["suspect_scans"] == [scan_id]
 
 
 @pytest.mark.parametrize("glitched", [3, 5])

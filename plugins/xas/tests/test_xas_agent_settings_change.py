@@ -139,19 +139,21 @@ def test_noise_over_another_r_range_is_not_fitted_with_the_new(repeats, resumed,
     # said once, on the first merge of the new settings, naming the change
     said = [i for i, p in enumerate(plans) if RESTARTED in p["reason"]]
     assert said == [OLD_SCANS], [p["reason"] for p in plans]
-    assert "noise.rmax" in plans[OLD_SCANS]["reason"]
+    # the values as the pipeline file and `--set` write them: `30`, not Python's `30.0`
+    rmax = f"noise.rmax {RESUMED['noise']['rmax']}, not {NORMALIZE['noise']['rmax']}"
+    assert rmax in plans[OLD_SCANS]["reason"]
     restart = plans[OLD_SCANS]["arguments"]["metrics"]["noise_history_restarted"]
     assert restart["dropped"] == OLD_SCANS - 1  # the old merges of two or more scans
     logged = [r.getMessage() for r in caplog.records if RESTARTED in r.getMessage()]
     assert len(logged) == 1, logged
-    assert "noise.rmax" in logged[0]
+    assert rmax in logged[0]
 
 
 #: other changes that put the noise on another scale: the plugin upgraded (the settings kept),
 #: the energy calibrated on the reference foil; and what the agent's reason names
 OTHER_CHANGES = {
     "upgrade": ({"params": NORMALIZE, "version": "99.0.0"}, "99.0.0"),
-    "calibrate": ({"params": {**NORMALIZE, "calibrate": True}}, "calibrate"),
+    "calibrate": ({"params": {**NORMALIZE, "calibrate": True}}, "calibrate true, not false"),
 }
 
 
