@@ -79,6 +79,7 @@ import os
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,6 +91,7 @@ import numpy as np
 from asapo_pipelines.sdk import UnitStorageError, storage
 from asapo_pipelines_nexus.errors import FileHeldOpen, NexusWriterError
 from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
+from asapo_pipelines_nexus.unwritable import cause_and_remedy
 
 #: Free space kept on the file's disk beyond what an entry needs: HDF5 must never meet a full
 #: disk half-way through an entry (it would leave metadata pointing past the end of the file).
@@ -271,10 +273,11 @@ class NexusWriter:
             if self._frozen is None:
                 self._file.close()
             else:
-                # HDF5 tries to flush what it holds; those writes fail (see `_freeze`) and the
-                # file stays as its last flush left it
-                with contextlib.suppress(Exception):
-                    self._file.close()
+                # HDF5's state after a failed write can crash the process (SIGSEGV) in closing
+                # the file, before the worker has said why it stops: the file is left open,
+                # its descriptor on /dev/null (`_freeze`), until the process exits without
+                # HDF5's clean-up (`_exit_without_hdf5_cleanup`)
+                _ABANDONED.append(self._file)
             self._file = None
         self._unlock()
 
@@ -353,7 +356,8 @@ class NexusWriter:
         reaches the file: it stays as the last flush (the last acknowledged entry) left it, and
         a restarted writer opens it (salvaging it when HDF5 had already written part of the
         failed entry's metadata)."""
-        reason = storage.reason(exc)
+        path = self.path.absolute()
+        reason, remedy = cause_and_remedy(path, exc, unknown=storage.FULL)
         if self._frozen is None:
             atexit.register(_exit_without_hdf5_cleanup)
         self._frozen = reason
@@ -366,11 +370,11 @@ class NexusWriter:
                 sink = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
                 os.dup2(sink, handle)
                 os.close(sink)
-        kind = storage.kind_of(exc)
+        # HDF5's own words, with its traceback, for `--log-level debug`
+        log.debug("the failed write on %s", path, exc_info=exc)
         return UnitStorageError(
-            f"nexus.writer could not write {self.path} ({reason}); the file is kept as its last "
-            "complete entry left it and nothing more is acknowledged; "
-            + storage.remedy(kind if kind != storage.OTHER else storage.FULL, self.path.parent)
+            f"nexus.writer cannot write {path}: {reason}; the file is kept as its last complete "
+            f"entry left it and nothing more is acknowledged; {remedy}"
         )
 
     def _entry(self, key: str, content_type: str, fill: Any) -> str:
@@ -433,8 +437,8 @@ class NexusWriter:
             return self._open_unlocked(pause)
         except OSError as exc:
             first = str(exc)
-        if "already open for write" not in first:
-            raise NexusWriterError(f"cannot open {self.path} for writing: {first}")
+            if "already open for write" not in first:
+                raise self._cannot_open(exc) from None
         # we hold the writers' lock, so the writer that left the mark is dead (killed): clear the
         # mark as `h5clear -s` would, and open again
         try:
@@ -444,6 +448,16 @@ class NexusWriter:
             raise NexusWriterError(
                 f"cannot reopen {self.path} after a writer crashed: {exc}"
             ) from None
+
+    def _cannot_open(self, exc: OSError) -> NexusWriterError:
+        """One sentence for a file that cannot be opened for writing: the cause when the OS
+        says one (a read-only attribute, a permission, a full disk), else HDF5's words."""
+        path = self.path.absolute()
+        reason, remedy = cause_and_remedy(path, exc, unknown=storage.OTHER)
+        if reason == storage.reason(exc):  # no errno to say more by: as HDF5 says it
+            return NexusWriterError(f"cannot open {self.path} for writing: {exc}")
+        log.debug("opening %s failed", path, exc_info=exc)
+        return NexusWriterError(f"cannot open {path} for writing: {reason}; {remedy}")
 
     def _open_unlocked(self, pause: Callable[[float], bool]) -> h5py.File:
         """Open the file once no other process holds HDF5's lock on it. A viewer or a notebook
@@ -1242,11 +1256,15 @@ def _exit_without_hdf5_cleanup() -> None:
     os._exit(1)
 
 
+#: files left open after a failed write (`NexusWriter.close`): never released before the exit
+_ABANDONED: list[h5py.File] = []
+
+
 @contextlib.contextmanager
 def _released_failures() -> Iterator[list[BaseException]]:
     """Collect the errors h5py swallows when it releases an object (HDF5 writes then)."""
     failures: list[BaseException] = []
-    previous = sys.unraisablehook
+    previous, previous_print = sys.unraisablehook, sys.excepthook
 
     def hook(info: Any) -> None:
         if "h5py" in repr(info.object) and info.exc_value is not None:
@@ -1254,11 +1272,18 @@ def _released_failures() -> Iterator[list[BaseException]]:
         else:
             previous(info)
 
-    sys.unraisablehook = hook
+    def printed(kind: Any, value: Any, tb: Any) -> None:
+        # Cython prints the whole traceback of a failing `__dealloc__` (through this hook)
+        # before it reports the error as unraisable: that one is collected above and said in
+        # one sentence (`_freeze`), not as a traceback per object in the unit's log
+        if not any("h5py" in frame.filename for frame in traceback.extract_tb(tb)):
+            previous_print(kind, value, tb)
+
+    sys.unraisablehook, sys.excepthook = hook, printed
     try:
         yield failures
     finally:
-        sys.unraisablehook = previous
+        sys.unraisablehook, sys.excepthook = previous, previous_print
 
 
 def _copy_entries(old: h5py.File, new: h5py.File) -> int:
