@@ -402,6 +402,12 @@ def load_document(text: str, file: str | Path = "<string>") -> tuple[Document, l
             [_at(name, exc.mark, "P006", f"values are nested more than {MAX_DEPTH} levels deep")]
         ) from None
     except MarkedYAMLError as exc:
+        from asapo_pipelines.pipeline.syntax import explain
+
+        # the line to fix and what is wrong with it, where the parser's words would not say
+        explained = explain(exc, text, name)
+        if explained is not None:
+            raise LoadFailed([explained]) from None
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
