@@ -346,6 +346,11 @@ def _g(value: float) -> str:
     return f"{value:.3g}" if value == 0 or abs(value) >= 0.01 else f"{value:.2e}"
 
 
+def _n(count: int, noun: str) -> str:
+    """`1 merged scan`, `2 merged scans`: a reason is read by people, the first after one scan."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def _check_scans(scans: list[str], sample: str | None) -> str:
     """`check scans <file>, <file> of sample <sample>`: the scans by the names of their files."""
     names = ", ".join(scan_name(s) for s in scans)
@@ -518,7 +523,7 @@ class ConvergenceAgent:
         if n == 0:
             return suggestion(
                 "change_parameters",
-                f"all {n_total} scans were rejected; check the beam and the sample",
+                f"all {_n(n_total, 'scan')} rejected; check the beam and the sample",
                 0.8,
             )
         # copies and scans left out for their normalisation settings say nothing about the beam
@@ -613,7 +618,8 @@ class ConvergenceAgent:
                 metrics["uncertain"] = False
                 return suggestion(
                     "stop",
-                    f"stop: target below the noise floor. Noise {_g(eps)} after {n} merged scans; "
+                    f"stop: target below the noise floor. Noise {_g(eps)} after "
+                    f"{_n(n, 'merged scan')}; "
                     f"the target {_g(p.target_noise)} is below the floor {_g(fit.floor)} ± "
                     f"{_g(fit.floor_err)} that repeats share (fit of eps² = a²/N + b² to "
                     f"{fit.points} points, a = {_g(math.sqrt(fit.a2))}); the best reachable "
@@ -625,8 +631,8 @@ class ConvergenceAgent:
                 metrics["uncertain"] = False
                 return suggestion(
                     "stop",
-                    f"stop: target not reachable within max_scans. Noise {_g(eps)} after {n} "
-                    f"merged scans; the fit eps² = a²/N + b² to {fit.points} points (a = "
+                    f"stop: target not reachable within max_scans. Noise {_g(eps)} after "
+                    f"{_n(n, 'merged scan')}; the fit eps² = a²/N + b² to {fit.points} points (a = "
                     f"{_g(math.sqrt(fit.a2))}, floor {_g(fit.floor)} ± {_g(fit.floor_err)}) "
                     f"reaches the target {_g(p.target_noise)} after {needed} scans, more than "
                     f"max_scans {p.max_scans}; the best reachable noise is {_g(best)}",
@@ -650,10 +656,11 @@ class ConvergenceAgent:
                 metrics["uncertain"] = True
                 return suggestion(
                     "stop",
-                    f"stop: target not reachable within max_scans. Noise {_g(eps)} after {n} "
-                    f"merged scans; {no_floor}; but even falling as 1/sqrt(N) (no floor, the "
-                    f"most favourable case) it would reach the target {_g(p.target_noise)} only "
-                    f"after {needed} scans, more than max_scans {p.max_scans}",
+                    f"stop: target not reachable within max_scans. Noise {_g(eps)} after "
+                    f"{_n(n, 'merged scan')}; {no_floor}; but even falling as 1/sqrt(N) (no "
+                    f"floor, the most favourable case) it would reach the target "
+                    f"{_g(p.target_noise)} only after {needed} scans, more than max_scans "
+                    f"{p.max_scans}",
                     0.6,
                 )
             how = (
@@ -669,9 +676,10 @@ class ConvergenceAgent:
         if in_flight == 0:
             more = max(1, more)
         capped = max(0, min(more, p.max_batch, p.max_scans - n_total - in_flight))
-        reason = f"noise {_g(eps)} after {n} merged scans, target {_g(p.target_noise)}; {how}"
+        reason = f"noise {_g(eps)} after {_n(n, 'merged scan')}, target {_g(p.target_noise)}; {how}"
         if in_flight:
-            reason += f"; {in_flight} scans asked for earlier have not arrived yet"
+            verb = "has" if in_flight == 1 else "have"
+            reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
         if capped <= 0:
             reason += ", so no more are asked for now"
         elif capped < more:

@@ -157,6 +157,7 @@ def test_repeats_in_flight_are_not_asked_again_and_the_queue_releases_them():
     first = agent.decide(merged_doc(1, singles[0], singles))
     asked = first["arguments"]["scans"]
     assert asked >= 3
+    assert " after 1 merged scan, target " in first["reason"]  # read by people: one scan
     # the same merge again (a redelivery): nothing more is asked, the reason says why
     again = agent.decide(merged_doc(1, singles[0], singles))
     assert again["arguments"] == {"scans": 0, "in_flight": asked}
