@@ -101,6 +101,31 @@ def test_metadata_by_id_reads_no_payload_file(tmp_path: Path) -> None:
         assert consumer.get_metadata_by_id("frames", 2).metadata == {"name": "f2.tif"}
 
 
+def test_lost_leases_names_what_another_consumer_took_or_acknowledged(tmp_path: Path) -> None:
+    """A consumer paused past its lease asks which of its messages it holds no more."""
+    store = EmbeddedTransport(tmp_path)
+    with store.producer("src") as producer:
+        for n in range(3):
+            producer.send("s", f"m{n}".encode(), None)
+    with (
+        store.consumer("src", "g", lease_seconds=0.3) as slow,
+        store.consumer("src", "g", lease_seconds=30) as other,
+    ):
+        taken = [slow.get_next("s") for _ in range(3)]
+        held = {m.id: m.delivery_count for m in taken}
+        assert slow.lost_leases("s", held) == set()
+        time.sleep(0.4)  # the leases ran out, and nobody took the messages yet: still its own
+        assert slow.lost_leases("s", held) == set()
+        again = other.get_next("s")  # one goes to the other consumer ...
+        assert again.delivery_count == 2
+        assert slow.lost_leases("s", held) == {again.id}
+        assert other.lost_leases("s", {again.id: 2}) == set()
+        other.acknowledge("s", again.id)  # ... which acknowledges it
+        assert slow.lost_leases("s", held) == {again.id}
+        slow.acknowledge_many("s", [i for i in held if i != again.id])
+        assert slow.lost_leases("s", held) == set(held)  # acknowledged: held by nobody
+
+
 def test_corrupted_seedee_payload_names_stream_and_id(tmp_path: Path) -> None:
     np = pytest.importorskip("numpy")
     from asapo_pipelines.transport.formats import decode_message, encode

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
+    LEASE_MARGIN,
     Consumer,
     Message,
     Producer,
@@ -110,6 +111,7 @@ def _opener(kind: str, catalog: Catalog | None) -> Any:
 __all__ = [
     "BACKENDS",
     "DEFAULT_LEASE_SECONDS",
+    "LEASE_MARGIN",
     "Consumer",
     "CorruptPayload",
     "DuplicateId",

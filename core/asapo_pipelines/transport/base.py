@@ -26,6 +26,10 @@ GROUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 STREAM_MAX = 200
 
 DEFAULT_LEASE_SECONDS = 30.0
+#: the share of its lease a message still has at least when a consumer hands it out (a
+#: prefetched one past that is left to the group), so a worker whose batch is younger than this
+#: share of the lease holds every message of it
+LEASE_MARGIN = 0.05
 
 
 def check_source(name: str) -> str:
@@ -335,6 +339,15 @@ class Consumer(_Closable):
     def acknowledge_many(self, stream: str, ids: Iterable[int]) -> None:
         for one in ids:
             self.acknowledge(stream, one)
+
+    def lost_leases(self, stream: str, held: Mapping[int, int]) -> set[int] | None:
+        """Of the messages this consumer was handed (`held`: id -> the delivery count it got
+        each with), those it holds no more: handed to another consumer of the group after their
+        lease ran out, or acknowledged by one. A worker paused past its leases (a stalled host,
+        a call that kept the watch from renewing them) asks before it writes a batch's outputs:
+        those are now another worker's to write. None when the backend cannot tell; the worker
+        then writes them, and the key check of the one that got them again drops its copies."""
+        return None
 
     def wake_fd(self) -> int | None:
         """A file descriptor that becomes readable when new data may have arrived (for

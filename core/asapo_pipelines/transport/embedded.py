@@ -50,6 +50,7 @@ import xxhash
 from asapo_pipelines import storage
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
+    LEASE_MARGIN,
     Consumer,
     Message,
     Producer,
@@ -140,6 +141,8 @@ CREATE TABLE IF NOT EXISTS source_meta(k INTEGER PRIMARY KEY CHECK (k = 0), meta
 """
 
 _MSG_COLS = "id, ts, size, meta, inline, seg, off, xxh"
+#: ids per `IN (...)` query: well below SQLite's bound on a statement's variables
+_IN_CHUNK = 500
 #: the payload columns of a row read for its metadata only (`get_metadata_by_id`)
 _NO_PAYLOAD = (None, None, None, None)
 
@@ -921,7 +924,7 @@ class EmbeddedConsumer(Consumer):
             while buffer:
                 due, msg, lazy = buffer.popleft()
                 # a prefetched message whose lease ran out may be with another consumer now
-                if time.time() < due - 0.05 * self.lease_seconds:
+                if time.time() < due - LEASE_MARGIN * self.lease_seconds:
                     if lazy is not None:
                         lazy.load(msg)
                     return msg
@@ -1055,6 +1058,26 @@ class EmbeddedConsumer(Consumer):
         self._idle.pop(stream, None)
 
     @_guarded
+    @_guarded
+    def lost_leases(self, stream: str, held: Mapping[int, int]) -> set[int]:
+        # a message this consumer still holds has its in-flight row, with the delivery count
+        # it was handed out with: a claim by another consumer raised it, an acknowledgement
+        # removed the row
+        ids = list(held)
+        found: dict[int, int] = {}
+        with self._src.lock:
+            sid = self._src.sid(stream, create=False)
+            for i in range(0, len(ids) if sid is not None else 0, _IN_CHUNK):
+                chunk = ids[i : i + _IN_CHUNK]
+                found.update(
+                    self._src.db.execute(
+                        "SELECT id, count FROM inflight WHERE grp=? AND sid=? AND id IN "
+                        f"({','.join('?' * len(chunk))})",
+                        (self.group, sid, *chunk),
+                    ).fetchall()
+                )
+        return {mid for mid, count in held.items() if found.get(mid) != count}
+
     def extend_lease(self, stream: str, id: int, seconds: float | None = None) -> None:
         """Keep a message that takes long to process from being delivered to another consumer."""
         with self._src.write() as db:

@@ -39,6 +39,7 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, SourceUsageError, UnitRunner
 from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream, Unit
 from asapo_pipelines.transport import (
+    LEASE_MARGIN,
     CorruptPayload,
     EndOfStream,
     MissingId,
@@ -70,6 +71,13 @@ BURST = 256
 #: per output stream and one per input stream for many messages instead of several per message
 ACK_BATCH = 128
 ACK_SECONDS = 0.2
+
+
+def _made_from(metadata: Mapping[str, Any], refs: set[tuple[str, str, int]]) -> bool:
+    """Whether an output's provenance names one of `refs` (data source, stream, id) as input."""
+    prov = metadata.get(PROVENANCE_KEY)
+    inputs = prov.get("inputs") if isinstance(prov, dict) else None
+    return any((r["data_source"], r["stream"], r["id"]) in refs for r in inputs or ())
 
 
 class UnitFailed(PipelinesError):
@@ -286,7 +294,14 @@ class Worker:
         self.unacked_count = 0
         #: of those, the ones the unit processed without error: `processed` once acknowledged
         self.unacked_done = 0
+        #: of those, (port, stream, id) of the ones that went to the error stream (rare)
+        self.unacked_failed: set[tuple[str, str, int]] = set()
+        #: (port, stream, id) -> delivery count of the ones handed out more than once (rare)
+        self.unacked_counts: dict[tuple[str, str, int], int] = {}
         self.unacked_since = 0.0
+        #: when the batch's first message was handed out (wall clock, as leases are): before
+        #: the unit worked on it, which may have taken longer than its lease
+        self.unacked_handed = 0.0
         self.key_indexes: dict[tuple[str | None, str], KeyIndex] = {}
         #: looks after the worker during long unit calls (consumers only; see `CallWatch`)
         self._watch: CallWatch | None = None
@@ -953,6 +968,7 @@ class Worker:
         c.received += 1
         if msg.delivery_count > 1:
             c.redelivered += 1
+            self.unacked_counts[(port.name, msg.stream, msg.id)] = msg.delivery_count
         c.last_message_time = now = time.time()
         c.lag_seconds = max(0.0, now - msg.timestamp) if msg.timestamp else 0.0
         holding = (port.name, msg.stream, msg.id)
@@ -978,8 +994,11 @@ class Worker:
             # counted as processed at its acknowledgement (`_commit`), not now: a worker
             # killed before that gets it back, and its successor counts it then, once
             self.unacked_done += 1
+        else:
+            self.unacked_failed.add(holding)
         if not self.unacked_count:
             self.unacked_since = time.monotonic()
+            self.unacked_handed = now
         self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
         self.unacked_count += 1
         # committed now when the next message, at the unit's pace, would keep the batch open
@@ -1069,9 +1088,12 @@ class Worker:
         self.counters.received += 1
         if msg.delivery_count > 1:
             self.counters.redelivered += 1
+            self.unacked_counts[(port.name, msg.stream, msg.id)] = msg.delivery_count
+        self.unacked_failed.add((port.name, msg.stream, msg.id))
         self._apply(Outcome(error=record), msg, check=msg.delivery_count > 1)
         if not self.unacked_count:
             self.unacked_since = time.monotonic()
+            self.unacked_handed = time.time()
         self.unacked.setdefault((port.name, msg.stream), []).append(msg.id)
         self.unacked_count += 1
 
@@ -1136,9 +1158,10 @@ class Worker:
         self._tune_prefetch()
         if not self.unacked_count:
             return
+        self._release_lost()
         # durable before acknowledged: the batch's outputs written, the unit's own writes, then
         # the transport's
-        self._write_outputs()
+        self._write_outputs(check_leases=False)
         if unit_flush:
             self.runner.flush()
         for producer in self.producers.values():
@@ -1147,25 +1170,87 @@ class Worker:
             self._errors.flush()
         consumers = {p.name: p for p in self.ports}
         for (port, stream), ids in self.unacked.items():
-            self._acknowledge(consumers[port], stream, ids)
+            if ids:
+                self._acknowledge(consumers[port], stream, ids)
         # after the acknowledgements: a message is counted by the one worker that acknowledged
         # it, not again by a successor it comes back to (see `Counters.processed`)
         self.counters.processed += self.unacked_done
         self.unacked.clear()
         self.unacked_count = 0
         self.unacked_done = 0
+        self.unacked_failed.clear()
+        self.unacked_counts.clear()
         if self.status is not None:
             self._running_summary()
             self.status.committed()
 
+    def _lost_leases(self) -> dict[tuple[str, str], set[int]]:
+        """The open batch's messages this worker holds no more, by (input port, stream): their
+        leases ran out while it was paused (a stalled host, a call that kept the watch from
+        renewing them) and the group handed them to another worker, or one acknowledged them.
+        Asked only when a lease can have run out: a message is handed out with at least
+        `LEASE_MARGIN` of its lease left, so a batch whose first message was handed out less
+        than that ago holds them all."""
+        if time.time() - self.unacked_handed < LEASE_MARGIN * self.lease_seconds:
+            return {}
+        consumers = {p.name: p.consumer for p in self.ports}
+        lost: dict[tuple[str, str], set[int]] = {}
+        for (port, stream), ids in self.unacked.items():
+            counts = self.unacked_counts
+            held = {i: counts.get((port, stream, i), 1) for i in ids}
+            try:
+                gone = consumers[port].lost_leases(stream, held)
+            except TransportError as exc:
+                log.warning("%s: cannot tell whether it still holds its batch: %s", self.label, exc)
+                gone = None
+            if gone:
+                lost[(port, stream)] = gone
+        return lost
+
+    def _release_lost(self) -> None:
+        """Leave the open batch's messages this worker holds no more (`_lost_leases`) to the
+        worker that has them now: not acknowledged, not counted, their outputs not written here
+        (that worker writes them, once)."""
+        lost = self._lost_leases()
+        if lost:
+            self._give_up(lost)
+
+    def _give_up(self, lost: dict[tuple[str, str], set[int]]) -> None:
+        sources = {p.name: p.data_source for p in self.ports}
+        refs = {(sources[port], stream, i) for (port, stream), ids in lost.items() for i in ids}
+        for key, gone in lost.items():
+            self.unacked[key] = [i for i in self.unacked[key] if i not in gone]
+            self.unacked_done -= sum((*key, i) not in self.unacked_failed for i in gone)
+        dropped = 0
+        for key, items in list(self.pending_outputs.items()):
+            kept = [item for item in items if not _made_from(item[1], refs)]
+            dropped += len(items) - len(kept)
+            if kept:
+                self.pending_outputs[key] = kept
+            else:
+                del self.pending_outputs[key]
+        self.counters.outputs -= dropped
+        log.warning(
+            "%s: %d message(s) of its batch went to another worker of the group while this one "
+            "held them past their %g s lease (was it paused?); %d of their outputs are left to "
+            "that worker, which writes them once",
+            self.label,
+            len(refs),
+            self.lease_seconds,
+            dropped,
+        )
+
     def _acknowledge(self, port: InputPort, stream: str, ids: list[int]) -> None:
         port.consumer.acknowledge_many(stream, ids)
 
-    def _write_outputs(self) -> None:
+    def _write_outputs(self, *, check_leases: bool = True) -> None:
         """Write the open batch's outputs, one `send_many` per output stream (in the order the
-        unit produced them); before any stream is finished and before outputs are looked up."""
+        unit produced them); before any stream is finished and before outputs are looked up.
+        Not those of messages this worker holds no more (`_release_lost`)."""
         if not self.pending_outputs:
             return
+        if check_leases:
+            self._release_lost()
         pending, self.pending_outputs = self.pending_outputs, {}
         for (port, stream), items in pending.items():
             self.producers[port].send_many(stream, items)
