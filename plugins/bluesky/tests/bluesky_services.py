@@ -115,7 +115,6 @@ def start_queue_server(workdir: Path) -> QueueServer:
     redis = shutil.which("redis-server")
     if redis is None:
         raise RuntimeError("redis-server is not installed (Debian package redis-server)")
-    manager = Path(sys.executable).parent / "start-re-manager"
     startup = workdir / "startup"
     shutil.copytree(PROFILE, startup)
     redis_port, control, info = free_port(), free_port(), free_port()
@@ -146,30 +145,7 @@ def start_queue_server(workdir: Path) -> QueueServer:
         wait_port(redis_port, procs[0], log)
         # a prefix of our own: keys of another session on this Redis never mix with ours
         prefix = f"asapo_tests_{uuid.uuid4().hex[:8]}"
-        procs.append(
-            subprocess.Popen(
-                [
-                    str(manager),
-                    "--startup-dir",
-                    str(startup),
-                    "--redis-addr",
-                    f"127.0.0.1:{redis_port}",
-                    "--redis-name-prefix",
-                    prefix,
-                    "--zmq-control-addr",
-                    f"tcp://127.0.0.1:{control}",
-                    "--zmq-info-addr",
-                    f"tcp://127.0.0.1:{info}",
-                    "--use-ipython-kernel",
-                    "OFF",
-                    "--console-output",
-                    "OFF",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
+        procs.append(manager(startup, redis_port, prefix, control, info, out))
         wait_port(control, procs[1], log)
         server = QueueServer(
             f"tcp://127.0.0.1:{control}", f"tcp://127.0.0.1:{info}", redis_port, prefix, procs, log
@@ -188,3 +164,43 @@ def start_queue_server(workdir: Path) -> QueueServer:
         raise
     finally:
         out.close()
+
+
+def manager(
+    startup: Path, redis_port: int, prefix: str, control: int, info: int, out: Any
+) -> subprocess.Popen[bytes]:
+    """start-re-manager on loopback: its keys under `prefix` on the Redis at `redis_port`."""
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "start-re-manager"),
+            "--startup-dir",
+            str(startup),
+            "--redis-addr",
+            f"127.0.0.1:{redis_port}",
+            "--redis-name-prefix",
+            prefix,
+            "--zmq-control-addr",
+            f"tcp://127.0.0.1:{control}",
+            "--zmq-info-addr",
+            f"tcp://127.0.0.1:{info}",
+            "--use-ipython-kernel",
+            "OFF",
+            "--console-output",
+            "OFF",
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def restart_manager(server: QueueServer) -> None:
+    """A new RE Manager in place of a stopped one: the same addresses, Redis and prefix, so
+    the queue and history it had are there again (its environment stays closed)."""
+    assert server.procs[1].poll() is not None, "stop the RE Manager first"
+    control, info = (int(a.rsplit(":", 1)[1]) for a in (server.control, server.info))
+    with server.log.open("ab") as out:
+        server.procs[1] = manager(
+            server.log.parent / "startup", server.redis_port, server.prefix, control, info, out
+        )
+    wait_port(control, server.procs[1], server.log)

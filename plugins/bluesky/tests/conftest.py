@@ -22,6 +22,17 @@ def queue_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Q
 
 
 @pytest.fixture
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueServer]:
+    """A queue server of the test's own, which it may stop (the session's is shared)."""
+    server = start_queue_server(tmp_path_factory.mktemp("own-queue-server"))
+    try:
+        yield server
+    finally:
+        for proc in reversed(server.procs):
+            stop(proc)
+
+
+@pytest.fixture
 def queue_server(queue_server_session: QueueServer) -> QueueServer:
     queue_server_session.reset()
     return queue_server_session
