@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from asapo_pipelines.cli.options import PipelineFile
+from asapo_pipelines.cli.output import warn
 from asapo_pipelines.errors import UsageError
 
 PLUGIN = "asapo_pipelines_bluesky.inbox_cli"
@@ -146,7 +147,8 @@ def suggestions(
             raise UsageError("`pipeline suggestions FILE` lists; give approve or reject before ID")
         entries, notes = inbox.listing(file, refresh=not offline)
         for note in notes:
-            click.echo(f"note: {note}", err=True)
+            # each says what the listing cannot vouch for (a queue server that does not answer)
+            warn(note)
         if as_json:
             click.echo(json.dumps([e.to_json() for e in entries], indent=2))
         elif not entries:

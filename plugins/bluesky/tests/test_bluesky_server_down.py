@@ -10,12 +10,11 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from bluesky_services import QueueServer, start_queue_server, stop
+from bluesky_services import stop
 
 from asapo_pipelines_bluesky.inbox import Inbox
 
@@ -30,17 +29,6 @@ def pipeline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*PIPELINE, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
     )
-
-
-@pytest.fixture
-def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueServer]:
-    """A queue server this test may stop (the session's is shared by the other tests)."""
-    server = start_queue_server(tmp_path_factory.mktemp("own-queue-server"))
-    try:
-        yield server
-    finally:
-        for proc in reversed(server.procs):
-            stop(proc)
 
 
 def local_seconds(moment: datetime) -> str:
@@ -82,7 +70,7 @@ def test_a_stopped_queue_server_is_said_in_the_listing_and_an_approve_changes_no
     assert down.returncode == 0, down.stderr  # the listing is still there, with the warning
     (line,) = down.stderr.splitlines()
     said = re.fullmatch(
-        rf"note: the queue server at {re.escape(own_server.control)} cannot be reached \(no "
+        rf"warning: the queue server at {re.escape(own_server.control)} cannot be reached \(no "
         r"answer within 3 s\): the states shown are as last seen at "
         r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \S+",
         line,
@@ -99,7 +87,7 @@ def test_a_stopped_queue_server_is_said_in_the_listing_and_an_approve_changes_no
     }
     # the viewer reads the same listing: its page shows the same line
     viewer = InboxApi(p65, loopback_only=True).listing()
-    assert viewer["notes"] == [line.removeprefix("note: ")]
+    assert viewer["notes"] == [line.removeprefix("warning: ")]
 
     # an approve nobody can send: one sentence, non-zero, the suggestion as it was
     refused = pipeline("suggestions", p65.name, "approve", waiting["uid"][:8], cwd=tmp_path)

@@ -21,10 +21,15 @@
       k + ' ' + (typeof v === 'number' && !Number.isInteger(v) ? v.toPrecision(3) : v)).join(', ');
   }
 
-  function say(text, bad) {
+  // whether the note shown is the listing's own (a queue server that does not answer): it goes
+  // when the listing no longer says it, while the outcome of a decision stays until the next
+  let listingSaid = false;
+
+  function say(text, bad, fromListing) {
     const note = document.getElementById('inbox-note');
     note.textContent = text || '';
     note.className = bad ? 'problem' : 'muted';
+    listingSaid = Boolean(fromListing);
   }
 
   async function decide(uid, action, reason) {
@@ -75,8 +80,10 @@
     if (!data.available) { section.hidden = true; return; }
     section.hidden = false;
     if (data.token) token = data.token;
-    if (data.error) say(data.error, true);
-    else if ((data.notes || []).length) say(data.notes.join('; '), false);
+    // the listing's notes say what it cannot vouch for (states as last seen): a problem
+    if (data.error) say(data.error, true, true);
+    else if ((data.notes || []).length) say(data.notes.join('; '), true, true);
+    else if (listingSaid) say('', false, false);
     const body = document.querySelector('#inbox tbody');
     // keep a row being typed into: replace the table only when nobody is editing a reason
     const typing = document.activeElement;
