@@ -895,6 +895,28 @@ class RedisConsumer(Consumer):
             self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
         )
 
+    @_guarded("asking which leases it still holds")
+    def lost_leases(self, stream: str, held: Mapping[int, int]) -> set[int]:
+        # a message this consumer still holds is pending with it, delivered as often as when
+        # it was handed out: XAUTOCLAIM by another consumer moved it, an XACK removed it
+        self._check_open()
+        check_stream(stream)
+        key = self._keys.log(stream)
+        entries = {mid: self._entries.get((stream, mid)) for mid in held}
+        pipe = self._conn.client.pipeline(transaction=False)
+        asked = [mid for mid, entry in entries.items() if entry is not None]
+        for mid in asked:
+            entry = entries[mid]
+            pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
+        answers = dict(zip(asked, pipe.execute() if asked else [], strict=True))
+        lost = set()
+        for mid, count in held.items():
+            pending = answers.get(mid) or []
+            mine = pending and _text(pending[0]["consumer"]) == self.name
+            if not mine or int(pending[0]["times_delivered"]) != count:
+                lost.add(mid)
+        return lost
+
     @_guarded("extending a lease")
     def extend_lease(self, stream: str, id: int, seconds: float | None = None) -> None:
         """Keep a message that takes long to process from being delivered to another consumer:

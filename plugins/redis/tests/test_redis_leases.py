@@ -95,7 +95,7 @@ def test_an_extension_for_less_than_the_lease_gives_the_message_back_sooner(
         producer.send("s", b"m", None)
     with (
         transport.consumer("src", "g", lease_seconds=30) as holder,
-        transport.consumer("src", "g", lease_seconds=30) as other,
+        transport.consumer("src", "g", lease_seconds=LEASE) as other,
     ):
         msg = holder.get_next("s", timeout=2)
         holder.extend_lease("s", msg.id, 0.5)
@@ -144,3 +144,28 @@ def test_a_server_that_dies_under_a_renewal_gives_unavailable_in_one_sentence(
         assert "while extending a lease (data source 'src')" in str(info.value)
         assert "\n" not in str(info.value)
         transport.close()
+
+
+def test_lost_leases_names_what_another_consumer_took_or_acknowledged(open_redis: Any) -> None:
+    """A worker paused past its leases asks which of its messages it holds no more, and leaves
+    those to the consumer that has them (their outputs are that one's to write)."""
+    transport = open_redis()
+    with transport.producer("src") as producer:
+        for n in range(3):
+            producer.send("s", f"m{n}".encode(), {"n": n})
+    with (
+        transport.consumer("src", "g", lease_seconds=LEASE) as slow,
+        transport.consumer("src", "g", lease_seconds=LEASE) as other,
+    ):
+        taken = [slow.get_next("s", timeout=2)]
+        taken += [slow.get_next("s", timeout=2) for _ in range(2)]
+        held = {m.id: m.delivery_count for m in taken}
+        assert slow.lost_leases("s", held) == set()
+        time.sleep(1.2 * LEASE)  # the leases ran out; nobody took them yet: still its own
+        assert slow.lost_leases("s", held) == set()
+        again = other.get_next("s", timeout=2)  # one goes to the other consumer ...
+        assert again.delivery_count == 2
+        assert slow.lost_leases("s", held) == {again.id}
+        assert other.lost_leases("s", {again.id: 2}) == set()
+        other.acknowledge("s", again.id)  # ... which acknowledges it
+        assert slow.lost_leases("s", held) == {again.id}
