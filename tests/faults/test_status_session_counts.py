@@ -9,7 +9,7 @@ from pathlib import Path
 
 from faults_support import core_pipeline, pipeline, write_files
 
-NOTE = "The counts are this session's only"
+NOTE = "The table counts this session only"
 
 
 def test_the_status_of_a_resumed_run_says_its_counts_are_the_sessions(tmp_path: Path) -> None:
@@ -30,6 +30,10 @@ def test_the_status_of_a_resumed_run_says_its_counts_are_the_sessions(tmp_path: 
     [run] = json.loads(pipeline("runs", str(file), "--json", cwd=tmp_path).stdout)["runs"]
     assert run["sessions"] == 2
     # (the line is wrapped to the table's width)
-    assert f"{NOTE}: run {run['id']} was resumed (session 2)" in said, status.stdout
+    resumed = f"{NOTE}: run {run['id']} was resumed (session 2)."
+    # the summaries under it are the run's: the sink's 3 lines, written in session 1
+    whole = "The units' summaries under it are the whole run's so far"
+    assert f"{resumed} {whole}" in said, status.stdout
+    assert "lines_written 3" in said, status.stdout
     # and under the table `pipeline run` printed when the session ended
-    assert f"{NOTE}: run {run['id']} was resumed (session 2)" in ended, again.stdout
+    assert f"{resumed} {whole}" in ended, again.stdout

@@ -314,9 +314,12 @@ def session_note(records: Iterable[Any]) -> str:
     number, run = latest
     if number < 2:
         return ""
+    # said of the table alone: a summary under it reading "entries_written 6" in a session
+    # that wrote nothing is the run's, and a line that seemed to say otherwise misled
     return (
-        f"The counts are this session's only: run {run or '?'} was resumed (session {number}); "
-        "`pipeline runs` adds up its sessions as they end."
+        f"The table counts this session only: run {run or '?'} was resumed (session {number}). "
+        "The units' summaries under it are the whole run's so far; `pipeline runs` adds up "
+        "its sessions as they end."
     )
 
 
