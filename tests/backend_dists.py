@@ -279,3 +279,218 @@ def backend_projects() -> list[PluginProject]:
             {"acme-thief": "acme_thief.plugin"},
         ),
     ]
+
+
+# -- facility-filebus: a transport plugin as an outside author writes it from the docs ------------
+#: `fail` picks how the runtime misbehaves, so one installed plugin shows each failure: its
+#: opener raising (`open`) or raising a transport error of its own (`unavailable`), a consumer
+#: class missing an abstract method (`abstract`), `consumer()` raising (`consumer`). The runtime
+#: leaves the options it was opened with in the file named by FILEBUS_MARK.
+FILEBUS_PLUGIN = """
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asapo_pipelines.sdk import hookimpl
+from asapo_pipelines.descriptor import TransportDescriptor
+
+
+class FilebusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    directory: Annotated[str, Field(min_length=1, description="Where the bus keeps messages.")]
+    poll: Annotated[float, Field(gt=0, le=60, description="Seconds between polls.")] = 0.5
+    fail: Literal["none", "open", "unavailable", "abstract", "consumer"] = "none"
+
+    def open_options(self, base_dir):
+        path = Path(self.directory)
+        if not path.is_absolute():
+            path = Path(base_dir) / path
+        return {"path": str(path.resolve()), "poll": self.poll, "fail": self.fail}
+
+
+@hookimpl
+def register_transports(register):
+    register(TransportDescriptor(
+        name="filebus",
+        summary="A facility's file bus (a test transport).",
+        config=FilebusConfig,
+        runtime="facility_filebus.bus:open_filebus",
+    ))
+"""
+
+FILEBUS_RUNTIME = """
+import json
+import os
+
+from asapo_pipelines.sdk.transports import Consumer, Transport, Unavailable
+from asapo_pipelines.transport import open_transport
+
+
+class HalfConsumer(Consumer):
+    \"\"\"Forgot most of the interface: instantiating it raises TypeError.\"\"\"
+
+    def close(self):
+        pass
+
+
+class Filebus(Transport):
+    kind = "filebus"
+
+    def __init__(self, inner, fail):
+        self.inner, self.fail = inner, fail
+
+    def producer(self, data_source):
+        return self.inner.producer(data_source)
+
+    def consumer(self, data_source, group, *, lease_seconds=30.0):
+        if self.fail == "abstract":
+            return HalfConsumer()
+        if self.fail == "consumer":
+            raise RuntimeError("the bus lost its subscription")
+        return self.inner.consumer(data_source, group, lease_seconds=lease_seconds)
+
+    def data_sources(self):
+        return self.inner.data_sources()
+
+    def close(self):
+        self.inner.close()
+
+
+def open_filebus(options):
+    mark = os.environ.get("FILEBUS_MARK")
+    if mark:
+        with open(mark, "a") as f:
+            f.write(json.dumps(options) + "\\n")
+    if options.get("fail") == "open":
+        raise RuntimeError("the bus daemon is not running")
+    if options.get("fail") == "unavailable":
+        raise Unavailable("the bus daemon at /run/filebus.sock did not answer; start it")
+    return Filebus(open_transport({"embedded": {"path": options["path"]}}), options.get("fail"))
+"""
+
+#: the same transport, registered broken: its config model accepts unknown keys
+FILEBUS_LOOSE = """
+from pydantic import BaseModel
+
+from asapo_pipelines.sdk import hookimpl
+from asapo_pipelines.descriptor import TransportDescriptor
+
+
+class FilebusConfig(BaseModel):
+    directory: str
+
+
+@hookimpl
+def register_transports(register):
+    register(TransportDescriptor(
+        name="filebus",
+        summary="A facility's file bus (a test transport).",
+        config=FilebusConfig,
+        runtime="facility_filebus_loose.bus:open_filebus",
+    ))
+"""
+
+#: the same transport, registered broken: its runtime string lacks the `:` before the callable
+FILEBUS_NO_COLON = """
+from pydantic import BaseModel, ConfigDict
+
+from asapo_pipelines.sdk import hookimpl
+from asapo_pipelines.descriptor import TransportDescriptor
+
+
+class FilebusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    directory: str
+
+
+@hookimpl
+def register_transports(register):
+    register(TransportDescriptor(
+        name="filebus",
+        summary="A facility's file bus (a test transport).",
+        config=FilebusConfig,
+        runtime="facility_filebus_typo.bus.open_filebus",
+    ))
+"""
+
+#: config models that pass the descriptor's checks but are broken in a way only building the
+#: model tells: a field without a JSON Schema (a callable), a default its own rules refuse
+HOOKBUS_PLUGIN = """
+from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from asapo_pipelines.sdk import hookimpl
+from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
+
+
+class HookbusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    directory: str = "bus"
+    hook: Callable[[str], None] | None = None
+
+
+class HookexecConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    on_start: Callable[[], None] | None = None
+
+
+class ZerobusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    directory: str = "bus"
+    poll: Annotated[float, Field(gt=0)] = 0
+
+
+@hookimpl
+def register_transports(register):
+    register(TransportDescriptor(name="hookbus", summary="A bus with a callback.",
+                                 config=HookbusConfig, runtime="facility_hookbus.rt:open"))
+    register(TransportDescriptor(name="zerobus", summary="A bus polling every 0 s.",
+                                 config=ZerobusConfig, runtime="facility_hookbus.rt:open"))
+
+
+@hookimpl
+def register_executors(register):
+    register(ExecutorDescriptor(name="hookexec", summary="An executor with a callback.",
+                                config=HookexecConfig, runtime="facility_hookbus.rt:Executor"))
+"""
+
+
+def filebus_projects() -> list[PluginProject]:
+    """facility-filebus, and broken plugins (each selected alone with ASAPO_PIPELINES_PLUGINS):
+    facility-filebus-loose registers `filebus` with a config model that accepts unknown keys,
+    facility-filebus-typo with a runtime lacking its `:`; facility-hookbus has config models
+    that only building them shows broken."""
+    return [
+        PluginProject(
+            "facility-filebus",
+            "0.1.0",
+            {"plugin.py": FILEBUS_PLUGIN, "bus.py": FILEBUS_RUNTIME},
+            {"facility-filebus": "facility_filebus.plugin"},
+        ),
+        PluginProject(
+            "facility-filebus-loose",
+            "0.1.0",
+            {"plugin.py": FILEBUS_LOOSE},
+            {"facility-filebus-loose": "facility_filebus_loose.plugin"},
+        ),
+        PluginProject(
+            "facility-filebus-typo",
+            "0.1.0",
+            {"plugin.py": FILEBUS_NO_COLON},
+            {"facility-filebus-typo": "facility_filebus_typo.plugin"},
+        ),
+        PluginProject(
+            "facility-hookbus",
+            "0.2.0",
+            {"plugin.py": HOOKBUS_PLUGIN},
+            {"facility-hookbus": "facility_hookbus.plugin"},
+        ),
+    ]

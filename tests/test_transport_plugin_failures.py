@@ -1,0 +1,97 @@
+"""A transport plugin written from the docs by an outside author, pip-installed for real, and
+what users see when it fails: its runtime raising, a broken registration, a config model that
+only building tells is broken. Each is one sentence naming the transport and its plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from backend_dists import filebus_projects
+
+from asapo_pipelines.testing.distributions import install
+
+from helpers import run_pipeline
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("filebus-src")
+    target = tmp_path_factory.mktemp("filebus-site")
+    install([p.write(root) for p in filebus_projects()], target)
+    return target
+
+
+def _env(site: Path, plugin: str, **more: str) -> dict[str, str]:
+    # one plugin at a time: facility-filebus and its broken twins all register `filebus`
+    return {"PYTHONPATH": str(site), "ASAPO_PIPELINES_PLUGINS": plugin, **more}
+
+
+def _pipeline(tmp_path: Path, fail: str = "none") -> Path:
+    (tmp_path / "inbox").mkdir(exist_ok=True)
+    (tmp_path / "inbox" / "scan1.txt").write_text("scan 1\n")
+    file = tmp_path / "bus.pipeline.yaml"
+    file.write_text(
+        f"""\
+pipeline: bus
+transport:
+  filebus: {{directory: bus, fail: {fail}}}
+units:
+  files:
+    unit: core.files
+    params: {{directory: inbox}}
+    outputs: {{files: raw}}
+  sink:
+    unit: core.jsonl-sink
+    params: {{path: out/all.jsonl, payload: text}}
+    inputs: {{messages: raw}}
+"""
+    )
+    return file
+
+
+def _one_sentence(result, expected: str, code: int = 1) -> None:
+    assert (result.returncode, result.stderr.strip()) == (code, expected), result.stdout
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("fail", "sentence"),
+    [
+        (
+            "open",
+            "the transport filebus (facility-filebus) failed to open: RuntimeError: the bus "
+            "daemon is not running",
+        ),
+        # a transport error the plugin raises on purpose keeps its own sentence
+        ("unavailable", "the bus daemon at /run/filebus.sock did not answer; start it"),
+        (
+            "abstract",
+            "the transport filebus (facility-filebus) failed to make a consumer: TypeError: "
+            "Can't instantiate abstract class HalfConsumer",
+        ),
+        (
+            "consumer",
+            "the transport filebus (facility-filebus) failed to make a consumer: RuntimeError: "
+            "the bus lost its subscription",
+        ),
+    ],
+)
+def test_a_plugin_transport_that_raises_is_one_sentence_naming_it(site, tmp_path, fail, sentence):
+    file = _pipeline(tmp_path, fail)
+    result = run_pipeline("run", str(file), env=_env(site, "facility-filebus"), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error: {sentence}"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "internal error" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_worker_whose_transport_plugin_fails_ends_with_its_sentence(site, tmp_path):
+    file = _pipeline(tmp_path, "consumer")
+    result = run_pipeline("worker", str(file), "sink", env=_env(site, "facility-filebus"))
+    _one_sentence(
+        result,
+        "error: the transport filebus (facility-filebus) failed to make a consumer: "
+        "RuntimeError: the bus lost its subscription",
+    )
