@@ -143,8 +143,15 @@ def test_schema_has_one_branch_per_registered_transport(env, tmp_path):
             "error P101 missing required field 'directory' in transport.relay",
         ),
         (
+            "  kafkaa: {}\n",
+            "error P102 unknown field 'kafkaa' in transport (allowed: embedded, asapo, relay)",
+        ),
+        (
+            # acme-badbus registers `kafka` with a dict for its config model
             "  kafka: {}\n",
-            "error P102 unknown field 'kafka' in transport (allowed: embedded, asapo, relay)",
+            "error P102 unknown field 'kafka' in transport: the transport kafka of acme-badbus "
+            "0.1.0 is installed but broken: config: config must be a pydantic model class, not "
+            "dict",
         ),
         (
             "  relay: {directory: x}\ndeploy:\n  subproc: {state_dr: x}\n",

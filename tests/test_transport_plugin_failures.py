@@ -4,6 +4,7 @@ only building tells is broken. Each is one sentence naming the transport and its
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,37 @@ def test_a_worker_whose_transport_plugin_fails_ends_with_its_sentence(site, tmp_
         "error: the transport filebus (facility-filebus) failed to make a consumer: "
         "RuntimeError: the bus lost its subscription",
     )
+
+
+@pytest.mark.parametrize(
+    ("plugin", "reason"),
+    [
+        (
+            "facility-filebus-loose",
+            "config: config model FilebusConfig must refuse unknown keys (model_config = "
+            "ConfigDict(extra='forbid')): a typo in a pipeline file would pass silently",
+        ),
+        (
+            "facility-filebus-typo",
+            "runtime: must be an import string package.module:Class, not "
+            "'facility_filebus_typo.bus.open_filebus'",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [("run",), ("streams",), ("tail", "raw")])
+def test_a_file_naming_a_broken_transport_plugin_says_it_is_installed_but_broken(
+    site, tmp_path, plugin, reason, command
+):
+    file = _pipeline(tmp_path)
+    result = run_pipeline(command[0], str(file), *command[1:], env=_env(site, plugin))
+    assert result.returncode == 1, result.stderr
+    assert (
+        f"3:3: error P102 unknown field 'filebus' in transport: the transport filebus of "
+        f"{plugin} 0.1.0 is installed but broken: {reason}"
+    ) in result.stderr
+    assert "allowed:" not in result.stderr
+    assert "Traceback" not in result.stderr
+    # `pipeline plugins` names the descriptor the plugin's hook built, as for a registered dict
+    listed = run_pipeline("plugins", "--json", env=_env(site, plugin))
+    (record,) = [p for p in json.loads(listed.stdout)["plugins"] if p["distribution"] == plugin]
+    assert record["errors"] == [f"invalid transport descriptor for filebus: {reason}"]

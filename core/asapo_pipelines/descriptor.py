@@ -8,6 +8,8 @@ catalog can list hundreds of units without importing the heavy libraries their r
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -371,6 +373,12 @@ def is_unit_name(name: str) -> bool:
 BACKEND_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
 
 
+#: the name of the backend descriptor validated last: a plugin's hook that builds an invalid
+#: one (`TransportDescriptor(...)` raising inside the hook) is told which, as a registered
+#: mapping is, and a pipeline file naming it learns that it is installed but broken
+VALIDATING_NAME: ContextVar[str | None] = ContextVar("VALIDATING_NAME", default=None)
+
+
 class _BackendDescriptor(BaseModel):
     """What transports, executors, formats and commands share: a name, a config model, a runtime
     string.
@@ -412,6 +420,13 @@ class _BackendDescriptor(BaseModel):
     #: Filled in by the catalog from the distribution that registered the backend.
     version: Annotated[str | None, Field(description="Filled in by the catalog.")] = None
     distribution: Annotated[str | None, Field(description="Filled in by the catalog.")] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remember_name(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and isinstance(data.get("name"), str):
+            VALIDATING_NAME.set(data["name"])
+        return data
 
     @field_validator("config", mode="before")
     @classmethod

@@ -68,7 +68,23 @@ def _said(err: Any) -> str:
         }.get(str((err.get("ctx") or {}).get("pattern")))
         if words is not None:
             return f"must be {words}, not {err.get('input')!r}"
-    return str(err["msg"])
+    # a descriptor's own check (`config model X must refuse unknown keys`) is the sentence
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _hook_failure(hook_name: str, exc: Exception, name: str | None) -> str:
+    """One line for a hook that raised. A backend descriptor the hook built invalid is named as
+    a registered mapping is (`invalid transport descriptor for filebus: config: ...`): the
+    catalog then tells a pipeline file naming it that it is installed but broken."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return f"{hook_name} raised {describe_exception(exc)}"
+    if hook_name in BACKEND_HOOKS and name is not None:
+        return f"invalid {BACKEND_HOOKS[hook_name][1]} descriptor for {name}: " + (
+            describe_exception(exc)
+        )
+    return f"{hook_name} built an invalid descriptor: {describe_exception(exc)}"
 
 
 @dataclass
@@ -117,17 +133,15 @@ class PluginManager:
 
     def _call_each(self, hook_name: str, plugin_name: str, **kwargs: Any) -> list[str]:
         """Call one plugin's implementations of a hook; return one line per failure."""
+        from asapo_pipelines.descriptor import VALIDATING_NAME
+
         errors = []
         for impl in self._impls(hook_name, plugin_name):
+            VALIDATING_NAME.set(None)
             try:
                 impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
             except Exception as exc:
-                from pydantic import ValidationError
-
-                what = (
-                    "built an invalid descriptor:" if isinstance(exc, ValidationError) else "raised"
-                )
-                errors.append(f"{hook_name} {what} {describe_exception(exc)}")
+                errors.append(_hook_failure(hook_name, exc, VALIDATING_NAME.get()))
         return errors
 
     def _collect(

@@ -135,11 +135,13 @@ def _problems_from(
     codes: dict[str, str],
     what: str = "",
     skip: Callable[[Any], bool] | None = None,
+    unknown_key: Callable[[Loc], str | None] | None = None,
 ) -> list[Problem]:
     """Translate pydantic's errors below `base` into located problems.
 
     `codes` maps pydantic error kinds "missing", "extra" and "value" to the code to use; errors
-    `skip` accepts are left to another stage.
+    `skip` accepts are left to another stage; `unknown_key` may say why the key at a path is
+    unknown, said instead of the allowed ones.
     """
     file = str(doc.path)
     found = []
@@ -170,9 +172,13 @@ def _problems_from(
             model = _model_at(root, parent)
             allowed = _field_names(model) if model is not None else []
             where = _dotted((*base, *parent)) if (base or parent) else "the top level"
-            message = f"unknown {what or 'field'} {field!r} in {where}" + _suggest(
-                str(field), allowed
-            )
+            message = f"unknown {what or 'field'} {field!r} in {where}"
+            why = unknown_key(path) if unknown_key is not None else None
+            if why is not None:
+                message = f"{message}: {why}"
+                found.append(make(file, doc.locate(path, key=True), codes["extra"], message))
+                continue
+            message += _suggest(str(field), allowed)
             if allowed:
                 message += "" if "did you mean" in message else f" (allowed: {', '.join(allowed)})"
             found.append(make(file, doc.locate(path, key=True), codes["extra"], message))
@@ -220,9 +226,39 @@ def _stage_shape(
         return validate_as_json(model, data), []
     except ValidationError as exc:
         problems = _problems_from(
-            doc, exc, base=(), root=model, codes=SHAPE_CODES, skip=_in_params_not_finite
+            doc,
+            exc,
+            base=(),
+            root=model,
+            codes=SHAPE_CODES,
+            skip=_in_params_not_finite,
+            unknown_key=lambda path: _broken_backend(path, catalog),
         )
         return None, problems
+
+
+#: the sections whose keys name a backend, and what the catalog calls it
+BACKEND_SECTIONS = {"transport": "transport", "deploy": "executor"}
+
+
+def _broken_backend(path: Loc, catalog: Catalog) -> str | None:
+    """Why `transport: {filebus: ...}` (or a `deploy:` key) is unknown when an installed plugin
+    registers that name broken: the allowed names alone read as if it were not installed.
+    Mirrors a unit named by a broken plugin (P201's "plugins that could not be loaded")."""
+    if len(path) != 2 or path[0] not in BACKEND_SECTIONS:
+        return None
+    what, name = BACKEND_SECTIONS[str(path[0])], str(path[1])
+    invalid = f"invalid {what} descriptor for {name}: "
+    for record in catalog.broken:
+        for error in record.errors:
+            # its descriptor is invalid, or it clashes with another plugin's
+            if error.startswith(invalid) or error.startswith(f"{what} {name} "):
+                reason = error.removeprefix(invalid)
+                return (
+                    f"the {what} {name} of {record.distribution} {record.version} is installed "
+                    f"but broken: {reason}"
+                )
+    return None
 
 
 def _in_params_not_finite(err: Any) -> bool:
