@@ -379,6 +379,9 @@ class Worker:
         if isinstance(summary, dict) and summary:
             self.runner.context.carried_summary = dict(summary)
             self.runner.context.carried_after_restart = True
+            # in this replica's records until the unit's own replaces it: a restart that fails
+            # to start would otherwise end the session with no summary of what was done
+            self.counters.summary = dict(summary)
             return True
         return False
 
@@ -617,7 +620,9 @@ class Worker:
         for _port, msg in self._sent_before():
             for ref in msg.metadata[PROVENANCE_KEY].get("inputs") or ():
                 refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
-        if not refs:
+        # outputs that name no input: nothing was processed before (a first start); a unit
+        # without outputs (a sink) has none to tell by, and its restore ports are replayed
+        if not refs and (self.producers or not whole):
             return
         ports = {p.data_source: p.name for p in self.ports}
         readers: dict[str, Any] = {}
@@ -672,7 +677,9 @@ class Worker:
             tmsg = reader.get_by_id(stream, msg_id)
         except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
             return False  # a damaged input was reported when it arrived
-        self._restore_one(unit, Message.received(port, source, tmsg), f"{source}/{stream}/{msg_id}")
+        # with its producer, as `process` gets it: a sink keys and records messages by it
+        message = Message.received(port, source, tmsg, producer=self._producer_of(tmsg.metadata))
+        self._restore_one(unit, message, f"{source}/{stream}/{msg_id}")
         return True
 
     # -- sources -------------------------------------------------------------------------------

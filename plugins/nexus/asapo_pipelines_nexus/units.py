@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from asapo_pipelines.sdk import Message, Sink
-from asapo_pipelines_nexus.errors import NexusWriterError
-from asapo_pipelines_nexus.writer import NexusWriter, iso_time
+from asapo_pipelines.sdk import Message, Sink, UnitStorageError
+from asapo_pipelines_nexus.errors import FileGone, NexusWriterError
+from asapo_pipelines_nexus.writer import NexusWriter, file_id_at, iso_time
 
 
 def message_key(message: Message) -> str:
@@ -135,16 +135,115 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
     }
 
 
+def _entries(n: int) -> str:
+    return f"{n} {'entry' if n == 1 else 'entries'}"
+
+
+def gone_sentence(gone: FileGone, run: dict[str, Any], others: dict[str, int] | None = None) -> str:
+    """What became of the file, of its entries, and how a resume writes them again."""
+    label = run.get("run") or "this run"
+    command = f"pipeline run --resume {run.get('pipeline_file') or 'PIPELINE_FILE'}"
+    held, are = _entries(gone.entries), "is" if gone.entries == 1 else "are"
+    if gone.kept is None:  # found gone by a restarted writer: where it went is not known
+        fate = f"the {held} it held {are} not at that path any more"
+    elif gone.kept:
+        fate = f"the {held} it held {are} in it, wherever it is now"
+    else:
+        fate = f"the {held} it held {are} in no file any more"
+    if gone.path.exists():
+        remedy = (
+            f"move the file now at {gone.path} aside unless it is meant to take them, then "
+            f"`{command}` writes every entry of run {label} into the file at that path"
+        )
+    else:
+        remedy = f"`{command}` writes every entry of run {label} into a new file there"
+    sentence = (
+        f"nexus.writer stops: {gone.path} {gone.what} while run {label} wrote it; {fate}, and "
+        f"nothing more is acknowledged; {remedy} from the run's stored inputs"
+    )
+    other = {k: n for k, n in (others or {}).items() if k != f"{run.get('pipeline')} {label}"}
+    if other and gone.kept is False:
+        runs = ", ".join(f"{_entries(n)} of {k}" for k, n in sorted(other.items()))
+        sentence += (
+            f"; the entries of other runs it held ({runs}) are not part of this run: "
+            "reprocessing those runs (`pipeline reprocess`) writes them again"
+        )
+    return sentence
+
+
 class NexusWriterSink(Sink):
     """`nexus.writer`: raw scans as NXxas entries, spectra and merges as NXprocess entries."""
 
     def on_start(self) -> None:
         # a relative `file` is relative to the working directory: the worker runs next to the
         # pipeline file
-        self.writer = NexusWriter.from_params(self.params).open(pause=self.wait)
+        self.writer = NexusWriter.from_params(self.params)
+        # looked at before opening, which would put a new file where a removed one was
+        lost = self._lost_since_last_session()
+        if lost is not None and self.context.carried_after_restart:
+            # the run wrote into a file that was taken away under it: whether the file now at
+            # the path (or a new one) should get the run's entries is for a person to decide
+            # (`--resume`), not for a restart: it could be another experiment's file
+            raise NexusWriterError(gone_sentence(lost, self.context.run))
+        self.writer.open(pause=self.wait)
         self._warn_of_other_pipelines()
         self.written, self.duplicates = self._carried()
         self.closed = False
+        self.rebuilt = 0
+        #: entries `restore` wrote of messages not acknowledged before: when they come again
+        #: (`process`), they count as written, not as duplicates
+        self._rebuilt_keys: set[str] = set()
+        if lost is not None:
+            self._rebuild(lost)
+
+    def _lost_since_last_session(self) -> FileGone | None:
+        """Whether the file this run wrote before is gone from the path, or another is there
+        (the file's own id, `FILE_ID_ATTR`, is not the one the run's summary names)."""
+        carried = self.context.carried_summary
+        was = carried.get("file_id")
+        path = self.writer.path.absolute()
+        if carried.get("file") != str(path.resolve()) or not isinstance(was, str):
+            return None  # a fresh run, another file, or a summary from before files had ids
+        entries = carried.get("entries_in_file")
+        held = entries if isinstance(entries, int) else 0
+        if not path.exists():
+            return FileGone(path, "was removed or moved away", held)
+        now = file_id_at(path)
+        if now is None or now == was:
+            return None  # the same file, or a damaged one: opening it salvages it
+        return FileGone(path, "was replaced by another file", held)
+
+    def _rebuild(self, lost: FileGone) -> None:
+        """A resume after the file was taken away: the worker hands `restore` every message
+        of this run's inputs (they are in the store), and each one whose entry the file lacks
+        is written again. Only then: reading every input costs as much as the run did."""
+        ports = tuple(port.name for port in self.descriptor.inputs)
+        # per instance: the class's default (no restore) is every other start's
+        self.restores_state = True
+        self.restore_ports = ports
+        self.log.warning(
+            "%s %s since run %s last wrote it, with %s; nexus.writer writes every entry of "
+            "the run into it again from the run's stored inputs",
+            lost.path,
+            lost.what,
+            self.context.run.get("run") or "this run",
+            _entries(lost.entries),
+        )
+
+    def restore(self, message: Message) -> None:
+        # called only while rebuilding (`_rebuild`); an entry the file has is skipped before
+        # its payload is decoded
+        if self.writer.has(entry_key(message, self.context.run)):
+            return
+        try:
+            key, name = self._store(message)
+            if name is not None:
+                self.rebuilt += 1
+                self._rebuilt_keys.add(key)
+        except UnitStorageError:
+            raise
+        except NexusWriterError:
+            pass  # a message the writer refused when it came: in the error stream since
 
     def _carried(self) -> tuple[dict[str, int], int]:
         """Entries written by port and duplicates skipped before this process in this run
@@ -196,20 +295,41 @@ class NexusWriterSink(Sink):
                 f"message {message.data_source}/{message.stream}/{message.id} is not a JSON "
                 f"object; nexus.writer stores {port.content_type} messages"
             )
-        name = self.writer.write(
-            port.content_type,
-            body,
-            entry_key(message, self.context.run),
-            provenance=entry_provenance(message, body, self.context.run),
-        )
-        if name is None:
+        key, name = self._store(message)
+        if name is None and key not in self._rebuilt_keys:
             self.duplicates += 1
         else:
+            self._rebuilt_keys.discard(key)
             self.written[port.name] = self.written.get(port.name, 0) + 1
 
+    def _store(self, message: Message) -> tuple[str, str | None]:
+        """Write one message: its key, and its entry's name (None when the file has it)."""
+        port = self.descriptor.input(message.port)
+        assert port is not None  # checked by `process`; `restore` gets declared ports only
+        key = entry_key(message, self.context.run)
+        try:
+            name = self.writer.write(
+                port.content_type,
+                message.value,
+                key,
+                provenance=entry_provenance(message, message.value, self.context.run),
+            )
+        except FileGone as gone:
+            raise self._stopped(gone) from None
+        return key, name
+
+    def _stopped(self, gone: FileGone) -> UnitStorageError:
+        """The file was taken away mid-run: the worker stops without acknowledging."""
+        return UnitStorageError(gone_sentence(gone, self.context.run, self.writer.runs_in_file()))
+
     def flush(self) -> None:
-        # every entry is flushed when written; flushing again makes the promise explicit
+        # every entry is flushed when written; flushing again makes the promise explicit, and
+        # the path must still name the file: an entry in an unlinked file is not durable
         if not self.closed:
+            try:
+                self.writer.check_file()
+            except FileGone as gone:
+                raise self._stopped(gone) from None
             self.writer.file.flush()
 
     def on_shutdown(self) -> None:
@@ -222,6 +342,10 @@ class NexusWriterSink(Sink):
             "entries_written": sum(self.written.values()),
             **{f"{port}_written": n for port, n in sorted(self.written.items())},
             "duplicates_skipped": self.duplicates,
+            # which file the run wrote: a later session finds out whether it is still there
+            "file_id": self.writer.file_id,
+            # a resume that found the file gone wrote these again (`_rebuild`)
+            **({"entries_rebuilt_in_file": self.rebuilt} if self.rebuilt else {}),
             # what a process restarted in this one's place corrects its counts by (`_carried`)
             "entries_in_file": self.writer.entries_in_file,
         }

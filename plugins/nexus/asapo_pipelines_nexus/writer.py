@@ -80,6 +80,7 @@ import re
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -89,7 +90,7 @@ import h5py
 import numpy as np
 
 from asapo_pipelines.sdk import UnitStorageError, storage
-from asapo_pipelines_nexus.errors import FileHeldOpen, NexusWriterError
+from asapo_pipelines_nexus.errors import FileGone, FileHeldOpen, NexusWriterError
 from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
 from asapo_pipelines_nexus.unwritable import cause_and_remedy
 
@@ -109,6 +110,9 @@ READER_POLL = 0.5
 READER_RECIPE = 'h5py.File(path, "r", swmr=True, locking=False)'
 
 KEY_ATTR = "asapo_key"
+#: NXroot's attribute naming this one file (set when the writer first opens it): a file put at
+#: the path later, even one holding copies of its entries, has another (`file_id_at`)
+FILE_ID_ATTR = "asapo_file_id"
 CONTENT_ATTR = "asapo_content_type"
 PIPELINE_ATTR = "asapo_pipeline"
 #: the unit label (`<pipeline>/<instance>`) a provenance key starts with
@@ -191,6 +195,13 @@ class NexusWriter:
         self.salvaged_from: Path | None = None
         #: the provenance of the entry being written (`write(..., provenance=...)`)
         self._entry_provenance: Mapping[str, Any] | None = None
+        #: (descriptor, (st_dev, st_ino)) of the open file: what the path must still name
+        self._opened: tuple[int, tuple[int, int]] | None = None
+        #: what became of the file when the path stopped naming it, and whether it is still
+        #: somewhere (see `check_file`)
+        self._gone: tuple[str, bool] | None = None
+        #: the file's own name (`FILE_ID_ATTR`), kept after it is closed; None before opening
+        self.file_id: str | None = None
 
     @classmethod
     def from_params(cls, params: Any, base: Path | None = None) -> NexusWriter:
@@ -241,6 +252,8 @@ class NexusWriter:
                 storage.describe("opening the NeXus file for writing", self.path, exc)
             ) from None
         self._file = handle
+        self._opened = _identity(handle)
+        self.file_id = _text(handle.attrs.get(FILE_ID_ATTR, "")) or None
         return self
 
     def _prepare(self, handle: h5py.File) -> None:
@@ -262,6 +275,8 @@ class NexusWriter:
                 self._note_content(name, group)
                 self.pipelines.update(_pipeline_of(group, _text(key)))
         _root_attributes(handle, self.path)
+        # a file written before the writer named its files gets its name now
+        handle.attrs.setdefault(FILE_ID_ATTR, uuid.uuid4().hex)
         # a file written before the root named its default, or whose newest entry was just
         # dropped: point it at what is there now
         self._point_default(handle)
@@ -279,6 +294,7 @@ class NexusWriter:
                 # HDF5's clean-up (`_exit_without_hdf5_cleanup`)
                 _ABANDONED.append(self._file)
             self._file = None
+            self._opened = None  # its descriptor may name another file from now on
         self._unlock()
 
     # -- recovery --------------------------------------------------------------------------------
@@ -826,6 +842,7 @@ class NexusWriter:
             raise UnitStorageError(
                 f"nexus.writer stopped writing {self.path} after a failed write ({self._frozen})"
             )
+        self.check_file()
         self._guard_space(nbytes + 64 * 1024)  # the arrays plus the entry's small fields
 
     def _new_entry(self, key: str, content_type: str) -> tuple[str, h5py.Group]:
@@ -874,6 +891,29 @@ class NexusWriter:
         match = _ENTRY.match(name)
         if match:
             self._contents[int(match.group(1))] = _text(group.attrs.get(CONTENT_ATTR, ""))
+
+    def check_file(self) -> None:
+        """Raise `FileGone` when the path no longer names the file this writer has open
+        (removed, moved, replaced): what is written into an unlinked file is in no file anyone
+        can open, so nothing more may be written or acknowledged. One stat and one fstat: cheap
+        enough before every entry and every acknowledgement."""
+        if self._gone is None and self._opened is not None:
+            fd, identity = self._opened
+            self._gone = _what_became_of(self.path, fd, identity)
+        if self._gone is not None:
+            what, kept = self._gone
+            raise FileGone(self.path.absolute(), what, self.entries_in_file, kept=kept)
+
+    def runs_in_file(self) -> dict[str, int]:
+        """`pipeline run` -> how many complete entries of that run the file holds, for the
+        entries a pipeline wrote (their key names the unit and the run)."""
+        counts: dict[str, int] = {}
+        for key in self._keys:
+            match, run = _KEY_UNIT.match(key), _run_of(key).partition("@")[0]
+            if match and run:
+                label = f"{match.group(1)} {run}"
+                counts[label] = counts.get(label, 0) + 1
+        return counts
 
     @property
     def entries_in_file(self) -> int:
@@ -1068,6 +1108,52 @@ def _root_attributes(handle: h5py.File, path: Path) -> None:
     attrs.setdefault("creator_version", _version("asapo-pipelines-nexus"))
     attrs.setdefault("HDF5_Version", h5py.version.hdf5_version)
     attrs.setdefault("h5py_version", h5py.version.version)
+
+
+def file_id_at(path: Path) -> str | None:
+    """The `FILE_ID_ATTR` of the file at `path`, "" for a file without one; None when no file
+    is there or it cannot be read (a damaged file: opening it for writing salvages it)."""
+    try:
+        with h5py.File(path, "r", swmr=True, locking=False) as handle:
+            return _text(handle.attrs.get(FILE_ID_ATTR, ""))
+    except (OSError, RuntimeError, ValueError):
+        return None
+
+
+def _identity(handle: h5py.File) -> tuple[int, tuple[int, int]] | None:
+    """(descriptor, (st_dev, st_ino)) of an open file; None where HDF5's driver has no
+    descriptor to ask (then the path is not checked)."""
+    try:
+        fd = handle.id.get_vfd_handle()
+        info = os.fstat(fd)
+    except (OSError, RuntimeError, TypeError, ValueError):
+        return None
+    return fd, (info.st_dev, info.st_ino)
+
+
+def _what_became_of(path: Path, fd: int, identity: tuple[int, int]) -> tuple[str, bool] | None:
+    """What happened to the open file (`fd`, `identity`) if `path` no longer names it: the
+    middle of a sentence ("was removed"), and whether the file is still in some folder (it
+    was moved). None while the path names it, or when the path cannot be looked at (a folder
+    that denies access: HDF5's own error, if any, says so)."""
+    try:
+        kept = os.fstat(fd).st_nlink > 0
+    except OSError:
+        return None
+    try:
+        now = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        if not path.parent.is_dir():
+            gone = "moved away" if kept else "removed"
+            return f"was {gone} with its folder {path.parent.absolute()}", kept
+        return ("was moved or renamed" if kept else "was removed"), kept
+    except OSError:
+        return None
+    if (now.st_dev, now.st_ino) == identity:
+        return None
+    if kept:
+        return "was moved aside and another file put in its place", kept
+    return "was replaced by another file", kept
 
 
 def _first_written(handle: h5py.File) -> str | None:

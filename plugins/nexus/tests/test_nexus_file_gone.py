@@ -1,0 +1,189 @@
+"""The NeXus file removed or replaced while a run writes it. The writer went on writing into
+the open, unlinked file and acknowledged its inputs: those entries were in no file anyone could
+open, and the run reported them written. Now it stops before the next entry (or the next
+acknowledgement) with one sentence naming the file and what happened, the run fails with it,
+and a resume writes every entry of the run into the file at the path, from the run's inputs
+in the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pytest
+from nexus_testdata import DATA, P65_SCANS
+
+from asapo_pipelines_nexus.writer import KEY_ATTR
+
+pytest.importorskip("asapo_pipelines_xas")
+
+PIPELINE_BIN = str(Path(sys.executable).with_name("pipeline"))
+PIPELINE_FILE = """\
+pipeline: nexus-gone
+units:
+  scans:
+    unit: xas.scan-files
+    params: {directory: data/, pattern: "*.xdi", watch: true}
+    outputs: {scans: raw-scans}
+  writer:
+    unit: nexus.writer
+    params: {file: results/scans.nxs}
+    inputs: {scans: raw-scans}
+"""
+#: scans that arrive after the file was taken away (the first is written before)
+LATER_SCANS = (P65_SCANS[1], "fe_metal_rt.xdi")
+
+
+def _env(work: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = str(work / "cache")
+    # the local executor starts `pipeline worker` tasks from PATH, as a user's shell would
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def _pipeline(work: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PIPELINE_BIN, *args],
+        cwd=work,
+        env=_env(work),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _source_files(path: Path) -> list[str]:
+    """The scan file of each complete entry (those with their key, which the writer sets
+    last); none before the file exists or while it cannot be read yet."""
+    try:
+        with h5py.File(path, "r", swmr=True, locking=False) as f:
+            return [
+                name
+                for group in f.values()
+                if group is not None and KEY_ATTR in group.attrs
+                for name in json.loads(group["provenance/source_files/data"][()])
+            ]
+    except (OSError, KeyError):
+        return []
+
+
+def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
+    """A watching run that writes one scan, then `take_away(file)` and two more scans: the
+    run's exit status, stdout and stderr."""
+    (work / "data").mkdir()
+    shutil.copy(DATA / P65_SCANS[0], work / "data" / P65_SCANS[0])
+    (work / "p.pipeline.yaml").write_text(PIPELINE_FILE)
+    nxs = work / "results" / "scans.nxs"
+    run = subprocess.Popen(
+        [PIPELINE_BIN, "run", "p.pipeline.yaml"],
+        cwd=work,
+        env=_env(work),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while len(_source_files(nxs)) < 1:
+            assert run.poll() is None, f"the run ended early: {run.communicate()}"
+            assert time.monotonic() < deadline, "timed out waiting for the first entry"
+            time.sleep(0.2)
+        take_away(nxs)
+        for name in LATER_SCANS:
+            shutil.copy(DATA / name, work / "data" / name)
+        try:
+            out, err = run.communicate(timeout=150)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            out, err = run.communicate()
+            logs = _pipeline(work, "logs", "p.pipeline.yaml", "writer")
+            pytest.fail(
+                "the run went on writing after its file was taken away:\n"
+                + out[-1500:]
+                + logs.stdout[-1500:]
+            )
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    return run.returncode, out, err
+
+
+def _writer_log(work: Path) -> str:
+    logs = _pipeline(work, "logs", "p.pipeline.yaml", "writer")
+    assert logs.returncode == 0, logs.stderr
+    return logs.stdout + logs.stderr
+
+
+def _resume(work: Path) -> None:
+    """Resume the run reading the folder once; it ends when every scan is written."""
+    done = _pipeline(work, "run", "--resume", "--set", "scans.watch=false", "p.pipeline.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_removed_file_stops_the_run_and_a_resume_writes_every_entry_again(tmp_path):
+    code, out, err = _run_and_take_the_file_away(tmp_path, lambda nxs: nxs.unlink())
+
+    nxs = tmp_path / "results" / "scans.nxs"
+    pipeline_file = tmp_path / "p.pipeline.yaml"
+    resume = f"`pipeline run --resume {pipeline_file}` writes every entry of run r1 into a new file"
+    assert code != 0, out + err
+    # the restarted writer finds the file gone and the run fails with one sentence
+    assert err.startswith("error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    assert f"nexus.writer stops: {nxs} was removed or moved away while run r1 wrote it" in err
+    assert resume in err, err
+    assert "Traceback" not in out + err
+
+    # the writer that found it says exactly what happened, before the next entry
+    log = _writer_log(tmp_path)
+    assert (
+        f"nexus.writer stops: {nxs} was removed while run r1 wrote it; the 1 entry it held is "
+        "in no file any more, and nothing more is acknowledged; " + resume
+    ) in log, log
+    assert "Traceback" not in log, log
+    assert not nxs.exists()  # the restart did not put an empty file in its place
+
+    _resume(tmp_path)
+    scans = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
+    assert sorted(_source_files(nxs)) == scans
+
+
+def test_a_replaced_file_is_left_as_it_is_and_a_resume_writes_every_entry(tmp_path):
+    def replace(nxs: Path) -> None:
+        # an analyst's file moved onto the path (`mv other.nxs results/scans.nxs`)
+        other = nxs.with_name("other.nxs")
+        with h5py.File(other, "w") as f:
+            f.create_group("analysis").attrs["note"] = "not the pipeline's"
+        os.replace(other, nxs)
+
+    code, out, err = _run_and_take_the_file_away(tmp_path, replace)
+
+    nxs = tmp_path / "results" / "scans.nxs"
+    assert code != 0, out + err
+    assert err.startswith("error: "), err
+    assert len(err.strip().splitlines()) == 1, err
+    said = f"nexus.writer stops: {nxs} was replaced by another file while run r1 wrote it"
+    assert said in err, err
+    assert f"move the file now at {nxs} aside unless it is meant to take them" in err, err
+    assert "Traceback" not in out + err
+    log = _writer_log(tmp_path)
+    assert f"{said}; the 1 entry it held is in no file any more" in log, log
+    assert "Traceback" not in log, log
+    # the file put there is not written into
+    with h5py.File(nxs, "r") as f:
+        assert list(f) == ["analysis"]
+
+    nxs.rename(nxs.with_name("analysis.nxs"))
+    _resume(tmp_path)
+    scans = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
+    assert sorted(_source_files(nxs)) == scans
