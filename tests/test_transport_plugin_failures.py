@@ -5,6 +5,9 @@ only building tells is broken. Each is one sentence naming the transport and its
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from backend_dists import filebus_projects
 
 from asapo_pipelines.testing.distributions import install
 
-from helpers import run_pipeline
+from helpers import CACHE_DIR, run_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +133,56 @@ def test_a_file_naming_a_broken_transport_plugin_says_it_is_installed_but_broken
     listed = run_pipeline("plugins", "--json", env=_env(site, plugin))
     (record,) = [p for p in json.loads(listed.stdout)["plugins"] if p["distribution"] == plugin]
     assert record["errors"] == [f"invalid transport descriptor for filebus: {reason}"]
+
+
+#: a plugin's contract-test fixture opens its transport as the docs show, without a catalog
+CONTRACT_FIXTURE = """
+import json, sys
+from asapo_pipelines.transport import TransportError, open_transport
+
+for section in json.loads(sys.argv[1]):
+    try:
+        open_transport({"filebus": section}).close()
+    except TransportError as exc:
+        print(f"{type(exc).__name__}: {exc}")
+"""
+
+
+def test_open_transport_validates_a_plugin_section_as_pipeline_run_does(site, tmp_path):
+    mark = tmp_path / "opened.jsonl"
+    sections = [
+        {"directory": "bus", "pol": 1},
+        {"directory": "bus", "poll": 0},
+        {},
+        {"directory": "bus"},
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env.update(_env(site, "facility-filebus", FILEBUS_MARK=str(mark)))
+    env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    result = subprocess.run(
+        [sys.executable, "-c", CONTRACT_FIXTURE, json.dumps(sections)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    refused = "TransportConfigError: the transport filebus (facility-filebus) refuses its options"
+    assert result.stdout.splitlines() == [
+        f"{refused}: pol: Extra inputs are not permitted",
+        f"{refused}: poll: Input should be greater than 0",
+        f"{refused}: directory: Field required",
+    ]
+    # the one section it takes reaches the runtime as `pipeline run` passes it: defaults
+    # filled and `open_options` applied (the directory made absolute, here against the cwd)
+    opened = [json.loads(line) for line in mark.read_text().splitlines()]
+    assert opened == [{"path": str((tmp_path / "bus").resolve()), "poll": 0.5, "fail": "none"}]
+
+    file = _pipeline(tmp_path)
+    run = run_pipeline("run", str(file), env=_env(site, "facility-filebus", FILEBUS_MARK=str(mark)))
+    assert run.returncode == 0, run.stderr
+    from_run = [json.loads(line) for line in mark.read_text().splitlines()][1:]
+    assert from_run
+    assert all(options == opened[0] for options in from_run)

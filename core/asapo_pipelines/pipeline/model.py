@@ -339,11 +339,10 @@ class TransportSection(_Section):
     def options(self) -> dict[str, Any]:
         """The options its runtime opens with: JSON-ready, paths absolute against the pipeline
         file's folder (what workers receive too)."""
-        config = self.config
-        open_options = getattr(config, "open_options", None)
-        if callable(open_options):
-            return dict(open_options(self._base or Path.cwd()))
-        return config.model_dump(mode="json", exclude_none=True)
+        from asapo_pipelines.transport import resolved_options
+
+        # marked as resolved: `open_transport` opens them without validating them again
+        return resolved_options(self.config, self._base or Path.cwd())
 
     def spec(self) -> dict[str, dict[str, Any]]:
         """What `asapo_pipelines.transport.open_transport` takes, with absolute paths."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from asapo_pipelines import CORE_DISTRIBUTION
@@ -35,6 +36,8 @@ from asapo_pipelines.transport.errors import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pydantic import BaseModel
+
     from asapo_pipelines.catalog import Catalog
 
 #: the core's transports (registered by `asapo_pipelines.default_backends`); others come from
@@ -45,10 +48,13 @@ BACKENDS = ("embedded", "asapo")
 def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> Transport:
     """The transport a pipeline file's ``transport:`` section (resolved) describes.
 
-    ``spec`` is ``{name: options}`` (`TransportSection.spec()`); the runtime of the transport
-    registered under ``name`` opens it. Give the ``catalog`` when one is loaded; without one,
-    the core's transports open directly and another name is looked up in the (cached) listing,
-    so a plugin's transport opens without importing every plugin.
+    ``spec`` is ``{name: options}``: the runtime of the transport registered under ``name``
+    opens it. Options from `TransportSection.spec()` (`OpenOptions`) are opened as they are; a
+    plugin transport's plain mapping is its section in a pipeline file, validated by its config
+    model first as `pipeline run` does (relative paths against the current directory). The
+    core's runtimes check their options themselves. Give the ``catalog`` when one is loaded;
+    without one, the core's transports open directly and another name is looked up in the
+    (cached) listing, so a plugin's transport opens without importing every plugin.
     """
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise TransportConfigError(
@@ -62,8 +68,60 @@ def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> T
         transport: Transport = opener(dict(options or {}))
         return transport
     with _plugin_code(found.where, "failed to open"):
-        transport = opener(dict(options or {}))
+        if not isinstance(options, OpenOptions):
+            options = _section_options(found, options, catalog)
+        transport = opener(dict(options))
     return _guard(transport, found.where)
+
+
+class OpenOptions(dict[str, Any]):
+    """A transport's options as its config model gives them (`open_options(base_dir)`, else its
+    JSON dump): what its runtime opens with. `TransportSection.spec()` hands these out, and
+    `open_transport` opens them as they are; any other mapping is a pipeline file's section."""
+
+
+def resolved_options(config: BaseModel, base_dir: Path) -> OpenOptions:
+    """The options a transport's validated config model gives its runtime, relative paths made
+    absolute against `base_dir` (the pipeline file's folder)."""
+    open_options = getattr(config, "open_options", None)
+    if callable(open_options):
+        return OpenOptions(open_options(base_dir))
+    return OpenOptions(config.model_dump(mode="json", exclude_none=True))
+
+
+def _section_options(found: _Found, section: Any, catalog: Catalog | None) -> OpenOptions:
+    """A plugin transport's section (`open_transport({"filebus": {...}})`, as a plugin's contract
+    tests call it) validated by its config model, as `pipeline run` does: unknown keys and bad
+    values refused in one sentence, defaults filled, `open_options` applied. Without a pipeline
+    file, relative paths are relative to the current directory."""
+    from pydantic import ValidationError
+
+    from asapo_pipelines.plugin_manager import describe_exception
+
+    model = _config_model(found, catalog)
+    try:
+        config = model.model_validate(dict(section or {}))
+    except ValidationError as exc:
+        raise TransportConfigError(
+            f"the {found.where} refuses its options: {describe_exception(exc)}"
+        ) from None
+    return resolved_options(config, Path.cwd())
+
+
+def _config_model(found: _Found, catalog: Catalog | None) -> type[BaseModel]:
+    """The config model of a plugin's transport: from the catalog, else from its plugin alone
+    (the listing holds no models; the other plugins are not imported)."""
+    if catalog is None:
+        from asapo_pipelines.catalog import Catalog, entry_point_sources
+
+        sources = [s for s in entry_point_sources() if s.distribution == found.distribution]
+        catalog = Catalog.from_sources(sources)
+    descriptor = catalog.transports.get(found.kind)
+    if descriptor is None:  # the listing was older than the plugin installed now
+        raise TransportConfigError(
+            f"the {found.where} is no longer registered by its plugin; see `pipeline plugins`"
+        )
+    return descriptor.config
 
 
 class _Found(NamedTuple):
@@ -197,6 +255,7 @@ __all__ = [
     "Message",
     "MissingId",
     "NoData",
+    "OpenOptions",
     "Producer",
     "StorageError",
     "StreamFinished",
@@ -206,4 +265,5 @@ __all__ = [
     "TransportError",
     "Unavailable",
     "open_transport",
+    "resolved_options",
 ]
