@@ -186,3 +186,41 @@ def test_open_transport_validates_a_plugin_section_as_pipeline_run_does(site, tm
     from_run = [json.loads(line) for line in mark.read_text().splitlines()][1:]
     assert from_run
     assert all(options == opened[0] for options in from_run)
+
+
+NO_SCHEMA = "has no JSON Schema (Cannot generate a JsonSchema for core_schema.CallableSchema)"
+
+
+def test_a_config_model_without_a_json_schema_is_left_out_of_the_schema_and_strict_says_broken(
+    site, tmp_path
+):
+    env = _env(site, "facility-hookbus")
+    # `pipeline new` writes its starter and schema for everyone else
+    new = run_pipeline("new", "demo", "--dir", str(tmp_path / "new"), env=env)
+    assert new.returncode == 0, new.stderr
+    assert (tmp_path / "new" / "pipeline.schema.json").is_file()
+    result = run_pipeline("schema", "--output", str(tmp_path / "schemas"), env=env)
+    assert result.returncode == 0, result.stderr
+    origin = "(from facility-hookbus 0.2.0) is broken"
+    left_out = "which editors need; it is left out of the editor schema"
+    assert result.stderr.splitlines()[:2] == [
+        f"warning: transport hookbus {origin}: its config field hook {NO_SCHEMA}, {left_out}",
+        f"warning: executor hookexec {origin}: its config field on_start {NO_SCHEMA}, {left_out}",
+    ]
+    schema = json.loads((tmp_path / "schemas" / "pipeline.schema.json").read_text())
+    assert "hookbus" not in schema["properties"]["transport"]["properties"]
+    assert "zerobus" in schema["properties"]["transport"]["properties"]
+    assert "hookexec" not in schema["properties"]["deploy"]["properties"]
+    # CI's strict catalog refuses it, in one sentence
+    strict = run_pipeline("schema", env={**env, "ASAPO_PIPELINES_STRICT": "1"})
+    _one_sentence(
+        strict,
+        "error: plugin facility-hookbus (facility-hookbus 0.2.0) is broken: transport hookbus: "
+        f"its config field hook {NO_SCHEMA}",
+    )
+    listed = run_pipeline("plugins", "--strict", "--json", env=env)
+    assert listed.returncode == 1, listed.stderr
+    (record,) = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "facility-hookbus"]
+    assert record["status"] == "broken"
+    assert f"transport hookbus: its config field hook {NO_SCHEMA}" in record["errors"]
+    assert f"executor hookexec: its config field on_start {NO_SCHEMA}" in record["errors"]

@@ -225,6 +225,18 @@ def _check_defaults(units: dict[str, UnitDescriptor], records: list[PluginRecord
                 record.errors.extend(f"unit {name}: {p}" for p in problems)
 
 
+def _check_backend_models(catalog: Catalog) -> None:
+    """As `_check_defaults` for units: a transport's or executor's config model without a JSON
+    Schema (the editor schema leaves it out) marks its plugin broken in a strict catalog."""
+    for what, backends in (("transport", catalog.transports), ("executor", catalog.executors)):
+        for name, backend in backends.items():
+            no_schema = backend.config_schema_problem()
+            problems = [no_schema] if no_schema else []
+            for record in catalog.plugins:
+                if problems and name in getattr(record, f"{what}s"):
+                    record.errors.extend(f"{what} {name}: {p}" for p in problems)
+
+
 def _check_formats(
     units: dict[str, UnitDescriptor],
     formats: dict[str, FormatDescriptor],
@@ -346,9 +358,11 @@ class Catalog:
 
     def check_defaults(self) -> Catalog:
         """Report on its plugin's record each unit whose params model has a default its own
-        rules refuse or no JSON Schema (as a strict catalog does when it loads); builds every
-        params model and its schema."""
+        rules refuse or no JSON Schema, and each transport or executor whose config model has
+        no JSON Schema (as a strict catalog does when it loads); builds every such model and its
+        schema."""
         _check_defaults(self.units, self.plugins)
+        _check_backend_models(self)
         return self
 
     # -- queries -------------------------------------------------------------------------------

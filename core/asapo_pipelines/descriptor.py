@@ -86,7 +86,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _schema_failure(model: type[BaseModel], exc: BaseException) -> str:
+def _schema_failure(model: type[BaseModel], exc: BaseException, kind: str = "params") -> str:
     """Why `model` has no JSON Schema, naming the field at fault when one alone is (a field
     typed `Callable`: a pipeline file cannot hold its value, so no schema describes it)."""
     from pydantic import TypeAdapter
@@ -98,10 +98,10 @@ def _schema_failure(model: type[BaseModel], exc: BaseException) -> str:
         try:
             TypeAdapter(info.annotation).json_schema()
         except PydanticInvalidForJsonSchema as field_exc:
-            return f"its params field {name} has no JSON Schema ({_first_line(field_exc)})"
+            return f"its {kind} field {name} has no JSON Schema ({_first_line(field_exc)})"
         except Exception:  # a field the probe cannot judge alone is not blamed
             continue
-    return f"its params model {model.__name__} has no JSON Schema ({_first_line(exc)})"
+    return f"its {kind} model {model.__name__} has no JSON Schema ({_first_line(exc)})"
 
 
 class Params(BaseModel):
@@ -432,6 +432,16 @@ class _BackendDescriptor(BaseModel):
     @classmethod
     def _config_is_model(cls, value: Any) -> Any:
         return _require_closed_model("config", value)
+
+    def config_schema_problem(self) -> str | None:
+        """Why the config model has no JSON Schema (the section's branch in the editor schema),
+        or None: a field typed `Callable`. Builds the model's schema, so only whole-plugin
+        checks (a strict catalog) and `pipeline schema` call it."""
+        try:
+            self.config.model_json_schema()
+        except (PydanticUserError, PydanticUndefinedAnnotation) as exc:
+            return _schema_failure(self.config, exc, "config")
+        return None
 
     def load_runtime(self) -> Any:
         """Import and return the runtime object named by ``runtime``."""

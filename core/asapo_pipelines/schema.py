@@ -163,6 +163,39 @@ def described_params(catalog: Catalog) -> tuple[dict[str, dict[str, Any]], list[
     return schemas, left_out
 
 
+def described_backends(catalog: Catalog) -> tuple[Catalog, list[str]]:
+    """`catalog` without the transports and executors whose config model has no JSON Schema (a
+    field typed `Callable`), and one sentence for each left out: as for units, one plugin's
+    section that cannot be described must not cost everyone `pipeline schema` and `new`."""
+    from asapo_pipelines.catalog import Catalog
+
+    left_out: list[str] = []
+    kept: dict[str, dict[str, Any]] = {}
+    for what, backends in (("transport", catalog.transports), ("executor", catalog.executors)):
+        kept[what] = {}
+        for name, backend in backends.items():
+            problem = backend.config_schema_problem()
+            if problem is None:
+                kept[what][name] = backend
+                continue
+            origin = f" (from {backend.distribution} {backend.version})"
+            left_out.append(
+                f"{what} {name}{origin if backend.distribution else ''} is broken: {problem}, "
+                "which editors need; it is left out of the editor schema"
+            )
+    if not left_out:
+        return catalog, []
+    described = Catalog(
+        catalog.units,
+        catalog.plugins,
+        transports=kept["transport"],
+        executors=kept["executor"],
+        formats=catalog.formats,
+        commands=catalog.commands,
+    )
+    return described, left_out
+
+
 def _params_of(
     catalog: Catalog, params: Mapping[str, dict[str, Any]] | None
 ) -> Mapping[str, dict[str, Any]]:
@@ -349,7 +382,8 @@ def pipeline_schema(
     from asapo_pipelines import CORE_DISTRIBUTION
     from asapo_pipelines.pipeline.model import name_rule, pipeline_model
 
-    # one branch (property) per registered transport under `transport:`
+    # one branch (property) per registered transport under `transport:` that has a schema
+    catalog = described_backends(catalog)[0]
     schema = editor_schema(pipeline_model(catalog).model_json_schema(by_alias=True))
     transport = schema["properties"]["transport"]
     transport.update(minProperties=1, maxProperties=1)

@@ -34,13 +34,15 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     """Generate the draft-07 JSON Schema of pipeline files (completion and checks in editors).
 
     The schema lists every installed unit; regenerate it after installing or upgrading plugins.
-    A unit whose params have no JSON Schema (a field typed Callable) is left out, with a
-    warning; ASAPO_PIPELINES_STRICT=1 makes it an error (exit 1).
+    A unit whose params, or a transport or executor whose config, have no JSON Schema (a field
+    typed Callable) is left out, with a warning; ASAPO_PIPELINES_STRICT=1 makes it an error
+    (exit 1).
     """
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.cli.output import warn, warn_broken_plugins, write_file
     from asapo_pipelines.listing import Listing
     from asapo_pipelines.schema import (
+        described_backends,
         described_params,
         dumps,
         pipeline_schema,
@@ -53,7 +55,7 @@ def schema(output: Path | None, unit: str | None, check: bool) -> int:
     if unit is not None:
         return _one_unit(catalog, unit, output, check)
     params, left_out = described_params(catalog)
-    for sentence in left_out:
+    for sentence in left_out + described_backends(catalog)[1]:
         warn(sentence)
     if check:
         directory = output or DEFAULT_DIR

@@ -246,9 +246,9 @@ def plugins(as_json: bool, strict: bool) -> None:
     """List the installed plugin packages, what each provides, and why a broken one failed.
 
     Each plugin's units, and its backends: the transports, executors, payload formats and
-    commands it registers. With --strict, as a plugin's CI runs it, every unit's params model and
-    its JSON Schema are built too, and a default its own rules refuse, or params without a JSON
-    Schema, mark the plugin broken."""
+    commands it registers. With --strict, as a plugin's CI runs it, every unit's params model,
+    every transport's and executor's config model, and their JSON Schemas are built too, and a
+    default its own rules refuse, or a model without a JSON Schema, mark the plugin broken."""
     from asapo_pipelines.listing import Listing, load_listing
 
     if strict:
