@@ -224,3 +224,18 @@ def test_a_config_model_without_a_json_schema_is_left_out_of_the_schema_and_stri
     assert record["status"] == "broken"
     assert f"transport hookbus: its config field hook {NO_SCHEMA}" in record["errors"]
     assert f"executor hookexec: its config field on_start {NO_SCHEMA}" in record["errors"]
+
+
+def test_a_config_default_its_own_rule_refuses_marks_the_plugin_broken_under_strict(site):
+    listed = run_pipeline("plugins", "--strict", "--json", env=_env(site, "facility-hookbus"))
+    assert listed.returncode == 1, listed.stderr
+    (record,) = [p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "facility-hookbus"]
+    assert (
+        "transport zerobus: the default of poll in transport zerobus's config is 0.0, which its "
+        "own rule refuses (input should be greater than 0): the plugin's config model is wrong "
+        "(tell its authors); setting poll in the pipeline file works around it"
+    ) in record["errors"]
+    # without --strict the listing is built from descriptors alone, as for units
+    plain = run_pipeline("plugins", "--json", env=_env(site, "facility-hookbus"))
+    (record,) = [p for p in json.loads(plain.stdout)["plugins"] if p["name"] == "facility-hookbus"]
+    assert record["status"] == "ok"

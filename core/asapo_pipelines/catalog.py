@@ -227,11 +227,12 @@ def _check_defaults(units: dict[str, UnitDescriptor], records: list[PluginRecord
 
 def _check_backend_models(catalog: Catalog) -> None:
     """As `_check_defaults` for units: a transport's or executor's config model without a JSON
-    Schema (the editor schema leaves it out) marks its plugin broken in a strict catalog."""
+    Schema (the editor schema leaves it out) or with a default its own rules refuse marks its
+    plugin broken in a strict catalog."""
     for what, backends in (("transport", catalog.transports), ("executor", catalog.executors)):
         for name, backend in backends.items():
             no_schema = backend.config_schema_problem()
-            problems = [no_schema] if no_schema else []
+            problems = [no_schema] if no_schema else backend.config_default_problems(what)
             for record in catalog.plugins:
                 if problems and name in getattr(record, f"{what}s"):
                     record.errors.extend(f"{what} {name}: {p}" for p in problems)
@@ -359,7 +360,7 @@ class Catalog:
     def check_defaults(self) -> Catalog:
         """Report on its plugin's record each unit whose params model has a default its own
         rules refuse or no JSON Schema, and each transport or executor whose config model has
-        no JSON Schema (as a strict catalog does when it loads); builds every such model and its
+        either (as a strict catalog does when it loads); builds every such model and its
         schema."""
         _check_defaults(self.units, self.plugins)
         _check_backend_models(self)

@@ -443,6 +443,15 @@ class _BackendDescriptor(BaseModel):
             return _schema_failure(self.config, exc, "config")
         return None
 
+    def config_default_problems(self, what: str) -> list[str]:
+        """A sentence for each default of the config model that the model itself refuses
+        (`poll: float = Field(0, gt=0)`), as for a unit's params; `what` is `transport` or
+        `executor`. Builds the model, so only a strict catalog calls it."""
+        from asapo_pipelines.pipeline.checks import model_broken_defaults
+
+        model = f"{what} {self.name}'s config"
+        return [b.sentence(self.name, model=model) for b in model_broken_defaults(self.config)]
+
     def load_runtime(self) -> Any:
         """Import and return the runtime object named by ``runtime``."""
         return import_runtime(self.runtime)

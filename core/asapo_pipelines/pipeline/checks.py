@@ -310,13 +310,16 @@ class BrokenDefault:
     def field(self) -> str:
         return ".".join(str(part) for part in self.loc)
 
-    def sentence(self, unit: str) -> str:
+    def sentence(self, unit: str, *, model: str = "") -> str:
         """One sentence naming the unit, the field, its default and the rule, the culprit and
-        the workaround; every place that finds it says the same."""
+        the workaround; every place that finds it says the same. `model` names another model
+        than a unit's params (`transport filebus's config`)."""
         shown = json.dumps(self.default) if _is_json(self.default) else repr(self.default)
+        model = model or f"unit {unit}'s params"
+        kind = model.rsplit(" ", 1)[-1]
         return (
-            f"the default of {self.field} in unit {unit}'s params is {shown}, which its own rule "
-            f"refuses ({self.rule}): the plugin's params model is wrong (tell its authors); "
+            f"the default of {self.field} in {model} is {shown}, which its own rule "
+            f"refuses ({self.rule}): the plugin's {kind} model is wrong (tell its authors); "
             f"setting {self.field} in the pipeline file works around it"
         )
 
