@@ -84,8 +84,12 @@ def register_transports(register: RegisterTransport) -> None:
     runtime="pkg.module:open_transport"))`` once per transport. The config model is the section's
     schema in validation and in the editor; the runtime, imported only when a pipeline opens the
     transport, is a callable taking the resolved options and returning a
-    `asapo_pipelines.transport.Transport` that passes the transport contract suite (the
-    repository's `tests/transport/test_transport_contract.py`).
+    `asapo_pipelines.transport.Transport` that passes the transport contract suite shipped with
+    the core, `asapo_pipelines.testing.transport_contract`: import its cases into a test module
+    of your plugin and give them a ``backend`` fixture that opens your transport with
+    ``open_transport({<name>: {...}})`` (the suite needs pytest: ``pip install pytest``, or the
+    core's ``test`` extra). docs/transports.md, "Adding a transport", lists the methods to
+    implement.
 
     The options are the config model's ``open_options(base_dir)`` when it defines one (relative
     paths made absolute against the pipeline file's folder), else its
