@@ -54,8 +54,7 @@ def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_fai
     assert done.stderr.strip().splitlines()[-1] == (
         "error: files[0] failed for good: unit core.files failed to start: directory nodata "
         f"does not exist (relative paths in a pipeline file are relative to its folder, "
-        f"{tmp_path}) (a configuration error, exit code 78: a restart cannot fix it, so it was "
-        "not restarted)"
+        f"{tmp_path}) (exit code 78: a restart cannot fix it, so it was not restarted)"
     )
     state = read_state(tmp_path / ".pipeline-data" / "runs" / "nodata")
     assert state is not None

@@ -321,12 +321,14 @@ class TaskRun:
         assert self.tracker is not None
         how = describe_exit(code)
         if code in CONFIG_EXIT_CODES:
-            # the worker said its configuration is wrong: five restarts would say it five times
+            # the worker refused to start for a reason no restart changes (its configuration,
+            # a damaged store, a file it may not write): five restarts would say it five times.
+            # Not "a configuration error": the reason says what it is, and often it is none
             self.state = "failed"
             reason = self.last_error() or f"it {how}"
             self.message = (
-                f"{self.label} failed for good: {reason} (a configuration error, exit code "
-                f"{code}: a restart cannot fix it, so it was not restarted)"
+                f"{self.label} failed for good: {reason} (exit code {code}: a restart cannot "
+                "fix it, so it was not restarted)"
             )
             self.alloc.executor.event(self.message)
             return
