@@ -22,7 +22,13 @@ class NexusWriterParams(Params):
             examples=["results/out.nxs"],
         ),
     ]
-    source_name: Annotated[str, Field(description="NXsource/name.")] = "PETRA III"
+    source_name: Annotated[
+        str,
+        Field(
+            description="NXsource/name: the facility of `beamline`, for scans whose header "
+            "names no facility and no other beamline."
+        ),
+    ] = "PETRA III"
     source_type: Annotated[str, Field(description="NXsource/type.")] = "Synchrotron X-ray Source"
     beamline: Annotated[str, Field(description="NXinstrument/name.")] = "P65"
     monitor_mode: Annotated[Literal["timer", "monitor"], Field(description="NXmonitor/mode.")] = (
@@ -32,7 +38,7 @@ class NexusWriterParams(Params):
         float | None,
         Field(
             description="NXmonitor/preset; in timer mode the scan's counting time per point "
-            "(`count_time` in its metadata) when unset."
+            "(`count_time` in its metadata) when unset; left out when neither gives one."
         ),
     ] = None
     compression: Annotated[

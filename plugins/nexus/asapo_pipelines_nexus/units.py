@@ -14,7 +14,7 @@ from typing import Any
 
 from asapo_pipelines.sdk import Message, Sink, UnitStorageError
 from asapo_pipelines_nexus.errors import FileGone, NexusWriterError
-from asapo_pipelines_nexus.writer import NexusWriter, file_id_at, iso_time
+from asapo_pipelines_nexus.writer import NexusWriter, file_id_at, iso_time, readable_start
 
 
 def message_key(message: Message) -> str:
@@ -187,6 +187,7 @@ class NexusWriterSink(Sink):
             raise NexusWriterError(gone_sentence(lost, self.context.run))
         self.writer.open(pause=self.wait)
         self._warn_of_other_pipelines()
+        self._warn_of_same_run_id()
         self.written, self.duplicates = self._carried()
         self.closed = False
         self.rebuilt = 0
@@ -283,6 +284,33 @@ class NexusWriterSink(Sink):
                 self.writer.path,
                 ", ".join(others),
                 own,
+            )
+
+    def _warn_of_same_run_id(self) -> None:
+        """Run ids start again at r1 when a store is deleted (or another store runs the same
+        pipeline): a file already holding entries of another run with this run's id would
+        mix the two under one `asapo_run`. Say so once, naming both starts; the entries tell
+        them apart by their start (`asapo_run_started`, and titles that name it)."""
+        run = self.context.run or {}
+        pipeline, label, started = run.get("pipeline"), run.get("run"), iso_time(run.get("started"))
+        if not (pipeline and label and started):
+            return
+        others = sorted(self.writer.run_starts(str(pipeline), str(label)) - {started})
+        if others:
+            self.log.warning(
+                "%s already holds entries of another run %s of pipeline %s, started %s; this "
+                "run %s started %s (run ids start again at r1 in a new store): its entries' "
+                "titles lead with `%s (started %s):` and their asapo_run_started attribute is "
+                "%s, which tells the runs apart",
+                self.writer.path,
+                label,
+                pipeline,
+                " and ".join(readable_start(s) for s in others),
+                label,
+                readable_start(started),
+                label,
+                readable_start(started),
+                started,
             )
 
     def process(self, message: Message) -> None:

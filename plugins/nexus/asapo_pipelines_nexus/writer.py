@@ -6,7 +6,9 @@ spectrum, else the newest entry), kept current as entries are written and when a
 the file; each entry's `default` names its NXdata. Newest is by the entry's message: the later
 run's, in one stream the higher message id, across streams the later written; not the order the
 writer got them in (a message redelivered after a crash comes after later ones). Titles lead
-with the run (`r1: ...`); a merge's says its message id in its stream (`merge 7 of ...`).
+with the run (`r1: ...`; with its start when the file holds another run of that id,
+`r1 (started 2026-12-04 03:58:32 UTC): ...`); a merge's says its message id in its stream
+(`merge 7 of ...`).
 Times the writer makes are ISO 8601 in UTC; a time copied from a scan file is kept as written,
 with `time_zone = "unknown"` when the file states no UTC offset.
 
@@ -14,14 +16,14 @@ Each raw scan (`xas/scan`) becomes an NXentry following the NXxas application de
 
     /entryN                       NXentry   definition="NXxas", title, start_time, end_time
         instrument                NXinstrument
-            source                NXsource        type, name, probe="x-ray"
+            source                NXsource        type, name (when known), probe="x-ray"
             monochromator         NXmonochromator energy [eV]
             incoming_beam         NXdetector      data (I0)
             absorbed_beam         NXdetector      data (It; If or mu without It), signal=1
             reference_beam        NXdetector      data (Iref), when measured
             fluorescence          NXdetector      data (If), when measured
         sample                    NXsample        name (+ element, edge)
-        monitor                   NXmonitor       mode, preset, data (I0)
+        monitor                   NXmonitor       mode, preset (when known), data (I0)
         data                      NXdata          links: energy, absorbed_beam
 
 Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an NXprocess
@@ -31,16 +33,17 @@ flat on the energy grid (with `mu_errors` for a merge) and chi(k). A merge's res
 `accepted` scans.
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
-`h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (without
+`h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (a plain open fails:
+HDF5 marks the file "open for write" until the writer closes it) (without
 `locking=False` a reader holds HDF5's lock, and a writer starting meanwhile waits for it to close
 the file, `READER_WAIT`); every entry is flushed before the write returns. Each entry carries
 the message's provenance key (`asapo_key`); a key already in the file is not written again, so a
 message delivered twice appears once.
 
-Runs are kept apart: the key holds the run and the fingerprint of the unit that produced the
-message, the entry's attributes `asapo_pipeline`, `asapo_run` and `asapo_fingerprint` repeat
-them (every pipeline has a run r1), and every entry written from a pipeline has an NXprocess
-`provenance`:
+Runs are kept apart: the key holds the run (id and start) and the fingerprint of the unit that
+produced the message, the entry's attributes `asapo_pipeline`, `asapo_run`, `asapo_run_started`
+and `asapo_fingerprint` repeat them (every pipeline has a run r1, and a new store another),
+and every entry written from a pipeline has an NXprocess `provenance`:
 
     /entryN/provenance            NXprocess
         program, version          asapo-pipelines and its version
@@ -115,6 +118,8 @@ KEY_ATTR = "asapo_key"
 FILE_ID_ATTR = "asapo_file_id"
 CONTENT_ATTR = "asapo_content_type"
 PIPELINE_ATTR = "asapo_pipeline"
+#: the start of the entry's run (ISO 8601, UTC): with the pipeline and run id, it names one run
+RUN_STARTED_ATTR = "asapo_run_started"
 #: the unit label (`<pipeline>/<instance>`) a provenance key starts with
 _KEY_UNIT = re.compile(r"^([a-z][a-z0-9-]*)/[a-z][a-z0-9_-]*\|")
 log = logging.getLogger("asapo_pipelines.nexus")
@@ -177,6 +182,9 @@ class NexusWriter:
         self._loose: set[str] = set()
         #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
         self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
+        #: (pipeline, run label) -> the starts of the runs of that label the file holds: two
+        #: starts are two runs with one id (a deleted store), whose titles then name the start
+        self._run_starts: dict[tuple[str, str], set[str]] = {}
         #: (pipeline, run, group) -> how many merges of that group the file holds (titles)
         self._merges: dict[tuple[str, str, str], int] = {}
         #: content type ("" for any) -> (position, name) of its newest complete entry: newest
@@ -269,6 +277,7 @@ class NexusWriter:
             if key is not None:
                 identity = _legacy_identity(group, _text(key))
                 self._index(name, identity)
+                self._index_run(group, identity)
                 self._index_spectrum(name, group)
                 self._index_merge(group, identity)
                 self._note_newest(name, group)
@@ -538,6 +547,40 @@ class NexusWriter:
         self._keys[key] = name
         self._loose.add(loose_key(key))
 
+    def _index_run(self, group: h5py.Group, key: str) -> None:
+        """Remember the start of the run an entry is of (a key without one: run unknown)."""
+        label, _, start = _run_of(key).partition("@")
+        if start:
+            pipeline = next(iter(_pipeline_of(group, key)), "")
+            self._run_starts.setdefault((pipeline, label), set()).add(start)
+
+    def run_starts(self, pipeline: str, label: str) -> set[str]:
+        """The starts (ISO 8601, UTC) of the runs `label` of `pipeline` the file holds."""
+        return set(self._run_starts.get((pipeline, label), ()))
+
+    def _titled(self, key: str, title: str) -> str:
+        """An entry's title led by its run (`r2: ...`): two runs in one file (a `--fresh` run,
+        a reprocess) write the same scans, spectra and merges, which their titles alone do not
+        tell apart. When the file holds another run with the same id (run ids start again at r1
+        in a new store), the start tells them apart: `r1 (started 2026-12-04 03:58:32 UTC):
+        ...`; only then, so that the usual title stays short. An entry written outside a
+        pipeline has no run."""
+        label, _, start = _run_of(key).partition("@")
+        if not label:
+            return title
+        others = self.run_starts(self._producer(key), label) - {start}
+        if start and others:
+            return f"{label} (started {readable_start(start)}): {title}"
+        return f"{label}: {title}"
+
+    def _producer(self, key: str) -> str:
+        """The pipeline whose unit produced the entry being written, "" when unknown."""
+        pipeline = str((self._entry_provenance or {}).get("pipeline") or "")
+        if not pipeline:
+            match = _KEY_UNIT.match(key)
+            pipeline = match.group(1) if match else ""
+        return pipeline
+
     def _index_spectrum(self, name: str, group: h5py.Group) -> None:
         """Remember a spectrum entry by its run and scan, so that a merge can name it."""
         if _text(group.attrs.get(CONTENT_ATTR, "")) != "xas/spectrum":
@@ -627,7 +670,7 @@ class NexusWriter:
         absorbed_role: str,
     ) -> None:
         _string(entry, "definition", "NXxas")
-        _string(entry, "title", _titled(key, str(meta.get("title") or _scan_label(meta))))
+        _string(entry, "title", self._titled(key, str(meta.get("title") or _scan_label(meta))))
         _start_time(entry, meta.get("start_time"), "scan file")
         if meta.get("end_time"):
             _measured_time(entry, "end_time", meta["end_time"])
@@ -636,7 +679,9 @@ class NexusWriter:
         _string(instrument, "name", str(meta.get("beamline") or self.beamline))
         source = _group(instrument, "source", "NXsource")
         _string(source, "type", self.source_type)
-        _string(source, "name", str(meta.get("facility") or self.source_name))
+        facility = self._facility(meta)
+        if facility is not None:
+            _string(source, "name", facility)
         _string(source, "probe", "x-ray")
         mono = _group(instrument, "monochromator", "NXmonochromator")
         self._data(mono, "energy", energy, units="eV")
@@ -664,11 +709,10 @@ class NexusWriter:
 
         monitor = _group(entry, "monitor", "NXmonitor")
         _string(monitor, "mode", self.monitor_mode)
-        preset = self.monitor_preset
-        if preset is None and self.monitor_mode == "timer":
-            preset = meta.get("count_time")  # seconds per point, from the scan file
-        monitor.create_dataset("preset", data=float(preset) if preset is not None else np.nan)
-        monitor["preset"].attrs["units"] = "s" if self.monitor_mode == "timer" else "counts"
+        preset = self._preset(meta)
+        if preset is not None:
+            monitor.create_dataset("preset", data=preset)
+            monitor["preset"].attrs["units"] = "s" if self.monitor_mode == "timer" else "counts"
         self._data(monitor, "data", channels["i0"], units="counts")
 
         data = _group(entry, "data", "NXdata")
@@ -681,6 +725,33 @@ class NexusWriter:
         _string(data, "mode", detection_mode(meta, absorbed_role))
         entry.attrs["default"] = "data"
         self._provenance(entry, meta)
+
+    def _preset(self, meta: Mapping[str, Any]) -> float | None:
+        """NXmonitor/preset: the `monitor_preset` param, else in timer mode the scan's time per
+        point (`count_time`); None when neither says one. A reader takes a number with units
+        at face value, so an unknown preset is left out, never written as NaN seconds (NXxas
+        asks for the field: nxvalidate then reports it missing, which is the truth)."""
+        preset = self.monitor_preset
+        if preset is None and self.monitor_mode == "timer":
+            preset = meta.get("count_time")  # seconds per point, from the scan file
+        try:
+            value = float(preset) if preset is not None else None
+        except (TypeError, ValueError):
+            return None
+        return value if value is not None and np.isfinite(value) else None
+
+    def _facility(self, meta: Mapping[str, Any]) -> str | None:
+        """NXsource/name: the facility the scan's header names; else `source_name`, the
+        facility of the configured `beamline`, when the scan is of that beamline or names none
+        (a P65 file without a facility line). A scan of another beamline without a facility
+        (an XDI file with `Beamline.name: APS 13ID` alone) gets none: the configured one would
+        be wrong, and guessing it from the beamline's name is not certain."""
+        if meta.get("facility"):
+            return str(meta["facility"])
+        beamline = str(meta.get("beamline") or "").strip()
+        if not beamline or beamline.casefold() == self.beamline.casefold():
+            return self.source_name
+        return None
 
     def _absorbed(
         self, group: h5py.Group, values: np.ndarray, role: str, meta: Mapping[str, Any]
@@ -712,7 +783,7 @@ class NexusWriter:
             title = self._merge_title(result, key, group)
         else:
             label = meta.get("file") or ", ".join(str(v) for v in group.values()) or key
-            title = _titled(key, f"normalised {label}")
+            title = self._titled(key, f"normalised {label}")
         self._writable(sum(a.nbytes for a in arrays.values()))
         return self._entry(
             key,
@@ -731,7 +802,7 @@ class NexusWriter:
         n_scans = int(result.get("n_scans") or n_merged)
         counted = f"{n_merged} of {n_scans}" if n_scans > n_merged else str(n_merged)
         scans = f"{counted} scan{'' if n_scans == 1 else 's'}"
-        return _titled(key, f"merge {self._merge_number(key, group)} of {label} ({scans})")
+        return self._titled(key, f"merge {self._merge_number(key, group)} of {label} ({scans})")
 
     def _merge_number(self, key: str, group: dict[str, Any]) -> str:
         """Which merge this is: its message id, its place in the stream whatever order the
@@ -745,11 +816,8 @@ class NexusWriter:
         if isinstance(number, int) and not isinstance(number, bool) and number > 0:
             stream = str(message.get("stream") or FIRST_STREAM)
             return str(number) if stream == FIRST_STREAM else f"{number} in stream {stream}"
-        pipeline = str((self._entry_provenance or {}).get("pipeline") or "")
-        if not pipeline:
-            match = _KEY_UNIT.match(key)
-            pipeline = match.group(1) if match else ""
-        return str(self._merges.get(_merge_slot(pipeline, key, group), 0) + 1)
+        slot = _merge_slot(self._producer(key), key, group)
+        return str(self._merges.get(slot, 0) + 1)
 
     def _fill_result(
         self,
@@ -869,6 +937,7 @@ class NexusWriter:
         self._point_default(self.file)
         self.file.flush()
         self._index(name, key)
+        self._index_run(group, key)
         self._index_spectrum(name, group)
         self._index_merge(group, key)
         self._next += 1
@@ -1014,12 +1083,13 @@ def _float_or_nan(value: Any) -> float:
         return float("nan")
 
 
-def _titled(key: str, title: str) -> str:
-    """An entry's title led by its run (`r2: ...`): two runs in one file (a `--fresh` run, a
-    reprocess) write the same scans, spectra and merges, which their titles alone do not tell
-    apart. An entry written outside a pipeline has no run."""
-    run = _run_of(key).partition("@")[0]
-    return f"{run}: {title}" if run else title
+def readable_start(start: str) -> str:
+    """A run start as titles and the writer's warnings say it: `2026-12-04 03:58:32 UTC`."""
+    try:
+        stamp = datetime.fromisoformat(start).astimezone(UTC)
+    except ValueError:
+        return start
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _scan_label(meta: Mapping[str, Any]) -> str:
@@ -1301,10 +1371,14 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     _note(process, "source_files", list(prov.get("source_files") or []))
     if prov.get("rejected_source_files"):
         _note(process, "rejected_source_files", list(prov["rejected_source_files"]))
-    # a run label alone names a run only within its pipeline (every pipeline has an r1)
+    # a run label alone names a run only within its pipeline (every pipeline has an r1), and
+    # within it only until the store is deleted (run ids start again at r1): its start with it
     for attr in ("pipeline", "run", "fingerprint"):
         if prov.get(attr) is not None:
             entry.attrs[f"asapo_{attr}"] = str(prov[attr])
+    started = _iso(prov.get("run_started"))
+    if started is not None:
+        entry.attrs[RUN_STARTED_ATTR] = started
 
 
 #: NXxas's enumeration of NXdata/mode, by the channel stored as the absorbed beam.

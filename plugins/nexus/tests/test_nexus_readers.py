@@ -6,9 +6,11 @@ the README says never locks the writer out, not even a writer restarted under it
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,3 +166,47 @@ def test_a_reader_opening_the_file_as_documented_never_locks_the_writer_out(tmp_
         writer.write("xas/scan", p65_scan_message(P65_SCANS[0]), "new/scan")
     with h5py.File(path, "r") as f:
         assert len(f) == 2
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: each reader as the README names it, in a process of its own as a user's would be
+LIVE_READERS = {
+    "plain": "import h5py, sys; print(list(h5py.File(sys.argv[1], 'r')))",
+    "recipe": "import h5py, sys; "
+    "print(list(h5py.File(sys.argv[1], 'r', swmr=True, locking=False)))",
+    "silx": "import silx.io, sys; print(list(silx.io.open(sys.argv[1])))",
+    "nexpy": "from nexusformat.nexus import nxload; import sys; print(list(nxload(sys.argv[1])))",
+}
+
+
+def _readme_copy_recipe() -> str:
+    """The README's code that copies the live file for NeXpy (the block that writes copy.nxs)."""
+    blocks = README.read_text().split("```python\n")[1:]
+    block = next((b.split("```")[0] for b in blocks if '"copy.nxs", "w"' in b), None)
+    assert block is not None, "the README shows no copy of the live file for NeXpy"
+    return textwrap.dedent(block)
+
+
+def _read(code: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def test_a_file_the_pipeline_writes_reads_as_the_readme_says(tmp_path):
+    """While the writer holds the file: the usual open and NeXpy's fail with HDF5's "open for
+    write", the README's h5py call and silx read it, and the README's copy reads in NeXpy."""
+    pytest.importorskip("nexusformat.nexus")
+    path = tmp_path / "results" / "p65.nxs"
+    with NexusWriter(path) as writer:
+        writer.write("xas/scan", p65_scan_message(P65_SCANS[0]), "p65/scans|scans|key:0")
+        for how in ("plain", "nexpy"):
+            failed = _read(LIVE_READERS[how], str(path))
+            assert failed.returncode != 0, how
+            assert "file is already open for write" in failed.stderr, how
+        assert _read(LIVE_READERS["recipe"], str(path)).stdout.strip() == "['entry1']"
+        if importlib.util.find_spec("silx") is not None:
+            assert _read(LIVE_READERS["silx"], str(path)).stdout.strip() == "['entry1']"
+        copied = _read(_readme_copy_recipe(), cwd=tmp_path)
+        assert copied.returncode == 0, copied.stderr
+        assert "entry1:NXentry" in copied.stdout

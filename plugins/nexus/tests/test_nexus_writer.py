@@ -326,14 +326,20 @@ def test_entries_pass_the_nexus_validator(tmp_path, scans):
     the NXxas application definition, result entries against the base classes."""
     validate = pytest.importorskip("nexusformat.nexus.validate")
     path = tmp_path / "valid.nxs"
+    timed = xdi_mu_message("fe_metal_rt.xdi")
+    timed["metadata"]["count_time"] = 1.0
     with NexusWriter(path) as writer:
         writer.write_scan(scans[0], "raw/1")
-        writer.write_scan(xdi_mu_message("fe_metal_rt.xdi"), "raw/2")
+        writer.write_scan(timed, "raw/2")
         writer.write_result(result_message(scans[0]), "spectra/1")
         writer.write_result(result_message(scans[1], merged=True), "merged/1", "xas/merged")
+        # no time per point in the file: NXxas's monitor/preset is left out, not invented
+        writer.write_scan(xdi_mu_message("fe_metal_rt.xdi"), "raw/3")
     for entry in ("entry1", "entry2"):
         warnings, errors = validate.validate_application(str(path), path=entry)
         assert (warnings, errors) == (0, 0), entry
     for entry in ("entry3", "entry4"):
         # only warnings allowed: our provenance attributes are extensions to NXentry
         assert validate.validate_file(str(path), path=entry)[1] == 0, entry
+    # the one error the README names: the preset the scan file does not give
+    assert validate.validate_application(str(path), path="entry5") == (0, 1)
