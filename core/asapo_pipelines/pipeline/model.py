@@ -339,7 +339,7 @@ class TransportSection(_Section):
     def options(self) -> dict[str, Any]:
         """The options its runtime opens with: JSON-ready, paths absolute against the pipeline
         file's folder (what workers receive too)."""
-        from asapo_pipelines.transport import resolved_options
+        from asapo_pipelines.transport.options import resolved_options
 
         # marked as resolved: `open_transport` opens them without validating them again
         return resolved_options(self.config, self._base or Path.cwd())

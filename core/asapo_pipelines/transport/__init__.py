@@ -34,6 +34,7 @@ from asapo_pipelines.transport.errors import (
     TransportError,
     Unavailable,
 )
+from asapo_pipelines.transport.options import OpenOptions, resolved_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
@@ -72,21 +73,6 @@ def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> T
             options = _section_options(found, options, catalog)
         transport = opener(dict(options))
     return _guard(transport, found.where)
-
-
-class OpenOptions(dict[str, Any]):
-    """A transport's options as its config model gives them (`open_options(base_dir)`, else its
-    JSON dump): what its runtime opens with. `TransportSection.spec()` hands these out, and
-    `open_transport` opens them as they are; any other mapping is a pipeline file's section."""
-
-
-def resolved_options(config: BaseModel, base_dir: Path) -> OpenOptions:
-    """The options a transport's validated config model gives its runtime, relative paths made
-    absolute against `base_dir` (the pipeline file's folder)."""
-    open_options = getattr(config, "open_options", None)
-    if callable(open_options):
-        return OpenOptions(open_options(base_dir))
-    return OpenOptions(config.model_dump(mode="json", exclude_none=True))
 
 
 def _section_options(found: _Found, section: Any, catalog: Catalog | None) -> OpenOptions:
