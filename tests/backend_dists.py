@@ -292,8 +292,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines.sdk import hookimpl
-from asapo_pipelines.descriptor import TransportDescriptor
+from asapo_pipelines.sdk import TransportDescriptor, hookimpl
 
 
 class FilebusConfig(BaseModel):
@@ -370,39 +369,16 @@ def open_filebus(options):
     return Filebus(open_transport({"embedded": {"path": options["path"]}}), options.get("fail"))
 """
 
-#: the same transport, registered broken: its config model accepts unknown keys
-FILEBUS_LOOSE = """
-from pydantic import BaseModel
-
-from asapo_pipelines.sdk import hookimpl
-from asapo_pipelines.descriptor import TransportDescriptor
-
-
-class FilebusConfig(BaseModel):
-    directory: str
-
-
-@hookimpl
-def register_transports(register):
-    register(TransportDescriptor(
-        name="filebus",
-        summary="A facility's file bus (a test transport).",
-        config=FilebusConfig,
-        runtime="facility_filebus_loose.bus:open_filebus",
-    ))
-"""
-
-#: the same transport, registered broken: its runtime string lacks the `:` before the callable
-FILEBUS_NO_COLON = """
+#: the transport registered broken, as a plugin author gets it wrong: `{config}` is the config
+#: model's body, `{runtime}` its runtime string
+_BROKEN_FILEBUS = """
 from pydantic import BaseModel, ConfigDict
 
-from asapo_pipelines.sdk import hookimpl
-from asapo_pipelines.descriptor import TransportDescriptor
+from asapo_pipelines.sdk import TransportDescriptor, hookimpl
 
 
 class FilebusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+{config}
     directory: str
 
 
@@ -412,9 +388,16 @@ def register_transports(register):
         name="filebus",
         summary="A facility's file bus (a test transport).",
         config=FilebusConfig,
-        runtime="facility_filebus_typo.bus.open_filebus",
+        runtime="{runtime}",
     ))
 """
+#: its config model accepts unknown keys
+FILEBUS_LOOSE = _BROKEN_FILEBUS.format(config="", runtime="facility_filebus_loose.bus:open_filebus")
+#: its runtime string lacks the `:` before the callable
+FILEBUS_NO_COLON = _BROKEN_FILEBUS.format(
+    config='    model_config = ConfigDict(extra="forbid")\n',
+    runtime="facility_filebus_typo.bus.open_filebus",
+)
 
 #: config models that pass the descriptor's checks but are broken in a way only building the
 #: model tells: a field without a JSON Schema (a callable), a default its own rules refuse
@@ -424,8 +407,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines.sdk import hookimpl
-from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor
+from asapo_pipelines.sdk import ExecutorDescriptor, TransportDescriptor, hookimpl
 
 
 class HookbusConfig(BaseModel):
