@@ -11,53 +11,22 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import pytest
+from nexus_cli import PIPELINE_BIN, WATCHING_WRITER, pipeline_env
+from nexus_cli import pipeline as _pipeline
 from nexus_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_nexus.writer import KEY_ATTR
 
 pytest.importorskip("asapo_pipelines_xas")
 
-PIPELINE_BIN = str(Path(sys.executable).with_name("pipeline"))
-PIPELINE_FILE = """\
-pipeline: nexus-gone
-units:
-  scans:
-    unit: xas.scan-files
-    params: {directory: data/, pattern: "*.xdi", watch: true}
-    outputs: {scans: raw-scans}
-  writer:
-    unit: nexus.writer
-    params: {file: results/scans.nxs}
-    inputs: {scans: raw-scans}
-"""
+PIPELINE_FILE = WATCHING_WRITER.format(name="nexus-gone")
 #: scans that arrive after the file was taken away (the first is written before)
 LATER_SCANS = (P65_SCANS[1], "fe_metal_rt.xdi")
-
-
-def _env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(work / "cache")
-    # the local executor starts `pipeline worker` tasks from PATH, as a user's shell would
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _pipeline(work: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PIPELINE_BIN, *args],
-        cwd=work,
-        env=_env(work),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _source_files(path: Path) -> list[str]:
@@ -85,7 +54,7 @@ def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
     run = subprocess.Popen(
         [PIPELINE_BIN, "run", "p.pipeline.yaml"],
         cwd=work,
-        env=_env(work),
+        env=pipeline_env(work),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

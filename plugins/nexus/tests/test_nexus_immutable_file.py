@@ -6,54 +6,22 @@ writes every scan."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import h5py
 import pytest
+from nexus_cli import PIPELINE_BIN, WATCHING_WRITER, pipeline_env
+from nexus_cli import pipeline as _pipeline
 from nexus_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_nexus.writer import KEY_ATTR
 
 pytest.importorskip("asapo_pipelines_xas")
 
-PIPELINE_BIN = str(Path(sys.executable).with_name("pipeline"))
-PIPELINE_FILE = """\
-pipeline: nexus-immutable
-units:
-  scans:
-    unit: xas.scan-files
-    params: {directory: data/, pattern: "*.xdi", watch: true}
-    outputs: {scans: raw-scans}
-  writer:
-    unit: nexus.writer
-    params: {file: results/scans.nxs}
-    inputs: {scans: raw-scans}
-"""
-
-
-def _env(work: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(work / "cache")
-    # the local executor starts `pipeline worker` tasks from PATH, as a user's shell would
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return env
-
-
-def _pipeline(work: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PIPELINE_BIN, *args],
-        cwd=work,
-        env=_env(work),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+PIPELINE_FILE = WATCHING_WRITER.format(name="nexus-immutable")
 
 
 def _entries(path: Path) -> int:
@@ -94,7 +62,7 @@ def test_an_immutable_file_stops_the_run_with_one_sentence_and_a_resume_writes_a
     run = subprocess.Popen(
         [PIPELINE_BIN, "run", "p.pipeline.yaml"],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=pipeline_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

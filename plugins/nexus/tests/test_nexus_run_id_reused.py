@@ -8,45 +8,21 @@ warns, naming both starts, its titles name its start, and every entry carries it
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import h5py
 import pytest
+from nexus_cli import pipeline_ok as _pipeline
+from nexus_cli import text as _text
 from nexus_testdata import DATA, P65_SCANS
 
 pytest.importorskip("asapo_pipelines_xas")
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "p65-xas.pipeline.yaml"
-PIPELINE_BIN = str(Path(sys.executable).with_name("pipeline"))
 RUN_ATTRS = ("asapo_pipeline", "asapo_run", "asapo_run_started")
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _pipeline(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(work / "cache")
-    # the local executor starts `pipeline worker` tasks from PATH, as a user's shell would
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
-        [PIPELINE_BIN, *args],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
 
 
 def _started(work: Path) -> float:

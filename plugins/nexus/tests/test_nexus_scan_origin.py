@@ -7,15 +7,13 @@ does not say them, and the configured facility is kept for the configured beamli
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import h5py
 import pytest
+from nexus_cli import pipeline_ok
+from nexus_cli import text as _text
 from nexus_testdata import DATA, P65_SCANS
 
 pytest.importorskip("asapo_pipelines_xas")
@@ -36,10 +34,6 @@ units:
 FILES = ("cu_metal_rt.xdi", "fe_metal_rt.xdi", P65_SCANS[0])
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory) -> dict[str, dict[str, Any]]:
     """file -> what its entry says of the source, the instrument and the monitor's preset."""
@@ -48,19 +42,7 @@ def scans(tmp_path_factory) -> dict[str, dict[str, Any]]:
     for name in FILES:
         shutil.copy(DATA / name, work / "data" / name)
     (work / "origin.pipeline.yaml").write_text(PIPELINE_FILE)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(work / "cache")
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("pipeline")), "run", "origin.pipeline.yaml"],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    pipeline_ok(work, "run", "origin.pipeline.yaml")
     found = {}
     with h5py.File(work / "results" / "scans.nxs", "r") as f:
         for entry in f.values():
