@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from xas_procs import PIPELINE, read, write_pipeline
+from xas_procs import PIPELINE, decision_units, read, write_pipeline
 from xas_testdata import DATA, P65_SCANS
 
 #: the P65 example's processing and agent (examples/p65-xas.pipeline.yaml, without the writer),
@@ -27,30 +27,7 @@ COUNTERS = slice(10, 14)
 
 
 def units(normalize: dict[str, Any] = NORMALIZE) -> dict[str, Any]:
-    return {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {"directory": "scans", "pattern": "*.xdi"},
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": normalize,
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
-        "advisor": {
-            "unit": "xas.convergence-agent",
-            "params": ADVISOR,
-            "inputs": {"merged": "merged"},
-            "outputs": {"plans": "plans"},
-        },
-    }
+    return decision_units("scans", normalize, ADVISOR)
 
 
 def write_repeat(directory: Path, index: int) -> None:

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from xas_procs import PIPELINE, write_pipeline
+from xas_procs import PIPELINE, decision_units, write_pipeline
 from xas_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_xas.agent import ConvergenceAgent
@@ -113,30 +113,7 @@ def test_a_pipeline_names_the_scan_to_check_by_its_file(tmp_path):
     scan as the scan directory and the merge's record do, not by its provenance key."""
     write_scan(tmp_path / "data", 0)
     bad = write_scan(tmp_path / "data", 1, 3)
-    units = {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {"directory": "data", "pattern": "*.xdi"},
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": NORMALIZE,
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
-        "advisor": {
-            "unit": "xas.convergence-agent",
-            "params": ADVISOR,
-            "inputs": {"merged": "merged"},
-            "outputs": {"plans": "plans"},
-        },
-    }
+    units = decision_units("data", NORMALIZE, ADVISOR)
     pipeline = write_pipeline(tmp_path, "screening", units, streams={"plans": {}})
     run = pipeline_cmd(tmp_path, "run", str(pipeline))
     assert run.returncode == 0, run.stdout + run.stderr

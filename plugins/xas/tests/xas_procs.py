@@ -39,6 +39,38 @@ def watch_units(**scan_params: Any) -> dict[str, Any]:
     }
 
 
+def decision_units(
+    directory: str, normalize: dict[str, Any], advisor: dict[str, Any]
+) -> dict[str, Any]:
+    """The P65 decision path on the scan files in `directory`, read once: scan files,
+    normalize (with `normalize`), merge and the convergence agent (with `advisor`), which
+    writes its plans to `plans`."""
+    return {
+        "scans": {
+            "unit": "xas.scan-files",
+            "params": {"directory": directory, "pattern": "*.xdi"},
+            "outputs": {"scans": "raw-scans"},
+        },
+        "normalize": {
+            "unit": "xas.normalize",
+            "params": normalize,
+            "inputs": {"scans": "raw-scans"},
+            "outputs": {"spectra": "spectra"},
+        },
+        "merge": {
+            "unit": "xas.merge",
+            "inputs": {"spectra": "spectra"},
+            "outputs": {"merged": "merged"},
+        },
+        "advisor": {
+            "unit": "xas.convergence-agent",
+            "params": advisor,
+            "inputs": {"merged": "merged"},
+            "outputs": {"plans": "plans"},
+        },
+    }
+
+
 def write_pipeline(directory: Path, name: str, units: dict[str, Any], **extra: Any) -> Path:
     """A pipeline file (JSON is YAML) with the embedded store in `directory/store`; `extra`
     adds top-level sections (`streams`)."""
