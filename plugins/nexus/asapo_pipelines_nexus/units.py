@@ -238,13 +238,11 @@ class NexusWriterSink(Sink):
             return
         try:
             key, name = self._store(message)
-            if name is not None:
-                self.rebuilt += 1
-                self._rebuilt_keys.add(key)
-        except UnitStorageError:
-            raise
         except NexusWriterError:
-            pass  # a message the writer refused when it came: in the error stream since
+            return  # a message the writer refused when it came: in the error stream since
+        if name is not None:
+            self.rebuilt += 1
+            self._rebuilt_keys.add(key)
 
     def _carried(self) -> tuple[dict[str, int], int]:
         """Entries written by port and duplicates skipped before this process in this run
