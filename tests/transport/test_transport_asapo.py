@@ -42,7 +42,12 @@ def test_contract_every_call_is_unavailable_within_its_deadline(mode: str) -> No
     for name, call in calls.items():
         if name.startswith("send"):
             continue  # sends only queue; their fate is checked below
-        assert call["outcome"] == "Unavailable", (name, call)
+        if name == "close" and not report["unconfirmed"]:
+            # the library had already reported every queued message as failed: close has
+            # nothing left to wait for, so it may succeed; what failed is checked below
+            assert call["outcome"] in ("ok", "Unavailable"), (name, call)
+        else:
+            assert call["outcome"] == "Unavailable", (name, call)
         bound = call["wait"] + REQUEST_TIMEOUT * 2 + SLACK
         assert call["seconds"] <= bound, f"{name} took {call['seconds']:.1f} s"
     # nothing lost on the producer side that was not reported: every sent id failed or is
