@@ -430,6 +430,12 @@ class ZerobusConfig(BaseModel):
     poll: Annotated[float, Field(gt=0)] = 0
 
 
+class ZeroexecConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace: Annotated[float, Field(gt=0)] = 0
+
+
 @hookimpl
 def register_transports(register):
     register(TransportDescriptor(name="hookbus", summary="A bus with a callback.",
@@ -442,6 +448,8 @@ def register_transports(register):
 def register_executors(register):
     register(ExecutorDescriptor(name="hookexec", summary="An executor with a callback.",
                                 config=HookexecConfig, runtime="facility_hookbus.rt:Executor"))
+    register(ExecutorDescriptor(name="zeroexec", summary="An executor waiting 0 s.",
+                                config=ZeroexecConfig, runtime="facility_hookbus.rt:Executor"))
 """
 
 

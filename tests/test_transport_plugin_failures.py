@@ -239,3 +239,61 @@ def test_a_config_default_its_own_rule_refuses_marks_the_plugin_broken_under_str
     plain = run_pipeline("plugins", "--json", env=_env(site, "facility-hookbus"))
     (record,) = [p for p in json.loads(plain.stdout)["plugins"] if p["name"] == "facility-hookbus"]
     assert record["status"] == "ok"
+
+
+#: a file that leaves the broken defaults of zerobus (poll) and zeroexec (grace) unset
+ZERO_DEFAULTS = """\
+pipeline: zero
+transport:
+  zerobus: {directory: bus}
+units:
+  files:
+    unit: core.files
+    params: {directory: inbox}
+    outputs: {files: raw}
+  sink:
+    unit: core.jsonl-sink
+    params: {path: out/all.jsonl, payload: text}
+    inputs: {messages: raw}
+deploy:
+  zeroexec:
+"""
+
+
+def _refused_default(file: Path, at: str, section: str, model: str, field: str) -> str:
+    return (
+        f"{file}:{at}: error P103 {section}.{field}: the default of {field} in {model}'s config "
+        "is 0.0, which its own rule refuses (input should be greater than 0): the plugin's "
+        f"config model is wrong (tell its authors); setting {field} in the pipeline file works "
+        "around it"
+    )
+
+
+def test_a_config_default_its_own_rule_refuses_is_a_problem_of_a_file_that_leaves_it_unset(
+    site, tmp_path
+):
+    env = _env(site, "facility-hookbus")
+    file = tmp_path / "zero.pipeline.yaml"
+    file.write_text(ZERO_DEFAULTS)
+    # at the backend's key, where the setting would go
+    refused = [
+        _refused_default(file, "3:3", "transport.zerobus", "transport zerobus", "poll"),
+        _refused_default(file, "14:3", "deploy.zeroexec", "executor zeroexec", "grace"),
+    ]
+    result = run_pipeline("validate", str(file), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert [line for line in result.stdout.splitlines() if " P103 " in line] == refused
+    assert "Traceback" not in result.stdout + result.stderr
+    # a run refuses it before anything starts, with the same line, rather than open the bus
+    run = run_pipeline("run", str(file), env=env, cwd=tmp_path)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert refused[0] in run.stderr
+    assert "Traceback" not in run.stderr
+    # setting the fields in the file works around it, as the sentence says
+    file.write_text(
+        ZERO_DEFAULTS.replace("{directory: bus}", "{directory: bus, poll: 0.5}").replace(
+            "zeroexec:", "zeroexec: {grace: 1}"
+        )
+    )
+    fixed = run_pipeline("validate", str(file), env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr

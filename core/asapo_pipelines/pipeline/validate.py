@@ -359,6 +359,32 @@ def _broken_defaults(
     ]
 
 
+def _stage_backend_defaults(doc: Document, data: dict[str, Any], catalog: Catalog) -> list[Problem]:
+    """As `_broken_defaults` for a unit's params: the defaults a transport's or executor's
+    config model refuses, for settings the file leaves unset in its `transport:` or `deploy:`
+    section. The backend would open with them (pydantic does not validate defaults), so
+    the run failed later or ran with the invalid value. Each is where the setting would go
+    (the backend's key); P103, the section's code for a value its model refuses (P202 is a
+    unit parameter's)."""
+    found: list[Problem] = []
+    for section, what in BACKEND_SECTIONS.items():
+        given = data.get(section)
+        backends = catalog.transports if what == "transport" else catalog.executors
+        for name, raw in given.items() if isinstance(given, dict) else ():
+            if name not in backends:
+                continue  # the shape stage says the name is unknown
+            try:
+                resolved = validate_as_json(backends[name].config, {} if raw is None else raw)
+            except Exception:  # a config model's own validator may raise anything: the shape
+                continue  # stage reports what the section says wrong
+            model = f"{what} {name}'s config"
+            for broken in broken_defaults(resolved):
+                at = (section, name, *broken.loc)
+                message = f"{_dotted(at)}: {broken.sentence(name, model=model)}"
+                found.append(make(str(doc.path), doc.locate(at, key=True), "P103", message))
+    return found
+
+
 def _empty_required(
     doc: Document, at: tuple[str, ...], params: dict[str, Any], descriptor: UnitDescriptor
 ) -> list[Problem]:
@@ -812,6 +838,7 @@ def validate_document(
         )
     )
     report.problems.extend(_stage_deploy(doc, data.get("deploy")))
+    report.problems.extend(_stage_backend_defaults(doc, data, catalog))
     # a value the loader already rejected (a bad tag, a duplicate) is not reported again
     loader_spots = {(p.line, p.column) for p in report.problems if p.code.startswith("P00")}
     report.problems = [
