@@ -445,8 +445,10 @@ class UnitRunner:
         try:
             text = encode_metadata(
                 meta,
-                f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted on port "
-                f"{item.port!r}",
+                lambda: (
+                    f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted "
+                    f"on port {item.port!r}"
+                ),
             )
         except TransportConfigError as exc:
             raise OutputEncodingError(str(exc)) from None

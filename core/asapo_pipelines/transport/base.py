@@ -162,23 +162,28 @@ class EncodedMetadata(dict[str, Any]):
         return (dict, (dict(self),))  # a copy sent elsewhere is plain metadata
 
 
-def encode_metadata(meta: Mapping[str, Any] | None, what: str) -> str:
+def encode_metadata(meta: Mapping[str, Any] | None, what: str | Callable[[], str]) -> str:
     """`meta` as the JSON text a transport stores; a TransportConfigError sentence starting with
-    `what` when JSON cannot hold it (NaN, a set, a cycle...)."""
+    `what` when JSON cannot hold it (NaN, a set, a cycle...). `what` may be a function giving
+    that text: a busy hop then builds the sentence's subject only for the rare refusal."""
     if meta is None:
         return "{}"
     if type(meta) is EncodedMetadata and meta.text is not None:
         return meta.text
     if not isinstance(meta, Mapping):
-        raise TransportConfigError(f"{what} must be a mapping, not {type(meta).__name__}")
+        raise TransportConfigError(f"{_said(what)} must be a mapping, not {type(meta).__name__}")
     try:
         return _encode_json(meta)
     except (TypeError, ValueError) as exc:
-        raise TransportConfigError(f"{what} is not JSON-serializable: {exc}") from None
+        raise TransportConfigError(f"{_said(what)} is not JSON-serializable: {exc}") from None
     except RecursionError:
         raise TransportConfigError(
-            f"{what} is not JSON-serializable: it contains itself or is nested too deeply"
+            f"{_said(what)} is not JSON-serializable: it contains itself or is nested too deeply"
         ) from None
+
+
+def _said(what: str | Callable[[], str]) -> str:
+    return what if isinstance(what, str) else what()
 
 
 @dataclass(slots=True)
