@@ -107,7 +107,9 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         assert len(orphans) == 3  # files, copy, sink
         deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
         assert deployed.returncode == 0, deployed.stderr
-        assert deployed.stdout.splitlines()[0] == told(orphans, supervisor, run[1])
+        lines = deployed.stdout.splitlines()
+        assert lines[0] == f"resuming run {run[1]} of pipeline faults (unchanged)"
+        assert lines[1] == told(orphans, supervisor, run[1])
         assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
         assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
     finally:

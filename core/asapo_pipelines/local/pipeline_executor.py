@@ -22,6 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.pipeline.model import Pipeline
 
+#: how `cli.output.warn` begins a line (uncoloured: the run's stderr is a pipe)
+WARNING = "warning: "
+
 
 def _run_dir_for(
     pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]
@@ -40,6 +43,20 @@ def _run_dir_for(
     return None
 
 
+def _say(lines: list[str], *, err: bool) -> None:
+    """Pass on what a `pipeline run --detach --json` said on its stderr: its warnings as
+    warnings (stderr), the rest on stdout as the run says it without --json, unless `err`."""
+    import click
+
+    from asapo_pipelines.cli.output import warn
+
+    for line in lines:
+        if line.startswith(WARNING):
+            warn(line.removeprefix(WARNING))
+        else:
+            click.echo(line, err=err)
+
+
 class LocalPipelineExecutor(Executor):
     name = "local"
     options = frozenset({"run_dir", "data_dir", "task", "only_stdout"})
@@ -54,6 +71,8 @@ class LocalPipelineExecutor(Executor):
     ) -> None:
         super().__init__(pipeline, catalog, file, config)
         self.run_dir: Path | None = None
+        #: what the last `deploy` or `start`'s run said to the user, for `show_submitted`
+        self.said: list[str] = []
 
     @classmethod
     def for_command(
@@ -106,11 +125,17 @@ class LocalPipelineExecutor(Executor):
             timeout=max(wait, 30.0),
             check=False,
         )
+        # with --json the run says on stderr all it says to the user: which run it starts or
+        # resumes, the tasks of a lost run it stopped, its warnings
+        said = done.stderr.strip().splitlines()
         if done.returncode != 0:
             from asapo_pipelines.local.errors import LocalRunError
 
-            last = (done.stderr.strip().splitlines() or ["the local run did not start"])[-1]
-            raise LocalRunError(last.removeprefix("error: "))
+            # its warnings (a service it could not ask), then its error (of one line or more)
+            _say([line for line in said if line.startswith(WARNING)], err=True)
+            error = "\n".join(line for line in said if not line.startswith(WARNING))
+            raise LocalRunError(error.removeprefix("error: ") or "the local run did not start")
+        self.said = said
         state: dict[str, Any] = json.loads(done.stdout)
         return state
 
@@ -250,14 +275,10 @@ class LocalPipelineExecutor(Executor):
         return 0
 
     def show_submitted(self, result: dict[str, Any], *, as_json: bool, start: bool) -> None:
-        """As `pipeline run --detach` says it: first the tasks of a lost run it stopped."""
-        import click
-
-        from asapo_pipelines.local.control import stopped_orphans_note
-
-        told = stopped_orphans_note(result)
-        if told:
-            click.echo(told, err=as_json)
+        """As `pipeline run --detach` says it: first what its run said (which run it starts or
+        resumes, the tasks of a lost run it stopped), on stderr with --json, and its warnings
+        on stderr."""
+        _say(self.said, err=as_json)
         super().show_submitted(result, as_json=as_json, start=start)
 
     def show_stop(self, result: dict[str, Any], *, as_json: bool) -> None:
