@@ -21,6 +21,10 @@ import struct
 from pathlib import Path
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
+#: `swmr_format_problem` of a file without HDF5's signature
+NOT_HDF5 = "is not an HDF5 file"
+#: how much of the file's start is read to find the superblock
+_HEAD = 8192
 _MASK = 0xFFFFFFFF
 
 
@@ -84,26 +88,58 @@ def lookup3(data: bytes, initval: int = 0) -> int:
     return c
 
 
-def _superblock(head: bytes) -> tuple[int, int]:
-    """(offset of the superblock, its length without the checksum) for versions 2 and 3."""
+def _signature_at(head: bytes) -> int | None:
+    """Where the HDF5 superblock starts in the file's first bytes, None when it has none."""
     # the superblock sits at 0, 512, 1024, 2048, ... (a user block may precede it)
     offset = 0
     while offset + 12 <= len(head):
         if head[offset : offset + 8] == SIGNATURE:
-            version = head[offset + 8]
-            if version not in (2, 3):
-                raise RecoveryError(f"superblock version {version} is not 2 or 3")
-            size_of_offsets = head[offset + 9]
-            return offset, 12 + 4 * size_of_offsets
+            return offset
         offset = 512 if offset == 0 else offset * 2
-    raise RecoveryError("no HDF5 superblock found")
+    return None
+
+
+def _superblock(head: bytes) -> tuple[int, int]:
+    """(offset of the superblock, its length without the checksum) for versions 2 and 3."""
+    offset = _signature_at(head)
+    if offset is None:
+        raise RecoveryError("no HDF5 superblock found")
+    version = head[offset + 8]
+    if version not in (2, 3):
+        raise RecoveryError(f"superblock version {version} is not 2 or 3")
+    size_of_offsets = head[offset + 9]
+    return offset, 12 + 4 * size_of_offsets
+
+
+def swmr_format_problem(path: str | Path) -> str | None:
+    """Why HDF5 cannot write the file at `path` in SWMR mode, as the end of "<path> ..."; None
+    when it can, when no file or an empty one is there (the writer starts a file there), or
+    when the file cannot be read (opening it says why). Only the first bytes are read."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEAD)
+    except OSError:
+        return None
+    if not head:
+        return None
+    offset = _signature_at(head)
+    if offset is None:
+        return NOT_HDF5
+    # SWMR needs superblock version 3 (`libver="latest"`): h5py's and HDF5's default writes
+    # version 0, and opening such a file does not upgrade it
+    if head[offset + 8] < 3:
+        return (
+            f"is an HDF5 file of an older format (superblock version {head[offset + 8]}, "
+            "HDF5's default), which HDF5 cannot write in SWMR mode"
+        )
+    return None
 
 
 def clear_status_flags(path: str | Path) -> bool:
     """Clear the "open for write" mark of a file whose writer is dead; True if it was set."""
     fd = os.open(Path(path), os.O_RDWR)
     try:
-        head = os.pread(fd, 8192, 0)
+        head = os.pread(fd, _HEAD, 0)
         offset, length = _superblock(head)
         body = head[offset : offset + length]
         (stored,) = struct.unpack("<I", head[offset + length : offset + length + 4])

@@ -10,10 +10,12 @@ its own entry.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.sdk import Message, Sink, UnitStorageError
-from asapo_pipelines_nexus.errors import FileGone, NexusWriterError
+from asapo_pipelines_nexus.errors import FileGone, ForeignFile, NexusWriterError
+from asapo_pipelines_nexus.recovery import NOT_HDF5, swmr_format_problem
 from asapo_pipelines_nexus.writer import NexusWriter, file_id_at, iso_time, readable_start
 
 
@@ -135,16 +137,37 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
     }
 
 
+def _not_hdf5_now(path: Path) -> str | None:
+    """What another program made of the run's file in place when it is no HDF5 file now
+    (`: > file`, a text written over it), as the end of "<path> ...". A file of the run's
+    always starts with HDF5's superblock (the writer flushes it on opening), even one left
+    damaged by a crash, which opening salvages: this is not one."""
+    try:
+        if path.stat().st_size == 0:
+            return "was emptied"
+    except OSError:
+        return None
+    if swmr_format_problem(path) == NOT_HDF5:
+        return "was overwritten with a file that is not HDF5"
+    return None
+
+
 def _entries(n: int) -> str:
     return f"{n} {'entry' if n == 1 else 'entries'}"
+
+
+def _resume_command(run: dict[str, Any]) -> str:
+    return f"pipeline run --resume {run.get('pipeline_file') or 'PIPELINE_FILE'}"
 
 
 def gone_sentence(gone: FileGone, run: dict[str, Any], others: dict[str, int] | None = None) -> str:
     """What became of the file, of its entries, and how a resume writes them again."""
     label = run.get("run") or "this run"
-    command = f"pipeline run --resume {run.get('pipeline_file') or 'PIPELINE_FILE'}"
+    command = _resume_command(run)
     held, are = _entries(gone.entries), "is" if gone.entries == 1 else "are"
-    if gone.kept is None:  # found gone by a restarted writer: where it went is not known
+    if gone.changed:  # the other program may have left them or not: only it knows
+        fate = f"the {held} it held may be gone from it"
+    elif gone.kept is None:  # found gone by a restarted writer: where it went is not known
         fate = f"the {held} it held {are} not at that path any more"
     elif gone.kept:
         fate = f"the {held} it held {are} in it, wherever it is now"
@@ -162,13 +185,23 @@ def gone_sentence(gone: FileGone, run: dict[str, Any], others: dict[str, int] | 
         f"nothing more is acknowledged; {remedy} from the run's stored inputs"
     )
     other = {k: n for k, n in (others or {}).items() if k != f"{run.get('pipeline')} {label}"}
-    if other and gone.kept is False:
+    if other and gone.kept is False and not gone.changed:
         runs = ", ".join(f"{_entries(n)} of {k}" for k, n in sorted(other.items()))
         sentence += (
             f"; the entries of other runs it held ({runs}) are not part of this run: "
             "reprocessing those runs (`pipeline reprocess`) writes them again"
         )
     return sentence
+
+
+def foreign_sentence(foreign: ForeignFile, run: dict[str, Any]) -> str:
+    """Why the file at the path cannot take the run's entries, and how they get a file."""
+    label = run.get("run") or "this run"
+    return (
+        f"nexus.writer cannot write {foreign.path}: it {foreign.problem}; move that file aside "
+        f"(rename it), then `{_resume_command(run)}` writes every entry of run {label} into a "
+        "new file there from the run's stored inputs"
+    )
 
 
 class NexusWriterSink(Sink):
@@ -185,7 +218,10 @@ class NexusWriterSink(Sink):
             # the path (or a new one) should get the run's entries is for a person to decide
             # (`--resume`), not for a restart: it could be another experiment's file
             raise NexusWriterError(gone_sentence(lost, self.context.run))
-        self.writer.open(pause=self.wait)
+        try:
+            self.writer.open(pause=self.wait)
+        except ForeignFile as foreign:
+            raise NexusWriterError(foreign_sentence(foreign, self.context.run)) from None
         self._warn_of_other_pipelines()
         self._warn_of_same_run_id()
         self.written, self.duplicates = self._carried()
@@ -209,6 +245,9 @@ class NexusWriterSink(Sink):
         held = entries if isinstance(entries, int) else 0
         if not path.exists():
             return FileGone(path, "was removed or moved away", held)
+        overwritten = _not_hdf5_now(path)
+        if overwritten is not None:
+            return FileGone(path, overwritten, held)
         now = file_id_at(path)
         if now is None or now == was:
             return None  # the same file, or a damaged one: opening it salvages it
@@ -350,13 +389,13 @@ class NexusWriterSink(Sink):
 
     def flush(self) -> None:
         # every entry is flushed when written; flushing again makes the promise explicit, and
-        # the path must still name the file: an entry in an unlinked file is not durable
+        # the path must still name the file, unchanged by others: an entry in an unlinked or
+        # overwritten file is not durable
         if not self.closed:
             try:
-                self.writer.check_file()
+                self.writer.flush()
             except FileGone as gone:
                 raise self._stopped(gone) from None
-            self.writer.file.flush()
 
     def on_shutdown(self) -> None:
         self.writer.close()

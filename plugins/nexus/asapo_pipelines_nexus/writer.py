@@ -93,8 +93,8 @@ import h5py
 import numpy as np
 
 from asapo_pipelines.sdk import UnitStorageError, storage
-from asapo_pipelines_nexus.errors import FileGone, FileHeldOpen, NexusWriterError
-from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags
+from asapo_pipelines_nexus.errors import FileGone, FileHeldOpen, ForeignFile, NexusWriterError
+from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags, swmr_format_problem
 from asapo_pipelines_nexus.unwritable import cause_and_remedy
 
 #: Free space kept on the file's disk beyond what an entry needs: HDF5 must never meet a full
@@ -205,9 +205,12 @@ class NexusWriter:
         self._entry_provenance: Mapping[str, Any] | None = None
         #: (descriptor, (st_dev, st_ino)) of the open file: what the path must still name
         self._opened: tuple[int, tuple[int, int]] | None = None
-        #: what became of the file when the path stopped naming it, and whether it is still
-        #: somewhere (see `check_file`)
-        self._gone: tuple[str, bool] | None = None
+        #: (st_size, st_mtime_ns) of the open file as this writer's last write left it: any
+        #: other change is another program's (see `_changed_in_place`)
+        self._left: tuple[int, int] | None = None
+        #: what became of the file when the path stopped naming it, whether it is still
+        #: somewhere, and whether another program changed it in place (see `check_file`)
+        self._gone: tuple[str, bool, bool] | None = None
         #: the file's own name (`FILE_ID_ATTR`), kept after it is closed; None before opening
         self.file_id: str | None = None
 
@@ -240,6 +243,7 @@ class NexusWriter:
             raise NexusWriterError(f"cannot create the folder of {self.path}: {exc}") from None
         self._lock()
         try:
+            self._refuse_foreign_format()
             handle = self._open_file(pause or _sleep)
             try:
                 self._check_readable(handle)
@@ -261,8 +265,16 @@ class NexusWriter:
             ) from None
         self._file = handle
         self._opened = _identity(handle)
+        self._note_own_writes()
         self.file_id = _text(handle.attrs.get(FILE_ID_ATTR, "")) or None
         return self
+
+    def _refuse_foreign_format(self) -> None:
+        """A file HDF5 cannot write in SWMR mode (not HDF5, or HDF5's default old format) is
+        not ours to convert: said before opening it, which would already change it."""
+        problem = swmr_format_problem(self.path)
+        if problem is not None:
+            raise ForeignFile(self.path.absolute(), problem)
 
     def _prepare(self, handle: h5py.File) -> None:
         # an entry of ours without its key was cut short by a crash: drop it, it comes again
@@ -304,6 +316,7 @@ class NexusWriter:
                 _ABANDONED.append(self._file)
             self._file = None
             self._opened = None  # its descriptor may name another file from now on
+            self._left = None
         self._unlock()
 
     # -- recovery --------------------------------------------------------------------------------
@@ -392,9 +405,7 @@ class NexusWriter:
                 # /dev/null, not a read-only descriptor: HDF5's later writes (flush, close, the
                 # release of objects) then succeed into nothing, and it closes the file without
                 # an error state (a failing close left the library to crash at exit)
-                sink = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                os.dup2(sink, handle)
-                os.close(sink)
+                _detach(handle)
         # HDF5's own words, with its traceback, for `--log-level debug`
         log.debug("the failed write on %s", path, exc_info=exc)
         return UnitStorageError(
@@ -427,12 +438,14 @@ class NexusWriter:
             if failures:
                 raise self._freeze(failures[0]) from None
             try:
-                return self._commit(name, key)
+                name = self._commit(name, key)
             except (OSError, RuntimeError) as exc:
                 raise self._freeze(exc) from None
             finally:
                 if failures and self._frozen is None:
                     raise self._freeze(failures[0]) from None
+            self._note_own_writes()
+            return name
 
     def _lock(self) -> None:
         # HDF5 gives up its own file lock in SWMR mode, so one writer per file is enforced here;
@@ -927,6 +940,7 @@ class NexusWriter:
         if name in self.file:
             del self.file[name]
             self.file.flush()
+            self._note_own_writes()
 
     def _commit(self, name: str, key: str) -> str:
         # the key goes on last: an entry interrupted half-way has no key and is rewritten
@@ -964,14 +978,53 @@ class NexusWriter:
     def check_file(self) -> None:
         """Raise `FileGone` when the path no longer names the file this writer has open
         (removed, moved, replaced): what is written into an unlinked file is in no file anyone
-        can open, so nothing more may be written or acknowledged. One stat and one fstat: cheap
+        can open, so nothing more may be written or acknowledged; or when another program
+        changed the file in place (`_changed_in_place`). One stat and one fstat: cheap
         enough before every entry and every acknowledgement."""
         if self._gone is None and self._opened is not None:
             fd, identity = self._opened
-            self._gone = _what_became_of(self.path, fd, identity)
+            became = _what_became_of(self.path, fd, identity)
+            self._gone = (*became, False) if became else self._changed_in_place(fd)
         if self._gone is not None:
-            what, kept = self._gone
-            raise FileGone(self.path.absolute(), what, self.entries_in_file, kept=kept)
+            what, kept, changed = self._gone
+            raise FileGone(
+                self.path.absolute(), what, self.entries_in_file, kept=kept, changed=changed
+            )
+
+    def flush(self) -> None:
+        """Flush the file, once the path is known to still name it unchanged (`check_file`)."""
+        self.check_file()
+        self.file.flush()
+        self._note_own_writes()
+
+    def _note_own_writes(self) -> None:
+        """Remember the file's size and modification time as this writer's write left them.
+        Called once each write of its own is flushed and the objects it wrote are released:
+        HDF5 writes the file only within those calls, so any later change is another
+        program's."""
+        self._left = _size_and_mtime(self._opened[0]) if self._opened is not None else None
+
+    def _changed_in_place(self, fd: int) -> tuple[str, bool, bool] | None:
+        """What another program did to the open file itself (the path still names it): `: >
+        file` truncated it, `cp other.nxs file` or `h5py.File(file, "w")` wrote another file
+        into it. HDF5 keeps the file's metadata in memory and would write its next entry over
+        what is there now, a file neither program can read. The file's size and modification
+        time tell, from an fstat of the open descriptor, without reading the file: any write
+        changes its mtime, also one that leaves the size as it was (the superblock's
+        end-of-file address would miss a copy of a file as large, which two runs over the same
+        scans write, and reading it is a read per entry). A `touch` is taken for a change too:
+        the writer's restart finds its own file with its entries there and goes on."""
+        if self._left is None or _size_and_mtime(fd) in (None, self._left):
+            return None
+        # nothing more of this writer's may reach that file, not even HDF5's writes on closing
+        # it: its descriptor now names /dev/null (as after a failed write, `_freeze`)
+        _detach(fd)
+        return (
+            "was changed in place by another program (emptied, or another file written or "
+            "copied onto it)",
+            True,
+            True,
+        )
 
     def runs_in_file(self) -> dict[str, int]:
         """`pipeline run` -> how many complete entries of that run the file holds, for the
@@ -1199,6 +1252,22 @@ def _identity(handle: h5py.File) -> tuple[int, tuple[int, int]] | None:
     except (OSError, RuntimeError, TypeError, ValueError):
         return None
     return fd, (info.st_dev, info.st_ino)
+
+
+def _size_and_mtime(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _detach(fd: int) -> None:
+    """Point the descriptor `fd` at /dev/null: HDF5's later writes then go nowhere."""
+    with contextlib.suppress(OSError):
+        sink = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        os.dup2(sink, fd)
+        os.close(sink)
 
 
 def _what_became_of(path: Path, fd: int, identity: tuple[int, int]) -> tuple[str, bool] | None:
