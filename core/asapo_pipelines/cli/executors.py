@@ -715,6 +715,10 @@ def logs(
     if len(args) not in (1, 2):
         raise UsageError("usage: pipeline logs [FILE] UNIT")
     file, unit = (None, args[0]) if len(args) == 1 else args
+    if file is None and unit.endswith((".yaml", ".yml")) and Path(unit).is_file():
+        # a file given alone would be taken for a unit named like it, and the search for the
+        # file of the run then says to give the file
+        raise UsageError(f"name the unit whose log to print: pipeline logs {unit} UNIT")
     given = {
         "job": job,
         "run_dir": run_dir,

@@ -46,8 +46,19 @@ def file_run_dir(data_dir: Path, job_id: str, pipeline_file: Path) -> Path:
     own = run_dir(data_dir, f"{job_id}@{stem}-{digest}")
     if (own / STATE_FILE).is_file():
         return own  # once given, it stays this file's, whatever comes to `shared` later
-    other = started_from(recorded_state(shared))
-    return shared if other is None or other == mine else own
+    state = recorded_state(shared)
+    other = started_from(state)
+    return shared if other is None or other == mine or _moved(state, other, shared, mine) else own
+
+
+def _moved(state: dict[str, Any], recorded: Path, run: Path, mine: Path) -> bool:
+    """Whether the file the run's state records is `mine`, moved or copied together with its
+    data directory (a project folder renamed, or brought to other storage after the beamtime):
+    every absolute path changed, but not where the file lies seen from the run directory."""
+    recorded_run = state.get("run_dir")
+    if not isinstance(recorded_run, str) or not recorded_run:
+        return False
+    return os.path.relpath(recorded, recorded_run) == os.path.relpath(mine, Path(run).resolve())
 
 
 def recorded_state(run: Path) -> dict[str, Any]:

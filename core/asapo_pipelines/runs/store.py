@@ -19,6 +19,7 @@ Records are JSON payloads, so large pipeline files fit on every transport.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
 from collections.abc import Mapping
@@ -375,15 +376,35 @@ class RunStore:
                 out[name]["errors"] = added if i == 0 else 0
         return out
 
-    def owner(self) -> str | None:
+    def _claimed(self) -> dict[str, Any] | None:
+        """The owner record: the first claim of the namespace."""
         claims = self._read(OWNER_STREAM) if self.source in self.transport.data_sources() else []
-        return str(claims[0]["file"]) if claims else None
+        return claims[0] if claims else None
+
+    def owner(self) -> str | None:
+        claim = self._claimed()
+        return None if claim is None else str(claim["file"])
+
+    def _in_store(self, pipeline_file: str | Path) -> str | None:
+        """`pipeline_file`'s path relative to the store's folder, for a store kept in a folder
+        (`Transport.local_root`): the same after the project folder holding both was moved or
+        copied, which changes every absolute path."""
+        root = self.transport.local_root
+        if root is None:
+            return None
+        return os.path.relpath(Path(pipeline_file).resolve(), Path(root).resolve())
+
+    def _owns(self, claim: dict[str, Any], pipeline_file: str | Path) -> bool:
+        if claim["file"] == str(Path(pipeline_file).resolve()):
+            return True
+        relative = claim.get("in_store")
+        return relative is not None and relative == self._in_store(pipeline_file)
 
     def other_owner(self, pipeline_file: str | Path) -> str | None:
         """The file that owns the namespace when it is not `pipeline_file` (one read of the
         owner record); None for the owner, or a store with no owner recorded yet."""
-        owner = self.owner()
-        return owner if owner is not None and owner != str(Path(pipeline_file).resolve()) else None
+        claim = self._claimed()
+        return None if claim is None or self._owns(claim, pipeline_file) else str(claim["file"])
 
     def belongs_to(self, owner: str) -> str:
         """The start of every sentence that says another file owns the namespace: `claim`'s
@@ -408,14 +429,18 @@ class RunStore:
         return int(msg_id)
 
     def claim(self, pipeline_file: str | Path) -> None:
-        """Make `pipeline_file` the owner of the namespace, or refuse when another file is."""
+        """Make `pipeline_file` the owner of the namespace, or refuse when another file is.
+        The owner is known by its absolute path and, in a store kept in a folder, by its path
+        relative to that folder: moved or copied together with its store, it is still the
+        owner, while another file beside it is not."""
         mine = str(Path(pipeline_file).resolve())
-        owner = self.owner()
-        if owner is None:
-            self._append(OWNER_STREAM, {"file": mine, "time": time.time(), "host": _host()})
-            owner = self.owner()
-        if owner != mine:
-            raise RunsError(self.refusal(str(owner), mine))
+        claim = self._claimed()
+        if claim is None:
+            record = {"file": mine, "in_store": self._in_store(mine)}
+            self._append(OWNER_STREAM, {**record, "time": time.time(), "host": _host()})
+            claim = self._claimed()
+        if claim is None or not self._owns(claim, mine):
+            raise RunsError(self.refusal(str(claim and claim["file"]), mine))
 
     def begin(
         self,

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -383,6 +384,11 @@ class Transport(_Closable):
     """Hands out producers and consumers for the data sources of one store or service."""
 
     kind: str = ""
+    #: the folder the store's files live in, for a store kept in a folder of this machine (the
+    #: embedded store); None for a service. A pipeline file owns its namespace in the store by
+    #: its path relative to this folder too, so that a project folder moved or copied with its
+    #: store keeps its runs (`RunStore.claim`)
+    local_root: Path | None = None
 
     @abc.abstractmethod
     def producer(self, data_source: str) -> Producer: ...

@@ -1421,6 +1421,7 @@ class EmbeddedTransport(Transport):
         retention: Retention | Mapping[str, Any] | None = None,
     ):
         self.root = Path(path).expanduser().absolute()
+        self.local_root = self.root
         self.fsync = bool(fsync)
         self.retention = Retention.of(retention)
         marker = self.root / "store.json"
