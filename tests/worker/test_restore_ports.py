@@ -12,6 +12,7 @@ import pytest
 from asapo_pipelines.sdk import Processor, describe, inp, out
 from asapo_pipelines.sdk.runner import UnitStartError
 from asapo_pipelines.transport import open_transport
+from asapo_pipelines.transport.embedded import INLINE_MAX
 from asapo_pipelines.transport.formats import encode
 from asapo_pipelines.worker.runtime import Worker
 
@@ -127,3 +128,64 @@ def test_a_restore_port_that_is_no_input_port_stops_the_worker(tmp_path):
             w.run()
     finally:
         w.transport.close()
+
+
+def _error_records(store):
+    from asapo_pipelines.transport import EndOfStream
+    from asapo_pipelines.transport.formats import decode
+    from asapo_pipelines.worker.naming import errors_source
+
+    with (
+        open_transport({"embedded": {"path": str(store)}}) as t,
+        t.consumer(errors_source("demo"), "check") as c,
+    ):
+        try:
+            last = c.get_last("track").id
+        except EndOfStream:
+            return []
+        return [
+            decode(m.payload, m.metadata)
+            for m in map(c.get_by_id, ["track"] * last, range(1, last + 1))
+        ]
+
+
+def test_inputs_damaged_since_they_were_processed_are_reported_once_not_left_out_silently(
+    tmp_path, caplog
+):
+    """A payload file deleted after its messages were processed: the restarted unit's state
+    leaves those inputs out (it cannot read them), so that is said: a warning in its log and
+    one error record per input, counted in `errors`, and not again at the next start."""
+    store = tmp_path / "store"
+    # larger than the store keeps in its index rows: their payloads go to a file
+    big = "n" * (INLINE_MAX + 1)
+    send(store, "numbers", "default", [big, big, big])
+    send(store, "notes", "s1", ["a"])
+    send(store, "chatter", "default", ["x"])
+    run_worker(store)
+    payloads = sorted((store / "numbers").rglob("*.seg"))
+    assert payloads, sorted(p.relative_to(store) for p in store.rglob("*"))
+    for path in payloads:
+        path.unlink()
+    with caplog.at_level("WARNING", logger="asapo_pipelines.worker"):
+        again = run_worker(store)
+    assert again.summary["restored"] == [["notes", "s1", "a"]]
+    assert again.errors == 3
+    records = _error_records(store)
+    assert [(r["hook"], r["message"]["port"], r["message"]["id"]) for r in records] == [
+        ("restore", "numbers", 1),
+        ("restore", "numbers", 2),
+        ("restore", "numbers", 3),
+    ]
+    assert records[0]["error"].startswith(
+        "input numbers/default/1 cannot be read to restore the state of demo/track ("
+    )
+    assert records[0]["error"].endswith("); its results from now on leave that input out")
+    warned = [r.getMessage() for r in caplog.records if "cannot be read any more" in r.getMessage()]
+    assert warned == [
+        "demo/track: 3 input(s) it processed before cannot be read any more (numbers/default/1, "
+        "numbers/default/2, numbers/default/3: damaged or removed from the store); its state and "
+        "its results from now on leave them out; see `pipeline tail FILE errors`"
+    ]
+    third = run_worker(store)
+    assert third.errors == 0
+    assert len(_error_records(store)) == 3

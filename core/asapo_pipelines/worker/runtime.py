@@ -36,7 +36,14 @@ from typing import Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.sdk.runner import Outcome, Output, RetryPolicy, SourceUsageError, UnitRunner
+from asapo_pipelines.sdk.runner import (
+    Outcome,
+    Output,
+    RetryPolicy,
+    SourceUsageError,
+    UnitRunner,
+    error_record,
+)
 from asapo_pipelines.sdk.units import PROVENANCE_KEY, Message, Stream, Unit
 from asapo_pipelines.transport import (
     LEASE_MARGIN,
@@ -82,6 +89,11 @@ def _made_from(metadata: Mapping[str, Any], refs: set[tuple[str, str, int]]) -> 
 
 class UnitFailed(PipelinesError):
     """A source's `run()` raised: the worker stops with this sentence."""
+
+
+class UnrestorableInput(PipelinesError):
+    """An input a unit processed before cannot be read to restore its state: the error
+    stream's record of it (`Worker._report_unrestorable`)."""
 
 
 class CallWatch:
@@ -310,6 +322,8 @@ class Worker:
         #: when the held messages' leases were last renewed (monotonic)
         self._renewed = 0.0
         self._lease_warned = False
+        #: what this replica processed in the run's earlier sessions (a resumed session only)
+        self._processed_before = 0
         #: whether every input's consumer can extend a lease (`extend_lease`)
         self._extendable = False
         #: whether the unit makes its own writes durable in `flush`, which must not run beside
@@ -408,6 +422,7 @@ class Worker:
             )
             return
         name = self.instance if self.replica == 0 else f"{self.instance}[{self.replica}]"
+        self._processed_before = int((run.counts.get(name) or {}).get("processed") or 0)
         summary = run.summaries_before(began).get(name)
         if isinstance(summary, dict):
             self.runner.context.carried_summary = dict(summary)
@@ -623,6 +638,8 @@ class Worker:
         # outputs that name no input: nothing was processed before (a first start); a unit
         # without outputs (a sink) has none to tell by, and its restore ports are replayed
         if not refs and (self.producers or not whole):
+            if self.producers and self._processed_before:
+                self._report_state_gone()
             return
         ports = {p.data_source: p.name for p in self.ports}
         readers: dict[str, Any] = {}
@@ -635,17 +652,41 @@ class Worker:
         # a whole port's messages come after these, each once, in their order
         named = [ref for ref in refs if ref[0] in ports and ref[0] not in whole]
         replayed = 0
+        lost: list[tuple[Message, str]] = []
         try:
             for ref in named:
-                self._restore_by_id(unit, reader(ref[0]), ports[ref[0]], ref)
+                self._restore_by_id(unit, reader(ref[0]), ports[ref[0]], ref, lost)
             for source in whole:
-                replayed += self._restore_whole(unit, reader(source), ports[source], source)
+                replayed += self._restore_whole(unit, reader(source), ports[source], source, lost)
         finally:
             for each in readers.values():
                 each.close()
-        log.info("%s restored its state from %d processed inputs", self.label, len(named))
+        log.info(
+            "%s restored its state from %d processed inputs", self.label, len(named) - len(lost)
+        )
         if whole:
             log.info("%s replayed %d messages of its restore ports", self.label, replayed)
+        if lost:
+            self._report_unrestorable(lost)
+
+    def _report_state_gone(self) -> None:
+        """Say that a unit which keeps state starts it from nothing in a resumed run, though it
+        processed inputs in the run's earlier sessions: none of its outputs, which name them,
+        are in the store any more (their data source moved aside as a damaged store's remedy
+        says, pruned, or lost). A merge would go on from one scan while the scientist reads
+        its result as the run's: a warning and one error record make it seen."""
+        count = self._processed_before
+        why = UnrestorableInput(
+            f"{self.label} processed {count} input{'' if count == 1 else 's'} in the run's "
+            "earlier sessions, but none of its outputs, which name them, are in the store any "
+            "more (moved aside, pruned or lost): its state starts from nothing, and its results "
+            "from now on leave those inputs out"
+        )
+        log.warning("%s", why)
+        record = error_record(why, unit=self.label, message=None, attempts=0, hook="restore")
+        session = self.run_info.get("resumed_at")
+        self._send_error(record, key=f"{self.label}|error|restore:{session}")
+        self.counters.errors += 1
 
     def _restore_port_sources(self, unit: Any) -> list[str]:
         """The data sources of the unit's `restore_ports` that are fed in this pipeline."""
@@ -660,27 +701,79 @@ class Worker:
                 )
         return [p.data_source for p in self.ports if p.name in unit.restore_ports]
 
-    def _restore_whole(self, unit: Any, reader: Any, port: str, source: str) -> int:
+    def _restore_whole(
+        self, unit: Any, reader: Any, port: str, source: str, lost: list[Any]
+    ) -> int:
         """Hand `unit.restore()` every message of `source` (input `port`), stream by stream in
         id order; how many there were."""
         return sum(
-            self._restore_by_id(unit, reader, port, (source, info.name, msg_id))
+            self._restore_by_id(unit, reader, port, (source, info.name, msg_id), lost)
             for info in reader.streams()
             for msg_id in range(1, info.last_id + 1)
         )
 
-    def _restore_by_id(self, unit: Any, reader: Any, port: str, ref: tuple[str, str, int]) -> bool:
+    def _restore_by_id(
+        self, unit: Any, reader: Any, port: str, ref: tuple[str, str, int], lost: list[Any]
+    ) -> bool:
         """Hand `unit.restore()` input `ref` (data source, stream, id) read on input `port`;
-        False when it is missing or damaged."""
+        False when it is missing or damaged. A message the store holds but cannot give back
+        whole (its payload file deleted or cut short since it arrived) is added to `lost` as
+        (the message without payload, why): the unit's state leaves it out, which is said."""
         source, stream, msg_id = ref
         try:
             tmsg = reader.get_by_id(stream, msg_id)
-        except (MissingId, EndOfStream, StreamFinished, CorruptPayload):
-            return False  # a damaged input was reported when it arrived
+        except (EndOfStream, StreamFinished):
+            return False
+        except (MissingId, CorruptPayload) as exc:
+            held = self._held(reader, stream, msg_id)
+            if held is not None:
+                lost.append((Message.received(port, source, held, keep_payload=False), str(exc)))
+            return False  # else an id that never arrived (a hole), or one pruned whole
         # with its producer, as `process` gets it: a sink keys and records messages by it
         message = Message.received(port, source, tmsg, producer=self._producer_of(tmsg.metadata))
         self._restore_one(unit, message, f"{source}/{stream}/{msg_id}")
         return True
+
+    @staticmethod
+    def _held(reader: Any, stream: str, msg_id: int) -> Any:
+        """Message `msg_id` without its payload when the store still records it, whatever
+        became of its payload; else None."""
+        try:
+            return reader.get_metadata_by_id(stream, msg_id)
+        except TransportError:
+            return None
+
+    def _report_unrestorable(self, lost: list[tuple[Message, str]]) -> None:
+        """Say that the unit's state leaves out inputs it can no longer read: one warning in its
+        log, and one record per input on the error stream (once, also over restarts), counted
+        in `errors`, so that `status`, `runs` and `tail FILE errors` show it. A merge that
+        silently lost half its scans would report a noise its data do not have."""
+        errors = self._index(None, self.instance)
+        for message, why in lost:
+            where = f"{message.data_source}/{message.stream}/{message.id}"
+            key = f"{self.label}|error|{where}"
+            if errors.contains(key, message.timestamp):
+                continue  # reported at its arrival, or by an earlier start
+            reason = UnrestorableInput(
+                f"input {where} cannot be read to restore the state of {self.label} ({why}); "
+                "its results from now on leave that input out"
+            )
+            record = error_record(
+                reason, unit=self.label, message=message, attempts=0, hook="restore"
+            )
+            self._send_error(record, key=key, msg=message)
+            self.counters.errors += 1
+        shown = ", ".join(f"{m.data_source}/{m.stream}/{m.id}" for m, _ in lost[:5])
+        more = f" and {len(lost) - 5} more" if len(lost) > 5 else ""
+        log.warning(
+            "%s: %d input(s) it processed before cannot be read any more (%s%s: damaged or "
+            "removed from the store); its state and its results from now on leave them out; "
+            "see `pipeline tail FILE errors`",
+            self.label,
+            len(lost),
+            shown,
+            more,
+        )
 
     # -- sources -------------------------------------------------------------------------------
     def _run_source(self) -> str:
