@@ -8,6 +8,7 @@ store, or, when the store is on the full disk too, the next start ends it with t
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from faults_support import (
@@ -149,20 +150,32 @@ def test_a_run_end_the_store_did_not_take_is_recorded_from_its_state_file(
         aside.rename(file)
         assert runs_of(file)["r1"]["state"] == "running"  # the supervisor could not end it
         assert_failed_for_lack_of_space(file, run_dir, "--data-dir", str(fs.path))
+        finished = read_state(run_dir)["finished"]
         fs.free()
-        restart_and_stop(file, "--data-dir", str(fs.path))
+        time.sleep(2)  # the operator starts again later: the end is not taken for that start
+        said = restart_and_stop(file, "--data-dir", str(fs.path))
     finally:
         kill_run(run_dir)
     end = first_end(tmp_path / "store", "r1")
     assert end["state"] == "failed", end
-    assert f"writing the run state ({run_dir / 'state.json'}) {NO_SPACE}" in end["message"]
+    sentence = f"writing the run state ({run_dir / 'state.json'}) {NO_SPACE}"
+    assert sentence in end["message"]
+    assert end["time"] == finished  # when the supervisor stopped, as its state file says
+    session = runs_of(file)["r1"]["session_list"][0]
+    assert (session["ended"], session["state"]) == (finished, "failed")
+    assert sentence in session["message"]
+    clock = time.strftime("%H:%M:%S", time.localtime(finished))
+    resumed = f"resuming run r1 of pipeline diskfull (unchanged; its last session failed at {clock}"
+    assert f"{resumed}: {sentence}" in " ".join(said.split()), said
 
 
-def restart_and_stop(file: Path, *options: str) -> None:
+def restart_and_stop(file: Path, *options: str) -> str:
+    """Start the run again and stop it; what the start said."""
     again = pipeline("run", "--detach", str(file), *options, cwd=file.parent)
     assert again.returncode == 0, again.stderr
     stopped = pipeline("stop", str(file), *options, cwd=file.parent)
     assert stopped.returncode == 0, stopped.stderr
+    return again.stdout
 
 
 def first_end(store: Path, run_id: str) -> dict:

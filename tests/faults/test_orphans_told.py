@@ -54,7 +54,9 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         again = pipeline("run", str(file), "--detach", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         lines = again.stdout.splitlines()
-        assert lines[0] == "resuming run r1 of pipeline faults (unchanged)"
+        # the session whose supervisor was lost: said, with when (`test_last_session_end`)
+        lost = "(unchanged; its last session was lost at "
+        assert lines[0].startswith(f"resuming run r1 of pipeline faults {lost}"), lines[0]
         assert lines[1] == told(orphans, supervisor, "r1")
         assert lines[2].startswith("job faults runs in the background")
         assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
@@ -108,7 +110,7 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
         assert deployed.returncode == 0, deployed.stderr
         lines = deployed.stdout.splitlines()
-        assert lines[0] == f"resuming run {run[1]} of pipeline faults (unchanged)"
+        assert lines[0].startswith(f"resuming run {run[1]} of pipeline faults {lost}"), lines
         assert lines[1] == told(orphans, supervisor, run[1])
         assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
         assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0

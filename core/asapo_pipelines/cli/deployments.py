@@ -68,7 +68,7 @@ def _open(pipeline: Pipeline, catalog: Catalog) -> tuple[Transport, RunStore] | 
 def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
     """The line `pipeline run` and `deploy` print about the run they work in, and a warning
     when a new run passed over data of runs without a record (`RunStore.begin`)."""
-    from asapo_pipelines.runs.lifecycle import describe_changes
+    from asapo_pipelines.runs.lifecycle import describe_changes, last_end_clause
 
     run_id = run.id
     changes = run.events[-1].get("changes") or {}
@@ -82,13 +82,20 @@ def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
         )
     if what == "started":
         click.echo(f"run {run_id} of pipeline {pipeline} starts", err=err)
-    elif what == "continued":
+        return
+    if what == "continued":
         click.echo(f"run {run_id} of pipeline {pipeline} goes on (it was not stopped)", err=err)
-    elif what == "resumed":
-        click.echo(f"resuming run {run_id} of pipeline {pipeline} (unchanged)", err=err)
+        return
+    # a resume after a failed or lost session says what ended it (its end was recorded
+    # by this start when the supervisor could not record it)
+    ended = last_end_clause(run)
+    if what == "resumed":
+        said = f"unchanged; {ended}" if ended else "unchanged"
+        click.echo(f"resuming run {run_id} of pipeline {pipeline} ({said})", err=err)
     else:
         click.echo(
-            f"resuming run {run_id} under a changed configuration: {describe_changes(changes)}",
+            f"resuming run {run_id} under a changed configuration: {describe_changes(changes)}"
+            + (f"; {ended}" if ended else ""),
             err=err,
         )
 

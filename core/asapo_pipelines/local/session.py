@@ -225,10 +225,10 @@ def end_lost_session(store: Any, target: Target) -> None:
 
     groups = {g["Name"] for g in target.payload["Job"]["TaskGroups"]} if target.payload else None
     summaries, counts = summaries_of(counters, groups)
-    state, message = _recorded_end(Path(recorded or target.run_dir), session)
+    state, message, at = _recorded_end(Path(recorded or target.run_dir), session)
     if state != "lost":  # the lost sentence says it already
         message += counts_note(counters, groups)
-    store.end(latest, state, message, summaries, counts)
+    store.end(latest, state, message, summaries, counts, at=at)
 
 
 #: How a session whose supervisor recorded no end in the store ended, when its state file
@@ -241,17 +241,44 @@ LOST = (
 )
 
 
-def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str]:
-    """How the supervisor of `session` ended, as its state file says: a supervisor stopped by
-    a full disk leaves the run's end there (in the space it reserved) when the store, on the
-    same disk, could not take it. `LOST` when it says nothing of this session's end."""
+def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str, float]:
+    """How the supervisor of `session` ended, and when, as its state file says: a supervisor
+    stopped by a full disk leaves the run's end there (in the space it reserved) when the
+    store, on the same disk, could not take it. `LOST` when it says nothing of this session's
+    end, at the run directory's last sign of life (`_last_sign_of_life`): the end is recorded
+    by the next start, whose own time would hide when the session really ended."""
     from asapo_pipelines.launchplan.rundir import FINAL, recorded_state
 
     state = recorded_state(run_dir)
-    ours = float(state.get("started") or 0) >= float(session.get("time") or 0)
+    began = float(session.get("time") or 0)
+    ours = float(state.get("started") or 0) >= began
     if ours and state.get("status") in FINAL:
-        return str(state["status"]), str(state.get("message") or "")
-    return LOST
+        at = state.get("finished") or state.get("updated")
+        ended = float(at) if isinstance(at, int | float) else _last_sign_of_life(run_dir, state)
+        return str(state["status"]), str(state.get("message") or ""), max(ended, began)
+    return (*LOST, max(_last_sign_of_life(run_dir, state), began))
+
+
+def _last_sign_of_life(run_dir: Path, state: dict[str, Any]) -> float:
+    """The last time the run directory shows its supervisor or tasks at work: the state
+    file's last update, and the last write to it, to the supervisor's log and to each task's
+    logs (a killed supervisor's workers may have gone on a little); now when none is known."""
+    import time
+
+    from asapo_pipelines.launchplan.rundir import STATE_FILE
+    from asapo_pipelines.local.layout import SUPERVISOR_LOG
+
+    updated = state.get("updated")
+    times = [float(updated)] if isinstance(updated, int | float) else []
+    paths = [run_dir / STATE_FILE, run_dir / SUPERVISOR_LOG]
+    for unit in state.get("units") or []:
+        logs = unit.get("logs") if isinstance(unit, dict) else None
+        with contextlib.suppress(OSError):
+            paths.extend(Path(str(logs)).iterdir() if logs else ())
+    for path in paths:
+        with contextlib.suppress(OSError):
+            times.append(path.stat().st_mtime)
+    return min(max(times), time.time()) if times else time.time()
 
 
 def _session_counters(store: Any, target: Target, session: str) -> dict[str, Any]:

@@ -31,6 +31,25 @@ def describe_changes(changes: dict[str, list[str]]) -> str:
     return "; ".join(f"{unit} ({', '.join(what)})" for unit, what in changes.items())
 
 
+def last_end_clause(run: Run) -> str:
+    """What ended the session before the one just begun in `run`, when it did not end as
+    asked (`failed`, `lost`): "its last session failed at 11:24:54: <why>". Empty otherwise.
+    A session ended by the next start (a full disk, a killed supervisor) was recorded by that
+    start, so the operator who starts again learns here what happened to the last one."""
+    import time
+
+    sessions = run.sessions
+    if len(sessions) < 2 or sessions[-2]["state"] not in ("failed", "lost"):
+        return ""
+    last = sessions[-2]
+    what = "was lost" if last["state"] == "lost" else "failed"
+    when = float(last["ended"] or 0)
+    today = time.strftime("%Y-%m-%d") == time.strftime("%Y-%m-%d", time.localtime(when))
+    clock = time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S", time.localtime(when))
+    why = f": {last['message']}" if last.get("message") else ""
+    return f"its last session {what} at {clock}{why}"
+
+
 def prepare(
     store: RunStore,
     pipeline: Pipeline,

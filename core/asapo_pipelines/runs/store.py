@@ -141,7 +141,11 @@ class Run:
             kind = event.get("event")
             if kind not in ("started", "resumed"):
                 if kind == "ended" and out:
-                    out[-1].update(ended=event.get("time"), state=event.get("state", "ended"))
+                    out[-1].update(
+                        ended=event.get("time"),
+                        state=event.get("state", "ended"),
+                        message=str(event.get("message") or ""),
+                    )
                 continue
             for key in ("file", "file_sha256", "configurations", "overrides"):
                 if event.get(key) is not None:
@@ -156,6 +160,8 @@ class Run:
                     "configurations": dict(state["configurations"] or {}),
                     "ended": None,
                     "state": "running",
+                    # why it ended as it did ("" while it goes on)
+                    "message": "",
                 }
             )
         return out
@@ -553,13 +559,15 @@ class RunStore:
         counts: dict[str, Any] | None = None,
         *,
         void: bool = False,
+        at: float | None = None,
     ) -> None:
         """Record the end of the run's session. `void`: the session ran nothing (a deploy
         whose submission failed before any worker started): the run reads as it was before
-        it, its executor, end, state and message (`_without_void_sessions`)."""
+        it, its executor, end, state and message (`_without_void_sessions`). `at`: when it
+        ended, when that was before now (a lost session, ended by the next start)."""
         record = {
             "event": "ended",
-            "time": time.time(),
+            "time": time.time() if at is None else at,
             "state": state,
             "message": message,
             "summaries": summaries or {},
