@@ -34,6 +34,10 @@ from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
 from asapo_pipelines.local.state import read_state, wait_groups_gone, write_last_state
 
+#: What the refusal of a second start says when the start that holds the run directory has
+#: not written its supervisor's pid yet (`lock_holder`).
+NOT_KNOWN_YET = " (it is being started: its supervisor pid is not known yet)"
+
 
 def already_running(job_id: str, run_dir: Path) -> LocalRunError:
     """The refusal of a second start while a supervisor runs the job (named as its state
@@ -41,12 +45,24 @@ def already_running(job_id: str, run_dir: Path) -> LocalRunError:
     state: dict[str, Any] = {}
     with contextlib.suppress(LocalRunError):
         state = read_state(Path(run_dir) / STATE_FILE)
-    pid = state.get("pid")
+    pid = lock_holder(state)
     return LocalRunError(
         f"job {state.get('job') or job_id} is already running locally"
-        + (f" (supervisor pid {pid})" if pid else "")
+        + (f" (supervisor pid {pid})" if pid else NOT_KNOWN_YET)
         + "; stop it first with `pipeline stop`"
     )
+
+
+def lock_holder(state: Mapping[str, Any]) -> int | None:
+    """The pid of the supervisor that holds the run directory's lock now, as its state file
+    names it; None when that file is still an earlier supervisor's: ended (`FINAL`) or whose
+    process is gone. Then the lock is held by a start that has not written its state yet (a
+    `pipeline run` recording its session, a supervisor starting), whose pid the file cannot
+    tell, and naming the earlier one would point the operator at a process that is gone."""
+    pid = state.get("pid")
+    if state.get("status") in FINAL or not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    return pid
 
 
 @contextlib.contextmanager

@@ -143,11 +143,13 @@ def refuse_while_alive(
         ) from None
     if not alive:
         return
+    from asapo_pipelines.local.control import lock_holder
+
     state = recorded_state(live)  # its job and pid, for the refusal (the lock decides)
-    pid = state.get("pid")
+    pid = lock_holder(state)
     raise RunsError(
         f"job {state.get('job') or live.name} is already running locally (run {latest.id}"
-        + (f", supervisor pid {pid}" if pid else "")
+        + (f", supervisor pid {pid}" if pid else "")  # none while it is being started
         + f", data directory {data_dir}); stop it first with {stop}"
     )
 

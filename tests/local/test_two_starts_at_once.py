@@ -1,0 +1,36 @@
+"""Two operators start the same stopped run at once: the one refused is told the run is being
+started, not the pid of the supervisor that ran it before and is gone. The start that won
+holds the run directory's lock before its supervisor has written its pid (it records its
+session first); here the test process holds that lock, as that start does. Real `pipeline`
+commands, a real embedded store, a real lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from test_which_run import NO_NOMAD, detach, write_pipeline
+
+from helpers import run_pipeline
+
+
+def test_a_start_refused_while_another_start_holds_the_run_names_no_gone_supervisor(
+    tmp_path: Path,
+) -> None:
+    file = write_pipeline(tmp_path / "fe.pipeline.yaml", "fe")
+    first = detach(file)
+    stopped = run_pipeline("stop", str(file), env=NO_NOMAD)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    lock = os.open(Path(first["run_dir"]) / "supervisor.lock", os.O_RDWR)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other operator's start, recording its session
+        refused = run_pipeline("run", str(file), "--detach", env=NO_NOMAD)
+    finally:
+        os.close(lock)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        "error: job fe is already running locally (it is being started: its supervisor pid "
+        "is not known yet); stop it first with `pipeline stop`\n"
+    ), refused.stderr
+    assert str(first["pid"]) not in refused.stdout + refused.stderr
