@@ -490,6 +490,8 @@ class LocalExecutor:
             self.environ["PATH"] = os.pathsep.join([bindir, path])
         self._stop_reason: str | None = None
         self._force = False
+        #: whether asking again killed tasks still draining: the run's end says so
+        self._killed_at_once = False
         self._lock_fd: int | None = None
         #: (task label, "LEVEL message") logged by the tasks, for `on_log` (see `watch`)
         self._logged: deque[tuple[str, str]] = deque()
@@ -754,6 +756,15 @@ class LocalExecutor:
             for task in alloc.tasks:
                 if task.kill_deadline is not None:
                     task.kill_deadline = now
+                    self._killed_at_once = True
+
+    def _stopped_message(self) -> str:
+        """The end of a stopped run: the reason it was stopped for, or, when a second stop
+        killed tasks still draining, that SIGKILL (`status` then shows `sig9`: the tasks did
+        not stop as the first stop asked)."""
+        if self._killed_at_once:
+            return f"job {self.job.id} stopped (SIGKILL: a stop was already under way)"
+        return f"job {self.job.id} stopped ({self._stop_reason})"
 
     def _fingerprint(self) -> list[tuple[str, int, int | None]]:
         return [
@@ -816,10 +827,7 @@ class LocalExecutor:
             if status == "running" and self.job.type == "batch" and terminal:
                 final = ("complete", f"job {self.job.id} completed: every task exited 0")
             elif status == "stopping" and terminal:
-                if failed:
-                    final = ("failed", message)
-                else:
-                    final = ("stopped", f"job {self.job.id} stopped ({self._stop_reason})")
+                final = ("failed", message) if failed else ("stopped", self._stopped_message())
             if final is not None:
                 state = self.snapshot(*final)
                 write_last_state(self.run_dir / STATE_FILE, state)
