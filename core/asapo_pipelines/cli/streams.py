@@ -154,15 +154,21 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"transport": transport.kind, "location": label, "data_sources": sources})
         return
-    from rich.table import Table
-
     out = console()
     if not sources:
         out.print(f"{label}: no data sources yet")
         return
     if not wide(out):
         _print_narrow(out, label, sources)
-        return
+    else:
+        _print_table(out, label, sources)
+    for line in _damage_lines(sources):
+        out.print(line, style="red", markup=False, highlight=False)
+
+
+def _print_table(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"streams in {label}", title_justify="left")
     for col, justify in (
         ("data source", "left"),
@@ -275,9 +281,27 @@ def _drop_sources(transport: Transport, sources: list[str]) -> list[str]:
 
 
 def _state(stream: dict[str, Any]) -> str:
-    """`open`, `finished`, or `finished -> <next stream>`."""
+    """`open`, `finished`, or `finished -> <next stream>`; `, N damaged` after it when
+    messages of it cannot be read (`StreamInfo.damaged`)."""
     state = "finished" if stream["finished"] else "open"
-    return f"{state} -> {stream['next_stream']}" if stream["next_stream"] else state
+    state = f"{state} -> {stream['next_stream']}" if stream["next_stream"] else state
+    return f"{state}, {stream['damaged']} damaged" if stream.get("damaged") else state
+
+
+def _damage_lines(sources: list[dict[str, Any]]) -> list[str]:
+    """A sentence per damaged stream, below the listing: `pipeline tail` stops on such a
+    stream and sends the reader here, where a count in a column is easy to miss."""
+    lines = []
+    for source in sources:
+        for s in source["streams"]:
+            n = s.get("damaged")
+            if n:
+                lines.append(
+                    f"stream {s['name']} of data source {source['name']} is damaged: {n} of its "
+                    f"message{'s' if n != 1 else ''} cannot be read (the payload file is gone "
+                    "or shorter than recorded)"
+                )
+    return lines
 
 
 def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:

@@ -226,6 +226,10 @@ class StreamInfo:
     message_count: int | None = None
     size_bytes: int | None = None
     group_lag: dict[str, int] = field(default_factory=dict)
+    #: messages whose payload file is gone or shorter than recorded, so that they cannot be
+    #: read; found from the files' sizes, no payload read (the embedded store's `describe`,
+    #: what `pipeline streams` lists); None where not looked at
+    damaged: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -238,6 +242,7 @@ class StreamInfo:
             "message_count": self.message_count,
             "size_bytes": self.size_bytes,
             "group_lag": dict(self.group_lag),
+            "damaged": self.damaged,
         }
 
 

@@ -1304,6 +1304,34 @@ def stream_infos(src: _SourceDB, only: str | None = None) -> list[StreamInfo]:
     return infos
 
 
+def _unreadable_payloads(src: _SourceDB) -> dict[str, int]:
+    """stream -> how many of its messages have a payload file that is gone or shorter than
+    the bytes recorded in it (deleted, cut short): known from each segment file's size, with
+    no payload read, so that listing a large store stays cheap. Bytes changed in place are
+    found only by reading them (the checksum), as `pipeline tail` does."""
+    db = src.db
+    with src.lock:
+        rows = db.execute(
+            "SELECT s.name, m.seg, g.path, MAX(m.off + m.size), COUNT(*) FROM messages m "
+            "JOIN segments g ON g.seg = m.seg JOIN streams s ON s.sid = m.sid "
+            "WHERE m.seg IS NOT NULL GROUP BY m.seg"
+        ).fetchall()
+        out: dict[str, int] = {}
+        for stream, seg, rel, end, count in rows:
+            try:
+                held = (src.dir / rel).stat().st_size
+            except FileNotFoundError:
+                held = 0
+            if held >= int(end):
+                continue
+            if held:  # cut short: only the messages past its end
+                (count,) = db.execute(
+                    "SELECT COUNT(*) FROM messages WHERE seg=? AND off + size > ?", (seg, held)
+                ).fetchone()
+            out[stream] = out.get(stream, 0) + int(count)
+    return out
+
+
 @dataclass(frozen=True)
 class Retention:
     """What the store keeps of streams that are done: finished, without holes, and fully
@@ -1481,6 +1509,9 @@ class EmbeddedTransport(Transport):
             src = _SourceDB(self.root, name, fsync=False, create=False)
             try:
                 out[name] = stream_infos(src)
+                damaged = _unreadable_payloads(src)
+                for info in out[name]:
+                    info.damaged = damaged.get(info.name, 0)
             except (sqlite3.DatabaseError, OSError) as exc:
                 raise _storage_error(name, src.dir, exc) from None
             finally:
