@@ -22,6 +22,7 @@ import click
 from asapo_pipelines.cli.options import PipelineFile, data_dir_option
 from asapo_pipelines.cli.output import OUTPUT_CLOSED, print_json, silence_stdout
 from asapo_pipelines.errors import UsageError
+from asapo_pipelines.local.sent import show
 from asapo_pipelines.local.target import Target, resolve
 from asapo_pipelines.worker.status import status_reader
 
@@ -392,9 +393,10 @@ def reprocess(
     ctx: click.Context, file: str, from_run: str, sets: tuple[str, ...], data_dir: str | None
 ) -> None:
     """Replay RUN's source messages, as stored, through FILE's current configuration as a new
-    run (no file or detector is read again), then print old against new for what each unit's
-    summary declares."""
+    run (no file or detector is read again), then print old against new: what each unit sent,
+    message by message, and what its summary declares."""
     from asapo_pipelines.local.errors import JobFailed
+    from asapo_pipelines.local.sent import compare_sent
     from asapo_pipelines.local.session import Session, apply_overrides, open_store
     from asapo_pipelines.pipeline.online import check_before_start
     from asapo_pipelines.runs import configurations
@@ -473,17 +475,12 @@ def reprocess(
         raise
     session.finish(result, counters, payload)
     kept = {k: v for k, v in old.summaries.items() if k.partition("[")[0] not in sources}
-    print_comparison(old.id, new.id, compare(kept, new.summaries))
+    sent = compare_sent(pipeline, catalog, old.id, new.id, sources)
+    print_comparison(old.id, new.id, compare(kept, new.summaries), sent)
     if result.status == "failed":
         raise JobFailed(result.message)
     click.echo(result.message)
     ctx.exit(result.exit_code)
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "-" if value is None else str(value)
 
 
 #: The summary keys that count what a unit stored, not what it found (docs/unit-authors.md):
@@ -499,20 +496,30 @@ def is_write_count(what: str) -> bool:
     return key in WRITE_COUNT_KEYS or key.endswith(WRITE_COUNT_SUFFIXES)
 
 
-def print_comparison(old_id: str, new_id: str, rows: dict[str, list[Any]]) -> None:
+def print_comparison(
+    old_id: str,
+    new_id: str,
+    rows: dict[str, list[Any]],
+    sent: dict[str, list[str]],
+) -> None:
     """Old against new for each value the units' summaries declare, "(changed)" where they
-    differ; write counts are shown in one line, not compared (`is_write_count`)."""
+    differ; write counts are shown in one line, not compared (`is_write_count`). First, for
+    each unit, what it sent on each output stream (`local.sent.compare_sent`): a summary
+    holds where a unit ended, not each decision on the way."""
     click.echo(f"old ({old_id}) -> new ({new_id}):")
-    for instance, items in rows.items():
+    for instance in sorted({*rows, *sent}):
         click.echo(f"{instance}:")
+        for line in sent.get(instance, []):
+            click.echo(f"  {line}")
+        items = rows.get(instance, [])
         counts = [what for what, _, _ in items if is_write_count(what)]
         for what, a, b in items:
             if what not in counts:
                 mark = "" if a == b else "   (changed)"
-                click.echo(f"  {what}: {_show(a)} -> {_show(b)}{mark}")
+                click.echo(f"  {what}: {show(a)} -> {show(b)}{mark}")
         if counts:
             # the values stay visible (what the old run stored is worth seeing), unmarked
-            stored = ", ".join(f"{w} {_show(a)} -> {_show(b)}" for w, a, b in items if w in counts)
+            stored = ", ".join(f"{w} {show(a)} -> {show(b)}" for w, a, b in items if w in counts)
             click.echo(
                 "  stored, not compared (a replay does not store again what its output "
                 f"already holds): {stored}"
