@@ -28,11 +28,31 @@ def _config_summary(run: Any) -> str:
     if start.get("from_run"):
         parts.append(f"replay of {start['from_run']}")
     if run.overrides:
-        parts.append(", ".join(f"{k}={json.dumps(v)}" for k, v in run.overrides.items()))
+        parts.append(_overrides(run))
     changed = [e for e in run.events if e.get("changes")]
     if changed:
         parts.append(f"resumed changed x{len(changed)}")
     return "; ".join(parts)
+
+
+#: an override a session did not have (its value may be anything JSON, null too)
+_NONE = object()
+
+
+def _overrides(run: Any) -> str:
+    """The last session's `--set` overrides, each that came with a later session than the
+    first saying since which: unmarked, one given at a resume read as if the whole run, its
+    first sessions too, had been made with it (`--json`'s `session_list` has every session's)."""
+    sessions = run.sessions
+    shown = []
+    for key, value in run.overrides.items():
+        since = len(sessions)
+        # back through the sessions that ran with this same value, up to the first of them
+        while since > 1 and sessions[since - 2]["overrides"].get(key, _NONE) == value:
+            since -= 1
+        note = f" (since session {since})" if since > 1 else ""
+        shown.append(f"{key}={json.dumps(value)}{note}")
+    return ", ".join(shown)
 
 
 def _counts(run: Any) -> str:
