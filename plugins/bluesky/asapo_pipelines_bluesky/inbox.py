@@ -227,6 +227,15 @@ class Inbox:
             args.append(since)
         return int(self.db.execute(sql, args).fetchone()[0])
 
+    def state_counts(self, instance: str) -> dict[str, int]:
+        """How many of `instance`'s suggestions are in each state, in the order of `STATES`."""
+        rows = self.db.execute(
+            "SELECT state, COUNT(*) FROM suggestions WHERE instance = ? GROUP BY state",
+            (instance,),
+        ).fetchall()
+        found = {str(r[0]): int(r[1]) for r in rows}
+        return {s: found.pop(s) for s in STATES if s in found} | found
+
     def decisions(self) -> list[dict[str, Any]]:
         """Every person's decision, oldest first, for provenance."""
         return [dict(r) for r in self.db.execute("SELECT * FROM decisions ORDER BY seq")]

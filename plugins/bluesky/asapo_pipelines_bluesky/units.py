@@ -26,6 +26,9 @@ class QueueBridge(Processor):
         self.client: QueueClient | None = None
         self._sent: list[int] = []
         self.counts: dict[str, int] = {}
+        # what summary() shows: counted again at each flush (the worker takes the summary
+        # after each commit), so `pipeline status` follows the states while the unit runs
+        self.states = self.inbox.state_counts(self.context.instance)
 
     def _client(self, entry: Any = None) -> QueueClient:
         """The connection, made on first use; one that cannot be made fails `entry`."""
@@ -83,14 +86,13 @@ class QueueBridge(Processor):
         # before this point sends them again (the agent keeps the latest state per uid)
         self.inbox.mark_sent(self._sent)
         self._sent = []
+        self.states = self.inbox.state_counts(self.context.instance)
 
     def on_shutdown(self) -> None:
         if self.client is not None:
             self.client.close()
         # summary() is called after this: count the states while the inbox is open
-        self.states: dict[str, int] = {}
-        for entry in self.inbox.entries(self.context.instance):
-            self.states[entry.state] = self.states.get(entry.state, 0) + 1
+        self.states = self.inbox.state_counts(self.context.instance)
         self.inbox.close()
 
     def summary(self) -> dict[str, Any]:

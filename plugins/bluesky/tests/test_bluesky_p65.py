@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -213,3 +215,40 @@ def test_validate_online_checks_plan_names_and_arguments_at_their_place(p65, que
     assert f"warning P502 plans not checked: the queue server at tcp://127.0.0.1:{port} did " in (
         down.stdout
     )
+
+
+def test_status_counts_the_suggestions_while_the_pipeline_runs(p65, queue_server):
+    """The bridge counted its inbox's states only at shutdown: for as long as the pipeline ran,
+    `pipeline status` said `suggestions: ` (blank) above an inbox holding them."""
+    watched = 'pattern: "20K_GOE_*.xdi"\n      watch: true\n      settle_seconds: 0.2'
+    p65.write_text(p65.read_text().replace('pattern: "20K_GOE_*.xdi"', watched))
+    started = pipeline("run", p65.name, "--detach", cwd=p65.parent)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        bridge = _bridge_once_it_committed(p65)
+        assert bridge["state"] == "running"  # a watching source: the pipeline goes on
+        # approve mode: each suggestion the bridge took waits for a person in the inbox
+        pending = bridge["counters"]["processed"]
+        inbox = Inbox(p65.parent / ".pipeline-data" / "suggestions.sqlite")
+        assert [e.state for e in inbox.entries("queue")][:pending] == ["pending"] * pending
+        assert bridge["summary"] == {"mode": "approve", "suggestions": {"pending": pending}}
+        table = pipeline("status", p65.name, cwd=p65.parent)
+        assert re.search(r"^  suggestions: pending \d+$", table.stdout, re.M), table.stdout
+    finally:
+        stopped = pipeline("stop", p65.name, cwd=p65.parent)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+def _bridge_once_it_committed(p65: Path) -> dict:
+    """The bridge's unit in `pipeline status --json` once it acknowledged every suggestion the
+    inbox holds (its summary goes with the status record sent at that commit)."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        shown = pipeline("status", p65.name, "--json", cwd=p65.parent)
+        assert shown.returncode == 0, shown.stderr
+        [bridge] = [u for u in json.loads(shown.stdout)["units"] if u["task"] == "queue"]
+        counters = bridge.get("counters") or {}
+        if counters.get("processed") and counters["processed"] == counters["received"]:
+            return bridge
+        time.sleep(1)
+    raise AssertionError(f"the bridge processed no suggestion: {shown.stdout}")
