@@ -300,6 +300,19 @@ class UnitRunner:
             marker=f"start:{stream.port}:{stream.name}",
         )
 
+    def restored(self) -> Outcome:
+        """`on_restored`, its outputs by default on the first stream (see `Unit.on_restored`)."""
+        assert self.unit is not None
+        unit = self.unit
+        return self._call(
+            lambda _: unit.on_restored(),
+            None,
+            "on_restored",
+            inputs=[],
+            stream=FIRST_STREAM,
+            marker="restored",
+        )
+
     def stream_end(self, stream: Stream) -> Outcome:
         assert self.unit is not None
         unit = self.unit

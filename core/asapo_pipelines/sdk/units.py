@@ -4,6 +4,7 @@ A runtime class is instantiated without arguments by the worker (or the test har
 then attaches a `UnitContext` and calls the hooks in this order::
 
     on_start()                          once, after `self.params` is set; load models here
+    on_restored()                       with `restores_state`: once `restore` rebuilt the state
     on_stream_start(stream)             before the first message of each input stream (scan)
     process(message)                    once per input message (processors, sinks, agents)
     run()                               sources only: produce messages until done or stopping
@@ -284,6 +285,15 @@ class Unit:
         """Rebuild in-memory state from one input processed by an earlier run (oldest first,
         before any new message); emit nothing here, those outputs were sent then. In a source,
         from one message an earlier run sent (`message.port` is the output port)."""
+
+    def on_restored(self) -> None:
+        """With `restores_state`, in processors, sinks and agents: once after every `restore`
+        call of the start-up (also when there was nothing to restore), before any new message.
+        Emit here what the restored state gives under the parameters now in force, when that
+        can differ from what the earlier run sent (a run resumed with another threshold):
+        without it, that result would wait for the next input, which may never come. Emit with
+        `key=` (what the result is): an output whose key was written before is not sent again.
+        Outputs go to stream `default` unless `emit(stream=...)` names one."""
 
     def summary(self) -> dict[str, Any]:
         """What this unit did, for people: a small JSON object (counts, key results, files

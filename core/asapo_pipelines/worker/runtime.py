@@ -552,6 +552,7 @@ class Worker:
                     self._restore_sent(unit)
                 elif unit.restores_state:
                     self._restore(unit)
+                    self._send_restored()
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.status.stop("failed")
@@ -668,6 +669,21 @@ class Worker:
             log.info("%s replayed %d messages of its restore ports", self.label, replayed)
         if lost:
             self._report_unrestorable(lost)
+
+    def _send_restored(self) -> None:
+        """Write what the unit's `on_restored` emits, before it takes any message: a result its
+        restored state gives under changed parameters (a resumed run's new threshold) would
+        otherwise wait for an input that may never come (a watched directory with no new file).
+        Outputs an earlier run wrote under the same key are skipped."""
+        outcome = self.runner.restored()
+        self._apply(outcome, None, check=True, marker="on_restored")
+        if not outcome.outputs and outcome.error is None:
+            return  # nothing to make durable: most units emit nothing here
+        self._write_outputs(check_leases=False)
+        for producer in self.producers.values():
+            producer.flush()
+        if self._errors is not None:
+            self._errors.flush()
 
     def _report_state_gone(self) -> None:
         """Say that a unit which keeps state starts it from nothing in a resumed run, though it

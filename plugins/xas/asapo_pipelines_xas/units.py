@@ -21,7 +21,6 @@ from asapo_pipelines.sdk import (
     PlanItem,
     Processor,
     Source,
-    Stream,
     Suggestion,
 )
 from asapo_pipelines_xas import merge, normalize
@@ -322,8 +321,9 @@ class Merge(Processor):
         self.merger = Merger(self.params)
         #: group label -> its latest merge, sent or restored (what the summary shows)
         self.groups: dict[str, dict[str, Any]] = {}
-        #: group label -> its merge as `restore` rebuilt it, not sent in this run yet
-        self._restored: dict[str, dict[str, Any]] = {}
+        #: group label -> (its merge as `restore` rebuilt it, the stream of its last input),
+        #: until `on_restored` sends it
+        self._restored: dict[str, tuple[dict[str, Any], str]] = {}
         #: addresses of the inputs `restore` got: their merges were sent by an earlier run
         self._restored_inputs: set[tuple[str, str, int]] = set()
         #: (group, code) of scans left out for being normalised by other code, warned of
@@ -332,42 +332,37 @@ class Merge(Processor):
     def restore(self, message: Message) -> None:
         # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself.
         # Nothing is sent here: under the parameters of the earlier run this is the merge it
-        # sent, under changed ones (a resume with another max_e0_shift) a new one, sent at the
-        # next stream hook (its key tells the worker which of the two it is).
+        # sent, under changed ones (a resume with another max_e0_shift) a new one, sent by
+        # `on_restored` (its key tells the worker which of the two it is).
         merged = self.merger.add(message.value).to_json()
-        self._restored[group_label(merged)] = merged
+        self._restored[group_label(merged)] = (merged, message.stream)
         self._restored_inputs.add((message.data_source, message.stream, message.id))
-        # the summary shows the group's merge as it stands, sent or not yet: a watched stream
-        # with no new spectrum sends the restored merges only at its end, and until then a
-        # restarted or resumed merge said `groups 0`, which reprocess took for a change
+        # the summary shows the group's merge as it stands (a restarted or resumed merge that
+        # said `groups 0` until it sent one was taken by reprocess for a change)
         self._note_group(merged)
 
     def process(self, message: Message) -> None:
         if (message.data_source, message.stream, message.id) in self._restored_inputs:
             # delivered again after a restart (not acknowledged before it): restored already,
-            # and its merge was sent then; the merge of its group goes out with the restored
+            # and its merge was sent then, or by `on_restored` under changed parameters
             return
-        merged = self.merger.add(message.value).to_json()
-        self._restored.pop(group_label(merged), None)  # this merge includes the restored one
-        self._send(merged)
+        self._send(self.merger.add(message.value).to_json())
 
-    def on_stream_start(self, stream: Stream) -> None:
-        self._send_restored()
-
-    def on_stream_end(self, stream: Stream) -> None:
-        self._send_restored()
-
-    def _send_restored(self) -> None:
-        """Send the restored merges: one the earlier run sent has the same key and the worker
-        skips it; one the parameters now in force changed is a new result."""
+    def on_restored(self) -> None:
+        """Send the restored merges at the start of the session, not at the next scan (in
+        watch mode there may be none: the agent said stop): one the earlier run sent has the
+        same key and the worker skips it; one the parameters now in force changed (a resume
+        with another max_e0_shift) is a new result for the stream, the NeXus file and the
+        agent, as the status already shows it."""
         restored, self._restored = self._restored, {}
-        for merged in restored.values():
-            self._send(merged)
+        for merged, stream in restored.values():
+            # on the stream of the group's inputs, where `process` sends its merges
+            self._send(merged, stream=stream)
 
-    def _send(self, merged: dict[str, Any]) -> None:
+    def _send(self, merged: dict[str, Any], stream: str | None = None) -> None:
         # keyed by content: the same merge sent again (a redelivered spectrum, a resume under
         # the same parameters) is written once, a different one never taken for it
-        self.emit("merged", merged, key=merge_key(merged))
+        self.emit("merged", merged, key=merge_key(merged), stream=stream)
         self._note_group(merged)
 
     def _note_group(self, merged: dict[str, Any]) -> None:

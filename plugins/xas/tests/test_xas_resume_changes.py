@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xas_procs import PIPELINE, read, write_pipeline
+from xas_procs import PIPELINE, last_status, read, wait_until, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.merge import Merger
@@ -167,3 +167,73 @@ def test_file_rewritten_while_stopped_is_sent_as_the_next_version(workdir):
     rewrite_counts(workdir / "data" / P65_SCANS[1])
     assert summary(run(pipeline), "scans")["sent_again"][0]["version"] == 3
     assert read(workdir / "store", "raw-scans")[-1][0]["file_version"] == 3
+
+
+def command(pipeline: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pipeline <name> FILE ARGS` in the pipeline's folder; it must succeed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = str(pipeline.parent / "cache")
+    done = subprocess.run(
+        [PIPELINE, name, str(pipeline), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=pipeline.parent,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def merge_running(store: Path, session: int) -> dict[str, Any] | None:
+    """The merge worker's status record once it runs in session `session` of the run (its
+    restored state is then sent), else None."""
+    try:
+        record = last_status(store, "resume-watch", "merge")
+    except Exception:
+        return None  # no record yet
+    running = record.get("state") == "running" and record.get("session_number") == session
+    return record if running else None
+
+
+def test_watched_run_resumed_with_changed_merge_params_sends_the_new_merge_at_once(workdir):
+    """No scan follows the resume (the agent said stop): the re-screened merge is sent at the
+    start of the resumed session, so the stream agrees with the status at once."""
+    watched = units()
+    watched["scans"]["params"]["watch"] = True
+    pipeline = write_pipeline(workdir, "resume-watch", watched)
+    store = workdir / "store"
+    command(pipeline, "run", "--detach")
+    try:
+        assert wait_until(lambda: merge_running(store, 1) is not None)
+        assert wait_until(lambda: len(read(store, "merged")) == len(P65_SCANS))
+    finally:
+        command(pipeline, "stop")
+    assert read(store, "merged")[-1][1]["n_merged"] == 1  # one repeat rejected on its E0
+
+    command(pipeline, "run", "--detach", "--resume", "--set", "merge.max_e0_shift=5")
+    try:
+        assert wait_until(lambda: merge_running(store, 2) is not None)
+        # sent before the merge takes any scan, without one: the status agrees with the stream
+        status = merge_running(store, 2)
+        assert status is not None
+        assert status["received"] == 0
+        (group,) = status["summary"]["merges"].values()
+        last = read(store, "merged")[-1][1]
+        assert (last["n_merged"], len(last["rejected"])) == (group["merged"], group["rejected"])
+        after = expected_merge(workdir / "data", max_e0_shift=5)
+        assert last["n_merged"] == after["n_merged"] == 2
+        assert last["values"]["epsilon_k"] == pytest.approx(after["values"]["epsilon_k"], rel=1e-9)
+    finally:
+        command(pipeline, "stop")
+    count = len(read(store, "merged"))
+    assert count == len(P65_SCANS) + 1
+
+    # resumed again under the same parameters: the restored merge is the one sent, not again
+    command(pipeline, "run", "--detach", "--resume", "--set", "merge.max_e0_shift=5")
+    try:
+        assert wait_until(lambda: merge_running(store, 3) is not None)
+        assert len(read(store, "merged")) == count
+    finally:
+        command(pipeline, "stop")
