@@ -94,3 +94,42 @@ def test_a_reprocess_that_changed_nothing_sends_the_same_messages(work, env):
     # every suggestion has its own uid and time, which are no difference in what was decided
     assert all(a["uid"] != b["uid"] for a, b in zip(old, new, strict=True))
     assert _advisor_lines(done.stdout)[0] == "sent on plans: the same 3 messages"
+
+
+def test_status_and_tail_name_the_run_they_show(tmp_path, env):
+    """After a reprocess, `status` shows the replay's job (a short batch) and `tail` its
+    messages: both say which run that is. A pipeline's only run is not named."""
+    (tmp_path / "in").mkdir()
+    for name, level in LEVELS.items():
+        (tmp_path / "in" / name).write_text(level + "\n")
+    (tmp_path / FILE).write_text(PIPELINE)
+    ran = run_pipeline("run", FILE, cwd=tmp_path, env=env, timeout=120)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+
+    def status_and_tail() -> tuple[str, str, str]:
+        shown = run_pipeline("status", FILE, cwd=tmp_path, env=env)
+        tailed = run_pipeline("tail", FILE, "plans", "-n", "1", cwd=tmp_path, env=env)
+        assert shown.returncode == tailed.returncode == 0, shown.stderr + tailed.stderr
+        assert len(tailed.stdout.splitlines()) == 1  # stdout stays the messages
+        return shown.stdout.splitlines()[0].strip(), tailed.stderr, tailed.stdout
+
+    title, said, _ = status_and_tail()
+    assert title.startswith("job c (batch): complete, "), title
+    assert "run" not in title, title
+    assert said == ""
+    done = run_pipeline(
+        "reprocess", FILE, "--from", "r1", "--set", "advisor.ceiling=0.5",
+        cwd=tmp_path, env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    title, said, message = status_and_tail()
+    assert title.endswith("s — run r2, a reprocess of r1"), title
+    assert '"noise": 0.5' in message  # r2's
+    assert said == (
+        "run r2, a reprocess of r1 (the run last started or resumed); --run r1 shows r1's\n"
+    )
+    # asked for by name, the run needs no naming
+    asked = run_pipeline("tail", FILE, "plans", "-n", "1", "--run", "r1", cwd=tmp_path, env=env)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stderr == ""
+    assert '"noise": 1.0' in asked.stdout

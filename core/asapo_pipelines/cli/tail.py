@@ -121,6 +121,32 @@ def _shown_run(store: RunStore, run_id: str | None) -> Run | None:
     return store.current()
 
 
+def run_named(run: Run, run_ids: list[str]) -> str:
+    """The run shown, named when that tells something: a reprocess ("run r3, a reprocess of
+    r1"), or one of several runs. "" for a pipeline's only run, which needs no name."""
+    origin = run.start.get("from_run")
+    if not origin and run_ids == [run.id]:
+        return ""
+    return f"run {run.id}" + (f", a reprocess of {origin}" if origin else "")
+
+
+def _say_shown(store: RunStore, run: Run | None, stream: str, run_id: str | None) -> None:
+    """Which run the messages are of, on stderr (stdout stays the messages), when tail chose
+    it: after a reprocess the run whose last session started last is the replay, not the
+    night's run, and its messages look alike."""
+    if run is None or run_id is not None or not _says_empty(stream, run_id):
+        return
+    named = run_named(run, store.run_ids())
+    if not named:
+        return
+    origin = run.start.get("from_run")
+    other = f"{origin}'s" if origin else "another's (`pipeline runs` lists them)"
+    click.echo(
+        f"{named} (the run last started or resumed); --run {origin or 'RUN'} shows {other}",
+        err=True,
+    )
+
+
 def _say_empty(pipeline: Pipeline, run: Run | None, stream: str) -> None:
     """Nothing to print: say in which run, on stderr. After a reprocess or a deploy that failed
     before its workers started, that run is the current one and holds nothing, and an empty
@@ -385,11 +411,12 @@ def tail(
     error records (`errors.INSTANCE` for one unit's). Messages are read, never consumed. With
     --json, one JSON object per line: source, stream (scan), id, time, metadata and value
     (arrays as lists). A pipeline's own streams are read in one run: --run, or the run whose
-    last session started last (a run resumed after a reprocess, not the reprocess). The
-    error records are those of every run, each naming its run (in its provenance with
-    --json), but runs pruned with `pipeline prune --run` (a line on stderr counts theirs);
-    with --run, only that run's. A stream the run has not written yet prints
-    nothing (--follow waits for it); tail never creates it in the store.
+    last session started last (a run resumed after a reprocess, not the reprocess), named on
+    stderr when the store holds several runs or it is a reprocess. The error records are
+    those of every run, each naming its run (in its provenance with --json), but runs pruned
+    with `pipeline prune --run` (a line on stderr counts theirs); with --run, only that
+    run's. A stream the run has not written yet prints nothing (--follow waits for it); tail
+    never creates it in the store.
     """
     import shutil
 
@@ -408,6 +435,7 @@ def tail(
         run = _shown_run(store, run_id)
         sources = _sources(pipeline, stream, run.id if run is not None else None)
         pruned = _pruned_filter(stream, run_id, store)
+        _say_shown(store, run, stream, run_id)
     except BaseException:
         transport.close()
         raise

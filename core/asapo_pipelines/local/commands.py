@@ -241,31 +241,39 @@ def errors_told(records: Any, pipeline_file: str | None) -> str:
 
 def store_view(
     run_dir: Path, state: Mapping[str, Any], pipeline: Pipeline | None, catalog: Catalog
-) -> tuple[bool, dict[str, Any] | None]:
+) -> tuple[bool, dict[str, Any] | None, str]:
     """What the pipeline's store says of a local run, through one opening of its transport (a
     remote one may take its connect timeout): whether the state's run was pruned (`pipeline
     prune FILE --run RUN` drops its record, not the run directory, whose state would show a
-    job no store holds any more), and what each replica published last (counters, the unit's
-    summary). Neither is known when the store cannot be reached: (False, None)."""
+    job no store holds any more), what each replica published last (counters, the unit's
+    summary), and the run named (`cli.tail.run_named`: a reprocess, or one of several runs).
+    Nothing is known when the store cannot be reached: (False, None, "")."""
     if pipeline is None:
-        return False, None
+        return False, None, ""
     from asapo_pipelines.transport import open_transport
 
     try:
         with open_transport(pipeline.transport.spec(), catalog) as transport:
-            if _pruned(transport, pipeline.name, state.get("run")):
-                return True, None
-            return False, _published(transport, pipeline.name, run_dir, state)
+            named = _named(transport, pipeline.name, state.get("run"))
+            if named is None:
+                return True, None, ""
+            return False, _published(transport, pipeline.name, run_dir, state), named
     except Exception:  # the state file is then the status, as before
-        return False, None
+        return False, None, ""
 
 
-def _pruned(transport: Any, pipeline: str, run: Any) -> bool:
+def _named(transport: Any, pipeline: str, run: Any) -> str | None:
+    """The state's run named (`cli.tail.run_named`), None when it was pruned. The run
+    directory holds the run its supervisor ran last: after `pipeline reprocess`, the replay's,
+    whose short batch job would be taken for the night's run of hours."""
     if not run:
-        return False  # a state file written before runs were recorded there
+        return ""  # a state file written before runs were recorded there
+    from asapo_pipelines.cli.tail import run_named
     from asapo_pipelines.runs import RunStore
 
-    return str(run) not in RunStore(transport, pipeline).run_ids()
+    store = RunStore(transport, pipeline)
+    ids = store.run_ids()
+    return run_named(store.get(str(run)), ids) if str(run) in ids else None
 
 
 def _published(

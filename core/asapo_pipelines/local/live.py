@@ -71,7 +71,10 @@ def _state(counters: Counters, unit: Mapping[str, Any]) -> str:
     return str(unit["state"])
 
 
-def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> Table:
+def status_table(
+    state: Mapping[str, Any], counters: Counters | None = None, *, named: str = ""
+) -> Table:
+    """The job's table; `named` (`cli.tail.run_named`) ends its title: which run it shows."""
     from rich.table import Table
 
     from asapo_pipelines.worker.status import session_note
@@ -80,7 +83,7 @@ def status_table(state: Mapping[str, Any], counters: Counters | None = None) -> 
     elapsed = (state.get("finished") or time.time()) - (state.get("started") or time.time())
     table = Table(
         title=f"job {state.get('job')} ({state.get('type')}): {state.get('status')}, "
-        f"{elapsed:.0f}s",
+        f"{elapsed:.0f}s" + (f" — {named}" if named else ""),
         title_justify="left",
         caption=session_note(counters.values()) or None,
         caption_justify="left",

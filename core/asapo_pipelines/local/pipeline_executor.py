@@ -207,7 +207,7 @@ class LocalPipelineExecutor(Executor):
         except UsageError as exc:
             raise self._without_run(exc, as_json=as_json) from None
         state = run_status(run_dir)
-        pruned, published = store_view(run_dir, state, self.pipeline, self.catalog)
+        pruned, published, named = store_view(run_dir, state, self.pipeline, self.catalog)
         if pruned and not supervisor_alive(run_dir):
             # its run directory outlives the run: a ghost job `complete` with its units
             raise self._without_run(self._no_run(), as_json=as_json)
@@ -219,7 +219,7 @@ class LocalPipelineExecutor(Executor):
         out = console()
         if not out.is_terminal:
             out.width = max(out.width, 120)
-        out.print(status_table(state, published))
+        out.print(status_table(state, published, named=named))
         for line in summary_lines((published or {}).values()):
             out.print(line, markup=False, highlight=False)
         # why the outputs paused when this run started: the lost run's tasks it stopped
