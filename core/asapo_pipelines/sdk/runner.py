@@ -310,7 +310,7 @@ class UnitRunner:
             "on_restored",
             inputs=[],
             stream=FIRST_STREAM,
-            marker="restored",
+            marker=None,  # unkeyed outputs are never taken for an earlier session's
         )
 
     def stream_end(self, stream: Stream) -> Outcome:
