@@ -10,8 +10,7 @@ rejected, marked `superseded`, with the settings or the version that differ (`no
 because their E0, edge step and noise were computed differently. Screening, in order:
 
 - duplicates: a scan whose measured arrays (energy, mu, I0, foil) are bit for bit those of a scan
-  measured earlier, whatever settings normalised that one, is a copy of it (the same file under
-  a new scan number), not a repeat;
+  measured earlier is a copy of it (the same file under a new scan number), not a repeat;
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
 - alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
   foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the first scan's,
@@ -305,7 +304,7 @@ class Merger:
         # scans arrive in any order (a transport promises none), but the anchor of the
         # alignment, the screening and the merged arrays must not depend on it
         entries.sort(key=_acquisition_order)
-        self._screen(entries, self._current(entries))
+        self._screen(self._current(entries))
         return self._merge(key, entries, ident)
 
     # -- screening -----------------------------------------------------------------------------
@@ -351,14 +350,13 @@ class Merger:
             ]
         return kept
 
-    def _screen(self, every: list[_Entry], entries: list[_Entry]) -> None:
-        """Screen `entries`, the group's scans normalised alike, among `every` scan of it."""
+    def _screen(self, entries: list[_Entry]) -> None:
         p = self.params
         for entry in entries:
             entry.reasons = []
             entry.duplicate = False
             entry.shift, entry.shift_err = 0.0, None
-        self._screen_duplicates(every)
+        self._screen_duplicates(entries)
         for entry in entries:
             dumps = beam_loss_points(entry.spectrum, p.beam_dump_fraction)
             if dumps > p.beam_dump_max_points:
@@ -374,16 +372,13 @@ class Merger:
             self._screen_outliers(usable)
 
     @staticmethod
-    def _screen_duplicates(every: list[_Entry]) -> None:
-        """A later scan with the same measured data as an earlier one is a copy (`every` is in
-        acquisition order), and merging it would count one measurement twice. The earlier one
-        is looked for among every scan of the group, also those normalised with other settings:
-        a copy of a scan a settings change superseded is no new repeat either (the measured
-        arrays decide, not the normalised ones). Superseded scans keep their own reason."""
+    def _screen_duplicates(entries: list[_Entry]) -> None:
+        """A later scan with the same measured data as an earlier one is a copy (entries are in
+        acquisition order), and merging it would count one measurement twice."""
         first: dict[str, str] = {}
-        for entry in every:
+        for entry in entries:
             earlier = first.setdefault(entry.digest, entry.scan_id)
-            if earlier != entry.scan_id and not entry.superseded:
+            if earlier != entry.scan_id:
                 entry.duplicate = True
                 entry.reasons.append(
                     f"duplicate of scan {earlier}: the same measured data (energy, mu, I0), "

@@ -241,32 +241,3 @@ def test_a_copy_under_a_new_scan_number_is_rejected_as_a_duplicate(tmp_path, p65
     # the agent's noise model sees two scans, not three
     got, want = _decisions([*clean, result])[-1], _decisions(clean)[-1]
     assert got["metrics"]["noise_model"]["points"] == want["metrics"]["noise_model"]["points"]
-
-
-def test_a_copy_of_a_scan_normalised_with_older_settings_is_still_a_duplicate(tmp_path):
-    """`--resume --set normalize.autobk.rbkg=1.2`, then the repeats arrive again under new scan
-    numbers, bit for bit: the same measurements, not two new repeats, though the originals
-    were normalised with the older settings (the measured arrays decide, not the normalised)."""
-    copies = []
-    for n, name in enumerate(P65_SCANS, start=4):
-        copy = tmp_path / f"20K_GOE_Fe_K_240.0000{n}.xdi"
-        shutil.copyfile(DATA / name, copy)
-        copies.append(copy)
-    merger = Merger()
-    for name in P65_SCANS:
-        merger.add(_normalise(DATA / name))
-    for copy in copies:
-        result = merger.add(_normalise(copy, autobk={"rbkg": 1.2, "kweight": 2}))
-    assert result.n_merged == 0
-    assert result.accepted == []
-    by_scan = {r["scan"]: r for r in result.rejected}
-    for original, copy in zip(P65_SCANS, copies, strict=True):
-        assert by_scan[original]["superseded"] is True
-        assert by_scan[copy.name] == {
-            "scan": copy.name,
-            "reasons": [
-                f"duplicate of scan {original}: the same measured data (energy, mu, I0), "
-                "a copy rather than a repeat"
-            ],
-            "duplicate": True,
-        }
