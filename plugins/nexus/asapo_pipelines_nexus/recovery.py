@@ -16,9 +16,11 @@ Entries are flushed one by one, so everything written before the crash is still 
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 #: `swmr_format_problem` of a file without HDF5's signature
@@ -135,21 +137,117 @@ def swmr_format_problem(path: str | Path) -> str | None:
     return None
 
 
+def _checked_superblock(head: bytes) -> tuple[int, bytes]:
+    """(offset, superblock without its checksum) once its checksum is what it should be."""
+    offset, length = _superblock(head)
+    body = head[offset : offset + length]
+    (stored,) = struct.unpack("<I", head[offset + length : offset + length + 4])
+    if lookup3(body) != stored:
+        raise RecoveryError("the superblock checksum does not match")
+    return offset, body
+
+
+def _stored_eof(body: bytes) -> int:
+    """Where the file ends as its superblock says (base address + end-of-file address)."""
+    size = body[9]  # size of offsets: base address, extension address, end of file, root
+    base = int.from_bytes(body[12 : 12 + size], "little")
+    return base + int.from_bytes(body[12 + 2 * size : 12 + 3 * size], "little")
+
+
+def _cleared(body: bytes) -> bytes:
+    """The superblock with its "open for write" mark cleared, and its checksum."""
+    cleared = body[:11] + b"\0" + body[12:]
+    return cleared + struct.pack("<I", lookup3(cleared))
+
+
 def clear_status_flags(path: str | Path) -> bool:
     """Clear the "open for write" mark of a file whose writer is dead; True if it was set."""
     fd = os.open(Path(path), os.O_RDWR)
     try:
-        head = os.pread(fd, _HEAD, 0)
-        offset, length = _superblock(head)
-        body = head[offset : offset + length]
-        (stored,) = struct.unpack("<I", head[offset + length : offset + length + 4])
-        if lookup3(body) != stored:
-            raise RecoveryError("the superblock checksum does not match; not touching it")
+        try:
+            offset, body = _checked_superblock(os.pread(fd, _HEAD, 0))
+        except RecoveryError as exc:
+            raise RecoveryError(f"{exc}; not touching it") from None
         if body[11] == 0:
             return False
-        cleared = body[:11] + b"\0" + body[12:]
-        os.pwrite(fd, cleared + struct.pack("<I", lookup3(cleared)), offset)
+        os.pwrite(fd, _cleared(body), offset)
         os.fsync(fd)
         return True
     finally:
         os.close(fd)
+
+
+def damage(path: str | Path) -> str | None:
+    """Why the file at `path` is damaged as far as its first bytes and its size tell, as the
+    end of "<path> is damaged (...)"; None when they look whole (or it is no file of the
+    format the writer writes: `swmr_format_problem` says that). Cheap, and read before HDF5
+    opens the file: HDF5 refuses a file shorter than its superblock says, and a reader in SWMR
+    mode retries a read past its end for minutes instead of failing."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HEAD)
+            size = os.fstat(handle.fileno()).st_size
+    except OSError:
+        return None
+    offset = _signature_at(head)
+    if offset is None or head[offset + 8] not in (2, 3):
+        return None
+    try:
+        offset, body = _checked_superblock(head)
+    except RecoveryError as exc:
+        return str(exc)
+    eof = _stored_eof(body)
+    if size < eof:
+        return f"it ends at byte {size:,}, before the end its superblock records, byte {eof:,}"
+    return None
+
+
+class SalvageView(io.RawIOBase):
+    """A damaged file read as HDF5 would read it were it whole, for h5py's `fileobj` driver,
+    without changing a byte of it: its superblock's "open for write" mark cleared (a killed
+    writer's file), and bytes missing at its end (a truncated file) read as zeros, so that
+    HDF5 opens it without SWMR retries and what is still there can be copied; an object that
+    lay in the missing part fails to read (its checksum), and is left behind."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self._fd = os.open(Path(path), os.O_RDONLY)
+        try:
+            offset, body = _checked_superblock(os.pread(self._fd, _HEAD, 0))
+        except RecoveryError:
+            os.close(self._fd)
+            raise
+        self._patch = (offset, _cleared(body))
+        self._size = max(os.fstat(self._fd).st_size, _stored_eof(body))
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, pos: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = start + pos
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = bytearray(os.pread(self._fd, len(view), self._pos))
+        offset, patch = self._patch
+        # the cleared superblock where the read overlaps it
+        low, high = max(offset, self._pos), min(offset + len(patch), self._pos + len(data))
+        if low < high:
+            data[low - self._pos : high - self._pos] = patch[low - offset : high - offset]
+        view[: len(data)] = data
+        self._pos += len(data)
+        return len(data)  # h5py reads the rest (past the real end) as zeros
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()

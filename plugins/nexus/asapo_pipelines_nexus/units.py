@@ -227,11 +227,14 @@ class NexusWriterSink(Sink):
         self.written, self.duplicates = self._carried()
         self.closed = False
         self.rebuilt = 0
+        self._salvage_untold = False
         #: entries `restore` wrote of messages not acknowledged before: when they come again
         #: (`process`), they count as written, not as duplicates
         self._rebuilt_keys: set[str] = set()
         if lost is not None:
             self._rebuild(lost)
+        elif self.writer.salvaged is not None:
+            self._rebuild_salvaged()
 
     def _lost_since_last_session(self) -> FileGone | None:
         """Whether the file this run wrote before is gone from the path, or another is there
@@ -253,14 +256,17 @@ class NexusWriterSink(Sink):
             return None  # the same file, or a damaged one: opening it salvages it
         return FileGone(path, "was replaced by another file", held)
 
-    def _rebuild(self, lost: FileGone) -> None:
-        """A resume after the file was taken away: the worker hands `restore` every message
-        of this run's inputs (they are in the store), and each one whose entry the file lacks
-        is written again. Only then: reading every input costs as much as the run did."""
-        ports = tuple(port.name for port in self.descriptor.inputs)
+    def _replay_inputs(self) -> None:
+        """Have the worker hand `restore` every message of this run's inputs (they are in the
+        store): each one whose entry the file lacks is written again. Only when entries of
+        the run were lost: reading every input costs as much as the run did."""
         # per instance: the class's default (no restore) is every other start's
         self.restores_state = True
-        self.restore_ports = ports
+        self.restore_ports = tuple(port.name for port in self.descriptor.inputs)
+
+    def _rebuild(self, lost: FileGone) -> None:
+        """A resume after the file was taken away: every entry of the run is written again."""
+        self._replay_inputs()
         self.log.warning(
             "%s %s since run %s last wrote it, with %s; nexus.writer writes every entry of "
             "the run into it again from the run's stored inputs",
@@ -268,6 +274,35 @@ class NexusWriterSink(Sink):
             lost.what,
             self.context.run.get("run") or "this run",
             _entries(lost.entries),
+        )
+
+    def _rebuild_salvaged(self) -> None:
+        """The file was found damaged and salvaged on opening: the entries of this run the
+        salvage could not copy are written again from the run's inputs, when this run wrote
+        the file before (a resume, a restart); `on_restored` then says what became of it."""
+        if self.context.carried_summary.get("file") == str(self.writer.path.resolve()):
+            self._replay_inputs()
+            # said once the rebuilt entries are counted: the worker asks for the unit's
+            # summary right after the last `restore`, before any new message (`summary`)
+            self._salvage_untold = True
+        else:
+            self._say_salvaged()  # a new run: none of its entries were in the file
+
+    def _say_salvaged(self) -> None:
+        """One line: how many entries were salvaged, how many rebuilt, where the damaged file
+        is."""
+        salvaged = self.writer.salvaged
+        assert salvaged is not None
+        self._salvage_untold = False
+        self.log.warning(
+            "%s was damaged (%s): %s salvaged into a fresh file at that path, %s of run %s "
+            "rebuilt from the run's stored inputs; the damaged file is kept as %s",
+            self.writer.path,
+            salvaged.cause,
+            _entries(salvaged.entries),
+            _entries(self.rebuilt),
+            self.context.run.get("run") or "this run",
+            salvaged.damaged,
         )
 
     def restore(self, message: Message) -> None:
@@ -402,6 +437,8 @@ class NexusWriterSink(Sink):
         self.closed = True
 
     def summary(self) -> dict[str, Any]:
+        if self._salvage_untold:
+            self._say_salvaged()
         return {
             "file": str(self.writer.path.resolve()),
             "entries_written": sum(self.written.values()),

@@ -94,7 +94,13 @@ import numpy as np
 
 from asapo_pipelines.sdk import UnitStorageError, storage
 from asapo_pipelines_nexus.errors import FileGone, FileHeldOpen, ForeignFile, NexusWriterError
-from asapo_pipelines_nexus.recovery import RecoveryError, clear_status_flags, swmr_format_problem
+from asapo_pipelines_nexus.recovery import (
+    RecoveryError,
+    SalvageView,
+    clear_status_flags,
+    damage,
+    swmr_format_problem,
+)
 from asapo_pipelines_nexus.unwritable import cause_and_remedy
 
 #: Free space kept on the file's disk beyond what an entry needs: HDF5 must never meet a full
@@ -153,6 +159,24 @@ def loose_key(key: str) -> str:
     return _RUN_START.sub(r"\1", key)
 
 
+class _Damaged(Exception):
+    """HDF5 failed to open the file with no cause of the OS's: the file is damaged."""
+
+    def __init__(self, cause: OSError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclasses.dataclass(frozen=True)
+class Salvaged:
+    """A damaged file found on opening: where it was kept, why it was damaged, and how many
+    complete entries were copied from it into the fresh file at its path."""
+
+    damaged: Path
+    cause: str
+    entries: int
+
+
 class NexusWriter:
     """Appends entries to one NeXus file; one instance per running `nexus.writer` unit."""
 
@@ -199,8 +223,8 @@ class NexusWriter:
         self._lock_fd: int | None = None
         #: set when a write failed half-way: nothing more may reach the file (see `_freeze`)
         self._frozen: str | None = None
-        #: where a damaged file was moved on opening (its readable entries were copied back)
-        self.salvaged_from: Path | None = None
+        #: what became of a damaged file found on opening (its readable entries copied back)
+        self.salvaged: Salvaged | None = None
         #: the provenance of the entry being written (`write(..., provenance=...)`)
         self._entry_provenance: Mapping[str, Any] | None = None
         #: (descriptor, (st_dev, st_ino)) of the open file: what the path must still name
@@ -244,12 +268,7 @@ class NexusWriter:
         self._lock()
         try:
             self._refuse_foreign_format()
-            handle = self._open_file(pause or _sleep)
-            try:
-                self._check_readable(handle)
-            except (OSError, RuntimeError, KeyError) as exc:
-                handle.close()
-                handle = self._salvage(exc)
+            handle = self._open_or_salvage(pause or _sleep)
         except BaseException:
             self._unlock()
             raise
@@ -268,6 +287,24 @@ class NexusWriter:
         self._note_own_writes()
         self.file_id = _text(handle.attrs.get(FILE_ID_ATTR, "")) or None
         return self
+
+    def _open_or_salvage(self, pause: Callable[[float], bool]) -> h5py.File:
+        """The file opened for writing, salvaged first when it is damaged."""
+        # a file shorter than its superblock says is never opened in place: HDF5 refuses it
+        # for writing, and a reader in SWMR mode would retry reading past its end for minutes
+        broken = damage(self.path)
+        if broken is not None:
+            return self._salvage(broken)
+        try:
+            handle = self._open_file(pause)
+        except _Damaged as exc:
+            return self._salvage(exc.cause)
+        try:
+            self._check_readable(handle)
+        except (OSError, RuntimeError, KeyError) as exc:
+            handle.close()
+            return self._salvage(exc)
+        return handle
 
     def _refuse_foreign_format(self) -> None:
         """A file HDF5 cannot write in SWMR mode (not HDF5, or HDF5's default old format) is
@@ -328,11 +365,16 @@ class NexusWriter:
             group = handle[name]
             if isinstance(group, h5py.Group):
                 group.attrs.get(KEY_ATTR)
+                # every object header below it: one overwritten fails its checksum here
+                group.visit(_nothing)
 
-    def _salvage(self, cause: BaseException) -> h5py.File:
-        """A file left damaged (by an older version, or a disk that failed under it): move it
-        aside, start the file afresh and copy back every complete entry still readable, so the
-        results acknowledged before the damage are kept and the writer can go on."""
+    def _salvage(self, cause: BaseException | str) -> h5py.File:
+        """A file left damaged (truncated, bytes overwritten, a writer killed mid-write): move
+        it aside, start the file afresh and copy back every complete entry still readable, so
+        the results acknowledged before the damage are kept and the writer can go on. A file
+        whose top level cannot be read at all is refused (`ForeignFile`): moving it aside is
+        the remedy."""
+        cause = _said(cause) if isinstance(cause, BaseException) else cause
         stamp = time.strftime("%Y%m%dT%H%M%S")
         damaged = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
         fresh = self.path.with_name(f".{self.path.name}.salvage")
@@ -344,34 +386,37 @@ class NexusWriter:
                 f"{self.path} is damaged ({cause}) and copying its complete entries into a "
                 f"fresh file needs room: {exc}"
             ) from None
-        try:
-            with (
-                h5py.File(self.path, "r") as old,
-                h5py.File(fresh, "w", libver="latest") as new,
-            ):
-                for key, value in old.attrs.items():
-                    with contextlib.suppress(Exception):
-                        new.attrs[key] = value
-                copied = _copy_entries(old, new)
-                new.flush()
-            os.replace(self.path, damaged)
-            os.replace(fresh, self.path)
-        except (OSError, RuntimeError) as exc:
-            fresh.unlink(missing_ok=True)
-            raise NexusWriterError(
-                f"{self.path} is damaged ({cause}) and could not be salvaged ({exc}); move it "
-                "aside to start a new file"
-            ) from None
-        self.salvaged_from = damaged
-        log.warning(
-            "%s was damaged (%s); %d complete entries were copied into a fresh file, the "
-            "damaged one is kept as %s",
-            self.path,
-            cause,
-            copied,
-            damaged,
-        )
+        with contextlib.ExitStack() as stack:
+            old = self._read_damaged(cause, stack)
+            try:
+                with h5py.File(fresh, "w", libver="latest") as new:
+                    _copy_root_attributes(old, new)
+                    copied = _copy_entries(old, new)
+                    new.flush()
+                os.replace(self.path, damaged)
+                os.replace(fresh, self.path)
+            except (OSError, RuntimeError) as exc:
+                fresh.unlink(missing_ok=True)
+                raise NexusWriterError(
+                    f"{self.path} is damaged ({cause}) and could not be salvaged ({exc}); move "
+                    "it aside to start a new file"
+                ) from None
+        self.salvaged = Salvaged(damaged, str(cause), copied)
+        log.debug("salvaged %s: %d complete entries copied", self.path, copied)
         return h5py.File(self.path, "a", libver="latest")
+
+    def _read_damaged(self, cause: BaseException | str, stack: contextlib.ExitStack) -> h5py.File:
+        """The damaged file open for reading as if whole (`_read_only`), closed with `stack`;
+        `ForeignFile` when even its top level cannot be read: nothing of it can be copied."""
+        try:
+            old = stack.enter_context(_read_only(self.path))
+            len(old)  # the root group's links are readable
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            raise ForeignFile(
+                self.path.absolute(),
+                f"is damaged ({cause}) so badly that none of it can be read ({_said(exc)})",
+            ) from None
+        return old
 
     def _guard_space(self, nbytes: int) -> None:
         """Refuse an entry the disk cannot take, before HDF5 writes any of it."""
@@ -471,29 +516,33 @@ class NexusWriter:
             self._lock_fd = None
 
     def _open_file(self, pause: Callable[[float], bool]) -> h5py.File:
+        """Open the file for writing; `_Damaged` when HDF5 finds it damaged."""
         try:
             return self._open_unlocked(pause)
         except OSError as exc:
-            first = str(exc)
-            if "already open for write" not in first:
+            if "already open for write" not in str(exc):
                 raise self._cannot_open(exc) from None
         # we hold the writers' lock, so the writer that left the mark is dead (killed): clear the
         # mark as `h5clear -s` would, and open again
         try:
             clear_status_flags(self.path)
-            return h5py.File(self.path, "a", libver="latest")
         except (OSError, RecoveryError) as exc:
             raise NexusWriterError(
                 f"cannot reopen {self.path} after a writer crashed: {exc}"
             ) from None
+        try:
+            return h5py.File(self.path, "a", libver="latest")
+        except OSError as exc:
+            raise self._cannot_open(exc) from None
 
-    def _cannot_open(self, exc: OSError) -> NexusWriterError:
-        """One sentence for a file that cannot be opened for writing: the cause when the OS
-        says one (a read-only attribute, a permission, a full disk), else HDF5's words."""
+    def _cannot_open(self, exc: OSError) -> NexusWriterError | _Damaged:
+        """One sentence for a file that cannot be opened for writing when the OS says why (a
+        read-only attribute, a permission, a full disk); a failure with no cause of the OS is
+        HDF5's finding the file damaged (a metadata checksum, an object header): `_Damaged`."""
         path = self.path.absolute()
         reason, remedy = cause_and_remedy(path, exc, unknown=storage.OTHER)
-        if reason == storage.reason(exc):  # no errno to say more by: as HDF5 says it
-            return NexusWriterError(f"cannot open {self.path} for writing: {exc}")
+        if reason == storage.reason(exc):  # no errno to say more by
+            return _Damaged(exc)
         log.debug("opening %s failed", path, exc_info=exc)
         return NexusWriterError(f"cannot open {path} for writing: {reason}; {remedy}")
 
@@ -1237,10 +1286,29 @@ def file_id_at(path: Path) -> str | None:
     """The `FILE_ID_ATTR` of the file at `path`, "" for a file without one; None when no file
     is there or it cannot be read (a damaged file: opening it for writing salvages it)."""
     try:
-        with h5py.File(path, "r", swmr=True, locking=False) as handle:
+        with _read_only(path) as handle:
             return _text(handle.attrs.get(FILE_ID_ATTR, ""))
-    except (OSError, RuntimeError, ValueError):
+    except (OSError, RuntimeError, ValueError, KeyError):
         return None
+
+
+@contextlib.contextmanager
+def _read_only(path: Path) -> Iterator[h5py.File]:
+    """The file at `path` open for reading, never in SWMR mode: a reader in SWMR mode retries
+    every read that fails a checksum, sleeping longer each time, and a damaged file kept it
+    minutes in opening. A file of the writer's format is read through `SalvageView` (the
+    "open for write" mark of a killed writer, which a plain open refuses, is ignored; a
+    missing end reads as zeros); another (the old format: no mark to ignore) as it is."""
+    try:
+        view: SalvageView | None = SalvageView(path)
+    except RecoveryError:
+        view = None
+    try:
+        with h5py.File(view if view is not None else path, "r", locking=False) as handle:
+            yield handle
+    finally:
+        if view is not None:
+            view.close()
 
 
 def _identity(handle: h5py.File) -> tuple[int, tuple[int, int]] | None:
@@ -1346,6 +1414,17 @@ def _locked_by_another(exc: OSError) -> bool:
     text = str(exc)
     held = exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "errno = 11," in text
     return held and "unable to lock file" in text.lower()
+
+
+def _said(exc: BaseException) -> str:
+    """What an error says, without the quotes `str` puts around a KeyError's words."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    return str(exc)
+
+
+def _nothing(_name: str) -> None:
+    return None
 
 
 def _sleep(seconds: float) -> bool:
@@ -1513,6 +1592,14 @@ def _released_failures() -> Iterator[list[BaseException]]:
         yield failures
     finally:
         sys.unraisablehook, sys.excepthook = previous, previous_print
+
+
+def _copy_root_attributes(old: h5py.File, new: h5py.File) -> None:
+    """The root's attributes, the file's id among them, as far as they can be read."""
+    with contextlib.suppress(OSError, RuntimeError, KeyError):
+        for key, value in old.attrs.items():
+            with contextlib.suppress(Exception):
+                new.attrs[key] = value
 
 
 def _copy_entries(old: h5py.File, new: h5py.File) -> int:
