@@ -54,9 +54,11 @@ def test_a_reprocess_refused_by_a_damaged_source_payload_ends_its_run_failed(tmp
     tailed = pipeline("tail", str(file), "copied", cwd=tmp_path)
     assert tailed.returncode == 0, tailed.stderr
     assert tailed.stdout == ""
-    assert tailed.stderr.startswith("run r2 (failed) holds no messages in stream copied"), (
-        tailed.stderr
-    )
+    # one line that names the run and the way to the one that holds the messages
+    assert tailed.stderr == (
+        "run r2 (failed) holds no messages in stream copied; it is a reprocess of r1, "
+        "--run r1 shows r1's\n"
+    ), tailed.stderr
     assert (
         pipeline("tail", str(file), "copied", "--run", "r1", cwd=tmp_path).stdout.count("\n") == 3
     )

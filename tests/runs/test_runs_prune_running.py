@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from runs_helpers import one_sentence, store_contents
 
@@ -36,6 +37,13 @@ def lines(directory: Path, name: str = "out") -> int:
 def drop_files(directory: Path, prefix: str, count: int) -> None:
     for i in range(1, count + 1):
         (directory / "in" / f"{prefix}{i}.txt").write_text(f"{prefix}{i}\n")
+
+
+def acknowledged(transport: Any, source: str) -> bool:
+    """Every message of the source's default stream acknowledged by every group reading it."""
+    infos = {i.name: i for i in transport.describe().get(source, [])}
+    info = infos.get("default")
+    return bool(info and info.group_lag) and not any(info.group_lag.values())
 
 
 def run_data(store: Path) -> dict[tuple[str, str], int]:
@@ -166,10 +174,17 @@ def test_a_sink_says_when_it_skips_a_message_it_already_wrote(tmp_path):
         wait_for(lambda: lines(tmp_path) == 4, 60, "the first 4 lines")
         spec = {"embedded": {"path": str(tmp_path / ".pipeline-data"), "create": False}}
         with open_transport(spec) as transport:
+            # the lines are durable before the sink acknowledges them: a drop in between would
+            # make that acknowledgement fail and restart the sink, which is not this test's case
+            wait_for(lambda: acknowledged(transport, "r2.r1.checked"), 60, "the sink's acks")
             for source in ("r2.r1.raw", "r2.r1.checked"):
                 transport.drop_stream(source, "default")  # type: ignore[attr-defined]
         drop_files(tmp_path, "b", 3)
-        time.sleep(5)  # the three files found, passed on and taken for duplicates
+
+        def skipped() -> bool:  # the three files found, passed on and taken for duplicates
+            return "duplicates_skipped 3" in run_pipeline("status", FILE, cwd=tmp_path).stdout
+
+        wait_for(skipped, 90, "the sink's summary to count 3 skips")
     assert lines(tmp_path) == 4  # what this test forces: the skip itself, now visible
     status = run_pipeline("status", FILE, cwd=tmp_path)
     assert "duplicates_skipped 3" in status.stdout, status.stdout

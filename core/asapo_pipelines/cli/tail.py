@@ -130,28 +130,26 @@ def run_named(run: Run, run_ids: list[str]) -> str:
     return f"run {run.id}" + (f", a reprocess of {origin}" if origin else "")
 
 
-def _say_shown(store: RunStore, run: Run | None, stream: str, run_id: str | None) -> None:
-    """Which run the messages are of, on stderr (stdout stays the messages), when tail chose
-    it: after a reprocess the run whose last session started last is the replay, not the
-    night's run, and its messages look alike."""
+def _shown_note(store: RunStore, run: Run | None, stream: str, run_id: str | None) -> str:
+    """Which run the messages are of, when tail chose it: after a reprocess the run whose last
+    session started last is the replay, not the night's run, and its messages look alike.
+    "" when that needs no saying (a pipeline's only run, a run asked for with --run)."""
     if run is None or run_id is not None or not _says_empty(stream, run_id):
-        return
+        return ""
     named = run_named(run, store.run_ids())
     if not named:
-        return
+        return ""
     origin = run.start.get("from_run")
     other = f"{origin}'s" if origin else "another's (`pipeline runs` lists them)"
-    click.echo(
-        f"{named} (the run last started or resumed); --run {origin or 'RUN'} shows {other}",
-        err=True,
-    )
+    return f"{named} (the run last started or resumed); --run {origin or 'RUN'} shows {other}"
 
 
 def _say_empty(pipeline: Pipeline, run: Run | None, stream: str) -> None:
-    """Nothing to print: say in which run, on stderr. After a reprocess or a deploy that failed
-    before its workers started, that run is the current one and holds nothing, and an empty
-    output read as "the pipeline made no plans". Without any run recorded (none yet, or its
-    records were deleted), the stream was read outside any run, which is said instead."""
+    """Nothing to print: say in which run, on stderr, in one line. After a reprocess or a
+    deploy that failed before its workers started, that run is the current one and holds
+    nothing, and an empty output read as "the pipeline made no plans". Without any run
+    recorded (none yet, or its records were deleted), the stream was read outside any run,
+    which is said instead."""
     if run is None:
         declared = pipeline.streams.get(stream)
         if declared is None or not declared.external:
@@ -161,12 +159,14 @@ def _say_empty(pipeline: Pipeline, run: Run | None, stream: str) -> None:
                 err=True,
             )
         return
-    state = run.state
-    click.echo(
-        f"run {run.id} ({state}) holds no messages in stream {stream}"
-        + ("; `pipeline runs` lists the runs, --run picks one" if run.number > 1 else ""),
-        err=True,
-    )
+    origin = run.start.get("from_run")
+    if origin:
+        hint = f"; it is a reprocess of {origin}, --run {origin} shows {origin}'s"
+    elif run.number > 1:
+        hint = "; `pipeline runs` lists the runs, --run picks one"
+    else:
+        hint = ""
+    click.echo(f"run {run.id} ({run.state}) holds no messages in stream {stream}{hint}", err=True)
 
 
 def _check_unit(pipeline: Pipeline, stream: str) -> None:
@@ -435,7 +435,7 @@ def tail(
         run = _shown_run(store, run_id)
         sources = _sources(pipeline, stream, run.id if run is not None else None)
         pruned = _pruned_filter(stream, run_id, store)
-        _say_shown(store, run, stream, run_id)
+        note = _shown_note(store, run, stream, run_id)
     except BaseException:
         transport.close()
         raise
@@ -450,13 +450,17 @@ def tail(
             for source, consumer in consumers.items():
                 limit = None if everything or not first else last
                 for record in _read_new(consumer, source, seen[source], only, limit, keep):
+                    if note:  # named once, before its first message (stdout stays messages)
+                        click.echo(note, err=True)
+                        note = ""
                     _print(record, as_json, shown_width)
                     printed.append(record)
             if pruned is not None:
                 pruned.tell()
             _check_damage(printed, stream, run)
             if first and not printed and _says_empty(stream, run_id):
-                _say_empty(pipeline, run, stream)
+                _say_empty(pipeline, run, stream)  # names the run itself
+                note = ""
             first = False
             if not follow:
                 return
