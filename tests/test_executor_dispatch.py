@@ -133,3 +133,26 @@ def test_one_rule_chooses_the_executor(file: Path) -> None:
     found = choose_for_command(on_nomad, catalog, deployed, {}, runs=False)
     assert found is not None
     assert found.name == "nomad"
+
+
+def test_a_local_deploy_that_does_not_start_in_time_is_one_sentence(
+    file: Path, tmp_path: Path
+) -> None:
+    """`pipeline deploy --executor local` waits for a detached `pipeline run` to say it
+    started; one that says nothing within --wait (here held up at interpreter start, as by a
+    stalled file system) was an internal error with a TimeoutExpired."""
+    held = tmp_path / "held"
+    held.mkdir()
+    (held / "sitecustomize.py").write_text(
+        "import sys, time\nif '--detach' in sys.argv:\n    time.sleep(60)\n"
+    )
+    env = {**DEAD_NOMAD, "PYTHONPATH": str(held)}
+    done = run_pipeline(
+        "deploy", str(file), "--executor", "local", "--wait", "1", cwd=file.parent, env=env
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr == (
+        "error: the local run did not say it started within 5 s: nothing of it runs; deploy "
+        "again, with a larger --wait on a busy machine\n"
+    )
+    assert not (file.parent / "out").exists()  # and nothing ran

@@ -64,7 +64,10 @@ executor_option = click.option(
 file_argument = click.argument("file", required=False, type=PipelineFile())
 job_option = click.option("--job", "job", metavar="ID", help="A job on the Nomad cluster.")
 wait_option = click.option(
-    "--wait", default=60.0, show_default=True, help="Seconds to wait for scheduling."
+    "--wait",
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for scheduling (the local executor: for the run to start, at least 5).",
 )
 
 

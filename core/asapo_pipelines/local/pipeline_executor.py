@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: how `cli.output.warn` begins a line (uncoloured: the run's stderr is a pipe)
 WARNING = "warning: "
+#: the least time a local deploy waits for the run to start, whatever --wait says (seconds)
+MIN_DEPLOY_WAIT = 5.0
 
 
 def _run_dir_for(
@@ -118,13 +120,19 @@ class LocalPipelineExecutor(Executor):
         import json
 
         command = [sys.executable, "-m", "asapo_pipelines", "run", str(self.file), "--detach"]
-        done = subprocess.run(
-            [*command, *self.run_flags, "--json"],
-            capture_output=True,
-            text=True,
-            timeout=max(wait, 30.0),
-            check=False,
-        )
+        # --wait bounds the wait for the run to say it started; a few seconds at least, which a
+        # detached start (catalog, validation, the supervisor's first records) can take
+        limit = max(wait, MIN_DEPLOY_WAIT)
+        try:
+            done = subprocess.run(
+                [*command, *self.run_flags, "--json"],
+                capture_output=True,
+                text=True,
+                timeout=limit,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise self._not_started_in(limit) from None
         # with --json the run says on stderr all it says to the user: which run it starts or
         # resumes, the tasks of a lost run it stopped, its warnings
         said = done.stderr.strip().splitlines()
@@ -138,6 +146,18 @@ class LocalPipelineExecutor(Executor):
         self.said = said
         state: dict[str, Any] = json.loads(done.stdout)
         return state
+
+    def _not_started_in(self, limit: float) -> Exception:
+        """`pipeline run --detach` said nothing within the limit, and was killed: its
+        supervisor, when it had started one, goes on (it is detached), else nothing runs."""
+        from asapo_pipelines.local.control import supervisor_alive
+        from asapo_pipelines.local.errors import LocalRunError
+
+        if self.run_dir is not None and supervisor_alive(self.run_dir):
+            after = f"its supervisor runs: `pipeline status {self.file}` shows how far it got"
+        else:
+            after = "nothing of it runs; deploy again, with a larger --wait on a busy machine"
+        return LocalRunError(f"the local run did not say it started within {limit:g} s: {after}")
 
     def refuse(self, command: str) -> None:
         """A job already running here is not deployed or started again (`pipeline run` would
