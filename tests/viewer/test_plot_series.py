@@ -183,3 +183,54 @@ def test_the_page_draws_a_noise_curve_per_sample(page, serve, store, results):
         assert xs == [n for n, _ in expected[name]]
         assert ys == pytest.approx([e for _, e in expected[name]])
     assert page.problems == []
+
+
+#: the resume of the overnight finding: noise over 15-30 Å instead of 15-25 Å from here on
+RESUMED = {**NORMALIZE, "noise": {**NORMALIZE["noise"], "rmax": 30}}
+
+
+@pytest.fixture(scope="module")
+def resumed(results) -> list[Any]:
+    """xas.merge's outputs for the two goethite repeats normalised as before, then the same
+    two normalised with RESUMED: a settings change between sessions, in one merge's life."""
+    from asapo_pipelines.testing.harness import run_unit
+
+    data = xas_data()
+    assert data is not None  # `results` skipped otherwise
+    scans = run_unit(
+        "xas.scan-files", params={"directory": str(data), "pattern": "20K_GOE_Fe_K_240.*.xdi"}
+    ).outputs
+    spectra = []
+    for params in (NORMALIZE, RESUMED):
+        done = run_unit("xas.normalize", _forward(scans), params=params)
+        assert done.errors == []
+        spectra += done.outputs
+    merged = run_unit("xas.merge", _forward(spectra))
+    assert merged.errors == []
+    return merged.outputs
+
+
+def test_a_settings_change_starts_a_noise_curve_of_its_own(tmp_path, resumed):
+    """The noise after `--resume --set normalize.noise.rmax=30` is over another R range, on
+    another scale: drawn on the same curve it read as the noise jumping back at 1 scan merged.
+    The new settings' merges are a curve of their own, named by what changed."""
+    values = [output.value for output in resumed]
+    (group,) = {group_name(v["group"]) for v in values}
+    changed = f"{group}, noise.rmax 30, not 25"
+    expected: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for v in values:  # the merges under RESUMED are those whose noise window ends at 30 Å
+        name = changed if v["settings"]["noise"]["rmax"] == 30 else group
+        expected[name].append((v["n_merged"], v["values"]["epsilon_k"]))
+    assert [x for x, _ in expected[group]] == [1, 2]
+    assert [x for x, _ in expected[changed]] == [1, 2]
+
+    with EmbeddedTransport(tmp_path / "store") as transport:
+        with transport.producer("merged") as producer:
+            for output in resumed:
+                producer.send(output.stream, output.payload, output.metadata)
+        plots = Collector(view_of(transport), transport).poll()["plots"]
+    points = by_series(plot_of(plots, "noise", "merge")["items"], "x", "y")
+    assert points.keys() == expected.keys()
+    for name, curve in expected.items():
+        assert [x for x, _ in points[name]] == [n for n, _ in curve]
+        assert [y for _, y in points[name]] == pytest.approx([e for _, e in curve])

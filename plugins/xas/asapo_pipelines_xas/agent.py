@@ -104,7 +104,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
-from asapo_pipelines_xas.merge import normaliser, settings_difference
+from asapo_pipelines_xas.merge import noise_scale, normaliser, settings_difference
 from asapo_pipelines_xas.params import ConvergenceParams
 
 ACTIONS = ("more_scans", "stop", "change_parameters")
@@ -119,9 +119,6 @@ NOISE_WINDOW_TOLERANCE = 0.5
 #: a merge noisier than its best scan by more than this fraction holds a bad scan (the noise
 #: estimates of repeats scatter by a few per cent)
 MERGE_EXCESS_TOLERANCE = 0.1
-#: a merge's settings that are the merge's own, not the normalisation's: they do not change the
-#: scale its noise is measured on (the merge re-merges every scan when they change)
-MERGE_ONLY_SETTINGS = frozenset({"align"})
 
 #: how a scan's id ends when its producer emitted it with a key (`<unit>|<port>|key:<key>`,
 #: the SDK's `keyed_output`): xas.scan-files keys a scan by its file name
@@ -277,7 +274,7 @@ def _noise_settings(merged: Mapping[str, Any]) -> dict[str, Any] | None:
     settings = merged.get("settings")
     if not isinstance(settings, Mapping) or not settings:
         return None
-    return {k: v for k, v in settings.items() if k not in MERGE_ONLY_SETTINGS}
+    return noise_scale(settings)
 
 
 def _restart_reason(old: Mapping[str, Any], new: Mapping[str, Any], dropped: int) -> str:

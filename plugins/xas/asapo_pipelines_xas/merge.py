@@ -34,6 +34,12 @@ extrapolated (the coverage screening keeps that within `min_range_coverage` of t
 range); the standard error is std(ddof=1)/sqrt(N). The mean is analysed again with xraylarch
 (pre_edge, autobk, estimate_noise) with the merged spectra's own settings (all the same) unless
 the merge overrides them. The same scan delivered twice replaces itself: nothing is counted twice.
+
+Each merge also names the curve its noise belongs on (`noise_series`): its group, and, once the
+settings that set the noise's scale changed since the group's first merge, what changed
+(`{..., "settings": "noise.rmax 30, not 25"}`). The viewer draws one noise curve per value, so a
+settings change starts a new curve at one scan merged instead of drawing the new scale on the
+old one: where the convergence agent restarts its noise history.
 """
 
 from __future__ import annotations
@@ -51,6 +57,16 @@ from asapo_pipelines_xas import normalize
 from asapo_pipelines_xas.errors import SpectrumError
 from asapo_pipelines_xas.normalize import Spectrum, _json_array, _json_float, analyse, program
 from asapo_pipelines_xas.params import AutobkParams, MergeParams, NoiseParams, PreEdgeParams
+
+#: a merge's settings that are the merge's own, not the normalisation's: they do not change the
+#: scale its noise is measured on (the merge re-merges every scan when they change)
+MERGE_ONLY_SETTINGS = frozenset({"align"})
+
+
+def noise_scale(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a merge's settings sets the scale of its noise: the settings and code of the
+    spectra it averages ({} when it records none: no scan merged, or an older message)."""
+    return {k: v for k, v in settings.items() if k not in MERGE_ONLY_SETTINGS}
 
 
 def load_larch() -> None:
@@ -74,6 +90,8 @@ class Merged:
     values: dict[str, float | None]
     scans: list[dict[str, Any]] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    #: the noise curve this merge belongs on (see the module's docstring); its group by default
+    noise_series: dict[str, Any] = field(default_factory=dict)
 
     @property
     def latest_accepted(self) -> bool:
@@ -95,6 +113,7 @@ class Merged:
             "values": {k: _json_float(v) for k, v in self.values.items()},
             "arrays": {k: _json_array(v) for k, v in self.arrays.items()},
             "settings": self.settings,
+            "noise_series": dict(self.noise_series or self.group),
         }
 
 
@@ -283,6 +302,8 @@ class Merger:
         #: when each settings were first seen: the newest are those first seen last (a scan
         #: redelivered after a restart does not make its old settings new again)
         self._first_seen: dict[str, int] = {}
+        #: each group's noise scale of its first merge, which names the group's first curve
+        self._first_scale: dict[tuple[str, ...], dict[str, Any]] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
@@ -543,7 +564,18 @@ class Merger:
             values,
             scans,
             settings,
+            self._noise_series(key, group, settings),
         )
+
+    def _noise_series(
+        self, key: tuple[str, ...], group: dict[str, Any], settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """The group, and what changed in the noise's scale since the group's first merge."""
+        scale = noise_scale(settings)
+        first = self._first_scale.setdefault(key, scale)
+        if scale == first:
+            return dict(group)
+        return {**group, "settings": settings_difference(scale, first)}
 
 
 def merge_mu(

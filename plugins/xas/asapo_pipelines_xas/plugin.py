@@ -136,13 +136,14 @@ MERGE = UnitDescriptor(
             figure="spectra",
             keep=1,
         ),
-        # a curve per sample and edge: a foil scan among the repeats is not a jump in it
+        # a curve per sample and edge: a foil scan among the repeats is not a jump in it; and
+        # one more after a settings change, whose noise is on another scale (`noise_series`)
         PlotHint(
             port="merged",
             kind="scalar",
             x="n_merged",
             y="values.epsilon_k",
-            series="group",
+            series="noise_series",
             title="noise against the number of scans merged",
             x_title="scans merged",
             y_title="noise in χ(k), ε_k",
