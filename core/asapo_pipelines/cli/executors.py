@@ -692,6 +692,11 @@ def _say_whose_status(executor: Executor | None, path: Path | None) -> None:
 @click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
 @click.option("--replica", type=int, default=None, help="Which replica of the unit.")
 @click.option("--plain", is_flag=True, help="Nomad: ask for plain text instead of frames.")
+@click.option(
+    "--previous",
+    is_flag=True,
+    help="Local: the log of the session before the latest (kept until the next start).",
+)
 @executor_option
 @run_dir_option
 @data_dir_option
@@ -707,6 +712,7 @@ def logs(
     task: str | None,
     replica: int | None,
     plain: bool,
+    previous: bool,
     run_dir: str | None,
     data_dir: str | None,
 ) -> None:
@@ -729,6 +735,7 @@ def logs(
         "task": task,
         "only_stdout": only_stdout,
         "plain": plain,
+        "previous": previous,
     }
     executor, _ = executor_for("logs", file, executor_name, given)
     assert executor is not None

@@ -30,7 +30,7 @@ from asapo_pipelines.launchplan.rundir import (
     supervisor_alive,
 )
 from asapo_pipelines.local.errors import LocalRunError
-from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, SUPERVISOR_LOG
+from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, PREVIOUS_ALLOC, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
 from asapo_pipelines.local.state import read_state, wait_groups_gone, write_last_state
 
@@ -347,7 +347,11 @@ def unit_log(
     task: str | None = None,
     stderr: bool = False,
     follow: bool = False,
+    previous: bool = False,
 ) -> Iterator[bytes]:
+    """The unit's log of the latest session, or with `previous` of the session before it."""
+    if previous:
+        return _previous_log(Path(run_dir), unit, task, stderr)
     state = read_state(Path(run_dir) / STATE_FILE)
     record = find_unit(state, unit, task)
     logs_dir = Path(record["logs"])
@@ -359,3 +363,23 @@ def unit_log(
         return supervisor_alive(run_dir) and run_status(run_dir).get("status") not in FINAL
 
     return read_log(logs_dir, record["task"], stream, follow=follow, keep_going=keep_going)
+
+
+def _previous_log(run_dir: Path, unit: str, task: str | None, stderr: bool) -> Iterator[bytes]:
+    """The unit's log of the session before the latest, kept in `previous-alloc` with that
+    session's last state (the run directory may have moved since: its logs are found under
+    `previous-alloc` by their place in the allocation, not by the path recorded)."""
+    kept = run_dir / PREVIOUS_ALLOC
+    if not (kept / STATE_FILE).is_file():
+        raise LocalRunError(
+            f"no earlier session is kept in {run_dir}: only the session before the latest is, "
+            "from its next start on (`pipeline logs FILE UNIT` shows the latest)"
+        )
+    record = find_unit(read_state(kept / STATE_FILE), unit, task)
+    recorded = Path(record["logs"]).parts
+    # <run>/alloc/<group>-<index>/alloc/logs: the last three parts name it in the allocation
+    logs_dir = kept.joinpath(*recorded[-3:])
+    stream = "stderr" if stderr else "stdout"
+    if not log_files(logs_dir, record["task"], stream):
+        return iter(())
+    return read_log(logs_dir, record["task"], stream)

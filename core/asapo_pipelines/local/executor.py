@@ -37,7 +37,14 @@ from asapo_pipelines.launchplan.rundir import STATE_FILE, process_start
 from asapo_pipelines.local import environment as envmod
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.job import GroupSpec, JobSpec, TaskSpec, read_job
-from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, AllocDirs, alloc_dirs
+from asapo_pipelines.local.layout import (
+    ALLOC,
+    JOB_FILE,
+    LOCK_FILE,
+    PREVIOUS_ALLOC,
+    AllocDirs,
+    alloc_dirs,
+)
 from asapo_pipelines.local.logs import RotatingLog, problem_line, pump
 from asapo_pipelines.local.state import (
     StateNotWritten,
@@ -775,11 +782,14 @@ class LocalExecutor:
 
     def _setup(self) -> None:
         # A new run gets fresh allocation directories, as Nomad gives a new allocation; the
-        # last run's are kept beside them (logs to look back at), older ones go.
-        current, previous = self.run_dir / "alloc", self.run_dir / "previous-alloc"
+        # last run's are kept beside them (logs to look back at), older ones go. Its last state
+        # goes with them: which unit's logs are where, and how that session ended.
+        current, previous = self.run_dir / ALLOC, self.run_dir / PREVIOUS_ALLOC
         if current.exists():
             shutil.rmtree(previous, ignore_errors=True)
             current.rename(previous)
+            with contextlib.suppress(OSError):
+                shutil.copyfile(self.run_dir / STATE_FILE, previous / STATE_FILE)
         (self.run_dir / JOB_FILE).write_text(json.dumps(self.payload, indent=1))
         for group in self.job.groups:
             for index in range(group.count):

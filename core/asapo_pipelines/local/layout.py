@@ -15,9 +15,20 @@ from pathlib import Path
 
 from asapo_pipelines.launchplan.rundir import JOB_FILE, LOCK_FILE
 
-__all__ = ["JOB_FILE", "LOCK_FILE", "SUPERVISOR_LOG", "AllocDirs", "alloc_dirs"]
+__all__ = [
+    "ALLOC",
+    "JOB_FILE",
+    "LOCK_FILE",
+    "PREVIOUS_ALLOC",
+    "SUPERVISOR_LOG",
+    "AllocDirs",
+    "alloc_dirs",
+]
 
 SUPERVISOR_LOG = "supervisor.log"
+#: the latest session's allocation directories, and the session's before it (its logs to look
+#: back at: `pipeline logs FILE UNIT --previous`), with that session's last state inside
+ALLOC, PREVIOUS_ALLOC = "alloc", "previous-alloc"
 
 
 @dataclass(frozen=True)
@@ -56,4 +67,4 @@ class AllocDirs:
 
 
 def alloc_dirs(run: Path, group: str, index: int) -> AllocDirs:
-    return AllocDirs(Path(run) / "alloc" / f"{group}-{index}")
+    return AllocDirs(Path(run) / ALLOC / f"{group}-{index}")

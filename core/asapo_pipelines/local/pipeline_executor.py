@@ -61,7 +61,7 @@ def _say(lines: list[str], *, err: bool) -> None:
 
 class LocalPipelineExecutor(Executor):
     name = "local"
-    options = frozenset({"run_dir", "data_dir", "task", "only_stdout"})
+    options = frozenset({"run_dir", "data_dir", "task", "only_stdout", "previous"})
     records_runs = True  # `deploy` is `pipeline run --detach`, which records the session
 
     def __init__(
@@ -272,10 +272,14 @@ class LocalPipelineExecutor(Executor):
     def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
         """Both of the unit's streams, each on its own (stdout on stdout, stderr where workers
         log on stderr), so `2>/dev/null` still leaves the unit's stdout; ``--stdout`` or
-        ``--stderr`` prints one of them on stdout; ``--task`` another task of the unit."""
+        ``--stderr`` prints one of them on stdout; ``--task`` another task of the unit;
+        ``--previous`` the session before the latest (a failed night's, after a resume)."""
         from asapo_pipelines.local.commands import copy_logs
         from asapo_pipelines.local.control import unit_log
 
+        previous = bool(self.given.get("previous"))
+        if previous and follow:
+            raise UsageError("--previous shows an ended session's log, which --follow cannot")
         run_dir = self._run()
         if replica is not None:
             unit = f"{unit.partition('[')[0]}[{replica}]"
@@ -285,7 +289,7 @@ class LocalPipelineExecutor(Executor):
             outs = [(False, sys.stdout.buffer), (True, sys.stderr.buffer)]
         task = self.given.get("task")
         readers = [
-            (unit_log(run_dir, unit, task=task, stderr=err, follow=follow), out)
+            (unit_log(run_dir, unit, task=task, stderr=err, follow=follow, previous=previous), out)
             for err, out in outs
         ]
         try:

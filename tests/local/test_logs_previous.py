@@ -1,0 +1,72 @@
+"""`pipeline logs FILE UNIT --previous`: the log of the session before the latest. A night's
+session that failed, resumed in the morning, had its unit logs replaced by the resume's, and
+the only place left with the night's failure was a directory no command read. Real `pipeline`
+runs on the embedded store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import run_pipeline
+
+PIPELINE = """\
+pipeline: night
+units:
+  files:
+    unit: core.files
+    params: {directory: files}
+    outputs: {files: raw}
+  sink:
+    unit: core.jsonl-sink
+    params: {path: out/all.jsonl, payload: text}
+    inputs: {messages: raw}
+"""
+FAILED = "unit core.files failed to start: directory files does not exist"
+
+
+def test_the_previous_sessions_log_is_shown_after_a_resume(tmp_path: Path) -> None:
+    file = tmp_path / "night.pipeline.yaml"
+    file.write_text(PIPELINE)
+    night = run_pipeline("run", str(file), cwd=tmp_path)  # its input folder is missing
+    assert FAILED in night.stderr, night.stderr
+    nothing_kept = run_pipeline("logs", str(file), "files", "--previous", cwd=tmp_path)
+    assert nothing_kept.returncode == 1
+    assert nothing_kept.stderr.startswith("error: no earlier session is kept in "), (
+        nothing_kept.stderr
+    )
+    assert len(nothing_kept.stderr.splitlines()) == 1
+
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a\n")
+    morning = run_pipeline("run", "--resume", str(file), cwd=tmp_path)
+    assert morning.returncode == 0, morning.stderr
+
+    latest = run_pipeline("logs", str(file), "files", "--stderr", cwd=tmp_path)
+    assert latest.returncode == 0, latest.stderr
+    assert FAILED not in latest.stdout
+    assert "files finished: 0 received, 1 processed" in latest.stdout, latest.stdout
+    previous = run_pipeline("logs", str(file), "files", "--stderr", "--previous", cwd=tmp_path)
+    assert previous.returncode == 0, previous.stderr
+    assert FAILED in previous.stdout, previous.stdout
+    assert "1 processed" not in previous.stdout
+    # both streams by default, each where it belongs; and an ended session does not grow
+    both = run_pipeline("logs", str(file), "files", "--previous", cwd=tmp_path)
+    assert FAILED in both.stderr
+    assert both.stdout == ""
+    followed = run_pipeline("logs", str(file), "files", "--previous", "-f", cwd=tmp_path)
+    assert followed.returncode == 2
+    assert followed.stderr == (
+        "error: --previous shows an ended session's log, which --follow cannot\n"
+    )
+
+
+def test_previous_is_refused_by_an_executor_that_has_no_such_option(tmp_path: Path) -> None:
+    file = tmp_path / "night.pipeline.yaml"
+    file.write_text(PIPELINE)
+    done = run_pipeline(
+        "logs", str(file), "files", "--previous", "--executor", "nomad", cwd=tmp_path,
+        env={"NOMAD_ADDR": "http://127.0.0.1:9"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == "error: the nomad executor has no --previous option for `pipeline logs`\n"
+    assert "Traceback" not in done.stderr
