@@ -84,7 +84,7 @@ def test_the_example_runs_and_prints_its_summary(run):
     # eps^2 = a^2/N + b^2 and asks for the scans still needed, saying why in numbers
     assert "action more_scans" in decision
     assert "floor" in decision
-    total = int(re.search(r"reaches it after (\d+) scans", decision).group(1))
+    total = int(re.search(r"reaches it after (\d+) merged scans", decision).group(1))
     asked = int(re.search(r"action more_scans, scans (\d+),", decision).group(1))
     assert asked == total - 2 >= 1
     nexus = examples / "results" / "p65.nxs"

@@ -639,8 +639,8 @@ class ConvergenceAgent:
             needed = max(needed, n + 1)
             how = (
                 f"the fit eps² = a²/N + b² to {fit.points} points (a = {_g(math.sqrt(fit.a2))}, "
-                f"floor {_g(fit.floor)} ± {_g(fit.floor_err)}) reaches it after {needed} scans "
-                f"(predicted noise {_g(fit.noise(needed))} ± {_g(fit.noise_err(needed))})"
+                f"floor {_g(fit.floor)} ± {_g(fit.floor_err)}) reaches it after {needed} merged "
+                f"scans (predicted noise {_g(fit.noise(needed))} ± {_g(fit.noise_err(needed))})"
             )
             confidence = self._fit_confidence(fit, needed)
             uncertain = confidence < 0.5
@@ -662,7 +662,7 @@ class ConvergenceAgent:
                 )
             how = (
                 f"uncertain: {no_floor}; falling as 1/sqrt(N) (no floor) it reaches it after "
-                f"{needed} scans"
+                f"{needed} merged scans"
             )
             confidence = 0.3
             uncertain = True
