@@ -74,4 +74,4 @@ def test_tutorial_pipeline_does_what_the_tutorial_says():
     # the tutorial's text quotes these numbers
     text = doc.read_text()
     assert f"{second['noise_model']['floor']:.2e}" in text
-    assert f"after {second['predicted_scans_total']} scans" in text
+    assert f"after {second['predicted_scans_total']} merged scans" in text
