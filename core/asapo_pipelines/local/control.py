@@ -349,12 +349,14 @@ def unit_log(
     follow: bool = False,
     previous: bool = False,
 ) -> Iterator[bytes]:
-    """The unit's log of the latest session, or with `previous` of the session before it."""
+    """The unit's log of the latest session, or with `previous` of the session before it (an
+    ended session's: nothing to follow)."""
+    run_dir = Path(run_dir)
     if previous:
-        return _previous_log(Path(run_dir), unit, task, stderr)
-    state = read_state(Path(run_dir) / STATE_FILE)
-    record = find_unit(state, unit, task)
-    logs_dir = Path(record["logs"])
+        record, logs_dir = _previous_logs(run_dir, unit, task)
+    else:
+        record = find_unit(read_state(run_dir / STATE_FILE), unit, task)
+        logs_dir = Path(record["logs"])
     stream = "stderr" if stderr else "stdout"
     if not log_files(logs_dir, record["task"], stream):
         return iter(())
@@ -362,13 +364,15 @@ def unit_log(
     def keep_going() -> bool:
         return supervisor_alive(run_dir) and run_status(run_dir).get("status") not in FINAL
 
+    follow = follow and not previous
     return read_log(logs_dir, record["task"], stream, follow=follow, keep_going=keep_going)
 
 
-def _previous_log(run_dir: Path, unit: str, task: str | None, stderr: bool) -> Iterator[bytes]:
-    """The unit's log of the session before the latest, kept in `previous-alloc` with that
-    session's last state (the run directory may have moved since: its logs are found under
-    `previous-alloc` by their place in the allocation, not by the path recorded)."""
+def _previous_logs(run_dir: Path, unit: str, task: str | None) -> tuple[dict[str, Any], Path]:
+    """The unit's record and logs directory of the session before the latest, kept in
+    `previous-alloc` with that session's last state (the run directory may have moved since:
+    its logs are found under `previous-alloc` by their place in the allocation, not by the
+    path recorded)."""
     kept = run_dir / PREVIOUS_ALLOC
     if not (kept / STATE_FILE).is_file():
         raise LocalRunError(
@@ -376,10 +380,5 @@ def _previous_log(run_dir: Path, unit: str, task: str | None, stderr: bool) -> I
             "from its next start on (`pipeline logs FILE UNIT` shows the latest)"
         )
     record = find_unit(read_state(kept / STATE_FILE), unit, task)
-    recorded = Path(record["logs"]).parts
     # <run>/alloc/<group>-<index>/alloc/logs: the last three parts name it in the allocation
-    logs_dir = kept.joinpath(*recorded[-3:])
-    stream = "stderr" if stderr else "stdout"
-    if not log_files(logs_dir, record["task"], stream):
-        return iter(())
-    return read_log(logs_dir, record["task"], stream)
+    return record, kept.joinpath(*Path(record["logs"]).parts[-3:])
