@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any
 
 import h5py
 import pytest
-from xas_procs import PIPELINE, wait_until, write_pipeline
+from xas_procs import pipeline_command, wait_until, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 # the results are read from the NeXus writer's file: the XAS plugin's own session (xas with
@@ -32,17 +31,7 @@ def cli(pipeline: Path, command: str, *args: str) -> dict[str, Any]:
 def call(
     pipeline: Path, command: str, *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(pipeline.parent / "cache")
-    done = subprocess.run(
-        [PIPELINE, command, str(pipeline), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=pipeline.parent,
-        timeout=300,
-        check=False,
-    )
+    done = pipeline_command(pipeline, command, *args)
     assert done.returncode == 0 or not check, done.stdout + done.stderr
     return done
 

@@ -6,14 +6,13 @@ the old one with a true reason."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from xas_procs import PIPELINE, last_status, read, wait_until, write_pipeline
+from xas_procs import last_status, pipeline_command, read, wait_until, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.merge import Merger
@@ -48,17 +47,7 @@ def units() -> dict[str, Any]:
 
 
 def run(pipeline: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(pipeline.parent / "cache")
-    return subprocess.run(
-        [PIPELINE, "run", str(pipeline), "--json", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=pipeline.parent,
-        timeout=300,
-        check=False,
-    )
+    return pipeline_command(pipeline, "run", "--json", *args)
 
 
 def summary(result: subprocess.CompletedProcess[str], task: str) -> dict[str, Any]:
@@ -171,17 +160,7 @@ def test_file_rewritten_while_stopped_is_sent_as_the_next_version(workdir):
 
 def command(pipeline: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     """`pipeline <name> FILE ARGS` in the pipeline's folder; it must succeed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(pipeline.parent / "cache")
-    done = subprocess.run(
-        [PIPELINE, name, str(pipeline), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=pipeline.parent,
-        timeout=300,
-        check=False,
-    )
+    done = pipeline_command(pipeline, name, *args)
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 

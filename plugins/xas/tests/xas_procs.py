@@ -17,6 +17,22 @@ from xas_testdata import REFERENCE_SETTINGS
 PIPELINE = str(Path(sys.executable).with_name("pipeline"))
 
 
+def pipeline_command(pipeline: Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pipeline <name> FILE ARGS` in the pipeline's folder, as a user runs it (no
+    ASAPO_PIPELINES_ setting of the test's environment; the listing cache beside the file)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = str(pipeline.parent / "cache")
+    return subprocess.run(
+        [PIPELINE, name, str(pipeline), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=pipeline.parent,
+        timeout=300,
+        check=False,
+    )
+
+
 def watch_units(**scan_params: Any) -> dict[str, Any]:
     """The P65 decision path in watch mode on `incoming/`: scan files, normalize, merge."""
     return {
