@@ -127,22 +127,36 @@ def to_dot(pipeline: Pipeline, catalog: Catalog | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: how long `dot` may take: a pipeline's graph renders in well under a second, so a `dot` still
+#: busy after this is stuck (a broken install, a wrapper waiting for input), not working
+DOT_TIMEOUT = 60.0
+
+
 def to_svg(pipeline: Pipeline, catalog: Catalog | None = None) -> str:
-    """SVG rendered by Graphviz's `dot`; UsageError when Graphviz is not installed."""
+    """SVG rendered by Graphviz's `dot`; UsageError when Graphviz is not installed,
+    PipelinesError when it fails, cannot be started or does not finish."""
     dot = shutil.which("dot")
     if dot is None:
         raise UsageError(
             "SVG needs Graphviz's `dot` program, which is not installed (e.g. apt-get install "
             "graphviz); --format dot prints the graph for rendering elsewhere"
         )
-    result = subprocess.run(
-        [dot, "-Tsvg"],
-        input=to_dot(pipeline, catalog),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [dot, "-Tsvg"],
+            input=to_dot(pipeline, catalog),
+            capture_output=True,
+            text=True,
+            timeout=DOT_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise PipelinesError(
+            f"Graphviz's {dot} did not finish rendering the graph in {DOT_TIMEOUT:g} s and was "
+            "stopped; --format dot prints the graph for rendering elsewhere"
+        ) from None
+    except OSError as exc:
+        raise PipelinesError(f"cannot start Graphviz's {dot}: {exc.strerror or exc}") from None
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no message"])[0]
         raise PipelinesError(f"Graphviz could not render the graph: {reason}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -133,3 +134,28 @@ def test_new_rejects_a_bad_name(tmp_path: Path) -> None:
     result = run_pipeline("new", "P65 XAS", "--dir", str(tmp_path))
     assert result.returncode == 2
     assert "pipeline name 'P65 XAS' is not valid" in result.stderr
+
+
+def test_a_graphviz_that_hangs_is_stopped_with_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a real program named `dot` that never answers (a broken install, a wrapper waiting for
+    # input): the command stops it and says so, instead of "internal error (TimeoutExpired)"
+    from asapo_pipelines import graph
+    from asapo_pipelines.cli import main
+
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.setattr(graph, "DOT_TIMEOUT", 0.5)
+    files = Path(__file__).parents[2] / "examples" / "files-to-jsonl.pipeline.yaml"
+    with pytest.raises(SystemExit) as exited:
+        main(["graph", str(files), "--format", "svg"])
+    err = capsys.readouterr().err
+    assert exited.value.code not in (0, None)
+    assert err == (
+        f"error: Graphviz's {fake} did not finish rendering the graph in 0.5 s and was stopped; "
+        "--format dot prints the graph for rendering elsewhere\n"
+    )
