@@ -228,6 +228,9 @@ class NexusWriterSink(Sink):
         self.closed = False
         self.rebuilt = 0
         self._salvage_untold = False
+        #: (entries found, entries the run left) when the run's own file came back with fewer
+        #: entries; said once they are rebuilt (`summary`)
+        self._fewer_untold: tuple[int, int] | None = None
         #: entries `restore` wrote of messages not acknowledged before: when they come again
         #: (`process`), they count as written, not as duplicates
         self._rebuilt_keys: set[str] = set()
@@ -235,6 +238,8 @@ class NexusWriterSink(Sink):
             self._rebuild(lost)
         elif self.writer.salvaged is not None:
             self._rebuild_salvaged()
+        else:
+            self._rebuild_older_copy()
 
     def _lost_since_last_session(self) -> FileGone | None:
         """Whether the file this run wrote before is gone from the path, or another is there
@@ -287,6 +292,48 @@ class NexusWriterSink(Sink):
             self._salvage_untold = True
         else:
             self._say_salvaged()  # a new run: none of its entries were in the file
+
+    def _rebuild_older_copy(self) -> None:
+        """The run's own file (its id) holding fewer complete entries than the run left in it:
+        an older copy put back (a backup restored, a copy taken mid-run), or entries deleted by
+        another program. Unlike another file at the path, it is the run's: its missing entries
+        are written again from the run's stored inputs, on a resume as on a restart (otherwise
+        their inputs, acknowledged long ago, never come back and the entries are lost without
+        a word)."""
+        carried = self.context.carried_summary
+        left = carried.get("entries_in_file")
+        if (
+            carried.get("file") != str(self.writer.path.resolve())
+            or carried.get("file_id") != self.writer.file_id
+            or not isinstance(left, int)
+            or self.writer.entries_in_file >= left
+        ):
+            return
+        self._replay_inputs()
+        self._fewer_untold = (self.writer.entries_in_file, left)
+
+    def _say_fewer(self) -> None:
+        """One line once the run's entries are rebuilt: what was missing, what is back, and
+        what only reprocessing other runs brings back."""
+        assert self._fewer_untold is not None
+        found, left = self._fewer_untold
+        self._fewer_untold = None
+        label = self.context.run.get("run") or "this run"
+        still = left - self.writer.entries_in_file
+        self.log.warning(
+            "%s held %s where run %s left %d when it last wrote it (an older copy put back, "
+            "or entries deleted): %s of run %s written again from its stored inputs%s",
+            self.writer.path,
+            _entries(found),
+            label,
+            left,
+            _entries(self.rebuilt),
+            label,
+            f"; {_entries(still)} of other runs are still missing: reprocessing those runs "
+            "(`pipeline reprocess`) writes them again"
+            if still > 0
+            else "",
+        )
 
     def _say_salvaged(self) -> None:
         """One line: how many entries were salvaged, how many rebuilt, where the damaged file
@@ -439,6 +486,8 @@ class NexusWriterSink(Sink):
     def summary(self) -> dict[str, Any]:
         if self._salvage_untold:
             self._say_salvaged()
+        if self._fewer_untold is not None:
+            self._say_fewer()
         return {
             "file": str(self.writer.path.resolve()),
             "entries_written": sum(self.written.values()),
