@@ -301,7 +301,9 @@ class Unit:
         and `pipeline run` show it; called after `on_shutdown`, and (processors, sinks and
         agents) also after `on_start` and after each `flush`, so that a worker restarted within
         its session, or started in a later session of the run, gets it back in
-        `context.carried_summary`. Keep it cheap. Nothing by default."""
+        `context.carried_summary`. A source's is also taken while its `run` goes on, from the
+        worker's status thread, every record (about every 2 s): read your state there, never
+        change it. Keep it cheap. Nothing by default."""
         return {}
 
     # -- outputs -------------------------------------------------------------------------------

@@ -430,8 +430,19 @@ class Worker:
     def _running_summary(self) -> None:
         """Put the unit's summary in the status records sent from now on: a worker killed
         outright leaves its last one to the process restarted in its place."""
-        if self.descriptor.role != "source":  # a source's summary is taken at its end only
+        if self.descriptor.role != "source":  # a source's: `_source_summary`
             self.counters.summary = self.runner.summary(running=True)
+
+    def _source_summary(self) -> None:
+        """A running source's summary, taken by the status thread for each record it sends: a
+        source has no batches to take it at, and its `run` keeps its thread, so without this
+        `pipeline status` showed nothing of it (a scan file that could not be read, files sent)
+        until it ended. A summary that cannot be read at that moment (the unit's state changing
+        under it) leaves the one before."""
+        if self.counters.state == "running":
+            fresh = self.runner.summary(running=True)
+            if fresh:
+                self.counters.summary = fresh
 
     def _output_source(self, port: str) -> str:
         stream_name = self.outputs[port]
@@ -544,6 +555,8 @@ class Worker:
             self.transport, self.pipeline, self.counters, interval=self.status_interval
         )
         self.counters.state = "loading"
+        if self.descriptor.role == "source":
+            self.status.refresh = self._source_summary
         self.status.start()
         try:
             try:

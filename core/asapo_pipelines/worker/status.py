@@ -136,6 +136,8 @@ class StatusPublisher:
         self._lock = threading.Lock()
         #: when the last record was sent (monotonic), for `committed`
         self._published = 0.0
+        #: called before each record is taken (a source's summary: see `Worker._source_summary`)
+        self.refresh: Callable[[], None] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="status", daemon=True)
@@ -213,6 +215,8 @@ class StatusPublisher:
     def _publish(self, producer: Any) -> None:
         with self._lock:
             self._published = time.monotonic()
+            if self.refresh is not None:
+                self.refresh()
             record = self.counters.snapshot(self._rate())
             # the regular beat, for readers that tell a silent (killed) worker from a quiet one:
             # records sent after commits come closer together than that

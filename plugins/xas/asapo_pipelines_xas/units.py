@@ -111,7 +111,9 @@ class ScanFiles(Source):
         suffix = f"@{read_as[0]}-{read_as[1]}" if read_as is not None else ""
         if error is not None:
             key = name + suffix if name in self._reported or known else name
-            # a malformed file is reported with its reason and the others go on
+            # a malformed file is reported with its reason and the others go on; said in the
+            # log too, which the scientist watches, not only on the error stream
+            self.log.warning("%s: it is not processed (on the error stream)", error)
             self.report_error(error, key=key)
             self._reported.add(name)
             self.malformed.append({"file": name, "reason": str(error)})
