@@ -113,7 +113,11 @@ class ScanFiles(Source):
             key = name + suffix if name in self._reported or known else name
             # a malformed file is reported with its reason and the others go on; said in the
             # log too, which the scientist watches, not only on the error stream
-            self.log.warning("%s: it is not processed (on the error stream)", error)
+            self.log.warning(
+                "%s: %s (on the error stream)",
+                error,
+                "not processed unless it changes" if watcher is not None else "it is not processed",
+            )
             self.report_error(error, key=key)
             self._reported.add(name)
             self.malformed.append({"file": name, "reason": str(error)})
@@ -145,6 +149,11 @@ class ScanFiles(Source):
         self.emit("scans", body, metadata=metadata, key=key)
         self._last[name] = (key, digest, version)
         self.sent.append(name)
+        if any(bad["file"] == name for bad in self.malformed):
+            # read too early (a DAQ that closes the file between blocks): its error record
+            # stays, but the summary lists only files still unreadable, and the log says so
+            self.malformed = [bad for bad in self.malformed if bad["file"] != name]
+            self.log.info("scan file %s, unreadable before, reads now: sent", name)
 
     def _vanished(self, path: Path) -> None:
         """A file seen in watch mode disappeared before it was complete: say that this scan is

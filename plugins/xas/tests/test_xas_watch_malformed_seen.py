@@ -3,7 +3,7 @@ run saw `errors 1` in the live table and nothing else: `pipeline logs FILE scans
 the file, and `pipeline status` showed no summary of the source (a source's summary was taken
 only when it ended), so the "malformed" list with the reason appeared after the beamtime. Now
 the source says it in its log at once, and its summary is in every status record while it
-runs."""
+runs; a file read whole later leaves that list."""
 
 from __future__ import annotations
 
@@ -58,8 +58,18 @@ def test_a_scan_file_that_cannot_be_read_is_named_while_the_run_goes_on(tmp_path
         said = [line for line in (logs.stdout + logs.stderr).splitlines() if BROKEN in line]
         assert len(said) == 1, logs.stdout + logs.stderr
         assert "WARNING" in said[0]
-        assert said[0].endswith("it is not processed (on the error stream)")
+        assert said[0].endswith("not processed unless it changes (on the error stream)")
         assert bad["reason"] in said[0]
+
+        # the DAQ finishes the file (a scan after all): it is sent, and the summary lists only
+        # files still unreadable; its error record stays, the log says it reads now
+        done = tmp_path / "incoming" / ".dump.part"
+        shutil.copy(DATA / P65_SCANS[1], done)
+        done.replace(tmp_path / "incoming" / BROKEN)
+        assert wait_until(lambda: _scans_summary(pipeline).get("scans_sent") == 2, timeout=120)
+        assert "malformed" not in _scans_summary(pipeline)
+        logs = pipeline_command(pipeline, "logs", "scans")
+        assert f"scan file {BROKEN}, unreadable before, reads now: sent" in logs.stderr
     finally:
         stopped = pipeline_command(pipeline, "stop")
         assert stopped.returncode == 0, stopped.stderr
