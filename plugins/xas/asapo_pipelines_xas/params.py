@@ -86,8 +86,13 @@ class ScanFilesParams(Params):
     sample: Annotated[
         str | None,
         Field(
-            description="Sample name; overrides the header. Without either, the file name "
-            "without its scan number is used, so repeats of one sample share it."
+            description="Sample name; overrides the header's (XDI Sample.name, FIO sample). "
+            "Without either, the file name without its extension and scan number is used, so "
+            "repeats of one sample share it. The scan number is only a zero-padded counter at "
+            "the end of the name, a leading 0 and at least 3 digits after `_`, `.` or `-` "
+            "(`fe_foil_001`, `20K_GOE_Fe_K_240.00000`: samples `fe_foil`, `20K_GOE_Fe_K_240`); "
+            "any other trailing number stays in the sample name (`cu_T_100`, `sample_2`), so "
+            "files differing only in it are never merged as repeats. Set this to group them."
         ),
     ] = None
     element: Annotated[

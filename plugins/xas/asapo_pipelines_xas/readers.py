@@ -497,15 +497,26 @@ def _build_scan(
     return Scan(energy.copy(), channels, meta)
 
 
+#: A scan number at the end of a file name (its extension taken off): a zero-padded counter, a
+#: leading 0 and at least 3 digits, after `_`, `.` or `-` (`_001`, `.00000`). Any other trailing
+#: number is part of the sample name: `cu_T_100` and `cu_T_300` (100 K and 300 K) are two
+#: samples, not two repeats of `cu_T` to be averaged; repeats numbered `_1`, `_2` are then two
+#: groups, which is safe (set `sample` to merge them), where averaging two measurements is not.
+SCAN_NUMBER = re.compile(r"(.+?)[._-](0\d{2,})")
+
+
 def _from_file_name(name: str) -> dict[str, Any]:
-    """Scan number, base name (repeats share it) and element/edge hints from the file name."""
+    """Scan number, base name (repeats share it) and element/edge hints from the file name.
+
+    The scan number is a zero-padded counter at the end (`SCAN_NUMBER`): `20K_GOE_Fe_K_240.00001`
+    is scan 1 of `20K_GOE_Fe_K_240`, while `cu_T_300` is the sample `cu_T_300`."""
     stem = Path(name).name
     for suffix in (".xdi", ".dat", ".fio", ".txt", ".csv", ".asc"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
     info: dict[str, Any] = {"file_base": stem}
-    number = re.fullmatch(r"(.+?)[._-](\d{3,})", stem)
+    number = SCAN_NUMBER.fullmatch(stem)
     if number:
         info["file_base"], info["scan_number"] = number.group(1), int(number.group(2))
     tokens = re.split(r"[_.\-\s]+", info["file_base"])
