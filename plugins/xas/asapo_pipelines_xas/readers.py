@@ -1,6 +1,7 @@
 """Readers of XAS scan files: P65 (`#` header), XDI 1.0 and DESY FIO.
 
-Each reader returns a `Scan`: the energy and the detector channels under role names (`i0`, `it`,
+Each reader returns a `Scan`: the energy in eV (an XDI energy column in keV is converted, one in
+another unit refused) and the detector channels under role names (`i0`, `it`,
 `iref`, `if`, `mu`), sorted by energy with duplicate energies dropped (continuous scans at P65 go
 back and forth), plus the header's metadata. A file that cannot be read raises `ScanFileError`
 naming the reason, which the scan-files unit sends to the error stream.
@@ -162,6 +163,9 @@ def parse_scan(
     table, line_numbers = _to_table(name, names, rows, first_line)
     mapping = _map_columns(name, names, columns or {})
     _check_energy(name, table[:, mapping["energy"]], line_numbers)
+    converted = _energy_in_ev(name, table, mapping["energy"], names, meta.pop(_UNITS, {}))
+    if converted:
+        meta["energy_unit"] = converted
     meta = {
         **meta,
         "format": fmt,
@@ -261,6 +265,7 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
     header, start = _split_header(lines)
     fields: dict[str, str] = {}
     labels: dict[int, str] = {}
+    units: dict[int, str] = {}
     in_fields = True
     last_comment = ""
     for line in header[1:]:
@@ -277,7 +282,10 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
             fields[key] = value
             column = re.fullmatch(r"column\.(\d+)", key, re.IGNORECASE)
             if column:
-                labels[int(column.group(1))] = value.split()[0] if value.split() else ""
+                words = value.split()
+                labels[int(column.group(1))] = words[0] if words else ""
+                if len(words) > 1:  # `Column.1: energy eV`: the column's unit
+                    units[int(column.group(1))] = words[1]
         else:
             last_comment = line
     rows = lines[start:]
@@ -297,6 +305,9 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         return next((lower[k] for k in keys if lower.get(k)), None)
 
     meta: dict[str, Any] = {"header": fields}
+    if labels:
+        # by column index (0-based); taken out of the metadata by `parse_scan`
+        meta[_UNITS] = {i - 1: unit for i, unit in units.items()}
     for target, keys in (
         ("element", ("element.symbol", "scan.element")),
         ("edge", ("element.edge", "scan.edge")),
@@ -455,6 +466,35 @@ def _map_columns(name: str, names: list[str], columns: Mapping[str, str | int]) 
             f"`columns: {{energy: ...}}`; columns: {', '.join(names)}",
         )
     return mapping
+
+
+#: metadata key under which a parser hands `parse_scan` the columns' units (never sent)
+_UNITS = "_column_units"
+
+#: Energy units a file may name for its energy column (in any case), and their factor to eV.
+ENERGY_UNITS = {"eV": 1.0, "keV": 1000.0}
+
+
+def _energy_in_ev(
+    name: str, table: np.ndarray, column: int, names: list[str], units: Mapping[int, str]
+) -> dict[str, Any] | None:
+    """Put the energy column in eV, in place, by the unit the file names for it (XDI
+    `Column.N: energy keV`): keV is converted, and said in what this returns (for the scan's
+    metadata); a unit that is not an energy unit refuses the file. No unit named: eV."""
+    unit = units.get(column)
+    if unit is None:
+        return None
+    factor = next((f for u, f in ENERGY_UNITS.items() if u.lower() == unit.lower()), None)
+    if factor is None:
+        raise ScanFileError(
+            name,
+            f"its energy column {names[column]} is in {unit!r}, which is not an energy unit this "
+            f"reader converts (it reads {' and '.join(ENERGY_UNITS)})",
+        )
+    if factor == 1.0:
+        return None
+    table[:, column] *= factor
+    return {"column": names[column], "unit_read": unit, "converted_to": "eV", "factor": factor}
 
 
 def _check_energy(name: str, energy: np.ndarray, line_numbers: np.ndarray) -> None:
