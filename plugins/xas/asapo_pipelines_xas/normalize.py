@@ -503,8 +503,35 @@ def load_larch() -> None:
 
 
 def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectrum:
-    """Normalise one scan: the whole of `xas.normalize` for one message."""
-    params = params or NormalizeParams()
+    """Normalise one scan: the whole of `xas.normalize` for one message.
+
+    Every error names the scan file (`_label`) first, whatever raised it: xraylarch's own words
+    ("autobk failed: x must be strictly increasing if s = 0") do not say which of a directory's
+    files could not be normalised, and the log line and the error record show only this text.
+    An error from a library call not wrapped below becomes a `SpectrumError` (the scan is at
+    fault, a retry fails the same way) that names the file and keeps the library's words;
+    running out of memory or a failing disk stays what it is."""
+    try:
+        return _normalize_scan(scan, params or NormalizeParams())
+    except SpectrumError as exc:
+        raise _naming_file(scan, exc) from None
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:
+        raise SpectrumError(
+            f"{_label(scan)}: normalising failed: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _naming_file(scan: Scan, exc: SpectrumError) -> SpectrumError:
+    """The error, with the scan's file in front of its message unless it names it already."""
+    label = _label(scan)
+    if str(exc).startswith(label):
+        return exc
+    return type(exc)(f"{label}: {exc}")
+
+
+def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
     mu = compute_mu(scan, params.mode)
     energy = np.asarray(scan.energy, dtype=float)
     values: dict[str, float | None] = {"energy_shift": 0.0}
