@@ -126,10 +126,21 @@ def _need(scan: Scan, role: str, mode: str) -> np.ndarray:
     values = scan.channel(role)
     if values is None:
         have = ", ".join(scan.channels) or "none"
-        raise SpectrumError(
+        missing = (
             f"{_label(scan)}: mode {mode} needs the {role} channel, which the scan does not have "
-            f"(channels: {have}); map it with `columns` in xas.scan-files"
+            f"(channels: {have})"
         )
+        if mode in ("transmission", "fluorescence") and scan.channel("mu") is not None:
+            # a file with its absorption already computed (XDI `mutrans`, often with i0 only):
+            # reading its mu is the remedy; a column under an unusual name is the rarer case
+            column = dict(scan.metadata.get("columns") or {}).get("mu")
+            named = f" (column {column})" if column else ""
+            raise SpectrumError(
+                f"{missing}; the file has mu already{named}: `mode: mu` in xas.normalize uses "
+                f"it (if the file has an {role} column under another name, map it with "
+                "`columns` in xas.scan-files)"
+            )
+        raise SpectrumError(f"{missing}; map it with `columns` in xas.scan-files")
     return values
 
 
