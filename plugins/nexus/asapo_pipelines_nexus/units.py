@@ -152,6 +152,12 @@ def _not_hdf5_now(path: Path) -> str | None:
     return None
 
 
+def _has_data(result: dict[str, Any]) -> bool:
+    """A spectrum or merge with the arrays an entry stores."""
+    arrays = result.get("arrays")
+    return isinstance(arrays, dict) and bool(arrays.get("energy")) and bool(arrays.get("mu"))
+
+
 def _entries(n: int) -> str:
     return f"{n} {'entry' if n == 1 else 'entries'}"
 
@@ -225,6 +231,8 @@ class NexusWriterSink(Sink):
         self._warn_of_other_pipelines()
         self._warn_of_same_run_id()
         self.written, self.duplicates = self._carried()
+        empty = self.context.carried_summary.get("merges_without_data")
+        self.merges_without_data = empty if isinstance(empty, int) else 0
         self.closed = False
         self.rebuilt = 0
         self._salvage_untold = False
@@ -442,6 +450,12 @@ class NexusWriterSink(Sink):
                 f"message {message.data_source}/{message.stream}/{message.id} is not a JSON "
                 f"object; nexus.writer stores {port.content_type} messages"
             )
+        if port.content_type == "xas/merged" and not _has_data(body):
+            # a merge of nothing (every scan rejected, or scans that disagree with no majority):
+            # no data to store, and no error of this unit; why is in the merge itself and in
+            # the agent's decision on it
+            self.merges_without_data += 1
+            return
         key, name = self._store(message)
         if name is None and key not in self._rebuilt_keys:
             self.duplicates += 1
@@ -493,6 +507,12 @@ class NexusWriterSink(Sink):
             "entries_written": sum(self.written.values()),
             **{f"{port}_written": n for port, n in sorted(self.written.items())},
             "duplicates_skipped": self.duplicates,
+            # merges that merged no scan: nothing to store (see `process`)
+            **(
+                {"merges_without_data": self.merges_without_data}
+                if self.merges_without_data
+                else {}
+            ),
             # which file the run wrote: a later session finds out whether it is still there
             "file_id": self.writer.file_id,
             # a resume that found the file gone wrote these again (`_rebuild`)

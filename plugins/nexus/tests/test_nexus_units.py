@@ -164,3 +164,32 @@ def test_file_opens_with_h5py_while_the_writer_worker_still_writes(tmp_path, sca
     assert status["summary"]["entries_written"] == 4
     assert status["summary"]["duplicates_skipped"] == 1
     assert status["summary"]["file"] == str(path.resolve())
+
+
+def test_a_merge_of_no_scan_is_counted_not_an_error(tmp_path, unit_harness, unit_message, scans):
+    # every scan of the group rejected, or two that disagree with no majority: the merge
+    # carries its reasons but no arrays. It was an error record of the writer ("it has no
+    # energy and mu arrays to store") for each such merge, counted in `errors`
+    path = tmp_path / "p65.nxs"
+    merged = result_message(scans[1], merged=True)
+    empty = {
+        **merged,
+        "n_merged": 0,
+        "accepted": [],
+        "rejected": [{"scan": s, "reasons": ["no majority: ..."]} for s in merged["accepted"]],
+        "arrays": {},
+        "values": {},
+    }
+    harness = unit_harness("nexus.writer", params={"file": str(path)})
+    harness.send(
+        with_key(unit_message, empty, "merge/1", "merged"),
+        with_key(unit_message, merged, "merge/2", "merged"),
+    )
+    assert harness.result.errors == []
+    assert len(harness.result.acknowledged) == 2
+    result = harness.shutdown()
+    assert result.summary["merges_without_data"] == 1
+    assert result.summary["merged_written"] == 1
+    f, entries = entries_by_key(path)
+    with f:
+        assert sorted(entries) == ["merge/2"]
