@@ -64,6 +64,12 @@ their normalisation settings (`superseded`) say nothing about the beam or the sa
 `change_parameters` for too many rejections counts only the other rejections, as a fraction of
 the scans that count (merged plus those rejected for the beam or the sample).
 
+Scans that disagree with no majority. A merge whose scans disagree with none of them agreed with
+by more of the others (`no_majority`: two scans that disagree) merges nothing; more repeats of
+it are not what is needed but a look at those scans (a mislabelled sample, another material):
+`change_parameters` naming them, no plan. Any other decision on a merge that left scans out
+names them, with the first part of their first reason, at the end of its reason.
+
 Without a noise estimate. When the merge's settings say the noise estimate is off (normalize's
 `noise.enabled` or `autobk.enabled` false), the agent cannot judge convergence: it says so once
 per group (`change_parameters`, no plan) and then decides nothing on that group's merges
@@ -348,6 +354,19 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _left_out(rejected: list[Mapping[str, Any]], shown: int = 5) -> str:
+    """`left out of the merge: <file> (<reason>), ...`: the scans rejected, by their files'
+    names, each with the first part of its first reason (the rest is in `bad_scans`)."""
+    items = []
+    for r in rejected[:shown]:
+        reasons = list(r.get("reasons") or [])
+        why = str(reasons[0]).split("; ")[0] if reasons else "no reason given"
+        items.append(f"{scan_name(str(r.get('scan')))} ({why})")
+    more = len(rejected) - shown
+    tail = f" and {more} more (arguments.bad_scans)" if more > 0 else ""
+    return f"left out of the merge: {', '.join(items)}{tail}"
+
+
 def _check_scans(scans: list[str], sample: str | None) -> str:
     """`check scans <file>, <file> of sample <sample>`: the scans by the names of their files."""
     names = ", ".join(scan_name(s) for s in scans)
@@ -501,6 +520,9 @@ class ConvergenceAgent:
                 self._decided[uid] = (state, n_total)
             elif action == "change_parameters":
                 arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
+            if rejected and action != "change_parameters":
+                # change_parameters names them already (or the scans to check)
+                reason = f"{reason}; {_left_out(rejected)}"
             if restarted:
                 reason = f"{reason}; {restarted['reason']}"
             state.last_uid = uid
@@ -517,6 +539,18 @@ class ConvergenceAgent:
                 "metrics": metrics,
             }
 
+        disagreement = merged.get("no_majority")
+        if isinstance(disagreement, Mapping):
+            # a merge of nothing: more scans of it would be repeats of what, is the question
+            scans = [str(x) for x in disagreement.get("scans", [])]
+            return suggestion(
+                "change_parameters",
+                f"{disagreement.get('reason', 'the scans disagree with no majority')}; "
+                f"{_check_scans(scans, group.get('sample'))} (the sample, its label, the "
+                "beam): another repeat decides only if it agrees with one of them",
+                0.8,
+                check=["scans disagree with no majority"],
+            )
         if n == 0:
             return suggestion(
                 "change_parameters",

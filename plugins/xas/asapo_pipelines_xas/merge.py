@@ -25,8 +25,12 @@ because their E0, edge step and noise were computed differently. Screening, in o
   (interrupted, or a file read while still being written) would otherwise cut every scan in the
   merge down to its own range and shorten the k range of the merged noise;
 - outliers: E0 (after alignment) further than `max_e0_shift` eV, or an edge step further than
-  `max_edge_step_deviation` (relative), from the group's reference values: the median over the
-  scans without beam loss once there are three of them, the first such scan before.
+  `max_edge_step_deviation` (relative), from the group's reference values. These are those of
+  the majority, whatever the scans' names or order: the scan that agrees (by these two limits)
+  with the most others, ties by acquisition order, and the medians over it and the scans that
+  agree with it. When another scan that disagrees with it has as many agreeing (two scans that
+  disagree, two against two), no majority tells which is the measurement: nothing is merged,
+  every such scan is rejected with the reason, and the merge says so (`no_majority`).
 
 The accepted scans' mu(E) (shifted) are merged by xraylarch's `merge_groups` (cubic interpolation
 onto the first accepted scan's grid), then clipped to the energies all scans cover, so nothing is
@@ -92,6 +96,9 @@ class Merged:
     settings: dict[str, Any] = field(default_factory=dict)
     #: the noise curve this merge belongs on (see the module's docstring); its group by default
     noise_series: dict[str, Any] = field(default_factory=dict)
+    #: the scans disagree and no majority tells which is the measurement: nothing is merged
+    #: (`{"scans": [...], "reason": ...}`), else None
+    no_majority: dict[str, Any] | None = None
 
     @property
     def latest_accepted(self) -> bool:
@@ -114,6 +121,8 @@ class Merged:
             "arrays": {k: _json_array(v) for k, v in self.arrays.items()},
             "settings": self.settings,
             "noise_series": dict(self.noise_series or self.group),
+            # only when set: a merge's key is its content, which this must not change otherwise
+            **({"no_majority": dict(self.no_majority)} if self.no_majority else {}),
         }
 
 
@@ -325,8 +334,8 @@ class Merger:
         # scans arrive in any order (a transport promises none), but the anchor of the
         # alignment, the screening and the merged arrays must not depend on it
         entries.sort(key=_acquisition_order)
-        self._screen(self._current(entries))
-        return self._merge(key, entries, ident)
+        no_majority = self._screen(self._current(entries))
+        return self._merge(key, entries, ident, no_majority)
 
     # -- screening -----------------------------------------------------------------------------
     def _current(self, entries: list[_Entry]) -> list[_Entry]:
@@ -371,7 +380,9 @@ class Merger:
             ]
         return kept
 
-    def _screen(self, entries: list[_Entry]) -> None:
+    def _screen(self, entries: list[_Entry]) -> dict[str, Any] | None:
+        """Screen the group's entries (their `reasons`); what the merge says when the scans
+        disagree with no majority, else None."""
         p = self.params
         for entry in entries:
             entry.reasons = []
@@ -389,8 +400,7 @@ class Merger:
         if p.align == "reference":
             self._align(entries, usable)
             usable = [e for e in entries if not e.reasons]
-        if usable:
-            self._screen_outliers(usable)
+        return self._screen_outliers(usable) if usable else None
 
     @staticmethod
     def _screen_duplicates(entries: list[_Entry]) -> None:
@@ -425,17 +435,38 @@ class Merger:
                     f"{_k(entry, hi):.2f} Å⁻¹); limit {limit:.0%}"
                 )
 
-    def _screen_outliers(self, usable: list[_Entry]) -> None:
+    def _agrees(self, reference: _Entry, entry: _Entry) -> bool:
+        """`entry` passes the outlier screening against `reference`'s E0 and edge step."""
+        if entry is reference:
+            return True
         p = self.params
-        e0s = np.array([_e0(e) for e in usable])
-        steps = np.array([float(e.spectrum.values["edge_step"] or 0.0) for e in usable])
-        if len(usable) >= 3:
-            e0_ref, step_ref = float(np.median(e0s)), float(np.median(steps))
-        else:
-            e0_ref, step_ref = float(e0s[0]), float(steps[0])
+        step, ref_step = _step(entry), _step(reference)
+        deviation = abs(step - ref_step) / abs(ref_step) if ref_step else math.inf
+        return (
+            abs(_e0(entry) - _e0(reference)) <= p.max_e0_shift
+            and deviation <= p.max_edge_step_deviation
+        )
+
+    def _screen_outliers(self, usable: list[_Entry]) -> dict[str, Any] | None:
+        """Reject the scans that disagree with the majority (see the module's docstring); what
+        the merge says when there is none."""
+        p = self.params
+        agreeing = [[e for e in usable if self._agrees(ref, e)] for ref in usable]
+        # the most agreeing; of as many, the first measured (entries are in acquisition order)
+        best = max(range(len(usable)), key=lambda i: (len(agreeing[i]), -i))
+        reference, majority = usable[best], agreeing[best]
+        rivals = [
+            e
+            for e, others in zip(usable, agreeing, strict=True)
+            if len(others) == len(majority) and e not in majority
+        ]
+        if rivals:
+            return self._no_majority(usable, [reference, *rivals])
+        e0_ref = float(np.median([_e0(e) for e in majority]))
+        step_ref = float(np.median([_step(e) for e in majority]))
         for entry in usable:
             e0 = _e0(entry)
-            step = float(entry.spectrum.values["edge_step"] or 0.0)
+            step = _step(entry)
             if abs(e0 - e0_ref) > p.max_e0_shift:
                 entry.reasons.append(
                     f"E0 {e0:.2f} eV is {e0 - e0_ref:+.2f} eV from the group's {e0_ref:.2f} eV "
@@ -447,6 +478,33 @@ class Merger:
                     f"edge step {step:.4g} differs by {deviation:.1%} from the group's "
                     f"{step_ref:.4g} (limit {p.max_edge_step_deviation:.0%})"
                 )
+        return None
+
+    def _no_majority(self, usable: list[_Entry], heads: list[_Entry]) -> dict[str, Any]:
+        """Reject every usable scan: they disagree, and as many agree with one of `heads` as
+        with another, so which is the measurement cannot be told."""
+        p = self.params
+        limits = f"limits {p.max_e0_shift:g} eV, {p.max_edge_step_deviation:.0%}"
+        for entry in usable:
+            others = [h for h in heads if not self._agrees(h, entry)]
+            against = "; ".join(
+                f"scan {_name(h)} has E0 {_e0(h):.2f} eV, edge step {_step(h):.4g}" for h in others
+            )
+            entry.reasons.append(
+                f"no majority: E0 {_e0(entry):.2f} eV and edge step {_step(entry):.4g} disagree "
+                f"with the other scans ({against}; {limits}) and as many of the group's scans "
+                "agree with either, so which is the measurement cannot be told: check the scans"
+            )
+        values = ", ".join(
+            f"{_name(h)}: E0 {_e0(h):.2f} eV, edge step {_step(h):.4g}" for h in heads
+        )
+        return {
+            "scans": [e.scan_id for e in usable],
+            "reason": (
+                f"the {len(usable)} scans screened for E0 and edge step disagree ({values}; "
+                f"{limits}) and no majority agrees with one of them, so nothing is merged"
+            ),
+        }
 
     def _align(self, entries: list[_Entry], usable: list[_Entry]) -> None:
         """Fit each scan's foil onto the first usable scan with a foil (the anchor)."""
@@ -490,7 +548,13 @@ class Merger:
         noise = self.params.noise or NoiseParams.model_validate(own.get("noise", {}))
         return pre, bkg, noise
 
-    def _merge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
+    def _merge(
+        self,
+        key: tuple[str, ...],
+        entries: list[_Entry],
+        latest: str,
+        no_majority: dict[str, Any] | None = None,
+    ) -> Merged:
         group: dict[str, Any] = dict(zip(self.params.group_by, key, strict=True))
         newest = max(entries, key=lambda e: self._first_seen[settings_key(e.spectrum)])
         code = newest.spectrum.settings.get("normalizer")
@@ -527,7 +591,7 @@ class Merger:
             for e in entries
         ]
         if not accepted:
-            return Merged(group, 0, [], rejected, latest, {}, {}, scans)
+            return Merged(group, 0, [], rejected, latest, {}, {}, scans, no_majority=no_majority)
         grid, mean, std = merge_mu(
             [e.spectrum.arrays["energy"] + e.shift for e in accepted],
             [e.spectrum.arrays["mu"] for e in accepted],
@@ -636,6 +700,15 @@ def _k(entry: _Entry, energy: float) -> float:
     from larch.xafs import etok
 
     return float(etok(max(0.0, energy - float(entry.spectrum.values.get("e0") or energy))))
+
+
+def _step(entry: _Entry) -> float:
+    return float(entry.spectrum.values["edge_step"] or 0.0)
+
+
+def _name(entry: _Entry) -> str:
+    """A scan as the scientist knows it: its file's name."""
+    return str(entry.spectrum.metadata.get("file") or entry.scan_id)
 
 
 def _e0(entry: _Entry) -> float:

@@ -393,6 +393,12 @@ class Merge(Processor):
                 _sig(s.get("epsilon_k")) for s in merged["scans"] if s.get("accepted")
             ],
             **({"normalised_by_other_version": other_code} if other_code else {}),
+            # nothing merged: the scans disagree and none of them is the group's result
+            **(
+                {"no_majority": merged["no_majority"]["reason"]}
+                if merged.get("no_majority")
+                else {}
+            ),
         }
 
     def _warn_other_code(self, merged: dict[str, Any]) -> int:
