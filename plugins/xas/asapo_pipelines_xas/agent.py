@@ -551,6 +551,10 @@ class ConvergenceAgent:
                 0.8,
                 check=["scans disagree with no majority"],
             )
+        if n == 0 and rejected and not any(_counts_against_beam(r) for r in rejected):
+            # its scans counted elsewhere (a new version of the file in another group) or are
+            # copies: nothing of the beam or the sample to check, and nothing to measure here
+            return suggestion("stop", "no scan of this group is left to merge", 0.9)
         if n == 0:
             return suggestion(
                 "change_parameters",

@@ -313,16 +313,30 @@ class Merger:
         self._first_seen: dict[str, int] = {}
         #: each group's noise scale of its first merge, which names the group's first curve
         self._first_scale: dict[tuple[str, ...], dict[str, Any]] = {}
+        #: source key of a file's version -> (the version that replaces it, that one's group):
+        #: a file corrected after it was read may land in another group (its sample renamed)
+        self._replaced: dict[str, tuple[Any, tuple[str, ...]]] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
 
     def add(self, spectrum: Spectrum | Mapping[str, Any]) -> Merged:
+        """File a spectrum and return its group's merge (see `add_all`)."""
+        return self.add_all(spectrum)[-1]
+
+    def add_all(self, spectrum: Spectrum | Mapping[str, Any]) -> list[Merged]:
+        """File a spectrum; the merges it changed, its own group's last. A new version of a
+        file that lands in another group than the version it replaces (the file's sample
+        corrected) changes the old group too: merged again without the old version, which it
+        lists as superseded, so that one measurement counts once."""
         if not isinstance(spectrum, Spectrum):
             spectrum = Spectrum.from_json(spectrum)
         key = self.group_key(spectrum)
         entries = self._groups.setdefault(key, [])
         ident = scan_id(spectrum)
+        replaces = spectrum.metadata.get("replaces")
+        if replaces is not None:
+            self._replaced[str(replaces)] = (spectrum.metadata.get("file_version"), key)
         self._first_seen.setdefault(settings_key(spectrum), len(self._first_seen))
         entry = _Entry(ident, spectrum)
         for i, old in enumerate(entries):
@@ -334,8 +348,19 @@ class Merger:
         # scans arrive in any order (a transport promises none), but the anchor of the
         # alignment, the screening and the merged arrays must not depend on it
         entries.sort(key=_acquisition_order)
+        changed = []
+        if replaces is not None:
+            for other, others in self._groups.items():
+                stale = [e for e in others if e.scan_id.endswith(f"|key:{replaces}")]
+                if other != key and stale:
+                    changed.append(self._remerge(other, others, stale[0].scan_id))
+        changed.append(self._remerge(key, entries, ident))
+        return changed
+
+    def _remerge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
+        """Screen a group's entries and merge them."""
         no_majority = self._screen(self._current(entries))
-        return self._merge(key, entries, ident, no_majority)
+        return self._merge(key, entries, latest, no_majority)
 
     # -- screening -----------------------------------------------------------------------------
     def _current(self, entries: list[_Entry]) -> list[_Entry]:
@@ -351,33 +376,36 @@ class Merger:
                 continue
             entry.shift, entry.shift_err = 0.0, None
             entry.reasons = [superseded_reason(entry.spectrum.settings, newest.spectrum.settings)]
-        return self._latest_versions(current)
+        return self._latest_versions(current, self.group_key(newest.spectrum))
 
-    def _latest_versions(self, entries: list[_Entry]) -> list[_Entry]:
+    def _latest_versions(self, entries: list[_Entry], key: tuple[str, ...]) -> list[_Entry]:
         """Without the versions of a file that a later version replaces: a scan file that
         changed after it was read (read before its writer had finished on a file system without
         events, or rewritten while the pipeline was stopped) is sent again, naming the source
         key of the version it `replaces`. The old read is no measurement of its own:
         superseded, not a rejected scan the agent counts as faulty."""
-        replaced = {
-            f"|key:{r}": e.spectrum.metadata.get("file_version")
-            for e in entries
-            if (r := e.spectrum.metadata.get("replaces")) is not None
-        }
         kept = []
         for entry in entries:
-            by = [v for r, v in replaced.items() if entry.scan_id.endswith(r)]
+            by = [v for r, v in self._replaced.items() if entry.scan_id.endswith(f"|key:{r}")]
             if not by:
                 kept.append(entry)
                 continue
+            version, group = by[0]
             entry.superseded = True
             entry.shift, entry.shift_err = 0.0, None
             # the file changed after this version was read; why (read too early, or rewritten
             # while the pipeline was stopped) is the source's to tell, in its log
-            later = f"version {by[0]}" if by[0] is not None else "a later version"
-            entry.reasons = [
+            later = f"version {version}" if version is not None else "a later version"
+            reason = (
                 f"replaced by {later} of the same file, which changed after this version was read"
-            ]
+            )
+            if group != key:
+                # its metadata changed (the sample's name corrected): it counts over there
+                where = ", ".join(
+                    f"{k} {v}" for k, v in zip(self.params.group_by, group, strict=True)
+                )
+                reason += f" and belongs to another group ({where}), where it is merged"
+            entry.reasons = [reason]
         return kept
 
     def _screen(self, entries: list[_Entry]) -> dict[str, Any] | None:

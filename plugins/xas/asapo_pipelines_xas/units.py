@@ -345,19 +345,23 @@ class Merge(Processor):
         # Nothing is sent here: under the parameters of the earlier run this is the merge it
         # sent, under changed ones (a resume with another max_e0_shift) a new one, sent by
         # `on_restored` (its key tells the worker which of the two it is).
-        merged = self.merger.add(message.value).to_json()
-        self._restored[group_label(merged)] = (merged, message.stream)
+        # (a new version of a file in another group changes the old version's group too)
+        for result in self.merger.add_all(message.value):
+            merged = result.to_json()
+            self._restored[group_label(merged)] = (merged, message.stream)
+            # the summary shows the group's merge as it stands (a restarted or resumed merge
+            # that said `groups 0` until it sent one was taken by reprocess for a change)
+            self._note_group(merged)
         self._restored_inputs.add((message.data_source, message.stream, message.id))
-        # the summary shows the group's merge as it stands (a restarted or resumed merge that
-        # said `groups 0` until it sent one was taken by reprocess for a change)
-        self._note_group(merged)
 
     def process(self, message: Message) -> None:
         if (message.data_source, message.stream, message.id) in self._restored_inputs:
             # delivered again after a restart (not acknowledged before it): restored already,
             # and its merge was sent then, or by `on_restored` under changed parameters
             return
-        self._send(self.merger.add(message.value).to_json())
+        # its group's merge, after that of the group a new version of a file left, if any
+        for merged in self.merger.add_all(message.value):
+            self._send(merged.to_json())
 
     def on_restored(self) -> None:
         """Send the restored merges at the start of the session, not at the next scan (in
