@@ -248,6 +248,9 @@ class _Group:
     last_uid: str = ""
     #: the normalisation settings and code of the merges in `history` (None: not recorded)
     settings: dict[str, Any] | None = None
+    #: merges of the group seen since `settings` were set (decided on, or late): what a noise
+    #: history restart leaves on another scale
+    merges_on_scale: int = 0
 
     def comparable(self, merged: Mapping[str, Any]) -> bool:
         """The merge's noise is on the scale of the history's (or either is not recorded)."""
@@ -283,16 +286,23 @@ def _noise_settings(merged: Mapping[str, Any]) -> dict[str, Any] | None:
     return noise_scale(settings)
 
 
-def _restart_reason(old: Mapping[str, Any], new: Mapping[str, Any], dropped: int) -> str:
-    """Why the noise history restarted, in words."""
+def _restart_reason(old: Mapping[str, Any], new: Mapping[str, Any], earlier: int) -> str:
+    """Why the noise history restarted, in words; `earlier`: the group's merges seen on the old
+    scale (every one the user saw, of one scan or more)."""
     if old.get("normalizer") != new.get("normalizer"):
         change = f"normaliser changed (now {normaliser(new)}, before {normaliser(old)})"
     else:
         change = f"settings changed ({settings_difference(new, old)})"
-    merges = "1 earlier merge" if dropped == 1 else f"{dropped} earlier merges"
+    if earlier == 0:
+        return f"noise history restarted: {change}"
+    merges = (
+        "the earlier merge of this group and of its scans"
+        if earlier == 1
+        else f"the {earlier} earlier merges of this group and of their scans"
+    )
     return (
         f"noise history restarted: {change}, so the noise of {merges} is on another scale and "
-        f"is left out of the fit"
+        "is left out of the fit"
     )
 
 
@@ -433,8 +443,10 @@ class ConvergenceAgent:
             return False  # not late; or decided before a restart, which `decide` tells
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
-        if eps is not None and n > 0 and state.comparable(merged):
-            state.history.setdefault(n, (float(eps), _window(values)))
+        if state.comparable(merged):
+            state.merges_on_scale += 1
+            if eps is not None and n > 0:
+                state.history.setdefault(n, (float(eps), _window(values)))
         return True
 
     def restore(self, merged: Mapping[str, Any]) -> None:
@@ -486,6 +498,7 @@ class ConvergenceAgent:
         restarted = self._restart_history(state, merged)
         if restarted:
             metrics["noise_history_restarted"] = restarted
+        state.merges_on_scale += 1
         change = self._stability(state, merged)
         metrics["change_since_previous"] = change
         noisier = self._noisier_than_scans(merged, eps, _window(values)) if n >= 2 else None
@@ -763,11 +776,17 @@ class ConvergenceAgent:
         old, state.settings = state.settings, settings
         if old is None or old == settings:
             return None
-        # only merges of two or more scans are points of the fit (see _points)
+        # only merges of two or more scans are points of the fit (see _points); the reason
+        # counts every merge seen on the old scale, as the user does
         dropped = sum(1 for n in state.history if n >= 2)
+        earlier, state.merges_on_scale = state.merges_on_scale, 0
         state.history.clear()
         state.previous = None
-        return {"dropped": dropped, "reason": _restart_reason(old, settings, dropped)}
+        return {
+            "dropped": dropped,
+            "earlier_merges": earlier,
+            "reason": _restart_reason(old, settings, earlier),
+        }
 
     def _uid(self, state: _Group, digest: str) -> str:
         """A decision's uid, from its inputs: the agent's scope and settings, the decisions on

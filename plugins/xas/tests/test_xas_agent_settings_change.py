@@ -144,6 +144,9 @@ def test_noise_over_another_r_range_is_not_fitted_with_the_new(repeats, resumed,
     assert rmax in plans[OLD_SCANS]["reason"]
     restart = plans[OLD_SCANS]["arguments"]["metrics"]["noise_history_restarted"]
     assert restart["dropped"] == OLD_SCANS - 1  # the old merges of two or more scans
+    # the reason counts every old merge, as the user does
+    assert restart["earlier_merges"] == OLD_SCANS
+    assert f"the noise of the {OLD_SCANS} earlier merges of this group" in restart["reason"]
     logged = [r.getMessage() for r in caplog.records if RESTARTED in r.getMessage()]
     assert len(logged) == 1, logged
     assert rmax in logged[0]
