@@ -46,8 +46,10 @@ messages) are compared with nothing.
 Bookkeeping. The agent remembers the repeats it asked for. Those not arrived yet (asked minus
 arrived, per group) are in flight and are never asked for again; a suggestion asks for
 N_t - N - in flight more (at most `max_batch`, never beyond `max_scans`), so the scans asked for
-in total never exceed its latest estimate. When the queue's status is wired in
-(`update_queue`), rejected, failed and held suggestions no longer count as in flight.
+in total never exceed its latest estimate. Arrived and taken count measurements (`_scans_taken`):
+not an earlier read of a file replaced by a new version, nor a copy of another scan's data.
+When the queue's status is wired in (`update_queue`), rejected, failed and held suggestions no
+longer count as in flight.
 
 A merge noisier than its best scan. Under the model the merge of N scans is never noisier than
 one scan (a^2 / N + b^2 <= a^2 + b^2), floor or not, so a merge whose noise exceeds the lowest
@@ -364,6 +366,14 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _scans_taken(n_merged: int, rejected: list[Mapping[str, Any]]) -> int:
+    """The measurements a merge stands for: its merged scans and those rejected, but not the
+    earlier reads of a file sent again as a new version (`replaced`: read too early, or
+    rewritten) nor copies of another scan's data (`duplicate`). The repeats in flight and
+    `max_scans` count these: a file read twice is one scan taken, not a repeat that arrived."""
+    return n_merged + sum(1 for r in rejected if not r.get("replaced") and not r.get("duplicate"))
+
+
 def _left_out(rejected: list[Mapping[str, Any]], shown: int = 5) -> str:
     """`left out of the merge: <file> (<reason>), ...`: the scans rejected, by their files'
     names, each with the first part of its first reason (the rest is in `bad_scans`)."""
@@ -482,13 +492,14 @@ class ConvergenceAgent:
         rejected = list(merged.get("rejected", []))
         n_total = n + len(rejected)
         state.seen_total = max(state.seen_total, n_total)
+        taken = _scans_taken(n, rejected)
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
         bad = [{"scan": r.get("scan"), "reasons": list(r.get("reasons", []))} for r in rejected]
-        in_flight = state.in_flight(n_total)
+        in_flight = state.in_flight(taken)
         metrics: dict[str, Any] = {
             "n_merged": n,
-            "n_scans": n_total,
+            "n_scans": taken,
             "epsilon_k": eps,
             "target_noise": p.target_noise,
             "e0": values.get("e0"),
@@ -529,8 +540,8 @@ class ConvergenceAgent:
                         "kwargs": {**group, **p.plan_kwargs, "repeats": scans},
                         "item_type": "plan",
                     }
-                    self._record(state, uid, scans, n_total)
-                self._decided[uid] = (state, n_total)
+                    self._record(state, uid, scans, taken)
+                self._decided[uid] = (state, taken)
             elif action == "change_parameters":
                 arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
             if rejected and action != "change_parameters":
@@ -598,7 +609,7 @@ class ConvergenceAgent:
                 check=["normalize noise estimate is off"],
             )
         if eps is None:
-            if n_total >= p.max_scans:
+            if taken >= p.max_scans:
                 return suggestion("stop", f"maximum of {p.max_scans} scans reached", 0.6)
             if in_flight:
                 return suggestion(
@@ -639,7 +650,7 @@ class ConvergenceAgent:
                 f"scans{floor_text}",
                 0.95,
             )
-        if n_total >= p.max_scans:
+        if taken >= p.max_scans:
             return suggestion(
                 "stop",
                 f"maximum of {p.max_scans} scans reached; noise {_g(eps)} is still above the "
@@ -723,7 +734,7 @@ class ConvergenceAgent:
         more = needed - n - in_flight
         if in_flight == 0:
             more = max(1, more)
-        capped = max(0, min(more, p.max_batch, p.max_scans - n_total - in_flight))
+        capped = max(0, min(more, p.max_batch, p.max_scans - taken - in_flight))
         reason = f"noise {_g(eps)} after {_n(n, 'merged scan')}, target {_g(p.target_noise)}; {how}"
         if in_flight:
             verb = "has" if in_flight == 1 else "have"

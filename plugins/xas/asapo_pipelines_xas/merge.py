@@ -140,6 +140,8 @@ class _Entry:
     superseded: bool = False
     #: a copy of an earlier scan's data: says nothing of the beam or the sample
     duplicate: bool = False
+    #: an earlier read of a file that a later version replaces: no measurement of its own
+    replaced: bool = False
     #: fingerprint of the measured arrays, to recognise the same data under another scan number
     digest: str = ""
 
@@ -371,6 +373,7 @@ class Merger:
         current = []
         for entry in entries:
             entry.superseded = settings_key(entry.spectrum) != key
+            entry.replaced = False
             if not entry.superseded:
                 current.append(entry)
                 continue
@@ -391,7 +394,7 @@ class Merger:
                 kept.append(entry)
                 continue
             version, group = by[0]
-            entry.superseded = True
+            entry.superseded = entry.replaced = True
             entry.shift, entry.shift_err = 0.0, None
             # the file changed after this version was read; why (read too early, or rewritten
             # while the pipeline was stopped) is the source's to tell, in its log
@@ -599,6 +602,8 @@ class Merger:
                 # normalised by other code than the merged scans: the merge unit warns of it
                 **({"normalised_by": normaliser(e.spectrum.settings)} if other_code(e) else {}),
                 **({"duplicate": True} if e.duplicate else {}),
+                # not a measurement of its own: the agent counts the file once (`replaced`)
+                **({"replaced": True} if e.replaced else {}),
             }
             for e in entries
             if e.reasons
