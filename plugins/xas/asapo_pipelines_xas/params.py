@@ -8,9 +8,10 @@ xraylarch's own default, so that a pipeline file can set any of them and leaving
 
 from __future__ import annotations
 
+import difflib
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from asapo_pipelines.sdk import Params
 
@@ -30,6 +31,29 @@ def _check_range(
             f"{low_name} {low:g} must be below {high_name} {high:g}: the {what} "
             f"[{low:g}, {high:g}] {unit} is empty"
         )
+
+
+#: the element symbols, Z = 1..118, as xraydb writes them (a test compares them with xraydb's):
+#: a static list because this module must stay light (importing xraydb takes most of a second)
+ELEMENTS = (  # noqa: SIM905  (one line of symbols reads as the periodic table does)
+    "H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
+    "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb "
+    "Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm "
+    "Bk Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+#: the absorption edges xraydb tabulates for any element
+EDGES = "K L1 L2 L3 M1 M2 M3 M4 M5 N1 N2 N3 N4 N5 N6 N7 O1 O2 O3 O4 O5 P1 P2 P3".split()  # noqa: SIM905
+
+
+def _one_of(what: str, value: str, names: list[str]) -> str:
+    """`value` as `names` write it (any case); a ValueError with the nearest name otherwise:
+    a typo would otherwise pass validation and fail every scan at run time."""
+    found = {n.lower(): n for n in names}.get(value.strip().lower())
+    if found is not None:
+        return found
+    near = difflib.get_close_matches(value.strip(), names, n=1, cutoff=0.5)
+    hint = f"; did you mean {near[0]}?" if near else ""
+    raise ValueError(f"{value!r} is not {what}{hint}")
 
 
 class ScanFilesParams(Params):
@@ -105,6 +129,22 @@ class ScanFilesParams(Params):
     min_points: Annotated[
         int, Field(ge=2, description="Fewer distinct energies than this make a file malformed.")
     ] = 20
+
+    @field_validator("element")
+    @classmethod
+    def _element(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _one_of("an element symbol (Fe, Cu, ...)", value, ELEMENTS)
+
+    @field_validator("edge")
+    @classmethod
+    def _edge(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        # `K-edge`, `L3 edge`: the edge's name is what is asked for
+        name = value.strip().removesuffix("edge").removesuffix("-").strip() or value
+        return _one_of("an absorption edge (K, L1, L2, L3, M1, ...)", name, EDGES)
 
 
 class PreEdgeParams(Params):
