@@ -256,6 +256,7 @@ def analyse(
     from larch.xafs import pre_edge as larch_pre_edge
 
     group = Group()
+    _check_fixed_e0(energy, pre_edge.e0)
     try:
         larch_pre_edge(energy, mu, group=group, **_kwargs(pre_edge))
     except Exception as exc:  # xraylarch raises bare ValueError/IndexError on unusable data
@@ -499,6 +500,21 @@ def reference_foil(
             f"{_label(scan)}: pre_edge on the reference foil failed: {exc}"
         ) from None
     return float(group.e0), mu_ref
+
+
+def _check_fixed_e0(energy: np.ndarray, e0: float | None) -> None:
+    """A fixed `pre_edge.e0` must lie within the scan: xraylarch ignores one that does not
+    (beyond its second or second-to-last energy) and finds E0 itself, while the parameters
+    recorded with the result say the fixed one was used."""
+    if e0 is None or len(energy) < 3:
+        return
+    low, high = float(energy[1]), float(energy[-2])
+    if not low <= e0 <= high:
+        raise SpectrumError(
+            f"the fixed pre_edge.e0 {e0:g} eV is outside the scan's energies ({low:.1f} to "
+            f"{high:.1f} eV), where xraylarch would ignore it and find E0 itself; set it within "
+            "the scan (another edge's scans need their own pipeline or no fixed e0)"
+        )
 
 
 def load_larch() -> None:

@@ -151,7 +151,11 @@ class PreEdgeParams(Params):
     """xraylarch `pre_edge`: E0, pre-edge line, post-edge normalisation, edge step, flattening."""
 
     e0: Annotated[
-        float | None, Field(description="Edge energy in eV; found from max d(mu)/dE when unset.")
+        float | None,
+        Field(
+            description="Edge energy in eV; found from max d(mu)/dE when unset. A scan whose "
+            "energies do not include it is refused (xraylarch would ignore it)."
+        ),
     ] = None
     step: Annotated[float | None, Field(description="Edge step; fitted when unset.")] = None
     pre1: Annotated[
