@@ -20,7 +20,6 @@ version is handed out once it is closed or settled, and `version` counts them.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,9 +31,6 @@ from asapo_pipelines_xas.readers import Scan, read_scan
 
 #: a file's size and modification time (ns): what changes while it is written
 Signature = tuple[int, int]
-
-#: in a worker, its lines carry the unit's name like the unit's own (`scans[0] WARNING ...`)
-log = logging.getLogger(__name__)
 
 
 def _matches(directory: Path, pattern: str, recursive: bool) -> Iterable[Path]:
@@ -52,17 +48,11 @@ def signature(path: str | Path) -> Signature:
 def list_scan_files(
     directory: str | Path, pattern: str = "*", *, recursive: bool = False, order: str = "name"
 ) -> list[Path]:
-    """The matching files present now, by name or by modification time.
-
-    None: a warning says so, naming the directory and the pattern (a non-watching
-    `xas.scan-files` then sends nothing and ends: without it, `scans_sent 0` was all a
-    mistyped pattern or directory showed)."""
+    """The matching files present now, by name or by modification time."""
     directory = Path(directory)
     if not directory.is_dir():
         raise XasError(f"the scan directory {directory} does not exist")
     files = list(_matches(directory, pattern, recursive))
-    if not files:
-        log.warning("%s", nothing_matches(directory, pattern, recursive))
     if order == "mtime":
         return sorted(files, key=lambda p: (p.stat().st_mtime_ns, str(p)))
     return sorted(files)

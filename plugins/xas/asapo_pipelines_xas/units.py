@@ -32,6 +32,7 @@ from asapo_pipelines_xas.readers import Scan, load_tables
 from asapo_pipelines_xas.scanfiles import (
     ScanFileWatcher,
     list_scan_files,
+    nothing_matches,
     read_for_params,
     signature,
 )
@@ -206,9 +207,12 @@ class ScanFiles(Source):
     def run(self) -> None:
         p = self.params
         if not p.watch:
-            for path in list_scan_files(
-                self.directory, p.pattern, recursive=p.recursive, order=p.order
-            ):
+            files = list_scan_files(self.directory, p.pattern, recursive=p.recursive, order=p.order)
+            if not files:
+                # a non-watching run then sends nothing and ends: without this, `scans_sent 0`
+                # was all a mistyped pattern or directory showed
+                self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive))
+            for path in files:
                 if self.stopping:
                     return
                 self._send(path)
