@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from xas_procs import pipeline_command, write_pipeline
+from xas_procs import pipeline_command, scan_chain, write_pipeline
 from xas_testdata import DATA, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.normalize import compute_mu
@@ -43,23 +43,8 @@ def test_an_xraylarch_failure_names_the_file_in_the_log_and_the_error_record(tmp
     (tmp_path / "data").mkdir()
     for name in ("cu_metal_rt.xdi", "fe_metal_rt.xdi"):
         shutil.copy(DATA / name, tmp_path / "data" / name)
-    pipeline = write_pipeline(
-        tmp_path,
-        "foils",
-        {
-            "scans": {
-                "unit": "xas.scan-files",
-                "params": {"directory": "data", "pattern": "*.xdi"},
-                "outputs": {"scans": "raw-scans"},
-            },
-            "normalize": {
-                "unit": "xas.normalize",
-                "params": {"mode": "mu", "autobk": {"kmin": KMIN}},
-                "inputs": {"scans": "raw-scans"},
-                "outputs": {"spectra": "spectra"},
-            },
-        },
-    )
+    units = scan_chain("data", {"mode": "mu", "autobk": {"kmin": KMIN}})
+    pipeline = write_pipeline(tmp_path, "foils", units)
     expected = f"fe_metal_rt.xdi: autobk failed: {words}"
 
     run = pipeline_command(pipeline, "run")

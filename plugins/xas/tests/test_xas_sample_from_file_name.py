@@ -11,6 +11,7 @@ import shutil
 
 import numpy as np
 import pytest
+from xas_procs import scan_chain
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.readers import read_scan
@@ -38,25 +39,8 @@ def without_sample_name(source: str = CU, relative: float = 0.0, seed: int = 0) 
 
 def chain(directory, **scan_params):
     """xas.scan-files on `directory`, xas.normalize and xas.merge, as in the tutorial."""
-    return {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {"directory": str(directory), "pattern": "*.xdi", **scan_params},
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": {**REFERENCE_SETTINGS, "mode": "transmission"},
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "params": {"align": "none"},
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
-    }
+    normalize = {**REFERENCE_SETTINGS, "mode": "transmission"}
+    return scan_chain(str(directory), normalize, {"align": "none"}, **scan_params)
 
 
 def test_two_temperatures_in_the_file_names_are_two_samples_not_repeats(tmp_path, run_chain):

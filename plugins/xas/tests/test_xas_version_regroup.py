@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from xas_procs import pipeline_command, read, write_pipeline
+from xas_procs import pipeline_command, read, scan_chain, write_pipeline
 from xas_testdata import DATA, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.agent import ConvergenceAgent
@@ -106,28 +106,6 @@ def test_a_group_left_with_no_scan_gets_a_stop_not_a_beam_check(tmp_path):
     assert "beam" not in decision["reason"]
 
 
-def units() -> dict[str, Any]:
-    return {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {"directory": "data", "pattern": "*.xdi"},
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": NORMALIZE,
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "params": {"align": "none"},
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
-    }
-
-
 def merge_summary(pipeline: Path, *args: str) -> dict[str, Any]:
     done = pipeline_command(pipeline, "run", "--json", *args)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -140,7 +118,7 @@ def test_a_file_relabelled_between_runs_counts_once(tmp_path):
     data.mkdir()
     write_scan(data / "a_001.xdi", "CuA", 1)
     write_scan(data / "a_002.xdi", "CuA", 2)
-    pipeline = write_pipeline(tmp_path, "relabel", units())
+    pipeline = write_pipeline(tmp_path, "relabel", scan_chain("data", NORMALIZE, {"align": "none"}))
     first = merge_summary(pipeline)
     assert {k: v["merged"] for k, v in first["merges"].items()} == {"CuA/Cu/K/transmission": 2}
 

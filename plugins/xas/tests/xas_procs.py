@@ -33,26 +33,38 @@ def pipeline_command(pipeline: Path, name: str, *args: str) -> subprocess.Comple
     )
 
 
-def watch_units(**scan_params: Any) -> dict[str, Any]:
-    """The P65 decision path in watch mode on `incoming/`: scan files, normalize, merge."""
-    return {
+def scan_chain(
+    directory: str, normalize: dict[str, Any], merge: dict[str, Any] | None = None, **scan: Any
+) -> dict[str, Any]:
+    """xas.scan-files on `directory` (`*.xdi`, `scan` adding params), xas.normalize with
+    `normalize`, and with `merge` (its params, {} for none) xas.merge: the units every XAS
+    test pipeline starts with."""
+    units: dict[str, Any] = {
         "scans": {
             "unit": "xas.scan-files",
-            "params": {"directory": "incoming", "pattern": "*.xdi", "watch": True, **scan_params},
+            "params": {"directory": directory, "pattern": "*.xdi", **scan},
             "outputs": {"scans": "raw-scans"},
         },
         "normalize": {
             "unit": "xas.normalize",
-            "params": REFERENCE_SETTINGS,
+            "params": normalize,
             "inputs": {"scans": "raw-scans"},
             "outputs": {"spectra": "spectra"},
         },
-        "merge": {
+    }
+    if merge is not None:
+        units["merge"] = {
             "unit": "xas.merge",
+            **({"params": merge} if merge else {}),
             "inputs": {"spectra": "spectra"},
             "outputs": {"merged": "merged"},
-        },
-    }
+        }
+    return units
+
+
+def watch_units(**scan_params: Any) -> dict[str, Any]:
+    """The P65 decision path in watch mode on `incoming/`: scan files, normalize, merge."""
+    return scan_chain("incoming", REFERENCE_SETTINGS, {}, watch=True, **scan_params)
 
 
 def decision_units(
@@ -62,22 +74,7 @@ def decision_units(
     normalize (with `normalize`), merge and the convergence agent (with `advisor`), which
     writes its plans to `plans`."""
     return {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {"directory": directory, "pattern": "*.xdi"},
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": normalize,
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
+        **scan_chain(directory, normalize, {}),
         "advisor": {
             "unit": "xas.convergence-agent",
             "params": advisor,
