@@ -255,7 +255,7 @@ class NexusWriterSink(Sink):
         carried = self.context.carried_summary
         was = carried.get("file_id")
         path = self.writer.path.absolute()
-        if carried.get("file") != str(path.resolve()) or not isinstance(was, str):
+        if not self._wrote_this_file() or not isinstance(was, str):
             return None  # a fresh run, another file, or a summary from before files had ids
         entries = carried.get("entries_in_file")
         held = entries if isinstance(entries, int) else 0
@@ -268,6 +268,10 @@ class NexusWriterSink(Sink):
         if now is None or now == was:
             return None  # the same file, or a damaged one: opening it salvages it
         return FileGone(path, "was replaced by another file", held)
+
+    def _wrote_this_file(self) -> bool:
+        """The run wrote the file at this path before (its carried summary names it)."""
+        return self.context.carried_summary.get("file") == str(self.writer.path.resolve())
 
     def _replay_inputs(self) -> None:
         """Have the worker hand `restore` every message of this run's inputs (they are in the
@@ -293,7 +297,7 @@ class NexusWriterSink(Sink):
         """The file was found damaged and salvaged on opening: the entries of this run the
         salvage could not copy are written again from the run's inputs, when this run wrote
         the file before (a resume, a restart); `on_restored` then says what became of it."""
-        if self.context.carried_summary.get("file") == str(self.writer.path.resolve()):
+        if self._wrote_this_file():
             self._replay_inputs()
             # said once the rebuilt entries are counted: the worker asks for the unit's
             # summary right after the last `restore`, before any new message (`summary`)
@@ -311,7 +315,7 @@ class NexusWriterSink(Sink):
         carried = self.context.carried_summary
         left = carried.get("entries_in_file")
         if (
-            carried.get("file") != str(self.writer.path.resolve())
+            not self._wrote_this_file()
             or carried.get("file_id") != self.writer.file_id
             or not isinstance(left, int)
             or self.writer.entries_in_file >= left
@@ -381,7 +385,7 @@ class NexusWriterSink(Sink):
         messages, delivered again, are skipped as duplicates). Entries added after an earlier
         session ended are another writer's: not this run's."""
         carried = self.context.carried_summary
-        if carried.get("file") != str(self.writer.path.resolve()):
+        if not self._wrote_this_file():
             return {}, 0  # a fresh run, or another file
         written = {
             port.name: n

@@ -3,11 +3,16 @@ own, with its own listing cache and none of the caller's ASAPO_PIPELINES_* setti
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import h5py
+
+from asapo_pipelines_nexus.writer import KEY_ATTR
 
 PIPELINE_BIN = str(Path(sys.executable).with_name("pipeline"))
 
@@ -57,3 +62,25 @@ def pipeline_ok(work: Path, *args: str, timeout: float = 600) -> subprocess.Comp
 def text(value: Any) -> str:
     """An HDF5 string attribute or dataset value as str."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def source_files(path: Path) -> list[str]:
+    """The scan file of each complete entry of the NeXus file (those with their key, which the
+    writer sets last); none before the file exists or while it cannot be read yet."""
+    try:
+        with h5py.File(path, "r", swmr=True, locking=False) as f:
+            return [
+                name
+                for group in f.values()
+                if group is not None and KEY_ATTR in group.attrs
+                for name in json.loads(group["provenance/source_files/data"][()])
+            ]
+    except (OSError, KeyError):
+        return []
+
+
+def writer_log(work: Path) -> str:
+    """`pipeline logs p.pipeline.yaml writer` in `work`: both streams."""
+    logs = pipeline(work, "logs", "p.pipeline.yaml", "writer")
+    assert logs.returncode == 0, logs.stderr
+    return logs.stdout + logs.stderr

@@ -7,7 +7,6 @@ in the store."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,32 +15,15 @@ from pathlib import Path
 
 import h5py
 import pytest
-from nexus_cli import PIPELINE_BIN, WATCHING_WRITER, pipeline_env
+from nexus_cli import PIPELINE_BIN, WATCHING_WRITER, pipeline_env, source_files, writer_log
 from nexus_cli import pipeline as _pipeline
 from nexus_testdata import DATA, P65_SCANS
-
-from asapo_pipelines_nexus.writer import KEY_ATTR
 
 pytest.importorskip("asapo_pipelines_xas")
 
 PIPELINE_FILE = WATCHING_WRITER.format(name="nexus-gone")
 #: scans that arrive after the file was taken away (the first is written before)
 LATER_SCANS = (P65_SCANS[1], "fe_metal_rt.xdi")
-
-
-def _source_files(path: Path) -> list[str]:
-    """The scan file of each complete entry (those with their key, which the writer sets
-    last); none before the file exists or while it cannot be read yet."""
-    try:
-        with h5py.File(path, "r", swmr=True, locking=False) as f:
-            return [
-                name
-                for group in f.values()
-                if group is not None and KEY_ATTR in group.attrs
-                for name in json.loads(group["provenance/source_files/data"][()])
-            ]
-    except (OSError, KeyError):
-        return []
 
 
 def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
@@ -61,7 +43,7 @@ def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
     )
     try:
         deadline = time.monotonic() + 180
-        while len(_source_files(nxs)) < 1:
+        while len(source_files(nxs)) < 1:
             assert run.poll() is None, f"the run ended early: {run.communicate()}"
             assert time.monotonic() < deadline, "timed out waiting for the first entry"
             time.sleep(0.2)
@@ -86,12 +68,6 @@ def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
     return run.returncode, out, err
 
 
-def _writer_log(work: Path) -> str:
-    logs = _pipeline(work, "logs", "p.pipeline.yaml", "writer")
-    assert logs.returncode == 0, logs.stderr
-    return logs.stdout + logs.stderr
-
-
 def _resume(work: Path) -> None:
     """Resume the run reading the folder once; it ends when every scan is written."""
     done = _pipeline(work, "run", "--resume", "--set", "scans.watch=false", "p.pipeline.yaml")
@@ -114,7 +90,7 @@ def test_a_removed_file_stops_the_run_and_a_resume_writes_every_entry_again(tmp_
     assert "Traceback" not in out + err
 
     # the writer that found it says exactly what happened, before the next entry
-    log = _writer_log(tmp_path)
+    log = writer_log(tmp_path)
     assert (
         f"nexus.writer stops: {nxs} was removed while run r1 wrote it; the 1 entry it held is "
         "in no file any more, and nothing more is acknowledged; " + resume
@@ -124,7 +100,7 @@ def test_a_removed_file_stops_the_run_and_a_resume_writes_every_entry_again(tmp_
 
     _resume(tmp_path)
     scans = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
-    assert sorted(_source_files(nxs)) == scans
+    assert sorted(source_files(nxs)) == scans
 
 
 def test_a_replaced_file_is_left_as_it_is_and_a_resume_writes_every_entry(tmp_path):
@@ -145,7 +121,7 @@ def test_a_replaced_file_is_left_as_it_is_and_a_resume_writes_every_entry(tmp_pa
     assert said in err, err
     assert f"move the file now at {nxs} aside unless it is meant to take them" in err, err
     assert "Traceback" not in out + err
-    log = _writer_log(tmp_path)
+    log = writer_log(tmp_path)
     assert f"{said}; the 1 entry it held is in no file any more" in log, log
     assert "Traceback" not in log, log
     # the file put there is not written into
@@ -155,7 +131,7 @@ def test_a_replaced_file_is_left_as_it_is_and_a_resume_writes_every_entry(tmp_pa
     nxs.rename(nxs.with_name("analysis.nxs"))
     _resume(tmp_path)
     scans = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
-    assert sorted(_source_files(nxs)) == scans
+    assert sorted(source_files(nxs)) == scans
 
 
 def test_a_file_emptied_in_place_stops_the_run_and_a_resume_fills_it_again(tmp_path):
@@ -171,7 +147,7 @@ def test_a_file_emptied_in_place_stops_the_run_and_a_resume_fills_it_again(tmp_p
     assert f"nexus.writer stops: {nxs} was emptied while run r1 wrote it" in err, err
     assert f"move the file now at {nxs} aside unless it is meant to take them" in err, err
     assert "Traceback" not in out + err
-    log = _writer_log(tmp_path)
+    log = writer_log(tmp_path)
     assert (
         f"nexus.writer stops: {nxs} was changed in place by another program (emptied, or "
         "another file written or copied onto it) while run r1 wrote it; the 1 entry it held "
@@ -183,7 +159,7 @@ def test_a_file_emptied_in_place_stops_the_run_and_a_resume_fills_it_again(tmp_p
     # the emptied file is meant to take them: the resume writes every entry into it
     _resume(tmp_path)
     scans = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
-    assert sorted(_source_files(nxs)) == scans
+    assert sorted(source_files(nxs)) == scans
 
 
 def test_a_file_rewritten_by_h5py_is_left_as_written_and_a_resume_says_to_move_it(tmp_path):
@@ -201,7 +177,7 @@ def test_a_file_rewritten_by_h5py_is_left_as_written_and_a_resume_says_to_move_i
     assert len(err.strip().splitlines()) == 1, err
     assert f"nexus.writer stops: {nxs} was replaced by another file while run r1 wrote it" in err
     assert "Traceback" not in out + err
-    log = _writer_log(tmp_path)
+    log = writer_log(tmp_path)
     assert f"nexus.writer stops: {nxs} was changed in place by another program" in log, log
     # the notebook's file is as it wrote it: readable, and nothing of the writer's in it
     with h5py.File(nxs, "r") as f:
@@ -228,7 +204,7 @@ def test_a_file_rewritten_by_h5py_is_left_as_written_and_a_resume_says_to_move_i
     nxs.rename(nxs.with_name("notebook.nxs"))
     _resume(tmp_path)
     scans = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
-    assert sorted(_source_files(nxs)) == scans
+    assert sorted(source_files(nxs)) == scans
 
 
 def _notebook_file(nxs: Path) -> None:

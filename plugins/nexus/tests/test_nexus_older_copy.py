@@ -7,38 +7,19 @@ run's stored inputs and says so in one line."""
 
 from __future__ import annotations
 
-import json
 import shutil
+import subprocess
 from pathlib import Path
 
-import h5py
 import pytest
-from nexus_cli import WATCHING_WRITER, pipeline_ok
+from nexus_cli import WATCHING_WRITER, pipeline_ok, source_files, writer_log
 from nexus_testdata import DATA, P65_SCANS
-
-from asapo_pipelines_nexus.writer import KEY_ATTR
 
 pytest.importorskip("asapo_pipelines_xas")
 
 
-def _source_files(path: Path) -> list[str]:
-    """The scan file of each complete entry, sorted."""
-    with h5py.File(path, "r") as f:
-        return sorted(
-            name
-            for group in f.values()
-            if KEY_ATTR in group.attrs
-            for name in json.loads(group["provenance/source_files/data"][()])
-        )
-
-
-def _read_folder(work: Path, *resume: str) -> None:
-    pipeline_ok(work, "run", *resume, "--set", "scans.watch=false", "p.pipeline.yaml")
-
-
-def _log(work: Path) -> str:
-    logs = pipeline_ok(work, "logs", "p.pipeline.yaml", "writer")
-    return logs.stdout + logs.stderr
+def _read_folder(work: Path, *resume: str) -> subprocess.CompletedProcess[str]:
+    return pipeline_ok(work, "run", *resume, "--set", "scans.watch=false", "p.pipeline.yaml")
 
 
 def test_an_older_copy_of_the_runs_file_gets_its_missing_entries_back(tmp_path: Path) -> None:
@@ -53,21 +34,22 @@ def test_an_older_copy_of_the_runs_file_gets_its_missing_entries_back(tmp_path: 
         shutil.copy(DATA / later, tmp_path / "data")
     _read_folder(tmp_path, "--resume")
     every_scan = sorted(p.name for p in (tmp_path / "data").glob("*.xdi"))
-    assert _source_files(nxs) == every_scan
+    assert sorted(source_files(nxs)) == every_scan
 
     shutil.copy(backup, nxs)  # restored from the backup: two entries of the run are gone
-    assert _source_files(nxs) == [P65_SCANS[0]]
-    done = pipeline_ok(tmp_path, "run", "--resume", "--set", "scans.watch=false", "p.pipeline.yaml")
+    assert sorted(source_files(nxs)) == [P65_SCANS[0]]
+    done = _read_folder(tmp_path, "--resume")
 
-    assert _source_files(nxs) == every_scan  # each once: the one the copy held is not doubled
+    # each once: the one the copy held is not doubled
+    assert sorted(source_files(nxs)) == every_scan
     assert "entries_rebuilt_in_file 2" in done.stdout, done.stdout
-    log = _log(tmp_path)
+    log = writer_log(tmp_path)
     assert (
         "results/scans.nxs held 1 entry where run r1 left 3 when it last wrote it (an older copy "
         "put back, or entries deleted): 2 entries of run r1 written again from its stored inputs"
     ) in log, log
     # said once: a later start finds the file whole and says nothing
-    pipeline_ok(tmp_path, "run", "--resume", "--set", "scans.watch=false", "p.pipeline.yaml")
-    log = _log(tmp_path)
+    _read_folder(tmp_path, "--resume")
+    log = writer_log(tmp_path)
     assert "older copy" not in log, log
-    assert _source_files(nxs) == every_scan
+    assert sorted(source_files(nxs)) == every_scan
