@@ -353,7 +353,7 @@ class Merger:
         changed = []
         if replaces is not None:
             for other, others in self._groups.items():
-                stale = [e for e in others if e.scan_id.endswith(f"|key:{replaces}")]
+                stale = [e for e in others if _source_key(e.scan_id) == str(replaces)]
                 if other != key and stale:
                     changed.append(self._remerge(other, others, stale[0].scan_id))
         changed.append(self._remerge(key, entries, ident))
@@ -389,11 +389,12 @@ class Merger:
         superseded, not a rejected scan the agent counts as faulty."""
         kept = []
         for entry in entries:
-            by = [v for r, v in self._replaced.items() if entry.scan_id.endswith(f"|key:{r}")]
-            if not by:
+            key_read = _source_key(entry.scan_id)
+            by = self._replaced.get(key_read) if key_read is not None else None
+            if by is None:
                 kept.append(entry)
                 continue
-            version, group = by[0]
+            version, group = by
             entry.superseded = entry.replaced = True
             entry.shift, entry.shift_err = 0.0, None
             # the file changed after this version was read; why (read too early, or rewritten
@@ -733,6 +734,13 @@ def _k(entry: _Entry, energy: float) -> float:
     from larch.xafs import etok
 
     return float(etok(max(0.0, energy - float(entry.spectrum.values.get("e0") or energy))))
+
+
+def _source_key(ident: str) -> str | None:
+    """The source's key of the message a scan id names (`<unit>|<port>|key:<key>`: the key
+    xas.scan-files gives a file's version, which `replaces` names), None for other ids."""
+    _, sep, key = ident.rpartition("|key:")
+    return key if sep else None
 
 
 def _step(entry: _Entry) -> float:
