@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from xas_procs import last_status, pipeline_command, read, wait_until, write_pipeline
+from xas_procs import last_status, pipeline_command, read, scan_chain, wait_until, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
 
 from asapo_pipelines_xas.merge import Merger
@@ -26,24 +26,7 @@ NORMALIZE = {**REFERENCE_SETTINGS, "mode": "fluorescence"}
 
 
 def units() -> dict[str, Any]:
-    return {
-        "scans": {
-            "unit": "xas.scan-files",
-            "params": {"directory": "data", "pattern": "*.xdi"},
-            "outputs": {"scans": "raw-scans"},
-        },
-        "normalize": {
-            "unit": "xas.normalize",
-            "params": NORMALIZE,
-            "inputs": {"scans": "raw-scans"},
-            "outputs": {"spectra": "spectra"},
-        },
-        "merge": {
-            "unit": "xas.merge",
-            "inputs": {"spectra": "spectra"},
-            "outputs": {"merged": "merged"},
-        },
-    }
+    return scan_chain("data", NORMALIZE, {})
 
 
 def run(pipeline: Path, *args: str) -> subprocess.CompletedProcess[str]:
