@@ -32,3 +32,35 @@ def test_a_run_that_sent_messages_to_the_error_stream_says_so_at_its_end(tmp_pat
     assert told in done.stdout, done.stdout[-2000:]
     errors = run_pipeline("tail", "p65-xas.pipeline.yaml", "errors", cwd=tmp_path)
     assert "20K_GOE_cut.xdi" in errors.stdout, errors.stdout
+
+
+def test_a_run_whose_unit_turned_every_input_away_exits_65_naming_it(tmp_path):
+    """A batch script could not tell a run that processed nothing (a folder of files that
+    cannot be read; a mode that fits none of them) from a good one: both exited 0. Now the run
+    exits 65 (EX_DATAERR) with one sentence naming the unit that processed none of its inputs,
+    while a run that turned only some away still exits 0 (the test above)."""
+    shutil.copy(ROOT / "examples" / "p65-xas.pipeline.yaml", tmp_path)
+    (tmp_path / "data").mkdir()
+    for n in range(2):
+        (tmp_path / "data" / f"20K_GOE_Fe_K_240.0000{n}.xdi").write_text(f"not a scan {n}\n")
+    done = run_pipeline("run", "p65-xas.pipeline.yaml", cwd=tmp_path, timeout=600)
+    assert done.returncode == 65, done.stdout + done.stderr
+    told = "but scans processed none of its 2 inputs: all went to the error stream"
+    assert told in done.stderr, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+
+    # readable files that the normalising unit refuses, every one: mu with no It in a
+    # transmission pipeline (the Fe foil of shared/data/xas has only mutrans and i0)
+    foil = ROOT.parent / "shared" / "data" / "xas" / "fe_metal_rt.xdi"
+    if not foil.exists():
+        pytest.skip("needs ../shared/data/xas beside the clone")
+    shutil.rmtree(tmp_path / "data")
+    (tmp_path / "data").mkdir()
+    shutil.copy(foil, tmp_path / "data" / "fe_metal_rt.xdi")
+    done = run_pipeline(
+        "run", "p65-xas.pipeline.yaml", "--fresh", "--set", "scans.pattern=*.xdi",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 65, done.stdout + done.stderr
+    told = "but normalize processed none of its one input: all went to the error stream"
+    assert told in done.stderr, done.stderr

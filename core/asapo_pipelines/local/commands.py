@@ -138,9 +138,7 @@ def run(
         print_json(status_json(dict(result.state), counters or None))
     if result.status == "failed":
         raise JobFailed(result.message)
-    if not as_json:
-        click.echo(result.message)
-    ctx.exit(result.exit_code)
+    ctx.exit(told_exit(result, counters, as_json=as_json))
 
 
 def logs_where(file: str | None, data_dir: str | None) -> str | None:
@@ -237,6 +235,42 @@ def errors_told(records: Any, pipeline_file: str | None) -> str:
         f"{total} message{'' if total == 1 else 's'} went to the error stream ({units}): "
         f"read {'it' if total == 1 else 'them'} with `pipeline tail {where} errors`"
     )
+
+
+#: `pipeline run`'s exit code for a run that completed while a unit processed none of its
+#: inputs, every one going to the error stream (sysexits' EX_DATAERR: the input was wrong)
+NOTHING_PROCESSED = 65
+
+
+def turned_away(records: Any) -> str:
+    """The units that processed none of their inputs, every one going to the error stream,
+    as a clause ("" when there is none): a batch script must tell such a run (a folder of
+    files that cannot be read, a column mapping that fits no file) from a good one, while a
+    run that turned only some inputs away did its work (`errors_told` says how many)."""
+    per_unit: dict[str, list[int]] = {}
+    for record in records:
+        if isinstance(record, dict):
+            counts = per_unit.setdefault(str(record.get("instance", "?")), [0, 0])
+            counts[0] += int(record.get("processed") or 0)
+            counts[1] += int(record.get("errors") or 0)
+    said = [
+        f"{unit} processed none of its {'one input' if n == 1 else f'{n} inputs'}"
+        for unit, (done, n) in per_unit.items()
+        if not done and n
+    ]
+    return "; ".join(said)
+
+
+def told_exit(result: Any, counters: Any, *, as_json: bool) -> int:
+    """Say how a run that did not fail ended and return its exit code (`RunResult.exit_code`,
+    or `NOTHING_PROCESSED` when a unit turned every input away)."""
+    away = turned_away((counters or {}).values()) if result.status == "complete" else ""
+    if away:
+        click.echo(f"{result.message}, but {away}: all went to the error stream", err=True)
+        return NOTHING_PROCESSED
+    if not as_json:
+        click.echo(result.message)
+    return int(result.exit_code)
 
 
 def store_view(
@@ -487,8 +521,7 @@ def reprocess(
     print_comparison(old.id, new.id, compare(kept, new.summaries), sent)
     if result.status == "failed":
         raise JobFailed(result.message)
-    click.echo(result.message)
-    ctx.exit(result.exit_code)
+    ctx.exit(told_exit(result, counters, as_json=False))
 
 
 #: The summary keys that count what a unit stored, not what it found (docs/unit-authors.md):
