@@ -69,6 +69,13 @@ def test_bad_overrides_are_one_sentence(p65, items, message):
     assert "\n" not in caught.value.message
 
 
+def test_a_glob_yaml_cannot_read_is_taken_as_text():
+    """`*.xdi` is an alias in YAML: `--set scans.pattern=*.xdi` was refused as "not a YAML
+    value", though a scientist writing a glob means the text."""
+    assert parse(["scans.pattern=*.xdi"]) == {"scans": {"pattern": "*.xdi"}}
+    assert parse(["scans.pattern=20K_*.xdi"]) == {"scans": {"pattern": "20K_*.xdi"}}
+
+
 def test_overrides_round_trip_as_recorded():
     parsed = parse(["normalize.autobk.rbkg=1.2", "advisor.target_noise=1.0e-4", "scans.watch=true"])
     assert unflat(flat(parsed)) == parsed

@@ -1,9 +1,10 @@
 """`--set UNIT.PARAM=VALUE`: one run's overrides of the file's params, validated like the file.
 
 UNIT is a unit instance of the pipeline, PARAM a parameter of its unit (nested ones with dots:
-`normalize.autobk.rbkg=1.2`), VALUE a YAML scalar or flow value (`1.0e-4`, `true`, `[1, 2]`).
-An unknown instance or parameter gets a did-you-mean; a value the unit's params model refuses
-gets that model's reason, in one sentence naming the `--set`.
+`normalize.autobk.rbkg=1.2`), VALUE a YAML scalar or flow value (`1.0e-4`, `true`, `[1, 2]`)
+or text YAML cannot read (a glob, `*.xdi`). An unknown instance or parameter gets a
+did-you-mean; a value the unit's params model refuses gets that model's reason, in one sentence
+naming the `--set`.
 """
 
 from __future__ import annotations
@@ -43,7 +44,11 @@ def _parse_value(text: str, where: str) -> Any:
     try:
         return YAML(typ="safe", pure=True).load(text) if text.strip() else ""
     except YAMLError:
-        raise UsageError(f"{where}: the value {text!r} is not a YAML value") from None
+        # a glob (`*.xdi`: an alias in YAML) or other text YAML reserves a first character
+        # for is meant as text; a list, mapping or quoted text left open is a mistake
+        if text.lstrip().startswith(("[", "{", '"', "'")):
+            raise UsageError(f"{where}: the value {text!r} is not a YAML value") from None
+        return text
 
 
 def parse(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
