@@ -45,7 +45,10 @@ def _plain(value: Any) -> Any:
 
 
 def _short(value: Any) -> Any:
-    """A short picture for people: long lists cut to their first items and their length."""
+    """A short picture for people: long lists cut to their first items and their length,
+    numbers to 6 digits, each mapping's long fields last (`_short_first`)."""
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
     if hasattr(value, "shape") and hasattr(value, "dtype"):
         return f"<array {value.dtype} {tuple(value.shape)}>"
     if isinstance(value, bytes | bytearray | memoryview):
@@ -55,8 +58,22 @@ def _short(value: Any) -> Any:
             return [*(_short(v) for v in value[:3]), f"... {len(value)} values"]
         return [_short(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _short(v) for k, v in value.items()}
+        return _short_first({str(k): _short(v) for k, v in value.items()})
     return value
+
+
+#: a field rendered longer than this goes after the shorter ones in `pipeline tail`'s lines
+LONG_FIELD = 160
+
+
+def _short_first(fields: dict[str, Any], *, top: bool = False) -> dict[str, Any]:
+    """A line is cut at the terminal's width: a spectrum's values (E0, edge step) must not
+    hide behind its scan file's header, nor a scan's sample behind its arrays. A message's
+    own fields go shortest first; within them the long fields go last, the unit's order
+    otherwise kept (E0 before the edge step)."""
+    size = {key: len(json.dumps(value, default=str)) for key, value in fields.items()}
+    order = (lambda key: size[key]) if top else (lambda key: size[key] > LONG_FIELD)
+    return dict(sorted(fields.items(), key=lambda item: order(item[0])))
 
 
 def _record(msg: Message, source: str) -> dict[str, Any]:
@@ -361,7 +378,10 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
         run = _run_of(record)
         body = f"{err.get('unit')}{f' ({run})' if run else ''}: {err.get('error')}"
     else:
-        body = json.dumps(_short(record["value"]), default=str, ensure_ascii=False)
+        value = _short(record["value"])
+        if isinstance(value, dict):
+            value = _short_first(value, top=True)
+        body = json.dumps(value, default=str, ensure_ascii=False)
     line = f"{head}  {body}"
     click.echo(line if len(line) <= width else line[: width - 3] + "...")
 

@@ -1,0 +1,42 @@
+"""`pipeline tail FILE spectra` printed each spectrum as its JSON cut at the terminal's width,
+and a spectrum's JSON begins with its scan file's header: a scientist following the stream saw
+`{"metadata": {"header": {"File format xdi, for information see": ...` and never E0. A line
+now shows a message's short fields first (a spectrum's values: E0, edge step) and numbers to 6
+digits; `--json` keeps every field and digit. Real P65 files through real units."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from xas_procs import pipeline_command, scan_chain, write_pipeline
+from xas_testdata import DATA, P65_SCANS
+
+WIDTH = 120  # a terminal as wide as many are
+
+
+def test_a_spectrum_line_shows_its_e0_and_edge_step_within_the_terminal_width(tmp_path):
+    (tmp_path / "data").mkdir()
+    for name in P65_SCANS:
+        shutil.copy(DATA / name, tmp_path / "data" / name)
+    pipeline = write_pipeline(tmp_path, "tailed", scan_chain("data", {"mode": "transmission"}))
+    run = pipeline_command(pipeline, "run")
+    assert run.returncode == 0, run.stdout + run.stderr
+
+    whole = pipeline_command(pipeline, "tail", "spectra", "--json")
+    assert whole.returncode == 0, whole.stderr
+    values = [json.loads(line)["value"]["values"] for line in whole.stdout.splitlines()]
+    assert len(values) == len(P65_SCANS)
+    # --json keeps every digit: the human line's rounding is not the data's
+    assert any(len(repr(v["e0"])) > len(f"{v['e0']:.6g}") for v in values), values
+
+    shown = pipeline_command(pipeline, "tail", "spectra", "--width", str(WIDTH))
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert len(lines) == len(P65_SCANS), shown.stdout
+    for line, value in zip(lines, values, strict=True):
+        assert len(line) <= WIDTH
+        assert '{"values": {' in line, line
+        e0 = float(f"{value['e0']:.6g}")
+        assert f'"e0": {e0}, "edge_step": ' in line, line
+        assert "File format xdi" not in line, line
