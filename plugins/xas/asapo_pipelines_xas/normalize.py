@@ -311,13 +311,47 @@ def tabulated_edge_energy(element: str, edge: str) -> float:
         raise SpectrumError(f"no tabulated {edge} edge for element {element!r}") from None
 
 
+#: the edges an E0 is matched with, by how often XAS is measured there: K and L3 edges first;
+#: L2, L1 and M5 only when neither fits (an oxidised iron's E0 lies 14 eV above Fe K and on Nd
+#: L1, which nobody measures at 7 keV: xraydb's `guess_edge` says Nd L1 there)
+COMMON_EDGES = ("K", "L3")
+RARE_EDGES = ("L2", "L1", "M5")
+#: where a measured E0 lies from its edge's tabulated energy, in eV: a chemical shift moves it
+#: up by up to about 20 eV (Fe(III) +14, S(VI) +10, V(V) +15 to +20), calibration a few eV
+#: either way
+E0_FROM_EDGE = (-5.0, 25.0)
+
+
+def edge_candidates(e0: float) -> list[tuple[str, str, float]]:
+    """(element, edge, tabulated energy) of the edges E0 may be the E0 of (`E0_FROM_EDGE`),
+    the likeliest first: a common edge before a rare one, then the nearer."""
+    from xraydb import guess_edge, xray_edge
+
+    found: list[tuple[int, float, str, str, float]] = []
+    for edge in (*COMMON_EDGES, *RARE_EDGES):
+        # the nearest element of each series (edges of one series lie hundreds of eV apart)
+        element, _ = guess_edge(e0, edges=(edge,))
+        if not element:
+            continue
+        tabulated = float(xray_edge(element, edge).energy)
+        low, high = E0_FROM_EDGE
+        if low <= e0 - tabulated <= high:
+            tier = 0 if edge in COMMON_EDGES else 1
+            found.append((tier, abs(e0 - tabulated), str(element), edge, tabulated))
+    return [(element, edge, tabulated) for *_, element, edge, tabulated in sorted(found)]
+
+
 def identify_edge(e0: float) -> tuple[str, str, float] | None:
-    """(element, edge, tabulated energy) nearest to E0 by xraydb's `guess_edge` (the guess
-    xraylarch's own `pre_edge` makes), or None when nothing fits."""
+    """(element, edge, tabulated energy) E0 is likeliest the E0 of (`edge_candidates`); far
+    from every edge, xraydb's `guess_edge` (the guess xraylarch's `pre_edge` makes); None when
+    nothing fits."""
     from xraydb import guess_edge, xray_edge
 
     if not math.isfinite(e0) or e0 < 100:
         return None
+    candidates = edge_candidates(e0)
+    if candidates:
+        return candidates[0]
     element, edge = guess_edge(e0)
     if not element or not edge:
         return None
@@ -343,8 +377,13 @@ def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
         "from": source,
         "e0": round(float(e0), 2),
         "tabulated_edge_energy": tabulated,
-        "method": "xraydb guess_edge",
+        "method": f"xraydb edges within {E0_FROM_EDGE[0]:+g} to {E0_FROM_EDGE[1]:+g} eV of E0, "
+        "K and L3 first",
     }
+    # the other edges E0 fits as well: a reader of the result sees that the guess had a choice
+    others = [f"{el} {ed}" for el, ed, _ in edge_candidates(e0) if (el, ed) != (element, edge)]
+    if others:
+        metadata["identity"]["also_fits"] = others
 
 
 #: header keys the readers take the element and edge from (XDI, FIO), lower case
@@ -511,9 +550,11 @@ def _check_fixed_e0(energy: np.ndarray, e0: float | None) -> None:
     low, high = float(energy[1]), float(energy[-2])
     if not low <= e0 <= high:
         raise SpectrumError(
-            f"the fixed pre_edge.e0 {e0:g} eV is outside the scan's energies ({low:.1f} to "
-            f"{high:.1f} eV), where xraylarch would ignore it and find E0 itself; set it within "
-            "the scan (another edge's scans need their own pipeline or no fixed e0)"
+            f"the fixed pre_edge.e0 {e0:g} eV is outside {low:.1f} to {high:.1f} eV (the "
+            f"scan's second to second-to-last energy; it runs {float(energy[0]):.1f} to "
+            f"{float(energy[-1]):.1f} eV), where xraylarch would ignore it and find E0 itself; "
+            "set it within that range (another edge's scans need their own pipeline or no "
+            "fixed e0)"
         )
 
 
@@ -541,21 +582,42 @@ def normalize_scan(scan: Scan, params: NormalizeParams | None = None) -> Spectru
     try:
         return _normalize_scan(scan, params or NormalizeParams())
     except SpectrumError as exc:
-        raise _naming_file(scan, exc) from None
+        raise _naming_file(scan, exc, _kev_hint(scan)) from None
     except (OSError, MemoryError):
         raise
     except Exception as exc:
         raise SpectrumError(
-            f"{_label(scan)}: normalising failed: {type(exc).__name__}: {exc}"
+            f"{_label(scan)}: normalising failed: {type(exc).__name__}: {exc}{_kev_hint(scan)}"
         ) from exc
 
 
-def _naming_file(scan: Scan, exc: SpectrumError) -> SpectrumError:
-    """The error, with the scan's file in front of its message unless it names it already."""
+#: energies all below this many eV are no edge this unit normalises: keV read as eV
+KEV_LIKE = 100.0
+
+
+def _kev_hint(scan: Scan) -> str:
+    """What a failure on a scan whose energies look like keV adds: the readers take eV unless
+    an XDI column says keV, and xraylarch's words ("x must be strictly increasing") do not
+    point there."""
+    energy = np.asarray(scan.energy, dtype=float)
+    finite = energy[np.isfinite(energy)]
+    if not finite.size or float(finite.max()) >= KEV_LIKE:
+        return ""
+    return (
+        f"; its energies run from {float(finite.min()):g} to {float(finite.max()):g}, as if in "
+        "keV, and are read as eV: label the energy column keV (XDI `# Column.1: energy keV`) "
+        "or write eV"
+    )
+
+
+def _naming_file(scan: Scan, exc: SpectrumError, hint: str = "") -> SpectrumError:
+    """The error, with the scan's file in front of its message unless it names it already,
+    and `hint` after it."""
     label = _label(scan)
-    if str(exc).startswith(label):
+    if str(exc).startswith(label) and not hint:
         return exc
-    return type(exc)(f"{label}: {exc}")
+    text = str(exc) if str(exc).startswith(label) else f"{label}: {exc}"
+    return type(exc)(f"{text}{hint}")
 
 
 def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
