@@ -104,3 +104,42 @@ def test_prune_through_the_copy_is_refused_as_run_is(ran, how):
     assert [r["id"] for r in json.loads(listed.stdout)["runs"]] == ["r1"]
     held = run_pipeline("tail", "demo.pipeline.yaml", "output", cwd=ran)
     assert "default#1" in held.stdout
+
+
+def test_status_of_a_copy_whose_deploy_names_a_cluster_shows_the_owners_local_run(ran):
+    """The copy's `deploy:` section names Nomad: `status` went to a Nomad agent nobody runs
+    and failed ("cannot reach Nomad"), where the counters it promises are the owner's local
+    run's."""
+    import os
+
+    nomad = DEMO + "deploy:\n  nomad:\n    datacenters: ['*']\n    driver: raw_exec\n"
+    (ran / "cluster.pipeline.yaml").write_text(nomad)
+    env = {**os.environ, "NOMAD_ADDR": "http://127.0.0.1:9"}  # nothing listens there
+    done = run_pipeline("status", "cluster.pipeline.yaml", cwd=ran, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Nomad" not in done.stdout + done.stderr
+    assert "job demo (batch): complete" in done.stdout, done.stdout
+    (line,) = _owned_lines(done.stderr)
+    assert "not cluster.pipeline.yaml's" in line
+
+
+def test_a_renamed_owner_is_told_to_take_its_name_back_which_keeps_its_runs(tmp_path):
+    """Renaming the pipeline file locked it out of its own runs with the advice to give one
+    of 'the two files' another `pipeline:` name, which starts over: there is one file."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("x\n")
+    (tmp_path / "demo.pipeline.yaml").write_text(DEMO)
+    first = run_pipeline("run", "demo.pipeline.yaml", cwd=tmp_path, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (tmp_path / "demo.pipeline.yaml").rename(tmp_path / "renamed.pipeline.yaml")
+    refused = run_pipeline("run", "renamed.pipeline.yaml", cwd=tmp_path, timeout=300)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    said = one_sentence(refused.stderr)
+    owner = (tmp_path / "demo.pipeline.yaml").resolve()
+    assert f"belongs to {owner}, which no longer exists here" in said, said
+    assert f"mv {(tmp_path / 'renamed.pipeline.yaml').resolve()} {owner}" in said, said
+    # the advice taken: the file goes on with its run
+    (tmp_path / "renamed.pipeline.yaml").rename(owner)
+    again = run_pipeline("run", "demo.pipeline.yaml", cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming run r1" in again.stdout + again.stderr

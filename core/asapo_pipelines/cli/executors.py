@@ -631,8 +631,13 @@ def status(
     tasks of the executor the file's deploy section names, with the counters the pipeline's
     workers published; with none of these, the counters alone."""
     given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
-    executor, path = executor_for("status", file, executor_name, given, default=None)
-    _say_whose_status(executor, path)
+    asked = _path(file, given)
+    # a copy that keeps the owner's `pipeline:` name shows the owner's counters (said below):
+    # its run is the owner's too, wherever the copy's `deploy:` section points
+    owner = None if executor_name or any(given.values()) else _owner_file(asked)
+    target = str(owner or asked) if (owner or asked) else None
+    executor, path = executor_for("status", target, executor_name, given, default=None)
+    _say_whose_status(executor, asked if owner else path)
     if executor is not None:
         # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
         settle(executor, _pipeline_file(path))
@@ -657,6 +662,28 @@ def status(
     from asapo_pipelines.counters import show_counters
 
     show_counters(path, as_json)
+
+
+def _owner_file(path: Path | None) -> Path | None:
+    """The file owning FILE's `pipeline:` name in its store when that is another file that
+    exists here; None for the owner itself, an unreadable store or a file that does not load."""
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import TransportError, open_transport
+
+    if path is None or path.suffix == ".json":
+        return None
+    try:
+        pipeline, catalog = _load(path)
+    except PipelinesError:
+        return None
+    if pipeline is None:
+        return None
+    try:
+        with open_transport(pipeline.transport.spec(), catalog) as transport:
+            owner = RunStore(transport, pipeline.name).other_owner(path)
+    except (TransportError, NotImplementedError):
+        return None
+    return Path(owner) if owner is not None and Path(owner).is_file() else None
 
 
 def _say_whose_status(executor: Executor | None, path: Path | None) -> None:

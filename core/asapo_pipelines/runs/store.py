@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import socket
 import time
 from collections.abc import Mapping
@@ -418,9 +419,20 @@ class RunStore:
         return f"pipeline name {self.pipeline!r} in this store belongs to {owner}"
 
     def refusal(self, owner: str, pipeline_file: str | Path) -> str:
-        """Why `pipeline_file` may not write or prune in `owner`'s namespace, and the remedy."""
+        """Why `pipeline_file` may not write or prune in `owner`'s namespace, and the remedy.
+        An owner file that no longer exists here is most often this very file renamed: the
+        remedy is then its old name, which keeps the runs, not a new `pipeline:` name, which
+        starts over."""
+        mine = Path(pipeline_file).resolve()
+        if not Path(owner).exists():
+            return (
+                f"{self.belongs_to(owner)}, which no longer exists here, so {mine} cannot use "
+                f"it: if {mine.name} is that file renamed or moved, give it back its name and "
+                f"place (`mv {shlex.quote(str(mine))} {shlex.quote(owner)}`) to go on with its "
+                "runs; else give it another `pipeline:` name"
+            )
         return (
-            f"{self.belongs_to(owner)}, so {Path(pipeline_file).resolve()} cannot use it: give "
+            f"{self.belongs_to(owner)}, so {mine} cannot use it: give "
             "one of the two files another `pipeline:` name, or a store of its own in its "
             "`transport:` section (another `path`, or another `key_prefix` where the transport "
             "has one)"
