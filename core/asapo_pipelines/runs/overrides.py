@@ -59,7 +59,9 @@ def parse(items: tuple[str, ...] | list[str]) -> dict[str, dict[str, Any]]:
         target, eq, value = item.partition("=")
         instance, dot, param = target.strip().partition(".")
         if not eq or not dot or not instance or not param:
-            raise UsageError(f"{where}: write it as UNIT.PARAM=VALUE, e.g. normalize.rbkg=1.2")
+            raise UsageError(
+                f"{where}: write it as UNIT.PARAM=VALUE, e.g. normalize.autobk.rbkg=1.2"
+            )
         out.setdefault(instance, {})[param] = _parse_value(value, where)
     return out
 
