@@ -226,6 +226,7 @@ def test_results_of_a_session_resumed_under_an_edited_file_carry_its_hash(tmp_pa
     resumed = run_pipeline("run", "--resume", path.name, cwd=tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "resuming run r1 under a changed configuration" in resumed.stdout
+    assert "processed no message under" not in resumed.stdout  # the new scan was normalised
     made: dict[str, list[tuple[str, float | None]]] = {started: [], edited: []}
     with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
         for name, entry in f.items():
@@ -244,3 +245,34 @@ def test_results_of_a_session_resumed_under_an_edited_file_carry_its_hash(tmp_pa
     run = runs_of(tmp_path, path.name)["r1"]
     assert run["file_sha256"] == edited
     assert run["started_file_sha256"] == started
+
+
+def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_old_ones(
+    tmp_path,
+):
+    """`--resume --set advisor.target_noise=...` with no new scan: the summary showed the
+    decision made under the old target, under "resuming run r1 under a changed configuration",
+    as if the new target had been applied. Now one line says the changed unit processed
+    nothing under it and gives the reprocess that applies it, which does."""
+    pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
+    pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
+    path = p65_copy(tmp_path)
+    first = run_pipeline("run", path.name, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "action more_scans" in first.stdout  # noise 1.30e-4 against the target 1.2e-4
+    looser = "advisor.target_noise=1.5e-4"
+    resumed = run_pipeline("run", "--resume", "--set", looser, path.name, cwd=tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "action more_scans" in resumed.stdout  # the decision under the old target, shown
+    told = [line for line in resumed.stdout.splitlines() if "processed no message" in line]
+    assert told == [
+        "advisor processed no message under its changed configuration in this session: its "
+        "results, and those made from them, are still the earlier settings'; `pipeline "
+        f"reprocess {path.name} --from r1` applies the change to the run's inputs"
+    ], resumed.stdout
+    # the advice taken: under the looser target the same noise stops
+    redone = run_pipeline(
+        "reprocess", path.name, "--from", "r1", "--set", looser, cwd=tmp_path, timeout=600
+    )
+    assert redone.returncode == 0, redone.stdout + redone.stderr
+    assert re.search(r"action: more_scans -> stop", redone.stdout), redone.stdout

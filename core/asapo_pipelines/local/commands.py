@@ -134,11 +134,47 @@ def run(
     )
     if session is not None:
         session.finish(result, counters, target.payload)
+        unapplied = unapplied_note(session, counters, where or "FILE")
+        if unapplied:
+            click.echo(unapplied, err=as_json)
     if as_json:
         print_json(status_json(dict(result.state), counters or None))
     if result.status == "failed":
         raise JobFailed(result.message)
     ctx.exit(told_exit(result, counters, as_json=as_json))
+
+
+def unapplied_note(session: Any, counters: Any, where: str) -> str:
+    """A line for a session resumed under a changed configuration in which a changed unit
+    processed nothing: its new settings touched no message, so what it sent (and every
+    decision downstream) is still the earlier settings', while the line "resuming run r1 under
+    a changed configuration" above the table suggested otherwise. Empty when every changed
+    unit processed something, or nothing changed."""
+    from asapo_pipelines.worker.status import in_session
+
+    # the session's start: the run's record gets its end appended when the session ends
+    began = next(
+        (e for e in reversed(session.run.events) if e.get("event") in ("started", "resumed")), {}
+    )
+    changes = began.get("changes") or {}
+    if not changes:
+        return ""
+    processed: dict[str, int] = {}
+    for record in (counters or {}).values():
+        if isinstance(record, dict) and in_session(record, session.label):
+            unit = str(record.get("instance", ""))
+            processed[unit] = processed.get(unit, 0) + int(record.get("processed") or 0)
+    idle = [unit for unit in changes if not processed.get(unit)]
+    if not idle:
+        return ""
+    one = len(idle) == 1
+    its = "its" if one else "their"
+    return (
+        f"{', '.join(idle)} processed no message under {its} changed configuration in this "
+        f"session: {its} results, and those made from them, are still the earlier settings'; "
+        f"`pipeline reprocess {where} --from {session.run.id}` applies the change to the run's "
+        "inputs"
+    )
 
 
 def logs_where(file: str | None, data_dir: str | None) -> str | None:
