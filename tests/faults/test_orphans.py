@@ -86,7 +86,7 @@ def test_a_start_refused_while_the_job_runs_changes_no_run(tmp_path: Path) -> No
             assert again.returncode == 1, (extra, again.stdout, again.stderr)
             assert again.stderr.strip() == (
                 f"error: job faults is already running locally (supervisor pid {supervisor}); "
-                "stop it first with `pipeline stop`"
+                f"stop it first with `pipeline stop {file}`"
             )
             assert again.stdout == ""  # not even "run r2 starts" / "resuming run r1"
         # `pipeline deploy` and `start` with the local executor: refused alike, nothing recorded

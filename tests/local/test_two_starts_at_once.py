@@ -31,6 +31,6 @@ def test_a_start_refused_while_another_start_holds_the_run_names_no_gone_supervi
     assert refused.returncode == 1
     assert refused.stderr == (
         "error: job fe is already running locally (it is being started: its supervisor pid "
-        "is not known yet); stop it first with `pipeline stop`\n"
+        f"is not known yet); stop it first with `pipeline stop {file}`\n"
     ), refused.stderr
     assert str(first["pid"]) not in refused.stdout + refused.stderr

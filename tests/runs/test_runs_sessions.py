@@ -276,3 +276,33 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     )
     assert redone.returncode == 0, redone.stdout + redone.stderr
     assert re.search(r"action: more_scans -> stop", redone.stdout), redone.stdout
+
+
+def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tmp_path):
+    """A scientist edits a parameter in the file of a detached watch-mode run: the next scans
+    were processed under the old one and `pipeline status` said nothing. It now warns, and
+    says how to apply the edit; the refused second start names the file to stop."""
+    write_pipeline(tmp_path, watch=True)
+    with stopped_at_the_end(tmp_path):
+        started = run_pipeline("run", FILE, "--detach", cwd=tmp_path, timeout=120)
+        assert started.returncode == 0, started.stdout + started.stderr
+        drop_files(tmp_path, "a", 2)
+        wait_for(lambda: lines(tmp_path) == 2, 120, "the first files in the sink")
+        before = run_pipeline("status", FILE, cwd=tmp_path)
+        assert before.returncode == 0, before.stderr
+        assert "was edited" not in before.stderr
+
+        path = tmp_path / FILE
+        path.write_text(path.read_text().replace("payload: text", "payload: base64"))
+        edited = run_pipeline("status", FILE, cwd=tmp_path)
+        assert edited.returncode == 0, edited.stderr
+        assert (
+            f"warning: {FILE} was edited after run r1's session started: its units go on with "
+            "the configuration they started with; "
+            f"`pipeline stop {FILE}` and `pipeline run --resume {FILE}` apply the edit"
+        ) in edited.stderr, edited.stderr
+
+        again = run_pipeline("run", FILE, "--resume", cwd=tmp_path)
+        assert again.returncode == 1
+        assert again.stderr.strip().endswith(f"stop it first with `pipeline stop {FILE}`")
+        stop(tmp_path)

@@ -14,6 +14,7 @@ through the catalog, by the import string its plugin registered.
 
 from __future__ import annotations
 
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -642,6 +643,8 @@ def status(
         # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
         settle(executor, _pipeline_file(path))
         code = executor.show_status(as_json=as_json)
+        if not owner:
+            _say_edited(executor, path)
         if executor.pipeline is not None and path is not None:
             from asapo_pipelines.counters import check_readable
 
@@ -662,6 +665,40 @@ def status(
     from asapo_pipelines.counters import show_counters
 
     show_counters(path, as_json)
+
+
+def _say_edited(executor: Executor, path: Path | None) -> None:
+    """A warning when FILE was edited while its local run goes on: its units run with the
+    configuration they started with, and a scientist who changed a parameter in the file
+    expects the next scan to use it."""
+    from asapo_pipelines.cli.output import warn
+    from asapo_pipelines.executor import LOCAL
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.runs.store import file_sha256
+    from asapo_pipelines.transport import TransportError, open_transport
+
+    pipeline = executor.pipeline
+    if executor.name != LOCAL or pipeline is None or path is None or path.suffix == ".json":
+        return
+    if executor.status().state != "running":
+        return
+    try:
+        with open_transport(pipeline.transport.spec(), executor.catalog) as transport:
+            run = RunStore(transport, pipeline.name).current()
+    except (TransportError, NotImplementedError):
+        return
+    try:
+        now = file_sha256(path.read_text())
+    except (OSError, UnicodeDecodeError):
+        return
+    if run is None or run.file_sha256 in (None, now):
+        return
+    where = shlex.quote(str(path))
+    warn(
+        f"{path} was edited after run {run.id}'s session started: its units go on with the "
+        f"configuration they started with; `pipeline stop {where}` and `pipeline run --resume "
+        f"{where}` apply the edit to what they have not processed yet"
+    )
 
 
 def _owner_file(path: Path | None) -> Path | None:

@@ -94,7 +94,7 @@ def run(
             *target.loaded(), Path(target.pipeline_file), str(shown), executor="local"
         )
         job = target.payload.get("Job", target.payload)
-        with refused_while_running(str(job.get("ID")), target.run_dir):
+        with refused_while_running(str(job.get("ID")), target.run_dir, str(shown)):
             session = start_session(target, fresh=fresh, resume=resume, overrides=overrides)
         if not detach:
             session.announce(err=as_json)
@@ -153,7 +153,7 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     from asapo_pipelines.worker.status import in_session
 
     # the session's start: the run's record gets its end appended when the session ends
-    began = next(
+    began: dict[str, Any] = next(
         (e for e in reversed(session.run.events) if e.get("event") in ("started", "resumed")), {}
     )
     changes = began.get("changes") or {}

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,17 +40,19 @@ from asapo_pipelines.local.state import read_state, wait_groups_gone, write_last
 NOT_KNOWN_YET = " (it is being started: its supervisor pid is not known yet)"
 
 
-def already_running(job_id: str, run_dir: Path) -> LocalRunError:
+def already_running(job_id: str, run_dir: Path, shown: str | None = None) -> LocalRunError:
     """The refusal of a second start while a supervisor runs the job (named as its state
-    names it: the run directory's name may also name the pipeline file)."""
+    names it: the run directory's name may also name the pipeline file); `shown`: the file
+    as the user named it, for the stop command to copy."""
     state: dict[str, Any] = {}
     with contextlib.suppress(LocalRunError):
         state = read_state(Path(run_dir) / STATE_FILE)
     pid = lock_holder(state)
+    stop = f"pipeline stop {shlex.quote(shown)}" if shown else "pipeline stop"
     return LocalRunError(
         f"job {state.get('job') or job_id} is already running locally"
         + (f" (supervisor pid {pid})" if pid else NOT_KNOWN_YET)
-        + "; stop it first with `pipeline stop`"
+        + f"; stop it first with `{stop}`"
     )
 
 
@@ -66,7 +69,7 @@ def lock_holder(state: Mapping[str, Any]) -> int | None:
 
 
 @contextlib.contextmanager
-def refused_while_running(job_id: str, run_dir: Path) -> Iterator[None]:
+def refused_while_running(job_id: str, run_dir: Path, shown: str | None = None) -> Iterator[None]:
     """Refuse a start before it records anything, and keep other starts out while it does.
 
     A refused start must change nothing: `pipeline run` records its session in the run (a new
@@ -88,7 +91,7 @@ def refused_while_running(job_id: str, run_dir: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise already_running(job_id, Path(run_dir)) from None
+            raise already_running(job_id, Path(run_dir), shown) from None
         yield
     finally:
         os.close(fd)  # releases the lock: the supervisor takes it next
