@@ -276,6 +276,18 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     )
     assert redone.returncode == 0, redone.stdout + redone.stderr
     assert re.search(r"action: more_scans -> stop", redone.stdout), redone.stdout
+    assert "configuration (r1's last session -> r2): unchanged\n" in redone.stdout
+    # a replay runs the file with its own --set, not the replayed session's: said first, or a
+    # difference reads as the effect of the one change typed
+    other = run_pipeline(
+        "reprocess", path.name, "--from", "r1", "--set", "normalize.autobk.rbkg=1.5",
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stdout + other.stderr
+    assert (
+        "configuration (r1's last session -> r3): advisor (target_noise 0.00015 -> 0.00012); "
+        "normalize (autobk.rbkg 1.0 -> 1.5)\n"
+    ) in other.stdout, other.stdout
 
 
 def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tmp_path):

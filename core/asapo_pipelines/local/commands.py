@@ -554,6 +554,7 @@ def reprocess(
     session.finish(result, counters, payload)
     kept = {k: v for k, v in old.summaries.items() if k.partition("[")[0] not in sources}
     sent = compare_sent(pipeline, catalog, old.id, new.id, sources)
+    click.echo(configuration_line(old, new))
     print_comparison(old.id, new.id, compare(kept, new.summaries), sent)
     if result.status == "failed":
         raise JobFailed(result.message)
@@ -571,6 +572,24 @@ def is_write_count(what: str) -> bool:
     """Whether a comparison row (`compare`'s dotted path) is a write count by its key."""
     key = what.rpartition(".")[2]
     return key in WRITE_COUNT_KEYS or key.endswith(WRITE_COUNT_SUFFIXES)
+
+
+def configuration_line(old: Any, new: Any) -> str:
+    """What the replay changed in the configuration, before the differences it made: the
+    replay runs the file as it is now with its `--set`, not the old run's last session's
+    `--set` overrides, and a difference read without this line is taken for the effect of the
+    one change the user typed. Params only: a unit whose inputs changed is said below."""
+    from asapo_pipelines.runs.fingerprint import diff_configurations
+
+    changes = {
+        unit: [w for w in what if w != "upstream configuration changed"]
+        for unit, what in diff_configurations(old.configurations, new.configurations).items()
+    }
+    said = "; ".join(f"{unit} ({', '.join(what)})" for unit, what in changes.items() if what)
+    since = f"{old.id}'s last session -> {new.id}"
+    if not said:
+        return f"configuration ({since}): unchanged"
+    return f"configuration ({since}): {said}"
 
 
 def print_comparison(
