@@ -56,10 +56,22 @@ one scan (a^2 / N + b^2 <= a^2 + b^2), floor or not, so a merge whose noise exce
 own noise of its accepted scans (over the same k window) by more than `MERGE_EXCESS_TOLERANCE`
 (the scatter of noise estimates) is no evidence of a floor: a scan is bad (a glitch, a much
 noisier scan) and merging it made the result worse than the best scan alone. Such a merge gets
-`change_parameters` naming the scans to check (those added since the last merge that was not
-noisier than its best scan; all of them when there was none) by their files' names and the
-sample, their ids in the merge in its metrics (`suspect_scans`), no plan, and its noise stays
+`change_parameters` naming the scans to check by their files' names and the sample, with their
+own noise, their ids in the merge in its metrics (`suspect_scans`), no plan, and its noise stays
 out of the fit, so it neither stops the agent nor inflates the scans it asks for later.
+
+The scans to check are those whose own noise (over the merge's k window) is above the merge's,
+in whatever order they were measured or arrived (a bad scan may well be the first; which scans
+came since a merge that was fine says nothing about which is bad). The noise of the mean of N
+scans whose noise is their own is sqrt(sum of eps_i^2) / N, below the noisiest scan's; when it
+is above the best scan's, the scans above it are those that raised it. So a merge noisier than
+its best scan never names that scan and always names the noisiest: of two the noisier one; of
+three or five, every noisy one, two together included (leaving out one scan at a time would keep
+the other and name neither). Scans all as noisy as each other make a merge less noisy than
+each: nothing is named, the agent decides as usual. A mediocre scan above a merge a bad scan
+spoiled is named too: the reason gives each one's own noise, so the scientist sees which is
+which. When no scan is noisier than the merge, no scan's own noise explains it (the scans may
+not line up: an energy shift, a drift): all accepted scans are named, and the reason says so.
 
 Counting rejections. Scans rejected as copies of another scan (`duplicate`) or left out for
 their normalisation settings (`superseded`) say nothing about the beam or the sample:
@@ -242,8 +254,6 @@ class _Group:
     seen_total: int = 0
     requests: dict[str, _Request] = field(default_factory=dict)
     previous: tuple[np.ndarray, np.ndarray] | None = None
-    #: the accepted scans of the latest merge that was not noisier than its best scan
-    clean_scans: frozenset[str] | None = None
     #: said already that convergence cannot be judged (the noise estimate is off)
     noise_off_said: bool = False
     #: uid of the latest decision on this group: the next one's uid derives from it
@@ -385,6 +395,44 @@ def _left_out(rejected: list[Mapping[str, Any]], shown: int = 5) -> str:
     more = len(rejected) - shown
     tail = f" and {more} more (arguments.bad_scans)" if more > 0 else ""
     return f"left out of the merge: {', '.join(items)}{tail}"
+
+
+def _accepted(merged: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The merge's records of the scans it averages."""
+    return [s for s in merged.get("scans", []) if s.get("accepted")]
+
+
+def _noisier_than_merge(merged: Mapping[str, Any], eps: float, window: Window) -> dict[str, float]:
+    """The accepted scans whose own noise, over the merge's window, is above the merge's `eps`
+    (id: own noise, in the merge's order): those that raised it (see the module's docstring).
+    A scan's noise over another window is on another scale: it is not compared."""
+    return {
+        str(s["scan"]): float(s["epsilon_k"])
+        for s in _accepted(merged)
+        if s.get("epsilon_k") and _same_window(_window(s), window) and float(s["epsilon_k"]) > eps
+    }
+
+
+def _why_suspects(noisy: dict[str, float], suspects: list[str], sample: str | None) -> str:
+    """The end of the reason of a merge noisier than its best scan: which scans to check and
+    why (the names the scientist knows them by, with their own noise), or that no scan is
+    noisier than the merge and all are to be checked."""
+    check = _check_scans(suspects, sample)
+    if not noisy:
+        return (
+            "none of its scans is noisier on its own than the merge, so no one scan's noise "
+            f"explains it (do the scans line up? an energy shift, a drift): {check}"
+        )
+    own = ", ".join(_g(e) for e in noisy.values())
+    if len(noisy) == 1:
+        return (
+            f"one scan is noisier on its own ({own}) than the merge and raised its noise; a scan "
+            f"is likely bad: {check}"
+        )
+    return (
+        f"{len(noisy)} scans are noisier on their own ({own}) than the merge and raised its "
+        f"noise; they are likely bad: {check}"
+    )
 
 
 def _check_scans(scans: list[str], sample: str | None) -> str:
@@ -625,18 +673,18 @@ class ConvergenceAgent:
         eps = float(eps)
         if noisier is not None:
             mean, best = noisier
-            suspects = self._suspects(state, merged)
+            noisy = _noisier_than_merge(merged, eps, _window(values))
+            suspects = list(noisy) or [str(s["scan"]) for s in _accepted(merged)]
             # the ids, for a program to find the scans in the merge (`scans`, `accepted`)
             metrics["suspect_scans"] = suspects
             return suggestion(
                 "change_parameters",
                 f"merge of {n} scans is noisier than its best scan (noise {_g(eps)}, best scan "
-                f"{_g(best)}, mean of its scans {_g(mean)}), which no noise floor explains; a "
-                f"scan is likely bad: {_check_scans(suspects, group.get('sample'))}",
+                f"{_g(best)}, mean of its scans {_g(mean)}), which no noise floor explains; "
+                f"{_why_suspects(noisy, suspects, group.get('sample'))}",
                 0.6,
                 check=["merged noise above its scans' noise"],
             )
-        state.clean_scans = frozenset(str(s) for s in merged.get("accepted", []))
         floor_text = (
             f"; noise floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² to "
             f"{fit.points} points)"
@@ -849,14 +897,6 @@ class ConvergenceAgent:
         if float(eps) <= best * (1 + MERGE_EXCESS_TOLERANCE):
             return None
         return mean, best
-
-    @staticmethod
-    def _suspects(state: _Group, merged: Mapping[str, Any]) -> list[str]:
-        """The accepted scans added since the latest merge that was not noisier than its best scan
-        (all accepted scans when there was none)."""
-        accepted = [str(s["scan"]) for s in merged.get("scans", []) if s.get("accepted")]
-        clean = state.clean_scans or frozenset()
-        return [s for s in accepted if s not in clean] or accepted
 
     @staticmethod
     def _fit_confidence(fit: NoiseFit, n: int) -> float:
