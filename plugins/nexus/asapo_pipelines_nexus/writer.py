@@ -625,14 +625,20 @@ class NexusWriter:
         a reprocess) write the same scans, spectra and merges, which their titles alone do not
         tell apart. When the file holds another run with the same id (run ids start again at r1
         in a new store), the start tells them apart: `r1 (started 2026-12-04 03:58:32 UTC):
-        ...`; only then, so that the usual title stays short. An entry written outside a
-        pipeline has no run."""
+        ...`; when it holds entries of another pipeline, the pipeline leads (`p65-b r1: ...`);
+        only then, so that the usual title stays short. An entry written outside a pipeline
+        has no run."""
         label, _, start = _run_of(key).partition("@")
         if not label:
             return title
-        others = self.run_starts(self._producer(key), label) - {start}
+        pipeline = self._producer(key)
+        others = self.run_starts(pipeline, label) - {start}
         if start and others:
-            return f"{label} (started {readable_start(start)}): {title}"
+            label = f"{label} (started {readable_start(start)})"
+        # two pipelines writing one file (a reprocessing pipeline beside the beamline's) both
+        # have an r1 and the same scans: the pipeline leads then
+        if pipeline and self.pipelines - {pipeline}:
+            label = f"{pipeline} {label}"
         return f"{label}: {title}"
 
     def _producer(self, key: str) -> str:

@@ -186,6 +186,10 @@ def test_two_pipelines_in_one_file_are_told_apart_by_pipeline_and_run(
         entries = list(f.values())
         assert [_text(e.attrs["asapo_run"]) for e in entries] == ["r1", "r1"]
         assert [_text(e.attrs["asapo_pipeline"]) for e in entries] == ["p65-xas", "p65-reprocess"]
+        # the titles a viewer lists: the second pipeline's names it (both are "r1: <scan>")
+        titles = [_text(e["title"][()]) for e in entries]
+        assert titles[0] == "r1: 20K_GOE_Fe_K_240.00000.xdi", titles
+        assert titles[1] == "p65-reprocess r1: 20K_GOE_Fe_K_240.00001.xdi", titles
         for entry in entries:
             prov = entry["provenance"]
             assert _text(prov["pipeline"][()]) == _text(prov["writer_pipeline"][()])
