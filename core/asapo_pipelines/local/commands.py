@@ -146,7 +146,7 @@ def run(
 
 def unapplied_note(session: Any, counters: Any, where: str) -> str:
     """A line for a session resumed under a changed configuration in which a changed unit
-    processed nothing: its new settings touched no message, so what it sent (and every
+    processed and sent nothing: its new settings touched no message, so what it sent (and every
     decision downstream) is still the earlier settings', while the line "resuming run r1 under
     a changed configuration" above the table suggested otherwise. Empty when every changed
     unit processed something, or nothing changed."""
@@ -156,15 +156,21 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     began: dict[str, Any] = next(
         (e for e in reversed(session.run.events) if e.get("event") in ("started", "resumed")), {}
     )
-    changes = began.get("changes") or {}
+    from asapo_pipelines.runs.fingerprint import own_changes
+
+    # the units whose own settings changed: those fed by one are said with "made from them"
+    changes = {u: w for u, w in (began.get("changes") or {}).items() if own_changes(w)}
     if not changes:
         return ""
-    processed: dict[str, int] = {}
+    # what a unit processed or sent in this session: a unit that keeps state sends what its
+    # restored state gives under the new settings at its start (a merge under another limit)
+    worked: dict[str, int] = {}
     for record in (counters or {}).values():
         if isinstance(record, dict) and in_session(record, session.label):
             unit = str(record.get("instance", ""))
-            processed[unit] = processed.get(unit, 0) + int(record.get("processed") or 0)
-    idle = [unit for unit in changes if not processed.get(unit)]
+            done = int(record.get("processed") or 0) + int(record.get("outputs") or 0)
+            worked[unit] = worked.get(unit, 0) + done
+    idle = [unit for unit in changes if not worked.get(unit)]
     if not idle:
         return ""
     one = len(idle) == 1
@@ -579,10 +585,10 @@ def configuration_line(old: Any, new: Any) -> str:
     replay runs the file as it is now with its `--set`, not the old run's last session's
     `--set` overrides, and a difference read without this line is taken for the effect of the
     one change the user typed. Params only: a unit whose inputs changed is said below."""
-    from asapo_pipelines.runs.fingerprint import diff_configurations
+    from asapo_pipelines.runs.fingerprint import diff_configurations, own_changes
 
     changes = {
-        unit: [w for w in what if w != "upstream configuration changed"]
+        unit: own_changes(what)
         for unit, what in diff_configurations(old.configurations, new.configurations).items()
     }
     said = "; ".join(f"{unit} ({', '.join(what)})" for unit, what in changes.items() if what)

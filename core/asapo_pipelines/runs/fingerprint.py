@@ -78,6 +78,16 @@ def _show(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
+#: what `diff_configurations` says of a unit whose own configuration is unchanged while one of
+#: the units feeding it changed
+UPSTREAM_CHANGED = "upstream configuration changed"
+
+
+def own_changes(what: list[str]) -> list[str]:
+    """Of a unit's changes (`diff_configurations`), those of its own configuration."""
+    return [w for w in what if w != UPSTREAM_CHANGED]
+
+
 def diff_configurations(
     old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
 ) -> dict[str, list[str]]:
@@ -96,6 +106,6 @@ def diff_configurations(
         if (a.get("distribution"), a.get("version")) != (b.get("distribution"), b.get("version")):
             what.append(f"{b.get('distribution')} {a.get('version')} -> {b.get('version')}")
         if not what:
-            what.append("upstream configuration changed")
+            what.append(UPSTREAM_CHANGED)
         changed[instance] = what
     return changed

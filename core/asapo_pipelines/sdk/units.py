@@ -196,8 +196,10 @@ class UnitContext:
         self.stop_event = threading.Event()
         #: where a source's `report_error` goes: (exception, key) -> None; set by the runtime
         self.report: Callable[[BaseException, str | None], None] | None = None
-        #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint), set
-        #: by the worker; empty outside a pipeline run (the test harness)
+        #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint;
+        #: `configured_at`: when a resumed session last changed this unit's own settings, None
+        #: while they are the run's first), set by the worker; empty outside a pipeline run
+        #: (the test harness)
         self.run: dict[str, Any] = {}
         #: the `summary()` this replica had so far in this run, set before `on_start`: when
         #: its worker was restarted within the session (killed, or failed), the summary it

@@ -258,7 +258,24 @@ def _join_run(
     if run.session.get("event") == "resumed":
         # when this session began; the worker's inputs may carry an earlier session's end
         info["resumed_at"] = run.session.get("time")
+    info["configured_at"] = configured_at(run, instance)
     return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
+
+
+def configured_at(run: Any, instance: str) -> float | None:
+    """When the unit's own configuration last changed in the run: the start of the latest
+    session resumed with other parameters (unit or version) for it, not only for the units
+    feeding it; None while it runs as the run started. A unit that keeps state tells by it a
+    result it sent under earlier settings from the same result under the settings now in force
+    (a merge back at a limit it had two sessions ago is news to the agent)."""
+    from asapo_pipelines.runs.fingerprint import own_changes
+
+    for event in reversed(run.events):
+        if event.get("event") == "resumed" and own_changes(
+            (event.get("changes") or {}).get(instance) or []
+        ):
+            return float(event["time"])
+    return None
 
 
 def stream_sources(pipeline: Pipeline, catalog: Catalog, run_id: str) -> dict[str, str]:

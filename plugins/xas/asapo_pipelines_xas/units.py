@@ -379,6 +379,13 @@ class Merge(Processor):
             self._send(merged, stream=stream)
 
     def _send(self, merged: dict[str, Any], stream: str | None = None) -> None:
+        since = (self.context.run or {}).get("configured_at")
+        if since is not None:
+            # when the merge's settings last changed in the run: a resume that goes back to a
+            # limit of two sessions ago makes the merge the run sent then, which is not the
+            # last one the agent and the NeXus file got (the session between sent another),
+            # so it must be new to them: to the worker's keys and to the agent's digests
+            merged = {**merged, "configured_at": since}
         # keyed by content: the same merge sent again (a redelivered spectrum, a resume under
         # the same parameters) is written once, a different one never taken for it
         self.emit("merged", merged, key=merge_key(merged), stream=stream)

@@ -201,3 +201,48 @@ def test_watched_run_resumed_with_changed_merge_params_sends_the_new_merge_at_on
         assert len(read(store, "merged")) == count
     finally:
         command(pipeline, "stop")
+
+
+def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_decides(workdir):
+    """Resumed with max_e0_shift 5 (both repeats merged), then 1 again (none merged: the
+    fluorescence repeats' E0 differ by 3.5 eV), then 5 again: the third merge has the content
+    of the first, and was taken for it: not sent, so the stream, the NeXus file and the agent
+    kept the second session's 'nothing merged' and its change_parameters under a limit no
+    longer in force. It is sent again, marked with when its settings changed, and decided on;
+    a resume under unchanged settings still sends nothing twice."""
+    chain = units()
+    chain["advisor"] = {
+        "unit": "xas.convergence-agent",
+        "params": {"target_noise": 1.0e-5, "max_scans": 20},
+        "inputs": {"merged": "merged"},
+        "outputs": {"plans": "plans"},
+    }
+    pipeline = write_pipeline(workdir, "resume-back", chain)
+    summary(run(pipeline, "--set", "merge.max_e0_shift=5"), "merge")
+    summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=1"), "merge")
+    plans = read(workdir / "store", "plans")
+    assert plans[-1][1]["action"] == "change_parameters"  # the repeats disagree at 1 eV
+    merged_then = read(workdir / "store", "merged")
+    assert merged_then[-1][1]["n_merged"] == 0
+
+    back = summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=5"), "merge")
+    merged = read(workdir / "store", "merged")
+    assert len(merged) == len(merged_then) + 1, [m[1]["n_merged"] for m in merged]
+    last = merged[-1][1]
+    expected = expected_merge(workdir / "data", max_e0_shift=5)
+    assert last["n_merged"] == expected["n_merged"] == 2
+    assert last["values"]["epsilon_k"] == pytest.approx(expected["values"]["epsilon_k"], rel=1e-9)
+    assert isinstance(last["configured_at"], float)
+    (group,) = back["merges"].values()
+    assert group["merged"] == 2
+    # the agent decided on it: its last plan is no longer the 1 eV session's
+    plans_then = plans
+    plans = read(workdir / "store", "plans")
+    assert len(plans) == len(plans_then) + 1
+    assert plans[-1][1]["action"] != "change_parameters", plans[-1][1]
+    assert plans[-1][1]["arguments"]["metrics"]["n_merged"] == 2
+
+    # unchanged (the same --set again): nothing sent again
+    summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=5"), "merge")
+    assert len(read(workdir / "store", "merged")) == len(merged)
+    assert len(read(workdir / "store", "plans")) == len(plans)
