@@ -13,7 +13,9 @@ because their E0, edge step and noise were computed differently. Screening, in o
   measured earlier is a copy of it (the same file under a new scan number), not a repeat;
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
 - alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
-  foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the first scan's,
+  foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the anchor's (the
+  scan whose foil's E0 agrees within `max_e0_shift` with the most others', ties by acquisition
+  order: a majority, as for the outliers, so that one drifted scan cannot set the energy scale),
   over [E0_ref + align_emin, E0_ref + align_emax], with a free scale: the method of Athena and of
   xraylarch's `energy_align` (whose window sign this does not share: its `emin` is added, so the
   window starts above E0). The fitted shift and its standard error are recorded per scan;
@@ -538,10 +540,24 @@ class Merger:
             ),
         }
 
+    def _anchor(self, usable: list[_Entry]) -> _Entry | None:
+        """The scan whose foil the others are aligned on: the one whose foil's E0 agrees
+        (within `max_e0_shift`) with the most others', of as many the first measured (entries
+        are in acquisition order). The first scan would let one drifted scan put every other on
+        its energy scale, or reject them all beyond `max_align_shift`; the majority's foil, as
+        the outlier screening's reference, does not depend on the files' names or order."""
+        with_foil = [e for e in usable if _foil(e.spectrum) is not None]
+        if not with_foil:
+            return None
+        limit = self.params.max_e0_shift
+        e0s = [_foil_e0(e) for e in with_foil]
+        agreeing = [sum(abs(a - b) <= limit for b in e0s) for a in e0s]
+        return with_foil[max(range(len(with_foil)), key=lambda i: (agreeing[i], -i))]
+
     def _align(self, entries: list[_Entry], usable: list[_Entry]) -> None:
-        """Fit each scan's foil onto the first usable scan with a foil (the anchor)."""
+        """Fit each scan's foil onto the anchor's (see `_anchor`)."""
         p = self.params
-        anchor = next((e for e in usable if _foil(e.spectrum) is not None), None)
+        anchor = self._anchor(usable)
         if anchor is None:
             return
         a_energy, a_mu = _foil(anchor.spectrum)  # type: ignore[misc]
@@ -722,6 +738,11 @@ def _foil(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray] | None:
     if mu_ref is None or not spectrum.values.get("e0_ref"):
         return None
     return spectrum.arrays["energy"], mu_ref
+
+
+def _foil_e0(entry: _Entry) -> float:
+    """The E0 normalize found on the scan's reference foil (eV, as measured)."""
+    return float(entry.spectrum.values.get("e0_ref") or math.nan)
 
 
 def _energy_range(entry: _Entry) -> tuple[float, float]:

@@ -317,8 +317,9 @@ class MergeParams(Params):
         Literal["reference", "none"],
         Field(
             description="`reference`: shift each scan by the least-squares fit of its reference "
-            "foil's derivative dmu/dE onto the first scan's; `none`: merge on the energies as "
-            "measured."
+            "foil's derivative dmu/dE onto the anchor's: the scan whose foil's E0 agrees "
+            "(within `max_e0_shift`) with the most others', of as many the first measured; "
+            "`none`: merge on the energies as measured."
         ),
     ] = "reference"
     align_emin: Annotated[
