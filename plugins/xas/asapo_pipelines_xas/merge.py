@@ -368,9 +368,10 @@ class Merger:
         self._first_seen: dict[str, int] = {}
         #: each group's noise scale of its first merge, which names the group's first curve
         self._first_scale: dict[tuple[str, ...], dict[str, Any]] = {}
-        #: source key of a file's version -> (the version that replaces it, that one's group):
-        #: a file corrected after it was read may land in another group (its sample renamed)
-        self._replaced: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        #: source key of a file's version -> (the version that replaces it, that one's group,
+        #: that one's source key): a file corrected after it was read may land in another group
+        #: (its sample renamed), and be corrected again
+        self._replaced: dict[str, tuple[Any, tuple[str, ...], str | None]] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
@@ -391,7 +392,8 @@ class Merger:
         ident = scan_id(spectrum)
         replaces = spectrum.metadata.get("replaces")
         if replaces is not None:
-            self._replaced[str(replaces)] = (spectrum.metadata.get("file_version"), key)
+            version = spectrum.metadata.get("file_version")
+            self._replaced[str(replaces)] = (version, key, _source_key(ident))
         self._first_seen.setdefault(settings_key(spectrum), len(self._first_seen))
         entry = _Entry(ident, spectrum)
         for i, old in enumerate(entries):
@@ -442,8 +444,7 @@ class Merger:
         superseded, not a rejected scan the agent counts as faulty."""
         kept = []
         for entry in entries:
-            key_read = _source_key(entry.scan_id)
-            by = self._replaced.get(key_read) if key_read is not None else None
+            by = self._replacement(_source_key(entry.scan_id))
             if by is None:
                 kept.append(entry)
                 continue
@@ -464,6 +465,18 @@ class Merger:
                 reason += f" and belongs to another group ({where}), where it is merged"
             entry.reasons = [reason]
         return kept
+
+    def _replacement(self, key_read: str | None) -> tuple[Any, tuple[str, ...]] | None:
+        """The newest version of the file that replaces the version read under `key_read`,
+        and its group; None when no version replaces it. A version replaced in turn (the
+        sample corrected from CuA to CuB, then back to CuA) is not where the file counts:
+        naming it would send the scientist to a group that merges none of it."""
+        by = self._replaced.get(key_read) if key_read is not None else None
+        seen = {key_read}
+        while by is not None and by[2] in self._replaced and by[2] not in seen:
+            seen.add(by[2])
+            by = self._replaced[by[2]]
+        return None if by is None else (by[0], by[1])
 
     def _screen(self, entries: list[_Entry]) -> dict[str, Any] | None:
         """Screen the group's entries (their `reasons`); what the merge says when the scans
