@@ -597,8 +597,9 @@ class Merger:
                 f"with the other scans ({against}; {limits}) and as many of the group's scans "
                 "agree with either, so which is the measurement cannot be told: check the scans"
             )
+        # every scan screened, not only the camps' heads: the sentence counts them all
         values = ", ".join(
-            f"{_name(h)}: E0 {_e0(h):.2f} eV, edge step {_step(h):.4g}" for h in heads
+            f"{_name(e)}: E0 {_e0(e):.2f} eV, edge step {_step(e):.4g}" for e in usable
         )
         return {
             "scans": [e.scan_id for e in usable],
