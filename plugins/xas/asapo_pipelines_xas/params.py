@@ -336,11 +336,21 @@ class MergeParams(Params):
     ] = 10.0
     max_e0_shift: Annotated[
         float,
-        Field(gt=0, description="Reject a scan whose E0 (after alignment) differs more (eV)."),
+        Field(
+            gt=0,
+            description="Reject a scan whose E0 (after alignment) differs more (eV) from the "
+            "group's (the median over the majority), so accepted scans can differ from each "
+            "other by up to twice this.",
+        ),
     ] = 1.0
     max_edge_step_deviation: Annotated[
         float,
-        Field(gt=0, description="Reject a scan whose edge step differs more (fraction)."),
+        Field(
+            gt=0,
+            description="Reject a scan whose edge step differs more (fraction) from the "
+            "group's (the median over the majority), so accepted scans can differ from each "
+            "other by up to about twice this.",
+        ),
     ] = 0.1
     min_range_coverage: Annotated[
         float,
