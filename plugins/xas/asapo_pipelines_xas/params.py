@@ -310,8 +310,13 @@ class MergeParams(Params):
     """How `xas.merge` groups, aligns and screens repeats."""
 
     group_by: Annotated[
-        list[Literal["sample", "element", "edge", "mode"]],
-        Field(min_length=1, description="Metadata that make scans repeats of one measurement."),
+        list[Literal["sample", "element", "edge", "mode", "temperature"]],
+        Field(
+            min_length=1,
+            description="Metadata that make scans repeats of one measurement. Add "
+            "`temperature` (XDI `Sample.temperature`) when files of one sample at several "
+            "temperatures name it alike (`Sample.name`): they are repeats otherwise.",
+        ),
     ] = ["sample", "element", "edge", "mode"]
     align: Annotated[
         Literal["reference", "none"],

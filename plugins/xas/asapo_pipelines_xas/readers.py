@@ -312,6 +312,8 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         ("element", ("element.symbol", "scan.element")),
         ("edge", ("element.edge", "scan.edge")),
         ("sample", ("sample.name",)),
+        # the merge's `group_by` may hold it: one sample measured at several temperatures
+        ("temperature", ("sample.temperature",)),
         ("start_time", ("scan.start_time",)),
         ("end_time", ("scan.end_time",)),
         ("beamline", ("beamline.name",)),
