@@ -342,16 +342,18 @@ def edge_candidates(e0: float) -> list[tuple[str, str, float]]:
 
 
 def identify_edge(e0: float) -> tuple[str, str, float] | None:
-    """(element, edge, tabulated energy) E0 is likeliest the E0 of (`edge_candidates`); far
-    from every edge, xraydb's `guess_edge` (the guess xraylarch's `pre_edge` makes); None when
-    nothing fits."""
+    """(element, edge, tabulated energy) E0 is likeliest the E0 of: the nearest K or L3 edge
+    in reach (`edge_candidates`); else xraydb's `guess_edge` (the guess xraylarch's `pre_edge`
+    makes); None when nothing fits."""
     from xraydb import guess_edge, xray_edge
 
     if not math.isfinite(e0) or e0 < 100:
         return None
-    candidates = edge_candidates(e0)
-    if candidates:
-        return candidates[0]
+    # a rare edge is never taken for being near: a Fe K scan 13 to 27 eV off (a calibration
+    # error) would be Nd L1; beyond the common edges' reach, xraydb's guess prefers K edges
+    common = [c for c in edge_candidates(e0) if c[1] in COMMON_EDGES]
+    if common:
+        return common[0]
     element, edge = guess_edge(e0)
     if not element or not edge:
         return None

@@ -94,3 +94,6 @@ def test_an_e0_at_a_tabulated_edge_is_that_edge(element, edge):
     assert identify_edge(tabulated)[:2] == (element, edge)
     if edge == "K":
         assert identify_edge(tabulated + 10.0)[:2] == (element, edge)
+        # a calibration error beyond a chemical shift: still the K edge, never a rare edge
+        # nearer (Fe K + 27 eV lies 13 eV above Nd L1)
+        assert identify_edge(tabulated + 27.0)[:2] == (element, edge)
