@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +141,16 @@ def run(
         print_json(status_json(dict(result.state), counters or None))
     if result.status == "failed":
         raise JobFailed(result.message)
-    ctx.exit(told_exit(result, counters, as_json=as_json))
+    ctx.exit(told_exit(result, counters, as_json=as_json, sources=_sources_of(target)))
+
+
+def _sources_of(target: Any) -> set[str]:
+    """The source instances of the target's pipeline (none known for a compiled job)."""
+    from asapo_pipelines.runs.lifecycle import source_streams
+
+    if target.pipeline is None:
+        return set()
+    return set(source_streams(*target.loaded()))
 
 
 def unapplied_note(session: Any, counters: Any, where: str) -> str:
@@ -284,29 +293,33 @@ def errors_told(records: Any, pipeline_file: str | None) -> str:
 NOTHING_PROCESSED = 65
 
 
-def turned_away(records: Any) -> str:
+def turned_away(records: Any, sources: Collection[str]) -> str:
     """The units that processed none of their inputs, every one going to the error stream,
     as a clause ("" when there is none): a batch script must tell such a run (a folder of
     files that cannot be read, a column mapping that fits no file) from a good one, while a
-    run that turned only some inputs away did its work (`errors_told` says how many)."""
+    run that turned only some inputs away did its work (`errors_told` says how many). A
+    source's inputs are the items it reported (`sources`: their instances), another unit's
+    the messages it received: its errors may be of no input (a state it could not restore)."""
     per_unit: dict[str, list[int]] = {}
     for record in records:
         if isinstance(record, dict):
-            counts = per_unit.setdefault(str(record.get("instance", "?")), [0, 0])
+            counts = per_unit.setdefault(str(record.get("instance", "?")), [0, 0, 0])
             counts[0] += int(record.get("processed") or 0)
             counts[1] += int(record.get("errors") or 0)
-    said = [
-        f"{unit} processed none of its {'one input' if n == 1 else f'{n} inputs'}"
-        for unit, (done, n) in per_unit.items()
-        if not done and n
-    ]
+            counts[2] += int(record.get("received") or 0)
+    said = []
+    for unit, (done, errors, received) in per_unit.items():
+        n = errors if unit in sources else received
+        if not done and errors and n:
+            said.append(f"{unit} processed none of its {'one input' if n == 1 else f'{n} inputs'}")
     return "; ".join(said)
 
 
-def told_exit(result: Any, counters: Any, *, as_json: bool) -> int:
+def told_exit(result: Any, counters: Any, *, as_json: bool, sources: Collection[str] = ()) -> int:
     """Say how a run that did not fail ended and return its exit code (`RunResult.exit_code`,
     or `NOTHING_PROCESSED` when a unit turned every input away)."""
-    away = turned_away((counters or {}).values()) if result.status == "complete" else ""
+    records = (counters or {}).values()
+    away = turned_away(records, sources) if result.status == "complete" else ""
     if away:
         click.echo(f"{result.message}, but {away}: all went to the error stream", err=True)
         return NOTHING_PROCESSED
@@ -564,7 +577,7 @@ def reprocess(
     print_comparison(old.id, new.id, compare(kept, new.summaries), sent)
     if result.status == "failed":
         raise JobFailed(result.message)
-    ctx.exit(told_exit(result, counters, as_json=False))
+    ctx.exit(told_exit(result, counters, as_json=False, sources=sources))
 
 
 #: The summary keys that count what a unit stored, not what it found (docs/unit-authors.md):
