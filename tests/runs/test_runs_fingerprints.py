@@ -87,6 +87,8 @@ def test_the_first_claim_of_a_namespace_wins_and_run_ids_are_unique(tmp_path):
     spec = {"embedded": {"path": str(tmp_path / "store")}}
     with open_transport(spec) as transport:
         store = RunStore(transport, "demo")
+        for name in ("a", "b"):  # two files beside each other: the owner still exists
+            (tmp_path / f"{name}.pipeline.yaml").write_text("pipeline: demo\n")
         store.claim(tmp_path / "a.pipeline.yaml")
         store.claim(tmp_path / "a.pipeline.yaml")  # the owner again: fine
         with pytest.raises(
