@@ -341,17 +341,21 @@ def edge_candidates(e0: float) -> list[tuple[str, str, float]]:
     return [(element, edge, tabulated) for *_, element, edge, tabulated in sorted(found)]
 
 
-def identify_edge(e0: float) -> tuple[str, str, float] | None:
+def identify_edge(
+    e0: float, candidates: list[tuple[str, str, float]] | None = None
+) -> tuple[str, str, float] | None:
     """(element, edge, tabulated energy) E0 is likeliest the E0 of: the nearest K or L3 edge
     in reach (`edge_candidates`); else xraydb's `guess_edge` (the guess xraylarch's `pre_edge`
-    makes); None when nothing fits."""
+    makes); None when nothing fits. `candidates`: `edge_candidates(e0)`, when known."""
     from xraydb import guess_edge, xray_edge
 
     if not math.isfinite(e0) or e0 < 100:
         return None
     # a rare edge is never taken for being near: a Fe K scan 13 to 27 eV off (a calibration
     # error) would be Nd L1; beyond the common edges' reach, xraydb's guess prefers K edges
-    common = [c for c in edge_candidates(e0) if c[1] in COMMON_EDGES]
+    if candidates is None:
+        candidates = edge_candidates(e0)
+    common = [c for c in candidates if c[1] in COMMON_EDGES]
     if common:
         return common[0]
     element, edge = guess_edge(e0)
@@ -367,7 +371,9 @@ def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
     missing = [key for key in ("element", "edge") if not metadata.get(key)]
     if not missing:
         return
-    found = identify_edge(e0)
+    # five xraydb lookups per edge series: once per scan, for the guess and its alternatives
+    candidates = edge_candidates(e0) if math.isfinite(e0) and e0 >= 100 else []
+    found = identify_edge(e0, candidates)
     if found is None:
         return
     element, edge, tabulated = found
@@ -383,7 +389,7 @@ def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
         "K and L3 first",
     }
     # the other edges E0 fits as well: a reader of the result sees that the guess had a choice
-    others = [f"{el} {ed}" for el, ed, _ in edge_candidates(e0) if (el, ed) != (element, edge)]
+    others = [f"{el} {ed}" for el, ed, _ in candidates if (el, ed) != (element, edge)]
     if others:
         metadata["identity"]["also_fits"] = others
 
