@@ -25,7 +25,20 @@ that), and b^2 exceeds its standard error times the one-sided Student t quantile
 
 Before the fit is possible, and while its floor is not supported, it assumes b = 0
 (N_t = ceil((eps_N sqrt(N) / eps_t)^2)) and marks the prediction uncertain; a floor can only
-raise N_t, so when even that N_t exceeds `max_scans` it says stop as well.
+raise N_t, so when even that N_t exceeds `max_scans` it says stop as well, from two accepted
+scans on.
+
+One scan is no proof. A merge of one accepted scan (`n_merged` 1: scans rejected by the merge
+say nothing about the noise) whose N_t exceeds `max_scans` gets `more_scans` of one scan, not
+stop: one scan cannot tell a bad scan (a beam dump, the sample moved, a glitch) from a sample
+that is noisy in every scan, and stopping on it could end a measurement that never had a good
+scan. The reason says so ("one scan only: its noise ... would need N_t scans to reach the target
+...; measuring one more to tell a bad scan from a noisy sample ..."), `predicted_scans_total`
+keeps N_t and `uncertain` is true. The next merge decides on two scans: a first scan more than
+about twice as noisy as the second makes it noisier than its best scan (`change_parameters`
+naming the bad one, below); two scans as noisy as each other still project beyond `max_scans`,
+and the agent stops. With `max_scans` 1 the maximum is reached after the first scan and the
+agent stops as before.
 
 Only noise values measured over the same k window are fitted together: epsilon_k is a noise per
 point of chi(k) over its window, and a scan ending at lower k (a partial scan) has a different
@@ -757,6 +770,24 @@ class ConvergenceAgent:
         else:
             single = eps * math.sqrt(n)
             needed = max(n + 1, math.ceil((single / p.target_noise) ** 2 - 1e-9))
+            if needed > p.max_scans and n == 1:
+                # one scan cannot tell a bad scan (a beam dump, the sample moved) from a noisy
+                # sample: measure one more before saying the target is out of reach
+                metrics["predicted_scans_total"] = needed
+                metrics["uncertain"] = True
+                scans = max(0, min(1 - in_flight, p.max_scans - taken - in_flight))
+                reason = (
+                    f"one scan only: its noise {_g(eps)} would need {needed} scans to reach the "
+                    f"target {_g(p.target_noise)} (falling as 1/sqrt(N), no floor: the most "
+                    f"favourable case), more than max_scans {p.max_scans}; measuring one more "
+                    "to tell a bad scan from a noisy sample before saying the target is out of "
+                    "reach"
+                )
+                if in_flight:
+                    verb = "has" if in_flight == 1 else "have"
+                    reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
+                reason += "; asking for 1 more" if scans > 0 else ", so no more are asked for now"
+                return suggestion("more_scans", reason, 0.3, scans)
             if needed > p.max_scans:
                 # b = 0 is the most favourable case: with a floor it would take even more
                 metrics["predicted_scans_total"] = needed

@@ -153,17 +153,28 @@ def test_the_agent_fits_only_noise_over_the_merges_k_window(clean, partial):
 
 
 def test_the_agent_stops_when_even_no_floor_needs_more_than_max_scans(clean):
+    """Out of reach even at 1/sqrt(N): after one scan the agent asks for one more (one scan
+    cannot tell a bad scan from a noisy sample), after two it stops."""
     eps = clean[0].values["epsilon_k"]
     target = 1e-5
     needed = math.ceil((eps / target) ** 2)  # 1/sqrt(N), the most favourable case
     assert needed > P65_ADVISOR["max_scans"]
     agent = ConvergenceAgent(ConvergenceParams(target_noise=target, max_scans=20))
-    decision = agent.decide(clean[0])
+    first = agent.decide(clean[0])
+    assert first["action"] == "more_scans", first["reason"]
+    assert first["arguments"]["scans"] == 1
+    assert first["reason"].startswith(f"one scan only: its noise {eps:.2e} would need {needed} ")
+    assert first["metrics"]["predicted_scans_total"] == needed
+    # two scans as noisy as each other: the target is out of reach
+    eps2 = clean[1].values["epsilon_k"]
+    needed2 = math.ceil((eps2 * math.sqrt(2) / target) ** 2)
+    assert needed2 > P65_ADVISOR["max_scans"]
+    decision = agent.decide(clean[1])
     assert decision["action"] == "stop"
     assert decision["reason"].startswith("stop: target not reachable within max_scans")
-    assert f"after {needed} scans, more than max_scans 20" in decision["reason"]
+    assert f"after {needed2} scans, more than max_scans 20" in decision["reason"]
     assert decision["item"] is None
-    assert decision["metrics"]["predicted_scans_total"] == needed
+    assert decision["metrics"]["predicted_scans_total"] == needed2
     # within max_scans it still asks
     reachable = ConvergenceAgent(ConvergenceParams(target_noise=eps / 4, max_scans=20))
     assert reachable.decide(clean[0])["action"] == "more_scans"
