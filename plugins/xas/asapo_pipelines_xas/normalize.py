@@ -364,7 +364,12 @@ def identify_edge(
     return str(element), str(edge), float(xray_edge(element, edge).energy)
 
 
-def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
+def infer_identity(
+    metadata: dict[str, Any],
+    e0: float,
+    source: str,
+    candidates: list[tuple[str, str, float]] | None = None,
+) -> None:
     """Fill element and edge from E0 when the file named neither, and say so in the metadata
     (`identity: {inferred: [...], from: ..., e0, tabulated}`) so nobody mistakes it for a header
     value."""
@@ -372,7 +377,8 @@ def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
     if not missing:
         return
     # five xraydb lookups per edge series: once per scan, for the guess and its alternatives
-    candidates = edge_candidates(e0) if math.isfinite(e0) and e0 >= 100 else []
+    if candidates is None:
+        candidates = edge_candidates(e0) if math.isfinite(e0) and e0 >= 100 else []
     found = identify_edge(e0, candidates)
     if found is None:
         return
@@ -392,6 +398,47 @@ def infer_identity(metadata: dict[str, Any], e0: float, source: str) -> None:
     others = [f"{el} {ed}" for el, ed, _ in candidates if (el, ed) != (element, edge)]
     if others:
         metadata["identity"]["also_fits"] = others
+
+
+#: how far a reference foil's E0 lies from its edge's tabulated energy, in eV: a metal foil has
+#: no chemical shift, only the beamline's calibration error
+FOIL_FROM_EDGE = 5.0
+
+
+def foil_identity(metadata: dict[str, Any], e0_ref: Any, e0: float) -> bool:
+    """Fill element and edge from the reference foil's E0 when the file named neither, the
+    foil's edge is within `FOIL_FROM_EDGE` of its E0 and the sample's E0 is in that edge's
+    reach (`E0_FROM_EDGE`); True when it did. The foil is the better witness: a metal foil's
+    E0 sits on the tabulated edge, where a sample's chemical shift of up to 20 eV can carry it
+    onto another element's edge (V(V) 17 eV above V K is 1 eV from La L3, Cl(V) 16 eV above
+    Cl K is on Ru L3). A foil of another element than the sample (a neighbour's foil for a
+    rare edge) is out of the sample's reach and leaves the choice to the sample's E0."""
+    if all(metadata.get(key) for key in ("element", "edge")):
+        return False
+    if not isinstance(e0_ref, int | float) or not math.isfinite(e0_ref) or not math.isfinite(e0):
+        return False
+    found = identify_edge(float(e0_ref))
+    if found is None:
+        return False
+    element, edge, tabulated = found
+    low, high = E0_FROM_EDGE
+    if abs(e0_ref - tabulated) > FOIL_FROM_EDGE or not low <= e0 - tabulated <= high:
+        return False
+    named = {key: metadata.get(key) for key in ("element", "edge") if metadata.get(key)}
+    if any(str(value) != {"element": element, "edge": edge}[key] for key, value in named.items()):
+        return False  # the file names an element or edge the foil's is not: the sample decides
+    infer_identity(metadata, float(e0_ref), "reference foil E0", [(element, edge, tabulated)])
+    candidates = edge_candidates(e0) if e0 >= 100 else []
+    # what the sample's E0 alone would fit as well, the foil deciding between them: K and L3
+    # edges only (a rare edge is never taken for being near, see `identify_edge`)
+    others = [
+        f"{el} {ed}"
+        for el, ed, _ in candidates
+        if (el, ed) != (element, edge) and ed in COMMON_EDGES
+    ]
+    if others:
+        metadata["identity"]["also_fits"] = others
+    return True
 
 
 #: header keys the readers take the element and edge from (XDI, FIO), lower case
@@ -650,9 +697,12 @@ def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
         mu_ref = None if foil is None else foil[1]
     arrays, results = analyse(energy, mu, params.pre_edge, params.autobk, params.noise)
     values.update(results)
-    check_edge_label(scan, label, float(values["e0"] or math.nan), params.max_edge_offset)
-    # a P65 header names no element; the edge itself does (the sample's E0, else the foil's)
-    infer_identity(metadata, float(values["e0"] or math.nan), "E0")
+    e0 = float(values["e0"] or math.nan)
+    check_edge_label(scan, label, e0, params.max_edge_offset)
+    # a P65 header names no element; the edge itself does: the foil's E0 first (see
+    # `foil_identity`), else the sample's
+    if not foil_identity(metadata, values.get("e0_ref"), e0):
+        infer_identity(metadata, e0, "E0")
     canonical_label(metadata)  # an edge named without its element: now the element is known
     i0 = scan.channel("i0")
     if i0 is not None:

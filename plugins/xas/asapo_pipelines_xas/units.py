@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +301,9 @@ class Normalize(Processor):
             "edge_step": _round(values.get("edge_step"), 4),
             "noise": _sig(values.get("epsilon_k")),
         }
+        inferred = _inferred(spectrum.metadata)
+        if inferred:
+            self.results[file]["edge"] = inferred
         while len(self.results) > SUMMARY_ITEMS:
             del self.results[next(iter(self.results))]
         if file not in self.listed_before:
@@ -313,6 +317,20 @@ class Normalize(Processor):
         # repeats' file names count up; `spectra` counts every file, not only those listed
         scans = sorted(self.results.values(), key=lambda r: str(r["file"]))
         return {"spectra": self.before + len(self.new_files), "scans": scans}
+
+
+def _inferred(metadata: Mapping[str, Any]) -> str | None:
+    """The element and edge a file did not name, as the summary says them: `V K (from the
+    reference foil E0; also fits La L3)`. A label taken from E0 can be another element's edge,
+    and the group, the agent's plan and the NeXus file all carry it."""
+    identity = metadata.get("identity")
+    if not isinstance(identity, Mapping) or not identity.get("inferred"):
+        return None
+    text = f"{metadata.get('element')} {metadata.get('edge')} (from the {identity.get('from')}"
+    also = identity.get("also_fits")
+    if also:
+        text += f"; also fits {', '.join(str(a) for a in also)}"
+    return text + ")"
 
 
 def _is(item: Any) -> bool:

@@ -1,0 +1,121 @@
+"""Element and edge of a file that names neither come from the reference foil first.
+
+The sample's E0 alone is ambiguous where a chemical shift carries it onto another element's
+edge: vanadium(V) lies 15-20 eV above the tabulated V K edge and within 1 eV of La L3, and the
+nearest edge in reach of the sample's E0 was taken: an outside tester's oxidised vanadium was
+grouped, planned and written as `La/L3`, `V K` only in the spectrum's `also_fits`. A metal foil
+has no chemical shift: its E0 sits on its own edge, and it decides. Without a foil the sample's
+E0 decides as before, and the run's summary says that the edge was inferred and what else fits.
+
+Real P65 goethite scans (SOURCES.md) moved in energy so that the foil lies 1 eV above V K (a
+calibration offset) and the sample's E0 lands next to La L3; E0s by xraylarch's pre_edge and the
+edges by xraydb, at test time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+
+from asapo_pipelines_xas.normalize import compute_mu, identify_edge
+from asapo_pipelines_xas.readers import read_scan
+
+CALIBRATION_OFFSET = 1.0  # eV: where the foil lies above its tabulated edge
+
+
+def _larch_e0(energy: np.ndarray, mu: np.ndarray) -> float:
+    from larch import Group
+    from larch.xafs import pre_edge
+
+    group = Group(energy=np.asarray(energy), mu=np.asarray(mu))
+    pre_edge(group)
+    return float(group.e0)
+
+
+def _vanadium_like(tmp_path, source: str, name: str, *, foil: bool = True):
+    """The P65 file in its own format, its energies moved so that the Fe foil's E0 lies
+    `CALIBRATION_OFFSET` above the tabulated V K edge, under a name that says no element."""
+    from xraydb import xray_edge
+
+    scan = read_scan(DATA / source)
+    foil_e0 = _larch_e0(scan.energy, compute_mu(scan, "reference"))
+    shift = float(xray_edge("V", "K").energy) + CALIBRATION_OFFSET - foil_e0
+    header = []
+    for line in (DATA / source).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line)
+    columns = [scan.energy + shift, scan.channels["i0"], scan.channels["it"]]
+    names = "# enc_energy VFC01 VFC02"
+    if foil:
+        columns.append(scan.channels["iref"])
+        names += " VFC03"
+    path = tmp_path / name
+    lines = [*header[:-1], names]
+    lines += [" ".join(f"{v:.6f}" for v in row) for row in np.column_stack(columns)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _normalize(run_unit, unit_message, directory):
+    scans = run_unit("xas.scan-files", params={"directory": str(directory), "pattern": "*.xdi"})
+    assert scans.errors == []
+    inputs = [unit_message(o.value, metadata=o.metadata) for o in scans.outputs]
+    result = run_unit("xas.normalize", inputs, params=REFERENCE_SETTINGS)
+    assert result.errors == []
+    return result
+
+
+def test_the_trap_is_real(tmp_path):
+    """The sample's E0 alone is nearest La L3, 15-20 eV above V K."""
+    from xraydb import xray_edge
+
+    path = _vanadium_like(tmp_path, P65_SCANS[0], "pellet_a.00000.xdi")
+    scan = read_scan(path)
+    e0 = _larch_e0(scan.energy, compute_mu(scan, "transmission"))
+    assert 10 < e0 - xray_edge("V", "K").energy < 25
+    assert abs(e0 - xray_edge("La", "L3").energy) < 5
+    assert identify_edge(e0)[:2] == ("La", "L3")
+
+
+def test_the_reference_foil_names_the_edge_and_the_summary_says_so(
+    tmp_path, run_unit, unit_message
+):
+    for n, source in enumerate(P65_SCANS[:2]):
+        _vanadium_like(tmp_path, source, f"pellet_a.0000{n}.xdi")
+    result = _normalize(run_unit, unit_message, tmp_path)
+    spectra = result.values("spectra")
+    assert len(spectra) == 2
+    for spectrum in spectra:
+        meta = spectrum["metadata"]
+        assert (meta["element"], meta["edge"]) == ("V", "K")
+        assert meta["identity"]["from"] == "reference foil E0"
+        assert meta["identity"]["also_fits"] == ["La L3"]
+        # the foil's E0 as xraylarch finds it, 1 eV above the tabulated edge
+        assert meta["identity"]["e0"] == pytest.approx(spectrum["values"]["e0_ref"], abs=0.01)
+    listed = result.summary["scans"]
+    assert [item["edge"] for item in listed] == [
+        "V K (from the reference foil E0; also fits La L3)"
+    ] * 2
+
+
+def test_without_a_foil_the_sample_decides_and_the_summary_shows_the_doubt(
+    tmp_path, run_unit, unit_message
+):
+    _vanadium_like(tmp_path, P65_SCANS[0], "pellet_a.00000.xdi", foil=False)
+    result = _normalize(run_unit, unit_message, tmp_path)
+    (spectrum,) = result.values("spectra")
+    assert (spectrum["metadata"]["element"], spectrum["metadata"]["edge"]) == ("La", "L3")
+    (item,) = result.summary["scans"]
+    assert item["edge"] == "La L3 (from the E0; also fits V K)"
+
+
+def test_a_file_naming_its_element_is_left_as_it_is(tmp_path, run_unit, unit_message):
+    """The bundled goethite, its element in the name: no inference, no `edge` in the summary."""
+    import shutil
+
+    shutil.copy(DATA / P65_SCANS[0], tmp_path / "goe_Fe_K_240.00000.xdi")
+    result = _normalize(run_unit, unit_message, tmp_path)
+    (spectrum,) = result.values("spectra")
+    assert "identity" not in spectrum["metadata"]
+    assert "edge" not in result.summary["scans"][0]
