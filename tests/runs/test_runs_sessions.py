@@ -276,7 +276,12 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     )
     assert redone.returncode == 0, redone.stdout + redone.stderr
     assert re.search(r"action: more_scans -> stop", redone.stdout), redone.stdout
-    assert "configuration (r1's last session -> r2): unchanged\n" in redone.stdout
+    # unchanged from r1's last session; but r1's decision was made in its first, under the
+    # old target: said, or the changed decision reads as made by an unchanged configuration
+    assert (
+        "configuration (r1's last session -> r2): unchanged; r1's results were made in 2 "
+        "sessions under 2 configurations, the replay's under one\n"
+    ) in redone.stdout, redone.stdout
     # a replay runs the file with its own --set, not the replayed session's: said first, or a
     # difference reads as the effect of the one change typed
     other = run_pipeline(
@@ -286,8 +291,41 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     assert other.returncode == 0, other.stdout + other.stderr
     assert (
         "configuration (r1's last session -> r3): advisor (target_noise 0.00015 -> 0.00012); "
-        "normalize (autobk.rbkg 1.0 -> 1.5)\n"
+        "normalize (autobk.rbkg 1.0 -> 1.5); r1's results were made in 2 sessions under 2 "
+        "configurations, the replay's under one\n"
     ) in other.stdout, other.stdout
+
+
+def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_reprocess(
+    tmp_path,
+):
+    """Back from an excursion that processed nothing (target 1.5e-4, no new scan) to the
+    target the run's decision was made with: the note said the advisor's results were "still
+    the earlier settings'" and advised a reprocess, while they were made under the settings
+    now in force (an outside tester). Now only a unit whose results were made with other
+    settings than those now in force is named."""
+    pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
+    pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
+    path = p65_copy(tmp_path)
+    first = run_pipeline("run", path.name, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    away = run_pipeline(
+        "run", "--resume", "--set", "advisor.target_noise=1.5e-4", path.name,
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert away.returncode == 0, away.stdout + away.stderr
+    assert "advisor processed no message under its changed configuration" in away.stdout
+    back = run_pipeline("run", "--resume", path.name, cwd=tmp_path, timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "resuming run r1 under a changed configuration" in back.stdout, back.stdout
+    assert "processed no message" not in back.stdout, back.stdout
+    # and away again: the results are still the first session's, made with 1.2e-4
+    again = run_pipeline(
+        "run", "--resume", "--set", "advisor.target_noise=1.5e-4", path.name,
+        cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "advisor processed no message under its changed configuration" in again.stdout
 
 
 def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tmp_path):

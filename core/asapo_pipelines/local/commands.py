@@ -165,7 +165,7 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     began: dict[str, Any] = next(
         (e for e in reversed(session.run.events) if e.get("event") in ("started", "resumed")), {}
     )
-    from asapo_pipelines.runs.fingerprint import own_changes
+    from asapo_pipelines.runs.fingerprint import own_changes, own_configuration
 
     # the units whose own settings changed: those fed by one are said with "made from them"
     changes = {u: w for u, w in (began.get("changes") or {}).items() if own_changes(w)}
@@ -179,7 +179,16 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
             unit = str(record.get("instance", ""))
             done = int(record.get("processed") or 0) + int(record.get("outputs") or 0)
             worked[unit] = worked.get(unit, 0) + done
-    idle = [unit for unit in changes if not worked.get(unit)]
+    # and whose results are another configuration's: a unit whose last session with work ran
+    # under the settings now in force (back from an excursion that processed nothing) made
+    # its results with them already; one that never worked has none
+    idle = [
+        unit
+        for unit in changes
+        if not worked.get(unit)
+        and own_configuration(session.run.configuration_of_last_work(unit))
+        not in (None, own_configuration((began.get("configurations") or {}).get(unit)))
+    ]
     if not idle:
         return ""
     one = len(idle) == 1
@@ -606,9 +615,20 @@ def configuration_line(old: Any, new: Any) -> str:
     }
     said = "; ".join(f"{unit} ({', '.join(what)})" for unit, what in changes.items() if what)
     since = f"{old.id}'s last session -> {new.id}"
-    if not said:
-        return f"configuration ({since}): unchanged"
-    return f"configuration ({since}): {said}"
+    line = f"configuration ({since}): {said or 'unchanged'}"
+    # a run resumed under other settings holds results of each: the replay, made under one,
+    # differs from them even where its configuration is the last session's
+    sessions = old.sessions
+    kinds = {
+        tuple(sorted((u, c.get("fingerprint")) for u, c in s["configurations"].items()))
+        for s in sessions
+    }
+    if len(kinds) > 1:
+        line += (
+            f"; {old.id}'s results were made in {len(sessions)} sessions under {len(kinds)} "
+            "configurations, the replay's under one"
+        )
+    return line
 
 
 def print_comparison(

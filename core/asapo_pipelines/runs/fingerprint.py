@@ -88,6 +88,14 @@ def own_changes(what: list[str]) -> list[str]:
     return [w for w in what if w != UPSTREAM_CHANGED]
 
 
+def own_configuration(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A unit's configuration without what its upstream contributes (and the fingerprint that
+    folds it in): what decides how the unit itself treats a message."""
+    if config is None:
+        return None
+    return {k: v for k, v in config.items() if k not in ("upstream", "fingerprint")}
+
+
 def diff_configurations(
     old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
 ) -> dict[str, list[str]]:

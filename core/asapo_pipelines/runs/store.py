@@ -167,6 +167,21 @@ class Run:
             )
         return out
 
+    def configuration_of_last_work(self, instance: str) -> dict[str, Any] | None:
+        """`instance`'s configuration in the last ended session in which it processed or sent
+        anything: the one its results were made with. None when it never did."""
+        configurations: dict[str, Any] = {}
+        found = None
+        for event in self.events:
+            kind = event.get("event")
+            if kind in ("started", "resumed") and event.get("configurations") is not None:
+                configurations = event["configurations"]
+            elif kind == "ended":
+                did = (event.get("counts") or {}).get(instance) or {}
+                if did.get("processed") or did.get("outputs"):
+                    found = configurations.get(instance)
+        return None if found is None else dict(found)
+
     def session_began(self, began: Any) -> dict[str, Any] | None:
         """The session (as in `sessions`) that began at `began`; None when none did."""
         for session in self.sessions:
