@@ -16,7 +16,13 @@ from typing import Any
 from asapo_pipelines.sdk import Message, Sink, UnitStorageError
 from asapo_pipelines_nexus.errors import FileGone, ForeignFile, NexusWriterError
 from asapo_pipelines_nexus.recovery import NOT_HDF5, swmr_format_problem
-from asapo_pipelines_nexus.writer import NexusWriter, file_id_at, iso_time, readable_start
+from asapo_pipelines_nexus.writer import (
+    NexusWriter,
+    file_id_at,
+    iso_time,
+    nothing_merged,
+    readable_start,
+)
 
 
 def message_key(message: Message) -> str:
@@ -152,12 +158,6 @@ def _not_hdf5_now(path: Path) -> str | None:
     return None
 
 
-def _has_data(result: dict[str, Any]) -> bool:
-    """A spectrum or merge with the arrays an entry stores."""
-    arrays = result.get("arrays")
-    return isinstance(arrays, dict) and bool(arrays.get("energy")) and bool(arrays.get("mu"))
-
-
 def _entries(n: int) -> str:
     return f"{n} {'entry' if n == 1 else 'entries'}"
 
@@ -230,9 +230,7 @@ class NexusWriterSink(Sink):
             raise NexusWriterError(foreign_sentence(foreign, self.context.run)) from None
         self._warn_of_other_pipelines()
         self._warn_of_same_run_id()
-        self.written, self.duplicates = self._carried()
-        empty = self.context.carried_summary.get("merges_without_data")
-        self.merges_without_data = empty if isinstance(empty, int) else 0
+        self.written, self.duplicates, self.merges_without_data = self._carried()
         self.closed = False
         self.rebuilt = 0
         self._salvage_untold = False
@@ -377,16 +375,18 @@ class NexusWriterSink(Sink):
             self.rebuilt += 1
             self._rebuilt_keys.add(key)
 
-    def _carried(self) -> tuple[dict[str, int], int]:
-        """Entries written by port and duplicates skipped before this process in this run
-        (`carried_summary`), which it counts on from. The entries a process killed in this
-        session wrote after its last summary was published are in the file, not in that
-        summary: they are counted from the file, which only this sink writes to (their
-        messages, delivered again, are skipped as duplicates). Entries added after an earlier
-        session ended are another writer's: not this run's."""
+    def _carried(self) -> tuple[dict[str, int], int, int]:
+        """Entries written by port, duplicates skipped and merges of no scan written before
+        this process in this run (`carried_summary`), which it counts on from. The entries a
+        process killed in this session wrote after its last summary was published are in the
+        file, not in that summary: they are counted from the file, which only this sink writes
+        to (their messages, delivered again, are skipped as duplicates). Entries added after an
+        earlier session ended are another writer's: not this run's."""
         carried = self.context.carried_summary
         if not self._wrote_this_file():
-            return {}, 0  # a fresh run, or another file
+            return {}, 0, 0  # a fresh run, or another file
+        empty = carried.get("merges_without_data")
+        without_data = empty if isinstance(empty, int) else 0
         written = {
             port.name: n
             for port in self.descriptor.inputs
@@ -400,8 +400,9 @@ class NexusWriterSink(Sink):
             for content_type in self.writer.newest_contents(later):
                 if content_type in ports:
                     written[ports[content_type]] = written.get(ports[content_type], 0) + 1
+            without_data += self.writer.newest_without_data(later)
         duplicates = carried.get("duplicates_skipped")
-        return written, duplicates if isinstance(duplicates, int) else 0
+        return written, duplicates if isinstance(duplicates, int) else 0, without_data
 
     def _warn_of_other_pipelines(self) -> None:
         """Two pipelines writing one file is allowed (a reprocessing pipeline beside the
@@ -454,18 +455,17 @@ class NexusWriterSink(Sink):
                 f"message {message.data_source}/{message.stream}/{message.id} is not a JSON "
                 f"object; nexus.writer stores {port.content_type} messages"
             )
-        if port.content_type == "xas/merged" and not _has_data(body):
-            # a merge of nothing (every scan rejected, or scans that disagree with no majority):
-            # no data to store, and no error of this unit; why is in the merge itself and in
-            # the agent's decision on it
-            self.merges_without_data += 1
-            return
         key, name = self._store(message)
         if name is None and key not in self._rebuilt_keys:
             self.duplicates += 1
-        else:
-            self._rebuilt_keys.discard(key)
-            self.written[port.name] = self.written.get(port.name, 0) + 1
+            return
+        self._rebuilt_keys.discard(key)
+        self.written[port.name] = self.written.get(port.name, 0) + 1
+        if port.content_type == "xas/merged" and nothing_merged(body):
+            # a merge of nothing (every scan rejected, or scans that disagree with no
+            # majority): its entry says so and why, and holds no spectrum (the writer's
+            # `write_nothing_merged`); counted among the merges written, and apart
+            self.merges_without_data += 1
 
     def _store(self, message: Message) -> tuple[str, str | None]:
         """Write one message: its key, and its entry's name (None when the file has it)."""
@@ -511,7 +511,7 @@ class NexusWriterSink(Sink):
             "entries_written": sum(self.written.values()),
             **{f"{port}_written": n for port, n in sorted(self.written.items())},
             "duplicates_skipped": self.duplicates,
-            # merges that merged no scan: nothing to store (see `process`)
+            # of the merges written, those that merged no scan: entries without a spectrum
             **(
                 {"merges_without_data": self.merges_without_data}
                 if self.merges_without_data

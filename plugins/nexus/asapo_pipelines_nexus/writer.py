@@ -30,7 +30,10 @@ Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an 
 (program, version, parameters as an NXnote, scalar results) and NXdata groups: mu(E), norm and
 flat on the energy grid (with `mu_errors` for a merge) and chi(k). A merge's results hold
 `alignment_shift` (eV), the shift it added to each merged scan's energy, in the order of its
-`accepted` scans.
+`accepted` scans. A merge of no scan (`nothing_merged`: every scan rejected, or no majority)
+becomes an NXentry without NXdata and without `default`, whose title and `notes` (NXnote) say
+that nothing was merged and why; as the newest merge it is the root's `default` (see
+`_fill_nothing_merged` for why).
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
 `h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (a plain open fails:
@@ -217,6 +220,8 @@ class NexusWriter:
         #: entry number -> content type of every complete entry (one with its key): what the
         #: file holds, which a restarted sink's summary is corrected by (`newest_contents`)
         self._contents: dict[int, str] = {}
+        #: the entry numbers of the complete merges of no scan (`nothing_merged`) among them
+        self._without_data: set[int] = set()
         self._next = 1
         #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
         self.pipelines: set[str] = set()
@@ -693,6 +698,8 @@ class NexusWriter:
         try:
             if content_type == "xas/scan":
                 return self.write_scan(body, key)
+            if content_type == "xas/merged" and nothing_merged(body):
+                return self.write_nothing_merged(body, key)
             if content_type in ("xas/spectrum", "xas/merged"):
                 return self.write_result(body, key, content_type)
         finally:
@@ -861,11 +868,34 @@ class NexusWriter:
             ),
         )
 
+    def write_nothing_merged(self, result: Mapping[str, Any], key: str) -> str | None:
+        """Append a merge of no scan (`nothing_merged`): an entry saying so and why, with no
+        spectrum (`_fill_nothing_merged`). It is the group's newest merge, and the root's
+        `default` when it is the file's newest, as any merge: the group's earlier merges are
+        not the merge unit's result any more."""
+        if self.has(key):
+            return None
+        group = dict(result.get("group", {}))
+        meta = self._merge_members(result, key, dict(result.get("metadata", {})))
+        title = self._merge_title(result, key, group)
+        self._writable(0)
+        return self._entry(
+            key,
+            "xas/merged",
+            lambda entry: self._fill_nothing_merged(entry, result, title, meta, group),
+        )
+
     def _merge_title(self, result: Mapping[str, Any], key: str, group: dict[str, Any]) -> str:
         """`r1: merge 3 of <group> (2 of 3 scans)`: every scan of a group makes a merge, and
         two of them may hold as many scans (one rejected, one redelivered), so each says which
         merge it is: its message's number in its run's merged stream (`_merge_number`)."""
         label = ", ".join(str(v) for v in group.values()) or key
+        if nothing_merged(result):
+            # `r1: merge 3 of <group>: nothing merged (no majority: 2 scans disagree ...)`
+            why = _nothing_merged_why(result)[0]
+            return self._titled(
+                key, f"merge {self._merge_number(key, group)} of {label}: nothing merged ({why})"
+            )
         n_merged = int(result.get("n_merged", 0))
         n_scans = int(result.get("n_scans") or n_merged)
         counted = f"{n_merged} of {n_scans}" if n_scans > n_merged else str(n_merged)
@@ -900,30 +930,7 @@ class NexusWriter:
     ) -> None:
         _string(entry, "title", title)
         _start_time(entry, meta.get("start_time"), "merged scans" if merged else "scan file")
-
-        settings = dict(result.get("settings", {}))
-        process = _group(entry, "process", "NXprocess")
-        _string(process, "program", str(settings.get("program", "xraylarch")))
-        if settings.get("version"):
-            _string(process, "version", str(settings["version"]))
-        process.create_dataset("sequence_index", data=2 if merged else 1)
-        _string(process, "date", _now())
-        note = _group(process, "parameters", "NXnote")
-        _string(note, "type", "application/json")
-        _string(note, "data", json.dumps(settings, sort_keys=True, default=str))
-        # the scalar results: NXprocess defines no fields for them, NXcollection holds anything
-        results = _group(process, "results", "NXcollection")
-        for field, value in values.items():
-            if value is not None:
-                results.create_dataset(field, data=float(value))
-        for field, unit in RESULT_UNITS.items():
-            if field in results:
-                results[field].attrs["units"] = unit
-        if merged:
-            results.create_dataset("n_merged", data=int(result.get("n_merged", 0)))
-            _string(results, "accepted", json.dumps(list(result.get("accepted", []))))
-            _string(results, "rejected", json.dumps(list(result.get("rejected", []))))
-            _alignment_shifts(results, result)
+        self._fill_process(entry, result, values, merged)
 
         data = _group(entry, "data", "NXdata")
         data.attrs["signal"] = "mu"
@@ -947,6 +954,74 @@ class NexusWriter:
             self._data(chi, "chi", arrays["chi"])
         entry.attrs["default"] = "data"
         self._provenance(entry, {**meta, **({"group": group} if group else {})})
+
+    def _fill_nothing_merged(
+        self,
+        entry: h5py.Group,
+        result: Mapping[str, Any],
+        title: str,
+        meta: dict[str, Any],
+        group: dict[str, Any],
+    ) -> None:
+        """A merge of no scan: the entry says that nothing was merged and why, with the merge's
+        process (n_merged 0, the rejected scans with their reasons, `no_majority`) and
+        provenance like any merge, and no spectrum.
+
+        It has no NXdata and no `default` of its own, and the root's `default` names it when it
+        is the newest merge (`_point_default`, as for any merge). The merge unit no longer
+        stands by the group's earlier merges: a root `default` left on one of them would show
+        a viewer, or a reader following `default`, an old spectrum as the current result. An
+        NXdata without data (empty arrays, or a `signal` naming no dataset) is no answer either:
+        NeXus's NXdata holds plottable data, and readers that follow `default` into one would
+        plot nothing, or fail on a `signal` that is not there. NeXus's "find the plottable
+        data" reaches this entry, finds no `default` and no NXdata in it, and so nothing to
+        plot, which is the truth; the entry's `title` and `notes` (an NXnote, the NXentry's
+        place for free text) say why. h5py, silx (`silx.io.nxdata.get_default`: None) and
+        nexusformat (the entry's `plottable_data`: None) read it without an error."""
+        _string(entry, "title", title)
+        _start_time(entry, meta.get("start_time"), "merged scans")
+        self._fill_process(entry, result, {}, merged=True)
+        notes = _group(entry, "notes", "NXnote")
+        _string(notes, "type", "text/plain")
+        _string(notes, "description", "nothing merged")
+        _string(notes, "data", _nothing_merged_why(result, group)[1])
+        self._provenance(entry, {**meta, **({"group": group} if group else {})})
+
+    def _fill_process(
+        self,
+        entry: h5py.Group,
+        result: Mapping[str, Any],
+        values: Mapping[str, Any],
+        merged: bool,
+    ) -> None:
+        """The entry's NXprocess `process`: program, parameters, scalar results (a merge's: how
+        many it merged, which scans it accepted and rejected and why, their shifts)."""
+        settings = dict(result.get("settings", {}))
+        process = _group(entry, "process", "NXprocess")
+        _string(process, "program", str(settings.get("program", "xraylarch")))
+        if settings.get("version"):
+            _string(process, "version", str(settings["version"]))
+        process.create_dataset("sequence_index", data=2 if merged else 1)
+        _string(process, "date", _now())
+        note = _group(process, "parameters", "NXnote")
+        _string(note, "type", "application/json")
+        _string(note, "data", json.dumps(settings, sort_keys=True, default=str))
+        # the scalar results: NXprocess defines no fields for them, NXcollection holds anything
+        results = _group(process, "results", "NXcollection")
+        for field, value in values.items():
+            if value is not None:
+                results.create_dataset(field, data=float(value))
+        for field, unit in RESULT_UNITS.items():
+            if field in results:
+                results[field].attrs["units"] = unit
+        if merged:
+            results.create_dataset("n_merged", data=int(result.get("n_merged", 0)))
+            _string(results, "accepted", json.dumps(list(result.get("accepted", []))))
+            _string(results, "rejected", json.dumps(list(result.get("rejected", []))))
+            _alignment_shifts(results, result)
+            no_majority = result.get("no_majority")
+            if isinstance(no_majority, Mapping) and no_majority.get("reason"):
+                _string(results, "no_majority", str(no_majority["reason"]))
 
     def _merge_members(
         self, result: Mapping[str, Any], key: str, meta: dict[str, Any]
@@ -1028,7 +1103,10 @@ class NexusWriter:
     def _note_content(self, name: str, group: h5py.Group) -> None:
         match = _ENTRY.match(name)
         if match:
-            self._contents[int(match.group(1))] = _text(group.attrs.get(CONTENT_ATTR, ""))
+            content = _text(group.attrs.get(CONTENT_ATTR, ""))
+            self._contents[int(match.group(1))] = content
+            if content == "xas/merged" and "data" not in group:
+                self._without_data.add(int(match.group(1)))
 
     def check_file(self) -> None:
         """Raise `FileGone` when the path no longer names the file this writer has open
@@ -1104,10 +1182,18 @@ class NexusWriter:
             return []
         return [self._contents[n] for n in sorted(self._contents)[-count:]]
 
+    def newest_without_data(self, count: int) -> int:
+        """How many of the newest `count` complete entries are merges of no scan."""
+        if count <= 0:
+            return 0
+        return sum(n in self._without_data for n in sorted(self._contents)[-count:])
+
     def _point_default(self, handle: h5py.File) -> None:
         """NXroot's `default`: the entry a viewer opening the file plots (each entry's own
         `default` names its NXdata). The newest merge is the best spectrum of the sample, the
-        newest normalised scan the best before the first merge."""
+        newest normalised scan the best before the first merge. A newest merge of nothing (an
+        entry without NXdata, `_fill_nothing_merged`) is named too: the group's earlier merges
+        are not the merge unit's result any more."""
         kind = next((k for k in (*DEFAULT_PREFERENCE, "") if k in self._newest), None)
         if kind is None:
             # nothing of ours yet: a default another program set stays, unless its entry is
@@ -1136,6 +1222,77 @@ class NexusWriter:
         _string(notes, "metadata", json.dumps(dict(meta), sort_keys=True, default=str))
         if self._entry_provenance is not None:
             write_provenance(entry, self._entry_provenance)
+
+
+def _filled(values: Any) -> bool:
+    """An array of a message (a JSON list, or a numpy array) that holds values."""
+    try:
+        return values is not None and len(values) > 0
+    except TypeError:
+        return False
+
+
+def has_data(result: Mapping[str, Any]) -> bool:
+    """A spectrum or merge with the arrays an entry stores (energy and mu)."""
+    arrays = result.get("arrays")
+    return (
+        isinstance(arrays, Mapping) and _filled(arrays.get("energy")) and _filled(arrays.get("mu"))
+    )
+
+
+def nothing_merged(result: Mapping[str, Any]) -> bool:
+    """A merge of no scan: every scan of the group rejected, or scans that disagree with no
+    majority (`no_majority`). The merge unit sends it with `n_merged` 0 and no arrays; a merge
+    that says it merged scans but has no arrays is not one (the writer refuses it)."""
+    if has_data(result):
+        return False
+    try:
+        return int(result.get("n_merged") or 0) == 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _scan_name(scan: Any) -> str:
+    """A scan as people name it: its file (a scan id is the scan message's key, which ends in
+    the file, `...key:<file>`)."""
+    return str(scan).rpartition("key:")[2]
+
+
+def _nothing_merged_why(
+    result: Mapping[str, Any], group: Mapping[str, Any] | None = None
+) -> tuple[str, str]:
+    """Why a merge merged nothing: (a few words for its title, the whole account for its
+    notes: the merge's reason and each scan's)."""
+    rejected = [r for r in result.get("rejected") or () if isinstance(r, Mapping)]
+    no_majority = result.get("no_majority")
+    if isinstance(no_majority, Mapping):
+        n = len(no_majority.get("scans") or ()) or len(rejected)
+        short = f"no majority: {n} scan{'' if n == 1 else 's'} disagree in E0 or edge step"
+        reason = str(no_majority.get("reason") or short)
+    elif rejected and all(r.get("replaced") for r in rejected):
+        # every file's version here was replaced by a later one, counted in another group
+        short = reason = "no scan left: each replaced by a later version of its file"
+    elif len(rejected) == 1:
+        short = reason = (
+            f"its one scan rejected: {'; '.join(map(str, rejected[0].get('reasons') or ()))}"
+        )
+    elif rejected:
+        short = f"all {len(rejected)} scans rejected"
+        reason = f"every one of the {len(rejected)} scans of the group was rejected"
+    else:
+        short = reason = "no scan to merge"
+    label = ", ".join(str(v) for v in (group or {}).values()) or "the group"
+    scans = "; ".join(
+        f"{_scan_name(r.get('scan'))}: {'; '.join(map(str, r.get('reasons') or ())) or 'rejected'}"
+        for r in rejected
+    )
+    full = (
+        f"Nothing merged of {label}: {reason}. This merge holds no spectrum, and it replaces "
+        "the group's earlier merges in this file as the merge's result: the merge unit no "
+        "longer stands by them."
+        + (f" The scans and why each was left out: {scans}." if scans else "")
+    )
+    return short, full
 
 
 def _start_time(entry: h5py.Group, start: Any, origin: str) -> None:

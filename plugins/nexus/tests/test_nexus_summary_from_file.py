@@ -80,3 +80,31 @@ def test_entries_another_writer_added_after_an_earlier_session_are_not_this_runs
 
     assert sum(written_by_port(path).values()) == 2
     assert (summary["entries_written"], summary["scans_written"]) == (1, 1)
+
+
+def test_merges_of_nothing_written_after_the_last_status_record_are_counted(
+    tmp_path, unit_harness, unit_message
+):
+    """A merge of no scan is an entry (it says nothing was merged, and why): one the killed
+    process wrote after its last status record is counted among the merges written and among
+    `merges_without_data`, and its message, delivered again, is not written twice."""
+    path = tmp_path / "out" / "p65.nxs"
+    merged = result_message(p65_scan_message(P65_SCANS[0]), merged=True)
+    empty = {**merged, "n_merged": 0, "accepted": [], "arrays": {}, "values": {}, "settings": {}}
+    empty["rejected"] = [{"scan": s, "reasons": ["beam loss: ..."]} for s in P65_SCANS]
+    killed = unit_harness("nexus.writer", params={"file": str(path)})
+    killed.send(with_key(unit_message, merged, "merge/1", "merged"))
+    published = killed.runner.summary(running=True)
+    killed.send(with_key(unit_message, empty, "merge/2", "merged"))
+    killed.shutdown()  # its summary is lost with the process; the file keeps its entries
+
+    again = unit_harness("nexus.writer", params={"file": str(path)})
+    again.runner.context.carried_summary = published
+    again.runner.context.carried_after_restart = True  # killed within the session
+    again.send(with_key(unit_message, empty, "merge/2", "merged", msg_id=9, delivery_count=2))
+    summary = again.shutdown().summary
+
+    assert written_by_port(path) == Counter({"merged": 2})
+    assert (summary["entries_written"], summary["merged_written"]) == (2, 2)
+    assert summary["merges_without_data"] == 1
+    assert summary["duplicates_skipped"] == 1

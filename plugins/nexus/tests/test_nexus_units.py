@@ -166,30 +166,46 @@ def test_file_opens_with_h5py_while_the_writer_worker_still_writes(tmp_path, sca
     assert status["summary"]["file"] == str(path.resolve())
 
 
-def test_a_merge_of_no_scan_is_counted_not_an_error(tmp_path, unit_harness, unit_message, scans):
+def test_a_merge_of_no_scan_is_an_entry_without_data_counted_once(
+    tmp_path, unit_harness, unit_message, scans
+):
     # every scan of the group rejected, or two that disagree with no majority: the merge
     # carries its reasons but no arrays. It was an error record of the writer ("it has no
-    # energy and mu arrays to store") for each such merge, counted in `errors`
+    # energy and mu arrays to store"), then no entry at all, which left the group's earlier
+    # merge as the file's newest; now an entry that says nothing was merged, stored once
     path = tmp_path / "p65.nxs"
     merged = result_message(scans[1], merged=True)
     empty = {
         **merged,
         "n_merged": 0,
+        "n_scans": 2,
         "accepted": [],
         "rejected": [{"scan": s, "reasons": ["no majority: ..."]} for s in merged["accepted"]],
         "arrays": {},
         "values": {},
+        "settings": {},
     }
     harness = unit_harness("nexus.writer", params={"file": str(path)})
     harness.send(
-        with_key(unit_message, empty, "merge/1", "merged"),
-        with_key(unit_message, merged, "merge/2", "merged"),
+        with_key(unit_message, merged, "merge/1", "merged", msg_id=1),
+        with_key(unit_message, empty, "merge/2", "merged", msg_id=2),
+        # redelivered after a crash: stored once, counted once
+        with_key(unit_message, empty, "merge/2", "merged", msg_id=2, delivery_count=2),
     )
     assert harness.result.errors == []
-    assert len(harness.result.acknowledged) == 2
+    assert len(harness.result.acknowledged) == 3
     result = harness.shutdown()
     assert result.summary["merges_without_data"] == 1
-    assert result.summary["merged_written"] == 1
+    assert result.summary["merged_written"] == 2
+    assert result.summary["duplicates_skipped"] == 1
+    assert result.summary["entries_in_file"] == 2
     f, entries = entries_by_key(path)
     with f:
-        assert sorted(entries) == ["merge/2"]
+        assert sorted(entries) == ["merge/1", "merge/2"]
+        nothing = entries["merge/2"]
+        assert nothing.attrs[CONTENT_ATTR] == "xas/merged"
+        assert "data" not in nothing
+        assert "default" not in nothing.attrs
+        assert nothing["process/results/n_merged"][()] == 0
+        assert "nothing merged" in nothing["title"][()].decode()
+        assert f.attrs["default"] == nothing.name.lstrip("/")

@@ -300,6 +300,9 @@ def test_an_entry_cut_short_by_a_crash_is_rewritten(tmp_path, scans):
         ),
         ("xas/scan", {"channels": {"i0": [1.0], "it": [1.0]}}, "energy is missing"),
         ("xas/spectrum", {"arrays": {"energy": [1.0]}}, "no energy and mu arrays"),
+        # a merge that says it merged scans has their spectrum: without one it is no merge of
+        # nothing (which is an entry, `nothing_merged`) but a broken message
+        ("xas/merged", {"n_merged": 2, "arrays": {}}, "no energy and mu arrays"),
         ("xas/scan", {"energy": ["a"], "channels": {}}, "energy is not a list of numbers"),
     ],
 )
@@ -343,3 +346,98 @@ def test_entries_pass_the_nexus_validator(tmp_path, scans):
         assert validate.validate_file(str(path), path=entry)[1] == 0, entry
     # the one error the README names: the preset the scan file does not give
     assert validate.validate_application(str(path), path="entry5") == (0, 1)
+
+
+def _nothing_merged(merged: dict) -> dict:
+    """The merge message of a group whose scans disagree with no majority: no arrays."""
+    return {
+        **merged,
+        "n_merged": 0,
+        "n_scans": len(merged["accepted"]),
+        "accepted": [],
+        "rejected": [{"scan": s, "reasons": ["no majority: ..."]} for s in merged["accepted"]],
+        "no_majority": {"scans": list(merged["accepted"]), "reason": "the 2 scans disagree"},
+        "arrays": {},
+        "values": {},
+        "settings": {},
+    }
+
+
+def test_a_merge_of_nothing_is_kept_as_the_newest_when_reopened_and_salvaged(tmp_path, scans):
+    """The entry of a merge of no scan is an entry like the others: a writer reopening the
+    file finds it the newest merge (the root's `default`), a delivery again is no second
+    entry, and a damaged file's salvage copies it with the others."""
+    path = tmp_path / "nothing.nxs"
+    merged = result_message(scans[1], merged=True)
+    with NexusWriter(path) as writer:
+        assert writer.write("xas/merged", merged, "merge/1") == "entry1"
+        assert writer.write("xas/merged", _nothing_merged(merged), "merge/2") == "entry2"
+        assert writer.write("xas/merged", _nothing_merged(merged), "merge/2") is None
+    size = path.stat().st_size
+    with h5py.File(path, "a", libver="latest") as f:
+        assert f.attrs["default"] == "entry2"
+        assert "data" not in f["entry2"]
+        assert "notes" in f["entry2"]
+        del f.attrs["default"]  # as a file of an older writer has none
+    with NexusWriter(path) as writer:
+        assert writer.entries_in_file == 2
+        writer.write_scan(scans[0], "raw/1")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["default"] == "entry2"  # a scan is not a merge: the merge of nothing stays
+    # the scan's entry cut short on the disk: the salvage keeps the two merges
+    os.truncate(path, size + (path.stat().st_size - size) // 2)
+    with NexusWriter(path) as writer:
+        assert writer.salvaged is not None
+        assert writer.salvaged.entries == 2
+    with h5py.File(path, "r") as f:
+        assert sorted(f[n].attrs[KEY_ATTR] for n in f) == ["merge/1", "merge/2"]
+        assert f.attrs["default"] == "entry2"
+        assert "data" not in f["entry2"]
+        assert "no majority" in f["entry2/title"][()].decode()
+
+
+@pytest.mark.parametrize(
+    ("rejected", "no_majority", "why"),
+    [
+        (
+            [{"scan": "p65/scans|scans|key:a.xdi", "reasons": ["beam loss: I0 low"]}],
+            None,
+            "its one scan rejected: beam loss: I0 low",
+        ),
+        (
+            [{"scan": f"key:{n}.xdi", "reasons": ["beam loss: I0 low"]} for n in "abc"],
+            None,
+            "all 3 scans rejected",
+        ),
+        (
+            [{"scan": f"key:{n}.xdi", "reasons": ["no majority: ..."]} for n in "ab"],
+            {"scans": ["key:a.xdi", "key:b.xdi"], "reason": "the 2 scans disagree"},
+            "no majority: 2 scans disagree in E0 or edge step",
+        ),
+    ],
+)
+def test_a_merge_of_nothing_says_why_in_its_title_and_notes(tmp_path, rejected, no_majority, why):
+    body = {
+        "group": {"sample": "S", "element": "Fe", "edge": "K"},
+        "n_merged": 0,
+        "n_scans": len(rejected),
+        "accepted": [],
+        "rejected": rejected,
+        "arrays": {},
+        "values": {},
+        "settings": {},
+        **({"no_majority": no_majority} if no_majority else {}),
+    }
+    path = tmp_path / "why.nxs"
+    with NexusWriter(path) as writer:
+        name = writer.write("xas/merged", body, "merge/1")
+    with h5py.File(path, "r") as f:
+        entry = f[name]
+        assert entry["title"][()].decode() == f"merge 1 of S, Fe, K: nothing merged ({why})"
+        notes = entry["notes/data"][()].decode()
+        assert notes.startswith("Nothing merged of S, Fe, K: ")
+        for scan in rejected:
+            assert f"{scan['scan'].rpartition('key:')[2]}: {scan['reasons'][0]}" in notes
+        if no_majority:
+            assert entry["process/results/no_majority"][()].decode() == no_majority["reason"]
+        assert f.attrs["default"] == name
