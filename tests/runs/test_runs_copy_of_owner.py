@@ -138,6 +138,12 @@ def test_a_renamed_owner_is_told_to_take_its_name_back_which_keeps_its_runs(tmp_
     owner = (tmp_path / "demo.pipeline.yaml").resolve()
     assert f"belongs to {owner}, which no longer exists here" in said, said
     assert f"mv {(tmp_path / 'renamed.pipeline.yaml').resolve()} {owner}" in said, said
+    # `status` of the renamed file says the same, not to rename `pipeline:` (which starts over)
+    status = run_pipeline("status", "renamed.pipeline.yaml", cwd=tmp_path)
+    (line,) = _owned_lines(status.stderr)
+    assert f"belongs to {owner}, which no longer exists here" in line, line
+    assert f"mv {(tmp_path / 'renamed.pipeline.yaml').resolve()} {owner}" in line, line
+    assert "rename `pipeline:`" not in status.stderr, status.stderr
     # the advice taken: the file goes on with its run
     (tmp_path / "renamed.pipeline.yaml").rename(owner)
     again = run_pipeline("run", "demo.pipeline.yaml", cwd=tmp_path, timeout=300)

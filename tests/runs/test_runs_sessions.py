@@ -343,6 +343,12 @@ def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tm
         assert "was edited" not in before.stderr
 
         path = tmp_path / FILE
+        # a comment added, the layout changed: nothing the units would do differently
+        path.write_text("# the sink's lines go to results/\n" + path.read_text() + "\n\n")
+        commented = run_pipeline("status", FILE, cwd=tmp_path)
+        assert commented.returncode == 0, commented.stderr
+        assert "was edited" not in commented.stderr, commented.stderr
+
         path.write_text(path.read_text().replace("payload: text", "payload: base64"))
         edited = run_pipeline("status", FILE, cwd=tmp_path)
         assert edited.returncode == 0, edited.stderr

@@ -209,6 +209,16 @@ def say_whose_runs(
         return
     if refuse:
         raise RunsError(store.refusal(owner, path))
+    if not Path(owner).exists():
+        # most often this very file renamed or moved while its run went on: its old name
+        # keeps the runs, a new `pipeline:` name would start over
+        mine = path.resolve()
+        warn(
+            f"{store.belongs_to(owner)}, which no longer exists here: the {shown} shown are "
+            f"its; if {mine.name} is that file renamed or moved, `mv {shlex.quote(str(mine))} "
+            f"{shlex.quote(owner)}` gives it back its runs"
+        )
+        return
     warn(
         f"{store.belongs_to(owner)}: the {shown} shown are its, not {path}'s (rename "
         f"`pipeline:` in {path} to run it)"
@@ -688,17 +698,33 @@ def _say_edited(executor: Executor, path: Path | None) -> None:
     except (TransportError, NotImplementedError):
         return
     try:
-        now = file_sha256(path.read_text())
+        text = path.read_text()
     except (OSError, UnicodeDecodeError):
         return
-    if run is None or run.file_sha256 in (None, now):
+    if run is None or run.file_sha256 in (None, file_sha256(text)):
         return
+    if _same_content(run.text, text):
+        return  # comments, spacing, quoting: nothing the units would do differently
     where = shlex.quote(str(path))
     warn(
         f"{path} was edited after run {run.id}'s session started: its units go on with the "
         f"configuration they started with; `pipeline stop {where}` and `pipeline run --resume "
         f"{where}` apply the edit to what they have not processed yet"
     )
+
+
+def _same_content(before: str | None, now: str) -> bool:
+    """Whether two texts of a pipeline file hold the same YAML document (an edit of comments
+    or layout only). False when either does not parse: the edit is then worth a word."""
+    from asapo_pipelines.pipeline.loader import LoadFailed, load_document
+
+    if before is None:
+        return False
+    try:
+        (old, old_problems), (new, new_problems) = load_document(before), load_document(now)
+    except LoadFailed:
+        return False
+    return not old_problems and not new_problems and bool(old.data == new.data)
 
 
 def _owner_file(path: Path | None) -> Path | None:
