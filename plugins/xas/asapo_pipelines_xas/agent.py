@@ -139,6 +139,7 @@ from scipy.stats import t as student_t
 
 from asapo_pipelines_xas.merge import noise_scale, normaliser, settings_difference
 from asapo_pipelines_xas.params import ConvergenceParams
+from asapo_pipelines_xas.temperature import UNKNOWN as UNKNOWN_TEMPERATURE
 
 ACTIONS = ("more_scans", "stop", "change_parameters")
 #: queue states in which a suggestion's repeats will not come (CONTRACTS.md, plan/status)
@@ -389,6 +390,16 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _plan_group(group: Mapping[str, str]) -> dict[str, str]:
+    """The group as the plan's keyword arguments: without what the files did not say (an
+    empty value, `temperature unknown`), which no plan can be asked to set."""
+    return {
+        k: v
+        for k, v in group.items()
+        if v != "" and not (k == "temperature" and v == UNKNOWN_TEMPERATURE)
+    }
+
+
 def _scans_taken(n_merged: int, rejected: list[Mapping[str, Any]]) -> int:
     """The measurements a merge stands for: its merged scans and those rejected, but not the
     earlier reads of a file sent again as a new version (`replaced`: read too early, or
@@ -598,7 +609,7 @@ class ConvergenceAgent:
                     item = {
                         "name": p.plan_name,
                         "args": [],
-                        "kwargs": {**group, **p.plan_kwargs, "repeats": scans},
+                        "kwargs": {**_plan_group(group), **p.plan_kwargs, "repeats": scans},
                         "item_type": "plan",
                     }
                     self._record(state, uid, scans, taken)

@@ -62,7 +62,7 @@ from typing import Any
 
 import numpy as np
 
-from asapo_pipelines_xas import normalize
+from asapo_pipelines_xas import normalize, temperature
 from asapo_pipelines_xas.errors import SpectrumError
 from asapo_pipelines_xas.normalize import Spectrum, _json_array, _json_float, analyse, program
 from asapo_pipelines_xas.params import AutobkParams, MergeParams, NoiseParams, PreEdgeParams
@@ -374,7 +374,14 @@ class Merger:
         self._replaced: dict[str, tuple[Any, tuple[str, ...], str | None]] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
-        return tuple(str(spectrum.metadata.get(k, "")) for k in self.params.group_by)
+        # the temperature is a reading, not a name: by its nearest multiple of a step, in
+        # kelvin (`temperature` says why), so that `100 K` and `100.0 K` are one group
+        return tuple(
+            temperature.group(spectrum.metadata.get(k), self.params.temperature_step)
+            if k == "temperature"
+            else str(spectrum.metadata.get(k, ""))
+            for k in self.params.group_by
+        )
 
     def add(self, spectrum: Spectrum | Mapping[str, Any]) -> Merged:
         """File a spectrum and return its group's merge (see `add_all`)."""

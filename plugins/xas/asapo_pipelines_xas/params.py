@@ -315,9 +315,27 @@ class MergeParams(Params):
             min_length=1,
             description="Metadata that make scans repeats of one measurement. Add "
             "`temperature` (XDI `Sample.temperature`) when files of one sample at several "
-            "temperatures name it alike (`Sample.name`): they are repeats otherwise.",
+            "temperatures name it alike (`Sample.name`): they are repeats otherwise. The "
+            "temperature is read with its unit (K, mK, °C, degC, C; `100 K`, `100.0 K` and "
+            "`100K` are one) and grouped by its nearest multiple of `temperature_step`, so "
+            "readings around one setpoint (20.1 K, 20.3 K) are repeats; the group's "
+            "temperature is that multiple (`20 K`). Text that is no temperature (no unit, "
+            "`room temperature`) groups by the text, with a warning; files that name none are "
+            "the group `temperature unknown`.",
         ),
     ] = ["sample", "element", "edge", "mode"]
+    temperature_step: Annotated[
+        float,
+        Field(
+            gt=0,
+            description="With `temperature` in `group_by`: a scan belongs to the temperature "
+            "group of the multiple of this (kelvin) nearest its reading. Match it to the "
+            "setpoints (1 K for setpoints in whole kelvin, 10 K for a series in steps of 10 K): "
+            "readings within half a step of a setpoint are its repeats. A nearest multiple "
+            "gives the same groups whatever order the scans arrive in; readings either side "
+            "of a half step (20.49 K, 20.51 K) are two groups.",
+        ),
+    ] = 1.0
     align: Annotated[
         Literal["reference", "none"],
         Field(

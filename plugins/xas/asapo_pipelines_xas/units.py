@@ -24,7 +24,7 @@ from asapo_pipelines.sdk import (
     Source,
     Suggestion,
 )
-from asapo_pipelines_xas import merge, normalize
+from asapo_pipelines_xas import merge, normalize, temperature
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger
@@ -361,6 +361,8 @@ class Merge(Processor):
         self._restored_inputs: set[tuple[str, str, int]] = set()
         #: (group, code) of scans left out for being normalised by other code, warned of
         self._warned_code: set[tuple[str, str]] = set()
+        #: temperatures in the files that are no temperature read (grouped by text), warned of
+        self._warned_temperature: set[str] = set()
 
     def restore(self, message: Message) -> None:
         # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself.
@@ -368,6 +370,7 @@ class Merge(Processor):
         # sent, under changed ones (a resume with another max_e0_shift) a new one, sent by
         # `on_restored` (its key tells the worker which of the two it is).
         # (a new version of a file in another group changes the old version's group too)
+        self._warn_temperature(message.value)
         for result in self.merger.add_all(message.value):
             merged = result.to_json()
             self._restored[group_label(merged)] = (merged, message.stream)
@@ -381,6 +384,7 @@ class Merge(Processor):
             # delivered again after a restart (not acknowledged before it): restored already,
             # and its merge was sent then, or by `on_restored` under changed parameters
             return
+        self._warn_temperature(message.value)
         # its group's merge, after that of the group a new version of a file left, if any
         for merged in self.merger.add_all(message.value):
             self._send(merged.to_json())
@@ -395,6 +399,24 @@ class Merge(Processor):
         for merged, stream in restored.values():
             # on the stream of the group's inputs, where `process` sends its merges
             self._send(merged, stream=stream)
+
+    def _warn_temperature(self, spectrum: Any) -> None:
+        """Warn once per text of a file's temperature that groups by its text (no unit, not a
+        number), when the merge groups by temperature: such files are repeats only of files
+        that spell it alike."""
+        if "temperature" not in self.params.group_by:
+            return
+        meta = spectrum.metadata if hasattr(spectrum, "metadata") else spectrum.get("metadata")
+        text = (meta or {}).get("temperature")
+        if not temperature.unreadable(text) or str(text).strip() in self._warned_temperature:
+            return
+        self._warned_temperature.add(str(text).strip())
+        self.log.warning(
+            "Sample.temperature %r is no temperature with a unit (K, mK, °C): its scans are "
+            "grouped by that text, apart from scans at a temperature read in kelvin; write it "
+            "as e.g. `100 K` to group it by temperature",
+            str(text).strip(),
+        )
 
     def _send(self, merged: dict[str, Any], stream: str | None = None) -> None:
         since = (self.context.run or {}).get("configured_at")
