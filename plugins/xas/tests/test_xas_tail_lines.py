@@ -2,7 +2,10 @@
 and a spectrum's JSON begins with its scan file's header: a scientist following the stream saw
 `{"metadata": {"header": {"File format xdi, for information see": ...` and never E0. A line
 now shows a message's short fields first (a spectrum's values: E0, edge step) and numbers to 6
-digits; `--json` keeps every field and digit. Real P65 files through real units."""
+digits; `--json` keeps every field and digit. A merge's line showed the internal keys of its
+scans and its group before its noise, which was cut off at any width (an outside tester): its
+figures (counts, the values table) now come before lists and names. Real P65 files through
+real units."""
 
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ def test_a_spectrum_line_shows_its_e0_and_edge_step_within_the_terminal_width(tm
     (tmp_path / "data").mkdir()
     for name in P65_SCANS:
         shutil.copy(DATA / name, tmp_path / "data" / name)
-    pipeline = write_pipeline(tmp_path, "tailed", scan_chain("data", {"mode": "transmission"}))
+    units = scan_chain("data", {"mode": "transmission"}, merge={})
+    pipeline = write_pipeline(tmp_path, "tailed", units)
     run = pipeline_command(pipeline, "run")
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -40,3 +44,16 @@ def test_a_spectrum_line_shows_its_e0_and_edge_step_within_the_terminal_width(tm
         e0 = float(f"{value['e0']:.6g}")
         assert f'"e0": {e0}, "edge_step": ' in line, line
         assert "File format xdi" not in line, line
+
+    merged = pipeline_command(pipeline, "tail", "merged", "--json")
+    merges = [json.loads(line)["value"] for line in merged.stdout.splitlines()]
+    assert [m["n_merged"] for m in merges] == [1, 2]
+    shown = pipeline_command(pipeline, "tail", "merged", "--width", str(WIDTH))
+    assert shown.returncode == 0, shown.stderr
+    for line, merge in zip(shown.stdout.splitlines(), merges, strict=True):
+        assert len(line) <= WIDTH
+        noise = float(f"{merge['values']['epsilon_k']:.6g}")
+        e0 = float(f"{merge['values']['e0']:.6g}")
+        assert f'"values": {{"e0": {e0}, ' in line, line
+        assert f'"epsilon_k": {noise}' in line, line
+        assert "|scans|key:" not in line, line  # the scans' keys come after the figures
