@@ -294,6 +294,9 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
         "normalize (autobk.rbkg 1.0 -> 1.5); r1's results were made in 2 sessions under 2 "
         "configurations, the replay's under one\n"
     ) in other.stdout, other.stdout
+    # what a spectrum's rbkg changed, in its values: not "payload differs" (an outside tester)
+    spectra = next(x for x in other.stdout.splitlines() if "sent on spectra:" in x)
+    assert re.search(r"the first: #1 values\.epsilon_k: [0-9.e-]+ -> [0-9.e-]+", spectra), spectra
 
 
 def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_reprocess(

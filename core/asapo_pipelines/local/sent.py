@@ -26,6 +26,10 @@ MAX_COMPARED = 100_000
 
 #: how many differing values of the first differing message are shown
 SHOWN_VALUES = 2
+#: a list of more numbers than this is a series, shown by how it changed
+SHOWN_ITEMS = 4
+#: formats whose messages decode to what JSON holds (`json_arrays` packs its number lists)
+JSON_LIKE = ("json", "json_arrays")
 #: a value longer than this is cut (a reason sentence, a long list)
 VALUE_WIDTH = 40
 
@@ -162,7 +166,7 @@ def _same(a: Message | None, b: Message | None, port: Port) -> bool:
         return a is b
     if _payload(a) == _payload(b):
         return True
-    if port.format != "json":  # arrays, raw bytes: their bytes are their values
+    if port.format not in JSON_LIKE:  # arrays, raw bytes: their bytes are their values
         return False
     ignored = IDENTITY_FIELDS.get(port.content_type, ())
     value = _content(a, ignored)
@@ -188,19 +192,40 @@ def _difference(
     """The first differing message, briefly: its first differing values (numbers first)."""
     if a is None or b is None:
         return f"{label} only in {runs[1] if a is None else runs[0]}"
-    if port.format != "json":  # arrays, bytes: their values are too many to show
+    if port.format not in JSON_LIKE:  # arrays, bytes: their values are too many to show
         return f"{label} payload differs"
     from asapo_pipelines.runs.lifecycle import compare
 
     ignored = IDENTITY_FIELDS.get(port.content_type, ())
     rows = compare({"v": _content(a, ignored)}, {"v": _content(b, ignored)}).get("v", [])
     changed = [(what or "value", x, y) for what, x, y in rows if x != y]
-    changed.sort(key=lambda row: not isinstance(row[1], int | float))
-    shown = ", ".join(f"{w}: {_both(x, y)}" for w, x, y in changed[:SHOWN_VALUES])
+    # single numbers first, then whole series of numbers (a spectrum's mu), then the rest
+    changed.sort(key=lambda row: 0 if _number(row[1]) else 1 if _series(row[1]) else 2)
+    shown = ", ".join(f"{w}: {_change(x, y)}" for w, x, y in changed[:SHOWN_VALUES])
     more = len(changed) - SHOWN_VALUES
     if not shown:  # a value that does not decode
         return f"{label} payload differs"
     return f"{label} {shown}" + (f" (+{more} more)" if more > 0 else "")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _series(value: Any) -> bool:
+    """A list of numbers too long to show (`SHOWN_ITEMS`): an array of a spectrum."""
+    return isinstance(value, list) and len(value) > SHOWN_ITEMS and all(map(_number, value))
+
+
+def _change(old: Any, new: Any) -> str:
+    """How a value changed: old -> new, or for two series of numbers their largest
+    difference (or their lengths when those differ)."""
+    if _series(old) and _series(new):
+        if len(old) != len(new):
+            return f"{len(old)} -> {len(new)} values"
+        largest = max(abs(x - y) for x, y in zip(old, new, strict=True))
+        return f"largest difference {largest:.3g} over {len(old)} values"
+    return _both(old, new)
 
 
 def _both(old: Any, new: Any) -> str:
