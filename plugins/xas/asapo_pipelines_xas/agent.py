@@ -338,6 +338,48 @@ def _counts_against_beam(rejected: Mapping[str, Any]) -> bool:
     return not (rejected.get("superseded") or rejected.get("duplicate"))
 
 
+#: the fewest scans a trend of E0 is told from
+DRIFT_MIN_SCANS = 4
+#: how sure the agent must be that a trend is not scatter (one-sided Student t)
+DRIFT_CONFIDENCE = 0.99
+
+
+def e0_drift(merged: Mapping[str, Any], limit: float) -> tuple[float, float, int] | None:
+    """(eV per scan, eV in all, scans) of a steady trend of the sample's E0 over the group's
+    scans in the order they were measured, when it exceeds `limit` in all and its slope is
+    too regular for scatter (`DRIFT_CONFIDENCE`); else None. The merge's E0s are on its
+    aligned energy scale, and the scans it rejected for their E0 alone count: a drifting
+    sample's last scans are rejected as outliers of its first, and the merge of the first
+    ones then looks fine while it averages different states of the sample."""
+    if limit <= 0:
+        return None
+    why = {r.get("scan"): list(r.get("reasons") or []) for r in merged.get("rejected", [])}
+    e0s = []
+    for scan in merged.get("scans", []):
+        reasons = why.get(scan.get("scan"), [])
+        if not scan.get("accepted") and not (
+            reasons and all(str(r).startswith("E0 ") for r in reasons)
+        ):
+            continue
+        e0 = scan.get("e0")
+        if isinstance(e0, int | float) and math.isfinite(e0):
+            e0s.append(float(e0))
+    n = len(e0s)
+    if n < DRIFT_MIN_SCANS:
+        return None
+    x = np.arange(n, dtype=float)
+    slope, intercept = np.polyfit(x, e0s, 1)
+    residual = np.asarray(e0s) - (slope * x + intercept)
+    spread = float(np.sum((x - x.mean()) ** 2))
+    error = math.sqrt(float(np.sum(residual**2)) / (n - 2) / spread)
+    total = float(slope) * (n - 1)
+    if abs(total) <= limit:
+        return None
+    if error > 0 and abs(slope) / error < student_t.ppf(DRIFT_CONFIDENCE, n - 2):
+        return None
+    return float(slope), total, n
+
+
 def _noise_disabled(merged: Mapping[str, Any]) -> bool:
     """The merge's settings say the noise estimate is off (not merely missing yet)."""
     settings = merged.get("settings") or {}
@@ -667,6 +709,19 @@ class ConvergenceAgent:
                 f"{len(faulty)} of {counted} scans were rejected (more than "
                 f"{p.max_rejected_fraction:.0%}); check the beam and the sample",
                 0.7,
+            )
+        drift = e0_drift(merged, p.max_e0_drift)
+        if drift is not None:
+            slope, total, scans = drift
+            return suggestion(
+                "change_parameters",
+                f"the sample's E0 moves steadily by {slope:+.2f} eV per scan ({total:+.2f} eV "
+                f"over {scans} scans, beyond max_e0_drift {p.max_e0_drift:g} eV): the sample "
+                "is likely changing under the beam (radiation damage, photoreduction) and the "
+                "merge averages its states; measure a fresh spot or lower the dose (if the "
+                "reference foil's E0 moved with it, check the monochromator's calibration)",
+                0.7,
+                check=["the sample's E0 drifts from scan to scan"],
             )
         if eps is None and _noise_disabled(merged):
             if state.noise_off_said:

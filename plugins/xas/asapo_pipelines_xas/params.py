@@ -480,6 +480,17 @@ class ConvergenceParams(Params):
             "rejected (at least two).",
         ),
     ] = 0.5
+    max_e0_drift: Annotated[
+        float,
+        Field(
+            ge=0,
+            description="A steady trend of the sample's E0 over a group's scans (at least "
+            "four, in the order they were measured; those rejected for their E0 included) "
+            "larger than this in all (eV), and too regular for scatter, is reported as the "
+            "sample changing under the beam (radiation damage, photoreduction): "
+            "change_parameters, whatever the noise. 0 disables it.",
+        ),
+    ] = 0.5
     plan_name: Annotated[
         str, Field(min_length=1, description="Name of the scan plan the suggestion runs.")
     ] = "xas_scan"
