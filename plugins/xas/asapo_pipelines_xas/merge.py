@@ -3,9 +3,12 @@
 `Merger.add(spectrum)` files a normalised scan under its group (sample, element, edge, mode by
 default), re-screens the group and returns the merged result at once, so that the pipeline emits
 a new merge after every scan. Only scans normalised with the same settings by the same code are
-merged: those normalised with the newest settings the merge has seen (a resumed or reprocessed
-run with changed parameters, or with the plugin upgraded between sessions: each spectrum records
-the `xas.normalize` version that made it, `settings.normalizer`); the others are listed as
+merged: those normalised with the newest settings (a resumed or reprocessed run with changed
+parameters, or with the plugin upgraded between sessions: each spectrum records the
+`xas.normalize` version that made it, `settings.normalizer`). The newest are those of the
+spectrum made last (`metadata.made_at`: its message's time in the transport, which the unit
+adds), so a session going back to earlier settings makes them the newest again, and an old
+spectrum redelivered or arriving late does not; the others are listed as
 rejected, marked `superseded`, with the settings or the version that differ (`normalised_by`),
 because their E0, edge step and noise were computed differently. Screening, in order:
 
@@ -351,6 +354,15 @@ def superseded_reason(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     )
 
 
+def _made_at(spectrum: Spectrum) -> float:
+    """When the spectrum was made (a Unix time, `made_at` in its metadata: its message's time
+    in the transport); -inf when it does not say."""
+    since = spectrum.metadata.get("made_at")
+    if isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since):
+        return -math.inf
+    return float(since)
+
+
 def _acquisition_order(entry: _Entry) -> tuple[str, str]:
     """The order the scans were measured in: their start time (ISO 8601, from the file's
     header), then their identity (file names of repeats count up)."""
@@ -363,8 +375,8 @@ class Merger:
     def __init__(self, params: MergeParams | None = None) -> None:
         self.params = params or MergeParams()
         self._groups: dict[tuple[str, ...], list[_Entry]] = {}
-        #: when each settings were first seen: the newest are those first seen last (a scan
-        #: redelivered after a restart does not make its old settings new again)
+        #: when each settings were first seen: which settings are newest when the spectra do
+        #: not say when they were made (`made_at`), e.g. those made outside a run
         self._first_seen: dict[str, int] = {}
         #: each group's noise scale of its first merge, which names the group's first curve
         self._first_scale: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -430,7 +442,7 @@ class Merger:
     def _current(self, entries: list[_Entry]) -> list[_Entry]:
         """The entries normalised with the newest settings; the others are marked superseded
         (their E0, step and noise are not comparable, and the merge records one set)."""
-        newest = max(entries, key=lambda e: self._first_seen[settings_key(e.spectrum)])
+        newest = self._newest(entries)
         key = settings_key(newest.spectrum)
         current = []
         for entry in entries:
@@ -442,6 +454,19 @@ class Merger:
             entry.shift, entry.shift_err = 0.0, None
             entry.reasons = [superseded_reason(entry.spectrum.settings, newest.spectrum.settings)]
         return self._latest_versions(current, self.group_key(newest.spectrum))
+
+    def _newest(self, entries: list[_Entry]) -> _Entry:
+        """The entry normalised with the settings in force most recently: the spectrum made
+        last (`made_at`, its message's time in the transport, which the xas.merge unit adds),
+        so that a session going back to earlier settings makes them the newest again, while an
+        old spectrum redelivered or arriving late keeps its old time. Of spectra without it
+        (outside a pipeline), or as old, the settings seen first most recently. The answer
+        depends on the spectra, not on the order they came in (but for those ties): a
+        restarted merge restoring them reaches the same."""
+        return max(
+            entries,
+            key=lambda e: (_made_at(e.spectrum), self._first_seen[settings_key(e.spectrum)]),
+        )
 
     def _latest_versions(self, entries: list[_Entry], key: tuple[str, ...]) -> list[_Entry]:
         """Without the versions of a file that a later version replaces: a scan file that
@@ -680,8 +705,7 @@ class Merger:
         no_majority: dict[str, Any] | None = None,
     ) -> Merged:
         group: dict[str, Any] = dict(zip(self.params.group_by, key, strict=True))
-        newest = max(entries, key=lambda e: self._first_seen[settings_key(e.spectrum)])
-        code = newest.spectrum.settings.get("normalizer")
+        code = self._newest(entries).spectrum.settings.get("normalizer")
 
         def other_code(entry: _Entry) -> bool:
             return entry.superseded and entry.spectrum.settings.get("normalizer") != code

@@ -371,7 +371,7 @@ class Merge(Processor):
         # `on_restored` (its key tells the worker which of the two it is).
         # (a new version of a file in another group changes the old version's group too)
         self._warn_temperature(message.value)
-        for result in self.merger.add_all(message.value):
+        for result in self.merger.add_all(made(message)):
             merged = result.to_json()
             self._restored[group_label(merged)] = (merged, message.stream)
             # the summary shows the group's merge as it stands (a restarted or resumed merge
@@ -386,7 +386,7 @@ class Merge(Processor):
             return
         self._warn_temperature(message.value)
         # its group's merge, after that of the group a new version of a file left, if any
-        for merged in self.merger.add_all(message.value):
+        for merged in self.merger.add_all(made(message)):
             self._send(merged.to_json())
 
     def on_restored(self) -> None:
@@ -478,6 +478,23 @@ class Merge(Processor):
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def made(message: Message) -> Any:
+    """A spectrum message's body with when it was made: its time in the transport (`made_at`
+    in its metadata), the same when it is redelivered or restored. The merge averages the
+    spectra normalised with the settings of the one made last (see `Merger._newest`): a
+    session going back to earlier settings makes them the newest again, and an old spectrum
+    delivered again or late does not. Not stamped by xas.normalize: its spectra are the same
+    in a reprocess that changes nothing."""
+    body = message.value
+    if (
+        not isinstance(body, dict)
+        or not message.timestamp
+        or not isinstance(body.get("metadata"), dict)
+    ):
+        return body
+    return {**body, "metadata": {**body["metadata"], "made_at": float(message.timestamp)}}
 
 
 def _address(message: Message) -> tuple[str, str, int]:
