@@ -20,8 +20,12 @@ because their E0, edge step and noise were computed differently. Screening, in o
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
 - alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
   foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the anchor's (the
-  scan whose foil's E0 agrees within `max_e0_shift` with the most others', ties by acquisition
-  order: a majority, as for the outliers, so that one drifted scan cannot set the energy scale),
+  scan whose foil's E0 agrees within `max_e0_shift` with the most others': a majority, as for the
+  outliers, so that one drifted scan cannot set the energy scale; of as many, the foil whose E0
+  is nearest the edge's energy, tabulated for the group's element and edge or the calibration
+  energy, since the foil is there to calibrate: the scan it shows miscalibrated is the one
+  shifted, or rejected with how far its foil is off the edge; where that energy is not known,
+  the first measured),
   over [E0_ref + align_emin, E0_ref + align_emax], with a free scale: the method of Athena and of
   xraylarch's `energy_align` (whose window sign this does not share: its `emin` is added, so the
   window starts above E0). The fitted shift and its standard error are recorded per scan;
@@ -643,17 +647,26 @@ class Merger:
 
     def _anchor(self, usable: list[_Entry]) -> _Entry | None:
         """The scan whose foil the others are aligned on: the one whose foil's E0 agrees
-        (within `max_e0_shift`) with the most others', of as many the first measured (entries
-        are in acquisition order). The first scan would let one drifted scan put every other on
-        its energy scale, or reject them all beyond `max_align_shift`; the majority's foil, as
-        the outlier screening's reference, does not depend on the files' names or order."""
+        (within `max_e0_shift`) with the most others'. The first scan would let one drifted scan
+        put every other on its energy scale, or reject them all beyond `max_align_shift`; the
+        majority's foil, as the outlier screening's reference, does not depend on the files'
+        names or order. Of as many (two scans that disagree: no majority), the one whose foil's
+        E0 is nearest the tabulated edge energy of the group's element and edge (the reference
+        foil is there to calibrate: the other is the miscalibrated scan); where that is not
+        known, the first measured (entries are in acquisition order)."""
         with_foil = [e for e in usable if _foil(e.spectrum) is not None]
         if not with_foil:
             return None
         limit = self.params.max_e0_shift
         e0s = [_foil_e0(e) for e in with_foil]
         agreeing = [sum(abs(a - b) <= limit for b in e0s) for a in e0s]
-        return with_foil[max(range(len(with_foil)), key=lambda i: (agreeing[i], -i))]
+        most = max(agreeing)
+        tied = [e for e, n in zip(with_foil, agreeing, strict=True) if n == most]
+        offsets = [_foil_offset(e) for e in tied]
+        known = [(abs(o[0]), i) for i, o in enumerate(offsets) if o is not None]
+        if len(tied) > 1 and len(known) == len(tied):
+            return tied[min(known)[1]]  # nearest the edge; of as near, the first measured
+        return tied[0]
 
     def _align(self, entries: list[_Entry], usable: list[_Entry]) -> None:
         """Fit each scan's foil onto the anchor's (see `_anchor`)."""
@@ -686,7 +699,7 @@ class Merger:
             if not math.isfinite(fit.shift) or abs(fit.shift) > p.max_align_shift:
                 entry.reasons.append(
                     f"alignment shift {fit.shift:+.2f} eV on the reference foil is beyond "
-                    f"max_align_shift {p.max_align_shift:g} eV"
+                    f"max_align_shift {p.max_align_shift:g} eV{_miscalibrated(entry, anchor)}"
                 )
 
     # -- merging -------------------------------------------------------------------------------
@@ -843,6 +856,39 @@ def _foil(spectrum: Spectrum) -> tuple[np.ndarray, np.ndarray] | None:
 def _foil_e0(entry: _Entry) -> float:
     """The E0 normalize found on the scan's reference foil (eV, as measured)."""
     return float(entry.spectrum.values.get("e0_ref") or math.nan)
+
+
+def _foil_offset(entry: _Entry) -> tuple[float, float, str] | None:
+    """(foil E0 - edge energy, edge energy, its name): how far the scan's reference foil's E0
+    is from the energy of the edge it is measured at, the energy `xas.normalize` calibrates to
+    (`calibration_energy`, else the tabulated energy of the scan's element and edge: the foil
+    is of the sample's element); None when neither is known."""
+    meta = entry.spectrum.metadata
+    e0 = _foil_e0(entry)
+    target = meta.get("calibration_energy")
+    if isinstance(target, int | float) and not isinstance(target, bool) and math.isfinite(target):
+        return e0 - float(target), float(target), "calibration energy"
+    element, edge = meta.get("element"), meta.get("edge")
+    if not element or not edge or not math.isfinite(e0):
+        return None
+    try:
+        energy = normalize.tabulated_edge_energy(str(element), str(edge))
+    except SpectrumError:
+        return None
+    return e0 - energy, energy, f"tabulated {element} {edge} edge"
+
+
+def _miscalibrated(entry: _Entry, anchor: _Entry) -> str:
+    """What the foils say of a scan the alignment rejects: how far its foil's E0 and the
+    anchor's are from the edge's energy (empty when it is not known)."""
+    mine, theirs = _foil_offset(entry), _foil_offset(anchor)
+    if mine is None or theirs is None:
+        return ""
+    return (
+        f": its reference foil's E0 {_foil_e0(entry):.2f} eV is {mine[0]:+.2f} eV from the "
+        f"{mine[2]} ({mine[1]:.2f} eV), that of scan {_name(anchor)}, the anchor, "
+        f"{theirs[0]:+.2f} eV: its energy scale is off"
+    )
 
 
 def _energy_range(entry: _Entry) -> tuple[float, float]:

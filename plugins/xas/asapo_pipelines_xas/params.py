@@ -341,7 +341,8 @@ class MergeParams(Params):
         Field(
             description="`reference`: shift each scan by the least-squares fit of its reference "
             "foil's derivative dmu/dE onto the anchor's: the scan whose foil's E0 agrees "
-            "(within `max_e0_shift`) with the most others', of as many the first measured; "
+            "(within `max_e0_shift`) with the most others', of as many the one whose foil's "
+            "E0 is nearest the edge's tabulated energy (else the first measured); "
             "`none`: merge on the energies as measured."
         ),
     ] = "reference"
