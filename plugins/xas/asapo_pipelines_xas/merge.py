@@ -546,11 +546,11 @@ class Merger:
             if original is None:
                 originals.append(entry)
                 continue
-            earlier = original.scan_id
-            if earlier != entry.scan_id:
+            if original.scan_id != entry.scan_id:
                 entry.duplicate = True
+                # the scan as the scientist knows it (its file), not the transport's key
                 entry.reasons.append(
-                    f"duplicate of scan {earlier}: {_sameness(original, entry)}, "
+                    f"duplicate of scan {_name(original)}: {_sameness(original, entry)}, "
                     "a copy rather than a repeat"
                 )
 

@@ -1,0 +1,62 @@
+"""A copy of a scan file under a new scan number is rejected naming the earlier scan by its
+file, as the tutorial shows ("duplicate of scan 20K_GOE_Fe_K_240.00000.xdi: ..."), not by the
+transport's key of its message (the outside tester: "duplicate of scan
+dup/scans|scans|key:dup_Fe_K_240.00000.xdi: ..."). Real P65 files through a real `pipeline
+run`; the merge of the two real repeats is checked against xraylarch's `merge_groups` and
+`pre_edge` at test time."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from xas_procs import pipeline_command, read, scan_chain, write_pipeline
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+
+from asapo_pipelines_xas.normalize import normalize_scan
+from asapo_pipelines_xas.params import NormalizeParams
+from asapo_pipelines_xas.readers import read_scan
+
+NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
+COPY = P65_SCANS[0].rsplit(".", 2)[0] + ".00002.xdi"
+
+
+def larch_e0(paths: list[Path]) -> float:
+    from larch import Group
+    from larch.io import merge_groups
+    from larch.xafs import pre_edge
+
+    params = NormalizeParams.model_validate(NORMALIZE)
+    groups = []
+    for path in paths:
+        spectrum = normalize_scan(read_scan(path), params)
+        groups.append(Group(energy=spectrum.arrays["energy"], mu=spectrum.arrays["mu"]))
+    merged = merge_groups(groups, xarray="energy", yarray="mu", kind="cubic", trim=True)
+    pre_edge(merged)
+    return float(merged.e0)
+
+
+def test_a_copy_in_a_pipeline_run_names_the_earlier_scan_by_its_file(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in P65_SCANS:
+        shutil.copy(DATA / name, data / name)
+    shutil.copy(DATA / P65_SCANS[0], data / COPY)
+    pipeline = write_pipeline(tmp_path, "dup-names", scan_chain("data", NORMALIZE, {}))
+    result = pipeline_command(pipeline, "run", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    json.loads(result.stdout)
+
+    last = read(tmp_path / "store", "merged")[-1][1]
+    (copy,) = last["rejected"]
+    assert copy["scan"].endswith(COPY)  # the id is the source's key; the reason names the file
+    assert copy["duplicate"] is True
+    assert copy["reasons"] == [
+        f"duplicate of scan {P65_SCANS[0]}: the same measured data (energy, mu, I0), "
+        "a copy rather than a repeat"
+    ]
+    assert last["n_merged"] == 2
+    want = larch_e0([data / n for n in P65_SCANS])
+    assert last["values"]["e0"] == pytest.approx(want, abs=0.3)
