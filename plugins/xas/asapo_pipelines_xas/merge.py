@@ -13,10 +13,11 @@ rejected, marked `superseded`, with the settings or the version that differ (`no
 because their E0, edge step and noise were computed differently. Screening, in order:
 
 - duplicates: a scan whose measured arrays (energy, mu, I0, foil) are bit for bit those of a scan
-  measured earlier, or whose energies and mu are that scan's point by point within far less
-  than a real repeat differs by (`same_measurement`: the file saved again with fewer digits,
-  its counters rescaled, in keV), is a copy of it (the same file under a new scan number), not
-  a repeat;
+  measured earlier, or whose mu values are that scan's, point by point within far less than a
+  real repeat's noise, at nearly all of the shorter scan's points whatever the energies (the
+  file saved again with fewer digits, its counters rescaled, in keV, cut short by its last
+  points, recalibrated, a few points deglitched), or on that scan's curve at nearly all of its
+  points (interpolated onto another grid), is a copy of it (`sameness`), not a repeat;
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
 - alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
   foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the anchor's (the
@@ -243,52 +244,139 @@ def data_digest(spectrum: Spectrum) -> str:
     return digest.hexdigest()
 
 
-#: Two scans are one measurement (a file re-saved: fewer digits, counters rescaled, keV) when
-#: their energies and mu agree point by point within these. Measured on the P65 goethite pair
-#: (transmission, ~1940 points): a copy re-saved at 7 significant digits differs by at most
-#: 0.0005 eV in energy and, at all but its last point, 7e-7 in mu (median 2e-16); every counter
-#: channel doubled changes nothing (mu = ln(I0/It)). The two real repeats differ by 0.15 eV
-#: (median, nearest energies; the grids differ) and 1e-3 in mu (median; 4e-4 at the 10th
-#: percentile): noise that is in every point of a real repeat.
-SAME_ENERGY_EV = 0.005
+#: Two scans are one measurement when nearly all of their points hold the same mu: a copy of a
+#: file under a new scan number, re-saved (fewer digits, counters rescaled, keV), cut short,
+#: recalibrated (its energies shifted), a few points deglitched, or interpolated onto another
+#: grid. The noise of a real repeat is in every one of its points: the two P65 goethite repeats
+#: differ by 1e-3 in mu (median; 4e-4 at the 10th percentile), and about 1 % of their points
+#: agree within SAME_MU by chance, as does any mu value of one with some value of the other.
+#: A copy re-saved at 7 significant digits differs by at most 7e-7 in mu (median 2e-16).
 SAME_MU = 1e-5
-#: the fraction of the shorter scan's points that must agree: a re-saved file may lose a few
-#: (energies equal after rounding are dropped: 2 of 1942 at 7 digits); of a real repeat with 1e-3
-#: noise in mu about 1 % of the points agree within SAME_MU even on the same energy grid
-SAME_POINTS = 0.99
+#: the fraction of the shorter scan's points (of those within the other's energy range, for an
+#: interpolated copy) whose mu must be the other's: a copy with 3 % of its points deglitched is
+#: still a copy, and re-saving may drop a few points (energies equal after rounding: 2 of 1942
+#: at 7 digits); no mu value of one P65 repeat is found at its place in the other (5 % of them
+#: are some value of the other's, 0.2 % on its curve), and repeats made to differ by far less
+#: than real noise (1e-5 relative in It: about 70 %) stay well below it. The shorter scan must
+#: hold as large a part of the other's points: a part of a scan (interrupted, cut at half) is
+#: the coverage screening's to reject, which says what it covers
+SAME_POINTS = 0.9
+#: points an identical mu value may sit away from its place in the other scan (its index plus
+#: the copy's offset, e.g. a scan cut at its start), as a fraction of the points: a copy that
+#: lost points (merged duplicate energies) moves the later ones by as many
+SAME_PLACE = 0.05
+
+
+@dataclass(frozen=True)
+class Sameness:
+    """How a scan's data are an earlier scan's (see `sameness`)."""
+
+    #: "identical" (bit for bit), "values" (the same mu values point by point) or
+    #: "interpolated" (mu on the earlier scan's curve at its own energies)
+    kind: str
+    #: the fraction of the compared points that agree, and how many were compared
+    fraction: float = 1.0
+    points: int = 0
+    #: the copy's points and the earlier scan's
+    own: int = 0
+    other: int = 0
+    #: the copy's energies minus the earlier scan's at the same mu values (eV, median)
+    shift: float = 0.0
+
+    def reason(self) -> str:
+        """In words, for the duplicate's reason."""
+        if self.kind == "identical":
+            return "the same measured data (energy, mu, I0)"
+        if self.kind == "values":
+            what = (
+                f"the same mu values point by point (within {SAME_MU:g}) at "
+                f"{_percent(self.fraction)} of the {self.points} points compared"
+            )
+            if self.own != self.other:
+                what += f" (cut short or longer: {self.own} points, that scan {self.other})"
+            if abs(self.shift) > SAME_ENERGY_EV:
+                what += f", its energies shifted by {self.shift:+.2f} eV (recalibrated)"
+            return what + "; a real repeat's noise makes almost none of its points agree"
+        return (
+            f"mu on that scan's curve (linearly interpolated, within {SAME_MU:g}) at "
+            f"{_percent(self.fraction)} of its {self.points} points in that scan's range: "
+            "the same data interpolated onto another energy grid; a real repeat's noise "
+            "makes almost none of its points agree"
+        )
+
+
+#: energies closer than this (eV) are the same: a copy re-saved at 7 digits moves them by 0.0005
+SAME_ENERGY_EV = 0.005
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage that does not round 99.6 % up to 100 %."""
+    return f"{math.floor(fraction * 1000) / 10:g} %"
+
+
+def sameness(a: _Entry, b: _Entry) -> Sameness | None:
+    """How `b`'s data are `a`'s, None when they are two measurements: bit for bit the same;
+    the same mu values point by point (each at its place in the other scan, give or take
+    SAME_PLACE) at SAME_POINTS of the shorter scan's points or more, whatever the energies
+    (a copy recalibrated, cut short, a few points deglitched or dropped); or mu on the other's
+    curve, linearly interpolated at its energies, at SAME_POINTS of its points within the
+    other's energy range (interpolated onto another grid)."""
+    if a.digest == b.digest:
+        return Sameness("identical")
+    ea, eb = (np.asarray(e.spectrum.arrays["energy"], dtype=float) for e in (a, b))
+    mu_a, mu_b = (np.asarray(e.spectrum.arrays["mu"], dtype=float) for e in (a, b))
+    if min(len(mu_a), len(mu_b)) < 20:
+        return None
+    found = _same_values(ea, mu_a, eb, mu_b)
+    if found is not None:
+        return found
+    # interpolated onto another grid: either scan may be the copy (both have the same start)
+    for (e1, m1), (e2, m2) in (((ea, mu_a), (eb, mu_b)), ((eb, mu_b), (ea, mu_a))):
+        inside = (e2 >= e1[0]) & (e2 <= e1[-1])
+        points = int(np.sum(inside))
+        if points < SAME_POINTS * max(len(m1), len(m2)):
+            continue  # a part of a scan: see _same_values
+        agree = np.abs(np.interp(e2[inside], e1, m1) - m2[inside]) <= SAME_MU
+        fraction = float(np.mean(agree))
+        if fraction >= SAME_POINTS:
+            return Sameness("interpolated", fraction, points, len(mu_b), len(mu_a))
+    return None
+
+
+def _same_values(
+    ea: np.ndarray, mu_a: np.ndarray, eb: np.ndarray, mu_b: np.ndarray
+) -> Sameness | None:
+    """The same mu values at the same places (see `sameness`), compared over the shorter."""
+    copy, earlier = len(mu_b), len(mu_a)
+    if min(copy, earlier) < SAME_POINTS * max(copy, earlier):
+        # a part of a scan (interrupted) is left to the coverage screening, which says so
+        return None
+    swapped = len(mu_a) < len(mu_b)
+    if swapped:
+        ea, mu_a, eb, mu_b = eb, mu_b, ea, mu_a
+    # mu_b is the shorter: for each of its values the nearest of mu_a's, and where that is
+    order = np.argsort(mu_a, kind="stable")
+    ranked = mu_a[order]
+    right = np.clip(np.searchsorted(ranked, mu_b), 1, len(ranked) - 1)
+    left = right - 1
+    nearer = np.where(np.abs(mu_b - ranked[left]) <= np.abs(mu_b - ranked[right]), left, right)
+    at = order[nearer]
+    equal = np.abs(mu_a[at] - mu_b) <= SAME_MU
+    if np.sum(equal) < SAME_POINTS * len(mu_b):
+        return None  # the cheap test that tells real repeats apart
+    offset = at - np.arange(len(mu_b))
+    place = float(np.median(offset[equal]))
+    agree = equal & (np.abs(offset - place) <= max(5.0, SAME_PLACE * len(mu_b)))
+    fraction = float(np.mean(agree))
+    if fraction < SAME_POINTS:
+        return None
+    shift = float(np.median(eb[agree] - ea[at[agree]]))
+    return Sameness("values", fraction, len(mu_b), copy, earlier, -shift if swapped else shift)
 
 
 def same_measurement(a: _Entry, b: _Entry) -> bool:
-    """`b`'s data are `a`'s as saved again: bit for bit, or the same energies and mu point by
-    point (within SAME_ENERGY_EV, SAME_MU) at nearly all of their points (SAME_POINTS)."""
-    if a.digest == b.digest:
-        return True
-    ea, eb = (np.asarray(e.spectrum.arrays["energy"], dtype=float) for e in (a, b))
-    if min(len(ea), len(eb)) < SAME_POINTS * max(len(ea), len(eb)) or len(ea) < 2:
-        return False
-    if abs(ea[0] - eb[0]) > SAME_ENERGY_EV or abs(ea[-1] - eb[-1]) > SAME_ENERGY_EV:
-        return False  # the cheap test that tells real repeats apart, most often
-    nearest = _nearest(ea, eb)
-    mu_a, mu_b = (np.asarray(e.spectrum.arrays["mu"], dtype=float) for e in (a, b))
-    agree = (np.abs(ea[nearest] - eb) <= SAME_ENERGY_EV) & (np.abs(mu_a[nearest] - mu_b) <= SAME_MU)
-    return bool(np.sum(agree) >= SAME_POINTS * min(len(ea), len(eb)))
-
-
-def _sameness(a: _Entry, b: _Entry) -> str:
-    """How a copy is the same data, for its reason."""
-    if a.digest == b.digest:
-        return "the same measured data (energy, mu, I0)"
-    return (
-        f"the same energies and mu within {SAME_ENERGY_EV:g} eV and {SAME_MU:g} at "
-        f"{SAME_POINTS:.0%} of the points or more (the same measurement saved again)"
-    )
-
-
-def _nearest(grid: np.ndarray, energies: np.ndarray) -> np.ndarray:
-    """Index of the point of `grid` (increasing) nearest each of `energies`."""
-    right = np.clip(np.searchsorted(grid, energies), 1, len(grid) - 1)
-    left = right - 1
-    return np.where(np.abs(energies - grid[left]) <= np.abs(energies - grid[right]), left, right)
+    """`b`'s data are `a`'s (see `sameness`)."""
+    return sameness(a, b) is not None
 
 
 def settings_key(spectrum: Spectrum) -> str:
@@ -542,15 +630,18 @@ class Merger:
         acquisition order), and merging it would count one measurement twice."""
         originals: list[_Entry] = []
         for entry in entries:
-            original = next((o for o in originals if same_measurement(o, entry)), None)
-            if original is None:
+            original, same = next(
+                ((o, s) for o in originals if (s := sameness(o, entry)) is not None),
+                (None, None),
+            )
+            if original is None or same is None:
                 originals.append(entry)
                 continue
             if original.scan_id != entry.scan_id:
                 entry.duplicate = True
                 # the scan as the scientist knows it (its file), not the transport's key
                 entry.reasons.append(
-                    f"duplicate of scan {_name(original)}: {_sameness(original, entry)}, "
+                    f"duplicate of scan {_name(original)}: {same.reason()}, "
                     "a copy rather than a repeat"
                 )
 
