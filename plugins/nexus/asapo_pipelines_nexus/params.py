@@ -31,6 +31,17 @@ class NexusWriterParams(Params):
     ] = "PETRA III"
     source_type: Annotated[str, Field(description="NXsource/type.")] = "Synchrotron X-ray Source"
     beamline: Annotated[str, Field(description="NXinstrument/name.")] = "P65"
+    mode: Annotated[
+        Literal["auto", "transmission", "fluorescence"],
+        Field(
+            description="Measurement mode of the raw scan entries (NXdata/mode, and which "
+            "detector is NXxas's absorbed_beam): `transmission` takes It, `fluorescence` If (the "
+            "other is kept beside it); `auto` takes It when a scan has it, else If, else the "
+            "file's mu column. A P65 file always carries It and If: set the mode xas.normalize "
+            "computes mu(E) by (`fluorescence` for a fluorescence experiment), or the raw "
+            "entries say Transmission."
+        ),
+    ] = "auto"
     monitor_mode: Annotated[Literal["timer", "monitor"], Field(description="NXmonitor/mode.")] = (
         "timer"
     )

@@ -230,6 +230,10 @@ class NexusWriterSink(Sink):
             raise NexusWriterError(foreign_sentence(foreign, self.context.run)) from None
         self._warn_of_other_pipelines()
         self._warn_of_same_run_id()
+        #: in mode auto: raw scans with It and If (stored as Transmission) and spectra computed
+        #: in fluorescence this process wrote; both, and the file contradicts itself (`_mode`)
+        self._both_channels = self._fluorescence_spectra = 0
+        self._mode_told = False
         self.written, self.duplicates, self.merges_without_data = self._carried()
         self.closed = False
         self.rebuilt = 0
@@ -461,11 +465,36 @@ class NexusWriterSink(Sink):
             return
         self._rebuilt_keys.discard(key)
         self.written[port.name] = self.written.get(port.name, 0) + 1
+        self._mode(port.content_type, body)
         if port.content_type == "xas/merged" and nothing_merged(body):
             # a merge of nothing (every scan rejected, or scans that disagree with no
             # majority): its entry says so and why, and holds no spectrum (the writer's
             # `write_nothing_merged`); counted among the merges written, and apart
             self.merges_without_data += 1
+
+    def _mode(self, content_type: str, body: dict[str, Any]) -> None:
+        """Say once when the `mode` param is `auto` and the raw scans carry both It and If
+        (stored as a Transmission measurement) while xas.normalize computes in fluorescence:
+        the raw entries then name the wrong measurement, and `mode: fluorescence` is the fix."""
+        if self.params.mode != "auto" or self._mode_told:
+            return
+        if content_type == "xas/scan":
+            channels = body.get("channels")
+            if isinstance(channels, dict) and {"it", "if"} <= set(channels):
+                self._both_channels += 1
+        elif content_type == "xas/spectrum":
+            meta = body.get("metadata")
+            if isinstance(meta, dict) and meta.get("mode") == "fluorescence":
+                self._fluorescence_spectra += 1
+        if self._both_channels and self._fluorescence_spectra:
+            self._mode_told = True
+            self.log.warning(
+                "the spectra %s stores are computed in fluorescence (If/I0), but its raw scan "
+                "entries say Transmission with It as the absorbed beam: the scans carry It and "
+                "If, and nexus.writer's mode is auto; set the writer's `mode: fluorescence` so "
+                "that they name the measurement",
+                self.writer.path,
+            )
 
     def _store(self, message: Message) -> tuple[str, str | None]:
         """Write one message: its key, and its entry's name (None when the file has it)."""

@@ -19,9 +19,12 @@ Each raw scan (`xas/scan`) becomes an NXentry following the NXxas application de
             source                NXsource        type, name (when known), probe="x-ray"
             monochromator         NXmonochromator energy [eV]
             incoming_beam         NXdetector      data (I0)
-            absorbed_beam         NXdetector      data (It; If or mu without It), signal=1
+            absorbed_beam         NXdetector      data (the `mode` param's: It in transmission,
+                                                  If in fluorescence; in auto It, else If,
+                                                  else mu), signal=1
             reference_beam        NXdetector      data (Iref), when measured
-            fluorescence          NXdetector      data (If), when measured
+            fluorescence          NXdetector      data (If), when measured and not absorbed_beam
+            transmitted_beam      NXdetector      data (It), when measured and not absorbed_beam
         sample                    NXsample        name (+ element, edge)
         monitor                   NXmonitor       mode, preset (when known), data (I0)
         data                      NXdata          links: energy, absorbed_beam
@@ -190,6 +193,7 @@ class NexusWriter:
         source_name: str = "PETRA III",
         source_type: str = "Synchrotron X-ray Source",
         beamline: str = "P65",
+        mode: str = "auto",
         monitor_mode: str = "timer",
         monitor_preset: float | None = None,
         compression: str = "none",
@@ -200,6 +204,9 @@ class NexusWriter:
         self.source_name = source_name
         self.source_type = source_type
         self.beamline = beamline
+        #: `auto`, `transmission` or `fluorescence`: which channel is a raw scan's absorbed
+        #: beam (`absorbed_role`)
+        self.mode = mode
         self.monitor_mode = monitor_mode
         self.monitor_preset = monitor_preset
         self.compression = None if compression == "none" else compression
@@ -254,6 +261,7 @@ class NexusWriter:
             source_name=params.source_name,
             source_type=params.source_type,
             beamline=params.beamline,
+            mode=params.mode,
             monitor_mode=params.monitor_mode,
             monitor_preset=params.monitor_preset,
             compression=params.compression,
@@ -722,7 +730,7 @@ class NexusWriter:
                     f"scan {key}: channel {role} has {values.size} points but energy has "
                     f"{energy.size}"
                 )
-        absorbed_role = next((r for r in ("it", "if", "mu") if r in channels), None)
+        absorbed_role = self._absorbed_role(key, channels)
         if absorbed_role is None or "i0" not in channels:
             raise NexusWriterError(
                 f"scan {key}: NXxas needs I0 and an absorbed beam (It, If or mu); the scan has "
@@ -734,6 +742,22 @@ class NexusWriter:
             "xas/scan",
             lambda entry: self._fill_scan(entry, key, meta, energy, channels, absorbed_role),
         )
+
+    def _absorbed_role(self, key: str, channels: Mapping[str, np.ndarray]) -> str | None:
+        """The channel stored as NXxas's absorbed beam. The `mode` param names it (It in
+        transmission, If in fluorescence): a P65 file carries both, and only the experiment
+        says which one was measured for. In `auto`, It, else If, else a ready mu."""
+        wanted = MODE_ROLES.get(self.mode)
+        if wanted is None:
+            return next((r for r in ("it", "if", "mu") if r in channels), None)
+        if wanted not in channels:
+            raise NexusWriterError(
+                f"scan {key}: nexus.writer's mode is {self.mode}, which stores "
+                f"{ROLE_NAMES[wanted]} as the absorbed beam, but the scan has "
+                f"{', '.join(ROLE_NAMES.get(c, c) for c in channels) or 'no channels'}; set "
+                "mode to the scan's measurement (or `auto`)"
+            )
+        return wanted
 
     def _fill_scan(
         self,
@@ -773,6 +797,10 @@ class NexusWriter:
         if "if" in channels and absorbed_role != "if":
             fluo = _group(instrument, "fluorescence", "NXdetector")
             self._data(fluo, "data", channels["if"], units="counts")
+        if "it" in channels and absorbed_role != "it":
+            # a fluorescence scan's transmitted beam, measured alongside
+            transmitted = _group(instrument, "transmitted_beam", "NXdetector")
+            self._data(transmitted, "data", channels["it"], units="counts")
         if "mu" in channels and absorbed_role != "mu":
             self._data(instrument, "mu", channels["mu"])
 
@@ -797,7 +825,7 @@ class NexusWriter:
         for link, source in (("energy", mono["energy"]), ("absorbed_beam", absorbed["data"])):
             source.attrs["target"] = source.name
             data[link] = source
-        _string(data, "mode", detection_mode(meta, absorbed_role))
+        _string(data, "mode", detection_mode(meta, absorbed_role, forced=self.mode != "auto"))
         entry.attrs["default"] = "data"
         self._provenance(entry, meta)
 
@@ -1703,9 +1731,17 @@ NXXAS_MODES = (
 )
 
 
-def detection_mode(meta: Mapping[str, Any], absorbed_role: str) -> str:
+#: nexus.writer's `mode` param -> the channel it stores as the absorbed beam
+MODE_ROLES = {"transmission": "it", "fluorescence": "if"}
+ROLE_NAMES = {"i0": "I0", "it": "It", "if": "If", "iref": "Iref", "mu": "mu"}
+
+
+def detection_mode(meta: Mapping[str, Any], absorbed_role: str, *, forced: bool = False) -> str:
     """NXxas's NXdata/mode: the scan's own `detection_mode` if it names one, else from the
-    channel (It: transmission, If: fluorescence; a ready mu: from its column name)."""
+    channel (It: transmission, If: fluorescence; a ready mu: from its column name). `forced`:
+    the channel was chosen by nexus.writer's `mode` param, which then decides."""
+    if forced and absorbed_role in DETECTION_MODES:
+        return DETECTION_MODES[absorbed_role]
     given = str(meta.get("detection_mode", ""))
     for mode in NXXAS_MODES:
         if given.lower() == mode.lower():
