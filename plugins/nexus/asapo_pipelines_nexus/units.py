@@ -217,6 +217,13 @@ class NexusWriterSink(Sink):
         # a relative `file` is relative to the working directory: the worker runs next to the
         # pipeline file
         self.writer = NexusWriter.from_params(self.params)
+        run = self.context.run or {}
+        # named in the lock file: a second writer refused the file says who holds it
+        self.writer.holder = {
+            "pipeline": run.get("pipeline") or self.context.pipeline,
+            "run": run.get("run"),
+            "unit": self.context.instance,
+        }
         # looked at before opening, which would put a new file where a removed one was
         lost = self._lost_since_last_session()
         if lost is not None and self.context.carried_after_restart:

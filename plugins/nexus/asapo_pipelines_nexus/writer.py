@@ -86,6 +86,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 import time
 import traceback
@@ -233,6 +234,10 @@ class NexusWriter:
         #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
         self.pipelines: set[str] = set()
         self._lock_fd: int | None = None
+        #: who writes: `pipeline`, `run`, `unit` (instance), written into the lock file with
+        #: the host and process id while this writer holds it, so that a second writer refused
+        #: the file can say which pipeline holds it (`_held_by`); set before `open`
+        self.holder: dict[str, Any] = {}
         #: set when a write failed half-way: nothing more may reach the file (see `_freeze`)
         self._frozen: str | None = None
         #: what became of a damaged file found on opening (its readable entries copied back)
@@ -516,11 +521,52 @@ class NexusWriter:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
-            raise NexusWriterError(
-                f"another nexus.writer is writing {self.path}; one writer per file"
-            ) from None
+            try:
+                holder = _read_holder(fd)
+            finally:
+                os.close(fd)
+            raise NexusWriterError(self._held_by(holder, lock_path)) from None
         self._lock_fd = fd
+        # who holds it, for a second writer to name; the lock is the flock, not this text
+        record = {
+            **{k: v for k, v in self.holder.items() if v},
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with contextlib.suppress(OSError):
+            data = (json.dumps(record, sort_keys=True) + "\n").encode()
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, data, 0)
+
+    def _held_by(self, holder: Mapping[str, Any], lock_path: Path) -> str:
+        """The refusal of a second writer: who holds the file (the lock file's record) and
+        what to do about it, in one sentence."""
+        pipeline, run, unit = (holder.get(k) for k in ("pipeline", "run", "unit"))
+        who = f"pipeline {pipeline}" if pipeline else "another nexus.writer"
+        details = []
+        if run:
+            details.append(f"run {run}")
+        if unit:
+            details.append(f"unit {unit}")
+        if holder.get("pid"):
+            on = f" on {holder['host']}" if holder.get("host") else ""
+            details.append(f"process {holder['pid']}{on}")
+        if holder.get("since"):
+            details.append(f"since {str(holder['since']).replace('T', ' ')}")
+        if details:
+            who += f" ({', '.join(details)})"
+        mine = self.holder.get("pipeline")
+        elsewhere = (
+            f"set the `file` param of pipeline {mine}'s nexus.writer to another file"
+            if mine
+            else "write to another file"
+        )
+        return (
+            f"nexus.writer cannot write {self.path.absolute()}: {who} is writing it (it holds "
+            f"{lock_path.name}), and one file takes one writer at a time; wait until that run ends "
+            f"or is stopped, or {elsewhere}"
+        )
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -1750,6 +1796,16 @@ def detection_mode(meta: Mapping[str, Any], absorbed_role: str, *, forced: bool 
         return DETECTION_MODES[absorbed_role]
     column = str(dict(meta.get("columns", {})).get("mu", "")).lower()
     return "Fluorescence Yield" if "fl" in column else "Transmission"
+
+
+def _read_holder(fd: int) -> dict[str, Any]:
+    """The record of the writer holding a lock file (`NexusWriter._lock`), {} when it has
+    none or it cannot be read (an older writer's empty lock file, one being written)."""
+    try:
+        found = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _exit_without_hdf5_cleanup() -> None:

@@ -250,8 +250,12 @@ def test_a_killed_writer_is_recovered_without_losing_or_repeating_entries(tmp_pa
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "written"
-        # while it lives, a second writer is refused with a clear message
-        with pytest.raises(NexusWriterError, match=r"another nexus\.writer is writing"):
+        # while it lives, a second writer is refused with a clear message naming the holder
+        # (no pipeline here: a writer built by hand)
+        with pytest.raises(
+            NexusWriterError,
+            match=rf"another nexus\.writer \(process {child.pid} on .*\) is writing it",
+        ):
             NexusWriter(path).open()
     finally:
         os.kill(child.pid, signal.SIGKILL)
