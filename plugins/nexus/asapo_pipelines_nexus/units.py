@@ -443,14 +443,15 @@ class NexusWriterSink(Sink):
             self.log.warning(
                 "%s already holds entries of another run %s of pipeline %s, started %s; this "
                 "run %s started %s (run ids start again at r1 in a new store): its entries' "
-                "titles lead with `%s (started %s):` and their asapo_run_started attribute is "
-                "%s, which tells the runs apart",
+                "titles lead with `%s %s (started %s):` and their asapo_run_started attribute "
+                "is %s, which tells the runs apart",
                 self.writer.path,
                 label,
                 pipeline,
                 " and ".join(readable_start(s) for s in others),
                 label,
                 readable_start(started),
+                pipeline,
                 label,
                 readable_start(started),
                 started,

@@ -6,9 +6,9 @@ spectrum, else the newest entry), kept current as entries are written and when a
 the file; each entry's `default` names its NXdata. Newest is by the entry's message: the later
 run's, in one stream the higher message id, across streams the later written; not the order the
 writer got them in (a message redelivered after a crash comes after later ones). Titles lead
-with the run (`r1: ...`; with its start when the file holds another run of that id,
-`r1 (started 2026-12-04 03:58:32 UTC): ...`); a merge's says its message id in its stream
-(`merge 7 of ...`).
+with the pipeline and run (`p65 r1: ...`; with the run's start when the file holds another run
+of that id, `p65 r1 (started 2026-12-04 03:58:32 UTC): ...`); a merge's says its message id in
+its stream (`merge 7 of ...`).
 Times the writer makes are ISO 8601 in UTC; a time copied from a scan file is kept as written,
 with `time_zone = "unknown"` when the file states no UTC offset.
 
@@ -680,13 +680,16 @@ class NexusWriter:
         return set(self._run_starts.get((pipeline, label), ()))
 
     def _titled(self, key: str, title: str) -> str:
-        """An entry's title led by its run (`r2: ...`): two runs in one file (a `--fresh` run,
-        a reprocess) write the same scans, spectra and merges, which their titles alone do not
-        tell apart. When the file holds another run with the same id (run ids start again at r1
-        in a new store), the start tells them apart: `r1 (started 2026-12-04 03:58:32 UTC):
-        ...`; when it holds entries of another pipeline, the pipeline leads (`p65-b r1: ...`);
-        only then, so that the usual title stays short. An entry written outside a pipeline
-        has no run."""
+        """An entry's title led by its pipeline and run (`p65 r2: ...`): two runs in one file
+        (a `--fresh` run, a reprocess) write the same scans, spectra and merges, which their
+        titles alone do not tell apart, and every pipeline has an r1 (a reprocessing pipeline
+        beside the beamline's). The pipeline leads every title, not only once another
+        pipeline's entries are in the file: a title must not change style partway through a
+        pipeline's entries, and a bare `r1` names no run once a second pipeline writes. When
+        the file holds another run of the pipeline with the same id (run ids start again at r1
+        in a new store), the start tells them apart: `p65 r1 (started 2026-12-04 03:58:32
+        UTC): ...`. An entry written outside a pipeline has no run; one of a run whose
+        pipeline is not known (a message without a unit label) leads with the run alone."""
         label, _, start = _run_of(key).partition("@")
         if not label:
             return title
@@ -694,9 +697,7 @@ class NexusWriter:
         others = self.run_starts(pipeline, label) - {start}
         if start and others:
             label = f"{label} (started {readable_start(start)})"
-        # two pipelines writing one file (a reprocessing pipeline beside the beamline's) both
-        # have an r1 and the same scans: the pipeline leads then
-        if pipeline and self.pipelines - {pipeline}:
+        if pipeline:
             label = f"{pipeline} {label}"
         return f"{label}: {title}"
 

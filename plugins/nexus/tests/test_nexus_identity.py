@@ -186,9 +186,9 @@ def test_two_pipelines_in_one_file_are_told_apart_by_pipeline_and_run(
         entries = list(f.values())
         assert [_text(e.attrs["asapo_run"]) for e in entries] == ["r1", "r1"]
         assert [_text(e.attrs["asapo_pipeline"]) for e in entries] == ["p65-xas", "p65-reprocess"]
-        # the titles a viewer lists: the second pipeline's names it (both are "r1: <scan>")
+        # the titles a viewer lists: each names its pipeline (both runs are r1)
         titles = [_text(e["title"][()]) for e in entries]
-        assert titles[0] == "r1: 20K_GOE_Fe_K_240.00000.xdi", titles
+        assert titles[0] == "p65-xas r1: 20K_GOE_Fe_K_240.00000.xdi", titles
         assert titles[1] == "p65-reprocess r1: 20K_GOE_Fe_K_240.00001.xdi", titles
         for entry in entries:
             prov = entry["provenance"]
@@ -201,3 +201,35 @@ def test_two_pipelines_in_one_file_are_told_apart_by_pipeline_and_run(
             if e.attrs.get("asapo_pipeline") == "p65-reprocess" and e.attrs.get("asapo_run") == "r1"
         ]
         assert picked == ["/entry2"]
+
+
+def test_a_pipelines_titles_keep_one_style_when_another_pipeline_writes_the_file(
+    tmp_path, unit_harness, unit_message, scans
+):
+    """An outside tester's file: pipeline ex wrote its r1 (titles `r1: ...`), pipeline ex2
+    its r1 (`ex2 r1: ...`), then ex its r2 (`ex r2: ...`): the two r1 were one bare label
+    and ex's titles changed style partway. Every title now leads with its pipeline, from the
+    first entry on; the entries' names and keys are as before."""
+    path = tmp_path / "shared.nxs"
+    written = [("ex", "r1", scans[0]), ("ex2", "r1", scans[0]), ("ex", "r2", scans[1])]
+    for pipeline, label, scan in written:
+        run = {**RUN_A, "run": label, "pipeline": pipeline}
+        prov = {"unit": f"{pipeline}/scans", "port": "scans", "inputs": [], "seq": 0}
+        prov.update(key=f"{pipeline}/scans|scans|key:x", run=label, fingerprint="f" * 16)
+        sent = unit_message(scan, port="scans", metadata={"provenance": prov})
+        assert write(unit_harness, path, run, sent)["entries_written"] == 1
+    with h5py.File(path, "r") as f:
+        assert list(f) == ["entry1", "entry2", "entry3"]
+        titles = {}
+        for entry in f.values():
+            pipeline, label = (_text(entry.attrs[a]) for a in ("asapo_pipeline", "asapo_run"))
+            title = _text(entry["title"][()])
+            assert title == f"{pipeline} {label}: {_file(entry)}"
+            titles[(pipeline, label)] = title
+    assert len(set(titles.values())) == len(written), titles  # ex r1 and ex2 r1 differ
+    assert [titles[(p, r)].split(":")[0] for p, r, _ in written] == ["ex r1", "ex2 r1", "ex r2"]
+
+
+def _file(entry) -> str:
+    """The scan file of a raw scan entry, as its metadata says (the title's own words)."""
+    return str(json.loads(_text(entry["asapo/metadata"][()]))["file"])

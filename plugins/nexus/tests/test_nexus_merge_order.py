@@ -21,17 +21,21 @@ def body() -> dict:
     return result_message(p65_scan_message(P65_SCANS[0]), merged=True)
 
 
+#: the pipeline of the merge unit (its provenance's unit label), which leads every title
+PIPELINE = "p65"
+
+
 def merge(unit_message, body, number, run, *, redelivered=False):
     """The merge of `number` scans, message `number` of its run's `merged` stream (every scan
     of the group makes one merge), as the writer's worker receives it."""
     sent = {**body, "n_merged": number, "n_scans": number, "group": dict(GROUP)}
-    prov = {"unit": "p65/merge", "port": "merged", "inputs": [], "seq": 0}
+    prov = {"unit": f"{PIPELINE}/merge", "port": "merged", "inputs": [], "seq": 0}
     prov.update(key=f"merge:{number}", run=run["run"], fingerprint="f" * 16)
     return unit_message(
         sent,
         port="merged",
         id=number,
-        data_source=f"p65.{run['run']}.merged",
+        data_source=f"{PIPELINE}.{run['run']}.merged",
         metadata={"provenance": prov},
         delivery_count=2 if redelivered else 1,
     )
@@ -94,7 +98,7 @@ def test_a_merge_redelivered_after_a_kill_is_not_taken_for_the_newest(
     label = ", ".join(GROUP.values())
     for (_, number), merged in stored.items():
         scans = f"{merged['n_merged']} scan{'' if merged['n_merged'] == 1 else 's'}"
-        assert merged["title"] == f"r1: merge {number} of {label} ({scans})"
+        assert merged["title"] == f"{PIPELINE} r1: merge {number} of {label} ({scans})"
 
     # a writer reopening the file (a restart, the next session) finds the newest merge in it
     with h5py.File(path, "a") as f:
@@ -106,6 +110,6 @@ def test_a_merge_redelivered_after_a_kill_is_not_taken_for_the_newest(
     write(unit_harness, path, RUN_2, merge(unit_message, body, 1, RUN_2))
     later = merges(path)[("r2", 1)]
     assert default(path) == later["entry"]
-    assert later["title"] == f"r2: merge 1 of {label} (1 scan)"
+    assert later["title"] == f"{PIPELINE} r2: merge 1 of {label} (1 scan)"
     write(unit_harness, path, RUN_2)
     assert default(path) == later["entry"]

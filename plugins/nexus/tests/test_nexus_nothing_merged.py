@@ -150,9 +150,12 @@ def test_a_merge_of_nothing_becomes_the_default_and_says_why(files):
         assert _default(f).name == merges[1].name
         assert int(merges[1]["process/results/n_merged"][()]) == 1
         first = text(merges[1]["title"][()])
-        assert first.startswith("r1: merge 1 of "), first
+        # every title leads with its pipeline and run
+        run = f"{text(merges[1].attrs['asapo_pipeline'])} {text(merges[1].attrs['asapo_run'])}"
+        assert run == "nexus-nothing-merged r1"
+        assert first.startswith(f"{run}: merge 1 of "), first
         assert first.endswith(" (1 scan)"), first
-        label = first.removeprefix("r1: merge 1 of ").removesuffix(" (1 scan)")
+        label = first.removeprefix(f"{run}: merge 1 of ").removesuffix(" (1 scan)")
         grid, mean = _reproduced(f, merges[1])
         np.testing.assert_array_equal(_plottable(f)[()], mean)
         np.testing.assert_array_equal(merges[1]["data/energy"][()], grid)
@@ -166,7 +169,7 @@ def test_a_merge_of_nothing_becomes_the_default_and_says_why(files):
         assert _default(f).name == nothing.name
         title = text(nothing["title"][()])
         assert title == (
-            f"r1: merge 2 of {label}: nothing merged (no majority: 2 scans disagree in E0 or "
+            f"{run}: merge 2 of {label}: nothing merged (no majority: 2 scans disagree in E0 or "
             "edge step)"
         )
         # why, in the merge's own words and each scan's

@@ -186,4 +186,5 @@ def test_titles_tell_the_entries_of_two_runs_apart(example):
         assert len(entries) == 12
         assert len(set(titles)) == len(titles), sorted(titles)
         for entry, title in zip(entries, titles, strict=True):
-            assert title.startswith(f"{_text(entry.attrs['asapo_run'])}: ")
+            run = f"{_text(entry.attrs['asapo_pipeline'])} {_text(entry.attrs['asapo_run'])}"
+            assert title.startswith(f"{run}: ")

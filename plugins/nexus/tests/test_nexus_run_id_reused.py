@@ -18,6 +18,7 @@ import pytest
 from nexus_cli import pipeline_ok as _pipeline
 from nexus_cli import text as _text
 from nexus_testdata import DATA, P65_SCANS
+from ruamel.yaml import YAML
 
 pytest.importorskip("asapo_pipelines_xas")
 
@@ -68,14 +69,15 @@ def test_the_two_runs_entries_have_distinct_titles_the_later_naming_its_start(tw
     assert len(entries) == 12
     titles = [e["title"] for e in entries]
     assert len(set(titles)) == 12, titles
-    later = f"r1 (started {_utc(two_r1['second'], '%Y-%m-%d %H:%M:%S')} UTC): "
+    pipeline = YAML(typ="safe").load(EXAMPLE.read_text())["pipeline"]  # leads every title
+    later = f"{pipeline} r1 (started {_utc(two_r1['second'], '%Y-%m-%d %H:%M:%S')} UTC): "
     by_start: dict[str, list[str]] = {}
     for entry in entries:
         by_start.setdefault(entry["run_started"], []).append(entry["title"])
     assert len(by_start) == 2
     earlier_titles, later_titles = (by_start[k] for k in sorted(by_start))
     # the first run wrote into a file without another r1: its titles stay short
-    assert all(t.startswith("r1: ") for t in earlier_titles), earlier_titles
+    assert all(t.startswith(f"{pipeline} r1: ") for t in earlier_titles), earlier_titles
     assert all(t.startswith(later) for t in later_titles), later_titles
     assert f"{later}merge 2 of 20K_GOE_Fe_K_240, Fe, K, transmission (2 scans)" in later_titles
 
