@@ -9,34 +9,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+from xas_testdata import P65_SCANS, REFERENCE_SETTINGS, p65_variant
 
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import normalize_scan
 from asapo_pipelines_xas.params import MergeParams, NormalizeParams
 from asapo_pipelines_xas.readers import read_scan
 
-#: P65 columns: 0 energy, 10 I0, 11 It
-ENERGY, I0, IT = 0, 10, 11
-
 
 def variant(source: str, path: Path, shift: float = 0.0, seed: int = 0) -> Path:
-    """A copy of a P65 file with the energy shifted by `shift` eV and It
-    changed by 1e-5 relative noise (the tester's mk.py `variant`)."""
-    header, rows = [], []
-    for line in (DATA / source).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            header.append(line)
-        else:
-            rows.append([float(x) for x in line.split()])
-    data = np.array(rows)
-    data[:, ENERGY] += shift
-    data[:, IT] *= 1 + 1e-5 * np.random.default_rng(seed).standard_normal(len(data))
-    body = [" ".join(repr(float(x)) for x in row) for row in data]
-    path.write_text("\n".join([*header, *body]) + "\n")
-    return path
+    """A copy of a P65 file with the energy shifted by `shift` eV and It changed by 1e-5
+    relative noise (the tester's mk.py `variant`)."""
+    return p65_variant(source, path, seed=seed, noise=1e-5, shift=shift)
 
 
 def scans(folder: Path, shift: float) -> list[Path]:

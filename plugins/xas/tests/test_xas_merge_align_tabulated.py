@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+from xas_testdata import P65_SCANS, REFERENCE_SETTINGS, p65_variant
 
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import normalize_scan
@@ -29,18 +29,7 @@ PARAMS = NormalizeParams.model_validate({**REFERENCE_SETTINGS, "mode": "transmis
 def variant(source: str, path: Path, shift: float = 0.0, seed: int = 0) -> Path:
     """`source` with its energies (foil's included) shifted by `shift` eV and It changed by
     1e-3 relative noise."""
-    header, rows = [], []
-    for line in (DATA / source).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            header.append(line)
-        else:
-            rows.append([float(x) for x in line.split()])
-    data = np.array(rows)
-    data[:, ENERGY] += shift
-    data[:, IT] *= 1 + 1e-3 * np.random.default_rng(seed).standard_normal(len(data))
-    body = [" ".join(repr(float(x)) for x in row) for row in data]
-    path.write_text("\n".join([*header, *body]) + "\n")
-    return path
+    return p65_variant(source, path, seed=seed, noise=1e-3, shift=shift)
 
 
 def pair(folder: Path, shift: float) -> list[Path]:

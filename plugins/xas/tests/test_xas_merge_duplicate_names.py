@@ -13,29 +13,14 @@ from pathlib import Path
 
 import pytest
 from xas_procs import pipeline_command, read, scan_chain, write_pipeline
-from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
-
-from asapo_pipelines_xas.normalize import normalize_scan
-from asapo_pipelines_xas.params import NormalizeParams
-from asapo_pipelines_xas.readers import read_scan
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS, larch_merge_e0
 
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
 COPY = P65_SCANS[0].rsplit(".", 2)[0] + ".00002.xdi"
 
 
 def larch_e0(paths: list[Path]) -> float:
-    from larch import Group
-    from larch.io import merge_groups
-    from larch.xafs import pre_edge
-
-    params = NormalizeParams.model_validate(NORMALIZE)
-    groups = []
-    for path in paths:
-        spectrum = normalize_scan(read_scan(path), params)
-        groups.append(Group(energy=spectrum.arrays["energy"], mu=spectrum.arrays["mu"]))
-    merged = merge_groups(groups, xarray="energy", yarray="mu", kind="cubic", trim=True)
-    pre_edge(merged)
-    return float(merged.e0)
+    return larch_merge_e0(paths, NORMALIZE)
 
 
 def test_a_copy_in_a_pipeline_run_names_the_earlier_scan_by_its_file(tmp_path):

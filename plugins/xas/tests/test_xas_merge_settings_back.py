@@ -15,10 +15,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from xas_procs import pipeline_command, read, scan_chain, write_pipeline
-from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS, larch_merge_e0, p65_variant
 
 from asapo_pipelines_xas.merge import Merger
 from asapo_pipelines_xas.normalize import normalize_scan
@@ -27,23 +26,12 @@ from asapo_pipelines_xas.readers import read_scan
 
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
 #: P65 columns: 11 It
-IT = 11
 STEM = P65_SCANS[0].rsplit(".", 2)[0]
 
 
 def variant(source: str, path: Path, seed: int) -> Path:
     """`source` with It changed by 1e-3 relative noise: another measurement of the same."""
-    header, rows = [], []
-    for line in (DATA / source).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            header.append(line)
-        else:
-            rows.append([float(x) for x in line.split()])
-    data = np.array(rows)
-    data[:, IT] *= 1 + 1e-3 * np.random.default_rng(seed).standard_normal(len(data))
-    body = [" ".join(repr(float(x)) for x in row) for row in data]
-    path.write_text("\n".join([*header, *body]) + "\n")
-    return path
+    return p65_variant(source, path, seed=seed, noise=1e-3)
 
 
 def run(pipeline: Path, *args: str) -> dict[str, Any]:
@@ -55,18 +43,7 @@ def run(pipeline: Path, *args: str) -> dict[str, Any]:
 
 def larch_e0(paths: list[Path]) -> float:
     """E0 of xraylarch's merge of the files' mu (rbkg 1: the run's first settings)."""
-    from larch import Group
-    from larch.io import merge_groups
-    from larch.xafs import pre_edge
-
-    params = NormalizeParams.model_validate(NORMALIZE)
-    groups = []
-    for path in paths:
-        spectrum = normalize_scan(read_scan(path), params)
-        groups.append(Group(energy=spectrum.arrays["energy"], mu=spectrum.arrays["mu"]))
-    merged = merge_groups(groups, xarray="energy", yarray="mu", kind="cubic", trim=True)
-    pre_edge(merged)
-    return float(merged.e0)
+    return larch_merge_e0(paths, NORMALIZE)
 
 
 def files_of(merged: dict[str, Any], names: list[str]) -> list[str]:

@@ -38,3 +38,48 @@ def larch_analyse(group):
     autobk(group)
     estimate_noise(group.k, group.chi, group=group, kmax=float(group.k.max()) - 0.5)
     return group
+
+
+#: columns of a P65 file: energy, and It (the transmitted beam)
+P65_ENERGY, P65_IT = 0, 11
+
+
+def p65_variant(source: str, path: Path, *, seed: int, noise: float, shift: float = 0.0) -> Path:
+    """Another measurement of the P65 file `source`, written to `path` in its own format: It
+    changed by `noise` relative noise (seeded), every energy (the foil's too) moved by `shift`
+    eV."""
+    import numpy as np
+
+    header, rows = [], []
+    for line in (DATA / source).read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            header.append(line)
+        else:
+            rows.append([float(x) for x in line.split()])
+    data = np.array(rows)
+    data[:, P65_ENERGY] += shift
+    data[:, P65_IT] *= 1 + noise * np.random.default_rng(seed).standard_normal(len(data))
+    body = [" ".join(repr(float(x)) for x in row) for row in data]
+    path.write_text("\n".join([*header, *body]) + "\n")
+    return path
+
+
+def larch_merge_e0(paths: list[Path], normalize: dict) -> float:
+    """E0 of xraylarch's merge (`merge_groups`, cubic) of the files' mu as `xas.normalize`
+    with `normalize` reads them."""
+    from larch import Group
+    from larch.io import merge_groups
+    from larch.xafs import pre_edge
+
+    from asapo_pipelines_xas.normalize import normalize_scan
+    from asapo_pipelines_xas.params import NormalizeParams
+    from asapo_pipelines_xas.readers import read_scan
+
+    params = NormalizeParams.model_validate(normalize)
+    groups = []
+    for path in paths:
+        spectrum = normalize_scan(read_scan(path), params)
+        groups.append(Group(energy=spectrum.arrays["energy"], mu=spectrum.arrays["mu"]))
+    merged = merge_groups(groups, xarray="energy", yarray="mu", kind="cubic", trim=True)
+    pre_edge(merged)
+    return float(merged.e0)
