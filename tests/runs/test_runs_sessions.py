@@ -312,23 +312,19 @@ def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_re
     path = p65_copy(tmp_path)
     first = run_pipeline("run", path.name, cwd=tmp_path, timeout=600)
     assert first.returncode == 0, first.stdout + first.stderr
-    away = run_pipeline(
-        "run", "--resume", "--set", "advisor.target_noise=1.5e-4", path.name,
-        cwd=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert away.returncode == 0, away.stdout + away.stderr
-    assert "advisor processed no message under its changed configuration" in away.stdout
-    back = run_pipeline("run", "--resume", path.name, cwd=tmp_path, timeout=600)
-    assert back.returncode == 0, back.stdout + back.stderr
-    assert "resuming run r1 under a changed configuration" in back.stdout, back.stdout
-    assert "processed no message" not in back.stdout, back.stdout
+
+    def resume(*overrides: str) -> str:
+        done = run_pipeline("run", "--resume", *overrides, path.name, cwd=tmp_path, timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    told = "advisor processed no message under its changed configuration"
+    assert told in resume("--set", "advisor.target_noise=1.5e-4")
+    back = resume()
+    assert "resuming run r1 under a changed configuration" in back, back
+    assert "processed no message" not in back, back
     # and away again: the results are still the first session's, made with 1.2e-4
-    again = run_pipeline(
-        "run", "--resume", "--set", "advisor.target_noise=1.5e-4", path.name,
-        cwd=tmp_path, timeout=600,
-    )  # fmt: skip
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "advisor processed no message under its changed configuration" in again.stdout
+    assert told in resume("--set", "advisor.target_noise=1.5e-4")
 
 
 def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tmp_path):
