@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from helpers import run_pipeline
+from helpers import CACHE_DIR, run_pipeline
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _listing_cache_removed() -> Iterator[None]:
+    """The listing cache of the commands the tests run (`helpers.CACHE_DIR`, one per test
+    process) is removed at the end: each run of the suite left one in the temporary
+    directory."""
+    yield
+    shutil.rmtree(CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture
