@@ -32,14 +32,16 @@ def _larch_e0(energy: np.ndarray, mu: np.ndarray) -> float:
     return float(group.e0)
 
 
-def _vanadium_like(tmp_path, source: str, name: str, *, foil: bool = True):
+def _vanadium_like(
+    tmp_path, source: str, name: str, *, foil: bool = True, offset: float = CALIBRATION_OFFSET
+):
     """The P65 file in its own format, its energies moved so that the Fe foil's E0 lies
-    `CALIBRATION_OFFSET` above the tabulated V K edge, under a name that says no element."""
+    `offset` above the tabulated V K edge, under a name that says no element."""
     from xraydb import xray_edge
 
     scan = read_scan(DATA / source)
     foil_e0 = _larch_e0(scan.energy, compute_mu(scan, "reference"))
-    shift = float(xray_edge("V", "K").energy) + CALIBRATION_OFFSET - foil_e0
+    shift = float(xray_edge("V", "K").energy) + offset - foil_e0
     header = []
     for line in (DATA / source).read_text().splitlines():
         if not line.startswith("#"):
@@ -97,6 +99,34 @@ def test_the_reference_foil_names_the_edge_and_the_summary_says_so(
     assert [item["edge"] for item in listed] == [
         "V K (from the reference foil E0; also fits La L3)"
     ] * 2
+
+
+def test_repeats_whose_foils_straddle_a_calibration_limit_are_one_sample(
+    tmp_path, run_unit, unit_message
+):
+    """An outside tester's two repeats of a vanadate, their foils 4.8 and 5.2 eV above V K (a
+    mono off by about 5 eV): the first was V K, the second La L3 (a hard 5 eV limit on the
+    foil), two groups and a plan for La L3. The foil is 5.2 eV from V K and 13 eV from La L3:
+    it says vanadium, for both."""
+    from xraydb import xray_edge
+
+    for n, offset in enumerate((4.8, 5.2)):
+        _vanadium_like(tmp_path, P65_SCANS[n], f"vanadate.0000{n}.xdi", offset=offset)
+    result = _normalize(run_unit, unit_message, tmp_path)
+    spectra = result.values("spectra")
+    foils = [s["values"]["e0_ref"] - xray_edge("V", "K").energy for s in spectra]
+    assert foils == [pytest.approx(4.8, abs=0.05), pytest.approx(5.2, abs=0.05)]
+    assert [(s["metadata"]["element"], s["metadata"]["edge"]) for s in spectra] == [("V", "K")] * 2
+    assert [s["metadata"]["identity"]["from"] for s in spectra] == ["reference foil E0"] * 2
+
+
+def test_a_foil_between_two_edges_says_neither(tmp_path, run_unit, unit_message):
+    """A foil 9 eV above V K is 9 eV below La L3: it names neither, and the sample's E0
+    decides (the summary says it was inferred from the E0 and what else fits)."""
+    _vanadium_like(tmp_path, P65_SCANS[0], "vanadate.00000.xdi", offset=9.0)
+    result = _normalize(run_unit, unit_message, tmp_path)
+    (spectrum,) = result.values("spectra")
+    assert spectrum["metadata"]["identity"]["from"] == "E0"
 
 
 def test_without_a_foil_the_sample_decides_and_the_summary_shows_the_doubt(
