@@ -253,7 +253,9 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     """`--resume --set advisor.target_noise=...` with no new scan: the summary showed the
     decision made under the old target, under "resuming run r1 under a changed configuration",
     as if the new target had been applied. Now one line says the changed unit processed
-    nothing under it and gives the reprocess that applies it, which does."""
+    nothing under it and gives the reprocess that applies it, which does: with the session's
+    `--set` (an outside tester ran the reprocess it gave without it, and got the file's
+    settings back)."""
     pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
     pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
     path = p65_copy(tmp_path)
@@ -268,7 +270,8 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     assert told == [
         "advisor processed no message under its changed configuration in this session: its "
         "results, and those made from them, are still the earlier settings'; `pipeline "
-        f"reprocess {path.name} --from r1` applies the change to the run's inputs"
+        f"reprocess {path.name} --from r1 --set advisor.target_noise=0.00015` applies the "
+        "change to the run's inputs"
     ], resumed.stdout
     # the advice taken: under the looser target the same noise stops
     redone = run_pipeline(

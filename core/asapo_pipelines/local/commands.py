@@ -193,11 +193,17 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
         return ""
     one = len(idle) == 1
     its = "its" if one else "their"
+    # with this session's --set: a replay runs the file as it is plus its own --set, and
+    # without them it would apply the file's settings, not the change said here
+    sets = "".join(
+        f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
+        for key, value in sorted((began.get("overrides") or {}).items())
+    )
     return (
         f"{', '.join(idle)} processed no message under {its} changed configuration in this "
         f"session: {its} results, and those made from them, are still the earlier settings'; "
-        f"`pipeline reprocess {where} --from {session.run.id}` applies the change to the run's "
-        "inputs"
+        f"`pipeline reprocess {where} --from {session.run.id}{sets}` applies the change to the "
+        "run's inputs"
     )
 
 
