@@ -420,6 +420,14 @@ class MergeParams(Params):
             self.align_emax,
             "eV",
         )
+        if "temperature_step" in self.model_fields_set and "temperature" not in self.group_by:
+            # a step chosen for a series of temperatures that groups nothing: the scans of all
+            # the temperatures would be merged as repeats of one measurement
+            raise ValueError(
+                f"temperature_step {self.temperature_step:g} is set, but group_by "
+                f"({', '.join(self.group_by)}) has no temperature, so scans are not grouped by "
+                "temperature at all: add temperature to group_by, or remove temperature_step"
+            )
         return self
 
 

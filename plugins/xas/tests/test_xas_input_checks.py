@@ -96,6 +96,32 @@ def test_empty_alignment_range_is_refused():
     assert "align_emin 35 must be below align_emax -15" in str(info.value)
 
 
+def test_a_temperature_step_without_temperature_in_group_by_is_refused(tmp_path):
+    """`temperature_step: 10` for a series in steps of 10 K, `temperature` forgotten in
+    `group_by`: every temperature's scans were merged as repeats of one measurement, without a
+    word. `pipeline validate` says so, at the merge's params."""
+    units = chain(REFERENCE_SETTINGS)
+    units["merge"] = {
+        "unit": "xas.merge",
+        "params": {"temperature_step": 10},
+        "inputs": {"spectra": "spectra"},
+        "outputs": {"merged": "merged"},
+    }
+    pipeline = write_pipeline(tmp_path, "step-without-temperature", units)
+    result = pipeline_cmd(tmp_path, "validate", str(pipeline))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "P202 units.merge.params" in out
+    assert (
+        "temperature_step 10 is set, but group_by (sample, element, edge, mode) has no "
+        "temperature, so scans are not grouped by temperature at all: add temperature to "
+        "group_by, or remove temperature_step"
+    ) in " ".join(out.split())
+    assert "Traceback" not in out
+    # with temperature in group_by, the step is taken
+    MergeParams(group_by=["sample", "temperature"], temperature_step=10)
+
+
 def test_ranges_left_unset_or_in_order_pass():
     NormalizeParams.model_validate(
         {
