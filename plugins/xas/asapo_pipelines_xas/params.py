@@ -283,7 +283,9 @@ class NormalizeParams(Params):
     ] = False
     calibration_energy: Annotated[
         float | None,
-        Field(description="Edge energy (eV) to calibrate to; the tabulated value when unset."),
+        Field(
+            gt=0, description="Edge energy (eV) to calibrate to; the tabulated value when unset."
+        ),
     ] = None
     max_calibration_shift: Annotated[
         float,
@@ -420,6 +422,11 @@ class MergeParams(Params):
             self.align_emax,
             "eV",
         )
+        twice = sorted({key for key in self.group_by if self.group_by.count(key) > 1})
+        if twice:
+            raise ValueError(
+                f"group_by names {', '.join(twice)} twice: each key groups once; remove the repeat"
+            )
         if "temperature_step" in self.model_fields_set and "temperature" not in self.group_by:
             # a step chosen for a series of temperatures that groups nothing: the scans of all
             # the temperatures would be merged as repeats of one measurement

@@ -122,6 +122,18 @@ def test_a_temperature_step_without_temperature_in_group_by_is_refused(tmp_path)
     MergeParams(group_by=["sample", "temperature"], temperature_step=10)
 
 
+def test_a_negative_calibration_energy_and_a_repeated_group_key_are_refused():
+    """An outside tester's `calibration_energy: -5` and `group_by: [sample, sample,
+    temperature]` passed `pipeline validate`."""
+    with pytest.raises(pydantic.ValidationError) as info:
+        NormalizeParams(calibration_energy=-5)
+    assert "calibration_energy" in str(info.value)
+    assert "greater than 0" in str(info.value)
+    with pytest.raises(pydantic.ValidationError) as info:
+        MergeParams(group_by=["sample", "sample", "temperature"])
+    assert "group_by names sample twice: each key groups once; remove the repeat" in str(info.value)
+
+
 def test_ranges_left_unset_or_in_order_pass():
     NormalizeParams.model_validate(
         {
