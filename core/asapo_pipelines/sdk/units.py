@@ -4,6 +4,9 @@ A runtime class is instantiated without arguments by the worker (or the test har
 then attaches a `UnitContext` and calls the hooks in this order::
 
     on_start()                          once, after `self.params` is set; load models here
+    restore_sent(message), restore(message)
+                                        with `restores_state`: rebuild the state from what an
+                                        earlier run sent and the inputs it processed
     on_restored()                       with `restores_state`: once `restore` rebuilt the state
     on_stream_start(stream)             before the first message of each input stream (scan)
     process(message)                    once per input message (processors, sinks, agents)
@@ -287,6 +290,14 @@ class Unit:
         """Rebuild in-memory state from one input processed by an earlier run (oldest first,
         before any new message); emit nothing here, those outputs were sent then. In a source,
         from one message an earlier run sent (`message.port` is the output port)."""
+
+    def restore_sent(self, message: Message) -> None:
+        """With `restores_state`, in processors, sinks and agents that define it: each output an
+        earlier run of the unit sent (oldest first, `message.port` its output port,
+        `message.key` the key it was sent under), before the `restore` calls of the inputs. What
+        it sent is state too: a unit that sends a result only when it differs from the last one
+        it sent (a merge after a change of settings that leaves it as it was) learns here which
+        one that was. Its payload is read from the store only when used (`message.value`)."""
 
     def on_restored(self) -> None:
         """With `restores_state`, in processors, sinks and agents: once after every `restore`

@@ -623,14 +623,17 @@ class Worker:
         count = 0
         for port, tmsg in self._sent_before():
             message = SentMessage(port, self._output_source(port), tmsg, self._reader(port))
-            self._restore_one(unit, message, f"{message.data_source}/{tmsg.stream}/{tmsg.id}")
+            self._restore_one(
+                unit.restore, message, f"{message.data_source}/{tmsg.stream}/{tmsg.id}"
+            )
             count += 1
         if count:
             log.info("%s restored its state from %d messages it sent", self.label, count)
 
-    def _restore_one(self, unit: Any, message: Message, where: str) -> None:
+    def _restore_one(self, restore: Any, message: Message, where: str) -> None:
+        """`restore(message)`: the unit's `restore` or `restore_sent`."""
         try:
-            unit.restore(message)
+            restore(message)
         except Exception as exc:
             from asapo_pipelines.plugin_manager import describe_exception
             from asapo_pipelines.sdk.runner import UnitStartError
@@ -643,10 +646,16 @@ class Worker:
     def _restore(self, unit: Any) -> None:
         """Feed `unit.restore()` the inputs an earlier run processed: those named by the
         provenance of this unit's outputs, in the order the outputs were written, then every
-        message of its `restore_ports` (state that leaves no output, such as feedback)."""
+        message of its `restore_ports` (state that leaves no output, such as feedback); before
+        them, `unit.restore_sent()` those outputs, when the unit defines it."""
         whole = self._restore_port_sources(unit)
         refs: dict[tuple[str, str, int], None] = {}
-        for _port, msg in self._sent_before():
+        # what it sent is state too (the last result per key), when the unit asks for it
+        sent_to = unit.restore_sent if type(unit).restore_sent is not Unit.restore_sent else None
+        for port, msg in self._sent_before():
+            if sent_to is not None:
+                message = SentMessage(port, self._output_source(port), msg, self._reader(port))
+                self._restore_one(sent_to, message, f"{message.data_source}/{msg.stream}/{msg.id}")
             for ref in msg.metadata[PROVENANCE_KEY].get("inputs") or ():
                 refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
         # outputs that name no input: nothing was processed before (a first start); a unit
@@ -760,7 +769,7 @@ class Worker:
             return False  # else an id that never arrived (a hole), or one pruned whole
         # with its producer, as `process` gets it: a sink keys and records messages by it
         message = Message.received(port, source, tmsg, producer=self._producer_of(tmsg.metadata))
-        self._restore_one(unit, message, f"{source}/{stream}/{msg_id}")
+        self._restore_one(unit.restore, message, f"{source}/{stream}/{msg_id}")
         return True
 
     @staticmethod

@@ -962,26 +962,32 @@ class NexusWriter:
 
     def _merge_title(self, result: Mapping[str, Any], key: str, group: dict[str, Any]) -> str:
         """`r1: merge 3 of <group> (2 of 3 scans)`: every scan of a group makes a merge, and
-        two of them may hold as many scans (one rejected, one redelivered), so each says which
-        merge it is: its message's number in its run's merged stream (`_merge_number`)."""
+        two of them may hold as many scans (one rejected, one resumed under other settings), so
+        each says which merge it is: the group's n-th in the run (`_merge_number`)."""
         label = ", ".join(str(v) for v in group.values()) or key
         if nothing_merged(result):
             # `r1: merge 3 of <group>: nothing merged (no majority: 2 scans disagree ...)`
             why = _nothing_merged_why(result)[0]
-            return self._titled(
-                key, f"merge {self._merge_number(key, group)} of {label}: nothing merged ({why})"
-            )
+            number = self._merge_number(result, key, group)
+            return self._titled(key, f"merge {number} of {label}: nothing merged ({why})")
         n_merged = int(result.get("n_merged", 0))
         n_scans = int(result.get("n_scans") or n_merged)
         counted = f"{n_merged} of {n_scans}" if n_scans > n_merged else str(n_merged)
         scans = f"{counted} scan{'' if n_scans == 1 else 's'}"
-        return self._titled(key, f"merge {self._merge_number(key, group)} of {label} ({scans})")
+        return self._titled(
+            key, f"merge {self._merge_number(result, key, group)} of {label} ({scans})"
+        )
 
-    def _merge_number(self, key: str, group: dict[str, Any]) -> str:
-        """Which merge this is: its message id, its place in the stream whatever order the
-        writer gets it in (a merge redelivered after a crash comes after later ones), with the
-        stream when it is not a data source's first. A merge written outside a pipeline, with
-        no message id, is counted among its group's merges in the file instead."""
+    def _merge_number(self, result: Mapping[str, Any], key: str, group: dict[str, Any]) -> str:
+        """Which merge this is: the group's n-th in its run, as `xas.merge` numbers them
+        (`number`), whatever order the writer gets them in (a merge redelivered after a crash
+        comes after later ones). From a merge unit that does not number them: its message id,
+        its place in the stream, which counts every group's merges, with the stream when it is
+        not a data source's first. A merge written outside a pipeline, with neither, is counted
+        among its group's merges in the file instead."""
+        number = result.get("number")
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            return str(number)
         message = (self._entry_provenance or {}).get("message")
         if not isinstance(message, Mapping):
             message = {}

@@ -113,3 +113,28 @@ def test_a_merge_redelivered_after_a_kill_is_not_taken_for_the_newest(
     assert later["title"] == f"{PIPELINE} r2: merge 1 of {label} (1 scan)"
     write(unit_harness, path, RUN_2)
     assert default(path) == later["entry"]
+
+
+def test_merges_of_two_groups_are_numbered_each_in_its_group(
+    tmp_path, unit_harness, unit_message, body
+):
+    """Two samples measured in turn: the merged stream holds A, B, A, B. Titles numbered by
+    message id said `merge 3 of A` for A's second merge, and no `merge 2` of A existed;
+    `xas.merge` numbers each group's merges (`number`), and the titles follow it."""
+    path = tmp_path / "p65.nxs"
+    groups = [dict(GROUP), {**GROUP, "sample": "hematite"}]
+    sent = []
+    for msg_id in range(1, 5):
+        group, number = groups[(msg_id - 1) % 2], (msg_id + 1) // 2
+        message = merge(unit_message, body, msg_id, RUN_1)
+        message.value.update(group=group, n_merged=number, n_scans=number, number=number)
+        sent.append(message)
+    write(unit_harness, path, RUN_1, *sent)
+    titles = {msg_id: m["title"] for (_, msg_id), m in merges(path).items()}
+    labels = [", ".join(g.values()) for g in groups]
+    assert titles == {
+        1: f"{PIPELINE} r1: merge 1 of {labels[0]} (1 scan)",
+        2: f"{PIPELINE} r1: merge 1 of {labels[1]} (1 scan)",
+        3: f"{PIPELINE} r1: merge 2 of {labels[0]} (2 scans)",
+        4: f"{PIPELINE} r1: merge 2 of {labels[1]} (2 scans)",
+    }

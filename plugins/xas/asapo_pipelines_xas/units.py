@@ -363,6 +363,15 @@ class Merge(Processor):
         self._warned_code: set[tuple[str, str]] = set()
         #: temperatures in the files that are no temperature read (grouped by text), warned of
         self._warned_temperature: set[str] = set()
+        #: group label -> (digest of the last merge sent in the run, how many were sent)
+        self._sent: dict[str, tuple[str, int]] = {}
+
+    def restore_sent(self, message: Message) -> None:
+        # the merges the run sent, from their keys alone: which was each group's last
+        sent = sent_merge(message.key)
+        if sent is not None:
+            label, digest = sent
+            self._sent[label] = (digest, self._sent.get(label, ("", 0))[1] + 1)
 
     def restore(self, message: Message) -> None:
         # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself.
@@ -385,9 +394,15 @@ class Merge(Processor):
             # and its merge was sent then, or by `on_restored` under changed parameters
             return
         self._warn_temperature(message.value)
-        # its group's merge, after that of the group a new version of a file left, if any
-        for merged in self.merger.add_all(made(message)):
-            self._send(merged.to_json())
+        sent = dict(self._sent)
+        try:
+            # its group's merge, after that of the group a new version of a file left, if any
+            for merged in self.merger.add_all(made(message)):
+                self._send(merged.to_json())
+        except BaseException:
+            # a retry of this message sends them again: the runner dropped what was emitted
+            self._sent = sent
+            raise
 
     def on_restored(self) -> None:
         """Send the restored merges at the start of the session, not at the next scan (in
@@ -419,16 +434,24 @@ class Merge(Processor):
         )
 
     def _send(self, merged: dict[str, Any], stream: str | None = None) -> None:
-        since = (self.context.run or {}).get("configured_at")
-        if since is not None:
-            # when the merge's settings last changed in the run: a resume that goes back to a
-            # limit of two sessions ago makes the merge the run sent then, which is not the
-            # last one the agent and the NeXus file got (the session between sent another),
-            # so it must be new to them: to the worker's keys and to the agent's digests
-            merged = {**merged, "configured_at": since}
-        # keyed by content: the same merge sent again (a redelivered spectrum, a resume under
-        # the same parameters) is written once, a different one never taken for it
-        self.emit("merged", merged, key=merge_key(merged), stream=stream)
+        """Send a group's merge unless it is the last one the run sent for the group (a
+        redelivered spectrum; a restart; a resume whose changed settings leave it as it was),
+        numbered: the group's n-th merge in the run. The number makes a merge made again after
+        an excursion (a resume back to the limit of two sessions ago) a new message, with a key
+        of its own and a digest the agent has not decided on: the last merge the agent and the
+        NeXus file got was the one in between."""
+        label = group_label(merged)
+        digest = merge_digest(merged)
+        last, count = self._sent.get(label, ("", 0))
+        if digest != last:
+            number = count + 1
+            self.emit(
+                "merged",
+                {**merged, "number": number},
+                key=f"merge:{label}:{digest}:{number}",
+                stream=stream,
+            )
+            self._sent[label] = (digest, number)
         self._note_group(merged)
 
     def _note_group(self, merged: dict[str, Any]) -> None:
@@ -507,10 +530,21 @@ def group_label(merged: dict[str, Any]) -> str:
     return "/".join(str(v) for v in merged["group"].values())
 
 
-def merge_key(merged: dict[str, Any]) -> str:
-    """What identifies a merge result: its group and a digest of its content."""
+def merge_digest(merged: dict[str, Any]) -> str:
+    """What tells one merge's content from another's."""
     text = json.dumps(merged, sort_keys=True, default=str)
-    return f"merge:{group_label(merged)}:{hashlib.sha256(text.encode()).hexdigest()[:32]}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def sent_merge(key: str | None) -> tuple[str, str] | None:
+    """(group label, digest) of a merge sent under `key` (`merge:<group>:<digest>:<n>`); a key
+    of an earlier version (`merge:<group>:<digest>`) gives its digest too."""
+    if not key or not key.startswith("merge:"):
+        return None
+    head, _, tail = key[len("merge:") :].rpartition(":")
+    if tail.isdigit() and ":" in head:  # numbered: the digest is before the number
+        head, _, tail = head.rpartition(":")
+    return (head, tail) if head else None
 
 
 def target_label(group: dict[str, Any]) -> str:

@@ -208,7 +208,7 @@ def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_dec
     fluorescence repeats' E0 differ by 3.5 eV), then 5 again: the third merge has the content
     of the first, and was taken for it: not sent, so the stream, the NeXus file and the agent
     kept the second session's 'nothing merged' and its change_parameters under a limit no
-    longer in force. It is sent again, marked with when its settings changed, and decided on;
+    longer in force. It is sent again, numbered as the group's next merge, and decided on;
     a resume under unchanged settings still sends nothing twice."""
     chain = units()
     chain["advisor"] = {
@@ -232,7 +232,10 @@ def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_dec
     expected = expected_merge(workdir / "data", max_e0_shift=5)
     assert last["n_merged"] == expected["n_merged"] == 2
     assert last["values"]["epsilon_k"] == pytest.approx(expected["values"]["epsilon_k"], rel=1e-9)
-    assert isinstance(last["configured_at"], float)
+    # the group's third merge in the run, though its content is the first's
+    assert [m[1]["number"] for m in merged[-3:]] == [m[1]["number"] for m in merged[-3:-1]] + [
+        merged[-2][1]["number"] + 1
+    ]
     (group,) = back["merges"].values()
     assert group["merged"] == 2
     # the agent decided on it: its last plan is no longer the 1 eV session's
@@ -246,3 +249,37 @@ def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_dec
     summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=5"), "merge")
     assert len(read(workdir / "store", "merged")) == len(merged)
     assert len(read(workdir / "store", "plans")) == len(plans)
+
+
+def test_resume_with_a_changed_setting_that_changes_no_merge_sends_none_again(workdir):
+    """`--resume --set merge.beam_dump_max_points=3` leaves this merge as it was (neither P65
+    repeat has a beam loss): the stream, the NeXus file and the agent got it already. It was
+    sent again, with a new agent suggestion, because the merge was marked with when its
+    settings changed. A change that does change it is sent, numbered as the group's next
+    merge."""
+    chain = units()
+    chain["advisor"] = {
+        "unit": "xas.convergence-agent",
+        "params": {"target_noise": 1.0e-5, "max_scans": 20},
+        "inputs": {"merged": "merged"},
+        "outputs": {"plans": "plans"},
+    }
+    pipeline = write_pipeline(workdir, "resume-unchanged-result", chain)
+    summary(run(pipeline), "merge")
+    store = workdir / "store"
+    merged, plans = read(store, "merged"), read(store, "plans")
+    unchanged = expected_merge(workdir / "data", beam_dump_max_points=3)
+    assert unchanged == expected_merge(workdir / "data")
+
+    again = summary(run(pipeline, "--resume", "--set", "merge.beam_dump_max_points=3"), "merge")
+    assert len(read(store, "merged")) == len(merged)
+    assert len(read(store, "plans")) == len(plans)
+    (group,) = again["merges"].values()
+    assert group["merged"] == 0
+
+    summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=5"), "merge")
+    now = read(store, "merged")
+    assert len(now) == len(merged) + 1
+    assert now[-1][1]["n_merged"] == expected_merge(workdir / "data", max_e0_shift=5)["n_merged"]
+    assert now[-1][1]["number"] == merged[-1][1]["number"] + 1
+    assert len(read(store, "plans")) == len(plans) + 1
