@@ -139,7 +139,7 @@ from scipy.stats import t as student_t
 
 from asapo_pipelines_xas.merge import noise_scale, normaliser, settings_difference
 from asapo_pipelines_xas.params import ConvergenceParams
-from asapo_pipelines_xas.temperature import UNKNOWN as UNKNOWN_TEMPERATURE
+from asapo_pipelines_xas.temperature import kelvin
 
 ACTIONS = ("more_scans", "stop", "change_parameters")
 #: queue states in which a suggestion's repeats will not come (CONTRACTS.md, plan/status)
@@ -434,11 +434,10 @@ def _n(count: int, noun: str) -> str:
 
 def _plan_group(group: Mapping[str, str]) -> dict[str, str]:
     """The group as the plan's keyword arguments: without what the files did not say (an
-    empty value, `temperature unknown`), which no plan can be asked to set."""
+    empty value, `temperature unknown`) or said as no temperature (`-5 K`, `room
+    temperature`, grouped by their text), which no plan can be asked to set."""
     return {
-        k: v
-        for k, v in group.items()
-        if v != "" and not (k == "temperature" and v == UNKNOWN_TEMPERATURE)
+        k: v for k, v in group.items() if v != "" and not (k == "temperature" and kelvin(v) is None)
     }
 
 

@@ -51,24 +51,38 @@ _UNITS: dict[str, tuple[float, float]] = {
 _READING = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.*?)\s*$")
 
 
+def _unit(text: str) -> str:
+    """A unit as `_UNITS` spells it: lower case, spaces, "°" and "degrees" left out."""
+    unit = text.lower().replace(" ", "").replace("°", "")
+    for prefix in ("degrees", "degree", "deg"):
+        if unit.startswith(prefix) and unit != prefix:
+            return unit[len(prefix) :]
+    return unit
+
+
 def kelvin(text: object) -> float | None:
     """The temperature `text` says, in kelvin; None when it says none that this reads (no
     unit, an unknown unit, not a number, below absolute zero)."""
     match = _READING.match(str(text))
     if match is None:
         return None
-    unit = match.group(2).lower().replace(" ", "").replace("°", "")
-    for prefix in ("degrees", "degree", "deg"):
-        if unit.startswith(prefix) and unit != prefix:
-            unit = unit[len(prefix) :]
-            break
-    scale = _UNITS.get(unit)
+    scale = _UNITS.get(_unit(match.group(2)))
     if scale is None:
         return None
     value = float(match.group(1)) * scale[0] + scale[1]
     if not math.isfinite(value) or value < 0:
         return None
     return value
+
+
+def problem(text: object) -> str:
+    """What is wrong with a temperature `kelvin` cannot read, as a clause."""
+    match = _READING.match(str(text))
+    scale = _UNITS.get(_unit(match.group(2))) if match is not None else None
+    if match is None or scale is None:
+        return "no temperature with a unit (K, mK, °C, °F)"
+    value = float(match.group(1)) * scale[0] + scale[1]
+    return "not a finite number" if not math.isfinite(value) else "below absolute zero"
 
 
 def label(value: float, step: float) -> str:

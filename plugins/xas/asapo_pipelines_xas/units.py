@@ -427,10 +427,11 @@ class Merge(Processor):
             return
         self._warned_temperature.add(str(text).strip())
         self.log.warning(
-            "Sample.temperature %r is no temperature with a unit (K, mK, °C): its scans are "
-            "grouped by that text, apart from scans at a temperature read in kelvin; write it "
+            "Sample.temperature %r is %s: its scans are grouped by that text, apart from "
+            "scans at a temperature read in kelvin, and no plan is asked to set it; write it "
             "as e.g. `100 K` to group it by temperature",
             str(text).strip(),
+            temperature.problem(text),
         )
 
     def _send(self, merged: dict[str, Any], stream: str | None = None) -> None:

@@ -227,6 +227,37 @@ def test_a_temperature_that_is_no_temperature_is_grouped_by_its_text_with_one_wa
     assert "'room temperature'" in warnings[0]
 
 
+@pytest.mark.parametrize(
+    ("said", "why"),
+    [
+        ("-5 K", "is below absolute zero"),
+        ("1e999 K", "is not a finite number"),
+        ("room temperature", "is no temperature with a unit (K, mK, °C, °F)"),
+    ],
+)
+def test_a_plan_never_asks_for_a_temperature_that_is_none(tmp_path, caplog, said, why):
+    """An outside tester's `-5 K` went out to the queue as the plan's `temperature: '-5 K'`:
+    text grouped as it is written is no temperature a plan can be asked to set. The warning
+    says what is wrong with it."""
+    params = NormalizeParams(**NORMALIZE)
+    spectrum = normalize_scan(read_scan(_at(tmp_path, "cu_0.xdi", said, 30)), params).to_json()
+    with caplog.at_level(logging.WARNING):
+        merged = run_unit("xas.merge", [spectrum], params={"group_by": BY_TEMPERATURE})
+    (merge,) = merged.values("merged")
+    assert merge["group"]["temperature"] == said
+    warnings = [r.getMessage() for r in caplog.records if "Sample.temperature" in r.getMessage()]
+    assert warnings == [
+        f"Sample.temperature {said!r} {why}: its scans are grouped by that text, apart from "
+        "scans at a temperature read in kelvin, and no plan is asked to set it; write it as "
+        "e.g. `100 K` to group it by temperature"
+    ]
+    decision = ConvergenceAgent(ConvergenceParams(**ADVISOR)).decide(merge)
+    assert decision is not None
+    assert decision["item"] is not None, decision
+    assert decision["target"]["temperature"] == said
+    assert "temperature" not in decision["item"]["kwargs"], decision["item"]
+
+
 def test_a_pipeline_run_on_the_testers_files(tmp_path):
     """`pipeline run` on the tester's files: three groups (100 K, 300 K, unknown), the agent's
     plans naming the canonical temperature or none, never an empty one."""
