@@ -427,9 +427,11 @@ class MergeParams(Params):
             raise ValueError(
                 f"group_by names {', '.join(twice)} twice: each key groups once; remove the repeat"
             )
-        if "temperature_step" in self.model_fields_set and "temperature" not in self.group_by:
+        default = type(self).model_fields["temperature_step"].default
+        if self.temperature_step != default and "temperature" not in self.group_by:
             # a step chosen for a series of temperatures that groups nothing: the scans of all
-            # the temperatures would be merged as repeats of one measurement
+            # the temperatures would be merged as repeats of one measurement (the default is
+            # let through: a unit's snippet, `pipeline show-unit`, writes every param)
             raise ValueError(
                 f"temperature_step {self.temperature_step:g} is set, but group_by "
                 f"({', '.join(self.group_by)}) has no temperature, so scans are not grouped by "
