@@ -364,9 +364,11 @@ class MergeParams(Params):
         float,
         Field(
             gt=0,
-            description="Reject a scan whose E0 (after alignment) differs more (eV) from the "
-            "group's (the median over the majority), so accepted scans can differ from each "
-            "other by up to twice this.",
+            description="Reject a scan whose edge position (after alignment) differs more (eV) "
+            "from the group's (the median over the majority), so accepted scans can differ from "
+            "each other by up to twice this. The edge position is the half-step energy, where "
+            "the normalised mu crosses half the edge step: noise moves it far less than E0 (the "
+            "maximum of dmu/dE, which the merge reports); E0 where a scan has none.",
         ),
     ] = 1.0
     max_edge_step_deviation: Annotated[

@@ -20,9 +20,10 @@ from asapo_pipelines_xas.normalize import normalize_scan
 from asapo_pipelines_xas.params import MergeParams, NormalizeParams, ScanFilesParams
 from asapo_pipelines_xas.scanfiles import read_for_params
 
-#: fluorescence: the two P65 repeats' E0 differ by about 3.5 eV, more than the default
-#: max_e0_shift (1 eV) and less than 5 eV
+#: fluorescence, the second P65 repeat's sample edge moved by `MOVED` eV (`move_edge`): the
+#: repeats' edges differ by more than the default max_e0_shift (1 eV) and less than 5 eV
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "fluorescence"}
+MOVED = 3.0
 
 
 def units() -> dict[str, Any]:
@@ -52,11 +53,28 @@ def expected_merge(directory: Path, **merge: Any) -> dict[str, Any]:
     return merged
 
 
+def move_edge(path: Path, by: float) -> None:
+    """The scan with its sample's fluorescence mu(E) = If/I0 moved up in energy by `by` eV
+    (VFC04 = VFC01 x mu(E - by); the foil's channels as measured): the sample changed."""
+    import numpy as np
+
+    lines = path.read_text().splitlines(keepends=True)
+    names = [n.lower() for n in next(x for x in reversed(lines) if x.startswith("#"))[1:].split()]
+    header = [x for x in lines if x.startswith("#") or not x.strip()]
+    data = np.array([[float(v) for v in x.split()] for x in lines if x not in header])
+    energy, i0, fluo = (data[:, names.index(n)] for n in ("enc_energy", "vfc01", "vfc04"))
+    order = np.argsort(energy, kind="stable")
+    data[:, names.index("vfc04")] = i0 * np.interp(energy - by, energy[order], (fluo / i0)[order])
+    body = [" ".join(repr(float(v)) for v in row) + "\n" for row in data]
+    path.write_text("".join(header) + "".join(body))
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     (tmp_path / "data").mkdir()
     for name in P65_SCANS:
         shutil.copy(DATA / name, tmp_path / "data" / name)
+    move_edge(tmp_path / "data" / P65_SCANS[1], MOVED)
     return tmp_path
 
 
@@ -205,7 +223,7 @@ def test_watched_run_resumed_with_changed_merge_params_sends_the_new_merge_at_on
 
 def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_decides(workdir):
     """Resumed with max_e0_shift 5 (both repeats merged), then 1 again (none merged: the
-    fluorescence repeats' E0 differ by 3.5 eV), then 5 again: the third merge has the content
+    repeats' edges differ by 3 eV), then 5 again: the third merge has the content
     of the first, and was taken for it: not sent, so the stream, the NeXus file and the agent
     kept the second session's 'nothing merged' and its change_parameters under a limit no
     longer in force. It is sent again, numbered as the group's next merge, and decided on;
