@@ -262,41 +262,59 @@ def _names_columns(words: list[str]) -> bool:
 
 
 def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, dict[str, Any]]:
-    header, start = _split_header(lines)
-    fields: dict[str, str] = {}
-    labels: dict[int, str] = {}
-    units: dict[int, str] = {}
-    in_fields = True
-    last_comment = ""
-    for line in header[1:]:
-        if line.startswith("///"):
-            in_fields = False
-            continue
-        if line.startswith("----"):
-            continue
-        if in_fields:
-            key, sep, value = line.partition(":")
-            if not sep:
-                raise ScanFileError(name, f"XDI header line {line!r} is not `Namespace.tag: value`")
-            key, value = key.strip(), value.strip()
-            fields[key] = value
-            column = re.fullmatch(r"column\.(\d+)", key, re.IGNORECASE)
-            if column:
-                words = value.split()
-                labels[int(column.group(1))] = words[0] if words else ""
-                if len(words) > 1:  # `Column.1: energy eV`: the column's unit
-                    units[int(column.group(1))] = words[1]
-        else:
-            last_comment = line
+    """XDI 1.0: the version line, `# Namespace.tag: value` fields, then optionally `# ///` and
+    user comments, the header-end line `#----` (three or more `-`) and the column label line
+    (`# energy i0 itrans`), the last header line. The comment block is optional: without it the
+    label line follows `#----` directly, and a file without `#----` either may end its header
+    with the label line (xraylarch's `read_xdi` reads both). Any other line among the fields
+    is refused: a field that lost its colon would otherwise be dropped unseen."""
+    _, start = _split_header(lines)
+    header = [(number, line.strip()[1:].strip()) for number, line in enumerate(lines[:start])]
+    header = [(number, line) for number, line in header if line]
     rows = lines[start:]
     first = next((r for r in rows if r.strip()), None)
     if first is None:
         raise ScanFileError(name, "no data rows after the header")
     ncols = len(first.split())
+    fields: dict[str, str] = {}
+    labels: dict[int, str] = {}
+    units: dict[int, str] = {}
+    #: fields, then `comments` after `///`, then `labels` after the `#----` header-end line
+    section = "fields"
+    label_line = ""
+    for index, (number, line) in enumerate(header[1:], start=1):
+        if line.startswith("---"):
+            section = "labels"
+            continue
+        if section == "fields" and line.startswith("///"):
+            section = "comments"
+            continue
+        if section != "fields":
+            label_line = line  # the last header line is the column labels
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            if index == len(header) - 1 and len(line.split()) == ncols:
+                label_line = line  # the label line, without a `#----` line before it
+                continue
+            raise ScanFileError(
+                name,
+                f"XDI header line {number + 1} {line!r} is not `Namespace.tag: value`, and "
+                "only the user comments after a `# ///` line and the column labels after the "
+                "`#----` line may be written otherwise",
+            )
+        key, value = key.strip(), value.strip()
+        fields[key] = value
+        column = re.fullmatch(r"column\.(\d+)", key, re.IGNORECASE)
+        if column:
+            words = value.split()
+            labels[int(column.group(1))] = words[0] if words else ""
+            if len(words) > 1:  # `Column.1: energy eV`: the column's unit
+                units[int(column.group(1))] = words[1]
     if labels:
         names = [labels.get(i + 1, f"col{i}") for i in range(ncols)]
-    elif len(last_comment.split()) == ncols:
-        names = last_comment.split()
+    elif len(label_line.split()) == ncols:
+        names = label_line.split()
     else:
         names = [f"col{i}" for i in range(ncols)]
     lower = {k.lower(): v for k, v in fields.items()}
