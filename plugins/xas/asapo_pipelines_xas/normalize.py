@@ -6,10 +6,15 @@ from the detector channels, passes every parameter on, and packs the results int
 the body of an `xas/spectrum` message.
 
     mu_transmission = ln(I0 / It)     mu_fluorescence = If / I0     mu_reference = ln(It / Iref)
+
+The sample's mu never depends on the reference channel: a scan whose reference foil is unusable
+(Iref dead or switched off, zero or missing counts) is normalised without it, with a note, and
+only `calibrate`, which needs the foil, refuses it (see `reference_foil`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,6 +129,11 @@ def _label(scan: Scan) -> str:
 
 def _need(scan: Scan, role: str, mode: str) -> np.ndarray:
     values = scan.channel(role)
+    if values is None and _switched_off(scan, role):
+        raise SpectrumError(
+            f"{_label(scan)}: mode {mode} needs the {role} channel, which xas.scan-files "
+            f"switches off (`columns: {{{role}: null}}`)"
+        )
     if values is None:
         have = ", ".join(scan.channels) or "none"
         missing = (
@@ -146,13 +156,21 @@ def _need(scan: Scan, role: str, mode: str) -> np.ndarray:
 
 def _log_ratio(scan: Scan, num: str, den: str, mode: str) -> np.ndarray:
     a, b = _need(scan, num, mode), _need(scan, den, mode)
-    bad = ~((a > 0) & (b > 0))
+    bad = _not_counts(a) | _not_counts(b)
     if np.any(bad):
         raise SpectrumError(
             f"{_label(scan)}: ln({num}/{den}) needs positive counts, but {int(bad.sum())} points "
             f"are zero, negative or missing"
         )
     return np.log(a / b)
+
+
+def _not_counts(values: np.ndarray) -> np.ndarray:
+    """Where a channel holds no count a logarithm can take: zero, negative, missing (null in
+    the message: nan) or infinite."""
+    values = np.asarray(values, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return ~(np.isfinite(values) & (values > 0))
 
 
 # -- xraylarch ---------------------------------------------------------------------------------
@@ -570,13 +588,27 @@ def check_edge_label(
 
 def calibration_shift(
     energy: np.ndarray, scan: Scan, params: NormalizeParams, metadata: dict[str, Any]
-) -> tuple[float, float, float, np.ndarray]:
-    """(shift, e0_ref before the shift, target, mu_ref) that moves the foil's E0 onto the
-    target. Without element and edge anywhere, they are inferred from the foil's E0."""
-    foil = reference_foil(energy, scan, params.pre_edge)
+) -> tuple[float, float, float, Foil]:
+    """(shift, e0_ref before the shift, target, the foil) that moves the foil's E0 onto the
+    target. Without element and edge anywhere, they are inferred from the foil's E0. A scan
+    without a usable foil is refused: it asked to be calibrated, and its energies as measured
+    would be merged with calibrated ones as if they were."""
+    try:
+        foil = reference_foil(energy, scan, params.pre_edge)
+    except ReferenceUnusable as exc:
+        raise SpectrumError(
+            f"{_label(scan)}: calibrate needs the reference foil, but its channel is unusable "
+            f"({exc}), so this scan cannot be calibrated: set `calibrate: false` to normalise "
+            "it on its energies as measured"
+        ) from None
     if foil is None:
+        if _switched_off(scan, "iref"):
+            raise SpectrumError(
+                f"{_label(scan)}: calibrate needs the reference foil, but xas.scan-files "
+                "switches its channel off (`columns: {iref: null}`)"
+            )
         raise SpectrumError(f"{_label(scan)}: calibration needs the It and Iref channels")
-    e0_ref, mu_ref = foil
+    e0_ref = foil.e0
     target = params.calibration_energy
     if target is None:
         if params.max_edge_offset:
@@ -600,16 +632,52 @@ def calibration_shift(
             f"{_label(scan)}: the reference foil's E0 {e0_ref:.2f} eV is {shift:+.2f} eV from "
             f"{target:.2f} eV, beyond max_calibration_shift {params.max_calibration_shift} eV"
         )
-    return shift, e0_ref, target, mu_ref
+    return shift, e0_ref, target, foil
 
 
-def reference_foil(
-    energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams
-) -> tuple[float, np.ndarray] | None:
-    """(E0, mu) of the reference foil, ln(It/Iref), or None without those channels."""
-    if scan.channel("it") is None or scan.channel("iref") is None:
+#: The reference foil's points with no count ln(It/Iref) can take (a counter reading 0 now and
+#: then) are dropped from the foil's spectrum when they are few and isolated: at most this
+#: fraction of the scan's points...
+REFERENCE_MAX_DROPPED = 0.01
+#: ...and no more than this many in a row. More, or a longer stretch (a channel that dropped
+#: out for a while, or is dead), make the foil unusable: its edge would be drawn through a gap.
+REFERENCE_MAX_RUN = 2
+
+
+class ReferenceUnusable(SpectrumError):
+    """The scan's reference channel gives no foil spectrum; the message says why."""
+
+
+@dataclass
+class Foil:
+    """The reference foil measured with a scan: its E0 (eV, on the energies given), mu_ref =
+    ln(It/Iref) on every energy of the scan, and the energies of the points dropped from it
+    (filled in mu_ref from their neighbours)."""
+
+    e0: float
+    mu: np.ndarray
+    dropped: np.ndarray
+
+
+def reference_foil(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> Foil | None:
+    """The reference foil, ln(It/Iref), or None without those channels.
+
+    Points where It or Iref hold no count (`_not_counts`) are dropped when few and isolated
+    (`REFERENCE_MAX_DROPPED`, `REFERENCE_MAX_RUN`): the foil's E0 is found without them, and
+    mu_ref is interpolated there, so that it stays on the scan's energies (where the merge
+    aligns it). More, or pre_edge failing on the foil, raise `ReferenceUnusable`."""
+    it, iref = scan.channel("it"), scan.channel("iref")
+    if it is None or iref is None:
         return None
-    mu_ref = compute_mu(scan, "reference")
+    energy = np.asarray(energy, dtype=float)
+    bad_it, bad_iref = _not_counts(it), _not_counts(iref)
+    bad = bad_it | bad_iref
+    if np.any(bad):
+        _check_droppable(energy, bad, bad_it, bad_iref)
+    good = ~bad
+    mu_ref = np.empty(len(energy))
+    mu_ref[good] = np.log(np.asarray(it, dtype=float)[good] / np.asarray(iref, dtype=float)[good])
+    mu_ref[bad] = np.interp(energy[bad], energy[good], mu_ref[good])
     # the foil's own edge: E0 and step are fitted, not taken from the sample's settings
     settings = pre_edge.model_copy(update={"e0": None, "step": None})
     from larch import Group
@@ -617,12 +685,81 @@ def reference_foil(
 
     group = Group()
     try:
-        larch_pre_edge(energy, mu_ref, group=group, **_kwargs(settings))
+        larch_pre_edge(energy[good], mu_ref[good], group=group, **_kwargs(settings))
     except Exception as exc:
-        raise SpectrumError(
-            f"{_label(scan)}: pre_edge on the reference foil failed: {exc}"
-        ) from None
-    return float(group.e0), mu_ref
+        raise ReferenceUnusable(f"pre_edge on the reference foil failed: {exc}") from None
+    e0 = float(group.e0)
+    if not math.isfinite(e0):
+        raise ReferenceUnusable("pre_edge found no edge in the reference foil")
+    return Foil(e0, mu_ref, energy[bad])
+
+
+def _check_droppable(
+    energy: np.ndarray, bad: np.ndarray, bad_it: np.ndarray, bad_iref: np.ndarray
+) -> None:
+    """Raise `ReferenceUnusable` unless the foil's bad points are few and isolated."""
+    count, total = int(bad.sum()), len(bad)
+    channels = {
+        (True, False): "It is",
+        (False, True): "Iref is",
+        (True, True): "It and Iref are",
+    }[bool(np.any(bad_it)), bool(np.any(bad_iref))]
+    what = f"{channels} zero, negative or missing at {count} of {total} points"
+    if count == total:
+        raise ReferenceUnusable(f"{channels} zero, negative or missing at all {total} points")
+    if count > REFERENCE_MAX_DROPPED * total:
+        raise ReferenceUnusable(
+            f"{what}, more than the {REFERENCE_MAX_DROPPED:.0%} that may be dropped"
+        )
+    run, start = _longest_run(bad)
+    if run > REFERENCE_MAX_RUN:
+        raise ReferenceUnusable(
+            f"{what}, {run} of them in a row from {energy[start]:.2f} eV, more than the "
+            f"{REFERENCE_MAX_RUN} in a row that may be dropped"
+        )
+
+
+def _longest_run(mask: np.ndarray) -> tuple[int, int]:
+    """(length, start index) of the longest run of True in `mask` (the first of as long)."""
+    best, best_start, run, start = 0, 0, 0, 0
+    for i, value in enumerate(mask):
+        if value:
+            if run == 0:
+                start = i
+            run += 1
+            if run > best:
+                best, best_start = run, start
+        else:
+            run = 0
+    return best, best_start
+
+
+def _switched_off(scan: Scan, role: str) -> bool:
+    """Whether xas.scan-files was told the scans have no `role` channel (`columns: {role:
+    null}`): the reader writes the role with None in the metadata's `columns`."""
+    columns = scan.metadata.get("columns")
+    return isinstance(columns, Mapping) and role in columns and columns[role] is None
+
+
+#: the reference notes already logged, by file: each once per process (a file normalised again,
+#: a new version of it, redelivered, says nothing new)
+_WARNED: set[tuple[str, str]] = set()
+log = logging.getLogger(__name__)
+
+
+def _warn_once(scan: Scan, text: str) -> None:
+    """Log `text` about the scan, once per file and text (the worker's log, and the run's
+    output, which shows every WARNING line of a worker)."""
+    key = (_label(scan), text)
+    if key in _WARNED:
+        return
+    _WARNED.add(key)
+    log.warning("%s: %s", _label(scan), text)
+
+
+def _energies(values: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(f"{v:.2f}" for v in values[:most])
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
 
 
 def _check_fixed_e0(energy: np.ndarray, e0: float | None) -> None:
@@ -713,17 +850,35 @@ def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
     # merge groups and the agent plans by this metadata, where it must be one label
     canonical_label(metadata)
     label = edge_label(metadata)  # before E0 fills in what the file did not name
-    mu_ref: np.ndarray | None = None
+    foil: Foil | None = None
     if params.calibrate:
-        shift, e0_ref_raw, target, mu_ref = calibration_shift(energy, scan, params, metadata)
+        shift, e0_ref_raw, target, foil = calibration_shift(energy, scan, params, metadata)
         energy = energy + shift
         values["energy_shift"] = shift
         values["e0_ref"] = e0_ref_raw + shift
         metadata["calibration_energy"] = target
     else:
-        foil = reference_foil(energy, scan, params.pre_edge)
-        values["e0_ref"] = None if foil is None else foil[0]
-        mu_ref = None if foil is None else foil[1]
+        try:
+            foil = reference_foil(energy, scan, params.pre_edge)
+        except ReferenceUnusable as exc:
+            # the sample's mu does not need the foil: normalised without it, and said so
+            note = (
+                f"the reference channel is unusable ({exc}): this scan is normalised without "
+                "its foil, so it has no mu_ref or e0_ref and is neither calibrated nor aligned "
+                "on a foil (the merge takes its energies as measured)"
+            )
+            metadata["reference"] = note
+            _warn_once(scan, note)
+        values["e0_ref"] = None if foil is None else foil.e0
+    mu_ref = None if foil is None else foil.mu
+    if foil is not None and len(foil.dropped):
+        note = (
+            f"{len(foil.dropped)} point{'s' if len(foil.dropped) > 1 else ''} of the reference "
+            f"foil dropped, where It or Iref hold no count (at {_energies(foil.dropped)} eV, as "
+            "measured): its E0 is found without them, and mu_ref is interpolated there"
+        )
+        metadata["reference"] = note
+        _warn_once(scan, note)
     arrays, results = analyse(energy, mu, params.pre_edge, params.autobk, params.noise)
     values.update(results)
     e0 = float(values["e0"] or math.nan)

@@ -100,11 +100,13 @@ class ScanFilesParams(Params):
         ),
     ] = "auto"
     columns: Annotated[
-        dict[Role, str | int],
+        dict[Role, str | int | None],
         Field(
             description="Column of each role (energy, i0, it, iref, if, mu) by name or 0-based "
             "index; roles left out are found by the usual names of the format (P65: enc_energy, "
-            "VFC01..VFC04; XDI: energy, i0, itrans, irefer, ifluor, mutrans)."
+            "VFC01..VFC04; XDI: energy, i0, itrans, irefer, ifluor, mutrans). `null` switches a "
+            "role off: `iref: null` reads no reference channel (no foil: the scans are neither "
+            "calibrated nor aligned on one), even where a column has its usual name."
         ),
     ] = {}
     sample: Annotated[
@@ -129,6 +131,16 @@ class ScanFilesParams(Params):
     min_points: Annotated[
         int, Field(ge=2, description="Fewer distinct energies than this make a file malformed.")
     ] = 20
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: dict[str, str | int | None]) -> dict[str, str | int | None]:
+        if "energy" in value and value["energy"] is None:
+            raise ValueError(
+                "energy cannot be switched off (`energy: null`): every scan needs its energy "
+                "column; name it, or leave it out to find it by its usual names"
+            )
+        return value
 
     @field_validator("element")
     @classmethod

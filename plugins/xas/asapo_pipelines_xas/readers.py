@@ -97,7 +97,7 @@ def read_scan(
     path: str | Path,
     *,
     format: str = "auto",
-    columns: Mapping[str, str | int] | None = None,
+    columns: Mapping[str, str | int | None] | None = None,
     sample: str | None = None,
     element: str | None = None,
     edge: str | None = None,
@@ -133,7 +133,7 @@ def parse_scan(
     *,
     name: str,
     format: str = "auto",
-    columns: Mapping[str, str | int] | None = None,
+    columns: Mapping[str, str | int | None] | None = None,
     sample: str | None = None,
     element: str | None = None,
     edge: str | None = None,
@@ -141,9 +141,11 @@ def parse_scan(
 ) -> Scan:
     """Parse the content of a scan file.
 
-    `columns` maps roles to a column name (case-insensitive) or 0-based index; roles left out
-    are looked up under their usual names (`DEFAULT_COLUMNS`). `sample`, `element` and `edge`
-    override what the header or the file name say.
+    `columns` maps roles to a column name (case-insensitive) or 0-based index, or to None: the
+    role is switched off (`iref: None`: no reference channel, whatever the columns are named);
+    roles left out are looked up under their usual names (`DEFAULT_COLUMNS`). The metadata's
+    `columns` names each role's column, a switched-off role as None. `sample`, `element` and
+    `edge` override what the header or the file name say.
     """
     if isinstance(content, bytes):
         try:
@@ -162,6 +164,7 @@ def parse_scan(
     names, rows, first_line, meta = parser(name, lines)
     table, line_numbers = _to_table(name, names, rows, first_line)
     mapping = _map_columns(name, names, columns or {})
+    switched_off = {role: None for role, column in (columns or {}).items() if column is None}
     _check_energy(name, table[:, mapping["energy"]], line_numbers)
     converted = _energy_in_ev(name, table, mapping["energy"], names, meta.pop(_UNITS, {}))
     if converted:
@@ -170,7 +173,7 @@ def parse_scan(
         **meta,
         "format": fmt,
         "file": name,
-        "columns": {r: names[i] for r, i in mapping.items()},
+        "columns": {**{r: names[i] for r, i in mapping.items()}, **switched_off},
         "columns_all": names,
     }
     meta.update(_from_file_name(name))
@@ -449,7 +452,11 @@ def _is_float(text: str) -> bool:
     return True
 
 
-def _map_columns(name: str, names: list[str], columns: Mapping[str, str | int]) -> dict[str, int]:
+def _map_columns(
+    name: str, names: list[str], columns: Mapping[str, str | int | None]
+) -> dict[str, int]:
+    """Role -> column index: those `columns` names, then the usual names of the roles left
+    out; a role mapped to None is switched off (not looked up)."""
     lower = [n.lower() for n in names]
     mapping: dict[str, int] = {}
     for role, column in columns.items():
@@ -457,6 +464,10 @@ def _map_columns(name: str, names: list[str], columns: Mapping[str, str | int]) 
             raise ScanFileError(
                 name, f"unknown role {role!r}; roles are {', '.join(DEFAULT_COLUMNS)}"
             )
+        if column is None:
+            if role == "energy":
+                raise ScanFileError(name, "the energy column cannot be switched off")
+            continue
         if isinstance(column, int):
             if not 0 <= column < len(names):
                 raise ScanFileError(
@@ -472,7 +483,7 @@ def _map_columns(name: str, names: list[str], columns: Mapping[str, str | int]) 
             )
     taken = set(mapping.values())
     for role, candidates in DEFAULT_COLUMNS.items():
-        if role in mapping:
+        if role in mapping or role in columns:
             continue
         for candidate in candidates:
             if candidate in lower and lower.index(candidate) not in taken:

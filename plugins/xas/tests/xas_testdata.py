@@ -40,14 +40,22 @@ def larch_analyse(group):
     return group
 
 
-#: columns of a P65 file: energy, and It (the transmitted beam)
-P65_ENERGY, P65_IT = 0, 11
+#: columns of a P65 file: energy, It (the transmitted beam) and Iref (after the foil)
+P65_ENERGY, P65_IT, P65_IREF = 0, 11, 12
 
 
-def p65_variant(source: str, path: Path, *, seed: int, noise: float, shift: float = 0.0) -> Path:
+def p65_variant(
+    source: str,
+    path: Path,
+    *,
+    seed: int,
+    noise: float,
+    shift: float = 0.0,
+    zero_iref: slice | list[int] | None = None,
+) -> Path:
     """Another measurement of the P65 file `source`, written to `path` in its own format: It
     changed by `noise` relative noise (seeded), every energy (the foil's too) moved by `shift`
-    eV."""
+    eV; Iref written 0 in the rows `zero_iref` (a dead reference channel, or a few dropouts)."""
     import numpy as np
 
     header, rows = [], []
@@ -59,6 +67,8 @@ def p65_variant(source: str, path: Path, *, seed: int, noise: float, shift: floa
     data = np.array(rows)
     data[:, P65_ENERGY] += shift
     data[:, P65_IT] *= 1 + noise * np.random.default_rng(seed).standard_normal(len(data))
+    if zero_iref is not None:
+        data[zero_iref, P65_IREF] = 0.0
     body = [" ".join(repr(float(x)) for x in row) for row in data]
     path.write_text("\n".join([*header, *body]) + "\n")
     return path
