@@ -304,6 +304,13 @@ class Normalize(Processor):
         inferred = _inferred(spectrum.metadata)
         if inferred:
             self.results[file]["edge"] = inferred
+        note = spectrum.metadata.get("reference")
+        if note:
+            # normalised without its foil, or with points of it dropped: beside the file in the
+            # run's summary, not only in the spectrum's metadata; what happened, not what it
+            # means (the warning and the metadata say that)
+            head, sep, _ = str(note).partition("): ")
+            self.results[file]["reference"] = head + ")" if sep else str(note)
         while len(self.results) > SUMMARY_ITEMS:
             del self.results[next(iter(self.results))]
         if file not in self.listed_before:

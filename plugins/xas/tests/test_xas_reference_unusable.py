@@ -89,7 +89,12 @@ def test_a_dead_reference_channel_leaves_the_transmission_scan_usable(tmp_path, 
         "is zero, negative or missing at all 1942 points): this scan is normalised without its "
         "foil" in said
     )
-    assert said.count("the reference channel is unusable") == 1  # once per file
+    # warned once per file; and the run's summary says it beside the file
+    assert said.count("WARNING goe_Fe_K_240.00000.xdi: the reference channel is unusable") == 1
+    assert (
+        "reference the reference channel is unusable (Iref is zero, negative or missing at all "
+        "1942 points) merge:"
+    ) in said, said
     assert "refused" not in said
     spectrum = spectra_of(tmp_path)[path.name]
     assert spectrum["values"]["e0"] == pytest.approx(sample_e0(path), abs=0.01)
