@@ -40,13 +40,18 @@ units:
 I0, IT = 10, 11
 #: a repeat of the second scan whose edge step is twice its own (It -> It^2 / I0 doubles
 #: mu = ln(I0 / It), leaving E0 and the reference foil as they were): it disagrees with the
-#: first scan, and with two scans no majority tells which one is the measurement
+#: first scan, and with two scans no majority tells which one is the measurement. With noise
+#: of its own (about the P65 scans' 1e-4 in mu): without it, it is the second scan's numbers
+#: changed, which the merge tells as a copy of it (`xas.merge`'s re-exported copies)
 DISAGREEING = "20K_GOE_Fe_K_240.00001.xdi"
+#: its own noise, relative, on It: 1e-4 in mu (seeded)
+OWN_NOISE = 1e-4
 #: the second scan as measured, read last: it agrees with the first, a majority of two
 AGREEING = "20K_GOE_Fe_K_240.00002.xdi"
 
 
 def _doubled_edge_step(source: Path, target: Path) -> None:
+    rng = np.random.default_rng(65)
     lines = []
     for line in source.read_text().splitlines():
         if line.startswith("#") or not line.strip():
@@ -54,7 +59,7 @@ def _doubled_edge_step(source: Path, target: Path) -> None:
             continue
         values = line.split()
         i0, it = float(values[I0]), float(values[IT])
-        values[IT] = repr(it * it / i0)
+        values[IT] = repr(it * it / i0 * (1 + rng.normal(0, OWN_NOISE)))
         lines.append(" ".join(values))
     target.write_text("\n".join(lines) + "\n")
 
