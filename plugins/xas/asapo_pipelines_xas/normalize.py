@@ -423,15 +423,17 @@ def infer_identity(
 #: mono recalibrated after a crystal change); a hard 5 eV split one sample's repeats, foils at
 #: +4.8 and +5.2 eV, into V K and La L3
 FOIL_FROM_EDGE = 10.0
-#: the foil's edge must be this many times nearer its E0 than any other K or L3 edge: a foil
-#: between two edges says neither
-FOIL_CLEARLY_NEARER = 2.0
+#: a foil as far (within this, eV) from two K or L3 edges within `FOIL_FROM_EDGE` says neither:
+#: one sitting halfway between V K and La L3 is as likely either off by 9 eV. Nearer one than
+#: the other by more, it names the nearer one: a rule that wanted it twice as near split one
+#: sample's repeats whose foils drifted from V K +5.9 to +6.2 eV (La L3 is 18 eV above V K)
+FOIL_TIE = 1.0
 
 
 def foil_edge(e0_ref: float) -> tuple[str, str, float] | None:
     """(element, edge, tabulated energy) of the K or L3 edge a reference foil's E0 is the E0
-    of: the nearest one within `FOIL_FROM_EDGE`, when it is clearly the nearest
-    (`FOIL_CLEARLY_NEARER`); None otherwise."""
+    of: the nearest one within `FOIL_FROM_EDGE`, unless another one within it is about as
+    near (`FOIL_TIE`); None otherwise."""
     from xraydb import guess_edge, xray_edge
 
     if not math.isfinite(e0_ref) or e0_ref < 100:
@@ -445,7 +447,7 @@ def foil_edge(e0_ref: float) -> tuple[str, str, float] | None:
     near.sort()
     if not near or near[0][0] > FOIL_FROM_EDGE:
         return None
-    if len(near) > 1 and near[1][0] < FOIL_CLEARLY_NEARER * near[0][0]:
+    if len(near) > 1 and near[1][0] <= FOIL_FROM_EDGE and near[1][0] - near[0][0] < FOIL_TIE:
         return None
     _, element, edge, tabulated = near[0]
     return element, edge, tabulated
@@ -691,7 +693,40 @@ def reference_foil(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> F
     e0 = float(group.e0)
     if not math.isfinite(e0):
         raise ReferenceUnusable("pre_edge found no edge in the reference foil")
+    _check_edge(float(group.edge_step), mu_ref[good], e0)
+    near = energy[bad][np.abs(energy[bad] - e0) <= FOIL_EDGE_GAP]
+    if len(near):
+        # the foil's E0 is the steepest point of its edge: found without points there, it is
+        # found beside them (an outside tester's two zeros at the edge moved it by 0.5 eV)
+        raise ReferenceUnusable(
+            f"It or Iref hold no count at {_energies(near)} eV, within {FOIL_EDGE_GAP:g} eV of "
+            f"the foil's E0 {e0:.2f} eV, so its E0 cannot be found without them"
+        )
     return Foil(e0, mu_ref, energy[bad])
+
+
+#: a reference foil's edge must stand out of its point-to-point scatter (MAD of the second
+#: differences) by this much, and be at least `MIN_FOIL_STEP` in ln(It/Iref): the P65 Fe foil's
+#: step 2.0 is 450 times its scatter; a foil out of the beam (Iref a fixed share of It) gives
+#: a flat ln(It/Iref), whose "edge" xraylarch's pre_edge still places somewhere (an outside
+#: tester's at 7352.92 eV: the merge then rejected the sample's good scan as 241 eV off)
+FOIL_STEP_OVER_NOISE = 10.0
+MIN_FOIL_STEP = 0.01
+#: dropped foil points this close to its E0 (eV) leave the edge without its steepest points
+FOIL_EDGE_GAP = 5.0
+
+
+def _check_edge(step: float, mu_ref: np.ndarray, e0: float) -> None:
+    """Raise `ReferenceUnusable` when the foil shows no edge (see `FOIL_STEP_OVER_NOISE`)."""
+    second = np.diff(np.asarray(mu_ref, dtype=float), 2)
+    scatter = 1.4826 * float(np.median(np.abs(second - np.median(second)))) if len(second) else 0
+    least = max(MIN_FOIL_STEP, FOIL_STEP_OVER_NOISE * scatter)
+    if not math.isfinite(step) or step < least:
+        raise ReferenceUnusable(
+            f"the reference foil shows no edge (is it in the beam?): the edge step pre_edge "
+            f"finds at {e0:.2f} eV, {step:.2g}, is below {least:.2g} ({FOIL_STEP_OVER_NOISE:g} "
+            f"times the foil's point-to-point scatter, and at least {MIN_FOIL_STEP:g})"
+        )
 
 
 def _check_droppable(

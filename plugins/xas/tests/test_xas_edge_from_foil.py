@@ -107,17 +107,20 @@ def test_repeats_whose_foils_straddle_a_calibration_limit_are_one_sample(
     """An outside tester's two repeats of a vanadate, their foils 4.8 and 5.2 eV above V K (a
     mono off by about 5 eV): the first was V K, the second La L3 (a hard 5 eV limit on the
     foil), two groups and a plan for La L3. The foil is 5.2 eV from V K and 13 eV from La L3:
-    it says vanadium, for both."""
+    it says vanadium, for both; and for a second tester's drift up to +6.5 eV, which a foil
+    wanted twice as near V K as La L3 split again."""
     from xraydb import xray_edge
 
-    for n, offset in enumerate((4.8, 5.2)):
-        _vanadium_like(tmp_path, P65_SCANS[n], f"vanadate.0000{n}.xdi", offset=offset)
+    offsets = (4.8, 5.2, 5.6, 5.9, 6.2, 6.5, 8.0)  # the second tester's drift: +5.6 to +6.5
+    for n, offset in enumerate(offsets):
+        _vanadium_like(tmp_path, P65_SCANS[n % 2], f"vanadate.0000{n}.xdi", offset=offset)
     result = _normalize(run_unit, unit_message, tmp_path)
     spectra = result.values("spectra")
     foils = [s["values"]["e0_ref"] - xray_edge("V", "K").energy for s in spectra]
-    assert foils == [pytest.approx(4.8, abs=0.05), pytest.approx(5.2, abs=0.05)]
-    assert [(s["metadata"]["element"], s["metadata"]["edge"]) for s in spectra] == [("V", "K")] * 2
-    assert [s["metadata"]["identity"]["from"] for s in spectra] == ["reference foil E0"] * 2
+    assert foils == [pytest.approx(offset, abs=0.05) for offset in offsets]
+    labels = [(s["metadata"]["element"], s["metadata"]["edge"]) for s in spectra]
+    assert labels == [("V", "K")] * len(offsets)
+    assert [s["metadata"]["identity"]["from"] for s in spectra] == ["reference foil E0"] * 7
 
 
 def test_a_foil_between_two_edges_says_neither(tmp_path, run_unit, unit_message):

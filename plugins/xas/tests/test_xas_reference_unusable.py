@@ -243,3 +243,62 @@ def test_the_energy_column_cannot_be_switched_off(tmp_path):
     said = check.stdout + check.stderr
     assert "Traceback" not in said
     assert "energy cannot be switched off (`energy: null`)" in " ".join(said.split())
+
+
+def _units(run_unit, unit_message, directory, normalize):
+    scans = run_unit("xas.scan-files", params={"directory": str(directory), "pattern": "*.xdi"})
+    assert scans.errors == [], [e.get("error") for e in scans.errors]
+    inputs = [unit_message(o.value, metadata=o.metadata) for o in scans.outputs]
+    return run_unit("xas.normalize", inputs, params=normalize)
+
+
+def test_a_foil_out_of_the_beam_is_no_foil_and_the_scan_is_merged(tmp_path, run_unit, unit_message):
+    """A second outside tester's third repeat had Iref a fixed share of It (the foil out of
+    the beam): a flat ln(It/Iref), whose "E0" pre_edge put at 7352.92 eV. The merge took it for
+    a foil 241 eV off and rejected the good sample scan. A foil without an edge is no foil."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for n, source in enumerate(P65_SCANS):
+        p65_variant(source, data / f"goe_Fe_K_240.0000{n}.xdi", seed=n, noise=0.0)
+    flat = p65_variant(P65_SCANS[0], data / "goe_Fe_K_240.00002.xdi", seed=7, noise=1e-4)
+    table = columns(flat)
+    table[:, P65_IREF] = 0.5 * table[:, P65_IT]
+    header = [line for line in flat.read_text().splitlines() if line.startswith("#")]
+    flat.write_text(
+        "\n".join([*header, *(" ".join(repr(float(x)) for x in row) for row in table)]) + "\n"
+    )
+    result = _units(run_unit, unit_message, data, NORMALIZE)
+    assert result.errors == [], result.errors
+    spectra = {s["metadata"]["file"]: s for s in result.values("spectra")}
+    note = spectra[flat.name]["metadata"]["reference"]
+    assert note.startswith("the reference channel is unusable (the reference foil shows no edge")
+    assert spectra[flat.name]["values"]["e0_ref"] is None
+    merged = run_unit("xas.merge", list(spectra.values())).values("merged")[-1]
+    assert (merged["n_scans"], merged["n_merged"]) == (3, 3), merged["rejected"]
+
+
+def test_foil_points_dropped_at_its_edge_leave_no_foil_to_calibrate_by(
+    tmp_path, run_unit, unit_message
+):
+    """Two Iref zeros in a row at the foil's E0 were dropped, and the foil's E0 found beside
+    them: calibrated 0.5 eV off (a second outside tester). Points dropped within 5 eV of the
+    foil's E0 leave it unusable: calibrate refuses the scan in one sentence, and without
+    calibrate it is normalised without its foil."""
+    table = columns(DATA / P65_SCANS[0])
+    energy = table[:, P65_ENERGY]
+    foil_e0 = larch_e0(energy, np.log(table[:, P65_IT] / table[:, P65_IREF]))
+    at = sorted(np.argsort(np.abs(energy - foil_e0))[:2])
+    assert at[1] - at[0] == 1  # two in a row: isolated enough to be dropped elsewhere
+    data = tmp_path / "data"
+    data.mkdir()
+    p65_variant(P65_SCANS[0], data / "goe_Fe_K_240.00000.xdi", seed=0, noise=0.0, zero_iref=at)
+    calibrated = _units(run_unit, unit_message, data, {**NORMALIZE, "calibrate": True})
+    (error,) = calibrated.errors
+    said = str(error.get("error", error))
+    assert "calibrate needs the reference foil, but its channel is unusable" in said
+    named = ", ".join(f"{e:.2f}" for e in energy[at])
+    assert f"hold no count at {named} eV, within 5 eV of the foil's E0" in said, said
+    plain = _units(run_unit, unit_message, data, NORMALIZE)
+    (spectrum,) = plain.values("spectra")
+    assert spectrum["values"]["e0_ref"] is None
+    assert "so its E0 cannot be found without them" in spectrum["metadata"]["reference"]
