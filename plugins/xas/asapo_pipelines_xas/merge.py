@@ -523,7 +523,12 @@ def _re_exported(a: Mapping[str, Any], b: Mapping[str, Any], mode: str) -> Samen
         how = f"mu scaled by {slope:.4g}"
         if abs(intercept) > 10 * noise:
             how += f" and offset by {intercept:+.4g}"
-        how += " (a gain change)"
+        # If/I0 scales with a counter's gain; ln(I0/It) does not (a gain adds a constant)
+        how += (
+            " (a gain change)"
+            if mode == "fluorescence"
+            else " (the same data scaled, noise and all)"
+        )
     else:
         how = (
             f"mu differs from it by a smooth curve without noise ({float(change.min()):+.2g} "

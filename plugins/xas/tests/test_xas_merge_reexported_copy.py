@@ -138,3 +138,18 @@ def test_in_fluorescence_a_gain_change_scales_mu_and_is_a_copy_too(files):
     assert duplicates[0]["reasons"][0].startswith(
         f"duplicate of scan {files[0].name}: mu scaled by 0.1 (a gain change)"
     ), duplicates[0]["reasons"]
+
+
+def test_in_transmission_a_scaled_copy_is_not_called_a_gain_change(tmp_path):
+    """A second outside tester's copy with mu x 1.07 (It -> It^1.07 / I0^0.07) was explained as
+    "a gain change": in transmission a gain adds a constant to ln(I0/It), it does not scale it."""
+    header, data = load(P65_SCANS[0])
+    scaled = data.copy()
+    it = 11  # the P65 file's It column (SOURCES.md)
+    scaled[:, it] = data[:, it] ** 1.07 / data[:, I0] ** 0.07
+    copy = save(tmp_path / f"{STEM}.00002.xdi", header, scaled)
+    original = Path(shutil.copyfile(DATA / P65_SCANS[0], tmp_path / f"{STEM}.00000.xdi"))
+    (reason,) = merges([original, copy])[-1]["rejected"][0]["reasons"]
+    assert reason.startswith(f"duplicate of scan {original.name}: mu scaled by 1.07"), reason
+    assert "(the same data scaled, noise and all)" in reason
+    assert "gain" not in reason
