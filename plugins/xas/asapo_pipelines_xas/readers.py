@@ -574,10 +574,17 @@ def _build_scan(
 #: samples, not two repeats of `cu_T` to be averaged; repeats numbered `_1`, `_2` are then two
 #: groups, which is safe (set `sample` to merge them), where averaging two measurements is not.
 SCAN_NUMBER = re.compile(r"(.+?)[._-](0\d{2,})")
+#: A temperature in a file name, where beamline software puts it when the header has no
+#: `Sample.temperature` (P65: `20K_GOE_Fe_K_240`, `300K_GOE_...`): a word of the name that is a
+#: number and a capital K. Read only for the merge's `group_by: [..., temperature]`, so that a
+#: sample named alike at 20 K and 300 K is not averaged as repeats. Not °C: `1C` or `0.5C` in a
+#: name is as often a battery's charge rate as a temperature; nor a number alone.
+TEMPERATURE_IN_NAME = re.compile(r"(?:^|[_\-\s])(\d+(?:\.\d+)?)K(?=$|[_.\-\s])")
 
 
 def _from_file_name(name: str) -> dict[str, Any]:
-    """Scan number, base name (repeats share it) and element/edge hints from the file name.
+    """Scan number, base name (repeats share it), element/edge and temperature hints from the
+    file name.
 
     The scan number is a zero-padded counter at the end (`SCAN_NUMBER`): `20K_GOE_Fe_K_240.00001`
     is scan 1 of `20K_GOE_Fe_K_240`, while `cu_T_300` is the sample `cu_T_300`."""
@@ -591,6 +598,9 @@ def _from_file_name(name: str) -> dict[str, Any]:
     if number:
         info["file_base"], info["scan_number"] = number.group(1), int(number.group(2))
     tokens = re.split(r"[_.\-\s]+", info["file_base"])
+    said = TEMPERATURE_IN_NAME.search(info["file_base"])
+    if said is not None:
+        info["temperature_from_name"] = f"{said.group(1)} K"
     for first, second in itertools.pairwise(tokens):
         # the symbol as the tables write it (Fe, not fe): in a name, lower-case words such as
         # "in", "as" or "be" are words, not elements; the edge may be written in any case
@@ -662,9 +672,11 @@ def _iso(text: str, fmt: str) -> str:
 
 
 def _finish_metadata(meta: dict[str, Any]) -> None:
-    """Fill element/edge from the file name where the header had none (kept separate so that a
-    header value always wins)."""
+    """Fill element/edge and temperature from the file name where the header had none (kept
+    separate so that a header value always wins)."""
     if "element" not in meta and "element_from_name" in meta:
         meta["element"] = meta["element_from_name"]
     if "edge" not in meta and "edge_from_name" in meta:
         meta["edge"] = meta["edge_from_name"]
+    if "temperature" not in meta and "temperature_from_name" in meta:
+        meta["temperature"] = meta["temperature_from_name"]

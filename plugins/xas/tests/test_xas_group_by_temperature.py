@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 
 import numpy as np
 import pytest
 from xas_procs import pipeline_command, scan_chain, write_pipeline
-from xas_testdata import DATA, REFERENCE_SETTINGS
+from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS, p65_variant
 
 from asapo_pipelines.testing.harness import run_unit
 from asapo_pipelines_xas import temperature
@@ -108,6 +109,39 @@ def _groups(spectra, **params) -> dict[str, list[str]]:
         label: sorted(scan.rsplit(":", 1)[-1] for scan in merged["accepted"])
         for label, merged in last.items()
     }
+
+
+def test_a_temperature_in_the_file_name_is_read_when_the_header_names_none(tmp_path):
+    """P65 files say no Sample.temperature; their names do (`20K_GOE_...`, `300K_GOE_...`).
+    Named as one sample (`sample: GOE`) and grouped by temperature, the 20 K repeats and a
+    300 K scan were one group `temperature unknown` and averaged (outside tester, s43)."""
+    cold = [shutil.copyfile(DATA / name, tmp_path / name) for name in P65_SCANS]
+    warm = p65_variant(
+        P65_SCANS[0], tmp_path / P65_SCANS[0].replace("20K_", "300K_"), seed=3, noise=2e-4
+    )
+    scans = [read_scan(path, sample="GOE") for path in [*cold, warm]]
+    assert [s.metadata["temperature"] for s in scans] == ["20 K", "20 K", "300 K"]
+    params = NormalizeParams(**NORMALIZE)
+    groups = _groups([normalize_scan(s, params) for s in scans])
+    assert groups == {
+        "GOE/Fe/K/transmission/20 K": sorted(P65_SCANS),
+        "GOE/Fe/K/transmission/300 K": [warm.name],
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("LiFePO4_1C_Fe_K.001.xdi", None),  # a battery's charge rate, not 1 degree C
+        ("cu_T_300.xdi", None),  # a number alone: K or degrees C?
+        ("4.2K_cu.001.xdi", "4.2 K"),
+    ],
+)
+def test_only_a_number_with_a_capital_k_in_a_name_is_a_temperature(tmp_path, name, said):
+    path = tmp_path / name
+    path.write_text((DATA / FOIL).read_text())
+    scan = read_scan(path)
+    assert scan.metadata.get("temperature") == said
 
 
 @pytest.mark.parametrize(
