@@ -328,6 +328,16 @@ def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_re
     assert "processed no message" not in back, back
     # and away again: the results are still the first session's, made with 1.2e-4
     assert told in resume("--set", "advisor.target_noise=1.5e-4")
+    # and once more the same: "(unchanged)" against the session before, but the results are
+    # still the first session's; said too (an outside tester saw them shown without a word)
+    again = resume("--set", "advisor.target_noise=1.5e-4")
+    assert "resuming run r1 of pipeline p65-xas (unchanged)" in again, again
+    assert (
+        "advisor processed no message since its configuration changed in an earlier session: "
+        "its results, and those made from them, are still the earlier settings'; `pipeline "
+        f"reprocess {path.name} --from r1 --set advisor.target_noise=0.00015` applies the change "
+        "to the run's inputs"
+    ) in again, again
 
 
 def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tmp_path):
