@@ -340,6 +340,28 @@ def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_re
     ) in again, again
 
 
+def test_a_resume_whose_changed_merge_came_out_the_same_suggests_no_reprocess(tmp_path):
+    """`--resume --set merge.max_e0_shift=0.9` with no new scan: the merge screens and merges
+    its restored spectra again under the new limit at its start, and the merge came out the
+    same (the repeats' half-step energies differ by 0.01 eV), so it sent nothing; the note
+    said its results were still the earlier settings' and advised a reprocess (an outside
+    tester). A unit that gives its results from its restored state under the settings in
+    force has applied them, whether it sent anything or not."""
+    pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
+    pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
+    path = p65_copy(tmp_path)
+    first = run_pipeline("run", path.name, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for _ in range(2):  # the session of the change, and the next one "(unchanged)"
+        done = run_pipeline(
+            "run", "--resume", "--set", "merge.max_e0_shift=0.9", path.name,
+            cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "merge: groups 1" in done.stdout, done.stdout
+        assert "processed no message" not in done.stdout, done.stdout
+
+
 def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tmp_path):
     """A scientist edits a parameter in the file of a detached watch-mode run: the next scans
     were processed under the old one and `pipeline status` said nothing. It now warns, and

@@ -169,13 +169,14 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     )
     # the units whose own settings changed now: those fed by one are said with "made from them"
     changed = {u for u, w in (began.get("changes") or {}).items() if own_changes(w)}
-    # what a unit processed or sent in this session: a unit that keeps state sends what its
-    # restored state gives under the new settings at its start (a merge under another limit)
+    # what a unit processed or sent in this session, or gave from its restored state under the
+    # settings in force at its start (a merge under another limit), also when that came out
+    # as it was and was not sent again
     worked: dict[str, int] = {}
     for record in (counters or {}).values():
         if isinstance(record, dict) and in_session(record, session.label):
             unit = str(record.get("instance", ""))
-            done = int(record.get("processed") or 0) + int(record.get("outputs") or 0)
+            done = sum(int(record.get(k) or 0) for k in ("processed", "outputs", "reapplied"))
             worked[unit] = worked.get(unit, 0) + done
     # whose results are another configuration's: a unit whose last session with work ran
     # under the settings now in force (back from an excursion that processed nothing) made

@@ -205,8 +205,9 @@ def _pruned(store: RunStore, run: Run) -> bool:
 
 
 #: the counters a session records for each unit replica (`redelivered`: the messages handed
-#: to it again after a worker was killed, which `processed` counts once)
-COUNTS = ("processed", "redelivered", "errors", "outputs", "duplicates_skipped")
+#: to it again after a worker was killed, which `processed` counts once; `reapplied`: restored
+#: inputs it gave its results from under the session's settings)
+COUNTS = ("processed", "redelivered", "errors", "outputs", "duplicates_skipped", "reapplied")
 
 
 def summaries_of(

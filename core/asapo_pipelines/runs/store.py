@@ -169,7 +169,8 @@ class Run:
 
     def configuration_of_last_work(self, instance: str) -> dict[str, Any] | None:
         """`instance`'s configuration in the last ended session in which it processed or sent
-        anything: the one its results were made with. None when it never did."""
+        anything, or gave its results from its restored state (`reapplied`): the one its
+        results were made with. None when it never did."""
         configurations: dict[str, Any] = {}
         found = None
         for event in self.events:
@@ -178,7 +179,7 @@ class Run:
                 configurations = event["configurations"]
             elif kind == "ended":
                 did = (event.get("counts") or {}).get(instance) or {}
-                if did.get("processed") or did.get("outputs"):
+                if did.get("processed") or did.get("outputs") or did.get("reapplied"):
                     found = configurations.get(instance)
         return None if found is None else dict(found)
 

@@ -324,6 +324,8 @@ class Worker:
         self._lease_warned = False
         #: what this replica processed in the run's earlier sessions (a resumed session only)
         self._processed_before = 0
+        #: inputs of earlier sessions `_restore` gave the unit back (see `Counters.reapplied`)
+        self._restored_inputs = 0
         #: whether every input's consumer can extend a lease (`extend_lease`)
         self._extendable = False
         #: whether the unit makes its own writes durable in `flush`, which must not run beside
@@ -565,7 +567,7 @@ class Worker:
                     self._restore_sent(unit)
                 elif unit.restores_state:
                     self._restore(unit)
-                    self._send_restored()
+                    self._send_restored(unit)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.status.stop("failed")
@@ -684,6 +686,7 @@ class Worker:
         finally:
             for each in readers.values():
                 each.close()
+        self._restored_inputs = len(named) - len(lost) + replayed
         log.info(
             "%s restored its state from %d processed inputs", self.label, len(named) - len(lost)
         )
@@ -692,13 +695,16 @@ class Worker:
         if lost:
             self._report_unrestorable(lost)
 
-    def _send_restored(self) -> None:
+    def _send_restored(self, unit: Unit) -> None:
         """Write what the unit's `on_restored` emits, before it takes any message: a result its
         restored state gives under changed parameters (a resumed run's new threshold) would
         otherwise wait for an input that may never come (a watched directory with no new file).
         Outputs an earlier run wrote under the same key are skipped."""
         outcome = self.runner.restored()
         self._apply(outcome, None, check=True, marker="on_restored")
+        if outcome.error is None and type(unit).on_restored is not Unit.on_restored:
+            # its results now are those of the settings in force, sent or the same as before
+            self.counters.reapplied += self._restored_inputs
         if not outcome.outputs and outcome.error is None:
             return  # nothing to make durable: most units emit nothing here
         self._write_outputs(check_leases=False)

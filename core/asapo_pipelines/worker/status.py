@@ -33,6 +33,7 @@ CARRIED = (
     "retries",
     "outputs",
     "duplicates_skipped",
+    "reapplied",
 )
 #: How long a worker keeps trying, while the transport is unavailable (a server restarting, a
 #: network cut), to publish its final status record and to read the one before it: the counts
@@ -80,6 +81,10 @@ class Counters:
     retries: int = 0
     outputs: int = 0
     duplicates_skipped: int = 0
+    #: inputs of earlier sessions whose state the unit restored and then gave its results
+    #: from under the settings in force (`restores_state` with `on_restored`), whether or not
+    #: those results differ from what it sent before: work under this session's settings
+    reapplied: int = 0
     #: messages of the inputs not yet acknowledged by this unit's group
     backlog: int = 0
     #: seconds between an input being written and this unit taking it (last message)
