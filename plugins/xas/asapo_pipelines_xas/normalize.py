@@ -694,15 +694,55 @@ def reference_foil(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> F
     if not math.isfinite(e0):
         raise ReferenceUnusable("pre_edge found no edge in the reference foil")
     _check_edge(float(group.edge_step), mu_ref[good], e0)
-    near = energy[bad][np.abs(energy[bad] - e0) <= FOIL_EDGE_GAP]
-    if len(near):
-        # the foil's E0 is the steepest point of its edge: found without points there, it is
-        # found beside them (an outside tester's two zeros at the edge moved it by 0.5 eV)
-        raise ReferenceUnusable(
-            f"It or Iref hold no count at {_energies(near)} eV, within {FOIL_EDGE_GAP:g} eV of "
-            f"the foil's E0 {e0:.2f} eV, so its E0 cannot be found without them"
-        )
+    if np.any(bad):
+        _check_dropped_off_edge(energy[bad], _foil_edge_places(energy, mu_ref, settings, e0))
     return Foil(e0, mu_ref, energy[bad])
+
+
+def _foil_edge_places(
+    energy: np.ndarray, mu_ref: np.ndarray, settings: PreEdgeParams, e0: float
+) -> list[tuple[str, float]]:
+    """Where the edge of a foil with dropped points may be: (what, with `{}` for the energy;
+    energy in eV).
+
+    The E0 found without the dropped points alone cannot tell whether they were on the edge:
+    the foil's E0 is its steepest point, and found without points there it is found beside
+    them (an outside tester's two zeros at 7110.98 and 7111.52 eV, where the foil's E0 is
+    7111.52, moved it to 7120.00 eV, 8.5 eV away, and the foil calibrated the scan 8.5 eV off).
+    So the points are also tested against the E0 found across them (mu_ref with them
+    interpolated: a straight line over a gap in the rise is as steep as the rise, and the E0
+    falls in the gap; the tester's case gives 7111.52 eV), and against the tabulated edge the
+    foil names (a metal foil's E0 sits on it, up to the calibration error: `foil_edge`)."""
+    from larch import Group
+    from larch.xafs import pre_edge as larch_pre_edge
+
+    places = [("E0 {:.2f} eV found without them", e0)]
+    group = Group()
+    try:
+        larch_pre_edge(energy, mu_ref, group=group, **_kwargs(settings))
+        across = float(group.e0)
+    except Exception:  # the E0 without them stands; the tabulated edge is still tested
+        across = math.nan
+    if math.isfinite(across):
+        places.append(("E0 {:.2f} eV found across them", across))
+    named = [foil_edge(e) for _, e in places]
+    for found in dict.fromkeys(n for n in named if n is not None):  # each edge once, in order
+        element, edge, tabulated = found
+        places.append((f"{element} {edge} {{:.2f}} eV tabulated", tabulated))
+    return places
+
+
+def _check_dropped_off_edge(dropped: np.ndarray, places: list[tuple[str, float]]) -> None:
+    """Raise `ReferenceUnusable` when dropped foil points lie within `FOIL_EDGE_GAP` of any
+    place its edge may be (`_foil_edge_places`)."""
+    for _, place in places:
+        near = dropped[np.abs(dropped - place) <= FOIL_EDGE_GAP]
+        if len(near):
+            said = ", ".join(w.format(e) for w, e in places)
+            raise ReferenceUnusable(
+                f"It or Iref hold no count at {_energies(near)} eV, within {FOIL_EDGE_GAP:g} eV "
+                f"of the foil's edge ({said}), so its E0 cannot be found without them"
+            )
 
 
 #: a reference foil's edge must stand out of its point-to-point scatter (MAD of the second
@@ -712,7 +752,13 @@ def reference_foil(energy: np.ndarray, scan: Scan, pre_edge: PreEdgeParams) -> F
 #: tester's at 7352.92 eV: the merge then rejected the sample's good scan as 241 eV off)
 FOIL_STEP_OVER_NOISE = 10.0
 MIN_FOIL_STEP = 0.01
-#: dropped foil points this close to its E0 (eV) leave the edge without its steepest points
+#: dropped foil points this close to where its edge may be (eV, `_foil_edge_places`) leave
+#: the edge without its steepest points: the P65 Fe foil's derivative is above half its peak
+#: from 7110.5 to 7112.6 eV around its E0 7111.5, and two zeros there moved its E0 by 0.5 eV
+#: (a second tester) or by 8.5 eV (the two steepest points, a third). Points further up the
+#: rise (its second maximum, 7118 to 7122 eV) leave the E0 where it is (xraylarch, two zeros
+#: at 7119.5 and 7120.0 eV: E0 unchanged to 0.001 eV), and the E0 is what the foil is used for
+#: (calibration, the label; the merge's alignment fits 50 eV of it, one point interpolated)
 FOIL_EDGE_GAP = 5.0
 
 

@@ -297,7 +297,7 @@ def test_foil_points_dropped_at_its_edge_leave_no_foil_to_calibrate_by(
     said = str(error.get("error", error))
     assert "calibrate needs the reference foil, but its channel is unusable" in said
     named = ", ".join(f"{e:.2f}" for e in energy[at])
-    assert f"hold no count at {named} eV, within 5 eV of the foil's E0" in said, said
+    assert f"hold no count at {named} eV, within 5 eV of the foil's edge (E0 " in said, said
     plain = _units(run_unit, unit_message, data, NORMALIZE)
     (spectrum,) = plain.values("spectra")
     assert spectrum["values"]["e0_ref"] is None

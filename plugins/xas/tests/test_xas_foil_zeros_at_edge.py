@@ -1,0 +1,157 @@
+"""Reference-foil points dropped on the foil's edge make the foil unusable, wherever the damaged
+foil puts its E0.
+
+An outside tester set Iref to 0 at the two points nearest the Fe foil's E0 (7110.98 and 7111.52
+eV). Found without them, the foil's E0 moved to 7120.00 eV, 8.5 eV from them, so the "within 5
+eV of the foil's E0" test passed: the run said "2 points of the reference foil dropped ... its E0
+is found without them", labelled the scan from a foil E0 of 7120 eV, and with `calibrate: true`
+moved the sample's E0 by -8.5 eV (7118.91 instead of 7127.39 eV). The dropped points are now also
+tested against the E0 found across them and the tabulated edge the foil names.
+
+Real P65 goethite scans (SOURCES.md) with Iref written 0; E0s by xraylarch at test time, from the
+files' columns read with numpy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from xas_testdata import (
+    DATA,
+    P65_ENERGY,
+    P65_IREF,
+    P65_IT,
+    P65_SCANS,
+    REFERENCE_SETTINGS,
+    p65_variant,
+)
+
+P65_I0 = 10
+NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
+
+
+def larch_e0(energy: np.ndarray, mu: np.ndarray) -> float:
+    from larch import Group
+    from larch.xafs import pre_edge
+
+    group = Group(energy=np.asarray(energy), mu=np.asarray(mu))
+    pre_edge(group)
+    return float(group.e0)
+
+
+def foil_e0(table: np.ndarray, keep: np.ndarray | None = None) -> float:
+    """xraylarch's E0 of ln(It/Iref), of the rows `keep` only when given."""
+    keep = np.ones(len(table), bool) if keep is None else keep
+    return larch_e0(table[keep, P65_ENERGY], np.log(table[keep, P65_IT] / table[keep, P65_IREF]))
+
+
+def without(table: np.ndarray, rows: list[int]) -> np.ndarray:
+    keep = np.ones(len(table), bool)
+    keep[rows] = False
+    return keep
+
+
+def steepest_pair(source: str) -> list[int]:
+    """The foil's E0 point and its neighbour whose dropping moves xraylarch's E0 the furthest
+    (the tester's two zeros)."""
+    table = np.loadtxt(DATA / source, comments="#")
+    at = int(np.argmin(np.abs(table[:, P65_ENERGY] - foil_e0(table))))
+    pairs = ([at - 1, at], [at, at + 1])
+    return max(pairs, key=lambda rows: abs(foil_e0(table, without(table, rows)) - foil_e0(table)))
+
+
+def damaged(directory, rows_of=steepest_pair) -> list:
+    directory.mkdir(exist_ok=True)
+    return [
+        p65_variant(
+            source,
+            directory / f"zed_Fe_K.0000{n}.xdi",
+            seed=0,
+            noise=0.0,
+            zero_iref=rows_of(source),
+        )
+        for n, source in enumerate(P65_SCANS)
+    ]
+
+
+def normalize(run_unit, unit_message, directory, params):
+    scans = run_unit("xas.scan-files", params={"directory": str(directory), "pattern": "*.xdi"})
+    assert scans.errors == []
+    inputs = [unit_message(o.value, metadata=o.metadata) for o in scans.outputs]
+    return run_unit("xas.normalize", inputs, params=params)
+
+
+def test_the_trap_is_real():
+    """Found without the two points, the foil's E0 lies more than 5 eV from them."""
+    for source in P65_SCANS:
+        table = np.loadtxt(DATA / source, comments="#")
+        rows = steepest_pair(source)
+        moved = foil_e0(table, without(table, rows))
+        assert np.min(np.abs(table[rows, P65_ENERGY] - moved)) > 5
+
+
+def test_calibrate_refuses_a_foil_without_the_steepest_points_of_its_edge(
+    tmp_path, run_unit, unit_message
+):
+    paths = damaged(tmp_path / "data")
+    result = normalize(run_unit, unit_message, tmp_path / "data", {**NORMALIZE, "calibrate": True})
+    assert result.values("spectra") == []  # never calibrated by a foil E0 8.5 eV off
+    said = {record["error"].split(":")[0]: record["error"] for record in result.errors}
+    assert sorted(said) == sorted(path.name for path in paths)
+    for path, source in zip(paths, P65_SCANS, strict=True):
+        table = np.loadtxt(DATA / source, comments="#")
+        named = ", ".join(f"{e:.2f}" for e in sorted(table[steepest_pair(source), P65_ENERGY]))
+        assert said[path.name].startswith(
+            f"{path.name}: calibrate needs the reference foil, but its channel is unusable (It "
+            f"or Iref hold no count at {named} eV, within 5 eV of the foil's edge (E0 "
+        ), said[path.name]
+        assert said[path.name].endswith(
+            "so its E0 cannot be found without them), so this scan cannot be calibrated: set "
+            "`calibrate: false` to normalise it on its energies as measured"
+        )
+
+
+def test_without_calibrate_the_scan_is_normalised_without_its_foil(
+    tmp_path, run_unit, unit_message
+):
+    paths = damaged(tmp_path / "data")
+    result = normalize(run_unit, unit_message, tmp_path / "data", NORMALIZE)
+    assert result.errors == []
+    spectra = {s["metadata"]["file"]: s for s in result.values("spectra")}
+    for path in paths:
+        spectrum = spectra[path.name]
+        table = np.loadtxt(path, comments="#")
+        sample = larch_e0(table[:, P65_ENERGY], np.log(table[:, P65_I0] / table[:, P65_IT]))
+        assert spectrum["values"]["e0"] == pytest.approx(sample, abs=0.01)
+        assert spectrum["values"]["e0_ref"] is None  # not a foil E0 of 7120 eV
+        assert "mu_ref" not in spectrum["arrays"]
+        assert spectrum["metadata"]["reference"].startswith(
+            "the reference channel is unusable (It or Iref hold no count at "
+        )
+
+
+def test_zeros_up_the_edge_beyond_its_e0_are_still_dropped(tmp_path, run_unit, unit_message):
+    """Two zeros 8 eV above the foil's E0 (the rise's second maximum) leave xraylarch's E0 where
+    it is: they are dropped, and the foil calibrates the scan."""
+    from xraydb import xray_edge
+
+    def up_the_edge(source: str) -> list[int]:
+        table = np.loadtxt(DATA / source, comments="#")
+        at = int(np.argmin(np.abs(table[:, P65_ENERGY] - foil_e0(table) - 8.0)))
+        return [at, at + 1]
+
+    paths = damaged(tmp_path / "data", up_the_edge)
+    result = normalize(run_unit, unit_message, tmp_path / "data", {**NORMALIZE, "calibrate": True})
+    assert result.errors == []
+    spectra = {s["metadata"]["file"]: s for s in result.values("spectra")}
+    for path, source in zip(paths, P65_SCANS, strict=True):
+        table = np.loadtxt(DATA / source, comments="#")
+        intact = foil_e0(table)
+        assert foil_e0(table, without(table, up_the_edge(source))) == pytest.approx(
+            intact, abs=0.01
+        )
+        spectrum = spectra[path.name]
+        assert spectrum["metadata"]["reference"].startswith(
+            "2 points of the reference foil dropped"
+        )
+        shift = float(xray_edge("Fe", "K").energy) - intact
+        assert spectrum["values"]["energy_shift"] == pytest.approx(shift, abs=0.01)
