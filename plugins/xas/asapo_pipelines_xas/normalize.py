@@ -423,34 +423,43 @@ def infer_identity(
 #: mono recalibrated after a crystal change); a hard 5 eV split one sample's repeats, foils at
 #: +4.8 and +5.2 eV, into V K and La L3
 FOIL_FROM_EDGE = 10.0
-#: a foil as far (within this, eV) from two K or L3 edges within `FOIL_FROM_EDGE` says neither:
-#: one sitting halfway between V K and La L3 is as likely either off by 9 eV. Nearer one than
-#: the other by more, it names the nearer one: a rule that wanted it twice as near split one
-#: sample's repeats whose foils drifted from V K +5.9 to +6.2 eV (La L3 is 18 eV above V K)
+#: two K or L3 edges this close to each other (eV) are one edge to any foil: its E0 cannot say
+#: which it is, and the sample's E0 decides (Se K and Tl L3 are both tabulated at 12658.0 eV;
+#: no other K or L3 edges above 1 keV lie within 3 eV of each other). Edges further apart are
+#: told apart by which is nearer the foil's E0: a tie on how near the foil is (this close to
+#: each) flipped an outside tester's repeats, foils 0.13 eV apart 9 eV above V K, between V K
+#: and La L3, and the sample's E0 it fell back on then chose La L3, the edge the foil is
+#: further from
 FOIL_TIE = 1.0
 
 
-def foil_edge(e0_ref: float) -> tuple[str, str, float] | None:
-    """(element, edge, tabulated energy) of the K or L3 edge a reference foil's E0 is the E0
-    of: the nearest one within `FOIL_FROM_EDGE`, unless another one within it is about as
-    near (`FOIL_TIE`); None otherwise."""
+def foil_edges(e0_ref: float) -> list[tuple[str, str, float]]:
+    """(element, edge, tabulated energy) of the K and L3 edges within `FOIL_FROM_EDGE` of a
+    reference foil's E0, the nearest first."""
     from xraydb import guess_edge, xray_edge
 
     if not math.isfinite(e0_ref) or e0_ref < 100:
-        return None
+        return []
     near: list[tuple[float, str, str, float]] = []
     for edge in COMMON_EDGES:
         element, _ = guess_edge(e0_ref, edges=(edge,))  # the nearest of the series
         if element:
             tabulated = float(xray_edge(element, edge).energy)
             near.append((abs(e0_ref - tabulated), str(element), edge, tabulated))
-    near.sort()
-    if not near or near[0][0] > FOIL_FROM_EDGE:
+    return [(el, ed, tab) for off, el, ed, tab in sorted(near) if off <= FOIL_FROM_EDGE]
+
+
+def foil_edge(e0_ref: float) -> tuple[str, str, float] | None:
+    """(element, edge, tabulated energy) of the K or L3 edge a reference foil's E0 is the E0
+    of: the nearest one within `FOIL_FROM_EDGE`, unless another one within it is tabulated at
+    about the same energy (`FOIL_TIE`); None otherwise. A foil about as near two edges names
+    the nearer; `foil_identity` says the other fits too."""
+    near = foil_edges(e0_ref)
+    if not near:
         return None
-    if len(near) > 1 and near[1][0] <= FOIL_FROM_EDGE and near[1][0] - near[0][0] < FOIL_TIE:
+    if len(near) > 1 and abs(near[1][2] - near[0][2]) < FOIL_TIE:
         return None
-    _, element, edge, tabulated = near[0]
-    return element, edge, tabulated
+    return near[0]
 
 
 def foil_identity(metadata: dict[str, Any], e0_ref: Any, e0: float) -> bool:
@@ -479,14 +488,14 @@ def foil_identity(metadata: dict[str, Any], e0_ref: Any, e0: float) -> bool:
     infer_identity(metadata, float(e0_ref), "reference foil E0", [(element, edge, tabulated)])
     candidates = edge_candidates(e0) if e0 >= 100 else []
     # what the sample's E0 alone would fit as well, the foil deciding between them: K and L3
-    # edges only (a rare edge is never taken for being near, see `identify_edge`)
-    others = [
-        f"{el} {ed}"
-        for el, ed, _ in candidates
-        if (el, ed) != (element, edge) and ed in COMMON_EDGES
-    ]
-    if others:
-        metadata["identity"]["also_fits"] = others
+    # edges only (a rare edge is never taken for being near, see `identify_edge`); and the
+    # other edges in the foil's own reach: a foil 8.5 eV above V K is 9.5 below La L3, and the
+    # reader should see that the foil chose by 1 eV
+    others = [(el, ed) for el, ed, _ in candidates if ed in COMMON_EDGES]
+    others += [(el, ed) for el, ed, _ in foil_edges(float(e0_ref))]
+    also = [f"{el} {ed}" for el, ed in dict.fromkeys(others) if (el, ed) != (element, edge)]
+    if also:
+        metadata["identity"]["also_fits"] = also
     return True
 
 

@@ -32,16 +32,33 @@ def _larch_e0(energy: np.ndarray, mu: np.ndarray) -> float:
     return float(group.e0)
 
 
+#: eV: an outside tester's move of the goethite pair, its foils between V K and La L3
+TESTER_SHIFT = -1638.0
+
+
+def _reference(path) -> tuple[np.ndarray, np.ndarray]:
+    scan = read_scan(path)
+    return scan.energy, compute_mu(scan, "reference")
+
+
 def _vanadium_like(
-    tmp_path, source: str, name: str, *, foil: bool = True, offset: float = CALIBRATION_OFFSET
+    tmp_path,
+    source: str,
+    name: str,
+    *,
+    foil: bool = True,
+    offset: float = CALIBRATION_OFFSET,
+    shift: float | None = None,
 ):
     """The P65 file in its own format, its energies moved so that the Fe foil's E0 lies
-    `offset` above the tabulated V K edge, under a name that says no element."""
+    `offset` above the tabulated V K edge (or moved by `shift` eV), under a name that says no
+    element."""
     from xraydb import xray_edge
 
     scan = read_scan(DATA / source)
-    foil_e0 = _larch_e0(scan.energy, compute_mu(scan, "reference"))
-    shift = float(xray_edge("V", "K").energy) + offset - foil_e0
+    if shift is None:
+        foil_e0 = _larch_e0(*_reference(DATA / source))
+        shift = float(xray_edge("V", "K").energy) + offset - foil_e0
     header = []
     for line in (DATA / source).read_text().splitlines():
         if not line.startswith("#"):
@@ -123,13 +140,45 @@ def test_repeats_whose_foils_straddle_a_calibration_limit_are_one_sample(
     assert [s["metadata"]["identity"]["from"] for s in spectra] == ["reference foil E0"] * 7
 
 
-def test_a_foil_between_two_edges_says_neither(tmp_path, run_unit, unit_message):
-    """A foil 9 eV above V K is 9 eV below La L3: it names neither, and the sample's E0
-    decides (the summary says it was inferred from the E0 and what else fits)."""
-    _vanadium_like(tmp_path, P65_SCANS[0], "vanadate.00000.xdi", offset=9.0)
+@pytest.mark.parametrize(
+    ("offset", "label", "other"), [(8.8, "V K", "La L3"), (9.2, "La L3", "V K")]
+)
+def test_a_foil_between_two_edges_names_the_nearer_and_says_the_other_fits(
+    tmp_path, run_unit, unit_message, offset, label, other
+):
+    """A foil 8.8 eV above V K is 9.2 eV below La L3: it names V K, and the summary says La L3
+    fits too; 9.2 eV above V K, La L3. (It used to name neither within 0.5 eV of the midpoint,
+    and the sample's E0 then chose La L3 even for a foil nearer V K.)"""
+    _vanadium_like(tmp_path, P65_SCANS[0], "vanadate.00000.xdi", offset=offset)
     result = _normalize(run_unit, unit_message, tmp_path)
     (spectrum,) = result.values("spectra")
-    assert spectrum["metadata"]["identity"]["from"] == "E0"
+    assert spectrum["metadata"]["identity"]["from"] == "reference foil E0"
+    (item,) = result.summary["scans"]
+    assert item["edge"] == f"{label} (from the reference foil E0; also fits {other})"
+
+
+def test_repeats_whose_foils_sit_near_the_midpoint_are_one_sample(tmp_path, run_unit, unit_message):
+    """An outside tester's goethite pair with every energy moved by -1638 eV: the foils lie
+    8.52 and 8.38 eV above V K, 0.96 and 1.24 eV nearer it than La L3. The first was a tie on
+    how near the foil was, and the sample's E0 chose La L3; the second was V K: two groups of
+    one scan, a plan for each. Both are V K now, in doubt of La L3, and merged together."""
+    from xraydb import xray_edge
+
+    v_k, la_l3 = (float(xray_edge(*edge).energy) for edge in (("V", "K"), ("La", "L3")))
+    paths = [
+        _vanadium_like(tmp_path, source, f"vsample.0000{n}.xdi", shift=TESTER_SHIFT)
+        for n, source in enumerate(P65_SCANS)
+    ]
+    foils = [_larch_e0(*_reference(path)) for path in paths]
+    nearer = [(la_l3 - foil) - (foil - v_k) for foil in foils]
+    assert min(nearer) < 1 < max(nearer)  # the trap is real: one tie, one not, by the old rule
+    result = _normalize(run_unit, unit_message, tmp_path)
+    assert [item["edge"] for item in result.summary["scans"]] == [
+        "V K (from the reference foil E0; also fits La L3)"
+    ] * 2
+    merged = run_unit("xas.merge", result.values("spectra")).values("merged")[-1]
+    assert merged["group"]["element"] == "V"
+    assert (merged["n_scans"], merged["n_merged"]) == (2, 2)
 
 
 def test_without_a_foil_the_sample_decides_and_the_summary_shows_the_doubt(
@@ -152,3 +201,18 @@ def test_a_file_naming_its_element_is_left_as_it_is(tmp_path, run_unit, unit_mes
     (spectrum,) = result.values("spectra")
     assert "identity" not in spectrum["metadata"]
     assert "edge" not in result.summary["scans"][0]
+
+
+def test_edges_tabulated_at_one_energy_are_a_tie_no_foil_decides():
+    """Se K and Tl L3 are tabulated at the same energy: a foil there names neither (the sample's
+    E0 decides), while V K and La L3 are told apart by the nearer."""
+    from xraydb import xray_edge
+
+    from asapo_pipelines_xas.normalize import foil_edge, foil_edges
+
+    se_k = float(xray_edge("Se", "K").energy)
+    assert abs(se_k - float(xray_edge("Tl", "L3").energy)) < 1
+    assert {(el, ed) for el, ed, _ in foil_edges(se_k + 1.0)} == {("Se", "K"), ("Tl", "L3")}
+    assert foil_edge(se_k + 1.0) is None
+    v_k = float(xray_edge("V", "K").energy)
+    assert foil_edge(v_k + 8.9)[:2] == ("V", "K")
