@@ -382,15 +382,36 @@ def identify_edge(
     return str(element), str(edge), float(xray_edge(element, edge).energy)
 
 
+def _window_method(source: str) -> str:
+    """`identity.method` of a label from `edge_candidates` (`E0_FROM_EDGE`), in the docs'
+    words: the tabulated edge lies below E0 by up to 25 eV, above it by up to 5."""
+    low, high = E0_FROM_EDGE
+    return (
+        f"the nearest K or L3 edge tabulated (xraydb) between {-low:g} eV above the {source} "
+        f"and {high:g} eV below it"
+    )
+
+
+def _guess_method(source: str) -> str:
+    """`identity.method` of a label from xraydb's `guess_edge` (`identify_edge`'s fallback)."""
+    low, high = E0_FROM_EDGE
+    return (
+        f"xraydb's guess_edge of the {source}: no K or L3 edge is tabulated between {-low:g} eV "
+        f"above it and {high:g} eV below it"
+    )
+
+
 def infer_identity(
     metadata: dict[str, Any],
     e0: float,
     source: str,
     candidates: list[tuple[str, str, float]] | None = None,
+    method: str | None = None,
 ) -> None:
     """Fill element and edge from E0 when the file named neither, and say so in the metadata
-    (`identity: {inferred: [...], from: ..., e0, tabulated}`) so nobody mistakes it for a header
-    value."""
+    (`identity: {inferred: [...], from: ..., e0, tabulated, method}`) so nobody mistakes it for
+    a header value. `method`: the rule that chose the `candidates` given (the foil's); by
+    default the E0 rule, in the words of the branch of `identify_edge` that decided."""
     missing = [key for key in ("element", "edge") if not metadata.get(key)]
     if not missing:
         return
@@ -401,6 +422,9 @@ def infer_identity(
     if found is None:
         return
     element, edge, tabulated = found
+    if method is None:
+        in_window = any(c[1] in COMMON_EDGES for c in candidates)  # else guess_edge decided
+        method = _window_method(source) if in_window else _guess_method(source)
     guess = {"element": element, "edge": edge}
     for key in missing:
         metadata[key] = guess[key]
@@ -409,8 +433,7 @@ def infer_identity(
         "from": source,
         "e0": round(float(e0), 2),
         "tabulated_edge_energy": tabulated,
-        "method": f"xraydb edges within {E0_FROM_EDGE[0]:+g} to {E0_FROM_EDGE[1]:+g} eV of E0, "
-        "K and L3 first",
+        "method": method,
     }
     # the other edges E0 fits as well: a reader of the result sees that the guess had a choice
     others = [f"{el} {ed}" for el, ed, _ in candidates if (el, ed) != (element, edge)]
@@ -431,6 +454,13 @@ FOIL_FROM_EDGE = 10.0
 #: and La L3, and the sample's E0 it fell back on then chose La L3, the edge the foil is
 #: further from
 FOIL_TIE = 1.0
+
+
+#: `identity.from` and `identity.method` of a label the reference foil decided (`foil_edge`)
+FOIL_SOURCE = "reference foil E0"
+FOIL_METHOD = (
+    f"the nearest K or L3 edge tabulated (xraydb) within {FOIL_FROM_EDGE:g} eV of the {FOIL_SOURCE}"
+)
 
 
 def foil_edges(e0_ref: float) -> list[tuple[str, str, float]]:
@@ -485,7 +515,7 @@ def foil_identity(metadata: dict[str, Any], e0_ref: Any, e0: float) -> bool:
     named = {key: metadata.get(key) for key in ("element", "edge") if metadata.get(key)}
     if any(str(value) != {"element": element, "edge": edge}[key] for key, value in named.items()):
         return False  # the file names an element or edge the foil's is not: the sample decides
-    infer_identity(metadata, float(e0_ref), "reference foil E0", [(element, edge, tabulated)])
+    infer_identity(metadata, float(e0_ref), FOIL_SOURCE, [(element, edge, tabulated)], FOIL_METHOD)
     candidates = edge_candidates(e0) if e0 >= 100 else []
     # what the sample's E0 alone would fit as well, the foil deciding between them: K and L3
     # edges only (a rare edge is never taken for being near, see `identify_edge`); and the
@@ -629,7 +659,15 @@ def calibration_shift(
             if params.max_calibration_shift > limit:
                 limit, name = params.max_calibration_shift, "max_calibration_shift"
             check_edge_label(scan, edge_label(metadata), e0_ref, limit, "reference foil's E0", name)
-        infer_identity(metadata, e0_ref, "reference foil E0")
+        found = foil_edge(e0_ref)
+        if found is not None:
+            # the foil's rule, as without calibrate (`foil_identity`): a sample's label must
+            # not depend on whether its scans are calibrated (the E0 rule on the foil's E0 took
+            # V K for a foil 9.5 eV above it, where the foil rule says La L3)
+            near = [found, *(c for c in foil_edges(e0_ref) if c != found)]
+            infer_identity(metadata, e0_ref, FOIL_SOURCE, near, FOIL_METHOD)
+        else:
+            infer_identity(metadata, e0_ref, FOIL_SOURCE)
         element, edge = metadata.get("element"), metadata.get("edge")
         if not element or not edge:
             raise SpectrumError(

@@ -76,11 +76,11 @@ def _vanadium_like(
     return path
 
 
-def _normalize(run_unit, unit_message, directory):
+def _normalize(run_unit, unit_message, directory, params=REFERENCE_SETTINGS):
     scans = run_unit("xas.scan-files", params={"directory": str(directory), "pattern": "*.xdi"})
     assert scans.errors == []
     inputs = [unit_message(o.value, metadata=o.metadata) for o in scans.outputs]
-    result = run_unit("xas.normalize", inputs, params=REFERENCE_SETTINGS)
+    result = run_unit("xas.normalize", inputs, params=params)
     assert result.errors == []
     return result
 
@@ -216,3 +216,20 @@ def test_edges_tabulated_at_one_energy_are_a_tie_no_foil_decides():
     assert foil_edge(se_k + 1.0) is None
     v_k = float(xray_edge("V", "K").energy)
     assert foil_edge(v_k + 8.9)[:2] == ("V", "K")
+
+
+@pytest.mark.parametrize("offset", [8.8, 9.2])
+def test_calibrate_labels_by_the_same_foil_rule(tmp_path, run_unit, unit_message, offset):
+    """With `calibrate: true` the foil's E0 was matched by the sample's E0 rule (an edge up to
+    25 eV below it): a foil 9.2 eV above V K was V K calibrated, La L3 not. One rule now."""
+    from xraydb import xray_edge
+
+    _vanadium_like(tmp_path, P65_SCANS[0], "vanadate.00000.xdi", offset=offset)
+    plain = _normalize(run_unit, unit_message, tmp_path).values("spectra")[0]
+    calibrated = _normalize(
+        run_unit, unit_message, tmp_path, {**REFERENCE_SETTINGS, "calibrate": True}
+    ).values("spectra")[0]
+    label = (calibrated["metadata"]["element"], calibrated["metadata"]["edge"])
+    assert label == (plain["metadata"]["element"], plain["metadata"]["edge"])
+    assert calibrated["metadata"]["identity"]["method"] == plain["metadata"]["identity"]["method"]
+    assert calibrated["values"]["e0_ref"] == pytest.approx(xray_edge(*label).energy, abs=0.01)
