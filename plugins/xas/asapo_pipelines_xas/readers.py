@@ -269,8 +269,9 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
     user comments, the header-end line `#----` (three or more `-`) and the column label line
     (`# energy i0 itrans`), the last header line. The comment block is optional: without it the
     label line follows `#----` directly, and a file without `#----` either may end its header
-    with the label line (xraylarch's `read_xdi` reads both). Any other line among the fields
-    is refused: a field that lost its colon would otherwise be dropped unseen."""
+    with the label line (xraylarch's `read_xdi` reads both). A free comment among the fields
+    (no `# ///` before it) is skipped, as `read_xdi` skips it; a line that reads as a field
+    which lost its colon is refused (`_check_not_a_field`)."""
     _, start = _split_header(lines)
     header = [(number, line.strip()[1:].strip()) for number, line in enumerate(lines[:start])]
     header = [(number, line) for number, line in header if line]
@@ -300,12 +301,10 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
             if index == len(header) - 1 and len(line.split()) == ncols:
                 label_line = line  # the label line, without a `#----` line before it
                 continue
-            raise ScanFileError(
-                name,
-                f"XDI header line {number + 1} {line!r} is not `Namespace.tag: value`, and "
-                "only the user comments after a `# ///` line and the column labels after the "
-                "`#----` line may be written otherwise",
-            )
+            _check_not_a_field(name, number, line)
+            # a free comment among the fields (its `# ///` line left out): xraylarch's
+            # `read_xdi` skips it and reads the file, and so does this reader
+            continue
         key, value = key.strip(), value.strip()
         fields[key] = value
         column = re.fullmatch(r"column\.(\d+)", key, re.IGNORECASE)
@@ -349,6 +348,24 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
         with contextlib.suppress(ValueError):
             meta["edge_energy"] = float(edge_energy.split()[0])
     return names, rows, start, meta
+
+
+#: a header line that reads as an XDI field which lost its colon: `Sample.name Cu`
+_FIELD_WITHOUT_COLON = re.compile(r"([A-Za-z][\w-]*\.[A-Za-z][\w.-]*)\s+(\S.*)")
+
+
+def _check_not_a_field(name: str, number: int, line: str) -> None:
+    """Refuse a header line that reads as a field without its colon. xraylarch's `read_xdi`
+    skips it as it skips a free comment, but a lost `Sample.name` or `Element.symbol` silently
+    changes how the scan is grouped and labelled; a comment is rarely `Word.word text`."""
+    field = _FIELD_WITHOUT_COLON.fullmatch(line)
+    if field:
+        raise ScanFileError(
+            name,
+            f"XDI header line {number + 1} {line!r} reads as a field without its colon "
+            f"(`Namespace.tag: value`), which xraylarch's read_xdi would drop unseen: write it "
+            f"`{field.group(1)}: {field.group(2)}`",
+        )
 
 
 def _parse_fio(name: str, lines: list[str]) -> tuple[list[str], list[str], int, dict[str, Any]]:
