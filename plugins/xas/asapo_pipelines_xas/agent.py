@@ -332,6 +332,19 @@ def _restart_reason(old: Mapping[str, Any], new: Mapping[str, Any], earlier: int
     )
 
 
+def _noise_scale_note(merged: Mapping[str, Any]) -> str | None:
+    """The scale of the noise decided on, when the merge measures it with settings of its own
+    (`noise_by_merge`): the target is then met or missed on that scale, not on that of the
+    noise xas.normalize gives each file."""
+    differs = merged.get("noise_by_merge")
+    if not differs:
+        return None
+    return (
+        "noise of the merge and of each scan measured with xas.merge's own settings, not "
+        f"the scans' ({differs})"
+    )
+
+
 def _counts_against_beam(rejected: Mapping[str, Any]) -> bool:
     """A rejection that says something about the beam or the sample: not a copy of another
     scan and not left out for its normalisation settings."""
@@ -619,6 +632,9 @@ class ConvergenceAgent:
             "edge_step": values.get("edge_step"),
             "in_flight": in_flight,
         }
+        by_merge = _noise_scale_note(merged)
+        if by_merge:
+            metrics["noise_by_merge"] = merged["noise_by_merge"]
         restarted = self._restart_history(state, merged)
         if restarted:
             metrics["noise_history_restarted"] = restarted
@@ -662,6 +678,8 @@ class ConvergenceAgent:
                 reason = f"{reason}; {_left_out(rejected)}"
             if restarted:
                 reason = f"{reason}; {restarted['reason']}"
+            if by_merge:
+                reason = f"{reason}; {by_merge}"
             state.last_uid = uid
             return {
                 "uid": uid,

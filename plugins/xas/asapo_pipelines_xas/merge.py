@@ -55,7 +55,11 @@ onto the first accepted scan's grid), then clipped to the energies all scans cov
 extrapolated (the coverage screening keeps that within `min_range_coverage` of the group's
 range); the standard error is std(ddof=1)/sqrt(N). The mean is analysed again with xraylarch
 (pre_edge, autobk, estimate_noise) with the merged spectra's own settings (all the same) unless
-the merge overrides them. The same scan delivered twice replaces itself: nothing is counted twice.
+the merge overrides them. Where it does (its own `noise`, `pre_edge` or `autobk`), each scan's
+noise in the merge is measured again with the merge's settings (from the scan's chi(k) when only
+the noise settings differ), so that the merge's noise, the scans' beside it and the agent's fit
+are on one scale, and the merge names the difference (`noise_by_merge`: `noise.kweight 3, not
+2`). The same scan delivered twice replaces itself: nothing is counted twice.
 
 Each merge also names the curve its noise belongs on (`noise_series`): its group, and, once the
 settings that set the noise's scale changed since the group's first merge, what changed
@@ -118,6 +122,9 @@ class Merged:
     #: the scans disagree and no majority tells which is the measurement: nothing is merged
     #: (`{"scans": [...], "reason": ...}`), else None
     no_majority: dict[str, Any] | None = None
+    #: the merge's own analysis settings where they differ from the scans' (`merge.noise`
+    #: kweight 3, the scans' 2): every noise of this merge, each scan's too, is on its scale
+    noise_by_merge: str | None = None
 
     @property
     def latest_accepted(self) -> bool:
@@ -142,6 +149,7 @@ class Merged:
             "noise_series": dict(self.noise_series or self.group),
             # only when set: a merge's key is its content, which this must not change otherwise
             **({"no_majority": dict(self.no_majority)} if self.no_majority else {}),
+            **({"noise_by_merge": self.noise_by_merge} if self.noise_by_merge else {}),
         }
 
 
@@ -163,6 +171,8 @@ class _Entry:
     replaced: bool = False
     #: fingerprint of the measured arrays, to recognise the same data under another scan number
     digest: str = ""
+    #: the scan's noise under the merge's analysis settings, by those settings (`_scan_noise`)
+    noise_under: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.digest = data_digest(self.spectrum)
@@ -1039,22 +1049,22 @@ class Merger:
             for e in entries
             if e.reasons
         ]
+        # all accepted scans share their settings (see _current): these are the ones used
+        used = self._settings(accepted[0].spectrum) if accepted else None
         scans = [
             {
                 "scan": e.scan_id,
                 "accepted": not e.reasons,
                 "e0": _e0(e),
                 "edge_step": e.spectrum.values.get("edge_step"),
-                "epsilon_k": e.spectrum.values.get("epsilon_k"),
-                # the agent fits together only noise values over the same k window
-                "noise_kmin": e.spectrum.values.get("noise_kmin"),
-                "noise_kmax": e.spectrum.values.get("noise_kmax"),
+                # on the merge's scale: the agent fits them with the merges' noise
+                **(_scan_noise(e, *used) if used and not e.superseded else _own_noise(e)),
                 "shift": e.shift,
                 "shift_err": e.shift_err,
             }
             for e in entries
         ]
-        if not accepted:
+        if not accepted or used is None:
             return Merged(group, 0, [], rejected, latest, {}, {}, scans, no_majority=no_majority)
         grid, mean, std = merge_mu(
             [e.spectrum.arrays["energy"] + e.shift for e in accepted],
@@ -1067,8 +1077,7 @@ class Merger:
         n = len(accepted)
         # merge_groups' spread is the population std; the mean's standard error uses ddof=1
         stderr = std / math.sqrt(n - 1) if n > 1 else np.full_like(mean, np.nan)
-        # all accepted scans share their settings (see _current): these are the ones used
-        pre, bkg, noise = self._settings(accepted[0].spectrum)
+        pre, bkg, noise = used
         arrays, values = analyse(grid, mean, pre, bkg, noise)
         arrays["mu_stderr"] = stderr
         settings = {
@@ -1082,6 +1091,7 @@ class Merger:
             "autobk": bkg.model_dump(),
             "noise": noise.model_dump(),
         }
+        own = _own_settings(accepted[0].spectrum)
         return Merged(
             group,
             n,
@@ -1093,6 +1103,7 @@ class Merger:
             scans,
             settings,
             self._noise_series(key, group, settings),
+            noise_by_merge=_noise_override(used, own),
         )
 
     def _noise_series(
@@ -1104,6 +1115,79 @@ class Merger:
         if scale == first:
             return dict(group)
         return {**group, "settings": settings_difference(scale, first)}
+
+
+#: the values that say a spectrum's noise and the k window it is measured over
+NOISE_VALUES = ("epsilon_k", "noise_kmin", "noise_kmax")
+
+
+def _own_noise(entry: _Entry) -> dict[str, Any]:
+    """The noise `xas.normalize` found for the scan, with its own settings."""
+    return {k: entry.spectrum.values.get(k) for k in NOISE_VALUES}
+
+
+def _own_settings(
+    spectrum: Spectrum,
+) -> tuple[PreEdgeParams, AutobkParams, NoiseParams]:
+    own = spectrum.settings or {}
+    return (
+        PreEdgeParams.model_validate(own.get("pre_edge", {})),
+        AutobkParams.model_validate(own.get("autobk", {})),
+        NoiseParams.model_validate(own.get("noise", {})),
+    )
+
+
+def _noise_override(
+    used: tuple[PreEdgeParams, AutobkParams, NoiseParams],
+    own: tuple[PreEdgeParams, AutobkParams, NoiseParams],
+) -> str | None:
+    """What of the merge's analysis settings differs from the merged scans' own, in words
+    (`noise.kweight 3, not 2`); None when the merge analyses as they were."""
+    names = ("pre_edge", "autobk", "noise")
+    mine = {n: m.model_dump() for n, m in zip(names, used, strict=True)}
+    theirs = {n: m.model_dump() for n, m in zip(names, own, strict=True)}
+    return None if mine == theirs else settings_difference(mine, theirs)
+
+
+def _scan_noise(
+    entry: _Entry, pre: PreEdgeParams, bkg: AutobkParams, noise: NoiseParams
+) -> dict[str, Any]:
+    """The scan's noise under the merge's analysis settings. Where they are the scan's own,
+    what `xas.normalize` found; where the merge overrides them (its `noise`, `pre_edge` or
+    `autobk`), the noise of the merge and of each scan must be measured alike, or the merge
+    of two scans at kweight 3 (1.06e-4) beside single scans at kweight 2 (1.55e-4, 1.36e-4)
+    reads as ideal averaging and the agent fits a floor from two scales. Only the noise
+    settings differing, from the scan's own chi(k); else its mu analysed again. NaN values
+    (None) when that analysis fails on the scan: it is then no point of the noise history."""
+    own = _own_settings(entry.spectrum)
+    if (pre, bkg, noise) == own or not noise.enabled or not bkg.enabled:
+        return _own_noise(entry)
+    key = json.dumps([pre.model_dump(), bkg.model_dump(), noise.model_dump()], sort_keys=True)
+    if key not in entry.noise_under:
+        entry.noise_under[key] = _noise_again(entry.spectrum, (pre, bkg, noise), own)
+    return dict(entry.noise_under[key])
+
+
+def _noise_again(
+    spectrum: Spectrum,
+    used: tuple[PreEdgeParams, AutobkParams, NoiseParams],
+    own: tuple[PreEdgeParams, AutobkParams, NoiseParams],
+) -> dict[str, Any]:
+    pre, bkg, noise = used
+    k, chi = spectrum.arrays.get("k"), spectrum.arrays.get("chi")
+    try:
+        if (pre, bkg) == own[:2] and k is not None and chi is not None:
+            values: Mapping[str, Any] = normalize.estimate_noise(k, chi, noise)
+        else:
+            energy, mu = spectrum.arrays["energy"], spectrum.arrays["mu"]
+            values = analyse(energy, mu, pre, bkg, noise)[1]
+    except (SpectrumError, ValueError, KeyError):
+        return dict.fromkeys(NOISE_VALUES)
+    return {k: _plain(values.get(k)) for k in NOISE_VALUES}
+
+
+def _plain(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def merge_mu(

@@ -479,6 +479,16 @@ class Merge(Processor):
                 _sig(s.get("epsilon_k")) for s in merged["scans"] if s.get("accepted")
             ],
             **({"normalised_by_other_version": other_code} if other_code else {}),
+            # the merge analyses with its own settings: its noise and the scans' beside it are
+            # on that scale, not on that of the noise xas.normalize lists for each file
+            **(
+                {
+                    "noise_settings": "xas.merge's for the merge and each scan "
+                    f"({merged['noise_by_merge']})"
+                }
+                if merged.get("noise_by_merge")
+                else {}
+            ),
             # nothing merged: the scans disagree and none of them is the group's result
             **(
                 {"no_majority": merged["no_majority"]["reason"]}
