@@ -19,7 +19,10 @@ because their E0, edge step and noise were computed differently. Screening, in o
   points, recalibrated, a few points deglitched), or on that scan's curve at nearly all of its
   points (interpolated onto another grid), or whose mu minus that scan's at the same points is
   a smooth curve without noise (a gain changed, a dark current subtracted) or its counters that
-  scan's rounded (written with 5 digits), is a copy of it (`sameness`), not a repeat;
+  scan's rounded (written with 5 digits), is a copy of it (`sameness`), not a repeat; so is a
+  scan whose measured arrays are bit for bit those of a scan in another group (one buffer saved
+  under another sample's name: `_screen_copies_elsewhere` says which of the two it takes for
+  the measurement);
 - beam loss: I0 below `beam_dump_fraction` x median(I0) at more than `beam_dump_max_points`;
 - alignment (`align: reference`): each scan is shifted by the least-squares fit of its reference
   foil's derivative dmu_ref/dE (measured at the same time as the sample) onto the anchor's (the
@@ -670,6 +673,9 @@ class Merger:
         #: that one's source key): a file corrected after it was read may land in another group
         #: (its sample renamed), and be corrected again
         self._replaced: dict[str, tuple[Any, tuple[str, ...], str | None]] = {}
+        #: scan id -> when the merge first got it: of two groups' identical scans, the one that
+        #: came first is the measurement (a restarted merge gets them again in that order)
+        self._arrival: dict[str, int] = {}
 
     def group_key(self, spectrum: Spectrum) -> tuple[str, ...]:
         # the temperature is a reading, not a name: by its nearest multiple of a step, in
@@ -701,6 +707,7 @@ class Merger:
             self._replaced[str(replaces)] = (version, key, _source_key(ident))
         self._first_seen.setdefault(settings_key(spectrum), len(self._first_seen))
         entry = _Entry(ident, spectrum)
+        self._arrival.setdefault(ident, len(self._arrival))
         for i, old in enumerate(entries):
             if old.scan_id == ident:  # redelivery: replace, never count twice
                 entries[i] = entry
@@ -716,13 +723,68 @@ class Merger:
                 stale = [e for e in others if _source_key(e.scan_id) == str(replaces)]
                 if other != key and stale:
                     changed.append(self._remerge(other, others, stale[0].scan_id))
+        # which of two groups' identical scans is the copy depends on both groups' scans: a
+        # group sharing data with this one is screened again
+        digests = {e.digest for e in entries}
+        for other, others in self._groups.items():
+            same = [e for e in others if e.digest in digests]
+            if other != key and same:
+                changed.append(self._remerge(other, others, same[0].scan_id))
         changed.append(self._remerge(key, entries, ident))
         return changed
 
     def _remerge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
         """Screen a group's entries and merge them."""
-        no_majority = self._screen(self._current(entries))
+        no_majority = self._screen(self._current(entries), key)
         return self._merge(key, entries, latest, no_majority)
+
+    def _measurement_order(self, key: tuple[str, ...], entry: _Entry) -> tuple[float, ...]:
+        """How likely a scan is the measurement of identical data found in two groups, most
+        likely first: the one among other scans of its sample (a DAQ writing one buffer to two
+        files makes a lone file under another name; the sample measured has repeats), then the
+        one the merge got first (its message made first, else filed first). Identical files
+        carry the same start time, so the data cannot tell."""
+        company = sum(
+            1
+            for e in self._groups.get(key, [])
+            if e.digest != entry.digest and self._replacement(_source_key(e.scan_id)) is None
+        )
+        return (-company, _made_at(entry.spectrum), self._arrival.get(entry.scan_id, math.inf))
+
+    def _copied_from(self, key: tuple[str, ...], entry: _Entry) -> tuple[_Entry, tuple] | None:
+        """The scan of another group whose measured data are this one's bit for bit and that
+        is the measurement rather than this one (`_measurement_order`), with its group; None
+        when there is none. A file's earlier version that a later one replaces is no
+        measurement (its sample corrected, it counts in the new group): not an original."""
+        mine = self._measurement_order(key, entry)
+        found = [
+            (self._measurement_order(other, e), e, other)
+            for other, others in self._groups.items()
+            if other != key
+            for e in others
+            if e.digest == entry.digest and self._replacement(_source_key(e.scan_id)) is None
+        ]
+        found = [f for f in found if f[0] < mine]
+        return (min(found, key=lambda f: f[0])[1:]) if found else None
+
+    def _screen_copies_elsewhere(self, key: tuple[str, ...], entries: list[_Entry]) -> None:
+        """A scan whose measured data are bit for bit those of a scan of another group (the
+        same buffer saved under another sample's name) is no measurement of this group: left
+        out, naming that scan and its group, instead of merged as a sample nobody measured."""
+        for entry in entries:
+            if entry.reasons:
+                continue
+            copied = self._copied_from(key, entry)
+            if copied is None:
+                continue
+            original, group = copied
+            where = ", ".join(f"{k} {v}" for k, v in zip(self.params.group_by, group, strict=True))
+            entry.duplicate = True
+            entry.reasons.append(
+                f"duplicate of scan {_name(original)} of another group ({where}): the same "
+                "measured data (energy, mu, I0), bit for bit, saved under another name, a copy "
+                "rather than a measurement of this group"
+            )
 
     # -- screening -----------------------------------------------------------------------------
     def _current(self, entries: list[_Entry]) -> list[_Entry]:
@@ -796,7 +858,7 @@ class Merger:
             by = self._replaced[by[2]]
         return None if by is None else (by[0], by[1])
 
-    def _screen(self, entries: list[_Entry]) -> dict[str, Any] | None:
+    def _screen(self, entries: list[_Entry], key: tuple[str, ...]) -> dict[str, Any] | None:
         """Screen the group's entries (their `reasons`); what the merge says when the scans
         disagree with no majority, else None."""
         p = self.params
@@ -805,6 +867,7 @@ class Merger:
             entry.duplicate = False
             entry.shift, entry.shift_err = 0.0, None
         self._screen_duplicates(entries)
+        self._screen_copies_elsewhere(key, entries)
         for entry in entries:
             dumps = beam_loss_points(entry.spectrum, p.beam_dump_fraction)
             if dumps > p.beam_dump_max_points:
