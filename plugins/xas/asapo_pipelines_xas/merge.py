@@ -357,6 +357,17 @@ def _percent(fraction: float) -> str:
     return f"{math.floor(fraction * 1000) / 10:g} %"
 
 
+#: significant digits of a relative limit or deviation in a reason: a limit of 0.001 printed
+#: as a whole percent read `limit 0%` beside a deviation of 0.2 %
+RELATIVE_DIGITS = 3
+
+
+def _relative(fraction: float) -> str:
+    """A relative limit or deviation as a percentage with its significant digits: 0.1%,
+    0.05%, 10%, 12.3%."""
+    return f"{fraction * 100:.{RELATIVE_DIGITS}g}%"
+
+
 def sameness(a: _Entry, b: _Entry) -> Sameness | None:
     """How `b`'s data are `a`'s, None when they are two measurements: bit for bit the same;
     the same mu values point by point (each at its place in the other scan, give or take
@@ -975,8 +986,8 @@ class Merger:
             deviation = abs(step - step_ref) / abs(step_ref) if step_ref else math.inf
             if deviation > p.max_edge_step_deviation:
                 entry.reasons.append(
-                    f"edge step {step:.4g} differs by {deviation:.1%} from the group's "
-                    f"{step_ref:.4g} (limit {p.max_edge_step_deviation:.0%})"
+                    f"edge step {step:.4g} differs by {_relative(deviation)} from the group's "
+                    f"{step_ref:.4g} (limit {_relative(p.max_edge_step_deviation)})"
                 )
         return None
 
@@ -986,13 +997,12 @@ class Merger:
         """Reject every usable scan: they disagree, and as many agree with one of `heads` as
         with another, so which is the measurement cannot be told."""
         p = self.params
-        if by_half:
-            limits = (
-                f"limits {p.max_e0_shift:g} eV between half-step energies, "
-                f"{p.max_edge_step_deviation:.0%} in edge step"
-            )
-        else:
-            limits = f"limits {p.max_e0_shift:g} eV, {p.max_edge_step_deviation:.0%}"
+        # no majority, so no group's median: two scans agree by these limits between them
+        position = "half-step energies" if by_half else "E0s"
+        limits = (
+            f"two scans agree within {p.max_e0_shift:g} eV between their {position} and "
+            f"{_relative(p.max_edge_step_deviation)} between their edge steps"
+        )
 
         def edge(entry: _Entry) -> str:
             half = f", half-step energy {_half_step(entry):.2f} eV" if by_half else ""

@@ -141,7 +141,10 @@ def test_a_real_shift_in_transmission_is_rejected_naming_the_half_step_energies(
     assert merged["n_merged"] == 0
     assert merged["no_majority"]["scans"] == [s["scan"] for s in merged["scans"]]
     reason = merged["no_majority"]["reason"]
-    assert f"limits {LIMIT:g} eV between half-step energies, 10% in edge step" in reason
+    assert (
+        f"two scans agree within {LIMIT:g} eV between their half-step energies and 10% "
+        "between their edge steps" in reason
+    )
     # each scan's E0 (xraylarch's) and half-step energy, on the aligned energy scale
     shifts = [s["shift"] for s in merged["scans"]]
     for (e0, _), shift in zip(edges, shifts, strict=True):
