@@ -971,9 +971,11 @@ class NexusWriter:
             number = self._merge_number(result, key, group)
             return self._titled(key, f"merge {number} of {label}: nothing merged ({why})")
         n_merged = int(result.get("n_merged", 0))
-        n_scans = int(result.get("n_scans") or n_merged)
+        n_scans, copies = _scans_measured(result, n_merged)
         counted = f"{n_merged} of {n_scans}" if n_scans > n_merged else str(n_merged)
         scans = f"{counted} scan{'' if n_scans == 1 else 's'}"
+        if copies:
+            scans += f"; {copies} cop{'y' if copies == 1 else 'ies'} of scans left out"
         return self._titled(
             key, f"merge {self._merge_number(result, key, group)} of {label} ({scans})"
         )
@@ -1319,6 +1321,19 @@ def has_data(result: Mapping[str, Any]) -> bool:
     return (
         isinstance(arrays, Mapping) and _filled(arrays.get("energy")) and _filled(arrays.get("mu"))
     )
+
+
+def _scans_measured(result: Mapping[str, Any], n_merged: int) -> tuple[int, int]:
+    """(the scans a merge counts, as the convergence agent counts the scans taken; the copies
+    of scans it lists): a copy of another scan's data (`duplicate`) and an earlier read of a
+    file that a later version replaces (`replaced`) are no measurements, and a title counting
+    them read `2 of 11 scans` for two repeats beside nine copies of one of them."""
+    rejected = [r for r in result.get("rejected", []) if isinstance(r, Mapping)]
+    if not rejected and result.get("n_scans"):
+        return int(result["n_scans"]), 0  # an older message that lists no rejections
+    measured = [r for r in rejected if not r.get("duplicate") and not r.get("replaced")]
+    copies = sum(1 for r in rejected if r.get("duplicate"))
+    return n_merged + len(measured), copies
 
 
 def nothing_merged(result: Mapping[str, Any]) -> bool:

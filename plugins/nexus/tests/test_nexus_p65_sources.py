@@ -20,8 +20,11 @@ from asapo_pipelines_nexus.writer import CONTENT_ATTR
 pytest.importorskip("asapo_pipelines_xas")
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "p65-xas.pipeline.yaml"
-#: a copy of the first scan under a name the example's pattern takes: the merge rejects it
-DUPLICATE = "20K_GOE_Fe_K_240.00002.xdi"
+#: a copy of the first scan under a name the example's pattern takes: the merge rejects it.
+#: Read between the repeats (the second saved as SECOND): a copy that changes nothing merged
+#: makes no merge of its own, the second repeat's merge lists it
+DUPLICATE = "20K_GOE_Fe_K_240.00001.xdi"
+SECOND = "20K_GOE_Fe_K_240.00002.xdi"
 
 
 def _text(value) -> str:
@@ -37,8 +40,8 @@ def _note(entry, name) -> list[str]:
 def merges(tmp_path_factory) -> list[dict[str, list[str]]]:
     work = tmp_path_factory.mktemp("p65-sources")
     (work / "data").mkdir()
-    for name in P65_SCANS:
-        shutil.copy(DATA / name, work / "data" / name)
+    shutil.copy(DATA / P65_SCANS[0], work / "data" / P65_SCANS[0])
+    shutil.copy(DATA / P65_SCANS[1], work / "data" / SECOND)
     shutil.copy(DATA / P65_SCANS[0], work / "data" / DUPLICATE)
     shutil.copy(EXAMPLE, work / EXAMPLE.name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
@@ -88,4 +91,8 @@ def test_a_merge_cites_only_the_scans_it_accepted(merges):
         assert not accepted & set(merge["rejected_source_files"])
     last = merges[-1]
     assert len(last["source_files"]) == 2
-    assert {*last["source_files"], *last["rejected_source_files"]} == {*P65_SCANS, DUPLICATE}
+    assert {*last["source_files"], *last["rejected_source_files"]} == {
+        P65_SCANS[0],
+        SECOND,
+        DUPLICATE,
+    }

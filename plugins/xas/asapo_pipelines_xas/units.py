@@ -405,7 +405,9 @@ class Merge(Processor):
         try:
             # its group's merge, after that of the group a new version of a file left, if any
             for merged in self.merger.add_all(made(message)):
-                self._send(merged.to_json())
+                body = merged.to_json()
+                if not self._send(body):
+                    self._say_copy_left_out(body)
         except BaseException:
             # a retry of this message sends them again: the runner dropped what was emitted
             self._sent = sent
@@ -441,17 +443,37 @@ class Merge(Processor):
             temperature.problem(text),
         )
 
-    def _send(self, merged: dict[str, Any], stream: str | None = None) -> None:
+    def _say_copy_left_out(self, merged: dict[str, Any]) -> None:
+        """A copy of a scan changes nothing merged and is not sent (`measured_digest`): the
+        log says it was left out, and why, when it comes; the group's next merge lists it."""
+        copy = next(
+            (r for r in merged["rejected"] if r["scan"] == merged["latest"] and r.get("duplicate")),
+            None,
+        )
+        if copy is None:
+            return
+        self.log.warning(
+            "merge of %s leaves out %s, %s; the merge is unchanged, so no new merge is sent",
+            group_label(merged),
+            copy["scan"].rpartition("|key:")[2],
+            copy["reasons"][0],
+        )
+
+    def _send(self, merged: dict[str, Any], stream: str | None = None) -> bool:
         """Send a group's merge unless it is the last one the run sent for the group (a
         redelivered spectrum; a restart; a resume whose changed settings leave it as it was),
         numbered: the group's n-th merge in the run. The number makes a merge made again after
         an excursion (a resume back to the limit of two sessions ago) a new message, with a key
         of its own and a digest the agent has not decided on: the last merge the agent and the
-        NeXus file got was the one in between."""
+        NeXus file got was the one in between. A merge that differs from the last one sent only
+        by copies of scans it lists (`measured_digest`) is not sent: nothing merged changed, and
+        every copy made a new entry in the NeXus file with the same spectrum. Whether it was
+        sent."""
         label = group_label(merged)
-        digest = merge_digest(merged)
+        digest = measured_digest(merged)
         last, count = self._sent.get(label, ("", 0))
-        if digest != last:
+        sending = digest != last
+        if sending:
             number = count + 1
             self.emit(
                 "merged",
@@ -461,6 +483,7 @@ class Merge(Processor):
             )
             self._sent[label] = (digest, number)
         self._note_group(merged)
+        return sending
 
     def _note_group(self, merged: dict[str, Any]) -> None:
         """What the summary shows of a group: its latest merge."""
@@ -552,6 +575,19 @@ def merge_digest(merged: dict[str, Any]) -> str:
     """What tells one merge's content from another's."""
     text = json.dumps(merged, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def measured_digest(merged: dict[str, Any]) -> str:
+    """A merge's digest without the copies of scans it rejects (`duplicate`) and without which
+    scan came last: the same for two merges whose measurements, screening and result are the
+    same, however many copies of a scan came between them."""
+    copies = {str(r["scan"]) for r in merged.get("rejected", []) if r.get("duplicate")}
+    view = {k: v for k, v in merged.items() if k not in ("latest", "latest_accepted")}
+    if copies:
+        view["rejected"] = [r for r in merged["rejected"] if str(r["scan"]) not in copies]
+        view["scans"] = [s for s in merged.get("scans", []) if str(s["scan"]) not in copies]
+        view["n_scans"] = int(merged.get("n_scans", 0)) - len(copies)
+    return merge_digest(view)
 
 
 def sent_merge(key: str | None) -> tuple[str, str] | None:

@@ -16,7 +16,11 @@ from xas_procs import pipeline_command, read, scan_chain, write_pipeline
 from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS, larch_merge_e0
 
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
-COPY = P65_SCANS[0].rsplit(".", 2)[0] + ".00002.xdi"
+STEM = P65_SCANS[0].rsplit(".", 2)[0]
+#: read between the repeats: a copy makes no merge of its own (the merge is unchanged), the
+#: second repeat's merge lists it
+COPY = f"{STEM}.00001.xdi"
+SECOND = f"{STEM}.00002.xdi"
 
 
 def larch_e0(paths: list[Path]) -> float:
@@ -26,15 +30,17 @@ def larch_e0(paths: list[Path]) -> float:
 def test_a_copy_in_a_pipeline_run_names_the_earlier_scan_by_its_file(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    for name in P65_SCANS:
-        shutil.copy(DATA / name, data / name)
+    shutil.copy(DATA / P65_SCANS[0], data / P65_SCANS[0])
     shutil.copy(DATA / P65_SCANS[0], data / COPY)
+    shutil.copy(DATA / P65_SCANS[1], data / SECOND)
     pipeline = write_pipeline(tmp_path, "dup-names", scan_chain("data", NORMALIZE, {}))
     result = pipeline_command(pipeline, "run", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     json.loads(result.stdout)
 
-    last = read(tmp_path / "store", "merged")[-1][1]
+    merges = [m for _, m in read(tmp_path / "store", "merged")]
+    assert [m["n_merged"] for m in merges] == [1, 2]
+    last = merges[-1]
     (copy,) = last["rejected"]
     assert copy["scan"].endswith(COPY)  # the id is the source's key; the reason names the file
     assert copy["duplicate"] is True
@@ -43,5 +49,5 @@ def test_a_copy_in_a_pipeline_run_names_the_earlier_scan_by_its_file(tmp_path):
         "a copy rather than a repeat"
     ]
     assert last["n_merged"] == 2
-    want = larch_e0([data / n for n in P65_SCANS])
+    want = larch_e0([data / P65_SCANS[0], data / SECOND])
     assert last["values"]["e0"] == pytest.approx(want, abs=0.3)
