@@ -60,7 +60,9 @@ def test_new_data_after_prune_or_a_deleted_store_reaches_the_nexus_file(tmp_path
     second = run_pipeline("run", FILE, cwd=tmp_path, timeout=300)
     assert second.returncode == 0, second.stderr
     assert "run r2 of pipeline p65-xas starts" in second.stdout + second.stderr
-    assert "entries_written 6, " in second.stdout
+    # the two files now hold the same data: both scans and spectra are written, and one merge
+    # (a copy of a scan changes nothing merged, and makes no new merge)
+    assert "entries_written 5, " in second.stdout
     assert spectrum_e0(nxs)[2:] == [("r2", P65_SCANS[0], e0_scan1), ("r2", P65_SCANS[1], e0_scan1)]
 
     # the store deleted: ids start again at r1, and this r1 is not the first one
@@ -68,7 +70,7 @@ def test_new_data_after_prune_or_a_deleted_store_reaches_the_nexus_file(tmp_path
     third = run_pipeline("run", FILE, cwd=tmp_path, timeout=300)
     assert third.returncode == 0, third.stderr
     assert "run r1 of pipeline p65-xas starts" in third.stdout + third.stderr
-    assert "entries_written 6, " in third.stdout
+    assert "entries_written 5, " in third.stdout
     assert "duplicates_skipped 0" in third.stdout
     assert [row[0] for row in spectrum_e0(nxs)] == ["r1", "r1", "r2", "r2", "r1", "r1"]
 
