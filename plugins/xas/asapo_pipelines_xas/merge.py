@@ -519,7 +519,7 @@ def _re_exported(a: Mapping[str, Any], b: Mapping[str, Any], mode: str) -> Samen
         return None
     noise = min(_scatter(mu_a), _scatter(mu_b))
     for mu in (mu_a, mu_b):
-        curve = _mad(np.diff(mu, 4)) / math.sqrt(70 / 6)  # white noise: as the 2nd differences
+        curve = _noise(mu) * math.sqrt(6)  # white noise: as the 2nd differences
         if noise <= 0 or curve < NOISE_DOMINATED * _scatter(mu):
             return None  # no noise measured to compare with
     m = mu_a[at]
