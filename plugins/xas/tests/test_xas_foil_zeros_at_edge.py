@@ -18,24 +18,16 @@ import pytest
 from xas_testdata import (
     DATA,
     P65_ENERGY,
+    P65_I0,
     P65_IREF,
     P65_IT,
     P65_SCANS,
     REFERENCE_SETTINGS,
+    larch_e0,
     p65_variant,
 )
 
-P65_I0 = 10
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
-
-
-def larch_e0(energy: np.ndarray, mu: np.ndarray) -> float:
-    from larch import Group
-    from larch.xafs import pre_edge
-
-    group = Group(energy=np.asarray(energy), mu=np.asarray(mu))
-    pre_edge(group)
-    return float(group.e0)
 
 
 def foil_e0(table: np.ndarray, keep: np.ndarray | None = None) -> float:

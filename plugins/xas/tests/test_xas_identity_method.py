@@ -12,9 +12,16 @@ by xraydb at test time."""
 from __future__ import annotations
 
 import numpy as np
-from xas_testdata import DATA, P65_SCANS, REFERENCE_SETTINGS, p65_variant
+from xas_testdata import (
+    DATA,
+    P65_ENERGY,
+    P65_I0,
+    P65_IT,
+    P65_SCANS,
+    REFERENCE_SETTINGS,
+    p65_variant,
+)
 
-P65_ENERGY, P65_I0, P65_IT = 0, 10, 11
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
 #: eV: the tester's move of every energy, the foil's too: its E0 10.5 to 11 eV above Fe K
 #: (beyond the foil's 10 eV), the sample's 25.9 above it (beyond the E0 rule's 25)

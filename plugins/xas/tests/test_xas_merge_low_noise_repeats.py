@@ -16,26 +16,24 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 from test_xas_merge_copies import COPIES, ENERGY, IT, PARAMS, load, save
-from xas_testdata import P65_SCANS
+from xas_testdata import P65_I0, P65_SCANS
 
 from asapo_pipelines_xas.merge import Merger, _Entry, sameness
 from asapo_pipelines_xas.normalize import normalize_scan
 from asapo_pipelines_xas.params import MergeParams
 from asapo_pipelines_xas.readers import read_scan
 
-#: P65 column of I0 (mu = ln(I0 / It))
-I0 = 10
 STEM = P65_SCANS[0].rsplit(".", 2)[0]
 
 
 def low_noise_scan(path: Path, sigma: float, seed: int) -> Path:
     """Scan 0 measured with `sigma` white noise in mu: its mu smoothed, the noise added."""
     header, data = load(P65_SCANS[0])
-    mu = np.log(data[:, I0] / data[:, IT])
+    mu = np.log(data[:, P65_I0] / data[:, IT])
     curve = gaussian_filter1d(gaussian_filter1d(mu, 4.0), 4.0)
     noisy = curve + sigma * np.random.default_rng(seed).standard_normal(len(mu))
     data = data.copy()
-    data[:, IT] = data[:, I0] * np.exp(-noisy)
+    data[:, IT] = data[:, P65_I0] * np.exp(-noisy)
     return save(path, header, data)
 
 

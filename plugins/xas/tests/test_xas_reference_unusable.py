@@ -18,14 +18,15 @@ from xas_procs import pipeline_command, read, scan_chain, write_pipeline
 from xas_testdata import (
     DATA,
     P65_ENERGY,
+    P65_I0,
     P65_IREF,
     P65_IT,
     P65_SCANS,
     REFERENCE_SETTINGS,
+    larch_e0,
     p65_variant,
 )
 
-P65_I0 = 10
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
 #: three isolated dropouts of the Iref counter (rows of the file, which is sorted by energy)
 DROPOUTS = [100, 500, 1500]
@@ -33,15 +34,6 @@ DROPOUTS = [100, 500, 1500]
 
 def columns(path) -> np.ndarray:
     return np.loadtxt(path, comments="#")
-
-
-def larch_e0(energy: np.ndarray, mu: np.ndarray) -> float:
-    from larch import Group
-    from larch.xafs import pre_edge
-
-    group = Group(energy=np.asarray(energy), mu=np.asarray(mu))
-    pre_edge(group)
-    return float(group.e0)
 
 
 def sample_e0(path) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from xas_procs import pipeline_command, read, scan_chain, write_pipeline
-from xas_testdata import DATA, REFERENCE_SETTINGS
+from xas_testdata import DATA, REFERENCE_SETTINGS, larch_e0
 
 from asapo_pipelines_xas.readers import read_scan
 
@@ -48,15 +48,6 @@ def larch_read(path):
     from larch.io import read_xdi
 
     return read_xdi(str(path))
-
-
-def larch_e0(energy, mu) -> float:
-    from larch import Group
-    from larch.xafs import pre_edge
-
-    group = Group(energy=np.asarray(energy), mu=np.asarray(mu))
-    pre_edge(group)
-    return float(group.e0)
 
 
 @pytest.mark.parametrize("header_end", [True, False], ids=["with-header-end", "labels-last"])

@@ -40,8 +40,20 @@ def larch_analyse(group):
     return group
 
 
-#: columns of a P65 file: energy, It (the transmitted beam) and Iref (after the foil)
-P65_ENERGY, P65_IT, P65_IREF = 0, 11, 12
+#: columns of a P65 file: energy, I0 (the incident beam), It (the transmitted beam) and Iref
+#: (after the foil)
+P65_ENERGY, P65_I0, P65_IT, P65_IREF = 0, 10, 11, 12
+
+
+def larch_e0(energy, mu) -> float:
+    """E0 of the arrays by xraylarch's pre_edge with its defaults."""
+    import numpy as np
+    from larch import Group
+    from larch.xafs import pre_edge
+
+    group = Group(energy=np.asarray(energy), mu=np.asarray(mu))
+    pre_edge(group)
+    return float(group.e0)
 
 
 def p65_variant(
