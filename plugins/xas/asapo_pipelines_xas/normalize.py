@@ -14,6 +14,7 @@ only `calibrate`, which needs the foil, refuses it (see `reference_foil`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Mapping
@@ -463,20 +464,23 @@ FOIL_METHOD = (
 )
 
 
-def foil_edges(e0_ref: float) -> list[tuple[str, str, float]]:
+# cached: a scan's foil is looked up by `foil_edge` and again by `foil_identity` (its other
+# edges), each look 4 SQL queries of xraydb's tables, in the file-to-decision path
+@functools.lru_cache(maxsize=256)
+def foil_edges(e0_ref: float) -> tuple[tuple[str, str, float], ...]:
     """(element, edge, tabulated energy) of the K and L3 edges within `FOIL_FROM_EDGE` of a
     reference foil's E0, the nearest first."""
     from xraydb import guess_edge, xray_edge
 
     if not math.isfinite(e0_ref) or e0_ref < 100:
-        return []
+        return ()
     near: list[tuple[float, str, str, float]] = []
     for edge in COMMON_EDGES:
         element, _ = guess_edge(e0_ref, edges=(edge,))  # the nearest of the series
         if element:
             tabulated = float(xray_edge(element, edge).energy)
             near.append((abs(e0_ref - tabulated), str(element), edge, tabulated))
-    return [(el, ed, tab) for off, el, ed, tab in sorted(near) if off <= FOIL_FROM_EDGE]
+    return tuple((el, ed, tab) for off, el, ed, tab in sorted(near) if off <= FOIL_FROM_EDGE)
 
 
 def foil_edge(e0_ref: float) -> tuple[str, str, float] | None:
