@@ -221,6 +221,15 @@ def test_watched_run_resumed_with_changed_merge_params_sends_the_new_merge_at_on
         command(pipeline, "stop")
 
 
+#: an agent whose target no merge reaches: it decides on every merge it gets
+ADVISOR = {
+    "unit": "xas.convergence-agent",
+    "params": {"target_noise": 1.0e-5, "max_scans": 20},
+    "inputs": {"merged": "merged"},
+    "outputs": {"plans": "plans"},
+}
+
+
 def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_decides(workdir):
     """Resumed with max_e0_shift 5 (both repeats merged), then 1 again (none merged: the
     repeats' edges differ by 3 eV), then 5 again: the third merge has the content
@@ -228,13 +237,7 @@ def test_resume_back_to_earlier_params_sends_their_merge_again_and_the_agent_dec
     kept the second session's 'nothing merged' and its change_parameters under a limit no
     longer in force. It is sent again, numbered as the group's next merge, and decided on;
     a resume under unchanged settings still sends nothing twice."""
-    chain = units()
-    chain["advisor"] = {
-        "unit": "xas.convergence-agent",
-        "params": {"target_noise": 1.0e-5, "max_scans": 20},
-        "inputs": {"merged": "merged"},
-        "outputs": {"plans": "plans"},
-    }
+    chain = {**units(), "advisor": ADVISOR}
     pipeline = write_pipeline(workdir, "resume-back", chain)
     summary(run(pipeline, "--set", "merge.max_e0_shift=5"), "merge")
     summary(run(pipeline, "--resume", "--set", "merge.max_e0_shift=1"), "merge")
@@ -275,13 +278,7 @@ def test_resume_with_a_changed_setting_that_changes_no_merge_sends_none_again(wo
     sent again, with a new agent suggestion, because the merge was marked with when its
     settings changed. A change that does change it is sent, numbered as the group's next
     merge."""
-    chain = units()
-    chain["advisor"] = {
-        "unit": "xas.convergence-agent",
-        "params": {"target_noise": 1.0e-5, "max_scans": 20},
-        "inputs": {"merged": "merged"},
-        "outputs": {"plans": "plans"},
-    }
+    chain = {**units(), "advisor": ADVISOR}
     pipeline = write_pipeline(workdir, "resume-unchanged-result", chain)
     summary(run(pipeline), "merge")
     store = workdir / "store"
