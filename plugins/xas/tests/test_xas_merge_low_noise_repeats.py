@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
-from test_xas_merge_copies import COPIES, ENERGY, IT, PARAMS, load, save
+from test_xas_merge_copies import COPIES, IT, PARAMS, load, save
 from xas_testdata import P65_I0, P65_SCANS
 
 from asapo_pipelines_xas.merge import Merger, _Entry, sameness
@@ -45,7 +45,7 @@ def entry(path: Path) -> _Entry:
 def test_low_noise_repeats_are_merged_and_their_copy_is_not(tmp_path, sigma):
     first = low_noise_scan(tmp_path / f"{STEM}.00000.xdi", sigma, seed=1)
     second = low_noise_scan(tmp_path / f"{STEM}.00001.xdi", sigma, seed=2)
-    header, data = read(first)
+    header, data = load(first)  # an absolute path: DATA / path is the path
     copy = save(tmp_path / f"{STEM}.00002.xdi", header, COPIES["cut short"](data))
     merger = Merger(MergeParams())
     for path in (first, second, copy):
@@ -63,17 +63,9 @@ def test_low_noise_repeats_are_merged_and_their_copy_is_not(tmp_path, sigma):
     assert within <= 0.5 * math.sqrt(2) * sigma * 1.2
 
 
-def read(path: Path) -> tuple[list[str], np.ndarray]:
-    """A P65 file's header and rows (by energy), as `load` reads the bundled ones."""
-    lines = path.read_text().splitlines()
-    header = [line for line in lines if line.startswith("#") or not line.strip()]
-    data = np.array([[float(x) for x in line.split()] for line in lines if line not in header])
-    return header, data[np.argsort(data[:, ENERGY], kind="stable")]
-
-
 @pytest.mark.parametrize("kind", list(COPIES))
 def test_copies_of_a_low_noise_scan_are_copies(tmp_path, kind):
     scan = low_noise_scan(tmp_path / f"{STEM}.00000.xdi", 3e-6, seed=1)
-    header, data = read(scan)
+    header, data = load(scan)
     copy = save(tmp_path / f"{STEM}.00001.xdi", header, COPIES[kind](data))
     assert sameness(entry(scan), entry(copy)) is not None
