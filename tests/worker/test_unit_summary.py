@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import types
 
 from asapo_pipelines.sdk import Processor, Source, describe, inp, out
@@ -79,9 +80,34 @@ class BadSummary(Processor):
         return {"not json": object()}
 
 
+class Finishing(Source):
+    """Its summary says whether it was shut down. While the status thread takes a record after
+    `run` ended, `on_shutdown` waits for that read, and the read holds what it took a while."""
+
+    def on_start(self):
+        self.phase = "running"
+        self.read_after_run = threading.Event()
+
+    def run(self):
+        self.emit(None, {"n": 0}, key="0")
+        self.phase = "sent"
+
+    def on_shutdown(self):
+        self.read_after_run.wait(5)
+        self.phase = "shut down"
+
+    def summary(self):
+        phase = self.phase
+        if phase == "sent" and threading.current_thread().name == "status":
+            self.read_after_run.set()
+            time.sleep(1.0)  # the final summary is taken meanwhile
+        return {"phase": phase}
+
+
 MODULE = types.ModuleType("summary_test_units")
 MODULE.Counting, MODULE.Doubling, MODULE.BadSummary = Counting, Doubling, BadSummary
 MODULE.Summing, MODULE.Remembering = Summing, Remembering
+MODULE.Finishing = Finishing
 sys.modules[MODULE.__name__] = MODULE
 
 SOURCE = describe(
@@ -112,6 +138,13 @@ REMEMBERING = describe(
     kind="connector",
     summary="counts and remembers",
     runtime="summary_test_units:Remembering",
+    outputs=[out("numbers")],
+)
+FINISHING = describe(
+    "test.finishing",
+    kind="connector",
+    summary="says when it was shut down",
+    runtime="summary_test_units:Finishing",
     outputs=[out("numbers")],
 )
 BAD = describe(
@@ -223,3 +256,13 @@ def test_a_restarted_source_restores_its_state_from_the_messages_it_sent(tmp_pat
     again = run_worker(store, REMEMBERING, "count", outputs={"numbers": "numbers"})
     assert again.counters.summary == {"restored": [("numbers", str(n), n) for n in (0, 1, 2, 4)]}
     assert len(read_all(store, "numbers", "default")) == 8  # nothing sent twice
+
+
+def test_the_final_record_carries_the_summary_taken_after_the_unit_shut_down(tmp_path):
+    """A running source's summary is taken by the status thread for each record: one it was
+    taking when the unit ended must not replace the final one (which `pipeline run` prints)."""
+    store = tmp_path / "store"
+    worker = run_worker(store, FINISHING, "finish", outputs={"numbers": "numbers"})
+    final = read_all(store, status_source("demo"), "finish.0")[-1].metadata
+    assert (final["state"], final["summary"]) == ("finished", {"phase": "shut down"})
+    assert worker.counters.summary == {"phase": "shut down"}

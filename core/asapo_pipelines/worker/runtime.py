@@ -599,8 +599,7 @@ class Worker:
                     self.status.stop("failed")
                 raise
             self.runner.shutdown()
-            self.counters.summary = self.runner.summary()
-            self.status.stop(state)
+            self.status.stop(state, summary=self.runner.summary())
             return state
         finally:
             self._close()

@@ -228,10 +228,20 @@ class StatusPublisher:
             record["interval"] = self.interval
             producer.send(self.stream, None, record)
 
-    def stop(self, state: str, *, seconds: float = FINAL_RECORD_SECONDS) -> None:
+    def stop(
+        self,
+        state: str,
+        *,
+        summary: dict[str, Any] | None = None,
+        seconds: float = FINAL_RECORD_SECONDS,
+    ) -> None:
         """Stop the thread and publish the final state from the calling thread, trying again
         for up to `seconds` while the transport is unavailable (see `FINAL_RECORD_SECONDS`);
-        a failure to publish it is logged: the work itself is done."""
+        a failure to publish it is logged: the work itself is done.
+
+        `summary`, the unit's final one, is put in only once the thread has ended: a record
+        the thread was taking meanwhile (a running source's summary, see `refresh`) would
+        otherwise replace it with one taken before the unit stopped."""
         self._stop.set()
         self._now.set()
         held: list[Any] = [None]
@@ -239,7 +249,10 @@ class StatusPublisher:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
                 held[0], self._producer = self._producer, None
-        self.counters.state = state
+        with self._lock:
+            if summary is not None:
+                self.counters.summary = summary
+            self.counters.state = state
 
         def publish() -> None:
             try:
