@@ -5,7 +5,6 @@ acknowledged); nothing is acknowledged that is not durable; the file stays reope
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -14,19 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from faults_support import (
-    core_pipeline,
-    env,
-    kill_run,
     pipeline,
-    read_state,
-    sink_names,
-    wait_for,
-    write_files,
 )
 
 from asapo_pipelines.transport import open_transport
-
-from helpers import PIPELINE
 
 h5py = pytest.importorskip("h5py")
 nexus_writer = pytest.importorskip("asapo_pipelines_nexus.writer")
@@ -175,47 +165,3 @@ def test_a_write_that_meets_a_full_disk_leaves_the_file_reopenable(tmp_path: Pat
     with h5py.File(path, "r") as f:
         for group in f.values():  # every entry is whole and readable
             assert group["data/mu"].shape == (POINTS,)
-
-
-def test_a_full_run_directory_stops_the_run_in_one_sentence_and_a_rerun_completes(
-    tmp_path: Path, tmpfs
-) -> None:
-    fs = tmpfs("2m")
-    files, out = tmp_path / "files", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 400)
-    file = core_pipeline(tmp_path, files=files, out=out, store=str(tmp_path / "store"))
-    run_dir = fs.path / "runs" / "faults"
-    proc = subprocess.Popen(
-        [PIPELINE, "run", str(file), "--data-dir", str(fs.path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-        cwd=tmp_path,
-    )
-    try:
-        wait_for(lambda: sink_names(out), timeout=60, what="the first outputs")
-        fs.fill()
-        _out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        kill_run(run_dir)
-    if proc.returncode == 0:
-        pytest.fail("the run finished before the disk was full; make the run longer")
-    assert proc.returncode == 1, err
-    assert "Traceback" not in err, err
-    assert "internal error" not in err, err
-    assert err.strip().startswith("error: "), err
-    assert len(err.strip().splitlines()) == 1, err
-    assert str(fs.path) in err
-    assert "is full; free space there and run again" in err
-    assert read_state(run_dir) is not None  # the last state written is still whole
-
-    fs.free()
-    again = pipeline("run", str(file), "--data-dir", str(fs.path), cwd=tmp_path)
-    assert again.returncode == 0, again.stderr
-    names = sink_names(out)
-    assert sorted(names) == [f"f{i:05d}.txt" for i in range(400)]
-    assert set(names.values()) == {1}
