@@ -489,10 +489,14 @@ class Merge(Processor):
         """What the summary shows of a group: its latest merge."""
         values = merged["values"]
         other_code = self._warn_other_code(merged)
+        # a copy of a scan (another name, the same data) is no measurement: counted apart, as
+        # the NeXus title counts it ("2 scans; 1 copy of scans left out")
+        copies = sum(1 for r in merged["rejected"] if r.get("duplicate"))
         self.groups[group_label(merged)] = {
-            "scans": merged["n_scans"],
+            "scans": merged["n_scans"] - copies,
             "merged": merged["n_merged"],
-            "rejected": len(merged["rejected"]),
+            "rejected": len(merged["rejected"]) - copies,
+            **({"copies_left_out": copies} if copies else {}),
             "e0": _round(values.get("e0"), 2),
             "edge_step": _round(values.get("edge_step"), 4),
             "noise": _sig(values.get("epsilon_k")),

@@ -36,7 +36,13 @@ def test_a_copy_in_a_pipeline_run_names_the_earlier_scan_by_its_file(tmp_path):
     pipeline = write_pipeline(tmp_path, "dup-names", scan_chain("data", NORMALIZE, {}))
     result = pipeline_command(pipeline, "run", "--json")
     assert result.returncode == 0, result.stdout + result.stderr
-    json.loads(result.stdout)
+    units = json.loads(result.stdout)["units"]
+    group = next(u["summary"] for u in units if u["task"] == "merge")["merges"][
+        f"{STEM}/Fe/K/transmission"
+    ]
+    # the copy is no third measurement: counted apart, as the NeXus title counts it
+    assert (group["scans"], group["merged"], group["rejected"]) == (2, 2, 0)
+    assert group["copies_left_out"] == 1
 
     merges = [m for _, m in read(tmp_path / "store", "merged")]
     assert [m["n_merged"] for m in merges] == [1, 2]
