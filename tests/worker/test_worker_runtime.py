@@ -481,7 +481,15 @@ def test_a_worker_whose_streams_ended_does_not_spin_on_others_commits(
     monkeypatch.setattr(runtime, "select", CountingSelect)
     thread, result = start(worker)
     assert wait_for(lambda: worker.counters.processed == 1)
-    time.sleep(0.3)  # the stream seen drained and ended: idle, lingering
+
+    def idle() -> bool:
+        """No new wait for 0.3 s: the stream seen drained and ended, the worker lingering (a
+        fixed sleep could end before a late worker thread's last short wait)."""
+        before = len(waits)
+        time.sleep(0.3)
+        return len(waits) == before
+
+    assert wait_for(idle)
     began = time.monotonic()
     with open_transport({"embedded": {"path": str(store)}}) as t, t.producer("in") as p:
         for i in range(20):  # a second of another unit's commits to the same data source

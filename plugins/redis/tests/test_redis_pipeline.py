@@ -6,6 +6,7 @@ once; `pipeline streams`, `status` and `view` show a redis pipeline."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -223,14 +224,17 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_worker_sigkilled_mid_run_leaves_every_input_in_the_sink_once(
-    redis_server: RedisServer, tmp_path: Path
-) -> None:
-    files = tmp_path / "files"
+def _run_killing_the_copy(
+    redis_server: RedisServer, work: Path, n_files: int
+) -> tuple[dict[str, Any], Path, bool]:
+    """A detached run of `n_files` on Redis whose copy worker is SIGKILLed once the sink has
+    output; returns (the run's final state, the sink's file, whether the kill reached the
+    worker mid-stream)."""
+    files = work / "files"
     files.mkdir()
-    for i in range(N_FILES):
-        (files / f"f{i:04d}.txt").write_text(f"file {i}\n")
-    out = tmp_path / "out" / "copied.jsonl"
+    for i in range(n_files):
+        (files / f"f{i:05d}.txt").write_text(f"file {i}\n")
+    out = work / "out" / "copied.jsonl"
     doc = {
         "pipeline": "e2e",
         "transport": {
@@ -254,11 +258,11 @@ def test_a_worker_sigkilled_mid_run_leaves_every_input_in_the_sink_once(
             },
         },
     }
-    file = tmp_path / "e2e.pipeline.yaml"
+    file = work / "e2e.pipeline.yaml"
     file.write_text(json.dumps(doc, indent=2))  # JSON is YAML
-    started = _cli("run", file.name, "--detach", cwd=tmp_path)
+    started = _cli("run", file.name, "--detach", cwd=work)
     assert started.returncode == 0, started.stderr
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "e2e"
+    run_dir = work / ".pipeline-data" / "runs" / "e2e"
 
     def state() -> dict[str, Any] | None:
         try:
@@ -271,14 +275,32 @@ def test_a_worker_sigkilled_mid_run_leaves_every_input_in_the_sink_once(
         return next((u["pid"] for u in units if u["group"] == "copy" and u.get("pid")), None)
 
     pid = _wait_for(copy_pid, 60, "the copy worker")
+    # once the sink has something, the copy worker is mid-stream, unless it is done already
     _wait_for(lambda: _lines(out), 60, "the first output")
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
     final = _wait_for(
         lambda: (s := state()) and s["status"] in ("complete", "failed") and s, 120, "the run"
     )
+    copy = next(u for u in final["units"] if u["group"] == "copy")
+    return final, out, copy["exit_codes"][:1] == [-signal.SIGKILL]
+
+
+def test_a_worker_sigkilled_mid_run_leaves_every_input_in_the_sink_once(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # the kill must land mid-stream: a copy worker done before it tested nothing, so the run
+    # is made again, longer
+    for attempt, n_files in enumerate((N_FILES, N_FILES * 5, N_FILES * 25)):
+        work = tmp_path / f"attempt-{attempt}"
+        work.mkdir()
+        final, out, killed = _run_killing_the_copy(redis_server, work, n_files)
+        if killed:
+            break
+    assert killed, "the copy worker was done before it was killed: it tested nothing"
     assert final["status"] == "complete", final.get("message")
     copy = next(u for u in final["units"] if u["group"] == "copy")
     assert copy["exit_codes"] == [-signal.SIGKILL, 0]
     payloads = [line["payload"] for line in _lines(out)]
     # nothing lost, nothing twice
-    assert sorted(payloads) == sorted(f"file {i}\n" for i in range(N_FILES))
+    assert sorted(payloads) == sorted(f"file {i}\n" for i in range(n_files))
