@@ -48,19 +48,34 @@ resume_option = click.option(
 )
 
 
-def _open(pipeline: Pipeline, catalog: Catalog) -> tuple[Transport, RunStore] | None:
-    """The pipeline's transport and run store, or None (with a warning) when unreachable."""
+#: the warnings `_open` gave in this process: `stop` and `status` open the run's record more
+#: than once (to settle, then to end or to read it), and one unreachable transport is one line
+_SAID: set[str] = set()
+
+
+def _open(
+    pipeline: Pipeline, catalog: Catalog, *, beginning: bool = False
+) -> tuple[Transport, RunStore] | None:
+    """The pipeline's transport and run store, or None (with a warning, once) when
+    unreachable. Only a run `beginning` (a deploy) is recorded by its workers instead: they
+    record it when they start; a run being read or ended is not, whatever its workers do."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport
 
     try:
         transport = open_transport(pipeline.transport.spec(), catalog)
     except TransportError as exc:
-        warn(
+        said = (
             f"the run is not recorded: the pipeline's transport cannot be reached from here "
             f"({exc}); its workers record it when they start, without comparing the "
             "configuration with the last run"
+            if beginning
+            else f"the run's record is not read or updated: the pipeline's transport cannot "
+            f"be reached from here ({exc})"
         )
+        if said not in _SAID:
+            _SAID.add(said)
+            warn(said)
         return None
     return transport, RunStore(transport, pipeline.name)
 
@@ -134,7 +149,7 @@ def begin(
     from asapo_pipelines.worker.launch import load
 
     pipeline, catalog = load(Path(file))
-    opened = _open(pipeline, catalog)
+    opened = _open(pipeline, catalog, beginning=True)
     if opened is None:
         return None
     transport, store = opened
@@ -172,9 +187,12 @@ def _goes_on(run: Any, executor: str) -> bool:
     return bool(run.state == "running" and session_executor(run) == executor)
 
 
-def end(file: str, executor: str, state: str, message: str = "") -> str | None:
+def end(
+    file: str, executor: str, state: str, message: str = "", *, stopped: bool = False
+) -> str | None:
     """End FILE's running run if `executor` deployed it, with the last counts of the workers of
-    its sessions not ended yet (`_unended`); the run's id, or None when there was none to end."""
+    its sessions not ended yet (`_unended`), those of workers just `stopped` once they are
+    final (`_final_records`); the run's id, or None when there was none to end."""
     from asapo_pipelines.runs.lifecycle import summaries_of
     from asapo_pipelines.worker.launch import load
 
@@ -193,11 +211,73 @@ def end(file: str, executor: str, state: str, message: str = "") -> str | None:
         run = _running_run(store, executor)
         if run is None:
             return None
-        summaries, counts = summaries_of(_unended(run, records), set(pipeline.units))
+        records = _unended(run, records)
+        if stopped:
+            records = _final_records(Path(file), run, records)
+        summaries, counts = summaries_of(records, set(pipeline.units))
         store.end(run, state, message, summaries, counts)
         return run.id
     finally:
         transport.close()
+
+
+def unapplied(file: str) -> str:
+    """For a deployment whose last session ended: the line `pipeline run` ends with when a
+    unit's results are still those of other settings than the ones in force (it processed
+    nothing under a configuration a `deploy --resume` changed; `unapplied_note`). `status`
+    says it, as nothing in the foreground sees a deployment's session end. Read from the
+    run's record: the `ended` event's counts are what each worker did since the session
+    before's end. Empty while the session goes on, or when the record cannot be read."""
+    import shlex
+    from types import SimpleNamespace
+
+    from asapo_pipelines.runs.lifecycle import unapplied_note
+    from asapo_pipelines.worker.launch import load
+    from asapo_pipelines.worker.status import session_label
+
+    pipeline, catalog = load(Path(file))
+    opened = _open(pipeline, catalog)
+    if opened is None:
+        return ""
+    transport, store = opened
+    try:
+        run = store.latest()
+    finally:
+        transport.close()
+    end = None if run is None else run.last_end
+    if run is None or end is None:
+        return ""
+    label = session_label(run.id, run.session.get("time"))
+    counters = {
+        name: {**counts, "instance": name.partition("[")[0], "session": label}
+        for name, counts in (end.get("counts") or {}).items()
+        if isinstance(counts, dict)
+    }
+    return unapplied_note(SimpleNamespace(run=run, label=label), counters, shlex.quote(file))
+
+
+#: how long the end of a deployment's run waits for its workers' final status records: a
+#: stopped worker publishes its last counts once its batch is done and acknowledged
+FINAL_RECORDS_SECONDS = 15.0
+
+
+def _final_records(file: Path, run: Any, records: dict[str, Any]) -> dict[str, Any]:
+    """The run's unended records (`_unended`) once every one of them is final, or as they are
+    after `FINAL_RECORDS_SECONDS`. `stop` cancels the jobs and ends the run at once: counted
+    from the records published before the workers' last batches, the run said 29 merges for
+    the 30 in the NeXus file (an outside tester). A worker killed outright never publishes a
+    final record: its last one is what it did, and the wait ends at the bound."""
+    import time
+
+    from asapo_pipelines.worker.status import ENDED_STATES
+
+    deadline = time.monotonic() + FINAL_RECORDS_SECONDS
+    while any(r.get("state") not in ENDED_STATES for r in records.values()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+        records = _unended(run, _worker_records(file))
+    return records
 
 
 def _worker_records(file: Path) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from asapo_pipelines.cli.deployments import (
     fresh_option,
     resume_option,
     settle,
+    unapplied,
 )
 from asapo_pipelines.cli.deployments import end as end_run
 from asapo_pipelines.cli.options import (
@@ -617,7 +618,9 @@ def stop(
     settle(executor, recorded)
     result = executor.stop(purge=purge)
     if recorded is not None:
-        end_run(recorded, executor.name, "stopped", executor.describe("stopped", result))
+        end_run(
+            recorded, executor.name, "stopped", executor.describe("stopped", result), stopped=True
+        )
     executor.show_stop(result, as_json=as_json)
 
 
@@ -655,6 +658,7 @@ def status(
         code = executor.show_status(as_json=as_json)
         if not owner:
             _say_edited(executor, path)
+            _say_unapplied(executor, path, as_json=as_json)
         if executor.pipeline is not None and path is not None:
             from asapo_pipelines.counters import check_readable
 
@@ -675,6 +679,20 @@ def status(
     from asapo_pipelines.counters import show_counters
 
     show_counters(path, as_json)
+
+
+def _say_unapplied(executor: Executor, path: Path | None, *, as_json: bool) -> None:
+    """Under a deployment's table, once its session ended: a unit whose results are still
+    those of earlier settings, as `pipeline run` says it when its session ends. The local
+    executor's runs end in `pipeline run`, which said it."""
+    from asapo_pipelines.executor import LOCAL
+
+    recorded = _pipeline_file(path)
+    if recorded is None or executor.name == LOCAL:
+        return
+    told = unapplied(recorded)
+    if told:
+        click.echo(f"warning: {told}", err=as_json)
 
 
 def _say_edited(executor: Executor, path: Path | None) -> None:

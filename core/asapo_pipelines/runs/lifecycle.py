@@ -372,3 +372,75 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         logging.getLogger("asapo_pipelines.runs").warning(
             "could not record the end of run %s: %s", run_id, exc
         )
+
+
+def unapplied_note(session: Any, counters: Any, where: str) -> str:
+    """A line for a session after which a unit's results are still those of other settings
+    than the ones in force: it processed and sent nothing under them, in this session (resumed
+    under a changed configuration: the line "resuming run r1 under a changed configuration"
+    above the table suggested otherwise) or in any since they changed (a later session said
+    "(unchanged)", against the previous one, and showed the old results without a word).
+    Empty when every unit's results were made with the settings now in force."""
+    import json
+    import shlex
+
+    from asapo_pipelines.runs.fingerprint import own_changes, own_configuration
+    from asapo_pipelines.worker.status import in_session
+
+    # the session's start: the run's record gets its end appended when the session ends
+    began: dict[str, Any] = next(
+        (e for e in reversed(session.run.events) if e.get("event") in ("started", "resumed")), {}
+    )
+    # the units whose own settings changed now: those fed by one are said with "made from them"
+    changed = {u for u, w in (began.get("changes") or {}).items() if own_changes(w)}
+    # what a unit processed or sent in this session, or gave from its restored state under the
+    # settings in force at its start (a merge under another limit), also when that came out
+    # as it was and was not sent again
+    worked: dict[str, int] = {}
+    for record in (counters or {}).values():
+        if isinstance(record, dict) and in_session(record, session.label):
+            unit = str(record.get("instance", ""))
+            done = sum(int(record.get(k) or 0) for k in ("processed", "outputs", "reapplied"))
+            worked[unit] = worked.get(unit, 0) + done
+    # whose results are another configuration's: a unit whose last session with work ran
+    # under the settings now in force (back from an excursion that processed nothing) made
+    # its results with them already; one that never worked has none
+    # a resumed session's event records only what changed: the session as carried holds all
+    carried = session.run.sessions[-1] if session.run.sessions else {}
+    in_force = carried.get("configurations") or {}
+    stale = [
+        unit
+        for unit in in_force
+        if not worked.get(unit)
+        and own_configuration(session.run.configuration_of_last_work(unit))
+        not in (None, own_configuration(in_force.get(unit)))
+    ]
+    if not stale:
+        return ""
+    now = [u for u in stale if u in changed]
+    before = [u for u in stale if u not in changed]
+    told = []
+    if now:
+        its = "its" if len(now) == 1 else "their"
+        told.append(
+            f"{', '.join(now)} processed no message under {its} changed configuration in this "
+            "session"
+        )
+    if before:
+        its = "its configuration" if len(before) == 1 else "their configurations"
+        told.append(
+            f"{', '.join(before)} {'none' if now else 'processed no message'} since {its} "
+            "changed in an earlier session"
+        )
+    its = "its" if len(stale) == 1 else "their"
+    # with this session's --set: a replay runs the file as it is plus its own --set, and
+    # without them it would apply the file's settings, not the change said here
+    sets = "".join(
+        f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
+        for key, value in sorted((carried.get("overrides") or {}).items())
+    )
+    return (
+        f"{', '.join(told)}: {its} results, and those made from them, are still the earlier "
+        f"settings'; `pipeline reprocess {where} --from {session.run.id}{sets}` applies the "
+        "change to the run's inputs"
+    )
