@@ -7,6 +7,10 @@ shows the node idle, and ``stop()`` ends the three daemons it started, by pid. S
 find the cluster through ``SLURM_CONF`` (`LocalSlurm.env`). Needs root (slurmd runs jobs as
 their user) and Debian's slurmctld, slurmd, slurm-client and munge packages; when the
 daemons cannot start, `SlurmUnavailable` says why, in one sentence.
+
+`slow_completion(seconds)` keeps every job that ends meanwhile COMPLETING for that long (the
+cluster's epilog waits), as a busy cluster does after `scancel`: a test then sees what a
+command does with jobs Slurm has not ended yet.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 #: The partition of the test cluster; each CPU may be shared by this many jobs, so that a
@@ -61,6 +66,21 @@ class LocalSlurm:
     def env(self) -> dict[str, str]:
         """The environment of a Slurm command talking to this cluster."""
         return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    @contextlib.contextmanager
+    def slow_completion(self, seconds: float) -> Iterator[None]:
+        """Within the block, each job that ends stays COMPLETING for `seconds`: slurmd runs the
+        cluster's epilog (`Epilog=`, which waits while the file below names a time) before it
+        lets the job go, as Slurm does on a cluster whose epilog or clean-up takes a while."""
+        self._epilog_wait.write_text(f"{seconds:g}\n")
+        try:
+            yield
+        finally:
+            self._epilog_wait.unlink(missing_ok=True)
+
+    @property
+    def _epilog_wait(self) -> Path:
+        return self.dir / "epilog-wait"
 
     # -- start -------------------------------------------------------------------------------
 
@@ -130,6 +150,10 @@ class LocalSlurm:
         for sub in ("state", "spool", "log"):
             (self.dir / sub).mkdir(exist_ok=True)
         d = self.dir
+        epilog = d / "epilog.sh"
+        wait = self._epilog_wait
+        epilog.write_text(f'#!/bin/sh\n[ -f "{wait}" ] && sleep "$(cat "{wait}")"\nexit 0\n')
+        epilog.chmod(0o755)
         self.conf.write_text(
             "\n".join(
                 [
@@ -161,6 +185,7 @@ class LocalSlurm:
                     # react within a second: tests wait for jobs to start and end
                     "SchedulerParameters=sched_interval=1",
                     "MessageTimeout=10",
+                    f"Epilog={epilog}",  # see slow_completion
                     f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                     f"RealMemory={self.memory_mb} State=UNKNOWN",
                     f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE "
