@@ -232,9 +232,13 @@ def job_details(job_id: str) -> dict[str, str] | None:
     return _fields(done.stdout)
 
 
-def jobs_named(names: Sequence[str]) -> list[str]:
-    """Ids of this user's pending or running jobs with one of these names."""
-    if not names:
+def jobs_of(scripts: Mapping[str, str]) -> list[str]:
+    """Ids of this user's pending or running jobs of one deployment, given as job name -> its
+    script. The name alone is not the deployment's: two folders (or two files) deploying
+    pipelines of one `pipeline:` name submit jobs of the same names, and a `stop` of the one
+    cancelled the other's. A job's command (`%o`, the script sbatch was given) lies in its
+    deployment's state directory, so it is."""
+    if not scripts:
         return []
     done = run(
         [
@@ -242,14 +246,19 @@ def jobs_named(names: Sequence[str]) -> list[str]:
             "--noheader",
             "--me",
             "--states=PENDING,RUNNING,CONFIGURING,SUSPENDED,REQUEUED",
-            f"--name={','.join(names)}",
-            "--format=%i",
+            f"--name={','.join(scripts)}",
+            "--format=%i|%j|%o",
         ],
         check=False,
     )
     if done.returncode != 0:
         raise SlurmError(f"squeue failed: {reason(done.stderr)}")
-    return done.stdout.split()
+    mine = []
+    for line in done.stdout.splitlines():
+        job, name, command = [*line.split("|", 2), "", ""][:3]
+        if scripts.get(name) == command:
+            mine.append(job)
+    return mine
 
 
 def scancel(job_ids: Sequence[str]) -> None:

@@ -104,6 +104,7 @@ class SlurmExecutor(Executor):
 
     def _refuse_deploy(self) -> None:
         previous = read_state(self.layout)
+        self._check_owner(previous)
         if previous is not None and _running(previous):
             raise SlurmError(
                 f"pipeline {previous.get('pipeline', self.loaded().name)} is already deployed "
@@ -114,6 +115,18 @@ class SlurmExecutor(Executor):
     def _refuse_start(state: dict[str, Any]) -> None:
         if watcher_alive(state):
             raise SlurmError(f"pipeline {state['pipeline']} is already running on Slurm")
+
+    def _check_owner(self, state: dict[str, Any] | None) -> None:
+        """Refuse a state directory that holds another pipeline file's deployment (a
+        `state_dir` given in two files): its jobs, scripts and state are that file's."""
+        other = (state or {}).get("file")
+        mine = str(Path(self.file).resolve()) if self.file is not None else None
+        if other and mine and other != mine:
+            raise SlurmError(
+                f"the Slurm state directory {self.layout.root} holds the deployment of "
+                f"{other}, so {mine} cannot use it: give one of the two files another "
+                "`state_dir` in its `deploy.slurm` section"
+            )
 
     def deploy(self, *, wait: float = 30.0) -> dict[str, Any]:
         plan = self.compile()
@@ -274,9 +287,10 @@ class SlurmExecutor(Executor):
             if i["job_id"] and i["state"] not in FINAL
         ]
         # and any job of this deployment the state does not name (a watcher killed between
-        # sbatch and writing the state, a state directory lost and deployed again)
-        names = [i["name"] for i in state["instances"].values()]
-        jobs += [j for j in commands.jobs_named(names) if j not in jobs]
+        # sbatch and writing the state, a state directory lost and deployed again): its
+        # script is this deployment's, not only its name
+        scripts = {i["name"]: i["script_path"] for i in state["instances"].values()}
+        jobs += [j for j in commands.jobs_of(scripts) if j not in jobs]
         queued = commands.queue(jobs)
         cancelled = [j for j in jobs if queued.get(j, {}).get("state") in ALIVE]
         commands.scancel(cancelled)
@@ -357,6 +371,7 @@ class SlurmExecutor(Executor):
                 f"pipeline {self.pipeline.name} is not deployed on Slurm (no state in "
                 f"{self.layout.root}); deploy it with `pipeline deploy`"
             )
+        self._check_owner(state)
         return state
 
     def status(self) -> ExecutorStatus:

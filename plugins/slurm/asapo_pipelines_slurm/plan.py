@@ -14,6 +14,7 @@ prepares a venv when asked.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shlex
@@ -38,7 +39,7 @@ from asapo_pipelines.sdk.executors import (
 )
 from asapo_pipelines_slurm.commands import SlurmError
 from asapo_pipelines_slurm.config import SlurmConfig
-from asapo_pipelines_slurm.state import Layout, instance_key
+from asapo_pipelines_slurm.state import Layout, deployed_file, instance_key
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.sdk import Resources
@@ -110,10 +111,24 @@ def _partition_line(partition: dict[str, Any]) -> str:
 
 
 def state_dir(pipeline: Pipeline, file: Path, config: SlurmConfig) -> Path:
-    base = Path(file).resolve().parent
+    """The deployment's directory: `state_dir` when given (`executor.SlurmExecutor` refuses one
+    that holds another file's deployment), else `.pipeline-slurm/<pipeline>` beside the file,
+    unless another pipeline file's deployment is recorded there. Two files of one `pipeline:`
+    name in one folder (each with its own store: other pipelines) must never share one: the
+    second's deploy replaced the first's state, and `stop` of the one cancelled the other's
+    jobs. The second then has `<pipeline>@<file name>-<hash of its path>`, as the local
+    executor keeps their run directories apart (`launchplan.rundir.file_run_dir`)."""
+    mine = Path(file).resolve()
     if config.state_dir:
-        return (base / config.state_dir).resolve()
-    return base / DEFAULT_STATE_DIR / str(pipeline.name)
+        return (mine.parent / config.state_dir).resolve()
+    shared = mine.parent / DEFAULT_STATE_DIR / str(pipeline.name)
+    stem = mine.name.removesuffix(".yaml").removesuffix(".yml").removesuffix(".pipeline")
+    digest = hashlib.sha256(str(mine).encode()).hexdigest()[:8]
+    own = shared.with_name(f"{pipeline.name}@{stem}-{digest}")
+    if Layout(own).state.is_file():
+        return own  # once given, it stays this file's, whatever comes to `shared` later
+    other = deployed_file(Layout(shared))
+    return shared if other is None or other == str(mine) else own
 
 
 def cpus(cpu_mhz: int, config: SlurmConfig) -> int:

@@ -66,6 +66,17 @@ def read_state(layout: Layout) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def deployed_file(layout: Layout) -> str | None:
+    """The pipeline file whose deployment `layout` holds (absolute), None when none is
+    recorded there (or its state cannot be read: the commands that read it say why)."""
+    try:
+        state = json.loads(layout.state.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    file = state.get("file") if isinstance(state, dict) else None
+    return file if isinstance(file, str) and file else None
+
+
 def write_state(layout: Layout, state: dict[str, Any]) -> None:
     """Atomically: a reader sees the old or the new state, never half of one."""
     tmp = layout.state.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
