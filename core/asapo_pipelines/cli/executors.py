@@ -617,6 +617,10 @@ def stop(
     # a deployment that already ended on its own ends its run as it ended, not as `stopped`
     settle(executor, recorded)
     result = executor.stop(purge=purge)
+    # and one the stop found ended on its own (its last workers ended while nobody looked:
+    # a Slurm watcher, stopped first, had not seen them) ends as it ended too
+    if not purge:  # a purged deployment has no state left to ask
+        settle(executor, recorded)
     if recorded is not None:
         end_run(
             recorded, executor.name, "stopped", executor.describe("stopped", result), stopped=True

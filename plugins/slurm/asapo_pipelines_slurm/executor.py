@@ -26,7 +26,7 @@ from asapo_pipelines_slurm.state import (
     watcher_alive,
     write_state,
 )
-from asapo_pipelines_slurm.watch import ALIVE, FINAL, submit
+from asapo_pipelines_slurm.watch import ALIVE, FINAL, completed, exit_of, submit
 
 
 class SlurmExecutor(Executor):
@@ -111,10 +111,34 @@ class SlurmExecutor(Executor):
                 f"on Slurm (state in {self.layout.root}); stop it first with `pipeline stop`"
             )
 
-    @staticmethod
-    def _refuse_start(state: dict[str, Any]) -> None:
+    def _refuse_start(self, state: dict[str, Any]) -> None:
+        """Refuse `start` of a deployment that runs or is complete; for a stopped one, wait
+        until Slurm has ended its jobs (`_wait_ended`)."""
         if watcher_alive(state):
             raise SlurmError(f"pipeline {state['pipeline']} is already running on Slurm")
+        if state["state"] == "complete":
+            # a new session would only find every unit's work done: nothing to start
+            raise SlurmError(
+                f"pipeline {state['pipeline']} is complete on Slurm (state in "
+                f"{self.layout.root}): nothing to start; `pipeline deploy {self.file}` runs "
+                "its units again"
+            )
+        if state["state"] != "running":
+            self._wait_ended(state)
+
+    def _wait_ended(self, state: dict[str, Any]) -> None:
+        """Wait until no job of a stopped deployment is known to Slurm as alive, else refuse.
+        A cancelled job stays COMPLETING for a while, and its worker may still be draining:
+        a new job of the same instance beside it would run two workers of one instance (two
+        writers of one file). Taken for running, it was not resubmitted at all, and its
+        instance stayed `stopped` in a deployment shown running."""
+        alive = _wait_gone([i["job_id"] for i in state["instances"].values() if i["job_id"]])
+        if alive:
+            raise SlurmError(
+                f"Slurm has not ended the job(s) {', '.join(alive)} of the stopped pipeline "
+                f"{state['pipeline']} within {GONE_TIMEOUT:g} s (squeue still lists them); "
+                "start it again once it no longer does"
+            )
 
     def _check_owner(self, state: dict[str, Any] | None) -> None:
         """Refuse a state directory that holds another pipeline file's deployment (a
@@ -302,13 +326,7 @@ class SlurmExecutor(Executor):
         layout = self.layout
         state = self._state()
         self._refuse_start(state)
-        alive = commands.queue([i["job_id"] for i in state["instances"].values() if i["job_id"]])
-        again = {
-            key
-            for key, i in state["instances"].items()
-            if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
-        }
-        lost = {key for key in again if state["instances"][key]["state"] not in FINAL}
+        again, lost = _to_submit(state)
         self._submit_all(state, layout, only=again)
         for key in lost:
             # its job ended while no watcher looked (the watcher was killed): replacing it is
@@ -333,32 +351,20 @@ class SlurmExecutor(Executor):
         state = self._state()
         before = state["state"]
         cancelled, ended = self._cancel(state)
-        for instance in state["instances"].values():
-            if instance["state"] in FINAL:
-                continue
-            detail = "cancelled by pipeline stop"
-            if instance["job_id"] in ended:
-                detail = f"job {instance['job_id']} had ended before pipeline stop"
-            instance.update(state="stopped", detail=detail)
-        # a deployment that ended on its own stays as it ended: stop found nothing to stop
-        if state["state"] not in ("complete", "failed"):
-            state["state"] = "stopped"
+        # the workers drain on SIGTERM: returned once they are gone, the run's end counts
+        # their last records, and a `start` finds no job of this deployment still completing
+        completing = _wait_gone(cancelled)
+        _mark_stopped(state, ended)
         write_state(layout, state)
         if purge:
             shutil.rmtree(layout.root, ignore_errors=True)
-        message = f"{len(cancelled)} Slurm job(s) cancelled"
-        if not cancelled and not ended and before in FINAL:
-            # "0 Slurm job(s) cancelled" alone reads as if stop had failed to find the jobs
-            message = f"nothing to stop: the deployment had already ended ({before})"
-        elif cancelled:
-            message += f" ({', '.join(cancelled)})"
-        if ended:
-            message += f"; {len(ended)} had already ended ({', '.join(ended)})"
+        message = _stopped_message(state["state"], before, cancelled, ended, completing)
         return {
             "deployment": state["pipeline"],
             "message": message + (f"; {layout.root} removed" if purge else ""),
             "cancelled": cancelled,
             "already_ended": ended,
+            "still_completing": completing,
             "purged": purge,
         }
 
@@ -378,9 +384,10 @@ class SlurmExecutor(Executor):
         state = self._state()
         instances = state["instances"]
         live = commands.queue([i["job_id"] for i in instances.values() if i["job_id"]])
+        batch = state["type"] == "batch"
         shown = []
         for instance in instances.values():
-            word, detail = _shown(instance, live.get(instance["job_id"] or ""))
+            word, detail = _shown(instance, live.get(instance["job_id"] or ""), batch)
             shown.append(
                 InstanceStatus(
                     unit=instance["unit"],
@@ -450,17 +457,103 @@ class SlurmExecutor(Executor):
                 yield buffer
 
 
-def _shown(instance: dict[str, Any], job: dict[str, str] | None) -> tuple[str, str]:
+def _shown(instance: dict[str, Any], job: dict[str, str] | None, batch: bool) -> tuple[str, str]:
     """An instance's state and detail for `status`: squeue's (fresher than the watcher's
     last look), except once the watcher handled the job's end: then the watcher's
-    (`restarting`, with why), not the ended job's CANCELLED with Slurm's reason "None"."""
+    (`restarting`, with why), not the ended job's CANCELLED with Slurm's reason "None". A job
+    that ended before the watcher handled it is said in the executor's words, not Slurm's
+    (`completed`, `cancelled`): `complete` for a batch worker's COMPLETED (exit code 0, as
+    the watcher will judge it), else `exited`, as the local executor says of a task whose
+    end nobody has handled yet."""
     word, detail = instance["state"], str(instance.get("detail") or "")
     if job is None or word in FINAL or word == "restarting":
         return word, detail
     if job["state"] == "RUNNING":
         return "running", job["nodes"]
+    if job["state"] not in ALIVE:
+        ended = f"job {instance['job_id']} ended {job['state']}"
+        return ("complete" if batch and job["state"] == "COMPLETED" else "exited"), ended
     reason = job["reason"]
     return job["state"].lower(), "" if reason in ("None", "(null)") else reason
+
+
+#: How long `stop` waits for its cancelled jobs to leave Slurm, and `start` for those of a
+#: stopped deployment: Slurm's KillWait (30 s by default) between SIGTERM and SIGKILL, and the
+#: job's clean-up while it shows COMPLETING.
+GONE_TIMEOUT = 90.0
+
+
+def _wait_gone(jobs: list[str]) -> list[str]:
+    """Wait until Slurm no longer has these jobs running, pending or completing; those it
+    still has after `GONE_TIMEOUT` seconds."""
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while True:
+        queued = commands.queue(jobs)
+        alive = [j for j in jobs if queued.get(j, {}).get("state") in ALIVE]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.5)
+
+
+def _to_submit(state: dict[str, Any]) -> tuple[set[str], set[str]]:
+    """(the instances `start` submits, those of them whose job ended unwatched). A stopped
+    or failed deployment's run gets a new session, so every instance is submitted, a complete
+    one too: a unit of a resumed session ends only once the units that write its inputs have
+    ended in that session (docs/runs.md), so downstream of a source left out waited for
+    ever; a source whose inputs were all sent sends nothing twice and ends. A deployment that
+    was never stopped (its watcher died) goes on in its session: only its instances that are
+    not complete and whose job is gone."""
+    instances = state["instances"]
+    if state["state"] != "running":
+        return set(instances), set()
+    alive = commands.queue([i["job_id"] for i in instances.values() if i["job_id"]])
+    again = {
+        key
+        for key, i in instances.items()
+        if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
+    }
+    return again, {key for key in again if instances[key]["state"] not in FINAL}
+
+
+def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
+    """The instances and deployment as `stop` leaves them. A job that had ended before the
+    stop, unseen by the watcher (stopped first), is judged as the watcher judges it: a batch
+    worker that exited 0 is complete (taken for `stopped`, it was run again by `start`). A
+    deployment that ended on its own, or whose every instance is complete, stays so."""
+    for instance in state["instances"].values():
+        if instance["state"] in FINAL:
+            continue
+        job = instance["job_id"]
+        if job not in ended:
+            instance.update(state="stopped", detail="cancelled by pipeline stop")
+            continue
+        final, code, what = exit_of(job, None)
+        if completed(final, code, state):
+            instance.update(state="complete", detail=what)
+        else:
+            instance.update(state="stopped", detail=f"job {job} had ended before pipeline stop")
+    if state["state"] in ("complete", "failed"):
+        return
+    done = all(i["state"] == "complete" for i in state["instances"].values())
+    state["state"] = "complete" if done else "stopped"
+
+
+def _stopped_message(
+    now: str, before: str, cancelled: list[str], ended: list[str], completing: list[str]
+) -> str:
+    """What `stop` says: the jobs it cancelled, those that had ended, those Slurm has not
+    ended yet; or that there was nothing to stop."""
+    if not cancelled and (now == "complete" or (not ended and before in FINAL)):
+        # "0 Slurm job(s) cancelled" alone reads as if stop had failed to find the jobs
+        return f"nothing to stop: the deployment had already ended ({now})"
+    message = f"{len(cancelled)} Slurm job(s) cancelled"
+    if cancelled:
+        message += f" ({', '.join(cancelled)})"
+    if ended:
+        message += f"; {len(ended)} had already ended ({', '.join(ended)})"
+    if completing:
+        message += f"; {len(completing)} still completing in Slurm ({', '.join(completing)})"
+    return message
 
 
 #: An instance's states while its job waits to be placed.

@@ -88,6 +88,22 @@ def exit_of(job_id: str, squeue_state: str | None) -> tuple[str, int | None, str
     return final, code, what
 
 
+def completed(final: str, code: int | None, state: dict[str, Any]) -> bool:
+    """Whether an ended job's worker is done for good: a batch worker that exited 0. A
+    service's worker exiting 0 is restarted (it should run until stopped)."""
+    return final == "COMPLETED" and code == 0 and state["type"] == "batch"
+
+
+def ended_as(instances: list[dict[str, Any]]) -> str:
+    """A deployment's state once every instance is final: `failed` when one failed, `complete`
+    when every one is; else `stopped`. Instances stopped by `pipeline stop` are no success:
+    taken for one, a deployment started again too early was recorded `complete` having run
+    nothing."""
+    if any(i["state"] == "failed" for i in instances):
+        return "failed"
+    return "complete" if all(i["state"] == "complete" for i in instances) else "stopped"
+
+
 #: how long Slurm must go on saying that a pending job cannot start before the watcher believes
 #: it: its first reason is not always its last. A job asking for more time than its partition
 #: allows shows PartitionConfig (more CPUs or memory than a node has) until the scheduler has
@@ -188,7 +204,7 @@ class Watcher:
         now: float,
     ) -> None:
         final, code, what = exit_of(instance["job_id"], seen)
-        if final == "COMPLETED" and code == 0 and state["type"] == "batch":
+        if completed(final, code, state):
             instance.update(state="complete", detail=what)
             log(f"{instance['name']}: {what}: complete")
             return
@@ -243,18 +259,18 @@ class Watcher:
             if not self.layout.root.is_dir():
                 log("the state directory is gone (pipeline stop --purge); stopping")
                 return 0
-            instances = state["instances"].values()
+            instances = list(state["instances"].values())
             if all(i["state"] in FINAL for i in instances):
-                failed = any(i["state"] == "failed" for i in instances)
-                state["state"] = "failed" if failed else "complete"
+                state["state"] = ended_as(instances)
             # written when something changed: the state lives on a shared filesystem
             text = json.dumps(state, sort_keys=True)
             if text != written:
                 write_state(self.layout, state)
                 written = text
-            if state["state"] in ("complete", "failed"):
+            if state["state"] in FINAL:
                 log(f"{state['pipeline']} {state['state']}")
-                record_end(state)
+                if state["state"] != "stopped":  # `pipeline stop` ends a stopped one's run
+                    record_end(state)
                 return 0
             end = time.monotonic() + interval
             while not self.stopping and time.monotonic() < end:

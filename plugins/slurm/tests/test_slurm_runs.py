@@ -90,6 +90,13 @@ def test_a_batch_deployment_that_finishes_ends_its_run_complete_with_the_counts(
         1,
         3,
     )
+    # and a start has nothing to do: said in one sentence, without a session of the run
+    started = run_pipeline("start", str(file), env=env)
+    assert started.returncode == 1
+    assert started.stderr.startswith("error: pipeline files-to-jsonl is complete on Slurm")
+    assert "nothing to start" in started.stderr
+    assert "resuming" not in started.stdout
+    assert runs_of(file, env)[0]["sessions"] == 1
 
 
 def test_status_logs_and_stop_act_on_the_live_deployment_not_a_finished_local_run(slurm, workdir):

@@ -55,6 +55,12 @@ def test_stop_counts_only_the_jobs_it_cancelled(slurm, workdir):
         timeout=30,
     )
 
+    # status says how they ended, in the executor's words (Slurm's `cancelled` is its own)
+    shown = json.loads(run_pipeline("status", str(file), "--json", env=slurm.env).stdout)
+    states = {i["unit"]: (i["state"], i["detail"]) for i in shown["instances"]}
+    assert states["pass"] == ("exited", f"job {jobs['pass-0']} ended CANCELLED")
+    assert states["sink"][0] == "exited"
+
     stopped = run_pipeline("stop", str(file), env=slurm.env)
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.strip() == (

@@ -1,0 +1,207 @@
+"""`pipeline stop` and `pipeline start` of a Slurm deployment, on a real Slurm: `start` gives the
+run a new session with every unit, so that a batch deployment stopped after its source was done
+still ends `complete`; a `start` right after a `stop` finds no job of the deployment still
+completing; a `stop` that finds the jobs of a batch deployment ended unseen (no watcher)
+records the deployment `complete`, and a `start` of a complete deployment has nothing to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from slurm_support import EXAMPLES, run_pipeline, runs_of, squeue, wait_until, watching_file
+
+import asapo_pipelines_slurm.executor as slurm_executor
+from asapo_pipelines_slurm.watch import ALIVE
+
+#: files -> pass -> sink, a batch pipeline; `slurm` is the inside of its deploy mapping
+BATCH = """\
+pipeline: {name}
+units:
+  files:
+    unit: core.files
+    params: {{directory: files/, pattern: "*.txt"}}
+    outputs: {{files: raw}}
+  pass:
+    unit: core.identity
+    inputs: {{input: raw}}
+    outputs: {{output: checked}}
+  sink:
+    unit: core.jsonl-sink
+    params: {{path: results/out.jsonl, payload: text}}
+    inputs: {{messages: checked}}
+deploy:
+  slurm: {{partition: debug, poll_interval: 0.5{slurm}}}
+"""
+
+
+def _batch(workdir: Path, name: str, slurm: str = "") -> Path:
+    (workdir / "files").mkdir()
+    for text in ("run-1.txt", "run-2.txt", "run-3.txt"):
+        (workdir / "files" / text).write_text((EXAMPLES / "files" / text).read_text())
+    file = workdir / f"{name}.pipeline.yaml"
+    file.write_text(BATCH.format(name=name, slurm=slurm))
+    return file
+
+
+def _status(file: Path, env: dict[str, str]) -> dict:
+    done = run_pipeline("status", str(file), "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _instances(file: Path, env: dict[str, str]) -> dict[str, dict]:
+    return {i["unit"]: i for i in _status(file, env)["instances"]}
+
+
+def _begin_now(jobs: list[str], env: dict[str, str]) -> None:
+    """Let jobs submitted with a far --begin start now."""
+    for job in jobs:
+        subprocess.run(
+            ["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30
+        )
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_a_batch_deployment_stopped_after_its_source_was_done_ends_complete_when_started(
+    slurm, workdir
+):
+    # every job waits for its start time, so that the test decides which unit runs when
+    file = _batch(workdir, "resumed", slurm=', extra_options: ["--begin=now+3600"]')
+    env = slurm.env
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", "--json", env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    jobs = json.loads(deployed.stdout)["jobs"]
+    # the source and the sink run; the processor between them never does in this session
+    _begin_now([jobs["files-0"], jobs["sink-0"]], env)
+    wait_until(
+        "the source to complete and the sink to run",
+        lambda: (
+            [_instances(file, env)[u]["state"] for u in ("files", "sink")]
+            == ["complete", "running"]
+        ),
+        timeout=90,
+        every=1,
+    )
+    stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+
+    started = run_pipeline("start", str(file), "--wait", "0", env=env)
+    assert started.returncode == 0, started.stderr
+    assert "3 Slurm job(s) submitted again" in started.stdout, started.stdout
+    _begin_now([i["task_id"] for i in _instances(file, env).values()], env)
+
+    def ended() -> dict | None:
+        (run,) = runs_of(file, env)
+        return run if run["state"] != "running" else None
+
+    run = wait_until("the run to end", ended, timeout=120, every=1)
+    assert (run["state"], run["sessions"]) == ("complete", 2), run
+    assert run["counts"]["sink"]["processed"] == 3
+    assert run["counts"]["files"]["outputs"] == 3  # each file sent once over both sessions
+    payloads = [json.loads(line)["payload"] for line in _lines(workdir / "results/out.jsonl")]
+    assert sorted(payloads) == sorted(
+        (EXAMPLES / "files" / f"run-{i}.txt").read_text() for i in (1, 2, 3)
+    )
+    assert _status(file, env)["state"] == "complete"
+
+
+def test_start_right_after_stop_runs_every_unit_again(slurm, workdir):
+    file = watching_file(workdir, "quick", first_file=True)
+    env = slurm.env
+    out = workdir / "results" / "out.jsonl"
+    deployed = run_pipeline("deploy", str(file), env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    try:
+        wait_until("the first file at the sink", lambda: len(_lines(out)) == 1, timeout=60)
+        before = [i["task_id"] for i in _instances(file, env).values()]
+        # Slurm takes a while to end a cancelled job (it is COMPLETING meanwhile)
+        with slurm.slow_completion(5):
+            stopped = run_pipeline("stop", str(file), env=env)
+            assert stopped.returncode == 0, stopped.stderr
+            started = run_pipeline("start", str(file), env=env)
+        assert started.returncode == 0, started.stderr
+        assert "2 Slurm job(s) submitted again" in started.stdout, started.stdout
+        shown = _instances(file, env)
+        assert {u: i["state"] for u, i in shown.items()} == {"files": "running", "sink": "running"}
+        assert not {i["task_id"] for i in shown.values()} & set(before)
+        # the stopped deployment's jobs had ended before their successors started
+        assert not set(squeue(before, env).values()) & ALIVE
+
+        (workdir / "files" / "b.txt").write_text("second\n")
+        wait_until("the new file at the sink", lambda: len(_lines(out)) == 2, timeout=60)
+        (run,) = runs_of(file, env)
+        assert (run["state"], run["sessions"]) == ("running", 2)
+    finally:
+        stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+def test_start_waits_for_the_jobs_a_stop_left_completing(slurm, workdir, monkeypatch):
+    from slurm_support import executor
+
+    file = watching_file(workdir, "completing", first_file=True)
+    ex = executor(file)
+    ex.deploy(wait=30)
+    before = [i.task_id for i in ex.status().instances]
+    # a stop that does not wait for Slurm to end its jobs (as when Slurm takes longer than
+    # the stop's bound): the jobs are still completing when `start` comes
+    with slurm.slow_completion(5):
+        monkeypatch.setattr(slurm_executor, "GONE_TIMEOUT", 0.0)
+        stopped = ex.stop()
+        monkeypatch.undo()
+        assert sorted(stopped["cancelled"]) == sorted(before)
+        assert sorted(stopped["still_completing"]) == sorted(before)
+        assert set(squeue(before, slurm.env).values()) == {"COMPLETING"}
+        ex.start(wait=30)
+    after = ex.status()
+    assert {i.state for i in after.instances} == {"running"}, after
+    assert not {i.task_id for i in after.instances} & set(before)
+    assert not set(squeue(before, slurm.env).values()) & ALIVE
+
+
+def test_stop_of_a_batch_deployment_whose_jobs_ended_unseen_records_it_complete(slurm, workdir):
+    file = _batch(workdir, "unseen")
+    env = slurm.env
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", "--json", env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    jobs = sorted(json.loads(deployed.stdout)["jobs"].values())
+    state = json.loads(next(workdir.rglob("state.json")).read_text())
+    # the watcher dies (its host rebooted) while the workers finish their work
+    os.kill(state["watcher_pid"], signal.SIGKILL)
+    wait_until(
+        "the jobs to complete",
+        lambda: set(squeue(jobs, env).values()) == {"COMPLETED"},
+        timeout=90,
+        every=1,
+    )
+    # status says so in the executor's words, not Slurm's
+    shown = _instances(file, env)
+    assert {u: i["state"] for u, i in shown.items()} == dict.fromkeys(
+        ("files", "pass", "sink"), "complete"
+    )
+    assert shown["sink"]["detail"] == f"job {shown['sink']['task_id']} ended COMPLETED"
+
+    stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.rstrip().endswith(
+        "nothing to stop: the deployment had already ended (complete)"
+    ), stopped.stdout
+    (run,) = runs_of(file, env)
+    assert (run["state"], run["sessions"]) == ("complete", 1)
+    assert run["counts"]["sink"]["processed"] == 3
+
+    # nothing to start: said in one sentence, and the run gets no session
+    started = run_pipeline("start", str(file), env=env)
+    assert started.returncode == 1
+    assert started.stderr.startswith("error: pipeline unseen is complete on Slurm"), started.stderr
+    assert "nothing to start" in started.stderr
+    assert len(started.stderr.strip().splitlines()) == 1
+    (run,) = runs_of(file, env)
+    assert (run["state"], run["sessions"]) == ("complete", 1)
