@@ -14,25 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-from slurm_support import executor, run_pipeline, runs_of, wait_until
+from slurm_support import executor, run_pipeline, runs_of, wait_until, watching_file
 
 #: more than the sink gets through before it is stopped
 FILES = 100_000
-
-PIPELINE_FILE = """\
-pipeline: final-counts
-units:
-  files:
-    unit: core.files
-    params: {directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}
-    outputs: {files: raw}
-  sink:
-    unit: core.jsonl-sink
-    params: {path: results/out.jsonl, payload: text}
-    inputs: {messages: raw}
-deploy:
-  slurm: {partition: debug, time: "30:00", poll_interval: 0.5}
-"""
 
 
 def _lines(out: Path) -> int:
@@ -44,10 +29,8 @@ def _lines(out: Path) -> int:
 
 
 def test_a_stopped_deployments_run_counts_the_workers_last_batches(slurm, workdir):
+    file = watching_file(workdir, "final-counts")
     files = workdir / "files"
-    files.mkdir()
-    file = workdir / "final-counts.pipeline.yaml"
-    file.write_text(PIPELINE_FILE)
     executor(file)  # registered, so that a failing test leaves nothing behind
     deployed = run_pipeline("deploy", str(file), env=slurm.env)
     assert deployed.returncode == 0, deployed.stderr
