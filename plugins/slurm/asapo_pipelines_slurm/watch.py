@@ -214,6 +214,10 @@ class Watcher:
             log(f"{instance['name']}: {what}: not restarted ({reason})")
             return
         decision = self.tracker(key, state).on_exit(1 if code in (None, 0) else code, now)
+        # why the worker ended, as it said it: "exceeded the 5 restart attempts" alone left
+        # the user to read each job's log for a Redis that refused every connection
+        cause = _last_error(instance)
+        what = f"{what}: {cause}" if cause else what
         if decision.action == "restart":
             self.due[key] = now + decision.delay
             instance.update(state="restarting", detail=f"{what}; {decision.reason}")
