@@ -143,9 +143,11 @@ class Executor(ABC):
 
     @classmethod
     def has_run(cls, pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]) -> bool:
-        """Whether a run of this target is recorded on this machine, so that `status`, `logs`
-        and `stop` go to this executor without being told. Only the local executor (`LOCAL`)
-        is asked: a scheduler's jobs are named by the file's ``deploy:`` section."""
+        """Whether a run of this target is recorded on this machine. The local executor's
+        (`LOCAL`) makes `status`, `logs` and `stop` go to it without being told; a
+        scheduler's jobs are named by the file's ``deploy:`` section, so another executor's
+        (a Slurm deployment's state beside the file) is only named when the section's
+        executor fails ("add `--executor slurm`"). False unless an executor knows better."""
         return False
 
     def loaded(self) -> Pipeline:

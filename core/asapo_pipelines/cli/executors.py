@@ -14,9 +14,11 @@ through the catalog, by the import string its plugin registered.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -616,7 +618,8 @@ def stop(
     recorded = _pipeline_file(path)
     # a deployment that already ended on its own ends its run as it ended, not as `stopped`
     settle(executor, recorded)
-    result = executor.stop(purge=purge)
+    with _hinting(executor, path, executor_name):
+        result = executor.stop(purge=purge)
     # and one the stop found ended on its own (its last workers ended while nobody looked:
     # a Slurm watcher, stopped first, had not seen them) ends as it ended too
     if not purge:  # a purged deployment has no state left to ask
@@ -659,7 +662,8 @@ def status(
     if executor is not None:
         # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
         settle(executor, _pipeline_file(path))
-        code = executor.show_status(as_json=as_json)
+        with _hinting(executor, path, executor_name):
+            code = executor.show_status(as_json=as_json)
         if not owner:
             _say_edited(executor, path)
             _say_unapplied(executor, path, as_json=as_json)
@@ -683,6 +687,40 @@ def status(
     from asapo_pipelines.counters import show_counters
 
     show_counters(path, as_json)
+
+
+@contextlib.contextmanager
+def _hinting(executor: Executor, path: Path | None, named: str | None) -> Iterator[None]:
+    """A failure of `status`, `logs` or `stop` with the executor the file's ``deploy:``
+    section names, while another executor has a deployment of the file recorded on this
+    machine (`Executor.has_run`), says so: deployed with ``--executor slurm``, the shipped
+    example's `status` answered only "cannot reach Nomad" (an outside tester)."""
+    try:
+        yield
+    except PipelinesError as exc:
+        other = None if named or path is None else _recorded_elsewhere(executor, path)
+        if other is not None and path is not None:
+            exc.message = (
+                f"{exc.message}; a {other} deployment of {path.name} is recorded here: "
+                f"add `--executor {other}`"
+            )
+        raise
+
+
+def _recorded_elsewhere(executor: Executor, path: Path) -> str | None:
+    """Another installed executor (not the local one, which the commands ask first) that has
+    a deployment of `path` recorded on this machine; None when none has."""
+    from asapo_pipelines.executor import LOCAL, executor_class
+
+    for descriptor in executor.catalog.executors.values():
+        if descriptor.name in (LOCAL, executor.name):
+            continue
+        try:
+            if executor_class(descriptor).has_run(executor.pipeline, path, {}):
+                return descriptor.name
+        except PipelinesError:  # a broken executor plugin: not the answer to this failure
+            continue
+    return None
 
 
 def _say_unapplied(executor: Executor, path: Path | None, *, as_json: bool) -> None:
@@ -849,6 +887,8 @@ def logs(
         "plain": plain,
         "previous": previous,
     }
-    executor, _ = executor_for("logs", file, executor_name, given)
+    executor, path = executor_for("logs", file, executor_name, given)
     assert executor is not None
-    ctx.exit(executor.print_logs(unit, replica=replica, follow=follow, stderr=stderr))
+    with _hinting(executor, path, executor_name):
+        code = executor.print_logs(unit, replica=replica, follow=follow, stderr=stderr)
+    ctx.exit(code)

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from asapo_pipelines.sdk import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines_slurm import commands
@@ -21,12 +21,16 @@ from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.plan import SlurmPlan, plan_for, state_dir
 from asapo_pipelines_slurm.state import (
     Layout,
+    deployed_file,
     end_watcher,
     read_state,
     watcher_alive,
     write_state,
 )
 from asapo_pipelines_slurm.watch import ALIVE, FINAL, completed, exit_of, submit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.sdk.executors import Pipeline
 
 
 class SlurmExecutor(Executor):
@@ -43,6 +47,17 @@ class SlurmExecutor(Executor):
     @property
     def layout(self) -> Layout:
         return Layout(state_dir(self.pipeline, self.file, self.settings))
+
+    @classmethod
+    def has_run(cls, pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]) -> bool:
+        """A deployment of `file` recorded in its state directory here: a file whose
+        ``deploy:`` section names another executor, deployed with ``--executor slurm``."""
+        if pipeline is None or file is None:
+            return False
+        config = pipeline.deploy.config(cls.name)
+        settings = SlurmConfig.model_validate(config.model_dump() if config is not None else {})
+        recorded = deployed_file(Layout(state_dir(pipeline, file, settings)))
+        return recorded == str(Path(file).resolve())
 
     # -- plan and deploy ---------------------------------------------------------------------
 
