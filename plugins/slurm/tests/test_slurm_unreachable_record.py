@@ -8,7 +8,7 @@ file stands for a transport that cannot be reached."""
 
 from __future__ import annotations
 
-from slurm_support import run_pipeline, watching_text
+from slurm_support import executor, run_pipeline, wait_finished, watching_text
 
 RECORDED_BY_WORKERS = "its workers record it when they start"
 NOT_READ = "warning: the run's record is not read or updated: the pipeline's transport cannot"
@@ -21,11 +21,15 @@ def test_status_and_stop_say_once_that_the_record_cannot_be_read(slurm, workdir)
     file = workdir / "unreachable.pipeline.yaml"
     text = watching_text("unreachable", slurm="partition: debug, poll_interval: 0.5")
     file.write_text(text + "transport:\n  embedded: {path: blocked/store}\n")
+    ex = executor(file)  # registered, so that a failing test leaves no watcher or job behind
     env = slurm.env
     deployed = run_pipeline("deploy", str(file), env=env)
     try:
         assert deployed.returncode == 0, deployed.stderr
         assert deployed.stderr.count(RECORDED_BY_WORKERS) == 1, deployed.stderr
+        # its workers fail (exit 78: the store cannot be made); once the watcher has the
+        # deployment failed, status ends its run, which it cannot read
+        assert wait_finished(ex, timeout=60).state == "failed"
         status = run_pipeline("status", str(file), env=env)
         said = status.stdout + status.stderr
         assert said.count(NOT_READ) == 1, said
