@@ -229,7 +229,6 @@ def unapplied(file: str) -> str:
     run's record: the `ended` event's counts are what each worker did since the session
     before's end. Empty while the session goes on, or when the record cannot be read."""
     import shlex
-    from types import SimpleNamespace
 
     from asapo_pipelines.runs.lifecycle import unapplied_note
     from asapo_pipelines.worker.launch import load
@@ -253,7 +252,7 @@ def unapplied(file: str) -> str:
         for name, counts in (end.get("counts") or {}).items()
         if isinstance(counts, dict)
     }
-    return unapplied_note(SimpleNamespace(run=run, label=label), counters, shlex.quote(file))
+    return unapplied_note(run, label, counters, shlex.quote(file))
 
 
 #: how long the end of a deployment's run waits for its workers' final status records: a

@@ -135,7 +135,7 @@ def run(
     )
     if session is not None:
         session.finish(result, counters, target.payload)
-        unapplied = unapplied_note(session, counters, where or "FILE")
+        unapplied = unapplied_note(session.run, session.label, counters, where or "FILE")
         if unapplied:
             click.echo(unapplied, err=as_json)
     if as_json:

@@ -374,13 +374,14 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         )
 
 
-def unapplied_note(session: Any, counters: Any, where: str) -> str:
+def unapplied_note(run: Run, label: str, counters: Any, where: str) -> str:
     """A line for a session after which a unit's results are still those of other settings
     than the ones in force: it processed and sent nothing under them, in this session (resumed
     under a changed configuration: the line "resuming run r1 under a changed configuration"
     above the table suggested otherwise) or in any since they changed (a later session said
     "(unchanged)", against the previous one, and showed the old results without a word).
-    Empty when every unit's results were made with the settings now in force."""
+    Empty when every unit's results were made with the settings now in force. `label` is the
+    session's (`session_label`), whose workers' status records `counters` holds."""
     import json
     import shlex
 
@@ -388,9 +389,7 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     from asapo_pipelines.worker.status import in_session
 
     # the session's start: the run's record gets its end appended when the session ends
-    began: dict[str, Any] = next(
-        (e for e in reversed(session.run.events) if e.get("event") in ("started", "resumed")), {}
-    )
+    began = run.session
     # the units whose own settings changed now: those fed by one are said with "made from them"
     changed = {u for u, w in (began.get("changes") or {}).items() if own_changes(w)}
     # what a unit processed or sent in this session, or gave from its restored state under the
@@ -398,7 +397,7 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     # as it was and was not sent again
     worked: dict[str, int] = {}
     for record in (counters or {}).values():
-        if isinstance(record, dict) and in_session(record, session.label):
+        if isinstance(record, dict) and in_session(record, label):
             unit = str(record.get("instance", ""))
             done = sum(int(record.get(k) or 0) for k in ("processed", "outputs", "reapplied"))
             worked[unit] = worked.get(unit, 0) + done
@@ -406,13 +405,13 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     # under the settings now in force (back from an excursion that processed nothing) made
     # its results with them already; one that never worked has none
     # a resumed session's event records only what changed: the session as carried holds all
-    carried = session.run.sessions[-1] if session.run.sessions else {}
+    carried = run.sessions[-1] if run.sessions else {}
     in_force = carried.get("configurations") or {}
     stale = [
         unit
         for unit in in_force
         if not worked.get(unit)
-        and own_configuration(session.run.configuration_of_last_work(unit))
+        and own_configuration(run.configuration_of_last_work(unit))
         not in (None, own_configuration(in_force.get(unit)))
     ]
     if not stale:
@@ -441,6 +440,6 @@ def unapplied_note(session: Any, counters: Any, where: str) -> str:
     )
     return (
         f"{', '.join(told)}: {its} results, and those made from them, are still the earlier "
-        f"settings'; `pipeline reprocess {where} --from {session.run.id}{sets}` applies the "
+        f"settings'; `pipeline reprocess {where} --from {run.id}{sets}` applies the "
         "change to the run's inputs"
     )
