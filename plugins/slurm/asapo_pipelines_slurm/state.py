@@ -70,10 +70,10 @@ def deployed_file(layout: Layout) -> str | None:
     """The pipeline file whose deployment `layout` holds (absolute), None when none is
     recorded there (or its state cannot be read: the commands that read it say why)."""
     try:
-        state = json.loads(layout.state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        state = read_state(layout)
+    except SlurmError:
         return None
-    file = state.get("file") if isinstance(state, dict) else None
+    file = (state or {}).get("file")
     return file if isinstance(file, str) and file else None
 
 

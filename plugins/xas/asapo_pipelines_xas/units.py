@@ -491,7 +491,7 @@ class Merge(Processor):
         other_code = self._warn_other_code(merged)
         # a copy of a scan (another name, the same data) is no measurement: counted apart, as
         # the NeXus title counts it ("2 scans; 1 copy of scans left out")
-        copies = sum(1 for r in merged["rejected"] if r.get("duplicate"))
+        copies = len(copies_of(merged))
         self.groups[group_label(merged)] = {
             "scans": merged["n_scans"] - copies,
             "merged": merged["n_merged"],
@@ -581,11 +581,16 @@ def merge_digest(merged: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def copies_of(merged: dict[str, Any]) -> set[str]:
+    """The scans a merge rejects as copies of another scan's data (`duplicate`)."""
+    return {str(r["scan"]) for r in merged.get("rejected", []) if r.get("duplicate")}
+
+
 def measured_digest(merged: dict[str, Any]) -> str:
     """A merge's digest without the copies of scans it rejects (`duplicate`) and without which
     scan came last: the same for two merges whose measurements, screening and result are the
     same, however many copies of a scan came between them."""
-    copies = {str(r["scan"]) for r in merged.get("rejected", []) if r.get("duplicate")}
+    copies = copies_of(merged)
     view = {k: v for k, v in merged.items() if k not in ("latest", "latest_accepted")}
     if copies:
         view["rejected"] = [r for r in merged["rejected"] if str(r["scan"]) not in copies]
