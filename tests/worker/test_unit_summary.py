@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 import types
+from math import inf, nan
 
 from asapo_pipelines.sdk import Processor, Source, describe, inp, out
 from asapo_pipelines.testing.harness import UnitHarness
@@ -14,7 +16,7 @@ from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.formats import decode
 from asapo_pipelines.worker.naming import errors_source, status_source
 from asapo_pipelines.worker.runtime import Worker
-from asapo_pipelines.worker.status import summary_lines
+from asapo_pipelines.worker.status import Counters, StatusPublisher, summary_lines
 
 
 class Counting(Source):
@@ -104,10 +106,28 @@ class Finishing(Source):
         return {"phase": phase}
 
 
+class Averaging(Processor):
+    """Its mean is NaN before the first value and once a value was NaN (0 / 0); refuses 2."""
+
+    def on_start(self):
+        self.values = []
+
+    def process(self, message):
+        if message.value["n"] == 2:
+            raise ValueError("2 is refused")
+        self.values.append(message.value["n"] / message.value["n"] if message.value["n"] else nan)
+        return {"n": message.value["n"]}
+
+    def summary(self):
+        mean = sum(self.values) / len(self.values) if self.values else nan
+        return {"count": len(self.values), "mean": mean, "limits": [-inf, inf]}
+
+
 MODULE = types.ModuleType("summary_test_units")
 MODULE.Counting, MODULE.Doubling, MODULE.BadSummary = Counting, Doubling, BadSummary
 MODULE.Summing, MODULE.Remembering = Summing, Remembering
 MODULE.Finishing = Finishing
+MODULE.Averaging = Averaging
 sys.modules[MODULE.__name__] = MODULE
 
 SOURCE = describe(
@@ -154,6 +174,14 @@ BAD = describe(
     runtime="summary_test_units:BadSummary",
     inputs=[inp("numbers")],
     outputs=[out("same")],
+)
+AVERAGING = describe(
+    "test.averaging",
+    kind="processor",
+    summary="a mean that can be NaN",
+    runtime="summary_test_units:Averaging",
+    inputs=[inp("numbers")],
+    outputs=[out("ratios")],
 )
 
 
@@ -266,3 +294,44 @@ def test_the_final_record_carries_the_summary_taken_after_the_unit_shut_down(tmp
     final = read_all(store, status_source("demo"), "finish.0")[-1].metadata
     assert (final["state"], final["summary"]) == ("finished", {"phase": "shut down"})
     assert worker.counters.summary == {"phase": "shut down"}
+
+
+def test_a_nan_in_the_summary_keeps_the_counters_and_the_errors_in_the_status(tmp_path):
+    """numpy gives NaN freely (a mean over nothing, a NaN input): JSON has no NaN, and a summary
+    holding one took the whole status record with it, so the table, `pipeline runs` and the
+    viewer showed the unit as having done nothing, with no error. The summary says `nan`."""
+    store = tmp_path / "store"
+    run_worker(store, SOURCE, "count", outputs={"numbers": "numbers"})  # 0, 1, 2, 4
+    worker = run_worker(
+        store, AVERAGING, "avg", inputs={"numbers": "numbers"}, outputs={"ratios": "ratios"}
+    )
+    records = [m.metadata for m in read_all(store, status_source("demo"), "avg.0")]
+    final = records[-1]
+    assert (final["state"], final["processed"], final["errors"]) == ("finished", 3, 1)
+    assert final["summary"] == {"count": 3, "mean": "nan", "limits": ["-inf", "inf"]}
+    assert worker.counters.summary == final["summary"]
+    # the records sent while it ran (its summary after on_start is NaN too) carried counters
+    assert len(records) >= 2
+    assert all("processed" in r for r in records)
+    assert summary_lines([final]) == ["avg: count 3, mean nan", "  limits:", "    -inf", "    inf"]
+
+
+def test_a_summary_the_transport_refuses_leaves_the_counters_in_the_record(tmp_path, caplog):
+    """The publisher's own guard, for a summary that reaches it unsendable (here set directly,
+    as no runner path hands one over now): the record goes without it, said once."""
+    caplog.set_level(logging.WARNING, logger="asapo_pipelines.worker")
+    transport = open_transport({"embedded": {"path": str(tmp_path / "store")}})
+    counters = Counters(unit="test.averaging", instance="avg", replica=0, processed=5, errors=2)
+    counters.summary = {"mean": nan}
+    publisher = StatusPublisher(transport, "demo", counters, interval=0.05)
+    publisher.start()
+    time.sleep(0.3)  # a few beats, each refusing the summary
+    publisher.stop("finished")
+    transport.close()
+    records = [m.metadata for m in read_all(tmp_path / "store", status_source("demo"), "avg.0")]
+    assert len(records) >= 2
+    assert (records[-1]["processed"], records[-1]["errors"]) == (5, 2)
+    assert not any("summary" in r for r in records)
+    said = [r.message for r in caplog.records if "summary is left out" in r.message]
+    assert len(said) == 1
+    assert "not JSON" in said[0]

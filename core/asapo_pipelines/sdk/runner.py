@@ -106,6 +106,10 @@ class Outcome:
     attempts: int = 0
 
 
+#: how `json.dumps` writes a number JSON has not -> the text a summary carries instead
+_NON_FINITE = {"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}
+
+
 def error_record(
     exc: BaseException, *, unit: str, message: Message | None, attempts: int, hook: str
 ) -> dict[str, Any]:
@@ -259,19 +263,31 @@ class UnitRunner:
     def summary(self, *, running: bool = False) -> dict[str, Any]:
         """The unit's `summary()`; a failing or non-JSON summary is logged, never fatal. One
         taken `running` is a copy (the status thread sends it while the unit goes on), and its
-        failure is not logged: the final one says it once."""
+        failure is not logged: the final one says it once.
+
+        A NaN or an infinity (a mean over nothing, a fit that did not converge: numpy gives
+        them freely) is written as the text `nan`, `inf` or `-inf`: JSON has no such numbers,
+        and the status record that carries the summary, with the unit's counters and errors,
+        could not be sent at all."""
         if self.unit is None:
             return {}
         import json
 
+        non_finite = False
+
+        def constant(name: str) -> str:
+            nonlocal non_finite
+            non_finite = True
+            return _NON_FINITE[name]
+
         try:
             result = dict(self.unit.summary() or {})
-            text = json.dumps(result)
+            copy = json.loads(json.dumps(result), parse_constant=constant)
         except Exception as exc:
             if not running:
                 self.context.logger.warning("summary() of %s failed: %s", self.unit_label, exc)
             return {}
-        return dict(json.loads(text)) if running else result
+        return dict(copy) if running or non_finite else result
 
     def stop(self) -> None:
         self.context.stop_event.set()

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.transport.errors import Unavailable
+from asapo_pipelines.transport.errors import TransportConfigError, Unavailable
 from asapo_pipelines.worker.naming import status_source, status_stream
 
 if TYPE_CHECKING:  # pragma: no cover - workers import this module; the model is the CLI's
@@ -141,6 +141,8 @@ class StatusPublisher:
         self._lock = threading.Lock()
         #: when the last record was sent (monotonic), for `committed`
         self._published = 0.0
+        #: whether the unit's summary was refused by the transport (said once)
+        self._summary_refused = False
         #: called before each record is taken (a source's summary: see `Worker._source_summary`)
         self.refresh: Callable[[], None] | None = None
 
@@ -226,7 +228,17 @@ class StatusPublisher:
             # the regular beat, for readers that tell a silent (killed) worker from a quiet one:
             # records sent after commits come closer together than that
             record["interval"] = self.interval
-            producer.send(self.stream, None, record)
+            try:
+                producer.send(self.stream, None, record)
+            except TransportConfigError as exc:
+                # a summary the transport cannot store must not take the counters and the
+                # error count with it: they are what the table, `runs` and the viewer show
+                if not record.pop("summary", None):
+                    raise
+                if not self._summary_refused:
+                    self._summary_refused = True
+                    log.warning("the unit's summary is left out of its status: %s", exc.message)
+                producer.send(self.stream, None, record)
 
     def stop(
         self,
