@@ -66,6 +66,14 @@ CASES = {
         f"line 21 below it uses 6), so `params` is left empty; {NESTS} (YAML parser: mapping "
         "values are not allowed here, at line 21, column 14)",
     ),
+    "a key with a flow value moved left out of its unit's block": (
+        37,
+        "  params: {target_noise: 1.2e-4, max_scans: 20}",
+        # the parser stops on line 38, which is where it was: line 37 is the one that moved
+        "37:3: error P002 line 37 is indented 2 spaces where the keys around it use 4; "
+        f"{NESTS} (YAML parser: expected <block end>, but found '<block mapping start>', at "
+        "line 38, column 5)",
+    ),
     "a tab for indentation": (
         18,
         "\tunit: xas.scan-files",

@@ -257,6 +257,11 @@ def _fixes(lines: list[_Line], index: int, level: _Level, popped: _Level | None)
         odd: _Fix = (group.members[0], line.indent, None)
         lined_up: _Fix = (line, group.indent, None)
         out += [odd, lined_up] if ours > theirs else [lined_up, odd]
+    before = lines[index - 1] if index else None
+    if before is not None and not before.opens and before.indent < line.indent:
+        # the key above it moved left (`params: {...}` out of its unit's block): the line
+        # that fits no level is where the parser stops, but the one to fix is above it
+        out.append((before, line.indent, None))
     return out
 
 
