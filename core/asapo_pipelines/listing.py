@@ -100,7 +100,7 @@ def _top_level_spec(name: str) -> ModuleSpec | None:
     return None
 
 
-def _module_files(module: str) -> list[str] | None:
+def module_files(module: str) -> list[str] | None:
     """Paths of the files a plugin's registration could come from, found without importing:
     every module of its top-level package (descriptors often live in a subpackage, as in the
     layout `pipeline new-unit` writes), or a single-file module and its siblings."""
@@ -137,7 +137,7 @@ def fingerprint(sources: list[PluginSource]) -> str | None:
     """A hash that changes whenever any plugin could register something different."""
     h = hashlib.sha256(f"{CACHE_FORMAT}:{__version__}".encode())
     for source in sources:
-        files = _module_files(source.module)
+        files = module_files(source.module)
         if files is None:
             return None
         h.update(f"|{source.name}|{source.module}|{source.distribution}|{source.version}".encode())

@@ -1,15 +1,19 @@
 """Each unit's configuration and its fingerprint.
 
 A configuration is what decides a unit's outputs: the unit, the distribution and version that
-provide it, its params as resolved by its own params model (defaults filled in), and the
-configurations of the units upstream of it (by fingerprint). So changing a parameter of
-`normalize` changes the fingerprints of `normalize`, `merge` and the agent, and not of `scans`.
+provide it, the code of the package that holds its runtime (`code_digest`), its params as
+resolved by its own params model (defaults filled in), and the configurations of the units
+upstream of it (by fingerprint). So changing a parameter of `normalize` changes the
+fingerprints of `normalize`, `merge` and the agent, and not of `scans`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +30,35 @@ def _canonical(value: Any) -> str:
 def fingerprint_of(config: dict[str, Any]) -> str:
     body = {k: v for k, v in config.items() if k != "fingerprint"}
     return hashlib.sha256(_canonical(body).encode()).hexdigest()[:FINGERPRINT_CHARS]
+
+
+@functools.cache
+def code_digest(runtime: str) -> str | None:
+    """A hash of the Python files of the package that holds a unit's runtime (`runtime`, an
+    import string), found without importing it; None when it cannot be read (a unit made in a
+    test's own module).
+
+    The version alone misses the most common change of all: a unit's author edits the code of
+    an editable install (`pip install -e`, as `pipeline new-unit` suggests) or reinstalls an
+    unreleased package under the same version, and runs the pipeline again. Under the version
+    alone the re-run said "(unchanged)" and kept every earlier result. Paths are taken relative
+    to the package, so that the same code installed elsewhere (a cluster node's environment)
+    gives the same hash; the whole top-level package, because a unit's helpers live beside it.
+    Cached per process: a pipeline's units share their package."""
+    from asapo_pipelines.listing import module_files
+
+    files = module_files(runtime)
+    if not files:
+        return None
+    base = os.path.commonpath([os.path.dirname(f) for f in files])
+    h = hashlib.sha256()
+    try:
+        for file in files:
+            h.update(os.path.relpath(file, base).encode() + b"\0")
+            h.update(hashlib.sha256(Path(file).read_bytes()).digest())
+    except OSError:
+        return None
+    return h.hexdigest()[:FINGERPRINT_CHARS]
 
 
 def configurations(pipeline: Pipeline, catalog: Catalog) -> dict[str, dict[str, Any]]:
@@ -54,6 +87,9 @@ def configurations(pipeline: Pipeline, catalog: Catalog) -> dict[str, dict[str, 
             "params": params,
             "upstream": upstream,
         }
+        code = code_digest(descriptor.runtime)
+        if code is not None:  # a unit made in a test's own module has no package to read
+            result["code"] = code
         result["fingerprint"] = fingerprint_of(result)
         done[instance] = result
         return result
@@ -81,6 +117,15 @@ def _show(value: Any) -> str:
 #: what `diff_configurations` says of a unit whose own configuration is unchanged while one of
 #: the units feeding it changed
 UPSTREAM_CHANGED = "upstream configuration changed"
+
+
+def _code_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The words for a unit whose package's code changed under the same version."""
+    where = f"{new.get('distribution') or 'its package'} {new.get('version') or ''}".strip()
+    if "code" not in old:
+        # recorded before code was part of a configuration: what changed is not known
+        return f"the code of {where} is now part of its configuration"
+    return f"the code of {where} changed"
 
 
 def own_changes(what: list[str]) -> list[str]:
@@ -113,6 +158,8 @@ def diff_configurations(
             what.append(f"unit {a.get('unit')} -> {b.get('unit')}")
         if (a.get("distribution"), a.get("version")) != (b.get("distribution"), b.get("version")):
             what.append(f"{b.get('distribution')} {a.get('version')} -> {b.get('version')}")
+        elif a.get("code") != b.get("code"):
+            what.append(_code_change(a, b))
         if not what:
             what.append(UPSTREAM_CHANGED)
         changed[instance] = what

@@ -237,10 +237,14 @@ def _join_run(
     mine = configurations(pipeline, catalog)[instance]
     recorded = run.configurations.get(instance)
     if recorded is not None and recorded.get("fingerprint") != mine["fingerprint"]:
+        from asapo_pipelines.runs.fingerprint import diff_configurations
+
+        what = diff_configurations({instance: recorded}, {instance: mine}).get(instance, [])
         raise UsageError(
             f"unit {instance} of pipeline {pipeline.name} is configured differently from what "
-            f"run {run.id} recorded (the pipeline file changed after it started); start a new "
-            "run with `pipeline run --fresh` or go on with `pipeline run --resume`"
+            f"run {run.id} recorded ({', '.join(what) or 'its configuration changed'}, after "
+            "the run started); start a new run with `pipeline run --fresh` or go on with "
+            "`pipeline run --resume`"
         )
     start = run.start
     info = {

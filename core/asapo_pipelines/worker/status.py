@@ -352,8 +352,9 @@ def session_note(records: Iterable[Any]) -> str:
     # that wrote nothing is the run's, and a line that seemed to say otherwise misled
     return (
         f"The table counts this session only: run {run or '?'} was resumed (session {number}). "
-        "The units' summaries under it are the whole run's so far; `pipeline runs` adds up "
-        "its sessions as they end."
+        "The units' summaries under it are the whole run's so far where the unit carries "
+        "them across sessions (the reference units do: `carried_summary` in "
+        "docs/unit-authors.md); `pipeline runs` adds up its sessions as they end."
     )
 
 
