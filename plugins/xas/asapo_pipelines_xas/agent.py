@@ -46,6 +46,13 @@ one. Points whose window (`noise_kmin`, `noise_kmax`) differs from the current m
 than `NOISE_WINDOW_TOLERANCE` are left out (counted in the metrics as `noise_points_left_out`);
 points without a recorded window are kept.
 
+Nor are merges of a scan that a later version of its file replaced (read before its writer had
+finished, or rewritten): the merge leaves that read out (`replaced`), and a merge point made with
+it would keep the old read in the fit, deciding the floor on data the pipeline no longer counts.
+Each merge point remembers its accepted scans; once a merge lists one of them as replaced, the
+point leaves the fit (`noise_points_replaced` in the metrics) until a merge of as many scans
+without it takes its place.
+
 Nor are noise values of merges normalised otherwise: the noise over another R range (`noise`
 settings), of another background or mode, or by another version of `xas.normalize` is on another
 scale. Each merge carries the settings and the code of the spectra it averages (`settings`);
@@ -260,8 +267,11 @@ class _Request:
 class _Group:
     """What the agent remembers per measurement (sample, element, edge, mode)."""
 
-    #: merged noise and its k window by the number of scans merged (the latest merge of each N)
-    history: dict[int, tuple[float, Window]] = field(default_factory=dict)
+    #: merged noise, its k window and its accepted scans by the number of scans merged (the
+    #: latest merge of each N)
+    history: dict[int, tuple[float, Window, frozenset[str]]] = field(default_factory=dict)
+    #: scans (by scan id) that a later version of their file replaced (`_forget_replaced`)
+    replaced: set[str] = field(default_factory=set)
     #: scans seen (accepted or not) when the first request was made
     asked_base: int | None = None
     #: the most scans (accepted or not) of any merge decided on; a merge of fewer came late
@@ -391,6 +401,22 @@ def e0_drift(merged: Mapping[str, Any], limit: float) -> tuple[float, float, int
     if error > 0 and abs(slope) / error < student_t.ppf(DRIFT_CONFIDENCE, n - 2):
         return None
     return float(slope), total, n
+
+
+def _accepted_ids(merged: Mapping[str, Any]) -> frozenset[str]:
+    """The scans (by scan id) a merge averages."""
+    return frozenset(str(s.get("scan")) for s in merged.get("scans", []) if s.get("accepted"))
+
+
+def _forget_replaced(state: _Group, merged: Mapping[str, Any]) -> list[int]:
+    """Learn the scans this merge lists as replaced by a later version of their file, and drop
+    the merge points made with any of them (see the module's docstring): their numbers of
+    scans."""
+    state.replaced |= {str(r.get("scan")) for r in merged.get("rejected", []) if r.get("replaced")}
+    stale = [n for n, (_, _, scans) in state.history.items() if scans & state.replaced]
+    for n in stale:
+        del state.history[n]
+    return stale
 
 
 def _noise_disabled(merged: Mapping[str, Any]) -> bool:
@@ -579,10 +605,12 @@ class ConvergenceAgent:
             return False  # not late; or decided before a restart, which `decide` tells
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
+        _forget_replaced(state, merged)
         if state.comparable(merged):
             state.merges_on_scale += 1
-            if eps is not None and n > 0:
-                state.history.setdefault(n, (float(eps), _window(values)))
+            scans = _accepted_ids(merged)
+            if eps is not None and n > 0 and not scans & state.replaced:
+                state.history.setdefault(n, (float(eps), _window(values), scans))
         return True
 
     def restore(self, merged: Mapping[str, Any]) -> None:
@@ -641,10 +669,15 @@ class ConvergenceAgent:
         state.merges_on_scale += 1
         change = self._stability(state, merged)
         metrics["change_since_previous"] = change
+        forgotten = _forget_replaced(state, merged)
         noisier = self._noisier_than_scans(merged, eps, _window(values)) if n >= 2 else None
         if eps is not None and n > 0 and noisier is None:
             # a merge noisier than its best scan would pass for a floor: it stays out of the fit
-            state.history[n] = (float(eps), _window(values))
+            state.history[n] = (float(eps), _window(values), _accepted_ids(merged))
+        # those this merge does not take the place of
+        forgotten = [k for k in forgotten if k >= 2 and k not in state.history]
+        if forgotten:
+            metrics["noise_points_replaced"] = len(forgotten)
         points, left_out = self._points(state, merged, _window(values))
         if left_out:
             metrics["noise_points_left_out"] = left_out
@@ -987,7 +1020,7 @@ class ConvergenceAgent:
             for s in merged.get("scans", [])
             if s.get("accepted") and s.get("epsilon_k")
         ]
-        candidates += [(n, e, w) for n, (e, w) in sorted(state.history.items()) if n >= 2]
+        candidates += [(n, e, w) for n, (e, w, _) in sorted(state.history.items()) if n >= 2]
         points = [(n, e) for n, e, w in candidates if _same_window(w, window)]
         return points, len(candidates) - len(points)
 

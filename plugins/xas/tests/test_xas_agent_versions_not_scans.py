@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from xas_testdata import DATA, P65_SCANS
 
 from asapo_pipelines.sdk.units import keyed_output
@@ -90,3 +91,42 @@ def test_a_copy_of_a_scan_under_a_new_name_is_no_repeat_arrived(tmp_path: Path) 
     # the repeat asked for has not come: it is still in flight, not asked for again
     assert decision["metrics"]["in_flight"] == in_flight_before
     assert decision["arguments"].get("scans", 0) == 0
+
+
+def test_a_merge_point_made_with_a_replaced_read_leaves_the_noise_fit(tmp_path: Path) -> None:
+    """A scan file rewritten (or read before its writer finished) after the group had merged
+    it: the merge leaves the old read out, but the agent's merge point of three scans, made
+    with it, stayed in the fit of the noise floor, and the decision rested on data the
+    pipeline no longer counts (an outside tester, a night of watch mode). Noisy copies of the
+    P65 scans: the first read of the third is noisier than its final version."""
+    from xas_agent_procs import noisy_copy
+
+    from asapo_pipelines_xas.agent import fit_noise
+
+    scans = [noisy_copy(tmp_path / "final", i, 1e-4) for i in range(4)]
+    early = noisy_copy(tmp_path / "early", 2, 2e-4)  # the third scan as first read
+    merger, agent = Merger(), ConvergenceAgent(ConvergenceParams(target_noise=5e-5, max_scans=20))
+    sent = [(scans[0], scans[0].name, None), (scans[1], scans[1].name, None)]
+    sent += [(early, scans[2].name, None), (scans[3], scans[3].name, None)]
+    sent += [(scans[2], f"{scans[2].name}@1-2", scans[2].name)]  # its new version
+    merges, decisions = [], []
+    for path, key, replaces in sent:
+        merges.append(merger.add(_spectrum(path, key, replaces)).to_json())
+        decisions.append(agent.decide(merges[-1]))
+    assert [m["n_merged"] for m in merges] == [1, 2, 3, 4, 4]
+    assert [r["replaced"] for r in merges[-1]["rejected"]] == [True]
+    before, after = (d["metrics"] for d in decisions[-2:])  # type: ignore[index]
+    # before the new version: the merges of 2, 3 and 4 scans and the four scans' own noise
+    assert before["noise_model"]["points"] == 7, before
+    assert "noise_points_replaced" not in before
+
+    # after it: the merge of 3 made with the early read is out; the merge of 4 is the new one
+    last = merges[-1]
+    points = [(1, s["epsilon_k"]) for s in last["scans"] if s["accepted"]]
+    points += [(2, merges[1]["values"]["epsilon_k"]), (4, last["values"]["epsilon_k"])]
+    reference = fit_noise(points)
+    assert reference is not None
+    assert after["noise_model"]["points"] == len(points) == 6
+    assert after["noise_model"]["a"] == pytest.approx(reference.a2**0.5, rel=1e-9)
+    assert after["noise_model"]["floor"] == pytest.approx(reference.floor, rel=1e-9)
+    assert after["noise_points_replaced"] == 1, after
