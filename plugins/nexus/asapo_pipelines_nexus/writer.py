@@ -816,7 +816,8 @@ class NexusWriter:
         absorbed_role: str,
     ) -> None:
         _string(entry, "definition", "NXxas")
-        _string(entry, "title", self._titled(key, str(meta.get("title") or _scan_label(meta))))
+        label = str(meta.get("title") or _scan_label(meta))
+        _string(entry, "title", self._titled(key, _versioned(label, meta)))
         _start_time(entry, meta.get("start_time"), "scan file")
         if meta.get("end_time"):
             _measured_time(entry, "end_time", meta["end_time"])
@@ -933,7 +934,7 @@ class NexusWriter:
             title = self._merge_title(result, key, group)
         else:
             label = meta.get("file") or ", ".join(str(v) for v in group.values()) or key
-            title = self._titled(key, f"normalised {label}")
+            title = self._titled(key, _versioned(f"normalised {label}", meta))
         self._writable(sum(a.nbytes for a in arrays.values()))
         return self._entry(
             key,
@@ -1451,6 +1452,16 @@ def readable_start(start: str) -> str:
     except ValueError:
         return start
     return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _versioned(title: str, meta: Mapping[str, Any]) -> str:
+    """`title`, naming the version of its scan file when it is a later one (`file_version`:
+    the file changed after it was read, and was sent again): the entries of two versions of
+    one file had the same title, and which was current could not be told."""
+    version = meta.get("file_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 1:
+        return f"{title} (version {version})"
+    return title
 
 
 def _scan_label(meta: Mapping[str, Any]) -> str:
