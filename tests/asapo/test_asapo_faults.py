@@ -5,6 +5,7 @@ acknowledged is lost or processed twice."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -185,14 +186,15 @@ def test_revoked_token_fails_fast_in_one_clear_error_without_the_token(service, 
 N_FILES = 150
 
 
-def test_worker_sigkilled_mid_run_on_asapo_sink_holds_every_input_once(
-    service, tmp_path: Path
-) -> None:
-    files = tmp_path / "files"
+def _run_killing_the_copy(service, work: Path, n_files: int) -> tuple[dict, list[dict], bool]:
+    """A detached run of `n_files` on the loopback ASAP::O whose copy worker is SIGKILLed once
+    the sink has output; returns (the run's final state, the sink's lines, whether the kill
+    reached the copy worker mid-stream)."""
+    files = work / "files"
     files.mkdir()
-    for i in range(N_FILES):
-        (files / f"f{i:04d}.txt").write_text(f"file {i}\n")
-    out = tmp_path / "out" / "copied.jsonl"
+    for i in range(n_files):
+        (files / f"f{i:05d}.txt").write_text(f"file {i}\n")
+    out = work / "out" / "copied.jsonl"
     name = f"kill{uuid.uuid4().hex[:6]}"
     doc = {
         "pipeline": name,
@@ -222,12 +224,12 @@ def test_worker_sigkilled_mid_run_on_asapo_sink_holds_every_input_once(
             },
         },
     }
-    file = tmp_path / f"{name}.pipeline.yaml"
+    file = work / f"{name}.pipeline.yaml"
     file.write_text(json.dumps(doc, indent=2))
     env = {"FAULT_TOKEN": TOKEN, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    started = pipeline("run", str(file), "--detach", cwd=tmp_path, **env)
+    started = pipeline("run", str(file), "--detach", cwd=work, **env)
     assert started.returncode == 0, started.stderr
-    run_dir = tmp_path / ".pipeline-data" / "runs" / name
+    run_dir = work / ".pipeline-data" / "runs" / name
 
     def lines() -> list[dict]:
         try:
@@ -238,20 +240,45 @@ def test_worker_sigkilled_mid_run_on_asapo_sink_holds_every_input_once(
 
     def copy_pid() -> int | None:
         state = read_state(run_dir) or {}
-        return next((u["pid"] for u in state.get("units", []) if u["group"] == "copy"), None)
+        return next(
+            (u["pid"] for u in state.get("units", []) if u["group"] == "copy" and u.get("pid")),
+            None,
+        )
 
     pid = wait_for(copy_pid, timeout=60, what="the copy worker")
+    # once the sink has something, the copy worker is mid-stream, unless it is done already
+    # (it is, 1.5 s after the sink's first line on a quiet machine)
     wait_for(lines, timeout=90, what="the first output")
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    sunk_when_killed = len(lines())
     state = wait_for(
         lambda: (s := read_state(run_dir)) and s["status"] in ("complete", "failed") and s,
         timeout=180,
         what="the run to end",
     )
+    copy = next(u for u in state["units"] if u["group"] == "copy")
+    killed = copy["exit_codes"][:1] == [-signal.SIGKILL] and sunk_when_killed < n_files
+    logs = "".join(p.read_text(errors="replace") for p in run_dir.rglob("*.std*") if p.is_file())
+    assert TOKEN not in logs
+    return state, lines(), killed
+
+
+def test_worker_sigkilled_mid_run_on_asapo_sink_holds_every_input_once(
+    service, tmp_path: Path
+) -> None:
+    # the kill must land mid-stream: a copy worker done before it (or lingering after the
+    # sink had every line) tested nothing, so the run is made again, longer
+    for attempt, n_files in enumerate((N_FILES, N_FILES * 5, N_FILES * 25)):
+        work = tmp_path / f"attempt-{attempt}"
+        work.mkdir()
+        state, lines, killed = _run_killing_the_copy(service, work, n_files)
+        if killed:
+            break
+    assert killed, "the copy worker was done before it was killed: it tested nothing"
     assert state["status"] == "complete", state["message"]
     copy = next(u for u in state["units"] if u["group"] == "copy")
     assert copy["exit_codes"] == [-signal.SIGKILL, 0]
-    payloads = [line["payload"] for line in lines()]
-    assert sorted(payloads) == sorted(f"file {i}\n" for i in range(N_FILES))
-    logs = "".join(p.read_text(errors="replace") for p in run_dir.rglob("*.std*") if p.is_file())
-    assert TOKEN not in logs
+    payloads = [line["payload"] for line in lines]
+    # nothing lost, nothing twice
+    assert sorted(payloads) == sorted(f"file {i}\n" for i in range(n_files))
