@@ -43,23 +43,48 @@ def runs_of(file: Path) -> dict[str, dict]:
     return {r["id"]: r for r in json.loads(listed.stdout)["runs"]}
 
 
-def test_what_orphans_of_a_killed_supervisor_processed_counts_in_the_run(tmp_path: Path) -> None:
-    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 300)
-    file = core_pipeline(tmp_path, files=files, out=out)
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
+def _run_losing_the_supervisor(work: Path, count: int) -> tuple[Path, Path, bool]:
+    """A detached run of `count` files whose supervisor is SIGKILLed once the sink has output;
+    returns (the file, the sink's output, whether the kill landed while the run went on)."""
+    files, out = work / "incoming", work / "out" / "copied.jsonl"
+    write_files(files, 0, count)
+    file = core_pipeline(work, files=files, out=out)
+    run_dir = work / ".pipeline-data" / "runs" / "faults"
     try:
-        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        assert pipeline("run", str(file), "--detach", cwd=work).returncode == 0
         wait_for(lambda: len(sink_names(out)) >= 1, timeout=60, what="the first output")
         state = read_state(run_dir)
-        os.kill(state["pid"], signal.SIGKILL)  # the workers go on without their supervisor
+        try:
+            os.kill(state["pid"], signal.SIGKILL)  # the workers go on without their supervisor
+        except ProcessLookupError:
+            return file, out, False  # the run was over
         wait_for(lambda: not alive(state["pid"]), timeout=30, what="the supervisor to die")
+        if runs_of(file)["r1"]["state"] != "running":
+            return file, out, False  # it had ended the run before the kill landed
         orphans = [u["pid"] for u in read_state(run_dir)["units"] if u["pid"]]
         wait_for(lambda: not any(alive(p) for p in orphans), timeout=120, what="the orphans to end")
-        assert len(sink_names(out)) == 300  # they finished the job
-        assert runs_of(file)["r1"]["state"] == "running"
+    finally:
+        kill_run(run_dir)
+    return file, out, True
 
-        again = pipeline("run", str(file), cwd=tmp_path)
+
+def test_what_orphans_of_a_killed_supervisor_processed_counts_in_the_run(tmp_path: Path) -> None:
+    # the kill must land while the run goes on: a quiet machine copies the 300 files less than
+    # a second after the sink's first line and the supervisor ends the run, so a kill that came
+    # too late makes the run again, longer
+    for attempt, count in enumerate((300, 300 * 5, 300 * 25)):
+        work = tmp_path / f"attempt-{attempt}"
+        work.mkdir()
+        file, out, lost_mid_run = _run_losing_the_supervisor(work, count)
+        if lost_mid_run:
+            break
+    assert lost_mid_run, "the run ended before its supervisor was killed: it tested nothing"
+    run_dir = work / ".pipeline-data" / "runs" / "faults"
+    try:
+        assert len(sink_names(out)) == count  # the orphans finished the job
+        assert runs_of(file)["r1"]["state"] == "running"  # nobody ended the lost session
+
+        again = pipeline("run", str(file), cwd=work)
         assert again.returncode == 0, again.stderr
         assert "resuming run r1" in again.stdout
     finally:
@@ -67,8 +92,8 @@ def test_what_orphans_of_a_killed_supervisor_processed_counts_in_the_run(tmp_pat
     r1 = runs_of(file)["r1"]
     assert (r1["state"], r1["sessions"]) == ("complete", 2)
     for unit in ("files", "copy", "sink"):
-        assert r1["counts"][unit]["processed"] == 300, (unit, r1["counts"])
-    assert sorted(sink_names(out).values()) == [1] * 300
+        assert r1["counts"][unit]["processed"] == count, (unit, r1["counts"])
+    assert sorted(sink_names(out).values()) == [1] * count
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
