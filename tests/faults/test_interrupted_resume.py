@@ -7,6 +7,7 @@ added a second time, and a reprocess's decisions were shown and recorded under t
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -34,8 +35,21 @@ def recorded(store: Path, run_id: str) -> Any:
 
 def interrupted_resume(tmp_path: Path, file: Path) -> str:
     """`pipeline run` again (it resumes r1), stopped with SIGINT as soon as its supervisor has
-    started the units of the new session (their workers are still starting); its output."""
+    started the units of the new session (their workers are still starting); its output.
+
+    The workers are held at interpreter start (a `sitecustomize` on their PYTHONPATH) until
+    they are stopped: without that, a SIGINT that came half a second late (a loaded machine)
+    found the files worker done with its scan, its first records published (3 duplicates
+    skipped), and the session over before the SIGINT a little later still."""
     run_dir = tmp_path / "store" / "runs" / "faults"
+    held = tmp_path / "held"
+    held.mkdir(exist_ok=True)
+    (held / "sitecustomize.py").write_text(
+        "import os, sys, time\n"
+        "if sys.argv[1:2] == ['worker'] and os.environ.get('NOMAD_ALLOC_ID'):\n"
+        "    time.sleep(120)\n"
+    )
+    path = os.pathsep.join(filter(None, [str(held), os.environ.get("PYTHONPATH")]))
     before = (read_state(run_dir) or {}).get("started")
 
     def started() -> bool:
@@ -45,7 +59,7 @@ def interrupted_resume(tmp_path: Path, file: Path) -> str:
     proc = subprocess.Popen(
         [PIPELINE, "run", str(file)],
         cwd=tmp_path,
-        env=env(),
+        env=env(PYTHONPATH=path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
