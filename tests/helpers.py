@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,23 @@ def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> 
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def until_it_lands(
+    tmp_path: Path, size: int, attempt: Callable[[Path, int], tuple[Any, ...]]
+) -> tuple[Path, int, tuple[Any, ...]]:
+    """`attempt(work, size)` in a folder of its own under `tmp_path`, made again 5x and 25x
+    longer until the last of the values it returns is true: a fault injected into a run (a
+    SIGKILL of a worker, of the supervisor) must land while the run goes on, and a loaded
+    machine can be late for a short run, which a fault after its end tests nothing. The
+    folder, size and values of the last attempt; the caller asserts that it landed."""
+    for n, longer in enumerate((size, size * 5, size * 25)):
+        work = tmp_path / f"attempt-{n}"
+        work.mkdir()
+        values = attempt(work, longer)
+        if values[-1]:
+            break
+    return work, longer, values
 
 
 def alive(pid: int) -> bool:

@@ -31,6 +31,8 @@ pytest.importorskip("asapo_consumer", reason="the asapo extra is not installed")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
 from local_jobs import pipeline, read_state, wait_for
 
+from helpers import until_it_lands
+
 TOKEN = "fault-Tok3n-never-printed"
 REQUEST_TIMEOUT = 1.0
 # room for thread start-up on a loaded 2-core CI machine: what matters is "bounded"
@@ -269,12 +271,9 @@ def test_worker_sigkilled_mid_run_on_asapo_sink_holds_every_input_once(
 ) -> None:
     # the kill must land mid-stream: a copy worker done before it (or lingering after the
     # sink had every line) tested nothing, so the run is made again, longer
-    for attempt, n_files in enumerate((N_FILES, N_FILES * 5, N_FILES * 25)):
-        work = tmp_path / f"attempt-{attempt}"
-        work.mkdir()
-        state, lines, killed = _run_killing_the_copy(service, work, n_files)
-        if killed:
-            break
+    _, n_files, (state, lines, killed) = until_it_lands(
+        tmp_path, N_FILES, lambda work, n: _run_killing_the_copy(service, work, n)
+    )
     assert killed, "the copy worker was done before it was killed: it tested nothing"
     assert state["status"] == "complete", state["message"]
     copy = next(u for u in state["units"] if u["group"] == "copy")

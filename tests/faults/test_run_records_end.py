@@ -34,7 +34,7 @@ from faults_support import (
 from asapo_pipelines.runs import RunStore
 from asapo_pipelines.transport import open_transport
 
-from helpers import PIPELINE
+from helpers import PIPELINE, until_it_lands
 
 
 def runs_of(file: Path) -> dict[str, dict]:
@@ -72,12 +72,9 @@ def test_what_orphans_of_a_killed_supervisor_processed_counts_in_the_run(tmp_pat
     # the kill must land while the run goes on: a quiet machine copies the 300 files less than
     # a second after the sink's first line and the supervisor ends the run, so a kill that came
     # too late makes the run again, longer
-    for attempt, count in enumerate((300, 300 * 5, 300 * 25)):
-        work = tmp_path / f"attempt-{attempt}"
-        work.mkdir()
-        file, out, lost_mid_run = _run_losing_the_supervisor(work, count)
-        if lost_mid_run:
-            break
+    work, count, (file, out, lost_mid_run) = until_it_lands(
+        tmp_path, 300, _run_losing_the_supervisor
+    )
     assert lost_mid_run, "the run ended before its supervisor was killed: it tested nothing"
     run_dir = work / ".pipeline-data" / "runs" / "faults"
     try:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from local_jobs import pipeline, read_state, wait_for
 
+from helpers import until_it_lands
+
 for module in (
     "asapo_pipelines.pipeline",
     "asapo_pipelines.launchplan.compile",
@@ -92,12 +94,7 @@ def _run_killing_the_copy(tmp_path: Path, n_files: int) -> tuple[Path, dict, boo
 def test_core_pipeline_runs_to_completion_through_a_sigkill(tmp_path: Path) -> None:
     # the kill must land mid-stream: a copy worker that was done before it (a quiet machine
     # copies 400 files in a blink) tested nothing, so the run is made again, longer
-    for attempt, n_files in enumerate((N_FILES, N_FILES * 5, N_FILES * 25)):
-        work = tmp_path / f"attempt-{attempt}"
-        work.mkdir()
-        file, state, killed = _run_killing_the_copy(work, n_files)
-        if killed:
-            break
+    work, n_files, (file, state, killed) = until_it_lands(tmp_path, N_FILES, _run_killing_the_copy)
     assert killed, "the copy worker was done before it was killed: it tested nothing"
     assert state["status"] == "complete", state["message"]
     copy = next(u for u in state["units"] if u["group"] == "copy")
