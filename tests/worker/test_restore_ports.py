@@ -1,5 +1,5 @@
 """`restore_ports`: a restarted worker hands `restore()` every message of a unit's declared
-state-only input ports (feedback that leaves no output), after the inputs its outputs name."""
+state-only input ports (feedback that leaves no output), after the inputs it processed."""
 
 from __future__ import annotations
 
@@ -111,11 +111,15 @@ def test_every_message_of_a_restore_port_is_replayed_once_after_the_named_inputs
         ["numbers", "default", 1],
         ["numbers", "default", 2],
         ["numbers", "default", 3],
+        # ... then those that made no output, in the order processed: the chatter (its port
+        # is not declared; the notes are, and come whole) ...
+        ["chatter", "default", "x"],
+        ["chatter", "default", "y"],
         # ... then every note, stream by stream, by id: "b", which made an output, only once
         ["notes", "s1", "a"],
         ["notes", "s1", "b"],
         ["notes", "s2", "c"],
-    ]  # and no chatter: its port is not declared
+    ]
 
 
 def test_a_restore_port_that_is_no_input_port_stops_the_worker(tmp_path):
@@ -168,7 +172,7 @@ def test_inputs_damaged_since_they_were_processed_are_reported_once_not_left_out
         path.unlink()
     with caplog.at_level("WARNING", logger="asapo_pipelines.worker"):
         again = run_worker(store)
-    assert again.summary["restored"] == [["notes", "s1", "a"]]
+    assert again.summary["restored"] == [["chatter", "default", "x"], ["notes", "s1", "a"]]
     assert again.errors == 3
     records = _error_records(store)
     assert [(r["hook"], r["message"]["port"], r["message"]["id"]) for r in records] == [

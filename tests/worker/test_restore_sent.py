@@ -110,9 +110,10 @@ def test_what_an_earlier_run_sent_comes_before_its_inputs_and_no_result_is_sent_
         # what it sent, oldest first, with the keys it sent them under ...
         ["sent", "highest", "highest:3", 3],
         ["sent", "highest", "highest:5", 5],
-        # ... then the inputs those name
+        # ... then the inputs those name, then the one that made no output
         ["input", "numbers", 3],
         ["input", "numbers", 5],
+        ["input", "numbers", 1],
     ]
     assert sent(store) == [3, 5]
 
@@ -123,5 +124,5 @@ def test_a_unit_without_restore_sent_is_not_handed_its_outputs(tmp_path):
     run_worker(store, "Forgetful")
     send(store, [2], "s2")
     again = run_worker(store, "Forgetful")
-    assert [c[0] for c in again.summary["calls"]] == ["input", "input"]
+    assert [c[0] for c in again.summary["calls"]] == ["input", "input", "input"]
     assert sent(store) == [3, 5, 5]  # it could not tell 5 was its last result

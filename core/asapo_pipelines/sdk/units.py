@@ -276,12 +276,13 @@ class Unit:
 
     #: Set True in a unit that keeps state in memory across messages (a merge, a running sum):
     #: at start-up the worker then calls `restore(message)` for each input an earlier run of
-    #: the unit already processed (found through the provenance of the unit's outputs). A
-    #: source has no inputs: its `restore` gets each message an earlier run of it sent.
+    #: the unit already processed (those its outputs name, then those that made no output,
+    #: which the worker records as it acknowledges them). A source has no inputs: its
+    #: `restore` gets each message an earlier run of it sent.
     restores_state: ClassVar[bool] = False
 
     #: With `restores_state`: input ports whose every message received in this run is replayed
-    #: to `restore()` after the inputs its outputs name, e.g. feedback that leaves no output (a
+    #: to `restore()` after the inputs the unit processed, e.g. feedback that leaves no output (a
     #: queue's status of a suggestion). Messages not yet acknowledged come again through
     #: `process` afterwards, so `restore` and `process` must take them idempotently.
     restore_ports: ClassVar[tuple[str, ...]] = ()

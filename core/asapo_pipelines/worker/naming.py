@@ -6,6 +6,11 @@ The namespace scheme (the same on every transport; ASAP::O adds the transport's 
     <pipeline>.<run>.<stream>     a stream the pipeline's units write (one data source each)
     <stream>                      a stream declared `external: true` under `streams:`: made
                                   outside the pipeline, read as named, never written
+    <pipeline>.<run>._processed   the inputs a unit that keeps state (`restores_state`)
+                                  processed without an output, one stream per unit instance:
+                                  what its restart hands `restore` besides the inputs its
+                                  outputs name (a leading '_' is no name a pipeline file can
+                                  give a stream, so it meets none of them)
     <pipeline>.errors             error records, one stream per unit instance
     <pipeline>.status             worker counters, one stream per unit replica
     <pipeline>.runs               run records: `owner` (the file that owns the namespace),
@@ -62,6 +67,16 @@ def namespace_prefix(pipeline: str) -> str:
 def group_name(pipeline: str, instance: str) -> str:
     """The consumer group a unit's replicas share (letters, digits, '-' and '_' only)."""
     return re.sub(r"[^A-Za-z0-9_-]", "-", f"{pipeline}_{instance}")
+
+
+#: the last part of `processed_source`
+PROCESSED = "_processed"
+
+
+def processed_source(pipeline: str, run: str | None) -> str:
+    """Where a unit that keeps state records the inputs it processed without an output (a
+    worker built by hand, with no run: in the pipeline's own namespace)."""
+    return f"{pipeline}.{run}.{PROCESSED}" if run else f"{pipeline}.{PROCESSED}"
 
 
 def errors_source(pipeline: str) -> str:

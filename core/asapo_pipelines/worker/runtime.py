@@ -63,6 +63,7 @@ from asapo_pipelines.worker.naming import (
     data_source_for,
     errors_source,
     group_name,
+    processed_source,
     status_source,
     status_stream,
 )
@@ -295,6 +296,13 @@ class Worker:
         self.ack_seconds = max(0.0, min(batch_wait, lease_seconds / 4))
         #: outputs of the open batch, not yet written: (port, stream) -> [(payload, metadata)]
         self.pending_outputs: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
+        #: inputs of the open batch that a unit keeping state processed without an output, not
+        #: yet recorded (see `_trace`): [(payload, metadata)]
+        self.pending_traces: list[tuple[Any, Any]] = []
+        #: the producer of those records and the input ports they are kept for, once the unit
+        #: says it keeps state (`_start_traces`)
+        self._traces: Any = None
+        self._traced_ports: frozenset[str] = frozenset()
         #: seconds the unit took per message (smoothed): how many messages to lease at once
         self.per_message = 0.0
         self.prefetch = 0
@@ -522,6 +530,7 @@ class Worker:
             self._errors,
             self._errors_reader,
             self._upstream_reader,
+            self._traces,
         ]:
             if obj is not None:
                 try:
@@ -566,6 +575,7 @@ class Worker:
                 if unit.restores_state and self.descriptor.role == "source":
                     self._restore_sent(unit)
                 elif unit.restores_state:
+                    self._start_traces(unit)
                     self._restore(unit)
                     self._send_restored(unit)
             except BaseException:
@@ -587,10 +597,7 @@ class Worker:
                     state = self._run_consumer()
                 self._write_outputs()
                 self.runner.flush()
-                for producer in self.producers.values():
-                    producer.flush()
-                if self._errors is not None:
-                    self._errors.flush()
+                self._flush_producers()
             except BaseException:
                 # the original failure is what the user must see; clean up as far as possible
                 with contextlib.suppress(Exception):
@@ -646,9 +653,10 @@ class Worker:
 
     def _restore(self, unit: Any) -> None:
         """Feed `unit.restore()` the inputs an earlier run processed: those named by the
-        provenance of this unit's outputs, in the order the outputs were written, then every
-        message of its `restore_ports` (state that leaves no output, such as feedback); before
-        them, `unit.restore_sent()` those outputs, when the unit defines it."""
+        provenance of this unit's outputs, in the order the outputs were written, then those
+        that made no output (`_trace`), in the order processed, then every message of its
+        `restore_ports` (state that leaves no output, such as feedback); before them,
+        `unit.restore_sent()` those outputs, when the unit defines it."""
         whole = self._restore_port_sources(unit)
         refs: dict[tuple[str, str, int], None] = {}
         # what it sent is state too (the last result per key), when the unit asks for it
@@ -659,6 +667,9 @@ class Worker:
                 self._restore_one(sent_to, message, f"{message.data_source}/{msg.stream}/{msg.id}")
             for ref in msg.metadata[PROVENANCE_KEY].get("inputs") or ():
                 refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
+        # then those it processed without an output, in the order processed (`_trace`)
+        for ref in self._traced_before():
+            refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
         # outputs that name no input: nothing was processed before (a first start); a unit
         # without outputs (a sink) has none to tell by, and its restore ports are replayed
         if not refs and (self.producers or not whole):
@@ -694,6 +705,38 @@ class Worker:
         if lost:
             self._report_unrestorable(lost)
 
+    def _start_traces(self, unit: Any) -> None:
+        """From now on record the inputs this unit processes without an output (`_trace`): a
+        unit that keeps state needs them back after a restart as much as those its outputs
+        name. Not those of its `restore_ports`, which are replayed whole."""
+        self._traces = self.transport.producer(processed_source(self.pipeline, self._run_id))
+        self._traced_ports = frozenset(p.name for p in self.ports) - set(unit.restore_ports)
+
+    def _trace(self, msg: Message) -> None:
+        """Record that the unit processed `msg` and emitted nothing (an agent that decides only
+        now and then, a merge that leaves out a copy of a scan): written with the batch's
+        outputs and made durable before the acknowledgement, so a restart hands it to `restore`
+        (`_traced_before`) as it does the inputs its outputs name. Metadata only: the input's
+        address, in the provenance as an output's inputs are."""
+        prov = {**self.runner.provenance, "unit": self.label, "inputs": [msg.ref()]}
+        self.pending_traces.append((b"", {PROVENANCE_KEY: prov}))
+
+    def _traced_before(self) -> Iterator[dict[str, Any]]:
+        """The addresses of the inputs earlier runs of this unit recorded with `_trace` (in
+        this run's namespace), in the order they were processed."""
+        reader = self.transport.consumer(
+            processed_source(self.pipeline, self._run_id), f"{self.group}-restore"
+        )
+        try:
+            last = reader.stream_info(self.instance).last_id
+            for msg_id in range(1, last + 1):
+                msg = read_metadata(reader, self.instance, msg_id)
+                prov = msg.metadata.get(PROVENANCE_KEY) if msg is not None else None
+                if isinstance(prov, dict) and prov.get("unit") == self.label:
+                    yield from prov.get("inputs") or ()
+        finally:
+            reader.close()
+
     def _send_restored(self, unit: Unit) -> None:
         """Write what the unit's `on_restored` emits, before it takes any message: a result its
         restored state gives under changed parameters (a resumed run's new threshold) would
@@ -707,10 +750,7 @@ class Worker:
         if not outcome.outputs and outcome.error is None:
             return  # nothing to make durable: most units emit nothing here
         self._write_outputs(check_leases=False)
-        for producer in self.producers.values():
-            producer.flush()
-        if self._errors is not None:
-            self._errors.flush()
+        self._flush_producers()
 
     def _report_state_gone(self) -> None:
         """Say that a unit which keeps state starts it from nothing in a resumed run, though it
@@ -1132,6 +1172,8 @@ class Worker:
             self._tune_prefetch()  # one at a time so far: learn the pace from this message
         again = msg.delivery_count > 1 or getattr(tmsg, "possibly_redelivered", False)
         self._apply(outcome, msg, check=again)
+        if outcome.error is None and not outcome.outputs and port.name in self._traced_ports:
+            self._trace(msg)
         c.retries = self.runner.retries
         if outcome.error is None:
             # counted as processed at its acknowledgement (`_commit`), not now: a worker
@@ -1307,10 +1349,7 @@ class Worker:
         self._write_outputs(check_leases=False)
         if unit_flush:
             self.runner.flush()
-        for producer in self.producers.values():
-            producer.flush()
-        if self._errors is not None:
-            self._errors.flush()
+        self._flush_producers()
         consumers = {p.name: p for p in self.ports}
         for (port, stream), ids in self.unacked.items():
             if ids:
@@ -1373,6 +1412,7 @@ class Worker:
             else:
                 del self.pending_outputs[key]
         self.counters.outputs -= dropped
+        self.pending_traces = [t for t in self.pending_traces if not _made_from(t[1], refs)]
         log.warning(
             "%s: %d message(s) of its batch went to another worker of the group while this one "
             "held them past their %g s lease (was it paused?); %d of their outputs are left to "
@@ -1390,7 +1430,7 @@ class Worker:
         """Write the open batch's outputs, one `send_many` per output stream (in the order the
         unit produced them); before any stream is finished and before outputs are looked up.
         Not those of messages this worker holds no more (`_release_lost`)."""
-        if not self.pending_outputs:
+        if not self.pending_outputs and not self.pending_traces:
             return
         if check_leases:
             self._release_lost()
@@ -1398,6 +1438,18 @@ class Worker:
         for (port, stream), items in pending.items():
             self.producers[port].send_many(stream, items)
             self.written_outputs.add((port, stream))
+        traces, self.pending_traces = self.pending_traces, []
+        if traces:
+            self._traces.send_many(self.instance, traces)
+
+    def _flush_producers(self) -> None:
+        """Make what the producers wrote durable: outputs, records of inputs that made none
+        (`_trace`), error records."""
+        for producer in self.producers.values():
+            producer.flush()
+        for producer in (self._traces, self._errors):
+            if producer is not None:
+                producer.flush()
 
     def _apply(
         self, outcome: Outcome, msg: Message | None, *, check: bool, marker: str = ""

@@ -57,3 +57,36 @@ def test_a_copy_in_a_pipeline_run_names_the_earlier_scan_by_its_file(tmp_path):
     assert last["n_merged"] == 2
     want = larch_e0([data / P65_SCANS[0], data / SECOND])
     assert last["values"]["e0"] == pytest.approx(want, abs=0.3)
+
+
+def merge_summary(pipeline: Path, *args: str) -> dict:
+    result = pipeline_command(pipeline, "run", "--json", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    units = json.loads(result.stdout)["units"]
+    return next(u["summary"] for u in units if u["task"] == "merge")["merges"][
+        f"{STEM}/Fe/K/transmission"
+    ]
+
+
+def test_a_resumed_merge_still_lists_the_copy_it_left_out_before(tmp_path):
+    """The copy made no merge of its own, so no output of the merge named it, and a restarted
+    merge was handed only the inputs its outputs named: after `--resume` its merges and its
+    summary forgot the copy (the outside tester of a night in watch mode). The worker now
+    records each input a unit that keeps state processed without an output, and hands it to
+    `restore` after a restart too."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DATA / P65_SCANS[0], data / P65_SCANS[0])
+    shutil.copy(DATA / P65_SCANS[0], data / COPY)
+    pipeline = write_pipeline(tmp_path, "dup-resume", scan_chain("data", NORMALIZE, {}))
+    first = merge_summary(pipeline)
+    assert (first["scans"], first["merged"], first["copies_left_out"]) == (1, 1, 1)
+
+    shutil.copy(DATA / P65_SCANS[1], data / SECOND)
+    group = merge_summary(pipeline, "--resume")
+    assert (group["scans"], group["merged"], group["rejected"]) == (2, 2, 0)
+    assert group.get("copies_left_out") == 1
+    last = [m for _, m in read(tmp_path / "store", "merged")][-1]
+    assert [c["scan"].rsplit("/", 1)[-1].rsplit(":", 1)[-1] for c in last["rejected"]] == [COPY]
+    want = larch_e0([data / P65_SCANS[0], data / SECOND])
+    assert last["values"]["e0"] == pytest.approx(want, abs=0.3)
