@@ -88,7 +88,7 @@ def render() -> str:
         "A plugin implements any of these hooks (each with `@hookimpl`); a misspelled hook name "
         "makes the plugin `broken` in `pipeline plugins`. How to package a plugin: "
         "[Publishing a plugin](plugins.md); transports: [Adding a transport]"
-        "(transports.md#adding-a-transport).\n",
+        "(transports.md#adding-a-transport); executors: [Adding an executor](executors.md).\n",
     ]
     for name in hook_names():
         function = getattr(hookspecs, name)

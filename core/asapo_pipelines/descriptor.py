@@ -469,7 +469,8 @@ class _BackendDescriptor(BaseModel):
 class TransportDescriptor(_BackendDescriptor):
     """A transport: how units exchange messages (`transport: {<name>: {...}}`).
 
-    ``runtime`` names a callable ``open(options: dict) -> asapo_pipelines.transport.Transport``.
+    ``runtime`` names a callable ``open(options: dict) -> Transport`` (the interface of
+    `asapo_pipelines.sdk.transports`).
     ``options`` is the validated section as JSON-ready data with paths made absolute against the
     pipeline file's folder: the config model's ``open_options(base_dir)`` when it defines one,
     else ``model_dump(mode="json", exclude_none=True)``. Workers receive the same dict, so it
@@ -480,7 +481,7 @@ class TransportDescriptor(_BackendDescriptor):
 class ExecutorDescriptor(_BackendDescriptor):
     """An executor: where a pipeline's units run as tasks (`deploy: {<name>: {...}}`).
 
-    ``runtime`` names a subclass of `asapo_pipelines.executor.Executor`. ``local`` is the
+    ``runtime`` names a subclass of `asapo_pipelines.sdk.Executor`. ``local`` is the
     executor of `pipeline run`; the others are chosen by `pipeline deploy` from the file's
     ``deploy:`` section.
     """

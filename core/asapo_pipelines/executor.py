@@ -63,8 +63,10 @@ class Executor(ABC):
 
     Constructed per command with the validated pipeline, the catalog, the pipeline file and the
     executor's own section of ``deploy:`` (its ``config`` model, or None when absent).
-    Every method raises a `asapo_pipelines.errors.PipelinesError` subclass with one sentence for
+    Every method raises a `asapo_pipelines.sdk.PipelinesError` subclass with one sentence for
     anything the user can fix (scheduler unreachable, job rejected with the scheduler's reason).
+    docs/executors.md describes each method, the `ExecutorStatus.state` words that end a run and
+    a complete example executor.
 
     The executor's name (``self.name``, its key under ``deploy:``) is its descriptor's
     (`ExecutorDescriptor.name`): a subclass need not set `name`, and one that does must set the

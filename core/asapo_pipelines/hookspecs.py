@@ -83,13 +83,13 @@ def register_transports(register: RegisterTransport) -> None:
     Call ``register(TransportDescriptor(name=..., summary=..., config=ConfigModel,
     runtime="pkg.module:open_transport"))`` once per transport. The config model is the section's
     schema in validation and in the editor; the runtime, imported only when a pipeline opens the
-    transport, is a callable taking the resolved options and returning a
-    `asapo_pipelines.transport.Transport` that passes the transport contract suite shipped with
-    the core, `asapo_pipelines.testing.transport_contract`: import its cases into a test module
-    of your plugin and give them a ``backend`` fixture that opens your transport with
-    ``open_transport({<name>: {...}})`` (the suite needs pytest: ``pip install pytest``, or the
-    core's ``test`` extra). docs/transports.md, "Adding a transport", lists the methods to
-    implement.
+    transport, is a callable taking the resolved options and returning a `Transport` (from the
+    transport authors' door, `asapo_pipelines.sdk.transports`) that passes the transport contract
+    suite shipped with the core, `asapo_pipelines.testing.transport_contract`: import its cases
+    into a test module of your plugin and give them a ``backend`` fixture that opens your
+    transport with ``open_transport({<name>: {...}})``, from the same door (the suite needs
+    pytest: ``pip install pytest``, or the core's ``test`` extra). docs/transports.md, "Adding a
+    transport", lists the methods to implement and what the suite checks.
 
     The options are the config model's ``open_options(base_dir)`` when it defines one (relative
     paths made absolute against the pipeline file's folder), else its
@@ -107,10 +107,10 @@ def register_executors(register: RegisterExecutor) -> None:
     """Register the executors this plugin provides (`deploy: {<name>: {...}}`).
 
     Call ``register(ExecutorDescriptor(name=..., summary=..., config=ConfigModel,
-    runtime="pkg.module:MyExecutor"))``; the runtime is a subclass of
-    `asapo_pipelines.executor.Executor`, through which `pipeline plan/deploy/start/stop/status/
-    logs` dispatch when the file's ``deploy:`` section names the executor (or the command is
-    given ``--executor NAME``). `status` shows the executor's view of the tasks beside the
+    runtime="pkg.module:MyExecutor"))``; the runtime is a subclass of `Executor` (from
+    `asapo_pipelines.sdk`), through which `pipeline plan/deploy/start/stop/status/logs`
+    dispatch when the file's ``deploy:`` section names the executor (or the command is given
+    ``--executor NAME``). `status` shows the executor's view of the tasks beside the
     counters the workers published on the transport. What each command prints has a generic
     default an executor may override (``show_status``, ``print_logs``, ``show_stop``,
     ``show_submitted``, ``show_plan``); command options beyond the interface's own (such as
@@ -118,7 +118,8 @@ def register_executors(register: RegisterExecutor) -> None:
     is refused in one sentence. The runtime imports what it builds on from the executor
     authors' door, `asapo_pipelines.sdk.executors` (the interface, the delivered pipeline file,
     the job type, the workers' Python and its install script, the restart policy and tracker,
-    the workers' environment variables), as the Slurm plugin does.
+    the workers' environment variables), as the Slurm plugin does. docs/executors.md, "Adding an
+    executor", describes each method, the state words that end a run, and a complete example.
     """
 
 
