@@ -10,6 +10,10 @@ unit's view of it that `asapo_pipelines.sdk.Message` is. Metadata is stored as
 `encode_metadata` writes it (which also keeps the text the runner already encoded) and read
 back with `decode_metadata`.
 
+A plugin's tests open its transport as a pipeline file's ``transport:`` section gives it with
+`open_transport` (validated by the plugin's config model, as `pipeline run` does), and run the
+contract suite on it; docs/transports.md, "Adding a transport", says what each case checks.
+
 A config model states rules across its fields by deriving from `CrossChecked` and listing
 `NotBoth`, `ExactlyOne` or `NeedsWhen` rules: validate reports them with the fields' own
 problems, and the editor schema shows the same conditions.
@@ -18,6 +22,7 @@ problems, and the editor schema shows the same conditions.
 from __future__ import annotations
 
 from asapo_pipelines.pipeline.checks import CrossChecked, ExactlyOne, NeedsWhen, NotBoth
+from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.base import (
     DEFAULT_LEASE_SECONDS,
     Consumer,
@@ -72,4 +77,5 @@ __all__ = [
     "check_stream",
     "decode_metadata",
     "encode_metadata",
+    "open_transport",
 ]

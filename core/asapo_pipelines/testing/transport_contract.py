@@ -7,7 +7,7 @@ and give them a `backend` fixture that opens your transport::
     import pytest
     from asapo_pipelines.testing.transport_contract import *  # noqa: F403 (the cases)
     from asapo_pipelines.testing.transport_contract import Backend
-    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.sdk.transports import open_transport
 
 
     @pytest.fixture
