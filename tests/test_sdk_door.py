@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,70 @@ def test_the_package_root_is_no_second_door() -> None:
         if node.module.startswith("asapo_pipelines")
     }
     assert modules == {"asapo_pipelines.sdk"}
+
+
+#: the pages a plugin author writes from: what they show to import must be the doors
+AUTHOR_PAGES = ("plugins.md", "hooks.md", "unit-authors.md", "executors.md", "transports.md")
+#: where transports.md starts speaking to transport authors (before: users of the transports)
+AUTHOR_PART = {"transports.md": "## Adding a transport"}
+#: core modules a page may name past the doors, each with its reason
+NAMED_ON_PAGES = {
+    # the hooks page's opening (the hookspecs module's docstring) says how the core calls hooks
+    ("hooks.md", "asapo_pipelines.plugin_manager"),
+}
+IMPORT = re.compile(
+    r"^\s*(?:from\s+(asapo_pipelines[\w.]*)\s+import\s+(.+)|import\s+(asapo_pipelines[\w.]*))"
+)
+NAMED = re.compile(r"\b(asapo_pipelines(?:\.\w+)+)")
+INCLUDE = re.compile(r'^\s*--8<--\s+"([^"]+)"\s*$', re.M)
+
+
+def _author_text(page: str) -> str:
+    """The part of `page` written for plugin authors, with the files it includes."""
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    if page in AUTHOR_PART:
+        text = text[text.index(AUTHOR_PART[page]) :]
+    return INCLUDE.sub(lambda m: (ROOT / m.group(1)).read_text(encoding="utf-8"), text)
+
+
+def _through_a_door(module: str) -> bool:
+    return module in DOORS or module.startswith("asapo_pipelines.testing")
+
+
+@pytest.mark.parametrize("page", AUTHOR_PAGES)
+def test_the_plugin_author_pages_import_only_through_the_doors(page: str) -> None:
+    # a snippet importing `asapo_pipelines.transport` works today and breaks a facility's
+    # plugin when the core's modules move; every name a snippet takes from a door is exported
+    text = _author_text(page)
+    past, missing = [], []
+    for line in text.splitlines():
+        match = IMPORT.match(line)
+        if not match:
+            continue
+        module = match.group(1) or match.group(3)
+        if not _through_a_door(module):
+            past.append(line.strip())
+        elif match.group(2) and module in DOORS:
+            names = [n.split(" as ")[0].strip(" ()") for n in match.group(2).split(",")]
+            exported = importlib.import_module(module).__all__
+            missing += [f"{module}.{n}" for n in names if n and n not in exported]
+    assert past == []
+    assert missing == []
+    named = {
+        name
+        for name in NAMED.findall(text)
+        if not name.startswith("asapo_pipelines.sdk") and not _through_a_door(name)
+    }
+    assert sorted(n for n in named if (page, n) not in NAMED_ON_PAGES) == []
+
+
+def test_the_executor_example_imports_only_through_the_doors() -> None:
+    example = ROOT / "docs" / "examples" / "executor-plugin" / "acme_procs"
+    modules = {
+        node.module
+        for path in example.glob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module
+        if node.module.startswith("asapo_pipelines")
+    }
+    assert modules == {"asapo_pipelines.sdk", "asapo_pipelines.sdk.executors"}
