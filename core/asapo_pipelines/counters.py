@@ -124,7 +124,7 @@ def _cells(w: dict[str, Any], now: float, again: bool = False) -> dict[str, str]
         "state": str(w.get("state", "-")),
         **{k: str(w.get(k, "-")) for k in counted},
         "rate/s": str(w.get("rate", "-")),
-        "backlog": str(w.get("backlog", "-")),
+        "backlog": "-" if w.get("backlog") is None else str(w["backlog"]),
         "lag": f"{lag:.2f}s" if isinstance(lag, float) else "-",
         "last message": _age(w.get("last_message_time"), now),
         "updated": _age(w.get("time"), now),

@@ -125,6 +125,15 @@ def _started(snap: dict[str, Any]) -> float:
     return float(started) if isinstance(started, int | float) else 0.0
 
 
+def _backlog(snaps: list[dict[str, Any]]) -> int | None:
+    """The replicas' backlog together; None (shown "-") when a replica's transport does not
+    count it per group: a sum of the others would look like the whole."""
+    counts = [s.get("backlog", 0) for s in snaps]
+    if any(c is None for c in counts):
+        return None
+    return int(sum(float(c or 0) for c in counts))
+
+
 def _walk(obj: Any, parts: list[str]) -> tuple[bool, Any]:
     for part in parts:
         if isinstance(obj, dict) and part in obj:
@@ -506,7 +515,7 @@ class Collector:
                 "errors": total("errors"),
                 "outputs": total("outputs"),
                 "rate": round(sum(float(s.get("rate") or 0) for s in live), 2),
-                "backlog": int(sum(float(s.get("backlog") or 0) for s in snaps)),
+                "backlog": _backlog(snaps),
                 "lag_seconds": round(
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),

@@ -88,6 +88,17 @@ def _made_from(metadata: Mapping[str, Any], refs: set[tuple[str, str, int]]) -> 
     return any((r["data_source"], r["stream"], r["id"]) in refs for r in inputs or ())
 
 
+def _add_backlog(backlog: int | None, info: Any, group: str) -> int | None:
+    """`backlog` plus what `group` has not acknowledged of a stream; None (unknown) once a
+    stream with messages says nothing per group: a transport that counts no acknowledgements
+    (ASAP::O) would otherwise show every message of a finished run as still to do."""
+    if backlog is None:
+        return None
+    if info.group_lag:
+        return backlog + int(info.group_lag.get(group, info.message_count or 0))
+    return None if info.message_count or info.last_id else backlog
+
+
 class UnitFailed(PipelinesError):
     """A source's `run()` raised: the worker stops with this sentence."""
 
@@ -925,17 +936,14 @@ class Worker:
 
     # -- consumers (processors, sinks, agents) -------------------------------------------------
     def _refresh(self) -> None:
-        backlog = 0
+        backlog: int | None = 0
         for port in self.ports:
             infos = port.consumer.streams()
             for info in infos:
                 state = port.add(info.name)
                 if not state.ended and self._drained(info):
                     self._end_stream(port, state, info.next_stream)
-                if info.group_lag:
-                    backlog += info.group_lag.get(self.group, info.message_count or 0)
-                elif info.message_count:
-                    backlog += info.message_count
+                backlog = _add_backlog(backlog, info, self.group)
             names = {info.name for info in infos}
             placeholder = port.streams.get(FIRST_STREAM)
             if (

@@ -85,8 +85,9 @@ class Counters:
     #: from under the settings in force (`restores_state` with `on_restored`), whether or not
     #: those results differ from what it sent before: work under this session's settings
     reapplied: int = 0
-    #: messages of the inputs not yet acknowledged by this unit's group
-    backlog: int = 0
+    #: messages of the inputs not yet acknowledged by this unit's group; None when the transport
+    #: does not count acknowledgements per group (`StreamInfo.group_lag`), shown as "-"
+    backlog: int | None = 0
     #: seconds between an input being written and this unit taking it (last message)
     lag_seconds: float = 0.0
     last_message_time: float | None = None

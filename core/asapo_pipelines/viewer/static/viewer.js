@@ -115,7 +115,7 @@ function showUnits(units) {
     const row = el('tr');
     row.dataset.unit = instance;
     row.append(el('td', instance), el('td', state, 'state state-' + state), numCell(u.processed),
-      numCell(u.rate.toFixed(2)), numCell(u.backlog), numCell(u.lag_seconds.toFixed(2)),
+      numCell(u.rate.toFixed(2)), numCell(u.backlog ?? '-'), numCell(u.lag_seconds.toFixed(2)),
       numCell(u.errors), numCell(u.restarts));
     if (again) row.append(numCell(u.redelivered));
     rows.push(row);
