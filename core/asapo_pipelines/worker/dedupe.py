@@ -75,7 +75,7 @@ class KeyIndex:
     def contains(self, key: str, since: float | None) -> bool:
         """Whether `key` was written, looking back to messages written before `since`."""
         try:
-            last = self.consumer.get_last(self.stream).id
+            last = self._last_id()
         except (EndOfStream, StreamFinished):
             return False
         if self.top == 0:
@@ -91,6 +91,20 @@ class KeyIndex:
             if ts is not None:
                 self.reached = min(self.reached, ts)
         return key in self.keys
+
+    def _last_id(self) -> int:
+        """The stream's last id. Only the id is needed: the last message's payload file gone or
+        damaged (a store repaired by hand, pruned under a resumed run) must not stop a unit
+        from looking up its keys, which live in the metadata; a unit restoring its state then
+        failed at start-up, restart after restart."""
+        try:
+            return int(self.consumer.get_last(self.stream).id)
+        except CorruptPayload as exc:
+            if exc.damaged is None:
+                raise
+            return int(exc.damaged.id)  # type: ignore[attr-defined]
+        except MissingId:
+            return int(self.consumer.stream_info(self.stream).last_id)
 
 
 def source_keys(consumer: Any, unit_label: str) -> set[str]:
