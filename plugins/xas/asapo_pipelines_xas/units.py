@@ -280,7 +280,8 @@ class Normalize(Processor):
         self.new_files: set[Any] = set()
 
     def process(self, message: Message) -> dict[str, Any]:
-        spectrum = normalize_scan(Scan.from_json(message.value), self.params)
+        body = json_object(message, self.descriptor.name, "xas/scan")
+        spectrum = normalize_scan(Scan.from_json(body), self.params)
         # the merge averages only spectra normalised by the same code: a plugin upgraded
         # between sessions of a run must not be averaged with what the old one made
         d = self.descriptor
@@ -400,7 +401,7 @@ class Merge(Processor):
             # delivered again after a restart (not acknowledged before it): restored already,
             # and its merge was sent then, or by `on_restored` under changed parameters
             return
-        self._warn_temperature(message.value)
+        self._warn_temperature(json_object(message, self.descriptor.name, "xas/spectrum"))
         sent = dict(self._sent)
         try:
             # its group's merge, after that of the group a new version of a file left, if any
@@ -546,6 +547,20 @@ class Merge(Processor):
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def json_object(message: Message, unit: str, kind: str) -> dict[str, Any]:
+    """The message's body when it is a JSON object; else that message's error, in a sentence
+    that names it (the first `.get` on a list or on bytes of a message without a format said
+    only "'bytes' object has no attribute 'get'", with the unit's retries before it)."""
+    body = message.value
+    if not isinstance(body, dict):
+        where = f"{message.data_source}/{message.stream}/{message.id}"
+        raise XasError(
+            f"message {where} is not a JSON object (it holds {type(body).__name__}); "
+            f"{unit} takes {kind} messages"
+        )
+    return body
 
 
 def made(message: Message) -> Any:
