@@ -26,6 +26,9 @@ STATE_FILE = "state.json"
 LOCK_FILE = "supervisor.lock"
 #: the compiled job the supervisor runs, written before it starts (`run --detach`)
 JOB_FILE = "job.json"
+#: a detached supervisor's output: its events, each after its time, and at its end the one
+#: sentence it stopped with (`error: ...`)
+SUPERVISOR_LOG = "supervisor.log"
 
 
 def run_dir(data_dir: Path, job_id: str) -> Path:
@@ -162,6 +165,23 @@ def still_ours(unit: Mapping[str, Any]) -> bool:
     return _task_pid_of_run(pid, str(unit.get("alloc_id")))
 
 
+def last_words(run: Path) -> str | None:
+    """The sentence a detached supervisor stopped with (its log's `error: ...` after its last
+    event), or None: one that could not write its end into the state file (a store remounted
+    read-only under it) said it there, which an output already open still takes, and the run
+    failed with it rather than being lost."""
+    try:
+        lines = (run / SUPERVISOR_LOG).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ").strip() or None
+        if line[:4].isdigit() and line[4:5] == "-":
+            return None  # an event after it: a later session, or one still at work
+    return None
+
+
 def observed(state: dict[str, Any], run: Path) -> dict[str, Any]:
     """A run's `state` (its state file) as it is now: `status` corrected to `lost` when it
     claims to run but no supervisor holds the run any more, and each task whose process is
@@ -169,13 +189,16 @@ def observed(state: dict[str, Any], run: Path) -> dict[str, Any]:
     `pipeline status` and the viewer both read it through this, so they never disagree."""
     if state.get("status") in FINAL or supervisor_alive(run):
         return state
-    state["status"] = "lost"
     running = [u for u in state.get("units", []) if still_ours(u)]
+    cause = None if running else last_words(run)
+    state["status"] = "lost" if cause is None else "failed"
     for unit in state.get("units", []):
         if unit.get("state") not in (*FINAL, "pending") and not any(u is unit for u in running):
             unit.update(state=EXITED, pid=None)
     pid = f" (pid {state['pid']})" if state.get("pid") else ""
-    if running:
+    if cause is not None:
+        state["message"] = cause
+    elif running:
         labels = ", ".join(f"{u['unit']}/{u['task']}" for u in running)
         state["message"] = (
             f"the supervisor{pid} is gone without stopping its tasks; {labels} still "

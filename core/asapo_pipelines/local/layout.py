@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from asapo_pipelines.launchplan.rundir import JOB_FILE, LOCK_FILE
+from asapo_pipelines.launchplan.rundir import JOB_FILE, LOCK_FILE, SUPERVISOR_LOG
 
 __all__ = [
     "ALLOC",
@@ -25,7 +25,6 @@ __all__ = [
     "alloc_dirs",
 ]
 
-SUPERVISOR_LOG = "supervisor.log"
 #: the latest session's allocation directories, and the session's before it (its logs to look
 #: back at: `pipeline logs FILE UNIT --previous`), with that session's last state inside
 ALLOC, PREVIOUS_ALLOC = "alloc", "previous-alloc"

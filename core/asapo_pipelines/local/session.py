@@ -247,7 +247,7 @@ def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str, flo
     store, on the same disk, could not take it. `LOST` when it says nothing of this session's
     end, at the run directory's last sign of life (`_last_sign_of_life`): the end is recorded
     by the next start, whose own time would hide when the session really ended."""
-    from asapo_pipelines.launchplan.rundir import FINAL, recorded_state
+    from asapo_pipelines.launchplan.rundir import FINAL, last_words, recorded_state
 
     state = recorded_state(run_dir)
     began = float(session.get("time") or 0)
@@ -256,7 +256,13 @@ def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str, flo
         at = state.get("finished") or state.get("updated")
         ended = float(at) if isinstance(at, int | float) else _last_sign_of_life(run_dir, state)
         return str(state["status"]), str(state.get("message") or ""), max(ended, began)
-    return (*LOST, max(_last_sign_of_life(run_dir, state), began))
+    ended = max(_last_sign_of_life(run_dir, state), began)
+    cause = last_words(run_dir) if ours or not state else None
+    if cause is not None:
+        # it could write neither its state file nor the store (a read-only remount), only
+        # its log: what stopped it, not "lost"
+        return "failed", cause, ended
+    return (*LOST, ended)
 
 
 def _last_sign_of_life(run_dir: Path, state: dict[str, Any]) -> float:
