@@ -14,10 +14,15 @@ class XasError(BadMessage):
 class ScanFileError(XasError):
     """A scan file cannot be read: the message names the file and the reason."""
 
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, *, too_short: bool = False) -> None:
         super().__init__(f"cannot read scan file {name}: {reason}")
         self.name = name
         self.reason = reason
+        #: too few data rows to be a scan (none after the header, fewer distinct energies than
+        #: `min_points`): malformed in a finished file, but also what a file still being written
+        #: looks like (a DAQ that closes it after every row), which watch mode waits on instead
+        #: of reporting it. An attribute, not a subclass: the error records keep their type.
+        self.too_short = too_short
 
 
 class SpectrumError(XasError):

@@ -4,7 +4,9 @@ Each reader returns a `Scan`: the energy in eV (an XDI energy column in keV is c
 another unit refused) and the detector channels under role names (`i0`, `it`,
 `iref`, `if`, `mu`), sorted by energy with duplicate energies dropped (continuous scans at P65 go
 back and forth), plus the header's metadata. A file that cannot be read raises `ScanFileError`
-naming the reason, which the scan-files unit sends to the error stream.
+naming the reason, which the scan-files unit sends to the error stream (`too_short` when the
+file holds too few rows yet: what a file still being written looks like, which the unit's watch
+mode waits on).
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ def _parse_p65(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
     rows = lines[start:]
     first = next((r for r in rows if r.strip()), None)
     if first is None:
-        raise ScanFileError(name, "no data rows after the header")
+        raise ScanFileError(name, "no data rows after the header", too_short=True)
     ncols = len(first.split())
     names = header[-1].split() if header else []
     if len(names) != ncols:
@@ -278,7 +280,7 @@ def _parse_xdi(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
     rows = lines[start:]
     first = next((r for r in rows if r.strip()), None)
     if first is None:
-        raise ScanFileError(name, "no data rows after the header")
+        raise ScanFileError(name, "no data rows after the header", too_short=True)
     ncols = len(first.split())
     fields: dict[str, str] = {}
     labels: dict[int, str] = {}
@@ -401,6 +403,9 @@ def _parse_fio(name: str, lines: list[str]) -> tuple[list[str], list[str], int, 
             raise ScanFileError(name, f"line {number + 1} is outside any %c, %p or %d block")
     if not names:
         raise ScanFileError(name, "the FIO file has no %d block with `Col N name` lines")
+    if not rows:
+        # without this, the whole file was taken for its rows and "line 1 has 1 values" said
+        raise ScanFileError(name, "no data rows after the header", too_short=True)
     # rows are kept contiguous from first_row so that error messages point at real lines
     data_lines = [line if not line.strip().startswith("!") else "" for line in lines[first_row:]]
     meta: dict[str, Any] = {"header": parameters, "comments": comments}
@@ -457,7 +462,7 @@ def _to_table(
                 name, f"line {first_line + offset + 1} holds {bad!r}, which is not a number"
             ) from None
     if not values:
-        raise ScanFileError(name, "no data rows")
+        raise ScanFileError(name, "no data rows", too_short=True)
     return np.asarray(values, dtype=float), np.asarray(numbers)
 
 
@@ -574,7 +579,9 @@ def _build_scan(
     table, energy = table[keep], energy[keep]
     if len(energy) < min_points:
         raise ScanFileError(
-            name, f"only {len(energy)} distinct energies, fewer than the {min_points} required"
+            name,
+            f"only {len(energy)} distinct energies, fewer than the {min_points} required",
+            too_short=True,
         )
     channels = {role: table[:, i].copy() for role, i in mapping.items() if role != "energy"}
     names = [n.lower() for n in meta["columns_all"]]

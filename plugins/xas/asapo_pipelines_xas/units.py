@@ -32,6 +32,7 @@ from asapo_pipelines_xas.normalize import normalize_scan
 from asapo_pipelines_xas.readers import Scan, load_tables
 from asapo_pipelines_xas.scanfiles import (
     ScanFileWatcher,
+    Signature,
     list_scan_files,
     nothing_matches,
     read_for_params,
@@ -62,6 +63,11 @@ def _sig(value: Any, digits: int = 4) -> Any:
     return float(f"{value:.{digits}g}") if isinstance(value, float) else value
 
 
+def _version_suffix(read_as: Signature | None) -> str:
+    """What a later version's key adds to the file name: the size and time it was read at."""
+    return f"@{read_as[0]}-{read_as[1]}" if read_as is not None else ""
+
+
 class ScanFiles(Source):
     """`xas.scan-files`: one `xas/scan` message per file; in watch mode, each new file once it
     is complete, and a file that changed after it was read once more, as a new version."""
@@ -82,6 +88,9 @@ class ScanFiles(Source):
         self._earlier: dict[str, tuple[str, str, int]] = {}
         #: file names this process reported as malformed
         self._reported: set[str] = set()
+        #: watch mode: file name -> (path, signature read, error) of each file whose last read
+        #: held too few rows to be a scan, waiting for more (`_wait_for_rows`)
+        self._short: dict[str, tuple[Path, Signature | None, ScanFileError]] = {}
 
     def _send(self, path: Path, watcher: ScanFileWatcher | None = None) -> None:
         name = path.relative_to(self.directory).as_posix()
@@ -110,19 +119,19 @@ class ScanFiles(Source):
         if read_as is None and known:
             with contextlib.suppress(OSError):
                 read_as = signature(path)
-        suffix = f"@{read_as[0]}-{read_as[1]}" if read_as is not None else ""
+        suffix = _version_suffix(read_as)
+        waited = self._short.pop(name, None) is not None  # this read replaces the last
+        if isinstance(error, ScanFileError) and error.too_short and watcher is not None:
+            self._wait_for_rows(name, path, read_as, error, said=waited)
+            return
         if error is not None:
-            key = name + suffix if name in self._reported or known else name
-            # a malformed file is reported with its reason and the others go on; said in the
-            # log too, which the scientist watches, not only on the error stream
-            self.log.warning(
-                "%s: %s (on the error stream)",
+            self._report(
+                name,
                 error,
+                read_as,
+                known,
                 "not processed unless it changes" if watcher is not None else "it is not processed",
             )
-            self.report_error(error, key=key)
-            self._reported.add(name)
-            self.malformed.append({"file": name, "reason": str(error)})
             return
         assert scan is not None
         body = scan.to_json()
@@ -156,6 +165,65 @@ class ScanFiles(Source):
             # stays, but the summary lists only files still unreadable, and the log says so
             self.malformed = [bad for bad in self.malformed if bad["file"] != name]
             self.log.info("scan file %s, unreadable before, reads now: sent", name)
+
+    def _report(
+        self, name: str, error: XasError, read_as: Signature | None, known: bool, outcome: str
+    ) -> None:
+        """A malformed file is reported with its reason and the others go on; said in the log
+        too, which the scientist watches, not only on the error stream."""
+        key = name + _version_suffix(read_as) if name in self._reported or known else name
+        self.log.warning("%s: %s (on the error stream)", error, outcome)
+        self.report_error(error, key=key)
+        self._reported.add(name)
+        self.malformed.append({"file": name, "reason": str(error)})
+
+    def _wait_for_rows(
+        self,
+        name: str,
+        path: Path,
+        read_as: Signature | None,
+        error: ScanFileError,
+        *,
+        said: bool,
+    ) -> None:
+        """Watch mode read a file with too few rows to be a scan (its header alone, one row):
+        a DAQ that closes the file after every row looks like that until the scan is done, so
+        it is not reported, as an empty file is not. The watcher hands it out again once it
+        changed and settled; one that stays so is reported when the watch ends
+        (`_report_short_files`)."""
+        self._short[name] = (path, read_as, error)
+        if not said:  # once per file, not per read of a file growing row by row
+            self.log.info(
+                "scan file %s: %s so far: waiting for more rows (watch mode)", name, error.reason
+            )
+
+    def _report_short_files(self, watcher: ScanFileWatcher) -> None:
+        """The watch ends (the source is stopped): a file still too short to be a scan is
+        reported now, once, as a finished directory's would be. Not one still being written
+        (changed since it was read, or open for writing here): a restarted source reads it."""
+        short, self._short = self._short, {}
+        unchanged: dict[Path, tuple[str, Signature | None, ScanFileError]] = {}
+        growing: list[str] = []
+        for name, (path, read_as, error) in sorted(short.items()):
+            try:
+                now: Signature | None = signature(path)
+            except OSError:
+                continue  # deleted since: nothing left to process or to report
+            if now == read_as:
+                unchanged[path] = (name, read_as, error)
+            else:
+                growing.append(name)
+        busy = watcher.open_for_writing(list(unchanged)) if unchanged else set()
+        growing += [unchanged.pop(path)[0] for path in busy]
+        for name in sorted(growing):
+            self.log.info(
+                "scan file %s is still being written as the watch ends: read when the source "
+                "runs again",
+                name,
+            )
+        for name, read_as, error in unchanged.values():
+            known = name in self._last or name in self._earlier
+            self._report(name, error, read_as, known, "still so when the watch ended")
 
     def _vanished(self, path: Path) -> None:
         """A file seen in watch mode disappeared before it was complete: say that this scan is
@@ -229,27 +297,33 @@ class ScanFiles(Source):
         # local file systems, and which files are being written: those are never settled. The
         # timed look still runs for files without events (NFS, GPFS, present at start).
         events = DirectoryEvents(self.directory, writes=True) if not p.recursive else None
-        complete: set[str] = set()
-        written: set[str] = set()
         try:
-            while True:
-                for path in watcher.poll(complete, written):
-                    if self.stopping:
-                        return
-                    self._send(path, watcher)
-                if events is None or not events.available:
-                    if self.wait(WATCH_POLL):
-                        return
-                    continue
-                complete, written = events.wait_changes(WATCH_POLL)  # then `stopping` is looked at
-                if events.overflowed:  # events were lost: settle what was seen being written
-                    events.overflowed = False
-                    watcher.events_lost()
-                if self.stopping:
-                    return
+            self._watch(watcher, events)
         finally:
             if events is not None:
                 events.close()
+        # stopped: the end of the watch is the end of the files it waited on for more rows
+        self._report_short_files(watcher)
+
+    def _watch(self, watcher: ScanFileWatcher, events: DirectoryEvents | None) -> None:
+        """Send each file the watcher hands out, until the source is stopped."""
+        complete: set[str] = set()
+        written: set[str] = set()
+        while True:
+            for path in watcher.poll(complete, written):
+                if self.stopping:
+                    return
+                self._send(path, watcher)
+            if events is None or not events.available:
+                if self.wait(WATCH_POLL):
+                    return
+                continue
+            complete, written = events.wait_changes(WATCH_POLL)  # then `stopping` is looked at
+            if events.overflowed:  # events were lost: settle what was seen being written
+                events.overflowed = False
+                watcher.events_lost()
+            if self.stopping:
+                return
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"scans_sent": len(self.sent), "directory": str(self.directory)}
@@ -257,6 +331,12 @@ class ScanFiles(Source):
             out["malformed"] = self.malformed[-SUMMARY_ITEMS:]
         if self.versions:
             out["sent_again"] = self.versions[-SUMMARY_ITEMS:]
+        if self._short:
+            # not malformed (yet): files being written row by row look like this until done
+            out["waiting_for_rows"] = [
+                {"file": name, "reason": error.reason}
+                for name, (_, _, error) in sorted(self._short.items())[:SUMMARY_ITEMS]
+            ]
         return out
 
 

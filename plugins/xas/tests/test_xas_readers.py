@@ -146,6 +146,8 @@ def test_scan_json_round_trip(p65_scans):
     [
         ("", "the file is empty"),
         ("# energy i0 it\n# only a header\n", "no data rows"),
+        # a FIO header without rows: said so, not "line 1 has 1 values"
+        ("%c\nscan\n%d\n Col 1 energy DOUBLE\n Col 2 i0 DOUBLE\n", "no data rows after the header"),
         (
             "# energy i0 it\n" + "1 2 3\n" * 5 + "1 2\n",
             "line 7 has 2 values where the columns say 3",
