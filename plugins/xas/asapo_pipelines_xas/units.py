@@ -77,11 +77,20 @@ class ScanFiles(Source):
         if not self.directory.is_dir():
             raise XasError(f"the scan directory {self.params.directory} does not exist")
         load_tables()  # while the worker says "loading", not at the first file
+        #: files whose message this process sent (not those an earlier process sent)
         self.sent: list[str] = []
+        #: scan messages an earlier process of this run sent (`restore` counts them): the
+        #: summary's `scans_sent` counts on from them
+        self.sent_before = 0
         self.malformed: list[dict[str, str]] = []
         #: watch mode's watcher (None until `run` starts watching)
         self.watcher: ScanFileWatcher | None = None
-        self.versions: list[dict[str, Any]] = []
+        # the files sent again before this process (a restart, an earlier session of the
+        # run), as its last summary listed them: `carried_summary`
+        again = self.context.carried_summary.get("sent_again")
+        self.versions: list[dict[str, Any]] = (
+            [dict(v) for v in again if _is(v)] if isinstance(again, list) else []
+        )
         #: file name -> (key, digest of the scan, version) of the version this process sent last
         self._last: dict[str, tuple[str, str, int]] = {}
         #: the same, of what earlier runs sent (`restore`)
@@ -145,11 +154,12 @@ class ScanFiles(Source):
         metadata.update(path=name, scan_digest=digest)
         key, version = name, 1
         earlier = previous is None and name in self._earlier
+        duplicate = False
         if earlier:
             previous = self._earlier[name]
             if previous[1] == digest:
-                # sent by an earlier run: the worker skips it
-                key, version, previous = previous[0], previous[2], None
+                # sent by an earlier run: the worker skips it (`sent_before` counted it)
+                key, version, previous, duplicate = previous[0], previous[2], None, True
         if previous is not None:
             key, version = name + suffix, previous[2] + 1
             # downstream tells the versions apart: the merge leaves the earlier one out
@@ -159,7 +169,8 @@ class ScanFiles(Source):
             self.versions.append({"file": name, "version": version, "points": len(scan)})
         self.emit("scans", body, metadata=metadata, key=key)
         self._last[name] = (key, digest, version)
-        self.sent.append(name)
+        if not duplicate:
+            self.sent.append(name)
         if any(bad["file"] == name for bad in self.malformed):
             # read too early (a DAQ that closes the file between blocks): its error record
             # stays, but the summary lists only files still unreadable, and the log says so
@@ -272,6 +283,7 @@ class ScanFiles(Source):
         version = message.metadata.get("file_version", 1)  # the first is sent without one
         if isinstance(name, str) and isinstance(digest, str) and key is not None:
             self._earlier[name] = (key, digest, version if isinstance(version, int) else 1)
+            self.sent_before += 1
 
     def run(self) -> None:
         p = self.params
@@ -326,7 +338,9 @@ class ScanFiles(Source):
                 return
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"scans_sent": len(self.sent), "directory": str(self.directory)}
+        # messages, in the whole run: a restarted source does not count again what it re-reads
+        sent = self.sent_before + len(self.sent)
+        out: dict[str, Any] = {"scans_sent": sent, "directory": str(self.directory)}
         if self.malformed:
             out["malformed"] = self.malformed[-SUMMARY_ITEMS:]
         if self.versions:

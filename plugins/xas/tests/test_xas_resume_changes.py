@@ -139,6 +139,8 @@ def test_file_rewritten_while_stopped_is_sent_as_the_next_version(workdir):
     result = run(pipeline)
     scans = summary(result, "scans")
     assert [(s["file"], s["version"]) for s in scans["sent_again"]] == [(P65_SCANS[1], 2)]
+    # the run's messages (two files, then a new version), not the files this session read
+    assert scans["scans_sent"] == len(read(workdir / "store", "raw-scans")) == 3
     # the summary's single-scan noise is the merged scans', not the superseded version's too
     (merge,) = summary(result, "merge")["merges"].values()
     assert len(merge["single_scan_noise"]) == merge["merged"] < merge["scans"], merge
@@ -154,9 +156,14 @@ def test_file_rewritten_while_stopped_is_sent_as_the_next_version(workdir):
     assert old["reasons"] == [
         "replaced by version 2 of the same file, which changed after this version was read"
     ]
-    # a third version is 3, not 2 again
+    # a third version is 3, not 2 again; the summary still lists version 2, as it counts on
     rewrite_counts(workdir / "data" / P65_SCANS[1])
-    assert summary(run(pipeline), "scans")["sent_again"][0]["version"] == 3
+    third = summary(run(pipeline), "scans")
+    assert [(s["file"], s["version"]) for s in third["sent_again"]] == [
+        (P65_SCANS[1], 2),
+        (P65_SCANS[1], 3),
+    ]
+    assert third["scans_sent"] == len(read(workdir / "store", "raw-scans")) == 4
     assert read(workdir / "store", "raw-scans")[-1][0]["file_version"] == 3
 
 
