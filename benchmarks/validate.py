@@ -2,7 +2,8 @@
 
 A generated pipeline of 500 units (100 lanes of files -> identity x3 -> JSON-lines sink, with
 parameters, resources and retries) is validated end to end: reading the file, the
-position-keeping load, the shape, every unit's params, the graph. The peer is ruamel.yaml's
+position-keeping load, the shape, every unit's params, that each unit's runtime module is
+installed (found, never imported), the graph. The peer is ruamel.yaml's
 own safe loader reading the same text (what any YAML-reading tool pays at least). Goal: the
 median end to end under 1 s.
 
@@ -89,7 +90,8 @@ def main() -> int:
         path = Path(tmp) / "benchmark.pipeline.yaml"
         path.write_text(text)
         catalog = Catalog.load()
-        report = validate_file(path, catalog)
+        # runtimes: the modules are looked up, as `pipeline validate` looks them up
+        report = validate_file(path, catalog, runtimes=True)
         if not report.ok or report.problems:
             print(report.text(), file=sys.stderr)
             return 1
@@ -98,7 +100,7 @@ def main() -> int:
             YAML(typ="safe", pure=True).load(path.read_text())
 
         def validate() -> None:
-            validate_file(path, catalog)
+            validate_file(path, catalog, runtimes=True)
 
         load = _median(yaml_alone, args.repeat)
         full = _median(validate, args.repeat)

@@ -1,5 +1,6 @@
 """Units of a pretend beamline plugin, for validation tests: typed ports (content types that
-match, families, wildcards), params with ranges and enums, a deprecated unit.
+match, families, wildcards), params with ranges and enums, a deprecated unit, a unit whose
+runtime module is misspelt.
 
 The tests use this module both in-process (a catalog built from it) and installed as a real
 plugin distribution (for the `pipeline` command in a subprocess)."""
@@ -41,6 +42,30 @@ class WriterParams(Params):
     ] = "gzip"
 
 
+# The runtimes are this module's own (validate checks that a runtime's module is installed,
+# wherever this module is: `fake_units` in-process, `fake_beamline.plugin` installed); the
+# classes are never run.
+class ScanFiles: ...
+
+
+class Normalize: ...
+
+
+class Merge: ...
+
+
+class Agent: ...
+
+
+class Writer: ...
+
+
+class Detector: ...
+
+
+class Old: ...
+
+
 UNITS = [
     UnitDescriptor(
         name="xas.scan-files",
@@ -49,7 +74,7 @@ UNITS = [
         summary="Reads XAS scan files.",
         outputs=(Port(name="scans", content_type="xas/scan"),),
         params=ScanFilesParams,
-        runtime="fake_units_runtime:ScanFiles",
+        runtime=f"{__name__}:ScanFiles",
     ),
     UnitDescriptor(
         name="xas.normalize",
@@ -59,7 +84,7 @@ UNITS = [
         inputs=(Port(name="scans", content_type="xas/scan"),),
         outputs=(Port(name="spectra", content_type="xas/spectrum", format="seedee"),),
         params=NormalizeParams,
-        runtime="fake_units_runtime:Normalize",
+        runtime=f"{__name__}:Normalize",
     ),
     UnitDescriptor(
         name="xas.merge",
@@ -68,7 +93,7 @@ UNITS = [
         inputs=(Port(name="spectra", content_type="xas/spectrum"),),
         outputs=(Port(name="merged", content_type="xas/merged"),),
         params=MergeParams,
-        runtime="fake_units_runtime:Merge",
+        runtime=f"{__name__}:Merge",
     ),
     UnitDescriptor(
         name="xas.convergence-agent",
@@ -77,7 +102,7 @@ UNITS = [
         inputs=(Port(name="merged", content_type="xas/*"),),
         outputs=(Port(name="plans", content_type="application/json"),),
         params=AgentParams,
-        runtime="fake_units_runtime:Agent",
+        runtime=f"{__name__}:Agent",
     ),
     UnitDescriptor(
         name="nexus.writer",
@@ -88,14 +113,14 @@ UNITS = [
             Port(name="merged", content_type="xas/*", required=False),
         ),
         params=WriterParams,
-        runtime="fake_units_runtime:Writer",
+        runtime=f"{__name__}:Writer",
     ),
     UnitDescriptor(
         name="img.detector",
         kind="connector",
         summary="Reads detector frames.",
         outputs=(Port(name="frames", content_type="image/tiff", format="bytes"),),
-        runtime="fake_units_runtime:Detector",
+        runtime=f"{__name__}:Detector",
     ),
     UnitDescriptor(
         name="xas.old-normalize",
@@ -104,7 +129,17 @@ UNITS = [
         summary="The old normalization; use xas.normalize.",
         inputs=(Port(name="scans", content_type="xas/scan"),),
         outputs=(Port(name="spectra", content_type="xas/spectrum"),),
-        runtime="fake_units_runtime:Old",
+        runtime=f"{__name__}:Old",
+    ),
+    UnitDescriptor(
+        name="xas.edge-jump",
+        kind="processor",
+        summary="Measures the edge jump; its runtime's module is misspelt.",
+        inputs=(Port(name="spectra", content_type="xas/spectrum"),),
+        outputs=(Port(name="jumps", content_type="application/json"),),
+        # `unitz` for `units`, in a package installed wherever the tests run, so that the
+        # report names the same near module in-process and installed (P207's golden)
+        runtime="asapo_pipelines.unitz.edge:EdgeJump",
     ),
 ]
 

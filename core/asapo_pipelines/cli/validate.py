@@ -22,7 +22,8 @@ def _validate_one(path: Path, catalog: Catalog) -> Report:
 
     if str(path) == "-":
         return _validate_stdin(catalog)
-    return validate_file(path, catalog)
+    # runtimes: the workers of `pipeline run` import them from this environment (P207)
+    return validate_file(path, catalog, runtimes=True)
 
 
 def _validate_stdin(catalog: Catalog) -> Report:
@@ -37,7 +38,7 @@ def _validate_stdin(catalog: Catalog) -> Report:
         text = decode(read_limited(sys.stdin.buffer, name), name)
     except LoadFailed as exc:
         return Report(name, list(exc.problems))
-    return validate_text(text, catalog, name)
+    return validate_text(text, catalog, name, runtimes=True)
 
 
 @click.command("validate", short_help="Check pipeline files; every problem at its line.")
@@ -70,6 +71,8 @@ def validate(
     online: bool,
 ) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
+
+    Each unit's runtime module must be installed here (P207); it is found, never imported.
 
     FILES may be `-` to read one file from standard input. With --online, a file valid offline
     is also checked against the services it names (P501: refused, P502: could not ask).

@@ -128,7 +128,10 @@ def resolve(
     from asapo_pipelines.pipeline import load_pipeline
 
     catalog = Catalog.load()
-    pipeline = load_pipeline(path, catalog)
+    # a job about to start (run, reprocess) is refused, as `pipeline validate` refuses it, when
+    # a unit's runtime is not installed: its worker would fail at once; reading a running one
+    # (status, logs, stop) needs no runtime here
+    pipeline = load_pipeline(path, catalog, runtimes=compile)
     from asapo_pipelines.listing import remember
 
     remember(catalog)  # the workers then load only the plugins of their units

@@ -51,6 +51,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         'A required unit parameter is empty (`""`, the placeholder `pipeline new` writes for a '
         "value only you know).",
     ),
+    "P207": (
+        "error",
+        "The unit's runtime module is not installed (its plugin names a module that cannot be "
+        "found; `pipeline validate` and `pipeline run` check this, without importing it).",
+    ),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
     "P303": (

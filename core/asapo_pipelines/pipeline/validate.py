@@ -40,6 +40,7 @@ from asapo_pipelines.pipeline.problems import Problem, Report, make
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.descriptor import UnitDescriptor
+    from asapo_pipelines.import_strings import MissingModule
 
 Loc = tuple[str | int, ...]
 
@@ -340,6 +341,44 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
                 )
             )
     return found
+
+
+def _stage_runtimes(doc: Document, nodes: list[_Node]) -> list[Problem]:
+    """Each known unit whose runtime module is not installed: the worker's import would fail
+    at once (exit 78), so the run would stop at start-up. Found without importing the module
+    (`missing_module`); each runtime is looked up once, and reported at every `unit:` that
+    uses it, as P201 and P205 are."""
+    from asapo_pipelines.import_strings import missing_module
+
+    looked_up: dict[str, MissingModule | None] = {}
+    found: list[Problem] = []
+    for node in nodes:
+        d = node.descriptor
+        if d is None:
+            continue  # unknown unit: P201's
+        if d.runtime not in looked_up:
+            looked_up[d.runtime] = missing_module(d.runtime)
+        missing = looked_up[d.runtime]
+        if missing is not None:
+            pos = doc.locate(("units", node.name, "unit"))
+            found.append(make(str(doc.path), pos, "P207", _runtime_sentence(d, missing)))
+    return found
+
+
+def _runtime_sentence(descriptor: UnitDescriptor, missing: MissingModule) -> str:
+    """Names the culprit (the plugin and its version), the module not found and the fix: the
+    file is right, the plugin's descriptor or the environment is not."""
+    plugin = (
+        f"plugin {descriptor.distribution} {descriptor.version or '-'}"
+        if descriptor.distribution
+        else "its plugin"
+    )
+    near = f" (did you mean {missing.near}?)" if missing.near else ""
+    return (
+        f"unit {descriptor.name} cannot run: {plugin} names its runtime {descriptor.runtime}, "
+        f"but there is no module {missing.module}{near}; fix the runtime in the plugin's unit "
+        f"descriptor, or install the package that provides {missing.module}"
+    )
 
 
 def _broken_defaults(
@@ -800,9 +839,19 @@ def _stage_deploy(doc: Document, deploy: Any) -> list[Problem]:
 
 
 def validate_document(
-    doc: Document, catalog: Catalog, loaded: list[Problem] | None = None
+    doc: Document,
+    catalog: Catalog,
+    loaded: list[Problem] | None = None,
+    *,
+    runtimes: bool = False,
 ) -> tuple[Report, Pipeline | None]:
-    """Run every stage on a loaded document; returns the report and, when valid, the model."""
+    """Run every stage on a loaded document; returns the report and, when valid, the model.
+
+    `runtimes` also checks that each unit's runtime module is installed here (P207): what
+    `pipeline validate` and `pipeline run` ask, since their workers run in this environment.
+    Off by default: a worker needs only its own unit's runtime (and says so itself, exit 78),
+    and a command reading a running pipeline (status, stop, the viewer) must not refuse it
+    because another environment's plugin went missing."""
     file = str(doc.path)
     report = Report(file, list(loaded or []))
     data = doc.data
@@ -830,6 +879,8 @@ def validate_document(
         if isinstance(raw, dict)
     ]
     report.problems.extend(_stage_units(doc, nodes, catalog))
+    if runtimes:
+        report.problems.extend(_stage_runtimes(doc, nodes))
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
     report.problems.extend(
@@ -852,33 +903,39 @@ def validate_document(
     return report, pipeline
 
 
-def _run(path: Path | str, catalog: Catalog) -> tuple[Report, Pipeline | None]:
+def _run(
+    path: Path | str, catalog: Catalog, *, runtimes: bool = False
+) -> tuple[Report, Pipeline | None]:
     path = Path(path)
     try:
         doc, loaded = read_document(path)
     except LoadFailed as exc:
         return Report(str(path), list(exc.problems)), None
-    return validate_document(doc, catalog, loaded)
+    return validate_document(doc, catalog, loaded, runtimes=runtimes)
 
 
-def validate_file(path: Path | str, catalog: Catalog) -> Report:
-    """Validate one file; never raises for bad input (every problem is in the report)."""
-    return _run(path, catalog)[0]
+def validate_file(path: Path | str, catalog: Catalog, *, runtimes: bool = False) -> Report:
+    """Validate one file; never raises for bad input (every problem is in the report).
+    `runtimes`: as `validate_document`'s."""
+    return _run(path, catalog, runtimes=runtimes)[0]
 
 
-def validate_text(text: str, catalog: Catalog, file: str = "<string>") -> Report:
+def validate_text(
+    text: str, catalog: Catalog, file: str = "<string>", *, runtimes: bool = False
+) -> Report:
     from asapo_pipelines.pipeline.loader import load_document
 
     try:
         doc, loaded = load_document(text, file)
     except LoadFailed as exc:
         return Report(file, list(exc.problems))
-    return validate_document(doc, catalog, loaded)[0]
+    return validate_document(doc, catalog, loaded, runtimes=runtimes)[0]
 
 
-def load_pipeline(path: Path | str, catalog: Catalog) -> Pipeline:
-    """Load and validate a pipeline file; raises PipelineInvalid listing every error."""
-    report, pipeline = _run(path, catalog)
+def load_pipeline(path: Path | str, catalog: Catalog, *, runtimes: bool = False) -> Pipeline:
+    """Load and validate a pipeline file; raises PipelineInvalid listing every error.
+    `runtimes`: as `validate_document`'s."""
+    report, pipeline = _run(path, catalog, runtimes=runtimes)
     if pipeline is None:
         raise PipelineInvalid(report)
     return pipeline
