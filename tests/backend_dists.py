@@ -484,3 +484,112 @@ def filebus_projects() -> list[PluginProject]:
             {"facility-hookbus": "facility_hookbus.plugin"},
         ),
     ]
+
+
+#: An executor plugin as an outside author writes it from docs/nomad.md, whose runtime fails
+#: where its section says (`fail:`): with a scheduler client's own exception, or, as `refused`,
+#: with the one-sentence error the docs ask for. Its `logs` fails while its lines are read.
+BATCH_PLUGIN = """
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from asapo_pipelines.sdk import ExecutorDescriptor, hookimpl
+
+
+class BatchConfig(BaseModel):
+    \"\"\"Where the batch jobs go.\"\"\"
+
+    model_config = ConfigDict(extra="forbid")
+
+    fail: Literal["none", "deploy", "start", "stop", "status", "logs", "refused"] = "none"
+
+
+@hookimpl
+def register_executors(register):
+    register(ExecutorDescriptor(name="batchexec", summary="Jobs on the facility batch system.",
+                                config=BatchConfig, runtime="facility_batch.runtime:Batch"))
+"""
+
+BATCH_RUNTIME = """
+from asapo_pipelines.sdk import PipelinesError
+from asapo_pipelines.sdk.executors import Executor, ExecutorStatus
+
+DAEMON = "the batch system daemon is not running"
+
+
+class Batch(Executor):
+    def _client(self, doing):
+        fail = self.config.fail if self.config is not None else "none"
+        if fail == "refused":
+            raise PipelinesError("the batch queue takes no jobs until 18:00; deploy then")
+        if fail == doing:
+            raise RuntimeError(DAEMON)
+
+    def plan(self):
+        return {"units": list(self.pipeline.units)}
+
+    def deploy(self, *, wait):
+        self._client("deploy")
+        return {"status": "queued"}
+
+    def start(self, *, wait):
+        self._client("start")
+        return {"status": "queued"}
+
+    def stop(self, *, purge=False):
+        self._client("stop")
+        return {"status": "stopped"}
+
+    def status(self):
+        self._client("status")
+        return ExecutorStatus(executor=self.name, deployment=self.pipeline.name, state="queued")
+
+    def logs(self, unit, *, replica=None, follow=False, stderr=False):
+        yield f"{unit}: first line"
+        self._client("logs")
+        yield f"{unit}: last line"
+"""
+
+#: executors that list fine but cannot be used: a runtime module that is not there, a class
+#: that sets another name than its descriptor's
+BATCH_BROKEN_PLUGIN = """
+from asapo_pipelines.sdk import ExecutorDescriptor, hookimpl
+
+from facility_batch.plugin import BatchConfig
+
+
+@hookimpl
+def register_executors(register):
+    register(ExecutorDescriptor(name="nowhere", summary="Its runtime module is not there.",
+                                config=BatchConfig, runtime="facility_batch_broken.gone:Batch"))
+    register(ExecutorDescriptor(name="misnamed", summary="Its class reads another name.",
+                                config=BatchConfig, runtime="facility_batch_broken.rt:Misnamed"))
+"""
+
+BATCH_MISNAMED = """
+from facility_batch.runtime import Batch
+
+
+class Misnamed(Batch):
+    name = "batch"
+"""
+
+
+def batch_projects() -> list[PluginProject]:
+    """facility-batch (an executor whose runtime fails as its section says), and
+    facility-batch-broken (executors only their runtimes show broken)."""
+    return [
+        PluginProject(
+            "facility-batch",
+            "0.1.0",
+            {"plugin.py": BATCH_PLUGIN, "runtime.py": BATCH_RUNTIME},
+            {"facility-batch": "facility_batch.plugin"},
+        ),
+        PluginProject(
+            "facility-batch-broken",
+            "0.1.0",
+            {"plugin.py": BATCH_BROKEN_PLUGIN, "rt.py": BATCH_MISNAMED},
+            {"facility-batch-broken": "facility_batch_broken.plugin"},
+        ),
+    ]

@@ -14,14 +14,19 @@ an executor may override with its own presentation (the local run's table, Nomad
 from __future__ import annotations
 
 import functools
+import inspect
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import click
+
+from asapo_pipelines import CORE_DISTRIBUTION
+from asapo_pipelines.errors import PipelinesError
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
@@ -109,7 +114,7 @@ class Executor(ABC):
 
         for option, value in given.items():
             if value not in (None, False) and option not in cls.options:
-                flag = "--" + option.replace("_", "-")
+                flag = _flag(option)
                 raise UsageError(f"the {cls.name} executor has no {flag} option for `{command}`")
 
     @classmethod
@@ -252,6 +257,15 @@ class Executor(ABC):
         return 0
 
 
+def _flag(option: str) -> str:
+    """The option as the user typed it and the command's ``--help`` shows it: the python name
+    (``only_stdout``) may differ from the flag (`pipeline logs --stdout`)."""
+    context = click.get_current_context(silent=True)
+    params = context.command.params if context is not None else []
+    flags = next((p.opts for p in params if p.name == option and p.opts), None)
+    return flags[0] if flags else "--" + option.replace("_", "-")
+
+
 def choose_executor(
     pipeline: Pipeline | None,
     catalog: Catalog,
@@ -334,33 +348,139 @@ def open_executor(
 
 
 def executor_class(descriptor: ExecutorDescriptor) -> type[Executor]:
-    """The executor's runtime class; one sentence when it cannot be loaded or is no Executor."""
+    """The executor's runtime class; one sentence when it cannot be loaded or is no Executor
+    answering to its descriptor's name (`class_problem`). A plugin's comes wrapped so that its
+    own exceptions are one sentence naming it (`_GUARDED`)."""
     from asapo_pipelines.errors import PluginError
 
+    where = f"the executor {descriptor.name} ({descriptor.distribution})"
     try:
         cls = descriptor.load_runtime()
     except Exception as exc:
         from asapo_pipelines.plugin_manager import describe_exception
 
         raise PluginError(
-            f"the executor {descriptor.name} ({descriptor.distribution}) cannot be loaded from "
-            f"{descriptor.runtime}: {describe_exception(exc)}"
+            f"{where} cannot be loaded from {descriptor.runtime}: {describe_exception(exc)}"
         ) from None
+    problem = class_problem(descriptor, cls)
+    if problem is not None:
+        raise PluginError(f"{where} is a broken plugin: {problem}")
+    if descriptor.distribution in (None, CORE_DISTRIBUTION):  # the core's: its failures are bugs
+        return _named_class(cls, descriptor.name)
+    return _guarded_class(cls, descriptor.name, descriptor.distribution)
+
+
+def class_problem(descriptor: ExecutorDescriptor, cls: Any) -> str | None:
+    """Why `cls`, loaded from `descriptor.runtime`, cannot be its executor; None when it can."""
     if not (isinstance(cls, type) and issubclass(cls, Executor)):
-        raise PluginError(
-            f"the executor {descriptor.name}'s runtime {descriptor.runtime} is not an Executor "
-            "subclass"
-        )
+        return f"its runtime {descriptor.runtime} is not an Executor subclass"
     own = vars(cls).get("name", descriptor.name)
     if own != descriptor.name:
         # the descriptor's name is the key the file's `deploy:` section was validated under; a
         # class reading another would silently drop that section (a job sent to the wrong queue)
-        raise PluginError(
-            f"the executor {descriptor.name} ({descriptor.distribution}) is a broken plugin: its "
-            f"runtime {descriptor.runtime} sets name = {own!r}, not its descriptor's name "
+        return (
+            f"its runtime {descriptor.runtime} sets name = {own!r}, not its descriptor's name "
             f"{descriptor.name!r} (drop the class's name or make the two agree)"
         )
-    return _named_class(cls, descriptor.name)
+    return None
+
+
+class ExecutorFailed(PipelinesError):
+    """A plugin executor's own exception (its scheduler client's, a bug), not a
+    `PipelinesError` it raised on purpose: one sentence naming the executor, its plugin and
+    what it was doing, as a plugin transport's is (`asapo_pipelines.transport`). ``reason`` is
+    the exception's own text, which a failed deployment's run records after "the NAME
+    deployment failed: "."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+#: The methods of a plugin's executor (the interface, and the presentation defaults it may
+#: override) whose own exceptions `_guarded_class` makes an `ExecutorFailed`, and what a
+#: failure of each is. Every command reaches an executor through these, so this one table is
+#: where a plugin's failure gets its sentence.
+_GUARDED = {
+    "for_command": "failed to set up",
+    "made": "failed to set up",
+    "has_run": "failed to look for a deployment recorded here",
+    "refuse": "failed to check its deployment's state",
+    "plan": "failed to plan",
+    "show_plan": "failed to plan",
+    "deploy": "failed to deploy",
+    "start": "failed to start",
+    "show_submitted": "failed to show what it submitted",
+    "describe": "failed to describe what it did",
+    "stop": "failed to stop",
+    "show_stop": "failed to stop",
+    "status": "failed to report its status",
+    "show_status": "failed to report its status",
+    "logs": "failed to read the logs",
+    "print_logs": "failed to read the logs",
+}
+
+
+@contextmanager
+def _plugin_code(where: str, doing: str) -> Iterator[None]:
+    """A plugin executor's own exception as one `ExecutorFailed` sentence; the errors it
+    raises on purpose (PipelinesError: "cannot reach the scheduler, ...") keep theirs."""
+    try:
+        yield
+    except PipelinesError:
+        raise
+    except Exception as exc:
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        raise ExecutorFailed(f"the {where} {doing}: {describe_exception(exc)}", str(exc)) from exc
+
+
+def _guarded_iterator(lines: Iterable[str], where: str, doing: str) -> Iterator[str]:
+    """`logs` lines, whose generator fails while they are read, not when it is called."""
+    with _plugin_code(where, doing):
+        yield from lines
+
+
+def _guarded_method(cls: type[Executor], method: str, where: str, doing: str) -> Any:
+    """`cls`'s `method` (an instance method or a classmethod) called under `_plugin_code`,
+    for the subclass `_guarded_class` makes: looked up on `cls` at each call, so the plugin's
+    own method is what runs, with the subclass as its class (`made` constructs that)."""
+    static = inspect.getattr_static(cls, method)
+    if isinstance(static, classmethod):
+
+        def on_class(owner: type[Executor], *args: Any, **kwargs: Any) -> Any:
+            with _plugin_code(where, doing):
+                return static.__func__(owner, *args, **kwargs)
+
+        return classmethod(functools.wraps(static.__func__)(on_class))
+
+    def on_instance(self: Executor, *args: Any, **kwargs: Any) -> Any:
+        with _plugin_code(where, doing):
+            result = getattr(cls, method)(self, *args, **kwargs)
+        if method == "logs":
+            return _guarded_iterator(result, where, doing)
+        return result
+
+    return functools.wraps(getattr(cls, method))(on_instance)
+
+
+@functools.cache
+def _guarded_class(cls: type[Executor], name: str, distribution: str) -> type[Executor]:
+    """A plugin's executor class answering to `name` whose own exceptions in `_GUARDED` are one
+    sentence naming it (`ExecutorFailed`): a subclass made once, so the plugin's class is left
+    as written. A method the class leaves abstract stays abstract, so an incomplete class is
+    still refused when it is constructed (in `made`, with its sentence)."""
+    where = f"executor {name} ({distribution})"
+    abstract: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
+    namespace: dict[str, Any] = {
+        method: _guarded_method(cls, method, where, doing)
+        for method, doing in _GUARDED.items()
+        if method not in abstract
+    }
+    namespace.update(name=name, __module__=cls.__module__, __qualname__=cls.__qualname__)
+    guarded = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
+    guarded.__doc__ = cls.__doc__
+    return cast("type[Executor]", guarded)
 
 
 @functools.cache

@@ -115,11 +115,14 @@ def register_executors(register: RegisterExecutor) -> None:
     default an executor may override (``show_status``, ``print_logs``, ``show_stop``,
     ``show_submitted``, ``show_plan``); command options beyond the interface's own (such as
     ``--run-dir``) reach it in ``self.given`` when it names them in ``options``, and any other
-    is refused in one sentence. The runtime imports what it builds on from the executor
-    authors' door, `asapo_pipelines.sdk.executors` (the interface, the delivered pipeline file,
-    the job type, the workers' Python and its install script, the restart policy and tracker,
-    the workers' environment variables), as the Slurm plugin does. docs/executors.md, "Adding an
-    executor", describes each method, the state words that end a run, and a complete example.
+    is refused in one sentence. A failure the user can fix is a `PipelinesError` with one
+    sentence; any other exception of the runtime ends the command with one sentence naming the
+    executor, its plugin and what it was doing (exit 1). The runtime imports what it builds on
+    from the executor authors' door, `asapo_pipelines.sdk.executors` (the interface, the
+    delivered pipeline file, the job type, the workers' Python and its install script, the
+    restart policy and tracker, the workers' environment variables), as the Slurm plugin does.
+    docs/executors.md, "Adding an executor", describes each method, the state words that end a
+    run, and a complete example.
     """
 
 

@@ -164,6 +164,7 @@ def _run(argv: list[str] | None) -> int:
         _silence_stdout()  # what is still buffered would fail again at exit
         return exc.exit_code
     except PipelinesError as exc:
+        _debug_cause(exc)
         _error(exc.message)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -192,6 +193,18 @@ def _run(argv: list[str] | None) -> int:
         )
         return 70
     return result if isinstance(result, int) else 0
+
+
+def _debug_cause(exc: BaseException) -> None:
+    """With ASAPO_PIPELINES_DEBUG=1, the traceback of the exception a sentence was made from
+    (a plugin's own, `ExecutorFailed` or a transport's): its author needs where it was raised,
+    as an internal error shows it. Nothing for a sentence raised on purpose."""
+    cause = exc.__cause__
+    if not os.environ.get(DEBUG_ENV) or cause is None:
+        return
+    import traceback
+
+    traceback.print_exception(cause, file=sys.stderr)
 
 
 def _flushed(code: int) -> int:

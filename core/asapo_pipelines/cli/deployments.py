@@ -317,8 +317,11 @@ def _state_before(run: Any) -> str | None:
 
 def _end_failed(file: str, executor: str, began: Began, error: Exception) -> None:
     """End the session `began` recorded for a deployment whose submission failed (`_ended`);
-    a failure to write it is a warning: the command's own error is what the user must see."""
+    a failure to write it is a warning: the command's own error is what the user must see.
+    A plugin executor's own exception (`ExecutorFailed`) is recorded in its own words: the
+    record names the deployment already, as the command's sentence does for itself."""
     from asapo_pipelines.errors import PipelinesError
+    from asapo_pipelines.executor import ExecutorFailed
     from asapo_pipelines.worker.launch import load
 
     if began.session is None:  # it went on in a session an earlier command began: still so
@@ -329,7 +332,8 @@ def _end_failed(file: str, executor: str, began: Began, error: Exception) -> Non
         return
     transport, store = opened
     try:
-        _ended(store, Path(file), set(pipeline.units), began, f"the {executor} deployment", error)
+        said = error.reason if isinstance(error, ExecutorFailed) else str(error)
+        _ended(store, Path(file), set(pipeline.units), began, f"the {executor} deployment", said)
     except PipelinesError as exc:
         warn(f"the end of run {began.run_id} was not recorded: {exc}")
     finally:
@@ -337,13 +341,14 @@ def _end_failed(file: str, executor: str, began: Began, error: Exception) -> Non
 
 
 def _ended(
-    store: RunStore, file: Path, units: set[str], began: Began, what: str, error: Exception
+    store: RunStore, file: Path, units: set[str], began: Began, what: str, error: str
 ) -> None:
     """End the failed deployment's session. One whose workers never reported ran nothing: an
     ended run it resumed is left with the state and counts it had (and its summaries: this
     session has none of its own). Else the run ends `failed`, with the counts of its sessions
     not ended yet: a run this session started, or one that was running before (a session
-    never ended, whose workers' work is counted now). `what` names the deployment."""
+    never ended, whose workers' work is counted now). `what` names the deployment, `error`
+    says what failed."""
     from asapo_pipelines.runs.lifecycle import summaries_of
 
     run = store.get(began.run_id)

@@ -9,7 +9,9 @@ waiting up to ``wait`` seconds for placement), `stop` (``purge`` also forgets th
 `status` (an `ExecutorStatus` with one `InstanceStatus` per unit replica) and `logs` (a
 replica's lines, oldest first); the ``show_*`` and ``print_logs`` methods print them and may be
 overridden; `text_lines` turns log bytes into lines. Everything a user can fix is raised as
-one sentence (a subclass of `asapo_pipelines.sdk.PipelinesError`).
+one sentence (a subclass of `asapo_pipelines.sdk.PipelinesError`); any other exception (a
+scheduler client's, a bug) ends the command with one sentence naming the executor, its plugin
+and what it was doing: ``the executor NAME (DISTRIBUTION) failed to deploy: RuntimeError: ...``.
 
 Each unit replica is one ``pipeline worker FILE UNIT --replica N`` on the file as
 `delivered_file` writes it, with `BASE_DIR_ENV` naming the original file's folder and
