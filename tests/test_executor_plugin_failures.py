@@ -1,7 +1,8 @@
 """An executor plugin written from the docs by an outside author, pip-installed for real, and
 what users see when it fails, as for a transport plugin (test_transport_plugin_failures.py):
 its runtime's own exception is one sentence naming the executor, its plugin and what it was
-doing (not "internal error ... this is a bug"); an option it does not take is named as typed."""
+doing (not "internal error ... this is a bug"); an option it does not take is named as typed;
+`pipeline plugins --strict` reports a runtime that cannot be used."""
 
 from __future__ import annotations
 
@@ -129,3 +130,25 @@ def test_an_option_the_executor_refuses_is_named_as_typed(site, tmp_path):
             result, f"the batchexec executor has no {option} option for `pipeline logs`", code=2
         )
         assert f"{option} " in run_pipeline("logs", "--help").stdout
+
+
+def test_plugins_strict_reports_executors_that_cannot_be_used(site):
+    env = _env(site, "facility-batch,facility-batch-broken")
+    plain = run_pipeline("plugins", "--json", env=env)
+    assert plain.returncode == 0, plain.stderr
+    listed = {p["distribution"]: p for p in json.loads(plain.stdout)["plugins"]}
+    assert listed["facility-batch-broken"]["status"] == "ok"  # a listing imports no runtime
+
+    strict = run_pipeline("plugins", "--strict", "--json", env=env)
+    assert strict.returncode == 1, strict.stderr
+    assert "Traceback" not in strict.stderr
+    records = {p["distribution"]: p for p in json.loads(strict.stdout)["plugins"]}
+    assert records["facility-batch"]["errors"] == []
+    assert records["facility-batch-broken"]["errors"] == [
+        "executor nowhere: its runtime facility_batch_broken.gone:Batch cannot be found: there "
+        "is no module facility_batch_broken.gone",
+        "executor misnamed: its runtime facility_batch_broken.rt:Misnamed sets name = 'batch', "
+        "not its descriptor's name 'misnamed' (drop the class's name or make the two agree)",
+    ]
+    # a sound executor plugin passes
+    assert run_pipeline("plugins", "--strict", env=_env(site)).returncode == 0

@@ -271,6 +271,20 @@ def _unknown_format(unit: UnitDescriptor, formats: dict[str, FormatDescriptor]) 
     return None
 
 
+def runtime_missing(runtime: str) -> str | None:
+    """Why the module of a runtime import string cannot be found, looked up without importing
+    it (a unit's runtime may import xraylarch or torch); None when it is there (whether it
+    imports, and holds the name after ``:``, only importing tells)."""
+    from asapo_pipelines.import_strings import missing_module
+
+    # the same answer `pipeline validate` gives (P207)
+    missing = missing_module(runtime)
+    if missing is None:
+        return None
+    near = f" (did you mean {missing.near}?)" if missing.near else ""
+    return f"its runtime {runtime} cannot be found: there is no module {missing.module}{near}"
+
+
 class Catalog:
     """The units available in this environment, and a record of every plugin looked at."""
 
@@ -365,6 +379,24 @@ class Catalog:
         _check_defaults(self.units, self.plugins)
         _check_backend_models(self)
         return self
+
+    def check_runtimes(self) -> Catalog:
+        """Report on its plugin's record each runtime whose module cannot be found
+        (`runtime_missing`), for `pipeline plugins --strict` (a plugin's CI): otherwise only a
+        worker, or `pipeline deploy`, finds out."""
+        for what in KINDS_OF_ENTRY:
+            for name, descriptor in getattr(self, f"{what}s").items():
+                problem = runtime_missing(descriptor.runtime)
+                if problem is not None:
+                    self.report(what, name, problem)
+        return self
+
+    def report(self, what: str, name: str, problem: str) -> None:
+        """`problem` on the record of the plugin that registered the `what` (``unit``,
+        ``executor``...) called `name`: the plugin is shown broken, with it."""
+        for record in self.plugins:
+            if name in getattr(record, f"{what}s"):
+                record.errors.append(f"{what} {name}: {problem}")
 
     # -- queries -------------------------------------------------------------------------------
     @property

@@ -385,6 +385,18 @@ def class_problem(descriptor: ExecutorDescriptor, cls: Any) -> str | None:
     return None
 
 
+def executor_problem(descriptor: ExecutorDescriptor) -> str | None:
+    """Why an executor cannot be used, found by importing its runtime (`pipeline plugins
+    --strict`); None when `executor_class` would give its class."""
+    try:
+        cls = descriptor.load_runtime()
+    except Exception as exc:
+        from asapo_pipelines.plugin_manager import describe_exception
+
+        return f"its runtime {descriptor.runtime} cannot be loaded: {describe_exception(exc)}"
+    return class_problem(descriptor, cls)
+
+
 class ExecutorFailed(PipelinesError):
     """A plugin executor's own exception (its scheduler client's, a bug), not a
     `PipelinesError` it raised on purpose: one sentence naming the executor, its plugin and

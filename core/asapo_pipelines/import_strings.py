@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from importlib.machinery import ModuleSpec, PathFinder
 from typing import Any, NamedTuple
 
 
@@ -35,6 +36,38 @@ def import_runtime(runtime: str) -> Any:
     for part in filter(None, qualname.split(".")):
         obj = getattr(obj, part)
     return obj
+
+
+def top_level_spec(name: str) -> ModuleSpec | None:
+    """Where a top-level module is, without importing it: on sys.path, or through another
+    finder of sys.meta_path (an editable install's, which maps the name to the project's
+    source folder: on it the cache was off for every listing)."""
+    spec = PathFinder.find_spec(name)
+    if spec is not None:
+        return spec
+    for finder in sys.meta_path:
+        if finder is PathFinder or not hasattr(finder, "find_spec"):
+            continue
+        try:
+            spec = finder.find_spec(name, None)
+        except Exception:  # a third-party finder: any failure means "not found here"
+            continue
+        if spec is not None and spec.has_location:
+            return spec
+    return None
+
+
+def module_spec(module: str) -> ModuleSpec | None:
+    """Where a module (``package.sub.module``, the part of an import string before ``:``) is,
+    found without importing it or its packages (whose ``__init__`` may import what a runtime
+    needs: xraylarch, torch); None when it cannot be found."""
+    parts = module.partition(":")[0].split(".")
+    spec = top_level_spec(parts[0])
+    for depth in range(1, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = PathFinder.find_spec(".".join(parts[: depth + 1]), spec.submodule_search_locations)
+    return spec
 
 
 # -- finding a runtime's module without importing it ----------------------------------------

@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from asapo_pipelines.catalog import (
     installed_sources,
 )
 from asapo_pipelines.errors import PluginError
+from asapo_pipelines.import_strings import module_spec, top_level_spec
 
 ENV_NO_CACHE = "ASAPO_PIPELINES_NO_CACHE"
 ENV_CACHE_DIR = "ASAPO_PIPELINES_CACHE_DIR"
@@ -81,35 +81,12 @@ class Listing:
         ]
 
 
-def _top_level_spec(name: str) -> ModuleSpec | None:
-    """Where a top-level module is, without importing it: on sys.path, or through another
-    finder of sys.meta_path (an editable install's, which maps the name to the project's
-    source folder: on it the cache was off for every listing)."""
-    spec = PathFinder.find_spec(name)
-    if spec is not None:
-        return spec
-    for finder in sys.meta_path:
-        if finder is PathFinder or not hasattr(finder, "find_spec"):
-            continue
-        try:
-            spec = finder.find_spec(name, None)
-        except Exception:  # a third-party finder: any failure means "not found here"
-            continue
-        if spec is not None and spec.has_location:
-            return spec
-    return None
-
-
 def module_files(module: str) -> list[str] | None:
     """Paths of the files a plugin's registration could come from, found without importing:
     every module of its top-level package (descriptors often live in a subpackage, as in the
     layout `pipeline new-unit` writes), or a single-file module and its siblings."""
-    parts = module.partition(":")[0].split(".")
-    top = spec = _top_level_spec(parts[0])
-    for depth in range(1, len(parts)):
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        spec = PathFinder.find_spec(".".join(parts[: depth + 1]), spec.submodule_search_locations)
+    spec = module_spec(module)
+    top = top_level_spec(module.partition(":")[0].split(".")[0]) if spec is not None else None
     if spec is None or not spec.has_location or not spec.origin:
         return None
     assert top is not None

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.text import Text
 
+    from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.descriptor import Port, UnitDescriptor
     from asapo_pipelines.listing import Listing
     from asapo_pipelines.unit_docs import ParamRow
@@ -248,7 +249,9 @@ def plugins(as_json: bool, strict: bool) -> None:
     Each plugin's units, and its backends: the transports, executors, payload formats and
     commands it registers. With --strict, as a plugin's CI runs it, every unit's params model,
     every transport's and executor's config model, and their JSON Schemas are built too, and a
-    default its own rules refuse, or a model without a JSON Schema, mark the plugin broken."""
+    default its own rules refuse, or a model without a JSON Schema, mark the plugin broken; so
+    does a runtime whose module cannot be found (looked up without importing it), or a plugin
+    executor's runtime class that is no Executor or sets another name (imported)."""
     from asapo_pipelines.listing import Listing, load_listing
 
     if strict:
@@ -256,7 +259,9 @@ def plugins(as_json: bool, strict: bool) -> None:
         # or schemas
         from asapo_pipelines.catalog import Catalog
 
-        listing = Listing.from_catalog(Catalog.load(strict=False).check_defaults())
+        catalog = Catalog.load(strict=False).check_defaults().check_runtimes()
+        _check_executors(catalog)
+        listing = Listing.from_catalog(catalog)
     else:
         listing = load_listing(strict=False)
     if as_json:
@@ -266,3 +271,22 @@ def plugins(as_json: bool, strict: bool) -> None:
             console().print(_plugin_block(p))
     if strict and listing.broken:
         raise click.exceptions.Exit(1)
+
+
+def _check_executors(catalog: Catalog) -> None:
+    """Report each plugin's executor whose runtime class cannot serve it (no `Executor`, or
+    one that sets another name: `executor_class`), which only importing it tells; executors'
+    runtimes are scheduler clients, not the heavy libraries units import. The core's are
+    loaded by its own tests; a runtime not found is reported already (`check_runtimes`)."""
+    from asapo_pipelines import CORE_DISTRIBUTION
+    from asapo_pipelines.catalog import runtime_missing
+    from asapo_pipelines.executor import executor_problem
+
+    for name, descriptor in catalog.executors.items():
+        if descriptor.distribution in (None, CORE_DISTRIBUTION):
+            continue
+        if runtime_missing(descriptor.runtime) is not None:
+            continue
+        problem = executor_problem(descriptor)
+        if problem is not None:
+            catalog.report("executor", name, problem)
