@@ -2,7 +2,8 @@
 what users see when it fails, as for a transport plugin (test_transport_plugin_failures.py):
 its runtime's own exception is one sentence naming the executor, its plugin and what it was
 doing (not "internal error ... this is a bug"); an option it does not take is named as typed;
-`pipeline plugins --strict` reports a runtime that cannot be used."""
+`pipeline plugins --strict` reports a runtime that cannot be used; the editor schema says
+which plugin the executor comes from."""
 
 from __future__ import annotations
 
@@ -152,3 +153,13 @@ def test_plugins_strict_reports_executors_that_cannot_be_used(site):
     ]
     # a sound executor plugin passes
     assert run_pipeline("plugins", "--strict", env=_env(site)).returncode == 0
+
+
+def test_the_editor_schema_says_which_plugin_an_executor_comes_from(site):
+    result = run_pipeline("schema", env=_env(site))
+    assert result.returncode == 0, result.stderr
+    deploy = json.loads(result.stdout)["properties"]["deploy"]["properties"]
+    assert deploy["batchexec"]["description"] == (
+        "Jobs on the facility batch system. (from facility-batch)"
+    )
+    assert "(from" not in deploy["local"]["description"]

@@ -374,12 +374,23 @@ def _empty_means_defaults(section: dict[str, Any]) -> None:
             branch["type"] = "object" if branch.get("required") else ["object", "null"]
 
 
+def _say_plugins(section: dict[str, Any], backends: Mapping[str, Any]) -> None:
+    """A plugin's transport or executor branch under `section` says which distribution it
+    comes from, as a unit's does: the key alone does not tell an editor's user what to install
+    (or upgrade) where the file is used. The core's own say nothing."""
+    from asapo_pipelines import CORE_DISTRIBUTION
+
+    for name, branch in section.get("properties", {}).items():
+        descriptor = backends.get(name)
+        if descriptor is not None and descriptor.distribution not in (None, CORE_DISTRIBUTION):
+            branch["description"] = f"{descriptor.summary} (from {descriptor.distribution})"
+
+
 def pipeline_schema(
     catalog: Catalog, params: Mapping[str, dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """The draft-07 JSON Schema of a whole pipeline file for the units of `catalog` whose
     params have a schema (`params`, from `described_params`, computed when not given)."""
-    from asapo_pipelines import CORE_DISTRIBUTION
     from asapo_pipelines.pipeline.model import name_rule, pipeline_model
 
     # one branch (property) per registered transport under `transport:` that has a schema
@@ -387,10 +398,8 @@ def pipeline_schema(
     schema = editor_schema(pipeline_model(catalog).model_json_schema(by_alias=True))
     transport = schema["properties"]["transport"]
     transport.update(minProperties=1, maxProperties=1)
-    for name, branch in transport.get("properties", {}).items():
-        descriptor = catalog.transports.get(name)
-        if descriptor is not None and descriptor.distribution not in (None, CORE_DISTRIBUTION):
-            branch["description"] = f"{descriptor.summary} (from {descriptor.distribution})"
+    _say_plugins(transport, catalog.transports)
+    _say_plugins(schema["properties"]["deploy"], catalog.executors)
     _empty_means_defaults(transport)
     _empty_means_defaults(schema["properties"]["deploy"])
     schema["properties"]["units"] = {
