@@ -200,6 +200,9 @@ class UnitContext:
         #: where a source's `report_error` goes: (exception, key) -> None; set by the runtime
         self.report: Callable[[BaseException, str | None], None] | None = None
         #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint;
+        #: `pipeline_file`: the file the run started from, `session_pipeline_file`: the one
+        #: this session runs from, which a sentence naming a command names (the project
+        #: folder may have been moved or copied since the start);
         #: `configured_at`: when a resumed session last changed this unit's own settings, None
         #: while they are the run's first), set by the worker; empty outside a pipeline run
         #: (the test harness)

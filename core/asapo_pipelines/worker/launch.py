@@ -252,6 +252,9 @@ def _join_run(
         "fingerprint": mine["fingerprint"],
         "pipeline": pipeline.name,
         "pipeline_file": start.get("file") or str(Path(pipeline_file).resolve()),
+        # the file this session runs from: the start's may lie in another folder (a project
+        # folder moved or copied since); a unit's sentence that names a command names this one
+        "session_pipeline_file": _session_file(run) or str(Path(pipeline_file).resolve()),
         # the file of this session: a run resumed under an edited file records the edit
         "pipeline_sha256": run.file_sha256,
         "started": start.get("time"),
@@ -264,6 +267,15 @@ def _join_run(
         info["resumed_at"] = run.session.get("time")
     info["configured_at"] = configured_at(run, instance)
     return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
+
+
+def _session_file(run: Any) -> str | None:
+    """The pipeline file the run's latest session recorded (`pipeline run`, `--resume`, from
+    wherever the project folder is now; a `pipeline start` records none and keeps the one
+    before). Not this worker's own path, which may be a copy delivered to a task."""
+    sessions = run.sessions
+    file = sessions[-1].get("file") if sessions else None
+    return str(file) if file else None
 
 
 def configured_at(run: Any, instance: str) -> float | None:

@@ -163,7 +163,11 @@ def _entries(n: int) -> str:
 
 
 def _resume_command(run: dict[str, Any]) -> str:
-    return f"pipeline run --resume {run.get('pipeline_file') or 'PIPELINE_FILE'}"
+    # the file of this session, where the user runs the pipeline now: the run's first session
+    # may have run from another place (a project folder moved or copied since), and that
+    # folder's file would act on that folder's store and NeXus file
+    file = run.get("session_pipeline_file") or run.get("pipeline_file")
+    return f"pipeline run --resume {file or 'PIPELINE_FILE'}"
 
 
 def gone_sentence(gone: FileGone, run: dict[str, Any], others: dict[str, int] | None = None) -> str:
