@@ -9,6 +9,7 @@ its own entry.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,14 @@ def _resume_command(run: dict[str, Any]) -> str:
     return f"pipeline run --resume {file or 'PIPELINE_FILE'}"
 
 
+def in_folder(path: Path | str, folder: Path | str) -> str:
+    """`path` as seen from `folder` (the pipeline file's folder, where a worker works): what
+    stays the same when the project folder holding both is moved or copied, which changes
+    every absolute path (the runs store and the local executor know a moved folder the same
+    way)."""
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+
+
 def gone_sentence(gone: FileGone, run: dict[str, Any], others: dict[str, int] | None = None) -> str:
     """What became of the file, of its entries, and how a resume writes them again."""
     label = run.get("run") or "this run"
@@ -283,8 +292,31 @@ class NexusWriterSink(Sink):
         return FileGone(path, "was replaced by another file", held)
 
     def _wrote_this_file(self) -> bool:
-        """The run wrote the file at this path before (its carried summary names it)."""
-        return self.context.carried_summary.get("file") == str(self.writer.path.resolve())
+        """The run wrote the file at this path before (its carried summary names it): by its
+        absolute path, or, in a project folder moved or copied since (the pipeline file, its
+        store and the results together), by its path seen from the pipeline file's folder.
+        Compared by absolute path alone, the run's own file in a moved or copied folder
+        passed for another file: a resume after it was lost rebuilt nothing and called the
+        empty new file complete. A copy's file is the copy's own (its path resolves in the
+        copy's folder, never in the original's); whether it is still the file the run wrote
+        is then its id's to say (`_lost_since_last_session`)."""
+        carried = self.context.carried_summary
+        here = self.writer.path.resolve()
+        if carried.get("file") == str(here):
+            return True
+        seen = carried.get("file_in_folder")
+        if not isinstance(seen, str):
+            seen = self._in_folder_before(carried.get("file"))
+        return seen is not None and seen == in_folder(here, Path.cwd())
+
+    def _in_folder_before(self, file: Any) -> str | None:
+        """For a summary written before summaries named the file's place in the folder: the
+        file as seen from the folder of the pipeline file the run started with (its record
+        names it), where that session's worker worked."""
+        started = (self.context.run or {}).get("pipeline_file")
+        if not isinstance(file, str) or not isinstance(started, str):
+            return None
+        return os.path.relpath(file, Path(started).parent)
 
     def _replay_inputs(self) -> None:
         """Have the worker hand `restore` every message of this run's inputs (they are in the
@@ -560,6 +592,10 @@ class NexusWriterSink(Sink):
             ),
             # which file the run wrote: a later session finds out whether it is still there
             "file_id": self.writer.file_id,
+            # how a later session knows the file as the run's after the project folder was
+            # moved or copied (`_wrote_this_file`): the worker works in the pipeline file's
+            # folder
+            "file_in_folder": in_folder(self.writer.path, Path.cwd()),
             # a resume that found the file gone wrote these again (`_rebuild`)
             **({"entries_rebuilt_in_file": self.rebuilt} if self.rebuilt else {}),
             # what a process restarted in this one's place corrects its counts by (`_carried`)
