@@ -29,6 +29,11 @@ JOB_FILE = "job.json"
 #: a detached supervisor's output: its events, each after its time, and at its end the one
 #: sentence it stopped with (`error: ...`)
 SUPERVISOR_LOG = "supervisor.log"
+#: held (flock, exclusive) by a `pipeline run` from before it looks whether the job runs until
+#: its supervisor holds `LOCK_FILE`: the check, the run's record and the supervisor's start are
+#: one step for every other start (refused while it is held) and for `stop`, `status` and
+#: `logs` (which wait for it), where the supervisor's lock alone leaves a gap between them
+START_LOCK = "start.lock"
 
 
 def run_dir(data_dir: Path, job_id: str) -> Path:
@@ -87,7 +92,17 @@ def supervisor_alive(run: Path) -> bool:
     """Whether a supervisor holds the run: decided by its lock, not by the pid in the state
     file, so a recycled pid is never taken for it and a supervisor killed with SIGKILL is
     recognised as gone."""
-    path = Path(run) / LOCK_FILE
+    return _held(Path(run) / LOCK_FILE)
+
+
+def start_under_way(run: Path) -> bool:
+    """Whether a `pipeline run` is starting the job in `run` now (it holds `START_LOCK`): its
+    run may be recorded, its supervisor not yet started."""
+    return _held(Path(run) / START_LOCK)
+
+
+def _held(path: Path) -> bool:
+    """Whether another process holds an exclusive flock on `path` (False without the file)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from asapo_pipelines.worker.status import status_reader
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.local.control import StartLock
     from asapo_pipelines.pipeline.model import Pipeline
 
 
@@ -82,9 +83,10 @@ def run(
     assert target.payload is not None
     shown = file or target.pipeline_file
     session = None
+    if target.pipeline is None and (fresh or resume or sets):
+        raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
     if target.pipeline is not None:
-        from asapo_pipelines.local.control import refused_while_running
-        from asapo_pipelines.local.session import apply_overrides, start_session
+        from asapo_pipelines.local.session import apply_overrides
         from asapo_pipelines.pipeline.online import check_before_start
 
         assert target.pipeline_file is not None
@@ -94,18 +96,22 @@ def run(
         check_before_start(
             *target.loaded(), Path(target.pipeline_file), str(shown), executor="local"
         )
+    start = take_start(ctx, target, str(shown))
+    if target.pipeline is not None:
+        from asapo_pipelines.local.control import refused_while_running
+        from asapo_pipelines.local.session import start_session
+
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir, str(shown)):
             session = start_session(target, fresh=fresh, resume=resume, overrides=overrides)
         if not detach:
             session.announce(err=as_json)
-    elif fresh or resume or sets:
-        raise UsageError("--fresh, --resume and --set need a pipeline file, not a compiled job")
     if detach:
         if session is not None:
             # the supervisor and its tasks inherit the run id from this environment
             os.environ[session.env_name] = session.run.id
         state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        start.release()  # its supervisor holds the run now
         # said once the supervisor started, as `deploy` says it once its submission succeeded:
         # a start that failed resumed nothing, and its error is the one thing to read
         if session is not None:
@@ -131,7 +137,13 @@ def run(
     where = logs_where(shown, data_dir)
     label = session.label if session is not None else None
     result, counters = execute(
-        target, target.payload, environ, as_json=as_json, where=where, session=label
+        target,
+        target.payload,
+        environ,
+        as_json=as_json,
+        where=where,
+        session=label,
+        on_started=start.release,
     )
     if session is not None:
         session.finish(result, counters, target.payload)
@@ -143,6 +155,21 @@ def run(
     if result.status == "failed":
         raise JobFailed(result.message)
     ctx.exit(told_exit(result, counters, as_json=as_json, sources=_sources_of(target)))
+
+
+def take_start(ctx: click.Context, target: Target, shown: str) -> StartLock:
+    """Hold the start of the target's job (`control.StartLock`) until its supervisor holds the
+    run; refused in one sentence, having recorded nothing, while another start holds it. The
+    hold ends at the latest when the command ends: after a failed start has recorded its end
+    (`session.end_if_left`, registered later, runs first), so that the next start finds the
+    run's record as this one left it."""
+    from asapo_pipelines.local.control import StartLock
+
+    assert target.payload is not None
+    job = target.payload.get("Job", target.payload)
+    start = StartLock(str(job.get("ID")), target.run_dir, shown)
+    ctx.call_on_close(start.release)
+    return start
 
 
 def _sources_of(target: Any) -> set[str]:
@@ -171,12 +198,14 @@ def execute(
     as_json: bool = False,
     where: str | None = None,
     session: str | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Run a compiled job under the live table, with its workers' warnings and errors below
     it (`where`: what `pipeline logs` needs to find the run, for the rest); prints the final
     table and the summaries (with `as_json`, the table goes to stderr and the caller prints
     the JSON document). With `session` (`Session.label`), the counters and summaries are
-    that session's only: not an earlier session's or another run's last records."""
+    that session's only: not an earlier session's or another run's last records.
+    `on_started` is called once the run's first state is written (`ExecOptions`)."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView
@@ -194,6 +223,7 @@ def execute(
             on_update=view.update,
             on_log=view.log,
             pipeline_file=target.pipeline_file,
+            on_started=on_started,
         )
         executors.append(LocalExecutor(payload, target.run_dir, options))
         result = executors[0].run()
@@ -477,6 +507,8 @@ def reprocess(
     overrides = apply_overrides(target, sets)
     # the replay's suggestions go to the same queue server
     check_before_start(pipeline, catalog, Path(target.pipeline_file), file, executor="local")
+    # a `pipeline run` starting at the same moment would pass the checks below as well
+    start = take_start(ctx, target, file)
     transport, store = open_store(target)
     try:
         owner = store.owner()
@@ -526,7 +558,9 @@ def reprocess(
     session = Session(store, transport, new, "started", RUN_ENV)
     try:
         where = logs_where(file, data_dir)
-        result, counters = execute(target, payload, environ, where=where, session=session.label)
+        result, counters = execute(
+            target, payload, environ, where=where, session=session.label, on_started=start.release
+        )
     except BaseException as exc:
         # the replay never ran to its end (refused, interrupted): its run ends with why
         interrupted = isinstance(exc, KeyboardInterrupt)

@@ -24,6 +24,7 @@ from typing import Any
 from asapo_pipelines import storage
 from asapo_pipelines.launchplan.rundir import (
     FINAL,
+    START_LOCK,
     STATE_FILE,
     observed,
     pid_alive,
@@ -66,6 +67,39 @@ def lock_holder(state: Mapping[str, Any]) -> int | None:
     if state.get("status") in FINAL or not isinstance(pid, int) or not pid_alive(pid):
         return None
     return pid
+
+
+class StartLock:
+    """A `pipeline run`'s hold on starting its job (`START_LOCK`), taken before it looks
+    whether the job runs and given up once its supervisor holds the run (`release`).
+
+    Without it a start checked the supervisor's lock and recorded its session as two steps:
+    two starts at once both passed the check (the lock file did not exist yet, or the first
+    start had let go of it for its supervisor to take), and the one refused later, by the
+    supervisor's lock, had already written into the winner's run: a session of its own, the
+    winner's session ended `lost`, or a new run. Holding this from the check to the
+    supervisor's start, the loser is refused before it reads or writes anything."""
+
+    def __init__(self, job_id: str, run_dir: Path, shown: str | None = None) -> None:
+        run_dir = Path(run_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(run_dir / START_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise already_running(job_id, run_dir, shown) from None
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Let other starts (and `stop`) go on: called once the supervisor holds the run, or
+        once a failed start has recorded how it ended. Idempotent."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 @contextlib.contextmanager

@@ -85,6 +85,10 @@ class ExecOptions:
     detached: bool = False
     tick: float = 0.05
     handle_signals: bool = True
+    #: called once this supervisor holds the run directory's lock and its first state, naming
+    #: its pid, is written: `pipeline run` then lets other starts, and `stop`, look at the run
+    #: (`control.StartLock`), as `run --detach` does once its supervisor wrote that state
+    on_started: Callable[[], None] | None = None
 
 
 @dataclass
@@ -810,6 +814,8 @@ class LocalExecutor:
         reserve_space(self.run_dir / STATE_FILE, self.snapshot("running"))
         status, message = "running", ""
         state = self._write(status)
+        if self.options.on_started is not None:
+            self.options.on_started()
         last_write = 0.0
         last_fp: Any = None
         while True:
