@@ -42,7 +42,12 @@ from asapo_pipelines.cli.options import (
     run_dir_option,
 )
 from asapo_pipelines.errors import PipelinesError, UsageError
-from asapo_pipelines.launchplan.rundir import JOB_FILE, recorded_state, supervisor_alive
+from asapo_pipelines.launchplan.rundir import (
+    JOB_FILE,
+    recorded_state,
+    start_under_way,
+    supervisor_alive,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -120,6 +125,7 @@ def executor_for(
             raise
         path, given = None, {**given, "run_dir": str(started)}
         pipeline, catalog = _load(None)
+    default = _default_for(command, pipeline, catalog, given, name, default)
     descriptor = choose_for_command(
         pipeline, catalog, path, given, name, default=default, runs=runs
     )
@@ -136,6 +142,52 @@ def executor_for(
     if plain and descriptor.name == LOCAL:
         executor = _the_live_one(executor, command, pipeline, catalog, path, given)
     return executor, path
+
+
+#: Commands that a pipeline file without a ``deploy:`` section sends to the executor its run
+#: records name, the local one when they name none, never to `DEFAULT_EXECUTOR`: a `stop`
+#: while `pipeline run --detach` was still loading the file (nothing recorded yet) went to a
+#: Nomad agent nobody runs ("cannot reach Nomad"), and the run went on.
+NO_DEFAULT_CLUSTER = frozenset({"stop"})
+
+
+def _default_for(
+    command: str,
+    pipeline: Pipeline | None,
+    catalog: Catalog,
+    given: dict[str, Any],
+    name: str | None,
+    default: str | None,
+) -> str | None:
+    """The executor `command` goes to when nothing else names one (`NO_DEFAULT_CLUSTER`)."""
+    from asapo_pipelines.executor import LOCAL, SELECTING_OPTIONS
+
+    if command not in NO_DEFAULT_CLUSTER or name is not None or pipeline is None:
+        return default
+    if pipeline.deploy.named() or any(given.get(o) for o in SELECTING_OPTIONS):
+        return default
+    return _recorded_executor(pipeline, catalog) or LOCAL
+
+
+def _recorded_executor(pipeline: Pipeline, catalog: Catalog) -> str | None:
+    """The executor of the pipeline's running session as its run records name it (a file
+    deployed with `--executor nomad`), None when none runs or the store cannot be read."""
+    from asapo_pipelines.cli.deployments import session_executor
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import TransportError, open_transport
+
+    spec = pipeline.transport.spec()
+    if "embedded" in spec:  # an embedded store that is not there holds no run: made by no look
+        spec["embedded"]["create"] = False
+    try:
+        with open_transport(spec, catalog) as transport:
+            run = RunStore(transport, pipeline.name).latest(resumable=True)
+    except (TransportError, NotImplementedError):
+        return None
+    if run is None or run.state != "running":
+        return None
+    found = session_executor(run)
+    return found if found in catalog.executors else None
 
 
 #: commands that act on a local run as its supervisor left it, without needing its file valid
@@ -398,8 +450,10 @@ STARTING_DETACHED = 30.0
 def _idle(run_dir: Path) -> bool:
     """Whether no supervisor runs in `run_dir` and none was lost there with its tasks: no
     state recorded, or one that ended."""
+    if supervisor_alive(run_dir) or start_under_way(run_dir):
+        return False  # the local executor waits for a start under way (`wait_for_start`)
     status = recorded_state(run_dir).get("status")
-    return not supervisor_alive(run_dir) and (status is None or status in ENDED)
+    return status is None or status in ENDED
 
 
 def _unsupervised_since(run_dir: Path, began: float) -> bool:

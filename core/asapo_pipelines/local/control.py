@@ -28,6 +28,7 @@ from asapo_pipelines.launchplan.rundir import (
     STATE_FILE,
     observed,
     pid_alive,
+    start_under_way,
     still_ours,
     supervisor_alive,
 )
@@ -100,6 +101,19 @@ class StartLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def wait_for_start(run_dir: Path, timeout: float = 60.0) -> None:
+    """Wait while a `pipeline run` starts the job in `run_dir` (`StartLock`): `stop`, `status`
+    and `logs` act on the run it starts, whose supervisor has not written its state yet."""
+    deadline = time.monotonic() + timeout
+    while start_under_way(run_dir):
+        if time.monotonic() > deadline:
+            raise LocalRunError(
+                f"the run in {run_dir} is still being started after {timeout:g}s; try again "
+                "in a moment"
+            )
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager

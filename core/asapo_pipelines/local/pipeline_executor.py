@@ -88,17 +88,25 @@ class LocalPipelineExecutor(Executor):
 
     @classmethod
     def has_run(cls, pipeline: Pipeline | None, file: Path | None, given: dict[str, Any]) -> bool:
+        from asapo_pipelines.launchplan.rundir import start_under_way
         from asapo_pipelines.local.target import recorded
 
         found = _run_dir_for(pipeline, file, given)
-        return found is not None and recorded(found)
+        # a run being started is local from its start's first step: its supervisor writes the
+        # state file only later, and a `stop` in between went to the cluster `deploy:` names
+        return found is not None and (recorded(found) or start_under_way(found))
 
     def _run(self) -> Path:
-        """The recorded run's directory; one sentence when there is none."""
+        """The recorded run's directory, once a start under way there has started it (its
+        supervisor's state is what `stop`, `status` and `logs` act on); one sentence when
+        there is none."""
+        from asapo_pipelines.local.control import wait_for_start
         from asapo_pipelines.local.target import recorded
 
-        if self.run_dir is not None and recorded(self.run_dir):
-            return self.run_dir
+        if self.run_dir is not None:
+            wait_for_start(self.run_dir)
+            if recorded(self.run_dir):
+                return self.run_dir
         raise self._no_run()
 
     def _no_run(self) -> UsageError:
