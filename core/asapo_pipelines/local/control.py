@@ -82,25 +82,62 @@ class StartLock:
     supervisor's start, the loser is refused before it reads or writes anything."""
 
     def __init__(self, job_id: str, run_dir: Path, shown: str | None = None) -> None:
-        run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir)
+        #: the directories this start made (the run directory and those above it that did
+        #: not exist): a start refused or failed before its supervisor wrote anything there
+        #: leaves none of them behind (`release`)
+        self.made = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
+        self._fd: int | None = None
+        while self._fd is None:
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise already_running(job_id, self.run_dir, shown) from None
+            if self._still_there(fd):
+                self._fd = fd
+            else:  # a start that let go of it removed it first: take the new one
+                os.close(fd)
+
+    def _open(self) -> int:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(run_dir / START_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            return os.open(self.run_dir / START_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return self._open()  # removed between the two by a start that let go of it
         except OSError as exc:
-            raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
+            raise LocalRunError(storage.describe("the run directory", self.run_dir, exc)) from None
+
+    def _still_there(self, fd: int) -> bool:
+        """Whether the locked file is still the one at its path (not removed by `release`)."""
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise already_running(job_id, run_dir, shown) from None
-        self._fd: int | None = fd
+            return os.stat(self.run_dir / START_LOCK).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
 
     def release(self) -> None:
         """Let other starts (and `stop`) go on: called once the supervisor holds the run, or
         once a failed start has recorded how it ended. Idempotent."""
-        if self._fd is not None:
+        if self._fd is None:
+            return
+        try:
+            self._remove_if_unused()
+        finally:
             os.close(self._fd)
             self._fd = None
+
+    def _remove_if_unused(self) -> None:
+        """Remove the run directory this start made when nothing but its lock is in it (the
+        start was refused, or failed before its supervisor wrote anything): a refused start
+        leaves nothing behind, in another user's data directory say. Done while the lock is
+        held; a start that opened the file meanwhile sees it gone (`_still_there`)."""
+        with contextlib.suppress(OSError):
+            if not self.made or os.listdir(self.run_dir) != [START_LOCK]:
+                return
+            (self.run_dir / START_LOCK).unlink()
+            for path in self.made:  # innermost first; one another start uses is not empty
+                path.rmdir()
 
 
 def wait_for_start(run_dir: Path, timeout: float = 60.0) -> None:
