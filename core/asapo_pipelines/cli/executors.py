@@ -125,10 +125,11 @@ def executor_for(
             raise
         path, given = None, {**given, "run_dir": str(started)}
         pipeline, catalog = _load(None)
-    default = _default_for(command, pipeline, catalog, given, name, default)
     descriptor = choose_for_command(
         pipeline, catalog, path, given, name, default=default, runs=runs
     )
+    if descriptor is not None and descriptor.name == default:
+        descriptor = _instead_of_default(command, pipeline, catalog, given, name) or descriptor
     plain = runs and name is None and not any(given.get(o) for o in SELECTING_OPTIONS)
     local_given = given
     if plain and pipeline is not None and path is not None:
@@ -151,22 +152,22 @@ def executor_for(
 NO_DEFAULT_CLUSTER = frozenset({"stop"})
 
 
-def _default_for(
+def _instead_of_default(
     command: str,
     pipeline: Pipeline | None,
     catalog: Catalog,
     given: dict[str, Any],
     name: str | None,
-    default: str | None,
-) -> str | None:
-    """The executor `command` goes to when nothing else names one (`NO_DEFAULT_CLUSTER`)."""
+) -> ExecutorDescriptor | None:
+    """The executor `command` goes to instead of `DEFAULT_EXECUTOR`, which nothing named
+    (`NO_DEFAULT_CLUSTER`); None to keep the default."""
     from asapo_pipelines.executor import LOCAL, SELECTING_OPTIONS
 
     if command not in NO_DEFAULT_CLUSTER or name is not None or pipeline is None:
-        return default
+        return None
     if pipeline.deploy.named() or any(given.get(o) for o in SELECTING_OPTIONS):
-        return default
-    return _recorded_executor(pipeline, catalog) or LOCAL
+        return None
+    return catalog.executors.get(_recorded_executor(pipeline, catalog) or LOCAL)
 
 
 def _recorded_executor(pipeline: Pipeline, catalog: Catalog) -> str | None:
@@ -174,7 +175,7 @@ def _recorded_executor(pipeline: Pipeline, catalog: Catalog) -> str | None:
     deployed with `--executor nomad`), None when none runs or the store cannot be read."""
     from asapo_pipelines.cli.deployments import session_executor
     from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport import TransportError, open_transport
+    from asapo_pipelines.transport import open_transport
 
     spec = pipeline.transport.spec()
     if "embedded" in spec:  # an embedded store that is not there holds no run: made by no look
@@ -182,7 +183,7 @@ def _recorded_executor(pipeline: Pipeline, catalog: Catalog) -> str | None:
     try:
         with open_transport(spec, catalog) as transport:
             run = RunStore(transport, pipeline.name).latest(resumable=True)
-    except (TransportError, NotImplementedError):
+    except (PipelinesError, NotImplementedError):  # unreachable or damaged: the local one says
         return None
     if run is None or run.state != "running":
         return None
