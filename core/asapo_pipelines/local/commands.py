@@ -166,10 +166,24 @@ def take_start(ctx: click.Context, target: Target, shown: str) -> StartLock:
     from asapo_pipelines.local.control import StartLock
 
     assert target.payload is not None
+    _check_store_path(target)
     job = target.payload.get("Job", target.payload)
     start = StartLock(str(job.get("ID")), target.run_dir, shown)
     ctx.call_on_close(start.release)
     return start
+
+
+def _check_store_path(target: Target) -> None:
+    """Refuse an embedded store path that names a file (or lies under one) in the store's own
+    sentence, as every other command says it, before the start lock makes the run directory
+    under it (which said only "the run directory ... failed: Not a directory")."""
+    if target.pipeline is None:
+        return
+    spec = target.pipeline.transport.spec()
+    if "embedded" in spec:
+        from asapo_pipelines.transport.embedded import check_store_path
+
+        check_store_path(Path(spec["embedded"]["path"]))
 
 
 def _sources_of(target: Any) -> set[str]:
