@@ -174,16 +174,17 @@ def take_start(ctx: click.Context, target: Target, shown: str) -> StartLock:
 
 
 def _check_store_path(target: Target) -> None:
-    """Refuse an embedded store path that names a file (or lies under one) in the store's own
-    sentence, as every other command says it, before the start lock makes the run directory
-    under it (which said only "the run directory ... failed: Not a directory")."""
+    """Open the pipeline's transport once before the start lock makes the run directory (under
+    an embedded store): a store that cannot be opened, such as a `path` naming a file, is then
+    refused in its own sentence, as every other command says it, not as "the run directory ...
+    failed: Not a directory". Through the catalog: no backend is imported here by name."""
     if target.pipeline is None:
         return
-    spec = target.pipeline.transport.spec()
-    if "embedded" in spec:
-        from asapo_pipelines.transport.embedded import check_store_path
+    from asapo_pipelines.transport import open_transport
 
-        check_store_path(Path(spec["embedded"]["path"]))
+    pipeline, catalog = target.loaded()
+    with open_transport(pipeline.transport.spec(), catalog):
+        pass
 
 
 def _sources_of(target: Any) -> set[str]:
