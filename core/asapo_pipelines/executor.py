@@ -489,10 +489,7 @@ def _guarded_class(cls: type[Executor], name: str, distribution: str) -> type[Ex
         for method, doing in _GUARDED.items()
         if method not in abstract
     }
-    namespace.update(name=name, __module__=cls.__module__, __qualname__=cls.__qualname__)
-    guarded = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
-    guarded.__doc__ = cls.__doc__
-    return cast("type[Executor]", guarded)
+    return _subclass(cls, {**namespace, "name": name})
 
 
 @functools.cache
@@ -502,10 +499,16 @@ def _named_class(cls: type[Executor], name: str) -> type[Executor]:
     all) and one class may serve several descriptors."""
     if vars(cls).get("name") == name:
         return cls
-    namespace = {"name": name, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
-    named = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(namespace))
-    named.__doc__ = cls.__doc__
-    return cast("type[Executor]", named)
+    return _subclass(cls, {"name": name})
+
+
+def _subclass(cls: type[Executor], namespace: dict[str, Any]) -> type[Executor]:
+    """A subclass of `cls` with `namespace` added, shown as `cls` (its name, module, qualified
+    name and docstring): what a user reads of a plugin's class stays the plugin's."""
+    body = {**namespace, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+    made = types.new_class(cls.__name__, (cls,), exec_body=lambda ns: ns.update(body))
+    made.__doc__ = cls.__doc__
+    return cast("type[Executor]", made)
 
 
 def text_lines(chunks: Iterable[bytes]) -> Iterator[str]:
