@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -123,3 +124,14 @@ def core_pipeline(
     path = directory / f"{name}.pipeline.yaml"
     path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
     return path
+
+
+def run_to_end(worker: Any, timeout: float = 60.0) -> Any:
+    """Run a worker built in the test until it ends, in a thread as a pipeline's task would;
+    close its transport and give its counters."""
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the worker did not end"
+    worker.transport.close()
+    return worker.counters

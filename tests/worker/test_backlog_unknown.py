@@ -9,13 +9,14 @@ A real identity worker on the embedded store; the second case has its consumers 
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.counters import _cells
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.embedded import EmbeddedConsumer
 from asapo_pipelines.worker.runtime import Worker
+
+from helpers import run_to_end
 
 
 def fill(store, count):
@@ -38,12 +39,7 @@ def run_identity(store):
         linger=0.1,
         refresh=0.05,
     )
-    thread = threading.Thread(target=w.run)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive()
-    w.transport.close()
-    return w.counters
+    return run_to_end(w)
 
 
 def test_a_finished_run_has_no_backlog_where_the_transport_counts_it(tmp_path):

@@ -5,13 +5,14 @@ result only when it differs from the last one it sent knows which one that was."
 from __future__ import annotations
 
 import sys
-import threading
 import types
 
 from asapo_pipelines.sdk import Processor, describe, inp, out
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.formats import decode, encode
 from asapo_pipelines.worker.runtime import Worker
+
+from helpers import run_to_end
 
 
 class Highest(Processor):
@@ -80,12 +81,7 @@ def run_worker(store, runtime="Highest"):
         status_interval=0.2,
         linger=0.1,
     )
-    thread = threading.Thread(target=w.run)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive()
-    w.transport.close()
-    return w.counters
+    return run_to_end(w)
 
 
 def sent(store):

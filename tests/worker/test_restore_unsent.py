@@ -7,7 +7,6 @@ embedded store, stopped and started again in the same run."""
 from __future__ import annotations
 
 import sys
-import threading
 import types
 
 from asapo_pipelines.sdk import Processor, describe, inp, out
@@ -15,6 +14,8 @@ from asapo_pipelines.transport import open_transport
 from asapo_pipelines.transport.formats import decode, encode
 from asapo_pipelines.worker.naming import processed_source, run_sources
 from asapo_pipelines.worker.runtime import Worker
+
+from helpers import run_to_end
 
 RUN = {"run": "r1", "started": 1_000_000.0, "fingerprint": "f1"}
 SOURCES = run_sources("demo", "r1", ["numbers", "totals"])
@@ -86,12 +87,7 @@ def run_worker(store):
         linger=0.1,
         retry=None,
     )
-    thread = threading.Thread(target=w.run)
-    thread.start()
-    thread.join(60)
-    assert not thread.is_alive()
-    w.transport.close()
-    return w.counters
+    return run_to_end(w)
 
 
 def totals(store):
