@@ -793,13 +793,12 @@ def _say_unapplied(executor: Executor, path: Path | None, *, as_json: bool) -> N
 
 
 def _say_edited(executor: Executor, path: Path | None) -> None:
-    """A warning when FILE was edited while its local run goes on: its units run with the
-    configuration they started with, and a scientist who changed a parameter in the file
-    expects the next scan to use it."""
+    """A warning when FILE was edited while its local run goes on (`runs.edits`, which the
+    viewer's page asks too)."""
     from asapo_pipelines.cli.output import warn
     from asapo_pipelines.executor import LOCAL
     from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.runs.store import file_sha256
+    from asapo_pipelines.runs.edits import edit_warning
     from asapo_pipelines.transport import TransportError, open_transport
 
     pipeline = executor.pipeline
@@ -812,34 +811,9 @@ def _say_edited(executor: Executor, path: Path | None) -> None:
             run = RunStore(transport, pipeline.name).current()
     except (TransportError, NotImplementedError):
         return
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
-        return
-    if run is None or run.file_sha256 in (None, file_sha256(text)):
-        return
-    if _same_content(run.text, text):
-        return  # comments, spacing, quoting: nothing the units would do differently
-    where = shlex.quote(str(path))
-    warn(
-        f"{path} was edited after run {run.id}'s session started: its units go on with the "
-        f"configuration they started with; `pipeline stop {where}` and `pipeline run --resume "
-        f"{where}` apply the edit to what they have not processed yet"
-    )
-
-
-def _same_content(before: str | None, now: str) -> bool:
-    """Whether two texts of a pipeline file hold the same YAML document (an edit of comments
-    or layout only). False when either does not parse: the edit is then worth a word."""
-    from asapo_pipelines.pipeline.loader import LoadFailed, load_document
-
-    if before is None:
-        return False
-    try:
-        (old, old_problems), (new, new_problems) = load_document(before), load_document(now)
-    except LoadFailed:
-        return False
-    return not old_problems and not new_problems and bool(old.data == new.data)
+    told = edit_warning(run, path) if run is not None else None
+    if told:
+        warn(told)
 
 
 def _owner_file(path: Path | None) -> Path | None:
