@@ -296,6 +296,10 @@ class Collector:
         self.pruned: set[str] = set()
         #: (runs given out, run records there) the pruned runs were read at
         self._pruned_seen: tuple[int, frozenset[str]] | None = None
+        #: (run, its file's hash, the file's mtime and size) the edit warning was asked at, and
+        #: what it said: the file is compared again only when it or the run changed
+        self._edit_seen: tuple[Any, ...] | None = None
+        self._edit_told: str | None = None
 
     def source_of(self, stream: str) -> str:
         """The data source of a pipeline stream in the latest run (its own name when external,
@@ -443,7 +447,29 @@ class Collector:
             "state": state,
             "ended": state not in RUN_GOING,
             "message": message,
+            "edited": self._edited(state),
         }
+
+    def _edited(self, state: str) -> str | None:
+        """The warning `pipeline status` gives under its table when the pipeline file was
+        edited while the run's local session goes on (`runs.edits`), in the same words; None
+        when it was not, or the run is not going on here."""
+        from asapo_pipelines.runs.edits import edit_warning
+
+        record, path = self.record, self.view.path
+        if record is None or path is None or state != "running":
+            return None
+        if record.session.get("executor", "local") != "local":
+            return None  # as `pipeline status`, which says it of a local session only
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return None
+        seen = (record.id, record.file_sha256, stat.st_mtime_ns, stat.st_size)
+        if seen != self._edit_seen:
+            self._edit_seen = seen
+            self._edit_told = edit_warning(record, Path(path))
+        return self._edit_told
 
     def _executor_runs_session(self) -> bool:
         """Whether the state file found is the one of the run's last session: a session on a

@@ -56,12 +56,21 @@ function showConnection(open) {
   conn.className = 'conn ' + (open ? 'live' : 'reconnecting');
 }
 
+// a sentence of the CLI's with its `commands` set as code (the odd parts between backticks)
+function showCommands(node, text) {
+  node.replaceChildren(...text.split('`').map((part, i) => (i % 2 ? el('code', part) :
+    document.createTextNode(part))));
+}
+
 function showRun(section) {
   run = section;
   const note = $('#run-note');
   const said = section.state === 'lost' || (section.ended && section.state !== 'complete');
   note.hidden = !(said && section.message);
   note.textContent = note.hidden ? '' : 'run ' + section.id + ' ' + section.state + ': ' + section.message;
+  // the file was edited while the run goes on: `pipeline status` warns in these words too
+  $('#edit-note').hidden = !section.edited;
+  showCommands($('#edit-text'), section.edited || '');
   showConnection(true);
 }
 
