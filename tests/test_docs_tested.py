@@ -8,14 +8,22 @@ Nomad cluster, an SSH gateway, a fresh environment) says so on the line before i
     <!-- docs-test: partial, the units section of a file -->
     <!-- docs-test: not-run, needs a Nomad cluster -->
 
-Only those two markers exist, and each must give its reason. `pip install` of this repository's
-own packages is what the test environment is made of (skipped); of another local path (a plugin
-example) it is installed into the sandbox. Long-running commands (`pipeline view`) are started,
-must print their first line, and are stopped.
+A block that shows a file of the repository (an example plugin's module) holds that file's
+text, so the page reads the same on GitHub as in the built site (where a `--8<--` include
+would show as it is); the line before its fence names the file, and a test keeps the two the
+same:
+
+    <!-- docs-test: copy, docs/examples/minimal-plugin/acme_xrd/plugin.py -->
+
+Only those three markers exist, and each must give its reason (a copy: its file). `pip install`
+of this repository's own packages is what the test environment is made of (skipped); of another
+local path (a plugin example) it is installed into the sandbox. Long-running commands (`pipeline
+view`) are started, must print their first line, and are stopped.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -40,7 +48,7 @@ pytest.importorskip("asapo_pipelines_nexus", reason="the docs' examples need the
 ROOT = Path(__file__).parents[1]
 #: the generated CLI reference holds help texts, not examples
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "cli.md")]
-MARKER = re.compile(r"<!--\s*docs-test:\s*(partial|not-run)\s*,\s*(\S.*?)\s*-->")
+MARKER = re.compile(r"<!--\s*docs-test:\s*(partial|not-run|copy)\s*,\s*(\S.*?)\s*-->")
 FENCE = re.compile(r"^```(\w*)\s*$")
 PROMPT = re.compile(r"^\S*\$ (.*)$")
 #: commands that serve until stopped: started, their first line checked, then stopped
@@ -54,8 +62,8 @@ class Block:
     line: int
     lang: str
     text: str
-    marker: str | None  # partial / not-run
-    reason: str
+    marker: str | None  # partial / not-run / copy
+    reason: str  # why, or the file a copy shows
 
     @property
     def where(self) -> str:
@@ -259,6 +267,26 @@ def test_snippet_includes_are_well_formed_and_exist(page):
             match = SNIPPET.match(line)
             assert match, f"{page.name}:{n}: not a snippet include: {line!r}"
             assert (ROOT / match.group(1)).is_file(), f"{page.name}:{n}: no file {match.group(1)}"
+
+
+COPIES = [b for b in ALL if b.marker == "copy"]
+
+
+@pytest.mark.parametrize("block", COPIES, ids=[b.where for b in COPIES])
+def test_a_copy_on_a_page_is_the_file_it_shows(block):
+    """A file's text shown on a page (`docs-test: copy`) stays that file's text, byte for
+    byte: the file is the one the tests install and run."""
+    source = ROOT / block.reason
+    assert source.is_file(), f"{block.where}: no file {block.reason}"
+    wanted = source.read_text(encoding="utf-8")
+    shown = block.text + "\n"
+    diff = "".join(
+        difflib.unified_diff(
+            wanted.splitlines(keepends=True), shown.splitlines(keepends=True),
+            block.reason, block.where,
+        )
+    )  # fmt: skip
+    assert not diff, f"{block.where}: paste {block.reason} between the fences again:\n{diff}"
 
 
 def _example_tests() -> list[tuple[Block, str]]:
