@@ -1,14 +1,23 @@
 """A scientist edits a parameter in the pipeline file while its run goes on: the units keep the
 configuration they started with. `pipeline status` warned of it; the viewer's page, where the
 scientist is looking, said nothing. It now shows the same sentence, from the same check
-(`runs.edits`), and takes it back when the file holds the run's pipeline again. A real
-`pipeline run --detach`, a real `pipeline view` on loopback, its `/events` and the page in
-chromium."""
+(`runs.edits`), and takes it back when the file holds the run's pipeline again or the run
+ends. A real `pipeline run --detach`, a real `pipeline view` on loopback, its `/events` and
+the page in chromium."""
 
 from __future__ import annotations
 
+import subprocess
+
 from test_browser import unit_row, wait_for
-from test_viewer_run_end import WATCH_PIPELINE, _state, environment, events_until, pipeline
+from test_viewer_run_end import (
+    PIPELINE,
+    WATCH_PIPELINE,
+    _state,
+    environment,
+    events_until,
+    pipeline,
+)
 from viewer_support import ARTIFACTS, read_events, start_view, stop_view
 
 
@@ -61,8 +70,15 @@ def test_the_page_warns_of_a_file_edited_under_its_run_as_pipeline_status_does(t
             wait_for(page, lambda: page.is_hidden("#edit-note"), "the warning taken back")
             again = pipeline("status", str(file), cwd=tmp_path, env=env)
             assert _status_warning(again.stderr) == ""
+
+            # edited again, then the run stopped: an ended run has no units to apply it to
+            file.write_text(WATCH_PIPELINE.replace("out.jsonl", "out-2.jsonl"))
+            wait_for(page, lambda: page.is_visible("#edit-note"), "the edit warning again")
+            pipeline("stop", file.name, cwd=tmp_path, env=env)
+            wait_for(page, lambda: page.text_content("#conn") == "run ended", "the run ended")
+            assert page.is_hidden("#edit-note")
             assert page.problems == []
         finally:
             assert "Traceback" not in stop_view(view)
-    finally:
-        pipeline("stop", file.name, cwd=tmp_path, env=env)
+    finally:  # a test stopped half-way leaves no run behind (a stopped one: nothing to do)
+        subprocess.run([PIPELINE, "stop", file.name], cwd=tmp_path, env=env, timeout=120)
