@@ -96,3 +96,11 @@ def test_a_parent_package_that_exits_while_confirming_does_not_end_the_check(sit
     (its worker reports it, in one sentence)."""
     _tree(site, {"exiting/__init__.py": "import sys\nsys.exit(3)\n"})
     assert missing_module("exiting.gone:Thing") is None
+
+
+def test_a_module_the_import_system_blocks_is_missing(site, monkeypatch) -> None:
+    """`sys.modules[name] = None` makes `import name` refuse it (the import system's own mark),
+    even when it is on sys.path: the check says what the import would do."""
+    _tree(site, {"blocked_client/__init__.py": RAISES})
+    monkeypatch.setitem(sys.modules, "blocked_client", None)
+    assert missing_module("blocked_client") == MissingModule("blocked_client", None)

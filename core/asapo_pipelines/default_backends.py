@@ -48,6 +48,9 @@ ASAPO = TransportDescriptor(
     "an environment variable, never written in the pipeline file.",
     config=AsapoTransportConfig,
     runtime="asapo_pipelines.transport.asapo:open_asapo",
+    # what `transport.asapo._load_libs` imports when the transport opens
+    requires=("asapo_consumer", "asapo_producer"),
+    install="pip install 'asapo-pipelines[asapo]'",
 )
 
 #: the default transports, in the order of their branches (the first one is the default)

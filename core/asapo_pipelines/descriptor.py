@@ -45,6 +45,8 @@ __all__ = [
 #: `<namespace>.<name>`: lower case, digits, `-` and `_`; the namespace is usually the plugin's.
 UNIT_NAME_PATTERN = r"^[a-z][a-z0-9_-]*\.[a-z0-9][a-z0-9_-]*$"
 PORT_NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+#: A module's dotted name (`asapo_consumer`, `redis.asyncio`).
+MODULE_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 RUNTIME_PATTERN = r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$"
 #: `type/subtype` as in media types; `*` wildcards accept anything (`*/*`) or one family.
 CONTENT_TYPE_PATTERN = r"^([a-z0-9][a-z0-9.+_-]*|\*)/([a-z0-9][a-z0-9.+_-]*|\*)$"
@@ -476,6 +478,25 @@ class TransportDescriptor(_BackendDescriptor):
     else ``model_dump(mode="json", exclude_none=True)``. Workers receive the same dict, so it
     must hold no secrets' values, only where to find them (a file, an environment variable).
     """
+
+    #: A transport's runtime module is the plugin's own, but it may open its service through
+    #: client libraries of an optional extra (the asapo wheels): naming them lets `pipeline
+    #: validate` say at the `transport:` section that they are missing, without importing them.
+    requires: Annotated[
+        tuple[Annotated[str, Field(pattern=MODULE_PATTERN)], ...],
+        Field(
+            description="Modules the runtime imports when it opens the transport (client "
+            "libraries); `pipeline validate` reports those not installed (P109, P110)."
+        ),
+    ] = ()
+    install: Annotated[
+        str,
+        Field(
+            max_length=200,
+            description="How to install `requires`, said with P109 and P110 "
+            "(`pip install 'asapo-pipelines[asapo]'`).",
+        ),
+    ] = ""
 
 
 class ExecutorDescriptor(_BackendDescriptor):

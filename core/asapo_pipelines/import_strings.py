@@ -130,8 +130,10 @@ def _find(name: str, locations: _Locations) -> tuple[bool, _Locations]:
     A module already imported answers with its live `__path__`; otherwise the finders of
     `sys.meta_path` are asked as the import system asks them (path-based, editable installs'
     own finders, zip files), which reads directories but runs no module code."""
-    loaded = sys.modules.get(name)
-    if loaded is not None:
+    if name in sys.modules:
+        loaded = sys.modules[name]
+        if loaded is None:  # the import system's mark of a blocked module: `import` refuses it
+            return False, None
         path = getattr(loaded, "__path__", None)
         return True, list(path) if path is not None else None
     for finder in sys.meta_path:

@@ -1,15 +1,15 @@
 """Units of a pretend beamline plugin, for validation tests: typed ports (content types that
 match, families, wildcards), params with ranges and enums, a deprecated unit, a unit whose
-runtime module is misspelt.
+runtime module is misspelt, a transport whose client library is not installed.
 
 The tests use this module both in-process (a catalog built from it) and installed as a real
 plugin distribution (for the `pipeline` command in a subprocess)."""
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from asapo_pipelines.sdk import Params, Port, UnitDescriptor, hookimpl
+from asapo_pipelines.sdk import Params, Port, TransportDescriptor, UnitDescriptor, hookimpl
 
 
 class ScanFilesParams(Params):
@@ -148,3 +148,25 @@ UNITS = [
 def register_units(register):
     for unit in UNITS:
         register(unit)
+
+
+class WirebusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str
+
+
+#: a transport whose client library is installed nowhere (P109's and P110's goldens); its
+#: runtime is never called, validation only looks for `requires`
+WIREBUS = TransportDescriptor(
+    name="wirebus",
+    summary="A pretend facility bus; its client library is not installed anywhere.",
+    config=WirebusConfig,
+    runtime=f"{__name__}:open_wirebus",
+    requires=("fake_wirebus_client",),
+    install="pip install 'fake-beamline[wirebus]'",
+)
+
+
+@hookimpl
+def register_transports(register):
+    register(WIREBUS)

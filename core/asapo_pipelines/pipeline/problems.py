@@ -41,6 +41,16 @@ CODES: dict[str, tuple[Severity, str]] = {
         "`asapo` transport needs exactly one of beamtime/beamline and one of token_file/token_env.",
     ),
     "P108": ("error", "The file is empty or its top level is not a mapping."),
+    "P109": (
+        "error",
+        "The transport's client libraries are not installed here, where the pipeline runs "
+        "(no `deploy:`, or `deploy: {local: ...}`); `pipeline run` would refuse to start.",
+    ),
+    "P110": (
+        "warning",
+        "The transport's client libraries are not installed here; the pipeline deploys to "
+        "another executor's machines, which need them.",
+    ),
     "P201": ("error", "Unknown unit (not in the installed catalog)."),
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
     "P203": ("error", "A required unit parameter is missing."),

@@ -365,6 +365,45 @@ def _stage_runtimes(doc: Document, nodes: list[_Node]) -> list[Problem]:
     return found
 
 
+def _stage_transport_libraries(
+    doc: Document, data: dict[str, Any], catalog: Catalog
+) -> list[Problem]:
+    """The client libraries the file's transport needs (its descriptor's `requires`) that are
+    not installed here, found without importing them (as P207's runtimes are), at the
+    transport's key. An error when the pipeline runs here (`pipeline run` would refuse to
+    start); a warning when `deploy:` sends it to another executor's machines (Nomad, Slurm):
+    a file checked on a laptop for a cluster that has the libraries is not wrong, but whoever
+    deploys it should know its nodes need them."""
+    from asapo_pipelines.import_strings import missing_module
+
+    given = data.get("transport")
+    found: list[Problem] = []
+    for name in given if isinstance(given, dict) else ():
+        descriptor = catalog.transports.get(name) if isinstance(name, str) else None
+        if descriptor is None:
+            continue  # an unknown transport is the shape stage's
+        missing = [m for m in descriptor.requires if missing_module(m) is not None]
+        if not missing:
+            continue
+        here = _runs_here(data.get("deploy"))
+        modules = " and ".join(missing)
+        install = f": {descriptor.install}" if descriptor.install else ""
+        where = "here" if here else "here, and the machines the pipeline deploys to need them"
+        message = (
+            f"transport {name} needs {modules}, which {'is' if len(missing) == 1 else 'are'} "
+            f"not installed {where}{install}"
+        )
+        pos = doc.locate(("transport", name), key=True)
+        found.append(make(str(doc.path), pos, "P109" if here else "P110", message))
+    return found
+
+
+def _runs_here(deploy: Any) -> bool:
+    """Whether the file's units run on this machine: no `deploy:` (`pipeline run`), or only
+    the local executor's."""
+    return not isinstance(deploy, dict) or all(key == "local" for key in deploy)
+
+
 def _runtime_sentence(descriptor: UnitDescriptor, missing: MissingModule) -> str:
     """Names the culprit (the plugin and its version), the module not found and the fix: the
     file is right, the plugin's descriptor or the environment is not."""
@@ -847,8 +886,9 @@ def validate_document(
 ) -> tuple[Report, Pipeline | None]:
     """Run every stage on a loaded document; returns the report and, when valid, the model.
 
-    `runtimes` also checks that each unit's runtime module is installed here (P207): what
-    `pipeline validate` and `pipeline run` ask, since their workers run in this environment.
+    `runtimes` also checks that each unit's runtime module is installed here (P207), and the
+    transport's client libraries (P109, P110): what `pipeline validate` and `pipeline run`
+    ask, since their workers run in this environment.
     Off by default: a worker needs only its own unit's runtime (and says so itself, exit 78),
     and a command reading a running pipeline (status, stop, the viewer) must not refuse it
     because another environment's plugin went missing."""
@@ -881,6 +921,7 @@ def validate_document(
     report.problems.extend(_stage_units(doc, nodes, catalog))
     if runtimes:
         report.problems.extend(_stage_runtimes(doc, nodes))
+        report.problems.extend(_stage_transport_libraries(doc, data, catalog))
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
     report.problems.extend(
