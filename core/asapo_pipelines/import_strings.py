@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from importlib.machinery import ModuleSpec, PathFinder
+from importlib.machinery import ModuleSpec
 from typing import Any, NamedTuple
 
 
@@ -38,41 +38,84 @@ def import_runtime(runtime: str) -> Any:
     return obj
 
 
-def top_level_spec(name: str) -> ModuleSpec | None:
-    """Where a top-level module is, without importing it: on sys.path, or through another
-    finder of sys.meta_path (an editable install's, which maps the name to the project's
-    source folder: on it the cache was off for every listing)."""
-    spec = PathFinder.find_spec(name)
-    if spec is not None:
-        return spec
+# -- finding a module without importing it ---------------------------------------------------
+#: where a module's submodules are searched (a package's `__path__`); None: the top level
+_Locations = list[str] | None
+
+
+class _Step(NamedTuple):
+    """One module found on the way: its spec (None only for a module imported without one)
+    and, for a package, where its submodules are (None for a plain module)."""
+
+    spec: ModuleSpec | None
+    below: _Locations
+
+
+class _Walked(NamedTuple):
+    """What the walk to a module found: its spec when every part is there; else the first part
+    that is not, with where it was looked for (for `_near`)."""
+
+    spec: ModuleSpec | None
+    missing: str | None = None
+    locations: _Locations = None
+
+
+def _walk(module_name: str) -> _Walked:
+    """Walk `package.sub.module` as the import system would, each package's `__path__` taken
+    from its spec rather than by running its `__init__` (`importlib.util.find_spec` of a
+    dotted name would import every parent package, which may import xraylarch or torch)."""
+    parts = module_name.split(".")
+    locations: _Locations = None
+    step: _Step | None = None
+    for depth in range(1, len(parts) + 1):
+        name = ".".join(parts[:depth])
+        step = _find(name, locations)
+        if step is None:
+            return _Walked(None, name, locations)
+        if step.below is None and depth < len(parts):
+            # a plain module, not a package: it has no submodules to find
+            return _Walked(None, ".".join(parts[: depth + 1]))
+        locations = step.below
+    return _Walked(step.spec if step is not None else None)
+
+
+def _find(name: str, locations: _Locations) -> _Step | None:
+    """Module `name` as the import system would find it, or None when it would not.
+
+    A module already imported answers with its live `__path__` (which `pkgutil.extend_path`
+    may have grown), and one blocked (`sys.modules[name] = None`) is not there, as `import`
+    says. Otherwise every finder of `sys.meta_path` is asked in turn, for top-level modules and
+    submodules alike, as the import system asks them: path-based ones, an editable install's
+    (which maps a name to the project's folder), a framework's that serves generated
+    submodules. That reads directories but runs no module code."""
+    if name in sys.modules:
+        loaded = sys.modules[name]
+        if loaded is None:
+            return None
+        path = getattr(loaded, "__path__", None)
+        return _Step(getattr(loaded, "__spec__", None), list(path) if path is not None else None)
     for finder in sys.meta_path:
-        if finder is PathFinder or not hasattr(finder, "find_spec"):
+        find_spec = getattr(finder, "find_spec", None)
+        if find_spec is None:
             continue
         try:
-            spec = finder.find_spec(name, None)
+            spec = find_spec(name, locations, None)
         except Exception:  # a third-party finder: any failure means "not found here"
             continue
-        if spec is not None and spec.has_location:
-            return spec
+        if spec is not None:
+            below = spec.submodule_search_locations
+            return _Step(spec, list(below) if below is not None else None)
     return None
 
 
 def module_spec(module: str) -> ModuleSpec | None:
-    """Where a module (``package.sub.module``, the part of an import string before ``:``) is,
-    found without importing it or its packages (whose ``__init__`` may import what a runtime
-    needs: xraylarch, torch); None when it cannot be found."""
-    parts = module.partition(":")[0].split(".")
-    spec = top_level_spec(parts[0])
-    for depth in range(1, len(parts)):
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        spec = PathFinder.find_spec(".".join(parts[: depth + 1]), spec.submodule_search_locations)
-    return spec
-
-
-# -- finding a runtime's module without importing it ----------------------------------------
-#: where a module's submodules are searched (a package's `__path__`); None: the top level
-_Locations = list[str] | None
+    """Where a module (``package.sub.module``, or an import string whose part before ``:`` is
+    one) is, found without importing it or its packages; None when it cannot be found (or was
+    imported without a spec). The listing cache reads its files from it."""
+    try:
+        return _walk(module.partition(":")[0]).spec
+    except Exception:  # a spec of unexpected shape: the caller cannot locate the module
+        return None
 
 
 class MissingModule(NamedTuple):
@@ -88,61 +131,20 @@ def missing_module(runtime: str) -> MissingModule | None:
     """Which module of `runtime`'s module path (`package.module:Name`) cannot be found, or None
     when it is there (or when this cannot tell, so that a valid pipeline is never refused).
 
-    Nothing is imported while the module is found: a runtime may need seconds and hundreds of
-    megabytes to import (xraylarch, torch) and `pipeline validate` must stay instant. So the
-    path is walked as the import system would, each package's `__path__` taken from its spec
-    rather than by running its `__init__` (`importlib.util.find_spec` of a dotted name would
-    import every parent package). Only when that walk finds nothing are the parents imported
-    (never the module itself), to confirm: a package may extend its `__path__` while it is
-    imported (`pkgutil.extend_path`), which no spec shows. That costs a file already in error,
-    and the worker would import them anyway."""
+    Found by `module_spec`'s walk, so nothing is imported while the module is there: a
+    runtime may need seconds and hundreds of megabytes to import (xraylarch, torch) and
+    `pipeline validate` must stay instant. Only when the walk finds nothing are the parents
+    imported (never the module itself), to confirm: a package may extend its `__path__` while
+    it is imported (`pkgutil.extend_path`), which no spec shows. That costs a file already in
+    error, and the worker would import them anyway."""
     module_name = runtime.partition(":")[0]
     try:
         walked = _walk(module_name)
-        if walked is None or _found_by_importing_parents(module_name):
+        if walked.missing is None or _found_by_importing_parents(module_name):
             return None
-    except Exception:  # a finder or a parent package that fails: the worker will say it, and
-        return None  # the failure is not "not installed"
-    missing, locations = walked
-    return MissingModule(missing, _near(missing, locations))
-
-
-def _walk(module_name: str) -> tuple[str, _Locations] | None:
-    """The first missing module on the way to `module_name`, with where it was looked for
-    (to suggest a near name); None when every part is found."""
-    parts = module_name.split(".")
-    locations: _Locations = None
-    for depth in range(1, len(parts) + 1):
-        name = ".".join(parts[:depth])
-        found, below = _find(name, locations)
-        if not found:
-            return name, locations
-        if below is None and depth < len(parts):
-            # a plain module, not a package: it has no submodules to find
-            return ".".join(parts[: depth + 1]), None
-        locations = below
-    return None
-
-
-def _find(name: str, locations: _Locations) -> tuple[bool, _Locations]:
-    """Whether module `name` is there and, when it is a package, where its submodules are.
-
-    A module already imported answers with its live `__path__`; otherwise the finders of
-    `sys.meta_path` are asked as the import system asks them (path-based, editable installs'
-    own finders, zip files), which reads directories but runs no module code."""
-    if name in sys.modules:
-        loaded = sys.modules[name]
-        if loaded is None:  # the import system's mark of a blocked module: `import` refuses it
-            return False, None
-        path = getattr(loaded, "__path__", None)
-        return True, list(path) if path is not None else None
-    for finder in sys.meta_path:
-        find_spec = getattr(finder, "find_spec", None)
-        spec = find_spec(name, locations, None) if find_spec is not None else None
-        if spec is not None:
-            below = spec.submodule_search_locations
-            return True, list(below) if below is not None else None
-    return False, None
+    except Exception:  # a parent package that fails: the worker will say it, and the
+        return None  # failure is not "not installed"
+    return MissingModule(walked.missing, _near(walked.missing, walked.locations))
 
 
 def _found_by_importing_parents(module_name: str) -> bool:

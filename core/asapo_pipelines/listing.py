@@ -32,7 +32,7 @@ from asapo_pipelines.catalog import (
     installed_sources,
 )
 from asapo_pipelines.errors import PluginError
-from asapo_pipelines.import_strings import module_spec, top_level_spec
+from asapo_pipelines.import_strings import module_spec
 
 ENV_NO_CACHE = "ASAPO_PIPELINES_NO_CACHE"
 ENV_CACHE_DIR = "ASAPO_PIPELINES_CACHE_DIR"
@@ -86,10 +86,11 @@ def module_files(module: str) -> list[str] | None:
     every module of its top-level package (descriptors often live in a subpackage, as in the
     layout `pipeline new-unit` writes), or a single-file module and its siblings."""
     spec = module_spec(module)
-    top = top_level_spec(module.partition(":")[0].split(".")[0]) if spec is not None else None
     if spec is None or not spec.has_location or not spec.origin:
         return None
-    assert top is not None
+    top = module_spec(module.partition(":")[0].split(".")[0])
+    if top is None:
+        return None
     try:
         if top.submodule_search_locations:
             return sorted(
