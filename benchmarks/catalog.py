@@ -2,7 +2,8 @@
 
 Generates 50 plugin distributions with 12 units each whose runtime modules import numpy,
 installs them with the core into a scratch virtual environment, and reports the median wall time
-of `pipeline list-units --json` (listing cache warm, and disabled) against `python -c pass`
+of `pipeline list-units --json` (listing cache warm, and disabled) and of `pipeline plugins
+--json` (which also looks up every runtime's module), against `python -c pass`
 and `python -c "import asapo_pipelines"` measured in the same run, plus the number of runtime
 modules imported while listing (must be 0). Goal: list-units with 600 units under 0.3 s on a
 2-core machine.
@@ -143,6 +144,8 @@ def main() -> int:
         units = len(listed["units"])
         broken = len(listed["broken_plugins"])
         list_units = median_time([pipeline, "list-units", "--json"], args.runs, env)
+        # plugins also looks up every runtime's module (never importing it) for its warnings
+        plugins = median_time([pipeline, "plugins", "--json"], args.runs, env)
         cold_env = {**env, "ASAPO_PIPELINES_NO_CACHE": "1"}
         list_units_cold = median_time([pipeline, "list-units", "--json"], args.runs, cold_env)
         startup = median_time([str(python), "-c", "pass"], args.runs, env)
@@ -155,6 +158,8 @@ def main() -> int:
         "runs": args.runs,
         "list_units_s": round(list_units, 4),
         "list_units_uncached_s": round(list_units_cold, 4),
+        "plugins_s": round(plugins, 4),
+        "plugins_over_list_units": round(plugins / list_units, 2),
         "python_startup_s": round(startup, 4),
         "import_core_s": round(import_core, 4),
         "list_units_over_startup": round(list_units / startup, 2),
@@ -169,6 +174,8 @@ def main() -> int:
         print(f"{units} units, {PLUGINS} plugins ({broken} broken), median of {args.runs} runs")
         print(f"  pipeline list-units --json  {list_units:.3f} s (listing cache warm)")
         print(f"  same, cache disabled        {list_units_cold:.3f} s")
+        ratio = result["plugins_over_list_units"]
+        print(f"  pipeline plugins --json     {plugins:.3f} s  (x{ratio} of list-units)")
         ratio = result["list_units_over_startup"]
         print(f"  python -c pass              {startup:.3f} s  (list-units is x{ratio})")
         print(f"  import asapo_pipelines      {import_core:.3f} s")

@@ -6,6 +6,7 @@ heavy (its package and its module each leave a mark, and the module raises, when
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class EdgeJump(Processor):
 
 # what importing a heavy runtime does, as far as this test can see: a mark, then a failure
 MARK_AND_RAISE = """
+import json
 import os
 with open(os.environ["MYXAS_IMPORT_MARK"], "a") as mark:
     mark.write(__name__ + "\\n")
@@ -160,3 +162,30 @@ def test_run_refuses_it_before_starting_a_worker(tmp_path, env) -> None:
     assert _imported(env) == []
     # nothing was started or recorded: no data directory next to the file
     assert os.listdir(tmp_path) == [file.name]
+
+
+def test_plugins_lists_it_with_a_warning_and_strict_fails(tmp_path, env) -> None:
+    """Plain `pipeline plugins` showed the plugin "ok" while its unit cannot run: it is now
+    marked with the sentence --strict fails with, from the listing cache too, and the heavy
+    runtime beside it is still only found."""
+    warning = (
+        "unit myxas.edge-jump: its runtime myxas.edgejump:EdgeJump cannot be found: there is "
+        "no module myxas.edgejump (did you mean myxas.edge_jump?)"
+    )
+    env = {**env, "ASAPO_PIPELINES_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in ("cold", "cached"):
+        text = run_pipeline("plugins", env=env, cwd=tmp_path)
+        assert text.returncode == 0, text.stderr
+        lines = text.stdout.splitlines()
+        assert "myxas  myxas 0.1.0  ok, 1 warning" in lines
+        assert f"  ? {warning}" in lines
+        listed = run_pipeline("plugins", "--json", env=env, cwd=tmp_path)
+        records = {p["distribution"]: p for p in json.loads(listed.stdout)["plugins"]}
+        assert records["myxas"]["status"] == "ok"
+        assert records["myxas"]["warnings"] == [warning]
+        assert records["asapo-pipelines"]["warnings"] == []
+    assert _imported(env) == []
+    strict = run_pipeline("plugins", "--strict", "--json", env=env, cwd=tmp_path)
+    assert strict.returncode == 1
+    records = {p["distribution"]: p for p in json.loads(strict.stdout)["plugins"]}
+    assert records["myxas"]["errors"] == [warning]

@@ -225,8 +225,11 @@ def _plugin_block(p: dict[str, Any]) -> Any:
     from rich.text import Text
 
     ok = p["status"] == "ok"
+    warnings = p.get("warnings", [])
     text = Text(f"{p['name']}  {p['distribution']} {p['version'] or '-'}  ", style="bold")
     text.append(p["status"], style="green" if ok else "bold red")
+    if warnings:
+        text.append(f", {len(warnings)} warning{'s' if len(warnings) > 1 else ''}", style="yellow")
     provides = [("units", p["units"])] + [
         (f"{kind}s", p.get(f"{kind}s", []))
         for kind in ("transport", "executor", "format", "command")
@@ -237,7 +240,35 @@ def _plugin_block(p: dict[str, Any]) -> Any:
     for error in p["errors"]:
         # Text, not markup: error messages may contain brackets
         text.append(f"\n  ! {error}", style="red")
+    for warning in warnings:
+        text.append(f"\n  ? {warning}", style="yellow")
     return text
+
+
+#: the listing's entries whose runtimes a plugin's record names, by the record's key
+_RUNTIME_KINDS = ("units", "transports", "executors", "formats", "commands")
+
+
+def _warn_missing_runtimes(listing: Listing) -> None:
+    """Give each plugin's record the runtimes of its entries whose module cannot be found, as
+    warnings: the sentence --strict reports as an error (`runtime_missing`), found the same
+    way, never imported. Not cached: the module may be another distribution's, installed or
+    removed without the plugin's own files changing. Only `plugins` pays for it, a lookup per
+    runtime in directories the import system has already listed; list-units does not."""
+    from asapo_pipelines.catalog import runtime_missing
+
+    runtimes = {
+        kind: {entry["name"]: entry.get("runtime") for entry in getattr(listing, kind)}
+        for kind in _RUNTIME_KINDS
+    }
+    for record in listing.plugins:
+        record["warnings"] = [
+            f"{kind[:-1]} {name}: {problem}"
+            for kind in _RUNTIME_KINDS
+            for name in record.get(kind, [])
+            if (runtime := runtimes[kind].get(name))
+            and (problem := runtime_missing(runtime)) is not None
+        ]
 
 
 @click.command("plugins")
@@ -247,10 +278,11 @@ def plugins(as_json: bool, strict: bool) -> None:
     """List the installed plugin packages, what each provides, and why a broken one failed.
 
     Each plugin's units, and its backends: the transports, executors, payload formats and
-    commands it registers. With --strict, as a plugin's CI runs it, every unit's params model,
+    commands it registers, and a warning for each runtime whose module cannot be found (looked
+    up, never imported). With --strict, as a plugin's CI runs it, every unit's params model,
     every transport's and executor's config model, and their JSON Schemas are built too, and a
     default its own rules refuse, or a model without a JSON Schema, mark the plugin broken; so
-    does a runtime whose module cannot be found (looked up without importing it), or a plugin
+    does a runtime whose module cannot be found (an error there, not a warning), or a plugin
     executor's runtime class that is no Executor or sets another name (imported)."""
     from asapo_pipelines.listing import Listing, load_listing
 
@@ -262,8 +294,13 @@ def plugins(as_json: bool, strict: bool) -> None:
         catalog = Catalog.load(strict=False).check_defaults().check_runtimes()
         _check_executors(catalog)
         listing = Listing.from_catalog(catalog)
+        for record in listing.plugins:
+            record["warnings"] = []  # a missing runtime is an error here, as the JSON's shape
     else:
         listing = load_listing(strict=False)
+        # what --strict reports as an error, shown as a warning: a plugin listed "ok" whose
+        # unit cannot run surprises its user at `pipeline run`
+        _warn_missing_runtimes(listing)
     if as_json:
         print_json({"plugins": listing.plugins})
     else:
