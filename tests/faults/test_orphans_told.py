@@ -130,3 +130,44 @@ def _read_lines(proc: subprocess.Popen[str], said: list[str]) -> None:
 
 def _running(state: dict[str, Any] | None, supervisor: int) -> bool:
     return bool(state) and state["pid"] == supervisor and state["status"] == "running"
+
+
+def test_a_start_refused_for_a_changed_configuration_names_the_workers_it_leaves(
+    tmp_path: Path,
+) -> None:
+    """A start refused because the configuration changed stops nothing and records nothing
+    (docs/runs.md: refused before anything is recorded), so the lost run's workers go on: the
+    refusal says so, with their pids and how to stop them. Before, it named none of them (only
+    `pipeline status` did), and it had ended their session `lost` from the counts of workers
+    that were still running."""
+    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
+    write_files(files, 0, 10)
+    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
+    try:
+        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
+        wait_for(lambda: len(sink_names(out)) >= 10, timeout=60, what="the first outputs")
+        _supervisor, orphans = lose_supervisor(run_dir)
+
+        refused = pipeline("run", str(file), "--set", "files.settle_seconds=0.2", cwd=tmp_path)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        error = refused.stderr.strip()
+        assert error.startswith("error: the configuration changed since run r1: "), error
+        assert "files (settle_seconds 0.1 -> 0.2)" in error
+        assert error.endswith(
+            f"; {len(orphans)} tasks of the lost run r1 are still running (pids "
+            f"{', '.join(map(str, orphans))}), whose supervisor is gone: `pipeline stop {file}` "
+            "stops them, and so does a start with --fresh or --resume"
+        ), error
+        assert "\n" not in error
+        assert all(alive(p) for p in orphans), "a refused start stopped the lost run's workers"
+        listed = json.loads(pipeline("runs", str(file), "--json", cwd=tmp_path).stdout)
+        sessions = listed["runs"][0]["session_list"]
+        assert [s["state"] for s in sessions] == ["running"], sessions  # nothing recorded
+
+        stopped = pipeline("stop", str(file), cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+        assert f"pids {', '.join(map(str, orphans))}" in stopped.stdout
+        assert not any(alive(p) for p in orphans)
+    finally:
+        kill_run(run_dir)

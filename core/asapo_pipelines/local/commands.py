@@ -103,14 +103,21 @@ def run(
 
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir, str(shown)):
-            session = start_session(target, fresh=fresh, resume=resume, overrides=overrides)
+            session = start_session(
+                target, fresh=fresh, resume=resume, overrides=overrides, shown=str(shown)
+            )
         if not detach:
             session.announce(err=as_json)
     if detach:
         if session is not None:
             # the supervisor and its tasks inherit the run id from this environment
             os.environ[session.env_name] = session.run.id
-        state = start_detached(target.payload, target.run_dir, pipeline_file=target.pipeline_file)
+        state = start_detached(
+            target.payload,
+            target.run_dir,
+            pipeline_file=target.pipeline_file,
+            stopped_orphans=session.stopped_orphans if session is not None else None,
+        )
         start.release()  # its supervisor holds the run now
         # said once the supervisor started, as `deploy` says it once its submission succeeded:
         # a start that failed resumed nothing, and its error is the one thing to read
@@ -144,6 +151,7 @@ def run(
         where=where,
         session=label,
         on_started=start.release,
+        stopped_orphans=session.stopped_orphans if session is not None else None,
     )
     if session is not None:
         session.finish(result, counters, target.payload)
@@ -214,13 +222,15 @@ def execute(
     where: str | None = None,
     session: str | None = None,
     on_started: Callable[[], None] | None = None,
+    stopped_orphans: Mapping[str, Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Run a compiled job under the live table, with its workers' warnings and errors below
     it (`where`: what `pipeline logs` needs to find the run, for the rest); prints the final
     table and the summaries (with `as_json`, the table goes to stderr and the caller prints
     the JSON document). With `session` (`Session.label`), the counters and summaries are
     that session's only: not an earlier session's or another run's last records.
-    `on_started` is called once the run's first state is written (`ExecOptions`)."""
+    `on_started` is called once the run's first state is written, `stopped_orphans` said
+    among its events (`ExecOptions`)."""
     from asapo_pipelines.cli.output import console
     from asapo_pipelines.local.executor import ExecOptions, LocalExecutor
     from asapo_pipelines.local.live import LiveView
@@ -239,6 +249,7 @@ def execute(
             on_log=view.log,
             pipeline_file=target.pipeline_file,
             on_started=on_started,
+            stopped_orphans=stopped_orphans,
         )
         executors.append(LocalExecutor(payload, target.run_dir, options))
         result = executors[0].run()

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines import storage
 from asapo_pipelines.launchplan.rundir import (
@@ -35,7 +35,15 @@ from asapo_pipelines.launchplan.rundir import (
 from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, PREVIOUS_ALLOC, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
-from asapo_pipelines.local.state import read_state, wait_groups_gone, write_last_state
+from asapo_pipelines.local.state import (
+    group_members,
+    read_state,
+    wait_groups_gone,
+    write_last_state,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.local.job import JobSpec
 
 #: What the refusal of a second start says when the start that holds the run directory has
 #: not written its supervisor's pid yet (`lock_holder`).
@@ -193,9 +201,11 @@ def start_detached(
     run_dir: Path,
     *,
     pipeline_file: str | None = None,
+    stopped_orphans: Mapping[str, Any] | None = None,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """Start a supervisor in its own session in the background and return its first state."""
+    """Start a supervisor in its own session in the background and return its first state
+    (`stopped_orphans`: what `ExecOptions.stopped_orphans` says)."""
     run_dir = Path(run_dir)
     job_id = str(job.get("Job", job).get("ID"))
     try:
@@ -210,6 +220,8 @@ def start_detached(
     argv = [sys.executable, "-m", "asapo_pipelines.local.supervise", str(run_dir)]
     if pipeline_file:
         argv += ["--pipeline-file", pipeline_file]
+    if stopped_orphans:
+        argv += ["--stopped-orphans", json.dumps(stopped_orphans)]
     try:
         log = open(run_dir / SUPERVISOR_LOG, "ab")  # noqa: SIM115 - closed below
     except OSError as exc:
@@ -266,6 +278,9 @@ class Orphans:
     run: str | None
     supervisor: int | None
     pids: list[int]
+    #: those that did not stop within their KillTimeout and were killed (`stop_gently`):
+    #: their counts stop at their last status record before it
+    killed: list[int] = field(default_factory=list)
 
     def sentence(self) -> str:
         """One line for the operator: outputs pause while the orphans go, and this says why."""
@@ -273,10 +288,15 @@ class Orphans:
         tasks, workers = ("task", "worker") if n == 1 else ("tasks", "workers")
         of_run = f" of run {self.run}" if self.run else ""
         supervisor = f" (pid {self.supervisor})" if self.supervisor else ""
+        killed = ""
+        if self.killed:
+            which = ", ".join(map(str, self.killed))
+            killed = f"; {which} did not stop within {'its' if len(self.killed) == 1 else 'their'} "
+            killed += "KillTimeout and had to be killed"
         return (
             f"stopped {n} {tasks} left running by the lost run of job {self.job}: the orphaned "
             f"{workers}{of_run} (pids {', '.join(map(str, self.pids))}), whose supervisor"
-            f"{supervisor} is gone"
+            f"{supervisor} is gone{killed}"
         )
 
     def record(self) -> dict[str, Any]:
@@ -312,42 +332,101 @@ def _run_of(state: Mapping[str, Any], pids: list[int]) -> str | None:
     return None
 
 
-def stop_orphans(run_dir: Path) -> Orphans | None:
-    """Kill the tasks a lost supervisor left running (its state file names them) and say which
+def stop_orphans(run_dir: Path, job: JobSpec | None = None) -> Orphans | None:
+    """Stop the tasks a lost supervisor left running (its state file names them) and say which
     (None when none ran). Called before a run starts in `run_dir`: two generations of the same
-    units reading the same streams would write every result twice."""
+    units reading the same streams would write every result twice.
+
+    They are stopped as a supervisor stops its tasks (`stop_gently`): each gets its KillSignal
+    and its KillTimeout (as `job` gives them) to finish the message it holds and publish its
+    final status record, then SIGKILL. The lost session is ended from those records: killed
+    at once, whatever they processed since their previous record would be in no count."""
     try:
         state = read_state(Path(run_dir) / STATE_FILE)
     except LocalRunError:
         return None
     if state.get("pid") == os.getpid():
         return None
-    orphans = [int(unit["pid"]) for unit in live_tasks(state)]
-    run = _run_of(state, orphans)  # read while they still run
-    killed = []
-    for pid in orphans:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            # each task leads its own process group: what it started goes with it
-            os.killpg(pid, signal.SIGKILL)
-            killed.append(pid)
+    tasks = live_tasks(state)
+    run = _run_of(state, [int(unit["pid"]) for unit in tasks])  # read while they still run
+    stopped, killed = stop_gently(tasks, job)
     if killed and not wait_groups_gone(killed):
         raise LocalRunError(
             f"the tasks {', '.join(map(str, killed))} left running by the lost run in "
             f"{run_dir} did not exit after SIGKILL; stop them before starting it again"
         )
-    if not killed:
+    if not stopped:
         return None
     supervisor = state.get("pid")
     if not isinstance(supervisor, int) or isinstance(supervisor, bool):
         supervisor = None  # a damaged state file: the sentence goes without it
-    job = str(state.get("job") or Path(run_dir).name)
-    return Orphans(job, run, supervisor, killed)
+    job_id = str(state.get("job") or Path(run_dir).name)
+    return Orphans(job_id, run, supervisor, stopped, killed)
+
+
+def left_running(run_dir: Path, shown: str | None = None) -> str:
+    """A clause for a start refused before it stopped anything (a changed configuration): the
+    tasks a lost supervisor left running go on working for its run, and the operator reads
+    it in the refusal, not only in `pipeline status`. Empty when none runs. Called with the
+    run directory's supervisor lock held (`refused_while_running`): no supervisor runs here."""
+    try:
+        state = read_state(Path(run_dir) / STATE_FILE)
+    except LocalRunError:
+        return ""
+    pids = [int(unit["pid"]) for unit in live_tasks(state)]
+    if not pids or state.get("pid") == os.getpid():
+        return ""
+    run = _run_of(state, pids)
+    n = len(pids)
+    stop = f"pipeline stop {shlex.quote(shown)}" if shown else "pipeline stop"
+    return (
+        f"; {n} {'task' if n == 1 else 'tasks'} of the lost run"
+        + (f" {run}" if run else "")
+        + f" {'is' if n == 1 else 'are'} still running (pids {', '.join(map(str, pids))}), "
+        f"whose supervisor is gone: `{stop}` stops {'it' if n == 1 else 'them'}, and so does "
+        "a start with --fresh or --resume"
+    )
+
+
+#: How a task of a lost run is stopped when the job does not name it (a compiled job edited
+#: since, say): as the compiled job stops every worker.
+DEFAULT_KILL = (signal.SIGTERM, 30.0)
+
+
+def stop_gently(tasks: list[dict[str, Any]], job: JobSpec | None) -> tuple[list[int], list[int]]:
+    """Send each task's process group its KillSignal and wait, up to its KillTimeout, for the
+    group to exit; SIGKILL the groups still there then. Returns the pids signalled and, of
+    them, those killed. A task `job` does not name gets `DEFAULT_KILL`."""
+    specs = {(t.group, t.name): t for g in job.groups for t in g.tasks} if job else {}
+    deadlines: dict[int, float] = {}
+    for unit in tasks:
+        pid = int(unit["pid"])
+        spec = specs.get((str(unit.get("group")), str(unit.get("task"))))
+        sig, timeout = (spec.kill_signal, spec.kill_timeout) if spec else DEFAULT_KILL
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            # each task leads its own process group: what it started goes with it
+            os.killpg(pid, sig)
+            deadlines[pid] = time.monotonic() + timeout
+    stopped = list(deadlines)
+    killed = [pid for pid, timeout in deadlines.items() if timeout <= time.monotonic()]
+    waiting = {pid: d for pid, d in deadlines.items() if pid not in killed}
+    while waiting:
+        for pid, deadline in list(waiting.items()):
+            if not group_members(pid):
+                del waiting[pid]
+            elif time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                killed.append(pid)
+                del waiting[pid]
+        time.sleep(0.05)
+    return stopped, killed
 
 
 def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
     """Signal the supervisor (SIGTERM) and wait until it has stopped every task. A run whose
-    supervisor is gone has its leftover tasks killed here. Returns the final state, with
-    `stopped_lost` when this call ended a lost run (not when an earlier stop had)."""
+    supervisor is gone has its leftover tasks stopped here (`stop_orphans`). Returns the final
+    state, with `stopped_lost` when this call ended a lost run (not when an earlier stop had)."""
     run_dir = Path(run_dir)
     state = read_state(run_dir / STATE_FILE)
     if supervisor_alive(run_dir):
@@ -370,7 +449,7 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
     if state.get("status") in FINAL:
         return state
     # the supervisor died without cleaning up (SIGKILL, power cut): finish its work
-    orphans = stop_orphans(run_dir)
+    orphans = stop_orphans(run_dir, _job_of(run_dir))
     for unit in state.get("units", []):
         unit["pid"] = None
         if unit.get("state") not in ("complete", "failed"):
@@ -393,14 +472,22 @@ def stop_run(run_dir: Path, *, timeout: float | None = None) -> dict[str, Any]:
 
 
 def _kill_budget(run_dir: Path) -> float:
+    spec = _job_of(run_dir)
+    if spec is None:
+        return 30.0
+    return max((t.kill_timeout for g in spec.groups for t in g.tasks), default=5.0)
+
+
+def _job_of(run_dir: Path) -> JobSpec | None:
+    """The job a detached supervisor ran in `run_dir` (its `job.json`): how its tasks are
+    stopped. None when there is none (a foreground run writes none) or it cannot be read."""
     try:
         job = json.loads((run_dir / JOB_FILE).read_text())
         from asapo_pipelines.local.job import read_job
 
-        spec = read_job(job)
-        return max((t.kill_timeout for g in spec.groups for t in g.tasks), default=5.0)
+        return read_job(job)
     except (OSError, ValueError, LocalRunError):
-        return 30.0
+        return None
 
 
 def find_unit(state: Mapping[str, Any], unit: str, task: str | None) -> dict[str, Any]:

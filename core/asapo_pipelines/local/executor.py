@@ -89,6 +89,10 @@ class ExecOptions:
     #: its pid, is written: `pipeline run` then lets other starts, and `stop`, look at the run
     #: (`control.StartLock`), as `run --detach` does once its supervisor wrote that state
     on_started: Callable[[], None] | None = None
+    #: the tasks of a lost run that `pipeline run` stopped before it started this supervisor
+    #: (`control.Orphans.record`): it stops them first, to end the lost session from their
+    #: final status records, and this supervisor says it as if it had stopped them
+    stopped_orphans: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -615,15 +619,16 @@ class LocalExecutor:
         # the same streams as ours and write every result twice. Stop them first.
 
         try:
-            found = stop_orphans(self.run_dir)
+            found = stop_orphans(self.run_dir, self.job)
         except BaseException:
             self._release()
             raise
-        if found is not None:
+        record = found.record() if found is not None else self.options.stopped_orphans
+        if record:
             # the state keeps it: `run --detach` and `pipeline status` say it from there, the
             # way a foreground run says it here, so whoever looks sees why outputs paused
-            self.stopped_orphans = found.record()
-            self.event(found.sentence())
+            self.stopped_orphans = dict(record)
+            self.event(str(record.get("message") or ""))
 
     def _release(self) -> None:
         if self._lock_fd is not None:

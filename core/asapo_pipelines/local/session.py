@@ -34,6 +34,9 @@ class Session:
     run: Any
     what: str
     env_name: str
+    #: the tasks of a lost run stopped before the session began (`control.Orphans.record`):
+    #: its supervisor says it (`ExecOptions.stopped_orphans`)
+    stopped_orphans: dict[str, Any] | None = None
     #: the signal handlers `stop_start_on_signals` replaced, put back when the session ends
     previous_handlers: dict[int, Any] | None = None
     ended: bool = False
@@ -199,11 +202,12 @@ def end_if_left(session: Session, run_dir: Path) -> None:
         )
 
 
-def end_lost_session(store: Any, target: Target) -> None:
+def end_lost_session(store: Any, target: Target, *, stopped: bool = False) -> None:
     """End the latest run's last session, as `lost`, when its supervisor is gone without
     having ended it, with the counts its workers published last (see the module's docstring);
     as its state file says when the supervisor recorded its end there but not in the store (a
-    full disk holding both).
+    full disk holding both). `stopped`: the workers it left running were stopped just before
+    (`control.stop_orphans`), so that their last records are final ones.
 
     Called with this run directory's supervisor lock held (`control.refused_while_running`),
     so no supervisor runs here; a session run elsewhere (a cluster's executor, another data
@@ -226,8 +230,11 @@ def end_lost_session(store: Any, target: Target) -> None:
     groups = {g["Name"] for g in target.payload["Job"]["TaskGroups"]} if target.payload else None
     summaries, counts = summaries_of(counters, groups)
     state, message, at = _recorded_end(Path(recorded or target.run_dir), session)
+    short = counts_note(counters, groups)
     if state != "lost":  # the lost sentence says it already
-        message += counts_note(counters, groups)
+        message += short
+    elif stopped and not short and counters:
+        message = LOST_STOPPED
     store.end(latest, state, message, summaries, counts, at=at)
 
 
@@ -238,6 +245,15 @@ LOST = (
     "its supervisor was lost (killed, or its machine stopped) before it ended this session; "
     "the counts are its workers' last status records, and may be lower than what they "
     "processed",
+)
+
+
+#: The lost sentence when the workers the supervisor left were stopped by the next start, each
+#: publishing its final status record: its counts are whole.
+LOST_STOPPED = (
+    "its supervisor was lost (killed, or its machine stopped) before it ended this session; "
+    "its workers, left running, were stopped by the next start, and the counts are their "
+    "final status records"
 )
 
 
@@ -327,20 +343,36 @@ def start_session(
     fresh: bool,
     resume: bool,
     overrides: dict[str, dict[str, Any]],
+    shown: str | None = None,
 ) -> Session:
     """Claim the namespace and start or resume the run of the pipeline with its `--set`
-    `overrides` applied (`apply_overrides`); one sentence and nothing written when the
-    configuration changed without --fresh or --resume. Says nothing of the run: the caller
-    does, once it began (`Session.announce`)."""
-    from asapo_pipelines.runs.lifecycle import prepare
+    `overrides` applied (`apply_overrides`); one sentence and nothing written or stopped when
+    the configuration changed without --fresh or --resume (naming the tasks a lost run left
+    running, `shown`: the file as the user named it). Says nothing of the run: the caller
+    does, once it began (`Session.announce`).
+
+    Called with the run directory's supervisor lock held (`control.refused_while_running`):
+    the tasks a lost supervisor left running are stopped here (`control.stop_orphans`), each
+    given the time to publish its final status record, before their session is ended from
+    those records (`end_lost_session`)."""
+    from asapo_pipelines.local.control import left_running, stop_orphans
+    from asapo_pipelines.local.job import read_job
+    from asapo_pipelines.runs import RunsError
+    from asapo_pipelines.runs.lifecycle import prepare, refuse_changed
     from asapo_pipelines.worker.launch import RUN_ENV
 
     pipeline, catalog = target.loaded()
     assert target.pipeline_file is not None
+    assert target.payload is not None
     transport, store = open_store(target)
     try:
         store.claim(target.pipeline_file)
-        end_lost_session(store, target)
+        try:
+            refuse_changed(store, pipeline, catalog, fresh=fresh, resume=resume)
+        except RunsError as exc:
+            raise RunsError(exc.message + left_running(target.run_dir, shown)) from None
+        orphans = stop_orphans(target.run_dir, read_job(target.payload))
+        end_lost_session(store, target, stopped=orphans is not None)
         run, what = prepare(
             store,
             pipeline,
@@ -355,6 +387,7 @@ def start_session(
         transport.close()
         raise
     session = Session(store, transport, run, what, RUN_ENV)
+    session.stopped_orphans = orphans.record() if orphans is not None else None
     stop_start_on_signals(session)
     context = click.get_current_context(silent=True)
     if context is not None:

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asapo_pipelines.local.supervise")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--pipeline-file", default=None)
+    # the tasks of a lost run `pipeline run` stopped before starting this supervisor (JSON of
+    # `control.Orphans.record`): said in its log and state as if it had stopped them
+    parser.add_argument("--stopped-orphans", type=json.loads, default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = _StopWhileStarting()
@@ -44,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot run {args.run_dir / JOB_FILE}: {exc}", flush=True)
         return 1
     try:
-        options = ExecOptions(on_event=log, pipeline_file=args.pipeline_file, detached=True)
+        options = ExecOptions(
+            on_event=log,
+            pipeline_file=args.pipeline_file,
+            detached=True,
+            stopped_orphans=args.stopped_orphans,
+        )
         executor = LocalExecutor(job, args.run_dir, options)
         stop.hand_to(executor)
         result = executor.run()

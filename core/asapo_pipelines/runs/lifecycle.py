@@ -98,11 +98,7 @@ def prepare(
         )
         return resumed, "resumed"
     if not resume:
-        raise RunsError(
-            f"the configuration changed since run {latest.id}: {describe_changes(changes)}; "
-            f"run with --fresh for a new run ({latest.id} stays listed until pruned) or with "
-            f"--resume to go on with {latest.id} under the new configuration"
-        )
+        raise _changed(latest, changes)
     store.resume(
         latest,
         configurations=configs,
@@ -113,6 +109,30 @@ def prepare(
         pipeline_file=pipeline_file,
     )
     return latest, "resumed-changed"
+
+
+def refuse_changed(
+    store: RunStore, pipeline: Pipeline, catalog: Catalog, *, fresh: bool, resume: bool
+) -> None:
+    """Refuse as `prepare` does a start that would resume the latest run under a changed
+    configuration without --fresh or --resume, before the start does anything: a lost run's
+    workers still running are not stopped by a start that is refused."""
+    if fresh or resume:
+        return
+    latest = store.latest(resumable=True)
+    if latest is None or _pruned(store, latest):
+        return
+    changes = diff_configurations(latest.configurations, configurations(pipeline, catalog))
+    if changes:
+        raise _changed(latest, changes)
+
+
+def _changed(latest: Run, changes: dict[str, list[str]]) -> RunsError:
+    return RunsError(
+        f"the configuration changed since run {latest.id}: {describe_changes(changes)}; "
+        f"run with --fresh for a new run ({latest.id} stays listed until pruned) or with "
+        f"--resume to go on with {latest.id} under the new configuration"
+    )
 
 
 def refuse_while_alive(
