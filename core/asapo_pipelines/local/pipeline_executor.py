@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asapo_pipelines.errors import UsageError
+from asapo_pipelines.errors import PipelinesError, UsageError
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus, text_lines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -130,7 +130,7 @@ class LocalPipelineExecutor(Executor):
         command = [sys.executable, "-m", "asapo_pipelines", "run", str(self.file), "--detach"]
         # --wait bounds the wait for the run to say it started; a few seconds at least, which a
         # detached start (catalog, validation, the supervisor's first records) can take
-        limit = max(wait, MIN_DEPLOY_WAIT)
+        limit = max(wait, MIN_DEPLOY_WAIT) + self._orphans_budget()
         try:
             done = subprocess.run(
                 [*command, *self.run_flags, "--json"],
@@ -154,6 +154,26 @@ class LocalPipelineExecutor(Executor):
         self.said = said
         state: dict[str, Any] = json.loads(done.stdout)
         return state
+
+    def _orphans_budget(self) -> float:
+        """The time the run may take, before it starts, to stop the tasks a lost supervisor
+        left running here (`control.stop_orphans`: up to their KillTimeout, for their final
+        status records); 0 when none runs. A start cut short by the wait would stop them and
+        run nothing."""
+        from asapo_pipelines.launchplan.rundir import STATE_FILE
+        from asapo_pipelines.local.control import live_tasks
+        from asapo_pipelines.local.job import read_job
+        from asapo_pipelines.local.state import read_state
+
+        if self.run_dir is None:
+            return 0.0
+        try:
+            if not live_tasks(read_state(self.run_dir / STATE_FILE)):
+                return 0.0
+            job = read_job(self._job())
+        except PipelinesError:
+            return 0.0  # no state to read: nothing was left running
+        return max((t.kill_timeout for g in job.groups for t in g.tasks), default=0.0)
 
     def _not_started_in(self, limit: float) -> Exception:
         """`pipeline run --detach` said nothing within the limit, and was killed: its
