@@ -96,7 +96,7 @@ def run(
         check_before_start(
             *target.loaded(), Path(target.pipeline_file), str(shown), executor="local"
         )
-    start = take_start(ctx, target, str(shown))
+    start, transport = take_start(ctx, target, str(shown))
     if target.pipeline is not None:
         from asapo_pipelines.local.control import refused_while_running
         from asapo_pipelines.local.session import start_session
@@ -104,7 +104,12 @@ def run(
         job = target.payload.get("Job", target.payload)
         with refused_while_running(str(job.get("ID")), target.run_dir, str(shown)):
             session = start_session(
-                target, fresh=fresh, resume=resume, overrides=overrides, shown=str(shown)
+                target,
+                transport,
+                fresh=fresh,
+                resume=resume,
+                overrides=overrides,
+                shown=str(shown),
             )
         if not detach:
             session.announce(err=as_json)
@@ -165,34 +170,39 @@ def run(
     ctx.exit(told_exit(result, counters, as_json=as_json, sources=_sources_of(target)))
 
 
-def take_start(ctx: click.Context, target: Target, shown: str) -> StartLock:
+def take_start(ctx: click.Context, target: Target, shown: str) -> tuple[StartLock, Any]:
     """Hold the start of the target's job (`control.StartLock`) until its supervisor holds the
     run; refused in one sentence, having recorded nothing, while another start holds it. The
     hold ends at the latest when the command ends: after a failed start has recorded its end
     (`session.end_if_left`, registered later, runs first), so that the next start finds the
-    run's record as this one left it."""
+    run's record as this one left it.
+
+    Also returns the pipeline's transport (None for a compiled job), opened before the start
+    lock makes the run directory (under an embedded store): a store that cannot be opened,
+    such as a `path` naming a file, is refused in its own sentence, as every other command
+    says it, not as "the run directory ... failed: Not a directory". The start records its
+    session through it (`session.start_session`): the store is opened once per start. It is
+    closed when the command ends, at the latest."""
     from asapo_pipelines.local.control import StartLock
 
     assert target.payload is not None
-    _check_store_path(target)
+    transport = _open_store(target)
+    if transport is not None:
+        ctx.call_on_close(transport.close)
     job = target.payload.get("Job", target.payload)
     start = StartLock(str(job.get("ID")), target.run_dir, shown)
     ctx.call_on_close(start.release)
-    return start
+    return start, transport
 
 
-def _check_store_path(target: Target) -> None:
-    """Open the pipeline's transport once before the start lock makes the run directory (under
-    an embedded store): a store that cannot be opened, such as a `path` naming a file, is then
-    refused in its own sentence, as every other command says it, not as "the run directory ...
-    failed: Not a directory". Through the catalog: no backend is imported here by name."""
+def _open_store(target: Target) -> Any:
+    """The pipeline's transport, through the catalog: no backend is imported here by name."""
     if target.pipeline is None:
-        return
+        return None
     from asapo_pipelines.transport import open_transport
 
     pipeline, catalog = target.loaded()
-    with open_transport(pipeline.transport.spec(), catalog):
-        pass
+    return open_transport(pipeline.transport.spec(), catalog)
 
 
 def _sources_of(target: Any) -> set[str]:
@@ -512,9 +522,9 @@ def reprocess(
     message by message, and what its summary declares."""
     from asapo_pipelines.local.errors import JobFailed
     from asapo_pipelines.local.sent import compare_sent
-    from asapo_pipelines.local.session import Session, apply_overrides, open_store
+    from asapo_pipelines.local.session import Session, apply_overrides
     from asapo_pipelines.pipeline.online import check_before_start
-    from asapo_pipelines.runs import configurations
+    from asapo_pipelines.runs import RunStore, configurations
     from asapo_pipelines.runs.lifecycle import (
         check_replayable,
         compare,
@@ -534,8 +544,8 @@ def reprocess(
     # the replay's suggestions go to the same queue server
     check_before_start(pipeline, catalog, Path(target.pipeline_file), file, executor="local")
     # a `pipeline run` starting at the same moment would pass the checks below as well
-    start = take_start(ctx, target, file)
-    transport, store = open_store(target)
+    start, transport = take_start(ctx, target, file)
+    store = RunStore(transport, pipeline.name)
     try:
         owner = store.owner()
         if owner is not None:

@@ -314,15 +314,6 @@ def _session_counters(store: Any, target: Target, session: str) -> dict[str, Any
     return {label: r for label, r in records.items() if r.get("session") == session}
 
 
-def open_store(target: Target) -> tuple[Any, Any]:
-    from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport import open_transport
-
-    pipeline, catalog = target.loaded()
-    transport = open_transport(pipeline.transport.spec(), catalog)
-    return transport, RunStore(transport, pipeline.name)
-
-
 def apply_overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Parse and check `--set`s (RunsError, exit 1, nothing written), and apply them."""
     from asapo_pipelines.errors import UsageError
@@ -339,6 +330,7 @@ def apply_overrides(target: Target, sets: tuple[str, ...]) -> dict[str, dict[str
 
 def start_session(
     target: Target,
+    transport: Any,
     *,
     fresh: bool,
     resume: bool,
@@ -351,20 +343,23 @@ def start_session(
     running, `shown`: the file as the user named it). Says nothing of the run: the caller
     does, once it began (`Session.announce`).
 
+    `transport`: the pipeline's, opened once for the start (`commands.take_start`); the
+    session closes it when it ends.
+
     Called with the run directory's supervisor lock held (`control.refused_while_running`):
     the tasks a lost supervisor left running are stopped here (`control.stop_orphans`), each
     given the time to publish its final status record, before their session is ended from
     those records (`end_lost_session`)."""
     from asapo_pipelines.local.control import left_running, stop_orphans
     from asapo_pipelines.local.job import read_job
-    from asapo_pipelines.runs import RunsError
+    from asapo_pipelines.runs import RunsError, RunStore
     from asapo_pipelines.runs.lifecycle import prepare, refuse_changed
     from asapo_pipelines.worker.launch import RUN_ENV
 
     pipeline, catalog = target.loaded()
     assert target.pipeline_file is not None
     assert target.payload is not None
-    transport, store = open_store(target)
+    store = RunStore(transport, pipeline.name)
     try:
         store.claim(target.pipeline_file)
         try:
