@@ -161,6 +161,12 @@ def test_a_start_refused_for_a_changed_configuration_names_the_workers_it_leaves
         ), error
         assert "\n" not in error
         assert all(alive(p) for p in orphans), "a refused start stopped the lost run's workers"
+        both = pipeline("run", str(file), "--fresh", "--resume", cwd=tmp_path)
+        assert both.returncode == 1, both.stdout + both.stderr
+        assert both.stderr.strip().startswith(
+            f"error: give --fresh or --resume, not both; {len(orphans)} tasks of the lost run r1 "
+        ), both.stderr
+        assert all(alive(p) for p in orphans), "a refused start stopped the lost run's workers"
         listed = json.loads(pipeline("runs", str(file), "--json", cwd=tmp_path).stdout)
         sessions = listed["runs"][0]["session_list"]
         assert [s["state"] for s in sessions] == ["running"], sessions  # nothing recorded

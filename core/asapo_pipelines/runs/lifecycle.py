@@ -117,6 +117,8 @@ def refuse_changed(
     """Refuse as `prepare` does a start that would resume the latest run under a changed
     configuration without --fresh or --resume, before the start does anything: a lost run's
     workers still running are not stopped by a start that is refused."""
+    if fresh and resume:
+        raise RunsError("give --fresh or --resume, not both")
     if fresh or resume:
         return
     latest = store.latest(resumable=True)
