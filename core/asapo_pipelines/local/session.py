@@ -5,7 +5,9 @@ A run's counts are the sum of what each of its sessions recorded when it ended, 
 workers' last status records. A session whose supervisor was lost (killed outright, the
 machine stopped) recorded no end: the next start in the run ends it first, as `lost`, with the
 counts its workers published last, so that what they processed is not dropped from the run's
-totals."""
+totals. Workers it left running are stopped before that (`control.stop_orphans`), each given
+its KillTimeout to publish its final record: ended from the record before, the session would
+leave out what they did after it."""
 
 from __future__ import annotations
 
