@@ -29,7 +29,8 @@ def read_status(pipeline_file: Path) -> dict[str, Any]:
     from asapo_pipelines.worker.naming import errors_source, status_source
 
     pipeline, catalog = load(pipeline_file)
-    transport = open_transport(pipeline.transport.spec(), catalog)
+    # read alone: the counters of a store archived on a read-only file system still show
+    transport = open_transport(pipeline.transport.spec(), catalog, read_only=True)
     workers: list[dict[str, Any]] = []
     try:
         with transport.consumer(status_source(pipeline.name), "pipeline-status") as consumer:

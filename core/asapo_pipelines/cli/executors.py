@@ -807,7 +807,9 @@ def _say_edited(executor: Executor, path: Path | None) -> None:
     if executor.status().state != "running":
         return
     try:
-        with open_transport(pipeline.transport.spec(), executor.catalog) as transport:
+        with open_transport(
+            pipeline.transport.spec(), executor.catalog, read_only=True
+        ) as transport:
             run = RunStore(transport, pipeline.name).current()
     except (TransportError, NotImplementedError):
         return
@@ -831,7 +833,7 @@ def _owner_file(path: Path | None) -> Path | None:
     if pipeline is None:
         return None
     try:
-        with open_transport(pipeline.transport.spec(), catalog) as transport:
+        with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
             owner = RunStore(transport, pipeline.name).other_owner(path)
     except (TransportError, NotImplementedError):
         return None
@@ -854,7 +856,7 @@ def _say_whose_status(executor: Executor | None, path: Path | None) -> None:
             return
         pipeline = loaded
     try:
-        with open_transport(pipeline.transport.spec(), catalog) as transport:
+        with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
             say_whose_runs(transport, pipeline.name, path, "counters")
     except (TransportError, NotImplementedError):
         return

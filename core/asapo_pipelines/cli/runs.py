@@ -88,7 +88,7 @@ def runs(file: str, as_json: bool) -> None:
             f"this needs the pipeline file (.pipeline.yaml), not {Path(file).resolve()}"
         )
     pipeline, catalog = load_for_records(Path(file), "showing the runs recorded on its transport")
-    transport = open_transport(pipeline.transport.spec(), catalog)
+    transport = open_transport(pipeline.transport.spec(), catalog, read_only=True)
     store = RunStore(transport, pipeline.name)
     try:
         say_whose_runs(transport, pipeline.name, Path(file))

@@ -90,11 +90,11 @@ def _check_store_path(store: Path) -> None:
         raise UsageError(why)
 
 
-def _open(target: str, then: str) -> tuple[Transport, str]:
+def _open(target: str, then: str, *, read_only: bool = False) -> tuple[Transport, str]:
     from asapo_pipelines.transport import open_transport
 
     spec, label = transport_spec(target, then)
-    return open_transport(spec), label
+    return open_transport(spec, read_only=read_only), label
 
 
 def _collect(transport: Transport, only: str | None) -> list[dict[str, Any]]:
@@ -145,7 +145,8 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     PATH_OR_PIPELINE is an embedded store directory or a pipeline file (its transport is used).
     Lag is the number of messages a consumer group has not acknowledged yet.
     """
-    transport, label = _open(target, "listing what its transport holds")
+    # read alone: a store archived on a read-only file system is still listed
+    transport, label = _open(target, "listing what its transport holds", read_only=True)
     try:
         _say_whose(transport, target)
         sources = _collect(transport, only)

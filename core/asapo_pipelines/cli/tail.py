@@ -466,7 +466,7 @@ def tail(
     pipeline, catalog = load_for_records(file, "reading what its runs left on its transport")
     only = _stream_filter(stream)
     shown_width = width or shutil.get_terminal_size((100, 24)).columns
-    transport = open_transport(pipeline.transport.spec(), catalog)
+    transport = open_transport(pipeline.transport.spec(), catalog, read_only=True)
     try:
         say_whose_runs(transport, pipeline.name, file, "messages")
         store = RunStore(transport, pipeline.name)

@@ -369,8 +369,8 @@ def store_view(
         return False, None, ""
     from asapo_pipelines.transport import open_transport
 
-    try:
-        with open_transport(pipeline.transport.spec(), catalog) as transport:
+    try:  # read alone: a store archived on a read-only file system still shows its run
+        with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
             named = _named(transport, pipeline.name, state.get("run"))
             if named is None:
                 return True, None, ""

@@ -46,7 +46,13 @@ if TYPE_CHECKING:  # pragma: no cover
 BACKENDS = ("embedded", "asapo")
 
 
-def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> Transport:
+#: the core's transports that can open a store for reading alone (`open_transport(read_only=)`)
+READS_ONLY = ("embedded",)
+
+
+def open_transport(
+    spec: Mapping[str, Any], catalog: Catalog | None = None, *, read_only: bool = False
+) -> Transport:
     """The transport a pipeline file's ``transport:`` section (resolved) describes.
 
     ``spec`` is ``{name: options}``: the runtime of the transport registered under ``name``
@@ -56,6 +62,10 @@ def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> T
     core's runtimes check their options themselves. Give the ``catalog`` when one is loaded;
     without one, the core's transports open directly and another name is looked up in the
     (cached) listing, so a plugin's transport opens without importing every plugin.
+
+    ``read_only`` is for commands that only read (`pipeline runs`, `tail`, `streams`): a store
+    kept in a folder (the embedded one) is opened without writing anything, so that one
+    archived on a read-only file system can be inspected; a service is opened as it is.
     """
     if not isinstance(spec, Mapping) or len(spec) != 1:
         raise TransportConfigError(
@@ -66,7 +76,10 @@ def open_transport(spec: Mapping[str, Any], catalog: Catalog | None = None) -> T
     found = _find(str(kind), catalog)
     opener = _import(found)
     if found.distribution is None:  # the core's: its failures are the core's bugs
-        transport: Transport = opener(dict(options or {}))
+        options = dict(options or {})
+        if read_only and found.kind in READS_ONLY:
+            options["read_only"] = True
+        transport: Transport = opener(options)
         return transport
     with _plugin_code(found.where, "failed to open"):
         if not isinstance(options, OpenOptions):

@@ -37,6 +37,7 @@ import select
 import shutil
 import sqlite3
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -305,11 +306,54 @@ class _Waker:
             self.fd = -1
 
 
+def _connect_read_only(path: Path, src: _SourceDB) -> sqlite3.Connection:
+    """A connection that reads the index and changes nothing in it.
+
+    In a folder this process may write, SQLite's own read-write connection with
+    ``query_only``: it refuses every change, and as the last connection to close it removes
+    the ``-wal`` and ``-shm`` files as any connection does, where a ``mode=ro`` one would
+    leave them behind in every data source that was only looked at. Elsewhere ``mode=ro``,
+    which reads a WAL index through its ``-shm`` file, opened read-only when it is there (a
+    live writer may be committing through it). With no ``-shm`` in a folder that cannot be
+    written, ``immutable=1`` reads the index file alone, without the locks and change checks
+    nothing needs then: no ``-shm`` means no connection has the index open, and none can
+    open it for writing in that folder. But ``immutable=1`` ignores the ``-wal`` file, where
+    commits of a writer killed before its last checkpoint still are: an index with such a
+    file is read from a private copy of the two files, in which SQLite can replay the log."""
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    if os.access(path.parent, os.W_OK):
+        db = _connect_uri(path, "mode=rw")
+        db.execute("PRAGMA query_only=ON")
+        return db
+    if shm.exists():
+        return _connect_uri(path, "mode=ro")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return _connect_uri(path, "mode=ro&immutable=1")
+    src._copy = Path(tempfile.mkdtemp(prefix="asapo-pipelines-index-"))
+    shutil.copyfile(path, src._copy / path.name)
+    shutil.copyfile(wal, src._copy / wal.name)
+    return _connect_uri(src._copy / path.name, "mode=ro")
+
+
+def _connect_uri(path: Path, query: str) -> sqlite3.Connection:
+    uri = f"{path.absolute().as_uri()}?{query}"
+    return sqlite3.connect(
+        uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+
+
 class _SourceDB:
     """One connection to a data source's index, with short write transactions."""
 
     def __init__(
-        self, root: Path, data_source: str, *, fsync: bool, create: bool, cache_sids: bool = True
+        self,
+        root: Path,
+        data_source: str,
+        *,
+        fsync: bool,
+        create: bool,
+        cache_sids: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.data_source = data_source
         # consumers look stream ids up each time: a stream dropped and written again by other
@@ -317,9 +361,19 @@ class _SourceDB:
         self.cache_sids = cache_sids
         self.dir = root / data_source
         self.fsync = fsync
+        self.read_only = False  # until the index is open: a writable opening writes it
+        self._copy: Path | None = None
+        self._sids: dict[str, int] = {}
+        self.lock = threading.RLock()
         path = self.dir / INDEX_NAME
         if not path.exists() and not create:
             raise TransportConfigError(f"data source {data_source!r} does not exist in {root}")
+        if read_only and not path.exists():
+            self._open_empty()
+            return
+        if read_only and self._open_read_only(path):
+            self.read_only = True
+            return
         try:
             (self.dir / "payloads").mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(
@@ -327,7 +381,6 @@ class _SourceDB:
             )
         except (OSError, sqlite3.Error) as exc:
             raise _storage_error(data_source, self.dir, exc) from None
-        self.lock = threading.RLock()
         # Writers queue on an flock before BEGIN IMMEDIATE: the kernel wakes the next writer the
         # moment the lock is released, where SQLite's busy handler would sleep for milliseconds.
         # The lock goes away with its process, so a kill -9 never leaves it held.
@@ -371,10 +424,68 @@ class _SourceDB:
             raise TransportConfigError(
                 f"the index of data source {data_source!r} ({path}) is unusable: {exc}"
             ) from None
-        self._sids: dict[str, int] = {}
+        self.read_only = read_only
+
+    def _open_read_only(self, path: Path) -> bool:
+        """Open the index for reading alone (`EmbeddedTransport(read_only=True)`): no
+        `write.lock`, no payloads folder, no switch to WAL, nothing written, so that a store
+        archived on a read-only file system can still be inspected. False, with nothing
+        open, for an index that must be written first in a folder that may be written: one of
+        an older version (brought up to date, as any opening did before), or one a starting
+        worker has made but not filled yet (version 0: its tables come with its version in
+        one transaction, which the writable opening waits for on `write.lock`)."""
+        try:
+            self.db = _connect_read_only(path, self)
+        except (OSError, sqlite3.Error) as exc:
+            self._drop_copy()
+            raise _storage_error(self.data_source, self.dir, exc) from None
+        self.lock_fd = -1
+        try:
+            self.db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise _storage_error(self.data_source, self.dir, exc) from None
+        if version == INDEX_VERSION:
+            return True
+        self.close()
+        if version < INDEX_VERSION and self._copy is None and os.access(self.dir, os.W_OK):
+            return False
+        raise TransportConfigError(
+            f"the store of data source {self.data_source!r} ({path}) has index version "
+            f"{version}, and this asapo-pipelines reads version {INDEX_VERSION}"
+            + (
+                "; upgrade to read it"
+                if version > INDEX_VERSION
+                else ", to which it brings an older index only where it may write: make the "
+                "store writable once (any `pipeline streams` of it then updates the index), or "
+                "read a writable copy of it"
+            )
+        )
+
+    def _open_empty(self) -> None:
+        """A data source no one has written yet, read without making it: an empty index in
+        memory, as a writable opening would have made it on disk (a consumer of the workers'
+        counters before the first one published sees no streams, not an error)."""
+        self.db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self.db.executescript(SCHEMA)
+        _migrate(self.db, self.data_source)
+        self.db.execute("PRAGMA query_only=ON")
+        self.lock_fd = -1
+        self.read_only = True
+
+    def _drop_copy(self) -> None:
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only:
+            # a caller's bug, not the user's: the inspecting commands only read
+            raise TransportError(
+                f"the store of data source {self.data_source!r} is open for reading only"
+            )
         with self.lock:
             fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
             try:
@@ -441,7 +552,9 @@ class _SourceDB:
     def close(self) -> None:
         with self.lock:
             self.db.close()
-            os.close(self.lock_fd)
+            if self.lock_fd >= 0:
+                os.close(self.lock_fd)
+            self._drop_copy()
 
 
 @dataclass
@@ -688,7 +801,12 @@ class EmbeddedConsumer(Consumer):
         self.lease_seconds = float(lease_seconds)
         self.prefetch = max(1, int(prefetch))
         self._src = _SourceDB(
-            transport.root, data_source, fsync=transport.fsync, create=True, cache_sids=False
+            transport.root,
+            data_source,
+            fsync=transport.fsync,
+            create=True,
+            cache_sids=False,
+            read_only=transport.read_only,
         )
         self._fds: dict[int, int] = {}
         self._seg_paths: dict[int, str] = {}
@@ -1436,7 +1554,12 @@ def check_store_path(root: Path) -> None:
 
 
 class EmbeddedTransport(Transport):
-    """The store in directory ``path`` (created when missing unless ``create=False``)."""
+    """The store in directory ``path`` (created when missing unless ``create=False``).
+
+    ``read_only=True`` opens an existing store for reading alone (`pipeline runs`, `tail`,
+    `streams`): consumers read by id and list streams; nothing is written, not even the
+    write lock, so a store archived on a read-only file system can be inspected. Producers,
+    group delivery and pruning are refused."""
 
     kind = "embedded"
 
@@ -1447,15 +1570,17 @@ class EmbeddedTransport(Transport):
         create: bool = True,
         fsync: bool = False,
         retention: Retention | Mapping[str, Any] | None = None,
+        read_only: bool = False,
     ):
         self.root = Path(path).expanduser().absolute()
         self.local_root = self.root
         self.fsync = bool(fsync)
         self.retention = Retention.of(retention)
+        self.read_only = bool(read_only)
         marker = self.root / "store.json"
         if not marker.exists():
             check_store_path(self.root)
-            if not create:
+            if not create or self.read_only:
                 raise TransportConfigError(f"no embedded transport store at {self.root}")
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -1478,6 +1603,8 @@ class EmbeddedTransport(Transport):
                 )
 
     def producer(self, data_source: str) -> EmbeddedProducer:
+        if self.read_only:
+            raise TransportError(f"the store at {self.root} is open for reading only")
         return EmbeddedProducer(self, check_source(data_source))
 
     def consumer(
@@ -1506,7 +1633,7 @@ class EmbeddedTransport(Transport):
         """Every data source with its streams, counts, sizes and group lags."""
         out: dict[str, list[StreamInfo]] = {}
         for name in self.data_sources():
-            src = _SourceDB(self.root, name, fsync=False, create=False)
+            src = _SourceDB(self.root, name, fsync=False, create=False, read_only=self.read_only)
             try:
                 out[name] = stream_infos(src)
                 damaged = _unreadable_payloads(src)
@@ -1520,7 +1647,13 @@ class EmbeddedTransport(Transport):
 
     def drop_stream(self, data_source: str, stream: str) -> int:
         """Delete a stream with its messages, group state and payload files; returns bytes."""
-        src = _SourceDB(self.root, check_source(data_source), fsync=False, create=False)
+        src = _SourceDB(
+            self.root,
+            check_source(data_source),
+            fsync=False,
+            create=False,
+            read_only=self.read_only,
+        )
         try:
             with src.write() as db:
                 sid = src.sid(stream, create=False)
@@ -1536,7 +1669,13 @@ class EmbeddedTransport(Transport):
     def drop_source(self, data_source: str) -> None:
         """Remove a data source that holds no streams (its streams dropped), so that listings no
         longer show it. A source that still holds a stream is refused: its messages would go."""
-        src = _SourceDB(self.root, check_source(data_source), fsync=False, create=False)
+        src = _SourceDB(
+            self.root,
+            check_source(data_source),
+            fsync=False,
+            create=False,
+            read_only=self.read_only,
+        )
         try:
             with src.write() as db:
                 if db.execute("SELECT 1 FROM streams LIMIT 1").fetchone():
@@ -1562,7 +1701,7 @@ class EmbeddedTransport(Transport):
         report = PruneReport([], 0, 0)
         names = [check_source(data_source)] if data_source else self.data_sources()
         for name in names:
-            src = _SourceDB(self.root, name, fsync=False, create=False)
+            src = _SourceDB(self.root, name, fsync=False, create=False, read_only=self.read_only)
             try:
                 dropped: list[tuple[int, list[str]]] = []
                 with src.write() as db:
@@ -1641,12 +1780,12 @@ def _remove_payloads(base: Path, sid: int, paths: list[str]) -> int:
 
 def open_embedded(options: Mapping[str, Any]) -> EmbeddedTransport:
     """Runtime of the ``embedded`` transport (registered by `default_backends`): ``{path,
-    fsync?, create?, retention?}``."""
+    fsync?, create?, retention?, read_only?}``."""
     options = dict(options)
     if "path" not in options:
         raise TransportConfigError("the embedded transport needs a path")
     path = options.pop("path")
-    extra = sorted(set(options) - {"fsync", "create", "retention"})
+    extra = sorted(set(options) - {"fsync", "create", "retention", "read_only"})
     if extra:
         raise TransportConfigError(
             f"unknown option{'s' if len(extra) > 1 else ''} for the embedded transport: "
