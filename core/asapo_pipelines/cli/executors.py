@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.executor import Executor
     from asapo_pipelines.pipeline.model import Pipeline
     from asapo_pipelines.pipeline.validate import PipelineInvalid
+    from asapo_pipelines.runs import Run
     from asapo_pipelines.transport import Transport
 
 #: Where `deploy`, `start`, `plan`, `logs` and `stop` go when nothing names an executor (the
@@ -365,13 +366,17 @@ class UnsupervisedRun(PipelinesError):
 
 class EndedHere(UsageError):
     """FILE's last run was a local one that ended without leaving a local run recorded here
-    (its `pipeline run` stopped before it started a supervisor); `stop` has nothing to do."""
+    (its `pipeline run` stopped before it started a supervisor, or its run directory was
+    deleted); `stop` has nothing to do. `reason` is why it ended, as its record says."""
 
-    def __init__(self, message: str, run_id: str, pipeline: str, state: str) -> None:
+    def __init__(
+        self, message: str, run_id: str, pipeline: str, state: str, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.pipeline = pipeline
         self.state = state
+        self.reason = reason
 
 
 def _session_run_dir(
@@ -407,7 +412,10 @@ def _session_run_dir(
     if run.state != "running" and (chosen is None or chosen.name == LOCAL):
         # an ended run started with --data-dir: its own run directory tells how it ended
         moved = session_dir != run_dir and not given.get("data_dir")
-        return session_dir if moved and recorded_state(session_dir) else None
+        if recorded_state(session_dir) or _end_reason(run) is None:
+            return session_dir if moved and recorded_state(session_dir) else None
+        # its run directory is gone (deleted under the run): the record says how it ended,
+        # where `status` showed counters alone and `stop` said no run was ever recorded
     host = run.session.get("host")
     here = host in (None, socket.gethostname())  # another host's supervisor is not seen here
     if run.state != "running":
@@ -419,12 +427,15 @@ def _session_run_dir(
     if any(_is_live(e) for e in _deployments(command, pipeline, catalog, path, given)):
         return None
     if run.state != "running":
+        reason = _end_reason(run)
         raise EndedHere(
             f"no local run of {path} is recorded here: its last run, {run.id}, ended "
-            f"{run.state} before a supervisor started it; start one with `pipeline run`",
+            f"{run.state}{f': {reason}' if reason else ' before a supervisor started it'}; "
+            "start one with `pipeline run`",
             run.id,
             pipeline.name,
             run.state,
+            reason,
         )
     if not here:
         raise PipelinesError(
@@ -439,6 +450,14 @@ def _session_run_dir(
         pipeline.name,
         path,
     )
+
+
+def _end_reason(run: Run) -> str | None:
+    """Why the run ended as its record says it (the supervisor records why: a run directory
+    deleted under it, a full disk), None when the record says no more than its state. The
+    record is the truth: no run directory state left here does not mean no supervisor ran."""
+    why = str((run.last_end or {}).get("message") or "")
+    return why.removeprefix(f"{run.state}: ") or None  # said once: "ended stopped: ..."
 
 
 #: Seconds from the record of a `pipeline run` session to its supervisor's first state: a
@@ -576,7 +595,12 @@ def _say_ended(exc: EndedHere, *, as_json: bool) -> None:
     from asapo_pipelines.cli.output import print_json
 
     if as_json:
-        print_json({"run": exc.run_id, "status": exc.state, "was_running": False})
+        print_json(
+            {"run": exc.run_id, "status": exc.state, "was_running": False, "message": exc.reason}
+        )
+    elif exc.reason:
+        ended = f"it ended {exc.state}: {exc.reason}"
+        click.echo(f"run {exc.run_id} of pipeline {exc.pipeline} is not running: {ended}")
     else:
         click.echo(f"run {exc.run_id} of pipeline {exc.pipeline} is not running ({exc.state})")
 
