@@ -1580,8 +1580,11 @@ class EmbeddedTransport(Transport):
         marker = self.root / "store.json"
         if not marker.exists():
             check_store_path(self.root)
-            if not create or self.read_only:
+            if not create:
                 raise TransportConfigError(f"no embedded transport store at {self.root}")
+            if self.read_only:
+                return  # read as the empty store a writer would have made: nothing is made
+
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 tmp = self.root / f".store.json.{os.getpid()}"
@@ -1620,6 +1623,8 @@ class EmbeddedTransport(Transport):
         )
 
     def data_sources(self) -> list[str]:
+        if self.read_only and not self.root.exists():
+            return []  # a store no one has made yet, read without making it
         try:
             return sorted(
                 p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
