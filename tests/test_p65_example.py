@@ -4,6 +4,7 @@ data, run as a user would (in a copy of examples/), with both reference plugins 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -208,3 +209,86 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
     assert [p["action"] for p in plans] == ["more_scans", "more_scans"]
     assert plans[0]["arguments"]["metrics"]["uncertain"] is True
     assert "noise_model" in plans[1]["arguments"]["metrics"]
+
+
+def _example_command(examples: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    env["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    env["COLUMNS"] = "200"
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("pipeline")),
+            args[0],
+            "p65-xas.pipeline.yaml",
+            *args[1:],
+        ],
+        cwd=examples,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_streams_of_the_example_leave_out_the_empty_restore_records(run):
+    """The merge and the agent keep state, so their workers open the run's `_processed` data
+    source (restore records of inputs that gave no output, docs/runs.md); every input of
+    this run gave an output, and the source stayed empty. It was listed as a source with
+    "no streams" beside the pipeline's streams; it is left out until it holds records, and
+    `--json` and `--source` still show it as the store holds it."""
+    examples, done = run
+    assert done.returncode == 0, done.stdout + done.stderr
+    internal = "p65-xas.r1._processed"
+    listed = json.loads(_example_command(examples, "streams", "--json").stdout)
+    held = {s["name"]: s["streams"] for s in listed["data_sources"]}
+    assert held[internal] == []
+    shown = _example_command(examples, "streams").stdout
+    assert "_processed" not in shown, shown
+    assert "p65-xas.r1.merged" in shown
+    asked = _example_command(examples, "streams", "--source", internal).stdout
+    assert internal in asked
+
+
+def test_status_of_the_finished_example_shows_no_rate(run):
+    """A unit's rate is over its last interval: for finished units the table showed 15.2/s
+    for the scan source and 0.0/s for the merge, neither telling anything of the run. A
+    finished unit's rate is `-`; its `processed` count is what it did."""
+    examples, done = run
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = _example_command(examples, "status").stdout
+    rows = [line for line in table.splitlines() if "complete" in line and "[0]" in line]
+    assert len(rows) == 5, table
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+        assert cells[2] == "complete", row
+        assert cells[-2] == "-", row  # the rate column
+    assert "/s" not in "\n".join(rows)
+
+
+def _line_keys(line: str) -> list[str]:
+    """The top-level keys of a `pipeline tail` line (printed whole: --width is large)."""
+    body = line.split("  ", 1)[1]
+    return list(json.loads(body))
+
+
+def test_tail_lines_keep_the_units_order_of_fields(run):
+    """A plan's line began with its confidence, then its agent, uid and time, and its target
+    came after them: fields sorted by kind and length, in an order no unit wrote. A line now
+    keeps the unit's order, its tables of numbers first (a merge's E0, edge step, noise) and
+    its long fields last."""
+    examples, done = run
+    assert done.returncode == 0, done.stdout + done.stderr
+    wide = ("-n", "1", "--width", "100000")
+    (plan,) = _example_command(examples, "tail", "plans", *wide).stdout.splitlines()
+    (as_json,) = _example_command(
+        examples, "tail", "plans", "-n", "1", "--json"
+    ).stdout.splitlines()
+    written = list(json.loads(as_json)["value"])
+    assert written[:2] == ["action", "target"]  # the agent's own order
+    assert _line_keys(plan)[:2] == ["action", "target"], plan
+    assert sorted(_line_keys(plan)) == sorted(written)
+    (merged,) = _example_command(examples, "tail", "merged", *wide).stdout.splitlines()
+    assert _line_keys(merged)[:4] == ["values", "group", "n_merged", "n_scans"], merged

@@ -155,6 +155,7 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
     if as_json:
         print_json({"transport": transport.kind, "location": label, "data_sources": sources})
         return
+    sources = _worth_listing(sources, only)
     out = console()
     if not sources:
         out.print(f"{label}: no data sources yet")
@@ -165,6 +166,20 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
         _print_table(out, label, sources)
     for line in _damage_lines(sources):
         out.print(line, style="red", markup=False, highlight=False)
+
+
+def _worth_listing(sources: list[dict[str, Any]], only: str | None) -> list[dict[str, Any]]:
+    """The data sources a person reads, without a run's empty `<pipeline>.<run>._processed`.
+    That one holds the restore records of units that keep state (docs/runs.md), written only
+    for inputs that gave no output: its worker opens it at start, so most runs of such a unit
+    left it listed as "no streams", read as a stream of the pipeline that stayed empty. With
+    records it is listed, each stream a unit instance's; `--source` and `--json` show it
+    always, as the store holds it."""
+    from asapo_pipelines.worker.naming import PROCESSED
+
+    if only is not None:
+        return sources
+    return [s for s in sources if s["streams"] or s["name"].rpartition(".")[2] != PROCESSED]
 
 
 def _print_table(out: Any, label: str, sources: list[dict[str, Any]]) -> None:

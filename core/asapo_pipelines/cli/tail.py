@@ -68,30 +68,25 @@ LONG_FIELD = 160
 
 def _short_first(fields: dict[str, Any], *, top: bool = False) -> dict[str, Any]:
     """A line is cut at the terminal's width: a spectrum's values (E0, edge step) must not
-    hide behind its scan file's header, nor a scan's sample behind its arrays. A message's
-    own fields go first by kind, tables of numbers (a spectrum's or a merge's E0, edge step,
-    noise), then numbers, flags and short words, then the rest (the scans a merge took, its
-    group, a file's header), each kind shortest first; within a field the long fields go
-    last, the unit's order otherwise kept (E0 before the edge step)."""
+    hide behind its scan file's header, nor a plan's action behind its arguments. A message's
+    own fields go in the unit's order, but its tables of numbers first (a spectrum's or a
+    merge's E0, edge step, noise: what a person reads the line for) and fields rendered longer
+    than `LONG_FIELD` last (a file's header, a merge's scans, a plan's reasoning); within a
+    field, the long fields last. Sorting by kind and length instead put an agent's `uid` and
+    `time` before its plan's `target`, in an order no unit wrote."""
     size = {key: len(json.dumps(value, default=str)) for key, value in fields.items()}
     if not top:
         return dict(sorted(fields.items(), key=lambda item: size[item[0]] > LONG_FIELD))
-    return dict(sorted(fields.items(), key=lambda item: (_kind(item[1]), size[item[0]])))
+    return dict(
+        sorted(fields.items(), key=lambda item: (not _figures(item[1]), size[item[0]] > LONG_FIELD))
+    )
 
 
-#: a text longer than this is a name, a key or a sentence, read after the figures
-SHORT_TEXT = 24
-
-
-def _kind(value: Any) -> int:
-    """0 for a mapping of numbers, 1 for a number, a flag or a short word, 2 for the rest:
-    what a person reads a result's line for comes first."""
-    if isinstance(value, dict):
-        numbers = [isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()]
-        return 0 if numbers and all(numbers) else 2
-    if isinstance(value, str):
-        return 1 if len(value) <= SHORT_TEXT else 2
-    return 2 if isinstance(value, list | tuple) else 1
+def _figures(value: Any) -> bool:
+    """Whether a field is a table of numbers (a mapping of numbers only)."""
+    if not isinstance(value, dict) or not value:
+        return False
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
 
 
 def _record(msg: Message, source: str) -> dict[str, Any]:

@@ -38,6 +38,8 @@ STATE_STYLE = {
 }
 #: the workers' counters the table shows, after the supervisor's columns
 COUNTED = ("processed", "rate", "errors")
+#: the task states in which a worker's rate is shown (`rate_text`)
+RATED = frozenset({"running", "loading", "restarting", "stopping"})
 LEVEL_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
 
 
@@ -52,8 +54,11 @@ def _counter(counters: Counters, unit: Mapping[str, Any], key: str) -> str:
     row = counters.get(unit["unit"]) or counters.get(unit["group"])
     if not row or key not in row or unit["lifecycle"] != "main":
         return "-"
-    value = row[key]
-    return f"{value:.1f}/s" if key == "rate" else str(value)
+    if key == "rate":  # while the task works: a finished one's last interval says nothing
+        from asapo_pipelines.worker.status import rate_text
+
+        return rate_text(row) if unit["state"] in RATED else "-"
+    return str(row[key])
 
 
 def _state(counters: Counters, unit: Mapping[str, Any]) -> str:

@@ -8,7 +8,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -24,6 +24,20 @@ log = logging.getLogger("asapo_pipelines.worker")
 
 #: the states of a worker's final status record: it will send nothing more in this session
 ENDED_STATES = ("finished", "stopped", "failed")
+
+
+def rate_text(record: Mapping[str, Any], unit: str = "/s") -> str:
+    """A worker's rate as tables show it: messages per second over its last interval while it
+    works, "-" once its record says it ended. A finished unit's last interval says nothing of
+    its run (0.0/s for one that ended idle, 15.2/s for one that ended busy), and an average
+    over the run would be as wrong for a watching run that waited hours for scans: its
+    `processed` count is what it did."""
+    value = record.get("rate")
+    if record.get("state") in ENDED_STATES or not isinstance(value, int | float):
+        return "-"
+    return f"{value:.1f}{unit}"
+
+
 #: the counters a restarted process takes over from the one before it in the same session
 CARRIED = (
     "received",
