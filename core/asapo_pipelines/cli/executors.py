@@ -412,10 +412,11 @@ def _session_run_dir(
     if run.state != "running" and (chosen is None or chosen.name == LOCAL):
         # an ended run started with --data-dir: its own run directory tells how it ended
         moved = session_dir != run_dir and not given.get("data_dir")
-        if recorded_state(session_dir) or _end_reason(run) is None:
+        if recorded_state(session_dir) or run.state != "failed" or _end_reason(run) is None:
             return session_dir if moved and recorded_state(session_dir) else None
-        # its run directory is gone (deleted under the run): the record says how it ended,
-        # where `status` showed counters alone and `stop` said no run was ever recorded
+        # a failed run whose run directory is gone (deleted under it): its record says why,
+        # where `status` showed the counters alone, the failure nowhere, and `stop` said no
+        # run was ever recorded. A run that completed or was stopped is told by its counters.
     host = run.session.get("host")
     here = host in (None, socket.gethostname())  # another host's supervisor is not seen here
     if run.state != "running":
