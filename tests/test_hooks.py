@@ -25,7 +25,7 @@ from asapo_pipelines.descriptor import (
 from asapo_pipelines.errors import PluginError, UsageError
 from asapo_pipelines.executor import Executor, choose_executor, open_executor
 from asapo_pipelines.plugin_manager import PluginManager
-from asapo_pipelines.sdk import hookimpl
+from asapo_pipelines.sdk import Params, hookimpl
 from asapo_pipelines.testing import catalog_from_plugins
 
 ROOT = Path(__file__).parents[1]
@@ -99,6 +99,68 @@ def test_hook_check_online():
     findings, errors = manager.check_online("online", "queue", None)
     assert findings == [(("units", "q", "params", "plan"), "P501", "queue refuses the plan")]
     assert errors == []
+
+
+class Checked:
+    """A unit whose `limit` must not exceed the `limit` of the unit that feeds it: each unit's
+    params model sees its own alone."""
+
+    @hookimpl
+    def register_units(self, register):
+        register(
+            UnitDescriptor(
+                name="memo.pass",
+                kind="processor",
+                summary="Passes messages on.",
+                inputs=({"name": "input"},),
+                outputs=({"name": "output"},),
+                params=LimitParams,
+                runtime="memo.rt:Pass",
+            )
+        )
+
+    @hookimpl
+    def check_pipeline(self, pipeline, catalog, report):
+        if pipeline.name == "broken-check":
+            raise KeyError("limit")
+        for name, config in pipeline.units.items():
+            for source, fed in pipeline.units.items():
+                if set(fed.outputs.values()) & set(config.inputs.values()):
+                    mine = pipeline.params_for(name, catalog).limit
+                    theirs = pipeline.params_for(source, catalog).limit
+                    if mine > theirs:
+                        report(("units", name, "params", "limit"), "P314", f"above {theirs}")
+
+
+class LimitParams(Params):
+    limit: int = 1
+
+
+def _chain(name: str, first: int, second: int) -> str:
+    return (
+        f"pipeline: {name}\nunits:\n"
+        f"  a: {{unit: memo.pass, params: {{limit: {first}}}, inputs: {{input: raw}},"
+        " outputs: {output: mid}}\n"
+        f"  b: {{unit: memo.pass, params: {{limit: {second}}}, inputs: {{input: mid}},"
+        " outputs: {output: out}}\n"
+        "streams: {raw: {external: true}, out: {}}\n"
+    )
+
+
+def test_hook_check_pipeline():
+    from asapo_pipelines.pipeline import validate_text
+
+    catalog = catalog_from_plugins(Checked())
+    report = validate_text(_chain("memo", 2, 3), catalog, "memo.pipeline.yaml")
+    # at the value to change, in `pipeline validate`'s form
+    assert report.text() == "memo.pipeline.yaml:4:40: error P314 above 2\n"
+    assert validate_text(_chain("memo", 3, 2), catalog).problems == []
+    # a check that raises is the plugin's bug: a warning, the file stays valid
+    report = validate_text(_chain("broken-check", 2, 3), catalog, "memo.pipeline.yaml")
+    (problem,) = report.problems
+    assert (problem.code, problem.severity) == ("P315", "warning")
+    assert problem.message.startswith("the check of test-plugins failed: check_pipeline raised")
+    assert report.ok
 
 
 class MemoConfig(BaseModel):

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TransportDescriptor,
         UnitDescriptor,
     )
+    from asapo_pipelines.plugin_manager import PluginManager
 
 ENV_ONLY = "ASAPO_PIPELINES_PLUGINS"
 ENV_DISABLE = "ASAPO_PIPELINES_DISABLE_PLUGINS"
@@ -306,6 +307,9 @@ class Catalog:
         self.formats = formats or {}
         #: `pipeline <name>` of a plugin (the core's own command line is not in the catalog)
         self.commands = commands or {}
+        #: the plugins loaded, registered by their records' names, for the hooks a pipeline
+        #: file is checked with (`check_pipeline`); None for a catalog not built from plugins
+        self.manager: PluginManager | None = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -364,6 +368,7 @@ class Catalog:
             formats=found["format"],
             commands=found["command"],
         )
+        catalog.manager = manager
         if strict:
             catalog.check_defaults()
         if strict and catalog.broken:

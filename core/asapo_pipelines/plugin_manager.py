@@ -193,12 +193,24 @@ class PluginManager:
         self, plugin_name: str, pipeline: Any, catalog: Any
     ) -> tuple[list[tuple[tuple[str, ...], str, str]], list[str]]:
         """One plugin's online findings (path, code, message), and one line per failure."""
+        return self._findings("check_online", plugin_name, pipeline, catalog)
+
+    def check_pipeline(
+        self, plugin_name: str, pipeline: Any, catalog: Any
+    ) -> tuple[list[tuple[tuple[str, ...], str, str]], list[str]]:
+        """One plugin's offline findings across units (path, code, message), and one line per
+        failure."""
+        return self._findings("check_pipeline", plugin_name, pipeline, catalog)
+
+    def _findings(
+        self, hook_name: str, plugin_name: str, pipeline: Any, catalog: Any
+    ) -> tuple[list[tuple[tuple[str, ...], str, str]], list[str]]:
         findings: list[tuple[tuple[str, ...], str, str]] = []
 
         def report(path: tuple[str, ...], code: str, message: str) -> None:
             findings.append((tuple(str(p) for p in path), code, message))
 
         errors = self._call_each(
-            "check_online", plugin_name, pipeline=pipeline, catalog=catalog, report=report
+            hook_name, plugin_name, pipeline=pipeline, catalog=catalog, report=report
         )
         return findings, errors

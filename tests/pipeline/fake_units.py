@@ -170,3 +170,29 @@ WIREBUS = TransportDescriptor(
 @hookimpl
 def register_transports(register):
     register(WIREBUS)
+
+
+@hookimpl
+def check_pipeline(pipeline, catalog, report):
+    """A pretend check across units: a merge of more repeats than the agent it feeds may ask
+    for in all could never send it a merge (P314); a pipeline named `check-fails` makes the
+    check itself fail, as a plugin's bug would (P315)."""
+    if pipeline.name == "check-fails":
+        raise RuntimeError("the pretend check fails on purpose")
+    for name, config in pipeline.units.items():
+        if config.unit != "xas.merge":
+            continue
+        repeats = pipeline.params_for(name, catalog).repeats
+        for other, fed in pipeline.units.items():
+            if fed.unit != "xas.convergence-agent":
+                continue
+            if not set(config.outputs.values()) & set(fed.inputs.values()):
+                continue
+            limit = pipeline.params_for(other, catalog).max_scans
+            if repeats > limit:
+                report(
+                    ("units", name, "params", "repeats"),
+                    "P314",
+                    f"repeats {repeats} is more than the max_scans {limit} of {other}, which "
+                    "reads this merge: it would never get one",
+                )

@@ -94,6 +94,15 @@ CODES: dict[str, tuple[Severity, str]] = {
         "Units' streams form a cycle that nothing outside it feeds, or any cycle in a batch "
         "pipeline (it would never end).",
     ),
+    "P314": (
+        "error",
+        "Parameters of units wired together contradict each other (a plugin's `check_pipeline`: "
+        "e.g. `calibrate: true` on scans whose source switches the reference channel off).",
+    ),
+    "P315": (
+        "warning",
+        "A plugin's `check_pipeline` failed (a bug of the plugin); the file was not checked by it.",
+    ),
     "P401": ("error", "The task driver is not one of raw_exec, exec, docker."),
     "P402": ("error", "The docker driver needs an `image`."),
     "P403": ("warning", "`image` is set but the driver is not docker: it is ignored."),

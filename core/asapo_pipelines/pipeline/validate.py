@@ -941,7 +941,32 @@ def validate_document(
     if pipeline is None or not report.ok:
         return report, None
     pipeline.bind(doc.path)
+    report.problems.extend(_stage_plugin_checks(doc, pipeline, catalog))
+    if not report.ok:
+        return report, None
     return report, pipeline
+
+
+def _stage_plugin_checks(doc: Document, pipeline: Pipeline, catalog: Catalog) -> list[Problem]:
+    """The `check_pipeline` findings of the plugins whose units the file names (P314): params
+    of units wired together that contradict each other, which neither unit's params model can
+    see. Asked only of a file valid otherwise, whose params the plugins can then read. A check
+    that raises is a warning (P315): a plugin's bug does not refuse a file."""
+    if catalog.manager is None:
+        return []  # a catalog not built from plugins has none to ask
+    file = str(doc.path)
+    used = {catalog.get(config.unit).distribution for config in pipeline.units.values()}
+    found: list[Problem] = []
+    for record in catalog.plugins:
+        if record.distribution not in used:
+            continue
+        findings, errors = catalog.manager.check_pipeline(record.name, pipeline, catalog)
+        found.extend(make(file, doc.locate(where), "P314", text) for where, _code, text in findings)
+        found.extend(
+            make(file, doc.locate(()), "P315", f"the check of {record.distribution} failed: {e}")
+            for e in errors
+        )
+    return found
 
 
 def _run(
