@@ -6,7 +6,10 @@ The runtimes are named by import string and imported only inside a worker.
 
 from __future__ import annotations
 
+from typing import Any
+
 from asapo_pipelines.sdk import PlotHint, Port, RegisterUnit, Resources, UnitDescriptor, hookimpl
+from asapo_pipelines_xas.checks import check_foil
 from asapo_pipelines_xas.params import (
     ConvergenceParams,
     MergeParams,
@@ -221,3 +224,8 @@ UNITS = (SCAN_FILES, NORMALIZE, MERGE, CONVERGENCE_AGENT)
 def register_units(register: RegisterUnit) -> None:
     for descriptor in UNITS:
         register(descriptor)
+
+
+@hookimpl
+def check_pipeline(pipeline: Any, catalog: Any, report: Any) -> None:
+    check_foil(pipeline, catalog, report)

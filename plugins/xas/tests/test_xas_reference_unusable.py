@@ -12,6 +12,8 @@ the files' columns read with numpy (not by the plugin's reader)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from xas_procs import pipeline_command, read, scan_chain, write_pipeline
@@ -224,6 +226,35 @@ def test_calibrate_with_iref_switched_off_says_so(tmp_path, run_unit, unit_messa
         "goe_Fe_K_240.00000.xdi: calibrate needs the reference foil, but xas.scan-files "
         "switches its channel off (`columns: {iref: null}`)"
     )
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "fix"),
+    [("calibrate", True, "set calibrate: false here"), ("mode", "reference", "another mode")],
+)
+def test_validate_refuses_a_foil_asked_of_scans_without_one(tmp_path, param, value, fix):
+    """`calibrate: true` (or `mode: reference`) on scans whose source reads no reference channel
+    passed `pipeline validate` and failed each scan at run time, one error per file: the two
+    settings are in two units, which validate now checks together, at the normalize value."""
+    data = tmp_path / "data"
+    data.mkdir()
+    p65_variant(P65_SCANS[0], data / "goe_Fe_K_240.00000.xdi", seed=0, noise=0)
+    units = scan_chain("data", {**NORMALIZE, param: value}, {}, columns={"iref": None})
+    pipeline = write_pipeline(tmp_path, "no-iref", units)
+    said_in_file = f'"{param}": {json.dumps(value)}'
+    (line,) = [
+        n for n, text in enumerate(pipeline.read_text().splitlines(), 1) if said_in_file in text
+    ]
+    for command in ("validate", "run"):
+        refused = pipeline_command(pipeline, command)
+        said = " ".join((refused.stdout + refused.stderr).split())
+        assert refused.returncode == 1, said
+        assert "Traceback" not in said
+        assert f"{pipeline.name}:{line}:" in said, said
+        assert "P314" in said
+        assert "its scans come from unit scans, which reads no reference channel" in said
+        assert fix in said
+    assert not (tmp_path / "store").exists()  # the run started nothing
 
 
 def test_the_energy_column_cannot_be_switched_off(tmp_path):
