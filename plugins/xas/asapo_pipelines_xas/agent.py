@@ -146,7 +146,7 @@ from scipy.stats import t as student_t
 
 from asapo_pipelines_xas.merge import noise_scale, normaliser, settings_difference
 from asapo_pipelines_xas.params import ConvergenceParams
-from asapo_pipelines_xas.temperature import kelvin
+from asapo_pipelines_xas.temperature import kelvin, setpoint
 
 ACTIONS = ("more_scans", "stop", "change_parameters")
 #: queue states in which a suggestion's repeats will not come (CONTRACTS.md, plan/status)
@@ -471,13 +471,24 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
-def _plan_group(group: Mapping[str, str]) -> dict[str, str]:
+def _plan_group(group: Mapping[str, str], merged: Mapping[str, Any]) -> dict[str, str]:
     """The group as the plan's keyword arguments: without what the files did not say (an
     empty value, `temperature unknown`) or said as no temperature (`-5 K`, `room
-    temperature`, grouped by their text), which no plan can be asked to set."""
-    return {
+    temperature`, grouped by their text), which no plan can be asked to set. The temperature
+    is the one its merged scans were measured at (`temperature.setpoint`), not the group's
+    label, the multiple of the merge's step nearest them: a 20.5 K setpoint with a step of
+    1 K is the group `21 K`, a temperature nobody measured at."""
+    kwargs = {
         k: v for k, v in group.items() if v != "" and not (k == "temperature" and kelvin(v) is None)
     }
+    readings = [
+        float(s["temperature"])
+        for s in merged.get("scans", [])
+        if s.get("accepted") and isinstance(s.get("temperature"), int | float)
+    ]
+    if "temperature" in kwargs and readings:
+        kwargs["temperature"] = setpoint(readings)
+    return kwargs
 
 
 def _scans_taken(n_merged: int, rejected: list[Mapping[str, Any]]) -> int:
@@ -699,7 +710,7 @@ class ConvergenceAgent:
                     item = {
                         "name": p.plan_name,
                         "args": [],
-                        "kwargs": {**_plan_group(group), **p.plan_kwargs, "repeats": scans},
+                        "kwargs": {**_plan_group(group, merged), **p.plan_kwargs, "repeats": scans},
                         "item_type": "plan",
                     }
                     self._record(state, uid, scans, taken)

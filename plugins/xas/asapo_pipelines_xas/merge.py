@@ -698,6 +698,15 @@ class Merger:
             for k in self.params.group_by
         )
 
+    def _reading(self, entry: _Entry) -> dict[str, float]:
+        """`{"temperature": kelvin}` of a scan, grouped by its temperature and saying one: the
+        agent's plan asks for the temperature the scans were measured at
+        (`temperature.setpoint`), which the group's label, a multiple of the step, is not."""
+        if "temperature" not in self.params.group_by:
+            return {}  # a merge's key is its content: unchanged where nothing is grouped by it
+        value = temperature.reading(entry.spectrum.metadata.get("temperature"))
+        return {} if value is None else {"temperature": value}
+
     def add(self, spectrum: Spectrum | Mapping[str, Any]) -> Merged:
         """File a spectrum and return its group's merge (see `add_all`)."""
         return self.add_all(spectrum)[-1]
@@ -1134,6 +1143,7 @@ class Merger:
                 **(_scan_noise(e, *used) if used and not e.superseded else _own_noise(e)),
                 "shift": e.shift,
                 "shift_err": e.shift_err,
+                **self._reading(e),
             }
             for e in entries
         ]

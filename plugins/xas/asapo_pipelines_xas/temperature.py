@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 #: the group's temperature of the scans whose file names none
 UNKNOWN = "temperature unknown"
@@ -93,6 +93,40 @@ def label(value: float, step: float) -> str:
     exponent = Decimal(repr(float(step))).normalize().as_tuple().exponent
     decimals = max(0, -exponent) if isinstance(exponent, int) else 0
     return f"{nearest:.{decimals}f} K"
+
+
+#: decimals a reading keeps (a microkelvin): a reading in °C converted to kelvin carries the
+#: float's error in its last digits (-20 °C is 253.14999999999998 K)
+READING_DECIMALS = 6
+
+
+def reading(text: object) -> float | None:
+    """The temperature `text` says, in kelvin to a microkelvin; None as for `kelvin`."""
+    value = kelvin(text)
+    return None if value is None else round(value, READING_DECIMALS)
+
+
+def setpoint(readings: list[float]) -> str:
+    """The temperature a group's scans were measured at, for a plan to ask for again: of the
+    numbers between the lowest and the highest reading, the one with the fewest decimals, and
+    of those the nearest the median reading. The readings around a setpoint include it (20.1,
+    20.3 and 19.6 K: `20 K`); one reading is itself (`20.5 K`), where the group's label, a
+    multiple of the merge's step, is the step's number (`21 K` with a step of 1 K) and a plan
+    asking for it would set a temperature nobody measured at. Written exactly, so that it
+    reads back as the same number (`298.15 K`, not `298 K`)."""
+    values = sorted(Decimal(repr(float(v))) for v in readings)
+    low, high = values[0], values[-1]
+    middle = values[len(values) // 2]
+    if len(values) % 2 == 0:
+        middle = (middle + values[len(values) // 2 - 1]) / 2
+    for decimals in range(READING_DECIMALS + 1):
+        quantum = Decimal(1).scaleb(-decimals)
+        first = (low / quantum).to_integral_value(ROUND_CEILING) * quantum
+        last = (high / quantum).to_integral_value(ROUND_FLOOR) * quantum
+        if first <= last:
+            nearest = middle.quantize(quantum, ROUND_HALF_UP)
+            return f"{min(max(nearest, first), last):f} K"
+    return f"{middle:f} K"  # not reached: the readings have at most READING_DECIMALS
 
 
 def group(text: object, step: float) -> str:

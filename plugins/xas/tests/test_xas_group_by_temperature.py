@@ -335,3 +335,36 @@ def test_a_pipeline_run_on_the_testers_files(tmp_path):
             assert "temperature" not in kwargs, kwargs
         else:
             assert kwargs["temperature"] == plan["target"].rsplit("/", 1)[-1]
+
+
+@pytest.mark.parametrize(
+    ("readings", "asked"),
+    [
+        # a 20.5 K setpoint with the default 1 K step is the group `21 K` (half up): the plan
+        # said "21 K", a temperature nobody measured at
+        (["20.5 K", "20.52 K"], "20.5 K"),
+        # a cryostat's readback around its setpoint: the setpoint, not a reading
+        (["20.3 K", "19.8 K"], "20 K"),
+        # -20 °C is 253.15 K: the plan said "253 K", which does not read back as -20 °C
+        (["-20 °C", "-20 °C"], "253.15 K"),
+    ],
+)
+def test_the_plan_asks_for_the_temperature_measured_at(tmp_path, readings, asked):
+    params = NormalizeParams(**NORMALIZE)
+    spectra = [
+        normalize_scan(read_scan(_at(tmp_path, f"cu_{i}.xdi", said, 40 + i)), params)
+        for i, said in enumerate(readings)
+    ]
+    merger = Merger(MergeParams(group_by=BY_TEMPERATURE))
+    agent = ConvergenceAgent(ConvergenceParams(**ADVISOR))
+    decisions = [agent.decide(merger.add(s).to_json()) for s in spectra]
+    kelvins = [temperature.kelvin(said) for said in readings]
+    label = temperature.label(float(np.median(kelvins)), 1.0)
+    for n, decision in enumerate(decisions, 1):
+        assert decision is not None
+        assert decision["target"]["temperature"] == label, decision  # the step's, as before
+        assert decision["action"] == "more_scans", decision["reason"]
+        said = decision["item"]["kwargs"]["temperature"]
+        # what the plan says reads back as a number within the readings so far: none is lost
+        assert min(kelvins[:n]) - 1e-9 <= temperature.kelvin(said) <= max(kelvins[:n]) + 1e-9
+    assert said == asked, (label, decisions[-1]["item"])
