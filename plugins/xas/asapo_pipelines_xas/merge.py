@@ -1138,6 +1138,8 @@ class Merger:
                 "scan": e.scan_id,
                 "accepted": not e.reasons,
                 "e0": _e0(e),
+                # the edge position the screening compares; the agent's drift follows it too
+                "half_step": _half_step(e),
                 "edge_step": e.spectrum.values.get("edge_step"),
                 # on the merge's scale: the agent fits them with the merges' noise
                 **(_scan_noise(e, *used) if used and not e.superseded else _own_noise(e)),

@@ -516,11 +516,13 @@ class ConvergenceParams(Params):
         float,
         Field(
             ge=0,
-            description="A steady trend of the sample's E0 over a group's scans (at least "
-            "four, in the order they were measured; those rejected for their E0 included) "
-            "larger than this in all (eV), and too regular for scatter, is reported as the "
-            "sample changing under the beam (radiation damage, photoreduction): "
-            "change_parameters, whatever the noise. 0 disables it.",
+            description="A steady trend of the sample's edge position over a group's scans "
+            "(at least four, in the order they were measured; those rejected for their edge "
+            "position included) larger than this in all (eV), and too regular for scatter, is "
+            "reported as the sample changing under the beam (radiation damage, "
+            "photoreduction): change_parameters, whatever the noise. The edge position is the "
+            "one the merge screens by, the half-step energy (E0 jumps between features of the "
+            "edge with noise). 0 disables it.",
         ),
     ] = 0.5
     plan_name: Annotated[
