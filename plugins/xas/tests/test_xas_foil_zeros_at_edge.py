@@ -27,6 +27,8 @@ from xas_testdata import (
     p65_variant,
 )
 
+from asapo_pipelines_xas.normalize import FOIL_EDGE_GAP
+
 NORMALIZE = {**REFERENCE_SETTINGS, "mode": "transmission"}
 
 
@@ -147,3 +149,54 @@ def test_zeros_up_the_edge_beyond_its_e0_are_still_dropped(tmp_path, run_unit, u
         )
         shift = float(xray_edge("Fe", "K").energy) - intact
         assert spectrum["values"]["energy_shift"] == pytest.approx(shift, abs=0.01)
+
+
+def _at_tabulated(source: str, shift: float) -> list[int]:
+    """The two points nearest the tabulated Fe K edge (xraydb) of the file moved by `shift`."""
+    from xraydb import xray_edge
+
+    energy = np.loadtxt(DATA / source, comments="#")[:, P65_ENERGY] + shift
+    at = int(np.argmin(np.abs(energy - float(xray_edge("Fe", "K").energy))))
+    return [at - 1, at] if at + 1 == len(energy) else [at, at + 1]
+
+
+@pytest.mark.parametrize("shift", [8.0, -8.0])
+def test_zeros_at_the_tabulated_edge_of_a_foil_8_ev_off(tmp_path, run_unit, unit_message, shift):
+    """A mono 8 eV off puts the tabulated Fe K edge 8 eV from the foil's: two zeros there were
+    refused as "within 5 eV of the foil's edge", also where the foil is flat (8 eV above: its
+    pre-edge) and its E0 the same with and without them. Such a foil now calibrates the scan;
+    where the foil rises across the zeros (8 eV below: up its edge), the sentence says so."""
+    from xraydb import xray_edge
+
+    tabulated = float(xray_edge("Fe", "K").energy)
+    paths = []
+    for n, source in enumerate(P65_SCANS):
+        rows = _at_tabulated(source, shift)
+        path = tmp_path / "data" / f"off_Fe_K.0000{n}.xdi"
+        path.parent.mkdir(exist_ok=True)
+        paths.append(p65_variant(source, path, seed=0, noise=0.0, shift=shift, zero_iref=rows))
+    result = normalize(run_unit, unit_message, tmp_path / "data", {**NORMALIZE, "calibrate": True})
+    for path, source in zip(paths, P65_SCANS, strict=True):
+        table = np.loadtxt(DATA / source, comments="#")
+        table[:, P65_ENERGY] += shift
+        rows = _at_tabulated(source, shift)
+        intact = foil_e0(table)
+        # by xraylarch: the zeros leave the foil's E0 where it is, 8 eV from the table's
+        assert foil_e0(table, without(table, rows)) == pytest.approx(intact, abs=0.01)
+        assert abs(intact - tabulated) > FOIL_EDGE_GAP
+        if shift > 0:
+            spectrum = {s["metadata"]["file"]: s for s in result.values("spectra")}[path.name]
+            assert spectrum["metadata"]["reference"].startswith(
+                "2 points of the reference foil dropped"
+            )
+            assert spectrum["values"]["energy_shift"] == pytest.approx(tabulated - intact, abs=0.01)
+            # the sample's E0 by xraylarch on the energies the foil calibrates
+            moved = table[:, P65_ENERGY] + tabulated - intact
+            sample = larch_e0(moved, np.log(table[:, P65_I0] / table[:, P65_IT]))
+            assert spectrum["values"]["e0"] == pytest.approx(sample, abs=0.01)
+        else:
+            (error,) = [e["error"] for e in result.errors if path.name in e["error"]]
+            assert "It or Iref hold no count at" in error
+            assert "and the foil rises across them by" in error
+    if shift > 0:
+        assert result.errors == []
