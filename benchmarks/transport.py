@@ -509,7 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import asapo_consumer  # noqa: F401
         except ImportError:
-            print("the asapo wheels are needed: pip install 'asapo-pipelines[asapo]'")
+            print(
+                "the asapo wheels are needed: "
+                "pip install -e '.[asapo]' in the asapo-pipelines checkout"
+            )
             return 2
         large_asapo = best(run_asapo, LARGE, args.asapo_large_count)
         small_asapo = best(run_asapo, SMALL, args.asapo_small_count)

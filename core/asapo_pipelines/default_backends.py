@@ -50,7 +50,7 @@ ASAPO = TransportDescriptor(
     runtime="asapo_pipelines.transport.asapo:open_asapo",
     # what `transport.asapo._load_libs` imports when the transport opens
     requires=("asapo_consumer", "asapo_producer"),
-    install="pip install 'asapo-pipelines[asapo]'",
+    install="pip install -e '.[asapo]' in the asapo-pipelines checkout",
 )
 
 #: the default transports, in the order of their branches (the first one is the default)

@@ -494,7 +494,7 @@ class TransportDescriptor(_BackendDescriptor):
         Field(
             max_length=200,
             description="How to install `requires`, said with P109 and P110 "
-            "(`pip install 'asapo-pipelines[asapo]'`).",
+            "(`pip install -e '.[asapo]'` in the checkout).",
         ),
     ] = ""
 

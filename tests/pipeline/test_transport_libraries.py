@@ -45,7 +45,7 @@ deploy:
 """
 
 NEEDS = "transport asapo needs asapo_consumer and asapo_producer, which are not installed here"
-INSTALL = ": pip install 'asapo-pipelines[asapo]'"
+INSTALL = ": pip install -e '.[asapo]' in the asapo-pipelines checkout"
 
 
 @pytest.fixture

@@ -64,7 +64,7 @@ def _load_libs() -> tuple[Any, Any]:
     except ImportError:
         raise TransportConfigError(
             "the asapo transport needs DESY's client libraries: "
-            "pip install 'asapo-pipelines[asapo]'"
+            "pip install -e '.[asapo]' in the asapo-pipelines checkout"
         ) from None
     # 25.3 marks get_unacknowledged_messages and get_stream_list's `detailed` deprecated (since
     # 24.11.0) without a replacement for what they tell us; its warnings would reach users' logs
