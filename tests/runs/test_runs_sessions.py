@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -338,6 +339,65 @@ def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_re
         f"reprocess {path.name} --from r1 --set advisor.target_noise=0.00015` applies the change "
         "to the run's inputs"
     ) in again, again
+
+
+def test_status_of_an_ended_local_session_says_its_changed_unit_processed_nothing(tmp_path):
+    """`pipeline run --resume --detach --set advisor.target_noise=1.5e-4` with no new scan:
+    once the session had ended, `pipeline status` showed the decision made under the old
+    target and no word that the new one was not applied; after a foreground resume it did
+    not repeat the line the run ended with either (an outside tester). Now `status` says
+    the line `pipeline run` ends with, as it does for a deployment, once the session ended;
+    with --json on stderr, stdout staying one document."""
+    pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
+    pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
+    path = p65_copy(tmp_path)
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "p65-xas"
+    first = run_pipeline("run", path.name, cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    looser = ("--set", "advisor.target_noise=1.5e-4")
+    detached = run_pipeline(
+        "run", "--resume", "--detach", *looser, path.name, cwd=tmp_path, timeout=120
+    )
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    try:
+        wait_for(lambda: not supervisor_alive(run_dir), timeout=300, what="the session's end")
+    finally:
+        if supervisor_alive(run_dir):
+            run_pipeline("stop", path.name, cwd=tmp_path, timeout=120)
+    reprocess = (
+        "its results, and those made from them, are still the earlier settings'; `pipeline "
+        f"reprocess {path.name} --from r1 --set advisor.target_noise=0.00015` applies the "
+        "change to the run's inputs"
+    )
+    now = (
+        f"advisor processed no message under its changed configuration in this session: {reprocess}"
+    )
+
+    def told(*extra: str) -> tuple[list[str], subprocess.CompletedProcess[str]]:
+        shown = run_pipeline("status", path.name, *extra, cwd=tmp_path, timeout=120)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        said = shown.stderr if extra else shown.stdout
+        return [x for x in said.splitlines() if "processed no message" in x], shown
+
+    lines, shown = told()
+    assert "action more_scans" in shown.stdout  # the old target's decision, still shown
+    assert lines == [f"warning: {now}"], shown.stdout
+    lines, shown = told("--json")
+    assert lines == [f"warning: {now}"], shown.stderr
+    assert json.loads(shown.stdout)["status"] == "complete"
+    # a foreground session left so: status repeats the line the run ended with
+    again = run_pipeline("run", "--resume", *looser, path.name, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    ended = [x for x in again.stdout.splitlines() if "processed no message" in x]
+    assert ended == [
+        f"advisor processed no message since its configuration changed in an earlier "
+        f"session: {reprocess}"
+    ], again.stdout
+    assert told()[0] == [f"warning: {ended[0]}"]
+    # back to the settings the results were made with: nothing to reprocess, nothing said
+    back = run_pipeline("run", "--resume", path.name, cwd=tmp_path, timeout=600)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert told()[0] == []
 
 
 def test_a_resume_whose_changed_merge_came_out_the_same_suggests_no_reprocess(tmp_path):

@@ -804,13 +804,18 @@ def _recorded_elsewhere(executor: Executor, path: Path) -> str | None:
 
 
 def _say_unapplied(executor: Executor, path: Path | None, *, as_json: bool) -> None:
-    """Under a deployment's table, once its session ended: a unit whose results are still
-    those of earlier settings, as `pipeline run` says it when its session ends. The local
-    executor's runs end in `pipeline run`, which said it."""
+    """Under a run's table, once its session ended: a unit whose results are still those of
+    earlier settings, as `pipeline run` says it when its session ends. A local run too: a
+    detached one ends with nobody in the foreground, and a foreground one's line has scrolled
+    away by the time its status is asked (an outside tester saw the old decision and no word
+    of the new target)."""
     from asapo_pipelines.executor import LOCAL
 
     recorded = _pipeline_file(path)
-    if recorded is None or executor.name == LOCAL:
+    if recorded is None:
+        return
+    # a local session going on has no end to read yet; its store is left alone meanwhile
+    if executor.name == LOCAL and executor.status().state == "running":
         return
     told = unapplied(recorded)
     if told:
