@@ -197,6 +197,27 @@ def last_words(run: Path) -> str | None:
     return None
 
 
+def session_end(
+    state: dict[str, Any], run: Path, began: float
+) -> tuple[str, str, float | None] | None:
+    """How the supervisor of the session begun at `began` ended, as its run directory `run`
+    says (`state`: its state file, as read or `observed`), for when the store has no end of it:
+    a supervisor stopped by a full disk leaves its end in the state file (in the space it
+    reserved) when the store, on the same disk, could not take it; one that could write
+    neither leaves its `last_words`. (state, its sentence, when it ended or None when not
+    known), or None when the directory says nothing of this session's end. A state file of an
+    earlier session (it `started` before `began`) is not this one's: the new supervisor has not
+    written its own yet. The end the next start records (`local.session`) and the viewer's run
+    both take it from here, from the state file `pipeline status` shows, so none disagrees."""
+    ours = float(state.get("started") or 0) >= began
+    if ours and state.get("status") in FINAL:
+        at = state.get("finished") or state.get("updated")
+        when = float(at) if isinstance(at, int | float) else None
+        return str(state["status"]), str(state.get("message") or ""), when
+    cause = last_words(run) if ours or not state else None
+    return None if cause is None else ("failed", cause, None)
+
+
 def observed(state: dict[str, Any], run: Path) -> dict[str, Any]:
     """A run's `state` (its state file) as it is now: `status` corrected to `lost` when it
     claims to run but no supervisor holds the run any more, and each task whose process is

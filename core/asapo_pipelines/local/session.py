@@ -260,27 +260,22 @@ LOST_STOPPED = (
 
 
 def _recorded_end(run_dir: Path, session: dict[str, Any]) -> tuple[str, str, float]:
-    """How the supervisor of `session` ended, and when, as its state file says: a supervisor
+    """How the supervisor of `session` ended, and when, as its run directory says
+    (`launchplan.rundir.session_end`, which the viewer's run reads too): a supervisor
     stopped by a full disk leaves the run's end there (in the space it reserved) when the
     store, on the same disk, could not take it. `LOST` when it says nothing of this session's
     end, at the run directory's last sign of life (`_last_sign_of_life`): the end is recorded
     by the next start, whose own time would hide when the session really ended."""
-    from asapo_pipelines.launchplan.rundir import FINAL, last_words, recorded_state
+    from asapo_pipelines.launchplan.rundir import recorded_state, session_end
 
     state = recorded_state(run_dir)
     began = float(session.get("time") or 0)
-    ours = float(state.get("started") or 0) >= began
-    if ours and state.get("status") in FINAL:
-        at = state.get("finished") or state.get("updated")
-        ended = float(at) if isinstance(at, int | float) else _last_sign_of_life(run_dir, state)
-        return str(state["status"]), str(state.get("message") or ""), max(ended, began)
-    ended = max(_last_sign_of_life(run_dir, state), began)
-    cause = last_words(run_dir) if ours or not state else None
-    if cause is not None:
-        # it could write neither its state file nor the store (a read-only remount), only
-        # its log: what stopped it, not "lost"
-        return "failed", cause, ended
-    return (*LOST, ended)
+    end = session_end(state, run_dir, began)
+    if end is None:
+        return (*LOST, max(_last_sign_of_life(run_dir, state), began))
+    status, message, at = end
+    ended = _last_sign_of_life(run_dir, state) if at is None else at
+    return status, message, max(ended, began)
 
 
 def _last_sign_of_life(run_dir: Path, state: dict[str, Any]) -> float:
