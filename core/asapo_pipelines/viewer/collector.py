@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.descriptor import PlotHint
 from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.launchplan import rundir
 from asapo_pipelines.transport import Transport, TransportError
 from asapo_pipelines.transport.formats import decode_message
 from asapo_pipelines.viewer.model import PipelineView, UnitView
@@ -428,17 +429,16 @@ class Collector:
 
     def _run_section(self, executor: dict[str, Any] | None) -> dict[str, Any]:
         """The run as a whole: its recorded end (the run store: what `pipeline runs` says), or,
-        while none is recorded, `lost` when the local executor's supervisor is gone (what
-        `pipeline status` says, with its words for what to do)."""
+        while none is recorded, what `pipeline status` says from the local executor's state
+        file: the end its supervisor wrote there when the store could not take it (a full
+        disk), or `lost` when the supervisor is gone (with its words for what to do)."""
         record = self.record
         state, message = "running", ""
         if record is not None and record.last_end is not None:
             state = str(record.last_end.get("state") or "ended")
             message = str(record.last_end.get("message") or "")
         elif executor is not None and self._executor_runs_session():
-            status = str(executor.get("status") or "running")
-            if status == "lost" or record is None:  # no record: the executor's word alone
-                state, message = status, str(executor.get("message") or "")
+            state, message = self._executor_end(executor) or (state, message)
         start = record.start if record is not None else {}
         return {
             "id": self.run_id,
@@ -449,6 +449,21 @@ class Collector:
             "message": message,
             "edited": self._edited(state),
         }
+
+    def _executor_end(self, executor: dict[str, Any]) -> tuple[str, str] | None:
+        """The run's state and sentence from the executor's state file (`executor`, as
+        `RunState.read` gave it) when the run store has no end of its last session; None
+        while it goes on. Without a record the executor's word is all there is."""
+        status = str(executor.get("status") or "running")
+        said = str(executor.get("message") or "")
+        if self.record is None or status == "lost":  # lost: `pipeline stop` is to be run
+            return status, said
+        if status not in rundir.FINAL or self.run.path is None:
+            return None  # its supervisor is at work: the run goes on
+        # the end the next start records (`rundir.session_end`): only the last session's
+        # state file ends it, not one an earlier session left before the new supervisor wrote
+        end = rundir.session_end(executor, self.run.path.parent, self.session_start or 0.0)
+        return None if end is None else (end[0], end[1])
 
     def _edited(self, state: str) -> str | None:
         """The warning `pipeline status` gives under its table when the pipeline file was
