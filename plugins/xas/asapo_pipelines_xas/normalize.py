@@ -614,11 +614,15 @@ def check_edge_label(
         tabulated = None
     if tabulated is not None and abs(e0 - tabulated) <= limit:
         return
+    labelled = f"{_label(scan)} is labelled {element} {edge}{label_source(scan.metadata)}"
+    if tabulated is not None:
+        cut = _cut_short(scan, label, (e0, what), tabulated, limit)
+        if cut is not None:
+            raise EdgeLabelError(f"{labelled}, but {cut}")
     nearest = identify_edge(e0)
     hint = ""
     if nearest is not None and nearest[:2] != (element, edge):
         hint = f": did you mean {nearest[0]} {nearest[1]} ({nearest[2]:.2f} eV)?"
-    labelled = f"{_label(scan)} is labelled {element} {edge}{label_source(scan.metadata)}"
     if tabulated is None:
         raise EdgeLabelError(
             f"{labelled}, which has no tabulated edge energy to check its {what} "
@@ -628,6 +632,41 @@ def check_edge_label(
         f"{labelled}, but its {what} {e0:.2f} eV is {abs(e0 - tabulated):.2f} eV from the "
         f"tabulated {element} {edge} edge ({tabulated:.2f} eV), beyond {limit_name} "
         f"{limit:g} eV{hint}"
+    )
+
+
+#: eV measured above an E0 for it to be taken for an edge: larch normalises on the data above
+#: E0, and a whole scan of another edge has hundreds of eV there (an Fe K scan labelled Cu K:
+#: nearly 1000), where a file read before its writer finished ends a few tens of eV above the
+#: wiggle its E0 was found on (an outside tester's 158-point read: 69 eV)
+EDGE_NEEDS_ABOVE = 100.0
+
+
+def _cut_short(
+    scan: Scan, label: tuple[str, str], found: tuple[float, str], tabulated: float, limit: float
+) -> str | None:
+    """What a scan refused for its label says when it ends before the labelled edge could show
+    (below the tabulated energy plus `limit`, where its E0 is looked for) with less than
+    `EDGE_NEEDS_ABOVE` eV measured above the E0 found (`found`: the value, and what it is the
+    E0 of): the file looks incomplete, read before its writer finished (watch mode reads a
+    file when its writer closes it; a DAQ that closes it between chunks looks finished at each
+    close). Proposing the element whose edge that E0 happens to be near ("did you mean Eu
+    L3?") sent an outside tester after a label that was right. None otherwise: a scan that
+    reaches past its edge, or shows a whole edge elsewhere, is mislabelled."""
+    energy = np.asarray(scan.energy, dtype=float)
+    energy = energy[np.isfinite(energy)]
+    (element, edge), (e0, what) = label, found
+    if not energy.size or float(energy.max()) >= tabulated + limit:
+        return None
+    low, high = float(energy.min()), float(energy.max())
+    if high - e0 >= EDGE_NEEDS_ABOVE:
+        return None
+    where = "before" if high < tabulated else f"less than {limit:g} eV above"
+    return (
+        f"the file looks incomplete: its {energy.size} points run from {low:.2f} to "
+        f"{high:.2f} eV and end {where} the tabulated {element} {edge} edge ({tabulated:.2f} "
+        f"eV), so its {what} {e0:.2f} eV is on no edge (was it read before its writer "
+        "finished?)"
     )
 
 

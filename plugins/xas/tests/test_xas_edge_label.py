@@ -69,7 +69,7 @@ def the_refusal(result) -> str:
     """The one error record of a refused scan; nothing goes downstream, the scan is done."""
     assert result.values("spectra") == []
     (record,) = result.errors
-    assert record["exception"].endswith("EdgeLabelError")
+    assert record["exception"].endswith("EdgeLabelError"), record["error"]
     assert len(result.acknowledged) == 1
     assert "Traceback" not in record["error"]
     return record["error"]
@@ -175,3 +175,22 @@ def test_the_measured_data_lie_well_inside_the_default(
     assert result.errors == []
     (spectrum,) = result.values("spectra")
     assert spectrum["metadata"]["element"] == element
+
+
+def test_a_scan_ending_before_its_edge_is_called_incomplete(tmp_path, run_unit, unit_message):
+    """A file read before its writer finished (a DAQ that closed it after its first 200
+    lines): its E0, found on the pre-edge, happens to lie on Eu L3, which the refusal
+    proposed for a label that was right. It says the file looks incomplete instead."""
+    repeat = P65_SCANS[1]  # the outside tester's file
+    lines = (DATA / repeat).read_text().splitlines(keepends=True)
+    (tmp_path / repeat).write_text("".join(lines[:200]))
+    energy = np.asarray(read_scan(tmp_path / repeat).energy)
+    fe = tabulated("Fe")
+    assert energy.max() < fe
+    error = the_refusal(normalize_files(run_unit, unit_message, tmp_path))
+    assert error.startswith(
+        f"{repeat} is labelled Fe K (from the file name), but the file looks incomplete: its "
+        f"{energy.size} points run from {energy.min():.2f} to {energy.max():.2f} eV and end "
+        f"before the tabulated Fe K edge ({fe:.2f} eV)"
+    )
+    assert "did you mean" not in error
