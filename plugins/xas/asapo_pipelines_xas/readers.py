@@ -179,6 +179,8 @@ def parse_scan(
         "columns_all": names,
     }
     meta.update(_from_file_name(name))
+    if not (element or edge):  # a label the params give decides: nothing to contradict
+        _note_label_conflict(meta)
     _finish_metadata(meta)
     for key, value in (("sample", sample), ("element", element), ("edge", edge)):
         if value:
@@ -693,6 +695,28 @@ def canonical_label(meta: dict[str, Any]) -> None:
 
 def _iso(text: str, fmt: str) -> str:
     return datetime.strptime(text, fmt).isoformat()
+
+
+def _note_label_conflict(meta: dict[str, Any]) -> None:
+    """`label_conflict` when the header and the file name name different elements or edges:
+    the header wins (`_finish_metadata`), but a Cu foil saved under an Fe series' name
+    (`20K_GOE_Fe_K_240.00002.xdi`) then became a Cu group the agent planned scans for, and
+    nobody was told. `{"header": "Cu K", "file_name": "Fe K"}`, each as the tables write it;
+    `xas.scan-files` warns of it, and downstream units find it in the scan's metadata."""
+    said = {}
+    for key in ("element", "edge"):
+        header, name = meta.get(key), meta.get(f"{key}_from_name")
+        if header and name:
+            said[key] = (header, name)
+    if not said:
+        return
+    element = canonical_element(said["element"][0]) if "element" in said else None
+    header_el = element or meta.get("element_from_name")
+    header_edge = meta["edge"] if "edge" in said else meta.get("edge_from_name")
+    header = (header_el, canonical_edge(header_edge, header_el))
+    name = (meta.get("element_from_name"), meta.get("edge_from_name"))
+    if header != name:
+        meta["label_conflict"] = {"header": " ".join(header), "file_name": " ".join(name)}
 
 
 def _finish_metadata(meta: dict[str, Any]) -> None:

@@ -83,6 +83,8 @@ class ScanFiles(Source):
         #: summary's `scans_sent` counts on from them
         self.sent_before = 0
         self.malformed: list[dict[str, str]] = []
+        #: files whose header and name disagree on the element or edge (`label_conflict`)
+        self.label_conflicts: list[dict[str, Any]] = []
         #: watch mode's watcher (None until `run` starts watching)
         self.watcher: ScanFileWatcher | None = None
         # the files sent again before this process (a restart, an earlier session of the
@@ -167,6 +169,7 @@ class ScanFiles(Source):
             body["metadata"]["file_version"] = metadata["file_version"] = version
             self._warn_new_version(name, version, read_as, len(scan), earlier=earlier)
             self.versions.append({"file": name, "version": version, "points": len(scan)})
+        self._warn_label_conflict(name, meta)
         self.emit("scans", body, metadata=metadata, key=key)
         self._last[name] = (key, digest, version)
         if not duplicate:
@@ -176,6 +179,25 @@ class ScanFiles(Source):
             # stays, but the summary lists only files still unreadable, and the log says so
             self.malformed = [bad for bad in self.malformed if bad["file"] != name]
             self.log.info("scan file %s, unreadable before, reads now: sent", name)
+
+    def _warn_label_conflict(self, name: str, meta: Mapping[str, Any]) -> None:
+        """The header and the file name disagree on the element or edge (`label_conflict`):
+        the header's label groups the scan, and a file saved under another series' name would
+        otherwise start a group of its own without a word (its scan carries the field, which
+        normalize's summary lists)."""
+        conflict = meta.get("label_conflict")
+        if not isinstance(conflict, Mapping):
+            return
+        self.log.warning(
+            "scan file %s: its header says %s but its file name says %s: it is grouped as the "
+            "header says (%s); if the file was saved under another scan's name, rename it",
+            name,
+            conflict.get("header"),
+            conflict.get("file_name"),
+            conflict.get("header"),
+        )
+        self.label_conflicts = [c for c in self.label_conflicts if c["file"] != name]
+        self.label_conflicts.append({"file": name, **dict(conflict)})
 
     def _report(
         self, name: str, error: XasError, read_as: Signature | None, known: bool, outcome: str
@@ -345,6 +367,8 @@ class ScanFiles(Source):
             out["malformed"] = self.malformed[-SUMMARY_ITEMS:]
         if self.versions:
             out["sent_again"] = self.versions[-SUMMARY_ITEMS:]
+        if self.label_conflicts:
+            out["label_conflicts"] = self.label_conflicts[-SUMMARY_ITEMS:]
         if self._short:
             # not malformed (yet): files being written row by row look like this until done
             out["waiting_for_rows"] = [
@@ -399,6 +423,12 @@ class Normalize(Processor):
         inferred = _inferred(spectrum.metadata)
         if inferred:
             self.results[file]["edge"] = inferred
+        conflict = spectrum.metadata.get("label_conflict")
+        if isinstance(conflict, Mapping):
+            # beside its E0 in the run's summary: the group it is in is the header's label
+            self.results[file]["label_conflict"] = (
+                f"header {conflict.get('header')}, file name {conflict.get('file_name')}"
+            )
         note = spectrum.metadata.get("reference")
         if note:
             # normalised without its foil, or with points of it dropped: beside the file in the
