@@ -46,6 +46,12 @@ the file, `READER_WAIT`); every entry is flushed before the write returns. Each 
 the message's provenance key (`asapo_key`); a key already in the file is not written again, so a
 message delivered twice appears once.
 
+A raw scan or spectrum of a scan file's earlier version (read before its writer finished it and
+sent again once it changed: `file_version` 2, 3, ... in the later one's metadata) is marked
+when a later version of the same file is written in the same run: attributes `superseded_by`
+(the newest version's entry), `superseded_by_version` and `superseded` (a sentence), and its
+title ends `(superseded by version N, entryM)`. Its data stay as they were read.
+
 Runs are kept apart: the key holds the run (id and start) and the fingerprint of the unit that
 produced the message, the entry's attributes `asapo_pipeline`, `asapo_run`, `asapo_run_started`
 and `asapo_fingerprint` repeat them (every pipeline has a run r1, and a new store another),
@@ -140,6 +146,12 @@ _ENTRY = re.compile(r"entry(\d+)$")
 #: the start time a key's run label carries (`|run:r1@<start>|`, see `units.entry_key`)
 _RUN_START = re.compile(r"(\|run:[^|@]*)@[^|]*")
 
+#: the attribute naming the entry of the newest version of an entry's scan file, on an entry
+#: of an earlier version (`NexusWriter._mark_superseded`)
+SUPERSEDED_BY_ATTR = "superseded_by"
+#: what `_mark_superseded` adds to a title (taken off again when a newer version comes)
+_SUPERSEDED_TITLE = re.compile(r" \(superseded by version \d+, entry\d+\)$")
+
 #: the units of the scalar results of a spectrum or merge, as NeXus writes them (UDUNITS)
 RESULT_UNITS = {
     "e0": "eV",
@@ -222,6 +234,9 @@ class NexusWriter:
         self._run_starts: dict[tuple[str, str], set[str]] = {}
         #: (pipeline, run, group) -> how many merges of that group the file holds (titles)
         self._merges: dict[tuple[str, str, str], int] = {}
+        #: (pipeline, run, content type, scan file) -> file version -> its raw scan or spectrum
+        #: entry: the entries of a version a later one replaced are marked (`_mark_superseded`)
+        self._reads: dict[tuple[str, str, str, str], dict[int, str]] = {}
         #: content type ("" for any) -> (position, name) of its newest complete entry: newest
         #: by its message's place in its run and stream (`_Position`), not by when it arrived
         self._newest: dict[str, tuple[_Position, str]] = {}
@@ -347,9 +362,14 @@ class NexusWriter:
                 self._index_run(group, identity)
                 self._index_spectrum(name, group)
                 self._index_merge(group, identity)
+                self._index_read(name, group, identity)
                 self._note_newest(name, group)
                 self._note_content(name, group)
                 self.pipelines.update(_pipeline_of(group, _text(key)))
+        # an entry whose later version a crash kept from being marked, or a file written
+        # before entries were marked: what the file holds decides
+        for slot in self._reads:
+            self._mark_superseded(handle, slot)
         _root_attributes(handle, self.path)
         # a file written before the writer named its files gets its name now
         handle.attrs.setdefault(FILE_ID_ATTR, uuid.uuid4().hex)
@@ -734,6 +754,54 @@ class NexusWriter:
             pipeline = next(iter(_pipeline_of(group, key)), "")
             slot = _merge_slot(pipeline, key, merged)
             self._merges[slot] = self._merges.get(slot, 0) + 1
+
+    def _index_read(
+        self, name: str, group: h5py.Group, key: str
+    ) -> tuple[str, str, str, str] | None:
+        """Remember a raw scan or spectrum entry by its run and scan file, and the version of
+        the file it was read from (`file_version`, 1 when absent); its slot in `_reads`."""
+        content = _text(group.attrs.get(CONTENT_ATTR, ""))
+        if content not in ("xas/scan", "xas/spectrum"):
+            return None
+        try:
+            meta = json.loads(_text(group["asapo/metadata"][()]))
+        except (KeyError, ValueError, TypeError):
+            return None
+        file, version = meta.get("file"), meta.get("file_version", 1)
+        if not file or not isinstance(version, int) or isinstance(version, bool):
+            return None
+        pipeline = next(iter(_pipeline_of(group, key)), "")
+        slot = (pipeline, _run_of(key), content, str(file))
+        self._reads.setdefault(slot, {})[version] = name
+        return slot
+
+    def _mark_superseded(self, handle: h5py.File, slot: tuple[str, str, str, str]) -> None:
+        """Mark the entries of a scan file's earlier versions (read before its writer finished
+        it, sent again once it changed: the watch's `file_version`) as replaced by the newest,
+        in the same run: an outside tester found a 158-point fragment stored as a raw scan
+        titled like the scan, which anyone loading raw entries takes for one. Attributes added
+        to the existing entry (`superseded_by`: the newest version's entry,
+        `superseded_by_version`, `superseded`: the sentence) and its title, which viewers
+        show, says it too; the entry's data stay as they were read."""
+        versions = self._reads.get(slot, {})
+        newest = max(versions, default=1)
+        for version, name in versions.items():
+            if version >= newest or name not in handle:
+                continue
+            entry, later = handle[name], versions[newest]
+            if _text(entry.attrs.get(SUPERSEDED_BY_ATTR, "")) == later:
+                continue
+            note = (
+                f"an earlier read of {slot[3]} (version {version}), replaced by version "
+                f"{newest} of the same file ({later}): the file changed after this version was "
+                "read, so this is an incomplete or outdated read, not a scan to analyse"
+            )
+            _set_text_attr(entry, SUPERSEDED_BY_ATTR, later)
+            entry.attrs["superseded_by_version"] = newest
+            _set_text_attr(entry, "superseded", note)
+            if "title" in entry:
+                title = _SUPERSEDED_TITLE.sub("", _text(entry["title"][()]))
+                entry["title"][()] = f"{title} (superseded by version {newest}, {later})"
 
     def entry_for(self, key: str) -> str | None:
         return self._keys.get(key)
@@ -1168,6 +1236,10 @@ class NexusWriter:
         self._index_run(group, key)
         self._index_spectrum(name, group)
         self._index_merge(group, key)
+        slot = self._index_read(name, group, key)
+        if slot is not None:
+            self._mark_superseded(self.file, slot)
+            self.file.flush()
         self._next += 1
         return name
 
