@@ -108,6 +108,9 @@ class ScanFileWatcher:
         self._writing: set[Path] = set()
         #: what `unready` puts back: the state before the last hand-out
         self._before: dict[Path, tuple[Signature | None, int] | None] = {}
+        #: the files whose last hand-out was at their writer's close (an event), not settled:
+        #: one that grows after that was closed between chunks by its writer
+        self.closed_when_read: set[Path] = set()
 
     @property
     def waiting(self) -> set[Path]:
@@ -188,6 +191,8 @@ class ScanFileWatcher:
                 # looked at again after another settle time (the /proc scan is not free)
                 self._pending[path] = (self._pending[path][0], now)
             ready += [p for p in settled if p not in busy]
+        self.closed_when_read -= set(ready)
+        self.closed_when_read |= {p for p in ready if p in closed and p not in settled}
         for path in ready:
             self._before[path] = (
                 (self.sent[path], self.versions[path]) if path in self.versions else None

@@ -99,6 +99,10 @@ class ScanFiles(Source):
         self._earlier: dict[str, tuple[str, str, int]] = {}
         #: file names this process reported as malformed
         self._reported: set[str] = set()
+        #: file name -> points of the version this process sent last (`sent_again`)
+        self._points: dict[str, int] = {}
+        #: watch mode: the files whose last version sent was taken at its writer's close
+        self._read_at_close: set[Path] = set()
         #: watch mode: file name -> (path, signature read, error) of each file whose last read
         #: held too few rows to be a scan, waiting for more (`_wait_for_rows`)
         self._short: dict[str, tuple[Path, Signature | None, ScanFileError]] = {}
@@ -167,8 +171,26 @@ class ScanFiles(Source):
             # downstream tells the versions apart: the merge leaves the earlier one out
             body["metadata"]["replaces"] = metadata["replaces"] = previous[0]
             body["metadata"]["file_version"] = metadata["file_version"] = version
-            self._warn_new_version(name, version, read_as, len(scan), earlier=earlier)
-            self.versions.append({"file": name, "version": version, "points": len(scan)})
+            before = None if earlier else self._points.get(name)
+            closed = not earlier and watcher is not None and path in self._read_at_close
+            if closed:
+                self._warn_closed_between_chunks(name, version, before, len(scan))
+            else:
+                self._warn_new_version(name, version, read_as, len(scan), earlier=earlier)
+            again: dict[str, Any] = {"file": name, "version": version, "points": len(scan)}
+            if before is not None:
+                # how far the earlier read got: a fragment, which is marked superseded
+                again["replaced_points"] = before
+            if closed:
+                again["first_read"] = "at its writer's close"
+            self.versions.append(again)
+        self._points[name] = len(scan)
+        if watcher is not None:
+            # how this version was taken: a file growing after a read at its writer's close
+            # was closed between chunks
+            self._read_at_close.discard(path)
+            if path in watcher.closed_when_read:
+                self._read_at_close.add(path)
         self._warn_label_conflict(name, meta)
         self.emit("scans", body, metadata=metadata, key=key)
         self._last[name] = (key, digest, version)
@@ -287,6 +309,28 @@ class ScanFiles(Source):
             name,
             version,
             read_as[0] if read_as else 0,
+            points,
+        )
+
+    def _warn_closed_between_chunks(
+        self, name: str, version: int, before: int | None, points: int
+    ) -> None:
+        """The file grew after it was read at its writer's close: the writer closes the file
+        between chunks (a DAQ appending a block of points at a time), and watch mode takes
+        each close for the end of the scan (the documented design), so the settle_seconds
+        advice of `_warn_new_version` does not apply. Says what to change at the DAQ;
+        downstream leaves the earlier read out of the merge, and the NeXus file marks it
+        superseded."""
+        got = f" after {before} points" if before is not None else ""
+        self.log.warning(
+            "scan file %s was closed by its writer%s and written to again: sending it again "
+            "(version %d, %d points); each close counts as the end of a scan, so the earlier "
+            "read was a fragment (left out of the merge, marked superseded in the NeXus file): "
+            "have the DAQ close the file only when the scan is complete, or write it under a "
+            "hidden name and rename it",
+            name,
+            got,
+            version,
             points,
         )
 
