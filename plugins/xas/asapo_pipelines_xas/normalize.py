@@ -1063,6 +1063,8 @@ def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
     canonical_label(metadata)
     label = edge_label(metadata)  # before E0 fills in what the file did not name
     foil: Foil | None = None
+    # what is said of the foil once the label is known to fit (`check_edge_label`)
+    notes: list[str] = []
     if params.calibrate:
         shift, e0_ref_raw, target, foil = calibration_shift(energy, scan, params, metadata)
         energy = energy + shift
@@ -1080,7 +1082,7 @@ def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
                 "on a foil (the merge takes its energies as measured)"
             )
             metadata["reference"] = note
-            _warn_once(scan, note)
+            notes.append(note)
         values["e0_ref"] = None if foil is None else foil.e0
     mu_ref = None if foil is None else foil.mu
     if foil is not None and len(foil.dropped):
@@ -1090,11 +1092,16 @@ def _normalize_scan(scan: Scan, params: NormalizeParams) -> Spectrum:
             "measured): its E0 is found without them, and mu_ref is interpolated there"
         )
         metadata["reference"] = note
-        _warn_once(scan, note)
+        notes.append(note)
     arrays, results = analyse(energy, mu, params.pre_edge, params.autobk, params.noise)
     values.update(results)
     e0 = float(values["e0"] or math.nan)
     check_edge_label(scan, label, e0, params.max_edge_offset)
+    for note in notes:
+        # said of a scan that is normalised: a file read before its writer finished ends
+        # before the foil's edge, and "is the foil in the beam?" sent a reader the wrong way
+        # before the refusal said the file looks incomplete
+        _warn_once(scan, note)
     # a P65 header names no element; the edge itself does: the foil's E0 first (see
     # `foil_identity`), else the sample's
     if not foil_identity(metadata, values.get("e0_ref"), e0):

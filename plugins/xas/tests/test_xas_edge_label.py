@@ -177,10 +177,13 @@ def test_the_measured_data_lie_well_inside_the_default(
     assert spectrum["metadata"]["element"] == element
 
 
-def test_a_scan_ending_before_its_edge_is_called_incomplete(tmp_path, run_unit, unit_message):
+def test_a_scan_ending_before_its_edge_is_called_incomplete(
+    tmp_path, run_unit, unit_message, caplog
+):
     """A file read before its writer finished (a DAQ that closed it after its first 200
     lines): its E0, found on the pre-edge, happens to lie on Eu L3, which the refusal
-    proposed for a label that was right. It says the file looks incomplete instead."""
+    proposed for a label that was right. It says the file looks incomplete instead, and
+    nothing before it asks whether the foil is in the beam (its edge is not in the file)."""
     repeat = P65_SCANS[1]  # the outside tester's file
     lines = (DATA / repeat).read_text().splitlines(keepends=True)
     (tmp_path / repeat).write_text("".join(lines[:200]))
@@ -194,3 +197,4 @@ def test_a_scan_ending_before_its_edge_is_called_incomplete(tmp_path, run_unit, 
         f"before the tabulated Fe K edge ({fe:.2f} eV)"
     )
     assert "did you mean" not in error
+    assert "reference channel is unusable" not in caplog.text
