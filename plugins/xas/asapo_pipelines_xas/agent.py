@@ -13,8 +13,12 @@ standard error comes from the fit's covariance. The target eps_t is reached afte
 
     N_t = ceil(a^2 / (eps_t^2 - b^2))  scans,
 
-and is out of reach when eps_t <= b ("stop: target below the noise floor", with the best
-reachable noise) or when N_t exceeds `max_scans`.
+and is out of reach when eps_t < b by more than the floor's error allows ("stop: target below
+the noise floor", with the best reachable noise) or when N_t exceeds `max_scans`. A target at or
+below the fitted b but within its error (b^2 - eps_t^2 at most the Student t quantile below times
+b^2's standard error: the test of b^2 against zero, made against eps_t^2) is not shown to be out
+of reach: the agent decides as for a floor not supported (below) and says so; a stop would end a
+measurement, at night, on a floor that may well lie below the target.
 
 The floor is used only when the data support it: the points lie at three or more different N
 (at two, any a and b pass through the mean noise at each N: a floor and the 1/sqrt(N) law fit
@@ -219,6 +223,23 @@ class NoiseFit:
                 f"a one-sided {confidence:.0%} Student t with {dof} degrees of freedom asks for)"
             )
         return None
+
+    def below_floor_doubt(self, target: float, confidence: float) -> str | None:
+        """Why the target is not shown to be below the floor, or None when it is: b² must
+        exceed target² by the one-sided Student t quantile of `confidence` (points - 2 degrees
+        of freedom) times b²'s standard error, the test `floor_doubt` makes of b² against zero.
+        A target within the floor's error is not out of reach: the floor may well be below it."""
+        sigma = math.sqrt(max(self.cov[1][1], 0.0))
+        dof = self.points - 2
+        needed = float(student_t.ppf(confidence, dof))
+        margin = self.b2 - target * target
+        if margin > needed * sigma:
+            return None
+        above = f"only {margin / sigma:.2g} standard errors" if sigma > 0 else "not"
+        return (
+            f"b² exceeds target² by {above}, less than the {needed:.3g} a one-sided "
+            f"{confidence:.0%} Student t with {dof} degrees of freedom asks for"
+        )
 
     def scans_for(self, target: float) -> int | None:
         """Scans in total to reach `target`, or None when it is at or below the floor."""
@@ -485,6 +506,16 @@ def scan_name(scan: str) -> str:
 
 def _g(value: float) -> str:
     return f"{value:.3g}" if value == 0 or abs(value) >= 0.01 else f"{value:.2e}"
+
+
+def _apart(value: float, other: float) -> str:
+    """`value` with the digits that tell it from `other`: a reason never says that X is
+    below X."""
+    for digits in range(3, 8):
+        text, versus = f"{value:.{digits}g}", f"{other:.{digits}g}"
+        if text != versus:
+            return text if abs(value) >= 0.01 or value == 0 else f"{value:.{digits - 1}e}"
+    return f"{value:.8g}"
 
 
 def _n(count: int, noun: str) -> str:
@@ -879,6 +910,19 @@ class ConvergenceAgent:
                 f"the previous merge, below {_g(p.stability_tolerance)}",
                 0.75,
             )
+        if fit is not None and fit.scans_for(p.target_noise) is None:
+            below = fit.below_floor_doubt(p.target_noise, p.floor_confidence)
+            if below is not None:
+                # a stop on it could end a measurement whose floor is below the target after
+                # all: decided as with no floor, as for a floor that is not significant
+                metrics["noise_model"]["floor_used"] = False
+                no_floor = (
+                    f"the fitted floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = "
+                    f"a²/N + b² to {fit.points} points) is not used: the target "
+                    f"{_g(p.target_noise)} is within its error, not significantly below it "
+                    f"({below})"
+                )
+                fit = None
         if fit is not None:
             best = fit.noise(max(p.max_scans, n))
             metrics["best_reachable_noise"] = best
@@ -889,10 +933,11 @@ class ConvergenceAgent:
                     "stop",
                     f"stop: target below the noise floor. Noise {_g(eps)} after "
                     f"{_n(n, 'merged scan')}; "
-                    f"the target {_g(p.target_noise)} is below the floor {_g(fit.floor)} ± "
-                    f"{_g(fit.floor_err)} that repeats share (fit of eps² = a²/N + b² to "
-                    f"{fit.points} points, a = {_g(math.sqrt(fit.a2))}); the best reachable "
-                    f"noise is {_g(best)} with {max(p.max_scans, n)} scans",
+                    f"the target {_apart(p.target_noise, fit.floor)} is significantly below "
+                    f"the floor {_apart(fit.floor, p.target_noise)} ± {_g(fit.floor_err)} "
+                    f"that repeats share (fit of eps² = a²/N + b² to {fit.points} points, "
+                    f"a = {_g(math.sqrt(fit.a2))}); the best reachable noise is {_g(best)} "
+                    f"with {max(p.max_scans, n)} scans",
                     self._fit_confidence(fit, n),
                 )
             if needed > p.max_scans:

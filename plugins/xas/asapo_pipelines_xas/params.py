@@ -489,7 +489,8 @@ class ConvergenceParams(Params):
             description="Use the fitted floor b only when the fit has merges of three or more "
             "different N and b^2 is above zero at this one-sided confidence (Student t with "
             "points - 2 degrees of freedom, from the fit's standard error); otherwise the agent "
-            "decides as with no floor (1/sqrt(N)) and says why.",
+            "decides as with no floor (1/sqrt(N)) and says why. It stops below the floor only "
+            "when b^2 exceeds target_noise^2 at this confidence too.",
         ),
     ] = 0.95
     stability_tolerance: Annotated[
