@@ -97,6 +97,13 @@ spoiled is named too: the reason gives each one's own noise, so the scientist se
 which. When no scan is noisier than the merge, no scan's own noise explains it (the scans may
 not line up: an energy shift, a drift): all accepted scans are named, and the reason says so.
 
+Scans to reprocess, not to measure. Scans left out of the merge for their normalisation settings
+(`superseded`, not an earlier read of a file nor a copy: a `--resume --set normalize...`) are
+measured already: merged once normalised with the newest settings (`pipeline reprocess`). A
+`more_scans` counts them towards the scans it needs (`arguments.reprocess`, and the reason says
+so with the command) and asks the queue only for those still missing, possibly none (`scans` 0,
+no plan: a bridge queues nothing).
+
 Counting rejections. Scans rejected as copies of another scan (`duplicate`) or left out for
 their normalisation settings (`superseded`) say nothing about the beam or the sample:
 `change_parameters` for too many rejections counts only the other rejections, as a fraction of
@@ -551,6 +558,31 @@ def _scans_taken(n_merged: int, rejected: list[Mapping[str, Any]]) -> int:
     return n_merged + sum(1 for r in rejected if not r.get("replaced") and not r.get("duplicate"))
 
 
+def _reprocessable(rejected: list[Mapping[str, Any]]) -> list[str]:
+    """The scans (by scan id) left out of the merge only because they were normalised with
+    other settings (or code) than the newest: measured, and merged once normalised again; not
+    an earlier read of a file that came again (`replaced`) nor a copy (`duplicate`)."""
+    return [
+        str(r.get("scan"))
+        for r in rejected
+        if r.get("superseded") and not r.get("replaced") and not r.get("duplicate")
+    ]
+
+
+def _reprocess(scans: list[str]) -> str:
+    """That the scans left out for their settings count towards the target without beamtime,
+    and how to merge them."""
+    names = ", ".join(scan_name(s) for s in scans)
+    one = len(scans) == 1
+    return (
+        f"{_n(len(scans), 'scan')} measured already ({names}) {'counts' if one else 'count'} "
+        f"towards it: left out of the merge only for {'its' if one else 'their'} normalisation "
+        f"settings, {'it needs' if one else 'they need'} no beamtime but `pipeline reprocess "
+        f"FILE --from RUN` with the newest settings (the same --set) to be merged "
+        f"(arguments.reprocess)"
+    )
+
+
 def _left_out(rejected: list[Mapping[str, Any]], shown: int = 5) -> str:
     """`left out of the merge: <file> (<reason>), ...`: the scans rejected, by their files'
     names, each with the first part of its first reason (the rest is in `bad_scans`)."""
@@ -714,6 +746,7 @@ class ConvergenceAgent:
         eps = values.get("epsilon_k")
         bad = [{"scan": r.get("scan"), "reasons": list(r.get("reasons", []))} for r in rejected]
         in_flight = state.in_flight(taken)
+        reprocessable = _reprocessable(rejected)
         metrics: dict[str, Any] = {
             "n_merged": n,
             "n_scans": taken,
@@ -758,6 +791,9 @@ class ConvergenceAgent:
             arguments: dict[str, Any] = {}
             if action == "more_scans":
                 arguments = {"scans": scans, "in_flight": in_flight}
+                if reprocessable:
+                    # measured already: a queue client must not measure them again
+                    arguments["reprocess"] = len(reprocessable)
                 if scans > 0:
                     item = {
                         "name": p.plan_name,
@@ -969,7 +1005,10 @@ class ConvergenceAgent:
                 # sample: measure one more before saying the target is out of reach
                 metrics["predicted_scans_total"] = needed
                 metrics["uncertain"] = True
-                scans = max(0, min(1 - in_flight, p.max_scans - taken - in_flight))
+                # a scan left out for its settings tells them apart as well, once reprocessed
+                scans = max(
+                    0, min(1 - in_flight - len(reprocessable), p.max_scans - taken - in_flight)
+                )
                 reason = (
                     f"one scan only: its noise {_g(eps)} would need {needed} scans to reach the "
                     f"target {_g(p.target_noise)} (falling as 1/sqrt(N), no floor: the most "
@@ -980,6 +1019,8 @@ class ConvergenceAgent:
                 if in_flight:
                     verb = "has" if in_flight == 1 else "have"
                     reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
+                if reprocessable:
+                    reason += f"; {_reprocess(reprocessable)}"
                 reason += "; asking for 1 more" if scans > 0 else ", so no more are asked for now"
                 return suggestion("more_scans", reason, 0.3, scans)
             if needed > p.max_scans:
@@ -1004,14 +1045,18 @@ class ConvergenceAgent:
         metrics["predicted_scans_total"] = needed
         metrics["uncertain"] = uncertain
         # the scans still to ask for: what the estimate needs beyond those merged and in flight
-        more = needed - n - in_flight
-        if in_flight == 0:
+        # and beyond those measured already that only need normalising with the newest
+        # settings: reprocessing merges them, at no cost of beamtime
+        more = needed - n - in_flight - len(reprocessable)
+        if in_flight == 0 and not reprocessable:
             more = max(1, more)
         capped = max(0, min(more, p.max_batch, p.max_scans - taken - in_flight))
         reason = f"noise {_g(eps)} after {_n(n, 'merged scan')}, target {_g(p.target_noise)}; {how}"
         if in_flight:
             verb = "has" if in_flight == 1 else "have"
             reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
+        if reprocessable:
+            reason += f"; {_reprocess(reprocessable)}"
         if capped <= 0:
             reason += ", so no more are asked for now"
         elif capped < more:
