@@ -18,7 +18,9 @@ the noise floor", with the best reachable noise) or when N_t exceeds `max_scans`
 below the fitted b but within its error (b^2 - eps_t^2 at most the Student t quantile below times
 b^2's standard error: the test of b^2 against zero, made against eps_t^2) is not shown to be out
 of reach: the agent decides as for a floor not supported (below) and says so; a stop would end a
-measurement, at night, on a floor that may well lie below the target.
+measurement, at night, on a floor that may well lie below the target. Likewise N_t > `max_scans`
+stops only when the noise predicted at `max_scans` (a^2 / max_scans + b^2, with its error from
+the same covariance) is above eps_t^2 by that margin.
 
 The floor is used only when the data support it: the points lie at three or more different N
 (at two, any a and b pass through the mean noise at each N: a floor and the 1/sqrt(N) law fit
@@ -231,20 +233,24 @@ class NoiseFit:
             )
         return None
 
-    def below_floor_doubt(self, target: float, confidence: float) -> str | None:
-        """Why the target is not shown to be below the floor, or None when it is: b² must
-        exceed target² by the one-sided Student t quantile of `confidence` (points - 2 degrees
-        of freedom) times b²'s standard error, the test `floor_doubt` makes of b² against zero.
-        A target within the floor's error is not out of reach: the floor may well be below it."""
-        sigma = math.sqrt(max(self.cov[1][1], 0.0))
+    def above_doubt(self, target: float, confidence: float, n: int | None = None) -> str | None:
+        """Why the noise the fit predicts after `n` scans (None: the floor, after any number)
+        is not shown to be above `target`, or None when it is: eps_n² must exceed target² by the
+        one-sided Student t quantile of `confidence` (points - 2 degrees of freedom) times its
+        standard error, the test `floor_doubt` makes of b² against zero. A target within that
+        error is not out of reach: the floor may well be lower."""
+        x = 0.0 if n is None else 1.0 / n
+        var = x * x * self.cov[0][0] + self.cov[1][1] + 2 * x * self.cov[0][1]
+        sigma = math.sqrt(max(var, 0.0))
         dof = self.points - 2
         needed = float(student_t.ppf(confidence, dof))
-        margin = self.b2 - target * target
+        margin = x * self.a2 + self.b2 - target * target
         if margin > needed * sigma:
             return None
+        what = "b²" if n is None else f"a²/{n} + b²"
         above = f"only {margin / sigma:.2g} standard errors" if sigma > 0 else "not"
         return (
-            f"b² exceeds target² by {above}, less than the {needed:.3g} a one-sided "
+            f"{what} exceeds target² by {above}, less than the {needed:.3g} a one-sided "
             f"{confidence:.0%} Student t with {dof} degrees of freedom asks for"
         )
 
@@ -946,19 +952,12 @@ class ConvergenceAgent:
                 f"the previous merge, below {_g(p.stability_tolerance)}",
                 0.75,
             )
-        if fit is not None and fit.scans_for(p.target_noise) is None:
-            below = fit.below_floor_doubt(p.target_noise, p.floor_confidence)
-            if below is not None:
-                # a stop on it could end a measurement whose floor is below the target after
-                # all: decided as with no floor, as for a floor that is not significant
-                metrics["noise_model"]["floor_used"] = False
-                no_floor = (
-                    f"the fitted floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = "
-                    f"a²/N + b² to {fit.points} points) is not used: the target "
-                    f"{_g(p.target_noise)} is within its error, not significantly below it "
-                    f"({below})"
-                )
-                fit = None
+        unproven = self._floor_unproven(fit, n) if fit is not None else None
+        if unproven is not None:
+            # a stop on it could end a measurement whose floor is below (or further below)
+            # the target after all: decided as with no floor, as for a floor not significant
+            metrics["noise_model"]["floor_used"] = False
+            no_floor, fit = unproven, None
         if fit is not None:
             best = fit.noise(max(p.max_scans, n))
             metrics["best_reachable_noise"] = best
@@ -984,8 +983,9 @@ class ConvergenceAgent:
                     f"stop: target not reachable within max_scans. Noise {_g(eps)} after "
                     f"{_n(n, 'merged scan')}; the fit eps² = a²/N + b² to {fit.points} points (a = "
                     f"{_g(math.sqrt(fit.a2))}, floor {_g(fit.floor)} ± {_g(fit.floor_err)}) "
-                    f"reaches the target {_g(p.target_noise)} after {needed} scans, more than "
-                    f"max_scans {p.max_scans}; the best reachable noise is {_g(best)}",
+                    f"reaches the target {_apart(p.target_noise, best)} after {needed} scans, "
+                    f"more than max_scans {p.max_scans}; the best reachable noise is "
+                    f"{_apart(best, p.target_noise)}",
                     self._fit_confidence(fit, n),
                 )
             # measured above the target: at least one more, whatever the fit says
@@ -1092,6 +1092,37 @@ class ConvergenceAgent:
         return None, (
             f"the fitted floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² "
             f"to {fit.points} points) is not used: {doubt}"
+        )
+
+    def _floor_unproven(self, fit: NoiseFit, n: int) -> str | None:
+        """Why the fit's floor does not show the target out of reach although it puts it there
+        (the target within the floor's error, or within the error of the noise predicted at
+        `max_scans`), or None when it shows it or puts it within reach (see Noise model)."""
+        p = self.params
+        fitted = (
+            f"the fitted floor {_g(fit.floor)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + b² "
+            f"to {fit.points} points) is not used"
+        )
+        needed = fit.scans_for(p.target_noise)
+        if needed is None:
+            doubt = fit.above_doubt(p.target_noise, p.floor_confidence)
+            if doubt is None:
+                return None
+            return (
+                f"{fitted}: the target {_g(p.target_noise)} is within its error, not "
+                f"significantly below it ({doubt})"
+            )
+        last = max(p.max_scans, n)
+        if needed <= p.max_scans:
+            return None
+        doubt = fit.above_doubt(p.target_noise, p.floor_confidence, last)
+        if doubt is None:
+            return None
+        return (
+            f"{fitted}: with it the target {_g(p.target_noise)} takes {needed} scans, more than "
+            f"max_scans {p.max_scans}, but the noise it predicts after {last} scans, "
+            f"{_g(fit.noise(last))} ± {_g(fit.noise_err(last))}, is not significantly above "
+            f"the target ({doubt})"
         )
 
     @staticmethod

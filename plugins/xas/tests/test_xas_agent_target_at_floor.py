@@ -96,3 +96,29 @@ def test_a_target_within_the_floors_error_is_not_below_it(tmp_path):
     said = re.search(compared, decision["reason"])
     assert said, decision["reason"]
     assert float(said.group(1)) < float(said.group(2))
+
+
+def test_a_target_just_above_the_floor_is_not_out_of_reach_within_its_error(tmp_path):
+    """Above the floor, the fit's N_t exceeds max_scans when the target is close to it: a stop
+    then says the target is out of reach only when the noise predicted at max_scans is above
+    the target by more than its error (the same test)."""
+    merges = three_merges(tmp_path)
+    x, y = points_of(merges)
+    (a2, b2), cov = np.polyfit(x, y, 1, cov=True)
+    params = ConvergenceParams(target_noise=1.0, max_scans=20)
+    t = student_t.ppf(params.floor_confidence, len(x) - 2)
+    m = params.max_scans
+    # twice max_scans with the fitted floor: more than the maximum, by a margin at max_scans
+    # (a²/2M) within the error of a²/M + b²
+    target = math.sqrt(b2 + a2 / (2 * m))
+    sigma_m = math.sqrt(cov[0, 0] / m**2 + cov[1, 1] + 2 * cov[0, 1] / m)
+    assert b2 > t * math.sqrt(cov[1, 1]), "the floor of these scans is not significant"
+    assert a2 / (2 * m) < t * sigma_m, "the target is far enough from the floor: nothing to test"
+
+    agent = ConvergenceAgent(params.model_copy(update={"target_noise": target}))
+    decision = [agent.decide(m) for m in merges][-1]
+    assert decision["action"] == "more_scans", decision["reason"]
+    assert decision["arguments"]["scans"] > 0
+    assert decision["metrics"]["noise_model"]["floor_used"] is False
+    assert decision["metrics"]["uncertain"] is True
+    assert "is not significantly above the target" in decision["reason"]
