@@ -107,9 +107,13 @@ def test_a_run_after_a_killed_supervisor_counts_what_its_workers_wrote(tmp_path:
         for pid in orphans:  # a failed assertion above leaves none of them running
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-    assert f"stopped {len(orphans)} tasks left running by the lost run of job p65-xas" in (
-        done.stdout
+    # the source may finish its files and exit between the kill and the next start: the start
+    # stops those still running (the writer, with most of the batch to write, is one of them)
+    said = re.search(
+        r"stopped (\d+) tasks? left running by the lost run of job p65-xas", done.stdout
     )
+    assert said is not None, done.stdout
+    assert 1 <= int(said.group(1)) <= len(orphans), (said.group(0), orphans)
 
     in_file = _entries(nexus)
     assert in_file == 3 * (2 + REPEATS)  # each scan, its spectrum and its merge: none lost
