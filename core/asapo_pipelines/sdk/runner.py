@@ -12,16 +12,18 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NoReturn
 
 from pydantic import BaseModel
 
 from asapo_pipelines import storage
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import ConfigurationError, PipelinesError
+from asapo_pipelines.sdk.provenance_text import ProvenanceText
 from asapo_pipelines.sdk.units import (
     PROVENANCE_KEY,
     ROLE_BASES,
@@ -37,9 +39,18 @@ from asapo_pipelines.sdk.units import (
     UnitUsageError,
     keyed_output,
 )
-from asapo_pipelines.transport.base import EncodedMetadata, encode_metadata
+from asapo_pipelines.transport.base import (
+    EncodedMetadata,
+    encode_json_string,
+    encode_json_value,
+    encode_metadata,
+)
 from asapo_pipelines.transport.errors import TransportConfigError
 from asapo_pipelines.worker.naming import FIRST_STREAM
+
+#: how `_output` makes an `EncodedMetadata` without a Python-level __init__ call: dict's own
+_new_dict = dict.__new__
+_dict_update = dict.update
 
 
 class UnitStartError(ConfigurationError):
@@ -214,8 +225,21 @@ class UnitRunner:
         # a source's current output stream per port, and its running sequence per stream
         self.source_streams: dict[str, str] = {p.name: FIRST_STREAM for p in descriptor.outputs}
         self.retries = 0
-        #: added to every output's provenance: the run id and this unit's fingerprint
-        self.provenance: dict[str, Any] = {}
+        self._provenance: dict[str, Any] = {}
+        #: puts the JSON text of outputs' metadata together (see `ProvenanceText`)
+        self._text = ProvenanceText(self.unit_label, self._provenance)
+
+    @property
+    def provenance(self) -> Mapping[str, Any]:
+        """Added to every output's provenance: the run id and this unit's fingerprint.
+        Replaced whole, never changed in place (it is read-only): the JSON text of what
+        is constant in every output's provenance is made from it once (`ProvenanceText`)."""
+        return MappingProxyType(self._provenance)
+
+    @provenance.setter
+    def provenance(self, value: Mapping[str, Any]) -> None:
+        self._provenance = dict(value)
+        self._text = ProvenanceText(self.unit_label, self._provenance)
 
     # -- life cycle ----------------------------------------------------------------------------
     def start(self) -> Unit:
@@ -300,8 +324,9 @@ class UnitRunner:
             self.unit.process,  # type: ignore[attr-defined]
             message,
             "process",
-            inputs=[message.ref()],
-            stream=message.stream,
+            # `message.ref()`, without its call
+            [{"data_source": message.data_source, "stream": message.stream, "id": message.id}],
+            message.stream,
         )
 
     def stream_start(self, stream: Stream) -> Outcome:
@@ -311,9 +336,9 @@ class UnitRunner:
             lambda _: unit.on_stream_start(stream),
             None,
             "on_stream_start",
-            inputs=[],
-            stream=stream.name,
-            marker=f"start:{stream.port}:{stream.name}",
+            [],
+            stream.name,
+            f"start:{stream.port}:{stream.name}",
         )
 
     def restored(self) -> Outcome:
@@ -324,9 +349,9 @@ class UnitRunner:
             lambda _: unit.on_restored(),
             None,
             "on_restored",
-            inputs=[],
-            stream=FIRST_STREAM,
-            marker=None,  # unkeyed outputs are never taken for an earlier session's
+            [],
+            FIRST_STREAM,
+            None,  # unkeyed outputs are never taken for an earlier session's
         )
 
     def stream_end(self, stream: Stream) -> Outcome:
@@ -336,9 +361,9 @@ class UnitRunner:
             lambda _: unit.on_stream_end(stream),
             None,
             "on_stream_end",
-            inputs=[],
-            stream=stream.name,
-            marker=f"end:{stream.port}:{stream.name}",
+            [],
+            stream.name,
+            f"end:{stream.port}:{stream.name}",
         )
 
     def _call(
@@ -346,23 +371,22 @@ class UnitRunner:
         call: Callable[[Any], Any],
         message: Message | None,
         hook: str,
-        *,
         inputs: list[dict[str, Any]],
         stream: str,
         marker: str | None = None,
     ) -> Outcome:
         attempts = 0
+        buffer = self._buffer
         while True:
             attempts += 1
-            self._buffer.clear()
+            buffer.clear()
             try:
                 result = call(message)
                 if result is not None:
                     if not isinstance(self.unit, Processor):
                         raise UnitUsageError(f"{hook} returned a value; use self.emit()")
                     self.unit.emit(None, result)
-                outputs = self._outputs(list(self._buffer), inputs, stream, marker)
-                return Outcome(outputs, attempts=attempts)
+                return Outcome(self._outputs(buffer, inputs, stream, marker), None, attempts)
             except UnitStorageError:
                 raise  # the unit's disk, not this message: the worker stops, nothing is acked
             except (OutputEncodingError, UnitUsageError, BadMessage) as exc:
@@ -401,7 +425,7 @@ class UnitRunner:
                 )
                 return Outcome([], record, attempts)
             finally:
-                self._buffer.clear()
+                buffer.clear()
 
     def _outputs(
         self,
@@ -410,25 +434,38 @@ class UnitRunner:
         stream: str,
         marker: str | None,
     ) -> list[Output]:
+        if not emitted:
+            return []
         outputs = []
-        seq: dict[str, int] = {}
-        refs = ""  # what outputs of these inputs are recognised by, built once per call
+        # each port's outputs are numbered; one output (the most common case) is number 0
+        seq: dict[str, int] | None = {} if len(emitted) > 1 else None
+        text = self._text
+        label = self.unit_label
+        # what outputs of these inputs are recognised by (also escaped) and the inputs as
+        # JSON: made once per call
+        refs, refs_escaped, inputs_json = text.refs(inputs)
         for item in emitted:
-            n = seq.get(item.port, 0)
-            seq[item.port] = n + 1
+            port = item.port
+            n = 0
+            if seq is not None:
+                n = seq.get(port, 0)
+                seq[port] = n + 1
+            head, unit_port = text.ports.get(port) or text.port(port)
+            key_json = None  # the key as JSON, when it is made of escaped parts
             if item.key is not None:
-                key: str | None = keyed_output(self.unit_label, item.port, item.key)
+                key: str | None = keyed_output(label, port, item.key)
             elif inputs:
-                refs = refs or ",".join(
-                    [f"{r['data_source']}/{r['stream']}/{r['id']}" for r in inputs]
-                )
-                key = f"{self.unit_label}|{item.port}|{refs}|{n}"
+                key = f"{label}|{port}|{refs}|{n}"
+                if refs_escaped is not None:
+                    key_json = f'"{unit_port}|{refs_escaped}|{n}"'
             elif marker is not None:
-                key = f"{self.unit_label}|{item.port}|{marker}|{n}"
+                key = f"{label}|{port}|{marker}|{n}"
             else:
                 key = None
             outputs.append(
-                self.make_output(item, stream=item.stream or stream, inputs=inputs, seq=n, key=key)
+                self._output(
+                    item, item.stream or stream, inputs, n, key, inputs_json, head, key_json
+                )
             )
         return outputs
 
@@ -441,6 +478,25 @@ class UnitRunner:
         seq: int,
         key: str | None,
     ) -> Output:
+        """`item` as the message to send: its metadata with this output's provenance, and
+        the JSON text the transport stores."""
+        inputs_json = self._text.refs(inputs)[2]
+        head = self._text.port(item.port)[0]
+        return self._output(item, stream, inputs, seq, key, inputs_json, head, None)
+
+    def _output(
+        self,
+        item: Emitted,
+        stream: str,
+        inputs: list[dict[str, Any]],
+        seq: int,
+        key: str | None,
+        inputs_json: str,
+        head: str,
+        key_json: str | None,
+    ) -> Output:
+        """`make_output`, given `inputs` as JSON, the port's provenance text up to them
+        (`ProvenanceText.port`) and the key as JSON when known (None: escaped here)."""
         if item.raw:
             # emit() and emit_raw() made this copy of the unit's metadata: it is ours to extend
             payload, meta = item.value, item.metadata
@@ -460,28 +516,53 @@ class UnitRunner:
                     f"{type(item.value).__name__} that cannot be encoded: {exc}"
                 ) from None
             meta = {**item.metadata, **fmt_meta}
-        meta[PROVENANCE_KEY] = {
+        prov = {
             "unit": self.unit_label,
             "port": item.port,
             "inputs": inputs,
             "seq": seq,
             "key": key,
-            **self.provenance,
+            **self._provenance,
         }
         # checked here, per message, not when the batch is written: a transport refusing the
         # batch would stop the worker on every redelivery instead of reporting this message.
         # The text is kept for the transport, which then does not encode the same dict again.
+        tail = self._text.tail
+        if tail is None or PROVENANCE_KEY in meta:
+            meta[PROVENANCE_KEY] = prov
+            try:
+                text = encode_json_value(meta)
+            except (TypeError, ValueError, RecursionError):
+                self._refuse_metadata(meta, item.port)
+        else:
+            # the text of the whole dict, the provenance's put together (`ProvenanceText`)
+            try:
+                user = encode_json_value(meta)
+            except (TypeError, ValueError, RecursionError):
+                self._refuse_metadata(meta, item.port)
+            meta[PROVENANCE_KEY] = prov
+            if key_json is None:
+                key_json = "null" if key is None else encode_json_string(key)
+            start = "{" if user == "{}" else user[:-1] + ","
+            text = f'{start}{head}{inputs_json},"seq":{seq},"key":{key_json}{tail}'
+        # `EncodedMetadata(meta, text)` without its __init__ (a call per output)
+        encoded = _new_dict(EncodedMetadata)
+        _dict_update(encoded, meta)
+        encoded.text = text
+        return Output(item.port, stream, payload, encoded, key)
+
+    def _refuse_metadata(self, meta: dict[str, Any], port: str) -> NoReturn:
+        """Raise OutputEncodingError for metadata JSON cannot hold, in `encode_metadata`'s
+        words, naming the unit and `port`."""
         try:
-            text = encode_metadata(
+            encode_metadata(
                 meta,
-                lambda: (
-                    f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted "
-                    f"on port {item.port!r}"
-                ),
+                f"the metadata unit {self.unit_label} ({self.descriptor.name}) emitted on port "
+                f"{port!r}",
             )
         except TransportConfigError as exc:
             raise OutputEncodingError(str(exc)) from None
-        return Output(item.port, stream, payload, EncodedMetadata(meta, text), key)
+        raise OutputEncodingError(f"unit {self.unit_label} emitted metadata JSON cannot hold")
 
     # -- sources -------------------------------------------------------------------------------
     def run_source(

@@ -381,7 +381,16 @@ class Unit:
         """Send an already encoded payload with its metadata unchanged (pass-through units)."""
         meta = dict(metadata)
         meta.pop(PROVENANCE_KEY, None)  # the input's; the runtime adds this output's own
-        self._emit(Emitted(self.output_port(port).name, payload, meta, key, stream, raw=True))
+        # `_emit` without its check (the key was just removed): a pass-through unit emits
+        # for every message
+        sink = self._context.sink
+        if sink is None:
+            raise UnitUsageError("emit() called outside of a running worker")
+        ports = self.__dict__.get("_output_ports")  # `output_port`'s, without its call
+        found = ports.get(port) if ports is not None else None
+        if found is None:
+            found = self.output_port(port)
+        sink(Emitted(found.name, payload, meta, key, stream, True))
 
     def _emit(self, item: Emitted) -> None:
         if PROVENANCE_KEY in item.metadata:

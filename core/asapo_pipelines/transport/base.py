@@ -95,6 +95,17 @@ def _metadata_encoder() -> Callable[[Any], str]:
 
 
 _encode_json = _metadata_encoder()
+#: a str as the metadata encoder writes it (quoted, escaped, ASCII): a runtime that puts parts of
+#: metadata together from texts encoded at different times uses it for the strings
+encode_json_string: Callable[[str], str] = (
+    getattr(json.encoder, "c_encode_basestring_ascii", None)
+    or json.encoder.py_encode_basestring_ascii
+)
+
+
+#: any JSON value as the metadata encoder writes it, without `encode_metadata`'s checks around
+#: it: TypeError or ValueError (RecursionError: a cycle) when JSON cannot hold it
+encode_json_value: Callable[[Any], str] = _encode_json
 #: the C scanner `json.loads` ends in, without its checks around it (type, BOM, whitespace);
 #: JSONDecoder's __init__ sets `scan_once`, which the type stubs do not show
 _scan_json: Callable[[str, int], tuple[Any, int]]
@@ -171,7 +182,7 @@ def encode_metadata(meta: Mapping[str, Any] | None, what: str | Callable[[], str
         return "{}"
     if type(meta) is EncodedMetadata and meta.text is not None:
         return meta.text
-    if not isinstance(meta, Mapping):
+    if type(meta) is not dict and not isinstance(meta, Mapping):  # the ABC check is slow
         raise TransportConfigError(f"{_said(what)} must be a mapping, not {type(meta).__name__}")
     try:
         return _encode_json(meta)

@@ -102,7 +102,8 @@ class Counters:
     #: messages of the inputs not yet acknowledged by this unit's group; None when the transport
     #: does not count acknowledgements per group (`StreamInfo.group_lag`), shown as "-"
     backlog: int | None = 0
-    #: seconds between an input being written and this unit taking it (last message)
+    #: seconds between an input being written and this unit taking it (the first message of
+    #: the last batch, which lasts a fraction of a second: see `Worker.ack_seconds`)
     lag_seconds: float = 0.0
     last_message_time: float | None = None
     started: float = field(default_factory=time.time)
