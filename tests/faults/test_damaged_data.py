@@ -171,7 +171,8 @@ def test_a_read_only_data_directory_is_one_sentence(tmp_path: Path, tmpfs) -> No
             one_sentence(done, str(fs.path), "read-only", "make it writable")
         # what only reads the store still reads it: an archived store can be looked at
         looked = pipeline("streams", str(file), cwd=tmp_path)
-        assert looked.returncode == 0 and "Traceback" not in looked.stderr, looked.stderr
+        assert looked.returncode == 0, looked.stderr
+        assert "Traceback" not in looked.stderr
     finally:
         fs.writable()
 
@@ -195,7 +196,8 @@ def test_a_user_without_write_permission_gets_one_sentence(as_nobody) -> None:
             one_sentence(done, str(work), "may not write to", "give it write permission")
         # a colleague who may only read the store can still look at it
         looked = pipeline("streams", str(file), cwd=work, prefix=as_nobody)
-        assert looked.returncode == 0 and "Traceback" not in looked.stderr, looked.stderr
+        assert looked.returncode == 0, looked.stderr
+        assert "Traceback" not in looked.stderr
         # nor may it enter the folder of the pipeline file
         os.chmod(work, 0o700)
         for args in (("run", str(file)), ("worker", str(file), "copy")):

@@ -9,13 +9,14 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import run_to_end
 
 from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.sdk.runner import UnitRunner
 from asapo_pipelines.sdk.units import Message
 from asapo_pipelines.transport import open_transport
 from asapo_pipelines.worker.runtime import Worker
+
+from helpers import run_to_end
 
 
 def _encoded(meta: dict) -> str:
@@ -26,7 +27,7 @@ def _encoded(meta: dict) -> str:
 NAMES = ["default", 'scan "7"', "raw\\data", "Fe K-edge \u00e9\u2603"]
 RUNS = [
     {},
-    {"run": "r-1", "fingerprint": "f\u00e9\"", "session": 1733400000.25},
+    {"run": "r-1", "fingerprint": 'f\u00e9"', "session": 1733400000.25},
     # a run's provenance naming a key of the output's own takes its place, as in a dict
     {"run": "r-2", "key": "theirs"},
 ]

@@ -54,16 +54,18 @@ _SAID: set[str] = set()
 
 
 def _open(
-    pipeline: Pipeline, catalog: Catalog, *, beginning: bool = False
+    pipeline: Pipeline, catalog: Catalog, *, beginning: bool = False, read_only: bool = False
 ) -> tuple[Transport, RunStore] | None:
     """The pipeline's transport and run store, or None (with a warning, once) when
     unreachable. Only a run `beginning` (a deploy) is recorded by its workers instead: they
-    record it when they start; a run being read or ended is not, whatever its workers do."""
+    record it when they start; a run being read or ended is not, whatever its workers do.
+    `read_only`: for a caller that only reads (`status`), so that an archived store can be
+    looked at."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport
 
     try:
-        transport = open_transport(pipeline.transport.spec(), catalog)
+        transport = open_transport(pipeline.transport.spec(), catalog, read_only=read_only)
     except TransportError as exc:
         said = (
             f"the run is not recorded: the pipeline's transport cannot be reached from here "
@@ -235,7 +237,7 @@ def unapplied(file: str) -> str:
     from asapo_pipelines.worker.status import session_label
 
     pipeline, catalog = load(Path(file))
-    opened = _open(pipeline, catalog)
+    opened = _open(pipeline, catalog, read_only=True)
     if opened is None:
         return ""
     transport, store = opened
