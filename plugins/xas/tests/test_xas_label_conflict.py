@@ -12,8 +12,13 @@ import shutil
 from pathlib import Path
 
 import h5py
+import pytest
 from xas_procs import pipeline_command
 from xas_testdata import DATA, P65_SCANS
+
+# the P65 example writes its NeXus file, whose metadata this reads: with the NeXus plugin
+# only (nox's "all" session); the XAS plugin's own session has no nexus.writer
+pytest.importorskip("asapo_pipelines_nexus")
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "p65-xas.pipeline.yaml"
 MISNAMED = "20K_GOE_Fe_K_240.00002.xdi"
