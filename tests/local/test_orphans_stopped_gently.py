@@ -75,9 +75,11 @@ def test_the_next_start_lets_orphans_finish_and_kills_only_those_that_do_not(
         ), line
         assert pipeline("stop", str(job_file), cwd=tmp_path).returncode == 0
     finally:
-        for pid in pids:
-            if alive(pid):
-                os.killpg(pid, signal.SIGKILL)
+        # a failed assertion may leave the lost run's tasks, or the second run's, running: its
+        # supervisor is killed first, so that it starts no task again
         state = read_state(run_dir) or {}
         if state.get("pid") and alive(state["pid"]):
             os.kill(state["pid"], signal.SIGKILL)
+        for pid in pids + [int(u["pid"]) for u in state.get("units", []) if u.get("pid")]:
+            if alive(pid):
+                os.killpg(pid, signal.SIGKILL)
