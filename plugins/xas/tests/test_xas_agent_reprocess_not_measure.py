@@ -13,32 +13,14 @@ from __future__ import annotations
 
 import math
 import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 from test_xas_agent_settings_change import decide, merges_of, spectra
 from xas_agent_procs import NORMALIZE
-from xas_testdata import DATA, P65_SCANS
+from xas_testdata import DATA, P65_SCANS, p65_variant
 
 #: the resume of the finding
 RESUMED = {**NORMALIZE, "pre_edge": {"norm1": 150, "norm2": 900}}
-IT_COLUMN = 11
-
-
-def near_copy(source: Path, target: Path, sigma: float, seed: int) -> Path:
-    """The tester's mknoisy.py: `source` with It changed by `sigma` (relative, seeded)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for line in source.read_text().splitlines(keepends=True):
-        if line.startswith("#") or not line.strip():
-            out.append(line)
-            continue
-        cells = line.split()
-        cells[IT_COLUMN] = repr(float(cells[IT_COLUMN]) * (1 + sigma * rng.standard_normal()))
-        out.append(" ".join(cells) + " \n")
-    target.write_text("".join(out))
-    return target
 
 
 def test_scans_left_out_for_their_settings_are_reprocessed_not_measured_again(tmp_path):
@@ -47,7 +29,7 @@ def test_scans_left_out_for_their_settings_are_reprocessed_not_measured_again(tm
     new.mkdir()
     for name in P65_SCANS:
         shutil.copy(DATA / name, old / name)
-    near_copy(DATA / P65_SCANS[1], new / "20K_GOE_Fe_K_240.00002.xdi", 1e-4, 600)
+    p65_variant(P65_SCANS[1], new / "20K_GOE_Fe_K_240.00002.xdi", seed=600, noise=1e-4)
     merges = merges_of([*spectra(old, NORMALIZE), *spectra(new, RESUMED)])
     last = merges[-1]
     assert (last["n_merged"], len(last["rejected"])) == (1, 2)

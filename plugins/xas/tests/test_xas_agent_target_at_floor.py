@@ -20,35 +20,20 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 from xas_agent_procs import merges_of
-from xas_testdata import DATA, P65_SCANS
+from xas_testdata import DATA, P65_SCANS, p65_variant
 
 from asapo_pipelines_xas.agent import ConvergenceAgent
 from asapo_pipelines_xas.params import ConvergenceParams
 
 #: the column of It in the P65 files (as the tester's mknoisy.py counts them)
-IT_COLUMN = 11
-
-
-def near_copy(source: Path, target: Path, sigma: float, seed: int) -> Path:
-    """Another read of `source` whose It differs by `sigma` (relative, seeded) at every point:
-    the tester's mknoisy.py."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for line in source.read_text().splitlines(keepends=True):
-        if line.startswith("#") or not line.strip():
-            out.append(line)
-            continue
-        cells = line.split()
-        cells[IT_COLUMN] = repr(float(cells[IT_COLUMN]) * (1 + sigma * rng.standard_normal()))
-        out.append(" ".join(cells) + " \n")
-    target.write_text("".join(out))
-    return target
 
 
 def three_merges(directory: Path) -> list[dict[str, Any]]:
     for name in P65_SCANS:
         shutil.copy(DATA / name, directory / name)
-    third = near_copy(DATA / P65_SCANS[0], directory / "20K_GOE_Fe_K_240.00003.xdi", 1e-5, 300)
+    third = p65_variant(
+        P65_SCANS[0], directory / "20K_GOE_Fe_K_240.00003.xdi", seed=300, noise=1e-5
+    )
     return merges_of([*(directory / name for name in P65_SCANS), third])
 
 
