@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.descriptor import ExecutorDescriptor
     from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.runs import Run
 
 
 @dataclass
@@ -177,6 +178,13 @@ class Executor(ABC):
     records_runs: bool = False
     #: `--fresh` / `--resume` as `pipeline deploy` was given them, for such an executor
     run_flags: tuple[str, ...] = ()
+    #: The deployment's state (`ExecutorStatus.state`) as `show_status` read it, None before:
+    #: what `pipeline status` says under the table follows that same reading instead of asking
+    #: the scheduler (or a run's state file) again
+    shown_state: str | None = None
+    #: The run record `show_status` read in its own opening of the store, in a tuple (None when
+    #: it read none): the current run while the run goes on, else the latest one
+    shown_run: tuple[Run | None] | None = None
 
     def refuse(self, command: str) -> None:
         """Raise the one-sentence error with which `command` (``deploy``, ``start``, ``run``) is
@@ -240,6 +248,7 @@ class Executor(ABC):
         from asapo_pipelines.counters import counters_or_none, show_counters_or_say
 
         state = self.status()
+        self.shown_state = state.state
         code = 1 if state.state == "failed" else 0
         if as_json:
             counters = counters_or_none(self.file) if self.pipeline is not None else None

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.executor import Executor, ExecutorStatus
     from asapo_pipelines.pipeline.model import Pipeline
-    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.runs import Run, RunStore
     from asapo_pipelines.transport.base import Transport
 
 fresh_option = click.option(
@@ -223,28 +223,32 @@ def end(
         transport.close()
 
 
-def unapplied(file: str) -> str:
+def latest_run(pipeline: Pipeline, catalog: Catalog) -> Run | None:
+    """The pipeline's latest run record, read alone (an archived store can be looked at);
+    None when there is none or the store cannot be reached (said once, by `_open`)."""
+    opened = _open(pipeline, catalog, read_only=True)
+    if opened is None:
+        return None
+    transport, store = opened
+    try:
+        return store.latest()
+    finally:
+        transport.close()
+
+
+def unapplied(file: str, run: Run | None) -> str:
     """For a deployment whose last session ended: the line `pipeline run` ends with when a
     unit's results are still those of other settings than the ones in force (it processed
     nothing under a configuration a `deploy --resume` changed; `unapplied_note`). `status`
-    says it, as nothing in the foreground sees a deployment's session end. Read from the
-    run's record: the `ended` event's counts are what each worker did since the session
-    before's end. Empty while the session goes on, or when the record cannot be read."""
+    says it, as nothing in the foreground sees a deployment's session end. Read from `run`,
+    the file's latest run record (`latest_run`, which `status` reads once for all it says):
+    the `ended` event's counts are what each worker did since the session before's end.
+    Empty while the session goes on, or when there is no record."""
     import shlex
 
     from asapo_pipelines.runs.lifecycle import unapplied_note
-    from asapo_pipelines.worker.launch import load
     from asapo_pipelines.worker.status import session_label
 
-    pipeline, catalog = load(Path(file))
-    opened = _open(pipeline, catalog, read_only=True)
-    if opened is None:
-        return ""
-    transport, store = opened
-    try:
-        run = store.latest()
-    finally:
-        transport.close()
     end = None if run is None else run.last_end
     if run is None or end is None:
         return ""

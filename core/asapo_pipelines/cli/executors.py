@@ -28,6 +28,7 @@ from asapo_pipelines.cli.deployments import (
     FINISHED,
     deployment_run,
     fresh_option,
+    latest_run,
     resume_option,
     settle,
     unapplied,
@@ -745,8 +746,7 @@ def status(
         with _hinting(executor, path, executor_name):
             code = executor.show_status(as_json=as_json)
         if not owner:
-            _say_edited(executor, path)
-            _say_unapplied(executor, path, as_json=as_json)
+            _say_under_table(executor, path, as_json=as_json)
         if executor.pipeline is not None and path is not None:
             from asapo_pipelines.counters import check_readable
 
@@ -803,49 +803,73 @@ def _recorded_elsewhere(executor: Executor, path: Path) -> str | None:
     return None
 
 
-def _say_unapplied(executor: Executor, path: Path | None, *, as_json: bool) -> None:
+def _say_under_table(executor: Executor, path: Path | None, *, as_json: bool) -> None:
+    """What `status` says under a run's table, from the state `show_status` read and one
+    opening of the store: while a local run goes on, that FILE was edited (`_say_edited`);
+    once its session ended, the units whose results are of earlier settings
+    (`_say_unapplied`). Each asked the run's state and opened the store on its own, and
+    loaded the pipeline and the catalog again (a remote transport: a connect each time)."""
+    from asapo_pipelines.executor import LOCAL
+
+    recorded = _pipeline_file(path)
+    if recorded is None or path is None:
+        return
+    state = executor.shown_state or executor.status().state
+    if executor.name == LOCAL and state == "running":
+        # a local session going on has no end to read yet; its store is left alone meanwhile
+        _say_edited(executor, path)
+        return
+    if executor.shown_run is not None:  # the latest run, read with the table
+        _say_unapplied(recorded, executor.shown_run[0], as_json=as_json)
+        return
+    pipeline, catalog = executor.pipeline, executor.catalog
+    if pipeline is None:
+        from asapo_pipelines.worker.launch import load
+
+        pipeline, catalog = load(path)
+    _say_unapplied(recorded, latest_run(pipeline, catalog), as_json=as_json)
+
+
+def _say_unapplied(recorded: str, run: Run | None, *, as_json: bool) -> None:
     """Under a run's table, once its session ended: a unit whose results are still those of
     earlier settings, as `pipeline run` says it when its session ends. A local run too: a
     detached one ends with nobody in the foreground, and a foreground one's line has scrolled
     away by the time its status is asked (an outside tester saw the old decision and no word
     of the new target)."""
-    from asapo_pipelines.executor import LOCAL
-
-    recorded = _pipeline_file(path)
-    if recorded is None:
-        return
-    # a local session going on has no end to read yet; its store is left alone meanwhile
-    if executor.name == LOCAL and executor.status().state == "running":
-        return
-    told = unapplied(recorded)
+    told = unapplied(recorded, run)
     if told:
         click.echo(f"warning: {told}", err=as_json)
 
 
-def _say_edited(executor: Executor, path: Path | None) -> None:
-    """A warning when FILE was edited while its local run goes on (`runs.edits`, which the
+def _say_edited(executor: Executor, path: Path) -> None:
+    """A warning when FILE, whose local run goes on, was edited (`runs.edits`, which the
     viewer's page asks too)."""
     from asapo_pipelines.cli.output import warn
-    from asapo_pipelines.executor import LOCAL
-    from asapo_pipelines.runs import RunStore
     from asapo_pipelines.runs.edits import edit_warning
-    from asapo_pipelines.transport import TransportError, open_transport
 
     pipeline = executor.pipeline
-    if executor.name != LOCAL or pipeline is None or path is None or path.suffix == ".json":
+    if pipeline is None:
         return
-    if executor.status().state != "running":
-        return
-    try:
-        with open_transport(
-            pipeline.transport.spec(), executor.catalog, read_only=True
-        ) as transport:
-            run = RunStore(transport, pipeline.name).current()
-    except (TransportError, NotImplementedError):
-        return
+    if executor.shown_run is not None:  # the current run, read with the table
+        run = executor.shown_run[0]
+    else:
+        run = _current_run(pipeline, executor.catalog)
     told = edit_warning(run, path) if run is not None else None
     if told:
         warn(told)
+
+
+def _current_run(pipeline: Pipeline, catalog: Catalog) -> Run | None:
+    """The pipeline's current run record (`RunStore.current`); None when the store cannot be
+    read from here (nothing said: the table said what it could)."""
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import TransportError, open_transport
+
+    try:
+        with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
+            return RunStore(transport, pipeline.name).current()
+    except (TransportError, NotImplementedError):
+        return None
 
 
 def _owner_file(path: Path | None) -> Path | None:

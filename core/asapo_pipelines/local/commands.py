@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.local.control import StartLock
     from asapo_pipelines.pipeline.model import Pipeline
+    from asapo_pipelines.runs import Run, RunStore
 
 
 @click.command()
@@ -358,25 +359,39 @@ def told_exit(result: Any, counters: Any, *, as_json: bool, sources: Collection[
 
 def store_view(
     run_dir: Path, state: Mapping[str, Any], pipeline: Pipeline | None, catalog: Catalog
-) -> tuple[bool, dict[str, Any] | None, str]:
+) -> tuple[bool, dict[str, Any] | None, str, tuple[Run | None] | None]:
     """What the pipeline's store says of a local run, through one opening of its transport (a
     remote one may take its connect timeout): whether the state's run was pruned (`pipeline
     prune FILE --run RUN` drops its record, not the run directory, whose state would show a
     job no store holds any more), what each replica published last (counters, the unit's
-    summary), and the run named (`cli.tail.run_named`: a reprocess, or one of several runs).
-    Nothing is known when the store cannot be reached: (False, None, "")."""
+    summary), the run named (`cli.tail.run_named`: a reprocess, or one of several runs), and
+    the record `status` says more of under its table (in a tuple, None when not read): the
+    current run while the run goes on (FILE edited since), else the latest (its units'
+    unapplied settings). Nothing is known when the store cannot be reached: (False, None, "",
+    None)."""
     if pipeline is None:
-        return False, None, ""
+        return False, None, "", None
+    from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
     try:  # read alone: a store archived on a read-only file system still shows its run
         with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
             named = _named(transport, pipeline.name, state.get("run"))
             if named is None:
-                return True, None, ""
-            return False, _published(transport, pipeline.name, run_dir, state), named
+                return True, None, "", None
+            published = _published(transport, pipeline.name, run_dir, state)
+            return False, published, named, _record(RunStore(transport, pipeline.name), state)
     except Exception:  # the state file is then the status, as before
-        return False, None, ""
+        return False, None, "", None
+
+
+def _record(store: RunStore, state: Mapping[str, Any]) -> tuple[Run | None] | None:
+    """`store_view`'s record: the current run while the state says it runs, else the latest;
+    None when it cannot be read (`status` then reads it on its own, and says why)."""
+    try:
+        return (store.current() if state.get("status") == "running" else store.latest(),)
+    except Exception:
+        return None
 
 
 def _named(transport: Any, pipeline: str, run: Any) -> str | None:

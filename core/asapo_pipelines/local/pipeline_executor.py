@@ -255,7 +255,10 @@ class LocalPipelineExecutor(Executor):
         except UsageError as exc:
             raise self._without_run(exc, as_json=as_json) from None
         state = run_status(run_dir)
-        pruned, published, named = store_view(run_dir, state, self.pipeline, self.catalog)
+        self.shown_state = str(state.get("status") or "not started")  # as `status()` says it
+        pruned, published, named, self.shown_run = store_view(
+            run_dir, state, self.pipeline, self.catalog
+        )
         if pruned and not supervisor_alive(run_dir):
             # its run directory outlives the run: a ghost job `complete` with its units
             raise self._without_run(self._no_run(), as_json=as_json)
