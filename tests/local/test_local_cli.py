@@ -50,7 +50,7 @@ def test_batch_run_prints_a_summary_exits_0_and_its_rotated_logs_are_readable(
     kept = sorted(p.name for p in logs_dir.glob("chatty.stdout.*"))
     assert kept == ["chatty.stdout.1", "chatty.stdout.2"]  # MaxFiles 2: the oldest is gone
     assert all(p.stat().st_size <= 1024 * 1024 for p in logs_dir.glob("chatty.stdout.*"))
-    shown = pipeline("logs", str(job_file), "chatty")
+    shown = pipeline("logs", str(job_file), "chatty", "--stdout")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
     assert lines[-1].startswith("00025999")
@@ -58,6 +58,10 @@ def test_batch_run_prints_a_summary_exits_0_and_its_rotated_logs_are_readable(
     # file 0 (the first MiB) is gone: the output starts inside line 10485 (100-byte lines)
     assert lines[1].startswith("00010486")
     assert pipeline("logs", str(job_file), "chatty", "--stderr").stdout == "to stderr\n"
+    # both streams by default, both on stdout: the unit's stdout, then its stderr
+    both = pipeline("logs", str(job_file), "chatty")
+    assert both.stdout == shown.stdout + "to stderr\n"
+    assert both.stderr == ""
     assert pipeline("logs", str(job_file), "quiet").stdout == "quiet done\n"
     missing = pipeline("logs", str(job_file), "nope")
     assert missing.returncode == 1
@@ -325,3 +329,51 @@ def test_unreadable_jobs_are_one_sentence(tmp_path: Path) -> None:
     done = pipeline("run", str(tmp_path / "missing.json"))
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: no such file: {tmp_path / 'missing.json'}"
+
+
+#: a unit that logs as a worker does (on stderr) and prints on stdout, each line written in two
+#: halves a moment apart: the halves of one stream's line must not be cut by the other's
+HALVES = (
+    "import sys, time\n"
+    "for i in range(12):\n"
+    "    out, err = sys.stdout, sys.stderr\n"
+    "    out.write(f'result {i} '); out.flush(); err.write(f'WARNING step {i} '); err.flush()\n"
+    "    time.sleep(0.1)\n"
+    "    out.write('done\\n'); out.flush(); err.write('slow\\n'); err.flush()\n"
+)
+
+
+def _piped(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`command` through a real shell pipe, as a user types it."""
+    return subprocess.run(
+        ["sh", "-c", command], cwd=cwd, capture_output=True, text=True, env=cli_env(), timeout=90
+    )
+
+
+def test_logs_go_to_stdout_so_that_grep_finds_what_a_worker_logged(tmp_path: Path) -> None:
+    """`pipeline logs FILE UNIT | grep X` found nothing: the unit's stderr, where workers log,
+    was printed on stderr. Its lines are on stdout now, with its stdout's; followed as the run
+    goes on, each line whole; and the command's own errors stay on stderr."""
+    job_file = write_job(tmp_path / "p.json", job("p9", group("halves", task("halves", HALVES))))
+    started = pipeline("run", str(job_file), "--detach")
+    assert started.returncode == 0, started.stdout + started.stderr
+    run_dir = tmp_path / ".pipeline-data" / "runs" / "p9"
+    logs = run_dir / "alloc" / "halves-0" / "alloc" / "logs"
+    wait_for(lambda: (logs / "halves.stderr.0").exists(), what="the unit started")
+    followed = _piped(f"{PIPELINE} logs {job_file} halves --follow | grep -v '^result'", tmp_path)
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout.splitlines() == [f"WARNING step {i} slow" for i in range(12)]
+    assert followed.stderr == ""
+    ended = wait_for(lambda: (read_state(run_dir) or {}).get("status") != "running", what="end")
+    assert ended
+    found = _piped(
+        f"{PIPELINE} logs {job_file} halves 2>/dev/null | grep -c 'WARNING step'", tmp_path
+    )
+    assert found.stdout.strip() == "12", found.stdout + found.stderr
+    shown = pipeline("logs", str(job_file), "halves")
+    assert shown.stdout == "".join(f"result {i} done\n" for i in range(12)) + "".join(
+        f"WARNING step {i} slow\n" for i in range(12)
+    )
+    wrong = _piped(f"{PIPELINE} logs {job_file} nope | wc -c", tmp_path)
+    assert wrong.stdout.strip() == "0"
+    assert "error: job p9 has no unit nope" in wrong.stderr

@@ -49,10 +49,10 @@ def test_the_previous_sessions_log_is_shown_after_a_resume(tmp_path: Path) -> No
     assert previous.returncode == 0, previous.stderr
     assert FAILED in previous.stdout, previous.stdout
     assert "1 processed" not in previous.stdout
-    # both streams by default, each where it belongs; and an ended session does not grow
+    # both streams by default, on stdout; and an ended session does not grow
     both = run_pipeline("logs", str(file), "files", "--previous", cwd=tmp_path)
-    assert FAILED in both.stderr
-    assert both.stdout == ""
+    assert FAILED in both.stdout
+    assert both.stderr == ""
     followed = run_pipeline("logs", str(file), "files", "--previous", "-f", cwd=tmp_path)
     assert followed.returncode == 2
     assert followed.stderr == (

@@ -953,8 +953,9 @@ def logs(
 ) -> None:
     """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`.
 
-    A local run's unit shows both of its streams: its stdout on stdout and its stderr (where
-    workers log) on stderr; --stdout or --stderr prints one of them on stdout.
+    A local run's unit shows both of its streams on stdout, its stdout then its stderr (where
+    workers log), so that `| grep` finds them; --stdout or --stderr prints one of them. The
+    command's own messages (errors) go to stderr.
     """
     if len(args) not in (1, 2):
         raise UsageError("usage: pipeline logs [FILE] UNIT")

@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -182,6 +182,18 @@ def pump(
     thread = threading.Thread(target=run, name=f"log-{sink.task}-{sink.stream}", daemon=True)
     thread.start()
     return thread
+
+
+def whole_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """`chunks` of a log as whole lines (the last one as it ends): two logs copied into one
+    output (`pipeline logs`, both streams followed) then never cut into each other's lines."""
+    rest = b""
+    for chunk in chunks:
+        whole, newline, rest = (rest + chunk).rpartition(b"\n")
+        if newline:
+            yield whole + newline
+    if rest:
+        yield rest
 
 
 def read_log(

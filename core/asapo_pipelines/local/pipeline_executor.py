@@ -301,12 +301,15 @@ class LocalPipelineExecutor(Executor):
         return error
 
     def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
-        """Both of the unit's streams, each on its own (stdout on stdout, stderr where workers
-        log on stderr), so `2>/dev/null` still leaves the unit's stdout; ``--stdout`` or
-        ``--stderr`` prints one of them on stdout; ``--task`` another task of the unit;
-        ``--previous`` the session before the latest (a failed night's, after a resume)."""
+        """Both of the unit's streams on stdout, its stdout then its stderr (where workers
+        log), as `kubectl logs` shows a container's: `pipeline logs FILE UNIT | grep X` finds
+        what the worker logged, which went to stderr before; this command's own errors stay
+        on stderr. Followed, their lines as they come, whole. ``--stdout`` or ``--stderr``
+        prints one of them; ``--task`` another task of the unit; ``--previous`` the session
+        before the latest (a failed night's, after a resume)."""
         from asapo_pipelines.local.commands import copy_logs
         from asapo_pipelines.local.control import unit_log
+        from asapo_pipelines.local.logs import whole_lines
 
         previous = bool(self.given.get("previous"))
         if previous and follow:
@@ -314,14 +317,17 @@ class LocalPipelineExecutor(Executor):
         run_dir = self._run()
         if replica is not None:
             unit = f"{unit.partition('[')[0]}[{replica}]"
-        if self.given.get("only_stdout") or stderr:
-            outs = [(stderr, sys.stdout.buffer)]
-        else:
-            outs = [(False, sys.stdout.buffer), (True, sys.stderr.buffer)]
+        streams = [stderr] if self.given.get("only_stdout") or stderr else [False, True]
         task = self.given.get("task")
         readers = [
-            (unit_log(run_dir, unit, task=task, stderr=err, follow=follow, previous=previous), out)
-            for err, out in outs
+            # whole lines: two streams followed into one output must not cut each other's
+            (
+                whole_lines(
+                    unit_log(run_dir, unit, task=task, stderr=err, follow=follow, previous=previous)
+                ),
+                sys.stdout.buffer,
+            )
+            for err in streams
         ]
         try:
             copy_logs(readers, follow)
