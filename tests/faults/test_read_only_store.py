@@ -130,3 +130,75 @@ def test_commits_in_the_log_of_a_killed_writer_are_read(tmp_path: Path, with_shm
     (stream,) = source["streams"]
     assert (stream["name"], stream["message_count"], stream["last_id"]) == ("scan1", 5, 5)
     assert _files_in(store) == before
+
+
+def _page_events(file: Path, seconds: float = 4.0) -> str:
+    """What `pipeline view FILE` streams to its page for `seconds` (its `/events`), the viewer
+    started as a user starts it and stopped with Ctrl+C by its pid."""
+    import signal
+
+    from faults_support import PIPELINE, env
+
+    proc = subprocess.Popen(
+        [PIPELINE, "view", str(file), "--port", "0"],
+        cwd=file.parent,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**env(), "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert match, line
+        return _events(match.group(1), seconds)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _events(url: str, seconds: float) -> str:
+    """The page's event stream for `seconds` (as `curl -sN --max-time`): HTTP/1.0, so the body
+    is the plain stream, which never ends by itself."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    received = b""
+    deadline = time.monotonic() + seconds
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall(f"GET /events HTTP/1.0\r\nHost: {where.hostname}\r\n\r\n".encode())
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received.partition(b"\r\n\r\n")[2].decode()
+
+
+def test_the_viewer_shows_a_read_only_store(tmp_path: Path) -> None:
+    """`pipeline view` reads the store alone too: on a read-only one its page said only
+    "write.lock failed: Read-only file system" where the writable one's showed the streams."""
+    files, out, store = tmp_path / "incoming", tmp_path / "out.jsonl", tmp_path / "store"
+    write_files(files, 0, 3)
+    file = core_pipeline(tmp_path, files=files, out=out, store=str(store))
+    ran = pipeline("run", str(file), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    writable = _page_events(file)
+    assert "copied" in writable, writable[:2000]
+    assert READ_ONLY not in writable, writable[:2000]
+    with read_only_bind(store):
+        shown = _page_events(file)
+    assert READ_ONLY not in shown, shown[:2000]
+    events = {line for line in shown.splitlines() if line.startswith("event: ")}
+    assert events == {line for line in writable.splitlines() if line.startswith("event: ")}
+    assert "copied" in shown

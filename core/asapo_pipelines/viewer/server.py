@@ -369,7 +369,9 @@ def serve(
 
     check_bind(host, allow_remote)
     sock = listen(host, port)
-    transport = open_transport(view.transport)
+    # read alone (as `status`, `runs`, `tail`): the page only looks, and a store archived on a
+    # read-only file system is shown too (a writable opening failed on its write lock)
+    transport = open_transport(view.transport, read_only=True)
     try:
         app = create_app(
             view,

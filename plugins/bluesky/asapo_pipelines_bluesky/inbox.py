@@ -16,7 +16,10 @@ Standard library only: the CLI and the viewer open it without the queue-server c
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -84,6 +87,11 @@ CREATE TABLE IF NOT EXISTS servers (
 """
 
 
+def _connect(path: Path, query: str) -> sqlite3.Connection:
+    uri = f"{path.absolute().as_uri()}?{query}"
+    return sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+
+
 class InboxError(PipelinesError):
     """The inbox cannot be read or the request does not fit (unknown id, wrong state)."""
 
@@ -135,15 +143,21 @@ class Entry:
 
 
 class Inbox:
-    """The inbox database at `path` (created on first use)."""
+    """The inbox database at `path` (created on first use). `read_only`: for a reader alone
+    (the listing), which then also reads an inbox archived on a read-only file system with
+    the store it sits in."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, read_only: bool = False) -> None:
         self.path = Path(path)
+        self._copy: Path | None = None
         if not create and not self.path.exists():
             raise InboxError(
                 f"no suggestion inbox at {self.path} yet: the bridge has not received a "
                 "suggestion (run the pipeline first)"
             )
+        if read_only:
+            self._open_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -154,8 +168,41 @@ class Inbox:
             raise InboxError(f"cannot open the suggestion inbox {self.path}: {exc}") from None
         self.db.row_factory = sqlite3.Row
 
+    def _open_read_only(self) -> None:
+        """A connection that changes nothing, as the embedded store reads its indexes
+        (`asapo_pipelines.transport.embedded`): in a folder this process may write, a
+        read-write one with ``query_only`` (the last to close removes ``-wal`` and ``-shm``);
+        elsewhere ``mode=ro`` through an ``-shm`` file a live writer keeps; without one
+        ``immutable=1``, unless a ``-wal`` file still holds commits (a writer killed before
+        its checkpoint): those are read from a private copy, where SQLite replays them."""
+        wal, shm = (self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))
+        try:
+            if os.access(self.path.parent, os.W_OK):
+                self.db = _connect(self.path, "mode=rw")
+                self.db.execute("PRAGMA query_only=ON")
+            elif shm.exists():
+                self.db = _connect(self.path, "mode=ro")
+            elif not wal.exists() or wal.stat().st_size == 0:
+                self.db = _connect(self.path, "mode=ro&immutable=1")
+            else:
+                self._copy = Path(tempfile.mkdtemp(prefix="asapo-pipelines-inbox-"))
+                for file in (self.path, wal):
+                    shutil.copyfile(file, self._copy / file.name)
+                self.db = _connect(self._copy / self.path.name, "mode=ro")
+            self.db.execute("SELECT 1 FROM suggestions LIMIT 1")
+        except (OSError, sqlite3.Error) as exc:
+            self._forget_copy()
+            raise InboxError(f"cannot read the suggestion inbox {self.path}: {exc}") from None
+        self.db.row_factory = sqlite3.Row
+
     def close(self) -> None:
         self.db.close()
+        self._forget_copy()
+
+    def _forget_copy(self) -> None:
+        if self._copy is not None:
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

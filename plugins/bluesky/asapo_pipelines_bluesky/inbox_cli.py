@@ -26,8 +26,8 @@ class Bridge:
     params: QueueParams
     inbox_path: Path
 
-    def open(self, *, create: bool = False) -> Inbox:
-        return Inbox(self.inbox_path, create=create)
+    def open(self, *, create: bool = False, read_only: bool = False) -> Inbox:
+        return Inbox(self.inbox_path, create=create, read_only=read_only)
 
 
 def bridges(pipeline_file: Path, unit: str | None = None) -> list[Bridge]:
@@ -52,8 +52,6 @@ def bridges(pipeline_file: Path, unit: str | None = None) -> list[Bridge]:
 def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], list[str]]:
     """Every suggestion of the file's bridges (their queue states brought up to date when the
     server answers), and one note per server that could not be asked."""
-    from asapo_pipelines_bluesky.queue import QueueClient, QueueError
-
     entries: list[Entry] = []
     notes: list[str] = []
     seen: set[Path] = set()
@@ -61,18 +59,36 @@ def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], 
         if not b.inbox_path.exists() or b.inbox_path in seen:
             continue  # two bridges may share one inbox: list it once
         seen.add(b.inbox_path)
-        inbox = b.open()
+        # read alone: an inbox archived read-only with its store is still listed
+        inbox = b.open(read_only=True)
         try:
             if refresh and any(e.state in ("submitted", "running") for e in inbox.entries()):
-                try:
-                    with QueueClient(b.params) as client:
-                        bridge.refresh(inbox, client)
-                except QueueError as exc:
-                    notes.append(stale(inbox, b.params, exc))
+                inbox = _refreshed(b, inbox, notes)
             entries.extend(inbox.entries())
         finally:
             inbox.close()
     return entries, notes
+
+
+def _refreshed(b: Bridge, inbox: Inbox, notes: list[str]) -> Inbox:
+    """The inbox with its queue states brought up to date, which writes them: opened for
+    writing instead of `inbox` (closed then). An inbox that cannot be written is listed as it
+    is, with a note saying so; a server that cannot be asked too (`stale`)."""
+    from asapo_pipelines_bluesky.inbox import InboxError
+    from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+
+    try:
+        writable = b.open()
+    except InboxError as exc:
+        notes.append(f"{exc}: the states shown are the inbox's own, not asked of the queue server")
+        return inbox
+    inbox.close()
+    try:
+        with QueueClient(b.params) as client:
+            bridge.refresh(writable, client)
+    except QueueError as exc:
+        notes.append(stale(writable, b.params, exc))
+    return writable
 
 
 def stale(inbox: Inbox, params: QueueParams, exc: Any) -> str:
