@@ -60,6 +60,11 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
         assert lines[1] == told(orphans, supervisor, "r1")
         assert lines[2].startswith("job faults runs in the background")
         assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+        # they reach the new supervisor through the run directory, taken there: its command
+        # line, which `ps` shows, carried them as JSON with paths and pids
+        cmdline = Path(f"/proc/{read_state(run_dir)['pid']}/cmdline").read_bytes().split(b"\0")
+        assert not any(b"orphans" in arg or arg.startswith(b"{") for arg in cmdline), cmdline
+        assert not (run_dir / "stopped-orphans.json").exists()
 
         # status right after: the new run runs, and why the outputs paused is still said
         status = pipeline("status", str(file), cwd=tmp_path)

@@ -215,13 +215,12 @@ def start_detached(
         # the state file stays: it names the tasks of a supervisor that was killed outright,
         # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
         (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
+        _hand_stopped_orphans(run_dir, stopped_orphans)
     except OSError as exc:
         raise LocalRunError(storage.describe("the run directory", run_dir, exc)) from None
     argv = [sys.executable, "-m", "asapo_pipelines.local.supervise", str(run_dir)]
     if pipeline_file:
         argv += ["--pipeline-file", pipeline_file]
-    if stopped_orphans:
-        argv += ["--stopped-orphans", json.dumps(stopped_orphans)]
     try:
         log = open(run_dir / SUPERVISOR_LOG, "ab")  # noqa: SIM115 - closed below
     except OSError as exc:
@@ -251,6 +250,18 @@ def start_detached(
         f"the supervisor of job {job_id} did not start within {timeout:g}s; "
         f"see {run_dir / SUPERVISOR_LOG}"
     )
+
+
+def _hand_stopped_orphans(run_dir: Path, stopped_orphans: Mapping[str, Any] | None) -> None:
+    """`stopped_orphans` for the supervisor to read (`STOPPED_ORPHANS_FILE`), or none left
+    from an earlier start that it would take for this one's."""
+    from asapo_pipelines.local.layout import STOPPED_ORPHANS_FILE
+
+    path = run_dir / STOPPED_ORPHANS_FILE
+    if stopped_orphans:
+        path.write_text(json.dumps(stopped_orphans))
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _last_error(run_dir: Path) -> str:

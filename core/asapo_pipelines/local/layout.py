@@ -20,6 +20,7 @@ __all__ = [
     "JOB_FILE",
     "LOCK_FILE",
     "PREVIOUS_ALLOC",
+    "STOPPED_ORPHANS_FILE",
     "SUPERVISOR_LOG",
     "AllocDirs",
     "alloc_dirs",
@@ -28,6 +29,10 @@ __all__ = [
 #: the latest session's allocation directories, and the session's before it (its logs to look
 #: back at: `pipeline logs FILE UNIT --previous`), with that session's last state inside
 ALLOC, PREVIOUS_ALLOC = "alloc", "previous-alloc"
+#: the tasks of a lost run `pipeline run --detach` stopped before starting its supervisor
+#: (JSON of `control.Orphans.record`), handed to the supervisor in the run directory: on its
+#: command line the JSON, with paths and pids, filled the process list (`ps`)
+STOPPED_ORPHANS_FILE = "stopped-orphans.json"
 
 
 @dataclass(frozen=True)

@@ -16,19 +16,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.local.executor import ExecOptions, LocalExecutor, RunResult
-from asapo_pipelines.local.layout import JOB_FILE
+from asapo_pipelines.local.layout import JOB_FILE, STOPPED_ORPHANS_FILE
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asapo_pipelines.local.supervise")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--pipeline-file", default=None)
-    # the tasks of a lost run `pipeline run` stopped before starting this supervisor (JSON of
-    # `control.Orphans.record`): said in its log and state as if it had stopped them
-    parser.add_argument("--stopped-orphans", type=json.loads, default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = _StopWhileStarting()
@@ -51,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             on_event=log,
             pipeline_file=args.pipeline_file,
             detached=True,
-            stopped_orphans=args.stopped_orphans,
+            stopped_orphans=_stopped_orphans(args.run_dir),
         )
         executor = LocalExecutor(job, args.run_dir, options)
         stop.hand_to(executor)
@@ -66,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
 
     record_end(args.pipeline_file, job, result)  # the run's end, in the store
     return 0 if result.status in ("complete", "stopped") else 1
+
+
+def _stopped_orphans(run_dir: Path) -> dict[str, Any] | None:
+    """The tasks of a lost run `pipeline run` stopped before starting this supervisor
+    (`STOPPED_ORPHANS_FILE`, taken: a later start writes its own), said in its log and state
+    as if it had stopped them; None when it stopped none, or the file cannot be read (the
+    run goes on without the note)."""
+    path = run_dir / STOPPED_ORPHANS_FILE
+    try:
+        found = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return found if isinstance(found, dict) else None
 
 
 class _StopWhileStarting:
