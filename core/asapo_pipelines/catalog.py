@@ -171,6 +171,20 @@ def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dic
                         f"{kind} {name} is already provided by {CORE_DISTRIBUTION}; not loaded"
                     )
             continue
+        owner = _namespace_owner(name, claimants) if kind == "unit" else None
+        if owner is not None:
+            # a unit named after its plugin stays that plugin's: installing another package
+            # that claims it too never takes it away from the pipelines that use it
+            settled[name] = next(d for r, d in entries if r is owner)
+            owner.units.append(name)
+            for record in claimants:
+                if record is not owner:
+                    record.errors.append(
+                        f"unit {name}: the namespace {owner.name} belongs to the plugin "
+                        f"{owner.name} ({owner.distribution} {owner.version}); not loaded "
+                        "(name your units after your own plugin)"
+                    )
+            continue
         for record in claimants:
             others = [r for r in claimants if r is not record]
             if others:
@@ -180,6 +194,30 @@ def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dic
                 reason = f"{kind} {name} is registered more than once by {record.distribution}"
             record.errors.append(reason)
     return dict(sorted(settled.items())) if kind == "unit" else settled
+
+
+def _namespace_owner(name: str, claimants: list[PluginRecord]) -> PluginRecord | None:
+    """Of the plugins claiming unit `name`, the one whose entry point is named like the unit's
+    namespace (`xas` for `xas.normalize`), when exactly one is and it claims the name once."""
+    namespace = name.partition(".")[0]
+    owners = [r for r in claimants if r.name == namespace]
+    return owners[0] if len(owners) == 1 and len(claimants) > 1 else None
+
+
+def clash_of(name: str, plugins: Iterable[PluginRecord]) -> str | None:
+    """Why unit `name` is not in a catalog although plugins register it: the distributions
+    that claim it, so that neither is loaded, and how to keep one; None when none does."""
+    prefix = f"unit {name} is also registered by "
+    claimants = [r for r in plugins if any(e.startswith(prefix) for e in r.errors)]
+    if len(claimants) < 2:
+        return None
+    who = [f"{r.distribution} {r.version}" for r in claimants]
+    both = f"both {who[0]} and {who[1]}" if len(who) == 2 else ", ".join(who)
+    names = " or ".join(r.name for r in claimants)
+    return (
+        f"unit {name} is registered by {both}, so none of them is loaded: uninstall one, or "
+        f"leave one out by its plugin name ({names}) in {ENV_DISABLE}"
+    )
 
 
 def _refuse_core_commands(claims: dict[str, list[tuple[PluginRecord, Any]]]) -> None:
@@ -422,7 +460,14 @@ class Catalog:
         try:
             return self.units[name]
         except KeyError:
+            clash = clash_of(name, self.plugins)
+            if clash is not None:
+                raise CatalogError(clash) from None
             raise UnknownUnitError(name, self.suggest(name)) from None
+
+    def clash(self, name: str) -> str | None:
+        """Why unit `name` is missing although plugins register it (`clash_of`), or None."""
+        return None if name in self.units else clash_of(name, self.plugins)
 
     def filter(
         self,

@@ -296,6 +296,10 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
             continue
         at = ("units", node.name)
         if node.unit not in catalog:
+            clash = catalog.clash(node.unit)
+            if clash is not None:  # known, twice: "unknown unit" would send them looking
+                found.append(make(file, doc.locate((*at, "unit")), "P201", clash))
+                continue
             suggestion = catalog.suggest(node.unit)
             hint = f"; did you mean {suggestion}?" if suggestion else "; see `pipeline list-units`"
             if broken:
