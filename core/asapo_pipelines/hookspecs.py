@@ -77,9 +77,9 @@ def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     """Check a pipeline's units together, offline: a unit's params that contradict those of a
     unit it reads from, which neither unit's own params model can see (a unit that needs a
     channel its source switches off). `pipeline validate`, and every command that loads the
-    file (`pipeline run` first of all), report each finding as a located problem, code `P314`,
-    once the file passed every other stage; a check that raises is a warning (`P315`): a
-    plugin's bug does not refuse a file.
+    file (`pipeline run` first of all, again with its `--set`s applied), report each finding as
+    a located problem, code `P314`, once the file passed every other stage; a check that
+    raises is a warning (`P315`): a plugin's bug does not refuse a file.
 
     Called only for plugins whose units the pipeline names. `pipeline.params_for(instance,
     catalog)` gives a unit's params, `pipeline.units[instance].inputs` and `.outputs` its

@@ -91,7 +91,7 @@ def run(
         from asapo_pipelines.pipeline.online import check_before_start
 
         assert target.pipeline_file is not None
-        overrides = apply_overrides(target, sets)
+        overrides = apply_overrides(target, sets, str(shown))
         # the services the units name (a queue server's allowed plans), asked before anything
         # is recorded, of the pipeline as it will run (--set applied)
         check_before_start(
@@ -555,7 +555,7 @@ def reprocess(
     assert target.payload is not None
     assert target.pipeline_file is not None
     pipeline, catalog = target.loaded()
-    overrides = apply_overrides(target, sets)
+    overrides = apply_overrides(target, sets, file)
     # the replay's suggestions go to the same queue server
     check_before_start(pipeline, catalog, Path(target.pipeline_file), file, executor="local")
     # a `pipeline run` starting at the same moment would pass the checks below as well

@@ -48,9 +48,10 @@ Loc = tuple[str | int, ...]
 class PipelineInvalid(PipelinesError):
     """The pipeline file has errors; `.report` holds all of them."""
 
-    def __init__(self, report: Report) -> None:
+    def __init__(self, report: Report, what: str | None = None) -> None:
         errors = report.errors
-        head = f"{report.file} is not a valid pipeline file ({len(errors)} error"
+        # `what`: what is not valid when it is more than the file (the file with a run's --set)
+        head = f"{what or report.file + ' is not a valid pipeline file'} ({len(errors)} error"
         head += "s)" if len(errors) != 1 else ")"
         lines = [p.text() for p in report.sorted() if p.severity == "error"][:20]
         more = f"\n... and {len(errors) - 20} more" if len(errors) > 20 else ""
@@ -951,21 +952,33 @@ def validate_document(
     return report, pipeline
 
 
-def _stage_plugin_checks(doc: Document, pipeline: Pipeline, catalog: Catalog) -> list[Problem]:
+def _stage_plugin_checks(
+    doc: Document,
+    pipeline: Pipeline,
+    catalog: Catalog,
+    file: str | None = None,
+    said: Callable[[Loc], str] = lambda where: "",
+) -> list[Problem]:
     """The `check_pipeline` findings of the plugins whose units the file names (P314): params
     of units wired together that contradict each other, which neither unit's params model can
     see. Asked only of a file valid otherwise, whose params the plugins can then read. A check
-    that raises is a warning (P315): a plugin's bug does not refuse a file."""
+    that raises is a warning (P315): a plugin's bug does not refuse a file.
+
+    `file`: the file's name as shown (its document's path when None); `said`: what a finding
+    at a place starts with (the `--set` that put a value there)."""
     if catalog.manager is None:
         return []  # a catalog not built from plugins has none to ask
-    file = str(doc.path)
+    file = file or str(doc.path)
     used = {catalog.get(config.unit).distribution for config in pipeline.units.values()}
     found: list[Problem] = []
     for record in catalog.plugins:
         if record.distribution not in used:
             continue
         findings, errors = catalog.manager.check_pipeline(record.name, pipeline, catalog)
-        found.extend(make(file, doc.locate(where), "P314", text) for where, _code, text in findings)
+        found.extend(
+            make(file, doc.locate(where), "P314", said(tuple(where)) + text)
+            for where, _code, text in findings
+        )
         found.extend(
             make(file, doc.locate(()), "P315", f"the check of {record.distribution} failed: {e}")
             for e in errors
@@ -1002,6 +1015,35 @@ def validate_text(
     return validate_document(doc, catalog, loaded, runtimes=runtimes)[0]
 
 
+def check_overridden(pipeline: Pipeline, catalog: Catalog, file: str, sets: Iterable[str]) -> None:
+    """Ask the plugins' `check_pipeline` (P314) again of a valid file's pipeline whose params a
+    run's `--set`s changed (`sets`: as typed, `normalize.calibrate=true`, each already applied
+    and valid for its unit): a contradiction made on the command line is refused as `pipeline
+    validate` refuses it in the file, at the place the value would have in it, naming the
+    `--set`; raises PipelineInvalid. `file`: the pipeline file as the user named it."""
+    shown = {item.partition("=")[0].strip(): f"--set {item}" for item in sets}
+    if not shown:
+        return
+
+    def said(where: Loc) -> str:
+        # a finding at an overridden param (or inside one) is that --set's doing
+        if len(where) >= 4 and where[0] == "units" and where[2] == "params":
+            for depth in range(len(where), 3, -1):
+                key = ".".join(str(part) for part in (where[1], *where[3:depth]))
+                if key in shown:
+                    return f"{shown[key]}: "
+        return ""
+
+    try:
+        doc, _ = read_document(Path(pipeline.path or file))
+    except LoadFailed as exc:  # the file changed since it was loaded: said as validate says it
+        raise PipelineInvalid(Report(file, list(exc.problems))) from None
+    problems = _stage_plugin_checks(doc, pipeline, catalog, file=file, said=said)
+    report = Report(file, problems)
+    if not report.ok:
+        raise PipelineInvalid(report, what=f"{file} with {', '.join(shown.values())} is not valid")
+
+
 def load_pipeline(path: Path | str, catalog: Catalog, *, runtimes: bool = False) -> Pipeline:
     """Load and validate a pipeline file; raises PipelineInvalid listing every error.
     `runtimes`: as `validate_document`'s."""
@@ -1014,6 +1056,7 @@ def load_pipeline(path: Path | str, catalog: Catalog, *, runtimes: bool = False)
 __all__ = [
     "PipelineInvalid",
     "UnitConfig",
+    "check_overridden",
     "load_pipeline",
     "validate_document",
     "validate_file",
