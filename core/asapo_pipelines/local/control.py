@@ -292,6 +292,9 @@ class Orphans:
     #: those that did not stop within their KillTimeout and were killed (`stop_gently`):
     #: their counts stop at their last status record before it
     killed: list[int] = field(default_factory=list)
+    #: their run directory, when it is not the one of the start that stopped them (the lost
+    #: session ran with another `--data-dir`)
+    run_dir: str | None = None
 
     def sentence(self) -> str:
         """One line for the operator: outputs pause while the orphans go, and this says why."""
@@ -304,8 +307,10 @@ class Orphans:
             which = ", ".join(map(str, self.killed))
             killed = f"; {which} did not stop within {'its' if len(self.killed) == 1 else 'their'} "
             killed += "KillTimeout and had to be killed"
+        where = f" in {self.run_dir}" if self.run_dir else ""
         return (
-            f"stopped {n} {tasks} left running by the lost run of job {self.job}: the orphaned "
+            f"stopped {n} {tasks} left running by the lost run of job {self.job}{where}: the "
+            "orphaned "
             f"{workers}{of_run} (pids {', '.join(map(str, self.pids))}), whose supervisor"
             f"{supervisor} is gone{killed}"
         )
@@ -343,7 +348,9 @@ def _run_of(state: Mapping[str, Any], pids: list[int]) -> str | None:
     return None
 
 
-def stop_orphans(run_dir: Path, job: JobSpec | None = None) -> Orphans | None:
+def stop_orphans(
+    run_dir: Path, job: JobSpec | None = None, *, elsewhere: bool = False
+) -> Orphans | None:
     """Stop the tasks a lost supervisor left running (its state file names them) and say which
     (None when none ran). Called before a run starts in `run_dir`: two generations of the same
     units reading the same streams would write every result twice.
@@ -372,7 +379,32 @@ def stop_orphans(run_dir: Path, job: JobSpec | None = None) -> Orphans | None:
     if not isinstance(supervisor, int) or isinstance(supervisor, bool):
         supervisor = None  # a damaged state file: the sentence goes without it
     job_id = str(state.get("job") or Path(run_dir).name)
-    return Orphans(job_id, run, supervisor, stopped, killed)
+    # `elsewhere`: the run directory is not the one this start runs in, and the sentence
+    # says which, so that its `pipeline status --data-dir` is understood
+    where = str(Path(run_dir).resolve()) if elsewhere else None
+    return Orphans(job_id, run, supervisor, stopped, killed, where)
+
+
+def stop_orphans_elsewhere(run_dir: Path, job: JobSpec | None) -> Orphans | None:
+    """Stop the tasks a lost supervisor left running in another run directory than the one
+    this start takes: the run's last session was started with another `--data-dir`, and its
+    workers read the same streams (and hold the same sinks) as the ones about to start. As
+    `stop_orphans`, under that directory's supervisor lock, taken without waiting: a
+    supervisor starting or running there keeps its tasks (the start is then refused by
+    `runs.lifecycle.refuse_while_alive`). `job`: how its tasks are stopped when that directory
+    has no `job.json` (a foreground run writes none)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDWR)
+    except OSError:
+        return None  # never run there, or not ours to open: nothing of ours is left there
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        return stop_orphans(run_dir, _job_of(Path(run_dir)) or job, elsewhere=True)
+    finally:
+        os.close(fd)
 
 
 def left_running(run_dir: Path, shown: str | None = None) -> str:

@@ -204,6 +204,24 @@ def end_if_left(session: Session, run_dir: Path) -> None:
         )
 
 
+def lost_run_dir(store: Any, target: Target) -> Path | None:
+    """The run directory of the latest run's last session when it is not `target`'s and that
+    session was never ended: started with another `--data-dir`, its supervisor may have been
+    lost with its workers still running there (`control.stop_orphans_elsewhere` tells, under
+    that directory's lock). None for a session of a cluster's executor or of workers started
+    by hand, which are not ours to stop."""
+    latest = store.latest(resumable=True)
+    if latest is None or latest.state != "running":
+        return None
+    session = latest.session
+    if session.get("executor", "local") != "local" or session.get("mode") == "workers":
+        return None
+    recorded = session.get("run_dir")
+    if not recorded or Path(recorded).resolve() == Path(target.run_dir).resolve():
+        return None
+    return Path(recorded)
+
+
 def end_lost_session(store: Any, target: Target, *, stopped: bool = False) -> None:
     """End the latest run's last session, as `lost`, when its supervisor is gone without
     having ended it, with the counts its workers published last (see the module's docstring);
@@ -356,7 +374,7 @@ def start_session(
     the tasks a lost supervisor left running are stopped here (`control.stop_orphans`), each
     given the time to publish its final status record, before their session is ended from
     those records (`end_lost_session`)."""
-    from asapo_pipelines.local.control import left_running, stop_orphans
+    from asapo_pipelines.local.control import left_running, stop_orphans, stop_orphans_elsewhere
     from asapo_pipelines.local.job import read_job
     from asapo_pipelines.runs import RunsError, RunStore
     from asapo_pipelines.runs.lifecycle import prepare, refuse_changed
@@ -372,7 +390,11 @@ def start_session(
             refuse_changed(store, pipeline, catalog, fresh=fresh, resume=resume)
         except RunsError as exc:
             raise RunsError(exc.message + left_running(target.run_dir, shown)) from None
-        orphans = stop_orphans(target.run_dir, read_job(target.payload))
+        job = read_job(target.payload)
+        orphans = stop_orphans(target.run_dir, job)
+        # the lost session may have run under another --data-dir: its workers are found there
+        other = lost_run_dir(store, target)
+        orphans = (stop_orphans_elsewhere(other, job) if other else None) or orphans
         end_lost_session(store, target, stopped=orphans is not None)
         run, what = prepare(
             store,
