@@ -4,7 +4,8 @@ another `--data-dir`: its session records its run directory, and the start looks
 Before, a run started with `--data-dir X` whose supervisor was killed outright left its workers
 running, and the next `pipeline run` without `--data-dir` (the run directory beside the file)
 resumed the run and started a second generation of the units beside them, reading the same
-streams and holding the same sinks."""
+streams and holding the same sinks; a start refused for a changed configuration did not say
+they were still running, nor how to stop them."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def test_a_start_stops_the_workers_a_lost_run_left_under_another_data_dir(tmp_pa
         assert started.returncode == 0, started.stderr
         wait_for(lambda: len(sink_names(out)) >= 50, timeout=60, what="the first outputs")
         supervisor, orphans = lose_supervisor(lost_dir)
+
+        # a start refused (a changed configuration) stops nothing, and says how to stop them
+        refused = pipeline("run", str(file), "--set", "files.settle_seconds=0.2", cwd=tmp_path)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        error = " ".join(refused.stderr.split())
+        assert error.endswith(
+            f"; {len(orphans)} tasks of the lost run r1 are still running (pids "
+            f"{', '.join(map(str, orphans))}), whose supervisor is gone: `pipeline stop "
+            f"{file} --data-dir {other}` stops them, and so does a start with --fresh or --resume"
+        ), error
+        assert all(alive(p) for p in orphans)
 
         write_files(files, 50, 100)  # the night goes on while the operator starts it again
         again = pipeline("run", str(file), "--detach", cwd=tmp_path)

@@ -386,14 +386,17 @@ def start_session(
     store = RunStore(transport, pipeline.name)
     try:
         store.claim(target.pipeline_file)
+        # the lost session may have run under another --data-dir: its workers are found there
+        other = lost_run_dir(store, target)
         try:
             refuse_changed(store, pipeline, catalog, fresh=fresh, resume=resume)
         except RunsError as exc:
-            raise RunsError(exc.message + left_running(target.run_dir, shown)) from None
+            told = left_running(target.run_dir, shown)
+            if other and not told:
+                told = left_running(other, shown, elsewhere=True)
+            raise RunsError(exc.message + told) from None
         job = read_job(target.payload)
         orphans = stop_orphans(target.run_dir, job)
-        # the lost session may have run under another --data-dir: its workers are found there
-        other = lost_run_dir(store, target)
         orphans = (stop_orphans_elsewhere(other, job) if other else None) or orphans
         end_lost_session(store, target, stopped=orphans is not None)
         run, what = prepare(
