@@ -86,9 +86,10 @@ def reason(exc: BaseException) -> str:
     return text.rstrip(".")[:300] or type(exc).__name__
 
 
-def describe(what: str, path: Path | str, exc: BaseException) -> str:
-    """`<what> (<path>) failed: <reason>; <remedy>` in one sentence."""
-    return f"{what} ({path}) failed: {reason(exc)}; {remedy(kind_of(exc), path)}"
+def describe(what: str, path: Path | str, exc: BaseException, kind: str | None = None) -> str:
+    """`<what> (<path>) failed: <reason>; <remedy>` in one sentence; `kind`: what the caller
+    knows better than `kind_of` (a store's own file of the wrong type is damaged)."""
+    return f"{what} ({path}) failed: {reason(exc)}; {remedy(kind or kind_of(exc), path)}"
 
 
 def not_a_directory(root: Path, what: str, setting: str) -> str | None:

@@ -205,3 +205,43 @@ def test_a_user_without_write_permission_gets_one_sentence(as_nobody) -> None:
             one_sentence(done, str(file), "Permission denied", "may not read or enter it")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def damage_layout(source: Path, how: str) -> Path:
+    """Give a path of a data source's own layout the wrong type, as a careless cleanup or a
+    bad restore does; returns the path the sentence names."""
+    if how == "index is a directory":
+        index = source / "index.db"
+        for path in source.glob("index.db*"):
+            path.unlink()
+        index.mkdir()
+        return index
+    payloads = source / "payloads"
+    shutil.rmtree(payloads)
+    payloads.write_text("not a directory\n")
+    return payloads
+
+
+@pytest.mark.parametrize("how", ["index is a directory", "payloads is a file"])
+def test_a_store_path_of_the_wrong_type_is_damage_not_restarted(tmp_path: Path, how: str) -> None:
+    """A data source whose index is a directory, or whose payloads directory is a file, is
+    damaged: a restart meets it again. Before, the worker exited 1 (restarted, five times over a
+    minute) with "check the storage (free space, permissions...)" or, for the index, "this user
+    may not write to it" said to root; now it exits 78 with the damaged remedy, and a run fails
+    the unit at once."""
+    file, store = run_once(tmp_path)
+    named = damage_layout(store / data_source_for("raw", "faults", "r1"), how)
+    done = pipeline("worker", str(file), "copy", cwd=tmp_path)
+    one_sentence(done, str(named), "is damaged; restore it from a backup, or move it aside")
+    assert done.returncode == 78, done.stderr
+
+    ran = pipeline("run", str(file), "--json", cwd=tmp_path)  # resumes r1
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr
+    state = json.loads(ran.stdout)
+    # the first unit to meet it (files writes raw, copy reads it) fails for good at once
+    failed = [u for u in state["units"] if u["state"] == "failed"]
+    assert failed, state["units"]
+    assert all(u["exit_codes"] == [78] for u in failed), state["units"]
+    assert all(u["restarts"] == 0 for u in state["units"]), state["units"]
+    assert f"{named} is damaged" in state["message"], state["message"]

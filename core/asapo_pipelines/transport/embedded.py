@@ -232,10 +232,31 @@ def _storage_error(data_source: str, directory: Path, exc: BaseException) -> Sto
     else:
         filename = getattr(exc, "filename", None)
         path = Path(filename) if filename else directory
+    kind = _kind_in_store(path, exc)
     return StorageError(
-        storage.describe(f"the store of data source {data_source!r}", path, exc),
-        storage.kind_of(exc),
+        storage.describe(f"the store of data source {data_source!r}", path, kind=kind, exc=exc),
+        kind,
     )
+
+
+#: what the OS says when a path of the store is not of the type the store made it: a file
+#: where it keeps a directory (its payloads), a directory where it keeps a file
+_WRONG_TYPE = (errno.EISDIR, errno.ENOTDIR, errno.EEXIST)
+
+
+def _kind_in_store(path: Path, exc: BaseException) -> str:
+    """`storage.kind_of`, but a path of the store's own layout that has the wrong type (a
+    segment file replaced by a directory, the payloads directory by a file, the index by a
+    directory, which SQLite reports as "unable to open") is damage: a restart meets it again,
+    and neither free space nor a permission mends it."""
+    kind = storage.kind_of(exc)
+    if kind not in (storage.OTHER, storage.DENIED):
+        return kind
+    if isinstance(exc, OSError) and exc.errno in _WRONG_TYPE:
+        return storage.DAMAGED
+    if isinstance(exc, sqlite3.Error) and path.is_dir():
+        return storage.DAMAGED
+    return kind
 
 
 def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
