@@ -8,9 +8,11 @@ import os
 import signal
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from helpers import (  # noqa: F401 (re-exported)
+from helpers import (
     CACHE_DIR,
     PIPELINE,
     alive,
@@ -88,3 +90,48 @@ def lose_supervisor(run_dir: Path) -> tuple[int, list[int]]:
     assert orphans
     assert all(alive(p) for p in orphans)  # the workers outlive their supervisor
     return supervisor, orphans
+
+
+@dataclass
+class LostRun:
+    """A run whose supervisor was SIGKILLed while its workers went on (`lost_run`)."""
+
+    file: Path  #: the pipeline file (files -> copy -> sink, watching `files`)
+    files: Path  #: the directory the files unit watches
+    out: Path  #: the sink's output
+    run_dir: Path  #: the lost run's directory
+    supervisor: int  #: its supervisor's pid, dead now
+    orphans: list[int]  #: its workers' pids, still running
+
+
+@contextlib.contextmanager
+def lost_run(
+    tmp_path: Path, *, count: int = 10, ready: int | None = None, data_dir: Path | None = None
+) -> Iterator[LostRun]:
+    """The "lost supervisor" every orphan test starts from: a watching core pipeline over
+    `count` files, started with `pipeline run --detach` (with `--data-dir data_dir` when
+    given), whose supervisor is SIGKILLed once the sink has `ready` outputs (all by default).
+    On leaving, whatever still runs is killed: the lost run's workers (if the test's start
+    did not stop them) and the run a test started after it, in the default run directory."""
+    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
+    write_files(files, 0, count)
+    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
+    default = tmp_path / ".pipeline-data" / "runs" / "faults"
+    run_dir = data_dir / "runs" / "faults" if data_dir is not None else default
+    orphans: list[int] = []
+    try:
+        where = ["--data-dir", str(data_dir)] if data_dir is not None else []
+        started = pipeline("run", str(file), "--detach", *where, cwd=tmp_path)
+        assert started.returncode == 0, started.stderr
+        wanted = count if ready is None else ready
+        wait_for(lambda: len(sink_names(out)) >= wanted, timeout=60, what="the first outputs")
+        supervisor, orphans = lose_supervisor(run_dir)
+        yield LostRun(file, files, out, run_dir, supervisor, list(orphans))
+    finally:
+        for pid in orphans:  # each leads its own process group, until it is gone
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+        kill_run(run_dir)
+        if run_dir != default:
+            kill_run(default)

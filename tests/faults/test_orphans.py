@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
 from faults_support import (
     alive,
     core_pipeline,
     kill_run,
+    lost_run,
     pipeline,
     read_state,
     sink_names,
@@ -24,33 +24,18 @@ from asapo_pipelines.local.control import live_tasks
 
 
 def test_rerun_without_stop_after_a_supervisor_sigkill_doubles_nothing(tmp_path: Path) -> None:
-    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 300)
-    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
-    try:
-        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
-        wait_for(lambda: len(sink_names(out)) >= 50, timeout=60, what="the first outputs")
-        state = read_state(run_dir)
-        assert state is not None
-        os.kill(state["pid"], signal.SIGKILL)
-        wait_for(lambda: not alive(state["pid"]), timeout=60, what="the supervisor to die")
-        orphans = [u["pid"] for u in read_state(run_dir)["units"] if u["pid"]]
-        assert orphans
-        assert all(alive(p) for p in orphans)  # the tasks outlive their supervisor
-
-        write_files(files, 300, 600)  # the night goes on while the operator re-runs
+    with lost_run(tmp_path, count=300, ready=50) as lost:
+        file, out, orphans = lost.file, lost.out, lost.orphans
+        write_files(lost.files, 300, 600)  # the night goes on while the operator re-runs
         again = pipeline("run", str(file), "--detach", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert not any(alive(p) for p in orphans), "the lost run's tasks still run"
-        log = (run_dir / "supervisor.log").read_text()
+        log = (lost.run_dir / "supervisor.log").read_text()
         assert f"stopped {len(orphans)} tasks left running by the lost run of job faults" in log
 
         wait_for(lambda: len(sink_names(out)) >= 600, timeout=120, what="all 600 outputs")
         stopped = pipeline("stop", str(file), cwd=tmp_path)
         assert stopped.returncode == 0, stopped.stderr
-    finally:
-        kill_run(run_dir)
     names = sink_names(out)
     assert sorted(names) == [f"f{i:05d}.txt" for i in range(600)]
     assert [n for n, c in names.items() if c > 1] == []

@@ -11,31 +11,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faults_support import (
-    alive,
-    core_pipeline,
-    kill_run,
-    lose_supervisor,
-    pipeline,
-    sink_names,
-    wait_for,
-    write_files,
-)
+from faults_support import alive, lost_run, pipeline, sink_names, wait_for, write_files
 
 
 def test_a_start_stops_the_workers_a_lost_run_left_under_another_data_dir(tmp_path: Path) -> None:
-    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 50)
-    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
     other = tmp_path / "elsewhere"
-    lost_dir = other / "runs" / "faults"
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
-    try:
-        started = pipeline("run", str(file), "--detach", "--data-dir", str(other), cwd=tmp_path)
-        assert started.returncode == 0, started.stderr
-        wait_for(lambda: len(sink_names(out)) >= 50, timeout=60, what="the first outputs")
-        supervisor, orphans = lose_supervisor(lost_dir)
-
+    with lost_run(tmp_path, count=50, data_dir=other) as lost:
+        file, orphans, lost_dir = lost.file, lost.orphans, lost.run_dir
         # a start refused (a changed configuration) stops nothing, and says how to stop them
         refused = pipeline("run", str(file), "--set", "files.settle_seconds=0.2", cwd=tmp_path)
         assert refused.returncode == 1, refused.stdout + refused.stderr
@@ -47,7 +29,7 @@ def test_a_start_stops_the_workers_a_lost_run_left_under_another_data_dir(tmp_pa
         ), error
         assert all(alive(p) for p in orphans)
 
-        write_files(files, 50, 100)  # the night goes on while the operator starts it again
+        write_files(lost.files, 50, 100)  # the night goes on while the operator starts it again
         again = pipeline("run", str(file), "--detach", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert not any(alive(p) for p in orphans), "the lost run's workers still run"
@@ -55,16 +37,14 @@ def test_a_start_stops_the_workers_a_lost_run_left_under_another_data_dir(tmp_pa
         assert (
             f"stopped {len(orphans)} tasks left running by the lost run of job faults in "
             f"{lost_dir.resolve()}: the orphaned workers of run r1 "
-            f"(pids {', '.join(map(str, orphans))}), whose supervisor (pid {supervisor}) is gone"
+            f"(pids {', '.join(map(str, orphans))}), whose supervisor (pid {lost.supervisor}) "
+            "is gone"
         ) in said, said
         assert "its workers, left running, were stopped by the next start" in said, said
 
-        wait_for(lambda: len(sink_names(out)) >= 100, timeout=120, what="all 100 outputs")
+        wait_for(lambda: len(sink_names(lost.out)) >= 100, timeout=120, what="all 100 outputs")
         stopped = pipeline("stop", str(file), cwd=tmp_path)
         assert stopped.returncode == 0, stopped.stderr
-    finally:
-        kill_run(lost_dir)
-        kill_run(run_dir)
-    names = sink_names(out)
+    names = sink_names(lost.out)
     assert sorted(names) == [f"f{i:05d}.txt" for i in range(100)]
     assert [n for n, c in names.items() if c > 1] == []

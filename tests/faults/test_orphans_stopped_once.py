@@ -7,28 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faults_support import (
-    alive,
-    core_pipeline,
-    kill_run,
-    lose_supervisor,
-    pipeline,
-    sink_names,
-    wait_for,
-    write_files,
-)
+from faults_support import alive, lost_run, pipeline
 
 
 def test_a_second_stop_of_a_lost_run_names_no_pids(tmp_path: Path) -> None:
-    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 10)
-    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
-    try:
-        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
-        wait_for(lambda: len(sink_names(out)) >= 10, timeout=60, what="the first outputs")
-        _supervisor, orphans = lose_supervisor(run_dir)
-
+    with lost_run(tmp_path) as lost:
+        file, orphans = lost.file, lost.orphans
         first = pipeline("stop", str(file), cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         assert f"pids {', '.join(map(str, orphans))}" in first.stdout
@@ -38,5 +22,3 @@ def test_a_second_stop_of_a_lost_run_names_no_pids(tmp_path: Path) -> None:
         assert second.returncode == 0, second.stderr
         assert second.stdout.strip() == "job faults is not running (stopped)", second.stdout
         assert not any(str(p) in second.stdout + second.stderr for p in orphans)
-    finally:
-        kill_run(run_dir)

@@ -18,10 +18,9 @@ from typing import Any
 from faults_support import (
     PIPELINE,
     alive,
-    core_pipeline,
     env,
-    kill_run,
     lose_supervisor,
+    lost_run,
     pipeline,
     read_state,
     sink_names,
@@ -39,91 +38,91 @@ def told(orphans: list[int], supervisor: int, run: str) -> str:
 
 
 def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path) -> None:
-    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 40)
-    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
     foreground: subprocess.Popen[str] | None = None
-    try:
-        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
-        wait_for(lambda: len(sink_names(out)) >= 40, timeout=60, what="the first outputs")
-        supervisor, orphans = lose_supervisor(run_dir)
-        assert len(orphans) == 3  # files, copy, sink
+    with lost_run(tmp_path, count=40) as first:
+        file, files, out, run_dir = first.file, first.files, first.out, first.run_dir
+        supervisor, orphans = first.supervisor, first.orphans
+        try:
+            assert len(orphans) == 3  # files, copy, sink
 
-        # detached: the sentence before the "runs in the background" line
-        again = pipeline("run", str(file), "--detach", cwd=tmp_path)
-        assert again.returncode == 0, again.stderr
-        lines = again.stdout.splitlines()
-        # the session whose supervisor was lost: said, with when (`test_last_session_end`)
-        lost = "(unchanged; its last session was lost at "
-        assert lines[0].startswith(f"resuming run r1 of pipeline faults {lost}"), lines[0]
-        assert lines[1] == told(orphans, supervisor, "r1")
-        assert lines[2].startswith("job faults runs in the background")
-        assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
-        # they reach the new supervisor through the run directory, taken there: its command
-        # line, which `ps` shows, carried them as JSON with paths and pids
-        cmdline = Path(f"/proc/{read_state(run_dir)['pid']}/cmdline").read_bytes().split(b"\0")
-        assert not any(b"orphans" in arg or arg.startswith(b"{") for arg in cmdline), cmdline
-        assert not (run_dir / "stopped-orphans.json").exists()
+            # detached: the sentence before the "runs in the background" line
+            again = pipeline("run", str(file), "--detach", cwd=tmp_path)
+            assert again.returncode == 0, again.stderr
+            lines = again.stdout.splitlines()
+            # the session whose supervisor was lost: said, with when (`test_last_session_end`)
+            lost = "(unchanged; its last session was lost at "
+            assert lines[0].startswith(f"resuming run r1 of pipeline faults {lost}"), lines[0]
+            assert lines[1] == told(orphans, supervisor, "r1")
+            assert lines[2].startswith("job faults runs in the background")
+            assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+            # they reach the new supervisor through the run directory, taken there: its
+            # command line, which `ps` shows, carried them as JSON with paths and pids
+            pid = read_state(run_dir)["pid"]
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            assert not any(b"orphans" in arg or arg.startswith(b"{") for arg in cmdline), cmdline
+            assert not (run_dir / "stopped-orphans.json").exists()
 
-        # status right after: the new run runs, and why the outputs paused is still said
-        status = pipeline("status", str(file), cwd=tmp_path)
-        assert status.returncode == 0, status.stderr
-        assert "running" in status.stdout.splitlines()[0]
-        assert told(orphans, supervisor, "r1") in status.stdout.splitlines()
-        as_json = json.loads(pipeline("status", str(file), "--json", cwd=tmp_path).stdout)
-        assert as_json["status"] == "running"
-        assert as_json["run"] == "r1"
-        assert as_json["stopped_orphans"]["pids"] == orphans
-        assert as_json["stopped_orphans"]["run"] == "r1"
+            # status right after: the new run runs, and why the outputs paused is still said
+            status = pipeline("status", str(file), cwd=tmp_path)
+            assert status.returncode == 0, status.stderr
+            assert "running" in status.stdout.splitlines()[0]
+            assert told(orphans, supervisor, "r1") in status.stdout.splitlines()
+            as_json = json.loads(pipeline("status", str(file), "--json", cwd=tmp_path).stdout)
+            assert as_json["status"] == "running"
+            assert as_json["run"] == "r1"
+            assert as_json["stopped_orphans"]["pids"] == orphans
+            assert as_json["stopped_orphans"]["run"] == "r1"
 
-        # foreground, into a new run: the same sentence names the lost run, not the new one
-        write_files(files, 40, 60)
-        wait_for(lambda: len(sink_names(out)) >= 60, timeout=60, what="the new outputs")
-        supervisor, orphans = lose_supervisor(run_dir)
-        assert len(orphans) == 3  # files, copy, sink
-        foreground = subprocess.Popen(
-            [PIPELINE, "run", str(file), "--fresh"],
-            cwd=tmp_path,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        said: list[str] = []
-        reader = threading.Thread(target=_read_lines, args=(foreground, said), daemon=True)
-        reader.start()
-        sentence = told(orphans, supervisor, "r1")
-        wait_for(lambda: sentence in said, timeout=60, what=f"{sentence!r} in {said}")
-        assert said[0] == "run r2 of pipeline faults starts"
-        assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
-        wait_for(
-            lambda: _running(read_state(run_dir), foreground.pid), timeout=60, what="the new run"
-        )
-        foreground.send_signal(signal.SIGINT)
-        assert foreground.wait(timeout=60) == 130
-        reader.join(timeout=10)
-        assert said.count(sentence) == 1, said
+            # foreground, into a new run: the same sentence names the lost run, not the new one
+            write_files(files, 40, 60)
+            wait_for(lambda: len(sink_names(out)) >= 60, timeout=60, what="the new outputs")
+            supervisor, orphans = lose_supervisor(run_dir)
+            assert len(orphans) == 3  # files, copy, sink
+            foreground = subprocess.Popen(
+                [PIPELINE, "run", str(file), "--fresh"],
+                cwd=tmp_path,
+                env=env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            said: list[str] = []
+            reader = threading.Thread(target=_read_lines, args=(foreground, said), daemon=True)
+            reader.start()
+            sentence = told(orphans, supervisor, "r1")
+            wait_for(lambda: sentence in said, timeout=60, what=f"{sentence!r} in {said}")
+            assert said[0] == "run r2 of pipeline faults starts"
+            assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+            wait_for(
+                lambda: _running(read_state(run_dir), foreground.pid),
+                timeout=60,
+                what="the new run",
+            )
+            foreground.send_signal(signal.SIGINT)
+            assert foreground.wait(timeout=60) == 130
+            reader.join(timeout=10)
+            assert said.count(sentence) == 1, said
 
-        # `pipeline deploy` with the local executor is `run --detach`: it says it alike
-        detached = pipeline("run", str(file), "--detach", cwd=tmp_path)
-        assert detached.returncode == 0, detached.stderr
-        run = re.search(r"\brun (r\d+) ", detached.stdout)  # "run r3 ... starts", "resuming run r3"
-        assert run, detached.stdout
-        supervisor, orphans = lose_supervisor(run_dir)
-        assert len(orphans) == 3  # files, copy, sink
-        deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
-        assert deployed.returncode == 0, deployed.stderr
-        lines = deployed.stdout.splitlines()
-        assert lines[0].startswith(f"resuming run {run[1]} of pipeline faults {lost}"), lines
-        assert lines[1] == told(orphans, supervisor, run[1])
-        assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
-        assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
-    finally:
-        if foreground is not None and foreground.poll() is None:
-            foreground.kill()
-            foreground.wait()
-        kill_run(run_dir)
+            # `pipeline deploy` with the local executor is `run --detach`: it says it alike
+            detached = pipeline("run", str(file), "--detach", cwd=tmp_path)
+            assert detached.returncode == 0, detached.stderr
+            run = re.search(
+                r"\brun (r\d+) ", detached.stdout
+            )  # "run r3 ... starts", "resuming run r3"
+            assert run, detached.stdout
+            supervisor, orphans = lose_supervisor(run_dir)
+            assert len(orphans) == 3  # files, copy, sink
+            deployed = pipeline("deploy", str(file), "--executor", "local", cwd=tmp_path)
+            assert deployed.returncode == 0, deployed.stderr
+            lines = deployed.stdout.splitlines()
+            assert lines[0].startswith(f"resuming run {run[1]} of pipeline faults {lost}"), lines
+            assert lines[1] == told(orphans, supervisor, run[1])
+            assert not any(alive(p) for p in orphans), "a worker of the lost session still runs"
+            assert pipeline("stop", str(file), cwd=tmp_path).returncode == 0
+        finally:
+            if foreground is not None and foreground.poll() is None:
+                foreground.kill()
+                foreground.wait()
 
 
 def _read_lines(proc: subprocess.Popen[str], said: list[str]) -> None:
@@ -145,14 +144,8 @@ def test_a_start_refused_for_a_changed_configuration_names_the_workers_it_leaves
     refusal says so, with their pids and how to stop them. Before, it named none of them (only
     `pipeline status` did), and it had ended their session `lost` from the counts of workers
     that were still running."""
-    files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
-    write_files(files, 0, 10)
-    file = core_pipeline(tmp_path, files=files, out=out, watch=True)
-    run_dir = tmp_path / ".pipeline-data" / "runs" / "faults"
-    try:
-        assert pipeline("run", str(file), "--detach", cwd=tmp_path).returncode == 0
-        wait_for(lambda: len(sink_names(out)) >= 10, timeout=60, what="the first outputs")
-        _supervisor, orphans = lose_supervisor(run_dir)
+    with lost_run(tmp_path) as lost:
+        file, orphans = lost.file, lost.orphans
 
         refused = pipeline("run", str(file), "--set", "files.settle_seconds=0.2", cwd=tmp_path)
         assert refused.returncode == 1, refused.stdout + refused.stderr
@@ -180,5 +173,3 @@ def test_a_start_refused_for_a_changed_configuration_names_the_workers_it_leaves
         assert stopped.returncode == 0, stopped.stderr
         assert f"pids {', '.join(map(str, orphans))}" in stopped.stdout
         assert not any(alive(p) for p in orphans)
-    finally:
-        kill_run(run_dir)
