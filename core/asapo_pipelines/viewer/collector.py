@@ -409,9 +409,10 @@ class Collector:
         self._read_errors()
         self._read_plots()
         executor = self.run.read()
+        run = self._run_section(executor)
         return {
-            "run": self._run_section(executor),
-            "units": self._units(now, executor),
+            "run": run,
+            "units": self._units(now, executor, ended=run["ended"]),
             "streams": streams,
             "errors": list(self.errors),
             "plots": [self._plot_section(p) for p in self.plots],
@@ -465,6 +466,15 @@ class Collector:
         end = rundir.session_end(executor, self.run.path.parent, self.session_start or 0.0)
         return None if end is None else (end[0], end[1])
 
+    def _session_state(self, executor: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The state file (`executor`, as `RunState.read` gave it) when it is the one the
+        run's last session wrote, not one an earlier session or another run directory left."""
+        if executor is None or not self._executor_runs_session():
+            return None
+        started = executor.get("started")
+        began = self.session_start or 0.0
+        return executor if isinstance(started, int | float) and started >= began else None
+
     def _edited(self, state: str) -> str | None:
         """The warning `pipeline status` gives under its table when the pipeline file was
         edited while the run's local session goes on (`runs.edits`), in the same words; None
@@ -505,12 +515,18 @@ class Collector:
         start = self.record.start if self.record is not None else {}
         return start.get("mode") == "reprocess" and unit.descriptor.role == "source"
 
-    def _units(self, now: float, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _units(
+        self, now: float, data: dict[str, Any] | None = None, *, ended: bool = False
+    ) -> dict[str, Any]:
         order = [
             *("failed", "exited", "restarting", "starting", "running", "waiting"),
             *("stopped", "finished", REPLAYED),
         ]
         executor = self.run.units(data)
+        # once the run ended, its tasks' states are those its supervisor wrote last, as
+        # `pipeline status` shows them: a worker that could not publish its end (a full disk)
+        # went silent, which alone reads as a worker killed and about to be restarted
+        final = self.run.units(self._session_state(data)) if ended else {}
         units: dict[str, Any] = {}
         for unit in self.view.units:
             # the current session's processes only, as `pipeline status` shows them
@@ -528,7 +544,9 @@ class Collector:
             state = min(names, key=order.index)
             restarts = sum(s.restarts for s in states)
             run = executor.get(unit.instance)
-            if run is not None:
+            if unit.instance in final:
+                state = min(final[unit.instance]["states"], key=order.index)
+            elif run is not None:
                 # the executor knows what a dead worker cannot say: it waits to be restarted,
                 # or it failed for good
                 # `exited`: its supervisor is lost, its process gone; no one restarts it
@@ -539,6 +557,7 @@ class Collector:
                 else:
                     if state == "restarting" and "running" in run["states"]:
                         state = "starting"  # restarted, its first status not yet published
+            if run is not None:
                 restarts = max(restarts, run["restarts"])
 
             def total(key: str, states: list[ReplicaState] = states) -> int:
