@@ -44,10 +44,12 @@ from asapo_pipelines.cli.options import (
 )
 from asapo_pipelines.errors import PipelinesError, UsageError
 from asapo_pipelines.launchplan.rundir import (
-    JOB_FILE,
     recorded_state,
     start_under_way,
+    starting_until,
+    supervised_since,
     supervisor_alive,
+    unsupervised,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -445,9 +447,7 @@ def _session_run_dir(
             f"there with `pipeline {command} {path}`"
         )
     raise UnsupervisedRun(
-        f"run {run.id} of pipeline {pipeline.name} is recorded as running, but no supervisor "
-        f"runs it: its `pipeline run` ended before starting one; `pipeline stop {path}` ends "
-        "the run",
+        unsupervised(run.id, pipeline.name, path),  # the viewer's run says it too
         run.id,
         pipeline.name,
         path,
@@ -462,13 +462,6 @@ def _end_reason(run: Run) -> str | None:
     return why.removeprefix(f"{run.state}: ") or None  # said once: "ended stopped: ..."
 
 
-#: Seconds from the record of a `pipeline run` session to its supervisor's first state: a
-#: foreground run writes it at once; a detached one, once its job is written, is waited for
-#: as long as `run --detach` waits for it (`local.control.start_detached`).
-STARTING = 5.0
-STARTING_DETACHED = 30.0
-
-
 def _idle(run_dir: Path) -> bool:
     """Whether no supervisor runs in `run_dir` and none was lost there with its tasks: no
     state recorded, or one that ended."""
@@ -480,25 +473,12 @@ def _idle(run_dir: Path) -> bool:
 
 def _unsupervised_since(run_dir: Path, began: float) -> bool:
     """Whether no supervisor took `run_dir` after `began` (a `pipeline run` session's record),
-    waiting while one may still be starting (`STARTING`)."""
-    while not _supervised_since(run_dir, began):
-        detached = _mtime(run_dir / JOB_FILE) >= began
-        if time.time() >= began + (STARTING_DETACHED if detached else STARTING):
+    waiting while one may still be starting (`rundir.starting_until`)."""
+    while not supervised_since(run_dir, began):
+        if time.time() >= starting_until(run_dir, began):
             return True
         time.sleep(0.1)
     return False
-
-
-def _supervised_since(run_dir: Path, began: float) -> bool:
-    started = recorded_state(run_dir).get("started")
-    return supervisor_alive(run_dir) or float(started or 0) >= began
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 #: The states in which an executor reports that nothing of a run or deployment runs any more:

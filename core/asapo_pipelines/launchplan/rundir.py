@@ -246,3 +246,39 @@ def observed(state: dict[str, Any], run: Path) -> dict[str, Any]:
             "stop` ends the run"
         )
     return state
+
+
+# -- a session of `pipeline run` that no supervisor took ---------------------------------------
+#: Seconds from the record of a `pipeline run` session to its supervisor's first state: a
+#: foreground run writes it at once; a detached one, once its job is written, is waited for
+#: as long as `run --detach` waits for it (`local.control.start_detached`).
+STARTING = 5.0
+STARTING_DETACHED = 30.0
+
+
+def supervised_since(run: Path, began: float) -> bool:
+    """Whether a supervisor took `run` for the session of `pipeline run` recorded at `began`:
+    one holds it, or its state file was written since (a state file of an earlier session, or
+    none at all, says no supervisor of this one ever ran)."""
+    started = recorded_state(run).get("started")
+    return supervisor_alive(run) or float(started or 0) >= began
+
+
+def starting_until(run: Path, began: float) -> float:
+    """Until when a supervisor may still take `run` for the session recorded at `began`
+    (`STARTING`, or `STARTING_DETACHED` once a detached start wrote its job there)."""
+    try:
+        detached = (Path(run) / JOB_FILE).stat().st_mtime >= began
+    except OSError:
+        detached = False
+    return began + (STARTING_DETACHED if detached else STARTING)
+
+
+def unsupervised(run_id: str, pipeline: str, shown: object) -> str:
+    """What `pipeline status` (and the viewer with it) says of run `run_id`, recorded as running
+    while no supervisor took its run directory since its session began (`supervised_since`):
+    nothing will end it but `pipeline stop`, which `shown` (the pipeline file) names."""
+    return (
+        f"run {run_id} of pipeline {pipeline} is recorded as running, but no supervisor runs "
+        f"it: its `pipeline run` ended before starting one; `pipeline stop {shown}` ends the run"
+    )

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -440,6 +441,11 @@ class Collector:
             message = str(record.last_end.get("message") or "")
         elif executor is not None and self._executor_runs_session():
             state, message = self._executor_end(executor) or (state, message)
+        if state == "running":
+            # no state file of this session (deleted, or its supervisor never wrote one): the
+            # record alone would say "running" for ever, where `pipeline status` says why not
+            unsupervised = self._unsupervised()
+            state, message = ("lost", unsupervised) if unsupervised else (state, message)
         start = record.start if record is not None else {}
         return {
             "id": self.run_id,
@@ -465,6 +471,32 @@ class Collector:
         # state file ends it, not one an earlier session left before the new supervisor wrote
         end = rundir.session_end(executor, self.run.path.parent, self.session_start or 0.0)
         return None if end is None else (end[0], end[1])
+
+    def _unsupervised(self) -> str | None:
+        """What `pipeline status` says of a run recorded as running whose last session of
+        `pipeline run` no supervisor took (`rundir.supervised_since`: none holds its run
+        directory and no state file was written since the session began), in its words; None
+        while one runs it or may still be starting, or when the session is not this machine's
+        local one (a cluster's, another host's, workers started by hand)."""
+        record = self.record
+        if record is None or record.last_end is not None:
+            return None
+        session = record.session
+        if session.get("executor", "local") != "local" or session.get("mode") == "workers":
+            return None
+        if session.get("host") not in (None, socket.gethostname()):
+            return None  # its supervisor, if any, is not seen from here
+        began = session.get("time")
+        where = session.get("run_dir") or (self.run.path.parent if self.run.path else None)
+        if not isinstance(began, int | float) or where is None:
+            return None
+        run = Path(where)
+        if rundir.start_under_way(run) or rundir.supervised_since(run, float(began)):
+            return None
+        if time.time() < rundir.starting_until(run, float(began)):
+            return None  # as `pipeline status` waits for a supervisor still starting
+        shown = self.view.path if self.view.path is not None else self.view.name
+        return rundir.unsupervised(record.id, self.view.name, shown)
 
     def _session_state(self, executor: dict[str, Any] | None) -> dict[str, Any] | None:
         """The state file (`executor`, as `RunState.read` gave it) when it is the one the
