@@ -141,3 +141,22 @@ def test_the_documented_executor_stops_a_service_and_refuses_a_second_deploy(tmp
     assert {i["state"] for i in state["instances"]} == {"stopped"}
     assert _run(folder, env)["state"] == "stopped"
     assert _lines(folder) == 3
+
+
+def test_the_executor_page_shows_the_example_files_where_github_shows_them():
+    """GitHub shows a `--8<--` include line as it is: docs/executors.md said `--8<-- "docs/
+    examples/executor-plugin/acme_procs/plugin.py"` where the code belonged. It holds each
+    file's text now, which tests/test_docs_tested.py keeps the same as the file."""
+    import re
+
+    page = (EXAMPLES.parent / "executors.md").read_text(encoding="utf-8")
+    assert "--8<--" not in page
+    shown = re.findall(r"^<!-- docs-test: copy, (\S+) -->$", page, re.M)
+    files = [
+        PLUGIN / "acme_procs" / "plugin.py",
+        PLUGIN / "pyproject.toml",
+        PLUGIN / "acme_procs" / "executor.py",
+        DEMO / FILE,
+    ]
+    root = EXAMPLES.parents[1]
+    assert shown == [str(f.relative_to(root)) for f in files]
