@@ -157,7 +157,13 @@ from typing import Any
 import numpy as np
 from scipy.stats import t as student_t
 
-from asapo_pipelines_xas.merge import noise_scale, normaliser, settings_difference
+from asapo_pipelines_xas.merge import (
+    label_conflicts,
+    noise_scale,
+    normaliser,
+    only_by_label_conflict,
+    settings_difference,
+)
 from asapo_pipelines_xas.params import ConvergenceParams
 from asapo_pipelines_xas.temperature import kelvin, setpoint
 
@@ -640,6 +646,23 @@ def _why_suspects(noisy: dict[str, float], suspects: list[str], sample: str | No
     )
 
 
+def _conflict_reason(merged: Mapping[str, Any], group: Mapping[str, str]) -> str:
+    """Why a group made only of scans whose header contradicts their file name gets no plan."""
+    conflicts = label_conflicts(merged)
+    files = ", ".join(str(c.get("file")) for c in conflicts)
+    header = sorted({str(c.get("header")) for c in conflicts})
+    name = sorted({str(c.get("file_name")) for c in conflicts})
+    one = len(conflicts) == 1
+    return (
+        f"this group exists only because of a header/file-name conflict: {files} "
+        f"{'is' if one else 'are'} labelled {' / '.join(header)} by {'its' if one else 'their'} "
+        f"header but {' / '.join(name)} by {'its' if one else 'their'} file name, and "
+        f"{'is' if one else 'are'} grouped as the header says (sample {group.get('sample')}); "
+        "nobody planned this group, so no scans of it are asked for: check whether the file "
+        "was saved under another scan's name (rename it) or its header is wrong"
+    )
+
+
 def _check_scans(scans: list[str], sample: str | None) -> str:
     """`check scans <file>, <file> of sample <sample>`: the scans by the names of their files."""
     names = ", ".join(scan_name(s) for s in scans)
@@ -832,6 +855,12 @@ class ConvergenceAgent:
                 "metrics": metrics,
             }
 
+        if only_by_label_conflict(merged):
+            # a Cu foil saved under an Fe series' name is grouped as its header says: a group
+            # nobody planned, of which a queue must not be asked for repeats
+            decision = suggestion("stop", _conflict_reason(merged, group), 0.9)
+            decision["arguments"]["label_conflict"] = label_conflicts(merged)
+            return decision
         disagreement = merged.get("no_majority")
         if isinstance(disagreement, Mapping):
             # a merge of nothing: more scans of it would be repeats of what, is the question

@@ -1146,6 +1146,7 @@ class Merger:
                 "shift": e.shift,
                 "shift_err": e.shift_err,
                 **self._reading(e),
+                **_label_conflict(e),
             }
             for e in entries
         ]
@@ -1200,6 +1201,45 @@ class Merger:
         if scale == first:
             return dict(group)
         return {**group, "settings": settings_difference(scale, first)}
+
+
+def _label_conflict(entry: _Entry) -> dict[str, Any]:
+    """`{"label_conflict": {"header": "Cu K", "file_name": "Fe K", "file": ...}}` of a scan
+    whose header and file name name different edges (`xas.scan-files` finds it): grouped as
+    the header says, it may make a group nobody planned, which the merge result, its summary
+    and the agent must say. Only when there is one: a merge's key is its content."""
+    conflict = entry.spectrum.metadata.get("label_conflict")
+    if not isinstance(conflict, Mapping):
+        return {}
+    return {"label_conflict": {**conflict, "file": entry.spectrum.metadata.get("file")}}
+
+
+def label_conflicts(merged: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The `label_conflict`s of a merge's scans (`_label_conflict`), copies of scans left
+    out: a copy is no scan of the group."""
+    copies = {str(r.get("scan")) for r in merged.get("rejected", []) if r.get("duplicate")}
+    return [
+        dict(s["label_conflict"])
+        for s in merged.get("scans", [])
+        if isinstance(s.get("label_conflict"), Mapping) and str(s.get("scan")) not in copies
+    ]
+
+
+def only_by_label_conflict(merged: Mapping[str, Any]) -> bool:
+    """Whether the group exists only because of scans whose header contradicts their file name:
+    every scan of it has a `label_conflict`. Nobody planned such a group (a Cu foil saved under
+    an Fe series' name): no more scans of it are asked for."""
+    copies = {str(r.get("scan")) for r in merged.get("rejected", []) if r.get("duplicate")}
+    scans = [s for s in merged.get("scans", []) if str(s.get("scan")) not in copies]
+    return bool(scans) and len(label_conflicts(merged)) == len(scans)
+
+
+def label_conflict_text(merged: Mapping[str, Any]) -> str:
+    """`20K_GOE_Fe_K_240.00002.xdi: header Cu K, file name Fe K; ...`, '' for none."""
+    return "; ".join(
+        f"{c.get('file')}: header {c.get('header')}, file name {c.get('file_name')}"
+        for c in label_conflicts(merged)
+    )
 
 
 #: the values that say a spectrum's noise and the k window it is measured over

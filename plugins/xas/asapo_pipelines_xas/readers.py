@@ -187,6 +187,11 @@ def parse_scan(
             meta[key] = value
     # params, header and file name may each write them in any case: one label downstream
     canonical_label(meta)
+    if "label_conflict" in meta and "sample" not in meta:
+        # the series' name is not this scan's: a group of its own, named by its whole file
+        # name, rather than a sample of the series it does not belong to
+        meta["file_name_not_used"]["sample"] = meta["file_base"]
+        meta["sample"] = Path(name).name.rsplit(".", 1)[0] if "." in name else name
     meta.setdefault("sample", meta["file_base"])
     return _build_scan(name, table, mapping, meta, min_points)
 
@@ -721,10 +726,20 @@ def _note_label_conflict(meta: dict[str, Any]) -> None:
 
 def _finish_metadata(meta: dict[str, Any]) -> None:
     """Fill element/edge and temperature from the file name where the header had none (kept
-    separate so that a header value always wins)."""
-    if "element" not in meta and "element_from_name" in meta:
-        meta["element"] = meta["element_from_name"]
-    if "edge" not in meta and "edge_from_name" in meta:
-        meta["edge"] = meta["edge_from_name"]
-    if "temperature" not in meta and "temperature_from_name" in meta:
-        meta["temperature"] = meta["temperature_from_name"]
+    separate so that a header value always wins). Not when the header contradicts the name
+    (`label_conflict`): a name known not to describe the file (a Cu foil saved as
+    `20K_GOE_Fe_K_240.00002.xdi`) gave it the series' 20 K. What the name would have given is
+    kept in `file_name_not_used`, with why."""
+    conflict = meta.get("label_conflict")
+    if conflict:
+        meta["file_name_not_used"] = {
+            "reason": f"the header says {conflict['header']}, the file name "
+            f"{conflict['file_name']}: the name is not this scan's, so nothing is taken from it"
+        }
+    for key in ("element", "edge", "temperature"):
+        if key in meta or f"{key}_from_name" not in meta:
+            continue
+        if conflict:
+            meta["file_name_not_used"][key] = meta[f"{key}_from_name"]
+        else:
+            meta[key] = meta[f"{key}_from_name"]

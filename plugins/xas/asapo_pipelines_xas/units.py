@@ -27,7 +27,7 @@ from asapo_pipelines.sdk import (
 from asapo_pipelines_xas import merge, normalize, temperature
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.errors import ScanFileError, XasError
-from asapo_pipelines_xas.merge import Merger
+from asapo_pipelines_xas.merge import Merger, label_conflict_text, only_by_label_conflict
 from asapo_pipelines_xas.normalize import normalize_scan
 from asapo_pipelines_xas.readers import Scan, load_tables
 from asapo_pipelines_xas.scanfiles import (
@@ -691,6 +691,7 @@ class Merge(Processor):
                 if merged.get("no_majority")
                 else {}
             ),
+            **_conflict_note(merged),
         }
 
     def _warn_other_code(self, merged: dict[str, Any]) -> int:
@@ -715,6 +716,18 @@ class Merge(Processor):
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def _conflict_note(merged: dict[str, Any]) -> dict[str, Any]:
+    """The merge summary's `label_conflict` of a group with scans whose header and file name
+    name different edges, and whether the group exists only because of them (nobody planned
+    it: the agent asks for no scans of it)."""
+    text = label_conflict_text(merged)
+    if not text:
+        return {}
+    if only_by_label_conflict(merged):
+        text += " (every scan of the group: it exists only because of this conflict)"
+    return {"label_conflict": text}
 
 
 def json_object(message: Message, unit: str, kind: str) -> dict[str, Any]:

@@ -94,7 +94,10 @@ def test_zero_padded_counters_still_make_repeats_of_one_sample(tmp_path, run_cha
     ],
 )
 def test_sample_and_scan_number_from_the_file_name(tmp_path, name, sample, number):
-    (tmp_path / name).write_text(without_sample_name())
+    # a name that says Fe K holds the Fe foil: the Cu foil's header would contradict it, and
+    # nothing is taken from such a name (test_xas_label_conflict_group.py)
+    source = "fe_metal_rt.xdi" if "_Fe_K_" in name else CU
+    (tmp_path / name).write_text(without_sample_name(source))
     meta = read_scan(tmp_path / name).metadata
     assert meta["sample"] == sample
     assert meta.get("scan_number") == number
@@ -110,3 +113,15 @@ def test_the_header_and_the_sample_param_override_the_file_name(tmp_path, run_un
         params={"directory": str(tmp_path), "pattern": "*.xdi", "sample": "cu foil"},
     )
     assert [o.value["metadata"]["sample"] for o in given.outputs] == ["cu foil"] * 2
+
+
+def test_a_name_the_header_contradicts_gives_no_sample(tmp_path):
+    """Without a `Sample.name` in its header, the Cu foil under the series' name is no sample of
+    the series (`20K_GOE_Fe_K_240`): a group of its own, named by its whole file name."""
+    (tmp_path / "20K_GOE_Fe_K_240.00002.xdi").write_text(without_sample_name())
+    meta = read_scan(tmp_path / "20K_GOE_Fe_K_240.00002.xdi").metadata
+    assert meta["label_conflict"] == {"header": "Cu K", "file_name": "Fe K"}
+    assert meta["sample"] == "20K_GOE_Fe_K_240.00002"
+    assert "temperature" not in meta
+    assert meta["file_name_not_used"]["sample"] == "20K_GOE_Fe_K_240"
+    assert meta["file_name_not_used"]["temperature"] == "20 K"
