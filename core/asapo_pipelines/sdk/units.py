@@ -204,7 +204,8 @@ class UnitContext:
         #: this session runs from, which a sentence naming a command names (the project
         #: folder may have been moved or copied since the start);
         #: `configured_at`: when a resumed session last changed this unit's own settings, None
-        #: while they are the run's first), set by the worker; empty outside a pipeline run
+        #: while they are the run's first; `overrides`: the run's `--set` overrides in force,
+        #: `{"normalize.pre_edge.norm1": 150}`), set by the worker; empty outside a pipeline run
         #: (the test harness)
         self.run: dict[str, Any] = {}
         #: the `summary()` this replica had so far in this run, set before `on_start`: when

@@ -261,6 +261,9 @@ def _join_run(
         # which session of the run this is: tables of its counts say they are the session's
         "session_number": len(run.sessions),
         "configuration": mine,
+        # the run's `--set` overrides in force (`{"normalize.pre_edge.norm1": 150}`): a unit's
+        # sentence naming a command that must repeat them (`pipeline reprocess ... --set`)
+        "overrides": dict(run.overrides),
     }
     if run.session.get("event") == "resumed":
         # when this session began; the worker's inputs may carry an earlier session's end

@@ -150,6 +150,7 @@ import hashlib
 import json
 import math
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -581,18 +582,54 @@ def _reprocessable(rejected: list[Mapping[str, Any]]) -> list[str]:
     ]
 
 
-def _reprocess(scans: list[str]) -> str:
+def _reprocess(scans: list[str], command: str | None) -> str:
     """That the scans left out for their settings count towards the target without beamtime,
-    and how to merge them."""
+    and how to merge them: the command to copy (`reprocess_command`), or, outside a pipeline
+    run, its shape."""
     names = ", ".join(scan_name(s) for s in scans)
     one = len(scans) == 1
+    how = (
+        f"`{command}` (the newest settings)"
+        if command
+        else "`pipeline reprocess FILE --from RUN` with the newest settings (the same --set)"
+    )
     return (
         f"{_n(len(scans), 'scan')} measured already ({names}) {'counts' if one else 'count'} "
         f"towards it: left out of the merge only for {'its' if one else 'their'} normalisation "
-        f"settings, {'it needs' if one else 'they need'} no beamtime but `pipeline reprocess "
-        f"FILE --from RUN` with the newest settings (the same --set) to be merged "
+        f"settings, {'it needs' if one else 'they need'} no beamtime but {how} to be merged "
         f"(arguments.reprocess)"
     )
+
+
+def reprocess_command(run: Mapping[str, Any]) -> str | None:
+    """The command that normalises a run's scans again with the settings in force, e.g.
+    `pipeline reprocess /data/p65-xas.pipeline.yaml --from r1 --set normalize.pre_edge.norm1=150`,
+    from a unit's run context (`UnitContext.run`): the pipeline file of this session, the run,
+    and its `--set` overrides, which a replay does not take over (it runs the file as it is).
+    None outside a pipeline run."""
+    file = run.get("session_pipeline_file") or run.get("pipeline_file")
+    run_id = run.get("run")
+    if not file or not run_id:
+        return None
+    words = ["pipeline", "reprocess", str(file), "--from", str(run_id)]
+    overrides = run.get("overrides")
+    for key, value in sorted((overrides if isinstance(overrides, Mapping) else {}).items()):
+        # as `--set` reads it back (a YAML value): JSON is YAML's flow style
+        text = value if isinstance(value, str) else json.dumps(value)
+        words += ["--set", f"{key}={text}"]
+    return shlex.join(words)
+
+
+def _first_clause(text: str) -> str:
+    """`text` up to its first `; ` outside parentheses: a reason's list of settings in
+    parentheses (`(pre_edge.norm1 the default, not 150; pre_edge.norm2 ...)`) cut at its first
+    `; ` read as one setting and an unclosed parenthesis."""
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth == 0 and text.startswith("; ", i):
+            return text[:i]
+    return text
 
 
 def _left_out(rejected: list[Mapping[str, Any]], shown: int = 5) -> str:
@@ -601,7 +638,7 @@ def _left_out(rejected: list[Mapping[str, Any]], shown: int = 5) -> str:
     items = []
     for r in rejected[:shown]:
         reasons = list(r.get("reasons") or [])
-        why = str(reasons[0]).split("; ")[0] if reasons else "no reason given"
+        why = _first_clause(str(reasons[0])) if reasons else "no reason given"
         items.append(f"{scan_name(str(r.get('scan')))} ({why})")
     more = len(rejected) - shown
     tail = f" and {more} more (arguments.bad_scans)" if more > 0 else ""
@@ -673,10 +710,15 @@ def _check_scans(scans: list[str], sample: str | None) -> str:
 class ConvergenceAgent:
     """Stateful per group: the noise history, the repeats asked for, the previous merge."""
 
-    def __init__(self, params: ConvergenceParams, *, scope: str = "") -> None:
+    def __init__(
+        self, params: ConvergenceParams, *, scope: str = "", reprocess: str | None = None
+    ) -> None:
         """`scope` names what the uids must be unique in (a pipeline's run and unit instance):
-        two agents of different scopes never make the same uid, even on the same merges."""
+        two agents of different scopes never make the same uid, even on the same merges.
+        `reprocess` is the command that reprocesses the run with its newest settings
+        (`reprocess_command`), which a reason names for scans left out for their settings."""
         self.params = params
+        self.reprocess = reprocess
         self._groups: dict[tuple[tuple[str, str], ...], _Group] = {}
         #: uid -> the group and the number of scans seen of each `more_scans` decision
         self._decided: dict[str, tuple[_Group, int]] = {}
@@ -1049,7 +1091,7 @@ class ConvergenceAgent:
                     verb = "has" if in_flight == 1 else "have"
                     reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
                 if reprocessable:
-                    reason += f"; {_reprocess(reprocessable)}"
+                    reason += f"; {_reprocess(reprocessable, self.reprocess)}"
                 reason += "; asking for 1 more" if scans > 0 else ", so no more are asked for now"
                 return suggestion("more_scans", reason, 0.3, scans)
             if needed > p.max_scans:
@@ -1085,7 +1127,7 @@ class ConvergenceAgent:
             verb = "has" if in_flight == 1 else "have"
             reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
         if reprocessable:
-            reason += f"; {_reprocess(reprocessable)}"
+            reason += f"; {_reprocess(reprocessable, self.reprocess)}"
         if capped <= 0:
             reason += ", so no more are asked for now"
         elif capped < more:

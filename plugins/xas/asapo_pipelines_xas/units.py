@@ -26,6 +26,7 @@ from asapo_pipelines.sdk import (
 )
 from asapo_pipelines_xas import merge, normalize, temperature
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
+from asapo_pipelines_xas.agent import reprocess_command
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger, label_conflict_text, only_by_label_conflict
 from asapo_pipelines_xas.normalize import normalize_scan
@@ -828,7 +829,9 @@ class ConvergenceAgent(Agent):
         ctx = self.context
         run = f"{ctx.run.get('run', '')}@{ctx.run.get('started', '')}"
         self.advisor = Advisor(
-            self.params, scope=f"{ctx.pipeline}/{run}/{ctx.instance}[{ctx.replica}]"
+            self.params,
+            scope=f"{ctx.pipeline}/{run}/{ctx.instance}[{ctx.replica}]",
+            reprocess=reprocess_command(ctx.run),
         )
         # the summary counts on from what the run decided before this process (a restart, an
         # earlier session of the run): a merge decided on before is restored and redelivered
