@@ -592,11 +592,11 @@ def settings_key(spectrum: Spectrum) -> str:
     return json.dumps(spectrum.settings or {}, sort_keys=True, default=str)
 
 
-def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in settings.items():
         if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat_settings(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out
@@ -604,7 +604,7 @@ def _flat(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def settings_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     """What differs between two settings, e.g. `autobk.rbkg 1.2, not 1.5`."""
-    a, b = _flat(old), _flat(new)
+    a, b = flat_settings(old), flat_settings(new)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return "; ".join(_setting_change(k, a.get(k), b.get(k)) for k in keys) or "unknown"
 

@@ -436,6 +436,14 @@ class Normalize(Processor):
         self.results: dict[Any, dict[str, Any]] = {
             r.get("file"): dict(r) for r in (scans if isinstance(scans, list) else []) if _is(r)
         }
+        #: the settings in force (those not xas.normalize's defaults, flat): the newest
+        self.newest = own_settings(self.params)
+        #: file -> the settings its listed result was made with (None: not known, a summary
+        #: of an older version of the unit), to mark those made with other than the newest
+        self.made_with = {
+            file: carried_settings(carried.get("settings"), r.pop("earlier_settings", None))
+            for file, r in self.results.items()
+        }
         #: files normalized before this process: those listed, and as many again not listed
         self.listed_before = set(self.results)
         self.before = max(_count(carried.get("spectra")), len(self.listed_before))
@@ -481,7 +489,9 @@ class Normalize(Processor):
             # means (the warning and the metadata say that)
             head, sep, _ = str(note).partition("): ")
             self.results[file]["reference"] = head + ")" if sep else str(note)
+        self.made_with[file] = dict(self.newest)
         while len(self.results) > SUMMARY_ITEMS:
+            self.made_with.pop(next(iter(self.results)), None)
             del self.results[next(iter(self.results))]
         if file not in self.listed_before:
             # a file counted before but no longer listed would count twice (the carried
@@ -492,8 +502,59 @@ class Normalize(Processor):
     def summary(self) -> dict[str, Any]:
         # by file, not by arrival: scans come in any order (a transport promises none), and
         # repeats' file names count up; `spectra` counts every file, not only those listed
-        scans = sorted(self.results.values(), key=lambda r: str(r["file"]))
-        return {"spectra": self.before + len(self.new_files), "scans": scans}
+        scans = sorted(
+            (self._marked(file, r) for file, r in self.results.items()),
+            key=lambda r: str(r["file"]),
+        )
+        return {
+            "spectra": self.before + len(self.new_files),
+            # first: the edge steps below are on these settings, but those marked otherwise
+            "settings": self.newest or DEFAULTS,
+            "scans": scans,
+        }
+
+    def _marked(self, file: Any, result: dict[str, Any]) -> dict[str, Any]:
+        """A file's summary entry, with `earlier_settings` when it was normalised with other
+        settings than the newest (a `--resume --set normalize...` after it): its E0, edge step
+        and noise are on those settings, and beside the newest ones they read as a scan a few
+        per cent off. Each setting that differs, as it was then."""
+        own = self.made_with.get(file)
+        if own is None or own == self.newest:
+            return result
+        keys = sorted(k for k in set(own) | set(self.newest) if own.get(k) != self.newest.get(k))
+        return {**result, "earlier_settings": {k: own.get(k, DEFAULT) for k in keys}}
+
+
+#: how the normalize summary writes a setting left at xas.normalize's default
+DEFAULT = "the default"
+#: its `settings` when every one is
+DEFAULTS = "xas.normalize's defaults"
+
+
+def own_settings(params: Any) -> dict[str, Any]:
+    """The settings that are not xas.normalize's defaults, flat (`pre_edge.norm1`): what the
+    normalize summary says the spectra were made with."""
+    mine = merge.flat_settings(params.model_dump(mode="json"))
+    default = merge.flat_settings(type(params)().model_dump(mode="json"))
+    return {k: v for k, v in mine.items() if default.get(k) != v}
+
+
+def carried_settings(newest: Any, earlier: Any) -> dict[str, Any] | None:
+    """The settings a file listed in a carried normalize summary was made with: its summary's
+    `settings`, but for those its `earlier_settings` names; None when that summary says none
+    (an older version of the unit's)."""
+    if isinstance(newest, str) and newest == DEFAULTS:
+        own: dict[str, Any] = {}
+    elif isinstance(newest, dict):
+        own = dict(newest)
+    else:
+        return None
+    for key, value in (earlier if isinstance(earlier, dict) else {}).items():
+        if value == DEFAULT:
+            own.pop(key, None)
+        else:
+            own[key] = value
+    return own
 
 
 def _inferred(metadata: Mapping[str, Any]) -> str | None:
@@ -662,6 +723,7 @@ class Merge(Processor):
         # a copy of a scan (another name, the same data) is no measurement: counted apart, as
         # the NeXus title counts it ("2 scans; 1 copy of scans left out")
         copies = len(copies_of(merged))
+        earlier = _earlier(merged)
         self.groups[group_label(merged)] = {
             "scans": merged["n_scans"] - copies,
             "merged": merged["n_merged"],
@@ -676,6 +738,9 @@ class Merge(Processor):
                 _sig(s.get("epsilon_k")) for s in merged["scans"] if s.get("accepted")
             ],
             **({"normalised_by_other_version": other_code} if other_code else {}),
+            # made with other settings than the newest (a `--resume --set normalize...`): not
+            # faulty, measured, and merged once reprocessed; "rejected 2" alone read as bad scans
+            **({"rejected_for_earlier_settings": earlier} if earlier else {}),
             # the merge analyses with its own settings: its noise and the scans' beside it are
             # on that scale, not on that of the noise xas.normalize lists for each file
             **(
@@ -717,6 +782,18 @@ class Merge(Processor):
 
     def summary(self) -> dict[str, Any]:
         return {"groups": len(self.groups), "merges": dict(self.groups)}
+
+
+def _earlier(merged: dict[str, Any]) -> int:
+    """The scans a merge left out only for being normalised with other settings than the newest
+    (not by other code, which `normalised_by_other_version` counts; not a replaced version of a
+    file nor a copy)."""
+    return sum(
+        1
+        for r in merged["rejected"]
+        if r.get("superseded")
+        and not (r.get("replaced") or r.get("duplicate") or r.get("normalised_by"))
+    )
 
 
 def _conflict_note(merged: dict[str, Any]) -> dict[str, Any]:

@@ -3,10 +3,11 @@ review: `pipeline run p65-xas.pipeline.yaml --resume --set normalize.pre_edge.no
 normalize.pre_edge.norm2=900`). The normalize summary listed the edge steps of scans 0 and 1
 (the default post-edge range) beside scan 2's (the new one) with nothing telling them apart, so
 scan 2 read as 2.4 % off; and the agent's reason told the user to run `pipeline reprocess FILE
---from RUN`, placeholders to fill in. Now the reason names the command to copy, which this test
-runs.
+--from RUN`, placeholders to fill in. Now the summary marks the scans made with earlier settings
+and says the settings in force, and the reason names the command to copy, which this test runs.
 
-The example P65 pipeline on the real files, through the CLI."""
+The example P65 pipeline on the real files, through the CLI; the edge steps are xraylarch's
+(`larch_analyse`) at test time."""
 
 from __future__ import annotations
 
@@ -35,6 +36,20 @@ def _summaries(pipeline: Path) -> dict[str, dict]:
     return {u["task"]: u.get("summary") or {} for u in json.loads(status.stdout)["units"]}
 
 
+def _edge_step(path: Path, **pre_edge: float) -> float:
+    """The edge step of ln(I0/It) as xraylarch finds it with these pre_edge settings."""
+    import numpy as np
+    from larch import Group
+    from larch.xafs import pre_edge as larch_pre_edge
+
+    data = np.loadtxt(path)
+    energy, index = np.unique(data[:, 0], return_index=True)
+    mu = np.log(data[index, 10] / data[index, 11])
+    group = Group(energy=energy, mu=mu)
+    larch_pre_edge(group, **pre_edge)
+    return float(group.edge_step)
+
+
 @pytest.fixture(scope="module")
 def resumed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict], str]:
     folder = tmp_path_factory.mktemp("resumed")
@@ -50,6 +65,32 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, d
     second = pipeline_command(pipeline, "run", "--resume", *SETS)
     assert second.returncode == 0, second.stdout + second.stderr
     return pipeline, _summaries(pipeline), second.stdout
+
+
+def test_the_normalize_summary_marks_scans_made_with_earlier_settings(resumed) -> None:
+    pipeline, units, printed = resumed
+    normalize = units["normalize"]
+    assert normalize["settings"]["pre_edge.norm1"] == 150
+    assert normalize["settings"]["pre_edge.norm2"] == 900
+    listed = {r["file"]: r for r in normalize["scans"]}
+    for name in P65_SCANS:
+        assert listed[name]["earlier_settings"] == {
+            "pre_edge.norm1": "the default",
+            "pre_edge.norm2": "the default",
+        }, listed[name]
+        # the edge step listed is that of the default range, as the mark says
+        expected = _edge_step(pipeline.parent / "data" / name)
+        assert listed[name]["edge_step"] == pytest.approx(expected, rel=1e-3)
+    assert "earlier_settings" not in listed[THIRD]
+    third = _edge_step(pipeline.parent / "data" / THIRD, norm1=150, norm2=900)
+    assert listed[THIRD]["edge_step"] == pytest.approx(third, rel=1e-3)
+    # and as `pipeline run` prints it
+    line = next(x for x in printed.splitlines() if P65_SCANS[0] in x and "edge_step" in x)
+    assert "earlier_settings pre_edge.norm1 the default, pre_edge.norm2 the default" in line
+    assert "  settings: pre_edge.norm1 150, pre_edge.norm2 900" in printed
+    # the merge, which leaves them out until reprocessed, says why it rejects them
+    merge = units["merge"]["merges"]["20K_GOE_Fe_K_240/Fe/K/transmission"]
+    assert (merge["rejected"], merge["rejected_for_earlier_settings"]) == (2, 2), merge
 
 
 def test_the_agent_names_the_reprocess_command_to_copy(resumed, tmp_path: Path) -> None:
