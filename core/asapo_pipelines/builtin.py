@@ -6,12 +6,12 @@ through unchanged. Tests, benchmarks and first pipelines use them.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from asapo_pipelines.descriptor import Params, Port, Resources, UnitDescriptor
-from asapo_pipelines.hookspecs import RegisterUnit, hookimpl
+from asapo_pipelines.hookspecs import RegisterUnit, ReportFinding, hookimpl
 
 
 class FilesParams(Params):
@@ -52,10 +52,12 @@ class JsonLinesParams(Params):
         ),
     ]
     payload: Annotated[
-        Literal["omit", "text", "base64"],
+        Literal["omit", "text", "base64", "value"],
         Field(
-            description="How to write each message's payload: left out, as UTF-8 text, or "
-            "base64-encoded."
+            description="How to write each message's payload: left out, as UTF-8 text "
+            "(`payload`; a message that is not UTF-8 text goes to the error stream), "
+            "base64-encoded (`payload`), or decoded with the message's format (`value`: JSON, "
+            "arrays as lists, NaN as null; raw `bytes` messages go to the error stream)."
         ),
     ] = "omit"
 
@@ -121,6 +123,48 @@ def register_units(register: RegisterUnit) -> None:
         register(descriptor)
 
 
+#: formats whose payloads are never UTF-8 text: `payload: text` would write none of their data
+BINARY_FORMATS = frozenset({"json_arrays", "seedee"})
+
+
+@hookimpl
+def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """A `core.jsonl-sink` asked to write as text what a binary format carries, or to decode
+    raw bytes: every message would go to the error stream, so the file is refused first."""
+    for name, config in pipeline.units.items():
+        if config.unit != JSONL_SINK.name:
+            continue
+        mode = pipeline.params_for(name, catalog).payload
+        if mode not in ("text", "value"):
+            continue
+        for stream in config.inputs.values():
+            for writer, port, fmt in _writers_of(pipeline, catalog, stream):
+                if mode == "text" and fmt in BINARY_FORMATS:
+                    why = (
+                        f"{writer}.{port} writes {stream!r} as {fmt}, which is binary, not "
+                        "UTF-8 text; use `payload: value` to write its decoded value"
+                    )
+                elif mode == "value" and fmt == "bytes":
+                    why = (
+                        f"{writer}.{port} writes {stream!r} as raw bytes, which have no "
+                        "decoded value; use `payload: text` or `payload: base64`"
+                    )
+                else:
+                    continue
+                report(("units", name, "params", "payload"), "P314", why)
+
+
+def _writers_of(pipeline: Any, catalog: Any, stream: str) -> list[tuple[str, str, str]]:
+    """(instance, output port, format) of each unit writing `stream`."""
+    found = []
+    for name, config in pipeline.units.items():
+        for port, written in config.outputs.items():
+            spec = pipeline.descriptor(name, catalog).output(port) if written == stream else None
+            if spec is not None:
+                found.append((name, port, spec.format))
+    return found
+
+
 # The core's backends are a default plugin of their own module, registered under the core
 # plugin's name (one record in `pipeline plugins`); each becomes its own distribution later.
 from asapo_pipelines.default_backends import (  # noqa: E402
@@ -131,6 +175,7 @@ from asapo_pipelines.default_backends import (  # noqa: E402
 )
 
 __all__ = [
+    "check_pipeline",
     "register_commands",
     "register_executors",
     "register_formats",

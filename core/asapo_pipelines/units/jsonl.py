@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 from pathlib import Path
 from typing import IO, Any
 
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.sdk.units import Message, Sink
+from asapo_pipelines.sdk.units import BadMessage, Message, Sink
 
 
 def dedup_key(record: dict[str, Any]) -> str:
@@ -24,6 +25,43 @@ def dedup_key(record: dict[str, Any]) -> str:
     if prov.get("key"):
         return f"key:{prov['key']}{made}"
     return f"ref:{record.get('data_source')}|{record.get('stream')}|{record.get('id')}{made}"
+
+
+def _where(message: Message) -> str:
+    return f"message {message.data_source}/{message.stream}/{message.id}"
+
+
+def _decoded(message: Message) -> Any:
+    """The message's value as JSON holds it: arrays as lists, NaN and infinities as null (as
+    `json_arrays` carries gaps). A `bytes` payload has no value beyond its bytes."""
+    from asapo_pipelines.transport import CorruptPayload
+
+    try:
+        value = message.value
+    except CorruptPayload as exc:
+        raise BadMessage(str(exc)) from None
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise BadMessage(
+            f"{_where(message)} is raw bytes (format bytes), which have no decoded value; "
+            "use `payload: text` or `payload: base64` for such messages"
+        )
+    return _plain(value)
+
+
+def _plain(value: Any) -> Any:
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), default=str) + "\n"
 
 
 class JsonLinesSink(Sink):
@@ -96,17 +134,36 @@ class JsonLinesSink(Sink):
         if key in self.seen:
             self._skip(message, key)
             return
-        payload = bytes(message.payload) if message.payload is not None else None
-        if self.params.payload == "text" and payload is not None:
-            record["payload"] = payload.decode("utf-8", errors="replace")
-        elif self.params.payload == "base64" and payload is not None:
-            record["payload"] = base64.b64encode(payload).decode("ascii")
+        self._add_payload(record, message)
         # one write per line: a crash leaves at most one partial last line, repaired at start
-        self.file.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+        self.file.write(_line(record))
         self.seen.add(key)
         self.written += 1
         self.lines += 1
         self.dirty = True
+
+    def _add_payload(self, record: dict[str, Any], message: Message) -> None:
+        """The payload as `params.payload` asks; a message it cannot be written so goes to the
+        error stream (BadMessage) instead of a line that looks right and lost its data."""
+        mode = self.params.payload
+        if mode == "value":
+            record["value"] = _decoded(message)
+            return
+        payload = bytes(message.payload) if message.payload is not None else None
+        if payload is None or mode == "omit":
+            return
+        if mode == "base64":
+            record["payload"] = base64.b64encode(payload).decode("ascii")
+            return
+        try:
+            record["payload"] = payload.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            fmt = message.metadata.get("format", "bytes")
+            raise BadMessage(
+                f"the payload of {_where(message)} (format {fmt}) is not UTF-8 text (byte "
+                f"{exc.start}), so `payload: text` cannot write it; use `payload: value` for "
+                "its decoded value or `payload: base64` for its bytes"
+            ) from None
 
     def _skip(self, message: Message, key: str) -> None:
         """A message whose key the file already holds is not written again, visibly: a
