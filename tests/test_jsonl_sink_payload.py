@@ -1,9 +1,10 @@
-"""What `core.jsonl-sink` writes of a message's payload. Real plugin
+"""What `core.jsonl-sink` writes of a message's payload and of its producer. Real plugin
 distribution, real `pipeline` commands, the embedded store.
 
 Before: `payload: text` decoded a `json_arrays` payload (binary) with replacement characters,
-exit 0, so the numbers were gone from a line that still looked like JSON; and no mode wrote a
-`json_arrays` result readably."""
+exit 0, so the numbers were gone from a line that still looked like JSON; no mode wrote a
+`json_arrays` result readably; and a line named its producer only by a fingerprint that
+`pipeline prune --run` made unresolvable."""
 
 from __future__ import annotations
 
@@ -123,6 +124,31 @@ def test_value_writes_the_decoded_numbers(tmp_path: Path, env: dict[str, str]) -
     assert done.returncode == 0, done.stdout + done.stderr
     lines = _lines(tmp_path)
     assert {line["value"]["file"]: line["value"]["intensity"] for line in lines} == profiles
+
+
+def test_each_line_names_its_producer_after_its_run_is_pruned(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    _profiles(tmp_path)
+    file = _pipeline(tmp_path, {})
+    done = run_pipeline("run", str(file), cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    pruned = run_pipeline("prune", str(file), "--run", "r1", cwd=tmp_path, env=env)
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    runs = run_pipeline("runs", str(file), "--json", cwd=tmp_path, env=env)
+    assert json.loads(runs.stdout)["runs"] == [], runs.stdout  # nothing left to resolve by
+
+    lines = _lines(tmp_path)
+    assert len(lines) == 2
+    for line in lines:
+        producer = line.get("producer") or {}
+        assert producer.get("unit") == "prof.profiles", line
+        assert producer.get("distribution") == DISTRIBUTION
+        assert producer.get("version") == "1.2.3"
+        assert producer.get("params") == {"directory": "data", "key": "name"}
+        assert producer.get("run") == "r1"
+        assert producer.get("instance") == "source"
 
 
 def test_value_of_raw_bytes_is_refused_before_the_run(tmp_path: Path, env: dict[str, str]) -> None:

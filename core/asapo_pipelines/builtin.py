@@ -96,7 +96,8 @@ JSONL_SINK = UnitDescriptor(
     summary="Appends every message it receives to a JSON-lines file.",
     description=(
         "A sink that writes one JSON object per message: stream, id, metadata and provenance, "
-        "and optionally the payload. A message delivered twice is written once."
+        "the producing unit (unit, distribution, version, params, run: `producer`) and "
+        "optionally the payload. A message delivered twice is written once."
     ),
     inputs=(Port(name="messages", content_type="*/*", description="Any messages."),),
     params=JsonLinesParams,

@@ -12,6 +12,23 @@ from typing import IO, Any
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.units import BadMessage, Message, Sink
 
+#: what each line records of the unit that produced its message (`Message.producer`), as the
+#: NeXus writer does: the run record holding them may be pruned, the file stays
+PRODUCER_FIELDS = (
+    "unit",
+    "instance",
+    "distribution",
+    "version",
+    "params",
+    "fingerprint",
+    "run",
+    "run_started",
+    "session_started",
+    "pipeline_file",
+    "pipeline_sha256",
+    "overrides",
+)
+
 
 def dedup_key(record: dict[str, Any]) -> str:
     """What makes two deliveries the same message: the producer's provenance key when there is
@@ -134,6 +151,10 @@ class JsonLinesSink(Sink):
         if key in self.seen:
             self._skip(message, key)
             return
+        if message.producer:
+            record["producer"] = {
+                k: message.producer[k] for k in PRODUCER_FIELDS if k in message.producer
+            }
         self._add_payload(record, message)
         # one write per line: a crash leaves at most one partial last line, repaired at start
         self.file.write(_line(record))
