@@ -194,6 +194,13 @@ def encode_metadata(meta: Mapping[str, Any] | None, what: str | Callable[[], str
         ) from None
 
 
+def payload_checksum(payload: bytes | bytearray | memoryview) -> str:
+    """A payload's checksum as `Message.checksum` gives it: xxh3_64, hashed in place."""
+    import xxhash
+
+    return f"xxh3_64:{xxhash.xxh3_64_intdigest(payload):016x}"
+
+
 def _said(what: str | Callable[[], str]) -> str:
     return what if isinstance(what, str) else what()
 
@@ -217,6 +224,11 @@ class Message:
     #: consumer of the group that died (ASAP::O does not tell its clients; its delivery_count
     #: counts what this consumer saw). Workers then check their outputs before writing again.
     possibly_redelivered: bool = False
+    #: the payload's checksum as the backend keeps it (`xxh3_64:<hex>`), in what
+    #: `get_metadata_by_id` returns where the backend can tell it without reading the payload;
+    #: None when it cannot. A resumed source compares it with `payload_checksum` of what it
+    #: would send again under a key it sent before (see `payload_checksum`)
+    checksum: str | None = None
 
     @property
     def size(self) -> int:

@@ -1267,7 +1267,12 @@ class EmbeddedConsumer(Consumer):
                         (sid,),
                     ).fetchone()
             if row is not None:
-                return self._message(stream, row if with_payload else row[:4] + _NO_PAYLOAD, 0)
+                if with_payload:
+                    return self._message(stream, row, 0)
+                msg = self._message(stream, row[:4] + _NO_PAYLOAD, 0)
+                if row[7] is not None:  # a payload written before checksums were kept: None
+                    msg.checksum = f"xxh3_64:{row[7] & _U64:016x}"
+                return msg
             if sid is None:
                 raise EndOfStream(
                     f"stream {stream!r} of data source {self.data_source!r} has no message "

@@ -107,13 +107,22 @@ class KeyIndex:
             return int(self.consumer.stream_info(self.stream).last_id)
 
 
-def source_keys(consumer: Any, unit_label: str) -> set[str]:
-    """Every key a source unit already sent into any stream of a data source."""
-    keys: set[str] = set()
+def user_key(key: str) -> str:
+    """The key a unit gave `emit` (`key=`), from an output's provenance key
+    (`sdk.units.keyed_output`: `<unit>|<port>|key:<key>`)."""
+    parts = key.split("|", 2)  # unit labels and port names hold no "|"; keys may
+    return parts[2].removeprefix("key:") if len(parts) == 3 else key
+
+
+def source_keys(consumer: Any, unit_label: str) -> dict[str, str | None]:
+    """Every key a source unit already sent into any stream of a data source, with the
+    checksum of the payload sent under it where the transport keeps one (`Message.checksum`;
+    read from the index, no payload read), else None."""
+    keys: dict[str, str | None] = {}
     for info in consumer.streams():
         for msg_id in range(1, info.last_id + 1):
             msg = read_metadata(consumer, info.name, msg_id)
             prov = msg.metadata.get(PROVENANCE_KEY) if msg is not None else None
             if isinstance(prov, dict) and prov.get("unit") == unit_label and prov.get("key"):
-                keys.add(prov["key"])
+                keys[prov["key"]] = getattr(msg, "checksum", None)
     return keys

@@ -345,9 +345,12 @@ def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
     finally:
         worker.transport.close()
     c = worker.counters
+    # the keys a source had sent before with other content: warned of one by one, counted here
+    n = c.changed_not_sent
+    changed = f" ({n} sent before with other content)" if n else ""
     log.info(
         "%s %s: %d received, %d processed, %d delivered again, %d errors, %d retries, "
-        "%d duplicates skipped",
+        "%d duplicates skipped%s",
         instance,
         state,
         c.received,
@@ -356,5 +359,6 @@ def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
         c.errors,
         c.retries,
         c.duplicates_skipped,
+        changed,
     )
     return 0

@@ -56,7 +56,8 @@ from asapo_pipelines.transport import (
     TransportError,
     formats,
 )
-from asapo_pipelines.worker.dedupe import KeyIndex, read_metadata, source_keys
+from asapo_pipelines.transport.base import payload_checksum
+from asapo_pipelines.worker.dedupe import KeyIndex, read_metadata, source_keys, user_key
 from asapo_pipelines.worker.naming import (
     FIRST_STREAM,
     JOB_TYPE_ENV,
@@ -71,6 +72,8 @@ from asapo_pipelines.worker.sent import SentMessage
 from asapo_pipelines.worker.status import ENDED_STATES, Counters, StatusPublisher, retrying
 
 log = logging.getLogger("asapo_pipelines.worker")
+#: keys sent before with other content that are each named in a warning; the rest are counted
+CHANGED_WARNINGS = 10
 
 #: how many messages of one stream are taken in a row before looking at the others
 BURST = 256
@@ -874,9 +877,10 @@ class Worker:
 
     # -- sources -------------------------------------------------------------------------------
     def _run_source(self) -> str:
-        sent: set[str] = set()
+        # key -> checksum of the payload sent under it (None: the transport keeps none)
+        sent: dict[str, str | None] = {}
         for port in self.producers:
-            sent |= source_keys(self._reader(port), self.label)
+            sent.update(source_keys(self._reader(port), self.label))
 
         def send(out: Output) -> None:
             producer = self.producers[out.port]
@@ -886,11 +890,14 @@ class Worker:
                 return
             if out.key is not None and out.key in sent:
                 self.counters.duplicates_skipped += 1
+                self._say_if_changed(out, sent[out.key])
                 return
             producer.send(out.stream, out.payload, out.metadata)
             self.written_outputs.add((out.port, out.stream))
             if out.key is not None:
-                sent.add(out.key)
+                # hashed for keyed outputs alone (xxh3, in place): a key sent again in this
+                # session with other content is said as one sent by an earlier session is
+                sent[out.key] = None if out.payload is None else payload_checksum(out.payload)
             self.counters.outputs += 1
             self.counters.processed += 1
             self.counters.last_message_time = time.time()
@@ -936,6 +943,28 @@ class Worker:
                 pass
             return "stopped"
         return "finished"
+
+    def _say_if_changed(self, out: Output, before: str | None) -> None:
+        """A key sent before is not sent again (exactly once per key), but when what the source
+        sends under it now is other bytes (a file rewritten with new frames, keyed by its name)
+        the new content is lost: a warning naming the key, and a count the run's end lines
+        show (`changed_lines`). Said only where the transport kept the earlier checksum."""
+        if before is None or out.payload is None or payload_checksum(out.payload) == before:
+            return
+        self.counters.changed_not_sent += 1
+        if self.counters.changed_not_sent > CHANGED_WARNINGS:
+            return  # the count says the rest
+        assert out.key is not None
+        log.warning(
+            "%s: key %r was sent before with other content; the new content is not sent, as "
+            "each key is sent once: give such outputs a key that names the content's version "
+            "(see docs/unit-authors.md, Source)%s",
+            self.instance,
+            user_key(out.key),
+            "; further such keys are only counted"
+            if self.counters.changed_not_sent == CHANGED_WARNINGS
+            else "",
+        )
 
     # -- consumers (processors, sinks, agents) -------------------------------------------------
     def _refresh(self) -> None:

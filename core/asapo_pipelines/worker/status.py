@@ -48,6 +48,7 @@ CARRIED = (
     "outputs",
     "duplicates_skipped",
     "reapplied",
+    "changed_not_sent",
 )
 #: How long a worker keeps trying, while the transport is unavailable (a server restarting, a
 #: network cut), to publish its final status record and to read the one before it: the counts
@@ -95,6 +96,9 @@ class Counters:
     retries: int = 0
     outputs: int = 0
     duplicates_skipped: int = 0
+    #: of the duplicates skipped, a source's keys sent before whose content now is other bytes
+    #: (the transport's checksum differs): not sent again, said (`changed_lines`)
+    changed_not_sent: int = 0
     #: inputs of earlier sessions whose state the unit restored and then gave its results
     #: from under the settings in force (`restores_state` with `on_restored`), whether or not
     #: those results differ from what it sent before: work under this session's settings
@@ -347,6 +351,22 @@ def summary_lines(records: Any) -> list[str]:
             elif isinstance(value, list):
                 lines.append(f"  {key}:")
                 lines.extend(f"    {_plain(item)}" for item in value)
+    return lines + changed_lines(records)
+
+
+def changed_lines(records: Any) -> list[str]:
+    """One line per source that skipped keys it had sent before with other content: the new
+    content (a rewritten file) reached no unit, which the log's warnings alone hide."""
+    lines = []
+    for record in records:
+        count = record.get("changed_not_sent") if isinstance(record, dict) else None
+        if isinstance(count, int) and count > 0:
+            keys = "1 key was" if count == 1 else f"{count} keys were"
+            lines.append(
+                f"{record.get('instance', '?')}: {keys} sent before with other content and "
+                f"{'was' if count == 1 else 'were'} not sent again; give such outputs a key "
+                "that includes the content's version, see docs/unit-authors.md (Source)"
+            )
     return lines
 
 
