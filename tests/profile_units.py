@@ -16,6 +16,9 @@ class ProfileParams(Params):
     directory: str = "data"
     #: what the key holds: the file's name alone, or its name and content (its version)
     key: str = "name"
+    #: after every file, send the first again doubled and the second again as it was, under
+    #: the keys they were sent with (a source that reads a file again within one session)
+    again: bool = False
 
 
 PROFILES = describe(
@@ -36,6 +39,12 @@ class Profiles(Source):
             version = hashlib.sha256(text.encode()).hexdigest()[:16]
             key = path.name if self.params.key == "name" else f"{path.name}@{version}"
             self.emit("profiles", {"file": path.name, "intensity": values}, key=key)
+        if self.params.again:
+            first, second = sorted(Path(self.params.directory).glob("*.txt"))[:2]
+            doubled = [2 * float(v) for v in first.read_text().split()]
+            self.emit("profiles", {"file": first.name, "intensity": doubled}, key=first.name)
+            same = [float(v) for v in second.read_text().split()]
+            self.emit("profiles", {"file": second.name, "intensity": same}, key=second.name)
 
 
 @hookimpl

@@ -44,9 +44,7 @@ def _run(tmp_path: Path, env: dict[str, str]) -> str:
     return said
 
 
-def test_a_key_sent_before_with_other_content_is_said_and_not_sent_again(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
+def _pipeline(tmp_path: Path, **params: object) -> None:
     data = tmp_path / "data"
     data.mkdir()
     _write(data / "a.txt", [float(i) for i in range(20)])
@@ -57,7 +55,7 @@ def test_a_key_sent_before_with_other_content_is_said_and_not_sent_again(
         "units": {
             "frames": {
                 "unit": "prof.profiles",
-                "params": {"directory": "data"},
+                "params": {"directory": "data", **params},
                 "outputs": {"profiles": "profiles"},
             },
             "sink": {
@@ -68,6 +66,13 @@ def test_a_key_sent_before_with_other_content_is_said_and_not_sent_again(
         },
     }
     (tmp_path / "profiles.pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_a_key_sent_before_with_other_content_is_said_and_not_sent_again(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    _pipeline(tmp_path)
+    data = tmp_path / "data"
     said = _run(tmp_path, env)
     assert "sent before with other content" not in said, said
 
@@ -88,3 +93,15 @@ def test_a_key_sent_before_with_other_content_is_said_and_not_sent_again(
     assert sorted(line["value"]["file"] for line in lines) == ["a.txt", "b.txt"]
     [a] = [line for line in lines if line["value"]["file"] == "a.txt"]
     assert a["value"]["intensity"] == [float(i) for i in range(20)]
+
+
+def test_a_key_sent_again_with_other_content_in_the_same_session_is_said(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    _pipeline(tmp_path, again=True)
+    said = _run(tmp_path, env)
+    assert "key 'a.txt' was sent before with other content" in said, said
+    assert "'b.txt'" not in said, said
+    assert "frames: 1 key was sent before with other content" in said, said
+    lines = (tmp_path / "out.jsonl").read_text().splitlines()
+    assert len(lines) == 2
