@@ -146,7 +146,7 @@ def test_each_line_names_its_producer_after_its_run_is_pruned(
         assert producer.get("unit") == "prof.profiles", line
         assert producer.get("distribution") == DISTRIBUTION
         assert producer.get("version") == "1.2.3"
-        assert producer.get("params") == {"directory": "data", "key": "name"}
+        assert producer.get("params") == {"directory": "data", "key": "name", "again": False}
         assert producer.get("run") == "r1"
         assert producer.get("instance") == "source"
 
