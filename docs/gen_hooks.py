@@ -14,6 +14,7 @@ import inspect
 import re
 import sys
 import textwrap
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,18 @@ def _alias_comments() -> dict[str, str]:
     return found
 
 
+def _type_name(annotation: Any) -> str:
+    """A field's type as a reader wants it: a Literal's allowed values, not just `Literal`."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return " or ".join(repr(v) for v in typing.get_args(annotation))
+    name = getattr(annotation, "__name__", None) or str(annotation)
+    return name.replace("typing.", "").replace("|", "or")
+
+
 def _fields(model: type[Any]) -> str:
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
     for name, info in model.model_fields.items():
-        annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
-        annotation = annotation.replace("typing.", "").replace("|", "or")
+        annotation = _type_name(info.annotation)
         default = "required" if info.is_required() else f"`{info.default!r}`"
         if name in ("params", "config"):
             default = "`NoParams`"

@@ -54,6 +54,16 @@ def test_every_hook_has_a_docstring_on_the_page(hook):
     assert doc.strip().splitlines()[0] in text
 
 
+def test_every_field_of_a_descriptor_on_the_page_says_what_it_means():
+    """A plugin author reads the descriptors' tables on the page: a field with a blank meaning
+    (most of `UnitDescriptor`'s were) or a bare `Literal` sends them to the source."""
+    rows = [line for line in PAGE.read_text().splitlines() if line.startswith("| `")]
+    assert rows
+    blank = [row.split("|")[1].strip() for row in rows if not row.split("|")[4].strip()]
+    assert not blank, f"fields without a meaning on docs/hooks.md: {blank}"
+    assert not [row for row in rows if "`Literal`" in row]
+
+
 @pytest.mark.parametrize("hook", HOOKS)
 def test_plugin_hooks_have_tests(hook):
     """Every hook is exercised by a test of this module named after it."""

@@ -237,8 +237,17 @@ class UnitDescriptor(BaseModel):
     name: Annotated[
         str, Field(pattern=UNIT_NAME_PATTERN, description="Qualified name `<namespace>.<name>`.")
     ]
-    kind: Kind
-    summary: Annotated[str, Field(min_length=1, max_length=200)]
+    kind: Annotated[
+        Kind,
+        Field(
+            description="What the unit does in a graph: a `connector` (a source with outputs "
+            "only, or a sink with inputs only), a `processor` or an `agent`."
+        ),
+    ]
+    summary: Annotated[
+        str,
+        Field(min_length=1, max_length=200, description="One line, for tables and listings."),
+    ]
     runtime: Annotated[
         str,
         Field(
@@ -246,17 +255,41 @@ class UnitDescriptor(BaseModel):
             description="`package.module:Class` of the runtime, imported only inside a worker.",
         ),
     ]
-    description: str = ""
-    status: Status = "experimental"
-    inputs: tuple[Port, ...] = ()
-    outputs: tuple[Port, ...] = ()
-    params: type[BaseModel] = NoParams
-    resources: Resources = Resources()
-    #: How the viewer plots the unit's outputs; most units have none.
-    plots: tuple[PlotHint, ...] = ()
-    #: Filled in by the catalog from the distribution that registered the unit.
-    version: str | None = None
-    distribution: str | None = None
+    description: Annotated[str, Field(description="Any length, for `pipeline show-unit`.")] = ""
+    status: Annotated[
+        Status, Field(description="How far the unit can be relied on; `deprecated` is warned of.")
+    ] = "experimental"
+    inputs: Annotated[
+        tuple[Port, ...],
+        Field(
+            description="`Port(name, content_type, format, required, description)` each; "
+            "`*/*` as an input's content type accepts anything."
+        ),
+    ] = ()
+    outputs: Annotated[tuple[Port, ...], Field(description="`Port`s, as `inputs`.")] = ()
+    params: Annotated[
+        type[BaseModel],
+        Field(
+            description="A subclass of `asapo_pipelines.sdk.Params`: its fields, defaults and "
+            "descriptions are the JSON Schema that checks pipeline files and completes them in "
+            "editors (see plugins.md)."
+        ),
+    ] = NoParams
+    resources: Annotated[
+        Resources,
+        Field(description="What a task asks of a cluster by default; pipeline files override."),
+    ] = Resources()
+    plots: Annotated[
+        tuple[PlotHint, ...],
+        Field(description="How the viewer plots the unit's outputs; most units have none."),
+    ] = ()
+    version: Annotated[
+        str | None,
+        Field(description="Filled in by the catalog from the distribution that registered it."),
+    ] = None
+    distribution: Annotated[
+        str | None, Field(description="Filled in by the catalog, as `version`.")
+    ] = None
 
     @field_validator("summary")
     @classmethod

@@ -8,7 +8,7 @@ from asapo_pipelines.sdk import Params, Port, Resources, UnitDescriptor, hookimp
 
 
 class IntegrateParams(Params):
-    poni_file: Annotated[str, Field(description="pyFAI geometry file of the detector.")]
+    poni_file: Annotated[str, Field(description="pyFAI geometry file (PONI) of the detector.")]
     bins: Annotated[int, Field(gt=0, description="Number of radial bins.")] = 1000
     unit: Annotated[
         Literal["q_nm^-1", "2th_deg"], Field(description="Radial unit of the pattern.")
