@@ -138,12 +138,20 @@ def _ago(ts: float | None) -> str:
 @click.command("streams")
 @click.argument("target", metavar="PATH_OR_PIPELINE")
 @click.option("--source", "only", metavar="NAME", help="Only this data source.")
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="With a pipeline file: every pipeline's data sources in its store, not only its own.",
+)
 @json_option
-def streams(target: str, only: str | None, as_json: bool) -> None:
+def streams(target: str, only: str | None, every: bool, as_json: bool) -> None:
     """List data sources and their streams: messages, size, last id, state and group lag.
 
-    PATH_OR_PIPELINE is an embedded store directory or a pipeline file (its transport is used).
-    Lag is the number of messages a consumer group has not acknowledged yet.
+    PATH_OR_PIPELINE is an embedded store directory (every pipeline's data sources) or a
+    pipeline file (its transport is used; only that pipeline's data sources and the external
+    streams it reads, unless --all). Lag is the number of messages a consumer group has not
+    acknowledged yet.
     """
     # read alone: a store archived on a read-only file system is still listed
     transport, label = _open(target, "listing what its transport holds", read_only=True)
@@ -152,20 +160,72 @@ def streams(target: str, only: str | None, as_json: bool) -> None:
         sources = _collect(transport, only)
     finally:
         transport.close()
+    others: list[str] = []
+    scope = None if every or only else _scope(target)
+    if scope is not None:
+        sources, others = _of_pipeline(sources, *scope)
     if as_json:
-        print_json({"transport": transport.kind, "location": label, "data_sources": sources})
+        listed: dict[str, Any] = {"transport": transport.kind, "location": label}
+        if scope is not None:
+            listed |= {"pipeline": scope[0], "other_pipelines": others}
+        print_json({**listed, "data_sources": sources})
         return
     sources = _worth_listing(sources, only)
     out = console()
+    if scope is not None:
+        label = f"{label} (pipeline {scope[0]})"
     if not sources:
         out.print(f"{label}: no data sources yet")
-        return
-    if not wide(out):
+    elif not wide(out):
         _print_narrow(out, label, sources)
     else:
         _print_table(out, label, sources)
     for line in _damage_lines(sources):
         out.print(line, style="red", markup=False, highlight=False)
+    if others:
+        out.print(
+            f"the store holds other pipelines' data sources too ({', '.join(others)}): "
+            f"`pipeline streams {target} --all` lists them",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _scope(target: str) -> tuple[str, frozenset[str]] | None:
+    """For a pipeline file: its name and the external streams it reads (data sources named as
+    the streams); None for a store directory, which lists every pipeline's. An outside tester
+    ran two pipelines in one folder and `streams FILE` listed both, where `runs`, `tail` and
+    `prune` with the file keep to its own."""
+    path = Path(target).expanduser()
+    if path.is_dir():
+        return None
+    try:
+        name = _pipeline_name(target)
+    except UsageError:
+        return None
+    if name is None:
+        return None
+    doc = read_pipeline_document(path).data
+    declared = doc.get("streams") if isinstance(doc, dict) else None
+    external = frozenset(
+        str(stream)
+        for stream, spec in (declared.items() if isinstance(declared, dict) else ())
+        if isinstance(spec, dict) and spec.get("external") is True
+    )
+    return name, external
+
+
+def _of_pipeline(
+    sources: list[dict[str, Any]], pipeline: str, external: frozenset[str]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """`sources` of `pipeline` (its namespace and the external streams it reads), and the
+    names of the other pipelines (or other data sources) the store holds."""
+    from asapo_pipelines.worker.naming import namespace_prefix
+
+    prefix = namespace_prefix(pipeline)
+    mine = [s for s in sources if s["name"].startswith(prefix) or s["name"] in external]
+    others = sorted({s["name"].partition(".")[0] for s in sources if s not in mine})
+    return mine, others
 
 
 def _worth_listing(sources: list[dict[str, Any]], only: str | None) -> list[dict[str, Any]]:
