@@ -64,3 +64,19 @@ def test_a_run_whose_unit_turned_every_input_away_exits_65_naming_it(tmp_path):
     assert done.returncode == 65, done.stdout + done.stderr
     told = "but normalize processed none of its one input: all went to the error stream"
     assert told in done.stderr, done.stderr
+
+
+def test_a_resumed_run_whose_only_new_files_are_bad_exits_0_as_a_fresh_run_of_them_does(tmp_path):
+    """An outside plugin author's resumed run exited 65, "processed none of its 2 inputs", for
+    two unreadable new files beside the good ones sent in the run's first session; the same
+    files run with --fresh exited 0. The run has its outputs: it exits 0, and says the 2."""
+    shutil.copytree(ROOT / "examples" / "data", tmp_path / "data")
+    shutil.copy(ROOT / "examples" / "p65-xas.pipeline.yaml", tmp_path)
+    first = run_pipeline("run", "p65-xas.pipeline.yaml", cwd=tmp_path, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    for n in (7, 8):
+        (tmp_path / "data" / f"20K_GOE_Fe_K_240.0000{n}.xdi").write_text("not a scan\n")
+    again = run_pipeline("run", "p65-xas.pipeline.yaml", cwd=tmp_path, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "processed none" not in again.stdout + again.stderr
+    assert "2 messages went to the error stream (scans 2)" in again.stdout, again.stdout[-2000:]
