@@ -301,6 +301,17 @@ def test_a_resume_whose_changed_unit_processed_nothing_says_its_results_are_the_
     # what a spectrum's rbkg changed, in its values: not "payload differs" (an outside tester)
     spectra = next(x for x in other.stdout.splitlines() if "sent on spectra:" in x)
     assert re.search(r"the first: #1 values\.epsilon_k: [0-9.e-]+ -> [0-9.e-]+", spectra), spectra
+    # the reprocess made (r2, under the looser target; r3 is another's): a session under the
+    # same settings names it, where it asked for it again (an outside tester had just made it)
+    after = run_pipeline("run", "--resume", "--set", looser, path.name, cwd=tmp_path, timeout=600)
+    assert after.returncode == 0, after.stdout + after.stderr
+    told = [line for line in after.stdout.splitlines() if "processed no message" in line]
+    assert told == [
+        "advisor processed no message since its configuration changed in an earlier session: "
+        "its results in run r1, and those made from them, are still the earlier settings'; "
+        "run r2 is r1's inputs reprocessed under the settings in force (`pipeline tail "
+        f"{path.name} STREAM --run r2` reads its results), while `pipeline run` goes on with r1"
+    ], after.stdout
 
 
 def test_a_resume_back_to_the_settings_the_results_were_made_with_suggests_no_reprocess(

@@ -161,7 +161,9 @@ def run(
     )
     if session is not None:
         session.finish(result, counters, target.payload)
-        unapplied = unapplied_note(session.run, session.label, counters, where or "FILE")
+        unapplied = unapplied_note(
+            session.run, session.label, counters, where or "FILE", _runs_of(session.store)
+        )
         if unapplied:
             click.echo(unapplied, err=as_json)
     if as_json:
@@ -169,6 +171,15 @@ def run(
     if result.status == "failed":
         raise JobFailed(result.message)
     ctx.exit(told_exit(result, counters, as_json=as_json, sources=_sources_of(target)))
+
+
+def _runs_of(store: Any) -> list[Any]:
+    """The pipeline's runs, for the end-of-session line to name a reprocess made already;
+    none when the store cannot be read now (the line then asks for one, as before)."""
+    try:
+        return list(store.runs())
+    except Exception:
+        return []
 
 
 def take_start(ctx: click.Context, target: Target, shown: str) -> tuple[StartLock, Any]:

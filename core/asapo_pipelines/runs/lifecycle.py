@@ -12,6 +12,7 @@ still runs on another executor (`refuse_while_deployed`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -396,14 +397,18 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
         )
 
 
-def unapplied_note(run: Run, label: str, counters: Any, where: str) -> str:
+def unapplied_note(
+    run: Run, label: str, counters: Any, where: str, runs: Iterable[Run] = ()
+) -> str:
     """A line for a session after which a unit's results are still those of other settings
     than the ones in force: it processed and sent nothing under them, in this session (resumed
     under a changed configuration: the line "resuming run r1 under a changed configuration"
     above the table suggested otherwise) or in any since they changed (a later session said
     "(unchanged)", against the previous one, and showed the old results without a word).
     Empty when every unit's results were made with the settings now in force. `label` is the
-    session's (`session_label`), whose workers' status records `counters` holds."""
+    session's (`session_label`), whose workers' status records `counters` holds; `runs`, the
+    pipeline's runs, to name a reprocess of `run` already made under those settings (an outside
+    tester was asked again for the reprocess they had just made)."""
     import json
     import shlex
 
@@ -454,6 +459,14 @@ def unapplied_note(run: Run, label: str, counters: Any, where: str) -> str:
             "changed in an earlier session"
         )
     its = "its" if len(stale) == 1 else "their"
+    remade = _reprocessed(run, runs, {u: in_force[u] for u in stale})
+    if remade is not None:
+        return (
+            f"{', '.join(told)}: {its} results in run {run.id}, and those made from them, are "
+            f"still the earlier settings'; run {remade.id} is {run.id}'s inputs reprocessed "
+            f"under the settings in force (`pipeline tail {where} STREAM --run {remade.id}` "
+            f"reads its results), while `pipeline run` goes on with {run.id}"
+        )
     # with this session's --set: a replay runs the file as it is plus its own --set, and
     # without them it would apply the file's settings, not the change said here
     sets = "".join(
@@ -465,3 +478,24 @@ def unapplied_note(run: Run, label: str, counters: Any, where: str) -> str:
         f"settings'; `pipeline reprocess {where} --from {run.id}{sets}` applies the "
         "change to the run's inputs"
     )
+
+
+def _reprocessed(run: Run, runs: Iterable[Run], wanted: dict[str, Any]) -> Run | None:
+    """The newest complete reprocess of `run` whose units in `wanted` had those configurations
+    (their own: what their upstream contributes is theirs to match), or None."""
+    from asapo_pipelines.runs.fingerprint import own_configuration
+
+    found = None
+    for other in runs:
+        start = other.start
+        if start.get("mode") != "reprocess" or start.get("from_run") != run.id:
+            continue
+        if other.state != "complete":
+            continue
+        made = other.configurations
+        if all(
+            own_configuration(made.get(unit)) == own_configuration(config)
+            for unit, config in wanted.items()
+        ):
+            found = other
+    return found
