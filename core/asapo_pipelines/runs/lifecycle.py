@@ -412,7 +412,7 @@ def unapplied_note(
     import json
     import shlex
 
-    from asapo_pipelines.runs.fingerprint import own_changes, own_configuration
+    from asapo_pipelines.runs.fingerprint import own_changes, own_configuration_changed
     from asapo_pipelines.worker.status import in_session
 
     # the session's start: the run's record gets its end appended when the session ends
@@ -438,8 +438,7 @@ def unapplied_note(
         unit
         for unit in in_force
         if not worked.get(unit)
-        and own_configuration(run.configuration_of_last_work(unit))
-        not in (None, own_configuration(in_force.get(unit)))
+        and own_configuration_changed(run.configuration_of_last_work(unit), in_force.get(unit))
     ]
     if not stale:
         return ""
