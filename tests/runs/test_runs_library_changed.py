@@ -16,6 +16,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -272,3 +273,32 @@ def test_library_changes_are_named_by_library() -> None:
             "now requires c 3",
         ]
     }
+
+
+def test_the_same_package_elsewhere_has_the_same_data_hash_and_debris_does_not_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster node holds the same package at another path, with its own bytecode."""
+    from asapo_pipelines.listing import module_files
+    from asapo_pipelines.runs.code import package_record
+
+    def record(name: str) -> dict[str, Any]:
+        runtime = f"{name}.units:Unit"
+        return package_record(runtime, tuple(module_files(runtime) or ()))
+
+    for where in ("a", "b"):
+        package = tmp_path / where / f"dat_{where}"
+        (package / "masks").mkdir(parents=True)
+        (package / "__init__.py").write_text("")
+        (package / "units.py").write_text("X = 1\n")
+        (package / "masks" / "mask.json").write_text("[1, 0]")
+        monkeypatch.syspath_prepend(str(tmp_path / where))
+    (tmp_path / "b" / "dat_b" / "__pycache__").mkdir()
+    (tmp_path / "b" / "dat_b" / "__pycache__" / "units.cpython-311.pyc").write_bytes(b"\0")
+    (tmp_path / "b" / "dat_b" / ".units.py.swp").write_bytes(b"\0")
+    a, b = record("dat_a"), record("dat_b")
+    assert a == b
+    assert sorted(a["files"]) == ["__init__.py", "masks/mask.json", "units.py"]
+    (tmp_path / "b" / "dat_b" / "masks" / "mask.json").write_text("[1, 1]")
+    package_record.cache_clear()
+    assert record("dat_b")["data"] != a["data"]
