@@ -147,3 +147,12 @@ def test_the_executor_example_imports_only_through_the_doors() -> None:
         if node.module.startswith("asapo_pipelines")
     }
     assert modules == {"asapo_pipelines.sdk", "asapo_pipelines.sdk.executors"}
+
+
+def test_the_door_shows_only_its_names() -> None:
+    """`dir(asapo_pipelines.sdk)` is what an editor completes: `annotations`, a leftover of
+    `from __future__ import annotations`, is no name a plugin author should find there."""
+    sdk = importlib.import_module("asapo_pipelines.sdk")
+    leftovers = [name for name in dir(sdk) if not name.startswith("_")]
+    assert "annotations" not in leftovers
+    assert set(sdk.__all__) <= set(leftovers)

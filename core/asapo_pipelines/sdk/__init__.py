@@ -16,8 +16,7 @@ the rest of what they build on from the doors beside this one, `asapo_pipelines.
 and `asapo_pipelines.sdk.executors`. See docs/unit-authors.md and docs/hooks.md.
 """
 
-from __future__ import annotations
-
+# no `from __future__ import annotations` here: it would be a public name of this door
 from asapo_pipelines import storage
 from asapo_pipelines.descriptor import (
     CommandDescriptor,
