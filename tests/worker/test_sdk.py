@@ -237,7 +237,7 @@ def test_start_up_failures_are_one_sentence(sample_catalog, tmp_path):
     with pytest.raises(
         UnitStartError,
         match=r"^unit test.needs-file has invalid params: "
-        r"calibration: Field required$",
+        r"params\.calibration: field required$",  # as `pipeline validate` says it
     ):
         UnitHarness("test.needs-file", {}, catalog=sample_catalog)
     missing = tmp_path / "cal.h5"

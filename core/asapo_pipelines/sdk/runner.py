@@ -154,16 +154,29 @@ def resolve_params(descriptor: UnitDescriptor, params: Any) -> BaseModel:
 
 
 def _validated(descriptor: UnitDescriptor, params: Any) -> BaseModel:
+    """Params given as a dict (the test harness's) validated as a pipeline file's are, with
+    JSON's types (`validate_as_json`): a test passing `"200"` for a number would otherwise
+    pass with params no pipeline file can hold."""
     from pydantic import ValidationError
 
-    from asapo_pipelines.plugin_manager import describe_exception
+    from asapo_pipelines.pipeline.checks import validate_as_json
 
     try:
-        return descriptor.params.model_validate(dict(params or {}))
+        return validate_as_json(descriptor.params, dict(params or {}))
     except ValidationError as exc:
-        raise UnitStartError(
-            f"unit {descriptor.name} has invalid params: {describe_exception(exc)}"
-        ) from exc
+        raise UnitStartError(f"unit {descriptor.name} has invalid params: {_first(exc)}") from None
+
+
+def _first(exc: Any) -> str:
+    """A params model's first problem as `pipeline validate` says it (`params.target_snr:
+    input should be a valid number (got '200')`)."""
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in ("params", *err["loc"]))
+    value = err.get("input")
+    got = "" if isinstance(value, dict | list) or "input" not in err else f" (got {value!r})"
+    more = len(exc.errors()) - 1
+    also = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {err['msg'][:1].lower()}{err['msg'][1:]}{got}{also}"
 
 
 def load_unit_class(descriptor: UnitDescriptor) -> type[Unit]:

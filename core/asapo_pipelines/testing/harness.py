@@ -1,7 +1,9 @@
 """Run a unit in-process on given messages and look at what it did.
 
 The harness drives the same `UnitRunner` the worker uses (hooks, retries, provenance, error
-records) with an in-memory stand-in for the transport, so a unit's tests need no store::
+records) with an in-memory stand-in for the transport, so a unit's tests need no store. As in a
+pipeline, params are validated with JSON's types and a failing message is retried as a file's
+default `retry: {attempts: 3, delay: 1.0}` says (without the waits)::
 
     def test_scale(run_unit):
         result = run_unit("acme.scale", [1, 2, 3], params={"factor": 10})
@@ -12,9 +14,12 @@ records) with an in-memory stand-in for the transport, so a unit's tests need no
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
@@ -104,14 +109,13 @@ class UnitHarness:
             unit = catalog.get(unit)
         assert isinstance(unit, UnitDescriptor)
         self.descriptor = unit
-        policy = retry if isinstance(retry, RetryPolicy) else RetryPolicy.from_config(retry)
         self.runner = UnitRunner(
             unit,
             params,
             pipeline=pipeline,
             instance=instance,
-            retry=policy,
-            sleep=lambda _s: None,
+            retry=retry_policy(retry),
+            sleep=lambda _s: None,  # the retries are run, their waits are not
         )
         self.result = HarnessResult()
         self._started = False
@@ -258,6 +262,25 @@ class UnitHarness:
             self.shutdown()
 
 
+def retry_policy(retry: RetryPolicy | dict[str, Any] | None) -> RetryPolicy:
+    """The retries a unit gets: `retry` as a pipeline file's `retry:` section says them (`None`:
+    the file's default, 3 retries, as a unit in a file without `retry:` gets them; `{"attempts":
+    0}`: none), validated as the file's section is."""
+    if isinstance(retry, RetryPolicy):
+        return retry
+    from pydantic import ValidationError
+
+    from asapo_pipelines.pipeline.checks import validate_as_json
+    from asapo_pipelines.pipeline.model import Retry
+
+    try:
+        return RetryPolicy.from_config(validate_as_json(Retry, dict(retry or {})))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in ("retry", *err["loc"]))
+        raise ValueError(f"{where}: {err['msg'][:1].lower()}{err['msg'][1:]}") from None
+
+
 def run_unit(
     unit: str | UnitDescriptor,
     messages: Iterable[Any] = (),
@@ -267,7 +290,10 @@ def run_unit(
     retry: RetryPolicy | dict[str, Any] | None = None,
     finish: bool = True,
 ) -> HarnessResult:
-    """Run `unit` on `messages` (values, or `message(...)`) and return what it did."""
+    """Run `unit` on `messages` (values, or `message(...)`) and return what it did.
+
+    `retry` as a pipeline file's section (`None`: its default, 3 retries, their waits skipped;
+    `{"attempts": 0}` for a single try)."""
     return UnitHarness(unit, params, catalog=catalog, retry=retry).run(messages, finish=finish)
 
 
@@ -350,6 +376,7 @@ def run_chain(
     catalog: Any = None,
     retry: RetryPolicy | dict[str, Any] | None = None,
     pipeline: str = "test",
+    base_dir: str | Path | None = None,
 ) -> ChainResult:
     """Run several units in-process, each on what the earlier ones wrote, as a pipeline would
     (without a store, workers or processes): for a plugin's tests of units that work together.
@@ -368,7 +395,15 @@ def run_chain(
             {"numbers": [{"value": 1}, {"value": 2}]},
         )
         assert result.values("shifted") == [{"value": 3}, {"value": 5}]
+
+    Each unit has its own `retry` when its entry says one (as in a file), `retry` otherwise
+    (`None`: the file's default). Units run in `base_dir` as their working directory, as a
+    worker runs in the pipeline file's folder: relative paths in params (`data/`,
+    `results/out.jsonl`) mean the same as in a run. By default it is the folder of the file
+    `units_of` read `units` from (the current directory for units given otherwise).
     """
+    if base_dir is None:
+        base_dir = getattr(units, "base_dir", None)
     if catalog is None:
         from asapo_pipelines.catalog import Catalog
 
@@ -383,14 +418,6 @@ def run_chain(
     pending: dict[str, list[Any]] = given
     for name in _order(dict(units)):
         spec = units[name]
-        harness = UnitHarness(
-            spec["unit"],
-            spec.get("params") or {},
-            catalog=catalog,
-            retry=retry,
-            instance=name,
-            pipeline=pipeline,
-        )
         feed: list[Any] = []
         for port, stream in (spec.get("inputs") or {}).items():
             for item in pending.get(stream, []):
@@ -406,7 +433,17 @@ def run_chain(
                         data_source=stream,
                     )
                 )
-        done = harness.run(feed)
+        with _working_in(base_dir):
+            harness = UnitHarness(
+                spec["unit"],
+                spec.get("params") or {},
+                catalog=catalog,
+                # the unit's own section, as in a file (`retry:` alone: the defaults)
+                retry=spec.get("retry", retry),
+                instance=name,
+                pipeline=pipeline,
+            )
+            done = harness.run(feed)
         result.units[name] = done
         for port, stream in (spec.get("outputs") or {}).items():
             result.streams.setdefault(stream, []).extend(done.on(port))
@@ -424,11 +461,32 @@ def _bytes(payload: bytes | memoryview | None) -> bytes | None:
     return None if payload is None else bytes(payload)
 
 
-def units_of(path: Any) -> dict[str, dict[str, Any]]:
-    """The `units:` mapping of a pipeline file, for `run_chain` (parameters as written)."""
-    from pathlib import Path
+@contextlib.contextmanager
+def _working_in(folder: str | Path | None) -> Iterator[None]:
+    """In `folder` as the working directory (unchanged for None), back where it was after."""
+    if folder is None:
+        yield
+        return
+    with contextlib.chdir(folder):
+        yield
 
+
+class PipelineUnits(dict[str, dict[str, Any]]):
+    """A pipeline file's `units:` mapping, knowing the folder its relative paths mean."""
+
+    #: where a worker of the file works: relative paths in params are relative to it
+    base_dir: Path
+
+
+def units_of(path: Any) -> PipelineUnits:
+    """The `units:` mapping of a pipeline file, for `run_chain` (parameters as written); the
+    chain runs in the folder a worker of the file would, so relative paths mean the same."""
     from ruamel.yaml import YAML
 
+    from asapo_pipelines.worker.launch import BASE_DIR_ENV
+
     doc = YAML(typ="safe").load(Path(path).read_text(encoding="utf-8"))
-    return dict(doc["units"])
+    units = PipelineUnits(doc["units"])
+    # as `worker.launch` works out its folder: a compiled job names the original file's
+    units.base_dir = Path(os.environ.get(BASE_DIR_ENV) or Path(path).resolve().parent)
+    return units
