@@ -24,6 +24,7 @@ from asapo_pipelines import storage
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.errors import ConfigurationError, PipelinesError
 from asapo_pipelines.sdk.provenance_text import ProvenanceText
+from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE
 from asapo_pipelines.sdk.units import (
     PROVENANCE_KEY,
     ROLE_BASES,
@@ -37,6 +38,7 @@ from asapo_pipelines.sdk.units import (
     UnitContext,
     UnitStorageError,
     UnitUsageError,
+    as_suggestion,
     keyed_output,
 )
 from asapo_pipelines.transport.base import (
@@ -241,6 +243,11 @@ class UnitRunner:
         self._provenance: dict[str, Any] = {}
         #: puts the JSON text of outputs' metadata together (see `ProvenanceText`)
         self._text = ProvenanceText(self.unit_label, self._provenance)
+        #: output ports whose values must be suggestions (what reads them takes them for such),
+        #: found once: the other ports' outputs pay one test of an empty set, per output
+        self._suggestion_ports = frozenset(
+            p.name for p in descriptor.outputs if p.content_type == SUGGESTION_CONTENT_TYPE
+        )
 
     @property
     def provenance(self) -> Mapping[str, Any]:
@@ -510,6 +517,8 @@ class UnitRunner:
     ) -> Output:
         """`make_output`, given `inputs` as JSON, the port's provenance text up to them
         (`ProvenanceText.port`) and the key as JSON when known (None: escaped here)."""
+        if self._suggestion_ports and item.port in self._suggestion_ports:
+            item = self._suggestion(item)
         if item.raw:
             # emit() and emit_raw() made this copy of the unit's metadata: it is ours to extend
             payload, meta = item.value, item.metadata
@@ -563,6 +572,33 @@ class UnitRunner:
         _dict_update(encoded, meta)
         encoded.text = text
         return Output(item.port, stream, payload, encoded, key)
+
+    def _suggestion(self, item: Emitted) -> Emitted:
+        """`item`, sent on a suggestion port, checked to be a suggestion however it was sent
+        (`suggest()`, returned, `emit()`, passed on raw): a queue bridge or the viewer's inbox
+        reading the port takes every value for one. A value that is not one raises
+        UnitUsageError (see `as_suggestion`); a passed-on payload is sent as it came."""
+        value = item.value
+        if item.raw:
+            from asapo_pipelines.transport.formats import decode
+
+            try:
+                value = decode(item.value, item.metadata)
+            except Exception as exc:
+                raise UnitUsageError(
+                    f"unit {self.unit_label} ({self.descriptor.name}) passed on to its "
+                    f"suggestion port {item.port!r} a payload that cannot be read: {exc}"
+                ) from None
+        found = as_suggestion(
+            value,
+            unit=f"{self.unit_label} ({self.descriptor.name})",
+            port=item.port,
+            agent=self.descriptor.name,
+        )
+        if item.raw:
+            return item
+        meta = {"kind": "suggestion", **item.metadata}
+        return Emitted(item.port, found.model_dump(mode="json"), meta, item.key, item.stream)
 
     def _refuse_metadata(self, meta: dict[str, Any], port: str) -> NoReturn:
         """Raise OutputEncodingError for metadata JSON cannot hold, in `encode_metadata`'s

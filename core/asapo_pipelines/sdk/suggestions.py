@@ -18,7 +18,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Content type of a port carrying suggestions; agents' output ports use it.
 SUGGESTION_CONTENT_TYPE = "plan/suggestion"
@@ -118,3 +118,34 @@ class Suggestion(BaseModel):
             confidence=confidence,
             plan=plan,
         )
+
+
+def refusal(exc: ValidationError) -> str:
+    """What is wrong with a value refused as a `Suggestion`, each field at fault with what it
+    may be (`action 'continue' (allowed: ...); confidence 1.5 (must be from 0 to 1)`)."""
+    return "; ".join(_problem(err) for err in exc.errors(include_url=False))
+
+
+def _problem(err: Any) -> str:
+    """One field of a refused suggestion, with what it may be (`confidence 1.5 (must be from 0
+    to 1)`)."""
+    field = ".".join(str(part) for part in err["loc"])
+    value = err.get("input")
+    kind = err["type"]
+    if not field:
+        return f"a {type(value).__name__} where a dict of its fields belongs"
+    if kind == "missing":
+        return f"no {field} (required)"
+    if kind == "extra_forbidden":
+        return f"{field} (no such field)"
+    if kind == "literal_error":
+        return f"{field} {value!r} (allowed: {err['ctx']['expected']})"
+    bounds = _BOUNDS.get(field)
+    if bounds is not None and kind in ("greater_than_equal", "less_than_equal"):
+        return f"{field} {value!r} (must be from {bounds[0]:g} to {bounds[1]:g})"
+    shown = "" if isinstance(value, dict | list) else f" {value!r}"
+    return f"{field}{shown} ({err['msg'][:1].lower()}{err['msg'][1:]})"
+
+
+#: the range of each bounded number of a suggestion, for `_problem`'s sentence
+_BOUNDS: dict[str, tuple[float, float]] = {"confidence": (0.0, 1.0)}

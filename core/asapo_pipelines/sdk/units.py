@@ -26,12 +26,15 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
 from asapo_pipelines.descriptor import NoParams, Port, UnitDescriptor
 from asapo_pipelines.errors import PipelinesError
+
+if TYPE_CHECKING:
+    from asapo_pipelines.sdk.suggestions import Suggestion
 
 #: Message metadata key holding provenance; reserved for the runtime.
 PROVENANCE_KEY = "provenance"
@@ -465,14 +468,44 @@ class Agent(Processor):
     roles = ("agent",)
 
     def suggest(self, suggestion: Any, *, port: str | None = None) -> None:
-        """Emit a `Suggestion` (or a dict of its fields) on the suggestion port."""
-        from asapo_pipelines.sdk.suggestions import Suggestion
+        """Emit a `Suggestion` (or a dict of its fields) on the suggestion port; a value that
+        is none raises UnitUsageError (the message goes to the error stream, not retried)."""
+        ctx = self.context
+        found = as_suggestion(
+            suggestion,
+            unit=f"{ctx.pipeline}/{ctx.instance} ({self.descriptor.name})",
+            port=self.output_port(port).name,
+            agent=self.descriptor.name,
+        )
+        self.emit(port, found.model_dump(mode="json"), metadata={"kind": "suggestion"})
 
-        if not isinstance(suggestion, Suggestion):
-            suggestion = Suggestion.model_validate(suggestion)
-        if not suggestion.agent:
-            suggestion = suggestion.model_copy(update={"agent": self.descriptor.name})
-        self.emit(port, suggestion.model_dump(mode="json"), metadata={"kind": "suggestion"})
+
+def as_suggestion(value: Any, *, unit: str, port: str, agent: str) -> Suggestion:
+    """`value` sent on a suggestion port (a `Suggestion`, or a dict of its fields) as the
+    `Suggestion` of `agent` (a unit name) that goes out.
+
+    A value that is none is a mistake in the unit's code, whichever way it was sent
+    (`suggest()`, returned, `emit()`): a UnitUsageError, which sends the message to the error
+    stream at once (a retry would send the same), naming `unit`, `port` and each field at
+    fault with what it may be."""
+    from pydantic import ValidationError
+
+    from asapo_pipelines.sdk.suggestions import Suggestion, refusal
+
+    if isinstance(value, Suggestion):
+        suggestion = value
+    else:
+        try:
+            suggestion = Suggestion.model_validate(value)
+        except ValidationError as exc:
+            raise UnitUsageError(
+                f"unit {unit} sent on its suggestion port {port!r} a value that is not a "
+                f"suggestion: {refusal(exc)} (a suggestion has action, target, reason and "
+                "confidence, and may have arguments and plan)"
+            ) from None
+    if not suggestion.agent:
+        suggestion = suggestion.model_copy(update={"agent": agent})
+    return suggestion
 
 
 ROLE_BASES: dict[str, type[Unit]] = {
