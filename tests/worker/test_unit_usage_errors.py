@@ -4,13 +4,14 @@ however it was sent, and a value JSON cannot hold, with where in it."""
 
 from __future__ import annotations
 
+import json
 import sys
 import types
 from typing import Any
 
 import pytest
 
-from asapo_pipelines.sdk import SUGGESTION_CONTENT_TYPE, Agent, describe, inp, out
+from asapo_pipelines.sdk import SUGGESTION_CONTENT_TYPE, Agent, Processor, describe, inp, out
 from asapo_pipelines.testing.harness import run_unit
 
 USAGE_ERROR = "asapo_pipelines.sdk.units.UnitUsageError"
@@ -97,3 +98,22 @@ def test_a_returned_suggestion_goes_out_as_suggest_sends_it(as_unit):
     assert sent.value["uid"]
     assert sent.value["time"]
     assert sent.metadata["kind"] == "suggestion"
+
+
+# -- outputs JSON cannot hold ----------------------------------------------------------------------
+class TwentyFields(Processor):
+    def process(self, message):
+        fields: dict[str, Any] = {f"f{n}": n for n in range(18)}
+        if message.value == "nan":
+            return {**fields, "snr": float("nan"), "a": {"b": [1.0]}}
+        return {**fields, "a": {"b": [1, 2, 3, {4}]}}
+
+
+@pytest.mark.parametrize(
+    ("value", "where"), [("nan", "(snr is nan)"), ("set", "(a.b[3] is a set)")]
+)
+def test_an_output_json_cannot_hold_names_the_field(as_unit, value, where):
+    result = run_unit(as_unit(TwentyFields), [value])
+    [error] = result.errors
+    assert f"a value of type dict that cannot be encoded {where}: value cannot" in error["error"]
+    json.dumps(error)  # the record itself goes out as JSON

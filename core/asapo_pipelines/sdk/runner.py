@@ -9,6 +9,7 @@ error record. It never talks to a transport.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import traceback
@@ -140,6 +141,31 @@ def error_record(
         "attempts": attempts,
         "time": datetime.now(UTC).isoformat(),
     }
+
+
+def _unencodable(value: Any, path: str = "") -> tuple[str, str] | None:
+    """Where in `value` the first thing JSON cannot hold is (`snr`, `a.b[3]`) and what it is
+    (`nan`, `a set`), for the `json` format: in a result of twenty fields the error names the
+    one at fault. None when nothing is found."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _unencodable(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for n, item in enumerate(value):
+            found = _unencodable(item, f"{path}[{n}]")
+            if found:
+                return found
+        return None
+    if value is None or isinstance(value, str | bool | int):
+        return None
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):
+        return _unencodable(value.tolist(), path)  # as the JSON format writes it
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, repr(value))
+    return path, f"a {type(value).__name__}"
 
 
 def resolve_params(descriptor: UnitDescriptor, params: Any) -> BaseModel:
@@ -532,10 +558,13 @@ class UnitRunner:
             except TransportConfigError as exc:
                 # name the unit and the port: "value cannot be written as JSON" alone leaves
                 # the author guessing which of the unit's emits sent what
+                # (json_arrays carries NaN in packed arrays: a walk of its own would be needed)
+                spot = _unencodable(item.value) if port.format == "json" else None
+                at = f" ({spot[0]} is {spot[1]})" if spot and spot[0] else ""
                 raise OutputEncodingError(
                     f"unit {self.unit_label} ({self.descriptor.name}) emitted on port "
                     f"{item.port!r} (format {port.format}) a value of type "
-                    f"{type(item.value).__name__} that cannot be encoded: {exc}"
+                    f"{type(item.value).__name__} that cannot be encoded{at}: {exc}"
                 ) from None
             meta = {**item.metadata, **fmt_meta}
         prov = {
