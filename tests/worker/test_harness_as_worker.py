@@ -14,7 +14,7 @@ import pytest
 
 from asapo_pipelines.sdk import Params, Processor, describe, inp, out
 from asapo_pipelines.sdk.runner import UnitStartError
-from asapo_pipelines.testing.harness import run_chain, run_unit, units_of
+from asapo_pipelines.testing.harness import message, run_chain, run_unit, units_of
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -121,3 +121,141 @@ def test_a_chain_read_from_a_file_works_in_the_files_folder(tmp_path, monkeypatc
     assert len(lines) == len(names) == len(result.values("raw"))
     assert list(elsewhere.iterdir()) == []
     assert Path.cwd() == elsewhere
+
+
+# -- a restart -------------------------------------------------------------------------------------
+class RunningSum(Processor):
+    """A running total kept in memory, rebuilt by `restore` after a restart; 0 adds nothing
+    and sends nothing, a negative value is refused."""
+
+    restores_state = True
+
+    def on_start(self):
+        self.total = 0
+        self.restored: list[int] = []
+
+    def restore(self, message):
+        self.total += message.value
+        self.restored.append(message.value)
+
+    def restore_sent(self, message):
+        self.last_sent = message.value["total"]
+
+    def on_restored(self):
+        # the same key as the last output: sent before, so not sent again
+        self.emit(None, {"total": self.total}, key=f"total-{self.total}")
+        self.emit(None, {"restarted_at": self.total}, key="restart")
+
+    def process(self, message):
+        if message.value < 0:
+            from asapo_pipelines.sdk import BadMessage
+
+            raise BadMessage(f"{message.value} is negative")
+        self.total += message.value
+        if message.value:
+            self.emit(None, {"total": self.total}, key=f"total-{self.total}")
+
+    def summary(self):
+        return {"total": self.total}
+
+
+def test_a_restarted_unit_restores_its_state_as_the_worker_restores_it(as_unit, unit_harness):
+    """`restarted()`: what a worker restarted after a kill does, without a store."""
+    first = unit_harness(as_unit(RunningSum))
+    first.send(1, 2, 0, -5, 3)
+    assert first.result.values() == [{"total": 1}, {"total": 3}, {"total": 6}]
+    again = first.restarted()
+    unit = again.runner.unit
+    # each input that made an output, then the one that made none; not the refused one
+    assert unit.restored == [1, 2, 3, 0]
+    assert unit.last_sent == 6
+    assert again.runner.context.carried_summary == {"total": 6}
+    # on_restored: the total under a key sent before is not sent again
+    assert again.result.values() == [{"restarted_at": 6}]
+    again.send(4)
+    assert again.result.values()[-1] == {"total": 10}
+    assert again.result.acknowledged == [("values", "default", 6)]
+
+
+class Tally(Processor):
+    """tests/worker/test_restore_unsent.py's unit: a real worker on the store, stopped and
+    started again, restores it as [3, 6, 1, 2, 4, 5, 7] from the same inputs."""
+
+    restores_state = True
+
+    def on_start(self):
+        self.seen: dict[tuple[str, int], int] = {}
+        self.restored: list[int] = []
+
+    def restore(self, message):
+        self.restored.append(message.value)
+        self.seen[(message.stream, message.id)] = message.value
+
+    def process(self, message):
+        if message.value == "bad":
+            raise ValueError("not a number")
+        self.seen[(message.stream, message.id)] = message.value
+        if len(self.seen) % 3 == 0:
+            self.emit(None, {"n": len(self.seen), "sum": sum(self.seen.values())})
+
+
+def test_a_restart_restores_in_the_order_the_worker_does(as_unit, unit_harness):
+    first = unit_harness(as_unit(Tally), retry={"attempts": 0})
+    first.send(1, 2, 3, 4, "bad", 5, 6, 7)
+    again = first.restarted()
+    assert again.runner.unit.restored == [3, 6, 1, 2, 4, 5, 7]
+
+
+class Tracking(Processor):
+    """tests/worker/test_restore_ports.py's unit, whose real worker restores it in the order
+    asserted below."""
+
+    restores_state = True
+    restore_ports = ("notes",)
+
+    def on_start(self):
+        self.restored: list[list[Any]] = []
+
+    def restore(self, message):
+        self.restored.append([message.port, message.stream, message.value])
+
+    def process(self, message):
+        if message.port == "numbers" or message.value == "b":
+            return {"seen": message.value}
+        return None
+
+
+def test_a_restart_replays_the_restore_ports_as_the_worker_does(monkeypatch, unit_harness):
+    module = types.ModuleType("harness_restore_ports")
+    module.Tracking = Tracking
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    unit = describe(
+        "test.tracking",
+        kind="processor",
+        summary="remembers notes",
+        runtime="harness_restore_ports:Tracking",
+        inputs=[inp("numbers"), inp("notes"), inp("chatter")],
+        outputs=[out("seen")],
+    )
+    first = unit_harness(unit)
+    # interleaved as a worker might take them; the replay goes stream by stream, by id
+    first.send(
+        message(1, port="numbers"),
+        message("a", port="notes", stream="s1"),
+        message("c", port="notes", stream="s2"),
+        message(2, port="numbers"),
+        message("x", port="chatter"),
+        message("b", port="notes", stream="s1"),
+        message(3, port="numbers"),
+        message("y", port="chatter"),
+    )
+    assert first.restarted().runner.unit.restored == [
+        ["numbers", "default", 1],
+        ["numbers", "default", 2],
+        ["numbers", "default", 3],
+        ["chatter", "default", "x"],
+        ["chatter", "default", "y"],
+        ["notes", "s1", "a"],
+        ["notes", "s1", "b"],
+        ["notes", "s2", "c"],
+    ]

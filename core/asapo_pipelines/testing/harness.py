@@ -24,7 +24,7 @@ from typing import Any
 
 from asapo_pipelines.descriptor import UnitDescriptor
 from asapo_pipelines.sdk.runner import Output, RetryPolicy, UnitRunner
-from asapo_pipelines.sdk.units import Message, Source, Stream
+from asapo_pipelines.sdk.units import Message, Source, Stream, Unit
 from asapo_pipelines.worker.naming import FIRST_STREAM
 
 
@@ -123,6 +123,12 @@ class UnitHarness:
         self._open: dict[tuple[str, str], Stream] = {}
         self._finished_outputs: set[tuple[str, str]] = set()
         self._output_streams: set[tuple[str, str]] = set()
+        self._args = (retry, instance, pipeline)
+        #: what earlier instances of the unit sent, received and processed without an output
+        #: (see `restarted`); this instance's own are added as it goes
+        self._sent_before: list[OutputRecord] = []
+        self._received: list[Message] = []
+        self._traced: list[Message] = []
 
     # -- steps ---------------------------------------------------------------------------------
     def start(self) -> UnitHarness:
@@ -196,6 +202,9 @@ class UnitHarness:
             outcome = self.runner.handle(msg)
             self._record(outcome)
             self.runner.flush()
+            self._received.append(msg)
+            if outcome.error is None and not outcome.outputs:
+                self._traced.append(msg)  # as the worker records it, for `restore`
             self.result.acknowledged.append((msg.port, msg.stream, msg.id))
         self.result.retries = self.runner.retries
         return self.result
@@ -234,6 +243,119 @@ class UnitHarness:
         for port, stream in self.runner.source_streams.items():
             self._finish_output(port, stream, None)
         return self.result
+
+    def restarted(self) -> UnitHarness:
+        """A new instance of the unit, started as the worker restarted in the same run (after
+        a kill) starts it; this instance is dropped as a killed process is (no `on_shutdown`).
+        The new one carries this one's summary (`context.carried_summary`). With
+        `restores_state`, as the worker does: a source's `restore` gets each message it sent;
+        otherwise `restore_sent` (when the unit defines it) gets each output sent, `restore`
+        each input whose outputs were sent or that gave none (not those that went to the error
+        stream), then every message received on its `restore_ports`, and what `on_restored`
+        emits is in the new harness's `result` (an output under a key sent before is not).
+        Messages sent to it before count as acknowledged: send one again to test a redelivery.
+        """
+        retry, instance, pipeline = self._args
+        again = UnitHarness(
+            self.descriptor, self.runner.params, retry=retry, instance=instance, pipeline=pipeline
+        )
+        again._sent_before = [*self._sent_before, *self.result.outputs]
+        again._received = list(self._received)
+        again._traced = list(self._traced)
+        again._ids = dict(self._ids)
+        summary = self.runner.summary(running=True) if self._started else self.result.summary
+        again.runner.context.carried_summary = dict(summary)
+        again.runner.context.carried_after_restart = True
+        self._started = False  # killed: no `on_shutdown`
+        unit = again.start().runner.unit
+        assert unit is not None
+        if unit.restores_state:
+            again._restore(unit)
+        return again
+
+    def _restore(self, unit: Any) -> None:
+        """The worker's `restore` calls at start-up (`worker.runtime`), from what the harness
+        kept instead of the store."""
+        sent = self._sent_in_order()
+        if self.descriptor.role == "source":
+            for message in sent:
+                self._restore_one(unit.restore, message)
+            return
+        if type(unit).restore_sent is not Unit.restore_sent:
+            for message in sent:
+                self._restore_one(unit.restore_sent, message)
+        whole = set(unit.restore_ports)
+        by_ref = {(m.data_source, m.stream, m.id): m for m in self._received}
+        refs = {
+            (ref["data_source"], ref["stream"], int(ref["id"])): None
+            for message in sent
+            for ref in (message.provenance or {}).get("inputs") or ()
+        }
+        refs.update({(m.data_source, m.stream, m.id): None for m in self._traced})
+        for ref in refs:
+            named = by_ref.get(ref)
+            if named is not None and named.port not in whole:
+                self._restore_one(unit.restore, named)
+        for message in self._whole(unit):
+            self._restore_one(unit.restore, message)
+        keys = {o.provenance.get("key") for o in self._sent_before} - {None}
+        outcome = self.runner.restored()
+        outcome.outputs = [o for o in outcome.outputs if o.key is None or o.key not in keys]
+        self._record(outcome)
+
+    def _whole(self, unit: Any) -> list[Message]:
+        """The messages received on the unit's `restore_ports` as the worker replays them: port
+        by port, stream by stream, by id."""
+        from asapo_pipelines.sdk.runner import UnitStartError
+
+        inputs = [p.name for p in self.descriptor.inputs]
+        for name in unit.restore_ports:
+            if name not in inputs:
+                raise UnitStartError(
+                    f"unit {self.descriptor.name} names {name!r} in restore_ports, which is "
+                    f"not one of its input ports ({', '.join(sorted(inputs)) or 'none'})"
+                )
+        streams: dict[tuple[str, str], list[Message]] = {}
+        for port in inputs:
+            for message in self._received:
+                if port in unit.restore_ports and message.port == port:
+                    streams.setdefault((port, message.stream), []).append(message)
+        return [m for each in streams.values() for m in sorted(each, key=lambda m: m.id)]
+
+    def _sent_in_order(self) -> list[Message]:
+        """The outputs sent before as the worker reads them back: port by port, stream by
+        stream, each numbered from 1 in its stream."""
+        streams: dict[tuple[str, str], list[OutputRecord]] = {}
+        for port in self.descriptor.outputs:
+            for record in self._sent_before:
+                if record.port == port.name:
+                    streams.setdefault((record.port, record.stream), []).append(record)
+        return [
+            Message(
+                port=port,
+                data_source=port,
+                stream=stream,
+                id=n,
+                payload=_bytes(record.payload),
+                metadata=dict(record.metadata),
+            )
+            for (port, stream), records in streams.items()
+            for n, record in enumerate(records, 1)
+        ]
+
+    def _restore_one(self, restore: Any, message: Message) -> None:
+        """`restore(message)`, failing as the worker's start-up fails."""
+        from asapo_pipelines.plugin_manager import describe_exception
+        from asapo_pipelines.sdk.runner import UnitStartError
+
+        try:
+            restore(message)
+        except Exception as exc:
+            where = f"{message.data_source}/{message.stream}/{message.id}"
+            raise UnitStartError(
+                f"unit {self.descriptor.name} failed to restore its state from {where}: "
+                f"{describe_exception(exc)}"
+            ) from exc
 
     def stop(self) -> None:
         """As SIGTERM would: `self.stopping` turns true."""
