@@ -117,3 +117,72 @@ def test_an_output_json_cannot_hold_names_the_field(as_unit, value, where):
     [error] = result.errors
     assert f"a value of type dict that cannot be encoded {where}: value cannot" in error["error"]
     json.dumps(error)  # the record itself goes out as JSON
+
+
+# -- the same in a real worker -----------------------------------------------------------------
+class Advisor(Agent):
+    def process(self, message):
+        if message.value == "bad":
+            self.suggest({"action": "continue", "target": "x", "reason": "r", "confidence": 1.5})
+        else:
+            return {"action": "stop", "target": message.value, "reason": "r", "confidence": 0.5}
+
+
+def test_a_worker_sends_an_invalid_suggestion_to_the_error_stream_at_once(tmp_path, monkeypatch):
+    """What `pipeline run` does with the unit: one record, one attempt, with the file's default
+    of 3 retries in force; the valid suggestions go out."""
+    from asapo_pipelines.sdk.runner import RetryPolicy
+    from asapo_pipelines.transport import open_transport
+    from asapo_pipelines.transport.formats import decode, encode
+    from asapo_pipelines.worker.naming import errors_source
+    from asapo_pipelines.worker.runtime import Worker
+
+    from helpers import run_to_end
+
+    module = types.ModuleType("usage_worker_units")
+    module.Advisor = Advisor
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    store = {"embedded": {"path": str(tmp_path / "store")}}
+    with open_transport(store) as t, t.producer("merged") as p:
+        for value in ("sample_A", "bad", "sample_B"):
+            p.send("default", *encode(value, "json"))
+        p.finish_stream("default")
+    unit = describe(
+        "qa.advisor",
+        kind="agent",
+        summary="suggests",
+        runtime="usage_worker_units:Advisor",
+        inputs=[inp("merged")],
+        outputs=[out("plans", SUGGESTION_CONTENT_TYPE)],
+    )
+    worker = Worker(
+        open_transport(store),
+        unit,
+        {},
+        pipeline="demo",
+        instance="advisor",
+        inputs={"merged": "merged"},
+        outputs={"plans": "plans"},
+        retry=RetryPolicy(retries=3),
+        status_interval=0.2,
+        linger=0.1,
+    )
+    counters = run_to_end(worker)
+    assert (counters.errors, counters.retries) == (1, 0)
+    with open_transport(store) as t:
+        with t.consumer(errors_source("demo"), "check") as c:
+            [record] = [decode(m.payload, m.metadata) for m in [c.get_by_id("advisor", 1)]]
+        with t.consumer("plans", "check") as c:
+            plans = [
+                decode(m.payload, m.metadata) for m in map(c.get_by_id, ["default"] * 2, [1, 2])
+            ]
+    assert record["exception"] == USAGE_ERROR
+    assert record["attempts"] == 1
+    assert record["error"].startswith(
+        "unit demo/advisor (qa.advisor) sent on its suggestion port 'plans' a value that is not "
+        "a suggestion: action 'continue' (allowed: 'more_scans', 'stop' or 'change_parameters')"
+    )
+    assert [(p["target"], p["agent"]) for p in plans] == [
+        ("sample_A", "qa.advisor"),
+        ("sample_B", "qa.advisor"),
+    ]
