@@ -1,10 +1,14 @@
 """pytest fixtures to test units in-process (registered by the `asapo_pipelines` pytest plugin).
 
-- `run_unit(unit, messages, params=..., retry=...)` -> `HarnessResult`
+- `run_unit(unit, messages, params=..., retry=...)` -> `HarnessResult`; params are validated
+  with JSON's types and `retry=None` is a pipeline file's default (3 retries, waits skipped),
+  as the worker runs the unit.
 - `unit_harness(unit, params=..., retry=...)` -> `UnitHarness` (step by step: `send`,
-  `end_stream`, `run_source`, `stop`, `shutdown`); harnesses are shut down after the test.
-- `run_chain(units, inputs, params=...)` -> `ChainResult`: several units in-process, each on
-  what the earlier ones wrote (a pipeline file's `units:` mapping, or a list chained in order).
+  `end_stream`, `run_source`, `stop`, `shutdown`, `restarted`); harnesses are shut down after
+  the test.
+- `run_chain(units, inputs, retry=..., base_dir=...)` -> `ChainResult`: several units
+  in-process, each on what the earlier ones wrote (a pipeline file's `units:` mapping, or a
+  list chained in order), in the folder a worker of the file works in.
 - `unit_message(value, port=..., stream=..., id=..., metadata=...)` builds a message to feed.
 """
 
