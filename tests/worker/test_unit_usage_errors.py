@@ -90,6 +90,23 @@ def test_whatever_goes_out_on_a_suggestion_port_is_a_suggestion(as_unit, cls, sa
     assert said in error["error"]
 
 
+class PassesOn(Agent):
+    """Passes its input on unchanged, as a filter between an agent and a queue bridge would."""
+
+    def process(self, message):
+        self.emit_raw("plans", message.payload, message.metadata)
+
+
+def test_a_payload_passed_on_to_a_suggestion_port_is_checked_and_sent_as_it_came(as_unit):
+    good = {"action": "stop", "target": "sample_A", "reason": "enough", "confidence": 0.9}
+    result = run_unit(as_unit(PassesOn, kind="agent", outputs=PLANS), [good, {"action": "stop"}])
+    assert result.values("plans") == [good]
+    [error] = result.errors
+    assert error["exception"] == USAGE_ERROR
+    assert error["message"]["id"] == 2
+    assert "no target (required)" in error["error"]
+
+
 def test_a_returned_suggestion_goes_out_as_suggest_sends_it(as_unit):
     result = run_unit(as_unit(ReturnsOne, kind="agent", outputs=PLANS), [1])
     assert result.errors == []
