@@ -27,9 +27,12 @@ pending with this consumer. Acknowledgement is XACK.
 Payloads above ``inline_max`` are written to a file under ``payload_dir`` (a directory every node
 mounts) before the message that names them, so a message never points at a missing file; a
 producer killed between the two leaves an unreferenced file that retention removes with its
-stream. Every call has a deadline (``timeout``, socket and connect timeouts, no silent retries):
-a Redis that is down, slow or refuses the password gives `Unavailable` or `TransportConfigError`
-with one sentence.
+stream. Every call has a deadline (``timeout``, socket and connect timeouts). A call that may be
+repeated safely (a send, with its token; a read; XACK; XAUTOCLAIM, whose entries an answer lost
+stay pending and come back after the lease) is tried again while the connection breaks, until
+the deadline, so a Redis restarted within ``timeout`` costs a worker nothing; a Redis that stays
+down, is slow or refuses the password gives `Unavailable` or `TransportConfigError` with one
+sentence.
 """
 
 from __future__ import annotations
@@ -775,9 +778,14 @@ class RedisConsumer(Consumer):
         (finished, next stream, entries pending in the group, newest entry id), or None when
         the stream does not exist yet."""
         k = self._keys
-        result = self._claim(
-            keys=[k.log(stream), k.info(stream)],
-            args=[self.group, self.name, int(self.lease_seconds * 1000), self.prefetch],
+        # retried while the connection breaks (a Redis restarting): entries an answer lost are
+        # pending with this consumer, and XAUTOCLAIM hands them out again after the lease,
+        # so a retry neither loses nor repeats a message
+        result = self._conn.retrying(
+            lambda: self._claim(
+                keys=[k.log(stream), k.info(stream)],
+                args=[self.group, self.name, int(self.lease_seconds * 1000), self.prefetch],
+            )
         )
         tag = int(result[0])
         if tag == 0:
@@ -843,8 +851,10 @@ class RedisConsumer(Consumer):
         if newest is None:  # no stream yet: nothing to block on
             time.sleep(min(seconds, 0.02))
             return
-        self._conn.client.xread(
-            {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
+        self._conn.retrying(  # XREAD only reads
+            lambda: self._conn.client.xread(
+                {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
+            )
         )
 
     @_guarded("acknowledging")
@@ -870,7 +880,9 @@ class RedisConsumer(Consumer):
         entries: list[str] = []
         missing = [mid for mid in ids if (stream, mid) not in self._entries]
         looked = (
-            self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
+            self._conn.retrying(
+                lambda: self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
+            )
             if missing
             else []
         )
@@ -891,8 +903,10 @@ class RedisConsumer(Consumer):
         # JUSTID leaves the delivery count alone, the next delivery counts itself
         lease_ms = int(self.lease_seconds * 1000)
         idle = max(0, lease_ms - int(max(0.0, delay) * 1000))
-        self._conn.client.xclaim(
-            self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
+        self._conn.retrying(  # XCLAIM IDLE sets the idle time: a repeat does no harm
+            lambda: self._conn.client.xclaim(
+                self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
+            )
         )
 
     @_guarded("asking which leases it still holds")
@@ -903,12 +917,16 @@ class RedisConsumer(Consumer):
         check_stream(stream)
         key = self._keys.log(stream)
         entries = {mid: self._entries.get((stream, mid)) for mid in held}
-        pipe = self._conn.client.pipeline(transaction=False)
         asked = [mid for mid, entry in entries.items() if entry is not None]
-        for mid in asked:
-            entry = entries[mid]
-            pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
-        answers = dict(zip(asked, pipe.execute() if asked else [], strict=True))
+
+        def pending() -> list[Any]:
+            pipe = self._conn.client.pipeline(transaction=False)
+            for mid in asked:
+                entry = entries[mid]
+                pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
+            return list(pipe.execute())
+
+        answers = dict(zip(asked, self._conn.retrying(pending) if asked else [], strict=True))
         lost = set()
         for mid, count in held.items():
             pending = answers.get(mid) or []
@@ -961,7 +979,8 @@ class RedisConsumer(Consumer):
         pause = 0.002
         while True:
             try:
-                return fetch()
+                # reads only: retried while the connection breaks, as sends are
+                return self._conn.retrying(fetch)
             except (EndOfStream, MissingId, NoData):
                 left = deadline - time.monotonic()
                 if left <= 0:
