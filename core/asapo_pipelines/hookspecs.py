@@ -81,10 +81,13 @@ def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     a located problem, code `P314`, once the file passed every other stage; a check that
     raises is a warning (`P315`): a plugin's bug does not refuse a file.
 
-    Called only for plugins whose units the pipeline names. `pipeline.params_for(instance,
-    catalog)` gives a unit's params, `pipeline.units[instance].inputs` and `.outputs` its
-    wiring (port -> stream). Report the path of the value to change, e.g. ``("units",
-    "normalize", "params", "calibrate")``, with code `P314`.
+    Called only for plugins whose units the pipeline names, or whose transport it travels
+    on. `pipeline.params_for(instance, catalog)` gives a unit's params,
+    `pipeline.units[instance].inputs` and `.outputs` its wiring (port -> stream),
+    `pipeline.transport.options()` the transport's options with paths made absolute as its
+    workers get them. Report the path of the value to change, e.g. ``("units", "normalize",
+    "params", "calibrate")``, with code `P314`; a transport's plugin reports a file its
+    section names that does not exist (a password file) with `P111`.
     """
 
 

@@ -5,6 +5,7 @@ runtime module is misspelt, a transport whose client library is not installed.
 The tests use this module both in-process (a catalog built from it) and installed as a real
 plugin distribution (for the `pipeline` command in a subprocess)."""
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -153,6 +154,7 @@ def register_units(register):
 class WirebusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str
+    password_file: str | None = None
 
 
 #: a transport whose client library is installed nowhere (P109's and P110's goldens); its
@@ -179,6 +181,11 @@ def check_pipeline(pipeline, catalog, report):
     check itself fail, as a plugin's bug would (P315)."""
     if pipeline.name == "check-fails":
         raise RuntimeError("the pretend check fails on purpose")
+    if pipeline.transport.kind == "wirebus":
+        # a transport's plugin: a file its section names that does not exist (P111)
+        given = pipeline.transport.config.password_file
+        if given and not Path(pipeline.transport.options()["password_file"]).exists():
+            report(("transport", "wirebus", "password_file"), "P111", f"{given} does not exist")
     for name, config in pipeline.units.items():
         if config.unit != "xas.merge":
             continue

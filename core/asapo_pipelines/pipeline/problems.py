@@ -51,6 +51,11 @@ CODES: dict[str, tuple[Severity, str]] = {
         "The transport's client libraries are not installed here; the pipeline deploys to "
         "another executor's machines, which need them.",
     ),
+    "P111": (
+        "error",
+        "A file the transport section names (a password file, a TLS certificate) does not "
+        "exist where the pipeline's workers read it (relative: in the pipeline file's folder).",
+    ),
     "P201": ("error", "Unknown unit (not in the installed catalog)."),
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
     "P203": ("error", "A required unit parameter is missing."),

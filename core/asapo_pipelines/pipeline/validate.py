@@ -961,7 +961,8 @@ def _stage_plugin_checks(
 ) -> list[Problem]:
     """The `check_pipeline` findings of the plugins whose units the file names (P314): params
     of units wired together that contradict each other, which neither unit's params model can
-    see. Asked only of a file valid otherwise, whose params the plugins can then read. A check
+    see; and of the plugin of its transport (a password file that does not exist, P111).
+    Asked only of a file valid otherwise, whose params the plugins can then read. A check
     that raises is a warning (P315): a plugin's bug does not refuse a file.
 
     `file`: the file's name as shown (its document's path when None); `said`: what a finding
@@ -970,20 +971,31 @@ def _stage_plugin_checks(
         return []  # a catalog not built from plugins has none to ask
     file = file or str(doc.path)
     used = {catalog.get(config.unit).distribution for config in pipeline.units.values()}
+    transport = catalog.transports.get(pipeline.transport.kind)
+    if transport is not None and transport.distribution is not None:
+        used.add(transport.distribution)
     found: list[Problem] = []
     for record in catalog.plugins:
         if record.distribution not in used:
             continue
         findings, errors = catalog.manager.check_pipeline(record.name, pipeline, catalog)
         found.extend(
-            make(file, doc.locate(where), "P314", said(tuple(where)) + text)
-            for where, _code, text in findings
+            make(file, doc.locate(where), _plugin_code(code), said(tuple(where)) + text)
+            for where, code, text in findings
         )
         found.extend(
             make(file, doc.locate(()), "P315", f"the check of {record.distribution} failed: {e}")
             for e in errors
         )
     return found
+
+
+#: the codes a plugin's `check_pipeline` may give besides P314, its default
+PLUGIN_CODES = frozenset({"P111"})
+
+
+def _plugin_code(code: str) -> str:
+    return code if code in PLUGIN_CODES else "P314"
 
 
 def _run(

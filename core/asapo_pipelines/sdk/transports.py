@@ -39,6 +39,7 @@ from asapo_pipelines.transport.base import (
 )
 from asapo_pipelines.transport.errors import (
     CorruptPayload,
+    CredentialsError,
     DuplicateId,
     EndOfStream,
     MissingId,
@@ -54,6 +55,7 @@ __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "Consumer",
     "CorruptPayload",
+    "CredentialsError",
     "CrossChecked",
     "DuplicateId",
     "EndOfStream",

@@ -42,6 +42,13 @@ class TransportConfigError(TransportError):
     """The transport settings are wrong (bad path, missing token, unknown backend)."""
 
 
+class CredentialsError(TransportConfigError):
+    """The transport's credentials are missing (an unset environment variable, an unreadable
+    password file) or its service refuses them. Unlike a service out of reach, this holds for
+    every worker too, which reads the same: `pipeline deploy` refuses rather than submitting
+    jobs that would all fail on it."""
+
+
 class StorageError(TransportError):
     """The storage under the transport failed (full disk, no permission, a damaged file): a
     failure of everything using it, never of one message. The sentence names the path and the
@@ -65,6 +72,7 @@ class CorruptPayload(TransportError):
 
 __all__ = [
     "CorruptPayload",
+    "CredentialsError",
     "DuplicateId",
     "EndOfStream",
     "MissingId",

@@ -29,6 +29,12 @@ _URL = re.compile(URL_PATTERN)
 _URL_SHAPE = "url is not a valid redis:// URL (redis://[user@]host[:port][/db])"
 
 
+def _refused(sentence: str) -> PydanticCustomError:
+    """A value error whose message is the sentence alone: a plain ValueError's starts with
+    pydantic's "Value error, ", which `pipeline validate` would print before it."""
+    return PydanticCustomError("value_error", sentence)
+
+
 def _holds_password(url: str) -> bool:
     """Whether `url` holds `user:secret@` as urlsplit reads it, found before anything else: a
     URL that is wrong in another way too must not be shown with its secret."""
@@ -138,14 +144,14 @@ class RedisConfig(CrossChecked):
             parts = urlsplit(value)
             parts.port  # noqa: B018 (raises for a port that is not 0 to 65535)
         except ValueError:
-            raise ValueError(_URL_SHAPE) from None
+            raise _refused(_URL_SHAPE) from None
         if parts.scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("url must start with redis://, rediss:// or unix://")
+            raise _refused("url must start with redis://, rediss:// or unix://")
         if parts.scheme != "unix" and not parts.hostname:
-            raise ValueError("url names no host")
+            raise _refused("url names no host")
         # what the editor schema accepts: anything beyond it is refused here too
         if not _URL.fullmatch(value):
-            raise ValueError(_URL_SHAPE)
+            raise _refused(_URL_SHAPE)
         return value
 
     @property

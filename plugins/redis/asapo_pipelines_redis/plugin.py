@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+from typing import Any
 
-from asapo_pipelines.sdk import RegisterTransport, TransportDescriptor, hookimpl
+from asapo_pipelines.sdk import RegisterTransport, ReportFinding, TransportDescriptor, hookimpl
 from asapo_pipelines_redis.config import RedisConfig
 
 #: the client versions this plugin is tested with (pyproject pins the same)
@@ -77,3 +78,19 @@ REDIS = TransportDescriptor(
 @hookimpl
 def register_transports(register: RegisterTransport) -> None:
     register(REDIS)
+
+
+@hookimpl
+def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """`pipeline validate` (and every command loading the file): the files the section names."""
+    from asapo_pipelines_redis.checks import check_files
+
+    check_files(pipeline, report)
+
+
+@hookimpl
+def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """`pipeline validate --online`, `deploy` and `run`: the server and its password."""
+    from asapo_pipelines_redis.checks import check_server
+
+    check_server(pipeline, report)

@@ -59,6 +59,7 @@ from asapo_pipelines.sdk.transports import (
     DEFAULT_LEASE_SECONDS,
     Consumer,
     CorruptPayload,
+    CredentialsError,
     DuplicateId,
     EndOfStream,
     Message,
@@ -399,13 +400,13 @@ class _Conn:
             try:
                 return path.read_text().strip()
             except OSError as exc:
-                raise TransportConfigError(
+                raise CredentialsError(
                     f"cannot read the Redis password file {path}: {exc.strerror}"
                 ) from None
         if config.password_env:
             value = os.environ.get(config.password_env)
             if not value:
-                raise TransportConfigError(
+                raise CredentialsError(
                     f"the environment variable {config.password_env} (the Redis password) "
                     "is not set"
                 )
@@ -425,7 +426,8 @@ class _Conn:
                 if self.config.password_env
                 else "no password (set password_file or password_env)"
             )
-            return TransportConfigError(f"{self.label} refused {where} while {doing}")
+            # every worker reads the same password: it is refused as surely as here
+            return CredentialsError(f"{self.label} refused {where} while {doing}")
         if isinstance(exc, rex.TimeoutError):
             return Unavailable(
                 f"{self.label} did not answer within {self.config.timeout:g} s while {doing}"
