@@ -60,13 +60,19 @@ def _open(
     unreachable. Only a run `beginning` (a deploy) is recorded by its workers instead: they
     record it when they start; a run being read or ended is not, whatever its workers do.
     `read_only`: for a caller that only reads (`status`), so that an archived store can be
-    looked at."""
+    looked at. A run `beginning` is refused when the transport's credentials are missing or
+    refused (CredentialsError): its workers read the same, so every one would fail on them."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport
+    from asapo_pipelines.transport.errors import CredentialsError
 
     try:
         transport = open_transport(pipeline.transport.spec(), catalog, read_only=read_only)
     except TransportError as exc:
+        if beginning and isinstance(exc, CredentialsError):
+            raise CredentialsError(
+                f"{exc}; every worker would fail on it too, so nothing was submitted"
+            ) from None
         said = (
             f"the run is not recorded: the pipeline's transport cannot be reached from here "
             f"({exc}); its workers record it when they start, without comparing the "

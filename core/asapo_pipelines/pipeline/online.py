@@ -96,6 +96,9 @@ def check_before_start(
     # sentence where it cannot; a warning before that error would say it twice
     own = ("deploy", executor)
     findings = [f for f in findings if f[1] == REFUSED or tuple(f[0][:2]) != own]
+    # the same for the transport: the command opens it next and says in its own words what
+    # an unreachable one means for it (`run` stops, `deploy` leaves the record to the workers)
+    findings = [f for f in findings if f[1] == REFUSED or f[0][:1] != ("transport",)]
     if not findings and not failures:
         return
     file = shown or str(path)
