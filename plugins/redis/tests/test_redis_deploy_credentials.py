@@ -52,7 +52,7 @@ def slurm() -> Iterator[LocalSlurm]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _write(work: Path, url: str, secret: str) -> Path:
+def _write(work: Path, url: str, secret: str, *, watch: bool = False) -> Path:
     (work / "data").mkdir(parents=True, exist_ok=True)
     (work / "data" / "a.txt").write_text("a\n")
     path = work / "cred.pipeline.yaml"
@@ -61,7 +61,8 @@ def _write(work: Path, url: str, secret: str) -> Path:
         "transport:\n"
         f"  redis: {{url: {url}, {secret}, key_prefix: cred-{uuid.uuid4().hex[:8]}}}\n"
         "units:\n"
-        "  files: {unit: core.files, params: {directory: data}, outputs: {files: raw}}\n"
+        f"  files: {{unit: core.files, params: {{directory: data, watch: {str(watch).lower()}}}, "
+        "outputs: {files: raw}}\n"
         "  sink: {unit: core.jsonl-sink, params: {path: out.jsonl}, inputs: {messages: raw}}\n"
         "deploy:\n"
         "  slurm: {partition: debug, poll_interval: 0.5}\n"
@@ -131,4 +132,27 @@ def test_deploy_refuses_a_refused_or_missing_password_and_submits_nothing(
             "every worker would fail on it too, so nothing was submitted"
         ], done.stderr
         assert not (work / ".pipeline-slurm" / "cred").exists()
+        assert _jobs(slurm) == []
+
+
+def test_start_refuses_a_password_refused_since_the_deploy(slurm: LocalSlurm, work: Path) -> None:
+    """`pipeline start` of a stopped deployment begins a new session: a password the server
+    refuses by now is refused there too, before any job is submitted again."""
+    with RedisServer(work / "redis", password=PASSWORD) as server:
+        (work / "secrets").mkdir()
+        password = work / "secrets" / "redis"
+        password.write_text(PASSWORD + "\n")
+        # watching its folder: the deployment runs until it is stopped
+        file = _write(work, server.url, "password_file: secrets/redis", watch=True)
+        deployed = _cli(slurm, "deploy", file.name, cwd=work)
+        assert deployed.returncode == 0, deployed.stderr
+        stopped = _cli(slurm, "stop", file.name, cwd=work)
+        assert stopped.returncode == 0, stopped.stderr
+        password.write_text("changed-meanwhile\n")
+        started = _cli(slurm, "start", file.name, cwd=work)
+        assert started.returncode == 1, started.stdout + started.stderr
+        assert started.stderr.splitlines() == [
+            f"error: Redis at 127.0.0.1:{server.port} refused the password from {password} "
+            "while connecting; every worker would fail on it too, so nothing was submitted"
+        ], started.stderr
         assert _jobs(slurm) == []
