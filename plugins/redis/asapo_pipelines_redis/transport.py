@@ -514,7 +514,7 @@ class RedisProducer(Producer):
         self._trimmed: dict[str, float] = {}
         self._closed = False
         try:
-            self._conn.client.sadd(transport.sources_key, data_source)
+            self._conn.retrying(lambda: self._conn.client.sadd(transport.sources_key, data_source))
         except rex.RedisError as exc:
             raise self._conn.error(exc, f"opening a producer for {data_source!r}") from None
 
@@ -654,15 +654,18 @@ class RedisProducer(Producer):
         self._check_open()
         check_stream(stream)
         text = encode_metadata(metadata, "stream metadata")
-        self._transport._scripts["finish"](
-            keys=[self._keys.streams, self._keys.info(stream)],
-            args=[stream, repr(time.time()), "meta", text],
+        self._conn.retrying(  # sets the metadata: a repeat does no harm
+            lambda: self._transport._scripts["finish"](
+                keys=[self._keys.streams, self._keys.info(stream)],
+                args=[stream, repr(time.time()), "meta", text],
+            )
         )
 
     @_guarded("writing data source metadata")
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
         self._check_open()
-        self._conn.client.set(self._keys.meta, encode_metadata(metadata, "data source metadata"))
+        text = encode_metadata(metadata, "data source metadata")
+        self._conn.retrying(lambda: self._conn.client.set(self._keys.meta, text))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Nothing to wait for: a send returns once Redis has stored the message (and, with
@@ -1071,12 +1074,12 @@ class RedisConsumer(Consumer):
 
     @_guarded("reading stream metadata")
     def get_stream_metadata(self, stream: str) -> dict[str, Any]:
-        text = self._conn.client.hget(self._keys.info(stream), "meta")
+        text = self._conn.retrying(lambda: self._conn.client.hget(self._keys.info(stream), "meta"))
         return json.loads(text) if text else {}
 
     @_guarded("reading data source metadata")
     def get_source_metadata(self) -> dict[str, Any]:
-        text = self._conn.client.get(self._keys.meta)
+        text = self._conn.retrying(lambda: self._conn.client.get(self._keys.meta))
         return json.loads(text) if text else {}
 
     def close(self) -> None:
@@ -1177,9 +1180,14 @@ class RedisTransport(Transport):
 
     @_guarded("listing data sources")
     def data_sources(self) -> list[str]:
-        return sorted(_text(s) for s in self._conn.client.smembers(self.sources_key))
+        members = self._conn.retrying(lambda: self._conn.client.smembers(self.sources_key))
+        return sorted(_text(s) for s in members)
 
     def _stream_infos(self, data_source: str, only: list[str] | None = None) -> list[StreamInfo]:
+        # read only: tried again while the connection breaks (a worker asks this as it works)
+        return self._conn.retrying(lambda: self._read_stream_infos(data_source, only))
+
+    def _read_stream_infos(self, data_source: str, only: list[str] | None) -> list[StreamInfo]:
         client = self._conn.client
         keys = _Keys(self.config.key_prefix, data_source)
         names = only if only is not None else [_text(n) for n in client.zrange(keys.streams, 0, -1)]
