@@ -81,8 +81,9 @@ def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     a located problem, code `P314`, once the file passed every other stage; a check that
     raises is a warning (`P315`): a plugin's bug does not refuse a file.
 
-    Called only for plugins whose units the pipeline names, or whose transport it travels
-    on. `pipeline.params_for(instance, catalog)` gives a unit's params,
+    Called only for plugins whose units the pipeline names, or (by `pipeline validate` and
+    `pipeline run`) whose transport it travels on. `pipeline.params_for(instance, catalog)`
+    gives a unit's params,
     `pipeline.units[instance].inputs` and `.outputs` its wiring (port -> stream),
     `pipeline.transport.options()` the transport's options with paths made absolute as its
     workers get them. Report the path of the value to change, e.g. ``("units", "normalize",

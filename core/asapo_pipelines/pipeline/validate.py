@@ -946,7 +946,7 @@ def validate_document(
     if pipeline is None or not report.ok:
         return report, None
     pipeline.bind(doc.path)
-    report.problems.extend(_stage_plugin_checks(doc, pipeline, catalog))
+    report.problems.extend(_stage_plugin_checks(doc, pipeline, catalog, transport=runtimes))
     if not report.ok:
         return report, None
     return report, pipeline
@@ -958,10 +958,14 @@ def _stage_plugin_checks(
     catalog: Catalog,
     file: str | None = None,
     said: Callable[[Loc], str] = lambda where: "",
+    *,
+    transport: bool = False,
 ) -> list[Problem]:
     """The `check_pipeline` findings of the plugins whose units the file names (P314): params
     of units wired together that contradict each other, which neither unit's params model can
-    see; and of the plugin of its transport (a password file that does not exist, P111).
+    see; with `transport`, also of the plugin of its transport (a password file that does not
+    exist, P111): asked where the pipeline runs (`validate`, `run`, as P109), not by a command
+    reading or stopping a running one, which a secret removed since must not refuse.
     Asked only of a file valid otherwise, whose params the plugins can then read. A check
     that raises is a warning (P315): a plugin's bug does not refuse a file.
 
@@ -971,9 +975,9 @@ def _stage_plugin_checks(
         return []  # a catalog not built from plugins has none to ask
     file = file or str(doc.path)
     used = {catalog.get(config.unit).distribution for config in pipeline.units.values()}
-    transport = catalog.transports.get(pipeline.transport.kind)
-    if transport is not None and transport.distribution is not None:
-        used.add(transport.distribution)
+    descriptor = catalog.transports.get(pipeline.transport.kind) if transport else None
+    if descriptor is not None and descriptor.distribution is not None:
+        used.add(descriptor.distribution)
     found: list[Problem] = []
     for record in catalog.plugins:
         if record.distribution not in used:

@@ -1,7 +1,9 @@
 """What `pipeline validate` asks of a `transport: {redis: ...}` section beyond its config model:
 offline, that the files it names exist where the workers read them (`check_pipeline`, P111);
 with --online, and before `pipeline deploy` and `run` start anything, whether the Redis server
-answers and takes the password (`check_online`: P502 could not ask, P501 refused). Found only
+answers and takes the password (`check_online`: P502 could not ask, P501 refused). The file
+check is asked by `validate` and `run` only: `status` or `stop` of a running deployment whose
+password file was removed since still works. Found only
 when the workers started, a wrong or missing password failed every one of them (exit 78) after
 `deploy` had called the file valid and submitted their jobs."""
 
@@ -52,6 +54,18 @@ def check_files(pipeline: Any, report: ReportFinding) -> None:
         )
 
 
+def _missing_password(config: Any, options: dict[str, Any]) -> str | None:
+    """Why the password the section names cannot be had here, or None."""
+    if config.password_env and not os.environ.get(config.password_env):
+        return f"the environment variable {config.password_env} (the Redis password) is not set"
+    if config.password_file:
+        try:
+            Path(options["password_file"]).read_bytes()
+        except OSError as exc:
+            return f"cannot read the Redis password file {options['password_file']}: {exc.strerror}"
+    return None
+
+
 def check_server(pipeline: Any, report: ReportFinding) -> None:
     """Ask the Redis server, within the section's `timeout`: unreachable or slow is P502 at
     the url, a refused password P501 at the setting that gives it."""
@@ -64,14 +78,11 @@ def check_server(pipeline: Any, report: ReportFinding) -> None:
     config, options = found
     secret = next((k for k in ("password_file", "password_env") if getattr(config, k)), None)
     at = (*SECTION, secret) if secret else SECTION
-    if config.password_env and not os.environ.get(config.password_env):
-        # not asked: the password is not here (the command that starts the workers refuses)
-        report(
-            at,
-            "P502",
-            f"Redis was not asked: the environment variable {config.password_env} (the Redis "
-            "password) is not set here",
-        )
+    missing = _missing_password(config, options)
+    if missing is not None:
+        # not asked: the password is not here (`deploy` and `start` refuse, as the workers
+        # would find it missing too)
+        report(at, "P502", f"Redis was not asked: {missing}")
         return
     try:
         transport = open_transport(options)

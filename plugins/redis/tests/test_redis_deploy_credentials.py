@@ -1,10 +1,11 @@
-"""`pipeline deploy` (and `start`) to Slurm of a pipeline whose Redis refuses the password, or
-whose password variable is not set: refused in one sentence, non-zero exit, no job submitted.
-Before (an outside tester, P65 on Slurm with Redis), deploy warned that "the pipeline's
-transport cannot be reached from here (... refused the password ...)", submitted every job and
-exited 0; each worker then died with exit 78 on the same password, which it reads as deploy
-does. A Redis nobody listens on is still deployed, with the warning that its workers record
-the run (it may be reachable from the nodes alone). On a real one-node Slurm and a real
+"""`pipeline deploy` (and `start`) to Slurm of a pipeline whose Redis refuses the password,
+or whose password variable is not set or password file missing: refused in one sentence,
+non-zero exit, no job submitted. Before (an outside tester, P65 on Slurm with Redis), deploy
+warned that "the pipeline's transport cannot be reached from here (... refused the password
+...)", submitted every job and exited 0; each worker then died with exit 78 on the same
+password, which it reads as deploy does. A Redis nobody listens on is still deployed, with the
+warning that its workers record the run (it may be reachable from the nodes alone; the slurm
+plugin's test_slurm_failure_cause deploys one). On a real one-node Slurm and a real
 redis-server with requirepass."""
 
 from __future__ import annotations
@@ -124,6 +125,17 @@ def test_deploy_refuses_a_refused_or_missing_password_and_submits_nothing(
         assert not (work / ".pipeline-slurm" / "cred").exists()
         assert _jobs(slurm) == []
 
+        # deploy does not validate with the transport's files (`status` and `stop` of a
+        # running deployment load the file the same way): the password is missing at start
+        file = _write(work, server.url, "password_file: secrets/nope")
+        done = _cli(slurm, "deploy", file.name, cwd=work)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [
+            f"error: cannot read the Redis password file {work / 'secrets' / 'nope'}: No such "
+            "file or directory; every worker would fail on it too, so nothing was submitted"
+        ], done.stderr
+        assert _jobs(slurm) == []
+
         file = _write(work, server.url, "password_env: CRED_REDIS_PW")
         done = _cli(slurm, "deploy", file.name, cwd=work)
         assert done.returncode == 1, done.stdout + done.stderr
@@ -155,4 +167,27 @@ def test_start_refuses_a_password_refused_since_the_deploy(slurm: LocalSlurm, wo
             f"error: Redis at 127.0.0.1:{server.port} refused the password from {password} "
             "while connecting; every worker would fail on it too, so nothing was submitted"
         ], started.stderr
+        assert _jobs(slurm) == []
+
+
+def test_a_deployment_whose_password_file_went_missing_still_shows_and_stops(
+    slurm: LocalSlurm, work: Path
+) -> None:
+    """`validate` and `run` refuse a password file that does not exist (P111); `status` and
+    `stop` of a deployment running already do not: it must be stoppable."""
+    with RedisServer(work / "redis", password=PASSWORD) as server:
+        (work / "secrets").mkdir()
+        password = work / "secrets" / "redis"
+        password.write_text(PASSWORD + "\n")
+        file = _write(work, server.url, "password_file: secrets/redis", watch=True)
+        deployed = _cli(slurm, "deploy", file.name, cwd=work)
+        assert deployed.returncode == 0, deployed.stderr
+        password.unlink()
+        # the Slurm table is shown; the counters need the password (said as before)
+        status = _cli(slurm, "status", file.name, cwd=work)
+        assert "slurm cred: running" in status.stdout, status.stdout + status.stderr
+        assert "not a valid pipeline file" not in status.stderr, status.stderr
+        stopped = _cli(slurm, "stop", file.name, cwd=work)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stopped pipeline cred" in stopped.stdout, stopped.stdout
         assert _jobs(slurm) == []

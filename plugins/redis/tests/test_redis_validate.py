@@ -119,5 +119,5 @@ def test_validate_online_asks_the_redis_server(tmp_path: Path) -> None:
         assert code == 0, lines
         assert lines[0] == (
             "check.pipeline.yaml:5:19: warning P502 Redis was not asked: the environment "
-            "variable CHECK_REDIS_PW (the Redis password) is not set here"
+            "variable CHECK_REDIS_PW (the Redis password) is not set"
         ), lines
