@@ -11,11 +11,13 @@ redis-server with requirepass."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,6 +172,15 @@ def test_start_refuses_a_password_refused_since_the_deploy(slurm: LocalSlurm, wo
         assert _jobs(slurm) == []
 
 
+def _both_published(slurm: LocalSlurm, file: str, work: Path) -> bool:
+    """Whether both units' workers have published a status record (they are connected)."""
+    listed = _cli(slurm, "streams", file, "--json", cwd=work)
+    if listed.returncode != 0:
+        return False
+    sources = {s["name"]: s for s in json.loads(listed.stdout)["data_sources"]}
+    return len(sources.get("cred.status", {}).get("streams", [])) >= 2
+
+
 def test_a_deployment_whose_password_file_went_missing_still_shows_and_stops(
     slurm: LocalSlurm, work: Path
 ) -> None:
@@ -182,6 +193,12 @@ def test_a_deployment_whose_password_file_went_missing_still_shows_and_stops(
         file = _write(work, server.url, "password_file: secrets/redis", watch=True)
         deployed = _cli(slurm, "deploy", file.name, cwd=work)
         assert deployed.returncode == 0, deployed.stderr
+        # the workers read the password as they start: taken away once both have published
+        # (on a loaded machine a job may start later, and fail on the missing file)
+        deadline = time.monotonic() + 120
+        while not _both_published(slurm, file.name, work):
+            assert time.monotonic() < deadline, "the workers did not publish within 120 s"
+            time.sleep(0.5)
         password.unlink()
         # the Slurm table is shown; the counters need the password (said as before)
         status = _cli(slurm, "status", file.name, cwd=work)
