@@ -195,6 +195,18 @@ class Executor(ABC):
         default."""
         return None  # a default, not an abstract method: most executors refuse nothing
 
+    def deployed_text(self) -> str | None:
+        """The pipeline file as the deployment's workers run it (the copy the executor
+        delivered to them), or None when the executor keeps no copy here. `pipeline start`
+        refuses to run it when FILE now says otherwise, and `status` warns of it."""
+        return None
+
+    def deployed_run(self) -> str | None:
+        """The run `pipeline deploy` handed the deployment's workers (`run_id`), or None when
+        the executor did not keep it: `pipeline start` refuses to begin a new run when the
+        store no longer holds that one."""
+        return None
+
     @abstractmethod
     def plan(self) -> dict[str, Any]:
         """What would be submitted, JSON-ready (the scheduler's own job descriptions)."""

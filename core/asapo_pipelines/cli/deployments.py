@@ -54,14 +54,20 @@ _SAID: set[str] = set()
 
 
 def _open(
-    pipeline: Pipeline, catalog: Catalog, *, beginning: bool = False, read_only: bool = False
+    pipeline: Pipeline,
+    catalog: Catalog,
+    *,
+    beginning: bool = False,
+    read_only: bool = False,
+    then: str = "",
 ) -> tuple[Transport, RunStore] | None:
     """The pipeline's transport and run store, or None (with a warning, once) when
     unreachable. Only a run `beginning` (a deploy) is recorded by its workers instead: they
     record it when they start; a run being read or ended is not, whatever its workers do.
     `read_only`: for a caller that only reads (`status`), so that an archived store can be
-    looked at. A run `beginning` is refused when the transport's credentials are missing or
-    refused (CredentialsError): its workers read the same, so every one would fail on them."""
+    looked at; `then`: what to do about it, added to the warning. A run `beginning` is
+    refused when the transport's credentials are missing or refused (CredentialsError): its
+    workers read the same, so every one would fail on them."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport
     from asapo_pipelines.transport.errors import CredentialsError
@@ -79,7 +85,7 @@ def _open(
             "configuration with the last run"
             if beginning
             else f"the run's record is not read or updated: the pipeline's transport cannot "
-            f"be reached from here ({exc})"
+            f"be reached from here ({exc}){then}"
         )
         if said not in _SAID:
             _SAID.add(said)
@@ -146,13 +152,15 @@ def begin(
     fresh: bool = False,
     resume: bool = False,
     restart: bool = False,
+    deployed_run: str | None = None,
 ) -> Began | None:
     """Begin or resume FILE's run for a deployment with `executor`; what it began (unsaid:
     `Began.announce`), or None when the transport cannot be reached from here. Raises
     `RunsError` (nothing written, nothing submitted) when the configuration changed without
     --fresh or --resume. With `restart` (`pipeline start`: the job as it was deployed runs
-    again) the last run gets a new session without comparing the file, whose changes the
-    stopped job does not carry."""
+    again) the last run gets a new session, refused (`_refuse_restart`) when FILE's
+    configuration is not the run's, or when the store no longer holds `deployed_run`, the
+    run the deployment's workers were given."""
     from asapo_pipelines.runs.lifecycle import prepare
     from asapo_pipelines.worker.launch import load
 
@@ -164,6 +172,8 @@ def begin(
     try:
         store.claim(file)
         latest = store.latest(resumable=True) if restart else None
+        if restart:
+            _refuse_restart(store, latest, pipeline, catalog, file, deployed_run)
         if latest is not None and _goes_on(latest, executor):
             run, what = latest, "continued"
         elif latest is not None:
@@ -185,6 +195,118 @@ def begin(
     return Began(run.id, session, run, what, pipeline.name)
 
 
+def _refuse_restart(
+    store: RunStore,
+    latest: Run | None,
+    pipeline: Pipeline,
+    catalog: Catalog,
+    file: str,
+    deployed_run: str | None,
+) -> None:
+    """Refuse `pipeline start` (nothing recorded, nothing submitted) when it would not go on
+    with the deployment's run as FILE configures it. A store that no longer holds the run its
+    workers were given (a Redis that lost its data): a new run r1 began in silence, and the
+    source sent every input again into results that held them (an outside tester's NeXus
+    file had each entry twice). A FILE whose units' configuration is not the run's: the job
+    as deployed runs the old one (`pipeline deploy` refuses the same edit)."""
+    import shlex
+
+    from asapo_pipelines.runs.fingerprint import configurations, diff_configurations
+    from asapo_pipelines.runs.lifecycle import describe_changes
+    from asapo_pipelines.runs.store import RunsError
+
+    where = shlex.quote(file)
+    if deployed_run is not None and deployed_run not in store.run_ids():
+        held = store.run_ids()
+        now = f"it holds {', '.join(held)}" if held else "it holds no run of it"
+        raise RunsError(
+            f"the store no longer holds run {deployed_run} of this deployment of pipeline "
+            f"{pipeline.name} ({now}: its data was lost or emptied); `pipeline deploy --fresh "
+            f"{where}` processes every input again"
+        )
+    if latest is None:
+        return
+    changes = diff_configurations(latest.configurations, configurations(pipeline, catalog))
+    if changes:
+        raise RunsError(
+            f"the configuration changed since run {latest.id} was deployed: "
+            f"{describe_changes(changes)}; `pipeline start` would run the job as deployed, so "
+            f"nothing was started: `pipeline deploy --resume {where}` applies the change, or "
+            "put the file back as it was"
+        )
+
+
+def edited_since_deployed(file: str, executor: Executor) -> str | None:
+    """What FILE changed against the copy the deployment's workers run (`deployed_text`), in
+    words ("advisor (params.target_noise 0.00012 -> 0.0001); transport (...)"); None when
+    they hold the same document (comments and layout aside) or no copy is kept here."""
+    from asapo_pipelines.launchplan.job import delivered_file
+    from asapo_pipelines.pipeline.loader import LoadFailed, load_document
+
+    deployed = executor.deployed_text()
+    if deployed is None or executor.pipeline is None:
+        return None
+    try:
+        # as delivered: the copy's transport paths were made absolute
+        now = delivered_file(executor.pipeline, Path(file).read_text(encoding="utf-8"))
+        old, new = load_document(deployed)[0].data, load_document(now)[0].data
+    except (OSError, UnicodeDecodeError, LoadFailed):
+        return None
+    if old == new or not isinstance(old, dict) or not isinstance(new, dict):
+        return None
+    return "; ".join(_sections_changed(old, new))
+
+
+def _sections_changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Each top-level section that differs (each unit on its own), with its changed values."""
+    said = []
+    for key in dict.fromkeys([*old, *new]):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == "units" and isinstance(a, dict) and isinstance(b, dict):
+            said += _sections_changed(a, b)
+        elif a is None or b is None:
+            said.append(f"{key} ({'added' if a is None else 'removed'})")
+        else:
+            said.append(f"{key} ({', '.join(_values_changed(a, b))})")
+    return said
+
+
+def _values_changed(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """ "path old -> new" for each value that differs (a unit's `params.` left out)."""
+    import json
+
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in dict.fromkeys([*old, *new]):
+            inner = "" if not prefix and key == "params" else f"{prefix}{key}."
+            out += _values_changed(old.get(key), new.get(key), inner)
+        return out
+    if old == new:
+        return []
+    shown = [json.dumps(v, default=str) for v in (old, new)]
+    return [f"{prefix.rstrip('.')} {shown[0]} -> {shown[1]}".strip()]
+
+
+def refuse_edited_start(file: str, executor: Executor) -> None:
+    """`pipeline start` of a deployment whose FILE was edited since it was deployed runs the
+    copy deployed, not FILE: refused in one sentence naming the edit (it said "resuming run
+    r1 (unchanged)" and ran the old advisor target, an outside tester)."""
+    import shlex
+
+    from asapo_pipelines.errors import UsageError
+
+    change = edited_since_deployed(file, executor)
+    if change:
+        where = shlex.quote(file)
+        raise UsageError(
+            f"{file} was edited after it was deployed: {change}; `pipeline start` would run "
+            f"the copy deployed, so nothing was started: `pipeline deploy --resume {where}` "
+            "applies the edit, or put the file back as it was"
+        )
+
+
 def _goes_on(run: Any, executor: str) -> bool:
     """Whether `pipeline start` continues the run's session rather than beginning one: the
     deployment was never stopped (its Slurm watcher died, say), so its session never ended.
@@ -196,16 +318,33 @@ def _goes_on(run: Any, executor: str) -> bool:
 
 
 def end(
-    file: str, executor: str, state: str, message: str = "", *, stopped: bool = False
+    file: str,
+    executor: str,
+    state: str,
+    message: str = "",
+    *,
+    stopped: bool = False,
+    at: float | None = None,
 ) -> str | None:
     """End FILE's running run if `executor` deployed it, with the last counts of the workers of
     its sessions not ended yet (`_unended`), those of workers just `stopped` once they are
-    final (`_final_records`); the run's id, or None when there was none to end."""
+    final (`_final_records`); the run's id, or None when there was none to end. `at`: when
+    its jobs ended, when the executor knows (a `stop` repeated once the transport is back
+    records the first one's time, not its own). A `stop` that cannot reach the transport
+    says to repeat it: nothing else records the end of a stopped run."""
+    import shlex
+
     from asapo_pipelines.runs.lifecycle import summaries_of
     from asapo_pipelines.worker.launch import load
 
     pipeline, catalog = load(Path(file))
-    opened = _open(pipeline, catalog)
+    then = (
+        f"; run `pipeline stop {shlex.quote(file)}` again once it can be reached, to record "
+        "the end of the run"
+        if stopped
+        else ""
+    )
+    opened = _open(pipeline, catalog, then=then)
     if opened is None:
         return None
     transport, store = opened
@@ -223,7 +362,10 @@ def end(
         if stopped:
             records = _final_records(Path(file), run, records)
         summaries, counts = summaries_of(records, set(pipeline.units))
-        store.end(run, state, message, summaries, counts)
+        began = float(run.session.get("time") or 0)
+        # never before the session began: an `at` of an earlier stop of the deployment
+        when = at if at is not None and at >= began else None
+        store.end(run, state, message, summaries, counts, at=when)
         return run.id
     finally:
         transport.close()
@@ -501,7 +643,17 @@ def deployment_run(
         executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
         yield None
         return
-    began = begin(file, executor.name, fresh=fresh, resume=resume, restart=restart)
+    if restart:
+        refuse_edited_start(file, executor)
+    deployed_run = executor.deployed_run() if restart else None
+    began = begin(
+        file,
+        executor.name,
+        fresh=fresh,
+        resume=resume,
+        restart=restart,
+        deployed_run=deployed_run,
+    )
     try:
         yield None if began is None else began.run_id
     except Exception as exc:

@@ -687,7 +687,14 @@ def stop(
         settle(executor, recorded)
     if recorded is not None:
         end_run(
-            recorded, executor.name, "stopped", executor.describe("stopped", result), stopped=True
+            recorded,
+            executor.name,
+            "stopped",
+            executor.describe("stopped", result),
+            stopped=True,
+            # when its jobs ended, if the executor says (`ended_at`): a stop repeated once the
+            # transport is back records the first stop's time
+            at=result.get("ended_at"),
         )
     executor.show_stop(result, as_json=as_json)
 
@@ -723,6 +730,8 @@ def status(
     if executor is not None:
         # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
         settle(executor, _pipeline_file(path))
+        if not owner:
+            _say_deployed_edit(executor, path)
         with _hinting(executor, path, executor_name):
             code = executor.show_status(as_json=as_json)
         if not owner:
@@ -808,6 +817,37 @@ def _say_under_table(executor: Executor, path: Path | None, *, as_json: bool) ->
 
         pipeline, catalog = load(path)
     _say_unapplied(recorded, latest_run(pipeline, catalog), as_json=as_json)
+
+
+def _say_deployed_edit(executor: Executor, path: Path | None) -> None:
+    """Before a deployment's table: a warning when FILE says otherwise than the copy its
+    workers run (`edited_since_deployed`), as `_say_edited` says it of a local run. An edited
+    transport is read by the counters: they are then not the deployment's (every unit showed
+    `not started` beside Slurm's `running`, an outside tester)."""
+    from asapo_pipelines.cli.deployments import edited_since_deployed
+    from asapo_pipelines.cli.output import warn
+    from asapo_pipelines.errors import PipelinesError
+
+    recorded = _pipeline_file(path)
+    if recorded is None:
+        return
+    try:
+        change = edited_since_deployed(recorded, executor)
+    except PipelinesError:  # nothing deployed: the table says so
+        return
+    if not change:
+        return
+    where = shlex.quote(recorded)
+    counters = (
+        "; the counters below are read through the edited transport, not the deployment's"
+        if change.startswith("transport") or "; transport (" in change
+        else ""
+    )
+    warn(
+        f"{recorded} was edited after it was deployed: {change}; its jobs run the copy "
+        f"deployed: `pipeline stop {where}` and `pipeline deploy --resume {where}` apply the "
+        f"edit{counters}"
+    )
 
 
 def _say_unapplied(recorded: str, run: Run | None, *, as_json: bool) -> None:
@@ -931,11 +971,11 @@ def logs(
     run_dir: str | None,
     data_dir: str | None,
 ) -> None:
-    """Print a unit's log: `logs [FILE] UNIT` (a local run, else Nomad) or `logs --job ID UNIT`.
+    """Print a unit's log: `logs [FILE] UNIT` (a local run or a deployment) or `logs --job ID UNIT`.
 
-    A local run's unit shows both of its streams on stdout, its stdout then its stderr (where
-    workers log), so that `| grep` finds them; --stdout or --stderr prints one of them. The
-    command's own messages (errors) go to stderr.
+    A unit of a local run or a Slurm deployment shows both of its streams on stdout, its
+    stdout then its stderr (where workers log), so that `| grep` finds them; --stdout or
+    --stderr prints one of them. The command's own messages (errors) go to stderr.
     """
     if len(args) not in (1, 2):
         raise UsageError("usage: pipeline logs [FILE] UNIT")

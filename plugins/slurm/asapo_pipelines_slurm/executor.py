@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asapo_pipelines.sdk import Executor, ExecutorStatus, InstanceStatus
+from asapo_pipelines.sdk.executors import RUN_ENV
 from asapo_pipelines_slurm import commands
 from asapo_pipelines_slurm.commands import SlurmError, SlurmOffline
 from asapo_pipelines_slurm.config import SlurmConfig
-from asapo_pipelines_slurm.plan import SlurmPlan, plan_for, state_dir
+from asapo_pipelines_slurm.plan import DEFAULT_STATE_DIR, SlurmPlan, plan_for, state_dir
 from asapo_pipelines_slurm.state import (
     Layout,
     deployed_file,
@@ -35,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 class SlurmExecutor(Executor):
     name = "slurm"
+    #: `pipeline logs --stdout`: one stream, as for a local run
+    options = frozenset({"only_stdout"})
 
     @property
     def settings(self) -> SlurmConfig:
@@ -58,6 +62,32 @@ class SlurmExecutor(Executor):
         settings = SlurmConfig.model_validate(config.model_dump() if config is not None else {})
         recorded = deployed_file(Layout(state_dir(pipeline, file, settings)))
         return recorded == str(Path(file).resolve())
+
+    def deployed_text(self) -> str | None:
+        """The copy of the file the jobs run (`Layout.pipeline`), once deployed here."""
+        layout = self.layout
+        if read_state(layout) is None:
+            return None
+        try:
+            return layout.pipeline.read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def deployed_run(self) -> str | None:
+        """The run `deploy` recorded in the state; for a state written before it was kept
+        there, the one its job scripts hand the workers."""
+        state = read_state(self.layout)
+        if state is None:
+            return None
+        if state.get("run"):
+            return str(state["run"])
+        for instance in state.get("instances", {}).values():
+            with contextlib.suppress(OSError):
+                script = Path(instance["script_path"]).read_text(encoding="utf-8")
+                found = _exported(script, RUN_ENV)
+                if found:
+                    return found
+        return None
 
     # -- plan and deploy ---------------------------------------------------------------------
 
@@ -125,6 +155,38 @@ class SlurmExecutor(Executor):
                 f"pipeline {previous.get('pipeline', self.loaded().name)} is already deployed "
                 f"on Slurm (state in {self.layout.root}); stop it first with `pipeline stop`"
             )
+        renamed = self._renamed() if previous is None else None
+        if renamed is not None and _running(renamed[1]):
+            # a second deployment of the same file: its jobs would read the same inputs and
+            # write the same results (an outside tester's was stopped by the NeXus lock alone)
+            raise SlurmError(
+                f"{self.file} is still deployed on Slurm as pipeline {renamed[1]['pipeline']} "
+                f"(state in {renamed[0].root}), the name it gave before its `pipeline:` was "
+                f"edited: {self._rename_back(renamed)} and stop that deployment first"
+            )
+
+    def _renamed(self) -> tuple[Layout, dict[str, Any]] | None:
+        """The deployment of this very file recorded under another pipeline name (its
+        `pipeline:` was edited since it was deployed), running ones first; None when none."""
+        if self.file is None or self.settings.state_dir:
+            return None
+        mine = str(Path(self.file).resolve())
+        found = []
+        folder = Path(mine).parent / DEFAULT_STATE_DIR
+        for root in sorted(folder.iterdir()) if folder.is_dir() else []:
+            layout = Layout(root)
+            if root == self.layout.root or not layout.state.is_file():
+                continue
+            with contextlib.suppress(SlurmError):
+                state = read_state(layout)
+                if state is not None and state.get("file") == mine and state.get("pipeline"):
+                    found.append((layout, state))
+        found.sort(key=lambda f: not _running(f[1]))
+        return found[0] if found else None
+
+    def _rename_back(self, renamed: tuple[Layout, dict[str, Any]]) -> str:
+        old, now = renamed[1]["pipeline"], self.loaded().name
+        return f"put `pipeline: {old}` back in place of `pipeline: {now}`"
 
     def _refuse_start(self, state: dict[str, Any]) -> None:
         """Refuse `start` of a deployment that runs or is complete; for a stopped one, wait
@@ -194,6 +256,8 @@ class SlurmExecutor(Executor):
             # the file deployed: the watcher has the run's end recorded for it
             "file": str(Path(self.file).resolve()) if self.file is not None else None,
             "type": plan.type,
+            # the run its workers join: `start` refuses a new run when the store lost it
+            "run": self.run_id,
             "state": "running",
             "restart": self.settings.restart.model_dump(),
             "poll_interval": self.settings.poll_interval,
@@ -342,6 +406,7 @@ class SlurmExecutor(Executor):
         state = self._state()
         self._refuse_start(state)
         again, lost = _to_submit(state)
+        state.pop("ended_at", None)  # of the session before
         self._submit_all(state, layout, only=again)
         for key in lost:
             # its job ended while no watcher looked (the watcher was killed): replacing it is
@@ -369,6 +434,10 @@ class SlurmExecutor(Executor):
         # the workers drain on SIGTERM: returned once they are gone, the run's end counts
         # their last records, and a `start` finds no job of this deployment still completing
         completing = _wait_gone(cancelled)
+        if cancelled or "ended_at" not in state:
+            # when the jobs ended: the run's end, also when recorded by a later `stop` (the
+            # transport was down during this one)
+            state["ended_at"] = time.time()
         _mark_stopped(state, ended)
         write_state(layout, state)
         if purge:
@@ -381,6 +450,7 @@ class SlurmExecutor(Executor):
             "already_ended": ended,
             "still_completing": completing,
             "purged": purge,
+            "ended_at": state["ended_at"],
         }
 
     # -- status and logs ---------------------------------------------------------------------
@@ -388,6 +458,15 @@ class SlurmExecutor(Executor):
     def _state(self) -> dict[str, Any]:
         state = read_state(self.layout)
         if state is None:
+            renamed = self._renamed()
+            if renamed is not None:
+                # "deploy it" led to a second deployment of the file beside the first
+                raise SlurmError(
+                    f"pipeline {self.pipeline.name} is not deployed on Slurm, but {self.file} "
+                    f"is, as pipeline {renamed[1]['pipeline']} (state in {renamed[0].root}), "
+                    f"the name it gave before its `pipeline:` was edited: "
+                    f"{self._rename_back(renamed)} to see or stop that deployment"
+                )
             raise SlurmError(
                 f"pipeline {self.pipeline.name} is not deployed on Slurm (no state in "
                 f"{self.layout.root}); deploy it with `pipeline deploy`"
@@ -428,9 +507,48 @@ class SlurmExecutor(Executor):
             },
         )
 
+    def show_status(self, *, as_json: bool) -> int:
+        """The table, then what an `unwatched` deployment means: nobody restarts its jobs."""
+        code = super().show_status(as_json=as_json)
+        if self.shown_state == "unwatched":
+            pid = (read_state(self.layout) or {}).get("watcher_pid")
+            print(
+                f"warning: the job watcher of this deployment is not running (pid {pid}): no "
+                f"job is restarted; `pipeline start {shlex.quote(str(self.file))}` starts it "
+                "again",
+                file=sys.stderr,
+            )
+        return code
+
     def logs(
         self, unit: str, *, replica: int | None = None, follow: bool = False, stderr: bool = False
     ) -> Iterator[str]:
+        key, instance = self._instance(unit, replica)
+        path = Path(instance["stderr" if stderr else "stdout"])
+        return self._read(path, follow, key)
+
+    def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
+        """Both of the job's log files on stdout, its stdout then its stderr (where the worker
+        logs), as for a local run; ``--stdout`` or ``--stderr`` one of them. Shown its stdout
+        alone, an operator read an empty log of a worker that had logged everything. A log
+        file that is not there (a job not started yet, a scratch cleaner) is one sentence."""
+        key, instance = self._instance(unit, replica)
+        only = "stderr" if stderr else "stdout" if self.given.get("only_stdout") else None
+        paths = [Path(instance[s]) for s in ((only,) if only else ("stdout", "stderr"))]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing and not follow:
+            raise SlurmError(
+                f"unit {unit} replica {replica or 0} has no log file {' nor '.join(missing)} "
+                f"(job {instance['job_id']} has not started yet, or its logs were removed)"
+            )
+        try:
+            for line in _merged([self._read(p, follow, key) for p in paths], follow):
+                print(line, flush=follow)
+        except KeyboardInterrupt:
+            return 130
+        return 0
+
+    def _instance(self, unit: str, replica: int | None) -> tuple[str, dict[str, Any]]:
         state = self._state()
         key = f"{unit}-{replica or 0}"
         instance = state["instances"].get(key)
@@ -440,8 +558,7 @@ class SlurmExecutor(Executor):
                 f"pipeline {state['pipeline']} has no unit {unit} replica {replica or 0} "
                 f"(its units: {', '.join(units)})"
             )
-        path = Path(instance["stderr" if stderr else "stdout"])
-        return self._read(path, follow, key)
+        return key, instance
 
     def _read(self, path: Path, follow: bool, key: str) -> Iterator[str]:
         try:
@@ -628,6 +745,46 @@ def _partition_warnings(partition: dict[str, Any]) -> list[str]:
     if state not in (None, "UP"):
         return [f"partition {name} is {state}: Slurm refuses new jobs"]
     return []
+
+
+def _merged(readers: list[Iterator[str]], follow: bool) -> Iterator[str]:
+    """The lines of each reader in turn; followed (readers that wait for more), as they come
+    from any of them, each line whole."""
+    if not follow or len(readers) == 1:
+        for reader in readers:
+            yield from reader
+        return
+    import queue
+    import threading
+
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def drain(reader: Iterator[str]) -> None:
+        try:
+            for line in reader:
+                lines.put(line)
+        finally:
+            lines.put(None)
+
+    for reader in readers:
+        threading.Thread(target=drain, args=(reader,), daemon=True).start()
+    done = 0
+    while done < len(readers):
+        line = lines.get()
+        if line is None:
+            done += 1
+        else:
+            yield line
+
+
+def _exported(script: str, name: str) -> str | None:
+    """The value a job script exports as `name` (`plan.script`), None when it exports none."""
+    for line in script.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        if line.startswith("export ") and key == name:
+            words = shlex.split(value)
+            return words[0] if words else None
+    return None
 
 
 def _running(state: dict[str, Any]) -> bool:

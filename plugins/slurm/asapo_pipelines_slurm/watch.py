@@ -82,10 +82,19 @@ def exit_of(job_id: str, squeue_state: str | None) -> tuple[str, int | None, str
     final = details.get("JobState", squeue_state or "UNKNOWN")
     code_text, _, sig = details.get("ExitCode", "").partition(":")
     code = int(code_text) if code_text.isdigit() else None
-    what = f"job {job_id} ended {final}"
-    if code is not None:
-        what += f" (exit code {code}" + (f", signal {sig})" if sig not in ("", "0") else ")")
-    return final, code, what
+    return final, code, f"job {job_id} ended {final}{_how(final, code, sig)}"
+
+
+def _how(final: str, code: int | None, sig: str) -> str:
+    """How the job's process ended, as Slurm's `ExitCode=code:signal` says: a signal when one
+    killed it (a cancelled job's 0:15 read "exit code 0", a clean exit), an exit code when its
+    worker exited; nothing for a job that ran no worker to the end (NODE_FAIL, a pending job
+    cancelled: 0:0)."""
+    if sig not in ("", "0"):
+        return f" (killed by signal {sig})"
+    if code is None or (code == 0 and final not in ("COMPLETED", "FAILED")):
+        return ""
+    return f" (exit code {code})"
 
 
 def completed(final: str, code: int | None, state: dict[str, Any]) -> bool:
