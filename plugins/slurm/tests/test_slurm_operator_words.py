@@ -123,3 +123,45 @@ def test_a_renamed_pipeline_is_found_deployed_under_its_old_name(slurm, workdir)
     finally:
         file.write_text(file.read_text().replace("pipeline: renamed", "pipeline: named"))
         _stopped(file, env)
+
+
+def test_a_stop_while_the_transport_is_down_says_to_stop_again_which_records_its_time(
+    slurm, workdir
+):
+    import time
+
+    import pytest
+
+    testing = pytest.importorskip("asapo_pipelines_redis.testing")
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    env = slurm.env
+    server = testing.RedisServer(workdir / "redis").start()
+    try:
+        file = watching_file(workdir, "unreached", first_file=True)
+        file.write_text(
+            file.read_text() + f'transport: {{redis: {{url: "{server.url}", key_prefix: unreached, '
+            "payload_dir: payloads}}\n"
+        )
+        deployed = run_pipeline("deploy", str(file), env=env)
+        assert deployed.returncode == 0, deployed.stderr
+        wait_until("the first file at the sink", (workdir / "results/out.jsonl").exists, 60)
+        server.stop()  # the transport is down while the deployment is stopped
+        stopped = run_pipeline("stop", str(file), env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert (
+            f"; run `pipeline stop {file}` again once it can be reached, to record the end of "
+            "the run" in stopped.stderr
+        ), stopped.stderr
+        jobs_ended = time.time()
+        time.sleep(2)
+        server.start()
+        again = run_pipeline("stop", str(file), env=env)
+        assert again.returncode == 0, again.stderr
+        listed = run_pipeline("runs", str(file), "--json", env=env)
+        (run,) = json.loads(listed.stdout)["runs"]
+        assert run["state"] == "stopped", run
+        # when the jobs ended (the first stop), not when the second stop recorded it
+        assert float(run["ended"]) <= jobs_ended, (run["ended"], jobs_ended)
+    finally:
+        server.stop()
