@@ -325,25 +325,18 @@ def end(
     *,
     stopped: bool = False,
     at: float | None = None,
+    then: str = "",
 ) -> str | None:
     """End FILE's running run if `executor` deployed it, with the last counts of the workers of
     its sessions not ended yet (`_unended`), those of workers just `stopped` once they are
     final (`_final_records`); the run's id, or None when there was none to end. `at`: when
     its jobs ended, when the executor knows (a `stop` repeated once the transport is back
-    records the first one's time, not its own). A `stop` that cannot reach the transport
-    says to repeat it: nothing else records the end of a stopped run."""
-    import shlex
-
+    records the first one's time, not its own). `then`: what the warning of a transport that
+    cannot be reached adds (`stop_again`)."""
     from asapo_pipelines.runs.lifecycle import summaries_of
     from asapo_pipelines.worker.launch import load
 
     pipeline, catalog = load(Path(file))
-    then = (
-        f"; run `pipeline stop {shlex.quote(file)}` again once it can be reached, to record "
-        "the end of the run"
-        if stopped
-        else ""
-    )
     opened = _open(pipeline, catalog, then=then)
     if opened is None:
         return None
@@ -369,6 +362,19 @@ def end(
         return run.id
     finally:
         transport.close()
+
+
+def stop_again(file: str | None) -> str:
+    """What `stop` adds to its warning of a transport it cannot reach: nothing else records
+    the end of a stopped deployment's run (it stayed `running` in `pipeline runs`)."""
+    import shlex
+
+    if file is None:
+        return ""
+    return (
+        f"; run `pipeline stop {shlex.quote(file)}` again once it can be reached, to record "
+        "the end of the run"
+    )
 
 
 def latest_run(pipeline: Pipeline, catalog: Catalog) -> Run | None:
@@ -569,7 +575,7 @@ def latest_local_run(pipeline: Pipeline, catalog: Catalog, file: Path) -> Any:
 FINISHED = ("complete", "failed")
 
 
-def settle(executor: Executor, file: str | None) -> str | None:
+def settle(executor: Executor, file: str | None, then: str = "") -> str | None:
     """End the run of a deployment that ended on its own (`FINISHED`) and is still recorded as
     running; the state it was ended with, or None. Nothing else may: a batch pipeline's
     workers exit when their work is done, and the run would stay `running` for ever. The local
@@ -585,7 +591,7 @@ def settle(executor: Executor, file: str | None) -> str | None:
         return None
     if status.state not in FINISHED:
         return None
-    if end(file, executor.name, status.state, _finished(status)) is None:
+    if end(file, executor.name, status.state, _finished(status), then=then) is None:
         return None
     return status.state
 

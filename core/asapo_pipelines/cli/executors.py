@@ -31,6 +31,7 @@ from asapo_pipelines.cli.deployments import (
     latest_run,
     resume_option,
     settle,
+    stop_again,
     unapplied,
 )
 from asapo_pipelines.cli.deployments import end as end_run
@@ -677,14 +678,16 @@ def stop(
         return
     assert executor is not None
     recorded = _pipeline_file(path)
+    # one warning, the same each time, when the transport cannot be reached
+    again = stop_again(recorded)
     # a deployment that already ended on its own ends its run as it ended, not as `stopped`
-    settle(executor, recorded)
+    settle(executor, recorded, then=again)
     with _hinting(executor, path, executor_name):
         result = executor.stop(purge=purge)
     # and one the stop found ended on its own (its last workers ended while nobody looked:
     # a Slurm watcher, stopped first, had not seen them) ends as it ended too
     if not purge:  # a purged deployment has no state left to ask
-        settle(executor, recorded)
+        settle(executor, recorded, then=again)
     if recorded is not None:
         end_run(
             recorded,
@@ -695,6 +698,7 @@ def stop(
             # when its jobs ended, if the executor says (`ended_at`): a stop repeated once the
             # transport is back records the first stop's time
             at=result.get("ended_at"),
+            then=again,
         )
     executor.show_stop(result, as_json=as_json)
 
