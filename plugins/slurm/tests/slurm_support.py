@@ -128,12 +128,17 @@ def wait_finished(ex: SlurmExecutor, timeout: float) -> Any:
 
 def jsonl_records(path: Path) -> list[dict[str, Any]]:
     """The sink's lines, without what differs between two copies of the input files (their
-    modification times) and between two runs (when the producing session began), sorted."""
+    modification times), between two runs (when the producing run and session began) and
+    between two copies of the pipeline file (the deployed copy's path, and its hash: its
+    transport paths are made absolute), sorted."""
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         record["metadata"].pop("mtime", None)
         record["metadata"].get("provenance", {}).pop("session", None)
+        producer = record.get("producer", {})
+        for key in ("run_started", "session_started", "pipeline_file", "pipeline_sha256"):
+            producer.pop(key, None)
         records.append(record)
     return sorted(records, key=lambda r: json.dumps(r, sort_keys=True))
 
