@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from asapo_pipelines.testing.distributions import PluginProject, install
 
@@ -68,7 +67,7 @@ def _pipeline(tmp_path: Path, sink: dict[str, Any], source: dict[str, Any] | Non
         },
     }
     file = tmp_path / "profiles.pipeline.yaml"
-    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    file.write_text(json.dumps(doc, indent=2))  # JSON is YAML
     return file
 
 

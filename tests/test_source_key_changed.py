@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from asapo_pipelines.testing.distributions import PluginProject, install
 
@@ -65,7 +64,7 @@ def _pipeline(tmp_path: Path, **params: object) -> None:
             },
         },
     }
-    (tmp_path / "profiles.pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    (tmp_path / "profiles.pipeline.yaml").write_text(json.dumps(doc, indent=2))  # JSON is YAML
 
 
 def test_a_key_sent_before_with_other_content_is_said_and_not_sent_again(

@@ -10,7 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
-import yaml
+from ruamel.yaml import YAML
 from slurm_support import run_pipeline, runs_of, watching_file
 
 
@@ -71,7 +71,7 @@ def test_status_says_the_counters_of_an_edited_transport_are_not_the_deployments
     file = watching_file(workdir, "moved", first_file=True)
     deployed = run_pipeline("deploy", str(file), env=env)
     assert deployed.returncode == 0, deployed.stderr
-    copy = yaml.safe_load((workdir / ".pipeline-slurm/moved/pipeline.yaml").read_text())
+    copy = YAML(typ="safe").load((workdir / ".pipeline-slurm/moved/pipeline.yaml").read_text())
     old = copy["transport"]["embedded"]["path"]
     new = str(workdir / "elsewhere")
     file.write_text(file.read_text() + f"transport: {{embedded: {{path: {new}}}}}\n")
@@ -92,7 +92,7 @@ def test_start_refuses_when_the_store_lost_the_deployments_run(slurm, workdir):
     env = slurm.env
     file = _deployed_then_stopped(workdir, "emptied", env)
     jobs = _jobs(workdir, "emptied")
-    copy = yaml.safe_load((workdir / ".pipeline-slurm/emptied/pipeline.yaml").read_text())
+    copy = YAML(typ="safe").load((workdir / ".pipeline-slurm/emptied/pipeline.yaml").read_text())
     store = Path(copy["transport"]["embedded"]["path"])
     # the store comes back empty (a Redis without persistence restarted)
     shutil.move(store, workdir / "aside")
