@@ -27,12 +27,9 @@ pending with this consumer. Acknowledgement is XACK.
 Payloads above ``inline_max`` are written to a file under ``payload_dir`` (a directory every node
 mounts) before the message that names them, so a message never points at a missing file; a
 producer killed between the two leaves an unreferenced file that retention removes with its
-stream. Every call has a deadline (``timeout``, socket and connect timeouts). A call that may be
-repeated safely (a send, with its token; a read; XACK; XAUTOCLAIM, whose entries an answer lost
-stay pending and come back after the lease) is tried again while the connection breaks, until
-the deadline, so a Redis restarted within ``timeout`` costs a worker nothing; a Redis that stays
-down, is slow or refuses the password gives `Unavailable` or `TransportConfigError` with one
-sentence.
+stream. Every call has a deadline (``timeout``, socket and connect timeouts, no silent retries):
+a Redis that is down, slow or refuses the password gives `Unavailable` or `TransportConfigError`
+with one sentence.
 """
 
 from __future__ import annotations
@@ -514,7 +511,7 @@ class RedisProducer(Producer):
         self._trimmed: dict[str, float] = {}
         self._closed = False
         try:
-            self._conn.retrying(lambda: self._conn.client.sadd(transport.sources_key, data_source))
+            self._conn.client.sadd(transport.sources_key, data_source)
         except rex.RedisError as exc:
             raise self._conn.error(exc, f"opening a producer for {data_source!r}") from None
 
@@ -654,18 +651,15 @@ class RedisProducer(Producer):
         self._check_open()
         check_stream(stream)
         text = encode_metadata(metadata, "stream metadata")
-        self._conn.retrying(  # sets the metadata: a repeat does no harm
-            lambda: self._transport._scripts["finish"](
-                keys=[self._keys.streams, self._keys.info(stream)],
-                args=[stream, repr(time.time()), "meta", text],
-            )
+        self._transport._scripts["finish"](
+            keys=[self._keys.streams, self._keys.info(stream)],
+            args=[stream, repr(time.time()), "meta", text],
         )
 
     @_guarded("writing data source metadata")
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
         self._check_open()
-        text = encode_metadata(metadata, "data source metadata")
-        self._conn.retrying(lambda: self._conn.client.set(self._keys.meta, text))
+        self._conn.client.set(self._keys.meta, encode_metadata(metadata, "data source metadata"))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Nothing to wait for: a send returns once Redis has stored the message (and, with
@@ -783,14 +777,9 @@ class RedisConsumer(Consumer):
         (finished, next stream, entries pending in the group, newest entry id), or None when
         the stream does not exist yet."""
         k = self._keys
-        # retried while the connection breaks (a Redis restarting): entries an answer lost are
-        # pending with this consumer, and XAUTOCLAIM hands them out again after the lease,
-        # so a retry neither loses nor repeats a message
-        result = self._conn.retrying(
-            lambda: self._claim(
-                keys=[k.log(stream), k.info(stream)],
-                args=[self.group, self.name, int(self.lease_seconds * 1000), self.prefetch],
-            )
+        result = self._claim(
+            keys=[k.log(stream), k.info(stream)],
+            args=[self.group, self.name, int(self.lease_seconds * 1000), self.prefetch],
         )
         tag = int(result[0])
         if tag == 0:
@@ -856,10 +845,8 @@ class RedisConsumer(Consumer):
         if newest is None:  # no stream yet: nothing to block on
             time.sleep(min(seconds, 0.02))
             return
-        self._conn.retrying(  # XREAD only reads
-            lambda: self._conn.client.xread(
-                {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
-            )
+        self._conn.client.xread(
+            {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
         )
 
     @_guarded("acknowledging")
@@ -885,9 +872,7 @@ class RedisConsumer(Consumer):
         entries: list[str] = []
         missing = [mid for mid in ids if (stream, mid) not in self._entries]
         looked = (
-            self._conn.retrying(
-                lambda: self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
-            )
+            self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
             if missing
             else []
         )
@@ -908,10 +893,8 @@ class RedisConsumer(Consumer):
         # JUSTID leaves the delivery count alone, the next delivery counts itself
         lease_ms = int(self.lease_seconds * 1000)
         idle = max(0, lease_ms - int(max(0.0, delay) * 1000))
-        self._conn.retrying(  # XCLAIM IDLE sets the idle time: a repeat does no harm
-            lambda: self._conn.client.xclaim(
-                self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
-            )
+        self._conn.client.xclaim(
+            self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
         )
 
     @_guarded("asking which leases it still holds")
@@ -922,16 +905,12 @@ class RedisConsumer(Consumer):
         check_stream(stream)
         key = self._keys.log(stream)
         entries = {mid: self._entries.get((stream, mid)) for mid in held}
+        pipe = self._conn.client.pipeline(transaction=False)
         asked = [mid for mid, entry in entries.items() if entry is not None]
-
-        def pending() -> list[Any]:
-            pipe = self._conn.client.pipeline(transaction=False)
-            for mid in asked:
-                entry = entries[mid]
-                pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
-            return list(pipe.execute())
-
-        answers = dict(zip(asked, self._conn.retrying(pending) if asked else [], strict=True))
+        for mid in asked:
+            entry = entries[mid]
+            pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
+        answers = dict(zip(asked, pipe.execute() if asked else [], strict=True))
         lost = set()
         for mid, count in held.items():
             pending = answers.get(mid) or []
@@ -984,8 +963,7 @@ class RedisConsumer(Consumer):
         pause = 0.002
         while True:
             try:
-                # reads only: retried while the connection breaks, as sends are
-                return self._conn.retrying(fetch)
+                return fetch()
             except (EndOfStream, MissingId, NoData):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -1074,12 +1052,12 @@ class RedisConsumer(Consumer):
 
     @_guarded("reading stream metadata")
     def get_stream_metadata(self, stream: str) -> dict[str, Any]:
-        text = self._conn.retrying(lambda: self._conn.client.hget(self._keys.info(stream), "meta"))
+        text = self._conn.client.hget(self._keys.info(stream), "meta")
         return json.loads(text) if text else {}
 
     @_guarded("reading data source metadata")
     def get_source_metadata(self) -> dict[str, Any]:
-        text = self._conn.retrying(lambda: self._conn.client.get(self._keys.meta))
+        text = self._conn.client.get(self._keys.meta)
         return json.loads(text) if text else {}
 
     def close(self) -> None:
@@ -1180,14 +1158,9 @@ class RedisTransport(Transport):
 
     @_guarded("listing data sources")
     def data_sources(self) -> list[str]:
-        members = self._conn.retrying(lambda: self._conn.client.smembers(self.sources_key))
-        return sorted(_text(s) for s in members)
+        return sorted(_text(s) for s in self._conn.client.smembers(self.sources_key))
 
     def _stream_infos(self, data_source: str, only: list[str] | None = None) -> list[StreamInfo]:
-        # read only: tried again while the connection breaks (a worker asks this as it works)
-        return self._conn.retrying(lambda: self._read_stream_infos(data_source, only))
-
-    def _read_stream_infos(self, data_source: str, only: list[str] | None) -> list[StreamInfo]:
         client = self._conn.client
         keys = _Keys(self.config.key_prefix, data_source)
         names = only if only is not None else [_text(n) for n in client.zrange(keys.streams, 0, -1)]
