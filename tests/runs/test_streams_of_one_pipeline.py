@@ -43,6 +43,6 @@ def test_streams_of_a_pipeline_file_lists_its_own_data_sources(tmp_path: Path) -
     said = " ".join(shown.stdout.split())  # the table's title wraps on a narrow terminal
     assert "(pipeline first)" in said
     assert (
-        f"the store holds other pipelines' data sources too (second): `pipeline streams "
+        f"the store holds other data sources too (second): `pipeline streams "
         f"{first} --all` lists them"
     ) in said

@@ -56,7 +56,14 @@ def test_streams_table_and_pipeline_file(store: Path) -> None:
     pipeline.write_text(
         "pipeline: demo\ntransport: {embedded: {path: .pipeline-data}}\nunits: {}\n"
     )
+    # the file's own pipeline has no data sources: said, with the others the store holds
     proc = run("streams", str(pipeline))
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stdout.split())
+    assert "(pipeline demo): no data sources yet" in said
+    assert "the store holds other data sources too (detector)" in said
+    assert "--all` lists them" in said
+    proc = run("streams", str(pipeline), "--all")
     assert proc.returncode == 0, proc.stderr
     for text in ("detector", "scan-1", "scan-2", "244.1 KiB", "finished -> scan-2", "viewer: 4"):
         assert text in proc.stdout

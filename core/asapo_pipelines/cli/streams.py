@@ -184,7 +184,7 @@ def streams(target: str, only: str | None, every: bool, as_json: bool) -> None:
         out.print(line, style="red", markup=False, highlight=False)
     if others:
         out.print(
-            f"the store holds other pipelines' data sources too ({', '.join(others)}): "
+            f"the store holds other data sources too ({', '.join(others)}): "
             f"`pipeline streams {target} --all` lists them",
             markup=False,
             highlight=False,

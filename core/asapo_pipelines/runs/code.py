@@ -19,13 +19,8 @@ from email.parser import HeaderParser
 from importlib import metadata
 from typing import Any
 
+from asapo_pipelines import CORE_DISTRIBUTION
 from asapo_pipelines.import_strings import module_spec
-
-#: the core itself is not one of a unit's libraries: it is the runner that calls the unit, and
-#: every unit requires it, so an upgrade of the core would mark every unit of every run
-#: changed and train users to resume past the warning; the core's own units are still told
-#: apart by the code of its package (`code`), as any unit is
-CORE_DISTRIBUTION = "asapo-pipelines"
 
 #: hex characters kept of each file's hash in a configuration's `files`: enough to tell
 #: which file of a package changed, short enough for a run record that holds many units
@@ -189,6 +184,9 @@ def requirements(distribution: str | None) -> dict[str, dict[str, str]]:
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
 
+    # the core is the runner that calls the unit, and every unit requires it: counted, an
+    # upgrade of the core would mark every unit of every run changed and train users to resume
+    # past the warning; the core's own units are still told apart by their package's code
     if not distribution or canonicalize_name(distribution) == CORE_DISTRIBUTION:
         return {}
     try:
