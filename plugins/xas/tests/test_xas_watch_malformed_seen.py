@@ -69,7 +69,8 @@ def test_a_scan_file_that_cannot_be_read_is_named_while_the_run_goes_on(tmp_path
         assert wait_until(lambda: _scans_summary(pipeline).get("scans_sent") == 2, timeout=120)
         assert "malformed" not in _scans_summary(pipeline)
         logs = pipeline_command(pipeline, "logs", "scans")
-        assert f"scan file {BROKEN}, unreadable before, reads now: sent" in logs.stderr
+        # `pipeline logs` prints the worker's stderr, where it logs, on its own stdout
+        assert f"scan file {BROKEN}, unreadable before, reads now: sent" in logs.stdout
     finally:
         stopped = pipeline_command(pipeline, "stop")
         assert stopped.returncode == 0, stopped.stderr
