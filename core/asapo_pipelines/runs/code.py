@@ -47,7 +47,17 @@ def _walk(folders: list[str]) -> list[str]:
     return sorted(found)
 
 
-def _file_hash(path: str) -> str:
+def file_hash(path: str) -> str:
+    """A file's SHA-256 (hex), read once per process for each version of the file: a package's
+    Python files are hashed for its `code` (`fingerprint.code_digest`) and again for its
+    `files`, and a pipeline's units share their package. Keyed by the file's size and
+    modification time, so that an edit is hashed anew."""
+    st = os.stat(path)
+    return _hash_of(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.cache
+def _hash_of(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -88,7 +98,7 @@ def package_record(runtime: str, python_files: tuple[str, ...]) -> dict[str, Any
         return {}
     base = os.path.commonpath([os.path.dirname(f) for f in every])
     try:
-        hashes = {os.path.relpath(f, base).replace(os.sep, "/"): _file_hash(f) for f in every}
+        hashes = {os.path.relpath(f, base).replace(os.sep, "/"): file_hash(f) for f in every}
     except OSError:
         return {}
     record: dict[str, Any] = {}
@@ -132,9 +142,9 @@ def _library_files(dist: metadata.Distribution) -> dict[str, str]:
             for folder in spec.submodule_search_locations:
                 for f in _walk([folder]):
                     rel = os.path.relpath(f, os.path.dirname(folder)).replace(os.sep, "/")
-                    hashes[rel] = _file_hash(f)
+                    hashes[rel] = file_hash(f)
         elif spec.origin and os.path.isfile(spec.origin):
-            hashes[os.path.basename(spec.origin)] = _file_hash(spec.origin)
+            hashes[os.path.basename(spec.origin)] = file_hash(spec.origin)
     return hashes
 
 

@@ -18,10 +18,9 @@ import functools
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asapo_pipelines.runs.code import package_record, requirements
+from asapo_pipelines.runs.code import file_hash, package_record, requirements
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -67,7 +66,7 @@ def code_digest(runtime: str) -> str | None:
     try:
         for file in files:
             h.update(os.path.relpath(file, base).encode() + b"\0")
-            h.update(hashlib.sha256(Path(file).read_bytes()).digest())
+            h.update(bytes.fromhex(file_hash(file)))
     except OSError:
         return None
     return h.hexdigest()[:FINGERPRINT_CHARS]
