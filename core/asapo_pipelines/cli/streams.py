@@ -199,14 +199,11 @@ def _scope(target: str) -> tuple[str, frozenset[str]] | None:
     path = Path(target).expanduser()
     if path.is_dir():
         return None
-    try:
-        name = _pipeline_name(target)
-    except UsageError:
-        return None
-    if name is None:
-        return None
-    doc = read_pipeline_document(path).data
-    declared = doc.get("streams") if isinstance(doc, dict) else None
+    doc = read_pipeline_document(path).data  # read once: the name and the streams
+    name = doc.get("pipeline") if isinstance(doc, dict) else None
+    if not isinstance(name, str) or not name:
+        return None  # a file with no name yet lists its whole store, as `_say_whose` does
+    declared = doc.get("streams")
     external = frozenset(
         str(stream)
         for stream, spec in (declared.items() if isinstance(declared, dict) else ())
