@@ -162,7 +162,7 @@ def run(
     if session is not None:
         session.finish(result, counters, target.payload)
         unapplied = unapplied_note(
-            session.run, session.label, counters, where or "FILE", _runs_of(session.store)
+            session.run, session.label, counters, where or "FILE", lambda: _runs_of(session.store)
         )
         if unapplied:
             click.echo(unapplied, err=as_json)

@@ -12,7 +12,7 @@ still runs on another executor (`refuse_while_deployed`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -398,7 +398,11 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
 
 
 def unapplied_note(
-    run: Run, label: str, counters: Any, where: str, runs: Iterable[Run] = ()
+    run: Run,
+    label: str,
+    counters: Any,
+    where: str,
+    runs: Callable[[], Iterable[Run]] | None = None,
 ) -> str:
     """A line for a session after which a unit's results are still those of other settings
     than the ones in force: it processed and sent nothing under them, in this session (resumed
@@ -406,9 +410,10 @@ def unapplied_note(
     above the table suggested otherwise) or in any since they changed (a later session said
     "(unchanged)", against the previous one, and showed the old results without a word).
     Empty when every unit's results were made with the settings now in force. `label` is the
-    session's (`session_label`), whose workers' status records `counters` holds; `runs`, the
-    pipeline's runs, to name a reprocess of `run` already made under those settings (an outside
-    tester was asked again for the reprocess they had just made)."""
+    session's (`session_label`), whose workers' status records `counters` holds; `runs` reads
+    the pipeline's runs, only when a unit's results are stale, to name a reprocess of `run`
+    already made under those settings (an outside tester was asked again for the reprocess
+    they had just made)."""
     import json
     import shlex
 
@@ -458,7 +463,7 @@ def unapplied_note(
             "changed in an earlier session"
         )
     its = "its" if len(stale) == 1 else "their"
-    remade = _reprocessed(run, runs, {u: in_force[u] for u in stale})
+    remade = _reprocessed(run, runs() if runs else (), {u: in_force[u] for u in stale})
     if remade is not None:
         return (
             f"{', '.join(told)}: {its} results in run {run.id}, and those made from them, are "
