@@ -189,11 +189,17 @@ def _settle(kind: str, claims: dict[str, list[tuple[PluginRecord, Any]]]) -> dic
             others = [r for r in claimants if r is not record]
             if others:
                 who = ", ".join(f"{r.distribution} {r.version}" for r in others)
-                reason = f"{kind} {name} is also registered by {who}; neither is loaded"
+                reason = f"{_also_registered(kind, name)}{who}; neither is loaded"
             else:
                 reason = f"{kind} {name} is registered more than once by {record.distribution}"
             record.errors.append(reason)
     return dict(sorted(settled.items())) if kind == "unit" else settled
+
+
+def _also_registered(kind: str, name: str) -> str:
+    """The start of a clash's error on each claimant's record: `clash_of` finds the claimants
+    by it (a catalog from the listing cache keeps the records' errors, not the clash)."""
+    return f"{kind} {name} is also registered by "
 
 
 def _namespace_owner(name: str, claimants: list[PluginRecord]) -> PluginRecord | None:
@@ -207,7 +213,7 @@ def _namespace_owner(name: str, claimants: list[PluginRecord]) -> PluginRecord |
 def clash_of(name: str, plugins: Iterable[PluginRecord]) -> str | None:
     """Why unit `name` is not in a catalog although plugins register it: the distributions
     that claim it, so that neither is loaded, and how to keep one; None when none does."""
-    prefix = f"unit {name} is also registered by "
+    prefix = _also_registered("unit", name)
     claimants = [r for r in plugins if any(e.startswith(prefix) for e in r.errors)]
     if len(claimants) < 2:
         return None
