@@ -19,27 +19,6 @@ from asapo_pipelines.testing.harness import message, run_chain, run_unit, units_
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-@pytest.fixture
-def as_unit(monkeypatch: pytest.MonkeyPatch):
-    """A descriptor for a runtime class defined in the test (its module made importable)."""
-
-    def make(cls: type, *, kind: str = "processor", outputs: Any = None, params: Any = None):
-        module = types.ModuleType(f"harness_units_{cls.__name__.lower()}")
-        setattr(module, cls.__name__, cls)
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        return describe(
-            f"qa.{cls.__name__.lower()}",
-            kind=kind,
-            summary="a unit of the harness tests",
-            runtime=f"{module.__name__}:{cls.__name__}",
-            inputs=[inp("values")],
-            outputs=outputs if outputs is not None else [out("result")],
-            **({"params": params} if params is not None else {}),
-        )
-
-    return make
-
-
 # -- params ----------------------------------------------------------------------------------
 class SnrParams(Params):
     target_snr: float = 10.0

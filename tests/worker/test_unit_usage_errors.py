@@ -17,26 +17,6 @@ from asapo_pipelines.testing.harness import run_unit
 USAGE_ERROR = "asapo_pipelines.sdk.units.UnitUsageError"
 
 
-@pytest.fixture
-def as_unit(monkeypatch: pytest.MonkeyPatch):
-    """A descriptor for a runtime class defined in the test (its module made importable)."""
-
-    def make(cls: type, *, kind: str = "processor", outputs: Any = None):
-        module = types.ModuleType(f"usage_units_{cls.__name__.lower()}")
-        setattr(module, cls.__name__, cls)
-        monkeypatch.setitem(sys.modules, module.__name__, module)
-        return describe(
-            f"qa.{cls.__name__.lower()}",
-            kind=kind,
-            summary="a unit of the usage error tests",
-            runtime=f"{module.__name__}:{cls.__name__}",
-            inputs=[inp("values")],
-            outputs=outputs if outputs is not None else [out("result")],
-        )
-
-    return make
-
-
 # -- suggestions -------------------------------------------------------------------------------
 class BadSuggestion(Agent):
     def process(self, message):
