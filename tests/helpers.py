@@ -135,3 +135,27 @@ def run_to_end(worker: Any, timeout: float = 60.0) -> Any:
     assert not thread.is_alive(), "the worker did not end"
     worker.transport.close()
     return worker.counters
+
+
+def event_stream(url: str, seconds: float) -> str:
+    """The viewer page's event stream at `url` for `seconds`, as `curl -sN --max-time` shows
+    it: HTTP/1.0, so the body is the plain stream (no chunks), which never ends by itself."""
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    received = b""
+    deadline = time.monotonic() + seconds
+    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
+        sock.sendall(f"GET /events HTTP/1.0\r\nHost: {where.hostname}\r\n\r\n".encode())
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+    return received.partition(b"\r\n\r\n")[2].decode()

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from faults_support import core_pipeline, pipeline, write_files
 
+from helpers import event_stream
+
 READ_ONLY = "Read-only file system"
 
 #: what `pipeline run` prints and each inspecting command, as (arguments after the file)
@@ -151,7 +153,7 @@ def _page_events(file: Path, seconds: float = 4.0) -> str:
         line = proc.stderr.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
         assert match, line
-        return _events(match.group(1), seconds)
+        return event_stream(match.group(1), seconds)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -159,30 +161,6 @@ def _page_events(file: Path, seconds: float = 4.0) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def _events(url: str, seconds: float) -> str:
-    """The page's event stream for `seconds` (as `curl -sN --max-time`): HTTP/1.0, so the body
-    is the plain stream, which never ends by itself."""
-    import socket
-    import time
-    from urllib.parse import urlsplit
-
-    where = urlsplit(url)
-    received = b""
-    deadline = time.monotonic() + seconds
-    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
-        sock.sendall(f"GET /events HTTP/1.0\r\nHost: {where.hostname}\r\n\r\n".encode())
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            received += chunk
-    return received.partition(b"\r\n\r\n")[2].decode()
 
 
 def test_the_viewer_shows_a_read_only_store(tmp_path: Path) -> None:

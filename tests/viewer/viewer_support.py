@@ -165,26 +165,11 @@ def read_events(url: str, seconds: float = 3.0) -> dict[str, Any]:
     name (the page's sections: run, units, streams...). HTTP/1.0, so the body is the plain
     event stream (no chunks) until the time is up."""
     import json
-    import socket
-    import time
-    from urllib.parse import urlsplit
 
-    where = urlsplit(url)
-    received = b""
-    deadline = time.monotonic() + seconds
-    with socket.create_connection((where.hostname, where.port), timeout=10) as sock:
-        sock.sendall(f"GET /events HTTP/1.0\r\nHost: {where.hostname}\r\n\r\n".encode())
-        while (left := deadline - time.monotonic()) > 0:
-            sock.settimeout(left)
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            received += chunk
+    from helpers import event_stream
+
     latest: dict[str, Any] = {}
-    body = received.partition(b"\r\n\r\n")[2].decode()
+    body = event_stream(url, seconds)
     for block in body.split("\n\n")[:-1]:  # the last one may be cut off
         fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
         if "event" in fields and "data" in fields:
