@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,28 +61,9 @@ def register_units(register: Any) -> None:
 
 
 def _library(root: Path, name: str, version: str, scale: int) -> Path:
-    """A library distribution `name` holding `SCALE`, as a facility's algorithms package."""
-    project = root / name
-    package = project / name.replace("-", "_")
-    package.mkdir(parents=True, exist_ok=True)
-    (package / "__init__.py").write_text(f"SCALE = {scale}\n")
-    (project / "pyproject.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [build-system]
-            requires = ["setuptools>=69"]
-            build-backend = "setuptools.build_meta"
-
-            [project]
-            name = "{name}"
-            version = "{version}"
-
-            [tool.setuptools]
-            packages = ["{package.name}"]
-            """
-        )
-    )
-    return project
+    """A library distribution `name` holding `SCALE`, as a facility's algorithms package (no
+    plugin: its entry points are none)."""
+    return PluginProject(name, version, {"__init__.py": f"SCALE = {scale}\n"}).write(root)
 
 
 def _plugin(root: Path, library: str) -> Path:
