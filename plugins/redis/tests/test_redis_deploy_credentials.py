@@ -55,6 +55,14 @@ def slurm() -> Iterator[LocalSlurm]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _password_file(work: Path) -> Path:
+    """secrets/redis beside the pipeline file, holding the server's password."""
+    (work / "secrets").mkdir()
+    password = work / "secrets" / "redis"
+    password.write_text(PASSWORD + "\n")
+    return password
+
+
 def _write(work: Path, url: str, secret: str, *, watch: bool = False) -> Path:
     (work / "data").mkdir(parents=True, exist_ok=True)
     (work / "data" / "a.txt").write_text("a\n")
@@ -153,9 +161,7 @@ def test_start_refuses_a_password_refused_since_the_deploy(slurm: LocalSlurm, wo
     """`pipeline start` of a stopped deployment begins a new session: a password the server
     refuses by now is refused there too, before any job is submitted again."""
     with RedisServer(work / "redis", password=PASSWORD) as server:
-        (work / "secrets").mkdir()
-        password = work / "secrets" / "redis"
-        password.write_text(PASSWORD + "\n")
+        password = _password_file(work)
         # watching its folder: the deployment runs until it is stopped
         file = _write(work, server.url, "password_file: secrets/redis", watch=True)
         deployed = _cli(slurm, "deploy", file.name, cwd=work)
@@ -187,9 +193,7 @@ def test_a_deployment_whose_password_file_went_missing_still_shows_and_stops(
     """`validate` and `run` refuse a password file that does not exist (P111); `status` and
     `stop` of a deployment running already do not: it must be stoppable."""
     with RedisServer(work / "redis", password=PASSWORD) as server:
-        (work / "secrets").mkdir()
-        password = work / "secrets" / "redis"
-        password.write_text(PASSWORD + "\n")
+        password = _password_file(work)
         file = _write(work, server.url, "password_file: secrets/redis", watch=True)
         deployed = _cli(slurm, "deploy", file.name, cwd=work)
         assert deployed.returncode == 0, deployed.stderr
