@@ -14,6 +14,7 @@ from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.sdk.runner import UnitRunner
 from asapo_pipelines.sdk.units import Message
 from asapo_pipelines.transport import open_transport
+from asapo_pipelines.worker.placement import this_process
 from asapo_pipelines.worker.runtime import Worker
 
 from helpers import run_to_end
@@ -30,6 +31,8 @@ RUNS = [
     {"run": "r-1", "fingerprint": 'f\u00e9"', "session": 1733400000.25},
     # a run's provenance naming a key of the output's own takes its place, as in a dict
     {"run": "r-2", "key": "theirs"},
+    # where it was computed (`placement`): a nested object in the run's part
+    {"run": "r-3", "host": "n\u00e9", "job": {"executor": "slurm", "id": "7", "pid": 3}},
 ]
 
 
@@ -82,4 +85,6 @@ def test_a_worker_stores_its_outputs_metadata_as_the_json_of_its_dict(tmp_path: 
             "run": "r-9",
             "fingerprint": "abc",
             "session": 12.5,
+            # the host and job of this process, which computed it
+            **this_process(),
         }

@@ -54,6 +54,7 @@ from asapo_pipelines.local.state import (
     write_state,
 )
 from asapo_pipelines.worker.launch import RUN_ENV
+from asapo_pipelines.worker.placement import EXECUTOR_ENV
 
 #: per-unit counters from the workers' status stream: {"group[index]" or "group": {...}}
 StatusReader = Callable[[], Mapping[str, Mapping[str, Any]]]
@@ -189,7 +190,8 @@ class TaskRun:
                 NOMAD_ALLOC_DIR="/alloc", NOMAD_TASK_DIR="/local", NOMAD_SECRETS_DIR="/secrets"
             )
         values = envmod.node_values(ex.job, spec, runtime)
-        env = {**environ, **runtime}
+        # NOMAD_* alone would make the task's results say a Nomad allocation computed them
+        env = {**environ, **runtime, EXECUTOR_ENV: "local"}
         for key, value in spec.env.items():
             env[key] = envmod.interpolate(value, values, environ)
         try:

@@ -13,7 +13,8 @@ from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.sdk.units import BadMessage, Message, Sink
 
 #: what each line records of the unit that produced its message (`Message.producer`), as the
-#: NeXus writer does: the run record holding them may be pruned, the file stays
+#: NeXus writer does: the run record holding them may be pruned, the file stays; and the host
+#: and executor's job that computed it, which no run record holds
 PRODUCER_FIELDS = (
     "unit",
     "instance",
@@ -27,6 +28,8 @@ PRODUCER_FIELDS = (
     "pipeline_file",
     "pipeline_sha256",
     "overrides",
+    "host",
+    "job",
 )
 
 

@@ -68,6 +68,7 @@ from asapo_pipelines.worker.naming import (
     status_source,
     status_stream,
 )
+from asapo_pipelines.worker.placement import PLACEMENT_FIELDS, this_process
 from asapo_pipelines.worker.sent import SentMessage
 from asapo_pipelines.worker.status import ENDED_STATES, Counters, StatusPublisher, retrying
 
@@ -292,6 +293,9 @@ class Worker:
                 # when this session began: a consumer resolves the file, its hash and the
                 # overrides the output was made with from the run's record by it
                 provenance["session"] = session
+            # where it is computed (host, executor's job): in every output, as no run
+            # record can say it (replicas of one session run in several jobs)
+            provenance.update(this_process())
             self.runner.provenance = provenance
             self.runner.context.run = dict(self.run_info)
         self.counters = Counters(unit=descriptor.name, instance=instance, replica=replica)
@@ -1377,7 +1381,8 @@ class Worker:
         """The unit that produced a message, as the producing pipeline's run record has it:
         its configuration (by the fingerprint in the message's provenance) and the session it
         ran in (by the provenance's `session`): the pipeline file and hash, the overrides and
-        the run's start. Resolved once per pipeline, run, session and fingerprint."""
+        the run's start. Resolved once per pipeline, run, session and fingerprint; the host
+        and job that computed it are the provenance's own."""
         prov = metadata.get(PROVENANCE_KEY)
         if not isinstance(prov, dict) or not prov.get("fingerprint"):
             return None
@@ -1386,7 +1391,14 @@ class Worker:
         found = self._producers.get(key)
         if found is None:
             found = self._producers[key] = self._resolve_producer(*key)
-        return dict(found)  # the unit's own copy
+        producer = dict(found)  # the unit's own copy
+        # where it was computed: the message's own (the replicas of one configuration run
+        # on several hosts and jobs), as `placement` made it
+        for name in PLACEMENT_FIELDS:
+            value = prov.get(name)
+            if value is not None:
+                producer[name] = value
+        return producer
 
     def _resolve_producer(
         self, pipeline: str, run_id: Any, session: Any, fingerprint: str
