@@ -132,6 +132,9 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
         "pipeline_sha256": producer.get("pipeline_sha256"),
         "overrides": producer.get("overrides"),
         "session_started": producer.get("session_started"),
+        # where it was computed: the producing worker's host and executor's job
+        "host": producer.get("host"),
+        "job": producer.get("job"),
         "message": message.ref(),
         "inputs": list(prov.get("inputs") or []),
         "source_files": source_files(body),

@@ -71,6 +71,11 @@ and every entry written from a pipeline has an NXprocess `provenance`:
         session_started           when the producing session began (its key in the run's
                                   record: `pipeline runs --json`, `session_list`)
         overrides                 NXnote (JSON): that session's `--set` overrides ({} for none)
+        host                      the host whose worker computed the result
+        job                       NXnote (JSON): the executor's job that computed it:
+                                  `executor` (slurm, nomad, local) and `pid`; Slurm's job
+                                  `id`, `node` (and `array_job`, `array_task`), or Nomad's
+                                  job `id`, `alloc` and `task`
         writer_pipeline, writer_run   the pipeline and run of the writer that stored it
         inputs                    NXnote (JSON): the input message ids that produced it
         source_files              NXnote (JSON): the scan files it comes from (a merge: the
@@ -1843,6 +1848,7 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
         "fingerprint",
         "writer_pipeline",
         "writer_run",
+        "host",
     ):
         if prov.get(field) is not None:
             _string(process, field, str(prov[field]))
@@ -1853,6 +1859,8 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     _note(process, "parameters", prov.get("params"))
     if prov.get("overrides") is not None:  # the producing session's `--set`s, maybe none
         _note(process, "overrides", prov["overrides"])
+    if prov.get("job") is not None:  # the executor's job that computed it (with `host`)
+        _note(process, "job", prov["job"])
     message = prov.get("message")
     inputs: dict[str, Any] = {"message": message, "inputs": list(prov.get("inputs") or [])}
     if prov.get("merged") is not None:  # a merge: every scan it merged (`_merge_members`)
