@@ -128,19 +128,33 @@ def wait_finished(ex: SlurmExecutor, timeout: float) -> Any:
 
 def jsonl_records(path: Path) -> list[dict[str, Any]]:
     """The sink's lines, without what differs between two copies of the input files (their
-    modification times), between two runs (when the producing run and session began) and
-    between two copies of the pipeline file (the deployed copy's path, and its hash: its
-    transport paths are made absolute), sorted."""
+    modification times), between two runs (when the producing run and session began, and
+    where: the host and the executor's job that computed each result) and between two copies
+    of the pipeline file (the deployed copy's path, and its hash: its transport paths are
+    made absolute), sorted."""
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         record["metadata"].pop("mtime", None)
-        record["metadata"].get("provenance", {}).pop("session", None)
+        for key in ("session", "host", "job"):
+            record["metadata"].get("provenance", {}).pop(key, None)
         producer = record.get("producer", {})
         for key in ("run_started", "session_started", "pipeline_file", "pipeline_sha256"):
             producer.pop(key, None)
+        for key in ("host", "job"):
+            producer.pop(key, None)
         records.append(record)
     return sorted(records, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+def jsonl_jobs(path: Path) -> set[tuple[str, str, str]]:
+    """(producing instance, executor, job id) of the sink's lines: where each was computed."""
+    found = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        producer = json.loads(line)["producer"]
+        job = producer["job"]
+        found.add((producer["instance"], job["executor"], job.get("id")))
+    return found
 
 
 def squeue(job_ids: list[str], env: dict[str, str]) -> dict[str, str]:

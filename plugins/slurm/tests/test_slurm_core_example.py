@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import sys
 
-from slurm_support import copy_example, executor, jsonl_records, run_locally, squeue, wait_finished
+from slurm_support import (
+    copy_example,
+    executor,
+    jsonl_jobs,
+    jsonl_records,
+    run_locally,
+    squeue,
+    wait_finished,
+)
 
 EXAMPLE = "files-to-jsonl.pipeline.yaml"
 
@@ -38,6 +48,15 @@ def test_core_example_runs_as_one_slurm_job_per_unit_with_the_local_executors_re
     slurm_records = jsonl_records(on_slurm.parent / "results" / "files.jsonl")
     assert len(slurm_records) == 3
     assert slurm_records == jsonl_records(local.parent / "results" / "files.jsonl")
+    # each line names the Slurm job that computed it (the pass unit's) and its node, as
+    # Slurm ran it; the local run's lines name the local executor
+    results = on_slurm.parent / "results" / "files.jsonl"
+    assert jsonl_jobs(results) == {("pass", "slurm", jobs["pass-0"])}
+    for line in results.read_text().splitlines():
+        producer = json.loads(line)["producer"]
+        assert producer["job"]["node"] == slurm.host
+        assert producer["host"] == socket.gethostname()
+    assert jsonl_jobs(local.parent / "results" / "files.jsonl") == {("pass", "local", None)}
 
     # the sink's log, from its job's output file (the worker logs to stderr)
     script = (ex.layout.root / "jobs" / "sink-0.sh").read_text()

@@ -25,7 +25,8 @@ pytestmark = [
 EXAMPLE = "p65-xas.pipeline.yaml"
 #: What differs between two runs of the same file by nature: when, which run, where the file
 #: was, and the pipeline file's hash (a Slurm job runs on a delivered copy whose transport
-#: path is made absolute, as a Nomad task does), and when the producing session began.
+#: path is made absolute, as a Nomad task does), when the producing session began, and where
+#: each result was computed (the host and the executor's job, `entry_jobs`).
 VARYING = (
     "date",
     "start_time",
@@ -35,7 +36,28 @@ VARYING = (
     "session_started",
     "writer_run",
 )
-VARYING_PATHS = ("provenance/pipeline_file", "provenance/pipeline_sha256", "asapo/metadata")
+VARYING_PATHS = (
+    "provenance/pipeline_file",
+    "provenance/pipeline_sha256",
+    "asapo/metadata",
+    "provenance/host",
+    "provenance/job/data",
+)
+
+
+def entry_jobs(path: Path) -> set[tuple[str, str, str | None]]:
+    """(producing instance, executor, job id) of every entry: where each was computed."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        found = set()
+        for entry in f.values():
+            job = json.loads(entry["provenance/job/data"][()])
+            instance = entry["provenance/instance"][()].decode()
+            found.add((instance, job["executor"], job.get("id")))
+    return found
 
 
 def nexus_contents(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
@@ -127,6 +149,14 @@ def test_p65_example_on_slurm_gives_the_local_executors_nexus_file(slurm, workdi
         assert got.keys() == want.keys(), (kind, title)
         for name in got:
             np.testing.assert_array_equal(got[name], want[name], err_msg=f"{title}: {name}")
+
+    # each entry names the Slurm job of the unit that computed it, as Slurm ran it
+    assert entry_jobs(on_slurm.parent / "results" / "p65.nxs") == {
+        (unit, "slurm", jobs[f"{unit}-0"]) for unit in ("scans", "normalize", "merge")
+    }
+    assert {e[:2] for e in entry_jobs(local.parent / "results" / "p65.nxs")} == {
+        (unit, "local") for unit in ("scans", "normalize", "merge")
+    }
 
     # the writer's log comes from its job's output file
     lines = list(ex.logs("writer", stderr=True))
