@@ -328,6 +328,8 @@ class FakeNomad:
         self.routes: dict[tuple[str, str], Route] = {}
         self.eval_answers: list[dict[str, Any]] = [evaluation("complete")]
         self.job_stopped = False
+        #: the last job registered (`POST /v1/jobs`): `GET /v1/job/:job_id` answers with it
+        self.registered: dict[str, Any] | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.install_defaults()
@@ -339,6 +341,9 @@ class FakeNomad:
 
     def install_defaults(self) -> None:
         def register(req: Recorded) -> Reply:
+            if req.path == "/v1/jobs" and isinstance(req.body, dict):
+                self.registered = req.body.get("Job")
+                self.job_stopped = bool((self.registered or {}).get("Stop"))
             return Reply(
                 body={
                     "EvalID": EVAL_ID,
@@ -359,7 +364,7 @@ class FakeNomad:
             return Reply(body=answer, headers={"X-Nomad-Index": str(index)})
 
         def read_job(req: Recorded) -> Reply:
-            return Reply(body=job(stop=self.job_stopped), headers={"X-Nomad-Index": "41"})
+            return Reply(body=self.read_job(), headers={"X-Nomad-Index": "41"})
 
         def deregister(req: Recorded) -> Reply:
             self.job_stopped = True
@@ -378,6 +383,15 @@ class FakeNomad:
         self.route("GET", rf"/v1/job/{JOB_ID}/evaluations", Reply(body=[evaluation("complete")]))
         self.route("POST", rf"/v1/job/{JOB_ID}/plan", plan)
         self.route("GET", r"/v1/client/fs/logs/[0-9a-f-]+", self._logs)
+
+    def read_job(self) -> dict[str, Any]:
+        """The job as Nomad returns it: as registered (its Meta, task groups and tasks), with
+        the server's fields filled; the default job before any registration."""
+        served = job(stop=self.job_stopped)
+        for key in ("Meta", "TaskGroups"):
+            if self.registered and key in self.registered:
+                served[key] = self.registered[key]
+        return served
 
     def _logs(self, req: Recorded) -> Reply:
         kind = req.query.get("type", ["stdout"])[0]

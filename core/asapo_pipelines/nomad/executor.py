@@ -160,6 +160,18 @@ class NomadExecutor(Executor):
                 f"job {self.job_id} is deployed on Nomad and still runs; stop it first with {stop}"
             )
 
+    def deployed_run(self) -> str | None:
+        """The run `deploy` handed the job's tasks, read back from the job Nomad keeps
+        (`RUN_META`): the cluster holds it for as long as the job can be started, whichever
+        host `pipeline start` is typed on, where a file beside the pipeline file would be
+        on one host only. None when Nomad holds no such job (`start` then says so itself)."""
+        from asapo_pipelines.nomad.errors import NomadNotFound
+
+        try:
+            return _run_of(self.client.read_job(self.job_id))
+        except NomadNotFound:
+            return None
+
     def start(self, *, wait: float) -> dict[str, Any]:
         result = self.client.start(self.job_id, wait=wait)
         if result is None:
@@ -302,17 +314,39 @@ class NomadExecutor(Executor):
         return 0
 
 
+#: The job's `Meta` key naming the run `deploy` handed its tasks (`NomadExecutor.deployed_run`)
+RUN_META = "asapo_pipelines_run"
+
+
 def _with_run(payload: dict[str, Any], run_id: str | None) -> dict[str, Any]:
-    """The job with every task told its run, so workers never guess it (a copy)."""
+    """The job with every task told its run, so workers never guess it, and the run in the
+    job's Meta, where `pipeline start` reads it back (a copy)."""
     if run_id is None:
         return payload
     from asapo_pipelines.worker.launch import RUN_ENV
 
     job = json.loads(json.dumps(payload))
+    job["Job"]["Meta"] = {**(job["Job"].get("Meta") or {}), RUN_META: run_id}
     for group in job["Job"].get("TaskGroups") or []:
         for task in group.get("Tasks") or []:
             task["Env"] = {**(task.get("Env") or {}), RUN_ENV: run_id}
     return job
+
+
+def _run_of(job: dict[str, Any]) -> str | None:
+    """The run a registered job's tasks were given: its Meta's, or for a job deployed before
+    the run was kept there, the one its tasks' environment names."""
+    from asapo_pipelines.worker.launch import RUN_ENV
+
+    meta = job.get("Meta") or {}
+    if meta.get(RUN_META):
+        return str(meta[RUN_META])
+    for group in job.get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            found = (task.get("Env") or {}).get(RUN_ENV)
+            if found:
+                return str(found)
+    return None
 
 
 def _report_failures(result: DeployResult, as_json: bool) -> None:
