@@ -129,6 +129,8 @@ class NomadExecutor(Executor):
         elsewhere (`asapo_pipelines.runs.lifecycle.refuse_while_deployed`)."""
         if command == "run":
             self._refuse_run()
+        if command == "deploy":
+            self._refuse_submitters_env()
         if command != "start":
             return
         from asapo_pipelines.nomad.errors import NomadError
@@ -137,6 +139,30 @@ class NomadExecutor(Executor):
             raise NomadError(
                 f"job {self.job_id} is already running on Nomad; stop it first with `pipeline stop`"
             )
+
+    def _refuse_submitters_env(self) -> None:
+        """Refuse a deploy whose transport names an environment variable its workers read a
+        secret from (a `*_env` setting: redis's `password_env`) that the job does not give its
+        tasks: Nomad tasks do not get the environment of the shell that deploys them, so every
+        worker died on the missing password (exit 78) once deploy had checked the variable
+        here alone. What the job renders from a Nomad variable (asapo's `token_env`) is given."""
+        from asapo_pipelines.errors import PipelinesError
+        from asapo_pipelines.pipeline.online import _place
+
+        found = _unforwarded_env(self.pipeline, self.target.payload)
+        if found is None or self.file is None:
+            return
+        key, variable = found
+        transport = self.loaded().transport
+        where = _place(str(self.file), self.file, ("transport", transport.kind, key))
+        fields = type(transport.config).model_fields
+        alternative = key.removesuffix("_env") + "_file"
+        use = alternative if alternative in fields else "a file"
+        raise PipelinesError(
+            f"{where}: P112 {key} {variable}: Nomad tasks do not get the environment of the "
+            f"shell that deploys them, so every worker would fail without {variable}; use "
+            f"{use} on a path every Nomad client mounts (nothing was submitted)"
+        )
 
     def _refuse_run(self) -> None:
         """Refuse another session of the run (`pipeline run`) while the job the run was
@@ -346,6 +372,34 @@ def _run_of(job: dict[str, Any]) -> str | None:
             found = (task.get("Env") or {}).get(RUN_ENV)
             if found:
                 return str(found)
+    return None
+
+
+def _unforwarded_env(
+    pipeline: Pipeline | None, payload: dict[str, Any] | None
+) -> tuple[str, str] | None:
+    """The first transport setting naming an environment variable (`*_env`) that some worker
+    task of the compiled job gets neither in its `Env` nor from a Nomad variable, with that
+    variable; None for a compiled job given as is (no pipeline file to point into). A
+    prestart task (`install-env`) opens no transport."""
+    from asapo_pipelines.launchplan.jobspec import task_secrets
+
+    if pipeline is None or payload is None:
+        return None
+    tasks = [
+        task
+        for group in payload["Job"].get("TaskGroups") or []
+        for task in group.get("Tasks") or []
+        if not task.get("Lifecycle")
+    ]
+    settings = pipeline.transport.config.model_dump(exclude_none=True)
+    for key, variable in settings.items():
+        if not key.endswith("_env") or not isinstance(variable, str):
+            continue
+        for task in tasks:
+            given = {*(task.get("Env") or {}), *(ref.env for ref in task_secrets(task))}
+            if variable not in given:
+                return key, variable
     return None
 
 

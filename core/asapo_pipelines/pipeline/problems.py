@@ -56,6 +56,12 @@ CODES: dict[str, tuple[Severity, str]] = {
         "A file the transport section names (a password file, a TLS certificate) does not "
         "exist where the pipeline's workers read it (relative: in the pipeline file's folder).",
     ),
+    "P112": (
+        "error",
+        "The transport reads a secret from an environment variable (`password_env`) that the "
+        "workers do not get: Nomad tasks do not inherit the environment of the shell that "
+        "deploys them.",
+    ),
     "P201": ("error", "Unknown unit (not in the installed catalog)."),
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
     "P203": ("error", "A required unit parameter is missing."),

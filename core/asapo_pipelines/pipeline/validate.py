@@ -995,7 +995,7 @@ def _stage_plugin_checks(
 
 
 #: the codes a plugin's `check_pipeline` may give besides P314, its default
-PLUGIN_CODES = frozenset({"P111"})
+PLUGIN_CODES = frozenset({"P111", "P112"})
 
 
 def _plugin_code(code: str) -> str:
