@@ -54,3 +54,11 @@ def test_contract_nomad_api_start_is_refused_when_the_store_lost_the_deployments
     assert "r1" in registration.body["Job"]["Meta"].values()
     listed = run_pipeline("runs", str(file), "--json", cwd=tmp_path)
     assert json.loads(listed.stdout or "{}").get("runs", []) == [], listed  # no new run r1
+
+    # what the sentence says to do: a new run, told to the job's tasks and kept in its Meta
+    fresh = run_pipeline("deploy", "--fresh", str(file), cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    again = nomad_env.calls("POST", "/v1/jobs")[-1].body["Job"]
+    listed = run_pipeline("runs", str(file), "--json", cwd=tmp_path)
+    (run,) = json.loads(listed.stdout)["runs"]
+    assert run["id"] in again["Meta"].values()
