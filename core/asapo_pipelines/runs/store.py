@@ -31,7 +31,7 @@ from typing import Any
 from asapo_pipelines import __version__
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished, formats
-from asapo_pipelines.worker.naming import RUN_ID, errors_source, runs_source
+from asapo_pipelines.worker.naming import RUN_ID, errors_source, runs_source, status_source
 
 OWNER_STREAM = "owner"
 INDEX_STREAM = "index"
@@ -487,6 +487,7 @@ class RunStore:
         from_run: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> Run:
+        self.refuse_lost(None)
         number, unrecorded = self._next_number()
         run_id = f"r{number}"
         record = {
@@ -510,6 +511,20 @@ class RunStore:
             record["unrecorded_runs"] = unrecorded
         self._append(run_id, record)
         return Run(run_id, [record])
+
+    def refuse_lost(self, run_id: str | None) -> None:
+        """Refuse, before a session is recorded or a worker starts, a store that lost the index
+        of a data source the session would use (the run's own, the shared errors and counters):
+        opened as new by a worker, it had a source send every input again. Only where the
+        transport can tell (`check_data_source`: the embedded store's files)."""
+        check = getattr(self.transport, "check_data_source", None)
+        if check is None:
+            return
+        shared = {errors_source(self.pipeline), status_source(self.pipeline)}
+        own = f"{self.pipeline}.{run_id}." if run_id else None
+        for source in self.transport.data_sources():
+            if source in shared or (own is not None and source.startswith(own)):
+                check(source)
 
     def _next_number(self) -> tuple[int, list[str]]:
         """A new run's number from the index, past every run whose data sources the store
@@ -558,6 +573,7 @@ class RunStore:
     ) -> Run:
         """A new session of `run`; `text` is the pipeline file it runs with, whose hash the
         session's results carry (and its text, when it differs from the session before)."""
+        self.refuse_lost(run.id)
         record: dict[str, Any] = {
             "event": "resumed",
             "time": time.time(),

@@ -4,6 +4,7 @@ Layout (one SQLite database per data source, so sources never contend for one wr
 
     <root>/store.json                         marker: format and version
     <root>/<data source>/index.db             SQLite in WAL mode: streams, messages, groups
+    <root>/<data source>/index.made           made once the index holds its tables
     <root>/<data source>/payloads/<sid>/<seg>.seg   append-only payload segments
 
 A producer appends payloads to its own segment file per stream (no locking between producers;
@@ -33,6 +34,7 @@ import functools
 import json
 import mmap
 import os
+import re
 import select
 import shutil
 import sqlite3
@@ -83,6 +85,13 @@ _R = TypeVar("_R")
 STORE_FORMAT = "asapo-pipelines-embedded"
 STORE_VERSION = 1
 INDEX_NAME = "index.db"
+#: Made beside the index once its tables are committed. An index missing or empty (0 bytes)
+#: where this file is was lost (a full disk, a bad copy, `: > index.db`): opened as a new
+#: one, it had a source send every input again into results that held them. SQLite leaves
+#: a new index empty only until the switch to WAL, before this file is made.
+MADE_NAME = "index.made"
+#: a data source of one run (`<pipeline>.r3.<stream>`, `worker.naming`): a new run has its own
+_RUN_SOURCE = re.compile(r"^[^.]+\.r[0-9]{1,7}\.")
 #: payloads up to this size are stored in the index row (one write instead of two)
 INLINE_MAX = 16 * 1024
 #: payloads from this size on are memory-mapped instead of read with pread
@@ -274,6 +283,59 @@ def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
     return wrapper
 
 
+class IndexLost(StorageError):
+    """A data source's index is missing or empty while its folder says it held data. A
+    configuration error (exit 78, as for a damaged index in a worker): no restart brings the
+    index back, and opening it as a new one would process every input again."""
+
+    exit_code = 78
+
+
+def _held_data(directory: Path) -> bool:
+    """Whether a data source's folder says its index held data: the marker made with the
+    index's tables, or (in a store made before the marker) a payload segment file."""
+    if (directory / MADE_NAME).exists():
+        return True
+    with contextlib.suppress(OSError):
+        return any((directory / "payloads").glob("*/*.seg"))
+    return False
+
+
+def _lost_index(root: Path, data_source: str) -> IndexLost | None:
+    """The sentence for an index that is gone or cut to nothing under a data source that
+    held data, with what to do: a run's own data source is left behind by a new run; one
+    every run shares (run records, errors, counters, an external stream) must be restored or
+    moved aside."""
+    directory = root / data_source
+    index = directory / INDEX_NAME
+    try:
+        size: int | None = index.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError:
+        return None  # said by the opening itself, with the OS's reason
+    if size or not _held_data(directory):
+        return None
+    if _RUN_SOURCE.match(data_source):
+        remedy = (
+            "or start over in a new run with `pipeline run --fresh FILE`, which processes "
+            "every input again"
+        )
+    else:
+        remedy = (
+            f"or move the folder {directory} aside to start that data source over without "
+            "what it held"
+        )
+    return IndexLost(
+        f"the index of data source {data_source!r} ({index}) is "
+        f"{'missing' if size is None else 'empty (0 bytes)'}, though the data source held "
+        "data: opened as a new one, what it held would count as never written (a source "
+        f"would send every input again), so nothing was run; restore {index} from a backup, "
+        f"{remedy}",
+        storage.DAMAGED,
+    )
+
+
 class _Waker:
     """Wakes a waiting consumer when any process commits a change to the data source's index.
 
@@ -387,6 +449,9 @@ class _SourceDB:
         self._sids: dict[str, int] = {}
         self.lock = threading.RLock()
         path = self.dir / INDEX_NAME
+        lost = _lost_index(root, data_source)
+        if lost is not None:
+            raise lost
         if not path.exists() and not create:
             raise TransportConfigError(f"data source {data_source!r} does not exist in {root}")
         if read_only and not path.exists():
@@ -431,6 +496,7 @@ class _SourceDB:
                     if statement.strip():
                         self.db.execute(statement)
                 _migrate(self.db, data_source)
+            self._mark_made()
         except StorageError:
             self.db.close()
             os.close(self.lock_fd)
@@ -446,6 +512,16 @@ class _SourceDB:
                 f"the index of data source {data_source!r} ({path}) is unusable: {exc}"
             ) from None
         self.read_only = read_only
+
+    def _mark_made(self) -> None:
+        """Say beside the index that it holds its tables (`MADE_NAME`), once: from then on an
+        index found missing or empty is damage, not a new data source."""
+        made = self.dir / MADE_NAME
+        if made.exists():
+            return
+        # a marker that cannot be made (no inode left) only weakens that check: not an error
+        with contextlib.suppress(OSError):
+            os.close(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
 
     def _open_read_only(self, path: Path) -> bool:
         """Open the index for reading alone (`EmbeddedTransport(read_only=True)`): no
@@ -1579,6 +1655,18 @@ def check_store_path(root: Path) -> None:
         raise TransportConfigError(why)
 
 
+def _garbled_marker(marker: Path, why: object) -> str:
+    """What to do about a `store.json` that is no JSON object: it only marks the folder as a
+    store of this format (the data sources keep their own indexes), so writing it again loses
+    nothing."""
+    written = json.dumps({"format": STORE_FORMAT, "version": STORE_VERSION})
+    return (
+        f"the embedded store's marker {marker} is unreadable ({why}); it only says the folder "
+        f"holds a store of this format, and nothing else is kept in it: write it again as "
+        f"{written} to read the store as before"
+    )
+
+
 class EmbeddedTransport(Transport):
     """The store in directory ``path`` (created when missing unless ``create=False``).
 
@@ -1623,8 +1711,15 @@ class EmbeddedTransport(Transport):
         else:
             try:
                 info = json.loads(marker.read_text())
-            except (OSError, ValueError) as exc:
-                raise TransportConfigError(f"{marker} is unreadable: {exc}") from None
+            except OSError as exc:
+                kind = _kind_in_store(marker, exc)
+                raise StorageError(
+                    storage.describe("the store", marker, kind=kind, exc=exc), kind
+                ) from None
+            except ValueError as exc:
+                raise TransportConfigError(_garbled_marker(marker, exc)) from None
+            if not isinstance(info, dict):
+                raise TransportConfigError(_garbled_marker(marker, "not a JSON object"))
             if info.get("format") != STORE_FORMAT or info.get("version") != STORE_VERSION:
                 raise TransportConfigError(
                     f"{self.root} holds a store of another format or version ({info}); "
@@ -1653,12 +1748,23 @@ class EmbeddedTransport(Transport):
             return []  # a store no one has made yet, read without making it
         try:
             return sorted(
-                p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
+                p.name
+                for p in self.root.iterdir()
+                # with the marker of an index that is gone: its readers say it is lost
+                if p.is_dir() and ((p / INDEX_NAME).exists() or (p / MADE_NAME).exists())
             )
         except OSError as exc:
             raise StorageError(
                 storage.describe("the store", self.root, exc), storage.kind_of(exc)
             ) from None
+
+    def check_data_source(self, data_source: str) -> None:
+        """Refuse (`IndexLost`) a data source whose index is gone while it held data, without
+        opening it: what a run about to go on checks of the sources it will use, so that it
+        is refused before any worker starts rather than when one of them opens the source."""
+        lost = _lost_index(self.root, check_source(data_source))
+        if lost is not None:
+            raise lost
 
     def describe(self) -> dict[str, list[StreamInfo]]:
         """Every data source with its streams, counts, sizes and group lags."""
@@ -1714,7 +1820,9 @@ class EmbeddedTransport(Transport):
                         f"data source {data_source!r} still holds streams; drop them first"
                     )
                 # unlisted at once (`data_sources` lists directories with an index), and while
-                # the write lock keeps every writer of the source out
+                # the write lock keeps every writer of the source out; the marker first, so
+                # that an opening in between makes a new source instead of finding one lost
+                (src.dir / MADE_NAME).unlink(missing_ok=True)
                 (src.dir / INDEX_NAME).unlink()
         finally:
             src.close()

@@ -1,0 +1,94 @@
+"""A data source's index cut to 0 bytes or deleted (a full disk, a bad copy, `: > index.db`)
+while its folder says it held data. Before, the embedded store opened it as a new, empty one:
+`pipeline run` resumed (or, for the run records, began a new run) and the source sent every
+input again into results that held them. Now it is damage: one sentence naming the file and
+what to do, exit 78, nothing run. Real `pipeline` commands, the real embedded store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from faults_support import pipeline, sink_names
+from test_damaged_data import one_sentence, run_once
+
+from asapo_pipelines.worker.naming import data_source_for
+
+
+def _runs(file: Path, cwd: Path) -> list[dict]:
+    listed = pipeline("runs", str(file), "--json", cwd=cwd)
+    assert listed.returncode == 0, listed.stderr
+    return json.loads(listed.stdout)["runs"]
+
+
+@pytest.mark.parametrize(
+    ("source", "damage"),
+    [
+        (data_source_for("raw", "faults", "r1"), "empty"),
+        (data_source_for("raw", "faults", "r1"), "missing"),
+        ("faults.runs", "empty"),
+        ("faults.errors", "empty"),
+    ],
+)
+def test_an_index_emptied_or_deleted_is_refused_and_nothing_is_sent_again(
+    tmp_path: Path, source: str, damage: str
+) -> None:
+    file, store = run_once(tmp_path)
+    before = sink_names(tmp_path / "out.jsonl")
+    index = store / source / "index.db"
+    if damage == "empty":
+        index.write_bytes(b"")
+    else:
+        index.unlink()
+
+    done = pipeline("run", str(file), cwd=tmp_path)
+    what = "is empty (0 bytes)" if damage == "empty" else "is missing"
+    err = one_sentence(done, f"({index}) {what}, though the data source held data")
+    assert done.returncode == 78, err
+    if ".r1." in source:  # a run's own data source: a new run leaves it behind
+        assert "or start over in a new run with `pipeline run --fresh FILE`" in err, err
+    else:  # one every run shares: restored, or moved aside
+        assert f"or move the folder {store / source} aside" in err, err
+    assert "resuming" not in done.stdout + done.stderr
+    # nothing was run: every input reached the sink once, and no session was recorded
+    assert sink_names(tmp_path / "out.jsonl") == before
+    assert all(count == 1 for count in before.values()), before
+    if source != "faults.runs":
+        [run] = _runs(file, tmp_path)
+        assert (run["id"], run["sessions"]) == ("r1", 1), run
+
+
+def test_the_remedy_of_a_lost_run_index_starts_a_new_run(tmp_path: Path) -> None:
+    """What the sentence says to do works: `--fresh` runs again in r2, past the lost index."""
+    file, store = run_once(tmp_path)
+    (store / data_source_for("raw", "faults", "r1") / "index.db").write_bytes(b"")
+    assert pipeline("run", str(file), cwd=tmp_path).returncode == 78
+    fresh = pipeline("run", "--fresh", str(file), cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert [run["id"] for run in _runs(file, tmp_path)] == ["r1", "r2"]
+
+
+def test_a_store_moved_aside_is_a_new_store_not_a_lost_one(tmp_path: Path) -> None:
+    """Only an index gone from a data source's folder is damage: a store moved aside as a
+    whole leaves no folder behind, and the next run makes a new store."""
+    file, store = run_once(tmp_path)
+    shutil.move(store, tmp_path / "aside")
+    again = pipeline("run", str(file), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [run["id"] for run in _runs(file, tmp_path)] == ["r1"]
+
+
+def test_a_garbled_store_marker_is_one_sentence_with_what_to_do(tmp_path: Path) -> None:
+    file, store = run_once(tmp_path)
+    marker = store / "store.json"
+    marker.write_text("\x00garbage")
+    for args in (("run", str(file)), ("streams", str(file)), ("worker", str(file), "copy")):
+        done = pipeline(*args, cwd=tmp_path)
+        one_sentence(done, f"{marker} is unreadable", "write it again as")
+    # as told: the marker written again, the store is read as before (r1 resumed, nothing new)
+    marker.write_text(json.dumps({"format": "asapo-pipelines-embedded", "version": 1}))
+    done = pipeline("run", str(file), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert all(count == 1 for count in sink_names(tmp_path / "out.jsonl").values())
