@@ -60,24 +60,21 @@ def test_an_index_emptied_or_deleted_is_refused_and_nothing_is_sent_again(
         assert (run["id"], run["sessions"]) == ("r1", 1), run
 
 
-def test_the_remedy_of_a_lost_run_index_starts_a_new_run(tmp_path: Path) -> None:
-    """What the sentence says to do works: `--fresh` runs again in r2, past the lost index."""
+@pytest.mark.parametrize("source", [data_source_for("raw", "faults", "r1"), "faults.runs"])
+def test_what_the_sentence_says_to_do_runs_again(tmp_path: Path, source: str) -> None:
+    """A run's own data source: `--fresh` runs a new run r2, past the lost index. One every
+    run shares (the run records): its folder moved aside, the next run is a new one."""
     file, store = run_once(tmp_path)
-    (store / data_source_for("raw", "faults", "r1") / "index.db").write_bytes(b"")
+    (store / source / "index.db").write_bytes(b"")
     assert pipeline("run", str(file), cwd=tmp_path).returncode == 78
-    fresh = pipeline("run", "--fresh", str(file), cwd=tmp_path)
-    assert fresh.returncode == 0, fresh.stderr
-    assert [run["id"] for run in _runs(file, tmp_path)] == ["r1", "r2"]
-
-
-def test_a_store_moved_aside_is_a_new_store_not_a_lost_one(tmp_path: Path) -> None:
-    """Only an index gone from a data source's folder is damage: a store moved aside as a
-    whole leaves no folder behind, and the next run makes a new store."""
-    file, store = run_once(tmp_path)
-    shutil.move(store, tmp_path / "aside")
-    again = pipeline("run", str(file), cwd=tmp_path)
+    if ".r1." in source:
+        again = pipeline("run", "--fresh", str(file), cwd=tmp_path)
+    else:
+        shutil.move(store / source, tmp_path / "aside")
+        again = pipeline("run", str(file), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert [run["id"] for run in _runs(file, tmp_path)] == ["r1"]
+    assert "run r2 of pipeline faults starts" in again.stdout + again.stderr
+    assert all(count == 2 for count in sink_names(tmp_path / "out.jsonl").values())
 
 
 def test_a_garbled_store_marker_is_one_sentence_with_what_to_do(tmp_path: Path) -> None:
