@@ -229,7 +229,7 @@ def _join_run(
     store = RunStore(transport, pipeline.name)
     wanted = os.environ.get(RUN_ENV)
     if wanted:
-        run = store.get(wanted)
+        run = _the_run(store, wanted)
     else:
         text = Path(pipeline_file).read_text(encoding="utf-8")
         run = store.ensure(configurations(pipeline, catalog), text)
@@ -270,6 +270,29 @@ def _join_run(
         info["resumed_at"] = run.session.get("time")
     info["configured_at"] = configured_at(run, instance)
     return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
+
+
+def _the_run(store: Any, wanted: str) -> Any:
+    """The run an executor started this worker for (`ASAPO_PIPELINES_RUN`). Its record was
+    written before any worker started, so a store without it lost its data since (a Redis
+    restarted without persistence, a store folder emptied): a configuration error (exit 78),
+    as no restart brings the record back, said with that cause and what to do."""
+    from asapo_pipelines.errors import ConfigurationError
+    from asapo_pipelines.runs.store import RunsError
+
+    try:
+        return store.get(wanted)
+    except RunsError:
+        held = store.run_ids()
+    now = f"it holds {', '.join(held[-5:])}" if held else "it holds no run of this pipeline"
+    raise ConfigurationError(
+        f"this worker was started for run {wanted} of pipeline {store.pipeline}, but the "
+        f"store no longer holds that run ({now}): its data was most likely lost or emptied "
+        "after the run began (a Redis restarted without persistence, a store folder moved or "
+        "deleted); nothing was run, so no input is processed again into results that hold "
+        "it: restore the store's data, or start a new run that processes every input again "
+        "(`pipeline run --fresh FILE`, or `pipeline deploy --fresh FILE` for a deployment)"
+    ) from None
 
 
 def _session_file(run: Any) -> str | None:
