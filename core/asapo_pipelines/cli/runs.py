@@ -59,12 +59,17 @@ def _counts(run: Any) -> str:
     counts = run.counts
     if not counts:
         return "-"
-    processed, errors, again = (
+    processed, errors, again, changed = (
         sum(int(c.get(key, 0)) for c in counts.values())
-        for key in ("processed", "errors", "redelivered")
+        for key in ("processed", "errors", "redelivered", "changed_not_sent")
     )
-    # messages handed out again after a worker was killed: said only when there were any
-    return f"{processed} processed, {errors} errors" + (f", {again} redelivered" if again else "")
+    # messages handed out again after a worker was killed, and keys a source had sent before
+    # with other content (whose new content reached no unit): said only when there were any
+    return (
+        f"{processed} processed, {errors} errors"
+        + (f", {again} redelivered" if again else "")
+        + (f", {changed} changed after sent, not sent again" if changed else "")
+    )
 
 
 # no --data-dir: the runs are recorded on the pipeline's transport, which the file names;

@@ -230,7 +230,18 @@ def _pruned(store: RunStore, run: Run) -> bool:
 #: the counters a session records for each unit replica (`redelivered`: the messages handed
 #: to it again after a worker was killed, which `processed` counts once; `reapplied`: restored
 #: inputs it gave its results from under the session's settings)
-COUNTS = ("processed", "redelivered", "errors", "outputs", "duplicates_skipped", "reapplied")
+#: a status record's counters the run's record keeps per session (`Run.counts` sums them):
+#: `changed_not_sent` too, keys a source had sent before with other content (a file rewritten
+#: after it was sent), so that `pipeline runs` still says so once the session's lines are gone
+COUNTS = (
+    "processed",
+    "redelivered",
+    "errors",
+    "outputs",
+    "duplicates_skipped",
+    "reapplied",
+    "changed_not_sent",
+)
 
 
 def summaries_of(
