@@ -329,8 +329,8 @@ def _lost_index(root: Path, data_source: str) -> IndexLost | None:
     return IndexLost(
         f"the index of data source {data_source!r} ({index}) is "
         f"{'missing' if size is None else 'empty (0 bytes)'}, though the data source held "
-        "data: opened as a new one, what it held would count as never written (a source "
-        f"would send every input again), so nothing was run; restore {index} from a backup, "
+        "data: it is not opened as a new one, which would count what it held as never "
+        f"written (a source would send every input again); restore {index} from a backup, "
         f"{remedy}",
         storage.DAMAGED,
     )
