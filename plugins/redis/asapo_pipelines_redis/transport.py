@@ -4,6 +4,7 @@ Key layout (``P`` is ``<key_prefix>:{<data source>}``; the braces are a Redis Cl
 so every key of one data source lives in one slot and each Lua script touches one slot)::
 
     <key_prefix>:sources        SET     the data sources written so far
+    <key_prefix>:store-id       STRING  a random id given the store when it is first written
     P:meta                      STRING  the data source's metadata (JSON)
     P:streams                   ZSET    stream name -> creation time (listing order)
     P:i:<stream>                HASH    created, last_id, max_id, last_ts, finished, finish_id,
@@ -27,9 +28,22 @@ pending with this consumer. Acknowledgement is XACK.
 Payloads above ``inline_max`` are written to a file under ``payload_dir`` (a directory every node
 mounts) before the message that names them, so a message never points at a missing file; a
 producer killed between the two leaves an unreferenced file that retention removes with its
-stream. Every call has a deadline (``timeout``, socket and connect timeouts, no silent retries):
-a Redis that is down, slow or refuses the password gives `Unavailable` or `TransportConfigError`
-with one sentence.
+stream. Every call has a deadline (``timeout``, socket and connect timeouts). A call that may be
+repeated safely (a send, with its token; a read; XACK; XAUTOCLAIM, whose entries an answer lost
+stay pending and come back after the lease) is tried again while the connection breaks, for up
+to ``RIDE_OUT_TIMEOUTS`` times ``timeout``, so a Redis restarted with its data costs a worker
+nothing; a Redis that stays down, is slow or refuses the password gives `Unavailable` or
+`TransportConfigError` with one sentence.
+
+A Redis may also come back without its data (no persistence, a lost disk) or be emptied under
+the workers (FLUSHALL). Its stream ids then start again at 1, and a worker going on would write
+outputs keyed by input ids that its results already hold (skipped as duplicates, in silence).
+So the store has an id (``<key_prefix>:store-id``), written by the first producer a transport
+opens on a store without one (`pipeline run` and `deploy` record the run through one; a store
+written before the id existed is adopted so). Every new connection compares it with the id the
+transport knows, and so do the send, finish and claim scripts (FLUSHALL breaks no connection):
+a missing or changed id is `StoreLost` (exit 78, no restart), and the transport reads and
+writes nothing more.
 """
 
 from __future__ import annotations
@@ -90,17 +104,48 @@ BLOCK_SLICE_S = 0.2
 RETENTION_EVERY_S = 1.0
 #: entries one retention script call looks at (keeps each script call short)
 TRIM_CHUNK = 500
+#: a call whose connection breaks is tried again for up to this many times the `timeout`: long
+#: enough for a Redis restarted with its data, short enough that one down ends the worker
+RIDE_OUT_TIMEOUTS = 3
+
+
+class StoreLost(StorageError):
+    """The Redis lost the store's data (restarted empty, or flushed) while a transport used it:
+    its store id is gone or another. A restart of the worker would meet the same (`damaged`:
+    exit 78, not restarted); what the run had written is gone, so only a fresh run can go on."""
+
+    def __init__(self, message: str) -> None:
+        from asapo_pipelines.sdk import storage
+
+        super().__init__(message, storage.DAMAGED)
+
 
 # -- Lua scripts (each runs atomically inside Redis) ------------------------------------------
 
-#: KEYS: streams zset, info hash, stream, id index, send token. ARGV: stream name, now, explicit
-#: id or "", then per message: size, meta, kind ("p" inline, "f" file, "n" none), data.
+
+#: Lua lines that refuse to work on a store other than the transport's: KEYS[n] is the store id
+#: key, ARGV[m] the id the transport knows ("" for one that knows none: it checks nothing).
+#: Redis answers "STORELOST <id found>" (`_Conn.error` makes it `StoreLost`).
+def _store_check(key: int, arg: int) -> str:
+    return (
+        f"local sid = redis.call('GET', KEYS[{key}])\n"
+        f"if ARGV[{arg}] ~= '' and sid ~= ARGV[{arg}] then\n"
+        "  return redis.error_reply('STORELOST ' .. (sid or ''))\n"
+        "end\n"
+    )
+
+
+#: KEYS: streams zset, info hash, stream, id index, send token, store id. ARGV: stream name,
+#: now, explicit id or "", store id, then per message: size, meta, kind ("p" inline, "f" file,
+#: "n" none), data.
 #: The token remembers a batch's ids for a while: a send retried after a lost answer (the
 #: connection broke after Redis stored it) gets the same ids instead of storing it twice.
 #: The shebang makes Redis refuse the whole script up front when it is out of memory: a script
 #: is not rolled back, and one stopped half-way would leave entries without their stream state.
-SEND = """#!lua
-local done = redis.call('GET', KEYS[5])
+SEND = (
+    "#!lua\n"
+    + _store_check(6, 4)
+    + """local done = redis.call('GET', KEYS[5])
 if done then return cjson.decode(done) end
 local name, now, explicit = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
@@ -111,7 +156,7 @@ end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last_id'))
 local maxid = tonumber(redis.call('HGET', KEYS[2], 'max_id'))
 local ids, added = {}, 0
-local i = 4
+local i = 5
 while i <= #ARGV do
   local size, meta, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   i = i + 4
@@ -150,12 +195,15 @@ redis.call('HINCRBY', KEYS[2], 'size', added)
 redis.call('SET', KEYS[5], cjson.encode(ids), 'EX', 600)
 return ids
 """
+)
 
-#: KEYS: stream, info hash. ARGV: group, consumer, lease ms, count.
+#: KEYS: stream, info hash, store id. ARGV: group, consumer, lease ms, count, store id.
 #: Returns {0} (no stream yet), {1, finished, next_stream, pending, newest entry id} (nothing
 #: to hand out) or
 #: {2, {{entry id, fields, delivery count}, ...}}.
-CLAIM = """
+CLAIM = (
+    _store_check(3, 5)
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
 local g, c, lease, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 redis.pcall('XGROUP', 'CREATE', KEYS[1], g, '0')
@@ -181,6 +229,7 @@ local last = '0-0'
 if #newest > 0 then last = newest[1][1] end
 return {1, state[1] or '0', state[2] or '', pending, last}
 """
+)
 
 #: KEYS: stream, id index, info hash. ARGV: minimum entry id to keep or "", max length or "",
 #: chunk. Trims the oldest entries the policy condemns (at most a chunk per call) with XTRIM
@@ -240,10 +289,12 @@ for _, f in ipairs(files) do out[#out + 1] = f end
 return out
 """
 
-#: KEYS: streams zset, info hash. ARGV: stream name, now, last id or "" (or "meta"), next
-#: stream (or the metadata). Marks a stream finished, or sets its metadata.
-FINISH = """#!lua
-local name, now = ARGV[1], ARGV[2]
+#: KEYS: streams zset, info hash, store id. ARGV: stream name, now, last id or "" (or "meta"),
+#: next stream (or the metadata), store id. Marks a stream finished, or sets its metadata.
+FINISH = (
+    "#!lua\n"
+    + _store_check(3, 5)
+    + """local name, now = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
   redis.call('ZADD', KEYS[1], 'NX', now, name)
   redis.call('HSET', KEYS[2], 'created', now, 'last_id', 0, 'max_id', 0, 'size', 0,
@@ -265,6 +316,7 @@ if redis.call('HEXISTS', KEYS[2], 'last_ts') == 0 then
 end
 return 1
 """
+)
 
 #: KEYS: stream. ARGV: group, consumer, entry id, idle ms. Renews a lease only while the entry
 #: is still pending with this consumer: one XAUTOCLAIM already gave to another stays with it.
@@ -323,6 +375,11 @@ class _Conn:
             if parts.scheme == "unix"
             else f"Redis at {parts.hostname}:{parts.port or 6379}"
         )
+        self.store_key = f"{config.key_prefix}:store-id"
+        #: the store id this transport works on (None: it has not written, and found none)
+        self.store_id: str | None = None
+        #: once the store is lost, every call says so again: nothing more is read or written
+        self.lost: str | None = None
         kwargs: dict[str, Any] = {
             "socket_timeout": config.timeout,
             "socket_connect_timeout": config.timeout,
@@ -330,6 +387,8 @@ class _Conn:
             "retry": Retry(NoBackoff(), 0),
             "retry_on_timeout": False,
             "health_check_interval": 0,
+            # every connection made again (after a restart) checks the store id first
+            "redis_connect_func": self._on_connect,
         }
         if config.username:
             kwargs["username"] = config.username
@@ -359,7 +418,12 @@ class _Conn:
         """Whether a client without credentials may read the transport's keys: a server with
         no password configured answers a password with OK over RESP3 (the `default` user is
         `nopass`), so a password the file gives protects nothing there. False when unsure."""
-        anonymous = {**self._kwargs, "username": None, "password": None}
+        anonymous = {
+            **self._kwargs,
+            "username": None,
+            "password": None,
+            "redis_connect_func": None,
+        }
         try:
             probe = redis.Redis.from_url(self._url, **anonymous)
         except (ValueError, rex.RedisError):
@@ -410,8 +474,56 @@ class _Conn:
             return value
         return None
 
+    # -- the store id ----------------------------------------------------------------------
+    def _on_connect(self, connection: Any) -> None:
+        """redis-py's hook for a new connection: its handshake (AUTH, SELECT), then the store
+        id, compared with the one this transport works on. Never writes it: a reconnect that
+        finds none met a Redis that lost its data."""
+        connection.on_connect()
+        if self.store_id is None:
+            return
+        connection.send_command("GET", self.store_key)
+        found = connection.read_response()
+        if found is None or _text(found) != self.store_id:
+            raise self.store_lost(found)
+
+    def learn_store_id(self) -> None:
+        """The store id as the store holds it now, when opened (None: not written yet)."""
+        found = self.client.get(self.store_key)
+        self.store_id = _text(found) if found is not None else None
+
+    def adopt_store(self) -> None:
+        """Give the store an id unless it has one: at the first producer a transport opens, so
+        on `pipeline run` and `deploy` (which record the run through one) and in the workers. A
+        store written before ids existed (data, no id) is adopted so rather than refused."""
+        if self.store_id is not None:
+            return
+        mine = uuid.uuid4().hex
+        # NX GET: of two processes opening at once, both end with the one that came first
+        before = self.retrying(lambda: self.client.set(self.store_key, mine, nx=True, get=True))
+        self.store_id = _text(before) if before is not None else mine
+
+    def store_lost(self, found: Any) -> StoreLost:
+        """`StoreLost` for a store id found missing or changed; the transport is done."""
+        if self.lost is None:
+            what = "is gone" if not found else "was replaced by another"
+            self.lost = (
+                f"{self.label} lost the data of this pipeline's store (its store id "
+                f"{self.store_key} {what}: Redis restarted without its data or was emptied), "
+                "so nothing more is read or written; `pipeline deploy --fresh FILE` or "
+                "`pipeline run --fresh FILE` processes every input again"
+            )
+        return StoreLost(self.lost)
+
+    def check_store(self) -> None:
+        """Refuse any further call once the store was found lost."""
+        if self.lost is not None:
+            raise StoreLost(self.lost)
+
     def error(self, exc: BaseException, doing: str) -> TransportError:
         """One sentence for a failed call; never the password."""
+        if isinstance(exc, rex.ResponseError) and str(exc).startswith("STORELOST"):
+            return self.store_lost(str(exc).partition(" ")[2])
         if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError) or (
             isinstance(exc, rex.ResponseError)
             and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
@@ -444,17 +556,21 @@ class _Conn:
 
     def retrying(self, call: Callable[[], _R]) -> _R:
         """Run an idempotent call again while the connection breaks (a server restarting, a
-        dropped connection), until the deadline; then the error goes up as `Unavailable`."""
-        deadline = time.monotonic() + self.config.timeout
+        dropped connection, Redis loading its data), for up to `RIDE_OUT_TIMEOUTS` times the
+        timeout; then the error goes up as `Unavailable`. Each new connection checks the store
+        id (`_on_connect`): a Redis back without its data raises `StoreLost`, not retried."""
+        deadline = time.monotonic() + RIDE_OUT_TIMEOUTS * self.config.timeout
+        pause = 0.05
         while True:
             try:
                 return call()
             except (rex.AuthenticationError, rex.AuthorizationError):
                 raise
             except (rex.ConnectionError, rex.TimeoutError):
-                if time.monotonic() + 0.05 > deadline:
+                if time.monotonic() + pause > deadline:
                     raise
-                time.sleep(0.05)
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
 
     def close(self) -> None:
         with contextlib.suppress(rex.RedisError):
@@ -468,10 +584,11 @@ def _guarded(doing: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     def wrap(method: Callable[_P, _R]) -> Callable[_P, _R]:
         @functools.wraps(method)
         def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            self: Any = args[0]
+            self._conn.check_store()
             try:
                 return method(*args, **kwargs)
             except rex.RedisError as exc:
-                self: Any = args[0]
                 raise self._conn.error(exc, f"{doing} (data source {self.data_source!r})") from None
 
         return wrapper
@@ -510,8 +627,11 @@ class RedisProducer(Producer):
         self._send = transport._scripts["send"]
         self._trimmed: dict[str, float] = {}
         self._closed = False
+        self._conn.check_store()
         try:
-            self._conn.client.sadd(transport.sources_key, data_source)
+            # the store is written from here: it gets its id now, if it has none yet
+            self._conn.adopt_store()
+            self._conn.retrying(lambda: self._conn.client.sadd(transport.sources_key, data_source))
         except rex.RedisError as exc:
             raise self._conn.error(exc, f"opening a producer for {data_source!r}") from None
 
@@ -586,7 +706,12 @@ class RedisProducer(Producer):
         if not items:
             return []
         inline_max = self._transport.config.inline_max
-        args: list[Any] = [stream, repr(time.time()), "" if explicit_id is None else explicit_id]
+        args: list[Any] = [
+            stream,
+            repr(time.time()),
+            "" if explicit_id is None else explicit_id,
+            self._conn.store_id or "",
+        ]
         for payload, meta in items:
             meta_text = encode_metadata(meta, "message metadata")
             if payload is None:
@@ -599,7 +724,14 @@ class RedisProducer(Producer):
             else:
                 args += [size, meta_text, "f", self._write_file(stream, payload)]
         k = self._keys
-        keys = [k.streams, k.info(stream), k.log(stream), k.index(stream), k.token()]
+        keys = [
+            k.streams,
+            k.info(stream),
+            k.log(stream),
+            k.index(stream),
+            k.token(),
+            self._conn.store_key,
+        ]
         try:
             ids = self._conn.retrying(lambda: self._send(keys=keys, args=args))
         except rex.ResponseError as exc:
@@ -636,12 +768,13 @@ class RedisProducer(Producer):
         info = self._keys.info(stream)
         self._conn.retrying(
             lambda: self._transport._scripts["finish"](
-                keys=[self._keys.streams, info],
+                keys=[self._keys.streams, info, self._conn.store_key],
                 args=[
                     stream,
                     repr(time.time()),
                     "" if last_id is None else last_id,
                     next_stream or "",
+                    self._conn.store_id or "",
                 ],
             )
         )
@@ -651,15 +784,18 @@ class RedisProducer(Producer):
         self._check_open()
         check_stream(stream)
         text = encode_metadata(metadata, "stream metadata")
-        self._transport._scripts["finish"](
-            keys=[self._keys.streams, self._keys.info(stream)],
-            args=[stream, repr(time.time()), "meta", text],
+        self._conn.retrying(  # sets the metadata: a repeat does no harm
+            lambda: self._transport._scripts["finish"](
+                keys=[self._keys.streams, self._keys.info(stream), self._conn.store_key],
+                args=[stream, repr(time.time()), "meta", text, self._conn.store_id or ""],
+            )
         )
 
     @_guarded("writing data source metadata")
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
         self._check_open()
-        self._conn.client.set(self._keys.meta, encode_metadata(metadata, "data source metadata"))
+        text = encode_metadata(metadata, "data source metadata")
+        self._conn.retrying(lambda: self._conn.client.set(self._keys.meta, text))
 
     def flush(self, timeout: float = 10.0) -> None:
         """Nothing to wait for: a send returns once Redis has stored the message (and, with
@@ -777,9 +913,20 @@ class RedisConsumer(Consumer):
         (finished, next stream, entries pending in the group, newest entry id), or None when
         the stream does not exist yet."""
         k = self._keys
-        result = self._claim(
-            keys=[k.log(stream), k.info(stream)],
-            args=[self.group, self.name, int(self.lease_seconds * 1000), self.prefetch],
+        # retried while the connection breaks (a Redis restarting): entries an answer lost are
+        # pending with this consumer, and XAUTOCLAIM hands them out again after the lease,
+        # so a retry neither loses nor repeats a message
+        result = self._conn.retrying(
+            lambda: self._claim(
+                keys=[k.log(stream), k.info(stream), self._conn.store_key],
+                args=[
+                    self.group,
+                    self.name,
+                    int(self.lease_seconds * 1000),
+                    self.prefetch,
+                    self._conn.store_id or "",
+                ],
+            )
         )
         tag = int(result[0])
         if tag == 0:
@@ -845,8 +992,10 @@ class RedisConsumer(Consumer):
         if newest is None:  # no stream yet: nothing to block on
             time.sleep(min(seconds, 0.02))
             return
-        self._conn.client.xread(
-            {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
+        self._conn.retrying(  # XREAD only reads
+            lambda: self._conn.client.xread(
+                {self._keys.log(stream): newest}, count=1, block=max(1, int(seconds * 1000))
+            )
         )
 
     @_guarded("acknowledging")
@@ -872,7 +1021,9 @@ class RedisConsumer(Consumer):
         entries: list[str] = []
         missing = [mid for mid in ids if (stream, mid) not in self._entries]
         looked = (
-            self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
+            self._conn.retrying(
+                lambda: self._conn.client.hmget(self._keys.index(stream), [str(m) for m in missing])
+            )
             if missing
             else []
         )
@@ -893,8 +1044,10 @@ class RedisConsumer(Consumer):
         # JUSTID leaves the delivery count alone, the next delivery counts itself
         lease_ms = int(self.lease_seconds * 1000)
         idle = max(0, lease_ms - int(max(0.0, delay) * 1000))
-        self._conn.client.xclaim(
-            self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
+        self._conn.retrying(  # XCLAIM IDLE sets the idle time: a repeat does no harm
+            lambda: self._conn.client.xclaim(
+                self._keys.log(stream), self.group, self.name, 0, [entry], idle=idle, justid=True
+            )
         )
 
     @_guarded("asking which leases it still holds")
@@ -904,13 +1057,19 @@ class RedisConsumer(Consumer):
         self._check_open()
         check_stream(stream)
         key = self._keys.log(stream)
-        entries = {mid: self._entries.get((stream, mid)) for mid in held}
-        pipe = self._conn.client.pipeline(transaction=False)
-        asked = [mid for mid, entry in entries.items() if entry is not None]
-        for mid in asked:
-            entry = entries[mid]
-            pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
-        answers = dict(zip(asked, pipe.execute() if asked else [], strict=True))
+        entries = {
+            mid: entry for mid in held if (entry := self._entries.get((stream, mid))) is not None
+        }
+        asked = list(entries)
+
+        def read_pending() -> list[Any]:
+            pipe = self._conn.client.pipeline(transaction=False)
+            for mid in asked:
+                entry = entries[mid]
+                pipe.xpending_range(key, self.group, min=entry, max=entry, count=1)
+            return list(pipe.execute())
+
+        answers = dict(zip(asked, self._conn.retrying(read_pending) if asked else [], strict=True))
         lost = set()
         for mid, count in held.items():
             pending = answers.get(mid) or []
@@ -963,7 +1122,8 @@ class RedisConsumer(Consumer):
         pause = 0.002
         while True:
             try:
-                return fetch()
+                # reads only: retried while the connection breaks, as sends are
+                return self._conn.retrying(fetch)
             except (EndOfStream, MissingId, NoData):
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -1052,12 +1212,12 @@ class RedisConsumer(Consumer):
 
     @_guarded("reading stream metadata")
     def get_stream_metadata(self, stream: str) -> dict[str, Any]:
-        text = self._conn.client.hget(self._keys.info(stream), "meta")
+        text = self._conn.retrying(lambda: self._conn.client.hget(self._keys.info(stream), "meta"))
         return json.loads(text) if text else {}
 
     @_guarded("reading data source metadata")
     def get_source_metadata(self) -> dict[str, Any]:
-        text = self._conn.client.get(self._keys.meta)
+        text = self._conn.retrying(lambda: self._conn.client.get(self._keys.meta))
         return json.loads(text) if text else {}
 
     def close(self) -> None:
@@ -1067,6 +1227,8 @@ class RedisConsumer(Consumer):
         self._buffer.clear()
         # a consumer that holds nothing leaves the group's list; pending entries stay claimable
         forget = self._transport._scripts["forget"]
+        if self._conn.lost is not None:  # the store is gone: nothing to tidy, nothing written
+            return
         for stream in self._touched:
             with contextlib.suppress(rex.RedisError):
                 forget(keys=[self._keys.log(stream)], args=[self.group, self.name])
@@ -1124,6 +1286,7 @@ class RedisTransport(Transport):
         }
         try:
             info = client.info("server")
+            self._conn.learn_store_id()
         except rex.RedisError as exc:
             self._conn.close()
             raise self._conn.error(exc, "connecting") from None
@@ -1158,9 +1321,14 @@ class RedisTransport(Transport):
 
     @_guarded("listing data sources")
     def data_sources(self) -> list[str]:
-        return sorted(_text(s) for s in self._conn.client.smembers(self.sources_key))
+        members = self._conn.retrying(lambda: self._conn.client.smembers(self.sources_key))
+        return sorted(_text(s) for s in members)
 
     def _stream_infos(self, data_source: str, only: list[str] | None = None) -> list[StreamInfo]:
+        # read only: tried again while the connection breaks (a worker asks this as it works)
+        return self._conn.retrying(lambda: self._read_stream_infos(data_source, only))
+
+    def _read_stream_infos(self, data_source: str, only: list[str] | None) -> list[StreamInfo]:
         client = self._conn.client
         keys = _Keys(self.config.key_prefix, data_source)
         names = only if only is not None else [_text(n) for n in client.zrange(keys.streams, 0, -1)]
