@@ -158,3 +158,29 @@ def test_value_of_raw_bytes_is_refused_before_the_run(tmp_path: Path, env: dict[
     said = done.stdout + done.stderr
     assert done.returncode != 0, said
     assert "source.files writes 'f' as raw bytes, which have no decoded value" in said, said
+
+
+def test_p314_made_by_set_is_located_at_the_set_or_at_the_key_it_overrides(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Before, a P314 that `--set sink.payload=text` made was put at the file's line of
+    `params:` (the nearest value there is), a line the user had not got wrong."""
+    _profiles(tmp_path)
+    file = _pipeline(tmp_path, {})  # no payload in the file: the --set alone gives it
+    done = run_pipeline("run", str(file), "--set", "sink.payload=text", cwd=tmp_path, env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said
+    assert "\n--set sink.payload=text: error P314 source.profiles writes" in said, said
+    assert f"{file.name}:" not in said.split("is not valid", 1)[1], said
+
+    # the key in the file: the problem is at its line, naming the --set that replaced it
+    file = _pipeline(tmp_path, {"payload": "base64"})
+    line = next(
+        n for n, text in enumerate(file.read_text().splitlines(), 1) if '"payload"' in text
+    )
+    done = run_pipeline("run", str(file), "--set", "sink.payload=text", cwd=tmp_path, env=env)
+    said = done.stdout + done.stderr
+    assert done.returncode != 0, said
+    assert f"{file.name}:{line}:" in said, said
+    assert "error P314 --set sink.payload=text: source.profiles writes" in said, said
+

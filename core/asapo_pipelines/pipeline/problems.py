@@ -151,6 +151,8 @@ class Problem:
     message: str
 
     def text(self) -> str:
+        if not self.line:  # at no place in the file: at the option that made it (`--set`)
+            return f"{self.file}: {self.severity} {self.code} {self.message}"
         return f"{self.file}:{self.line}:{self.column}: {self.severity} {self.code} {self.message}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from asapo_pipelines.pipeline.model import (
     UnitConfig,
     pipeline_model,
 )
-from asapo_pipelines.pipeline.problems import Problem, Report, make
+from asapo_pipelines.pipeline.problems import CODES, Problem, Report, make
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -969,8 +969,8 @@ def _stage_plugin_checks(
     Asked only of a file valid otherwise, whose params the plugins can then read. A check
     that raises is a warning (P315): a plugin's bug does not refuse a file.
 
-    `file`: the file's name as shown (its document's path when None); `said`: what a finding
-    at a place starts with (the `--set` that put a value there)."""
+    `file`: the file's name as shown (its document's path when None); `said`: the `--set`
+    that put the value at a place there ("" for none), which a finding there names."""
     if catalog.manager is None:
         return []  # a catalog not built from plugins has none to ask
     file = file or str(doc.path)
@@ -984,7 +984,7 @@ def _stage_plugin_checks(
             continue
         findings, errors = catalog.manager.check_pipeline(record.name, pipeline, catalog)
         found.extend(
-            make(file, doc.locate(where), _plugin_code(code), said(tuple(where)) + text)
+            _finding(doc, file, tuple(where), _plugin_code(code), text, said)
             for where, code, text in findings
         )
         found.extend(
@@ -992,6 +992,17 @@ def _stage_plugin_checks(
             for e in errors
         )
     return found
+
+
+def _finding(
+    doc: Document, file: str, where: Loc, code: str, text: str, said: Callable[[Loc], str]
+) -> Problem:
+    """A plugin's finding at `where`; one about a value only a `--set` gave (the file has no
+    such key) is at that `--set`: the nearest line of the file would be another value's."""
+    option = said(where)
+    if option and where not in doc.values:
+        return Problem(option, 0, 0, CODES[code][0], code, text)
+    return make(file, doc.locate(where), code, f"{option}: {text}" if option else text)
 
 
 #: the codes a plugin's `check_pipeline` may give besides P314, its default
@@ -1047,7 +1058,7 @@ def check_overridden(pipeline: Pipeline, catalog: Catalog, file: str, sets: Iter
             for depth in range(len(where), 3, -1):
                 key = ".".join(str(part) for part in (where[1], *where[3:depth]))
                 if key in shown:
-                    return f"{shown[key]}: "
+                    return shown[key]
         return ""
 
     try:
