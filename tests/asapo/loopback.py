@@ -47,7 +47,9 @@ Receiver (receiver/src/request_handler/*, producer/api/cpp/src/request_handler_t
   meta. Error codes: 0 ok, 2 warning ("duplicated request"), 3 wrong request, 6 authorization.
 
 Faults for tests: `restart_broker()` (the broker goes away and comes back on the same port, state
-kept, as it is in MongoDB), `receiver_delay` (a receiver that answers slowly), `revoke_token()`.
+kept, as it is in MongoDB), `receiver_delay` (a receiver that answers slowly), `revoke_token()`,
+`authorizer_refusal` (the authorizer refuses a token with 401 or 403 and the broker passes that on
+as its HTTP 503, broker/src/asapo_broker/server/authorizer.go and request_common.go).
 
 Run it by hand with `python tests/asapo/loopback.py TOKEN [BEAMTIME]`: prints the endpoint.
 """
@@ -481,6 +483,17 @@ class _FrontHandler(_Handler):
         raise _HttpError(404, "not found")
 
 
+def _authorizer_refused(status: int) -> _HttpError:
+    """The broker's answer when the authorizer it asks about a token (POST /introspect) refuses
+    it: broker authorizer.go wraps a 401 as "authorizer rejected to authorize: <answer>" and any
+    other status as "authorizer returned <status>: <answer>", and writeAuthAnswer sends both with
+    503 (its switch on the error's type does not match the pointer authorizer.go returns)."""
+    answer = "token is not valid or has expired"
+    if status == 401:
+        return _HttpError(503, f"authorizer rejected to authorize: {answer}")
+    return _HttpError(503, f"authorizer returned {status} Forbidden: {answer}")
+
+
 class _BrokerHandler(_Handler):
     def route(
         self, method: str, path: str, query: dict[str, str], body: bytes
@@ -488,6 +501,9 @@ class _BrokerHandler(_Handler):
         svc = self.server.service
         state = svc.state
         if query.get("token") not in state.tokens:
+            refusal = svc.authorizer_refusal
+            if refusal is not None:
+                raise _authorizer_refused(refusal)
             raise _HttpError(401, "wrong or expired token")
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts[1:] == ["creategroup"]:
@@ -704,6 +720,9 @@ class LoopbackAsapo:
     def __init__(self, token: str, beamtime: str = "asapo_test") -> None:
         self.state = _State(token, beamtime)
         self.receiver_delay = 0.0
+        #: 401 or 403: the broker's authorizer refuses unknown tokens with it (None: the broker
+        #: refuses them itself with 401, as an older broker does)
+        self.authorizer_refusal: int | None = None
         self._front = _Http(("127.0.0.1", 0), _FrontHandler, self)
         self._broker: _Http | None = None
         self.broker_port = 0

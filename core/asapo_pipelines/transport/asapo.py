@@ -20,6 +20,7 @@ import ctypes
 import functools
 import json
 import os
+import re
 import threading
 import time
 import warnings
@@ -40,6 +41,7 @@ from asapo_pipelines.transport.base import (
     check_stream,
 )
 from asapo_pipelines.transport.errors import (
+    CredentialsError,
     EndOfStream,
     MissingId,
     NoData,
@@ -187,15 +189,50 @@ def _next_stream(name: Any) -> str | None:
     return None if not name or name == NO_NEXT_STREAM else str(name)
 
 
-def _refused_credentials(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "token" in text or "authoriz" in text
+#: what ASAP::O's services say of a token they refuse: the broker's own check ("wrong or
+#: expired token", "wrong token subject"), the authorizer's answer the broker passes on
+#: ("authorizer rejected to authorize: ...", "authorizer returned 403 Forbidden: ..."; the broker
+#: sends those with HTTP 503, so the client library calls them "service unavailable") and the
+#: receiver's ("response:wrong token")
+_REFUSAL = re.compile(
+    r"wrong (or expired )?token|token (is )?(expired|revoked|not valid)|authorizer rejected|"
+    r"authorizer returned 40[13]|not authorized|wrong token (subject|access type)"
+)
 
 
-def _map_error(exc: BaseException, what: str, endpoint: str) -> TransportError:
+def _refused_credentials(exc: BaseException | str) -> bool:
+    return _REFUSAL.search(str(exc).lower()) is not None
+
+
+def _reason(text: str) -> str:
+    """The service's own words in an asapo library message, without the library's wrapping
+    ("error: service unavailable, message: ..., details: api:...")."""
+    found = re.findall(r"(?:message|response): ?(.*?)(?:, details:|$)", text)
+    return (found[-1] if found else text).strip()
+
+
+def _refused(settings: AsapoSettings, what: str, text: str) -> CredentialsError:
+    """The token refused, said as such: a refusal the library reports as "service
+    unavailable" would send an operator to check the network instead of the token."""
+    where = f" in {settings.token_origin}" if settings.token_origin else ""
+    return CredentialsError(
+        f"ASAP::O at {settings.endpoint} refused the token{where} for beamtime "
+        f"{settings.beamtime} ({what}: {_reason(text)}); put a valid, unexpired token for "
+        f"beamtime {settings.beamtime} there"
+    )
+
+
+#: the library's answers that are about data, never about the token
+_NOT_REFUSALS = ("AsapoStreamFinishedError", "AsapoEndOfStreamError", "AsapoNoDataError")
+
+
+def _map_error(exc: BaseException, what: str, settings: AsapoSettings) -> TransportError:
     """One of the interface's errors for an asapo library exception."""
+    endpoint = settings.endpoint
     name = type(exc).__name__
     text = str(exc).strip() or name
+    if name not in _NOT_REFUSALS and _refused_credentials(text):
+        return _refused(settings, what, text)
     if name == "AsapoStreamFinishedError":
         nxt = _next_stream(getattr(exc, "next_stream", None))
         return StreamFinished(
@@ -230,6 +267,9 @@ class AsapoSettings:
     threads: int = 2
     has_filesystem: bool = False
     source_path: str = "auto"
+    #: where the token was read ("the token file /path", "the environment variable X"), said
+    #: when the service refuses it
+    token_origin: str = ""
 
 
 class AsapoProducer(Producer):
@@ -267,9 +307,7 @@ class AsapoProducer(Producer):
         except TransportError:
             raise
         except Exception as exc:
-            raise _map_error(
-                exc, f"creating a producer for {data_source!r}", self._s.endpoint
-            ) from None
+            raise _map_error(exc, f"creating a producer for {data_source!r}", self._s) from None
 
     @property
     def unconfirmed(self) -> list[tuple[str, int | str]]:
@@ -312,7 +350,7 @@ class AsapoProducer(Producer):
         except TransportError:
             raise
         except Exception as exc:
-            raise _map_error(exc, what, self._s.endpoint) from None
+            raise _map_error(exc, what, self._s) from None
 
     def _auto_id(self, stream: str) -> int:
         nxt = self._next_ids.get(stream)
@@ -433,6 +471,11 @@ class AsapoProducer(Producer):
             pending = sorted(self._pending, key=str)
             failed = [f for f in self.failed if (f[0], f[1]) not in self._reported]
             self._reported.update((f[0], f[1]) for f in failed)
+        if failed and _refused_credentials(failed[0][2]):
+            stream, what, reason = failed[0]
+            what = f"message {what}" if isinstance(what, int) else what
+            # not stored, as `failed` says; a retry meets the same refusal
+            raise _refused(self._s, f"{len(failed)} not stored, first {what} of {stream!r}", reason)
         if failed or pending:
             parts = []
             if failed:
@@ -491,7 +534,7 @@ class AsapoConsumer(Consumer):
             raise
         except Exception as exc:
             raise _map_error(
-                exc, f"creating a consumer for {self.data_source!r}", self._s.endpoint
+                exc, f"creating a consumer for {self.data_source!r}", self._s
             ) from None
         return c
 
@@ -522,7 +565,7 @@ class AsapoConsumer(Consumer):
         except TransportError:
             raise
         except Exception as exc:
-            raise _map_error(exc, what, self._s.endpoint) from None
+            raise _map_error(exc, what, self._s) from None
 
     def _message(self, stream: str, data: Any, meta: dict, count: int) -> Message:
         payload = None if data is None else memoryview(data).cast("B")
@@ -741,7 +784,7 @@ class AsapoTransport(Transport):
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> AsapoTransport:
         spec = dict(spec)
-        allowed = {f for f in AsapoSettings.__dataclass_fields__ if f != "token"}
+        allowed = {f for f in AsapoSettings.__dataclass_fields__ if f not in _NOT_OPTIONS}
         allowed |= {"token_file", "token_env"}
         if "token" in spec:
             raise TransportConfigError(
@@ -756,9 +799,9 @@ class AsapoTransport(Transport):
             raise TransportConfigError("the asapo transport needs an endpoint (host:port)")
         if not spec.get("beamtime") and not spec.get("beamline"):
             raise TransportConfigError("the asapo transport needs a beamtime or a beamline")
-        token = _read_token(spec.pop("token_file", None), spec.pop("token_env", None))
+        token, origin = _read_token(spec.pop("token_file", None), spec.pop("token_env", None))
         try:
-            settings = AsapoSettings(token=token, **spec)
+            settings = AsapoSettings(token=token, token_origin=origin, **spec)
         except TypeError as exc:
             raise TransportConfigError(f"bad asapo transport settings: {exc}") from None
         if settings.request_timeout <= 0:
@@ -785,7 +828,12 @@ class AsapoTransport(Transport):
         """Producers and consumers own their library objects."""
 
 
-def _read_token(token_file: str | None, token_env: str | None) -> str:
+#: settings that are not the pipeline's options
+_NOT_OPTIONS = frozenset({"token", "token_origin"})
+
+
+def _read_token(token_file: str | None, token_env: str | None) -> tuple[str, str]:
+    """The token, and where it was read, for a sentence saying it was refused."""
     if token_file:
         path = Path(token_file).expanduser()
         try:
@@ -796,14 +844,14 @@ def _read_token(token_file: str | None, token_env: str | None) -> str:
             ) from None
         if not token:
             raise TransportConfigError(f"the ASAP::O token file {path} is empty")
-        return token
+        return token, f"the token file {path}"
     env = token_env or "ASAPO_TOKEN"
     token = os.environ.get(env, "").strip()
     if not token:
         raise TransportConfigError(
             f"no ASAP::O token: set the environment variable {env} or give token_file"
         )
-    return token
+    return token, f"the environment variable {env}"
 
 
 def open_asapo(options: Mapping[str, Any]) -> AsapoTransport:
