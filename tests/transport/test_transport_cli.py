@@ -129,3 +129,24 @@ def test_streams_of_an_unreachable_asapo_is_one_sentence(tmp_path: Path) -> None
     assert "ASAP::O at 127.0.0.1:9 is unavailable" in errors[0]
     assert "Traceback" not in proc.stderr
     assert "CLI-SECRET" not in proc.stdout + proc.stderr
+
+
+def test_streams_of_a_source_are_listed_default_first_then_by_name(tmp_path: Path) -> None:
+    """Before, a data source's streams were listed in the order they were made: the status
+    streams of units started together came in another order from one run to the next, and
+    `default` among the others wherever it happened to be made."""
+    path = tmp_path / ".pipeline-data"
+    made = ["sink.0", "r10", "default", "files.0", "r2"]
+    with EmbeddedTransport(path).producer("mixed") as producer:
+        for name in made:
+            producer.send(name, b"x", None)
+    # what the user reads: numbers in their order, not as text (r2 before r10)
+    expected = ["default", "files.0", "r2", "r10", "sink.0"]
+    proc = run("streams", str(path), "--json")
+    assert proc.returncode == 0, proc.stderr
+    (source,) = json.loads(proc.stdout)["data_sources"]
+    assert [s["name"] for s in source["streams"]] == expected
+    proc = run("streams", str(path))
+    assert proc.returncode == 0, proc.stderr
+    shown = [w.rstrip(":") for w in proc.stdout.split() if w.rstrip(":") in made]
+    assert shown == expected, proc.stdout

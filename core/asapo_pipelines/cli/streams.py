@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -106,12 +107,26 @@ def _collect(transport: Transport, only: str | None) -> list[dict[str, Any]]:
             raise UsageError(
                 f"no data source {only!r}; there are: {', '.join(sorted(described)) or 'none'}"
             )
-        return [{"name": n, "streams": [s.to_dict() for s in described[n]]} for n in names]
+        return [{"name": n, "streams": _in_order(described[n])} for n in names]
     out = []
     for name in [only] if only else transport.data_sources():
         with transport.consumer(name, "pipeline-streams") as consumer:
-            out.append({"name": name, "streams": [s.to_dict() for s in consumer.streams()]})
+            out.append({"name": name, "streams": _in_order(consumer.streams())})
     return out
+
+
+def _in_order(streams: Iterable[Any]) -> list[dict[str, Any]]:
+    """A data source's streams, `default` first, then by name with numbers in their order
+    (`r2` before `r10`): the backends give them in the order they were made, which for the
+    status streams of units started together changes from run to run."""
+
+    def key(info: dict[str, Any]) -> tuple[bool, list[Any]]:
+        name = str(info["name"])
+        # text and digits alternate from a text part on: same positions hold the same type
+        parts = re.split(r"(\d+)", name)
+        return name != "default", [int(p) if p.isdigit() else p for p in parts]
+
+    return sorted((s.to_dict() for s in streams), key=key)
 
 
 def _size(n: int | None) -> str:
