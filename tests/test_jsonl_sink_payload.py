@@ -175,12 +175,9 @@ def test_p314_made_by_set_is_located_at_the_set_or_at_the_key_it_overrides(
 
     # the key in the file: the problem is at its line, naming the --set that replaced it
     file = _pipeline(tmp_path, {"payload": "base64"})
-    line = next(
-        n for n, text in enumerate(file.read_text().splitlines(), 1) if '"payload"' in text
-    )
+    line = next(n for n, text in enumerate(file.read_text().splitlines(), 1) if '"payload"' in text)
     done = run_pipeline("run", str(file), "--set", "sink.payload=text", cwd=tmp_path, env=env)
     said = done.stdout + done.stderr
     assert done.returncode != 0, said
     assert f"{file.name}:{line}:" in said, said
     assert "error P314 --set sink.payload=text: source.profiles writes" in said, said
-

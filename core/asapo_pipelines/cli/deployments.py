@@ -97,7 +97,11 @@ def _open(
 def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
     """The line `pipeline run` and `deploy` print about the run they work in, and a warning
     when a new run passed over data of runs without a record (`RunStore.begin`)."""
-    from asapo_pipelines.runs.lifecycle import describe_changes, last_end_clause
+    from asapo_pipelines.runs.lifecycle import (
+        describe_changes,
+        earlier_errors_clause,
+        last_end_clause,
+    )
 
     run_id = run.id
     changes = run.events[-1].get("changes") or {}
@@ -118,15 +122,15 @@ def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
     # a resume after a failed or lost session says what ended it (its end was recorded
     # by this start when the supervisor could not record it)
     ended = last_end_clause(run)
+    # inputs turned away before are not turned away again (the error stream holds each once)
+    errors = earlier_errors_clause(run)
     if what == "resumed":
         said = f"unchanged; {ended}" if ended else "unchanged"
-        click.echo(f"resuming run {run_id} of pipeline {pipeline} ({said})", err=err)
+        line = f"resuming run {run_id} of pipeline {pipeline} ({said})"
     else:
-        click.echo(
-            f"resuming run {run_id} under a changed configuration: {describe_changes(changes)}"
-            + (f"; {ended}" if ended else ""),
-            err=err,
-        )
+        line = f"resuming run {run_id} under a changed configuration: {describe_changes(changes)}"
+        line += f"; {ended}" if ended else ""
+    click.echo(line + (f"; {errors}" if errors else ""), err=err)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,33 @@ def last_end_clause(run: Run) -> str:
     return f"its last session {what} at {clock}{why}"
 
 
+def earlier_errors_clause(run: Run) -> str:
+    """How many inputs the run's earlier sessions sent to its error stream, per unit, and the
+    command that lists them: "2 inputs of its earlier sessions are in the error stream (sink 2):
+    `pipeline tail FILE errors --run r1` lists them". Empty when none did. A resumed session
+    does not send them again (the error stream holds each once), so without this a user who
+    resumes learns of them nowhere."""
+    import shlex
+
+    per_unit: dict[str, int] = {}
+    for name, counters in run.counts.items():  # the ended sessions': the new one has none yet
+        n = int((counters or {}).get("errors") or 0)
+        if n > 0:
+            unit = name.partition("[")[0]
+            per_unit[unit] = per_unit.get(unit, 0) + n
+    if not per_unit:
+        return ""
+    total = sum(per_unit.values())
+    units = ", ".join(f"{unit} {n}" for unit, n in per_unit.items())
+    file = shlex.quote(str(run.sessions[-1].get("file") or "FILE")) if run.sessions else "FILE"
+    them = "it" if total == 1 else "them"
+    inputs = "1 input" if total == 1 else f"{total} inputs"
+    return (
+        f"{inputs} of its earlier sessions {'is' if total == 1 else 'are'} in the error stream "
+        f"({units}): `pipeline tail {file} errors --run {run.id}` lists {them}"
+    )
+
+
 def prepare(
     store: RunStore,
     pipeline: Pipeline,
