@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from asapo_pipelines.cli.options import PipelineFile, checked_file, json_option
-from asapo_pipelines.cli.output import print_json
+from asapo_pipelines.cli.output import print_json, warn
 from asapo_pipelines.errors import UsageError
 
 
@@ -72,6 +72,34 @@ def _counts(run: Any) -> str:
     )
 
 
+def _under_old_names(transport: Any, name: str, file: Path) -> list[str]:
+    """One line for each other pipeline name in this store whose runs `file` owns: the file's
+    runs, and a deployment still running, from before its `pipeline:` was renamed, which
+    `runs` under the new name would otherwise pass over in silence."""
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.worker.naming import runs_source
+
+    lines = []
+    for source in sorted(transport.data_sources()):
+        old = source.removesuffix(runs_source(""))
+        # a pipeline name has no dot; "<name>.<run>.runs" is a run's stream named `runs`
+        if old in (source, name) or not old or "." in old:
+            continue
+        store = RunStore(transport, old)
+        if store.owner() is None or store.other_owner(file) is not None:
+            continue
+        found = store.runs()
+        if not found:
+            continue
+        last = found[-1]
+        n = f"{len(found)} run{'' if len(found) == 1 else 's'}"
+        lines.append(
+            f"{file} has {n} under its old name {old} (the last, {last.id}, {last.state}): put "
+            f"`pipeline: {old}` back in {file} to list, stop or go on with them"
+        )
+    return lines
+
+
 # no --data-dir: the runs are recorded on the pipeline's transport, which the file names;
 # --data-dir of `pipeline run` moves only the local executor's run directories
 @click.command("runs")
@@ -98,8 +126,11 @@ def runs(file: str, as_json: bool) -> None:
     try:
         say_whose_runs(transport, pipeline.name, Path(file))
         found = store.runs()
+        renamed = _under_old_names(transport, pipeline.name, Path(file))
     finally:
         transport.close()
+    for line in renamed:
+        warn(line)
     if as_json:
         print_json({"pipeline": pipeline.name, "runs": [r.to_dict() for r in found]})
         return
