@@ -88,7 +88,8 @@ def test_refused_token_is_said_refused_not_unreachable_against_the_asapo_protoco
     assert "Traceback" not in said
     if command[0] == "validate":  # at the token's option in the file
         line = next(n for n, t in enumerate(file.read_text().splitlines(), 1) if "token_file" in t)
-        assert f"{file}:{line}:" in said and "error P501" in said, said
+        assert f"{file}:{line}:" in said, said
+        assert "error P501" in said, said
 
 
 def test_refused_token_is_a_credentials_error_for_the_producer_against_the_asapo_protocol(
