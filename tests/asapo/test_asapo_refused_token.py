@@ -95,12 +95,17 @@ def test_refused_token_is_said_refused_not_unreachable_against_the_asapo_protoco
 def test_refused_token_is_a_credentials_error_for_the_producer_against_the_asapo_protocol(
     service: LoopbackAsapo, tmp_path: Path
 ) -> None:
-    """The receiver refuses the token too ("wrong token"): what was queued is reported as
-    not stored, and why, rather than as ASAP::O unavailable."""
+    """The broker refuses an automatic id's question, and the receiver refuses the token too
+    ("wrong token"): what was queued is reported as not stored, and why, rather than as ASAP::O
+    unavailable."""
     _file, token_file = _pipeline(tmp_path, service)
     spec = {"endpoint": service.endpoint, "beamtime": service.beamtime}
     transport = open_transport({"asapo": {**spec, "token_file": str(token_file)}})
     producer = transport.producer("src")
+    # an automatic id asks the broker for the stream's last id: refused at once
+    with pytest.raises(CredentialsError) as raised:
+        producer.send("s", b"x", None)
+    assert f"refused the token in the token file {token_file}" in str(raised.value)
     producer.send("s", b"x", None, id=1)
     with pytest.raises(CredentialsError) as raised:
         producer.flush(10)

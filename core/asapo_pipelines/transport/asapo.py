@@ -55,6 +55,9 @@ from asapo_pipelines.transport.errors import (
 MIN_WAIT = 0.5
 #: ingest mode flag of a message whose payload was transferred (asapo common data_structs.h)
 INGEST_TRANSFER_DATA = 1
+#: the share of a call's deadline given to the library as its own timeout, where its answer
+#: at its timeout says more than ours would (`AsapoProducer._auto_id`)
+LIBRARY_SHARE = 0.8
 #: abandoned calls (threads still blocked in the library) tolerated before refusing new calls
 MAX_STUCK_CALLS = 8
 
@@ -360,12 +363,14 @@ class AsapoProducer(Producer):
                     f"stream info of {stream!r}",
                     self._p.get_stream_info,
                     stream,
-                    int(self._s.request_timeout * 1000),
+                    # the library retries a broker answering 503 until its own timeout, then
+                    # says why (a token its authorizer refused): it gives up before we do
+                    int(self._s.request_timeout * 1000 * LIBRARY_SHARE),
                 )
                 nxt = int(info.get("lastId", 0)) + 1
-            except TransportConfigError as exc:
-                if _refused_credentials(exc):
-                    raise  # a wrong or revoked token, not an unknown stream
+            except CredentialsError:
+                raise  # a wrong or revoked token, not an unknown stream
+            except TransportConfigError:
                 nxt = 1
             except (EndOfStream, NoData):
                 nxt = 1
