@@ -165,6 +165,14 @@ RESULT_UNITS = {
     "kmax_suggest": "1/angstrom",
     "noise_kmin": "1/angstrom",
     "noise_kmax": "1/angstrom",
+    # the ranges xraylarch used where the settings left them to it (`xas.normalize`)
+    "pre1": "eV",
+    "pre2": "eV",
+    "norm1": "eV",
+    "norm2": "eV",
+    "autobk_rbkg": "angstrom",
+    "autobk_kmin": "1/angstrom",
+    "autobk_kmax": "1/angstrom",
 }
 
 

@@ -50,6 +50,8 @@ SCALARS = (
     "noise_kmax",
     "e0_ref",
     "energy_shift",
+    *("pre1", "pre2", "norm1", "norm2", "nnorm"),
+    *("autobk_rbkg", "autobk_kweight", "autobk_kmin", "autobk_kmax", "autobk_nknots"),
 )
 #: below max(k) by this much ends the noise window when `noise.kmax` is unset (Å⁻¹)
 NOISE_KMAX_MARGIN = 0.5
@@ -262,6 +264,44 @@ def estimate_noise(k: np.ndarray, chi: np.ndarray, noise: NoiseParams) -> dict[s
     }
 
 
+#: the ranges xraylarch's `pre_edge` used, as it reports them (`pre_edge_details`)
+PRE_EDGE_USED = ("pre1", "pre2", "norm1", "norm2", "nnorm")
+
+
+def pre_edge_used(group: Any) -> dict[str, float | None]:
+    """The pre-edge and post-edge ranges (eV from E0) and post-edge degree `pre_edge` used.
+
+    Recorded with every result beside the settings as given, which stay `null` where xraylarch
+    chooses: from the data (norm2 the last point), and by rules of its version (2026.3.1:
+    pre2 = pre1/2, norm1 = min(25, norm2/15)), which its docstring states otherwise (pre2
+    about pre1/3, norm1 about min(150, norm2/3)). The edge step, so chi(k) and its noise,
+    depend on them (norm1 150 instead of 25 moves goethite's by 2.3 %)."""
+    details = getattr(group, "pre_edge_details", None)
+    return {name: _number(getattr(details, name, None)) for name in PRE_EDGE_USED}
+
+
+def autobk_used(group: Any, autobk: AutobkParams) -> dict[str, float | None]:
+    """What `autobk` used: its rbkg (raised to two R-grid steps when below), k-weight, the
+    spline's k range (kmax the end of the data when unset) and number of knots (from rbkg
+    and the k range when unset), as it reports them (`autobk_details`, `rbkg`)."""
+    details = getattr(group, "autobk_details", None)
+    return {
+        "autobk_rbkg": _number(getattr(group, "rbkg", None)),
+        "autobk_kweight": float(autobk.kweight),  # autobk applies it as given
+        "autobk_kmin": _number(getattr(details, "kmin", None)),
+        "autobk_kmax": _number(getattr(details, "kmax", None)),
+        "autobk_nknots": _number(getattr(details, "nknots", None)),
+    }
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
 def analyse(
     energy: np.ndarray,
     mu: np.ndarray,
@@ -295,11 +335,13 @@ def analyse(
     }
     if not math.isfinite(values["e0"] or math.nan) or not values["edge_step"]:
         raise SpectrumError("pre_edge found no absorption edge in this spectrum")
+    values.update(pre_edge_used(group))
     if autobk.enabled:
         try:
             larch_autobk(energy, mu, group=group, **_kwargs(autobk))
         except Exception as exc:
             raise SpectrumError(f"autobk failed: {exc}") from None
+        values.update(autobk_used(group, autobk))
         arrays["bkg"] = np.asarray(group.bkg, dtype=float)
         arrays["k"] = np.asarray(group.k, dtype=float)
         arrays["chi"] = np.asarray(group.chi, dtype=float)
