@@ -335,13 +335,15 @@ def analyse(
     }
     if not math.isfinite(values["e0"] or math.nan) or not values["edge_step"]:
         raise SpectrumError("pre_edge found no absorption edge in this spectrum")
-    values.update(pre_edge_used(group))
+    # what xraylarch chose, after the results: `pipeline tail` shows values in this order, and
+    # a line cut at the terminal's width must still show the noise
+    used = pre_edge_used(group)
     if autobk.enabled:
         try:
             larch_autobk(energy, mu, group=group, **_kwargs(autobk))
         except Exception as exc:
             raise SpectrumError(f"autobk failed: {exc}") from None
-        values.update(autobk_used(group, autobk))
+        used.update(autobk_used(group, autobk))
         arrays["bkg"] = np.asarray(group.bkg, dtype=float)
         arrays["k"] = np.asarray(group.k, dtype=float)
         arrays["chi"] = np.asarray(group.chi, dtype=float)
@@ -352,7 +354,7 @@ def analyse(
                 raise
             except Exception as exc:
                 raise SpectrumError(f"estimate_noise failed: {exc}") from None
-    return arrays, values
+    return arrays, {**values, **used}
 
 
 def program() -> dict[str, str]:
