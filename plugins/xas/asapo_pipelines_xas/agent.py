@@ -22,6 +22,23 @@ measurement, at night, on a floor that may well lie below the target. Likewise N
 stops only when the noise predicted at `max_scans` (a^2 / max_scans + b^2, with its error from
 the same covariance) is above eps_t^2 by that margin.
 
+That test sits on a threshold, so the stop for the floor has hysteresis: once the agent said
+"stop: target below the noise floor" for a group, it keeps saying stop (`_floor_stop_kept`) while
+the fitted b (fit of `fit_min_points` or more, significant or not) is still at or above eps_t; it
+asks for more only once the fit puts b below eps_t, a move of the test's whole margin. Any
+`more_scans` right after a stop names the stop it changes ("changed from the stop after N merged
+scans (...)").
+
+Target reached. A merge's own noise is one estimate (estimates of one noise scatter by about
+10 %), so "target reached" needs the measured eps_N at or below eps_t and, once a fit of
+`fit_min_points` points exists (floor supported or not: at the current N it interpolates), the
+fit's a^2/N + b^2 at or below eps_t^2 too; otherwise the agent measures on and says why.
+
+How many at a time. With the floor used, a suggestion counts only up to the first N at which the
+predicted noise less its standard error reaches eps_t (`NoiseFit.hopeful_scans`), and an uncertain
+one (confidence below 0.5) no more than N (eps_N / eps_t)^2, what 1/sqrt(N) with no floor needs;
+the next merges decide again (`metrics.scans_counted_now`).
+
 The floor is used only when the data support it: the points lie at three or more different N
 (at two, any a and b pass through the mean noise at each N: a floor and the 1/sqrt(N) law fit
 them alike, and the fit's error, from the scatter of the N = 1 points alone, says nothing about
@@ -75,7 +92,10 @@ N_t - N - in flight more (at most `max_batch`, never beyond `max_scans`), so the
 in total never exceed its latest estimate. Arrived and taken count measurements (`_scans_taken`):
 not an earlier read of a file replaced by a new version, nor a copy of another scan's data.
 When the queue's status is wired in (`update_queue`), rejected, failed and held suggestions no
-longer count as in flight.
+longer count as in flight. A stop while repeats are in flight says they are not needed and asks
+to cancel them: `arguments.cancel` (how many) and `cancel_suggestions` (the uids of the
+suggestions whose repeats may still come). The SDK's Suggestion has no cancel action, so the
+words and these arguments are all a queue client gets.
 
 A merge noisier than its best scan. Under the model the merge of N scans is never noisier than
 one scan (a^2 / N + b^2 <= a^2 + b^2), floor or not, so a merge whose noise exceeds the lowest
@@ -261,6 +281,15 @@ class NoiseFit:
             f"{confidence:.0%} Student t with {dof} degrees of freedom asks for"
         )
 
+    def hopeful_scans(self, target: float, first: int, last: int) -> int:
+        """The fewest scans, from `first` to `last`, after which the predicted noise less its
+        standard error is at or below `target`: fewer would miss it even if the prediction
+        erred low by that much (`last` when none does)."""
+        for n in range(first, last):
+            if self.noise(n) - self.noise_err(n) <= target:
+                return n
+        return last
+
     def scans_for(self, target: float) -> int | None:
         """Scans in total to reach `target`, or None when it is at or below the floor."""
         gap = target * target - self.b2
@@ -328,6 +357,12 @@ class _Group:
     #: merges of the group seen since `settings` were set (decided on, or late): what a noise
     #: history restart leaves on another scale
     merges_on_scale: int = 0
+    #: the scans merged when the agent said "stop: target below the noise floor" (hysteresis:
+    #: it keeps that stop until the fitted floor falls below the target)
+    floor_stop: int | None = None
+    #: the latest decision when it was a stop: the scans merged and what it said first; a
+    #: `more_scans` after it names it (the agent changed its mind)
+    last_stop: tuple[int, str] | None = None
 
     def comparable(self, merged: Mapping[str, Any]) -> bool:
         """The merge's noise is on the scale of the history's (or either is not recorded)."""
@@ -339,6 +374,15 @@ class _Group:
             return 0
         coming = sum(r.scans for r in self.requests.values() if r.state not in NOT_COMING)
         return max(0, self.asked_base + coming - n_total)
+
+    def outstanding(self) -> list[str]:
+        """The uids of the suggestions whose repeats may still be queued or measured: neither
+        refused (rejected, failed, held) nor completed by the queue."""
+        return [
+            uid
+            for uid, r in self.requests.items()
+            if r.scans > 0 and r.state not in NOT_COMING and r.state != "completed"
+        ]
 
 
 def _window(values: Mapping[str, Any]) -> Window:
@@ -700,6 +744,28 @@ def _conflict_reason(merged: Mapping[str, Any], group: Mapping[str, str]) -> str
     )
 
 
+def _still_queued(in_flight: int) -> str:
+    """What a stop says of the repeats asked for earlier that have not arrived."""
+    verb = "is" if in_flight == 1 else "are"
+    it = "it is" if in_flight == 1 else "they are"
+    return (
+        f"{_n(in_flight, 'scan')} asked for earlier {verb} still queued or being measured; "
+        f"{it} not needed: cancel {'it' if in_flight == 1 else 'them'}"
+    )
+
+
+def _headline(reason: str) -> str:
+    """The first clause of a reason (`stop: target below the noise floor`, `noise ... reached
+    the target ...`): what a later decision that changes it names."""
+    return re.split(r"[.;]\s", reason, maxsplit=1)[0]
+
+
+def _changed_from(stop: tuple[int, str]) -> str:
+    n, headline = stop
+    headline = headline.removeprefix("stop: ")
+    return f"changed from the stop after {_n(n, 'merged scan')} ({headline})"
+
+
 def _check_scans(scans: list[str], sample: str | None) -> str:
     """`check scans <file>, <file> of sample <sample>`: the scans by the names of their files."""
     names = ", ".join(scan_name(s) for s in scans)
@@ -876,6 +942,19 @@ class ConvergenceAgent:
                 self._decided[uid] = (state, taken)
             elif action == "change_parameters":
                 arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
+            if action == "stop" and in_flight > 0:
+                # repeats the agent asked for are still queued: at night nobody reads
+                # `metrics.in_flight`, and the queue would measure them for nothing
+                arguments = {
+                    "in_flight": in_flight,
+                    "cancel": in_flight,
+                    "cancel_suggestions": state.outstanding(),
+                }
+                reason = f"{reason}; {_still_queued(in_flight)}"
+            if action == "more_scans" and state.last_stop is not None:
+                # the agent changes its mind: the operator saw a stop, the reason says which
+                reason = f"{_changed_from(state.last_stop)}: {reason}"
+            state.last_stop = (n, _headline(reason)) if action == "stop" else None
             if rejected and action != "change_parameters":
                 # change_parameters names them already (or the scans to check)
                 reason = f"{reason}; {_left_out(rejected)}"
@@ -997,18 +1076,29 @@ class ConvergenceAgent:
             if fit
             else (f"; {no_floor}" if "noise_model" in metrics else "")
         )
+        # the measured noise at or below the target is one estimate (it scatters by about 10 %):
+        # the target is reached when the fit of all points agrees (see Target reached)
+        unconfirmed = None
         if eps <= p.target_noise:
-            return suggestion(
-                "stop",
-                f"noise {_g(eps)} reached the target {_g(p.target_noise)} with {n} merged "
-                f"scans{floor_text}",
-                0.95,
-            )
+            check = self._reached_check(points, n, eps)
+            if check is None:
+                return suggestion(
+                    "stop",
+                    f"noise {_g(eps)} reached the target {_g(p.target_noise)} with {n} merged "
+                    f"scans{self._reached_by_fit(points, n)}{floor_text}",
+                    0.95,
+                )
+            unconfirmed = check
         if taken >= p.max_scans:
+            where = (
+                "is at the target by its own estimate only"
+                if unconfirmed
+                else "is still above the target"
+            )
             return suggestion(
                 "stop",
-                f"maximum of {p.max_scans} scans reached; noise {_g(eps)} is still above the "
-                f"target {_g(p.target_noise)}{floor_text}",
+                f"maximum of {p.max_scans} scans reached; noise {_g(eps)} {where} "
+                f"{_g(p.target_noise)}{floor_text}",
                 0.6,
             )
         if (
@@ -1023,18 +1113,25 @@ class ConvergenceAgent:
                 f"the previous merge, below {_g(p.stability_tolerance)}",
                 0.75,
             )
+        if state.floor_stop is not None:
+            kept = self._floor_stop_kept(state, points, n, eps)
+            if kept is not None:
+                reason, confidence = kept
+                return suggestion("stop", reason, confidence)
         unproven = self._floor_unproven(fit, n) if fit is not None else None
         if unproven is not None:
             # a stop on it could end a measurement whose floor is below (or further below)
             # the target after all: decided as with no floor, as for a floor not significant
             metrics["noise_model"]["floor_used"] = False
             no_floor, fit = unproven, None
+        counted_now: int | None = None
         if fit is not None:
             best = fit.noise(max(p.max_scans, n))
             metrics["best_reachable_noise"] = best
             needed = fit.scans_for(p.target_noise)
             if needed is None:
                 metrics["uncertain"] = False
+                state.floor_stop = n
                 return suggestion(
                     "stop",
                     f"stop: target below the noise floor. Noise {_g(eps)} after "
@@ -1068,6 +1165,28 @@ class ConvergenceAgent:
             )
             confidence = self._fit_confidence(fit, needed)
             uncertain = confidence < 0.5
+            # near the floor N_t swings with every merge (4 scans after 3, 18 after 4): a
+            # suggestion commits only the scans needed even if the prediction errs low by its
+            # standard error, and a weak one only those needed with no floor at all
+            hopeful = fit.hopeful_scans(p.target_noise, n + 1, needed)
+            surely = max(n + 1, math.ceil(n * (eps / p.target_noise) ** 2 - 1e-9))
+            if hopeful < needed and (not uncertain or hopeful <= surely):
+                how += (
+                    f"; the noise predicted less its error reaches the target after {hopeful} "
+                    f"scans, so only those are counted now, and the agent decides again on "
+                    "their merges"
+                )
+                counted_now = hopeful
+            elif uncertain and surely < needed:
+                how += (
+                    f"; with confidence {confidence:.2f} that prediction is uncertain, so "
+                    f"only the {surely} scans in total needed even with no floor (falling "
+                    "as 1/sqrt(N)) are counted now, and the agent decides again on their "
+                    "merges"
+                )
+                counted_now = surely
+            if counted_now is not None:
+                metrics["scans_counted_now"] = counted_now
         else:
             single = eps * math.sqrt(n)
             needed = max(n + 1, math.ceil((single / p.target_noise) ** 2 - 1e-9))
@@ -1115,14 +1234,19 @@ class ConvergenceAgent:
             uncertain = True
         metrics["predicted_scans_total"] = needed
         metrics["uncertain"] = uncertain
+        needed_now = counted_now or needed
         # the scans still to ask for: what the estimate needs beyond those merged and in flight
         # and beyond those measured already that only need normalising with the newest
         # settings: reprocessing merges them, at no cost of beamtime
-        more = needed - n - in_flight - len(reprocessable)
+        more = needed_now - n - in_flight - len(reprocessable)
         if in_flight == 0 and not reprocessable:
             more = max(1, more)
         capped = max(0, min(more, p.max_batch, p.max_scans - taken - in_flight))
-        reason = f"noise {_g(eps)} after {_n(n, 'merged scan')}, target {_g(p.target_noise)}; {how}"
+        reason = (
+            f"{unconfirmed}; {how}"
+            if unconfirmed
+            else f"noise {_g(eps)} after {_n(n, 'merged scan')}, target {_g(p.target_noise)}; {how}"
+        )
         if in_flight:
             verb = "has" if in_flight == 1 else "have"
             reason += f"; {_n(in_flight, 'scan')} asked for earlier {verb} not arrived yet"
@@ -1196,6 +1320,62 @@ class ConvergenceAgent:
             f"the target ({doubt})"
         )
 
+    def _reached_fit(self, points: list[tuple[int, float]]) -> NoiseFit | None:
+        """The fit of all points that tells whether the target is reached (any fit of
+        `fit_min_points`: at the current N it interpolates, floor supported or not)."""
+        fit = fit_noise(points)
+        return fit if fit is not None and fit.points >= self.params.fit_min_points else None
+
+    def _reached_check(self, points: list[tuple[int, float]], n: int, eps: float) -> str | None:
+        """Why a merge whose own noise is at or below the target does not reach it yet (the
+        fit of all points predicts noise above the target at N = n), or None when it does."""
+        fit = self._reached_fit(points)
+        if fit is None or fit.noise(n) <= self.params.target_noise:
+            return None
+        return (
+            f"noise {_g(eps)} after {_n(n, 'merged scan')} is at or below the target "
+            f"{_g(self.params.target_noise)}, but the fit eps² = a²/N + b² to {fit.points} "
+            f"points predicts {_apart(fit.noise(n), self.params.target_noise)} ± "
+            f"{_g(fit.noise_err(n))} at {n} scans, above it: one noise estimate scatters by "
+            "about 10 %, so the target is not taken as reached on it"
+        )
+
+    def _reached_by_fit(self, points: list[tuple[int, float]], n: int) -> str:
+        """What the fit says of a target reached, for the stop's reason."""
+        fit = self._reached_fit(points)
+        if fit is None:
+            return ""
+        return (
+            f" (the fit of eps² = a²/N + b² to {fit.points} points predicts "
+            f"{_g(fit.noise(n))} ± {_g(fit.noise_err(n))} at {n} scans)"
+        )
+
+    def _floor_stop_kept(
+        self, state: _Group, points: list[tuple[int, float]], n: int, eps: float
+    ) -> tuple[str, float] | None:
+        """The stop for the floor said before, kept while the fitted floor is still at or
+        above the target (hysteresis, see Noise model), with its confidence; None when the
+        floor fell below the target (the agent changes its mind, and says so)."""
+        p = self.params
+        fit = self._reached_fit(points)
+        said = state.floor_stop
+        if fit is None or said is None or fit.scans_for(p.target_noise) is not None:
+            state.floor_stop = None
+            return None
+        doubt = fit.above_doubt(p.target_noise, p.floor_confidence)
+        now = f", though no longer significantly ({doubt})" if doubt else ""
+        last = max(p.max_scans, n)
+        reason = (
+            f"stop: target below the noise floor, as said after {_n(said, 'merged scan')}. "
+            f"Noise {_g(eps)} after {_n(n, 'merged scan')}; the fitted floor "
+            f"{_apart(fit.floor, p.target_noise)} ± {_g(fit.floor_err)} (fit of eps² = a²/N + "
+            f"b² to {fit.points} points, a = {_g(math.sqrt(fit.a2))}) is still above the target "
+            f"{_apart(p.target_noise, fit.floor)}{now}; once it said stop for the floor, the "
+            "agent asks for more scans only when the fitted floor falls below the target; the "
+            f"best reachable noise is {_g(fit.noise(last))} with {last} scans"
+        )
+        return reason, self._fit_confidence(fit, n)
+
     @staticmethod
     def _restart_history(state: _Group, merged: Mapping[str, Any]) -> dict[str, Any] | None:
         """Drop the group's noise history when this merge's spectra were normalised otherwise
@@ -1213,6 +1393,7 @@ class ConvergenceAgent:
         earlier, state.merges_on_scale = state.merges_on_scale, 0
         state.history.clear()
         state.previous = None
+        state.floor_stop = None  # decided on another scale
         return {
             "dropped": dropped,
             "earlier_merges": earlier,
