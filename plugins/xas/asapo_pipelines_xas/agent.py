@@ -954,7 +954,11 @@ class ConvergenceAgent:
             if action == "more_scans" and state.last_stop is not None:
                 # the agent changes its mind: the operator saw a stop, the reason says which
                 reason = f"{_changed_from(state.last_stop)}: {reason}"
-            state.last_stop = (n, _headline(reason)) if action == "stop" else None
+            if action != "stop":
+                state.last_stop = None
+            elif state.last_stop is None:
+                # a run of stops is named by its first: the one the operator acted on
+                state.last_stop = (n, _headline(reason))
             if rejected and action != "change_parameters":
                 # change_parameters names them already (or the scans to check)
                 reason = f"{reason}; {_left_out(rejected)}"

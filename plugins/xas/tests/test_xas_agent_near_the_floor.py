@@ -173,3 +173,31 @@ def test_target_reached_needs_the_fit_at_this_n_to_agree(merges):
             assert plan["action"] == "stop", plan["reason"]
             assert "reached the target" in plan["reason"]
     assert doubted, "no merge below the target that its fit puts above it: nothing to test"
+
+
+def test_a_more_scans_after_a_stop_names_the_stop_it_changes():
+    """Merges whose noise follows a floor, then falls far below it (as after a fix at the
+    beamline): the floor stop is kept while the fit still puts the floor above the target, and
+    the first `more_scans` after it says which stop it changes. A synthetic noise sequence (the
+    merge bodies of test_xas_agent_floor): the real repeats above never fall below their floor."""
+    from test_xas_agent_floor import merged_doc
+
+    a, b, target = 2e-4, 1.5e-4, 1.2e-4
+    singles = [math.hypot(a, b) * (1 + 0.01 * (-1) ** i) for i in range(12)]
+    noise = [singles[0]] + [math.sqrt(a * a / n + b * b) for n in range(2, 7)]
+    noise += [1.05 * a / math.sqrt(n) for n in range(7, 12)]
+    harness = agent(target)
+    for n, eps in enumerate(noise, start=1):
+        harness.send(message(merged_doc(n, eps, singles[:n]), port="merged", id=n))
+    plans = harness.shutdown().values("plans")
+    actions = [p["action"] for p in plans]
+    first_stop = actions.index("stop")
+    assert "more_scans" in actions[first_stop:], [p["reason"] for p in plans]
+    changed = actions.index("more_scans", first_stop)
+    assert set(actions[first_stop:changed]) == {"stop"}
+    headline = plans[first_stop]["reason"].split(". ")[0].removeprefix("stop: ")
+    said = f"changed from the stop after {first_stop + 1} merged scans ({headline}): "
+    assert plans[changed]["reason"].startswith(said), plans[changed]["reason"]
+    # the floor stop was kept, not said again as new, while the fit's floor stayed above
+    for plan in plans[first_stop + 1 : changed]:
+        assert f"as said after {first_stop + 1} merged scans" in plan["reason"], plan["reason"]
