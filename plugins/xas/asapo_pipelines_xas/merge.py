@@ -90,7 +90,119 @@ from asapo_pipelines_xas.params import AutobkParams, MergeParams, NoiseParams, P
 
 #: a merge's settings that are the merge's own, not the normalisation's: they do not change the
 #: scale its noise is measured on (the merge re-merges every scan when they change)
-MERGE_ONLY_SETTINGS = frozenset({"align"})
+MERGE_ONLY_SETTINGS = frozenset({"align", "deglitch"})
+
+#: a repeat's point is a glitch where it lies further than this many robust standard deviations
+#: from the median of the repeats at that energy (see `find_glitches`). A mono glitch of 15 % of
+#: the edge step is about 100 of them; the largest deviation of clean real repeats about 6.
+GLITCH_THRESHOLD = 10.0
+#: the robust spread is taken over this many grid points either side of each energy: the
+#: repeats differ more near the edge (residual misalignment) and at high k (less flux)
+GLITCH_WINDOW = 25
+GLITCH_RULE = (
+    "a point of a repeat is a glitch where |mu - median of the other repeats| exceeds "
+    "threshold x 1.4826 x the median of that difference's absolute value within window points "
+    "either side (on the merge's grid, after alignment); with 3 or more repeats the glitch "
+    "points are left out of the mean (the rest of the scan is merged); with 2 the median "
+    "cannot tell which repeat is wrong: the energies are reported, nothing is left out"
+)
+
+
+def deglitch_settings() -> dict[str, Any]:
+    """The rule and threshold of the glitch screening, recorded with every merge."""
+    return {"threshold": GLITCH_THRESHOLD, "window": GLITCH_WINDOW, "rule": GLITCH_RULE}
+
+
+def find_glitches(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, scores) of repeats (rows of mu on one grid): each point's deviation from the
+    median of the other repeats at that energy, in units of the robust spread of that
+    repeat's deviations around it (`GLITCH_RULE`), and which points are glitches. A glitch
+    raises a scan's noise estimate by a few per cent only (it is at low k, the noise is
+    measured at high R), so only a comparison with the other repeats finds it. The spread is
+    each repeat's own: a noisier repeat is no glitch (the agent's noise test deals with it).
+    Where several repeats exceed the threshold at a point (with 3, a glitch moves the others'
+    median too), the worst is taken out and the rest tested again while 3 are left; with 2
+    both are flagged: no median says which one is wrong."""
+    n = len(rows)
+    dev = np.vstack([rows[i] - np.median(np.delete(rows, i, 0), axis=0) for i in range(n)])
+    spread = np.vstack([_local_spread(d) for d in dev])
+    scores = np.abs(dev) / np.where(spread > 0, spread, np.inf)
+    flags = np.zeros_like(scores, dtype=bool)
+    for j in np.flatnonzero((scores > GLITCH_THRESHOLD).any(axis=0)):
+        if n < 3:
+            flags[:, j] = True
+            continue
+        left = list(range(n))
+        while len(left) >= 3:
+            values = rows[left, j]
+            own = [
+                abs(values[k] - np.median(np.delete(values, k))) / (spread[i, j] or np.inf)
+                for k, i in enumerate(left)
+            ]
+            worst = int(np.argmax(own))
+            if own[worst] <= GLITCH_THRESHOLD:
+                break
+            flags[left.pop(worst), j] = True
+    return flags, scores
+
+
+def _local_spread(dev: np.ndarray) -> np.ndarray:
+    """1.4826 x the median of |dev| within `GLITCH_WINDOW` points of each point: a standard
+    deviation that a few glitch points do not move, and that follows the noise along the
+    scan (larger near the edge, from residual misalignment, and at high k, from less flux)."""
+    padded = np.pad(np.abs(dev), GLITCH_WINDOW, constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * GLITCH_WINDOW + 1)
+    return 1.4826 * np.nanmedian(windows, axis=1)
+
+
+def interpolated(energies: list[np.ndarray], mus: list[np.ndarray], grid: np.ndarray) -> np.ndarray:
+    """Each scan's mu on the merge's grid, interpolated as `merge_groups` does."""
+    from larch.math import interp, remove_dups, remove_nans
+
+    return np.array(
+        [
+            interp(
+                remove_nans(remove_dups(np.asarray(e, dtype=float), 1.0e-9), interp=True),
+                remove_nans(np.asarray(m, dtype=float), interp=True),
+                grid,
+                kind="cubic",
+            )
+            for e, m in zip(energies, mus, strict=True)
+        ]
+    )
+
+
+def glitch_record(
+    grid: np.ndarray, flagged: np.ndarray, scores: np.ndarray, names: list[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """The glitches found (`find_glitches` of the repeats `names`), one per repeat with any:
+    its energies and largest deviation, and whether they are left out of the mean."""
+    if len(names) < 3:
+        # both repeats deviate alike from their mean: no median says which one is wrong
+        at = flagged.any(axis=0)
+        if not at.any():
+            return []
+        return [
+            {
+                "scans": [scan for scan, _ in names],
+                "files": [file for _, file in names],
+                "energies": [round(float(e), 2) for e in grid[at]],
+                "deviation": round(float(scores[:, at].max()), 1),
+                "excluded": False,
+                "why": "with 2 repeats the median cannot tell which one is wrong",
+            }
+        ]
+    return [
+        {
+            "scan": name[0],
+            "file": name[1],
+            "energies": [round(float(e), 2) for e in grid[flagged[i]]],
+            "deviation": round(float(scores[i, flagged[i]].max()), 1),
+            "excluded": True,
+        }
+        for i, name in enumerate(names)
+        if flagged[i].any()
+    ]
 
 
 def noise_scale(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -128,6 +240,8 @@ class Merged:
     #: the merge's own analysis settings where they differ from the scans' (`merge.noise`
     #: kweight 3, the scans' 2): every noise of this merge, each scan's too, is on its scale
     noise_by_merge: str | None = None
+    #: points of repeats that deviate from the other repeats (`glitch_record`), else empty
+    glitches: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def latest_accepted(self) -> bool:
@@ -153,6 +267,7 @@ class Merged:
             # only when set: a merge's key is its content, which this must not change otherwise
             **({"no_majority": dict(self.no_majority)} if self.no_majority else {}),
             **({"noise_by_merge": self.noise_by_merge} if self.noise_by_merge else {}),
+            **({"glitches": [dict(g) for g in self.glitches]} if self.glitches else {}),
         }
 
 
@@ -1152,10 +1267,9 @@ class Merger:
         ]
         if not accepted or used is None:
             return Merged(group, 0, [], rejected, latest, {}, {}, scans, no_majority=no_majority)
-        grid, mean, std = merge_mu(
-            [e.spectrum.arrays["energy"] + e.shift for e in accepted],
-            [e.spectrum.arrays["mu"] for e in accepted],
-        )
+        energies = [e.spectrum.arrays["energy"] + e.shift for e in accepted]
+        mus = [e.spectrum.arrays["mu"] for e in accepted]
+        grid, mean, std = merge_mu(energies, mus)
         if len(grid) < 20:
             raise SpectrumError(
                 f"the scans of {group} share only {len(grid)} energies; they cannot be merged"
@@ -1163,6 +1277,15 @@ class Merger:
         n = len(accepted)
         # merge_groups' spread is the population std; the mean's standard error uses ddof=1
         stderr = std / math.sqrt(n - 1) if n > 1 else np.full_like(mean, np.nan)
+        glitches: list[dict[str, Any]] = []
+        if n > 1:
+            mean, stderr, glitches = _deglitched(
+                grid,
+                mean,
+                stderr,
+                interpolated(energies, mus, grid),
+                [(e.scan_id, _name(e)) for e in accepted],
+            )
         pre, bkg, noise = used
         arrays, values = analyse(grid, mean, pre, bkg, noise)
         arrays["mu_stderr"] = stderr
@@ -1176,6 +1299,7 @@ class Merger:
             "pre_edge": pre.model_dump(),
             "autobk": bkg.model_dump(),
             "noise": noise.model_dump(),
+            "deglitch": deglitch_settings(),
         }
         own = _own_settings(accepted[0].spectrum)
         return Merged(
@@ -1190,6 +1314,7 @@ class Merger:
             settings,
             self._noise_series(key, group, settings),
             noise_by_merge=_noise_override(used, own),
+            glitches=glitches,
         )
 
     def _noise_series(
@@ -1201,6 +1326,29 @@ class Merger:
         if scale == first:
             return dict(group)
         return {**group, "settings": settings_difference(scale, first)}
+
+
+def _deglitched(
+    grid: np.ndarray,
+    mean: np.ndarray,
+    stderr: np.ndarray,
+    rows: np.ndarray,
+    names: list[tuple[str, str]],
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """The mean and its standard error without the glitch points (`GLITCH_RULE`), and what
+    was found. Points of the mean with no glitch are merge_groups' own, untouched."""
+    flagged, scores = find_glitches(rows)
+    glitches = glitch_record(grid, flagged, scores, names)
+    if len(names) < 3 or not glitches:
+        return mean, stderr, glitches
+    keep = ~flagged
+    at = ~keep.all(axis=0)
+    mean, stderr = mean.copy(), stderr.copy()
+    for j in np.flatnonzero(at):
+        values = rows[keep[:, j], j]
+        mean[j] = values.mean()
+        stderr[j] = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else np.nan
+    return mean, stderr, glitches
 
 
 def _label_conflict(entry: _Entry) -> dict[str, Any]:

@@ -603,6 +603,8 @@ class Merge(Processor):
         self._warned_temperature: set[str] = set()
         #: group label -> (digest of the last merge sent in the run, how many were sent)
         self._sent: dict[str, tuple[str, int]] = {}
+        #: (group, scan(s), energies) of glitches warned of: once each, not at every merge
+        self._warned_glitches: set[tuple[str, str, str]] = set()
 
     def restore_sent(self, message: Message) -> None:
         # the merges the run sent, from their keys alone: which was each group's last
@@ -716,9 +718,42 @@ class Merge(Processor):
         self._note_group(merged)
         return sending
 
+    def _warn_glitches(self, merged: dict[str, Any]) -> None:
+        """Warn once of each repeat's points that deviate from the other repeats (a glitch):
+        its noise estimate hardly sees them, and merged they are a bump in the result."""
+        label = group_label(merged)
+        for glitch in merged.get("glitches", []):
+            names = glitch.get("file") or " and ".join(glitch.get("files", []))
+            energies = ", ".join(f"{e:.1f}" for e in glitch["energies"])
+            key = (label, names, energies)
+            if key in self._warned_glitches:
+                continue
+            self._warned_glitches.add(key)
+            if glitch["excluded"]:
+                self.log.warning(
+                    "merge of %s: %s has a glitch at %s eV (up to %.0f times its spread from "
+                    "the other repeats' median); those points are left out of the merge, the "
+                    "rest of the scan is merged",
+                    label,
+                    names,
+                    energies,
+                    glitch["deviation"],
+                )
+            else:
+                self.log.warning(
+                    "merge of %s: %s differ at %s eV (up to %.0f times their spread); with 2 "
+                    "repeats the merge cannot tell which one has the glitch, so both are "
+                    "merged: look at the scans, or measure a third repeat",
+                    label,
+                    names,
+                    energies,
+                    glitch["deviation"],
+                )
+
     def _note_group(self, merged: dict[str, Any]) -> None:
         """What the summary shows of a group: its latest merge."""
         values = merged["values"]
+        self._warn_glitches(merged)
         other_code = self._warn_other_code(merged)
         # a copy of a scan (another name, the same data) is no measurement: counted apart, as
         # the NeXus title counts it ("2 scans; 1 copy of scans left out")
@@ -741,6 +776,12 @@ class Merge(Processor):
             # made with other settings than the newest (a `--resume --set normalize...`): not
             # faulty, measured, and merged once reprocessed; "rejected 2" alone read as bad scans
             **({"rejected_for_earlier_settings": earlier} if earlier else {}),
+            # points of repeats left out of the mean (or, of 2 repeats, reported) as glitches
+            **(
+                {"glitches": [g.get("file") or g.get("files") for g in merged["glitches"]]}
+                if merged.get("glitches")
+                else {}
+            ),
             # the merge analyses with its own settings: its noise and the scans' beside it are
             # on that scale, not on that of the noise xas.normalize lists for each file
             **(

@@ -1,0 +1,143 @@
+"""A glitch in one repeat (the outside tester's: +0.05, +0.12, +0.05 in mu at three points near
+7400 eV, 15 % of the edge step) went into the merge unnoticed: its scan's noise rose by 2 %, and
+the merge of 4 repeats carried a bump of +0.037 in norm. The merge now compares each repeat with
+the others on its grid (after alignment), warns naming the scan and the energies, leaves those
+points out of the mean, and records them with the merge (`glitches`) and in the NeXus file.
+
+The repeats are the real P65 scans and copies of them with their own noise (seeded), made at test
+time; the glitch is injected into one copy's transmitted counts. The reference, the merge without
+the glitch, is made by the unit itself from the same files without it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from xas_agent_procs import NORMALIZE, merges_of, noisy_copy
+from xas_procs import pipeline_command, scan_chain, write_pipeline
+from xas_testdata import DATA, P65_ENERGY, P65_IT, P65_SCANS
+
+#: the tester's glitch, added to mu at three consecutive points from GLITCH_AT eV
+GLITCH = (0.05, 0.12, 0.05)
+GLITCH_AT = 7400.0
+#: each copy's counts changed by this relative noise (the tester's synthetic repeats' order)
+COPY_NOISE = 1e-3
+
+
+def repeats(directory: Path, count: int) -> list[Path]:
+    """The two real P65 scans, then noisy copies of them (seeded by their index)."""
+    directory.mkdir()
+    paths = [Path(shutil.copy(DATA / name, directory)) for name in P65_SCANS[:count]]
+    return paths + [noisy_copy(directory, i, COPY_NOISE) for i in range(2, count)]
+
+
+def add_glitch(path: Path) -> np.ndarray:
+    """The tester's glitch in the file's mu = ln(I0/It) (It divided by exp(glitch)); the
+    energies it is at."""
+    lines = path.read_text().splitlines()
+    rows = [i for i, line in enumerate(lines) if line.strip() and not line.startswith("#")]
+    energy = np.array([float(lines[i].split()[P65_ENERGY]) for i in rows])
+    first = int(np.searchsorted(energy, GLITCH_AT))
+    for row, bump in zip(rows[first : first + len(GLITCH)], GLITCH, strict=True):
+        cells = lines[row].split()
+        cells[P65_IT] = repr(float(cells[P65_IT]) / float(np.exp(bump)))
+        lines[row] = " ".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    return energy[first : first + len(GLITCH)]
+
+
+def run(tmp_path: Path, name: str) -> tuple[Path, str]:
+    units = scan_chain("data", NORMALIZE, {})
+    pipeline = write_pipeline(tmp_path, name, units)
+    done = pipeline_command(pipeline, "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    logs = pipeline_command(pipeline, "logs", "merge")
+    assert logs.returncode == 0, logs.stderr
+    return pipeline, logs.stdout + logs.stderr
+
+
+def newest_merge(pipeline: Path) -> dict:
+    out = pipeline_command(pipeline, "tail", "merged", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])["value"]
+
+
+def test_a_glitch_in_one_of_four_repeats_is_named_and_left_out_of_the_merge(tmp_path):
+    paths = repeats(tmp_path / "data", 4)
+    clean = merges_of(paths)[-1]
+    glitched = paths[2]
+    at = add_glitch(glitched)
+    pipeline, log = run(tmp_path, "glitch")
+
+    # the warning names the scan and the energies
+    energies = ", ".join(f"{e:.1f}" for e in at)
+    assert f"{glitched.name} has a glitch at {energies} eV" in log, log
+    assert "those points are left out of the merge" in log
+    merged = newest_merge(pipeline)
+    (found,) = merged["glitches"]
+    assert found["file"] == glitched.name
+    assert found["excluded"] is True
+    assert np.allclose(found["energies"], at, atol=0.5)
+    assert merged["settings"]["deglitch"]["threshold"] > 0
+
+    # the merged mu at the glitch is the clean merge's, within the repeats' noise there
+    mu = np.array(merged["arrays"]["mu"])
+    energy = np.array(merged["arrays"]["energy"])
+    assert np.array_equal(energy, np.array(clean["arrays"]["energy"]))
+    reference = np.array(clean["arrays"]["mu"])
+    noise = np.array(clean["arrays"]["mu_stderr"])
+    near = np.abs(energy - GLITCH_AT) < 5
+    assert np.all(np.abs(mu[near] - reference[near]) < 2 * noise[near])
+
+
+def test_the_clean_real_repeats_raise_no_glitch(tmp_path):
+    """The bundled scans and copies of them: no point flagged, nothing warned, the merge as
+    merge_groups makes it."""
+    repeats(tmp_path / "data", 4)
+    pipeline, log = run(tmp_path, "clean")
+    assert "glitch" not in log
+    assert "glitches" not in newest_merge(pipeline)
+    for merged in merges_of(sorted((tmp_path / "data").iterdir())):
+        assert "glitches" not in merged
+
+
+def test_with_two_repeats_the_glitch_is_reported_for_both_and_nothing_left_out(tmp_path):
+    """A median of two cannot say which repeat is wrong: both are named, the energies given,
+    and the merge is the plain mean."""
+    paths = repeats(tmp_path / "data", 2)
+    at = add_glitch(paths[1])
+    pipeline, log = run(tmp_path, "two")
+    assert f"{paths[0].name} and {paths[1].name} differ at" in log, log
+    assert "cannot tell which one has the glitch" in log
+    (found,) = newest_merge(pipeline)["glitches"]
+    assert found["excluded"] is False
+    assert np.allclose(found["energies"], at, atol=0.5)
+
+
+def test_the_nexus_merge_entry_records_the_glitch(tmp_path):
+    pytest.importorskip("asapo_pipelines_nexus")
+    import h5py
+
+    paths = repeats(tmp_path / "data", 3)
+    add_glitch(paths[2])
+    units = {
+        **scan_chain("data", NORMALIZE, {}),
+        "writer": {
+            "unit": "nexus.writer",
+            "params": {"file": "results.nxs"},
+            "inputs": {"spectra": "spectra", "merged": "merged"},
+        },
+    }
+    pipeline = write_pipeline(tmp_path, "glitch-nexus", units)
+    done = pipeline_command(pipeline, "run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    with h5py.File(tmp_path / "results.nxs", "r", swmr=True, locking=False) as f:
+        merges = [f[k] for k in f if "merge" in f[k]["title"][()].decode()]
+        newest = max(merges, key=lambda e: int(e.name[6:]))
+        (found,) = json.loads(newest["process/results/glitches"][()])
+        parameters = json.loads(newest["process/parameters/data"][()])
+    assert found["file"] == paths[2].name
+    assert "median of the other repeats" in parameters["deglitch"]["rule"]
