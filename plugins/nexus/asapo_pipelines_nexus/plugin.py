@@ -42,6 +42,15 @@ WRITER = UnitDescriptor(
             required=False,
             description="Merged spectra, each stored as NXprocess + NXdata with errors.",
         ),
+        Port(
+            name="plans",
+            content_type="plan/suggestion",
+            format="json",
+            required=False,
+            description="An agent's decisions (action, count, reason, confidence, metrics), "
+            "each stored as an NXentry without data: its `decision` (NXcollection) names the "
+            "merge entry it was based on, `plan` (NXnote) holds the whole message.",
+        ),
     ),
     params=NexusWriterParams,
     resources=Resources(cpu=300, memory=256),

@@ -33,10 +33,15 @@ Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an 
 (program, version, parameters as an NXnote, scalar results) and NXdata groups: mu(E), norm and
 flat on the energy grid (with `mu_errors` for a merge) and chi(k). A merge's results hold
 `alignment_shift` (eV), the shift it added to each merged scan's energy, in the order of its
-`accepted` scans. A merge of no scan (`nothing_merged`: every scan rejected, or no majority)
-becomes an NXentry without NXdata and without `default`, whose title and `notes` (NXnote) say
-that nothing was merged and why; as the newest merge it is the root's `default` (see
-`_fill_nothing_merged` for why).
+`accepted` scans, and `glitches` (JSON, only when the merge found any: each repeat's energies
+that deviate from the other repeats, and whether they were left out of the mean; the rule and
+threshold are its parameters' `deglitch`). A merge of no scan (`nothing_merged`: every scan
+rejected, or no majority) becomes an NXentry without NXdata and without `default`, whose title
+and `notes` (NXnote) say that nothing was merged and why; as the newest merge it is the root's
+`default` (see `_fill_nothing_merged` for why). An agent's decision (`plans`, content type
+`plan/suggestion`) becomes an NXentry without data (`write_decision`): `decision`
+(NXcollection: action, count, reason, confidence, metrics, target, time, and `based_on`, the
+merge entry it answers), `plan` (NXnote: the whole message) and its provenance.
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
 `h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (a plain open fails:
@@ -141,6 +146,8 @@ KEY_ATTR = "asapo_key"
 #: the path later, even one holding copies of its entries, has another (`file_id_at`)
 FILE_ID_ATTR = "asapo_file_id"
 CONTENT_ATTR = "asapo_content_type"
+#: an agent's decisions (`plans`): written as entries without data (`write_decision`)
+PLAN_CONTENT = "plan/suggestion"
 PIPELINE_ATTR = "asapo_pipeline"
 #: the start of the entry's run (ISO 8601, UTC): with the pipeline and run id, it names one run
 RUN_STARTED_ATTR = "asapo_run_started"
@@ -838,12 +845,68 @@ class NexusWriter:
                 return self.write_nothing_merged(body, key)
             if content_type in ("xas/spectrum", "xas/merged"):
                 return self.write_result(body, key, content_type)
+            if content_type == PLAN_CONTENT:
+                return self.write_decision(body, key)
         finally:
             self._entry_provenance = None
         raise NexusWriterError(
-            f"nexus.writer cannot store {content_type!r}; it stores xas/scan, xas/spectrum and "
-            "xas/merged"
+            f"nexus.writer cannot store {content_type!r}; it stores xas/scan, xas/spectrum, "
+            f"xas/merged and {PLAN_CONTENT}"
         )
+
+    def write_decision(self, plan: Mapping[str, Any], key: str) -> str | None:
+        """Append one decision of an agent (a `plans` message) as an NXentry without data:
+        the record of an experiment says why more scans were measured, or why it stopped.
+        Its `decision` (NXcollection) holds action, count, reason, confidence, metrics and the
+        merge entry it was based on (`based_on`: the entry written from the merge message the
+        decision answers, when this file holds it); `plan` (NXnote) the whole message."""
+        if self.has(key):
+            return None
+        arguments = plan.get("arguments") if isinstance(plan.get("arguments"), Mapping) else {}
+        action = str(plan.get("action", ""))
+        count = arguments.get("scans") if action == "more_scans" else None
+        based_on = self._entry_of_message(_input_message(self._entry_provenance))
+        target = str(plan.get("target") or "")
+        metrics = arguments.get("metrics") if isinstance(arguments.get("metrics"), Mapping) else {}
+        merged = metrics.get("n_merged")
+        # two decisions on one group often say the same (more_scans 1): the merge tells them apart
+        after = f" after {merged} merged scan{'' if merged == 1 else 's'}" if merged else ""
+        told = f"{action}{f' {count}' if count is not None else ''}"
+        title = self._titled(key, f"decision on {target}{after}: {told}")
+        self._writable(0)
+
+        def fill(entry: h5py.Group) -> None:
+            _string(entry, "title", title)
+            # when the agent decided (UTC, the suggestion's own time), else when written
+            _start_time(entry, plan.get("time"), "decision")
+            decision = _group(entry, "decision", "NXcollection")
+            _string(decision, "action", action)
+            if isinstance(count, int):
+                decision.create_dataset("count", data=count)
+            _string(decision, "reason", str(plan.get("reason", "")))
+            confidence = plan.get("confidence")
+            if isinstance(confidence, int | float):
+                decision.create_dataset("confidence", data=float(confidence))
+            _string(decision, "target", target)
+            _string(decision, "metrics", json.dumps(metrics, default=str))
+            _string(decision, "based_on", based_on or "")
+            if plan.get("time"):
+                _string(decision, "time", str(plan["time"]))
+            _note(entry, "plan", dict(plan))
+            self._provenance(entry, {"target": target})
+
+        return self._entry(key, PLAN_CONTENT, fill)
+
+    def _entry_of_message(self, address: Mapping[str, Any] | None) -> str | None:
+        """The entry written from the message at `address` (data_source, stream, id)."""
+        if not address:
+            return None
+        # newest first: a decision follows the merge it answers, usually at once
+        for number in sorted(self._contents, reverse=True):
+            group = self.file.get(f"entry{number}")
+            if isinstance(group, h5py.Group) and _message_ref(group) == dict(address):
+                return f"entry{number}"
+        return None
 
     def write_scan(self, scan: Mapping[str, Any], key: str) -> str | None:
         """Append one raw scan as an NXxas entry."""
@@ -1187,6 +1250,10 @@ class NexusWriter:
             no_majority = result.get("no_majority")
             if isinstance(no_majority, Mapping) and no_majority.get("reason"):
                 _string(results, "no_majority", str(no_majority["reason"]))
+            if result.get("glitches"):
+                # points of repeats the merge found deviating from the others (the rule and
+                # threshold are in parameters, `deglitch`)
+                _string(results, "glitches", json.dumps(list(result["glitches"])))
 
     def _merge_members(
         self, result: Mapping[str, Any], key: str, meta: dict[str, Any]
@@ -1598,6 +1665,14 @@ def _position(name: str, group: h5py.Group) -> _Position | None:
         time=_dataset_text(group, "provenance/message_time"),
         entry=int(match.group(1)),
     )
+
+
+def _input_message(prov: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The address of the (first) input message a message was made from: for a decision,
+    the merge it answers."""
+    inputs = (prov or {}).get("inputs") or []
+    first = inputs[0] if inputs else None
+    return dict(first) if isinstance(first, Mapping) else None
 
 
 def _message_ref(group: h5py.Group) -> dict[str, Any]:
