@@ -15,7 +15,12 @@ def test_catalog_lists_the_writer_as_a_sink():
     unit = Catalog.load(strict=True).get("nexus.writer")
     assert unit.distribution == "asapo-pipelines-nexus"
     assert unit.role == "sink"
-    assert {p.content_type for p in unit.inputs} == {"xas/scan", "xas/spectrum", "xas/merged"}
+    assert {p.content_type for p in unit.inputs} == {
+        "xas/scan",
+        "xas/spectrum",
+        "xas/merged",
+        "plan/suggestion",
+    }
     assert not any(p.required for p in unit.inputs)
     assert unit.runtime == "asapo_pipelines_nexus.units:NexusWriterSink"
     assert "file" in unit.params_schema()["required"]
