@@ -220,12 +220,35 @@ class PlotHint(BaseModel):
     keep: Annotated[
         int, Field(ge=1, le=10_000, description="Lines or points kept (per series with `series`).")
     ] = 20
+    label_format: Annotated[
+        str | None,
+        Field(
+            description="How a number `label` reads: `{}` is the value, `{s}` an `s` unless it "
+            "is 1 (`{} scan{s} merged`); default `<field> <value>`."
+        ),
+    ] = None
+    x_focus: Annotated[
+        str | None,
+        Field(
+            pattern=FIELD_PATTERN,
+            description="Field of an xy message giving the x the view opens around (an edge's "
+            "`values.e0`), with `x_window`; a double click shows all.",
+        ),
+    ] = None
+    x_window: Annotated[
+        tuple[float, float],
+        Field(description="The x range shown around `x_focus`: (before, after), e.g. (-50, 150)."),
+    ] = (-50.0, 150.0)
 
     @model_validator(mode="after")
     def _series_splits_lines_or_points(self) -> PlotHint:
         # an image or a level shows only its newest message: there is nothing to split
         if self.series is not None and self.kind not in ("scalar", "xy"):
             raise ValueError(f"series splits only scalar and xy plots, not {self.kind}")
+        if self.x_focus is not None and self.kind != "xy":
+            raise ValueError(f"x_focus opens an xy plot around a point, not a {self.kind} plot")
+        if self.x_window[0] >= self.x_window[1]:
+            raise ValueError(f"x_window {self.x_window} must run from lower to higher x")
         return self
 
 

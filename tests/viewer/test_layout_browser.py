@@ -118,15 +118,15 @@ def test_plots_read_as_words_with_the_target_and_scans_under_the_merge(page, fin
     assert page.locator(f"{spectra} .xtitle").text_content() == "energy (eV)"
     assert page.locator(f"{spectra} .ytitle").text_content() == "normalised \u03bc(E)"
     assert page.locator(f"{noise} .xtitle").text_content() == "scans merged"
-    assert page.get_attribute(noise, "data-levels") == "1"
+    assert page.get_attribute(noise, "data-levels") == "2"  # the target, the fitted floor
     assert "target" in " ".join(page.locator(f"{noise} .annotation-text").all_text_contents())
     traces = page.eval_on_selector(
         spectra,
         "div => Array.from(div.data, t => ({name: t.name, opacity: t.opacity,"
         " dash: (t.line || {}).dash}))",
     )
-    merged = [t for t in traces if t["name"].startswith("n_merged")]
-    scans = [t for t in traces if not t["name"].startswith("n_merged")]
+    merged = [t for t in traces if " merged (" in t["name"]]  # "2 scans merged (sample, ...)"
+    scans = [t for t in traces if " merged (" not in t["name"]]
     assert len(merged) == 1
     assert len(scans) == 2
     assert merged[0]["dash"] == "dash"

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from test_browser import wait_for
 from test_xas_browser import xas_data, xas_unavailable
 
+from asapo_pipelines.catalog import Catalog
 from asapo_pipelines.descriptor import PlotHint
 from asapo_pipelines.transport.embedded import EmbeddedTransport
 from asapo_pipelines.viewer.collector import Collector
@@ -137,7 +138,8 @@ def test_the_merges_of_two_samples_are_two_noise_curves(store, results):
     lines = by_series(plot_of(plots, "spectra", "merge")["items"], "name")
     assert lines.keys() == expected.keys()
     for name, curve in expected.items():
-        assert lines[name] == [(f"n_merged {curve[-1][0]} ({name})",)]
+        n = curve[-1][0]
+        assert lines[name] == [(f"{n} scan{'' if n == 1 else 's'} merged ({name})",)]
 
     # the agent's decisions, one series per group named as the noise curves
     decisions = by_series(plot_of(plots, "advisor-0", "advisor")["items"], "y")
@@ -158,25 +160,37 @@ def test_series_names_a_missing_field_and_splits_only_lines_and_points():
     assert series_name(None, "metadata.sample") == "(no sample)"
     with pytest.raises(ValidationError, match="series splits only scalar and xy plots"):
         PlotHint(port="frame", kind="image", series="metadata.sample")
+    with pytest.raises(ValidationError, match="x_focus opens an xy plot around a point"):
+        PlotHint(port="plans", kind="scalar", x_focus="values.e0")
+    with pytest.raises(ValidationError, match="must run from lower to higher x"):
+        PlotHint(port="spectra", kind="xy", x_focus="values.e0", x_window=(150, -50))
 
 
 def test_the_page_draws_a_noise_curve_per_sample(page, serve, store, results):
     expected = expected_noise(results["merged"])
     page.goto(serve(view_of(store), store))
     plot = '[data-plot="noise"]'
+    # the agent's predicted point shares the figure: not a curve of the merges
+    (predicted,) = [
+        h.title
+        for h in Catalog.load().get("xas.convergence-agent").plots
+        if h.kind == "scalar" and h.figure == "noise"
+    ]
 
     def legend() -> list[str]:
-        return page.locator(f"{plot} .legendtext").all_text_contents()
+        names = page.locator(f"{plot} .legendtext").all_text_contents()
+        return [name for name in names if name != predicted]
 
     wait_for(
         page,
         lambda: page.locator(plot).count() == 1 and sorted(legend()) == sorted(expected),
         "a noise curve named by each group",
     )
-    assert page.get_attribute(plot, "data-traces") == str(len(expected))
     # each curve holds its own group's merges only
     drawn = page.evaluate(
-        "sel => document.querySelector(sel).data.map(t => [t.name, t.x, t.y])", plot
+        "([sel, other]) => document.querySelector(sel).data.filter(t => t.name !== other)"
+        ".map(t => [t.name, t.x, t.y])",
+        [plot, predicted],
     )
     assert sorted(name for name, _, _ in drawn) == sorted(expected)
     for name, xs, ys in drawn:

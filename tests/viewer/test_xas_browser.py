@@ -151,7 +151,7 @@ def test_xas_pipeline_in_the_viewer(page, tmp_path):
             lambda: (
                 page.locator(plot).count() == 1
                 and any(
-                    name.startswith("n_merged ")
+                    " scans merged (" in name
                     for name in page.locator(f"{plot} .legendtext").all_text_contents()
                 )
                 and int(page.get_attribute(plot, "data-traces") or 0) >= 3

@@ -198,19 +198,28 @@ def _thin(xs: list[Any], ys: list[Any]) -> tuple[list[Any], list[Any]]:
 
 
 def _hint_key(instance: str, hint: PlotHint) -> str:
-    return f"{instance}:{hint.port}:{hint.y}"
+    # one field can be drawn twice by a unit: the agent's target as a level and as the y of
+    # its predicted point
+    return f"{instance}:{hint.port}:{hint.kind}:{hint.x}:{hint.y}"
 
 
 def _line(
     instance: str, hint: PlotHint, msg: Any, value: Any, y: Any, name: str
 ) -> dict[str, Any] | None:
-    """One line of an `xy` hint (its arrays thinned to MAX_POINTS), None without an array."""
+    """One line of an `xy` hint (its arrays thinned to MAX_POINTS), None without an array;
+    with `x_focus`, the x the page opens the view around (`focus`, None when the message has
+    no number there)."""
     if not isinstance(y, list):
         return None
     x = _plain(get_field(msg, value, hint.x)) if hint.x else None
     x = x if isinstance(x, list) and len(x) == len(y) else list(range(len(y)))
     x, y = _thin(x, y)
-    return {"unit": instance, "name": name, "x": x, "y": y, "id": msg.id, "stream": msg.stream}
+    line = {"unit": instance, "name": name, "x": x, "y": y, "id": msg.id, "stream": msg.stream}
+    if hint.x_focus is not None:
+        focus = _plain(get_field(msg, value, hint.x_focus))
+        number = isinstance(focus, int | float) and not isinstance(focus, bool)
+        line["focus"] = focus if number else None
+    return line
 
 
 def _scalar(
@@ -231,6 +240,31 @@ def _lookback(hint: PlotHint) -> int:
     return max(hint.keep, min(hint.keep * MAX_SERIES, SERIES_LOOKBACK))
 
 
+def label_text(hint: PlotHint, label: Any) -> str:
+    """What a point or line is called by its `label` field: text as it is; a number in the
+    hint's `label_format` (`{} scan{s} merged` gives `10 scans merged`, `1 scan merged`), else
+    after its field's name (`n_merged 3`: a number alone says little)."""
+    if isinstance(label, str):
+        return label
+    if hint.label_format is not None:
+        return hint.label_format.replace("{s}", "" if label == 1 else "s").replace(
+            "{}", _number(label)
+        )
+    field = hint.label.rsplit(".", 1)[-1] if hint.label else ""
+    return f"{field} {label}"
+
+
+def _number(value: Any) -> str:
+    """A number as the page shows a level (viewer.js `fmtNumber`): 3 significant digits, small
+    and large ones with a short exponent (3.56e-5, 1.2e-4)."""
+    if not isinstance(value, float):
+        return str(value)
+    if value != 0 and (abs(value) < 1e-2 or abs(value) >= 1e5):
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:.3g}"
+
+
 def series_name(value: Any, field: str) -> str:
     """What a trace split by `PlotHint.series` is called: the field's value, a mapping (a
     merge's group) by its values joined with ", "; a message without it is one series too."""
@@ -247,7 +281,9 @@ class PlotState:
     title: str
     kind: str
     hints: list[tuple[str, str, PlotHint]]  # (instance, data source, hint)
-    seen: dict[tuple[str, str], int] = field(default_factory=dict)  # (source, stream) -> id
+    #: (source, stream, hint key) -> the last id read: per hint, since two hints of one figure
+    #: can read one stream (the agent's target and its fitted floor)
+    seen: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: hint key -> series name (None: a hint without `series`) -> its newest points or lines
     traces: dict[str, dict[str | None, deque[dict[str, Any]]]] = field(default_factory=dict)
     #: (hint key, series name) -> when it last got a point (a count): the least recent goes first
@@ -720,7 +756,7 @@ class Collector:
             for instance, stream, hint in plot.hints:
                 source = self.source_of(stream)
                 for info in self.infos(source):
-                    key = (source, info.name)
+                    key = (source, info.name, _hint_key(instance, hint))
                     # only the newest are ever shown: older ones are not read at all
                     seen = max(plot.seen.get(key, 0), info.last_id - _lookback(hint))
                     for msg in self._new_messages(source, info.name, info.last_id, seen):
@@ -738,8 +774,8 @@ class Collector:
         label = get_field(msg, value, hint.label) if hint.label else None
         if hint.label is None or label is None:
             name = f"{instance} {msg.stream}#{msg.id}"
-        else:  # a number alone says little: "n_merged 3"
-            name = label if isinstance(label, str) else f"{hint.label.rsplit('.', 1)[-1]} {label}"
+        else:
+            name = label_text(hint, label)
         if hint.kind in ("xy", "scalar"):
             series = None
             if hint.series is not None:
@@ -754,9 +790,14 @@ class Collector:
             return
         traces = plot.points(key, None, hint.keep)
         if hint.kind == "hline":  # a level across the figure: the newest only
+            # a newest message without one (a decision before the agent's fit) takes the
+            # older level away: it is no longer what the unit says
+            traces.clear()
             if isinstance(y, int | float) and not isinstance(y, bool):
-                traces.clear()
-                traces.append({"unit": instance, "y": y, "name": hint.title or _axis_title(hint.y)})
+                level = {"unit": instance, "y": y, "name": hint.title or _axis_title(hint.y)}
+                if hint.label is not None and label is not None:
+                    level["text"] = label_text(hint, label)  # after the value: "± 3.56e-5"
+                traces.append(level)
         else:  # image: the newest only
             if isinstance(y, list) and y and isinstance(y[0], list):
                 traces.clear()
@@ -764,11 +805,16 @@ class Collector:
 
     def _plot_section(self, plot: PlotState) -> dict[str, Any]:
         series = []
-        for instance, _source, hint in plot.hints:
+        for instance, source, hint in plot.hints:
             points = plot.items(_hint_key(instance, hint))
             series.append(
                 {
                     "unit": instance,
+                    # the pipeline stream it reads: an empty plot says what it waits for
+                    "stream": source,
+                    # a trace of its own (a prediction, a level) is called by its hint's title
+                    "title": hint.title,
+                    **({"x_window": list(hint.x_window)} if hint.x_focus else {}),
                     # each item names its series, drawn as a trace of its own
                     **({"split_by": hint.series} if hint.series else {}),
                     "kind": hint.kind,
@@ -781,6 +827,22 @@ class Collector:
                 }
             )
         return {"id": plot.id, "title": plot.title, "kind": plot.kind, "series": series}
+
+    def declared_plots(self) -> list[dict[str, Any]]:
+        """The plots the units declare, with what each waits for: the page says so before the
+        first update arrives (never that there is no plot)."""
+        return [
+            {
+                "id": plot.id,
+                "title": plot.title,
+                "from": [
+                    {"unit": instance, "stream": source}
+                    for instance, source, hint in plot.hints
+                    if hint.kind != "hline"  # a level alone draws no plot
+                ],
+            }
+            for plot in self.plots
+        ]
 
     # -- latest messages ---------------------------------------------------------------------
     def latest(self, source: str, count: int = 10) -> list[dict[str, Any]]:

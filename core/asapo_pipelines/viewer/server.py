@@ -258,7 +258,13 @@ def create_app(
             for u in view.units
         ]
         return json_response(
-            {"name": view.name, "units": units, "streams": view.streams, "svg": svg}
+            {
+                "name": view.name,
+                "units": units,
+                "streams": view.streams,
+                "svg": svg,
+                "plots": hub.collector.declared_plots(),
+            }
         )
 
     async def messages(request: Request) -> Response:

@@ -88,10 +88,15 @@ NORMALIZE = UnitDescriptor(
             y="arrays.norm",
             label="metadata.file",
             figure="spectra",
-            keep=20,
+            # the last few scans under the merge, the newest drawn strong: a scan that differs
+            # shows; twenty lines of identical repeats would only thicken one
+            keep=5,
             title="normalised spectra and their merge",
             x_title="energy (eV)",
             y_title="normalised μ(E)",
+            # the edge readable: the view opens on E0 - 50 to E0 + 150 eV (double click: all)
+            x_focus="values.e0",
+            x_window=(-50.0, 150.0),
         ),
     ),
 )
@@ -135,9 +140,12 @@ MERGE = UnitDescriptor(
             x="arrays.energy",
             y="arrays.norm",
             label="n_merged",
+            label_format="{} scan{s} merged",
             series="group",
             figure="spectra",
             keep=1,
+            x_focus="values.e0",
+            x_window=(-50.0, 150.0),
         ),
         # a curve per sample and edge: a foil scan among the repeats is not a jump in it; and
         # one more after a settings change, whose noise is on another scale (`noise_series`)
@@ -205,6 +213,11 @@ CONVERGENCE_AGENT = UnitDescriptor(
             label="reason",
             series="arguments.group",
             title="the agent's decisions",
+            # against the scans merged, as the noise plot: a batch run's decisions, seconds
+            # apart, do not pile up on one instant
+            x="arguments.metrics.n_merged",
+            x_title="scans merged",
+            y_title="decision",
         ),
         # the noise the agent aims at, drawn across the merge's noise plot
         PlotHint(
@@ -213,6 +226,29 @@ CONVERGENCE_AGENT = UnitDescriptor(
             y="arguments.metrics.target_noise",
             figure="noise",
             title="target",
+        ),
+        # the floor the agent's fit of eps² = a²/N + b² finds, with its error (absent before
+        # the fit; the decision's reason says whether the agent trusts it)
+        PlotHint(
+            port="plans",
+            kind="hline",
+            y="arguments.metrics.noise_model.floor",
+            label="arguments.metrics.noise_model.floor_err",
+            label_format="± {}",
+            figure="noise",
+            title="fitted floor",
+        ),
+        # where the fit says the target is reached: the predicted number of scans, at the
+        # target (not drawn when the decision predicts none: reached, or out of reach)
+        PlotHint(
+            port="plans",
+            kind="scalar",
+            x="arguments.metrics.predicted_scans_total",
+            y="arguments.metrics.target_noise",
+            label="reason",
+            figure="noise",
+            keep=1,
+            title="predicted: target reached",
         ),
     ),
 )

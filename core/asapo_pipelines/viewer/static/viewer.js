@@ -215,27 +215,96 @@ function scalarTrace(items, name) {
   };
 }
 
+// the colours of overlaid lines: the newest stands out, the earlier ones are grey under it
+const NEWEST = '#1f5fa8';
+const EARLIER = '#9aa6b2';
+const MERGES = ['#e8710a', '#188038', '#9334e6', '#c5221f', '#12b5cb'];
+
+// one hint's lines (a unit's scans, or a sample's merges): the newest of each series drawn
+// strong and named in the legend; the earlier ones thin and grey, one legend entry for all
+// ("4 earlier scans"), each named when hovered
+function xyTraces(series, merged) {
+  const traces = [];
+  let colour = 0;
+  const groups = series.split_by ? bySeries(series.items) : new Map([[null, series.items]]);
+  for (const items of groups.values()) {
+    const group = series.unit + ':' + (items[0].series ?? '');
+    const older = items.length - 1;
+    items.forEach((item, i) => {
+      const newest = i === older;
+      const name = plotText(item.name);
+      const trace = { type: 'scatter', mode: 'lines', x: item.x, y: item.y, name };
+      if (merged) {
+        // a merge (the figure's last hint) is dashed and see-through: its scans show under it
+        Object.assign(trace, { line: { width: 2.5, dash: 'dash', color: MERGES[colour % MERGES.length] },
+          opacity: newest ? 0.85 : 0.4, showlegend: newest });
+      } else if (newest) {
+        Object.assign(trace, { line: { width: 2, color: NEWEST }, legendgroup: group + ':newest' });
+      } else {
+        Object.assign(trace, {
+          line: { width: 1, color: EARLIER }, opacity: 0.5 + 0.4 * (i + 1) / items.length,
+          legendgroup: group + ':earlier', showlegend: i === 0,
+          hovertemplate: '%{x}, %{y}<extra>' + name.replace(/%/g, '%%') + '</extra>',
+        });
+        if (i === 0) trace.name = older + ' earlier ' + (older === 1 ? 'line' : 'lines');
+      }
+      traces.push(trace);
+    });
+    colour += 1;
+  }
+  return traces;
+}
+
+// the x range an xy plot opens at: around the newest line's focus (an edge's E0), kept while
+// the focus stays in it, so a zoom of the user's survives the next scan (Plotly keeps it
+// while the range the page sends does not change)
+const focusRanges = new Map();
+
+function focusRange(plot) {
+  let focus = null;
+  let window = null;
+  for (const series of plot.series) {
+    if (!series.x_window) continue;
+    for (const item of series.items) {
+      if (typeof item.focus === 'number') { focus = item.focus; window = series.x_window; }
+    }
+  }
+  const kept = focusRanges.get(plot.id);
+  if (focus === null) return kept || null;
+  if (!kept || focus < kept[0] || focus > kept[1]) {
+    focusRanges.set(plot.id, [focus + window[0], focus + window[1]]);
+  }
+  return focusRanges.get(plot.id);
+}
+
+// a number as a scientist reads it on a level's label: 1.2e-4, 0.35, 7112
+function fmtNumber(value) {
+  if (typeof value !== 'number') return String(value);
+  const size = Math.abs(value);
+  if (size !== 0 && (size < 1e-2 || size >= 1e5)) {
+    return value.toExponential(2).replace(/\.?0+e/, 'e').replace('e+', 'e');
+  }
+  return String(Number(value.toPrecision(3)));
+}
+
 function tracesFor(plot) {
   const traces = [];
   plot.series.forEach((series, index) => {
     const last = index === plot.series.length - 1 && plot.series.length > 1;
     if (series.kind === 'xy') {
-      series.items.forEach((item, i) => {
-        // the newest line of the hint, or of its series when split
-        const next = series.items[i + 1];
-        const newest = !next || (series.split_by ? next.series !== item.series : false);
-        traces.push({
-          type: 'scatter', mode: 'lines', x: item.x, y: item.y, name: plotText(item.name),
-          // the merge (the last series) is dashed and see-through: the scans show under it
-          line: last ? { width: 2.5, dash: 'dash' } : { width: newest ? 1.6 : 1 },
-          opacity: last ? 0.8 : (newest ? 1 : 0.55),
-          // the legend names the newest line of each unit; hovering names the others
-          showlegend: last || newest,
-        });
-      });
+      traces.push(...xyTraces(series, last));
     } else if (series.kind === 'scalar' && series.split_by) {
       // one trace per series (a sample's merges): its own curve, named in the legend
       for (const [name, items] of bySeries(series.items)) traces.push(scalarTrace(items, name));
+    } else if (series.kind === 'scalar' && index > 0 && series.title) {
+      // a point added to another hint's figure (the agent's prediction on the noise plot):
+      // named by its hint's title, marked apart from the measured points; none in the
+      // legend while the newest message has no such point (the target reached)
+      if (!series.items.some((item) => item.x !== null && item.y !== null)) return;
+      const trace = scalarTrace(series.items, series.title);
+      trace.mode = 'markers';
+      trace.marker = { size: 12, symbol: 'diamond-open', line: { width: 2 } };
+      traces.push(trace);
     } else if (series.kind === 'scalar') {
       traces.push(scalarTrace(series.items, series.unit));
     } else if (series.kind === 'hline' && series.items.length) {
@@ -252,41 +321,87 @@ function tracesFor(plot) {
 function hlines(plot) {
   const shapes = [];
   const annotations = [];
+  const colours = ['#d23b3b', '#5f6368', '#9334e6'];
   for (const series of plot.series) {
     if (series.kind !== 'hline' || !series.items.length) continue;
     const item = series.items[series.items.length - 1];
+    const colour = colours[shapes.length % colours.length];
+    // every other label on the left: a floor close under the target stays readable
+    const left = shapes.length % 2 === 1;
     shapes.push({ type: 'line', xref: 'paper', x0: 0, x1: 1, y0: item.y, y1: item.y,
-      line: { color: '#d23b3b', width: 1.5, dash: 'dot' } });
-    annotations.push({ xref: 'paper', x: 1, xanchor: 'right', y: item.y, yanchor: 'bottom',
-      text: plotText(item.name + ' ' + item.y), showarrow: false, font: { size: 10, color: '#d23b3b' } });
+      line: { color: colour, width: 1.5, dash: 'dot' } });
+    annotations.push({ xref: 'paper', x: left ? 0 : 1, xanchor: left ? 'left' : 'right', y: item.y,
+      yanchor: left ? 'top' : 'bottom', text: plotText(item.name + ' ' + fmtNumber(item.y) + (item.text ? ' ' + item.text : '')),
+      showarrow: false, font: { size: 10, color: colour } });
   }
   return { shapes, annotations };
 }
 
+// what an empty plot waits for: "waiting for the first result of merge (stream merged)"
+function waitingText(sources) {
+  const names = sources.map((s) => s.unit + ' (stream ' + s.stream + ')');
+  return 'waiting for the first result of ' + (names.join(' or ') || 'its units');
+}
+
+// a plot's card: its title as a heading above the figure (Plotly's toolbar, at the figure's
+// top right, never covers it) and, until data arrive, what it waits for
+function plotCard(id, title, sources) {
+  let div = plotDivs.get(id);
+  if (!div) {
+    const card = el('div', null, 'plot-card');
+    card.append(el('h3', title, 'plot-title'), el('p', waitingText(sources), 'plot-waiting muted'));
+    div = el('div', null, 'plot');
+    div.dataset.plot = id;
+    div.hidden = true;  // shown with its first data
+    card.append(div);
+    $('#plots').append(card);
+    plotDivs.set(id, div);
+  }
+  return div;
+}
+
+// the plots the units declare, known before the first update: the page never says there is
+// no plot while it waits for data
+function declarePlots(declared) {
+  const note = $('#no-plots');
+  note.hidden = declared.length > 0;
+  note.textContent = 'No unit of this pipeline declares a plot.';
+  for (const plot of declared) plotCard(plot.id, plot.title, plot.from);
+}
+
+function hasData(plot) {
+  return plot.series.some((s) => s.kind !== 'hline' && s.items.length > 0);
+}
+
 function showPlots(plots) {
-  $('#no-plots').hidden = plots.length > 0;
   if (typeof Plotly === 'undefined') return;
   for (const plot of plots) {
     const json = JSON.stringify(plot);
     if (plotSeen.get(plot.id) === json) continue;
     plotSeen.set(plot.id, json);
-    let div = plotDivs.get(plot.id);
-    if (!div) {
-      div = el('div', null, 'plot');
-      div.dataset.plot = plot.id;
-      $('#plots').append(div);
-      plotDivs.set(plot.id, div);
-    }
+    const sources = plot.series.filter((s) => s.kind !== 'hline');
+    const div = plotCard(plot.id, plot.title, sources);
+    const waiting = div.parentNode.querySelector('.plot-waiting');
+    waiting.textContent = waitingText(sources);
+    waiting.hidden = hasData(plot);
+    div.hidden = !hasData(plot);
+    if (div.hidden) continue;  // no empty axes: the sentence above says what is coming
     const first = plot.series.find((s) => s.kind !== 'hline') || plot.series[0] || {};
     const levels = hlines(plot);
+    const range = focusRange(plot);
+    const xaxis = { title: { text: plotText(first.x_title || '') }, automargin: true };
+    if (range) Object.assign(xaxis, { range, autorange: false });
     const layout = {
-      title: { text: plotText(plot.title), font: { size: 14 } },
-      margin: { l: 55, r: 10, t: 36, b: 42 },
-      xaxis: { title: { text: plotText(first.x_title || '') }, automargin: true },
+      // the title is the card's heading; the top margin is the toolbar's row
+      margin: { l: 55, r: 10, t: 28, b: 42 },
+      xaxis,
       yaxis: { title: { text: plotText(first.y_title || '') }, automargin: true },
       shapes: levels.shapes, annotations: levels.annotations,
-      // split series are told apart by their names only
-      showlegend: plot.kind === 'xy' || plot.series.some((s) => s.split_by), legend: { font: { size: 10 } },
+      // split series are told apart by their names only; the legend goes under the figure,
+      // so the data get the card's whole width
+      showlegend: plot.kind === 'xy' || plot.series.some((s) => s.split_by),
+      legend: { font: { size: 10 }, orientation: 'h', x: 0, xanchor: 'left', y: -0.22,
+        yanchor: 'top' },
       uirevision: plot.id,
     };
     Plotly.react(div, tracesFor(plot), layout, { displaylogo: false, responsive: true });
@@ -342,6 +457,7 @@ async function start() {
   const doc = new DOMParser().parseFromString(info.svg, 'image/svg+xml');
   const svg = document.importNode(doc.documentElement, true);
   $('#graph').replaceChildren(svg);
+  declarePlots(info.plots || []);
   // a wide graph shrinks to the page's width (CSS max-width): it never scrolls sideways
   svg.querySelectorAll('[data-node]').forEach((g) => graphNodes.set(g.getAttribute('data-node'), g));
   const select = $('#stream-select');
