@@ -228,6 +228,7 @@ function xyTraces(series, merged) {
   let colour = 0;
   const groups = series.split_by ? bySeries(series.items) : new Map([[null, series.items]]);
   for (const items of groups.values()) {
+    if (!items.length) continue;  // a hint of the figure with no line yet
     const group = series.unit + ':' + (items[0].series ?? '');
     const older = items.length - 1;
     items.forEach((item, i) => {
@@ -400,8 +401,9 @@ function showPlots(plots) {
       // split series are told apart by their names only; the legend goes under the figure,
       // so the data get the card's whole width
       showlegend: plot.kind === 'xy' || plot.series.some((s) => s.split_by),
-      legend: { font: { size: 10 }, orientation: 'h', x: 0, xanchor: 'left', y: -0.22,
-        yanchor: 'top' },
+      // at the container's foot (Plotly makes room for it): never over the axis title
+      legend: { font: { size: 10 }, orientation: 'h', x: 0, xanchor: 'left', yref: 'container',
+        y: 0, yanchor: 'bottom' },
       uirevision: plot.id,
     };
     Plotly.react(div, tracesFor(plot), layout, { displaylogo: false, responsive: true });
