@@ -221,13 +221,7 @@ def _refuse_restart(
 
     where = shlex.quote(file)
     if deployed_run is not None and deployed_run not in store.run_ids():
-        held = store.run_ids()
-        now = f"it holds {', '.join(held)}" if held else "it holds no run of it"
-        raise RunsError(
-            f"the store no longer holds run {deployed_run} of this deployment of pipeline "
-            f"{pipeline.name} ({now}: its data was lost or emptied); `pipeline deploy --fresh "
-            f"{where}` processes every input again"
-        )
+        raise RunsError(_lost_sentence(deployed_run, pipeline.name, store.run_ids(), file))
     if latest is None:
         return
     changes = diff_configurations(latest.configurations, configurations(pipeline, catalog))
@@ -238,6 +232,48 @@ def _refuse_restart(
             f"nothing was started: `pipeline deploy --resume {where}` applies the change, or "
             "put the file back as it was"
         )
+
+
+def _lost_sentence(
+    deployed_run: str, pipeline: str, held: list[str], file: str, so: str = ""
+) -> str:
+    """The sentence of a store that no longer holds the deployment's run, as `start` refuses
+    with it and `status` and `stop` warn of it; `so`: what the command did not do for it."""
+    import shlex
+
+    now = f"it holds {', '.join(held)}" if held else "it holds no run of it"
+    return (
+        f"the store no longer holds run {deployed_run} of this deployment of pipeline "
+        f"{pipeline} ({now}: its data was lost or emptied){so}; `pipeline deploy --fresh "
+        f"{shlex.quote(file)}` processes every input again"
+    )
+
+
+def lost_run(file: str | None, executor: Executor, so: str = "") -> str | None:
+    """`_lost_sentence` when the store no longer holds the run the deployment's workers were
+    given (`Executor.deployed_run`); None when it holds it, when the executor kept none, or
+    when the deployment or the store cannot be read from here (the command says so itself).
+    `status` showed every unit `not started` and exited 0 without a word of it, and `stop`
+    recorded no end in silence. Read alone: opened to be written, an embedded store moved
+    away was made again, empty, by a command that only looked (`settle`, `end`)."""
+    from asapo_pipelines.errors import PipelinesError
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import open_transport
+
+    pipeline = executor.pipeline
+    if file is None or pipeline is None or Path(file).suffix == ".json":
+        return None
+    try:
+        deployed = executor.deployed_run()
+        if deployed is None:
+            return None
+        with open_transport(pipeline.transport.spec(), executor.catalog, read_only=True) as t:
+            held = RunStore(t, pipeline.name).run_ids()
+    except (PipelinesError, NotImplementedError):  # a service that lists no data sources
+        return None
+    if deployed in held:
+        return None
+    return _lost_sentence(deployed, pipeline.name, held, file, so)
 
 
 def edited_since_deployed(file: str, executor: Executor) -> str | None:

@@ -29,6 +29,7 @@ from asapo_pipelines.cli.deployments import (
     deployment_run,
     fresh_option,
     latest_run,
+    lost_run,
     resume_option,
     settle,
     stop_again,
@@ -43,6 +44,7 @@ from asapo_pipelines.cli.options import (
     json_option,
     run_dir_option,
 )
+from asapo_pipelines.cli.output import warn
 from asapo_pipelines.errors import PipelinesError, UsageError
 from asapo_pipelines.launchplan.rundir import (
     recorded_state,
@@ -227,7 +229,6 @@ def _started_from_invalid(
 def _say_invalid(path: Path, problem: PipelineInvalid, then: str) -> None:
     """The warning of a command that goes on with a file that does not validate now: its
     first error, and what the command does instead of refusing."""
-    from asapo_pipelines.cli.output import warn
 
     first = next((p.text() for p in problem.report.sorted() if p.severity == "error"), "")
     warn(f"{path} does not validate now ({first}); {then}")
@@ -260,7 +261,6 @@ def say_whose_runs(
     a command reading them through the copy says so in one warning line, saying what it shows
     (`shown`), rather than pass them off as the copy's; one that would drop them (`refuse`:
     `pipeline prune`) refuses with `run`'s sentence. Nothing for the owner, or no owner yet."""
-    from asapo_pipelines.cli.output import warn
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.runs.store import RunsError
 
@@ -678,17 +678,22 @@ def stop(
         return
     assert executor is not None
     recorded = _pipeline_file(path)
+    # asked before the jobs stop: a purged deployment keeps no run to read back. Its jobs are
+    # stopped all the same (what the operator asked), but there is no run to end: opening
+    # the store to end it would make an emptied one again
+    lost = lost_run(recorded, executor, so=", so no end was recorded")
     # one warning, the same each time, when the transport cannot be reached
     again = stop_again(recorded)
     # a deployment that already ended on its own ends its run as it ended, not as `stopped`
-    settle(executor, recorded, then=again)
+    if lost is None:
+        settle(executor, recorded, then=again)
     with _hinting(executor, path, executor_name):
         result = executor.stop(purge=purge)
     # and one the stop found ended on its own (its last workers ended while nobody looked:
     # a Slurm watcher, stopped first, had not seen them) ends as it ended too
-    if not purge:  # a purged deployment has no state left to ask
+    if not purge and lost is None:  # a purged deployment has no state left to ask
         settle(executor, recorded, then=again)
-    if recorded is not None:
+    if recorded is not None and lost is None:
         end_run(
             recorded,
             executor.name,
@@ -701,6 +706,8 @@ def stop(
             then=again,
         )
     executor.show_stop(result, as_json=as_json)
+    if lost is not None:
+        warn(lost)
 
 
 @click.command()
@@ -732,8 +739,12 @@ def status(
     executor, path = executor_for("status", target, executor_name, given, default=None)
     _say_whose_status(executor, asked if owner else path)
     if executor is not None:
-        # a deployment found ended on its own ends its run (the Slurm watcher asks this way)
-        settle(executor, _pipeline_file(path))
+        # before the table, whose counters then start from nothing: the store lost the run
+        lost = lost_run(_pipeline_file(path), executor)
+        if lost is not None:
+            warn(lost)
+        else:  # a deployment found ended on its own ends its run (the Slurm watcher asks so)
+            settle(executor, _pipeline_file(path))
         if not owner:
             _say_deployed_edit(executor, path)
         with _hinting(executor, path, executor_name):
@@ -829,7 +840,6 @@ def _say_deployed_edit(executor: Executor, path: Path | None) -> None:
     transport is read by the counters: they are then not the deployment's (every unit showed
     `not started` beside Slurm's `running`, an outside tester)."""
     from asapo_pipelines.cli.deployments import edited_since_deployed
-    from asapo_pipelines.cli.output import warn
     from asapo_pipelines.errors import PipelinesError
 
     recorded = _pipeline_file(path)
@@ -868,7 +878,6 @@ def _say_unapplied(recorded: str, run: Run | None, *, as_json: bool) -> None:
 def _say_edited(executor: Executor, path: Path) -> None:
     """A warning when FILE, whose local run goes on, was edited (`runs.edits`, which the
     viewer's page asks too)."""
-    from asapo_pipelines.cli.output import warn
     from asapo_pipelines.runs.edits import edit_warning
 
     pipeline = executor.pipeline
