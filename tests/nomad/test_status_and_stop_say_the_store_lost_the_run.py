@@ -81,9 +81,7 @@ def test_contract_nomad_api_stop_stops_the_job_and_says_the_store_lost_its_run(
     assert stopped.returncode == 0, stopped.stderr
     assert nomad_env.job_stopped  # what the operator asked for is done
     assert f"stopped job {JOB_ID}" in stopped.stdout, stopped.stdout
-    assert stopped.stderr.splitlines() == [_lost(file, ", so no end was recorded")], (
-        stopped.stderr
-    )
+    assert stopped.stderr.splitlines() == [_lost(file, ", so no end was recorded")], stopped.stderr
     assert not (tmp_path / DEFAULT_DATA_DIR).exists()  # no end, so no store made to hold it
     listed = run_pipeline("runs", str(file), "--json", cwd=tmp_path)
     assert json.loads(listed.stdout or "{}").get("runs", []) == [], listed
