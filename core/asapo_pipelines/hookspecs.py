@@ -49,9 +49,9 @@ def register_units(register: RegisterUnit) -> None:
     """
 
 
-#: What `check_online` receives to report a finding: the YAML path of the value at fault (e.g.
-#: ``("units", "queue", "params", "plan", "name")``), a code (`P501` refused, `P502` could not
-#: ask) and one sentence.
+#: What `check_online` and `check_pipeline` receive to report a finding: the YAML path of the
+#: value at fault (e.g. ``("units", "queue", "params", "plan", "name")``), a code (`check_online`:
+#: `P501` refused, `P502` could not ask; `check_pipeline`: its own list) and one sentence.
 ReportFinding = Callable[[tuple[str, ...], str, str], None]
 
 
@@ -78,7 +78,7 @@ def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     unit it reads from, which neither unit's own params model can see (a unit that needs a
     channel its source switches off). `pipeline validate`, and every command that loads the
     file (`pipeline run` first of all, again with its `--set`s applied), report each finding as
-    a located problem, code `P314`, once the file passed every other stage; a check that
+    a located problem (its code below) once the file passed every other stage; a check that
     raises is a warning (`P315`): a plugin's bug does not refuse a file.
 
     Called only for plugins whose units the pipeline names, or (by `pipeline validate` and
@@ -87,8 +87,17 @@ def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
     `pipeline.units[instance].inputs` and `.outputs` its wiring (port -> stream),
     `pipeline.transport.options()` the transport's options with paths made absolute as its
     workers get them. Report the path of the value to change, e.g. ``("units", "normalize",
-    "params", "calibrate")``, with code `P314`; a transport's plugin reports a file its
-    section names that does not exist (a password file) with `P111`.
+    "params", "calibrate")``, with one of these codes (every finding is an error; any other
+    code is reported as `P314`):
+
+    - `P314`: the units' params contradict each other (the default);
+    - `P111`: a file the transport section names (a password file, a TLS certificate) does
+      not exist where the workers read it;
+    - `P112`: the transport reads a secret from an environment variable (`password_env`)
+      that the workers do not get (Nomad tasks do not inherit the deploying shell's
+      environment).
+
+    The codes and their meanings are listed in docs/pipeline-files.md.
     """
 
 
