@@ -7,7 +7,8 @@ needed. Elsewhere, and on file systems that give no events for changes made on o
 (NFS, GPFS, Lustre: a file written by the detector host's DAQ is seen by size and time only),
 callers keep polling and settling; `DirectoryEvents.wait` then simply sleeps.
 
-With ``writes=True`` the watch also reports files being written (``IN_CREATE``, ``IN_MODIFY``):
+With ``writes=True`` the watch also reports files being written (``IN_CREATE``, ``IN_MODIFY``)
+and files removed after they were complete (``IN_DELETE``, ``IN_MOVED_FROM`` after their close):
 a file the file system reported being written is incomplete until its close event comes, however
 long its writer pauses, so a caller must not settle such a file. For files seen without events
 (present before the watch started), `files_open_for_writing` tells whether a process on this
@@ -34,18 +35,23 @@ from typing import NamedTuple
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
+IN_MOVED_FROM = 0x00000040
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
+IN_DELETE = 0x00000200
 IN_Q_OVERFLOW = 0x00004000
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
 
 
 class Changes(NamedTuple):
     """What one wait saw, by file name: `complete` were closed after writing or moved in,
-    `written` were created or written to and not closed since (only with ``writes=True``)."""
+    `written` were created or written to and not closed since, `removed` were complete and
+    then deleted or moved away, within the wait (the last two only with ``writes=True``): a
+    file copied in and moved away at once, which a listing never shows."""
 
     complete: set[str]
     written: set[str]
+    removed: frozenset[str] | set[str] = frozenset()
 
 
 class DirectoryEvents:
@@ -66,7 +72,7 @@ class DirectoryEvents:
                 return
             mask = IN_CLOSE_WRITE | IN_MOVED_TO
             if writes:
-                mask |= IN_CREATE | IN_MODIFY
+                mask |= IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM
             if libc.inotify_add_watch(fd, os.fsencode(self.directory), mask) < 0:
                 os.close(fd)
                 return
@@ -106,6 +112,7 @@ class DirectoryEvents:
     def _read(self) -> Changes:
         names: set[str] = set()
         written: set[str] = set()
+        removed: set[str] = set()
         with contextlib.suppress(BlockingIOError, InterruptedError):
             while True:
                 data = os.read(self.fd, 65536)
@@ -125,10 +132,17 @@ class DirectoryEvents:
                         if mask & (IN_CLOSE_WRITE | IN_MOVED_TO):
                             names.add(name)
                             written.discard(name)
+                            removed.discard(name)
                         elif mask & (IN_CREATE | IN_MODIFY):
                             written.add(name)
                             names.discard(name)
-        return Changes(names, written)
+                            removed.discard(name)
+                        elif name in names:  # removed after its close: complete, and gone
+                            names.discard(name)
+                            removed.add(name)
+                        else:  # removed while written (a close may follow: the writer's)
+                            written.discard(name)
+        return Changes(names, written, removed)
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -1617,9 +1617,10 @@ def _versioned(title: str, meta: Mapping[str, Any]) -> str:
 
 
 def _scan_label(meta: Mapping[str, Any]) -> str:
-    """A scan as `<sample> <file>`, or the file alone when its name starts with the sample."""
+    """A scan as `<sample> <file>`, or the file alone when its name starts with the sample
+    (the name, not a subdirectory it is in: xas.scan-files' `recursive` says `day1/<file>`)."""
     sample, file = str(meta.get("sample") or "scan"), str(meta.get("file") or "")
-    return file if file.startswith(sample) else f"{sample} {file}".strip()
+    return file if Path(file).name.startswith(sample) else f"{sample} {file}".strip()
 
 
 @dataclasses.dataclass(frozen=True)

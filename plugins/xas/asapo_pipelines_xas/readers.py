@@ -104,23 +104,27 @@ def read_scan(
     element: str | None = None,
     edge: str | None = None,
     min_points: int = 20,
+    name: str | None = None,
 ) -> Scan:
-    """Read one scan file; see `parse_scan` for the arguments."""
+    """Read one scan file; see `parse_scan` for the arguments. `name`: what the scan's `file`
+    metadata and errors call it (default the file's name; `xas.scan-files` gives its path
+    under the watched directory, so that `day1/x.xdi` and `day2/x.xdi` stay two scans)."""
     path = Path(path)
+    name = name or path.name
     try:
         size = path.stat().st_size
         if size > MAX_SCAN_BYTES:
             raise ScanFileError(
-                path.name,
+                name,
                 f"the file is {size:,} bytes, more than the {MAX_SCAN_BYTES:,} a scan file may "
                 "have; it is not read",
             )
         raw = path.read_bytes()
     except OSError as exc:
-        raise ScanFileError(path.name, exc.strerror or str(exc)) from None
+        raise ScanFileError(name, exc.strerror or str(exc)) from None
     return parse_scan(
         raw,
-        name=path.name,
+        name=name,
         format=format,
         columns=columns,
         sample=sample,
@@ -191,7 +195,8 @@ def parse_scan(
         # the series' name is not this scan's: a group of its own, named by its whole file
         # name, rather than a sample of the series it does not belong to
         meta["file_name_not_used"]["sample"] = meta["file_base"]
-        meta["sample"] = Path(name).name.rsplit(".", 1)[0] if "." in name else name
+        base = Path(name).name  # not the subdirectory of a `recursive` source's name
+        meta["sample"] = base.rsplit(".", 1)[0] if "." in base else base
     meta.setdefault("sample", meta["file_base"])
     return _build_scan(name, table, mapping, meta, min_points)
 

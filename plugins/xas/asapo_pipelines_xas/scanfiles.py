@@ -20,6 +20,7 @@ version is handed out once it is closed or settled, and `version` counts them.
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -88,6 +89,7 @@ class ScanFileWatcher:
         clock: Callable[[], float] = time.monotonic,
         open_for_writing: Callable[[Iterable[Path]], set[Path]] = files_open_for_writing,
         on_vanished: Callable[[Path], None] | None = None,
+        on_gone_unread: Callable[[Path], None] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.pattern = pattern
@@ -98,6 +100,13 @@ class ScanFileWatcher:
         #: told of each file seen that disappeared before it was complete (never handed out as
         #: it is then): deleted or renamed away while being written
         self.on_vanished = on_vanished
+        #: told of each file seen only in the file system's events, never listed, that was gone
+        #: before it could be read, and of none handed out (`gone_unread`): copied in and
+        #: removed at once (an archiving tool moving files away)
+        self.on_gone_unread = on_gone_unread
+        #: files said to be gone (either callback), until seen again: said once, however many
+        #: events of the removed file arrive later
+        self._gone: set[Path] = set()
         #: path -> signature when handed out; None for what a restarted unit sent before (its
         #: signature is taken when first seen: it is handed out again only if it changes later)
         self.sent: dict[Path, Signature | None] = {Path(p): None for p in done}
@@ -142,14 +151,42 @@ class ScanFileWatcher:
             self.sent[path], self.versions[path] = before
         self._pending.pop(path, None)
 
-    def poll(self, complete: Iterable[str] = (), written: Iterable[str] = ()) -> list[Path]:
+    def gone_unread(self, path: Path) -> None:
+        """`path` was handed out and was gone when it was read: take the hand-out back, and
+        tell of it no more (its caller said so)."""
+        self.unready(path)
+        self._gone.add(path)
+
+    def _matching_name(self, name: str) -> bool:
+        """Whether a file of this name at the top of the directory is one the pattern lists."""
+        return (
+            "/" not in self.pattern
+            and not name.startswith(".")
+            and (fnmatch.fnmatchcase(name, self.pattern))
+        )
+
+    def _tell_gone(self, path: Path, *, listed: bool) -> None:
+        """A file seen is gone before it was handed out: listed while being written
+        (`on_vanished`), or seen only in events or removed after its close (`on_gone_unread`);
+        each is told once."""
+        self._gone.add(path)
+        tell = self.on_vanished if listed else self.on_gone_unread
+        if tell is not None:
+            tell(path)
+
+    def poll(
+        self, complete: Iterable[str] = (), written: Iterable[str] = (), removed: Iterable[str] = ()
+    ) -> list[Path]:
         """Files that became complete since the last call, in name order.
 
         ``complete``: names of files the file system reported closed after writing or renamed
         into the directory (inotify): those are ready at once, without settling. ``written``:
         names of files it reported created or written to (and not closed since): those wait for
-        their close event, never for settling alone."""
+        their close event, never for settling alone. ``removed``: names of files it reported
+        closed and then removed: gone before they could be read (`on_gone_unread`)."""
         closed = {self.directory / name for name in complete}
+        taken = {self.directory / name for name in removed}
+        reported = closed | taken | {self.directory / name for name in written}
         self._writing |= {self.directory / name for name in written}
         self._writing -= closed
         if not self.directory.is_dir():
@@ -160,6 +197,7 @@ class ScanFileWatcher:
         present = set()
         for path in _matches(self.directory, self.pattern, self.recursive):
             present.add(path)
+            self._gone.discard(path)  # there again: a new file of that name
             try:
                 sig = signature(path)
             except FileNotFoundError:  # renamed or removed between listing and stat
@@ -202,14 +240,21 @@ class ScanFileWatcher:
         for path in list(self._pending):
             if path not in present:
                 del self._pending[path]
-                if self.on_vanished is not None:
-                    self.on_vanished(path)
+                # its close event may come after its removal (a writer still holding it):
+                # seen being written, it is said to be gone before it was complete
+                self._tell_gone(path, listed=path not in taken)
+        for path in sorted(reported - present - self.sent.keys() - self._gone):
+            # seen only in events (copied in and removed within a millisecond), never listed:
+            # whether it was complete is not known, only that it could not be read
+            if self._matching_name(path.name):
+                self._tell_gone(path, listed=False)
         self._writing &= present  # removed, or never a match (hidden names of copy tools)
         return sorted(ready)
 
 
-def read_for_params(path: str | Path, params: ScanFilesParams) -> Scan:
-    """Read one file with the unit's settings (format, column mapping, overrides)."""
+def read_for_params(path: str | Path, params: ScanFilesParams, name: str | None = None) -> Scan:
+    """Read one file with the unit's settings (format, column mapping, overrides); `name` is
+    what the scan is called (`read_scan`)."""
     return read_scan(
         path,
         format=params.format,
@@ -218,4 +263,5 @@ def read_for_params(path: str | Path, params: ScanFilesParams) -> Scan:
         element=params.element,
         edge=params.edge,
         min_points=params.min_points,
+        name=name,
     )

@@ -24,6 +24,7 @@ from asapo_pipelines.sdk import (
     Source,
     Suggestion,
 )
+from asapo_pipelines.sdk.dirwatch import Changes
 from asapo_pipelines_xas import merge, normalize, temperature
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.agent import reprocess_command
@@ -62,6 +63,14 @@ def _round(value: Any, digits: int = 6) -> Any:
 def _sig(value: Any, digits: int = 4) -> Any:
     """Noise figures (1e-4 and below) keep their significant digits in summaries."""
     return float(f"{value:.{digits}g}") if isinstance(value, float) else value
+
+
+def _content(path: Path) -> bytes | None:
+    """The file's bytes (a scan file is small: `MAX_SCAN_BYTES`), None when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _version_suffix(read_as: Signature | None) -> str:
@@ -107,6 +116,18 @@ class ScanFiles(Source):
         #: watch mode: file name -> (path, signature read, error) of each file whose last read
         #: held too few rows to be a scan, waiting for more (`_wait_for_rows`)
         self._short: dict[str, tuple[Path, Signature | None, ScanFileError]] = {}
+        #: watch mode: file name -> (size, SHA-256) of the bytes of the version sent last
+        self._heads: dict[str, tuple[int, str]] = {}
+
+    def _grew(self, name: str, content: bytes | None) -> bool:
+        """Whether the file's new `content` is the version sent last with more written after
+        it (a writer appending), not other content (the file rewritten); unknown counts as
+        grown, the wording of before."""
+        head = self._heads.get(name)
+        if head is None or content is None:
+            return True
+        size, digest = head
+        return len(content) > size and hashlib.sha256(content[:size]).hexdigest() == digest
 
     def _send(self, path: Path, watcher: ScanFileWatcher | None = None) -> None:
         name = path.relative_to(self.directory).as_posix()
@@ -114,16 +135,24 @@ class ScanFiles(Source):
         scan: Scan | None = None
         error: XasError | None = None
         try:
-            scan = read_for_params(path, self.params)
+            # the scan is called by its path under the directory, as its key is: with
+            # `recursive`, day1/x.xdi and day2/x.xdi are two scans wherever a person reads them
+            scan = read_for_params(path, self.params, name)
         except XasError as exc:
             error = exc
         except OSError as exc:
             error = ScanFileError(name, exc.strerror or str(exc))
+        # watch mode: the bytes read, to tell a file that grew from one rewritten (`_grew`)
+        content = _content(path) if watcher is not None and scan is not None else None
         if watcher is not None and read_as is not None:
             try:
                 now = signature(path)
             except OSError:
                 now = None
+            if now is None and not path.exists():
+                self._gone_unread(path)
+                watcher.gone_unread(path)
+                return
             if now != read_as:
                 # written to while it was read: what was read may be neither version
                 watcher.unready(path)
@@ -174,7 +203,10 @@ class ScanFiles(Source):
             body["metadata"]["file_version"] = metadata["file_version"] = version
             before = None if earlier else self._points.get(name)
             closed = not earlier and watcher is not None and path in self._read_at_close
-            if closed:
+            rewritten = not earlier and not self._grew(name, content)
+            if rewritten:
+                self._warn_rewritten(name, version, len(scan))
+            elif closed:
                 self._warn_closed_between_chunks(name, version, before, len(scan))
             else:
                 self._warn_new_version(name, version, read_as, len(scan), earlier=earlier)
@@ -184,6 +216,8 @@ class ScanFiles(Source):
                 again["replaced_points"] = before
             if closed:
                 again["first_read"] = "at its writer's close"
+            if rewritten:
+                again["rewritten"] = True
             self.versions.append(again)
         self._points[name] = len(scan)
         if watcher is not None:
@@ -195,6 +229,8 @@ class ScanFiles(Source):
         self._warn_label_conflict(name, meta)
         self.emit("scans", body, metadata=metadata, key=key)
         self._last[name] = (key, digest, version)
+        if content is not None:
+            self._heads[name] = (len(content), hashlib.sha256(content).hexdigest())
         if not duplicate:
             self.sent.append(name)
         if any(bad["file"] == name for bad in self.malformed):
@@ -290,6 +326,38 @@ class ScanFiles(Source):
             path.relative_to(self.directory).as_posix(),
         )
 
+    def _gone_unread(self, path: Path) -> None:
+        """A file seen complete (its close, a listing) was gone when it was to be read: copied
+        in and removed at once (an archiving tool that moves files away). Nothing was sent for
+        it, which the scientist must hear of: before, such a file left no trace."""
+        name = path.relative_to(self.directory).as_posix()
+        if name in self._last:
+            self.log.warning(
+                "scan file %s changed and was removed before its new version could be read: "
+                "nothing more was sent for it",
+                name,
+            )
+            return
+        self.log.warning(
+            "scan file %s appeared and was removed before it could be read: nothing was sent "
+            "for it",
+            name,
+        )
+
+    def _warn_rewritten(self, name: str, version: int, points: int) -> None:
+        """The file was read, and then rewritten with other content (not the earlier content
+        with more after it): neither a fragment nor a writer closing between chunks, so the
+        advice of `_warn_closed_between_chunks` and `_warn_new_version` does not apply."""
+        self.log.warning(
+            "scan file %s was rewritten after it was read, with different content: sending it "
+            "again (version %d, %d points), which supersedes version %d (left out of the merge, "
+            "marked superseded in the NeXus file)",
+            name,
+            version,
+            points,
+            version - 1,
+        )
+
     def _warn_new_version(
         self, name: str, version: int, read_as: Any, points: int, *, earlier: bool
     ) -> None:
@@ -371,6 +439,7 @@ class ScanFiles(Source):
             recursive=p.recursive,
             settle_seconds=p.settle_seconds,
             on_vanished=self._vanished,
+            on_gone_unread=self._gone_unread,
         )
         # events tell when a file is complete (its writer closed it, or it was renamed in) on
         # local file systems, and which files are being written: those are never settled. The
@@ -386,10 +455,9 @@ class ScanFiles(Source):
 
     def _watch(self, watcher: ScanFileWatcher, events: DirectoryEvents | None) -> None:
         """Send each file the watcher hands out, until the source is stopped."""
-        complete: set[str] = set()
-        written: set[str] = set()
+        changes = Changes(set(), set())
         while True:
-            for path in watcher.poll(complete, written):
+            for path in watcher.poll(*changes):
                 if self.stopping:
                     return
                 self._send(path, watcher)
@@ -397,7 +465,7 @@ class ScanFiles(Source):
                 if self.wait(WATCH_POLL):
                     return
                 continue
-            complete, written = events.wait_changes(WATCH_POLL)  # then `stopping` is looked at
+            changes = events.wait_changes(WATCH_POLL)  # then `stopping` is looked at
             if events.overflowed:  # events were lost: settle what was seen being written
                 events.overflowed = False
                 watcher.events_lost()
