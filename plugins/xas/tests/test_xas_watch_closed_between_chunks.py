@@ -23,6 +23,14 @@ LINES = (DATA / SCAN).read_text().splitlines(keepends=True)
 BLOCK = 200
 
 
+def running(store: Path) -> bool:
+    """Whether the source's worker says it runs (its watch starts right after)."""
+    try:
+        return last_status(store, "p65-chunks", "scans").get("state") == "running"
+    except Exception:  # no status stream yet: the worker is starting
+        return False
+
+
 def test_a_file_closed_between_chunks_is_said_to_be_so(tmp_path: Path) -> None:
     from asapo_pipelines.sdk.dirwatch import DirectoryEvents
 
@@ -37,7 +45,10 @@ def test_a_file_closed_between_chunks_is_said_to_be_so(tmp_path: Path) -> None:
     store, target = tmp_path / "store", tmp_path / "incoming" / SCAN
     source = spawn(pipeline, "scans", tmp_path)
     try:
-        time.sleep(3)  # the worker is watching (it starts in about a second)
+        # the worker is watching: a file there before the watch begins is settled, not read
+        # at its close (a fixed 3 s was too short on a loaded machine)
+        assert wait_until(lambda: running(store), 60, [source])
+        time.sleep(0.5)
         with target.open("a") as f:
             f.writelines(LINES[:BLOCK])
         assert wait_until(lambda: len(read(store, "raw-scans")) >= 1, 30, [source])
