@@ -6,6 +6,8 @@
 - `submit`: add its item to the queue (once: the server's queue and history are checked for the
   suggestion's uid first) and record what happened;
 - `refresh`: follow submitted items through the queue to completed or failed;
+- `cancel`: take the still-queued items of earlier suggestions that a later one (a stop) says
+  are not needed off the queue: only the bridge's own items, never the running one;
 - `approve` / `reject`: a person's decision, recorded with when, who and why.
 """
 
@@ -241,6 +243,114 @@ def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
             inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
             changed += 1
     return changed
+
+
+def cancel_list(body: Any) -> list[str]:
+    """The uids of earlier suggestions a suggestion says are not needed any more
+    (`arguments.cancel_suggestions`, as xas.convergence-agent's stop carries them)."""
+    arguments = body.get("arguments") if isinstance(body, dict) else None
+    uids = arguments.get("cancel_suggestions") if isinstance(arguments, dict) else None
+    if uids is None:
+        return []
+    if not isinstance(uids, list) or not all(isinstance(u, str) and u for u in uids):
+        raise SuggestionError(
+            "arguments.cancel_suggestions must be a list of suggestion uids (strings), this "
+            f"suggestion has {json.dumps(uids, default=str)[:80]}"
+        )
+    return list(dict.fromkeys(uids))
+
+
+def _own(item: dict[str, Any], entry: Entry | None, instance: str, user: str) -> bool:
+    """Whether queue item `item` is provably the one this bridge queued for `entry`: its meta
+    names this bridge, it was added as the bridge's user, and its item uid is the one the
+    server gave the bridge (an item copied, edited or added by someone else has another)."""
+    from asapo_pipelines_bluesky.queue import META_KEY
+
+    meta = item.get("meta")
+    own_meta = meta.get(META_KEY) if isinstance(meta, dict) else None
+    return (
+        entry is not None
+        and entry.instance == instance
+        and entry.item is not None
+        and bool(entry.item_uid)
+        and entry.item_uid == str(item.get("item_uid", ""))
+        and isinstance(own_meta, dict)
+        and own_meta.get("instance") == instance
+        and item.get("user") == user
+    )
+
+
+def _why_not_queued(entry: Entry | None, instance: str, where: set[str]) -> str:
+    """Why a cancelled suggestion has no item of the bridge's left on the plan queue."""
+    if "queue" in where:
+        return "queued, but not as the bridge queued it (edited or added by hand): left there"
+    if "running" in where:
+        return "running"
+    if "history" in where:
+        return "already done"
+    if entry is None or entry.instance != instance:
+        return "unknown to this bridge"
+    if entry.state in ("submitted", "running"):
+        return "removed by hand"
+    return f"never queued ({entry.state})"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def cancel(inbox: Inbox, client: Any, stop: Entry, uids: list[str], *, params: QueueParams) -> str:
+    """Take the still-queued items of suggestions `uids` off the plan queue (only items this
+    bridge provably queued; never the running one), or in approve mode only say which; the
+    suggestions removed become `rejected` (the agent counts them as not coming). Returns the
+    one line that says what was done and what stayed."""
+    from asapo_pipelines_bluesky.queue import suggestion_uid
+
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for where, item in client.items():
+        uid = suggestion_uid(item)
+        if uid in uids:
+            found.setdefault(uid, []).append((where, item))
+    inbox.heard_from(client.address)
+    ours: dict[str, str] = {}
+    stayed: list[tuple[str, str]] = []
+    for uid in uids:
+        entry = inbox.get(uid)
+        items = found.get(uid, [])
+        queued = [i for w, i in items if w == "queue"]
+        own = [i for i in queued if _own(i, entry, stop.instance, params.user)]
+        if own:
+            ours[uid] = str(own[0]["item_uid"])
+        if not own or len(queued) > len(own):
+            # also an item with its uid that someone else queued (a copy) is named, and stays
+            where = {w for w, i in items if not any(i is o for o in own)}
+            stayed.append((uid, _why_not_queued(entry, stop.instance, where)))
+    head = f"cancel {plural(len(uids), 'earlier suggestion')}: "
+    if params.mode != "auto":
+        would = ", ".join(f"suggestion {uid[:12]}: item {item}" for uid, item in ours.items())
+        done = (
+            f"mode approve, so the queue is left as it is; it would remove "
+            f"{plural(len(ours), 'queued item')} ({would}); remove "
+            f"{'it' if len(ours) == 1 else 'each'} with `qserver queue item remove '<item uid>'`"
+            if ours
+            else "mode approve; no queued item of the bridge's to remove"
+        )
+    else:
+        removed = client.remove(list(ours.values()))
+        taken = [uid for uid, item in ours.items() if item in removed]
+        stayed += [(uid, "left the queue meanwhile") for uid in ours if uid not in taken]
+        for uid in taken:
+            inbox.set_state(
+                uid,
+                "rejected",
+                f"cancelled by {stop.action} {stop.uid[:12]}: not needed, removed from the queue",
+            )
+        done = f"removed {plural(len(taken), 'queued item')}" + (
+            f" ({', '.join(u[:12] for u in taken)})" if taken else ""
+        )
+    if stayed:
+        done += "; stayed: " + ", ".join(f"{uid[:12]} {why}" for uid, why in stayed)
+    return head + done
 
 
 def person() -> str:

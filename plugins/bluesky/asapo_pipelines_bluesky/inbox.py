@@ -347,6 +347,15 @@ class Inbox:
             self._feedback(db, entry)
             return entry
 
+    def note(self, uid: str, reason: str) -> None:
+        """Replace the reason of a suggestion without changing its state (nothing is sent: what
+        a `noted` stop did is for people, the agent follows the suggestions it cancelled)."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE suggestions SET state_reason = ?, updated = ? WHERE uid = ?",
+                (reason, now(), uid),
+            )
+
     def decide(self, uid: str, decision: str, *, by: str, reason: str) -> None:
         with self.transaction() as db:
             db.execute(

@@ -157,6 +157,16 @@ class QueueClient:
         if status.get("manager_state") == "idle" and status.get("worker_environment_exists"):
             self._call("queue_start", "queue_start")
 
+    def remove(self, item_uids: list[str]) -> set[str]:
+        """Take the items `item_uids` off the plan queue; returns those removed (an item that
+        started or was removed meanwhile is not in the queue any more, and is skipped)."""
+        if not item_uids:
+            return set()
+        answer = self._call(
+            "a request to remove items", "item_remove_batch", uids=item_uids, ignore_missing=True
+        )
+        return {str(i.get("item_uid", "")) for i in answer.get("items") or []}
+
     def plans_allowed(self) -> dict[str, Any]:
         answer = self._call("a plans_allowed request", "plans_allowed", reload=True)
         return dict(answer.get("plans_allowed") or {})

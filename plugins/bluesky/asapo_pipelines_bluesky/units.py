@@ -43,12 +43,17 @@ class QueueBridge(Processor):
         entry = bridge.entry_from_body(
             message.value, instance=self.context.instance, params=self.params
         )
-        if self.inbox.add(entry):
+        cancels = bridge.cancel_list(message.value)
+        added = self.inbox.add(entry)
+        if added:
             self.counts["received"] = self.counts.get("received", 0) + 1
         else:
             entry = self.inbox.get(entry.uid) or entry  # redelivered: carry on from its state
         try:
             self._follow()
+            if cancels and (added or entry.state_reason == f"{entry.action}: nothing to queue"):
+                # a redelivered stop whose cancel was done (or reported) does it not again
+                self._cancel(entry, cancels)
             if self.params.mode == "auto" and entry.state == "pending":
                 self._auto(entry)
             elif entry.state == "failed":
@@ -64,6 +69,21 @@ class QueueBridge(Processor):
         except QueueError as exc:
             # following is best effort: the suggestion at hand still gets its own answer
             self.log.warning("cannot follow earlier items: %s", exc.message)
+
+    def _cancel(self, entry: Any, uids: list[str]) -> None:
+        """Remove the queued items of the earlier suggestions `entry` says are not needed
+        (approve mode: only say which); the line goes to the log and, for a stop, the inbox."""
+        try:
+            line = bridge.cancel(self.inbox, self._client(), entry, uids, params=self.params)
+        except QueueError as exc:
+            # the stop stays as it was: a retry or redelivery of this message tries again
+            raise QueueError(
+                f"the queued items of {bridge.plural(len(uids), 'earlier suggestion')} that "
+                f"suggestion {entry.uid[:12]} cancels were not removed: {exc.message}"
+            ) from None
+        self.log.warning("suggestion %s: %s", entry.uid[:12], line)
+        if entry.state == "noted":
+            self.inbox.note(entry.uid, f"{entry.action}: {line}")
 
     def _auto(self, entry: Any) -> None:
         reason = bridge.over_budget(self.inbox, entry, self.params.budget)
