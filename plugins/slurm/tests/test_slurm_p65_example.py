@@ -157,13 +157,13 @@ def test_p65_example_on_slurm_gives_the_local_executors_nexus_file(slurm, workdi
 
     # each entry names the Slurm job of the unit that computed it, as Slurm ran it
     assert entry_jobs(on_slurm.parent / "results" / "p65.nxs") == {
-        (unit, "slurm", jobs[f"{unit}-0"]) for unit in ("scans", "normalize", "merge")
+        (unit, "slurm", jobs[f"{unit}-0"]) for unit in ("scans", "normalize", "merge", "advisor")
     }
     assert {e[:2] for e in entry_jobs(local.parent / "results" / "p65.nxs")} == {
-        (unit, "local") for unit in ("scans", "normalize", "merge")
+        (unit, "local") for unit in ("scans", "normalize", "merge", "advisor")
     }
 
     # the writer's log comes from its job's output file
     lines = list(ex.logs("writer", stderr=True))
     assert any(f"Slurm job {jobs['writer-0']}" in line for line in lines)
-    assert any("6 processed" in line for line in lines), lines[-5:]
+    assert any("8 processed" in line for line in lines), lines[-5:]  # with 2 decisions
