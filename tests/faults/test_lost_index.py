@@ -77,6 +77,21 @@ def test_what_the_sentence_says_to_do_runs_again(tmp_path: Path, source: str) ->
     assert all(count == 2 for count in sink_names(tmp_path / "out.jsonl").values())
 
 
+def test_a_run_left_behind_with_its_lost_index_leaves_the_store_usable(tmp_path: Path) -> None:
+    """After `--fresh` left run r1 behind with its lost index, the store's other commands go
+    on: a lost folder listed among the data sources made `pipeline streams` and every
+    `prune` fail for the whole store, for good."""
+    file, store = run_once(tmp_path)
+    (store / data_source_for("raw", "faults", "r1") / "index.db").write_bytes(b"")
+    assert pipeline("run", "--fresh", str(file), cwd=tmp_path).returncode == 0
+    for args in (("streams", str(file)), ("prune", str(store), "--older-than", "7d")):
+        done = pipeline(*args, cwd=tmp_path)
+        assert done.returncode == 0, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    listed = pipeline("streams", str(file), cwd=tmp_path).stdout
+    assert data_source_for("raw", "faults", "r2") in listed, listed
+
+
 def test_a_garbled_store_marker_is_one_sentence_with_what_to_do(tmp_path: Path) -> None:
     file, store = run_once(tmp_path)
     marker = store / "store.json"

@@ -516,15 +516,15 @@ class RunStore:
         """Refuse, before a session is recorded or a worker starts, a store that lost the index
         of a data source the session would use (the run's own, the shared errors and counters):
         opened as new by a worker, it had a source send every input again. Only where the
-        transport can tell (`check_data_source`: the embedded store's files)."""
-        check = getattr(self.transport, "check_data_source", None)
-        if check is None:
+        transport can tell (`lost_data_sources`: the embedded store's files)."""
+        lost = getattr(self.transport, "lost_data_sources", None)
+        if lost is None:
             return
         shared = {errors_source(self.pipeline), status_source(self.pipeline)}
         own = f"{self.pipeline}.{run_id}." if run_id else None
-        for source in self.transport.data_sources():
+        for source in lost():
             if source in shared or (own is not None and source.startswith(own)):
-                check(source)
+                self.transport.check_data_source(source)  # raises, with what to do
 
     def _next_number(self) -> tuple[int, list[str]]:
         """A new run's number from the index, past every run whose data sources the store

@@ -1747,16 +1747,29 @@ class EmbeddedTransport(Transport):
         if self.read_only and not self.root.exists():
             return []  # a store no one has made yet, read without making it
         try:
-            return sorted(
-                p.name
-                for p in self.root.iterdir()
-                # with the marker of an index that is gone: its readers say it is lost
-                if p.is_dir() and ((p / INDEX_NAME).exists() or (p / MADE_NAME).exists())
-            )
+            names = [
+                p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
+            ]
+            # an index cut to nothing is lost (`lost_data_sources`), not a source to list
+            return sorted(n for n in names if _lost_index(self.root, n) is None)
         except OSError as exc:
             raise StorageError(
                 storage.describe("the store", self.root, exc), storage.kind_of(exc)
             ) from None
+
+    def lost_data_sources(self) -> list[str]:
+        """The data sources whose index is gone or empty while they held data (`_lost_index`).
+        Not among `data_sources`: listed there, one such folder made `pipeline streams` and
+        every `prune` fail for the whole store, also after `--fresh` had left its run behind."""
+        if not self.root.exists():
+            return []
+        try:
+            found = [p.name for p in self.root.iterdir() if (p / MADE_NAME).exists()]
+        except OSError as exc:
+            raise StorageError(
+                storage.describe("the store", self.root, exc), storage.kind_of(exc)
+            ) from None
+        return sorted(n for n in found if _lost_index(self.root, n) is not None)
 
     def check_data_source(self, data_source: str) -> None:
         """Refuse (`IndexLost`) a data source whose index is gone while it held data, without
