@@ -12,7 +12,7 @@ import click
 
 from asapo_pipelines.cli.options import PipelineFile, checked_file, json_option
 from asapo_pipelines.cli.output import print_json, warn
-from asapo_pipelines.errors import UsageError
+from asapo_pipelines.errors import PipelinesError, UsageError
 
 
 # -- pipeline runs ---------------------------------------------------------------------------
@@ -126,7 +126,10 @@ def runs(file: str, as_json: bool) -> None:
     try:
         say_whose_runs(transport, pipeline.name, Path(file))
         found = store.runs()
-        renamed = _under_old_names(transport, pipeline.name, Path(file))
+        try:
+            renamed = _under_old_names(transport, pipeline.name, Path(file))
+        except PipelinesError:  # a hint only: another pipeline's damaged records are its own
+            renamed = []
     finally:
         transport.close()
     for line in renamed:
