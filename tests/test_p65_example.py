@@ -89,7 +89,7 @@ def test_the_example_runs_and_prints_its_summary(run):
     asked = int(re.search(r"action more_scans, scans (\d+),", decision).group(1))
     assert asked == total - 2 >= 1
     nexus = examples / "results" / "p65.nxs"
-    assert f"writer: file {nexus.resolve()}, entries_written 8" in out
+    assert f"writer: file {nexus.resolve()}, entries_written 6" in out
 
 
 def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
@@ -107,7 +107,6 @@ def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
             "xas/scan": 2,
             "xas/spectrum": 2,
             "xas/merged": 2,
-            "plan/suggestion": 2,
         }
         by_file = {}
         for entry in kinds["xas/scan"]:
@@ -180,7 +179,7 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
             hidden = tmp_path / "incoming" / f".{name}.part"  # as a copy tool writes it
             shutil.copy(ROOT / "examples" / "data" / name, hidden)
             hidden.rename(tmp_path / "incoming" / name)
-            wanted = {"xas/scan": i, "xas/spectrum": i, "xas/merged": i, "plan/suggestion": i}
+            wanted = {"xas/scan": i, "xas/spectrum": i, "xas/merged": i}
             deadline = time.monotonic() + 180
             while entries() != wanted and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -189,10 +188,10 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
     finally:
         stopped = pipeline("stop", "live.pipeline.yaml")
     assert stopped.returncode == 0, stopped.stderr
-    assert entries() == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2, "plan/suggestion": 2}
+    assert entries() == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2}
     with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
         keys = [str(e.attrs["asapo_key"]) for e in f.values()]
-    assert len(keys) == len(set(keys)) == 8
+    assert len(keys) == len(set(keys)) == 6
     # the agent asked for more after the first repeat and said stop after the second
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.transport.formats import decode

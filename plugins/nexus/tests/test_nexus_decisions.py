@@ -1,11 +1,11 @@
 """The agent's decisions in the P65 results file. The file held the spectra and merges but not
 why more scans were taken, and after `pipeline reprocess` of an agent-only change (another
-target_noise) the changed decisions, the only thing that differed, were in no file. The example
-pipeline now gives the writer the agent's `plans`: each decision is an NXentry whose `decision`
+target_noise) the changed decisions, the only thing that differed, were in no file. A pipeline
+that gives the writer the agent's `plans` stores each decision as an NXentry whose `decision`
 (NXcollection) holds its action, count, reason, confidence, metrics and the merge entry it was
 based on, with the entry's provenance.
 
-A real P65 run (`pipeline run` of the example, both reference plugins), then a real reprocess;
+A real P65 run (`pipeline run` of the example with `plans` given to the writer), then a real reprocess;
 what each decision says is taken from the run's own `plans` stream (`pipeline tail --json`)."""
 
 from __future__ import annotations
@@ -79,7 +79,12 @@ def expected(plans: list[dict], run: str) -> list[dict]:
 def test_the_decisions_and_those_of_a_reprocess_are_in_the_results_file(tmp_path):
     work = tmp_path
     shutil.copytree(DATA, work / "data", ignore=lambda _d, names: set(names) - set(P65_SCANS))
-    shutil.copy(EXAMPLE, work / EXAMPLE.name)
+    # the writer stores decisions when given the agent's plans (the example does not give them)
+    inputs = "inputs: {scans: raw-scans, spectra: spectra, merged: merged}"
+    text_of_example = EXAMPLE.read_text(encoding="utf-8")
+    assert inputs in text_of_example
+    wired = inputs.replace("merged: merged}", "merged: merged, plans: plans}")
+    (work / EXAMPLE.name).write_text(text_of_example.replace(inputs, wired), encoding="utf-8")
     pipeline_ok(work, "run", EXAMPLE.name)
     results = work / "results" / "p65.nxs"
 

@@ -130,7 +130,7 @@ def test_p65_on_redis_gives_the_embedded_results(p65_runs: Any) -> None:
     ref = _nexus_numbers(embedded_file.parent / "results" / "p65.nxs")
     out = _nexus_numbers(redis_file.parent / "results" / "p65.nxs")
     assert sorted(out) == sorted(ref)
-    assert len(ref) == 8  # 2 scans, 2 spectra, 2 merges, 2 decisions
+    assert len(ref) == 6
     for title, numbers in ref.items():
         assert sorted(out[title]) == sorted(numbers), title
         for key, value in numbers.items():
