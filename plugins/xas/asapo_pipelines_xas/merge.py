@@ -99,10 +99,18 @@ GLITCH_THRESHOLD = 10.0
 #: the robust spread is taken over this many grid points either side of each energy: the
 #: repeats differ more near the edge (residual misalignment) and at high k (less flux)
 GLITCH_WINDOW = 25
+#: eV: the residual misalignment of repeats that alignment leaves (a fraction of the P65 scans'
+#: 0.5 eV point spacing at the edge). On the steep edge it alone makes differences of
+#: |dmu/dE| x 0.1 eV, far above the window's spread, which the flat data beside a sharp edge
+#: dominates: without it clean repeats had points flagged and left out exactly where E0 is
+#: found. Where mu is smooth the slope is small, and a glitch there is found as before.
+GLITCH_E_TOL = 0.1
 GLITCH_RULE = (
     "a point of a repeat is a glitch where |mu - median of the other repeats| exceeds "
-    "threshold x 1.4826 x the median of that difference's absolute value within window points "
-    "either side (on the merge's grid, after alignment); with 3 or more repeats the glitch "
+    "threshold x sqrt(s^2 + (|dmu/dE| x energy_tolerance)^2), s = 1.4826 x the median of that "
+    "difference's absolute value within window points either side, |dmu/dE| the smallest "
+    "slope of the repeats there (on the merge's grid, after alignment): a difference a residual "
+    "misalignment of energy_tolerance explains is no glitch; with 3 or more repeats the glitch "
     "points are left out of the mean (the rest of the scan is merged); with 2 the median "
     "cannot tell which repeat is wrong: the energies are reported, nothing is left out"
 )
@@ -110,13 +118,19 @@ GLITCH_RULE = (
 
 def deglitch_settings() -> dict[str, Any]:
     """The rule and threshold of the glitch screening, recorded with every merge."""
-    return {"threshold": GLITCH_THRESHOLD, "window": GLITCH_WINDOW, "rule": GLITCH_RULE}
+    return {
+        "threshold": GLITCH_THRESHOLD,
+        "window": GLITCH_WINDOW,
+        "energy_tolerance": GLITCH_E_TOL,
+        "rule": GLITCH_RULE,
+    }
 
 
-def find_glitches(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(flags, scores) of repeats (rows of mu on one grid): each point's deviation from the
-    median of the other repeats at that energy, in units of the robust spread of that
-    repeat's deviations around it (`GLITCH_RULE`), and which points are glitches. A glitch
+def find_glitches(grid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(flags, scores) of repeats (rows of mu on the energies `grid`): each point's deviation
+    from the median of the other repeats at that energy, in units of the robust spread of that
+    repeat's deviations around it widened by what a residual misalignment explains there
+    (`GLITCH_RULE`), and which points are glitches. A glitch
     raises a scan's noise estimate by a few per cent only (it is at low k, the noise is
     measured at high R), so only a comparison with the other repeats finds it. The spread is
     each repeat's own: a noisier repeat is no glitch (the agent's noise test deals with it).
@@ -125,7 +139,10 @@ def find_glitches(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     both are flagged: no median says which one is wrong."""
     n = len(rows)
     dev = np.vstack([rows[i] - np.median(np.delete(rows, i, 0), axis=0) for i in range(n)])
-    spread = np.vstack([_local_spread(d) for d in dev])
+    # the gentlest repeat's slope: a glitch steepens its own repeat's slope, and with 2 repeats
+    # their median too (it would excuse itself); on the edge all repeats are steep alike
+    slack = np.abs(np.gradient(rows, grid, axis=1)).min(axis=0) * GLITCH_E_TOL
+    spread = np.hypot(np.vstack([_local_spread(d) for d in dev]), slack)
     scores = np.abs(dev) / np.where(spread > 0, spread, np.inf)
     flags = np.zeros_like(scores, dtype=bool)
     for j in np.flatnonzero((scores > GLITCH_THRESHOLD).any(axis=0)):
@@ -1337,7 +1354,7 @@ def _deglitched(
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
     """The mean and its standard error without the glitch points (`GLITCH_RULE`), and what
     was found. Points of the mean with no glitch are merge_groups' own, untouched."""
-    flagged, scores = find_glitches(rows)
+    flagged, scores = find_glitches(grid, rows)
     glitches = glitch_record(grid, flagged, scores, names)
     if len(names) < 3 or not glitches:
         return mean, stderr, glitches

@@ -18,13 +18,15 @@ import numpy as np
 import pytest
 from xas_agent_procs import NORMALIZE, merges_of, noisy_copy
 from xas_procs import pipeline_command, scan_chain, write_pipeline
-from xas_testdata import DATA, P65_ENERGY, P65_IT, P65_SCANS
+from xas_testdata import DATA, P65_ENERGY, P65_I0, P65_IT, P65_SCANS, larch_e0, p65_variant
 
 #: the tester's glitch, added to mu at three consecutive points from GLITCH_AT eV
 GLITCH = (0.05, 0.12, 0.05)
 GLITCH_AT = 7400.0
 #: each copy's counts changed by this relative noise (the tester's synthetic repeats' order)
 COPY_NOISE = 1e-3
+#: eV either side of E0: the steep edge, where a residual misalignment made false glitches
+EDGE = 30.0
 
 
 def repeats(directory: Path, count: int) -> list[Path]:
@@ -141,3 +143,57 @@ def test_the_nexus_merge_entry_records_the_glitch(tmp_path):
         parameters = json.loads(newest["process/parameters/data"][()])
     assert found["file"] == paths[2].name
     assert "median of the other repeats" in parameters["deglitch"]["rule"]
+
+
+def shifted_repeats(directory: Path, count: int, seed: int) -> list[Path]:
+    """`count` repeats of the real P65 scans (in turn), each with its energies moved by a
+    seeded 0.05-0.1 eV either way and its own seeded noise of 1e-4 to 3e-4 of the edge step:
+    clean repeats as the reviewer measured them after alignment. The merge is asked not to
+    align them, so the shifts stay as the residual misalignment alignment leaves."""
+    from larch import Group
+    from larch.xafs import pre_edge
+
+    directory.mkdir()
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(count):
+        source = P65_SCANS[i % len(P65_SCANS)]
+        data = np.loadtxt(DATA / source)
+        group = Group(energy=data[:, P65_ENERGY], mu=np.log(data[:, P65_I0] / data[:, P65_IT]))
+        pre_edge(group)
+        # mu = ln(I0/It): a relative change of It is that change in mu, here a share of the step
+        noise = rng.uniform(1e-4, 3e-4) * float(group.edge_step)
+        shift = rng.uniform(0.05, 0.1) * rng.choice([-1.0, 1.0])
+        path = directory / f"20K_GOE_Fe_K_240.{i:05d}.xdi"
+        paths.append(p65_variant(source, path, seed=seed * 10 + i, noise=noise, shift=shift))
+    return paths
+
+
+#: the reviewer's 5 trials, and seed 19: with the real (less steep) goethite edge, of 60 trials
+#: the old screen left out the point at E0 (7128.4 eV, 10.6 spreads) in this one of 4 repeats
+@pytest.mark.parametrize("count", [3, 4])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4, 19])
+def test_clean_repeats_misaligned_by_a_tenth_of_an_ev_raise_no_glitch_at_the_edge(
+    tmp_path, count, seed
+):
+    """The reviewer's false positives: points on the steep edge flagged and left out (kinks
+    where E0 is found) because a 0.05-0.1 eV misalignment there differs by |dmu/dE| x dE, far
+    above the spread of the flat data in the window. No merge of these has a glitch within
+    EDGE eV of its E0 (xraylarch's). (The scans' last point, 8113 eV, where the shifted
+    repeats end unevenly, is flagged in some trials by the old and the new screen alike:
+    another matter, not tested here.)"""
+    from asapo_pipelines_xas.merge import Merger
+    from asapo_pipelines_xas.normalize import normalize_scan
+    from asapo_pipelines_xas.params import MergeParams, NormalizeParams
+    from asapo_pipelines_xas.readers import read_scan
+
+    params = NormalizeParams.model_validate(NORMALIZE)
+    merger = Merger(MergeParams(align="none"))
+    for path in shifted_repeats(tmp_path / "data", count, seed):
+        merged = merger.add(normalize_scan(read_scan(path), params)).to_json()
+        e0 = larch_e0(merged["arrays"]["energy"], merged["arrays"]["mu"])
+        at_edge = [
+            g for g in merged.get("glitches", []) if any(abs(e - e0) < EDGE for e in g["energies"])
+        ]
+        assert not at_edge, (e0, at_edge)
+    assert merged["settings"]["deglitch"]["energy_tolerance"] > 0
