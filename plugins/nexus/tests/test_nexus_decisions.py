@@ -5,8 +5,9 @@ that gives the writer the agent's `plans` stores each decision as an NXentry who
 (NXcollection) holds its action, count, reason, confidence, metrics and the merge entry it was
 based on, with the entry's provenance.
 
-A real P65 run (`pipeline run` of the example with `plans` given to the writer), then a real reprocess;
-what each decision says is taken from the run's own `plans` stream (`pipeline tail --json`)."""
+A real P65 run (`pipeline run` of the example with `plans` given to the writer), then a real
+reprocess; what each decision says is taken from the run's own `plans` stream
+(`pipeline tail --json`)."""
 
 from __future__ import annotations
 
