@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from asapo_pipelines.sdk import (
     Source,
     Suggestion,
 )
-from asapo_pipelines.sdk.dirwatch import Changes
 from asapo_pipelines_xas import merge, normalize, temperature
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
 from asapo_pipelines_xas.agent import reprocess_command
@@ -455,7 +454,8 @@ class ScanFiles(Source):
 
     def _watch(self, watcher: ScanFileWatcher, events: DirectoryEvents | None) -> None:
         """Send each file the watcher hands out, until the source is stopped."""
-        changes = Changes(set(), set())
+        # no events yet: the first look lists the folder (then `DirectoryEvents.wait_changes`)
+        changes: tuple[Iterable[str], ...] = ()
         while True:
             for path in watcher.poll(*changes):
                 if self.stopping:
