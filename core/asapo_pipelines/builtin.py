@@ -169,6 +169,7 @@ def _writers_of(pipeline: Any, catalog: Any, stream: str) -> list[tuple[str, str
 # The core's backends are a default plugin of their own module, registered under the core
 # plugin's name (one record in `pipeline plugins`); each becomes its own distribution later.
 from asapo_pipelines.default_backends import (  # noqa: E402
+    check_online,
     register_commands,
     register_executors,
     register_formats,
@@ -176,6 +177,7 @@ from asapo_pipelines.default_backends import (  # noqa: E402
 )
 
 __all__ = [
+    "check_online",
     "check_pipeline",
     "register_commands",
     "register_executors",

@@ -11,6 +11,8 @@ asapo wheels.
 
 from __future__ import annotations
 
+from typing import Any
+
 from asapo_pipelines.descriptor import (
     CommandDescriptor,
     ExecutorDescriptor,
@@ -22,6 +24,7 @@ from asapo_pipelines.hookspecs import (
     RegisterExecutor,
     RegisterFormat,
     RegisterTransport,
+    ReportFinding,
     hookimpl,
 )
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
@@ -61,6 +64,29 @@ TRANSPORTS = {d.name: d for d in (EMBEDDED, ASAPO)}
 def register_transports(register: RegisterTransport) -> None:
     for descriptor in TRANSPORTS.values():
         register(descriptor)
+
+
+@hookimpl
+def check_online(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
+    """`validate --online`, and `run` and `deploy` before they start anything, of a file on
+    ASAP::O: whether the service takes the file's token for its beamtime. Its broker passes the
+    authorizer's refusal on as "service unavailable", which sent an operator to the network
+    instead of the token: refused is P501 at the token's option, not asked P502 at
+    `endpoint`."""
+    if pipeline.transport.kind != "asapo":
+        return
+    from asapo_pipelines.import_strings import import_runtime
+    from asapo_pipelines.transport.errors import CredentialsError, TransportError
+
+    options = dict(pipeline.transport.spec()["asapo"])
+    token = next((k for k in ("token_file", "token_env") if options.get(k)), None)
+    try:
+        with import_runtime(ASAPO.runtime)(options) as transport:
+            transport.data_sources()  # a read every token for the beamtime may make
+    except CredentialsError as exc:
+        report(("transport", "asapo", *([token] if token else [])), "P501", exc.message)
+    except TransportError as exc:
+        report(("transport", "asapo", "endpoint"), "P502", exc.message)
 
 
 # -- executors ---------------------------------------------------------------------------------

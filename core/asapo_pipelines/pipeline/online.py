@@ -35,9 +35,7 @@ def check_online(path: Path, catalog: Catalog) -> list[Problem]:
     from asapo_pipelines.pipeline.validate import load_pipeline
 
     doc, _ = read_document(Path(path))
-    pipeline = load_pipeline(path, catalog)
-    findings, failures = online_findings(pipeline, catalog)
-    findings.extend(_transport_findings(pipeline))
+    findings, failures = online_findings(load_pipeline(path, catalog), catalog)
     file = str(path)
     problems = [
         make(file, doc.locate(where), code if code in ONLINE and code in CODES else "P501", text)
@@ -45,32 +43,6 @@ def check_online(path: Path, catalog: Catalog) -> list[Problem]:
     ]
     problems.extend(make(file, doc.locate(()), "P502", failure) for failure in failures)
     return problems
-
-
-def _transport_findings(pipeline: Pipeline) -> list[tuple[tuple[str, ...], str, str]]:
-    """The ASAP::O service asked whether it takes the file's token for its beamtime: refused
-    (P501) at the token's option, or could not be asked (P502) at the endpoint. `run` and the
-    workers open the transport themselves and say the same in the transport's sentence."""
-    from asapo_pipelines.transport import TransportError, open_transport
-    from asapo_pipelines.transport.errors import CredentialsError
-
-    if pipeline.transport.kind != "asapo":
-        return []
-    spec = pipeline.transport.spec()
-    options = spec["asapo"]
-    token = next((k for k in ("token_file", "token_env") if options.get(k)), None)
-    try:
-        transport = open_transport(spec)
-        try:
-            transport.data_sources()  # a read every token for the beamtime may make
-        finally:
-            transport.close()
-    except CredentialsError as exc:
-        where = ("transport", "asapo", token) if token else ("transport", "asapo")
-        return [(where, REFUSED, exc.message)]
-    except TransportError as exc:
-        return [(("transport", "asapo", "endpoint"), "P502", exc.message)]
-    return []
 
 
 def online_findings(
