@@ -29,45 +29,15 @@ pytestmark = [
 FILES = 3000
 
 
-def redis_chain(directory: Path, url: str, files: Path, out: Path) -> Path:
-    """files -> identity -> sink on Redis, each message committed on its own."""
-    one = {"messages": 1}
-    doc = {
-        "pipeline": "outage",
-        "transport": {"redis": {"url": url, "timeout": 2, "payload_dir": "payloads"}},
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": str(files)},
-                "outputs": {"files": "raw"},
-                "batch": one,
-            },
-            "identity": {
-                "unit": "core.identity",
-                "inputs": {"input": "raw"},
-                "outputs": {"output": "copied"},
-                "batch": one,
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": str(out)},
-                "inputs": {"messages": "copied"},
-                "batch": one,
-            },
-        },
-    }
-    path = directory / "outage.pipeline.yaml"
-    path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
-    return path
-
-
 def test_run_counts_survive_a_transport_outage_mid_run(tmp_path: Path) -> None:
-    from asapo_pipelines_redis.testing import RedisServer
+    from asapo_pipelines_redis.testing import RedisServer, copy_chain
 
     files, out = tmp_path / "incoming", tmp_path / "out" / "copied.jsonl"
     write_files(files, 0, FILES)
     with RedisServer(tmp_path / "redis") as server:
-        file = redis_chain(tmp_path, server.url, files, out)
+        file = tmp_path / "outage.pipeline.yaml"
+        doc = copy_chain("outage", server.url, files, out, payload_dir="payloads")
+        file.write_text(json.dumps(doc, indent=2))  # JSON is YAML
         run = subprocess.Popen(
             [PIPELINE, "run", str(file), "--fresh"],
             cwd=tmp_path,

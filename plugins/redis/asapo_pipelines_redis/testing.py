@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -125,3 +126,41 @@ class RedisServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def copy_chain(
+    name: str, url: str, incoming: Path | str, out: Path | str, *, watch: bool = False, **redis: Any
+) -> dict[str, Any]:
+    """A pipeline document (JSON is YAML: write it with `json.dumps`): `core.files` on
+    `incoming` -> `core.identity` -> `core.jsonl-sink` into `out`, on the Redis at `url` with a
+    2 s timeout (and the other `redis` options), each message committed on its own: the chain
+    the restart and outage tests count every file through. `watch`: the source waits for
+    files that arrive later."""
+    one = {"messages": 1}
+    files: dict[str, Any] = {"directory": str(incoming)}
+    if watch:
+        files.update(watch=True, settle_seconds=0.2)
+    return {
+        "pipeline": name,
+        "transport": {"redis": {"url": url, "timeout": 2, **redis}},
+        "units": {
+            "files": {
+                "unit": "core.files",
+                "params": files,
+                "outputs": {"files": "raw"},
+                "batch": one,
+            },
+            "identity": {
+                "unit": "core.identity",
+                "inputs": {"input": "raw"},
+                "outputs": {"output": "copied"},
+                "batch": one,
+            },
+            "sink": {
+                "unit": "core.jsonl-sink",
+                "params": {"path": str(out)},
+                "inputs": {"messages": "copied"},
+                "batch": one,
+            },
+        },
+    }

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from asapo_pipelines_redis.testing import RedisServer
+from asapo_pipelines_redis.testing import RedisServer, copy_chain
 
 PIPELINE = Path(sys.executable).with_name("pipeline")
 LOST = "lost the data of this pipeline's store"
@@ -43,31 +43,9 @@ def _env(tmp: Path) -> dict[str, str]:
 
 def _chain(work: Path, server: RedisServer, *, watch: bool) -> Path:
     """files -> identity -> jsonl sink on Redis, each message committed on its own."""
-    one = {"messages": 1}
-    doc = {
-        "pipeline": "restart",
-        "transport": {"redis": {"url": server.url, "timeout": 2, "key_prefix": "restart"}},
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": "incoming", "watch": watch, "settle_seconds": 0.2},
-                "outputs": {"files": "raw"},
-                "batch": one,
-            },
-            "identity": {
-                "unit": "core.identity",
-                "inputs": {"input": "raw"},
-                "outputs": {"output": "copied"},
-                "batch": one,
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": "out/copied.jsonl"},
-                "inputs": {"messages": "copied"},
-                "batch": one,
-            },
-        },
-    }
+    doc = copy_chain(
+        "restart", server.url, "incoming", "out/copied.jsonl", watch=watch, key_prefix="restart"
+    )
     path = work / "restart.pipeline.yaml"
     path.write_text(json.dumps(doc, indent=2))  # JSON is YAML
     return path
