@@ -147,14 +147,14 @@ class NomadExecutor(Executor):
         worker died on the missing password (exit 78) once deploy had checked the variable
         here alone. What the job renders from a Nomad variable (asapo's `token_env`) is given."""
         from asapo_pipelines.errors import PipelinesError
-        from asapo_pipelines.pipeline.online import _place
+        from asapo_pipelines.pipeline.online import place
 
         found = _unforwarded_env(self.pipeline, self.target.payload)
         if found is None or self.file is None:
             return
         key, variable = found
         transport = self.loaded().transport
-        where = _place(str(self.file), self.file, ("transport", transport.kind, key))
+        where = place(str(self.file), self.file, ("transport", transport.kind, key))
         fields = type(transport.config).model_fields
         alternative = key.removesuffix("_env") + "_file"
         use = alternative if alternative in fields else "a file"

@@ -102,7 +102,7 @@ def check_before_start(
     if not findings and not failures:
         return
     file = shown or str(path)
-    located = [(code, f"{_place(file, path, where)}: {text}") for where, code, text in findings]
+    located = [(code, f"{place(file, path, where)}: {text}") for where, code, text in findings]
     refused = [text for code, text in located if code == REFUSED]
     if refused:
         more = len(refused) - 1
@@ -112,7 +112,7 @@ def check_before_start(
         warn(f"{text} (starting anyway)")
 
 
-def _place(shown: str, path: Path, where: Any) -> str:
+def place(shown: str, path: Path, where: Any) -> str:
     """`file:line:column` of the value at YAML path `where` in the file at `path` (named as
     `shown`; the name alone when the file cannot be read again)."""
     from asapo_pipelines.pipeline.loader import read_document
