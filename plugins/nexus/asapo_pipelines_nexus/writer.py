@@ -265,6 +265,10 @@ class NexusWriter:
         self._contents: dict[int, str] = {}
         #: the entry numbers of the complete merges of no scan (`nothing_merged`) among them
         self._without_data: set[int] = set()
+        #: the address of the message each entry was written from -> that entry (the newest):
+        #: the merge a decision answers (`_entry_of_message`). Made at the first decision, not
+        #: at every open, which would read every entry's provenance for a file of no decision
+        self._by_message: dict[str, str] | None = None
         self._next = 1
         #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
         self.pipelines: set[str] = set()
@@ -901,12 +905,19 @@ class NexusWriter:
         """The entry written from the message at `address` (data_source, stream, id)."""
         if not address:
             return None
-        # newest first: a decision follows the merge it answers, usually at once
-        for number in sorted(self._contents, reverse=True):
-            group = self.file.get(f"entry{number}")
-            if isinstance(group, h5py.Group) and _message_ref(group) == dict(address):
-                return f"entry{number}"
-        return None
+        if self._by_message is None:
+            self._by_message = {}
+            for number in sorted(self._contents):  # the newest entry of an address last
+                group = self.file.get(f"entry{number}")
+                if isinstance(group, h5py.Group):
+                    self._remember_message(f"entry{number}", group)
+        return self._by_message.get(_address_key(address))
+
+    def _remember_message(self, name: str, group: h5py.Group) -> None:
+        """Note which message entry `name` was written from (`_by_message`, once it is made)."""
+        ref = _message_ref(group)
+        if ref and self._by_message is not None:
+            self._by_message[_address_key(ref)] = name
 
     def write_scan(self, scan: Mapping[str, Any], key: str) -> str | None:
         """Append one raw scan as an NXxas entry."""
@@ -1341,6 +1352,8 @@ class NexusWriter:
         if match:
             content = _text(group.attrs.get(CONTENT_ATTR, ""))
             self._contents[int(match.group(1))] = content
+            if self._by_message is not None:
+                self._remember_message(name, group)
             if content == "xas/merged" and "data" not in group:
                 self._without_data.add(int(match.group(1)))
 
@@ -1674,6 +1687,11 @@ def _input_message(prov: Mapping[str, Any] | None) -> dict[str, Any] | None:
     inputs = (prov or {}).get("inputs") or []
     first = inputs[0] if inputs else None
     return dict(first) if isinstance(first, Mapping) else None
+
+
+def _address_key(address: Mapping[str, Any]) -> str:
+    """A message's address (data_source, stream, id) as a dictionary key."""
+    return json.dumps(dict(address), sort_keys=True, default=str)
 
 
 def _message_ref(group: h5py.Group) -> dict[str, Any]:
