@@ -301,6 +301,16 @@ def _held_data(directory: Path) -> bool:
     return False
 
 
+def _holds_index(directory: Path) -> bool:
+    """Whether `directory` is a data source to list: it has an index (one stat), and one cut to
+    nothing where the source held data is lost (`lost_data_sources`), not a source."""
+    try:
+        size = (directory / INDEX_NAME).stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    return bool(size) or not _held_data(directory)
+
+
 def _lost_index(root: Path, data_source: str) -> IndexLost | None:
     """The sentence for an index that is gone or cut to nothing under a data source that
     held data, with what to do: a run's own data source is left behind by a new run; one
@@ -1747,11 +1757,7 @@ class EmbeddedTransport(Transport):
         if self.read_only and not self.root.exists():
             return []  # a store no one has made yet, read without making it
         try:
-            names = [
-                p.name for p in self.root.iterdir() if p.is_dir() and (p / INDEX_NAME).exists()
-            ]
-            # an index cut to nothing is lost (`lost_data_sources`), not a source to list
-            return sorted(n for n in names if _lost_index(self.root, n) is None)
+            return sorted(p.name for p in self.root.iterdir() if _holds_index(p))
         except OSError as exc:
             raise StorageError(
                 storage.describe("the store", self.root, exc), storage.kind_of(exc)
