@@ -95,6 +95,32 @@ def serve() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def finished_p65(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The P65 example run to its end by `pipeline run` once for the session's browser tests
+    of its plots and layout (`pipeline view` only reads it): its pipeline file."""
+    import shutil
+
+    from test_xas_browser import xas_unavailable
+    from viewer_support import ROOT
+
+    from helpers import run_pipeline
+
+    why = xas_unavailable()
+    if why:
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("p65-finished")
+    shutil.copytree(
+        ROOT / "examples",
+        root / "examples",
+        ignore=shutil.ignore_patterns(".pipeline-data", "results"),
+    )
+    file = root / "examples" / "p65-xas.pipeline.yaml"
+    ran = run_pipeline("run", str(file), timeout=300)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    return file
+
+
+@pytest.fixture(scope="session")
 def live_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test units installed as a real plugin distribution (a directory for PYTHONPATH)."""
     from asapo_pipelines.testing.distributions import PluginProject, install

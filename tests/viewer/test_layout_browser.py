@@ -7,35 +7,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 
 import pytest
 from test_browser import wait_for
-from test_xas_browser import xas_unavailable
-from viewer_support import ROOT
-
-from helpers import run_pipeline
 
 WIDTHS = (1024, 1400)
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    why = xas_unavailable()
-    if why:
-        pytest.skip(why)
-    root = tmp_path_factory.mktemp("layout")
-    shutil.copytree(
-        ROOT / "examples",
-        root / "examples",
-        ignore=shutil.ignore_patterns(".pipeline-data", "results"),
-    )
-    file = root / "examples" / "p65-xas.pipeline.yaml"
-    ran = run_pipeline("run", str(file), timeout=300)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+def finished_run(finished_p65):
+    file = finished_p65
     viewer = subprocess.Popen(
         [
             sys.executable,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 from test_browser import wait_for
 from test_xas_browser import PIPELINE, xas_unavailable
-from viewer_support import ROOT, start_view, stop_view
+from viewer_support import start_view, stop_view
 
 from helpers import run_pipeline
 
@@ -40,20 +39,9 @@ def _plot_state(page, plot, expression):
 
 
 @pytest.fixture(scope="module")
-def p65_run(tmp_path_factory):
-    """The P65 example run to its end by `pipeline run`, and `pipeline view` on it."""
-    why = xas_unavailable()
-    if why:
-        pytest.skip(why)
-    root = tmp_path_factory.mktemp("xas-plots")
-    shutil.copytree(
-        ROOT / "examples",
-        root / "examples",
-        ignore=shutil.ignore_patterns(".pipeline-data", "results"),
-    )
-    file = root / "examples" / "p65-xas.pipeline.yaml"
-    ran = run_pipeline("run", str(file), timeout=300)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+def p65_run(finished_p65):
+    """`pipeline view` on the finished P65 example run."""
+    file = finished_p65
     proc, url = start_view(file, dict(os.environ))
     yield file, url
     stop_view(proc)
