@@ -26,6 +26,21 @@ def find_data_dir() -> Path:
 DATA = find_data_dir()
 P65_SCANS = ("20K_GOE_Fe_K_240.00000.xdi", "20K_GOE_Fe_K_240.00001.xdi")
 
+#: a pipeline file of scan files in `data/` written raw by the NeXus writer into
+#: `results/scans.nxs` (format it with the pipeline's name)
+SCANS_TO_WRITER = """\
+pipeline: {name}
+units:
+  scans:
+    unit: xas.scan-files
+    params: {{directory: data/, pattern: "*.xdi"}}
+    outputs: {{scans: raw-scans}}
+  writer:
+    unit: nexus.writer
+    params: {{file: results/scans.nxs}}
+    inputs: {{scans: raw-scans}}
+"""
+
 
 def p65_scan_message(name: str) -> dict[str, Any]:
     """An `xas/scan` body for a P65 file: columns as SOURCES.md names them, sorted by energy."""

@@ -14,22 +14,11 @@ import h5py
 import pytest
 from nexus_cli import pipeline_ok
 from nexus_cli import text as _text
-from nexus_testdata import DATA, P65_SCANS
+from nexus_testdata import DATA, P65_SCANS, SCANS_TO_WRITER
 
 pytest.importorskip("asapo_pipelines_xas")
 
-PIPELINE_FILE = """\
-pipeline: nexus-origin
-units:
-  scans:
-    unit: xas.scan-files
-    params: {directory: data/, pattern: "*.xdi"}
-    outputs: {scans: raw-scans}
-  writer:
-    unit: nexus.writer
-    params: {file: results/scans.nxs}
-    inputs: {scans: raw-scans}
-"""
+PIPELINE_FILE = SCANS_TO_WRITER.format(name="nexus-origin")
 #: an APS scan naming its beamline only, one naming its facility, and a P65 scan
 FILES = ("cu_metal_rt.xdi", "fe_metal_rt.xdi", P65_SCANS[0])
 

@@ -19,22 +19,11 @@ from typing import Any
 import h5py
 import pytest
 from nexus_cli import PIPELINE_BIN, pipeline_env, text
-from nexus_testdata import DATA, P65_SCANS
+from nexus_testdata import DATA, P65_SCANS, SCANS_TO_WRITER
 
 pytest.importorskip("asapo_pipelines_xas")
 
-PIPELINE_FILE = """\
-pipeline: nexus-where
-units:
-  scans:
-    unit: xas.scan-files
-    params: {directory: data/, pattern: "*.xdi"}
-    outputs: {scans: raw-scans}
-  writer:
-    unit: nexus.writer
-    params: {file: results/scans.nxs}
-    inputs: {scans: raw-scans}
-"""
+PIPELINE_FILE = SCANS_TO_WRITER.format(name="nexus-where")
 
 
 def _run(work: Path, env: dict[str, str]) -> tuple[list[tuple[str, dict[str, Any]]], int]:
