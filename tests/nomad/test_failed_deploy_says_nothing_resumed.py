@@ -33,6 +33,18 @@ deploy:
 """
 
 
+def deployed_file(tmp_path: Path) -> Path:
+    """`PIPELINE` with one input file, deployed (`pipeline deploy`, exit 0) from `tmp_path`:
+    its pipeline file."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a\n")
+    file = tmp_path / "p.pipeline.yaml"
+    file.write_text(PIPELINE)
+    deployed = run_pipeline("deploy", str(file), cwd=tmp_path)
+    assert deployed.returncode == 0, deployed.stderr
+    return file
+
+
 @pytest.fixture
 def refused_nomad(monkeypatch: pytest.MonkeyPatch, clean_nomad_env: None) -> Iterator[str]:
     """NOMAD_ADDR naming a loopback port that is bound but not listening: every connection to

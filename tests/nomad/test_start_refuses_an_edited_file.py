@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from fake_nomad import FakeNomad
-from test_failed_deploy_says_nothing_resumed import PIPELINE
+from test_failed_deploy_says_nothing_resumed import PIPELINE, deployed_file
 
 from helpers import run_pipeline
 
@@ -18,12 +18,7 @@ from helpers import run_pipeline
 def test_contract_nomad_api_start_of_an_edited_file_is_refused(
     tmp_path: Path, nomad_env: FakeNomad
 ):
-    (tmp_path / "files").mkdir()
-    (tmp_path / "files" / "a.txt").write_text("a\n")
-    file = tmp_path / "p.pipeline.yaml"
-    file.write_text(PIPELINE)
-    deployed = run_pipeline("deploy", str(file), cwd=tmp_path)
-    assert deployed.returncode == 0, deployed.stderr
+    file = deployed_file(tmp_path)
     stopped = run_pipeline("stop", str(file), cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     file.write_text(PIPELINE.replace('pattern: "*.txt"', 'pattern: "*.dat"'))

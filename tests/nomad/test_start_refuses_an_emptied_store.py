@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from fake_nomad import JOB_ID, FakeNomad
-from test_failed_deploy_says_nothing_resumed import PIPELINE
+from test_failed_deploy_says_nothing_resumed import deployed_file
 
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
@@ -26,12 +26,7 @@ def test_contract_nomad_api_start_is_refused_when_the_store_lost_the_deployments
 ):
     """`task_env`: a job deployed before the run was kept in its Meta, whose tasks' environment
     alone names it."""
-    (tmp_path / "files").mkdir()
-    (tmp_path / "files" / "a.txt").write_text("a\n")
-    file = tmp_path / "p.pipeline.yaml"
-    file.write_text(PIPELINE)
-    deployed = run_pipeline("deploy", str(file), cwd=tmp_path)
-    assert deployed.returncode == 0, deployed.stderr
+    file = deployed_file(tmp_path)
     if kept_in == "task_env":
         registered = nomad_env.registered
         assert registered is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fake_nomad import JOB_ID, FakeNomad, Reply, allocations
-from test_failed_deploy_says_nothing_resumed import PIPELINE
+from test_failed_deploy_says_nothing_resumed import deployed_file
 
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
@@ -23,12 +23,7 @@ from helpers import run_pipeline
 
 def _deployed_then_emptied(tmp_path: Path) -> Path:
     """The pipeline file of a deployed job whose store was then moved away."""
-    (tmp_path / "files").mkdir()
-    (tmp_path / "files" / "a.txt").write_text("a\n")
-    file = tmp_path / "p.pipeline.yaml"
-    file.write_text(PIPELINE)
-    deployed = run_pipeline("deploy", str(file), cwd=tmp_path)
-    assert deployed.returncode == 0, deployed.stderr
+    file = deployed_file(tmp_path)
     # the store comes back empty (a Redis without persistence restarted)
     shutil.move(tmp_path / DEFAULT_DATA_DIR, tmp_path / "aside")
     return file
