@@ -12,7 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from xas_procs import last_status, read, spawn, stop, wait_until, watch_units, write_pipeline
+from xas_procs import (
+    inotify_available,
+    last_status,
+    read,
+    running,
+    spawn,
+    stop,
+    wait_until,
+    watch_units,
+    write_pipeline,
+)
 from xas_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_xas.readers import read_scan
@@ -23,21 +33,8 @@ LINES = (DATA / SCAN).read_text().splitlines(keepends=True)
 BLOCK = 200
 
 
-def running(store: Path) -> bool:
-    """Whether the source's worker says it runs (its watch starts right after)."""
-    try:
-        return last_status(store, "p65-chunks", "scans").get("state") == "running"
-    except Exception:  # no status stream yet: the worker is starting
-        return False
-
-
 def test_a_file_closed_between_chunks_is_said_to_be_so(tmp_path: Path) -> None:
-    from asapo_pipelines.sdk.dirwatch import DirectoryEvents
-
-    probe = DirectoryEvents(tmp_path, writes=True)
-    available = probe.available
-    probe.close()
-    if not available:
+    if not inotify_available(tmp_path):
         pytest.skip("no inotify here: the first close is no event")
     (tmp_path / "incoming").mkdir()
     units = watch_units(settle_seconds=0.5)
@@ -47,7 +44,7 @@ def test_a_file_closed_between_chunks_is_said_to_be_so(tmp_path: Path) -> None:
     try:
         # the worker is watching: a file there before the watch begins is settled, not read
         # at its close (a fixed 3 s was too short on a loaded machine)
-        assert wait_until(lambda: running(store), 60, [source])
+        assert wait_until(lambda: running(store, "p65-chunks", "scans"), 60, [source])
         time.sleep(0.5)
         with target.open("a") as f:
             f.writelines(LINES[:BLOCK])

@@ -9,11 +9,20 @@ on the real P65 file."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
-from xas_procs import last_status, read, spawn, stop, wait_until, watch_units, write_pipeline
+from xas_procs import (
+    inotify_available,
+    last_status,
+    read,
+    running,
+    spawn,
+    stop,
+    wait_until,
+    watch_units,
+    write_pipeline,
+)
 from xas_testdata import DATA, P65_SCANS, p65_variant
 
 from asapo_pipelines_xas.readers import read_scan
@@ -21,13 +30,13 @@ from asapo_pipelines_xas.readers import read_scan
 SCAN = P65_SCANS[0]
 
 
-def test_a_file_rewritten_with_other_content_is_said_to_be_so(tmp_path: Path) -> None:
-    from asapo_pipelines.sdk.dirwatch import DirectoryEvents
+def _sent_again(store: Path) -> bool:
+    summary = last_status(store, "p65-rewrite", "scans").get("summary") or {}
+    return bool(summary.get("sent_again"))
 
-    probe = DirectoryEvents(tmp_path, writes=True)
-    available = probe.available
-    probe.close()
-    if not available:
+
+def test_a_file_rewritten_with_other_content_is_said_to_be_so(tmp_path: Path) -> None:
+    if not inotify_available(tmp_path):
         pytest.skip("no inotify here: the first read is not taken at the writer's close")
     (tmp_path / "incoming").mkdir()
     other = p65_variant(SCAN, tmp_path / "other.xdi", seed=7, noise=2e-4)
@@ -37,12 +46,14 @@ def test_a_file_rewritten_with_other_content_is_said_to_be_so(tmp_path: Path) ->
     store, target = tmp_path / "store", tmp_path / "incoming" / SCAN
     source = spawn(pipeline, "scans", tmp_path)
     try:
-        time.sleep(3)  # the worker is watching (it starts in about a second)
+        # the worker is watching (a fixed wait was too short on a loaded machine)
+        assert wait_until(lambda: running(store, "p65-rewrite", "scans"), 60, [source])
         shutil.copyfile(DATA / SCAN, target)
         assert wait_until(lambda: len(read(store, "raw-scans")) >= 1, 30, [source])
         shutil.copyfile(other, target)  # another complete scan over the processed one
         assert wait_until(lambda: len(read(store, "raw-scans")) >= 2, 30, [source])
-        time.sleep(1.0)  # the worker's status record carries the summary
+        # the worker's status record carries the summary of the second send
+        assert wait_until(lambda: _sent_again(store), 30, [source])
         summary = last_status(store, "p65-rewrite", "scans").get("summary") or {}
     finally:
         assert stop(source) == 0

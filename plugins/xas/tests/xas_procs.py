@@ -156,3 +156,23 @@ def wait_until(predicate: Any, timeout: float = 120.0, procs: list[Any] = ()) ->
                 raise AssertionError(f"a worker exited early with {proc.returncode}: {proc.args}")
         time.sleep(0.1)
     return False
+
+
+def running(store: Path, pipeline: str, instance: str) -> bool:
+    """Whether the worker of `instance` says it runs (a source's watch starts right after)."""
+    try:
+        return last_status(store, pipeline, instance).get("state") == "running"
+    except Exception:  # no status stream yet: the worker is starting
+        return False
+
+
+def inotify_available(directory: Path) -> bool:
+    """Whether the directory watcher gets inotify events here (`DirectoryEvents` with writes):
+    the watch tests that need a read at the writer's close skip without."""
+    from asapo_pipelines.sdk import DirectoryEvents
+
+    probe = DirectoryEvents(directory, writes=True)
+    try:
+        return probe.available
+    finally:
+        probe.close()
