@@ -92,10 +92,7 @@ def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
 
     - `P314`: the units' params contradict each other (the default);
     - `P111`: a file the transport section names (a password file, a TLS certificate) does
-      not exist where the workers read it;
-    - `P112`: the transport reads a secret from an environment variable (`password_env`)
-      that the workers do not get (Nomad tasks do not inherit the deploying shell's
-      environment).
+      not exist where the workers read it.
 
     The codes and their meanings are listed in docs/pipeline-files.md.
     """

@@ -155,7 +155,6 @@ class WirebusConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     host: str
     password_file: str | None = None
-    password_env: str | None = None
 
 
 #: a transport whose client library is installed nowhere (P109's and P110's goldens); its
@@ -187,10 +186,6 @@ def check_pipeline(pipeline, catalog, report):
         given = pipeline.transport.config.password_file
         if given and not Path(pipeline.transport.options()["password_file"]).exists():
             report(("transport", "wirebus", "password_file"), "P111", f"{given} does not exist")
-        # one its workers read from the submitter's environment, on Nomad (P112)
-        variable = pipeline.transport.config.password_env
-        if variable and "nomad" in pipeline.deploy.named():
-            report(("transport", "wirebus", "password_env"), "P112", f"Nomad tasks lack {variable}")
     for name, config in pipeline.units.items():
         if config.unit != "xas.merge":
             continue

@@ -59,13 +59,26 @@ def _resources(pipeline: Pipeline, instance: str, catalog: Catalog) -> TaskResou
     return TaskResources(cpu=res.cpu, memory_mb=res.memory, gpus=res.gpus)
 
 
+def secret_variables(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """Each transport setting naming an environment variable (`*_env`: asapo's `token_env`,
+    redis's `password_env`, a plugin's), with that variable, whatever the transport: its
+    workers read a secret from it."""
+    settings = pipeline.transport.config.model_dump(exclude_none=True)
+    return [
+        (key, value)
+        for key, value in settings.items()
+        if key.endswith("_env") and isinstance(value, str) and value
+    ]
+
+
 def _secrets(pipeline: Pipeline, job_id: str) -> tuple[NomadVarSecret, ...]:
-    token_env = (pipeline.transport.spec().get("asapo") or {}).get("token_env")
-    if not token_env:
-        return ()
-    # Read on the node from the job's own variable path, which the job's workload identity may
-    # read without any extra ACL policy.
-    return (NomadVarSecret(env=token_env, path=f"nomad/jobs/{job_id}", key=token_env),)
+    """Every variable a `*_env` setting names, rendered into the tasks' environment from the
+    job's own Nomad variable (key: the variable's name), which the job's workload identity may
+    read without any extra ACL policy: Nomad tasks do not get the environment of the shell
+    that deploys them, and the value never appears in the job."""
+    path = f"nomad/jobs/{job_id}"
+    names = dict.fromkeys(variable for _key, variable in secret_variables(pipeline))
+    return tuple(NomadVarSecret(env=name, path=path, key=name) for name in names)
 
 
 def plan_for(pipeline: Pipeline, catalog: Catalog) -> tuple[JobPlan, list[str]]:

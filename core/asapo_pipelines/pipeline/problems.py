@@ -1,6 +1,7 @@
 """Problems found in a pipeline file, their stable codes, and how they are printed.
 
-Codes never change meaning once released: tools and documentation refer to them. The first
+Codes never change meaning once released: tools and documentation refer to them. A code no
+longer given moves to `RETIRED`, so its number is never given again with another meaning. The first
 digit is the stage that finds them: 0 reading the YAML, 1 the file's shape, 2 the units and their
 parameters, 3 the graph, 4 the deploy section.
 """
@@ -55,12 +56,6 @@ CODES: dict[str, tuple[Severity, str]] = {
         "error",
         "A file the transport section names (a password file, a TLS certificate) does not "
         "exist where the pipeline's workers read it (relative: in the pipeline file's folder).",
-    ),
-    "P112": (
-        "error",
-        "The transport reads a secret from an environment variable (`password_env`) that the "
-        "workers do not get: Nomad tasks do not inherit the environment of the shell that "
-        "deploys them.",
     ),
     "P201": ("error", "Unknown unit (not in the installed catalog)."),
     "P202": ("error", "A unit parameter has the wrong type or an invalid value."),
@@ -132,6 +127,16 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P501": ("error", "A live service the file names refuses a value (`validate --online`)."),
     "P502": ("warning", "A live service the file names could not be asked (`validate --online`)."),
     "P900": ("error", "Validation could not run (the unit catalog could not be loaded)."),
+}
+
+#: Codes no longer given -> what they meant and why they went; docs/pipeline-files.md lists
+#: them too. Their numbers are not given again.
+RETIRED: dict[str, str] = {
+    "P112": (
+        "A transport read a secret from an environment variable (`password_env`) that Nomad "
+        "tasks did not get. A job on Nomad now renders every such variable (a `*_env` setting) "
+        "from its Nomad variable `nomad/jobs/<pipeline>`."
+    ),
 }
 
 #: Codes only `pipeline validate --online` gives: they depend on services, not on the file.

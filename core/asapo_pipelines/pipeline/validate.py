@@ -1006,7 +1006,7 @@ def _finding(
 
 
 #: the codes a plugin's `check_pipeline` may give besides P314, its default
-PLUGIN_CODES = frozenset({"P111", "P112"})
+PLUGIN_CODES = frozenset({"P111"})
 
 
 def _plugin_code(code: str) -> str:

@@ -1,7 +1,5 @@
 """What `pipeline validate` asks of a `transport: {redis: ...}` section beyond its config model:
-offline, that the files it names exist where the workers read them (`check_pipeline`, P111),
-and that a file deployed to Nomad does not take its password from the submitter's environment
-(P112);
+offline, that the files it names exist where the workers read them (`check_pipeline`, P111);
 with --online, and before `pipeline deploy` and `run` start anything, whether the Redis server
 answers and takes the password (`check_online`: P502 could not ask, P501 refused). The file
 check is asked by `validate` and `run` only: `status` or `stop` of a running deployment whose
@@ -54,27 +52,6 @@ def check_files(pipeline: Any, report: ReportFinding) -> None:
             f"{key} {given} does not exist{where}; the transport reads it when it opens, on "
             "every node",
         )
-
-
-def check_nomad_env(pipeline: Any, report: ReportFinding) -> None:
-    """`password_env` in a file whose `deploy:` section names Nomad (P112): Nomad tasks do not
-    get the environment of the shell that deploys them, so every worker died on the missing
-    password (exit 78) after `deploy` had found the variable set where it ran. Slurm's sbatch
-    and the local executor hand their workers that environment."""
-    if pipeline.transport.kind != "redis" or "nomad" not in pipeline.deploy.named():
-        return
-    variable = pipeline.transport.config.password_env
-    if variable:
-        report((*SECTION, "password_env"), "P112", nomad_env_sentence(variable))
-
-
-def nomad_env_sentence(variable: str) -> str:
-    """What `validate` says of `password_env` with `deploy: nomad`, as `deploy` to Nomad says."""
-    return (
-        f"password_env {variable}: Nomad tasks do not get the environment of the shell that "
-        f"deploys them, so every worker would fail without {variable}; use password_file on a "
-        "path every Nomad client mounts"
-    )
 
 
 def _missing_password(config: Any, options: dict[str, Any]) -> str | None:

@@ -82,12 +82,12 @@ def register_transports(register: RegisterTransport) -> None:
 
 @hookimpl
 def check_pipeline(pipeline: Any, catalog: Any, report: ReportFinding) -> None:
-    """`pipeline validate` (and every command loading the file): the files the section names,
-    and its password's source on the executor it deploys to."""
-    from asapo_pipelines_redis.checks import check_files, check_nomad_env
+    """`pipeline validate` (and every command loading the file): the files the section names.
+    A password in `password_env` needs no check here: every executor gives its workers that
+    variable (Nomad renders it from the job's Nomad variable)."""
+    from asapo_pipelines_redis.checks import check_files
 
     check_files(pipeline, report)
-    check_nomad_env(pipeline, report)
 
 
 @hookimpl
