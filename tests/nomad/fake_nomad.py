@@ -1,8 +1,8 @@
 """A loopback HTTP server answering as Nomad's HTTP API documentation shows.
 
 It is a contract double, not a Nomad: each route returns the shapes documented for that endpoint
-(developer.hashicorp.com/nomad/api-docs: jobs, evaluations, client fs logs), with values of our
-own, and records every request so tests can check what the client sends (token header,
+(developer.hashicorp.com/nomad/api-docs: jobs, evaluations, client fs logs, variables), with
+values of our own, and records every request so tests can check what the client sends (token header,
 namespace and region query parameters, `{"Job": ...}` wrapping).
 """
 
@@ -330,6 +330,8 @@ class FakeNomad:
         self.job_stopped = False
         #: the last job registered (`POST /v1/jobs`): `GET /v1/job/:job_id` answers with it
         self.registered: dict[str, Any] | None = None
+        #: Nomad variables by (namespace, path) -> items: `GET /v1/var/:path` reads them
+        self.variables: dict[tuple[str, str], dict[str, str]] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.install_defaults()
@@ -383,6 +385,28 @@ class FakeNomad:
         self.route("GET", rf"/v1/job/{JOB_ID}/evaluations", Reply(body=[evaluation("complete")]))
         self.route("POST", rf"/v1/job/{JOB_ID}/plan", plan)
         self.route("GET", r"/v1/client/fs/logs/[0-9a-f-]+", self._logs)
+        self.route("GET", r"/v1/var/.+", self._variable)
+
+    def _variable(self, req: Recorded) -> Reply:
+        """Read variable: the documented body (metadata and its decrypted Items), or 404 with
+        Nomad's text; `namespace` from the query, `default` without one."""
+        namespace = req.query.get("namespace", ["default"])[0]
+        path = req.path.removeprefix("/v1/var/")
+        items = self.variables.get((namespace, path))
+        if items is None:
+            return Reply(status=404, chunks=[b"variable not found"], content_type="text/plain")
+        return Reply(
+            body={
+                "Namespace": namespace,
+                "Path": path,
+                "CreateIndex": 1457,
+                "ModifyIndex": 1457,
+                "CreateTime": 1662061225600373000,
+                "ModifyTime": 1662061225600373000,
+                "Items": items,
+            },
+            headers={"X-Nomad-Index": "1457"},
+        )
 
     def read_job(self) -> dict[str, Any]:
         """The job as Nomad returns it: as registered (its Meta, task groups and tasks), with

@@ -372,6 +372,26 @@ class NomadClient:
             raise NomadServerError(f"Nomad's answer for job {job_id} is not an object")
         return answer
 
+    def variable_keys(self, path: str) -> frozenset[str] | None:
+        """GET /v1/var/:path in the client's namespace: the keys of the Nomad variable there
+        (its values are read, as the API gives them, and dropped), or None when there is none.
+        Raises NomadPermissionDenied when the token may not read it."""
+        try:
+            # python-nomad adds the namespace to /v1/var/ requests of its own accord only
+            # for endpoints it names "variable": given here
+            answer = self._json(
+                f"read the Nomad variable {path}",
+                self._api.variable,
+                path,
+                params={"namespace": self.namespace},
+            )
+        except NomadNotFound:
+            return None
+        items = answer.get("Items") if isinstance(answer, dict) else None
+        if not isinstance(items, dict):
+            raise NomadServerError(f"Nomad's answer for the variable {path} has no Items")
+        return frozenset(items)
+
     def deploy(self, payload: Mapping[str, Any], *, wait: float = 60.0) -> DeployResult:
         """Register the job, wait for its evaluation and explain placement failures."""
         answer = self.register(payload)

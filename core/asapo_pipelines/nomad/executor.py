@@ -130,7 +130,7 @@ class NomadExecutor(Executor):
         if command == "run":
             self._refuse_run()
         if command == "deploy":
-            self._refuse_submitters_env()
+            self._refuse_missing_variables()
         if command != "start":
             return
         from asapo_pipelines.nomad.errors import NomadError
@@ -140,29 +140,32 @@ class NomadExecutor(Executor):
                 f"job {self.job_id} is already running on Nomad; stop it first with `pipeline stop`"
             )
 
-    def _refuse_submitters_env(self) -> None:
-        """Refuse a deploy whose transport names an environment variable its workers read a
-        secret from (a `*_env` setting: redis's `password_env`) that the job does not give its
-        tasks: Nomad tasks do not get the environment of the shell that deploys them, so every
-        worker died on the missing password (exit 78) once deploy had checked the variable
-        here alone. What the job renders from a Nomad variable (asapo's `token_env`) is given."""
+    def _refuse_missing_variables(self) -> None:
+        """Refuse a deploy whose tasks render a secret (a transport's `*_env` setting, as
+        `launchplan.compile` renders each) from a Nomad variable, or a key of it, that the
+        job's namespace does not hold: every task would wait on its template, never starting,
+        and nothing would say why where `deploy` ran. Reading variables is an ACL capability
+        apart from submitting jobs: a token without it leaves them unchecked, with a warning."""
+        from asapo_pipelines.cli.output import warn
         from asapo_pipelines.errors import PipelinesError
-        from asapo_pipelines.pipeline.online import place
+        from asapo_pipelines.nomad.errors import NomadPermissionDenied
 
-        found = _unforwarded_env(self.pipeline, self.target.payload)
-        if found is None or self.file is None:
+        if self.target.payload is None:
             return
-        key, variable = found
-        transport = self.loaded().transport
-        where = place(str(self.file), self.file, ("transport", transport.kind, key))
-        fields = type(transport.config).model_fields
-        alternative = key.removesuffix("_env") + "_file"
-        use = alternative if alternative in fields else "a file"
-        raise PipelinesError(
-            f"{where}: P112 {key} {variable}: Nomad tasks do not get the environment of the "
-            f"shell that deploys them, so every worker would fail without {variable}; use "
-            f"{use} on a path every Nomad client mounts (nothing was submitted)"
-        )
+        for path, keys in _rendered_variables(self.target.payload).items():
+            try:
+                held = self.client.variable_keys(path)
+            except NomadPermissionDenied:
+                warn(
+                    f"not checked that the Nomad variable {path} holds {', '.join(keys)}: the "
+                    "token may not read it; a task waits until it does"
+                )
+                continue
+            missing = [key for key in keys if key not in (held or ())]
+            if missing:
+                raise PipelinesError(
+                    _missing_variable(path, self.client.namespace, keys, missing, held is None)
+                )
 
     def _refuse_run(self) -> None:
         """Refuse another session of the run (`pipeline run`) while the job the run was
@@ -375,32 +378,38 @@ def _run_of(job: dict[str, Any]) -> str | None:
     return None
 
 
-def _unforwarded_env(
-    pipeline: Pipeline | None, payload: dict[str, Any] | None
-) -> tuple[str, str] | None:
-    """The first transport setting naming an environment variable (`*_env`) that some worker
-    task of the compiled job gets neither in its `Env` nor from a Nomad variable, with that
-    variable; None for a compiled job given as is (no pipeline file to point into). A
-    prestart task (`install-env`) opens no transport."""
+def _rendered_variables(payload: dict[str, Any]) -> dict[str, list[str]]:
+    """The Nomad variables the job's tasks render secrets from, with the keys they read."""
     from asapo_pipelines.launchplan.jobspec import task_secrets
 
-    if pipeline is None or payload is None:
-        return None
-    tasks = [
-        task
-        for group in payload["Job"].get("TaskGroups") or []
-        for task in group.get("Tasks") or []
-        if not task.get("Lifecycle")
-    ]
-    settings = pipeline.transport.config.model_dump(exclude_none=True)
-    for key, variable in settings.items():
-        if not key.endswith("_env") or not isinstance(variable, str):
-            continue
-        for task in tasks:
-            given = {*(task.get("Env") or {}), *(ref.env for ref in task_secrets(task))}
-            if variable not in given:
-                return key, variable
-    return None
+    found: dict[str, list[str]] = {}
+    for group in payload["Job"].get("TaskGroups") or []:
+        for task in group.get("Tasks") or []:
+            for ref in task_secrets(task):
+                keys = found.setdefault(ref.path, [])
+                if ref.key not in keys:
+                    keys.append(ref.key)
+    return found
+
+
+def _missing_variable(
+    path: str, namespace: str, keys: list[str], missing: list[str], absent: bool
+) -> str:
+    """The one sentence refusing a deploy whose tasks would wait for `missing`, with the
+    `nomad var` command that gives it: `var put` replaces every key of a variable, so keys
+    are added to one that exists through `var get` piped into it."""
+    where = f"-namespace {namespace} {path}"
+    items = " ".join(f"{key}=..." for key in (keys if absent else missing))
+    if absent:
+        lack, command = "which does not exist", f"nomad var put {where} {items}"
+    else:
+        lack = f"which has no {', '.join(missing)}"
+        command = f"nomad var get {where} | nomad var put -namespace {namespace} -in=json - {items}"
+    return (
+        f"the job's tasks read {', '.join(keys)} from the Nomad variable {path} in namespace "
+        f"{namespace}, {lack}, and would wait for it; give it with `{command}` (nothing was "
+        "submitted)"
+    )
 
 
 def _report_failures(result: DeployResult, as_json: bool) -> None:
