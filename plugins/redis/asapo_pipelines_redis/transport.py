@@ -126,18 +126,27 @@ class StoreLost(StorageError):
 #: Lua lines that refuse to work on a store other than the transport's: KEYS[n] is the store id
 #: key, ARGV[m] the id the transport knows ("" for one that knows none: it checks nothing).
 #: Redis answers "STORELOST <id found>" (`_Conn.error` makes it `StoreLost`).
+#: Then the store's write count: KEYS[n + 1] the counter, ARGV[m + 1] the highest count this
+#: transport has seen. A count below it means the store went back in time (Redis restarted from
+#: an older snapshot): "STOREBEHIND <count found> <count seen>". `writes` is the count found;
+#: a script that writes counts itself with `writes = redis.call('INCR', KEYS[n + 1])`.
 def _store_check(key: int, arg: int) -> str:
     return (
         f"local sid = redis.call('GET', KEYS[{key}])\n"
         f"if ARGV[{arg}] ~= '' and sid ~= ARGV[{arg}] then\n"
         "  return redis.error_reply('STORELOST ' .. (sid or ''))\n"
         "end\n"
+        f"local counted = redis.call('GET', KEYS[{key + 1}]) or '0'\n"
+        "local writes = tonumber(counted)\n"
+        f"if writes < tonumber(ARGV[{arg + 1}]) then\n"
+        f"  return redis.error_reply('STOREBEHIND ' .. counted .. ' ' .. ARGV[{arg + 1}])\n"
+        "end\n"
     )
 
 
-#: KEYS: streams zset, info hash, stream, id index, send token, store id. ARGV: stream name,
-#: now, explicit id or "", store id, then per message: size, meta, kind ("p" inline, "f" file,
-#: "n" none), data.
+#: KEYS: streams zset, info hash, stream, id index, send token, store id, write count. ARGV:
+#: stream name, now, explicit id or "", store id, write count seen, then per message: size,
+#: meta, kind ("p" inline, "f" file, "n" none), data. Returns {write count, id, id, ...}.
 #: The token remembers a batch's ids for a while: a send retried after a lost answer (the
 #: connection broke after Redis stored it) gets the same ids instead of storing it twice.
 #: The shebang makes Redis refuse the whole script up front when it is out of memory: a script
@@ -146,7 +155,12 @@ SEND = (
     "#!lua\n"
     + _store_check(6, 4)
     + """local done = redis.call('GET', KEYS[5])
-if done then return cjson.decode(done) end
+if done then
+  local again = cjson.decode(done)
+  table.insert(again, 1, writes)
+  return again
+end
+writes = redis.call('INCR', KEYS[7])
 local name, now, explicit = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
   redis.call('ZADD', KEYS[1], 'NX', now, name)
@@ -156,7 +170,7 @@ end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last_id'))
 local maxid = tonumber(redis.call('HGET', KEYS[2], 'max_id'))
 local ids, added = {}, 0
-local i = 5
+local i = 6
 while i <= #ARGV do
   local size, meta, kind, data = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   i = i + 4
@@ -193,18 +207,20 @@ end
 redis.call('HSET', KEYS[2], 'last_id', last, 'max_id', maxid, 'last_ts', now)
 redis.call('HINCRBY', KEYS[2], 'size', added)
 redis.call('SET', KEYS[5], cjson.encode(ids), 'EX', 600)
+table.insert(ids, 1, writes)
 return ids
 """
 )
 
-#: KEYS: stream, info hash, store id. ARGV: group, consumer, lease ms, count, store id.
-#: Returns {0} (no stream yet), {1, finished, next_stream, pending, newest entry id} (nothing
-#: to hand out) or
-#: {2, {{entry id, fields, delivery count}, ...}}.
+#: KEYS: stream, info hash, store id, write count. ARGV: group, consumer, lease ms, count,
+#: store id, write count seen. Returns {0, write count} (no stream yet), {1, write count,
+#: finished, next_stream, pending, newest entry id} (nothing to hand out) or
+#: {2, write count, {{entry id, fields, delivery count}, ...}}. Only a claim that hands out
+#: messages counts as a write: a consumer waiting for messages writes nothing.
 CLAIM = (
     _store_check(3, 5)
     + """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, writes} end
 local g, c, lease, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 redis.pcall('XGROUP', 'CREATE', KEYS[1], g, '0')
 local out = {}
@@ -221,13 +237,13 @@ if #out == 0 then
     for _, e in ipairs(r[1][2]) do out[#out + 1] = {e[1], e[2], 1} end
   end
 end
-if #out > 0 then return {2, out} end
+if #out > 0 then return {2, redis.call('INCR', KEYS[4]), out} end
 local state = redis.call('HMGET', KEYS[2], 'finished', 'next_stream')
 local pending = redis.call('XPENDING', KEYS[1], g)[1]
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = '0-0'
 if #newest > 0 then last = newest[1][1] end
-return {1, state[1] or '0', state[2] or '', pending, last}
+return {1, writes, state[1] or '0', state[2] or '', pending, last}
 """
 )
 
@@ -289,12 +305,14 @@ for _, f in ipairs(files) do out[#out + 1] = f end
 return out
 """
 
-#: KEYS: streams zset, info hash, store id. ARGV: stream name, now, last id or "" (or "meta"),
-#: next stream (or the metadata), store id. Marks a stream finished, or sets its metadata.
+#: KEYS: streams zset, info hash, store id, write count. ARGV: stream name, now, last id or ""
+#: (or "meta"), next stream (or the metadata), store id, write count seen. Marks a stream
+#: finished, or sets its metadata; returns the write count.
 FINISH = (
     "#!lua\n"
     + _store_check(3, 5)
-    + """local name, now = ARGV[1], ARGV[2]
+    + """writes = redis.call('INCR', KEYS[4])
+local name, now = ARGV[1], ARGV[2]
 if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
   redis.call('ZADD', KEYS[1], 'NX', now, name)
   redis.call('HSET', KEYS[2], 'created', now, 'last_id', 0, 'max_id', 0, 'size', 0,
@@ -302,7 +320,7 @@ if redis.call('HEXISTS', KEYS[2], 'created') == 0 then
 end
 if ARGV[3] == 'meta' then
   redis.call('HSET', KEYS[2], 'meta', ARGV[4])
-  return 1
+  return writes
 end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last_id'))
 local finish = last
@@ -314,7 +332,17 @@ else redis.call('HDEL', KEYS[2], 'next_stream') end
 if redis.call('HEXISTS', KEYS[2], 'last_ts') == 0 then
   redis.call('HSET', KEYS[2], 'last_ts', now)
 end
-return 1
+return writes
+"""
+)
+
+#: KEYS: stream, store id, write count. ARGV: group, store id, write count seen, entry ids.
+#: XACK, counted as a write: an acknowledgement a snapshot lost would deliver the message again.
+#: Returns the write count.
+ACK = (
+    _store_check(2, 2)
+    + """redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 4))
+return redis.call('INCR', KEYS[3])
 """
 )
 
@@ -376,8 +404,12 @@ class _Conn:
             else f"Redis at {parts.hostname}:{parts.port or 6379}"
         )
         self.store_key = f"{config.key_prefix}:store-id"
+        self.writes_key = f"{config.key_prefix}:writes"
         #: the store id this transport works on (None: it has not written, and found none)
         self.store_id: str | None = None
+        #: the highest write count of the store this transport has seen: a store that counts
+        #: fewer went back in time (Redis restarted from an older snapshot)
+        self.writes_seen = 0
         #: once the store is lost, every call says so again: nothing more is read or written
         self.lost: str | None = None
         kwargs: dict[str, Any] = {
@@ -477,20 +509,37 @@ class _Conn:
     # -- the store id ----------------------------------------------------------------------
     def _on_connect(self, connection: Any) -> None:
         """redis-py's hook for a new connection: its handshake (AUTH, SELECT), then the store
-        id, compared with the one this transport works on. Never writes it: a reconnect that
-        finds none met a Redis that lost its data."""
+        id, compared with the one this transport works on, and the store's write count, with
+        the highest this transport has seen. Never writes them: a reconnect that finds no id
+        met a Redis that lost its data, one that finds fewer writes met an older snapshot."""
         connection.on_connect()
-        if self.store_id is None:
+        # taken before asking: another thread may see a newer count meanwhile
+        seen = self.writes_seen
+        if self.store_id is None and not seen:
             return
-        connection.send_command("GET", self.store_key)
-        found = connection.read_response()
-        if found is None or _text(found) != self.store_id:
+        connection.send_command("MGET", self.store_key, self.writes_key)
+        found, writes = connection.read_response()
+        if self.store_id is not None and (found is None or _text(found) != self.store_id):
             raise self.store_lost(found)
+        if int(writes or 0) < seen:
+            raise self.store_behind(int(writes or 0), seen)
+        self.saw(writes)
 
     def learn_store_id(self) -> None:
-        """The store id as the store holds it now, when opened (None: not written yet)."""
-        found = self.client.get(self.store_key)
+        """The store id and write count as the store holds them now, when opened (None: not
+        written yet)."""
+        found, writes = self.client.mget(self.store_key, self.writes_key)
         self.store_id = _text(found) if found is not None else None
+        self.writes_seen = int(writes or 0)
+
+    def saw(self, writes: Any) -> None:
+        """A write count a script answered (it compared the count with the one it was given:
+        an answer of another thread may come after a newer one, so this only keeps the most)."""
+        self.writes_seen = max(self.writes_seen, int(writes or 0))
+
+    def check_args(self) -> list[Any]:
+        """The ARGV a script's store check takes (`_store_check`): store id, writes seen."""
+        return [self.store_id or "", self.writes_seen]
 
     def adopt_store(self) -> None:
         """Give the store an id unless it has one: at the first producer a transport opens, so
@@ -515,6 +564,20 @@ class _Conn:
             )
         return StoreLost(self.lost)
 
+    def store_behind(self, found: int, seen: int) -> StoreLost:
+        """`StoreLost` for a store that counts fewer writes than this transport has seen."""
+        if self.lost is None:
+            self.lost = (
+                f"{self.label} came back with older data than this worker had seen (write "
+                f"{seen} of this pipeline's store is gone, it counts {found}: "
+                "Redis restarted from an older snapshot without appendonly), so nothing more "
+                "is read or written; messages sent or acknowledged since that snapshot are "
+                "lost or would be processed again: `pipeline deploy --fresh FILE` or "
+                "`pipeline run --fresh FILE` processes every input again, and `appendonly "
+                "yes` in redis.conf keeps every write through a restart"
+            )
+        return StoreLost(self.lost)
+
     def check_store(self) -> None:
         """Refuse any further call once the store was found lost."""
         if self.lost is not None:
@@ -524,6 +587,9 @@ class _Conn:
         """One sentence for a failed call; never the password."""
         if isinstance(exc, rex.ResponseError) and str(exc).startswith("STORELOST"):
             return self.store_lost(str(exc).partition(" ")[2])
+        if isinstance(exc, rex.ResponseError) and str(exc).startswith("STOREBEHIND"):
+            found, seen = str(exc).split()[1:3]
+            return self.store_behind(int(found), int(seen))
         if isinstance(exc, rex.AuthenticationError | rex.AuthorizationError) or (
             isinstance(exc, rex.ResponseError)
             and str(exc).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
@@ -710,7 +776,7 @@ class RedisProducer(Producer):
             stream,
             repr(time.time()),
             "" if explicit_id is None else explicit_id,
-            self._conn.store_id or "",
+            *self._conn.check_args(),
         ]
         for payload, meta in items:
             meta_text = encode_metadata(meta, "message metadata")
@@ -731,9 +797,10 @@ class RedisProducer(Producer):
             k.index(stream),
             k.token(),
             self._conn.store_key,
+            self._conn.writes_key,
         ]
         try:
-            ids = self._conn.retrying(lambda: self._send(keys=keys, args=args))
+            writes, *ids = self._conn.retrying(lambda: self._send(keys=keys, args=args))
         except rex.ResponseError as exc:
             if str(exc).startswith("DUPLICATE"):
                 raise DuplicateId(
@@ -741,6 +808,7 @@ class RedisProducer(Producer):
                     f"different message {explicit_id}"
                 ) from None
             raise
+        self._conn.saw(writes)
         self._apply_retention(stream)
         return [int(i) for i in ids]
 
@@ -765,31 +833,28 @@ class RedisProducer(Producer):
         check_stream(stream)
         if next_stream is not None:
             check_stream(next_stream)
-        info = self._keys.info(stream)
-        self._conn.retrying(
-            lambda: self._transport._scripts["finish"](
-                keys=[self._keys.streams, info, self._conn.store_key],
-                args=[
-                    stream,
-                    repr(time.time()),
-                    "" if last_id is None else last_id,
-                    next_stream or "",
-                    self._conn.store_id or "",
-                ],
-            )
+        self._finish_script(stream, "" if last_id is None else last_id, next_stream or "")
+
+    def _finish_script(self, stream: str, what: Any, value: str) -> None:
+        """The FINISH script (a stream finished, or its metadata set): a repeat does no harm."""
+        keys = [
+            self._keys.streams,
+            self._keys.info(stream),
+            self._conn.store_key,
+            self._conn.writes_key,
+        ]
+        args = [stream, repr(time.time()), what, value, *self._conn.check_args()]
+        writes = self._conn.retrying(
+            lambda: self._transport._scripts["finish"](keys=keys, args=args)
         )
+        self._conn.saw(writes)
 
     @_guarded("writing stream metadata")
     def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
         self._check_open()
         check_stream(stream)
         text = encode_metadata(metadata, "stream metadata")
-        self._conn.retrying(  # sets the metadata: a repeat does no harm
-            lambda: self._transport._scripts["finish"](
-                keys=[self._keys.streams, self._keys.info(stream), self._conn.store_key],
-                args=[stream, repr(time.time()), "meta", text, self._conn.store_id or ""],
-            )
-        )
+        self._finish_script(stream, "meta", text)
 
     @_guarded("writing data source metadata")
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
@@ -918,25 +983,26 @@ class RedisConsumer(Consumer):
         # so a retry neither loses nor repeats a message
         result = self._conn.retrying(
             lambda: self._claim(
-                keys=[k.log(stream), k.info(stream), self._conn.store_key],
+                keys=[k.log(stream), k.info(stream), self._conn.store_key, self._conn.writes_key],
                 args=[
                     self.group,
                     self.name,
                     int(self.lease_seconds * 1000),
                     self.prefetch,
-                    self._conn.store_id or "",
+                    *self._conn.check_args(),
                 ],
             )
         )
         tag = int(result[0])
+        self._conn.saw(result[1])
         if tag == 0:
             return None
         if tag == 1:
-            nxt = _text(result[2])
-            return _text(result[1]) == "1", nxt or None, int(result[3]), _text(result[4])
+            nxt = _text(result[3])
+            return _text(result[2]) == "1", nxt or None, int(result[4]), _text(result[5])
         self._touched.add(stream)
         out: list[Message | CorruptPayload] = []
-        for entry_id, flat, count in result[1]:
+        for entry_id, flat, count in result[2]:
             fields = _fields(flat)
             self._entries[(stream, int(fields["id"]))] = _text(entry_id)
             try:
@@ -1010,10 +1076,11 @@ class RedisConsumer(Consumer):
         if not ids:
             return
         entries = self._entry_ids(stream, ids, "acknowledge")
-        # XACK is idempotent: safe to repeat when an answer was lost
-        self._conn.retrying(
-            lambda: self._conn.client.xack(self._keys.log(stream), self.group, *entries)
-        )
+        keys = [self._keys.log(stream), self._conn.store_key, self._conn.writes_key]
+        args = [self.group, *self._conn.check_args(), *entries]
+        # XACK is idempotent: safe to repeat when an answer was lost (counted once more)
+        writes = self._conn.retrying(lambda: self._transport._scripts["ack"](keys=keys, args=args))
+        self._conn.saw(writes)
         for mid in ids:
             self._entries.pop((stream, mid), None)
 
@@ -1280,6 +1347,7 @@ class RedisTransport(Transport):
             "send": client.register_script(SEND),
             "claim": client.register_script(CLAIM),
             "finish": client.register_script(FINISH),
+            "ack": client.register_script(ACK),
             "trim": client.register_script(TRIM),
             "forget": client.register_script(FORGET),
             "extend": client.register_script(EXTEND),

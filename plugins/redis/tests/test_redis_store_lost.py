@@ -7,10 +7,16 @@ on the broken connection and each restart cost its unit one of its restart attem
 Without its data (restarted empty, or FLUSHALL), a worker must not go on: stream ids start
 again at 1 there, and outputs keyed by input ids were taken for ones the sink already held
 (skipped as duplicates, in silence). The store id the first producer wrote is gone: every
-worker ends with exit 78 and one sentence saying what to do, and nothing was skipped."""
+worker ends with exit 78 and one sentence saying what to do, and nothing was skipped.
+
+From an older RDB snapshot (no append-only file), a Redis keeps its store id but not the writes
+since: messages sent and acknowledged after the snapshot were lost, and acknowledgements undone
+delivered them again, in silence. The store counts its writes: a worker that saw a count the
+store no longer reaches ends with exit 78 and its own sentence."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +35,7 @@ from asapo_pipelines_redis.testing import RedisServer, copy_chain
 
 PIPELINE = Path(sys.executable).with_name("pipeline")
 LOST = "lost the data of this pipeline's store"
+BEHIND = "came back with older data than this worker had seen"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
@@ -175,25 +182,92 @@ def test_a_redis_that_lost_its_data_ends_the_run_in_one_sentence_and_skips_nothi
             if run.poll() is None:
                 run.kill()
                 run.wait()
-    # the workers that met it ended with 78 (not restarted: a restart meets the same store),
-    # so the run failed, saying why
+    _assert_ended_in_one_sentence(
+        tmp_path, run, out, err, f"Redis at 127.0.0.1:{server.port} {LOST}"
+    )
+    # every file the sink holds is one of those it was given, and the later ones were not
+    # written as duplicates of earlier ids: each line's name is its own file
+    assert set(_sink_names(tmp_path)) <= {f"f{i:05d}.txt" for i in range(2 * first)}
+
+
+def _assert_ended_in_one_sentence(
+    work: Path, run: subprocess.Popen[str], out: str, err: str, sentence: str
+) -> None:
+    """The workers that met the store ended with 78 (not restarted: a restart meets the same
+    store), so the run failed, saying why; the sink holds no file twice and skipped none."""
     assert run.returncode == 1, (out, err)
-    exits = {group: unit["exit_codes"] for group, unit in _units(tmp_path).items()}
+    exits = {group: unit["exit_codes"] for group, unit in _units(work).items()}
     assert [78] in exits.values(), exits
     # the others met it too, or were stopped after that failure (which unit meets it first is
     # a race; a source waiting for files ends cleanly on SIGTERM, 0): none was restarted
     assert all(codes in ([78], [-signal.SIGTERM], [0]) for codes in exits.values()), exits
     assert "(exit code 78: a restart cannot fix it, so it was not restarted)" in out
-    assert f"Redis at 127.0.0.1:{server.port} {LOST}" in err
+    assert sentence in err
     assert "`pipeline run --fresh FILE` processes every input again" in err
     assert "Traceback" not in err
-    names = _sink_names(tmp_path)
+    names = _sink_names(work)
     # nothing written twice, and nothing taken for a file the sink already held
     assert set(names.values()) == {1}, names
-    assert "skipped message" not in _logs(tmp_path)
-    # every file the sink holds is one of those it was given, and the later ones were not
-    # written as duplicates of earlier ids: each line's name is its own file
-    assert set(names) <= {f"f{i:05d}.txt" for i in range(2 * first)}
+    assert "skipped message" not in _logs(work)
+
+
+def _older_snapshot(server: RedisServer) -> Path:
+    """A copy of the store as it is now (SAVE: an RDB snapshot), for `_restart_from`."""
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    client.save()
+    client.close()
+    kept = server.dir.parent / f"{server.dir.name}-snapshot.rdb"
+    shutil.copyfile(server.dir / "dump.rdb", kept)
+    return kept
+
+
+def _restart_from(server: RedisServer, snapshot: Path) -> None:
+    """Redis stopped without saving and started again from an older snapshot (no AOF)."""
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    with contextlib.suppress(redis.ConnectionError):
+        client.shutdown(nosave=True)
+    client.close()
+    server.stop()  # reaps the process SHUTDOWN ended
+    shutil.copyfile(snapshot, server.dir / "dump.rdb")
+    server.start()
+
+
+#: Redis as many run it: RDB snapshots only (here taken by hand), no append-only file
+SNAPSHOTS_ONLY = ("appendonly no", "enable-debug-command local")
+
+
+def test_a_redis_back_from_an_older_snapshot_ends_the_run_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    """Files 0-9 reach the sink, the snapshot is taken, files 10-19 reach the sink, Redis comes
+    back from the snapshot, files 20-29 arrive. Before, the source's next ids were 11-20 again,
+    so the sink skipped files 20-29 as duplicates of the ids it held, in silence."""
+    first = 10
+    _write_files(tmp_path / "incoming", 0, first)
+    with RedisServer(tmp_path / "redis", config=SNAPSHOTS_ONLY) as server:
+        run = _start(tmp_path, _chain(tmp_path, server, watch=True))
+        try:
+            _wait_for(lambda: len(_sink_names(tmp_path)) >= first, run, "the first files")
+            snapshot = _older_snapshot(server)
+            _write_files(tmp_path / "incoming", first, 2 * first)
+            _wait_for(lambda: len(_sink_names(tmp_path)) >= 2 * first, run, "the next files")
+            _restart_from(server, snapshot)
+            _write_files(tmp_path / "incoming", 2 * first, 3 * first)
+            out, err = _finish(run, timeout=60)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+    _assert_ended_in_one_sentence(
+        tmp_path, run, out, err, f"Redis at 127.0.0.1:{server.port} {BEHIND} (write "
+    )
+    assert "processed again" in err
+    assert "`appendonly yes`" in err
+    assert set(_sink_names(tmp_path)) <= {f"f{i:05d}.txt" for i in range(3 * first)}
 
 
 def test_a_store_written_before_store_ids_is_adopted_by_the_next_run(tmp_path: Path) -> None:
@@ -273,3 +347,46 @@ def test_after_a_lost_store_the_transport_reads_and_writes_nothing(
         left = client.keys("lost:*")
         client.close()
     assert left == []
+
+
+@pytest.mark.parametrize("how", ["restarted", "reloaded"])
+def test_a_store_back_in_time_is_store_lost_for_every_call_after(tmp_path: Path, how: str) -> None:
+    """Message 2 sent and message 1 acknowledged after the snapshot; Redis back from it:
+    restarted (the new connection finds fewer writes) or reloaded under the open connection
+    (DEBUG RELOAD NOSAVE: the claim script finds them). Before, message 1 came again (its
+    acknowledgement undone) and message 2 never came."""
+    from asapo_pipelines_redis.transport import StoreLost, open_transport
+
+    with RedisServer(tmp_path / "redis", config=SNAPSHOTS_ONLY) as server:
+        transport = open_transport({"url": server.url, "timeout": 1, "key_prefix": "old"})
+        producer = transport.producer("src")
+        consumer = transport.consumer("src", "g")
+        producer.send("s", b"one", None)
+        snapshot = _older_snapshot(server)
+        producer.send("s", b"two", None)
+        assert consumer.get_next("s", timeout=1).id == 1
+        consumer.acknowledge("s", 1)
+        if how == "restarted":
+            _restart_from(server, snapshot)
+        else:
+            import redis
+
+            client = redis.Redis.from_url(server.url)
+            shutil.copyfile(snapshot, server.dir / "dump.rdb")
+            client.execute_command("DEBUG", "RELOAD", "NOSAVE")
+            client.close()
+        with pytest.raises(StoreLost) as info:
+            consumer.get_next("s", timeout=1)
+        assert str(info.value).startswith(f"Redis at 127.0.0.1:{server.port} {BEHIND} (write ")
+        assert info.value.kind == "damaged"  # the worker's exit 78, no restart
+        for call in (
+            lambda: producer.send("s", b"three", None),
+            lambda: producer.finish_stream("s"),
+            lambda: consumer.acknowledge("s", 1),
+            lambda: transport.producer("other"),
+        ):
+            with pytest.raises(StoreLost, match=BEHIND):
+                call()
+        consumer.close()
+        producer.close()
+        transport.close()
