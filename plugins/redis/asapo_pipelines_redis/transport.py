@@ -5,6 +5,7 @@ so every key of one data source lives in one slot and each Lua script touches on
 
     <key_prefix>:sources        SET     the data sources written so far
     <key_prefix>:store-id       STRING  a random id given the store when it is first written
+    <key_prefix>:writes         STRING  the store's write count (an integer)
     P:meta                      STRING  the data source's metadata (JSON)
     P:streams                   ZSET    stream name -> creation time (listing order)
     P:i:<stream>                HASH    created, last_id, max_id, last_ts, finished, finish_id,
@@ -44,6 +45,15 @@ written before the id existed is adopted so). Every new connection compares it w
 transport knows, and so do the send, finish and claim scripts (FLUSHALL breaks no connection):
 a missing or changed id is `StoreLost` (exit 78, no restart), and the transport reads and
 writes nothing more.
+
+A Redis restarted from an older RDB snapshot (no append-only file) keeps the id but not the
+writes since: messages sent after it are gone (their ids are given again), acknowledgements
+undone (messages delivered again). So the send, finish and acknowledge scripts, and a claim
+that hands out messages, add one to the store's write count (``<key_prefix>:writes``) in the
+same script as their write, and answer it; each transport keeps the highest count it saw and
+gives it to those scripts, and every new connection compares it too. A store counting fewer
+went back in time: `StoreLost` as above. A worker that wrote nothing since the snapshot cannot
+tell; those whose writes were lost can (docs/transports.md says what stays undetected).
 """
 
 from __future__ import annotations
