@@ -148,6 +148,8 @@ FILE_ID_ATTR = "asapo_file_id"
 CONTENT_ATTR = "asapo_content_type"
 #: an agent's decisions (`plans`): written as entries without data (`write_decision`)
 PLAN_CONTENT = "plan/suggestion"
+#: the NXcollection that makes an entry a decision (`is_decision`)
+DECISION_GROUP = "decision"
 PIPELINE_ATTR = "asapo_pipeline"
 #: the start of the entry's run (ISO 8601, UTC): with the pipeline and run id, it names one run
 RUN_STARTED_ATTR = "asapo_run_started"
@@ -188,8 +190,18 @@ RESULT_UNITS = {
 FIRST_STREAM = "default"
 
 #: what a viewer opening the file shows first (NXroot's `default`), most wanted first: the
-#: newest merge, else the newest normalised scan, else the newest entry of any kind
+#: newest merge, else the newest normalised scan, else the newest entry of any kind but a
+#: decision
 DEFAULT_PREFERENCE = ("xas/merged", "xas/spectrum")
+
+
+def is_decision(entry: h5py.Group | None) -> bool:
+    """Whether an entry holds an agent's decision (its `decision` NXcollection) rather than a
+    scan, spectrum or merge: such an entry has no NXdata, and a reader that plots or compares
+    the file's spectra leaves it out. Told by what the entry holds, so it also answers for a
+    copy of the file made without the writer's attributes."""
+    group = entry.get(DECISION_GROUP) if entry is not None else None
+    return isinstance(group, h5py.Group) and _text(group.attrs.get("NX_class")) == "NXcollection"
 
 
 def loose_key(key: str) -> str:
@@ -883,7 +895,7 @@ class NexusWriter:
             _string(entry, "title", title)
             # when the agent decided (UTC, the suggestion's own time), else when written
             _start_time(entry, plan.get("time"), "decision")
-            decision = _group(entry, "decision", "NXcollection")
+            decision = _group(entry, DECISION_GROUP, "NXcollection")
             _string(decision, "action", action)
             if isinstance(count, int):
                 decision.create_dataset("count", data=count)
@@ -1342,7 +1354,10 @@ class NexusWriter:
         position = _position(name, group)
         if position is None:
             return
-        for kind in ("", _text(group.attrs.get(CONTENT_ATTR, ""))):
+        content = _text(group.attrs.get(CONTENT_ATTR, ""))
+        # a decision holds nothing to plot: never the newest entry "of any kind" a viewer
+        # is sent to (`_point_default`), even in a file of raw scans and decisions only
+        for kind in ("", content) if content != PLAN_CONTENT else (content,):
             held = self._newest.get(kind)
             if held is None or position.after(held[0]):
                 self._newest[kind] = (position, name)

@@ -17,7 +17,7 @@ from nexus_testdata import P65_SCANS, p65_scan_message, result_message, xdi_mu_m
 
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines_nexus.errors import NexusWriterError
-from asapo_pipelines_nexus.writer import KEY_ATTR, NexusWriter
+from asapo_pipelines_nexus.writer import KEY_ATTR, NexusWriter, is_decision
 
 NXXAS_FIELDS = {
     # path inside the entry -> NX_class of the group, or None for a field
@@ -445,3 +445,30 @@ def test_a_merge_of_nothing_says_why_in_its_title_and_notes(tmp_path, rejected, 
         if no_majority:
             assert entry["process/results/no_majority"][()].decode() == no_majority["reason"]
         assert f.attrs["default"] == name
+
+
+def test_a_viewer_is_never_sent_to_a_decision_even_in_a_file_of_scans_and_decisions(
+    tmp_path, scans
+):
+    """A writer given raw scans and an agent's plans (no spectra): its decisions are the
+    newest entries, but hold nothing to plot; the root's `default` names the newest scan."""
+    path = tmp_path / "scans-and-decisions.nxs"
+    plan = {
+        "action": "more_scans",
+        "arguments": {"scans": 1, "metrics": {"n_merged": 1}},
+        "reason": "noise above the target",
+        "confidence": 0.5,
+        "target": "20K_GOE_Fe_K_240/Fe/K/transmission",
+        "time": "2026-12-06T08:17:51+00:00",
+    }
+    with NexusWriter(path) as writer:
+        written = [writer.write("xas/scan", scan, f"raw-scans/{i}") for i, scan in enumerate(scans)]
+        decision = writer.write("plan/suggestion", plan, "plans/1")
+    with h5py.File(path, "r") as f:
+        assert is_decision(f[decision])
+        assert not any(is_decision(f[n]) for n in written)
+        entry = f[f.attrs["default"]]
+        assert entry.name == f"/{written[-1]}"
+        data = entry[entry.attrs["default"]]
+        assert data.attrs["NX_class"] == "NXdata"
+        assert data.attrs["signal"] in data
