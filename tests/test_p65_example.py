@@ -89,12 +89,19 @@ def test_the_example_runs_and_prints_its_summary(run):
     asked = int(re.search(r"action more_scans, scans (\d+),", decision).group(1))
     assert asked == total - 2 >= 1
     nexus = examples / "results" / "p65.nxs"
-    assert f"writer: file {nexus.resolve()}, entries_written 6" in out
+    line = next(x for x in out.splitlines() if x.startswith(f"writer: file {nexus.resolve()}, "))
+    writer = {k: int(v) for k, v in re.findall(r"(\w+_written|entries_in_file) (\d+)", line)}
+    # every decision of the agent is written beside the scans, spectra and merges
+    suggestions = int(re.search(r"^advisor: suggestions (\d+)", out, re.M).group(1))
+    assert writer["plans_written"] == suggestions >= 1
+    kinds = ("scans_written", "spectra_written", "merged_written", "plans_written")
+    assert writer["entries_written"] == sum(writer[k] for k in kinds) == writer["entries_in_file"]
 
 
 def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
     import h5py
     import numpy as np
+    from asapo_pipelines_nexus.writer import is_decision
     from asapo_pipelines_xas.readers import read_scan
 
     examples, done = run
@@ -102,7 +109,8 @@ def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
     with h5py.File(examples / "results" / "p65.nxs", "r", swmr=True) as f:
         kinds: dict[str, list[h5py.Group]] = {}
         for entry in f.values():
-            kinds.setdefault(str(entry.attrs["asapo_content_type"]), []).append(entry)
+            if not is_decision(entry):  # the agent's decisions: see the test below
+                kinds.setdefault(str(entry.attrs["asapo_content_type"]), []).append(entry)
         assert {k: len(v) for k, v in kinds.items()} == {
             "xas/scan": 2,
             "xas/spectrum": 2,
@@ -127,6 +135,46 @@ def test_the_example_writes_every_scan_once_to_the_nexus_file(run):
         assert int(last["process/results/n_merged"][()]) == 2
         singles = [float(e["process/results/epsilon_k"][()]) for e in kinds["xas/spectrum"]]
         assert float(last["process/results/epsilon_k"][()]) < min(singles)
+
+
+def test_the_example_file_records_each_decision_beside_the_merge_it_answers(run):
+    """The agent's decisions are in the scientist's file, as entries without data: each names
+    the merge it answers, and a viewer opening the file still plots the newest merge."""
+    import h5py
+    from asapo_pipelines_nexus.writer import is_decision
+
+    examples, done = run
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = [x.strip() for x in done.stdout.splitlines() if re.match(r"\s+\S+: action ", x)]
+    suggestions = int(re.search(r"^advisor: suggestions (\d+)", done.stdout, re.M).group(1))
+    with h5py.File(examples / "results" / "p65.nxs", "r", swmr=True, locking=False) as f:
+        decisions = [e for e in f.values() if is_decision(e)]
+        assert len(decisions) == suggestions >= 1
+        for entry in decisions:
+            nx = {k: g.attrs.get("NX_class") for k, g in entry.items() if isinstance(g, h5py.Group)}
+            assert "NXdata" not in nx.values(), nx
+            assert "default" not in entry.attrs
+            assert "definition" not in entry  # NeXus has no application definition for it
+            merge = f[entry["decision/based_on"][()].decode()]
+            assert not is_decision(merge)
+            assert merge["process/results/n_merged"][()] >= 1
+            assert merge["data"].attrs["NX_class"] == "NXdata"
+        # the run prints the agent's last decision per group: the one after the most scans
+        last = max(decisions, key=lambda e: json.loads(e["decision/metrics"][()])["n_merged"])
+        told = f"action {last['decision/action'][()].decode()}, "
+        told += f"scans {int(last['decision/count'][()])}, "
+        assert printed[-1].split(": ", 1)[1].startswith(told), printed
+        # the root's default stays the newest merge, an NXdata a viewer plots
+        shown = f[f.attrs["default"]]
+        assert not is_decision(shown)
+        assert shown["process/results/n_merged"][()] == max(
+            e["process/results/n_merged"][()]
+            for e in f.values()
+            if not is_decision(e) and "process/results/n_merged" in e
+        )
+        plotted = shown[shown.attrs["default"]]
+        assert plotted.attrs["NX_class"] == "NXdata"
+        assert plotted.attrs["signal"] in plotted
 
 
 def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tmp_path):
@@ -155,7 +203,10 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
             [cli, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
         )
 
+    from asapo_pipelines_nexus.writer import is_decision
+
     def entries() -> dict[str, int]:
+        """How many entries of each kind the file holds; the agent's decisions as `decision`."""
         path = tmp_path / "results" / "p65.nxs"
         try:
             with h5py.File(path, "r", swmr=True) as f:
@@ -166,6 +217,7 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
                         # does (HDF5 does not promise new objects to SWMR readers): not there yet
                         continue
                     kind = str(entry.attrs.get("asapo_content_type"))
+                    kind = "decision" if is_decision(entry) else kind
                     kinds[kind] = kinds.get(kind, 0) + 1
                 return kinds
         except (OSError, KeyError):  # not there yet, or being created
@@ -179,7 +231,8 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
             hidden = tmp_path / "incoming" / f".{name}.part"  # as a copy tool writes it
             shutil.copy(ROOT / "examples" / "data" / name, hidden)
             hidden.rename(tmp_path / "incoming" / name)
-            wanted = {"xas/scan": i, "xas/spectrum": i, "xas/merged": i}
+            # the agent answers each merge with a decision (its plans are read below)
+            wanted = {"xas/scan": i, "xas/spectrum": i, "xas/merged": i, "decision": i}
             deadline = time.monotonic() + 180
             while entries() != wanted and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -188,10 +241,11 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
     finally:
         stopped = pipeline("stop", "live.pipeline.yaml")
     assert stopped.returncode == 0, stopped.stderr
-    assert entries() == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2}
+    held = entries()
+    assert held == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2, "decision": 2}
     with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
         keys = [str(e.attrs["asapo_key"]) for e in f.values()]
-    assert len(keys) == len(set(keys)) == 6
+    assert len(keys) == len(set(keys)) == sum(held.values())
     # the agent asked for more after the first repeat and said stop after the second
     from asapo_pipelines.transport import open_transport
     from asapo_pipelines.transport.formats import decode
@@ -207,6 +261,7 @@ def test_the_example_live_with_watch_mode_while_readers_follow_the_nexus_file(tm
         ]
     # after one scan a 1/sqrt(N) guess (uncertain); after two the noise-floor fit's count
     assert [p["action"] for p in plans] == ["more_scans", "more_scans"]
+    assert held["decision"] == len(plans)  # every decision is in the file
     assert plans[0]["arguments"]["metrics"]["uncertain"] is True
     assert "noise_model" in plans[1]["arguments"]["metrics"]
 

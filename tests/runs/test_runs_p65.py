@@ -6,6 +6,7 @@ file resumes and processes nothing twice."""
 from __future__ import annotations
 
 import json
+import re
 from importlib.metadata import version
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from helpers import run_pipeline
 pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
 pytest.importorskip("asapo_pipelines_nexus", reason="needs the NeXus plugin (plugins/nexus)")
 h5py = pytest.importorskip("h5py", reason="needs h5py (with the NeXus plugin)")
+from asapo_pipelines_nexus.writer import is_decision  # noqa: E402  (after the skips)
 
 pytestmark = pytest.mark.slow
 FILE = "p65-xas.pipeline.yaml"
@@ -29,7 +31,8 @@ def _text(value) -> str:
 
 
 def entries(nxs: Path) -> dict[str, dict]:
-    """entry name -> run, content type, provenance fields and the arrays the tests compare."""
+    """entry name -> run, kind (the content type, or `decision` for the agent's decisions,
+    which hold no data), provenance fields and the arrays the tests compare."""
     out = {}
     with h5py.File(nxs, "r") as f:
         for name, entry in f.items():
@@ -37,10 +40,11 @@ def entries(nxs: Path) -> dict[str, dict]:
             fields = {k: _text(v[()]) for k, v in prov.items() if isinstance(v, h5py.Dataset)}
             for note in ("parameters", "inputs", "source_files"):
                 fields[note] = json.loads(_text(prov[note]["data"][()]))
-            data = entry["data"]
+            decision = is_decision(entry)
+            data = {} if decision else entry["data"]
             out[name] = {
                 "run": _text(entry.attrs["asapo_run"]),
-                "type": _text(entry.attrs["asapo_content_type"]),
+                "type": "decision" if decision else _text(entry.attrs["asapo_content_type"]),
                 "prov": fields,
                 "arrays": {k: data[k][()] for k in ("energy", "mu", "bkg") if k in data},
             }
@@ -102,8 +106,9 @@ def test_fresh_run_writes_new_entries_with_new_values_and_provenance(work):
     for entry in found.values():
         counts = by_run.setdefault(entry["run"], {})
         counts[entry["type"]] = counts.get(entry["type"], 0) + 1
-    # runs are kept apart: each has its own scans, spectra and merges
-    expected = {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2}
+    # runs are kept apart: each has its own scans, spectra, merges and the agent's decisions
+    decisions = int(re.search(r"^advisor: suggestions (\d+)", fresh.stdout, re.M).group(1))
+    expected = {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2, "decision": decisions}
     assert by_run == {"r1": expected, "r2": expected}
     spectra = {e["run"]: [] for e in found.values()}
     for entry in found.values():

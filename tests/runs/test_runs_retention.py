@@ -5,6 +5,7 @@ errors the error stream holds, not the re-reports of a resumed session."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -35,6 +36,36 @@ def spectrum_e0(nxs: Path) -> list[tuple[str, str, float]]:
     return out
 
 
+def kinds_written(nxs: Path, before: int) -> dict[str, int]:
+    """How many entries of each kind follow the first `before` ones: the content type, or
+    `decision` for an agent's decision (an entry that holds no data)."""
+    h5py = pytest.importorskip("h5py")
+    from asapo_pipelines_nexus.writer import is_decision
+
+    out: dict[str, int] = {}
+    with h5py.File(nxs, "r") as f:
+        names = sorted(f, key=lambda n: int(n.removeprefix("entry")))[before:]
+        for entry in (f[n] for n in names):
+            kind = "decision" if is_decision(entry) else _text(entry.attrs["asapo_content_type"])
+            out[kind] = out.get(kind, 0) + 1
+    return out
+
+
+def entry_count(nxs: Path) -> int:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(nxs, "r") as f:
+        return len(f)
+
+
+def written_of(stdout: str) -> int:
+    """The writer's `entries_written` in a run's summary."""
+    return int(re.search(r"^writer: .*\bentries_written (\d+), ", stdout, re.M).group(1))
+
+
+def suggestions_of(stdout: str) -> int:
+    return int(re.search(r"^advisor: suggestions (\d+)", stdout, re.M).group(1))
+
+
 @pytest.mark.slow
 def test_new_data_after_prune_or_a_deleted_store_reaches_the_nexus_file(tmp_path):
     pytest.importorskip("asapo_pipelines_xas", reason="needs the XAS plugin (plugins/xas)")
@@ -57,20 +88,28 @@ def test_new_data_after_prune_or_a_deleted_store_reaches_the_nexus_file(tmp_path
 
     # new data under an old name: a new run (not a resume of pruned r1), written as such
     shutil.copy(tmp_path / "data" / P65_SCANS[1], tmp_path / "data" / P65_SCANS[0])
+    held = entry_count(nxs)
     second = run_pipeline("run", FILE, cwd=tmp_path, timeout=300)
     assert second.returncode == 0, second.stderr
     assert "run r2 of pipeline p65-xas starts" in second.stdout + second.stderr
     # the two files now hold the same data: both scans and spectra are written, and one merge
-    # (a copy of a scan changes nothing merged, and makes no new merge)
-    assert "entries_written 5, " in second.stdout
+    # (a copy of a scan changes nothing merged, and makes no new merge), with the agent's
+    # decisions on the merges
+    new = {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 1}
+    new["decision"] = suggestions_of(second.stdout)
+    assert kinds_written(nxs, held) == new
+    assert written_of(second.stdout) == sum(new.values())
     assert spectrum_e0(nxs)[2:] == [("r2", P65_SCANS[0], e0_scan1), ("r2", P65_SCANS[1], e0_scan1)]
 
     # the store deleted: ids start again at r1, and this r1 is not the first one
     shutil.rmtree(store)
+    held = entry_count(nxs)
     third = run_pipeline("run", FILE, cwd=tmp_path, timeout=300)
     assert third.returncode == 0, third.stderr
     assert "run r1 of pipeline p65-xas starts" in third.stdout + third.stderr
-    assert "entries_written 5, " in third.stdout
+    new["decision"] = suggestions_of(third.stdout)
+    assert kinds_written(nxs, held) == new
+    assert written_of(third.stdout) == sum(new.values())
     assert "duplicates_skipped 0" in third.stdout
     assert [row[0] for row in spectrum_e0(nxs)] == ["r1", "r1", "r2", "r2", "r1", "r1"]
 

@@ -229,11 +229,15 @@ def test_results_of_a_session_resumed_under_an_edited_file_carry_its_hash(tmp_pa
     assert "resuming run r1 under a changed configuration" in resumed.stdout
     assert "processed no message under" not in resumed.stdout  # the new scan was normalised
     made: dict[str, list[tuple[str, float | None]]] = {started: [], edited: []}
+    from asapo_pipelines_nexus.writer import is_decision
+
     with h5py.File(tmp_path / "results" / "p65.nxs", "r") as f:
         for name, entry in f.items():
             prov = entry["provenance"]
             sha = prov["pipeline_sha256"][()].decode()
-            sources = json.loads(prov["source_files"]["data"][()])
+            # an agent's decision names no scan file: its scans are those of the merge it answers
+            read = f[entry["decision/based_on"][()].decode()] if is_decision(entry) else entry
+            sources = json.loads(read["provenance/source_files/data"][()])
             params = json.loads(prov["parameters"]["data"][()]) or {}
             rbkg = (params.get("autobk") or {}).get("rbkg")
             assert sha in made, (name, sha)

@@ -25,7 +25,7 @@ import pytest
 from nexus_cli import PIPELINE_BIN, pipeline_env, pipeline_ok
 from nexus_testdata import DATA, P65_SCANS
 
-from asapo_pipelines_nexus.writer import KEY_ATTR
+from asapo_pipelines_nexus.writer import KEY_ATTR, is_decision
 
 pytest.importorskip("asapo_pipelines_xas")
 
@@ -51,6 +51,13 @@ def _write_repeats(data: Path) -> None:
                 line = " ".join(fields)
             out.append(line)
         (data / f"20K_GOE_Fe_K_240.{k:05d}.xdi").write_text("\n".join(out))
+
+
+def _decisions(path: Path) -> int:
+    """The complete entries of the file that hold an agent's decision."""
+    with h5py.File(path, "r", swmr=True, locking=False) as f:
+        complete = [g for g in f.values() if g is not None and KEY_ATTR in g.attrs]
+        return sum(1 for g in complete if is_decision(g))
 
 
 def _entries(path: Path) -> int:
@@ -116,7 +123,11 @@ def test_a_run_after_a_killed_supervisor_counts_what_its_workers_wrote(tmp_path:
     assert 1 <= int(said.group(1)) <= len(orphans), (said.group(0), orphans)
 
     in_file = _entries(nexus)
-    assert in_file == 3 * (2 + REPEATS)  # each scan, its spectrum and its merge: none lost
+    # each scan, its spectrum and its merge, and every decision the agent sent: none lost
+    plans = pipeline_ok(work, "tail", "p.pipeline.yaml", "plans", "--all", "--json").stdout
+    decisions = _decisions(nexus)
+    assert decisions == len(plans.splitlines()) >= 1
+    assert in_file - decisions == 3 * (2 + REPEATS)
     writer = _summary(done.stdout, "writer")
     assert int(writer["entries_in_file"]) == in_file
     assert int(writer["entries_written"]) == in_file, writer

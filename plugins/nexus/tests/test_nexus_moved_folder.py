@@ -21,7 +21,7 @@ import pytest
 from nexus_cli import PIPELINE_BIN, pipeline, pipeline_env, pipeline_ok, source_files
 from nexus_testdata import DATA, P65_SCANS
 
-from asapo_pipelines_nexus.writer import CONTENT_ATTR, KEY_ATTR
+from asapo_pipelines_nexus.writer import CONTENT_ATTR, KEY_ATTR, is_decision
 
 pytest.importorskip("asapo_pipelines_xas")
 
@@ -43,10 +43,13 @@ def _text(value: object) -> str:
 
 
 def _entries(nxs: Path) -> dict[str, str]:
-    """key -> content type of each complete entry (the key is set last)."""
+    """key -> content type of each complete entry (the key is set last), `decision` for an
+    agent's decision (told by its `decision` group)."""
     with h5py.File(nxs, "r", swmr=True, locking=False) as f:
         return {
-            _text(g.attrs[KEY_ATTR]): _text(g.attrs.get(CONTENT_ATTR, ""))
+            _text(g.attrs[KEY_ATTR]): "decision"
+            if is_decision(g)
+            else _text(g.attrs.get(CONTENT_ATTR, ""))
             for g in f.values()
             if KEY_ATTR in g.attrs
         }
@@ -98,11 +101,16 @@ def test_a_damaged_file_in_a_copied_or_moved_folder_is_rebuilt_from_the_folders_
     first = tmp_path / "beamtime"
     written = _project(first)
     before = _entries(written)
-    # the example's three kinds of entries, so that the rebuild below rebuilds something
-    assert set(before.values()) == {"xas/scan", "xas/spectrum", "xas/merged"}, before
+    # the example's kinds of entries and the agent's decisions, so that the rebuild below
+    # rebuilds each
+    assert set(before.values()) == {"xas/scan", "xas/spectrum", "xas/merged", "decision"}, before
     science = _science(written)
-    # E0 and the rest of each result are compared below, not just the entries' names
-    assert all("process/results/e0" in science[k] for k, c in before.items() if c != "xas/scan")
+    # E0 and the rest of each result are compared below, not just the entries' names, and
+    # each decision's confidence
+    results = [k for k, c in before.items() if c in ("xas/spectrum", "xas/merged")]
+    assert all("process/results/e0" in science[k] for k in results)
+    decisions = [k for k, c in before.items() if c == "decision"]
+    assert all("decision/confidence" in science[k] for k in decisions)
 
     here = tmp_path / "archive"
     if how == "copied":

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import h5py
 import numpy as np
 import pytest
 from nexus_testdata import DATA, P65_SCANS
+
+from asapo_pipelines_nexus.writer import is_decision
 
 pytest.importorskip("asapo_pipelines_xas")
 
@@ -95,6 +98,8 @@ def _plottable(f: h5py.File) -> h5py.Dataset:
 def test_a_viewer_opening_the_file_plots_the_newest_merge(example):
     with h5py.File(example["two_runs"], "r", swmr=True, locking=False) as f:
         newest = _newest_merge(f)
+        # the newest entry is the agent's decision on that merge, which holds nothing to plot
+        assert is_decision(f[max(f, key=_number)])
         assert _text(f.attrs["default"]) == newest
         assert _text(f[newest].attrs["asapo_run"]) == "r2"
         assert _plottable(f).name == f"/{newest}/data/mu"
@@ -146,7 +151,12 @@ def test_times_from_the_scan_files_are_kept_as_written_and_say_their_zone_is_unk
                 assert datetime.fromisoformat(header[field]).utcoffset() is None
                 assert _text(entry[field].attrs["time_zone"]) == "unknown"
         for entry in f.values():
-            assert "time_zone" in entry["start_time"].attrs
+            if is_decision(entry):
+                # a decision starts when the agent made it, a time of its own, in UTC
+                start = _text(entry["start_time"][()])
+                assert datetime.fromisoformat(start).utcoffset() is not None
+            else:
+                assert "time_zone" in entry["start_time"].attrs
             # the times the writer makes itself carry their UTC offset
             stamps = [entry["provenance/date"], entry["provenance/message_time"]]
             stamps += [entry["process/date"]] if "process" in entry else []
@@ -183,7 +193,15 @@ def test_titles_tell_the_entries_of_two_runs_apart(example):
     with h5py.File(example["two_runs"], "r", swmr=True, locking=False) as f:
         entries = list(f.values())
         titles = [_text(e["title"][()]) for e in entries]
-        assert len(entries) == 12
+        # each run wrote its scans, spectra, merges and the agent's decisions on the merges
+        kinds = Counter(
+            (_text(e.attrs["asapo_run"]), is_decision(e), _text(e.attrs["asapo_content_type"]))
+            for e in entries
+        )
+        by_run = {run: {k[1:]: n for k, n in kinds.items() if k[0] == run} for run in ("r1", "r2")}
+        assert by_run["r1"] == by_run["r2"]
+        assert sum(kinds.values()) == len(entries)
+        assert by_run["r1"][True, "plan/suggestion"] == by_run["r1"][False, "xas/merged"] >= 1
         assert len(set(titles)) == len(titles), sorted(titles)
         for entry, title in zip(entries, titles, strict=True):
             run = f"{_text(entry.attrs['asapo_pipeline'])} {_text(entry.attrs['asapo_run'])}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,10 @@ VARYING_PATHS = (
     "asapo/metadata",
     "provenance/host",
     "provenance/job/data",
+    "decision/time",  # when the agent decided
 )
+#: what an agent's decision message carries of its own moment: its time and unique id
+PLAN_VARYING = ("time", "uid")
 
 
 def entry_jobs(path: Path) -> set[tuple[str, str, str | None]]:
@@ -52,7 +56,7 @@ def entry_jobs(path: Path) -> set[tuple[str, str, str | None]]:
     import h5py
 
     with h5py.File(path, "r") as f:
-        found = set()
+        found: set[tuple[str, str, str | None]] = set()
         for entry in f.values():
             job = json.loads(entry["provenance/job/data"][()])
             instance = entry["provenance/instance"][()].decode()
@@ -64,9 +68,14 @@ def nexus_contents(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
     """(content type, title, {dataset: value}) of every entry, in a stable order.
 
     Entries are numbered in the order the writer met them, which differs between two runs
-    whose units work concurrently; a merge's provenance names its scans' entries, so those
-    names are replaced by what the entry holds (content type and title)."""
+    whose units work concurrently; a merge's provenance names its scans' entries, and a
+    decision the merge it answers (`decision/based_on`), so those names are replaced by what
+    the entry holds (content type and title). The content type of an agent's decision is
+    `decision`, told by its `decision` group."""
+    import json
+
     import h5py
+    from asapo_pipelines_nexus.writer import is_decision
 
     entries = []
     with h5py.File(path, "r") as f:
@@ -94,10 +103,16 @@ def nexus_contents(path: Path) -> list[tuple[str, str, dict[str, Any]]]:
                     return
                 if "source_files" in name:  # absolute paths of the scan files
                     return
-                values[name] = by_content(obj[()])
+                value = obj[()]
+                if name == "decision/based_on":
+                    value = names.get(value.decode(), value.decode())
+                elif name == "plan/data":
+                    plan = json.loads(value)
+                    value = json.dumps({k: v for k, v in plan.items() if k not in PLAN_VARYING})
+                values[name] = by_content(value)
 
             entry.visititems(keep)
-            kind = str(entry.attrs["asapo_content_type"])
+            kind = "decision" if is_decision(entry) else str(entry.attrs["asapo_content_type"])
             entries.append((kind, entry["title"][()].decode(), values))
     return sorted(entries, key=lambda e: (e[0], e[1]))
 
@@ -144,7 +159,11 @@ def test_p65_example_on_slurm_gives_the_local_executors_nexus_file(slurm, workdi
     slurm_entries = nexus_contents(on_slurm.parent / "results" / "p65.nxs")
     local_entries = nexus_contents(local.parent / "results" / "p65.nxs")
     assert [(k, t) for k, t, _ in slurm_entries] == [(k, t) for k, t, _ in local_entries]
-    assert len(slurm_entries) == 6  # 2 scans, 2 spectra, 2 merges
+    # 2 scans, 2 spectra, 2 merges, and the agent's decision on each merge
+    kinds = Counter(kind for kind, _, _ in slurm_entries)
+    decisions = kinds.pop("decision", 0)
+    assert kinds == {"xas/scan": 2, "xas/spectrum": 2, "xas/merged": 2}
+    assert decisions == kinds["xas/merged"]
     for (kind, title, got), (_, _, want) in zip(slurm_entries, local_entries, strict=True):
         assert got.keys() == want.keys(), (kind, title)
         for name in got:
@@ -152,13 +171,13 @@ def test_p65_example_on_slurm_gives_the_local_executors_nexus_file(slurm, workdi
 
     # each entry names the Slurm job of the unit that computed it, as Slurm ran it
     assert entry_jobs(on_slurm.parent / "results" / "p65.nxs") == {
-        (unit, "slurm", jobs[f"{unit}-0"]) for unit in ("scans", "normalize", "merge")
+        (unit, "slurm", jobs[f"{unit}-0"]) for unit in ("scans", "normalize", "merge", "advisor")
     }
     assert {e[:2] for e in entry_jobs(local.parent / "results" / "p65.nxs")} == {
-        (unit, "local") for unit in ("scans", "normalize", "merge")
+        (unit, "local") for unit in ("scans", "normalize", "merge", "advisor")
     }
 
     # the writer's log comes from its job's output file
     lines = list(ex.logs("writer", stderr=True))
     assert any(f"Slurm job {jobs['writer-0']}" in line for line in lines)
-    assert any("6 processed" in line for line in lines), lines[-5:]
+    assert any(f"{len(slurm_entries)} processed" in line for line in lines), lines[-5:]
