@@ -111,19 +111,8 @@ def read_scan(
     under the watched directory, so that `day1/x.xdi` and `day2/x.xdi` stay two scans)."""
     path = Path(path)
     name = name or path.name
-    try:
-        size = path.stat().st_size
-        if size > MAX_SCAN_BYTES:
-            raise ScanFileError(
-                name,
-                f"the file is {size:,} bytes, more than the {MAX_SCAN_BYTES:,} a scan file may "
-                "have; it is not read",
-            )
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ScanFileError(name, exc.strerror or str(exc)) from None
     return parse_scan(
-        raw,
+        scan_bytes(path, name),
         name=name,
         format=format,
         columns=columns,
@@ -132,6 +121,22 @@ def read_scan(
         edge=edge,
         min_points=min_points,
     )
+
+
+def scan_bytes(path: Path, name: str) -> bytes:
+    """The bytes of the scan file `path` (`name` in errors), read once: whoever parses them
+    and hashes them sees one content, whatever is written to the file meanwhile."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_SCAN_BYTES:
+            raise ScanFileError(
+                name,
+                f"the file is {size:,} bytes, more than the {MAX_SCAN_BYTES:,} a scan file may "
+                "have; it is not read",
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise ScanFileError(name, exc.strerror or str(exc)) from None
 
 
 def parse_scan(

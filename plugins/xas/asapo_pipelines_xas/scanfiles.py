@@ -28,7 +28,7 @@ from pathlib import Path
 from asapo_pipelines.sdk import files_open_for_writing
 from asapo_pipelines_xas.errors import XasError
 from asapo_pipelines_xas.params import ScanFilesParams
-from asapo_pipelines_xas.readers import Scan, read_scan
+from asapo_pipelines_xas.readers import Scan, parse_scan, scan_bytes
 
 #: a file's size and modification time (ns): what changes while it is written
 Signature = tuple[int, int]
@@ -255,13 +255,23 @@ class ScanFileWatcher:
 def read_for_params(path: str | Path, params: ScanFilesParams, name: str | None = None) -> Scan:
     """Read one file with the unit's settings (format, column mapping, overrides); `name` is
     what the scan is called (`read_scan`)."""
-    return read_scan(
-        path,
+    path = Path(path)
+    name = name or path.name
+    return parse_for_params(scan_bytes(path, name), params, name)
+
+
+def parse_for_params(raw: bytes, params: ScanFilesParams, name: str) -> Scan:
+    """The scan in a file's bytes `raw`, read with the unit's settings (`read_for_params`).
+    Watch mode reads a file once, parses these bytes and hashes the same bytes to tell a file
+    that grew from one rewritten: a file rewritten between two reads was parsed as one content
+    and hashed as another."""
+    return parse_scan(
+        raw,
+        name=name,
         format=params.format,
         columns={str(role): column for role, column in params.columns.items()},
         sample=params.sample,
         element=params.element,
         edge=params.edge,
         min_points=params.min_points,
-        name=name,
     )

@@ -30,13 +30,13 @@ from asapo_pipelines_xas.agent import reprocess_command
 from asapo_pipelines_xas.errors import ScanFileError, XasError
 from asapo_pipelines_xas.merge import Merger, label_conflict_text, only_by_label_conflict
 from asapo_pipelines_xas.normalize import normalize_scan
-from asapo_pipelines_xas.readers import Scan, load_tables
+from asapo_pipelines_xas.readers import Scan, load_tables, scan_bytes
 from asapo_pipelines_xas.scanfiles import (
     ScanFileWatcher,
     Signature,
     list_scan_files,
     nothing_matches,
-    read_for_params,
+    parse_for_params,
     signature,
 )
 
@@ -62,14 +62,6 @@ def _round(value: Any, digits: int = 6) -> Any:
 def _sig(value: Any, digits: int = 4) -> Any:
     """Noise figures (1e-4 and below) keep their significant digits in summaries."""
     return float(f"{value:.{digits}g}") if isinstance(value, float) else value
-
-
-def _content(path: Path) -> bytes | None:
-    """The file's bytes (a scan file is small: `MAX_SCAN_BYTES`), None when it cannot be read."""
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 def _version_suffix(read_as: Signature | None) -> str:
@@ -132,17 +124,19 @@ class ScanFiles(Source):
         name = path.relative_to(self.directory).as_posix()
         read_as = watcher.sent.get(path) if watcher is not None else None
         scan: Scan | None = None
+        raw: bytes | None = None
         error: XasError | None = None
         try:
             # the scan is called by its path under the directory, as its key is: with
             # `recursive`, day1/x.xdi and day2/x.xdi are two scans wherever a person reads them
-            scan = read_for_params(path, self.params, name)
+            raw = scan_bytes(path, name)
+            scan = parse_for_params(raw, self.params, name)
         except XasError as exc:
             error = exc
         except OSError as exc:
             error = ScanFileError(name, exc.strerror or str(exc))
-        # watch mode: the bytes read, to tell a file that grew from one rewritten (`_grew`)
-        content = _content(path) if watcher is not None and scan is not None else None
+        # watch mode: the bytes parsed, to tell a file that grew from one rewritten (`_grew`)
+        content = raw if watcher is not None else None
         if watcher is not None and read_as is not None:
             try:
                 now = signature(path)
