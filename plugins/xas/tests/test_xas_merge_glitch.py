@@ -198,9 +198,10 @@ def test_clean_repeats_misaligned_by_a_tenth_of_an_ev_raise_no_glitch_at_the_edg
     assert merged["settings"]["deglitch"]["energy_tolerance"] > 0
 
 
-#: the trials of the scans' last point: of these, the old screen flagged it in 6 merges of 3 or
-#: 4 repeats (10.5-16.7 spreads), which named a clean file or left a good point out
-LAST_POINT_SEEDS = range(30)
+#: the trials of the scans' last point: of seeds 0-29, those in which the old screen flagged it
+#: in a merge of 3 or 4 repeats (10.5-16.7 spreads), naming a clean file and leaving a good
+#: point out; the new screen passed all 30 (each seed is some 10 s of CI, so not all are kept)
+LAST_POINT_SEEDS = (3, 7, 16, 22, 24, 28)
 
 
 @pytest.mark.parametrize("seed", LAST_POINT_SEEDS)
