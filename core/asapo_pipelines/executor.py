@@ -37,6 +37,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.runs import Run
 
 
+#: The states of a run or deployment that `pipeline status` exits 1 for: it does not go on
+#: and did not end well, so an operator must act. `lost`: its `pipeline run` supervisor died
+#: (killed outright) and nobody ended it; a control system polling the exit code took it for
+#: a run that goes on. Any other state (running, complete, stopped...) exits 0.
+NEEDS_AN_OPERATOR = ("failed", "lost")
+
+
+def status_exit_code(state: str) -> int:
+    """`pipeline status`'s exit code for a run or deployment in `state` (`NEEDS_AN_OPERATOR`),
+    the same with `--json`."""
+    return 1 if state in NEEDS_AN_OPERATOR else 0
+
+
 @dataclass
 class InstanceStatus:
     """One unit instance (a replica) as its scheduler sees it."""
@@ -254,14 +267,15 @@ class Executor(ABC):
 
     def show_status(self, *, as_json: bool) -> int:
         """`pipeline status`: the scheduler's view of the tasks and the workers' counters; the
-        exit code (1 when the deployment failed, for scripts: `pipeline status F && ...`)."""
+        exit code (`status_exit_code`: 1 when the deployment failed, for scripts: `pipeline status
+        F && ...`)."""
         from dataclasses import asdict
 
         from asapo_pipelines.counters import counters_or_none, show_counters_or_say
 
         state = self.status()
         self.shown_state = state.state
-        code = 1 if state.state == "failed" else 0
+        code = status_exit_code(state.state)
         if as_json:
             counters = counters_or_none(self.file) if self.pipeline is not None else None
             _print_json({**asdict(state), "counters": counters})

@@ -128,7 +128,12 @@ def test_contract_nomad_api_a_batch_job_that_ended_on_its_own_ends_its_run(
     _finished_on_nomad(nomad_env, last_scans)
 
     shown = run_pipeline("status", str(file), cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
+    # a job that failed for good exits 1, as a failed local run or Slurm deployment (it
+    # exited 0), with --json too
+    assert shown.returncode == (1 if ended == "failed" else 0), shown.stderr
     assert f"job {JOB_ID}: batch, dead ({ended})" in shown.stdout
+    as_json = run_pipeline("status", str(file), "--json", cwd=tmp_path)
+    assert as_json.returncode == shown.returncode, as_json.stderr
+    assert json.loads(as_json.stdout)["state"] == ended
     (r1,) = _runs(file)
     assert r1["state"] == ended

@@ -1,10 +1,11 @@
 """`pipeline status FILE` and `pipeline stop FILE` of a Nomad job whose store no longer holds the
 run the job's tasks were given (a Redis that came back empty, an embedded store moved away)
-say so in `start`'s words. `status` showed every unit `not started` and exited 0 without a word
-of it, and opened the store to be written (ending a job that ended on its own), which made the
-moved store again, empty; `stop` stopped the job and recorded no end in silence. The run is read
-back from the job's `Meta`, as Nomad's jobs API returns the registered job. Real `pipeline`
-processes against the loopback Nomad double (a contract test; no Nomad agent runs here)."""
+say so in `start`'s words, and `status` exits 1. `status` showed every unit `not started` and
+exited 0 without a word of it, and opened the store to be written (ending a job that ended on its
+own), which made the moved store again, empty; `stop` stopped the job and recorded no end in
+silence. The run is read back from the job's `Meta`, as Nomad's jobs API returns the registered
+job. Real `pipeline` processes against the loopback Nomad double (a contract test; no Nomad agent
+runs here)."""
 
 from __future__ import annotations
 
@@ -58,10 +59,16 @@ def test_contract_nomad_api_status_says_the_store_lost_the_deployments_run(
         _ended_on_its_own(nomad_env)
 
     shown = run_pipeline("status", str(file), cwd=tmp_path)
-    assert shown.returncode == 0, shown.stderr
+    # whatever the job does, its run is gone: exit 1, as for a failed run (it exited 0, and a
+    # control system polling the exit code took it for a job that goes on)
+    assert shown.returncode == 1, shown.stderr
     # one line, before the table; the job's part of it is still shown
     assert shown.stderr.splitlines() == [_lost(file)], shown.stderr
     assert f"job {JOB_ID}: batch, " in shown.stdout, shown.stdout
+    as_json = run_pipeline("status", str(file), "--json", cwd=tmp_path)
+    assert as_json.returncode == 1, as_json.stderr
+    assert as_json.stderr.splitlines() == [_lost(file)], as_json.stderr
+    assert json.loads(as_json.stdout)["id"] == JOB_ID  # stdout stays one JSON document
     assert not (tmp_path / DEFAULT_DATA_DIR).exists()  # nothing written, not even the store
     listed = run_pipeline("runs", str(file), "--json", cwd=tmp_path)
     assert json.loads(listed.stdout or "{}").get("runs", []) == [], listed

@@ -729,7 +729,16 @@ def status(
 ) -> None:
     """Show the units of a local run (state, pid, restarts, exit codes), the Nomad job, or the
     tasks of the executor the file's deploy section names, with the counters the pipeline's
-    workers published; with none of these, the counters alone."""
+    workers published; with none of these, the counters alone.
+
+    \b
+    Exit status, the same with --json (for scripts and control systems that poll it):
+      0  the run goes on, or it ended complete or stopped
+      1  the run failed, or it is lost: its `pipeline run` supervisor died without ending
+         it (`pipeline stop FILE` stops what it left running), or the store no longer holds
+         the run of a deployment; 1 too when the status cannot be read (the reason on stderr)
+      2  no run of FILE is recorded, or the command was called wrongly
+    """
     given = {"job": job, "run_dir": run_dir, "data_dir": data_dir}
     asked = _path(file, given)
     # a copy that keeps the owner's `pipeline:` name shows the owner's counters (said below):
@@ -749,6 +758,10 @@ def status(
             _say_deployed_edit(executor, path)
         with _hinting(executor, path, executor_name):
             code = executor.show_status(as_json=as_json)
+        if lost is not None:  # whatever its jobs do, their run is gone: an operator must act
+            from asapo_pipelines.executor import status_exit_code
+
+            code = code or status_exit_code("lost")
         if not owner:
             _say_under_table(executor, path, as_json=as_json)
         if executor.pipeline is not None and path is not None:

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.errors import PipelinesError, UsageError
-from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus, text_lines
+from asapo_pipelines.executor import (
+    Executor,
+    ExecutorStatus,
+    InstanceStatus,
+    status_exit_code,
+    text_lines,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -239,7 +245,8 @@ class LocalPipelineExecutor(Executor):
     # -- what the user sees ------------------------------------------------------------------
     def show_status(self, *, as_json: bool) -> int:
         """The run's table (state, pid, restarts, exit codes) with the counters its workers
-        published, the units' summaries and the run's message; 1 for a failed run."""
+        published, the units' summaries and the run's message; 1 for a failed or lost run
+        (`status_exit_code`)."""
         from asapo_pipelines.cli.output import console, print_json
         from asapo_pipelines.local.commands import status_json, store_view
         from asapo_pipelines.local.control import (
@@ -262,8 +269,8 @@ class LocalPipelineExecutor(Executor):
         if pruned and not supervisor_alive(run_dir):
             # its run directory outlives the run: a ghost job `complete` with its units
             raise self._without_run(self._no_run(), as_json=as_json)
-        # a failed run is a failure for scripts too (`pipeline status FILE && ...`)
-        code = 1 if state.get("status") == "failed" else 0
+        # a failed or lost run is a failure for scripts too (`pipeline status FILE && ...`)
+        code = status_exit_code(self.shown_state)
         if as_json:
             print_json(status_json(state, published))
             return code

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus, text_lines
+from asapo_pipelines.executor import (
+    Executor,
+    ExecutorStatus,
+    InstanceStatus,
+    status_exit_code,
+    text_lines,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -311,23 +317,26 @@ class NomadExecutor(Executor):
 
     def show_status(self, *, as_json: bool) -> int:
         """The job, its units, allocations, task states, restarts and recent events, with the
-        counters the workers published (when the command was given the pipeline file)."""
+        counters the workers published (when the command was given the pipeline file); the
+        exit code (`status_exit_code`: 1 for a job that failed for good)."""
         from asapo_pipelines.cli.output import print_json
         from asapo_pipelines.counters import counters_or_none, show_counters_or_say
         from asapo_pipelines.nomad.render import render_status
 
         result = self.client.status(self.job_id)
         with_counters = self.pipeline is not None and self.file is not None
+        # a job that failed for good exits 1, as every executor's (it exited 0 here alone)
+        code = status_exit_code(result.state)
         if as_json:
             data = result.to_dict()
             if with_counters:
                 data["counters"] = counters_or_none(self.file)
             print_json(data)
-            return 0
+            return code
         click.echo(render_status(result))
         if with_counters and self.file is not None:
             show_counters_or_say(self.file)
-        return 0
+        return code
 
     def print_logs(self, unit: str, *, replica: int | None, follow: bool, stderr: bool) -> int:
         """The unit's log as Nomad streams it, bytes as they are."""

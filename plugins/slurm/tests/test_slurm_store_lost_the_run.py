@@ -1,8 +1,8 @@
 """`pipeline status` and `pipeline stop` of a Slurm deployment whose store no longer holds the
 run its jobs were given (a Redis that lost its data, an embedded store moved away) say so, on a
-real Slurm, in `start`'s words. `status` showed every unit `not started` and exited 0 without a
-word of it, and made the moved store again, empty, when it found the deployment ended on its
-own; `stop` cancelled the jobs and recorded no end in silence."""
+real Slurm, in `start`'s words, and `status` exits 1. `status` showed every unit `not started`
+and exited 0 without a word of it, and made the moved store again, empty, when it found the
+deployment ended on its own; `stop` cancelled the jobs and recorded no end in silence."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_status_says_the_store_lost_a_stopped_deployments_run(slurm, workdir):
     shutil.move(store, workdir / "aside")  # the store comes back empty
 
     shown = run_pipeline("status", str(file), env=env)
-    assert shown.returncode == 0, shown.stderr
+    assert shown.returncode == 1, shown.stderr  # an operator must act: exit 1, not 0
     assert shown.stderr.splitlines() == [_lost("gone", file)], shown.stderr
     assert "slurm gone: stopped" in shown.stdout, shown.stdout  # the jobs' part of the table
     assert not store.exists()  # nothing written, not even the store
@@ -64,6 +64,7 @@ def test_status_of_a_deployment_that_ended_on_its_own_makes_no_store(slurm, work
     shutil.move(store, workdir / "aside")
 
     shown = run_pipeline("status", str(file), env=env)
+    assert shown.returncode == 1, shown.stderr
     assert shown.stderr.splitlines() == [_lost("batch", file)], shown.stderr
     assert "slurm batch: complete" in shown.stdout, shown.stdout
     assert not store.exists()
