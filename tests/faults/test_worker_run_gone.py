@@ -37,3 +37,23 @@ def test_a_worker_of_a_run_the_store_lost_says_why_and_what_to_do(tmp_path: Path
     listed = pipeline("runs", str(file), "--json", cwd=tmp_path)
     assert json.loads(listed.stdout)["runs"] == [], listed.stdout + listed.stderr
     assert not any(store.glob("faults.r1.*")), sorted(p.name for p in store.iterdir())
+
+
+def test_a_store_holding_many_runs_names_how_many_and_the_latest(tmp_path: Path) -> None:
+    """What the store holds instead is said alike by a worker and by `status`, `start` and
+    `stop` of a deployment (one clause, `held_instead`): the latest five runs, and how many
+    there are when there are more. Before, the worker named the latest five as if they were
+    all, and the deployments' sentence named every run the store holds, however many."""
+    file, _ = run_once(tmp_path)
+    for _ in range(5):  # r2..r6
+        again = pipeline("run", "--fresh", str(file), cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+
+    done = pipeline("worker", str(file), "files", cwd=tmp_path, ASAPO_PIPELINES_RUN="r9")
+    err = one_sentence(done)
+    assert err.startswith(
+        "error: this worker was started for run r9 of pipeline faults, but the store no "
+        "longer holds that run (it holds 6 runs, the latest r2, r3, r4, r5, r6): its data was "
+        "most likely lost or emptied after the run began"
+    ), err
+    assert done.returncode == 78, err

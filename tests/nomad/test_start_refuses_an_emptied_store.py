@@ -41,7 +41,7 @@ def test_contract_nomad_api_start_is_refused_when_the_store_lost_the_deployments
     assert started.returncode == 1, started.stdout
     assert started.stderr.strip() == (
         f"error: the store no longer holds run r1 of this deployment of pipeline {JOB_ID} (it "
-        "holds no run of it: its data was lost or emptied); `pipeline deploy --fresh "
+        "holds no run of this pipeline: its data was lost or emptied); `pipeline deploy --fresh "
         f"{file}` processes every input again"
     ), started.stderr
     (registration,) = nomad_env.calls("POST", "/v1/jobs")  # nothing registered again

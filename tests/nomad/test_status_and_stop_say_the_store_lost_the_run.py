@@ -33,8 +33,8 @@ def _deployed_then_emptied(tmp_path: Path) -> Path:
 def _lost(file: Path, so: str = "") -> str:
     return (
         f"warning: the store no longer holds run r1 of this deployment of pipeline {JOB_ID} "
-        f"(it holds no run of it: its data was lost or emptied){so}; `pipeline deploy --fresh "
-        f"{file}` processes every input again"
+        f"(it holds no run of this pipeline: its data was lost or emptied){so}; `pipeline "
+        f"deploy --fresh {file}` processes every input again"
     )
 
 

@@ -238,14 +238,16 @@ def _lost_sentence(
     deployed_run: str, pipeline: str, held: list[str], file: str, so: str = ""
 ) -> str:
     """The sentence of a store that no longer holds the deployment's run, as `start` refuses
-    with it and `status` and `stop` warn of it; `so`: what the command did not do for it."""
+    with it and `status` and `stop` warn of it; `so`: what the command did not do for it. What
+    the store holds instead is said as a worker started for the run says it (`held_instead`)."""
     import shlex
 
-    now = f"it holds {', '.join(held)}" if held else "it holds no run of it"
+    from asapo_pipelines.runs.store import held_instead
+
     return (
         f"the store no longer holds run {deployed_run} of this deployment of pipeline "
-        f"{pipeline} ({now}: its data was lost or emptied){so}; `pipeline deploy --fresh "
-        f"{shlex.quote(file)}` processes every input again"
+        f"{pipeline} ({held_instead(held)}: its data was lost or emptied){so}; `pipeline "
+        f"deploy --fresh {shlex.quote(file)}` processes every input again"
     )
 
 

@@ -658,6 +658,23 @@ class RunStore:
         return run
 
 
+#: how many of the runs a store holds instead of a lost one `held_instead` names
+HELD_SHOWN = 5
+
+
+def held_instead(held: list[str]) -> str:
+    """The clause of a sentence saying the store no longer holds a run (a worker started for
+    it, `pipeline start`, `status` and `stop` of its deployment): what the store holds instead,
+    its latest runs or none. Each sentence names the pipeline before it ("run r1 of pipeline
+    p65"), so "this pipeline" is that one; the store lists its own runs only (`run_ids`)."""
+    if not held:
+        return "it holds no run of this pipeline"
+    latest = ", ".join(held[-HELD_SHOWN:])
+    if len(held) <= HELD_SHOWN:
+        return f"it holds {latest}"
+    return f"it holds {len(held)} runs, the latest {latest}"
+
+
 def _same_time(a: Any, b: Any) -> bool:
     """Whether two recorded times are the same (a time read back from JSON is the float that
     was written, an int when it had no fraction)."""

@@ -278,13 +278,12 @@ def _the_run(store: Any, wanted: str) -> Any:
     restarted without persistence, a store folder emptied): a configuration error (exit 78),
     as no restart brings the record back, said with that cause and what to do."""
     from asapo_pipelines.errors import ConfigurationError
-    from asapo_pipelines.runs.store import RunsError
+    from asapo_pipelines.runs.store import RunsError, held_instead
 
     try:
         return store.get(wanted)
     except RunsError:
-        held = store.run_ids()
-    now = f"it holds {', '.join(held[-5:])}" if held else "it holds no run of this pipeline"
+        now = held_instead(store.run_ids())
     raise ConfigurationError(
         f"this worker was started for run {wanted} of pipeline {store.pipeline}, but the "
         f"store no longer holds that run ({now}): its data was most likely lost or emptied "

@@ -101,7 +101,7 @@ def test_start_refuses_when_the_store_lost_the_deployments_run(slurm, workdir):
     assert started.returncode != 0, started.stdout
     assert started.stderr.strip() == (
         "error: the store no longer holds run r1 of this deployment of pipeline emptied (it "
-        "holds no run of it: its data was lost or emptied); `pipeline deploy --fresh "
+        "holds no run of this pipeline: its data was lost or emptied); `pipeline deploy --fresh "
         f"{file}` processes every input again"
     ), started.stderr
     assert _jobs(workdir, "emptied") == jobs  # nothing submitted

@@ -30,8 +30,8 @@ def _jobs(workdir: Path, name: str) -> list[str]:
 def _lost(name: str, file: Path, so: str = "") -> str:
     return (
         f"warning: the store no longer holds run r1 of this deployment of pipeline {name} (it "
-        f"holds no run of it: its data was lost or emptied){so}; `pipeline deploy --fresh "
-        f"{file}` processes every input again"
+        f"holds no run of this pipeline: its data was lost or emptied){so}; `pipeline deploy "
+        f"--fresh {file}` processes every input again"
     )
 
 
