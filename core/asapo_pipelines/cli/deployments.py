@@ -273,9 +273,30 @@ def lost_run(file: str | None, executor: Executor, so: str = "") -> str | None:
             held = RunStore(t, pipeline.name).run_ids()
     except (PipelinesError, NotImplementedError):  # a service that lists no data sources
         return None
-    if deployed in held:
+    if deployed in held or _transport_edited(file, executor):
         return None
     return _lost_sentence(deployed, pipeline.name, held, file, so)
+
+
+def _transport_edited(file: str, executor: Executor) -> bool:
+    """Whether FILE's transport was edited since it was deployed: the store read through it is
+    not the deployment's, so its lacking the run says nothing of the deployment's (`status`
+    says of the edit that its counters are read through it, `_say_deployed_edit`). Said lost,
+    `status` of a deployment whose store held its run exited 1."""
+    from asapo_pipelines.errors import PipelinesError
+
+    try:
+        change = edited_since_deployed(file, executor)
+    except PipelinesError:
+        return False
+    return transport_changed(change)
+
+
+def transport_changed(change: str | None) -> bool:
+    """Whether `edited_since_deployed`'s words name the transport among the changed sections."""
+    if not change:
+        return False
+    return change.startswith("transport (") or "; transport (" in change
 
 
 def edited_since_deployed(file: str, executor: Executor) -> str | None:
