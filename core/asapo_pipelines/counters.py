@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,20 +15,28 @@ from asapo_pipelines.cli.output import console, print_json, wide
 from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.transport.errors import StorageError, TransportConfigError, Unavailable
 
+if TYPE_CHECKING:  # pragma: no cover
+    from asapo_pipelines.catalog import Catalog
+    from asapo_pipelines.pipeline.model import Pipeline
+
 #: The transport's errors that say its data cannot be read from here at all (not that the
 #: workers have not written any yet).
 UNREADABLE = (Unavailable, StorageError, TransportConfigError)
 #: `read_status`'s key for the error records of pruned runs, per error stream, left uncounted
 PRUNED_KEY = "error_messages_of_pruned_runs"
+#: a pipeline file's pipeline and the catalog it was validated against (`worker.launch.load`)
+Loaded = tuple["Pipeline", "Catalog"]
 
 
-def read_status(pipeline_file: Path) -> dict[str, Any]:
-    """The last status of each unit replica, and the error count of each unit."""
+def read_status(pipeline_file: Path, loaded: Loaded | None = None) -> dict[str, Any]:
+    """The last status of each unit replica, and the error count of each unit. `loaded`: the
+    file's pipeline and catalog when the caller has them (loading them again took about as
+    much CPU time as this reading, in `pipeline status`)."""
     from asapo_pipelines.transport import EndOfStream, open_transport
     from asapo_pipelines.worker.launch import load
     from asapo_pipelines.worker.naming import errors_source, status_source
 
-    pipeline, catalog = load(pipeline_file)
+    pipeline, catalog = loaded or load(pipeline_file)
     # read alone: the counters of a store archived on a read-only file system still show
     transport = open_transport(pipeline.transport.spec(), catalog, read_only=True)
     workers: list[dict[str, Any]] = []
@@ -246,12 +254,12 @@ class CountersUnreadable(PipelinesError):
     here, or its settings or storage are broken."""
 
 
-def check_readable(pipeline_file: Path) -> None:
+def check_readable(pipeline_file: Path, loaded: Loaded | None = None) -> None:
     """Raise `CountersUnreadable` (one sentence, with the transport's own reason) when the
     pipeline's transport cannot be read from here: `pipeline status` must not show a table of
-    `-` and exit 0 as if the workers had said nothing."""
+    `-` and exit 0 as if the workers had said nothing. `loaded`: as for `read_status`."""
     try:
-        read_status(pipeline_file)
+        read_status(pipeline_file, loaded)
     except UNREADABLE as exc:
         raise CountersUnreadable(unreadable(exc)) from None
 

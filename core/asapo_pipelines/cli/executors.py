@@ -767,8 +767,9 @@ def status(
         if executor.pipeline is not None and path is not None:
             from asapo_pipelines.counters import check_readable
 
-            # a table of `-` said nothing of a transport that cannot be read from here
-            check_readable(path)
+            # a table of `-` said nothing of a transport that cannot be read from here (the
+            # pipeline as loaded for the table: loaded again, it cost ~45 ms of CPU time)
+            check_readable(path, (executor.pipeline, executor.catalog))
         ctx.exit(code)
     if path is None or path.suffix == ".json":
         message = f"no local run of {file} is recorded; start one with `pipeline run`"
