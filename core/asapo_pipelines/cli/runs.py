@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines.cli.options import PipelineFile, checked_file, json_option
+from asapo_pipelines.cli.options import PipelineFile, checked_file, find_file, json_option
 from asapo_pipelines.cli.output import print_json, warn
 from asapo_pipelines.errors import PipelinesError, UsageError
 
@@ -103,10 +103,11 @@ def _under_old_names(transport: Any, name: str, file: Path) -> list[str]:
 # no --data-dir: the runs are recorded on the pipeline's transport, which the file names;
 # --data-dir of `pipeline run` moves only the local executor's run directories
 @click.command("runs")
-@click.argument("file", type=PipelineFile())
+@click.argument("file", required=False, type=PipelineFile())
 @json_option
-def runs(file: str, as_json: bool) -> None:
-    """List FILE's runs: id, start and end, state, configuration and counts.
+def runs(file: str | None, as_json: bool) -> None:
+    """List FILE's runs (without FILE: the one pipeline file here): id, start and end, state,
+    configuration and counts.
 
     The runs are recorded on the transport FILE names, wherever `pipeline run --data-dir` put
     their local run directories.
@@ -115,7 +116,8 @@ def runs(file: str, as_json: bool) -> None:
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
-    checked_file(Path(file))
+    # without FILE: the one pipeline file here, as `status` and `stop` find it
+    file = str(checked_file(Path(file)) if file else find_file())
     if Path(file).suffix == ".json":  # a compiled job holds no transport settings
         raise UsageError(
             f"this needs the pipeline file (.pipeline.yaml), not {Path(file).resolve()}"
