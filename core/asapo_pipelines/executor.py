@@ -189,6 +189,10 @@ class Executor(ABC):
     #: True when `deploy` records the run's session itself (the local executor runs `pipeline
     #: run`); `pipeline deploy` then records none, and hands it `run_flags` instead
     records_runs: bool = False
+    #: Where a deployment's tasks read the transport's ``*_env`` secrets instead of the
+    #: deploying shell's environment ("{pipeline}" is the pipeline's name); empty when they get
+    #: that environment. `pipeline deploy` says it when that shell lacks one.
+    secrets_from: str = ""
     #: `--fresh` / `--resume` as `pipeline deploy` was given them, for such an executor
     run_flags: tuple[str, ...] = ()
     #: The deployment's state (`ExecutorStatus.state`) as `show_status` read it, None before:

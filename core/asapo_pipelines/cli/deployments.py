@@ -60,14 +60,16 @@ def _open(
     beginning: bool = False,
     read_only: bool = False,
     then: str = "",
+    secrets_from: str = "",
 ) -> tuple[Transport, RunStore] | None:
     """The pipeline's transport and run store, or None (with a warning, once) when
     unreachable. Only a run `beginning` (a deploy) is recorded by its workers instead: they
     record it when they start; a run being read or ended is not, whatever its workers do.
     `read_only`: for a caller that only reads (`status`), so that an archived store can be
     looked at; `then`: what to do about it, added to the warning. A run `beginning` is
-    refused when the transport's credentials are missing or refused (CredentialsError): its
-    workers read the same, so every one would fail on them."""
+    refused when the transport's credentials are missing or refused (CredentialsError): this
+    shell needs them to record the run, and its workers read the same unless the executor's
+    tasks read them elsewhere (`Executor.secrets_from`), which is then said instead."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport
     from asapo_pipelines.transport.errors import CredentialsError
@@ -76,9 +78,13 @@ def _open(
         transport = open_transport(pipeline.transport.spec(), catalog, read_only=read_only)
     except TransportError as exc:
         if beginning and isinstance(exc, CredentialsError):
-            raise CredentialsError(
-                f"{exc}; every worker would fail on it too, so nothing was submitted"
-            ) from None
+            why = (  # the tasks' `*_env` secrets come from elsewhere: only this shell lacks it
+                "this shell needs it to record the run (the tasks read `*_env` secrets from "
+                f"{secrets_from.format(pipeline=pipeline.name)})"
+                if secrets_from
+                else "every worker would fail on it too"
+            )
+            raise CredentialsError(f"{exc}; {why}, so nothing was submitted") from None
         said = (
             f"the run is not recorded: the pipeline's transport cannot be reached from here "
             f"({exc}); its workers record it when they start, without comparing the "
@@ -157,6 +163,7 @@ def begin(
     resume: bool = False,
     restart: bool = False,
     deployed_run: str | None = None,
+    secrets_from: str = "",
 ) -> Began | None:
     """Begin or resume FILE's run for a deployment with `executor`; what it began (unsaid:
     `Began.announce`), or None when the transport cannot be reached from here. Raises
@@ -169,7 +176,7 @@ def begin(
     from asapo_pipelines.worker.launch import load
 
     pipeline, catalog = load(Path(file))
-    opened = _open(pipeline, catalog, beginning=True)
+    opened = _open(pipeline, catalog, beginning=True, secrets_from=secrets_from)
     if opened is None:
         return None
     transport, store = opened
@@ -722,6 +729,7 @@ def deployment_run(
         resume=resume,
         restart=restart,
         deployed_run=deployed_run,
+        secrets_from=executor.secrets_from,
     )
     try:
         yield None if began is None else began.run_id

@@ -48,6 +48,7 @@ class JobTarget:
 class NomadExecutor(Executor):
     name = "nomad"
     options = frozenset({"job", "plain"})
+    secrets_from = "the Nomad variable nomad/jobs/{pipeline}"  # docs/nomad.md "Secrets"
     #: what the last `deploy` or `start` got from Nomad, for `show_submitted`
     last: DeployResult | None = None
 
