@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -181,21 +181,41 @@ def _recorded_executor(pipeline: Pipeline, catalog: Catalog) -> str | None:
     """The executor of the pipeline's running session as its run records name it (a file
     deployed with `--executor nomad`), None when none runs or the store cannot be read."""
     from asapo_pipelines.cli.deployments import session_executor
-    from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport import open_transport
 
-    spec = pipeline.transport.spec()
-    if "embedded" in spec:  # an embedded store that is not there holds no run: made by no look
-        spec["embedded"]["create"] = False
-    try:
-        with open_transport(spec, catalog) as transport:
-            run = RunStore(transport, pipeline.name).latest(resumable=True)
-    except (PipelinesError, NotImplementedError):  # unreachable or damaged: the local one says
-        return None
+    read = _latest_recorded(pipeline, catalog)
+    run = read[0] if read is not None else None  # unreachable or damaged: the local one says
     if run is None or run.state != "running":
         return None
     found = session_executor(run)
     return found if found in catalog.executors else None
+
+
+def _latest_recorded(pipeline: Pipeline, catalog: Catalog) -> tuple[Run | None] | None:
+    """The pipeline's latest run record in a tuple (None in it when there is none), read
+    without a word; None when the store cannot be read from here."""
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.transport import open_transport
+
+    try:  # read-only: an embedded store that is not there is read as empty, made by no look
+        with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
+            return (RunStore(transport, pipeline.name).latest(resumable=True),)
+    except (PipelinesError, NotImplementedError):
+        return None
+
+
+def _may_have_deployed(name: str, pipeline: Pipeline, catalog: Catalog) -> bool:
+    """Whether executor `name` may have a deployment of the pipeline: False only when the
+    store records the pipeline's last session as another executor's (a finished `pipeline
+    run`: `pipeline run` is refused while a deployment runs, and a deployment after it records
+    its own session). `status` of a local run asked a Nomad agent at 127.0.0.1:4646 that
+    nobody ran, paying its connect time, to find no deployment (an outside tester)."""
+    from asapo_pipelines.cli.deployments import session_executor
+
+    read = _latest_recorded(pipeline, catalog)
+    if read is None or read[0] is None:
+        return True  # nothing read: a deployment recorded by nobody here may run
+    found = session_executor(read[0])
+    return found is None or found == name
 
 
 #: commands that act on a local run as its supervisor left it, without needing its file valid
@@ -533,7 +553,7 @@ def _deployments(
     found = []
     for name in pipeline.deploy.named():
         descriptor = catalog.executors.get(name)
-        if name == LOCAL or descriptor is None:
+        if name == LOCAL or descriptor is None or not _may_have_deployed(name, pipeline, catalog):
             continue
         try:
             found.append(_made(descriptor, command, pipeline, catalog, path, given))
@@ -756,7 +776,11 @@ def status(
             settle(executor, _pipeline_file(path))
         if not owner:
             _say_deployed_edit(executor, path)
-        with _hinting(executor, path, executor_name):
+        asked_for = executor_name or any(given.values())
+        with (
+            _hinting(executor, path, executor_name),
+            _no_local_run(executor, path, asked_for, as_json),
+        ):
             code = executor.show_status(as_json=as_json)
         if lost is not None:  # whatever its jobs do, their run is gone: an operator must act
             from asapo_pipelines.executor import status_exit_code
@@ -772,19 +796,53 @@ def status(
             check_readable(path, (executor.pipeline, executor.catalog))
         ctx.exit(code)
     if path is None or path.suffix == ".json":
-        message = f"no local run of {file} is recorded; start one with `pipeline run`"
-        if as_json:
-            # a tool reads stdout as one document whether or not a run exists; the sentence
-            # and the exit code stay those of `status` without --json
-            from asapo_pipelines.cli.output import print_json
-
-            print_json({"job": None, "status": "not started", "message": message, "units": []})
-        raise UsageError(message)
+        _say_no_run(f"no local run of {file} is recorded; start one with `pipeline run`", as_json)
     # no executor knows the pipeline's tasks: the counters its workers (started by hand or by
     # a scheduler) published on its transport
     from asapo_pipelines.counters import show_counters
 
     show_counters(path, as_json)
+
+
+def _say_no_run(message: str, as_json: bool) -> NoReturn:
+    """`status` of no run recorded: `message`, exit code 2."""
+    if as_json:
+        # a tool reads stdout as one document whether or not a run exists; the sentence
+        # and the exit code stay those of `status` without --json
+        from asapo_pipelines.cli.output import print_json
+
+        print_json({"job": None, "status": "not started", "message": message, "units": []})
+    raise UsageError(message)
+
+
+@contextlib.contextmanager
+def _no_local_run(
+    executor: Executor, path: Path | None, asked_for: Any, as_json: bool
+) -> Iterator[None]:
+    """`status FILE` with no local run recorded goes to the executor FILE's ``deploy:``
+    section names; when that cannot be asked and no deployment of FILE is recorded either,
+    both are said, exit code 2 (no run of FILE recorded). The shipped example said only
+    "cannot reach Nomad", exit 1, to a beamline user who never used Nomad (an outside
+    tester). A deployment recorded in the store keeps the executor's own error."""
+    from asapo_pipelines.executor import LOCAL
+
+    try:
+        yield
+    except UsageError:
+        raise
+    except PipelinesError as exc:
+        pipeline = executor.pipeline
+        if executor.name == LOCAL or asked_for or pipeline is None or path is None:
+            raise
+        read = _latest_recorded(pipeline, executor.catalog)
+        if read is None or read[0] is not None:  # a run is recorded, or nothing could be read
+            raise
+        _say_no_run(
+            f"no local run of {path} is recorded; start one with `pipeline run {path}`; and "
+            f"the {executor.name} executor its deploy section names could not be asked about "
+            f"a deployment of it: {exc.message}",
+            as_json,
+        )
 
 
 @contextlib.contextmanager
