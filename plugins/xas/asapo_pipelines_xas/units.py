@@ -109,6 +109,12 @@ class ScanFiles(Source):
         self._short: dict[str, tuple[Path, Signature | None, ScanFileError]] = {}
         #: watch mode: file name -> (size, SHA-256) of the bytes of the version sent last
         self._heads: dict[str, tuple[int, str]] = {}
+        #: file name -> (signature, SHA-256 of the bytes, points) of the version an earlier
+        #: run sent (`restore`), for `_skip_unread`: absent for a message of an older version
+        #: of this unit, which did not record them (such a file is read and hashed as before)
+        self._earlier_file: dict[str, tuple[Signature, str, int]] = {}
+        #: files an earlier run sent that this process found unchanged and did not open
+        self.skipped_unread = 0
 
     def _grew(self, name: str, content: bytes | None) -> bool:
         """Whether the file's new `content` is the version sent last with more written after
@@ -120,9 +126,46 @@ class ScanFiles(Source):
         size, digest = head
         return len(content) > size and hashlib.sha256(content[:size]).hexdigest() == digest
 
+    def _relative(self, path: Path) -> str:
+        """What a scan file is called: its path under the directory (`recursive`: day1/x.xdi
+        and day2/x.xdi are two scans), as its key and messages name it."""
+        return path.relative_to(self.directory).as_posix()
+
+    def _skip_unread(self, name: str, taken: Signature | None) -> bool:
+        """Whether `name` is a file an earlier run sent whose size and modification time (ns)
+        are what they were when it was read (`taken`: now): it is not opened again. Before, a
+        resumed source read and parsed every file it had sent to find it unchanged, at the
+        speed of new files (2,000 files: 5 minutes before the first new scan). It becomes the
+        version this process sent last, so a later change is told as one (grown, rewritten)."""
+        earlier = self._earlier_file.get(name)
+        if name in self._last or earlier is None or taken is None or earlier[0] != taken:
+            return False
+        signature_read, digest, points = earlier
+        self._last[name] = self._earlier[name]
+        self._heads[name] = (signature_read[0], digest)
+        self._points[name] = points
+        self.skipped_unread += 1
+        return True
+
+    def _say_skipped(self, before: int) -> None:
+        """One line for the files `_skip_unread` passed over since `before` were counted."""
+        if self.skipped_unread > before:
+            self.log.info(
+                "%d files already sent, skipped unread (unchanged since an earlier run sent them)",
+                self.skipped_unread - before,
+            )
+
     def _send(self, path: Path, watcher: ScanFileWatcher | None = None) -> None:
-        name = path.relative_to(self.directory).as_posix()
+        name = self._relative(path)
         read_as = watcher.sent.get(path) if watcher is not None else None
+        # the size and time of the bytes about to be read (watch mode: those the watcher saw
+        # settle, checked again after the read), recorded with the scan for `_skip_unread`
+        taken = read_as
+        if watcher is None:
+            with contextlib.suppress(OSError):
+                taken = signature(path)
+        if self._skip_unread(name, taken):
+            return
         scan: Scan | None = None
         raw: bytes | None = None
         error: XasError | None = None
@@ -180,7 +223,14 @@ class ScanFiles(Source):
         meta = scan.metadata
         metadata = {k: meta.get(k) for k in ("file", "sample", "element", "edge")}
         # what a restarted source learns of this version (`restore`)
-        metadata.update(path=name, scan_digest=digest)
+        metadata.update(path=name, scan_digest=digest, points=len(scan))
+        if taken is not None and raw is not None:
+            # what a restarted source compares without reading the file (`_skip_unread`)
+            metadata.update(
+                file_size=taken[0],
+                file_mtime_ns=taken[1],
+                file_sha256=hashlib.sha256(raw).hexdigest(),
+            )
         key, version = name, 1
         earlier = previous is None and name in self._earlier
         duplicate = False
@@ -316,14 +366,14 @@ class ScanFiles(Source):
         self.log.warning(
             "scan file %s disappeared before it was complete (deleted or renamed while being "
             "written): it is not processed",
-            path.relative_to(self.directory).as_posix(),
+            self._relative(path),
         )
 
     def _gone_unread(self, path: Path) -> None:
         """A file seen complete (its close, a listing) was gone when it was to be read: copied
         in and removed at once (an archiving tool that moves files away). Nothing was sent for
         it, which the scientist must hear of: before, such a file left no trace."""
-        name = path.relative_to(self.directory).as_posix()
+        name = self._relative(path)
         if name in self._last:
             self.log.warning(
                 "scan file %s changed and was removed before its new version could be read: "
@@ -412,6 +462,13 @@ class ScanFiles(Source):
         if isinstance(name, str) and isinstance(digest, str) and key is not None:
             self._earlier[name] = (key, digest, version if isinstance(version, int) else 1)
             self.sent_before += 1
+            self._earlier_file.pop(name, None)  # an older version of this message's file
+            fields = ("file_size", "file_mtime_ns", "file_sha256", "points")
+            size, mtime, sha, points = (message.metadata.get(k) for k in fields)
+            # a message of an older version of this unit has none of these: its file is read
+            # and hashed again to know whether it changed (`_skip_unread`)
+            if all(isinstance(v, int) for v in (size, mtime, points)) and isinstance(sha, str):
+                self._earlier_file[name] = ((size, mtime), sha, points)
 
     def run(self) -> None:
         p = self.params
@@ -423,8 +480,9 @@ class ScanFiles(Source):
                 self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive))
             for path in files:
                 if self.stopping:
-                    return
+                    break
                 self._send(path)
+            self._say_skipped(0)
             return
         self.watcher = watcher = ScanFileWatcher(
             self.directory,
@@ -451,10 +509,15 @@ class ScanFiles(Source):
         # no events yet: the first look lists the folder (then `DirectoryEvents.wait_changes`)
         changes: tuple[Iterable[str], ...] = ()
         while True:
-            for path in watcher.poll(*changes):
+            skipped = self.skipped_unread
+            ready = watcher.poll(*changes)
+            # new files first: one an earlier run sent that changed since is read again (to
+            # tell a grown file from a rewritten one), and new scans do not wait behind it
+            for path in sorted(ready, key=lambda p: self._relative(p) in self._earlier):
                 if self.stopping:
                     return
                 self._send(path, watcher)
+            self._say_skipped(skipped)
             if events is None or not events.available:
                 if self.wait(WATCH_POLL):
                     return
@@ -470,6 +533,9 @@ class ScanFiles(Source):
         # messages, in the whole run: a restarted source does not count again what it re-reads
         sent = self.sent_before + len(self.sent)
         out: dict[str, Any] = {"scans_sent": sent, "directory": str(self.directory)}
+        if self.skipped_unread:
+            # files an earlier run sent, unchanged since: this process did not open them
+            out["skipped_unread"] = self.skipped_unread
         if self.malformed:
             out["malformed"] = self.malformed[-SUMMARY_ITEMS:]
         if self.versions:
