@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from asapo_pipelines.cli import cli
+from asapo_pipelines.cli.app import cli
 
 TARGET = Path(__file__).with_name("cli.md")
 

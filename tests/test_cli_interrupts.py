@@ -1,0 +1,132 @@
+"""Ctrl-C at any moment of a `pipeline` command ends it with one line and exit 130.
+
+A Ctrl-C in the first half second of `pipeline run` (while click, the command shell and the
+catalog were imported) ended in Python's traceback: the command caught KeyboardInterrupt only
+once its click group ran. The console script's module now installs the guard before anything
+slow is imported (`asapo_pipelines.cli.interrupts`).
+
+The interrupt is sent as a terminal sends it, to the command's process group, at many delays
+from its start: on a loaded machine a delay does not say which phase it lands in (imports,
+argument parsing, the catalog, starting the run, the running supervisor), so every delay must
+end well, whichever phase it hit. Before the console script's first import of our package is
+done, Python's own start-up (its `site`, the `.pth` files of the installed packages, finding
+the package) can still be interrupted, with Python's traceback: no code of ours has run yet.
+Such a try is told by its traceback, which then holds no frame but those of that start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from asapo_pipelines.cli import interrupts, main
+
+from helpers import CACHE_DIR, PIPELINE, core_pipeline
+
+#: seconds from the start of `pipeline run` to the Ctrl-C
+DELAYS = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5)
+TRIES = 3
+
+
+#: the frames of a traceback from before the guard is installed: Python's start-up and the
+#: module-level lines of the modules the console script imports first
+START_UP = re.compile(
+    r'  File "(<frozen [^>]+>|<string>|[^"]*/_distutils_hack/__init__\.py|'
+    + re.escape(PIPELINE)
+    + r'|[^"]*/asapo_pipelines/(__init__|cli/__init__|cli/interrupts)\.py", line \d+, in <module>)'
+)
+
+
+def _in_start_up(err: str) -> bool:
+    """Whether `err` is Python's traceback of a KeyboardInterrupt in its own start-up, before
+    the guard was installed (the window the guard cannot close)."""
+    frames = [line for line in err.splitlines() if line.startswith('  File "')]
+    return (
+        err.rstrip().endswith("KeyboardInterrupt")
+        and bool(frames)
+        and all(START_UP.match(f) for f in frames)
+    )
+
+
+def _env() -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    out["COLUMNS"] = "200"
+    out["ASAPO_PIPELINES_CACHE_DIR"] = CACHE_DIR
+    return out
+
+
+def _interrupted_run(work: Path, delay: float) -> tuple[int, str, str]:
+    """`pipeline run` of a watching pipeline in `work`, Ctrl-C'd (SIGINT to its process
+    group) `delay` seconds after its start: exit code, stdout, stderr."""
+    work.mkdir()
+    (work / "incoming").mkdir()
+    file = core_pipeline(work, files=work / "incoming", out=work / "out.jsonl", watch=True)
+    run = subprocess.Popen(
+        [PIPELINE, "run", str(file)],
+        cwd=work,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        time.sleep(delay)
+        os.killpg(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=180)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    return run.returncode, out, err
+
+
+def test_ctrl_c_at_any_moment_of_pipeline_run_says_one_line_and_exits_130(
+    tmp_path: Path,
+) -> None:
+    cases = [(delay, n) for delay in DELAYS for n in range(TRIES)]
+    # three at a time: the machine's load moves each phase later, which is what a user's
+    # busy machine does too
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(
+            pool.map(
+                lambda case: _interrupted_run(tmp_path / f"{case[0]}-{case[1]}", case[0]), cases
+            )
+        )
+    wrong, start_up = [], 0
+    for (delay, _), (code, out, err) in zip(cases, results, strict=True):
+        if _in_start_up(err):
+            start_up += 1
+            continue
+        if not out:
+            # stopped before the run began: the sentence, and nothing else
+            ok = code == 130 and err.strip() == interrupts.ABORTED
+        else:
+            # the run had begun: stopped as Ctrl-C stops it, by `aborted.` or the
+            # supervisor's own end of the run
+            said = err.strip().splitlines()[-1:] == [interrupts.ABORTED] or (
+                "stopped (SIGINT)" in out + err
+            )
+            ok = code == 130 and said and "Traceback" not in err
+        if not ok:
+            wrong.append((delay, code, err.strip().splitlines()[-3:]))
+    assert not wrong, f"{len(wrong)} of {len(cases)} interrupted runs went wrong: {wrong}"
+    # most tries land after the start-up, or the test tests nothing
+    assert start_up < len(cases) // 2, f"{start_up} of {len(cases)} landed in Python's start-up"
+
+
+def test_main_called_in_a_process_puts_its_caller_s_ctrl_c_handler_back() -> None:
+    """A caller of `main(argv)` in the same process (a test, a tool) keeps its own Ctrl-C:
+    the guard is the console script's, for the process it ends."""
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert signal.getsignal(signal.SIGINT) is before
