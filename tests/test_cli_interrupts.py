@@ -30,8 +30,8 @@ from asapo_pipelines.cli import interrupts, main
 
 from helpers import CACHE_DIR, PIPELINE, core_pipeline
 
-#: seconds from the start of `pipeline run` to the Ctrl-C
-DELAYS = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5)
+#: seconds from the start of `pipeline run` to the Ctrl-C (the last ones land once its run began)
+DELAYS = (0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0)
 TRIES = 3
 
 
@@ -80,7 +80,13 @@ def _interrupted_run(work: Path, delay: float) -> tuple[int, str, str]:
     try:
         time.sleep(delay)
         os.killpg(run.pid, signal.SIGINT)
-        out, err = run.communicate(timeout=180)
+        try:
+            out, err = run.communicate(timeout=180)
+        except subprocess.TimeoutExpired:
+            # still running: the interrupt was lost; said with what it printed
+            os.killpg(run.pid, signal.SIGKILL)
+            out, err = run.communicate()
+            return -1, out, err + "\n(still running 180 s after the interrupt)"
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
