@@ -3,7 +3,7 @@
 A Ctrl-C in the first half second of `pipeline run` (while click, the command shell and the
 catalog were imported) ended in Python's traceback: the command caught KeyboardInterrupt only
 once its click group ran. The console script's module now installs the guard before anything
-slow is imported (`asapo_pipelines.cli.interrupts`).
+slow is imported (`asapo_pipelines.interrupts`).
 
 The interrupt is sent as a terminal sends it, to the command's process group, at many delays
 from its start: on a loaded machine a delay does not say which phase it lands in (imports,
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from asapo_pipelines.cli import interrupts, main
+from asapo_pipelines import interrupts
+from asapo_pipelines.cli import main
 
 from helpers import CACHE_DIR, PIPELINE, core_pipeline
 
@@ -40,7 +41,7 @@ TRIES = 3
 START_UP = re.compile(
     r'  File "(<frozen [^>]+>|<string>|[^"]*/_distutils_hack/__init__\.py|'
     + re.escape(PIPELINE)
-    + r'|[^"]*/asapo_pipelines/(__init__|cli/__init__|cli/interrupts)\.py", line \d+, in <module>)'
+    + r'|[^"]*/asapo_pipelines/(__init__|cli/__init__|interrupts)\.py", line \d+, in <module>)'
 )
 
 
@@ -136,3 +137,63 @@ def test_main_called_in_a_process_puts_its_caller_s_ctrl_c_handler_back() -> Non
         main(["--version"])
     assert exited.value.code == 0
     assert signal.getsignal(signal.SIGINT) is before
+
+
+#: a plugin whose hook meets the Ctrl-C while a library it calls is running, and that library
+#: wraps the KeyboardInterrupt into its own error, as pydantic-core does while it builds a
+#: validator (the Ctrl-C is sent by the hook itself, so it lands there every time)
+SWALLOWING_PLUGIN = """
+import os
+import signal
+
+from asapo_pipelines.sdk import hookimpl
+
+
+def _build_validator():
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100_000):  # Python runs the handler between two bytecodes: here
+        pass
+
+
+@hookimpl
+def register_units(register):
+    try:
+        _build_validator()
+    except KeyboardInterrupt:
+        raise RuntimeError('Error building "model" validator:') from None
+"""
+
+
+def test_a_ctrl_c_a_plugin_s_library_turned_into_its_own_error_still_ends_the_command(
+    tmp_path: Path,
+) -> None:
+    """The catalog takes any Exception of a plugin's hook for a broken plugin and goes on, so
+    a Ctrl-C that a library had wrapped into its own error was lost: the command went on as if
+    none had come (once in some 170 tries of the test above, a watching run never ended).
+    After a Ctrl-C such an error ends the command like the Ctrl-C itself."""
+    from asapo_pipelines.testing.distributions import PluginProject, install
+
+    project = PluginProject(
+        "acme-swallow",
+        "0.1.0",
+        {"plugin.py": SWALLOWING_PLUGIN},
+        {"acme-swallow": "acme_swallow.plugin"},
+    )
+    site = tmp_path / "site"
+    install([project.write(tmp_path / "src")], site)
+    env = {**_env(), "PYTHONPATH": str(site)}
+    (tmp_path / "g.pipeline.yaml").write_text(
+        "pipeline: g\nunits:\n  files:\n    unit: core.files\n    params: {directory: in}\n"
+    )
+    done = subprocess.run(
+        [PIPELINE, "validate", "g.pipeline.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == interrupts.EXIT_CODE, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1:] == [interrupts.ABORTED], done.stderr
+    assert "Traceback" not in done.stderr
+    assert "acme-swallow" not in done.stdout + done.stderr  # not reported as a broken plugin

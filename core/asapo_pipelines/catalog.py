@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
-from asapo_pipelines import CORE_DISTRIBUTION, PROJECT, __version__
+from asapo_pipelines import CORE_DISTRIBUTION, PROJECT, __version__, interrupts
 from asapo_pipelines.errors import CatalogError, PluginError, UnknownUnitError
 from asapo_pipelines.import_strings import import_runtime
 
@@ -382,6 +382,7 @@ class Catalog:
             try:
                 plugin = source.load()
             except Exception as exc:  # sys.exit() in its import too: see import_runtime
+                interrupts.reraise_if_interrupted(exc)
                 record.errors.append(f"import failed: {describe_exception(exc)}")
                 continue
             try:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pluggy
 
-from asapo_pipelines import PROJECT, hookspecs
+from asapo_pipelines import PROJECT, hookspecs, interrupts
 from asapo_pipelines.descriptor import (
     CommandDescriptor,
     ExecutorDescriptor,
@@ -141,6 +141,7 @@ class PluginManager:
             try:
                 impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
             except Exception as exc:
+                interrupts.reraise_if_interrupted(exc)
                 errors.append(_hook_failure(hook_name, exc, VALIDATING_NAME.get()))
         return errors
 
@@ -160,6 +161,7 @@ class PluginManager:
                 else:
                     raise PluginError(f"registered a {type(item).__name__}, not a {cls.__name__}")
             except Exception as exc:
+                interrupts.reraise_if_interrupted(exc)
                 label = item.get("name") if isinstance(item, Mapping) else None
                 noun = "descriptor" if what == "unit" else f"{what} descriptor"
                 prefix = f"invalid {noun} for {label}" if label else f"invalid {noun}"

@@ -1,15 +1,15 @@
 """The `pipeline` command's entry point (the console script's `main`).
 
 Nothing but modules the interpreter has loaded already before the SIGINT guard
-(`cli.interrupts`) is installed: a Ctrl-C from the first line of `main` on says `aborted.` and
-exits 130, also while the command's shell (`cli.app`: click, the lazy command group, the
-catalog's listing) is still being imported, which takes a good part of a second on a busy
-machine.
+(`asapo_pipelines.interrupts`) is installed: a Ctrl-C from the first line of `main` on says
+`aborted.` and exits 130, also while the command's shell (`cli.app`: click, the lazy command
+group, the catalog's listing) is still being imported, which takes a good part of a second on
+a busy machine.
 """
 
 import sys
 
-from asapo_pipelines.cli import interrupts
+from asapo_pipelines import interrupts
 
 
 def main(argv: list[str] | None = None) -> None:

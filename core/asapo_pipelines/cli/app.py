@@ -14,8 +14,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines import CORE_DISTRIBUTION, __version__
-from asapo_pipelines.cli import interrupts
+from asapo_pipelines import CORE_DISTRIBUTION, __version__, interrupts
 from asapo_pipelines.core_commands import CORE_COMMANDS
 from asapo_pipelines.import_strings import import_runtime
 

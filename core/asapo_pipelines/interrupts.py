@@ -45,6 +45,16 @@ def raised_once() -> bool:
     return _raised
 
 
+def reraise_if_interrupted(exc: BaseException) -> None:
+    """Raise KeyboardInterrupt from `exc` when a Ctrl-C was raised in the command: for code
+    that catches every Exception of a plugin (its import, its hooks) and goes on. A library
+    that wraps what its callback raised (pydantic-core building a validator) turns the
+    KeyboardInterrupt into its own error, which such code took for a broken plugin: the
+    command then went on as if no Ctrl-C had come, and a watching run never ended."""
+    if _raised:
+        raise KeyboardInterrupt from exc
+
+
 def say_aborted() -> int:
     """Write `aborted.` on its own line to stderr (its file descriptor: no Python stream that
     could be half-way through a write); EXIT_CODE."""
@@ -62,8 +72,11 @@ def abort_now() -> None:
 
 
 def install() -> object:
-    """Make `on_interrupt` the SIGINT handler; returns the one it replaced (None when this is
-    not the main thread, where Python runs no signal handler and none can be installed)."""
+    """Make `on_interrupt` the SIGINT handler, no Ctrl-C raised yet (a caller in one process
+    may run several commands); returns the one it replaced (None when this is not the main
+    thread, where Python runs no signal handler and none can be installed)."""
+    global _armed, _raised
+    _armed = _raised = False
     return _set(on_interrupt)
 
 
