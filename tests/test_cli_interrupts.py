@@ -87,6 +87,15 @@ def _interrupted_run(work: Path, delay: float) -> tuple[int, str, str]:
             # still running: the interrupt was lost; said with what it printed
             os.killpg(run.pid, signal.SIGKILL)
             out, err = run.communicate()
+            # its workers run in sessions of their own: the lost run's leftovers are stopped
+            # as a user stops them, or they would outlive the test
+            subprocess.run(
+                [PIPELINE, "stop", str(file)],
+                cwd=work,
+                env=_env(),
+                capture_output=True,
+                timeout=120,
+            )
             return -1, out, err + "\n(still running 180 s after the interrupt)"
     finally:
         if run.poll() is None:
