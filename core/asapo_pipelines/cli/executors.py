@@ -823,12 +823,13 @@ def _no_local_run(
     section names; when that cannot be asked and no deployment of FILE is recorded either,
     both are said, exit code 2 (no run of FILE recorded). The shipped example said only
     "cannot reach Nomad", exit 1, to a beamline user who never used Nomad (an outside
-    tester). A deployment recorded in the store keeps the executor's own error."""
-    from asapo_pipelines.executor import LOCAL
+    tester). A deployment recorded in the store keeps the executor's own error, and so does a
+    plugin executor that raised (`ExecutorFailed`): a broken executor is said as is, exit 1."""
+    from asapo_pipelines.executor import LOCAL, ExecutorFailed
 
     try:
         yield
-    except UsageError:
+    except (UsageError, ExecutorFailed):
         raise
     except PipelinesError as exc:
         pipeline = executor.pipeline
