@@ -39,11 +39,14 @@ def environment(work: Path) -> dict[str, str]:
     return env
 
 
-def pipeline(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def pipeline(
+    *args: str, cwd: Path, env: dict[str, str], code: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """`pipeline ARGS`, which must end with exit code `code`."""
     done = subprocess.run(
         [PIPELINE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == code, done.stdout + done.stderr
     return done
 
 
@@ -148,7 +151,9 @@ def lost(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             # `files` goes on: its status records keep coming (the viewer can take a record
             # published early, after a commit, as a beat, and a live unit may flicker)
             events = events_until(url, lambda e: _settled(e) == ("lost", "exited", "running"))
-            status = json.loads(pipeline("status", file.name, "--json", cwd=work, env=env).stdout)
+            # a lost run's status exits 1, for a control system polling it
+            said = pipeline("status", file.name, "--json", cwd=work, env=env, code=1)
+            status = json.loads(said.stdout)
             yield {"url": url, "events": events, "status": status}
         finally:
             assert "Traceback" not in stop_view(view)
