@@ -23,6 +23,13 @@ class UsageError(PipelinesError):
     exit_code = 2
 
 
+class ExecutorUnreachable(PipelinesError):
+    """An executor's scheduler cannot be asked from here: its agent or controller does not
+    answer, or its tools are missing or not configured. An executor's errors of that kind
+    subclass it, so the core can tell "could not ask" from what the scheduler answered (a
+    `status` with no local run says both then, `cli.executors._no_local_run`)."""
+
+
 class ConfigurationError(PipelinesError):
     """The configuration is wrong in a way a restart cannot fix (bad params, a missing
     directory, a unit that does not import). Exits with 78 (EX_CONFIG), which the local

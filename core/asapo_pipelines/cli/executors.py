@@ -45,7 +45,7 @@ from asapo_pipelines.cli.options import (
     run_dir_option,
 )
 from asapo_pipelines.cli.output import warn
-from asapo_pipelines.errors import PipelinesError, UsageError
+from asapo_pipelines.errors import ExecutorUnreachable, PipelinesError, UsageError
 from asapo_pipelines.launchplan.rundir import (
     recorded_state,
     start_under_way,
@@ -823,15 +823,14 @@ def _no_local_run(
     section names; when that cannot be asked and no deployment of FILE is recorded either,
     both are said, exit code 2 (no run of FILE recorded). The shipped example said only
     "cannot reach Nomad", exit 1, to a beamline user who never used Nomad (an outside
-    tester). A deployment recorded in the store keeps the executor's own error, and so does a
-    plugin executor that raised (`ExecutorFailed`): a broken executor is said as is, exit 1."""
-    from asapo_pipelines.executor import LOCAL, ExecutorFailed
+    tester). Only an executor that could not be asked (`ExecutorUnreachable`): what it
+    answered (a deployment under the file's old name, a plugin executor that raised) is said
+    as is, as is any error when a deployment is recorded in the store."""
+    from asapo_pipelines.executor import LOCAL
 
     try:
         yield
-    except (UsageError, ExecutorFailed):
-        raise
-    except PipelinesError as exc:
+    except ExecutorUnreachable as exc:
         pipeline = executor.pipeline
         if executor.name == LOCAL or asked_for or pipeline is None or path is None:
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.errors import ExecutorUnreachable, PipelinesError
 
 
 class NomadError(PipelinesError):
@@ -16,11 +16,11 @@ class NomadConfigError(NomadError):
     exit_code = 2
 
 
-class NomadUnreachable(NomadError):
+class NomadUnreachable(NomadError, ExecutorUnreachable):
     """No answer from the agent: connection refused, DNS, TLS handshake."""
 
 
-class NomadTimeout(NomadError):
+class NomadTimeout(NomadError, ExecutorUnreachable):
     """The agent did not answer, or a wait did not finish, within the time allowed."""
 
 

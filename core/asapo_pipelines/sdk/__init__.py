@@ -7,7 +7,8 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 (`RegisterUnit`, `RegisterTransport`, `RegisterExecutor`, `RegisterFormat`, `RegisterCommand`,
 `ReportFinding`), `describe`, `inp`,
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
-(`PipelinesError`, `UsageError`). Runtime names (import them in the runtime module): `Source`,
+(`PipelinesError`, `UsageError`; an executor's "cannot ask its scheduler" subclasses
+`ExecutorUnreachable`). Runtime names (import them in the runtime module): `Source`,
 `Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents` and
 `files_open_for_writing` (watching a directory), `storage` (durable file writes), for
 executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
@@ -30,7 +31,7 @@ from asapo_pipelines.descriptor import (
     TransportDescriptor,
     UnitDescriptor,
 )
-from asapo_pipelines.errors import PipelinesError, UsageError
+from asapo_pipelines.errors import ExecutorUnreachable, PipelinesError, UsageError
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines.hookspecs import (
     RegisterCommand,
@@ -67,6 +68,7 @@ __all__ = [
     "Executor",
     "ExecutorDescriptor",
     "ExecutorStatus",
+    "ExecutorUnreachable",
     "FormatDescriptor",
     "InstanceStatus",
     "Message",

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from asapo_pipelines.sdk import PipelinesError
+from asapo_pipelines.sdk import ExecutorUnreachable, PipelinesError
 
 #: How long one Slurm command may take: the controller's own MessageTimeout is 10 s by
 #: default, and a command retries once or twice before it gives up.
@@ -38,7 +38,7 @@ class SlurmError(PipelinesError):
     """Slurm refused or could not be asked; the message is the one sentence to show."""
 
 
-class SlurmOffline(SlurmError):
+class SlurmOffline(SlurmError, ExecutorUnreachable):
     """The cluster cannot be asked from here: its tools are missing or not configured, or its
     controller does not answer. `pipeline plan` goes on without its checks then."""
 
