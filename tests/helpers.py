@@ -126,6 +126,42 @@ def core_pipeline(
     return path
 
 
+def files_to_sink(
+    directory: Path,
+    name: str,
+    *,
+    files: int = 2,
+    sink: str = "results/out.jsonl",
+    deploy: Mapping[str, Any] | None = None,
+) -> Path:
+    """`directory/NAME.pipeline.yaml`: files (core.files, over `files` text files in data/)
+    -> sink (core.jsonl-sink at `sink`), with `deploy` as its deploy section when given."""
+    data = directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        (data / f"f{i}.txt").write_text(f"file {i}\n")
+    doc: dict[str, Any] = {
+        "pipeline": name,
+        "units": {
+            "files": {
+                "unit": "core.files",
+                "params": {"directory": "data"},
+                "outputs": {"files": "files"},
+            },
+            "sink": {
+                "unit": "core.jsonl-sink",
+                "params": {"path": sink},
+                "inputs": {"messages": "files"},
+            },
+        },
+    }
+    if deploy is not None:
+        doc["deploy"] = dict(deploy)
+    path = directory / f"{name}.pipeline.yaml"
+    path.write_text(json.dumps(doc, indent=1))  # JSON is YAML
+    return path
+
+
 def run_to_end(worker: Any, timeout: float = 60.0) -> Any:
     """Run a worker built in the test until it ends, in a thread as a pipeline's task would;
     close its transport and give its counters."""

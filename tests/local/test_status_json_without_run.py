@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import run_pipeline
+from helpers import files_to_sink, run_pipeline
 
 #: Nomad is asked nowhere here: a closed port makes any question to it fail loudly
 NO_NOMAD = {"NOMAD_ADDR": "http://127.0.0.1:9"}
@@ -16,29 +16,7 @@ NO_NOMAD = {"NOMAD_ADDR": "http://127.0.0.1:9"}
 
 def write_local_pipeline(directory: Path) -> Path:
     """files -> jsonl-sink over two files, its deploy section naming the local executor."""
-    data = directory / "data"
-    data.mkdir(parents=True)
-    for i in range(2):
-        (data / f"f{i}.txt").write_text(f"file {i}\n")
-    doc = {
-        "pipeline": "quiet",
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": "data"},
-                "outputs": {"files": "files"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": "results/out.jsonl"},
-                "inputs": {"messages": "files"},
-            },
-        },
-        "deploy": {"local": {}},
-    }
-    path = directory / "quiet.pipeline.yaml"
-    path.write_text(json.dumps(doc, indent=1))  # JSON is YAML
-    return path
+    return files_to_sink(directory, "quiet", deploy={"local": {}})
 
 
 def status_both_ways(*args: str, cwd: Path) -> tuple[dict, int, str]:

@@ -9,7 +9,6 @@ loopback listener standing where NOMAD_ADDR points that records whether anything
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import run_pipeline
+from helpers import files_to_sink, run_pipeline
 
 
 class Listener:
@@ -54,29 +53,8 @@ def listener() -> Iterator[Listener]:
 
 def _write(directory: Path) -> Path:
     """files -> jsonl-sink over two files, its deploy section naming Nomad."""
-    data = directory / "data"
-    data.mkdir(parents=True)
-    for i in range(2):
-        (data / f"f{i}.txt").write_text(f"file {i}\n")
-    doc = {
-        "pipeline": "beamline",
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": "data"},
-                "outputs": {"files": "files"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": "results/out.jsonl"},
-                "inputs": {"messages": "files"},
-            },
-        },
-        "deploy": {"nomad": {"datacenters": ["*"], "driver": "raw_exec"}},
-    }
-    path = directory / "beamline.pipeline.yaml"
-    path.write_text(json.dumps(doc, indent=1))  # JSON is YAML
-    return path
+    nomad = {"nomad": {"datacenters": ["*"], "driver": "raw_exec"}}
+    return files_to_sink(directory, "beamline", deploy=nomad)
 
 
 def test_status_without_a_local_run_says_so_and_why_nomad_was_not_asked(tmp_path: Path) -> None:

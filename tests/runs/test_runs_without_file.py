@@ -4,32 +4,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from helpers import run_pipeline
+from helpers import files_to_sink, run_pipeline
 
 
 def _write(directory: Path, name: str) -> Path:
-    doc = {
-        "pipeline": name,
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": "data"},
-                "outputs": {"files": "files"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": "out.jsonl"},
-                "inputs": {"messages": "files"},
-            },
-        },
-    }
-    (directory / "data").mkdir(exist_ok=True)
-    path = directory / f"{name}.pipeline.yaml"
-    path.write_text(json.dumps(doc))  # JSON is YAML
-    return path
+    return files_to_sink(directory, name, files=0, sink="out.jsonl")
 
 
 def test_runs_without_file_finds_the_one_file_here(tmp_path: Path) -> None:
