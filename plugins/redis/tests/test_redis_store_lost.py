@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -211,6 +212,21 @@ def _assert_ended_in_one_sentence(
     assert "skipped message" not in _logs(work)
 
 
+def _every_call_refused(transport: Any, producer: Any, consumer: Any, said: str) -> None:
+    """Once the store is lost, every later send, finish, acknowledgement and new producer
+    raises `StoreLost` with the sentence `said`: nothing more is read or written."""
+    from asapo_pipelines_redis.transport import StoreLost
+
+    for call in (
+        lambda: producer.send("s", b"after", None),
+        lambda: producer.finish_stream("s"),
+        lambda: consumer.acknowledge("s", 1),
+        lambda: transport.producer("other"),
+    ):
+        with pytest.raises(StoreLost, match=re.escape(said)):
+            call()
+
+
 def _older_snapshot(server: RedisServer) -> Path:
     """A copy of the store as it is now (SAVE: an RDB snapshot), for `_restart_from`."""
     import redis
@@ -332,14 +348,7 @@ def test_after_a_lost_store_the_transport_reads_and_writes_nothing(
             consumer.get_next("s", timeout=1)
         assert str(info.value).startswith(f"Redis at 127.0.0.1:{server.port} {LOST}")
         assert info.value.kind == "damaged"  # the worker's exit 78, no restart
-        for call in (
-            lambda: producer.send("s", b"two", None),
-            lambda: producer.finish_stream("s"),
-            lambda: consumer.acknowledge("s", 1),
-            lambda: transport.producer("other"),
-        ):
-            with pytest.raises(StoreLost):
-                call()
+        _every_call_refused(transport, producer, consumer, LOST)
         consumer.close()
         producer.close()
         transport.close()
@@ -379,14 +388,7 @@ def test_a_store_back_in_time_is_store_lost_for_every_call_after(tmp_path: Path,
             consumer.get_next("s", timeout=1)
         assert str(info.value).startswith(f"Redis at 127.0.0.1:{server.port} {BEHIND} (write ")
         assert info.value.kind == "damaged"  # the worker's exit 78, no restart
-        for call in (
-            lambda: producer.send("s", b"three", None),
-            lambda: producer.finish_stream("s"),
-            lambda: consumer.acknowledge("s", 1),
-            lambda: transport.producer("other"),
-        ):
-            with pytest.raises(StoreLost, match=BEHIND):
-                call()
+        _every_call_refused(transport, producer, consumer, BEHIND)
         consumer.close()
         producer.close()
         transport.close()
