@@ -203,15 +203,15 @@ def _latest_recorded(pipeline: Pipeline, catalog: Catalog) -> tuple[Run | None] 
         return None
 
 
-def _may_have_deployed(name: str, pipeline: Pipeline, catalog: Catalog) -> bool:
-    """Whether executor `name` may have a deployment of the pipeline: False only when the
-    store records the pipeline's last session as another executor's (a finished `pipeline
-    run`: `pipeline run` is refused while a deployment runs, and a deployment after it records
-    its own session). `status` of a local run asked a Nomad agent at 127.0.0.1:4646 that
-    nobody ran, paying its connect time, to find no deployment (an outside tester)."""
+def _may_have_deployed(name: str, read: tuple[Run | None] | None) -> bool:
+    """Whether executor `name` may have a deployment of the pipeline whose latest run record
+    is `read` (`_latest_recorded`): False only when that records the pipeline's last session
+    as another executor's (a finished `pipeline run`: `pipeline run` is refused while a
+    deployment runs, and a deployment after it records its own session). `status` of a local
+    run asked a Nomad agent at 127.0.0.1:4646 that nobody ran, paying its connect time, to
+    find no deployment (an outside tester)."""
     from asapo_pipelines.cli.deployments import session_executor
 
-    read = _latest_recorded(pipeline, catalog)
     if read is None or read[0] is None:
         return True  # nothing read: a deployment recorded by nobody here may run
     found = session_executor(read[0])
@@ -550,11 +550,14 @@ def _deployments(
 
     if pipeline is None:
         return []
+    named = [n for n in pipeline.deploy.named() if n != LOCAL and n in catalog.executors]
+    # the store is read once for all of them, and not at all for a file naming none
+    read = _latest_recorded(pipeline, catalog) if named else None
     found = []
-    for name in pipeline.deploy.named():
-        descriptor = catalog.executors.get(name)
-        if name == LOCAL or descriptor is None or not _may_have_deployed(name, pipeline, catalog):
+    for name in named:
+        if not _may_have_deployed(name, read):
             continue
+        descriptor = catalog.executors[name]
         try:
             found.append(_made(descriptor, command, pipeline, catalog, path, given))
         except UsageError:
