@@ -23,6 +23,7 @@ from asapo_pipelines.launchplan.errors import LaunchPlanError
 from asapo_pipelines.launchplan.job import delivered_file, job_type
 from asapo_pipelines.launchplan.jobspec import (
     PIPELINE_DEST,
+    SECRETS_PATH,
     FileTemplate,
     JobPlan,
     NomadVarSecret,
@@ -76,7 +77,7 @@ def _secrets(pipeline: Pipeline, job_id: str) -> tuple[NomadVarSecret, ...]:
     job's own Nomad variable (key: the variable's name), which the job's workload identity may
     read without any extra ACL policy: Nomad tasks do not get the environment of the shell
     that deploys them, and the value never appears in the job."""
-    path = f"nomad/jobs/{job_id}"
+    path = SECRETS_PATH.format(job=job_id)
     names = dict.fromkeys(variable for _key, variable in secret_variables(pipeline))
     return tuple(NomadVarSecret(env=name, path=path, key=name) for name in names)
 

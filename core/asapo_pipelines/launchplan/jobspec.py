@@ -60,6 +60,9 @@ NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 #: Nomad variable paths (`nomad/jobs/<job>` and below) and their keys.
 VAR_PATH_PATTERN = re.compile(r"^[A-Za-z0-9_./-]{1,128}$")
 VAR_KEY_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+#: The Nomad variable a job's tasks render their `*_env` secrets from: the job's own path,
+#: which its workload identity may read without an ACL policy (docs/nomad.md "Secrets").
+SECRETS_PATH = "nomad/jobs/{job}"
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Distribution pins: `name==version` only, so an install installs exactly the catalog's set.
 PIN_PATTERN = re.compile(model.PIN_PATTERN)

@@ -28,6 +28,7 @@ from asapo_pipelines.executor import (
     status_exit_code,
     text_lines,
 )
+from asapo_pipelines.launchplan.jobspec import SECRETS_PATH
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -48,7 +49,8 @@ class JobTarget:
 class NomadExecutor(Executor):
     name = "nomad"
     options = frozenset({"job", "plain"})
-    secrets_from = "the Nomad variable nomad/jobs/{pipeline}"  # docs/nomad.md "Secrets"
+    # the job's id is the pipeline's name (`launchplan.compile`)
+    secrets_from = "the Nomad variable " + SECRETS_PATH.format(job="{pipeline}")
     #: what the last `deploy` or `start` got from Nomad, for `show_submitted`
     last: DeployResult | None = None
 
