@@ -177,21 +177,17 @@ def _run(argv: list[str] | None) -> int:
         # documentation (and rich, which prints the tables) do
         _silence_stdout()
         return 1
-    except OSError as exc:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        if interrupts.raised_once():
-            return interrupts.say_aborted()
-        # a file or directory this user cannot reach (a folder it may not enter, a full or
-        # read-only disk): a fact about the machine, said in one sentence, not a bug
-        _error(_os_error(exc))
-        return 1
     except Exception as exc:
         if os.environ.get(DEBUG_ENV):
             raise
         if interrupts.raised_once():
             # a Ctrl-C that a library turned into an error of its own: not a bug to report
             return interrupts.say_aborted()
+        if isinstance(exc, OSError):
+            # a file or directory this user cannot reach (a folder it may not enter, a full or
+            # read-only disk): a fact about the machine, said in one sentence, not a bug
+            _error(_os_error(exc))
+            return 1
         from asapo_pipelines.plugin_manager import describe_exception
 
         _error(
