@@ -10,6 +10,9 @@ import pytest
 
 from helpers import CACHE_DIR, run_pipeline
 
+# ends (and names) the processes a test left running: the repository's tools/, on pythonpath
+pytest_plugins = ["leaked_processes"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _listing_cache_removed() -> Iterator[None]:

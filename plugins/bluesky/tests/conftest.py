@@ -10,6 +10,9 @@ from bluesky_services import QueueServer, start_queue_server, stop
 # the SDK's in-process harness (the runner `pipeline worker` uses)
 from asapo_pipelines.testing.fixtures import run_unit, unit_harness, unit_message  # noqa: F401
 
+# ends (and names) the processes a test left running: the repository's tools/, on pythonpath
+pytest_plugins = ["leaked_processes"]
+
 
 @pytest.fixture(scope="session")
 def queue_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueServer]:

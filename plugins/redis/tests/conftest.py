@@ -14,6 +14,9 @@ import pytest
 
 from asapo_pipelines_redis.testing import RedisServer
 
+# ends (and names) the processes a test left running: the repository's tools/, on pythonpath
+pytest_plugins = ["leaked_processes"]
+
 NEEDS_SERVER = pytest.mark.skipif(
     shutil.which("redis-server") is None,
     reason="redis-server is not installed (Debian package redis-server)",

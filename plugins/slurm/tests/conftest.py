@@ -16,6 +16,9 @@ import pytest
 
 from asapo_pipelines_slurm.testing import LocalSlurm, SlurmUnavailable
 
+# ends (and names) the processes a test left running: the repository's tools/, on pythonpath
+pytest_plugins = ["leaked_processes"]
+
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
 

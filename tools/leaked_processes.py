@@ -1,0 +1,178 @@
+"""Processes a test left running are ended after it, and named in pytest's summary.
+
+A test that starts `pipeline run` and, on a timeout, SIGKILLs the supervisor alone leaves the
+run's workers going: they live in sessions of their own by design (a lost supervisor must not
+take them down). Those workers kept polling for the rest of the session on CI's 2-core machine
+and could write into later tests' folders. After each test that used `tmp_path`, this plugin
+looks for processes whose working directory, command line or environment names a path under
+that test's `tmp_path` (only the test's own: other pytest sessions on the machine use other
+temporary folders), ends them by pid (SIGTERM, a short wait, then SIGKILL), adds a line per
+test to the terminal summary, and fails the test's teardown (an error): a test ends what it
+started, `stop_run` below is how a test ends a `pipeline run` as an operator would. The scan
+reads /proc (Linux only; elsewhere it does nothing) and takes a few milliseconds.
+
+Loaded by the core's and each plugin's tests/conftest.py (``pytest_plugins``), found through
+the `pythonpath` setting of their pytest configuration (this folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+PROC = Path("/proc")
+#: how long the processes get after SIGTERM before SIGKILL
+TERM_GRACE = 5.0
+#: a leaked command is shown up to this many characters
+SHOWN = 160
+LEAKS = pytest.StashKey[list[tuple[str, list[str]]]]()
+
+
+@dataclass(frozen=True)
+class Leaked:
+    pid: int
+    command: str
+
+
+def _ancestors() -> set[int]:
+    """This process and its ancestors (never ended: a shell or pytest with its cwd there)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:
+            stat = (PROC / str(pid) / "stat").read_text()
+        except OSError:
+            break
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return pids
+
+
+def _names(path: str) -> re.Pattern[bytes]:
+    """`path` itself or anything under it, not a sibling sharing its prefix (test_x1, test_x10)."""
+    return re.compile(re.escape(path.encode()) + rb"(?![^/\x00\s:;,=\"'])")
+
+
+def leaked_under(directory: Path) -> list[Leaked]:
+    """Live processes (not this one or its ancestors) whose cwd, command line or environment
+    names `directory` or a path under it. Processes that cannot be read are left out."""
+    if not PROC.is_dir():
+        return []
+    path = str(directory)
+    pattern, own = _names(path), _ancestors()
+    found = []
+    for entry in os.scandir(PROC):
+        if not entry.name.isdigit() or int(entry.name) in own:
+            continue
+        try:
+            cwd = os.readlink(f"{entry.path}/cwd")
+            with open(f"{entry.path}/cmdline", "rb") as f:
+                cmdline = f.read()
+            if not cmdline:  # a zombie, or a kernel thread
+                continue
+            hit = cwd == path or cwd.startswith(path + "/") or pattern.search(cmdline)
+            if not hit:
+                with open(f"{entry.path}/environ", "rb") as f:
+                    hit = pattern.search(f.read())
+        except OSError:
+            continue
+        if hit:
+            command = cmdline.rstrip(b"\x00").replace(b"\x00", b" ").decode(errors="replace")
+            found.append(Leaked(int(entry.name), command))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie (reaped here when it is this process's child)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
+
+
+def end(pids: list[int], grace: float = TERM_GRACE) -> None:
+    """SIGTERM each pid, wait up to `grace` seconds for them to go, then SIGKILL the rest."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while not all(map(_gone, pids)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [p for p in pids if not _gone(p)]
+        if not pids:
+            return
+
+
+def _shown(command: str, tmp_path: Path) -> str:
+    command = command.replace(str(tmp_path), "<tmp_path>")
+    return command if len(command) <= SHOWN else command[: SHOWN - 3] + "..."
+
+
+@pytest.fixture(autouse=True)
+def _leaked_processes_ended(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    tmp_path = request.node.funcargs.get("tmp_path")
+    if tmp_path is None:  # the test had no tmp_path: nothing of its own to look for
+        return
+    leaked = leaked_under(tmp_path)
+    if not leaked:
+        return
+    end([p.pid for p in leaked])
+    commands = [f"pid {p.pid}: {_shown(p.command, tmp_path)}" for p in leaked]
+    request.config.stash.setdefault(LEAKS, []).append((request.node.nodeid, commands))
+    pytest.fail(
+        f"the test left {len(leaked)} process(es) running (now ended): " + "; ".join(commands),
+        pytrace=False,
+    )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    leaks = terminalreporter.config.stash.get(LEAKS, [])
+    if not leaks:
+        return
+    terminalreporter.section("processes left running by tests (ended after them)")
+    for nodeid, commands in leaks:
+        terminalreporter.write_line(f"{nodeid}: {len(commands)} left running")
+        for command in commands:
+            terminalreporter.write_line(f"    {command}")
+
+
+def stop_run(
+    run: subprocess.Popen[str],
+    file: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> None:
+    """End a `pipeline run FILE` still going as an operator would: `pipeline stop FILE` with
+    the run's environment (its tasks get their kill signal, the supervisor ends), then SIGKILL
+    the supervisor only if it is still there. Killing the supervisor alone leaves its workers
+    running: they live in sessions of their own."""
+    if run.poll() is not None:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+        subprocess.run(
+            [str(Path(sys.executable).with_name("pipeline")), "stop", str(file)],
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            capture_output=True,
+            timeout=timeout,
+        )
+    try:
+        run.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.wait()
