@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,6 +63,18 @@ def _names(path: str) -> re.Pattern[bytes]:
     return re.compile(re.escape(path.encode()) + rb"(?![^/\x00\s:;,=\"'])")
 
 
+def _read(path: str) -> bytes:
+    """A /proc file's bytes (unbuffered: the scan reads hundreds of them after every test)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def leaked_under(directory: Path) -> list[Leaked]:
     """Live processes (not this one or its ancestors) whose cwd, command line or environment
     names `directory` or a path under it. Processes that cannot be read are left out."""
@@ -75,14 +88,12 @@ def leaked_under(directory: Path) -> list[Leaked]:
             continue
         try:
             cwd = os.readlink(f"{entry.path}/cwd")
-            with open(f"{entry.path}/cmdline", "rb") as f:
-                cmdline = f.read()
+            cmdline = _read(f"{entry.path}/cmdline")
             if not cmdline:  # a zombie, or a kernel thread
                 continue
             hit = cwd == path or cwd.startswith(path + "/") or pattern.search(cmdline)
             if not hit:
-                with open(f"{entry.path}/environ", "rb") as f:
-                    hit = pattern.search(f.read())
+                hit = pattern.search(_read(f"{entry.path}/environ"))
         except OSError:
             continue
         if hit:
@@ -151,28 +162,28 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def stop_run(
-    run: subprocess.Popen[str],
+    run: subprocess.Popen[Any],
     file: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-    timeout: float = 120,
-) -> None:
+    timeout: float = 60,
+) -> tuple[Any, Any]:
     """End a `pipeline run FILE` still going as an operator would: `pipeline stop FILE` with
     the run's environment (its tasks get their kill signal, the supervisor ends), then SIGKILL
-    the supervisor only if it is still there. Killing the supervisor alone leaves its workers
-    running: they live in sessions of their own."""
-    if run.poll() is not None:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-        subprocess.run(
-            [str(Path(sys.executable).with_name("pipeline")), "stop", str(file)],
-            env=None if env is None else dict(env),
-            cwd=cwd,
-            capture_output=True,
-            timeout=timeout,
-        )
+    the supervisor only if it is still there after `timeout`. Killing the supervisor alone
+    leaves its workers running: they live in sessions of their own. Returns what the run
+    printed that was not read yet (`communicate`)."""
+    if run.poll() is None:
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            subprocess.run(
+                [str(Path(sys.executable).with_name("pipeline")), "stop", str(file)],
+                env=None if env is None else dict(env),
+                cwd=cwd,
+                capture_output=True,
+                timeout=timeout,
+            )
     try:
-        run.wait(timeout=timeout)
+        return run.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         run.kill()
-        run.wait()
+        return run.communicate()

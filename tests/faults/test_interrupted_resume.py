@@ -23,6 +23,8 @@ from faults_support import (
     write_files,
 )
 
+from leaked_processes import stop_run
+
 
 def recorded(store: Path, run_id: str) -> Any:
     """Run `run_id` as the store records it."""
@@ -69,9 +71,7 @@ def interrupted_resume(tmp_path: Path, file: Path) -> str:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_run(proc, file, env=env(PYTHONPATH=path), cwd=tmp_path)
     assert "resuming run r1" in out, out
     assert proc.returncode == 130, out
     return out

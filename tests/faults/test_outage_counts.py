@@ -17,6 +17,7 @@ import pytest
 from faults_support import env, sink_names, wait_for, write_files
 
 from helpers import PIPELINE
+from leaked_processes import stop_run
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,9 +55,7 @@ def test_run_counts_survive_a_transport_outage_mid_run(tmp_path: Path) -> None:
             server.start()  # same port, same append-only file
             _, err = run.communicate(timeout=300)
         finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+            stop_run(run, file, env=env(), cwd=tmp_path)
         assert run.returncode == 0, err
         names = sink_names(out)
         assert len(names) == FILES

@@ -21,6 +21,7 @@ from faults_support import (
 )
 
 from helpers import PIPELINE
+from leaked_processes import stop_run
 
 
 def _run_closed_after(tmp_path: Path, lines: int) -> tuple[Path, list[int], str]:
@@ -51,9 +52,7 @@ def _run_closed_after(tmp_path: Path, lines: int) -> tuple[Path, list[int], str]
         run.wait(timeout=120)
         err = run.stderr.read()
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        stop_run(run, file, env=env(), cwd=tmp_path)
     return file, pids, err
 
 

@@ -23,6 +23,8 @@ from local_jobs import (
     write_job,
 )
 
+from leaked_processes import stop_run
+
 CHATTY = (
     "import sys\n"
     "line = ('x' * 99 + '\\n').encode()\n"
@@ -151,8 +153,7 @@ def test_ctrl_c_stops_every_task_and_leaves_no_process_behind(tmp_path: Path) ->
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop_run(proc, job_file, env=cli_env())
     assert proc.returncode == 130, err
     assert "stopping all tasks (SIGINT)" in out
     assert "job svc stopped (SIGINT)" in out

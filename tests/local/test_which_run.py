@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from helpers import PIPELINE, alive, read_state, run_pipeline, wait_for
+from leaked_processes import stop_run
 
 for module in ("asapo_pipelines.pipeline", "asapo_pipelines.worker", "asapo_pipelines.transport"):
     pytest.importorskip(module)
@@ -135,9 +136,7 @@ def _signalled_while_it_announces(file: Path, sig: int) -> None:
             pipe.read()
         proc.wait(60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
+        stop_run(proc, file, env={**env, **NO_NOMAD}, cwd=file.parent)
 
 
 def test_a_run_whose_pipeline_run_died_before_its_supervisor_is_said_and_stopped(

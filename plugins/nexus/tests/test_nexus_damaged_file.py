@@ -24,6 +24,8 @@ from nexus_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_nexus.writer import FILE_ID_ATTR, KEY_ATTR
 
+from leaked_processes import stop_run
+
 pytest.importorskip("asapo_pipelines_xas")
 
 SCANS = (*P65_SCANS, "fe_metal_rt.xdi")
@@ -77,9 +79,7 @@ def _run_three_scans_and_stop(work: Path, sig: int) -> Path:
         run.send_signal(sig)
         run.wait(timeout=120)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
+        stop_run(run, work / "p.pipeline.yaml", env=pipeline_env(work), cwd=work)
     return nxs
 
 

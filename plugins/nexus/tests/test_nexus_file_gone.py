@@ -19,6 +19,8 @@ from nexus_cli import PIPELINE_BIN, WATCHING_WRITER, pipeline_env, source_files,
 from nexus_cli import pipeline as _pipeline
 from nexus_testdata import DATA, P65_SCANS
 
+from leaked_processes import stop_run
+
 pytest.importorskip("asapo_pipelines_xas")
 
 PIPELINE_FILE = WATCHING_WRITER.format(name="nexus-gone")
@@ -53,8 +55,7 @@ def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
         try:
             out, err = run.communicate(timeout=150)
         except subprocess.TimeoutExpired:
-            run.kill()
-            out, err = run.communicate()
+            out, err = stop_run(run, work / "p.pipeline.yaml", env=pipeline_env(work), cwd=work)
             logs = _pipeline(work, "logs", "p.pipeline.yaml", "writer")
             pytest.fail(
                 "the run went on writing after its file was taken away:\n"
@@ -62,9 +63,7 @@ def _run_and_take_the_file_away(work: Path, take_away) -> tuple[int, str, str]:
                 + logs.stdout[-1500:]
             )
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
+        stop_run(run, work / "p.pipeline.yaml", env=pipeline_env(work), cwd=work)
     return run.returncode, out, err
 
 

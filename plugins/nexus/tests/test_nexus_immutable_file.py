@@ -19,6 +19,8 @@ from nexus_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_nexus.writer import KEY_ATTR
 
+from leaked_processes import stop_run
+
 pytest.importorskip("asapo_pipelines_xas")
 
 PIPELINE_FILE = WATCHING_WRITER.format(name="nexus-immutable")
@@ -77,9 +79,7 @@ def test_an_immutable_file_stops_the_run_with_one_sentence_and_a_resume_writes_a
         finally:
             _chattr("-i", nxs)
     finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
+        stop_run(run, tmp_path / "p.pipeline.yaml", env=pipeline_env(tmp_path), cwd=tmp_path)
 
     cause = "the file is read-only (immutable: chattr +i)"
     assert run.returncode != 0, out + err

@@ -23,6 +23,8 @@ from nexus_testdata import DATA, P65_SCANS
 
 from asapo_pipelines_nexus.writer import CONTENT_ATTR, KEY_ATTR, is_decision
 
+from leaked_processes import stop_run
+
 pytest.importorskip("asapo_pipelines_xas")
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "p65-xas.pipeline.yaml"
@@ -180,10 +182,8 @@ def test_two_copies_of_a_folder_resumed_at_once_each_append_to_their_own_file(
             assert proc.returncode == 0, out + err
             outputs[folder] = out
     finally:
-        for proc in runs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        for folder, proc in runs.items():
+            stop_run(proc, folder / "p.pipeline.yaml", env=pipeline_env(folder), cwd=folder)
 
     for folder, new, other in (
         (first, "20K_GOE_Fe_K_240.00002.xdi", "20K_GOE_Fe_K_240.00003.xdi"),

@@ -34,6 +34,8 @@ import pytest
 
 from asapo_pipelines_redis.testing import RedisServer, copy_chain
 
+from leaked_processes import stop_run
+
 PIPELINE = Path(sys.executable).with_name("pipeline")
 LOST = "lost the data of this pipeline's store"
 BEHIND = "came back with older data than this worker had seen"
@@ -97,14 +99,15 @@ def _start(work: Path, file: Path) -> subprocess.Popen[str]:
     )
 
 
-def _finish(run: subprocess.Popen[str], timeout: float = 180) -> tuple[str, str]:
-    """The run's output once it ended; one still going after `timeout` is killed (its
-    return code then says so)."""
+def _finish(
+    run: subprocess.Popen[str], work: Path, file: Path, timeout: float = 180
+) -> tuple[str, str]:
+    """The run's output once it ended; one still going after `timeout` is stopped (`pipeline
+    stop`, its return code then says so)."""
     try:
         return run.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        run.kill()
-        return run.communicate()
+        return stop_run(run, file, env=_env(work), cwd=work)
 
 
 def _units(work: Path) -> dict[str, dict[str, Any]]:
@@ -130,7 +133,8 @@ def test_workers_ride_out_a_redis_restarted_with_its_data(tmp_path: Path) -> Non
     files = 300
     _write_files(tmp_path / "incoming", 0, files)
     with RedisServer(tmp_path / "redis") as server:
-        run = _start(tmp_path, _chain(tmp_path, server, watch=False))
+        file = _chain(tmp_path, server, watch=False)
+        run = _start(tmp_path, file)
         try:
             _wait_for(lambda: len(_sink_names(tmp_path)) >= 30, run, "the first outputs")
             server.stop(signal.SIGTERM)  # writes its append-only file, drops every connection
@@ -138,7 +142,7 @@ def test_workers_ride_out_a_redis_restarted_with_its_data(tmp_path: Path) -> Non
             time.sleep(1.0)
             server.start()  # same port, same files: the store as it was
         finally:
-            _, err = _finish(run)
+            _, err = _finish(run, tmp_path, file)
     assert run.returncode == 0, err
     names = _sink_names(tmp_path)
     assert len(names) == files
@@ -178,11 +182,9 @@ def test_a_redis_that_lost_its_data_ends_the_run_in_one_sentence_and_skips_nothi
             empty(server)
             # files that come after: on an empty Redis their ids start again at 1
             _write_files(tmp_path / "incoming", first, 2 * first)
-            out, err = _finish(run, timeout=60)
+            out, err = _finish(run, tmp_path, file, timeout=60)
         finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+            stop_run(run, file, env=_env(tmp_path), cwd=tmp_path)
     _assert_ended_in_one_sentence(
         tmp_path, run, out, err, f"Redis at 127.0.0.1:{server.port} {LOST}"
     )
@@ -265,7 +267,8 @@ def test_a_redis_back_from_an_older_snapshot_ends_the_run_in_one_sentence(
     first = 10
     _write_files(tmp_path / "incoming", 0, first)
     with RedisServer(tmp_path / "redis", config=SNAPSHOTS_ONLY) as server:
-        run = _start(tmp_path, _chain(tmp_path, server, watch=True))
+        file = _chain(tmp_path, server, watch=True)
+        run = _start(tmp_path, file)
         try:
             _wait_for(lambda: len(_sink_names(tmp_path)) >= first, run, "the first files")
             snapshot = _older_snapshot(server)
@@ -273,11 +276,9 @@ def test_a_redis_back_from_an_older_snapshot_ends_the_run_in_one_sentence(
             _wait_for(lambda: len(_sink_names(tmp_path)) >= 2 * first, run, "the next files")
             _restart_from(server, snapshot)
             _write_files(tmp_path / "incoming", 2 * first, 3 * first)
-            out, err = _finish(run, timeout=60)
+            out, err = _finish(run, tmp_path, file, timeout=60)
         finally:
-            if run.poll() is None:
-                run.kill()
-                run.wait()
+            stop_run(run, file, env=_env(tmp_path), cwd=tmp_path)
     _assert_ended_in_one_sentence(
         tmp_path, run, out, err, f"Redis at 127.0.0.1:{server.port} {BEHIND} (write "
     )
