@@ -6,7 +6,7 @@ take them down). Those workers kept polling for the rest of the session on CI's 
 and could write into later tests' folders. After each test that used `tmp_path`, this plugin
 looks for processes whose working directory, command line or environment names a path under
 that test's `tmp_path` (only the test's own: other pytest sessions on the machine use other
-temporary folders), ends them by pid (SIGTERM, a short wait, then SIGKILL), adds a line per
+temporary folders) and still there after a short wait (`LINGER`), ends them by pid (SIGTERM, a short wait, then SIGKILL), adds a line per
 test to the terminal summary, and fails the test's teardown (an error): a test ends what it
 started, `stop_run` below is how a test ends a `pipeline run` as an operator would. The scan
 reads /proc (Linux only; elsewhere it does nothing) and takes a few milliseconds.
@@ -34,6 +34,8 @@ import pytest
 PROC = Path("/proc")
 #: how long the processes get after SIGTERM before SIGKILL
 TERM_GRACE = 5.0
+#: how long a process found after a test may take to exit by itself before it is a leak
+LINGER = 2.0
 #: a leaked command is shown up to this many characters
 SHOWN = 160
 LEAKS = pytest.StashKey[list[tuple[str, list[str]]]]()
@@ -113,15 +115,19 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in {"Z", "X"}
 
 
+def _wait_gone(pids: list[int], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def end(pids: list[int], grace: float = TERM_GRACE) -> None:
     """SIGTERM each pid, wait up to `grace` seconds for them to go, then SIGKILL the rest."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + grace
-        while not all(map(_gone, pids)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_gone(pids, grace)
         pids = [p for p in pids if not _gone(p)]
         if not pids:
             return
@@ -138,7 +144,10 @@ def _leaked_processes_ended(request: pytest.FixtureRequest) -> Iterator[None]:
     tmp_path = request.node.funcargs.get("tmp_path")
     if tmp_path is None:  # the test had no tmp_path: nothing of its own to look for
         return
-    leaked = leaked_under(tmp_path)
+    found = leaked_under(tmp_path)
+    if found:  # a process in the middle of exiting (a run just stopped) is not a leak
+        _wait_gone([p.pid for p in found], LINGER)
+    leaked = [p for p in found if not _gone(p.pid)]
     if not leaked:
         return
     end([p.pid for p in leaked])
