@@ -6,10 +6,11 @@ take them down). Those workers kept polling for the rest of the session on CI's 
 and could write into later tests' folders. After each test that used `tmp_path`, this plugin
 looks for processes whose working directory, command line or environment names a path under
 that test's `tmp_path` (only the test's own: other pytest sessions on the machine use other
-temporary folders) and still there after a short wait (`LINGER`), ends them by pid (SIGTERM, a short wait, then SIGKILL), adds a line per
-test to the terminal summary, and fails the test's teardown (an error): a test ends what it
-started, `stop_run` below is how a test ends a `pipeline run` as an operator would. The scan
-reads /proc (Linux only; elsewhere it does nothing) and takes a few milliseconds.
+temporary folders) and that are still there after a short wait (`LINGER`: a run just stopped
+may still be exiting). It ends them by pid (SIGTERM, a short wait, then SIGKILL), adds a line
+per test to the terminal summary, and fails the test's teardown (an error): a test ends what
+it started; `stop_run` below is how a test ends a `pipeline run` as an operator would. The
+scan reads /proc (Linux only; elsewhere it finds nothing) and takes a few milliseconds.
 
 Loaded by the core's and each plugin's tests/conftest.py (``pytest_plugins``), found through
 the `pythonpath` setting of their pytest configuration (this folder).
