@@ -77,10 +77,9 @@ def test_a_process_left_in_tmp_path_is_ended_and_named_in_the_summary(tmp_path: 
     assert "test_inner.py::test_leaves_a_sleeper: 1 left running" in out, out
     assert f"pid {pid}: {sys.executable} -c import time; time.sleep(600)" in out, out
     assert "test_leaves_nothing" not in out.split("processes left running by tests")[1], out
-    # the leak is the test's error (at teardown)
-    assert "ERROR test_inner.py::test_leaves_a_sleeper - Failed: the test left 1" in out, out
-    assert "2 passed, 1 error" in out, out
-    assert done.returncode == 1, out
+    # named, not (yet) an error: see tools/leaked_processes.py
+    assert "2 passed" in out, out
+    assert done.returncode == 0, out
 
 
 def test_only_the_tests_own_folder_is_matched(tmp_path: Path) -> None:

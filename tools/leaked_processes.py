@@ -7,9 +7,12 @@ and could write into later tests' folders. After each test that used `tmp_path`,
 looks for processes whose working directory, command line or environment names a path under
 that test's `tmp_path` (only the test's own: other pytest sessions on the machine use other
 temporary folders) and that are still there after a short wait (`LINGER`: a run just stopped
-may still be exiting). It ends them by pid (SIGTERM, a short wait, then SIGKILL), adds a line
-per test to the terminal summary, and fails the test's teardown (an error): a test ends what
-it started; `stop_run` below is how a test ends a `pipeline run` as an operator would. The
+may still be exiting). It ends them by pid (SIGTERM, a short wait, then SIGKILL) and adds a line
+per test to the terminal summary: a test ends what it started; `stop_run` below is how a test
+ends a `pipeline run` as an operator would. A leak does not fail the test yet: the suites of
+the Slurm, bluesky and XAS plugins (real slurmstepd steps and services under a test's folder)
+have not been through a full run with this check; once a full run names no test here, a leak
+can become a teardown error. The
 scan reads /proc (Linux only; elsewhere it finds nothing) and takes a few milliseconds.
 
 Loaded by the core's and each plugin's tests/conftest.py (``pytest_plugins``), found through
@@ -154,10 +157,6 @@ def _leaked_processes_ended(request: pytest.FixtureRequest) -> Iterator[None]:
     end([p.pid for p in leaked])
     commands = [f"pid {p.pid}: {_shown(p.command, tmp_path)}" for p in leaked]
     request.config.stash.setdefault(LEAKS, []).append((request.node.nodeid, commands))
-    pytest.fail(
-        f"the test left {len(leaked)} process(es) running (now ended): " + "; ".join(commands),
-        pytrace=False,
-    )
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
