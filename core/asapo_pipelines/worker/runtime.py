@@ -112,6 +112,22 @@ class UnrestorableInput(PipelinesError):
     stream's record of it (`Worker._report_unrestorable`)."""
 
 
+class StoppedWhileRestoring(Exception):
+    """A stop (SIGTERM, SIGINT) asked while the unit restored its state: the worker ends
+    "stopped" before it takes a message. Restoring reads by id and acknowledges nothing, and
+    nothing is written before it is done, so the next start restores from the beginning."""
+
+
+@dataclass
+class RestoreProgress:
+    """How far the unit's restore got (`Worker._stopped_while_restoring` says it): `done` of
+    `total` (None while the worker is still finding out what to restore) `what`."""
+
+    what: str = "inputs"
+    total: int | None = None
+    done: int = 0
+
+
 class CallWatch:
     """Looks after a worker while its unit works on one message, from a thread of its own.
 
@@ -355,6 +371,7 @@ class Worker:
         self._processed_before = 0
         #: inputs of earlier sessions `_restore` gave the unit back (see `Counters.reapplied`)
         self._restored_inputs = 0
+        self._progress = RestoreProgress()
         #: whether every input's consumer can extend a lease (`extend_lease`)
         self._extendable = False
         #: whether the unit makes its own writes durable in `flush`, which must not run beside
@@ -592,13 +609,9 @@ class Worker:
         self.status.start()
         try:
             try:
-                unit = self.runner.start()
-                if unit.restores_state and self.descriptor.role == "source":
-                    self._restore_sent(unit)
-                elif unit.restores_state:
-                    self._start_traces(unit)
-                    self._restore(unit)
-                    self._send_restored(unit)
+                self._restore_state(self.runner.start())
+            except StoppedWhileRestoring:
+                return self._stopped_while_restoring(self.status)
             except BaseException:
                 with contextlib.suppress(Exception):
                     self.status.stop("failed")
@@ -632,6 +645,51 @@ class Worker:
         finally:
             self._close()
 
+    def _restore_state(self, unit: Any) -> None:
+        """Give a unit that keeps state back what it had (`_restore_sent`, or `_restore` and
+        its `on_restored` outputs). A stop asked meanwhile (while the runtime was imported,
+        or between two messages restored) ends it: on a long run restoring takes minutes, and
+        `pipeline stop` escalates to SIGKILL after its grace period."""
+        if not unit.restores_state:
+            return
+        self._check_stop()
+        if self.descriptor.role == "source":
+            self._restore_sent(unit)
+            return
+        self._start_traces(unit)
+        self._restore(unit)
+        self._check_stop()  # restored, but asked to stop: no outputs of `on_restored` either
+        self._send_restored(unit)
+
+    def _check_stop(self) -> None:
+        if self.stopping:
+            raise StoppedWhileRestoring
+
+    def _stopped_while_restoring(self, status: StatusPublisher) -> str:
+        """End "stopped" as a stop in the main loop does, with the summary the unit had
+        before (not that of its half-restored state), and say how far the restore got."""
+        p = self._progress
+        if p.total is None:
+            log.info(
+                "%s stopped while restoring its state, before it had counted the %s to "
+                "restore; its next start restores them all",
+                self.label,
+                p.what,
+            )
+        else:
+            log.info(
+                "%s stopped while restoring its state: %d of %d %s restored; its next start "
+                "restores them all again",
+                self.label,
+                p.done,
+                p.total,
+                p.what,
+            )
+        self.runner.shutdown()
+        summary = self.counters.summary or self.runner.context.carried_summary
+        status.stop("stopped", summary=dict(summary) if summary else None)
+        return "stopped"
+
     def _sent_before(self) -> Iterator[tuple[str, Any]]:
         """(output port, message) of each output an earlier run of this unit wrote, in the
         order written (stream by stream); their metadata only (the provenance), payloads left
@@ -649,15 +707,21 @@ class Worker:
         """Feed a source's `restore()` the messages an earlier run of it sent: a source has no
         inputs, and what it sent is its state (which version of a file it read, say). Each
         payload is read only if `restore()` asks for it (`SentMessage`)."""
-        count = 0
-        for port, tmsg in self._sent_before():
+        self._progress = RestoreProgress("messages it sent")
+        sent = []
+        for each in self._sent_before():
+            self._check_stop()
+            sent.append(each)
+        self._progress.total = len(sent)
+        for port, tmsg in sent:
+            self._check_stop()
             message = SentMessage(port, self._output_source(port), tmsg, self._reader(port))
             self._restore_one(
                 unit.restore, message, f"{message.data_source}/{tmsg.stream}/{tmsg.id}"
             )
-            count += 1
-        if count:
-            log.info("%s restored its state from %d messages it sent", self.label, count)
+            self._progress.done += 1
+        if sent:
+            log.info("%s restored its state from %d messages it sent", self.label, len(sent))
 
     def _restore_one(self, restore: Any, message: Message, where: str) -> None:
         """`restore(message)`: the unit's `restore` or `restore_sent`."""
@@ -683,6 +747,7 @@ class Worker:
         # what it sent is state too (the last result per key), when the unit asks for it
         sent_to = unit.restore_sent if type(unit).restore_sent is not Unit.restore_sent else None
         for port, msg in self._sent_before():
+            self._check_stop()
             if sent_to is not None:
                 message = SentMessage(port, self._output_source(port), msg, self._reader(port))
                 self._restore_one(sent_to, message, f"{message.data_source}/{msg.stream}/{msg.id}")
@@ -690,6 +755,7 @@ class Worker:
                 refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
         # then those it processed without an output, in the order processed (`_trace`)
         for ref in self._traced_before():
+            self._check_stop()
             refs[(ref["data_source"], ref["stream"], int(ref["id"]))] = None
         # outputs that name no input: nothing was processed before (a first start); a unit
         # without outputs (a sink) has none to tell by, and its restore ports are replayed
@@ -710,10 +776,15 @@ class Worker:
         replayed = 0
         lost: list[tuple[Message, str]] = []
         try:
+            # a whole port's streams as they are now: what arrives later is processed
+            streams = {s: [(i.name, i.last_id) for i in reader(s).streams()] for s in whole}
+            self._progress.total = len(named) + sum(n for s in streams.values() for _, n in s)
             for ref in named:
                 self._restore_by_id(unit, reader(ref[0]), ports[ref[0]], ref, lost)
             for source in whole:
-                replayed += self._restore_whole(unit, reader(source), ports[source], source, lost)
+                replayed += self._restore_whole(
+                    unit, reader(source), ports[source], (source, streams[source]), lost
+                )
         finally:
             for each in readers.values():
                 each.close()
@@ -806,14 +877,21 @@ class Worker:
         return [p.data_source for p in self.ports if p.name in unit.restore_ports]
 
     def _restore_whole(
-        self, unit: Any, reader: Any, port: str, source: str, lost: list[Any]
+        self,
+        unit: Any,
+        reader: Any,
+        port: str,
+        whole: tuple[str, list[tuple[str, int]]],
+        lost: list[Any],
     ) -> int:
-        """Hand `unit.restore()` every message of `source` (input `port`), stream by stream in
-        id order; how many there were."""
+        """Hand `unit.restore()` every message of a data source (input `port`), stream by
+        stream in id order, as `whole` (the source, its (stream, last id)s) has them; how many
+        there were."""
+        source, streams = whole
         return sum(
-            self._restore_by_id(unit, reader, port, (source, info.name, msg_id), lost)
-            for info in reader.streams()
-            for msg_id in range(1, info.last_id + 1)
+            self._restore_by_id(unit, reader, port, (source, stream, msg_id), lost)
+            for stream, last_id in streams
+            for msg_id in range(1, last_id + 1)
         )
 
     def _restore_by_id(
@@ -823,6 +901,7 @@ class Worker:
         False when it is missing or damaged. A message the store holds but cannot give back
         whole (its payload file deleted or cut short since it arrived) is added to `lost` as
         (the message without payload, why): the unit's state leaves it out, which is said."""
+        self._check_stop()
         source, stream, msg_id = ref
         try:
             tmsg = reader.get_by_id(stream, msg_id)
@@ -836,6 +915,7 @@ class Worker:
         # with its producer, as `process` gets it: a sink keys and records messages by it
         message = Message.received(port, source, tmsg, producer=self._producer_of(tmsg.metadata))
         self._restore_one(unit.restore, message, f"{source}/{stream}/{msg_id}")
+        self._progress.done += 1
         return True
 
     @staticmethod
