@@ -110,3 +110,43 @@ def test_sigterm_while_restoring_stops_before_the_restore_is_half_done(tmp_path,
         {"n": n, "total": total} for n, total in zip(numbers, accumulate(numbers), strict=True)
     ]
     assert final_status(store)["state"] == "finished"
+
+
+def test_sigterm_while_the_unit_starts_skips_its_restore(tmp_path, env):
+    """A stop asked while the unit's runtime was imported (`on_start` here) ends the worker
+    before the first `restore`: it used to restore every input first."""
+    hold = tmp_path / "go"
+    pipeline = write_pipeline(
+        tmp_path,
+        {
+            "sum": {
+                "unit": "restoring.sum",
+                "params": {"hold": str(hold)},
+                "inputs": {"numbers": "numbers"},
+                "outputs": {"sums": "sums"},
+            }
+        },
+        streams={"numbers": {"external": True}},
+    )
+    store = tmp_path / "store"
+    feed(store, range(1, PROCESSED + 1), finish=False)
+    hold.touch()
+    first = spawn(pipeline, "sum", env)
+    assert wait_until(lambda: len(read_stream(store, own("sums"))) == PROCESSED, timeout=240)
+    first.send_signal(signal.SIGTERM)
+    assert wait_ok(first) == 0
+    hold.unlink()
+    log = tmp_path / "second.log"
+    second = spawn(pipeline, "sum", env, log=log)
+    try:
+        assert wait_until(lambda: calls(tmp_path, "start", second.pid) == [0], timeout=240)
+        second.send_signal(signal.SIGTERM)
+    finally:
+        hold.touch()
+    assert wait_ok(second) == 0
+    assert calls(tmp_path, "restore", second.pid) == []
+    assert final_status(store)["state"] == "stopped"
+    assert (
+        "accept/sum stopped while restoring its state, before it had counted the inputs to "
+        "restore; its next start restores them all"
+    ) in log.read_text()

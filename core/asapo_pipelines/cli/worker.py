@@ -62,7 +62,8 @@ def worker(
 
     Reads the unit's inputs as a consumer group named after the pipeline and the unit, writes
     its outputs with provenance, sends failing messages to the error stream, and publishes its
-    counters for `pipeline status`. SIGTERM or SIGINT: finish the current message and exit 0.
+    counters for `pipeline status`. SIGTERM or SIGINT: finish the current message and exit 0
+    (at start-up, the input the unit is restoring: the next start restores them all again).
     """
     from asapo_pipelines.worker.launch import run_worker
 
