@@ -118,7 +118,10 @@ def test_ctrl_c_at_any_moment_of_pipeline_run_says_one_line_and_exits_130(
         )
     wrong, start_up = [], 0
     for (delay, _), (code, out, err) in zip(cases, results, strict=True):
-        if _in_start_up(err):
+        if _in_start_up(err) or (code == -signal.SIGINT and not out and not err.strip()):
+            # a traceback of Python's start-up, or ended by the signal's default action before
+            # the interpreter put its own handler in place: nothing printed, which a shell
+            # shows as exit 130 (seen at 0.05 s on a loaded machine)
             start_up += 1
             continue
         if not out:
