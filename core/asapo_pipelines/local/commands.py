@@ -347,12 +347,9 @@ def turned_away(records: Any, sources: Collection[str]) -> str:
             counts[0] += int(record.get("processed") or 0)
             counts[1] += int(record.get("errors") or 0)
             counts[2] += int(record.get("received") or 0)
+            # with the items a resumed source knew as sent without reading them again
+            # (`Source.already_sent`)
             counts[3] += int(record.get("duplicates_skipped") or 0)
-            # a resumed source may know items as sent without reading them again, and say so
-            # in its summary (xas.scan-files: `skipped_unread`); they count as skipped too
-            summary = record.get("summary")
-            if isinstance(summary, dict):
-                counts[3] += int(summary.get("skipped_unread") or 0)
     said = []
     for unit, (done, errors, received, skipped) in per_unit.items():
         n = errors if unit in sources else received

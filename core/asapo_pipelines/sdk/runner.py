@@ -647,9 +647,11 @@ class UnitRunner:
         self,
         send: Callable[[Output], None],
         report: Callable[[dict[str, Any], str], None] | None = None,
+        skipped: Callable[[int], None] | None = None,
     ) -> None:
         """Run a source's `run()`, sending each output as soon as it is emitted; errors the
-        source reports go to `report(record, key)` as error records."""
+        source reports go to `report(record, key)` as error records, the counts it passes to
+        `already_sent` to `skipped(count)`."""
         assert isinstance(self.unit, Source)
         unit = self.unit
         seqs: dict[tuple[str, str], int] = {}
@@ -691,6 +693,7 @@ class UnitRunner:
 
         self.context.sink = direct
         self.context.report = reported
+        self.context.skipped = skipped or (lambda _count: None)
         try:
             produced = unit.run()
             if produced is not None:
@@ -709,3 +712,4 @@ class UnitRunner:
         finally:
             self.context.sink = self._buffer.append
             self.context.report = None
+            self.context.skipped = None

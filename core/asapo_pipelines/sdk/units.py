@@ -202,6 +202,8 @@ class UnitContext:
         self.stop_event = threading.Event()
         #: where a source's `report_error` goes: (exception, key) -> None; set by the runtime
         self.report: Callable[[BaseException, str | None], None] | None = None
+        #: where a source's `already_sent` counts go (how many items); set by the runtime
+        self.skipped: Callable[[int], None] | None = None
         #: the run this unit works in (id, pipeline file and hash, this unit's fingerprint;
         #: `pipeline_file`: the file the run started from, `session_pipeline_file`: the one
         #: this session runs from, which a sentence naming a command names (the project
@@ -426,6 +428,19 @@ class Source(Unit):
         if report is None:
             raise UnitUsageError("report_error() called outside of a running source")
         report(error, key)
+
+    def already_sent(self, count: int = 1) -> None:
+        """Say that `count` items were passed over because an earlier session of this run
+        sent them and they are unchanged (a resumed watch over a folder of scans it need not
+        open again). They count as duplicates skipped, as an item emitted again under a key
+        already sent does, so the run's status and summary show them and a resumed run that
+        found only these and new bad items is not taken for one that turned its inputs away."""
+        skipped = self._context.skipped
+        if skipped is None:
+            raise UnitUsageError("already_sent() called outside of a running source")
+        if count < 0:
+            raise UnitUsageError(f"already_sent() takes a count of 0 or more, not {count}")
+        skipped(count)
 
     def next_stream(self, port: str | None, name: str) -> None:
         """Finish the current output stream of `port` and continue in stream `name` (a scan)."""

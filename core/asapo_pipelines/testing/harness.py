@@ -77,6 +77,8 @@ class HarnessResult:
     #: (port, stream, next_stream) of every output stream finished
     finished: list[tuple[str, str, str | None]] = field(default_factory=list)
     retries: int = 0
+    #: items a source said it passed over as sent by an earlier session (`already_sent`)
+    already_sent: int = 0
     #: the unit's `summary()` at shutdown
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -239,10 +241,14 @@ class UnitHarness:
         self.runner.run_source(
             lambda out: self._collect([out]),
             lambda record, _key: self.result.errors.append(record),
+            self._already_sent,
         )
         for port, stream in self.runner.source_streams.items():
             self._finish_output(port, stream, None)
         return self.result
+
+    def _already_sent(self, count: int) -> None:
+        self.result.already_sent += count
 
     def restarted(self) -> UnitHarness:
         """A new instance of the unit, started as the worker restarted in the same run (after

@@ -1000,8 +1000,12 @@ class Worker:
             reported.keys.add(key)
             self.counters.errors += 1
 
+        def skipped(count: int) -> None:
+            # known as sent and unchanged, not read again (`Source.already_sent`)
+            self.counters.duplicates_skipped += count
+
         try:
-            self.runner.run_source(send, report)
+            self.runner.run_source(send, report, skipped)
         except SourceUsageError:
             raise  # its record is sent and counted; exit 78, no restart to report it again
         except Exception as exc:

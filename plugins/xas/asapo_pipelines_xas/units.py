@@ -145,6 +145,7 @@ class ScanFiles(Source):
         self._heads[name] = (signature_read[0], digest)
         self._points[name] = points
         self.skipped_unread += 1
+        self.already_sent()
         return True
 
     def _say_skipped(self, before: int) -> None:

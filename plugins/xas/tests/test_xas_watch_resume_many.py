@@ -108,10 +108,13 @@ def test_a_resumed_watch_skips_the_files_it_sent_unread(tmp_path: Path) -> None:
         assert wait_until(lambda: len(read(store, "raw-scans")) > OLD, 600, [resumed])
         assert wait_until(lambda: _summary(store).get("scans_sent") == OLD + 1, 60, [resumed])
         summary = _summary(store)
+        status = last_status(store, "p65-many", "scans")
     finally:
         _ctrl_c(resumed)
     assert _files_sent(store)[OLD:] == [new.name]  # the new file, and none of the old ones again
     assert summary.get("skipped_unread") == OLD, json.dumps(summary)
+    # and in the counters `pipeline status` shows (`Source.already_sent`)
+    assert status.get("duplicates_skipped") == OLD, json.dumps(status)
     said = _said(pipeline, "skipped unread")
     assert len(said) == 1, said
     assert "INFO" in said[0], said
