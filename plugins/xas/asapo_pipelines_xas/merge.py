@@ -871,6 +871,13 @@ class Merger:
         file that lands in another group than the version it replaces (the file's sample
         corrected) changes the old group too: merged again without the old version, which it
         lists as superseded, so that one measurement counts once."""
+        return [self.remerge(key, latest) for key, latest in self.file(spectrum)]
+
+    def file(self, spectrum: Spectrum | Mapping[str, Any]) -> list[tuple[tuple[str, ...], str]]:
+        """File a spectrum without merging: the groups whose merge it changed, each with the
+        scan that merge names as its latest, its own group last (`add_all` merges them). A
+        restarted merge files every spectrum of the earlier session and merges each group
+        once (`remerge`): merging after each would cost n merges of up to n scans."""
         if not isinstance(spectrum, Spectrum):
             spectrum = Spectrum.from_json(spectrum)
         key = self.group_key(spectrum)
@@ -897,16 +904,27 @@ class Merger:
             for other, others in self._groups.items():
                 stale = [e for e in others if _source_key(e.scan_id) == str(replaces)]
                 if other != key and stale:
-                    changed.append(self._remerge(other, others, stale[0].scan_id))
+                    changed.append((other, stale[0].scan_id))
         # which of two groups' identical scans is the copy depends on both groups' scans: a
         # group sharing data with this one is screened again
         digests = {e.digest for e in entries}
         for other, others in self._groups.items():
             same = [e for e in others if e.digest in digests]
             if other != key and same:
-                changed.append(self._remerge(other, others, same[0].scan_id))
-        changed.append(self._remerge(key, entries, ident))
+                changed.append((other, same[0].scan_id))
+        changed.append((key, ident))
         return changed
+
+    def remerge(self, key: tuple[str, ...], latest: str) -> Merged:
+        """The merge of the group filed under `key` as it stands, naming `latest` its latest
+        scan (one of `file`'s answers)."""
+        return self._remerge(key, self._groups[key], latest)
+
+    def scale_fixed(self, key: tuple[str, ...]) -> bool:
+        """Whether the group has merged scans once: its first merge fixes the noise scale its
+        later merges compare theirs with (`_noise_series`), so a group's first merge is made
+        when its first scans come, not only after the last."""
+        return key in self._first_scale
 
     def _remerge(self, key: tuple[str, ...], entries: list[_Entry], latest: str) -> Merged:
         """Screen a group's entries and merge them."""

@@ -724,6 +724,9 @@ class Merge(Processor):
         #: group label -> (its merge as `restore` rebuilt it, the stream of its last input),
         #: until `on_restored` sends it
         self._restored: dict[str, tuple[dict[str, Any], str]] = {}
+        #: group filed by `restore` -> (the scan its merge names as latest, the stream of its
+        #: last input, its merge when already made), until `_merge_restored` makes the merges
+        self._pending: dict[tuple[str, ...], tuple[str, str, dict[str, Any] | None]] = {}
         #: addresses of the inputs `restore` got: their merges were sent by an earlier run
         self._restored_inputs: set[tuple[str, str, int]] = set()
         #: (group, code) of scans left out for being normalised by other code, warned of
@@ -743,21 +746,50 @@ class Merge(Processor):
             self._sent[label] = (digest, self._sent.get(label, ("", 0))[1] + 1)
 
     def restore(self, message: Message) -> None:
-        # Merger.add is idempotent per scan: a spectrum that comes back later replaces itself.
-        # Nothing is sent here: under the parameters of the earlier run this is the merge it
-        # sent, under changed ones (a resume with another max_e0_shift) a new one, sent by
-        # `on_restored` (its key tells the worker which of the two it is).
+        # Merger.file is idempotent per scan: a spectrum that comes back later replaces itself.
+        # Filed, not merged: each group's merge is made once, when it is needed
+        # (`_merge_restored`); merging after each spectrum made a restart of a group of n
+        # scans cost n merges of up to n scans. Nothing is sent here: under the parameters of
+        # the earlier run this is the merge it sent, under changed ones (a resume with another
+        # max_e0_shift) a new one, sent by `on_restored` (its key tells the worker which).
         # (a new version of a file in another group changes the old version's group too)
         self._warn_temperature(message.value)
-        for result in self.merger.add_all(made(message)):
-            merged = result.to_json()
-            self._restored[group_label(merged)] = (merged, message.stream)
+        spectrum = made(message)
+        meta = spectrum.get("metadata") if isinstance(spectrum, dict) else None
+        if isinstance(meta, dict) and meta.get("replaces") is not None:
+            # it changes what the merges of the groups it does not join say of the version it
+            # replaces: theirs are the merges made before it, as the earlier session sent them
+            self._merge_pending()
+        for key, latest in self.merger.file(spectrum):
+            # a group's first merge fixes the noise scale of its later ones: made as it was
+            first = not self.merger.scale_fixed(key)
+            merged = self.merger.remerge(key, latest).to_json() if first else None
+            self._pending[key] = (latest, message.stream, merged)
+        self._restored_inputs.add((message.data_source, message.stream, message.id))
+
+    def _merge_pending(self) -> None:
+        """Make the merges of the restored groups not made yet, as the groups stand now."""
+        for key, (latest, stream, merged) in self._pending.items():
+            if merged is None:
+                made_now = self.merger.remerge(key, latest).to_json()
+                self._pending[key] = (latest, stream, made_now)
+
+    def _merge_restored(self) -> None:
+        """The restored groups' merges, for `on_restored` to send, and in the summary: made
+        when something needs them (the session's start, a first new spectrum, the summary)."""
+        if not self._pending:
+            return
+        self._merge_pending()
+        pending, self._pending = self._pending, {}
+        for _latest, stream, merged in pending.values():
+            assert merged is not None  # made by `_merge_pending`
+            self._restored[group_label(merged)] = (merged, stream)
             # the summary shows the group's merge as it stands (a restarted or resumed merge
             # that said `groups 0` until it sent one was taken by reprocess for a change)
             self._note_group(merged)
-        self._restored_inputs.add((message.data_source, message.stream, message.id))
 
     def process(self, message: Message) -> None:
+        self._merge_restored()  # from the restored groups as they were, before this one
         if (message.data_source, message.stream, message.id) in self._restored_inputs:
             # delivered again after a restart (not acknowledged before it): restored already,
             # and its merge was sent then, or by `on_restored` under changed parameters
@@ -781,6 +813,7 @@ class Merge(Processor):
         same key and the worker skips it; one the parameters now in force changed (a resume
         with another max_e0_shift) is a new result for the stream, the NeXus file and the
         agent, as the status already shows it."""
+        self._merge_restored()
         restored, self._restored = self._restored, {}
         for merged, stream in restored.values():
             # on the stream of the group's inputs, where `process` sends its merges
@@ -951,6 +984,7 @@ class Merge(Processor):
         return len(left_out)
 
     def summary(self) -> dict[str, Any]:
+        self._merge_restored()  # a merge restored and not sent yet is shown as it stands
         return {"groups": len(self.groups), "merges": dict(self.groups)}
 
 
