@@ -40,7 +40,9 @@ def spectra(tmp_path_factory) -> list[Any]:
 
 def _close(got: Any, want: Any) -> bool:
     """numpy's allclose of two numbers or arrays, where a NaN (JSON's null) equals a NaN."""
-    return bool(np.allclose(np.array(got, dtype=float), np.array(want, dtype=float), equal_nan=True))
+    return bool(
+        np.allclose(np.array(got, dtype=float), np.array(want, dtype=float), equal_nan=True)
+    )
 
 
 def _merges(result: Any) -> list[tuple[str, dict[str, Any]]]:
