@@ -68,10 +68,17 @@ function showRun(section) {
   const said = section.state === 'lost' || (section.ended && section.state !== 'complete');
   note.hidden = !(said && section.message);
   note.textContent = note.hidden ? '' : 'run ' + section.id + ' ' + section.state + ': ' + section.message;
-  // the file was edited while the run goes on: `pipeline status` warns in these words too
-  $('#edit-note').hidden = !section.edited;
-  showCommands($('#edit-text'), section.edited || '');
+  showEdited();
   showConnection(true);
+}
+
+// the file was edited while the run goes on: `pipeline status` warns in these words too; not
+// once every unit ended, which the units' events may tell before the next `run` event does
+// (the page said "run ended" beside a warning that the running units would not apply an edit)
+function showEdited() {
+  const edited = (!runEnded && run && run.edited) || '';
+  $('#edit-note').hidden = !edited;
+  showCommands($('#edit-text'), edited);
 }
 
 // a text of a graph node squeezed into its box when it would run past it (large counts)
@@ -106,7 +113,7 @@ function showUnits(units) {
   const body = $('#units tbody');
   const states = Object.values(units).map((u) => stateName(u.state));
   const ended = states.length > 0 && states.every((s) => FINAL.includes(s));
-  if (ended !== runEnded) { runEnded = ended; showConnection(true); }
+  if (ended !== runEnded) { runEnded = ended; showEdited(); showConnection(true); }
   const again = Object.values(units).some((u) => u.redelivered > 0);
   showRedeliveredColumn(again);
   const rows = [];
