@@ -8,39 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import run_pipeline
+from helpers import files_to_sink, run_pipeline
 
 #: Nomad is asked nowhere here: a closed port makes any question to it fail loudly
 NO_NOMAD = {"NOMAD_ADDR": "http://127.0.0.1:9"}
 
 
-def write_batch_pipeline(path: Path) -> Path:
-    """files -> jsonl-sink over three files, once (JSON is YAML)."""
-    data = path.parent / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    for i in range(3):
-        (data / f"f{i}.txt").write_text(f"file {i}\n")
-    doc = {
-        "pipeline": "gone",
-        "units": {
-            "files": {
-                "unit": "core.files",
-                "params": {"directory": "data"},
-                "outputs": {"files": "files"},
-            },
-            "sink": {
-                "unit": "core.jsonl-sink",
-                "params": {"path": "results/out.jsonl"},
-                "inputs": {"messages": "files"},
-            },
-        },
-    }
-    path.write_text(json.dumps(doc, indent=1))
-    return path
-
-
 def test_status_of_a_file_whose_runs_were_pruned_says_there_is_no_run(tmp_path: Path) -> None:
-    file = write_batch_pipeline(tmp_path / "gone.pipeline.yaml")
+    file = files_to_sink(tmp_path, "gone", files=3)
     never = run_pipeline("status", str(file), "--executor", "local", env=NO_NOMAD)
     assert never.returncode == 2, never.stdout
     assert never.stderr.startswith("error: no local run of"), never.stderr
