@@ -669,22 +669,13 @@ class Worker:
         """End "stopped" as a stop in the main loop does, with the summary the unit had
         before (not that of its half-restored state), and say how far the restore got."""
         p = self._progress
-        if p.total is None:
-            log.info(
-                "%s stopped while restoring its state, before it had counted the %s to "
-                "restore; its next start restores them all",
-                self.label,
-                p.what,
-            )
-        else:
-            log.info(
-                "%s stopped while restoring its state: %d of %d %s restored; its next start "
-                "restores them all again",
-                self.label,
-                p.done,
-                p.total,
-                p.what,
-            )
+        how_far = (
+            f", before it had counted the {p.what} to restore; its next start restores them all"
+            if p.total is None
+            else f": {p.done} of {p.total} {p.what} restored; its next start restores them "
+            "all again"
+        )
+        log.info("%s stopped while restoring its state%s", self.label, how_far)
         self.runner.shutdown()
         summary = self.counters.summary or self.runner.context.carried_summary
         status.stop("stopped", summary=dict(summary) if summary else None)
