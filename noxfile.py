@@ -52,6 +52,14 @@ PASSED_RECORDS = ROOT / ".nox" / "passed"
 shutil.rmtree(PASSED_RECORDS, ignore_errors=True)
 #: pytest's options that load tools/passed_record.py (found through `_passed_record_env`)
 PASSED_RECORD_PLUGIN = ("-p", "passed_record")
+#: pytest-xdist options of the longer sessions: their tests in two processes. Most tests wait
+#: on the processes they start (`pipeline` commands, workers, servers): with one pytest
+#: process CI's two cores were 48-70 % busy. `loadfile` keeps a file's tests in one process,
+#: so what a module's fixtures make (a finished P65 run) is made once. A plugin's session runs
+#: so when its pyproject says `test-processes = 2` under [tool.asapo-pipelines]: the XAS
+#: plugin's (13 of CI's minutes); not the Slurm plugin's, whose session fixture starts a Slurm
+#: cluster (each process would start one). `nox -- -n 0` runs in one process.
+PARALLEL = ("-n", "2", "--dist", "loadfile")
 
 
 def _passed_record(session_name: str) -> Path:
@@ -81,10 +89,20 @@ def _plugin_spec(name: str) -> str:
     return f"./plugins/{name}[test]" if _has_test_extra(project) else f"./plugins/{name}"
 
 
+def _test_settings(name: str) -> dict:
+    """A plugin's `[tool.asapo-pipelines]` table: how its tests run."""
+    data = tomllib.loads((ROOT / "plugins" / name / "pyproject.toml").read_text())
+    return dict(data.get("tool", {}).get("asapo-pipelines", {}))
+
+
 def _test_plugins(name: str) -> list[str]:
     """Sibling plugins whose units a plugin's tests run with (`[tool.asapo-pipelines]`)."""
-    data = tomllib.loads((ROOT / "plugins" / name / "pyproject.toml").read_text())
-    return list(data.get("tool", {}).get("asapo-pipelines", {}).get("test-plugins", []))
+    return list(_test_settings(name).get("test-plugins", []))
+
+
+def _parallel(name: str) -> tuple[str, ...]:
+    """`PARALLEL` when the plugin's tests may run in two processes (`test-processes = 2`)."""
+    return PARALLEL if _test_settings(name).get("test-processes", 1) > 1 else ()
 
 
 def ensure_system_tools(session: nox.Session) -> None:
@@ -147,7 +165,14 @@ def tests(session: nox.Session) -> None:
     """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]")
-    session.run("pytest", *PASSED_RECORD_PLUGIN, "tests", *session.posargs, env=_recording("tests"))
+    session.run(
+        "pytest",
+        *PASSED_RECORD_PLUGIN,
+        *PARALLEL,
+        "tests",
+        *session.posargs,
+        env=_recording("tests"),
+    )
 
 
 @nox.session(python=PYTHON)
@@ -165,7 +190,8 @@ def plugin(session: nox.Session, name: str) -> None:
     session.install(".[test,viewer]", _plugin_spec(name), *(f"./plugins/{s}" for s in siblings))
     session.chdir(ROOT / "plugins" / name)
     env = _recording(f"plugin-{name}")
-    session.run("pytest", *PASSED_RECORD_PLUGIN, "tests", *session.posargs, env=env)
+    parallel = _parallel(name)
+    session.run("pytest", *PASSED_RECORD_PLUGIN, *parallel, "tests", *session.posargs, env=env)
 
 
 @nox.session(name="all", python=PYTHON)
@@ -195,6 +221,7 @@ def all_together(session: nox.Session) -> None:
         "-p",
         "no:cacheprovider",
         *PASSED_RECORD_PLUGIN,
+        *PARALLEL,
         "tests",
         *(f"plugins/{n}/tests" for n in PLUGINS),
         *session.posargs,

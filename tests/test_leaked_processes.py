@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from helpers import PIPELINE, core_pipeline, read_state, wait_for
 from leaked_processes import leaked_under, stop_run
 
@@ -48,7 +50,14 @@ def _alive(pid: int) -> bool:
     return b"time.sleep(600)" in cmdline and state != "Z"
 
 
-def test_a_process_left_in_tmp_path_is_ended_and_named_in_the_summary(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "processes",
+    [[], ["-n", "2"]],
+    ids=["one-process", "xdist-workers"],  # CI runs the longer sessions with pytest-xdist
+)
+def test_a_process_left_in_tmp_path_is_ended_and_named_in_the_summary(
+    tmp_path: Path, processes: list[str]
+) -> None:
     inner = tmp_path / "inner"
     inner.mkdir()
     (inner / "test_inner.py").write_text(INNER)
@@ -58,7 +67,17 @@ def test_a_process_left_in_tmp_path_is_ended_and_named_in_the_summary(tmp_path: 
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(TOOLS)])
     env["SLEEPER_PID_FILE"] = str(pid_file)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "conftest", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "conftest",
+            "-q",
+            *processes,
+        ],
         cwd=inner,
         env=env,
         capture_output=True,

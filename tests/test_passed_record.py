@@ -215,6 +215,40 @@ def test_a_plugins_session_run_from_its_own_folder_is_skipped_from_the_top(proje
     ]
 
 
+def _outcomes(done: subprocess.CompletedProcess[str]) -> dict[str, str]:
+    """Each test's outcome from pytest's -rA lines: {"tests/test_core.py::test_passes": "PASSED"}
+    (a skipped test's line names it after its count: "SKIPPED [1] tests/test_core.py:41: ...")."""
+    pattern = r"^(PASSED|FAILED|SKIPPED|XFAIL|ERROR) (?:\[\d+\] )?(\S+?)(?::\d+:)?(?: |$)"
+    return {test: outcome for outcome, test in re.findall(pattern, done.stdout, re.MULTILINE)}
+
+
+def test_with_xdist_workers_the_controller_records_and_the_workers_deselect(project):
+    """CI runs its longer sessions with pytest-xdist (`-n 2`): the reports reach the controller,
+    which records; the workers collect, so they deselect, and the controller shows their line."""
+    xdist = ("-p", "xdist.plugin", "-n", "2", "-rA")
+    record = project / ".nox" / "passed.json"
+    done = _pytest(project, *xdist, "tests", **{RECORD_ENV: str(record)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert _counts(done) == EVERY_CORE_TEST
+    assert _lines(done) == ["asapo-pipelines: recorded 2 passed tests in .nox/passed.json"]
+    assert set(json.loads(record.read_bytes())["passed"]) == PASSED
+
+    done = _pytest(project, *xdist, "tests", "plugins/demo/tests", **{SKIP_ENV: str(record)})
+    assert done.returncode == 1, done.stdout + done.stderr
+    ran = _outcomes(done)
+    # the passed core tests are left out, among them the one that checks the variable is gone
+    assert not PASSED & set(ran), ran
+    assert ran["plugins/demo/tests/test_plugin.py::test_plugin_passes"] == "PASSED"
+    assert ran["tests/test_core.py::test_fails"] == "FAILED"
+    assert ran["tests/test_core.py"] == "SKIPPED"
+    assert len(ran) == 5, ran  # 7 collected, 2 deselected
+    assert _counts(done) == {**EVERY_CORE_TEST, "passed": 2}
+    assert _lines(done) == [
+        "asapo-pipelines: deselected 2 tests that passed in an earlier session on the same tree"
+        " (2 of .nox/passed.json)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [

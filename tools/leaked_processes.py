@@ -16,7 +16,9 @@ can become a teardown error. The
 scan reads /proc (Linux only; elsewhere it finds nothing) and takes a few milliseconds.
 
 Loaded by the core's and each plugin's tests/conftest.py (``pytest_plugins``), found through
-the `pythonpath` setting of their pytest configuration (this folder).
+the `pythonpath` setting of their pytest configuration (this folder). With pytest-xdist
+(``-n N``) each worker looks after its own tests and sends what it found to the controller
+(xdist's workeroutput), whose summary names them as without xdist.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ LINGER = 2.0
 #: a leaked command is shown up to this many characters
 SHOWN = 160
 LEAKS = pytest.StashKey[list[tuple[str, list[str]]]]()
+#: an xdist worker's leaks, sent to the controller in its workeroutput
+WORKER_LEAKS = "asapo-pipelines-leaked-processes"
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,21 @@ def _leaked_processes_ended(request: pytest.FixtureRequest) -> Iterator[None]:
     end([p.pid for p in leaked])
     commands = [f"pid {p.pid}: {_shown(p.command, tmp_path)}" for p in leaked]
     request.config.stash.setdefault(LEAKS, []).append((request.node.nodeid, commands))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: the controller's summary names them
+        leaks = session.config.stash.get(LEAKS, [])
+        workeroutput[WORKER_LEAKS] = [[nodeid, commands] for nodeid, commands in leaks]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In xdist's controller: keep what a worker that ended found."""
+    found = getattr(node, "workeroutput", {}).get(WORKER_LEAKS, [])
+    leaks = node.config.stash.setdefault(LEAKS, [])
+    leaks.extend((nodeid, list(commands)) for nodeid, commands in found)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -44,8 +44,11 @@ its target. Without git (or outside a work tree) there is none, and nothing is d
 It is taken once, when pytest configures, the same way in every session.
 
 Both variables are removed from the environment once read, so a pytest that a test starts in
-a subprocess neither records nor deselects. (pytest-xdist would need them in its workers;
-CI does not use it.)
+a subprocess neither records nor deselects. With pytest-xdist (``-n N``, as the noxfile runs
+the longer sessions) the controller records: the workers' reports reach it. The workers
+collect, so they deselect: the controller leaves ASAPO_PIPELINES_SKIP_PASSED in the
+environment the workers start with, each worker removes it, and the controller shows the
+lines of the first worker that ends (the workers collect the same tests).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -176,9 +180,26 @@ def _shown(path: Path, root: Path, top: Path | None) -> str:
     return str(path)
 
 
+#: a worker's lines (`PassedSkipper.lines`), sent to the controller in xdist's workeroutput
+WORKER_LINES = "asapo-pipelines-skip-passed-lines"
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """True in pytest-xdist's controller (``-n N``, N > 0): it runs no test and collects
+    none itself; the workers it starts do both."""
+    distributed = getattr(config.option, "dist", "no") != "no"
+    return distributed and bool(getattr(config.option, "tx", None))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     record = os.environ.pop(RECORD_ENV, "")
-    skip = os.environ.pop(SKIP_ENV, "")
+    if _xdist_controller(config):
+        # the workers collect (and so deselect): they read the variable when they start
+        if os.environ.get(SKIP_ENV):
+            config.pluginmanager.register(WorkerLines(), "asapo-pipelines-skip-passed-lines")
+        skip = ""
+    else:
+        skip = os.environ.pop(SKIP_ENV, "")
     if not record and not skip:
         return
     try:
@@ -356,6 +377,29 @@ class PassedSkipper:
 
     def pytest_report_collectionfinish(self) -> list[str]:
         return self.lines
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:  # an xdist worker: its controller shows the lines
+            workeroutput[WORKER_LINES] = list(self.lines)
+
+
+class WorkerLines:
+    """In xdist's controller: shows the lines of the first worker that ends (every worker
+    collects the same tests, so their lines are the same)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] | None = None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        lines = getattr(node, "workeroutput", {}).get(WORKER_LINES)
+        if self.lines is None and lines is not None:
+            self.lines = list(lines)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        for line in self.lines or []:
+            terminalreporter.write_line(line)
 
 
 def _read_record(path: Path) -> tuple[str | None, frozenset[str]]:
