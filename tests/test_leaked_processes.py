@@ -96,9 +96,11 @@ def test_a_process_left_in_tmp_path_is_ended_and_named_in_the_summary(
     assert "test_inner.py::test_leaves_a_sleeper: 1 left running" in out, out
     assert f"pid {pid}: {sys.executable} -c import time; time.sleep(600)" in out, out
     assert "test_leaves_nothing" not in out.split("processes left running by tests")[1], out
-    # named, not (yet) an error: see tools/leaked_processes.py
-    assert "2 passed" in out, out
-    assert done.returncode == 0, out
+    # and the test that left it errors at its teardown, saying what it left
+    assert "2 passed, 1 error" in out, out
+    assert "ERROR at teardown of test_leaves_a_sleeper" in out, out
+    assert "the test left 1 process(es) running under its tmp_path, ended after it: pid" in out
+    assert done.returncode == 1, out
 
 
 def test_only_the_tests_own_folder_is_matched(tmp_path: Path) -> None:

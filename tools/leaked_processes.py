@@ -7,13 +7,11 @@ and could write into later tests' folders. After each test that used `tmp_path`,
 looks for processes whose working directory, command line or environment names a path under
 that test's `tmp_path` (only the test's own: other pytest sessions on the machine use other
 temporary folders) and that are still there after a short wait (`LINGER`: a run just stopped
-may still be exiting). It ends them by pid (SIGTERM, a short wait, then SIGKILL) and adds a line
-per test to the terminal summary: a test ends what it started; `stop_run` below is how a test
-ends a `pipeline run` as an operator would. A leak does not fail the test yet: the suites of
-the Slurm, bluesky and XAS plugins (real slurmstepd steps and services under a test's folder)
-have not been through a full run with this check; once a full run names no test here, a leak
-can become a teardown error. The
-scan reads /proc (Linux only; elsewhere it finds nothing) and takes a few milliseconds.
+may still be exiting). It ends them by pid (SIGTERM, a short wait, then SIGKILL), fails the
+test at its teardown with one line naming them, and adds a line per test to the terminal
+summary: a test ends what it started; `stop_run` below is how a test ends a `pipeline run` as
+an operator would. (Two full CI runs, every suite, named none before a leak became an error.)
+The scan reads /proc (Linux only; elsewhere it finds nothing) and takes a few milliseconds.
 
 Loaded by the core's and each plugin's tests/conftest.py (``pytest_plugins``), found through
 the `pythonpath` setting of their pytest configuration (this folder). With pytest-xdist
@@ -161,6 +159,11 @@ def _leaked_processes_ended(request: pytest.FixtureRequest) -> Iterator[None]:
     end([p.pid for p in leaked])
     commands = [f"pid {p.pid}: {_shown(p.command, tmp_path)}" for p in leaked]
     request.config.stash.setdefault(LEAKS, []).append((request.node.nodeid, commands))
+    pytest.fail(
+        f"the test left {len(leaked)} process(es) running under its tmp_path, ended after it: "
+        + "; ".join(commands),
+        pytrace=False,
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
