@@ -69,15 +69,42 @@ def _scan_file(scan: Any) -> str | None:
     return None
 
 
+def _judged_scans(body: dict[str, Any]) -> list[Any]:
+    """The scans of the merge an agent's decision (`plan/suggestion`) judged, as a merge's
+    `scans` lists them: its `arguments` carry the merge's `accepted` scan ids and, with them,
+    the rejected ones (`bad_scans`). Read from the decision's own message, not from the
+    merge's entry: the merge may come later, be in another session's or pipeline's file, or
+    be written again on a rebuild. None of them for a decision that names no accepted scans
+    (another agent's, or one of before xas.convergence-agent named them)."""
+    arguments = body.get("arguments")
+    if not isinstance(arguments, dict) or not isinstance(arguments.get("accepted"), list):
+        return []
+    bad = arguments.get("bad_scans")
+    return [
+        *({"scan": scan, "accepted": True} for scan in arguments["accepted"]),
+        *(
+            {"scan": scan.get("scan"), "accepted": False}
+            for scan in (bad if isinstance(bad, list) else ())
+            if isinstance(scan, dict)
+        ),
+    ]
+
+
+def _scans(body: dict[str, Any]) -> list[Any]:
+    """The scans a merge lists (`scans`), or those of the merge a decision judged."""
+    return list(body.get("scans") or ()) or _judged_scans(body)
+
+
 def source_files(body: dict[str, Any]) -> list[str]:
-    """The scan files a scan, spectrum or merge came from, as far as its message says. A
-    merge's data come from its accepted scans only: a rejected one (a duplicate, a truncated
-    scan) is not in its spectrum, so a reader citing these files must not cite it."""
+    """The scan files a scan, spectrum, merge or decision came from, as far as its message
+    says. A merge's data come from its accepted scans only: a rejected one (a duplicate, a
+    truncated scan) is not in its spectrum, so a reader citing these files must not cite it.
+    A decision cites those of the merge it judged (`_judged_scans`)."""
     found: list[str] = []
     meta = body.get("metadata")
     if isinstance(meta, dict) and meta.get("file"):
         found.append(str(meta["file"]))
-    for scan in body.get("scans") or ():
+    for scan in _scans(body):
         # a merge message without the flag (an older one) names only what it merged
         file = _scan_file(scan)
         if file and scan.get("accepted", True) is not False:
@@ -86,10 +113,11 @@ def source_files(body: dict[str, Any]) -> list[str]:
 
 
 def rejected_source_files(body: dict[str, Any]) -> list[str]:
-    """The files of the scans a merge screened out (kept apart from `source_files`)."""
+    """The files of the scans a merge screened out (kept apart from `source_files`); of a
+    decision, those the merge it judged screened out."""
     found = [
         _scan_file(scan)
-        for scan in body.get("scans") or ()
+        for scan in _scans(body)
         if isinstance(scan, dict) and scan.get("accepted") is False
     ]
     return list(dict.fromkeys(f for f in found if f))

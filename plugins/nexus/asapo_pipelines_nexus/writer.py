@@ -41,7 +41,8 @@ and `notes` (NXnote) say that nothing was merged and why; as the newest merge it
 `default` (see `_fill_nothing_merged` for why). An agent's decision (`plans`, content type
 `plan/suggestion`) becomes an NXentry without data (`write_decision`): `decision`
 (NXcollection: action, count, reason, confidence, metrics, target, time, and `based_on`, the
-merge entry it answers), `plan` (NXnote: the whole message) and its provenance.
+merge entry it answers), `plan` (NXnote: the whole message) and its provenance, whose
+`source_files` are those of the merge it judged.
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
 `h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (a plain open fails:
@@ -84,9 +85,11 @@ and every entry written from a pipeline has an NXprocess `provenance`:
         writer_pipeline, writer_run   the pipeline and run of the writer that stored it
         inputs                    NXnote (JSON): the input message ids that produced it
         source_files              NXnote (JSON): the scan files it comes from (a merge: the
-                                  scans it accepted)
+                                  scans it accepted; a decision: those of the merge it
+                                  judged, as its message names them, `arguments.accepted`)
         rejected_source_files     NXnote (JSON), a merge with rejected scans only: the files
-                                  of the scans it screened out (not in its data)
+                                  of the scans it screened out (not in its data); a decision:
+                                  those the merge it judged screened out (`bad_scans`)
         message_time              when the producer wrote the message (ISO 8601)
 """
 

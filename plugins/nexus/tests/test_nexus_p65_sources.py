@@ -1,21 +1,21 @@
 """A merge's `provenance/source_files` as a reader citing it sees them, after a real P65 run
 (`pipeline run` of the example, both reference plugins): only the scans the merge accepted, so
-a duplicate copy of a scan, which the merge rejects, is not cited as data of the spectrum."""
+a duplicate copy of a scan, which the merge rejects, is not cited as data of the spectrum. An
+agent's decision cites the files of the merge it judged (they were empty: a reader could not
+tell which scans a "more scans" was judged on)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
 import pytest
+from nexus_cli import pipeline_ok
 from nexus_testdata import DATA, P65_SCANS
 
-from asapo_pipelines_nexus.writer import CONTENT_ATTR
+from asapo_pipelines_nexus.writer import CONTENT_ATTR, is_decision
 
 pytest.importorskip("asapo_pipelines_xas")
 
@@ -36,38 +36,69 @@ def _note(entry, name) -> list[str]:
     return json.loads(_text(entry[path][()])) if path in entry else []
 
 
+def _inputs(entry) -> dict:
+    return json.loads(_text(entry["provenance/inputs/data"][()]))
+
+
+def _address(ref: dict) -> str:
+    return json.dumps(ref, sort_keys=True)
+
+
+def _cited(path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """The merges of a results file by their message's address, and its decisions: the files
+    each cites, and, of a decision, the merge message it judged (its first input)."""
+    merges, decisions = {}, []
+    with h5py.File(path, "r", locking=False) as f:
+        for entry in f.values():
+            cited = {
+                "title": _text(entry["title"][()]),
+                "source_files": _note(entry, "source_files"),
+                "rejected_source_files": _note(entry, "rejected_source_files"),
+            }
+            if is_decision(entry):
+                decisions.append({**cited, "judged": _address(_inputs(entry)["inputs"][0])})
+            elif _text(entry.attrs.get(CONTENT_ATTR, "")) == "xas/merged":
+                merges[_address(_inputs(entry)["message"])] = cited
+    return merges, decisions
+
+
+def _cite_as_their_merges(merges: dict[str, dict], decisions: list[dict]) -> None:
+    assert decisions, "the example's agent decided nothing"
+    for decision in decisions:
+        merge = merges.get(decision["judged"])
+        assert merge is not None, f"{decision['title']}: its merge's entry is not in the file"
+        assert decision["source_files"] == merge["source_files"], decision["title"]
+        assert decision["rejected_source_files"] == merge["rejected_source_files"]
+    assert all(d["source_files"] for d in decisions)
+    # the duplicate the merge screened out is cited apart, as the merge cites it
+    assert any(d["rejected_source_files"] for d in decisions)
+
+
 @pytest.fixture(scope="module")
-def merges(tmp_path_factory) -> list[dict[str, list[str]]]:
+def results(tmp_path_factory) -> Path:
+    """The results file of a real P65 run of two repeats and a duplicate copy of the first."""
     work = tmp_path_factory.mktemp("p65-sources")
     (work / "data").mkdir()
     shutil.copy(DATA / P65_SCANS[0], work / "data" / P65_SCANS[0])
     shutil.copy(DATA / P65_SCANS[1], work / "data" / SECOND)
     shutil.copy(DATA / P65_SCANS[0], work / "data" / DUPLICATE)
     shutil.copy(EXAMPLE, work / EXAMPLE.name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env["ASAPO_PIPELINES_CACHE_DIR"] = str(work / "cache")
-    # the local executor starts `pipeline worker` tasks from PATH, as a user's shell would
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("pipeline")), "run", EXAMPLE.name],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    pipeline_ok(work, "run", EXAMPLE.name)
+    return work / "results" / "p65.nxs"
+
+
+@pytest.fixture(scope="module")
+def merges(results) -> list[dict]:
     found = []
-    with h5py.File(work / "results" / "p65.nxs", "r", locking=False) as f:
+    with h5py.File(results, "r", locking=False) as f:
         for entry in f.values():
             if _text(entry.attrs.get(CONTENT_ATTR, "")) != "xas/merged":
                 continue
-            results = entry["process/results"]
+            merged = entry["process/results"]
             found.append(
                 {
-                    "accepted": json.loads(_text(results["accepted"][()])),
-                    "rejected": json.loads(_text(results["rejected"][()])),
+                    "accepted": json.loads(_text(merged["accepted"][()])),
+                    "rejected": json.loads(_text(merged["rejected"][()])),
                     "source_files": _note(entry, "source_files"),
                     "rejected_source_files": _note(entry, "rejected_source_files"),
                 }
@@ -96,3 +127,38 @@ def test_a_merge_cites_only_the_scans_it_accepted(merges):
         SECOND,
         DUPLICATE,
     }
+
+
+def test_a_decision_cites_the_scans_of_the_merge_it_judged(results):
+    _cite_as_their_merges(*_cited(results))
+
+
+def test_a_decision_written_before_its_merge_cites_the_same_scans(
+    results, tmp_path, unit_harness, unit_message
+):
+    """The run's own decisions and merges (from its store) given to a writer of a new file
+    decisions first, as a writer gets them when the merges are late, in another session, or
+    rebuilt after them: each decision still cites its merge's scans."""
+    work = results.parent.parent
+
+    def stored(stream: str, port: str) -> list:
+        out = pipeline_ok(work, "tail", EXAMPLE.name, stream, "--all", "--json", "--run", "r1")
+        records = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        return [
+            unit_message(
+                r["value"],
+                port=port,
+                data_source=r["source"],
+                stream=r["stream"],
+                id=r["id"],
+                metadata=r["metadata"],
+            )
+            for r in records
+        ]
+
+    path = tmp_path / "late-merges.nxs"
+    harness = unit_harness("nexus.writer", params={"file": str(path)})
+    harness.send(*stored("plans", "plans"), *stored("merged", "merged"))
+    assert harness.result.errors == []
+    harness.shutdown()
+    _cite_as_their_merges(*_cited(path))

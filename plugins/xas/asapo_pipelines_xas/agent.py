@@ -977,6 +977,8 @@ class ConvergenceAgent:
                 "item": item,
                 "bad_scans": bad,
                 "latest": merged.get("latest"),
+                # the scans the judged merge holds: what a record of the decision cites
+                "accepted": [str(s) for s in merged.get("accepted", [])],
                 "metrics": metrics,
             }
 

@@ -1175,6 +1175,10 @@ class ConvergenceAgent(Agent):
                 "group": group,
                 "bad_scans": decision["bad_scans"],
                 "latest": decision["latest"],
+                # the merge's scans the decision was judged on (the rejected ones are in
+                # bad_scans): a results file cites their files, whatever order it gets
+                # the merge and the decision in
+                "accepted": decision["accepted"],
                 "metrics": decision["metrics"],
             },
             reason=decision["reason"],
