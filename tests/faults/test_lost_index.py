@@ -7,13 +7,16 @@ what to do, exit 78, nothing run. Real `pipeline` commands, the real embedded st
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 from faults_support import pipeline, sink_names
 from test_damaged_data import one_sentence, run_once
 
+from asapo_pipelines.transport import open_transport
 from asapo_pipelines.worker.naming import data_source_for
 
 
@@ -104,3 +107,60 @@ def test_a_garbled_store_marker_is_one_sentence_with_what_to_do(tmp_path: Path) 
     done = pipeline("run", str(file), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert all(count == 1 for count in sink_names(tmp_path / "out.jsonl").values())
+
+
+def test_a_data_source_another_opener_is_making_is_not_taken_for_a_lost_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline's workers open their new data sources together (the status source, a
+    shared output). One opener looked for the index, found none, and by the time it looked
+    for the marker the other had made both: it refused the source as one whose index was
+    lost (exit 78 in a worker; the status thread said to restore the index from a backup).
+    The interleaving is forced here: the first look of one opener into the data source's
+    folder waits until the other has opened the source."""
+    transport = open_transport({"embedded": {"path": str(tmp_path / "store")}})
+    folder = str(tmp_path / "store" / "fresh")
+    real_stat = os.stat
+    looking, made = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def first_look_waits(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread() is not looker or looking.is_set():
+            return real_stat(path, *args, **kwargs)
+        if not os.fspath(path).startswith(folder):
+            return real_stat(path, *args, **kwargs)
+        try:
+            seen: object = real_stat(path, *args, **kwargs)
+        except OSError as exc:
+            seen = exc
+        looking.set()
+        assert made.wait(30)
+        if isinstance(seen, OSError):
+            raise seen
+        return seen
+
+    def look() -> None:
+        try:
+            outcome.append(transport.producer("fresh"))
+        except Exception as exc:  # the outcome is what the test asserts
+            outcome.append(exc)
+
+    monkeypatch.setattr(os, "stat", first_look_waits)
+    looker = threading.Thread(target=look)
+    looker.start()
+    try:
+        assert looking.wait(30), "the opener never looked into the data source's folder"
+        maker = transport.producer("fresh")
+        maker.send("s", None, {"n": 1})
+        maker.flush()
+    finally:
+        made.set()
+        looker.join(30)
+    [opened] = outcome
+    assert not isinstance(opened, Exception), f"{type(opened).__name__}: {opened}"
+    opened.send("s", None, {"n": 2})  # type: ignore[attr-defined]
+    opened.close()  # type: ignore[attr-defined]
+    maker.close()
+    with transport.consumer("fresh", "reader") as consumer:
+        assert [consumer.get_next("s").metadata["n"] for _ in range(2)] == [1, 2]
+    transport.close()

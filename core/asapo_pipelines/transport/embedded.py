@@ -318,13 +318,19 @@ def _lost_index(root: Path, data_source: str) -> IndexLost | None:
     moved aside."""
     directory = root / data_source
     index = directory / INDEX_NAME
+    # The marker first, then the index: an opener makes the index, fills it and only then
+    # the marker, so a marker seen before an index found missing or empty is a loss. The
+    # other order took a data source another process was making at that moment (a
+    # pipeline's workers starting together) for a lost one, and refused it.
+    if not _held_data(directory):
+        return None
     try:
         size: int | None = index.stat().st_size
     except FileNotFoundError:
         size = None
     except OSError:
         return None  # said by the opening itself, with the OS's reason
-    if size or not _held_data(directory):
+    if size:
         return None
     if _RUN_SOURCE.match(data_source):
         remedy = (
