@@ -53,8 +53,8 @@ PASSED_RECORDS = ROOT / ".nox" / "passed"
 shutil.rmtree(PASSED_RECORDS, ignore_errors=True)
 #: pytest's options that load tools/passed_record.py (found through `_passed_record_env`)
 PASSED_RECORD_PLUGIN = ("-p", "passed_record")
-#: pytest-xdist options of the longer sessions (the plugins' and `all`; the core's `tests` not
-#: yet, see there): their tests in two processes. Most tests wait
+#: pytest-xdist options of the longer sessions (the core's `tests`, the plugins' and `all`):
+#: their tests in two processes. Most tests wait
 #: on the processes they start (`pipeline` commands, workers, servers): with one pytest
 #: process CI's two cores were 48-70 % busy. `loadfile` keeps a file's tests in one process,
 #: so what a module's fixtures make (a finished P65 run) is made once. A plugin's session runs
@@ -169,11 +169,14 @@ def tests(session: nox.Session) -> None:
     """
     ensure_system_tools(session)
     session.install("-e", ".[test,asapo,viewer]")
-    # in one process still: in two CI runs with two processes (29 -> 18.5 min), each failed
-    # one timing-sensitive core test (the slow ASAP::O receiver, since given room; the status
-    # thread on a full disk, which said the index was missing); `nox -s tests -- -n 2` runs
-    # it in two
-    session.run("pytest", *PASSED_RECORD_PLUGIN, "tests", *session.posargs, env=_recording("tests"))
+    session.run(
+        "pytest",
+        *PASSED_RECORD_PLUGIN,
+        *PARALLEL,
+        "tests",
+        *session.posargs,
+        env=_recording("tests"),
+    )
 
 
 @nox.session(python=PYTHON)
