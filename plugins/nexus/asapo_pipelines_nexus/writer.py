@@ -41,8 +41,9 @@ and `notes` (NXnote) say that nothing was merged and why; as the newest merge it
 `default` (see `_fill_nothing_merged` for why). An agent's decision (`plans`, content type
 `plan/suggestion`) becomes an NXentry without data (`write_decision`): `decision`
 (NXcollection: action, count, reason, confidence, metrics, target, time, and `based_on`, the
-merge entry it answers), `plan` (NXnote: the whole message) and its provenance, whose
-`source_files` are those of the merge it judged.
+merge entry it answers, filled in when that merge is written after the decision), `plan`
+(NXnote: the whole message) and its provenance, whose `source_files` are those of the merge it
+judged.
 
 The file is opened with `libver="latest"` and switched to SWMR mode, so readers open it with
 `h5py.File(path, "r", swmr=True, locking=False)` while the writer holds it (a plain open fails:
@@ -284,6 +285,9 @@ class NexusWriter:
         #: the merge a decision answers (`_entry_of_message`). Made at the first decision, not
         #: at every open, which would read every entry's provenance for a file of no decision
         self._by_message: dict[str, str] | None = None
+        #: the decisions written before the merge they answer (`based_on` still empty), by the
+        #: address of that merge's message: filled in when its entry is written (`_answered`)
+        self._waiting: dict[str, list[str]] = {}
         self._next = 1
         #: the pipelines whose entries the file holds (`asapo_pipeline`, else from the key)
         self.pipelines: set[str] = set()
@@ -404,7 +408,11 @@ class NexusWriter:
                 self._index_read(name, group, identity)
                 self._note_newest(name, group)
                 self._note_content(name, group)
+                self._note_waiting(name, group)
                 self.pipelines.update(_pipeline_of(group, _text(key)))
+        # a decision whose merge a crash, or a writer before decisions were filled in,
+        # left unnamed while the merge's entry is here
+        self._answer_waiting(handle)
         # an entry whose later version a crash kept from being marked, or a file written
         # before entries were marked: what the file holds decides
         for slot in self._reads:
@@ -878,7 +886,8 @@ class NexusWriter:
         the record of an experiment says why more scans were measured, or why it stopped.
         Its `decision` (NXcollection) holds action, count, reason, confidence, metrics and the
         merge entry it was based on (`based_on`: the entry written from the merge message the
-        decision answers, when this file holds it); `plan` (NXnote) the whole message."""
+        decision answers; empty until this file holds it, and filled in then, by this writer
+        or the next that opens the file: `_answered`); `plan` (NXnote) the whole message."""
         if self.has(key):
             return None
         arguments = plan.get("arguments") if isinstance(plan.get("arguments"), Mapping) else {}
@@ -914,7 +923,46 @@ class NexusWriter:
             _note(entry, "plan", dict(plan))
             self._provenance(entry, {"target": target})
 
-        return self._entry(key, PLAN_CONTENT, fill)
+        answered = _input_message(self._entry_provenance)
+        name = self._entry(key, PLAN_CONTENT, fill)
+        if based_on is None and answered:
+            # its merge not written yet (late, or on another stream read later): named then
+            self._waiting.setdefault(_address_key(answered), []).append(name)
+        return name
+
+    def _note_waiting(self, name: str, group: h5py.Group) -> None:
+        """On opening: remember a decision whose `based_on` is still empty (`_waiting`)."""
+        if _text(group.attrs.get(CONTENT_ATTR, "")) != PLAN_CONTENT:
+            return
+        if _dataset_text(group, f"{DECISION_GROUP}/based_on"):
+            return
+        try:
+            inputs = json.loads(_dataset_text(group, "provenance/inputs/data") or "{}")
+        except ValueError:
+            return
+        answered = _input_message(inputs if isinstance(inputs, dict) else None)
+        if answered:
+            self._waiting.setdefault(_address_key(answered), []).append(name)
+
+    def _answer_waiting(self, handle: h5py.File) -> None:
+        """On opening: name in each waiting decision the merge entry the file now holds."""
+        if not self._waiting:
+            return
+        for number in sorted(self._contents):  # the newest entry of an address last
+            name = f"entry{number}"
+            group = handle.get(name)
+            if isinstance(group, h5py.Group) and not is_decision(group):
+                self._answered(handle, _address_key(_message_ref(group)), name)
+
+    def _answered(self, handle: h5py.File, address: str, merge: str) -> None:
+        """The entry `merge` was written from the message at `address`: the decisions that
+        answer that message, written before it, name it in their `based_on` now. In place,
+        as an earlier read is marked superseded: the decision's entry is complete already,
+        and a reader of the file sees the link once it is flushed."""
+        for name in self._waiting.pop(address, []):
+            decision = handle.get(f"{name}/{DECISION_GROUP}")
+            if isinstance(decision, h5py.Group) and "based_on" in decision:
+                decision["based_on"][()] = merge
 
     def _entry_of_message(self, address: Mapping[str, Any] | None) -> str | None:
         """The entry written from the message at `address` (data_source, stream, id)."""
@@ -1336,6 +1384,8 @@ class NexusWriter:
         group.attrs[KEY_ATTR] = key
         self._note_newest(name, group)
         self._note_content(name, group)
+        if self._waiting:
+            self._answered(self.file, _address_key(_message_ref(group)), name)
         self._point_default(self.file)
         self.file.flush()
         self._index(name, key)

@@ -2,7 +2,8 @@
 (`pipeline run` of the example, both reference plugins): only the scans the merge accepted, so
 a duplicate copy of a scan, which the merge rejects, is not cited as data of the spectrum. An
 agent's decision cites the files of the merge it judged (they were empty: a reader could not
-tell which scans a "more scans" was judged on)."""
+tell which scans a "more scans" was judged on), and names that merge's entry (`based_on`), also
+when it was written before the merge."""
 
 from __future__ import annotations
 
@@ -49,14 +50,17 @@ def _cited(path: Path) -> tuple[dict[str, dict], list[dict]]:
     each cites, and, of a decision, the merge message it judged (its first input)."""
     merges, decisions = {}, []
     with h5py.File(path, "r", locking=False) as f:
-        for entry in f.values():
+        for name, entry in f.items():
             cited = {
+                "entry": name,
                 "title": _text(entry["title"][()]),
                 "source_files": _note(entry, "source_files"),
                 "rejected_source_files": _note(entry, "rejected_source_files"),
             }
             if is_decision(entry):
-                decisions.append({**cited, "judged": _address(_inputs(entry)["inputs"][0])})
+                judged = _address(_inputs(entry)["inputs"][0])
+                based_on = _text(entry["decision/based_on"][()])
+                decisions.append({**cited, "judged": judged, "based_on": based_on})
             elif _text(entry.attrs.get(CONTENT_ATTR, "")) == "xas/merged":
                 merges[_address(_inputs(entry)["message"])] = cited
     return merges, decisions
@@ -69,6 +73,7 @@ def _cite_as_their_merges(merges: dict[str, dict], decisions: list[dict]) -> Non
         assert merge is not None, f"{decision['title']}: its merge's entry is not in the file"
         assert decision["source_files"] == merge["source_files"], decision["title"]
         assert decision["rejected_source_files"] == merge["rejected_source_files"]
+        assert decision["based_on"] == merge["entry"], decision["title"]
     assert all(d["source_files"] for d in decisions)
     # the duplicate the merge screened out is cited apart, as the merge cites it
     assert any(d["rejected_source_files"] for d in decisions)
@@ -133,12 +138,15 @@ def test_a_decision_cites_the_scans_of_the_merge_it_judged(results):
     _cite_as_their_merges(*_cited(results))
 
 
+@pytest.mark.parametrize("writers", ["one writer", "reopened between them"])
 def test_a_decision_written_before_its_merge_cites_the_same_scans(
-    results, tmp_path, unit_harness, unit_message
+    results, tmp_path, unit_harness, unit_message, writers
 ):
     """The run's own decisions and merges (from its store) given to a writer of a new file
     decisions first, as a writer gets them when the merges are late, in another session, or
-    rebuilt after them: each decision still cites its merge's scans."""
+    rebuilt after them: each decision still cites its merge's scans, and names its entry once
+    the merge is written (its `based_on` was left empty), also by a writer of a later session
+    of the same file."""
     work = results.parent.parent
 
     def stored(stream: str, port: str) -> list:
@@ -157,8 +165,31 @@ def test_a_decision_written_before_its_merge_cites_the_same_scans(
         ]
 
     path = tmp_path / "late-merges.nxs"
+    plans, merged = stored("plans", "plans"), stored("merged", "merged")
+    batches = [[*plans, *merged]] if writers == "one writer" else [plans, merged]
+    for batch in batches:
+        harness = unit_harness("nexus.writer", params={"file": str(path)})
+        harness.send(*batch)
+        assert harness.result.errors == []
+        harness.shutdown()
+    _cite_as_their_merges(*_cited(path))
+
+
+def test_a_file_whose_decisions_name_no_merge_gets_them_named_when_opened(
+    results, tmp_path, unit_harness
+):
+    """A results file written before decisions were filled in (or by a writer that crashed
+    before it could) holds decisions with an empty `based_on` while their merges' entries are
+    in the file: the next writer that opens it names them."""
+    path = tmp_path / "older.nxs"
+    shutil.copy(results, path)
+    with h5py.File(path, "r+", locking=False) as f:
+        emptied = [n for n, e in f.items() if is_decision(e)]
+        for name in emptied:
+            f[name]["decision/based_on"][()] = ""
+    assert emptied
+    assert all(d["based_on"] == "" for d in _cited(path)[1])
     harness = unit_harness("nexus.writer", params={"file": str(path)})
-    harness.send(*stored("plans", "plans"), *stored("merged", "merged"))
-    assert harness.result.errors == []
+    harness.send()
     harness.shutdown()
     _cite_as_their_merges(*_cited(path))
