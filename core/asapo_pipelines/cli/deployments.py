@@ -296,20 +296,29 @@ def _transport_edited(file: str, executor: Executor) -> bool:
         change = edited_since_deployed(file, executor)
     except PipelinesError:
         return False
-    return transport_changed(change)
+    return change is not None and change.touches("transport")
 
 
-def transport_changed(change: str | None) -> bool:
-    """Whether `edited_since_deployed`'s words name the transport among the changed sections."""
-    if not change:
-        return False
-    return change.startswith("transport (") or "; transport (" in change
+@dataclass(frozen=True)
+class Edit:
+    """What a pipeline file changed against the copy a deployment runs: each changed top-level
+    section, a unit on its own (`units.NAME`), with its words. Said as its words ("advisor
+    (params.target_noise 0.00012 -> 0.0001); transport (...)"); asked by section, so that a
+    unit named like a section (a unit `transport`) is not taken for it."""
+
+    changes: tuple[tuple[str, str], ...]
+
+    def __str__(self) -> str:
+        return "; ".join(said for _, said in self.changes)
+
+    def touches(self, section: str) -> bool:
+        return any(name == section for name, _ in self.changes)
 
 
-def edited_since_deployed(file: str, executor: Executor) -> str | None:
-    """What FILE changed against the copy the deployment's workers run (`deployed_text`), in
-    words ("advisor (params.target_noise 0.00012 -> 0.0001); transport (...)"); None when
-    they hold the same document (comments and layout aside) or no copy is kept here."""
+def edited_since_deployed(file: str, executor: Executor) -> Edit | None:
+    """What FILE changed against the copy the deployment's workers run (`deployed_text`);
+    None when they hold the same document (comments and layout aside) or no copy is kept
+    here."""
     from asapo_pipelines.launchplan.job import delivered_file
     from asapo_pipelines.pipeline.loader import LoadFailed, load_document
 
@@ -324,22 +333,25 @@ def edited_since_deployed(file: str, executor: Executor) -> str | None:
         return None
     if old == new or not isinstance(old, dict) or not isinstance(new, dict):
         return None
-    return "; ".join(_sections_changed(old, new))
+    return Edit(tuple(_sections_changed(old, new)))
 
 
-def _sections_changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Each top-level section that differs (each unit on its own), with its changed values."""
+def _sections_changed(
+    old: dict[str, Any], new: dict[str, Any], within: str = ""
+) -> list[tuple[str, str]]:
+    """Each top-level section that differs (each unit on its own, `units.NAME`), with its
+    changed values in words."""
     said = []
     for key in dict.fromkeys([*old, *new]):
         a, b = old.get(key), new.get(key)
         if a == b:
             continue
-        if key == "units" and isinstance(a, dict) and isinstance(b, dict):
-            said += _sections_changed(a, b)
+        if not within and key == "units" and isinstance(a, dict) and isinstance(b, dict):
+            said += _sections_changed(a, b, "units.")
         elif a is None or b is None:
-            said.append(f"{key} ({'added' if a is None else 'removed'})")
+            said.append((within + key, f"{key} ({'added' if a is None else 'removed'})"))
         else:
-            said.append(f"{key} ({', '.join(_values_changed(a, b))})")
+            said.append((within + key, f"{key} ({', '.join(_values_changed(a, b))})"))
     return said
 
 

@@ -914,7 +914,7 @@ def _say_deployed_edit(executor: Executor, path: Path | None) -> None:
     workers run (`edited_since_deployed`), as `_say_edited` says it of a local run. An edited
     transport is read by the counters: they are then not the deployment's (every unit showed
     `not started` beside Slurm's `running`, an outside tester)."""
-    from asapo_pipelines.cli.deployments import edited_since_deployed, transport_changed
+    from asapo_pipelines.cli.deployments import edited_since_deployed
     from asapo_pipelines.errors import PipelinesError
 
     recorded = _pipeline_file(path)
@@ -929,7 +929,7 @@ def _say_deployed_edit(executor: Executor, path: Path | None) -> None:
     where = shlex.quote(recorded)
     counters = (
         "; the counters below are read through the edited transport, not the deployment's"
-        if transport_changed(change)
+        if change.touches("transport")
         else ""
     )
     warn(

@@ -110,3 +110,23 @@ def test_start_refuses_when_the_store_lost_the_deployments_run(slurm, workdir):
     assert _jobs(workdir, "emptied") == jobs  # nothing submitted
     listed = run_pipeline("runs", str(file), "--json", env=env)
     assert json.loads(listed.stdout or "{}").get("runs", []) == [], listed  # no new run r1
+
+
+def test_status_does_not_take_an_edited_unit_named_transport_for_the_transport(slurm, workdir):
+    """A unit may be named like a section of the file: its edit is not the transport's (the
+    edit was found in the warning's words, and `status` said the counters were read through
+    an edited transport, which also kept it from saying the store lost the run)."""
+    env = slurm.env
+    file = watching_file(workdir, "named", first_file=True)
+    file.write_text(file.read_text().replace("  sink:\n", "  transport:\n"))
+    deployed = run_pipeline("deploy", str(file), env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    file.write_text(file.read_text().replace("results/out.jsonl", "results/other.jsonl"))
+
+    shown = run_pipeline("status", str(file), env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "was edited after it was deployed: transport (path "
+        '"results/out.jsonl" -> "results/other.jsonl"); its jobs run the copy deployed'
+    ) in shown.stderr, shown.stderr
+    assert "edited transport" not in shown.stderr, shown.stderr
