@@ -22,24 +22,31 @@ from asapo_pipelines_xas.params import ConvergenceParams
 def runs(tmp_path_factory, merges) -> dict[str, Any]:
     """The same messages to an agent that runs through and to one killed after merge 2."""
     base = tmp_path_factory.mktemp("agents")
+    whole, _ = run_agent(base / "whole", merges)
+    restarted, killed = run_agent(base / "restarted", merges, kill_after=2)
     return {
-        "whole": run_agent(base / "whole", merges),
-        "restarted": run_agent(base / "restarted", merges, kill_after=2),
+        "whole": whole,
+        "restarted": restarted,
+        "killed": killed,
         "whole_plans": plans(base / "whole" / "store"),
         "restarted_plans": plans(base / "restarted" / "store"),
     }
 
 
 def test_a_merge_delivered_again_after_a_crash_makes_no_second_decision(runs):
-    restarted = runs["restarted"]
-    # the restarted worker took merge 2 again (its decision was written before the kill, its
-    # acknowledgement was not), the status and merge 3
-    assert restarted["processed"] == 3, restarted
+    restarted, killed = runs["restarted"], runs["killed"]
+    # the restarted worker counts on from the killed one's last record (merge 1, when its
+    # status thread published after it, else nothing), and took merge 2 again (its decision
+    # was written before the kill, its acknowledgement was not), the status and merge 3
+    assert killed, "the killed agent published no status record"
+    assert restarted["processed"] - killed["processed"] == 3, (restarted, killed)
     assert len(runs["restarted_plans"]) == 3
     # not even one that the worker would recognise as written before and skip
     assert restarted["duplicates_skipped"] == 0, restarted["summary"]
-    # one decision after the restart, on merge 3
-    assert restarted["summary"]["suggestions"] == 1, restarted["summary"]
+    # one decision after the restart, on merge 3 (the summary, too, counts on from the killed
+    # agent's last one)
+    before = (killed.get("summary") or {}).get("suggestions", 0)
+    assert restarted["summary"]["suggestions"] - before == 1, (restarted["summary"], before)
     (decision,) = restarted["summary"]["decisions"].values()
     assert decision["merged"] == 3
 

@@ -153,14 +153,19 @@ def decisions(found: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     ]
 
 
-def run_agent(directory: Path, merges: list[dict[str, Any]], *, kill_after: int = 0) -> Any:
+def run_agent(
+    directory: Path, merges: list[dict[str, Any]], *, kill_after: int = 0
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merges 1 and 2, the operator's rejection of the first suggestion, merge 3; with
     `kill_after`, the agent is killed once after that many decisions and started again.
-    Returns the final status record of the agent that ran last."""
+    Returns the final status record of the agent that ran last, and the last record of the
+    killed one ({} without a kill): the restarted agent counts on from it, and what it holds
+    depends on when the killed one's status thread last published (merge 1 or nothing)."""
     directory.mkdir()
     pipeline = write_agent_pipeline(directory)
     store = directory / "store"
     env: dict[str, str] = {}
+    killed: dict[str, Any] = {}
     if kill_after:
         (directory / "killer").mkdir()
         (directory / "killer" / "sitecustomize.py").write_text(KILLER)
@@ -174,9 +179,12 @@ def run_agent(directory: Path, merges: list[dict[str, Any]], *, kill_after: int 
             )
         if kill_after:
             assert agent.wait(60) < 0, "the agent was not killed"
-            # its decision on merge 2 is written, merge 2 is not acknowledged: it comes back
+            killed = last_status(store, NAME, "advisor")
+            # its decision on merge 2 is written, merge 2 is not acknowledged: it comes back,
+            # counted on top of the killed agent's last record
             agent = spawn_agent(pipeline)
-            assert wait_until(lambda: processed(store) >= 1, procs=[agent]), directory
+            carried = int(killed.get("processed") or 0)
+            assert wait_until(lambda: processed(store) > carried, procs=[agent]), directory
         send(store, "queue-status", rejected(plans(store)[0]), "json")
         before = processed(store)
         assert wait_until(lambda: processed(store) > before, procs=[agent]), directory
@@ -184,4 +192,4 @@ def run_agent(directory: Path, merges: list[dict[str, Any]], *, kill_after: int 
         assert wait_until(lambda: len(plans(store)) >= 3, procs=[agent]), directory
     finally:
         assert stop(agent) == 0, f"log in {directory}"
-    return last_status(store, NAME, "advisor")
+    return last_status(store, NAME, "advisor"), killed
