@@ -936,11 +936,7 @@ class NexusWriter:
             return
         if _dataset_text(group, f"{DECISION_GROUP}/based_on"):
             return
-        try:
-            inputs = json.loads(_dataset_text(group, "provenance/inputs/data") or "{}")
-        except ValueError:
-            return
-        answered = _input_message(inputs if isinstance(inputs, dict) else None)
+        answered = _input_message(_inputs_note(group))
         if answered:
             self._waiting.setdefault(_address_key(answered), []).append(name)
 
@@ -948,11 +944,9 @@ class NexusWriter:
         """On opening: name in each waiting decision the merge entry the file now holds."""
         if not self._waiting:
             return
-        for number in sorted(self._contents):  # the newest entry of an address last
-            name = f"entry{number}"
-            group = handle.get(name)
-            if isinstance(group, h5py.Group) and not is_decision(group):
-                self._answered(handle, _address_key(_message_ref(group)), name)
+        by_message = self._message_entries(handle)
+        for address in [a for a in self._waiting if a in by_message]:
+            self._answered(handle, address, by_message[address])
 
     def _answered(self, handle: h5py.File, address: str, merge: str) -> None:
         """The entry `merge` was written from the message at `address`: the decisions that
@@ -968,13 +962,17 @@ class NexusWriter:
         """The entry written from the message at `address` (data_source, stream, id)."""
         if not address:
             return None
+        return self._message_entries(self.file).get(_address_key(address))
+
+    def _message_entries(self, handle: h5py.File) -> dict[str, str]:
+        """`_by_message`, made from the file's entries the first time it is needed."""
         if self._by_message is None:
             self._by_message = {}
             for number in sorted(self._contents):  # the newest entry of an address last
-                group = self.file.get(f"entry{number}")
+                group = handle.get(f"entry{number}")
                 if isinstance(group, h5py.Group):
                     self._remember_message(f"entry{number}", group)
-        return self._by_message.get(_address_key(address))
+        return self._by_message
 
     def _remember_message(self, name: str, group: h5py.Group) -> None:
         """Note which message entry `name` was written from (`_by_message`, once it is made)."""
@@ -1762,12 +1760,18 @@ def _address_key(address: Mapping[str, Any]) -> str:
     return json.dumps(dict(address), sort_keys=True, default=str)
 
 
+def _inputs_note(group: h5py.Group) -> dict[str, Any]:
+    """An entry's `provenance/inputs` note (its message, and that message's inputs), or {}."""
+    try:
+        note = json.loads(_dataset_text(group, "provenance/inputs/data") or "{}")
+    except ValueError:
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
 def _message_ref(group: h5py.Group) -> dict[str, Any]:
     """The address of the message an entry was written from (`provenance/inputs`), or {}."""
-    try:
-        message = json.loads(_dataset_text(group, "provenance/inputs/data") or "{}").get("message")
-    except (ValueError, AttributeError):
-        return {}
+    message = _inputs_note(group).get("message")
     return message if isinstance(message, dict) else {}
 
 
