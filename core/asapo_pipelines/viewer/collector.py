@@ -752,6 +752,9 @@ class Collector:
         return list(plots.values())
 
     def _read_plots(self) -> None:
+        # this poll's messages, each read and decoded once however many hints show it (an
+        # agent's decisions feed four; a detector frame's image and its sum, two)
+        read: dict[tuple[str, str, int], tuple[Any, Any] | None] = {}
         for plot in self.plots:
             for instance, stream, hint in plot.hints:
                 source = self.source_of(stream)
@@ -759,16 +762,31 @@ class Collector:
                     key = (source, info.name, _hint_key(instance, hint))
                     # only the newest are ever shown: older ones are not read at all
                     seen = max(plot.seen.get(key, 0), info.last_id - _lookback(hint))
-                    for msg in self._new_messages(source, info.name, info.last_id, seen):
-                        self._add_point(plot, instance, hint, msg)
+                    for mid in range(seen + 1, info.last_id + 1):
+                        where = (source, info.name, mid)
+                        if where not in read:
+                            read[where] = self._decoded(source, info.name, mid)
+                        found = read[where]
+                        if found is not None:
+                            self._add_point(plot, instance, hint, *found)
                     plot.seen[key] = info.last_id
 
-    def _add_point(self, plot: PlotState, instance: str, hint: PlotHint, msg: Any) -> None:
+    def _decoded(self, source: str, stream: str, mid: int) -> tuple[Any, Any] | None:
+        """Message `mid` of a stream and its decoded payload; None for a hole (a message not
+        written yet), a pruned one, or a payload that cannot be decoded (skipped, not fatal)."""
         try:
-            value = decode_message(msg)
-        except Exception as exc:  # a payload we cannot decode is skipped, not fatal
+            msg = self._consumers[source].get_by_id(stream, mid)
+        except TransportError:
+            return None
+        try:
+            return msg, decode_message(msg)
+        except Exception as exc:
             log.debug("cannot decode %s/%s#%s: %s", msg.data_source, msg.stream, msg.id, exc)
-            return
+            return None
+
+    def _add_point(
+        self, plot: PlotState, instance: str, hint: PlotHint, msg: Any, value: Any
+    ) -> None:
         key = _hint_key(instance, hint)
         y = _plain(get_field(msg, value, hint.y))
         label = get_field(msg, value, hint.label) if hint.label else None
