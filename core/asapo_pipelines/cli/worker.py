@@ -71,6 +71,10 @@ def worker(
         level=log_level.upper(),
         format=f"%(asctime)s {unit_name}[{replica}] %(levelname)s %(message)s",
     )
+    # the worker's own loggers and its unit's keep this level whatever the root logger's
+    # becomes: importing larch sets the root's to WARNING, which emptied the XAS workers' logs
+    # of every INFO line (`run_worker` does the same for the unit's package)
+    logging.getLogger(__name__.partition(".")[0]).setLevel(log_level.upper())
     code = run_worker(
         pipeline_file,
         unit_name,

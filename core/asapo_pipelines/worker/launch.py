@@ -110,6 +110,7 @@ def build_worker(
             f"--replica {replica} does not exist"
         )
     descriptor = pipeline.descriptor(instance, catalog)
+    _keep_log_level(descriptor.runtime)
     _import_early(descriptor.runtime)
     # relative paths in params (directories, output files) mean: next to the pipeline file; a
     # task of a Nomad job runs on a copy of it, and is told where the original is
@@ -160,6 +161,19 @@ def upstream_of(pipeline: Pipeline, instance: str) -> dict[str, int]:
         for name, unit in pipeline.units.items()
         if name != instance and wanted & set(unit.outputs.values())
     }
+
+
+def _keep_log_level(runtime: str) -> None:
+    """Give the loggers of the unit's package the worker's level, as the worker's own have: a
+    library that sets the root logger's level when imported (larch sets WARNING) then does not
+    silence the unit's INFO lines in `pipeline logs`."""
+    import logging
+
+    package = runtime.partition(":")[0].split(".")[0]
+    # set by `pipeline worker`; a worker run in-process (tests) leaves logging as it finds it
+    level = logging.getLogger(__name__.partition(".")[0]).level
+    if package and level != logging.NOTSET:
+        logging.getLogger(package).setLevel(level)
 
 
 def _import_early(runtime: str) -> None:
