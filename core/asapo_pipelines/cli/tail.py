@@ -8,6 +8,7 @@ id, outside every consumer group, so tailing never takes a message from a unit.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -396,7 +397,7 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
             value = _short_first(value, top=True)
         body = json.dumps(value, default=str, ensure_ascii=False)
     line = f"{head}  {body}"
-    click.echo(line if len(line) <= width else line[: width - 3] + "...")
+    click.echo(line if not width or len(line) <= width else line[: width - 3] + "...")
 
 
 @click.command("tail", short_help="Print a stream's messages, decoded.")
@@ -417,7 +418,8 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     # a line is cut to WIDTH - 3 characters and "...": below that nothing of it would be left
     type=click.IntRange(min=MIN_WIDTH),
     default=None,
-    help="Cut lines to this width (default: the terminal's).",
+    help="Cut lines to this width (default: the terminal's; lines written to a file or a pipe "
+    "are not cut).",
 )
 @click.option(
     "--run",
@@ -460,7 +462,9 @@ def tail(
 
     pipeline, catalog = load_for_records(file, "reading what its runs left on its transport")
     only = _stream_filter(stream)
-    shown_width = width or shutil.get_terminal_size((100, 24)).columns
+    # cut for a person at a terminal; a file or a pipe (`> errors.txt`, `| grep`) gets whole
+    # lines: an error record's reason cut at 100 characters was lost there
+    shown_width = width or (shutil.get_terminal_size().columns if sys.stdout.isatty() else 0)
     transport = open_transport(pipeline.transport.spec(), catalog, read_only=True)
     try:
         say_whose_runs(transport, pipeline.name, file, "messages")
