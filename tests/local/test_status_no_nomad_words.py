@@ -84,3 +84,29 @@ def test_status_of_a_finished_local_run_asks_no_nomad(tmp_path: Path, listener: 
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert "Nomad" not in shown.stdout + shown.stderr
     assert listener.connections == before == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "then"),
+    [
+        (("stop",), "nothing to stop"),
+        (("logs", "files"), "start one with `pipeline run beamline.pipeline.yaml`"),
+    ],
+)
+def test_stop_and_logs_without_a_local_run_say_so_as_status_does(
+    tmp_path: Path, command: tuple[str, ...], then: str
+) -> None:
+    """Every file `pipeline new` writes names Nomad in its deploy section: `stop` and `logs`
+    of one never run said only "cannot reach Nomad", exit 1 (an outside tester)."""
+    file = _write(tmp_path)
+    nowhere = "http://127.0.0.1:9"
+    shown = run_pipeline(
+        command[0], file.name, *command[1:], env={"NOMAD_ADDR": nowhere}, cwd=tmp_path
+    )
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert shown.stderr.startswith(
+        f"error: no local run of beamline.pipeline.yaml is recorded; {then}; and the nomad "
+        "executor its deploy section names could not be asked about a deployment of it: "
+        f"cannot reach Nomad at {nowhere}"
+    ), shown.stderr
+    assert len(shown.stderr.splitlines()) == 1, shown.stderr

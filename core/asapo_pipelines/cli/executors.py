@@ -700,6 +700,14 @@ def stop(
         _say_ended(exc, as_json=as_json)
         return
     assert executor is not None
+    asked_for = executor_name or any(given.values())
+    with _no_local_run(executor, path, asked_for, as_json, "stop"):
+        _stop(executor, path, executor_name, purge=purge, as_json=as_json)
+
+
+def _stop(
+    executor: Executor, path: Path | None, named: str | None, *, purge: bool, as_json: bool
+) -> None:
     recorded = _pipeline_file(path)
     # asked before the jobs stop: a purged deployment keeps no run to read back. Its jobs are
     # stopped all the same (what the operator asked), but there is no run to end: opening
@@ -710,7 +718,7 @@ def stop(
     # a deployment that already ended on its own ends its run as it ended, not as `stopped`
     if lost is None:
         settle(executor, recorded, then=again)
-    with _hinting(executor, path, executor_name):
+    with _hinting(executor, path, named):
         result = executor.stop(purge=purge)
     # and one the stop found ended on its own (its last workers ended while nobody looked:
     # a Slurm watcher, stopped first, had not seen them) ends as it ended too
@@ -820,15 +828,16 @@ def _say_no_run(message: str, as_json: bool) -> NoReturn:
 
 @contextlib.contextmanager
 def _no_local_run(
-    executor: Executor, path: Path | None, asked_for: Any, as_json: bool
+    executor: Executor, path: Path | None, asked_for: Any, as_json: bool, command: str = "status"
 ) -> Iterator[None]:
-    """`status FILE` with no local run recorded goes to the executor FILE's ``deploy:``
-    section names; when that cannot be asked and no deployment of FILE is recorded either,
-    both are said, exit code 2 (no run of FILE recorded). The shipped example said only
-    "cannot reach Nomad", exit 1, to a beamline user who never used Nomad (an outside
-    tester). Only an executor that could not be asked (`ExecutorUnreachable`): what it
-    answered (a deployment under the file's old name, a plugin executor that raised) is said
-    as is, as is any error when a deployment is recorded in the store."""
+    """`status`, `logs` or `stop` of FILE with no local run recorded go to the executor
+    FILE's ``deploy:`` section names; when that cannot be asked and no deployment of FILE is
+    recorded either, both are said, exit code 2 (no run of FILE recorded). The shipped
+    example, and every file `pipeline new` writes, said only "cannot reach Nomad", exit 1, to
+    a beamline user who never used Nomad (outside testers). Only an executor that could not
+    be asked (`ExecutorUnreachable`): what it answered (a deployment under the file's old
+    name, a plugin executor that raised) is said as is, as is any error when a deployment
+    is recorded in the store."""
     from asapo_pipelines.executor import LOCAL
 
     try:
@@ -840,12 +849,14 @@ def _no_local_run(
         read = _latest_recorded(pipeline, executor.catalog)
         if read is None or read[0] is not None:  # a run is recorded, or nothing could be read
             raise
-        _say_no_run(
-            f"no local run of {path} is recorded; start one with `pipeline run {path}`; and "
-            f"the {executor.name} executor its deploy section names could not be asked about "
-            f"a deployment of it: {exc.message}",
-            as_json,
+        then = "nothing to stop" if command == "stop" else f"start one with `pipeline run {path}`"
+        message = (
+            f"no local run of {path} is recorded; {then}; and the {executor.name} executor its "
+            f"deploy section names could not be asked about a deployment of it: {exc.message}"
         )
+        if command == "status":
+            _say_no_run(message, as_json)
+        raise UsageError(message) from None
 
 
 @contextlib.contextmanager
@@ -1083,6 +1094,10 @@ def logs(
     }
     executor, path = executor_for("logs", file, executor_name, given)
     assert executor is not None
-    with _hinting(executor, path, executor_name):
+    asked_for = executor_name or any(given.get(o) for o in ("job", "run_dir", "data_dir"))
+    with (
+        _hinting(executor, path, executor_name),
+        _no_local_run(executor, path, asked_for, False, "logs"),
+    ):
         code = executor.print_logs(unit, replica=replica, follow=follow, stderr=stderr)
     ctx.exit(code)
