@@ -93,6 +93,12 @@ def test_prune_drops_old_streams(store: Path) -> None:
     proc = run("prune", str(store), "--older-than", "bad")
     assert proc.returncode == 2
     assert "cannot read the age" in proc.stderr
+    # a number alone is no age: 3 seconds, minutes or days? Nothing is dropped
+    proc = run("prune", str(store), "--older-than", "3")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == (
+        "error: the age '3' has no unit; write 3s, 3m (minutes), 3h, 3d or 3w\n"
+    ), proc.stderr
     proc = run("prune", str(store), "--older-than", "1d", "--json")
     assert json.loads(proc.stdout)["dropped_streams"] == []
     proc = run("prune", str(store), "--older-than", "0s", "--json")

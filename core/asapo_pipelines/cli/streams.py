@@ -20,15 +20,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.transport import Transport
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
-_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_age(text: str) -> float:
-    """'90', '45s', '30m', '12h', '7d', '2w' -> seconds."""
+    """'45s', '30m', '12h', '7d', '2w' -> seconds. A number alone is refused: `prune
+    --older-than 3` read as 3 seconds dropped every stream of a store at once, where the user
+    may have meant 3 days (an outside tester)."""
     match = _AGE.match(text)
     if not match:
         raise UsageError(f"cannot read the age {text!r}; write e.g. 45s, 30m, 12h, 7d or 2w")
-    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    number, unit = match.groups()
+    if not unit:
+        raise UsageError(
+            f"the age {text.strip()!r} has no unit; write {number}s, {number}m (minutes), "
+            f"{number}h, {number}d or {number}w"
+        )
+    return float(number) * _UNIT_SECONDS[unit]
 
 
 def transport_spec(target: str, then: str) -> tuple[dict[str, Any], str]:
