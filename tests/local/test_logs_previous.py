@@ -70,3 +70,17 @@ def test_previous_is_refused_by_an_executor_that_has_no_such_option(tmp_path: Pa
     assert done.returncode == 2
     assert done.stderr == "error: the nomad executor has no --previous option for `pipeline logs`\n"
     assert "Traceback" not in done.stderr
+
+
+def test_a_negative_replica_is_refused_not_read_as_replica_0(tmp_path: Path) -> None:
+    """`--replica -1` printed replica 0's log, exit 0 (an outside tester); `--replica 1` of a
+    unit with one replica already said `unit files has no replica 1`."""
+    file = tmp_path / "night.pipeline.yaml"
+    file.write_text(PIPELINE)
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a\n")
+    assert run_pipeline("run", str(file), cwd=tmp_path).returncode == 0
+    shown = run_pipeline("logs", str(file), "files", "--replica", "-1", cwd=tmp_path)
+    assert shown.returncode == 2, shown.stdout + shown.stderr
+    assert "'--replica': -1 is not in the range x>=0" in shown.stderr, shown.stderr
+    assert shown.stdout == ""

@@ -1044,7 +1044,9 @@ def _say_whose_status(executor: Executor | None, path: Path | None) -> None:
 )
 @click.option("--stderr", is_flag=True, help="Only the unit's stderr (printed on stdout).")
 @click.option("--task", default=None, help="Another task of the unit (e.g. install-env).")
-@click.option("--replica", type=int, default=None, help="Which replica of the unit.")
+@click.option(
+    "--replica", type=click.IntRange(min=0), default=None, help="Which replica of the unit."
+)
 @click.option("--plain", is_flag=True, help="Nomad: ask for plain text instead of frames.")
 @click.option(
     "--previous",
