@@ -230,7 +230,9 @@ _YAML11_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~
 
 
 def example_snippet(descriptor: UnitDescriptor) -> str:
-    """The YAML a user pastes under `units:` to use this unit, with every port and parameter."""
+    """The YAML a user pastes under `units:` to use this unit, with every port and parameter;
+    an optional input commented out: wired to a stream no unit writes, the pasted snippet
+    failed validation (P303), where the docs say it validates as pasted."""
     lines = [f"{instance_name(descriptor)}:", f"  unit: {descriptor.name}"]
     rows = param_rows(descriptor, nested=False)
     if rows:
@@ -245,7 +247,7 @@ def example_snippet(descriptor: UnitDescriptor) -> str:
         if ports:
             lines.append(f"  {side}:")
             for port in ports:
-                lines.append(
-                    f"    {port.name}: {port.name.replace('_', '-')}  # {port.content_type}"
-                )
+                line = f"{port.name}: {port.name.replace('_', '-')}  # {port.content_type}"
+                optional = side == "inputs" and not port.required
+                lines.append(f"    # {line}, optional" if optional else f"    {line}")
     return "\n".join(lines) + "\n"

@@ -106,9 +106,11 @@ def test_every_installed_units_snippet_validates():
     catalog = Catalog.load()
     for descriptor in catalog.units.values():
         snippet = example_snippet(descriptor)
+        # the streams of its required inputs only, as a pipeline that feeds those has them
         streams = "".join(
             f"  {p.name.replace('_', '-')}: {{external: true, content_type: '{p.content_type}'}}\n"
             for p in descriptor.inputs
+            if p.required
         )
         text = f"pipeline: t\nstreams:\n{streams}units:\n" if streams else "pipeline: t\nunits:\n"
         text += "\n".join("  " + line for line in snippet.splitlines())
