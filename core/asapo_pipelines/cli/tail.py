@@ -84,10 +84,15 @@ def _short_first(fields: dict[str, Any], *, top: bool = False) -> dict[str, Any]
 
 
 def _figures(value: Any) -> bool:
-    """Whether a field is a table of numbers (a mapping of numbers only)."""
-    if not isinstance(value, dict) or not value:
+    """Whether a field is a table of numbers: a mapping of numbers, some of them perhaps
+    missing (None: a spectrum measured without a reference foil has no `e0_ref`, and its
+    values went behind the scan file's header, cut off at any width)."""
+    if not isinstance(value, dict):
         return False
-    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in value.values())
+    numbers = [v for v in value.values() if v is not None]
+    return bool(numbers) and all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in numbers
+    )
 
 
 def _record(msg: Message, source: str) -> dict[str, Any]:

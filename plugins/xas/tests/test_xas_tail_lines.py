@@ -57,3 +57,22 @@ def test_a_spectrum_line_shows_its_e0_and_edge_step_within_the_terminal_width(tm
         assert f'"values": {{"e0": {e0}, ' in line, line
         assert f'"epsilon_k": {noise}' in line, line
         assert "|scans|key:" not in line, line  # the scans' keys come after the figures
+
+
+def test_a_spectrum_without_a_reference_shows_its_values_first(tmp_path):
+    """A foil measured without a reference channel has `e0_ref: null` among its values; the
+    values then went behind the file's header (about 1,500 characters in: an outside tester
+    following `pipeline new`'s XAS pipeline)."""
+    (tmp_path / "data").mkdir()
+    shutil.copy(DATA / "cu_metal_rt.xdi", tmp_path / "data" / "cu_metal_rt.xdi")
+    pipeline = write_pipeline(tmp_path, "foil", scan_chain("data", {"mode": "transmission"}))
+    run = pipeline_command(pipeline, "run")
+    assert run.returncode == 0, run.stdout + run.stderr
+    whole = pipeline_command(pipeline, "tail", "spectra", "--json")
+    (value,) = [json.loads(line)["value"]["values"] for line in whole.stdout.splitlines()]
+    assert value["e0_ref"] is None  # the case: no reference channel in this file
+    shown = pipeline_command(pipeline, "tail", "spectra", "--width", str(WIDTH))
+    (line,) = shown.stdout.splitlines()
+    e0 = float(f"{value['e0']:.6g}")
+    assert '{"values": {' in line, line
+    assert f'"e0": {e0}, "edge_step": ' in line, line
