@@ -147,8 +147,9 @@ def test_a_broken_or_missing_pipeline_file_is_reported_without_a_traceback(tmp_p
     assert "core.no-such-unit" in done.stderr
     assert "Traceback" not in done.stderr
     done = run_view("missing.pipeline.yaml", cwd=tmp_path)
-    assert done.returncode != 0
-    assert "missing.pipeline.yaml does not exist" in done.stderr
+    # as `run`, `status`, `logs`, `stop`, `runs`, `streams` and `tail` say it (it was exit 1)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == "error: no such file: missing.pipeline.yaml\n"
 
 
 @pytest.mark.parametrize(

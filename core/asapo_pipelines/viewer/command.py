@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from asapo_pipelines.cli.options import PipelineFile, find_file
+from asapo_pipelines.cli.options import PipelineFile, checked_file, find_file
 
 
 @click.command("view")
@@ -62,7 +62,8 @@ def view(
     from asapo_pipelines.viewer.server import check_bind, serve
 
     check_bind(host, allow_remote)  # before loading anything: a refused bind is one sentence
-    pipeline_view = load_view(file or find_file())
+    # a missing FILE is the sentence and exit code 2 of every other command
+    pipeline_view = load_view(checked_file(file) if file else find_file())
 
     def ready(url: str) -> None:
         click.echo(f"viewer of pipeline {pipeline_view.name} at {url}  (Ctrl+C stops it)", err=True)
