@@ -333,7 +333,10 @@ class RunStore:
         wanted = run_id if run_id.startswith("r") else f"r{run_id}"
         ids = self.run_ids()
         if wanted not in ids:
+            # the newest five; a longer list says how many it leaves out (r1 was not "gone")
             known = ", ".join(ids[-5:]) if ids else "none yet"
+            if len(ids) > 5:
+                known = f"{len(ids)}, the newest {known}"
             raise RunsError(
                 f"pipeline {self.pipeline} has no run {run_id!r} in this store (its runs: "
                 f"{known}; see `pipeline runs`)"
