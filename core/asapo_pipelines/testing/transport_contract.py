@@ -96,6 +96,27 @@ def test_contract_send_and_receive_payload_and_metadata(backend: Backend) -> Non
     assert all(m.timestamp > 0 for m in got.values())
 
 
+def test_contract_an_empty_payload_is_sent_and_read_as_empty(backend: Backend) -> None:
+    """b"" is a payload (an empty file's bytes; the record of an input a stateful unit
+    processed without an output): sent, it comes back as zero bytes, not as no payload, with
+    its metadata. The asapo producer refused a zero-length buffer ("Out of bounds on buffer
+    access"), which killed a restarted merge worker on ASAP::O at every start."""
+    stream = backend.stream()
+    with backend.transport.producer(backend.source) as producer:
+        ids = [producer.send(stream, b"", {"n": 1}), producer.send(stream, b"x", {"n": 2})]
+        producer.flush(10)
+    assert ids == [1, 2]
+    with backend.transport.consumer(backend.source, backend.group()) as consumer:
+        got = {m.id: m for m in _drain(consumer, stream, timeout=1 + backend.settle)}
+        by_id = consumer.get_by_id(stream, 1)
+    assert sorted(got) == [1, 2]
+    for empty in (got[1], by_id):
+        assert empty.payload is not None
+        assert bytes(empty.payload) == b""
+        assert empty.metadata == {"n": 1}
+    assert bytes(got[2].payload) == b"x"
+
+
 def test_contract_no_data_yet(backend: Backend) -> None:
     stream = backend.stream()
     with (
@@ -374,6 +395,7 @@ def test_contract_arrays_travel_as_seedee(backend: Backend) -> None:
 
 
 __all__ = [
+    "test_contract_an_empty_payload_is_sent_and_read_as_empty",
     "test_contract_an_extended_lease_keeps_the_message_with_its_consumer",
     "test_contract_arrays_travel_as_seedee",
     "test_contract_consumers_of_one_group_share_the_load",

@@ -55,6 +55,9 @@ from asapo_pipelines.transport.errors import (
 MIN_WAIT = 0.5
 #: ingest mode flag of a message whose payload was transferred (asapo common data_structs.h)
 INGEST_TRANSFER_DATA = 1
+#: in a message's user metadata on ASAP::O: its payload is b"" (sent without data, which the
+#: producer needs for zero bytes); taken out again when the message is read
+EMPTY_PAYLOAD_KEY = "_asapo_pipelines_empty_payload"
 #: the share of a call's deadline given to the library as its own timeout, where its answer
 #: at its timeout says more than ours would (`AsapoProducer._auto_id`)
 LIBRARY_SHARE = 0.8
@@ -393,6 +396,12 @@ class AsapoProducer(Producer):
             raise TransportConfigError(f"message ids start at 1, got {mid}")
         self._wait_room()
         lib = self._lib
+        user_meta = dict(metadata or {})
+        if payload is not None and not memoryview(payload).nbytes:
+            # the producer refuses a zero-length buffer ("Out of bounds on buffer access"):
+            # sent without data, marked so that it is read back as b"", not as no payload
+            user_meta[EMPTY_PAYLOAD_KEY] = True
+            payload = None
         if payload is None:
             data = None
             mode = lib.INGEST_MODE_TRANSFER_METADATA_ONLY | lib.INGEST_MODE_STORE_IN_DATABASE
@@ -409,7 +418,7 @@ class AsapoProducer(Producer):
                 mid,
                 f"{self._s.source_type}/{self.data_source}/{stream}/{mid}",
                 data,
-                user_meta=dict(metadata or {}),
+                user_meta=user_meta,
                 ingest_mode=mode,
                 stream=stream,
                 callback=callback,
@@ -573,14 +582,17 @@ class AsapoConsumer(Consumer):
             raise _map_error(exc, what, self._s) from None
 
     def _message(self, stream: str, data: Any, meta: dict, count: int) -> Message:
-        payload = None if data is None else memoryview(data).cast("B")
+        payload: memoryview | bytes | None = None if data is None else memoryview(data).cast("B")
+        user_meta = dict(meta.get("meta") or {})
+        if user_meta.pop(EMPTY_PAYLOAD_KEY, None) is True and payload is None:
+            payload = b""  # sent as b"" (see `send`)
         ts = meta.get("timestamp", 0)
         return Message(
             data_source=self.data_source,
             stream=stream,
             id=int(meta["_id"]),
             payload=payload,
-            metadata=dict(meta.get("meta") or {}),
+            metadata=user_meta,
             delivery_count=count,
             timestamp=ts / 1e9 if ts > 1e12 else float(ts),
         )
