@@ -232,11 +232,36 @@ def _refused(settings: AsapoSettings, what: str, text: str) -> CredentialsError:
 _NOT_REFUSALS = ("AsapoStreamFinishedError", "AsapoEndOfStreamError", "AsapoNoDataError")
 
 
+#: what the asapo library raises, instead of one of its own errors, when a service's answer is
+#: not ASAP::O's and it cannot parse it: a web server's page or a proxy's body where the broker
+#: should be (`'NoneType' object has no attribute 'decode'`), bytes that are no text
+_NOT_ASAPO_ANSWER = (AttributeError, UnicodeDecodeError, json.JSONDecodeError)
+#: how much of a service's words a sentence quotes
+_QUOTED = 300
+
+
+def _quoted(text: str) -> str:
+    """A service's words as a sentence can carry them: an HTML page (a web server or proxy
+    where ASAP::O should be) by its title, not its many lines; other text on one line, cut."""
+    page = re.search(r"<!doctype html|<html", text, re.IGNORECASE)
+    if page is not None:
+        title = re.search(r"<title>\s*(.*?)\s*</title>", text, re.IGNORECASE | re.DOTALL)
+        head = " ".join(text[: page.start()].split())
+        return f"{head} an HTML page" + (f" ({title.group(1)!r})" if title else "")
+    text = " ".join(text.split())
+    return text if len(text) <= _QUOTED else text[: _QUOTED - 3] + "..."
+
+
 def _map_error(exc: BaseException, what: str, settings: AsapoSettings) -> TransportError:
     """One of the interface's errors for an asapo library exception."""
     endpoint = settings.endpoint
     name = type(exc).__name__
-    text = str(exc).strip() or name
+    if isinstance(exc, _NOT_ASAPO_ANSWER):
+        return Unavailable(
+            f"ASAP::O at {endpoint} gave an answer to {what} that is not ASAP::O's ({name}: "
+            f"{_quoted(str(exc))}); check that {endpoint} is the ASAP::O service"
+        )
+    text = _quoted(str(exc).strip()) or name
     if name not in _NOT_REFUSALS and _refused_credentials(text):
         return _refused(settings, what, text)
     if name == "AsapoStreamFinishedError":
