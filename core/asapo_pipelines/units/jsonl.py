@@ -87,7 +87,15 @@ def _line(record: dict[str, Any]) -> str:
 class JsonLinesSink(Sink):
     def on_start(self) -> None:
         self.path = Path(self.params.path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+            # a path that cannot be: said as such, not as Python's exception (a full or
+            # read-only disk is the runtime's to say, and restarts apply once it is put right)
+            raise PipelinesError(
+                f"cannot make the folder {self.path.parent} of its file {self.path}: "
+                f"{exc.strerror} ({exc.filename})"
+            ) from None
         self.resolved = str(self.path.resolve())
         self.seen: set[str] = set()
         #: input streams whose first skip was logged (one line per stream, not per message)
