@@ -80,19 +80,88 @@ def test_what_the_sentence_says_to_do_runs_again(tmp_path: Path, source: str) ->
     assert all(count == 2 for count in sink_names(tmp_path / "out.jsonl").values())
 
 
-def test_a_run_left_behind_with_its_lost_index_leaves_the_store_usable(tmp_path: Path) -> None:
-    """After `--fresh` left run r1 behind with its lost index, the store's other commands go
-    on: a lost folder listed among the data sources made `pipeline streams` and every
-    `prune` fail for the whole store, for good."""
+def _lost_sentence(store: Path, source: str) -> str:
+    return f"({store / source / 'index.db'}) is empty (0 bytes), though the data source held data"
+
+
+def _says_lost(done: object, store: Path, source: str) -> None:
+    """Exit 78, and on stderr one line: the lost data source's sentence, no traceback."""
+    err = one_sentence(done, _lost_sentence(store, source))
+    assert done.returncode == 78, err  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("source", "commands"),
+    [
+        (data_source_for("raw", "faults", "r1"), [("tail", "raw")]),
+        ("faults.runs", [("runs",), ("status",), ("tail", "copied")]),
+        ("faults.errors", [("tail", "errors")]),
+    ],
+)
+def test_a_command_reading_a_lost_data_source_says_so(
+    tmp_path: Path, source: str, commands: list[tuple[str, ...]]
+) -> None:
+    """Read as never written, a lost stream of 20 messages was "run r1 (complete) holds no
+    messages", lost run records "no runs in this store yet" (and `status` said to start a
+    run), lost error records printed nothing, each with exit 0 (2 for `status`)."""
     file, store = run_once(tmp_path)
-    (store / data_source_for("raw", "faults", "r1") / "index.db").write_bytes(b"")
+    (store / source / "index.db").write_bytes(b"")
+    for command, *rest in commands:
+        done = pipeline(command, str(file), *rest, cwd=tmp_path)
+        _says_lost(done, store, source)
+        assert done.stdout == "", (command, done.stdout)
+
+
+def test_a_run_left_behind_with_its_lost_index_is_said_and_prune_run_removes_it(
+    tmp_path: Path,
+) -> None:
+    """After `--fresh` left run r1 behind with its lost index, `streams` and `prune` list and
+    prune the rest (a lost folder listed among the data sources made them fail for the whole
+    store), then say the lost one and exit 78 (before, they left it out with no word, exit
+    0); `prune --run r1` removes it, and the store is whole again."""
+    file, store = run_once(tmp_path)
+    lost = data_source_for("raw", "faults", "r1")
+    (store / lost / "index.db").write_bytes(b"")
     assert pipeline("run", "--fresh", str(file), cwd=tmp_path).returncode == 0
+    listed = pipeline("streams", str(file), cwd=tmp_path)
+    _says_lost(listed, store, lost)
+    assert "`pipeline prune FILE --run r1` then removes run r1" in listed.stderr
+    assert data_source_for("raw", "faults", "r2") in listed.stdout, listed.stdout
+    assert lost not in listed.stdout, listed.stdout
+    as_json = pipeline("streams", str(file), "--json", cwd=tmp_path)
+    _says_lost(as_json, store, lost)
+    assert json.loads(as_json.stdout)["lost_data_sources"] == [lost]
+    pruned = pipeline("prune", str(file), "--older-than", "0s", cwd=tmp_path)
+    _says_lost(pruned, store, lost)
+    assert f"{data_source_for('copied', 'faults', 'r2')}/default" in pruned.stdout, pruned.stdout
+    _says_lost(pipeline("prune", str(store), "--older-than", "0s", cwd=tmp_path), store, lost)
+    removed = pipeline("prune", str(file), "--run", "r1", cwd=tmp_path)
+    assert removed.returncode == 0, removed.stderr
+    assert f"removed its data sources whose index was lost: {lost}" in removed.stdout
+    assert not (store / lost).exists()
     for args in (("streams", str(file)), ("prune", str(store), "--older-than", "7d")):
         done = pipeline(*args, cwd=tmp_path)
-        assert done.returncode == 0, (args, done.stderr)
-        assert "Traceback" not in done.stderr
-    listed = pipeline("streams", str(file), cwd=tmp_path).stdout
-    assert data_source_for("raw", "faults", "r2") in listed, listed
+        assert (done.returncode, done.stderr) == (0, ""), args
+    assert [run["id"] for run in _runs(file, tmp_path)] == ["r2"]
+
+
+def test_lost_run_records_are_said_by_streams_and_refuse_a_prune(tmp_path: Path) -> None:
+    """Without its run records the store cannot tell which runs are running, so a prune
+    (by file or by store directory) refuses instead of dropping streams under one; `streams`
+    lists the rest and says them. Before: both left them out with no word, exit 0."""
+    file, store = run_once(tmp_path)
+    (store / "faults.runs" / "index.db").write_bytes(b"")
+    listed = pipeline("streams", str(file), cwd=tmp_path)
+    _says_lost(listed, store, "faults.runs")
+    assert data_source_for("copied", "faults", "r1") in listed.stdout, listed.stdout
+    copied = sink_names(tmp_path / "out.jsonl")
+    for target in (str(file), str(store)):
+        refused = pipeline("prune", target, "--older-than", "0s", cwd=tmp_path)
+        _says_lost(refused, store, "faults.runs")
+    listed_again = pipeline("streams", str(file), "--json", cwd=tmp_path)
+    held = {s["name"]: s["streams"] for s in json.loads(listed_again.stdout)["data_sources"]}
+    assert held[data_source_for("copied", "faults", "r1")], "a refused prune dropped a stream"
+    assert sink_names(tmp_path / "out.jsonl") == copied
 
 
 def test_a_garbled_store_marker_is_one_sentence_with_what_to_do(tmp_path: Path) -> None:

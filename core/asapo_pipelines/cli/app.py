@@ -258,6 +258,6 @@ def _os_error(exc: OSError) -> str:
 
 
 def _error(message: str) -> None:
-    from asapo_pipelines.cli.output import label
+    from asapo_pipelines.cli.output import error
 
-    click.echo(label("error: ", "red") + message, err=True)
+    error(message)

@@ -993,9 +993,12 @@ def _current_run(pipeline: Pipeline, catalog: Catalog) -> Run | None:
 
 def _owner_file(path: Path | None) -> Path | None:
     """The file owning FILE's `pipeline:` name in its store when that is another file that
-    exists here; None for the owner itself, an unreadable store or a file that does not load."""
+    exists here; None for the owner itself, an unreadable store or a file that does not load.
+    Run records the store lost (`IndexLost`) are said, as `status` reads them first: taken
+    for an unreadable store, `status` said no run was recorded and to start one."""
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import TransportError, open_transport
+    from asapo_pipelines.transport.embedded import IndexLost
 
     if path is None or path.suffix == ".json":
         return None
@@ -1008,6 +1011,8 @@ def _owner_file(path: Path | None) -> Path | None:
     try:
         with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
             owner = RunStore(transport, pipeline.name).other_owner(path)
+    except IndexLost:
+        raise
     except (TransportError, NotImplementedError):
         return None
     return Path(owner) if owner is not None and Path(owner).is_file() else None

@@ -87,6 +87,12 @@ def warn(message: str) -> None:
     click.echo(label("warning: ", "yellow") + message, err=True)
 
 
+def error(message: str) -> None:
+    """A failure said in one line on stderr, as `pipeline` says the one that ends a command;
+    for a command that goes on with the rest before it exits non-zero."""
+    click.echo(label("error: ", "red") + message, err=True)
+
+
 def warn_broken_plugins(listing: Listing) -> None:
     for p in listing.broken:
         errors = p["errors"]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import click
 
 from asapo_pipelines.cli.options import json_option, read_pipeline_document
-from asapo_pipelines.cli.output import console, print_json, wide
+from asapo_pipelines.cli.output import console, error, print_json, wide
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
@@ -176,10 +176,15 @@ def streams(target: str, only: str | None, every: bool, as_json: bool) -> None:
     streams it reads, unless --all). Lag is the number of messages a consumer group has not
     acknowledged yet.
     """
+    from asapo_pipelines.transport import holds_data_source
+
     # read alone: a store archived on a read-only file system is still listed
     transport, label = _open(target, "listing what its transport holds", read_only=True)
     try:
-        _say_whose(transport, target)
+        if only is not None:
+            holds_data_source(transport, only)  # a lost one is its sentence, not "no such"
+        lost = {} if only else _lost(transport)
+        _say_whose(transport, target, lost)
         sources = _collect(transport, only)
     finally:
         transport.close()
@@ -187,11 +192,13 @@ def streams(target: str, only: str | None, every: bool, as_json: bool) -> None:
     scope = None if every or only else _scope(target)
     if scope is not None:
         sources, others = _of_pipeline(sources, *scope)
+        lost = {n: why for n, why in lost.items() if _in_scope(n, *scope)}
     if as_json:
         listed: dict[str, Any] = {"transport": transport.kind, "location": label}
         if scope is not None:
             listed |= {"pipeline": scope[0], "other_pipelines": others}
-        print_json({**listed, "data_sources": sources})
+        print_json({**listed, "data_sources": sources, "lost_data_sources": sorted(lost)})
+        _say_lost(lost)
         return
     sources = _worth_listing(sources, only)
     out = console()
@@ -212,6 +219,34 @@ def streams(target: str, only: str | None, every: bool, as_json: bool) -> None:
             markup=False,
             highlight=False,
         )
+    _say_lost(lost)
+
+
+def _lost(transport: Transport) -> dict[str, str]:
+    """The data sources the store lost (`lost_data_sources`: an index emptied or deleted
+    while it held data), each with its sentence. Not listed, nor pruned, with the others: a
+    lost one made `streams` and every `prune` fail for the whole store, also for good after
+    `pipeline run --fresh` had left its run behind."""
+    from asapo_pipelines.transport import lost_data_sources
+
+    lost_index = getattr(transport, "lost_index", None)
+    if not callable(lost_index):
+        return {}
+    found = {name: lost_index(name) for name in lost_data_sources(transport)}
+    return {name: str(why) for name, why in found.items() if why is not None}
+
+
+def _say_lost(lost: dict[str, str]) -> None:
+    """After a listing or a prune of the rest: each lost data source in one line on stderr,
+    and exit 78 (`IndexLost`), so that neither a person nor a script takes the store for
+    whole. `pipeline prune FILE --run RUN` removes a run that `--fresh` left behind."""
+    from asapo_pipelines.transport.embedded import IndexLost
+
+    if not lost:
+        return
+    for name in sorted(lost):
+        error(lost[name])
+    click.get_current_context().exit(IndexLost.exit_code)
 
 
 def _scope(target: str) -> tuple[str, frozenset[str]] | None:
@@ -240,12 +275,16 @@ def _of_pipeline(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """`sources` of `pipeline` (its namespace and the external streams it reads), and the
     names of the other pipelines (or other data sources) the store holds."""
-    from asapo_pipelines.worker.naming import namespace_prefix
-
-    prefix = namespace_prefix(pipeline)
-    mine = [s for s in sources if s["name"].startswith(prefix) or s["name"] in external]
+    mine = [s for s in sources if _in_scope(s["name"], pipeline, external)]
     others = sorted({s["name"].partition(".")[0] for s in sources if s not in mine})
     return mine, others
+
+
+def _in_scope(source: str, pipeline: str, external: frozenset[str]) -> bool:
+    """Whether `source` is in `pipeline`'s namespace or one of the external streams it reads."""
+    from asapo_pipelines.worker.naming import namespace_prefix
+
+    return source.startswith(namespace_prefix(pipeline)) or source in external
 
 
 def _worth_listing(sources: list[dict[str, Any]], only: str | None) -> list[dict[str, Any]]:
@@ -335,7 +374,8 @@ def _prune_run(
             raise UsageError(f"{running.describe()} is running; {running.stop_first()}")
     prefix = data_source_for("", name, run.id)
     sources = [s for s in transport.data_sources() if s.startswith(prefix)]
-    for source in sources:  # all refused before any is dropped
+    lost = [s for s in _lost(transport) if s.startswith(prefix)]
+    for source in sources + lost:  # all refused before any is dropped
         _check_not_read(source, f"{source} of run {run.id} of pipeline {name}", live)
     dropped: list[list[str]] = []
     freed = 0
@@ -346,6 +386,8 @@ def _prune_run(
             freed += prunable.drop_stream(source, stream)
             dropped.append([source, stream])
     removed = _drop_sources(transport, sources)
+    for source in lost:  # what `pipeline run --fresh` left behind, which nothing else reads
+        freed += transport.drop_lost_source(source)  # type: ignore[attr-defined]
     # the record goes last: the run index keeps its number, so no later run is given it again
     freed += prunable.drop_stream(runs_source(name), run.id)
     dropped.append([runs_source(name), run.id])
@@ -355,6 +397,7 @@ def _prune_run(
                 "run": run.id,
                 "dropped_streams": dropped,
                 "dropped_sources": removed,
+                "removed_lost_sources": lost,
                 "freed_bytes": freed,
             }
         )
@@ -362,6 +405,7 @@ def _prune_run(
     click.echo(
         f"run {run.id} of pipeline {name} pruned: {len(dropped)} streams dropped, "
         f"{_size(freed)} of payload files freed"
+        + (f"; removed its data sources whose index was lost: {', '.join(lost)}" if lost else "")
     )
 
 
@@ -511,10 +555,16 @@ def _prune(
         assert older_than is not None
         names = [only] if only else _own_sources(transport, pipeline)
         result = _prune_by_age(transport, store, parse_age(older_than), names, live)
+    # a --source is opened, and a lost one refused with its sentence; without, the rest is
+    # pruned and the lost ones of the selection are said after it
+    lost = {} if only else _lost(transport)
+    if pipeline is not None:
+        lost = {n: why for n, why in lost.items() if _in_scope(n, pipeline, frozenset())}
     if as_json:
-        print_json({"location": label, **result})
-        return
-    _print_pruned(label, result)
+        print_json({"location": label, **result, "lost_data_sources": sorted(lost)})
+    else:
+        _print_pruned(label, result)
+    _say_lost(lost)
 
 
 def _print_pruned(label: str, result: dict[str, Any]) -> None:
@@ -556,22 +606,29 @@ def _pipeline_name(target: str) -> str | None:
     return name
 
 
-def _say_whose(transport: Transport, target: str) -> None:
+def _say_whose(transport: Transport, target: str, lost: dict[str, str]) -> None:
     """`say_whose_runs` when the target is a pipeline file that names its pipeline (a file
-    with no name yet still lists its store, as a store directory lists every pipeline's)."""
+    with no name yet still lists its store, as a store directory lists every pipeline's).
+    Run records the store lost (`lost`) cannot say: they are said below the listing."""
     from asapo_pipelines.cli.executors import say_whose_runs
+    from asapo_pipelines.worker.naming import runs_source
 
     try:
         name = _pipeline_name(target)
     except UsageError:
         return
-    if name is not None:
+    if name is not None and runs_source(name) not in lost:
         say_whose_runs(transport, name, Path(target))
 
 
 def _pipelines_in(transport: Transport) -> list[str]:
-    """The pipelines whose run records a store holds."""
-    return [s.partition(".")[0] for s in transport.data_sources() if _holds_run_records(s)]
+    """The pipelines whose run records a store holds, or lost (`lost_data_sources`): which
+    of its runs are running cannot be told then, and reading them says so (`IndexLost`)
+    rather than prune streams a running run may write or read."""
+    from asapo_pipelines.transport import lost_data_sources
+
+    names = transport.data_sources() + lost_data_sources(transport)
+    return [s.partition(".")[0] for s in names if _holds_run_records(s)]
 
 
 def _own_sources(transport: Transport, pipeline: str | None) -> list[str]:

@@ -368,8 +368,12 @@ def _open_present(transport: Transport, sources: list[str], consumers: dict[str,
     """Open a consumer of each of `sources` the store holds by now (with --follow, a source
     written after tail started is read from then on). Only those: opening a consumer of the
     embedded store creates its data source, and a read must not write (`pipeline streams`
-    would list a source the run never wrote). A transport that cannot list its data sources
-    is read as it is."""
+    would list a source the run never wrote). One the store lost (its index emptied or
+    deleted) raises its sentence: read as not written yet, a lost stream of 30 messages was
+    "no messages" and lost error records printed nothing. A transport that cannot list its
+    data sources is read as it is."""
+    from asapo_pipelines.transport import holds_data_source
+
     missing = [source for source in sources if source not in consumers]
     if not missing:
         return
@@ -378,7 +382,7 @@ def _open_present(transport: Transport, sources: list[str], consumers: dict[str,
     except NotImplementedError:
         present = set(missing)
     for source in missing:
-        if source in present:
+        if source in present or holds_data_source(transport, source):
             consumers[source] = transport.consumer(source, "pipeline-tail")
 
 

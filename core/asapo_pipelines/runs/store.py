@@ -30,7 +30,14 @@ from typing import Any
 
 from asapo_pipelines import __version__
 from asapo_pipelines.errors import PipelinesError
-from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished, formats
+from asapo_pipelines.transport import (
+    EndOfStream,
+    MissingId,
+    StreamFinished,
+    formats,
+    holds_data_source,
+    lost_data_sources,
+)
 from asapo_pipelines.worker.naming import RUN_ID, errors_source, runs_source, status_source
 
 OWNER_STREAM = "owner"
@@ -290,6 +297,12 @@ class RunStore:
         self.source = runs_source(pipeline)
 
     # -- reading ----------------------------------------------------------------------------------
+    def _holds(self, source: str) -> bool:
+        """Whether the store holds `source`; one whose index it lost raises `IndexLost`
+        (`holds_data_source`): lost run records are not "no runs yet", which sent the user
+        to start one with `pipeline run`."""
+        return holds_data_source(self.transport, source)
+
     def _read(self, stream: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         with self.transport.consumer(self.source, GROUP) as consumer:
@@ -308,7 +321,7 @@ class RunStore:
         return out
 
     def run_ids(self) -> list[str]:
-        if self.source not in self.transport.data_sources():
+        if not self._holds(self.source):
             return []
         with self.transport.consumer(self.source, GROUP) as consumer:
             ids = [i.name for i in consumer.streams() if RUN_ID.match(i.name)]
@@ -318,7 +331,7 @@ class RunStore:
         """The run ids the index gave out whose run records are gone (`pipeline prune --run`).
         The index keeps every number, so that no later run reuses one; a store without its run
         records has no index either, and nothing counts as pruned."""
-        if self.source not in self.transport.data_sources():
+        if not self._holds(self.source):
             return set()
         with self.transport.consumer(self.source, GROUP) as consumer:
             streams = {info.name: info.last_id for info in consumer.streams()}
@@ -365,7 +378,7 @@ class RunStore:
         """instance -> how many error records of run `run_id` its error stream holds (an error
         reported again is stored once); None when the store has no error stream."""
         source = errors_source(self.pipeline)
-        if source not in self.transport.data_sources():
+        if not self._holds(source):
             return None
         from asapo_pipelines.worker.dedupe import read_metadata
 
@@ -404,7 +417,7 @@ class RunStore:
 
     def _claimed(self) -> dict[str, Any] | None:
         """The owner record: the first claim of the namespace."""
-        claims = self._read(OWNER_STREAM) if self.source in self.transport.data_sources() else []
+        claims = self._read(OWNER_STREAM) if self._holds(self.source) else []
         return claims[0] if claims else None
 
     def owner(self) -> str | None:
@@ -520,12 +533,9 @@ class RunStore:
         of a data source the session would use (the run's own, the shared errors and counters):
         opened as new by a worker, it had a source send every input again. Only where the
         transport can tell (`lost_data_sources`: the embedded store's files)."""
-        lost = getattr(self.transport, "lost_data_sources", None)
-        if lost is None:
-            return
         shared = {errors_source(self.pipeline), status_source(self.pipeline)}
         own = f"{self.pipeline}.{run_id}." if run_id else None
-        for source in lost():
+        for source in lost_data_sources(self.transport):
             if source in shared or (own is not None and source.startswith(own)):
                 self.transport.check_data_source(source)  # raises, with what to do
 

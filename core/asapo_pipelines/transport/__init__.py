@@ -21,6 +21,8 @@ from asapo_pipelines.transport.base import (
     Producer,
     StreamInfo,
     Transport,
+    holds_data_source,
+    lost_data_sources,
 )
 from asapo_pipelines.transport.errors import (
     CorruptPayload,
@@ -263,6 +265,8 @@ __all__ = [
     "TransportConfigError",
     "TransportError",
     "Unavailable",
+    "holds_data_source",
+    "lost_data_sources",
     "open_transport",
     "resolved_options",
 ]

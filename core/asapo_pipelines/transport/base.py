@@ -435,5 +435,26 @@ class Transport(_Closable):
         raise NotImplementedError
 
 
+def lost_data_sources(transport: Any) -> list[str]:
+    """The data sources the store lost while they held data (the embedded store's index
+    emptied or deleted: `EmbeddedTransport.lost_data_sources`); none where the transport
+    cannot tell. Not among `data_sources`: a command that lists or prunes the rest says each
+    of these apart (docs/transports.md)."""
+    lost = getattr(transport, "lost_data_sources", None)
+    return list(lost()) if callable(lost) else []
+
+
+def holds_data_source(transport: Any, data_source: str) -> bool:
+    """Whether the store holds `data_source`. One it lost (`lost_data_sources`) raises its
+    sentence, with what to do, instead: read as one never written, a lost run record said
+    "no run recorded, start one" and a lost stream "holds no messages"."""
+    if data_source in transport.data_sources():
+        return True
+    check = getattr(transport, "check_data_source", None)
+    if callable(check):
+        check(data_source)  # raises for a lost one
+    return False
+
+
 def now() -> float:
     return time.time()

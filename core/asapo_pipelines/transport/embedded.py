@@ -91,7 +91,7 @@ INDEX_NAME = "index.db"
 #: a new index empty only until the switch to WAL, before this file is made.
 MADE_NAME = "index.made"
 #: a data source of one run (`<pipeline>.r3.<stream>`, `worker.naming`): a new run has its own
-_RUN_SOURCE = re.compile(r"^[^.]+\.r[0-9]{1,7}\.")
+_RUN_SOURCE = re.compile(r"^[^.]+\.(r[0-9]{1,7})\.")
 #: payloads up to this size are stored in the index row (one write instead of two)
 INLINE_MAX = 16 * 1024
 #: payloads from this size on are memory-mapped instead of read with pread
@@ -332,10 +332,14 @@ def _lost_index(root: Path, data_source: str) -> IndexLost | None:
         return None  # said by the opening itself, with the OS's reason
     if size:
         return None
-    if _RUN_SOURCE.match(data_source):
+    run = _RUN_SOURCE.match(data_source)
+    if run:
+        # after `--fresh` the lost run stays behind, said by every `streams` and `prune`:
+        # `prune --run` is what removes it (`drop_lost_source`)
         remedy = (
             "or start over in a new run with `pipeline run --fresh FILE`, which processes "
-            "every input again"
+            f"every input again (`pipeline prune FILE --run {run[1]}` then removes run "
+            f"{run[1]} with what is left of it)"
         )
     else:
         remedy = (
@@ -1783,13 +1787,36 @@ class EmbeddedTransport(Transport):
             ) from None
         return sorted(n for n in found if _lost_index(self.root, n) is not None)
 
+    def lost_index(self, data_source: str) -> IndexLost | None:
+        """The `IndexLost` sentence of a data source whose index is gone while it held data;
+        None for any other (`lost_data_sources`)."""
+        return _lost_index(self.root, check_source(data_source))
+
     def check_data_source(self, data_source: str) -> None:
         """Refuse (`IndexLost`) a data source whose index is gone while it held data, without
         opening it: what a run about to go on checks of the sources it will use, so that it
         is refused before any worker starts rather than when one of them opens the source."""
-        lost = _lost_index(self.root, check_source(data_source))
+        lost = self.lost_index(data_source)
         if lost is not None:
             raise lost
+
+    def drop_lost_source(self, data_source: str) -> int:
+        """Remove the folder of a data source whose index was lost (`lost_data_sources`): what
+        `pipeline prune --run` does with a run left behind by `pipeline run --fresh`, which
+        no other command can read or prune. The bytes of payload files freed. Any other data
+        source is refused: `drop_source` removes a healthy one once its streams are dropped."""
+        if self.read_only:
+            raise TransportError(f"the store at {self.root} is open for reading only")
+        if self.lost_index(data_source) is None:
+            raise TransportConfigError(f"the index of data source {data_source!r} is not lost")
+        directory = self.root / data_source
+        # no opener writes into it meanwhile: each one finds it lost and refuses it
+        try:
+            freed = sum(p.stat().st_size for p in (directory / "payloads").glob("*/*.seg"))
+            shutil.rmtree(directory)
+        except OSError as exc:
+            raise _storage_error(data_source, directory, exc) from None
+        return freed
 
     def describe(self) -> dict[str, list[StreamInfo]]:
         """Every data source with its streams, counts, sizes and group lags."""
