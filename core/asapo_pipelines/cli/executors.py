@@ -997,8 +997,7 @@ def _owner_file(path: Path | None) -> Path | None:
     Run records the store lost (`IndexLost`) are said, as `status` reads them first: taken
     for an unreadable store, `status` said no run was recorded and to start one."""
     from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.transport import TransportError, open_transport
-    from asapo_pipelines.transport.embedded import IndexLost
+    from asapo_pipelines.transport import IndexLost, TransportError, open_transport
 
     if path is None or path.suffix == ".json":
         return None

@@ -240,7 +240,7 @@ def _say_lost(lost: dict[str, str]) -> None:
     """After a listing or a prune of the rest: each lost data source in one line on stderr,
     and exit 78 (`IndexLost`), so that neither a person nor a script takes the store for
     whole. `pipeline prune FILE --run RUN` removes a run that `--fresh` left behind."""
-    from asapo_pipelines.transport.embedded import IndexLost
+    from asapo_pipelines.transport import IndexLost
 
     if not lost:
         return

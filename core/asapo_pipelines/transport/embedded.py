@@ -70,6 +70,7 @@ from asapo_pipelines.transport.errors import (
     CorruptPayload,
     DuplicateId,
     EndOfStream,
+    IndexLost,
     MissingId,
     NoData,
     StorageError,
@@ -281,14 +282,6 @@ def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
             raise _storage_error(self.data_source, self._src.dir, exc) from None
 
     return wrapper
-
-
-class IndexLost(StorageError):
-    """A data source's index is missing or empty while its folder says it held data. A
-    configuration error (exit 78, as for a damaged index in a worker): no restart brings the
-    index back, and opening it as a new one would process every input again."""
-
-    exit_code = 78
 
 
 def _held_data(directory: Path) -> bool:

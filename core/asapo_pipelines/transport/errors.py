@@ -59,6 +59,16 @@ class StorageError(TransportError):
         self.kind = kind
 
 
+class IndexLost(StorageError):
+    """A data source's index is missing or empty while its folder says it held data (the
+    embedded store's `_lost_index`). A configuration error (exit 78, as for a damaged index in
+    a worker): no restart brings the index back, and opening it as a new one would process
+    every input again. Here, not with its backend, so that a command can tell it from a store
+    it cannot reach without importing a backend by name."""
+
+    exit_code = 78
+
+
 class CorruptPayload(TransportError):
     """A payload cannot be read or decoded with the format its message records.
 
