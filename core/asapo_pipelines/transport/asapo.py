@@ -261,9 +261,10 @@ def _map_error(exc: BaseException, what: str, settings: AsapoSettings) -> Transp
             f"ASAP::O at {endpoint} gave an answer to {what} that is not ASAP::O's ({name}: "
             f"{_quoted(str(exc))}); check that {endpoint} is the ASAP::O service"
         )
-    text = _quoted(str(exc).strip()) or name
-    if name not in _NOT_REFUSALS and _refused_credentials(text):
-        return _refused(settings, what, text)
+    said = str(exc).strip()
+    if name not in _NOT_REFUSALS and _refused_credentials(said):  # the words in full
+        return _refused(settings, what, said)
+    text = _quoted(said) or name
     if name == "AsapoStreamFinishedError":
         nxt = _next_stream(getattr(exc, "next_stream", None))
         return StreamFinished(
