@@ -60,7 +60,9 @@ def test_tail_prints_decoded_messages_and_error_records(ran):
         "20K_GOE_Fe_K_240.00001.xdi",
     }
     assert all(isinstance(r["value"]["arrays"]["norm"], list) for r in records)
-    errors = run_pipeline("tail", "demo2.pipeline.yaml", "errors", cwd=ran, env={"COLUMNS": "80"})
+    # a line cut for an 80-column terminal (into a pipe, as here, only with --width: lines
+    # written to a file or a pipe are whole, test_tail_width.py)
+    errors = run_pipeline("tail", "demo2.pipeline.yaml", "errors", "--width", "80", cwd=ran)
     (line,) = errors.stdout.splitlines()
     assert "fe_metal_rt.xdi" in line
     assert len(line) <= 80
