@@ -227,13 +227,15 @@ def _lost(transport: Transport) -> dict[str, str]:
     while it held data), each with its sentence. Not listed, nor pruned, with the others: a
     lost one made `streams` and every `prune` fail for the whole store, also for good after
     `pipeline run --fresh` had left its run behind."""
-    from asapo_pipelines.transport import lost_data_sources
+    from asapo_pipelines.transport import IndexLost, check_not_lost, lost_data_sources
 
-    lost_index = getattr(transport, "lost_index", None)
-    if not callable(lost_index):
-        return {}
-    found = {name: lost_index(name) for name in lost_data_sources(transport)}
-    return {name: str(why) for name, why in found.items() if why is not None}
+    found: dict[str, str] = {}
+    for name in lost_data_sources(transport):
+        try:
+            check_not_lost(transport, name)
+        except IndexLost as exc:  # its sentence, said after the rest
+            found[name] = str(exc)
+    return found
 
 
 def _say_lost(lost: dict[str, str]) -> None:

@@ -372,7 +372,7 @@ def _open_present(transport: Transport, sources: list[str], consumers: dict[str,
     deleted) raises its sentence: read as not written yet, a lost stream of 30 messages was
     "no messages" and lost error records printed nothing. A transport that cannot list its
     data sources is read as it is."""
-    from asapo_pipelines.transport import holds_data_source
+    from asapo_pipelines.transport import check_not_lost
 
     missing = [source for source in sources if source not in consumers]
     if not missing:
@@ -382,8 +382,10 @@ def _open_present(transport: Transport, sources: list[str], consumers: dict[str,
     except NotImplementedError:
         present = set(missing)
     for source in missing:
-        if source in present or holds_data_source(transport, source):
+        if source in present:
             consumers[source] = transport.consumer(source, "pipeline-tail")
+        else:
+            check_not_lost(transport, source)  # from this look's listing, not a new one
 
 
 def _print(record: dict[str, Any], as_json: bool, width: int) -> None:

@@ -21,6 +21,7 @@ from asapo_pipelines.transport.base import (
     Producer,
     StreamInfo,
     Transport,
+    check_not_lost,
     holds_data_source,
     lost_data_sources,
 )
@@ -267,6 +268,7 @@ __all__ = [
     "TransportConfigError",
     "TransportError",
     "Unavailable",
+    "check_not_lost",
     "holds_data_source",
     "lost_data_sources",
     "open_transport",

@@ -444,15 +444,21 @@ def lost_data_sources(transport: Any) -> list[str]:
     return list(lost()) if callable(lost) else []
 
 
+def check_not_lost(transport: Any, data_source: str) -> None:
+    """Raise `data_source`'s sentence (`IndexLost`, with what to do) when the store lost it
+    (`lost_data_sources`); nothing where the transport cannot tell."""
+    check = getattr(transport, "check_data_source", None)
+    if callable(check):
+        check(data_source)
+
+
 def holds_data_source(transport: Any, data_source: str) -> bool:
     """Whether the store holds `data_source`. One it lost (`lost_data_sources`) raises its
     sentence, with what to do, instead: read as one never written, a lost run record said
     "no run recorded, start one" and a lost stream "holds no messages"."""
     if data_source in transport.data_sources():
         return True
-    check = getattr(transport, "check_data_source", None)
-    if callable(check):
-        check(data_source)  # raises for a lost one
+    check_not_lost(transport, data_source)
     return False
 
 
