@@ -426,14 +426,16 @@ class Collector:
         return infos
 
     def _new_messages(self, source: str, stream: str, last_id: int, seen: int) -> list[Any]:
-        reader = self._consumers[source]
-        out = []
-        for mid in range(seen + 1, last_id + 1):
-            try:
-                out.append(reader.get_by_id(stream, mid))
-            except TransportError:  # a hole (a message not written yet) or pruned
-                continue
-        return out
+        found = (self._message(source, stream, mid) for mid in range(seen + 1, last_id + 1))
+        return [msg for msg in found if msg is not None]
+
+    def _message(self, source: str, stream: str, mid: int) -> Any | None:
+        """Message `mid` of a stream; None for a hole (a message not written yet) or a pruned
+        one."""
+        try:
+            return self._consumers[source].get_by_id(stream, mid)
+        except TransportError:
+            return None
 
     # -- sections ----------------------------------------------------------------------------
     def poll(self) -> dict[str, Any]:
@@ -772,11 +774,10 @@ class Collector:
                     plot.seen[key] = info.last_id
 
     def _decoded(self, source: str, stream: str, mid: int) -> tuple[Any, Any] | None:
-        """Message `mid` of a stream and its decoded payload; None for a hole (a message not
-        written yet), a pruned one, or a payload that cannot be decoded (skipped, not fatal)."""
-        try:
-            msg = self._consumers[source].get_by_id(stream, mid)
-        except TransportError:
+        """Message `mid` of a stream and its decoded payload; None where `_message` gives none
+        or for a payload that cannot be decoded (skipped, not fatal)."""
+        msg = self._message(source, stream, mid)
+        if msg is None:
             return None
         try:
             return msg, decode_message(msg)
