@@ -246,8 +246,9 @@ def _quoted(text: str) -> str:
     page = re.search(r"<!doctype html|<html", text, re.IGNORECASE)
     if page is not None:
         title = re.search(r"<title>\s*(.*?)\s*</title>", text, re.IGNORECASE | re.DOTALL)
-        head = " ".join(text[: page.start()].split())
-        return f"{head} an HTML page" + (f" ({title.group(1)!r})" if title else "")
+        head = " ".join(text[: page.start()].split())  # the library's words before the page
+        said = f"{head} an HTML page" if head else "an HTML page"
+        return said + (f" ({title.group(1)!r})" if title else "")
     text = " ".join(text.split())
     return text if len(text) <= _QUOTED else text[: _QUOTED - 3] + "..."
 
