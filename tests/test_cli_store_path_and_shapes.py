@@ -96,3 +96,28 @@ def test_streams_and_prune_report_a_file_that_is_no_mapping_as_validate_does(
     reference = run_pipeline("run", path.name, cwd=tmp_path)
     assert done.stderr == reference.stderr, done.stderr
     assert expected in done.stderr, done.stderr
+
+
+def test_a_store_that_lost_its_marker_is_not_called_a_store_no_run_made(tmp_path):
+    """`store.json` removed from a store that holds a run: `streams` and `prune` said the store
+    "does not exist yet (nothing has run)" while `runs` and `tail` read the run in it. They
+    now say what is missing and that `pipeline run` writes it again, which keeps the run."""
+    files = tmp_path / "files"
+    files.mkdir()
+    (files / "a.txt").write_text("a")
+    path = core_pipeline(tmp_path, files=files, out=tmp_path / "out.jsonl", name=NAME)
+    assert run_pipeline("run", path.name, cwd=tmp_path).returncode == 0
+    store = tmp_path / ".pipeline-data"
+    (store / "store.json").unlink()
+    for command in (["streams"], ["prune", "--older-than", "1s"]):
+        said = _error_line(run_pipeline(command[0], path.name, *command[1:], cwd=tmp_path))
+        assert "does not exist yet" not in said, said
+        assert f"{store} has lost store.json" in said, said
+        assert f"`pipeline run {path.name}` writes it again" in said, said
+    # what the sentence promises: the next run writes the marker and the first run is kept
+    assert run_pipeline("run", "--fresh", path.name, cwd=tmp_path).returncode == 0
+    assert (store / "store.json").is_file()
+    listed = run_pipeline("streams", path.name, "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{NAME}.r1.raw" in listed.stdout
+    assert f"{NAME}.r2.raw" in listed.stdout

@@ -85,6 +85,14 @@ def _embedded(path: Path, options: dict[str, Any]) -> tuple[dict[str, Any], str]
         store = path.absolute().parent / store
     if not (store / "store.json").exists():
         _check_store_path(store)
+        if store.is_dir() and any(store.iterdir()):
+            # a store whose marker went (removed by hand, a partial copy): its data are there,
+            # and `run` writes the marker again; listing or pruning a folder that may not be a
+            # store is left until then
+            raise UsageError(
+                f"the pipeline's store {store} has lost store.json, the file that marks it as a "
+                f"store; `pipeline run {path.name}` writes it again and keeps what the store holds"
+            )
         raise UsageError(f"the pipeline's store {store} does not exist yet (nothing has run)")
     return {"embedded": {**options, "path": str(store), "create": False}}, str(store)
 
