@@ -72,7 +72,7 @@ def validate(
 ) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
 
-    Each unit's runtime module must be installed here (P207), and the transport's client
+    Each unit's and the transport's runtime module must be installed here (P207), and its client
     libraries (P109; P110, a warning, when `deploy:` names a cluster); they are found, never
     imported.
 

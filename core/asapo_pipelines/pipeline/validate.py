@@ -39,7 +39,7 @@ from asapo_pipelines.pipeline.problems import CODES, Problem, Report, make
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.descriptor import UnitDescriptor
+    from asapo_pipelines.descriptor import TransportDescriptor, UnitDescriptor
     from asapo_pipelines.import_strings import MissingModule
 
 Loc = tuple[str | int, ...]
@@ -409,7 +409,11 @@ def _runs_here(deploy: Any) -> bool:
     return not isinstance(deploy, dict) or all(key == "local" for key in deploy)
 
 
-def _runtime_sentence(descriptor: UnitDescriptor, missing: MissingModule) -> str:
+def _runtime_sentence(
+    descriptor: UnitDescriptor | TransportDescriptor,
+    missing: MissingModule,
+    what: str = "unit",
+) -> str:
     """Names the culprit (the plugin and its version), the module not found and the fix: the
     file is right, the plugin's descriptor or the environment is not."""
     plugin = (
@@ -419,10 +423,30 @@ def _runtime_sentence(descriptor: UnitDescriptor, missing: MissingModule) -> str
     )
     near = f" (did you mean {missing.near}?)" if missing.near else ""
     return (
-        f"unit {descriptor.name} cannot run: {plugin} names its runtime {descriptor.runtime}, "
-        f"but there is no module {missing.module}{near}; fix the runtime in the plugin's unit "
+        f"{what} {descriptor.name} cannot run: {plugin} names its runtime {descriptor.runtime}, "
+        f"but there is no module {missing.module}{near}; fix the runtime in the plugin's {what} "
         f"descriptor, or install the package that provides {missing.module}"
     )
+
+
+def _stage_transport_runtime(
+    doc: Document, data: dict[str, Any], catalog: Catalog
+) -> list[Problem]:
+    """The file's transport whose runtime module is not installed, at the transport's key
+    (P207, as a unit's): every worker opens the transport first, so `pipeline run` would stop
+    at once, after validate had called the file valid."""
+    from asapo_pipelines.import_strings import missing_module
+
+    given = data.get("transport")
+    found: list[Problem] = []
+    for name in given if isinstance(given, dict) else ():
+        descriptor = catalog.transports.get(name) if isinstance(name, str) else None
+        missing = None if descriptor is None else missing_module(descriptor.runtime)
+        if descriptor is not None and missing is not None:
+            pos = doc.locate(("transport", name), key=True)
+            sentence = _runtime_sentence(descriptor, missing, "transport")
+            found.append(make(str(doc.path), pos, "P207", sentence))
+    return found
 
 
 def _broken_defaults(
@@ -926,6 +950,7 @@ def validate_document(
     report.problems.extend(_stage_units(doc, nodes, catalog))
     if runtimes:
         report.problems.extend(_stage_runtimes(doc, nodes))
+        report.problems.extend(_stage_transport_runtime(doc, data, catalog))
         report.problems.extend(_stage_transport_libraries(doc, data, catalog))
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
