@@ -314,11 +314,23 @@ class TaskRun:
                 if self.kill_deadline is not None and now >= self.kill_deadline:
                     _signal_group(self.popen.pid, signal.SIGKILL)
                     self.kill_deadline = None
+                    if not self.alloc.executor.killed_at_once:
+                        self._said_killed()
                 return
             self._exited(code, now)
         elif self.state == "restarting" and now >= self.next_start:
             self.restarts += 1
             self.start(now)
+
+    def _said_killed(self) -> None:
+        """Why a stopped task shows `sig9`: without a word, its unit's author could not tell
+        a worker that drained from one that never got back from the unit's code."""
+        name = signal.Signals(self.spec.kill_signal).name
+        self.alloc.executor.event(
+            f"{self.label} did not exit within {self.spec.kill_timeout:g}s of {name}, so it was "
+            "killed (SIGKILL): its unit was still busy (a process() or run() that did not "
+            "return, or a thread it started that did not end)"
+        )
 
     def _exited(self, code: int, now: float) -> None:
         assert self.popen is not None
@@ -508,7 +520,7 @@ class LocalExecutor:
         self._stop_reason: str | None = None
         self._force = False
         #: whether asking again killed tasks still draining: the run's end says so
-        self._killed_at_once = False
+        self.killed_at_once = False
         self._lock_fd: int | None = None
         #: (task label, "LEVEL message") logged by the tasks, for `on_log` (see `watch`)
         self._logged: deque[tuple[str, str]] = deque()
@@ -774,13 +786,13 @@ class LocalExecutor:
             for task in alloc.tasks:
                 if task.kill_deadline is not None:
                     task.kill_deadline = now
-                    self._killed_at_once = True
+                    self.killed_at_once = True
 
     def _stopped_message(self) -> str:
         """The end of a stopped run: the reason it was stopped for, or, when a second stop
         killed tasks still draining, that SIGKILL (`status` then shows `sig9`: the tasks did
         not stop as the first stop asked)."""
-        if self._killed_at_once:
+        if self.killed_at_once:
             return f"job {self.job.id} stopped (SIGKILL: a stop was already under way)"
         return f"job {self.job.id} stopped ({self._stop_reason})"
 
