@@ -2,8 +2,9 @@
 to the error stream. A record's reason used to be the exception's text alone: a `KeyError`
 in a unit's `process` read `'value'`, naming neither the error nor the line. Now an exception
 of the unit's own is shown as `Type: text (in HOOK, FILE:LINE)`, and the SDK's own refusals
-(already one sentence naming the unit and port) are shown as they are. Real plugin
-distribution, real `pipeline run` and `pipeline tail`."""
+(already one sentence naming the unit and port) are shown as they are; the unit's log (so
+`pipeline run` and `pipeline logs`) says the same of each message that failed for good. Real
+plugin distribution, real `pipeline run`, `pipeline tail` and `pipeline logs`."""
 
 from __future__ import annotations
 
@@ -90,12 +91,25 @@ def _errors(home: Path) -> list[str]:
     return done.stdout.splitlines()
 
 
+def _reason(home: Path) -> str:
+    """How the KeyError of RUNTIME is to be named: type, text, hook, file and line."""
+    runtime = home.parent / "site" / "asapo_tailerr_units" / "runtime.py"
+    number = next(n for n, x in enumerate(RUNTIME.splitlines(), 1) if "KeyError" in x)
+    return f"KeyError: 'value' (in process, {runtime}:{number})"
+
+
 def test_an_exception_of_the_unit_is_named_with_its_type_and_line(ran: Path) -> None:
     (line,) = [x for x in _errors(ran) if "picky#2" in x]
-    runtime = ran.parent / "site" / "asapo_tailerr_units" / "runtime.py"
-    number = next(n for n, x in enumerate(RUNTIME.splitlines(), 1) if "KeyError" in x)
-    where = f"{runtime}:{number}"
-    assert line.endswith(f"tailerr/picky (r1): KeyError: 'value' (in process, {where})"), line
+    assert line.endswith(f"tailerr/picky (r1): {_reason(ran)}"), line
+
+
+def test_the_unit_s_log_says_each_message_it_failed_on(ran: Path) -> None:
+    """Only a refusal of the SDK was logged; an exception of the unit's own, with no retry
+    left, was in the error stream alone: `pipeline logs` showed nothing of it."""
+    done = run_pipeline("logs", "tailerr.pipeline.yaml", "picky", cwd=ran)
+    assert done.returncode == 0, done.stdout + done.stderr
+    said = f"WARNING process failed, sent to the error stream: {_reason(ran)}"
+    assert [x for x in done.stdout.splitlines() if said in x], done.stdout
 
 
 def test_a_refusal_of_the_sdk_is_its_own_sentence(ran: Path) -> None:

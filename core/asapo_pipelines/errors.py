@@ -3,6 +3,9 @@ traceback and exits with the exception's code."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 
 class PipelinesError(Exception):
     """Base of every error meant for a user: the message is the whole story."""
@@ -52,3 +55,25 @@ class UnknownUnitError(CatalogError):
         super().__init__(f"unknown unit {name}{hint}")
         self.name = name
         self.suggestion = suggestion
+
+
+#: one frame of a formatted traceback: `  File "/path/x.py", line 10, in process`
+_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)', re.M)
+
+
+def error_reason(err: dict[str, Any]) -> str:
+    """An error record's reason, for `pipeline tail FILE errors` and the unit's log. The core's
+    own errors are sentences that say what and where; any other exception is named by its
+    type and the line that raised it (the last frame of its traceback), as the worker names
+    it at start-up: a unit's `KeyError` alone reads `'value'`, which tells its author neither
+    what failed nor where."""
+    text = str(err.get("error"))
+    exception = str(err.get("exception") or "")
+    if not exception or exception.startswith("asapo_pipelines."):
+        return text
+    name = exception.rpartition(".")[2]  # builtins.KeyError -> KeyError
+    frames = _FRAME.findall(str(err.get("traceback") or ""))
+    hook = f"in {err['hook']}" if err.get("hook") else ""
+    where = f"{frames[-1][0]}:{frames[-1][1]}" if frames else ""
+    at = ", ".join(x for x in (hook, where) if x)
+    return f"{name}: {text}" + (f" ({at})" if at else "")

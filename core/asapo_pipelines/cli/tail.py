@@ -8,7 +8,6 @@ id, outside every consumer group, so tailing never takes a message from a unit.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import PipelineFile, complete_stream_names, json_option
-from asapo_pipelines.errors import UsageError
+from asapo_pipelines.errors import UsageError, error_reason
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.pipeline.model import Pipeline
@@ -389,27 +388,6 @@ def _open_present(transport: Transport, sources: list[str], consumers: dict[str,
             check_not_lost(transport, source)  # from this look's listing, not a new one
 
 
-#: one frame of a formatted traceback: `  File "/path/x.py", line 10, in process`
-_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)', re.M)
-
-
-def _error_line(err: dict[str, Any]) -> str:
-    """An error record's reason. The core's own errors are sentences that say what and where;
-    any other exception is named by its type and the line that raised it (the last frame of
-    its traceback), as the worker names it at start-up: a unit's `KeyError` alone reads
-    `'value'`, which tells its author neither what failed nor where."""
-    text = str(err.get("error"))
-    exception = str(err.get("exception") or "")
-    if not exception or exception.startswith("asapo_pipelines."):
-        return text
-    name = exception.rpartition(".")[2]  # builtins.KeyError -> KeyError
-    frames = _FRAME.findall(str(err.get("traceback") or ""))
-    hook = f"in {err['hook']}" if err.get("hook") else ""
-    where = f"{frames[-1][0]}:{frames[-1][1]}" if frames else ""
-    at = ", ".join(x for x in (hook, where) if x)
-    return f"{name}: {text}" + (f" ({at})" if at else "")
-
-
 def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     if as_json:
         click.echo(json.dumps({**record, "value": _plain(record["value"])}, default=str))
@@ -423,7 +401,7 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     elif record["source"].endswith(".errors") and isinstance(record["value"], dict):
         err = record["value"]
         run = _run_of(record)
-        body = f"{err.get('unit')}{f' ({run})' if run else ''}: {_error_line(err)}"
+        body = f"{err.get('unit')}{f' ({run})' if run else ''}: {error_reason(err)}"
     else:
         value = _short(record["value"])
         if isinstance(value, dict):

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from asapo_pipelines import storage
 from asapo_pipelines.descriptor import UnitDescriptor
-from asapo_pipelines.errors import ConfigurationError, PipelinesError
+from asapo_pipelines.errors import ConfigurationError, PipelinesError, error_reason
 from asapo_pipelines.sdk.provenance_text import ProvenanceText
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE
 from asapo_pipelines.sdk.units import (
@@ -468,6 +468,11 @@ class UnitRunner:
                     continue
                 record = error_record(
                     exc, unit=self.unit_label, message=message, attempts=attempts, hook=hook
+                )
+                # said in the unit's log (and so by `pipeline run`), as a refusal is above:
+                # with no retries left the record alone would hold it
+                self.context.logger.warning(
+                    "%s failed, sent to the error stream: %s", hook, error_reason(record)
                 )
                 return Outcome([], record, attempts)
             finally:
