@@ -1,8 +1,9 @@
-"""A plugin's transport whose runtime names a module that is not there (a typo in its import
-string): `pipeline validate` called a file using it valid, and `pipeline run` then stopped
-at once ("cannot be loaded from ..."). A unit's runtime is checked so (P207); the transport's
-now is too, at the file's `transport:` key, and `pipeline run` refuses before it starts
-anything. Real plugin distribution, real `pipeline` subprocesses."""
+"""A plugin's transport or executor whose runtime names a module that is not there (a typo in
+its import string): `pipeline validate` called a file using it valid, and `pipeline run` (or
+`deploy`) then stopped at once ("cannot be loaded from ..."). A unit's runtime is checked so
+(P207); the transport's and the executors' now are too, at their keys in the file, and
+`pipeline run` refuses before it starts anything. Real plugin distribution, real `pipeline`
+subprocesses."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from helpers import run_pipeline
 
 PLUGIN = """
 from pydantic import BaseModel, ConfigDict
-from asapo_pipelines.sdk import TransportDescriptor, hookimpl
+from asapo_pipelines.sdk import ExecutorDescriptor, TransportDescriptor, hookimpl
 
 
 class BusConfig(BaseModel):
@@ -30,6 +31,18 @@ def register_transports(register):
     register(TransportDescriptor(
         name="typobus", summary="A bus whose runtime's module is misspelt.", config=BusConfig,
         runtime="asapo_typobus.transprot:open_bus",
+    ))
+
+
+class ExecConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@hookimpl
+def register_executors(register):
+    register(ExecutorDescriptor(
+        name="typoexec", summary="An executor whose runtime's module is misspelt.",
+        config=ExecConfig, runtime="asapo_typobus.executr:Exec",
     ))
 """
 
@@ -51,7 +64,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     root = tmp_path_factory.mktemp("typobus")
     project = PluginProject(
         "asapo-typobus",
-        modules={"plugin.py": PLUGIN, "transport.py": RUNTIME},
+        modules={"plugin.py": PLUGIN, "transport.py": RUNTIME, "executor.py": ""},
         entry_points={"typobus": "asapo_typobus.plugin"},
     ).write(root)
     install([project], root / "site")
@@ -84,6 +97,25 @@ def test_validate_names_the_missing_module_at_the_transport_key(home) -> None:
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"typo.pipeline.yaml:4:5: {SENTENCE}" in done.stdout.splitlines(), done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_validate_names_an_executor_s_missing_module_at_its_deploy_key(home) -> None:
+    where, env = home
+    doc = json.loads((where / "typo.pipeline.yaml").read_text())
+    del doc["transport"]
+    doc["deploy"] = {"typoexec": {}}
+    (where / "exec.pipeline.yaml").write_text(json.dumps(doc))  # one line: 1:CCC
+    done = run_pipeline("validate", "exec.pipeline.yaml", cwd=where, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    column = json.dumps(doc).index('"typoexec"') + 1
+    sentence = (
+        f"exec.pipeline.yaml:1:{column}: error P207 executor typoexec cannot run: plugin "
+        "asapo-typobus 1.0.0 names its runtime asapo_typobus.executr:Exec, but there is no "
+        "module asapo_typobus.executr (did you mean asapo_typobus.executor?); fix the runtime "
+        "in the plugin's executor descriptor, or install the package that provides "
+        "asapo_typobus.executr"
+    )
+    assert sentence in done.stdout.splitlines(), done.stdout
 
 
 def test_run_refuses_before_it_starts_anything(home) -> None:

@@ -72,9 +72,9 @@ def validate(
 ) -> int:
     """Check pipeline files: YAML, shape, units and their params, the graph, deploy settings.
 
-    Each unit's and the transport's runtime module must be installed here (P207), and its client
-    libraries (P109; P110, a warning, when `deploy:` names a cluster); they are found, never
-    imported.
+    Each unit's, the transport's and the executors' runtime modules must be installed here
+    (P207), and the transport's client libraries (P109; P110, a warning, when `deploy:` names
+    a cluster); they are found, never imported.
 
     FILES may be `-` to read one file from standard input. With --online, a file valid offline
     is also checked against the services it names (P501: refused, P502: could not ask).

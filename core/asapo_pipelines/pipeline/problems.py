@@ -69,9 +69,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     ),
     "P207": (
         "error",
-        "The unit's (or the transport's) runtime module is not installed (its plugin names a "
-        "module that cannot be found; `pipeline validate` and `pipeline run` check this, "
-        "without importing it).",
+        "The runtime module of the unit (or of the transport, or of an executor `deploy:` "
+        "names) is not installed (its plugin names a module that cannot be found; `pipeline "
+        "validate` and `pipeline run` check this, without importing it).",
     ),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),

@@ -39,7 +39,7 @@ from asapo_pipelines.pipeline.problems import CODES, Problem, Report, make
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
-    from asapo_pipelines.descriptor import TransportDescriptor, UnitDescriptor
+    from asapo_pipelines.descriptor import ExecutorDescriptor, TransportDescriptor, UnitDescriptor
     from asapo_pipelines.import_strings import MissingModule
 
 Loc = tuple[str | int, ...]
@@ -410,7 +410,7 @@ def _runs_here(deploy: Any) -> bool:
 
 
 def _runtime_sentence(
-    descriptor: UnitDescriptor | TransportDescriptor,
+    descriptor: UnitDescriptor | TransportDescriptor | ExecutorDescriptor,
     missing: MissingModule,
     what: str = "unit",
 ) -> str:
@@ -429,23 +429,24 @@ def _runtime_sentence(
     )
 
 
-def _stage_transport_runtime(
-    doc: Document, data: dict[str, Any], catalog: Catalog
-) -> list[Problem]:
-    """The file's transport whose runtime module is not installed, at the transport's key
-    (P207, as a unit's): every worker opens the transport first, so `pipeline run` would stop
-    at once, after validate had called the file valid."""
+def _stage_backend_runtimes(doc: Document, data: dict[str, Any], catalog: Catalog) -> list[Problem]:
+    """The file's transport, and each executor its `deploy:` section names, whose runtime
+    module is not installed, at its key (P207, as a unit's): `pipeline run` opens the
+    transport first and `pipeline deploy` loads the executor first, so either would stop at
+    once, after validate had called the file valid."""
     from asapo_pipelines.import_strings import missing_module
 
-    given = data.get("transport")
     found: list[Problem] = []
-    for name in given if isinstance(given, dict) else ():
-        descriptor = catalog.transports.get(name) if isinstance(name, str) else None
-        missing = None if descriptor is None else missing_module(descriptor.runtime)
-        if descriptor is not None and missing is not None:
-            pos = doc.locate(("transport", name), key=True)
-            sentence = _runtime_sentence(descriptor, missing, "transport")
-            found.append(make(str(doc.path), pos, "P207", sentence))
+    for section, backends in (("transport", catalog.transports), ("deploy", catalog.executors)):
+        given = data.get(section)
+        for name in given if isinstance(given, dict) else ():
+            descriptor = backends.get(name) if isinstance(name, str) else None
+            missing = None if descriptor is None else missing_module(descriptor.runtime)
+            if descriptor is not None and missing is not None:
+                what = "transport" if section == "transport" else "executor"
+                pos = doc.locate((section, name), key=True)
+                sentence = _runtime_sentence(descriptor, missing, what)
+                found.append(make(str(doc.path), pos, "P207", sentence))
     return found
 
 
@@ -950,7 +951,7 @@ def validate_document(
     report.problems.extend(_stage_units(doc, nodes, catalog))
     if runtimes:
         report.problems.extend(_stage_runtimes(doc, nodes))
-        report.problems.extend(_stage_transport_runtime(doc, data, catalog))
+        report.problems.extend(_stage_backend_runtimes(doc, data, catalog))
         report.problems.extend(_stage_transport_libraries(doc, data, catalog))
     streams = data.get("streams")
     report.problems.extend(_stage_graph(doc, nodes, streams if isinstance(streams, dict) else {}))
