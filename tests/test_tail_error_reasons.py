@@ -1,8 +1,8 @@
 """`pipeline tail FILE errors` is where `pipeline run` sends a unit's author when messages went
 to the error stream. A record's reason used to be the exception's text alone: a `KeyError`
 in a unit's `process` read `'value'`, naming neither the error nor the line. Now an exception
-of the unit's own is shown as `Type: text (in HOOK, FILE:LINE)`, and the SDK's own refusals
-(already one sentence naming the unit and port) are shown as they are; the unit's log (so
+of the unit's own is shown as `Type: text (in HOOK, FILE:LINE)`, and a `PipelinesError` (the
+unit's own sentence, or a refusal of the SDK naming the unit and port) as it is; the unit's log (so
 `pipeline run` and `pipeline logs`) says the same of each message that failed for good. Real
 plugin distribution, real `pipeline run`, `pipeline tail` and `pipeline logs`."""
 
@@ -35,12 +35,16 @@ def register_units(register):
 """
 
 RUNTIME = """
-from asapo_pipelines.sdk import Processor, Source
+from asapo_pipelines.sdk import PipelinesError, Processor, Source
+
+
+class Unwanted(PipelinesError):
+    pass  # a failure the unit says in a sentence of its own
 
 
 class Numbers(Source):
     def run(self):
-        for n in range(2):
+        for n in range(3):
             self.emit("numbers", {"n": n}, key=str(n))
 
 
@@ -48,6 +52,8 @@ class Picky(Processor):
     def process(self, message):
         if message.id == 1:
             self.emit("nowhere", {})  # the SDK refuses it: no such port
+        if message.id == 3:
+            raise Unwanted("message 3 is not wanted: it is the third")
         return {"value": message.value["value"] * 2}  # a KeyError for the others
 """
 
@@ -110,6 +116,11 @@ def test_the_unit_s_log_says_each_message_it_failed_on(ran: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     said = f"WARNING process failed, sent to the error stream: {_reason(ran)}"
     assert [x for x in done.stdout.splitlines() if said in x], done.stdout
+
+
+def test_a_pipelines_error_of_the_unit_is_its_own_sentence(ran: Path) -> None:
+    (line,) = [x for x in _errors(ran) if "picky#3" in x]
+    assert line.endswith("tailerr/picky (r1): message 3 is not wanted: it is the third"), line
 
 
 def test_a_refusal_of_the_sdk_is_its_own_sentence(ran: Path) -> None:

@@ -3,8 +3,7 @@ traceback and exits with the exception's code."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
+import traceback
 
 
 class PipelinesError(Exception):
@@ -57,23 +56,14 @@ class UnknownUnitError(CatalogError):
         self.suggestion = suggestion
 
 
-#: one frame of a formatted traceback: `  File "/path/x.py", line 10, in process`
-_FRAME = re.compile(r'^  File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)', re.M)
-
-
-def error_reason(err: dict[str, Any]) -> str:
-    """An error record's reason, for `pipeline tail FILE errors` and the unit's log. The core's
-    own errors are sentences that say what and where; any other exception is named by its
-    type and the line that raised it (the last frame of its traceback), as the worker names
-    it at start-up: a unit's `KeyError` alone reads `'value'`, which tells its author neither
-    what failed nor where."""
-    text = str(err.get("error"))
-    exception = str(err.get("exception") or "")
-    if not exception or exception.startswith("asapo_pipelines."):
-        return text
-    name = exception.rpartition(".")[2]  # builtins.KeyError -> KeyError
-    frames = _FRAME.findall(str(err.get("traceback") or ""))
-    hook = f"in {err['hook']}" if err.get("hook") else ""
-    where = f"{frames[-1][0]}:{frames[-1][1]}" if frames else ""
-    at = ", ".join(x for x in (hook, where) if x)
-    return f"{name}: {text}" + (f" ({at})" if at else "")
+def reason_of(exc: BaseException, hook: str) -> str:
+    """What a unit's failure is said as (its error record's `reason`, `pipeline tail FILE
+    errors`, the unit's log). A `PipelinesError` is a sentence meant for the user already;
+    any other exception is named by its type and the line that raised it (the last frame of
+    its traceback), as the worker names it at start-up: a unit's `KeyError` alone reads
+    `'value'`, which tells its author neither what failed nor where."""
+    if isinstance(exc, PipelinesError):
+        return str(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f", {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}: {exc} (in {hook}{where})"

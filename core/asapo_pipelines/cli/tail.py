@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import PipelineFile, complete_stream_names, json_option
-from asapo_pipelines.errors import UsageError, error_reason
+from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.pipeline.model import Pipeline
@@ -401,7 +401,10 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     elif record["source"].endswith(".errors") and isinstance(record["value"], dict):
         err = record["value"]
         run = _run_of(record)
-        body = f"{err.get('unit')}{f' ({run})' if run else ''}: {error_reason(err)}"
+        # `reason` names an exception of the unit's own by type and line; older records
+        # have only the exception's text
+        reason = err.get("reason") or err.get("error")
+        body = f"{err.get('unit')}{f' ({run})' if run else ''}: {reason}"
     else:
         value = _short(record["value"])
         if isinstance(value, dict):

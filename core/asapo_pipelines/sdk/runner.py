@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from asapo_pipelines import storage
 from asapo_pipelines.descriptor import UnitDescriptor
-from asapo_pipelines.errors import ConfigurationError, PipelinesError, error_reason
+from asapo_pipelines.errors import ConfigurationError, PipelinesError, reason_of
 from asapo_pipelines.sdk.provenance_text import ProvenanceText
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE
 from asapo_pipelines.sdk.units import (
@@ -137,6 +137,7 @@ def error_record(
         "provenance": None if message is None else message.provenance,
         "exception": f"{type(exc).__module__}.{type(exc).__qualname__}",
         "error": str(exc),
+        "reason": reason_of(exc, hook),
         "traceback": "".join(traceback.format_exception(exc)),
         "attempts": attempts,
         "time": datetime.now(UTC).isoformat(),
@@ -472,7 +473,7 @@ class UnitRunner:
                 # said in the unit's log (and so by `pipeline run`), as a refusal is above:
                 # with no retries left the record alone would hold it
                 self.context.logger.warning(
-                    "%s failed, sent to the error stream: %s", hook, error_reason(record)
+                    "%s failed, sent to the error stream: %s", hook, record["reason"]
                 )
                 return Outcome([], record, attempts)
             finally:
