@@ -65,7 +65,7 @@ def worker(
     counters for `pipeline status`. SIGTERM or SIGINT: finish the current message and exit 0
     (at start-up, the input the unit is restoring: the next start restores them all again).
     """
-    from asapo_pipelines.worker.launch import run_worker
+    from asapo_pipelines.worker.launch import exit_past_threads, run_worker
 
     logging.basicConfig(
         level=log_level.upper(),
@@ -83,4 +83,5 @@ def worker(
         linger=linger,
         lease_seconds=lease_seconds,
     )
+    exit_past_threads(code)
     raise click.exceptions.Exit(code)

@@ -26,6 +26,9 @@ BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
 #: Set by `pipeline run` and `pipeline reprocess` for their workers: the run they work in.
 #: Without it a worker joins the pipeline's latest run (the first one when there is none).
 RUN_ENV = "ASAPO_PIPELINES_RUN"
+#: Seconds a finished worker waits for threads its unit left running before it exits anyway
+#: (`exit_past_threads`)
+THREAD_GRACE = 5.0
 
 
 def load(pipeline_file: Path) -> tuple[Pipeline, Catalog]:
@@ -398,3 +401,44 @@ def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
         changed,
     )
     return 0
+
+
+def _left_threads() -> list[Any]:
+    import threading
+
+    main = threading.main_thread()
+    return [t for t in threading.enumerate() if t is not main and t.is_alive() and not t.daemon]
+
+
+def exit_past_threads(code: int, grace: float = THREAD_GRACE) -> None:
+    """Exit with `code` now when the worker's unit left threads running that are not daemon
+    threads and do not end within `grace` seconds; return otherwise.
+
+    The interpreter waits for such threads at exit: a unit that started one and never ended it
+    kept its worker alive after its last message, done and acknowledged, so a batch run never
+    ended (and a stopped one only at its kill timeout). The worker's own threads have ended
+    by now, and everything it took is written and acknowledged: leaving cannot lose work."""
+    import sys
+    import time
+
+    deadline = time.monotonic() + grace
+    for thread in _left_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = _left_threads()
+    if not left:
+        return
+    names = ", ".join(repr(t.name) for t in left)
+    log.warning(
+        "the unit left %d thread%s running (%s) %g s after it finished; the worker exits "
+        "without waiting for %s: a thread a unit starts should end in its close(), or be a "
+        "daemon thread",
+        len(left),
+        "" if len(left) == 1 else "s",
+        names,
+        grace,
+        "it" if len(left) == 1 else "them",
+    )
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
