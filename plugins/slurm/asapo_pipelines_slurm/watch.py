@@ -139,12 +139,26 @@ def seen_alive(instance: dict[str, Any], job: dict[str, str], now: float) -> Non
 
 
 def _last_error(instance: dict[str, Any]) -> str:
+    """The last error the worker of the instance's current job printed, or "". Only the lines
+    after that job's start line count: restarts append to one log file, and a job cancelled
+    by hand was shown with a Redis error an earlier job had printed minutes before."""
     with contextlib.suppress(OSError):
         lines = Path(instance["stderr"]).read_text(errors="replace").splitlines()
+        lines = lines[_job_start(lines, str(instance["job_id"])) :]
         for line in reversed(lines):
             if line.strip().startswith("error:") or "Error" in line:
                 return line.strip()
     return ""
+
+
+def _job_start(lines: list[str], job_id: str) -> int:
+    """The index of the line after job `job_id`'s start line (`plan._script` writes it),
+    or len(lines) when the job wrote none: it printed nothing of its own."""
+    start = f"asapo-pipelines: Slurm job {job_id} on "
+    for index in range(len(lines) - 1, -1, -1):
+        if lines[index].startswith(start):
+            return index + 1
+    return len(lines)
 
 
 class Watcher:
