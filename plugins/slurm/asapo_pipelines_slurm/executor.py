@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from asapo_pipelines.sdk import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines.sdk.executors import RUN_ENV
-from asapo_pipelines_slurm import commands
+from asapo_pipelines_slurm import commands, environment
 from asapo_pipelines_slurm.commands import SlurmError, SlurmOffline
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.plan import DEFAULT_STATE_DIR, SlurmPlan, plan_for, state_dir
@@ -234,6 +234,7 @@ class SlurmExecutor(Executor):
         layout = self.layout
         self._refuse_deploy()
         commands.check_partition(self.settings.partition)
+        self._check_environment()
         self._write_files(plan, layout)
         instances: dict[str, dict[str, Any]] = {}
         for job in plan.jobs:
@@ -277,6 +278,13 @@ class SlurmExecutor(Executor):
             "pending": pending,
             "warnings": plan.warnings,
         }
+
+    def _check_environment(self) -> None:
+        """The jobs' own environment (`python: {venv: ...}`) can run the pipeline: its
+        `pipeline validate` accepts the file, as each worker's start will."""
+        python = self.settings.python
+        file = Path(self.file).resolve() if self.file is not None else None
+        environment.check(python.venv if python is not None else None, file)
 
     def _write_files(self, plan: SlurmPlan, layout: Layout) -> None:
         try:
@@ -405,6 +413,7 @@ class SlurmExecutor(Executor):
         layout = self.layout
         state = self._state()
         self._refuse_start(state)
+        self._check_environment()
         again, lost = _to_submit(state)
         state.pop("ended_at", None)  # of the session before
         self._submit_all(state, layout, only=again)
