@@ -435,6 +435,7 @@ class SlurmExecutor(Executor):
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
         layout = self.layout
         state = self._state()
+        self._ask_before_stop(state)
         # the watcher first, so that it does not resubmit what is cancelled here
         end_watcher(state)
         state = self._state()
@@ -461,6 +462,20 @@ class SlurmExecutor(Executor):
             "purged": purge,
             "ended_at": state["ended_at"],
         }
+
+    def _ask_before_stop(self, state: dict[str, Any]) -> None:
+        """Refuse a stop that could cancel nothing, before it ends the watcher. Asked after,
+        a controller that does not answer left the jobs running unwatched (none restarted,
+        the deployment `unwatched`) behind "the Slurm controller is unreachable" alone."""
+        jobs = [i["job_id"] for i in state["instances"].values() if i.get("job_id")]
+        try:
+            commands.queue(jobs)
+        except SlurmOffline as exc:
+            again = f"`pipeline stop {self.file}`" if self.file is not None else "the stop"
+            raise type(exc)(
+                f"{exc.message}; nothing was stopped: the deployment's jobs and its job "
+                f"watcher run on, so run {again} again once Slurm answers"
+            ) from None
 
     # -- status and logs ---------------------------------------------------------------------
 
