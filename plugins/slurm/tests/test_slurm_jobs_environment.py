@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from slurm_support import ROOT, executor, run_pipeline, squeue, watching_file
 
+
 def _jobs_of(name: str, env: dict[str, str]) -> list[str]:
     done = subprocess.run(
         ["squeue", "--noheader", "--states=all", "--format=%j"],
