@@ -22,7 +22,23 @@ TIMEOUT = 120.0
 
 def problem(venv: str, file: Path) -> str | None:
     """Why the jobs' environment `venv` cannot run the pipeline of `file` (one clause), or
-    None when its own `pipeline validate` accepts the file, as each worker's start would."""
+    None when its own `pipeline validate` accepts the file, as each worker's start would.
+    Asked once per environment and version of the file: `deploy` asks through
+    `validate --online`'s hook, then again where `start` asks too."""
+    try:
+        version = file.stat().st_mtime_ns
+    except OSError:
+        version = None
+    key = (venv, str(file), version)
+    if key not in _ANSWERS:
+        _ANSWERS[key] = _ask(venv, file)
+    return _ANSWERS[key]
+
+
+_ANSWERS: dict[tuple[str, str, int | None], str | None] = {}
+
+
+def _ask(venv: str, file: Path) -> str | None:
     command = Path(venv) / "bin" / "pipeline"
     if not os.access(command, os.X_OK):
         return f"it has no {command}: create it and install the plugins the pipeline uses"
@@ -57,13 +73,17 @@ def problem(venv: str, file: Path) -> str | None:
     )
 
 
+def sentence(venv: str, why: str) -> str:
+    return (
+        f"the Python environment the jobs run ({venv}, deploy.slurm.python.venv) cannot run "
+        f"this pipeline: {why}"
+    )
+
+
 def check(venv: str | None, file: Path | None) -> None:
     """Refuse, in one sentence, a deployment whose jobs could not start their workers."""
     if venv is None or file is None:
         return
     why = problem(venv, file)
     if why is not None:
-        raise SlurmError(
-            f"the Python environment the jobs run ({venv}, deploy.slurm.python.venv) cannot "
-            f"run this pipeline: {why}; so nothing was submitted"
-        )
+        raise SlurmError(f"{sentence(venv, why)}; so nothing was submitted")

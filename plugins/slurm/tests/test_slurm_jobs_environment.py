@@ -9,6 +9,7 @@ file (5 errors):". On a real one-node Slurm, with a real environment holding the
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -58,13 +59,20 @@ def test_an_environment_that_is_not_there_is_refused_before_any_job(slurm, workd
     venv = workdir / "no-such-env"
     file = watching_file(workdir, "noenv", slurm=f"partition: debug, python: {{venv: {venv}}}")
     executor(file)  # registered, so that a failing test leaves no watcher or job behind
+    why = (
+        f"the Python environment the jobs run ({venv}, deploy.slurm.python.venv) cannot run "
+        f"this pipeline: it has no {venv}/bin/pipeline: create it and install the plugins the "
+        "pipeline uses"
+    )
+    # at the venv's line: the last line of the file, `venv:` in its flow mapping
+    line = len(file.read_text().splitlines())
+    column = file.read_text().splitlines()[-1].index(str(venv)) + 1
+    checked = run_pipeline("validate", "--online", str(file), env=slurm.env)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert f"{file}:{line}:{column}: error P501 {why}\n" in checked.stdout, checked.stdout
     done = run_pipeline("deploy", str(file), env=slurm.env)
     assert done.returncode == 1, done.stdout + done.stderr
-    assert done.stderr == (
-        f"error: the Python environment the jobs run ({venv}, deploy.slurm.python.venv) "
-        f"cannot run this pipeline: it has no {venv}/bin/pipeline: create it and install the "
-        "plugins the pipeline uses; so nothing was submitted\n"
-    )
+    assert done.stderr == f"error: {file}:{line}:{column}: {why}\n"
     assert "Traceback" not in done.stdout + done.stderr
     assert _jobs_of("noenv", slurm.env) == []
 
@@ -97,16 +105,19 @@ def test_an_environment_that_lost_the_executors_plugin_is_refused_at_start_and_d
         check=True,
         timeout=120,
     )
-    for command in (["start"], ["deploy", "--fresh"]):
-        done = run_pipeline(*command, str(file), env=env)
-        said = done.stdout + done.stderr
-        assert done.returncode == 1, said
-        assert "Traceback" not in said
-        assert done.stderr == (
-            f"error: the Python environment the jobs run ({venv}, deploy.slurm.python.venv) "
-            "cannot run this pipeline: its `pipeline validate` says: unknown field 'slurm' in "
-            "deploy (allowed: nomad, local); install the plugins the pipeline uses into it "
-            f"(`{venv}/bin/pip install ...`); so nothing was submitted\n"
-        ), said
+    why = (
+        f"the Python environment the jobs run ({venv}, deploy.slurm.python.venv) cannot run "
+        "this pipeline: its `pipeline validate` says: unknown field 'slurm' in deploy "
+        "(allowed: nomad, local); install the plugins the pipeline uses into it "
+        f"(`{venv}/bin/pip install ...`)"
+    )
+    started = run_pipeline("start", str(file), env=env)
+    assert started.returncode == 1, started.stdout + started.stderr
+    assert started.stderr == f"error: {why}; so nothing was submitted\n"
+    # deploy asks through the check `validate --online` makes, located at the venv's line
+    done = run_pipeline("deploy", "--fresh", str(file), env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.fullmatch(rf"error: {re.escape(str(file))}:\d+:\d+: {re.escape(why)}\n", done.stderr)
+    assert "Traceback" not in started.stderr + done.stderr
     assert _jobs_of("coreonly", env) == before
     assert "PENDING" not in squeue(before, env).values()
