@@ -478,7 +478,9 @@ def _plugin_code(where: str, doing: str) -> Iterator[None]:
     raises on purpose (PipelinesError: "cannot reach the scheduler, ...") keep theirs."""
     try:
         yield
-    except PipelinesError:
+    except (PipelinesError, BrokenPipeError):
+        # a closed output (`pipeline status FILE | head`) is the reader's doing: the CLI ends
+        # it quietly; wrapped, it read "the executor slurm ... failed to report its status"
         raise
     except Exception as exc:
         from asapo_pipelines.plugin_manager import describe_exception
