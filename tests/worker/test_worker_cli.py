@@ -131,3 +131,17 @@ def test_relative_params_resolve_next_to_the_original_pipeline_file(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert len(read_stream(original / "store", own("raw"))) == 3
+
+
+def test_an_invalid_pipeline_file_is_a_configuration_error_not_restarted(tmp_path):
+    """A worker whose pipeline file is invalid where it runs (a deployed copy, a node's
+    environment without a plugin the file uses) exited 1, so the executor restarted it until
+    its restarts ran out, each start failing the same way. It now exits 78, which the
+    executors take for a failure a restart cannot fix, with validate's located sentence."""
+    path = core_pipeline(tmp_path)
+    path.write_text(path.read_text().replace("core.identity", "core.identitty"))
+    done = run_pipeline("worker", str(path), "copy", cwd=tmp_path)
+    assert done.returncode == 78, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"error: {path} is not a valid pipeline file (1 error):" in done.stderr, done.stderr
+    assert "error P201 unknown unit core.identitty; did you mean core.identity?" in done.stderr

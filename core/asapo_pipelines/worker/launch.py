@@ -366,12 +366,17 @@ def run_worker(pipeline_file: Path, instance: str, **options: Any) -> int:
     """Run a worker to its end; returns the exit code (start-up errors raise; configuration
     errors with exit code 78, so that a supervisor does not restart them)."""
     from asapo_pipelines.errors import ConfigurationError
+    from asapo_pipelines.pipeline.validate import PipelineInvalid
     from asapo_pipelines.transport import StorageError, TransportConfigError
 
     try:
         worker = build_worker(pipeline_file, instance, **options)
     except TransportConfigError as exc:
         raise ConfigurationError(exc.message) from None
+    except PipelineInvalid as exc:
+        # the file a task runs (a deployed copy) does not change by itself, nor do the plugins
+        # of its environment: each restart would fail the same way until its restarts ran out
+        raise ConfigurationError(str(exc)) from None
     except StorageError as exc:
         raise _not_restarted(exc) from None
     worker.install_signal_handlers()
