@@ -394,19 +394,39 @@ def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str
             raise not_approved(entry, exc) from None
         except QueueRefused:
             pass  # the server is there: the submit below asks again and records its reason
-        inbox.decide(entry.uid, "approve", by=by, reason=reason)
-        inbox.set_state(entry.uid, "approved", reason or f"approved by {by}")
-        return submit(inbox, client, inbox.find(entry.uid))
+        # recorded only if nobody decided meanwhile: a second approve at the same moment
+        # (a double click, the viewer and the command line) says what became of the first
+        # instead of adding the item a second time
+        claimed, entry = inbox.claim(
+            entry.uid,
+            "approved",
+            reason or f"approved by {by}",
+            from_states=APPROVABLE,
+            decision="approve",
+            by=by,
+            said=reason,
+        )
+        if not claimed:
+            check_approvable(entry)  # raises: what became of the other decision
+        return submit(inbox, client, entry)
 
 
-def reject(inbox: Inbox, uid: str, *, by: str, reason: str) -> Entry:
-    entry = inbox.find(uid)
+def check_rejectable(entry: Entry) -> None:
     if entry.state not in REJECTABLE:
         raise InboxError(
             f"suggestion {entry.uid[:12]} is {entry.state}; only pending, held, approved or "
             "failed suggestions can be rejected (remove a queued item with qserver)"
         )
+
+
+def reject(inbox: Inbox, uid: str, *, by: str, reason: str) -> Entry:
+    entry = inbox.find(uid)
+    check_rejectable(entry)
     if not reason.strip():
         raise InboxError("give the reason for rejecting with --reason TEXT")
-    inbox.decide(entry.uid, "reject", by=by, reason=reason)
-    return inbox.set_state(entry.uid, "rejected", reason)
+    claimed, entry = inbox.claim(
+        entry.uid, "rejected", reason, from_states=REJECTABLE, decision="reject", by=by, said=reason
+    )
+    if not claimed:
+        check_rejectable(entry)  # raises: another decision got there first
+    return entry

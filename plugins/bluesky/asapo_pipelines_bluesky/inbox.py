@@ -334,18 +334,52 @@ class Inbox:
                 raise InboxError(f"no suggestion {uid} in the inbox {self.path}")
             if entry.state == state and entry.state_reason == reason:
                 return entry
-            entry.state, entry.state_reason, entry.updated = state, reason, now()
-            if state in COUNTED and entry.queued is None:
-                entry.queued = entry.updated
-            if item_uid:
-                entry.item_uid = item_uid
+            return self._move(db, entry, state, reason, item_uid)
+
+    def claim(
+        self,
+        uid: str,
+        state: str,
+        reason: str,
+        *,
+        from_states: tuple[str, ...],
+        decision: str,
+        by: str,
+        said: str = "",
+    ) -> tuple[bool, Entry]:
+        """A person's decision (`said`: the reason they gave): records it and moves suggestion
+        `uid` to `state`, in one transaction and only while the suggestion is in one of
+        `from_states`. (False, the entry as it is now) when another decision got there first:
+        of two approves at once (a double click, the viewer and the command line) only one may
+        queue the item."""
+        with self.transaction() as db:
+            entry = self.get(uid)
+            if entry is None:
+                raise InboxError(f"no suggestion {uid} in the inbox {self.path}")
+            if entry.state not in from_states:
+                return False, entry
             db.execute(
-                "UPDATE suggestions SET state = ?, state_reason = ?, updated = ?, queued = ?, "
-                "item_uid = ? WHERE uid = ?",
-                (state, reason, entry.updated, entry.queued, entry.item_uid, uid),
+                "INSERT INTO decisions (uid, time, decision, by, reason) VALUES (?, ?, ?, ?, ?)",
+                (uid, now(), decision, by, said),
             )
-            self._feedback(db, entry)
-            return entry
+            return True, self._move(db, entry, state, reason, None)
+
+    def _move(
+        self, db: sqlite3.Connection, entry: Entry, state: str, reason: str, item_uid: str | None
+    ) -> Entry:
+        """Write `entry`'s new state, with its feedback, inside the caller's transaction."""
+        entry.state, entry.state_reason, entry.updated = state, reason, now()
+        if state in COUNTED and entry.queued is None:
+            entry.queued = entry.updated
+        if item_uid:
+            entry.item_uid = item_uid
+        db.execute(
+            "UPDATE suggestions SET state = ?, state_reason = ?, updated = ?, queued = ?, "
+            "item_uid = ? WHERE uid = ?",
+            (state, reason, entry.updated, entry.queued, entry.item_uid, entry.uid),
+        )
+        self._feedback(db, entry)
+        return entry
 
     def note(self, uid: str, reason: str) -> None:
         """Replace the reason of a suggestion without changing its state (nothing is sent: what
@@ -354,13 +388,6 @@ class Inbox:
             db.execute(
                 "UPDATE suggestions SET state_reason = ?, updated = ? WHERE uid = ?",
                 (reason, now(), uid),
-            )
-
-    def decide(self, uid: str, decision: str, *, by: str, reason: str) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO decisions (uid, time, decision, by, reason) VALUES (?, ?, ?, ?, ?)",
-                (uid, now(), decision, by, reason),
             )
 
     def _feedback(self, db: sqlite3.Connection, entry: Entry) -> None:

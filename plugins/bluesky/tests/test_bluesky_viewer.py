@@ -4,9 +4,12 @@ queues it on the real queue server, and a request from another origin is refused
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import shutil
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -193,3 +196,52 @@ def _scenario(browser: Any, inbox_pipeline: Any, queue_server: Any, attacker: At
         assert problems == []
     finally:
         page.close()
+
+
+# two approves of one suggestion at the same moment (a double click on Approve, the viewer and
+# the command line together) queue its item once: the second says what became of the first
+CLICKS = 6
+
+
+def post(url: str, origin: str, token: str, start: threading.Barrier) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(
+        url,
+        data=b"{}",
+        method="POST",
+        headers={"Origin": origin, "X-Inbox-Token": token, "Content-Type": "application/json"},
+    )
+    start.wait()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_approves_at_the_same_moment_queue_the_item_once(inbox_pipeline, queue_server):
+    viewer, inbox_path, (goe, _cu) = inbox_pipeline
+    origin = f"http://127.0.0.1:{viewer.port}"
+    with urllib.request.urlopen(origin + "/api/inbox", timeout=30) as answer:
+        token = json.loads(answer.read())["token"]
+    start = threading.Barrier(CLICKS)
+    url = f"{origin}/api/inbox/{goe['uid']}/approve"
+    with concurrent.futures.ThreadPoolExecutor(CLICKS) as pool:
+        answers = list(pool.map(lambda _i: post(url, origin, token, start), range(CLICKS)))
+
+    queued = [i["meta"]["suggestion"]["uid"] for i in queue_server.suggestion_items()["queue"]]
+    assert queued == [goe["uid"]], answers
+    accepted = [a for code, a in answers if code == 200]
+    refused = [a["error"] for code, a in answers if code != 200]
+    assert len(accepted) == 1, answers
+    assert accepted[0]["suggestion"]["state"] == "submitted"
+    assert len(refused) == CLICKS - 1
+    for sentence in refused:
+        # what became of the first approve, by the time this one was decided
+        assert sentence.startswith(f"suggestion {goe['uid'][:12]} is ")
+        assert sentence.endswith("; only pending, held or failed suggestions can be approved")
+    inbox = Inbox(inbox_path)
+    try:
+        assert [d["decision"] for d in inbox.decisions()] == ["approve"]
+        assert inbox.get(goe["uid"]).state == "submitted"
+    finally:
+        inbox.close()
