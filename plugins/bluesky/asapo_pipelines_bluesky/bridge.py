@@ -87,7 +87,7 @@ def fill_template(template: PlanTemplate, context: dict[str, Any]) -> dict[str, 
     }
 
 
-def entry_from_body(body: Any, *, instance: str, params: QueueParams) -> Entry:
+def entry_from_body(body: Any, *, instance: str, params: QueueParams, run: str = "") -> Entry:
     """A suggestion message body (the SDK's `Suggestion`, or an agent's plain dict with `item`
     in place of `plan`) as an inbox entry, state not yet decided."""
     if not isinstance(body, dict):
@@ -147,6 +147,7 @@ def entry_from_body(body: Any, *, instance: str, params: QueueParams) -> Entry:
     return Entry(
         uid=uid,
         instance=instance,
+        run=run,
         received=now(),
         agent=agent,
         action=action,
@@ -167,22 +168,26 @@ def over_budget(inbox: Inbox, entry: Entry, budget: Budget) -> str | None:
         used = inbox.scans_counted(target=entry.target)
         if used + entry.scans > budget.repeats_per_sample:
             return (
-                f"over budget: {used} scans of {entry.target} already queued, {entry.scans} more "
+                f"over budget: {plural(used, 'scan')} of {entry.target} already queued, "
+                f"{entry.scans} more "
                 f"would exceed repeats_per_sample {budget.repeats_per_sample}"
             )
     if budget.scans_per_run is not None:
-        used = inbox.scans_counted()
+        # this run's: an earlier run's scans (before `pipeline run --fresh`) are its own
+        used = inbox.scans_counted(run=entry.run)
         if used + entry.scans > budget.scans_per_run:
+            run = f" in run {entry.run}" if entry.run else ""
             return (
-                f"over budget: {used} scans already queued, {entry.scans} more would exceed "
-                f"scans_per_run {budget.scans_per_run}"
+                f"over budget: {plural(used, 'scan')} already queued{run}, {entry.scans} more "
+                f"would exceed scans_per_run {budget.scans_per_run}"
             )
     if budget.window_scans is not None:
         since = (datetime.now(UTC) - timedelta(minutes=budget.window_minutes)).isoformat()
         used = inbox.scans_counted(since=since)
         if used + entry.scans > budget.window_scans:
             return (
-                f"over budget: {used} scans queued in the last {budget.window_minutes:g} min, "
+                f"over budget: {plural(used, 'scan')} queued in the last "
+                f"{budget.window_minutes:g} min, "
                 f"{entry.scans} more would exceed window_scans {budget.window_scans}"
             )
     return None

@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS suggestions (
     state_reason TEXT NOT NULL DEFAULT '',
     updated TEXT NOT NULL,
     queued TEXT,
-    item_uid TEXT NOT NULL DEFAULT ''
+    item_uid TEXT NOT NULL DEFAULT '',
+    run TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -125,6 +126,8 @@ class Entry:
     updated: str = ""
     queued: str | None = None
     item_uid: str = ""
+    #: the pipeline run the bridge received it in (empty outside a run, and in older inboxes)
+    run: str = ""
     decisions: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -164,9 +167,16 @@ class Inbox:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            self._add_run_column()
         except (OSError, sqlite3.Error) as exc:
             raise InboxError(f"cannot open the suggestion inbox {self.path}: {exc}") from None
         self.db.row_factory = sqlite3.Row
+
+    def _add_run_column(self) -> None:
+        """An inbox written before suggestions recorded their run gets the column (empty)."""
+        columns = {r[1] for r in self.db.execute("PRAGMA table_info(suggestions)")}
+        if "run" not in columns:
+            self.db.execute("ALTER TABLE suggestions ADD COLUMN run TEXT NOT NULL DEFAULT ''")
 
     def _open_read_only(self) -> None:
         """A connection that changes nothing, as the embedded store reads its indexes
@@ -263,9 +273,14 @@ class Inbox:
             raise InboxError(f"the id {prefix} is ambiguous; give more of it")
         return self._entry(rows[0])
 
-    def scans_counted(self, *, target: str | None = None, since: str | None = None) -> int:
+    def scans_counted(
+        self, *, target: str | None = None, since: str | None = None, run: str | None = None
+    ) -> int:
         sql = f"SELECT COALESCE(SUM(scans), 0) FROM suggestions WHERE state IN {COUNTED!r}"
         args: list[Any] = []
+        if run is not None:
+            sql += " AND run = ?"
+            args.append(run)
         if target is not None:
             sql += " AND target = ?"
             args.append(target)
@@ -299,8 +314,9 @@ class Inbox:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO suggestions (uid, instance, received, agent, action, "
-                "target, confidence, reason, scans, numbers, item, state, state_reason, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "target, confidence, reason, scans, numbers, item, state, state_reason, updated, "
+                "run) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.uid,
                     entry.instance,
@@ -316,6 +332,7 @@ class Inbox:
                     entry.state,
                     entry.state_reason,
                     entry.updated,
+                    entry.run,
                 ),
             )
             if cur.rowcount and entry.state != "noted":

@@ -41,7 +41,10 @@ class QueueBridge(Processor):
 
     def process(self, message: Message) -> None:
         entry = bridge.entry_from_body(
-            message.value, instance=self.context.instance, params=self.params
+            message.value,
+            instance=self.context.instance,
+            params=self.params,
+            run=str(self.context.run.get("run") or ""),
         )
         cancels = bridge.cancel_list(message.value)
         added = self.inbox.add(entry)

@@ -174,6 +174,40 @@ def test_p65_in_auto_mode_runs_each_suggestion_once(p65, queue_server):
     assert waiting <= {"running", "completed"}
 
 
+def test_scans_per_run_counts_the_scans_of_this_run_only(p65, queue_server):
+    """A new run (`--fresh`) gets its own scans_per_run; the earlier run's scans stay counted
+    in that run only. Counted on the real queue server: what reached it, per run."""
+    p65.write_text(
+        p65.read_text()
+        .replace("mode: approve ", "mode: auto    ")
+        .replace("scans_per_run: 30", "scans_per_run: 1")
+    )
+    for args in (("run",), ("run", "--fresh")):
+        run = pipeline(*args, p65.name, cwd=p65.parent)
+        assert run.returncode == 0, run.stderr[-3000:]
+    entries = json.loads(pipeline("suggestions", p65.name, "--json", cwd=p65.parent).stdout)
+    queued = {i["meta"]["suggestion"]["uid"] for i in queue_server.suggestion_items()["queue"]}
+    # one scan of each run reached the queue server
+    assert len(queued) == 2, [(e["state"], e["state_reason"]) for e in entries]
+    by_run: dict[str, list[dict[str, object]]] = {}
+    for entry in entries:
+        if entry["action"] == "more_scans":
+            by_run.setdefault(entry["run"], []).append(entry)
+    assert sorted(by_run) == ["r1", "r2"]
+    for run_id, more in by_run.items():
+        # each run asks for more than its budget: the first scan is queued, the rest held
+        assert len(more) >= 2, more
+        submitted = [e for e in more if e["state"] == "submitted"]
+        assert [e["scans"] for e in submitted] == [1], (run_id, more)
+        assert submitted[0]["uid"] in queued
+        for held in (e for e in more if e["state"] != "submitted"):
+            assert held["state"] == "held"
+            assert held["state_reason"] == (
+                f"over budget: 1 scan already queued in run {run_id}, {held['scans']} more "
+                "would exceed scans_per_run 1"
+            )
+
+
 def _position(text: str, needle: str) -> tuple[int, int]:
     """1-based line and column of `needle` in `text`."""
     for number, line in enumerate(text.splitlines(), 1):
