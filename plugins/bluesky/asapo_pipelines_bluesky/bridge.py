@@ -300,6 +300,11 @@ def _why_not_queued(entry: Entry | None, instance: str, where: set[str]) -> str:
     return f"never queued ({entry.state})"
 
 
+def _waiting(entry: Entry | None, instance: str) -> bool:
+    """Whether `entry` is this bridge's and waits for a person (pending, held): not queued."""
+    return entry is not None and entry.instance == instance and entry.state in ("pending", "held")
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -319,9 +324,20 @@ def cancel(inbox: Inbox, client: Any, stop: Entry, uids: list[str], *, params: Q
     inbox.heard_from(client.address)
     ours: dict[str, str] = {}
     stayed: list[tuple[str, str]] = []
+    withdrawn: list[str] = []
     for uid in uids:
         entry = inbox.get(uid)
         items = found.get(uid, [])
+        if not items and _waiting(entry, stop.instance):
+            # never queued, and a person must not queue it later: what the agent says is
+            # not needed is withdrawn in either mode (the queue is not touched)
+            inbox.set_state(
+                uid,
+                "rejected",
+                f"cancelled by {stop.action} {stop.uid[:12]}: not needed, never queued",
+            )
+            withdrawn.append(uid)
+            continue
         queued = [i for w, i in items if w == "queue"]
         own = [i for i in queued if _own(i, entry, stop.instance, params.user)]
         if own:
@@ -352,6 +368,12 @@ def cancel(inbox: Inbox, client: Any, stop: Entry, uids: list[str], *, params: Q
             )
         done = f"removed {plural(len(taken), 'queued item')}" + (
             f" ({', '.join(u[:12] for u in taken)})" if taken else ""
+        )
+    if withdrawn:
+        done += (
+            f"; withdrew {plural(len(withdrawn), 'suggestion')} never queued ("
+            + ", ".join(u[:12] for u in withdrawn)
+            + ")"
         )
     if stayed:
         done += "; stayed: " + ", ".join(f"{uid[:12]} {why}" for uid, why in stayed)

@@ -4,10 +4,14 @@ Manager on loopback: the bridge takes its own still-queued items off the plan qu
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from asapo_pipelines_bluesky.inbox import Inbox
+
+PIPELINE = str(Path(sys.executable).parent / "pipeline")
 
 
 def params(server, tmp_path: Path, **extra):
@@ -131,6 +135,52 @@ def test_in_approve_mode_the_bridge_only_says_what_it_would_remove(
         f"would remove 1 queued item (suggestion {first['uid'][:12]}: item {item['item_uid']}); "
         "remove it with `qserver queue item remove '<item uid>'`"
     )
+
+
+def test_suggestions_a_stop_cancels_before_anyone_approved_them_cannot_be_approved_later(
+    queue_server, run_unit, make_suggestion, tmp_path
+):
+    """Approve mode at night: the agent asked for repeats nobody approved yet, then said stop,
+    they are not needed. In the morning the inbox must not offer them for approval."""
+    example = Path(__file__).resolve().parents[3] / "examples" / "p65-xas-bluesky.pipeline.yaml"
+    file = tmp_path / example.name
+    file.write_text(example.read_text().replace("tcp://localhost:60615", queue_server.control))
+    p = params(queue_server, tmp_path, mode="approve")
+    p["inbox"] = str(tmp_path / ".pipeline-data" / "suggestions.sqlite")
+    first, second = make_suggestion(scans=3), make_suggestion(scans=2)
+    stop = stop_cancelling(make_suggestion, first["uid"], second["uid"])
+    result = run_unit("bluesky.queue", [first, second, stop], params=p)
+    assert result.errors == []
+
+    approve = subprocess.run(
+        [PIPELINE, "suggestions", file.name, "approve", first["uid"][:8]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert approve.returncode == 1
+    reason = f"cancelled by stop {stop['uid'][:12]}: not needed, never queued"
+    assert approve.stderr == (
+        f"error: suggestion {first['uid'][:12]} is rejected ({reason}); only pending, held or "
+        "failed suggestions can be approved\n"
+    )
+    assert queue(queue_server) == []
+    inbox = Inbox(tmp_path / ".pipeline-data" / "suggestions.sqlite")
+    try:
+        assert inbox.get(second["uid"]).state == "rejected"
+        assert inbox.get(stop["uid"]).state_reason == (
+            "stop: cancel 2 earlier suggestions: mode approve; no queued item of the bridge's to "
+            f"remove; withdrew 2 suggestions never queued ({first['uid'][:12]}, "
+            f"{second['uid'][:12]})"
+        )
+    finally:
+        inbox.close()
+    # the agent hears they are not coming
+    sent = [(v["uid"], v["state"]) for v in result.values("status")]
+    assert (first["uid"], "rejected") in sent
+    assert (second["uid"], "rejected") in sent
 
 
 def test_a_cancel_list_that_is_no_list_of_uids_is_one_sentence(
