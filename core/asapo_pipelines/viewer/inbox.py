@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import importlib
 import ipaddress
 import secrets
@@ -28,6 +29,8 @@ TOKEN_HEADER = "x-inbox-token"
 MAX_TOKENS = 256
 #: a reject without a reason, in the page's words
 REASON_MISSING = "give a reason for rejecting"
+#: threads of the inbox's own: one for the listing, one for a decision meanwhile
+INBOX_THREADS = 2
 
 
 def _plugin() -> Any | None:
@@ -53,6 +56,26 @@ class InboxApi:
         self.file = pipeline_file
         self.loopback_only = loopback_only
         self.tokens: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # the inbox asks the queue server, which may take its whole timeout to not answer:
+        # its calls run on threads of their own, never on those that read the pipeline's
+        # transport for the page (the graph, the counters, the messages)
+        self.pool = concurrent.futures.ThreadPoolExecutor(
+            INBOX_THREADS, thread_name_prefix="viewer-inbox"
+        )
+        self._listing: asyncio.Future[dict[str, Any]] | None = None
+
+    async def run(self, call: Any, *args: Any) -> Any:
+        """`call(*args)` on the inbox's threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, call, *args)
+
+    async def current(self) -> dict[str, Any]:
+        """The listing with a token of this request's own. Requests that come while one
+        listing is under way share it: every open page asks every few seconds, and a queue
+        server that does not answer would otherwise be asked once per page, each time."""
+        if self._listing is None or self._listing.done():
+            self._listing = asyncio.ensure_future(self.run(self.listing))
+        listed = await asyncio.shield(self._listing)
+        return {**listed, "token": self.issue()} if listed.get("available") else listed
 
     def available(self) -> bool:
         plugin = _plugin()
@@ -90,7 +113,6 @@ class InboxApi:
         entries, notes = plugin.listing(self.file)
         return {
             "available": True,
-            "token": self.issue(),
             "notes": notes,
             "suggestions": [e.to_json() for e in entries],
         }
@@ -126,7 +148,7 @@ def routes(api: InboxApi, json_response: Any) -> list[Any]:
 
     async def listing(_request: Request) -> Any:
         try:
-            return json_response(await asyncio.to_thread(api.listing))
+            return json_response(await api.current())
         except PipelinesError as exc:
             return json_response({"available": True, "error": exc.message}, 500)
 
@@ -145,13 +167,13 @@ def routes(api: InboxApi, json_response: Any) -> list[Any]:
         if action not in ("approve", "reject"):
             return json_response({"error": "the decisions are approve and reject"}, 404)
         uid = request.path_params["uid"]
-        if not await asyncio.to_thread(api.knows, uid):
+        if not await api.run(api.knows, uid):
             return json_response({"error": f"no suggestion {uid} in this pipeline's inbox"}, 404)
         if action == "reject" and not reason.strip():
             # the plugin's sentence names the CLI's --reason option; the page has a text field
             return json_response({"error": REASON_MISSING}, 400)
         try:
-            result = await asyncio.to_thread(api.decide, action, uid, reason)
+            result = await api.run(api.decide, action, uid, reason)
         except PipelinesError as exc:
             return json_response({"error": exc.message}, 409)
         return json_response(result)

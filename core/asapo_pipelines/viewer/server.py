@@ -295,6 +295,13 @@ def create_app(
             headers={**headers, "X-Accel-Buffering": "no"},
         )
 
+    # the suggestion inbox (the bluesky plugin's), decisions from this page on loopback only
+    from asapo_pipelines.viewer.inbox import InboxApi
+    from asapo_pipelines.viewer.inbox import routes as inbox_routes
+
+    inbox_api = InboxApi(view.path, loopback_only=trusted_hosts)
+    inbox = inbox_routes(inbox_api, json_response)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         task = asyncio.create_task(hub.run())
@@ -306,12 +313,9 @@ def create_app(
                 await task
             with hub.lock:
                 hub.collector.close()
+            # a listing still waiting for a queue server that does not answer is not waited for
+            inbox_api.pool.shutdown(wait=False, cancel_futures=True)
 
-    # the suggestion inbox (the bluesky plugin's), decisions from this page on loopback only
-    from asapo_pipelines.viewer.inbox import InboxApi
-    from asapo_pipelines.viewer.inbox import routes as inbox_routes
-
-    inbox = inbox_routes(InboxApi(view.path, loopback_only=trusted_hosts), json_response)
     middleware = []
     if trusted_hosts:
         shown = f"[{host.strip('[]')}]" if ":" in host else host

@@ -80,3 +80,63 @@ def _scenario(browser: Any, viewer: Viewer, goe: dict[str, Any], server: QueueSe
         assert problems == []
     finally:
         page.close()
+
+
+#: pages open on the inbox at once (the default thread pool of a 2-core machine has 6 threads)
+PAGES = 8
+
+
+@pytest.fixture
+def gone(tmp_path: Path, queue_server: QueueServer, run_unit, make_suggestion):
+    """The viewer of a pipeline whose queue server is gone (nothing listens at its address;
+    each listing waits `timeout` for it) and whose inbox holds a submitted suggestion."""
+    from bluesky_services import free_port
+
+    from asapo_pipelines_bluesky.params import QueueParams
+
+    inbox = tmp_path / QueueParams().inbox
+    goe = make_suggestion(target="GOE")
+    params = {"control_address": queue_server.control, "inbox": str(inbox), "mode": "auto"}
+    run_unit("bluesky.queue", [goe], params=params)
+    anchor = "      user: p65-agent\n"
+    text = EXAMPLE.read_text().replace("tcp://localhost:60615", f"tcp://127.0.0.1:{free_port()}")
+    file = tmp_path / EXAMPLE.name
+    file.write_text(text.replace(anchor, f"{anchor}      timeout: 15\n"))
+    viewer = Viewer(file)
+    yield viewer
+    viewer.stop()
+
+
+def test_pages_waiting_for_a_gone_queue_server_do_not_stall_the_rest_of_the_viewer(gone):
+    """Every open page asks for the inbox every 3 s. While the queue server does not answer,
+    those listings wait its timeout; the page's graph, counters and messages must go on."""
+    import concurrent.futures
+    import json
+    import threading
+    import time
+    import urllib.request
+
+    base = f"http://127.0.0.1:{gone.port}"
+    finished: list[str] = []
+    lock = threading.Lock()
+
+    def get(path: str, what: str) -> dict[str, Any]:
+        with urllib.request.urlopen(base + path, timeout=120) as answer:
+            body = json.loads(answer.read())
+        with lock:
+            finished.append(what)
+        return body
+
+    with concurrent.futures.ThreadPoolExecutor(PAGES + 1) as pool:
+        listings = [pool.submit(get, "/api/inbox", "inbox") for _ in range(PAGES)]
+        time.sleep(1)  # the listings are under way (each waits 15 s for the server)
+        messages = pool.submit(get, "/api/messages?stream=plans", "messages")
+        assert messages.result()["messages"] == []
+        answers = [f.result() for f in listings]
+    # the messages came while every listing still waited for the server
+    assert finished[0] == "messages", finished
+    for answer in answers:
+        (note,) = answer["notes"]
+        assert "cannot be reached (no answer within 15 s)" in note
+    # each page its own token, also when pages shared one listing
+    assert len({a["token"] for a in answers}) == PAGES

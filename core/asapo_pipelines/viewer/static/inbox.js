@@ -92,6 +92,15 @@
     document.getElementById('inbox-count').textContent = String((data.suggestions || []).length);
   }
 
-  load();
-  setInterval(load, 3000);
+  // one listing at a time: while the queue server does not answer a listing takes its whole
+  // timeout, longer than the interval
+  let loading = false;
+  async function tick() {
+    if (loading) return;
+    loading = true;
+    try { await load(); } finally { loading = false; }
+  }
+
+  tick();
+  setInterval(tick, 3000);
 })();
