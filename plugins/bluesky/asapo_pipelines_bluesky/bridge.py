@@ -297,6 +297,8 @@ def _why_not_queued(entry: Entry | None, instance: str, where: set[str]) -> str:
         return "unknown to this bridge"
     if entry.state in ("submitted", "running"):
         return "removed by hand"
+    if entry.state == "rejected":
+        return "rejected already"  # by a person, or by an earlier stop that named it too
     return f"never queued ({entry.state})"
 
 

@@ -182,6 +182,19 @@ def test_suggestions_a_stop_cancels_before_anyone_approved_them_cannot_be_approv
     assert (first["uid"], "rejected") in sent
     assert (second["uid"], "rejected") in sent
 
+    # the agent's next stop names them again (they were in flight for it until it heard)
+    again = stop_cancelling(make_suggestion, first["uid"], second["uid"])
+    assert run_unit("bluesky.queue", [again], params=p).errors == []
+    inbox = Inbox(tmp_path / ".pipeline-data" / "suggestions.sqlite")
+    try:
+        assert inbox.get(again["uid"]).state_reason == (
+            "stop: cancel 2 earlier suggestions: mode approve; no queued item of the bridge's to "
+            f"remove; stayed: {first['uid'][:12]} rejected already, {second['uid'][:12]} "
+            "rejected already"
+        )
+    finally:
+        inbox.close()
+
 
 def test_a_cancel_list_that_is_no_list_of_uids_is_one_sentence(
     queue_server, run_unit, make_suggestion, tmp_path
