@@ -159,6 +159,13 @@ class StatusPublisher:
         self._thread: threading.Thread | None = None
         self._last = (time.monotonic(), 0)
         self._lock = threading.Lock()
+        #: held while `_producer` is made, used or dropped: the thread and `publish_sync`
+        #: send through that one producer. Two producers of one stream in one process each
+        #: number their messages from what the service said when they were made (ASAP::O);
+        #: the second one's record took an id the first then sent again, refused as a
+        #: duplicate: lost, and when it was the final record, a resumed downstream worker
+        #: waited for this one's end for ever (`Worker._upstream_ended`)
+        self._sending = threading.Lock()
         #: when the last record was sent (monotonic), for `committed`
         self._published = 0.0
         #: whether the unit's summary was refused by the transport (said once)
@@ -196,16 +203,27 @@ class StatusPublisher:
                     break
             first = False
             try:
-                if self._producer is None:
-                    self._producer = self.transport.producer(self.source)
-                self._publish(self._producer)
+                self._send_shared()
                 last_error = ""
             except PipelinesError as exc:
                 if exc.message != last_error:
                     log.warning("cannot publish the status counters: %s", exc.message)
                     last_error = exc.message
+
+    def _send_shared(self, *, flush: bool = False) -> None:
+        """Publish one record through the one producer (made at the first record); a broken
+        one is dropped, and the next record makes another."""
+        with self._sending:
+            try:
+                if self._producer is None:
+                    self._producer = self.transport.producer(self.source)
+                self._publish(self._producer)
+                if flush:
+                    self._producer.flush()
+            except PipelinesError:
                 self._discard(self._producer)
                 self._producer = None
+                raise
 
     @staticmethod
     def _discard(producer: Any) -> None:
@@ -222,12 +240,7 @@ class StatusPublisher:
         `COMMIT_GAP`, and a record due at once (the unit's summary at its start) must not wait
         for it. A transport error is left to the thread's next beat."""
         try:
-            producer = self.transport.producer(self.source)
-            try:
-                self._publish(producer)
-                producer.flush()
-            finally:
-                producer.close()
+            self._send_shared(flush=True)
         except PipelinesError as exc:
             log.debug("cannot publish the status counters now: %s", exc.message)
 
@@ -280,7 +293,8 @@ class StatusPublisher:
         if self._thread is not None:
             self._thread.join(timeout=10)
             if not self._thread.is_alive():
-                held[0], self._producer = self._producer, None
+                with self._sending:
+                    held[0], self._producer = self._producer, None
         with self._lock:
             if summary is not None:
                 self.counters.summary = summary
