@@ -1090,8 +1090,8 @@ class ConvergenceAgent:
             if check is None:
                 return suggestion(
                     "stop",
-                    f"noise {_g(eps)} reached the target {_g(p.target_noise)} with {n} merged "
-                    f"scans{self._reached_by_fit(points, n)}{floor_text}",
+                    f"noise {_g(eps)} reached the target {_g(p.target_noise)} with "
+                    f"{_n(n, 'merged scan')}{self._reached_by_fit(points, n)}{floor_text}",
                     0.95,
                 )
             unconfirmed = check
