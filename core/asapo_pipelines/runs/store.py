@@ -463,11 +463,12 @@ class RunStore:
                 f"place (`mv {shlex.quote(str(mine))} {shlex.quote(owner)}`) to go on with its "
                 "runs; else give it another `pipeline:` name"
             )
+        option = getattr(self.transport, "separate_store", "")
+        which = f" (another `{option}`)" if option else ""
         return (
             f"{self.belongs_to(owner)}, so {mine} cannot use it: give "
             "one of the two files another `pipeline:` name, or a store of its own in its "
-            "`transport:` section (another `path`, or another `key_prefix` where the transport "
-            "has one)"
+            f"`transport:` section{which}"
         )
 
     # -- writing ----------------------------------------------------------------------------------

@@ -819,6 +819,7 @@ class AsapoTransport(Transport):
     """A facility's ASAP::O service. Build it with `from_spec` from a pipeline's settings."""
 
     kind = "asapo"
+    separate_store = "data_source_prefix"
 
     def __init__(self, settings: AsapoSettings) -> None:
         self.settings = settings

@@ -412,6 +412,10 @@ class Transport(_Closable):
     """Hands out producers and consumers for the data sources of one store or service."""
 
     kind: str = ""
+    #: the option of the transport's section that gives a pipeline a store, or a namespace, of
+    #: its own (`path`); said when two pipeline files claim one pipeline name in one store
+    #: (`RunStore.refusal`). Empty: the sentence names the section only
+    separate_store: str = ""
     #: the folder the store's files live in, for a store kept in a folder of this machine (the
     #: embedded store); None for a service. A pipeline file owns its namespace in the store by
     #: its path relative to this folder too, so that a project folder moved or copied with its

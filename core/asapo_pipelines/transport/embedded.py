@@ -1689,6 +1689,7 @@ class EmbeddedTransport(Transport):
     group delivery and pruning are refused."""
 
     kind = "embedded"
+    separate_store = "path"
 
     def __init__(
         self,

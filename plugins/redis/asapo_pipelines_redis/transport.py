@@ -1344,6 +1344,7 @@ class RedisTransport(Transport):
     """Producers and consumers on the Redis server ``config.url`` (checked when opened)."""
 
     kind = "redis"
+    separate_store = "key_prefix"
 
     def __init__(self, config: RedisConfig) -> None:
         self.config = config
