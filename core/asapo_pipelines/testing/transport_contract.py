@@ -117,6 +117,26 @@ def test_contract_an_empty_payload_is_sent_and_read_as_empty(backend: Backend) -
     assert bytes(got[2].payload) == b"x"
 
 
+def test_contract_two_producers_of_one_stream_store_every_message_once(backend: Backend) -> None:
+    """A unit's replicas write one output stream, each through its own producer, with
+    automatic ids. On ASAP::O each producer counted from the last id the service held when
+    it first wrote, so their ids collided: the service refused one message of each pair, the
+    replicas' flush failed and they were restarted until they got through by luck."""
+    stream = backend.stream()
+    transport = backend.transport
+    with transport.producer(backend.source) as first, transport.producer(backend.source) as other:
+        for n in range(20):  # interleaved, as two replicas' batches are
+            first.send(stream, b"a", {"who": "first", "n": n})
+            other.send(stream, b"b", {"who": "other", "n": n})
+        first.flush(30)
+        other.flush(30)
+    with transport.consumer(backend.source, backend.group()) as consumer:
+        got = _drain(consumer, stream, timeout=1 + backend.settle)
+    assert sorted(m.id for m in got) == list(range(1, 41))
+    sent = sorted((m.metadata["who"], m.metadata["n"]) for m in got)
+    assert sent == sorted((who, n) for who in ("first", "other") for n in range(20))
+
+
 def test_contract_no_data_yet(backend: Backend) -> None:
     stream = backend.stream()
     with (
@@ -409,5 +429,6 @@ __all__ = [
     "test_contract_no_data_yet",
     "test_contract_send_and_receive_payload_and_metadata",
     "test_contract_stream_and_source_metadata",
+    "test_contract_two_producers_of_one_stream_store_every_message_once",
     "test_contract_unacknowledged_message_is_delivered_again_after_the_lease",
 ]

@@ -63,6 +63,17 @@ EMPTY_PAYLOAD_KEY = "_asapo_pipelines_empty_payload"
 LIBRARY_SHARE = 0.8
 #: abandoned calls (threads still blocked in the library) tolerated before refusing new calls
 MAX_STUCK_CALLS = 8
+#: how often a message sent with an automatic id is sent again under a new one after the
+#: service refused its id as taken by another producer (`AsapoProducer._resend_collided`)
+MAX_ID_COLLISIONS = 20
+
+
+def _id_taken(reason: str) -> bool:
+    """The receiver refused a message because another message holds its id ("Duplicate ID";
+    the loopback's "duplicate id N in stream S"), not a resend of the same one ("Duplicated
+    request", which is stored)."""
+    text = reason.lower()
+    return "duplicate id" in text and "duplicated request" not in text
 
 
 def _load_libs() -> tuple[Any, Any]:
@@ -319,6 +330,14 @@ class AsapoProducer(Producer):
         #: failures an earlier flush already raised: (stream, id or label)
         self._reported: set[tuple[str, int | str]] = set()
         self._next_ids: dict[str, int] = {}
+        #: (stream, id) -> (data, user metadata, ingest mode, collisions so far) of each
+        #: unconfirmed message whose id this producer chose (`_auto_id`): several producers of
+        #: one stream (a unit's replicas, its error stream) each count from the last id the
+        #: service had when they first wrote, so their ids collide; such a message is sent
+        #: again under a new id (`_resend_collided`) instead of being lost
+        self._chosen: dict[tuple[str, int], tuple[Any, dict[str, Any], int, int]] = {}
+        #: (stream, id) of chosen-id messages the service refused as taken, to send again
+        self._collided: list[tuple[str, int]] = []
         self._closed = False
         full_source = self._s.data_source_prefix + data_source
         try:
@@ -356,7 +375,15 @@ class AsapoProducer(Producer):
     def _done(self, stream: str, mid: int | str, _info: Any, err: Any) -> None:
         with self._cond:
             self._pending.pop((stream, mid), None)
-            if err is not None and "duplicated request" not in str(err):
+            chosen = self._chosen.pop((stream, mid), None) if isinstance(mid, int) else None
+            if err is not None and chosen is not None and _id_taken(str(err)):
+                if chosen[3] < MAX_ID_COLLISIONS:
+                    key = (stream, int(mid))
+                    self._chosen[key] = chosen
+                    self._collided.append(key)
+                else:
+                    self.failed.append((stream, mid, f"{err} (its id was taken {chosen[3]} times)"))
+            elif err is not None and "duplicated request" not in str(err):
                 self.failed.append((stream, mid, str(err)))
             else:
                 # stored now (a resend of what failed before): no longer a failure
@@ -388,24 +415,37 @@ class AsapoProducer(Producer):
     def _auto_id(self, stream: str) -> int:
         nxt = self._next_ids.get(stream)
         if nxt is None:
-            try:
-                info = self._call(
-                    f"stream info of {stream!r}",
-                    self._p.get_stream_info,
-                    stream,
-                    # the library retries a broker answering 503 until its own timeout, then
-                    # says why (a token its authorizer refused): it gives up before we do
-                    int(self._s.request_timeout * 1000 * LIBRARY_SHARE),
-                )
-                nxt = int(info.get("lastId", 0)) + 1
-            except CredentialsError:
-                raise  # a wrong or revoked token, not an unknown stream
-            except TransportConfigError:
-                nxt = 1
-            except (EndOfStream, NoData):
-                nxt = 1
+            nxt = self._service_next(stream)
         self._next_ids[stream] = nxt + 1
         return nxt
+
+    def _service_next(self, stream: str) -> int:
+        """The id after the last one the service holds in `stream` (1 for a new stream)."""
+        try:
+            info = self._call(
+                f"stream info of {stream!r}",
+                self._p.get_stream_info,
+                stream,
+                # the library retries a broker answering 503 until its own timeout, then
+                # says why (a token its authorizer refused): it gives up before we do
+                int(self._s.request_timeout * 1000 * LIBRARY_SHARE),
+            )
+            return int(info.get("lastId", 0)) + 1
+        except CredentialsError:
+            raise  # a wrong or revoked token, not an unknown stream
+        except (TransportConfigError, EndOfStream, NoData):
+            return 1
+
+    def _resend_collided(self) -> None:
+        """Send again, each under a new id, the messages whose chosen id another producer of
+        the stream took first: ids past the last one the service holds now, so that this
+        producer stops meeting the others' messages."""
+        with self._cond:
+            collided, self._collided = self._collided, []
+            entries = [(key, self._chosen.pop(key)) for key in collided if key in self._chosen]
+        for (stream, _old), (data, user_meta, mode, times) in entries:
+            self._next_ids[stream] = max(self._next_ids.get(stream, 1), self._service_next(stream))
+            self._send_data(stream, self._auto_id(stream), data, user_meta, mode, times + 1)
 
     def send(
         self,
@@ -437,6 +477,23 @@ class AsapoProducer(Producer):
 
             data = np.frombuffer(payload, dtype=np.uint8)
             mode = lib.DEFAULT_INGEST_MODE
+        # an id of our choosing may be taken by another producer: kept to send it again
+        return self._send_data(stream, mid, data, user_meta, mode, None if id is not None else 0)
+
+    def _send_data(
+        self,
+        stream: str,
+        mid: int,
+        data: Any,
+        user_meta: dict[str, Any],
+        mode: int,
+        collisions: int | None,
+    ) -> int:
+        """Queue one message; `collisions`: how often its id, one `_auto_id` chose, was
+        taken before (None: the caller chose the id, a refusal of it is the caller's)."""
+        if collisions is not None:
+            with self._cond:
+                self._chosen[(stream, mid)] = (data, user_meta, mode, collisions)
         callback = self._queue(stream, mid)
         try:
             self._call(
@@ -453,6 +510,7 @@ class AsapoProducer(Producer):
         except TransportError:
             with self._cond:
                 self._pending.pop((stream, mid), None)
+                self._chosen.pop((stream, mid), None)
             raise
         return mid
 
@@ -503,12 +561,22 @@ class AsapoProducer(Producer):
 
     def flush(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + max(0.0, timeout)
-        with self._cond:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
+        while True:
+            with self._cond:
+                while self._pending and not self._collided:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if not self._collided or time.monotonic() >= deadline:
                     break
-                self._cond.wait(left)
+            self._resend_collided()
+        with self._cond:
+            # what still waits to be sent again under a new id is not stored either
+            for stream, mid in self._collided:
+                self.failed.append((stream, mid, "its id was taken by another producer"))
+                self._chosen.pop((stream, mid), None)
+            self._collided = []
             pending = sorted(self._pending, key=str)
             failed = [f for f in self.failed if (f[0], f[1]) not in self._reported]
             self._reported.update((f[0], f[1]) for f in failed)
