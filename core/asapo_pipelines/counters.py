@@ -127,12 +127,12 @@ def _cells(w: dict[str, Any], now: float, again: bool = False) -> dict[str, str]
     """A worker's counters by column name: the table's columns after unit and replica, and
     the `name value` pairs of the narrow form, so that both show the same; `redelivered` only
     with `again` (some worker was handed messages again), which keeps the table narrow."""
-    from asapo_pipelines.worker.status import rate_text
+    from asapo_pipelines.worker.status import busy_text, rate_text
 
     lag = w.get("lag_seconds")
     counted = ("received", "processed", *(("redelivered",) if again else ()), "errors", "retries")
     return {
-        "state": str(w.get("state", "-")),
+        "state": busy_text(w) or str(w.get("state", "-")),
         **{k: str(w.get(k, "-")) for k in counted},
         "rate/s": rate_text(w, unit=""),
         "backlog": "-" if w.get("backlog") is None else str(w["backlog"]),

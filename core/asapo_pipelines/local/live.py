@@ -28,6 +28,7 @@ Counters = Mapping[str, Mapping[str, Any]]
 STATE_STYLE = {
     "running": "green",
     "loading": "yellow",
+    "busy": "yellow",
     "complete": "cyan",
     "restarting": "yellow",
     "stopping": "yellow",
@@ -63,16 +64,21 @@ def _counter(counters: Counters, unit: Mapping[str, Any], key: str) -> str:
 
 def _state(counters: Counters, unit: Mapping[str, Any]) -> str:
     """The supervisor's state, except that a running worker still importing its unit (its own
-    latest record, from this very process, says so) is "loading"."""
+    latest record, from this very process, says so) is "loading", and one whose unit has been
+    in one call for a while is `busy 25s (raw/default#3)` (`busy_text`)."""
+    from asapo_pipelines.worker.status import busy_text
+
     row = counters.get(unit["unit"]) or counters.get(unit["group"])
     if (
         unit["state"] == "running"
         and unit["lifecycle"] == "main"
         and row
-        and row.get("state") == "loading"
         and row.get("pid") == unit.get("pid")
     ):
-        return "loading"
+        if row.get("state") == "loading":
+            return "loading"
+        if busy := busy_text(row):
+            return busy
     return str(unit["state"])
 
 
@@ -80,6 +86,7 @@ def status_table(
     state: Mapping[str, Any], counters: Counters | None = None, *, named: str = ""
 ) -> Table:
     """The job's table; `named` (`cli.tail.run_named`) ends its title: which run it shows."""
+    from rich.markup import escape
     from rich.table import Table
 
     from asapo_pipelines.worker.status import session_note
@@ -105,11 +112,11 @@ def status_table(
             unit["task"] if unit["lifecycle"] == "main" else f"{unit['task']} ({unit['lifecycle']})"
         )
         shown = _state(counters, unit)
-        style = STATE_STYLE.get(shown, "")
+        style = STATE_STYLE.get(shown.partition(" ")[0], "")
         table.add_row(
             unit["unit"],
             task,
-            f"[{style}]{shown}[/]" if style else shown,
+            f"[{style}]{escape(shown)}[/]" if style else escape(shown),
             str(unit["pid"] or "-"),
             str(unit["restarts"]),
             _exit_text(unit["exit_codes"]),

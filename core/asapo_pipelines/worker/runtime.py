@@ -83,6 +83,11 @@ BURST = 256
 #: per output stream and one per input stream for many messages instead of several per message
 ACK_BATCH = 128
 ACK_SECONDS = 0.2
+#: a unit call (process() or a stream hook) lasting this many seconds is shown as busy in the
+#: status records (`Worker.busy`): shorter ones come and go between two records anyway
+BUSY_AFTER = 3.0
+#: a unit call lasting this many seconds is said once in the worker's log (`pipeline logs`)
+BUSY_LOG_SECONDS = 60.0
 
 
 def _made_from(metadata: Mapping[str, Any], refs: set[tuple[str, str, int]]) -> bool:
@@ -364,6 +369,10 @@ class Worker:
         self._watch: CallWatch | None = None
         #: the message in the unit now: (input port, stream, id)
         self._current: tuple[str, str, int] | None = None
+        #: the hook the unit is in (`_in_unit`: stream_start, stream_end), None in process()
+        self._hook: str | None = None
+        #: when the call the log said was long began (`_look_after`): said once per call
+        self._long_told: float | None = None
         #: when the held messages' leases were last renewed (monotonic)
         self._renewed = 0.0
         self._lease_warned = False
@@ -603,6 +612,7 @@ class Worker:
         self.status = StatusPublisher(
             self.transport, self.pipeline, self.counters, interval=self.status_interval
         )
+        self.status.busy = self.busy
         self.counters.state = "loading"
         if self.descriptor.role == "source":
             self.status.refresh = self._source_summary
@@ -1295,7 +1305,9 @@ class Worker:
             state.started = True
             stream = Stream(port.name, port.data_source, state.name)
             self._apply(
-                self._in_unit(lambda: self.runner.stream_start(stream), holding),
+                self._in_unit(
+                    lambda: self.runner.stream_start(stream), "stream_start", stream, holding
+                ),
                 None,
                 check=True,
                 marker=f"start:{port.data_source}/{state.name}",
@@ -1365,20 +1377,52 @@ class Worker:
             self._commit()
 
     def _in_unit(
-        self, call: Callable[[], Outcome], holding: tuple[str, str, int] | None = None
+        self,
+        call: Callable[[], Outcome],
+        hook: str,
+        stream: Stream,
+        holding: tuple[str, str, int] | None = None,
     ) -> Outcome:
-        """`call()`, a call into the unit, looked after by the watch while it lasts (see
-        `CallWatch`); `holding` is the message it works on: (input port, stream, id)."""
+        """`call()`, a call of the unit's `hook` for `stream`, looked after by the watch while
+        it lasts (see `CallWatch`); `holding` is the message it works on: (input port, stream,
+        id)."""
         watch = self._watch
         if watch is None:
             return call()
         self._current = holding
+        self._hook = f"{hook} {stream.port}/{stream.name}"
         watch.enter()
         try:
             return call()
         finally:
             watch.leave()
             self._current = None
+            self._hook = None
+
+    def busy(self) -> dict[str, Any] | None:
+        """What the status records say of a unit call that has lasted `BUSY_AFTER` seconds or
+        more (`StatusPublisher.busy`): its seconds and what it works on, so that a unit busy
+        for minutes (a fit, a model's inference, a hang) reads as such, not as an idle one
+        with `rate 0.0/s`. Read from the watch by the status thread: nothing is added to the
+        path every message takes."""
+        watch = self._watch
+        entered = None if watch is None else watch.entered
+        if entered is None:
+            return None
+        seconds = time.monotonic() - entered
+        if seconds < BUSY_AFTER:
+            return None
+        return {"busy_seconds": round(seconds, 1), "busy_with": self._call_text()}
+
+    def _call_text(self) -> str:
+        """The call the unit is in: `port/stream#id` of a message, or the hook and stream."""
+        hook, current = self._hook, self._current
+        if hook is not None:
+            return hook
+        if current is None:
+            return "?"
+        port, stream, msg_id = current
+        return f"{port}/{stream}#{msg_id}"
 
     def _look_after(self, entered: float) -> None:
         """What the watch does while a unit call that began at `entered` lasts: commit the open
@@ -1386,6 +1430,14 @@ class Worker:
         own `flush`), then keep the leases of what the worker still holds, renewed three times
         per lease."""
         now = time.monotonic()
+        if now - entered >= BUSY_LOG_SECONDS and self._long_told != entered:
+            self._long_told = entered  # once per call
+            log.info(
+                "%s: the unit has been busy for %.0f s with %s (still working)",
+                self.label,
+                now - entered,
+                self._call_text(),
+            )
         if self.unacked_count and now - self.unacked_since >= self.ack_seconds:
             if not self._own_flush:
                 self._commit(unit_flush=False)
@@ -1708,13 +1760,13 @@ class Worker:
         if not state.started:
             state.started = True
             self._apply(
-                self._in_unit(lambda: self.runner.stream_start(stream)),
+                self._in_unit(lambda: self.runner.stream_start(stream), "stream_start", stream),
                 None,
                 check=True,
                 marker=f"start:{port.data_source}/{state.name}",
             )
         self._apply(
-            self._in_unit(lambda: self.runner.stream_end(stream)),
+            self._in_unit(lambda: self.runner.stream_end(stream), "stream_end", stream),
             None,
             check=True,
             marker=f"end:{port.data_source}/{state.name}",

@@ -26,6 +26,15 @@ log = logging.getLogger("asapo_pipelines.worker")
 ENDED_STATES = ("finished", "stopped", "failed")
 
 
+def busy_text(record: Mapping[str, Any]) -> str:
+    """`busy 25s (raw/default#3)` for a worker whose unit has been in one call for a while
+    (`Counters.busy_seconds`), "" otherwise: a long process() reads as busy, not as idle."""
+    seconds = record.get("busy_seconds")
+    if record.get("state") != "running" or not isinstance(seconds, int | float):
+        return ""
+    return f"busy {seconds:.0f}s ({record.get('busy_with') or '?'})"
+
+
 def rate_text(record: Mapping[str, Any], unit: str = "/s") -> str:
     """A worker's rate as tables show it: messages per second over its last interval while it
     works, "-" once its record says it ended. A finished unit's last interval says nothing of
@@ -117,6 +126,11 @@ class Counters:
     host: str = field(default_factory=socket.gethostname)
     #: the run and session this process works in (`<run>@<session start>`; "" outside a run)
     session: str = ""
+    #: seconds the unit has been in its current call, and what it works on (`port/stream#id`,
+    #: or a hook and its stream), once that call has lasted a few seconds (`Worker.busy`);
+    #: None between calls. Put in by the status thread, never by the worker's own
+    busy_seconds: float | None = None
+    busy_with: str | None = None
     #: which session of its run that is (1: the run's first; 0: outside a run): the counts
     #: are this session's, so tables say so from the second one on (`session_note`)
     session_number: int = 0
@@ -172,6 +186,8 @@ class StatusPublisher:
         self._summary_refused = False
         #: called before each record is taken (a source's summary: see `Worker._source_summary`)
         self.refresh: Callable[[], None] | None = None
+        #: what a record says of a long unit call under way (`Worker.busy`): None when none is
+        self.busy: Callable[[], dict[str, Any] | None] | None = None
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="status", daemon=True)
@@ -258,6 +274,9 @@ class StatusPublisher:
             if self.refresh is not None:
                 self.refresh()
             record = self.counters.snapshot(self._rate())
+            busy = self.busy() if self.busy is not None else None
+            if busy is not None:
+                record.update(busy)
             # the regular beat, for readers that tell a silent (killed) worker from a quiet one:
             # records sent after commits come closer together than that
             record["interval"] = self.interval
