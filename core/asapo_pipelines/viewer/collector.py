@@ -635,6 +635,12 @@ class Collector:
 
             # only processes at work add to the rate (a dead or finished one's last rate is old)
             live = [s.last for s in states if s.last and s.state(now) in ("starting", "running")]
+            # the replica longest in one unit call, as `pipeline status` shows it (`busy_text`)
+            busy = max(
+                (s for s in live if isinstance(s.get("busy_seconds"), int | float)),
+                key=lambda s: float(s["busy_seconds"]),
+                default={},
+            )
             units[unit.instance] = {
                 "unit": unit.descriptor.name,
                 "state": state,
@@ -650,6 +656,8 @@ class Collector:
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),
                 "restarts": restarts,
+                "busy_seconds": busy.get("busy_seconds") if state == "running" else None,
+                "busy_with": busy.get("busy_with") if state == "running" else None,
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
         return units

@@ -1433,9 +1433,10 @@ class Worker:
         if now - entered >= BUSY_LOG_SECONDS and self._long_told != entered:
             self._long_told = entered  # once per call
             log.info(
-                "%s: the unit has been busy for %.0f s with %s (still working)",
+                "%s: the unit has been busy for over %g s with %s (still in its call; "
+                "`pipeline status` shows how long)",
                 self.label,
-                now - entered,
+                BUSY_LOG_SECONDS,
                 self._call_text(),
             )
         if self.unacked_count and now - self.unacked_since >= self.ack_seconds:

@@ -119,10 +119,12 @@ function showUnits(units) {
   const rows = [];
   for (const [instance, u] of Object.entries(units)) {
     const state = stateName(u.state);
+    // a unit long in one call (a fit, a model's inference, a hang) reads as busy, not idle
+    const busy = u.busy_seconds == null ? '' : 'busy ' + Math.round(u.busy_seconds) + 's';
     const group = graphNodes.get('u:' + instance);
     if (group) {
       group.setAttribute('class', 'unit state-' + state);
-      setField(group, 'state', state);
+      setField(group, 'state', busy || state);
       setField(group, 'line1', 'processed ' + u.processed + ' \u00b7 ' + u.rate.toFixed(1) + '/s');
       setField(group, 'line2', 'lag ' + u.lag_seconds.toFixed(1) + 's \u00b7 errors ' + u.errors +
         ' \u00b7 restarts ' + u.restarts + (u.redelivered ? ' \u00b7 redelivered ' + u.redelivered : ''));
@@ -130,7 +132,8 @@ function showUnits(units) {
     }
     const row = el('tr');
     row.dataset.unit = instance;
-    row.append(el('td', instance), el('td', state, 'state state-' + state), numCell(u.processed),
+    row.append(el('td', instance),
+      el('td', busy ? busy + ' (' + u.busy_with + ')' : state, 'state state-' + state), numCell(u.processed),
       numCell(u.rate.toFixed(2)), numCell(u.backlog ?? '-'), numCell(u.lag_seconds.toFixed(2)),
       numCell(u.errors), numCell(u.restarts));
     if (again) row.append(numCell(u.redelivered));

@@ -1,8 +1,8 @@
 """A unit whose `process()` takes long (a fit, a model's inference, a call that hangs) showed in
 `pipeline status` as `running, processed 0, rate 0.0/s` for the whole call: an idle unit and a
 stuck one read the same. Its worker's status records now say how long the unit has been in its
-call and with which message, and the local executor's table and `status --json` show it. Real
-plugin distribution, real `pipeline run`, `pipeline status` and `pipeline stop` subprocesses."""
+call and with which message, and the local executor's table, `status --json` and the viewer show
+it. Real plugin distribution, real `pipeline run`, `status`, `view` and `stop` subprocesses."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from viewer_support import read_events, start_view, stop_view
 
 from asapo_pipelines.testing.distributions import PluginProject, install
 
@@ -32,7 +33,7 @@ def register_units(register):
 """
 
 # about 8 s of work per message, longer until the test has looked (a loaded machine may take
-# seconds per `pipeline status`), at most two minutes
+# seconds per `pipeline status`; the log's line comes after a minute), at most five minutes
 RUNTIME = """
 import os
 import time
@@ -46,7 +47,7 @@ class SlowFit(Sink):
         Path(os.environ["SLOW_MARK"]).write_text("busy")
         began = time.monotonic()
         release = Path(os.environ["SLOW_RELEASE"])
-        while time.monotonic() - began < 120:
+        while time.monotonic() - began < 300:
             if time.monotonic() - began >= 8 and release.exists():
                 break
             time.sleep(0.1)
@@ -70,6 +71,16 @@ def _fit_counters(folder: Path, env: dict[str, str]) -> dict[str, Any]:
     assert status.returncode == 0, status.stdout + status.stderr
     units = json.loads(status.stdout)["units"]
     return next(u["counters"] for u in units if u["group"] == "fit")
+
+
+#: what the worker's log says, once, of a call that has lasted a minute
+LONG_CALL = ": the unit has been busy for over 60 s with "
+
+
+def _fit_log(folder: Path, env: dict[str, str]) -> str:
+    logs = run_pipeline("logs", "slow.pipeline.yaml", "fit", cwd=folder, env=env)
+    assert logs.returncode == 0, logs.stdout + logs.stderr
+    return logs.stdout
 
 
 def test_a_unit_long_in_its_call_shows_as_busy(tmp_path: Path, site: Path) -> None:
@@ -109,6 +120,17 @@ def test_a_unit_long_in_its_call_shows_as_busy(tmp_path: Path, site: Path) -> No
             what="a status record that says the unit is busy",
         )
         table = run_pipeline("status", "slow.pipeline.yaml", cwd=tmp_path, env=env)
+        view, url = start_view(tmp_path / "slow.pipeline.yaml", {**os.environ, **env})
+        try:
+            viewed = read_events(url, seconds=4.0)["units"]["fit"]
+        finally:
+            stop_view(view)
+        # past a minute in one call, the worker's log says it once (`pipeline logs`)
+        said = wait_for(
+            lambda: LONG_CALL in (log := _fit_log(tmp_path, env)) and log,
+            timeout=180,
+            what="the worker's log to say the unit is busy",
+        )
         release.write_text("done")
         # the call ended: the records say so, and the message is counted
         after = wait_for(
@@ -134,6 +156,11 @@ def test_a_unit_long_in_its_call_shows_as_busy(tmp_path: Path, site: Path) -> No
     row = next(line for line in table.stdout.splitlines() if line.startswith("│ fit"))
     assert "busy " in row, table.stdout
     assert f"({busy['busy_with']})" in row, table.stdout
+    assert viewed["state"] == "running", viewed
+    assert viewed["busy_seconds"] >= busy["busy_seconds"], viewed
+    assert viewed["busy_with"] == busy["busy_with"], viewed
+    assert f"{LONG_CALL}{busy['busy_with']} (still in its call;" in said, said
+    assert said.count(LONG_CALL) == 1, said
     assert after["busy_seconds"] is None, after
     assert after["busy_with"] is None, after
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
