@@ -91,11 +91,18 @@ arrived, per group) are in flight and are never asked for again; a suggestion as
 N_t - N - in flight more (at most `max_batch`, never beyond `max_scans`), so the scans asked for
 in total never exceed its latest estimate. Arrived and taken count measurements (`_scans_taken`):
 not an earlier read of a file replaced by a new version, nor a copy of another scan's data.
-When the queue's status is wired in (`update_queue`), rejected, failed and held suggestions no
-longer count as in flight. A stop while repeats are in flight says they are not needed and asks
-to cancel them: `arguments.cancel` (how many) and `cancel_suggestions` (the uids of the
-suggestions whose repeats may still come). The SDK's Suggestion has no cancel action, so the
-words and these arguments are all a queue client gets.
+Without the queue's status any new scan of the group counts as one asked for: nothing else
+tells them apart. Once the queue's status is heard (`update_queue`: the `queue` port is wired),
+rejected, failed and held suggestions no longer count as in flight, and the repeats of any other
+suggestion count as in flight until the queue says it is done (completed, failed, rejected),
+whatever scans of the group arrive meanwhile (measured by hand, by another plan); after
+`completed`, those of its repeats not arrived yet still count. (A running suggestion's repeats
+that arrived count twice until it completes: the agent asks for fewer, never more, meanwhile.)
+A stop while repeats are in flight, or held for a person's approval, says they are not needed
+and asks to cancel them: `arguments.cancel` (how many) and `cancel_suggestions` (the uids of the
+suggestions whose repeats may still come or be approved: pending, held, queued, running). The
+SDK's Suggestion has no cancel action, so the words and these arguments are all a queue client
+gets (the bluesky bridge removes queued items and withdraws pending and held ones).
 
 A merge noisier than its best scan. Under the model the merge of N scans is never noisier than
 one scan (a^2 / N + b^2 <= a^2 + b^2), floor or not, so a merge whose noise exceeds the lowest
@@ -191,6 +198,10 @@ from asapo_pipelines_xas.temperature import kelvin, setpoint
 ACTIONS = ("more_scans", "stop", "change_parameters")
 #: queue states in which a suggestion's repeats will not come (CONTRACTS.md, plan/status)
 NOT_COMING = frozenset({"rejected", "failed", "held"})
+#: queue states in which a suggestion's repeats are no longer waiting or being measured
+DONE = frozenset({"completed", "rejected", "failed"})
+#: and those in which they are no longer in flight as the queue tells it
+ENDED = DONE | {"held"}
 QUEUE_STATES = frozenset(
     {"pending", "approved", "held", "rejected", "submitted", "running", "completed", "failed"}
 )
@@ -369,20 +380,29 @@ class _Group:
         settings = _noise_settings(merged)
         return settings is None or self.settings is None or settings == self.settings
 
-    def in_flight(self, n_total: int) -> int:
+    def in_flight(self, n_total: int, *, queue_heard: bool = False) -> int:
+        """The repeats asked for that are still to come. Without the queue's word, any new scan
+        of the group counts as one of them (nothing else tells them apart); once the queue is
+        heard from, a suggestion's repeats also stay in flight until it is done there: a scan
+        measured otherwise (by hand, another plan) is not one of them."""
         if self.asked_base is None:
             return 0
         coming = sum(r.scans for r in self.requests.values() if r.state not in NOT_COMING)
-        return max(0, self.asked_base + coming - n_total)
+        arrived = max(0, self.asked_base + coming - n_total)
+        if not queue_heard:
+            return arrived
+        queued = sum(r.scans for r in self.requests.values() if r.state not in ENDED)
+        return max(arrived, queued)
 
     def outstanding(self) -> list[str]:
-        """The uids of the suggestions whose repeats may still be queued or measured: neither
-        refused (rejected, failed, held) nor completed by the queue."""
-        return [
-            uid
-            for uid, r in self.requests.items()
-            if r.scans > 0 and r.state not in NOT_COMING and r.state != "completed"
-        ]
+        """The uids of the suggestions whose repeats may still be queued, measured or approved
+        by a person (pending, held): neither ended in the queue (rejected, failed) nor
+        completed."""
+        return [uid for uid, r in self.requests.items() if r.scans > 0 and r.state not in DONE]
+
+    def held(self) -> int:
+        """The repeats of suggestions held for a person: not in flight, yet approvable."""
+        return sum(r.scans for r in self.requests.values() if r.state == "held")
 
 
 def _window(values: Mapping[str, Any]) -> Window:
@@ -744,13 +764,22 @@ def _conflict_reason(merged: Mapping[str, Any], group: Mapping[str, str]) -> str
     )
 
 
-def _still_queued(in_flight: int) -> str:
-    """What a stop says of the repeats asked for earlier that have not arrived."""
-    verb = "is" if in_flight == 1 else "are"
-    it = "it is" if in_flight == 1 else "they are"
+def _still_queued(in_flight: int, held: int = 0) -> str:
+    """What a stop says of the repeats asked for earlier that have not arrived, and of those
+    held for a person's approval."""
+    waiting = []
+    if in_flight:
+        verb = "is" if in_flight == 1 else "are"
+        waiting.append(
+            f"{_n(in_flight, 'scan')} asked for earlier {verb} still queued or being measured"
+        )
+    if held:
+        verb = "is" if held == 1 else "are"
+        waiting.append(f"{_n(held, 'scan')} asked for earlier {verb} held for approval")
+    many = in_flight + held != 1
     return (
-        f"{_n(in_flight, 'scan')} asked for earlier {verb} still queued or being measured; "
-        f"{it} not needed: cancel {'it' if in_flight == 1 else 'them'}"
+        f"{'; '.join(waiting)}; {'they are' if many else 'it is'} not needed: cancel "
+        f"{'them' if many else 'it'}"
     )
 
 
@@ -790,6 +819,9 @@ class ConvergenceAgent:
         self._decided: dict[str, tuple[_Group, int]] = {}
         #: digests of the merges `restore` replayed: decided by an earlier run
         self._restored: set[str] = set()
+        #: whether the queue's status reached the agent (its `queue` port is wired): then a
+        #: repeat asked for is in flight until the queue says its suggestion is done
+        self._queue_heard = False
         # settings in the uids: another target on the same merges is another suggestion
         settings = f"{scope}|{params.model_dump_json()}"
         self._seed = hashlib.sha256(settings.encode()).hexdigest()
@@ -803,6 +835,7 @@ class ConvergenceAgent:
         if decided is None or state not in QUEUE_STATES:
             return False
         group, n_total = decided
+        self._queue_heard = True
         scans = _scans(status.get("scans"))
         if uid not in group.requests:
             # asked for none as decided here, for some as first made: replayed after the merges
@@ -819,7 +852,7 @@ class ConvergenceAgent:
     def in_flight(self, group: Mapping[str, Any], n_total: int) -> int:
         key = tuple(sorted((str(k), str(v)) for k, v in group.items()))
         state = self._groups.get(key)
-        return state.in_flight(n_total) if state else 0
+        return state.in_flight(n_total, queue_heard=self._queue_heard) if state else 0
 
     # -- decisions --------------------------------------------------------------------------------
     def take_late(self, merged: Mapping[str, Any]) -> bool:
@@ -882,7 +915,7 @@ class ConvergenceAgent:
         values = dict(merged.get("values", {}))
         eps = values.get("epsilon_k")
         bad = [{"scan": r.get("scan"), "reasons": list(r.get("reasons", []))} for r in rejected]
-        in_flight = state.in_flight(taken)
+        in_flight = state.in_flight(taken, queue_heard=self._queue_heard)
         reprocessable = _reprocessable(rejected)
         metrics: dict[str, Any] = {
             "n_merged": n,
@@ -942,15 +975,17 @@ class ConvergenceAgent:
                 self._decided[uid] = (state, taken)
             elif action == "change_parameters":
                 arguments = {"check": check or sorted({r for b in bad for r in b["reasons"]})}
-            if action == "stop" and in_flight > 0:
+            held = state.held() if action == "stop" else 0
+            if action == "stop" and (in_flight > 0 or held > 0):
                 # repeats the agent asked for are still queued: at night nobody reads
-                # `metrics.in_flight`, and the queue would measure them for nothing
+                # `metrics.in_flight`, and the queue would measure them for nothing; held
+                # ones a person could still approve in the inbox (the bridge withdraws them)
                 arguments = {
                     "in_flight": in_flight,
-                    "cancel": in_flight,
+                    "cancel": in_flight + held,
                     "cancel_suggestions": state.outstanding(),
                 }
-                reason = f"{reason}; {_still_queued(in_flight)}"
+                reason = f"{reason}; {_still_queued(in_flight, held)}"
             if action == "more_scans" and state.last_stop is not None:
                 # the agent changes its mind: the operator saw a stop, the reason says which
                 reason = f"{_changed_from(state.last_stop)}: {reason}"

@@ -190,7 +190,8 @@ CONVERGENCE_AGENT = UnitDescriptor(
             format="json",
             required=False,
             description="Optional: each suggestion's state in the queue (e.g. bluesky.queue's "
-            "`status`); rejected, failed or held suggestions no longer count as in flight.",
+            "`status`); rejected, failed or held suggestions no longer count as in flight, "
+            "the others' repeats count until it says they are done.",
         ),
     ),
     outputs=(
