@@ -82,10 +82,11 @@ def test_statuses_replayed_after_the_merges_restore_what_the_queue_said(merges):
     assert whole.update_queue(pending)
     expected = whole.decide(merges[2])
 
-    # without the statuses a restored agent still counts the rejected repeats as coming
+    # without the rejection a restored agent still counts the rejected repeats as coming
     forgetful = ConvergenceAgent(params)
     for merged in merges[:2]:
         forgetful.restore(merged)
+    assert forgetful.update_queue(pending)
     assert forgetful.decide(merges[2])["arguments"] != expected["arguments"]
 
     restored = ConvergenceAgent(params)
