@@ -89,7 +89,13 @@ def test_the_documented_executor_runs_a_batch_pipeline_to_its_end(tmp_path, env)
         return found if len(found) == 4 and all(c.strip() for c in found) else None
 
     wait_for(exits, TIMEOUT, "the four workers to end")
-    state = _status(folder, env)
+    # the shell that wrote an exit code may not have ended yet: the example's status calls a
+    # live pid running, so it is asked again until no worker's shell is left
+    state = wait_for(
+        lambda: (s := _status(folder, env))["state"] != "running" and s,
+        TIMEOUT,
+        "status to see the workers' shells end",
+    )
     assert state["state"] == "complete", f"{state}\n{_logs(folder)}"
     # one instance per unit and replica of the file (`pass` has two replicas)
     assert sorted((i["unit"], i["replica"], i["state"]) for i in state["instances"]) == [

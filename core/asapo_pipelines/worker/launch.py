@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +29,9 @@ BASE_DIR_ENV = "ASAPO_PIPELINES_BASE_DIR"
 #: Set by `pipeline run` and `pipeline reprocess` for their workers: the run they work in.
 #: Without it a worker joins the pipeline's latest run (the first one when there is none).
 RUN_ENV = "ASAPO_PIPELINES_RUN"
-#: Seconds a finished worker waits for threads its unit left running before it exits anyway
-#: (`exit_past_threads`)
-THREAD_GRACE = 5.0
+#: Seconds a finished worker's exit may take before it ends anyway, past threads its unit left
+#: running (`exit_past_threads`)
+THREAD_GRACE = 10.0
 
 
 def load(pipeline_file: Path) -> tuple[Pipeline, Catalog]:
@@ -416,34 +419,44 @@ def _left_threads() -> list[Any]:
 
 
 def exit_past_threads(code: int, grace: float = THREAD_GRACE) -> None:
-    """Exit with `code` now when the worker's unit left threads running that are not daemon
-    threads and do not end within `grace` seconds; return otherwise.
+    """See that the worker ends with `code` within `grace` seconds from now, whatever its unit
+    left running.
 
-    The interpreter waits for such threads at exit: a unit that started one and never ended it
-    kept its worker alive after its last message, done and acknowledged, so a batch run never
-    ended (and a stopped one only at its kill timeout). The worker's own threads have ended
-    by now, and everything it took is written and acknowledged: leaving cannot lose work."""
-    import sys
-    import time
+    Python waits at exit for every thread that is not a daemon: a unit that started one and
+    never ended it kept its worker alive after its last message, done and acknowledged, so a
+    batch run never ended (and a stopped one only at its kill timeout). The exit goes on as
+    usual (a thread pool's idle threads end there, exit handlers run); a daemon watch ends
+    the process with `code` only if that has not finished after `grace` seconds, naming the
+    threads still running. Everything the worker took is written and acknowledged by then:
+    leaving cannot lose work."""
+    import threading
 
-    deadline = time.monotonic() + grace
-    for thread in _left_threads():
-        thread.join(max(0.0, deadline - time.monotonic()))
-    left = _left_threads()
-    if not left:
-        return
-    names = ", ".join(repr(t.name) for t in left)
-    log.warning(
-        "the unit left %d thread%s running (%s) %g s after it finished; the worker exits "
-        "without waiting for %s: a thread a unit starts should end in its close(), or be a "
-        "daemon thread",
-        len(left),
-        "" if len(left) == 1 else "s",
-        names,
-        grace,
-        "it" if len(left) == 1 else "them",
-    )
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(code)
+    def leave() -> None:
+        time.sleep(grace)  # a daemon thread: gone with the process when the exit ends first
+        left = _left_threads()
+        if left:
+            log.warning(
+                "the unit left %d thread%s running (%s) %g s after it finished; the worker "
+                "exits without waiting for %s: a thread a unit starts should end in its "
+                "on_shutdown(), or be a daemon thread",
+                len(left),
+                "" if len(left) == 1 else "s",
+                ", ".join(repr(t.name) for t in left),
+                grace,
+                "it" if len(left) == 1 else "them",
+            )
+        else:
+            log.warning(
+                "the worker had not ended %g s after it finished (an exit handler of a library "
+                "it uses); it exits now",
+                grace,
+            )
+        for handler in logging.getLogger().handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    threading.Thread(target=leave, name="exit-watch", daemon=True).start()
