@@ -195,3 +195,21 @@ def event_stream(url: str, seconds: float) -> str:
                 break
             received += chunk
     return received.partition(b"\r\n\r\n")[2].decode()
+
+
+def installed_plugin(
+    root: Path, distribution: str, modules: Mapping[str, str], entry_points: Mapping[str, str]
+) -> Path:
+    """A plugin distribution written under `root` and pip-installed into `root/site`, the
+    folder to put on PYTHONPATH (`plugin_env`): a real out-of-tree plugin, as a facility's."""
+    from asapo_pipelines.testing.distributions import PluginProject, install
+
+    project = PluginProject(distribution, modules=modules, entry_points=entry_points)
+    install([project.write(root)], root / "site")
+    return root / "site"
+
+
+def plugin_env(site: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `pipeline` command that sees the plugins installed in `site`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
+    return {**env, "PYTHONPATH": str(site), **extra}

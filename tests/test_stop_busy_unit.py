@@ -15,9 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from asapo_pipelines.testing.distributions import PluginProject, install
-
-from helpers import PIPELINE, run_pipeline, wait_for
+from helpers import PIPELINE, installed_plugin, plugin_env, run_pipeline, wait_for
 
 PLUGIN = """
 from asapo_pipelines.sdk import describe, hookimpl, inp
@@ -48,14 +46,12 @@ class Stuck(Sink):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("busy")
-    project = PluginProject(
+    return installed_plugin(
+        tmp_path_factory.mktemp("busy"),
         "asapo-busy-units",
-        modules={"plugin.py": PLUGIN, "runtime.py": RUNTIME},
-        entry_points={"busy": "asapo_busy_units.plugin"},
-    ).write(root)
-    install([project], root / "site")
-    return root / "site"
+        {"plugin.py": PLUGIN, "runtime.py": RUNTIME},
+        {"busy": "asapo_busy_units.plugin"},
+    )
 
 
 def test_a_task_killed_after_its_kill_timeout_is_said(tmp_path: Path, site: Path) -> None:
@@ -74,11 +70,7 @@ def test_a_task_killed_after_its_kill_timeout_is_said(tmp_path: Path, site: Path
     }
     (tmp_path / "busy.pipeline.yaml").write_text(json.dumps(doc, indent=2))  # JSON is YAML
     mark = tmp_path / "busy.mark"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")},
-        "PYTHONPATH": str(site),
-        "BUSY_MARK": str(mark),
-    }
+    env = plugin_env(site, BUSY_MARK=str(mark))
     run = subprocess.Popen(
         [PIPELINE, "run", "busy.pipeline.yaml"],
         cwd=tmp_path,

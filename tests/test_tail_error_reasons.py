@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from asapo_pipelines.testing.distributions import PluginProject, install
-
-from helpers import run_pipeline
+from helpers import installed_plugin, run_pipeline
 
 PLUGIN = """
 from asapo_pipelines.sdk import describe, hookimpl, inp, out
@@ -61,12 +59,12 @@ class Picky(Processor):
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("plugin")
-    project = PluginProject(
+    installed_plugin(
+        root,
         "asapo-tailerr-units",
-        modules={"plugin.py": PLUGIN, "runtime.py": RUNTIME},
-        entry_points={"tailerr": "asapo_tailerr_units.plugin"},
-    ).write(root)
-    install([project], root / "site")
+        {"plugin.py": PLUGIN, "runtime.py": RUNTIME},
+        {"tailerr": "asapo_tailerr_units.plugin"},
+    )
     home = root / "home"
     home.mkdir()
     doc = {

@@ -16,9 +16,7 @@ from typing import Any
 import pytest
 from viewer_support import read_events, start_view, stop_view
 
-from asapo_pipelines.testing.distributions import PluginProject, install
-
-from helpers import PIPELINE, run_pipeline, wait_for
+from helpers import PIPELINE, installed_plugin, run_pipeline, wait_for
 
 PLUGIN = """
 from asapo_pipelines.sdk import describe, hookimpl, inp
@@ -56,14 +54,12 @@ class SlowFit(Sink):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("slow")
-    project = PluginProject(
+    return installed_plugin(
+        tmp_path_factory.mktemp("slow"),
         "asapo-slow-units",
-        modules={"plugin.py": PLUGIN, "runtime.py": RUNTIME},
-        entry_points={"slow": "asapo_slow_units.plugin"},
-    ).write(root)
-    install([project], root / "site")
-    return root / "site"
+        {"plugin.py": PLUGIN, "runtime.py": RUNTIME},
+        {"slow": "asapo_slow_units.plugin"},
+    )
 
 
 def _fit_counters(folder: Path, env: dict[str, str]) -> dict[str, Any]:

@@ -7,15 +7,12 @@ plugin distribution, real `pipeline run`, real subprocesses."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from asapo_pipelines.testing.distributions import PluginProject, install
-
-from helpers import PIPELINE
+from helpers import PIPELINE, installed_plugin, plugin_env
 
 PLUGIN = """
 from asapo_pipelines.sdk import describe, hookimpl, inp
@@ -64,14 +61,12 @@ class Pooled(Sink):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("leaky")
-    project = PluginProject(
+    return installed_plugin(
+        tmp_path_factory.mktemp("leaky"),
         "asapo-leaky-units",
-        modules={"plugin.py": PLUGIN, "runtime.py": RUNTIME},
-        entry_points={"leaky": "asapo_leaky_units.plugin"},
-    ).write(root)
-    install([project], root / "site")
-    return root / "site"
+        {"plugin.py": PLUGIN, "runtime.py": RUNTIME},
+        {"leaky": "asapo_leaky_units.plugin"},
+    )
 
 
 def _run(tmp_path: Path, site: Path, unit: str) -> tuple[subprocess.CompletedProcess, str]:
@@ -92,11 +87,7 @@ def _run(tmp_path: Path, site: Path, unit: str) -> tuple[subprocess.CompletedPro
     }
     (tmp_path / "leaky.pipeline.yaml").write_text(json.dumps(doc, indent=2))  # JSON is YAML
     out = tmp_path / "seen.txt"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")},
-        "PYTHONPATH": str(site),
-        "LEAKY_OUT": str(out),
-    }
+    env = plugin_env(site, LEAKY_OUT=str(out))
     run = subprocess.Popen(
         [PIPELINE, "run", "leaky.pipeline.yaml"],
         cwd=tmp_path,
