@@ -443,8 +443,10 @@ class AsapoProducer(Producer):
         with self._cond:
             collided, self._collided = self._collided, []
             entries = [(key, self._chosen.pop(key)) for key in collided if key in self._chosen]
-        for (stream, _old), (data, user_meta, mode, times) in entries:
+        # the service asked once per stream and round, not once per message
+        for stream in dict.fromkeys(key[0] for key, _ in entries):
             self._next_ids[stream] = max(self._next_ids.get(stream, 1), self._service_next(stream))
+        for (stream, _old), (data, user_meta, mode, times) in entries:
             self._send_data(stream, self._auto_id(stream), data, user_meta, mode, times + 1)
 
     def send(
