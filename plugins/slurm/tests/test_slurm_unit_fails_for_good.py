@@ -47,8 +47,11 @@ def test_a_unit_that_fails_for_good_stops_the_deployment_and_fails_its_run(slurm
     assert run["state"] == "failed"
     assert "files replica 0" in run["message"]
     assert REASON in run["message"]
-    # the sink's job was cancelled, not left holding its allocation until its time limit
-    assert squeue([jobs["sink"]], env).get(jobs["sink"]) not in ALIVE
+    # the sink's job was cancelled, not left holding its allocation until its time limit. A
+    # cancelled job passes through COMPLETING while slurmd ends its processes, so the test waits
+    # for that rather than asking once; a job nobody cancelled stays RUNNING and fails it.
+    sink = jobs["sink"]
+    wait_until("the sink's job to end", lambda: squeue([sink], env).get(sink) not in ALIVE, 30)
 
     shown = run_pipeline("status", str(file), "--json", env=env)
     assert shown.returncode == 1
