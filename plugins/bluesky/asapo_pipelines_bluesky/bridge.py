@@ -5,7 +5,8 @@
 - `over_budget`: why an auto-mode suggestion must wait for a person, if it must;
 - `submit`: add its item to the queue (once: the server's queue and history are checked for the
   suggestion's uid first) and record what happened;
-- `refresh`: follow submitted items through the queue to completed or failed;
+- `refresh`: follow submitted items through the queue to completed or failed, and `recover`
+  an approve that stopped half-way;
 - `cancel`: take the still-queued items of earlier suggestions that a later one (a stop) says
   are not needed off the queue: only the bridge's own items, never the running one;
 - `approve` / `reject`: a person's decision, recorded with when, who and why.
@@ -23,7 +24,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asapo_pipelines.sdk import PipelinesError
-from asapo_pipelines_bluesky.inbox import APPROVABLE, REJECTABLE, Entry, Inbox, InboxError, now
+from asapo_pipelines_bluesky.inbox import (
+    APPROVABLE,
+    REJECTABLE,
+    Entry,
+    Inbox,
+    InboxError,
+    local_time,
+    now,
+)
 from asapo_pipelines_bluesky.params import Budget, PlanTemplate, QueueParams
 
 
@@ -232,13 +241,24 @@ def ask(inbox: Inbox, client: Any) -> dict[str, tuple[str, str, str]]:
     return states
 
 
+#: states whose item the bridge follows on the server
+FOLLOWED = ("submitted", "running")
+
+
 def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
-    """Bring submitted and running entries up to the server's state; returns changes made."""
-    open_ = [e for e in inbox.entries(instance) if e.state in ("submitted", "running")]
-    if not open_:
+    """Bring submitted and running entries up to the server's state, and approved ones whose
+    approve stopped half-way (`recover`); returns changes made."""
+    entries = inbox.entries(instance)
+    open_ = [e for e in entries if e.state in FOLLOWED]
+    halted = any(e.state == "approved" for e in entries)
+    if not open_ and not halted:
         return 0
-    states = ask(inbox, client)
-    changed = 0
+    # an approve under way holds the decision lock: its `approved` is not one that stopped,
+    # and the server is asked after the lock is taken, so it answers for the same moment
+    lock = inbox.deciding(wait=False) if halted else contextlib.nullcontext(False)
+    with lock as alone:
+        states = ask(inbox, client)
+        changed = len(recover(inbox, states, instance)) if alone else 0
     for entry in open_:
         found = states.get(entry.uid)
         if found is None:
@@ -248,6 +268,37 @@ def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
             inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
             changed += 1
     return changed
+
+
+def recover(
+    inbox: Inbox, states: dict[str, tuple[str, str, str]], instance: str | None = None
+) -> list[Entry]:
+    """Approved suggestions (of `instance`) whose approve stopped half-way (killed or
+    interrupted after recording `approved`, before recording the server's answer), moved to
+    what the server holds (`states`, asked under the lock): the item's state when it has the
+    item, else `failed`, saying to approve again (which asks the server first, so nothing is
+    queued twice). Call only while holding `inbox.deciding()`."""
+    moved = []
+    for entry in inbox.entries(instance):
+        if entry.state != "approved":
+            continue
+        found = states.get(entry.uid)
+        if found is not None:
+            state, reason, item_uid = found
+            moved.append(inbox.set_state(entry.uid, state, reason, item_uid=item_uid))
+        else:
+            moved.append(inbox.set_state(entry.uid, "failed", never_queued(entry)))
+    return moved
+
+
+def never_queued(entry: Entry) -> str:
+    """The reason of an approved suggestion whose approve stopped before the server took it."""
+    approves = [d for d in entry.decisions if d["decision"] == "approve"]
+    by = f" by {approves[-1]['by']}" if approves else ""
+    return (
+        f"approved{by} at {local_time(entry.updated)}, but the approve stopped before the item "
+        "was queued (the queue server has no item for it); approve it again to queue it"
+    )
 
 
 def cancel_list(body: Any) -> list[str]:
@@ -389,8 +440,10 @@ def person() -> str:
         return "unknown"
 
 
-def check_approvable(entry: Entry) -> None:
-    if entry.state not in APPROVABLE:
+def check_approvable(entry: Entry, *, halted: bool = False) -> None:
+    """Refuses what cannot be approved; `halted`: an `approved` one may be an approve that
+    stopped half-way, which the approve finds out under the decision lock."""
+    if entry.state not in APPROVABLE and not (halted and entry.state == "approved"):
         raise InboxError(
             f"suggestion {entry.uid[:12]} is {entry.state}"
             + (f" ({entry.state_reason})" if entry.state_reason else "")
@@ -402,6 +455,10 @@ def not_approved(entry: Entry, exc: PipelinesError) -> PipelinesError:
     """The answer to an approve the server was not there for (`exc`, its QueueUnreachable)."""
     from asapo_pipelines_bluesky.queue import QueueUnreachable
 
+    if entry.state == "approved":  # its approve stopped half-way: only the server knows more
+        return QueueUnreachable(
+            f"suggestion {entry.uid[:12]} stays approved but not queued: {exc.message}"
+        )
     return QueueUnreachable(
         f"suggestion {entry.uid[:12]} stays {entry.state}, not approved: {exc.message}"
     )
@@ -411,18 +468,23 @@ def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str
     """A person approves: recorded, then queued at once (once, whatever was tried before).
 
     Nothing is recorded while the server does not answer: an approve nobody could send leaves
-    the suggestion as it was (a refusal, or an answer lost after sending, marks it failed)."""
+    the suggestion as it was (a refusal, or an answer lost after sending, marks it failed).
+    The decision lock is held from the first question to the server until its answer to the
+    submit is recorded: an approve killed meanwhile leaves `approved`, which the next one to
+    hold the lock `recover`s."""
     from asapo_pipelines_bluesky.queue import QueueRefused, QueueUnreachable
 
     entry = inbox.find(uid)
-    check_approvable(entry)
-    with connect(inbox, params, entry) as client:
+    check_approvable(entry, halted=True)
+    with connect(inbox, params, entry) as client, inbox.deciding():
         try:
-            ask(inbox, client)
+            states = ask(inbox, client)
         except QueueUnreachable as exc:
-            raise not_approved(entry, exc) from None
+            raise not_approved(inbox.get(entry.uid) or entry, exc) from None
         except QueueRefused:
             pass  # the server is there: the submit below asks again and records its reason
+        else:
+            recover(inbox, states, entry.instance)  # found under the lock: stopped half-way
         # recorded only if nobody decided meanwhile: a second approve at the same moment
         # (a double click, the viewer and the command line) says what became of the first
         # instead of adding the item a second time
@@ -453,9 +515,16 @@ def reject(inbox: Inbox, uid: str, *, by: str, reason: str) -> Entry:
     check_rejectable(entry)
     if not reason.strip():
         raise InboxError("give the reason for rejecting with --reason TEXT")
-    claimed, entry = inbox.claim(
-        entry.uid, "rejected", reason, from_states=REJECTABLE, decision="reject", by=by, said=reason
-    )
+    with inbox.deciding():  # after an approve under way, which may be queueing the item
+        claimed, entry = inbox.claim(
+            entry.uid,
+            "rejected",
+            reason,
+            from_states=REJECTABLE,
+            decision="reject",
+            by=by,
+            said=reason,
+        )
     if not claimed:
         check_rejectable(entry)  # raises: another decision got there first
     return entry

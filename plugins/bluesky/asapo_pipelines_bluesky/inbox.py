@@ -15,6 +15,7 @@ Standard library only: the CLI and the viewer open it without the queue-server c
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -224,6 +225,28 @@ class Inbox:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    @contextmanager
+    def deciding(self, *, wait: bool = True) -> Iterator[bool]:
+        """The inbox's decision lock, a file beside it: a person's approve holds it from
+        recording `approved` until the server's answer is recorded (a reject holds it too), so
+        a suggestion found `approved` by whoever holds the lock is one whose approve stopped
+        half-way (killed, interrupted): the kernel releases the lock of a process that dies.
+        Yields False instead of waiting when `wait` is False and someone else holds it."""
+        lock = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise InboxError(f"cannot lock the suggestion inbox {self.path}: {exc}") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
 
     # -- reading -------------------------------------------------------------------------------
     def _entry(self, row: sqlite3.Row) -> Entry:

@@ -62,7 +62,9 @@ def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], 
         # read alone: an inbox archived read-only with its store is still listed
         inbox = b.open(read_only=True)
         try:
-            if refresh and any(e.state in ("submitted", "running") for e in inbox.entries()):
+            # approved: also what an approve that stopped half-way left (`bridge.recover`)
+            followed = (*bridge.FOLLOWED, "approved")
+            if refresh and any(e.state in followed for e in inbox.entries()):
                 inbox = _refreshed(b, inbox, notes)
             entries.extend(inbox.entries())
         finally:
@@ -145,7 +147,7 @@ def approve(pipeline_file: Path, uid: str, *, by: str, reason: str = "") -> Entr
         except QueueUnreachable as exc:
             # said at once: asking again in the approve would only wait a second timeout
             entry = inbox.find(uid)
-            bridge.check_approvable(entry)
+            bridge.check_approvable(entry, halted=True)
             raise bridge.not_approved(entry, exc) from None
         except QueueError:
             pass  # a refusal or a bad key file: the approve records it on the suggestion

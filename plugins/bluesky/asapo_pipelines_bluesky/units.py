@@ -95,7 +95,11 @@ class QueueBridge(Processor):
             return
         # a refusal or no answer raises: the message and the server's reason go to the error
         # stream, the inbox says failed; a person may approve it again, nothing retries blindly
-        bridge.submit(self.inbox, self._client(entry), entry)
+        with self.inbox.deciding():
+            # a person may have approved or rejected it meanwhile: their decision stands
+            current = self.inbox.get(entry.uid)
+            if current is not None and current.state == "pending":
+                bridge.submit(self.inbox, self._client(entry), current)
 
     def _send_feedback(self) -> None:
         for seq, body in self.inbox.unsent():
