@@ -53,6 +53,12 @@ def _why(entry: Any) -> str:
     return entry.reason + (f" [{entry.state_reason}]" if entry.state_reason else "")
 
 
+def _run(entry: Any) -> str:
+    """The run the bridge received `entry` in ("" outside a run, in an older inbox, and from a
+    bluesky plugin older than the run column)."""
+    return str(getattr(entry, "run", "") or "")
+
+
 def _confidence(entry: Any) -> str:
     return "-" if entry.confidence is None else f"{entry.confidence:.2f}"
 
@@ -67,13 +73,15 @@ def _table(entries: list[Any]) -> None:
         _print_narrow(out, entries)
         return
     table = Table(title="Suggestions", title_justify="left")
-    for column in ("id", "state", "action"):
+    # the run first: rows come in the order received, so each run's suggestions stand together
+    for column in ("run", "id", "state", "action"):
         table.add_column(column, no_wrap=True)
     for column in ("target", "scans", "confidence", "reason", "numbers"):
         table.add_column(column, overflow="fold")
     for e in entries:
         # the full reason and every number are in --json; the table keeps to one screen
         table.add_row(
+            _run(e) or "-",
             e.uid[:12],
             e.state,
             e.action,
@@ -101,6 +109,7 @@ def _print_narrow(out: Any, entries: list[Any]) -> None:
         text.append(f"  {e.state}  {e.action}  {e.target}\n")
         numbers = ", ".join(
             [
+                *([f"run {_run(e)}"] if _run(e) else []),
                 f"scans {e.scans}",
                 f"confidence {_confidence(e)}",
                 *filter(None, [_numbers(e.numbers)]),

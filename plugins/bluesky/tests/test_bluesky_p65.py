@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -23,9 +24,17 @@ PIPELINE = [str(Path(sys.executable).parent / "pipeline")]
 pytest.importorskip("asapo_pipelines_xas", reason="the P65 units (plugins/xas) are not installed")
 
 
-def pipeline(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def pipeline(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*PIPELINE, *args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+        [*PIPELINE, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
 
 
@@ -206,6 +215,18 @@ def test_scans_per_run_counts_the_scans_of_this_run_only(p65, queue_server):
                 f"over budget: 1 scan already queued in run {run_id}, {held['scans']} more "
                 "would exceed scans_per_run 1"
             )
+
+    # the listing says each suggestion's run: a column of the table, a word of the block
+    wide = pipeline("suggestions", p65.name, cwd=p65.parent, env={"COLUMNS": "200"})
+    narrow = pipeline("suggestions", p65.name, cwd=p65.parent, env={"COLUMNS": "80"})
+    assert re.search(r"┃ run\s+┃ id\s+┃ state", wide.stdout), wide.stdout
+    for entry in entries:
+        short = str(entry["uid"])[:12]
+        (row,) = [line for line in wide.stdout.splitlines() if f" {short} " in line]
+        assert re.match(rf"│ {entry['run']}\s+│ {short} │", row), row
+        lines = narrow.stdout.splitlines()
+        head = next(n for n, line in enumerate(lines) if line.startswith(f"{short}  "))
+        assert lines[head + 1].startswith(f"    run {entry['run']}, scans {entry['scans']}, ")
 
 
 def _position(text: str, needle: str) -> tuple[int, int]:
