@@ -29,7 +29,14 @@ from asapo_pipelines_slurm.state import (
     watcher_alive,
     write_state,
 )
-from asapo_pipelines_slurm.watch import ALIVE, FINAL, completed, exit_of, submit
+from asapo_pipelines_slurm.watch import (
+    ALIVE,
+    FINAL,
+    completed,
+    exit_of,
+    last_error,
+    submit,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.sdk.executors import Pipeline
@@ -266,13 +273,14 @@ class SlurmExecutor(Executor):
         }
         self._submit_all(state, layout)
         self._start_watcher(layout)
-        pending = _pending(self._wait_placed(wait))
+        seen = self._waited(wait, set(instances))
+        pending = _pending(seen)
         jobs = {k: i["job_id"] for k, i in instances.items()}
         return {
             "deployment": plan.pipeline,
             "message": f"{len(jobs)} Slurm job(s) submitted "
             f"({', '.join(f'{k} {j}' for k, j in jobs.items())})"
-            f"{_still_pending(pending, wait)}; state in {layout.root}",
+            f"{_not_placed(seen, wait)}; state in {layout.root}",
             "state_dir": str(layout.root),
             "jobs": jobs,
             "pending": pending,
@@ -365,6 +373,66 @@ class SlurmExecutor(Executor):
                 return state
             time.sleep(0.2)
 
+    def _waited(self, wait: float, submitted: set[str]) -> dict[str, Any]:
+        """`_wait_placed`, then what became of the jobs that were not placed: a job that
+        ended before the watcher saw it is waited for until the watcher has handled it
+        (`_handled`); an instance of `submitted` that failed for good fails the command
+        (`_refuse_failed`). Said "still pending", such a job read as waiting for resources
+        while its worker had exited with a configuration error, and `deploy` exited 0."""
+        state = self._handled(self._wait_placed(wait))
+        self._refuse_failed(state, submitted)
+        return state
+
+    def _handled(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state once the watcher has handled every job that squeue says has ended but
+        the state still shows waiting (the watcher looks every `poll_interval` seconds). A
+        job it has not handled within `_handle_timeout` is marked `exited` in the returned
+        copy only, with Slurm's word on its end: the watcher's judgment stays its own."""
+        waiting = {
+            k: i["job_id"]
+            for k, i in state.get("instances", {}).items()
+            if i["state"] in UNHANDLED and i["job_id"]
+        }
+        queued = commands.queue(list(waiting.values()))
+        ended = {k: j for k, j in waiting.items() if queued.get(j, {}).get("state") not in ALIVE}
+        deadline = time.monotonic() + _handle_timeout(state)
+        while ended:
+            state = read_state(self.layout) or state
+            ended = {
+                k: j
+                for k, j in ended.items()
+                if state["instances"][k]["job_id"] == j
+                and state["instances"][k]["state"] in UNHANDLED
+            }
+            if not ended or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        for key, job in ended.items():
+            _, _, what = exit_of(job, queued.get(job, {}).get("state"))
+            cause = last_error(state["instances"][key])
+            detail = f"{what}: {cause}" if cause else what
+            state["instances"][key].update(state="exited", detail=detail)
+        return state
+
+    def _refuse_failed(self, state: dict[str, Any], submitted: set[str]) -> None:
+        """Fail `deploy` or `start` in one sentence when an instance it submitted failed
+        for good within the wait (the watcher has then cancelled the other jobs): the
+        deployment is over, and a script's `pipeline deploy F && ...` must not go on."""
+        instances = state.get("instances", {})
+        failed = [i for k, i in instances.items() if k in submitted and i["state"] == "failed"]
+        if not failed:
+            return
+        name = state.get("pipeline", self.loaded().name)
+        said = [f"unit {i['unit']} replica {i['replica']}" for i in failed]
+        said[0] += f" of pipeline {name}"
+        what = "; ".join(
+            f"{who} failed: {i['detail']}" for who, i in zip(said, failed, strict=True)
+        )
+        stopped = [i for i in instances.values() if str(i.get("detail")).startswith("cancelled:")]
+        if stopped:
+            what += f"; so the deployment's other {len(stopped)} job(s) were cancelled"
+        raise SlurmError(what)
+
     def _abandon(self, stuck: dict[str, dict[str, Any]]) -> NoReturn:
         """Cancel every job of a deployment one of whose jobs cannot start, and fail it in one
         sentence naming the units and Slurm's reason. Not left pending: the pipeline cannot
@@ -424,10 +492,11 @@ class SlurmExecutor(Executor):
             state["instances"][key]["restarts"] = int(state["instances"][key]["restarts"]) + 1
         write_state(layout, state)
         self._start_watcher(layout)
-        pending = _pending(self._wait_placed(wait))
+        seen = self._waited(wait, again)
+        pending = _pending(seen)
         return {
             "deployment": state["pipeline"],
-            "message": f"{len(again)} Slurm job(s) submitted again{_still_pending(pending, wait)}",
+            "message": f"{len(again)} Slurm job(s) submitted again{_not_placed(seen, wait)}",
             "submitted": sorted(again),
             "pending": pending,
         }
@@ -714,6 +783,8 @@ def _stopped_message(
 
 #: An instance's states while its job waits to be placed.
 WAITING = ("new", "pending", "restarting")
+#: An instance's states before the watcher has handled an end of its current job.
+UNHANDLED = ("new", "pending")
 #: squeue's reason before the scheduler has looked at a job, and the watcher's word for a job
 #: it has not looked at yet.
 _NOT_LOOKED_AT = ("None", "(null)", "", "submitted", "resubmitted")
@@ -738,11 +809,32 @@ def _pending(state: dict[str, Any]) -> dict[str, str]:
     return pending
 
 
-def _still_pending(pending: dict[str, str], wait: float) -> str:
-    if not pending:
-        return ""
-    which = ", ".join(f"{key} ({reason})" for key, reason in pending.items())
-    return f"; {len(pending)} still pending after {wait:g} s: {which}"
+def _not_placed(state: dict[str, Any], wait: float) -> str:
+    """What `deploy` and `start` say of the jobs not running when the wait ended: those
+    restarting after their job failed, those whose job ended before the watcher handled it
+    (`_handled`), and those still pending, each with why."""
+    instances = state.get("instances", {})
+    restarting = {k: i["detail"] for k, i in instances.items() if i["state"] == "restarting"}
+    exited = {k: i["detail"] for k, i in instances.items() if i["state"] == "exited"}
+    said = ""
+    if restarting:
+        said += f"; {len(restarting)} restarting after their job failed: {_each(restarting)}"
+    if exited:
+        said += f"; {len(exited)} ended before the job watcher handled it: {_each(exited)}"
+    pending = {k: r for k, r in _pending(state).items() if instances[k]["state"] in UNHANDLED}
+    if pending:
+        said += f"; {len(pending)} still pending after {wait:g} s: {_each(pending)}"
+    return said
+
+
+def _each(said: dict[str, str]) -> str:
+    return ", ".join(f"{key} ({why})" for key, why in said.items())
+
+
+def _handle_timeout(state: dict[str, Any]) -> float:
+    """How long `deploy` waits for the watcher to handle a job's end: two of its looks, and
+    the time one look may take on a busy login node."""
+    return 2 * float(state.get("poll_interval", 2.0)) + 10.0
 
 
 def _cannot_start(stuck: dict[str, dict[str, Any]], cancelled: int) -> str:

@@ -138,7 +138,7 @@ def seen_alive(instance: dict[str, Any], job: dict[str, str], now: float) -> Non
         instance["cannot_start"] = True
 
 
-def _last_error(instance: dict[str, Any]) -> str:
+def last_error(instance: dict[str, Any]) -> str:
     """The last error the worker of the instance's current job printed, or "". Only the lines
     after that job's start line count: restarts append to one log file, and a job cancelled
     by hand was shown with a Redis error an earlier job had printed minutes before."""
@@ -232,14 +232,14 @@ class Watcher:
             log(f"{instance['name']}: {what}: complete")
             return
         if code == EX_CONFIG:
-            reason = _last_error(instance) or "a configuration error"
+            reason = last_error(instance) or "a configuration error"
             instance.update(state="failed", detail=f"{what}: {reason}")
             log(f"{instance['name']}: {what}: not restarted ({reason})")
             return
         decision = self.tracker(key, state).on_exit(1 if code in (None, 0) else code, now)
         # why the worker ended, as it said it: "exceeded the 5 restart attempts" alone left
         # the user to read each job's log for a Redis that refused every connection
-        cause = _last_error(instance)
+        cause = last_error(instance)
         what = f"{what}: {cause}" if cause else what
         if decision.action == "restart":
             self.due[key] = now + decision.delay

@@ -36,7 +36,9 @@ def test_a_unit_failing_at_each_start_is_failed_with_the_workers_reason(slurm, w
     file.write_text(PIPELINE_FILE)
     executor(file)  # registered, so that a failing test leaves no watcher or job behind
     env = slurm.env
-    deployed = run_pipeline("deploy", str(file), env=env)
+    # not waited for: a deploy that sees the unit fail within its wait fails itself
+    # (test_slurm_deploy_wait_failed); here the watcher alone is to end the deployment
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", env=env)
     assert deployed.returncode == 0, deployed.stderr
 
     def failed():

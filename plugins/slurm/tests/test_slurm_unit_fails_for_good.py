@@ -33,7 +33,9 @@ def test_a_unit_that_fails_for_good_stops_the_deployment_and_fails_its_run(slurm
     file.write_text(PIPELINE_FILE)
     executor(file)  # registered, so that a failing test leaves no watcher or job behind
     env = slurm.env
-    deployed = run_pipeline("deploy", str(file), env=env)
+    # not waited for: a deploy that sees the unit fail within its wait fails itself
+    # (test_slurm_deploy_wait_failed); here the watcher alone is to end the deployment
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", env=env)
     assert deployed.returncode == 0, deployed.stderr
     status = json.loads(run_pipeline("status", str(file), "--json", env=env).stdout)
     jobs = {i["unit"]: i["task_id"] for i in status["instances"]}
