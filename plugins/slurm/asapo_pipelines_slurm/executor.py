@@ -483,6 +483,8 @@ class SlurmExecutor(Executor):
         self._refuse_start(state)
         self._check_environment()
         again, lost = _to_submit(state)
+        if state["state"] != "running":
+            _new_session(state)
         state.pop("ended_at", None)  # of the session before
         self._submit_all(state, layout, only=again)
         for key in lost:
@@ -738,6 +740,16 @@ def _to_submit(state: dict[str, Any]) -> tuple[set[str], set[str]]:
         if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
     }
     return again, {key for key in again if instances[key]["state"] not in FINAL}
+
+
+def _new_session(state: dict[str, Any]) -> None:
+    """Count every instance's restarts from none, as the new session's job watcher counts
+    them against `restart.attempts` (its restart trackers start empty). Counted on from the
+    stopped session, `status` showed a unit restarted twice then with 2 restarts before any
+    of this session's: a budget that read as nearly used up, and `exceeded the 2 restart
+    attempts` beside 4 restarts. Every job each instance has had stays in `jobs`."""
+    for instance in state["instances"].values():
+        instance["restarts"] = 0
 
 
 def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
