@@ -35,6 +35,7 @@ from asapo_pipelines_slurm.watch import (
     completed,
     exit_of,
     last_error,
+    restarted,
     submit,
 )
 
@@ -492,6 +493,7 @@ class SlurmExecutor(Executor):
             # the restart the watcher would have made, counted as such; a stopped or failed
             # instance started again by the user is a new start, not a restart
             state["instances"][key]["restarts"] = int(state["instances"][key]["restarts"]) + 1
+            restarted(state["instances"][key], time.time())
         write_state(layout, state)
         self._start_watcher(layout)
         seen = self._waited(wait, again)
@@ -750,6 +752,7 @@ def _new_session(state: dict[str, Any]) -> None:
     attempts` beside 4 restarts. Every job each instance has had stays in `jobs`."""
     for instance in state["instances"].values():
         instance["restarts"] = 0
+        instance.pop("restarted_at", None)
 
 
 def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:

@@ -161,6 +161,30 @@ def _job_start(lines: list[str], job_id: str) -> int:
     return len(lines)
 
 
+#: The restarts of an instance whose times the state keeps (`restarted`): more than any
+#: policy's attempts are never needed to seed a tracker (`_count_earlier`).
+KEPT_RESTARTS = 1001
+
+
+def restarted(instance: dict[str, Any], now: float) -> None:
+    """Record when the instance was restarted (wall-clock seconds), so that a job watcher
+    started again within the session counts it against the restart budget."""
+    times = [*instance.get("restarted_at", []), now]
+    instance["restarted_at"] = times[-KEPT_RESTARTS:]
+
+
+def _count_earlier(tracker: RestartTracker, instance: dict[str, Any], now: float) -> None:
+    """Seed a new tracker with the instance's restarts of this session made by an earlier
+    watcher (one killed, or its host rebooted, and started again by `pipeline start`) within
+    the policy's interval, the window counted from the first of them. Begun empty, each
+    watcher death gave every unit `restart.attempts` more restarts. A new session (`deploy`,
+    `start` after a `stop`) clears them: it has the whole budget."""
+    recent = [t for t in instance.get("restarted_at", []) if now - t <= tracker.policy.interval]
+    if recent:
+        tracker.count = len(recent)
+        tracker.start -= now - min(recent)
+
+
 class Watcher:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
@@ -177,9 +201,11 @@ class Watcher:
                 delay=float(r["delay"]),
                 mode=r["mode"],  # written by this plugin from a checked `restart:`
             )
-            self.trackers[key] = RestartTracker(
+            tracker = RestartTracker(
                 policy, restart_on_success=state["type"] == "service", now=time.monotonic()
             )
+            _count_earlier(tracker, state["instances"][key], time.time())
+            self.trackers[key] = tracker
         return self.trackers[key]
 
     def look(self, state: dict[str, Any]) -> None:
@@ -263,6 +289,7 @@ class Watcher:
             return
         del self.due[key]
         instance["restarts"] = int(instance.get("restarts", 0)) + 1
+        restarted(instance, time.time())
         instance["jobs"] = [*instance.get("jobs", []), job_id]
         instance.update(job_id=job_id, state="pending", detail="resubmitted")
         log(f"{instance['name']}: resubmitted as job {job_id} (restart {instance['restarts']})")

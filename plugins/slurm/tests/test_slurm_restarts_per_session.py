@@ -8,9 +8,13 @@ On a real one-node Slurm: the sink's job killed with `scancel --signal=KILL`."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 
 from slurm_support import executor, run_pipeline, wait_until, watching_file
+
+from asapo_pipelines.sdk.executors import pid_alive
 
 SLURM = "partition: debug, poll_interval: 0.5, restart: {attempts: 2, interval: 600, delay: 1}"
 
@@ -62,6 +66,32 @@ def test_a_new_session_shows_its_own_restarts_and_has_the_full_budget(slurm, wor
     # this session's budget is whole: two restarts, then the third death fails the unit
     for restarts in (1, 2):
         assert _kill_sink(file, env, restarts)["state"] == "running"
+    sink = _kill_sink(file, env, 2)
+    assert sink["state"] == "failed", sink
+    assert "exceeded the 2 restart attempts" in sink["detail"], sink
+
+
+def test_a_watcher_started_again_in_the_same_session_keeps_its_restart_budget(slurm, workdir):
+    """Within one session the budget is not renewed by a new job watcher: one killed (its
+    host rebooted) and started again by `pipeline start` goes on in the session, with the
+    restarts it made. Before, the new watcher began with an empty count, so every watcher
+    death gave each unit `restart.attempts` more (shown: 3 restarts, still `running`, beside
+    `attempts: 2`)."""
+    file = watching_file(workdir, "samesession", slurm=SLURM)
+    executor(file)  # registered, so that a failing test leaves no watcher or job behind
+    env = slurm.env
+    assert run_pipeline("deploy", str(file), env=env).returncode == 0
+    wait_until("the sink to run", lambda: _running(file, env), timeout=60)
+    for restarts in (1, 2):  # the whole budget of the session
+        assert _kill_sink(file, env, restarts)["state"] == "running"
+
+    state = json.loads(next(workdir.rglob("state.json")).read_text())
+    os.kill(state["watcher_pid"], signal.SIGKILL)
+    wait_until("the watcher to die", lambda: not pid_alive(state["watcher_pid"]), timeout=30)
+    started = run_pipeline("start", str(file), env=env)
+    assert started.returncode == 0, started.stderr
+    assert "goes on" in started.stdout + started.stderr, started.stdout + started.stderr
+
     sink = _kill_sink(file, env, 2)
     assert sink["state"] == "failed", sink
     assert "exceeded the 2 restart attempts" in sink["detail"], sink
