@@ -457,12 +457,14 @@ class UnitRunner:
                     ) from exc
                 if attempts < self.retry.tries:
                     self.retries += 1
+                    # named as the final failure is (its type and line, `reason_of`): a
+                    # unit's `KeyError` alone reads `'value'`
                     self.context.logger.warning(
                         "%s failed (attempt %d of %d): %s",
                         hook,
                         attempts,
                         self.retry.tries,
-                        exc,
+                        reason_of(exc, hook),
                     )
                     if self.retry.delay:
                         self.sleep(self.retry.delay)
