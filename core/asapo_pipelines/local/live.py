@@ -65,7 +65,8 @@ def _counter(counters: Counters, unit: Mapping[str, Any], key: str) -> str:
 def _state(counters: Counters, unit: Mapping[str, Any]) -> str:
     """The supervisor's state, except that a running worker still importing its unit (its own
     latest record, from this very process, says so) is "loading", and one whose unit has been
-    in one call for a while is `busy 25s (raw/default#3)` (`busy_text`)."""
+    in one call for a while (also a `restore` while loading) is `busy 25s (raw/default#3)`
+    (`busy_text`)."""
     from asapo_pipelines.worker.status import busy_text
 
     row = counters.get(unit["unit"]) or counters.get(unit["group"])
@@ -75,10 +76,10 @@ def _state(counters: Counters, unit: Mapping[str, Any]) -> str:
         and row
         and row.get("pid") == unit.get("pid")
     ):
-        if row.get("state") == "loading":
-            return "loading"
         if busy := busy_text(row):
             return busy
+        if row.get("state") == "loading":
+            return "loading"
     return str(unit["state"])
 
 

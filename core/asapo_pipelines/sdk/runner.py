@@ -663,8 +663,17 @@ class UnitRunner:
         assert isinstance(self.unit, Source)
         unit = self.unit
         seqs: dict[tuple[str, str], int] = {}
+        context = self.context
 
         def direct(item: Emitted) -> None:
+            # the time sending takes is the runtime's, not the source's (`run_since`)
+            context.run_since = None
+            try:
+                sent(item)
+            finally:
+                context.run_since = time.monotonic()
+
+        def sent(item: Emitted) -> None:
             if item.next_stream and item.stream:
                 # next_stream(): finish the port's current stream and move on
                 current = self.source_streams[item.port]
@@ -694,14 +703,30 @@ class UnitRunner:
             record = error_record(exc, unit=self.unit_label, message=None, attempts=1, hook="run")
             record["key"] = item
             what = what or (f"key:{item}" if item else "run")
-            if report is not None:
-                report(record, f"{self.unit_label}|error|{what}")
-            else:
-                self.context.logger.error("%s", record["error"])
+            timing, context.run_since = context.timing_run, None
+            try:
+                if report is not None:
+                    report(record, f"{self.unit_label}|error|{what}")
+                else:
+                    self.context.logger.error("%s", record["error"])
+            finally:
+                if timing:
+                    context.run_since = time.monotonic()
+
+        def passed_over(count: int) -> None:
+            context.run_since = None
+            try:
+                if skipped is not None:
+                    skipped(count)
+            finally:
+                context.run_since = time.monotonic()
 
         self.context.sink = direct
         self.context.report = reported
-        self.context.skipped = skipped or (lambda _count: None)
+        self.context.skipped = passed_over
+        # from now on the time run()'s own code takes between two calls to the runtime is
+        # kept, for the status records (`UnitContext.run_since`)
+        context.run_since, context.timing_run = time.monotonic(), True
         try:
             produced = unit.run()
             if produced is not None:
@@ -718,6 +743,7 @@ class UnitRunner:
                 f"{exc}; the traceback is on the error stream"
             ) from exc
         finally:
+            context.timing_run, context.run_since = False, None
             self.context.sink = self._buffer.append
             self.context.report = None
             self.context.skipped = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -226,6 +227,16 @@ class UnitContext:
         #: count from its file. False for the earlier sessions' summary: each ended with its
         #: whole summary, and whatever its file gained since then another writer wrote
         self.carried_after_restart = False
+        #: while a source's `run()` runs (`UnitRunner.run_source`): when its own code last
+        #: called on the runtime, monotonic time (run()'s start, the return of an emit, `wait`,
+        #: `report_error` or `already_sent`, a look at `stopping`); None while it is inside one
+        #: of those, and outside `run()`. The worker's status thread reads it (`Worker.busy`): a
+        #: source long in one call of its own (a read that blocks, a device that does not
+        #: answer) shows as busy; one waiting for new files in `wait()`, or in a loop that looks
+        #: at `stopping` at every turn, does not
+        self.run_since: float | None = None
+        #: whether `run_since` is kept now (a source's `run()` is running)
+        self.timing_run = False
 
 
 class Unit:
@@ -261,11 +272,24 @@ class Unit:
     @property
     def stopping(self) -> bool:
         """True once the worker was asked to stop (SIGTERM, SIGINT): sources should return."""
-        return self._context.stop_event.is_set()
+        context = self._context
+        if context.timing_run:
+            # a source that looks here goes round its loop (a watch polling for new files),
+            # it is not stuck in one call (`UnitContext.run_since`)
+            context.run_since = time.monotonic()
+        return context.stop_event.is_set()
 
     def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`, waking early when stopping; returns `stopping`."""
-        return self._context.stop_event.wait(seconds)
+        """Sleep up to `seconds`, waking early when stopping; returns `stopping`. A source
+        waiting here (for new files) is idle, not busy (`UnitContext.run_since`)."""
+        context = self._context
+        if not context.timing_run:
+            return context.stop_event.wait(seconds)
+        context.run_since = None
+        try:
+            return context.stop_event.wait(seconds)
+        finally:
+            context.run_since = time.monotonic()
 
     # -- hooks ---------------------------------------------------------------------------------
     def on_start(self) -> None:

@@ -83,8 +83,9 @@ BURST = 256
 #: per output stream and one per input stream for many messages instead of several per message
 ACK_BATCH = 128
 ACK_SECONDS = 0.2
-#: a unit call (process() or a stream hook) lasting this many seconds is shown as busy in the
-#: status records (`Worker.busy`): shorter ones come and go between two records anyway
+#: a unit call (process() or a stream hook, a `restore` at start-up, a source's `run()` between
+#: two calls to the runtime) lasting this many seconds is shown as busy in the status records
+#: (`Worker.busy`): shorter ones come and go between two records anyway
 BUSY_AFTER = 3.0
 #: a unit call lasting this many seconds is said once in the worker's log (`pipeline logs`)
 BUSY_LOG_SECONDS = 60.0
@@ -371,8 +372,13 @@ class Worker:
         self._current: tuple[str, str, int] | None = None
         #: the hook the unit is in (`_in_unit`: stream_start, stream_end), None in process()
         self._hook: str | None = None
-        #: when the call the log said was long began (`_look_after`): said once per call
+        #: when the call the log said was long began (`_look_after`, `_say_long`): said once
+        #: per call
         self._long_told: float | None = None
+        #: the unit's call at start-up, which no watch looks after: when it began (monotonic)
+        #: and what it is (`restoring state from raw/default#3`, `on_restored`); None between
+        #: calls. Read by the status thread (`busy`)
+        self._start_call: tuple[float, str] | None = None
         #: when the held messages' leases were last renewed (monotonic)
         self._renewed = 0.0
         self._lease_warned = False
@@ -725,7 +731,11 @@ class Worker:
             log.info("%s restored its state from %d messages it sent", self.label, len(sent))
 
     def _restore_one(self, restore: Any, message: Message, where: str) -> None:
-        """`restore(message)`: the unit's `restore` or `restore_sent`."""
+        """`restore(message)`: the unit's `restore` or `restore_sent`, timed for the status
+        records: a restore stuck on one message shows as busy, not as a worker loading."""
+        # named as a message in process() is (port/stream#id; a source's: its output port)
+        what = f"restoring state from {message.port}/{message.stream}#{message.id}"
+        self._start_call = (time.monotonic(), what)
         try:
             restore(message)
         except Exception as exc:
@@ -736,6 +746,8 @@ class Worker:
                 f"unit {self.descriptor.name} failed to restore its state from {where}: "
                 f"{describe_exception(exc)}"
             ) from exc
+        finally:
+            self._start_call = None
 
     def _restore(self, unit: Any) -> None:
         """Feed `unit.restore()` the inputs an earlier run processed: those named by the
@@ -835,7 +847,11 @@ class Worker:
         restored state gives under changed parameters (a resumed run's new threshold) would
         otherwise wait for an input that may never come (a watched directory with no new file).
         Outputs an earlier run wrote under the same key are skipped."""
-        outcome = self.runner.restored()
+        self._start_call = (time.monotonic(), "on_restored")
+        try:
+            outcome = self.runner.restored()
+        finally:
+            self._start_call = None
         self._apply(outcome, None, check=True, marker="on_restored")
         if outcome.error is None and type(unit).on_restored is not Unit.on_restored:
             # its results now are those of the settings in force, sent or the same as before
@@ -1403,16 +1419,57 @@ class Worker:
         """What the status records say of a unit call that has lasted `BUSY_AFTER` seconds or
         more (`StatusPublisher.busy`): its seconds and what it works on, so that a unit busy
         for minutes (a fit, a model's inference, a hang) reads as such, not as an idle one
-        with `rate 0.0/s`. Read from the watch by the status thread: nothing is added to the
-        path every message takes."""
-        watch = self._watch
-        entered = None if watch is None else watch.entered
-        if entered is None:
+        with `rate 0.0/s`. Read by the status thread from the watch, the start-up's call or
+        the source's clock (`_unit_call`): nothing is added to the path every message takes.
+        A call no watch looks after is said in the log from here (`_say_long`)."""
+        call = self._unit_call()
+        if call is None:
             return None
+        entered, what, watched = call
         seconds = time.monotonic() - entered
         if seconds < BUSY_AFTER:
             return None
-        return {"busy_seconds": round(seconds, 1), "busy_with": self._call_text()}
+        if not watched:
+            self._say_long(entered, what)
+        return {"busy_seconds": round(seconds, 1), "busy_with": what}
+
+    def _unit_call(self) -> tuple[float, str, bool] | None:
+        """The unit's code the worker is in now: when it was entered (monotonic), what it is
+        (`_call_text`), and whether the watch looks after it; None when it is in none.
+
+        - process() or a stream hook: the call, from the watch;
+        - at start-up, one call of `restore`, `restore_sent` or `on_restored` (`_start_call`);
+        - a source's `run()`: its own code since it last called on the runtime (run()'s
+          start, an emit, a `wait`, a look at `stopping`; `UnitContext.run_since`). One run()
+          call lasts as long as the source does, and a source waiting for new files is idle,
+          not stuck: what is measured is the time its code went without emitting, waiting or
+          going round its loop (a read that blocks, a device that does not answer, a slow
+          file)."""
+        watch = self._watch
+        entered = None if watch is None else watch.entered
+        if entered is not None:
+            return entered, self._call_text(), True
+        start = self._start_call
+        if start is not None:
+            return start[0], start[1], False
+        since = self.runner.context.run_since
+        if since is not None and self.counters.state == "running":
+            return since, "run() without emit or wait", False
+        return None
+
+    def _say_long(self, entered: float, what: str) -> None:
+        """Say once in the log that the unit has been in its call (begun at `entered`) for
+        `BUSY_LOG_SECONDS` or more: `pipeline logs` shows a hang after the table is gone."""
+        if time.monotonic() - entered < BUSY_LOG_SECONDS or self._long_told == entered:
+            return
+        self._long_told = entered  # once per call
+        log.info(
+            "%s: the unit has been busy for over %g s with %s (still in its call; "
+            "`pipeline status` shows how long)",
+            self.label,
+            BUSY_LOG_SECONDS,
+            what,
+        )
 
     def _call_text(self) -> str:
         """The call the unit is in: `port/stream#id` of a message, or the hook and stream."""
@@ -1430,15 +1487,7 @@ class Worker:
         own `flush`), then keep the leases of what the worker still holds, renewed three times
         per lease."""
         now = time.monotonic()
-        if now - entered >= BUSY_LOG_SECONDS and self._long_told != entered:
-            self._long_told = entered  # once per call
-            log.info(
-                "%s: the unit has been busy for over %g s with %s (still in its call; "
-                "`pipeline status` shows how long)",
-                self.label,
-                BUSY_LOG_SECONDS,
-                self._call_text(),
-            )
+        self._say_long(entered, self._call_text())
         if self.unacked_count and now - self.unacked_since >= self.ack_seconds:
             if not self._own_flush:
                 self._commit(unit_flush=False)

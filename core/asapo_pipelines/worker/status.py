@@ -28,9 +28,11 @@ ENDED_STATES = ("finished", "stopped", "failed")
 
 def busy_text(record: Mapping[str, Any]) -> str:
     """`busy 25s (raw/default#3)` for a worker whose unit has been in one call for a while
-    (`Counters.busy_seconds`), "" otherwise: a long process() reads as busy, not as idle."""
+    (`Counters.busy_seconds`), "" otherwise: a long process() reads as busy, not as idle, and
+    a `restore` stuck at start-up (`busy 12s (restoring state from raw/default#3)`) not as a
+    worker still loading."""
     seconds = record.get("busy_seconds")
-    if record.get("state") != "running" or not isinstance(seconds, int | float):
+    if record.get("state") not in ("running", "loading") or not isinstance(seconds, int | float):
         return ""
     return f"busy {seconds:.0f}s ({record.get('busy_with') or '?'})"
 
@@ -127,7 +129,8 @@ class Counters:
     #: the run and session this process works in (`<run>@<session start>`; "" outside a run)
     session: str = ""
     #: seconds the unit has been in its current call, and what it works on (`port/stream#id`,
-    #: or a hook and its stream), once that call has lasted a few seconds (`Worker.busy`);
+    #: a hook and its stream, `restoring state from port/stream#id`, or a source's
+    #: `run() without emit or wait`), once that call has lasted a few seconds (`Worker.busy`);
     #: None between calls. Put in by the status thread, never by the worker's own
     busy_seconds: float | None = None
     busy_with: str | None = None
