@@ -259,15 +259,49 @@ def refresh(inbox: Inbox, client: Any, instance: str | None = None) -> int:
     with lock as alone:
         states = ask(inbox, client)
         changed = len(recover(inbox, states, instance)) if alone else 0
+    missing = [e for e in open_ if e.uid not in states]
+    if missing:
+        # asked once more before saying an item is gone. The server answers its queue (with
+        # the running item) before its history, each at one moment, and an item only moves
+        # forward (queue, running, history): one that ran between the two questions is in the
+        # history's answer already. The second ask covers a server that moves it in steps
+        # (it costs a question only when something seems gone)
+        states = {**ask(inbox, client), **states}
     for entry in open_:
         found = states.get(entry.uid)
         if found is None:
-            continue  # removed from the queue by an operator: leave it as it was
+            changed += gone(inbox, entry)
+            continue
         state, reason, item_uid = found
         if state != entry.state:
             inbox.set_state(entry.uid, state, reason, item_uid=item_uid)
             changed += 1
     return changed
+
+
+#: how the reason of a suggestion whose item an operator took off the queue begins
+REMOVED = "removed from the queue without running"
+
+
+def gone(inbox: Inbox, entry: Entry) -> int:
+    """`entry`'s item is on the server no more (not queued, not running, not in the history):
+    an operator removed it from the queue (`qserver queue item remove`, or cleared the queue).
+    Its scans will not come, so it becomes `failed` (the agent stops counting them, budgets
+    too), saying so; unless it moved meanwhile (a stop cancelled it, a person approved it
+    again): returns 1 when it changed."""
+    item = f"its item {entry.item_uid}" if entry.item_uid else "its item"
+    if entry.state == "submitted":
+        reason = (
+            f"{REMOVED}: {item} is neither queued, running nor in the queue server's history; "
+            "approve it again to queue it anew"
+        )
+    else:  # running when last seen, and not in the history: nothing says how it ended
+        reason = (
+            f"{item} left the queue server while running and is not in its history; "
+            "approve it again to queue it anew"
+        )
+    moved = inbox.set_state(entry.uid, "failed", reason, if_still=(entry.state, entry.item_uid))
+    return int(moved.state == "failed" and moved.state_reason == reason)
 
 
 def recover(
@@ -346,8 +380,10 @@ def _why_not_queued(entry: Entry | None, instance: str, where: set[str]) -> str:
         return "already done"
     if entry is None or entry.instance != instance:
         return "unknown to this bridge"
-    if entry.state in ("submitted", "running"):
-        return "removed by hand"
+    if entry.state in ("submitted", "running") or (
+        entry.state == "failed" and entry.state_reason.startswith(REMOVED)
+    ):
+        return "removed by hand"  # noticed already by the refresh before the cancel, or not
     if entry.state == "rejected":
         return "rejected already"  # by a person, or by an earlier stop that named it too
     return f"never queued ({entry.state})"
@@ -503,10 +539,20 @@ def approve(inbox: Inbox, params: QueueParams, uid: str, *, by: str, reason: str
 
 
 def check_rejectable(entry: Entry) -> None:
+    if entry.state == "submitted":
+        # its item waits on the server's queue: only the operator can take it off; the bridge
+        # then notices (`gone`) and the agent stops counting its scans
+        item = entry.item_uid or "<item uid>"
+        raise InboxError(
+            f"suggestion {entry.uid[:12]} is submitted (its item is on the queue server's "
+            f"queue), so it cannot be rejected: remove the item with `qserver queue item "
+            f"remove '{item}'` and the next listing, approve or suggestion the bridge "
+            f"receives marks it failed ({REMOVED}), so the agent no longer counts its scans"
+        )
     if entry.state not in REJECTABLE:
         raise InboxError(
             f"suggestion {entry.uid[:12]} is {entry.state}; only pending, held, approved or "
-            "failed suggestions can be rejected (remove a queued item with qserver)"
+            "failed suggestions can be rejected"
         )
 
 

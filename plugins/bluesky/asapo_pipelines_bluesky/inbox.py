@@ -363,9 +363,17 @@ class Inbox:
             return bool(cur.rowcount)
 
     def set_state(
-        self, uid: str, state: str, reason: str = "", *, item_uid: str | None = None
+        self,
+        uid: str,
+        state: str,
+        reason: str = "",
+        *,
+        item_uid: str | None = None,
+        if_still: tuple[str, str] | None = None,
     ) -> Entry:
-        """Move a suggestion to `state` (no-op when it is there already); queues feedback."""
+        """Move a suggestion to `state` (no-op when it is there already); queues feedback.
+        `if_still`: only while its (state, item uid) are these, as read before asking the
+        server (another process may have moved it meanwhile); else it is returned as it is."""
         if state not in STATES:
             raise ValueError(f"unknown state {state}")
         with self.transaction() as db:
@@ -373,6 +381,8 @@ class Inbox:
             if entry is None:
                 raise InboxError(f"no suggestion {uid} in the inbox {self.path}")
             if entry.state == state and entry.state_reason == reason:
+                return entry
+            if if_still is not None and (entry.state, entry.item_uid) != if_still:
                 return entry
             return self._move(db, entry, state, reason, item_uid)
 
