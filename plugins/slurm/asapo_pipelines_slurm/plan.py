@@ -192,7 +192,10 @@ def _script(
         "#!/bin/bash",
         f"# asapo-pipelines: unit {unit} replica {replica} of pipeline {pipeline.name}",
         *(f"export {key}={shlex.quote(value)}" for key, value in env.items()),
-        'echo "asapo-pipelines: Slurm job $SLURM_JOB_ID on $(hostname) at $(date -Is)" >&2',
+        # SLURMD_NODENAME, not $(hostname): the node as every result's provenance names it
+        # (worker/placement.py) and as squeue and sinfo do; a node's hostname may be its full
+        # domain name or differ from its Slurm name, and the log must match the results
+        'echo "asapo-pipelines: Slurm job $SLURM_JOB_ID on $SLURMD_NODENAME at $(date -Is)" >&2',
     ]
     if isinstance(python, InstallEnv):
         lines += install_lines(python, layout)

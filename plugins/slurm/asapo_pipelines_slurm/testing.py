@@ -52,9 +52,13 @@ def _memory_mb() -> int:
 
 
 class LocalSlurm:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, node: str | None = None) -> None:
         self.dir = Path(directory)
+        #: the machine's short name, where slurmctld runs (it finds itself in SlurmctldHost)
         self.host = socket.gethostname().split(".")[0]
+        #: the Slurm name of the one node: the host's, or `node`, as on a site whose Slurm
+        #: node names are not their hostnames (slurmd -N runs as that node)
+        self.node = node or self.host
         self.conf = self.dir / "slurm.conf"
         self.munge_socket = self.dir / "munge" / "munge.socket"
         self.cpus = os.cpu_count() or 1
@@ -113,7 +117,7 @@ class LocalSlurm:
             self._start_munge()
             self._write_conf()
             self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
-            self._spawn("slurmd", ["slurmd", "-D", "-N", self.host, "-f", str(self.conf)])
+            self._spawn("slurmd", ["slurmd", "-D", "-N", self.node, "-f", str(self.conf)])
             self._wait_idle(timeout)
         except BaseException:
             self.stop()
@@ -186,9 +190,9 @@ class LocalSlurm:
                     "SchedulerParameters=sched_interval=1",
                     "MessageTimeout=10",
                     f"Epilog={epilog}",  # see slow_completion
-                    f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} "
+                    f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} "
                     f"RealMemory={self.memory_mb} State=UNKNOWN",
-                    f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE "
+                    f"PartitionName={PARTITION} Nodes={self.node} Default=YES MaxTime=INFINITE "
                     f"State=UP OverSubscribe=FORCE:{SHARE_PER_CPU}",
                     "",
                 ]
@@ -229,7 +233,7 @@ class LocalSlurm:
                     )
             try:
                 out = subprocess.run(
-                    ["sinfo", "-h", "-N", "-n", self.host, "-o", "%t"],
+                    ["sinfo", "-h", "-N", "-n", self.node, "-o", "%t"],
                     env=self.env,
                     capture_output=True,
                     text=True,

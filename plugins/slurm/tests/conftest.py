@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +22,8 @@ pytest_plugins = ["leaked_processes"]
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
+#: the Slurm name of the test cluster's node
+NODE = "cn01"
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +31,9 @@ def slurm() -> Iterator[LocalSlurm]:
     # not under pytest's tmp_path: that is private to root (0700), and munged, running as the
     # munge user, must reach its socket directory
     directory = Path(tempfile.mkdtemp(prefix="asapo-slurm-"))
-    cluster = LocalSlurm(directory)
+    # the node's Slurm name is not the machine's hostname, as on many sites (short names,
+    # aliases): what a job says of its node must be Slurm's name, and a test sees the two apart
+    cluster = LocalSlurm(directory, node=NODE if socket.gethostname() != NODE else f"{NODE}a")
     try:
         cluster.start()
     except SlurmUnavailable as exc:
@@ -82,7 +87,7 @@ def down_partition(slurm: LocalSlurm) -> Iterator[str]:
     """A second partition of the test cluster's node, DOWN: Slurm accepts jobs for it and
     holds them (PartitionDown). Removed afterwards, so that the cluster lists `debug` alone."""
     name = "maint"
-    _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.host}", "State=DOWN")
+    _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.node}", "State=DOWN")
     yield name
     _remove_partition(slurm, name)
 
@@ -93,7 +98,7 @@ def short_partition(slurm: LocalSlurm) -> Iterator[str]:
     (MaxTime=1): Slurm accepts a job asking for longer and holds it (PartitionTimeLimit).
     Removed afterwards, so that the cluster lists `debug` alone."""
     name = "short"
-    _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.host}", "MaxTime=1")
+    _scontrol(slurm, "create", f"PartitionName={name}", f"Nodes={slurm.node}", "MaxTime=1")
     yield name
     _remove_partition(slurm, name)
 

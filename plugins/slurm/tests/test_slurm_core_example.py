@@ -54,7 +54,7 @@ def test_core_example_runs_as_one_slurm_job_per_unit_with_the_local_executors_re
     assert jsonl_jobs(results) == {("pass", "slurm", jobs["pass-0"])}
     for line in results.read_text().splitlines():
         producer = json.loads(line)["producer"]
-        assert producer["job"]["node"] == slurm.host
+        assert producer["job"]["node"] == slurm.node
         assert producer["host"] == socket.gethostname()
     assert jsonl_jobs(local.parent / "results" / "files.jsonl") == {("pass", "local", None)}
 
@@ -62,5 +62,7 @@ def test_core_example_runs_as_one_slurm_job_per_unit_with_the_local_executors_re
     script = (ex.layout.root / "jobs" / "sink-0.sh").read_text()
     assert f"exec {sys.prefix}/bin/pipeline worker " in script
     lines = list(ex.logs("sink", stderr=True))
-    assert any(f"Slurm job {jobs['sink-0']}" in line for line in lines), lines
+    # its start line names the node as the results do (Slurm's name, not the hostname)
+    start = f"asapo-pipelines: Slurm job {jobs['sink-0']} on {slurm.node} at "
+    assert any(line.startswith(start) for line in lines), lines
     assert any("3 processed" in line for line in lines), lines

@@ -63,6 +63,12 @@ def test_plan_shows_each_units_sbatch_command_and_script_and_json_only_when_aske
         assert _sbatch_lines(text, job["unit"]) == ["sbatch", *job["options"], job["script_path"]]
         script = "\n".join(f"    {line}" for line in job["script"].splitlines())
         assert f"  script {job['script_path']}:\n{script}\n" in text
+        # the job's start line names its node as the results' provenance does: Slurm's name
+        # (SLURMD_NODENAME), which a node's hostname need not be
+        assert (
+            'echo "asapo-pipelines: Slurm job $SLURM_JOB_ID on $SLURMD_NODENAME at $(date -Is)" >&2'
+            in job["script"].splitlines()
+        )
     assert "--cpus-per-task=3" in _sbatch_lines(text, "sink")
     # warnings go to stderr, in both forms
     assert "warning: the embedded transport keeps its data in" in done.stderr
