@@ -924,7 +924,8 @@ def _say_deployed_edit(executor: Executor, path: Path | None) -> None:
     """Before a deployment's table: a warning when FILE says otherwise than the copy its
     workers run (`edited_since_deployed`), as `_say_edited` says it of a local run. An edited
     transport is read by the counters: they are then not the deployment's (every unit showed
-    `not started` beside Slurm's `running`, an outside tester)."""
+    `not started` beside Slurm's `running`, an outside tester). Its advice is for what the
+    deployment does: one that ended has nothing to stop."""
     from asapo_pipelines.cli.deployments import edited_since_deployed
     from asapo_pipelines.errors import PipelinesError
 
@@ -943,11 +944,17 @@ def _say_deployed_edit(executor: Executor, path: Path | None) -> None:
         if change.touches("transport")
         else ""
     )
-    warn(
-        f"{recorded} was edited after it was deployed: {change}; its jobs run the copy "
-        f"deployed: `pipeline stop {where}` and `pipeline deploy --resume {where}` apply the "
-        f"edit{counters}"
-    )
+    if _is_live(executor):
+        advice = (
+            f"its jobs run the copy deployed: `pipeline stop {where}` and `pipeline deploy "
+            f"--resume {where}` apply the edit"
+        )
+    else:  # nothing runs to stop (it told to stop an ended deployment), and `start` refuses
+        advice = (
+            "the deployment has ended, and `pipeline start` would run the copy deployed: "
+            f"`pipeline deploy --resume {where}` runs the edited file"
+        )
+    warn(f"{recorded} was edited after it was deployed: {change}; {advice}{counters}")
 
 
 def _say_unapplied(recorded: str, run: Run | None, *, as_json: bool) -> None:

@@ -41,9 +41,11 @@ def test_start_refuses_an_edited_file_and_status_warns_of_it(slurm, workdir):
     assert shown.returncode == 0, shown.stderr
     assert (
         f"warning: {file} was edited after it was deployed: files (settle_seconds 0.1 -> 0.2); "
-        f"its jobs run the copy deployed: `pipeline stop {file}` and `pipeline deploy --resume "
-        f"{file}` apply the edit"
+        "the deployment has ended, and `pipeline start` would run the copy deployed: "
+        f"`pipeline deploy --resume {file}` runs the edited file"
     ) in shown.stderr, shown.stderr
+    # a stopped deployment has nothing to stop (it was told to `pipeline stop` it)
+    assert "pipeline stop" not in shown.stderr, shown.stderr
 
     started = run_pipeline("start", str(file), env=env)
     assert started.returncode != 0, started.stdout
@@ -83,7 +85,8 @@ def test_status_says_the_counters_of_an_edited_transport_are_not_the_deployments
     assert "no longer holds" not in shown.stderr, shown.stderr
     assert (
         f"was edited after it was deployed: transport (embedded.path {json.dumps(old)} -> "
-        f"{json.dumps(new)}); its jobs run the copy deployed"
+        f"{json.dumps(new)}); its jobs run the copy deployed: `pipeline stop {file}` and "
+        f"`pipeline deploy --resume {file}` apply the edit"
     ) in shown.stderr, shown.stderr
     assert (
         "the counters below are read through the edited transport, not the deployment's"
