@@ -34,3 +34,29 @@ def test_a_start_refused_while_another_start_holds_the_run_names_no_gone_supervi
         f"is not known yet); stop it first with `pipeline stop {file}`\n"
     ), refused.stderr
     assert str(first["pid"]) not in refused.stdout + refused.stderr
+
+
+def test_a_start_refused_by_another_files_start_names_that_file(tmp_path: Path) -> None:
+    """Two files of one `pipeline:` name in one folder start at the same moment: both take
+    the run directory `<data>/runs/<job>`, neither's state being written yet to set them
+    apart. The refused one was told to `pipeline stop` its own file, which went to the Nomad
+    its `deploy:` section names, while the run holding the name was the other file's local
+    one. The test process holds the start as the winner's `pipeline run` does (its
+    `StartLock`, the real lock and what it records)."""
+    from asapo_pipelines.local.control import StartLock
+    from asapo_pipelines.local.target import resolve
+
+    winner = write_pipeline(tmp_path / "b.pipeline.yaml", "fe")
+    loser = write_pipeline(tmp_path / "a.pipeline.yaml", "fe", nomad=True)
+    run_dir = resolve(str(winner), None, None).run_dir
+    assert resolve(str(loser), None, None).run_dir == run_dir  # nothing recorded there yet
+    start = StartLock("fe", run_dir, str(winner), str(winner))
+    try:
+        refused = run_pipeline("run", str(loser), "--detach", env=NO_NOMAD)
+    finally:
+        start.release()
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr == (
+        f"error: job fe is already running locally from {winner} (it is being started: its "
+        f"supervisor pid is not known yet); stop it first with `pipeline stop {winner}`\n"
+    ), refused.stderr

@@ -103,7 +103,9 @@ def run(
         from asapo_pipelines.local.session import start_session
 
         job = target.payload.get("Job", target.payload)
-        with refused_while_running(str(job.get("ID")), target.run_dir, str(shown)):
+        with refused_while_running(
+            str(job.get("ID")), target.run_dir, str(shown), target.pipeline_file
+        ):
             session = start_session(
                 target,
                 transport,
@@ -202,7 +204,7 @@ def take_start(ctx: click.Context, target: Target, shown: str) -> tuple[StartLoc
     if transport is not None:
         ctx.call_on_close(transport.close)
     job = target.payload.get("Job", target.payload)
-    start = StartLock(str(job.get("ID")), target.run_dir, shown)
+    start = StartLock(str(job.get("ID")), target.run_dir, shown, target.pipeline_file)
     ctx.call_on_close(start.release)
     return start, transport
 

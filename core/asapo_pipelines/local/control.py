@@ -50,20 +50,46 @@ if TYPE_CHECKING:  # pragma: no cover
 NOT_KNOWN_YET = " (it is being started: its supervisor pid is not known yet)"
 
 
-def already_running(job_id: str, run_dir: Path, shown: str | None = None) -> LocalRunError:
+def already_running(
+    job_id: str, run_dir: Path, shown: str | None = None, mine: str | None = None
+) -> LocalRunError:
     """The refusal of a second start while a supervisor runs the job (named as its state
     names it: the run directory's name may also name the pipeline file); `shown`: the file
-    as the user named it, for the stop command to copy."""
+    as the user named it, for the stop command to copy; `mine`: that file's path. A run of
+    another file of the same `pipeline:` name, started at the same moment into the same run
+    directory (`launchplan.rundir.file_run_dir` could not yet tell them apart), is stopped
+    through that file: `pipeline stop` of the refused one's own went to its `deploy:`
+    section's executor (Nomad), not to the local run that holds the name."""
     state: dict[str, Any] = {}
     with contextlib.suppress(LocalRunError):
         state = read_state(Path(run_dir) / STATE_FILE)
     pid = lock_holder(state)
+    holder = _holder_file(state if pid else {}, Path(run_dir))
+    if holder is not None and mine is not None and Path(holder) != Path(mine).resolve():
+        shown, started = holder, f" from {holder}"
+    else:
+        started = ""
     stop = f"pipeline stop {shlex.quote(shown)}" if shown else "pipeline stop"
     return LocalRunError(
-        f"job {state.get('job') or job_id} is already running locally"
+        f"job {state.get('job') or job_id} is already running locally{started}"
         + (f" (supervisor pid {pid})" if pid else NOT_KNOWN_YET)
         + f"; stop it first with `{stop}`"
     )
+
+
+def _holder_file(state: Mapping[str, Any], run_dir: Path) -> str | None:
+    """The pipeline file of the start that holds `run_dir`: its live supervisor's state says
+    it, else the start under way wrote it into `START_LOCK` (`StartLock`); None when neither
+    can tell yet (a start between taking the lock and writing its file)."""
+    recorded = state.get("pipeline_file")
+    if not recorded:
+        try:
+            recorded = (run_dir / START_LOCK).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+    if not recorded or Path(str(recorded)).suffix == ".json":  # a compiled job: no file
+        return None
+    return str(recorded)
 
 
 def lock_holder(state: Mapping[str, Any]) -> int | None:
@@ -89,7 +115,11 @@ class StartLock:
     winner's session ended `lost`, or a new run. Holding this from the check to the
     supervisor's start, the loser is refused before it reads or writes anything."""
 
-    def __init__(self, job_id: str, run_dir: Path, shown: str | None = None) -> None:
+    def __init__(
+        self, job_id: str, run_dir: Path, shown: str | None = None, mine: str | None = None
+    ) -> None:
+        """`shown`: the file as the user named it; `mine`: its path, written into the lock
+        for a start refused meanwhile to name (`already_running`)."""
         self.run_dir = Path(run_dir)
         #: the directories this start made (the run directory and those above it that did
         #: not exist): a start refused or failed before its supervisor wrote anything there
@@ -102,11 +132,21 @@ class StartLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise already_running(job_id, self.run_dir, shown) from None
+                raise already_running(job_id, self.run_dir, shown, mine) from None
             if self._still_there(fd):
                 self._fd = fd
             else:  # a start that let go of it removed it first: take the new one
                 os.close(fd)
+        self._say_whose(mine)
+
+    def _say_whose(self, mine: str | None) -> None:
+        """Write the starting file's path into the lock (emptied by `release`): its state,
+        which says it too, is written only once its supervisor runs."""
+        assert self._fd is not None
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+            if mine:
+                os.pwrite(self._fd, str(Path(mine).resolve()).encode(), 0)
 
     def _open(self) -> int:
         try:
@@ -130,6 +170,7 @@ class StartLock:
         if self._fd is None:
             return
         try:
+            self._say_whose(None)  # a later start's refusal must not name this one's file
             self._remove_if_unused()
         finally:
             os.close(self._fd)
@@ -162,7 +203,9 @@ def wait_for_start(run_dir: Path, timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def refused_while_running(job_id: str, run_dir: Path, shown: str | None = None) -> Iterator[None]:
+def refused_while_running(
+    job_id: str, run_dir: Path, shown: str | None = None, mine: str | None = None
+) -> Iterator[None]:
     """Refuse a start before it records anything, and keep other starts out while it does.
 
     A refused start must change nothing: `pipeline run` records its session in the run (a new
@@ -184,7 +227,7 @@ def refused_while_running(job_id: str, run_dir: Path, shown: str | None = None) 
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise already_running(job_id, Path(run_dir), shown) from None
+            raise already_running(job_id, Path(run_dir), shown, mine) from None
         yield
     finally:
         os.close(fd)  # releases the lock: the supervisor takes it next
