@@ -55,6 +55,16 @@ def reraise_if_interrupted(exc: BaseException) -> None:
         raise KeyboardInterrupt from exc
 
 
+def raise_if_lost() -> None:
+    """Raise KeyboardInterrupt again when a Ctrl-C was raised in the command and the command
+    goes on all the same: asked before something runs until Ctrl-C (the supervisor of
+    `pipeline run`). Python drops an exception raised where it cannot travel (a finalizer,
+    a C callback: "Exception ignored in ..."), a library may swallow it, and the Ctrl-C,
+    raised only once, was then lost: a watching run started and never ended."""
+    if _raised:
+        raise KeyboardInterrupt
+
+
 def say_aborted() -> int:
     """Write `aborted.` on its own line to stderr (its file descriptor: no Python stream that
     could be half-way through a write); EXIT_CODE."""
@@ -81,7 +91,11 @@ def install() -> object:
 
 
 def restore(handler: object) -> None:
-    """Put back the SIGINT handler `install` replaced (nothing for None)."""
+    """Put back the SIGINT handler `install` replaced (nothing for None); the command's
+    Ctrl-C is over with it (a supervisor its caller runs next must not take it for its own:
+    `raise_if_lost`, `LocalExecutor.run`)."""
+    global _raised
+    _raised = False
     if handler is not None:
         _set(handler)
 

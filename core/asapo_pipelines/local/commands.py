@@ -117,6 +117,11 @@ def run(
         if not detach:
             session.announce(err=as_json)
     if detach:
+        from asapo_pipelines import interrupts
+
+        # a Ctrl-C whose KeyboardInterrupt was lost on its way starts no supervisor that
+        # outlives the command (the foreground one stops at once: `LocalExecutor.run`)
+        interrupts.raise_if_lost()
         if session is not None:
             # the supervisor and its tasks inherit the run id from this environment
             os.environ[session.env_name] = session.run.id

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asapo_pipelines import storage
+from asapo_pipelines import interrupts, storage
 from asapo_pipelines.launchplan.restart import RestartTracker
 from asapo_pipelines.launchplan.rundir import STATE_FILE, process_start
 from asapo_pipelines.local import environment as envmod
@@ -691,6 +691,11 @@ class LocalExecutor:
                     previous[sig] = signal.signal(
                         sig, lambda s, _f: self.request_stop(signal.Signals(s).name)
                     )
+                if interrupts.raised_once():
+                    # a Ctrl-C of the command came before these handlers and its
+                    # KeyboardInterrupt was lost on its way (`interrupts.raise_if_lost`):
+                    # raised once, it would not come again, and a watching run never ended
+                    self.request_stop(signal.SIGINT.name)
             try:
                 return self._run()
             except (OSError, LocalRunError) as exc:
