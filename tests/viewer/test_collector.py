@@ -86,6 +86,23 @@ def test_states_and_restarts_come_from_the_status_stream(store):
     assert units["waves"]["state"] == "running"  # one replica done, the other still at work
 
 
+def test_a_replica_loading_shows_until_every_replica_runs(store):
+    """A worker's records say `loading` while it imports its unit's runtime or restores its
+    state: a unit with one replica still loading is not yet all at work, and says so; a state
+    this viewer does not know (a newer worker's) is shown rather than failing the section."""
+    now = time.time()
+    with store.producer(status_source("demo")) as p:
+        status(p, "waves", pid=4, t=now - 0.1, processed=4)
+        status(p, "waves", pid=5, t=now - 0.1, state="loading", replica=1)
+        status(p, "average", pid=6, t=now - 0.1, state="loading")
+        status(p, "judge", pid=7, t=now - 0.1, state="pondering")
+    units = Collector(view_of(store), store).poll()["units"]
+    assert units["waves"]["state"] == "loading"
+    assert units["waves"]["rate"] == 4.0  # both replicas at work: the loading one adds its 2.0
+    assert units["average"]["state"] == "loading"
+    assert units["judge"]["state"] == "pondering"
+
+
 def test_final_states_and_units_not_started(store):
     with store.producer(status_source("demo")) as p:
         status(p, "waves", pid=4, t=time.time() - 60, state="finished", processed=10)

@@ -55,6 +55,23 @@ REPLAYED = "replayed"
 #: the run's states (`run` section) that are not its end: it goes on, or its supervisor is gone
 #: without having ended it (`pipeline status` says what to do)
 RUN_GOING = ("running", "lost")
+#: a unit's state is the first in this order among its replicas': a replica in trouble shows
+#: over the others; one not yet at work (`starting`: restarted, its first status record not yet
+#: published; `loading`: importing its unit's runtime, restoring its state) over those at work,
+#: so that a unit reads as running once all its replicas are; one still at work over those done.
+#: Every state a worker's status record can carry (`worker.status.Counters.state`) is here.
+STATE_ORDER = (
+    *("failed", "exited", "restarting", "starting", "loading", "running", "waiting"),
+    *("stopped", "finished", REPLAYED),
+)
+#: the states of a worker at work: its rate counts
+AT_WORK = ("starting", "loading", "running")
+
+
+def _rank(state: str) -> int:
+    """Where `state` comes in `STATE_ORDER`; one this viewer does not know (a record of a newer
+    worker) ranks as running, rather than the units section failing while it is shown."""
+    return STATE_ORDER.index(state if state in STATE_ORDER else "running")
 
 
 @dataclass
@@ -588,10 +605,6 @@ class Collector:
     def _units(
         self, now: float, data: dict[str, Any] | None = None, *, ended: bool = False
     ) -> dict[str, Any]:
-        order = [
-            *("failed", "exited", "restarting", "starting", "running", "waiting"),
-            *("stopped", "finished", REPLAYED),
-        ]
         executor = self.run.units(data)
         # once the run ended, its tasks' states are those its supervisor wrote last, as
         # `pipeline status` shows them: a worker that could not publish its end (a full disk)
@@ -611,11 +624,11 @@ class Collector:
                 REPLAYED if self._replayed(unit) else "waiting"
             ]
             # a replica still running outweighs those done; among the others the worst shows
-            state = min(names, key=order.index)
+            state = min(names, key=_rank)
             restarts = sum(s.restarts for s in states)
             run = executor.get(unit.instance)
             if unit.instance in final:
-                state = min(final[unit.instance]["states"], key=order.index)
+                state = min(final[unit.instance]["states"], key=_rank)
             elif run is not None:
                 # the executor knows what a dead worker cannot say: it waits to be restarted,
                 # or it failed for good
@@ -634,7 +647,7 @@ class Collector:
                 return int(sum(s.total(key) for s in states))
 
             # only processes at work add to the rate (a dead or finished one's last rate is old)
-            live = [s.last for s in states if s.last and s.state(now) in ("starting", "running")]
+            live = [s.last for s in states if s.last and s.state(now) in AT_WORK]
             # the replica longest in one unit call, as `pipeline status` shows it (`busy_text`)
             busy = max(
                 (s for s in live if isinstance(s.get("busy_seconds"), int | float)),

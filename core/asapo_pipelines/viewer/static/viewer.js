@@ -3,8 +3,9 @@
 // XML here.
 'use strict';
 
-const STATES = ['waiting', 'starting', 'running', 'restarting', 'failed', 'stopped', 'finished',
-  'exited', 'replayed'];
+// `loading`: a worker importing its unit's runtime (larch takes seconds) or restoring its state
+const STATES = ['waiting', 'starting', 'loading', 'running', 'restarting', 'failed', 'stopped',
+  'finished', 'exited', 'replayed'];
 const graphNodes = new Map();
 const plotDivs = new Map();
 const plotSeen = new Map();  // plot id -> the JSON last drawn, to skip redrawing what is unchanged
@@ -119,12 +120,14 @@ function showUnits(units) {
   const rows = [];
   for (const [instance, u] of Object.entries(units)) {
     const state = stateName(u.state);
+    // a state the page has no colour for (a newer worker's) is still said as the worker says it
+    const said = String(u.state);
     // a unit long in one call (a fit, a model's inference, a hang) reads as busy, not idle
     const busy = u.busy_seconds == null ? '' : 'busy ' + Math.round(u.busy_seconds) + 's';
     const group = graphNodes.get('u:' + instance);
     if (group) {
       group.setAttribute('class', 'unit state-' + state);
-      setField(group, 'state', busy || state);
+      setField(group, 'state', busy || said);
       setField(group, 'line1', 'processed ' + u.processed + ' \u00b7 ' + u.rate.toFixed(1) + '/s');
       setField(group, 'line2', 'lag ' + u.lag_seconds.toFixed(1) + 's \u00b7 errors ' + u.errors +
         ' \u00b7 restarts ' + u.restarts + (u.redelivered ? ' \u00b7 redelivered ' + u.redelivered : ''));
@@ -133,7 +136,7 @@ function showUnits(units) {
     const row = el('tr');
     row.dataset.unit = instance;
     row.append(el('td', instance),
-      el('td', busy ? busy + ' (' + u.busy_with + ')' : state, 'state state-' + state), numCell(u.processed),
+      el('td', busy ? busy + ' (' + u.busy_with + ')' : said, 'state state-' + state), numCell(u.processed),
       numCell(u.rate.toFixed(2)), numCell(u.backlog ?? '-'), numCell(u.lag_seconds.toFixed(2)),
       numCell(u.errors), numCell(u.restarts));
     if (again) row.append(numCell(u.redelivered));
