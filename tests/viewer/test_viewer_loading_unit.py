@@ -210,3 +210,45 @@ def test_a_unit_loading_its_runtime_shows_as_loading(tmp_path: Path, site: Path,
     after = _counters(tmp_path, env, "fit")
     assert after["state"] == "finished", after
     assert after["processed"] == 1, after
+
+
+def test_a_restore_that_hangs_shows_as_busy_while_loading(tmp_path: Path, site: Path) -> None:
+    """The run's second session restores the keeper's state from the three numbers it
+    processed in the first; `restore()` hangs on the second: `pipeline status` says busy,
+    and so does the viewer."""
+    file = _write(
+        tmp_path,
+        {
+            "numbers": {"unit": "heavy.numbers", "outputs": {"numbers": "numbers"}},
+            "keeper": {
+                "unit": "heavy.keeper",
+                "inputs": {"numbers": "numbers"},
+                "outputs": {"sums": "sums"},
+            },
+        },
+    )
+    env = _env(tmp_path, site)
+    first = run_pipeline("run", "heavy.pipeline.yaml", cwd=tmp_path, env=env, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert not (tmp_path / "heavy.mark").exists()  # nothing to restore in the first session
+    with _running(tmp_path, env) as run:
+        wait_for((tmp_path / "heavy.mark").exists, timeout=120, what="the restore to hang")
+        seen = wait_for(
+            lambda: (c := _counters(tmp_path, env, "keeper")).get("busy_seconds") and c,
+            timeout=60,
+            what="a status record that says keeper is busy",
+        )
+        view, url = start_view(file, env)
+        try:
+            viewed = _viewed(url)["keeper"]
+        finally:
+            said = stop_view(view)
+        (tmp_path / "heavy.release").write_text("go")
+        out, _ = run.communicate(timeout=300)
+    assert seen["state"] == "loading", seen
+    assert viewed["state"] == "loading", viewed
+    # busy as `pipeline status` says it, with what it is busy with
+    assert viewed["busy_with"] == seen["busy_with"] == "restoring state from numbers/default#2"
+    assert viewed["busy_seconds"] >= seen["busy_seconds"], viewed
+    assert "Traceback" not in said, said
+    assert run.returncode == 0, out

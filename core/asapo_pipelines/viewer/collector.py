@@ -66,6 +66,9 @@ STATE_ORDER = (
 )
 #: the states of a worker at work: its rate counts
 AT_WORK = ("starting", "loading", "running")
+#: the states in which a unit's long call shows as busy, as `pipeline status` shows it
+#: (`worker.status.busy_text`): in `process()`, or in a `restore` that hangs while loading
+BUSY_SHOWN = ("loading", "running")
 
 
 def _rank(state: str) -> int:
@@ -648,7 +651,8 @@ class Collector:
 
             # only processes at work add to the rate (a dead or finished one's last rate is old)
             live = [s.last for s in states if s.last and s.state(now) in AT_WORK]
-            # the replica longest in one unit call, as `pipeline status` shows it (`busy_text`)
+            # the replica longest in one unit call, as `pipeline status` shows it (`busy_text`):
+            # of a loading worker, a `restore` that hangs
             busy = max(
                 (s for s in live if isinstance(s.get("busy_seconds"), int | float)),
                 key=lambda s: float(s["busy_seconds"]),
@@ -669,8 +673,8 @@ class Collector:
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),
                 "restarts": restarts,
-                "busy_seconds": busy.get("busy_seconds") if state == "running" else None,
-                "busy_with": busy.get("busy_with") if state == "running" else None,
+                "busy_seconds": busy.get("busy_seconds") if state in BUSY_SHOWN else None,
+                "busy_with": busy.get("busy_with") if state in BUSY_SHOWN else None,
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
         return units
