@@ -9,145 +9,37 @@ event stream over loopback and the page itself in a real chromium."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from held_units import held_env, held_units, running
 from test_browser import unit_row
 from test_browser import wait_for as wait_on_page
 from viewer_support import read_events, start_view, stop_view
 
-from helpers import PIPELINE, installed_plugin, plugin_env, run_pipeline, wait_for
-
-PLUGIN = """
-from asapo_pipelines.sdk import describe, hookimpl, inp, out
-
-
-@hookimpl
-def register_units(register):
-    register(describe(
-        "heavy.fit", kind="connector", summary="A runtime slow to import, like larch.",
-        runtime="asapo_heavy_units.heavy:Fit", inputs=[inp("files")],
-    ))
-    register(describe(
-        "heavy.numbers", kind="connector", summary="Sends three numbers.",
-        runtime="asapo_heavy_units.runtime:Numbers", outputs=[out("numbers")],
-    ))
-    register(describe(
-        "heavy.keeper", kind="processor", summary="Keeps a sum; its restore can hang.",
-        runtime="asapo_heavy_units.runtime:Keeper", inputs=[inp("numbers")],
-        outputs=[out("sums")],
-    ))
-"""
-
-# the blocking parts last until the test releases them, at most five minutes
-HOLD = """
-import os
-import time
-from pathlib import Path
-
-
-def hold(mark):
-    Path(os.environ["HEAVY_MARK"]).write_text(mark)
-    release = Path(os.environ["HEAVY_RELEASE"])
-    began = time.monotonic()
-    while not release.exists() and time.monotonic() - began < 300:
-        time.sleep(0.1)
-"""
-
-# importing it takes as long as the test wants: the worker is loading meanwhile
-HEAVY = """
-from asapo_pipelines.sdk import Sink
-
-from asapo_heavy_units.hold import hold
-
-hold("import")
-
-
-class Fit(Sink):
-    def process(self, message):
-        return None
-"""
-
-RUNTIME = """
-from asapo_pipelines.sdk import Processor, Source
-
-from asapo_heavy_units.hold import hold
-
-
-class Numbers(Source):
-    def run(self):
-        for n in (1, 2, 3):
-            self.emit("numbers", {"n": n}, key=str(n))
-
-
-class Keeper(Processor):
-    restores_state = True
-
-    def on_start(self):
-        self.total = 0
-
-    def restore(self, message):
-        if message.id == 2:
-            hold("restore")
-        self.total += message.value["n"]
-
-    def process(self, message):
-        self.total += message.value["n"]
-        return {"total": self.total}
-"""
+from helpers import run_pipeline, wait_for
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return installed_plugin(
-        tmp_path_factory.mktemp("heavy"),
-        "asapo-heavy-units",
-        {"plugin.py": PLUGIN, "hold.py": HOLD, "heavy.py": HEAVY, "runtime.py": RUNTIME},
-        {"heavy": "asapo_heavy_units.plugin"},
-    )
+    return held_units(tmp_path_factory.mktemp("heavy"), "heavy")
 
 
 def _env(folder: Path, site: Path) -> dict[str, str]:
-    return plugin_env(
-        site, HEAVY_MARK=str(folder / "heavy.mark"), HEAVY_RELEASE=str(folder / "heavy.release")
-    )
+    return held_env(folder, site, "heavy")
+
+
+def _running(folder: Path, env: dict[str, str]) -> AbstractContextManager[subprocess.Popen[str]]:
+    return running(folder, "heavy", env)
 
 
 def _write(folder: Path, units: dict[str, Any]) -> Path:
     file = folder / "heavy.pipeline.yaml"
     file.write_text(json.dumps({"pipeline": "heavy", "units": units}, indent=2))  # JSON is YAML
     return file
-
-
-@contextmanager
-def _running(folder: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`pipeline run` in the background; released and stopped if the test fails before its
-    end."""
-    run = subprocess.Popen(
-        [PIPELINE, "run", "heavy.pipeline.yaml"],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield run
-    finally:
-        (folder / "heavy.release").write_text("go")
-        if run.poll() is None:
-            # its workers run in sessions of their own: stopped by the command, not the signal
-            run_pipeline("stop", "heavy.pipeline.yaml", cwd=folder, env=env, timeout=180)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
 
 
 def _counters(folder: Path, env: dict[str, str], unit: str) -> dict[str, Any]:

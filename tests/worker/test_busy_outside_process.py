@@ -10,126 +10,29 @@ plugin distribution, real `pipeline run`, `status`, `logs` and `stop` subprocess
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from held_units import held_env, held_units, running
 
-from helpers import PIPELINE, installed_plugin, plugin_env, run_pipeline, wait_for
-
-PLUGIN = """
-from asapo_pipelines.sdk import describe, hookimpl, inp, out
-
-
-@hookimpl
-def register_units(register):
-    register(describe(
-        "stuck.device", kind="connector", summary="Waits in its own code for a device.",
-        runtime="asapo_stuck_units.runtime:Device", outputs=[out("frames")],
-    ))
-    register(describe(
-        "stuck.numbers", kind="connector", summary="Sends three numbers.",
-        runtime="asapo_stuck_units.runtime:Numbers", outputs=[out("numbers")],
-    ))
-    register(describe(
-        "stuck.keeper", kind="processor", summary="Keeps a sum; its restore can hang.",
-        runtime="asapo_stuck_units.runtime:Keeper", inputs=[inp("numbers")],
-        outputs=[out("sums")],
-    ))
-"""
-
-# the blocking parts last until the test releases them, at most five minutes
-RUNTIME = """
-import os
-import time
-from pathlib import Path
-
-from asapo_pipelines.sdk import Processor, Source
-
-
-def hold(mark):
-    Path(os.environ["STUCK_MARK"]).write_text(mark)
-    release = Path(os.environ["STUCK_RELEASE"])
-    began = time.monotonic()
-    while not release.exists() and time.monotonic() - began < 300:
-        time.sleep(0.1)  # deaf to the worker: a device's driver call, a read that hangs
-
-
-class Device(Source):
-    def run(self):
-        self.emit("frames", {"n": 1}, key="1")
-        hold("device")
-        self.emit("frames", {"n": 2}, key="2")
-
-
-class Numbers(Source):
-    def run(self):
-        for n in (1, 2, 3):
-            self.emit("numbers", {"n": n}, key=str(n))
-
-
-class Keeper(Processor):
-    restores_state = True
-
-    def on_start(self):
-        self.total = 0
-
-    def restore(self, message):
-        if message.id == 2:
-            hold("restore")
-        self.total += message.value["n"]
-
-    def process(self, message):
-        self.total += message.value["n"]
-        return {"total": self.total}
-"""
+from helpers import run_pipeline, wait_for
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return installed_plugin(
-        tmp_path_factory.mktemp("stuck"),
-        "asapo-stuck-units",
-        {"plugin.py": PLUGIN, "runtime.py": RUNTIME},
-        {"stuck": "asapo_stuck_units.plugin"},
-    )
+    return held_units(tmp_path_factory.mktemp("stuck"), "stuck")
 
 
 def _env(folder: Path, site: Path) -> dict[str, str]:
-    return plugin_env(
-        site, STUCK_MARK=str(folder / "stuck.mark"), STUCK_RELEASE=str(folder / "stuck.release")
-    )
+    return held_env(folder, site, "stuck")
 
 
-@contextmanager
-def _running(folder: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """`pipeline run` in the background; released and killed (with its workers) if the test
-    fails before it ends."""
-    run = subprocess.Popen(
-        [PIPELINE, "run", "stuck.pipeline.yaml"],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield run
-    finally:
-        (folder / "stuck.release").write_text("go")
-        if run.poll() is None:
-            # its workers run in sessions of their own: stopped by the command, not the signal
-            run_pipeline("stop", "stuck.pipeline.yaml", cwd=folder, env=env, timeout=180)
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
+def _running(folder: Path, env: dict[str, str]) -> AbstractContextManager[subprocess.Popen[str]]:
+    return running(folder, "stuck", env)
 
 
 def _counters(folder: Path, env: dict[str, str]) -> dict[str, dict[str, Any]]:
