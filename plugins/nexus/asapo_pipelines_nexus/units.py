@@ -10,6 +10,7 @@ its own entry.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,19 @@ def entry_key(message: Message, run: dict[str, Any] | None = None) -> str:
     return key
 
 
+#: what the key of a later version of a scan file adds to the file's name (`xas.scan-files`:
+#: `20K_GOE_Fe_K_240.00001.xdi@383535-1765...`, the size and the modification time in ns it
+#: was read at), so that the worker's de-duplication does not drop the new version
+_VERSION_SUFFIX = re.compile(r"@\d+-\d+$")
+
+
 def _scan_file(scan: Any) -> str | None:
     """The file of one entry of a merge's `scans`: its scan id is the scan message's key,
-    which ends in the file (`...key:<file>`)."""
+    which ends in the file (`...key:<file>`), and for a later version of the file in the
+    size and time it was read at, which are no part of the file's name: a reader citing the
+    merge's files must find them in the scan directory."""
     if isinstance(scan, dict) and scan.get("scan"):
-        return str(scan["scan"]).rpartition("key:")[2]
+        return _VERSION_SUFFIX.sub("", str(scan["scan"]).rpartition("key:")[2])
     return None
 
 
@@ -114,13 +123,16 @@ def source_files(body: dict[str, Any]) -> list[str]:
 
 def rejected_source_files(body: dict[str, Any]) -> list[str]:
     """The files of the scans a merge screened out (kept apart from `source_files`); of a
-    decision, those the merge it judged screened out."""
+    decision, those the merge it judged screened out. A file the merge took a later version
+    of is not among them: its earlier version was replaced, not screened out, and the file
+    is in the merge (`source_files`), which a file cannot be and be rejected too."""
+    cited = set(source_files(body))
     found = [
         _scan_file(scan)
         for scan in _scans(body)
         if isinstance(scan, dict) and scan.get("accepted") is False
     ]
-    return list(dict.fromkeys(f for f in found if f))
+    return list(dict.fromkeys(f for f in found if f and f not in cited))
 
 
 def producing_pipeline(prov: dict[str, Any]) -> str | None:
