@@ -135,6 +135,42 @@ def rejected_source_files(body: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(f for f in found if f and f not in cited))
 
 
+def raw_file(message: Message, body: dict[str, Any]) -> dict[str, Any] | None:
+    """The raw file a scan message was read from, as its source's message metadata says it
+    (xas.scan-files: `path`, as read, relative to its directory or absolute; `file_size` in
+    bytes; `file_sha256` of the bytes parsed): what lets a data manager check that an archived
+    scan file is the one processed. None for a message without them (another source, or one of
+    before xas.scan-files sent them)."""
+    meta = message.user_metadata
+    sha, size = meta.get("file_sha256"), meta.get("file_size")
+    if not isinstance(sha, str) or not isinstance(size, int) or isinstance(size, bool):
+        return None
+    body_meta = body.get("metadata")
+    name = body_meta.get("file") if isinstance(body_meta, dict) else None
+    path = meta.get("path")
+    return {
+        "file": str(name or path or ""),
+        "path": None if path is None else str(path),
+        "size": size,
+        "sha256": sha,
+    }
+
+
+def source_scans(body: dict[str, Any]) -> list[str]:
+    """The scan ids (the scan messages' keys) of the scans behind `source_files`: a spectrum's
+    scan, a merge's accepted scans, those of the merge a decision judged. The writer finds each
+    one's raw file checksum among the raw scans it wrote (`NexusWriter.source_checksums`): a
+    merge's message names its scans, not their files' checksums."""
+    found: list[str] = []
+    meta = body.get("metadata")
+    if isinstance(meta, dict) and meta.get("scan_id"):
+        found.append(str(meta["scan_id"]))
+    for scan in _scans(body):
+        if isinstance(scan, dict) and scan.get("scan") and scan.get("accepted", True) is not False:
+            found.append(str(scan["scan"]))
+    return list(dict.fromkeys(found))
+
+
 def producing_pipeline(prov: dict[str, Any]) -> str | None:
     """The pipeline whose unit wrote a message: its provenance's unit label is
     `<pipeline>/<instance>` (another pipeline's, for a stream read as external)."""
@@ -179,6 +215,8 @@ def entry_provenance(message: Message, body: dict[str, Any], run: dict[str, Any]
         "inputs": list(prov.get("inputs") or []),
         "source_files": source_files(body),
         "rejected_source_files": rejected_source_files(body),
+        "raw_file": raw_file(message, body),
+        "source_scans": source_scans(body),
         "message_time": message.timestamp or None,
         "run_started": producer.get("run_started") or mine.get("started"),
         "writer_pipeline": run.get("pipeline"),

@@ -91,6 +91,11 @@ and every entry written from a pipeline has an NXprocess `provenance`:
         rejected_source_files     NXnote (JSON), a merge with rejected scans only: the files
                                   of the scans it screened out (not in its data); a decision:
                                   those the merge it judged screened out (`bad_scans`)
+        source_file_checksums     NXnote (JSON), when known: a list of {file, path, size,
+                                  sha256} of the raw scan files it comes from, in the order
+                                  of `source_files`: a raw scan's from its message (as
+                                  xas.scan-files read the file), a result's from the raw
+                                  scan entries of this file it cites (`source_checksums`)
         message_time              when the producer wrote the message (ISO 8601)
 """
 
@@ -150,6 +155,9 @@ KEY_ATTR = "asapo_key"
 #: the path later, even one holding copies of its entries, has another (`file_id_at`)
 FILE_ID_ATTR = "asapo_file_id"
 CONTENT_ATTR = "asapo_content_type"
+#: the provenance NXnote holding the SHA-256, size and path of each raw scan file an entry
+#: comes from (`NexusWriter.source_checksums`)
+CHECKSUMS_NOTE = "source_file_checksums"
 #: an agent's decisions (`plans`): written as entries without data (`write_decision`)
 PLAN_CONTENT = "plan/suggestion"
 #: the NXcollection that makes an entry a decision (`is_decision`)
@@ -265,6 +273,10 @@ class NexusWriter:
         self._loose: set[str] = set()
         #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
         self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
+        #: scan id (the scan message's key) -> run (`r1@<start>`) -> its raw file (`file`,
+        #: `path`, `size`, `sha256`) as the raw scan's entry records it: the checksums a spectrum,
+        #: merge or decision citing that scan records (`source_checksums`)
+        self._raw_files: dict[str, dict[str, dict[str, Any]]] = {}
         #: (pipeline, run label) -> the starts of the runs of that label the file holds: two
         #: starts are two runs with one id (a deleted store), whose titles then name the start
         self._run_starts: dict[tuple[str, str], set[str]] = {}
@@ -302,6 +314,8 @@ class NexusWriter:
         self.salvaged: Salvaged | None = None
         #: the provenance of the entry being written (`write(..., provenance=...)`)
         self._entry_provenance: Mapping[str, Any] | None = None
+        #: the key of the entry being written (its run is `_run_of` it)
+        self._entry_key = ""
         #: (descriptor, (st_dev, st_ino)) of the open file: what the path must still name
         self._opened: tuple[int, tuple[int, int]] | None = None
         #: (st_size, st_mtime_ns) of the open file as this writer's last write left it: any
@@ -404,6 +418,7 @@ class NexusWriter:
                 self._index(name, identity)
                 self._index_run(group, identity)
                 self._index_spectrum(name, group)
+                self._index_raw_file(group, identity)
                 self._index_merge(group, identity)
                 self._index_read(name, group, identity)
                 self._note_newest(name, group)
@@ -792,6 +807,37 @@ class NexusWriter:
                 "start_time": start if measured else None,
             }
 
+    def _index_raw_file(self, group: h5py.Group, key: str) -> None:
+        """Remember a raw scan's file checksum by its scan id (the message key its entry key
+        starts with) and run, so that the results citing that scan can record it."""
+        if _text(group.attrs.get(CONTENT_ATTR, "")) != "xas/scan":
+            return
+        with contextlib.suppress(KeyError, ValueError, TypeError, IndexError):
+            found = json.loads(_dataset_text(group, f"provenance/{CHECKSUMS_NOTE}/data") or "[]")
+            if found and isinstance(found[0], dict) and found[0].get("sha256"):
+                self._raw_files.setdefault(key.partition("|run:")[0], {})[_run_of(key)] = found[0]
+
+    def source_checksums(self, prov: Mapping[str, Any], run: str = "") -> list[dict[str, Any]]:
+        """The checksums of the raw files an entry comes from: a raw scan's from its own
+        message; a spectrum's, merge's or decision's from the raw scans of this file it cites
+        (`source_scans`), the same run's first (`run`, as the entry's key names it: a run id
+        and its start, as two stores have an r1 each), else one the file holds of that scan
+        id when all its copies agree (a reprocess cites the raw scans of the run it replays).
+        A scan whose raw entry the file does not hold (yet) is left out: its checksum is known
+        only to the scan's message, which the merge's does not carry."""
+        own = prov.get("raw_file")
+        if isinstance(own, Mapping):
+            return [dict(own)]
+        found = []
+        for scan in prov.get("source_scans") or ():
+            runs = self._raw_files.get(str(scan), {})
+            info = runs.get(run)
+            if info is None and len({r.get("sha256") for r in runs.values()}) == 1:
+                info = next(iter(runs.values()))
+            if info is not None:
+                found.append(dict(info))
+        return found
+
     def _index_merge(self, group: h5py.Group, key: str) -> None:
         """Count the merges of each group per run, so that a merge's title says which it is."""
         if _text(group.attrs.get(CONTENT_ATTR, "")) != "xas/merged":
@@ -864,7 +910,7 @@ class NexusWriter:
     ) -> str | None:
         """Write one message by content type; returns the entry name, None for a duplicate.
         `provenance` (run, unit, params, inputs...) goes into the entry's NXprocess."""
-        self._entry_provenance = provenance
+        self._entry_provenance, self._entry_key = provenance, key
         try:
             if content_type == "xas/scan":
                 return self.write_scan(body, key)
@@ -875,7 +921,7 @@ class NexusWriter:
             if content_type == PLAN_CONTENT:
                 return self.write_decision(body, key)
         finally:
-            self._entry_provenance = None
+            self._entry_provenance, self._entry_key = None, ""
         raise NexusWriterError(
             f"nexus.writer cannot store {content_type!r}; it stores xas/scan, xas/spectrum, "
             f"xas/merged and {PLAN_CONTENT}"
@@ -1389,6 +1435,7 @@ class NexusWriter:
         self._index(name, key)
         self._index_run(group, key)
         self._index_spectrum(name, group)
+        self._index_raw_file(group, key)
         self._index_merge(group, key)
         slot = self._index_read(name, group, key)
         if slot is not None:
@@ -1536,7 +1583,9 @@ class NexusWriter:
         notes = _group(entry, "asapo", "NXcollection")
         _string(notes, "metadata", json.dumps(dict(meta), sort_keys=True, default=str))
         if self._entry_provenance is not None:
-            write_provenance(entry, self._entry_provenance)
+            prov = dict(self._entry_provenance)
+            prov["source_checksums"] = self.source_checksums(prov, _run_of(self._entry_key))
+            write_provenance(entry, prov)
 
 
 def _filled(values: Any) -> bool:
@@ -2043,6 +2092,8 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     _note(process, "source_files", list(prov.get("source_files") or []))
     if prov.get("rejected_source_files"):
         _note(process, "rejected_source_files", list(prov["rejected_source_files"]))
+    if prov.get("source_checksums"):  # each raw file's SHA-256 and size, where known
+        _note(process, CHECKSUMS_NOTE, list(prov["source_checksums"]))
     # a run label alone names a run only within its pipeline (every pipeline has an r1), and
     # within it only until the store is deleted (run ids start again at r1): its start with it
     for attr in ("pipeline", "run", "fingerprint"):
