@@ -16,6 +16,7 @@ hide the problems of the others.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import types
 import typing
@@ -234,7 +235,9 @@ def _stage_shape(
             root=model,
             codes=SHAPE_CODES,
             skip=_in_params_not_finite,
-            unknown_key=lambda path: _broken_backend(path, catalog),
+            unknown_key=lambda path: (
+                _broken_backend(path, catalog) or _misplaced_in_unit(path, data, catalog)
+            ),
         )
         return None, problems
 
@@ -260,6 +263,38 @@ def _broken_backend(path: Loc, catalog: Catalog) -> str | None:
                     f"the {what} {name} of {record.distribution} {record.version} is installed "
                     f"but broken: {reason}"
                 )
+    return None
+
+
+def _misplaced_in_unit(path: Loc, data: dict[str, Any], catalog: Catalog) -> str | None:
+    """Where an unknown key of a unit instance belongs when it is one of its unit's parameters
+    or ports: a line indented one level too little (`settle_seconds:` beside `params:` rather
+    than under it) is the likeliest cause, and the allowed fields alone do not say so."""
+    if len(path) != 3 or path[0] != "units":
+        return None
+    units = data.get("units")
+    raw = units.get(path[1]) if isinstance(units, dict) else None
+    unit = raw.get("unit") if isinstance(raw, dict) else None
+    descriptor = catalog.units.get(unit) if isinstance(unit, str) else None
+    if descriptor is None:
+        return None
+    key = str(path[2])
+    if key in _field_names(descriptor.params):
+        return f"it is a parameter of {unit}; indent it under params:"
+    for side, ports in (("input", descriptor.inputs), ("output", descriptor.outputs)):
+        if any(port.name == key for port in ports):
+            return f"it is an {side} port of {unit}; write it under {side}s:"
+    return None
+
+
+def _misplaced_in_params(path: Loc, unit: str) -> str | None:
+    """Where an unknown parameter belongs when it is a field of the unit instance (`outputs:`
+    indented under `params:`): the unit's parameter names alone would not say it."""
+    if len(path) == 4 and path[3] in _field_names(UnitConfig):
+        return (
+            f"it is a field of the unit instance, not a parameter of {unit}; "
+            "indent it as far as params:"
+        )
     return None
 
 
@@ -334,6 +369,7 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
                     root=descriptor.params,
                     codes=PARAM_CODES,
                     what="parameter",
+                    unknown_key=functools.partial(_misplaced_in_params, unit=descriptor.name),
                 )
             )
         except Exception as exc:  # a params model's own validator may raise anything

@@ -1,0 +1,53 @@
+"""Mistakes of a first hour with the core units and `pipeline new-unit`, through the real
+`pipeline` command: each answer names the fix, not only what is wrong."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import run_pipeline
+
+#: one level of indentation off, both ways: a parameter and a port beside `params:`, and an
+#: instance's `outputs:` under it
+MISPLACED = """\
+pipeline: indent
+units:
+  files:
+    unit: core.files
+    params:
+      directory: data
+    settle_seconds: 2
+    files: raw
+  copy:
+    unit: core.identity
+    inputs: {input: raw}
+    params:
+      outputs: {output: copied}
+"""
+
+
+def test_a_key_at_the_wrong_indentation_says_where_it_belongs(tmp_path: Path):
+    (tmp_path / "indent.pipeline.yaml").write_text(MISPLACED, encoding="utf-8")
+    checked = run_pipeline("validate", "indent.pipeline.yaml", cwd=tmp_path)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    lines = checked.stdout.splitlines()
+    assert (
+        "indent.pipeline.yaml:7:5: error P102 unknown field 'settle_seconds' in units.files: "
+        "it is a parameter of core.files; indent it under params:"
+    ) in lines, checked.stdout
+    assert (
+        "indent.pipeline.yaml:8:5: error P102 unknown field 'files' in units.files: it is an "
+        "output port of core.files; write it under outputs:"
+    ) in lines, checked.stdout
+    assert (
+        "indent.pipeline.yaml:13:7: error P204 unknown parameter 'outputs' in units.copy.params: "
+        "it is a field of the unit instance, not a parameter of core.identity; indent it as far "
+        "as params:"
+    ) in lines, checked.stdout
+
+
+def test_an_unknown_field_of_no_unit_still_lists_the_allowed_ones(tmp_path: Path):
+    text = MISPLACED.replace("    settle_seconds: 2\n    files: raw\n", "    ouputs: {a: b}\n")
+    (tmp_path / "typo.pipeline.yaml").write_text(text, encoding="utf-8")
+    checked = run_pipeline("validate", "typo.pipeline.yaml", cwd=tmp_path)
+    assert "unknown field 'ouputs' in units.files; did you mean outputs?" in checked.stdout
