@@ -51,3 +51,18 @@ def test_an_unknown_field_of_no_unit_still_lists_the_allowed_ones(tmp_path: Path
     (tmp_path / "typo.pipeline.yaml").write_text(text, encoding="utf-8")
     checked = run_pipeline("validate", "typo.pipeline.yaml", cwd=tmp_path)
     assert "unknown field 'ouputs' in units.files; did you mean outputs?" in checked.stdout
+
+
+def test_add_to_the_folder_new_unit_ran_in_names_the_package_folder(tmp_path: Path):
+    made = run_pipeline("new-unit", "acme.peak-finder", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    # from where `new-unit` was run, `--add-to .` as the package's README says
+    added = run_pipeline(
+        "new-unit", "acme.counter", "--kind", "source", "--add-to", ".", cwd=tmp_path
+    )
+    assert added.returncode == 2
+    assert added.stderr == (
+        "error: . is not a plugin package (it has no pyproject.toml): --add-to names the "
+        "package's own directory; did you mean --add-to asapo-pipelines-acme?\n"
+    )
+    assert not (tmp_path / "asapo_pipelines_acme").exists()

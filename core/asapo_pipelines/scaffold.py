@@ -497,10 +497,26 @@ def scaffold(
     return project
 
 
+def _not_a_package(project: Path) -> str:
+    """Why --add-to refuses a directory without a pyproject.toml, and the directory meant: most
+    often the one `pipeline new-unit` was run in, which holds the package's directory."""
+    inside = sorted(p.parent for p in project.glob("*/pyproject.toml"))
+    if len(inside) == 1:
+        where = f"; did you mean --add-to {inside[0]}?"
+    else:
+        where = ", the directory `pipeline new-unit` created (asapo-pipelines-<namespace>)"
+    return (
+        f"{project} is not a plugin package (it has no pyproject.toml): --add-to names the "
+        f"package's own directory{where}"
+    )
+
+
 def package_of(project: Path) -> str:
     """The import package of a project made by `pipeline new-unit` (its entry point's value)."""
     import tomllib
 
+    if not (project / "pyproject.toml").is_file():
+        raise UsageError(_not_a_package(project))
     try:
         data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
