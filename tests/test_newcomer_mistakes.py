@@ -66,3 +66,13 @@ def test_add_to_the_folder_new_unit_ran_in_names_the_package_folder(tmp_path: Pa
         "package's own directory; did you mean --add-to asapo-pipelines-acme?\n"
     )
     assert not (tmp_path / "asapo_pipelines_acme").exists()
+
+
+def test_add_to_the_package_here_says_no_cd(tmp_path: Path):
+    assert run_pipeline("new-unit", "acme.peak-finder", cwd=tmp_path).returncode == 0
+    package = tmp_path / "asapo-pipelines-acme"
+    added = run_pipeline(
+        "new-unit", "acme.counter", "--kind", "source", "--add-to", ".", cwd=package
+    )
+    assert added.returncode == 0, added.stderr
+    assert added.stdout.splitlines()[-1] == "next: pip install -e '.[test]' && pytest"

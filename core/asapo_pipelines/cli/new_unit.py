@@ -82,5 +82,7 @@ def new_unit(
     click.echo(f"{'added to' if add_to is not None else 'created'} {project}")
     for path in written:
         click.echo(f"  {path.relative_to(project)}")
-    # installed first: the tests need pytest, which the `test` extra brings
-    click.echo(f"next: cd {project} && pip install -e '.[test]' && pytest")
+    # installed first: the tests need pytest, which the `test` extra brings; no `cd .` when
+    # a unit was added to the package of the current directory (`--add-to .`)
+    here = project.resolve() == Path.cwd().resolve()
+    click.echo(f"next: {'' if here else f'cd {project} && '}pip install -e '.[test]' && pytest")
