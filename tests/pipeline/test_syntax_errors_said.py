@@ -97,6 +97,20 @@ CASES = {
         "12:24: error P002 the value of `description` on line 12 holds `: ` (column 24), which "
         "YAML reads as the start of a key; put the value in quotes",
     ),
+    "a glob pattern not quoted": (
+        21,
+        "      pattern: *.xdi",
+        "21:16: error P002 YAML reads `*.xdi` on line 21, which starts with `*`, as a reference "
+        "to an anchor (`&.xdi`) the file does not define; a text that starts with `*`, such as a "
+        'glob pattern, goes in quotes: "*.xdi"',
+    ),
+    "a lone star not quoted": (
+        21,
+        "      pattern: *",
+        "21:16: error P002 YAML reads `*` on line 21, which starts with `*`, as a reference to "
+        "an anchor the file does not define; a text that starts with `*`, such as a glob "
+        'pattern, goes in quotes: "*"',
+    ),
 }
 
 

@@ -4,7 +4,8 @@ The parser notices a mistake where it can no longer go on, often lines after it,
 its own terms ("mapping values are not allowed here", "expected <block end>, but found
 '<block mapping start>'"). For the common mistakes this module finds the line to fix and says
 what is wrong with it: a key indented differently from the keys around it, a key not indented
-under the `key:` above it, a tab used for indentation, a quote or a bracket not closed. The
+under the `key:` above it, a tab used for indentation, a quote or a bracket not closed, a glob
+pattern (`*.xdi`) not quoted, which YAML reads as a reference to an anchor. The
 parser's own words are kept at the end of the sentence, for whoever knows them. Anything else
 is left as the parser says it (`explain` returns None).
 """
@@ -58,7 +59,7 @@ def explain(exc: Any, text: str, file: str) -> Problem | None:
         return None
     lines = text.splitlines()
     raw = f"(YAML parser: {problem}, at line {mark.line + 1}, column {mark.column + 1})"
-    for found in (_tab(problem, mark, lines), _unclosed(exc, text)):
+    for found in (_tab(problem, mark, lines), _unclosed(exc, text), _alias(exc, lines)):
         if found is not None:
             line, column, sentence = found
             return Problem(file, line, column, "error", "P002", sentence)
@@ -72,6 +73,32 @@ def explain(exc: Any, text: str, file: str) -> Problem | None:
         if colon is not None:
             return Problem(file, mark.line + 1, mark.column + 1, "error", "P002", colon)
     return None
+
+
+def _alias(exc: Any, lines: list[str]) -> tuple[int, int, str] | None:
+    """`pattern: *.xdi`: a value that starts with `*`, which YAML reads as a reference to an
+    anchor (`&name`), so an unquoted glob pattern is an "undefined alias" to the parser."""
+    if (exc.problem or "").startswith("found undefined alias"):
+        mark = exc.problem_mark
+    elif exc.context == "while scanning an alias":  # `*` alone, or before a space or a comma
+        mark = exc.context_mark
+    else:
+        return None
+    if mark is None or mark.line >= len(lines) or lines[mark.line][mark.column :][:1] != "*":
+        return None
+    # the value as written: up to a space, a comma, a bracket or a comment
+    value = re.split(r"[\s,\[\]{}#]", lines[mark.line][mark.column :], maxsplit=1)[0]
+    line, column = mark.line + 1, mark.column + 1
+    anchor = f" (`&{value[1:]}`)" if len(value) > 1 else ""
+    return (
+        line,
+        column,
+        (
+            f"YAML reads `{value}` on line {line}, which starts with `*`, as a reference to an "
+            f"anchor{anchor} the file does not define; a text that starts with `*`, such as a "
+            f'glob pattern, goes in quotes: "{value}"'
+        ),
+    )
 
 
 def _colon_in_value(lines: list[str], mark: Any) -> str | None:
