@@ -97,6 +97,25 @@ CASES = {
         "12:24: error P002 the value of `description` on line 12 holds `: ` (column 24), which "
         "YAML reads as the start of a key; put the value in quotes",
     ),
+    "a key without its colon above a block": (
+        19,
+        "    params",
+        "19:5: error P002 line 19 `params` has no `:`, so YAML reads it as text, not as a key; "
+        "write `params:` (YAML parser: could not find expected ':', at line 20, column 16)",
+    ),
+    "a key without its colon before its value": (
+        18,
+        "    unit xas.scan-files",
+        "18:5: error P002 line 18 `unit xas.scan-files` has no `:`, so YAML reads it as text, "
+        "not as a key; write `unit: xas.scan-files` (YAML parser: mapping values are not "
+        "allowed here, at line 19, column 11)",
+    ),
+    "a unit's name without its colon": (
+        17,
+        "  scans",
+        "17:3: error P002 line 17 `scans` has no `:`, so YAML reads it as text, not as a key; "
+        "write `scans:` (YAML parser: mapping values are not allowed here, at line 18, column 9)",
+    ),
     "a glob pattern not quoted": (
         21,
         "      pattern: *.xdi",

@@ -5,9 +5,9 @@ its own terms ("mapping values are not allowed here", "expected <block end>, but
 '<block mapping start>'"). For the common mistakes this module finds the line to fix and says
 what is wrong with it: a key indented differently from the keys around it, a key not indented
 under the `key:` above it, a tab used for indentation, a quote or a bracket not closed, a glob
-pattern (`*.xdi`) not quoted, which YAML reads as a reference to an anchor. The
-parser's own words are kept at the end of the sentence, for whoever knows them. Anything else
-is left as the parser says it (`explain` returns None).
+pattern (`*.xdi`) not quoted, which YAML reads as a reference to an anchor, a key without its
+colon. The parser's own words are kept at the end of the sentence, for whoever knows them.
+Anything else is left as the parser says it (`explain` returns None).
 """
 
 from __future__ import annotations
@@ -72,7 +72,46 @@ def explain(exc: Any, text: str, file: str) -> Problem | None:
         colon = _colon_in_value(lines, mark)
         if colon is not None:
             return Problem(file, mark.line + 1, mark.column + 1, "error", "P002", colon)
+    found = _missing_colon(exc, lines)
+    if found is not None:
+        line, column, sentence = found
+        return Problem(file, line, column, "error", "P002", f"{sentence} {raw}")
     return None
+
+
+#: a line that could be a key written without its colon: plain text, no `: `, no flow
+_NO_COLON = re.compile(r"""[^\s#'"{\[\]&*!|>%@`,?:-][^#:]*""")
+
+
+def _missing_colon(exc: Any, lines: list[str]) -> tuple[int, int, str] | None:
+    """`params` (or `unit core.files`) without its colon: YAML reads the line as plain text
+    running on into the next lines, and says so at one of them ("could not find expected
+    ':'", "mapping values are not allowed here")."""
+    problem, mark = exc.problem or "", exc.problem_mark
+    if exc.context == "while scanning a simple key" and problem.startswith(
+        "could not find expected ':'"
+    ):
+        start = exc.context_mark.line if exc.context_mark is not None else None
+    elif problem == "mapping values are not allowed here":
+        # the text runs on from the nearest line above that is not blank or a comment
+        above = range(min(mark.line, len(lines)) - 1, -1, -1)
+        start = next((n for n in above if lines[n].strip() and lines[n].strip()[0] != "#"), None)
+    else:
+        return None
+    if start is None or start >= len(lines):
+        return None
+    body = lines[start].split(" #")[0].strip()
+    if not _NO_COLON.fullmatch(body):
+        return None
+    key, _, value = body.partition(" ")
+    fix = f"{key}: {value.strip()}" if value.strip() else f"{key}:"
+    indent = len(lines[start]) - len(lines[start].lstrip(" "))
+    return (
+        start + 1,
+        indent + 1,
+        f"line {start + 1} `{body}` has no `:`, so YAML reads it as text, not as a key; "
+        f"write `{fix}`",
+    )
 
 
 def _alias(exc: Any, lines: list[str]) -> tuple[int, int, str] | None:
