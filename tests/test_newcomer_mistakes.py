@@ -53,6 +53,18 @@ def test_an_unknown_field_of_no_unit_still_lists_the_allowed_ones(tmp_path: Path
     assert "unknown field 'ouputs' in units.files; did you mean outputs?" in checked.stdout
 
 
+def test_a_list_where_a_mapping_belongs_says_to_drop_the_dashes(tmp_path: Path):
+    # units written as a list, the way other tools' files list their steps
+    text = "pipeline: dashes\nunits:\n  - files:\n      unit: core.files\n"
+    (tmp_path / "dashes.pipeline.yaml").write_text(text, encoding="utf-8")
+    checked = run_pipeline("validate", "dashes.pipeline.yaml", cwd=tmp_path)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines() == [
+        "dashes.pipeline.yaml:3:3: error P103 units: input should be a valid dictionary; it is "
+        "a list here, where `key: value` lines (no `- ` before them) belong"
+    ]
+
+
 def test_add_to_the_folder_new_unit_ran_in_names_the_package_folder(tmp_path: Path):
     made = run_pipeline("new-unit", "acme.peak-finder", cwd=tmp_path)
     assert made.returncode == 0, made.stderr

@@ -209,6 +209,9 @@ def _problems_from(
             continue
         value = err.get("input")
         shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
+        if isinstance(value, list) and kind in ("dict_type", "model_type"):
+            # `- key: value` lines make a list: a newcomer's likeliest slip for a mapping
+            shown = "; it is a list here, where `key: value` lines (no `- ` before them) belong"
         found.append(
             make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}")
         )
