@@ -65,6 +65,31 @@ def test_a_list_where_a_mapping_belongs_says_to_drop_the_dashes(tmp_path: Path):
     ]
 
 
+def test_text_where_a_boolean_or_a_number_belongs_says_what_to_write(tmp_path: Path):
+    text = (
+        "pipeline: types\nunits:\n  files:\n    unit: core.files\n    params:\n"
+        '      directory: data\n      watch: yes\n      recursive: "true"\n'
+        '      settle_seconds: "2.5"\n    outputs: {files: f}\n    replicas: "2"\n'
+        '    retry: {attempts: "1.5"}\n'
+        "streams:\n  f: {}\n"
+    )
+    (tmp_path / "types.pipeline.yaml").write_text(text, encoding="utf-8")
+    checked = run_pipeline("validate", "types.pipeline.yaml", cwd=tmp_path)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert [line.split(" error ")[1] for line in checked.stdout.splitlines()] == [
+        "P202 units.files.params.watch: input should be a valid boolean (got 'yes'); write true "
+        "or false (yes, no, on and off are text)",
+        "P202 units.files.params.recursive: input should be a valid boolean (got 'true'); write "
+        "true without quotes",
+        "P202 units.files.params.settle_seconds: input should be a valid number (got '2.5'); "
+        "write the number without quotes",
+        "P103 units.files.replicas: input should be a valid integer (got '2'); write the number "
+        "without quotes",
+        # not a whole number: unquoted it is still no integer, so no such advice
+        "P103 units.files.retry.attempts: input should be a valid integer (got '1.5')",
+    ], checked.stdout
+
+
 def test_add_to_the_folder_new_unit_ran_in_names_the_package_folder(tmp_path: Path):
     made = run_pipeline("new-unit", "acme.peak-finder", cwd=tmp_path)
     assert made.returncode == 0, made.stderr

@@ -208,7 +208,11 @@ def _problems_from(
             found.append(make(file, doc.locate(path), code, message))
             continue
         value = err.get("input")
-        shown = "" if isinstance(value, dict | list) else f" (got {_short(value)})"
+        shown = (
+            ""
+            if isinstance(value, dict | list)
+            else f" (got {_short(value)}){_unquote(kind, value)}"
+        )
         if isinstance(value, list) and kind in ("dict_type", "model_type"):
             # `- key: value` lines make a list: a newcomer's likeliest slip for a mapping
             shown = "; it is a list here, where `key: value` lines (no `- ` before them) belong"
@@ -216,6 +220,26 @@ def _problems_from(
             make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}")
         )
     return found
+
+
+def _unquote(kind: str, value: Any) -> str:
+    """The fix for text where a boolean or a number belongs and its value was meant: `yes`
+    (YAML 1.1's boolean) and `"2"` are text to YAML 1.2 and JSON, which "(got 'yes')" alone
+    does not tell someone used to other YAML readers."""
+    if not isinstance(value, str):
+        return ""
+    if kind == "bool_type" and value.lower() in {"true", "false"}:
+        return f"; write {value.lower()} without quotes"
+    if kind == "bool_type" and value.lower() in {"yes", "no", "on", "off"}:
+        return "; write true or false (yes, no, on and off are text)"
+    if kind in ("int_type", "float_type"):
+        try:
+            number = float(value)
+        except ValueError:
+            return ""
+        if kind == "float_type" or number.is_integer():
+            return "; write the number without quotes"
+    return ""
 
 
 # -- stages ----------------------------------------------------------------------------------
