@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
-from helpers import run_pipeline
+import pytest
+
+from helpers import run_pipeline, wait_for
 
 #: one level of indentation off, both ways: a parameter and a port beside `params:`, and an
 #: instance's `outputs:` under it
@@ -113,3 +117,37 @@ def test_add_to_the_package_here_says_no_cd(tmp_path: Path):
     )
     assert added.returncode == 0, added.stderr
     assert added.stdout.splitlines()[-1] == "next: pip install -e '.[test]' && pytest"
+
+
+def _docs_feed_example() -> str:
+    """The Python block of docs/pipeline-files.md that feeds an external stream."""
+    page = (Path(__file__).parents[1] / "docs" / "pipeline-files.md").read_text(encoding="utf-8")
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", page, re.S) if "def feed" in b]
+    return block
+
+
+def test_the_documented_feed_of_an_external_stream_reaches_the_starter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    made = run_pipeline("new", "fed", "-u", "core.identity", "-u", "core.jsonl-sink", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "identity-input: {external: true}" in (tmp_path / "fed.pipeline.yaml").read_text()
+    monkeypatch.chdir(tmp_path)  # "run it in the file's folder"
+    exec(compile(_docs_feed_example(), "pipeline-files.md", "exec"), {})
+    started = run_pipeline("run", "fed.pipeline.yaml", "--detach", cwd=tmp_path)
+    assert started.returncode == 0, started.stdout + started.stderr
+    out = tmp_path / "results" / "out.jsonl"
+    try:
+        wait_for(
+            lambda: out.is_file() and len(out.read_text().splitlines()) == 2,
+            timeout=60,
+            what="the two fed messages in the sink's file",
+        )
+    finally:
+        stopped = run_pipeline("stop", "fed.pipeline.yaml", cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    tail = run_pipeline("tail", "fed.pipeline.yaml", "output", "--json", cwd=tmp_path)
+    assert [json.loads(line)["value"] for line in tail.stdout.splitlines()] == [
+        {"value": 1},
+        {"value": 2},
+    ]
