@@ -151,3 +151,18 @@ def test_the_documented_feed_of_an_external_stream_reaches_the_starter(
         {"value": 1},
         {"value": 2},
     ]
+
+
+def test_a_starter_with_a_sink_twice_gives_each_its_own_file(tmp_path: Path):
+    made = run_pipeline(
+        "new", "two", "-u", "core.files", "-u", "core.jsonl-sink", "-u", "core.jsonl-sink",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    (tmp_path / "data" / "a.txt").write_text("a")
+    ran = run_pipeline("run", "two.pipeline.yaml", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    # each sink's file holds the one file's message once, not both sinks' lines in one file
+    for name in ("out.jsonl", "out_2.jsonl"):
+        lines = (tmp_path / "results" / name).read_text().splitlines()
+        assert [json.loads(line)["metadata"]["name"] for line in lines] == ["a.txt"], name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +30,22 @@ def find_schema(directory: Path) -> Path | None:
     return None
 
 
+def _numbered(path: str, suffix: str) -> str:
+    """`results/out.jsonl` as a second sink's example: `results/out_2.jsonl`."""
+    from pathlib import PurePosixPath
+
+    name = PurePosixPath(path)
+    return str(name.with_name(f"{name.stem}{suffix}{name.suffix}")) if name.name else path
+
+
 def _unit_block(
-    instance: str, d: UnitDescriptor, inputs: dict[str, str], outputs: dict[str, str]
+    instance: str,
+    d: UnitDescriptor,
+    inputs: dict[str, str],
+    outputs: dict[str, str],
+    suffix: str = "",
 ) -> list[str]:
+    """The instance's lines; `suffix` (`_2`) is its number when the unit is there already."""
     from asapo_pipelines.unit_docs import param_rows, required_value
 
     lines = [f"  {instance}:", f"    unit: {d.name}"]
@@ -41,6 +55,10 @@ def _unit_block(
         for row in rows:
             if row.required:
                 value, comment = required_value(row)
+                if suffix and d.role == "sink" and isinstance(row.example, str):
+                    # two sinks given one example would write one file, each unaware of
+                    # the other's lines: the second one's example is numbered
+                    value = json.dumps(_numbered(row.example, suffix))
                 lines.append(f"      {row.name}: {value}  # {comment}")
             else:
                 lines.append(f"      # {row.name}: {row.default_text()}")
@@ -133,7 +151,7 @@ def starter_file(name: str, units: list[str], catalog: Catalog, schema_ref: str)
                 starter.to_fill.append(f"{instance}.{row.name}")
             elif row.format == "directory-path" and isinstance(row.example, str):
                 starter.directories.append(row.example)
-        lines.extend(_unit_block(instance, d, inputs, outputs))
+        lines.extend(_unit_block(instance, d, inputs, outputs, instance[len(instance_name(d)) :]))
     if starter.external:
         at = lines.index("units:")
         declared = ["streams:"]
