@@ -166,3 +166,26 @@ def test_a_starter_with_a_sink_twice_gives_each_its_own_file(tmp_path: Path):
     for name in ("out.jsonl", "out_2.jsonl"):
         lines = (tmp_path / "results" / name).read_text().splitlines()
         assert [json.loads(line)["metadata"]["name"] for line in lines] == ["a.txt"], name
+
+
+def test_validate_without_a_file_checks_the_files_here(tmp_path: Path):
+    # `pipeline run` takes the one file here; `pipeline validate` typed the same way checks it
+    assert run_pipeline("new", "here", cwd=tmp_path).returncode == 0
+    checked = run_pipeline("validate", cwd=tmp_path)
+    assert (checked.returncode, checked.stdout) == (0, ""), checked.stderr
+    assert checked.stderr.splitlines()[-1] == "here.pipeline.yaml: valid"
+    (tmp_path / "broken.pipeline.yaml").write_text("pipeline: broken\n", encoding="utf-8")
+    both = run_pipeline("validate", cwd=tmp_path)
+    assert both.returncode == 1
+    assert both.stdout.startswith("broken.pipeline.yaml:1:1: error P101 "), both.stdout
+    assert both.stderr.splitlines()[-2:] == [
+        "broken.pipeline.yaml: invalid (1 error)",
+        "here.pipeline.yaml: valid",
+    ]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    none = run_pipeline("validate", cwd=empty)
+    assert (none.returncode, none.stderr) == (
+        2,
+        "error: give the pipeline files to check (there is no *.pipeline.yaml here)\n",
+    )

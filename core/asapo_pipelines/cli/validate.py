@@ -41,8 +41,19 @@ def _validate_stdin(catalog: Catalog) -> Report:
     return validate_text(text, catalog, name, runtimes=True)
 
 
+def _files_here() -> tuple[Path, ...]:
+    """The pipeline files of the current directory, for `pipeline validate` without FILES as
+    `pipeline run` takes the one there: a newcomer types both the same way."""
+    from asapo_pipelines.errors import UsageError
+
+    found = tuple(sorted(Path(p.name) for p in Path.cwd().glob("*.pipeline.yaml")))
+    if not found:
+        raise UsageError("give the pipeline files to check (there is no *.pipeline.yaml here)")
+    return found
+
+
 @click.command("validate", short_help="Check pipeline files; every problem at its line.")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -76,8 +87,10 @@ def validate(
     (P207), and the transport's client libraries (P109; P110, a warning, when `deploy:` names
     a cluster); they are found, never imported.
 
-    FILES may be `-` to read one file from standard input. With --online, a file valid offline
-    is also checked against the services it names (P501: refused, P502: could not ask).
+    Without FILES, every *.pipeline.yaml of the current directory is checked (`pipeline run`
+    and the other commands take the one there). FILES may be `-` to read one file from
+    standard input. With --online, a file valid offline is also checked against the services
+    it names (P501: refused, P502: could not ask).
 
     Exit 0 when every file is valid (warnings allowed), 1 when a file is invalid, 2 when
     validation could not run (unreadable file, no unit catalog). The problem codes are listed in
@@ -87,6 +100,8 @@ def validate(
 
     if as_json:
         fmt = "json"
+    if not files:
+        files = _files_here()
     reports: list[Report]
     try:
         from asapo_pipelines.catalog import Catalog
