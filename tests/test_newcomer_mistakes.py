@@ -189,3 +189,16 @@ def test_validate_without_a_file_checks_the_files_here(tmp_path: Path):
         2,
         "error: give the pipeline files to check (there is no *.pipeline.yaml here)\n",
     )
+
+
+def test_a_show_unit_snippet_pasted_unindented_says_to_indent_it(tmp_path: Path):
+    shown = run_pipeline("show-unit", "core.files")
+    snippet = shown.stdout.split("Example (paste under `units:`):\n")[1]
+    text = f"pipeline: pasted\nunits:\n{snippet}"
+    (tmp_path / "pasted.pipeline.yaml").write_text(text, encoding="utf-8")
+    checked = run_pipeline("validate", "pasted.pipeline.yaml", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert (
+        "pasted.pipeline.yaml:3:1: error P102 unknown field 'files' in the top level: it is a "
+        "unit instance (it has unit:); indent it under units:"
+    ) in checked.stdout.splitlines(), checked.stdout

@@ -263,7 +263,9 @@ def _stage_shape(
             codes=SHAPE_CODES,
             skip=_in_params_not_finite,
             unknown_key=lambda path: (
-                _broken_backend(path, catalog) or _misplaced_in_unit(path, data, catalog)
+                _broken_backend(path, catalog)
+                or _misplaced_in_unit(path, data, catalog)
+                or _unit_outside_units(path, data)
             ),
         )
         return None, problems
@@ -311,6 +313,15 @@ def _misplaced_in_unit(path: Loc, data: dict[str, Any], catalog: Catalog) -> str
     for side, ports in (("input", descriptor.inputs), ("output", descriptor.outputs)):
         if any(port.name == key for port in ports):
             return f"it is an {side} port of {unit}; write it under {side}s:"
+    return None
+
+
+def _unit_outside_units(path: Loc, data: dict[str, Any]) -> str | None:
+    """A unit instance at the top level: `show-unit`'s snippet pasted under `units:` without
+    indenting it, which leaves `units:` empty and makes each instance a key of its own."""
+    value = data.get(str(path[0])) if len(path) == 1 else None
+    if isinstance(value, dict) and "unit" in value:
+        return "it is a unit instance (it has unit:); indent it under units:"
     return None
 
 
