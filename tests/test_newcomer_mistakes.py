@@ -202,3 +202,28 @@ def test_a_show_unit_snippet_pasted_unindented_says_to_indent_it(tmp_path: Path)
         "pasted.pipeline.yaml:3:1: error P102 unknown field 'files' in the top level: it is a "
         "unit instance (it has unit:); indent it under units:"
     ) in checked.stdout.splitlines(), checked.stdout
+
+
+def test_a_pipeline_file_named_without_its_suffix_is_found_for_the_user(tmp_path: Path):
+    assert run_pipeline("new", "night", cwd=tmp_path).returncode == 0
+    checked = run_pipeline("validate", "night.yaml", "nihgt.pipeline.yaml", cwd=tmp_path)
+    assert checked.returncode == 2
+    assert checked.stdout.splitlines() == [
+        "night.yaml:1:1: error P001 cannot read the file: no such file or directory; did you "
+        "mean night.pipeline.yaml?",
+        "nihgt.pipeline.yaml:1:1: error P001 cannot read the file: no such file or directory; "
+        "did you mean night.pipeline.yaml?",
+    ]
+    status = run_pipeline("status", "night", cwd=tmp_path)
+    assert (status.returncode, status.stderr) == (
+        2,
+        "error: no such file: night; did you mean night.pipeline.yaml?\n",
+    )
+    folder = run_pipeline("graph", tmp_path.name, cwd=tmp_path.parent)
+    assert (
+        f"is a directory, not a file; did you mean {tmp_path.name}/night.pipeline.yaml?"
+        in folder.stderr
+    ), folder.stderr
+    # nothing near: the sentence stays as it was
+    far = run_pipeline("status", "other.pipeline.yaml", cwd=tmp_path)
+    assert far.stderr == "error: no such file: other.pipeline.yaml\n"

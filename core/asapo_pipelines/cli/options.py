@@ -94,7 +94,9 @@ def checked_file(path: Path) -> Path:
     try:
         path.stat()
     except FileNotFoundError:  # missing, or a link to nothing
-        raise UsageError(f"no such file: {path}") from None
+        from asapo_pipelines.pipeline.loader import pipeline_file_meant
+
+        raise UsageError(f"no such file: {path}{pipeline_file_meant(path)}") from None
     except OSError:  # said by `check_readable`
         pass
     return check_readable(path)

@@ -501,12 +501,33 @@ def read_document(path: Path) -> tuple[Document, list[Problem]]:
     except LoadFailed:
         raise
     except IsADirectoryError:
-        raise LoadFailed(
-            [Problem(name, 1, 1, "error", "P001", "is a directory, not a file")]
-        ) from None
+        message = f"is a directory, not a file{pipeline_file_meant(path)}"
+        raise LoadFailed([Problem(name, 1, 1, "error", "P001", message)]) from None
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = (exc.strerror or str(exc)).lower()
+        if isinstance(exc, FileNotFoundError):
+            reason += pipeline_file_meant(path)
         raise LoadFailed(
-            [Problem(name, 1, 1, "error", "P001", f"cannot read the file: {reason.lower()}")]
+            [Problem(name, 1, 1, "error", "P001", f"cannot read the file: {reason}")]
         ) from None
     return load_document(decode(raw, name), name)
+
+
+def pipeline_file_meant(path: Path) -> str:
+    """`; did you mean DIR/NAME.pipeline.yaml?` for a FILE that is not there or is a folder:
+    the pipeline's name without the suffix (`pipeline run p65`), another suffix (`.yml`), a
+    typo, or the folder holding the one file; empty when no pipeline file is near."""
+    import difflib
+
+    if path.is_dir():
+        found = sorted(path.glob("*.pipeline.yaml"))
+        return f"; did you mean {found[0]}?" if len(found) == 1 else ""
+    folder = path.parent
+    try:
+        names = sorted(p.name for p in folder.glob("*.pipeline.y*ml"))
+    except OSError:
+        return ""
+    # by the name before the first dot: the suffixes are alike, and would match any file
+    stems = {n.split(".", 1)[0]: n for n in names}
+    close = difflib.get_close_matches(path.name.split(".", 1)[0], list(stems), n=1, cutoff=0.75)
+    return f"; did you mean {folder / stems[close[0]]}?" if close else ""
