@@ -23,7 +23,9 @@ def test_status_and_stop_say_once_that_the_record_cannot_be_read(slurm, workdir)
     file.write_text(text + "transport:\n  embedded: {path: blocked/store}\n")
     ex = executor(file)  # registered, so that a failing test leaves no watcher or job behind
     env = slurm.env
-    deployed = run_pipeline("deploy", str(file), env=env)
+    # not waited for: a deploy that sees its units fail within its wait fails itself
+    # (test_slurm_deploy_wait_failed); here the watcher alone is to end the deployment
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", env=env)
     try:
         assert deployed.returncode == 0, deployed.stderr
         assert deployed.stderr.count(RECORDED_BY_WORKERS) == 1, deployed.stderr

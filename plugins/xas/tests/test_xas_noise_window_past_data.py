@@ -15,6 +15,7 @@ from xas_procs import pipeline_command, read
 from xas_testdata import DATA, P65_SCANS
 
 pytest.importorskip("larch")
+pytest.importorskip("asapo_pipelines_nexus")  # the example writes its results with it
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "p65-xas.pipeline.yaml"
 
