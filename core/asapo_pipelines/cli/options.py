@@ -76,14 +76,21 @@ run_dir_option = click.option(
 )
 
 
+def files_here(what: str = "the pipeline file") -> list[Path]:
+    """The pipeline files of the current directory, sorted, for commands called without FILE;
+    none is one sentence, `what` naming what else the command would take."""
+    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
+    if not found:
+        raise UsageError(f"give {what} (there is no *.pipeline.yaml here)")
+    return found
+
+
 def find_file(what: str = "the pipeline file") -> Path:
     """The one pipeline file in the current directory, for commands called without FILE;
     `what` names what else the command would take."""
-    found = sorted(Path.cwd().glob("*.pipeline.yaml"))
+    found = files_here(what)
     if len(found) == 1:
         return checked_file(found[0])
-    if not found:
-        raise UsageError(f"give {what} (there is no *.pipeline.yaml here)")
     names = ", ".join(p.name for p in found)
     raise UsageError(f"give {what} (there are several here: {names})")
 

@@ -44,12 +44,10 @@ def _validate_stdin(catalog: Catalog) -> Report:
 def _files_here() -> tuple[Path, ...]:
     """The pipeline files of the current directory, for `pipeline validate` without FILES as
     `pipeline run` takes the one there: a newcomer types both the same way."""
-    from asapo_pipelines.errors import UsageError
+    from asapo_pipelines.cli.options import files_here
 
-    found = tuple(sorted(Path(p.name) for p in Path.cwd().glob("*.pipeline.yaml")))
-    if not found:
-        raise UsageError("give the pipeline files to check (there is no *.pipeline.yaml here)")
-    return found
+    # relative, as the user would have typed them: the problems are located by these names
+    return tuple(Path(p.name) for p in files_here("the pipeline files to check"))
 
 
 @click.command("validate", short_help="Check pipeline files; every problem at its line.")
