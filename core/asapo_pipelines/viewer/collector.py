@@ -33,6 +33,7 @@ from asapo_pipelines.worker.naming import (
     runs_source,
     status_source,
 )
+from asapo_pipelines.worker.status import BUSY_STATES
 
 if TYPE_CHECKING:  # pragma: no cover - read only when a run is recorded
     from asapo_pipelines.runs.store import Run
@@ -66,9 +67,6 @@ STATE_ORDER = (
 )
 #: the states of a worker at work: its rate counts
 AT_WORK = ("starting", "loading", "running")
-#: the states in which a unit's long call shows as busy, as `pipeline status` shows it
-#: (`worker.status.busy_text`): in `process()`, or in a `restore` that hangs while loading
-BUSY_SHOWN = ("loading", "running")
 
 
 def _rank(state: str) -> int:
@@ -673,8 +671,8 @@ class Collector:
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),
                 "restarts": restarts,
-                "busy_seconds": busy.get("busy_seconds") if state in BUSY_SHOWN else None,
-                "busy_with": busy.get("busy_with") if state in BUSY_SHOWN else None,
+                "busy_seconds": busy.get("busy_seconds") if state in BUSY_STATES else None,
+                "busy_with": busy.get("busy_with") if state in BUSY_STATES else None,
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
         return units

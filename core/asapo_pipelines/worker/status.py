@@ -26,13 +26,18 @@ log = logging.getLogger("asapo_pipelines.worker")
 ENDED_STATES = ("finished", "stopped", "failed")
 
 
+#: the states in which a unit's long call shows as busy: in `process()` or a stream hook while
+#: running, in a `restore` that hangs while loading (the viewer shows it in these states too)
+BUSY_STATES = ("running", "loading")
+
+
 def busy_text(record: Mapping[str, Any]) -> str:
     """`busy 25s (raw/default#3)` for a worker whose unit has been in one call for a while
     (`Counters.busy_seconds`), "" otherwise: a long process() reads as busy, not as idle, and
     a `restore` stuck at start-up (`busy 12s (restoring state from raw/default#3)`) not as a
     worker still loading."""
     seconds = record.get("busy_seconds")
-    if record.get("state") not in ("running", "loading") or not isinstance(seconds, int | float):
+    if record.get("state") not in BUSY_STATES or not isinstance(seconds, int | float):
         return ""
     return f"busy {seconds:.0f}s ({record.get('busy_with') or '?'})"
 
