@@ -50,6 +50,9 @@ def page(browser: Any) -> Iterator[Any]:
     page.on("pageerror", lambda exc: page.problems.append(f"pageerror: {exc}"))
     page.on("console", lambda m: m.type == "error" and page.problems.append(m.text))
     yield page
+    # shown by pytest only when the test failed: what the page itself complained of
+    for problem in page.problems:
+        print(f"page problem: {problem}")
     context.close()
 
 
@@ -147,3 +150,5 @@ def live_pipeline(tmp_path: Path, live_plugin: Path) -> Iterator[Any]:
     yield make
     for p in pipelines:
         p.stop_all()
+        # shown by pytest only when the test failed: what each worker and the viewer said
+        print(p.said())

@@ -46,6 +46,9 @@ def test_live_page_follows_a_running_pipeline(page, live_pipeline):
         page,
         lambda: int(unit_row(page, "average").get("processed") or 0),
         "processed messages of average",
+        # three worker processes start and import the plugin first: on a loaded 2-core
+        # machine that alone has taken most of a minute
+        timeout=120,
     )
     wait_for(
         page,

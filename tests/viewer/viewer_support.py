@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ class LivePipeline:
         self.logs.mkdir()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.starts: dict[str, int] = {}
-        self.viewer: subprocess.Popen[str] | None = None
+        self.viewer: subprocess.Popen[bytes] | None = None
 
     def start(self, instance: str) -> None:
         n = self.starts[instance] = self.starts.get(instance, 0) + 1
@@ -94,28 +95,49 @@ class LivePipeline:
         proc.wait(timeout=10)
 
     def serve(self) -> str:
-        """`pipeline view FILE --port 0` in its own process; returns the page's address."""
-        self.viewer = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "asapo_pipelines",
-                "view",
-                str(self.file),
-                "--port",
-                "0",
-                "--interval",
-                "0.3",
-            ],
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-        )
-        assert self.viewer.stderr is not None
-        line = self.viewer.stderr.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
-        assert match, f"pipeline view said: {line}{self.viewer.stderr.read()}"
-        return match.group(1)
+        """`pipeline view FILE --port 0` in its own process; returns the page's address. Its
+        stderr goes to a log file, not a pipe nobody reads after the first line: a viewer that
+        warns often must not block on a full pipe and freeze the page under test."""
+        log = self.logs / "viewer.log"
+        with open(log, "wb") as out:
+            self.viewer = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "asapo_pipelines",
+                    "view",
+                    str(self.file),
+                    "--port",
+                    "0",
+                    "--interval",
+                    "0.3",
+                ],
+                stderr=out,
+                env=self.env,
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            said = log.read_text(encoding="utf-8", errors="replace")
+            match = re.search(r"(http://127\.0\.0\.1:\d+/)", said)
+            if match:
+                return match.group(1)
+            if self.viewer.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"pipeline view gave no address: {said}")
+
+    def said(self, lines: int = 40) -> str:
+        """The last lines of every worker's log and the viewer's exit code: a failing test's
+        report, where a worker that hung or exited shows."""
+        parts = []
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {log.name}\n" + "\n".join(tail))
+        codes = {name: proc.returncode for name, proc in self.procs.items()}
+        parts.append(f"--- worker exit codes {codes}")
+        if self.viewer is not None:
+            parts.append(f"--- viewer exit code {self.viewer.returncode}")
+        return "\n".join(parts)
 
     def stop_all(self) -> None:
         procs = list(self.procs.values()) + ([self.viewer] if self.viewer else [])
