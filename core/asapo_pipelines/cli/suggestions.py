@@ -125,7 +125,8 @@ def _print_narrow(out: Any, entries: list[Any]) -> None:
 @click.command("suggestions", short_help="The inbox of agents' suggestions: list, approve, reject.")
 @click.argument("file", type=PipelineFile(path_type=Path))
 @click.argument("action", required=False, type=click.Choice(["list", "approve", "reject"]))
-@click.argument("suggestion_id", metavar="ID", required=False)
+# the brackets say it is optional, as for the action: click prints a metavar as given
+@click.argument("suggestion_id", metavar="[ID]", required=False)
 @click.option("--reason", default="", help="Why (required to reject; recorded with the decision).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the list, or the decision).")
 @click.option(
