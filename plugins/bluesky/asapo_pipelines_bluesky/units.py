@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from asapo_pipelines.sdk import Message, Processor
 from asapo_pipelines_bluesky import bridge
 from asapo_pipelines_bluesky.inbox import Inbox
-from asapo_pipelines_bluesky.queue import QueueClient, QueueError
+from asapo_pipelines_bluesky.queue import QueueClient, QueueError, QueueUnreachable
 
 
 class QueueBridge(Processor):
@@ -29,6 +30,36 @@ class QueueBridge(Processor):
         # what summary() shows: counted again at each flush (the worker takes the summary
         # after each commit), so `pipeline status` follows the states while the unit runs
         self.states = self.inbox.state_counts(self.context.instance)
+        # an approve that stopped half-way is looked for now, not only when the next suggestion
+        # comes (which may be never): in the background, so that a server that is down does not
+        # hold the start up by its timeout
+        self._stopping = threading.Event()
+        self._recovering = threading.Thread(
+            target=self._recover_at_start, name="bluesky.queue recover", daemon=True
+        )
+        self._recovering.start()
+
+    def _recover_at_start(self) -> None:
+        """Find this bridge's approves that stopped half-way (`bridge.recover`) with the first
+        answer of the queue server: asked again every `timeout` seconds until it answers or
+        the unit shuts down. Its own inbox connection and client: SQLite's and 0MQ's are not
+        shared between threads; the decision lock keeps it apart from approves under way."""
+        inbox = Inbox(Path(self.params.inbox))
+        try:
+            while not self._stopping.is_set():
+                if not any(e.state == "approved" for e in inbox.entries(self.context.instance)):
+                    return  # nothing stopped half-way: the server is not asked
+                try:
+                    with QueueClient(self.params) as client:
+                        bridge.refresh(inbox, client, self.context.instance)
+                    return
+                except QueueUnreachable:
+                    self._stopping.wait(self.params.timeout)
+                except QueueError as exc:  # a refusal or a bad key file: asking again won't do
+                    self.log.warning("cannot look for approves that stopped: %s", exc.message)
+                    return
+        finally:
+            inbox.close()
 
     def _client(self, entry: Any = None) -> QueueClient:
         """The connection, made on first use; one that cannot be made fails `entry`."""
@@ -116,6 +147,10 @@ class QueueBridge(Processor):
         self.states = self.inbox.state_counts(self.context.instance)
 
     def on_shutdown(self) -> None:
+        # a question under way ends within the server's timeout; its answer is then recorded
+        # before the inbox is left
+        self._stopping.set()
+        self._recovering.join(self.params.timeout + 5)
         if self.client is not None:
             self.client.close()
         # summary() is called after this: count the states while the inbox is open

@@ -177,3 +177,31 @@ def test_an_approve_under_way_is_not_taken_for_one_that_stopped(
         held.close()
     assert listed(file)[goe]["state"] == "failed"
     assert on_server(queue_server) == []
+
+
+def settled(path: Path, uid: str, *, within: float = 60.0) -> str:
+    """The state of `uid` once it is no longer `approved` (what it still is after `within`
+    seconds, a bound for a slow machine, not a measurement)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while (found := state(path, uid)) == "approved" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
+def test_the_bridge_finds_an_approve_that_stopped_when_it_starts_without_a_new_suggestion(
+    inbox, queue_server, unit_harness, make_suggestion
+):
+    """No suggestion need come: the bridge asks the server in the background as it starts."""
+    file, path, params, (goe, cu) = inbox
+    for killed_when, uid, found in (("after", goe, "submitted"), ("before", cu, "failed")):
+        assert killed_approve(killed_when, file, uid).returncode == -9
+        assert state(path, uid) == "approved"
+        bridge = unit_harness("bluesky.queue", params=params).start()
+        assert settled(path, uid) == found
+        # the agent hears of it with what the bridge sends next
+        told = bridge.send(make_suggestion(target=uid))
+        assert {v["uid"]: v["state"] for v in told.values("status")}[uid] == found
+        bridge.shutdown()
+    assert on_server(queue_server) == [goe]  # found, not queued again
