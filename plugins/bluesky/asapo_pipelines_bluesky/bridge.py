@@ -556,12 +556,48 @@ def check_rejectable(entry: Entry) -> None:
         )
 
 
-def reject(inbox: Inbox, uid: str, *, by: str, reason: str) -> Entry:
+def recover_before_reject(inbox: Inbox, params: QueueParams, entry: Entry) -> None:
+    """`recover` approved `entry` (under the decision lock) before a reject: the server's item
+    makes it submitted, which cannot be rejected; no item makes it failed, which can. A server
+    that cannot be asked refuses the reject: a `rejected` suggestion is followed no more, so an
+    item the server did take would run unseen by the inbox, the agent and the budgets, while an
+    `approved` one is found by the next listing or bridge start once the server answers."""
+    from asapo_pipelines_bluesky.queue import QueueClient, QueueError, QueueUnreachable
+
+    try:
+        # not `connect`: a key file that cannot be read must not mark the suggestion failed
+        with QueueClient(params) as client:
+            states = ask(inbox, client)
+    except QueueError as exc:
+        unreachable = isinstance(exc, QueueUnreachable)
+        why = (
+            f"the queue server at {params.control_address} cannot be asked whether it took "
+            f"its item (no answer within {params.timeout:g} s)"
+            if unreachable
+            else f"the queue server cannot be asked whether it took its item ({exc.message})"
+        )
+        raise (QueueUnreachable if unreachable else QueueError)(
+            f"suggestion {entry.uid[:12]} stays approved, not rejected: its approve stopped "
+            f"half-way and {why}, so the item may be queued; reject it again once the server "
+            "answers"
+        ) from None
+    recover(inbox, states, entry.instance)
+
+
+def reject(
+    inbox: Inbox, uid: str, *, by: str, reason: str, params: QueueParams | None = None
+) -> Entry:
+    """A person rejects. An `approved` suggestion is one whose approve stopped half-way (found
+    under the decision lock): the queue server (`params`) is asked first whether it took the
+    item, so that nothing the server holds is recorded as rejected."""
     entry = inbox.find(uid)
     check_rejectable(entry)
     if not reason.strip():
         raise InboxError("give the reason for rejecting with --reason TEXT")
     with inbox.deciding():  # after an approve under way, which may be queueing the item
+        current = inbox.get(entry.uid) or entry
+        if current.state == "approved" and params is not None:
+            recover_before_reject(inbox, params, current)
         claimed, entry = inbox.claim(
             entry.uid,
             "rejected",

@@ -157,9 +157,9 @@ def approve(pipeline_file: Path, uid: str, *, by: str, reason: str = "") -> Entr
 
 
 def reject(pipeline_file: Path, uid: str, *, by: str, reason: str) -> Entry:
-    _b, inbox = _locate(pipeline_file, uid)
+    b, inbox = _locate(pipeline_file, uid)
     try:
-        return bridge.reject(inbox, uid, by=by, reason=reason)
+        return bridge.reject(inbox, uid, by=by, reason=reason, params=b.params)
     finally:
         inbox.close()
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from bluesky_services import stop
 
 from asapo_pipelines_bluesky.inbox import Inbox
 
@@ -75,11 +76,18 @@ def on_server(queue_server) -> list[str]:
 @pytest.fixture
 def inbox(tmp_path: Path, queue_server, run_unit, make_suggestion):
     """The P65 example on the test's queue server, its inbox holding two pending suggestions."""
+    return p65_inbox(tmp_path, queue_server, run_unit, make_suggestion)
+
+
+def p65_inbox(tmp_path: Path, queue_server, run_unit, make_suggestion, timeout: float = 5):
     (tmp_path / "data").mkdir()
     for scan in sorted((REPO / "examples" / "data").glob("20K_GOE_*.xdi")):
         shutil.copy(scan, tmp_path / "data")
     file = tmp_path / EXAMPLE.name
-    file.write_text(EXAMPLE.read_text().replace("tcp://localhost:60615", queue_server.control))
+    anchor = "      user: p65-agent\n"
+    text = EXAMPLE.read_text().replace("tcp://localhost:60615", queue_server.control)
+    assert anchor in text
+    file.write_text(text.replace(anchor, f"{anchor}      timeout: {timeout:g}\n"))
     path = tmp_path / ".pipeline-data" / "suggestions.sqlite"
     bodies = [make_suggestion(target="GOE"), make_suggestion(target="CU")]
     params = {"control_address": queue_server.control, "inbox": str(path)}
@@ -205,3 +213,47 @@ def test_the_bridge_finds_an_approve_that_stopped_when_it_starts_without_a_new_s
         assert {v["uid"]: v["state"] for v in told.values("status")}[uid] == found
         bridge.shutdown()
     assert on_server(queue_server) == [goe]  # found, not queued again
+
+
+def test_a_reject_asks_the_server_whether_an_approve_that_stopped_queued_the_item(
+    inbox, queue_server
+):
+    file, path, _params, (goe, cu) = inbox
+    # the server took the item: it is not recorded as rejected, the operator is told to remove it
+    assert killed_approve("after", file, goe).returncode == -9
+    assert state(path, goe) == "approved"
+    item_uid = queue_server.suggestion_items()["queue"][0]["item_uid"]
+    refused = pipeline("suggestions", file.name, "reject", goe, "--reason", "x", cwd=file.parent)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith(
+        f"error: suggestion {goe[:12]} is submitted (its item is on the queue server's queue), "
+        f"so it cannot be rejected: remove the item with `qserver queue item remove '{item_uid}'`"
+    )
+    assert state(path, goe) == "submitted"
+    # the server has no item for it: rejected
+    assert killed_approve("before", file, cu).returncode == -9
+    assert state(path, cu) == "approved"
+    done = pipeline("suggestions", file.name, "reject", cu, "--reason", "x", cwd=file.parent)
+    assert (done.returncode, done.stdout.strip()) == (0, f"suggestion {cu[:12]} rejected")
+    assert on_server(queue_server) == [goe]
+
+
+def test_a_reject_of_an_approve_that_stopped_is_refused_while_the_server_is_down(
+    tmp_path, own_server, run_unit, make_suggestion
+):
+    """Nobody can say whether the server took the item: the suggestion stays approved (the
+    bridge and the listing find out once the server answers), in one sentence."""
+    file, path, _params, (goe, _cu) = p65_inbox(
+        tmp_path, own_server, run_unit, make_suggestion, timeout=3
+    )
+    assert killed_approve("after", file, goe).returncode == -9
+    stop(own_server.procs[1])  # the RE Manager, by the pid this test started
+    refused = pipeline("suggestions", file.name, "reject", goe, "--reason", "x", cwd=file.parent)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        f"error: suggestion {goe[:12]} stays approved, not rejected: its approve stopped "
+        f"half-way and the queue server at {own_server.control} cannot be asked whether it "
+        "took its item (no answer within 3 s), so the item may be queued; reject it again once "
+        "the server answers"
+    )
+    assert state(path, goe) == "approved"
