@@ -54,42 +54,64 @@ def listing(pipeline_file: Path, *, refresh: bool = True) -> tuple[list[Entry], 
     server answers), and one note per server that could not be asked."""
     entries: list[Entry] = []
     notes: list[str] = []
-    seen: set[Path] = set()
+    sharing: dict[Path, list[Bridge]] = {}
     for b in bridges(pipeline_file):
-        if not b.inbox_path.exists() or b.inbox_path in seen:
-            continue  # two bridges may share one inbox: list it once
-        seen.add(b.inbox_path)
+        if b.inbox_path.exists():
+            sharing.setdefault(b.inbox_path, []).append(b)
+    for same_inbox in sharing.values():  # two bridges may share one inbox: list it once
         # read alone: an inbox archived read-only with its store is still listed
-        inbox = b.open(read_only=True)
+        inbox = same_inbox[0].open(read_only=True)
         try:
             # approved: also what an approve that stopped half-way left (`bridge.recover`)
             followed = (*bridge.FOLLOWED, "approved")
-            if refresh and any(e.state in followed for e in inbox.entries()):
-                inbox = _refreshed(b, inbox, notes)
+            asked = [(b, _own(b, same_inbox)) for b in same_inbox]
+            stale_ones = [
+                (b, whose)
+                for b, whose in asked
+                if refresh and any(e.state in followed for e in inbox.entries(whose))
+            ]
+            if stale_ones:
+                inbox = _refreshed(stale_ones, inbox, notes)
             entries.extend(inbox.entries())
         finally:
             inbox.close()
     return entries, notes
 
 
-def _refreshed(b: Bridge, inbox: Inbox, notes: list[str]) -> Inbox:
-    """The inbox with its queue states brought up to date, which writes them: opened for
-    writing instead of `inbox` (closed then). An inbox that cannot be written is listed as it
-    is, with a note saying so; a server that cannot be asked too (`stale`)."""
+def _own(b: Bridge, same_inbox: list[Bridge]) -> str | None:
+    """Whose suggestions `b` asks its queue server about: all of the inbox's when it is the
+    inbox's only bridge (also those of a unit since renamed), else its own: each bridge's
+    items are on its own server, where another's would look removed."""
+    return None if len(same_inbox) == 1 else b.instance
+
+
+def _refreshed(
+    stale_ones: list[tuple[Bridge, str | None]], inbox: Inbox, notes: list[str]
+) -> Inbox:
+    """The inbox with the queue states of the suggestions of `stale_ones` (a bridge, whose
+    suggestions it asks about) brought up to date, each asked of its bridge's queue server,
+    which writes them: opened for writing instead of `inbox` (closed then). An inbox that
+    cannot be written is listed as it is, with a note saying so; a server that cannot be asked
+    too (`stale`), once."""
     from asapo_pipelines_bluesky.inbox import InboxError
     from asapo_pipelines_bluesky.queue import QueueClient, QueueError
 
     try:
-        writable = b.open()
+        writable = stale_ones[0][0].open()
     except InboxError as exc:
         notes.append(f"{exc}: the states shown are the inbox's own, not asked of the queue server")
         return inbox
     inbox.close()
-    try:
-        with QueueClient(b.params) as client:
-            bridge.refresh(writable, client)
-    except QueueError as exc:
-        notes.append(stale(writable, b.params, exc))
+    unanswered: set[str] = set()
+    for b, whose in stale_ones:
+        if b.params.control_address in unanswered:
+            continue  # said once, and not waited for twice
+        try:
+            with QueueClient(b.params) as client:
+                bridge.refresh(writable, client, whose)
+        except QueueError as exc:
+            unanswered.add(b.params.control_address)
+            notes.append(stale(writable, b.params, exc))
     return writable
 
 
@@ -121,12 +143,14 @@ def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
             continue
         inbox = b.open()
         try:
-            inbox.find(uid)
+            entry = inbox.find(uid)
         except InboxError as exc:
             inbox.close()
             last = exc
             continue
-        return b, inbox
+        # an inbox two bridges share: the suggestion's own bridge (its queue server)
+        own = [o for o in bridges(pipeline_file) if o.instance == entry.instance]
+        return (own[0] if own and own[0].inbox_path == b.inbox_path else b), inbox
     if last is not None:
         raise last
     raise InboxError(
