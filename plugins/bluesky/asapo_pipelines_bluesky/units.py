@@ -8,7 +8,7 @@ from typing import Any
 
 from asapo_pipelines.sdk import Message, Processor
 from asapo_pipelines_bluesky import bridge
-from asapo_pipelines_bluesky.inbox import Inbox
+from asapo_pipelines_bluesky.inbox import Inbox, InboxError
 from asapo_pipelines_bluesky.queue import QueueClient, QueueError, QueueUnreachable
 
 
@@ -44,7 +44,11 @@ class QueueBridge(Processor):
         answer of the queue server: asked again every `timeout` seconds until it answers or
         the unit shuts down. Its own inbox connection and client: SQLite's and 0MQ's are not
         shared between threads; the decision lock keeps it apart from approves under way."""
-        inbox = Inbox(Path(self.params.inbox))
+        try:
+            inbox = Inbox(Path(self.params.inbox))
+        except InboxError as exc:  # the bridge's own use of the inbox says it again, and fails
+            self.log.warning("cannot look for approves that stopped: %s", exc.message)
+            return
         try:
             while not self._stopping.is_set():
                 if not any(e.state == "approved" for e in inbox.entries(self.context.instance)):
@@ -55,7 +59,8 @@ class QueueBridge(Processor):
                     return
                 except QueueUnreachable:
                     self._stopping.wait(self.params.timeout)
-                except QueueError as exc:  # a refusal or a bad key file: asking again won't do
+                except (QueueError, InboxError) as exc:  # a refusal, a bad key file, a damaged
+                    # inbox: asking again won't do, and a thread's traceback would say less
                     self.log.warning("cannot look for approves that stopped: %s", exc.message)
                     return
         finally:
