@@ -483,7 +483,7 @@ class SlurmExecutor(Executor):
         state = self._state()
         self._refuse_start(state)
         self._check_environment()
-        again, lost = _to_submit(state)
+        again, lost, finished = _to_submit(state)
         if state["state"] != "running":
             _new_session(state)
         state.pop("ended_at", None)  # of the session before
@@ -500,7 +500,8 @@ class SlurmExecutor(Executor):
         pending = _pending(seen)
         return {
             "deployment": state["pipeline"],
-            "message": f"{len(again)} Slurm job(s) submitted again{_not_placed(seen, wait)}",
+            "message": f"{len(again)} Slurm job(s) submitted again{_finished(finished, state)}"
+            f"{_not_placed(seen, wait)}",
             "submitted": sorted(again),
             "pending": pending,
         }
@@ -724,24 +725,42 @@ def _wait_gone(jobs: list[str]) -> list[str]:
         time.sleep(0.5)
 
 
-def _to_submit(state: dict[str, Any]) -> tuple[set[str], set[str]]:
-    """(the instances `start` submits, those of them whose job ended unwatched). A stopped
-    or failed deployment's run gets a new session, so every instance is submitted, a complete
-    one too: a unit of a resumed session ends only once the units that write its inputs have
-    ended in that session (docs/runs.md), so downstream of a source left out waited for
-    ever; a source whose inputs were all sent sends nothing twice and ends. A deployment that
-    was never stopped (its watcher died) goes on in its session: only its instances that are
-    not complete and whose job is gone."""
+def _to_submit(state: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
+    """(the instances `start` submits, those of them whose job ended unwatched, those whose
+    job ended unwatched having finished their work). A stopped or failed deployment's run
+    gets a new session, so every instance is submitted, a complete one too: a unit of a
+    resumed session ends only once the units that write its inputs have ended in that session
+    (docs/runs.md), so downstream of a source left out waited for ever; a source whose inputs
+    were all sent sends nothing twice and ends. A deployment that was never stopped (its
+    watcher died) goes on in its session: only its instances that are not complete and whose
+    job is gone, each ended job judged as the watcher judges it (`_ended_complete`, marked
+    complete in `state`): a batch source that had exited 0 was submitted again, a job and a
+    restart spent on a worker with nothing left to do."""
     instances = state["instances"]
     if state["state"] != "running":
-        return set(instances), set()
+        return set(instances), set(), set()
     alive = commands.queue([i["job_id"] for i in instances.values() if i["job_id"]])
-    again = {
+    gone = {
         key
         for key, i in instances.items()
         if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
     }
-    return again, {key for key in again if instances[key]["state"] not in FINAL}
+    unhandled = {key for key in gone if instances[key]["state"] not in FINAL}
+    finished = {key for key in unhandled if _ended_complete(instances[key], state)}
+    return gone - finished, unhandled - finished, finished
+
+
+def _ended_complete(instance: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Whether the instance's job, which ended while no watcher looked, finished its work, as
+    the watcher judges an end (`watch.completed`: a batch worker that exited 0); marks the
+    instance complete if so."""
+    if not instance["job_id"]:
+        return False
+    final, code, what = exit_of(instance["job_id"], None)
+    if not completed(final, code, state):
+        return False
+    instance.update(state="complete", detail=what)
+    return True
 
 
 def _new_session(state: dict[str, Any]) -> None:
@@ -766,11 +785,7 @@ def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
         job = instance["job_id"]
         if job not in ended:
             instance.update(state="stopped", detail="cancelled by pipeline stop")
-            continue
-        final, code, what = exit_of(job, None)
-        if completed(final, code, state):
-            instance.update(state="complete", detail=what)
-        else:
+        elif not _ended_complete(instance, state):
             instance.update(state="stopped", detail=f"job {job} had ended before pipeline stop")
     if state["state"] in ("complete", "failed"):
         return
@@ -840,6 +855,15 @@ def _not_placed(state: dict[str, Any], wait: float) -> str:
     if pending:
         said += f"; {len(pending)} still pending after {wait:g} s: {_each(pending)}"
     return said
+
+
+def _finished(finished: set[str], state: dict[str, Any]) -> str:
+    """What `start` says of the instances it found complete (`_to_submit`): not submitted,
+    they read as forgotten."""
+    if not finished:
+        return ""
+    said = {key: state["instances"][key]["detail"] for key in sorted(finished)}
+    return f"; {len(said)} had finished while no job watcher looked: {_each(said)}"
 
 
 def _each(said: dict[str, str]) -> str:

@@ -2,7 +2,8 @@
 run a new session with every unit, so that a batch deployment stopped after its source was done
 still ends `complete`; a `start` right after a `stop` finds no job of the deployment still
 completing; a `stop` that finds the jobs of a batch deployment ended unseen (no watcher)
-records the deployment `complete`, and a `start` of a complete deployment has nothing to do."""
+records the deployment `complete`, and a `start` of a complete deployment has nothing to do; a
+`start` after the watcher died does not run again a batch source whose job had exited 0."""
 
 from __future__ import annotations
 
@@ -65,6 +66,24 @@ def _begin_now(jobs: list[str], env: dict[str, str]) -> None:
         )
 
 
+def _deployed_held(file: Path, env: dict[str, str]) -> dict[str, str]:
+    """`pipeline deploy FILE` of a file whose jobs wait for a far start time (`_begin_now`
+    lets each go), so that the test decides which unit runs when: instance key -> job id."""
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", "--json", env=env)
+    assert deployed.returncode == 0, deployed.stderr
+    return dict(json.loads(deployed.stdout)["jobs"])
+
+
+def _run_ended(file: Path, env: dict[str, str]) -> dict:
+    """The file's one run, once it has ended."""
+
+    def ended() -> dict | None:
+        (run,) = runs_of(file, env)
+        return run if run["state"] != "running" else None
+
+    return dict(wait_until("the run to end", ended, timeout=120, every=1))
+
+
 def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -72,12 +91,9 @@ def _lines(path: Path) -> list[str]:
 def test_a_batch_deployment_stopped_after_its_source_was_done_ends_complete_when_started(
     slurm, workdir
 ):
-    # every job waits for its start time, so that the test decides which unit runs when
     file = _batch(workdir, "resumed", slurm=', extra_options: ["--begin=now+3600"]')
     env = slurm.env
-    deployed = run_pipeline("deploy", str(file), "--wait", "0", "--json", env=env)
-    assert deployed.returncode == 0, deployed.stderr
-    jobs = json.loads(deployed.stdout)["jobs"]
+    jobs = _deployed_held(file, env)
     # the source and the sink run; the processor between them never does in this session
     _begin_now([jobs["files-0"], jobs["sink-0"]], env)
     wait_until(
@@ -96,12 +112,7 @@ def test_a_batch_deployment_stopped_after_its_source_was_done_ends_complete_when
     assert started.returncode == 0, started.stderr
     assert "3 Slurm job(s) submitted again" in started.stdout, started.stdout
     _begin_now([i["task_id"] for i in _instances(file, env).values()], env)
-
-    def ended() -> dict | None:
-        (run,) = runs_of(file, env)
-        return run if run["state"] != "running" else None
-
-    run = wait_until("the run to end", ended, timeout=120, every=1)
+    run = _run_ended(file, env)
     assert (run["state"], run["sessions"]) == ("complete", 2), run
     assert run["counts"]["sink"]["processed"] == 3
     assert run["counts"]["files"]["outputs"] == 3  # each file sent once over both sessions
@@ -205,3 +216,41 @@ def test_stop_of_a_batch_deployment_whose_jobs_ended_unseen_records_it_complete(
     assert len(started.stderr.strip().splitlines()) == 1
     (run,) = runs_of(file, env)
     assert (run["state"], run["sessions"]) == ("complete", 1)
+
+
+def test_start_after_the_watcher_died_leaves_a_source_that_finished_unwatched_complete(
+    slurm, workdir
+):
+    file = _batch(workdir, "unwatched", slurm=', extra_options: ["--begin=now+3600"]')
+    env = slurm.env
+    jobs = _deployed_held(file, env)
+    state = json.loads(next(workdir.rglob("state.json")).read_text())
+    # the watcher dies (its host rebooted); then the source sends its files and exits 0
+    os.kill(state["watcher_pid"], signal.SIGKILL)
+    source = jobs["files-0"]
+    _begin_now([source], env)
+    wait_until(
+        "the source's job to complete",
+        lambda: squeue([source], env).get(source) == "COMPLETED",
+        timeout=90,
+        every=1,
+    )
+
+    started = run_pipeline("start", str(file), "--wait", "0", env=env)
+    assert started.returncode == 0, started.stderr
+    assert "0 Slurm job(s) submitted again" in started.stdout, started.stdout
+    assert f"files-0 (job {source} ended COMPLETED (exit code 0))" in started.stdout
+    shown = _instances(file, env)
+    # no new job for the source, and no restart counted: it had finished
+    assert (shown["files"]["state"], shown["files"]["task_id"]) == ("complete", source), shown
+    assert shown["files"]["restarts"] == 0
+    assert json.loads(next(workdir.rglob("state.json")).read_text())["instances"]["files-0"][
+        "jobs"
+    ] == [source]
+
+    # the rest of the pipeline goes on in the same session and reads what the source sent
+    _begin_now([jobs["pass-0"], jobs["sink-0"]], env)
+    run = _run_ended(file, env)
+    assert (run["state"], run["sessions"]) == ("complete", 1), run
+    assert run["counts"]["files"]["outputs"] == 3
+    assert run["counts"]["sink"]["processed"] == 3
