@@ -132,6 +132,22 @@ class SlurmExecutor(Executor):
         else:
             sys.stdout.write(planned.describe(partition))
 
+    def show_submitted(self, result: dict[str, Any], *, as_json: bool, start: bool) -> None:
+        """What `deploy` or `start` did, then one warning on stderr when a job failed within
+        the wait and is being restarted. The command still exits 0: a restart is the policy
+        at work and the deployment goes on (a failure for good fails the command). Said only
+        as a clause inside a long line, a worker failing at its start was easy to miss."""
+        super().show_submitted(result, as_json=as_json, start=start)
+        restarting = sorted(result.get("restarting") or {})
+        if restarting:
+            unit = self._state()["instances"][restarting[0]]["unit"]
+            print(
+                f"warning: the job(s) of {', '.join(restarting)} failed within the wait and "
+                f"are being restarted; `pipeline logs {shlex.quote(str(self.file))} {unit}` "
+                "shows why",
+                file=sys.stderr,
+            )
+
     def refuse(self, command: str) -> None:
         """Refuse `deploy` of a deployment that runs and `start` of one that is not stopped,
         before `pipeline deploy` or `start` records anything in the run (see
@@ -285,6 +301,7 @@ class SlurmExecutor(Executor):
             "state_dir": str(layout.root),
             "jobs": jobs,
             "pending": pending,
+            "restarting": _restarting(seen),
             "warnings": plan.warnings,
         }
 
@@ -504,6 +521,7 @@ class SlurmExecutor(Executor):
             f"{_not_placed(seen, wait)}",
             "submitted": sorted(again),
             "pending": pending,
+            "restarting": _restarting(seen),
         }
 
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
@@ -844,7 +862,7 @@ def _not_placed(state: dict[str, Any], wait: float) -> str:
     restarting after their job failed, those whose job ended before the watcher handled it
     (`_handled`), and those still pending, each with why."""
     instances = state.get("instances", {})
-    restarting = {k: i["detail"] for k, i in instances.items() if i["state"] == "restarting"}
+    restarting = _restarting(state)
     exited = {k: i["detail"] for k, i in instances.items() if i["state"] == "exited"}
     said = ""
     if restarting:
@@ -864,6 +882,12 @@ def _finished(finished: set[str], state: dict[str, Any]) -> str:
         return ""
     said = {key: state["instances"][key]["detail"] for key in sorted(finished)}
     return f"; {len(said)} had finished while no job watcher looked: {_each(said)}"
+
+
+def _restarting(state: dict[str, Any]) -> dict[str, str]:
+    """Instance key -> why, of the instances whose job failed and that the watcher restarts."""
+    instances = state.get("instances", {})
+    return {k: i["detail"] for k, i in instances.items() if i["state"] == "restarting"}
 
 
 def _each(said: dict[str, str]) -> str:
