@@ -11,38 +11,23 @@ wait: the jobs fail between two looks, and the deploy waits for the watcher to h
 from __future__ import annotations
 
 import pytest
-from slurm_support import executor, run_pipeline
+from slurm_support import executor, run_pipeline, watching_file
 
 from asapo_pipelines_slurm.testing import free_port
 
 pytest.importorskip("asapo_pipelines_redis", reason="needs the redis plugin (plugins/redis)")
 
-PIPELINE_FILE = """\
-pipeline: restartwait
-transport:
-  redis: {{url: "redis://127.0.0.1:{port}/0", timeout: 1, key_prefix: restartwait}}
-units:
-  files:
-    unit: core.files
-    params: {{directory: files/, pattern: "*.txt", watch: true, settle_seconds: 0.1}}
-    outputs: {{files: raw}}
-  sink:
-    unit: core.jsonl-sink
-    params: {{path: results/out.jsonl, payload: text}}
-    inputs: {{messages: raw}}
-deploy:
-  slurm:
-    partition: debug
-    poll_interval: 45
-    restart: {{attempts: 5, delay: 600}}
-    extra_options: ["--begin=now+5"]
-"""
+#: the deploy mapping's inside: the watcher looks at once, then only after the deploy's wait
+SLURM = (
+    "partition: debug, poll_interval: 45, restart: {attempts: 5, delay: 600}, "
+    'extra_options: ["--begin=now+5"]'
+)
 
 
 def test_deploy_wait_warns_of_jobs_restarting_within_the_wait_and_exits_0(slurm, workdir):
-    (workdir / "files").mkdir()
-    file = workdir / "restartwait.pipeline.yaml"
-    file.write_text(PIPELINE_FILE.format(port=free_port()))
+    file = watching_file(workdir, "restartwait", slurm=SLURM)
+    with file.open("a") as fh:  # a Redis transport on a closed port
+        fh.write(f'transport:\n  redis: {{url: "redis://127.0.0.1:{free_port()}/0", timeout: 1}}\n')
     ex = executor(file)  # registered, so that a failing test leaves no watcher or job behind
     deployed = run_pipeline("deploy", str(file), "--wait", "35", env=slurm.env)
     assert deployed.returncode == 0, deployed.stderr
