@@ -187,7 +187,9 @@ def test_start_waits_for_the_jobs_a_stop_left_completing(slurm, workdir, monkeyp
     # A new worker that died meanwhile is restarted by the watcher, which the restarts show.
     after = wait_until("the new jobs to run", lambda: _all_running(ex), timeout=60, every=0.5)
     assert not {i.task_id for i in after.instances} & set(before)
-    assert [i.restarts for i in after.instances] == [0, 0], after
+    # the watcher's log says how a new job that was restarted had ended, and why
+    said = ex.layout.watcher_log.read_text()
+    assert [i.restarts for i in after.instances] == [0, 0], f"{after}\n{said}"
 
 
 def test_stop_of_a_batch_deployment_whose_jobs_ended_unseen_records_it_complete(slurm, workdir):
