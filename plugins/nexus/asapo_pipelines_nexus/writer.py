@@ -31,7 +31,8 @@ Each raw scan (`xas/scan`) becomes an NXentry following the NXxas application de
 
 Each processed result (`xas/spectrum`, `xas/merged`) becomes an NXentry with an NXprocess
 (program, version, parameters as an NXnote, scalar results) and NXdata groups: mu(E), norm and
-flat on the energy grid (with `mu_errors` for a merge) and chi(k). A merge's results hold
+flat on the energy grid (with `mu_errors` for a merge of two scans or more: a single scan has no
+spread) and chi(k). A merge's results hold
 `alignment_shift` (eV), the shift it added to each merged scan's energy, in the order of its
 `accepted` scans, and `glitches` (JSON, only when the merge found any: each repeat's energies
 that deviate from the other repeats, and whether they were left out of the mean; the rule and
@@ -84,7 +85,10 @@ and every entry written from a pipeline has an NXprocess `provenance`:
                                   `id`, `node` (and `array_job`, `array_task`), or Nomad's
                                   job `id`, `alloc` and `task`
         writer_pipeline, writer_run   the pipeline and run of the writer that stored it
-        inputs                    NXnote (JSON): the input message ids that produced it
+        inputs                    NXnote (JSON): the input message ids that produced it;
+                                  a spectrum's, merge's or decision's also `raw_scans`, the
+                                  raw scan entries of this file it comes from (`raw_entries`:
+                                  a reprocess's are the replayed run's)
         source_files              NXnote (JSON): the scan files it comes from (a merge: the
                                   scans it accepted; a decision: those of the merge it
                                   judged, as its message names them, `arguments.accepted`)
@@ -95,7 +99,8 @@ and every entry written from a pipeline has an NXprocess `provenance`:
                                   sha256} of the raw scan files it comes from, in the order
                                   of `source_files`: a raw scan's from its message (as
                                   xas.scan-files read the file), a result's from the raw
-                                  scan entries of this file it cites (`source_checksums`)
+                                  scan entries of this file it cites (`source_checksums`),
+                                  completed when such an entry is written after it
         message_time              when the producer wrote the message (ISO 8601)
 """
 
@@ -273,10 +278,15 @@ class NexusWriter:
         self._loose: set[str] = set()
         #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
         self._spectra: dict[tuple[str, str], dict[str, Any]] = {}
-        #: scan id (the scan message's key) -> run (`r1@<start>`) -> its raw file (`file`,
-        #: `path`, `size`, `sha256`) as the raw scan's entry records it: the checksums a spectrum,
-        #: merge or decision citing that scan records (`source_checksums`)
-        self._raw_files: dict[str, dict[str, dict[str, Any]]] = {}
+        #: scan id (the scan message's key) -> run (`r1@<start>`) -> its raw scan's entry
+        #: (`entry`, `pipeline`, `run`, `run_started`, `message`) and raw file (`checksum`:
+        #: `file`, `path`, `size`, `sha256`, as that entry records it, None when it records
+        #: none): the raw entries and checksums a spectrum, merge or decision citing that scan
+        #: records (`raw_entries`, `source_checksums`)
+        self._raw_scans: dict[str, dict[str, dict[str, Any]]] = {}
+        #: scan id -> (entry, run) of the results written before their run's raw entry of that
+        #: scan (a race between units): completed when it is written (`_complete_citers`)
+        self._citing_unwritten: dict[str, list[tuple[str, str]]] = {}
         #: (pipeline, run label) -> the starts of the runs of that label the file holds: two
         #: starts are two runs with one id (a deleted store), whose titles then name the start
         self._run_starts: dict[tuple[str, str], set[str]] = {}
@@ -418,7 +428,8 @@ class NexusWriter:
                 self._index(name, identity)
                 self._index_run(group, identity)
                 self._index_spectrum(name, group)
-                self._index_raw_file(group, identity)
+                self._index_raw_file(name, group, identity)
+                self._note_citing_unwritten(name, group, identity)
                 self._index_merge(group, identity)
                 self._index_read(name, group, identity)
                 self._note_newest(name, group)
@@ -428,6 +439,9 @@ class NexusWriter:
         # a decision whose merge a crash, or a writer before decisions were filled in,
         # left unnamed while the merge's entry is here
         self._answer_waiting(handle)
+        # a result whose raw scan's entry came after it, and a crash before it was completed
+        for scan in [s for s in self._citing_unwritten if s in self._raw_scans]:
+            self._complete_citers(handle, scan)
         # an entry whose later version a crash kept from being marked, or a file written
         # before entries were marked: what the file holds decides
         for slot in self._reads:
@@ -807,15 +821,26 @@ class NexusWriter:
                 "start_time": start if measured else None,
             }
 
-    def _index_raw_file(self, group: h5py.Group, key: str) -> None:
-        """Remember a raw scan's file checksum by its scan id (the message key its entry key
-        starts with) and run, so that the results citing that scan can record it."""
+    def _index_raw_file(self, name: str, group: h5py.Group, key: str) -> None:
+        """Remember a raw scan's entry and file checksum by its scan id (the message key its
+        entry key starts with) and run, so that the results citing that scan can name them."""
         if _text(group.attrs.get(CONTENT_ATTR, "")) != "xas/scan":
             return
+        checksum = None
         with contextlib.suppress(KeyError, ValueError, TypeError, IndexError):
             found = json.loads(_dataset_text(group, f"provenance/{CHECKSUMS_NOTE}/data") or "[]")
             if found and isinstance(found[0], dict) and found[0].get("sha256"):
-                self._raw_files.setdefault(key.partition("|run:")[0], {})[_run_of(key)] = found[0]
+                checksum = found[0]
+        label = _run_of(key).partition("@")[0]
+        started = group.attrs.get(RUN_STARTED_ATTR)
+        self._raw_scans.setdefault(key.partition("|run:")[0], {})[_run_of(key)] = {
+            "entry": name,
+            "pipeline": next(iter(_pipeline_of(group, key)), None),
+            "run": label or None,
+            "run_started": None if started is None else _text(started),
+            "message": _message_ref(group) or None,
+            "checksum": checksum,
+        }
 
     def source_checksums(self, prov: Mapping[str, Any], run: str = "") -> list[dict[str, Any]]:
         """The checksums of the raw files an entry comes from: a raw scan's from its own
@@ -824,19 +849,88 @@ class NexusWriter:
         and its start, as two stores have an r1 each), else one the file holds of that scan
         id when all its copies agree (a reprocess cites the raw scans of the run it replays).
         A scan whose raw entry the file does not hold (yet) is left out: its checksum is known
-        only to the scan's message, which the merge's does not carry."""
+        only to the scan's message, which the merge's does not carry; when that entry of the
+        same run is written later, the result's list is completed (`_complete_citers`)."""
         own = prov.get("raw_file")
         if isinstance(own, Mapping):
             return [dict(own)]
         found = []
         for scan in prov.get("source_scans") or ():
-            runs = self._raw_files.get(str(scan), {})
+            runs = {
+                r: raw["checksum"]
+                for r, raw in self._raw_scans.get(str(scan), {}).items()
+                if raw["checksum"] is not None
+            }
             info = runs.get(run)
             if info is None and len({r.get("sha256") for r in runs.values()}) == 1:
                 info = next(iter(runs.values()))
             if info is not None:
                 found.append(dict(info))
         return found
+
+    def raw_entries(self, prov: Mapping[str, Any], run: str = "") -> list[dict[str, Any]] | None:
+        """The raw scan entries of this file a spectrum, merge or decision comes from (its
+        `source_scans`), each with the pipeline, run and message it was written from: the
+        same run's (`run`: a run id and its start); else, for a reprocess, which replays an
+        earlier run's raw scan messages into its own streams and stores none of them again
+        (they are that run's entries already), the entries of the runs that hold that scan,
+        so that the result's inputs, messages of the reprocess's run that have no entry, lead
+        to one. A scan the file holds no raw entry of (yet) is listed with `entry` None.
+        None for a raw scan (its own message is its source) and for a message citing no scan."""
+        if isinstance(prov.get("raw_file"), Mapping) or not prov.get("source_scans"):
+            return None
+        found: list[dict[str, Any]] = []
+        for scan in prov["source_scans"]:
+            runs = self._raw_scans.get(str(scan), {})
+            held = [runs[run]] if run in runs else [runs[r] for r in sorted(runs)]
+            for raw in held or [{"entry": None}]:
+                found.append(
+                    {"scan": str(scan), **{k: v for k, v in raw.items() if k != "checksum"}}
+                )
+        return found
+
+    def _note_citing_unwritten(self, name: str, group: h5py.Group, key: str) -> None:
+        """Remember a result whose run's raw entry of a scan it cites is not written yet (its
+        `raw_scans` lists the scan without an entry): `_complete_citers` names it then."""
+        for raw in _inputs_note(group).get("raw_scans") or ():
+            if isinstance(raw, dict) and raw.get("scan") and raw.get("entry") is None:
+                waiting = self._citing_unwritten.setdefault(str(raw["scan"]), [])
+                if (name, _run_of(key)) not in waiting:
+                    waiting.append((name, _run_of(key)))
+
+    def _complete_citers(self, handle: h5py.File, scan: str) -> bool:
+        """The raw entry of `scan` is in the file now: the results of its run written before
+        it (a merge that came before its raw scan, from another unit) get it in their
+        `raw_scans` and its checksum in `source_file_checksums`, in place, as a decision gets
+        its `based_on`: the result's entry is complete already. Whether any changed."""
+        runs = self._raw_scans.get(scan, {})
+        waiting = self._citing_unwritten.get(scan, [])
+        done = [(name, run) for name, run in waiting if run in runs]
+        for name, run in done:
+            waiting.remove((name, run))
+            group = handle.get(name)
+            if isinstance(group, h5py.Group) and "provenance/inputs" in group:
+                self._cite_again(group, run)
+        if not waiting:
+            self._citing_unwritten.pop(scan, None)
+        return bool(done)
+
+    def _cite_again(self, group: h5py.Group, run: str) -> None:
+        """Write a result's `raw_scans` and `source_file_checksums` again from the raw
+        entries the file holds now, in the order of its scans as first written."""
+        inputs = _inputs_note(group)
+        scans = list(dict.fromkeys(str(r["scan"]) for r in inputs.get("raw_scans") or ()))
+        prov = {"source_scans": scans}
+        inputs["raw_scans"] = self.raw_entries(prov, run)
+        process = group["provenance"]
+        process["inputs/data"][()] = json.dumps(inputs, sort_keys=True, default=str)
+        checksums = self.source_checksums(prov, run)
+        if CHECKSUMS_NOTE in process:
+            process[f"{CHECKSUMS_NOTE}/data"][()] = json.dumps(
+                checksums, sort_keys=True, default=str
+            )
+        elif checksums:
+            _note(process, CHECKSUMS_NOTE, checksums)
 
     def _index_merge(self, group: h5py.Group, key: str) -> None:
         """Count the merges of each group per run, so that a merge's title says which it is."""
@@ -1283,7 +1377,10 @@ class NexusWriter:
         data.attrs["axes"] = "energy"
         self._data(data, "energy", arrays["energy"], units="eV")
         self._data(data, "mu", arrays["mu"])
-        if "mu_stderr" in arrays:
+        if _known_errors(arrays.get("mu_stderr")):
+            # NXdata's `<signal>_errors` is the signal's uncertainty, so it is there only when
+            # known: a merge of one scan has no spread (xas.merge sends it all NaN), and the
+            # writer leaves an unknown value out, as it does `monitor/preset`
             self._data(data, "mu_errors", arrays["mu_stderr"])
         auxiliary = []
         for field in ("norm", "flat", "bkg", "pre_edge_line", "post_edge"):
@@ -1435,7 +1532,11 @@ class NexusWriter:
         self._index(name, key)
         self._index_run(group, key)
         self._index_spectrum(name, group)
-        self._index_raw_file(group, key)
+        self._index_raw_file(name, group, key)
+        self._note_citing_unwritten(name, group, key)
+        scan = key.partition("|run:")[0]
+        if scan in self._citing_unwritten and self._complete_citers(self.file, scan):
+            self.file.flush()
         self._index_merge(group, key)
         slot = self._index_read(name, group, key)
         if slot is not None:
@@ -1585,7 +1686,14 @@ class NexusWriter:
         if self._entry_provenance is not None:
             prov = dict(self._entry_provenance)
             prov["source_checksums"] = self.source_checksums(prov, _run_of(self._entry_key))
+            prov["raw_scans"] = self.raw_entries(prov, _run_of(self._entry_key))
             write_provenance(entry, prov)
+
+
+def _known_errors(errors: np.ndarray | None) -> bool:
+    """Whether a result's uncertainties make an NXdata `mu_errors`: known for some points
+    (all NaN is a merge of one scan, which has no spread)."""
+    return errors is not None and bool(np.isfinite(errors).any())
 
 
 def _filled(values: Any) -> bool:
@@ -2088,6 +2196,8 @@ def write_provenance(entry: h5py.Group, prov: Mapping[str, Any]) -> None:
     inputs: dict[str, Any] = {"message": message, "inputs": list(prov.get("inputs") or [])}
     if prov.get("merged") is not None:  # a merge: every scan it merged (`_merge_members`)
         inputs["merged"] = list(prov["merged"])
+    if prov.get("raw_scans") is not None:  # the raw scan entries it comes from (`raw_entries`)
+        inputs["raw_scans"] = list(prov["raw_scans"])
     _note(process, "inputs", inputs)
     _note(process, "source_files", list(prov.get("source_files") or []))
     if prov.get("rejected_source_files"):

@@ -81,8 +81,7 @@ def _science(nxs: Path) -> dict[str, dict[str, list[float]]]:
 def _assert_same_science(
     found: dict[str, dict[str, list[float]]], wanted: dict[str, dict[str, list[float]]]
 ) -> None:
-    """Each entry holds the datasets and values the run first wrote (a merge's mu_errors holds
-    NaN where a single scan gives no spread, and NaN equals NaN here)."""
+    """Each entry holds the datasets and values the run first wrote (NaN equals NaN here)."""
     assert found.keys() == wanted.keys()
     for key, datasets in wanted.items():
         assert found[key].keys() == datasets.keys(), key

@@ -206,3 +206,44 @@ def test_titles_tell_the_entries_of_two_runs_apart(example):
         for entry, title in zip(entries, titles, strict=True):
             run = f"{_text(entry.attrs['asapo_pipeline'])} {_text(entry.attrs['asapo_run'])}"
             assert title.startswith(f"{run}: ")
+
+
+def test_a_merge_carries_an_uncertainty_only_when_it_has_a_spread(example):
+    """A merge of one scan has no spread: its NXdata has no `mu_errors` (NXdata's
+    `<signal>_errors` only when known; it was all NaN), and readers that plot it with its
+    errors (silx, nexusformat) find none. A merge of two scans carries the standard error
+    of their mean, as xraylarch's merge gives it."""
+    from asapo_pipelines_xas.merge import merge_mu
+    from nexusformat.nexus import nxload
+    from silx.io.nxdata import get_default
+
+    singles = []
+    with h5py.File(example["two_runs"], "r", swmr=True, locking=False) as f:
+        for name, entry in f.items():
+            if _text(entry.attrs["asapo_content_type"]) != "xas/merged":
+                continue
+            merged = json.loads(_text(entry["provenance/inputs/data"][()]))["merged"]
+            if len(merged) == 1:
+                singles.append(name)
+                assert "mu_errors" not in entry["data"], name
+                nxdata = get_default(entry)
+                assert nxdata is not None, name
+                assert nxdata.is_valid, name
+                assert nxdata.errors is None, name
+                continue
+            shifts = entry["process/results/alignment_shift"][()]
+            spectra = [f[m["entry"]]["data"] for m in merged]
+            _, _, std = merge_mu(
+                [s["energy"][()] + shift for s, shift in zip(spectra, shifts, strict=True)],
+                [s["mu"][()] for s in spectra],
+            )
+            errors = entry["data/mu_errors"][()]
+            assert np.isfinite(errors).all(), name
+            np.testing.assert_allclose(errors, std / np.sqrt(len(merged) - 1))
+    assert len(singles) == 2  # the first merge of each run
+    # NeXpy's library plots a merge of one scan, without errors
+    root = nxload(str(example["two_runs"]), "r")
+    for name in singles:
+        plotted = root[name].plottable_data
+        assert plotted is not None, name
+        assert plotted.nxerrors is None, name

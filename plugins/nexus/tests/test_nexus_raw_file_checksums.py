@@ -88,3 +88,47 @@ def test_results_record_the_checksum_of_each_file_they_cite(run):
     for entry in cited:
         expected = [_expected(data, name) for name in entry["source_files"]]
         assert entry["checksums"] == expected, entry["entry"]
+
+
+def _provenance(entry: h5py.Group) -> dict:
+    return json.loads(text(entry["provenance/inputs/data"][()]))
+
+
+def test_a_reprocess_cites_the_earlier_runs_raw_entries_it_replayed(run):
+    """A reprocess (r2) replays r1's raw scan messages into its own streams and stores none of
+    them again: its spectra cite (`inputs`) raw scan messages of r2 that no entry was written
+    from. Each result names the raw entries it comes from (`raw_scans`: entry, pipeline, run
+    and its start, and the message that entry was written from), which a data manager
+    follows to the raw data, r1's entries for the reprocess."""
+    data, _ = run
+    with h5py.File(data.parent / "results" / "p65.nxs", "r", locking=False) as f:
+        by_message = {
+            json.dumps(_provenance(e)["message"], sort_keys=True): name for name, e in f.items()
+        }
+        results = [e for e in f.values() if text(e.attrs[CONTENT_ATTR]) != "xas/scan"]
+        replayed = 0
+        for entry in results:
+            cited = _provenance(entry)
+            raw_scans = cited.get("raw_scans")
+            assert raw_scans, entry.name
+            # one raw entry per file the result cites, in that order, each the file's
+            assert all(r["entry"] for r in raw_scans), entry.name
+            raw_files = [_note(f[r["entry"]], "source_files")[0] for r in raw_scans]
+            assert raw_files == _note(entry, "source_files"), entry.name
+            for raw in raw_scans:
+                held = f[raw["entry"]]
+                assert text(held.attrs[CONTENT_ATTR]) == "xas/scan"
+                assert raw["run"] == text(held.attrs["asapo_run"])
+                assert raw["run_started"] == text(held.attrs["asapo_run_started"])
+                assert raw["pipeline"] == text(held.attrs["asapo_pipeline"])
+                assert raw["message"] == _provenance(held)["message"]
+            if text(entry.attrs[CONTENT_ATTR]) == "xas/spectrum":
+                (source,) = cited["inputs"]
+                if text(entry.attrs["asapo_run"]) == "r2":
+                    # the replayed raw message has no entry: r1's raw entry stands for it
+                    assert json.dumps(source, sort_keys=True) not in by_message
+                    assert [r["run"] for r in raw_scans] == ["r1"]
+                    replayed += 1
+                else:
+                    assert by_message[json.dumps(source, sort_keys=True)] == raw_scans[0]["entry"]
+        assert replayed == len(P65_SCANS)
