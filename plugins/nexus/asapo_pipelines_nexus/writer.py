@@ -892,6 +892,8 @@ class NexusWriter:
     def _note_citing_unwritten(self, name: str, group: h5py.Group, key: str) -> None:
         """Remember a result whose run's raw entry of a scan it cites is not written yet (its
         `raw_scans` lists the scan without an entry): `_complete_citers` names it then."""
+        if _text(group.attrs.get(CONTENT_ATTR, "")) == "xas/scan":
+            return  # a raw scan cites its own message, and raw scans are most of a file
         for raw in _inputs_note(group).get("raw_scans") or ():
             if isinstance(raw, dict) and raw.get("scan") and raw.get("entry") is None:
                 waiting = self._citing_unwritten.setdefault(str(raw["scan"]), [])
