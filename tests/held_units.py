@@ -1,8 +1,9 @@
 """An out-of-tree plugin whose units block where the test says, until it releases them: a
 source whose `run()` waits on a "device" in its own code, a runtime slow to import (as larch
-is), a stateful unit whose `restore()` hangs. Each blocking part writes what blocks it to the
-file `HELD_MARK` names and waits, deaf to the worker, until the file `HELD_RELEASE` names is
-there (at most five minutes). Used by the busy-status and the viewer tests."""
+is), a sink whose `on_start` waits on a device, a stateful unit whose `restore()` hangs. Each
+blocking part writes what blocks it to the file `HELD_MARK` names and waits, deaf to the
+worker, until the file `HELD_RELEASE` names is there (at most five minutes). Used by the
+busy-status and the viewer tests."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def register_units(register):
     register(describe(
         "{prefix}.fit", kind="connector", summary="A runtime slow to import, like larch.",
         runtime="{package}.heavy:Fit", inputs=[inp("files")],
+    ))
+    register(describe(
+        "{prefix}.starter", kind="connector", summary="Its on_start waits for a device.",
+        runtime="{package}.runtime:Starter", inputs=[inp("files")],
     ))
     register(describe(
         "{prefix}.numbers", kind="connector", summary="Sends three numbers.",
@@ -69,7 +74,7 @@ class Fit(Sink):
 """
 
 RUNTIME = """
-from asapo_pipelines.sdk import Processor, Source
+from asapo_pipelines.sdk import Processor, Sink, Source
 
 from {package}.hold import hold
 
@@ -79,6 +84,14 @@ class Device(Source):
         self.emit("frames", {{"n": 1}}, key="1")
         hold("device")
         self.emit("frames", {{"n": 2}}, key="2")
+
+
+class Starter(Sink):
+    def on_start(self):
+        hold("on_start")
+
+    def process(self, message):
+        return None
 
 
 class Numbers(Source):

@@ -1,6 +1,7 @@
 """A worker's first status records say `loading` while it imports its unit's runtime (every XAS
-worker spends seconds importing larch), and a worker whose `restore()` hangs at start-up says
-it is busy while it is still loading. The viewer ordered the replicas' states by a list that
+worker spends seconds importing larch), and a worker whose import or `restore()` hangs at
+start-up says it is busy while it is still loading (an import that hung said `loading` only,
+for ever). The viewer ordered the replicas' states by a list that
 lacked `loading`: while any unit loaded, its units section raised instead of being sent, just
 when a scientist opens the page at the start of a run; and it showed busy for `running` only.
 Real plugin distribution, real `pipeline run`, `status` and `view` subprocesses, the page's
@@ -9,6 +10,7 @@ event stream over loopback and the page itself in a real chromium."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -55,7 +57,9 @@ def _viewed(url: str) -> dict[str, Any]:
     return events["units"]
 
 
-def test_a_unit_loading_its_runtime_shows_as_loading(tmp_path: Path, site: Path, page: Any) -> None:
+def test_a_unit_long_in_loading_its_runtime_shows_as_busy_loading(
+    tmp_path: Path, site: Path, page: Any
+) -> None:
     (tmp_path / "files").mkdir()
     (tmp_path / "files" / "a.txt").write_text("a")
     file = _write(
@@ -73,9 +77,9 @@ def test_a_unit_loading_its_runtime_shows_as_loading(tmp_path: Path, site: Path,
     with _running(tmp_path, env) as run:
         wait_for((tmp_path / "heavy.mark").exists, timeout=120, what="the runtime's import")
         seen = wait_for(
-            lambda: (c := _counters(tmp_path, env, "fit")).get("state") == "loading" and c,
+            lambda: (c := _counters(tmp_path, env, "fit")).get("busy_seconds") and c,
             timeout=60,
-            what="a status record that says fit is loading",
+            what="a status record that says fit is busy",
         )
         view, url = start_view(file, env)
         try:
@@ -83,18 +87,25 @@ def test_a_unit_loading_its_runtime_shows_as_loading(tmp_path: Path, site: Path,
             page.goto(url)
             row = wait_on_page(page, lambda: (r := unit_row(page, "fit")).get("state") and r, "fit")
             node = page.get_attribute('#graph [data-node="u:fit"]', "class")
+            said_in_graph = page.text_content('#graph [data-node="u:fit"] [data-field="state"]')
+            cell = page.get_attribute('#units tr[data-unit="fit"] td.state', "class")
             legend = page.locator(".legend li").all_text_contents()
             problems = list(page.problems)
         finally:
             said = stop_view(view)
         (tmp_path / "heavy.release").write_text("go")
         out, _ = run.communicate(timeout=300)
-    assert seen["busy_seconds"] is None, seen  # an import is loading, not a call of the unit
+    # loading, and long in the import: busy with it, as a hang in process() reads
+    assert seen["state"] == "loading", seen
+    assert seen["busy_with"] == "importing the unit's runtime", seen
     assert viewed["fit"]["state"] == "loading", viewed
-    assert viewed["fit"]["busy_seconds"] is None, viewed
-    # the page says it in the table and the graph, in its own colour, and explains it
-    assert row["state"] == "loading", row
+    assert viewed["fit"]["busy_with"] == seen["busy_with"], viewed
+    assert viewed["fit"]["busy_seconds"] >= seen["busy_seconds"], viewed
+    # the page says it in the table and the graph, in loading's colour, and explains it
+    assert re.fullmatch(r"busy \d+s \(importing the unit's runtime\)", row["state"]), row
+    assert re.fullmatch(r"busy \d+s", said_in_graph or ""), said_in_graph
     assert "state-loading" in node, node
+    assert "state-loading" in (cell or ""), cell
     assert "loading" in legend, legend
     assert problems == [], problems
     assert "Traceback" not in said, said

@@ -4,8 +4,10 @@ blocked in its own code (a device that does not answer, a slow read) stayed `run
 unit whose `restore()` hung at start-up stayed `loading`, for as long as it lasted. Now a
 source's code that has gone `BUSY_AFTER` seconds without emitting or waiting shows as
 `busy 12s (run() without emit or wait)` (a source waiting in `wait()` for new files is idle,
-not busy), and a restore call as `busy 12s (restoring state from numbers/default#2)`. Real
-plugin distribution, real `pipeline run`, `status`, `logs` and `stop` subprocesses."""
+not busy), and a restore call as `busy 12s (restoring state from numbers/default#2)`. A unit
+whose runtime's import or `on_start` hung stayed `loading` too: it shows as
+`busy 12s (importing the unit's runtime)` or `busy 12s (starting: on_start)`. Real plugin
+distribution, real `pipeline run`, `status`, `logs` and `stop` subprocesses."""
 
 from __future__ import annotations
 
@@ -167,5 +169,47 @@ def test_a_restore_that_hangs_shows_as_busy(tmp_path: Path, site: Path) -> None:
     assert re.search(r"│ busy \d+s \(restoring state from numbers/default#2\) ", row), row
     after = _counters(tmp_path, env)["keeper"]
     assert after["state"] == "finished", after
+    assert after["busy_seconds"] is None, after
+    assert "Traceback" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("unit", "doing"),
+    [("fit", "importing the unit's runtime"), ("starter", "starting: on_start")],
+)
+def test_a_start_that_hangs_shows_as_busy(
+    tmp_path: Path, site: Path, unit: str, doing: str
+) -> None:
+    """The sink's worker hangs before it can take its first file: in the import of its
+    runtime (`stuck.fit`, as an import of larch that waits on a network file system) or in its
+    `on_start` (`stuck.starter`, a device that does not answer)."""
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "a.txt").write_text("a")
+    _write(
+        tmp_path,
+        {
+            "files": {
+                "unit": "core.files",
+                "params": {"directory": "files"},
+                "outputs": {"files": "raw"},
+            },
+            "sink": {"unit": f"stuck.{unit}", "inputs": {"files": "raw"}},
+        },
+    )
+    env = _env(tmp_path, site)
+    with _running(tmp_path, env) as run:
+        wait_for((tmp_path / "stuck.mark").exists, timeout=120, what="the start to hang")
+        seen = _busy(tmp_path, env, "sink")["sink"]
+        row = _row(tmp_path, env, "sink")
+        (tmp_path / "stuck.release").write_text("go")
+        out, _ = run.communicate(timeout=300)
+    assert run.returncode == 0, out
+    assert seen["state"] == "loading", seen
+    assert seen["busy_seconds"] >= 3, seen
+    assert seen["busy_with"] == doing, seen
+    assert re.search(rf"│ busy \d+s \({re.escape(doing)}\) ", row), row
+    after = _counters(tmp_path, env)["sink"]
+    assert after["state"] == "finished", after
+    assert after["processed"] == 1, after
     assert after["busy_seconds"] is None, after
     assert "Traceback" not in out, out

@@ -208,6 +208,12 @@ def _first(exc: Any) -> str:
     return f"{where}: {err['msg'][:1].lower()}{err['msg'][1:]}{got}{also}"
 
 
+#: what a unit is busy with while its worker imports its runtime, and while it runs its
+#: `on_start` (`UnitRunner.start`): a model loaded there, a device that does not answer
+IMPORTING = "importing the unit's runtime"
+ON_START = "starting: on_start"
+
+
 def load_unit_class(descriptor: UnitDescriptor) -> type[Unit]:
     """Import the runtime class and check that it fits the descriptor's role."""
     from asapo_pipelines.plugin_manager import describe_exception
@@ -289,8 +295,20 @@ class UnitRunner:
         self._text = ProvenanceText(self.unit_label, self._provenance)
 
     # -- life cycle ----------------------------------------------------------------------------
-    def start(self) -> Unit:
-        cls = load_unit_class(self.descriptor)
+    def start(self, step: Callable[[str | None], None] | None = None) -> Unit:
+        """Import the runtime, make the unit and call its `on_start`. `step(what)` is told
+        each part as it begins (`IMPORTING`, `ON_START`) and None once they are over: a
+        worker's status records say which one a unit hangs in (`Worker.busy`)."""
+        said = step or (lambda _what: None)
+        said(IMPORTING)
+        try:
+            cls = load_unit_class(self.descriptor)
+            said(ON_START)
+            return self._started(cls)
+        finally:
+            said(None)
+
+    def _started(self, cls: type[Unit]) -> Unit:
         from asapo_pipelines.plugin_manager import describe_exception
 
         try:

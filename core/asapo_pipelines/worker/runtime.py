@@ -376,8 +376,9 @@ class Worker:
         #: per call
         self._long_told: float | None = None
         #: the unit's call at start-up, which no watch looks after: when it began (monotonic)
-        #: and what it is (`restoring state from raw/default#3`, `on_restored`); None between
-        #: calls. Read by the status thread (`busy`)
+        #: and what it is (`importing the unit's runtime`, `starting: on_start`, `restoring
+        #: state from raw/default#3`, `on_restored`); None between calls. Read by the status
+        #: thread (`busy`)
         self._start_call: tuple[float, str] | None = None
         #: when the held messages' leases were last renewed (monotonic)
         self._renewed = 0.0
@@ -625,7 +626,7 @@ class Worker:
         self.status.start()
         try:
             try:
-                self._restore_state(self.runner.start())
+                self._restore_state(self.runner.start(self._starting))
             except StoppedWhileRestoring:
                 return self._stopped_while_restoring(self.status)
             except BaseException:
@@ -660,6 +661,12 @@ class Worker:
             return state
         finally:
             self._close()
+
+    def _starting(self, what: str | None) -> None:
+        """The part of the unit's start under way (`UnitRunner.start`): importing its runtime,
+        its `on_start`; timed as a restore call is, so that a hang there reads as busy with
+        it (`busy 40s (importing the unit's runtime)`), not as a worker loading for ever."""
+        self._start_call = None if what is None else (time.monotonic(), what)
 
     def _restore_state(self, unit: Any) -> None:
         """Give a unit that keeps state back what it had (`_restore_sent`, or `_restore` and
@@ -1438,7 +1445,8 @@ class Worker:
         (`_call_text`), and whether the watch looks after it; None when it is in none.
 
         - process() or a stream hook: the call, from the watch;
-        - at start-up, one call of `restore`, `restore_sent` or `on_restored` (`_start_call`);
+        - at start-up, the import of its runtime, its `on_start`, one call of `restore`,
+          `restore_sent` or `on_restored` (`_start_call`);
         - a source's `run()`: its own code since it last called on the runtime (run()'s
           start, an emit, a `wait`, a look at `stopping`; `UnitContext.run_since`). One run()
           call lasts as long as the source does, and a source waiting for new files is idle,

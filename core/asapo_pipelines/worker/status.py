@@ -27,15 +27,16 @@ ENDED_STATES = ("finished", "stopped", "failed")
 
 
 #: the states in which a unit's long call shows as busy: in `process()` or a stream hook while
-#: running, in a `restore` that hangs while loading (the viewer shows it in these states too)
+#: running; while loading, in the import of its runtime, its `on_start` or a `restore` that
+#: hangs (the viewer shows it in these states too)
 BUSY_STATES = ("running", "loading")
 
 
 def busy_text(record: Mapping[str, Any]) -> str:
     """`busy 25s (raw/default#3)` for a worker whose unit has been in one call for a while
     (`Counters.busy_seconds`), "" otherwise: a long process() reads as busy, not as idle, and
-    a `restore` stuck at start-up (`busy 12s (restoring state from raw/default#3)`) not as a
-    worker still loading."""
+    a start-up stuck in the import of the unit's runtime, its `on_start` or a `restore`
+    (`busy 12s (restoring state from raw/default#3)`) not as a worker still loading."""
     seconds = record.get("busy_seconds")
     if record.get("state") not in BUSY_STATES or not isinstance(seconds, int | float):
         return ""
@@ -134,7 +135,8 @@ class Counters:
     #: the run and session this process works in (`<run>@<session start>`; "" outside a run)
     session: str = ""
     #: seconds the unit has been in its current call, and what it works on (`port/stream#id`,
-    #: a hook and its stream, `restoring state from port/stream#id`, or a source's
+    #: a hook and its stream, `importing the unit's runtime`, `starting: on_start`,
+    #: `restoring state from port/stream#id`, or a source's
     #: `run() without emit or wait`), once that call has lasted a few seconds (`Worker.busy`);
     #: None between calls. Put in by the status thread, never by the worker's own
     busy_seconds: float | None = None
