@@ -41,11 +41,12 @@ def view_of(transport: EmbeddedTransport) -> PipelineView:
     )
 
 
-def status(producer, instance, *, pid, t, state="running", processed=0, replica=0):
+def status(producer, instance, *, pid, t, state="running", processed=0, replica=0, **more):
     producer.send(
         status_stream(instance, replica),
         None,
-        {
+        more
+        | {
             "unit": "x.y",
             "instance": instance,
             "replica": replica,
@@ -101,6 +102,42 @@ def test_a_replica_loading_shows_until_every_replica_runs(store):
     assert units["waves"]["rate"] == 4.0  # both replicas at work: the loading one adds its 2.0
     assert units["average"]["state"] == "loading"
     assert units["judge"]["state"] == "pondering"
+
+
+def test_the_busy_text_is_of_a_replica_in_the_state_the_unit_shows(store):
+    """The page colours a unit's busy text by the unit's state: a replica busy in process()
+    beside one loading read `busy 40s (waves/default#3)` in loading's colour. The busy text
+    is now that of a replica in the unit's state, or none."""
+    now = time.time()
+    busy = {"busy_seconds": 40.0, "busy_with": "waves/default#3"}
+    with store.producer(status_source("demo")) as p:
+        # average: one replica busy in process(), the other loading (not in a long call)
+        status(p, "average", pid=1, t=now - 0.1, **busy)
+        status(p, "average", pid=2, t=now - 0.1, state="loading", replica=1)
+        # judge: the same, but the loading one hangs in the import of its runtime
+        status(p, "judge", pid=3, t=now - 0.1, **busy)
+        status(
+            p,
+            "judge",
+            pid=4,
+            t=now - 0.1,
+            state="loading",
+            replica=1,
+            busy_seconds=12.0,
+            busy_with="importing the unit's runtime",
+        )
+    units = Collector(view_of(store), store).poll()["units"]
+    average, judge = units["average"], units["judge"]
+    assert (average["state"], average["busy_seconds"], average["busy_with"]) == (
+        "loading",
+        None,
+        None,
+    ), average
+    assert (judge["state"], judge["busy_seconds"], judge["busy_with"]) == (
+        "loading",
+        12.0,
+        "importing the unit's runtime",
+    ), judge
 
 
 def test_final_states_and_units_not_started(store):

@@ -650,9 +650,17 @@ class Collector:
             # only processes at work add to the rate (a dead or finished one's last rate is old)
             live = [s.last for s in states if s.last and s.state(now) in AT_WORK]
             # the replica longest in one unit call, as `pipeline status` shows it (`busy_text`):
-            # of a loading worker, a `restore` that hangs
+            # of a loading worker, an import, `on_start` or `restore` that hangs. Of those in
+            # the state the unit shows only: the page colours the busy text by that state, and
+            # a replica busy in process() beside one loading read "busy" in loading's colour
             busy = max(
-                (s for s in live if isinstance(s.get("busy_seconds"), int | float)),
+                (
+                    s.last
+                    for s in states
+                    if s.last
+                    and s.state(now) == state
+                    and isinstance(s.last.get("busy_seconds"), int | float)
+                ),
                 key=lambda s: float(s["busy_seconds"]),
                 default={},
             )
