@@ -129,6 +129,7 @@ def run(
             target.payload,
             target.run_dir,
             pipeline_file=target.pipeline_file,
+            shown=str(shown),
             stopped_orphans=session.stopped_orphans if session is not None else None,
         )
         start.release()  # its supervisor holds the run now

@@ -244,17 +244,19 @@ def start_detached(
     run_dir: Path,
     *,
     pipeline_file: str | None = None,
+    shown: str | None = None,
     stopped_orphans: Mapping[str, Any] | None = None,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Start a supervisor in its own session in the background and return its first state
-    (`stopped_orphans`: what `ExecOptions.stopped_orphans` says)."""
+    (`stopped_orphans`: what `ExecOptions.stopped_orphans` says; `shown`: `pipeline_file` as
+    the user named it, for a refusal's stop command)."""
     run_dir = Path(run_dir)
     job_id = str(job.get("Job", job).get("ID"))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if supervisor_alive(run_dir):
-            raise already_running(job_id, run_dir)
+            raise already_running(job_id, run_dir, shown or pipeline_file, pipeline_file)
         # the state file stays: it names the tasks of a supervisor that was killed outright,
         # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
         (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))

@@ -627,7 +627,10 @@ class LocalExecutor:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise already_running(self.job.id, self.run_dir) from None
+            # the file this supervisor was started for: the refusal names the other file a
+            # supervisor that took the run directory first runs (`already_running`)
+            mine = self.options.pipeline_file
+            raise already_running(self.job.id, self.run_dir, mine, mine) from None
         self._lock_fd = fd
         # A supervisor killed outright (SIGKILL, OOM) left its tasks running: they would read
         # the same streams as ours and write every result twice. Stop them first.

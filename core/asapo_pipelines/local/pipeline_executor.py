@@ -199,7 +199,11 @@ class LocalPipelineExecutor(Executor):
         from asapo_pipelines.local.control import already_running, supervisor_alive
 
         if self.run_dir is not None and supervisor_alive(self.run_dir):
-            raise already_running(self.run_dir.name, self.run_dir)
+            # the file deployed, for the refusal to name the other file's run that took this
+            # run directory at the same moment (`file_run_dir` could not yet tell them apart)
+            shown = str(self.file) if self.file is not None else None
+            mine = shown if self.pipeline is not None else None  # not a compiled job
+            raise already_running(self.run_dir.name, self.run_dir, shown, mine)
 
     def start(self, *, wait: float) -> dict[str, Any]:
         return self.deploy(wait=wait)
