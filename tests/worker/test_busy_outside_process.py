@@ -156,21 +156,28 @@ def test_a_restore_that_hangs_shows_as_busy(tmp_path: Path, site: Path) -> None:
     first = run_pipeline("run", "stuck.pipeline.yaml", cwd=tmp_path, env=env, timeout=300)
     assert first.returncode == 0, first.stdout + first.stderr
     assert not (tmp_path / "stuck.mark").exists()  # nothing to restore in the first session
-    with _running(tmp_path, env) as run:
-        wait_for((tmp_path / "stuck.mark").exists, timeout=120, what="the restore to hang")
-        seen = _busy(tmp_path, env, "keeper")["keeper"]
-        row = _row(tmp_path, env, "keeper")
-        (tmp_path / "stuck.release").write_text("go")
+    after = _busy_while_loading(tmp_path, env, "keeper", "restoring state from numbers/default#2")
+    assert after["state"] == "finished", after
+
+
+def _busy_while_loading(folder: Path, env: dict[str, str], unit: str, doing: str) -> Any:
+    """Run the pipeline until `unit`'s start hangs, check that `pipeline status` says it is
+    busy `doing` while loading, release it; its counters once the run has ended."""
+    with _running(folder, env) as run:
+        wait_for((folder / "stuck.mark").exists, timeout=120, what="the start to hang")
+        seen = _busy(folder, env, unit)[unit]
+        row = _row(folder, env, unit)
+        (folder / "stuck.release").write_text("go")
         out, _ = run.communicate(timeout=300)
     assert run.returncode == 0, out
+    assert "Traceback" not in out, out
     assert seen["state"] == "loading", seen
     assert seen["busy_seconds"] >= 3, seen
-    assert seen["busy_with"] == "restoring state from numbers/default#2", seen
-    assert re.search(r"│ busy \d+s \(restoring state from numbers/default#2\) ", row), row
-    after = _counters(tmp_path, env)["keeper"]
-    assert after["state"] == "finished", after
+    assert seen["busy_with"] == doing, seen
+    assert re.search(rf"│ busy \d+s \({re.escape(doing)}\) ", row), row
+    after = _counters(folder, env)[unit]
     assert after["busy_seconds"] is None, after
-    assert "Traceback" not in out, out
+    return after
 
 
 @pytest.mark.parametrize(
@@ -196,20 +203,6 @@ def test_a_start_that_hangs_shows_as_busy(
             "sink": {"unit": f"stuck.{unit}", "inputs": {"files": "raw"}},
         },
     )
-    env = _env(tmp_path, site)
-    with _running(tmp_path, env) as run:
-        wait_for((tmp_path / "stuck.mark").exists, timeout=120, what="the start to hang")
-        seen = _busy(tmp_path, env, "sink")["sink"]
-        row = _row(tmp_path, env, "sink")
-        (tmp_path / "stuck.release").write_text("go")
-        out, _ = run.communicate(timeout=300)
-    assert run.returncode == 0, out
-    assert seen["state"] == "loading", seen
-    assert seen["busy_seconds"] >= 3, seen
-    assert seen["busy_with"] == doing, seen
-    assert re.search(rf"│ busy \d+s \({re.escape(doing)}\) ", row), row
-    after = _counters(tmp_path, env)["sink"]
+    after = _busy_while_loading(tmp_path, _env(tmp_path, site), "sink", doing)
     assert after["state"] == "finished", after
     assert after["processed"] == 1, after
-    assert after["busy_seconds"] is None, after
-    assert "Traceback" not in out, out
