@@ -75,13 +75,14 @@ def test_a_start_refused_while_the_job_runs_changes_no_run(tmp_path: Path) -> No
             )
             assert again.stdout == ""  # not even "run r2 starts" / "resuming run r1"
         # `pipeline deploy` and `start` with the local executor: refused alike, nothing recorded
-        # (before, the run was resumed, then ended "failed" while the job went on)
+        # (before, the run was resumed, then ended "failed" while the job went on), and told
+        # the stop command `run` is told (before: `pipeline stop`, naming no file)
         for command in ("deploy", "start"):
             again = pipeline(command, str(file), "--executor", "local", cwd=tmp_path)
             assert again.returncode == 1, (command, again.stdout, again.stderr)
             assert again.stderr.strip().endswith(
                 f"job faults is already running locally (supervisor pid {supervisor}); "
-                "stop it first with `pipeline stop`"
+                f"stop it first with `pipeline stop {file}`"
             ), again.stderr
         listed = pipeline("runs", str(file), "--json", cwd=tmp_path)
         assert listed.returncode == 0, listed.stderr
