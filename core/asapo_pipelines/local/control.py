@@ -77,6 +77,12 @@ def already_running(
     )
 
 
+def refused_file(file: str | Path | None) -> str | None:
+    """`file`, the start's, for `already_running` to tell from the file whose run holds the
+    run directory; None for a compiled job (`*.json`), whose refusal names no file."""
+    return str(file) if file and Path(file).suffix != ".json" else None
+
+
 def _holder_file(state: Mapping[str, Any], run_dir: Path) -> str | None:
     """The pipeline file of the start that holds `run_dir`: its live supervisor's state says
     it, else the start under way wrote it into `START_LOCK` (`StartLock`); None when neither
@@ -256,7 +262,8 @@ def start_detached(
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if supervisor_alive(run_dir):
-            raise already_running(job_id, run_dir, shown or pipeline_file, pipeline_file)
+            mine = refused_file(pipeline_file)
+            raise already_running(job_id, run_dir, (shown or mine) if mine else None, mine)
         # the state file stays: it names the tasks of a supervisor that was killed outright,
         # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
         (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))

@@ -616,7 +616,7 @@ class LocalExecutor:
             on_log(*self._logged.popleft())
 
     def _acquire(self) -> None:
-        from asapo_pipelines.local.control import already_running, stop_orphans
+        from asapo_pipelines.local.control import already_running, refused_file, stop_orphans
 
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -629,7 +629,7 @@ class LocalExecutor:
             os.close(fd)
             # the file this supervisor was started for: the refusal names the other file a
             # supervisor that took the run directory first runs (`already_running`)
-            mine = self.options.pipeline_file
+            mine = refused_file(self.options.pipeline_file)
             raise already_running(self.job.id, self.run_dir, mine, mine) from None
         self._lock_fd = fd
         # A supervisor killed outright (SIGKILL, OOM) left its tasks running: they would read

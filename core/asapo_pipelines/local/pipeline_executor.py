@@ -196,14 +196,13 @@ class LocalPipelineExecutor(Executor):
     def refuse(self, command: str) -> None:
         """A job already running here is not deployed or started again (`pipeline run` would
         refuse it too, but only after `deploy` had said it was starting)."""
-        from asapo_pipelines.local.control import already_running, supervisor_alive
+        from asapo_pipelines.local.control import already_running, refused_file, supervisor_alive
 
         if self.run_dir is not None and supervisor_alive(self.run_dir):
             # the file deployed, for the refusal to name the other file's run that took this
             # run directory at the same moment (`file_run_dir` could not yet tell them apart)
-            shown = str(self.file) if self.file is not None else None
-            mine = shown if self.pipeline is not None else None  # not a compiled job
-            raise already_running(self.run_dir.name, self.run_dir, shown, mine)
+            mine = refused_file(self.file)
+            raise already_running(self.run_dir.name, self.run_dir, mine, mine)
 
     def start(self, *, wait: float) -> dict[str, Any]:
         return self.deploy(wait=wait)
