@@ -227,3 +227,25 @@ def test_a_pipeline_file_named_without_its_suffix_is_found_for_the_user(tmp_path
     # nothing near: the sentence stays as it was
     far = run_pipeline("status", "other.pipeline.yaml", cwd=tmp_path)
     assert far.stderr == "error: no such file: other.pipeline.yaml\n"
+
+
+def test_run_and_tail_of_a_misspelled_file_say_which_file_was_meant(tmp_path: Path):
+    """`pipeline run` and `pipeline tail` said only `no such file` (tail: `pipeline file ...
+    does not exist`) where `validate`, `status` and `logs` name the file beside it."""
+    assert run_pipeline("new", "night", cwd=tmp_path).returncode == 0
+    meant = "; did you mean night.pipeline.yaml?\n"
+    for args in (
+        ("run", "nihgt.pipeline.yaml"),
+        ("run", "night"),
+        ("reprocess", "--from", "r1", "night.yml"),
+        ("tail", "nihgt.pipeline.yaml", "files"),
+        ("runs", "night"),
+    ):
+        said = run_pipeline(*args, cwd=tmp_path)
+        assert (said.returncode, said.stderr) == (
+            2,
+            f"error: no such file: {args[-2] if args[0] == 'tail' else args[-1]}{meant}",
+        ), args
+    streams = run_pipeline("streams", "nihgt.pipeline.yaml", cwd=tmp_path)
+    assert streams.stderr.endswith(meant), streams.stderr
+    assert not (tmp_path / ".pipeline-data").exists()  # nothing ran, nothing was made

@@ -263,6 +263,9 @@ def load_for_records(path: Path, then: str) -> tuple[Pipeline, Catalog]:
     from asapo_pipelines.pipeline.validate import PipelineInvalid
     from asapo_pipelines.worker.launch import load
 
+    # a missing FILE is the sentence every command says, with its "did you mean" (the
+    # worker's own `load` names no neighbour: it runs a copy of the file elsewhere)
+    checked_file(path)
     try:
         return load(path)
     except PipelineInvalid as exc:

@@ -52,7 +52,12 @@ def transport_spec(target: str, then: str) -> tuple[dict[str, Any], str]:
             )
         return {"embedded": {"path": str(path.absolute()), "create": False}}, str(path)
     if not path.is_file() and not path.is_symlink():
-        raise UsageError(f"{target} does not exist; give a store directory or a pipeline file")
+        from asapo_pipelines.pipeline.loader import pipeline_file_meant
+
+        meant = pipeline_file_meant(path)
+        raise UsageError(
+            f"{target} does not exist; give a store directory or a pipeline file{meant}"
+        )
     return _file_transport(path, then)
 
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from asapo_pipelines.cli.options import find_file
+from asapo_pipelines.cli.options import checked_file, find_file
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
@@ -106,7 +106,8 @@ def resolve(
 ) -> Target:
     if run_dir:
         return Target(run_dir=Path(run_dir).resolve())
-    path = Path(file) if file else find_file()
+    # a missing FILE is the sentence every command says, with its "did you mean"
+    path = checked_file(Path(file)) if file else find_file()
     if not path.is_file():
         raise UsageError(f"no such file: {path}")
     if path.suffix == ".json":
