@@ -249,3 +249,44 @@ def test_run_and_tail_of_a_misspelled_file_say_which_file_was_meant(tmp_path: Pa
     streams = run_pipeline("streams", "nihgt.pipeline.yaml", cwd=tmp_path)
     assert streams.stderr.endswith(meant), streams.stderr
     assert not (tmp_path / ".pipeline-data").exists()  # nothing ran, nothing was made
+
+
+def test_a_starter_ending_in_a_result_validates_and_runs_here_first(tmp_path: Path):
+    """A starter whose last unit writes a stream validated `valid (1 warning)` (P307, a
+    stream no unit reads: the result the user chained the units for), and named Nomad in its
+    `deploy:`, so `status` before a first run said `cannot reach Nomad` rather than to run it."""
+    made = run_pipeline("new", "night", "-u", "core.files", "-u", "core.identity", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    checked = run_pipeline("validate", "night.pipeline.yaml", cwd=tmp_path)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (
+        0,
+        "",
+        "night.pipeline.yaml: valid\n",
+    )
+    assert (
+        "pipeline tail night.pipeline.yaml output" in (tmp_path / "night.pipeline.yaml").read_text()
+    )
+    status = run_pipeline("status", "night.pipeline.yaml", cwd=tmp_path)
+    assert (status.returncode, status.stderr) == (
+        2,
+        "error: no local run of night.pipeline.yaml is recorded; start one with `pipeline run`\n",
+    )
+    # the cluster is the one edit the file's comment says: the nomad line for `local: {}`
+    text = (tmp_path / "night.pipeline.yaml").read_text()
+    nomad = text.replace("  local: {}\n  # nomad:", "  nomad:")
+    assert nomad != text
+    (tmp_path / "night.pipeline.yaml").write_text(nomad)
+    checked = run_pipeline("validate", "night.pipeline.yaml", cwd=tmp_path)
+    assert (checked.returncode, checked.stdout, checked.stderr) == (
+        0,
+        "",
+        "night.pipeline.yaml: valid\n",
+    )
+    # the file now names the cluster: `status` asks it (here a port nobody listens on)
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{free.getsockname()[1]}"
+    status = run_pipeline("status", "night.pipeline.yaml", cwd=tmp_path, env={"NOMAD_ADDR": nobody})
+    assert f"cannot reach Nomad at {nobody}" in status.stderr, status.stderr

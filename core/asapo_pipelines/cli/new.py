@@ -128,6 +128,7 @@ def starter_file(name: str, units: list[str], catalog: Catalog, schema_ref: str)
     ]
     starter = Starter("")
     produced: list[tuple[str, str]] = []  # (stream, content type) of earlier units' outputs
+    read: set[str] = set()  # the streams some unit's input reads
     used: set[str] = set()
     for d in descriptors:
         instance = instance_name(d)
@@ -136,6 +137,7 @@ def starter_file(name: str, units: list[str], catalog: Catalog, schema_ref: str)
             instance, n = f"{instance_name(d)}_{n}", n + 1
         used.add(instance)
         inputs = _wire_inputs(d, instance, produced, starter)
+        read.update(inputs.values())
         outputs = {}
         streams = {s for s, _ in produced}
         for port in d.outputs:
@@ -152,16 +154,45 @@ def starter_file(name: str, units: list[str], catalog: Catalog, schema_ref: str)
             elif row.format == "directory-path" and isinstance(row.example, str):
                 starter.directories.append(row.example)
         lines.extend(_unit_block(instance, d, inputs, outputs, instance[len(instance_name(d)) :]))
-    if starter.external:
+    declared = _declared_streams(name, starter.external, [s for s, _ in produced if s not in read])
+    if declared:
         at = lines.index("units:")
-        declared = ["streams:"]
-        for stream, content_type in starter.external.items():
-            kind = "" if content_type == "*/*" else f", content_type: {content_type}"
-            declared.append(f"  {stream}: {{external: true{kind}}}  # written outside; rename")
         lines[at:at] = declared
-    lines.extend(["deploy:", "  nomad: {datacenters: ['*'], driver: raw_exec}", ""])
+    lines.extend(DEPLOY_LOCALLY)
     starter.text = "\n".join(lines)
     return starter
+
+
+#: The starter's `deploy:` section: `pipeline run` runs on this machine, so `status`, `logs`
+#: and `stop` before a first run say to start one with `pipeline run` (a file naming Nomad
+#: sent them to a Nomad agent nobody runs: "cannot reach Nomad"); the cluster is one edit away.
+DEPLOY_LOCALLY = [
+    "# Runs on this machine (`pipeline run`). For a Nomad cluster (`pipeline deploy`), replace",
+    "# `local: {}` with the nomad line below (docs/nomad.md).",
+    "deploy:",
+    "  local: {}",
+    "  # nomad: {datacenters: ['*'], driver: raw_exec}",
+    "",
+]
+
+
+def _declared_streams(name: str, external: dict[str, str], results: list[str]) -> list[str]:
+    """The starter's `streams:` section: the streams its first units read from outside (to
+    rename), and the results its last units write that no unit reads, declared as read by the
+    user (`pipeline tail`), which is what the chain is for: left undeclared, a fresh starter
+    validated with warning P307 that it did not mean the user to act on."""
+    if not external and not results:
+        return []
+    declared = ["streams:"]
+    for stream, content_type in external.items():
+        kind = "" if content_type == "*/*" else f", content_type: {content_type}"
+        declared.append(f"  {stream}: {{external: true{kind}}}  # written outside; rename")
+    for stream in results:
+        declared.append(
+            f"  {stream}: {{description: the result}}  # read it: pipeline tail "
+            f"{name}{SUFFIX} {stream}"
+        )
+    return declared
 
 
 def starter_text(name: str, units: list[str], catalog: Catalog, schema_ref: str) -> str:
