@@ -290,3 +290,22 @@ def test_a_starter_ending_in_a_result_validates_and_runs_here_first(tmp_path: Pa
         nobody = f"http://127.0.0.1:{free.getsockname()[1]}"
     status = run_pipeline("status", "night.pipeline.yaml", cwd=tmp_path, env={"NOMAD_ADDR": nobody})
     assert f"cannot reach Nomad at {nobody}" in status.stderr, status.stderr
+
+
+def test_the_starters_empty_data_folder_is_said_on_the_first_run(tmp_path: Path):
+    """`pipeline new` makes an empty `data/`; the first run ended `lines_written 0` with every
+    task exiting 0 and no hint, where `xas.scan-files` warns of a folder nothing matches in."""
+    assert run_pipeline("new", "night", cwd=tmp_path).returncode == 0
+    warning = "files[0] WARNING no file in data matches pattern '*' (it holds no files): nothing"
+    ran = run_pipeline("run", "night.pipeline.yaml", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "lines_written 0" in ran.stdout
+    assert warning in ran.stdout + ran.stderr
+    logs = run_pipeline("logs", "night.pipeline.yaml", "files", cwd=tmp_path)
+    assert f"{warning} is read\n" in logs.stdout + logs.stderr
+    # files put there: read, and no warning
+    (tmp_path / "data" / "a.txt").write_text("a\n")
+    again = run_pipeline("run", "night.pipeline.yaml", "--fresh", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "lines_written 1" in again.stdout
+    assert "WARNING" not in again.stdout + again.stderr

@@ -9,8 +9,8 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
 (`PipelinesError`, `UsageError`; an executor's "cannot ask its scheduler" subclasses
 `ExecutorUnreachable`). Runtime names (import them in the runtime module): `Source`,
-`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents` and
-`files_open_for_writing` (watching a directory), `storage` (durable file writes), for
+`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`,
+`files_open_for_writing` and `nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
 executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
 `PayloadFormat` (what a format's runtime provides). Transport and executor runtimes import
 the rest of what they build on from the doors beside this one, `asapo_pipelines.sdk.transports`
@@ -42,7 +42,7 @@ from asapo_pipelines.hookspecs import (
     ReportFinding,
     hookimpl,
 )
-from asapo_pipelines.sdk.dirwatch import DirectoryEvents, files_open_for_writing
+from asapo_pipelines.sdk.dirwatch import DirectoryEvents, files_open_for_writing, nothing_matches
 from asapo_pipelines.sdk.ports import describe, inp, out
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE, PlanItem, Suggestion
 from asapo_pipelines.sdk.units import (
@@ -101,6 +101,7 @@ __all__ = [
     "files_open_for_writing",
     "hookimpl",
     "inp",
+    "nothing_matches",
     "out",
     "storage",
 ]

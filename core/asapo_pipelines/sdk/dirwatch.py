@@ -150,6 +150,25 @@ class DirectoryEvents:
             self.fd = -1
 
 
+def nothing_matches(directory: Path, pattern: str, recursive: bool, what: str = "file") -> str:
+    """The warning of a source reading the files present whose `pattern` matches none in
+    `directory`: it names the directory, the pattern and what is there instead, since the
+    run then sends nothing and ends, and a mistyped pattern or an empty folder looked like a
+    beamtime with no data. `what` names the files sought (`scan file`)."""
+    where = f"{directory} or its subdirectories" if recursive else str(directory)
+    others = sorted(
+        p.name
+        for p in (directory.rglob("*") if recursive else directory.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    )
+    if not others:
+        there = "it holds no files"
+    else:
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        there = f"it holds {len(others)} other file{'s' if len(others) > 1 else ''}: {shown}"
+    return f"no {what} in {where} matches pattern {pattern!r} ({there}): nothing is read"
+
+
 def files_open_for_writing(paths: Iterable[str | Path]) -> set[Path]:
     """Those of `paths` that a process (this one included) holds open for writing, as far as
     ``/proc`` shows: every process of this user, every process when run as root. Empty where

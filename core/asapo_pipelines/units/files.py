@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.sdk.dirwatch import nothing_matches
 from asapo_pipelines.sdk.units import Message, Source
 
 #: the newest files sent again that the summary lists
@@ -123,7 +124,14 @@ class FilesSource(Source):
         )
 
     def run(self) -> None:
-        for path in self._present():
+        present = self._present()
+        if not present and not self.params.watch:
+            # a run reading the files present then sends nothing and ends: without this,
+            # `lines_written 0` downstream was all an empty folder or a mistyped pattern showed
+            # (as `xas.scan-files` says it)
+            p = self.params
+            self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive))
+        for path in present:
             if self.stopping:
                 return
             self._send(path)

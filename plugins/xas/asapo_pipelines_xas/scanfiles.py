@@ -59,22 +59,6 @@ def list_scan_files(
     return sorted(files)
 
 
-def nothing_matches(directory: Path, pattern: str, recursive: bool) -> str:
-    """The sentence saying no file in `directory` matches `pattern`, and what is there."""
-    where = f"{directory} or its subdirectories" if recursive else str(directory)
-    others = sorted(
-        p.name
-        for p in (directory.rglob("*") if recursive else directory.iterdir())
-        if p.is_file() and not p.name.startswith(".")
-    )
-    if not others:
-        there = "it holds no files"
-    else:
-        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
-        there = f"it holds {len(others)} other file{'s' if len(others) > 1 else ''}: {shown}"
-    return f"no scan file in {where} matches pattern {pattern!r} ({there}): nothing is read"
-
-
 class ScanFileWatcher:
     """Hands out each matching file when it is complete, and again when it changed since."""
 

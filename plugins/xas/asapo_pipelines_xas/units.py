@@ -23,6 +23,7 @@ from asapo_pipelines.sdk import (
     Processor,
     Source,
     Suggestion,
+    nothing_matches,
 )
 from asapo_pipelines_xas import merge, normalize, temperature
 from asapo_pipelines_xas.agent import ConvergenceAgent as Advisor
@@ -35,7 +36,6 @@ from asapo_pipelines_xas.scanfiles import (
     ScanFileWatcher,
     Signature,
     list_scan_files,
-    nothing_matches,
     parse_for_params,
     signature,
 )
@@ -478,7 +478,7 @@ class ScanFiles(Source):
             if not files:
                 # a non-watching run then sends nothing and ends: without this, `scans_sent 0`
                 # was all a mistyped pattern or directory showed
-                self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive))
+                self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive, "scan file"))
             for path in files:
                 if self.stopping:
                     break
