@@ -9,12 +9,12 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
 (`PipelinesError`, `UsageError`; an executor's "cannot ask its scheduler" subclasses
 `ExecutorUnreachable`). Runtime names (import them in the runtime module): `Source`,
-`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`,
-`files_open_for_writing` and `nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
+`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`, `files_open_for_writing`
+and `nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
 executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
-`PayloadFormat` (what a format's runtime provides). Transport and executor runtimes import
-the rest of what they build on from the doors beside this one, `asapo_pipelines.sdk.transports`
-and `asapo_pipelines.sdk.executors`. See docs/unit-authors.md and docs/hooks.md.
+`PayloadFormat` (what a format's runtime provides). Transport and executor runtimes import the
+rest of what they build on from the doors beside this one, `asapo_pipelines.sdk.transports` and
+`asapo_pipelines.sdk.executors`. See docs/unit-authors.md and docs/hooks.md.
 """
 
 # no `from __future__ import annotations` here: it would be a public name of this door

@@ -478,7 +478,8 @@ class ScanFiles(Source):
             if not files:
                 # a non-watching run then sends nothing and ends: without this, `scans_sent 0`
                 # was all a mistyped pattern or directory showed
-                self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive, "scan file"))
+                said = nothing_matches(self.directory, p.pattern, p.recursive, "scan file")
+                self.log.warning(said)
             for path in files:
                 if self.stopping:
                     break
