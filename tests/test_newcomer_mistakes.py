@@ -309,3 +309,24 @@ def test_the_starters_empty_data_folder_is_said_on_the_first_run(tmp_path: Path)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "lines_written 1" in again.stdout
     assert "WARNING" not in again.stdout + again.stderr
+
+
+def test_a_directory_param_that_does_not_exist_is_a_located_warning(tmp_path: Path):
+    """`validate` called a file valid whose core.files directory was mistyped; `run` then
+    stopped at start (exit 78). Now a warning at the value's line (not an error: on a
+    cluster the directory may exist only on the nodes), naming the folder beside it."""
+    assert run_pipeline("new", "night", cwd=tmp_path).returncode == 0
+    path = tmp_path / "night.pipeline.yaml"
+    path.write_text(path.read_text().replace('directory: "data"', 'directory: "dta"'))
+    checked = run_pipeline("validate", "night.pipeline.yaml", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "dta" in t)
+    assert checked.stdout.splitlines() == [
+        f"night.pipeline.yaml:{line}:18: warning P208 units.files.params.directory: dta does "
+        "not exist here (did you mean data?), so `pipeline run` would stop at start; make it, "
+        "or ignore this if it exists only on the nodes the pipeline deploys to"
+    ]
+    assert checked.stderr == "night.pipeline.yaml: valid (1 warning)\n"
+    (tmp_path / "dta").mkdir()
+    checked = run_pipeline("validate", "night.pipeline.yaml", cwd=tmp_path)
+    assert (checked.stdout, checked.stderr) == ("", "night.pipeline.yaml: valid\n")

@@ -73,6 +73,12 @@ CODES: dict[str, tuple[Severity, str]] = {
         "names) is not installed (its plugin names a module that cannot be found; `pipeline "
         "validate` and `pipeline run` check this, without importing it).",
     ),
+    "P208": (
+        "warning",
+        "A directory a unit parameter names for the unit to read does not exist here "
+        "(relative: in the pipeline file's folder); `pipeline run` would stop at start. A "
+        "warning: on a cluster the directory may exist only on the nodes.",
+    ),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
     "P303": (

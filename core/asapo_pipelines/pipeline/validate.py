@@ -444,6 +444,61 @@ def _stage_runtimes(doc: Document, nodes: list[_Node]) -> list[Problem]:
     return found
 
 
+#: the JSON Schema `format` of a unit parameter naming a directory the unit reads
+DIRECTORY_FORMAT = "directory-path"
+
+
+def _stage_directories(doc: Document, nodes: list[_Node]) -> list[Problem]:
+    """Each unit parameter naming a directory to read (`format: directory-path`) that does
+    not exist here, relative to the pipeline file's folder as the workers take it (asked where
+    the pipeline runs, as P109): `pipeline run` would stop at start-up (exit 78) after
+    validate had called the file valid. A warning (P208), never an error: on a cluster the
+    directory may exist only on the nodes, and a folder the acquisition has not made yet is
+    the user's to make."""
+    path = Path(doc.path)
+    if not path.is_file():
+        return []  # text validated in memory: no folder to look in
+    found: list[Problem] = []
+    for node in nodes:
+        params = node.raw.get("params")
+        if node.descriptor is None or not isinstance(params, dict):
+            continue
+        properties = node.descriptor.params_schema().get("properties", {})
+        for name, value in params.items():
+            spec = properties.get(name)
+            if not isinstance(value, str) or not value.strip() or not isinstance(spec, dict):
+                continue  # an empty one is P206's, a wrong type P202's
+            if spec.get("format") != DIRECTORY_FORMAT:
+                continue
+            where = path.parent / Path(value).expanduser()
+            if where.is_dir():
+                continue
+            at = ("units", node.name, "params", name)
+            lacks = "is not a directory" if where.exists() else "does not exist"
+            found.append(
+                make(
+                    str(doc.path),
+                    doc.locate(at),
+                    "P208",
+                    f"{_dotted(at)}: {where} {lacks} here{_directory_meant(where)}, so "
+                    "`pipeline run` would stop at "
+                    "start; make it, or ignore this if it exists only on the nodes the "
+                    "pipeline deploys to",
+                )
+            )
+    return found
+
+
+def _directory_meant(where: Path) -> str:
+    """` (did you mean data?)` for a mistyped directory beside it; empty when none is near."""
+    try:
+        beside = [p.name for p in where.parent.iterdir() if p.is_dir()]
+    except OSError:
+        return ""
+    near = difflib.get_close_matches(where.name, beside, n=1, cutoff=0.6)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
 def _stage_transport_libraries(
     doc: Document, data: dict[str, Any], catalog: Catalog
 ) -> list[Problem]:
@@ -1045,6 +1100,8 @@ def validate_document(
     ]
     if pipeline is None or not report.ok:
         return report, None
+    if runtimes:  # asked of a file valid otherwise: its errors are the ones to fix first
+        report.problems.extend(_stage_directories(doc, nodes))
     pipeline.bind(doc.path)
     report.problems.extend(_stage_plugin_checks(doc, pipeline, catalog, transport=runtimes))
     if not report.ok:
