@@ -124,14 +124,14 @@ class FilesSource(Source):
         )
 
     def run(self) -> None:
-        present = self._present()
-        if not present and not self.params.watch:
+        files = self._present()
+        if not files and not self.params.watch:
             # a run reading the files present then sends nothing and ends: without this,
             # `lines_written 0` downstream was all an empty folder or a mistyped pattern showed
             # (as `xas.scan-files` says it)
             p = self.params
             self.log.warning(nothing_matches(self.directory, p.pattern, p.recursive))
-        for path in present:
+        for path in files:
             if self.stopping:
                 return
             self._send(path)
