@@ -330,3 +330,28 @@ def test_a_directory_param_that_does_not_exist_is_a_located_warning(tmp_path: Pa
     (tmp_path / "dta").mkdir()
     checked = run_pipeline("validate", "night.pipeline.yaml", cwd=tmp_path)
     assert (checked.stdout, checked.stderr) == ("", "night.pipeline.yaml: valid\n")
+
+
+def test_a_bad_set_value_is_said_in_validates_words(tmp_path: Path):
+    """`--set files.recursive=yes` said `Input should be a valid boolean, not 'yes'` where
+    `validate` says of the same value in the file `input should be a valid boolean (got
+    'yes'); write true or false ...`: one mistake, one sentence, wherever it is made."""
+    assert run_pipeline("new", "night", cwd=tmp_path).returncode == 0
+    path = tmp_path / "night.pipeline.yaml"
+    text = path.read_text()
+    for param, value in (("recursive", "yes"), ("settle_seconds", "lots")):
+        path.write_text(text.replace(f"      # {param}:", f"      {param}: {value}  #"))
+        checked = run_pipeline("validate", "night.pipeline.yaml", cwd=tmp_path)
+        assert checked.returncode == 1, checked.stdout
+        said = checked.stdout.split(f"error P202 units.files.params.{param}: ")[1].rstrip("\n")
+        path.write_text(text)
+        ran = run_pipeline(
+            "run", "night.pipeline.yaml", "--set", f"files.{param}={value}", cwd=tmp_path
+        )
+        assert (ran.returncode, ran.stderr) == (1, f"error: --set files.{param}: {said}\n")
+    assert (
+        "(got 'yes'); write true or false"
+        in run_pipeline(
+            "run", "night.pipeline.yaml", "--set", "files.recursive=yes", cwd=tmp_path
+        ).stderr
+    )

@@ -56,8 +56,9 @@ def test_a_param_changes_its_unit_and_everything_downstream(p65):
         (["normalize.mdoe=mu"], "no parameter mdoe; did you mean mode?"),
         # the value given, beside why it does not fit: a typo is then seen at once
         (["advisor.target_noise=lots"], "--set advisor.target_noise: "),
-        (["advisor.target_noise=lots"], "not 'lots'"),
-        (["normalize.autobk.rbkg=abc"], "Input should be a valid number, not 'abc'"),
+        (["advisor.target_noise=lots"], "(got 'lots')"),
+        # in validate's words (P202)
+        (["normalize.autobk.rbkg=abc"], "input should be a valid number (got 'abc')"),
         (["advisor.target_noise=[1"], "is not a YAML value"),
     ],
 )

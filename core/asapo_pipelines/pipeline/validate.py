@@ -20,7 +20,7 @@ import functools
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,9 +196,7 @@ def _problems_from(
             found.append(make(file, doc.locate(path, key=key), kind, err["msg"]))
             continue
         code = codes["value"]
-        # pydantic names its classes ("a valid dictionary or instance of Retry"): not the user's
-        message = re.sub(r" or instance of \w+", "", _PYTHON_WORDS.get(err["msg"], err["msg"]))
-        message = message[0].lower() + message[1:]
+        message = _plain_words(err["msg"])
         if loc and loc[-1] == "driver" and kind == "literal_error":
             code = "P401"
             value = err.get("input")
@@ -208,11 +206,7 @@ def _problems_from(
             found.append(make(file, doc.locate(path), code, message))
             continue
         value = err.get("input")
-        shown = (
-            ""
-            if isinstance(value, dict | list)
-            else f" (got {_short(value)}){_unquote(kind, value)}"
-        )
+        shown = _got(kind, value)
         if isinstance(value, list) and kind in ("dict_type", "model_type"):
             # `- key: value` lines make a list: a newcomer's likeliest slip for a mapping
             shown = "; it is a list here, where `key: value` lines (no `- ` before them) belong"
@@ -220,6 +214,29 @@ def _problems_from(
             make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}")
         )
     return found
+
+
+def _plain_words(msg: str) -> str:
+    """pydantic's sentence in the user's words, lower case to follow a location."""
+    # pydantic names its classes ("a valid dictionary or instance of Retry"): not the user's
+    message = re.sub(r" or instance of \w+", "", _PYTHON_WORDS.get(msg, msg))
+    return message[0].lower() + message[1:]
+
+
+def _got(kind: str, value: Any) -> str:
+    """` (got 'lots')` and, for text meant as a boolean or a number, how to write it; nothing
+    for a mapping or a list, too long to repeat."""
+    if isinstance(value, dict | list):
+        return ""
+    return f" (got {_short(value)}){_unquote(kind, value)}"
+
+
+def value_sentence(err: Mapping[str, Any]) -> str:
+    """A value a params model refuses, in `pipeline validate`'s words (P202, without the
+    location): `input should be a valid number (got 'lots')`, for `--set` to say the same."""
+    return _plain_words(str(err.get("msg", "invalid value"))) + _got(
+        str(err.get("type", "")), err.get("input")
+    )
 
 
 def _unquote(kind: str, value: Any) -> str:

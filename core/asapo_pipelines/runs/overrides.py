@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline.checks import validate_as_json
+from asapo_pipelines.pipeline.validate import value_sentence
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -126,11 +127,12 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
                 # JSON's types, as the file's own params are validated: `yes` stays text
                 validate_as_json(descriptor.params, merged)
             except ValidationError as exc:
-                err = exc.errors()[0]
+                err = exc.errors(include_url=False)[0]
                 loc = ".".join(str(p) for p in err.get("loc", ()))
-                # the value given, when it is the one at fault: a typo is then seen at once
-                said = f", not {value!r}" if loc in ("", dotted) else f" (at {loc})"
-                raise UsageError(f"{where}: {err.get('msg', 'invalid value')}{said}") from None
+                # in validate's words, with the value given (a typo is then seen at once);
+                # where in it, when the fault is deeper than the parameter set
+                at = "" if loc in ("", dotted) else f" (at {loc})"
+                raise UsageError(f"{where}: {value_sentence(err)}{at}") from None
         config.params = merged
 
 
