@@ -355,3 +355,37 @@ def test_a_bad_set_value_is_said_in_validates_words(tmp_path: Path):
             "run", "night.pipeline.yaml", "--set", "files.recursive=yes", cwd=tmp_path
         ).stderr
     )
+
+
+def test_a_run_waiting_on_an_external_stream_says_so(tmp_path: Path):
+    """The starter of `pipeline new -u core.identity -u core.jsonl-sink` reads a stream
+    declared external; its run waited for what another program writes there and said
+    nothing of it, looking hung."""
+    import subprocess
+
+    from helpers import PIPELINE
+    from leaked_processes import stop_run
+
+    assert (
+        run_pipeline(
+            "new", "feed", "-u", "core.identity", "-u", "core.jsonl-sink", cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    run = subprocess.Popen(
+        [PIPELINE, "run", "feed.pipeline.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert run.stdout is not None
+        first = [run.stdout.readline() for _ in range(2)]
+    finally:
+        stop_run(run, tmp_path / "feed.pipeline.yaml", cwd=tmp_path)
+    assert first == [
+        "run r1 of pipeline feed starts\n",
+        "waiting for messages on external stream identity-input, which another program writes "
+        "(see docs/pipeline-files.md, `streams`); the run goes on until stopped (Ctrl-C)\n",
+    ]

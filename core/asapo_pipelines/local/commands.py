@@ -116,6 +116,7 @@ def run(
             )
         if not detach:
             session.announce(err=as_json)
+            _say_external(target.pipeline, err=as_json)
     if detach:
         from asapo_pipelines import interrupts
 
@@ -179,6 +180,22 @@ def run(
     if result.status == "failed":
         raise JobFailed(result.message)
     ctx.exit(told_exit(result, counters, as_json=as_json, sources=_sources_of(target)))
+
+
+def _say_external(pipeline: Pipeline, *, err: bool) -> None:
+    """The external streams the units read: the run waits for what another program writes
+    there until stopped, and a first run of `pipeline new -u core.identity ...` sat silent,
+    looking hung, when nothing wrote them."""
+    read = {s for config in pipeline.units.values() for s in config.inputs.values()}
+    external = sorted(n for n, d in pipeline.streams.items() if d.external and n in read)
+    if external:
+        names = ", ".join(external)
+        click.echo(
+            f"waiting for messages on external stream{'s' if len(external) > 1 else ''} "
+            f"{names}, which another program writes (see docs/pipeline-files.md, "
+            "`streams`); the run goes on until stopped (Ctrl-C)",
+            err=err,
+        )
 
 
 def _runs_of(store: Any) -> list[Any]:
