@@ -29,3 +29,20 @@ def test_a_missing_file_says_so_with_the_same_usage_line() -> None:
     assert result.returncode != 0
     assert "Usage: pipeline suggestions [OPTIONS] FILE [list|approve|reject] [ID]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_misspelled_file_names_the_pipeline_file_meant(tmp_path: Path) -> None:
+    """As run, status and validate say it: the inbox is the bridge's, found from the file."""
+    (tmp_path / "night.pipeline.yaml").write_text("pipeline: night\nunits: {}\n")
+    result = subprocess.run(
+        [PIPELINE, "suggestions", "nihgt.pipeline.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        "error: no such file: nihgt.pipeline.yaml; did you mean night.pipeline.yaml?"
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from asapo_pipelines.cli.options import PipelineFile
+from asapo_pipelines.cli.options import PipelineFile, checked_file
 from asapo_pipelines.cli.output import warn
 from asapo_pipelines.errors import UsageError
 
@@ -150,6 +150,8 @@ def suggestions(
     ID may be the first characters of a suggestion's uid. Each decision is recorded with when,
     who and the reason given.
     """
+    # a misspelled FILE is said as every other command says it, with the file meant
+    file = checked_file(file)
     inbox = _inbox()
     action = action or "list"
     if action == "list":
