@@ -516,8 +516,8 @@ def tail(
             if not follow:
                 return
             time.sleep(0.3)
-    except KeyboardInterrupt:
-        return
+    # a Ctrl-C ends a follow as it ends every command (`aborted.`, exit 130, as `logs
+    # --follow`): the readers are closed on the way out
     finally:
         for consumer in consumers.values():
             consumer.close()
