@@ -32,8 +32,8 @@ from asapo_pipelines_slurm.state import (
 from asapo_pipelines_slurm.watch import (
     ALIVE,
     FINAL,
-    completed,
     exit_of,
+    judged,
     last_error,
     restarted,
     submit,
@@ -451,6 +451,16 @@ class SlurmExecutor(Executor):
             what += f"; so the deployment's other {len(stopped)} job(s) were cancelled"
         raise SlurmError(what)
 
+    def _wait_ended(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The state once the watcher has ended the deployment (after a failure it stops the
+        other jobs at its first look), or as it is after `_handle_timeout`."""
+        deadline = time.monotonic() + _handle_timeout(state)
+        while True:
+            state = read_state(self.layout) or state
+            if state["state"] in FINAL or time.monotonic() >= deadline:
+                return state
+            time.sleep(0.2)
+
     def _abandon(self, stuck: dict[str, dict[str, Any]]) -> NoReturn:
         """Cancel every job of a deployment one of whose jobs cannot start, and fail it in one
         sentence naming the units and Slurm's reason. Not left pending: the pipeline cannot
@@ -500,7 +510,7 @@ class SlurmExecutor(Executor):
         state = self._state()
         self._refuse_start(state)
         self._check_environment()
-        again, lost, finished = _to_submit(state)
+        again, lost, ended = _to_submit(state)
         if state["state"] != "running":
             _new_session(state)
         state.pop("ended_at", None)  # of the session before
@@ -513,11 +523,16 @@ class SlurmExecutor(Executor):
             restarted(state["instances"][key], time.time())
         write_state(layout, state)
         self._start_watcher(layout)
+        failed = {key for key in ended if state["instances"][key]["state"] == "failed"}
+        if failed:
+            # the watcher stops the other jobs after the failure and ends the run `failed`,
+            # as it would have had it looked; `start` fails as `deploy --wait` does
+            self._refuse_failed(self._wait_ended(state), failed)
         seen = self._waited(wait, again)
         pending = _pending(seen)
         return {
             "deployment": state["pipeline"],
-            "message": f"{len(again)} Slurm job(s) submitted again{_finished(finished, state)}"
+            "message": f"{len(again)} Slurm job(s) submitted again{_finished(ended, state)}"
             f"{_not_placed(seen, wait)}",
             "submitted": sorted(again),
             "pending": pending,
@@ -745,15 +760,17 @@ def _wait_gone(jobs: list[str]) -> list[str]:
 
 def _to_submit(state: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
     """(the instances `start` submits, those of them whose job ended unwatched, those whose
-    job ended unwatched having finished their work). A stopped or failed deployment's run
+    job ended unwatched for good: complete or failed). A stopped or failed deployment's run
     gets a new session, so every instance is submitted, a complete one too: a unit of a
     resumed session ends only once the units that write its inputs have ended in that session
     (docs/runs.md), so downstream of a source left out waited for ever; a source whose inputs
     were all sent sends nothing twice and ends. A deployment that was never stopped (its
     watcher died) goes on in its session: only its instances that are not complete and whose
-    job is gone, each ended job judged as the watcher judges it (`_ended_complete`, marked
-    complete in `state`): a batch source that had exited 0 was submitted again, a job and a
-    restart spent on a worker with nothing left to do."""
+    job is gone, each ended job judged as the watcher judges it (`_ended_for_good`, marked in
+    `state`): a batch source that had exited 0 was submitted again, a job and a restart spent
+    on a worker with nothing left to do; one that exited with a configuration error was too,
+    to fail again, its cause hidden. After such a failure nothing is submitted: the watcher
+    would have stopped the other units, not restarted them."""
     instances = state["instances"]
     if state["state"] != "running":
         return set(instances), set(), set()
@@ -764,21 +781,20 @@ def _to_submit(state: dict[str, Any]) -> tuple[set[str], set[str], set[str]]:
         if i["state"] != "complete" and alive.get(i["job_id"], {}).get("state") not in ALIVE
     }
     unhandled = {key for key in gone if instances[key]["state"] not in FINAL}
-    finished = {key for key in unhandled if _ended_complete(instances[key], state)}
-    return gone - finished, unhandled - finished, finished
+    ended = {key for key in unhandled if _ended_for_good(instances[key], state)}
+    if any(instances[key]["state"] == "failed" for key in ended):
+        return set(), set(), ended
+    return gone - ended, unhandled - ended, ended
 
 
-def _ended_complete(instance: dict[str, Any], state: dict[str, Any]) -> bool:
-    """Whether the instance's job, which ended while no watcher looked, finished its work, as
-    the watcher judges an end (`watch.completed`: a batch worker that exited 0); marks the
-    instance complete if so."""
+def _ended_for_good(instance: dict[str, Any], state: dict[str, Any]) -> bool:
+    """Whether the instance's job, which ended while no watcher looked, ended for good as the
+    watcher judges an end (`watch.judged`: a batch worker that exited 0 is complete, one that
+    exited 78 failed); marks the instance so."""
     if not instance["job_id"]:
         return False
     final, code, what = exit_of(instance["job_id"], None)
-    if not completed(final, code, state):
-        return False
-    instance.update(state="complete", detail=what)
-    return True
+    return judged(instance, state, final, code, what)
 
 
 def _new_session(state: dict[str, Any]) -> None:
@@ -795,7 +811,8 @@ def _new_session(state: dict[str, Any]) -> None:
 def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
     """The instances and deployment as `stop` leaves them. A job that had ended before the
     stop, unseen by the watcher (stopped first), is judged as the watcher judges it: a batch
-    worker that exited 0 is complete (taken for `stopped`, it was run again by `start`). A
+    worker that exited 0 is complete (taken for `stopped`, it was run again by `start`); any
+    other end, a configuration error's too, reads `stopped` (the next `start` runs it again). A
     deployment that ended on its own, or whose every instance is complete, stays so."""
     for instance in state["instances"].values():
         if instance["state"] in FINAL:
@@ -803,7 +820,7 @@ def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
         job = instance["job_id"]
         if job not in ended:
             instance.update(state="stopped", detail="cancelled by pipeline stop")
-        elif not _ended_complete(instance, state):
+        elif not _ended_for_good(instance, state) or instance["state"] != "complete":
             instance.update(state="stopped", detail=f"job {job} had ended before pipeline stop")
     if state["state"] in ("complete", "failed"):
         return
@@ -875,12 +892,13 @@ def _not_placed(state: dict[str, Any], wait: float) -> str:
     return said
 
 
-def _finished(finished: set[str], state: dict[str, Any]) -> str:
+def _finished(ended: set[str], state: dict[str, Any]) -> str:
     """What `start` says of the instances it found complete (`_to_submit`): not submitted,
     they read as forgotten."""
-    if not finished:
+    instances = state["instances"]
+    said = {k: instances[k]["detail"] for k in sorted(ended) if instances[k]["state"] == "complete"}
+    if not said:
         return ""
-    said = {key: state["instances"][key]["detail"] for key in sorted(finished)}
     return f"; {len(said)} had finished while no job watcher looked: {_each(said)}"
 
 

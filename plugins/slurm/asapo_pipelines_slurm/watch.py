@@ -103,6 +103,23 @@ def completed(final: str, code: int | None, state: dict[str, Any]) -> bool:
     return final == "COMPLETED" and code == 0 and state["type"] == "batch"
 
 
+def judged(
+    instance: dict[str, Any], state: dict[str, Any], final: str, code: int | None, what: str
+) -> bool:
+    """Whether an end of the instance's job is final whatever the restart policy says, the
+    instance marked so: `complete` (`completed`), or `failed` for a configuration error (exit
+    code 78: the same configuration fails again), with the worker's last error. Shared by the
+    watcher and by `pipeline start` for a job that ended while no watcher looked."""
+    if completed(final, code, state):
+        instance.update(state="complete", detail=what)
+        return True
+    if code == EX_CONFIG:
+        reason = last_error(instance) or "a configuration error"
+        instance.update(state="failed", detail=f"{what}: {reason}")
+        return True
+    return False
+
+
 def ended_as(instances: list[dict[str, Any]]) -> str:
     """A deployment's state once every instance is final: `failed` when one failed, `complete`
     when every one is; else `stopped`. Instances stopped by `pipeline stop` are no success:
@@ -253,14 +270,9 @@ class Watcher:
         now: float,
     ) -> None:
         final, code, what = exit_of(instance["job_id"], seen)
-        if completed(final, code, state):
-            instance.update(state="complete", detail=what)
-            log(f"{instance['name']}: {what}: complete")
-            return
-        if code == EX_CONFIG:
-            reason = last_error(instance) or "a configuration error"
-            instance.update(state="failed", detail=f"{what}: {reason}")
-            log(f"{instance['name']}: {what}: not restarted ({reason})")
+        if judged(instance, state, final, code, what):
+            said = "complete" if instance["state"] == "complete" else "not restarted"
+            log(f"{instance['name']}: {instance['detail']}: {said}")
             return
         decision = self.tracker(key, state).on_exit(1 if code in (None, 0) else code, now)
         # why the worker ended, as it said it: "exceeded the 5 restart attempts" alone left

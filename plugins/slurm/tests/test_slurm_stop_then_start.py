@@ -3,7 +3,8 @@ run a new session with every unit, so that a batch deployment stopped after its 
 still ends `complete`; a `start` right after a `stop` finds no job of the deployment still
 completing; a `stop` that finds the jobs of a batch deployment ended unseen (no watcher)
 records the deployment `complete`, and a `start` of a complete deployment has nothing to do; a
-`start` after the watcher died does not run again a batch source whose job had exited 0."""
+`start` after the watcher died does not run again a batch source whose job had exited 0, nor
+one whose job had exited with a configuration error: that one fails, as the watcher fails it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ import signal
 import subprocess
 from pathlib import Path
 
-from slurm_support import EXAMPLES, run_pipeline, runs_of, squeue, wait_until, watching_file
+from slurm_support import (
+    EXAMPLES,
+    executor,
+    run_pipeline,
+    runs_of,
+    squeue,
+    wait_until,
+    watching_file,
+)
 
 import asapo_pipelines_slurm.executor as slurm_executor
 from asapo_pipelines.sdk import ExecutorStatus
@@ -74,6 +83,22 @@ def _deployed_held(file: Path, env: dict[str, str]) -> dict[str, str]:
     deployed = run_pipeline("deploy", str(file), "--wait", "0", "--json", env=env)
     assert deployed.returncode == 0, deployed.stderr
     return dict(json.loads(deployed.stdout)["jobs"])
+
+
+def _ended_unwatched(workdir: Path, jobs: dict[str, str], final: str, env: dict[str, str]) -> str:
+    """Kill the watcher of a deployment held by `_deployed_held` (its host rebooted), then let
+    the source's job run until squeue says `final`: its job id."""
+    state = json.loads(next(workdir.rglob("state.json")).read_text())
+    os.kill(state["watcher_pid"], signal.SIGKILL)
+    source = jobs["files-0"]
+    _begin_now([source], env)
+    wait_until(
+        f"the source's job to end {final}",
+        lambda: squeue([source], env).get(source) == final,
+        timeout=90,
+        every=1,
+    )
+    return source
 
 
 def _run_ended(file: Path, env: dict[str, str]) -> dict:
@@ -239,17 +264,8 @@ def test_start_after_the_watcher_died_leaves_a_source_that_finished_unwatched_co
     file = _batch(workdir, "unwatched", slurm=', extra_options: ["--begin=now+3600"]')
     env = slurm.env
     jobs = _deployed_held(file, env)
-    state = json.loads(next(workdir.rglob("state.json")).read_text())
     # the watcher dies (its host rebooted); then the source sends its files and exits 0
-    os.kill(state["watcher_pid"], signal.SIGKILL)
-    source = jobs["files-0"]
-    _begin_now([source], env)
-    wait_until(
-        "the source's job to complete",
-        lambda: squeue([source], env).get(source) == "COMPLETED",
-        timeout=90,
-        every=1,
-    )
+    source = _ended_unwatched(workdir, jobs, "COMPLETED", env)
 
     started = run_pipeline("start", str(file), "--wait", "0", env=env)
     assert started.returncode == 0, started.stderr
@@ -269,3 +285,41 @@ def test_start_after_the_watcher_died_leaves_a_source_that_finished_unwatched_co
     assert (run["state"], run["sessions"]) == ("complete", 1), run
     assert run["counts"]["files"]["outputs"] == 3
     assert run["counts"]["sink"]["processed"] == 3
+
+
+def test_start_after_the_watcher_died_fails_a_source_that_hit_a_config_error_unwatched(
+    slurm, workdir
+):
+    """A worker's exit 78 (its configuration cannot work: here its directory is gone) while
+    no watcher looked: `start` fails the unit as the watcher would have, with the worker's
+    reason, and submits nothing. Before, it resubmitted the source, to fail again, and said
+    "1 Slurm job(s) submitted again"."""
+    file = _batch(workdir, "unwatchedbad", slurm=', extra_options: ["--begin=now+3600"]')
+    ex = executor(file)  # registered, so that a failing test leaves no watcher or job behind
+    env = slurm.env
+    jobs = _deployed_held(file, env)
+    (workdir / "files").rename(workdir / "moved")
+    source = _ended_unwatched(workdir, jobs, "FAILED", env)
+
+    started = run_pipeline("start", str(file), "--wait", "0", env=env)
+    assert started.returncode == 1, started.stdout + started.stderr
+    assert "Traceback" not in started.stderr
+    (line,) = started.stderr.splitlines()
+    assert line.startswith(
+        f"error: unit files replica 0 of pipeline unwatchedbad failed: job {source} ended "
+        "FAILED (exit code 78): "
+    ), line
+    assert "directory files does not exist" in line, line
+    assert line.endswith("so the deployment's other 2 job(s) were cancelled"), line
+    status = ex.status()
+    assert status.state == "failed"
+    shown = {i.unit: i for i in status.instances}
+    # no new job for the source and no restart counted; the other units were stopped
+    assert (shown["files"].state, shown["files"].task_id) == ("failed", source), shown
+    assert shown["files"].restarts == 0
+    assert {shown["pass"].state, shown["sink"].state} == {"stopped"}, shown
+    assert json.loads(next(workdir.rglob("state.json")).read_text())["instances"]["files-0"][
+        "jobs"
+    ] == [source]
+    run = _run_ended(file, env)
+    assert run["state"] == "failed", run
