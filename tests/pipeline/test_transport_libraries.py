@@ -71,6 +71,7 @@ def with_libraries(tmp_path: Path) -> dict[str, str]:
 
 def _pipeline(tmp_path: Path, *sections: str) -> Path:
     (tmp_path / "token.txt").write_text("not-a-real-token\n")
+    (tmp_path / "files").mkdir()  # the folder core.files reads: no P208, only what is tested
     file = tmp_path / "files-asapo.pipeline.yaml"
     file.write_text("".join(sections))
     return file
@@ -96,7 +97,7 @@ def test_run_refuses_in_the_same_sentence_before_anything_starts(
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"{file.name}:3:3: error P109 {NEEDS}{INSTALL}" in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
-    assert sorted(os.listdir(tmp_path)) == sorted([file.name, "token.txt", "blocked-site"])
+    assert sorted(os.listdir(tmp_path)) == sorted([file.name, "token.txt", "blocked-site", "files"])
 
 
 def test_a_pipeline_deployed_to_a_cluster_gets_a_warning(tmp_path, without_libraries) -> None:
