@@ -138,7 +138,8 @@ def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
     from asapo_pipelines_bluesky.inbox import InboxError
 
     last: InboxError | None = None
-    for b in bridges(pipeline_file):
+    found = bridges(pipeline_file)  # loads the file and the catalog: once
+    for b in found:
         if not b.inbox_path.exists():
             continue
         inbox = b.open()
@@ -149,7 +150,7 @@ def _locate(pipeline_file: Path, uid: str) -> tuple[Bridge, Inbox]:
             last = exc
             continue
         # an inbox two bridges share: the suggestion's own bridge (its queue server)
-        own = [o for o in bridges(pipeline_file) if o.instance == entry.instance]
+        own = [o for o in found if o.instance == entry.instance]
         return (own[0] if own and own[0].inbox_path == b.inbox_path else b), inbox
     if last is not None:
         raise last
