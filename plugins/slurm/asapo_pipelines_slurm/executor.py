@@ -32,6 +32,7 @@ from asapo_pipelines_slurm.state import (
 from asapo_pipelines_slurm.watch import (
     ALIVE,
     FINAL,
+    completed,
     exit_of,
     judged,
     last_error,
@@ -820,7 +821,11 @@ def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
         job = instance["job_id"]
         if job not in ended:
             instance.update(state="stopped", detail="cancelled by pipeline stop")
-        elif not _ended_for_good(instance, state) or instance["state"] != "complete":
+            continue
+        final, code, what = exit_of(job, None)
+        if completed(final, code, state):
+            instance.update(state="complete", detail=what)
+        else:
             instance.update(state="stopped", detail=f"job {job} had ended before pipeline stop")
     if state["state"] in ("complete", "failed"):
         return
