@@ -130,7 +130,9 @@ def _logs(work: Path) -> str:
 
 
 def test_workers_ride_out_a_redis_restarted_with_its_data(tmp_path: Path) -> None:
-    files = 300
+    # enough that the run is still going once Redis has written its file and stopped: on
+    # a quiet machine 300 were all through the chain before the stop took effect
+    files = 2000
     _write_files(tmp_path / "incoming", 0, files)
     with RedisServer(tmp_path / "redis") as server:
         file = _chain(tmp_path, server, watch=False)
