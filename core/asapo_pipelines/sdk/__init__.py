@@ -9,8 +9,9 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
 (`PipelinesError`, `UsageError`; an executor's "cannot ask its scheduler" subclasses
 `ExecutorUnreachable`). Runtime names (import them in the runtime module): `Source`,
-`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `DirectoryEvents`, `files_open_for_writing`
-and `nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
+`Sink`, `Processor`, `Agent`, `Message`, `Stream`, `ReplayedRun` (what `self.context.replays`
+gives in a `pipeline reprocess`), `DirectoryEvents`, `files_open_for_writing` and
+`nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
 executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
 `PayloadFormat` (what a format's runtime provides). Transport and executor runtimes import the
 rest of what they build on from the doors beside this one, `asapo_pipelines.sdk.transports` and
@@ -50,6 +51,7 @@ from asapo_pipelines.sdk.units import (
     BadMessage,
     Message,
     Processor,
+    ReplayedRun,
     Sink,
     Source,
     Stream,
@@ -85,6 +87,7 @@ __all__ = [
     "RegisterFormat",
     "RegisterTransport",
     "RegisterUnit",
+    "ReplayedRun",
     "ReportFinding",
     "Resources",
     "Sink",

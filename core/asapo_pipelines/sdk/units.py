@@ -159,6 +159,17 @@ class Message:
         )
 
 
+@dataclass(frozen=True)
+class ReplayedRun:
+    """The earlier run a `pipeline reprocess` replays (`UnitContext.replays`): its id (`r1`)
+    and its start (Unix time, None when its record is gone). Run ids start again at r1 when a
+    store is deleted: the id and the start together name one run, as in results' provenance
+    (`Message.producer`'s `run` and `run_started`)."""
+
+    run: str
+    started: float | None = None
+
+
 @dataclass(slots=True)
 class Emitted:
     """One output as a unit emitted it, before the runtime sends it."""
@@ -237,6 +248,21 @@ class UnitContext:
         self.run_since: float | None = None
         #: whether `run_since` is kept now (a source's `run()` is running)
         self.timing_run = False
+
+    @property
+    def replays(self) -> ReplayedRun | None:
+        """In a `pipeline reprocess`, the earlier run whose source messages it replays into
+        this run's streams; None in any other run and outside a run. Read from `run`, which the
+        worker sets: a unit that cites its inputs' sources (a sink naming the raw entries a
+        result comes from) cites this run's, not every earlier run that holds the same scans.
+        """
+        found = self.run.get("replays")
+        if not isinstance(found, dict) or not found.get("run"):
+            return None
+        started = found.get("started")
+        return ReplayedRun(
+            str(found["run"]), float(started) if isinstance(started, int | float) else None
+        )
 
 
 class Unit:

@@ -285,11 +285,31 @@ def _join_run(
         # sentence naming a command that must repeat them (`pipeline reprocess ... --set`)
         "overrides": dict(run.overrides),
     }
+    replayed = _replayed(store, run)
+    if replayed is not None:
+        info["replays"] = replayed
     if run.session.get("event") == "resumed":
         # when this session began; the worker's inputs may carry an earlier session's end
         info["resumed_at"] = run.session.get("time")
     info["configured_at"] = configured_at(run, instance)
     return info, stream_sources(pipeline, catalog, run.id), run.all_configurations
+
+
+def _replayed(store: Any, run: Any) -> dict[str, Any] | None:
+    """For a `pipeline reprocess` run, the run it replays (`UnitContext.replays`): its id and
+    its start, which with the id names one run (ids start again at r1 in a new store). The
+    start is None when that run's record is gone (pruned since); None for any other run."""
+    from asapo_pipelines.runs.store import RunsError
+
+    start = run.start
+    origin = start.get("from_run")
+    if start.get("mode") != "reprocess" or not origin:
+        return None
+    try:
+        started = store.get(str(origin)).started
+    except RunsError:
+        started = None
+    return {"run": str(origin), "started": started}
 
 
 def _the_run(store: Any, wanted: str) -> Any:
