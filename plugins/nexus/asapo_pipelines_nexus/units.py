@@ -318,6 +318,11 @@ class NexusWriterSink(Sink):
             "run": run.get("run"),
             "unit": self.context.instance,
         }
+        # a reprocess's results cite the raw entries of the run it replays, not those of every
+        # run of the same scans the file holds
+        replays = self.context.replays
+        if replays is not None:
+            self.writer.replays = run_identity(replays.run, None, replays.started)
         # looked at before opening, which would put a new file where a removed one was
         lost = self._lost_since_last_session()
         if lost is not None and self.context.carried_after_restart:

@@ -326,6 +326,9 @@ class NexusWriter:
         self._entry_provenance: Mapping[str, Any] | None = None
         #: the key of the entry being written (its run is `_run_of` it)
         self._entry_key = ""
+        #: in a `pipeline reprocess`, the run it replays (`r1@<start>`, `run_identity`): the
+        #: run whose raw scan entries its results cite (`raw_entries`); set before writing
+        self.replays = ""
         #: (descriptor, (st_dev, st_ino)) of the open file: what the path must still name
         self._opened: tuple[int, tuple[int, int]] | None = None
         #: (st_size, st_mtime_ns) of the open file as this writer's last write left it: any
@@ -846,8 +849,8 @@ class NexusWriter:
         """The checksums of the raw files an entry comes from: a raw scan's from its own
         message; a spectrum's, merge's or decision's from the raw scans of this file it cites
         (`source_scans`), the same run's first (`run`, as the entry's key names it: a run id
-        and its start, as two stores have an r1 each), else one the file holds of that scan
-        id when all its copies agree (a reprocess cites the raw scans of the run it replays).
+        and its start, as two stores have an r1 each) or, for a reprocess, the run it replays
+        (`_cited_runs`), else one the file holds of that scan id when all its copies agree.
         A scan whose raw entry the file does not hold (yet) is left out: its checksum is known
         only to the scan's message, which the merge's does not carry; when that entry of the
         same run is written later, the result's list is completed (`_complete_citers`)."""
@@ -856,12 +859,10 @@ class NexusWriter:
             return [dict(own)]
         found = []
         for scan in prov.get("source_scans") or ():
-            runs = {
-                r: raw["checksum"]
-                for r, raw in self._raw_scans.get(str(scan), {}).items()
-                if raw["checksum"] is not None
-            }
-            info = runs.get(run)
+            held = self._raw_scans.get(str(scan), {})
+            runs = {r: raw["checksum"] for r, raw in held.items() if raw["checksum"] is not None}
+            cited = self._cited_runs(held, run)
+            info = held[cited[0]]["checksum"] if len(cited) == 1 else None
             if info is None and len({r.get("sha256") for r in runs.values()}) == 1:
                 info = next(iter(runs.values()))
             if info is not None:
@@ -873,21 +874,37 @@ class NexusWriter:
         `source_scans`), each with the pipeline, run and message it was written from: the
         same run's (`run`: a run id and its start); else, for a reprocess, which replays an
         earlier run's raw scan messages into its own streams and stores none of them again
-        (they are that run's entries already), the entries of the runs that hold that scan,
-        so that the result's inputs, messages of the reprocess's run that have no entry, lead
-        to one. A scan the file holds no raw entry of (yet) is listed with `entry` None.
-        None for a raw scan (its own message is its source) and for a message citing no scan."""
+        (they are that run's entries already), the entries of the run it replays
+        (`replays`), so that the result's inputs, messages of the reprocess's run that have no
+        entry, lead to one (`_cited_runs`). A scan the file holds no raw entry of (yet) is
+        listed with `entry` None. None for a raw scan (its own message is its source) and for
+        a message citing no scan."""
         if isinstance(prov.get("raw_file"), Mapping) or not prov.get("source_scans"):
             return None
         found: list[dict[str, Any]] = []
         for scan in prov["source_scans"]:
             runs = self._raw_scans.get(str(scan), {})
-            held = [runs[run]] if run in runs else [runs[r] for r in sorted(runs)]
+            held = [runs[r] for r in self._cited_runs(runs, run)]
             for raw in held or [{"entry": None}]:
                 found.append(
                     {"scan": str(scan), **{k: v for k, v in raw.items() if k != "checksum"}}
                 )
         return found
+
+    def _cited_runs(self, runs: Mapping[str, Any], run: str) -> list[str]:
+        """Of the runs (`r1@<start>`) that hold a raw entry of one scan, those a result of
+        `run` cites: its own run's; else the run a reprocess replays (`replays`, or its label
+        alone for an entry keyed without its run's start); else, when the writer is not told
+        which run it replays, every one of them, in order. Two runs of the same scans each
+        hold an entry of it, and a reprocess of the first must not cite the second's."""
+        if run in runs:
+            return [run]
+        if self.replays:
+            label = self.replays.partition("@")[0]
+            replayed = [r for r in (self.replays, label) if r in runs]
+            if replayed:
+                return replayed[:1]
+        return sorted(runs)
 
     def _note_citing_unwritten(self, name: str, group: h5py.Group, key: str) -> None:
         """Remember a result whose run's raw entry of a scan it cites is not written yet (its
