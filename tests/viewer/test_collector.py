@@ -138,6 +138,40 @@ def test_the_busy_text_is_of_a_replica_in_the_state_the_unit_shows(store):
         12.0,
         "importing the unit's runtime",
     ), judge
+    # and what each replica does, so that the one busy in process() is not hidden
+    assert average["replica_states"] == [
+        {"state": "loading", "replicas": 1, "busy_seconds": None, "busy_with": None},
+        {"state": "running", "replicas": 1, **busy},
+    ], average
+    assert [p["busy_with"] for p in judge["replica_states"]] == [
+        "importing the unit's runtime",
+        "waves/default#3",
+    ], judge
+
+
+def test_replicas_in_different_states_are_counted_per_state_the_busy_ones_each(store):
+    """Replicas busy in a long call are each told apart, the longest first, the others counted
+    per state; replicas all in one state need no telling apart."""
+    now = time.time()
+    with store.producer(status_source("demo")) as p:
+        status(p, "waves", pid=1, t=now - 0.1, busy_seconds=5.0, busy_with="waves/default#1")
+        status(p, "waves", pid=2, t=now - 0.1, replica=1)
+        status(p, "waves", pid=3, t=now - 0.1, replica=2, busy_seconds=9.0, busy_with="b#2")
+        status(p, "waves", pid=4, t=now - 0.1, replica=3)
+        status(p, "waves", pid=5, t=now - 0.1, replica=4, state="loading")
+        status(p, "average", pid=6, t=now - 0.1, busy_seconds=5.0, busy_with="waves/default#1")
+        status(p, "average", pid=7, t=now - 0.1, replica=1)
+    units = Collector(view_of(store), store).poll()["units"]
+    assert [
+        (p["state"], p["replicas"], p["busy_with"]) for p in units["waves"]["replica_states"]
+    ] == [
+        ("loading", 1, None),
+        ("running", 1, "b#2"),
+        ("running", 1, "waves/default#1"),
+        ("running", 2, None),
+    ]
+    assert units["average"]["replica_states"] == []
+    assert units["average"]["busy_with"] == "waves/default#1"
 
 
 def test_final_states_and_units_not_started(store):

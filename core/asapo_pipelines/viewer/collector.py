@@ -140,6 +140,44 @@ class ReplicaState:
         return state
 
 
+def _replica_states(states: list[ReplicaState], now: float) -> list[dict[str, Any]]:
+    """What a unit's replicas do when they do not all do the same, worst state first (the one
+    the unit shows): each replica long in one call (`busy_text`) on its own, the longest first,
+    the others counted per state. Empty when every replica is in one state: the unit's state
+    and busy text say it all."""
+    named = [(s.state(now), s.last) for s in states if s.last is not None]
+    if len({name for name, _ in named}) < 2:
+        return []
+
+    def busy(name: str, snap: dict[str, Any]) -> float | None:
+        seconds = snap.get("busy_seconds")
+        return float(seconds) if name in BUSY_STATES and isinstance(seconds, int | float) else None
+
+    parts: list[dict[str, Any]] = []
+    idle: dict[str, int] = {}
+    for name, snap in named:
+        seconds = busy(name, snap)
+        if seconds is None:
+            idle[name] = idle.get(name, 0) + 1
+        else:
+            parts.append(
+                {
+                    "state": name,
+                    "replicas": 1,
+                    "busy_seconds": seconds,
+                    "busy_with": snap.get("busy_with"),
+                }
+            )
+    parts.sort(key=lambda p: -float(p["busy_seconds"]))
+    parts += [
+        {"state": name, "replicas": n, "busy_seconds": None, "busy_with": None}
+        for name, n in idle.items()
+    ]
+    # in the order of the states' rank (a stable sort): of each state, the busy replicas,
+    # longest first, before the others
+    return sorted(parts, key=lambda p: _rank(p["state"]))
+
+
 def _started(snap: dict[str, Any]) -> float:
     started = snap.get("started")
     return float(started) if isinstance(started, int | float) else 0.0
@@ -626,6 +664,7 @@ class Collector:
             ]
             # a replica still running outweighs those done; among the others the worst shows
             state = min(names, key=_rank)
+            of_replicas = state
             restarts = sum(s.restarts for s in states)
             run = executor.get(unit.instance)
             if unit.instance in final:
@@ -681,6 +720,10 @@ class Collector:
                 "restarts": restarts,
                 "busy_seconds": busy.get("busy_seconds") if state in BUSY_STATES else None,
                 "busy_with": busy.get("busy_with") if state in BUSY_STATES else None,
+                # replicas in different states, each as `pipeline status` shows it: the unit's
+                # state and busy text alone hide a replica busy in process() beside one loading
+                # (none when the executor or the run's end overrode what the replicas say)
+                "replica_states": _replica_states(states, now) if state == of_replicas else [],
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
         return units

@@ -110,6 +110,30 @@ function showRedeliveredColumn(shown) {
   }
 }
 
+function busyText(seconds) { return 'busy ' + Math.round(seconds) + 's'; }
+
+// the units table's state cell: the unit's state, or its busy text with what it is busy with;
+// for replicas in different states (`replica_states`), each part as `pipeline status` says it
+// per replica, counted and in its own state's colour ("1 of 2 busy 40s (importing the unit's
+// runtime); 1 of 2 busy 12s (files/default#1)"): one loading replica does not hide another
+// long in process()
+function stateCell(u, state) {
+  const cell = el('td', null, 'state state-' + state);
+  const parts = u.replica_states || [];
+  if (parts.length === 0) {
+    cell.textContent = u.busy_seconds == null ? String(u.state) :
+      busyText(u.busy_seconds) + ' (' + u.busy_with + ')';
+    return cell;
+  }
+  parts.forEach((p, i) => {
+    const said = p.busy_seconds == null ? String(p.state) :
+      busyText(p.busy_seconds) + ' (' + p.busy_with + ')';
+    if (i > 0) cell.append('; ');
+    cell.append(el('span', p.replicas + ' of ' + u.replicas + ' ' + said, 'state-' + stateName(p.state)));
+  });
+  return cell;
+}
+
 function showUnits(units) {
   const body = $('#units tbody');
   const states = Object.values(units).map((u) => stateName(u.state));
@@ -123,7 +147,7 @@ function showUnits(units) {
     // a state the page has no colour for (a newer worker's) is still said as the worker says it
     const said = String(u.state);
     // a unit long in one call (a fit, a model's inference, a hang) reads as busy, not idle
-    const busy = u.busy_seconds == null ? '' : 'busy ' + Math.round(u.busy_seconds) + 's';
+    const busy = u.busy_seconds == null ? '' : busyText(u.busy_seconds);
     const group = graphNodes.get('u:' + instance);
     if (group) {
       group.setAttribute('class', 'unit state-' + state);
@@ -136,7 +160,7 @@ function showUnits(units) {
     const row = el('tr');
     row.dataset.unit = instance;
     row.append(el('td', instance),
-      el('td', busy ? busy + ' (' + u.busy_with + ')' : said, 'state state-' + state), numCell(u.processed),
+      stateCell(u, state), numCell(u.processed),
       numCell(u.rate.toFixed(2)), numCell(u.backlog ?? '-'), numCell(u.lag_seconds.toFixed(2)),
       numCell(u.errors), numCell(u.restarts));
     if (again) row.append(numCell(u.redelivered));
