@@ -172,9 +172,10 @@ def entry_from_body(body: Any, *, instance: str, params: QueueParams, run: str =
 
 
 def over_budget(inbox: Inbox, entry: Entry, budget: Budget) -> str | None:
-    """Why `entry` would exceed the budget, or None."""
+    """Why `entry` would exceed the budget, or None. Only the scans of `entry`'s own bridge
+    count: a bridge sharing the inbox with another asks a different server."""
     if budget.repeats_per_sample is not None:
-        used = inbox.scans_counted(target=entry.target)
+        used = inbox.scans_counted(entry.instance, target=entry.target)
         if used + entry.scans > budget.repeats_per_sample:
             return (
                 f"over budget: {plural(used, 'scan')} of {entry.target} already queued, "
@@ -183,7 +184,7 @@ def over_budget(inbox: Inbox, entry: Entry, budget: Budget) -> str | None:
             )
     if budget.scans_per_run is not None:
         # this run's: an earlier run's scans (before `pipeline run --fresh`) are its own
-        used = inbox.scans_counted(run=entry.run)
+        used = inbox.scans_counted(entry.instance, run=entry.run)
         if used + entry.scans > budget.scans_per_run:
             run = f" in run {entry.run}" if entry.run else ""
             return (
@@ -192,7 +193,7 @@ def over_budget(inbox: Inbox, entry: Entry, budget: Budget) -> str | None:
             )
     if budget.window_scans is not None:
         since = (datetime.now(UTC) - timedelta(minutes=budget.window_minutes)).isoformat()
-        used = inbox.scans_counted(since=since)
+        used = inbox.scans_counted(entry.instance, since=since)
         if used + entry.scans > budget.window_scans:
             return (
                 f"over budget: {plural(used, 'scan')} queued in the last "

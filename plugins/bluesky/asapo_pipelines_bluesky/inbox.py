@@ -297,10 +297,20 @@ class Inbox:
         return self._entry(rows[0])
 
     def scans_counted(
-        self, *, target: str | None = None, since: str | None = None, run: str | None = None
+        self,
+        instance: str,
+        *,
+        target: str | None = None,
+        since: str | None = None,
+        run: str | None = None,
     ) -> int:
-        sql = f"SELECT COALESCE(SUM(scans), 0) FROM suggestions WHERE state IN {COUNTED!r}"
-        args: list[Any] = []
+        """The scans `instance` (one bridge) asked of its queue server: in a shared inbox the
+        other bridges' scans go to their own servers and count against their own budgets."""
+        sql = (
+            f"SELECT COALESCE(SUM(scans), 0) FROM suggestions WHERE state IN {COUNTED!r} "
+            "AND instance = ?"
+        )
+        args: list[Any] = [instance]
         if run is not None:
             sql += " AND run = ?"
             args.append(run)

@@ -2,7 +2,8 @@
 servers on loopback). Each suggestion is followed on, and approved to, its own bridge's server:
 the listing asked the first bridge's server about all of them, found the second's items missing
 there and marked them `failed` (removed from the queue without running), and an approve queued
-the second's suggestion on the first's server."""
+the second's suggestion on the first's server. Each bridge's budget counts only the scans it
+submitted to its own server (it counted the other bridge's too)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,36 @@ def test_each_suggestion_is_followed_and_approved_on_its_own_bridges_server(
         [goe["uid"]],
         [cu["uid"], fe["uid"]],
     )
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [
+        {"repeats_per_sample": 3},
+        {"scans_per_run": 3},
+        {"window_scans": 3, "window_minutes": 5},
+    ],
+    ids=["repeats_per_sample", "scans_per_run", "window_scans"],
+)
+def test_each_bridges_budget_counts_only_what_it_submitted_itself(
+    tmp_path, queue_server, own_server, unit_harness, make_suggestion, budget
+):
+    """The first bridge's scans, queued on its own server, leave the second's budget untouched:
+    the second held its first suggestion `over budget` with the first's scans counted."""
+    inbox = str(tmp_path / "suggestions.sqlite")
+    first = {"control_address": queue_server.control, "inbox": inbox, "mode": "auto"}
+    second = {**first, "control_address": own_server.control, "budget": budget}
+    theirs, mine, more = (make_suggestion(target="GOE", scans=2) for _ in range(3))
+
+    unit_harness("bluesky.queue", params=first, instance="queue").run([theirs])
+    queued = unit_harness("bluesky.queue", params=second, instance="queue2").run([mine])
+    assert queued.errors == []
+    assert [(s["state"], s["reason"]) for s in queued.values("status")][-1] == ("submitted", "")
+    assert (on_server(queue_server), on_server(own_server)) == ([theirs["uid"]], [mine["uid"]])
+
+    # its own scans still count: 2 queued by this bridge, 2 more exceed the 3 of its budget
+    held = unit_harness("bluesky.queue", params=second, instance="queue2").run([more])
+    status = held.values("status")[-1]
+    assert (status["uid"], status["state"]) == (more["uid"], "held")
+    assert status["reason"].startswith("over budget: 2 scans ")
+    assert on_server(own_server) == [mine["uid"]]
