@@ -181,7 +181,7 @@ def test_detach_status_logs_stop_round_trip(tmp_path: Path) -> None:
         assert again.returncode == 1
         assert again.stderr.strip() == (
             f"error: job svc is already running locally (supervisor pid {supervisor}); stop it "
-            "first with `pipeline stop`"
+            f"first with `pipeline stop --data-dir {tmp_path / 'data'}`"
         )
         shown = pipeline("status", str(job_file), "--data-dir", str(tmp_path / "data"))
         assert shown.returncode == 0, shown.stderr

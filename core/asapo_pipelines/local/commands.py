@@ -23,7 +23,7 @@ from asapo_pipelines.cli.options import PipelineFile, data_dir_option
 from asapo_pipelines.cli.output import OUTPUT_CLOSED, print_json, silence_stdout
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.local.sent import show
-from asapo_pipelines.local.target import Target, resolve
+from asapo_pipelines.local.target import Target, logs_where, resolve
 from asapo_pipelines.runs.lifecycle import unapplied_note
 from asapo_pipelines.worker.status import status_reader
 
@@ -104,7 +104,7 @@ def run(
 
         job = target.payload.get("Job", target.payload)
         with refused_while_running(
-            str(job.get("ID")), target.run_dir, str(shown), target.pipeline_file
+            str(job.get("ID")), target.run_dir, str(shown), target.pipeline_file, data_dir
         ):
             session = start_session(
                 target,
@@ -132,12 +132,19 @@ def run(
             pipeline_file=target.pipeline_file,
             shown=str(shown),
             stopped_orphans=session.stopped_orphans if session is not None else None,
+            data_dir=data_dir,
         )
         start.release()  # its supervisor holds the run now
+        # the other commands find the run directory only where they are told it is
+        where = logs_where(shown, data_dir)
         # said once the supervisor started, as `deploy` says it once its submission succeeded:
         # a start that failed resumed nothing, and its error is the one thing to read
         if session is not None:
             session.announce(err=as_json)
+        if target.pipeline is not None:
+            # as a foreground run says it: a detached run waiting for what another program
+            # writes looks, in `pipeline status`, as hung as a foreground one looked
+            _say_external(target.pipeline, err=as_json, stop=f"`pipeline stop {where}`")
         # the supervisor stopped the tasks of a lost run first: said as a foreground run says it
         told = stopped_orphans_note(state)
         if told:
@@ -145,8 +152,6 @@ def run(
         if as_json:
             print_json(state)
             return
-        # the other commands find the run directory only where they are told it is
-        where = f"{shown} --data-dir {data_dir}" if data_dir else shown
         click.echo(
             f"job {state['job']} runs in the background (supervisor pid {state['pid']}, "
             f"run directory {target.run_dir}); follow it with `pipeline status {where}`, "
@@ -182,10 +187,11 @@ def run(
     ctx.exit(told_exit(result, counters, as_json=as_json, sources=_sources_of(target)))
 
 
-def _say_external(pipeline: Pipeline, *, err: bool) -> None:
+def _say_external(pipeline: Pipeline, *, err: bool, stop: str = "Ctrl-C") -> None:
     """The external streams the units read: the run waits for what another program writes
     there until stopped, and a first run of `pipeline new -u core.identity ...` sat silent,
-    looking hung, when nothing wrote them."""
+    looking hung, when nothing wrote them. `stop`: how this run is stopped (a detached one
+    with `pipeline stop`)."""
     read = {s for config in pipeline.units.values() for s in config.inputs.values()}
     external = sorted(n for n, d in pipeline.streams.items() if d.external and n in read)
     if external:
@@ -193,7 +199,7 @@ def _say_external(pipeline: Pipeline, *, err: bool) -> None:
         click.echo(
             f"waiting for messages on external stream{'s' if len(external) > 1 else ''} "
             f"{names}, which another program writes (see docs/pipeline-files.md, "
-            "`streams`); the run goes on until stopped (Ctrl-C)",
+            f"`streams`); the run goes on until stopped ({stop})",
             err=err,
         )
 
@@ -227,7 +233,9 @@ def take_start(ctx: click.Context, target: Target, shown: str) -> tuple[StartLoc
     if transport is not None:
         ctx.call_on_close(transport.close)
     job = target.payload.get("Job", target.payload)
-    start = StartLock(str(job.get("ID")), target.run_dir, shown, target.pipeline_file)
+    start = StartLock(
+        str(job.get("ID")), target.run_dir, shown, target.pipeline_file, target.data_dir
+    )
     ctx.call_on_close(start.release)
     return start, transport
 
@@ -249,15 +257,6 @@ def _sources_of(target: Any) -> set[str]:
     if target.pipeline is None:
         return set()
     return set(source_streams(*target.loaded()))
-
-
-def logs_where(file: str | None, data_dir: str | None) -> str | None:
-    """What `pipeline logs` (status, stop) needs before the unit to find this run."""
-    if file is None:
-        return None
-    return (
-        f"{shlex.quote(file)} --data-dir {shlex.quote(data_dir)}" if data_dir else shlex.quote(file)
-    )
 
 
 def execute(
@@ -295,6 +294,7 @@ def execute(
             on_update=view.update,
             on_log=view.log,
             pipeline_file=target.pipeline_file,
+            data_dir=target.data_dir,
             on_started=on_started,
             stopped_orphans=stopped_orphans,
         )

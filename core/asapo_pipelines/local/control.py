@@ -51,11 +51,17 @@ NOT_KNOWN_YET = " (it is being started: its supervisor pid is not known yet)"
 
 
 def already_running(
-    job_id: str, run_dir: Path, shown: str | None = None, mine: str | None = None
+    job_id: str,
+    run_dir: Path,
+    shown: str | None = None,
+    mine: str | None = None,
+    data_dir: str | None = None,
 ) -> LocalRunError:
     """The refusal of a second start while a supervisor runs the job (named as its state
     names it: the run directory's name may also name the pipeline file); `shown`: the file
-    as the user named it, for the stop command to copy; `mine`: that file's path. A run of
+    as the user named it, for the stop command to copy; `mine`: that file's path;
+    `data_dir`: the `--data-dir` the refused command was given, which the stop command
+    repeats (without it `pipeline stop` looks in the default data directory). A run of
     another file of the same `pipeline:` name, started at the same moment into the same run
     directory (`launchplan.rundir.file_run_dir` could not yet tell them apart), is stopped
     through that file: `pipeline stop` of the refused one's own went to its `deploy:`
@@ -69,7 +75,12 @@ def already_running(
         shown, started = holder, f" from {holder}"
     else:
         started = ""
-    stop = f"pipeline stop {shlex.quote(shown)}" if shown else "pipeline stop"
+    from asapo_pipelines.local.target import logs_where
+
+    if shown:
+        stop = f"pipeline stop {logs_where(shown, data_dir)}"
+    else:  # a compiled job's refusal names no file (`refused_file`)
+        stop = "pipeline stop" + (f" --data-dir {shlex.quote(data_dir)}" if data_dir else "")
     return LocalRunError(
         f"job {state.get('job') or job_id} is already running locally{started}"
         + (f" (supervisor pid {pid})" if pid else NOT_KNOWN_YET)
@@ -122,10 +133,16 @@ class StartLock:
     supervisor's start, the loser is refused before it reads or writes anything."""
 
     def __init__(
-        self, job_id: str, run_dir: Path, shown: str | None = None, mine: str | None = None
+        self,
+        job_id: str,
+        run_dir: Path,
+        shown: str | None = None,
+        mine: str | None = None,
+        data_dir: str | None = None,
     ) -> None:
         """`shown`: the file as the user named it; `mine`: its path, written into the lock
-        for a start refused meanwhile to name (`already_running`)."""
+        for a start refused meanwhile to name (`already_running`); `data_dir`: the start's
+        `--data-dir`, for its refusal's stop command."""
         self.run_dir = Path(run_dir)
         #: the directories this start made (the run directory and those above it that did
         #: not exist): a start refused or failed before its supervisor wrote anything there
@@ -138,7 +155,7 @@ class StartLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                raise already_running(job_id, self.run_dir, shown, mine) from None
+                raise already_running(job_id, self.run_dir, shown, mine, data_dir) from None
             if self._still_there(fd):
                 self._fd = fd
             else:  # a start that let go of it removed it first: take the new one
@@ -210,7 +227,11 @@ def wait_for_start(run_dir: Path, timeout: float = 60.0) -> None:
 
 @contextlib.contextmanager
 def refused_while_running(
-    job_id: str, run_dir: Path, shown: str | None = None, mine: str | None = None
+    job_id: str,
+    run_dir: Path,
+    shown: str | None = None,
+    mine: str | None = None,
+    data_dir: str | None = None,
 ) -> Iterator[None]:
     """Refuse a start before it records anything, and keep other starts out while it does.
 
@@ -233,7 +254,7 @@ def refused_while_running(
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise already_running(job_id, Path(run_dir), shown, mine) from None
+            raise already_running(job_id, Path(run_dir), shown, mine, data_dir) from None
         yield
     finally:
         os.close(fd)  # releases the lock: the supervisor takes it next
@@ -252,18 +273,21 @@ def start_detached(
     pipeline_file: str | None = None,
     shown: str | None = None,
     stopped_orphans: Mapping[str, Any] | None = None,
+    data_dir: str | None = None,
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """Start a supervisor in its own session in the background and return its first state
     (`stopped_orphans`: what `ExecOptions.stopped_orphans` says; `shown`: `pipeline_file` as
-    the user named it, for a refusal's stop command)."""
+    the user named it, and `data_dir` the `--data-dir` given, for a refusal's stop
+    command)."""
     run_dir = Path(run_dir)
     job_id = str(job.get("Job", job).get("ID"))
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if supervisor_alive(run_dir):
             mine = refused_file(pipeline_file)
-            raise already_running(job_id, run_dir, (shown or mine) if mine else None, mine)
+            shown = (shown or mine) if mine else None
+            raise already_running(job_id, run_dir, shown, mine, data_dir)
         # the state file stays: it names the tasks of a supervisor that was killed outright,
         # which the new supervisor stops before it starts anything (LocalExecutor._acquire)
         (run_dir / JOB_FILE).write_text(json.dumps(job, indent=1))
@@ -273,6 +297,8 @@ def start_detached(
     argv = [sys.executable, "-m", "asapo_pipelines.local.supervise", str(run_dir)]
     if pipeline_file:
         argv += ["--pipeline-file", pipeline_file]
+    if data_dir:
+        argv += ["--data-dir", data_dir]
     try:
         log = open(run_dir / SUPERVISOR_LOG, "ab")  # noqa: SIM115 - closed below
     except OSError as exc:

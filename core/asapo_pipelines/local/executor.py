@@ -83,6 +83,9 @@ class ExecOptions:
     on_log: Callable[[str, str], None] | None = None
     status_reader: StatusReader | None = None
     pipeline_file: str | None = None
+    #: the `--data-dir` the run was started with (None without one), for the stop command a
+    #: refused start suggests (`control.already_running`)
+    data_dir: str | None = None
     detached: bool = False
     tick: float = 0.05
     handle_signals: bool = True
@@ -630,7 +633,9 @@ class LocalExecutor:
             # the file this supervisor was started for: the refusal names the other file a
             # supervisor that took the run directory first runs (`already_running`)
             mine = refused_file(self.options.pipeline_file)
-            raise already_running(self.job.id, self.run_dir, mine, mine) from None
+            raise already_running(
+                self.job.id, self.run_dir, mine, mine, self.options.data_dir
+            ) from None
         self._lock_fd = fd
         # A supervisor killed outright (SIGKILL, OOM) left its tasks running: they would read
         # the same streams as ours and write every result twice. Stop them first.

@@ -202,7 +202,8 @@ class LocalPipelineExecutor(Executor):
             # the file deployed, for the refusal to name the other file's run that took this
             # run directory at the same moment (`file_run_dir` could not yet tell them apart)
             mine = refused_file(self.file)
-            raise already_running(self.run_dir.name, self.run_dir, mine, mine)
+            data_dir = self.given.get("data_dir")
+            raise already_running(self.run_dir.name, self.run_dir, mine, mine, data_dir)
 
     def start(self, *, wait: float) -> dict[str, Any]:
         return self.deploy(wait=wait)

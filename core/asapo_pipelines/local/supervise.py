@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="asapo_pipelines.local.supervise")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--pipeline-file", default=None)
+    # the `--data-dir` of `pipeline run --detach`, for the stop command of a refusal
+    parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stop = _StopWhileStarting()
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         options = ExecOptions(
             on_event=log,
             pipeline_file=args.pipeline_file,
+            data_dir=args.data_dir,
             detached=True,
             stopped_orphans=_stopped_orphans(args.run_dir),
         )

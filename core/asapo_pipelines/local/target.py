@@ -6,6 +6,7 @@ Shared by `pipeline run`, `reprocess` and the local executor's `status`, `logs` 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,12 @@ class Target:
         pipeline: Pipeline | None = None,
         pipeline_file: str | None = None,
         catalog: Catalog | None = None,
+        data_dir: str | None = None,
     ) -> None:
         self.run_dir = run_dir
+        #: the `--data-dir` the command was given, as given (None without one): what a
+        #: command it suggests must repeat to find this run (`logs_where`)
+        self.data_dir = data_dir
         #: None when the target is a compiled job or a run directory
         self.pipeline = pipeline
         self.pipeline_file = pipeline_file
@@ -123,7 +128,10 @@ def resolve(
         from asapo_pipelines.launchplan.rundir import run_dir as run_dir_of
 
         return Target(
-            run_dir=run_dir_of(base, job_id), payload=payload, pipeline_file=str(path.resolve())
+            run_dir=run_dir_of(base, job_id),
+            payload=payload,
+            pipeline_file=str(path.resolve()),
+            data_dir=data_dir,
         )
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.pipeline import load_pipeline
@@ -143,4 +151,16 @@ def resolve(
         pipeline=pipeline,
         pipeline_file=str(path.resolve()),
         catalog=catalog,
+        data_dir=data_dir,
+    )
+
+
+def logs_where(file: str | None, data_dir: str | None) -> str | None:
+    """What `pipeline logs` (status, stop) needs before the unit to find this run: the file,
+    with the `--data-dir` the command was given (without it they look in the default data
+    directory, another run's or none). None without a file."""
+    if file is None:
+        return None
+    return (
+        f"{shlex.quote(file)} --data-dir {shlex.quote(data_dir)}" if data_dir else shlex.quote(file)
     )
