@@ -48,3 +48,32 @@ def test_a_start_stops_the_workers_a_lost_run_left_under_another_data_dir(tmp_pa
     names = sink_names(lost.out)
     assert sorted(names) == [f"f{i:05d}.txt" for i in range(100)]
     assert [n for n, c in names.items() if c > 1] == []
+
+
+def test_a_start_refused_under_a_data_dir_names_the_stop_that_finds_its_lost_workers(
+    tmp_path: Path,
+) -> None:
+    """The lost run was started with `--data-dir X`, and the refused start (a changed
+    configuration) was given the same: the stop command it suggests repeats `--data-dir X`.
+    Before, it said `pipeline stop FILE`, which looks in the default data directory, where
+    no run of the file is recorded."""
+    data = tmp_path / "beam time"
+    with lost_run(tmp_path, data_dir=data) as lost:
+        file, orphans = lost.file, lost.orphans
+        refused = pipeline(
+            *("run", str(file), "--data-dir", str(data)),
+            *("--set", "files.settle_seconds=0.2"),
+            cwd=tmp_path,
+        )
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        error = " ".join(refused.stderr.split())
+        stop = f"pipeline stop {file} --data-dir '{data}'"
+        assert error.endswith(
+            f"; {len(orphans)} tasks of the lost run r1 are still running (pids "
+            f"{', '.join(map(str, orphans))}), whose supervisor is gone: `{stop}` stops them, "
+            "and so does a start with --fresh or --resume"
+        ), error
+        # the command it names is the one that stops them
+        stopped = pipeline("stop", str(file), "--data-dir", str(data), cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert not any(alive(p) for p in orphans)

@@ -485,13 +485,21 @@ def stop_orphans_elsewhere(run_dir: Path, job: JobSpec | None) -> Orphans | None
         os.close(fd)
 
 
-def left_running(run_dir: Path, shown: str | None = None, *, elsewhere: bool = False) -> str:
+def left_running(
+    run_dir: Path,
+    shown: str | None = None,
+    *,
+    elsewhere: bool = False,
+    data_dir: str | None = None,
+) -> str:
     """A clause for a start refused before it stopped anything (a changed configuration): the
     tasks a lost supervisor left running go on working for its run, and the operator reads
     it in the refusal, not only in `pipeline status`. Empty when none runs. Called with the
     run directory's supervisor lock held (`refused_while_running`): no supervisor runs here.
     `elsewhere`: `run_dir` is the lost session's under another data directory, whose lock is
-    not held: a supervisor alive there keeps tasks that are no orphans."""
+    not held: a supervisor alive there keeps tasks that are no orphans. `data_dir`: the
+    refused start's `--data-dir`, which its stop command repeats (not `elsewhere`: that
+    command names the lost run's own)."""
     try:
         state = read_state(Path(run_dir) / STATE_FILE)
         if elsewhere and supervisor_alive(Path(run_dir)):
@@ -506,6 +514,8 @@ def left_running(run_dir: Path, shown: str | None = None, *, elsewhere: bool = F
     stop = f"pipeline stop {shlex.quote(shown)}" if shown else "pipeline stop"
     if elsewhere:  # the lost run's directory is under another data directory (`--data-dir`)
         stop += f" --data-dir {shlex.quote(str(Path(run_dir).resolve().parent.parent))}"
+    elif data_dir:  # the run directory the refused start was pointed at, not the default one
+        stop += f" --data-dir {shlex.quote(data_dir)}"
     return (
         f"; {n} {'task' if n == 1 else 'tasks'} of the lost run"
         + (f" {run}" if run else "")

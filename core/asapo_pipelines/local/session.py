@@ -391,7 +391,7 @@ def start_session(
         try:
             refuse_changed(store, pipeline, catalog, fresh=fresh, resume=resume)
         except RunsError as exc:
-            told = left_running(target.run_dir, shown)
+            told = left_running(target.run_dir, shown, data_dir=target.data_dir)
             if other and not told:
                 told = left_running(other, shown, elsewhere=True)
             raise RunsError(exc.message + told) from None
