@@ -103,11 +103,22 @@ class QueueBridge(Processor):
             self._send_feedback()
 
     def _follow(self) -> None:
+        self._end_start_up_look()
         try:
             bridge.refresh(self.inbox, self._client(), self.context.instance)
         except QueueError as exc:
             # following is best effort: the suggestion at hand still gets its own answer
             self.log.warning("cannot follow earlier items: %s", exc.message)
+
+    def _end_start_up_look(self) -> None:
+        """The first suggestion follows earlier items itself, approves that stopped included:
+        the look made at start (`_recover_at_start`) asks no more, and a question of it under
+        way is waited for (the server's timeout bounds it). Otherwise it could hold the
+        decision lock while this suggestion follows, which then leaves a stopped approve to
+        it, and the agent would hear of it only with the next suggestion."""
+        if self._recovering.is_alive():
+            self._stopping.set()
+            self._recovering.join(self.params.timeout + 5)
 
     def _cancel(self, entry: Any, uids: list[str]) -> None:
         """Remove the queued items of the earlier suggestions `entry` says are not needed
