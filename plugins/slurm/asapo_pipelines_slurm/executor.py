@@ -32,7 +32,7 @@ from asapo_pipelines_slurm.state import (
 from asapo_pipelines_slurm.watch import (
     ALIVE,
     FINAL,
-    completed,
+    ended_as,
     exit_of,
     judged,
     last_error,
@@ -137,7 +137,13 @@ class SlurmExecutor(Executor):
         """What `deploy` or `start` did, then one warning on stderr when a job failed within
         the wait and is being restarted. The command still exits 0: a restart is the policy
         at work and the deployment goes on (a failure for good fails the command). Said only
-        as a clause inside a long line, a worker failing at its start was easy to miss."""
+        as a clause inside a long line, a worker failing at its start was easy to miss. A
+        result with a unit that failed for good (`_failed_result`) fails the command with its
+        message, after the document with --json (its only output on stdout)."""
+        if result.get("failed"):
+            if as_json:
+                sys.stdout.write(json.dumps(result, indent=2) + "\n")
+            raise SlurmError(result["message"])
         super().show_submitted(result, as_json=as_json, start=start)
         restarting = sorted(result.get("restarting") or {})
         if restarting:
@@ -437,10 +443,17 @@ class SlurmExecutor(Executor):
         """Fail `deploy` or `start` in one sentence when an instance it submitted failed
         for good within the wait (the watcher has then cancelled the other jobs): the
         deployment is over, and a script's `pipeline deploy F && ...` must not go on."""
+        said = self._failed_sentence(state, submitted)
+        if said:
+            raise SlurmError(said)
+
+    def _failed_sentence(self, state: dict[str, Any], keys: set[str]) -> str:
+        """One sentence naming each instance of `keys` that failed for good, with why, and
+        the other jobs the watcher cancelled then; "" when none failed."""
         instances = state.get("instances", {})
-        failed = [i for k, i in instances.items() if k in submitted and i["state"] == "failed"]
+        failed = [i for k, i in instances.items() if k in keys and i["state"] == "failed"]
         if not failed:
-            return
+            return ""
         name = state.get("pipeline", self.loaded().name)
         said = [f"unit {i['unit']} replica {i['replica']}" for i in failed]
         said[0] += f" of pipeline {name}"
@@ -450,9 +463,9 @@ class SlurmExecutor(Executor):
         stopped = [i for i in instances.values() if str(i.get("detail")).startswith("cancelled:")]
         if stopped:
             what += f"; so the deployment's other {len(stopped)} job(s) were cancelled"
-        raise SlurmError(what)
+        return what
 
-    def _wait_ended(self, state: dict[str, Any]) -> dict[str, Any]:
+    def _wait_watcher_ended(self, state: dict[str, Any]) -> dict[str, Any]:
         """The state once the watcher has ended the deployment (after a failure it stops the
         other jobs at its first look), or as it is after `_handle_timeout`."""
         deadline = time.monotonic() + _handle_timeout(state)
@@ -527,8 +540,9 @@ class SlurmExecutor(Executor):
         failed = {key for key in ended if state["instances"][key]["state"] == "failed"}
         if failed:
             # the watcher stops the other jobs after the failure and ends the run `failed`,
-            # as it would have had it looked; `start` fails as `deploy --wait` does
-            self._refuse_failed(self._wait_ended(state), failed)
+            # as it would have had it looked; `start` fails as `deploy --wait` does, after
+            # its result (`show_submitted`)
+            return self._failed_result(self._wait_watcher_ended(state), failed)
         seen = self._waited(wait, again)
         pending = _pending(seen)
         return {
@@ -538,6 +552,21 @@ class SlurmExecutor(Executor):
             "submitted": sorted(again),
             "pending": pending,
             "restarting": _restarting(seen),
+        }
+
+    def _failed_result(self, state: dict[str, Any], failed: set[str]) -> dict[str, Any]:
+        """`start`'s result when a unit had failed for good while no watcher looked: nothing
+        submitted, `failed` (instance key -> why), as `restarting` says why of a restart, and
+        the command's one sentence as its `message`. Raised from `start` itself, that sentence
+        was all `start --json` printed, no document for a script to read."""
+        return {
+            "deployment": state["pipeline"],
+            "state": state["state"],
+            "message": self._failed_sentence(state, failed),
+            "submitted": [],
+            "pending": {},
+            "restarting": {},
+            "failed": {k: state["instances"][k]["detail"] for k in sorted(failed)},
         }
 
     def stop(self, *, purge: bool = False) -> dict[str, Any]:
@@ -556,17 +585,26 @@ class SlurmExecutor(Executor):
             # when the jobs ended: the run's end, also when recorded by a later `stop` (the
             # transport was down during this one)
             state["ended_at"] = time.time()
-        _mark_stopped(state, ended)
+        failed = _mark_stopped(state, ended)
         write_state(layout, state)
         if purge:
             shutil.rmtree(layout.root, ignore_errors=True)
-        message = _stopped_message(state["state"], before, cancelled, ended, completing)
+        message = _stopped_message(
+            state["state"],
+            before,
+            cancelled,
+            ended,
+            completing,
+            [state["instances"][key] for key in failed],
+        )
         return {
             "deployment": state["pipeline"],
             "message": message + (f"; {layout.root} removed" if purge else ""),
             "cancelled": cancelled,
             "already_ended": ended,
             "still_completing": completing,
+            # instance key -> why, of the units whose job had failed for good before the stop
+            "failed_before": failed,
             "purged": purge,
             "ended_at": state["ended_at"],
         }
@@ -809,13 +847,17 @@ def _new_session(state: dict[str, Any]) -> None:
         instance.pop("restarted_at", None)
 
 
-def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
-    """The instances and deployment as `stop` leaves them. A job that had ended before the
-    stop, unseen by the watcher (stopped first), is judged as the watcher judges it: a batch
-    worker that exited 0 is complete (taken for `stopped`, it was run again by `start`); any
-    other end, a configuration error's too, reads `stopped` (the next `start` runs it again). A
-    deployment that ended on its own, or whose every instance is complete, stays so."""
-    for instance in state["instances"].values():
+def _mark_stopped(state: dict[str, Any], ended: list[str]) -> dict[str, str]:
+    """The instances and deployment as `stop` leaves them; instance key -> why, of those it
+    found failed. A job that had ended before the stop, unseen by the watcher (stopped first),
+    is judged as the watcher judges it (`watch.judged`): a batch worker that exited 0 is
+    complete (taken for `stopped`, it was run again by `start`), one that exited 78 (a
+    configuration error) `failed`, with its reason (taken for `stopped`, the failure was
+    hidden: the run read as stopped by the user); any other end reads `stopped` (the next
+    `start` runs it again). The deployment then ends as the watcher would have ended it
+    (`watch.ended_as`: `failed` after such a failure); one that ended on its own stays so."""
+    failed = {}
+    for key, instance in state["instances"].items():
         if instance["state"] in FINAL:
             continue
         job = instance["job_id"]
@@ -823,21 +865,26 @@ def _mark_stopped(state: dict[str, Any], ended: list[str]) -> None:
             instance.update(state="stopped", detail="cancelled by pipeline stop")
             continue
         final, code, what = exit_of(job, None)
-        if completed(final, code, state):
-            instance.update(state="complete", detail=what)
-        else:
+        if not judged(instance, state, final, code, what):
             instance.update(state="stopped", detail=f"job {job} had ended before pipeline stop")
-    if state["state"] in ("complete", "failed"):
-        return
-    done = all(i["state"] == "complete" for i in state["instances"].values())
-    state["state"] = "complete" if done else "stopped"
+        elif instance["state"] == "failed":
+            failed[key] = instance["detail"]
+    if state["state"] not in ("complete", "failed"):
+        state["state"] = ended_as(list(state["instances"].values()))
+    return failed
 
 
 def _stopped_message(
-    now: str, before: str, cancelled: list[str], ended: list[str], completing: list[str]
+    now: str,
+    before: str,
+    cancelled: list[str],
+    ended: list[str],
+    completing: list[str],
+    failed: list[dict[str, Any]],
 ) -> str:
     """What `stop` says: the jobs it cancelled, those that had ended, those Slurm has not
-    ended yet; or that there was nothing to stop."""
+    ended yet, and each unit whose job had failed for good before the stop (`failed`: their
+    instances), with why; or that there was nothing to stop."""
     if not cancelled and (now == "complete" or (not ended and before in FINAL)):
         # "0 Slurm job(s) cancelled" alone reads as if stop had failed to find the jobs
         return f"nothing to stop: the deployment had already ended ({now})"
@@ -848,6 +895,12 @@ def _stopped_message(
         message += f"; {len(ended)} had already ended ({', '.join(ended)})"
     if completing:
         message += f"; {len(completing)} still completing in Slurm ({', '.join(completing)})"
+    for instance in failed:
+        # said, or the stop read as if every unit had run until it was stopped
+        message += (
+            f"; unit {instance['unit']} replica {instance['replica']} had failed before the "
+            f"stop: {instance['detail']}"
+        )
     return message
 
 

@@ -89,12 +89,14 @@ def _how(final: str, code: int | None, sig: str) -> str:
     """How the job's process ended, as Slurm's `ExitCode=code:signal` says: a signal when one
     killed it (a cancelled job's 0:15 read "exit code 0", a clean exit), an exit code when its
     worker exited; nothing for a job that ran no worker to the end (NODE_FAIL, a pending job
-    cancelled: 0:0)."""
+    cancelled: 0:0). Without brackets of its own: the sentence is often said inside some
+    (`start`'s `files-0 (job 41 ended COMPLETED with exit code 0)`, a run's message), where
+    it read "(exit code 0))"."""
     if sig not in ("", "0"):
-        return f" (killed by signal {sig})"
+        return f", killed by signal {sig}"
     if code is None or (code == 0 and final not in ("COMPLETED", "FAILED")):
         return ""
-    return f" (exit code {code})"
+    return f" with exit code {code}"
 
 
 def completed(final: str, code: int | None, state: dict[str, Any]) -> bool:

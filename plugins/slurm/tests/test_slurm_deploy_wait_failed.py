@@ -47,7 +47,7 @@ def test_deploy_wait_says_a_job_that_failed_unseen_failed_and_exits_non_zero(slu
     assert "Traceback" not in said
     (line,) = deployed.stderr.splitlines()
     assert line.startswith("error: unit files replica 0 of pipeline brokenwait failed: job "), line
-    assert "(exit code 78)" in line, line
+    assert "ended FAILED with exit code 78: " in line, line
     assert REASON in line, line
     # the deployment is over: the other unit's job was cancelled, and the run ended failed
     state = ex.status()

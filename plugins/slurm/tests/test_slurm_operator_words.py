@@ -88,7 +88,7 @@ def test_a_job_ended_by_a_signal_is_not_said_to_exit_0(slurm, workdir):
         said = wait_until("the watcher to see the job end", lambda: _ended_lines(log, job), 60)
         # Slurm says 0:15 of a job whose worker SIGTERM ended, 0:0 of one that drained first
         assert f"job {job} ended CANCELLED; resubmitting" in said[0] or (
-            f"job {job} ended CANCELLED (killed by signal 15); resubmitting" in said[0]
+            f"job {job} ended CANCELLED, killed by signal 15; resubmitting" in said[0]
         ), said
 
         def resubmitted() -> str | None:
@@ -99,7 +99,7 @@ def test_a_job_ended_by_a_signal_is_not_said_to_exit_0(slurm, workdir):
         pid = wait_until("its worker", lambda: _worker_pid(str(root / "pipeline.yaml"), "sink"), 60)
         os.kill(pid, signal.SIGKILL)  # the out-of-memory killer, say
         said = wait_until("the watcher to see it end", lambda: _ended_lines(log, again), 60)
-        assert f"job {again} ended FAILED (killed by signal 9); resubmitting" in said[0], said
+        assert f"job {again} ended FAILED, killed by signal 9; resubmitting" in said[0], said
     finally:
         _stopped(file, env)
 

@@ -4,7 +4,8 @@ still ends `complete`; a `start` right after a `stop` finds no job of the deploy
 completing; a `stop` that finds the jobs of a batch deployment ended unseen (no watcher)
 records the deployment `complete`, and a `start` of a complete deployment has nothing to do; a
 `start` after the watcher died does not run again a batch source whose job had exited 0, nor
-one whose job had exited with a configuration error: that one fails, as the watcher fails it."""
+one whose job had exited with a configuration error: that one fails, as the watcher fails it
+(with `--json`, after its result document), and a `stop` records it `failed`, not `stopped`."""
 
 from __future__ import annotations
 
@@ -99,6 +100,19 @@ def _ended_unwatched(workdir: Path, jobs: dict[str, str], final: str, env: dict[
         every=1,
     )
     return source
+
+
+def _config_error_unwatched(
+    workdir: Path, name: str, env: dict[str, str]
+) -> tuple[Path, SlurmExecutor, dict[str, str], str]:
+    """A held batch deployment (`_deployed_held`) whose source's job, run while no watcher
+    looked, exited 78: its directory was gone. (file, its executor, key -> job id, the
+    source's job id); the executor is registered, so a failing test leaves nothing behind."""
+    file = _batch(workdir, name, slurm=', extra_options: ["--begin=now+3600"]')
+    ex = executor(file)
+    jobs = _deployed_held(file, env)
+    (workdir / "files").rename(workdir / "moved")
+    return file, ex, jobs, _ended_unwatched(workdir, jobs, "FAILED", env)
 
 
 def _run_ended(file: Path, env: dict[str, str]) -> dict:
@@ -270,7 +284,9 @@ def test_start_after_the_watcher_died_leaves_a_source_that_finished_unwatched_co
     started = run_pipeline("start", str(file), "--wait", "0", env=env)
     assert started.returncode == 0, started.stderr
     assert "0 Slurm job(s) submitted again" in started.stdout, started.stdout
-    assert f"files-0 (job {source} ended COMPLETED (exit code 0))" in started.stdout
+    # one pair of brackets: the job's end is said inside them ("(exit code 0))" read badly)
+    assert f"files-0 (job {source} ended COMPLETED with exit code 0)" in started.stdout
+    assert "))" not in started.stdout, started.stdout
     shown = _instances(file, env)
     # no new job for the source, and no restart counted: it had finished
     assert (shown["files"]["state"], shown["files"]["task_id"]) == ("complete", source), shown
@@ -294,12 +310,8 @@ def test_start_after_the_watcher_died_fails_a_source_that_hit_a_config_error_unw
     no watcher looked: `start` fails the unit as the watcher would have, with the worker's
     reason, and submits nothing. Before, it resubmitted the source, to fail again, and said
     "1 Slurm job(s) submitted again"."""
-    file = _batch(workdir, "unwatchedbad", slurm=', extra_options: ["--begin=now+3600"]')
-    ex = executor(file)  # registered, so that a failing test leaves no watcher or job behind
     env = slurm.env
-    jobs = _deployed_held(file, env)
-    (workdir / "files").rename(workdir / "moved")
-    source = _ended_unwatched(workdir, jobs, "FAILED", env)
+    file, ex, _, source = _config_error_unwatched(workdir, "unwatchedbad", env)
 
     started = run_pipeline("start", str(file), "--wait", "0", env=env)
     assert started.returncode == 1, started.stdout + started.stderr
@@ -307,7 +319,7 @@ def test_start_after_the_watcher_died_fails_a_source_that_hit_a_config_error_unw
     (line,) = started.stderr.splitlines()
     assert line.startswith(
         f"error: unit files replica 0 of pipeline unwatchedbad failed: job {source} ended "
-        "FAILED (exit code 78): "
+        "FAILED with exit code 78: "
     ), line
     assert "directory files does not exist" in line, line
     assert line.endswith("so the deployment's other 2 job(s) were cancelled"), line
@@ -323,3 +335,61 @@ def test_start_after_the_watcher_died_fails_a_source_that_hit_a_config_error_unw
     ] == [source]
     run = _run_ended(file, env)
     assert run["state"] == "failed", run
+
+
+def test_start_json_of_a_source_that_hit_a_config_error_unwatched_prints_a_result(slurm, workdir):
+    """`start --json` on the same path prints a result document naming the failed unit and
+    why (as `restarting` names a restarted one), and nothing else on stdout, and still exits 1
+    with the sentence on stderr. Before, stdout was empty: the error was all it said."""
+    env = slurm.env
+    file, ex, _, source = _config_error_unwatched(workdir, "unwatchedjson", env)
+
+    started = run_pipeline("start", str(file), "--wait", "0", "--json", env=env)
+    assert started.returncode == 1, started.stdout + started.stderr
+    assert "Traceback" not in started.stderr
+    result = json.loads(started.stdout)  # the document alone
+    assert set(result["failed"]) == {"files-0"}, result
+    assert result["failed"]["files-0"].startswith(
+        f"job {source} ended FAILED with exit code 78: "
+    ), result
+    assert "directory files does not exist" in result["failed"]["files-0"], result
+    assert result["submitted"] == [], result
+    assert result["state"] == "failed", result
+    error = started.stderr.splitlines()[-1]
+    assert error == f"error: {result['message']}", started.stderr
+    assert error.startswith("error: unit files replica 0 of pipeline unwatchedjson failed: ")
+    assert error.endswith("so the deployment's other 2 job(s) were cancelled"), error
+    assert ex.status().state == "failed"
+    assert _run_ended(file, env)["state"] == "failed"
+
+
+def test_stop_records_a_unit_whose_job_had_exited_78_before_the_stop_failed(slurm, workdir):
+    """A worker's exit 78 (its directory is gone) while no watcher looked, then `pipeline
+    stop`: that unit is `failed` with the worker's reason, as the watcher would have judged
+    it, the units whose jobs the stop cancelled `stopped`; the stop says so and exits 0, and
+    the run ends `failed`. Before, every unit read `stopped` and so did the run."""
+    env = slurm.env
+    file, ex, jobs, source = _config_error_unwatched(workdir, "stopbad", env)
+
+    stopped = run_pipeline("stop", str(file), env=env)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    said = stopped.stdout
+    others = sorted(j for k, j in jobs.items() if k != "files-0")
+    assert f"2 Slurm job(s) cancelled ({', '.join(others)})" in said, said
+    assert f"1 had already ended ({source})" in said, said
+    assert (
+        f"unit files replica 0 had failed before the stop: job {source} ended FAILED with "
+        "exit code 78: "
+    ) in said, said
+    assert "directory files does not exist" in said, said
+    status = ex.status()
+    shown = {i.unit: i for i in status.instances}
+    assert shown["files"].state == "failed", shown
+    assert "directory files does not exist" in shown["files"].detail
+    assert {shown["pass"].state, shown["sink"].state} == {"stopped"}, shown
+    assert shown["pass"].detail == "cancelled by pipeline stop"
+    assert status.state == "failed"
+    (run,) = runs_of(file, env)
+    assert run["state"] == "failed", run
+    assert "directory files does not exist" in run["message"], run
