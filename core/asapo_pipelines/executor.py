@@ -230,11 +230,15 @@ class Executor(ABC):
 
     @abstractmethod
     def deploy(self, *, wait: float) -> dict[str, Any]:
-        """Submit the pipeline and wait up to ``wait`` seconds for its tasks to be placed."""
+        """Submit the pipeline and wait up to ``wait`` seconds for its tasks to be placed.
+
+        A result with a non-empty ``failed`` key (unit instance -> why) says a unit failed for
+        good (a configuration error): the run is then not said to start or go on, and
+        `show_submitted` fails the command with that sentence."""
 
     @abstractmethod
     def start(self, *, wait: float) -> dict[str, Any]:
-        """Start a deployed pipeline that was stopped."""
+        """Start a deployed pipeline that was stopped (a ``failed`` key: as `deploy`'s)."""
 
     @abstractmethod
     def stop(self, *, purge: bool = False) -> dict[str, Any]:

@@ -697,6 +697,22 @@ def refuse(executor: Executor, command: str) -> None:
     executor.refuse(command)
 
 
+@dataclass
+class Submission:
+    """What `deployment_run` hands the submission it is around: the run its workers are given
+    (None: not recorded here), and whether the executor's result says a unit failed for good
+    (`Executor.start`'s `failed` key), set by the caller once it has the result."""
+
+    run_id: str | None
+    failed: bool = False
+
+    def judge(self, result: dict[str, Any]) -> dict[str, Any]:
+        """`result`, noting a unit that failed for good: the run is then not said to start or
+        go on (the executor ended it failed, and the command fails with its sentence)."""
+        self.failed = bool(result.get("failed"))
+        return result
+
+
 @contextmanager
 def deployment_run(
     file: str | None,
@@ -707,7 +723,7 @@ def deployment_run(
     resume: bool = False,
     restart: bool = False,
     quiet_stdout: bool = False,
-) -> Iterator[str | None]:
+) -> Iterator[Submission]:
     """Begin the run around a submission, said once it succeeded; a submission that fails ends
     it as failed. The executor refuses first (`refuse`): a refused command records nothing."""
     if file is None or Path(file).suffix == ".json":  # a compiled job: no pipeline file to record
@@ -716,7 +732,7 @@ def deployment_run(
 
             raise UsageError("--fresh and --resume need a pipeline file")
         refuse(executor, command)
-        yield None
+        yield Submission(None)
         return
     refuse(executor, command)
     # a queue server's allowed plans, asked before a cluster job is submitted, as `pipeline
@@ -729,7 +745,7 @@ def deployment_run(
         )
     if executor.records_runs:  # its `deploy` records the session (and would refuse a second)
         executor.run_flags = tuple(f for f, on in (("--fresh", fresh), ("--resume", resume)) if on)
-        yield None
+        yield Submission(None)
         return
     if restart:
         refuse_edited_start(file, executor)
@@ -743,15 +759,17 @@ def deployment_run(
         deployed_run=deployed_run,
         secrets_from=executor.secrets_from,
     )
+    submission = Submission(None if began is None else began.run_id)
     try:
-        yield None if began is None else began.run_id
+        yield submission
     except Exception as exc:
         if began is not None:
             _end_failed(file, executor.name, began, exc)
         raise
     # said once the submission succeeded: a failed one resumed nothing ("resuming run r1"
-    # followed by its error was false), and its error is then the one thing to read
-    if began is not None:
+    # followed by its error was false), and its error is then the one thing to read; nor
+    # did one whose result names a unit that failed for good ("goes on", then its error)
+    if began is not None and not submission.failed:
         began.announce(err=quiet_stdout)
 
 

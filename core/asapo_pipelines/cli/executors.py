@@ -650,9 +650,9 @@ def deploy(
     shown = str(path) if path is not None else None
     with deployment_run(
         shown, executor, "deploy", fresh=fresh, resume=resume, quiet_stdout=as_json
-    ) as run:
-        executor.run_id = run
-        result = executor.deploy(wait=wait)
+    ) as submission:
+        executor.run_id = submission.run_id
+        result = submission.judge(executor.deploy(wait=wait))
     executor.show_submitted(result, as_json=as_json, start=False)
 
 
@@ -669,8 +669,10 @@ def start(
     executor, path = executor_for("start", file, executor_name, {"job": job}, runs=False)
     assert executor is not None
     recorded = _pipeline_file(path)
-    with deployment_run(recorded, executor, "start", restart=True, quiet_stdout=as_json):
-        result = executor.start(wait=wait)
+    with deployment_run(
+        recorded, executor, "start", restart=True, quiet_stdout=as_json
+    ) as submission:
+        result = submission.judge(executor.start(wait=wait))
     executor.show_submitted(result, as_json=as_json, start=True)
 
 

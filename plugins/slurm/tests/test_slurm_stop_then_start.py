@@ -316,6 +316,8 @@ def test_start_after_the_watcher_died_fails_a_source_that_hit_a_config_error_unw
     started = run_pipeline("start", str(file), "--wait", "0", env=env)
     assert started.returncode == 1, started.stdout + started.stderr
     assert "Traceback" not in started.stderr
+    # the run is not said to go on: its error is the one thing to read
+    assert started.stdout == "", started.stdout
     (line,) = started.stderr.splitlines()
     assert line.startswith(
         f"error: unit files replica 0 of pipeline unwatchedbad failed: job {source} ended "
