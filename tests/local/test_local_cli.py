@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -181,7 +182,7 @@ def test_detach_status_logs_stop_round_trip(tmp_path: Path) -> None:
         assert again.returncode == 1
         assert again.stderr.strip() == (
             f"error: job svc is already running locally (supervisor pid {supervisor}); stop it "
-            f"first with `pipeline stop --data-dir {tmp_path / 'data'}`"
+            f"first with `pipeline stop --run-dir {run_dir}`"
         )
         shown = pipeline("status", str(job_file), "--data-dir", str(tmp_path / "data"))
         assert shown.returncode == 0, shown.stderr
@@ -196,7 +197,10 @@ def test_detach_status_logs_stop_round_trip(tmp_path: Path) -> None:
         assert log.stdout == "serving 1 True\n"
         # the secret-looking value reached the task but no command printed the environment
         assert "has-token" not in shown.stdout + log.stdout + started.stdout
-        stopped = pipeline("stop", str(job_file), "--data-dir", str(tmp_path / "data"))
+        # the stop command the refusal named stops it, wherever it is typed
+        suggested = shlex.split(again.stderr.split("`")[1])
+        assert suggested[:2] == ["pipeline", "stop"]
+        stopped = pipeline(*suggested[1:], cwd=tmp_path.parent)
         assert stopped.returncode == 0, stopped.stderr
         assert stopped.stdout.strip() == "job svc stopped (SIGTERM)"
     finally:

@@ -79,8 +79,9 @@ def already_running(
 
     if shown:
         stop = f"pipeline stop {logs_where(shown, data_dir)}"
-    else:  # a compiled job's refusal names no file (`refused_file`)
-        stop = "pipeline stop" + (f" --data-dir {shlex.quote(data_dir)}" if data_dir else "")
+    else:  # a compiled job's refusal names no file (`refused_file`): its run directory
+        # (`pipeline stop` of no file looks for a pipeline file in the working directory)
+        stop = f"pipeline stop --run-dir {shlex.quote(str(run_dir))}"
     return LocalRunError(
         f"job {state.get('job') or job_id} is already running locally{started}"
         + (f" (supervisor pid {pid})" if pid else NOT_KNOWN_YET)
