@@ -184,7 +184,8 @@ class SlurmExecutor(Executor):
         if previous is not None and _running(previous):
             raise SlurmError(
                 f"pipeline {previous.get('pipeline', self.loaded().name)} is already deployed "
-                f"on Slurm (state in {self.layout.root}); stop it first with `pipeline stop`"
+                f"on Slurm (state in {self.layout.root}); stop it first with "
+                f"`pipeline stop {shlex.quote(str(self.file))}`"
             )
         renamed = self._renamed() if previous is None else None
         if renamed is not None and _running(renamed[1]):

@@ -36,6 +36,8 @@ def test_a_refused_deploy_or_start_changes_no_run(slurm, workdir):
         (run,) = runs_of(file, env)
         assert (run["state"], run["sessions"], run["ended"]) == ("running", 1, None)
         assert again.stderr.startswith("error: pipeline refused is already deployed on Slurm")
+        # the stop it names is of this file: `pipeline stop` alone looks in the working directory
+        assert again.stderr.endswith(f"stop it first with `pipeline stop {file}`\n"), again.stderr
         # refused before the run is touched: not even "resuming run r1" is said
         assert "resuming" not in again.stdout + again.stderr
         assert started.stderr == "error: pipeline refused is already running on Slurm\n"
