@@ -53,10 +53,34 @@ def file_run_dir(data_dir: Path, job_id: str, pipeline_file: Path) -> Path:
     digest = hashlib.sha256(str(mine).encode()).hexdigest()[:8]
     own = run_dir(data_dir, f"{job_id}@{stem}-{digest}")
     if (own / STATE_FILE).is_file():
-        return own  # once given, it stays this file's, whatever comes to `shared` later
-    state = recorded_state(shared)
-    other = started_from(state)
-    return shared if other is None or other == mine or _moved(state, other, shared, mine) else own
+        found = own  # once given, it stays this file's, whatever comes to `shared` later
+    else:
+        state = recorded_state(shared)
+        other = started_from(state)
+        ours = other is None or other == mine or _moved(state, other, shared, mine)
+        found = shared if ours else own
+    if supervisor_alive(found):
+        return found
+    # the file's `pipeline:` renamed while its run goes on: that run is still this file's, to
+    # stop, show and refuse a second start of (which would read the same folders again)
+    return _running_under_other_name(Path(data_dir), mine) or found
+
+
+def _running_under_other_name(data_dir: Path, mine: Path) -> Path | None:
+    """The run directory under `data_dir` of a run that a supervisor runs and whose state
+    records `mine` as its file, None when there is none."""
+    try:
+        runs = sorted(p for p in (Path(data_dir) / RUNS).iterdir() if p.is_dir())
+    except OSError:
+        return None
+    for run in runs:
+        state = recorded_state(run)
+        recorded = started_from(state)
+        if recorded is None or not supervisor_alive(run):
+            continue
+        if recorded == mine or _moved(state, recorded, run, mine):
+            return run
+    return None
 
 
 def _moved(state: dict[str, Any], recorded: Path, run: Path, mine: Path) -> bool:

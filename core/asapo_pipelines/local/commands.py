@@ -419,13 +419,15 @@ def store_view(
     from asapo_pipelines.runs import RunStore
     from asapo_pipelines.transport import open_transport
 
+    # the run's own name: a run goes on under the name it started with, `pipeline:` renamed
+    name = str(state.get("job") or pipeline.name)
     try:  # read alone: a store archived on a read-only file system still shows its run
         with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
-            named = _named(transport, pipeline.name, state.get("run"))
+            named = _named(transport, name, state.get("run"))
             if named is None:
                 return True, None, "", None
-            published = _published(transport, pipeline.name, run_dir, state)
-            return False, published, named, _record(RunStore(transport, pipeline.name), state)
+            published = _published(transport, name, run_dir, state)
+            return False, published, named, _record(RunStore(transport, name), state)
     except Exception:  # the state file is then the status, as before
         return False, None, "", None
 

@@ -1,0 +1,58 @@
+"""Which local run `pipeline stop`, `status`, `logs` and `run` find for a file, when the run
+they must find is not the plain one of the file's name and data directory: the file's
+`pipeline:` renamed while its run goes on, a run started with --data-dir after one without,
+and a reprocess, whose session runs no source. Real `pipeline` commands, a real embedded
+store, real workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from helpers import alive, files_to_sink, run_pipeline
+
+#: Nomad is asked nowhere here: a closed port makes any question to it fail loudly
+NO_NOMAD = {"NOMAD_ADDR": "http://127.0.0.1:9"}
+
+
+def watching(directory: Path, name: str) -> Path:
+    """`files_to_sink`'s pipeline, its source watching its folder: a run that goes on."""
+    file = files_to_sink(directory, name)
+    doc = json.loads(file.read_text())
+    doc["units"]["files"]["params"]["watch"] = True
+    file.write_text(json.dumps(doc, indent=1))
+    return file
+
+
+def test_a_run_goes_on_being_found_after_its_pipeline_was_renamed(tmp_path: Path) -> None:
+    """`pipeline:` renamed while the run goes on: `stop` said no local run was recorded (and
+    asked Nomad), `status` the same, and a second `run` started reading the same folder again.
+    They find the run of this file under its old name: `run` refuses, naming the stop command,
+    `status` shows it, and `stop` stops it."""
+    file = watching(tmp_path, "p65-xas")
+    started = run_pipeline("run", str(file), "--detach", "--json", env=NO_NOMAD)
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = json.loads(started.stdout)
+    try:
+        file.write_text(file.read_text().replace('"p65-xas"', '"p65"'))
+
+        again = run_pipeline("run", str(file), "--detach", env=NO_NOMAD)
+        assert again.returncode != 0, again.stdout + again.stderr
+        assert "already running" in again.stderr, again.stderr
+        assert f"pipeline stop {file}" in again.stderr, again.stderr
+        assert not (tmp_path / ".pipeline-data" / "runs" / "p65").exists()
+
+        shown = run_pipeline("status", str(file), env=NO_NOMAD)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "no local run" not in shown.stderr
+        assert "p65-xas" in shown.stdout, shown.stdout
+
+        stopped = run_pipeline("stop", str(file), env=NO_NOMAD)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "Nomad" not in stopped.stdout + stopped.stderr
+        assert not alive(state["pid"])
+    finally:  # no run outlives the test: a second one under the new name, the first
+        run_pipeline("stop", str(file), env=NO_NOMAD)
+        if alive(state["pid"]):
+            file.write_text(file.read_text().replace('"p65"', '"p65-xas"'))
+            run_pipeline("stop", str(file), env=NO_NOMAD)
