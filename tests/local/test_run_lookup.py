@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import alive, files_to_sink, run_pipeline
+from helpers import alive, files_to_sink, read_state, run_pipeline
 
 #: Nomad is asked nowhere here: a closed port makes any question to it fail loudly
 NO_NOMAD = {"NOMAD_ADDR": "http://127.0.0.1:9"}
@@ -56,3 +56,26 @@ def test_a_run_goes_on_being_found_after_its_pipeline_was_renamed(tmp_path: Path
         if alive(state["pid"]):
             file.write_text(file.read_text().replace('"p65"', '"p65-xas"'))
             run_pipeline("stop", str(file), env=NO_NOMAD)
+
+
+def test_logs_show_the_latest_run_started_with_data_dir(tmp_path: Path) -> None:
+    """A run in the default data directory, then one with --data-dir: `logs FILE UNIT`
+    without --data-dir printed the first run's lines while `status` showed the second run."""
+    file = files_to_sink(tmp_path, "fj")
+    first = run_pipeline("run", str(file), env=NO_NOMAD)
+    assert first.returncode == 0, first.stdout + first.stderr
+    elsewhere = tmp_path / "elsewhere"
+    second = run_pipeline("run", str(file), "--fresh", "--data-dir", str(elsewhere), env=NO_NOMAD)
+    assert second.returncode == 0, second.stdout + second.stderr
+    shown = run_pipeline("logs", str(file), "sink", "--stderr", env=NO_NOMAD)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == _stderr_log(elsewhere / "runs" / "fj", "sink")
+    assert shown.stdout != _stderr_log(tmp_path / ".pipeline-data" / "runs" / "fj", "sink")
+
+
+def _stderr_log(run_dir: Path, unit: str) -> str:
+    """The unit's stderr log of the run's latest session, as its supervisor wrote it."""
+    state = read_state(run_dir)
+    assert state is not None, f"no run in {run_dir}"
+    record = next(u for u in state["units"] if u["group"] == unit)
+    return (Path(record["logs"]) / f"{record['task']}.stderr.0").read_text()

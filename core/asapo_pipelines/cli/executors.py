@@ -430,9 +430,13 @@ def _session_run_dir(
     run_dir = _local_run_dir(pipeline, catalog, path, given)
     if run_dir is None or not _idle(run_dir):
         return None  # a supervisor runs it, or was lost with its tasks: the local one says so
-    if command == "logs" and recorded_state(run_dir):
-        return None  # the last session's logs are what to read after a start that went wrong
     run = latest_local_run(pipeline, catalog, path)
+    if command == "logs" and recorded_state(run_dir):
+        # the last session's logs are what to read after a start that went wrong; but when
+        # the latest run was started with --data-dir, its logs, as `status` shows its table
+        session_dir = Path(run.session.get("run_dir") or run_dir) if run else run_dir
+        moved = session_dir != run_dir and not given.get("data_dir")
+        return session_dir if moved and recorded_state(session_dir) else None
     if run is None:
         return None
     session_dir = Path(run.session.get("run_dir") or run_dir)
