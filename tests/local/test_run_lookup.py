@@ -79,3 +79,31 @@ def _stderr_log(run_dir: Path, unit: str) -> str:
     assert state is not None, f"no run in {run_dir}"
     record = next(u for u in state["units"] if u["group"] == unit)
     return (Path(record["logs"]) / f"{record['task']}.stderr.0").read_text()
+
+
+def test_logs_of_a_source_after_a_reprocess_say_sources_do_not_run_in_it(tmp_path: Path) -> None:
+    """After `pipeline reprocess FILE --from r1`, `logs FILE files` said the job had no unit
+    files, though the file has it: the replay runs no source. It says so, and points to
+    --previous, which shows the source's log of the session before."""
+    file = files_to_sink(tmp_path, "rp")
+    first = run_pipeline("run", str(file), env=NO_NOMAD)
+    assert first.returncode == 0, first.stdout + first.stderr
+    replayed = run_pipeline("reprocess", str(file), "--from", "r1", env=NO_NOMAD)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+
+    shown = run_pipeline("logs", str(file), "files", env=NO_NOMAD)
+    assert shown.returncode == 1
+    assert shown.stderr.startswith("error: the latest session of job rp was a reprocess"), (
+        shown.stderr
+    )
+    assert "sources do not run" in shown.stderr
+    assert "--previous" in shown.stderr
+    assert len(shown.stderr.splitlines()) == 1
+    previous = run_pipeline("logs", str(file), "files", "--previous", env=NO_NOMAD)
+    assert previous.returncode == 0, previous.stderr
+    assert previous.stdout
+    # a unit the replay ran is shown as ever
+    assert run_pipeline("logs", str(file), "sink", env=NO_NOMAD).returncode == 0
+    # and a unit the file does not have is still a typo
+    typo = run_pipeline("logs", str(file), "nosuch", env=NO_NOMAD)
+    assert "has no unit nosuch" in typo.stderr, typo.stderr

@@ -585,6 +585,7 @@ def reprocess(
     from asapo_pipelines.local.errors import JobFailed
     from asapo_pipelines.local.sent import compare_sent
     from asapo_pipelines.local.session import Session, apply_overrides
+    from asapo_pipelines.local.state import LEFT_OUT_META, REPLAYS_META
     from asapo_pipelines.pipeline.online import check_before_start
     from asapo_pipelines.runs import RunStore, configurations
     from asapo_pipelines.runs.lifecycle import (
@@ -649,6 +650,12 @@ def reprocess(
     # a replay is finite: its source streams are finished and no source runs to add more, so
     # its workers end once drained, also for a pipeline that watches a folder (a service)
     payload["Job"]["Type"] = "batch"
+    # kept in the run's state: `pipeline logs FILE SOURCE` then says why a source has no log
+    payload["Job"]["Meta"] = {
+        **(payload["Job"].get("Meta") or {}),
+        REPLAYS_META: old.id,
+        LEFT_OUT_META: ",".join(sorted(sources)),
+    }
     for group in payload["Job"]["TaskGroups"]:
         for task in group.get("Tasks") or []:
             task["Env"] = {**(task.get("Env") or {}), JOB_TYPE_ENV: "batch"}

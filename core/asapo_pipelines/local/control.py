@@ -36,6 +36,7 @@ from asapo_pipelines.local.errors import LocalRunError
 from asapo_pipelines.local.layout import JOB_FILE, LOCK_FILE, PREVIOUS_ALLOC, SUPERVISOR_LOG
 from asapo_pipelines.local.logs import log_files, read_log
 from asapo_pipelines.local.state import (
+    REPLAY,
     group_members,
     read_state,
     wait_groups_gone,
@@ -668,7 +669,9 @@ def unit_log(
     if previous:
         record, logs_dir = _previous_logs(run_dir, unit, task)
     else:
-        record = find_unit(read_state(run_dir / STATE_FILE), unit, task)
+        state = read_state(run_dir / STATE_FILE)
+        _refuse_left_out(state, unit)
+        record = find_unit(state, unit, task)
         logs_dir = Path(record["logs"])
     stream = "stderr" if stderr else "stdout"
     if not log_files(logs_dir, record["task"], stream):
@@ -679,6 +682,22 @@ def unit_log(
 
     follow = follow and not previous
     return read_log(logs_dir, record["task"], stream, follow=follow, keep_going=keep_going)
+
+
+def _refuse_left_out(state: Mapping[str, Any], unit: str) -> None:
+    """One sentence for a unit the latest session did not run because it was a replay
+    (`pipeline reprocess` runs no source): the unit is in the file, its log of the session
+    before is kept, and "the job has no unit" sent the user looking for a typo."""
+    replay = state.get(REPLAY)
+    group = unit.partition("[")[0]
+    if not isinstance(replay, Mapping) or group not in (replay.get("left_out") or []):
+        return
+    run = f"run {state['run']}, " if state.get("run") else ""
+    raise LocalRunError(
+        f"the latest session of job {state.get('job')} was a reprocess ({run}a replay of "
+        f"{replay.get('of')}), in which sources do not run: {group} has no log of it; add "
+        "--previous for its log of the session before"
+    )
 
 
 def _previous_logs(run_dir: Path, unit: str, task: str | None) -> tuple[dict[str, Any], Path]:

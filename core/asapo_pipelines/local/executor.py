@@ -47,7 +47,9 @@ from asapo_pipelines.local.layout import (
 )
 from asapo_pipelines.local.logs import RotatingLog, problem_line, pump
 from asapo_pipelines.local.state import (
+    REPLAY,
     StateNotWritten,
+    replay_record,
     reserve_space,
     wait_groups_gone,
     write_last_state,
@@ -672,6 +674,7 @@ class LocalExecutor:
             # the run its tasks work for: whoever stops them after this supervisor is lost
             # names it (`control.stop_orphans`)
             "run": self.environ.get(RUN_ENV),
+            REPLAY: replay_record(self.job.meta),
             "run_dir": str(self.run_dir),
             "stopped_orphans": self.stopped_orphans,
             "started": self.started_wall,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,22 @@ from asapo_pipelines import storage
 from asapo_pipelines.local.errors import LocalRunError
 
 #: Run states: running, stopping, then complete, failed or stopped.
+
+#: The job `Meta` keys by which `pipeline reprocess` tells the supervisor that its session is
+#: a replay: the run it replays, and the units it leaves out (the sources, comma-separated).
+#: The state file keeps them (`REPLAY`) for `pipeline logs` of a source to say why it has no
+#: log of the latest session.
+REPLAYS_META, LEFT_OUT_META = "replays", "left_out"
+#: the state's record of a replay: {"of": RUN, "left_out": [UNIT, ...]}, or None
+REPLAY = "replay"
+
+
+def replay_record(meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The state's `REPLAY` record from the job's `Meta`; None for a session that is no replay."""
+    if not meta.get(REPLAYS_META):
+        return None
+    left_out = [u for u in meta.get(LEFT_OUT_META, "").split(",") if u]
+    return {"of": meta[REPLAYS_META], "left_out": left_out}
 
 
 class StateNotWritten(LocalRunError):
