@@ -332,6 +332,55 @@ def test_a_directory_param_that_does_not_exist_is_a_located_warning(tmp_path: Pa
     assert (checked.stdout, checked.stderr) == ("", "night.pipeline.yaml: valid\n")
 
 
+def test_a_run_with_a_set_directory_that_does_not_exist_is_refused_before_it_starts(
+    tmp_path: Path,
+):
+    """`pipeline run FILE --set files.directory=nosuch/ --resume` started every worker, then
+    the source failed (exit 78), and the session was recorded `failed` under that override:
+    the next plain `pipeline run FILE` was refused for a changed configuration. The folder is
+    now checked of the pipeline as it will run, before anything is recorded: one sentence,
+    exit 78 (a configuration error, as the worker's), the run as it was."""
+    assert run_pipeline("new", "night", cwd=tmp_path).returncode == 0
+    (tmp_path / "data" / "a.txt").write_text("a\n")
+    first = run_pipeline("run", "night.pipeline.yaml", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    def runs() -> list[tuple[str, str, int]]:
+        listed = run_pipeline("runs", "night.pipeline.yaml", "--json", cwd=tmp_path)
+        assert listed.returncode == 0, listed.stderr
+        return [(r["id"], r["state"], r["sessions"]) for r in json.loads(listed.stdout)["runs"]]
+
+    before = runs()
+    folder = tmp_path.resolve() / "nosuch"
+    for extra in (("--resume",), ("--fresh",), ("--detach",)):
+        ran = run_pipeline(
+            "run", "night.pipeline.yaml", "--set", "files.directory=nosuch/", *extra,
+            cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert (ran.returncode, ran.stdout) == (78, ""), (extra, ran.stdout + ran.stderr)
+        assert ran.stderr == (
+            f"error: --set files.directory: the folder {folder} does not exist here, so unit "
+            "files could not start; nothing was started or recorded\n"
+        ), ran.stderr
+        assert runs() == before
+    # the file's own folder, mistyped: the same refusal, named as the file's param
+    path = tmp_path / "night.pipeline.yaml"
+    text = path.read_text()
+    path.write_text(text.replace('directory: "data"', 'directory: "dta"'))
+    ran = run_pipeline("run", "night.pipeline.yaml", "--fresh", cwd=tmp_path)
+    assert ran.returncode == 78, ran.stdout + ran.stderr
+    assert ran.stderr.startswith(
+        f"error: files.directory: the folder {tmp_path.resolve() / 'dta'} does not exist here "
+        "(did you mean data?)"
+    ), ran.stderr
+    assert runs() == before
+    path.write_text(text)
+    # nothing was recorded under the override: a plain run goes on with the run as it was
+    again = run_pipeline("run", "night.pipeline.yaml", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resuming run r1 of pipeline night (unchanged)" in again.stdout, again.stdout
+
+
 def test_a_bad_set_value_is_said_in_validates_words(tmp_path: Path):
     """`--set files.recursive=yes` said `Input should be a valid boolean, not 'yes'` where
     `validate` says of the same value in the file `input should be a valid boolean (got

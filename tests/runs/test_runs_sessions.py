@@ -471,3 +471,42 @@ def test_status_warns_that_a_file_edited_while_its_run_goes_on_is_not_applied(tm
         assert again.returncode == 1
         assert again.stderr.strip().endswith(f"stop it first with `pipeline stop {FILE}`")
         stop(tmp_path)
+
+
+def test_the_edit_advice_repeats_the_sessions_set_and_data_dir(tmp_path):
+    """A batch file run watching by `--set files.watch=true` in another data directory, then
+    edited: the advice said `pipeline stop FILE` and `pipeline run --resume FILE`, which
+    resumed under the file's `watch: false` in the default data directory (the watcher
+    silently stopped watching). The advised commands now repeat the session's `--set`
+    (shell-quoted) and its `--data-dir`; done as written, the run goes on watching."""
+    write_pipeline(tmp_path, watch=False)
+    data_dir = tmp_path / "data dir"  # a space: the advice must quote it
+    with stopped_at_the_end(tmp_path, data_dir):
+        started = run_pipeline(
+            "run", FILE, "--detach", "--set", "files.watch=true",
+            "--data-dir", str(data_dir), cwd=tmp_path, timeout=120,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        drop_files(tmp_path, "a", 1)
+        wait_for(lambda: lines(tmp_path) == 1, 120, "the first file in the sink")
+
+        path = tmp_path / FILE
+        path.write_text(path.read_text().replace("payload: text", "payload: base64"))
+        edited = run_pipeline("status", FILE, "--data-dir", str(data_dir), cwd=tmp_path)
+        assert edited.returncode == 0, edited.stderr
+        where = f"{FILE} --data-dir {shlex.quote(str(data_dir))}"
+        stop_command = f"pipeline stop {where}"
+        run_command = f"pipeline run --resume {where} --set files.watch=true"
+        assert f"`{stop_command}` and `{run_command}` apply the edit" in edited.stderr, (
+            edited.stderr
+        )
+
+        # what it advises, word for word
+        for command in (stop_command, run_command + " --detach"):
+            done = run_pipeline(*shlex.split(command)[1:], cwd=tmp_path, timeout=120)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "watch true -> false" not in done.stdout + done.stderr
+        drop_files(tmp_path, "b", 1)
+        wait_for(lambda: lines(tmp_path) == 2, 120, "a new file read by the resumed watcher")
+        assert runs_of(tmp_path)["r1"]["state"] == "running"
+        stop(tmp_path, "--data-dir", str(data_dir))

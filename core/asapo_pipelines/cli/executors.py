@@ -989,7 +989,7 @@ def _say_edited(executor: Executor, path: Path) -> None:
         run = executor.shown_run[0]
     else:
         run = _current_run(pipeline, executor.catalog)
-    told = edit_warning(run, path) if run is not None else None
+    told = edit_warning(run, path, pipeline.transport.spec()) if run is not None else None
     if told:
         warn(told)
 

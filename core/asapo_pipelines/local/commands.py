@@ -89,6 +89,7 @@ def run(
     if target.pipeline is not None:
         from asapo_pipelines.local.session import apply_overrides
         from asapo_pipelines.pipeline.online import check_before_start
+        from asapo_pipelines.pipeline.validate import refuse_missing_directories
 
         assert target.pipeline_file is not None
         overrides = apply_overrides(target, sets, str(shown))
@@ -97,6 +98,9 @@ def run(
         check_before_start(
             *target.loaded(), Path(target.pipeline_file), str(shown), executor="local"
         )
+        # a folder the units read, as it will run: its worker found it missing only after
+        # the run was recorded (and every other worker started)
+        refuse_missing_directories(*target.loaded(), Path(target.pipeline_file), overrides)
     start, transport = take_start(ctx, target, str(shown))
     if target.pipeline is not None:
         from asapo_pipelines.local.control import refused_while_running

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,10 +82,31 @@ def _compile(pipeline: Pipeline, catalog: Catalog) -> dict[str, Any]:
 
 def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
     """The embedded transport's directory, else the default data directory next to the file."""
-    embedded = pipeline.transport.spec().get("embedded")
-    if embedded and embedded.get("path"):
+    return default_data_dir(pipeline.transport.spec(), path)
+
+
+def default_data_dir(transport: Mapping[str, Any], path: Path) -> Path:
+    """The data directory a run of the file at `path` takes without `--data-dir`, from its
+    transport's spec (`_data_dir_of`; the viewer holds the spec, not the pipeline)."""
+    embedded = transport.get("embedded")
+    if isinstance(embedded, Mapping) and embedded.get("path"):
         return Path(embedded["path"])
     return path.resolve().parent / DEFAULT_DATA_DIR
+
+
+def session_data_dir(run_dir: str | None, transport: Mapping[str, Any], path: Path) -> str | None:
+    """The `--data-dir` a local session recorded in run directory `run_dir` was started with
+    (the run directory is `DATA_DIR/runs/JOB`), for a command advised to repeat it; None when
+    it ran in the file's default data directory (or recorded none)."""
+    if not run_dir:
+        return None
+    base = Path(run_dir).parent.parent
+    try:
+        if base.resolve() == default_data_dir(transport, path).resolve():
+            return None
+    except OSError:
+        pass
+    return str(base)
 
 
 def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None) -> Path:

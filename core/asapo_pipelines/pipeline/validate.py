@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from asapo_pipelines.errors import PipelinesError
+from asapo_pipelines.errors import ConfigurationError, PipelinesError
 from asapo_pipelines.pipeline.checks import ABSENT, broken_defaults, validate_as_json, value_at
 from asapo_pipelines.pipeline.loader import Document, LoadFailed, Pos, read_document
 from asapo_pipelines.pipeline.model import (
@@ -478,20 +478,8 @@ def _stage_directories(doc: Document, nodes: list[_Node]) -> list[Problem]:
     found: list[Problem] = []
     for node in nodes:
         params = node.raw.get("params")
-        if node.descriptor is None or not isinstance(params, dict):
-            continue
-        properties = node.descriptor.params_schema().get("properties", {})
-        for name, value in params.items():
-            spec = properties.get(name)
-            if not isinstance(value, str) or not value.strip() or not isinstance(spec, dict):
-                continue  # an empty one is P206's, a wrong type P202's
-            if spec.get("format") != DIRECTORY_FORMAT:
-                continue
-            where = path.parent / Path(value).expanduser()
-            if where.is_dir():
-                continue
+        for name, where, lacks in missing_directories(node.descriptor, params, path):
             at = ("units", node.name, "params", name)
-            lacks = "is not a directory" if where.exists() else "does not exist"
             found.append(
                 make(
                     str(doc.path),
@@ -504,6 +492,54 @@ def _stage_directories(doc: Document, nodes: list[_Node]) -> list[Problem]:
                 )
             )
     return found
+
+
+def missing_directories(
+    descriptor: UnitDescriptor | None, params: Any, path: Path
+) -> list[tuple[str, Path, str]]:
+    """(param, folder, "does not exist" / "is not a directory") of each of a unit's params
+    naming a directory to read (`format: directory-path`) that is not one here, relative to
+    the folder of the pipeline file at `path`. P208 asks it of the file; `pipeline run`
+    (`refuse_missing_directories`) of the pipeline as it will run, `--set` applied."""
+    if descriptor is None or not isinstance(params, Mapping):
+        return []
+    properties = descriptor.params_schema().get("properties", {})
+    found = []
+    for name, value in params.items():
+        spec = properties.get(name)
+        if not isinstance(value, str) or not value.strip() or not isinstance(spec, dict):
+            continue  # an empty one is P206's, a wrong type P202's
+        if spec.get("format") != DIRECTORY_FORMAT:
+            continue
+        where = path.parent / Path(value).expanduser()
+        if not where.is_dir():
+            lacks = "is not a directory" if where.exists() else "does not exist"
+            found.append((name, where, lacks))
+    return found
+
+
+def refuse_missing_directories(
+    pipeline: Pipeline,
+    catalog: Catalog,
+    path: Path,
+    overrides: Mapping[str, Mapping[str, Any]],
+) -> None:
+    """Before a local `pipeline run` records or resumes anything: a directory param of the
+    pipeline as it will run (`overrides`: its `--set`, already applied) that is no directory
+    here is refused (ConfigurationError, exit 78, as its worker would exit), in one sentence
+    naming the param and the folder. The worker found it only after every other one started,
+    and the run was recorded `failed` under that configuration. Not asked by `deploy`: on a
+    cluster the folder may exist only on the nodes (P208 is a warning for that reason)."""
+    for instance in pipeline.units:
+        descriptor = pipeline.descriptor(instance, catalog)
+        params = pipeline.units[instance].params
+        for name, where, lacks in missing_directories(descriptor, params, path):
+            given = "--set " if name in (overrides.get(instance) or {}) else ""
+            raise ConfigurationError(
+                f"{given}{instance}.{name}: the folder {where} {lacks} here"
+                f"{_directory_meant(where)}, so unit {instance} could not start; nothing was "
+                "started or recorded"
+            )
 
 
 def _directory_meant(where: Path) -> str:

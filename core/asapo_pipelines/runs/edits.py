@@ -7,9 +7,9 @@ with, and a scientist who changed a parameter in the file expects the next scan 
 
 from __future__ import annotations
 
-import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.runs.store import file_sha256
 
@@ -17,10 +17,12 @@ if TYPE_CHECKING:  # pragma: no cover - only for the annotations
     from asapo_pipelines.runs.store import Run
 
 
-def edit_warning(run: Run, path: Path) -> str | None:
+def edit_warning(run: Run, path: Path, transport: Mapping[str, Any]) -> str | None:
     """The warning that `path` holds another pipeline than the one `run`'s last session
     started with; None when it holds the same (or no text was recorded, or the file cannot be
-    read now: there is nothing to compare). The caller knows whether the session goes on."""
+    read now: there is nothing to compare). The caller knows whether the session goes on;
+    `transport`: the file's transport spec, whose data directory is the one a start without
+    `--data-dir` takes."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
@@ -29,11 +31,19 @@ def edit_warning(run: Run, path: Path) -> str | None:
         return None
     if same_content(run.text, text):
         return None  # comments, spacing, quoting: nothing the units would do differently
-    where = shlex.quote(str(path))
+    from asapo_pipelines.local.target import logs_where, session_data_dir
+    from asapo_pipelines.runs.overrides import set_options
+
+    # the session's --set and --data-dir repeated: without them the advised start ran the
+    # file's own settings (a watching source became a batch one, silently) in another folder
+    session = run.sessions[-1] if run.sessions else {}
+    data_dir = session_data_dir(run.session.get("run_dir"), transport, path)
+    where = logs_where(str(path), data_dir)
+    sets = set_options(session.get("overrides") or {})
     return (
         f"{path} was edited after run {run.id}'s session started: its units go on with the "
         f"configuration they started with; `pipeline stop {where}` and `pipeline run --resume "
-        f"{where}` apply the edit to what they have not processed yet"
+        f"{where}{sets}` apply the edit to what they have not processed yet"
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.runs.fingerprint import configurations, diff_configurations
-from asapo_pipelines.runs.overrides import flat
+from asapo_pipelines.runs.overrides import flat, set_options
 from asapo_pipelines.runs.store import Run, RunsError, RunStore
 from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished
 from asapo_pipelines.worker.naming import data_source_for
@@ -452,9 +452,6 @@ def unapplied_note(
     the pipeline's runs, only when a unit's results are stale, to name a reprocess of `run`
     already made under those settings (an outside tester was asked again for the reprocess
     they had just made)."""
-    import json
-    import shlex
-
     from asapo_pipelines.runs.fingerprint import own_changes, own_configuration_changed
     from asapo_pipelines.worker.status import in_session
 
@@ -511,10 +508,7 @@ def unapplied_note(
         )
     # with this session's --set: a replay runs the file as it is plus its own --set, and
     # without them it would apply the file's settings, not the change said here
-    sets = "".join(
-        f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
-        for key, value in sorted((carried.get("overrides") or {}).items())
-    )
+    sets = set_options(carried.get("overrides") or {})
     return (
         f"{', '.join(told)}: {its} results, and those made from them, are still the earlier "
         f"settings'; `pipeline reprocess {where} --from {run.id}{sets}` applies the "

@@ -619,7 +619,7 @@ class Collector:
         seen = (record.id, record.file_sha256, stat.st_mtime_ns, stat.st_size)
         if seen != self._edit_seen:
             self._edit_seen = seen
-            self._edit_told = edit_warning(record, Path(path))
+            self._edit_told = edit_warning(record, Path(path), self.view.transport)
         return self._edit_told
 
     def _executor_runs_session(self) -> bool:
