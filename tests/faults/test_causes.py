@@ -48,20 +48,25 @@ def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_fai
     }
     file = tmp_path / "nodata.pipeline.yaml"
     file.write_text(json.dumps(doc))
+    # a damaged file the sink must append to: found by its worker at start (a missing input
+    # folder, the error this test began with, is now refused before the run starts)
+    (tmp_path / "nodata").mkdir()
+    (tmp_path / "out.jsonl").write_text("not a record\n")
     done = pipeline("run", str(file), cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        "error: files[0] failed for good: unit core.files failed to start: directory nodata "
-        f"does not exist (relative paths in a pipeline file are relative to its folder, "
-        f"{tmp_path}) (exit code 78: a restart cannot fix it, so it was not restarted)"
+        "error: sink[0] failed for good: unit core.jsonl-sink failed to start: out.jsonl line 1 "
+        "is not a JSON object (Expecting value); repair or remove that line, or move the file "
+        "aside to start a new one (relative paths in a pipeline file are relative to its "
+        f"folder, {tmp_path}) (exit code 78: a restart cannot fix it, so it was not restarted)"
     )
     state = read_state(tmp_path / ".pipeline-data" / "runs" / "nodata")
     assert state is not None
     assert state["status"] == "failed"
-    files = next(u for u in state["units"] if u["group"] == "files")
-    assert files["restarts"] == 0
-    assert files["exit_codes"] == [78]
+    sink = next(u for u in state["units"] if u["group"] == "sink")
+    assert sink["restarts"] == 0
+    assert sink["exit_codes"] == [78]
 
     status = pipeline("status", str(file), cwd=tmp_path)
     assert status.returncode == 1

@@ -21,39 +21,45 @@ units:
     params: {path: out/all.jsonl, payload: text}
     inputs: {messages: raw}
 """
-FAILED = "unit core.files failed to start: directory files does not exist"
+# a damaged output file: a configuration error its worker finds at start (a missing input
+# folder is now refused by `pipeline run` before any session is recorded)
+FAILED = "unit core.jsonl-sink failed to start: "
 
 
 def test_the_previous_sessions_log_is_shown_after_a_resume(tmp_path: Path) -> None:
     file = tmp_path / "night.pipeline.yaml"
     file.write_text(PIPELINE)
-    night = run_pipeline("run", str(file), cwd=tmp_path)  # its input folder is missing
+    (tmp_path / "files").mkdir()
+    damaged = tmp_path / "out" / "all.jsonl"
+    damaged.parent.mkdir()
+    damaged.write_text("not a record\n")
+    night = run_pipeline("run", str(file), cwd=tmp_path)  # its output file is damaged
     assert FAILED in night.stderr, night.stderr
-    nothing_kept = run_pipeline("logs", str(file), "files", "--previous", cwd=tmp_path)
+    nothing_kept = run_pipeline("logs", str(file), "sink", "--previous", cwd=tmp_path)
     assert nothing_kept.returncode == 1
     assert nothing_kept.stderr.startswith("error: no earlier session is kept in "), (
         nothing_kept.stderr
     )
     assert len(nothing_kept.stderr.splitlines()) == 1
 
-    (tmp_path / "files").mkdir()
+    damaged.unlink()
     (tmp_path / "files" / "a.txt").write_text("a\n")
     morning = run_pipeline("run", "--resume", str(file), cwd=tmp_path)
     assert morning.returncode == 0, morning.stderr
 
-    latest = run_pipeline("logs", str(file), "files", "--stderr", cwd=tmp_path)
+    latest = run_pipeline("logs", str(file), "sink", "--stderr", cwd=tmp_path)
     assert latest.returncode == 0, latest.stderr
     assert FAILED not in latest.stdout
-    assert "files finished: 0 received, 1 processed" in latest.stdout, latest.stdout
-    previous = run_pipeline("logs", str(file), "files", "--stderr", "--previous", cwd=tmp_path)
+    assert "sink finished: 1 received, 1 processed" in latest.stdout, latest.stdout
+    previous = run_pipeline("logs", str(file), "sink", "--stderr", "--previous", cwd=tmp_path)
     assert previous.returncode == 0, previous.stderr
     assert FAILED in previous.stdout, previous.stdout
     assert "1 processed" not in previous.stdout
     # both streams by default, on stdout; and an ended session does not grow
-    both = run_pipeline("logs", str(file), "files", "--previous", cwd=tmp_path)
+    both = run_pipeline("logs", str(file), "sink", "--previous", cwd=tmp_path)
     assert FAILED in both.stdout
     assert both.stderr == ""
-    followed = run_pipeline("logs", str(file), "files", "--previous", "-f", cwd=tmp_path)
+    followed = run_pipeline("logs", str(file), "sink", "--previous", "-f", cwd=tmp_path)
     assert followed.returncode == 2
     assert followed.stderr == (
         "error: --previous shows an ended session's log, which --follow cannot\n"
