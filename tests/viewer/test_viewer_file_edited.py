@@ -82,3 +82,31 @@ def test_the_page_warns_of_a_file_edited_under_its_run_as_pipeline_status_does(t
             assert "Traceback" not in stop_view(view)
     finally:  # a test stopped half-way leaves no run behind (a stopped one: nothing to do)
         subprocess.run([PIPELINE, "stop", file.name], cwd=tmp_path, env=env, timeout=120)
+
+
+def test_the_edit_warning_on_the_page_repeats_the_sessions_set(tmp_path):
+    """The page's `edited` advice said `pipeline run --resume FILE`, which drops the
+    session's `--set` (the run then went on under the file's own settings); it now repeats
+    them, shell-quoted, in the words `pipeline status` gives."""
+    file = tmp_path / "files.pipeline.yaml"
+    file.write_text(WATCH_PIPELINE, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    env = environment(tmp_path)
+    pipeline("run", "--detach", file.name, "--set", "sink.path=out 2.jsonl", cwd=tmp_path, env=env)
+    try:
+        view, url = start_view(file, env)
+        try:
+            events_until(url, lambda e: "run" in e and _state(e, "sink") == "running")
+            file.write_text(WATCH_PIPELINE.replace("watch: true", "watch: true, recursive: true"))
+            told = _status_warning(pipeline("status", str(file), cwd=tmp_path, env=env).stderr)
+            sets = "--set 'sink.path=\"out 2.jsonl\"'"
+            assert told.endswith(
+                f"`pipeline stop {file}` and `pipeline run --resume {file} {sets}` apply the edit "
+                "to what they have not processed yet"
+            ), told
+            events = events_until(url, _edited, timeout=20)
+            assert _edited(events) == told
+        finally:
+            assert "Traceback" not in stop_view(view)
+    finally:
+        subprocess.run([PIPELINE, "stop", file.name], cwd=tmp_path, env=env, timeout=120)
