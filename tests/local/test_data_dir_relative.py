@@ -41,8 +41,10 @@ def test_a_relative_data_dir_runs_and_status_finds_the_ended_run(tmp_path):
 
 def test_status_of_a_failed_run_elsewhere_says_failed_and_exits_1(tmp_path):
     work = _folder(tmp_path)
-    (work / "in" / "x.txt").unlink()
-    (work / "in").rmdir()  # core.files cannot read its directory: the run fails
+    # a damaged file the sink must append to: its worker fails at start, and the run with it
+    # (a missing input folder is refused before the run starts, leaving no run to show)
+    (work / "results").mkdir()
+    (work / "results" / "out.jsonl").write_text("not a record\n")
     failed = run_pipeline("run", FILE, "--data-dir", "other", cwd=work, timeout=120)
     assert failed.returncode != 0, failed.stdout
     shown = run_pipeline("status", FILE, cwd=work)
