@@ -323,8 +323,8 @@ def test_a_directory_param_that_does_not_exist_is_a_located_warning(tmp_path: Pa
     line = next(n for n, t in enumerate(path.read_text().splitlines(), 1) if "dta" in t)
     assert checked.stdout.splitlines() == [
         f"night.pipeline.yaml:{line}:18: warning P208 units.files.params.directory: dta does "
-        "not exist here (did you mean data?), so `pipeline run` would stop at start; make it, "
-        "or ignore this if it exists only on the nodes the pipeline deploys to"
+        "not exist here (did you mean data?), so `pipeline run` here would refuse to start; "
+        "make it, or ignore this if it exists only on the nodes the pipeline deploys to"
     ]
     assert checked.stderr == "night.pipeline.yaml: valid (1 warning)\n"
     (tmp_path / "dta").mkdir()

@@ -76,8 +76,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "P208": (
         "warning",
         "A directory a unit parameter names for the unit to read does not exist here "
-        "(relative: in the pipeline file's folder); `pipeline run` would stop at start. A "
-        "warning: on a cluster the directory may exist only on the nodes.",
+        "(relative: in the pipeline file's folder); `pipeline run` refuses to start (exit 78). "
+        "A warning: on a cluster the directory may exist only on the nodes. `--strict` "
+        "refuses it as every warning: run `validate --strict` where the directory exists (on "
+        "a node), or make it where you validate.",
     ),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),

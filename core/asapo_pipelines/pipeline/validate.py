@@ -486,9 +486,8 @@ def _stage_directories(doc: Document, nodes: list[_Node]) -> list[Problem]:
                     doc.locate(at),
                     "P208",
                     f"{_dotted(at)}: {where} {lacks} here{_directory_meant(where)}, so "
-                    "`pipeline run` would stop at "
-                    "start; make it, or ignore this if it exists only on the nodes the "
-                    "pipeline deploys to",
+                    "`pipeline run` here would refuse to start; make it, or ignore this if it "
+                    "exists only on the nodes the pipeline deploys to",
                 )
             )
     return found
