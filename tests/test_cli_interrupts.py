@@ -211,6 +211,65 @@ def test_a_ctrl_c_a_plugin_s_library_turned_into_its_own_error_still_ends_the_co
     assert "acme-swallow" not in done.stdout + done.stderr  # not reported as a broken plugin
 
 
+#: a plugin command whose module meets the Ctrl-C while it builds a validator, which the
+#: library wraps into its own error (pydantic-core's SchemaError: 'Error building
+#: "definitions" validator'): the Ctrl-C is sent by the import itself, so it lands there
+INTERRUPTED_COMMAND_PLUGIN = """
+from asapo_pipelines.sdk import hookimpl
+
+
+@hookimpl
+def register_commands(register):
+    register({"name": "acme-slow", "summary": "A command whose import meets a Ctrl-C.",
+              "runtime": "acme_slow.cli:command"})
+"""
+
+INTERRUPTED_COMMAND = """
+import os
+import signal
+
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    for _ in range(100_000):  # Python runs the handler between two bytecodes: here
+        pass
+except KeyboardInterrupt:
+    raise RuntimeError('Error building "definitions" validator:') from None
+"""
+
+
+def test_a_ctrl_c_while_a_command_s_module_loads_is_not_said_to_be_a_broken_command(
+    tmp_path: Path,
+) -> None:
+    """Every command but the shell's own is a plugin's (the core's are default plugins): a
+    Ctrl-C while its module was imported, wrapped by a library into its own error, was said
+    as `error: command run of asapo-pipelines 0.1.0 cannot be loaded: SchemaError: Error
+    building "definitions" validator:` and exit 1 (once in 36 interrupted runs of the test
+    above, in CI). It ends the command as a Ctrl-C does."""
+    from asapo_pipelines.testing.distributions import PluginProject, install
+
+    project = PluginProject(
+        "acme-slow",
+        "0.1.0",
+        {"plugin.py": INTERRUPTED_COMMAND_PLUGIN, "cli.py": INTERRUPTED_COMMAND},
+        {"acme-slow": "acme_slow.plugin"},
+    )
+    site = tmp_path / "site"
+    install([project.write(tmp_path / "src")], site)
+    env = {**_env(), "PYTHONPATH": str(site)}
+    done = subprocess.run(
+        [PIPELINE, "acme-slow"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == interrupts.EXIT_CODE, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines()[-1:] == [interrupts.ABORTED], done.stderr
+    assert "cannot be loaded" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 #: a plugin whose check of the pipeline (asked by `pipeline run` before it starts anything)
 #: meets the Ctrl-C and drops it, as Python drops an exception raised where it cannot travel
 #: (a finalizer, a callback from C: "Exception ignored in ..."): the Ctrl-C is sent by the

@@ -51,8 +51,12 @@ class LazyGroup(click.Group):
             return _import_command(record["runtime"])
         except Exception as exc:
             from asapo_pipelines.errors import PluginError
+            from asapo_pipelines.interrupts import reraise_if_interrupted
             from asapo_pipelines.plugin_manager import describe_exception
 
+            # a Ctrl-C while the command's module builds a validator (pydantic-core wraps
+            # it in its SchemaError) is the user's, not a broken plugin's
+            reraise_if_interrupted(exc)
             raise PluginError(
                 f"command {cmd_name} of {record['distribution']} {record['version'] or '-'} "
                 f"cannot be loaded: {describe_exception(exc)}"
