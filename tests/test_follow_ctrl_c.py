@@ -20,10 +20,19 @@ def test_ctrl_c_ends_tail_follow_with_one_line_and_exit_130(tmp_path: Path) -> N
     files = tmp_path / "data"
     files.mkdir()
     (files / "a.txt").write_text("first scan\n")
-    file = core_pipeline(tmp_path, files=files, out=tmp_path / "out.jsonl", name="followed")
-    ran = run_pipeline("run", str(file), timeout=300)
+    # a run that goes on: the follow of an ended run ends by itself
+    file = core_pipeline(
+        tmp_path, files=files, out=tmp_path / "out.jsonl", name="followed", watch=True
+    )
+    ran = run_pipeline("run", str(file), "--detach", timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    try:
+        _interrupted_follow(file)
+    finally:
+        run_pipeline("stop", str(file), timeout=300)
 
+
+def _interrupted_follow(file: Path) -> None:
     follow = subprocess.Popen(
         [PIPELINE, "tail", str(file), "raw", "--follow"],
         stdout=subprocess.PIPE,

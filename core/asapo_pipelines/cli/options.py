@@ -48,17 +48,24 @@ def complete_unit_names(
 def complete_stream_names(
     ctx: click.Context, param: click.Parameter, incomplete: str
 ) -> list[click.shell_completion.CompletionItem]:
-    """Shell completion of the streams named in the pipeline file given before (and `errors`)."""
+    """Shell completion of the streams named in the pipeline file given before, or the one
+    file here (and `errors`); as the first of `[FILE] STREAM`, the pipeline files here too."""
     from click.shell_completion import CompletionItem
 
     names = {"errors"}
     try:
         from ruamel.yaml import YAML
 
-        doc = YAML(typ="safe").load(Path(str(ctx.params.get("file"))).read_text())
+        # `tail [FILE] STREAM` holds FILE in its arguments; without it, the one file here
+        given = ctx.params.get("file") or next(iter(ctx.params.get("args") or ()), None)
+        here = sorted(Path.cwd().glob("*.pipeline.yaml"))
+        path = Path(str(given)) if given else here[0] if len(here) == 1 else None
+        doc = YAML(typ="safe").load(path.read_text()) if path is not None else {}
         for spec in (doc.get("units") or {}).values():
             for side in ("inputs", "outputs"):
                 names.update(str(v) for v in (spec.get(side) or {}).values())
+        if param.name == "args" and not ctx.params.get("args"):
+            names.update(p.name for p in here)  # the first word may be FILE too
     except Exception:  # no file yet, or not readable: offer what is known
         pass
     return [CompletionItem(n) for n in sorted(names) if n.startswith(incomplete)]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
 
-from asapo_pipelines.cli.options import json_option, read_pipeline_document
+from asapo_pipelines.cli.options import find_file, json_option, read_pipeline_document
 from asapo_pipelines.cli.output import console, error, print_json, wide
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
@@ -172,7 +172,7 @@ def _ago(ts: float | None) -> str:
 
 
 @click.command("streams")
-@click.argument("target", metavar="PATH_OR_PIPELINE")
+@click.argument("target", metavar="[PATH_OR_PIPELINE]", required=False)
 @click.option("--source", "only", metavar="NAME", help="Only this data source.")
 @click.option(
     "--all",
@@ -181,15 +181,19 @@ def _ago(ts: float | None) -> str:
     help="With a pipeline file: every pipeline's data sources in its store, not only its own.",
 )
 @json_option
-def streams(target: str, only: str | None, every: bool, as_json: bool) -> None:
+def streams(target: str | None, only: str | None, every: bool, as_json: bool) -> None:
     """List data sources and their streams: messages, size, last id, state and group lag.
 
     PATH_OR_PIPELINE is an embedded store directory (every pipeline's data sources) or a
     pipeline file (its transport is used; only that pipeline's data sources and the external
-    streams it reads, unless --all). Lag is the number of messages a consumer group has not
-    acknowledged yet.
+    streams it reads, unless --all); without it, the one pipeline file here. Lag is the number
+    of messages a consumer group has not acknowledged yet.
     """
     from asapo_pipelines.transport import holds_data_source
+
+    if target is None:  # the one pipeline file here, as `status`, `runs` and `logs` find it
+        # by its name, as a user would have given it (sentences repeat it)
+        target = find_file("a store directory or the pipeline file").name
 
     # read alone: a store archived on a read-only file system is still listed
     transport, label = _open(target, "listing what its transport holds", read_only=True)

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import PipelineFile, complete_stream_names, json_option
+from asapo_pipelines.cli.options import (
+    checked_file,
+    complete_stream_names,
+    find_file,
+    json_option,
+)
 from asapo_pipelines.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,8 +157,13 @@ def _shown_run(store: RunStore, run_id: str | None) -> Run | None:
     """The run whose streams to read: the one asked for (an unknown one is a sentence naming
     the runs there are), else the current one. Not the highest id: after a reprocess (`r2`),
     `pipeline run` resumes `r1`, whose new results are the ones to show."""
+    from asapo_pipelines.runs import RunsError
+
     if run_id is not None:
-        return store.get(run_id)
+        try:
+            return store.get(run_id)
+        except RunsError as exc:  # a name the user gave wrong, as an unknown stream or unit
+            raise UsageError(str(exc)) from None
     return store.current()
 
 
@@ -234,10 +244,11 @@ def _read_new(
     only: str | None,
     last: int | None,
     keep: Keep | None = None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], int]:
     """Messages after `seen` of each stream (the newest `last` of each on the first read), those
-    `keep` accepts."""
+    `keep` accepts; and how many messages the first read of a stream left out for `last`."""
     found = []
+    left_out = 0
     for info in consumer.streams():
         if only is not None and info.name != only:
             continue
@@ -245,14 +256,20 @@ def _read_new(
         if start is None and keep is not None:
             # the newest `last` of those kept: read the stream from its start, then cut
             records = _read_range(consumer, source, info.name, 0, info.last_id, keep)
-            found += records[len(records) - last :] if last is not None else records
+            shown = records[len(records) - last :] if last is not None else records
+            found += shown
+            left_out += len(records) - len(shown)
         else:
             if start is None:
                 start = 0 if last is None else max(0, info.last_id - last)
+                # the store's count when it has one: a message removed by retention is not
+                # one left out
+                held = info.message_count if info.message_count is not None else info.last_id
+                left_out += 0 if last is None else max(0, held - last)
             found += _read_range(consumer, source, info.name, start, info.last_id, keep)
         seen[info.name] = max(start or 0, info.last_id)
     found.sort(key=lambda r: (r["time"] or 0, r["stream"], r["id"]))
-    return found
+    return found, left_out
 
 
 def _read_range(
@@ -415,8 +432,10 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
 
 
 @click.command("tail", short_help="Print a stream's messages, decoded.")
-@click.argument("file", type=PipelineFile(path_type=Path))
-@click.argument("stream", shell_complete=complete_stream_names)
+# `[FILE] STREAM`: an optional argument before a required one, read as `logs [FILE] UNIT` is
+@click.argument(
+    "args", nargs=-1, required=True, metavar="[FILE] STREAM", shell_complete=complete_stream_names
+)
 @click.option(
     "--last",
     "-n",
@@ -426,7 +445,12 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
     help="How many of the newest messages of each scan to print first.",
 )
 @click.option("--all", "everything", is_flag=True, help="Every message, from the first.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new messages (Ctrl-C stops).")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing new messages until the run ends (Ctrl-C stops sooner).",
+)
 @click.option(
     "--width",
     # a line is cut to WIDTH - 3 characters and "...": below that nothing of it would be left
@@ -445,8 +469,7 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
 )
 @json_option
 def tail(
-    file: Path,
-    stream: str,
+    args: tuple[str, ...],
     last: int,
     everything: bool,
     follow: bool,
@@ -454,7 +477,8 @@ def tail(
     run_id: str | None,
     as_json: bool,
 ) -> None:
-    """Print the messages of STREAM of the pipeline in FILE, decoded, oldest first.
+    """Print the messages of STREAM of the pipeline in FILE (without FILE: the one pipeline
+    file here), decoded, oldest first.
 
     STREAM is a stream named in the file (`spectra`, `plans`), or `errors` for every unit's
     error records (`errors.INSTANCE` for one unit's). Messages are read, never consumed. With
@@ -465,10 +489,13 @@ def tail(
     those of every run, each naming its run (in its provenance with --json), but runs pruned
     with `pipeline prune --run` (a line on stderr counts theirs); with --run, only that
     run's. A stream the run has not written yet prints nothing (--follow waits for it); tail
-    never creates it in the store.
+    never creates it in the store. --follow ends (exit 0, a line on stderr) once the run it
+    reads has ended and its messages are printed; an external stream, or one read with no run
+    recorded, is followed until Ctrl-C.
     """
     import shutil
 
+    file, stream = _file_and_stream(args)
     _refuse_all_with_last(everything)
     from asapo_pipelines.cli.executors import load_for_records, say_whose_runs
     from asapo_pipelines.runs import RunStore
@@ -493,14 +520,20 @@ def tail(
     keep = _errors_filter(stream, run_id, run) or pruned
     seen: dict[str, dict[str, int]] = {s: {} for s in sources}
     consumers: dict[str, Consumer] = {}
+    followed = _followed_run(pipeline, stream, run) if follow else None
     try:
         first = True
         while True:
+            # looked at before the read: what the run wrote before it ended is read below
+            ended = _ended(store, followed)
             _open_present(transport, sources, consumers)
             printed: list[dict[str, Any]] = []
+            left_out = 0
             for source, consumer in consumers.items():
                 limit = None if everything or not first else last
-                for record in _read_new(consumer, source, seen[source], only, limit, keep):
+                records, skipped = _read_new(consumer, source, seen[source], only, limit, keep)
+                left_out += skipped
+                for record in records:
                     if note:  # named once, before its first message (stdout stays messages)
                         click.echo(note, err=True)
                         note = ""
@@ -509,11 +542,18 @@ def tail(
             if pruned is not None:
                 pruned.tell()
             _check_damage(printed, stream, run)
-            if first and not printed and _says_empty(stream, run_id):
+            if first and not printed and left_out:
+                # `-n 0`: the stream is not empty, its messages were not asked for
+                named = run if _says_empty(stream, run_id) else None
+                _say_left_out(stream, named, left_out, follow)
+            elif first and not printed and _says_empty(stream, run_id):
                 _say_empty(pipeline, run, stream)  # names the run itself
                 note = ""
             first = False
             if not follow:
+                return
+            if ended is not None:
+                click.echo(f"run {ended.id} has ended ({ended.state}); stopped following", err=True)
                 return
             time.sleep(0.3)
     # a Ctrl-C ends a follow as it ends every command (`aborted.`, exit 130, as `logs
@@ -522,6 +562,60 @@ def tail(
         for consumer in consumers.values():
             consumer.close()
         transport.close()
+
+
+def _say_left_out(stream: str, run: Run | None, n: int, follow: bool) -> None:
+    """The first read printed nothing because `-n 0` asked for none: say so, not that the
+    stream is empty."""
+    where = f"stream {stream}" + (f" of run {run.id}" if run is not None else "")
+    plural = "s" if n != 1 else ""
+    if follow:
+        click.echo(f"following {where}; {n} earlier message{plural} not shown (-n 0)", err=True)
+    else:
+        click.echo(
+            f"{where} holds {n} message{plural}, none printed with -n 0 (-n N or --all prints "
+            f"{'them' if plural else 'it'})",
+            err=True,
+        )
+
+
+def _followed_run(pipeline: Pipeline, stream: str, run: Run | None) -> Run | None:
+    """The run whose end ends `--follow`: the run shown (for the error records, the run going
+    on), whose workers write the stream. None follows for ever (until Ctrl-C): no run is
+    recorded, or the stream is an external one, written by others than the run."""
+    if run is None:
+        return None
+    declared = pipeline.streams.get(stream)
+    if declared is not None and declared.external:
+        return None
+    return run
+
+
+def _ended(store: RunStore, run: Run | None) -> Run | None:
+    """`run` as recorded now when its last session has ended, else None."""
+    from asapo_pipelines.runs import RunsError
+
+    if run is None:
+        return None
+    try:
+        now = store.get(run.id)
+    except RunsError:  # pruned meanwhile: it writes nothing more either
+        return run
+    return now if now.ended is not None else None
+
+
+def _file_and_stream(args: tuple[str, ...]) -> tuple[Path, str]:
+    """FILE and STREAM of `tail [FILE] STREAM`: without FILE, the one pipeline file here (as
+    `logs`, `status` and `runs` find it)."""
+    if len(args) > 2:
+        raise UsageError("usage: pipeline tail [FILE] STREAM")
+    if len(args) == 2:
+        return checked_file(Path(args[0])), args[1]
+    (stream,) = args
+    if stream.endswith((".yaml", ".yml")) and Path(stream).is_file():
+        # a file given alone would be taken for a stream named like it
+        raise UsageError(f"name the stream whose messages to print: pipeline tail {stream} STREAM")
+    return find_file(), stream
 
 
 def _says_empty(stream: str, run_id: str | None) -> bool:
