@@ -13,7 +13,7 @@ from pathlib import Path
 
 from asapo_pipelines import interrupts
 
-from helpers import PIPELINE, core_pipeline, run_pipeline
+from helpers import PIPELINE, core_pipeline, run_pipeline, wait_for
 
 
 def test_ctrl_c_ends_tail_follow_with_one_line_and_exit_130(tmp_path: Path) -> None:
@@ -27,6 +27,9 @@ def test_ctrl_c_ends_tail_follow_with_one_line_and_exit_130(tmp_path: Path) -> N
     ran = run_pipeline("run", str(file), "--detach", timeout=300)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     try:
+        # the message is there before the follow starts, which then says nothing on stderr
+        out = tmp_path / "out.jsonl"
+        wait_for(lambda: out.exists() and "a.txt" in out.read_text(), timeout=120, what="output")
         _interrupted_follow(file)
     finally:
         run_pipeline("stop", str(file), timeout=300)
