@@ -391,6 +391,14 @@ def _prune_run(
     for running in live:
         if (running.pipeline, running.run) == (name, run.id):
             raise UsageError(f"{running.describe()} is running; {running.stop_first()}")
+        if (running.pipeline, running.replays) == (name, run.id):
+            # its comparison, once the replay ends, reads what the old run sent: pruned under
+            # it, the old run was said to have sent nothing
+            raise UsageError(
+                f"run {run.id} of pipeline {name} is replayed by {running.describe()} "
+                f"(`pipeline reprocess`), which is running and compares its results with "
+                f"{run.id}'s at its end; let it finish, or {running.stop_first()}"
+            )
     prefix = data_source_for("", name, run.id)
     sources = [s for s in transport.data_sources() if s.startswith(prefix)]
     lost = [s for s in _lost(transport) if s.startswith(prefix)]
@@ -703,12 +711,18 @@ class _LiveRun:
     run: str
     file: str | None
     external: frozenset[str]
+    #: the run a running `pipeline reprocess` replays, whose sent messages it compares its
+    #: own with when it ends: its data sources are in use too
+    replays: str | None = None
 
     def uses(self, source: str) -> bool:
         from asapo_pipelines.worker.naming import data_source_for, errors_source, status_source
 
         shared = {errors_source(self.pipeline), status_source(self.pipeline), *self.external}
-        return source in shared or source.startswith(data_source_for("", self.pipeline, self.run))
+        runs = [self.run] if self.replays is None else [self.run, self.replays]
+        return source in shared or any(
+            source.startswith(data_source_for("", self.pipeline, run)) for run in runs
+        )
 
     def reads(self, source: str) -> bool:
         """Whether `source` is one of the run's external streams (another pipeline's, say)."""
@@ -732,7 +746,9 @@ def _live_runs(transport: Transport, pipelines: list[str]) -> list[_LiveRun]:
                 # the file of the session going on: a run resumed under an edited file reads
                 # what the edit says, not what its first session did
                 external = _external_streams(run.text)
-                live.append(_LiveRun(pipeline, run.id, run.start.get("file"), external))
+                start = run.start
+                replays = start.get("from_run") if start.get("mode") == "reprocess" else None
+                live.append(_LiveRun(pipeline, run.id, start.get("file"), external, replays))
     return live
 
 
