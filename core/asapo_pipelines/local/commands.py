@@ -586,20 +586,14 @@ def reprocess(
     """Replay RUN's source messages, as stored, through FILE's current configuration as a new
     run (no file or detector is read again), then print old against new: what each unit sent,
     message by message, and what its summary declares."""
+    from asapo_pipelines.local.control import refused_while_running
     from asapo_pipelines.local.errors import JobFailed
     from asapo_pipelines.local.sent import compare_sent
     from asapo_pipelines.local.session import Session, apply_overrides
     from asapo_pipelines.local.state import LEFT_OUT_META, REPLAYS_META
     from asapo_pipelines.pipeline.online import check_before_start
-    from asapo_pipelines.runs import RunStore, configurations
-    from asapo_pipelines.runs.lifecycle import (
-        check_replayable,
-        compare,
-        refuse_while_alive,
-        replay,
-        source_streams,
-    )
-    from asapo_pipelines.runs.overrides import flat
+    from asapo_pipelines.runs import RunStore
+    from asapo_pipelines.runs.lifecycle import compare, source_streams
     from asapo_pipelines.worker.launch import RUN_ENV
     from asapo_pipelines.worker.naming import JOB_TYPE_ENV
 
@@ -613,35 +607,14 @@ def reprocess(
     # a `pipeline run` starting at the same moment would pass the checks below as well
     start, transport = take_start(ctx, target, file)
     store = RunStore(transport, pipeline.name)
+    job = str(target.payload.get("Job", target.payload).get("ID"))
     try:
-        owner = store.owner()
-        if owner is not None:
-            store.claim(target.pipeline_file)  # refuses another file's namespace
-        old = store.get(from_run)
-        # a run going on, here or in another data directory, writes the same sinks (a NeXus
-        # file) and its sources are not finished: a replay beside it would be recorded and
-        # then refused by the supervisor lock, its run left `running` for ever
-        for run in store.runs():
-            refuse_while_alive(store, run, Path(target.pipeline_file), None)
-        streams = check_replayable(transport, pipeline, catalog, old)
-        store.claim(target.pipeline_file)
-        new = store.begin(
-            pipeline_file=target.pipeline_file,
-            text=Path(target.pipeline_file).read_text(encoding="utf-8"),
-            configurations=configurations(pipeline, catalog),
-            overrides=flat(overrides),
-            mode="reprocess",
-            from_run=old.id,
-        )
-        try:
-            copied = replay(transport, pipeline.name, streams, old, new)
-        except BaseException as exc:
-            # the run is recorded: it ends with why, or it stays `running` for ever, which
-            # `stop` finds nothing to stop of and `prune` refuses as running
-            stopped = isinstance(exc, KeyboardInterrupt)
-            why = str(exc) or type(exc).__name__
-            store.end(new, "stopped" if stopped else "failed", f"replay of {old.id}: {why}")
-            raise
+        # refused as `pipeline run` is while a supervisor runs the job here (another
+        # reprocess): the lock refused it only once the replay was recorded, its run listed
+        # `failed`, and "run r15 replays ..." said first
+        old, streams = _check_replay(store, target, from_run)
+        with refused_while_running(job, target.run_dir, file, target.pipeline_file, data_dir):
+            new, copied = _begin_replay(store, target, old, streams, overrides)
     except BaseException:
         transport.close()
         raise
@@ -676,6 +649,10 @@ def reprocess(
         session.abort("stopped" if interrupted else "failed", str(exc) or type(exc).__name__)
         raise
     session.finish(result, counters, payload)
+    if result.status == "stopped":
+        # part of the old run's messages processed: every difference would be the stop's
+        click.echo(stopped_replay(old.id, new.id, result.message, where, sets))
+        ctx.exit(result.exit_code)
     kept = {k: v for k, v in old.summaries.items() if k.partition("[")[0] not in sources}
     sent = compare_sent(pipeline, catalog, old.id, new.id, sources)
     click.echo(configuration_line(old, new))
@@ -683,6 +660,76 @@ def reprocess(
     if result.status == "failed":
         raise JobFailed(result.message)
     ctx.exit(told_exit(result, counters, as_json=False, sources=sources))
+
+
+def stopped_replay(
+    old_id: str, new_id: str, why: str, where: str | None, sets: Collection[str]
+) -> str:
+    """What a replay stopped before its end (`pipeline stop`, Ctrl-C) says instead of old
+    against new: its results are of part of the old run's messages, and a comparison of
+    them read as what the change did (`action: stop -> -   (changed)`). Nothing shows the
+    comparison later; a replay run to its end does."""
+    again = f"pipeline reprocess {where or 'FILE'} --from {old_id}" + "".join(
+        f" --set {shlex.quote(s)}" for s in sets
+    )
+    return (
+        f"{why}: reprocess {new_id} of run {old_id} was stopped before it finished, so no "
+        f"comparison ({new_id} holds the results of only part of {old_id}'s messages); "
+        f"`{again}` replays it again to its end"
+    )
+
+
+def _check_replay(store: RunStore, target: Target, from_run: str) -> tuple[Run, list[str]]:
+    """The run to replay and its data sources to copy, or a sentence, before anything is
+    recorded: an unknown run, pruned source messages, a run going on."""
+    from asapo_pipelines.runs.lifecycle import check_replayable, refuse_while_alive
+
+    assert target.pipeline_file is not None
+    owner = store.owner()
+    if owner is not None:
+        store.claim(target.pipeline_file)  # refuses another file's namespace
+    old = store.get(from_run)
+    # a run going on, here or in another data directory, writes the same sinks (a NeXus
+    # file) and its sources are not finished: a replay beside it would be recorded and
+    # then refused by the supervisor lock, its run left `running` for ever
+    for run in store.runs():
+        refuse_while_alive(store, run, Path(target.pipeline_file), None)
+    return old, check_replayable(store.transport, *target.loaded(), old)
+
+
+def _begin_replay(
+    store: RunStore, target: Target, old: Run, streams: list[str], overrides: Any
+) -> tuple[Run, int]:
+    """Record the replay of `old` as a new run and copy its source messages (`streams`) into
+    it: the new run and how many messages were copied."""
+    from asapo_pipelines.runs import configurations
+    from asapo_pipelines.runs.lifecycle import replay
+    from asapo_pipelines.runs.overrides import flat
+
+    assert target.pipeline_file is not None
+    pipeline, catalog = target.loaded()
+    store.claim(target.pipeline_file)
+    new = store.begin(
+        pipeline_file=target.pipeline_file,
+        text=Path(target.pipeline_file).read_text(encoding="utf-8"),
+        configurations=configurations(pipeline, catalog),
+        overrides=flat(overrides),
+        mode="reprocess",
+        from_run=old.id,
+        # its run directory, as `pipeline run` records it: a start from another data
+        # directory is refused while the replay goes on (`refuse_while_alive`)
+        details={"run_dir": str(Path(target.run_dir).resolve())},
+    )
+    try:
+        copied = replay(store.transport, pipeline.name, streams, old, new)
+    except BaseException as exc:
+        # the run is recorded: it ends with why, or it stays `running` for ever, which
+        # `stop` finds nothing to stop of and `prune` refuses as running
+        stopped = isinstance(exc, KeyboardInterrupt)
+        why = str(exc) or type(exc).__name__
+        store.end(new, "stopped" if stopped else "failed", f"replay of {old.id}: {why}")
+        raise
+    return new, copied
 
 
 #: The summary keys that count what a unit stored, not what it found (docs/unit-authors.md):
