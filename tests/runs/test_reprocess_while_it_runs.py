@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from held_units import held_env, held_units
@@ -78,10 +79,14 @@ def reprocessing(folder: Path, env: dict[str, str]) -> Iterator[subprocess.Popen
             replay.wait()
 
 
-def run_ids(folder: Path, env: dict[str, str]) -> list[str]:
+def runs_of(folder: Path, env: dict[str, str]) -> list[dict[str, Any]]:
     listed = run_pipeline("runs", FILE, "--json", cwd=folder, env=env)
     assert listed.returncode == 0, listed.stdout + listed.stderr
-    return [r["id"] for r in json.loads(listed.stdout)["runs"]]
+    return list(json.loads(listed.stdout)["runs"])
+
+
+def run_ids(folder: Path, env: dict[str, str]) -> list[str]:
+    return [r["id"] for r in runs_of(folder, env)]
 
 
 def test_the_run_a_reprocess_replays_is_not_pruned_under_it(work):
@@ -137,6 +142,12 @@ def test_a_second_reprocess_is_refused_before_anything_is_recorded(work):
         assert "is already running locally (run r2" in line, line
         assert "--data-dir" in line, line
         assert run_ids(folder, env) == ["r1", "r2"]
+        # nor does `pipeline run` start beside it there (it would resume r1 into the same sinks)
+        beside = run_pipeline("run", FILE, "--data-dir", "other", cwd=folder, env=env)
+        assert beside.returncode != 0, beside.stdout
+        line = one_sentence(beside.stderr)
+        assert "is already running locally (run r2" in line, line
+        assert [r["state"] for r in runs_of(folder, env)] == ["complete", "running"]
 
 
 @pytest.mark.parametrize("how", ["stop", "interrupt"])
@@ -157,6 +168,5 @@ def test_a_stopped_reprocess_gives_no_comparison(work, how):
     assert said, out + err
     assert "reprocess r2 of run r1 was stopped before it finished" in said[0], said
     assert "no comparison" in said[0], said
-    listed = run_pipeline("runs", FILE, "--json", cwd=folder, env=env)
-    states = {r["id"]: r["state"] for r in json.loads(listed.stdout)["runs"]}
+    states = {r["id"]: r["state"] for r in runs_of(folder, env)}
     assert states == {"r1": "complete", "r2": "stopped"}, states

@@ -106,6 +106,11 @@ def prepare(
     if latest is not None:
         refuse_while_alive(store, latest, pipeline_file, run_dir)
         refuse_while_deployed(latest, pipeline, catalog, pipeline_file, session_of(details))
+    for replaying in store.runs():
+        # a reprocess is never the run resumed (`latest` passes it by), but while it goes on
+        # in another data directory a run beside it writes the same sinks
+        if replaying.start.get("mode") == "reprocess":
+            refuse_while_alive(store, replaying, pipeline_file, run_dir)
     session = dict(details or {})
     if run_dir is not None:
         session["run_dir"] = str(Path(run_dir).resolve())
