@@ -103,6 +103,28 @@ def test_a_process_left_in_tmp_path_is_ended_and_named_in_the_summary(
     assert done.returncode == 1, out
 
 
+def test_a_process_whose_command_line_reads_empty_is_found_by_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process in the middle of its execve (Popen has returned, the kernel has not yet set
+    up the new program's arguments) reads an empty command line and environment for a moment.
+    The scan took it for a kernel thread and skipped it, though its working directory is the
+    test's: a sleeper left by a test under xdist was not ended, once in CI. Here a /proc of
+    two such entries, one in the test's folder and one (a kernel thread) in /."""
+    import leaked_processes
+
+    proc = tmp_path / "proc"
+    mine = tmp_path / "test_x"
+    mine.mkdir()
+    for pid, cwd in (("4242", mine), ("2", Path("/"))):
+        (proc / pid).mkdir(parents=True)
+        (proc / pid / "cwd").symlink_to(cwd)
+        (proc / pid / "cmdline").write_bytes(b"")
+        (proc / pid / "environ").write_bytes(b"")
+    monkeypatch.setattr(leaked_processes, "PROC", proc)
+    assert leaked_under(mine) == [leaked_processes.Leaked(4242, "(a process starting a program)")]
+
+
 def test_only_the_tests_own_folder_is_matched(tmp_path: Path) -> None:
     """A process in a sibling whose name starts with the folder's (test_x1, test_x10) is not
     this test's."""

@@ -95,19 +95,39 @@ def leaked_under(directory: Path) -> list[Leaked]:
         if not entry.name.isdigit() or int(entry.name) in own:
             continue
         try:
-            cwd = os.readlink(f"{entry.path}/cwd")
+            cwd = os.readlink(f"{entry.path}/cwd")  # a zombie has none: OSError
             cmdline = _read(f"{entry.path}/cmdline")
-            if not cmdline:  # a zombie, or a kernel thread
+            in_cwd = cwd == path or cwd.startswith(path + "/")
+            if not cmdline and not in_cwd:
+                # a kernel thread; or a process in the middle of its execve, whose arguments
+                # and environment read empty for a moment (see `_command`)
                 continue
-            hit = cwd == path or cwd.startswith(path + "/") or pattern.search(cmdline)
+            hit = in_cwd or pattern.search(cmdline)
             if not hit:
                 hit = pattern.search(_read(f"{entry.path}/environ"))
         except OSError:
             continue
         if hit:
-            command = cmdline.rstrip(b"\x00").replace(b"\x00", b" ").decode(errors="replace")
-            found.append(Leaked(int(entry.name), command))
+            found.append(Leaked(int(entry.name), _command(entry.path, cmdline)))
     return found
+
+
+def _command(proc: str, cmdline: bytes) -> str:
+    """A process's command line as text. Popen returns once the child's execve has passed its
+    point of no return, before the kernel has set up the new program's arguments: a test that
+    returns at once may be scanned while its process's command line reads empty. Such a
+    process (found by its working directory) was taken for a kernel thread and not ended
+    (a sleeper left by a test under xdist, once in CI). Read again for a moment."""
+    deadline = time.monotonic() + 0.5
+    while not cmdline and time.monotonic() < deadline:
+        time.sleep(0.01)
+        try:
+            cmdline = _read(f"{proc}/cmdline")
+        except OSError:
+            break
+    if not cmdline:
+        return "(a process starting a program)"
+    return cmdline.rstrip(b"\x00").replace(b"\x00", b" ").decode(errors="replace")
 
 
 def _gone(pid: int) -> bool:
