@@ -528,7 +528,9 @@ def no_run_json(
     """`status --json` of a pipeline no local run is recorded for: the keys of `status_json`
     of a run's state (`local.executor` writes it), null where only a run has a value, with no
     units and no summaries, so a tool reads one document whether or not a run exists."""
-    unknown = ("type", "pid", "detached", "run", "stopped_orphans", "started", "updated")
+    from asapo_pipelines.local.state import REPLAY
+
+    unknown = ("type", "pid", "detached", "run", REPLAY, "stopped_orphans", "started", "updated")
     state: dict[str, Any] = {
         **dict.fromkeys(unknown),
         "job": job,
