@@ -40,6 +40,7 @@ from asapo_pipelines.cli.options import (
     PipelineFile,
     checked_file,
     data_dir_option,
+    file_and_name,
     find_file,
     json_option,
     run_dir_option,
@@ -1098,13 +1099,7 @@ def logs(
     stdout then its stderr (where workers log), so that `| grep` finds them; --stdout or
     --stderr prints one of them. The command's own messages (errors) go to stderr.
     """
-    if len(args) not in (1, 2):
-        raise UsageError("usage: pipeline logs [FILE] UNIT")
-    file, unit = (None, args[0]) if len(args) == 1 else args
-    if file is None and unit.endswith((".yaml", ".yml")) and Path(unit).is_file():
-        # a file given alone would be taken for a unit named like it, and the search for the
-        # file of the run then says to give the file
-        raise UsageError(f"name the unit whose log to print: pipeline logs {unit} UNIT")
+    file, unit = file_and_name(args, "logs", "UNIT", "the unit whose log to print")
     given = {
         "job": job,
         "run_dir": run_dir,

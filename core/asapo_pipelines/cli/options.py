@@ -102,6 +102,23 @@ def find_file(what: str = "the pipeline file") -> Path:
     raise UsageError(f"give {what} (there are several here: {names})")
 
 
+def file_and_name(
+    args: tuple[str, ...], command: str, name: str, wanted: str
+) -> tuple[str | None, str]:
+    """FILE (None when not given) and NAME of `pipeline COMMAND [FILE] NAME`, read from one
+    click argument of nargs=-1 (an optional argument cannot come before a required one).
+    A pipeline file given alone is refused, naming `wanted` (`the unit whose log to print`):
+    it would be taken for a NAME called like it."""
+    if len(args) not in (1, 2):
+        raise UsageError(f"usage: pipeline {command} [FILE] {name}")
+    if len(args) == 2:
+        return args[0], args[1]
+    (value,) = args
+    if value.endswith((".yaml", ".yml")) and Path(value).is_file():
+        raise UsageError(f"name {wanted}: pipeline {command} {value} {name}")
+    return None, value
+
+
 def checked_file(path: Path) -> Path:
     """`path` when it is a file to read as a command's FILE; else the one sentence every command
     says: `no such file` for a missing one, and for the rest `check_readable`'s."""

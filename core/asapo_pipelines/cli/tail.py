@@ -19,6 +19,7 @@ import click
 from asapo_pipelines.cli.options import (
     checked_file,
     complete_stream_names,
+    file_and_name,
     find_file,
     json_option,
 )
@@ -607,15 +608,8 @@ def _ended(store: RunStore, run: Run | None) -> Run | None:
 def _file_and_stream(args: tuple[str, ...]) -> tuple[Path, str]:
     """FILE and STREAM of `tail [FILE] STREAM`: without FILE, the one pipeline file here (as
     `logs`, `status` and `runs` find it)."""
-    if len(args) > 2:
-        raise UsageError("usage: pipeline tail [FILE] STREAM")
-    if len(args) == 2:
-        return checked_file(Path(args[0])), args[1]
-    (stream,) = args
-    if stream.endswith((".yaml", ".yml")) and Path(stream).is_file():
-        # a file given alone would be taken for a stream named like it
-        raise UsageError(f"name the stream whose messages to print: pipeline tail {stream} STREAM")
-    return find_file(), stream
+    file, stream = file_and_name(args, "tail", "STREAM", "the stream whose messages to print")
+    return (find_file() if file is None else checked_file(Path(file))), stream
 
 
 def _says_empty(stream: str, run_id: str | None) -> bool:
