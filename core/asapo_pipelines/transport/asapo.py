@@ -361,6 +361,10 @@ class AsapoProducer(Producer):
         except Exception as exc:
             raise _map_error(exc, f"creating a producer for {data_source!r}", self._s) from None
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportError(f"producer of data source {self.data_source!r} is closed")
+
     @property
     def unconfirmed(self) -> list[tuple[str, int | str]]:
         """Messages queued whose delivery the service has not confirmed yet."""
@@ -457,8 +461,7 @@ class AsapoProducer(Producer):
         *,
         id: int | None = None,
     ) -> int:
-        if self._closed:
-            raise TransportError(f"producer of data source {self.data_source!r} is closed")
+        self._check_open()
         check_stream(stream)
         mid = self._auto_id(stream) if id is None else int(id)
         if mid < 1:
@@ -519,6 +522,7 @@ class AsapoProducer(Producer):
     def finish_stream(
         self, stream: str, *, last_id: int | None = None, next_stream: str | None = None
     ) -> None:
+        self._check_open()
         check_stream(stream)
         if last_id is None:
             self.flush(self._s.request_timeout)
@@ -540,6 +544,7 @@ class AsapoProducer(Producer):
         self.flush(self._s.request_timeout)
 
     def set_stream_metadata(self, stream: str, metadata: Mapping[str, Any]) -> None:
+        self._check_open()
         check_stream(stream)
         self._call(
             f"metadata of stream {stream!r}",
@@ -553,6 +558,7 @@ class AsapoProducer(Producer):
         self.flush(self._s.request_timeout)
 
     def set_source_metadata(self, metadata: Mapping[str, Any]) -> None:
+        self._check_open()
         self._call(
             "data source metadata",
             self._p.send_beamtime_meta,
@@ -605,7 +611,33 @@ class AsapoProducer(Producer):
         if self._closed:
             return
         self._closed = True
-        self.flush(self._s.request_timeout)
+        try:
+            self.flush(self._s.request_timeout)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Stop the library producer's threads and let it go. The library registers every
+        producer's `cleanup` with atexit, which keeps it, its request threads and its
+        connections alive until the process exits: a worker or a command that opens and
+        closes producers would gather threads. One with messages still in flight, or a call
+        that hangs, is kept as it is (`_abandon`): stopping its threads would wait for them."""
+        producer, self._p = self._p, None
+        with self._cond:
+            in_flight = bool(self._pending)
+        if in_flight or any(t.is_alive() for t in self._deadline.stuck):
+            _abandon(producer)
+            return
+        import atexit
+
+        try:
+            self._deadline.call("closing the producer", self._s.request_timeout, producer.cleanup)
+        except Unavailable:
+            _abandon(producer)  # its threads did not stop in time: keep it, as a hung call is
+            return
+        except Exception:
+            pass  # the messages are flushed: only its threads were left to stop
+        atexit.unregister(producer.cleanup)
 
 
 class AsapoConsumer(Consumer):
