@@ -63,3 +63,30 @@ def test_a_unit_is_told_the_run_a_reprocess_replays(tmp_path: Path, env: dict[st
     assert told("r2") is None
     assert told("r3") == {"run": "r1", "started": runs["r1"]["started"]}
     assert runs["r3"]["from_run"] == "r1"
+
+
+def test_a_reprocess_keeps_the_replayed_runs_start_after_it_is_pruned(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    # Before, the worker looked the replayed run's start up in the store whenever it started:
+    # once `pipeline prune --run r1` removed r1's record, a worker of the reprocess started
+    # again (an executor restarting its task) was told `started: None`, a run no result names
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("a\n")
+    (tmp_path / FILE).write_text(PIPELINE)
+    _ok("run", FILE, cwd=tmp_path, env=env)
+    _ok("reprocess", FILE, "--from", "r1", cwd=tmp_path, env=env)
+    runs = {
+        r["id"]: r for r in json.loads(_ok("runs", FILE, "--json", cwd=tmp_path, env=env))["runs"]
+    }
+    started = runs["r1"]["started"]
+    assert isinstance(started, float)
+    seen = tmp_path / "seen" / "r2.json"
+    assert json.loads(seen.read_text())["replays"] == {"run": "r1", "started": started}
+    _ok("prune", FILE, "--run", "r1", cwd=tmp_path, env=env)
+    left = json.loads(_ok("runs", FILE, "--json", cwd=tmp_path, env=env))["runs"]
+    assert [r["id"] for r in left] == ["r2"]
+    seen.unlink()
+    # the sink's worker of the reprocess, started again as its executor starts it
+    _ok("worker", FILE, "seen", cwd=tmp_path, env={**env, "ASAPO_PIPELINES_RUN": "r2"})
+    assert json.loads(seen.read_text())["replays"] == {"run": "r1", "started": started}

@@ -505,6 +505,10 @@ class RunStore:
         details: Mapping[str, Any] | None = None,
     ) -> Run:
         self.refuse_lost(None)
+        # the replayed run's start, which with its id names one run (`UnitContext.replays`):
+        # kept in this run's own record, as that run may be pruned while this one's workers
+        # still start (a restart, a resumed deployment) and must be told the same run
+        replays_started = None if from_run is None else self.get(from_run).started
         number, unrecorded = self._next_number()
         run_id = f"r{number}"
         record = {
@@ -514,6 +518,7 @@ class RunStore:
             "time": time.time(),
             "mode": mode,
             "from_run": from_run,
+            "from_run_started": replays_started,
             "file": None if pipeline_file is None else str(Path(pipeline_file).resolve()),
             "file_sha256": file_sha256(text),
             "text": text,

@@ -162,9 +162,10 @@ class Message:
 @dataclass(frozen=True)
 class ReplayedRun:
     """The earlier run a `pipeline reprocess` replays (`UnitContext.replays`): its id (`r1`)
-    and its start (Unix time, None when its record is gone). Run ids start again at r1 when a
-    store is deleted: the id and the start together name one run, as in results' provenance
-    (`Message.producer`'s `run` and `run_started`)."""
+    and its start (Unix time), recorded by the reprocess when it began, so it survives a prune
+    of that run (None only for a reprocess recorded before runs kept it, once that run's record
+    is gone). Run ids start again at r1 when a store is deleted: the id and the start together
+    name one run, as in results' provenance (`Message.producer`'s `run` and `run_started`)."""
 
     run: str
     started: float | None = None

@@ -298,13 +298,17 @@ def _join_run(
 def _replayed(store: Any, run: Any) -> dict[str, Any] | None:
     """For a `pipeline reprocess` run, the run it replays (`UnitContext.replays`): its id and
     its start, which with the id names one run (ids start again at r1 in a new store). The
-    start is None when that run's record is gone (pruned since); None for any other run."""
+    start is the one the reprocess recorded when it began, so a prune of the replayed run
+    since changes nothing; a record written before runs kept it is looked up in the store
+    (None when that run's record is gone). None for any other run."""
     from asapo_pipelines.runs.store import RunsError
 
     start = run.start
     origin = start.get("from_run")
     if start.get("mode") != "reprocess" or not origin:
         return None
+    if "from_run_started" in start:
+        return {"run": str(origin), "started": start["from_run_started"]}
     try:
         started = store.get(str(origin)).started
     except RunsError:
