@@ -5,7 +5,9 @@ The local executor's supervisor writes `state.json` there (`local.state`) and ho
 read them from other processes. The names are a contract between those processes, so they
 are spelled here, in no backend, and each side imports them. What else is inside a run
 directory (Nomad's allocation layout, the supervisor's log) is the local executor's own
-(`local.layout`).
+(`local.layout`). Which data directory a file's run takes, and how a command given to the
+user names it again (`--data-dir`), are here too: the run records (`runs.edits`) say them
+without importing the local executor.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 #: the folder of runs under a pipeline's data directory
 RUNS = "runs"
@@ -34,6 +39,41 @@ SUPERVISOR_LOG = "supervisor.log"
 #: one step for every other start (refused while it is held) and for `stop`, `status` and
 #: `logs` (which wait for it), where the supervisor's lock alone leaves a gap between them
 START_LOCK = "start.lock"
+
+
+def default_data_dir(transport: Mapping[str, Any], path: Path) -> Path:
+    """The data directory a run of the file at `path` takes without `--data-dir`, from its
+    transport's spec (the viewer and the run records hold the spec, not the pipeline)."""
+    embedded = transport.get("embedded")
+    if isinstance(embedded, Mapping) and embedded.get("path"):
+        return Path(embedded["path"])
+    return path.resolve().parent / DEFAULT_DATA_DIR
+
+
+def session_data_dir(run_dir: str | None, transport: Mapping[str, Any], path: Path) -> str | None:
+    """The `--data-dir` a local session recorded in run directory `run_dir` was started with
+    (the run directory is `DATA_DIR/runs/JOB`), for a command advised to repeat it; None when
+    it ran in the file's default data directory (or recorded none)."""
+    if not run_dir:
+        return None
+    base = Path(run_dir).parent.parent
+    try:
+        if base.resolve() == default_data_dir(transport, path).resolve():
+            return None
+    except OSError:
+        pass
+    return str(base)
+
+
+def logs_where(file: str | None, data_dir: str | None) -> str | None:
+    """What `pipeline logs` (status, stop) needs before the unit to find this run: the file,
+    with the `--data-dir` the command was given (without it they look in the default data
+    directory, another run's or none). None without a file."""
+    if file is None:
+        return None
+    return (
+        f"{shlex.quote(file)} --data-dir {shlex.quote(data_dir)}" if data_dir else shlex.quote(file)
+    )
 
 
 def run_dir(data_dir: Path, job_id: str) -> Path:

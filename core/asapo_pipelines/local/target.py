@@ -6,13 +6,16 @@ Shared by `pipeline run`, `reprocess` and the local executor's `status`, `logs` 
 from __future__ import annotations
 
 import json
-import shlex
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from asapo_pipelines.cli.options import checked_file, find_file
 from asapo_pipelines.errors import UsageError
+
+# spelled beside the run layout, where the run records (`runs.edits`) reach them without
+# importing this executor; the local commands and supervisor name them from here
+from asapo_pipelines.launchplan.rundir import default_data_dir
+from asapo_pipelines.launchplan.rundir import logs_where as logs_where
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:  # pragma: no cover - a compiled job (.json) needs neither
@@ -85,30 +88,6 @@ def _data_dir_of(pipeline: Pipeline, path: Path) -> Path:
     return default_data_dir(pipeline.transport.spec(), path)
 
 
-def default_data_dir(transport: Mapping[str, Any], path: Path) -> Path:
-    """The data directory a run of the file at `path` takes without `--data-dir`, from its
-    transport's spec (`_data_dir_of`; the viewer holds the spec, not the pipeline)."""
-    embedded = transport.get("embedded")
-    if isinstance(embedded, Mapping) and embedded.get("path"):
-        return Path(embedded["path"])
-    return path.resolve().parent / DEFAULT_DATA_DIR
-
-
-def session_data_dir(run_dir: str | None, transport: Mapping[str, Any], path: Path) -> str | None:
-    """The `--data-dir` a local session recorded in run directory `run_dir` was started with
-    (the run directory is `DATA_DIR/runs/JOB`), for a command advised to repeat it; None when
-    it ran in the file's default data directory (or recorded none)."""
-    if not run_dir:
-        return None
-    base = Path(run_dir).parent.parent
-    try:
-        if base.resolve() == default_data_dir(transport, path).resolve():
-            return None
-    except OSError:
-        pass
-    return str(base)
-
-
 def pipeline_run_dir(pipeline: Pipeline, path: Path, data_dir: str | None = None) -> Path:
     """Where the local run of the pipeline file at `path` lives (`launchplan.rundir`: never a
     directory another file's run is recorded in). Status, logs and stop need only the job's
@@ -174,15 +153,4 @@ def resolve(
         pipeline_file=str(path.resolve()),
         catalog=catalog,
         data_dir=data_dir,
-    )
-
-
-def logs_where(file: str | None, data_dir: str | None) -> str | None:
-    """What `pipeline logs` (status, stop) needs before the unit to find this run: the file,
-    with the `--data-dir` the command was given (without it they look in the default data
-    directory, another run's or none). None without a file."""
-    if file is None:
-        return None
-    return (
-        f"{shlex.quote(file)} --data-dir {shlex.quote(data_dir)}" if data_dir else shlex.quote(file)
     )

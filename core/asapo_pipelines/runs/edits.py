@@ -31,7 +31,7 @@ def edit_warning(run: Run, path: Path, transport: Mapping[str, Any]) -> str | No
         return None
     if same_content(run.text, text):
         return None  # comments, spacing, quoting: nothing the units would do differently
-    from asapo_pipelines.local.target import logs_where, session_data_dir
+    from asapo_pipelines.launchplan.rundir import logs_where, session_data_dir
     from asapo_pipelines.runs.overrides import set_options
 
     # the session's --set and --data-dir repeated: without them the advised start ran the
