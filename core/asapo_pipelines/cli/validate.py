@@ -62,6 +62,14 @@ def _files_here() -> tuple[Path, ...]:
 )
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1).")
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="CODE",
+    help="Leave out the warnings with this code (repeatable), also for --strict: `--strict "
+    "--ignore P208` where a folder exists only on the cluster's nodes.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print problems only, no summary line.")
 @click.option(
     "--online",
@@ -76,6 +84,7 @@ def validate(
     fmt: str,
     as_json: bool,
     strict: bool,
+    ignore: tuple[str, ...],
     quiet: bool,
     online: bool,
 ) -> int:
@@ -88,14 +97,16 @@ def validate(
     Without FILES, every *.pipeline.yaml of the current directory is checked (`pipeline run`
     and the other commands take the one there). FILES may be `-` to read one file from
     standard input. With --online, a file valid offline is also checked against the services
-    it names (P501: refused, P502: could not ask).
+    it names (P501: refused, P502: could not ask). With --ignore CODE, the warnings with that
+    code are left out, counted in one line (`1 problem ignored (P208)`).
 
     Exit 0 when every file is valid (warnings allowed), 1 when a file is invalid, 2 when
     validation could not run (unreadable file, no unit catalog). The problem codes are listed in
     docs/pipeline-files.md.
     """
-    from asapo_pipelines.pipeline.problems import Problem, Report
+    from asapo_pipelines.pipeline.problems import Problem, Report, ignorable, ignored_line
 
+    codes = ignorable(ignore)  # a typo refused before any file is read
     if as_json:
         fmt = "json"
     if not files:
@@ -122,6 +133,8 @@ def validate(
                 if report.ok and str(path) != "-":
                     report.problems.extend(check_online(path, catalog))
 
+    ignored = [p for report in reports for p in report.leave_out(codes)]
+
     def code_of(report: Report) -> int:
         code = report.exit_code
         if code == 0 and strict and report.warnings:
@@ -135,6 +148,8 @@ def validate(
             "exit_code": exit_code,
             "files": [r.to_dict() for r in reports],
         }
+        if codes:
+            data["ignored"] = {c: sum(p.code == c for p in ignored) for c in sorted(codes)}
         click.echo(json.dumps(data, indent=2))
     else:
         for report in reports:
@@ -143,4 +158,6 @@ def validate(
                 click.echo(text, nl=False)
             if not quiet:
                 click.echo(report.summary(), err=True)
+        if ignored and not quiet:
+            click.echo(ignored_line(ignored), err=True)
     return exit_code

@@ -78,8 +78,8 @@ CODES: dict[str, tuple[Severity, str]] = {
         "A directory a unit parameter names for the unit to read does not exist here "
         "(relative: in the pipeline file's folder); `pipeline run` refuses to start (exit 78). "
         "A warning: on a cluster the directory may exist only on the nodes. `--strict` "
-        "refuses it as every warning: run `validate --strict` where the directory exists (on "
-        "a node), or make it where you validate.",
+        "refuses it as every warning: `validate --strict --ignore P208` checks the rest "
+        "strictly where the directory does not exist, or run it where it does (on a node).",
     ),
     "P301": ("error", "An input port the unit does not have."),
     "P302": ("error", "An output port the unit does not have."),
@@ -154,6 +154,39 @@ ONLINE = frozenset({"P501", "P502"})
 #: Problems that mean "could not run" (exit 2) rather than "invalid" (exit 1).
 UNRUNNABLE = frozenset({"P001", "P900"})
 
+#: The codes `pipeline validate --ignore` takes: warnings only, as an error means the file
+#: does not run (a P208 folder may exist only on the cluster's nodes; a P201 unit exists nowhere)
+WARNING_CODES = tuple(code for code, (severity, _) in CODES.items() if severity == "warning")
+
+
+def ignorable(codes: tuple[str, ...]) -> frozenset[str]:
+    """The warning codes given to `--ignore` (`p208` as `P208`), or a sentence naming the
+    ones it takes: an unknown code (a typo, a retired one) or an error's."""
+    from asapo_pipelines.errors import UsageError
+
+    taken = ", ".join(WARNING_CODES)
+    wanted = {code.strip().upper() for code in codes}
+    for code in sorted(wanted):
+        if code in WARNING_CODES:
+            continue
+        if code in CODES:
+            raise UsageError(
+                f"--ignore {code}: {code} is an error (the file would not run), and --ignore "
+                f"takes only the warning codes {taken}"
+            )
+        raise UsageError(
+            f"--ignore {code}: no problem has that code; --ignore takes only the warning codes "
+            f"{taken}"
+        )
+    return frozenset(wanted)
+
+
+def ignored_line(ignored: list[Problem]) -> str:
+    """What `validate --ignore` says of the problems it left out, in one line:
+    `2 problems ignored (P208, P307)`."""
+    codes = ", ".join(sorted({p.code for p in ignored}))
+    return f"{len(ignored)} problem{'s' if len(ignored) != 1 else ''} ignored ({codes})"
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -210,6 +243,15 @@ class Report:
         if any(p.code in UNRUNNABLE for p in self.problems):
             return 2
         return 0 if self.ok else 1
+
+    def leave_out(self, codes: frozenset[str]) -> list[Problem]:
+        """Remove the warnings with these codes (`validate --ignore`); the ones removed, each
+        once. Errors stay: `ignorable` takes no error's code."""
+        out = [
+            p for p in dict.fromkeys(self.problems) if p.severity == "warning" and p.code in codes
+        ]
+        self.problems = [p for p in self.problems if p not in out]
+        return out
 
     def sorted(self) -> list[Problem]:
         unique = dict.fromkeys(self.problems)
