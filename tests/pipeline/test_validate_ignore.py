@@ -47,6 +47,7 @@ def night(tmp_path: Path) -> Path:
 def test_strict_with_ignore_p208_passes_and_says_what_it_left_out(night: Path) -> None:
     strict = run_pipeline("validate", "--strict", FILE, cwd=night)
     assert strict.returncode == 1
+    assert strict.stderr == f"{FILE}: invalid under --strict (1 warning)\n"
     assert " warning P208 " in strict.stdout
     done = run_pipeline("validate", "--strict", "--ignore", "P208", FILE, cwd=night)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -65,7 +66,8 @@ def test_other_warnings_still_fail_strict(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert [line.split()[2] for line in lines] == ["P307"]
     assert done.stderr.splitlines() == [
-        f"{FILE}: valid (1 warning)",
+        # not "valid" while it exits 1: the warning refuses it under --strict
+        f"{FILE}: invalid under --strict (1 warning)",
         "2 problems ignored (P208)",
     ]
     # both left out: valid, also strictly

@@ -157,7 +157,7 @@ def validate(
             if text:
                 click.echo(text, nl=False)
             if not quiet:
-                click.echo(report.summary(), err=True)
+                click.echo(report.summary(strict=strict), err=True)
         if ignored and not quiet:
             click.echo(ignored_line(ignored), err=True)
     return exit_code

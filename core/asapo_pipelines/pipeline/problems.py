@@ -260,7 +260,9 @@ class Report:
     def text(self) -> str:
         return "".join(p.text() + "\n" for p in self.sorted())
 
-    def summary(self) -> str:
+    def summary(self, *, strict: bool = False) -> str:
+        """One line for the file; `strict`: warnings refuse it (`validate --strict`), so a
+        file with only warnings is not called valid while the command exits 1."""
         e, w = len(self.errors), len(self.warnings)
         if self.exit_code == 2:
             return f"{self.file}: could not be checked"
@@ -269,7 +271,7 @@ class Report:
         parts = [f"{e} error{'s' if e != 1 else ''}"] if e else []
         if w:
             parts.append(f"{w} warning{'s' if w != 1 else ''}")
-        state = "invalid" if e else "valid"
+        state = "invalid" if e else "invalid under --strict" if strict else "valid"
         return f"{self.file}: {state} ({', '.join(parts)})"
 
     def to_dict(self) -> dict[str, Any]:
