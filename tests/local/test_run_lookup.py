@@ -107,3 +107,41 @@ def test_logs_of_a_source_after_a_reprocess_say_sources_do_not_run_in_it(tmp_pat
     # and a unit the file does not have is still a typo
     typo = run_pipeline("logs", str(file), "nosuch", env=NO_NOMAD)
     assert "has no unit nosuch" in typo.stderr, typo.stderr
+
+
+def test_a_run_started_with_data_dir_is_found_after_its_pipeline_was_renamed(
+    tmp_path: Path,
+) -> None:
+    """`run FILE --detach --data-dir D`, then `pipeline:` renamed while the run goes on:
+    `status FILE` and `stop FILE` found it only with `--data-dir D` again (without, "no local
+    run of FILE is recorded"), and a second `run FILE` started a new run beside it. Without
+    --data-dir they find it as they find a run of the unrenamed file started with it."""
+    file = watching(tmp_path, "p65-xas")
+    elsewhere = tmp_path / "elsewhere"
+    started = run_pipeline(
+        "run", str(file), "--detach", "--json", "--data-dir", str(elsewhere), env=NO_NOMAD
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    state = json.loads(started.stdout)
+    try:
+        file.write_text(file.read_text().replace('"p65-xas"', '"p65"'))
+
+        shown = run_pipeline("status", str(file), env=NO_NOMAD)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert "no local run" not in shown.stderr
+        assert "p65-xas" in shown.stdout, shown.stdout
+
+        again = run_pipeline("run", str(file), "--detach", env=NO_NOMAD)
+        assert again.returncode != 0, again.stdout + again.stderr
+        assert "already running" in again.stderr, again.stderr
+        assert f"pipeline stop {file}" in again.stderr, again.stderr
+        assert not (tmp_path / ".pipeline-data" / "runs" / "p65").exists()
+        assert alive(state["pid"])
+
+        stopped = run_pipeline("stop", str(file), env=NO_NOMAD)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert "Nomad" not in stopped.stdout + stopped.stderr
+        assert not alive(state["pid"])
+    finally:  # no run outlives the test
+        run_pipeline("stop", str(file), "--data-dir", str(elsewhere), env=NO_NOMAD)
+        run_pipeline("stop", str(file), env=NO_NOMAD)

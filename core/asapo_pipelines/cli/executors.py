@@ -432,6 +432,10 @@ def _session_run_dir(
     if run_dir is None or not _idle(run_dir):
         return None  # a supervisor runs it, or was lost with its tasks: the local one says so
     run = latest_local_run(pipeline, catalog, path)
+    if run is None or run.state != "running":
+        # `pipeline:` renamed while the run goes on: its record, and so its run directory,
+        # is under the old name
+        run = _renamed_local_run(pipeline, catalog, path) or run
     if command == "logs" and recorded_state(run_dir):
         # the last session's logs are what to read after a start that went wrong; but when
         # the latest run was started with --data-dir, its logs, as `status` shows its table
@@ -481,6 +485,29 @@ def _session_run_dir(
         pipeline.name,
         path,
     )
+
+
+def _renamed_local_run(pipeline: Pipeline, catalog: Catalog, path: Path) -> Run | None:
+    """FILE's run of `pipeline run` that is recorded as running under a name its `pipeline:`
+    had before (`runs.renamed.under_old_names`), None when there is none or the store cannot
+    be read: as `latest_local_run` finds the run under the file's name now."""
+    from asapo_pipelines.cli.deployments import session_executor
+    from asapo_pipelines.executor import LOCAL
+    from asapo_pipelines.runs.renamed import under_old_names
+    from asapo_pipelines.transport import open_transport
+
+    mine = str(path.resolve())
+    try:  # read-only: an embedded store that is not there is read as empty, made by no look
+        with open_transport(pipeline.transport.spec(), catalog, read_only=True) as transport:
+            for store in under_old_names(transport, pipeline.name, path):
+                run = store.latest(resumable=True)
+                if run is None or run.state != "running" or session_executor(run) != LOCAL:
+                    continue
+                if run.start.get("file") == mine:
+                    return run
+    except (PipelinesError, NotImplementedError):
+        return None
+    return None
 
 
 def _end_reason(run: Run) -> str | None:

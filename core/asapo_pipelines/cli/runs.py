@@ -85,29 +85,27 @@ def _counts(run: Any, order: Sequence[str] = ()) -> str:
 
 
 def _under_old_names(transport: Any, name: str, file: Path) -> list[str]:
-    """One line for each other pipeline name in this store whose runs `file` owns: the file's
-    runs, and a deployment still running, from before its `pipeline:` was renamed, which
-    `runs` under the new name would otherwise pass over in silence."""
-    from asapo_pipelines.runs import RunStore
-    from asapo_pipelines.worker.naming import runs_source
+    """One line for each other pipeline name in this store whose runs `file` owns
+    (`runs.renamed.under_old_names`), which `runs` under the new name would otherwise pass
+    over in silence."""
+    from asapo_pipelines.cli.deployments import session_executor
+    from asapo_pipelines.executor import LOCAL
+    from asapo_pipelines.runs.renamed import under_old_names
 
     lines = []
-    for source in sorted(transport.data_sources()):
-        old = source.removesuffix(runs_source(""))
-        # a pipeline name has no dot; "<name>.<run>.runs" is a run's stream named `runs`
-        if old in (source, name) or not old or "." in old:
-            continue
-        store = RunStore(transport, old)
-        if store.owner() is None or store.other_owner(file) is not None:
-            continue
+    for store in under_old_names(transport, name, file):
         found = store.runs()
-        if not found:
-            continue
-        last = found[-1]
+        last, old = found[-1], store.pipeline
         n = f"{len(found)} run{'' if len(found) == 1 else 's'}"
+        found_as, what = "", "list or go on with them"
+        if last.state == "running" and session_executor(last) == LOCAL:
+            # `status` and `stop` find a local run by its run directory, which records the file
+            found_as = f", found by `pipeline status {file}` and `stop` as the file is now"
+        elif last.state == "running":  # a deployment its executor knows by the old name only
+            what = "list, stop or go on with them"
         lines.append(
-            f"{file} has {n} under its old name {old} (the last, {last.id}, {last.state}): put "
-            f"`pipeline: {old}` back in {file} to list, stop or go on with them"
+            f"{file} has {n} under its old name {old} (the last, {last.id}, {last.state}"
+            f"{found_as}): put `pipeline: {old}` back in {file} to {what}"
         )
     return lines
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from asapo_pipelines.errors import PipelinesError
 from asapo_pipelines.local.target import Target
 
 #: What stops `pipeline run` while it starts: as Ctrl-C does (SIGINT), SIGTERM and a closed
@@ -176,7 +177,6 @@ def end_if_left(session: Session, run_dir: Path) -> None:
     (it holds the run directory) is that supervisor's to end."""
     import sys
 
-    from asapo_pipelines.errors import PipelinesError
     from asapo_pipelines.local.control import supervisor_alive
 
     error = sys.exc_info()[1]
@@ -352,6 +352,29 @@ def apply_overrides(
     return overrides
 
 
+def refuse_while_alive_renamed(transport: Any, name: str, target: Target) -> None:
+    """Refuse, before anything is recorded, a start of the file while a run of it goes on
+    under the name its `pipeline:` had before (`name` is the new one), as a start is refused
+    while its run goes on under this name in another data directory (`refuse_while_alive`):
+    a second run would read the same folders and write the same results again."""
+    from asapo_pipelines.runs.lifecycle import refuse_while_alive
+    from asapo_pipelines.runs.renamed import under_old_names
+
+    assert target.pipeline_file is not None
+    mine = Path(target.pipeline_file)
+    try:
+        running = [
+            (store, run)
+            for store in under_old_names(transport, name, mine)
+            for run in store.runs()
+            if run.state == "running"
+        ]
+    except (PipelinesError, NotImplementedError):
+        return  # a service that lists no data sources, another name's damaged records
+    for store, run in running:
+        refuse_while_alive(store, run, mine, target.run_dir)
+
+
 def start_session(
     target: Target,
     transport: Any,
@@ -385,6 +408,7 @@ def start_session(
     assert target.payload is not None
     store = RunStore(transport, pipeline.name)
     try:
+        refuse_while_alive_renamed(transport, pipeline.name, target)
         store.claim(target.pipeline_file)
         # the lost session may have run under another --data-dir: its workers are found there
         other = lost_run_dir(store, target)
