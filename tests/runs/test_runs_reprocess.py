@@ -88,21 +88,26 @@ def test_reprocess_with_another_target_shows_old_and_new_decisions(work):
 
 
 @pytest.mark.parametrize(
-    ("args", "words"),
+    ("args", "words", "code"),
     [
-        (("reprocess", FILE, "--from", "r99"), ["no run 'r99'"]),
-        (("reprocess", FILE, "--from", "r1", "--set", "advisr.target_noise=1"), ["advisor?"]),
-        (("reprocess", FILE, "--from", "r1", "--set", "advisor.target_nois=1"), ["target_noise?"]),
-        (("reprocess", FILE, "--from", "r1", "--set", "advisor.target_noise=abc"), ["number"]),
-        (("run", FILE, "--set", "normalize.autobk.rbkg=oops"), ["number"]),
-        (("prune", FILE, "--run", "r42"), ["no run 'r42'"]),
+        # an unknown run is a name given wrong, exit code 2, as `tail --run` says it
+        (("reprocess", FILE, "--from", "r99"), ["no run 'r99'"], 2),
+        (("reprocess", FILE, "--from", "r1", "--set", "advisr.target_noise=1"), ["advisor?"], 1),
+        (
+            ("reprocess", FILE, "--from", "r1", "--set", "advisor.target_nois=1"),
+            ["target_noise?"],
+            1,
+        ),
+        (("reprocess", FILE, "--from", "r1", "--set", "advisor.target_noise=abc"), ["number"], 1),
+        (("run", FILE, "--set", "normalize.autobk.rbkg=oops"), ["number"], 1),
+        (("prune", FILE, "--run", "r42"), ["no run 'r42'"], 2),
     ],
 )
-def test_bad_input_is_one_sentence_and_changes_nothing(work, args, words):
+def test_bad_input_is_one_sentence_and_changes_nothing(work, args, words, code):
     store, nxs = work / ".pipeline-data", work / "results" / "p65.nxs"
     before, digest = store_contents(store), file_digest(nxs)
     done = run_pipeline(*args, cwd=work, timeout=120)
-    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.returncode == code, done.stdout + done.stderr
     line = one_sentence(done.stderr)
     for word in words:
         assert word in line
@@ -130,5 +135,5 @@ def test_reprocess_of_pruned_sources_is_refused_then_prune_run_drops_the_run(wor
     listed = json.loads(run_pipeline("runs", FILE, "--json", cwd=work).stdout)["runs"]
     assert [r["id"] for r in listed] == ["r2"]
     gone = run_pipeline("reprocess", FILE, "--from", "r1", cwd=work, timeout=120)
-    assert gone.returncode == 1
+    assert gone.returncode == 2  # a run the store no longer holds: unknown, as tail says
     assert "no run 'r1'" in one_sentence(gone.stderr)

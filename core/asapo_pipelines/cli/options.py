@@ -14,6 +14,7 @@ from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.pipeline.loader import Document
+    from asapo_pipelines.runs import Run, RunStore
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
@@ -117,6 +118,18 @@ def file_and_name(
     if value.endswith((".yaml", ".yml")) and Path(value).is_file():
         raise UsageError(f"name {wanted}: pipeline {command} {value} {name}")
     return None, value
+
+
+def asked_run(store: RunStore, run_id: str) -> Run:
+    """The run the user named (`tail --run`, `reprocess --from`, `prune --run`): an unknown
+    one is a name given wrong, as an unknown stream or unit is, so one sentence naming the
+    runs there are (`RunStore.get`) with the exit code of a command called wrongly (2)."""
+    from asapo_pipelines.runs import RunsError
+
+    try:
+        return store.get(run_id)
+    except RunsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def checked_file(path: Path) -> Path:

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import click
 
-from asapo_pipelines.cli.options import find_file, json_option, read_pipeline_document
+from asapo_pipelines.cli.options import (
+    asked_run,
+    find_file,
+    json_option,
+    read_pipeline_document,
+)
 from asapo_pipelines.cli.output import console, error, print_json, wide
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.pipeline import DEFAULT_DATA_DIR
@@ -387,7 +392,7 @@ def _prune_run(
     from asapo_pipelines.worker.naming import data_source_for, runs_source
 
     store = RunStore(transport, name)
-    run = store.get(run_id)  # one sentence for an unknown run
+    run = asked_run(store, run_id)  # one sentence, as `tail --run` says
     for running in live:
         if (running.pipeline, running.run) == (name, run.id):
             raise UsageError(f"{running.describe()} is running; {running.stop_first()}")
@@ -495,8 +500,18 @@ def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
     out.print(text, end="")
 
 
+#: what `pipeline prune` without PATH_OR_PIPELINE says, as `logs` and `tail` say their usage
+PRUNE_USAGE = (
+    "usage: pipeline prune PATH_OR_PIPELINE --older-than AGE | --run RUN | --source NAME "
+    "--drop-stream NAME, PATH_OR_PIPELINE being the pipeline file or store directory to prune "
+    "(never guessed: prune deletes data)"
+)
+
+
 @click.command("prune")
-@click.argument("target", metavar="PATH_OR_PIPELINE")
+# not required for click, whose "Missing argument" came under a usage block: the command says
+# what to give (`PRUNE_USAGE`). Unlike `streams`, it never takes the one file here: it deletes
+@click.argument("target", metavar="PATH_OR_PIPELINE", required=False)
 @click.option(
     "--older-than",
     "older_than",
@@ -516,7 +531,7 @@ def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
 )
 @json_option
 def prune(
-    target: str,
+    target: str | None,
     older_than: str | None,
     only: str | None,
     drop_stream: str | None,
@@ -525,6 +540,8 @@ def prune(
 ) -> None:
     """Retention for an embedded store (or a plugin's transport that offers it, such as redis):
     delete old streams and payloads to free space, or one run of a pipeline (`--run`)."""
+    if target is None:
+        raise UsageError(PRUNE_USAGE)
     if sum(x is not None for x in (older_than, drop_stream, run_id)) != 1:
         raise UsageError("give exactly one of --older-than AGE, --drop-stream NAME or --run RUN")
     transport, label = _open(target, "pruning what its transport holds")

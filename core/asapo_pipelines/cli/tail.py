@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import (
+    asked_run,
     checked_file,
     complete_stream_names,
     file_and_name,
@@ -158,13 +159,8 @@ def _shown_run(store: RunStore, run_id: str | None) -> Run | None:
     """The run whose streams to read: the one asked for (an unknown one is a sentence naming
     the runs there are), else the current one. Not the highest id: after a reprocess (`r2`),
     `pipeline run` resumes `r1`, whose new results are the ones to show."""
-    from asapo_pipelines.runs import RunsError
-
     if run_id is not None:
-        try:
-            return store.get(run_id)
-        except RunsError as exc:  # a name the user gave wrong, as an unknown stream or unit
-            raise UsageError(str(exc)) from None
+        return asked_run(store, run_id)
     return store.current()
 
 

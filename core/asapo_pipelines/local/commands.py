@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from asapo_pipelines.cli.options import PipelineFile, data_dir_option
+from asapo_pipelines.cli.options import PipelineFile, asked_run, data_dir_option
 from asapo_pipelines.cli.output import OUTPUT_CLOSED, print_json, silence_stdout
 from asapo_pipelines.errors import UsageError
 from asapo_pipelines.local.sent import show
@@ -690,7 +690,7 @@ def _check_replay(store: RunStore, target: Target, from_run: str) -> tuple[Run, 
     owner = store.owner()
     if owner is not None:
         store.claim(target.pipeline_file)  # refuses another file's namespace
-    old = store.get(from_run)
+    old = asked_run(store, from_run)  # an unknown run is a name given wrong, as in `tail`
     # a run going on, here or in another data directory, writes the same sinks (a NeXus
     # file) and its sources are not finished: a replay beside it would be recorded and
     # then refused by the supervisor lock, its run left `running` for ever
