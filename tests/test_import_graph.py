@@ -203,12 +203,6 @@ def test_no_backend_imports_another(backend: str) -> None:
     assert backend_imports(graph, (backend,), others) == []
 
 
-#: imports from the run records into a backend not yet moved out: `lock_holder` (the pid a
-#: refusal names) belongs beside `pid_alive` in `launchplan.rundir`; listed so that it is the
-#: only one, and removed from here when it moves
-RUNS_INTO_BACKENDS = {"asapo_pipelines.runs.lifecycle -> asapo_pipelines.local.control"}
-
-
 def test_the_run_records_import_no_backend() -> None:
     # runs/ is below the executors: `pipeline status`, the viewer and every executor read run
     # records, so a lazy import of `local` from there (edits.py's `--data-dir` advice did)
@@ -217,7 +211,7 @@ def test_the_run_records_import_no_backend() -> None:
     graph = import_graph(CORE, "asapo_pipelines")
     assert "asapo_pipelines.runs.edits" in graph  # renamed here if it moves
     runs = ("asapo_pipelines.runs",)
-    assert set(backend_imports(graph, runs, BACKENDS)) == RUNS_INTO_BACKENDS
+    assert backend_imports(graph, runs, BACKENDS) == []
 
 
 def test_the_backend_scan_finds_a_lazy_import_in_the_cli(tmp_path: Path) -> None:

@@ -207,6 +207,18 @@ def pid_alive(pid: object) -> bool:
         return True
 
 
+def lock_holder(state: Mapping[str, Any]) -> int | None:
+    """The pid of the supervisor that holds the run directory's lock now, as its state file
+    names it; None when that file is still an earlier supervisor's: ended (`FINAL`) or whose
+    process is gone. Then the lock is held by a start that has not written its state yet (a
+    `pipeline run` recording its session, a supervisor starting), whose pid the file cannot
+    tell, and naming the earlier one would point the operator at a process that is gone."""
+    pid = state.get("pid")
+    if state.get("status") in FINAL or not isinstance(pid, int) or not pid_alive(pid):
+        return None
+    return pid
+
+
 def process_start(pid: int | None) -> int | None:
     """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or
     None when it is gone. With the pid it names one process for good: a recycled pid has

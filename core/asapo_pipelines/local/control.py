@@ -26,6 +26,7 @@ from asapo_pipelines.launchplan.rundir import (
     FINAL,
     START_LOCK,
     STATE_FILE,
+    lock_holder,
     observed,
     pid_alive,
     start_under_way,
@@ -109,18 +110,6 @@ def _holder_file(state: Mapping[str, Any], run_dir: Path) -> str | None:
     if not recorded or Path(str(recorded)).suffix == ".json":  # a compiled job: no file
         return None
     return str(recorded)
-
-
-def lock_holder(state: Mapping[str, Any]) -> int | None:
-    """The pid of the supervisor that holds the run directory's lock now, as its state file
-    names it; None when that file is still an earlier supervisor's: ended (`FINAL`) or whose
-    process is gone. Then the lock is held by a start that has not written its state yet (a
-    `pipeline run` recording its session, a supervisor starting), whose pid the file cannot
-    tell, and naming the earlier one would point the operator at a process that is gone."""
-    pid = state.get("pid")
-    if state.get("status") in FINAL or not isinstance(pid, int) or not pid_alive(pid):
-        return None
-    return pid
 
 
 class StartLock:

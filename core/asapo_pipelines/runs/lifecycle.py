@@ -178,7 +178,7 @@ def refuse_while_alive(
     two starts apart is per run directory, and a second session of the run (or a new run
     beside it) would write the same outputs, fail on them and end the live run `failed`. A
     session whose supervisor is gone (killed, the machine restarted) is stale: it may go on."""
-    from asapo_pipelines.launchplan.rundir import recorded_state, supervisor_alive
+    from asapo_pipelines.launchplan.rundir import lock_holder, recorded_state, supervisor_alive
 
     recorded = latest.session.get("run_dir")
     if latest.state != "running" or not recorded:
@@ -198,8 +198,6 @@ def refuse_while_alive(
         ) from None
     if not alive:
         return
-    from asapo_pipelines.local.control import lock_holder
-
     state = recorded_state(live)  # its job and pid, for the refusal (the lock decides)
     pid = lock_holder(state)
     raise RunsError(
