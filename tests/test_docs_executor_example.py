@@ -149,6 +149,28 @@ def test_the_documented_executor_stops_a_service_and_refuses_a_second_deploy(tmp
     assert _lines(folder) == 3
 
 
+def test_a_failed_deployments_run_says_its_failed_unit_after_a_colon(tmp_path, env):
+    """The run of a deployment that failed on its own (`settle`) says each failed unit as its
+    executor details it, after a colon: in brackets, the detail of an executor that brackets
+    its own words ended in a doubled bracket (the Slurm executor's worker errors)."""
+    folder = _demo(tmp_path)
+    (folder / "results").write_text("a file where the sink's folder should be\n")
+    deployed = _pipeline(folder, env, "deploy", FILE)
+    assert deployed.returncode == 0, deployed.stderr
+    state = wait_for(
+        lambda: (s := _status(folder, env))["state"] != "running" and s,
+        TIMEOUT,
+        "status to see the workers end",
+    )
+    assert state["state"] == "failed", f"{state}\n{_logs(folder)}"
+    shown = _pipeline(folder, env, "runs", FILE)
+    assert shown.returncode == 0, shown.stderr
+    _, _, said = shown.stdout.partition("\nr1 failed: ")
+    assert " ".join(said.split()) == (
+        "the procs deployment procs-demo ended failed: sink replica 0: exit code 78"
+    ), shown.stdout
+
+
 def test_the_executor_page_shows_the_example_files_where_github_shows_them():
     """GitHub shows a `--8<--` include line as it is: docs/executors.md said `--8<-- "docs/
     examples/executor-plugin/acme_procs/plugin.py"` where the code belonged. It holds each

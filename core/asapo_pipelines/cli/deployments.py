@@ -680,14 +680,16 @@ def settle(executor: Executor, file: str | None, then: str = "") -> str | None:
 
 def _finished(status: ExecutorStatus) -> str:
     """The run's message for a deployment that ended on its own: how, and each failed unit
-    (of a failed one: a complete deployment may list a failed attempt that was replaced)."""
+    (of a failed one: a complete deployment may list a failed attempt that was replaced),
+    after a colon, not in brackets: a unit's detail is the worker's own error, which often
+    ends in a bracket of its own, and the message read "... (exit code 78))"."""
     failed = [
         f"{i.unit} replica {i.replica}: {i.detail}" if i.detail else f"{i.unit} replica {i.replica}"
         for i in status.instances
         if i.state == "failed" and status.state == "failed"
     ]
     what = f"the {status.executor} deployment {status.deployment} ended {status.state}"
-    return what + (f" ({'; '.join(failed)})" if failed else "")
+    return what + (f": {'; '.join(failed)}" if failed else "")
 
 
 def refuse(executor: Executor, command: str) -> None:

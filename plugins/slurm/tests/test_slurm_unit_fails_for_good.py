@@ -71,3 +71,40 @@ def test_a_unit_that_fails_for_good_stops_the_deployment_and_fails_its_run(slurm
     assert stopped.returncode == 0, stopped.stderr
     (run,) = runs_of(file, env)
     assert run["state"] == "failed"
+
+
+def test_a_failed_runs_message_ends_as_the_workers_error_does(slurm, workdir):
+    """The run's message when the deployment ended on its own (the core's `settle`) says each
+    failed unit after a colon: in brackets, a worker's error that ends in a bracket of its own
+    (the sink's folder cannot be made: "... (relative paths in a pipeline file are relative to
+    its folder, DIR)") read "...))"."""
+    (workdir / "files").mkdir()
+    (workdir / "blocker").write_text("a file where the sink's folder should be\n")
+    file = workdir / "blocked.pipeline.yaml"
+    file.write_text(
+        PIPELINE_FILE.replace("pipeline: broken", "pipeline: blocked")
+        .replace("nothere/", "files/")
+        .replace("results/out.jsonl", "blocker/sub/out.jsonl")
+    )
+    executor(file)
+    env = slurm.env
+    deployed = run_pipeline("deploy", str(file), "--wait", "0", env=env)
+    assert deployed.returncode == 0, deployed.stderr
+
+    def ended():
+        (run,) = runs_of(file, env)
+        return run if run["state"] != "running" else None
+
+    run = wait_until("the run to end", ended, timeout=60, every=1)
+    assert run["state"] == "failed", run
+    # the sentence `pipeline runs` shows for a failed run
+    shown = run_pipeline("runs", str(file), env=env)
+    assert shown.returncode == 0, shown.stderr
+    # after the table, wrapped to the terminal's width
+    _, _, after = shown.stdout.partition(f"\n{run['id']} failed: ")
+    said = " ".join(after.split())
+    assert said.startswith("the slurm deployment blocked ended failed: sink replica 0: job "), said
+    assert "ended FAILED with exit code 78: " in said, said
+    assert "Not a directory (blocker/sub)" in said, said
+    # the worker's own error ends the sentence, its bracket not doubled
+    assert said.endswith(f"relative to its folder, {workdir})"), said
