@@ -27,6 +27,7 @@ import click
 from asapo_pipelines.cli.deployments import (
     FINISHED,
     deployment_run,
+    failed_document,
     fresh_option,
     latest_run,
     lost_run,
@@ -680,9 +681,12 @@ def deploy(
     executor, path = executor_for("deploy", file, executor_name, {}, runs=False)
     assert executor is not None
     shown = str(path) if path is not None else None
-    with deployment_run(
-        shown, executor, "deploy", fresh=fresh, resume=resume, quiet_stdout=as_json
-    ) as submission:
+    with (
+        failed_document(as_json=as_json),
+        deployment_run(
+            shown, executor, "deploy", fresh=fresh, resume=resume, quiet_stdout=as_json
+        ) as submission,
+    ):
         executor.run_id = submission.run_id
         result = submission.judge(executor.deploy(wait=wait))
     executor.show_submitted(result, as_json=as_json, start=False)
@@ -701,9 +705,12 @@ def start(
     executor, path = executor_for("start", file, executor_name, {"job": job}, runs=False)
     assert executor is not None
     recorded = _pipeline_file(path)
-    with deployment_run(
-        recorded, executor, "start", restart=True, quiet_stdout=as_json
-    ) as submission:
+    with (
+        failed_document(as_json=as_json),
+        deployment_run(
+            recorded, executor, "start", restart=True, quiet_stdout=as_json
+        ) as submission,
+    ):
         result = submission.judge(executor.start(wait=wait))
     executor.show_submitted(result, as_json=as_json, start=True)
 

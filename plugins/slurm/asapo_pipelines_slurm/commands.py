@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from asapo_pipelines.sdk import ExecutorUnreachable, PipelinesError
 
@@ -36,6 +37,17 @@ _UNCONFIGURED = re.compile(
 
 class SlurmError(PipelinesError):
     """Slurm refused or could not be asked; the message is the one sentence to show."""
+
+
+class SlurmFailed(SlurmError):
+    """`deploy` or `start` failed as a unit failed for good within the wait (its sentence),
+    with the document the command would have returned (`result`: `failed`, instance -> why):
+    the core prints it under --json before the error, so that a script still reads one
+    document on stdout (`cli.deployments.show_failed_result`)."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class SlurmOffline(SlurmError, ExecutorUnreachable):

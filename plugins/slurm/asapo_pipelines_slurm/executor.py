@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from asapo_pipelines.sdk import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines.sdk.executors import RUN_ENV
 from asapo_pipelines_slurm import commands, environment
-from asapo_pipelines_slurm.commands import SlurmError, SlurmOffline
+from asapo_pipelines_slurm.commands import SlurmError, SlurmFailed, SlurmOffline
 from asapo_pipelines_slurm.config import SlurmConfig
 from asapo_pipelines_slurm.plan import DEFAULT_STATE_DIR, SlurmPlan, plan_for, state_dir
 from asapo_pipelines_slurm.state import (
@@ -298,20 +298,21 @@ class SlurmExecutor(Executor):
         }
         self._submit_all(state, layout)
         self._start_watcher(layout)
-        seen = self._waited(wait, set(instances))
-        pending = _pending(seen)
+        seen = self._waited(wait)
         jobs = {k: i["job_id"] for k, i in instances.items()}
-        return {
+        result = {
             "deployment": plan.pipeline,
             "message": f"{len(jobs)} Slurm job(s) submitted "
             f"({', '.join(f'{k} {j}' for k, j in jobs.items())})"
             f"{_not_placed(seen, wait)}; state in {layout.root}",
             "state_dir": str(layout.root),
             "jobs": jobs,
-            "pending": pending,
+            "pending": _pending(seen),
             "restarting": _restarting(seen),
             "warnings": plan.warnings,
         }
+        self._refuse_failed(seen, set(instances), result)
+        return result
 
     def _check_environment(self) -> None:
         """The jobs' own environment (`python: {venv: ...}`) can run the pipeline: its
@@ -399,15 +400,13 @@ class SlurmExecutor(Executor):
                 return state
             time.sleep(0.2)
 
-    def _waited(self, wait: float, submitted: set[str]) -> dict[str, Any]:
+    def _waited(self, wait: float) -> dict[str, Any]:
         """`_wait_placed`, then what became of the jobs that were not placed: a job that
         ended before the watcher saw it is waited for until the watcher has handled it
-        (`_handled`); an instance of `submitted` that failed for good fails the command
-        (`_refuse_failed`). Said "still pending", such a job read as waiting for resources
-        while its worker had exited with a configuration error, and `deploy` exited 0."""
-        state = self._handled(self._wait_placed(wait))
-        self._refuse_failed(state, submitted)
-        return state
+        (`_handled`), so that one that failed for good is seen so (`_refuse_failed`). Said
+        "still pending", such a job read as waiting for resources while its worker had exited
+        with a configuration error, and `deploy` exited 0."""
+        return self._handled(self._wait_placed(wait))
 
     def _handled(self, state: dict[str, Any]) -> dict[str, Any]:
         """The state once the watcher has handled every job that squeue says has ended but
@@ -440,13 +439,20 @@ class SlurmExecutor(Executor):
             state["instances"][key].update(state="exited", detail=detail)
         return state
 
-    def _refuse_failed(self, state: dict[str, Any], submitted: set[str]) -> None:
+    def _refuse_failed(
+        self, state: dict[str, Any], submitted: set[str], result: dict[str, Any]
+    ) -> None:
         """Fail `deploy` or `start` in one sentence when an instance it submitted failed
         for good within the wait (the watcher has then cancelled the other jobs): the
-        deployment is over, and a script's `pipeline deploy F && ...` must not go on."""
-        said = self._failed_sentence(state, submitted)
-        if said:
-            raise SlurmError(said)
+        deployment is over, and a script's `pipeline deploy F && ...` must not go on. Raised
+        (the command ends the run it began, as for any failed submission) with `result`, the
+        command's document, made a failed one (`_failed_result`): `deploy --wait --json`
+        printed the error alone, nothing on stdout for a script to read."""
+        instances = state.get("instances", {})
+        failed = {k for k, i in instances.items() if k in submitted and i["state"] == "failed"}
+        if failed:
+            document = self._failed_result(state, failed, result)
+            raise SlurmFailed(document["message"], document)
 
     def _failed_sentence(self, state: dict[str, Any], keys: set[str]) -> str:
         """One sentence naming each instance of `keys` that failed for good, with why, and
@@ -544,29 +550,31 @@ class SlurmExecutor(Executor):
             # as it would have had it looked; `start` fails as `deploy --wait` does, after
             # its result (`show_submitted`)
             return self._failed_result(self._wait_watcher_ended(state), failed)
-        seen = self._waited(wait, again)
-        pending = _pending(seen)
-        return {
+        seen = self._waited(wait)
+        result = {
             "deployment": state["pipeline"],
             "message": f"{len(again)} Slurm job(s) submitted again{_finished(ended, state)}"
             f"{_not_placed(seen, wait)}",
             "submitted": sorted(again),
-            "pending": pending,
+            "pending": _pending(seen),
             "restarting": _restarting(seen),
         }
+        self._refuse_failed(seen, again, result)
+        return result
 
-    def _failed_result(self, state: dict[str, Any], failed: set[str]) -> dict[str, Any]:
-        """`start`'s result when a unit had failed for good while no watcher looked: nothing
-        submitted, `failed` (instance key -> why), as `restarting` says why of a restart, and
-        the command's one sentence as its `message`. Raised from `start` itself, that sentence
-        was all `start --json` printed, no document for a script to read."""
+    def _failed_result(
+        self, state: dict[str, Any], failed: set[str], result: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The command's `result` when a unit failed for good: the deployment's `state`,
+        `failed` (instance key -> why), as `restarting` says why of a restart, and the
+        command's one sentence as its `message`. Without `result`, `start`'s when a unit had
+        failed while no watcher looked: nothing submitted. Raised from `start` itself, that
+        sentence was all `start --json` printed, no document for a script to read."""
+        empty = {"deployment": state["pipeline"], "submitted": [], "pending": {}, "restarting": {}}
         return {
-            "deployment": state["pipeline"],
+            **(empty if result is None else result),
             "state": state["state"],
             "message": self._failed_sentence(state, failed),
-            "submitted": [],
-            "pending": {},
-            "restarting": {},
             "failed": {k: state["instances"][k]["detail"] for k in sorted(failed)},
         }
 
