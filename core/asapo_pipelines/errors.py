@@ -4,6 +4,7 @@ traceback and exits with the exception's code."""
 from __future__ import annotations
 
 import traceback
+from typing import Any
 
 
 class PipelinesError(Exception):
@@ -30,6 +31,18 @@ class ExecutorUnreachable(PipelinesError):
     answer, or its tools are missing or not configured. An executor's errors of that kind
     subclass it, so the core can tell "could not ask" from what the scheduler answered (a
     `status` with no local run says both then, `cli.executors._no_local_run`)."""
+
+
+class SubmissionFailed(PipelinesError):
+    """An executor's `deploy` or `start` failed because a unit failed for good within the
+    wait (its sentence), carrying the document the command would have returned (`result`,
+    with ``failed``: unit instance -> why). Under --json the core prints that document on
+    stdout before the sentence on stderr, so a script still reads one document
+    (`cli.deployments.failed_document`)."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class ConfigurationError(PipelinesError):

@@ -718,19 +718,18 @@ class Submission:
 @contextmanager
 def failed_document(*, as_json: bool) -> Iterator[None]:
     """Around `deploy` or `start`: under --json, the document an executor's failed submission
-    carries (`result` on its error: the command's result, with `failed`, instance -> why) is
-    printed on stdout before the error is said on stderr, as a result that names a unit that
-    failed for good is (`Submission`). The Slurm executor's `deploy --wait --json` of a unit
+    carries (`SubmissionFailed.result`: the command's result, with `failed`, instance -> why)
+    is printed on stdout before the error is said on stderr, as a result that names a unit
+    that failed for good is (`Submission`). The Slurm executor's `deploy --wait --json` of a unit
     that exited 78 within the wait printed the error alone, nothing a script could parse."""
     from asapo_pipelines.cli.output import print_json
-    from asapo_pipelines.errors import PipelinesError
+    from asapo_pipelines.errors import SubmissionFailed
 
     try:
         yield
-    except PipelinesError as exc:
-        result = getattr(exc, "result", None)
-        if as_json and isinstance(result, dict):
-            print_json(result)
+    except SubmissionFailed as exc:
+        if as_json:
+            print_json(exc.result)
         raise
 
 

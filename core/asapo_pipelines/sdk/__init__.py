@@ -8,7 +8,9 @@ Light names (safe in a plugin's registration module): `Params`, `NoParams`, `Por
 `ReportFinding`), `describe`, `inp`,
 `out`, `Suggestion`, `PlanItem`, and the errors a plugin raises with one sentence
 (`PipelinesError`, `UsageError`; an executor's "cannot ask its scheduler" subclasses
-`ExecutorUnreachable`). Runtime names (import them in the runtime module): `Source`,
+`ExecutorUnreachable`; a `deploy` or `start` that failed as a unit failed for good within its
+wait raises `SubmissionFailed` with the result it would have returned). Runtime names (import
+them in the runtime module): `Source`,
 `Sink`, `Processor`, `Agent`, `Message`, `Stream`, `ReplayedRun` (what `self.context.replays`
 gives in a `pipeline reprocess`), `DirectoryEvents`, `files_open_for_writing` and
 `nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
@@ -32,7 +34,12 @@ from asapo_pipelines.descriptor import (
     TransportDescriptor,
     UnitDescriptor,
 )
-from asapo_pipelines.errors import ExecutorUnreachable, PipelinesError, UsageError
+from asapo_pipelines.errors import (
+    ExecutorUnreachable,
+    PipelinesError,
+    SubmissionFailed,
+    UsageError,
+)
 from asapo_pipelines.executor import Executor, ExecutorStatus, InstanceStatus
 from asapo_pipelines.hookspecs import (
     RegisterCommand,
@@ -93,6 +100,7 @@ __all__ = [
     "Sink",
     "Source",
     "Stream",
+    "SubmissionFailed",
     "Suggestion",
     "TransportDescriptor",
     "Unit",

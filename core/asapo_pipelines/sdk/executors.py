@@ -21,7 +21,10 @@ section's ``python:`` (`PythonEnvConfig`, read with `python_env` and `pinned_dis
 `CommandOnPath`, an `ExistingEnv`, or an `InstallEnv` created before the worker by running
 `INSTALL_SCRIPT`; a plan that cannot be made raises `LaunchPlanError`. A worker that ends is
 restarted as Nomad's restart block says: a `RestartTracker` over a `RestartPolicy` gives each
-exit a `Decision` (``complete``, ``restart`` after a delay, or ``fail``).
+exit a `Decision` (``complete``, ``restart`` after a delay, or ``fail``). A `deploy` or
+`start` that fails because a unit failed for good within its wait raises
+`asapo_pipelines.sdk.SubmissionFailed` with the result it would have returned, which
+``--json`` still prints.
 The Slurm plugin (`plugins/slurm`) is the reference.
 """
 

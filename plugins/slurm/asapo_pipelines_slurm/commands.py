@@ -14,7 +14,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from asapo_pipelines.sdk import ExecutorUnreachable, PipelinesError
+from asapo_pipelines.sdk import ExecutorUnreachable, PipelinesError, SubmissionFailed
 
 #: How long one Slurm command may take: the controller's own MessageTimeout is 10 s by
 #: default, and a command retries once or twice before it gives up.
@@ -39,15 +39,13 @@ class SlurmError(PipelinesError):
     """Slurm refused or could not be asked; the message is the one sentence to show."""
 
 
-class SlurmFailed(SlurmError):
+class SlurmFailed(SlurmError, SubmissionFailed):
     """`deploy` or `start` failed as a unit failed for good within the wait (its sentence),
-    with the document the command would have returned (`result`: `failed`, instance -> why):
-    the core prints it under --json before the error, so that a script still reads one
-    document on stdout (`cli.deployments.show_failed_result`)."""
+    with the document the command would have returned (`result`: `failed`, instance -> why),
+    which the core prints under --json before the error (`SubmissionFailed`)."""
 
     def __init__(self, message: str, result: dict[str, Any]) -> None:
-        super().__init__(message)
-        self.result = result
+        SubmissionFailed.__init__(self, message, result)
 
 
 class SlurmOffline(SlurmError, ExecutorUnreachable):
