@@ -6,7 +6,7 @@ and its tests (using the `asapo_pipelines` pytest fixtures) pass, also from the 
 it is installed. Authors then replace the example processing with their own.
 
 Layout: `PACKAGE/__init__.py` is the light module the entry point names; it registers every
-descriptor found in the modules of `PACKAGE/units/`, so adding a unit is adding files (a
+descriptor found in the modules of `PACKAGE/units/` (each once), so adding a unit is adding files (a
 descriptor module, a runtime module, a test module), never editing generated code.
 """
 
@@ -17,9 +17,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from string import Template
 
-from asapo_pipelines import __version__
+from asapo_pipelines import CORE_DISTRIBUTION, __version__
+from asapo_pipelines.catalog import BUILTIN_PLUGIN
 from asapo_pipelines.descriptor import UNIT_NAME_PATTERN
 from asapo_pipelines.errors import UsageError
+
+#: names the package's layout takes beside the runtime modules of its units
+LAYOUT_NAMES = frozenset({"units"})
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,16 @@ class Names:
                 "e.g. acme.peak-finder"
             )
         namespace, short = unit.split(".", 1)
+        if namespace == BUILTIN_PLUGIN:
+            raise UsageError(
+                f"the namespace {namespace} belongs to {CORE_DISTRIBUTION} (the catalog loads "
+                f"no plugin's unit named {namespace}.<name>); name the unit after your own "
+                f"package, e.g. acme.{short}"
+            )
         module = re.sub(r"[^a-z0-9_]", "_", short)
-        if module[0].isdigit():
+        # a runtime module `units.py` would be hidden by the package's `units/` folder of
+        # descriptors (the folder wins the import), and a leading digit is no module name
+        if module[0].isdigit() or module in LAYOUT_NAMES:
             module = f"unit_{module}"
         class_name = "".join(part.capitalize() for part in re.split(r"[-_]", short) if part)
         if class_name[0].isdigit():
@@ -102,12 +114,15 @@ from $package import units
 
 
 def descriptors() -> list[UnitDescriptor]:
-    """Every descriptor defined in the modules of `$package.units`."""
-    found = []
+    """Every descriptor in the modules of `$package.units`, each once: a module that imports
+    another unit's descriptor (to reuse its ports) does not register that unit again."""
+    found: dict[int, UnitDescriptor] = {}
     for info in sorted(pkgutil.iter_modules(units.__path__), key=lambda i: i.name):
         module = importlib.import_module(f"{units.__name__}.{info.name}")
-        found.extend(v for v in vars(module).values() if isinstance(v, UnitDescriptor))
-    return found
+        for value in vars(module).values():
+            if isinstance(value, UnitDescriptor):
+                found.setdefault(id(value), value)
+    return list(found.values())
 
 
 @hookimpl
@@ -484,6 +499,7 @@ def scaffold(
             f"{project} already exists; add the unit to it with --add-to {project}, or choose "
             "another directory or name"
         )
+    _refuse_installed(names)
     values = _values(names, kind)
     files = {
         "pyproject.toml": PYPROJECT,
@@ -495,6 +511,34 @@ def scaffold(
     }
     _write(project, files, values)
     return project
+
+
+def _refuse_installed(names: Names) -> None:
+    """A new package must not be an installed plugin's: `pip install -e .` of a package with
+    the same distribution name uninstalls that plugin, and one with the same namespace has its
+    units refused by the catalog, while every pipeline using the installed units breaks."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from asapo_pipelines.catalog import entry_point_sources
+
+    extend = "to add the unit to your own package, use --add-to with its directory"
+    # every installed plugin, also those the allow and block lists leave out of the catalog
+    for source in entry_point_sources({}):
+        if source.name == names.namespace:
+            raise UsageError(
+                f"the namespace {names.namespace} belongs to the installed plugin "
+                f"{source.name} ({source.distribution} {source.version}); {extend}, or choose "
+                "another namespace"
+            )
+    try:
+        taken = distribution(names.distribution)
+    except PackageNotFoundError:
+        return
+    raise UsageError(
+        f"the distribution {names.distribution} is installed already ({taken.metadata['Name']} "
+        f"{taken.version}), and installing the new package would replace it; {extend}, or "
+        "choose another namespace or --distribution"
+    )
 
 
 def _not_a_package(project: Path) -> str:
@@ -511,8 +555,9 @@ def _not_a_package(project: Path) -> str:
     )
 
 
-def package_of(project: Path) -> str:
-    """The import package of a project made by `pipeline new-unit` (its entry point's value)."""
+def package_of(project: Path) -> tuple[str, str]:
+    """The namespace (its entry point's name) and import package (the entry point's value) of
+    a project made by `pipeline new-unit`."""
     import tomllib
 
     if not (project / "pyproject.toml").is_file():
@@ -522,25 +567,36 @@ def package_of(project: Path) -> str:
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read {project / 'pyproject.toml'}: {exc}") from None
     points = data.get("project", {}).get("entry-points", {}).get("asapo_pipelines", {})
-    packages = sorted({str(v).partition(":")[0] for v in points.values()})
-    if len(packages) != 1:
+    if len(points) != 1:
         raise UsageError(
-            f"{project} declares {len(packages)} asapo_pipelines entry points; --add-to needs "
+            f"{project} declares {len(points)} asapo_pipelines entry points; --add-to needs "
             "a package with exactly one"
         )
-    if not (project / packages[0] / "units" / "__init__.py").is_file():
+    ((namespace, value),) = points.items()
+    package = str(value).partition(":")[0]
+    # the entry point names a module; its folder is the dotted name as a path
+    units = Path(*package.split(".")) / "units"
+    if "." in package or not (project / units / "__init__.py").is_file():
         raise UsageError(
-            f"{project} was not made by `pipeline new-unit` (it has no {packages[0]}/units/); "
+            f"{project} was not made by `pipeline new-unit` (it has no {units.as_posix()}/); "
             "register the new unit in its register_units hook by hand"
         )
-    return packages[0]
+    return str(namespace), package
 
 
 def add_unit(unit: str, project: Path, *, kind: str = "processor") -> list[Path]:
     """Add `unit` to the package in `project`: a descriptor module (which the package's
     registration finds), a runtime module and its tests. Returns the files written."""
-    package = package_of(project)
+    namespace, package = package_of(project)
     names = replace(Names.of(unit), distribution=project.resolve().name, package=package)
+    if names.namespace != namespace:
+        # the catalog gives a unit to the plugin its namespace names: in another namespace it
+        # is broken or lost as soon as that plugin is installed
+        raise UsageError(
+            f"{unit} is not in the namespace {namespace} of the package in {project}; name the "
+            f"unit {namespace}.{names.short}, or make a package of its own with "
+            f"`pipeline new-unit {unit}`"
+        )
     files = _unit_files(names)
     taken = [relative for relative in files if (project / relative).exists()]
     if taken:
