@@ -47,7 +47,8 @@ def new_unit(
     as_json: bool,
 ) -> None:
     """Create a plugin package for the unit UNIT_NAME (`<namespace>.<name>`), or add the unit
-    to an existing package with --add-to.
+    to an existing package with --add-to. The namespace is the package's own: no installed
+    plugin's for a new package, the package's with --add-to.
 
     The package holds a pyproject with the entry point, an example unit of the chosen kind,
     its tests using the asapo_pipelines pytest fixtures, and a README. Its tests pass as
