@@ -51,6 +51,12 @@ def test_a_run_goes_on_being_found_after_its_pipeline_was_renamed(tmp_path: Path
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert "Nomad" not in stopped.stdout + stopped.stderr
         assert not alive(state["pid"])
+        # and its record says so: the supervisor ended the run under the name it was started
+        # with, not the file's new one (where it found no r1 and left p65-xas's r1 running)
+        file.write_text(file.read_text().replace('"p65"', '"p65-xas"'))
+        listed = run_pipeline("runs", str(file), "--json", env=NO_NOMAD)
+        assert listed.returncode == 0, listed.stdout + listed.stderr
+        assert [r["state"] for r in json.loads(listed.stdout)["runs"]] == ["stopped"]
     finally:  # no run outlives the test: a second one under the new name, the first
         run_pipeline("stop", str(file), env=NO_NOMAD)
         if alive(state["pid"]):

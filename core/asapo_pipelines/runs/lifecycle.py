@@ -424,11 +424,14 @@ def record_end(pipeline_file: str, job: dict[str, Any], result: Any) -> None:
 
         catalog = Catalog.load()
         pipeline = load_pipeline(pipeline_file, catalog)
+        # the name the run was started under, which its job keeps: the file's `pipeline:` may
+        # have been edited since, and the file's name now would end another pipeline's run
+        name = str((job["Job"].get("Meta") or {}).get("pipeline") or pipeline.name)
         groups = {g["Name"] for g in job["Job"]["TaskGroups"]}
         with open_transport(pipeline.transport.spec(), catalog) as transport:
-            store = RunStore(transport, pipeline.name)
+            store = RunStore(transport, name)
             run = store.get(run_id)
-            with status_consumer(transport, pipeline.name) as consumer:
+            with status_consumer(transport, name) as consumer:
                 counters = latest_status(consumer, job, current_session(run))
             summaries, counts = summaries_of(dict(counters), groups)
             store.end(run, result.status, result.message, summaries, counts)
