@@ -83,6 +83,15 @@ def explain(exc: Any, text: str, file: str) -> Problem | None:
 _NO_COLON = re.compile(r"""[^\s#'"{\[\]&*!|>%@`,?:-][^#:]*""")
 
 
+def colon_fix(body: str) -> str | None:
+    """`key: value` for a line `key value` that looks like a key written without its colon
+    (`params`, `unit core.files`, `factor 5`); None when it does not."""
+    if not _NO_COLON.fullmatch(body):
+        return None
+    key, _, value = body.partition(" ")
+    return f"{key}: {value.strip()}" if value.strip() else f"{key}:"
+
+
 def _missing_colon(exc: Any, lines: list[str]) -> tuple[int, int, str] | None:
     """`params` (or `unit core.files`) without its colon: YAML reads the line as plain text
     running on into the next lines, and says so at one of them ("could not find expected
@@ -101,10 +110,9 @@ def _missing_colon(exc: Any, lines: list[str]) -> tuple[int, int, str] | None:
     if start is None or start >= len(lines):
         return None
     body = lines[start].split(" #")[0].strip()
-    if not _NO_COLON.fullmatch(body):
+    fix = colon_fix(body)
+    if fix is None:
         return None
-    key, _, value = body.partition(" ")
-    fix = f"{key}: {value.strip()}" if value.strip() else f"{key}:"
     indent = len(lines[start]) - len(lines[start].lstrip(" "))
     return (
         start + 1,

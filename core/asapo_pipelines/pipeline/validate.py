@@ -210,10 +210,27 @@ def _problems_from(
         if isinstance(value, list) and kind in ("dict_type", "model_type"):
             # `- key: value` lines make a list: a newcomer's likeliest slip for a mapping
             shown = "; it is a list here, where `key: value` lines (no `- ` before them) belong"
+        elif isinstance(value, str) and kind in ("dict_type", "model_type"):
+            shown += _colon_missing_in(value)
         found.append(
             make(file, doc.locate(path, key=is_key), code, f"{_dotted(path)}: {message}{shown}")
         )
     return found
+
+
+def _colon_missing_in(value: str) -> str:
+    """For text where a mapping belongs that reads as keys written without their colons
+    (`factor 5` under `params:`): the slip P002 names on a `unit xas.normalize` line, which
+    YAML parses here, since a mapping's value may be text. Two words give the fix; more may be
+    several lines YAML folded into one text, whose split only the file shows."""
+    from asapo_pipelines.pipeline.syntax import colon_fix
+
+    words = value.split()
+    fix = colon_fix(" ".join(words)) if len(words) > 1 else None
+    if fix is None:
+        return ""
+    said = f"; YAML reads `{' '.join(words)}` as text, not as a key (it has no `:`); "
+    return said + (f"write `{fix}`" if len(words) == 2 else "write each key with `:` after it")
 
 
 def _plain_words(msg: str) -> str:
