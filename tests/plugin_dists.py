@@ -150,3 +150,70 @@ def projects() -> list[PluginProject]:
             "acme-typo", "0.1.0", {"plugin.py": TYPO_PLUGIN}, {"acme-typo": "acme_typo.plugin"}
         ),
     ]
+
+
+# A first unit plugin, as an outside author writes it: a source and a processor, an input
+# required and an output as every output is (optional to connect).
+ACME_PLUGIN = """
+from asapo_pipelines.sdk import Port, UnitDescriptor, hookimpl
+
+
+@hookimpl
+def register_units(register):
+    register(UnitDescriptor(name="acme.numbers", kind="connector", summary="Counts.",
+                            outputs=(Port(name="numbers"),), runtime="asapo_pipelines_acme.rt:N"))
+    register(UnitDescriptor(name="acme.peak-finder", kind="processor", summary="Finds peaks.",
+                            inputs=(Port(name="frames"),), outputs=(Port(name="peaks"),),
+                            runtime="asapo_pipelines_acme.rt:PeakFinder"))
+"""
+
+# The same registration without `@hookimpl`: pluggy never calls it.
+UNMARKED_PLUGIN = """
+from asapo_pipelines.sdk import Port, UnitDescriptor
+
+
+def register_units(register):
+    register(UnitDescriptor(name="beam.peak-finder", kind="processor", summary="Finds peaks.",
+                            inputs=(Port(name="frames"),), outputs=(Port(name="peaks"),),
+                            runtime="asapo_pipelines_beam.rt:PeakFinder"))
+"""
+
+# Misnamed and unmarked: no hook by either name.
+MISNAMED_PLUGIN = """
+def register_unit(register):
+    pass
+"""
+
+
+#: the runtimes' module (never imported by the tests: listing and validation only look it up)
+FIRST_RUNTIME = """
+class N:
+    pass
+
+
+class PeakFinder:
+    pass
+"""
+
+
+def first_plugin_projects() -> list[PluginProject]:
+    return [
+        PluginProject(
+            "asapo-pipelines-acme",
+            "0.1.0",
+            {"plugin.py": ACME_PLUGIN, "rt.py": FIRST_RUNTIME},
+            {"acme": "asapo_pipelines_acme.plugin"},
+        ),
+        PluginProject(
+            "asapo-pipelines-beam",
+            "0.1.0",
+            {"plugin.py": UNMARKED_PLUGIN, "rt.py": FIRST_RUNTIME},
+            {"beam": "asapo_pipelines_beam.plugin"},
+        ),
+        PluginProject(
+            "asapo-pipelines-gamma",
+            "0.1.0",
+            {"plugin.py": MISNAMED_PLUGIN},
+            {"gamma": "asapo_pipelines_gamma.plugin"},
+        ),
+    ]

@@ -43,6 +43,8 @@ ENV_DISABLE = "ASAPO_PIPELINES_DISABLE_PLUGINS"
 ENV_STRICT = "ASAPO_PIPELINES_STRICT"
 
 BUILTIN_PLUGIN = "core"
+#: the start of the warning on a plugin that loads and registers nothing (`registered_nothing`)
+REGISTERS_NOTHING = "registers nothing: "
 BUILTIN_MODULE = "asapo_pipelines.builtin"
 
 
@@ -60,6 +62,8 @@ class PluginRecord:
     executors: list[str] = field(default_factory=list)
     formats: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    #: what `pipeline plugins` warns of and its --strict refuses (a plugin registering nothing)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> Literal["ok", "broken"]:
@@ -81,6 +85,7 @@ class PluginRecord:
             "formats": self.formats,
             "commands": self.commands,
             "errors": self.errors,
+            "warnings": self.warnings,
         }
 
 
@@ -114,28 +119,102 @@ def builtin_source() -> PluginSource:
     return PluginSource(BUILTIN_PLUGIN, CORE_DISTRIBUTION, __version__, BUILTIN_MODULE)
 
 
-def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSource]:
-    """The installed plugins, filtered by the allow and block lists, in a stable order."""
+def _named_after(plugin: str, distribution: str, namespace: str) -> bool:
+    """Whether a plugin is the likely provider of units named `namespace.<name>`: its entry
+    point, or its distribution (`acme`, `asapo-pipelines-acme`), is named after it."""
+    return namespace in (_normalize(plugin), _normalize(distribution).split("-")[-1])
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """An installed plugin the allow or block list keeps from loading, and which one."""
+
+    source: PluginSource
+    #: the environment variable that leaves it out, and its value
+    variable: str
+    value: str
+
+    def provides(self, namespace: str) -> bool:
+        """Whether the plugin is the likely provider of units named `namespace.<name>`: its
+        entry point, or its distribution (`asapo-pipelines-acme`), is named after it."""
+        return _named_after(self.source.name, self.source.distribution, namespace)
+
+    def sentence(self) -> str:
+        s = self.source
+        why = (
+            f"disabled by {self.variable}={self.value}"
+            if self.variable == ENV_DISABLE
+            else f"not loaded: {self.variable}={self.value} does not name it"
+        )
+        return f"the plugin {s.name} ({s.distribution} {s.version}) is installed but {why}"
+
+
+def _all_entry_points(
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[PluginSource], list[LeftOut]]:
+    """The installed plugins the allow and block lists let through, in a stable order, and
+    those they leave out."""
     from importlib.metadata import entry_points
 
     env = os.environ if env is None else env
     only = {_normalize(n) for n in _split_env(env.get(ENV_ONLY))}
     disabled = {_normalize(n) for n in _split_env(env.get(ENV_DISABLE))}
-    sources = []
+    sources, left_out = [], []
     for ep in entry_points(group=PROJECT):
         dist = getattr(ep, "dist", None)
         dist_name = dist.name if dist is not None else "unknown"
         version = dist.version if dist is not None else "unknown"
         keys = {_normalize(ep.name), _normalize(dist_name)}
-        if only and not keys & only:
-            continue
-        if keys & disabled:
-            continue
         path = getattr(dist, "_path", None)  # importlib.metadata.PathDistribution
-        sources.append(
-            PluginSource(ep.name, dist_name, version, ep.value, metadata_path=path and str(path))
+        source = PluginSource(
+            ep.name, dist_name, version, ep.value, metadata_path=path and str(path)
         )
-    return sorted(sources, key=lambda s: (s.name, s.distribution))
+        if keys & disabled:
+            left_out.append(LeftOut(source, ENV_DISABLE, env.get(ENV_DISABLE, "")))
+        elif only and not keys & only:
+            left_out.append(LeftOut(source, ENV_ONLY, env.get(ENV_ONLY, "")))
+        else:
+            sources.append(source)
+
+    def order(s: PluginSource) -> tuple[str, str]:
+        return (s.name, s.distribution)
+
+    return sorted(sources, key=order), sorted(left_out, key=lambda x: order(x.source))
+
+
+def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSource]:
+    """The installed plugins, filtered by the allow and block lists, in a stable order."""
+    return _all_entry_points(env)[0]
+
+
+def left_out_plugins(env: Mapping[str, str] | None = None) -> list[LeftOut]:
+    """The installed plugins the allow or block list keeps from loading."""
+    return _all_entry_points(env)[1]
+
+
+def plugin_list_typos(env: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence per name in the allow or block list that names no installed plugin (its
+    entry point or distribution): a typo there loads nothing, or disables nothing, silently."""
+    from importlib.metadata import entry_points
+
+    env = os.environ if env is None else env
+    known = {BUILTIN_PLUGIN: BUILTIN_PLUGIN, _normalize(CORE_DISTRIBUTION): CORE_DISTRIBUTION}
+    for ep in entry_points(group=PROJECT):
+        known[_normalize(ep.name)] = ep.name
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            known[_normalize(dist.name)] = dist.name
+    sentences = []
+    for variable in (ENV_ONLY, ENV_DISABLE):
+        for name in sorted(_split_env(env.get(variable))):
+            if _normalize(name) in known:
+                continue
+            near = difflib.get_close_matches(_normalize(name), list(known), n=1)
+            hint = f"; did you mean {known[near[0]]}?" if near else ""
+            sentences.append(
+                f"{variable}={env.get(variable)} names {name}, which is no installed plugin{hint}"
+            )
+    return sentences
 
 
 def installed_sources(env: Mapping[str, str] | None = None) -> list[PluginSource]:
@@ -354,6 +433,8 @@ class Catalog:
         #: the plugins loaded, registered by their records' names, for the hooks a pipeline
         #: file is checked with (`check_pipeline`); None for a catalog not built from plugins
         self.manager: PluginManager | None = None
+        #: the installed plugins the allow or block list kept out (`Catalog.load` fills it)
+        self.left_out: list[LeftOut] = []
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -362,7 +443,9 @@ class Catalog:
         env = os.environ if env is None else env
         if strict is None:
             strict = env.get(ENV_STRICT, "").lower() in ("1", "true", "yes")
-        return cls.from_sources(installed_sources(env), strict=strict)
+        catalog = cls.from_sources(installed_sources(env), strict=strict)
+        catalog.left_out = left_out_plugins(env)
+        return catalog
 
     @classmethod
     def from_sources(cls, sources: Iterable[PluginSource], *, strict: bool = False) -> Catalog:
@@ -392,6 +475,9 @@ class Catalog:
                 continue
             registration = manager.register_all(source.name)
             record.errors.extend(registration.errors)
+            idle = manager.registered_nothing(plugin, source.name, registration)
+            if idle is not None:
+                record.warnings.append(f"{REGISTERS_NOTHING}{idle}")
             stamp = {"version": source.version, "distribution": source.distribution}
             for kind in KINDS_OF_ENTRY:
                 for descriptor in getattr(registration, f"{kind}s"):
@@ -490,6 +576,21 @@ class Catalog:
             and (namespace is None or d.namespace == namespace)
             and (status is None or d.status == status)
         ]
+
+    def why_not_provided(self, namespace: str) -> str | None:
+        """Why no unit of `namespace` is here although a plugin for it is installed: it is left
+        out by the allow or block list, or it loads and registers nothing; None otherwise, and
+        when a loaded plugin provides units of `namespace` (then a misspelt name is likelier)."""
+        if any(name.startswith(f"{namespace}.") for name in self.units):
+            return None
+        for left in self.left_out:
+            if left.provides(namespace):
+                return left.sentence()
+        for record in self.plugins:
+            idle = [w for w in record.warnings if w.startswith(REGISTERS_NOTHING)]
+            if idle and _named_after(record.name, record.distribution, namespace):
+                return f"{record.label()} is installed but {idle[0]}"
+        return None
 
     def plugin(self, name: str) -> PluginRecord:
         for record in self.plugins:

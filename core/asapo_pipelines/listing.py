@@ -37,7 +37,8 @@ from asapo_pipelines.import_strings import module_spec
 ENV_NO_CACHE = "ASAPO_PIPELINES_NO_CACHE"
 ENV_CACHE_DIR = "ASAPO_PIPELINES_CACHE_DIR"
 # 3: commands are listed (a listing without them would hide `pipeline run`)
-CACHE_FORMAT = 3
+# 4: plugin records carry warnings (a plugin that registers nothing)
+CACHE_FORMAT = 4
 
 
 @dataclass

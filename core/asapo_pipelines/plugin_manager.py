@@ -6,6 +6,7 @@ a plugin that raises is reported with its name and does not stop the others.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -190,6 +191,44 @@ class PluginManager:
                 self._collect(hook_name, cls, what, plugin_name, result.errors),
             )
         return result
+
+    def registered_nothing(
+        self, plugin: ModuleType | object, plugin_name: str, registration: Registration
+    ) -> str | None:
+        """Why a plugin that loaded registered nothing through any hook, said as its likely
+        slip; None when it registered something, failed (its errors say why), or implements a
+        checking hook (a plugin may only check pipelines). pluggy skips a function that is not
+        marked @hookimpl, or is named unlike every hookspec, without a word."""
+        kinds = ("units", "transports", "executors", "formats", "commands")
+        if registration.errors or any(getattr(registration, kind) for kind in kinds):
+            return None
+        hooks = self.hook_names()
+        implemented = [h for h in hooks if self._impls(h, plugin_name)]
+        if any(not h.startswith("register_") for h in implemented):
+            return None
+        if implemented:
+            return f"its hook {implemented[0]} ran without calling register"
+        functions = [
+            n for n in dir(plugin) if not n.startswith("_") and callable(getattr(plugin, n, None))
+        ]
+        unmarked = [n for n in functions if n in hooks]
+        if unmarked:
+            return (
+                f"its function {unmarked[0]} is not marked @hookimpl, so it never runs; put "
+                "`@hookimpl` (from asapo_pipelines.sdk) on the line above it"
+            )
+        for name in functions:
+            near = difflib.get_close_matches(name, hooks, n=1, cutoff=0.8)
+            if near:
+                return (
+                    f"its function {name} is named like no hook, so it never runs; did you mean "
+                    f"{near[0]}? (and mark it @hookimpl)"
+                )
+        return (
+            "it implements no hook; a hook is a function named after one ("
+            + ", ".join(h for h in hooks if h.startswith("register_"))
+            + ") and marked @hookimpl"
+        )
 
     def check_online(
         self, plugin_name: str, pipeline: Any, catalog: Any

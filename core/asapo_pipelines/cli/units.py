@@ -30,11 +30,25 @@ def _listing(strict: bool) -> Listing:
 
     listing = load_listing(strict=strict)
     warn_broken_plugins(listing)
+    _warn_plugin_list_typos()
     return listing
 
 
-def _ports_text(ports: list[dict[str, Any]]) -> str:
-    return ", ".join(p["name"] + ("" if p["required"] else "?") for p in ports) or "-"
+def _warn_plugin_list_typos() -> list[str]:
+    """Warn of each name in ASAPO_PIPELINES_PLUGINS or ..._DISABLE_PLUGINS that names no
+    installed plugin (a typo there loads, or disables, nothing without a word); return them."""
+    from asapo_pipelines.catalog import plugin_list_typos
+
+    typos = plugin_list_typos()
+    for typo in typos:
+        warn(typo)
+    return typos
+
+
+def _ports_text(ports: list[dict[str, Any]], *, inputs: bool = True) -> str:
+    """Port names, an optional input marked `?`; outputs unmarked, since every output is
+    optional to connect (validation warns, P308, it never fails)."""
+    return ", ".join(p["name"] + ("" if p["required"] or not inputs else "?") for p in ports) or "-"
 
 
 @click.command("list-units")
@@ -95,7 +109,7 @@ def _units_view(title: str, members: list[dict[str, Any]], out: Console) -> Any:
                 u["status"],
                 u["summary"],
                 _ports_text(u["inputs"]),
-                _ports_text(u["outputs"]),
+                _ports_text(u["outputs"], inputs=False),
             )
         return view
     import textwrap
@@ -104,7 +118,7 @@ def _units_view(title: str, members: list[dict[str, Any]], out: Console) -> Any:
     for u in members:
         text.append(f"  {u['name']}", style="bold")
         text.append(f"  {_kind_text(u)}, {u['version'] or '-'}, {u['status']}\n")
-        ports = f"in: {_ports_text(u['inputs'])}  out: {_ports_text(u['outputs'])}"
+        ports = f"in: {_ports_text(u['inputs'])}  out: {_ports_text(u['outputs'], inputs=False)}"
         for line in (u["summary"], ports):
             text.append(
                 textwrap.fill(line, out.width, initial_indent="    ", subsequent_indent="    ")
@@ -113,18 +127,20 @@ def _units_view(title: str, members: list[dict[str, Any]], out: Console) -> Any:
     return text
 
 
-def _show_ports(title: str, ports: tuple[Port, ...]) -> None:
+def _show_ports(title: str, ports: tuple[Port, ...], *, inputs: bool) -> None:
+    """A table of ports; only inputs have a `required` column: an output left unconnected is
+    a warning (P308, its messages are dropped), never an error, whatever its descriptor says."""
     from rich.table import Table
 
     if not ports:
         return
     table = Table(title=title, title_justify="left")
-    for column in ("port", "content type", "format", "required", "description"):
+    columns = ("port", "content type", "format", "required", "description")
+    for column in columns if inputs else [c for c in columns if c != "required"]:
         table.add_column(column, overflow="fold")
     for p in ports:
-        table.add_row(
-            p.name, p.content_type, p.format, "yes" if p.required else "no", p.description
-        )
+        required = ["yes" if p.required else "no"] if inputs else []
+        table.add_row(p.name, p.content_type, p.format, *required, p.description)
     console().print(table)
 
 
@@ -203,8 +219,8 @@ def show_unit(name: str, as_json: bool) -> None:
     if descriptor.description:
         body.append("\n\n" + descriptor.description)
     out.print(Panel(body, title=head, title_align="left"))
-    _show_ports("Inputs", descriptor.inputs)
-    _show_ports("Outputs", descriptor.outputs)
+    _show_ports("Inputs", descriptor.inputs, inputs=True)
+    _show_ports("Outputs", descriptor.outputs, inputs=False)
     if rows:
         out.print(Text("Parameters", style="italic"))
         out.print(_params_text(rows))
@@ -262,7 +278,8 @@ def _warn_missing_runtimes(listing: Listing) -> None:
         for kind in _RUNTIME_KINDS
     }
     for record in listing.plugins:
-        record["warnings"] = [
+        # after the catalog's own (a plugin that registers nothing)
+        record["warnings"] = record.get("warnings", []) + [
             f"{kind[:-1]} {name}: {problem}"
             for kind in _RUNTIME_KINDS
             for name in record.get(kind, [])
@@ -283,7 +300,11 @@ def plugins(as_json: bool, strict: bool) -> None:
     every transport's and executor's config model, and their JSON Schemas are built too, and a
     default its own rules refuse, or a model without a JSON Schema, mark the plugin broken; so
     does a runtime whose module cannot be found (an error there, not a warning), or a plugin
-    executor's runtime class that is no Executor or sets another name (imported)."""
+    executor's runtime class that is no Executor or sets another name (imported).
+
+    A plugin that loads but registers nothing (a hook not marked @hookimpl, or misnamed) gets a
+    warning, an error with --strict; so does a name in ASAPO_PIPELINES_PLUGINS or
+    ASAPO_PIPELINES_DISABLE_PLUGINS that names no installed plugin (warned on stderr)."""
     from asapo_pipelines.listing import Listing, load_listing
 
     if strict:
@@ -293,20 +314,23 @@ def plugins(as_json: bool, strict: bool) -> None:
 
         catalog = Catalog.load(strict=False).check_defaults().check_runtimes()
         _check_executors(catalog)
+        for plugin in catalog.plugins:
+            # a plugin's CI that passes with nothing registered would ship it so
+            plugin.errors.extend(plugin.warnings)
+            plugin.warnings = []
         listing = Listing.from_catalog(catalog)
-        for record in listing.plugins:
-            record["warnings"] = []  # a missing runtime is an error here, as the JSON's shape
     else:
         listing = load_listing(strict=False)
         # what --strict reports as an error, shown as a warning: a plugin listed "ok" whose
         # unit cannot run surprises its user at `pipeline run`
         _warn_missing_runtimes(listing)
+    typos = _warn_plugin_list_typos()
     if as_json:
         print_json({"plugins": listing.plugins})
     else:
         for p in listing.plugins:
             console().print(_plugin_block(p))
-    if strict and listing.broken:
+    if strict and (listing.broken or typos):
         raise click.exceptions.Exit(1)
 
 

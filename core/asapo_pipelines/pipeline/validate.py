@@ -410,6 +410,11 @@ def _stage_units(doc: Document, nodes: list[_Node], catalog: Catalog) -> list[Pr
                 continue
             suggestion = catalog.suggest(node.unit)
             hint = f"; did you mean {suggestion}?" if suggestion else "; see `pipeline list-units`"
+            # its plugin is installed, but kept out by an environment variable, or registers
+            # nothing (a hook not marked @hookimpl): "unknown" alone sends them reinstalling
+            why = catalog.why_not_provided(node.unit.partition(".")[0])
+            if why is not None:
+                hint = f"; {why}"
             if broken:
                 names = ", ".join(r.name for r in broken)
                 hint += f" (plugins that could not be loaded: {names}; see `pipeline plugins`)"
