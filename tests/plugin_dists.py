@@ -163,7 +163,8 @@ def register_units(register):
     register(UnitDescriptor(name="acme.numbers", kind="connector", summary="Counts.",
                             outputs=(Port(name="numbers"),), runtime="asapo_pipelines_acme.rt:N"))
     register(UnitDescriptor(name="acme.peak-finder", kind="processor", summary="Finds peaks.",
-                            inputs=(Port(name="frames"),), outputs=(Port(name="peaks"),),
+                            inputs=(Port(name="frames"),),
+                            outputs=(Port(name="peaks"), Port(name="debug", required=False)),
                             runtime="asapo_pipelines_acme.rt:PeakFinder"))
 """
 

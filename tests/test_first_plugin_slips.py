@@ -130,6 +130,12 @@ def test_a_plugin_list_naming_no_installed_plugin_is_warned_of(env):
     assert strict.returncode == 1
     assert "Traceback" not in strict.stderr
     assert "ASAPO_PIPELINES_PLUGINS=acmee names acmee" in strict.stderr
+    listed = run_pipeline("list-units", env={**env, "ASAPO_PIPELINES_DISABLE_PLUGINS": "gama"})
+    assert listed.returncode == 0
+    assert listed.stderr.strip().splitlines() == [
+        "warning: ASAPO_PIPELINES_DISABLE_PLUGINS=gama names gama, which is no installed "
+        "plugin; did you mean gamma?"
+    ]
     # a name that is a plugin, by its entry point or its distribution, is no typo
     fine = run_pipeline(
         "plugins",
@@ -151,6 +157,9 @@ def test_show_unit_shows_outputs_as_optional_to_connect(env, tmp_path):
     assert "yes" in inputs
     assert "required" not in outputs
     assert "yes" not in outputs
+    # nor does list-units mark one output optional (`debug?`) as if the others were not
+    listed = run_pipeline("list-units", "--namespace", "acme", env={**env, "COLUMNS": "80"})
+    assert "in: frames  out: peaks, debug\n" in listed.stdout
     path = tmp_path / "f.yaml"
     path.write_text(
         "pipeline: first\nunits:\n  numbers:\n    unit: acme.numbers\n"
