@@ -267,6 +267,30 @@ def test_a_worker_killed_outright_is_counted_for_what_it_committed(tmp_path, env
     assert (last["processed"], last["outputs"]) == (count, count)
 
 
+def test_a_slow_worker_killed_outright_is_counted_for_every_commit(tmp_path, env):
+    """A slow unit (a NeXus writer: one entry per commit) killed outright within `COMMIT_GAP`
+    of its last record was counted short of the commits made since: its restart went on from
+    that record, and the run said `writer 38` for the file's 40 entries (an outside review).
+    Commits that far apart are now published before the next message is taken."""
+    count = 8
+    marker = tmp_path / "killed.marker"
+    units = chain(0, {"sleep": 0.05, "kill_at": 6, "kill_marker": str(marker)})
+    del units["numbers"], units["sink"]
+    pipeline = write_pipeline(tmp_path, units, streams={"numbers": {"external": True}})
+    store = tmp_path / "store"
+    feed_numbers(store, count)
+    # killed while processing number 6, numbers 1-5 committed within the last 0.25 s
+    tag = spawn(pipeline, "tag", env, "--status-interval", "3600")
+    assert wait_ok(tag) == -signal.SIGKILL
+    assert marker.exists()
+    tag = spawn(pipeline, "tag", env, "--status-interval", "3600")
+    assert wait_ok(tag) == 0
+    ids = [m.metadata["provenance"]["inputs"][0]["id"] for m in read_stream(store, own("tagged"))]
+    assert sorted(ids) == list(range(1, count + 1))
+    final = read_stream(store, "accept.status", "tag.0")[-1].metadata
+    assert (final["state"], final["processed"]) == ("finished", count)
+
+
 def test_a_quiet_worker_after_quick_commits_is_not_taken_for_a_killed_one(tmp_path, env):
     """Records published after commits come closer together than the status interval; the
     viewer judged a worker silent (killed, "restarting") after 2.5 of its records' least gap,

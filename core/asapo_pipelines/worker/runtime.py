@@ -348,6 +348,9 @@ class Worker:
         self._traced_ports: frozenset[str] = frozenset()
         #: seconds the unit took per message (smoothed): how many messages to lease at once
         self.per_message = 0.0
+        #: when the last batch was committed (monotonic): how far apart commits come decides
+        #: whether the status record is sent at once (`StatusPublisher.committed`)
+        self._committed_at = 0.0
         self.prefetch = 0
         #: time the unit took on the messages of the open batch, and how many
         self.batch_seconds = 0.0
@@ -1654,7 +1657,9 @@ class Worker:
         self.unacked_counts.clear()
         if self.status is not None:
             self._running_summary()
-            self.status.committed()
+            now = time.monotonic()
+            self.status.committed(now - self._committed_at)
+            self._committed_at = now
 
     def _lost_leases(self) -> dict[tuple[str, str], set[int]]:
         """The open batch's messages this worker holds no more, by (input port, stream): their

@@ -76,6 +76,10 @@ FINAL_RECORD_SECONDS = 20.0
 #: least seconds between two records sent because a batch was committed (`committed`): a
 #: worker killed outright is counted short of at most that much of its work
 COMMIT_GAP = 0.2
+#: commits at least this far apart are published at once, by the worker itself, before it
+#: takes its next message (`committed`): one record costs a unit this slow a few per cent at
+#: most, and a slow unit (a NeXus writer) killed outright is then counted for every commit
+SLOW_COMMITS = 0.02
 _T = TypeVar("_T")
 
 
@@ -270,12 +274,25 @@ class StatusPublisher:
         except PipelinesError as exc:
             log.debug("cannot publish the status counters now: %s", exc.message)
 
-    def committed(self) -> None:
+    def committed(self, since_last: float = 0.0) -> None:
         """The worker made a batch durable and acknowledged it: publish soon, not at the next
         interval, so that a worker killed (SIGKILL, OOM) before that interval is not counted
         short of what it did (its restart goes on from its last record). The thread sends at
         most one record per `COMMIT_GAP` seconds: a busy worker commits hundreds of batches a
-        second."""
+        second. A commit `since_last` seconds after the one before, at least `SLOW_COMMITS`, is
+        published now, from the calling thread: a NeXus writer killed within the gap after a
+        record (it commits every entry) was counted two entries short of its file.
+
+        Sent without waiting for the transport to confirm it (the embedded store has it when
+        the send returns; ASAP::O's library delivers it): a slow service must not hold up the
+        unit's next message."""
+        if since_last >= SLOW_COMMITS:
+            try:
+                self._send_shared()
+            except PipelinesError as exc:
+                log.debug("cannot publish the status counters now: %s", exc.message)
+            else:
+                return
         self._now.set()
 
     def _publish(self, producer: Any) -> None:
