@@ -1091,7 +1091,9 @@ def _say_whose_status(executor: Executor | None, path: Path | None) -> None:
 
 
 @click.command()
-@click.argument("args", nargs=-1, required=True)
+# `[FILE] UNIT`: not required for click, whose `Missing argument` came under a usage block;
+# `file_and_name` says the usage in one sentence, as `tail` and `prune` do
+@click.argument("args", nargs=-1, metavar="[FILE] UNIT")
 @job_option
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output.")
 @click.option(

@@ -103,15 +103,27 @@ def find_file(what: str = "the pipeline file") -> Path:
     raise UsageError(f"give {what} (there are several here: {names})")
 
 
+def usage_error(command: str, synopsis: str, meaning: str) -> UsageError:
+    """What a command called without what it needs says (`logs`, `tail`, `prune`): its usage
+    and what its arguments are, in one sentence, exit code 2. An argument click requires would
+    say `Missing argument` under a usage block instead, in a different shape per command."""
+    return UsageError(f"usage: pipeline {command} {synopsis}, {meaning}")
+
+
 def file_and_name(
     args: tuple[str, ...], command: str, name: str, wanted: str
 ) -> tuple[str | None, str]:
     """FILE (None when not given) and NAME of `pipeline COMMAND [FILE] NAME`, read from one
     click argument of nargs=-1 (an optional argument cannot come before a required one).
     A pipeline file given alone is refused, naming `wanted` (`the unit whose log to print`):
-    it would be taken for a NAME called like it."""
+    it would be taken for a NAME called like it. None or more than two words: its usage
+    (`usage_error`), as click's `Missing argument` block would say it, in one sentence."""
     if len(args) not in (1, 2):
-        raise UsageError(f"usage: pipeline {command} [FILE] {name}")
+        raise usage_error(
+            command,
+            f"[FILE] {name}",
+            f"{name} being {wanted} and FILE the pipeline file (by default the one here)",
+        )
     if len(args) == 2:
         return args[0], args[1]
     (value,) = args

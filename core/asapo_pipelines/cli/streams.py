@@ -16,6 +16,7 @@ from asapo_pipelines.cli.options import (
     find_file,
     json_option,
     read_pipeline_document,
+    usage_error,
 )
 from asapo_pipelines.cli.output import console, error, print_json, wide
 from asapo_pipelines.errors import UsageError
@@ -500,17 +501,9 @@ def _print_narrow(out: Any, label: str, sources: list[dict[str, Any]]) -> None:
     out.print(text, end="")
 
 
-#: what `pipeline prune` without PATH_OR_PIPELINE says, as `logs` and `tail` say their usage
-PRUNE_USAGE = (
-    "usage: pipeline prune PATH_OR_PIPELINE --older-than AGE | --run RUN | --source NAME "
-    "--drop-stream NAME, PATH_OR_PIPELINE being the pipeline file or store directory to prune "
-    "(never guessed: prune deletes data)"
-)
-
-
 @click.command("prune")
 # not required for click, whose "Missing argument" came under a usage block: the command says
-# what to give (`PRUNE_USAGE`). Unlike `streams`, it never takes the one file here: it deletes
+# what to give (`usage_error`). Unlike `streams`, it never takes the one file here: it deletes
 @click.argument("target", metavar="PATH_OR_PIPELINE", required=False)
 @click.option(
     "--older-than",
@@ -541,7 +534,12 @@ def prune(
     """Retention for an embedded store (or a plugin's transport that offers it, such as redis):
     delete old streams and payloads to free space, or one run of a pipeline (`--run`)."""
     if target is None:
-        raise UsageError(PRUNE_USAGE)
+        raise usage_error(
+            "prune",
+            "PATH_OR_PIPELINE --older-than AGE | --run RUN | --source NAME --drop-stream NAME",
+            "PATH_OR_PIPELINE being the pipeline file or store directory to prune (never "
+            "guessed: prune deletes data)",
+        )
     if sum(x is not None for x in (older_than, drop_stream, run_id)) != 1:
         raise UsageError("give exactly one of --older-than AGE, --drop-stream NAME or --run RUN")
     transport, label = _open(target, "pruning what its transport holds")

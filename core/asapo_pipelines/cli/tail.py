@@ -429,10 +429,9 @@ def _print(record: dict[str, Any], as_json: bool, width: int) -> None:
 
 
 @click.command("tail", short_help="Print a stream's messages, decoded.")
-# `[FILE] STREAM`: an optional argument before a required one, read as `logs [FILE] UNIT` is
-@click.argument(
-    "args", nargs=-1, required=True, metavar="[FILE] STREAM", shell_complete=complete_stream_names
-)
+# `[FILE] STREAM`: an optional argument before a required one, read as `logs [FILE] UNIT` is;
+# not required for click, whose `Missing argument` came under a usage block (`file_and_name`)
+@click.argument("args", nargs=-1, metavar="[FILE] STREAM", shell_complete=complete_stream_names)
 @click.option(
     "--last",
     "-n",
