@@ -92,12 +92,14 @@ def test_reprocess_with_another_target_shows_old_and_new_decisions(work):
     [
         # an unknown run is a name given wrong, exit code 2, as `tail --run` says it
         (("reprocess", FILE, "--from", "r99"), ["no run 'r99'"], 2),
-        (("reprocess", FILE, "--from", "r1", "--set", "advisr.target_noise=1"), ["advisor?"], 1),
+        # so is a unit or parameter `--set` names that is not there; a value refused is 1
+        (("reprocess", FILE, "--from", "r1", "--set", "advisr.target_noise=1"), ["advisor?"], 2),
         (
             ("reprocess", FILE, "--from", "r1", "--set", "advisor.target_nois=1"),
             ["target_noise?"],
-            1,
+            2,
         ),
+        (("run", FILE, "--set", "advisr.x=1"), ["has no unit advisr", "advisor?"], 2),
         (("reprocess", FILE, "--from", "r1", "--set", "advisor.target_noise=abc"), ["number"], 1),
         (("run", FILE, "--set", "normalize.autobk.rbkg=oops"), ["number"], 1),
         (("prune", FILE, "--run", "r42"), ["no run 'r42'"], 2),

@@ -332,20 +332,23 @@ def _session_counters(store: Any, target: Target, session: str) -> dict[str, Any
 def apply_overrides(
     target: Target, sets: tuple[str, ...], shown: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Parse and check `--set`s (RunsError, exit 1, nothing written), and apply them; then
-    check the pipeline they make as `pipeline validate` checks a file (the plugins'
-    `check_pipeline`, P314), so a contradiction between units made with a `--set` is refused
-    before anything starts, not found scan by scan in the error stream (PipelineInvalid, exit
-    1). `shown`: the file as the user named it."""
+    """Parse and check `--set`s (a unit or parameter there is not: `UnknownName`, exit 2; the
+    rest RunsError, exit 1; nothing written), and apply them; then check the pipeline they
+    make as `pipeline validate` checks a file (the plugins' `check_pipeline`, P314), so a
+    contradiction between units made with a `--set` is refused before anything starts, not
+    found scan by scan in the error stream (PipelineInvalid, exit 1). `shown`: the file as the
+    user named it."""
     from asapo_pipelines.errors import UsageError
     from asapo_pipelines.pipeline.validate import check_overridden
     from asapo_pipelines.runs import RunsError
-    from asapo_pipelines.runs.overrides import apply, parse
+    from asapo_pipelines.runs.overrides import UnknownName, apply, parse
 
     pipeline, catalog = target.loaded()
     try:
         overrides = parse(sets)
         apply(pipeline, catalog, overrides)
+    except UnknownName:
+        raise  # a name given wrong, exit 2 as every other one
     except UsageError as exc:
         raise RunsError(exc.message) from None
     check_overridden(pipeline, catalog, shown or str(target.pipeline_file), sets)

@@ -3,8 +3,8 @@
 UNIT is a unit instance of the pipeline, PARAM a parameter of its unit (nested ones with dots:
 `normalize.autobk.rbkg=1.2`), VALUE a YAML scalar or flow value (`1.0e-4`, `true`, `[1, 2]`)
 or text YAML cannot read (a glob, `*.xdi`). An unknown instance or parameter gets a
-did-you-mean; a value the unit's params model refuses gets that model's reason, in one sentence
-naming the `--set`.
+did-you-mean (`UnknownName`, exit code 2); a value the unit's params model refuses gets that
+model's reason, in one sentence naming the `--set`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from asapo_pipelines.pipeline.validate import value_sentence
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
     from asapo_pipelines.pipeline.model import Pipeline
+
+
+class UnknownName(UsageError):
+    """A `--set` naming a unit the pipeline has not, or a parameter its unit has not: a name
+    given wrong, exit code 2 as an unknown stream, run or unit is (`run` and `reprocess` say
+    a value the unit refuses with exit code 1, as `validate` says one in the file)."""
 
 
 def _near(word: str, choices: list[str]) -> str:
@@ -94,7 +100,7 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
     for instance, params in overrides.items():
         if instance not in pipeline.units:
             first = next(iter(params))
-            raise UsageError(
+            raise UnknownName(
                 f"--set {instance}.{first}: pipeline {pipeline.name} has no unit {instance}"
                 + _near(instance, list(pipeline.units))
             )
@@ -110,7 +116,7 @@ def apply(pipeline: Pipeline, catalog: Catalog, overrides: dict[str, dict[str, A
             parts = dotted.split(".")
             for depth, part in enumerate(parts):
                 if model is not None and part not in model.model_fields:
-                    raise UsageError(
+                    raise UnknownName(
                         f"{where}: unit {descriptor.name} has no parameter "
                         f"{'.'.join(parts[: depth + 1])}"
                         + _param_hint(part, list(model.model_fields), parts[:depth])
