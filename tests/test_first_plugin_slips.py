@@ -145,6 +145,25 @@ def test_a_plugin_list_naming_no_installed_plugin_is_warned_of(env):
     assert fine.stderr == ""
 
 
+def test_validate_warns_of_a_plugin_list_naming_no_installed_plugin_once(env, tmp_path):
+    """`validate` said nothing of the typo `plugins` and `list-units` warn of: the file's
+    units were only unknown (P201). Now the same warning, once however many files."""
+    typo = {**env, "ASAPO_PIPELINES_PLUGINS": "acmee"}
+    path = _pipeline_file(tmp_path, "acme.numbers")
+    done = run_pipeline("validate", str(path), str(path), env=typo)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: ASAPO_PIPELINES_PLUGINS=acmee names acmee, which is no installed plugin; did "
+        "you mean acme?"
+    ]
+    assert "ASAPO_PIPELINES_PLUGINS=acmee does not name it" in done.stdout
+    # JSON output stays JSON on stdout, as with a broken plugin: no warning is added
+    as_json = run_pipeline("validate", "--format", "json", str(path), env=typo)
+    assert "warning:" not in as_json.stderr
+
+
 def test_show_unit_shows_outputs_as_optional_to_connect(env, tmp_path):
     """An output left unconnected is a warning (P308), so show-unit gives outputs no
     `required` column; an input's stays."""

@@ -103,6 +103,18 @@ def warn_broken_plugins(listing: Listing) -> None:
         )
 
 
+def warn_plugin_list_typos() -> list[str]:
+    """Warn of each name in ASAPO_PIPELINES_PLUGINS or ..._DISABLE_PLUGINS that names no
+    installed plugin (a typo there loads, or disables, nothing without a word); return them.
+    Said by the commands that say broken plugins (`plugins`, `list-units`, `validate`)."""
+    from asapo_pipelines.catalog import plugin_list_typos
+
+    typos = plugin_list_typos()
+    for typo in typos:
+        warn(typo)
+    return typos
+
+
 # -- output that could not be written --------------------------------------------------------
 class OutputError(PipelinesError):
     """Standard output could not be written (a full disk it is redirected to, a broken

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from asapo_pipelines.cli.options import complete_unit_names, json_option, strict_option
-from asapo_pipelines.cli.output import console, print_json, warn, warn_broken_plugins, wide
+from asapo_pipelines.cli.output import (
+    console,
+    print_json,
+    warn,
+    warn_broken_plugins,
+    warn_plugin_list_typos,
+    wide,
+)
 from asapo_pipelines.kinds import KINDS, STATUSES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,19 +37,8 @@ def _listing(strict: bool) -> Listing:
 
     listing = load_listing(strict=strict)
     warn_broken_plugins(listing)
-    _warn_plugin_list_typos()
+    warn_plugin_list_typos()
     return listing
-
-
-def _warn_plugin_list_typos() -> list[str]:
-    """Warn of each name in ASAPO_PIPELINES_PLUGINS or ..._DISABLE_PLUGINS that names no
-    installed plugin (a typo there loads, or disables, nothing without a word); return them."""
-    from asapo_pipelines.catalog import plugin_list_typos
-
-    typos = plugin_list_typos()
-    for typo in typos:
-        warn(typo)
-    return typos
 
 
 def _ports_text(ports: list[dict[str, Any]], *, inputs: bool = True) -> str:
@@ -324,7 +320,7 @@ def plugins(as_json: bool, strict: bool) -> None:
         # what --strict reports as an error, shown as a warning: a plugin listed "ok" whose
         # unit cannot run surprises its user at `pipeline run`
         _warn_missing_runtimes(listing)
-    typos = _warn_plugin_list_typos()
+    typos = warn_plugin_list_typos()
     if as_json:
         print_json({"plugins": listing.plugins})
     else:

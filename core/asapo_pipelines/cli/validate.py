@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from asapo_pipelines.cli.output import warn_broken_plugins
+from asapo_pipelines.cli.output import warn_broken_plugins, warn_plugin_list_typos
 
 if TYPE_CHECKING:  # pragma: no cover
     from asapo_pipelines.catalog import Catalog
@@ -125,6 +125,8 @@ def validate(
     else:
         if fmt == "text":
             warn_broken_plugins(Listing.from_catalog(catalog))
+            # a typo in the plugin list: its units would be said unknown (P201) without why
+            warn_plugin_list_typos()
         reports = [_validate_one(f, catalog) for f in files]
         if online:
             from asapo_pipelines.pipeline.online import check_online
