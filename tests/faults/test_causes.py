@@ -1,6 +1,7 @@
 """Item 7 of #12 and the first "Running" item of #18: the cause of a failure is on the console.
 Configuration errors fail at once (not restarted five times) with their reason; a task that
-fails for good shows its last error; a damaged JSON-lines file names its line; the viewer and a
+fails for good shows its last error, and the resume after it says so (`(unchanged); its last
+session failed at ...`); a damaged JSON-lines file names its line; the viewer and a
 worker's status thread survive transport failures."""
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from helpers import PIPELINE
 NS = 1_000_000_000
 
 
-def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_failed(
-    tmp_path: Path,
-) -> None:
+def _damaged_sink_file(tmp_path: Path) -> Path:
+    """files -> sink, the sink's output file damaged: its worker fails at start, for good,
+    naming the relative path and what it is relative to (a message ending in parentheses)."""
     doc = {
         "pipeline": "nodata",
         "units": {
@@ -52,6 +53,13 @@ def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_fai
     # folder, the error this test began with, is now refused before the run starts)
     (tmp_path / "nodata").mkdir()
     (tmp_path / "out.jsonl").write_text("not a record\n")
+    return file
+
+
+def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_failed(
+    tmp_path: Path,
+) -> None:
+    file = _damaged_sink_file(tmp_path)
     done = pipeline("run", str(file), cwd=tmp_path)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
@@ -72,6 +80,30 @@ def test_a_configuration_error_fails_at_once_with_its_reason_and_status_says_fai
     assert status.returncode == 1
     assert "failed for good" in status.stdout
     assert pipeline("status", str(file), "--json", cwd=tmp_path).returncode == 1
+
+
+def test_resume_after_a_failed_session_says_its_end_after_the_parenthesis(tmp_path: Path):
+    """The resume line read "(unchanged; its last session failed at T: <message>)", ending in
+    `))` when the message ends in a parenthesis of its own, as this one does (`... (exit code
+    78: ...)`). The last session's end now follows the parenthesis."""
+    file = _damaged_sink_file(tmp_path)
+    first = pipeline("run", str(file), cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    again = pipeline("run", str(file), cwd=tmp_path)
+    assert again.returncode == 1, again.stdout + again.stderr
+
+    listed = pipeline("runs", str(file), "--json", cwd=tmp_path)
+    failed = json.loads(listed.stdout)["runs"][0]["session_list"][0]
+    assert failed["state"] == "failed"
+    message = failed["message"]
+    assert message.endswith(")"), message  # the case the line read `))` in
+    clock = time.strftime("%H:%M:%S", time.localtime(failed["ended"]))
+    said = again.stdout.splitlines()[0]
+    assert said == (
+        f"resuming run r1 of pipeline nodata (unchanged); its last session failed at {clock}: "
+        f"{message}"
+    )
+    assert not said.endswith("))"), said
 
 
 def test_a_task_that_fails_for_good_shows_its_last_error(tmp_path: Path) -> None:

@@ -165,7 +165,9 @@ def test_a_run_end_the_store_did_not_take_is_recorded_from_its_state_file(
     assert (session["ended"], session["state"]) == (finished, "failed")
     assert sentence in session["message"]
     clock = time.strftime("%H:%M:%S", time.localtime(finished))
-    resumed = f"resuming run r1 of pipeline diskfull (unchanged; its last session failed at {clock}"
+    resumed = (
+        f"resuming run r1 of pipeline diskfull (unchanged); its last session failed at {clock}"
+    )
     assert f"{resumed}: {sentence}" in " ".join(said.split()), said
 
 

@@ -61,6 +61,6 @@ def test_a_killed_session_ends_when_it_was_killed_and_the_resume_says_so(
     assert first["message"].startswith("its supervisor was lost (killed")
     clock = time.strftime("%H:%M:%S", time.localtime(first["ended"]))
     assert (
-        f"resuming run r1 of pipeline faults (unchanged; its last session was lost at {clock}: "
+        f"resuming run r1 of pipeline faults (unchanged); its last session was lost at {clock}: "
         "its supervisor was lost (killed" in again.stdout
     ), again.stdout

@@ -50,7 +50,7 @@ def test_run_says_which_orphaned_workers_of_which_run_it_stopped(tmp_path: Path)
             assert again.returncode == 0, again.stderr
             lines = again.stdout.splitlines()
             # the session whose supervisor was lost: said, with when (`test_last_session_end`)
-            lost = "(unchanged; its last session was lost at "
+            lost = "(unchanged); its last session was lost at "
             assert lines[0].startswith(f"resuming run r1 of pipeline faults {lost}"), lines[0]
             assert lines[1] == told(orphans, supervisor, "r1")
             assert lines[2].startswith("job faults runs in the background")

@@ -147,7 +147,7 @@ def test_a_run_whose_supervisor_is_gone_goes_on_from_another_data_dir(tmp_path):
             "run", "--detach", "--data-dir", str(elsewhere), FILE, cwd=tmp_path, timeout=120
         )
         assert again.returncode == 0, again.stdout + again.stderr
-        lost = "(unchanged; its last session was lost at "  # the killed one, said so
+        lost = "(unchanged); its last session was lost at "  # the killed one, said so
         assert f"resuming run r1 of pipeline ds {lost}" in again.stdout, again.stdout
         drop_files(tmp_path, "b", 2)
         wait_for(lambda: lines(tmp_path) == 4, 60, "the 2 lines of the resumed session")

@@ -131,11 +131,12 @@ def announce(run: Any, what: str, pipeline: str, *, err: bool) -> None:
     # inputs turned away before are not turned away again (the error stream holds each once)
     errors = earlier_errors_clause(run)
     if what == "resumed":
-        said = f"unchanged; {ended}" if ended else "unchanged"
-        line = f"resuming run {run_id} of pipeline {pipeline} ({said})"
+        line = f"resuming run {run_id} of pipeline {pipeline} (unchanged)"
     else:
         line = f"resuming run {run_id} under a changed configuration: {describe_changes(changes)}"
-        line += f"; {ended}" if ended else ""
+    # after the parenthesis, not in it: the session's message often ends in one of its own
+    # (`... (relative paths ... folder, DIR)`), which read `...))`
+    line += f"; {ended}" if ended else ""
     click.echo(line + (f"; {errors}" if errors else ""), err=err)
 
 
