@@ -106,6 +106,45 @@ def test_set_on_a_unit_without_parameters_says_it_takes_none(ran, tmp_path):
     assert err.strip() == (
         "error: --set copy.x: unit core.identity has no parameter x; it takes no parameters"
     )
+    assert done.returncode == 2  # a name given wrong, as an unknown unit, stream or run
+
+
+@pytest.mark.parametrize(
+    ("command", "usage"),
+    [
+        ("logs", "[FILE] UNIT, UNIT being the unit whose log to print"),
+        ("tail", "[FILE] STREAM, STREAM being the stream whose messages to print"),
+        ("prune", "PATH_OR_PIPELINE --older-than AGE"),
+    ],
+)
+def test_logs_tail_and_prune_without_arguments_say_their_usage(tmp_path, command, usage):
+    """`logs` and `tail` without arguments gave click's `Usage: ... Error: Missing argument
+    'ARGS...'` block (`'[FILE] STREAM'`), where `prune` says its usage in one sentence: the
+    three now say theirs alike, exit code 2, in a folder with its one pipeline file too."""
+    core_pipeline(tmp_path, files=tmp_path / "in", out=tmp_path / "out.jsonl", name=NAME)
+    done = run_pipeline(command, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    err = _one_sentence(done)
+    assert err.startswith(f"error: usage: pipeline {command} {usage}"), err
+    assert "Missing argument" not in err
+    assert done.stdout == ""
+
+
+def test_set_of_a_unit_the_file_has_not_is_a_usage_error(ran, tmp_path):
+    """`run --set copi.x=1` exited 1 where every other name given wrong (a stream, a run, a
+    unit of `logs`) exits 2: the same sentence, with its did-you-mean, now exits 2; a value the
+    unit refuses stays 1, as `validate` says one in the file."""
+    home = _copy(ran, tmp_path)
+    done = run_pipeline("run", f"{NAME}.pipeline.yaml", "--set", "copi.x=1", cwd=home)
+    assert _one_sentence(done).strip() == (
+        f"error: --set copi.x: pipeline {NAME} has no unit copi; did you mean copy?"
+    )
+    assert done.returncode == 2
+    refused = run_pipeline(
+        "run", f"{NAME}.pipeline.yaml", "--set", "files.settle_seconds=abc", cwd=home
+    )
+    assert "--set files.settle_seconds" in _one_sentence(refused)
+    assert refused.returncode == 1
 
 
 BROKEN = {
