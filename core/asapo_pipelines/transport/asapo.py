@@ -620,12 +620,17 @@ class AsapoProducer(Producer):
         """Stop the library producer's threads and let it go. The library registers every
         producer's `cleanup` with atexit, which keeps it, its request threads and its
         connections alive until the process exits: a worker or a command that opens and
-        closes producers would gather threads. One with messages still in flight, or a call
-        that hangs, is kept as it is (`_abandon`): stopping its threads would wait for them."""
+        closes producers would gather threads.
+
+        Only one the service answered all along is let go: one with messages in flight, a
+        request that failed or timed out, or a call that hangs is kept as it is (`_abandon`).
+        Its threads may be blocked on a service that accepted a connection and never answers,
+        and the library's destructor waits for them: closing hung for good (a test's silent
+        server)."""
         producer, self._p = self._p, None
         with self._cond:
-            in_flight = bool(self._pending)
-        if in_flight or any(t.is_alive() for t in self._deadline.stuck):
+            troubled = bool(self._pending or self.failed)
+        if troubled or any(t.is_alive() for t in self._deadline.stuck):
             _abandon(producer)
             return
         import atexit
