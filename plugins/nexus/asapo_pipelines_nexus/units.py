@@ -244,12 +244,15 @@ def _entries(n: int) -> str:
     return f"{n} {'entry' if n == 1 else 'entries'}"
 
 
-def _resume_command(run: dict[str, Any]) -> str:
+def _pipeline_file(run: dict[str, Any]) -> str:
     # the file of this session, where the user runs the pipeline now: the run's first session
     # may have run from another place (a project folder moved or copied since), and that
     # folder's file would act on that folder's store and NeXus file
-    file = run.get("session_pipeline_file") or run.get("pipeline_file")
-    return f"pipeline run --resume {file or 'PIPELINE_FILE'}"
+    return str(run.get("session_pipeline_file") or run.get("pipeline_file") or "PIPELINE_FILE")
+
+
+def _resume_command(run: dict[str, Any]) -> str:
+    return f"pipeline run --resume {_pipeline_file(run)}"
 
 
 def in_folder(path: Path | str, folder: Path | str) -> str:
@@ -323,8 +326,16 @@ class NexusWriterSink(Sink):
         replays = self.context.replays
         if replays is not None:
             self.writer.replays = run_identity(replays.run, None, replays.started)
+        self.writer.run_settings = {
+            "from": replays.run if replays is not None else run.get("run"),
+            "pipeline_file": run.get("session_pipeline_file") or run.get("pipeline_file"),
+            **({"overrides": run["overrides"]} if isinstance(run.get("overrides"), dict) else {}),
+        }
         # looked at before opening, which would put a new file where a removed one was
         lost = self._lost_since_last_session()
+        #: the entries of other runs the lost file held, by `pipeline run`, with how each run
+        #: writes them again (the lock file's ledger, read before opening rewrites it)
+        self._others_lost = self._other_runs_in(lost) if lost is not None else {}
         if lost is not None and self.context.carried_after_restart:
             # the run wrote into a file that was taken away under it: whether the file now at
             # the path (or a new one) should get the run's entries is for a person to decide
@@ -412,16 +423,65 @@ class NexusWriterSink(Sink):
         self.restores_state = True
         self.restore_ports = tuple(port.name for port in self.descriptor.inputs)
 
+    def _other_runs_in(self, lost: FileGone) -> dict[str, dict[str, Any]]:
+        """The other runs whose entries the lost file held, from the lock file's ledger when it
+        was written for that file (its id is the one the run's summary names): the run's own
+        summary counts only the entries it left, and a later run's (a `pipeline reprocess`)
+        entries in the same file would go without a word."""
+        ledger = self.writer.ledger()
+        runs = ledger.get("runs")
+        if ledger.get("file_id") != self.context.carried_summary.get("file_id"):
+            return {}  # a ledger of another file, or none
+        run = self.context.run or {}
+        own = f"{run.get('pipeline') or self.context.pipeline} {run.get('run')}"
+        return {
+            label: info
+            for label, info in sorted(runs.items() if isinstance(runs, dict) else [])
+            if label != own and isinstance(info, dict) and isinstance(info.get("entries"), int)
+        }
+
     def _rebuild(self, lost: FileGone) -> None:
-        """A resume after the file was taken away: every entry of the run is written again."""
+        """A resume after the file was taken away: every entry of the run is written again;
+        the other runs' entries it held are named, with what writes them again."""
         self._replay_inputs()
         self.log.warning(
             "%s %s since run %s last wrote it, with %s; nexus.writer writes every entry of "
-            "the run into it again from the run's stored inputs",
+            "the run into it again from the run's stored inputs%s",
             lost.path,
             lost.what,
             self.context.run.get("run") or "this run",
             _entries(lost.entries),
+            self._others_sentence(),
+        )
+
+    def _others_sentence(self) -> str:
+        """`; ...` naming the other runs' entries the lost file held, which a resume of this
+        run does not write, each with the command that does; "" when there were none."""
+        if not self._others_lost:
+            return ""
+        own_file = _pipeline_file(self.context.run or {})
+        told = []
+        for label, info in self._others_lost.items():
+            pipeline, _, run = label.rpartition(" ")
+            file = info.get("pipeline_file") or own_file
+            if isinstance(info.get("overrides"), dict) and info.get("from"):
+                from asapo_pipelines.runs.overrides import set_options  # the CLI's own quoting
+
+                again = (
+                    f"`pipeline reprocess {file} --from {info['from']}"
+                    f"{set_options(info['overrides'])}` writes them again"
+                )
+            else:  # written by a writer that kept no settings: the run's record has them
+                again = (
+                    f"`pipeline runs {file}` shows run {run}'s settings, and `pipeline "
+                    f"reprocess` with them writes them again"
+                )
+            told.append(
+                f"{_entries(info['entries'])} of run {run} of pipeline {pipeline} ({again})"
+            )
+        return (
+            f"; the lost file also held {_entries(self._lost_of_others())} of other runs, "
+            f"which this resume does not write: {'; '.join(told)}"
         )
 
     def _rebuild_salvaged(self) -> None:
@@ -660,6 +720,9 @@ class NexusWriterSink(Sink):
         self.writer.close()
         self.closed = True
 
+    def _lost_of_others(self) -> int:
+        return sum(info["entries"] for info in self._others_lost.values())
+
     def summary(self) -> dict[str, Any]:
         if self._salvage_untold:
             self._say_salvaged()
@@ -684,6 +747,9 @@ class NexusWriterSink(Sink):
             "file_in_folder": in_folder(self.writer.path, Path.cwd()),
             # a resume that found the file gone wrote these again (`_rebuild`)
             **({"entries_rebuilt_in_file": self.rebuilt} if self.rebuilt else {}),
+            # the entries of other runs the lost file held, which the resume did not write
+            # (`_others_sentence` names the runs and what writes them again)
+            **({"entries_of_other_runs_lost": lost} if (lost := self._lost_of_others()) else {}),
             # what a process restarted in this one's place corrects its counts by (`_carried`)
             "entries_in_file": self.writer.entries_in_file,
         }

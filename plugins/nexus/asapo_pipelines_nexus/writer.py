@@ -274,6 +274,8 @@ class NexusWriter:
         self.compression = None if compression == "none" else compression
         self._file: h5py.File | None = None
         self._keys: dict[str, str] = {}
+        #: `pipeline run` -> how many of the keys are that run's (`runs_in_file`)
+        self._run_counts: dict[str, int] = {}
         #: every key without its run start (see `loose_key`), for messages of unknown runs
         self._loose: set[str] = set()
         #: (run label, scan identity) -> the spectrum entry of that scan, for merges' provenance
@@ -318,6 +320,14 @@ class NexusWriter:
         #: the host and process id while this writer holds it, so that a second writer refused
         #: the file can say which pipeline holds it (`_held_by`); set before `open`
         self.holder: dict[str, Any] = {}
+        #: how this writer's run writes its entries again, kept for it in the lock file's
+        #: ledger (`ledger`): `from` (the run a `pipeline reprocess` replays, else the run
+        #: itself), `overrides` (its `--set` overrides), `pipeline_file`; set before `open`
+        self.run_settings: dict[str, Any] = {}
+        #: the lock file's ledger as this writer last wrote it (or found it, on opening)
+        self._ledger: dict[str, Any] = {}
+        #: how many keys the file had when the ledger was brought up to it (`_note_ledger`)
+        self._ledger_keys = -1
         #: set when a write failed half-way: nothing more may reach the file (see `_freeze`)
         self._frozen: str | None = None
         #: what became of a damaged file found on opening (its readable entries copied back)
@@ -389,6 +399,7 @@ class NexusWriter:
         self._opened = _identity(handle)
         self._note_own_writes()
         self.file_id = _text(handle.attrs.get(FILE_ID_ATTR, "")) or None
+        self._note_ledger()
         return self
 
     def _open_or_salvage(self, pause: Callable[[float], bool]) -> h5py.File:
@@ -461,6 +472,7 @@ class NexusWriter:
     def close(self) -> None:
         if self._file is not None:
             if self._frozen is None:
+                self._note_ledger()
                 self._file.close()
             else:
                 # HDF5's state after a failed write can crash the process (SIGSEGV) in closing
@@ -612,7 +624,7 @@ class NexusWriter:
     def _lock(self) -> None:
         # HDF5 gives up its own file lock in SWMR mode, so one writer per file is enforced here;
         # the lock also tells a restarted writer that the previous one is really gone
-        lock_path = self.path.with_name(self.path.name + ".lock")
+        lock_path = self._lock_path()
         try:
             fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o644)
         except OSError as exc:
@@ -626,17 +638,68 @@ class NexusWriter:
                 os.close(fd)
             raise NexusWriterError(self._held_by(holder, lock_path)) from None
         self._lock_fd = fd
-        # who holds it, for a second writer to name; the lock is the flock, not this text
+        found = _read_holder(fd).get("ledger")
+        self._ledger = found if isinstance(found, dict) else {}
+        self._ledger_keys = -1
+        self._write_lock_record()
+
+    def _write_lock_record(self) -> None:
+        """Who holds the lock, for a second writer to name (the lock is the flock, not this
+        text), and the ledger of the runs whose entries the file holds (`ledger`)."""
+        if self._lock_fd is None:
+            return
         record = {
             **{k: v for k, v in self.holder.items() if v},
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
+            **({"ledger": self._ledger} if self._ledger else {}),
         }
         with contextlib.suppress(OSError):
             data = (json.dumps(record, sort_keys=True) + "\n").encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, data, 0)
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, data, 0)
+
+    def ledger(self) -> dict[str, Any]:
+        """The lock file's ledger, read without taking the lock: the id of the file it was
+        last written for (`file_id`) and, by `pipeline run`, how many of that file's entries
+        the run wrote and how it writes them again (`runs`: {"p65-xas r2": {"entries": 6,
+        "from": "r1", "overrides": {...}, "pipeline_file": ...}}). It stays beside the path
+        when the file is moved or removed: a resume that finds the file lost says from it
+        which other runs' entries went with it (the run's own summary knows only its own).
+        {} when there is none (a lock file of a writer before the ledger, or none)."""
+        try:
+            found = json.loads(self._lock_path().read_text(encoding="utf-8")).get("ledger")
+        except (OSError, ValueError, AttributeError):
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def _lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _note_ledger(self) -> None:
+        """Bring the ledger up to the file's entries (at opening, each flush, closing): what
+        the file held when the last writer left it is known after the file is gone."""
+        if self.file_id is None or self._frozen is not None:
+            return
+        same = self._ledger.get("file_id") == self.file_id
+        if same and self._ledger_keys == len(self._keys):
+            return  # no entry since: counting every key at each flush is for nothing
+        self._ledger_keys = len(self._keys)
+        before = self._ledger.get("runs") if same else None
+        known: dict[str, Any] = before if isinstance(before, dict) else {}
+        own = f"{self.holder.get('pipeline')} {self.holder.get('run')}"
+        runs: dict[str, Any] = {}
+        for label, entries in sorted(self.runs_in_file().items()):
+            info = known.get(label)
+            runs[label] = dict(info) if isinstance(info, dict) else {}
+            if label == own:
+                runs[label].update(self.run_settings)
+            runs[label]["entries"] = entries
+        ledger = {"file_id": self.file_id, "runs": runs}
+        if ledger != self._ledger:
+            self._ledger = ledger
+            self._write_lock_record()
 
     def _held_by(self, holder: Mapping[str, Any], lock_path: Path) -> str:
         """The refusal of a second writer: who holds the file (the lock file's record) and
@@ -764,6 +827,9 @@ class NexusWriter:
         return key == loose_key(key) and key in self._loose
 
     def _index(self, name: str, key: str) -> None:
+        if key not in self._keys and (label := _run_label(key)) is not None:
+            # counted as indexed: the ledger asks at every flush (`_note_ledger`)
+            self._run_counts[label] = self._run_counts.get(label, 0) + 1
         self._keys[key] = name
         self._loose.add(loose_key(key))
 
@@ -1611,6 +1677,7 @@ class NexusWriter:
         self.check_file()
         self.file.flush()
         self._note_own_writes()
+        self._note_ledger()
 
     def _note_own_writes(self) -> None:
         """Remember the file's size and modification time as this writer's write left them.
@@ -1644,13 +1711,7 @@ class NexusWriter:
     def runs_in_file(self) -> dict[str, int]:
         """`pipeline run` -> how many complete entries of that run the file holds, for the
         entries a pipeline wrote (their key names the unit and the run)."""
-        counts: dict[str, int] = {}
-        for key in self._keys:
-            match, run = _KEY_UNIT.match(key), _run_of(key).partition("@")[0]
-            if match and run:
-                label = f"{match.group(1)} {run}"
-                counts[label] = counts.get(label, 0) + 1
-        return counts
+        return dict(self._run_counts)
 
     @property
     def entries_in_file(self) -> int:
@@ -2139,6 +2200,12 @@ def _pipeline_of(group: h5py.Group, key: str) -> list[str]:
     return [match.group(1)] if match else []
 
 
+def _run_label(key: str) -> str | None:
+    """`pipeline run` of an entry a pipeline wrote (its key names the unit and the run)."""
+    match, run = _KEY_UNIT.match(key), _run_of(key).partition("@")[0]
+    return f"{match.group(1)} {run}" if match and run else None
+
+
 def _run_of(key: str) -> str:
     """The run identity in an entry key (`r1@<start>`, or the label alone)."""
     _, found, rest = key.partition("|run:")
@@ -2269,7 +2336,8 @@ def _read_holder(fd: int) -> dict[str, Any]:
     """The record of the writer holding a lock file (`NexusWriter._lock`), {} when it has
     none or it cannot be read (an older writer's empty lock file, one being written)."""
     try:
-        found = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        # the whole record: with the ledger of a file of many runs it outgrows a page
+        found = json.loads(os.pread(fd, max(os.fstat(fd).st_size, 4096), 0).decode("utf-8"))
     except (OSError, ValueError):
         return {}
     return found if isinstance(found, dict) else {}
