@@ -32,7 +32,7 @@ def edit_warning(run: Run, path: Path, transport: Mapping[str, Any]) -> str | No
     if same_content(run.text, text):
         return None  # comments, spacing, quoting: nothing the units would do differently
     from asapo_pipelines.launchplan.rundir import logs_where, session_data_dir
-    from asapo_pipelines.runs.overrides import set_options
+    from asapo_pipelines.options_text import set_options
 
     # the session's --set and --data-dir repeated: without them the advised start ran the
     # file's own settings (a watching source became a batch one, silently) in another folder

@@ -16,8 +16,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from asapo_pipelines.options_text import set_options
 from asapo_pipelines.runs.fingerprint import configurations, diff_configurations
-from asapo_pipelines.runs.overrides import flat, set_options
+from asapo_pipelines.runs.overrides import flat
 from asapo_pipelines.runs.store import Run, RunsError, RunStore
 from asapo_pipelines.transport import EndOfStream, MissingId, StreamFinished
 from asapo_pipelines.worker.naming import data_source_for

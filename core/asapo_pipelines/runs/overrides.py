@@ -147,19 +147,6 @@ def flat(overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {f"{i}.{p}": v for i, ps in sorted(overrides.items()) for p, v in sorted(ps.items())}
 
 
-def set_options(recorded: dict[str, Any]) -> str:
-    """` --set KEY=VALUE ...` (shell-quoted, each value as JSON, which YAML reads back as the
-    same value) that give a run's recorded overrides (`flat`) again: the commands a sentence
-    advises repeat them, or the next session would run under the file's settings instead."""
-    import json
-    import shlex
-
-    return "".join(
-        f" --set {shlex.quote(f'{key}={json.dumps(value)}')}"
-        for key, value in sorted(recorded.items())
-    )
-
-
 def unflat(recorded: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for key, value in recorded.items():

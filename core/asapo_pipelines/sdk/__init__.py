@@ -13,7 +13,8 @@ wait raises `SubmissionFailed` with the result it would have returned). Runtime 
 them in the runtime module): `Source`,
 `Sink`, `Processor`, `Agent`, `Message`, `Stream`, `ReplayedRun` (what `self.context.replays`
 gives in a `pipeline reprocess`), `DirectoryEvents`, `files_open_for_writing` and
-`nothing_matches` (watching and reading a directory), `storage` (durable file writes), for
+`nothing_matches` (watching and reading a directory), `storage` (durable file writes),
+`set_options` (a run's `--set` overrides as a command repeats them), for
 executors `Executor`, `ExecutorStatus`, `InstanceStatus`, and for payload formats
 `PayloadFormat` (what a format's runtime provides). Transport and executor runtimes import the
 rest of what they build on from the doors beside this one, `asapo_pipelines.sdk.transports` and
@@ -50,6 +51,7 @@ from asapo_pipelines.hookspecs import (
     ReportFinding,
     hookimpl,
 )
+from asapo_pipelines.options_text import set_options
 from asapo_pipelines.sdk.dirwatch import DirectoryEvents, files_open_for_writing, nothing_matches
 from asapo_pipelines.sdk.ports import describe, inp, out
 from asapo_pipelines.sdk.suggestions import SUGGESTION_CONTENT_TYPE, PlanItem, Suggestion
@@ -114,5 +116,6 @@ __all__ = [
     "inp",
     "nothing_matches",
     "out",
+    "set_options",
     "storage",
 ]

@@ -465,7 +465,7 @@ class NexusWriterSink(Sink):
             pipeline, _, run = label.rpartition(" ")
             file = info.get("pipeline_file") or own_file
             if isinstance(info.get("overrides"), dict) and info.get("from"):
-                from asapo_pipelines.runs.overrides import set_options  # the CLI's own quoting
+                from asapo_pipelines.sdk import set_options  # the CLI's own quoting
 
                 again = (
                     f"`pipeline reprocess {file} --from {info['from']}"
