@@ -11,6 +11,10 @@ import pytest
 
 from helpers import run_pipeline
 
+# the cases edit the P65 example, whose units the XAS plugin provides (the core's own session
+# has no plugin: there every unit of the file is unknown); they run in the `all` session
+pytest.importorskip("asapo_pipelines_xas", reason="the P65 example needs the XAS plugin")
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "p65-xas.pipeline.yaml"
 
 #: (first line replaced, lines replaced, new lines, the first problem reported)
