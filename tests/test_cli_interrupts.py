@@ -298,9 +298,32 @@ def check_pipeline(pipeline, catalog, report):
         pass
 """
 
+#: the Ctrl-C lands while a finalizer runs (a file or connection the garbage collector
+#: closes): Python cannot raise it there and prints it as "Exception ignored in: ..."
+FINALIZING_PLUGIN = (
+    DROPPING_PLUGIN.split("@hookimpl\ndef check_pipeline")[0]
+    + """
+class Closed:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside the finalizer
+            pass
 
+
+@hookimpl
+def check_pipeline(pipeline, catalog, report):
+    Closed()
+"""
+)
+
+
+@pytest.mark.parametrize(
+    "plugin",
+    [DROPPING_PLUGIN, FINALIZING_PLUGIN],
+    ids=["swallowed by a library", "raised in a finalizer"],
+)
 def test_a_ctrl_c_whose_keyboard_interrupt_was_dropped_still_stops_pipeline_run(
-    tmp_path: Path,
+    tmp_path: Path, plugin: str
 ) -> None:
     """The Ctrl-C raises KeyboardInterrupt once; one dropped before the supervisor of `pipeline
     run` took SIGINT over was lost for good, and a watching run started and never ended (once
@@ -309,7 +332,7 @@ def test_a_ctrl_c_whose_keyboard_interrupt_was_dropped_still_stops_pipeline_run(
     from asapo_pipelines.testing.distributions import PluginProject, install
 
     project = PluginProject(
-        "acme-drop", "0.1.0", {"plugin.py": DROPPING_PLUGIN}, {"acme-drop": "acme_drop.plugin"}
+        "acme-drop", "0.1.0", {"plugin.py": plugin}, {"acme-drop": "acme_drop.plugin"}
     )
     site = tmp_path / "site"
     install([project.write(tmp_path / "src")], site)
@@ -338,3 +361,4 @@ def test_a_ctrl_c_whose_keyboard_interrupt_was_dropped_still_stops_pipeline_run(
     assert run.returncode == interrupts.EXIT_CODE, out + err
     assert "stopped (SIGINT)" in out + err, out + err
     assert "Traceback" not in err, err
+    assert "Exception ignored" not in err, err

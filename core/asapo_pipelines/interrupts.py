@@ -26,6 +26,8 @@ EXIT_CODE = 130
 
 _armed = False
 _raised = False
+#: the unraisable hook `install` replaced (`_quiet_unraisable`)
+_hooks: list = []
 
 
 def on_interrupt(signum: int, frame: object) -> None:
@@ -86,8 +88,23 @@ def install() -> object:
     may run several commands); returns the one it replaced (None when this is not the main
     thread, where Python runs no signal handler and none can be installed)."""
     global _armed, _raised
+    import sys  # loaded at start-up, as `os` is
+
     _armed = _raised = False
+    if sys.unraisablehook is not _quiet_unraisable:
+        _hooks.append(sys.unraisablehook)
+        sys.unraisablehook = _quiet_unraisable
     return _set(on_interrupt)
+
+
+def _quiet_unraisable(unraisable: object) -> None:
+    """Python's report of an exception raised where it cannot travel, less our Ctrl-C's: one
+    raised while a finalizer ran (a file or a connection closed by the garbage collector) was
+    printed as "Exception ignored in: ... KeyboardInterrupt:" under the command's `aborted.`,
+    a traceback after all. The command still learns of it (`raise_if_lost`)."""
+    if _raised and isinstance(getattr(unraisable, "exc_value", None), KeyboardInterrupt):
+        return
+    _hooks[-1](unraisable)
 
 
 def restore(handler: object) -> None:
