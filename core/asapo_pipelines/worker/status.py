@@ -185,7 +185,10 @@ class StatusPublisher:
         self._now = threading.Event()
         self._producer: Any = None
         self._thread: threading.Thread | None = None
-        self._last = (time.monotonic(), 0)
+        # a restarted worker's counters go on from its predecessor's (`Counters.carry`): its
+        # first rate is of what it handles, not of what was carried (11,070 messages/s in the
+        # live view of a worker that was still importing its runtime)
+        self._last = (time.monotonic(), self._handled())
         self._lock = threading.Lock()
         #: held while `_producer` is made, used or dropped: the thread and `publish_sync`
         #: send through that one producer. Two producers of one stream in one process each
@@ -207,10 +210,13 @@ class StatusPublisher:
         self._thread = threading.Thread(target=self._loop, name="status", daemon=True)
         self._thread.start()
 
-    def _rate(self) -> float:
+    def _handled(self) -> int:
         # the messages handed to the unit (a source's: sent); processed grows per batch
         c = self.counters
-        now, processed = time.monotonic(), c.received or c.processed + c.errors
+        return c.received or c.processed + c.errors
+
+    def _rate(self) -> float:
+        now, processed = time.monotonic(), self._handled()
         then, before = self._last
         self._last = (now, processed)
         return (processed - before) / (now - then) if now > then else 0.0
