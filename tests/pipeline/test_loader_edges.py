@@ -31,7 +31,7 @@ def _cap_memory() -> None:
 def _validate_cli(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """`pipeline validate ARGS` as a user runs it, with the core's units only."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASAPO_PIPELINES_")}
-    env.update(ASAPO_PIPELINES_CACHE_DIR=CACHE_DIR, ASAPO_PIPELINES_PLUGINS="no-such-plugin")
+    env.update(ASAPO_PIPELINES_CACHE_DIR=CACHE_DIR, ASAPO_PIPELINES_PLUGINS="core")
     return subprocess.run(
         [PIPELINE, "validate", *args],
         input=stdin,
