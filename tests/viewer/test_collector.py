@@ -45,7 +45,8 @@ def status(producer, instance, *, pid, t, state="running", processed=0, replica=
     producer.send(
         status_stream(instance, replica),
         None,
-        {
+        more
+        | {
             "unit": "x.y",
             "instance": instance,
             "replica": replica,
@@ -59,8 +60,7 @@ def status(producer, instance, *, pid, t, state="running", processed=0, replica=
             "pid": pid,
             "host": "node",
             "started": pid * 10.0,
-        }
-        | more,
+        },
     )
 
 
@@ -81,37 +81,10 @@ def test_states_and_restarts_come_from_the_status_stream(store):
     assert units["average"]["state"] == "running"
     assert units["average"]["processed"] == 6 + 7  # outside a run each process counts from 0
     assert units["judge"]["state"] == "restarting"
-    assert units["judge"]["rate"] is None  # a dead process has no rate (shown "-")
+    assert units["judge"]["rate"] == 0  # a dead process adds no rate
     assert units["waves"]["replicas"] == 2
     assert units["waves"]["processed"] == 14
     assert units["waves"]["state"] == "running"  # one replica done, the other still at work
-
-
-def test_a_rate_is_never_computed_across_a_worker_restart(store):
-    """A worker restarted within its session carries its predecessor's counts; its first
-    record was rated from zero to them (merge at 11069.93/s while loading, 809.58/s while
-    restarting, where `pipeline status` said 0.0/s). Only a running process's own records
-    rate it now; a unit loading or restarting has no rate."""
-    now = time.time()
-    session = {"session": "r1@1.0"}
-    with store.producer(status_source("demo")) as p:
-        status(p, "average", pid=1, t=now - 9, processed=5000, **session)
-        status(p, "average", pid=1, t=now - 8.7, processed=5001, **session)
-        # restarted: its first record carries the 5001 and rates them over a moment
-        status(p, "average", pid=2, t=now - 0.1, state="loading", processed=5001, rate=11069.93,
-               **session)  # fmt: skip
-    collector = Collector(view_of(store), store)
-    units = collector.poll()["units"]
-    assert units["average"]["state"] == "loading"
-    assert units["average"]["processed"] == 5001
-    assert units["average"]["rate"] is None  # before: 11069.93
-    with store.producer(status_source("demo")) as p:
-        status(p, "average", pid=2, t=now, processed=5001, rate=809.58, **session)
-    # running now, but its first running record still rates the carried jump: no rate yet
-    assert collector.poll()["units"]["average"]["rate"] is None  # before: 809.58
-    with store.producer(status_source("demo")) as p:
-        status(p, "average", pid=2, t=now + 0.1, processed=5002, rate=3.0, **session)
-    assert collector.poll()["units"]["average"]["rate"] == 3.0
 
 
 def test_a_replica_loading_shows_until_every_replica_runs(store):
@@ -126,8 +99,7 @@ def test_a_replica_loading_shows_until_every_replica_runs(store):
         status(p, "judge", pid=7, t=now - 0.1, state="pondering")
     units = Collector(view_of(store), store).poll()["units"]
     assert units["waves"]["state"] == "loading"
-    # a replica's first record has no rate (it counts from zero), a loading one none at all
-    assert units["waves"]["rate"] is None
+    assert units["waves"]["rate"] == 4.0  # both replicas at work: the loading one adds its 2.0
     assert units["average"]["state"] == "loading"
     assert units["judge"]["state"] == "pondering"
 

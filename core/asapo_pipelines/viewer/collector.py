@@ -56,9 +56,6 @@ REPLAYED = "replayed"
 #: the run's states (`run` section) that are not its end: it goes on, or its supervisor is gone
 #: without having ended it (`pipeline status` says what to do)
 RUN_GOING = ("running", "lost")
-#: the run's state while the pipeline has none recorded and no worker published: not "running"
-#: (the page showed an idle pipeline, live and green); not ended either, a run may start
-NO_RUN = "no run"
 #: a unit's state is the first in this order among its replicas': a replica in trouble shows
 #: over the others; one not yet at work (`starting`: restarted, its first status record not yet
 #: published; `loading`: importing its unit's runtime, restoring its state) over those at work,
@@ -68,10 +65,8 @@ STATE_ORDER = (
     *("failed", "exited", "restarting", "starting", "loading", "running", "waiting"),
     *("stopped", "finished", REPLAYED),
 )
-#: the states of a worker at work: its rate counts. Not one `starting` or `loading` (importing
-#: its runtime, restoring its state: the first record of a restarted worker carries its
-#: predecessor's counts, and its rate was that whole count over a second, 11069.93/s)
-AT_WORK = ("running",)
+#: the states of a worker at work: its rate counts
+AT_WORK = ("starting", "loading", "running")
 
 
 def _rank(state: str) -> int:
@@ -86,15 +81,10 @@ class ReplicaState:
     seen_id: int = 0
     #: (pid, host, started) of each process of this replica -> its latest counters
     lives: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
-    #: (pid, host, started) -> that process's record before its latest (for `rate`)
-    before: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     times: deque[float] = field(default_factory=lambda: deque(maxlen=5))
 
     def add(self, snap: dict[str, Any]) -> None:
-        life = (snap.get("pid"), snap.get("host"), snap.get("started"))
-        if life in self.lives:
-            self.before[life] = self.lives[life]
-        self.lives[life] = snap
+        self.lives[(snap.get("pid"), snap.get("host"), snap.get("started"))] = snap
         self.last = snap
         t = snap.get("time")
         if isinstance(t, int | float):
@@ -113,7 +103,7 @@ class ReplicaState:
         "ended in this session" check relies on (`worker.runtime._upstream_ended`)."""
         if since is None:
             return self
-        kept = ReplicaState(seen_id=self.seen_id, times=self.times, before=self.before)
+        kept = ReplicaState(seen_id=self.seen_id, times=self.times)
         kept.lives = {k: s for k, s in self.lives.items() if _started(s) >= since}
         if self.last is not None and _started(self.last) >= since:
             kept.last = self.last
@@ -127,21 +117,6 @@ class ReplicaState:
         if self.last is not None and self.last.get("session"):
             return float(self.last.get(key) or 0)
         return sum(float(snap.get(key) or 0) for snap in self.lives.values())
-
-    def rate(self) -> float | None:
-        """The rate of the replica's latest record when it and the record before it of the
-        same process both say it is at work; else None. A worker restarted within its session
-        takes its predecessor's counts while it starts (`Counters.carry`) and rates that jump
-        as its own work over a moment (11069.93/s): never a rate across a restart."""
-        if self.last is None:
-            return None
-        life = (self.last.get("pid"), self.last.get("host"), self.last.get("started"))
-        before, value = self.before.get(life), self.last.get("rate")
-        if before is None or not isinstance(value, int | float):
-            return None
-        if {self.last.get("state"), before.get("state")} - set(AT_WORK):
-            return None
-        return float(value)
 
     def interval(self) -> float:
         """The worker's status beat: as its records say (they come closer together after
@@ -532,7 +507,7 @@ class Collector:
         run = self._run_section(executor)
         return {
             "run": run,
-            "units": self._units(now, executor, ended=run["ended"], streams=streams),
+            "units": self._units(now, executor, ended=run["ended"]),
             "streams": streams,
             "errors": list(self.errors),
             "plots": [self._plot_section(p) for p in self.plots],
@@ -555,13 +530,7 @@ class Collector:
         disk), or `lost` when the supervisor is gone (with its words for what to do)."""
         record = self.record
         state, message = "running", ""
-        if self.run_id is None and not any(s.last for s in self.replicas.values()):
-            # nothing recorded and no worker heard from: not an idle pipeline, none at all, as
-            # `pipeline status` says (workers started by hand publish counters: those show)
-            shown = self.view.path if self.view.path is not None else self.view.name
-            state = NO_RUN
-            message = f"no local run of {shown} is recorded; start one with `pipeline run`"
-        elif record is not None and record.last_end is not None:
+        if record is not None and record.last_end is not None:
             state = str(record.last_end.get("state") or "ended")
             message = str(record.last_end.get("message") or "")
         elif executor is not None and self._executor_runs_session():
@@ -577,7 +546,7 @@ class Collector:
             "mode": start.get("mode", "run"),
             "from_run": start.get("from_run"),
             "state": state,
-            "ended": state not in (*RUN_GOING, NO_RUN),
+            "ended": state not in RUN_GOING,
             "message": message,
             "edited": self._edited(state),
         }
@@ -650,34 +619,8 @@ class Collector:
         seen = (record.id, record.file_sha256, stat.st_mtime_ns, stat.st_size)
         if seen != self._edit_seen:
             self._edit_seen = seen
-            told = edit_warning(record, Path(path), self.view.transport)
-            self._edit_told = told and (self._invalid_edit(record, Path(path)) or told)
+            self._edit_told = edit_warning(record, Path(path), self.view.transport)
         return self._edit_told
-
-    def _invalid_edit(self, record: Run, path: Path) -> str | None:
-        """The edit warning for a file that does not validate now, None when it does: the
-        advice of `edit_warning` (stop, then resume from the file) is refused then (`pipeline
-        stop FILE` reads the file first), so the file's first problem is said, in `pipeline
-        validate`'s words, with the command that stops the run without the file."""
-        from asapo_pipelines.pipeline.validate import PipelineInvalid
-        from asapo_pipelines.worker.launch import load
-
-        try:
-            load(path)
-        except PipelineInvalid as exc:
-            first = next((p.text() for p in exc.report.sorted() if p.severity == "error"), str(exc))
-        except PipelinesError as exc:  # gone, unreadable: as the commands would say
-            first = str(exc)
-        else:
-            return None
-        where = record.session.get("run_dir") or (self.run.path.parent if self.run.path else None)
-        stop = f"; `pipeline stop --run-dir {where}` stops the run without it" if where else ""
-        return (
-            f"{path} was edited after run {record.id}'s session started and does not validate "
-            f"now ({first}): its units go on with the configuration they started with; "
-            f"`pipeline stop {path}` and `pipeline run --resume {path}` refuse it until it is "
-            f"fixed{stop}"
-        )
 
     def _executor_runs_session(self) -> bool:
         """Whether the state file found is the one of the run's last session: a session on a
@@ -699,12 +642,7 @@ class Collector:
         return start.get("mode") == "reprocess" and unit.descriptor.role == "source"
 
     def _units(
-        self,
-        now: float,
-        data: dict[str, Any] | None = None,
-        *,
-        ended: bool = False,
-        streams: list[dict[str, Any]] | None = None,
+        self, now: float, data: dict[str, Any] | None = None, *, ended: bool = False
     ) -> dict[str, Any]:
         executor = self.run.units(data)
         # once the run ended, its tasks' states are those its supervisor wrote last, as
@@ -748,12 +686,8 @@ class Collector:
             def total(key: str, states: list[ReplicaState] = states) -> int:
                 return int(sum(s.total(key) for s in states))
 
-            # only processes at work add to the rate (a dead or finished one's last rate is
-            # old); a unit none of whose replicas is at work, or one the executor says is dead
-            # or restarting, has none (shown "-", as `pipeline status` shows it)
-            rates = [s.rate() for s in states if s.state(now) in AT_WORK]
-            rated = [r for r in rates if r is not None]
-            down = state in ("failed", "exited", "restarting", *FINAL_STATES)
+            # only processes at work add to the rate (a dead or finished one's last rate is old)
+            live = [s.last for s in states if s.last and s.state(now) in AT_WORK]
             # the replica longest in one unit call, as `pipeline status` shows it (`busy_text`):
             # of a loading worker, an import, `on_start` or `restore` that hangs. Of those in
             # the state the unit shows only: the page colours the busy text by that state, and
@@ -778,12 +712,8 @@ class Collector:
                 "redelivered": total("redelivered"),
                 "errors": total("errors"),
                 "outputs": total("outputs"),
-                "rate": None if down or not rated else round(sum(rated), 2),
-                # a unit not at work (dead, restarting, loading again) has no backlog of its
-                # own: its last record's is stale (0 beside the Streams table's 1 waiting)
-                "backlog": _backlog(snaps)
-                if state in (*AT_WORK, *FINAL_STATES, "waiting", REPLAYED)
-                else self._stream_backlog(unit, streams or []),
+                "rate": round(sum(float(s.get("rate") or 0) for s in live), 2),
+                "backlog": _backlog(snaps),
                 "lag_seconds": round(
                     max((float(s.get("lag_seconds") or 0) for s in snaps), default=0.0), 3
                 ),
@@ -797,17 +727,6 @@ class Collector:
                 "last_status": max((float(s.get("time") or 0) for s in snaps), default=None),
             }
         return units
-
-    def _stream_backlog(self, unit: UnitView, streams: list[dict[str, Any]]) -> int | None:
-        """A unit's backlog as the Streams table says it (its group's lag on each of its
-        inputs, `_streams`); None (shown "-") when a stream does not tell it."""
-        prefix = group_name(self.view.name, "")
-        key = group_name(self.view.name, unit.instance)[len(prefix) :]
-        rows = [r for r in streams if r["name"] in unit.inputs.values()]
-        lags = [r["lag"].get(key) for r in rows]
-        if not rows or any(n is None for n in lags):
-            return None
-        return int(sum(lags))
 
     def _streams(self) -> list[dict[str, Any]]:
         prefix = group_name(self.view.name, "")
@@ -875,7 +794,6 @@ class Collector:
                 except Exception:  # a record we cannot decode still shows its metadata
                     record = {}
                 record = record if isinstance(record, dict) else {}
-                said = record.get("message") or meta.get("message")
                 self.errors.appendleft(
                     {
                         "unit": str(record.get("unit") or meta.get("unit") or info.name),
@@ -885,8 +803,9 @@ class Collector:
                         "time": msg.timestamp,
                         "exception": str(record.get("exception") or meta.get("exception", "")),
                         "error": str(record.get("error") or meta.get("error", "")),
-                        # None (left out on the page) for a record without one, never "null"
-                        "message": None if said is None else json.dumps(said, default=str),
+                        "message": json.dumps(
+                            record.get("message") or meta.get("message"), default=str
+                        ),
                         "traceback": str(record.get("traceback", "")),
                     }
                 )

@@ -5,7 +5,7 @@
 
 // `loading`: a worker importing its unit's runtime (larch takes seconds) or restoring its state
 const STATES = ['waiting', 'starting', 'loading', 'running', 'restarting', 'failed', 'stopped',
-  'finished', 'exited', 'lost', 'replayed'];
+  'finished', 'exited', 'replayed'];
 const graphNodes = new Map();
 const plotDivs = new Map();
 const plotSeen = new Map();  // plot id -> the JSON last drawn, to skip redrawing what is unchanged
@@ -48,15 +48,10 @@ const FINAL = ['finished', 'failed', 'stopped', 'replayed'];
 let runEnded = false;
 // the run as a whole (the `run` event): its recorded end, or `lost` as `pipeline status` says
 let run = null;
-// the `run` event's state while the pipeline has no run (collector.NO_RUN)
-const NO_RUN = 'no run';
 
 function showConnection(open) {
   const conn = $('#conn');
   if (run && run.state === 'lost') { conn.textContent = 'run lost'; conn.className = 'conn lost'; return; }
-  // no run recorded and no worker heard from: not a live pipeline (the page picks up a run
-  // started later with the next `run` event)
-  if (run && run.state === NO_RUN) { conn.textContent = NO_RUN; conn.className = 'conn norun'; return; }
   if (runEnded || (run && run.ended)) { conn.textContent = 'run ended'; conn.className = 'conn ended'; return; }
   conn.textContent = open ? 'live' : 'reconnecting';
   conn.className = 'conn ' + (open ? 'live' : 'reconnecting');
@@ -71,12 +66,9 @@ function showCommands(node, text) {
 function showRun(section) {
   run = section;
   const note = $('#run-note');
-  note.hidden = !((section.state === 'lost' || section.ended || section.state === NO_RUN) &&
-    section.message);
-  // a run that ended well, or none yet, is said in the header's plain colour, not as a problem
-  note.className = ['complete', NO_RUN].includes(section.state) ? 'said' : 'problem';
-  if (section.state === NO_RUN) showCommands(note, note.hidden ? '' : section.message);
-  else note.textContent = note.hidden ? '' : 'run ' + section.id + ' ' + section.state + ': ' + section.message;
+  const said = section.state === 'lost' || (section.ended && section.state !== 'complete');
+  note.hidden = !(said && section.message);
+  note.textContent = note.hidden ? '' : 'run ' + section.id + ' ' + section.state + ': ' + section.message;
   showEdited();
   showConnection(true);
 }
@@ -160,8 +152,7 @@ function showUnits(units) {
     if (group) {
       group.setAttribute('class', 'unit state-' + state);
       setField(group, 'state', busy || said);
-      setField(group, 'line1', 'processed ' + u.processed + ' \u00b7 ' +
-        (u.rate == null ? '-' : u.rate.toFixed(1)) + '/s');
+      setField(group, 'line1', 'processed ' + u.processed + ' \u00b7 ' + u.rate.toFixed(1) + '/s');
       setField(group, 'line2', 'lag ' + u.lag_seconds.toFixed(1) + 's \u00b7 errors ' + u.errors +
         ' \u00b7 restarts ' + u.restarts + (u.redelivered ? ' \u00b7 redelivered ' + u.redelivered : ''));
       fitText(group, 'line2');
@@ -170,8 +161,7 @@ function showUnits(units) {
     row.dataset.unit = instance;
     row.append(el('td', instance),
       stateCell(u, state), numCell(u.processed),
-      // no rate of a unit not at work (loading, restarting, ended): "-"
-      numCell(u.rate == null ? '-' : u.rate.toFixed(2)), numCell(u.backlog ?? '-'), numCell(u.lag_seconds.toFixed(2)),
+      numCell(u.rate.toFixed(2)), numCell(u.backlog ?? '-'), numCell(u.lag_seconds.toFixed(2)),
       numCell(u.errors), numCell(u.restarts));
     if (again) row.append(numCell(u.redelivered));
     rows.push(row);
@@ -194,8 +184,7 @@ function showStreams(streams) {
     if (group) {
       const lagging = Object.values(s.lag).some((n) => n > 0);
       group.setAttribute('class', 'stream' + (lagging ? ' lagging' : ''));
-      setField(group, 'line1', s.messages + (s.messages === 1 ? ' message' : ' messages') +
-        (s.scans > 1 ? ' \u00b7 ' + s.scans +
+      setField(group, 'line1', s.messages + ' messages' + (s.scans > 1 ? ' \u00b7 ' + s.scans +
         ' scans' : ''));
     }
   }
@@ -220,11 +209,7 @@ function showErrors(errors) {
       const summary = el('summary');
       summary.append(el('strong', e.unit), document.createTextNode(' ' + fmtTime(e.time) + ' '),
         el('code', e.exception + ': ' + e.error));
-      // a field the record does not have (a null message, no traceback) is left out, not
-      // shown as `message: null`
-      details.append(summary);
-      if (e.message != null) details.append(el('div', 'message: ' + e.message, 'muted'));
-      if (e.traceback) details.append(el('pre', e.traceback));
+      details.append(summary, el('div', 'message: ' + e.message, 'muted'), el('pre', e.traceback));
       item.append(details);
       errorItems.set(key, item);
     }
