@@ -187,23 +187,30 @@ def entry_point_sources(env: Mapping[str, str] | None = None) -> list[PluginSour
     return _all_entry_points(env)[0]
 
 
+def _lists_set(env: Mapping[str, str]) -> bool:
+    """Whether the allow or block list is given: without either, no plugin is left out and no
+    name in them can be wrong, and the entry points need not be read a second time."""
+    return bool(_split_env(env.get(ENV_ONLY)) or _split_env(env.get(ENV_DISABLE)))
+
+
 def left_out_plugins(env: Mapping[str, str] | None = None) -> list[LeftOut]:
     """The installed plugins the allow or block list keeps from loading."""
-    return _all_entry_points(env)[1]
+    env = os.environ if env is None else env
+    return _all_entry_points(env)[1] if _lists_set(env) else []
 
 
 def plugin_list_typos(env: Mapping[str, str] | None = None) -> list[str]:
     """One sentence per name in the allow or block list that names no installed plugin (its
     entry point or distribution): a typo there loads nothing, or disables nothing, silently."""
-    from importlib.metadata import entry_points
-
     env = os.environ if env is None else env
+    if not _lists_set(env):
+        return []
+    loaded, left_out = _all_entry_points(env)
     known = {BUILTIN_PLUGIN: BUILTIN_PLUGIN, _normalize(CORE_DISTRIBUTION): CORE_DISTRIBUTION}
-    for ep in entry_points(group=PROJECT):
-        known[_normalize(ep.name)] = ep.name
-        dist = getattr(ep, "dist", None)
-        if dist is not None:
-            known[_normalize(dist.name)] = dist.name
+    for source in [*loaded, *(x.source for x in left_out)]:
+        known[_normalize(source.name)] = source.name
+        if source.distribution != "unknown":
+            known[_normalize(source.distribution)] = source.distribution
     sentences = []
     for variable in (ENV_ONLY, ENV_DISABLE):
         for name in sorted(_split_env(env.get(variable))):
